@@ -1,0 +1,296 @@
+"""The data catalog: which datasets exist, where their files are and how they are split.
+
+A catalog is a YAML file (``data_catalog.yaml``) mapping dataset names to entries. Paths and
+globs in an entry are relative to the folder holding the catalog (its *root*); a path that
+resolves outside the root, through ``..`` or a symlink, is refused unless the entry sets
+``allow_outside_root: true``.
+
+Everything a later stage needs is checked here, at load time, with the entry and file named:
+unknown keys, globs matching nothing, images without labels, split names that match no file,
+a file in two splits.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from segpipe.errors import CatalogError
+
+SPLITS = ("train", "validation", "test")
+Split = Literal["train", "validation", "test"]
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSplit(_Strict):
+    """Split by file: each list names images by their file stem."""
+
+    train: list[str] = Field(min_length=1)
+    validation: list[str] = Field(default_factory=list)
+    test: list[str] = Field(default_factory=list)
+
+
+class RegionSplit(_Strict):
+    """Split one large image by region: ``[start, stop)`` per spatial axis, in array order."""
+
+    regions: dict[Split, list[tuple[int, int]]]
+
+    @field_validator("regions")
+    @classmethod
+    def _check_regions(cls, regions: dict) -> dict:
+        if "train" not in regions:
+            raise ValueError("a region split needs a 'train' region")
+        for split, bounds in regions.items():
+            for start, stop in bounds:
+                if not 0 <= start < stop:
+                    raise ValueError(f"region {split}: [{start}, {stop}] is empty or negative")
+        return regions
+
+
+class TrainingOverrides(_Strict):
+    """Training settings a catalog entry may fix instead of the self-configured defaults."""
+
+    model: Literal["unet", "fcn"] | None = None
+    patch_size: list[int] | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    max_minutes: float | None = None
+    features: list[int] | None = None
+
+
+class DatasetEntry(_Strict):
+    """One dataset of the catalog.
+
+    Attributes:
+        description: Free text shown in reports.
+        images: Glob (or list of globs) of image files, relative to the catalog root.
+        labels: Glob (or list) of label files. Labels pair with images by file stem, or
+            one-to-one when each side holds a single file.
+        format: ``tiff`` or ``nifti``; ``auto`` picks by suffix.
+        ndim: Spatial dimensions of the images (2 or 3).
+        channel_axis: Axis of the channels in the source arrays, if there is one.
+        channels: Channels to keep, in order (default: all).
+        classes: Names of the semantic classes, background first.
+        instances: Whether labels are instance maps (one id per object) rather than class maps.
+        spacing: Pixel or voxel size per spatial axis; read from the files when omitted.
+        unit: Unit of the spacing.
+        ground_truth: How the labels were made, shown in every report (e.g. a silver standard).
+        split: By file or by region.
+        allow_outside_root: Accept files resolving outside the catalog's folder.
+        training: Per-dataset overrides of the self-configured training defaults.
+    """
+
+    description: str = ""
+    images: str | list[str]
+    labels: str | list[str]
+    format: Literal["auto", "tiff", "nifti"] = "auto"
+    ndim: Literal[2, 3] = 2
+    channel_axis: int | None = None
+    channels: list[int] | None = None
+    classes: list[str] = Field(default_factory=lambda: ["background", "foreground"], min_length=2)
+    instances: bool = True
+    spacing: list[float] | None = None
+    unit: str = "micrometer"
+    ground_truth: str = ""
+    split: FileSplit | RegionSplit
+    allow_outside_root: bool = False
+    training: TrainingOverrides = Field(default_factory=TrainingOverrides)
+
+    @model_validator(mode="after")
+    def _check_spacing(self) -> DatasetEntry:
+        if self.spacing is not None:
+            if len(self.spacing) != self.ndim:
+                raise ValueError(f"spacing has {len(self.spacing)} values, ndim is {self.ndim}")
+            if any(s <= 0 for s in self.spacing):
+                raise ValueError(f"spacing must be positive, got {self.spacing}")
+        if self.instances and len(self.classes) != 2:
+            raise ValueError("instance datasets have exactly two classes: background and the objects")
+        return self
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a dataset, resolved to files, with its split.
+
+    Attributes:
+        name: Unique name inside the dataset (the file stem, plus the split for regions).
+        image: Absolute path of the image file.
+        labels: Absolute path of the label file.
+        split: ``train``, ``validation`` or ``test``.
+        region: ``(start, stop)`` per spatial axis when the image is a region of a larger file.
+    """
+
+    name: str
+    image: Path
+    labels: Path
+    split: Split
+    region: tuple[tuple[int, int], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated catalog entry with its files resolved."""
+
+    name: str
+    entry: DatasetEntry
+    root: Path
+    records: tuple[ImageRecord, ...]
+
+    def split(self, split: Split) -> list[ImageRecord]:
+        """Records of one split, in catalog order."""
+        return [r for r in self.records if r.split == split]
+
+
+class Catalog:
+    """A loaded, validated data catalog."""
+
+    def __init__(self, path: Path, entries: dict[str, DatasetEntry]):
+        self.path = path
+        self.root = path.parent.resolve()
+        self.entries = entries
+
+    def names(self) -> list[str]:
+        """Dataset names, in file order."""
+        return list(self.entries)
+
+    def dataset(self, name: str) -> Dataset:
+        """Resolve one entry's files and split; raises :class:`CatalogError` on any problem."""
+        if name not in self.entries:
+            known = ", ".join(self.entries) or "none"
+            raise CatalogError(f"{self.path}: no dataset named {name!r} (known: {known})")
+        entry = self.entries[name]
+        records = _resolve_records(name, entry, self.root, self.path)
+        return Dataset(name=name, entry=entry, root=self.root, records=tuple(records))
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Read and validate a catalog file.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The catalog; entries are checked for unknown keys and types now, their files when
+        :meth:`Catalog.dataset` resolves them.
+
+    Raises:
+        CatalogError: The file is missing, is not YAML, or an entry is invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"{path}: catalog file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise CatalogError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):
+        raise CatalogError(f"{path}: expected a top-level 'datasets:' mapping of name to entry")
+    unknown = set(raw) - {"datasets"}
+    if unknown:
+        raise CatalogError(f"{path}: unknown top-level keys {sorted(unknown)}")
+    entries = {}
+    for name, body in raw["datasets"].items():
+        try:
+            entries[str(name)] = DatasetEntry.model_validate(body or {})
+        except ValidationError as err:
+            raise CatalogError(f"{path}: dataset {name!r}: {_explain(err)}") from err
+    return Catalog(path, entries)
+
+
+def _explain(err: ValidationError) -> str:
+    parts = []
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "entry"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _expand(patterns: str | list[str], root: Path, *, where: str, allow_outside: bool) -> list[Path]:
+    patterns = [patterns] if isinstance(patterns, str) else patterns
+    found: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(root / pattern), recursive=True))
+        if not matches:
+            raise CatalogError(f"{where}: {pattern!r} matches no file under {root}")
+        for match in matches:
+            path = Path(match)
+            resolved = path.resolve()
+            if not allow_outside and not resolved.is_relative_to(root):
+                raise CatalogError(
+                    f"{where}: {path} resolves to {resolved}, outside the catalog root {root}; "
+                    "set allow_outside_root: true in the entry to accept it"
+                )
+            if path.is_file():
+                found.append(path.absolute())
+    if len(set(found)) != len(found):
+        dupes = sorted({str(p) for p in found if found.count(p) > 1})
+        raise CatalogError(f"{where}: files listed twice: {', '.join(dupes)}")
+    return found
+
+
+def _pair(images: list[Path], labels: list[Path], *, where: str) -> dict[str, tuple[Path, Path]]:
+    if len(images) == 1 and len(labels) == 1:
+        return {_stem(images[0]): (images[0], labels[0])}
+    by_stem = {_stem(p): p for p in labels}
+    pairs = {}
+    for image in images:
+        stem = _stem(image)
+        if stem in pairs:
+            raise CatalogError(f"{where}: two images share the name {stem!r}")
+        if stem not in by_stem:
+            raise CatalogError(f"{where}: image {image} has no label file named {stem}.*")
+        pairs[stem] = (image, by_stem.pop(stem))
+    if by_stem:
+        raise CatalogError(f"{where}: label files without an image: {', '.join(map(str, by_stem.values()))}")
+    return pairs
+
+
+def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> list[ImageRecord]:
+    where = f"{path}: dataset {name!r}"
+    images = _expand(entry.images, root, where=f"{where}: images", allow_outside=entry.allow_outside_root)
+    labels = _expand(entry.labels, root, where=f"{where}: labels", allow_outside=entry.allow_outside_root)
+    pairs = _pair(images, labels, where=where)
+
+    if isinstance(entry.split, RegionSplit):
+        if len(pairs) != 1:
+            raise CatalogError(f"{where}: a region split needs exactly one image, found {len(pairs)}")
+        stem, (image, label) = next(iter(pairs.items()))
+        records = []
+        for split, bounds in entry.split.regions.items():
+            if len(bounds) != entry.ndim:
+                raise CatalogError(f"{where}: region {split} has {len(bounds)} ranges, ndim is {entry.ndim}")
+            records.append(ImageRecord(f"{stem}-{split}", image, label, split, tuple(map(tuple, bounds))))
+        return sorted(records, key=lambda r: SPLITS.index(r.split))
+
+    records = []
+    seen: dict[str, str] = {}
+    for split in SPLITS:
+        for stem in getattr(entry.split, split):
+            if stem in seen:
+                raise CatalogError(f"{where}: {stem!r} is in both the {seen[stem]} and {split} splits")
+            if stem not in pairs:
+                raise CatalogError(f"{where}: split {split} names {stem!r}, but no image has that name")
+            seen[stem] = split
+            records.append(ImageRecord(stem, *pairs[stem], split))
+    unassigned = sorted(set(pairs) - set(seen))
+    if unassigned:
+        raise CatalogError(f"{where}: images in no split: {', '.join(unassigned)}")
+    return records

@@ -1,0 +1,132 @@
+"""The dataset store: one zarr v3 group per dataset, one OME-Zarr image per catalog image.
+
+Layout::
+
+    data.zarr/                   root; attrs["segpipe"] describes the dataset and its images
+      <image name>/              OME-Zarr (NGFF 0.5) image: multiscales with axes and scale
+        s0                       image, (c, [z,] y, x), source dtype
+        labels/gt/s0             ground truth, ([z,] y, x), unsigned integers
+
+Readers never see a half-written store: ingest writes under a temporary name and renames it
+into place, and :func:`open_store` refuses a store without its completion record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from segpipe.errors import StoreError
+
+IMAGE_LEVEL = "s0"
+GT_NAME = "gt"
+COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """One image of a store, opened lazily (zarr arrays, not loaded)."""
+
+    name: str
+    split: str
+    image: zarr.Array
+    labels: zarr.Array | None
+    spacing: tuple[float, ...]
+    info: dict
+
+
+def chunk_shape(shape: tuple[int, ...], ndim: int, *, spatial_chunk: int | None = None) -> tuple[int, ...]:
+    """Chunks sized for sliding windows: whole channels, 256 px in 2D or 64^3 voxels in 3D."""
+    edge = spatial_chunk or (256 if ndim == 2 else 64)
+    lead = shape[: len(shape) - ndim]
+    return tuple(lead) + tuple(min(edge, s) for s in shape[-ndim:])
+
+
+def axes_for(ndim: int, *, channels: bool) -> list[dict]:
+    """NGFF axes: optional channel axis, then ``(z,) y, x`` in space."""
+    names = ["z", "y", "x"][-ndim:]
+    axes = [{"name": n, "type": "space"} for n in names]
+    return ([{"name": "c", "type": "channel"}] if channels else []) + axes
+
+
+def write_ome_metadata(group: zarr.Group, *, ndim: int, channels: bool, spacing, unit: str, name: str) -> None:
+    """Write NGFF 0.5 ``multiscales`` for a single-level image in ``group``."""
+    from ome_zarr.format import CurrentFormat
+    from ome_zarr.writer import write_multiscales_metadata
+
+    axes = axes_for(ndim, channels=channels)
+    for axis in axes:
+        if axis["type"] == "space":
+            axis["unit"] = unit
+    scale = ([1.0] if channels else []) + [float(s) for s in spacing]
+    datasets = [{"path": IMAGE_LEVEL, "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
+    write_multiscales_metadata(group, datasets, fmt=CurrentFormat(), axes=axes, name=name)
+
+
+def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int) -> zarr.Array:
+    """A chunked, lz4-compressed array in ``group``."""
+    return group.create_array(
+        name, shape=shape, dtype=dtype, chunks=chunk_shape(tuple(shape), ndim), compressors=COMPRESSOR
+    )
+
+
+def write_image_group(
+    root: zarr.Group, name: str, image: np.ndarray, labels: np.ndarray | None, *, ndim: int, spacing, unit: str
+) -> zarr.Group:
+    """Write one image (channels first) and its ground truth as an OME-Zarr image group."""
+    from ome_zarr.writer import write_label_metadata
+
+    group = root.create_group(name)
+    create_array(group, IMAGE_LEVEL, shape=image.shape, dtype=image.dtype, ndim=ndim)[...] = image
+    write_ome_metadata(group, ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
+    if labels is not None:
+        label_root = group.create_group("labels")
+        gt = label_root.create_group(GT_NAME)
+        create_array(gt, IMAGE_LEVEL, shape=labels.shape, dtype=labels.dtype, ndim=ndim)[...] = labels
+        write_ome_metadata(gt, ndim=ndim, channels=False, spacing=spacing, unit=unit, name=GT_NAME)
+        write_label_metadata(label_root, GT_NAME)
+    return group
+
+
+def open_store(path: str | Path) -> tuple[zarr.Group, dict]:
+    """Open a complete store read-only; returns the root group and its ``segpipe`` record.
+
+    Raises:
+        StoreError: No store there, or one that ingest did not finish.
+    """
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path}: no zarr store here; run `segpipe ingest` first")
+    root = zarr.open_group(str(path), mode="r")
+    record = root.attrs.get("segpipe")
+    if not record or not record.get("complete"):
+        raise StoreError(f"{path}: store is incomplete (interrupted ingest?); run `segpipe ingest` again")
+    return root, record
+
+
+def read_record(path: str | Path) -> dict | None:
+    """The ``segpipe`` record of a complete store, or ``None`` if there is none."""
+    try:
+        return open_store(path)[1]
+    except (StoreError, json.JSONDecodeError, FileNotFoundError):
+        return None
+
+
+def list_images(path: str | Path, split: str | None = None) -> list[StoredImage]:
+    """Images of a store, optionally of one split, in catalog order."""
+    root, record = open_store(path)
+    images = []
+    for info in record["images"]:
+        if split is not None and info["split"] != split:
+            continue
+        group = root[info["name"]]
+        labels = group[f"labels/{GT_NAME}/{IMAGE_LEVEL}"] if "labels" in group else None
+        images.append(
+            StoredImage(info["name"], info["split"], group[IMAGE_LEVEL], labels, tuple(info["spacing"]), info)
+        )
+    return images
