@@ -1,0 +1,160 @@
+"""Dataset pooling: hand-computed totals, JSON-ready output, and CTC sequence agreement."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from ctc_metrics.scripts.evaluate import evaluate_sequence
+from skimage.segmentation import relabel_sequential
+
+from segpipe.scoring import ScoreAccumulator
+
+NAMES = ["background", "nucleus"]
+
+
+def two_images() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Image a: two 4-pixel objects, one found exactly; image b: one object, found exactly."""
+    gt_a = np.zeros((4, 4), np.uint16)
+    gt_a[0:2, 0:2] = 1
+    gt_a[2:4, 2:4] = 2
+    pred_a = np.where(gt_a == 1, 1, 0)
+    gt_b = np.zeros((4, 4), np.uint16)
+    gt_b[:, 0] = 5
+    pred_b = np.where(gt_b == 5, 9, 0)
+    return [("a", gt_a, pred_a), ("b", gt_b, pred_b)]
+
+
+def test_per_image_rows():
+    acc = ScoreAccumulator(2, NAMES, True)
+    (name_a, gt_a, pred_a), (name_b, gt_b, pred_b) = two_images()
+    row_a = acc.add(name_a, gt_a, pred_a)
+    # foreground: gt 8, pred 4, both 4; background: gt 8, pred 12, both 8.
+    assert row_a == {
+        "name": "a",
+        "seg": 0.5,
+        "n_objects": 2,
+        "iou": {"background": pytest.approx(8 / 12), "nucleus": 0.5},
+        "dice": {"background": 0.8, "nucleus": pytest.approx(2 / 3)},
+    }
+    row_b = acc.add(name_b, gt_b, pred_b)
+    assert row_b == {
+        "name": "b",
+        "seg": 1.0,
+        "n_objects": 1,
+        "iou": {"background": 1.0, "nucleus": 1.0},
+        "dice": {"background": 1.0, "nucleus": 1.0},
+    }
+
+
+def test_summary_pools_objects_and_pixels():
+    acc = ScoreAccumulator(2, NAMES, True)
+    rows = [acc.add(*image) for image in two_images()]
+    summary = acc.summary()
+    assert summary["n_images"] == 2
+    assert summary["n_objects"] == 3
+    assert summary["seg"] == pytest.approx(2 / 3, abs=1e-15)  # (1 + 0 + 1) / 3, not (0.5 + 1) / 2
+    # pooled foreground: both 8, gt 12, pred 8; background: both 20, gt 20, pred 24.
+    assert summary["iou"] == pytest.approx({"background": 20 / 24, "nucleus": 8 / 12}, abs=1e-15)
+    assert summary["dice"] == pytest.approx({"background": 40 / 44, "nucleus": 16 / 20}, abs=1e-15)
+    assert summary["mean_iou"] == pytest.approx(8 / 12, abs=1e-15)
+    assert summary["mean_dice"] == pytest.approx(16 / 20, abs=1e-15)
+    assert summary["per_image"] == rows
+
+
+def test_summary_is_strict_json_with_plain_types():
+    acc = ScoreAccumulator(3, ["bg", "nucleus", "never"], True)
+    for image in two_images():
+        acc.add(*image)
+    acc.add("empty", np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint8))
+    summary = acc.summary()
+    assert summary["per_image"][2]["seg"] is None and summary["per_image"][2]["n_objects"] == 0
+    assert summary["iou"]["never"] is None  # NaN (class in no map) becomes None
+    assert summary["mean_iou"] == summary["iou"]["nucleus"]  # undefined classes are left out
+    json.dumps(summary, allow_nan=False)
+
+    def leaves(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from leaves(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from leaves(v)
+        else:
+            yield value
+
+    assert {type(v) for v in leaves(summary)} <= {int, float, str, type(None)}
+
+
+def test_no_images():
+    summary = ScoreAccumulator(2, NAMES, True).summary()
+    assert summary["seg"] is None and summary["n_objects"] == 0
+    assert summary["iou"] == {"background": None, "nucleus": None}
+    assert summary["mean_iou"] is None and summary["per_image"] == []
+
+
+def test_semantic_dataset():
+    acc = ScoreAccumulator(3, ["bg", "a", "b"], False)
+    gt = np.array([[0, 1], [2, 2]])
+    row = acc.add("x", gt, np.array([[0, 1], [2, 0]]))
+    assert row["seg"] is None and row["n_objects"] is None
+    assert row["iou"] == {"bg": 0.5, "a": 1.0, "b": 0.5}
+    summary = acc.summary()
+    assert summary["seg"] is None and summary["n_objects"] is None
+    assert summary["mean_iou"] == pytest.approx(0.75, abs=1e-15)
+
+
+def test_explicit_semantic_maps_for_instances():
+    acc = ScoreAccumulator(3, ["bg", "round", "long"], True)
+    gt = np.array([[1, 1, 0, 2]])
+    classes = np.array([[1, 1, 0, 2]])
+    row = acc.add("x", gt, gt, gt_semantic=classes, pred_semantic=np.array([[1, 2, 0, 2]]))
+    assert row["seg"] == 1.0
+    assert row["iou"] == {"bg": 1.0, "round": 0.5, "long": 0.5}
+
+
+def test_reset():
+    acc = ScoreAccumulator(2, NAMES, True)
+    acc.add(*two_images()[0])
+    acc.reset()
+    assert acc.summary()["n_images"] == 0
+
+
+@pytest.mark.parametrize(
+    ("n_classes", "names"), [(2, ["bg"]), (2, ["bg", "bg"]), (0, [])], ids=["count", "duplicate", "zero"]
+)
+def test_rejects_bad_classes(n_classes, names):
+    with pytest.raises(ValueError):
+        ScoreAccumulator(n_classes, names, True)
+
+
+def test_sequence_seg_agrees_with_py_ctcmetrics(tmp_path, real_labels, perturb):
+    """All eleven BBBC007 fields as one CTC sequence, scored by ``evaluate_sequence``.
+
+    The CTC pools SEG over frames by object count; so must :meth:`ScoreAccumulator.summary`.
+    Folders follow the CTC layout: ``01_GT/SEG/man_segTTT.tif``, ``01_GT/TRA/man_trackTTT.tif``
+    (only counted when SEG alone is asked for) and ``01_RES/maskTTT.tif``.
+    """
+    kinds = ("erode", "dilate", "shift", "merge", "drop", "split", "flip", "noisy", "identity")
+    seg_dir, tra_dir, res_dir = tmp_path / "01_GT" / "SEG", tmp_path / "01_GT" / "TRA", tmp_path / "01_RES"
+    for folder in (seg_dir, tra_dir, res_dir):
+        folder.mkdir(parents=True)
+    acc = ScoreAccumulator(2, NAMES, True)
+    frames = sorted(name for name in real_labels if name.startswith("bbbc007/"))
+    assert len(frames) == 11
+    per_frame = []
+    for t, name in enumerate(frames):
+        gt = real_labels[name]
+        pred = perturb(gt, kinds[t % len(kinds)], t)
+        if kinds[t % len(kinds)] != "noisy":  # keep sklearn inside py-ctcmetrics on its fast path
+            pred = relabel_sequential(pred)[0]
+        tifffile.imwrite(seg_dir / f"man_seg{t:03d}.tif", gt)
+        tifffile.imwrite(tra_dir / f"man_track{t:03d}.tif", gt)
+        tifffile.imwrite(res_dir / f"mask{t:03d}.tif", pred.astype(np.uint32))
+        per_frame.append(acc.add(name, gt, pred)["seg"])
+    expected = evaluate_sequence(str(res_dir), str(tmp_path / "01_GT"), metrics=["SEG"], threads=1)["SEG"]
+    summary = acc.summary()
+    assert summary["seg"] == pytest.approx(expected, abs=1e-9)
+    assert summary["seg"] != pytest.approx(float(np.mean(per_frame)), abs=1e-6)  # the pooling matters
