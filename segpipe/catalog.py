@@ -15,11 +15,12 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from segpipe.config import TrainConfig
 from segpipe.errors import CatalogError
 
 SPLITS = ("train", "validation", "test")
@@ -57,17 +58,6 @@ class RegionSplit(_Strict):
         return regions
 
 
-class TrainingOverrides(_Strict):
-    """Training settings a catalog entry may fix instead of the self-configured defaults."""
-
-    model: Literal["unet", "fcn"] | None = None
-    patch_size: list[int] | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
-    max_minutes: float | None = None
-    features: list[int] | None = None
-
-
 class DatasetEntry(_Strict):
     """One dataset of the catalog.
 
@@ -87,7 +77,8 @@ class DatasetEntry(_Strict):
         ground_truth: How the labels were made, shown in every report (e.g. a silver standard).
         split: By file or by region.
         allow_outside_root: Accept files resolving outside the catalog's folder.
-        training: Per-dataset overrides of the self-configured training defaults.
+        training: Per-dataset overrides of the training defaults: any field of
+            :class:`segpipe.config.TrainConfig` (e.g. ``patch_size``, ``epochs``, ``max_minutes``).
     """
 
     description: str = ""
@@ -104,7 +95,13 @@ class DatasetEntry(_Strict):
     ground_truth: str = ""
     split: FileSplit | RegionSplit
     allow_outside_root: bool = False
-    training: TrainingOverrides = Field(default_factory=TrainingOverrides)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("training")
+    @classmethod
+    def _check_training(cls, training: dict) -> dict:
+        TrainConfig.model_validate(training)  # unknown keys and bad values fail at load time
+        return training
 
     @model_validator(mode="after")
     def _check_spacing(self) -> DatasetEntry:

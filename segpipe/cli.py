@@ -1,0 +1,177 @@
+"""The ``segpipe`` command line.
+
+``segpipe run DATASET`` runs every stage as a Prefect flow (on Prefect's embedded default
+when no server is configured); ``segpipe ingest|train|predict|score|report DATASET`` runs one
+stage alone, without Prefect. Every command reads the catalog (``data_catalog.yaml`` by
+default) and writes under ``OUTPUT/DATASET/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from segpipe.errors import SegpipeError
+
+app = typer.Typer(
+    help=(
+        "Batch segmentation of microscopy and medical image stacks.\n\n"
+        "Declare datasets in data_catalog.yaml, then `segpipe run DATASET` ingests them into "
+        "OME-Zarr, trains a MONAI U-Net (or FCN), predicts the test split with sliding windows, "
+        "splits touching objects, scores against ground truth (IoU, Dice, CTC SEG) and writes "
+        "a report under OUTPUT/DATASET/.\n\nExample: segpipe run bbbc007 --output runs"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", help="Catalog YAML file.")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Folder for run outputs (one subfolder per dataset).")]
+DatasetArg = Annotated[str, typer.Argument(help="Dataset name from the catalog.")]
+SplitOpt = Annotated[str, typer.Option(help="Which split to predict, score or report.")]
+DEFAULT_CATALOG = Path("data_catalog.yaml")
+DEFAULT_OUTPUT = Path("runs")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    _setup_logging(verbose)
+
+
+@app.command()
+def run(
+    dataset: DatasetArg,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    output: OutputOpt = DEFAULT_OUTPUT,
+    model: Annotated[Optional[str], typer.Option(help="Network: unet or fcn (default: catalog, else unet).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Train exactly N epochs (no time budget).")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Training time budget in minutes.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Run the whole pipeline (ingest, train, predict, score, report) as a Prefect flow.
+
+    With no Prefect server configured this uses Prefect's embedded default: nothing to start.
+    Re-running resumes: unchanged inputs are not re-ingested, training continues from its
+    last checkpoint, finished predictions are kept.
+    """
+    from flows.pipeline import segpipe_pipeline
+
+    summary = segpipe_pipeline(
+        dataset=dataset,
+        catalog=str(catalog),
+        output=str(output),
+        model=model,
+        epochs=epochs,
+        max_minutes=minutes,
+        seed=seed,
+        device=device,
+    )
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+def ingest(
+    dataset: DatasetArg,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    output: OutputOpt = DEFAULT_OUTPUT,
+    force: Annotated[bool, typer.Option(help="Re-ingest even if the sources are unchanged.")] = False,
+) -> None:
+    """Check a dataset's files and write them into OUTPUT/DATASET/data.zarr (OME-Zarr)."""
+    from segpipe.stages import ingest_stage
+
+    result = ingest_stage(catalog, dataset, output, force=force)
+    state = "up to date" if result.skipped else "written"
+    typer.echo(f"{result.store}: {result.n_images} images, {state} (fingerprint {result.fingerprint[:12]})")
+
+
+@app.command()
+def train(
+    dataset: DatasetArg,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    output: OutputOpt = DEFAULT_OUTPUT,
+    model: Annotated[Optional[str], typer.Option(help="Network: unet or fcn.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Train exactly N epochs (no time budget).")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Training time budget in minutes.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Train on the ingested store's train split, validating on its validation split.
+
+    Patch size, batch size and widths are planned from the dataset fingerprint unless the
+    catalog entry's `training:` section sets them. A killed run resumes when started again.
+    """
+    from segpipe.stages import train_config_for, train_stage
+
+    config = train_config_for(
+        catalog, dataset, model=model, epochs=epochs, max_minutes=minutes, seed=seed, device=device
+    )
+    result = train_stage(output, dataset, config)
+    typer.echo(f"{result.model_path}: validation {json.dumps(result.card.get('validation', {}))}")
+
+
+@app.command()
+def predict(
+    dataset: DatasetArg,
+    output: OutputOpt = DEFAULT_OUTPUT,
+    split: SplitOpt = "test",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Predict a split with the trained model (sliding windows, Gaussian blending)."""
+    from segpipe.stages import predict_stage
+
+    names = predict_stage(output, dataset, split=split, device=device)
+    typer.echo(f"predicted {len(names)} images into {output / dataset / 'predictions.zarr'}")
+
+
+@app.command()
+def score(dataset: DatasetArg, output: OutputOpt = DEFAULT_OUTPUT, split: SplitOpt = "test") -> None:
+    """Score predictions against ground truth: IoU and Dice per class, CTC SEG; writes metrics.json."""
+    from segpipe.stages import score_stage
+
+    metrics = score_stage(output, dataset, split=split)
+    typer.echo(json.dumps({k: v for k, v in metrics.items() if k != "per_image"}, indent=2))
+
+
+@app.command()
+def report(dataset: DatasetArg, output: OutputOpt = DEFAULT_OUTPUT, split: SplitOpt = "test") -> None:
+    """Write report.md with metrics, overlays and the training curve."""
+    from segpipe.stages import report_stage
+
+    result = report_stage(output, dataset, split=split)
+    typer.echo(f"{result.path} ({len(result.figures)} figures)")
+
+
+@app.command("catalog")
+def catalog_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
+    """Validate the catalog and list its datasets with their splits."""
+    from segpipe.catalog import load_catalog
+
+    loaded = load_catalog(catalog)
+    for name in loaded.names():
+        dataset = loaded.dataset(name)
+        counts = {s: len(dataset.split(s)) for s in ("train", "validation", "test")}
+        typer.echo(f"{name}: {dataset.entry.ndim}D, classes {dataset.entry.classes}, images per split {counts}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning segpipe's own errors into one line and exit code 2."""
+    try:
+        app()
+    except SegpipeError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)

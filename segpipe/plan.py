@@ -1,0 +1,77 @@
+"""Self-configuration: a dataset fingerprint and the training defaults derived from it (nnU-Net-style, kept small)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from segpipe.config import TrainConfig
+from segpipe.store import list_images
+from segpipe.transforms import intensity_percentiles
+
+#: Target patch edge per dimensionality, and the batch that goes with it on a CPU.
+PATCH_EDGE = {2: 128, 3: 64}
+BATCH = {2: 8, 3: 2}
+DIVISOR = 16  # four 2x2 poolings in the U-Net; the FCN pads itself
+
+
+def fingerprint_store(store) -> dict:
+    """Summarize the training split: shapes, spacing, channels, intensities, objects.
+
+    Returns:
+        JSON-ready dict saved next to the model and printed before training.
+    """
+    images = list_images(store, "train")
+    if not images:
+        raise ValueError(f"{store}: the training split is empty")
+    shapes = np.array([im.image.shape[1:] for im in images])
+    spacings = np.array([im.spacing for im in images])
+    lows, highs, objects = [], [], []
+    for im in images:
+        lo, hi = intensity_percentiles(np.asarray(im.image[0]), (1.0, 99.8))
+        lows.append(lo)
+        highs.append(hi)
+        if im.labels is not None:
+            objects.append(int(len(np.unique(np.asarray(im.labels))) - 1))
+    return {
+        "n_train": len(images),
+        "channels": int(images[0].image.shape[0]),
+        "median_shape": [int(v) for v in np.median(shapes, axis=0)],
+        "min_shape": [int(v) for v in shapes.min(axis=0)],
+        "median_spacing": [float(v) for v in np.median(spacings, axis=0)],
+        "intensity_p1": float(np.median(lows)),
+        "intensity_p99_8": float(np.median(highs)),
+        "objects_per_image": float(np.mean(objects)) if objects else None,
+    }
+
+
+def plan_patch_size(median_shape: list[int], spacing: list[float]) -> tuple[int, ...]:
+    """A patch of about ``PATCH_EDGE`` physical-isotropic edge, never much larger than the images.
+
+    Axes with coarser spacing get proportionally fewer voxels; every edge is a multiple of 16.
+    """
+    ndim = len(median_shape)
+    edge = PATCH_EDGE[ndim]
+    finest = min(spacing)
+    patch = []
+    for size, step in zip(median_shape, spacing):
+        want = edge * finest / step
+        fit = min(want, size)
+        patch.append(max(DIVISOR, int(math.ceil(fit / DIVISOR) * DIVISOR)))
+    return tuple(patch)
+
+
+def plan_training(fingerprint: dict, config: TrainConfig) -> TrainConfig:
+    """Fill what ``config`` leaves open (``None``) from the fingerprint."""
+    ndim = len(fingerprint["median_shape"])
+    updates = {}
+    if config.patch_size is None:
+        updates["patch_size"] = plan_patch_size(fingerprint["median_shape"], fingerprint["median_spacing"])
+    elif len(config.patch_size) != ndim:
+        raise ValueError(f"patch_size {config.patch_size} has {len(config.patch_size)} axes, the data has {ndim}")
+    if config.batch_size is None:
+        updates["batch_size"] = BATCH[ndim]
+    if config.features is None:
+        updates["features"] = (16, 32, 64, 128, 256, 16) if config.model == "unet" else (16, 32, 64, 128, 256)
+    return config.model_copy(update=updates)

@@ -1,0 +1,66 @@
+"""Shared fixtures: the bundled data, small real crops of it, and a Prefect test server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+# Prefect reads its settings at import; keep telemetry off and its files out of the user's home.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The data bundled with the project (see data/README.md)."""
+    return DATA
+
+
+def write_crop_dataset(folder: Path, names: list[str], *, size: int = 160) -> Path:
+    """Copy crops of real BBBC007 fields (image and labels) into ``folder``; return a catalog."""
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        for sub in ("images", "labels"):
+            array = tifffile.imread(DATA / "bbbc007" / sub / f"{name}.tif")[:size, :size]
+            tifffile.imwrite(folder / sub / f"{name}.tif", np.ascontiguousarray(array))
+    catalog = folder / "catalog.yaml"
+    catalog.write_text(
+        "datasets:\n"
+        "  crops:\n"
+        "    images: images/*.tif\n"
+        "    labels: labels/*.tif\n"
+        "    ndim: 2\n"
+        "    classes: [background, nucleus]\n"
+        "    ground_truth: silver standard (Voronoi-Otsu labeling)\n"
+        "    split:\n"
+        f"      train: [{names[0]}, {names[1]}]\n"
+        f"      validation: [{names[2]}]\n"
+        f"      test: [{names[3]}]\n"
+        "    training: {patch_size: [64, 64], batch_size: 2, iterations_per_epoch: 2, val_every: 1}\n"
+    )
+    return catalog
+
+
+CROP_NAMES = ["17P1_POS0006_D_1UL", "A9_p5d", "20P1_POS0007_D_1UL", "A9_p9d"]
+
+
+@pytest.fixture
+def crop_catalog(tmp_path: Path) -> Path:
+    """A four-image catalog of 160x160 real crops (2 train, 1 validation, 1 test)."""
+    return write_crop_dataset(tmp_path / "crops", CROP_NAMES)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect database and API for flow tests (about 6 s, once)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from segpipe.models import available_models, build_model, register_model
+from segpipe.models.fcn import FCN
+
+
+CASES = [("unet", s) for s in [(2, 1, 64, 64), (1, 1, 37, 53), (1, 1, 16, 32, 24)]]
+CASES += [("fcn", s) for s in [(2, 1, 64, 64), (1, 1, 37, 53), (1, 1, 16, 32, 24), (1, 1, 13, 29, 30)]]
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_networks_keep_the_input_size(name, shape):
+    """The U-Net needs 16 px per axis (four poolings); windows are never smaller. The FCN pads itself."""
+    model = build_model(name, spatial_dims=len(shape) - 2, in_channels=1, out_channels=3)
+    with torch.no_grad():
+        out = model(torch.randn(*shape))
+    assert out.shape == (shape[0], 3, *shape[2:])
+
+
+@pytest.mark.parametrize("variant", ["32s", "16s", "8s"])
+def test_fcn_variants_on_odd_sizes(variant):
+    model = FCN(spatial_dims=2, in_channels=2, out_channels=4, variant=variant)
+    with torch.no_grad():
+        assert model(torch.randn(1, 2, 45, 67)).shape == (1, 4, 45, 67)
+
+
+def test_unet_has_the_classic_structure():
+    model = build_model("unet", spatial_dims=2, in_channels=1, out_channels=2)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    ups = [m for m in model.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(pools) == 4 and all(p.kernel_size == 2 for p in pools)
+    assert len(ups) == 4 and all(u.kernel_size == (2, 2) and u.stride == (2, 2) for u in ups)
+    assert convs[-1].kernel_size == (1, 1)
+    assert sum(c.kernel_size == (3, 3) for c in convs) == 18  # two per level: 5 down + 4 up
+
+
+def test_registry_rejects_unknown_and_duplicate_names():
+    assert {"unet", "fcn"} <= set(available_models())
+    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+        build_model("resnet", spatial_dims=2, in_channels=1, out_channels=2)
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("unet")(lambda **kw: None)

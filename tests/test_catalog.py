@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import pytest
+
+from segpipe.catalog import load_catalog
+from segpipe.errors import CatalogError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bundled_catalog_resolves_every_dataset():
+    catalog = load_catalog(ROOT / "data_catalog.yaml")
+    bbbc = catalog.dataset("bbbc007")
+    assert [len(bbbc.split(s)) for s in ("train", "validation", "test")] == [7, 2, 2]
+    assert all(r.image.stem == r.labels.stem for r in bbbc.records)
+    dsb = catalog.dataset("dsb2018-nuclei")
+    regions = {r.split: r.region for r in dsb.records}
+    assert regions["test"] == ((368, 512), (0, 512))
+    assert "Silver standard" in catalog.entries["bbbc007"].ground_truth
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(body)
+    return path
+
+
+def _entry(extra: str = "", split: str = "split: {train: [a]}") -> str:
+    return f"datasets:\n  d:\n    images: img/*.tif\n    labels: lab/*.tif\n    {split}\n{extra}"
+
+
+@pytest.fixture
+def files(tmp_path):
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir()
+        for name in ("a", "b"):
+            (tmp_path / sub / f"{name}.tif").write_bytes(b"x")
+    return tmp_path
+
+
+def test_unknown_key_is_named(tmp_path, files):
+    path = _write(tmp_path, _entry("    colour: red\n"))
+    with pytest.raises(CatalogError, match=r"dataset 'd': colour: Extra inputs are not permitted"):
+        load_catalog(path)
+
+
+def test_image_in_no_split_is_reported(tmp_path, files):
+    with pytest.raises(CatalogError, match="images in no split: b"):
+        load_catalog(_write(tmp_path, _entry())).dataset("d")
+
+
+def test_missing_label_file_names_the_image(tmp_path, files):
+    (tmp_path / "lab" / "b.tif").unlink()
+    with pytest.raises(CatalogError, match=r"img/b.tif has no label file named b"):
+        load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b]}"))).dataset("d")
+
+
+def test_file_in_two_splits(tmp_path, files):
+    with pytest.raises(CatalogError, match="'a' is in both the train and test splits"):
+        load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b], test: [a]}"))).dataset("d")
+
+
+def test_glob_matching_nothing(tmp_path):
+    with pytest.raises(CatalogError, match="matches no file"):
+        load_catalog(_write(tmp_path, _entry())).dataset("d")
+
+
+def test_path_escaping_root_through_symlink(tmp_path, files):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "c.tif").write_bytes(b"x")
+    (tmp_path / "img" / "c.tif").symlink_to(outside / "c.tif")
+    (tmp_path / "lab" / "c.tif").write_bytes(b"x")
+    body = _entry(split="split: {train: [a, b, c]}")
+    with pytest.raises(CatalogError, match="outside the catalog root"):
+        load_catalog(_write(tmp_path, body)).dataset("d")
+    allowed = load_catalog(_write(tmp_path, body + "    allow_outside_root: true\n")).dataset("d")
+    assert len(allowed.records) == 3
+
+
+def test_bad_training_override_fails_at_load(tmp_path, files):
+    with pytest.raises(CatalogError, match="training"):
+        load_catalog(_write(tmp_path, _entry("    training: {epochs: 0}\n")))
+
+
+def test_unknown_dataset(tmp_path, files):
+    with pytest.raises(CatalogError, match=r"no dataset named 'x' \(known: d\)"):
+        load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b]}"))).dataset("x")

@@ -1,0 +1,51 @@
+import json
+
+import numpy as np
+import pytest
+
+from segpipe.catalog import load_catalog
+from segpipe.checkpoint import load_model
+from segpipe.config import TrainConfig
+from segpipe.infer import predict_image
+from segpipe.ingest import ingest_dataset
+from segpipe.train import train_model
+
+TINY = dict(epochs=2, max_minutes=None, iterations_per_epoch=2, batch_size=2, patch_size=(64, 64), val_every=1)
+
+
+@pytest.fixture
+def store(crop_catalog, tmp_path):
+    path = tmp_path / "data.zarr"
+    ingest_dataset(load_catalog(crop_catalog).dataset("crops"), path, progress=False)
+    return path
+
+
+def test_training_writes_a_model_prediction_can_reload(store, tmp_path):
+    result = train_model(store, tmp_path / "model", TrainConfig(**TINY), progress=False)
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert all(0 <= row["val_seg"] <= 1 for row in result.history)
+    card = json.loads((tmp_path / "model" / "model_card.json").read_text())
+    assert card["patch_size"] == [64, 64] and card["out_channels"] == 3 and card["instances"]
+    assert set(card["postprocess"]) == {"foreground_threshold", "seed_threshold", "min_size"}
+    assert (tmp_path / "model" / "history.csv").read_text().startswith("epoch,train_loss")
+    model, loaded = load_model(tmp_path / "model")
+    assert loaded == card
+    probs = predict_image(model, np.zeros((1, 50, 70), np.float32), roi_size=card["patch_size"], n_classes=2)
+    assert probs.shape == (3, 50, 70)
+    np.testing.assert_allclose(probs[:2].sum(axis=0), 1.0, rtol=1e-5)
+
+
+def test_same_seed_gives_the_same_numbers_on_cpu(store, tmp_path):
+    config = TrainConfig(**TINY, device="cpu")
+    first = train_model(store, tmp_path / "a", config, progress=False).history
+    second = train_model(store, tmp_path / "b", config, progress=False).history
+    assert [r["train_loss"] for r in first] == [r["train_loss"] for r in second]
+    other = train_model(store, tmp_path / "c", config.model_copy(update={"seed": 1}), progress=False).history
+    assert [r["train_loss"] for r in other] != [r["train_loss"] for r in first]
+
+
+def test_finished_run_is_not_retrained(store, tmp_path, caplog):
+    config = TrainConfig(**TINY, device="cpu")
+    first = train_model(store, tmp_path / "m", config, progress=False)
+    again = train_model(store, tmp_path / "m", config, progress=False)
+    assert again.history == first.history
