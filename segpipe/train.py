@@ -99,6 +99,7 @@ def train_model(
     instances = bool(record["instances"])
     n_classes = len(record["classes"])
     card = _card(record, fingerprint, config, n_classes=n_classes, instances=instances)
+    set_determinism(config.seed)
     model = network_from_card(card).to(device)
 
     train_set = load_split(store, "train", instances=instances)

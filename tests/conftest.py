@@ -43,7 +43,8 @@ def write_crop_dataset(folder: Path, names: list[str], *, size: int = 160) -> Pa
         f"      train: [{names[0]}, {names[1]}]\n"
         f"      validation: [{names[2]}]\n"
         f"      test: [{names[3]}]\n"
-        "    training: {patch_size: [64, 64], batch_size: 2, iterations_per_epoch: 2, val_every: 1}\n"
+        "    training: {patch_size: [64, 64], batch_size: 2, iterations_per_epoch: 2, val_every: 1,\n"
+        "               features: [8, 16, 32, 64, 128, 8]}\n"
     )
     return catalog
 

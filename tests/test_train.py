@@ -10,7 +10,10 @@ from segpipe.infer import predict_image
 from segpipe.ingest import ingest_dataset
 from segpipe.train import train_model
 
-TINY = dict(epochs=2, max_minutes=None, iterations_per_epoch=2, batch_size=2, patch_size=(64, 64), val_every=1)
+TINY = dict(
+    epochs=2, max_minutes=None, iterations_per_epoch=2, batch_size=2, patch_size=(64, 64), val_every=1,
+    features=(8, 16, 32, 64, 128, 8),
+)
 
 
 @pytest.fixture
