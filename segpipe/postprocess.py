@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
-from skimage.morphology import remove_small_objects
 from skimage.segmentation import watershed
 
 
@@ -54,7 +53,9 @@ def instance_labels(foreground: np.ndarray, distance: np.ndarray, params: Instan
         seeds[extra] = n_seeds + np.searchsorted(seedless, components[extra]) + 1
     labels = watershed(-distance, markers=seeds, mask=mask)
     if params.min_size:
-        labels = remove_small_objects(labels, max_size=params.min_size - 1)
+        too_small = np.bincount(labels.ravel()) < params.min_size
+        too_small[0] = False
+        labels[too_small[labels]] = 0
     return _relabel(labels)
 
 

@@ -90,7 +90,8 @@ def augmentation(
     """Random patch plus augmentation, the nnU-Net way kept small.
 
     Patches are centred on foreground with probability ``foreground_ratio`` (oversampling);
-    then random flips along every axis, 90-degree rotations in the (y, x) plane, and mild
+    then random flips along every axis, 90-degree rotations in the (y, x) plane (square
+    patches only), and mild
     intensity scaling, shifting and gamma on the image.
     """
     spatial = tuple(int(p) for p in patch_size)
@@ -103,8 +104,9 @@ def augmentation(
         ),
     ]
     steps += [mt.RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(ndim)]
+    if spatial[-1] == spatial[-2]:  # a 90-degree turn of a non-square patch would change its shape
+        steps.append(mt.RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(ndim - 2, ndim - 1)))
     steps += [
-        mt.RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(ndim - 2, ndim - 1)),
         mt.RandScaleIntensityd(keys="image", factors=0.2, prob=0.3),
         mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.3),
         mt.RandAdjustContrastd(keys="image", gamma=(0.7, 1.5), prob=0.3),
