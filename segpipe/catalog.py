@@ -7,11 +7,12 @@ resolves outside the root, through ``..`` or a symlink, is refused unless the en
 
 Everything a later stage needs is checked here, at load time, with the entry and file named:
 unknown keys, globs matching nothing, images without labels, split names that match no file,
-a file in two splits.
+a file in two splits. Every key is described in ``docs/catalog.md``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ from segpipe.errors import CatalogError
 SPLITS = ("train", "validation", "test")
 Split = Literal["train", "validation", "test"]
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".png")
+COLOURS = {"red": 0, "green": 1, "blue": 2, "alpha": 3}
 
 
 class _Strict(BaseModel):
@@ -63,19 +65,28 @@ class DatasetEntry(_Strict):
 
     Attributes:
         description: Free text shown in reports.
-        images: Glob (or list of globs) of image files, relative to the catalog root.
-        labels: Glob (or list) of label files. Labels pair with images by file stem, or
-            one-to-one when each side holds a single file.
-        format: ``tiff`` or ``nifti``; ``auto`` picks by suffix.
+        images: Glob (or list of globs) of image files, relative to the catalog root. A match
+            that is a folder is one 3D stack of the 2D slices inside it (see ``slice_glob``);
+            for ``format: ctc`` the matches are Cell Tracking Challenge sequence folders.
+        labels: Glob (or list) of label files. Labels pair with images by file stem (after
+            ``images_suffix``/``labels_suffix`` are removed), or one-to-one when each side holds
+            a single file. For ``ctc`` a folder template with ``{seq}`` (default ``{seq}_GT/SEG``).
+        format: ``tiff``, ``nifti``, ``png`` or ``ctc``; ``auto`` picks by suffix.
         ndim: Spatial dimensions of the images (2 or 3).
+        axes: What each axis of the image files is (letters ``T``, ``C``, ``Z``, ``Y``, ``X``),
+            overriding the file's metadata; frames (``T``) become separate images.
+        label_axes: The same for the label files.
         channel_axis: Axis of the channels in the source arrays, if there is one.
-        channels: Channels to keep, in order (default: all).
+        channels: Channels to keep, in order (default: all): indices, or ``red``/``green``/``blue``.
+        images_suffix: Removed from image file stems before pairing (e.g. ``_img``).
+        labels_suffix: Removed from label file stems before pairing (e.g. ``_masks``).
+        slice_glob: Which files of a slice folder are slices (natural sort order).
         classes: Names of the semantic classes, background first.
         instances: Whether labels are instance maps (one id per object) rather than class maps.
         spacing: Pixel or voxel size per spatial axis; read from the files when omitted.
-        unit: Unit of the spacing.
+        unit: Unit of the spacing; read from the files when omitted (else ``micrometer``).
         ground_truth: How the labels were made, shown in every report (e.g. a silver standard).
-        split: By file or by region.
+        split: By file (for ``ctc``: by sequence folder name) or by region.
         allow_outside_root: Accept files resolving outside the catalog's folder.
         training: Per-dataset overrides of the training defaults: any field of
             :class:`segpipe.config.TrainConfig` (e.g. ``patch_size``, ``epochs``, ``max_minutes``).
@@ -83,15 +94,20 @@ class DatasetEntry(_Strict):
 
     description: str = ""
     images: str | list[str]
-    labels: str | list[str]
-    format: Literal["auto", "tiff", "nifti"] = "auto"
+    labels: str | list[str] | None = None
+    format: Literal["auto", "tiff", "nifti", "png", "ctc"] = "auto"
     ndim: Literal[2, 3] = 2
+    axes: str | None = Field(default=None, pattern=r"^[TCSZYXtcszyx]+$")
+    label_axes: str | None = Field(default=None, pattern=r"^[TCSZYXtcszyx]+$")
     channel_axis: int | None = None
-    channels: list[int] | None = None
+    channels: list[int | Literal["red", "green", "blue", "alpha"]] | None = Field(default=None, min_length=1)
+    images_suffix: str = ""
+    labels_suffix: str = ""
+    slice_glob: str = "*"
     classes: list[str] = Field(default_factory=lambda: ["background", "foreground"], min_length=2)
     instances: bool = True
     spacing: list[float] | None = None
-    unit: str = "micrometer"
+    unit: str | None = None
     ground_truth: str = ""
     split: FileSplit | RegionSplit
     allow_outside_root: bool = False
@@ -112,7 +128,19 @@ class DatasetEntry(_Strict):
                 raise ValueError(f"spacing must be positive, got {self.spacing}")
         if self.instances and len(self.classes) != 2:
             raise ValueError("instance datasets have exactly two classes: background and the objects")
+        if self.labels is None and self.format != "ctc":
+            raise ValueError("labels: required (only format: ctc finds its labels by itself)")
+        if self.format == "ctc" and isinstance(self.split, RegionSplit):
+            raise ValueError("split: a ctc dataset is split by sequence folder, not by region")
+        if self.channels is not None and len(set(self.channel_indices())) != len(self.channels):
+            raise ValueError(f"channels: {self.channels} names a channel twice")
         return self
+
+    def channel_indices(self) -> list[int] | None:
+        """``channels`` as indices (colour names mapped to RGB(A) positions), or ``None``."""
+        if self.channels is None:
+            return None
+        return [COLOURS[c] if isinstance(c, str) else c for c in self.channels]
 
 
 @dataclass(frozen=True)
@@ -125,6 +153,7 @@ class ImageRecord:
         labels: Absolute path of the label file.
         split: ``train``, ``validation`` or ``test``.
         region: ``(start, stop)`` per spatial axis when the image is a region of a larger file.
+        plane: For a 2D record cut from a 3D image file (CTC per-slice ground truth): the ``z``.
     """
 
     name: str
@@ -132,6 +161,7 @@ class ImageRecord:
     labels: Path
     split: Split
     region: tuple[tuple[int, int], ...] | None = None
+    plane: int | None = None
 
 
 @dataclass(frozen=True)
@@ -212,15 +242,33 @@ def _explain(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _stem(path: Path) -> str:
+def _stem(path: Path, suffix: str = "") -> str:
     name = path.name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    stem = path.stem
+    for ext in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(ext):
+            stem = name[: -len(ext)]
+            break
+    if path.is_dir():
+        stem = name
+    if suffix and stem.endswith(suffix) and len(stem) > len(suffix):
+        stem = stem[: -len(suffix)]
+    return stem
 
 
-def _expand(patterns: str | list[str], root: Path, *, where: str, allow_outside: bool) -> list[Path]:
+def check_inside(path: Path, root: Path, *, where: str, allow_outside: bool) -> None:
+    """Refuse ``path`` if it resolves (through ``..`` or symlinks) outside ``root``."""
+    resolved = path.resolve()
+    if not allow_outside and not resolved.is_relative_to(root):
+        raise CatalogError(
+            f"{where}: {path} resolves to {resolved}, outside the catalog root {root}; "
+            "set allow_outside_root: true in the entry to accept it"
+        )
+
+
+def _expand(
+    patterns: str | list[str], root: Path, *, where: str, allow_outside: bool, slice_glob: str = "*"
+) -> list[Path]:
     patterns = [patterns] if isinstance(patterns, str) else patterns
     found: list[Path] = []
     for pattern in patterns:
@@ -229,13 +277,14 @@ def _expand(patterns: str | list[str], root: Path, *, where: str, allow_outside:
             raise CatalogError(f"{where}: {pattern!r} matches no file under {root}")
         for match in matches:
             path = Path(match)
-            resolved = path.resolve()
-            if not allow_outside and not resolved.is_relative_to(root):
-                raise CatalogError(
-                    f"{where}: {path} resolves to {resolved}, outside the catalog root {root}; "
-                    "set allow_outside_root: true in the entry to accept it"
-                )
-            if path.is_file():
+            check_inside(path, root, where=where, allow_outside=allow_outside)
+            if path.is_dir():  # a folder of 2D slices: every slice must stay inside too
+                slices = [p for p in path.glob(slice_glob) if p.is_file()]
+                if not slices:
+                    raise CatalogError(f"{where}: folder {path} holds no file matching {slice_glob!r}")
+                for item in slices:
+                    check_inside(item, root, where=where, allow_outside=allow_outside)
+            if path.is_file() or path.is_dir():
                 found.append(path.absolute())
     if len(set(found)) != len(found):
         dupes = sorted({str(p) for p in found if found.count(p) > 1})
@@ -243,17 +292,22 @@ def _expand(patterns: str | list[str], root: Path, *, where: str, allow_outside:
     return found
 
 
-def _pair(images: list[Path], labels: list[Path], *, where: str) -> dict[str, tuple[Path, Path]]:
+def _pair(images: list[Path], labels: list[Path], entry: DatasetEntry, *, where: str) -> dict[str, tuple[Path, Path]]:
     if len(images) == 1 and len(labels) == 1:
-        return {_stem(images[0]): (images[0], labels[0])}
-    by_stem = {_stem(p): p for p in labels}
+        return {_stem(images[0], entry.images_suffix): (images[0], labels[0])}
+    by_stem: dict[str, Path] = {}
+    for path in labels:
+        stem = _stem(path, entry.labels_suffix)
+        if stem in by_stem:
+            raise CatalogError(f"{where}: two label files share the name {stem!r}: {by_stem[stem]}, {path}")
+        by_stem[stem] = path
     pairs = {}
     for image in images:
-        stem = _stem(image)
+        stem = _stem(image, entry.images_suffix)
         if stem in pairs:
-            raise CatalogError(f"{where}: two images share the name {stem!r}")
+            raise CatalogError(f"{where}: two images share the name {stem!r}: {pairs[stem][0]}, {image}")
         if stem not in by_stem:
-            raise CatalogError(f"{where}: image {image} has no label file named {stem}.*")
+            raise CatalogError(f"{where}: image {image} has no label file named {stem}{entry.labels_suffix}.*")
         pairs[stem] = (image, by_stem.pop(stem))
     if by_stem:
         raise CatalogError(f"{where}: label files without an image: {', '.join(map(str, by_stem.values()))}")
@@ -262,9 +316,19 @@ def _pair(images: list[Path], labels: list[Path], *, where: str) -> dict[str, tu
 
 def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> list[ImageRecord]:
     where = f"{path}: dataset {name!r}"
-    images = _expand(entry.images, root, where=f"{where}: images", allow_outside=entry.allow_outside_root)
-    labels = _expand(entry.labels, root, where=f"{where}: labels", allow_outside=entry.allow_outside_root)
-    pairs = _pair(images, labels, where=where)
+    outside = entry.allow_outside_root
+    images = _expand(entry.images, root, where=f"{where}: images", allow_outside=outside, slice_glob=entry.slice_glob)
+    if entry.format == "ctc":
+        from segpipe.ctc import ctc_records
+
+        template = entry.labels if isinstance(entry.labels, str) else "{seq}_GT/SEG"
+        records = ctc_records(images, template=template, ndim=entry.ndim, where=where)
+        for record in records:
+            check_inside(record.labels, root, where=f"{where}: labels", allow_outside=outside)
+        return _assign_splits(records, entry, where=where, key=lambda r: r.name.rsplit("-t", 1)[0])
+    assert entry.labels is not None  # checked by the model
+    labels = _expand(entry.labels, root, where=f"{where}: labels", allow_outside=outside, slice_glob=entry.slice_glob)
+    pairs = _pair(images, labels, entry, where=where)
 
     if isinstance(entry.split, RegionSplit):
         if len(pairs) != 1:
@@ -277,17 +341,27 @@ def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> 
             records.append(ImageRecord(f"{stem}-{split}", image, label, split, tuple(map(tuple, bounds))))
         return sorted(records, key=lambda r: SPLITS.index(r.split))
 
-    records = []
+    unsplit = [ImageRecord(stem, image, label, "train") for stem, (image, label) in pairs.items()]
+    return _assign_splits(unsplit, entry, where=where, key=lambda r: r.name)
+
+
+def _assign_splits(records: list[ImageRecord], entry: DatasetEntry, *, where: str, key) -> list[ImageRecord]:
+    """Give each record the split that names its ``key`` (file stem, or CTC sequence)."""
+    assert isinstance(entry.split, FileSplit)
+    groups: dict[str, list[ImageRecord]] = {}
+    for record in records:
+        groups.setdefault(key(record), []).append(record)
+    out = []
     seen: dict[str, str] = {}
     for split in SPLITS:
         for stem in getattr(entry.split, split):
             if stem in seen:
                 raise CatalogError(f"{where}: {stem!r} is in both the {seen[stem]} and {split} splits")
-            if stem not in pairs:
+            if stem not in groups:
                 raise CatalogError(f"{where}: split {split} names {stem!r}, but no image has that name")
             seen[stem] = split
-            records.append(ImageRecord(stem, *pairs[stem], split))
-    unassigned = sorted(set(pairs) - set(seen))
+            out += [dataclasses.replace(r, split=split) for r in groups[stem]]
+    unassigned = sorted(set(groups) - set(seen))
     if unassigned:
         raise CatalogError(f"{where}: images in no split: {', '.join(unassigned)}")
-    return records
+    return out

@@ -40,11 +40,37 @@ class StoredImage:
     info: dict
 
 
-def chunk_shape(shape: tuple[int, ...], ndim: int, *, spatial_chunk: int | None = None) -> tuple[int, ...]:
-    """Chunks sized for sliding windows: whole channels, 256 px in 2D or 64^3 voxels in 3D."""
-    edge = spatial_chunk or (256 if ndim == 2 else 64)
-    lead = shape[: len(shape) - ndim]
-    return tuple(lead) + tuple(min(edge, s) for s in shape[-ndim:])
+def chunk_shape(
+    shape: tuple[int, ...],
+    ndim: int,
+    *,
+    spatial_chunk: int | None = None,
+    itemsize: int | None = None,
+    max_slab_bytes: int | None = None,
+) -> tuple[int, ...]:
+    """Chunks sized for sliding windows: whole channels, 256 px in 2D or 64^3 voxels in 3D.
+
+    Ingest streams a stack one row of chunks (a *slab*: the chunk depth of the first spatial
+    axis, all of the others) at a time. When ``itemsize`` and ``max_slab_bytes`` are given and
+    a 64-plane slab would exceed the budget, 3D chunks get fewer planes and wider in-plane
+    edges (about the same voxels per chunk), so peak memory stays bounded whatever the size.
+    """
+    lead = tuple(shape[: len(shape) - ndim])
+    spatial = tuple(shape[-ndim:])
+    if spatial_chunk is not None:
+        return lead + tuple(min(spatial_chunk, s) for s in spatial)
+    if ndim == 2:
+        edges = [256, 256]
+        if itemsize and max_slab_bytes:
+            row_bytes = int(np.prod(lead, dtype=np.int64)) * spatial[1] * itemsize
+            edges[0] = int(max(16, min(256, max_slab_bytes // max(row_bytes, 1))))
+        return lead + tuple(min(e, s) for e, s in zip(edges, spatial))
+    depth, edge = 64, 64
+    if itemsize and max_slab_bytes:
+        plane_bytes = int(np.prod(lead, dtype=np.int64)) * spatial[1] * spatial[2] * itemsize
+        depth = int(max(1, min(64, max_slab_bytes // max(plane_bytes, 1))))
+        edge = 64 if depth >= 32 else 128 if depth >= 8 else 256
+    return lead + (min(depth, spatial[0]), min(edge, spatial[1]), min(edge, spatial[2]))
 
 
 def axes_for(ndim: int, *, channels: bool) -> list[dict]:
@@ -68,11 +94,10 @@ def write_ome_metadata(group: zarr.Group, *, ndim: int, channels: bool, spacing,
     write_multiscales_metadata(group, datasets, fmt=CurrentFormat(), axes=axes, name=name)
 
 
-def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int) -> zarr.Array:
-    """A chunked, lz4-compressed array in ``group``."""
-    return group.create_array(
-        name, shape=shape, dtype=dtype, chunks=chunk_shape(tuple(shape), ndim), compressors=COMPRESSOR
-    )
+def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunks=None) -> zarr.Array:
+    """A chunked, lz4-compressed array in ``group`` (chunks from :func:`chunk_shape` by default)."""
+    chunks = tuple(chunks) if chunks is not None else chunk_shape(tuple(shape), ndim)
+    return group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, compressors=COMPRESSOR)
 
 
 def write_image_group(

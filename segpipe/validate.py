@@ -1,4 +1,8 @@
-"""Content checks shared by every reader: what an image or label array must satisfy."""
+"""Content checks shared by every reader: what an image or label array must satisfy.
+
+The ``*_block`` functions check one slab of a streamed image, so a stack larger than memory
+gets the same checks as a small one; the whole-array functions are built on them.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,34 @@ def check_image(array: np.ndarray, path: Path) -> None:
     """
     if array.size == 0:
         raise InputError(f"{path}: image has no pixels (shape {array.shape})")
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise InputError(f"{path}: image dtype {array.dtype} is not numeric")
-    if np.issubdtype(array.dtype, np.floating):
-        bad = ~np.isfinite(array)
+    check_image_dtype(array.dtype, path)
+    check_image_block(array, path)
+
+
+def check_image_dtype(dtype: np.dtype, path: Path) -> None:
+    """Images must be integer or floating point (not bool, complex or structured).
+
+    Raises:
+        InputError: Any other dtype.
+    """
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise InputError(f"{path}: image dtype {dtype} is not numeric (integer or float)")
+
+
+def check_image_block(block: np.ndarray, path: Path, *, offset: tuple[int, ...] | None = None) -> None:
+    """Refuse NaN and Inf in a (part of an) image; ``offset`` places the block in the file.
+
+    Raises:
+        InputError: The block holds NaN or Inf, with the count and the first index.
+    """
+    if np.issubdtype(block.dtype, np.floating):
+        bad = ~np.isfinite(block)
         if bad.any():
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise InputError(f"{path}: image holds {int(bad.sum())} NaN or Inf values (first at index {first})")
+            first = np.argwhere(bad)[0]
+            if offset is not None:
+                first = first + np.asarray(offset)
+            where = tuple(int(i) for i in first)
+            raise InputError(f"{path}: image holds {int(bad.sum())} NaN or Inf values (first at index {where})")
 
 
 def check_labels(labels: np.ndarray, path: Path, *, n_classes: int | None = None) -> np.ndarray:
@@ -33,6 +58,16 @@ def check_labels(labels: np.ndarray, path: Path, *, n_classes: int | None = None
         labels: The label array.
         path: File it came from, for messages.
         n_classes: For semantic maps, the number of classes; values must be below it.
+
+    Raises:
+        InputError: Non-integer values, negative labels, or class ids out of range.
+    """
+    high = check_label_block(labels, path, n_classes=n_classes)
+    return labels.astype(label_dtype(high), copy=False)
+
+
+def check_label_block(labels: np.ndarray, path: Path, *, n_classes: int | None = None) -> int:
+    """Check a label map (or one slab of it); returns its largest label.
 
     Raises:
         InputError: Non-integer values, negative labels, or class ids out of range.
@@ -47,7 +82,7 @@ def check_labels(labels: np.ndarray, path: Path, *, n_classes: int | None = None
         raise InputError(f"{path}: label map holds negative labels (minimum {low})")
     if n_classes is not None and high >= n_classes:
         raise InputError(f"{path}: label value {int(high)} but the catalog declares {n_classes} classes")
-    return labels.astype(_label_dtype(int(high)), copy=False)
+    return int(high)
 
 
 def check_pair(image: np.ndarray, labels: np.ndarray, image_path: Path, label_path: Path, *, ndim: int) -> None:
@@ -64,7 +99,8 @@ def check_pair(image: np.ndarray, labels: np.ndarray, image_path: Path, label_pa
         raise InputError(f"{image_path}: image is constant ({image.min()}) but {label_path} labels objects in it")
 
 
-def _label_dtype(high: int) -> np.dtype:
+def label_dtype(high: int) -> np.dtype:
+    """The smallest unsigned integer type holding labels up to ``high``."""
     for dtype in (np.uint8, np.uint16, np.uint32):
         if high <= np.iinfo(dtype).max:
             return np.dtype(dtype)

@@ -1,0 +1,159 @@
+"""Ingest a catalog dataset into its zarr store: skip if unchanged, else build a new one atomically."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import zarr
+from tqdm.auto import tqdm
+
+from segpipe import __version__
+from segpipe.catalog import Dataset
+from segpipe.ingest.atomic import clean_stale, partial_path, replace_store
+from segpipe.ingest.fingerprint import (
+    FORMAT_VERSION,
+    check_duplicates,
+    check_unchanged,
+    collect_digests,
+    fingerprint_of,
+)
+from segpipe.ingest.options import IngestOptions
+from segpipe.ingest.record import ingest_record
+from segpipe.store import read_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What :func:`ingest_dataset` did."""
+
+    store: Path
+    fingerprint: str
+    skipped: bool
+    n_images: int
+
+
+def ingest_dataset(
+    dataset: Dataset,
+    store: str | Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    options: IngestOptions | None = None,
+) -> IngestResult:
+    """Write ``dataset`` into the zarr store at ``store``.
+
+    An unchanged dataset (same fingerprint) is left alone unless ``force``. The new store is
+    written next to the target under a temporary name and renamed into place, so an
+    interrupted ingest never leaves a store that looks complete; leftovers of a killed run
+    are removed first. Images are ingested by a pool of threads, each streaming its image.
+
+    Args:
+        dataset: A resolved catalog entry.
+        store: Where the store goes (``.../data.zarr``).
+        force: Rebuild even when the fingerprint matches.
+        progress: Show a progress bar.
+        options: Threads and memory; defaults of :class:`IngestOptions` when omitted.
+
+    Raises:
+        InputError: A source file is unreadable or its content is refused.
+    """
+    options = options or IngestOptions()
+    store = Path(store)
+    clean_stale(store)
+    existing = read_record(store)
+    background: _Digests | None = None
+    if existing is not None:
+        digests = collect_digests(dataset, existing.get("sources"))
+        fingerprint = fingerprint_of(dataset, digests)
+        if not force and existing.get("fingerprint") == fingerprint:
+            log.info("%s: store %s is up to date, nothing to ingest", dataset.name, store)
+            return IngestResult(store, fingerprint, True, len(existing["images"]))
+    else:  # nothing to compare with: digest the sources while the store is written
+        background = _Digests(dataset)
+
+    store.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(store)
+    try:
+        root = zarr.open_group(str(partial), mode="w")
+        infos = _ingest_all(root, dataset, options, progress=progress)
+        if background is not None:
+            digests = background.result()
+            fingerprint = fingerprint_of(dataset, digests)
+        check_duplicates(dataset, digests)
+        check_unchanged(dataset, digests)
+        root.attrs["segpipe"] = _store_record(dataset, fingerprint, digests, infos)
+        replace_store(partial, store)
+    finally:
+        if background is not None:
+            background.join()
+        if partial.exists():
+            shutil.rmtree(partial)
+    log.info("%s: ingested %d images into %s", dataset.name, len(infos), store)
+    return IngestResult(store, fingerprint, False, len(infos))
+
+
+def _ingest_all(root: zarr.Group, dataset: Dataset, options: IngestOptions, *, progress: bool) -> list[dict]:
+    records = list(dataset.records)
+    bar = tqdm(total=len(records), desc=f"ingest {dataset.name}", unit="image", disable=not progress)
+    with bar, ThreadPoolExecutor(max_workers=options.n_workers(len(records))) as pool:
+        futures = [pool.submit(ingest_record, root, dataset, record, options) for record in records]
+        for future in futures:
+            future.add_done_callback(lambda _: bar.update())
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f in done and f.exception() is not None]
+        if failed:
+            for future in futures:
+                future.cancel()
+            raise failed[0].exception()  # type: ignore[misc]
+        return [info for future in futures for info in future.result()]
+
+
+class _Digests(threading.Thread):
+    """Digest the sources in a background thread (hashlib releases the GIL)."""
+
+    def __init__(self, dataset: Dataset):
+        super().__init__(name="segpipe-digests", daemon=True)
+        self.dataset = dataset
+        self._result: dict | None = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._result = collect_digests(self.dataset)
+        except BaseException as err:  # re-raised in the caller's thread
+            self._error = err
+
+    def result(self) -> dict:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+def _store_record(dataset: Dataset, fingerprint: str, digests: dict, infos: list[dict]) -> dict:
+    entry = dataset.entry
+    units = {info["unit"] for info in infos}
+    return {
+        "complete": True,
+        "dataset": dataset.name,
+        "fingerprint": fingerprint,
+        "format_version": FORMAT_VERSION,
+        "segpipe_version": __version__,
+        "ndim": entry.ndim,
+        "classes": entry.classes,
+        "instances": entry.instances,
+        "unit": units.pop() if len(units) == 1 else (entry.unit or "micrometer"),
+        "ground_truth": entry.ground_truth,
+        "description": entry.description,
+        "images": infos,
+        "sources": digests,
+    }
