@@ -1,32 +1,78 @@
 """Pool scores over the images of a dataset, as the Cell Tracking Challenge and MONAI do.
 
-Every value :class:`ScoreAccumulator` returns is a plain Python ``int``, ``float``, ``str``,
-``None``, ``list`` or ``dict``, ready for :func:`json.dumps` with ``allow_nan=False``: scores
-that are undefined (NaN: no ground-truth objects, a class in neither map) are ``None``.
+Every dataset score is pooled from per-image sums, weighting images by what they hold:
+
+* SEG: summed Jaccard indices over summed ground-truth objects (not a mean of image SEGs);
+* DET: ``1 - min(sum AOGM-D, sum AOGM-D0) / sum AOGM-D0``, as the CTC pools frames;
+* matching at each IoU threshold: TP, FP and FN summed over images, then the ratios
+  (precision ``TP/(TP+FP)``, recall ``TP/(TP+FN)``, F1 ``2TP/(2TP+FP+FN)``, average
+  precision ``TP/(TP+FP+FN)`` as StarDist and Cellpose define it, panoptic quality
+  ``sum matched IoU / (TP + FP/2 + FN/2)``);
+* IoU and Dice per class: summed intersections over summed unions (pixel-weighted);
+* HD95 and ASD per class: mean over the images where both maps hold the class.
+
+Each comes with a percentile bootstrap interval over images (:mod:`segpipe.scoring.bootstrap`).
+
+Every value :meth:`ScoreAccumulator.summary` returns is a plain ``int``, ``float``, ``str``,
+``bool``, ``None``, ``list`` or ``dict``, ready for :func:`json.dumps` with ``allow_nan=False``:
+undefined scores (NaN: no ground-truth objects, a class in neither map) are ``None``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from segpipe.scoring.instances import seg_score
+from segpipe.scoring.bootstrap import BootstrapPlan, Resampler
+from segpipe.scoring.detection import det_value
+from segpipe.scoring.image import THRESHOLDS, score_instances
 from segpipe.scoring.semantic import scores_from_counts, semantic_scores
+from segpipe.scoring.surface import surface_distances
+
+# Bins of the per-object IoU histogram: [0, 0.05), [0.05, 0.1), ..., [0.95, 1].
+IOU_BINS = 20
+
+
+@dataclass
+class _ImageStats:
+    """Per-image sums that dataset scores and their bootstrap are pooled from."""
+
+    name: str
+    intersection: list[int]
+    gt_count: list[int]
+    pred_count: list[int]
+    hd95: list[float] = field(default_factory=list)
+    asd: list[float] = field(default_factory=list)
+    jaccard_sum: float = 0.0
+    n_gt: int = 0
+    n_pred: int = 0
+    det: dict[str, int] = field(default_factory=dict)
+    tp: list[int] = field(default_factory=list)
+    fp: list[int] = field(default_factory=list)
+    fn: list[int] = field(default_factory=list)
+    iou_sum: list[float] = field(default_factory=list)
+    merge_split: dict[str, int] = field(default_factory=dict)
+    iou_hist: np.ndarray | None = None
 
 
 class ScoreAccumulator:
-    """Score images one at a time, then summarise the dataset.
+    """Score images one at a time, then summarise the dataset with confidence intervals.
 
-    Instance datasets get the CTC SEG measure plus per-class IoU and Dice of the semantic
-    maps (by default foreground vs background, ``labels > 0``). Semantic datasets get IoU and
-    Dice only.
+    Instance datasets get CTC SEG and DET, the matching table, merges and splits, plus
+    per-class IoU and Dice of the semantic maps (by default foreground vs background,
+    ``labels > 0``). Semantic datasets get IoU and Dice. With ``surface=True`` every image
+    also gets HD95 and ASD per foreground class, in the units of its spacing.
 
     Args:
         n_classes: Number of semantic classes, including background (class 0).
-        class_names: Name of each class, in class order; keys of the ``iou`` and ``dice`` dicts.
-        instances: Whether the labels are instance ids (SEG is computed) or class maps.
+        class_names: Name of each class, in class order; keys of the per-class dicts.
+        instances: Whether the labels are instance ids (instance scores) or class maps.
+        thresholds: IoU thresholds of the matching table.
+        surface: Also compute surface distances (meant for 3D volumes; pass ``spacing``).
 
     Example:
         >>> acc = ScoreAccumulator(2, ["background", "nucleus"], True)
@@ -34,26 +80,34 @@ class ScoreAccumulator:
         >>> acc.summary()["seg"]
     """
 
-    def __init__(self, n_classes: int, class_names: list[str], instances: bool) -> None:
+    def __init__(
+        self,
+        n_classes: int,
+        class_names: list[str],
+        instances: bool,
+        *,
+        thresholds: Sequence[float] = THRESHOLDS,
+        surface: bool = False,
+    ) -> None:
         if n_classes < 1:
             raise ValueError(f"n_classes must be at least 1, got {n_classes}")
         if len(class_names) != n_classes:
             raise ValueError(f"{len(class_names)} class names given for {n_classes} classes")
         if len(set(class_names)) != len(class_names):
             raise ValueError(f"class names must be unique, got {class_names}")
+        if any(not 0 < t <= 1 for t in thresholds):
+            raise ValueError(f"thresholds must be in (0, 1], got {list(thresholds)}")
         self.n_classes = n_classes
         self.class_names = [str(name) for name in class_names]
         self.instances = bool(instances)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.surface = bool(surface)
         self.reset()
 
     def reset(self) -> None:
         """Forget every image added so far."""
-        self._jaccard_sum = 0.0
-        self._n_objects = 0
-        self._intersection = [0] * self.n_classes
-        self._gt_count = [0] * self.n_classes
-        self._pred_count = [0] * self.n_classes
-        self._per_image: list[dict[str, Any]] = []
+        self._images: list[_ImageStats] = []
+        self._rows: list[dict[str, Any]] = []
 
     def add(
         self,
@@ -62,6 +116,8 @@ class ScoreAccumulator:
         pred_labels: np.ndarray,
         gt_semantic: np.ndarray | None = None,
         pred_semantic: np.ndarray | None = None,
+        *,
+        spacing: Sequence[float] | None = None,
     ) -> dict[str, Any]:
         """Score one image and add it to the dataset totals.
 
@@ -72,81 +128,224 @@ class ScoreAccumulator:
             gt_semantic: Ground-truth class map; default ``gt_labels > 0`` for instance
                 datasets and ``gt_labels`` itself for semantic ones.
             pred_semantic: Predicted class map, defaulted the same way.
+            spacing: Pixel or voxel size per axis, for the surface distances.
 
         Returns:
-            ``{"name", "seg", "n_objects", "iou": {class: v}, "dice": {class: v}}``; ``seg`` and
-            ``n_objects`` are ``None`` for semantic datasets, undefined scores are ``None``.
+            The image's row (see :meth:`summary`, ``per_image``).
 
         Raises:
             TypeError: A dtype that is not integer or bool.
             ValueError: Shapes differ, a label is negative, or a class is ``>= n_classes``.
         """
-        seg = n_objects = None
         if self.instances:
-            result = seg_score(gt_labels, pred_labels)
-            self._jaccard_sum += result.jaccard_sum
-            self._n_objects += result.n_gt
-            seg, n_objects = _json_float(result.seg), result.n_gt
             gt_semantic = _default_semantic(gt_semantic, gt_labels)
             pred_semantic = _default_semantic(pred_semantic, pred_labels)
         else:
             gt_semantic = gt_labels if gt_semantic is None else gt_semantic
             pred_semantic = pred_labels if pred_semantic is None else pred_semantic
-
         sem = semantic_scores(gt_semantic, pred_semantic, n_classes=self.n_classes)
-        for totals, counts in (
-            (self._intersection, sem.intersection),
-            (self._gt_count, sem.gt_count),
-            (self._pred_count, sem.pred_count),
-        ):
-            for k, value in enumerate(counts):
-                totals[k] += value
-        row = {
+        stats = _ImageStats(str(name), sem.intersection, sem.gt_count, sem.pred_count)
+        row: dict[str, Any] = {
             "name": str(name),
-            "seg": seg,
-            "n_objects": n_objects,
+            "seg": None,
+            "n_objects": None,
             "iou": self._by_class(sem.iou),
             "dice": self._by_class(sem.dice),
         }
-        self._per_image.append(row)
-        return row
+        if self.surface:
+            dist = surface_distances(gt_semantic, pred_semantic, n_classes=self.n_classes, spacing=spacing)
+            stats.hd95, stats.asd = dist.hd95, dist.asd
+            row["hd95"], row["asd"] = self._by_class(dist.hd95), self._by_class(dist.asd)
+        if self.instances:
+            row.update(self._add_instances(stats, gt_labels, pred_labels))
+        self._images.append(stats)
+        self._rows.append(row)
+        return _copy_row(row)
 
-    def summary(self) -> dict[str, Any]:
-        """Dataset-level scores.
+    def _add_instances(self, stats: _ImageStats, gt: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+        scores = score_instances(gt, pred, thresholds=self.thresholds)
+        det = scores.det
+        stats.jaccard_sum, stats.n_gt, stats.n_pred = scores.seg.jaccard_sum, scores.seg.n_gt, det.n_pred
+        stats.det = {k: getattr(det, k) for k in ("tp", "fn", "fp", "ns", "aogm_d", "aogm_d0")}
+        stats.tp = [m.tp for m in scores.matches]
+        stats.fp = [m.fp for m in scores.matches]
+        stats.fn = [m.fn for m in scores.matches]
+        stats.iou_sum = [float(m.matched_iou.sum()) for m in scores.matches]
+        stats.merge_split = vars(scores.merge_split).copy()
+        stats.iou_hist = np.histogram(scores.best_iou, bins=IOU_BINS, range=(0.0, 1.0))[0]
+        return {
+            "seg": _json_float(scores.seg.seg),
+            "n_objects": scores.seg.n_gt,
+            "n_pred": det.n_pred,
+            "det": _json_float(det.det),
+            **stats.merge_split,
+            "matching": [
+                _matching_entry(t, stats.n_gt, det.n_pred, tp, fp, fn, s)
+                for t, tp, fp, fn, s in zip(self.thresholds, stats.tp, stats.fp, stats.fn, stats.iou_sum, strict=True)
+            ],
+        }
 
-        ``seg`` is object-weighted, as in the CTC: the sum of the Jaccard indices of all
-        ground-truth objects over the number of objects (not the mean of per-image SEG).
-        ``iou`` and ``dice`` pool pixels over all images (summed intersections over summed
-        unions); ``mean_iou`` and ``mean_dice`` average them over the foreground classes
-        (1 and up) that are defined.
+    def summary(self, *, bootstrap: BootstrapPlan | None = None) -> dict[str, Any]:
+        """Dataset-level scores with bootstrap intervals (see the module docstring).
+
+        Args:
+            bootstrap: Resamples, seed and level of the intervals (default 1000, seed 0, 95%).
 
         Returns:
-            ``{"n_images", "seg", "n_objects", "iou", "dice", "mean_iou", "mean_dice",
-            "per_image"}``; ``seg`` and ``n_objects`` are ``None`` for semantic datasets, and
-            undefined values (no objects, no pixels of a class anywhere) are ``None``.
+            ``{"n_images", "instances", "classes", "seg", "n_objects", "n_pred", "det",
+            "det_counts", "iou", "dice", "mean_iou", "mean_dice", ["hd95", "asd",] "matching",
+            "merges", "merged_gt", "splits", "split_pred", "iou_histogram", "ci", "bootstrap",
+            "per_image"}``. Instance-only values are ``None`` (``matching`` empty) for
+            semantic datasets; ``ci`` mirrors the scores with ``[low, high]`` or ``None``
+            (fewer than two images, or undefined).
         """
-        seg = n_objects = None
-        if self.instances:
-            n_objects = self._n_objects
-            seg = self._jaccard_sum / n_objects if n_objects else None
-        iou, dice = scores_from_counts(self._intersection, self._gt_count, self._pred_count)
-        return {
-            "n_images": len(self._per_image),
-            "seg": seg,
-            "n_objects": n_objects,
+        plan = bootstrap or BootstrapPlan()
+        images = self._images
+        rs = Resampler(len(images), plan)
+        inter = _matrix([s.intersection for s in images], self.n_classes)
+        gt_count = _matrix([s.gt_count for s in images], self.n_classes)
+        pred_count = _matrix([s.pred_count for s in images], self.n_classes)
+        iou, dice = scores_from_counts(inter.sum(0).tolist(), gt_count.sum(0).tolist(), pred_count.sum(0).tolist())
+        union = gt_count + pred_count - inter
+        iou_samples = [rs.ratios(inter[:, c], union[:, c]) for c in range(self.n_classes)]
+        dice_samples = [rs.ratios(2 * inter[:, c], (gt_count + pred_count)[:, c]) for c in range(self.n_classes)]
+        ci: dict[str, Any] = {
+            "iou": self._by_class_ci(rs, iou_samples),
+            "dice": self._by_class_ci(rs, dice_samples),
+            "mean_iou": rs.interval(_mean_over_classes(iou_samples[1:])),
+            "mean_dice": rs.interval(_mean_over_classes(dice_samples[1:])),
+        }
+        out: dict[str, Any] = {
+            "n_images": len(images),
+            "instances": self.instances,
+            "classes": list(self.class_names),
+            "seg": None,
+            "n_objects": None,
+            "n_pred": None,
+            "det": None,
+            "det_counts": None,
             "iou": self._by_class(iou),
             "dice": self._by_class(dice),
             "mean_iou": _mean_defined(iou[1:]),
             "mean_dice": _mean_defined(dice[1:]),
-            "per_image": [dict(row, iou=dict(row["iou"]), dice=dict(row["dice"])) for row in self._per_image],
+        }
+        if self.surface:
+            for key in ("hd95", "asd"):
+                values = _matrix([getattr(s, key) for s in images], self.n_classes, dtype=np.float64)
+                defined = ~np.isnan(values)
+                filled = np.where(defined, values, 0.0)
+                n_defined = defined.sum(0)
+                means = [float(filled[:, c].sum() / n_defined[c]) if n_defined[c] else math.nan for c in range(self.n_classes)]
+                out[key] = self._by_class(means)
+                ci[key] = self._by_class_ci(rs, [rs.ratios(filled[:, c], defined[:, c]) for c in range(self.n_classes)])
+        out.update({"matching": [], "merges": None, "merged_gt": None, "splits": None, "split_pred": None})
+        out["iou_histogram"] = None
+        if self.instances:
+            self._instance_summary(out, ci, rs)
+        out["ci"] = ci
+        out["bootstrap"] = {"n_resamples": plan.n_resamples, "seed": plan.seed, "level": plan.level, "unit": "image"}
+        out["per_image"] = [_copy_row(row) for row in self._rows]
+        return out
+
+    def _instance_summary(self, out: dict[str, Any], ci: dict[str, Any], rs: Resampler) -> None:
+        images = self._images
+        jaccard = np.array([s.jaccard_sum for s in images], np.float64)
+        n_gt = np.array([s.n_gt for s in images], np.float64)
+        n_objects = int(n_gt.sum())
+        out["seg"] = float(jaccard.sum() / n_objects) if n_objects else None
+        out["n_objects"] = n_objects
+        out["n_pred"] = int(sum(s.n_pred for s in images))
+        ci["seg"] = rs.ratio_ci(jaccard, n_gt)
+
+        det = {k: np.array([s.det.get(k, 0) for s in images], np.float64) for k in ("tp", "fn", "fp", "ns", "aogm_d", "aogm_d0")}
+        out["det"] = _json_float(det_value(det["aogm_d"].sum(), det["aogm_d0"].sum()))
+        out["det_counts"] = {k: int(v.sum()) for k, v in det.items()}
+        ci["det"] = rs.ratio_ci(det["aogm_d"], det["aogm_d0"], transform=lambda r: 1.0 - np.minimum(r, 1.0))
+
+        matching, matching_ci = [], {}
+        for k, thresh in enumerate(self.thresholds):
+            tp, fp, fn, iou_sum = (np.array([getattr(s, a)[k] for s in images], np.float64) for a in ("tp", "fp", "fn", "iou_sum"))
+            matching.append(
+                _matching_entry(thresh, n_objects, out["n_pred"], int(tp.sum()), int(fp.sum()), int(fn.sum()), float(iou_sum.sum()))
+            )
+            matching_ci[f"{thresh:g}"] = {
+                "precision": rs.ratio_ci(tp, tp + fp),
+                "recall": rs.ratio_ci(tp, tp + fn),
+                "f1": rs.ratio_ci(2 * tp, 2 * tp + fp + fn),
+                "ap": rs.ratio_ci(tp, tp + fp + fn),
+                "panoptic_quality": rs.ratio_ci(iou_sum, tp + fp / 2 + fn / 2),
+            }
+        out["matching"] = matching
+        ci["matching"] = matching_ci
+        for key in ("merges", "merged_gt", "splits", "split_pred"):
+            out[key] = int(sum(s.merge_split[key] for s in images))
+        hist = np.zeros(IOU_BINS, np.int64)
+        for s in images:
+            hist += s.iou_hist
+        out["iou_histogram"] = {
+            "edges": [round(i / IOU_BINS, 10) for i in range(IOU_BINS + 1)],
+            "counts": hist.tolist(),
+            "what": "largest IoU of each ground-truth object with any predicted object",
         }
 
-    def _by_class(self, values: list[float]) -> dict[str, float | None]:
+    def _by_class(self, values: Sequence[float]) -> dict[str, float | None]:
         return {name: _json_float(v) for name, v in zip(self.class_names, values, strict=True)}
+
+    def _by_class_ci(self, rs: Resampler, samples: list[np.ndarray | None]) -> dict[str, list[float] | None]:
+        return {name: rs.interval(s) for name, s in zip(self.class_names, samples, strict=True)}
+
+
+def _matching_entry(thresh: float, n_true: int, n_pred: int, tp: int, fp: int, fn: int, iou_sum: float) -> dict[str, Any]:
+    return {
+        "thresh": thresh,
+        "n_true": n_true,
+        "n_pred": n_pred,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "ap": _ratio(tp, tp + fp + fn),
+        "panoptic_quality": _ratio(iou_sum, tp + fp / 2 + fn / 2),
+        "mean_matched_iou": _ratio(iou_sum, tp),
+    }
+
+
+def _matrix(rows: list[list[float]], n_cols: int, dtype=np.int64) -> np.ndarray:
+    return np.array(rows, dtype=dtype).reshape(len(rows), n_cols)
+
+
+def _mean_over_classes(samples: list[np.ndarray | None]) -> np.ndarray | None:
+    """Per resample, the mean of the classes defined in it (NaN when none is)."""
+    if not samples or samples[0] is None:
+        return None
+    stacked = np.stack(samples)
+    defined = ~np.isnan(stacked)
+    count = defined.sum(0)
+    total = np.where(defined, stacked, 0.0).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _copy_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out[key] = dict(value)
+        elif isinstance(value, list):
+            out[key] = [dict(v) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out
 
 
 def _default_semantic(semantic: np.ndarray | None, labels: np.ndarray) -> np.ndarray:
     return (np.asarray(labels) > 0).view(np.uint8) if semantic is None else semantic
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return float(num / den) if den else None
 
 
 def _json_float(value: float) -> float | None:

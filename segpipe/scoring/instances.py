@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
-from segpipe.scoring.overlap import overlap
+from segpipe.scoring.overlap import Overlap, overlap
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +104,11 @@ def seg_score(gt: np.ndarray, pred: np.ndarray) -> SegResult:
         TypeError: A dtype that is not integer or bool.
         ValueError: The shapes differ, or a label is negative.
     """
-    ov = overlap(gt, pred)
+    return seg_from_overlap(overlap(gt, pred))
+
+
+def seg_from_overlap(ov: Overlap) -> SegResult:
+    """:func:`seg_score` from an already computed overlap table (shared by every score of an image)."""
     cell = 2 * ov.count > ov.gt_sizes[ov.gt_index]
     rows = ov.gt_index[cell]
     jaccard = np.zeros(ov.gt_ids.size, np.float64)
@@ -142,7 +146,17 @@ def match_instances(gt: np.ndarray, pred: np.ndarray, *, thresh: float = 0.5) ->
     """
     if not 0 < thresh <= 1:
         raise ValueError(f"thresh must be in (0, 1], got {thresh}")
-    ov = overlap(gt, pred)
+    return match_from_overlap(overlap(gt, pred), thresh=thresh)
+
+
+def match_from_overlap(ov: Overlap, *, thresh: float) -> MatchResult:
+    """:func:`match_instances` from an already computed overlap table.
+
+    Raises:
+        ValueError: ``thresh`` is outside ``(0, 1]``.
+    """
+    if not 0 < thresh <= 1:
+        raise ValueError(f"thresh must be in (0, 1], got {thresh}")
     n_true, n_pred = int(ov.gt_ids.size), int(ov.pred_ids.size)
     iou = ov.count / ov.union()
     candidate = iou >= thresh

@@ -32,20 +32,30 @@ def test_per_image_rows():
     (name_a, gt_a, pred_a), (name_b, gt_b, pred_b) = two_images()
     row_a = acc.add(name_a, gt_a, pred_a)
     # foreground: gt 8, pred 4, both 4; background: gt 8, pred 12, both 8.
-    assert row_a == {
+    assert {k: row_a[k] for k in ("name", "seg", "n_objects", "iou", "dice")} == {
         "name": "a",
         "seg": 0.5,
         "n_objects": 2,
         "iou": {"background": pytest.approx(8 / 12), "nucleus": 0.5},
         "dice": {"background": 0.8, "nucleus": pytest.approx(2 / 3)},
     }
+    # one of two objects found exactly: DET 1 - 10/20; matching 1 TP, 1 FN at every threshold
+    assert row_a["det"] == 0.5 and row_a["n_pred"] == 1
+    assert (row_a["merges"], row_a["splits"]) == (0, 0)
+    assert [m["thresh"] for m in row_a["matching"]] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    for m in row_a["matching"]:
+        assert (m["tp"], m["fp"], m["fn"]) == (1, 0, 1)
+        assert m["precision"] == 1.0 and m["recall"] == 0.5 and m["ap"] == 0.5
+        assert m["f1"] == pytest.approx(2 / 3, abs=1e-15)
+        assert m["panoptic_quality"] == pytest.approx(1 / 1.5, abs=1e-15)
     row_b = acc.add(name_b, gt_b, pred_b)
-    assert row_b == {
+    assert {k: row_b[k] for k in ("name", "seg", "n_objects", "iou", "dice", "det")} == {
         "name": "b",
         "seg": 1.0,
         "n_objects": 1,
         "iou": {"background": 1.0, "nucleus": 1.0},
         "dice": {"background": 1.0, "nucleus": 1.0},
+        "det": 1.0,
     }
 
 
@@ -62,6 +72,69 @@ def test_summary_pools_objects_and_pixels():
     assert summary["mean_iou"] == pytest.approx(8 / 12, abs=1e-15)
     assert summary["mean_dice"] == pytest.approx(16 / 20, abs=1e-15)
     assert summary["per_image"] == rows
+    # DET pools AOGM-D over images: (10 + 0) / (20 + 10)
+    assert summary["det"] == pytest.approx(1 - 10 / 30, abs=1e-15)
+    assert summary["det_counts"] == {"tp": 2, "fn": 1, "fp": 0, "ns": 0, "aogm_d": 10, "aogm_d0": 30}
+    half = next(m for m in summary["matching"] if m["thresh"] == 0.5)
+    assert (half["tp"], half["fp"], half["fn"], half["n_true"], half["n_pred"]) == (2, 0, 1, 3, 2)
+    assert half["f1"] == pytest.approx(4 / 5, abs=1e-15)
+    assert half["ap"] == pytest.approx(2 / 3, abs=1e-15)
+    assert half["panoptic_quality"] == pytest.approx(2 / 2.5, abs=1e-15)
+    # best IoU per GT object: 1, 0, 1 -> bins [0, 0.05) and [0.95, 1]
+    assert summary["iou_histogram"]["counts"][0] == 1 and summary["iou_histogram"]["counts"][-1] == 2
+    assert sum(summary["iou_histogram"]["counts"]) == 3
+
+
+def test_bootstrap_intervals_by_hand():
+    """Two images: every resample is aa, ab, ba or bb (about a quarter each), so the 2.5th and
+    97.5th percentiles of a pooled ratio are its value on image a alone and on image b alone."""
+    acc = ScoreAccumulator(2, NAMES, True)
+    for image in two_images():
+        acc.add(*image)
+    summary = acc.summary()
+    ci = summary["ci"]
+    assert ci["seg"] == [0.5, 1.0]  # SEG of a alone, of b alone
+    assert ci["det"] == [0.5, 1.0]
+    assert ci["iou"]["nucleus"] == [0.5, 1.0]
+    assert ci["matching"]["0.5"]["f1"] == [pytest.approx(2 / 3, abs=1e-15), 1.0]
+    assert ci["seg"][0] <= summary["seg"] <= ci["seg"][1]
+    assert summary["bootstrap"] == {"n_resamples": 1000, "seed": 0, "level": 0.95, "unit": "image"}
+    assert acc.summary()["ci"] == ci  # seeded: the same draws every time
+
+
+def test_bootstrap_needs_two_images():
+    acc = ScoreAccumulator(2, NAMES, True)
+    acc.add(*two_images()[0])
+    ci = acc.summary()["ci"]
+    assert ci["seg"] is None and ci["det"] is None and ci["iou"]["nucleus"] is None
+
+
+def test_merges_and_splits_are_pooled():
+    acc = ScoreAccumulator(2, NAMES, True)
+    gt = np.zeros((4, 8), np.uint8)
+    gt[:, 0:3], gt[:, 4:7] = 1, 2
+    merged = np.where(gt > 0, 5, 0)  # one object over both
+    acc.add("merge", gt, merged)
+    one = np.where(gt > 0, 1, 0).astype(np.uint8)
+    halves = np.where(one > 0, 1 + (np.arange(8) >= 2), 0)  # object 1 cut in two
+    acc.add("split", np.where(gt == 1, 1, 0), np.where(gt == 1, halves, 0))
+    summary = acc.summary()
+    assert (summary["merges"], summary["merged_gt"], summary["splits"], summary["split_pred"]) == (1, 2, 1, 2)
+    assert [(r["merges"], r["splits"]) for r in summary["per_image"]] == [(1, 0), (0, 1)]
+
+
+def test_surface_distances_in_summary():
+    acc = ScoreAccumulator(2, NAMES, True, surface=True)
+    gt = np.zeros((8, 5, 5), np.uint8)
+    gt[2] = 1  # one plane of objects
+    acc.add("near", gt, np.roll(gt, 1, axis=0), spacing=(2.0, 1.0, 1.0))  # one plane off: 2 units
+    acc.add("far", gt, np.roll(gt, 3, axis=0), spacing=(2.0, 1.0, 1.0))  # three planes off: 6 units
+    acc.add("missed", gt, np.zeros_like(gt), spacing=(2.0, 1.0, 1.0))  # undefined, left out
+    summary = acc.summary()
+    assert [r["hd95"]["nucleus"] for r in summary["per_image"]] == [2.0, 6.0, None]
+    assert summary["hd95"]["nucleus"] == 4.0 and summary["asd"]["nucleus"] == 4.0
+    assert summary["hd95"]["background"] is None
+    assert summary["ci"]["hd95"]["nucleus"][0] >= 2.0 and summary["ci"]["hd95"]["nucleus"][1] <= 6.0
 
 
 def test_summary_is_strict_json_with_plain_types():
@@ -85,7 +158,7 @@ def test_summary_is_strict_json_with_plain_types():
         else:
             yield value
 
-    assert {type(v) for v in leaves(summary)} <= {int, float, str, type(None)}
+    assert {type(v) for v in leaves(summary)} <= {int, float, str, bool, type(None)}
 
 
 def test_no_images():
@@ -93,6 +166,8 @@ def test_no_images():
     assert summary["seg"] is None and summary["n_objects"] == 0
     assert summary["iou"] == {"background": None, "nucleus": None}
     assert summary["mean_iou"] is None and summary["per_image"] == []
+    assert summary["det"] is None and summary["ci"]["seg"] is None
+    assert all(m["f1"] is None for m in summary["matching"])
 
 
 def test_semantic_dataset():
@@ -103,6 +178,7 @@ def test_semantic_dataset():
     assert row["iou"] == {"bg": 0.5, "a": 1.0, "b": 0.5}
     summary = acc.summary()
     assert summary["seg"] is None and summary["n_objects"] is None
+    assert summary["matching"] == [] and summary["det"] is None
     assert summary["mean_iou"] == pytest.approx(0.75, abs=1e-15)
 
 
