@@ -29,6 +29,14 @@ class TrainConfig(BaseModel):
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         foreground_ratio: Share of patches centred on an object.
         distance_weight: Weight of the distance-map loss next to Dice + cross-entropy.
+        normalization: ``percentile`` (microscopy: 1st-99.8th percentiles to 0..1 per image),
+            ``zscore`` (MRI: percentile clipping then z-score per image) or ``ct`` (window and
+            z-score from the training foreground's intensities, as nnU-Net does for CT).
+        optimizer: ``adamw`` or ``sgd`` (Nesterov, momentum 0.99, as nnU-Net).
+        affine: Add random rotations and scaling to the augmentation.
+        elastic: Add elastic deformations (slower).
+        num_workers: DataLoader worker processes; ``None``: 0 on CPU (the cores train), 4 on GPU.
+        channels_last: Use the channels-last memory format on GPU (faster convolutions there).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -39,7 +47,7 @@ class TrainConfig(BaseModel):
     batch_size: int | None = Field(None, ge=1)
     epochs: int = Field(200, ge=1)
     iterations_per_epoch: int = Field(25, ge=1)
-    max_minutes: float | None = Field(6.0, gt=0)
+    max_minutes: float | None = Field(8.0, gt=0)
     learning_rate: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     val_every: int = Field(5, ge=1)
@@ -47,3 +55,9 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     foreground_ratio: float = Field(0.5, ge=0, lt=1)
     distance_weight: float = Field(1.0, ge=0)
+    normalization: Literal["percentile", "zscore", "ct"] = "percentile"
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    affine: bool = False
+    elastic: bool = False
+    num_workers: int | None = Field(None, ge=0)
+    channels_last: bool = True

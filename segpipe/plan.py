@@ -27,13 +27,19 @@ def fingerprint_store(store) -> dict:
         raise ValueError(f"{store}: the training split is empty")
     shapes = np.array([im.image.shape[1:] for im in images])
     spacings = np.array([im.spacing for im in images])
-    lows, highs, objects = [], [], []
+    lows, highs, objects, foreground = [], [], [], []
+    rng = np.random.default_rng(0)
     for im in images:
-        lo, hi = intensity_percentiles(np.asarray(im.image[0]), (1.0, 99.8))
+        image = np.asarray(im.image[0])
+        lo, hi = intensity_percentiles(image, (1.0, 99.8))
         lows.append(lo)
         highs.append(hi)
         if im.labels is not None:
-            objects.append(int(len(np.unique(np.asarray(im.labels))) - 1))
+            labels = np.asarray(im.labels)
+            objects.append(int(len(np.unique(labels)) - 1))
+            values = image[labels > 0]
+            if values.size:
+                foreground.append(rng.choice(values, size=min(values.size, 100_000), replace=False))
     return {
         "n_train": len(images),
         "channels": int(images[0].image.shape[0]),
@@ -43,7 +49,15 @@ def fingerprint_store(store) -> dict:
         "intensity_p1": float(np.median(lows)),
         "intensity_p99_8": float(np.median(highs)),
         "objects_per_image": float(np.mean(objects)) if objects else None,
+        "foreground_intensity": _intensity_stats(np.concatenate(foreground)) if foreground else None,
     }
+
+
+def _intensity_stats(values: np.ndarray) -> dict:
+    """Foreground intensity statistics (for CT windowing), as nnU-Net collects them."""
+    values = values.astype(np.float64)
+    p0_5, p99_5 = np.percentile(values, (0.5, 99.5))
+    return {"mean": float(values.mean()), "std": float(values.std()), "p0_5": float(p0_5), "p99_5": float(p99_5)}
 
 
 def plan_patch_size(median_shape: list[int], spacing: list[float]) -> tuple[int, ...]:

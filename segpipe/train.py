@@ -37,11 +37,12 @@ from segpipe.infer import InferenceParams, predict_image
 from segpipe.plan import fingerprint_store, plan_training
 from segpipe.postprocess import InstanceParams
 from segpipe.store import StoredImage, list_images, open_store
-from segpipe.transforms import augmentation, percentile_normalize, training_sample
+from segpipe.transforms import augmentation, normalization_spec, normalize, training_sample
 from segpipe.tuning import tune_instance_params, validation_seg
 
 log = logging.getLogger(__name__)
 
+#: The default (microscopy) normalization; each model card records the one it was trained with.
 NORMALIZATION = {"method": "percentile", "low": 1.0, "high": 99.8}
 
 
@@ -61,14 +62,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_split(store, split: str, *, instances: bool) -> list[tuple[StoredImage, np.ndarray, np.ndarray]]:
+def load_split(store, split: str, *, spec: dict) -> list[tuple[StoredImage, np.ndarray, np.ndarray]]:
     """Normalized images and their labels for one split, in memory."""
-    out = []
-    for im in list_images(store, split):
-        image = percentile_normalize(np.asarray(im.image), low=NORMALIZATION["low"], high=NORMALIZATION["high"])
-        labels = np.asarray(im.labels)
-        out.append((im, image, labels))
-    return out
+    return [(im, normalize(np.asarray(im.image), spec), np.asarray(im.labels)) for im in list_images(store, split)]
 
 
 def train_model(
@@ -102,16 +98,23 @@ def train_model(
     set_determinism(config.seed)
     model = network_from_card(card).to(device)
 
-    train_set = load_split(store, "train", instances=instances)
-    val_set = load_split(store, "validation", instances=instances)
+    if device.type == "cuda" and config.channels_last:
+        model = model.to(memory_format=torch.channels_last if record["ndim"] == 2 else torch.channels_last_3d)
+
+    train_set = load_split(store, "train", spec=card["normalization"])
+    val_set = load_split(store, "validation", spec=card["normalization"])
     samples = [training_sample(img, lab, instances=instances, spacing=im.spacing) for im, img, lab in train_set]
     keys = ["image", "label", "dist"] if instances else ["image", "label"]
     transform = augmentation(
-        ndim=record["ndim"], patch_size=config.patch_size, keys=keys, foreground_ratio=config.foreground_ratio
+        ndim=record["ndim"],
+        patch_size=config.patch_size,
+        keys=keys,
+        foreground_ratio=config.foreground_ratio,
+        affine=config.affine,
+        elastic=config.elastic,
     )
     dataset = Dataset(data=samples, transform=transform)
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = _optimizer(model, config)
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
     state = _resume(model_dir, card, model, optimizer)
     history: list[dict] = state["history"]
@@ -178,7 +181,7 @@ def _card(record: dict, fingerprint: dict, config: TrainConfig, *, n_classes: in
         "instances": instances,
         "patch_size": list(config.patch_size),
         "spacing": fingerprint["median_spacing"],
-        "normalization": NORMALIZATION,
+        "normalization": normalization_spec(config.normalization, fingerprint),
         "train_config": json.loads(config.model_dump_json()),
         "inference": InferenceParams().model_dump(),
         "software": {
@@ -193,6 +196,14 @@ def _card(record: dict, fingerprint: dict, config: TrainConfig, *, n_classes: in
     key_source = json.dumps({k: card[k] for k in ("dataset_fingerprint", "train_config", "in_channels")}, sort_keys=True)
     card["config_key"] = hashlib.sha256(key_source.encode()).hexdigest()[:16]
     return card
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=config.learning_rate, momentum=0.99, nesterov=True, weight_decay=config.weight_decay
+        )
+    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
 def _resume(model_dir: Path, card: dict, model, optimizer) -> dict:
@@ -257,7 +268,17 @@ def _train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, c
     generator = torch.Generator().manual_seed(seed)
     n_samples = config.iterations_per_epoch * config.batch_size
     sampler = RandomSampler(dataset, replacement=True, num_samples=n_samples, generator=generator)
-    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=list_data_collate)
+    workers = config.num_workers if config.num_workers is not None else (4 if device.type == "cuda" else 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        collate_fn=list_data_collate,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        worker_init_fn=_seed_worker if workers else None,
+    )
     model.train()
     losses = []
     total_steps = config.epochs * config.iterations_per_epoch
@@ -281,6 +302,12 @@ def _train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, c
         optimizer.step()
         losses.append(float(loss.detach()))
     return float(np.mean(losses))
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Give each loader process its own, reproducible augmentation stream."""
+    info = torch.utils.data.get_worker_info()
+    info.dataset.transform.set_random_state(int(torch.initial_seed() % 2**32))
 
 
 def _predict_split(model, val_set, card, device) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -41,6 +41,56 @@ def percentile_normalize(image: np.ndarray, *, low: float = 1.0, high: float = 9
     return out
 
 
+def zscore_normalize(image: np.ndarray, *, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """Clip each channel to its ``low``..``high`` percentiles, then subtract the mean and divide by the std.
+
+    The nnU-Net scheme for MRI and other modalities without absolute units.
+    """
+    out = np.empty(image.shape, dtype=np.float32)
+    for c, channel in enumerate(image):
+        lo, hi = intensity_percentiles(channel, (low, high))
+        clipped = np.clip(channel.astype(np.float32), lo, hi)
+        out[c] = (clipped - clipped.mean()) / max(float(clipped.std()), 1e-6)
+    return out
+
+
+def window_normalize(image: np.ndarray, *, window: Sequence[float], mean: float, std: float) -> np.ndarray:
+    """Clip to a fixed intensity window and z-score with dataset statistics (CT, absolute units)."""
+    clipped = np.clip(image.astype(np.float32), window[0], window[1])
+    return (clipped - mean) / max(std, 1e-6)
+
+
+def normalize(image: np.ndarray, spec: dict) -> np.ndarray:
+    """Normalize a channel-first image as the model card's ``normalization`` entry says.
+
+    Args:
+        image: ``(C, *spatial)`` array.
+        spec: ``{"method": "percentile" | "zscore" | "ct", ...}`` with the method's parameters
+            (``low``/``high`` percentiles; for ``ct`` the ``window``, ``mean`` and ``std``
+            measured on the training foreground).
+    """
+    method = spec["method"]
+    if method == "percentile":
+        return percentile_normalize(image, low=spec["low"], high=spec["high"])
+    if method == "zscore":
+        return zscore_normalize(image, low=spec["low"], high=spec["high"])
+    if method == "ct":
+        return window_normalize(image, window=spec["window"], mean=spec["mean"], std=spec["std"])
+    raise ValueError(f"unknown normalization method {method!r}")
+
+
+def normalization_spec(method: str, fingerprint: dict) -> dict:
+    """The normalization entry of a model card, with what the method needs from the fingerprint."""
+    if method == "percentile":
+        return {"method": method, "low": 1.0, "high": 99.8}
+    if method == "zscore":
+        return {"method": method, "low": 0.5, "high": 99.5}
+    if method == "ct":
+        stats = fingerprint["foreground_intensity"]
+        return {"method": method, "window": [stats["p0_5"], stats["p99_5"]], "mean": stats["mean"], "std": stats["std"]}
+    raise ValueError(f"unknown normalization method {method!r}")
+
+
 def intensity_percentiles(channel: np.ndarray, percentiles: Sequence[float]) -> list[float]:
     """Percentiles of one channel, from a regular subsample when it is large."""
     flat = channel.reshape(-1)
@@ -85,14 +135,21 @@ def training_sample(image: np.ndarray, labels: np.ndarray, *, instances: bool, s
 
 
 def augmentation(
-    *, ndim: int, patch_size: Sequence[int], keys: Sequence[str], foreground_ratio: float = 0.33
+    *,
+    ndim: int,
+    patch_size: Sequence[int],
+    keys: Sequence[str],
+    foreground_ratio: float = 0.33,
+    affine: bool = False,
+    elastic: bool = False,
 ) -> mt.Compose:
     """Random patch plus augmentation, the nnU-Net way kept small.
 
     Patches are centred on foreground with probability ``foreground_ratio`` (oversampling);
-    then random flips along every axis, 90-degree rotations in the (y, x) plane (square
-    patches only), and mild
-    intensity scaling, shifting and gamma on the image.
+    then optional random rotation and scaling (``affine``) and elastic deformation
+    (``elastic``); random flips along every axis, 90-degree rotations in the (y, x) plane
+    (square patches only), and mild intensity scaling, shifting and gamma on the image.
+    The distance target is interpolated linearly, class labels by nearest neighbour.
     """
     spatial = tuple(int(p) for p in patch_size)
     modes = {"image": "constant", "label": "constant", "dist": "constant"}
@@ -103,6 +160,30 @@ def augmentation(
             keys=keys, label_key="label", spatial_size=spatial, pos=positives, neg=1.0, num_samples=1
         ),
     ]
+    interp = {"image": "bilinear", "label": "nearest", "dist": "bilinear"}
+    mode = [interp[k] for k in keys]
+    if affine:
+        angle = (np.pi / 12, 0.0, 0.0) if ndim == 3 else np.pi / 12
+        steps.append(
+            mt.RandAffined(keys=keys, prob=0.2, rotate_range=angle, scale_range=0.15, mode=mode, padding_mode="zeros")
+        )
+    if elastic:
+        deform = mt.Rand2DElasticd if ndim == 2 else mt.Rand3DElasticd
+        options = {"spacing": (20, 20), "magnitude_range": (1, 2)} if ndim == 2 else {"sigma_range": (5, 7), "magnitude_range": (50, 100)}
+        steps.append(deform(keys=keys, prob=0.2, mode=mode, padding_mode="zeros", **options))
+    interp = {"image": "bilinear", "label": "nearest", "dist": "bilinear"}
+    mode = [interp[k] for k in keys]
+    if affine:
+        angle = (np.pi / 12, 0.0, 0.0) if ndim == 3 else np.pi / 12
+        steps.append(
+            mt.RandAffined(keys=keys, prob=0.2, rotate_range=angle, scale_range=0.15, mode=mode, padding_mode="zeros")
+        )
+    if elastic:
+        if ndim == 2:
+            deform = mt.Rand2DElasticd(keys=keys, prob=0.2, spacing=(20, 20), magnitude_range=(1, 2), mode=mode)
+        else:
+            deform = mt.Rand3DElasticd(keys=keys, prob=0.2, sigma_range=(5, 7), magnitude_range=(50, 100), mode=mode)
+        steps.append(deform)
     steps += [mt.RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(ndim)]
     if spatial[-1] == spatial[-2]:  # a 90-degree turn of a non-square patch would change its shape
         steps.append(mt.RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(ndim - 2, ndim - 1)))

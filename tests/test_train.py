@@ -52,3 +52,46 @@ def test_finished_run_is_not_retrained(store, tmp_path, caplog):
     first = train_model(store, tmp_path / "m", config, progress=False)
     again = train_model(store, tmp_path / "m", config, progress=False)
     assert again.history == first.history
+
+
+def test_killed_run_resumes_to_the_same_result(crop_catalog, tmp_path):
+    """SIGKILL a real `segpipe train` after its first epoch, run it again: same history as one clean run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    output = tmp_path / "out"
+    args = ["--catalog", str(crop_catalog), "--output", str(output)]
+    cli = [sys.executable, "-c", "from segpipe.cli import main; main()"]
+    subprocess.run([*cli, "ingest", "crops", *args], check=True, capture_output=True)
+    train = [*cli, "train", "crops", *args, "--epochs", "4", "--device", "cpu"]
+    history = output / "crops" / "model" / "history.csv"
+    proc = subprocess.Popen(train, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if history.is_file() and len(history.read_text().splitlines()) >= 2:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    done_before = len(history.read_text().splitlines()) - 1
+    assert 1 <= done_before < 4
+
+    resumed = subprocess.run(train, capture_output=True, text=True, check=True)
+    assert f"resuming after epoch {done_before}" in resumed.stderr
+
+    clean = tmp_path / "clean"
+    subprocess.run([*cli, "ingest", "crops", "--catalog", str(crop_catalog), "--output", str(clean)], check=True,
+                   capture_output=True)
+    subprocess.run([*cli, "train", "crops", "--catalog", str(crop_catalog), "--output", str(clean), "--epochs", "4",
+                    "--device", "cpu"], check=True, capture_output=True)
+
+    def losses(path):
+        rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+        return [(int(r[0]), r[1]) for r in rows]
+
+    assert losses(history) == losses(clean / "crops" / "model" / "history.csv")
+    assert len(losses(history)) == 4

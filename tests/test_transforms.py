@@ -47,3 +47,30 @@ def test_augmentation_returns_patches_of_the_planned_size():
     assert tuple(out["image"].shape) == (1, 64, 64)
     assert tuple(out["dist"].shape) == (1, 64, 64)
     assert set(np.unique(out["label"].numpy())) <= {0, 1}
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_affine_and_elastic_keep_labels_integral(ndim):
+    shape = (24,) * ndim
+    labels = np.zeros(shape, dtype=np.uint16)
+    labels[(slice(6, 18),) * ndim] = 3
+    sample = training_sample(np.random.default_rng(1).random((1, *shape), dtype=np.float32), labels, instances=True)
+    transform = augmentation(ndim=ndim, patch_size=(16,) * ndim, keys=["image", "label", "dist"], affine=True, elastic=True)
+    for seed in range(5):
+        transform.set_random_state(seed)
+        out = transform(sample)[0]
+        assert set(np.unique(out["label"].numpy())) <= {0, 1}
+        assert float(out["dist"].max()) <= 1.0 + 1e-5
+
+
+def test_normalization_methods():
+    from segpipe.transforms import normalization_spec, normalize
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 10, size=(1, 64, 64)).astype(np.float32)
+    z = normalize(image, normalization_spec("zscore", {}))
+    assert abs(float(z.mean())) < 1e-4 and abs(float(z.std()) - 1) < 1e-3
+    stats = {"foreground_intensity": {"p0_5": 80.0, "p99_5": 120.0, "mean": 100.0, "std": 10.0}}
+    ct = normalize(image, normalization_spec("ct", stats))
+    assert float(ct.min()) >= -2.0 - 1e-6 and float(ct.max()) <= 2.0 + 1e-6
+    np.testing.assert_allclose(ct, (np.clip(image, 80, 120) - 100) / 10, rtol=1e-6)
