@@ -123,13 +123,13 @@ def train_model(
     elapsed: float = state["elapsed"]
 
     budget = config.max_minutes * 60 if config.max_minutes else None
-    clock = _Clock(elapsed, budget)
+    clock = TrainClock(elapsed, budget)
     bar = tqdm(total=planned_epochs, initial=len(history), desc="train", unit="epoch", disable=not progress)
     epoch = len(history)
     done = bool(history) and history[-1].get("last")
     while not done:
         clock.start()
-        loss = _train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device)
+        loss = train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device)
         epoch_seconds = clock.stop()
         row = {"epoch": epoch + 1, "train_loss": loss, "lr": optimizer.param_groups[0]["lr"]}
         done = epoch + 1 >= planned_epochs or clock.would_overrun(epoch_seconds)
@@ -221,7 +221,7 @@ def _resume(model_dir: Path, card: dict, model, optimizer) -> dict:
     return state
 
 
-class _Clock:
+class TrainClock:
     """Training time, summed over resumed runs, and the learning-rate schedule's progress.
 
     With a time budget the poly schedule runs on elapsed time, so the learning rate reaches
@@ -261,7 +261,12 @@ def _poly_lr(base: float, progress: float) -> float:
     return base * (1 - progress) ** 0.9
 
 
-def _train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device) -> float:
+def train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device) -> float:
+    """One epoch of ``config.iterations_per_epoch`` batches; returns the mean loss.
+
+    Sampling and augmentation are re-seeded from ``config.seed + epoch``, so an epoch gives
+    the same batches whether the run was interrupted before it or not.
+    """
     seed = config.seed + epoch
     set_determinism(seed)
     transform.set_random_state(seed)
