@@ -13,6 +13,8 @@ into place, and :func:`open_store` refuses a store without its completion record
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +94,41 @@ def write_ome_metadata(group: zarr.Group, *, ndim: int, channels: bool, spacing,
     scale = ([1.0] if channels else []) + [float(s) for s in spacing]
     datasets = [{"path": IMAGE_LEVEL, "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
     write_multiscales_metadata(group, datasets, fmt=CurrentFormat(), axes=axes, name=name)
+
+
+def ome_image_attrs(*, ndim: int, channels: bool, spacing, unit: str, name: str) -> dict:
+    """The group attributes :func:`write_ome_metadata` writes, computed once per kind of image.
+
+    ome-zarr's writer validates and writes the metadata in several steps; ingest creates many
+    groups of the same kind, so it runs the writer once on an in-memory group and creates each
+    real group with its attributes in one write.
+    """
+    attrs = copy.deepcopy(_ome_template(ndim, channels, tuple(float(s) for s in spacing), unit, False))
+    attrs["ome"]["multiscales"][0]["name"] = name
+    return attrs
+
+
+def ome_label_attrs(*, ndim: int, spacing, unit: str, name: str = GT_NAME) -> tuple[dict, dict]:
+    """Attributes of the ``labels`` group and of its label image ``name`` (see :func:`ome_image_attrs`)."""
+    labels, image = copy.deepcopy(_ome_template(ndim, False, tuple(float(s) for s in spacing), unit, True))
+    labels["ome"]["labels"] = [name]
+    image["ome"]["multiscales"][0]["name"] = name
+    return labels, image
+
+
+@functools.lru_cache(maxsize=256)
+def _ome_template(ndim: int, channels: bool, spacing: tuple[float, ...], unit: str, label: bool):
+    from ome_zarr.writer import write_label_metadata
+
+    scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    if not label:
+        write_ome_metadata(scratch, ndim=ndim, channels=channels, spacing=spacing, unit=unit, name="image")
+        return scratch.attrs.asdict()
+    label_root = scratch.create_group("labels")
+    gt = label_root.create_group(GT_NAME)
+    write_ome_metadata(gt, ndim=ndim, channels=False, spacing=spacing, unit=unit, name=GT_NAME)
+    write_label_metadata(label_root, GT_NAME)
+    return scratch["labels"].attrs.asdict(), scratch[f"labels/{GT_NAME}"].attrs.asdict()
 
 
 def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunks=None) -> zarr.Array:

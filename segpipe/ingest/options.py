@@ -11,10 +11,14 @@ class IngestOptions(BaseModel):
     """How ingest uses the machine.
 
     Attributes:
-        workers: Images ingested at the same time (threads); ``None``: up to 4, at most the CPUs.
-        max_slab_mib: Memory for one slab (a row of chunks) of a streamed image, in MiB. Peak
-            memory is about ``workers * 3 * max_slab_mib`` plus the interpreter; 3D chunks get
-            fewer planes when a 64-plane slab would not fit (see :func:`segpipe.store.chunk_shape`).
+        workers: Images ingested at the same time (threads); ``None``: four per CPU, at most 8.
+            Small images spend most of their time waiting on file and zarr calls, so more
+            threads than CPUs pay off; large ones are held back by ``memory_mib``.
+        max_slab_mib: Memory for one slab (a row of chunks) of a streamed image, in MiB; 3D
+            chunks get fewer planes when a 64-plane slab would not fit (see
+            :func:`segpipe.store.chunk_shape`). One image holds up to three slabs at a time.
+        memory_mib: Pixel memory all threads together may hold; an image needing more than
+            what is left waits for others to finish (one image always runs).
         prefetch: Read the next slab while the current one is compressed and written.
     """
 
@@ -22,6 +26,7 @@ class IngestOptions(BaseModel):
 
     workers: int | None = Field(default=None, ge=1)
     max_slab_mib: float = Field(default=32.0, gt=0)
+    memory_mib: float = Field(default=128.0, gt=0)
     prefetch: bool = True
 
     @property
@@ -32,5 +37,5 @@ class IngestOptions(BaseModel):
         """Threads to use for ``n_jobs`` images."""
         import os
 
-        wanted = self.workers or min(4, os.cpu_count() or 1)
+        wanted = self.workers or min(8, 4 * (os.cpu_count() or 1))
         return max(1, min(wanted, n_jobs))

@@ -19,8 +19,8 @@ from segpipe.errors import InputError
 from segpipe.ingest.options import IngestOptions
 from segpipe.ingest.stream import slab_windows, stream_copy
 from segpipe.readers import AxesSpec, SelectedSource, Source, open_source
-from segpipe.readers.source import Window
-from segpipe.store import GT_NAME, IMAGE_LEVEL, chunk_shape, create_array, write_ome_metadata
+from segpipe.readers.source import LastReadCache, Window
+from segpipe.store import GT_NAME, IMAGE_LEVEL, chunk_shape, create_array, ome_image_attrs, ome_label_attrs
 from segpipe.validate import check_image_block, check_image_dtype, check_label_block, label_dtype
 
 DEFAULT_UNIT = "micrometer"
@@ -39,12 +39,14 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
         if record.plane is not None:
             image = SelectedSource(image, z=record.plane)
         label_fill = ("Z" if ndim == 3 else "") + ("T" if image.frames > 1 else "")
-        labels: Source = stack.enter_context(
-            open_source(
-                record.labels,
-                fmt=fmt,
-                spec=AxesSpec(override=entry.label_axes, fill=label_fill),
-                slice_glob=entry.slice_glob,
+        labels: Source = LastReadCache(
+            stack.enter_context(
+                open_source(
+                    record.labels,
+                    fmt=fmt,
+                    spec=AxesSpec(override=entry.label_axes, fill=label_fill),
+                    slice_glob=entry.slice_glob,
+                )
             )
         )
         _check_sources(image, labels, ndim=ndim)
@@ -52,7 +54,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
         channels = _channels(image, entry.channel_indices())
         spacing, unit = _spacing(image, labels, ndim=ndim, catalog=entry.spacing, catalog_unit=entry.unit)
         n_classes = None if entry.instances else len(entry.classes)
-        label_stats = [_label_stats(labels, t, window, ndim=ndim, n_classes=n_classes) for t in range(image.frames)]
+        label_stats = [_label_stats(labels, t, window, ndim=ndim, n_classes=n_classes, options=options) for t in range(image.frames)]
         high = max(h for h, _ in label_stats)
         infos = []
         width = max(3, len(str(image.frames - 1)))
@@ -148,9 +150,13 @@ def _spacing(
     return spacing, unit
 
 
-def _label_stats(labels: Source, t: int, window: Window, *, ndim: int, n_classes: int | None) -> tuple[int, bool]:
+def _label_stats(
+    labels: Source, t: int, window: Window, *, ndim: int, n_classes: int | None, options: IngestOptions
+) -> tuple[int, bool]:
+    """Check frame ``t`` of a label map slab by slab; returns its largest label and whether it has any."""
     high, labelled = 0, False
-    depth = chunk_shape((1,) + tuple(s.stop - s.start for s in window[3 - ndim :]), ndim)[1]
+    spatial = (1,) + tuple(s.stop - s.start for s in window[3 - ndim :])
+    depth = chunk_shape(spatial, ndim, itemsize=labels.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)[1]
     for sub, _ in slab_windows(window, ndim=ndim, depth=max(depth, 1)):
         block = labels.read(t, sub)
         high = max(high, check_label_block(block, labels.path, n_classes=n_classes))
@@ -174,35 +180,16 @@ def _write_frame(
     unit: str,
     options: IngestOptions,
 ) -> dict:
-    from ome_zarr.writer import write_label_metadata
-
-    spatial = tuple(s.stop - s.start for s in window[3 - ndim :])
-    n_channels = len(channels) if channels is not None else image.channels
-    shape = (n_channels, *spatial)
-    chunks = chunk_shape(shape, ndim, itemsize=image.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)
-    group = root.create_group(name)
-    array = create_array(group, IMAGE_LEVEL, shape=shape, dtype=image.dtype, ndim=ndim, chunks=chunks)
-    low_high = [None, None]
-
-    def read_image(sub: Window) -> np.ndarray:
-        block = image.read(t, sub)
-        return block[channels] if channels is not None else block
-
-    def check(block: np.ndarray, offset: tuple[int, ...]) -> None:
-        check_image_block(block, image.path, offset=offset)
-        lo, hi = block.min(), block.max()
-        low_high[0] = lo if low_high[0] is None else min(low_high[0], lo)
-        low_high[1] = hi if low_high[1] is None else max(low_high[1], hi)
-
-    stream_copy(
-        read_image, array, window=window, ndim=ndim, channels=True, on_block=check, prefetch=options.prefetch
+    group = root.create_group(
+        name, attributes=ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
     )
-    if labelled and low_high[0] == low_high[1]:
-        raise InputError(f"{image.path}: image is constant ({low_high[0]}) but {labels.path} labels objects in it")
-    write_ome_metadata(group, ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
-
-    label_root = group.create_group("labels")
-    gt = label_root.create_group(GT_NAME)
+    array, (low, high) = copy_image(group, image, t, window=window, ndim=ndim, channels=channels, options=options)
+    spatial, chunks = array.shape[1:], array.chunks
+    if labelled and low == high:
+        raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
+    labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
+    label_root = group.create_group("labels", attributes=labels_attrs)
+    gt = label_root.create_group(GT_NAME, attributes=gt_attrs)
     label_array = create_array(gt, IMAGE_LEVEL, shape=spatial, dtype=labels_dtype, ndim=ndim, chunks=chunks[1:])
     stream_copy(
         lambda sub: labels.read(t, sub),
@@ -213,17 +200,51 @@ def _write_frame(
         on_block=lambda block, _: block.astype(labels_dtype, copy=False),
         prefetch=options.prefetch,
     )
-    write_ome_metadata(gt, ndim=ndim, channels=False, spacing=spacing, unit=unit, name=GT_NAME)
-    write_label_metadata(label_root, GT_NAME)
     return {
         "name": name,
-        "shape": list(shape),
+        "shape": list(array.shape),
         "spacing": list(spacing),
         "unit": unit,
         "dtype": str(image.dtype),
         "labels_dtype": str(labels_dtype),
         "chunks": list(chunks),
     }
+
+
+def copy_image(
+    group: zarr.Group,
+    image: Source,
+    t: int,
+    *,
+    window: Window,
+    ndim: int,
+    channels: list[int] | None,
+    options: IngestOptions,
+) -> tuple[zarr.Array, tuple]:
+    """Stream frame ``t`` of ``image`` (inside ``window``) into ``group/s0``, refusing NaN and Inf.
+
+    Returns:
+        The array written and the image's ``(min, max)``.
+    """
+    spatial = tuple(s.stop - s.start for s in window[3 - ndim :])
+    n_channels = len(channels) if channels is not None else image.channels
+    shape = (n_channels, *spatial)
+    chunks = chunk_shape(shape, ndim, itemsize=image.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)
+    array = create_array(group, IMAGE_LEVEL, shape=shape, dtype=image.dtype, ndim=ndim, chunks=chunks)
+    low_high: list = [None, None]
+
+    def read(sub: Window) -> np.ndarray:
+        block = image.read(t, sub)
+        return block[channels] if channels is not None else block
+
+    def check(block: np.ndarray, offset: tuple[int, ...]) -> None:
+        check_image_block(block, image.path, offset=offset)
+        lo, hi = block.min(), block.max()
+        low_high[0] = lo if low_high[0] is None else min(low_high[0], lo)
+        low_high[1] = hi if low_high[1] is None else max(low_high[1], hi)
+
+    stream_copy(read, array, window=window, ndim=ndim, channels=True, on_block=check, prefetch=options.prefetch)
+    return array, (low_high[0], low_high[1])
 
 
 def _affine(image: Source, window: Window) -> list[list[float]] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
@@ -13,7 +14,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from segpipe import __version__
-from segpipe.catalog import Dataset
+from segpipe.catalog import Dataset, ImageRecord
 from segpipe.ingest.atomic import clean_stale, partial_path, replace_store
 from segpipe.ingest.fingerprint import (
     FORMAT_VERSION,
@@ -22,7 +23,7 @@ from segpipe.ingest.fingerprint import (
     collect_digests,
     fingerprint_of,
 )
-from segpipe.ingest.options import IngestOptions
+from segpipe.ingest.options import MIB, IngestOptions
 from segpipe.ingest.record import ingest_record
 from segpipe.store import read_record
 
@@ -102,8 +103,14 @@ def ingest_dataset(
 def _ingest_all(root: zarr.Group, dataset: Dataset, options: IngestOptions, *, progress: bool) -> list[dict]:
     records = list(dataset.records)
     bar = tqdm(total=len(records), desc=f"ingest {dataset.name}", unit="image", disable=not progress)
+    gate = _MemoryGate(int(options.memory_mib * MIB))
+
+    def job(record: ImageRecord) -> list[dict]:
+        with gate.hold(_memory_estimate(record, options)):
+            return ingest_record(root, dataset, record, options)
+
     with bar, ThreadPoolExecutor(max_workers=options.n_workers(len(records))) as pool:
-        futures = [pool.submit(ingest_record, root, dataset, record, options) for record in records]
+        futures = [pool.submit(job, record) for record in records]
         for future in futures:
             future.add_done_callback(lambda _: bar.update())
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -113,6 +120,34 @@ def _ingest_all(root: zarr.Group, dataset: Dataset, options: IngestOptions, *, p
                 future.cancel()
             raise failed[0].exception()  # type: ignore[misc]
         return [info for future in futures for info in future.result()]
+
+
+def _memory_estimate(record: ImageRecord, options: IngestOptions) -> int:
+    """Pixel memory an image will hold: up to three slabs, or its files' size if smaller."""
+    size = 0
+    for path in (record.image, record.labels):
+        size += path.stat().st_size if path.is_file() else options.max_slab_bytes
+    return min(size, 3 * options.max_slab_bytes)
+
+
+class _MemoryGate:
+    """Lets threads go while the memory they declared fits in a budget (one always goes)."""
+
+    def __init__(self, budget: int):
+        self.budget, self.used = budget, 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, amount: int):
+        with self._cond:
+            self._cond.wait_for(lambda: self.used == 0 or self.used + amount <= self.budget)
+            self.used += amount
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= amount
+                self._cond.notify_all()
 
 
 class _Digests(threading.Thread):

@@ -8,6 +8,7 @@ overlap and memory holds about three slabs, whatever the image size.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -68,7 +69,8 @@ def stream_copy(
         return block if channels else block[0]
 
     slabs = list(slab_windows(window, ndim=ndim, depth=depth))
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    prefetch = prefetch and len(slabs) > 1  # nothing to overlap with a single slab
+    with ThreadPoolExecutor(max_workers=1) if prefetch else contextlib.nullcontext() as pool:
         pending = pool.submit(load, slabs[0][0]) if prefetch else None
         for i, (sub, start) in enumerate(slabs):
             block = pending.result() if pending is not None else load(sub)

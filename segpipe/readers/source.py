@@ -117,3 +117,26 @@ class SelectedSource(Source):
 
     def close(self) -> None:
         self.inner.close()
+
+
+class LastReadCache(Source):
+    """Another source that keeps its last block, so a check pass and a write pass over the
+    same single slab (a small label map) read the file once; holds one block at most."""
+
+    def __init__(self, inner: Source):
+        self.inner = inner
+        self.path, self.shape, self.dtype, self.meta = inner.path, inner.shape, inner.dtype, inner.meta
+        self._key: tuple | None = None
+        self._block: np.ndarray | None = None
+
+    def read(self, t: int, window: Window) -> np.ndarray:
+        key = (t, tuple((s.start, s.stop) for s in window))
+        if key != self._key:
+            self._key, self._block = None, None
+            self._block = self.inner.read(t, window)
+            self._key = key
+        return self._block  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._block = None
+        self.inner.close()

@@ -1,7 +1,9 @@
 """TIFF sources via tifffile: plain, multi-page, OME-TIFF and ImageJ hyperstacks.
 
-Pixels are read through tifffile's zarr view of the file (``TiffFile.aszarr``), so a window
-decodes only the pages (and strips or tiles) it covers: a stack streams page by page.
+A window of a multi-page series is read as the pages it covers (``TiffFile.asarray(key=...)``),
+so a stack streams page by page; other layouts (a single tiled or striped page, pyramids) go
+through tifffile's zarr view (``TiffFile.aszarr``), which decodes only the tiles or strips
+touched.
 Axes come from the OME or ImageJ metadata when present; physical pixel sizes from the OME
 ``PhysicalSize*`` attributes, or from the resolution tags and ImageJ ``spacing``/``unit``.
 """
@@ -40,7 +42,15 @@ class TiffSource(Source):
             self._mapped = spec.resolve(path, series.axes, series.shape)
             self.shape = canonical_shape(self._mapped, series.shape)
             self.dtype = np.dtype(series.dtype)
-            self._array = zarr.open_array(self._tif.aszarr(series=0, level=0), mode="r")
+            page_shape = tuple(series.keyframe.shape)
+            lead = tuple(series.shape[: len(series.shape) - len(page_shape)])
+            self._by_pages = (
+                tuple(series.shape[len(lead) :]) == page_shape
+                and len(series.pages) == int(np.prod(lead, dtype=np.int64))
+                and (len(series.pages) > 1 or series.keyframe.nbytes <= 64 * 2**20)
+            )
+            self._lead, self._page_shape = lead, page_shape
+            self._array = None if self._by_pages else zarr.open_array(self._tif.aszarr(series=0, level=0), mode="r")
             spacing, unit = _physical_size(self._tif)
         except InputError:
             self.close()
@@ -53,10 +63,21 @@ class TiffSource(Source):
     def read(self, t: int, window: Window) -> np.ndarray:
         index, kept = file_index(self._mapped, t, window)
         try:
-            block = np.asarray(self._array[index])
+            block = self._read_pages(index) if self._by_pages else np.asarray(self._array[index])
         except Exception as err:
             raise InputError(f"{self.path}: TIFF data cannot be read ({type(err).__name__}: {err})") from err
         return to_canonical(block, kept)
+
+    def _read_pages(self, index: tuple) -> np.ndarray:
+        """Read only the pages ``index`` touches, then cut the window inside them."""
+        n_lead = len(self._lead)
+        pages = np.arange(int(np.prod(self._lead, dtype=np.int64))).reshape(self._lead)[index[:n_lead]]
+        flat = [int(p) for p in np.ravel(pages)]
+        data = self._tif.asarray(key=flat, series=0, maxworkers=1) if flat else None
+        if data is None:
+            return np.zeros(np.shape(pages) + self._page_shape, self.dtype)[(...,) + index[n_lead:]]
+        data = data.reshape(np.shape(pages) + self._page_shape)
+        return data[(Ellipsis,) + tuple(index[n_lead:])]
 
     def close(self) -> None:
         tif = getattr(self, "_tif", None)
