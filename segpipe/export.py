@@ -1,0 +1,188 @@
+"""Export label maps from a prediction group to TIFF, NIfTI and Cell Tracking Challenge folders.
+
+Arrays are read slab by slab, so exports of large volumes stay within a few chunks of memory.
+Every file is written under a temporary name and renamed when complete.
+
+Geometry: the store keeps spatial axes in ``(z, y, x)`` order; NIfTI keeps ``(x, y, z)``. Its data
+block is x fastest, then y, z (and t), which is the C order of the stored ``(t, z, y, x)`` arrays,
+so slabs are written as they are read. The affine is the source's (a NIfTI source's own matrix,
+shifted by the crop offset of a region split), else the store's spacing on the diagonal; a
+label voxel ``(i, j, k)`` then maps to the same world point as source voxel ``(i, j, k)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from segpipe.errors import InputError
+
+EXPORT_FORMATS = ("tiff", "nifti", "ctc")
+CTC_LIMIT = np.iinfo(np.uint16).max
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """A temporary path next to ``path``, renamed onto it when the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _blocks(array, tail: int, *, budget: int = 64 << 20) -> Iterator[np.ndarray]:
+    """The array in C order, as blocks of whole trailing ``tail``-axis parts (about ``budget`` bytes each)."""
+    shape = tuple(array.shape)
+    if len(shape) <= tail:
+        yield np.asarray(array[...])
+        return
+    outer, n = shape[: len(shape) - tail - 1], shape[len(shape) - tail - 1]
+    per_row = math.prod(shape[len(shape) - tail :]) * np.dtype(array.dtype).itemsize
+    rows = max(1, budget // max(per_row, 1))
+    for index in np.ndindex(*outer):
+        for start in range(0, n, rows):
+            yield np.asarray(array[(*index, slice(start, min(start + rows, n)))])
+
+
+def export_tiff(array, path: str | Path, *, axes: str) -> Path:
+    """Write a label array as a zlib-compressed TIFF (BigTIFF when over 2 GiB), page by page.
+
+    Args:
+        array: zarr or numpy labels, e.g. ``(y, x)`` or ``(z, y, x)``.
+        path: Destination ``.tif``.
+        axes: tifffile axes string for the array, e.g. ``"YX"``, ``"ZYX"``, ``"TYX"``.
+    """
+    path = Path(path)
+    shape, dtype = tuple(array.shape), np.dtype(array.dtype)
+    big = math.prod(shape) * dtype.itemsize > (2 << 30)
+    with _atomic(path) as tmp:
+        if len(shape) == 2:
+            tifffile.imwrite(tmp, np.asarray(array[...]), compression="zlib", metadata={"axes": axes})
+        else:
+            pages = (page for block in _blocks(array, 2) for page in block.reshape(-1, *shape[-2:]))
+            tifffile.imwrite(
+                tmp, data=pages, shape=shape, dtype=dtype, compression="zlib", bigtiff=big, metadata={"axes": axes}
+            )
+    return path
+
+
+def source_affine(info: dict, *, ndim: int) -> np.ndarray:
+    """Voxel-to-world 4x4 matrix (NIfTI ``(x, y, z)`` order) of a stored image.
+
+    Uses the source NIfTI's affine when the store recorded one (shifted to a region split's
+    first voxel), else the spacing on the diagonal.
+
+    Args:
+        info: The image's entry in the store record (``images[]``).
+        ndim: Spatial axes.
+    """
+    if info.get("affine") is not None:
+        affine = np.asarray(info["affine"], dtype=np.float64)
+    else:
+        spacing = list(reversed([float(s) for s in info.get("spacing") or [1.0] * ndim]))
+        affine = np.diag(spacing + [1.0] * (4 - len(spacing)))
+    region = info.get("region")
+    if region:
+        offset = np.zeros(4)
+        offset[:ndim] = [start for start, _ in reversed(region)]
+        offset[3] = 1.0
+        affine = affine.copy()
+        affine[:, 3] = affine @ offset
+    return affine
+
+
+def export_nifti(array, path: str | Path, *, affine: np.ndarray, ndim: int) -> Path:
+    """Write labels as NIfTI-1 (``.nii`` or ``.nii.gz``), streaming the data block.
+
+    Args:
+        array: ``(*frames, *spatial)`` labels with spatial axes ``(z, y, x)`` or ``(y, x)``; at most
+            one frame axis, written as NIfTI's t.
+        path: Destination.
+        affine: 4x4 voxel-to-world matrix in NIfTI order.
+        ndim: Spatial axes of ``array``.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    shape = tuple(int(s) for s in array.shape)
+    frames = shape[: len(shape) - ndim]
+    if len(frames) > 1:
+        raise InputError(f"{path}: NIfTI holds at most one frame axis, the labels have shape {shape}")
+    spatial = list(reversed(shape[len(frames) :]))
+    nifti_shape = spatial + ([1] * (3 - ndim) if frames else []) + list(frames)
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.dtype(array.dtype))
+    header.set_data_shape(nifti_shape)
+    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    header.set_zooms(tuple(zooms[:ndim]) + (1.0,) * (len(nifti_shape) - ndim))
+    header.set_sform(affine, code="aligned")
+    header.set_qform(affine, code="aligned")
+    header.set_xyzt_units("unknown")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with _atomic(path) as tmp:
+        with opener(tmp, "wb") as handle:
+            header.write_to(handle)
+            for block in _blocks(array, 1):
+                handle.write(np.ascontiguousarray(block, dtype=header.get_data_dtype()).tobytes())
+    return path
+
+
+def export_ctc(array, folder: str | Path, *, ndim: int, sequence: str = "01") -> Path:
+    """Write a Cell Tracking Challenge result folder ``<folder>/<sequence>_RES``.
+
+    One ``maskTTT.tif`` (uint16) per frame (``mask000.tif`` alone when there is no frame axis);
+    objects are numbered uniquely over the sequence and listed as one-frame tracks in
+    ``res_track.txt``, so the folder passes the challenge's validation.
+
+    Raises:
+        InputError: More objects over the sequence than uint16 labels allow.
+    """
+    folder = Path(folder) / f"{sequence}_RES"
+    shape = tuple(array.shape)
+    frames = shape[: len(shape) - ndim]
+    if len(frames) > 1:
+        raise InputError(f"{folder}: CTC folders hold one time axis, the labels have shape {shape}")
+    count = frames[0] if frames else 1
+    digits = max(3, len(str(count - 1)))
+    folder.mkdir(parents=True, exist_ok=True)
+    lines, offset = [], 0
+    for t in range(count):
+        labels = np.asarray(array[t] if frames else array[...])
+        ids, inverse = np.unique(labels, return_inverse=True)
+        positive = ids[ids > 0]
+        if offset + positive.size > CTC_LIMIT:
+            raise InputError(f"{folder}: more than {CTC_LIMIT} objects over the sequence; CTC masks are uint16")
+        new = np.zeros(ids.size, dtype=np.uint16)
+        new[ids > 0] = np.arange(offset + 1, offset + positive.size + 1)
+        mask = new[inverse.reshape(labels.shape)]
+        lines += [f"{label} {t} {t} 0" for label in range(offset + 1, offset + positive.size + 1)]
+        offset += positive.size
+        with _atomic(folder / f"mask{t:0{digits}d}.tif") as tmp:
+            tifffile.imwrite(tmp, mask, compression="zlib")
+    with _atomic(folder / "res_track.txt") as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in lines))
+    return folder
+
+
+def tiff_axes(ndim: int, frames: int) -> str:
+    """tifffile axes of a label array with ``frames`` leading frame axes."""
+    return "T" * frames + ("ZYX" if ndim == 3 else "YX")
+
+
+def export_names(formats: Sequence[str]) -> list[str]:
+    """Validate export format names."""
+    unknown = sorted(set(formats) - set(EXPORT_FORMATS))
+    if unknown:
+        raise InputError(f"unknown export format(s) {unknown}; choose from {list(EXPORT_FORMATS)}")
+    return list(dict.fromkeys(formats))

@@ -1,0 +1,229 @@
+"""Instance labels of a stored prediction, slab by slab, with the result of the whole-image version.
+
+:func:`segpipe.postprocess.instance_labels` needs a frame in memory. Frames up to
+``InstanceTiling.whole_limit`` voxels are labelled that way (exactly). Larger frames go in
+three passes over slabs of rows along the first spatial axis, holding one slab plus a halo:
+
+1. Connected parts of the foreground and of the seeds are labelled per slab (kept in scratch
+   arrays) and joined across slab borders (a graph of touching labels, ``scipy.sparse.csgraph``).
+   Joined labels are numbered by their first voxel in raster order, which is how
+   ``scipy.ndimage.label`` numbers the whole frame, so seed and object numbers are global.
+2. Each slab is flooded (seeded watershed) with a halo of ``halo`` rows on each side, using the
+   global seed numbers; only the slab's own rows are kept. Object sizes are summed.
+3. Objects under ``min_size`` are dropped and the rest renumbered 1..N in seed order.
+
+The bound: a foreground component at most ``halo`` rows tall lies wholly inside the window of
+every slab it touches, so it is split exactly as in the whole frame; taller components (counted
+in :attr:`InstanceStats.tall_components`) are flooded within the window only, and their pixels
+near slab borders may go to a different neighbouring seed. Equal distance values at the border
+of two seeds are resolved by the flooding order, which can, rarely, differ from the whole frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from skimage.segmentation import watershed
+
+from segpipe.inference.stream import frame_indices
+from segpipe.postprocess import InstanceParams, instance_labels
+
+log = logging.getLogger(__name__)
+
+
+class InstanceTiling(BaseModel):
+    """How instance labelling splits large frames.
+
+    Attributes:
+        whole_limit: Frames with at most this many voxels are labelled whole.
+        slab: Rows per slab (default: what fits ``whole_limit`` voxels with the halos).
+        halo: Rows of context on each side of a slab; objects up to this tall are exact.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    whole_limit: int = Field(1 << 24, ge=0)
+    slab: int | None = Field(None, ge=1)
+    halo: int = Field(32, ge=0)
+
+
+@dataclass
+class InstanceStats:
+    """Objects found, slabs used, and components taller than the halo (not guaranteed exact)."""
+
+    objects: int = 0
+    slabs: int = 0
+    tall_components: int = 0
+
+
+def _foreground_distance(probabilities, frame, rows: slice, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    block = np.asarray(probabilities[(slice(None), *frame, rows)])
+    return 1.0 - block[0].astype(np.float32), block[n_classes].astype(np.float32)
+
+
+def stream_instance_labels(
+    probabilities: zarr.Array,
+    out: zarr.Array,
+    *,
+    ndim: int,
+    n_classes: int,
+    params: InstanceParams,
+    tiling: InstanceTiling | None = None,
+    scratch: zarr.Group | None = None,
+) -> InstanceStats:
+    """Label objects in every frame of ``probabilities`` into ``out``.
+
+    Args:
+        probabilities: ``(n_classes + 1, *lead, *spatial)``: class probabilities, then the distance map.
+        out: ``(*lead, *spatial)`` unsigned integer array for the objects.
+        ndim: Spatial axes.
+        n_classes: Class channels.
+        params: Thresholds and minimum size (as for :func:`segpipe.postprocess.instance_labels`).
+        tiling: Slab size, halo and the size labelled whole.
+        scratch: Group for the per-slab label arrays of large frames (deleted afterwards).
+    """
+    tiling = tiling or InstanceTiling()
+    shape = tuple(out.shape[-ndim:])
+    lead = tuple(out.shape[: out.ndim - ndim])
+    stats = InstanceStats()
+    for frame in frame_indices(lead):
+        if math.prod(shape) <= tiling.whole_limit:
+            fg, dist = _foreground_distance(probabilities, frame, slice(None), n_classes)
+            labels = instance_labels(fg, dist, params)
+            out[frame] = labels
+            stats.objects += int(labels.max())
+            stats.slabs += 1
+            continue
+        if scratch is None:
+            raise ValueError("slab-wise instance labelling needs a scratch group")
+        _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scratch, stats)
+    return stats
+
+
+def _slabs(length: int, plane: int, tiling: InstanceTiling) -> list[tuple[int, int]]:
+    size = tiling.slab or max(1, tiling.whole_limit // max(plane, 1) - 2 * tiling.halo)
+    return [(a, min(a + size, length)) for a in range(0, length, size)]
+
+
+def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scratch, stats) -> None:
+    plane = math.prod(shape[1:])
+    slabs = _slabs(shape[0], plane, tiling)
+    chunks = tuple(out.chunks[-len(shape) :])
+    parts = {
+        name: scratch.create_array(name, shape=shape, dtype=np.uint32, chunks=chunks, overwrite=True)
+        for name in ("components", "seeds")
+    }
+    try:
+        tables = _label_slabs(probabilities, frame, slabs, n_classes, params, parts)
+        sizes = _flood_slabs(probabilities, out, frame, slabs, n_classes, tiling.halo, parts, tables)
+        keep = sizes >= max(params.min_size, 1)
+        keep[0] = False
+        renumber = np.zeros(sizes.size, dtype=np.uint32)
+        renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+        for a, b in slabs:
+            out[(*frame, slice(a, b))] = renumber[np.asarray(out[(*frame, slice(a, b))])]
+        tall = int(np.sum(tables["heights"] > tiling.halo))
+        if tall:
+            log.warning(
+                "%d foreground components are taller than the %d-row halo; near slab borders their split "
+                "may differ from labelling the whole frame",
+                tall,
+                tiling.halo,
+            )
+        stats.objects += int(keep.sum())
+        stats.slabs += len(slabs)
+        stats.tall_components += tall
+    finally:
+        for name in parts:
+            del scratch[name]
+
+
+def _label_slabs(probabilities, frame, slabs, n_classes, params, parts) -> dict:
+    """Pass 1: per-slab labels with offsets, the joins across slab borders, heights and seededness."""
+    offsets = {"components": 0, "seeds": 0}
+    edges: dict[str, list[np.ndarray]] = {"components": [], "seeds": []}
+    previous: dict[str, np.ndarray] = {}
+    first_rows, last_rows, seeded = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], []
+    for a, b in slabs:
+        fg, dist = _foreground_distance(probabilities, frame, slice(a, b), n_classes)
+        mask = fg > params.foreground_threshold
+        current = {}
+        for name, binary in (("components", mask), ("seeds", mask & (dist > params.seed_threshold))):
+            local, count = ndimage.label(binary)
+            labels = np.where(local > 0, local + offsets[name], 0).astype(np.uint32)
+            if name == "components":
+                boxes = ndimage.find_objects(local)
+                first_rows.append(np.array([a + box[0].start for box in boxes], np.int64))
+                last_rows.append(np.array([a + box[0].stop - 1 for box in boxes], np.int64))
+            if name in previous:
+                both = (previous[name] > 0) & (labels[0] > 0)
+                pairs = np.stack([previous[name][both], labels[0][both]], axis=1)
+                edges[name].append(np.unique(pairs, axis=0))
+            parts[name][slice(a, b)] = labels
+            previous[name] = labels[-1]
+            current[name] = labels
+            offsets[name] += count
+        seeded.append(np.unique(current["components"][current["seeds"] > 0]))
+        if max(offsets.values()) >= np.iinfo(np.uint32).max:
+            raise ValueError("too many connected parts for 32-bit scratch labels")
+    components = _join(offsets["components"], edges["components"])
+    seeds = _join(offsets["seeds"], edges["seeds"])
+    n_components, n_seeds = int(components.max()), int(seeds.max())
+    top = np.full(n_components + 1, np.iinfo(np.int64).max)
+    bottom = np.full(n_components + 1, -1)
+    np.minimum.at(top, components, np.concatenate(first_rows))
+    np.maximum.at(bottom, components, np.concatenate(last_rows))
+    with_seed = np.unique(components[np.concatenate(seeded).astype(np.int64)])
+    seedless = np.setdiff1d(np.arange(1, n_components + 1), with_seed)
+    marker_of_component = np.zeros(n_components + 1, dtype=np.int64)
+    marker_of_component[seedless] = n_seeds + np.arange(1, seedless.size + 1)
+    return {
+        "components": components,
+        "seeds": seeds,
+        "marker_of_component": marker_of_component,
+        "n_markers": n_seeds + seedless.size,
+        "heights": (bottom - top + 1)[1:],
+    }
+
+
+def _join(count: int, edges: Sequence[np.ndarray]) -> np.ndarray:
+    """Global numbers of ``count`` per-slab labels joined by ``edges``, in order of first appearance."""
+    lookup = np.zeros(count + 1, dtype=np.int64)
+    if count == 0:
+        return lookup
+    pairs = np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
+    pairs = pairs.astype(np.int64) - 1
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(count, count))
+    n, group = connected_components(graph, directed=False)
+    first = np.full(n, count, dtype=np.int64)
+    np.minimum.at(first, group, np.arange(count))
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(n)
+    lookup[1:] = rank[group] + 1
+    return lookup
+
+
+def _flood_slabs(probabilities, out, frame, slabs, n_classes, halo, parts, tables) -> np.ndarray:
+    """Pass 2: seeded watershed of each slab with its halo; returns the size of every marker."""
+    length = out.shape[-len(parts["components"].shape)]
+    sizes = np.zeros(tables["n_markers"] + 1, dtype=np.int64)
+    for a, b in slabs:
+        lo, hi = max(0, a - halo), min(length, b + halo)
+        fg, dist = _foreground_distance(probabilities, frame, slice(lo, hi), n_classes)
+        components = tables["components"][np.asarray(parts["components"][lo:hi])]
+        seeds = tables["seeds"][np.asarray(parts["seeds"][lo:hi])]
+        markers = np.where(seeds > 0, seeds, tables["marker_of_component"][components])
+        labels = watershed(-dist, markers=markers, mask=components > 0)
+        core = labels[a - lo : b - lo].astype(np.uint32)
+        out[(*frame, slice(a, b))] = core
+        sizes += np.bincount(core.ravel(), minlength=sizes.size)
+    return sizes

@@ -1,0 +1,76 @@
+"""Sliding-window prediction of one in-memory image with MONAI ``sliding_window_inference``.
+
+Training validates with this; :mod:`segpipe.inference.stream` gives the same numbers zarr to zarr
+for images that do not fit in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from segpipe.inference.params import InferenceParams
+from segpipe.inference.windows import tta_passes
+
+
+def activate(logits: torch.Tensor, *, n_classes: int) -> torch.Tensor:
+    """Class logits to softmax probabilities; an extra distance channel through a sigmoid."""
+    probs = torch.softmax(logits[:, :n_classes], dim=1)
+    if logits.shape[1] == n_classes:
+        return probs
+    return torch.cat([probs, torch.sigmoid(logits[:, n_classes:])], dim=1)
+
+
+def padding_mode(shape: Sequence[int], roi: Sequence[int]) -> str:
+    """Reflection where every padded axis is long enough to reflect, else zeros."""
+    return "reflect" if all(s > (r - s) for s, r in zip(shape, roi)) else "constant"
+
+
+@torch.no_grad()
+def predict_image(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    *,
+    roi_size: Sequence[int],
+    n_classes: int,
+    params: InferenceParams | None = None,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Predict one normalized, channel-first image.
+
+    Args:
+        model: Network in eval mode.
+        image: ``(C, *spatial)`` float array, normalized as in training.
+        roi_size: Window size (the training patch size).
+        n_classes: Number of class channels (the rest, if any, is the distance map).
+        params: Overlap, batch and blending settings.
+        device: Where the network runs.
+
+    Returns:
+        float32 ``(n_classes [+1], *spatial)``: class probabilities, then the distance map.
+    """
+    params = params or InferenceParams()
+    device = torch.device(device)
+    inputs = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
+    total = None
+    passes = tta_passes(inputs.ndim - 2, flip_tta=params.flip_tta)
+    for flips in passes:
+        axes = [axis + 2 for axis in flips]
+        x = torch.flip(inputs, axes) if axes else inputs
+        logits = sliding_window_inference(
+            x,
+            roi_size=tuple(roi_size),
+            sw_batch_size=params.batch_size,
+            predictor=model,
+            overlap=params.overlap,
+            mode=params.mode,
+            sigma_scale=params.sigma_scale,
+            padding_mode=padding_mode(x.shape[2:], roi_size),
+        )
+        probs = activate(logits, n_classes=n_classes)
+        probs = torch.flip(probs, axes) if axes else probs
+        total = probs if total is None else total + probs
+    return (total / len(passes))[0].float().cpu().numpy()

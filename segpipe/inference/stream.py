@@ -1,0 +1,271 @@
+"""Zarr-to-zarr sliding-window prediction with bounded memory, resumable.
+
+The source is a channel-first array ``(C, *lead, *spatial)`` (zarr or numpy); leading axes
+between channels and space (time, or slices of a stack fed to a 2D network) are independent
+frames. Each frame is predicted on MONAI's window grid (:mod:`segpipe.inference.windows`):
+a reading thread cuts and normalizes the next batches of windows from a band of rows
+read once from the source; the network runs them (autocast on CUDA); the outputs are
+blended into a band of rows (:class:`~segpipe.inference.aggregator.SlabAggregator`); rows no
+later window can touch are activated and handed to a writing thread, which writes them to the
+sink and then records them as done. Memory is bounded by the band (a window's height, times
+the frame's other axes, times channels and test-time passes), not by the image.
+
+A run that stops (killed, out of time) resumes from the sink's record: the batches from the
+first one touching the first row not done are run again, in the same composition, and only
+rows not done are written, so the result is identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.data.utils import compute_importance_map
+
+from segpipe.errors import InputError
+from segpipe.inference.aggregator import SlabAggregator
+from segpipe.inference.background import Worker, prefetch
+from segpipe.inference.memory import padding_mode
+from segpipe.inference.normalize import Normalization
+from segpipe.inference.params import InferenceParams
+from segpipe.inference.windows import (
+    Window,
+    batch_windows,
+    buffer_rows,
+    finished_row,
+    first_batch_touching,
+    frame_windows,
+    tta_passes,
+)
+
+log = logging.getLogger(__name__)
+
+Activation = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Sink(Protocol):
+    """Where finished rows go, and the record of what is done."""
+
+    def write(self, frame: tuple[int, ...], start: int, stop: int, values: np.ndarray) -> None:
+        """Store rows ``[start, stop)`` of ``frame`` (values ``(channels, stop - start, *rest)``, float32)."""
+
+    def done(self) -> tuple[int, int]:
+        """``(frames, rows)``: frames complete, and rows complete in the next frame."""
+
+    def mark(self, frames: int, rows: int) -> None:
+        """Record progress; called after the corresponding writes returned."""
+
+
+@dataclass
+class StreamStats:
+    """What a run did: windows and batches run, rows written, peak band memory, seconds."""
+
+    windows: int = 0
+    batches: int = 0
+    rows_written: int = 0
+    band_bytes: int = 0
+    seconds: float = 0.0
+    frames: list[int] = field(default_factory=list)
+
+
+def frame_indices(lead: Sequence[int]) -> list[tuple[int, ...]]:
+    """Leading-axis indices of every frame, in C order (one empty tuple when there are none)."""
+    return list(np.ndindex(*lead)) if lead else [()]
+
+
+class _Rows:
+    """Reads a frame's rows once, in increasing order, keeping only the band windows still need."""
+
+    def __init__(self, source, frame: tuple[int, ...], length: int, chunk: int):
+        self.source, self.frame, self.length, self.chunk = source, frame, length, max(1, chunk)
+        self.low, self.data = 0, None
+
+    def get(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``[lo, hi)``; ``lo`` never decreases between calls."""
+        end = min(self.length, math.ceil(hi / self.chunk) * self.chunk)
+        have = self.low + (self.data.shape[1] if self.data is not None else 0)
+        if self.data is None or lo < self.low or lo > have:
+            self.data, self.low = self._read(lo, end), lo
+        elif hi > have:
+            self.data = np.concatenate([self.data[:, lo - self.low :], self._read(have, end)], axis=1)
+            self.low = lo
+        return self.data[:, lo - self.low : hi - self.low]
+
+    def _read(self, lo: int, hi: int) -> np.ndarray:
+        return np.asarray(self.source[(slice(None), *self.frame, slice(lo, hi))])
+
+
+def _window_input(
+    rows: _Rows, window: Window, roi: Sequence[int], shape: Sequence[int], normalization, pad_mode: str
+) -> torch.Tensor:
+    boxes = [(max(s, 0), min(s + r, n)) for s, r, n in zip(window.start, roi, shape)]
+    raw = rows.get(*boxes[0])
+    raw = raw[(slice(None), slice(None), *(slice(lo, hi) for lo, hi in boxes[1:]))]
+    block = normalization.apply(raw) if normalization is not None else np.asarray(raw, dtype=np.float32)
+    tensor = torch.from_numpy(np.ascontiguousarray(block))
+    pads = [(lo - s, s + r - hi) for (lo, hi), s, r in zip(boxes, window.start, roi)]
+    if any(p for pair in pads for p in pair):
+        flat = [p for pair in reversed(pads) for p in pair]
+        tensor = F.pad(tensor[None], flat, mode=pad_mode)[0]
+    if window.flips:
+        tensor = torch.flip(tensor, [axis + 1 for axis in window.flips])
+    return tensor
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type != "cuda" or not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def stream_predict(
+    model: torch.nn.Module,
+    source,
+    sink: Sink,
+    *,
+    roi_size: Sequence[int],
+    out_channels: int,
+    params: InferenceParams | None = None,
+    normalization: Normalization | None = None,
+    activation: Activation | None = None,
+    device: torch.device | str = "cpu",
+    read_chunk: int | None = None,
+    on_rows: Callable[[tuple[int, ...], int], None] | None = None,
+) -> StreamStats:
+    """Predict every frame of ``source`` into ``sink``, resuming from the sink's record.
+
+    Args:
+        model: Network in eval mode, on ``device``.
+        source: ``(C, *lead, *spatial)`` zarr or numpy array; ``len(roi_size)`` spatial axes.
+        sink: Receives finished rows and keeps the progress record.
+        roi_size: Window size.
+        out_channels: Channels the network outputs.
+        params: Overlap, batch size, blending, test-time flips, autocast, prefetch depth.
+        normalization: Applied to each window as read (``None``: the source is already float input).
+        activation: Applied per test-time pass to blended ``(1, C, ...)`` outputs before the passes
+            are averaged (``None``: blended network outputs, as ``sliding_window_inference`` returns).
+        device: Where the network and the blending buffers live.
+        read_chunk: Rows read at a time are rounded up to a multiple of this (the source's chunk).
+        on_rows: Called as ``on_rows(frame, row)`` once rows below ``row`` are written and recorded.
+
+    Returns:
+        What the run did.
+    """
+    params = params or InferenceParams()
+    device = torch.device(device)
+    roi = tuple(int(r) for r in roi_size)
+    ndim = len(roi)
+    if source.ndim < ndim + 1:
+        raise InputError(f"input of shape {tuple(source.shape)} has fewer than {ndim} spatial axes plus channels")
+    shape = tuple(int(s) for s in source.shape[-ndim:])
+    lead = tuple(int(s) for s in source.shape[1 : source.ndim - ndim])
+    chunk = read_chunk or (getattr(source, "chunks", None) or (0,) * source.ndim)[source.ndim - ndim] or roi[0]
+    weights = compute_importance_map(roi, mode=params.mode, sigma_scale=params.sigma_scale, device=device)
+    passes = tta_passes(ndim, flip_tta=params.flip_tta)
+    windows = frame_windows(shape, roi, params.overlap, passes)
+    batches = batch_windows(windows, params.batch_size)
+    pad_mode = padding_mode(shape, roi)
+    frames = frame_indices(lead)
+    frames_done, rows_done = sink.done()
+    stats = StreamStats()
+    started = time.perf_counter()
+    writer = Worker(depth=2)
+    try:
+        for number, frame in enumerate(frames):
+            if number < frames_done:
+                continue
+            low = rows_done if number == frames_done else 0
+            first = first_batch_touching(batches, low, roi[0])
+            if first >= len(batches) or low >= shape[0]:
+                writer.submit(_marker(sink, number + 1, 0, frame, shape[0], on_rows))
+                continue
+            band = buffer_rows(batches, first, low, roi[0], shape[0])
+            aggregator = SlabAggregator(
+                frame_shape=shape, roi=roi, channels=out_channels, n_passes=len(passes), rows=band,
+                weights=weights, low=low, device=device,
+            )
+            stats.band_bytes = max(stats.band_bytes, aggregator.nbytes)
+            stats.frames.append(number)
+            rows = _Rows(source, frame, shape[0], chunk)
+
+            def cut(index_batch, rows=rows):
+                index, batch = index_batch
+                inputs = torch.stack([_window_input(rows, w, roi, shape, normalization, pad_mode) for w in batch])
+                return index, batch, (inputs.pin_memory() if device.type == "cuda" else inputs)
+
+            jobs = ((i, batches[i]) for i in range(first, len(batches)))
+            for index, batch, inputs in prefetch(map(cut, jobs), depth=params.prefetch):
+                with _autocast(device, params.amp):
+                    outputs = model(inputs.to(device, non_blocking=True))
+                outputs = outputs.float()
+                for i, window in enumerate(batch):
+                    if window.flips:
+                        outputs[i] = torch.flip(outputs[i], [axis + 1 for axis in window.flips])
+                aggregator.add(outputs, batch)
+                stats.windows += len(batch)
+                stats.batches += 1
+                stop = finished_row(batches, index, shape[0])
+                if stop > aggregator.low:
+                    start = aggregator.low
+                    values = _combine(aggregator.pop(stop), activation)
+                    last = stop >= shape[0]
+                    writer.submit(_writer(sink, frame, start, stop, values))
+                    writer.submit(
+                        _marker(sink, number + 1 if last else number, 0 if last else stop, frame, stop, on_rows)
+                    )
+                    stats.rows_written += stop - start
+    finally:
+        try:
+            writer.close()
+        finally:
+            stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _combine(blended: list[torch.Tensor], activation: Activation | None) -> np.ndarray:
+    """Average the passes after activating each, as :func:`segpipe.inference.predict_image` does."""
+    total = None
+    for values in blended:
+        values = activation(values[None])[0] if activation is not None else values
+        total = values if total is None else total + values
+    return (total / len(blended)).float().cpu().numpy()
+
+
+def _writer(sink: Sink, frame, start: int, stop: int, values: np.ndarray) -> Callable[[], None]:
+    return lambda: sink.write(frame, start, stop, values)
+
+
+def _marker(sink: Sink, frames: int, rows: int, frame, row: int, on_rows) -> Callable[[], None]:
+    def mark() -> None:
+        sink.mark(frames, rows)
+        if on_rows is not None:
+            on_rows(frame, row)
+
+    return mark
+
+
+class ArraySink:
+    """Keeps the output in memory (float32), for tests and small images."""
+
+    def __init__(self, channels: int, lead: Sequence[int], shape: Sequence[int]):
+        self.values = np.full((channels, *lead, *shape), np.nan, dtype=np.float32)
+        self.progress = (0, 0)
+
+    def write(self, frame, start, stop, values) -> None:
+        self.values[(slice(None), *frame, slice(start, stop))] = values
+
+    def done(self) -> tuple[int, int]:
+        return self.progress
+
+    def mark(self, frames: int, rows: int) -> None:
+        self.progress = (frames, rows)

@@ -1,0 +1,102 @@
+"""The grid of sliding windows over one frame, laid out exactly as MONAI's ``sliding_window_inference``.
+
+MONAI pads an axis shorter than the window symmetrically (``diff // 2`` before), steps windows by
+``int(roi * (1 - overlap))`` and clamps the last window to the end. A test-time flip of an axis
+runs that grid on the flipped image; here every window is expressed in the coordinates of the
+unflipped frame, so all passes share one output buffer layout and one pass over the input.
+A window's ``start`` is negative, or its end past the frame, only along padded axes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from monai.data.utils import dense_patch_slices
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of one pass.
+
+    Attributes:
+        start: First voxel, in frame coordinates.
+        flips: Spatial axes (0-based) flipped in this window's pass.
+        pass_index: Which test-time pass the window belongs to.
+    """
+
+    start: tuple[int, ...]
+    flips: tuple[int, ...]
+    pass_index: int
+
+
+def scan_interval(size: int, roi: int, overlap: float) -> int:
+    """MONAI's step between windows along an axis of (padded) length ``size``."""
+    if roi == size:
+        return roi
+    return max(int(roi * (1 - overlap)), 1)
+
+
+def axis_starts(size: int, roi: int, overlap: float, *, flipped: bool = False) -> list[int]:
+    """Window starts along one axis, in unflipped, unpadded frame coordinates.
+
+    Args:
+        size: Frame length along the axis.
+        roi: Window length.
+        overlap: Fraction of overlap.
+        flipped: The pass runs on the image flipped along this axis.
+    """
+    padded = max(size, roi)
+    before = (padded - size) // 2
+    step = scan_interval(padded, roi, overlap)
+    starts = [int(s[0].start) for s in dense_patch_slices((padded,), (roi,), (step,))]
+    if flipped:
+        return [size + before - u - roi for u in starts]
+    return [u - before for u in starts]
+
+
+def tta_passes(ndim: int, *, flip_tta: bool) -> list[tuple[int, ...]]:
+    """The passes of :func:`segpipe.inference.predict_image`: none, then each spatial axis flipped."""
+    return [()] + ([(axis,) for axis in range(ndim)] if flip_tta else [])
+
+
+def frame_windows(
+    shape: Sequence[int], roi: Sequence[int], overlap: float, passes: Sequence[tuple[int, ...]]
+) -> list[Window]:
+    """Every window of every pass, ordered by start along the first axis (stable: pass, then MONAI order)."""
+    windows = []
+    for index, flips in enumerate(passes):
+        per_axis = [axis_starts(n, r, overlap, flipped=a in flips) for a, (n, r) in enumerate(zip(shape, roi))]
+        windows += [Window(tuple(start), tuple(flips), index) for start in itertools.product(*per_axis)]
+    return sorted(windows, key=lambda w: w.start[0])
+
+
+def batch_windows(windows: Sequence[Window], size: int) -> list[list[Window]]:
+    """Consecutive batches of ``size`` windows (the last may be shorter), as MONAI forms them."""
+    return [list(windows[i : i + size]) for i in range(0, len(windows), size)]
+
+
+def finished_row(batches: Sequence[Sequence[Window]], index: int, length: int) -> int:
+    """Rows of the first axis no window after batch ``index`` can touch: ``[0, result)``."""
+    if index + 1 >= len(batches):
+        return length
+    return min(max(batches[index + 1][0].start[0], 0), length)
+
+
+def first_batch_touching(batches: Sequence[Sequence[Window]], row: int, roi0: int) -> int:
+    """The first batch holding a window that reaches past ``row`` on the first axis."""
+    for index, batch in enumerate(batches):
+        if batch[-1].start[0] + roi0 > row:
+            return index
+    return len(batches)
+
+
+def buffer_rows(batches: Sequence[Sequence[Window]], first: int, row: int, roi0: int, length: int) -> int:
+    """Rows the blending buffer needs when batches from ``first`` on run and ``[0, row)`` is done."""
+    rows, low = 1, row
+    for index in range(first, len(batches)):
+        top = min(batches[index][-1].start[0] + roi0, length)
+        rows = max(rows, top - low)
+        low = max(low, finished_row(batches, index, length))
+    return rows

@@ -1,0 +1,69 @@
+"""A :class:`~segpipe.inference.stream.Sink` writing a prediction group: probabilities and class map.
+
+Finished rows go to ``s0`` (probabilities, stored as float16 by default) and
+``labels/semantic/s0`` (the most probable class); progress is recorded in the group's
+attributes after the rows are written. zarr writes each chunk file atomically, so a run killed
+mid-write leaves every chunk either old or new, and the rows it had not recorded are written
+again, identically, on resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import zarr
+
+from segpipe.inference.windows import scan_interval
+from segpipe.postprocess import semantic_labels
+
+PROGRESS_KEY = "progress"
+
+
+def prediction_chunks(
+    shape: Sequence[int], *, ndim: int, channels: bool, roi0: int, overlap: float, edge: int | None = None
+) -> tuple[int, ...]:
+    """Chunks for a prediction array ``([channels,] *frames, *spatial)``.
+
+    All channels share a chunk; each frame has its own; the first spatial axis is chunked by
+    the window step (at least 8), so the rows handed out after each row of windows fill whole
+    chunks (no read-modify-write); the other spatial axes use the store's edge (256 in 2D, 64 in 3D).
+    """
+    edge = edge or (256 if ndim == 2 else 64)
+    spatial = tuple(int(s) for s in shape[-ndim:])
+    leading = tuple(int(s) for s in shape[: len(shape) - ndim])
+    step = scan_interval(max(spatial[0], roi0), roi0, overlap)
+    first = min(step * -(-8 // step), spatial[0])
+    head = (leading[0], *(1 for _ in leading[1:])) if channels else tuple(1 for _ in leading)
+    return (*head, first, *(min(edge, s) for s in spatial[1:]))
+
+
+class ZarrSink:
+    """Writes finished rows into a prediction group and records progress in its attributes.
+
+    Args:
+        group: The prediction group (progress lives in its attributes).
+        n_classes: Class channels (the rest, if any, is the distance map).
+        probabilities: ``(channels, *lead, *spatial)`` array, or ``None`` to keep none.
+        semantic: ``(*lead, *spatial)`` uint8 array for the class map, or ``None``.
+    """
+
+    def __init__(
+        self, group: zarr.Group, *, n_classes: int, probabilities: zarr.Array | None, semantic: zarr.Array | None
+    ):
+        self.group, self.n_classes = group, n_classes
+        self.probabilities, self.semantic = probabilities, semantic
+
+    def write(self, frame: tuple[int, ...], start: int, stop: int, values: np.ndarray) -> None:
+        rows = slice(start, stop)
+        if self.probabilities is not None:
+            self.probabilities[(slice(None), *frame, rows)] = values.astype(self.probabilities.dtype)
+        if self.semantic is not None:
+            self.semantic[(*frame, rows)] = semantic_labels(values[: self.n_classes])
+
+    def done(self) -> tuple[int, int]:
+        record = self.group.attrs.get(PROGRESS_KEY) or {"frames": 0, "rows": 0}
+        return int(record["frames"]), int(record["rows"])
+
+    def mark(self, frames: int, rows: int) -> None:
+        self.group.attrs[PROGRESS_KEY] = {"frames": int(frames), "rows": int(rows)}
