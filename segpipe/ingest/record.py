@@ -32,7 +32,8 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
     ndim = entry.ndim
     fmt = "auto" if entry.format == "ctc" else entry.format
     with ExitStack() as stack:
-        image_spec = AxesSpec(override=entry.axes, fill="Z" if ndim == 3 else "", channel_axis=entry.channel_axis)
+        plane_fill = "Z" if ndim == 3 or record.plane is not None else ""
+        image_spec = AxesSpec(override=entry.axes, fill=plane_fill, channel_axis=entry.channel_axis)
         image: Source = stack.enter_context(
             open_source(record.image, fmt=fmt, spec=image_spec, slice_glob=entry.slice_glob)
         )

@@ -1,0 +1,45 @@
+"""Helpers for ingest tests: write a one-dataset catalog, ingest it, look at what is left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from segpipe.catalog import load_catalog
+from segpipe.ingest import IngestOptions, ingest_dataset
+from segpipe.store import list_images
+
+
+def write_catalog(folder: Path, **entry) -> Path:
+    """``folder/catalog.yaml`` holding one dataset ``d`` with ``entry``."""
+    entry.setdefault("classes", ["background", "object"])
+    path = folder / "catalog.yaml"
+    path.write_text(yaml.safe_dump({"datasets": {"d": entry}}, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def ingest(tmp_path):
+    """``ingest(folder, **entry)``: catalog, ingest into ``tmp_path/out/data.zarr``, return stored images."""
+    store = tmp_path / "out" / "data.zarr"
+
+    def run(folder: Path, *, options: IngestOptions | None = None, **entry):
+        dataset = load_catalog(write_catalog(folder, **entry)).dataset("d")
+        ingest_dataset(dataset, store, progress=False, options=options)
+        return {image.name: image for image in list_images(store)}
+
+    run.store = store
+    return run
+
+
+@pytest.fixture
+def leftovers(tmp_path):
+    """Everything in the ingest output folder (must be empty after a refused ingest)."""
+    out = tmp_path / "out"
+
+    def look() -> list[str]:
+        return sorted(p.name for p in out.iterdir()) if out.exists() else []
+
+    return look
