@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from monai.metrics.utils import get_edge_surface_distance
 
 from segpipe.scoring.overlap import check_label_pair
 
@@ -63,6 +61,9 @@ def surface_distances(
     spacing = [float(s) for s in spacing]
     if len(spacing) != gt.ndim or any(not s > 0 for s in spacing):
         raise ValueError(f"spacing {spacing} does not fit an image of {gt.ndim} axes (positive values, one per axis)")
+    import torch  # imported here: the other scores need neither torch nor MONAI
+    from monai.metrics.utils import get_edge_surface_distance
+
     hd95, asd = [math.nan] * n_classes, [math.nan] * n_classes
     for c in range(1, n_classes):
         gt_c, pred_c = gt == c, pred == c
