@@ -37,6 +37,8 @@ class TrainConfig(BaseModel):
         elastic: Add elastic deformations (slower).
         num_workers: DataLoader worker processes; ``None``: 0 on CPU (the cores train), 4 on GPU.
         channels_last: Use the channels-last memory format on GPU (faster convolutions there).
+        memory_limit_gb: Above this much memory for the training split, patches are read
+            from the zarr store instead of holding the images.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -61,3 +63,4 @@ class TrainConfig(BaseModel):
     elastic: bool = False
     num_workers: int | None = Field(None, ge=0)
     channels_last: bool = True
+    memory_limit_gb: float = Field(4.0, ge=0)

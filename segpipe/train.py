@@ -34,6 +34,7 @@ from segpipe import __version__
 from segpipe.checkpoint import STATE_FILE, atomic_save, network_from_card, save_model
 from segpipe.config import TrainConfig
 from segpipe.infer import InferenceParams, predict_image
+from segpipe.patches import ZarrPatchDataset
 from segpipe.plan import fingerprint_store, plan_training
 from segpipe.postprocess import InstanceParams
 from segpipe.store import StoredImage, list_images, open_store
@@ -101,19 +102,8 @@ def train_model(
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last if record["ndim"] == 2 else torch.channels_last_3d)
 
-    train_set = load_split(store, "train", spec=card["normalization"])
     val_set = load_split(store, "validation", spec=card["normalization"])
-    samples = [training_sample(img, lab, instances=instances, spacing=im.spacing) for im, img, lab in train_set]
-    keys = ["image", "label", "dist"] if instances else ["image", "label"]
-    transform = augmentation(
-        ndim=record["ndim"],
-        patch_size=config.patch_size,
-        keys=keys,
-        foreground_ratio=config.foreground_ratio,
-        affine=config.affine,
-        elastic=config.elastic,
-    )
-    dataset = Dataset(data=samples, transform=transform)
+    dataset, transform = _training_data(store, card, config, instances=instances, ndim=record["ndim"])
     optimizer = _optimizer(model, config)
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
     state = _resume(model_dir, card, model, optimizer)
@@ -198,6 +188,42 @@ def _card(record: dict, fingerprint: dict, config: TrainConfig, *, n_classes: in
     return card
 
 
+def _training_data(store: Path, card: dict, config: TrainConfig, *, instances: bool, ndim: int):
+    """The patch source: whole images in memory when they fit the limit, else patches read from zarr."""
+    keys = ["image", "label", "dist"] if instances else ["image", "label"]
+    images = list_images(store, "train")
+    in_memory = sum(4 * (im.image.size + 3 * im.labels.size) for im in images)  # float32 image, label, target
+    lazy = in_memory > config.memory_limit_gb * 2**30
+    transform = augmentation(
+        ndim=ndim,
+        patch_size=config.patch_size,
+        keys=keys,
+        foreground_ratio=config.foreground_ratio,
+        affine=config.affine,
+        elastic=config.elastic,
+        crop=not lazy,
+    )
+    if lazy:
+        log.info("training split needs %.1f GiB in memory: reading patches from the store", in_memory / 2**30)
+        dataset = ZarrPatchDataset(
+            images,
+            patch_size=config.patch_size,
+            spec=card["normalization"],
+            instances=instances,
+            length=config.iterations_per_epoch * config.batch_size,
+            foreground_ratio=config.foreground_ratio,
+            transform=transform,
+            seed=config.seed,
+        )
+        return dataset, transform
+    spec = card["normalization"]
+    samples = [
+        training_sample(normalize(np.asarray(im.image), spec), np.asarray(im.labels), instances=instances, spacing=im.spacing)
+        for im in images
+    ]
+    return Dataset(data=samples, transform=transform), transform
+
+
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(
@@ -272,7 +298,10 @@ def train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, cl
     transform.set_random_state(seed)
     generator = torch.Generator().manual_seed(seed)
     n_samples = config.iterations_per_epoch * config.batch_size
-    sampler = RandomSampler(dataset, replacement=True, num_samples=n_samples, generator=generator)
+    if isinstance(dataset, ZarrPatchDataset):
+        dataset.seed, dataset.length, sampler = seed, n_samples, None  # draws are indexed, already random
+    else:
+        sampler = RandomSampler(dataset, replacement=True, num_samples=n_samples, generator=generator)
     workers = config.num_workers if config.num_workers is not None else (4 if device.type == "cuda" else 0)
     loader = DataLoader(
         dataset,

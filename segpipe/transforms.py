@@ -142,6 +142,7 @@ def augmentation(
     foreground_ratio: float = 0.33,
     affine: bool = False,
     elastic: bool = False,
+    crop: bool = True,
 ) -> mt.Compose:
     """Random patch plus augmentation, the nnU-Net way kept small.
 
@@ -150,16 +151,19 @@ def augmentation(
     (``elastic``); random flips along every axis, 90-degree rotations in the (y, x) plane
     (square patches only), and mild intensity scaling, shifting and gamma on the image.
     The distance target is interpolated linearly, class labels by nearest neighbour.
+    With ``crop=False`` the samples are already patches (read from zarr) and only augmented.
     """
     spatial = tuple(int(p) for p in patch_size)
     modes = {"image": "constant", "label": "constant", "dist": "constant"}
     positives = foreground_ratio / max(1e-6, 1 - foreground_ratio)
-    steps: list = [
-        mt.SpatialPadd(keys=keys, spatial_size=spatial, mode=[modes[k] for k in keys]),
-        mt.RandCropByPosNegLabeld(
-            keys=keys, label_key="label", spatial_size=spatial, pos=positives, neg=1.0, num_samples=1
-        ),
-    ]
+    steps: list = []
+    if crop:
+        steps += [
+            mt.SpatialPadd(keys=keys, spatial_size=spatial, mode=[modes[k] for k in keys]),
+            mt.RandCropByPosNegLabeld(
+                keys=keys, label_key="label", spatial_size=spatial, pos=positives, neg=1.0, num_samples=1
+            ),
+        ]
     interp = {"image": "bilinear", "label": "nearest", "dist": "bilinear"}
     mode = [interp[k] for k in keys]
     if affine:

@@ -95,3 +95,28 @@ def test_killed_run_resumes_to_the_same_result(crop_catalog, tmp_path):
 
     assert losses(history) == losses(clean / "crops" / "model" / "history.csv")
     assert len(losses(history)) == 4
+
+
+def test_zarr_patches_match_the_in_memory_path(store):
+    """Patches read from zarr (large datasets) equal crops of the whole-image targets."""
+    from segpipe.patches import ZarrPatchDataset
+    from segpipe.store import list_images
+    from segpipe.transforms import normalization_spec, normalize, training_sample
+
+    images = list_images(store, "train")
+    spec = normalization_spec("percentile", {})
+    data = ZarrPatchDataset(images, patch_size=(64, 64), spec=spec, instances=True, length=8, foreground_ratio=0.5)
+    whole = training_sample(normalize(np.asarray(images[0].image), spec), np.asarray(images[0].labels), instances=True)
+    sample = data.read(images[0], (80, 80), data.stats[0])
+    window = (slice(None), slice(48, 112), slice(48, 112))
+    np.testing.assert_allclose(sample["image"], whole["image"][window], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(sample["label"], whole["label"][window])
+    np.testing.assert_allclose(sample["dist"], whole["dist"][window], atol=1e-6)
+    edge = data.read(images[0], (0, 159), data.stats[0])  # clipped to the image, still a full patch
+    assert edge["image"].shape == (1, 64, 64)
+    assert np.mean([data[i]["label"].any() for i in range(8)]) > 0
+
+
+def test_training_from_zarr_patches(store, tmp_path):
+    result = train_model(store, tmp_path / "lazy", TrainConfig(**TINY, memory_limit_gb=0), progress=False)
+    assert len(result.history) == 2 and np.isfinite(result.history[-1]["train_loss"])
