@@ -7,6 +7,13 @@ Layout::
         s0                       image, (c, [z,] y, x), source dtype
         labels/gt/s0             ground truth, ([z,] y, x), unsigned integers
 
+The record's ``images`` list has, per image: ``name``, ``split``, ``shape``, ``spacing``
+(``[z,] y, x``), ``unit``, ``affine`` (NIfTI sources: the source's voxel-to-world matrix in
+its own ``i, j, k`` order, moved to the image's first voxel), ``source``/``labels_source``,
+``region``, ``frame`` (time point of a 2D+t or 3D+t file), ``plane`` (z of a per-plane
+annotation), ``source_axes``, ``dtype``, ``labels_dtype`` and ``chunks``. ``sources`` holds
+size, time and SHA-256 of every file read, for the fingerprint.
+
 Readers never see a half-written store: ingest writes under a temporary name and renames it
 into place, and :func:`open_store` refuses a store without its completion record.
 """
@@ -118,6 +125,7 @@ def ome_label_attrs(*, ndim: int, spacing, unit: str, name: str = GT_NAME) -> tu
 
 @functools.lru_cache(maxsize=256)
 def _ome_template(ndim: int, channels: bool, spacing: tuple[float, ...], unit: str, label: bool):
+    from ome_zarr.format import CurrentFormat
     from ome_zarr.writer import write_label_metadata
 
     scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
@@ -128,30 +136,36 @@ def _ome_template(ndim: int, channels: bool, spacing: tuple[float, ...], unit: s
     gt = label_root.create_group(GT_NAME)
     write_ome_metadata(gt, ndim=ndim, channels=False, spacing=spacing, unit=unit, name=GT_NAME)
     write_label_metadata(label_root, GT_NAME)
-    return scratch["labels"].attrs.asdict(), scratch[f"labels/{GT_NAME}"].attrs.asdict()
+    labels_attrs = scratch["labels"].attrs.asdict()
+    # NGFF 0.5 wants "version" in every group's "ome"; ome-zarr's label writer leaves it out here.
+    labels_attrs["ome"].setdefault("version", CurrentFormat().version)
+    return labels_attrs, scratch[f"labels/{GT_NAME}"].attrs.asdict()
 
 
 def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunks=None) -> zarr.Array:
-    """A chunked, lz4-compressed array in ``group`` (chunks from :func:`chunk_shape` by default)."""
+    """A chunked, lz4-compressed array in ``group`` (chunks from :func:`chunk_shape` by default).
+
+    Its zarr ``dimension_names`` are the NGFF axis names (``c`` first when there is a leading
+    axis), as NGFF 0.5 requires.
+    """
     chunks = tuple(chunks) if chunks is not None else chunk_shape(tuple(shape), ndim)
-    return group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, compressors=COMPRESSOR)
+    names = [a["name"] for a in axes_for(ndim, channels=len(shape) > ndim)]
+    return group.create_array(
+        name, shape=shape, dtype=dtype, chunks=chunks, compressors=COMPRESSOR, dimension_names=names
+    )
 
 
 def write_image_group(
     root: zarr.Group, name: str, image: np.ndarray, labels: np.ndarray | None, *, ndim: int, spacing, unit: str
 ) -> zarr.Group:
-    """Write one image (channels first) and its ground truth as an OME-Zarr image group."""
-    from ome_zarr.writer import write_label_metadata
-
-    group = root.create_group(name)
+    """Write one in-memory image (channels first) and its ground truth as an OME-Zarr image group."""
+    attrs = ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
+    group = root.create_group(name, attributes=attrs)
     create_array(group, IMAGE_LEVEL, shape=image.shape, dtype=image.dtype, ndim=ndim)[...] = image
-    write_ome_metadata(group, ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
     if labels is not None:
-        label_root = group.create_group("labels")
-        gt = label_root.create_group(GT_NAME)
+        labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
+        gt = group.create_group("labels", attributes=labels_attrs).create_group(GT_NAME, attributes=gt_attrs)
         create_array(gt, IMAGE_LEVEL, shape=labels.shape, dtype=labels.dtype, ndim=ndim)[...] = labels
-        write_ome_metadata(gt, ndim=ndim, channels=False, spacing=spacing, unit=unit, name=GT_NAME)
-        write_label_metadata(label_root, GT_NAME)
     return group
 
 
