@@ -1,0 +1,59 @@
+"""``OUTPUT/index.html``: every dataset's latest run on one page, linking to its report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from segpipe.report.document import render_template
+from segpipe.report.runs import HEADLINE, RUNS_FILE, read_runs
+from segpipe.report.tables import fmt, fmt_ci
+
+INDEX_FILE = "index.html"
+KEYS = ("seg", "det", "f1_50", "mean_dice")
+
+
+def index_rows(output: Path) -> list[dict]:
+    """One row per dataset folder of ``output`` that has a run history, by dataset name."""
+    rows = []
+    for runs_file in sorted(Path(output).glob(f"*/{RUNS_FILE}")):
+        folder = runs_file.parent
+        runs = read_runs(folder)
+        if not runs:
+            continue
+        latest = runs[-1]
+        scores = latest.get("scores", {})
+        baseline = latest.get("baseline") or {}
+        main = next((k for k in KEYS if scores.get(k) is not None), None)
+        cells = [
+            str(latest.get("timestamp", "?")),
+            str(latest.get("run_id", "?")),
+            str(latest.get("model", "?")),
+            fmt(latest.get("n_images")),
+            *[fmt_ci(scores.get(k), (scores.get("ci") or {}).get(k)) for k in KEYS],
+            f"{HEADLINE[main]} {fmt(baseline.get(main))}" if main else "n/a",
+            str(len(runs)),
+        ]
+        link = f"{folder.name}/report.html" if (folder / "report.html").is_file() else f"{folder.name}/{RUNS_FILE}"
+        rows.append({"dataset": folder.name, "link": link, "cells": cells})
+    return rows
+
+
+def write_index(output: str | Path) -> Path:
+    """Rewrite ``OUTPUT/index.html`` from every dataset's ``runs.jsonl`` (atomically replaced)."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    columns = ["dataset", "scored at", "run", "model", "test images", *[f"{HEADLINE[k]} [95% CI]" for k in KEYS], "baseline", "runs"]
+    html = render_template(
+        "index.html.j2",
+        columns=columns,
+        rows=index_rows(output),
+        updated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        note="Baseline: Otsu threshold + distance-transform watershed, scored the same way on the same images.",
+    )
+    path = output / INDEX_FILE
+    tmp = path.with_name(f".{INDEX_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

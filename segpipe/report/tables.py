@@ -1,0 +1,234 @@
+"""The report's tables, built from ``metrics.json``, the model card and the run history.
+
+Cells are formatted strings (4 decimals; a 95% interval in brackets), so Markdown, HTML and the
+Prefect table artifacts show exactly the same text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from segpipe.report.document import Table
+from segpipe.report.runs import HEADLINE
+
+NA = "n/a"
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A number for a cell: ``n/a`` for ``None``, integers as they are, floats rounded."""
+    if value is None:
+        return NA
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return NA if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def fmt_ci(value: Any, ci: list[float] | None, digits: int = 4) -> str:
+    """``value [low, high]``, or just the value when there is no interval."""
+    if value is None or ci is None:
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
+
+
+def _at(metrics: dict | None, thresh: float) -> dict:
+    for row in (metrics or {}).get("matching") or []:
+        if abs(row["thresh"] - thresh) < 1e-9:
+            return row
+    return {}
+
+
+def _ci(metrics: dict | None, *path: str) -> list[float] | None:
+    node: Any = (metrics or {}).get("ci") or {}
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node if isinstance(node, list) else None
+
+
+def summary_rows(metrics: dict, *, unit: str) -> list[tuple[str, str, list[str]]]:
+    """``(label, how to read it, path)`` of each dataset-level score ``metrics`` holds."""
+    rows: list[tuple[str, str, list[str]]] = []
+    if metrics.get("seg") is not None or metrics.get("instances"):
+        rows += [
+            (f"SEG (CTC; {metrics.get('n_objects')} objects)", "seg", ["seg"]),
+            ("DET (CTC, AOGM-D)", "det", ["det"]),
+        ]
+        for key, label in (
+            ("f1", "F1"), ("ap", "AP = TP/(TP+FP+FN)"), ("panoptic_quality", "PQ"), ("precision", "precision"), ("recall", "recall"),
+        ):
+            rows.append((f"{label} @ IoU 0.5", "match", [key]))
+        rows += [("merges (predicted objects covering 2+ GT objects)", "count", ["merges"]),
+                 ("splits (GT objects covering 2+ predicted objects)", "count", ["splits"])]
+    classes = list(metrics.get("iou") or {})
+    for name in classes[1:]:
+        rows.append((f"IoU {name}", "class", ["iou", name]))
+        rows.append((f"Dice {name}", "class", ["dice", name]))
+    if len(classes) > 2:
+        rows += [("mean IoU (foreground classes)", "seg", ["mean_iou"]), ("mean Dice (foreground classes)", "seg", ["mean_dice"])]
+    for key, label in (("hd95", "HD95"), ("asd", "ASD")):
+        if metrics.get(key):
+            for name in classes[1:]:
+                rows.append((f"{label} {name} ({unit})", "class", [key, name]))
+    return rows
+
+
+def _value(metrics: dict | None, kind: str, path: list[str]) -> str:
+    if not metrics:
+        return NA
+    if kind == "match":
+        return fmt_ci(_at(metrics, 0.5).get(path[0]), _ci(metrics, "matching", "0.5", path[0]))
+    if kind == "count":
+        return fmt(metrics.get(path[0]))
+    node: Any = metrics
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return fmt_ci(node, _ci(metrics, *path))
+
+
+def summary_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table:
+    """Dataset-level scores of the model next to the classical baseline's, with 95% intervals."""
+    columns = ["measure", "model [95% CI]"] + (["baseline [95% CI]"] if baseline else [])
+    rows = []
+    for label, kind, path in summary_rows(metrics, unit=unit):
+        row = [label, _value(metrics, kind, path)]
+        if baseline:
+            row.append(_value(baseline, kind, path))
+        rows.append(row)
+    boot = metrics.get("bootstrap") or {}
+    note = (
+        f"Test split, {metrics.get('n_images')} images. Scores are pooled over images (objects or pixels "
+        f"weighted, as the CTC and MONAI pool them); intervals: percentile bootstrap over images, "
+        f"{boot.get('n_resamples', '?')} resamples, seed {boot.get('seed', '?')} (n/a with fewer than two images)."
+    )
+    return Table("summary", "Scores on the test split", columns, rows, note)
+
+
+def matching_table(metrics: dict, *, key: str = "matching", title: str = "Object matching by IoU threshold") -> Table:
+    """Precision, recall, F1, AP and PQ at each IoU threshold (StarDist/Cellpose conventions)."""
+    columns = ["IoU threshold", "TP", "FP", "FN", "precision", "recall", "F1 [95% CI]", "AP [95% CI]", "PQ [95% CI]"]
+    rows = []
+    for row in metrics.get("matching") or []:
+        t = f"{row['thresh']:g}"
+        rows.append([
+            t, fmt(row["tp"]), fmt(row["fp"]), fmt(row["fn"]), fmt(row["precision"]), fmt(row["recall"]),
+            fmt_ci(row["f1"], _ci(metrics, "matching", t, "f1")),
+            fmt_ci(row["ap"], _ci(metrics, "matching", t, "ap")),
+            fmt_ci(row["panoptic_quality"], _ci(metrics, "matching", t, "panoptic_quality")),
+        ])
+    note = (
+        "One-to-one matching maximising the number of pairs, then their IoU sum. AP is TP/(TP+FP+FN) as "
+        "StarDist and Cellpose report it; PQ = sum of matched IoU / (TP + FP/2 + FN/2)."
+    )
+    return Table(key, title, columns, rows, note)
+
+
+def image_score(row: dict) -> float | None:
+    """What ranks images best to worst: SEG, else the mean foreground Dice."""
+    if row.get("seg") is not None:
+        return float(row["seg"])
+    dice = [v for v in list((row.get("dice") or {}).values())[1:] if v is not None]
+    return sum(dice) / len(dice) if dice else None
+
+
+def per_image_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table:
+    """One row per test image."""
+    classes = list(metrics.get("iou") or {})[1:]
+    instances = any(r.get("seg") is not None or "matching" in r for r in metrics.get("per_image", []))
+    columns = ["image"]
+    if instances:
+        columns += ["objects", "predicted", "SEG", "DET", "F1 @ 0.5", "AP @ 0.5", "merges", "splits"]
+    columns += [f"IoU {c}" for c in classes] + [f"Dice {c}" for c in classes]
+    surface = any("hd95" in r for r in metrics.get("per_image", []))
+    if surface:
+        columns += [f"HD95 {c} ({unit})" for c in classes]
+    if baseline:
+        columns.append("baseline SEG" if instances else "baseline mean Dice")
+    by_name = {r["name"]: r for r in (baseline or {}).get("per_image", [])}
+    rows = []
+    for row in metrics.get("per_image", []):
+        cells = [row["name"]]
+        if instances:
+            half = _at({"matching": row.get("matching")}, 0.5)
+            cells += [fmt(row.get("n_objects")), fmt(row.get("n_pred")), fmt(row.get("seg")), fmt(row.get("det")),
+                      fmt(half.get("f1")), fmt(half.get("ap")), fmt(row.get("merges")), fmt(row.get("splits"))]
+        cells += [fmt(row["iou"].get(c)) for c in classes] + [fmt(row["dice"].get(c)) for c in classes]
+        if surface:
+            cells += [fmt((row.get("hd95") or {}).get(c)) for c in classes]
+        if baseline:
+            other = by_name.get(row["name"], {})
+            cells.append(fmt(other.get("seg")) if instances else fmt(image_score(other)))
+        rows.append(cells)
+    return Table("per-image", "Scores per test image", columns, rows)
+
+
+def runs_table(runs: list[dict], current: str | None) -> Table:
+    """The dataset's runs, newest first, with the change of SEG (or mean Dice) since the run before."""
+    keys = [k for k in ("seg", "det", "f1_50", "mean_iou", "mean_dice") if any(r.get("scores", {}).get(k) is not None for r in runs)]
+    columns = ["run", "scored at", "model", "epochs"] + [HEADLINE[k] for k in keys] + ["baseline " + HEADLINE[keys[0]] if keys else "baseline", "change"]
+    main_key = keys[0] if keys else None
+    rows = []
+    for i, run in enumerate(reversed(runs)):
+        previous = runs[len(runs) - i - 2] if len(runs) - i - 2 >= 0 else None
+        scores = run.get("scores", {})
+        cells = [
+            run.get("run_id", "?") + (" (this run)" if run.get("run_id") == current else ""),
+            run.get("timestamp", "?"),
+            str(run.get("model", "?")),
+            fmt(run.get("epochs")),
+        ]
+        cells += [fmt_ci(scores.get(k), (scores.get("ci") or {}).get(k)) for k in keys]
+        cells.append(fmt((run.get("baseline") or {}).get(main_key)) if main_key else NA)
+        change = NA
+        if previous and main_key and scores.get(main_key) is not None and previous.get("scores", {}).get(main_key) is not None:
+            change = f"{scores[main_key] - previous['scores'][main_key]:+.4f}"
+        cells.append(change)
+        rows.append(cells)
+    return Table("runs", "Runs of this dataset (newest first)", columns, rows,
+                 f"Change: {HEADLINE.get(main_key, '')} minus that of the run before." if main_key else "")
+
+
+def card_table(card: dict) -> Table:
+    """The model card's main fields."""
+    train = card.get("train_config") or {}
+    items = [
+        ("network", f"{card.get('model')} {json.dumps(card.get('model_options', {}))}, {card.get('spatial_dims')}D"),
+        ("input channels", fmt(card.get("in_channels"))),
+        ("classes", ", ".join(map(str, card.get("classes", [])))),
+        ("instances", fmt(card.get("instances"))),
+        ("patch size", str(card.get("patch_size"))),
+        ("voxel spacing (median)", str(card.get("spacing"))),
+        ("epochs trained (best)", f"{fmt(card.get('epochs_trained'))} ({fmt(card.get('best_epoch'))})"),
+        ("learning rate, batch", f"{train.get('learning_rate')}, {train.get('batch_size')}"),
+        ("seed", str(train.get("seed"))),
+        ("post-processing (tuned on validation)", json.dumps(card.get("postprocess")) if card.get("postprocess") else "argmax"),
+        ("validation", json.dumps(card.get("validation", {}))),
+        ("normalization", json.dumps(card.get("normalization", {}))),
+        ("software", ", ".join(f"{k} {v}" for k, v in (card.get("software") or {}).items())),
+        ("config key", str(card.get("config_key"))),
+    ]
+    return Table("model-card", "Model card", ["field", "value"], [[k, v] for k, v in items])
+
+
+def run_table(run: dict, card: dict) -> Table:
+    """When and where the run happened, and how long its stages took."""
+    m = run.get("machine") or {}
+    device = run.get("device") or "?"
+    items = [
+        ("run", str(run.get("run_id"))),
+        ("scored at", str(run.get("timestamp"))),
+        ("device", device + (f" ({m['gpu']})" if m.get("gpu") else "")),
+        ("CPU", f"{m.get('cpu')} ({m.get('cpu_count')} cores)"),
+        ("host, OS", f"{m.get('host')}, {m.get('platform')}"),
+        ("training time", f"{fmt(card.get('train_seconds'), 1)} s for {fmt(card.get('epochs_trained'))} epochs"),
+        ("model written at", str(run.get("model_time"))),
+        ("predictions written at", str(run.get("predictions_time"))),
+        ("scoring time", f"{fmt(run.get('scoring_seconds'), 2)} s (model and baseline, {fmt(run.get('n_images'))} images)"),
+    ]
+    return Table("run", "Run time and device", ["item", "value"], [[k, v] for k, v in items])

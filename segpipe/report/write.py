@@ -1,0 +1,185 @@
+"""Assemble and write a dataset's report: ``report.md``, ``report.html`` and ``figures/``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segpipe.report import figures as fig
+from segpipe.report.document import Details, Document, Figure, Section, Table, Text, to_html, to_markdown
+from segpipe.report.runs import HEADLINE, headline
+from segpipe.report.tables import (
+    card_table,
+    fmt,
+    fmt_ci,
+    image_score,
+    matching_table,
+    per_image_table,
+    run_table,
+    runs_table,
+    summary_table,
+)
+
+REPORTS_DIR = "reports"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`write_report` produced.
+
+    Attributes:
+        markdown: The Markdown text (also in ``path``).
+        path: ``report.md``.
+        figures: The PNG files under ``figures/``.
+        html_path: ``report.html``, self-contained.
+        tables: Every table as Prefect-style records, by key (``summary``, ``per-image``, ...).
+        summary: One Markdown paragraph with the headline scores.
+    """
+
+    markdown: str
+    path: Path
+    figures: list[Path]
+    html_path: Path | None = None
+    tables: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    summary: str = ""
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def rank_images(metrics: dict, *, n: int = 2) -> list[tuple[str, str, float | None]]:
+    """The ``n`` best and ``n`` worst images as ``(name, "best"|"worst", score)``, best first.
+
+    Images are ranked by :func:`segpipe.report.tables.image_score`; with few images the two
+    lists overlap and each image is listed once (as best when it is in both).
+    """
+    scored = [(r["name"], image_score(r)) for r in metrics.get("per_image", [])]
+    ordered = sorted(scored, key=lambda item: (-item[1] if item[1] is not None else np.inf, item[0]))
+    chosen: list[tuple[str, str, float | None]] = [(name, "best", s) for name, s in ordered[:n]]
+    taken = {name for name, _, _ in chosen}
+    worst = [(name, "worst", s) for name, s in reversed(ordered) if name not in taken][:n]
+    return chosen + worst[::-1]
+
+
+def headline_text(metrics: dict) -> str:
+    """One sentence with the headline scores of the model and the baseline."""
+    ours, base = headline(metrics), headline(metrics.get("baseline") or {})
+    parts = []
+    for key in ("seg", "det", "f1_50", "mean_dice"):
+        if ours.get(key) is not None:
+            text = f"{HEADLINE[key]} {fmt_ci(ours[key], ours['ci'].get(key))}"
+            if base.get(key) is not None:
+                text += f" (baseline {fmt(base[key])})"
+            parts.append(text)
+    n = metrics.get("n_images")
+    return f"On {n} test image{'s' if n != 1 else ''}: " + "; ".join(parts) + "." if parts else "No scores."
+
+
+def write_report(
+    run_dir: Path,
+    *,
+    dataset: str,
+    record: dict,
+    metrics: dict,
+    card: dict,
+    history: list[dict],
+    views: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    runs: list[dict] | None = None,
+    spacing: tuple[float, ...] | None = None,
+) -> Report:
+    """Write ``report.md``, ``report.html`` (and a copy under ``reports/RUN.html``) and figures.
+
+    Args:
+        run_dir: The dataset's run folder.
+        dataset: Dataset name.
+        record: The store's ``segpipe`` record (description, ground-truth note, unit).
+        metrics: The scores (``metrics.json``: model, ``baseline`` and ``run`` sections).
+        card: The model card.
+        history: Training history rows.
+        views: ``(name, image, gt, pred)`` of the images to show, e.g. the best and worst
+            (:func:`rank_images`); one channel, 2D planes or volumes.
+        runs: The dataset's run history (``runs.jsonl``), oldest first.
+        spacing: Pixel size per axis, for 3D aspect ratios.
+
+    Returns:
+        The written report; ``tables`` hold the same tables for Prefect artifacts.
+    """
+    run_dir = Path(run_dir)
+    figures_dir = run_dir / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    ndim = int(card.get("spatial_dims") or (views[0][1].ndim if views else 2))
+    unit = record.get("unit") or "px"
+    baseline = metrics.get("baseline")
+    run = metrics.get("run") or {}
+    instances = bool(metrics.get("instances", metrics.get("seg") is not None))
+    rank = {name: (kind, score) for name, kind, score in rank_images(metrics, n=max(1, (len(views) + 1) // 2))}
+
+    intro: list = []
+    if record.get("description"):
+        intro.append(Text(record["description"].strip()))
+    if record.get("ground_truth"):
+        intro.append(Text(f"Ground truth: {record['ground_truth'].strip()}"))
+    summary = headline_text(metrics)
+    intro.append(Text(summary))
+
+    score_blocks: list = [summary_table(metrics, baseline, unit=unit)]
+    if instances:
+        score_blocks.append(matching_table(metrics))
+        curves = {"model": metrics.get("matching") or []}
+        hists = {"model": metrics.get("iou_histogram")}
+        if baseline:
+            curves["baseline"] = baseline.get("matching") or []
+            hists["baseline"] = baseline.get("iou_histogram")
+        score_blocks.append(Figure(fig.matching_curve(curves, figures_dir / "matching_curve.png"),
+                                   "F1, AP and PQ against the IoU threshold, model and baseline."))
+        if metrics.get("iou_histogram"):
+            score_blocks.append(Figure(fig.iou_histogram(hists, figures_dir / "iou_histogram.png"),
+                                       "Distribution of per-object IoU: each ground-truth object's IoU with its best-overlapping "
+                                       "predicted object (0: missed)."))
+    sections = [Section("Scores", score_blocks), Section("Per image", [per_image_table(metrics, baseline, unit=unit)])]
+
+    overlay_blocks: list = [Text("Green: ground-truth outlines; magenta: predicted outlines."
+                                 + (" 3D volumes: orthogonal planes through the densest ground-truth planes." if ndim == 3 else ""))]
+    for name, image, gt, pred in views:
+        kind, score = rank.get(name, ("shown", None))
+        label = "SEG" if instances else "mean Dice"
+        title = f"{dataset} / {name}: {kind} image ({label} {fmt(score)})"
+        path = fig.overlay(image, gt, pred, figures_dir / f"overlay_{name}.png", title=title, spacing=spacing)
+        overlay_blocks.append(Figure(path, title))
+    sections.append(Section("Best and worst images", overlay_blocks))
+
+    if history:
+        sections.append(Section("Training", [Figure(fig.training_curve(history, figures_dir / "training_curve.png"),
+                                                    "Training loss and validation scores per epoch.")]))
+    sections.append(Section("Model card", [card_table(card), Details("full model card (JSON)", json.dumps(card, indent=2))]))
+    sections.append(Section("Run time and device", [run_table(run, card)]))
+    if runs:
+        sections.append(Section("Previous runs", [runs_table(runs, run.get("run_id"))]))
+    if baseline:
+        blocks: list = [Text(f"Classical baseline, scored the same way on the same test images: {baseline.get('method', '')} "
+                             f"with {json.dumps(baseline.get('params', {}))}. It learns nothing from the training data, "
+                             "so it is the floor a trained model should clear.")]
+        if instances:
+            blocks.append(matching_table(baseline, key="baseline-matching", title="Baseline: object matching by IoU threshold"))
+        sections.append(Section("Classical baseline", blocks))
+
+    doc = Document(f"segpipe report: {dataset}", intro, sections)
+    markdown = to_markdown(doc)
+    path = run_dir / "report.md"
+    _atomic_write(path, markdown)
+    html_path = run_dir / "report.html"
+    _atomic_write(html_path, to_html(doc))
+    if run.get("run_id"):
+        (run_dir / REPORTS_DIR).mkdir(exist_ok=True)
+        shutil.copyfile(html_path, run_dir / REPORTS_DIR / f"{run['run_id']}.html")
+    tables = {t.key: t.records() for t in doc.tables()}
+    return Report(markdown, path, [f.path for f in doc.figures()], html_path, tables, summary)
+
