@@ -86,3 +86,47 @@ def test_bad_training_override_fails_at_load(tmp_path, files):
 def test_unknown_dataset(tmp_path, files):
     with pytest.raises(CatalogError, match=r"no dataset named 'x' \(known: d\)"):
         load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b]}"))).dataset("x")
+
+
+def test_axes_letters_are_checked(tmp_path, files):
+    with pytest.raises(CatalogError, match=r"dataset 'd': axes: String should match pattern"):
+        load_catalog(_write(tmp_path, _entry("    axes: TQYX\n")))
+
+
+def test_channel_named_twice(tmp_path, files):
+    with pytest.raises(CatalogError, match=r"channels: \['red', 0\] names a channel twice"):
+        load_catalog(_write(tmp_path, _entry("    channels: [red, 0]\n")))
+
+
+def test_labels_required_except_for_ctc(tmp_path, files):
+    body = "datasets:\n  d:\n    images: img/*.tif\n    split: {train: [a]}\n"
+    with pytest.raises(CatalogError, match=r"labels: required \(only format: ctc"):
+        load_catalog(_write(tmp_path, body))
+
+
+def test_ctc_cannot_split_by_region(tmp_path):
+    body = "datasets:\n  d:\n    format: ctc\n    images: '01'\n    split: {regions: {train: [[0, 4], [0, 4]]}}\n"
+    with pytest.raises(CatalogError, match="a ctc dataset is split by sequence folder"):
+        load_catalog(_write(tmp_path, body))
+
+
+def test_ctc_sequence_without_ground_truth_folder(tmp_path):
+    (tmp_path / "01").mkdir()
+    (tmp_path / "01" / "t000.tif").write_bytes(b"x")
+    body = "datasets:\n  d:\n    format: ctc\n    images: '01'\n    split: {train: ['01']}\n"
+    with pytest.raises(CatalogError, match=r"no ground-truth folder .*01_GT/SEG for sequence"):
+        load_catalog(_write(tmp_path, body)).dataset("d")
+
+
+def test_suffixes_pair_img_and_masks(tmp_path):
+    (tmp_path / "png").mkdir()
+    for name in ("001_img.png", "001_masks.png", "002_img.png"):
+        (tmp_path / "png" / name).write_bytes(b"x")
+    body = ("datasets:\n  d:\n    images: png/*_img.png\n    labels: png/*_masks.png\n"
+            "    images_suffix: _img\n    labels_suffix: _masks\n    split: {train: ['001', '002']}\n")
+    with pytest.raises(CatalogError, match=r"png/002_img.png has no label file named 002_masks.\*"):
+        load_catalog(_write(tmp_path, body)).dataset("d")
+    (tmp_path / "png" / "002_masks.png").write_bytes(b"x")
+    records = load_catalog(_write(tmp_path, body)).dataset("d").records
+    assert [(r.name, r.image.name, r.labels.name) for r in records] == [
+        ("001", "001_img.png", "001_masks.png"), ("002", "002_img.png", "002_masks.png")]
