@@ -12,20 +12,25 @@ A run folder ``OUTPUT/DATASET/`` holds::
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from segpipe.catalog import load_catalog
 from segpipe.config import TrainConfig
+from segpipe.errors import StoreError
 from segpipe.ingest import IngestResult, ingest_dataset
 from segpipe.predict import read_prediction
 from segpipe.report import Report, read_history, write_report
 from segpipe.scoring import ScoreAccumulator
-from segpipe.store import list_images, open_store
+from segpipe.store import GT_NAME, IMAGE_LEVEL, StoredImage, list_images, open_store
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +100,8 @@ def predict_stage(output: str | Path, dataset: str, *, split: str = "test", devi
 def score_stage(output: str | Path, dataset: str, *, split: str = "test") -> dict:
     """Score the run's predictions against the store's ground truth; writes ``metrics.json``."""
     paths = run_paths(output, dataset)
-    _, record = open_store(paths.store)
-    accumulator = ScoreAccumulator(len(record["classes"]), record["classes"], record["instances"])
-    for image in list_images(paths.store, split):
-        prediction = read_prediction(paths.predictions, image.name)
-        gt = np.asarray(image.labels)
-        if record["instances"]:
-            accumulator.add(image.name, gt, prediction.instances, gt > 0, prediction.semantic)
-        else:
-            accumulator.add(image.name, gt, prediction.semantic)
-    metrics = {"dataset": dataset, "split": split, **accumulator.summary()}
-    paths.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("%s: %s", dataset, _headline(metrics))
-    return metrics
+    parts = [score_one(output, dataset, image.name) for image in list_images(paths.store, split)]
+    return pool_scores(output, dataset, parts, split=split)
 
 
 def _headline(metrics: dict) -> str:
@@ -131,11 +125,193 @@ def report_stage(output: str | Path, dataset: str, *, split: str = "test") -> Re
     card = json.loads((paths.model_dir / CARD_FILE).read_text())
     history_file = paths.model_dir / "history.csv"
     history = read_history(history_file) if history_file.is_file() else []
-    views = []
+    from segpipe.report import rank_images, read_runs, write_index
+
+    shown = {name for name, _, _ in rank_images(metrics)}  # the best and worst images (scored ones only)
+    views, spacing = [], None
     for image in list_images(paths.store, split):
+        if image.name not in shown:
+            continue
         prediction = read_prediction(paths.predictions, image.name)
         pred = prediction.instances if prediction.instances is not None else prediction.semantic
         views.append((image.name, np.asarray(image.image[0]), np.asarray(image.labels), pred))
-    return write_report(
-        paths.root, dataset=dataset, record=record, metrics=metrics, card=card, history=history, views=views
+        spacing = image.spacing
+    report = write_report(
+        paths.root, dataset=dataset, record=record, metrics=metrics, card=card, history=history, views=views,
+        runs=read_runs(paths.root), spacing=spacing,
+    )  # images that failed are listed in the report from metrics["failed"]
+    write_index(Path(output))
+    return report
+
+
+# One image at a time: the per-image tasks of the Prefect flows (flows/tasks.py) fan these out.
+
+STAMP_ATTR = "segpipe_inputs"
+
+
+def stored_image(store: str | Path, name: str) -> StoredImage:
+    """One image of a store by name, opened lazily (:func:`segpipe.store.list_images` opens them all)."""
+    root, record = open_store(store)
+    info = next((info for info in record["images"] if info["name"] == name), None)
+    if info is None:
+        raise StoreError(f"{store}: no image named {name!r}")
+    group = root[name]
+    labels = group[f"labels/{GT_NAME}/{IMAGE_LEVEL}"] if "labels" in group else None
+    return StoredImage(name, info["split"], group[IMAGE_LEVEL], labels, tuple(info["spacing"]), info)
+
+
+def read_card(output: str | Path, dataset: str) -> dict:
+    """The run's model card (``model/model_card.json``)."""
+    from segpipe.checkpoint import CARD_FILE
+
+    path = run_paths(output, dataset).model_dir / CARD_FILE
+    if not path.is_file():
+        raise StoreError(f"{path}: no trained model here; run `segpipe train` first")
+    return json.loads(path.read_text())
+
+
+def array_digest(array) -> str:
+    """SHA-256 of a zarr array's stored files (metadata and compressed chunks), without decoding them."""
+    root = getattr(array.store, "root", None)
+    digest = hashlib.sha256()
+    if root is None:  # pragma: no cover - segpipe writes local stores only
+        digest.update(np.ascontiguousarray(array[...]).tobytes())
+        return digest.hexdigest()
+    folder = Path(str(root)) / array.path
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
+
+
+def prediction_stamp(output: str | Path, dataset: str, name: str, *, card: dict | None = None) -> str:
+    """What a prediction of ``name`` is made from: the model, its inference settings, the image's bytes."""
+    from segpipe.predict import model_id
+
+    card = card or read_card(output, dataset)
+    image = stored_image(run_paths(output, dataset).store, name)
+    source = {"model": model_id(card), "inference": card.get("inference"), "image": array_digest(image.image)}
+    return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()
+
+
+def stored_stamp(output: str | Path, dataset: str, name: str) -> str | None:
+    """The stamp a complete prediction of ``name`` was written with, or ``None``."""
+    import zarr
+
+    path = run_paths(output, dataset).predictions
+    if not (path / "zarr.json").is_file():
+        return None
+    root = zarr.open_group(str(path), mode="r")
+    if name not in root or not root[name].attrs.get("complete"):
+        return None
+    return root[name].attrs.get(STAMP_ATTR)
+
+
+def prepare_predictions(output: str | Path, dataset: str, *, split: str = "test") -> list[str]:
+    """Open the prediction store for the current model (replacing another model's) before a fan-out.
+
+    Returns:
+        The names of the split's images, in catalog order.
+    """
+    from segpipe.predict import open_predictions
+
+    paths = run_paths(output, dataset)
+    names = [image.name for image in list_images(paths.store, split)]
+    if not names:
+        raise StoreError(f"{paths.store}: the {split} split is empty")
+    open_predictions(paths.predictions, read_card(output, dataset))
+    return names
+
+
+def predict_one(output: str | Path, dataset: str, name: str, *, device: str = "auto") -> str:
+    """Predict one image of the run (kept when its stamp is current); returns the stamp.
+
+    Call :func:`prepare_predictions` once first: this never replaces the prediction store, so
+    images may be predicted concurrently, in threads or processes.
+    """
+    from segpipe.checkpoint import MODEL_FILE
+    from segpipe.predict import model_id, predict_stored_image
+
+    paths = run_paths(output, dataset)
+    model_path = paths.model_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise StoreError(f"{model_path}: no trained model here; run `segpipe train` first")
+    model, card = _load_model(str(model_path), model_path.stat().st_mtime_ns, device)
+    stamp = prediction_stamp(output, dataset, name, card=card)
+    root = zarr.open_group(str(paths.predictions), mode="a")
+    if root.attrs.get("segpipe", {}).get("model_id") != model_id(card):
+        raise StoreError(f"{paths.predictions}: not prepared for the current model; call prepare_predictions")
+    if name in root and root[name].attrs.get(STAMP_ATTR) != stamp:
+        log.info("%s: its prediction was made from other inputs; predicting again", name)
+        del root[name]
+    predict_stored_image(stored_image(paths.store, name), model, card, root, paths.root)
+    group = zarr.open_group(str(paths.predictions / name), mode="a")
+    if group.attrs.get(STAMP_ATTR) != stamp:
+        group.attrs[STAMP_ATTR] = stamp
+    return stamp
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(path: str, mtime_ns: int, device: str):
+    """A process keeps its last models: per-image tasks on one worker load the weights once."""
+    from segpipe.checkpoint import load_model
+    from segpipe.train import resolve_device
+
+    return load_model(path, device=resolve_device(device))
+
+
+def score_one(output: str | Path, dataset: str, name: str) -> ScoreAccumulator:
+    """Score one predicted image; returns a one-image accumulator for :func:`pool_scores`."""
+    from segpipe.scoring.dataset import dataset_accumulator, score_image
+
+    paths = run_paths(output, dataset)
+    _, record = open_store(paths.store)
+    accumulator = dataset_accumulator(record)  # the model and the classical baseline
+    image = stored_image(paths.store, name)
+    prediction = read_prediction(paths.predictions, name)
+    score_image(
+        accumulator, name, image=np.asarray(image.image), gt=np.asarray(image.labels),
+        pred_instances=prediction.instances, pred_semantic=prediction.semantic, spacing=image.spacing,
     )
+    return accumulator
+
+
+def pool_scores(
+    output: str | Path,
+    dataset: str,
+    parts: list[ScoreAccumulator],
+    *,
+    split: str = "test",
+    failed: dict[str, str] | None = None,
+) -> dict:
+    """Pool per-image scores into the dataset's ``metrics.json`` (written atomically).
+
+    Args:
+        output: Run outputs folder.
+        dataset: Dataset name.
+        parts: One-image accumulators from :func:`score_one`, in image order.
+        split: The split scored.
+        failed: Images that could not be predicted or scored, with the error; listed under
+            ``failed`` and left out of every score.
+    """
+    from segpipe.checkpoint import CARD_FILE, MODEL_FILE
+    from segpipe.report.runs import append_run, new_run, run_entry
+    from segpipe.scoring.dataset import dataset_accumulator, dataset_metrics
+
+    paths = run_paths(output, dataset)
+    _, record = open_store(paths.store)
+    pooled = dataset_accumulator(record)
+    for part in parts:
+        pooled.merge(part)
+    metrics = dataset_metrics(pooled, dataset=dataset, split=split)
+    metrics["failed"] = [{"name": name, "error": error} for name, error in (failed or {}).items()]
+    card_file = paths.model_dir / CARD_FILE
+    card = json.loads(card_file.read_text()) if card_file.is_file() else None
+    metrics["run"] = new_run(metrics, card=card, model_file=paths.model_dir / MODEL_FILE, predictions=paths.predictions)
+    tmp = paths.metrics.with_name(f".{paths.metrics.name}.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, paths.metrics)
+    append_run(paths.root, run_entry(metrics, metrics["run"]))  # the dataset's run history
+    log.info("%s: %s", dataset, _headline(metrics))
+    return metrics
