@@ -139,21 +139,55 @@ def predict(
 
 
 @app.command()
-def score(dataset: DatasetArg, output: OutputOpt = DEFAULT_OUTPUT, split: SplitOpt = "test") -> None:
-    """Score predictions against ground truth: IoU and Dice per class, CTC SEG; writes metrics.json."""
-    from segpipe.stages import score_stage
+def score(
+    dataset: DatasetArg,
+    output: OutputOpt = DEFAULT_OUTPUT,
+    split: SplitOpt = "test",
+    predictions: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--predictions",
+            help="Score this folder of another tool's predictions instead of the run's: TIFF or NIfTI files "
+            "named after the images, a zarr group, or CTC maskTTT.tif. Ingests the dataset if needed; "
+            "writes OUTPUT/DATASET/external/FOLDER/metrics.json.",
+        ),
+    ] = None,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Score predictions against ground truth: CTC SEG and DET, matching at IoU 0.1-0.9 (precision, recall,
+    F1, AP, PQ), merges and splits, IoU and Dice per class (HD95 and ASD in 3D), with bootstrap 95% CIs,
+    and the Otsu + watershed baseline on the same images; writes metrics.json."""
+    from segpipe.report.runs import headline
 
-    metrics = score_stage(output, dataset, split=split)
-    typer.echo(json.dumps({k: v for k, v in metrics.items() if k != "per_image"}, indent=2))
+    if predictions is None:
+        from segpipe.stages import score_stage
+
+        metrics = score_stage(output, dataset, split=split)
+        where = output / dataset / "metrics.json"
+    else:
+        from segpipe.scoring.external import external_metrics_path, score_prediction_folder, write_metrics
+        from segpipe.stages import ingest_stage, run_paths
+
+        ingest_stage(catalog, dataset, output)
+        metrics = score_prediction_folder(run_paths(output, dataset).store, predictions, dataset=dataset, split=split)
+        where = write_metrics(external_metrics_path(output / dataset, predictions), metrics)
+    scores = headline(metrics)
+    base = headline(metrics.get("baseline") or {})
+    summary = {"dataset": dataset, "split": split, "n_images": metrics["n_images"], "metrics": str(where)}
+    summary.update({k: v for k, v in scores.items() if v is not None and k != "ci"})
+    summary["ci"] = {k: v for k, v in scores["ci"].items() if v is not None}
+    summary["baseline"] = {k: v for k, v in base.items() if v is not None and k != "ci"}
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()
 def report(dataset: DatasetArg, output: OutputOpt = DEFAULT_OUTPUT, split: SplitOpt = "test") -> None:
-    """Write report.md with metrics, overlays and the training curve."""
+    """Write report.md and a self-contained report.html (scores with CIs, per-object IoU, best and worst
+    images, training curve, model card, previous runs, baseline) and update OUTPUT/index.html."""
     from segpipe.stages import report_stage
 
     result = report_stage(output, dataset, split=split)
-    typer.echo(f"{result.path} ({len(result.figures)} figures)")
+    typer.echo(f"{result.path}, {result.html_path} ({len(result.figures)} figures); index: {output / 'index.html'}")
 
 
 @app.command("catalog")

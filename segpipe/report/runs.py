@@ -7,9 +7,11 @@ with the previous ones and the index page can list every dataset's latest run.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import platform
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +117,58 @@ def read_runs(run_dir: str | Path) -> list[dict]:
             raise InputError(f"{path}: line {number} is not a JSON object")
         runs.append(entry)
     return runs
+
+
+def _mtime(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    stamp = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+    return stamp.isoformat(timespec="seconds")
+
+
+def new_run(metrics: dict, *, card: dict | None, model_file: Path | None = None, predictions: Path | None = None) -> dict:
+    """Describe the run being scored: id, time, model, device, machine, stage times.
+
+    Args:
+        metrics: The run's scores (``scoring_seconds`` and ``n_images`` are copied).
+        card: The model card, if the run has a model.
+        model_file: ``model.pt``; its modification time is when training finished.
+        predictions: The prediction store; its modification time is when prediction finished.
+    """
+    now = dt.datetime.now(dt.timezone.utc)
+    card = card or {}
+    device = "cpu"
+    try:
+        import torch
+
+        wanted = (card.get("train_config") or {}).get("device", "auto")
+        device = "cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return {
+        "run_id": now.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2),
+        "timestamp": now.isoformat(timespec="seconds"),
+        "model": card.get("model"),
+        "config_key": card.get("config_key"),
+        "epochs": card.get("epochs_trained"),
+        "train_seconds": card.get("train_seconds"),
+        "device": device,
+        "machine": machine(),
+        "scoring_seconds": metrics.get("scoring_seconds"),
+        "n_images": metrics.get("n_images"),
+        "model_time": _mtime(model_file) if model_file else None,
+        "predictions_time": _mtime(predictions) if predictions else None,
+    }
+
+
+def run_entry(metrics: dict, run: dict) -> dict:
+    """The line :func:`append_run` writes for a run: its description and headline scores."""
+    entry = {k: v for k, v in run.items() if k != "machine"}
+    entry["host"] = (run.get("machine") or {}).get("host")
+    entry["gpu"] = (run.get("machine") or {}).get("gpu")
+    entry["dataset"] = metrics.get("dataset")
+    entry["split"] = metrics.get("split")
+    entry["scores"] = headline(metrics)
+    base = metrics.get("baseline")
+    entry["baseline"] = {k: v for k, v in headline(base).items() if k != "ci"} if base else None
+    return entry

@@ -145,6 +145,13 @@ def write_report(
                                        "Distribution of per-object IoU: each ground-truth object's IoU with its best-overlapping "
                                        "predicted object (0: missed)."))
     sections = [Section("Scores", score_blocks), Section("Per image", [per_image_table(metrics, baseline, unit=unit)])]
+    failed = metrics.get("failed") or []
+    if failed:
+        rows = [[row["name"], (row.get("error") or "").strip().splitlines()[0] if row.get("error") else ""] for row in failed]
+        sections.append(Section("Images that failed", [
+            Table("failed", "Images that could not be predicted or scored", ["image", "error"], rows,
+                  "Left out of every score and table above."),
+        ]))
 
     overlay_blocks: list = [Text("Green: ground-truth outlines; magenta: predicted outlines."
                                  + (" 3D volumes: orthogonal planes through the densest ground-truth planes." if ndim == 3 else ""))]

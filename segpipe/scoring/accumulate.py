@@ -21,6 +21,7 @@ undefined scores (NaN: no ground-truth objects, a class in neither map) are ``No
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,12 +68,18 @@ class ScoreAccumulator:
     ``labels > 0``). Semantic datasets get IoU and Dice. With ``surface=True`` every image
     also gets HD95 and ASD per foreground class, in the units of its spacing.
 
+    A second method scored on the same images (the classical baseline) goes into
+    :attr:`baseline`, an accumulator of the same kind; :meth:`summary` then holds its summary
+    under ``"baseline"``. Accumulators of single images merge into a dataset's with :meth:`merge`
+    (per-image tasks score in parallel, one pools).
+
     Args:
         n_classes: Number of semantic classes, including background (class 0).
         class_names: Name of each class, in class order; keys of the per-class dicts.
         instances: Whether the labels are instance ids (instance scores) or class maps.
         thresholds: IoU thresholds of the matching table.
         surface: Also compute surface distances (meant for 3D volumes; pass ``spacing``).
+        with_baseline: Create :attr:`baseline` (an accumulator without a baseline of its own).
 
     Example:
         >>> acc = ScoreAccumulator(2, ["background", "nucleus"], True)
@@ -88,6 +95,7 @@ class ScoreAccumulator:
         *,
         thresholds: Sequence[float] = THRESHOLDS,
         surface: bool = False,
+        with_baseline: bool = False,
     ) -> None:
         if n_classes < 1:
             raise ValueError(f"n_classes must be at least 1, got {n_classes}")
@@ -102,12 +110,42 @@ class ScoreAccumulator:
         self.instances = bool(instances)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.surface = bool(surface)
+        self.baseline: ScoreAccumulator | None = (
+            ScoreAccumulator(n_classes, class_names, instances, thresholds=thresholds, surface=surface)
+            if with_baseline
+            else None
+        )
         self.reset()
 
     def reset(self) -> None:
-        """Forget every image added so far."""
+        """Forget every image added so far (the baseline's too)."""
         self._images: list[_ImageStats] = []
         self._rows: list[dict[str, Any]] = []
+        self.seconds = 0.0
+        if self.baseline is not None:
+            self.baseline.reset()
+
+    @property
+    def n_images(self) -> int:
+        """Images added so far."""
+        return len(self._images)
+
+    def merge(self, other: ScoreAccumulator) -> ScoreAccumulator:
+        """Append another accumulator's images (and its baseline's) after this one's; returns ``self``.
+
+        Raises:
+            ValueError: The two were made for different classes, kinds, thresholds or surface settings.
+        """
+        mine = (self.class_names, self.instances, self.thresholds, self.surface, self.baseline is None)
+        theirs = (other.class_names, other.instances, other.thresholds, other.surface, other.baseline is None)
+        if mine != theirs:
+            raise ValueError(f"cannot merge accumulators made for different settings: {mine} and {theirs}")
+        self._images.extend(other._images)
+        self._rows.extend(other._rows)
+        self.seconds += other.seconds
+        if self.baseline is not None and other.baseline is not None:
+            self.baseline.merge(other.baseline)
+        return self
 
     def add(
         self,
@@ -137,6 +175,7 @@ class ScoreAccumulator:
             TypeError: A dtype that is not integer or bool.
             ValueError: Shapes differ, a label is negative, or a class is ``>= n_classes``.
         """
+        start = time.perf_counter()
         if self.instances:
             gt_semantic = _default_semantic(gt_semantic, gt_labels)
             pred_semantic = _default_semantic(pred_semantic, pred_labels)
@@ -160,6 +199,7 @@ class ScoreAccumulator:
             row.update(self._add_instances(stats, gt_labels, pred_labels))
         self._images.append(stats)
         self._rows.append(row)
+        self.seconds += time.perf_counter() - start
         return _copy_row(row)
 
     def _add_instances(self, stats: _ImageStats, gt: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -197,7 +237,8 @@ class ScoreAccumulator:
             "merges", "merged_gt", "splits", "split_pred", "iou_histogram", "ci", "bootstrap",
             "per_image"}``. Instance-only values are ``None`` (``matching`` empty) for
             semantic datasets; ``ci`` mirrors the scores with ``[low, high]`` or ``None``
-            (fewer than two images, or undefined).
+            (fewer than two images, or undefined). With a baseline that scored images, also
+            ``"baseline"``: its own summary, made with the same bootstrap plan.
         """
         plan = bootstrap or BootstrapPlan()
         images = self._images
@@ -245,6 +286,8 @@ class ScoreAccumulator:
         out["ci"] = ci
         out["bootstrap"] = {"n_resamples": plan.n_resamples, "seed": plan.seed, "level": plan.level, "unit": "image"}
         out["per_image"] = [_copy_row(row) for row in self._rows]
+        if self.baseline is not None and self.baseline.n_images:
+            out["baseline"] = self.baseline.summary(bootstrap=plan)
         return out
 
     def _instance_summary(self, out: dict[str, Any], ci: dict[str, Any], rs: Resampler) -> None:

@@ -1,0 +1,89 @@
+"""Score a dataset's test images: the model's prediction and the classical baseline on each.
+
+The stages (:mod:`segpipe.stages`) load the arrays; this module decides what is scored and
+how, so the pipeline, ``segpipe score --predictions`` and the report use the same numbers:
+
+* instance datasets: the instance labels, plus IoU/Dice of the semantic map (``labels > 0``
+  by default, the model's class map when it has one);
+* semantic datasets: the class map;
+* 3D datasets also get HD95 and ASD per class, in the units of the image's spacing;
+* the baseline (:func:`segpipe.scoring.baseline.otsu_watershed`) is scored the same way, for
+  instance datasets and two-class semantic ones (Otsu separates two classes only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from segpipe.scoring.accumulate import ScoreAccumulator
+from segpipe.scoring.baseline import DESCRIPTION, BaselineParams, otsu_watershed
+
+
+def dataset_accumulator(record: dict, *, baseline: bool = True) -> ScoreAccumulator:
+    """An accumulator for a store's images (its ``segpipe`` record: classes, instances, ndim)."""
+    classes = list(record["classes"])
+    return ScoreAccumulator(
+        len(classes), classes, bool(record["instances"]), surface=int(record.get("ndim", 2)) == 3, with_baseline=baseline
+    )
+
+
+def baseline_applies(acc: ScoreAccumulator) -> bool:
+    """Whether the Otsu baseline can be scored on this kind of dataset."""
+    return acc.instances or acc.n_classes == 2
+
+
+def score_image(
+    acc: ScoreAccumulator,
+    name: str,
+    *,
+    image: np.ndarray,
+    gt: np.ndarray,
+    pred_instances: np.ndarray | None,
+    pred_semantic: np.ndarray | None,
+    spacing: Sequence[float] | None,
+) -> dict[str, Any]:
+    """Score one image's prediction, and the baseline on the same image when ``acc`` has one.
+
+    Args:
+        acc: From :func:`dataset_accumulator`.
+        name: Image name.
+        image: The image, ``(C, [Z,] Y, X)``; the baseline segments its first channel.
+        gt: Ground truth, ``([Z,] Y, X)``.
+        pred_instances: Predicted instance labels (instance datasets).
+        pred_semantic: Predicted class map; optional for instance datasets.
+        spacing: Pixel size per spatial axis.
+
+    Returns:
+        The model's row for the image.
+
+    Raises:
+        ValueError: An instance dataset without instance labels, or a semantic one without a class map.
+    """
+    gt = np.asarray(gt)
+    if acc.instances:
+        if pred_instances is None:
+            raise ValueError(f"{name}: the dataset has instance labels but the prediction has none")
+        row = acc.add(name, gt, pred_instances, gt > 0, pred_semantic, spacing=spacing)
+    else:
+        if pred_semantic is None:
+            raise ValueError(f"{name}: the dataset has class maps but the prediction has none")
+        row = acc.add(name, gt, pred_semantic, spacing=spacing)
+    if acc.baseline is not None and baseline_applies(acc):
+        start = time.perf_counter()
+        labels = otsu_watershed(np.asarray(image), ndim=gt.ndim, spacing=spacing)
+        acc.baseline.seconds += time.perf_counter() - start  # segmenting counts as the baseline's time
+        acc.baseline.add(name, gt, labels if acc.instances else (labels > 0).astype(np.uint8), spacing=spacing)
+    return row
+
+
+def dataset_metrics(acc: ScoreAccumulator, *, dataset: str, split: str) -> dict[str, Any]:
+    """The ``metrics.json`` content of a pooled accumulator (the baseline described in its section)."""
+    metrics = {"dataset": dataset, "split": split, **acc.summary()}
+    if "baseline" in metrics:
+        metrics["baseline"] = {"method": DESCRIPTION, "params": vars(BaselineParams()).copy(), **metrics["baseline"]}
+    metrics["scoring_seconds"] = acc.seconds + (acc.baseline.seconds if acc.baseline is not None else 0.0)
+    return metrics

@@ -1,0 +1,209 @@
+"""Read another tool's predictions from a folder, matched to a dataset's test images.
+
+``segpipe score DATASET --predictions PATH`` scores any of these layouts with the numbers the
+pipeline uses for its own predictions:
+
+* **files** (TIFF or NIfTI): for image ``NAME``, the first of ``NAME``, ``NAME_instances``
+  (``NAME_semantic`` for semantic datasets), ``NAME_masks``, ``NAME_cp_masks``, ``NAME_labels``,
+  ``NAME_label``, ``NAME_pred`` with suffix ``.tif``, ``.tiff``, ``.nii.gz`` or ``.nii``. An image
+  cut from a region of a larger file may instead be predicted on the whole file: then the
+  source file's name is looked up and the region cut out. segpipe's own ``predictions/`` folder
+  (``NAME_instances.tif`` and ``NAME_semantic.tif``) is read with both maps.
+* **zarr**: a group with one member per image name: segpipe's ``predictions.zarr`` layout
+  (``NAME/labels/instances/s0``, ``NAME/labels/semantic/s0``), an array, or an OME-Zarr image
+  (its first multiscale level).
+* **Cell Tracking Challenge**: ``maskTTT.tif`` files; frame ``T`` is the ``T``-th test image,
+  in catalog order.
+
+Shapes must equal the ground truth's; labels must be non-negative integers. Every problem is an
+:class:`~segpipe.errors.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segpipe.errors import InputError
+
+SUFFIXES = (".tif", ".tiff", ".nii.gz", ".nii")
+CTC_MASK = re.compile(r"^mask(\d+)\.tiff?$")
+
+
+@dataclass(frozen=True)
+class ExternalPrediction:
+    """One image's prediction read from a folder.
+
+    Attributes:
+        name: The dataset's image name.
+        instances: Instance labels (instance datasets).
+        semantic: Class map, when the folder has one (semantic datasets always).
+        source: The file or group it came from.
+    """
+
+    name: str
+    instances: np.ndarray | None
+    semantic: np.ndarray | None
+    source: str
+
+
+def folder_layout(path: Path) -> str:
+    """``zarr``, ``ctc`` or ``files``.
+
+    Raises:
+        InputError: The path does not exist or is not a folder.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: no such prediction folder")
+    if (path / "zarr.json").is_file() or (path / ".zgroup").is_file():
+        return "zarr"
+    if any(CTC_MASK.match(p.name) for p in path.iterdir()):
+        return "ctc"
+    return "files"
+
+
+class PredictionFolder:
+    """A folder of predictions for one dataset's images.
+
+    Args:
+        path: The folder.
+        ndim: Spatial dimensions of the dataset.
+        instances: Whether the dataset has instance labels.
+        names: The split's image names in catalog order (CTC frames are matched by position).
+    """
+
+    def __init__(self, path: str | Path, *, ndim: int, instances: bool, names: list[str]) -> None:
+        self.path = Path(path)
+        self.ndim = ndim
+        self.instances = instances
+        self.names = list(names)
+        self.layout = folder_layout(self.path)
+        if self.layout == "ctc":
+            self._frames = {int(m[1]): p for p in self.path.iterdir() if (m := CTC_MASK.match(p.name))}
+
+    def read(self, name: str, *, shape: tuple[int, ...], info: dict | None = None) -> ExternalPrediction:
+        """The prediction of image ``name``, checked against the ground truth's ``shape``.
+
+        Args:
+            name: Image name in the dataset.
+            shape: Spatial shape of its ground truth.
+            info: The store's record of the image (``source`` file and ``region``), for
+                predictions made on a whole source file.
+
+        Raises:
+            InputError: No prediction for the image, unreadable, wrong shape or bad labels.
+        """
+        if self.layout == "zarr":
+            instances, semantic, source = self._read_zarr(name)
+        elif self.layout == "ctc":
+            t = self.names.index(name)
+            if t not in self._frames:
+                raise InputError(f"{self.path}: no mask{t:03d}.tif for test image {t} ({name!r}; frames follow the catalog order)")
+            array = self._read_file(self._frames[t])
+            instances, semantic, source = (array, None, str(self._frames[t])) if self.instances else (None, array, str(self._frames[t]))
+        else:
+            instances, semantic, source = self._read_files(name, shape, info or {})
+        for array in (instances, semantic):
+            if array is not None and array.shape != tuple(shape):
+                raise InputError(f"{source}: prediction has shape {array.shape}, the ground truth of {name!r} has {tuple(shape)}")
+        return ExternalPrediction(name, instances, semantic, source)
+
+    # --- layouts -----------------------------------------------------------------------
+
+    def _candidates(self, stem: str) -> list[str]:
+        kind = "_instances" if self.instances else "_semantic"
+        return [stem, stem + kind, stem + "_masks", stem + "_cp_masks", stem + "_labels", stem + "_label", stem + "_pred"]
+
+    def _find(self, stem: str) -> Path | None:
+        for candidate in self._candidates(stem):
+            for suffix in SUFFIXES:
+                path = self.path / f"{candidate}{suffix}"
+                if path.is_file():
+                    return path
+        return None
+
+    def _read_files(self, name: str, shape: tuple[int, ...], info: dict) -> tuple:
+        path = self._find(name)
+        window = None
+        if path is None and info.get("source") and info.get("region") and info.get("frame") is None and info.get("plane") is None:
+            source_stem = _stem(Path(info["source"]))
+            path = self._find(source_stem)
+            window = tuple(slice(a, b) for a, b in info["region"])
+        if path is None:
+            tried = ", ".join(f"{c}.tif" for c in self._candidates(name)[:3])
+            raise InputError(f"{self.path}: no prediction for image {name!r} (looked for {tried}, ... and .nii.gz)")
+        array = self._read_file(path)
+        if window is not None:
+            array = np.ascontiguousarray(array[window])
+        semantic = None
+        if self.instances:
+            sibling = self.path / path.name.replace("_instances", "_semantic")
+            if "_instances" in path.name and sibling.is_file():
+                semantic = self._read_file(sibling)
+                semantic = np.ascontiguousarray(semantic[window]) if window is not None else semantic
+            return array, semantic, str(path)
+        return None, array, str(path)
+
+    def _read_file(self, path: Path) -> np.ndarray:
+        from segpipe.readers import read_image
+
+        return _check_labels(read_image(path, ndim=self.ndim).array, str(path))
+
+    def _read_zarr(self, name: str) -> tuple:
+        import zarr
+
+        root = zarr.open_group(str(self.path), mode="r")
+        if name not in root:
+            raise InputError(f"{self.path}: no member named {name!r} in the zarr group")
+        node = root[name]
+        where = f"{self.path}/{name}"
+        if isinstance(node, zarr.Array):
+            array = _check_labels(np.asarray(node), where)
+            return (array, None, where) if self.instances else (None, array, where)
+        if "labels" in node:
+            labels = node["labels"]
+            found = {}
+            for kind in ("instances", "semantic"):
+                if kind in labels:
+                    found[kind] = _check_labels(np.asarray(_first_level(labels[kind], f"{where}/labels/{kind}")), f"{where}/labels/{kind}")
+            if (self.instances and "instances" not in found) or (not self.instances and "semantic" not in found):
+                raise InputError(f"{where}/labels: no {'instances' if self.instances else 'semantic'} labels")
+            return found.get("instances"), found.get("semantic"), where
+        array = _check_labels(np.asarray(_first_level(node, where)), where)
+        return (array, None, where) if self.instances else (None, array, where)
+
+
+def _first_level(group, where: str):
+    """The full-resolution array of an OME-Zarr image group."""
+    multiscales = (group.attrs.get("ome") or {}).get("multiscales") or group.attrs.get("multiscales")
+    if not multiscales:
+        raise InputError(f"{where}: neither an array nor an OME-Zarr image (no multiscales)")
+    return group[multiscales[0]["datasets"][0]["path"]]
+
+
+def _check_labels(array: np.ndarray, where: str) -> np.ndarray:
+    array = np.asarray(array)
+    if np.issubdtype(array.dtype, np.floating):
+        if not (np.isfinite(array).all() and np.array_equal(array, np.round(array))):
+            raise InputError(f"{where}: prediction holds non-integer values (dtype {array.dtype})")
+        if array.size and array.min() < 0:
+            raise InputError(f"{where}: prediction holds negative labels")
+        return array.astype(np.uint32 if array.size == 0 or array.max() < 2**32 else np.uint64)
+    if array.dtype == bool:
+        return array.view(np.uint8)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise InputError(f"{where}: prediction dtype {array.dtype} is not an integer type")
+    if np.issubdtype(array.dtype, np.signedinteger) and array.size and array.min() < 0:
+        raise InputError(f"{where}: prediction holds negative labels (minimum {array.min()})")
+    return array
+
+
+def _stem(path: Path) -> str:
+    for suffix in SUFFIXES:
+        if path.name.lower().endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.stem
