@@ -142,17 +142,36 @@ def _ome_template(ndim: int, channels: bool, spacing: tuple[float, ...], unit: s
     return labels_attrs, scratch[f"labels/{GT_NAME}"].attrs.asdict()
 
 
+def array_options(shape, ndim: int, chunks=None) -> dict:
+    """Chunks, compressor and NGFF ``dimension_names`` of a store array (``c`` first if it has one)."""
+    chunks = tuple(chunks) if chunks is not None else chunk_shape(tuple(shape), ndim)
+    names = [a["name"] for a in axes_for(ndim, channels=len(shape) > ndim)]
+    return {"chunks": chunks, "compressors": COMPRESSOR, "dimension_names": names}
+
+
 def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunks=None) -> zarr.Array:
     """A chunked, lz4-compressed array in ``group`` (chunks from :func:`chunk_shape` by default).
 
-    Its zarr ``dimension_names`` are the NGFF axis names (``c`` first when there is a leading
-    axis), as NGFF 0.5 requires.
+    Its zarr ``dimension_names`` are the NGFF axis names, as NGFF 0.5 requires.
     """
-    chunks = tuple(chunks) if chunks is not None else chunk_shape(tuple(shape), ndim)
-    names = [a["name"] for a in axes_for(ndim, channels=len(shape) > ndim)]
-    return group.create_array(
-        name, shape=shape, dtype=dtype, chunks=chunks, compressors=COMPRESSOR, dimension_names=names
-    )
+    return group.create_array(name, shape=shape, dtype=dtype, **array_options(shape, ndim, chunks))
+
+
+def write_small_image_group(
+    root: zarr.Group, name: str, image: np.ndarray, labels: np.ndarray, *, ndim: int, spacing, unit: str, chunks
+) -> None:
+    """Write an in-memory image and its labels as an OME-Zarr image group in five zarr calls.
+
+    Each zarr call hands one operation to zarr's event loop and waits; for small images those
+    hand-overs cost more than the data, so groups get their attributes when created and arrays
+    their data (no separate metadata or assignment calls).
+    """
+    attrs = ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
+    labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
+    group = root.create_group(name, attributes=attrs)
+    group.create_array(IMAGE_LEVEL, data=image, **array_options(image.shape, ndim, chunks))
+    gt = group.create_group("labels", attributes=labels_attrs).create_group(GT_NAME, attributes=gt_attrs)
+    gt.create_array(IMAGE_LEVEL, data=labels, **array_options(labels.shape, ndim, chunks[1:]))
 
 
 def write_image_group(

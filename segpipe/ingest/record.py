@@ -20,7 +20,15 @@ from segpipe.ingest.options import IngestOptions
 from segpipe.ingest.stream import slab_windows, stream_copy
 from segpipe.readers import AxesSpec, SelectedSource, Source, open_source
 from segpipe.readers.source import LastReadCache, Window
-from segpipe.store import GT_NAME, IMAGE_LEVEL, chunk_shape, create_array, ome_image_attrs, ome_label_attrs
+from segpipe.store import (
+    GT_NAME,
+    IMAGE_LEVEL,
+    chunk_shape,
+    create_array,
+    ome_image_attrs,
+    ome_label_attrs,
+    write_small_image_group,
+)
 from segpipe.validate import check_image_block, check_image_dtype, check_label_block, label_dtype
 
 DEFAULT_UNIT = "micrometer"
@@ -181,17 +189,67 @@ def _write_frame(
     unit: str,
     options: IngestOptions,
 ) -> dict:
+    spatial = tuple(s.stop - s.start for s in window[3 - ndim :])
+    n_channels = len(channels) if channels is not None else image.channels
+    shape = (n_channels, *spatial)
+    chunks = chunk_shape(shape, ndim, itemsize=image.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)
+    frame_bytes = int(np.prod(shape, dtype=np.int64)) * (image.dtype.itemsize + labels_dtype.itemsize)
+    if frame_bytes <= options.max_slab_bytes:  # small: read it whole, write the group in one go
+        block = image.read(t, window)
+        block = block[channels] if channels is not None else block
+        block = block[:, 0] if ndim == 2 else block
+        check_image_block(block, image.path)
+        low, high = block.min(), block.max()
+        label_block = labels.read(t, window)[0]
+        label_block = (label_block[0] if ndim == 2 else label_block).astype(labels_dtype, copy=False)
+        if labelled and low == high:
+            raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
+        write_small_image_group(
+            root, name, np.ascontiguousarray(block), np.ascontiguousarray(label_block),
+            ndim=ndim, spacing=spacing, unit=unit, chunks=chunks,
+        )
+    else:
+        _stream_frame(root, name, image, labels, t, window=window, ndim=ndim, channels=channels,
+                      labels_dtype=labels_dtype, labelled=labelled, spacing=spacing, unit=unit, options=options)
+    return {
+        "name": name,
+        "shape": list(shape),
+        "spacing": list(spacing),
+        "unit": unit,
+        "dtype": str(image.dtype),
+        "labels_dtype": str(labels_dtype),
+        "chunks": list(chunks),
+    }
+
+
+def _stream_frame(
+    root: zarr.Group,
+    name: str,
+    image: Source,
+    labels: Source,
+    t: int,
+    *,
+    window: Window,
+    ndim: int,
+    channels: list[int] | None,
+    labels_dtype: np.dtype,
+    labelled: bool,
+    spacing: tuple[float, ...],
+    unit: str,
+    options: IngestOptions,
+) -> None:
+    """Write a frame too large for one slab: image, then labels, slab by slab."""
     group = root.create_group(
         name, attributes=ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
     )
     array, (low, high) = copy_image(group, image, t, window=window, ndim=ndim, channels=channels, options=options)
-    spatial, chunks = array.shape[1:], array.chunks
     if labelled and low == high:
         raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
     labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
     label_root = group.create_group("labels", attributes=labels_attrs)
     gt = label_root.create_group(GT_NAME, attributes=gt_attrs)
-    label_array = create_array(gt, IMAGE_LEVEL, shape=spatial, dtype=labels_dtype, ndim=ndim, chunks=chunks[1:])
+    label_array = create_array(gt, IMAGE_LEVEL, shape=array.shape[1:], dtype=labels_dtype, ndim=ndim,
+                               chunks=array.chunks[1:])
     stream_copy(
         lambda sub: labels.read(t, sub),
         label_array,
@@ -201,15 +259,6 @@ def _write_frame(
         on_block=lambda block, _: block.astype(labels_dtype, copy=False),
         prefetch=options.prefetch,
     )
-    return {
-        "name": name,
-        "shape": list(array.shape),
-        "spacing": list(spacing),
-        "unit": unit,
-        "dtype": str(image.dtype),
-        "labels_dtype": str(labels_dtype),
-        "chunks": list(chunks),
-    }
 
 
 def copy_image(
