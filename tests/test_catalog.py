@@ -130,3 +130,18 @@ def test_suffixes_pair_img_and_masks(tmp_path):
     records = load_catalog(_write(tmp_path, body)).dataset("d").records
     assert [(r.name, r.image.name, r.labels.name) for r in records] == [
         ("001", "001_img.png", "001_masks.png"), ("002", "002_img.png", "002_masks.png")]
+
+
+def test_every_example_in_the_catalog_docs_is_a_valid_entry():
+    import re
+
+    import yaml
+
+    from segpipe.catalog import DatasetEntry
+
+    text = (ROOT / "docs" / "catalog.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 8
+    for block in blocks:
+        for name, body in yaml.safe_load(block).items():
+            DatasetEntry.model_validate(body)  # raises on an unknown key or a bad value
