@@ -5,9 +5,9 @@ Every file is written under a temporary name and renamed when complete.
 
 Geometry: the store keeps spatial axes in ``(z, y, x)`` order; NIfTI keeps ``(x, y, z)``. Its data
 block is x fastest, then y, z (and t), which is the C order of the stored ``(t, z, y, x)`` arrays,
-so slabs are written as they are read. The affine is the source's (a NIfTI source's own matrix,
-shifted by the crop offset of a region split), else the store's spacing on the diagonal; a
-label voxel ``(i, j, k)`` then maps to the same world point as source voxel ``(i, j, k)``.
+so slabs are written as they are read. The affine is the one ingest recorded for the stored grid
+(a NIfTI source's matrix, moved to a region split's corner), else the spacing on the diagonal;
+a label voxel then maps to the same world point as the source voxel it was predicted from.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +24,6 @@ import tifffile
 
 from segpipe.errors import InputError
 
-EXPORT_FORMATS = ("tiff", "nifti", "ctc")
 CTC_LIMIT = np.iinfo(np.uint16).max
 
 
@@ -78,27 +77,26 @@ def export_tiff(array, path: str | Path, *, axes: str) -> Path:
 
 
 def source_affine(info: dict, *, ndim: int) -> np.ndarray:
-    """Voxel-to-world 4x4 matrix (NIfTI ``(x, y, z)`` order) of a stored image.
+    """Voxel-to-world 4x4 matrix (NIfTI ``(x, y, z)`` order) of a stored image's voxel grid.
 
-    Uses the source NIfTI's affine when the store recorded one (shifted to a region split's
-    first voxel), else the spacing on the diagonal.
+    A NIfTI source's affine is recorded by ingest already moved to the stored grid's first voxel
+    (a region split's corner). Without one, the spacing is the diagonal and a region split's
+    corner the origin, so voxels keep the positions they had in the source file.
 
     Args:
         info: The image's entry in the store record (``images[]``).
         ndim: Spatial axes.
     """
     if info.get("affine") is not None:
-        affine = np.asarray(info["affine"], dtype=np.float64)
-    else:
-        spacing = list(reversed([float(s) for s in info.get("spacing") or [1.0] * ndim]))
-        affine = np.diag(spacing + [1.0] * (4 - len(spacing)))
+        return np.asarray(info["affine"], dtype=np.float64)
+    spacing = list(reversed([float(s) for s in info.get("spacing") or [1.0] * ndim]))
+    affine = np.diag(spacing + [1.0] * (4 - len(spacing)))
     region = info.get("region")
     if region:
-        offset = np.zeros(4)
-        offset[:ndim] = [start for start, _ in reversed(region)]
-        offset[3] = 1.0
-        affine = affine.copy()
-        affine[:, 3] = affine @ offset
+        corner = np.zeros(4)
+        corner[:ndim] = [start for start, _ in reversed(region)]
+        corner[3] = 1.0
+        affine[:, 3] = affine @ corner
     return affine
 
 
@@ -138,38 +136,43 @@ def export_nifti(array, path: str | Path, *, affine: np.ndarray, ndim: int) -> P
     return path
 
 
-def export_ctc(array, folder: str | Path, *, ndim: int, sequence: str = "01") -> Path:
+def export_ctc(frames: Iterable[tuple[int, object]], folder: str | Path, *, sequence: str = "01") -> Path:
     """Write a Cell Tracking Challenge result folder ``<folder>/<sequence>_RES``.
 
-    One ``maskTTT.tif`` (uint16) per frame (``mask000.tif`` alone when there is no frame axis);
-    objects are numbered uniquely over the sequence and listed as one-frame tracks in
-    ``res_track.txt``, so the folder passes the challenge's validation.
+    One uint16 ``maskTTT.tif`` per frame (a 2D image or a 3D stack; three digits, four past 999
+    frames). Objects are numbered uniquely over the sequence and listed as one-frame tracks in
+    ``res_track.txt``, so the folder passes the challenge's validation. Frames are read and
+    written plane by plane.
+
+    Args:
+        frames: ``(t, labels)`` pairs, ``labels`` a zarr or numpy ``([z,] y, x)`` array.
+        folder: The sequence's dataset folder.
+        sequence: Sequence number (``01``).
 
     Raises:
         InputError: More objects over the sequence than uint16 labels allow.
     """
     folder = Path(folder) / f"{sequence}_RES"
-    shape = tuple(array.shape)
-    frames = shape[: len(shape) - ndim]
-    if len(frames) > 1:
-        raise InputError(f"{folder}: CTC folders hold one time axis, the labels have shape {shape}")
-    count = frames[0] if frames else 1
-    digits = max(3, len(str(count - 1)))
+    frames = sorted(frames, key=lambda pair: pair[0])
+    digits = max(3, len(str(frames[-1][0]))) if frames else 3
     folder.mkdir(parents=True, exist_ok=True)
     lines, offset = [], 0
-    for t in range(count):
-        labels = np.asarray(array[t] if frames else array[...])
-        ids, inverse = np.unique(labels, return_inverse=True)
+    for t, labels in frames:
+        ids = np.unique(np.concatenate([np.unique(block) for block in _blocks(labels, 2)]))
         positive = ids[ids > 0]
         if offset + positive.size > CTC_LIMIT:
             raise InputError(f"{folder}: more than {CTC_LIMIT} objects over the sequence; CTC masks are uint16")
         new = np.zeros(ids.size, dtype=np.uint16)
         new[ids > 0] = np.arange(offset + 1, offset + positive.size + 1)
-        mask = new[inverse.reshape(labels.shape)]
         lines += [f"{label} {t} {t} 0" for label in range(offset + 1, offset + positive.size + 1)]
         offset += positive.size
+        shape = tuple(labels.shape)
         with _atomic(folder / f"mask{t:0{digits}d}.tif") as tmp:
-            tifffile.imwrite(tmp, mask, compression="zlib")
+            if len(shape) == 2:
+                tifffile.imwrite(tmp, new[np.searchsorted(ids, np.asarray(labels[...]))], compression="zlib")
+            else:
+                pages = (new[np.searchsorted(ids, page)] for block in _blocks(labels, 2) for page in block)
+                tifffile.imwrite(tmp, data=pages, shape=shape, dtype=np.uint16, compression="zlib")
     with _atomic(folder / "res_track.txt") as tmp:
         tmp.write_text("".join(f"{line}\n" for line in lines))
     return folder
@@ -178,11 +181,3 @@ def export_ctc(array, folder: str | Path, *, ndim: int, sequence: str = "01") ->
 def tiff_axes(ndim: int, frames: int) -> str:
     """tifffile axes of a label array with ``frames`` leading frame axes."""
     return "T" * frames + ("ZYX" if ndim == 3 else "YX")
-
-
-def export_names(formats: Sequence[str]) -> list[str]:
-    """Validate export format names."""
-    unknown = sorted(set(formats) - set(EXPORT_FORMATS))
-    if unknown:
-        raise InputError(f"unknown export format(s) {unknown}; choose from {list(EXPORT_FORMATS)}")
-    return list(dict.fromkeys(formats))

@@ -7,7 +7,8 @@ Output layout, under the run folder::
         labels/instances         object map (instance datasets)
     predictions/<image>_semantic.tif, <image>_instances.tif     (TIFF export; default for 2D datasets)
     predictions/<image>_semantic.nii.gz, ...                    (NIfTI export, with the source's affine)
-    predictions/ctc/<image>/01_RES/mask000.tif ...              (Cell Tracking Challenge export)
+    predictions/ctc/<sequence>/01_RES/maskTTT.tif, res_track.txt (Cell Tracking Challenge export:
+                                 the frames of one source form a sequence; other images mask000.tif)
 
 Each image is predicted by :func:`segpipe.inference.stream.stream_predict` into a group under a
 temporary name (``.<image>.partial``), slab by slab, recording finished rows in the group's
@@ -109,7 +110,35 @@ def predict_dataset(
     for image in tqdm(images, desc=f"predict {split}", unit="image", disable=not progress):
         predict_stored_image(image, model, card, root, out_dir, params=params, options=options)
         names.append(image.name)
+    if options is not None and options.exports and "ctc" in options.exports:
+        export_ctc_sequences(root, images, out_dir / "predictions" / "ctc", ndim=card["spatial_dims"])
     return names
+
+
+def sequence_name(image: StoredImage) -> str:
+    """The sequence a stored image belongs to: frames ``NAME-tNNN`` of one source form ``NAME``."""
+    if image.info.get("frame") is not None and "-t" in image.name:
+        return image.name.rsplit("-t", 1)[0]
+    return image.name
+
+
+def export_ctc_sequences(root: zarr.Group, images: list[StoredImage], folder: Path, *, ndim: int) -> list[Path]:
+    """Cell Tracking Challenge result folders ``folder/<sequence>/01_RES`` from predicted images.
+
+    Frames of one source (ingest's ``frame`` index) form one sequence, numbered by frame; an image
+    with a frame axis of its own is a sequence by itself; any other image is ``mask000.tif``.
+    Instance labels are exported where there are any, else the class map.
+    """
+    sequences: dict[str, list[tuple[int, object]]] = {}
+    for image in images:
+        group = root[image.name]
+        labels = group["labels/instances/s0" if "instances" in group["labels"] else "labels/semantic/s0"]
+        if labels.ndim > ndim:
+            sequences[image.name] = [(t, labels[t]) for t in range(labels.shape[0])]
+            continue
+        frame = image.info.get("frame")
+        sequences.setdefault(sequence_name(image), []).append((int(frame) if frame is not None else 0, labels))
+    return [export_ctc(frames, folder / name) for name, frames in sequences.items()]
 
 
 def predict_one(
@@ -242,9 +271,14 @@ def _partial_group(root: zarr.Group, image: StoredImage, card: dict, params, opt
     spatial = tuple(int(s) for s in image.image.shape[1:])
     roi0 = int(card["patch_size"][0])
 
+    frames = len(spatial) - ndim
+
     def array(where: zarr.Group, name: str, shape, dtype, channels: bool) -> None:
         chunks = prediction_chunks(shape, ndim=ndim, channels=channels, roi0=roi0, overlap=params.overlap)
-        where.create_array(name, shape=shape, dtype=dtype, chunks=chunks, compressors=COMPRESSOR)
+        names = (["c"] if channels else []) + ["t"] * frames + [a["name"] for a in axes_for(ndim, channels=False)]
+        where.create_array(
+            name, shape=shape, dtype=dtype, chunks=chunks, compressors=COMPRESSOR, dimension_names=names
+        )
 
     array(group, IMAGE_LEVEL, (card["out_channels"], *spatial), np.float16, True)
     labels = group.create_group("labels")
@@ -256,18 +290,17 @@ def _partial_group(root: zarr.Group, image: StoredImage, card: dict, params, opt
 
 
 def _normalization(group: zarr.Group, image: StoredImage, card: dict) -> Normalization:
-    """Percentiles of the image (recorded in the group, so a resumed run uses the same)."""
+    """The card's normalization for this image (recorded in the group, so a resumed run uses the same)."""
     if "normalization" in group.attrs:
-        record = group.attrs["normalization"]
-        return Normalization(tuple(record["low"]), tuple(record["high"]))
-    settings = card["normalization"]
-    normalization = stream_normalization(image.image, low=settings["low"], high=settings["high"])
-    group.attrs["normalization"] = {"low": list(normalization.low), "high": list(normalization.high)}
+        return Normalization.from_record(group.attrs["normalization"])
+    normalization = stream_normalization(image.image, card["normalization"])
+    group.attrs["normalization"] = normalization.to_record()
     return normalization
 
 
 def _finish(root: zarr.Group, group: zarr.Group, image: StoredImage, card: dict, *, keep_probabilities: bool):
     """Write OME metadata, mark complete and rename the partial group into place."""
+    from ome_zarr.format import CurrentFormat
     from ome_zarr.writer import write_label_metadata
 
     ndim = card["spatial_dims"]
@@ -284,6 +317,9 @@ def _finish(root: zarr.Group, group: zarr.Group, image: StoredImage, card: dict,
                 label_root[name], ndim=ndim, frames=frames, channels=False, spacing=image.spacing, unit=unit, name=name
             )
             write_label_metadata(label_root, name)
+    ome = dict(label_root.attrs.get("ome", {}))
+    ome.setdefault("version", CurrentFormat().version)  # NGFF 0.5 wants it in every group; ome-zarr leaves it out
+    label_root.attrs["ome"] = ome
     group.attrs["complete"] = True
     if image.name in root:
         del root[image.name]
@@ -310,7 +346,10 @@ def _write_metadata(group, *, ndim: int, frames: int, channels: bool, spacing, u
 
 
 def _export(group: zarr.Group, image: StoredImage, card: dict, out_dir: Path, formats, *, overwrite: bool) -> None:
-    """Write the requested exports of the label maps (missing ones only, unless ``overwrite``)."""
+    """Write the TIFF and NIfTI exports of the label maps (missing ones only, unless ``overwrite``).
+
+    CTC folders hold sequences, so they are written per split (:func:`export_ctc_sequences`).
+    """
     if not formats:
         return
     ndim = card["spatial_dims"]
@@ -327,11 +366,6 @@ def _export(group: zarr.Group, image: StoredImage, card: dict, out_dir: Path, fo
                 path = folder / f"{image.name}_{name}.nii.gz"
                 if overwrite or not path.exists():
                     export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim)
-        if fmt == "ctc":
-            target = folder / "ctc" / image.name
-            labels = maps.get("instances", maps["semantic"])
-            if overwrite or not (target / "01_RES" / "res_track.txt").exists():
-                export_ctc(labels, target, ndim=ndim)
 
 
 def read_prediction(root: zarr.Group | str | Path, name: str) -> Prediction:

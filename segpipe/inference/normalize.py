@@ -1,9 +1,11 @@
-"""Percentile normalization of images too large to load: percentiles from a sample of chunks.
+"""Intensity normalization of images too large to load, as :func:`segpipe.transforms.normalize` does it.
 
-Small channels (up to ``exact_limit`` voxels) are read whole and go through
-:func:`segpipe.transforms.intensity_percentiles`, so the result is identical to
-:func:`segpipe.transforms.percentile_normalize` on the loaded image. Larger channels are
-estimated from whole chunks drawn at random (fixed seed, so a re-run gets the same numbers).
+Statistics (percentiles; for z-scoring also the mean and deviation of the clipped channel) come
+from the whole channel when it has at most ``exact_limit`` voxels, computed with the same
+expressions as :mod:`segpipe.transforms`, so the normalized windows are bit-identical to
+slicing the in-memory normalized image. Larger channels are estimated from whole chunks drawn
+at random (fixed seed, so a re-run gets the same numbers). The window method (CT) needs no
+statistics of the image.
 """
 
 from __future__ import annotations
@@ -11,65 +13,128 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from segpipe.transforms import SAMPLE_LIMIT, intensity_percentiles
 
-EXACT_LIMIT = 1 << 25  # 32 Mi voxels: read whole, exactly as percentile_normalize does
+EXACT_LIMIT = 1 << 25  # 32 Mi voxels: read whole, exactly as segpipe.transforms does
+SAMPLE_VOXELS = 2 * SAMPLE_LIMIT  # voxels drawn (in whole chunks) from larger channels
 
 
 @dataclass(frozen=True)
 class Normalization:
-    """Per-channel ``(x - low) / scale``, with the arithmetic of ``percentile_normalize``."""
+    """Per channel ``(clip(x, clip_low, clip_high) - shift) / divisor`` in float32 (clip optional).
 
-    low: tuple[float, ...]
-    high: tuple[float, ...]
+    Attributes:
+        shift: Subtracted, per channel.
+        divisor: Divided by, per channel (already floored at 1e-6).
+        clip_low: Lower clip per channel, or ``None`` for no clipping.
+        clip_high: Upper clip per channel, or ``None``.
+    """
+
+    shift: tuple[float, ...]
+    divisor: tuple[float, ...]
+    clip_low: tuple[float, ...] | None = None
+    clip_high: tuple[float, ...] | None = None
 
     def apply(self, block: np.ndarray) -> np.ndarray:
         """Normalize a channel-first block to float32."""
         out = np.empty(block.shape, dtype=np.float32)
         for c, channel in enumerate(block):
-            lo, hi = self.low[c], self.high[c]
-            out[c] = (channel.astype(np.float32) - lo) / max(hi - lo, 1e-6)
+            values = channel.astype(np.float32)
+            if self.clip_low is not None:
+                values = np.clip(values, self.clip_low[c], self.clip_high[c])
+            out[c] = (values - self.shift[c]) / self.divisor[c]
         return out
+
+    def to_record(self) -> dict:
+        """JSON-able form (for a prediction group's attributes)."""
+        return {k: (list(v) if v is not None else None) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_record(cls, record: dict) -> Normalization:
+        return cls(**{k: (tuple(v) if v is not None else None) for k, v in record.items()})
+
+
+def _chunk_sample(array, channel: int, *, voxels: int = SAMPLE_VOXELS, seed: int = 0) -> np.ndarray:
+    """Voxels of whole chunks of one channel, drawn at random: at least ``voxels`` (and 32 chunks)."""
+    shape = tuple(array.shape[1:])
+    chunks = tuple(getattr(array, "chunks", (1, *shape))[1:])
+    corners = list(itertools.product(*[range(0, n, c) for n, c in zip(shape, chunks)]))
+    wanted = min(len(corners), max(32, math.ceil(voxels / math.prod(chunks))))
+    picks = np.sort(np.random.default_rng(seed).choice(len(corners), size=wanted, replace=False))
+    values = []
+    for index in picks:
+        box = tuple(slice(o, min(o + c, n)) for o, c, n in zip(corners[index], chunks, shape))
+        values.append(np.asarray(array[(channel, *box)]).reshape(-1))
+    return np.concatenate(values)
 
 
 def channel_percentiles(
-    array, channel: int, percentiles: Sequence[float], *, exact_limit: int = EXACT_LIMIT, seed: int = 0
+    array, channel: int, percentiles: Sequence[float], *, exact_limit: int = EXACT_LIMIT, sample: int = SAMPLE_VOXELS
 ) -> list[float]:
     """Percentiles of one channel of a channel-first (zarr or numpy) array.
 
     Args:
-        array: ``(C, ...)`` array; zarr arrays are read chunk by chunk.
+        array: ``(C, ...)`` array.
         channel: Which channel.
-        percentiles: Percentiles in 0..100.
-        exact_limit: Channels with at most this many voxels are read whole (exact result).
-        seed: Seed of the chunk draw for larger channels.
+        percentiles: In 0..100.
+        exact_limit: Channels up to this many voxels are read whole.
+        sample: Voxels drawn from larger channels.
     """
-    shape = tuple(array.shape[1:])
-    if math.prod(shape) <= exact_limit:
+    if math.prod(array.shape[1:]) <= exact_limit:
         return intensity_percentiles(np.asarray(array[channel]), percentiles)
-    chunks = tuple(getattr(array, "chunks", (1, *shape))[1:])
-    grid = [range(0, n, c) for n, c in zip(shape, chunks)]
-    corners = list(itertools.product(*grid))
-    per_chunk = math.prod(chunks)
-    wanted = min(len(corners), max(32, math.ceil(2 * SAMPLE_LIMIT / per_chunk)))
-    picks = np.sort(np.random.default_rng(seed).choice(len(corners), size=wanted, replace=False))
-    values = []
-    for index in picks:
-        corner = corners[index]
-        box = tuple(slice(o, min(o + c, n)) for o, c, n in zip(corner, chunks, shape))
-        values.append(np.asarray(array[(channel, *box)]).reshape(-1))
-    sample = np.concatenate(values)
-    step = max(1, sample.size // SAMPLE_LIMIT)
-    return [float(v) for v in np.percentile(sample[::step], percentiles)]
+    values = _chunk_sample(array, channel, voxels=sample)
+    step = max(1, values.size // SAMPLE_LIMIT)
+    return [float(v) for v in np.percentile(values[::step], percentiles)]
+
+
+def _zscore(array, channel: int, low: float, high: float, exact_limit: int, voxels: int) -> tuple[float, float, float, float]:
+    """Clip bounds, mean and floored deviation of one channel, as ``zscore_normalize`` computes them."""
+    if math.prod(array.shape[1:]) <= exact_limit:
+        values = np.asarray(array[channel])
+        lo, hi = intensity_percentiles(values, (low, high))
+        clipped = np.clip(values.astype(np.float32), lo, hi)
+        return lo, hi, float(clipped.mean()), max(float(clipped.std()), 1e-6)
+    sample = _chunk_sample(array, channel, voxels=voxels)
+    lo, hi = (float(v) for v in np.percentile(sample[:: max(1, sample.size // SAMPLE_LIMIT)], (low, high)))
+    clipped = np.clip(sample.astype(np.float64), lo, hi)
+    return lo, hi, float(np.float32(clipped.mean())), max(float(clipped.std()), 1e-6)
 
 
 def stream_normalization(
-    array, *, low: float, high: float, exact_limit: int = EXACT_LIMIT
+    array, spec: dict, *, exact_limit: int = EXACT_LIMIT, sample: int = SAMPLE_VOXELS
 ) -> Normalization:
-    """Per-channel ``low``..``high`` percentiles of a channel-first array, for :class:`Normalization`."""
-    bounds = [channel_percentiles(array, c, (low, high), exact_limit=exact_limit) for c in range(array.shape[0])]
-    return Normalization(tuple(b[0] for b in bounds), tuple(b[1] for b in bounds))
+    """The normalization a model card's ``normalization`` entry prescribes for ``array`` (``(C, ...)``).
+
+    Args:
+        array: Channel-first zarr or numpy image.
+        spec: ``{"method": "percentile" | "zscore" | "ct", ...}`` as in :func:`segpipe.transforms.normalize`.
+        exact_limit: Channels up to this many voxels are read whole (exact statistics).
+        sample: Voxels drawn, in whole chunks, from larger channels.
+
+    Raises:
+        ValueError: An unknown method.
+    """
+    channels = range(array.shape[0])
+    method = spec["method"]
+    if method == "percentile":
+        bounds = [
+            channel_percentiles(array, c, (spec["low"], spec["high"]), exact_limit=exact_limit, sample=sample)
+            for c in channels
+        ]
+        return Normalization(tuple(lo for lo, _ in bounds), tuple(max(hi - lo, 1e-6) for lo, hi in bounds))
+    if method == "zscore":
+        stats = [_zscore(array, c, spec["low"], spec["high"], exact_limit, sample) for c in channels]
+        return Normalization(
+            tuple(s[2] for s in stats), tuple(s[3] for s in stats), tuple(s[0] for s in stats), tuple(s[1] for s in stats)
+        )
+    if method == "ct":
+        n = len(channels)
+        low, high = (float(v) for v in spec["window"])
+        return Normalization(
+            (float(spec["mean"]),) * n, (max(float(spec["std"]), 1e-6),) * n, (low,) * n, (high,) * n
+        )
+    raise ValueError(f"unknown normalization method {method!r}")

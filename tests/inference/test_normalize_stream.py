@@ -1,0 +1,58 @@
+"""Streaming normalization: bit-identical to segpipe.transforms on images read whole, close on estimates."""
+
+import numpy as np
+import pytest
+import zarr
+
+from segpipe.inference.normalize import Normalization, channel_percentiles, stream_normalization
+from segpipe.transforms import normalize
+
+SPECS = [
+    {"method": "percentile", "low": 1.0, "high": 99.8},
+    {"method": "zscore", "low": 0.5, "high": 99.5},
+    {"method": "ct", "window": [-200.0, 900.0], "mean": 80.5, "std": 150.25},
+]
+
+
+@pytest.fixture
+def stored(tmp_path):
+    rng = np.random.default_rng(0)
+    image = np.stack([rng.gamma(2.0, 300.0, size=(23, 41, 37)), rng.normal(500, 120, size=(23, 41, 37))])
+    image = np.clip(image, -1000, 60000).astype(np.int16)
+    array = zarr.create_array(str(tmp_path / "img.zarr"), shape=image.shape, dtype=image.dtype, chunks=(2, 8, 16, 16))
+    array[...] = image
+    return image, array
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s["method"])
+def test_small_images_normalize_exactly_as_in_memory(stored, spec):
+    image, array = stored
+    normalization = stream_normalization(array, spec)
+    expected = normalize(image, spec)
+    np.testing.assert_array_equal(normalization.apply(image), expected)
+    window = (slice(None), slice(3, 11), slice(20, 41), slice(0, 9))
+    np.testing.assert_array_equal(normalization.apply(np.asarray(array[window])), expected[window])
+    assert Normalization.from_record(normalization.to_record()) == normalization
+
+
+def test_large_channels_are_estimated_from_sampled_chunks(stored, tmp_path):
+    """A fifth of the 4x4x4 chunks, drawn at random, give percentiles and moments within a few percent."""
+    image, _ = stored
+    array = zarr.create_array(str(tmp_path / "small_chunks.zarr"), shape=image.shape, dtype=image.dtype, chunks=(2, 4, 4, 4))
+    array[...] = image
+    options = {"exact_limit": 1000, "sample": 8000}
+    exact = [np.percentile(image[c], (1.0, 99.8)) for c in range(2)]
+    estimates = [channel_percentiles(array, c, (1.0, 99.8), **options) for c in range(2)]
+    for (lo, hi), (elo, ehi) in zip(exact, estimates):
+        assert (elo, ehi) != (lo, hi)  # a sample, not the whole channel
+        assert abs(elo - lo) < 0.05 * (hi - lo) and abs(ehi - hi) < 0.05 * (hi - lo)
+    assert estimates == [channel_percentiles(array, c, (1.0, 99.8), **options) for c in range(2)]
+    zscore = stream_normalization(array, SPECS[1], **options)
+    values = zscore.apply(image)
+    assert np.all(np.abs(values.reshape(2, -1).mean(axis=1)) < 0.05)
+    assert np.all(np.abs(values.reshape(2, -1).std(axis=1) - 1) < 0.05)
+
+
+def test_unknown_method_is_refused(stored):
+    with pytest.raises(ValueError, match="unknown normalization"):
+        stream_normalization(stored[1], {"method": "minmax"})

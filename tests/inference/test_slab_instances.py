@@ -1,0 +1,77 @@
+"""Slab-wise instance labelling gives the whole-frame result of segpipe.postprocess.instance_labels."""
+
+import numpy as np
+import pytest
+import zarr
+from scipy import ndimage
+
+from segpipe.inference.instances import InstanceTiling, stream_instance_labels
+from segpipe.postprocess import InstanceParams, instance_labels
+
+
+def blobs(shape, n, seed) -> np.ndarray:
+    """Float16 probabilities ``(background, object, distance)`` of touching, noisy round objects."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), axis=-1)
+    dist = np.zeros(shape, np.float32)
+    for centre in rng.uniform(0, 1, size=(n, len(shape))) * np.array(shape):
+        radius = rng.uniform(2.5, 8)
+        dist = np.maximum(dist, np.clip(1 - np.linalg.norm(grid - centre, axis=-1) / radius, 0, 1))
+    dist = ndimage.gaussian_filter(dist, 1) + rng.normal(0, 0.02, shape)
+    fg = np.clip(dist * 3, 0, 1)
+    return np.stack([1 - fg, fg, np.clip(dist, 0, 1)]).astype(np.float16)
+
+
+def run(tmp_path, probs, tiling, params, frames=()):
+    ndim = probs.ndim - 1 - len(frames)
+    root = zarr.open_group(str(tmp_path / "pred.zarr"), mode="a")
+    stored = root.create_array("probs", data=probs, chunks=(3, *[1] * len(frames), *[16] * ndim), overwrite=True)
+    out = root.create_array("out", shape=probs.shape[1:], dtype=np.uint32, chunks=(*[1] * len(frames), *[16] * ndim), overwrite=True)
+    stats = stream_instance_labels(stored, out, ndim=ndim, n_classes=2, params=params, tiling=tiling, scratch=root)
+    assert not [k for k in root.array_keys() if k not in ("probs", "out")]  # scratch arrays removed
+    return out[...], stats
+
+
+def reference(probs, params):
+    return instance_labels(1.0 - probs[0].astype(np.float32), probs[2].astype(np.float32), params)
+
+
+@pytest.mark.parametrize(
+    "shape,n,slab,halo",
+    [((130, 90), 30, 9, 12), ((36, 40), 6, 1, 12), ((130, 90), 30, 40, 3), ((40, 36, 30), 25, 7, 10)],
+)
+def test_slabs_give_the_whole_frame_labels(tmp_path, shape, n, slab, halo):
+    probs = blobs(shape, n, seed=len(shape) + slab)
+    params = InstanceParams(foreground_threshold=0.5, seed_threshold=0.5, min_size=8)
+    expected = reference(probs, params)
+    got, stats = run(tmp_path, probs, InstanceTiling(whole_limit=0, slab=slab, halo=halo), params)
+    np.testing.assert_array_equal(got, expected)
+    assert stats.objects == expected.max() > 3
+    assert stats.slabs == -(-shape[0] // slab)
+
+
+def test_seedless_parts_and_small_objects_match(tmp_path):
+    """Low seed threshold off: every component seedless; a high min_size drops most of them."""
+    probs = blobs((100, 70), 20, seed=9)
+    params = InstanceParams(foreground_threshold=0.4, seed_threshold=0.99, min_size=60)
+    expected = reference(probs, params)
+    got, _ = run(tmp_path, probs, InstanceTiling(whole_limit=0, slab=13, halo=20), params)
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < expected.max() < 20
+
+
+def test_small_frames_are_labelled_whole_and_frames_separately(tmp_path):
+    probs = np.stack([blobs((50, 40), 8, seed=s) for s in range(3)], axis=1)  # (3, t, y, x)
+    params = InstanceParams()
+    got, stats = run(tmp_path, probs, InstanceTiling(), params, frames=(3,))
+    for t in range(3):
+        np.testing.assert_array_equal(got[t], reference(probs[:, t], params))
+    assert stats.slabs == 3 and stats.tall_components == 0
+
+
+def test_components_taller_than_the_halo_are_counted(tmp_path):
+    probs = blobs((120, 40), 12, seed=3)
+    probs[0, :, 18:22] = 0  # a foreground bar along the slab axis joins everything
+    probs[1, :, 18:22] = 1
+    _, stats = run(tmp_path, probs, InstanceTiling(whole_limit=0, slab=10, halo=5), InstanceParams())
+    assert stats.tall_components >= 1

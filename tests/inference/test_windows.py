@@ -1,0 +1,92 @@
+"""The window grid: MONAI's layout along every axis, flipped passes mirrored, band height sufficient."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from monai.data.utils import dense_patch_slices
+from monai.inferers.utils import _get_scan_interval
+
+from segpipe.inference.windows import (
+    axis_starts,
+    batch_windows,
+    buffer_rows,
+    finished_row,
+    first_batch_touching,
+    frame_windows,
+    tta_passes,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 90), st.integers(1, 40)), min_size=1, max_size=3), st.sampled_from([0, 0.25, 0.5, 0.8]))
+def test_unflipped_grid_is_monais(axes, overlap):
+    """Starts equal MONAI's on the padded image, minus the padding MONAI puts before the image."""
+    shape, roi = [a for a, _ in axes], [r for _, r in axes]
+    padded = [max(s, r) for s, r in zip(shape, roi)]
+    interval = _get_scan_interval(padded, roi, len(shape), (overlap,) * len(shape))
+    expected = sorted(
+        tuple(sl.start - (p - s) // 2 for sl, p, s in zip(window, padded, shape))
+        for window in dense_patch_slices(padded, roi, interval)
+    )
+    windows = frame_windows(shape, roi, overlap, [()])
+    assert sorted(w.start for w in windows) == expected
+    assert [w.start for w in windows] == sorted(expected, key=lambda s: s[0])  # stable: MONAI's order within rows
+
+
+@pytest.mark.parametrize("size,roi,overlap", [(37, 16, 0.5), (10, 16, 0.5), (11, 16, 0.25), (64, 64, 0.5), (100, 7, 0.9)])
+def test_flipped_axis_mirrors_the_grid_of_the_flipped_image(size, roi, overlap):
+    """A window at ``u`` on the flipped padded axis covers source voxels ``size - 1 - (u - before) ...``."""
+    padded = max(size, roi)
+    before = (padded - size) // 2
+    step = _get_scan_interval((padded,), (roi,), 1, (overlap,))
+    mirrored = sorted(size + before - s[0].start - roi for s in dense_patch_slices((padded,), (roi,), step))
+    assert sorted(axis_starts(size, roi, overlap, flipped=True)) == mirrored
+    image = np.arange(size)
+    flipped = np.pad(image[::-1], (before, padded - size - before), constant_values=-1)
+    for start in axis_starts(size, roi, overlap, flipped=True):
+        u = size + before - start - roi
+        window = flipped[u : u + roi]
+        source = np.array([image[i] if 0 <= i < size else -1 for i in range(start, start + roi)])
+        np.testing.assert_array_equal(window, source[::-1])
+
+
+def test_passes_are_the_flips_of_predict_image():
+    assert tta_passes(3, flip_tta=True) == [(), (0,), (1,), (2,)]
+    assert tta_passes(2, flip_tta=False) == [()]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 120), st.integers(1, 40), st.integers(1, 40), st.integers(1, 9),
+    st.sampled_from([0, 0.25, 0.5]), st.booleans(), st.integers(0, 130),
+)
+def test_band_holds_every_window_from_the_resume_row(length, other, roi0, batch, overlap, tta, done):
+    """Every window from the resume batch on fits in the band between the rows handed out."""
+    done = min(done, length)
+    roi = (roi0, 8)
+    windows = frame_windows((length, other), roi, overlap, tta_passes(2, flip_tta=tta))
+    batches = batch_windows(windows, batch)
+    first = first_batch_touching(batches, done, roi0)
+    rows = buffer_rows(batches, first, done, roi0, length)
+    low = done
+    for index in range(first, len(batches)):
+        for w in batches[index]:
+            assert min(w.start[0] + roi0, length) <= low + rows
+        low = max(low, finished_row(batches, index, length))
+    assert low == length
+    skipped = [w for b in batches[:first] for w in b]
+    assert all(w.start[0] + roi0 <= done for w in skipped)
+
+
+def test_rows_finish_only_when_no_later_window_reaches_them():
+    windows = frame_windows((50,), (16,), 0.5, [()])
+    batches = batch_windows(windows, 2)
+    for index in range(len(batches)):
+        stop = finished_row(batches, index, 50)
+        later = [w for b in batches[index + 1 :] for w in b]
+        assert all(w.start[0] >= stop for w in later)
+        assert stop == 50 or any(w.start[0] == stop for w in later)
+    assert list(itertools.chain.from_iterable(batches)) == windows
