@@ -130,11 +130,34 @@ def predict(
     output: OutputOpt = DEFAULT_OUTPUT,
     split: SplitOpt = "test",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    overlap: Annotated[Optional[float], typer.Option(help="Window overlap, 0 to <1 (default: model card).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Windows per network call (default: model card).")] = None,
+    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Average over flips of each axis.")] = None,
+    export: Annotated[
+        Optional[list[str]], typer.Option(help="Also write tiff, nifti or ctc (repeatable; default: tiff for 2D).")
+    ] = None,
+    probabilities: Annotated[bool, typer.Option(help="Keep float16 class probabilities in the zarr.")] = True,
 ) -> None:
-    """Predict a split with the trained model (sliding windows, Gaussian blending)."""
+    """Predict a split with the trained model, zarr to zarr (sliding windows, Gaussian blending).
+
+    Memory stays bounded by a band of windows, whatever the image size; an interrupted run
+    resumes where it stopped. Example: segpipe predict bbbc007 --overlap 0.25 --export nifti
+    """
+    from pydantic import ValidationError
+
+    from segpipe.errors import InputError
+    from segpipe.inference import InferenceParams
+    from segpipe.predict import PredictOptions
     from segpipe.stages import predict_stage
 
-    names = predict_stage(output, dataset, split=split, device=device)
+    inference = {k: v for k, v in {"overlap": overlap, "batch_size": batch_size, "flip_tta": tta}.items() if v is not None}
+    try:
+        InferenceParams(**inference)
+        options = PredictOptions(probabilities=probabilities, exports=tuple(export) if export else None)
+    except ValidationError as err:
+        problem = err.errors()[0]
+        raise InputError(f"predict: bad --{'-'.join(map(str, problem['loc'][:1]))}: {problem['msg']}") from err
+    names = predict_stage(output, dataset, split=split, device=device, inference=inference, options=options)
     typer.echo(f"predicted {len(names)} images into {output / dataset / 'predictions.zarr'}")
 
 

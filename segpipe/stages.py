@@ -89,12 +89,32 @@ def train_config_for(catalog: str | Path, dataset: str, **cli_overrides) -> Trai
     return TrainConfig(**values)
 
 
-def predict_stage(output: str | Path, dataset: str, *, split: str = "test", device: str = "auto", progress=True):
-    """Predict a split with the run's trained model."""
+def predict_stage(
+    output: str | Path,
+    dataset: str,
+    *,
+    split: str = "test",
+    device: str = "auto",
+    progress=True,
+    inference: dict | None = None,
+    options=None,
+):
+    """Predict a split with the run's trained model.
+
+    Args:
+        inference: Overrides of the model card's sliding-window settings
+            (:class:`segpipe.inference.InferenceParams` fields, e.g. ``overlap``, ``batch_size``).
+        options: :class:`segpipe.predict.PredictOptions` (probabilities kept, exports).
+    """
+    from segpipe.inference import InferenceParams
     from segpipe.predict import predict_dataset
 
     paths = run_paths(output, dataset)
-    return predict_dataset(paths.store, paths.model_dir, paths.root, split=split, device=device, progress=progress)
+    params = InferenceParams(**(read_card(output, dataset)["inference"] | inference)) if inference else None
+    return predict_dataset(
+        paths.store, paths.model_dir, paths.root, split=split, device=device, progress=progress,
+        params=params, options=options,
+    )
 
 
 def score_stage(output: str | Path, dataset: str, *, split: str = "test") -> dict:

@@ -17,7 +17,7 @@ import zarr
 
 from segpipe.catalog import load_catalog
 from segpipe.checkpoint import load_model, network_from_card, save_model
-from segpipe.errors import StoreError
+from segpipe.errors import InputError, StoreError
 from segpipe.inference import InferenceParams, predict_image
 from segpipe.ingest import ingest_dataset
 from segpipe.postprocess import InstanceParams, instance_labels, semantic_labels
@@ -237,3 +237,32 @@ def test_a_3d_volume_with_slab_wise_instances(tmp_path, single_thread):
     assert expected.max() > 1
     exported = tifffile.imread(tmp_path / "run" / "predictions" / f"{image.name}_instances.tif")
     np.testing.assert_array_equal(exported, expected)
+
+
+def test_cli_predict_with_overrides_and_bad_options(crops, tmp_path, single_thread):
+    """``segpipe predict`` on a run folder: card settings overridden, CTC export; bad values are InputErrors."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from segpipe.cli import app
+
+    store, model_dir = crops
+    run = tmp_path / "runs" / "crops"
+    run.mkdir(parents=True)
+    shutil.copytree(store, run / "data.zarr")
+    shutil.copytree(model_dir, run / "model")
+
+    def segpipe(*args):
+        return CliRunner().invoke(app, ["predict", "crops", "--output", str(tmp_path / "runs"), "--device", "cpu", *args])
+
+    result = segpipe("--no-tta", "--overlap", "0.25", "--batch-size", "2", "--export", "ctc")
+    assert result.exit_code == 0, result.output
+    assert "predicted 1 images" in result.output
+    plan = zarr.open_group(str(run / "predictions.zarr" / "A9_p9d"), mode="r").attrs["plan"]["inference"]
+    assert plan["overlap"] == 0.25 and plan["batch_size"] == 2 and not plan["flip_tta"]
+    assert (run / "predictions" / "ctc" / "A9_p9d" / "01_RES" / "mask000.tif").is_file()
+
+    for args, message in ((("--overlap", "1.5"), "bad --overlap"), (("--export", "png"), "bad --exports")):
+        bad = segpipe(*args)
+        assert isinstance(bad.exception, InputError) and message in str(bad.exception)
