@@ -211,7 +211,9 @@ def predict_stored_image(
     group = _partial_group(root, image, card, params, options)
     normalization = _normalization(group, image, card)
     n_classes = card["n_classes"]
-    sink = ZarrSink(group, n_classes=n_classes, probabilities=group[IMAGE_LEVEL], semantic=group["labels/semantic/s0"])
+    sink = ZarrSink(
+        group, ndim=ndim, n_classes=n_classes, probabilities=group[IMAGE_LEVEL], semantic=group["labels/semantic/s0"]
+    )
     stream = stream_predict(
         model,
         image.image,

@@ -3,8 +3,8 @@
 The buffer spans a band of rows of the frame's first axis, ``[low, low + rows)``, and the whole
 extent of the other axes, per test-time pass: a weighted sum of window outputs and the sum of
 weights. Windows arrive ordered along the first axis; once no later window can touch the rows
-below some row, :meth:`SlabAggregator.pop` divides those rows by their weights, hands them out and
-shifts the band. Each window is added exactly as MONAI adds it (``output * weight``, then ``+=``),
+below some row, :meth:`SlabAggregator.blended` divides those rows by their weights (piece by
+piece along the second axis) and :meth:`SlabAggregator.advance` shifts the band. Each window is added exactly as MONAI adds it (``output * weight``, then ``+=``),
 so the blended values match ``sliding_window_inference`` on the whole frame.
 """
 
@@ -25,7 +25,7 @@ class SlabAggregator:
         roi: Window size.
         channels: Output channels of the network.
         n_passes: Test-time passes blended separately.
-        rows: Band height along the first axis (see :func:`segpipe.inference.windows.buffer_rows`).
+        rows: Band height along the first axis (see :func:`segpipe.inference.windows.band_rows`).
         weights: Importance map, ``roi``-shaped, on ``device``.
         low: First row not yet handed out (non-zero when resuming).
         device: Where the buffers live (the network's device).
@@ -73,31 +73,33 @@ class SlabAggregator:
             target.append(slice(lo - offset, hi - offset))
         return tuple(source), tuple(target)
 
-    def add(self, outputs: torch.Tensor, windows: Sequence[Window]) -> None:
-        """Add a batch of window outputs, ``(len(windows), channels, *roi)``, unflipped, float32."""
-        weighted = outputs * self.weights[None, None]
-        for output, window in zip(weighted, windows):
-            where = self._placement(window)
-            if where is None:
-                continue
-            source, target = where
-            self.counts[window.pass_index][(slice(None), *target)] += self.weights[source]
-            self.sums[window.pass_index][(slice(None), *target)] += output[(slice(None), *source)]
+    def weigh(self, outputs: torch.Tensor) -> torch.Tensor:
+        """A batch of window outputs ``(n, channels, *roi)`` times the importance map (as MONAI does)."""
+        return outputs * self.weights[None, None]
 
-    def pop(self, stop: int) -> list[torch.Tensor]:
-        """Blended rows ``[low, stop)`` of every pass (sums divided by weights); the band moves on.
+    def add(self, weighted: torch.Tensor, window: Window) -> None:
+        """Add one weighted window output ``(channels, *roi)``, unflipped, float32."""
+        where = self._placement(window)
+        if where is None:
+            return
+        source, target = where
+        self.counts[window.pass_index][(slice(None), *target)] += self.weights[source]
+        self.sums[window.pass_index][(slice(None), *target)] += weighted[(slice(None), *source)]
 
-        Returns:
-            One ``(channels, stop - low, *rest)`` tensor per pass.
-        """
+    def blended(self, stop: int, columns: slice = slice(None)) -> list[torch.Tensor]:
+        """Rows ``[low, stop)`` (and ``columns`` of the second axis) of every pass: sums over weights."""
         n = stop - self.low
         if not 0 < n <= self.rows:
             raise ValueError(f"cannot hand out rows {self.low}..{stop} from a band of {self.rows} at {self.low}")
-        blended = [s[:, :n] / c[:, :n] for s, c in zip(self.sums, self.counts)]
+        box = (slice(None), slice(0, n), columns)
+        return [s[box] / c[box] for s, c in zip(self.sums, self.counts)]
+
+    def advance(self, stop: int) -> None:
+        """Drop rows below ``stop`` (handed out) and shift the band up."""
+        n = stop - self.low
+        keep = self.rows - n
         for buffer in (*self.sums, *self.counts):
-            keep = self.rows - n
             if keep:
                 buffer[:, :keep] = buffer[:, n:].clone()
             buffer[:, keep:] = 0
         self.low = stop
-        return blended

@@ -39,8 +39,7 @@ from segpipe.inference.params import InferenceParams
 from segpipe.inference.windows import (
     Window,
     batch_windows,
-    buffer_rows,
-    finished_row,
+    band_rows,
     first_batch_touching,
     frame_windows,
     tta_passes,
@@ -54,8 +53,8 @@ Activation = Callable[[torch.Tensor], torch.Tensor]
 class Sink(Protocol):
     """Where finished rows go, and the record of what is done."""
 
-    def write(self, frame: tuple[int, ...], start: int, stop: int, values: np.ndarray) -> None:
-        """Store rows ``[start, stop)`` of ``frame`` (values ``(channels, stop - start, *rest)``, float32)."""
+    def write(self, frame: tuple[int, ...], box: tuple[slice, ...], values: np.ndarray) -> None:
+        """Store a finished piece of ``frame``: ``box`` slices its first spatial axes; values are float32 ``(C, ...)``."""
 
     def done(self) -> tuple[int, int]:
         """``(frames, rows)``: frames complete, and rows complete in the next frame."""
@@ -172,16 +171,14 @@ def stream_predict(
     chunk = read_chunk or (getattr(source, "chunks", None) or (0,) * source.ndim)[source.ndim - ndim] or roi[0]
     weights = compute_importance_map(roi, mode=params.mode, sigma_scale=params.sigma_scale, device=device)
     passes = tta_passes(ndim, flip_tta=params.flip_tta)
-    windows = frame_windows(shape, roi, params.overlap, passes)
-    batches = batch_windows(windows, params.batch_size)
+    batches = batch_windows(frame_windows(shape, roi, params.overlap, passes), params.batch_size)
     pad_mode = padding_mode(shape, roi)
-    frames = frame_indices(lead)
     frames_done, rows_done = sink.done()
     stats = StreamStats()
     started = time.perf_counter()
     writer = Worker(depth=2)
     try:
-        for number, frame in enumerate(frames):
+        for number, frame in enumerate(frame_indices(lead)):
             if number < frames_done:
                 continue
             low = rows_done if number == frames_done else 0
@@ -189,47 +186,63 @@ def stream_predict(
             if first >= len(batches) or low >= shape[0]:
                 writer.submit(_marker(sink, number + 1, 0, frame, shape[0], on_rows))
                 continue
-            band = buffer_rows(batches, first, low, roi[0], shape[0])
             aggregator = SlabAggregator(
-                frame_shape=shape, roi=roi, channels=out_channels, n_passes=len(passes), rows=band,
-                weights=weights, low=low, device=device,
+                frame_shape=shape,
+                roi=roi,
+                channels=out_channels,
+                n_passes=len(passes),
+                rows=band_rows((w for b in batches[first:] for w in b), low, roi[0], shape[0]),
+                weights=weights,
+                low=low,
+                device=device,
             )
             stats.band_bytes = max(stats.band_bytes, aggregator.nbytes)
             stats.frames.append(number)
             rows = _Rows(source, frame, shape[0], chunk)
 
-            def cut(index_batch, rows=rows):
-                index, batch = index_batch
+            def cut(batch, rows=rows):
                 inputs = torch.stack([_window_input(rows, w, roi, shape, normalization, pad_mode) for w in batch])
-                return index, batch, (inputs.pin_memory() if device.type == "cuda" else inputs)
+                return batch, (inputs.pin_memory() if device.type == "cuda" else inputs)
 
-            jobs = ((i, batches[i]) for i in range(first, len(batches)))
-            for index, batch, inputs in prefetch(map(cut, jobs), depth=params.prefetch):
+            def flush(stop: int, number=number, frame=frame) -> None:
+                start = aggregator.low
+                for columns in _pieces(stop - start, shape, getattr(sink, "align", 1)):
+                    values = _combine(aggregator.blended(stop, columns), activation)
+                    writer.submit(_writer(sink, frame, (slice(start, stop), columns), values))
+                aggregator.advance(stop)
+                last = stop >= shape[0]
+                writer.submit(_marker(sink, number + 1 if last else number, 0 if last else stop, frame, stop, on_rows))
+                stats.rows_written += stop - start
+
+            for batch, inputs in prefetch(map(cut, batches[first:]), depth=params.prefetch):
                 with _autocast(device, params.amp):
                     outputs = model(inputs.to(device, non_blocking=True))
-                outputs = outputs.float()
-                for i, window in enumerate(batch):
+                weighted = aggregator.weigh(outputs.float())
+                for output, window in zip(weighted, batch):
+                    if window.start[0] > aggregator.low:  # no window still to come reaches the rows below
+                        flush(min(window.start[0], shape[0]))
                     if window.flips:
-                        outputs[i] = torch.flip(outputs[i], [axis + 1 for axis in window.flips])
-                aggregator.add(outputs, batch)
+                        output = torch.flip(output, [axis + 1 for axis in window.flips])
+                    aggregator.add(output, window)
                 stats.windows += len(batch)
                 stats.batches += 1
-                stop = finished_row(batches, index, shape[0])
-                if stop > aggregator.low:
-                    start = aggregator.low
-                    values = _combine(aggregator.pop(stop), activation)
-                    last = stop >= shape[0]
-                    writer.submit(_writer(sink, frame, start, stop, values))
-                    writer.submit(
-                        _marker(sink, number + 1 if last else number, 0 if last else stop, frame, stop, on_rows)
-                    )
-                    stats.rows_written += stop - start
+            flush(shape[0])
     finally:
         try:
             writer.close()
         finally:
             stats.seconds = time.perf_counter() - started
     return stats
+
+
+PIECE_VOXELS = 1 << 22  # rows are activated and written in pieces of about this many voxels
+
+
+def _pieces(rows: int, shape: Sequence[int], align: int) -> list[slice]:
+    """Ranges of the second axis cutting ``rows`` rows into pieces of about ``PIECE_VOXELS``, ``align``-aligned."""
+    per_column = max(1, rows * math.prod(shape[2:]))
+    width = max(align, (PIECE_VOXELS // per_column) // align * align)
+    return [slice(c, min(c + width, shape[1])) for c in range(0, shape[1], width)]
 
 
 def _combine(blended: list[torch.Tensor], activation: Activation | None) -> np.ndarray:
@@ -241,8 +254,8 @@ def _combine(blended: list[torch.Tensor], activation: Activation | None) -> np.n
     return (total / len(blended)).float().cpu().numpy()
 
 
-def _writer(sink: Sink, frame, start: int, stop: int, values: np.ndarray) -> Callable[[], None]:
-    return lambda: sink.write(frame, start, stop, values)
+def _writer(sink: Sink, frame, box: tuple[slice, ...], values: np.ndarray) -> Callable[[], None]:
+    return lambda: sink.write(frame, box, values)
 
 
 def _marker(sink: Sink, frames: int, rows: int, frame, row: int, on_rows) -> Callable[[], None]:
@@ -261,8 +274,8 @@ class ArraySink:
         self.values = np.full((channels, *lead, *shape), np.nan, dtype=np.float32)
         self.progress = (0, 0)
 
-    def write(self, frame, start, stop, values) -> None:
-        self.values[(slice(None), *frame, slice(start, stop))] = values
+    def write(self, frame, box, values) -> None:
+        self.values[(slice(None), *frame, *box)] = values
 
     def done(self) -> tuple[int, int]:
         return self.progress

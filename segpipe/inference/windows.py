@@ -10,7 +10,7 @@ A window's ``start`` is negative, or its end past the frame, only along padded a
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from monai.data.utils import dense_patch_slices
@@ -77,13 +77,6 @@ def batch_windows(windows: Sequence[Window], size: int) -> list[list[Window]]:
     return [list(windows[i : i + size]) for i in range(0, len(windows), size)]
 
 
-def finished_row(batches: Sequence[Sequence[Window]], index: int, length: int) -> int:
-    """Rows of the first axis no window after batch ``index`` can touch: ``[0, result)``."""
-    if index + 1 >= len(batches):
-        return length
-    return min(max(batches[index + 1][0].start[0], 0), length)
-
-
 def first_batch_touching(batches: Sequence[Sequence[Window]], row: int, roi0: int) -> int:
     """The first batch holding a window that reaches past ``row`` on the first axis."""
     for index, batch in enumerate(batches):
@@ -92,11 +85,15 @@ def first_batch_touching(batches: Sequence[Sequence[Window]], row: int, roi0: in
     return len(batches)
 
 
-def buffer_rows(batches: Sequence[Sequence[Window]], first: int, row: int, roi0: int, length: int) -> int:
-    """Rows the blending buffer needs when batches from ``first`` on run and ``[0, row)`` is done."""
-    rows, low = 1, row
-    for index in range(first, len(batches)):
-        top = min(batches[index][-1].start[0] + roi0, length)
-        rows = max(rows, top - low)
-        low = max(low, finished_row(batches, index, length))
+def band_rows(windows: Iterable[Window], done: int, roi0: int, length: int) -> int:
+    """Rows the blending band needs for ``windows`` added in order.
+
+    Before each window is added, the rows below its start are handed out (no later window
+    reaches them); ``[0, done)`` is already done. The result is the window height, or the
+    frame's length when the frame is shorter.
+    """
+    rows, low = 1, done
+    for window in windows:
+        low = max(low, min(max(window.start[0], 0), length))
+        rows = max(rows, min(window.start[0] + roi0, length) - low)
     return rows

@@ -43,23 +43,35 @@ class ZarrSink:
 
     Args:
         group: The prediction group (progress lives in its attributes).
+        ndim: Spatial axes.
         n_classes: Class channels (the rest, if any, is the distance map).
         probabilities: ``(channels, *lead, *spatial)`` array, or ``None`` to keep none.
         semantic: ``(*lead, *spatial)`` uint8 array for the class map, or ``None``.
     """
 
     def __init__(
-        self, group: zarr.Group, *, n_classes: int, probabilities: zarr.Array | None, semantic: zarr.Array | None
+        self,
+        group: zarr.Group,
+        *,
+        ndim: int,
+        n_classes: int,
+        probabilities: zarr.Array | None,
+        semantic: zarr.Array | None,
     ):
-        self.group, self.n_classes = group, n_classes
+        self.group, self.ndim, self.n_classes = group, ndim, n_classes
         self.probabilities, self.semantic = probabilities, semantic
 
-    def write(self, frame: tuple[int, ...], start: int, stop: int, values: np.ndarray) -> None:
-        rows = slice(start, stop)
+    @property
+    def align(self) -> int:
+        """Pieces handed to :meth:`write` are cut along the second spatial axis at multiples of its chunk."""
+        arrays = [a for a in (self.semantic, self.probabilities) if a is not None]
+        return int(arrays[0].chunks[-self.ndim + 1]) if arrays and self.ndim > 1 else 1
+
+    def write(self, frame: tuple[int, ...], box: tuple[slice, ...], values: np.ndarray) -> None:
         if self.probabilities is not None:
-            self.probabilities[(slice(None), *frame, rows)] = values.astype(self.probabilities.dtype)
+            self.probabilities[(slice(None), *frame, *box)] = values.astype(self.probabilities.dtype)
         if self.semantic is not None:
-            self.semantic[(*frame, rows)] = semantic_labels(values[: self.n_classes])
+            self.semantic[(*frame, *box)] = semantic_labels(values[: self.n_classes])
 
     def done(self) -> tuple[int, int]:
         record = self.group.attrs.get(PROGRESS_KEY) or {"frames": 0, "rows": 0}
