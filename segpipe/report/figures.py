@@ -6,6 +6,7 @@
 * :func:`training_curve` -- training loss and validation scores per epoch.
 * :func:`iou_histogram` -- distribution of the per-object IoU, model and baseline.
 * :func:`matching_curve` -- F1, average precision and panoptic quality against the IoU threshold.
+* :func:`class_scores` -- IoU and Dice of each foreground class, model and baseline.
 """
 
 from __future__ import annotations
@@ -183,6 +184,31 @@ def matching_curve(series: dict[str, list[dict]], path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_title("matching against the IoU threshold")
     ax.legend(loc="lower left", fontsize=8)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def class_scores(series: dict[str, dict], path: Path) -> Path:
+    """Grouped bars of each foreground class's IoU and Dice, one colour per method.
+
+    Args:
+        series: ``{method: metrics}`` where metrics hold ``iou`` and ``dice`` dicts by class.
+        path: PNG file to write.
+    """
+    named = [(name, m) for name, m in series.items() if m]
+    classes = list(named[0][1]["iou"])[1:] if named else []
+    labels = [f"{kind} {c}" for c in classes for kind in ("IoU", "Dice")]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(labels) + 2), 3.6), constrained_layout=True)
+    width = 0.8 / max(len(named), 1)
+    for k, (name, m) in enumerate(named):
+        values = [(m[kind.lower()].get(c) or 0.0) for c in classes for kind in ("IoU", "Dice")]
+        ax.bar(np.arange(len(labels)) + (k - (len(named) - 1) / 2) * width, values, width=width, label=name)
+    ax.set_xticks(np.arange(len(labels)), labels, rotation=20 if len(labels) > 4 else 0)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score (pooled over images)")
+    ax.set_title("per-class overlap")
+    ax.legend(loc="lower right")
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path

@@ -131,6 +131,8 @@ def write_report(
     intro.append(Text(summary))
 
     score_blocks: list = [summary_table(metrics, baseline, unit=unit)]
+    score_blocks.append(Figure(fig.class_scores({"model": metrics, "baseline": baseline}, figures_dir / "class_scores.png"),
+                               "IoU and Dice of each foreground class, pooled over the test images, model and baseline."))
     if instances:
         score_blocks.append(matching_table(metrics))
         curves = {"model": metrics.get("matching") or []}
@@ -176,7 +178,9 @@ def write_report(
                              "so it is the floor a trained model should clear.")]
         if instances:
             blocks.append(matching_table(baseline, key="baseline-matching", title="Baseline: object matching by IoU threshold"))
-        sections.append(Section("Classical baseline", blocks))
+    else:
+        blocks = [Text("No classical baseline was scored for this run.")]
+    sections.append(Section("Classical baseline", blocks))
 
     doc = Document(f"segpipe report: {dataset}", intro, sections)
     markdown = to_markdown(doc)

@@ -7,8 +7,9 @@ how, so the pipeline, ``segpipe score --predictions`` and the report use the sam
   by default, the model's class map when it has one);
 * semantic datasets: the class map;
 * 3D datasets also get HD95 and ASD per class, in the units of the image's spacing;
-* the baseline (:func:`segpipe.scoring.baseline.otsu_watershed`) is scored the same way, for
-  instance datasets and two-class semantic ones (Otsu separates two classes only).
+* the classical baseline is scored the same way on the same images: Otsu + watershed
+  (:func:`segpipe.scoring.baseline.otsu_watershed`) for instance datasets, multi-Otsu
+  intensity bands (:func:`segpipe.scoring.baseline.otsu_classes`) for semantic ones.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from segpipe.scoring.accumulate import ScoreAccumulator
-from segpipe.scoring.baseline import DESCRIPTION, BaselineParams, otsu_watershed
+from segpipe.scoring.baseline import DESCRIPTION, SEMANTIC_DESCRIPTION, BaselineParams, otsu_classes, otsu_watershed
 
 
 def dataset_accumulator(record: dict, *, baseline: bool = True) -> ScoreAccumulator:
@@ -29,11 +30,6 @@ def dataset_accumulator(record: dict, *, baseline: bool = True) -> ScoreAccumula
     return ScoreAccumulator(
         len(classes), classes, bool(record["instances"]), surface=int(record.get("ndim", 2)) == 3, with_baseline=baseline
     )
-
-
-def baseline_applies(acc: ScoreAccumulator) -> bool:
-    """Whether the Otsu baseline can be scored on this kind of dataset."""
-    return acc.instances or acc.n_classes == 2
 
 
 def score_image(
@@ -72,11 +68,14 @@ def score_image(
         if pred_semantic is None:
             raise ValueError(f"{name}: the dataset has class maps but the prediction has none")
         row = acc.add(name, gt, pred_semantic, spacing=spacing)
-    if acc.baseline is not None and baseline_applies(acc):
+    if acc.baseline is not None and acc.n_classes >= 2:
         start = time.perf_counter()
-        labels = otsu_watershed(np.asarray(image), ndim=gt.ndim, spacing=spacing)
+        if acc.instances:
+            labels = otsu_watershed(np.asarray(image), ndim=gt.ndim, spacing=spacing)
+        else:
+            labels = otsu_classes(np.asarray(image), n_classes=acc.n_classes, ndim=gt.ndim, spacing=spacing)
         acc.baseline.seconds += time.perf_counter() - start  # segmenting counts as the baseline's time
-        acc.baseline.add(name, gt, labels if acc.instances else (labels > 0).astype(np.uint8), spacing=spacing)
+        acc.baseline.add(name, gt, labels, spacing=spacing)
     return row
 
 
@@ -84,6 +83,10 @@ def dataset_metrics(acc: ScoreAccumulator, *, dataset: str, split: str) -> dict[
     """The ``metrics.json`` content of a pooled accumulator (the baseline described in its section)."""
     metrics = {"dataset": dataset, "split": split, **acc.summary()}
     if "baseline" in metrics:
-        metrics["baseline"] = {"method": DESCRIPTION, "params": vars(BaselineParams()).copy(), **metrics["baseline"]}
+        if acc.instances:
+            method, params = DESCRIPTION, vars(BaselineParams()).copy()
+        else:
+            method, params = SEMANTIC_DESCRIPTION, {"sigma": 1.0, "classes": acc.n_classes}
+        metrics["baseline"] = {"method": method, "params": params, **metrics["baseline"]}
     metrics["scoring_seconds"] = acc.seconds + (acc.baseline.seconds if acc.baseline is not None else 0.0)
     return metrics
