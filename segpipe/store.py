@@ -160,18 +160,36 @@ def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunk
 def write_small_image_group(
     root: zarr.Group, name: str, image: np.ndarray, labels: np.ndarray, *, ndim: int, spacing, unit: str, chunks
 ) -> None:
-    """Write an in-memory image and its labels as an OME-Zarr image group in five zarr calls.
+    """Write an in-memory image and its labels as an OME-Zarr image group in three zarr calls.
 
     Each zarr call hands one operation to zarr's event loop and waits; for small images those
-    hand-overs cost more than the data, so groups get their attributes when created and arrays
-    their data (no separate metadata or assignment calls).
+    hand-overs cost more than the data. The five nodes (three groups with their attributes, two
+    arrays) are created together by :func:`zarr.create_hierarchy`, which writes them
+    concurrently, then the two arrays get their data.
     """
+    from zarr.core.group import GroupMetadata
+
     attrs = ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
     labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
-    group = root.create_group(name, attributes=attrs)
-    group.create_array(IMAGE_LEVEL, data=image, **array_options(image.shape, ndim, chunks))
-    gt = group.create_group("labels", attributes=labels_attrs).create_group(GT_NAME, attributes=gt_attrs)
-    gt.create_array(IMAGE_LEVEL, data=labels, **array_options(labels.shape, ndim, chunks[1:]))
+    prefix = f"{root.path}/{name}" if root.path else name
+    image_key, gt_key = f"{prefix}/{IMAGE_LEVEL}", f"{prefix}/labels/{GT_NAME}/{IMAGE_LEVEL}"
+    nodes = {
+        prefix: GroupMetadata(attributes=attrs),
+        image_key: _array_metadata(image.shape, image.dtype.str, ndim, tuple(chunks)),
+        f"{prefix}/labels": GroupMetadata(attributes=labels_attrs),
+        f"{prefix}/labels/{GT_NAME}": GroupMetadata(attributes=gt_attrs),
+        gt_key: _array_metadata(labels.shape, labels.dtype.str, ndim, tuple(chunks[1:])),
+    }
+    made = dict(zarr.create_hierarchy(store=root.store, nodes=nodes))
+    made[image_key][...] = image
+    made[gt_key][...] = labels
+
+
+@functools.lru_cache(maxsize=256)
+def _array_metadata(shape: tuple[int, ...], dtype: str, ndim: int, chunks: tuple[int, ...]):
+    """The zarr metadata :func:`create_array` would write, made once per shape on a scratch store."""
+    scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    return create_array(scratch, "a", shape=shape, dtype=np.dtype(dtype), ndim=ndim, chunks=chunks).metadata
 
 
 def write_image_group(

@@ -172,8 +172,9 @@ def test_ambiguous_axes_ask_for_the_axes_key(pair, leftovers):
 
 
 def test_planes_in_a_2d_dataset(pair, leftovers):
-    tifffile.imwrite(pair / "img" / "a.tif", np.ones((5, 24, 20), np.uint8), photometric="minisblack")
-    _refused(pair, leftovers, r"img/a.tif: the file has 5 planes \(Z\) but the catalog says ndim: 2", axes="ZYX")
+    for name in ("a", "b"):
+        tifffile.imwrite(pair / "img" / f"{name}.tif", np.ones((5, 24, 20), np.uint8), photometric="minisblack")
+    _refused(pair, leftovers, r"img/[ab].tif: the file has 5 planes \(Z\) but the catalog says ndim: 2", axes="ZYX")
 
 
 def test_cli_exits_2_with_one_line(pair):
