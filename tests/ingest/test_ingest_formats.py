@@ -256,3 +256,27 @@ def test_png_grey_16bit(tmp_path, ingest):
     stored = ingest(tmp_path, images="img/*.png", labels="lab/*.png", split={"train": ["a"]})["a"]
     np.testing.assert_array_equal(stored.image[0], image)
     assert stored.image.dtype == np.uint16
+
+
+def test_bundled_datasets_ingest_as_before(tmp_path):
+    """bbbc007, dsb2018-nuclei and synthetic-nuclei-3d: names, splits, pixels, dtypes, spacing, chunks."""
+    from segpipe.ingest import ingest_dataset
+    from segpipe.store import list_images
+
+    catalog = load_catalog(ROOT / "data_catalog.yaml")
+    for name in ("bbbc007", "dsb2018-nuclei", "synthetic-nuclei-3d"):
+        dataset = catalog.dataset(name)
+        store = tmp_path / f"{name}.zarr"
+        ingest_dataset(dataset, store, progress=False)
+        stored = list_images(store)
+        assert [(im.name, im.split) for im in stored] == [(r.name, r.split) for r in dataset.records]
+        for im, record in zip(stored, dataset.records):
+            window = tuple(slice(a, b) for a, b in record.region) if record.region else ...
+            image = tifffile.imread(record.image)[window]
+            labels = tifffile.imread(record.labels)[window]
+            np.testing.assert_array_equal(im.image[0], image)
+            np.testing.assert_array_equal(im.labels[...], labels)
+            assert im.image.dtype == image.dtype and im.labels.dtype == np.uint8  # fewer than 256 objects
+            assert im.spacing == (1.0,) * dataset.entry.ndim and im.info["unit"] == "micrometer"
+            edge = 256 if dataset.entry.ndim == 2 else 64
+            assert im.image.chunks == (1, *(min(edge, s) for s in image.shape))
