@@ -68,7 +68,7 @@ def otsu_watershed(
         return np.zeros(smooth.shape, np.int32)
     mask = smooth > threshold_otsu(smooth)
     mask = ndi.binary_fill_holes(mask)
-    mask = remove_small_objects(label(mask), max_size=params.min_size - 1) > 0
+    mask = remove_small_objects(mask, max_size=params.min_size - 1)
     distance = ndi.distance_transform_edt(mask, sampling=sampling / sampling.min())
     markers = label(h_maxima(distance, params.h))
     return watershed(-distance, markers, mask=mask).astype(np.int32)

@@ -1,0 +1,110 @@
+"""Prediction folders of other tools: every layout read back exactly; problems named with the file."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from segpipe.errors import InputError
+from segpipe.scoring.folders import PredictionFolder, folder_layout
+
+LABELS = np.array([[0, 1, 1, 0], [2, 2, 0, 3], [0, 0, 3, 3]], np.uint16)
+
+
+def read(folder, name="img", *, instances=True, shape=LABELS.shape, info=None, names=("img",), ndim=2):
+    return PredictionFolder(folder, ndim=ndim, instances=instances, names=list(names)).read(name, shape=shape, info=info)
+
+
+@pytest.mark.parametrize("file_name", ["img.tif", "img_instances.tif", "img_masks.tif", "img_cp_masks.tiff", "img_pred.tif"])
+def test_tiff_names(tmp_path, file_name):
+    tifffile.imwrite(tmp_path / file_name, LABELS)
+    prediction = read(tmp_path)
+    assert np.array_equal(prediction.instances, LABELS) and prediction.semantic is None
+    assert prediction.source.endswith(file_name) and folder_layout(tmp_path) == "files"
+
+
+def test_segpipe_tiff_exports_give_both_maps(tmp_path):
+    tifffile.imwrite(tmp_path / "img_instances.tif", LABELS)
+    tifffile.imwrite(tmp_path / "img_semantic.tif", (LABELS > 0).astype(np.uint8))
+    prediction = read(tmp_path)
+    assert np.array_equal(prediction.semantic, LABELS > 0)
+    semantic = read(tmp_path, instances=False)  # a semantic dataset reads the class map
+    assert semantic.instances is None and np.array_equal(semantic.semantic, LABELS > 0)
+
+
+def test_nifti_in_array_order(tmp_path):
+    volume = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4) % 5  # (z, y, x)
+    # NIfTI stores (x, y, z); the readers return (z, y, x), as the ground truth was ingested
+    nib.save(nib.Nifti1Image(np.transpose(volume, (2, 1, 0)), np.eye(4)), tmp_path / "vol.nii.gz")
+    prediction = read(tmp_path, "vol", shape=volume.shape, ndim=3, names=["vol"])
+    assert np.array_equal(prediction.instances, volume)
+
+
+def test_region_of_a_whole_source_file(tmp_path):
+    whole = np.arange(48, dtype=np.uint16).reshape(6, 8)
+    tifffile.imwrite(tmp_path / "field.tif", whole)
+    info = {"source": "/data/field.tif", "region": [[2, 5], [0, 4]], "frame": None, "plane": None}
+    prediction = read(tmp_path, "field-test", shape=(3, 4), info=info, names=["field-test"])
+    assert np.array_equal(prediction.instances, whole[2:5, 0:4])
+
+
+def test_zarr_layouts(tmp_path):
+    root = zarr.open_group(str(tmp_path / "p.zarr"), mode="w")
+    root.create_array("plain", data=LABELS)
+    ome = root.create_group("ome")
+    ome.attrs["ome"] = {"multiscales": [{"datasets": [{"path": "s0"}]}]}
+    ome.create_array("s0", data=LABELS * 2)
+    segpipe = root.create_group("mine")
+    for kind, array in (("instances", LABELS * 3), ("semantic", (LABELS > 0).astype(np.uint8))):
+        group = segpipe.create_group(f"labels/{kind}")
+        group.attrs["ome"] = {"multiscales": [{"datasets": [{"path": "s0"}]}]}
+        group.create_array("s0", data=array)
+    folder = tmp_path / "p.zarr"
+    assert folder_layout(folder) == "zarr"
+    names = ["plain", "ome", "mine"]
+    assert np.array_equal(read(folder, "plain", names=names).instances, LABELS)
+    assert np.array_equal(read(folder, "ome", names=names).instances, LABELS * 2)
+    mine = read(folder, "mine", names=names)
+    assert np.array_equal(mine.instances, LABELS * 3) and np.array_equal(mine.semantic, LABELS > 0)
+    with pytest.raises(InputError, match="no member named 'other'"):
+        read(folder, "other", names=names)
+
+
+def test_ctc_frames_follow_catalog_order(tmp_path):
+    tifffile.imwrite(tmp_path / "mask000.tif", LABELS)
+    tifffile.imwrite(tmp_path / "mask001.tif", LABELS * 2)
+    assert folder_layout(tmp_path) == "ctc"
+    assert np.array_equal(read(tmp_path, "second", names=["first", "second"]).instances, LABELS * 2)
+    with pytest.raises(InputError, match=r"no mask002.tif for test image 2 \('third'"):
+        read(tmp_path, "third", names=["first", "second", "third"])
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (LABELS.astype(np.float32) + 0.5, "non-integer values"),
+        (LABELS.astype(np.int16) - 1, "negative labels"),
+        (LABELS[:2], r"prediction has shape \(2, 4\), the ground truth of 'img' has \(3, 4\)"),
+    ],
+    ids=["float", "negative", "shape"],
+)
+def test_bad_predictions_are_named(tmp_path, array, message):
+    tifffile.imwrite(tmp_path / "img.tif", array)
+    with pytest.raises(InputError, match=message) as error:
+        read(tmp_path)
+    assert "img.tif" in str(error.value)
+
+
+def test_missing_folder_and_image(tmp_path):
+    with pytest.raises(InputError, match="no such prediction folder"):
+        read(tmp_path / "absent")
+    with pytest.raises(InputError, match=r"no prediction for image 'img' \(looked for img.tif, img_instances.tif"):
+        read(tmp_path)
+
+
+def test_whole_float_labels_are_accepted(tmp_path):
+    tifffile.imwrite(tmp_path / "img.tif", LABELS.astype(np.float32))
+    assert read(tmp_path).instances.dtype == np.uint32
