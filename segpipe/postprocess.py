@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
+from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 
@@ -13,15 +16,37 @@ class InstanceParams(BaseModel):
 
     Attributes:
         foreground_threshold: Foreground probability above which a pixel belongs to an object.
-        seed_threshold: Predicted normalized distance above which a pixel seeds an object.
+        seed_method: ``threshold``: seeds are the parts of the distance map above
+            ``seed_threshold``; ``hmaxima``: seeds are its maxima at least ``seed_h`` above
+            their surroundings (robust to objects of different sizes).
+        seed_threshold: Normalized distance above which a pixel seeds an object (``threshold``).
+        seed_h: Height of a seeding maximum (``hmaxima``).
+        smoothing: Gaussian sigma, in pixels, applied to the distance map before seeding and
+            flooding (0: none).
         min_size: Objects smaller than this many pixels are dropped.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     foreground_threshold: float = Field(0.5, gt=0, lt=1)
+    seed_method: Literal["threshold", "hmaxima"] = "threshold"
     seed_threshold: float = Field(0.5, gt=0, lt=1)
+    seed_h: float = Field(0.1, gt=0, lt=1)
+    smoothing: float = Field(0.0, ge=0)
     min_size: int = Field(8, ge=0)
+
+
+def seed_mask(distance: np.ndarray, mask: np.ndarray, params: InstanceParams) -> np.ndarray:
+    """Pixels that seed objects, inside ``mask``; ``distance`` already smoothed as ``params`` says."""
+    if params.seed_method == "hmaxima":
+        return mask & h_maxima(distance, params.seed_h).astype(bool)
+    return mask & (distance > params.seed_threshold)
+
+
+def smoothed_distance(distance: np.ndarray, params: InstanceParams) -> np.ndarray:
+    """The distance map the watershed floods: Gaussian-smoothed when ``params.smoothing`` > 0."""
+    distance = distance.astype(np.float32, copy=False)
+    return ndimage.gaussian_filter(distance, params.smoothing) if params.smoothing else distance
 
 
 def semantic_labels(probabilities: np.ndarray) -> np.ndarray:
@@ -32,9 +57,10 @@ def semantic_labels(probabilities: np.ndarray) -> np.ndarray:
 def instance_labels(foreground: np.ndarray, distance: np.ndarray, params: InstanceParams) -> np.ndarray:
     """Split the foreground into objects with a seeded watershed on the predicted distance map.
 
-    Seeds are the connected parts of ``distance > seed_threshold`` inside the foreground; a
-    foreground component holding no seed becomes an object of its own, so small objects are
-    not lost. Each seed then floods its basin of ``-distance``, within the foreground.
+    Seeds are the connected parts of :func:`seed_mask` (distance above a threshold, or its
+    h-maxima) inside the foreground; a foreground component holding no seed becomes an object
+    of its own, so small objects are not lost. Each seed then floods its basin of
+    ``-distance``, within the foreground.
 
     Args:
         foreground: Foreground probability, ``spatial``.
@@ -45,7 +71,8 @@ def instance_labels(foreground: np.ndarray, distance: np.ndarray, params: Instan
         uint32 instance map, objects numbered 1..N, 0 for background.
     """
     mask = foreground > params.foreground_threshold
-    seeds, n_seeds = ndimage.label(mask & (distance > params.seed_threshold))
+    distance = smoothed_distance(distance, params)
+    seeds, n_seeds = ndimage.label(seed_mask(distance, mask, params))
     components, _ = ndimage.label(mask)
     seedless = np.setdiff1d(np.unique(components[mask]), np.unique(components[seeds > 0]))
     if seedless.size:

@@ -10,7 +10,10 @@ from segpipe.postprocess import InstanceParams, instance_labels
 from segpipe.scoring import seg_score
 
 FOREGROUND_GRID = (0.4, 0.5, 0.6)
-SEED_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
+#: Seeding rules tried: thresholds of the distance map, and h-maxima of it after smoothing.
+SEED_GRID = tuple({"seed_method": "threshold", "seed_threshold": t} for t in (0.3, 0.4, 0.5, 0.6, 0.7)) + tuple(
+    {"seed_method": "hmaxima", "seed_h": h, "smoothing": sigma} for h in (0.05, 0.1, 0.15) for sigma in (0.0, 1.0, 2.0)
+)
 
 
 def validation_seg(predictions: list[tuple[np.ndarray, np.ndarray]], params: InstanceParams, n_classes: int) -> float:
@@ -34,14 +37,14 @@ def validation_seg(predictions: list[tuple[np.ndarray, np.ndarray]], params: Ins
 def tune_instance_params(
     predictions: list[tuple[np.ndarray, np.ndarray]], *, n_classes: int, min_size: int = 8
 ) -> tuple[InstanceParams, float]:
-    """Grid-search foreground and seed thresholds for the best validation SEG.
+    """Grid-search the foreground threshold and the seeding rule for the best validation SEG.
 
     Returns:
         The best parameters and their SEG; ties keep the earlier (more central) setting.
     """
     best, best_score = InstanceParams(min_size=min_size), -1.0
     for fg, seed in itertools.product(FOREGROUND_GRID, SEED_GRID):
-        params = InstanceParams(foreground_threshold=fg, seed_threshold=seed, min_size=min_size)
+        params = InstanceParams(foreground_threshold=fg, min_size=min_size, **seed)
         score = validation_seg(predictions, params, n_classes)
         if score > best_score + 1e-9:
             best, best_score = params, score

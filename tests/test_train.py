@@ -8,6 +8,7 @@ from segpipe.checkpoint import load_model
 from segpipe.config import TrainConfig
 from segpipe.infer import predict_image
 from segpipe.ingest import ingest_dataset
+from segpipe.postprocess import InstanceParams
 from segpipe.train import train_model
 
 TINY = dict(
@@ -29,7 +30,7 @@ def test_training_writes_a_model_prediction_can_reload(store, tmp_path):
     assert all(0 <= row["val_seg"] <= 1 for row in result.history)
     card = json.loads((tmp_path / "model" / "model_card.json").read_text())
     assert card["patch_size"] == [64, 64] and card["out_channels"] == 3 and card["instances"]
-    assert set(card["postprocess"]) == {"foreground_threshold", "seed_threshold", "min_size"}
+    assert set(card["postprocess"]) == set(InstanceParams.model_fields)
     assert (tmp_path / "model" / "history.csv").read_text().startswith("epoch,train_loss")
     model, loaded = load_model(tmp_path / "model")
     assert loaded == card

@@ -35,7 +35,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
 from segpipe.inference.stream import frame_indices
-from segpipe.postprocess import InstanceParams, instance_labels
+from segpipe.postprocess import InstanceParams, instance_labels, seed_mask, smoothed_distance
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,24 @@ class InstanceStats:
 def _foreground_distance(probabilities, frame, rows: slice, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     block = np.asarray(probabilities[(slice(None), *frame, rows)])
     return 1.0 - block[0].astype(np.float32), block[n_classes].astype(np.float32)
+
+
+def _smoothed_rows(
+    probabilities, frame, a: int, b: int, n_classes: int, params, *, context: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Foreground, smoothed distance and seeds of rows ``[a, b)``.
+
+    The rows are read with enough around them for the smoothing to be exact, plus
+    ``context`` rows so that h-maxima of objects shorter than that are those of the whole frame.
+    """
+    length = probabilities.shape[1 + len(frame)]
+    pad = (int(np.ceil(4 * params.smoothing)) if params.smoothing else 0) + context
+    lo, hi = max(0, a - pad), min(length, b + pad)
+    fg, dist = _foreground_distance(probabilities, frame, slice(lo, hi), n_classes)
+    dist = smoothed_distance(dist, params)
+    seeds = seed_mask(dist, fg > params.foreground_threshold, params)
+    core = slice(a - lo, b - lo)
+    return fg[core], dist[core], seeds[core]
 
 
 def stream_instance_labels(
@@ -123,8 +141,8 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
         for name in ("components", "seeds")
     }
     try:
-        tables = _label_slabs(probabilities, frame, slabs, n_classes, params, parts)
-        sizes = _flood_slabs(probabilities, out, frame, slabs, n_classes, tiling.halo, parts, tables)
+        tables = _label_slabs(probabilities, frame, slabs, n_classes, params, parts, tiling.halo)
+        sizes = _flood_slabs(probabilities, out, frame, slabs, n_classes, tiling.halo, parts, tables, params)
         keep = sizes >= max(params.min_size, 1)
         keep[0] = False
         renumber = np.zeros(sizes.size, dtype=np.uint32)
@@ -147,17 +165,18 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
             del scratch[name]
 
 
-def _label_slabs(probabilities, frame, slabs, n_classes, params, parts) -> dict:
+def _label_slabs(probabilities, frame, slabs, n_classes, params, parts, halo: int) -> dict:
     """Pass 1: per-slab labels with offsets, the joins across slab borders, heights and seededness."""
     offsets = {"components": 0, "seeds": 0}
     edges: dict[str, list[np.ndarray]] = {"components": [], "seeds": []}
     previous: dict[str, np.ndarray] = {}
     first_rows, last_rows, seeded = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], []
     for a, b in slabs:
-        fg, dist = _foreground_distance(probabilities, frame, slice(a, b), n_classes)
+        context = halo if params.seed_method == "hmaxima" else 0
+        fg, _, seed_rows = _smoothed_rows(probabilities, frame, a, b, n_classes, params, context=context)
         mask = fg > params.foreground_threshold
         current = {}
-        for name, binary in (("components", mask), ("seeds", mask & (dist > params.seed_threshold))):
+        for name, binary in (("components", mask), ("seeds", seed_rows)):
             local, count = ndimage.label(binary)
             labels = np.where(local > 0, local + offsets[name], 0).astype(np.uint32)
             if name == "components":
@@ -212,13 +231,13 @@ def _join(count: int, edges: Sequence[np.ndarray]) -> np.ndarray:
     return lookup
 
 
-def _flood_slabs(probabilities, out, frame, slabs, n_classes, halo, parts, tables) -> np.ndarray:
+def _flood_slabs(probabilities, out, frame, slabs, n_classes, halo, parts, tables, params) -> np.ndarray:
     """Pass 2: seeded watershed of each slab with its halo; returns the size of every marker."""
     length = out.shape[-len(parts["components"].shape)]
     sizes = np.zeros(tables["n_markers"] + 1, dtype=np.int64)
     for a, b in slabs:
         lo, hi = max(0, a - halo), min(length, b + halo)
-        fg, dist = _foreground_distance(probabilities, frame, slice(lo, hi), n_classes)
+        _, dist, _ = _smoothed_rows(probabilities, frame, lo, hi, n_classes, params)
         components = tables["components"][np.asarray(parts["components"][lo:hi])]
         seeds = tables["seeds"][np.asarray(parts["seeds"][lo:hi])]
         markers = np.where(seeds > 0, seeds, tables["marker_of_component"][components])

@@ -75,3 +75,11 @@ def test_components_taller_than_the_halo_are_counted(tmp_path):
     probs[1, :, 18:22] = 1
     _, stats = run(tmp_path, probs, InstanceTiling(whole_limit=0, slab=10, halo=5), InstanceParams())
     assert stats.tall_components >= 1
+
+
+def test_slabs_match_whole_frame_with_hmaxima_and_smoothing(tmp_path):
+    """The h-maxima seeding with a smoothed distance map is also labelled slab by slab."""
+    params = InstanceParams(seed_method="hmaxima", seed_h=0.1, smoothing=1.0, min_size=8)
+    probs = blobs((130, 90), 30, seed=4)
+    got, _ = run(tmp_path, probs, InstanceTiling(whole_limit=0, slab=24, halo=16), params)
+    np.testing.assert_array_equal(got, reference(probs, params))
