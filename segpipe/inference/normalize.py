@@ -39,14 +39,20 @@ class Normalization:
     clip_low: tuple[float, ...] | None = None
     clip_high: tuple[float, ...] | None = None
 
-    def apply(self, block: np.ndarray) -> np.ndarray:
-        """Normalize a channel-first block to float32."""
-        out = np.empty(block.shape, dtype=np.float32)
+    def apply(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Normalize a channel-first block to float32 (into ``out`` when given), in place.
+
+        The same float32 operations as :mod:`segpipe.transforms` (Python floats are rounded to
+        float32 first, as NumPy does for them), so the results are bit-identical.
+        """
+        out = np.empty(block.shape, dtype=np.float32) if out is None else out
         for c, channel in enumerate(block):
-            values = channel.astype(np.float32)
+            values = out[c]
+            values[...] = channel
             if self.clip_low is not None:
-                values = np.clip(values, self.clip_low[c], self.clip_high[c])
-            out[c] = (values - self.shift[c]) / self.divisor[c]
+                np.clip(values, np.float32(self.clip_low[c]), np.float32(self.clip_high[c]), out=values)
+            np.subtract(values, np.float32(self.shift[c]), out=values)
+            np.divide(values, np.float32(self.divisor[c]), out=values)
         return out
 
     def to_record(self) -> dict:

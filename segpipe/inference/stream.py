@@ -103,20 +103,29 @@ class _Rows:
 
 
 def _window_input(
-    rows: _Rows, window: Window, roi: Sequence[int], shape: Sequence[int], normalization, pad_mode: str
-) -> torch.Tensor:
+    rows: _Rows, window: Window, roi: Sequence[int], shape: Sequence[int], normalization, pad_mode: str, out: torch.Tensor
+) -> None:
+    """Cut one window from the rows, normalize it into ``out`` ``(C, *roi)``, pad and flip as its pass says."""
     boxes = [(max(s, 0), min(s + r, n)) for s, r, n in zip(window.start, roi, shape)]
     raw = rows.get(*boxes[0])
     raw = raw[(slice(None), slice(None), *(slice(lo, hi) for lo, hi in boxes[1:]))]
+    pads = [(lo - s, s + r - hi) for (lo, hi), s, r in zip(boxes, window.start, roi)]
+    padded = any(p for pair in pads for p in pair)
+    if not padded and not window.flips:
+        target = out.numpy()
+        if normalization is not None:
+            normalization.apply(raw, out=target)
+        else:
+            target[...] = raw
+        return
     block = normalization.apply(raw) if normalization is not None else np.asarray(raw, dtype=np.float32)
     tensor = torch.from_numpy(np.ascontiguousarray(block))
-    pads = [(lo - s, s + r - hi) for (lo, hi), s, r in zip(boxes, window.start, roi)]
-    if any(p for pair in pads for p in pair):
+    if padded:
         flat = [p for pair in reversed(pads) for p in pair]
         tensor = F.pad(tensor[None], flat, mode=pad_mode)[0]
     if window.flips:
         tensor = torch.flip(tensor, [axis + 1 for axis in window.flips])
-    return tensor
+    out.copy_(tensor)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -201,7 +210,9 @@ def stream_predict(
             rows = _Rows(source, frame, shape[0], chunk)
 
             def cut(batch, rows=rows):
-                inputs = torch.stack([_window_input(rows, w, roi, shape, normalization, pad_mode) for w in batch])
+                inputs = torch.empty((len(batch), source.shape[0], *roi), dtype=torch.float32)
+                for window, target in zip(batch, inputs):
+                    _window_input(rows, window, roi, shape, normalization, pad_mode, target)
                 return batch, (inputs.pin_memory() if device.type == "cuda" else inputs)
 
             def flush(stop: int, number=number, frame=frame) -> None:

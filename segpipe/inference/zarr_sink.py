@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
+import torch
+
 from segpipe.inference.windows import scan_interval
-from segpipe.postprocess import semantic_labels
 
 PROGRESS_KEY = "progress"
 
@@ -27,9 +28,10 @@ def prediction_chunks(
 
     All channels share a chunk; each frame has its own; the first spatial axis is chunked by
     the window step (at least 8), so the rows handed out after each row of windows fill whole
-    chunks (no read-modify-write); the other spatial axes use the store's edge (256 in 2D, 64 in 3D).
+    chunks (no read-modify-write); the other spatial axes are cut at ``edge`` (256 in 2D, 128 in
+    3D: a chunk row of the step's height is thin, and fewer, larger chunks write faster).
     """
-    edge = edge or (256 if ndim == 2 else 64)
+    edge = edge or (256 if ndim == 2 else 128)
     spatial = tuple(int(s) for s in shape[-ndim:])
     leading = tuple(int(s) for s in shape[: len(shape) - ndim])
     step = scan_interval(max(spatial[0], roi0), roi0, overlap)
@@ -69,9 +71,9 @@ class ZarrSink:
 
     def write(self, frame: tuple[int, ...], box: tuple[slice, ...], values: np.ndarray) -> None:
         if self.probabilities is not None:
-            self.probabilities[(slice(None), *frame, *box)] = values.astype(self.probabilities.dtype)
+            self.probabilities[(slice(None), *frame, *box)] = _cast(values, self.probabilities.dtype)
         if self.semantic is not None:
-            self.semantic[(*frame, *box)] = semantic_labels(values[: self.n_classes])
+            self.semantic[(*frame, *box)] = class_map(values[: self.n_classes])
 
     def done(self) -> tuple[int, int]:
         record = self.group.attrs.get(PROGRESS_KEY) or {"frames": 0, "rows": 0}
@@ -79,3 +81,22 @@ class ZarrSink:
 
     def mark(self, frames: int, rows: int) -> None:
         self.group.attrs[PROGRESS_KEY] = {"frames": int(frames), "rows": int(rows)}
+
+
+def _cast(values: np.ndarray, dtype) -> np.ndarray:
+    """``values.astype(dtype)``; float16 through torch, several times faster than numpy's conversion."""
+    if np.dtype(dtype) == np.float16:
+        return torch.from_numpy(np.ascontiguousarray(values)).half().numpy()
+    return values.astype(dtype)
+
+
+def class_map(probabilities: np.ndarray) -> np.ndarray:
+    """The most probable class per voxel, first class on ties: :func:`segpipe.postprocess.semantic_labels`,
+    computed by running comparisons (faster than ``argmax`` over the leading axis)."""
+    best = probabilities[0].copy()
+    labels = np.zeros(best.shape, dtype=np.uint8)
+    for c in range(1, probabilities.shape[0]):
+        better = probabilities[c] > best
+        labels[better] = c
+        np.maximum(best, probabilities[c], out=best)
+    return labels

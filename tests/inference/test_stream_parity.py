@@ -186,3 +186,14 @@ def test_pieces_written_to_zarr_equal_the_in_memory_output(net3d, tmp_path, monk
     np.testing.assert_array_equal(semantic[...], semantic_labels(expected[:2]))
     assert {box[1].start % 8 for box in pieces} == {0} and len({box[1].start for box in pieces}) == 5
     assert sink.done() == (1, 0)
+
+
+def test_class_map_is_semantic_labels_ties_included():
+    from segpipe.inference.zarr_sink import class_map
+    from segpipe.postprocess import semantic_labels
+
+    rng = np.random.default_rng(8)
+    probs = rng.integers(0, 4, size=(4, 30, 20)).astype(np.float32)  # many ties
+    np.testing.assert_array_equal(class_map(probs), semantic_labels(probs))
+    probs = rng.random((3, 7, 9, 11)).astype(np.float32)
+    np.testing.assert_array_equal(class_map(probs), semantic_labels(probs))
