@@ -6,8 +6,9 @@ ground truth shifted by a few pixels with objects dropped, merged, split and fal
 added, relabelled 1..n (the fast path of the ``confusion_matrix`` inside py-ctcmetrics).
 Both are written as CTC files (``man_seg000.tif``, ``mask000.tif``, uint16).
 
-Variants, each run in its own fresh Python process (peak RSS = that process's ``ru_maxrss``,
-imports included; time = from reading the files to the scores, imports excluded):
+Variants, each run in its own fresh Python process (peak RSS = that process's ``VmHWM``,
+imports included; time = from reading the files to the scores, imports excluded; the data is
+made in another child process, so the driver stays small):
 
 * ``ctcmetrics``: py-ctcmetrics' own file matcher (``utils.representations.match``, which reads
   both files) once, then its SEG and its DET (``count_acyclic_graph_correction_operations`` +
@@ -140,8 +141,19 @@ def run_variant(variant: str, folder: Path) -> dict:
             scores = score_instances(gt, pred)
             seg_value, det_value = scores.seg.seg, scores.det.det
         seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": seconds, "seg": float(seg_value), "det": float(det_value), "peak_rss_mib": peak_kib / 1024}
+    return {"seconds": seconds, "seg": float(seg_value), "det": float(det_value), "peak_rss_mib": peak_rss_mib()}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries the parent's peak into a child across fork and exec, so
+    a child of a large parent would report the parent's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # pragma: no cover - not Linux
 
 
 def child(variant: str, folder: Path) -> dict:
@@ -160,17 +172,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--make", choices=list(CASES), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_variant(args.child, args.folder)))
+        return
+    if args.make:
+        write_case(args.folder, args.make)
         return
 
     with tempfile.TemporaryDirectory(prefix="segpipe-bench-") as tmp:
         for case in args.cases:
             folder = Path(tmp) / case
             t0 = time.perf_counter()
-            write_case(folder, case)
+            subprocess.run([sys.executable, __file__, "--make", case, "--folder", str(folder)], check=True)
             info = json.loads((folder / "info.json").read_text())
             print(f"\n## {case}: shape {info['shape']}, {info['gt_objects']} GT objects, "
                   f"{info['pred_objects']} predicted (data made in {time.perf_counter() - t0:.0f} s)")
