@@ -112,7 +112,7 @@ def _ingest_all(root: zarr.Group, dataset: Dataset, options: IngestOptions, *, p
     with bar, ThreadPoolExecutor(max_workers=options.n_workers(len(records))) as pool:
         futures = [pool.submit(job, record) for record in records]
         for future in futures:
-            future.add_done_callback(lambda _: bar.update())
+            future.add_done_callback(lambda f: bar.update() if not f.cancelled() and not f.exception() else None)
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in futures if f in done and f.exception() is not None]
         if failed:

@@ -5,19 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
+from ingest_helpers import write_catalog
 
 from segpipe.catalog import load_catalog
 from segpipe.ingest import IngestOptions, ingest_dataset
 from segpipe.store import list_images
-
-
-def write_catalog(folder: Path, **entry) -> Path:
-    """``folder/catalog.yaml`` holding one dataset ``d`` with ``entry``."""
-    entry.setdefault("classes", ["background", "object"])
-    path = folder / "catalog.yaml"
-    path.write_text(yaml.safe_dump({"datasets": {"d": entry}}, sort_keys=False))
-    return path
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from segpipe.catalog import load_catalog
 from segpipe.errors import CatalogError
 from segpipe.readers.nifti import save_nifti
 
-from conftest import write_catalog
+from ingest_helpers import write_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from segpipe.catalog import load_catalog
 from segpipe.ingest import IngestOptions, ingest_dataset
 from segpipe.store import list_images
 
-from conftest import write_catalog
+from ingest_helpers import write_catalog
 
 DTYPES = [np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64]
 spacings = st.floats(min_value=0.01, max_value=50.0, allow_nan=False, allow_subnormal=False)

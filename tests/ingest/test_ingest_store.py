@@ -18,7 +18,7 @@ from segpipe.errors import StoreError
 from segpipe.ingest import IngestOptions, ingest_dataset
 from segpipe.store import list_images, open_store, read_record
 
-from conftest import write_catalog
+from ingest_helpers import write_catalog
 
 
 def test_store_opens_with_ome_zarr_reader_and_validates_as_ngff_05(crop_catalog, tmp_path):
