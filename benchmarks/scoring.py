@@ -198,7 +198,7 @@ def main() -> None:
                 best["repeats"] = len(runs)
                 results[variant] = best
             base = results["ctcmetrics"]
-            print(f"| variant | time (s) | speed-up | peak RSS (MiB) | RSS ratio | SEG | DET |")
+            print("| variant | time (s) | speed-up | peak RSS (MiB) | RSS ratio | SEG | DET |")
             print("| --- | --- | --- | --- | --- | --- | --- |")
             for variant, r in results.items():
                 print(
