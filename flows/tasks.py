@@ -1,14 +1,41 @@
-"""Prefect tasks around :mod:`segpipe.stages`; shared by the flows in this folder."""
+"""Prefect tasks around :mod:`segpipe.stages`; shared by the flows in this folder.
+
+Every task is cached on its inputs' content and its configuration (:mod:`flows.caching`).
+Tasks that read or write files retry I/O errors (``OSError``: network filesystems, object
+stores, timeouts) with exponential backoff; bad input (a :class:`~segpipe.errors.SegpipeError`)
+and bugs fail at once. Prediction and scoring are one task per image, so one bad image fails
+alone. The library (torch, MONAI) is imported when a task runs, not when a flow is loaded:
+``prefect deploy`` and the worker load flows quickly. Training carries the :data:`GPU_TAG`
+tag: a tag concurrency limit on it (created by ``deploy/setup.py``) keeps two runs from
+training on the same GPU at once.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.tasks import exponential_backoff
 
-from segpipe import stages
+from flows.caching import ingest_key, key_fn, predict_key, score_key, train_key
 from segpipe.config import TrainConfig
+from segpipe.errors import SegpipeError
+
+GPU_TAG = "segpipe-gpu"
+IO_RETRIES = {
+    "retries": 2,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.5,
+}
+
+
+def transient(task, task_run, state) -> bool:
+    """Retry condition: the task failed on an I/O error, which may pass; not on bad input or a bug."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, OSError) and not isinstance(error, SegpipeError)
 
 
 def artifact_key(dataset: str, kind: str) -> str:
@@ -16,9 +43,11 @@ def artifact_key(dataset: str, kind: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"{dataset}-{kind}".lower()).strip("-")
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=[2, 10])
+@task(name="ingest", retry_condition_fn=transient, cache_key_fn=key_fn(ingest_key), **IO_RETRIES)
 def ingest_task(catalog: str, dataset: str, output: str, force: bool = False) -> dict:
     """Validate and ingest a catalog dataset; unchanged sources are skipped."""
+    from segpipe import stages
+
     result = stages.ingest_stage(catalog, dataset, output, force=force)
     get_run_logger().info(
         "%s: %d images %s in %s", dataset, result.n_images, "unchanged" if result.skipped else "ingested", result.store
@@ -26,35 +55,83 @@ def ingest_task(catalog: str, dataset: str, output: str, force: bool = False) ->
     return {"store": str(result.store), "fingerprint": result.fingerprint, "skipped": result.skipped}
 
 
-@task(name="train")
+@task(
+    name="train",
+    tags=[GPU_TAG],
+    retries=1,
+    retry_delay_seconds=10,
+    retry_condition_fn=transient,
+    cache_key_fn=key_fn(train_key),
+)
 def train_task(output: str, dataset: str, config: TrainConfig) -> dict:
     """Train (or resume training) a model on the ingested dataset."""
-    result = stages.train_stage(output, dataset, config)
+    from flows.caching import record_trained_on, train_inputs
+    from segpipe import stages
+
+    inputs = train_inputs(output, dataset)
+    result = stages.train_stage(output, dataset, config, progress=False)
+    record_trained_on(output, dataset, inputs)
     get_run_logger().info(
         "%s: trained %d epochs, validation %s", dataset, len(result.history), result.card.get("validation")
     )
     return {"model": str(result.model_path), "epochs": len(result.history), "validation": result.card.get("validation")}
 
 
-@task(name="predict", retries=1, retry_delay_seconds=5)
-def predict_task(output: str, dataset: str, split: str = "test", device: str = "auto") -> list[str]:
-    """Predict a split with sliding windows; finished images are kept on re-runs."""
-    names = stages.predict_stage(output, dataset, split=split, device=device)
-    get_run_logger().info("%s: predicted %d %s images", dataset, len(names), split)
-    return names
+@task(name="prepare-predictions", retry_condition_fn=transient, **IO_RETRIES)
+def prepare_predictions_task(output: str, dataset: str, split: str = "test") -> list[str]:
+    """Open the prediction store for the current model; returns the split's image names."""
+    from segpipe import stages
+
+    return stages.prepare_predictions(output, dataset, split=split)
 
 
-@task(name="score")
-def score_task(output: str, dataset: str, split: str = "test") -> dict:
-    """Score predictions against ground truth; writes metrics.json."""
-    metrics = stages.score_stage(output, dataset, split=split)
-    get_run_logger().info("%s: %s", dataset, stages._headline(metrics))
+@task(
+    name="predict-image",
+    task_run_name="predict-{name}",
+    retry_condition_fn=transient,
+    cache_key_fn=key_fn(predict_key),
+    **IO_RETRIES,
+)
+def predict_image_task(output: str, dataset: str, name: str, device: str = "auto") -> str:
+    """Predict one image (sliding windows, post-processing, exports); returns its input stamp."""
+    from segpipe import stages
+
+    stamp = stages.predict_one(output, dataset, name, device=device)
+    get_run_logger().info("%s: predicted in process %d on %s", name, os.getpid(), socket.gethostname())
+    return stamp
+
+
+@task(
+    name="score-image",
+    task_run_name="score-{name}",
+    retry_condition_fn=transient,
+    cache_key_fn=key_fn(score_key),
+    **IO_RETRIES,
+)
+def score_image_task(output: str, dataset: str, name: str):
+    """Score one predicted image against its ground truth; a one-image ScoreAccumulator."""
+    from segpipe import stages
+
+    return stages.score_one(output, dataset, name)
+
+
+@task(name="pool-scores", retry_condition_fn=transient, **IO_RETRIES)
+def pool_scores_task(
+    output: str, dataset: str, parts: list, split: str = "test", failed: dict | None = None
+) -> dict:
+    """Pool the per-image scores into metrics.json, listing the images that failed."""
+    from segpipe import stages
+
+    metrics = stages.pool_scores(output, dataset, parts, split=split, failed=failed)
+    get_run_logger().info("%s: %s", dataset, stages._headline(metrics) or "no score")
     return metrics
 
 
-@task(name="report")
+@task(name="report", retry_condition_fn=transient, **IO_RETRIES)
 def report_task(output: str, dataset: str, metrics: dict, split: str = "test") -> str:
     """Write report.md and publish it, with the per-image table, as Prefect artifacts."""
+    from segpipe import stages
+
     report = stages.report_stage(output, dataset, split=split)
     create_markdown_artifact(
         key=artifact_key(dataset, "report"),
@@ -62,8 +139,23 @@ def report_task(output: str, dataset: str, metrics: dict, split: str = "test") -
         description=f"segpipe report for {dataset}",
     )
     rows = [
-        {"image": r["name"], "seg": r.get("seg"), "n_objects": r.get("n_objects"), **{f"iou_{k}": v for k, v in r["iou"].items()}}
+        {
+            "image": r["name"],
+            "status": "scored",
+            "seg": r.get("seg"),
+            "n_objects": r.get("n_objects"),
+            **{f"iou_{k}": v for k, v in r["iou"].items()},
+            "error": None,
+        }
         for r in metrics["per_image"]
     ]
+    rows += [{"image": f["name"], "status": "failed", "error": f["error"]} for f in metrics.get("failed", [])]
     create_table_artifact(key=artifact_key(dataset, "metrics"), table=rows, description=f"per-image scores, {dataset}")
+    # The report's other tables (summary with CIs, matching by IoU threshold, runs, baseline, ...).
+    for key, table in report.tables.items():
+        if key != "per-image" and table:
+            create_table_artifact(key=artifact_key(dataset, key), table=table, description=f"{key} table, {dataset}")
+    create_markdown_artifact(
+        key=artifact_key(dataset, "headline"), markdown=report.summary, description=f"headline scores, {dataset}"
+    )
     return str(report.path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -52,8 +53,16 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
     _setup_logging(verbose)
 
 
+class Runner(str, Enum):
+    """Where ``segpipe run`` executes the per-image tasks."""
+
+    thread = "thread"
+    dask = "dask"
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
     dataset: DatasetArg,
     catalog: CatalogOpt = DEFAULT_CATALOG,
     output: OutputOpt = DEFAULT_OUTPUT,
@@ -62,26 +71,52 @@ def run(
     minutes: Annotated[Optional[float], typer.Option(help="Training time budget in minutes.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    runner: Annotated[Runner, typer.Option(help="Per-image prediction and scoring: threads here, or a Dask cluster.")] = Runner.thread,
+    dask_address: Annotated[
+        Optional[str], typer.Option(help="Scheduler of an existing Dask cluster (tcp://host:8786); default: a LocalCluster.")
+    ] = None,
+    workers: Annotated[
+        Optional[int], typer.Option(min=1, help="Threads, or LocalCluster worker processes (default 1 thread, 2 Dask workers).")
+    ] = None,
+    deployment: Annotated[
+        Optional[str],
+        typer.Option(help="Submit a run of this segpipe-pipeline deployment (e.g. nightly) to the Prefect server instead."),
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="With --deployment: wait until the run has finished.")] = True,
 ) -> None:
     """Run the whole pipeline (ingest, train, predict, score, report) as a Prefect flow.
 
     With no Prefect server configured this uses Prefect's embedded default: nothing to start.
-    Re-running resumes: unchanged inputs are not re-ingested, training continues from its
-    last checkpoint, finished predictions are kept.
+    Re-running resumes: every step is cached on its inputs' content and configuration, training
+    continues from its last checkpoint, finished predictions are kept. With --deployment the run
+    goes to a worker of the server at PREFECT_API_URL, with the options given here (the
+    deployment's defaults for the others; paths are the worker's). Exit code 1 when the run
+    failed (images that failed are listed in the report), 2 on bad input.
     """
-    from flows.pipeline import segpipe_pipeline
+    from flows.submit import run_here, submit
 
-    summary = segpipe_pipeline(
-        dataset=dataset,
-        catalog=str(catalog),
-        output=str(output),
-        model=model,
-        epochs=epochs,
-        max_minutes=minutes,
-        seed=seed,
-        device=device,
-    )
-    typer.echo(json.dumps(summary, indent=2))
+    values = {
+        "dataset": dataset, "catalog": str(catalog), "output": str(output), "model": model, "epochs": epochs,
+        "max_minutes": minutes, "seed": seed, "device": device, "runner": runner.value,
+        "dask_address": dask_address, "workers": workers,
+    }
+    if deployment is None:
+        state = run_here(values)
+        if not state.is_completed():
+            typer.echo(f"error: {state.message}", err=True)
+            raise typer.Exit(1)
+        typer.echo(json.dumps(state.result(), indent=2))
+        return
+    cli_names = {"max_minutes": "minutes"}
+    given = {
+        name: value for name, value in values.items()
+        if name == "dataset" or getattr(ctx.get_parameter_source(cli_names.get(name, name)), "name", None) == "COMMANDLINE"
+    }
+    flow_run = submit(deployment, given, wait=wait)
+    typer.echo(f"flow run {flow_run.name} ({flow_run.id}): {flow_run.state.name}")
+    if wait and not flow_run.state.is_completed():
+        typer.echo(f"error: {flow_run.state.message}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

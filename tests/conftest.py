@@ -59,9 +59,19 @@ def crop_catalog(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def make_crop_catalog(tmp_path_factory):
+    """Write a four-crop catalog like ``crop_catalog`` into a new folder, for session or module fixtures."""
+
+    def make(names: list[str] = CROP_NAMES) -> Path:
+        return write_crop_dataset(tmp_path_factory.mktemp("crops"), names)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def prefect_harness():
     """A temporary Prefect database and API for flow tests (about 6 s, once)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=120):
         yield

@@ -1,0 +1,65 @@
+"""Set up segpipe on the Prefect server at PREFECT_API_URL: work pools, GPU limit, deployments.
+
+    python deploy/setup.py [--gpu-slots N]
+
+1. Work pools from ``deploy/work-pools/*.json`` (process workers): ``segpipe-cpu`` (flow runs
+   see no GPU) and ``segpipe-gpu`` (GPU 0, one flow run at a time: concurrency limit 1).
+2. The ``segpipe-gpu`` tag concurrency limit: every train task carries that tag, so at most
+   ``--gpu-slots`` trainings run at once on the whole server, whichever pool or schedule
+   started them.
+3. ``prefect deploy --all --prefect-file deploy/prefect.yaml`` from the repository root, with
+   SEGPIPE_HOME unset so that the pull step keeps ``{{ $SEGPIPE_HOME }}`` for the worker.
+
+Running it again updates everything. deploy/README.md lists the same steps as CLI commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+POOLS = {"segpipe-cpu": None, "segpipe-gpu": 1}  # pool name -> flow-run concurrency limit
+GPU_TAG = "segpipe-gpu"
+
+
+async def create_pools_and_limits(gpu_slots: int) -> None:
+    """Create (or overwrite) the work pools and the GPU tag concurrency limit."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    async with get_client() as client:
+        for name, limit in POOLS.items():
+            template = json.loads((HERE / "work-pools" / f"{name}.json").read_text())
+            pool = WorkPoolCreate(name=name, type="process", base_job_template=template, concurrency_limit=limit)
+            await client.create_work_pool(pool, overwrite=True)
+            print(f"work pool {name}: process, concurrency limit {limit or 'none'}")
+        await client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=gpu_slots)
+        print(f"tag concurrency limit {GPU_TAG}: {gpu_slots}")
+
+
+def deploy() -> None:
+    """``prefect deploy --all`` from the repository root, without baking in SEGPIPE_HOME."""
+    env = {k: v for k, v in os.environ.items() if k != "SEGPIPE_HOME"}
+    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml"]
+    subprocess.run(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, check=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu-slots", type=int, default=1, help="trainings that may hold a GPU at once (default 1)")
+    args = parser.parse_args(argv)
+    if args.gpu_slots < 1:
+        parser.error("--gpu-slots must be at least 1")
+    asyncio.run(create_pools_and_limits(args.gpu_slots))
+    deploy()
+
+
+if __name__ == "__main__":
+    main()
