@@ -103,7 +103,7 @@ def summary_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table:
         rows.append(row)
     boot = metrics.get("bootstrap") or {}
     note = (
-        f"Test split, {metrics.get('n_images')} images. Scores are pooled over images (objects or pixels "
+        f"Test split, {metrics.get('n_images')} image{'' if metrics.get('n_images') == 1 else 's'}. Scores are pooled over images (objects or pixels "
         f"weighted, as the CTC and MONAI pool them); intervals: percentile bootstrap over images, "
         f"{boot.get('n_resamples', '?')} resamples, seed {boot.get('seed', '?')} (n/a with fewer than two images)."
     )

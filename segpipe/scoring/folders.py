@@ -12,8 +12,9 @@ pipeline uses for its own predictions:
 * **zarr**: a group with one member per image name: segpipe's ``predictions.zarr`` layout
   (``NAME/labels/instances/s0``, ``NAME/labels/semantic/s0``), an array, or an OME-Zarr image
   (its first multiscale level).
-* **Cell Tracking Challenge**: ``maskTTT.tif`` files; frame ``T`` is the ``T``-th test image,
-  in catalog order.
+* **Cell Tracking Challenge**: ``maskTTT.tif`` files. For a dataset ingested from CTC
+  sequences, frame ``T`` is the image cut from ``tTTT.tif`` (a per-plane annotation takes its
+  plane of the 3D mask); otherwise frame ``T`` is the ``T``-th test image, in catalog order.
 
 Shapes must equal the ground truth's; labels must be non-negative integers. Every problem is an
 :class:`~segpipe.errors.InputError` naming the file.
@@ -31,6 +32,7 @@ from segpipe.errors import InputError
 
 SUFFIXES = (".tif", ".tiff", ".nii.gz", ".nii")
 CTC_MASK = re.compile(r"^mask(\d+)\.tiff?$")
+CTC_FRAME = re.compile(r"^t(\d+)\.tiff?$")
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,8 @@ class PredictionFolder:
         if self.layout == "zarr":
             instances, semantic, source = self._read_zarr(name)
         elif self.layout == "ctc":
-            t = self.names.index(name)
-            if t not in self._frames:
-                raise InputError(f"{self.path}: no mask{t:03d}.tif for test image {t} ({name!r}; frames follow the catalog order)")
-            array = self._read_file(self._frames[t])
-            instances, semantic, source = (array, None, str(self._frames[t])) if self.instances else (None, array, str(self._frames[t]))
+            array, source = self._read_ctc(name, info or {}, tuple(shape))
+            instances, semantic = (array, None) if self.instances else (None, array)
         else:
             instances, semantic, source = self._read_files(name, shape, info or {})
         for array in (instances, semantic):
@@ -147,6 +146,24 @@ class PredictionFolder:
                 semantic = np.ascontiguousarray(semantic[window]) if window is not None else semantic
             return array, semantic, str(path)
         return None, array, str(path)
+
+    def _read_ctc(self, name: str, info: dict, shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
+        match = CTC_FRAME.match(Path(info.get("source") or "").name)
+        if match:  # an image of a CTC sequence: its own frame number
+            t, why = int(match[1]), f"frame {int(match[1])} of {Path(info['source']).name}"
+        else:
+            t, why = self.names.index(name), f"test image {self.names.index(name)} in catalog order"
+        if t not in self._frames:
+            raise InputError(f"{self.path}: no mask{t:03d}.tif for {name!r} ({why})")
+        path = self._frames[t]
+        from segpipe.readers import read_image
+
+        array = read_image(path, ndim=3 if info.get("plane") is not None else self.ndim).array
+        if info.get("plane") is not None:
+            array = array[int(info["plane"])]
+        if info.get("region") and array.shape != shape:  # a mask of the whole source file
+            array = array[tuple(slice(a, b) for a, b in info["region"])]
+        return _check_labels(np.ascontiguousarray(array), str(path)), str(path)
 
     def _read_file(self, path: Path) -> np.ndarray:
         from segpipe.readers import read_image

@@ -78,8 +78,21 @@ def test_ctc_frames_follow_catalog_order(tmp_path):
     tifffile.imwrite(tmp_path / "mask001.tif", LABELS * 2)
     assert folder_layout(tmp_path) == "ctc"
     assert np.array_equal(read(tmp_path, "second", names=["first", "second"]).instances, LABELS * 2)
-    with pytest.raises(InputError, match=r"no mask002.tif for test image 2 \('third'"):
+    with pytest.raises(InputError, match=r"no mask002.tif for 'third' \(test image 2 in catalog order\)"):
         read(tmp_path, "third", names=["first", "second", "third"])
+
+
+def test_ctc_frames_of_a_ctc_sequence_dataset(tmp_path):
+    big = np.kron(LABELS, np.ones((4, 4), np.uint16))  # (12, 16)
+    volume = np.stack([big, big * 2, big * 3, big * 4, big * 5])  # a 3D frame, (z, y, x)
+    tifffile.imwrite(tmp_path / "mask005.tif", volume)
+    names = ["01-t005", "01-t005-z002"]
+    full = read(tmp_path, "01-t005", shape=volume.shape, ndim=3, names=names, info={"source": "/x/01/t005.tif"})
+    assert np.array_equal(full.instances, volume)
+    plane = read(tmp_path, "01-t005-z002", shape=big.shape, names=names, info={"source": "/x/01/t005.tif", "plane": 2})
+    assert np.array_equal(plane.instances, big * 3)
+    with pytest.raises(InputError, match=r"no mask007.tif for '01-t007' \(frame 7 of t007.tif\)"):
+        read(tmp_path, "01-t007", names=["01-t007"], info={"source": "/x/01/t007.tif"})
 
 
 @pytest.mark.parametrize(
