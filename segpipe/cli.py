@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -260,8 +261,17 @@ def catalog_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
         typer.echo(f"{name}: {dataset.entry.ndim}D, classes {dataset.entry.classes}, images per split {counts}")
 
 
+#: Prefect defaults for a lab machine that may be offline and busy; the user's own settings win.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no telemetry calls (and their errors) offline
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # the embedded server is slow on a loaded machine
+}
+
+
 def main() -> None:
     """Entry point: run the app, turning segpipe's own errors into one line and exit code 2."""
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)  # before Prefect is imported: it reads settings once
     try:
         app()
     except SegpipeError as err:
