@@ -86,12 +86,12 @@ class SlabAggregator:
         self.counts[window.pass_index][(slice(None), *target)] += self.weights[source]
         self.sums[window.pass_index][(slice(None), *target)] += weighted[(slice(None), *source)]
 
-    def blended(self, stop: int, columns: slice = slice(None)) -> list[torch.Tensor]:
-        """Rows ``[low, stop)`` (and ``columns`` of the second axis) of every pass: sums over weights."""
+    def blended(self, stop: int, tile: tuple[slice, ...] = ()) -> list[torch.Tensor]:
+        """Rows ``[low, stop)`` (within ``tile`` of the other axes) of every pass: sums over weights."""
         n = stop - self.low
         if not 0 < n <= self.rows:
             raise ValueError(f"cannot hand out rows {self.low}..{stop} from a band of {self.rows} at {self.low}")
-        box = (slice(None), slice(0, n), columns)
+        box = (slice(None), slice(0, n), *tile)
         return [s[box] / c[box] for s, c in zip(self.sums, self.counts)]
 
     def advance(self, stop: int) -> None:
@@ -100,6 +100,7 @@ class SlabAggregator:
         keep = self.rows - n
         for buffer in (*self.sums, *self.counts):
             if keep:
-                buffer[:, :keep] = buffer[:, n:].clone()
+                kept = buffer[:, n:]
+                buffer[:, :keep] = kept if n >= keep else kept.clone()  # no overlap: copy in place
             buffer[:, keep:] = 0
         self.low = stop

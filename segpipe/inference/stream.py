@@ -8,7 +8,9 @@ read once from the source; the network runs them (autocast on CUDA); the outputs
 blended into a band of rows (:class:`~segpipe.inference.aggregator.SlabAggregator`); rows no
 later window can touch are activated and handed to a writing thread, which writes them to the
 sink and then records them as done. Memory is bounded by the band (a window's height, times
-the frame's other axes, times channels and test-time passes), not by the image.
+the frame's other axes, times channels and test-time passes), not by the image; finished rows
+are activated and written in tiles of about ``PIECE_VOXELS`` voxels, and glibc is told to give
+freed arrays back to the system (:mod:`segpipe.inference.allocator`).
 
 A run that stops (killed, out of time) resumes from the sink's record: the batches from the
 first one touching the first row not done are run again, in the same composition, and only
@@ -18,6 +20,7 @@ rows not done are written, so the result is identical to an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -32,6 +35,7 @@ from monai.data.utils import compute_importance_map
 
 from segpipe.errors import InputError
 from segpipe.inference.aggregator import SlabAggregator
+from segpipe.inference.allocator import return_large_frees
 from segpipe.inference.background import Worker, prefetch
 from segpipe.inference.memory import padding_mode
 from segpipe.inference.normalize import Normalization
@@ -171,6 +175,7 @@ def stream_predict(
     """
     params = params or InferenceParams()
     device = torch.device(device)
+    return_large_frees()
     roi = tuple(int(r) for r in roi_size)
     ndim = len(roi)
     if source.ndim < ndim + 1:
@@ -185,7 +190,7 @@ def stream_predict(
     frames_done, rows_done = sink.done()
     stats = StreamStats()
     started = time.perf_counter()
-    writer = Worker(depth=2)
+    writer = Worker(depth=1)
     try:
         for number, frame in enumerate(frame_indices(lead)):
             if number < frames_done:
@@ -217,9 +222,9 @@ def stream_predict(
 
             def flush(stop: int, number=number, frame=frame) -> None:
                 start = aggregator.low
-                for columns in _pieces(stop - start, shape, getattr(sink, "align", 1)):
-                    values = _combine(aggregator.blended(stop, columns), activation)
-                    writer.submit(_writer(sink, frame, (slice(start, stop), columns), values))
+                for tile in _pieces(stop - start, shape, getattr(sink, "align", None) or (1,) * (ndim - 1)):
+                    values = _combine(aggregator.blended(stop, tile), activation)
+                    writer.submit(_writer(sink, frame, (slice(start, stop), *tile), values))
                 aggregator.advance(stop)
                 last = stop >= shape[0]
                 writer.submit(_marker(sink, number + 1 if last else number, 0 if last else stop, frame, stop, on_rows))
@@ -249,20 +254,39 @@ def stream_predict(
 PIECE_VOXELS = 1 << 22  # rows are activated and written in pieces of about this many voxels
 
 
-def _pieces(rows: int, shape: Sequence[int], align: int) -> list[slice]:
-    """Ranges of the second axis cutting ``rows`` rows into pieces of about ``PIECE_VOXELS``, ``align``-aligned."""
-    per_column = max(1, rows * math.prod(shape[2:]))
-    width = max(align, (PIECE_VOXELS // per_column) // align * align)
-    return [slice(c, min(c + width, shape[1])) for c in range(0, shape[1], width)]
+def _pieces(rows: int, shape: Sequence[int], align: Sequence[int]) -> list[tuple[slice, ...]]:
+    """Tiles of the axes after the first that cut ``rows`` rows into pieces of about ``PIECE_VOXELS``.
+
+    Tile edges are multiples of ``align`` (the output's chunks), so every chunk is written once.
+    """
+    extents = [int(n) for n in shape[1:]]
+    tile = list(extents)
+    for axis in range(len(tile)):
+        if rows * math.prod(tile) <= PIECE_VOXELS:
+            break
+        others = rows * math.prod(tile[:axis] + tile[axis + 1 :])
+        width = (PIECE_VOXELS // max(others, 1)) // align[axis] * align[axis]
+        tile[axis] = max(int(align[axis]), min(tile[axis], width))
+    ranges = [[slice(a, min(a + t, n)) for a in range(0, n, t)] for n, t in zip(extents, tile)]
+    return list(itertools.product(*ranges))
 
 
 def _combine(blended: list[torch.Tensor], activation: Activation | None) -> np.ndarray:
-    """Average the passes after activating each, as :func:`segpipe.inference.predict_image` does."""
+    """Average the passes after activating each, as :func:`segpipe.inference.predict_image` does.
+
+    In place where that gives the same numbers (``total += p``, ``total /= n``); one pass is not
+    divided by 1.
+    """
     total = None
     for values in blended:
         values = activation(values[None])[0] if activation is not None else values
-        total = values if total is None else total + values
-    return (total / len(blended)).float().cpu().numpy()
+        if total is None:
+            total = values
+        else:
+            total += values
+    if len(blended) > 1:
+        total.div_(len(blended))
+    return total.float().cpu().numpy()
 
 
 def _writer(sink: Sink, frame, box: tuple[slice, ...], values: np.ndarray) -> Callable[[], None]:

@@ -28,10 +28,10 @@ def prediction_chunks(
 
     All channels share a chunk; each frame has its own; the first spatial axis is chunked by
     the window step (at least 8), so the rows handed out after each row of windows fill whole
-    chunks (no read-modify-write); the other spatial axes are cut at ``edge`` (256 in 2D, 128 in
-    3D: a chunk row of the step's height is thin, and fewer, larger chunks write faster).
+    chunks (no read-modify-write); the other spatial axes are cut at ``edge`` (256: a chunk row
+    of the step's height is thin, and fewer, larger chunks write faster).
     """
-    edge = edge or (256 if ndim == 2 else 128)
+    edge = edge or 256
     spatial = tuple(int(s) for s in shape[-ndim:])
     leading = tuple(int(s) for s in shape[: len(shape) - ndim])
     step = scan_interval(max(spatial[0], roi0), roi0, overlap)
@@ -64,10 +64,12 @@ class ZarrSink:
         self.probabilities, self.semantic = probabilities, semantic
 
     @property
-    def align(self) -> int:
-        """Pieces handed to :meth:`write` are cut along the second spatial axis at multiples of its chunk."""
+    def align(self) -> tuple[int, ...]:
+        """Pieces handed to :meth:`write` are cut along the spatial axes after the first at chunk multiples."""
         arrays = [a for a in (self.semantic, self.probabilities) if a is not None]
-        return int(arrays[0].chunks[-self.ndim + 1]) if arrays and self.ndim > 1 else 1
+        if not arrays:
+            return (1,) * (self.ndim - 1)
+        return tuple(int(c) for c in arrays[0].chunks[len(arrays[0].chunks) - self.ndim + 1 :])
 
     def write(self, frame: tuple[int, ...], box: tuple[slice, ...], values: np.ndarray) -> None:
         if self.probabilities is not None:

@@ -156,7 +156,7 @@ def test_a_stopped_run_resumes_to_the_same_numbers(net2d, tta):
 
 
 def test_pieces_written_to_zarr_equal_the_in_memory_output(net3d, tmp_path, monkeypatch):
-    """Finished rows go out in chunk-aligned pieces along the second axis; the zarr holds the same numbers."""
+    """Finished rows go out in chunk-aligned tiles of the other axes; the zarr holds the same numbers."""
     from segpipe.inference import stream
     from segpipe.inference.zarr_sink import ZarrSink, prediction_chunks
     from segpipe.postprocess import semantic_labels
@@ -170,8 +170,8 @@ def test_pieces_written_to_zarr_equal_the_in_memory_output(net3d, tmp_path, monk
     probs = group.create_array("probs", shape=(3, 20, 37, 26), dtype=np.float32, chunks=chunks)
     semantic = group.create_array("semantic", shape=(20, 37, 26), dtype=np.uint8, chunks=chunks[1:])
     sink = ZarrSink(group, ndim=3, n_classes=2, probabilities=probs, semantic=semantic)
-    assert chunks == (3, 8, 8, 8) and sink.align == 8
-    monkeypatch.setattr(stream, "PIECE_VOXELS", 4 * 8 * 26)  # pieces of 8 columns
+    assert chunks == (3, 8, 8, 8) and sink.align == (8, 8)
+    monkeypatch.setattr(stream, "PIECE_VOXELS", 4 * 8 * 8)  # 4 rows (the step) of 8x8 tiles
     pieces = []
     original = ZarrSink.write
 
@@ -184,7 +184,8 @@ def test_pieces_written_to_zarr_equal_the_in_memory_output(net3d, tmp_path, monk
                    activation=partial(activate, n_classes=2))
     np.testing.assert_array_equal(probs[...], expected)
     np.testing.assert_array_equal(semantic[...], semantic_labels(expected[:2]))
-    assert {box[1].start % 8 for box in pieces} == {0} and len({box[1].start for box in pieces}) == 5
+    assert {box[1].start % 8 for box in pieces} == {box[2].start % 8 for box in pieces} == {0}
+    assert len({box[1].start for box in pieces}) == 5 and len({box[2].start for box in pieces}) == 4
     assert sink.done() == (1, 0)
 
 
@@ -197,3 +198,13 @@ def test_class_map_is_semantic_labels_ties_included():
     np.testing.assert_array_equal(class_map(probs), semantic_labels(probs))
     probs = rng.random((3, 7, 9, 11)).astype(np.float32)
     np.testing.assert_array_equal(class_map(probs), semantic_labels(probs))
+
+
+def test_glibc_is_told_to_return_large_frees():
+    import ctypes
+
+    from segpipe.inference.allocator import return_large_frees
+
+    if not hasattr(ctypes.CDLL(None), "mallopt"):
+        pytest.skip("not glibc")
+    assert return_large_frees() is True
