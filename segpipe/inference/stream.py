@@ -9,8 +9,8 @@ blended into a band of rows (:class:`~segpipe.inference.aggregator.SlabAggregato
 later window can touch are activated and handed to a writing thread, which writes them to the
 sink and then records them as done. Memory is bounded by the band (a window's height, times
 the frame's other axes, times channels and test-time passes), not by the image; finished rows
-are activated and written in tiles of about ``PIECE_VOXELS`` voxels, and glibc is told to give
-freed arrays back to the system (:mod:`segpipe.inference.allocator`).
+are activated and written in tiles of about ``PIECE_VOXELS`` voxels, and glibc's freed pages
+are returned to the system after each band (:mod:`segpipe.inference.allocator`).
 
 A run that stops (killed, out of time) resumes from the sink's record: the batches from the
 first one touching the first row not done are run again, in the same composition, and only
@@ -35,7 +35,7 @@ from monai.data.utils import compute_importance_map
 
 from segpipe.errors import InputError
 from segpipe.inference.aggregator import SlabAggregator
-from segpipe.inference.allocator import return_large_frees
+from segpipe.inference.allocator import release_free_memory
 from segpipe.inference.background import Worker, prefetch
 from segpipe.inference.memory import padding_mode
 from segpipe.inference.normalize import Normalization
@@ -175,7 +175,6 @@ def stream_predict(
     """
     params = params or InferenceParams()
     device = torch.device(device)
-    return_large_frees()
     roi = tuple(int(r) for r in roi_size)
     ndim = len(roi)
     if source.ndim < ndim + 1:
@@ -226,6 +225,7 @@ def stream_predict(
                     values = _combine(aggregator.blended(stop, tile), activation)
                     writer.submit(_writer(sink, frame, (slice(start, stop), *tile), values))
                 aggregator.advance(stop)
+                release_free_memory()
                 last = stop >= shape[0]
                 writer.submit(_marker(sink, number + 1 if last else number, 0 if last else stop, frame, stop, on_rows))
                 stats.rows_written += stop - start
@@ -251,7 +251,7 @@ def stream_predict(
     return stats
 
 
-PIECE_VOXELS = 1 << 22  # rows are activated and written in pieces of about this many voxels
+PIECE_VOXELS = 1 << 21  # rows are activated and written in tiles of about this many voxels
 
 
 def _pieces(rows: int, shape: Sequence[int], align: Sequence[int]) -> list[tuple[slice, ...]]:

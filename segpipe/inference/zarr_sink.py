@@ -94,11 +94,14 @@ def _cast(values: np.ndarray, dtype) -> np.ndarray:
 
 def class_map(probabilities: np.ndarray) -> np.ndarray:
     """The most probable class per voxel, first class on ties: :func:`segpipe.postprocess.semantic_labels`,
-    computed by running comparisons (faster than ``argmax`` over the leading axis)."""
+    computed by running comparisons (several times faster than ``argmax`` over the leading axis)."""
+    if probabilities.shape[0] == 2:
+        return np.greater(probabilities[1], probabilities[0]).view(np.uint8)
     best = probabilities[0].copy()
     labels = np.zeros(best.shape, dtype=np.uint8)
+    better = np.empty(best.shape, dtype=bool)
     for c in range(1, probabilities.shape[0]):
-        better = probabilities[c] > best
-        labels[better] = c
+        np.greater(probabilities[c], best, out=better)
+        np.copyto(labels, c, where=better)
         np.maximum(best, probabilities[c], out=best)
     return labels
