@@ -32,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -127,6 +128,17 @@ def predict_monai(tensor, kind: str = "tiny"):
         )
 
 
+@contextlib.contextmanager
+def timed(runs: list):
+    """Append ``(wall seconds, CPU seconds of all threads)`` of the block to ``runs``."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    yield
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - usage.ru_utime + after.ru_stime - usage.ru_stime
+    runs.append((time.perf_counter() - started, cpu))
+
+
 def throughput(kind: str, shape: tuple[int, int, int], repeats: int = 2) -> dict:
     import torch
     import zarr
@@ -138,27 +150,22 @@ def throughput(kind: str, shape: tuple[int, int, int], repeats: int = 2) -> dict
     predict_monai(tensor[..., :32, :128, :128], kind)  # warm-up: first calls allocate
     ours, labels_only, theirs = [], [], []
     for _ in range(repeats):
-        started = time.perf_counter()
-        logits = predict_monai(tensor, kind)
-        theirs.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        predict_zarr(source, WORK / "labels_out.zarr", kind, probabilities=False)
-        labels_only.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        predict_zarr(source, WORK / "small_out.zarr", kind)
-        ours.append(time.perf_counter() - started)
+        with timed(theirs):
+            logits = predict_monai(tensor, kind)
+        with timed(labels_only):
+            predict_zarr(source, WORK / "labels_out.zarr", kind, probabilities=False)
+        with timed(ours):
+            predict_zarr(source, WORK / "small_out.zarr", kind)
     reference = torch.softmax(logits, dim=1)[0].numpy()
     written = zarr.open_group(str(WORK / "small_out.zarr"), mode="r")["s0"][...].astype(np.float32)
     voxels = int(np.prod(shape))
+    best = {name: min(runs) for name, runs in (("monai", theirs), ("segpipe", ours), ("labels", labels_only))}
     return {
         "kind": kind,
         "shape": shape,
-        "monai_s": min(theirs),
-        "segpipe_s": min(ours),
-        "monai_mvox_s": voxels / min(theirs) / 1e6,
-        "segpipe_mvox_s": voxels / min(ours) / 1e6,
-        "labels_s": min(labels_only),
-        "labels_mvox_s": voxels / min(labels_only) / 1e6,
+        **{f"{name}_s": wall for name, (wall, _) in best.items()},
+        **{f"{name}_cpu": cpu for name, (_, cpu) in best.items()},
+        **{f"{name}_mvox_s": voxels / wall / 1e6 for name, (wall, _) in best.items()},
         "max_abs_diff": float(np.abs(written - reference).max()),
     }
 
@@ -230,11 +237,11 @@ def main() -> None:
                 continue
             a = throughput(kind, shape, repeats=args.repeats)
             print(f"\n(a) throughput, {kind} network, {'x'.join(map(str, shape))} uint8 volume")
-            print(f"    monai   in memory    {a['monai_mvox_s']:7.2f} Mvox/s  ({a['monai_s']:.1f} s)")
-            print(f"    segpipe zarr->zarr   {a['segpipe_mvox_s']:7.2f} Mvox/s  ({a['segpipe_s']:.1f} s)   "
-                  f"ratio {a['segpipe_mvox_s'] / a['monai_mvox_s']:.2f}x   float16 probabilities + class map")
-            print(f"    segpipe zarr->zarr   {a['labels_mvox_s']:7.2f} Mvox/s  ({a['labels_s']:.1f} s)   "
-                  f"ratio {a['labels_mvox_s'] / a['monai_mvox_s']:.2f}x   class map only (--no-probabilities)")
+            print(f"    monai   in memory    {a['monai_mvox_s']:7.2f} Mvox/s  ({a['monai_s']:.1f} s, CPU {a['monai_cpu']:.1f} s)")
+            print(f"    segpipe zarr->zarr   {a['segpipe_mvox_s']:7.2f} Mvox/s  ({a['segpipe_s']:.1f} s, CPU {a['segpipe_cpu']:.1f} s)"
+                  f"   ratio {a['segpipe_mvox_s'] / a['monai_mvox_s']:.2f}x   float16 probabilities + class map")
+            print(f"    segpipe zarr->zarr   {a['labels_mvox_s']:7.2f} Mvox/s  ({a['labels_s']:.1f} s, CPU {a['labels_cpu']:.1f} s)"
+                  f"   ratio {a['labels_mvox_s'] / a['monai_mvox_s']:.2f}x   class map only (--no-probabilities)")
             print(f"    max |difference| of probabilities vs MONAI: {a['max_abs_diff']:.1e} (float16 storage)")
         if all(args.big):
             shape = tuple(args.big)

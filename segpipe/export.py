@@ -67,11 +67,14 @@ def export_tiff(array, path: str | Path, *, axes: str) -> Path:
     big = math.prod(shape) * dtype.itemsize > (2 << 30)
     with _atomic(path) as tmp:
         if len(shape) == 2:
-            tifffile.imwrite(tmp, np.asarray(array[...]), compression="zlib", metadata={"axes": axes})
+            tifffile.imwrite(
+                tmp, np.asarray(array[...]), compression="zlib", photometric="minisblack", metadata={"axes": axes}
+            )
         else:
             pages = (page for block in _blocks(array, 2) for page in block.reshape(-1, *shape[-2:]))
             tifffile.imwrite(
-                tmp, data=pages, shape=shape, dtype=dtype, compression="zlib", bigtiff=big, metadata={"axes": axes}
+                tmp, data=pages, shape=shape, dtype=dtype, compression="zlib", bigtiff=big,
+                photometric="minisblack", metadata={"axes": axes},
             )
     return path
 
@@ -169,10 +172,13 @@ def export_ctc(frames: Iterable[tuple[int, object]], folder: str | Path, *, sequ
         shape = tuple(labels.shape)
         with _atomic(folder / f"mask{t:0{digits}d}.tif") as tmp:
             if len(shape) == 2:
-                tifffile.imwrite(tmp, new[np.searchsorted(ids, np.asarray(labels[...]))], compression="zlib")
+                mask = new[np.searchsorted(ids, np.asarray(labels[...]))]
+                tifffile.imwrite(tmp, mask, compression="zlib", photometric="minisblack")
             else:
                 pages = (new[np.searchsorted(ids, page)] for block in _blocks(labels, 2) for page in block)
-                tifffile.imwrite(tmp, data=pages, shape=shape, dtype=np.uint16, compression="zlib")
+                tifffile.imwrite(
+                    tmp, data=pages, shape=shape, dtype=np.uint16, compression="zlib", photometric="minisblack"
+                )
     with _atomic(folder / "res_track.txt") as tmp:
         tmp.write_text("".join(f"{line}\n" for line in lines))
     return folder

@@ -38,7 +38,7 @@ from segpipe.export import export_ctc, export_nifti, export_tiff, source_affine,
 from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
 from segpipe.inference.instances import InstanceStats, InstanceTiling, stream_instance_labels
 from segpipe.inference.stream import StreamStats
-from segpipe.inference.zarr_sink import ZarrSink, prediction_chunks
+from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, prediction_chunks
 from segpipe.postprocess import InstanceParams
 from segpipe.store import COMPRESSOR, IMAGE_LEVEL, StoredImage, axes_for, list_images, write_ome_metadata
 from segpipe.train import resolve_device
@@ -211,8 +211,10 @@ def predict_stored_image(
     group = _partial_group(root, image, card, params, options)
     normalization = _normalization(group, image, card)
     n_classes = card["n_classes"]
+    frames = image.image.ndim - 1 - ndim
+    probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
     sink = ZarrSink(
-        group, ndim=ndim, n_classes=n_classes, probabilities=group[IMAGE_LEVEL], semantic=group["labels/semantic/s0"]
+        group, ndim=ndim, n_classes=n_classes, probabilities=probabilities, semantic=group["labels/semantic/s0"]
     )
     stream = stream_predict(
         model,
@@ -231,7 +233,7 @@ def predict_stored_image(
     if card["instances"]:
         if not group.attrs.get("instances_done"):
             instances = stream_instance_labels(
-                group[IMAGE_LEVEL],
+                probabilities,
                 group["labels/instances/s0"],
                 ndim=ndim,
                 n_classes=n_classes,
@@ -276,13 +278,17 @@ def _partial_group(root: zarr.Group, image: StoredImage, card: dict, params, opt
     frames = len(spatial) - ndim
 
     def array(where: zarr.Group, name: str, shape, dtype, channels: bool) -> None:
-        chunks = prediction_chunks(shape, ndim=ndim, channels=channels, roi0=roi0, overlap=params.overlap)
-        names = (["c"] if channels else []) + ["t"] * frames + [a["name"] for a in axes_for(ndim, channels=False)]
+        """Channels after the frame axes (NGFF: time, then channels, then space)."""
+        chunks = prediction_chunks(shape, ndim=ndim, channels=channels and not frames, roi0=roi0, overlap=params.overlap)
+        if channels and frames:
+            chunks = (*chunks[:frames], shape[frames], *chunks[frames + 1 :])
+        names = ["t"] * frames + (["c"] if channels else []) + [a["name"] for a in axes_for(ndim, channels=False)]
         where.create_array(
             name, shape=shape, dtype=dtype, chunks=chunks, compressors=COMPRESSOR, dimension_names=names
         )
 
-    array(group, IMAGE_LEVEL, (card["out_channels"], *spatial), np.float16, True)
+    channels = card["out_channels"]
+    array(group, IMAGE_LEVEL, (*spatial[:frames], channels, *spatial[frames:]), np.float16, True)
     labels = group.create_group("labels")
     array(labels.create_group("semantic"), IMAGE_LEVEL, spatial, np.uint8, False)
     if card["instances"]:
@@ -331,7 +337,7 @@ def _finish(root: zarr.Group, group: zarr.Group, image: StoredImage, card: dict,
 
 
 def _write_metadata(group, *, ndim: int, frames: int, channels: bool, spacing, unit: str, name: str) -> None:
-    """NGFF multiscales for one level; frame axes (2D+t, 3D+t) are NGFF time axes."""
+    """NGFF multiscales for one level; a frame axis (2D+t, 3D+t) is NGFF's time axis, first."""
     if not frames:
         write_ome_metadata(group, ndim=ndim, channels=channels, spacing=spacing, unit=unit, name=name)
         return
@@ -341,8 +347,8 @@ def _write_metadata(group, *, ndim: int, frames: int, channels: bool, spacing, u
     space = axes_for(ndim, channels=False)
     for axis in space:
         axis["unit"] = unit
-    axes = ([{"name": "c", "type": "channel"}] if channels else []) + [{"name": "t", "type": "time"}] + space
-    scale = ([1.0] if channels else []) + [1.0] + [float(s) for s in spacing]
+    axes = [{"name": "t", "type": "time"}] + ([{"name": "c", "type": "channel"}] if channels else []) + space
+    scale = [1.0] + ([1.0] if channels else []) + [float(s) for s in spacing]
     datasets = [{"path": IMAGE_LEVEL, "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
     write_multiscales_metadata(group, datasets, fmt=CurrentFormat(), axes=axes, name=name)
 

@@ -266,3 +266,44 @@ def test_cli_predict_with_overrides_and_bad_options(crops, tmp_path, single_thre
     for args, message in ((("--overlap", "1.5"), "bad --overlap"), (("--export", "png"), "bad --exports")):
         bad = segpipe(*args)
         assert isinstance(bad.exception, InputError) and message in str(bad.exception)
+
+
+def test_a_2d_model_predicts_a_time_lapse_frame_by_frame(crops, tmp_path, single_thread):
+    """A (c, t, y, x) image and a 2D model: each frame as its own image; TIFF (TYX) and a CTC sequence."""
+    from segpipe.predict import export_ctc_sequences, open_predictions, predict_stored_image
+    from segpipe.store import StoredImage
+
+    _, model_dir = crops
+    model, card = load_model(model_dir)
+    rng = np.random.default_rng(0)
+    movie = rng.integers(0, 4000, size=(1, 3, 40, 50)).astype(np.uint16)
+    source = zarr.create_array(str(tmp_path / "movie.zarr"), shape=movie.shape, dtype=np.uint16, chunks=(1, 1, 32, 32))
+    source[...] = movie
+    image = StoredImage("movie", "test", source, None, (0.5, 0.5), {"name": "movie", "spacing": [0.5, 0.5]})
+    out = tmp_path / "run"
+    root = open_predictions(out / "predictions.zarr", card)
+    params = InferenceParams(**card["inference"])
+    options = PredictOptions(exports=("tiff",))
+    result = predict_stored_image(image, model, card, root, out, params=params, options=options)
+    assert result.stream.frames == [0, 1, 2]
+
+    group = zarr.open_group(str(out / "predictions.zarr" / "movie"), mode="r")
+    assert group["s0"].shape == (3, 3, 40, 50)  # (t, c, y, x): NGFF puts time first
+    axes = [a["name"] for a in group.attrs["ome"]["multiscales"][0]["axes"]]
+    assert axes == ["t", "c", "y", "x"]
+    from ome_zarr_models.v05.image import Image
+
+    assert Image.from_zarr(group).attributes.ome.version == "0.5"
+    whole = normalize(movie, SPEC)  # percentiles over the whole movie, as streamed
+    for t in range(3):
+        frame = whole[:, t]
+        expected = predict_image(model, frame, roi_size=card["patch_size"], n_classes=2, params=params)
+        np.testing.assert_allclose(group["s0"][t].astype(np.float32), expected, rtol=0, atol=1e-3)
+        probs = group["s0"][t]
+        labels = instance_labels(1.0 - probs[0].astype(np.float32), probs[2].astype(np.float32), InstanceParams())
+        np.testing.assert_array_equal(group["labels/instances/s0"][t], labels)
+    with tifffile.TiffFile(out / "predictions" / "movie_instances.tif") as tif:
+        assert tif.series[0].axes == "TYX"
+        np.testing.assert_array_equal(tif.asarray(), group["labels/instances/s0"][...])
+    (folder,) = export_ctc_sequences(root, [image], out / "ctc", ndim=2)
+    assert sorted(p.name for p in folder.glob("*.tif")) == ["mask000.tif", "mask001.tif", "mask002.tif"]

@@ -105,3 +105,31 @@ def class_map(probabilities: np.ndarray) -> np.ndarray:
         np.copyto(labels, c, where=better)
         np.maximum(best, probabilities[c], out=best)
     return labels
+
+
+class ChannelsFirst:
+    """A ``(*frames, C, *spatial)`` array indexed as ``(C, *frames, *spatial)``.
+
+    NGFF wants a time axis before channels, while the stream works channel first; prediction
+    groups of time-lapses store ``(t, c, ...)`` and hand this view to the sink and to instance
+    labelling. Keys must give the channel, then every frame axis, then spatial slices.
+    """
+
+    def __init__(self, array, frames: int):
+        self.array, self.frames = array, frames
+        shape = tuple(array.shape)
+        self.shape = (shape[frames], *shape[:frames], *shape[frames + 1 :])
+        self.dtype = array.dtype
+        chunks = tuple(array.chunks)
+        self.chunks = (chunks[frames], *chunks[:frames], *chunks[frames + 1 :])
+        self.ndim = len(shape)
+
+    def _key(self, key: tuple) -> tuple:
+        key = tuple(key)
+        return (*key[1 : 1 + self.frames], key[0], *key[1 + self.frames :])
+
+    def __getitem__(self, key):
+        return self.array[self._key(key)]
+
+    def __setitem__(self, key, value) -> None:
+        self.array[self._key(key)] = value
