@@ -172,17 +172,6 @@ def augmentation(
             mt.RandAffined(keys=keys, prob=0.2, rotate_range=angle, scale_range=0.15, mode=mode, padding_mode="zeros")
         )
     if elastic:
-        deform = mt.Rand2DElasticd if ndim == 2 else mt.Rand3DElasticd
-        options = {"spacing": (20, 20), "magnitude_range": (1, 2)} if ndim == 2 else {"sigma_range": (5, 7), "magnitude_range": (50, 100)}
-        steps.append(deform(keys=keys, prob=0.2, mode=mode, padding_mode="zeros", **options))
-    interp = {"image": "bilinear", "label": "nearest", "dist": "bilinear"}
-    mode = [interp[k] for k in keys]
-    if affine:
-        angle = (np.pi / 12, 0.0, 0.0) if ndim == 3 else np.pi / 12
-        steps.append(
-            mt.RandAffined(keys=keys, prob=0.2, rotate_range=angle, scale_range=0.15, mode=mode, padding_mode="zeros")
-        )
-    if elastic:
         if ndim == 2:
             deform = mt.Rand2DElasticd(keys=keys, prob=0.2, spacing=(20, 20), magnitude_range=(1, 2), mode=mode)
         else:

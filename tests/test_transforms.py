@@ -74,3 +74,10 @@ def test_normalization_methods():
     ct = normalize(image, normalization_spec("ct", stats))
     assert float(ct.min()) >= -2.0 - 1e-6 and float(ct.max()) <= 2.0 + 1e-6
     np.testing.assert_allclose(ct, (np.clip(image, 80, 120) - 100) / 10, rtol=1e-6)
+
+
+def test_each_augmentation_step_appears_once():
+    transform = augmentation(ndim=2, patch_size=(32, 32), keys=["image", "label"], affine=True, elastic=True)
+    names = [type(t).__name__ for t in transform.transforms]
+    assert names.count("RandAffined") == 1 and names.count("Rand2DElasticd") == 1
+    assert names[:2] == ["SpatialPadd", "RandCropByPosNegLabeld"]
