@@ -87,7 +87,22 @@ def fan_out(options: RunnerOptions, *, scratch: Path) -> Iterator:
     with contextlib.ExitStack() as stack:
         if options.kind == "dask":
             stack.enter_context(_share_embedded_server())
+            if not options.address:
+                stack.enter_context(local_worker_settings())
         yield stack.enter_context(build_task_runner(options, scratch=scratch))
+
+
+def local_worker_settings():
+    """Dask settings for the LocalCluster's worker processes, while it starts.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which makes glibc hand
+    freed memory back to the system at once; sliding-window inference allocates and frees large
+    arrays all the time and ran 1.8x slower so (``benchmarks/scaleout.py``). Unset it.
+    """
+    import dask
+    import distributed  # noqa: F401  (its defaults first: set() on a missing section would drop it on exit)
+
+    return dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
 
 
 @contextlib.contextmanager

@@ -42,30 +42,45 @@ def scratch_dir(output: str, dataset: str) -> Path:
     return Path(output) / dataset / ".dask-scratch"
 
 
-def predict_images(runner, output: str, dataset: str, names: list[str], *, device: str) -> dict[str, str]:
-    """One prediction task per image on ``runner``; returns ``{image: error}`` of the failures."""
-    futures = {
+def submit_predictions(runner, output: str, dataset: str, names: list[str], *, device: str) -> dict:
+    """One prediction task per image on ``runner`` (cache refreshed where the prediction is stale)."""
+    return {
         name: runner.submit(
             refreshed(predict_image_task, predict_current(output, dataset, name)),
             {"output": output, "dataset": dataset, "name": name, "device": device},
         )
         for name in names
     }
+
+
+def submit_scores(runner, output: str, dataset: str, names: list[str], after: dict | None = None) -> dict:
+    """One scoring task per image on ``runner``, each after its image's prediction future in ``after``."""
+    return {
+        name: runner.submit(
+            score_image_task,
+            {"output": output, "dataset": dataset, "name": name},
+            wait_for=[after[name]] if after else None,
+        )
+        for name in names
+    }
+
+
+def predict_images(runner, output: str, dataset: str, names: list[str], *, device: str) -> dict[str, str]:
+    """Predict every image on ``runner``; returns ``{image: error}`` of the failures."""
+    futures = submit_predictions(runner, output, dataset, names, device=device)
     return {name: error for name, future in futures.items() if (error := _failure(future)) is not None}
 
 
-def score_images(runner, output: str, dataset: str, names: list[str]) -> tuple[list, dict[str, str]]:
-    """One scoring task per image on ``runner``; returns the scores in order and the failures."""
-    futures = {
-        name: runner.submit(score_image_task, {"output": output, "dataset": dataset, "name": name}) for name in names
-    }
+def collect(names: list[str], predicted: dict, scored: dict) -> tuple[list, dict[str, str]]:
+    """Wait for every image's tasks: the scores of those that went through, ``{image: "stage: error"}`` of the others."""
     parts, failed = [], {}
-    for name, future in futures.items():
-        error = _failure(future)
-        if error is None:
-            parts.append(future.result())
+    for name in names:
+        if name in predicted and (error := _failure(predicted[name])) is not None:
+            failed[name] = f"predict: {error}"  # its scoring task never ran (upstream failed)
+        elif (error := _failure(scored[name])) is not None:
+            failed[name] = f"score: {error}"
         else:
-            failed[name] = error
+            parts.append(scored[name].result())
     return parts, failed
 
 
@@ -89,13 +104,11 @@ def predict_and_score(
         names = prepare_predictions_task(output, dataset, split)
     else:
         names = split_names(output, dataset, split)
-    failed: dict[str, str] = {}
     with fan_out(options, scratch=scratch_dir(output, dataset)) as runner:
-        if predict:
-            failed = {name: f"predict: {error}" for name, error in predict_images(runner, output, dataset, names, device=device).items()}
-        parts, score_failed = score_images(runner, output, dataset, [n for n in names if n not in failed])
-    failed.update({name: f"score: {error}" for name, error in score_failed.items()})
-    return parts, {name: failed[name] for name in names if name in failed}
+        # Each image is scored as soon as it is predicted: no barrier between the two stages.
+        predicted = submit_predictions(runner, output, dataset, names, device=device) if predict else {}
+        scored = submit_scores(runner, output, dataset, names, after=predicted)
+        return collect(names, predicted, scored)
 
 
 def evaluate_step(output: str, dataset: str, parts: list, failed: dict[str, str], *, split: str) -> tuple[dict, str]:

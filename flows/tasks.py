@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -96,8 +97,9 @@ def predict_image_task(output: str, dataset: str, name: str, device: str = "auto
     """Predict one image (sliding windows, post-processing, exports); returns its input stamp."""
     from segpipe import stages
 
+    start = time.perf_counter()
     stamp = stages.predict_one(output, dataset, name, device=device)
-    get_run_logger().info("%s: predicted in process %d on %s", name, os.getpid(), socket.gethostname())
+    _log_work(name, "predicted", time.perf_counter() - start)
     return stamp
 
 
@@ -112,7 +114,15 @@ def score_image_task(output: str, dataset: str, name: str):
     """Score one predicted image against its ground truth; a one-image ScoreAccumulator."""
     from segpipe import stages
 
-    return stages.score_one(output, dataset, name)
+    start = time.perf_counter()
+    scores = stages.score_one(output, dataset, name)
+    _log_work(name, "scored", time.perf_counter() - start)
+    return scores
+
+
+def _log_work(name: str, what: str, seconds: float) -> None:
+    """One line per image: how long the work took and where (which Dask worker, which host)."""
+    get_run_logger().info("%s: %s in %.3f s in process %d on %s", name, what, seconds, os.getpid(), socket.gethostname())
 
 
 @task(name="pool-scores", retry_condition_fn=transient, **IO_RETRIES)

@@ -10,6 +10,7 @@ dropped by the caller, so nothing half-written survives.
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import numpy as np
 import zarr
@@ -77,12 +78,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     labels,
                     t,
                     window=window,
-                    ndim=ndim,
-                    channels=channels,
-                    labels_dtype=label_dtype(high),
-                    labelled=label_stats[t][1],
-                    spacing=spacing,
-                    unit=unit,
+                    layout=FrameLayout(ndim, channels, label_dtype(high), label_stats[t][1], spacing, unit),
                     options=options,
                 )
                 | {
@@ -173,6 +169,18 @@ def _label_stats(
     return high, labelled
 
 
+@dataclass(frozen=True)
+class FrameLayout:
+    """How one frame is stored: its axes, channel selection, label type and physical grid."""
+
+    ndim: int
+    channels: list[int] | None
+    labels_dtype: np.dtype
+    labelled: bool  # the ground truth marks at least one object or class in this frame
+    spacing: tuple[float, ...]
+    unit: str
+
+
 def _write_frame(
     root: zarr.Group,
     name: str,
@@ -181,14 +189,11 @@ def _write_frame(
     t: int,
     *,
     window: Window,
-    ndim: int,
-    channels: list[int] | None,
-    labels_dtype: np.dtype,
-    labelled: bool,
-    spacing: tuple[float, ...],
-    unit: str,
+    layout: FrameLayout,
     options: IngestOptions,
 ) -> dict:
+    ndim, channels, labels_dtype = layout.ndim, layout.channels, layout.labels_dtype
+    spacing, unit = layout.spacing, layout.unit
     spatial = tuple(s.stop - s.start for s in window[3 - ndim :])
     n_channels = len(channels) if channels is not None else image.channels
     shape = (n_channels, *spatial)
@@ -202,15 +207,14 @@ def _write_frame(
         low, high = block.min(), block.max()
         label_block = labels.read(t, window)[0]
         label_block = (label_block[0] if ndim == 2 else label_block).astype(labels_dtype, copy=False)
-        if labelled and low == high:
+        if layout.labelled and low == high:
             raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
         write_small_image_group(
             root, name, np.ascontiguousarray(block), np.ascontiguousarray(label_block),
             ndim=ndim, spacing=spacing, unit=unit, chunks=chunks,
         )
     else:
-        _stream_frame(root, name, image, labels, t, window=window, ndim=ndim, channels=channels,
-                      labels_dtype=labels_dtype, labelled=labelled, spacing=spacing, unit=unit, options=options)
+        _stream_frame(root, name, image, labels, t, window=window, layout=layout, options=options)
     return {
         "name": name,
         "shape": list(shape),
@@ -230,20 +234,16 @@ def _stream_frame(
     t: int,
     *,
     window: Window,
-    ndim: int,
-    channels: list[int] | None,
-    labels_dtype: np.dtype,
-    labelled: bool,
-    spacing: tuple[float, ...],
-    unit: str,
+    layout: FrameLayout,
     options: IngestOptions,
 ) -> None:
     """Write a frame too large for one slab: image, then labels, slab by slab."""
+    ndim, spacing, unit, labels_dtype = layout.ndim, layout.spacing, layout.unit, layout.labels_dtype
     group = root.create_group(
         name, attributes=ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
     )
-    array, (low, high) = copy_image(group, image, t, window=window, ndim=ndim, channels=channels, options=options)
-    if labelled and low == high:
+    array, (low, high) = copy_image(group, image, t, window=window, ndim=ndim, channels=layout.channels, options=options)
+    if layout.labelled and low == high:
         raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
     labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
     label_root = group.create_group("labels", attributes=labels_attrs)

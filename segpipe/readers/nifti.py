@@ -1,8 +1,8 @@
-"""NIfTI sources via nibabel (3D and 4D), and writing arrays back with the source's affine.
+"""NIfTI sources via nibabel (3D and 4D).
 
 NIfTI stores ``(x, y, z[, t or components])`` in Fortran order; segpipe stores ``(z, y, x)``.
 The source's affine (voxel ``(i, j, k)`` to world) is kept verbatim in the store, and
-:func:`save_nifti` transposes back, so an exported prediction overlays the source exactly.
+:func:`segpipe.export.export_nifti` writes predictions back with it, so they overlay the source exactly.
 """
 
 from __future__ import annotations
@@ -67,30 +67,3 @@ class NiftiSource(Source):
         opener = getattr(getattr(image, "dataobj", None), "_opener", None)
         if opener is not None:
             opener.close_if_mine()
-
-
-def save_nifti(array_zyx: np.ndarray, affine, path: str | Path, *, like: str | Path | None = None) -> Path:
-    """Write a ``(z, y, x)`` array as NIfTI with ``affine`` (as stored by ingest).
-
-    Args:
-        array_zyx: Spatial array in segpipe's order (a 2D ``(y, x)`` array is one plane).
-        affine: The 4x4 matrix from the store's image info (``info["affine"]``).
-        path: Output file (``.nii`` or ``.nii.gz``).
-        like: A source NIfTI whose header (units, qform/sform codes) is copied.
-
-    Returns:
-        The path written.
-    """
-    import nibabel as nib
-
-    data = np.asarray(array_zyx)
-    if data.ndim == 2:
-        data = data[np.newaxis]
-    data = np.transpose(data, (2, 1, 0))
-    header = nib.load(str(like)).header.copy() if like is not None else None
-    image = nib.Nifti1Image(data, np.asarray(affine, dtype=float), header=header)
-    image.set_data_dtype(data.dtype)
-    if header is not None:
-        image.header.set_slope_inter(1.0, 0.0)
-    nib.save(image, str(path))
-    return Path(path)

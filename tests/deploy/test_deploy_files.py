@@ -96,3 +96,9 @@ def test_compose_file_wires_postgres_server_and_worker(project):
     assert services["setup"]["command"] == ["python", "deploy/setup.py"]
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "SEGPIPE_HOME=/opt/segpipe" in dockerfile and "WORKDIR /opt/segpipe" in dockerfile
+
+
+def test_worker_dask_config_unsets_malloc_trimming():
+    config = yaml.safe_load((DEPLOY / "dask.yaml").read_text())
+    assert config["distributed"]["nanny"]["pre-spawn-environ"] == {"MALLOC_TRIM_THRESHOLD_": None}
+    assert "COPY deploy/dask.yaml /etc/dask/segpipe.yaml" in (DEPLOY / "Dockerfile").read_text()

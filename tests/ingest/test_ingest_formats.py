@@ -13,7 +13,7 @@ import zarr
 
 from segpipe.catalog import load_catalog
 from segpipe.errors import CatalogError
-from segpipe.readers.nifti import save_nifti
+from segpipe.export import export_nifti, source_affine
 
 from ingest_helpers import write_catalog
 
@@ -131,8 +131,7 @@ def test_nifti_3d_keeps_affine_and_exports_back_exactly(tmp_path, ingest):
     assert stored.info["unit"] == "millimeter"
     np.testing.assert_allclose(stored.info["affine"], affine)
 
-    out = save_nifti(stored.labels[...], stored.info["affine"], tmp_path / "pred.nii.gz",
-                     like=tmp_path / "lab" / "v.nii.gz")
+    out = export_nifti(stored.labels[...], tmp_path / "pred.nii.gz", affine=source_affine(stored.info, ndim=3), ndim=3)
     back = nib.load(str(out))
     np.testing.assert_allclose(back.affine, affine)
     np.testing.assert_array_equal(np.asarray(back.dataobj), labels)
@@ -160,7 +159,7 @@ def test_real_nifti_region_affine_moves_with_the_crop(tmp_path, ingest):
     ingest_dataset(dataset, tmp_path / "mni.zarr", progress=False)
     test = list_images(tmp_path / "mni.zarr", "test")[0]
     source = nib.load(str(ROOT / "data" / "mni152" / "tissue_2mm.nii.gz"))
-    out = save_nifti(test.labels[...], test.info["affine"], tmp_path / "test.nii.gz")
+    out = export_nifti(test.labels[...], tmp_path / "test.nii.gz", affine=source_affine(test.info, ndim=3), ndim=3)
     back = nib.load(str(out))
     x0 = test.info["region"][2][0]
     assert x0 == 72

@@ -21,6 +21,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 120
+IDLE_SERVICES = (
+    "cancellation_cleanup", "db_vacuum", "event_logger", "foreman", "late_runs", "pause_expirations",
+    "repossessor", "cleanup_reconciler", "triggers",
+)
 
 
 @dataclass(frozen=True)
@@ -111,9 +115,13 @@ def prefect_server(tmp_path_factory) -> PrefectServer:
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_WORKER_QUERY_SECONDS="1",
         PREFECT_CLI_PROMPT="false",
+        PREFECT_SERVER_UI_ENABLED="false",
         OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),
         MKL_NUM_THREADS=env.get("MKL_NUM_THREADS", "1"),
     )
+    # Services these tests do not use, off to spare the CPU (scheduler and recorders stay on).
+    for service in IDLE_SERVICES:
+        env[f"PREFECT_SERVER_SERVICES_{service.upper()}_ENABLED"] = "false"
     log = home / "server.log"
     server = start_group([sys.executable, "-m", "prefect", "server", "start"], env=env, log=log, cwd=home)
     try:

@@ -8,6 +8,8 @@ scheduled run interferes.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -266,3 +268,38 @@ def test_segpipe_run_names_a_missing_deployment(deployed, monkeypatch, capsys):
     code, out, err = segpipe(monkeypatch, capsys, "run", "crops", "--deployment", "no-such")
     assert code == 2
     assert "no deployment named 'segpipe-pipeline/no-such'" in err and "Traceback" not in err
+
+
+def test_segpipe_run_with_dask_predicts_and_scores_on_a_two_worker_local_cluster(triggered, deployed, monkeypatch, capsys, tmp_path):
+    """``segpipe run --runner dask --workers 2`` on a copy of the deployed run, predictions removed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    assert triggered["returncode"] == 0, triggered["output"]
+    out = tmp_path / "runs"
+    shutil.copytree(triggered["out"], out)
+    shutil.rmtree(out / "crops" / "predictions.zarr")
+    shutil.rmtree(out / "crops" / "predictions")
+    code, stdout, stderr = segpipe(
+        monkeypatch, capsys, "run", "crops", "--catalog", str(triggered["catalog"]), "--output", str(out),
+        "--epochs", "1", "--runner", "dask", "--workers", "2",
+    )
+    assert code == 0, stdout + stderr
+    summary = json.loads(stdout[stdout.index("{"):])
+    expected = json.loads((triggered["out"] / "crops" / "metrics.json").read_text())
+    assert summary["seg"] == expected["seg"] and summary["failed"] == []
+    assert per_image_scores(out / "crops" / "metrics.json") == per_image_scores(triggered["out"] / "crops" / "metrics.json")
+    with get_client(sync_client=True) as client:
+        flow_run = next(r for r in client.read_flow_runs() if r.parameters.get("output") == str(out))
+        assert flow_run.parameters["runner"] == "dask" and flow_run.parameters["workers"] == 2
+        states = _task_states(client, flow_run.id)
+        logs = [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))]
+    assert states["predict-A9_p9d"] == "Completed" and states["score-A9_p9d"] in ("Completed", "Cached")
+    predicted_in = [m for m in logs if m.startswith("A9_p9d: predicted in ")]
+    assert len(predicted_in) == 1 and f"process {os.getpid()} " not in predicted_in[0]  # on a Dask worker
+    assert (out / "crops" / "predictions" / "A9_p9d_instances.tif").is_file()
+    assert (out / "crops" / ".dask-scratch").is_dir()  # Dask's scratch space stays in the run folder
+
+
+def per_image_scores(path: Path) -> list[tuple]:
+    return [(row["name"], row["seg"], row["iou"]) for row in json.loads(path.read_text())["per_image"]]

@@ -1,0 +1,91 @@
+"""Task runner options of the flows: validation, local-only Dask settings, sharing the embedded server."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from flows.runners import RunnerOptions, build_task_runner, runner_options
+
+
+def test_defaults_are_one_thread_or_two_local_dask_workers(tmp_path):
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    thread = build_task_runner(runner_options(), scratch=tmp_path / "scratch")
+    assert isinstance(thread, ThreadPoolTaskRunner) and thread._max_workers == 1
+    dask = build_task_runner(runner_options("dask"), scratch=tmp_path / "scratch")
+    assert isinstance(dask, DaskTaskRunner)
+    assert dask.cluster_kwargs == {
+        "n_workers": 2, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
+        "dashboard_address": "127.0.0.1:0", "local_directory": str(tmp_path / "scratch"),
+    }
+    assert (tmp_path / "scratch").is_dir()
+    remote = build_task_runner(runner_options("dask", "tcp://10.0.0.5:8786", 4), scratch=tmp_path / "other")
+    assert remote.address == "tcp://10.0.0.5:8786" and not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"kind": "process"}, {"kind": "thread", "address": "tcp://h:8786"}, {"kind": "dask", "workers": 0}, {"threads": 2}],
+)
+def test_invalid_options_are_refused(values):
+    with pytest.raises(ValidationError):
+        RunnerOptions(**values)
+
+
+def test_dask_workers_are_pointed_at_the_flows_server(prefect_harness):
+    """A fan-out hands the flow's server to its Dask workers, and leaves the settings as they were.
+
+    (On the embedded default the flow sees no API URL and the workers would each start a
+    temporary server of their own; under the test harness the URL is already set.)
+    """
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.runners import _share_embedded_server
+
+    @flow
+    def probe() -> tuple:
+        with get_client(sync_client=True) as client:
+            url = str(client.api_url).rstrip("/")
+        before = PREFECT_API_URL.value()
+        with _share_embedded_server():
+            inside = PREFECT_API_URL.value()
+        return url, before, inside, PREFECT_API_URL.value()
+
+    url, before, inside, after = probe()
+    assert after == before
+    assert inside == url and url.startswith("http://127.0.0.1:")
+
+
+def test_local_dask_workers_do_without_dasks_malloc_trimming():
+    import dask
+    import distributed  # noqa: F401  (registers the defaults)
+
+    from flows.runners import local_worker_settings
+
+    key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+    assert dask.config.get(key) == 65536  # Dask's default, which slows inference down
+    with local_worker_settings():
+        assert dask.config.get(key) is None
+    assert dask.config.get(key) == 65536
+
+
+def test_worker_settings_leave_dasks_configuration_whole_in_a_fresh_process():
+    """Entered before ``distributed`` is imported, they must not drop its defaults on exit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import dask\n"
+        "from flows.runners import local_worker_settings\n"
+        "with local_worker_settings():\n"
+        "    pass\n"
+        "print(dask.config.get('distributed.comm.timeouts.connect'),"
+        " dask.config.get('distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["30s", "65536"]
