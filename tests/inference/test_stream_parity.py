@@ -182,7 +182,8 @@ def test_pieces_written_to_zarr_equal_the_in_memory_output(net3d, tmp_path, monk
     monkeypatch.setattr(ZarrSink, "write", spy)
     stream_predict(net3d, image, sink, roi_size=(8, 8, 8), out_channels=3, params=params,
                    activation=partial(activate, n_classes=2))
-    np.testing.assert_array_equal(probs[...], expected)
+    # same windows, same sums; only the batch a window lands in may differ (1-ulp float changes)
+    np.testing.assert_allclose(probs[...], expected, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(semantic[...], semantic_labels(expected[:2]))
     assert {box[1].start % 8 for box in pieces} == {box[2].start % 8 for box in pieces} == {0}
     assert len({box[1].start for box in pieces}) == 5 and len({box[2].start for box in pieces}) == 4

@@ -138,8 +138,12 @@ class GpuSlot:
         self._thread = threading.Thread(target=self._hold, daemon=True)
 
     def _hold(self):
+        from prefect.concurrency.services import ConcurrencySlotAcquisitionService
         from prefect.concurrency.sync import concurrency
 
+        # Prefect keeps one slot service per limit name and process, holding the client of the API it
+        # first talked to: an earlier test on the embedded server would leave it pointing there.
+        ConcurrencySlotAcquisitionService.drain_all(timeout=30, at_exit=False)
         with self._settings(), concurrency(f"tag:{GPU_TAG}", occupy=1, strict=True):
             self.held.set()
             self.release.wait(timeout=300)
