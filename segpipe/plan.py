@@ -61,9 +61,11 @@ def _intensity_stats(values: np.ndarray) -> dict:
 
 
 def plan_patch_size(median_shape: list[int], spacing: list[float]) -> tuple[int, ...]:
-    """A patch of about ``PATCH_EDGE`` physical-isotropic edge, never much larger than the images.
+    """A patch of about ``PATCH_EDGE`` physical-isotropic edge, no larger than the median image.
 
-    Axes with coarser spacing get proportionally fewer voxels; every edge is a multiple of 16.
+    Axes with coarser spacing get proportionally fewer voxels; every edge is a multiple of 16,
+    rounded down where the image is smaller than the target (so random crops still vary), and
+    at least 16 (smaller images are padded).
     """
     ndim = len(median_shape)
     edge = PATCH_EDGE[ndim]
@@ -72,7 +74,8 @@ def plan_patch_size(median_shape: list[int], spacing: list[float]) -> tuple[int,
     for size, step in zip(median_shape, spacing):
         want = edge * finest / step
         fit = min(want, size)
-        patch.append(max(DIVISOR, int(math.ceil(fit / DIVISOR) * DIVISOR)))
+        multiple = math.ceil(fit / DIVISOR) if fit == want else math.floor(fit / DIVISOR)
+        patch.append(max(DIVISOR, int(multiple * DIVISOR)))
     return tuple(patch)
 
 
