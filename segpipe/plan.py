@@ -73,8 +73,7 @@ def plan_patch_size(median_shape: list[int], spacing: list[float]) -> tuple[int,
     patch = []
     for size, step in zip(median_shape, spacing):
         want = edge * finest / step
-        fit = min(want, size)
-        multiple = math.ceil(fit / DIVISOR) if fit == want else math.floor(fit / DIVISOR)
+        multiple = math.ceil(want / DIVISOR) if want <= size else math.floor(size / DIVISOR)
         patch.append(max(DIVISOR, int(multiple * DIVISOR)))
     return tuple(patch)
 

@@ -320,8 +320,23 @@ def train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, cl
     use_amp = device.type == "cuda"
     with plain_tensors():
         for i, batch in enumerate(loader):
-            lr = _poly_lr(config.learning_rate, clock.progress(epoch * config.iterations_per_epoch + i, total_steps))
-            losses.append(_train_step(model, batch, optimizer, dice_ce, config, n_classes, device, use_amp, lr=lr))
+            for group in optimizer.param_groups:
+                step = epoch * config.iterations_per_epoch + i
+                group["lr"] = _poly_lr(config.learning_rate, clock.progress(step, total_steps))
+            image = batch["image"].to(device, non_blocking=True)
+            label = batch["label"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(image)
+            logits = logits.float()
+            loss = dice_ce(logits[:, :n_classes], label)
+            if "dist" in batch:
+                dist = batch["dist"].to(device, non_blocking=True)
+                loss = loss + config.distance_weight * torch.nn.functional.mse_loss(torch.sigmoid(logits[:, n_classes:]), dist)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+            optimizer.step()
+            losses.append(float(loss.detach()))
     return float(np.mean(losses))
 
 
@@ -334,26 +349,6 @@ def plain_tensors():
         yield
     finally:
         set_track_meta(previous)
-
-
-def _train_step(model, batch, optimizer, dice_ce, config, n_classes, device, use_amp, *, lr: float) -> float:
-    """One optimizer step on ``batch``; returns its loss."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    image = batch["image"].to(device, non_blocking=True)
-    label = batch["label"].to(device, non_blocking=True)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-        logits = model(image)
-    logits = logits.float()
-    loss = dice_ce(logits[:, :n_classes], label)
-    if "dist" in batch:
-        dist = batch["dist"].to(device, non_blocking=True)
-        loss = loss + config.distance_weight * torch.nn.functional.mse_loss(torch.sigmoid(logits[:, n_classes:]), dist)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-    optimizer.step()
-    return float(loss.detach())
 
 
 def _seed_worker(worker_id: int) -> None:
