@@ -160,29 +160,45 @@ def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunk
 def write_small_image_group(
     root: zarr.Group, name: str, image: np.ndarray, labels: np.ndarray, *, ndim: int, spacing, unit: str, chunks
 ) -> None:
-    """Write an in-memory image and its labels as an OME-Zarr image group in three zarr calls.
+    """Write an in-memory image and its labels as an OME-Zarr image group, built in memory first.
 
-    Each zarr call hands one operation to zarr's event loop and waits; for small images those
-    hand-overs cost more than the data. The five nodes (three groups with their attributes, two
-    arrays) are created together by :func:`zarr.create_hierarchy`, which writes them
-    concurrently, then the two arrays get their data.
+    zarr spends far more on each store call than a small image's bytes cost (every call is
+    a hand-over to its event loop, and each file of a local store another to a thread), so
+    the five nodes (three groups with their attributes, two arrays) and the chunks are made
+    by zarr in a :class:`~zarr.storage.MemoryStore` and then written out key by key: as plain
+    files when ``root`` lives in a local directory, through the store's API otherwise.
     """
     from zarr.core.group import GroupMetadata
 
     attrs = ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
     labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
-    prefix = f"{root.path}/{name}" if root.path else name
-    image_key, gt_key = f"{prefix}/{IMAGE_LEVEL}", f"{prefix}/labels/{GT_NAME}/{IMAGE_LEVEL}"
+    image_key, gt_key = f"{name}/{IMAGE_LEVEL}", f"{name}/labels/{GT_NAME}/{IMAGE_LEVEL}"
     nodes = {
-        prefix: GroupMetadata(attributes=attrs),
+        name: GroupMetadata(attributes=attrs),
         image_key: _array_metadata(image.shape, image.dtype.str, ndim, tuple(chunks)),
-        f"{prefix}/labels": GroupMetadata(attributes=labels_attrs),
-        f"{prefix}/labels/{GT_NAME}": GroupMetadata(attributes=gt_attrs),
+        f"{name}/labels": GroupMetadata(attributes=labels_attrs),
+        f"{name}/labels/{GT_NAME}": GroupMetadata(attributes=gt_attrs),
         gt_key: _array_metadata(labels.shape, labels.dtype.str, ndim, tuple(chunks[1:])),
     }
-    made = dict(zarr.create_hierarchy(store=root.store, nodes=nodes))
+    built: dict = {}
+    made = dict(zarr.create_hierarchy(store=zarr.storage.MemoryStore(built), nodes=nodes))
     made[image_key][...] = image
     made[gt_key][...] = labels
+    _copy_keys(built, root)
+
+
+def _copy_keys(built: dict, root: zarr.Group) -> None:
+    """Write ``built`` (store key -> zarr buffer) under ``root``'s path in its store."""
+    prefix = f"{root.path}/" if root.path else ""
+    if isinstance(root.store, zarr.storage.LocalStore):
+        base = Path(root.store.root)
+        for key, buffer in built.items():
+            path = base / f"{prefix}{key}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(buffer.to_bytes())
+        return
+    for key, buffer in built.items():
+        zarr.core.sync.sync(root.store.set(f"{prefix}{key}", buffer))
 
 
 @functools.lru_cache(maxsize=256)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 MIB = 1024 * 1024
+MANY_IMAGES = 64
 
 
 class IngestOptions(BaseModel):
@@ -20,6 +21,10 @@ class IngestOptions(BaseModel):
         memory_mib: Pixel memory all threads together may hold; an image needing more than
             what is left waits for others to finish (one image always runs).
         prefetch: Read the next slab while the current one is compressed and written.
+        processes: Worker processes for a dataset of many small images (zarr's per-node work
+            holds the GIL, so threads cannot spread it over the CPUs); ``None``: one per CPU
+            (at most 8) when there are at least ``MANY_IMAGES`` images and every one fits in a
+            slab, else none; ``1``: threads only.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -28,6 +33,7 @@ class IngestOptions(BaseModel):
     max_slab_mib: float = Field(default=32.0, gt=0)
     memory_mib: float = Field(default=128.0, gt=0)
     prefetch: bool = True
+    processes: int | None = Field(default=None, ge=1)
 
     @property
     def max_slab_bytes(self) -> int:
@@ -39,3 +45,13 @@ class IngestOptions(BaseModel):
 
         wanted = self.workers or min(8, 4 * (os.cpu_count() or 1))
         return max(1, min(wanted, n_jobs))
+
+    def n_processes(self, n_jobs: int, *, all_small: bool) -> int:
+        """Worker processes to use for ``n_jobs`` images (``1``: none, threads in this process)."""
+        import os
+
+        if self.processes is not None:
+            return max(1, min(self.processes, n_jobs))
+        if n_jobs < MANY_IMAGES or not all_small:
+            return 1
+        return min(8, os.cpu_count() or 1)

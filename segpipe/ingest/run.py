@@ -7,6 +7,7 @@ import logging
 import shutil
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from segpipe.ingest.fingerprint import (
     fingerprint_of,
 )
 from segpipe.ingest.options import MIB, IngestOptions
+from segpipe.ingest.processes import can_use_processes, ingest_in_processes
 from segpipe.ingest.record import ingest_record
 from segpipe.store import read_record
 
@@ -83,7 +85,7 @@ def ingest_dataset(
     partial = partial_path(store)
     try:
         root = zarr.open_group(str(partial), mode="w")
-        infos = _ingest_all(root, dataset, options, progress=progress)
+        infos = _ingest_all(root, partial, dataset, options, progress=progress)
         if background is not None:
             digests = background.result()
             fingerprint = fingerprint_of(dataset, digests)
@@ -100,19 +102,42 @@ def ingest_dataset(
     return IngestResult(store, fingerprint, False, len(infos))
 
 
-def _ingest_all(root: zarr.Group, dataset: Dataset, options: IngestOptions, *, progress: bool) -> list[dict]:
+def _ingest_all(
+    root: zarr.Group, path: Path, dataset: Dataset, options: IngestOptions, *, progress: bool
+) -> list[dict]:
     records = list(dataset.records)
     bar = tqdm(total=len(records), desc=f"ingest {dataset.name}", unit="image", disable=not progress)
+    all_small = all(_memory_estimate(record, options) < options.max_slab_bytes for record in records)
+    n_processes = options.n_processes(len(records), all_small=all_small)
+    with bar:
+        if n_processes > 1 and can_use_processes():
+            log.info("%s: ingesting %d images in %d processes", dataset.name, len(records), n_processes)
+            try:
+                return ingest_in_processes(path, dataset, records, options, n_processes=n_processes, on_done=bar.update)
+            except (BrokenProcessPool, BrokenPipeError) as err:
+                log.warning(
+                    "%s: worker processes failed (%s); ingesting in threads instead. A script that calls "
+                    "ingest needs the `if __name__ == \"__main__\":` guard for worker processes.",
+                    dataset.name, err,
+                )
+                bar.reset()
+                root = zarr.open_group(str(path), mode="w")
+        return _ingest_in_threads(root, dataset, records, options, on_done=bar.update)
+
+
+def _ingest_in_threads(
+    root: zarr.Group, dataset: Dataset, records: list[ImageRecord], options: IngestOptions, *, on_done
+) -> list[dict]:
     gate = _MemoryGate(int(options.memory_mib * MIB))
 
     def job(record: ImageRecord) -> list[dict]:
         with gate.hold(_memory_estimate(record, options)):
             return ingest_record(root, dataset, record, options)
 
-    with bar, ThreadPoolExecutor(max_workers=options.n_workers(len(records))) as pool:
+    with ThreadPoolExecutor(max_workers=options.n_workers(len(records))) as pool:
         futures = [pool.submit(job, record) for record in records]
         for future in futures:
-            future.add_done_callback(lambda f: bar.update() if not f.cancelled() and not f.exception() else None)
+            future.add_done_callback(lambda f: on_done(1) if not f.cancelled() and not f.exception() else None)
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in futures if f in done and f.exception() is not None]
         if failed:

@@ -146,3 +146,22 @@ def test_interrupted_replacement_keeps_the_previous_store(crop_catalog, tmp_path
     store.rename(aside)
     assert clean_stale(store) == [aside]
     assert len(list_images(store)) == 4
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_small_image_group_written_in_one_go_reads_back(tmp_path, where):
+    from segpipe.store import write_small_image_group
+
+    store = str(tmp_path / "s.zarr") if where == "local" else zarr.storage.MemoryStore()
+    parent = zarr.open_group(store, mode="w").create_group("nested")
+    image = np.arange(2 * 40 * 30, dtype=np.uint16).reshape(2, 40, 30)
+    labels = (image[0] % 7).astype(np.uint8)
+    write_small_image_group(parent, "im", image, labels, ndim=2, spacing=(0.5, 0.25), unit="micrometer",
+                            chunks=(2, 32, 32))
+    group = zarr.open_group(store, mode="r")["nested/im"]
+    np.testing.assert_array_equal(group["s0"][...], image)
+    np.testing.assert_array_equal(group["labels/gt/s0"][...], labels)
+    assert group["s0"].chunks == (2, 32, 32) and group["labels/gt/s0"].chunks == (32, 32)
+    scale = group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == [1.0, 0.5, 0.25]
+    assert group["labels"].attrs["ome"]["labels"] == ["gt"]

@@ -1,0 +1,77 @@
+"""Ingest in worker processes: same store as threads, same errors, and a safe fallback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from segpipe.catalog import load_catalog
+from segpipe.errors import InputError
+from segpipe.ingest import IngestOptions, ingest_dataset
+from segpipe.ingest.options import MANY_IMAGES
+from segpipe.store import list_images, read_record
+
+from ingest_helpers import write_catalog
+
+
+def test_processes_write_the_same_store_as_threads(crop_catalog, tmp_path):
+    dataset = load_catalog(crop_catalog).dataset("crops")
+    ingest_dataset(dataset, tmp_path / "threads.zarr", progress=False, options=IngestOptions(processes=1))
+    ingest_dataset(dataset, tmp_path / "procs.zarr", progress=False, options=IngestOptions(processes=2))
+    threads, procs = list_images(tmp_path / "threads.zarr"), list_images(tmp_path / "procs.zarr")
+    assert [im.info for im in procs] == [im.info for im in threads]
+    for a, b in zip(threads, procs):
+        np.testing.assert_array_equal(b.image[...], a.image[...])
+        np.testing.assert_array_equal(b.labels[...], a.labels[...])
+        assert dict(b.image.attrs) == dict(a.image.attrs)
+    assert read_record(tmp_path / "procs.zarr")["fingerprint"] == read_record(tmp_path / "threads.zarr")["fingerprint"]
+
+
+def test_an_error_in_a_worker_names_the_file_and_leaves_nothing(crop_catalog, tmp_path):
+    bad = crop_catalog.parent / "images" / "A9_p9d.tif"
+    bad.write_bytes(bad.read_bytes()[:300])  # truncated
+    store = tmp_path / "out" / "data.zarr"
+    with pytest.raises(InputError, match="A9_p9d.tif"):
+        ingest_dataset(load_catalog(crop_catalog).dataset("crops"), store, progress=False,
+                       options=IngestOptions(processes=2))
+    assert list(store.parent.iterdir()) == []
+
+
+def test_processes_only_for_many_small_images():
+    options = IngestOptions()
+    assert options.n_processes(MANY_IMAGES - 1, all_small=True) == 1
+    assert options.n_processes(MANY_IMAGES, all_small=False) == 1
+    assert IngestOptions(processes=3).n_processes(2, all_small=False) == 2
+
+
+UNGUARDED = """
+import sys
+from segpipe.catalog import load_catalog
+from segpipe.ingest import IngestOptions, ingest_dataset
+print("script body ran")
+ingest_dataset(load_catalog(sys.argv[1]).dataset("d"), sys.argv[2], progress=False,
+               options=IngestOptions(processes=2))
+"""
+
+
+def test_a_script_without_main_guard_falls_back_to_threads(tmp_path):
+    rng = np.random.default_rng(0)
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir()
+    names = [f"i{k}" for k in range(4)]
+    for name in names:
+        tifffile.imwrite(tmp_path / "img" / f"{name}.tif", rng.integers(0, 4000, (32, 32)).astype(np.uint16))
+        tifffile.imwrite(tmp_path / "lab" / f"{name}.tif", rng.integers(0, 3, (32, 32)).astype(np.uint8))
+    catalog = write_catalog(tmp_path, images="img/*.tif", labels="lab/*.tif", split={"train": names})
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    store = tmp_path / "out" / "data.zarr"
+    run = subprocess.run([sys.executable, str(script), str(catalog), str(store)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "ingesting in threads instead" in run.stderr and "__main__" in run.stderr
+    assert len(list_images(store)) == 4
