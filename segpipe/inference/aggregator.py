@@ -74,8 +74,8 @@ class SlabAggregator:
         return tuple(source), tuple(target)
 
     def weigh(self, outputs: torch.Tensor) -> torch.Tensor:
-        """A batch of window outputs ``(n, channels, *roi)`` times the importance map (as MONAI does)."""
-        return outputs * self.weights[None, None]
+        """A batch of window outputs ``(n, channels, *roi)`` times the importance map (as MONAI does), in place."""
+        return outputs.mul_(self.weights)
 
     def add(self, weighted: torch.Tensor, window: Window) -> None:
         """Add one weighted window output ``(channels, *roi)``, unflipped, float32."""

@@ -189,7 +189,7 @@ def stream_predict(
     frames_done, rows_done = sink.done()
     stats = StreamStats()
     started = time.perf_counter()
-    writer = Worker(depth=1)
+    writer = Worker(depth=2)
     try:
         for number, frame in enumerate(frame_indices(lead)):
             if number < frames_done:
@@ -222,10 +222,11 @@ def stream_predict(
             def flush(stop: int, number=number, frame=frame) -> None:
                 start = aggregator.low
                 for tile in _pieces(stop - start, shape, getattr(sink, "align", None) or (1,) * (ndim - 1)):
-                    values = _combine(aggregator.blended(stop, tile), activation)
-                    writer.submit(_writer(sink, frame, (slice(start, stop), *tile), values))
+                    blended = aggregator.blended(stop, tile)  # new tensors: the band may move on
+                    writer.submit(_writer(sink, frame, (slice(start, stop), *tile), blended, activation))
                 aggregator.advance(stop)
-                release_free_memory()
+                if aggregator.nbytes >= TRIM_BAND_BYTES:
+                    release_free_memory()
                 last = stop >= shape[0]
                 writer.submit(_marker(sink, number + 1 if last else number, 0 if last else stop, frame, stop, on_rows))
                 stats.rows_written += stop - start
@@ -252,6 +253,7 @@ def stream_predict(
 
 
 PIECE_VOXELS = 1 << 21  # rows are activated and written in tiles of about this many voxels
+TRIM_BAND_BYTES = 64 << 20  # below this band size, what glibc keeps is small and trimming costs more
 
 
 def _pieces(rows: int, shape: Sequence[int], align: Sequence[int]) -> list[tuple[slice, ...]]:
@@ -289,8 +291,9 @@ def _combine(blended: list[torch.Tensor], activation: Activation | None) -> np.n
     return total.float().cpu().numpy()
 
 
-def _writer(sink: Sink, frame, box: tuple[slice, ...], values: np.ndarray) -> Callable[[], None]:
-    return lambda: sink.write(frame, box, values)
+def _writer(sink: Sink, frame, box: tuple[slice, ...], blended: list[torch.Tensor], activation) -> Callable[[], None]:
+    """The writing thread's job: activate and average the passes, then store (off the network's thread)."""
+    return lambda: sink.write(frame, box, _combine(blended, activation))
 
 
 def _marker(sink: Sink, frames: int, rows: int, frame, row: int, on_rows) -> Callable[[], None]:
