@@ -6,11 +6,12 @@ frames. Each frame is predicted on MONAI's window grid (:mod:`segpipe.inference.
 a reading thread cuts and normalizes the next batches of windows from a band of rows
 read once from the source; the network runs them (autocast on CUDA); the outputs are
 blended into a band of rows (:class:`~segpipe.inference.aggregator.SlabAggregator`); rows no
-later window can touch are activated and handed to a writing thread, which writes them to the
-sink and then records them as done. Memory is bounded by the band (a window's height, times
+later window can touch are handed to a writing thread, which activates them (softmax), writes
+them to the sink and then records them as done. Memory is bounded by the band (a window's height, times
 the frame's other axes, times channels and test-time passes), not by the image; finished rows
 are activated and written in tiles of about ``PIECE_VOXELS`` voxels, and glibc's freed pages
-are returned to the system after each band (:mod:`segpipe.inference.allocator`).
+are returned to the system after each band of ``TRIM_BAND_BYTES`` or more
+(:mod:`segpipe.inference.allocator`).
 
 A run that stops (killed, out of time) resumes from the sink's record: the batches from the
 first one touching the first row not done are run again, in the same composition, and only
