@@ -123,6 +123,8 @@ def _task_states(client, flow_run_id) -> dict[str, str]:
     generic = ("ingest", "train", "prepare-predictions", "pool-scores", "report")
     states = {}
     for run in runs:
+        if run.state is None:  # created an instant ago; its first state is not recorded yet
+            continue
         name = run.name.rsplit("-", 1)[0] if run.name.rsplit("-", 1)[0] in generic else run.name
         states[name] = run.state.name
     return states
@@ -177,16 +179,21 @@ def triggered(cpu_worker, deployed, make_crop_catalog, tmp_path_factory):
              "--watch", "--watch-timeout", "300"],
             env=deployed.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        # Another run holds the GPU: this one ingests, then its training waits for the slot.
-        deadline, flow_run = time.monotonic() + 240, None
-        while time.monotonic() < deadline and trigger.poll() is None:
-            flow_run = next((r for r in client.read_flow_runs() if r.parameters.get("output") == str(out)), None)
-            if flow_run and _task_states(client, flow_run.id).get("ingest") in ("Completed", "Cached"):
-                break
-            time.sleep(1)
-        time.sleep(3)
-        while_held = _task_states(client, flow_run.id) if flow_run else {}
-        model_while_held = (out / "crops" / "model" / "model.pt").exists()
+        try:
+            # Another run holds the GPU: this one ingests, then its training waits for the slot.
+            deadline, flow_run = time.monotonic() + 240, None
+            while time.monotonic() < deadline and trigger.poll() is None:
+                flow_run = next((r for r in client.read_flow_runs() if r.parameters.get("output") == str(out)), None)
+                if flow_run and _task_states(client, flow_run.id).get("ingest") in ("Completed", "Cached"):
+                    break
+                time.sleep(1)
+            time.sleep(3)
+            while_held = _task_states(client, flow_run.id) if flow_run else {}
+            model_while_held = (out / "crops" / "model" / "model.pt").exists()
+        except BaseException:
+            trigger.kill()
+            trigger.communicate()
+            raise
     try:
         output, _ = trigger.communicate(timeout=300)
     finally:
