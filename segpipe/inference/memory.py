@@ -25,8 +25,13 @@ def activate(logits: torch.Tensor, *, n_classes: int) -> torch.Tensor:
 
 
 def padding_mode(shape: Sequence[int], roi: Sequence[int]) -> str:
-    """Reflection where every padded axis is long enough to reflect, else zeros."""
-    return "reflect" if all(s > (r - s) for s, r in zip(shape, roi)) else "constant"
+    """Reflection where every padded axis is long enough to reflect, else the edges replicated.
+
+    Training never shows the network padding, so zeros around an image smaller than a window
+    are unlike anything it has seen: on the synthetic 3D test region (13 rows under 32-row
+    windows) foreground Dice was 0.60 with zeros and 0.89 with the edges replicated.
+    """
+    return "reflect" if all(s > (r - s) for s, r in zip(shape, roi)) else "replicate"
 
 
 @torch.no_grad()

@@ -201,3 +201,16 @@ def test_class_map_is_semantic_labels_ties_included():
     np.testing.assert_array_equal(class_map(probs), semantic_labels(probs))
     two = rng.integers(0, 3, size=(2, 40, 30)).astype(np.float32)  # the two-class shortcut, ties included
     np.testing.assert_array_equal(class_map(two), semantic_labels(two))
+
+
+def test_an_image_smaller_than_the_window_is_padded_with_its_edges():
+    """Too small to reflect: the window sees the edge values repeated, never zeros (as MONAI with 'replicate')."""
+    assert padding_mode((13, 57), (32, 48)) == "replicate" and padding_mode((40, 57), (32, 48)) == "reflect"
+    # a network that returns its input: every blended output pixel must be the image's own value,
+    # which zero padding would pull towards 0 and edge replication leaves alone
+    identity = torch.nn.Identity()
+    image = np.full((1, 5, 7), 3.0, dtype=np.float32)
+    params = InferenceParams(overlap=0.5, batch_size=2, flip_tta=False)
+    ours, _ = streamed(identity, image, (16, 16), params, channels=1)
+    np.testing.assert_allclose(ours, image, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours, monai_reference(identity, image, (16, 16), params), rtol=0, atol=1e-6)
