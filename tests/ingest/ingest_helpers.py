@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import yaml
+
+from segpipe.store import list_images
 
 
 def write_catalog(folder: Path, **entry) -> Path:
@@ -13,3 +16,13 @@ def write_catalog(folder: Path, **entry) -> Path:
     path = folder / "catalog.yaml"
     path.write_text(yaml.safe_dump({"datasets": {"d": entry}}, sort_keys=False))
     return path
+
+
+def assert_same_stores(expected: Path, actual: Path) -> None:
+    """Two stores hold the same images: infos, pixels, labels and OME attributes."""
+    want, got = list_images(expected), list_images(actual)
+    assert [im.info for im in got] == [im.info for im in want]
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(b.image[...], a.image[...])
+        np.testing.assert_array_equal(b.labels[...], a.labels[...])
+        assert dict(b.image.attrs) == dict(a.image.attrs)

@@ -15,19 +15,14 @@ from segpipe.ingest import IngestOptions, ingest_dataset
 from segpipe.ingest.options import MANY_IMAGES
 from segpipe.store import list_images, read_record
 
-from ingest_helpers import write_catalog
+from ingest_helpers import assert_same_stores, write_catalog
 
 
 def test_processes_write_the_same_store_as_threads(crop_catalog, tmp_path):
     dataset = load_catalog(crop_catalog).dataset("crops")
     ingest_dataset(dataset, tmp_path / "threads.zarr", progress=False, options=IngestOptions(processes=1))
     ingest_dataset(dataset, tmp_path / "procs.zarr", progress=False, options=IngestOptions(processes=2))
-    threads, procs = list_images(tmp_path / "threads.zarr"), list_images(tmp_path / "procs.zarr")
-    assert [im.info for im in procs] == [im.info for im in threads]
-    for a, b in zip(threads, procs):
-        np.testing.assert_array_equal(b.image[...], a.image[...])
-        np.testing.assert_array_equal(b.labels[...], a.labels[...])
-        assert dict(b.image.attrs) == dict(a.image.attrs)
+    assert_same_stores(tmp_path / "threads.zarr", tmp_path / "procs.zarr")
     assert read_record(tmp_path / "procs.zarr")["fingerprint"] == read_record(tmp_path / "threads.zarr")["fingerprint"]
 
 

@@ -18,7 +18,7 @@ from segpipe.errors import StoreError
 from segpipe.ingest import IngestOptions, ingest_dataset
 from segpipe.store import list_images, open_store, read_record
 
-from ingest_helpers import write_catalog
+from ingest_helpers import assert_same_stores, write_catalog
 
 
 def test_store_opens_with_ome_zarr_reader_and_validates_as_ngff_05(crop_catalog, tmp_path):
@@ -83,11 +83,7 @@ def test_parallel_ingest_equals_serial(crop_catalog, tmp_path):
     dataset = load_catalog(crop_catalog).dataset("crops")
     ingest_dataset(dataset, tmp_path / "one.zarr", progress=False, options=IngestOptions(workers=1))
     ingest_dataset(dataset, tmp_path / "four.zarr", progress=False, options=IngestOptions(workers=4))
-    one, four = list_images(tmp_path / "one.zarr"), list_images(tmp_path / "four.zarr")
-    assert [im.info for im in one] == [im.info for im in four]
-    for a, b in zip(one, four):
-        np.testing.assert_array_equal(a.image[...], b.image[...])
-        np.testing.assert_array_equal(a.labels[...], b.labels[...])
+    assert_same_stores(tmp_path / "one.zarr", tmp_path / "four.zarr")
 
 
 SLOW_INGEST = """
