@@ -18,6 +18,19 @@ def write_catalog(folder: Path, **entry) -> Path:
     return path
 
 
+def write_random_pairs(folder: Path, names: list[str], *, size: int) -> Path:
+    """Random uint16 images with uint8 label maps (0..2), ``size`` square, under ``img``/``lab``; a catalog of them."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    for sub in ("img", "lab"):
+        (folder / sub).mkdir()
+    for name in names:
+        tifffile.imwrite(folder / "img" / f"{name}.tif", rng.integers(0, 4000, (size, size)).astype(np.uint16))
+        tifffile.imwrite(folder / "lab" / f"{name}.tif", rng.integers(0, 3, (size, size)).astype(np.uint8))
+    return write_catalog(folder, images="img/*.tif", labels="lab/*.tif", split={"train": names})
+
+
 def assert_same_stores(expected: Path, actual: Path) -> None:
     """Two stores hold the same images: infos, pixels, labels and OME attributes."""
     want, got = list_images(expected), list_images(actual)

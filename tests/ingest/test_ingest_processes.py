@@ -5,9 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-import tifffile
 
 from segpipe.catalog import load_catalog
 from segpipe.errors import InputError
@@ -15,7 +13,7 @@ from segpipe.ingest import IngestOptions, ingest_dataset
 from segpipe.ingest.options import MANY_IMAGES
 from segpipe.store import list_images, read_record
 
-from ingest_helpers import assert_same_stores, write_catalog
+from ingest_helpers import assert_same_stores, write_random_pairs
 
 
 def test_processes_write_the_same_store_as_threads(crop_catalog, tmp_path):
@@ -54,14 +52,7 @@ ingest_dataset(load_catalog(sys.argv[1]).dataset("d"), sys.argv[2], progress=Fal
 
 
 def test_a_script_without_main_guard_falls_back_to_threads(tmp_path):
-    rng = np.random.default_rng(0)
-    for sub in ("img", "lab"):
-        (tmp_path / sub).mkdir()
-    names = [f"i{k}" for k in range(4)]
-    for name in names:
-        tifffile.imwrite(tmp_path / "img" / f"{name}.tif", rng.integers(0, 4000, (32, 32)).astype(np.uint16))
-        tifffile.imwrite(tmp_path / "lab" / f"{name}.tif", rng.integers(0, 3, (32, 32)).astype(np.uint8))
-    catalog = write_catalog(tmp_path, images="img/*.tif", labels="lab/*.tif", split={"train": names})
+    catalog = write_random_pairs(tmp_path, [f"i{k}" for k in range(4)], size=32)
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED)
     store = tmp_path / "out" / "data.zarr"

@@ -18,7 +18,7 @@ from segpipe.errors import StoreError
 from segpipe.ingest import IngestOptions, ingest_dataset
 from segpipe.store import list_images, open_store, read_record
 
-from ingest_helpers import assert_same_stores, write_catalog
+from ingest_helpers import assert_same_stores, write_catalog, write_random_pairs
 
 
 def test_store_opens_with_ome_zarr_reader_and_validates_as_ngff_05(crop_catalog, tmp_path):
@@ -96,14 +96,8 @@ ingest_dataset(dataset, sys.argv[2], progress=False, options=IngestOptions(worke
 
 
 def test_ingest_killed_mid_write_leaves_no_complete_store_and_reruns(tmp_path):
-    rng = np.random.default_rng(0)
-    for sub in ("img", "lab"):
-        (tmp_path / sub).mkdir()
     names = [f"i{k:02d}" for k in range(60)]
-    for name in names:
-        tifffile.imwrite(tmp_path / "img" / f"{name}.tif", rng.integers(0, 4000, (128, 128)).astype(np.uint16))
-        tifffile.imwrite(tmp_path / "lab" / f"{name}.tif", rng.integers(0, 3, (128, 128)).astype(np.uint8))
-    catalog = write_catalog(tmp_path, images="img/*.tif", labels="lab/*.tif", split={"train": names})
+    catalog = write_random_pairs(tmp_path, names, size=128)
     store = tmp_path / "out" / "data.zarr"
     proc = subprocess.Popen([sys.executable, "-c", SLOW_INGEST, str(catalog), str(store)])
     deadline = time.monotonic() + 120
