@@ -45,11 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
+from segpipe.inference.normalize import NormalizationSpec
+
 WORK = Path(__file__).resolve().parent / "_work" / "inference"
 ROI = (32, 128, 128)
 OVERLAP = 0.25
 BATCH = 4
-SPEC = {"method": "percentile", "low": 1.0, "high": 99.8}
+SPEC = NormalizationSpec(method="percentile", low=1.0, high=99.8)
 
 
 def network(kind: str = "tiny"):
@@ -69,7 +71,7 @@ def make_volume(path: Path, shape: tuple[int, int, int]) -> "zarr.Array":
     """A uint8 ``(1, *shape)`` zarr image in the store's chunks (64^3): smooth ramps plus noise."""
     import zarr
 
-    from segpipe.store import COMPRESSOR
+    from segpipe.data.store import COMPRESSOR
 
     array = zarr.create_array(
         str(path), shape=(1, *shape), dtype=np.uint8, chunks=(1, 64, 64, 64), compressors=COMPRESSOR, overwrite=True
@@ -94,7 +96,7 @@ def predict_zarr(source, out: Path, kind: str = "tiny", *, probabilities: bool =
 
     from segpipe.inference import InferenceParams, activate, stream_normalization, stream_predict
     from segpipe.inference.zarr_sink import ZarrSink, prediction_chunks
-    from segpipe.store import COMPRESSOR
+    from segpipe.data.store import COMPRESSOR
 
     spatial = tuple(source.shape[1:])
     group = zarr.open_group(str(out), mode="w")
@@ -143,7 +145,7 @@ def throughput(kind: str, shape: tuple[int, int, int], repeats: int = 2) -> dict
     import torch
     import zarr
 
-    from segpipe.transforms import normalize
+    from segpipe.inference.normalize import normalize
 
     source = make_volume(WORK / "small_in.zarr", shape)
     tensor = torch.from_numpy(normalize(np.asarray(source[...]), SPEC))[None]

@@ -98,11 +98,11 @@ def run_large_baseline(src: Path, out: Path) -> dict:
     import tifffile
     import zarr
 
-    from segpipe.ingest import IngestOptions
-    from segpipe.store import chunk_shape, create_array
+    from segpipe.data.ingest import IngestParams
+    from segpipe.data.store import chunk_shape, create_array
 
     data = tifffile.imread(src)[np.newaxis]
-    chunks = chunk_shape(data.shape, 3, itemsize=data.itemsize, max_slab_bytes=IngestOptions().max_slab_bytes)
+    chunks = chunk_shape(data.shape, 3, itemsize=data.itemsize, max_slab_bytes=IngestParams().max_slab_bytes)
     group = zarr.open_group(str(out), mode="w")
     create_array(group, "s0", shape=data.shape, dtype=data.dtype, ndim=3, chunks=chunks)[...] = data
     return {"bytes": src.stat().st_size, "chunks": list(chunks)}
@@ -113,9 +113,9 @@ def run_large_segpipe(src: Path, out: Path) -> dict:
 
     import zarr
 
-    from segpipe.ingest import IngestOptions, file_digest
-    from segpipe.ingest.record import copy_image
-    from segpipe.readers import AxesSpec, open_source
+    from segpipe.data.ingest import IngestParams, file_digest
+    from segpipe.data.ingest.record import copy_image
+    from segpipe.data.readers import AxesSpec, open_source
 
     digest = {}
     hasher = threading.Thread(target=lambda: digest.update(sha256=file_digest(src)))
@@ -123,7 +123,7 @@ def run_large_segpipe(src: Path, out: Path) -> dict:
     group = zarr.open_group(str(out), mode="w")
     with open_source(src, spec=AxesSpec(fill="Z")) as source:
         window = tuple(slice(0, s) for s in source.spatial)
-        array, _ = copy_image(group, source, 0, window=window, ndim=3, channels=None, options=IngestOptions())
+        array, _ = copy_image(group, source, 0, window=window, ndim=3, channels=None, params=IngestParams())
     hasher.join()
     return {"bytes": src.stat().st_size, "chunks": list(array.chunks)}
 
@@ -132,7 +132,7 @@ def run_small_baseline(catalog: Path, out: Path) -> dict:
     import tifffile
     import zarr
 
-    from segpipe.store import create_array
+    from segpipe.data.store import create_array
 
     root = zarr.open_group(str(out), mode="w")
     folder = catalog.parent
@@ -150,8 +150,8 @@ def run_small_baseline(catalog: Path, out: Path) -> dict:
 
 
 def run_small_segpipe(catalog: Path, out: Path) -> dict:
-    from segpipe.catalog import load_catalog
-    from segpipe.ingest import ingest_dataset
+    from segpipe.data.catalog import load_catalog
+    from segpipe.data.ingest import ingest_dataset
 
     dataset = load_catalog(catalog).dataset("many")
     result = ingest_dataset(dataset, out, progress=False)
@@ -208,8 +208,8 @@ class TreeMemory:
 def child(variant: str, src: Path, out: Path) -> None:
     """Run one variant and print its figures as JSON (called in a fresh interpreter)."""
     import ome_zarr.writer  # noqa: F401  (imports are not part of the timing; ingest imports it lazily)
-    import segpipe.ingest  # noqa: F401
-    import segpipe.store  # noqa: F401
+    import segpipe.data.ingest  # noqa: F401
+    import segpipe.data.store  # noqa: F401
     import tifffile  # noqa: F401
     import zarr  # noqa: F401
 

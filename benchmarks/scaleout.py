@@ -13,9 +13,9 @@ Then, each on a fresh copy of the run folder (no prediction, no cache):
 
 * ``plain``: ``stages.predict_one`` and ``stages.score_one`` called in a loop in this process,
   without Prefect: the task time.
-* ``dask-1``, ``dask-2``: the flows' per-image fan-out (:func:`flows.steps.submit_predictions`,
-  :func:`flows.steps.submit_scores`, :func:`flows.steps.collect`, as in
-  :func:`flows.steps.predict_and_score`: one Prefect task per image and stage, each image
+* ``dask-1``, ``dask-2``: the flows' per-image fan-out (:func:`segpipe.flows.steps.submit_predictions`,
+  :func:`segpipe.flows.steps.submit_scores`, :func:`segpipe.flows.steps.collect`, as in
+  :func:`segpipe.flows.steps.predict_and_score`: one Prefect task per image and stage, each image
   scored as soon as it is predicted) on a LocalCluster of
   1 or 2 worker processes (one thread each), timed after the cluster is up and every worker has
   imported the library and loaded the model (reported apart as start-up). Run ``--repeats``
@@ -46,6 +46,9 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from segpipe.prediction.params import PredictParams
+
+CPU = PredictParams(device="cpu")
 ROOT = Path(__file__).resolve().parents[1]
 BBBC007 = ROOT / "data" / "bbbc007"
 TRAIN, VALIDATION = "17P1_POS0006_D_1UL", "20P1_POS0007_D_1UL"
@@ -53,8 +56,9 @@ TRAIN, VALIDATION = "17P1_POS0006_D_1UL", "20P1_POS0007_D_1UL"
 
 def prepare(work: Path, n_images: int, mosaic: int) -> Path:
     """Catalog, ingest and a trained model under ``work/base``; returns the output folder."""
-    from segpipe import stages
-    from segpipe.config import TrainConfig
+    from segpipe.pipeline import RunFolder, stages
+    from segpipe.pipeline.catalog import open_catalog
+    from segpipe.training.params import TrainParams
 
     base = work / "base"
     marker = base / "ready.json"
@@ -88,9 +92,10 @@ def prepare(work: Path, n_images: int, mosaic: int) -> Path:
         f"      train: [{TRAIN}]\n      validation: [{VALIDATION}]\n      test: [{', '.join(test)}]\n"
     )
     output = base / "runs"
-    stages.ingest_stage(catalog, "fields", output)
-    config = TrainConfig(epochs=1, iterations_per_epoch=2, max_minutes=None, val_every=1, device="cpu")
-    stages.train_stage(output, "fields", config, progress=False)
+    run = RunFolder.of(output, "fields")
+    stages.ingest(open_catalog(catalog), "fields", run)
+    config = TrainParams(epochs=1, iterations_per_epoch=2, max_minutes=None, val_every=1, device="cpu")
+    stages.train(run, config, progress=False)
     marker.write_text(json.dumps(wanted))
     return output
 
@@ -120,29 +125,28 @@ def fresh_copy(output: Path, work: Path, label: str) -> Path:
 
 def plain(output: Path) -> dict:
     """The per-image functions in a loop, no Prefect, after one warm-up image."""
-    from segpipe import stages
+    from segpipe.pipeline import RunFolder, stages
 
-    names = stages.prepare_predictions(output, "fields")
-    stages.predict_one(output, "fields", names[0], device="cpu")  # loads the model, warms up torch
-    shutil.rmtree(output / "fields" / "predictions.zarr" / names[0])
+    run = RunFolder.of(output, "fields")
+    names = stages.prepare_predictions(run)
+    stages.predict_one(run, names[0], CPU)  # loads the model, warms up torch
+    shutil.rmtree(run.predictions / names[0])
     predict, score = [], []
     for name in names:
         start = time.perf_counter()
-        stages.predict_one(output, "fields", name, device="cpu")
+        stages.predict_one(run, name, CPU)
         predict.append(time.perf_counter() - start)
         start = time.perf_counter()
-        stages.score_one(output, "fields", name)
+        stages.score_one(run, name)
         score.append(time.perf_counter() - start)
     return {"seconds": sum(predict) + sum(score), "predict": predict, "score": score, "tasks": 2 * len(names)}
 
 
-def _warm_worker(model_dir: str) -> int:
+def _warm_worker(run_root: str) -> int:
     """Run on every Dask worker before timing: import the library, load the model once."""
-    from segpipe import stages  # noqa: F401  (torch, MONAI, zarr)
-    from segpipe.checkpoint import MODEL_FILE
+    from segpipe.pipeline import RunFolder, stages  # torch, MONAI, zarr
 
-    path = Path(model_dir) / MODEL_FILE
-    stages._load_model(str(path), path.stat().st_mtime_ns, "cpu")
+    stages.predictor_for(RunFolder(Path(run_root)), CPU)
     return os.getpid()
 
 
@@ -162,20 +166,23 @@ def on_dask(output: Path, workers: int) -> dict:
     from prefect import flow
     from prefect.context import get_run_context
 
-    from flows.runners import RunnerOptions, fan_out
-    from flows.steps import collect, scratch_dir, submit_predictions, submit_scores
-    from flows.tasks import prepare_predictions_task
+    from segpipe.flows.runners import RunnerParams, fan_out
+    from segpipe.flows.steps import collect, scratch_dir, submit_predictions, submit_scores
+    from segpipe.flows.tasks import prepare_predictions_task
+    from segpipe.pipeline import RunFolder
+
+    run = RunFolder.of(output, "fields")
 
     @flow(name="scaleout-benchmark", log_prints=False)
     def bench() -> dict:
-        names = prepare_predictions_task(str(output), "fields")
+        names = prepare_predictions_task(run)
         start = time.perf_counter()
-        options = RunnerOptions(kind="dask", workers=workers)
-        with fan_out(options, scratch=scratch_dir(str(output), "fields")) as runner:
-            pids = runner.client.run(_warm_worker, str(output / "fields" / "model"))
+        options = RunnerParams(kind="dask", workers=workers)
+        with fan_out(options, scratch=scratch_dir(run)) as runner:
+            pids = runner.client.run(_warm_worker, str(run.root))
             ready = time.perf_counter()
-            predicted = submit_predictions(runner, str(output), "fields", names, device="cpu")
-            scored = submit_scores(runner, str(output), "fields", names, after=predicted)
+            predicted = submit_predictions(runner, run, names, CPU, None)
+            scored = submit_scores(runner, run, names, after=predicted)
             parts, failed = collect(names, predicted, scored)
             done = time.perf_counter()
             runner.client.run(_flush_logs)  # the workers' last log lines, before the cluster stops
@@ -220,7 +227,7 @@ def empty_tasks(kind: str, n: int = 20) -> float:
     """Seconds per task for ``n`` Prefect tasks that do nothing, one at a time, on ``kind`` (1 worker)."""
     from prefect import flow, task
 
-    from flows.runners import RunnerOptions, fan_out
+    from segpipe.flows.runners import RunnerParams, fan_out
 
     @task(name="empty")
     def empty(i: int) -> int:
@@ -228,7 +235,7 @@ def empty_tasks(kind: str, n: int = 20) -> float:
 
     @flow(name="scaleout-empty-tasks")
     def run() -> float:
-        with fan_out(RunnerOptions(kind=kind, workers=1), scratch=Path(os.environ.get("TMPDIR", "/tmp")) / "segpipe-scaleout") as runner:
+        with fan_out(RunnerParams(kind=kind, workers=1), scratch=Path(os.environ.get("TMPDIR", "/tmp")) / "segpipe-scaleout") as runner:
             runner.submit(empty, {"i": -1}).wait()  # the worker is up and has imported Prefect
             start = time.perf_counter()
             for i in range(n):

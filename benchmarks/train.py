@@ -1,6 +1,6 @@
 """Training throughput: segpipe's training loop vs a bare MONAI/PyTorch loop, same patches and network.
 
-The pipeline loop is :func:`segpipe.train.train_epoch` (patch sampling with foreground
+The pipeline loop is :func:`segpipe.training.loop.train_epoch` (patch sampling with foreground
 oversampling, MONAI augmentation, Dice + CE + distance loss, poly learning rate, AdamW). The
 bare loop feeds pre-cut tensors of the same size from memory to the same network and loss:
 the floor any pipeline overhead is measured against. On CUDA the GPU's busy share is sampled
@@ -24,10 +24,12 @@ import torch
 from monai.data import Dataset
 from monai.losses import DiceCELoss
 
-from segpipe.config import TrainConfig
+from segpipe.training.params import TrainParams
 from segpipe.models import build_model
-from segpipe.train import TrainClock, resolve_device, train_epoch
-from segpipe.transforms import augmentation, percentile_normalize, training_sample
+from segpipe.training.loop import TrainClock, resolve_device, train_epoch
+from segpipe.inference.normalize import percentile_normalize
+from segpipe.training.augment import augmentation
+from segpipe.training.targets import training_sample
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bbbc007"
 
@@ -133,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     samples = load_samples()
-    config = TrainConfig(
+    config = TrainParams(
         patch_size=(args.patch, args.patch), batch_size=args.batch_size, iterations_per_epoch=args.iterations,
         max_minutes=None, epochs=1000, features=(16, 32, 64, 128, 256, 16), device=args.device,
     )

@@ -1,14 +1,16 @@
 """Set up segpipe on the Prefect server at PREFECT_API_URL: work pools, GPU limit, deployments.
 
-    python deploy/setup.py [--gpu-slots N]
+    python deploy/setup.py [--gpu-slots N] [--catalog data_catalog.yaml]
 
 1. Work pools from ``deploy/work-pools/*.json`` (process workers): ``segpipe-cpu`` (flow runs
    see no GPU) and ``segpipe-gpu`` (GPU 0, one flow run at a time: concurrency limit 1).
 2. The ``segpipe-gpu`` tag concurrency limit: every train task carries that tag, so at most
    ``--gpu-slots`` trainings run at once on the whole server, whichever pool or schedule
    started them.
-3. ``prefect deploy --all --prefect-file deploy/prefect.yaml`` from the repository root, with
-   SEGPIPE_HOME unset so that the pull step keeps ``{{ $SEGPIPE_HOME }}`` for the worker.
+3. ``prefect deploy --all`` of ``deploy/prefect.yaml`` from the repository root, with one
+   schedule per catalog dataset (:mod:`segpipe.flows.schedules`: the file's default schedule of
+   each deployment, or the catalog's own), and with SEGPIPE_HOME unset so that the pull step
+   keeps ``{{ $SEGPIPE_HOME }}`` for the worker.
 
 Running it again updates everything. deploy/README.md lists the same steps as CLI commands.
 """
@@ -21,7 +23,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -44,21 +49,35 @@ async def create_pools_and_limits(gpu_slots: int) -> None:
         print(f"tag concurrency limit {GPU_TAG}: {gpu_slots}")
 
 
-def deploy() -> None:
+def project_with_schedules(catalog: Path) -> dict:
+    """``deploy/prefect.yaml`` with one schedule per dataset of ``catalog`` in each scheduled deployment."""
+    from segpipe.flows.schedules import expand_project
+    from segpipe.pipeline.catalog import open_catalog
+
+    project = yaml.safe_load((HERE / "prefect.yaml").read_text())
+    return expand_project(project, open_catalog(catalog))
+
+
+def deploy(catalog: Path) -> None:
     """``prefect deploy --all`` from the repository root, without baking in SEGPIPE_HOME."""
     env = {k: v for k, v in os.environ.items() if k != "SEGPIPE_HOME"}
-    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml"]
-    subprocess.run(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        expanded = Path(tmp) / "prefect.yaml"
+        expanded.write_text(yaml.safe_dump(project_with_schedules(catalog), sort_keys=False))
+        command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(expanded)]
+        subprocess.run(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, check=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu-slots", type=int, default=1, help="trainings that may hold a GPU at once (default 1)")
+    parser.add_argument("--catalog", type=Path, default=ROOT / "data_catalog.yaml", help="catalog whose datasets get schedules")
     args = parser.parse_args(argv)
     if args.gpu_slots < 1:
         parser.error("--gpu-slots must be at least 1")
+    project_with_schedules(args.catalog)  # a bad catalog fails before anything is created
     asyncio.run(create_pools_and_limits(args.gpu_slots))
-    deploy()
+    deploy(args.catalog)
 
 
 if __name__ == "__main__":

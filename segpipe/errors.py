@@ -1,5 +1,12 @@
 """Exceptions users see: each message names the file or entry and the problem."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class SegpipeError(Exception):
     """Base class of the errors the CLI reports without a traceback."""
@@ -15,3 +22,33 @@ class InputError(SegpipeError):
 
 class StoreError(SegpipeError):
     """A zarr store is missing, incomplete or from another dataset."""
+
+
+class ModelError(SegpipeError):
+    """A model folder, its card or its weights are invalid, or do not fit the input."""
+
+
+class StoreNotFound(StoreError, FileNotFoundError):
+    """A store or prediction that should be there is not (an OS error too: on a network
+    filesystem it may come back, so the flows retry it)."""
+
+
+class ModelNotFound(ModelError, FileNotFoundError):
+    """No model where one was named (an OS error too, like :class:`StoreNotFound`)."""
+
+
+def explain(err: ValidationError) -> str:
+    """Pydantic's errors as ``field: problem`` pairs, one per problem, without its raw union text."""
+    parts = []
+    for item in err.errors():
+        loc = [str(p) for p in item["loc"] if not _is_union_branch(p)]
+        where = ".".join(loc) or "value"
+        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        parts.append(f"{where}: {message}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def _is_union_branch(part) -> bool:
+    """Pydantic names the branch of a union it tried (``function-after[...]``, ``FileSplit``, ``int``)."""
+    text = str(part)
+    return "[" in text or (text[:1].isupper() and text.isidentifier())

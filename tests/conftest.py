@@ -75,3 +75,34 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def model_card():
+    """``model_card(ndim=2, **fields)``: a valid model card of a small instance U-Net."""
+    from segpipe.inference.normalize import NormalizationSpec
+    from segpipe.inference.postprocess import InstanceParams
+    from segpipe.models.card import ModelCard, TrainingRecord
+
+    def make(ndim: int = 2, **fields) -> ModelCard:
+        values = dict(
+            name="demo",
+            network="unet",
+            network_options={"features": [8, 16, 32, 64, 128, 8]},
+            spatial_dims=ndim,
+            in_channels=1,
+            out_channels=3,
+            classes=["background", "nucleus"],
+            instances=True,
+            patch_size=(64,) * ndim,
+            spacing=(1.0,) * ndim,
+            normalization=NormalizationSpec(method="percentile", low=1.0, high=99.8),
+            postprocess=InstanceParams(),
+            training=TrainingRecord(
+                dataset="demo", config={"learning_rate": 0.002, "batch_size": 2, "seed": 0, "device": "cpu"},
+                config_key="abc", epochs=3, best_epoch=3, seconds=12.5, validation={"seg": 0.5},
+            ),
+        )
+        return ModelCard(**{**values, **fields})
+
+    return make

@@ -1,6 +1,6 @@
 """Instance labels of a stored prediction, slab by slab, with the result of the whole-image version.
 
-:func:`segpipe.postprocess.instance_labels` needs a frame in memory. Frames up to
+:func:`segpipe.inference.postprocess.instance_labels` needs a frame in memory. Frames up to
 ``InstanceTiling.whole_limit`` voxels are labelled that way (exactly). Larger frames go in
 three passes over slabs of rows along the first spatial axis, holding one slab plus a halo:
 
@@ -28,32 +28,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import zarr
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
+from segpipe.inference.params import InstanceTiling
 from segpipe.inference.stream import frame_indices
-from segpipe.postprocess import InstanceParams, instance_labels, seed_mask, smoothed_distance
+from segpipe.inference.postprocess import InstanceParams, instance_labels, seed_mask, smoothed_distance
 
 log = logging.getLogger(__name__)
-
-
-class InstanceTiling(BaseModel):
-    """How instance labelling splits large frames.
-
-    Attributes:
-        whole_limit: Frames with at most this many voxels are labelled whole.
-        slab: Rows per slab (default: what fits ``whole_limit`` voxels with the halos).
-        halo: Rows of context on each side of a slab; objects up to this tall are exact.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    whole_limit: int = Field(1 << 24, ge=0)
-    slab: int | None = Field(None, ge=1)
-    halo: int = Field(32, ge=0)
 
 
 @dataclass
@@ -105,7 +89,7 @@ def stream_instance_labels(
         out: ``(*lead, *spatial)`` unsigned integer array for the objects.
         ndim: Spatial axes.
         n_classes: Class channels.
-        params: Thresholds and minimum size (as for :func:`segpipe.postprocess.instance_labels`).
+        params: Thresholds and minimum size (as for :func:`segpipe.inference.postprocess.instance_labels`).
         tiling: Slab size, halo and the size labelled whole.
         scratch: Group for the per-slab label arrays of large frames (deleted afterwards).
     """

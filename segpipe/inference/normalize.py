@@ -1,8 +1,11 @@
-"""Intensity normalization of images too large to load, as :func:`segpipe.transforms.normalize` does it.
+"""Intensity normalization: what a model card prescribes, in memory and for images too large to load.
+
+:class:`NormalizationSpec` is the card's entry; :func:`normalize` applies it to an in-memory image,
+:func:`stream_normalization` measures the same statistics on a zarr image without loading it.
 
 Statistics (percentiles; for z-scoring also the mean and deviation of the clipped channel) come
 from the whole channel when it has at most ``exact_limit`` voxels, computed with the same
-expressions as :mod:`segpipe.transforms`, so the normalized windows are bit-identical to
+expressions as :func:`normalize`, so the normalized windows are bit-identical to
 slicing the in-memory normalized image. Larger channels are estimated from whole chunks drawn
 at random (fixed seed, so a re-run gets the same numbers). The window method (CT) needs no
 statistics of the image.
@@ -14,12 +17,109 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from segpipe.transforms import SAMPLE_LIMIT, intensity_percentiles
+SAMPLE_LIMIT = 2_000_000  # pixels drawn to estimate percentiles of large images
 
-EXACT_LIMIT = 1 << 25  # 32 Mi voxels: read whole, exactly as segpipe.transforms does
+
+class NormalizationSpec(BaseModel):
+    """How a model scales input intensities (a model card's ``normalization``).
+
+    Attributes:
+        method: ``percentile``: each channel's ``low``..``high`` percentiles to 0..1 (microscopy);
+            ``zscore``: clip to the ``low``..``high`` percentiles, then zero mean and unit
+            variance per image (MRI); ``ct``: clip to ``window``, then subtract ``mean`` and
+            divide by ``std``, measured once on the training foreground (CT, absolute units).
+        low: Lower percentile (``percentile``, ``zscore``).
+        high: Upper percentile.
+        window: Intensity window (``ct``).
+        mean: Subtracted (``ct``).
+        std: Divided by (``ct``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["percentile", "zscore", "ct"]
+    low: float | None = None
+    high: float | None = None
+    window: tuple[float, float] | None = None
+    mean: float | None = None
+    std: float | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> NormalizationSpec:
+        needed = ("window", "mean", "std") if self.method == "ct" else ("low", "high")
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"normalization {self.method!r} needs {', '.join(missing)}")
+        return self
+
+
+def percentile_normalize(image: np.ndarray, *, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+    """Scale each channel so its ``low``..``high`` percentiles map to 0..1 (CSBDeep convention).
+
+    Percentiles of large arrays are estimated from a regular subsample. Values outside the
+    range are kept (not clipped), so bright objects stay distinguishable.
+
+    Args:
+        image: Channel-first array ``(C, *spatial)``.
+        low: Lower percentile.
+        high: Upper percentile.
+
+    Returns:
+        float32 array of the same shape.
+    """
+    out = np.empty(image.shape, dtype=np.float32)
+    for c, channel in enumerate(image):
+        lo, hi = intensity_percentiles(channel, (low, high))
+        out[c] = (channel.astype(np.float32) - lo) / max(hi - lo, 1e-6)
+    return out
+
+
+def zscore_normalize(image: np.ndarray, *, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """Clip each channel to its ``low``..``high`` percentiles, then subtract the mean and divide by the std.
+
+    The nnU-Net scheme for MRI and other modalities without absolute units.
+    """
+    out = np.empty(image.shape, dtype=np.float32)
+    for c, channel in enumerate(image):
+        lo, hi = intensity_percentiles(channel, (low, high))
+        clipped = np.clip(channel.astype(np.float32), lo, hi)
+        out[c] = (clipped - clipped.mean()) / max(float(clipped.std()), 1e-6)
+    return out
+
+
+def window_normalize(image: np.ndarray, *, window: Sequence[float], mean: float, std: float) -> np.ndarray:
+    """Clip to a fixed intensity window and z-score with dataset statistics (CT, absolute units)."""
+    clipped = np.clip(image.astype(np.float32), window[0], window[1])
+    return (clipped - mean) / max(std, 1e-6)
+
+
+def normalize(image: np.ndarray, spec: NormalizationSpec) -> np.ndarray:
+    """Normalize a channel-first image as the model card's ``normalization`` entry says.
+
+    Args:
+        image: ``(C, *spatial)`` array.
+        spec: The method and its parameters.
+    """
+    if spec.method == "percentile":
+        return percentile_normalize(image, low=spec.low, high=spec.high)
+    if spec.method == "zscore":
+        return zscore_normalize(image, low=spec.low, high=spec.high)
+    return window_normalize(image, window=spec.window, mean=spec.mean, std=spec.std)
+
+
+def intensity_percentiles(channel: np.ndarray, percentiles: Sequence[float]) -> list[float]:
+    """Percentiles of one channel, from a regular subsample when it is large."""
+    flat = channel.reshape(-1)
+    step = max(1, flat.size // SAMPLE_LIMIT)
+    return [float(v) for v in np.percentile(flat[::step], percentiles)]
+
+
+EXACT_LIMIT = 1 << 25  # 32 Mi voxels: read whole, exactly as normalize() does
 SAMPLE_VOXELS = 2 * SAMPLE_LIMIT  # voxels drawn (in whole chunks) from larger channels
 
 
@@ -42,7 +142,7 @@ class Normalization:
     def apply(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Normalize a channel-first block to float32 (into ``out`` when given), in place.
 
-        The same float32 operations as :mod:`segpipe.transforms` (Python floats are rounded to
+        The same float32 operations as :mod:`segpipe.training.augment` (Python floats are rounded to
         float32 first, as NumPy does for them), so the results are bit-identical.
         """
         out = np.empty(block.shape, dtype=np.float32) if out is None else out
@@ -111,36 +211,28 @@ def _zscore(array, channel: int, low: float, high: float, exact_limit: int, voxe
 
 
 def stream_normalization(
-    array, spec: dict, *, exact_limit: int = EXACT_LIMIT, sample: int = SAMPLE_VOXELS
+    array, spec: NormalizationSpec, *, exact_limit: int = EXACT_LIMIT, sample: int = SAMPLE_VOXELS
 ) -> Normalization:
     """The normalization a model card's ``normalization`` entry prescribes for ``array`` (``(C, ...)``).
 
     Args:
         array: Channel-first zarr or numpy image.
-        spec: ``{"method": "percentile" | "zscore" | "ct", ...}`` as in :func:`segpipe.transforms.normalize`.
+        spec: The model card's normalization.
         exact_limit: Channels up to this many voxels are read whole (exact statistics).
         sample: Voxels drawn, in whole chunks, from larger channels.
-
-    Raises:
-        ValueError: An unknown method.
     """
     channels = range(array.shape[0])
-    method = spec["method"]
-    if method == "percentile":
+    if spec.method == "percentile":
         bounds = [
-            channel_percentiles(array, c, (spec["low"], spec["high"]), exact_limit=exact_limit, sample=sample)
+            channel_percentiles(array, c, (spec.low, spec.high), exact_limit=exact_limit, sample=sample)
             for c in channels
         ]
         return Normalization(tuple(lo for lo, _ in bounds), tuple(max(hi - lo, 1e-6) for lo, hi in bounds))
-    if method == "zscore":
-        stats = [_zscore(array, c, spec["low"], spec["high"], exact_limit, sample) for c in channels]
+    if spec.method == "zscore":
+        stats = [_zscore(array, c, spec.low, spec.high, exact_limit, sample) for c in channels]
         return Normalization(
             tuple(s[2] for s in stats), tuple(s[3] for s in stats), tuple(s[0] for s in stats), tuple(s[1] for s in stats)
         )
-    if method == "ct":
-        n = len(channels)
-        low, high = (float(v) for v in spec["window"])
-        return Normalization(
-            (float(spec["mean"]),) * n, (max(float(spec["std"]), 1e-6),) * n, (low,) * n, (high,) * n
-        )
-    raise ValueError(f"unknown normalization method {method!r}")
+    n = len(channels)
+    low, high = (float(v) for v in spec.window)
+    return Normalization((float(spec.mean),) * n, (max(float(spec.std), 1e-6),) * n, (low,) * n, (high,) * n)

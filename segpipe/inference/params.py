@@ -1,4 +1,4 @@
-"""Sliding-window settings shared by in-memory and zarr-to-zarr prediction."""
+"""Sliding-window and instance-tiling settings shared by in-memory and zarr-to-zarr prediction."""
 
 from __future__ import annotations
 
@@ -8,26 +8,38 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class InferenceParams(BaseModel):
-    """Sliding-window settings; the model card stores the defaults a model was validated with.
+    """Sliding-window settings; the model card stores the ones a model was validated with."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    overlap: float = Field(0.5, ge=0, lt=1)
+    """Fraction of a window shared with its neighbour along each axis (0 to <1)."""
+    batch_size: int = Field(4, ge=1)
+    """Windows run through the network at once."""
+    mode: Literal["gaussian", "constant"] = "gaussian"
+    """Blending of overlapping windows: gaussian weights centres over borders (MONAI's
+    importance map), constant weights every voxel of a window equally."""
+    sigma_scale: float = Field(0.125, gt=0)
+    """Gaussian standard deviation as a fraction of the window size (MONAI's default)."""
+    flip_tta: bool = True
+    """Average predictions over flips of every spatial axis (test-time augmentation)."""
+    amp: bool = True
+    """On CUDA, run the network under autocast (bfloat16 where supported, else float16)."""
+    prefetch: int = Field(2, ge=1)
+    """Batches read and normalized ahead by the reading thread (zarr-to-zarr only)."""
+
+
+class InstanceTiling(BaseModel):
+    """How instance labelling splits large frames.
 
     Attributes:
-        overlap: Fraction of a window shared with its neighbour along each axis.
-        batch_size: Windows run through the network at once.
-        mode: Blending of overlapping windows: ``gaussian`` weights centres over borders
-            (MONAI's importance map), ``constant`` weights every voxel of a window equally.
-        sigma_scale: Gaussian standard deviation as a fraction of the window size (MONAI's default).
-        flip_tta: Average predictions over flips of every spatial axis (test-time augmentation).
-        amp: On CUDA, run the network under autocast (bfloat16 where supported, else float16);
-            blending stays float32. Ignored on the CPU.
-        prefetch: Batches read and normalized ahead by the reading thread (zarr-to-zarr only).
+        whole_limit: Frames with at most this many voxels are labelled whole.
+        slab: Rows per slab (default: what fits ``whole_limit`` voxels with the halos).
+        halo: Rows of context on each side of a slab; objects up to this tall are exact.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    overlap: float = Field(0.5, ge=0, lt=1)
-    batch_size: int = Field(4, ge=1)
-    mode: Literal["gaussian", "constant"] = "gaussian"
-    sigma_scale: float = Field(0.125, gt=0)
-    flip_tta: bool = True
-    amp: bool = True
-    prefetch: int = Field(2, ge=1)
+    whole_limit: int = Field(1 << 24, ge=0)
+    slab: int | None = Field(None, ge=1)
+    halo: int = Field(32, ge=0)

@@ -93,7 +93,7 @@ def _cast(values: np.ndarray, dtype) -> np.ndarray:
 
 
 def class_map(probabilities: np.ndarray) -> np.ndarray:
-    """The most probable class per voxel, first class on ties: :func:`segpipe.postprocess.semantic_labels`,
+    """The most probable class per voxel, first class on ties: :func:`segpipe.inference.postprocess.semantic_labels`,
     computed by running comparisons (several times faster than ``argmax`` over the leading axis)."""
     if probabilities.shape[0] == 2:
         return np.greater(probabilities[1], probabilities[0]).view(np.uint8)

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
-from segpipe.transforms import percentile_normalize  # noqa: E402
+from segpipe.inference.normalize import percentile_normalize  # noqa: E402
 
 GT_COLOUR = (0.1, 0.9, 0.2)
 PRED_COLOUR = (1.0, 0.2, 0.8)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from segpipe.errors import InputError
+from segpipe.models.card import ModelCard
 
 RUNS_FILE = "runs.jsonl"
 
@@ -126,7 +127,7 @@ def _mtime(path: Path) -> str | None:
     return stamp.isoformat(timespec="seconds")
 
 
-def new_run(metrics: dict, *, card: dict | None, model_file: Path | None = None, predictions: Path | None = None) -> dict:
+def new_run(metrics: dict, *, card: ModelCard | None, model_file: Path | None = None, predictions: Path | None = None) -> dict:
     """Describe the run being scored: id, time, model, device, machine, stage times.
 
     Args:
@@ -135,23 +136,20 @@ def new_run(metrics: dict, *, card: dict | None, model_file: Path | None = None,
         model_file: ``model.pt``; its modification time is when training finished.
         predictions: The prediction store; its modification time is when prediction finished.
     """
-    now = dt.datetime.now(dt.timezone.utc)
-    card = card or {}
-    device = "cpu"
-    try:
-        import torch
+    import torch
 
-        wanted = (card.get("train_config") or {}).get("device", "auto")
-        device = "cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    now = dt.datetime.now(dt.timezone.utc)
+    training = card.training if card is not None else None
+    wanted = training.config.get("device", "auto") if training is not None else "auto"
+    device = "cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu"
     return {
         "run_id": now.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2),
         "timestamp": now.isoformat(timespec="seconds"),
-        "model": card.get("model"),
-        "config_key": card.get("config_key"),
-        "epochs": card.get("epochs_trained"),
-        "train_seconds": card.get("train_seconds"),
+        "model": card.network if card is not None else None,
+        "model_name": card.name if card is not None else None,
+        "config_key": training.config_key if training is not None else None,
+        "epochs": training.epochs if training is not None else None,
+        "train_seconds": training.seconds if training is not None else None,
         "device": device,
         "machine": machine(),
         "scoring_seconds": metrics.get("scoring_seconds"),

@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any
 
+from segpipe.models.card import ModelCard
 from segpipe.report.document import Table
 from segpipe.report.runs import HEADLINE
 
@@ -194,29 +195,31 @@ def runs_table(runs: list[dict], current: str | None) -> Table:
                  f"Change: {HEADLINE.get(main_key, '')} minus that of the run before." if main_key else "")
 
 
-def card_table(card: dict) -> Table:
+def card_table(card: ModelCard) -> Table:
     """The model card's main fields."""
-    train = card.get("train_config") or {}
+    training, config = card.training, card.training.config
+    postprocess = card.postprocess.model_dump_json() if card.postprocess is not None else "argmax"
     items = [
-        ("network", f"{card.get('model')} {json.dumps(card.get('model_options', {}))}, {card.get('spatial_dims')}D"),
-        ("input channels", fmt(card.get("in_channels"))),
-        ("classes", ", ".join(map(str, card.get("classes", [])))),
-        ("instances", fmt(card.get("instances"))),
-        ("patch size", str(card.get("patch_size"))),
-        ("voxel spacing (median)", str(card.get("spacing"))),
-        ("epochs trained (best)", f"{fmt(card.get('epochs_trained'))} ({fmt(card.get('best_epoch'))})"),
-        ("learning rate, batch", f"{train.get('learning_rate')}, {train.get('batch_size')}"),
-        ("seed", str(train.get("seed"))),
-        ("post-processing (tuned on validation)", json.dumps(card.get("postprocess")) if card.get("postprocess") else "argmax"),
-        ("validation", json.dumps(card.get("validation", {}))),
-        ("normalization", json.dumps(card.get("normalization", {}))),
-        ("software", ", ".join(f"{k} {v}" for k, v in (card.get("software") or {}).items())),
-        ("config key", str(card.get("config_key"))),
+        ("model", card.name),
+        ("network", f"{card.network} {json.dumps(card.network_options)}, {card.spatial_dims}D"),
+        ("input channels", fmt(card.in_channels) + (f" ({', '.join(card.channel_names)})" if card.channel_names else "")),
+        ("classes", ", ".join(card.classes)),
+        ("instances", fmt(card.instances)),
+        ("patch size", str(list(card.patch_size))),
+        ("voxel spacing (median)", f"{list(card.spacing)} {card.unit}"),
+        ("epochs trained (best)", f"{fmt(training.epochs)} ({fmt(training.best_epoch)})"),
+        ("learning rate, batch", f"{config.get('learning_rate')}, {config.get('batch_size')}"),
+        ("seed", str(config.get("seed"))),
+        ("post-processing (tuned on validation)", postprocess),
+        ("validation", json.dumps(training.validation)),
+        ("normalization", card.normalization.model_dump_json(exclude_none=True)),
+        ("software", ", ".join(f"{k} {v}" for k, v in card.software.items())),
+        ("config key", str(training.config_key)),
     ]
     return Table("model-card", "Model card", ["field", "value"], [[k, v] for k, v in items])
 
 
-def run_table(run: dict, card: dict) -> Table:
+def run_table(run: dict, card: ModelCard) -> Table:
     """When and where the run happened, and how long its stages took."""
     m = run.get("machine") or {}
     device = run.get("device") or "?"
@@ -226,7 +229,7 @@ def run_table(run: dict, card: dict) -> Table:
         ("device", device + (f" ({m['gpu']})" if m.get("gpu") else "")),
         ("CPU", f"{m.get('cpu')} ({m.get('cpu_count')} cores)"),
         ("host, OS", f"{m.get('host')}, {m.get('platform')}"),
-        ("training time", f"{fmt(card.get('train_seconds'), 1)} s for {fmt(card.get('epochs_trained'))} epochs"),
+        ("training time", f"{fmt(card.training.seconds, 1)} s for {fmt(card.training.epochs)} epochs"),
         ("model written at", str(run.get("model_time"))),
         ("predictions written at", str(run.get("predictions_time"))),
         ("scoring time", f"{fmt(run.get('scoring_seconds'), 2)} s (model and baseline, {fmt(run.get('n_images'))} images)"),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segpipe.models.card import ModelCard
 from segpipe.report import figures as fig
 from segpipe.report.document import Details, Document, Figure, Section, Table, Text, to_html, to_markdown
 from segpipe.report.runs import HEADLINE, headline
@@ -89,7 +90,7 @@ def write_report(
     dataset: str,
     record: dict,
     metrics: dict,
-    card: dict,
+    card: ModelCard,
     history: list[dict],
     views: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
     runs: list[dict] | None = None,
@@ -115,7 +116,7 @@ def write_report(
     run_dir = Path(run_dir)
     figures_dir = run_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
-    ndim = int(card.get("spatial_dims") or (views[0][1].ndim if views else 2))
+    ndim = card.spatial_dims
     unit = record.get("unit") or "px"
     baseline = metrics.get("baseline")
     run = metrics.get("run") or {}
@@ -168,7 +169,7 @@ def write_report(
     if history:
         sections.append(Section("Training", [Figure(fig.training_curve(history, figures_dir / "training_curve.png"),
                                                     "Training loss and validation scores per epoch.")]))
-    sections.append(Section("Model card", [card_table(card), Details("full model card (JSON)", json.dumps(card, indent=2))]))
+    sections.append(Section("Model card", [card_table(card), Details("full model card (JSON)", card.to_json())]))
     sections.append(Section("Run time and device", [run_table(run, card)]))
     if runs:
         sections.append(Section("Previous runs", [runs_table(runs, run.get("run_id"))]))

@@ -1,6 +1,6 @@
 """Score a dataset's test images: the model's prediction and the classical baseline on each.
 
-The stages (:mod:`segpipe.stages`) load the arrays; this module decides what is scored and
+The stages (:mod:`segpipe.pipeline.stages`) load the arrays; this module decides what is scored and
 how, so the pipeline, ``segpipe score --predictions`` and the report use the same numbers:
 
 * instance datasets: the instance labels, plus IoU/Dice of the semantic map (``labels > 0``

@@ -38,14 +38,15 @@ def score_prediction_folder(store: str | Path, folder: str | Path, *, dataset: s
         InputError: The split is empty, or a prediction is missing or unreadable.
         StoreError: No complete store.
     """
-    from segpipe.store import list_images, open_store
+    from segpipe.data.store import ImageStore
 
-    _, record = open_store(store)
-    images = list_images(store, split)
+    opened = ImageStore.open(store)
+    opened.require_labels("score against")
+    images = opened.images(split)
     if not images:
         raise InputError(f"{store}: the {split} split is empty; nothing to score")
-    reader = PredictionFolder(folder, ndim=int(record["ndim"]), instances=bool(record["instances"]), names=[i.name for i in images])
-    acc = dataset_accumulator(record)
+    reader = PredictionFolder(folder, ndim=opened.ndim, instances=opened.instances, names=[i.name for i in images])
+    acc = dataset_accumulator(opened.record)
     sources = {}
     for image in images:
         gt = np.asarray(image.labels)

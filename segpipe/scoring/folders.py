@@ -156,7 +156,7 @@ class PredictionFolder:
         if t not in self._frames:
             raise InputError(f"{self.path}: no mask{t:03d}.tif for {name!r} ({why})")
         path = self._frames[t]
-        from segpipe.readers import read_image
+        from segpipe.data.readers import read_image
 
         array = read_image(path, ndim=3 if info.get("plane") is not None else self.ndim).array
         if info.get("plane") is not None:
@@ -166,7 +166,7 @@ class PredictionFolder:
         return _check_labels(np.ascontiguousarray(array), str(path)), str(path)
 
     def _read_file(self, path: Path) -> np.ndarray:
-        from segpipe.readers import read_image
+        from segpipe.data.readers import read_image
 
         return _check_labels(read_image(path, ndim=self.ndim).array, str(path))
 

@@ -16,9 +16,17 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 
+def load_setup():
+    spec = importlib.util.spec_from_file_location("segpipe_deploy_setup", DEPLOY / "setup.py")
+    setup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup)
+    return setup
+
+
 @pytest.fixture(scope="module")
 def project() -> dict:
-    return yaml.safe_load((DEPLOY / "prefect.yaml").read_text())
+    """What deploy/setup.py deploys: prefect.yaml with one schedule per dataset of the bundled catalog."""
+    return load_setup().project_with_schedules(ROOT / "data_catalog.yaml")
 
 
 def catalog_datasets() -> set[str]:
@@ -41,6 +49,8 @@ def test_every_flow_has_a_deployment_whose_parameters_it_accepts(project):
         for schedule in deployment.get("schedules", []):
             given |= set(schedule.get("parameters", {}))
         assert given <= accepted, (deployment["name"], given - accepted)
+        # nested parameter objects (train, predict, runner) validate against the flow's models
+        flow.validate_parameters({"dataset": "bbbc007", **deployment.get("parameters", {})})
         flows.setdefault(flow.name, []).append(deployment["name"])
     assert set(flows) == {"segpipe-pipeline", "segpipe-ingest", "segpipe-train", "segpipe-predict", "segpipe-evaluate"}
 
@@ -53,6 +63,30 @@ def test_every_catalog_dataset_is_scheduled_in_every_scheduled_deployment(projec
             assert all(s["timezone"] == "UTC" and len(s["cron"].split()) == 5 for s in schedules)
     nightly = next(d for d in project["deployments"] if d["name"] == "nightly")
     assert all(s.get("active", True) for s in nightly["schedules"])
+    assert [s["cron"] for s in nightly["schedules"]] == ["0 1 * * *", "20 1 * * *", "40 1 * * *", "0 2 * * *"]
+
+
+def test_a_new_dataset_is_scheduled_without_editing_the_deployments(tmp_path):
+    """A catalog entry is all it takes; its ``schedule:`` key and the catalog's ``schedules:`` override."""
+    catalog = yaml.safe_load((ROOT / "data_catalog.yaml").read_text())
+    for entry in catalog["datasets"].values():  # the copy lives elsewhere: point at the bundled files
+        entry["allow_outside_root"] = True
+        for key in ("images", "labels"):
+            entry[key] = str(ROOT / entry[key])
+    catalog["datasets"]["new-cells"] = {
+        **catalog["datasets"]["bbbc007"], "schedule": {"nightly": "30 4 * * 1", "refresh": False},
+    }
+    catalog["schedules"] = {"rescore": {"cron": "0 7 * * *", "active": False}}
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(catalog))
+    expanded = {d["name"]: d.get("schedules", []) for d in load_setup().project_with_schedules(path)["deployments"]}
+    by_dataset = {name: {s["parameters"]["dataset"]: s for s in schedules} for name, schedules in expanded.items()}
+    assert by_dataset["nightly"]["new-cells"]["cron"] == "30 4 * * 1"
+    assert by_dataset["nightly"]["bbbc007"]["cron"] == "0 1 * * *"  # the others keep their staggered defaults
+    assert "new-cells" not in by_dataset["refresh"] and "bbbc007" in by_dataset["refresh"]
+    assert {s["cron"] for s in by_dataset["rescore"].values()} == {"0 7 * * *"}
+    assert not any(s["active"] for s in by_dataset["rescore"].values())
+    assert by_dataset["nightly"]["new-cells"]["slug"] == "nightly-new-cells"
 
 
 def test_pull_step_resolves_the_checkout_on_the_worker(project):
@@ -63,10 +97,7 @@ def test_pull_step_resolves_the_checkout_on_the_worker(project):
 
 
 def test_work_pools_are_defined_and_used(project):
-    spec = importlib.util.spec_from_file_location("segpipe_deploy_setup", DEPLOY / "setup.py")
-    setup = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(setup)
-    POOLS = setup.POOLS
+    POOLS = load_setup().POOLS
 
     files = {path.stem for path in (DEPLOY / "work-pools").glob("*.json")}
     used = {d["work_pool"]["name"] for d in project["deployments"]}
@@ -76,7 +107,9 @@ def test_work_pools_are_defined_and_used(project):
         assert template["job_configuration"]["env"] == "{{ env }}"
         assert "working_dir" in template["variables"]["properties"]
     gpu_deployments = [d for d in project["deployments"] if d["work_pool"]["name"] == "segpipe-gpu"]
-    assert all(d["parameters"].get("device") == "cuda" for d in gpu_deployments)
+    for deployment in gpu_deployments:
+        devices = [deployment["parameters"].get(stage, {}).get("device") for stage in ("train", "predict")]
+        assert "cuda" in devices and set(devices) <= {"cuda", None}
 
 
 def test_compose_file_wires_postgres_server_and_worker(project):

@@ -6,16 +6,17 @@ import numpy as np
 import tifffile
 import zarr
 
-from segpipe.checkpoint import load_model
+from segpipe.models.model import Model
+from segpipe.training.params import TrainParams
 
 
 def test_pipeline_flow_writes_every_output(prefect_harness, crop_catalog, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.pipeline import segpipe_pipeline
+    from segpipe.flows.pipeline import segpipe_pipeline
 
     out = tmp_path / "runs"
-    summary = segpipe_pipeline(dataset="crops", catalog=str(crop_catalog), output=str(out), epochs=2)
+    summary = segpipe_pipeline(dataset="crops", catalog=str(crop_catalog), output=str(out), train=TrainParams(epochs=2))
     run = out / "crops"
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["seg"] <= 1 and summary["seg"] == metrics["seg"]
@@ -29,8 +30,8 @@ def test_pipeline_flow_writes_every_output(prefect_harness, crop_catalog, tmp_pa
     np.testing.assert_array_equal(stored["labels/instances/s0"][...], instances)
     assert stored["s0"].shape == (3, 160, 160)
 
-    model, card = load_model(run / "model")
-    assert card["dataset"] == "crops" and card["epochs_trained"] == 2
+    card = Model.open(run / "model").card
+    assert card.training.dataset == "crops" and card.training.epochs == 2
     report = (run / "report.md").read_text()
     assert "SEG" in report and "silver standard" in report
     for name in ("overlay_A9_p9d.png", "training_curve.png"):
@@ -67,11 +68,11 @@ def test_fcn_in_3d_through_the_pipeline(prefect_harness, data_dir, tmp_path):
         "    training: {patch_size: [16, 32, 32], batch_size: 1, iterations_per_epoch: 2, val_every: 1}\n"
     )
     out = tmp_path / "runs"
-    from flows.pipeline import segpipe_pipeline
+    from segpipe.flows.pipeline import segpipe_pipeline
 
-    summary = segpipe_pipeline(dataset="vol", catalog=str(catalog), output=str(out), model="fcn", epochs=1)
-    model, card = load_model(out / "vol" / "model")
-    assert card["model"] == "fcn" and card["spatial_dims"] == 3 and card["patch_size"] == [16, 32, 32]
+    summary = segpipe_pipeline(dataset="vol", catalog=str(catalog), output=str(out), train=TrainParams(network="fcn", epochs=1))
+    card = Model.open(out / "vol" / "model").card
+    assert card.network == "fcn" and card.spatial_dims == 3 and card.patch_size == (16, 32, 32)
     stored = zarr.open_group(str(out / "vol" / "predictions.zarr"), mode="r")["image-test"]
     assert stored["s0"].shape == (3, 31, 13, 57)
     assert stored["labels/instances/s0"].shape == (31, 13, 57)

@@ -50,11 +50,13 @@ class Run:
         self.output = root / "runs"
         self.run_dir = self.output / "crops"
 
-    def pipeline(self, **options):
-        from flows.pipeline import segpipe_pipeline
+    def pipeline(self, **train):
+        from segpipe.flows.pipeline import segpipe_pipeline
+        from segpipe.training.params import TrainParams
 
         state = segpipe_pipeline(
-            dataset="crops", catalog=str(self.catalog), output=str(self.output), epochs=1, return_state=True, **options
+            dataset="crops", catalog=str(self.catalog), output=str(self.output), train=TrainParams(epochs=1, **train),
+            return_state=True,
         )
         return state, task_states(state.state_details.flow_run_id)
 
@@ -133,7 +135,7 @@ def test_unchanged_rerun_is_cached_and_changes_rerun_what_depends_on_them(run):
         "pool-scores": "Completed", "report": "Completed",
     }
     card = json.loads((run.run_dir / "model" / "model_card.json").read_text())
-    assert card["train_config"]["seed"] == 1
+    assert card["training"]["config"]["seed"] == 1
 
 
 def test_a_corrupt_prediction_fails_its_image_only_and_a_rerun_resumes(run):
@@ -168,7 +170,7 @@ def test_a_corrupt_prediction_fails_its_image_only_and_a_rerun_resumes(run):
 
 def test_io_errors_are_retried_with_backoff(run):
     """The predictions are away when scoring starts and come back once a task awaits its retry."""
-    from flows.evaluate import segpipe_evaluate
+    from segpipe.flows.evaluate import segpipe_evaluate
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterState, TaskRunFilterStateName
 

@@ -5,23 +5,23 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.runners import RunnerOptions, build_task_runner, runner_options
+from segpipe.flows.runners import RunnerParams, build_task_runner
 
 
 def test_defaults_are_one_thread_or_two_local_dask_workers(tmp_path):
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
 
-    thread = build_task_runner(runner_options(), scratch=tmp_path / "scratch")
+    thread = build_task_runner(RunnerParams(), scratch=tmp_path / "scratch")
     assert isinstance(thread, ThreadPoolTaskRunner) and thread._max_workers == 1
-    dask = build_task_runner(runner_options("dask"), scratch=tmp_path / "scratch")
+    dask = build_task_runner(RunnerParams(kind="dask"), scratch=tmp_path / "scratch")
     assert isinstance(dask, DaskTaskRunner)
     assert dask.cluster_kwargs == {
         "n_workers": 2, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
         "dashboard_address": "127.0.0.1:0", "local_directory": str(tmp_path / "scratch"),
     }
     assert (tmp_path / "scratch").is_dir()
-    remote = build_task_runner(runner_options("dask", "tcp://10.0.0.5:8786", 4), scratch=tmp_path / "other")
+    remote = build_task_runner(RunnerParams(kind="dask", address="tcp://10.0.0.5:8786", workers=4), scratch=tmp_path / "other")
     assert remote.address == "tcp://10.0.0.5:8786" and not (tmp_path / "other").exists()
 
 
@@ -31,7 +31,7 @@ def test_defaults_are_one_thread_or_two_local_dask_workers(tmp_path):
 )
 def test_invalid_options_are_refused(values):
     with pytest.raises(ValidationError):
-        RunnerOptions(**values)
+        RunnerParams(**values)
 
 
 def test_dask_workers_are_pointed_at_the_flows_server(prefect_harness):
@@ -44,7 +44,7 @@ def test_dask_workers_are_pointed_at_the_flows_server(prefect_harness):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
-    from flows.runners import _share_embedded_server
+    from segpipe.flows.runners import _share_embedded_server
 
     @flow
     def probe() -> tuple:
@@ -64,7 +64,7 @@ def test_local_dask_workers_do_without_dasks_malloc_trimming():
     import dask
     import distributed  # noqa: F401  (registers the defaults)
 
-    from flows.runners import local_worker_settings
+    from segpipe.flows.runners import local_worker_settings
 
     key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
     assert dask.config.get(key) == 65536  # Dask's default, which slows inference down
@@ -80,7 +80,7 @@ def test_worker_settings_leave_dasks_configuration_whole_in_a_fresh_process():
 
     code = (
         "import dask\n"
-        "from flows.runners import local_worker_settings\n"
+        "from segpipe.flows.runners import local_worker_settings\n"
         "with local_worker_settings():\n"
         "    pass\n"
         "print(dask.config.get('distributed.comm.timeouts.connect'),"

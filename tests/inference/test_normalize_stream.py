@@ -1,16 +1,17 @@
-"""Streaming normalization: bit-identical to segpipe.transforms on images read whole, close on estimates."""
+"""Streaming normalization: bit-identical to normalize() on images read whole, close on estimates."""
 
 import numpy as np
 import pytest
 import zarr
 
-from segpipe.inference.normalize import Normalization, channel_percentiles, stream_normalization
-from segpipe.transforms import normalize
+from pydantic import ValidationError
+
+from segpipe.inference.normalize import Normalization, NormalizationSpec, channel_percentiles, normalize, stream_normalization
 
 SPECS = [
-    {"method": "percentile", "low": 1.0, "high": 99.8},
-    {"method": "zscore", "low": 0.5, "high": 99.5},
-    {"method": "ct", "window": [-200.0, 900.0], "mean": 80.5, "std": 150.25},
+    NormalizationSpec(method="percentile", low=1.0, high=99.8),
+    NormalizationSpec(method="zscore", low=0.5, high=99.5),
+    NormalizationSpec(method="ct", window=(-200.0, 900.0), mean=80.5, std=150.25),
 ]
 
 
@@ -24,7 +25,7 @@ def stored(tmp_path):
     return image, array
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s["method"])
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.method)
 def test_small_images_normalize_exactly_as_in_memory(stored, spec):
     image, array = stored
     normalization = stream_normalization(array, spec)
@@ -53,6 +54,8 @@ def test_large_channels_are_estimated_from_sampled_chunks(stored, tmp_path):
     assert np.all(np.abs(values.reshape(2, -1).std(axis=1) - 1) < 0.05)
 
 
-def test_unknown_method_is_refused(stored):
-    with pytest.raises(ValueError, match="unknown normalization"):
-        stream_normalization(stored[1], {"method": "minmax"})
+def test_unknown_or_incomplete_specs_are_refused():
+    with pytest.raises(ValidationError, match="method"):
+        NormalizationSpec(method="minmax")
+    with pytest.raises(ValidationError, match="needs window, mean, std"):
+        NormalizationSpec(method="ct")

@@ -1,4 +1,4 @@
-"""Slab-wise instance labelling gives the whole-frame result of segpipe.postprocess.instance_labels."""
+"""Slab-wise instance labelling gives the whole-frame result of segpipe.inference.postprocess.instance_labels."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import zarr
 from scipy import ndimage
 
 from segpipe.inference.instances import InstanceTiling, stream_instance_labels
-from segpipe.postprocess import InstanceParams, instance_labels
+from segpipe.inference.postprocess import InstanceParams, instance_labels
 
 
 def blobs(shape, n, seed) -> np.ndarray:

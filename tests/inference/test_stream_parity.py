@@ -16,7 +16,7 @@ from monai.inferers import sliding_window_inference
 from segpipe.inference import ArraySink, InferenceParams, activate, padding_mode, predict_image, stream_predict
 from segpipe.inference.normalize import stream_normalization
 from segpipe.models import build_model
-from segpipe.transforms import normalize
+from segpipe.inference.normalize import NormalizationSpec, normalize
 
 from conftest import conv_net
 
@@ -106,7 +106,7 @@ def test_windows_are_normalized_as_the_in_memory_image(net2d, tmp_path):
     image = rng.integers(100, 4000, size=(1, 45, 38)).astype(np.uint16)
     source = zarr.create_array(str(tmp_path / "in.zarr"), shape=image.shape, dtype=np.uint16, chunks=(1, 16, 16))
     source[...] = image
-    spec = {"method": "percentile", "low": 1.0, "high": 99.8}
+    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8)
     params = InferenceParams(flip_tta=False)
     ours, _ = streamed(net2d, source, (16, 16), params, normalization=stream_normalization(source, spec))
     reference = monai_reference(net2d, normalize(image, spec), (16, 16), params)
@@ -159,7 +159,7 @@ def test_pieces_written_to_zarr_equal_the_in_memory_output(net3d, tmp_path, monk
     """Finished rows go out in chunk-aligned tiles of the other axes; the zarr holds the same numbers."""
     from segpipe.inference import stream
     from segpipe.inference.zarr_sink import ZarrSink, prediction_chunks
-    from segpipe.postprocess import semantic_labels
+    from segpipe.inference.postprocess import semantic_labels
 
     image = np.random.default_rng(7).normal(size=(1, 20, 37, 26)).astype(np.float32)
     params = InferenceParams(overlap=0.5, batch_size=4, flip_tta=False)
@@ -192,7 +192,7 @@ def test_pieces_written_to_zarr_equal_the_in_memory_output(net3d, tmp_path, monk
 
 def test_class_map_is_semantic_labels_ties_included():
     from segpipe.inference.zarr_sink import class_map
-    from segpipe.postprocess import semantic_labels
+    from segpipe.inference.postprocess import semantic_labels
 
     rng = np.random.default_rng(8)
     probs = rng.integers(0, 4, size=(4, 30, 20)).astype(np.float32)  # many ties

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.tasks import GPU_TAG, artifact_key
+from segpipe.flows.tasks import GPU_TAG, artifact_key
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,7 @@ def test_setup_creates_pools_gpu_limit_and_deployments_without_machine_paths(dep
     assert {s.parameters["dataset"] for s in nightly.schedules if s.active} == catalog_datasets()
     assert {s.parameters["dataset"] for s in deployments["segpipe-pipeline/nightly-gpu"].schedules} == catalog_datasets()
     assert not any(s.active for s in deployments["segpipe-pipeline/nightly-gpu"].schedules)
-    assert deployments["segpipe-pipeline/nightly-gpu"].parameters["device"] == "cuda"
+    assert deployments["segpipe-pipeline/nightly-gpu"].parameters["train"] == {"device": "cuda"}
 
 
 def test_schedules_create_upcoming_runs_per_dataset(upcoming):
@@ -172,7 +172,7 @@ def triggered(cpu_worker, deployed, make_crop_catalog, tmp_path_factory):
 
     catalog = make_crop_catalog()
     out = tmp_path_factory.mktemp("deployed") / "runs"
-    params = ["--param", "dataset=crops", "--param", f"catalog={catalog}", "--param", f"output={out}", "--param", "epochs=1"]
+    params = ["--param", "dataset=crops", "--param", f"catalog={catalog}", "--param", f"output={out}", "--param", 'train={"epochs": 1}']
     with get_client(sync_client=True) as client, GpuSlot(deployed.settings) as slot:
         trigger = subprocess.Popen(
             [sys.executable, "-m", "prefect", "--no-prompt", "deployment", "run", "segpipe-pipeline/nightly", *params,
@@ -302,7 +302,7 @@ def test_segpipe_run_with_dask_predicts_and_scores_on_a_two_worker_local_cluster
     assert per_image_scores(out / "crops" / "metrics.json") == per_image_scores(triggered["out"] / "crops" / "metrics.json")
     with get_client(sync_client=True) as client:
         flow_run = next(r for r in client.read_flow_runs() if r.parameters.get("output") == str(out))
-        assert flow_run.parameters["runner"] == "dask" and flow_run.parameters["workers"] == 2
+        assert flow_run.parameters["runner"]["kind"] == "dask" and flow_run.parameters["runner"]["workers"] == 2
         states = _task_states(client, flow_run.id)
         logs = [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))]
     assert states["predict-A9_p9d"] == "Completed" and states["score-A9_p9d"] in ("Completed", "Cached")

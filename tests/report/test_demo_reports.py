@@ -11,16 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from segpipe import stages
-from segpipe.catalog import load_catalog
-from segpipe.config import TrainConfig
+from segpipe.pipeline import RunFolder, stages
+from segpipe.pipeline.catalog import open_catalog
+from segpipe.prediction.params import PredictParams
+from segpipe.data.catalog import load_catalog
+from segpipe.training.params import TrainParams
 
 CATALOG = Path(__file__).resolve().parents[2] / "data_catalog.yaml"
 DATASETS = load_catalog(CATALOG).names()
 
 
-def tiny(ndim: int) -> TrainConfig:
-    return TrainConfig(
+def tiny(ndim: int) -> TrainParams:
+    return TrainParams(
         epochs=1, iterations_per_epoch=2, batch_size=2 if ndim == 2 else 1, patch_size=(64, 64) if ndim == 2 else (32, 32, 32),
         features=(8, 16, 32, 64, 128, 8) if ndim == 2 else (4, 8, 16, 32, 64, 4), val_every=1, max_minutes=None, device="cpu",
     )
@@ -31,11 +33,12 @@ def tiny(ndim: int) -> TrainConfig:
 def test_demo_dataset_report_renders(tmp_path, chromium, dataset):
     output = tmp_path / "runs"
     ndim = load_catalog(CATALOG).entries[dataset].ndim
-    stages.ingest_stage(CATALOG, dataset, output)
-    stages.train_stage(output, dataset, tiny(ndim), progress=False)
-    stages.predict_stage(output, dataset, progress=False)
-    metrics = stages.score_stage(output, dataset)
-    report = stages.report_stage(output, dataset)
+    folder = RunFolder.of(output, dataset)
+    stages.ingest(open_catalog(CATALOG), dataset, folder)
+    stages.train(folder, tiny(ndim), progress=False)
+    stages.predict(folder, PredictParams(device="cpu"), progress=False)
+    metrics = stages.score(folder)
+    report = stages.report(folder)
     page = chromium(report.html_path)
     assert page.errors == []
     assert all(url.startswith(("file:", "data:")) for url in page.requests)

@@ -18,25 +18,6 @@ from segpipe.report import append_run, write_index, write_report
 from segpipe.report.runs import new_run, run_entry
 from segpipe.scoring.dataset import dataset_accumulator, dataset_metrics, score_image
 
-CARD = {
-    "dataset": "demo",
-    "model": "unet",
-    "model_options": {"features": [8, 16, 32, 64, 128, 8]},
-    "spatial_dims": 2,
-    "in_channels": 1,
-    "classes": ["background", "nucleus"],
-    "instances": True,
-    "patch_size": [64, 64],
-    "spacing": [1.0, 1.0],
-    "train_config": {"learning_rate": 0.002, "batch_size": 2, "seed": 0, "device": "cpu"},
-    "epochs_trained": 3,
-    "best_epoch": 3,
-    "train_seconds": 12.5,
-    "postprocess": {"foreground_threshold": 0.5},
-    "validation": {"seg": 0.6},
-    "software": {"segpipe": "0.1.0"},
-    "config_key": "0123456789abcdef",
-}
 HISTORY = [
     {"epoch": 1.0, "train_loss": 1.2, "val_score": None, "val_seg": None, "val_dice": None},
     {"epoch": 2.0, "train_loss": 0.9, "val_score": 0.5, "val_seg": 0.5, "val_dice": 0.7},
@@ -51,7 +32,7 @@ def flawed(gt: np.ndarray, k: int) -> np.ndarray:
     return np.roll(pred, k + 1, axis=-1).astype(np.uint32)
 
 
-def write_demo_report(run_dir: Path, images: list[tuple[str, np.ndarray, np.ndarray]], *, ndim: int, spacing) -> tuple:
+def write_demo_report(run_dir: Path, images: list[tuple[str, np.ndarray, np.ndarray]], *, ndim: int, spacing, card) -> tuple:
     record = {"classes": ["background", "nucleus"], "instances": True, "ndim": ndim, "unit": "micrometer",
               "description": "Demo nuclei.", "ground_truth": "Hand-made <labels> & more."}
     acc = dataset_accumulator(record)
@@ -61,7 +42,6 @@ def write_demo_report(run_dir: Path, images: list[tuple[str, np.ndarray, np.ndar
         score_image(acc, name, image=image[np.newaxis], gt=gt, pred_instances=pred, pred_semantic=None, spacing=spacing)
         views.append((name, image, gt, pred))
     metrics = dataset_metrics(acc, dataset="demo", split="test")
-    card = {**CARD, "spatial_dims": ndim, "spacing": list(spacing)}
     previous = {**metrics, "seg": 0.25}
     run_dir.mkdir(parents=True, exist_ok=True)
     append_run(run_dir, {**run_entry(previous, new_run(previous, card=card)), "run_id": "earlier"})
@@ -92,8 +72,8 @@ def bbbc007(data_dir):
     ]
 
 
-def test_2d_report_in_chromium(tmp_path, bbbc007, chromium):
-    report, metrics = write_demo_report(tmp_path / "demo", bbbc007, ndim=2, spacing=(1.0, 1.0))
+def test_2d_report_in_chromium(tmp_path, bbbc007, chromium, model_card):
+    report, metrics = write_demo_report(tmp_path / "demo", bbbc007, ndim=2, spacing=(1.0, 1.0), card=model_card(2))
     page = chromium(report.html_path, screenshot=True)
     check_page(page, report)
     assert page.screenshot[:4] == b"\x89PNG"
@@ -120,11 +100,13 @@ def test_2d_report_in_chromium(tmp_path, bbbc007, chromium):
     assert (tmp_path / index.links[0]).is_file() and metrics["run"]["run_id"] in index.text
 
 
-def test_3d_report_in_chromium(tmp_path, data_dir, chromium):
+def test_3d_report_in_chromium(tmp_path, data_dir, chromium, model_card):
     image = tifffile.imread(data_dir / "synthetic-nuclei-3d" / "image.tif")
     labels = tifffile.imread(data_dir / "synthetic-nuclei-3d" / "labels.tif")
     halves = [("left", image[:, :, :28], labels[:, :, :28]), ("right", image[:, :, 28:], labels[:, :, 28:])]
-    report, metrics = write_demo_report(tmp_path / "demo3d", halves, ndim=3, spacing=(2.0, 0.5, 0.5))
+    report, metrics = write_demo_report(
+        tmp_path / "demo3d", halves, ndim=3, spacing=(2.0, 0.5, 0.5), card=model_card(3, spacing=(2.0, 0.5, 0.5))
+    )
     page = chromium(report.html_path)
     check_page(page, report)
     assert "HD95 nucleus (micrometer)" in page.text and "ASD nucleus (micrometer)" in page.text

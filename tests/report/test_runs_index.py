@@ -50,9 +50,9 @@ def test_rank_images_best_then_worst():
     assert rank_images(one) == [("x", "best", 0.4)]  # listed once
 
 
-def test_run_history_round_trip(tmp_path):
+def test_run_history_round_trip(tmp_path, model_card):
     assert read_runs(tmp_path) == []
-    run = new_run(METRICS, card={"model": "unet", "epochs_trained": 3, "config_key": "abc", "train_config": {"device": "cpu"}})
+    run = new_run(METRICS, card=model_card())
     assert run["device"] == "cpu" and run["scoring_seconds"] == 1.5 and run["machine"]["cpu_count"] >= 1
     entry = run_entry(METRICS, run)
     append_run(tmp_path, entry)
@@ -99,7 +99,7 @@ def test_index_lists_each_datasets_latest_run(tmp_path):
         folder.mkdir()
         for k, seg in enumerate(seg_values):
             metrics = {**METRICS, "dataset": dataset, "seg": seg}
-            append_run(folder, {**run_entry(metrics, new_run(metrics, card={"model": "unet"})), "run_id": f"{dataset}-{k}"})
+            append_run(folder, {**run_entry(metrics, new_run(metrics, card=None)), "run_id": f"{dataset}-{k}"})
         (folder / "report.html").write_text("<html></html>")
     (tmp_path / "no-runs").mkdir()  # a folder without history is not listed
     path = write_index(tmp_path)

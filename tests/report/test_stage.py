@@ -17,13 +17,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from segpipe import stages
-from segpipe.config import TrainConfig
+from segpipe.pipeline import RunFolder, stages
+from segpipe.pipeline.catalog import open_catalog
+from segpipe.prediction.params import PredictParams
+from segpipe.training.params import TrainParams
 from segpipe.errors import InputError
 from segpipe.scoring.external import external_metrics_path, score_prediction_folder
 
 TRAIN, VALIDATION, TEST_IMAGES = ["17P1_POS0006_D_1UL", "A9_p5d"], ["20P1_POS0007_D_1UL"], ["17P1_POS0013_D_1UL", "A9_p9d"]
-TINY = TrainConfig(
+TINY = TrainParams(
     epochs=1, iterations_per_epoch=2, batch_size=2, patch_size=(64, 64), features=(8, 16, 32, 64, 128, 8),
     val_every=1, max_minutes=None, device="cpu",
 )
@@ -56,12 +58,13 @@ def catalog(tmp_path_factory, data_dir):
 def run(tmp_path_factory, catalog):
     """``OUTPUT`` after ingest, tiny training, prediction, two scorings and a report."""
     output = tmp_path_factory.mktemp("runs")
-    stages.ingest_stage(catalog, "bbbc007", output)
-    stages.train_stage(output, "bbbc007", TINY, progress=False)
-    stages.predict_stage(output, "bbbc007", progress=False)
-    first = stages.score_stage(output, "bbbc007")
-    second = stages.score_stage(output, "bbbc007")
-    report = stages.report_stage(output, "bbbc007")
+    folder = RunFolder.of(output, "bbbc007")
+    stages.ingest(open_catalog(catalog), "bbbc007", folder)
+    stages.train(folder, TINY, progress=False)
+    stages.predict(folder, PredictParams(device="cpu"), progress=False)
+    first = stages.score(folder)
+    second = stages.score(folder)
+    report = stages.report(folder)
     return output, first, second, report
 
 
@@ -169,13 +172,13 @@ def test_prefect_artifacts(run, prefect_harness, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 
-    from flows.tasks import report_task
+    from segpipe.flows.tasks import report_task
 
     output, _, metrics, report = run
 
     @flow
     def publish() -> str:
-        return report_task(str(output), "bbbc007", metrics)
+        return report_task(RunFolder.of(output, "bbbc007"), metrics)
 
     with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: tmp_path / "storage"}):
         publish()

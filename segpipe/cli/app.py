@@ -1,0 +1,82 @@
+"""The ``segpipe`` Typer application, its shared options, and the entry point that turns errors into one line."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from segpipe.errors import SegpipeError
+
+app = typer.Typer(
+    help=(
+        "Batch segmentation of microscopy and medical image stacks.\n\n"
+        "Declare datasets in data_catalog.yaml, then `segpipe run DATASET` ingests them into "
+        "OME-Zarr, trains a MONAI U-Net (or FCN), predicts the test split with sliding windows, "
+        "splits touching objects, scores against ground truth (IoU, Dice, CTC SEG) and writes "
+        "a report under OUTPUT/DATASET/.\n\nExample: segpipe run bbbc007 --output runs"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", help="Catalog YAML file.")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Folder for run outputs (one subfolder per dataset).")]
+DatasetArg = Annotated[str, typer.Argument(help="Dataset name from the catalog.")]
+SplitOpt = Annotated[str, typer.Option(help="Which split to predict, score or report.")]
+DEFAULT_CATALOG = Path("data_catalog.yaml")
+DEFAULT_OUTPUT = Path("runs")
+
+#: Prefect defaults for a lab machine that may be offline and busy; the user's own settings win.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no telemetry calls (and their errors) offline
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # the embedded server is slow on a loaded machine
+}
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "httpcore"):  # one line per Prefect API call otherwise
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    _setup_logging(verbose)
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an operating-system error: what failed, on which file, and what to do."""
+    where = f"{err.filename}: " if err.filename else ""
+    advice = {
+        errno.ENOSPC: "the disk is full; free space or choose another --output",
+        errno.EACCES: "permission denied; choose a folder you can write to",
+        errno.EROFS: "the file system is read-only; choose another --output",
+        errno.ENOTDIR: "a path component is a file, not a folder",
+        errno.EEXIST: "it already exists",
+    }.get(err.errno, err.strerror or str(err))
+    return f"{where}{advice}"
+
+
+def main() -> None:
+    """Entry point: run the app; segpipe's own errors and OS errors become one line and exit code 2."""
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)  # before Prefect is imported: it reads settings once
+    try:
+        app()
+    except SegpipeError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:
+        typer.echo(f"error: {os_error_line(err)}", err=True)
+        sys.exit(2)

@@ -1,0 +1,151 @@
+"""One command per stage, without Prefect: ingest, train, predict, score, report; and catalog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from segpipe.cli.app import DEFAULT_CATALOG, DEFAULT_OUTPUT, CatalogOpt, DatasetArg, OutputOpt, SplitOpt, app
+from segpipe.cli.options import params
+from segpipe.data.ingest.params import IngestParams
+from segpipe.prediction.params import PredictParams
+from segpipe.training.params import TrainParams
+
+#: The training options every training command offers (field -> option).
+TRAIN_OPTIONS = {
+    "network": "--network",
+    "epochs": "--epochs",
+    "max_minutes": "--minutes",
+    "seed": "--seed",
+    "device": "--device",
+}
+#: The prediction options (field -> option).
+PREDICT_OPTIONS = {
+    "device": "--device",
+    "inference.overlap": "--overlap",
+    "inference.batch_size": "--batch-size",
+    "inference.flip_tta": "--tta",
+    "exports": "--export",
+    "probabilities": "--probabilities",
+}
+
+
+@app.command()
+@params(ingest=(IngestParams, {"force": "--force"}))
+def ingest(dataset: DatasetArg, ingest: IngestParams, catalog: CatalogOpt = DEFAULT_CATALOG, output: OutputOpt = DEFAULT_OUTPUT) -> None:
+    """Check a dataset's files and write them into OUTPUT/DATASET/data.zarr (OME-Zarr)."""
+    from segpipe.pipeline import RunFolder, stages
+    from segpipe.pipeline.catalog import open_catalog
+
+    result = stages.ingest(open_catalog(catalog), dataset, RunFolder.of(output, dataset), ingest)
+    state = "up to date" if result.skipped else "written"
+    typer.echo(f"{result.store}: {result.n_images} images, {state} (fingerprint {result.fingerprint[:12]})")
+
+
+@app.command()
+@params(train=(TrainParams, TRAIN_OPTIONS))
+def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT_CATALOG, output: OutputOpt = DEFAULT_OUTPUT) -> None:
+    """Train on the ingested store's train split, validating on its validation split.
+
+    Patch size, batch size and widths are planned from the dataset fingerprint unless the
+    catalog entry's `training:` section sets them; options given here override the catalog.
+    A killed run resumes when started again, and a run that used up its time budget continues
+    with a larger --minutes.
+    """
+    from segpipe.pipeline import RunFolder, stages
+    from segpipe.pipeline.catalog import open_catalog, train_params
+
+    result = stages.train(RunFolder.of(output, dataset), train_params(open_catalog(catalog), dataset, train))
+    typer.echo(f"{result.model.folder}: validation {json.dumps(result.model.card.training.validation)}")
+
+
+@app.command()
+@params(predict=(PredictParams, PREDICT_OPTIONS))
+def predict(
+    dataset: DatasetArg,
+    predict: PredictParams,
+    output: OutputOpt = DEFAULT_OUTPUT,
+    split: SplitOpt = "test",
+    model: Annotated[
+        Optional[Path], typer.Option(help="Model folder to predict with (default: the run's own, OUTPUT/DATASET/model).")
+    ] = None,
+) -> None:
+    """Predict a split with a trained model, zarr to zarr (sliding windows, Gaussian blending).
+
+    Memory stays bounded by a band of windows, whatever the image size; an interrupted run
+    resumes where it stopped, and images already predicted with the same model and settings
+    are kept. Example: segpipe predict bbbc007 --overlap 0.25 --export nifti
+    """
+    from segpipe.pipeline import RunFolder, stages
+
+    run = RunFolder.of(output, dataset)
+    results = stages.predict(run, predict, split=split, model=model)
+    made = sum(not r.skipped for r in results)
+    typer.echo(f"predicted {made} of {len(results)} images into {run.predictions} ({len(results) - made} were current)")
+
+
+@app.command()
+def score(
+    dataset: DatasetArg,
+    output: OutputOpt = DEFAULT_OUTPUT,
+    split: SplitOpt = "test",
+    predictions: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--predictions",
+            help="Score this folder of another tool's predictions instead of the run's: TIFF or NIfTI files "
+            "named after the images, a zarr group, or CTC maskTTT.tif. Ingests the dataset if needed; "
+            "writes OUTPUT/DATASET/external/FOLDER/metrics.json.",
+        ),
+    ] = None,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Score predictions against ground truth: CTC SEG and DET, matching at IoU 0.1-0.9 (precision, recall,
+    F1, AP, PQ), merges and splits, IoU and Dice per class (HD95 and ASD in 3D), with bootstrap 95% CIs,
+    and the Otsu + watershed baseline on the same images; writes metrics.json."""
+    from segpipe.pipeline import RunFolder, stages
+    from segpipe.report.runs import headline
+
+    run = RunFolder.of(output, dataset)
+    if predictions is None:
+        metrics = stages.score(run, split=split)
+        where = run.metrics
+    else:
+        from segpipe.pipeline.catalog import open_catalog
+        from segpipe.scoring.external import external_metrics_path, score_prediction_folder, write_metrics
+
+        stages.ingest(open_catalog(catalog), dataset, run)
+        metrics = score_prediction_folder(run.store, predictions, dataset=dataset, split=split)
+        where = write_metrics(external_metrics_path(run.root, predictions), metrics)
+    scores = headline(metrics)
+    base = headline(metrics.get("baseline") or {})
+    summary = {"dataset": dataset, "split": split, "n_images": metrics["n_images"], "metrics": str(where)}
+    summary.update({k: v for k, v in scores.items() if v is not None and k != "ci"})
+    summary["ci"] = {k: v for k, v in scores["ci"].items() if v is not None}
+    summary["baseline"] = {k: v for k, v in base.items() if v is not None and k != "ci"}
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+def report(dataset: DatasetArg, output: OutputOpt = DEFAULT_OUTPUT, split: SplitOpt = "test") -> None:
+    """Write report.md and a self-contained report.html (scores with CIs, per-object IoU, best and worst
+    images, training curve, model card, previous runs, baseline) and update OUTPUT/index.html."""
+    from segpipe.pipeline import RunFolder, stages
+
+    result = stages.report(RunFolder.of(output, dataset), split=split)
+    typer.echo(f"{result.path}, {result.html_path} ({len(result.figures)} figures); index: {output / 'index.html'}")
+
+
+@app.command("catalog")
+def catalog_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
+    """Validate the catalog and list its datasets with their splits."""
+    from segpipe.pipeline.catalog import open_catalog
+
+    loaded = open_catalog(catalog)
+    for name in loaded.names():
+        dataset = loaded.dataset(name)
+        counts = {s: len(dataset.split(s)) for s in ("train", "validation", "test")}
+        typer.echo(f"{name}: {dataset.entry.ndim}D, classes {dataset.entry.classes}, images per split {counts}")

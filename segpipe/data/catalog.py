@@ -1,0 +1,366 @@
+"""The data catalog: which datasets exist, where their files are and how they are split.
+
+A catalog is a YAML file (``data_catalog.yaml``) mapping dataset names to entries. Paths and
+globs in an entry are relative to the folder holding the catalog (its *root*); a path that
+resolves outside the root, through ``..`` or a symlink, is refused unless the entry sets
+``allow_outside_root: true``.
+
+Everything a later stage needs is checked here, at load time, with the entry and file named:
+unknown keys, globs matching nothing, images without labels, split names that match no file,
+a file in two splits. Every key is described in ``docs/catalog.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from segpipe.data.ctc import ctc_records
+from segpipe.data.records import ImageRecord, Split
+from segpipe.errors import CatalogError, explain
+
+SPLITS = ("train", "validation", "test")
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".png")
+COLOURS = {"red": 0, "green": 1, "blue": 2, "alpha": 3}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSplit(_Strict):
+    """Split by file: each list names images by their file stem."""
+
+    train: list[str] = Field(min_length=1)
+    validation: list[str] = Field(default_factory=list)
+    test: list[str] = Field(default_factory=list)
+
+
+class RegionSplit(_Strict):
+    """Split one large image by region: ``[start, stop)`` per spatial axis, in array order."""
+
+    regions: dict[Split, list[tuple[int, int]]]
+
+    @field_validator("regions")
+    @classmethod
+    def _check_regions(cls, regions: dict) -> dict:
+        if "train" not in regions:
+            raise ValueError("a region split needs a 'train' region")
+        for split, bounds in regions.items():
+            for start, stop in bounds:
+                if not 0 <= start < stop:
+                    raise ValueError(f"region {split}: [{start}, {stop}] is empty or negative")
+        return regions
+
+
+class Schedule(_Strict):
+    """When a deployment runs for a dataset (``deploy/setup.py`` makes one schedule per dataset).
+
+    Attributes:
+        cron: Five-field cron expression.
+        timezone: Time zone of ``cron``.
+        active: Created paused when false.
+    """
+
+    cron: str = Field(pattern=r"^\S+( \S+){4}$")
+    timezone: str = "UTC"
+    active: bool = True
+
+
+#: A deployment's schedule for a dataset: a cron string, a full schedule, or ``false`` for none.
+ScheduleSpec = Schedule | str | Literal[False]
+
+
+class _Schedules(_Strict):
+    schedules: dict[str, ScheduleSpec]
+
+
+class DatasetEntry(_Strict):
+    """One dataset of the catalog.
+
+    Attributes:
+        description: Free text shown in reports.
+        images: Glob (or list of globs) of image files, relative to the catalog root. A match
+            that is a folder is one 3D stack of the 2D slices inside it (see ``slice_glob``);
+            for ``format: ctc`` the matches are Cell Tracking Challenge sequence folders.
+        labels: Glob (or list) of label files. Labels pair with images by file stem (after
+            ``images_suffix``/``labels_suffix`` are removed), or one-to-one when each side holds
+            a single file. For ``ctc`` a folder template with ``{seq}`` (default ``{seq}_GT/SEG``).
+        format: ``tiff``, ``nifti``, ``png`` or ``ctc``; ``auto`` picks by suffix.
+        ndim: Spatial dimensions of the images (2 or 3).
+        axes: What each axis of the image files is (letters ``T``, ``C``, ``Z``, ``Y``, ``X``),
+            overriding the file's metadata; frames (``T``) become separate images.
+        label_axes: The same for the label files.
+        channel_axis: Axis of the channels in the source arrays, if there is one.
+        channels: Channels to keep, in order (default: all): indices, or ``red``/``green``/``blue``.
+        images_suffix: Removed from image file stems before pairing (e.g. ``_img``).
+        labels_suffix: Removed from label file stems before pairing (e.g. ``_masks``).
+        slice_glob: Which files of a slice folder are slices (natural sort order).
+        classes: Names of the semantic classes, background first.
+        instances: Whether labels are instance maps (one id per object) rather than class maps.
+        spacing: Pixel or voxel size per spatial axis; read from the files when omitted.
+        unit: Unit of the spacing; read from the files when omitted (else ``micrometer``).
+        ground_truth: How the labels were made, shown in every report (e.g. a silver standard).
+        split: By file (for ``ctc``: by sequence folder name) or by region.
+        allow_outside_root: Accept files resolving outside the catalog's folder.
+        schedule: Per deployment (``nightly``, ``refresh``, ...), when it runs for this dataset: a
+            cron string, ``{cron, timezone, active}``, or ``false`` for never; deployments not
+            named keep the catalog's ``schedules:`` or ``deploy/prefect.yaml``'s default.
+        training: Per-dataset overrides of the training defaults: any field of
+            :class:`segpipe.training.params.TrainParams` (e.g. ``patch_size``, ``epochs``, ``max_minutes``),
+            checked when the pipeline loads the catalog (:func:`segpipe.pipeline.catalog.open_catalog`).
+    """
+
+    description: str = ""
+    images: str | list[str]
+    labels: str | list[str] | None = None
+    format: Literal["auto", "tiff", "nifti", "png", "ctc"] = "auto"
+    ndim: Literal[2, 3] = 2
+    axes: str | None = Field(default=None, pattern=r"^[TCSZYXtcszyx]+$")
+    label_axes: str | None = Field(default=None, pattern=r"^[TCSZYXtcszyx]+$")
+    channel_axis: int | None = None
+    channels: list[int | Literal["red", "green", "blue", "alpha"]] | None = Field(default=None, min_length=1)
+    images_suffix: str = ""
+    labels_suffix: str = ""
+    slice_glob: str = "*"
+    classes: list[str] = Field(default_factory=lambda: ["background", "foreground"], min_length=2)
+    instances: bool = True
+    spacing: list[float] | None = None
+    unit: str | None = None
+    ground_truth: str = ""
+    split: FileSplit | RegionSplit
+    allow_outside_root: bool = False
+    schedule: dict[str, ScheduleSpec] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_spacing(self) -> DatasetEntry:
+        if self.spacing is not None:
+            if len(self.spacing) != self.ndim:
+                raise ValueError(f"spacing has {len(self.spacing)} values, ndim is {self.ndim}")
+            if any(s <= 0 for s in self.spacing):
+                raise ValueError(f"spacing must be positive, got {self.spacing}")
+        if self.instances and len(self.classes) != 2:
+            raise ValueError("instance datasets have exactly two classes: background and the objects")
+        if self.labels is None and self.format != "ctc":
+            raise ValueError("labels: required (only format: ctc finds its labels by itself)")
+        if self.format == "ctc" and isinstance(self.split, RegionSplit):
+            raise ValueError("split: a ctc dataset is split by sequence folder, not by region")
+        if self.channels is not None and len(set(self.channel_indices())) != len(self.channels):
+            raise ValueError(f"channels: {self.channels} names a channel twice")
+        return self
+
+    def channel_indices(self) -> list[int] | None:
+        """``channels`` as indices (colour names mapped to RGB(A) positions), or ``None``."""
+        if self.channels is None:
+            return None
+        return [COLOURS[c] if isinstance(c, str) else c for c in self.channels]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated catalog entry with its files resolved."""
+
+    name: str
+    entry: DatasetEntry
+    root: Path
+    records: tuple[ImageRecord, ...]
+
+    def split(self, split: Split) -> list[ImageRecord]:
+        """Records of one split, in catalog order."""
+        return [r for r in self.records if r.split == split]
+
+
+class Catalog:
+    """A loaded, validated data catalog."""
+
+    def __init__(self, path: Path, entries: dict[str, DatasetEntry], schedules: dict[str, ScheduleSpec] | None = None):
+        self.path = path
+        self.root = path.parent.resolve()
+        self.entries = entries
+        self.schedules = schedules or {}
+
+    def names(self) -> list[str]:
+        """Dataset names, in file order."""
+        return list(self.entries)
+
+    def entry(self, name: str) -> DatasetEntry:
+        """One entry as written; :class:`CatalogError` names the known ones when there is none."""
+        if name not in self.entries:
+            known = ", ".join(self.entries) or "none"
+            raise CatalogError(f"{self.path}: no dataset named {name!r} (known: {known})")
+        return self.entries[name]
+
+    def dataset(self, name: str) -> Dataset:
+        """Resolve one entry's files and split; raises :class:`CatalogError` on any problem."""
+        entry = self.entry(name)
+        records = _resolve_records(name, entry, self.root, self.path)
+        return Dataset(name=name, entry=entry, root=self.root, records=tuple(records))
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Read and validate a catalog file.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The catalog; entries are checked for unknown keys and types now, their files when
+        :meth:`Catalog.dataset` resolves them.
+
+    Raises:
+        CatalogError: The file is missing, is not YAML, or an entry is invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"{path}: catalog file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise CatalogError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):
+        raise CatalogError(f"{path}: expected a top-level 'datasets:' mapping of name to entry")
+    unknown = set(raw) - {"datasets", "schedules"}
+    if unknown:
+        raise CatalogError(f"{path}: unknown top-level keys {sorted(unknown)}")
+    try:
+        schedules = _Schedules.model_validate({"schedules": raw.get("schedules") or {}}).schedules
+    except ValidationError as err:
+        raise CatalogError(f"{path}: {explain(err)}") from None
+    entries = {}
+    for name, body in raw["datasets"].items():
+        try:
+            entries[str(name)] = DatasetEntry.model_validate(body or {})
+        except ValidationError as err:
+            raise CatalogError(f"{path}: dataset {name!r}: {explain(err)}") from err
+    return Catalog(path, entries, schedules)
+
+
+def _stem(path: Path, suffix: str = "") -> str:
+    name = path.name
+    stem = path.stem
+    for ext in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(ext):
+            stem = name[: -len(ext)]
+            break
+    if path.is_dir():
+        stem = name
+    if suffix and stem.endswith(suffix) and len(stem) > len(suffix):
+        stem = stem[: -len(suffix)]
+    return stem
+
+
+def check_inside(path: Path, root: Path, *, where: str, allow_outside: bool) -> None:
+    """Refuse ``path`` if it resolves (through ``..`` or symlinks) outside ``root``."""
+    resolved = path.resolve()
+    if not allow_outside and not resolved.is_relative_to(root):
+        raise CatalogError(
+            f"{where}: {path} resolves to {resolved}, outside the catalog root {root}; "
+            "set allow_outside_root: true in the entry to accept it"
+        )
+
+
+def _expand(
+    patterns: str | list[str], root: Path, *, where: str, allow_outside: bool, slice_glob: str = "*"
+) -> list[Path]:
+    patterns = [patterns] if isinstance(patterns, str) else patterns
+    found: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(root / pattern), recursive=True))
+        if not matches:
+            raise CatalogError(f"{where}: {pattern!r} matches no file under {root}")
+        for match in matches:
+            path = Path(match)
+            check_inside(path, root, where=where, allow_outside=allow_outside)
+            if path.is_dir():  # a folder of 2D slices: every slice must stay inside too
+                slices = [p for p in path.glob(slice_glob) if p.is_file()]
+                if not slices:
+                    raise CatalogError(f"{where}: folder {path} holds no file matching {slice_glob!r}")
+                for item in slices:
+                    check_inside(item, root, where=where, allow_outside=allow_outside)
+            if path.is_file() or path.is_dir():
+                found.append(path.absolute())
+    if len(set(found)) != len(found):
+        dupes = sorted({str(p) for p in found if found.count(p) > 1})
+        raise CatalogError(f"{where}: files listed twice: {', '.join(dupes)}")
+    return found
+
+
+def _pair(images: list[Path], labels: list[Path], entry: DatasetEntry, *, where: str) -> dict[str, tuple[Path, Path]]:
+    if len(images) == 1 and len(labels) == 1:
+        return {_stem(images[0], entry.images_suffix): (images[0], labels[0])}
+    by_stem: dict[str, Path] = {}
+    for path in labels:
+        stem = _stem(path, entry.labels_suffix)
+        if stem in by_stem:
+            raise CatalogError(f"{where}: two label files share the name {stem!r}: {by_stem[stem]}, {path}")
+        by_stem[stem] = path
+    pairs = {}
+    for image in images:
+        stem = _stem(image, entry.images_suffix)
+        if stem in pairs:
+            raise CatalogError(f"{where}: two images share the name {stem!r}: {pairs[stem][0]}, {image}")
+        if stem not in by_stem:
+            raise CatalogError(f"{where}: image {image} has no label file named {stem}{entry.labels_suffix}.*")
+        pairs[stem] = (image, by_stem.pop(stem))
+    if by_stem:
+        raise CatalogError(f"{where}: label files without an image: {', '.join(map(str, by_stem.values()))}")
+    return pairs
+
+
+def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> list[ImageRecord]:
+    where = f"{path}: dataset {name!r}"
+    outside = entry.allow_outside_root
+    images = _expand(entry.images, root, where=f"{where}: images", allow_outside=outside, slice_glob=entry.slice_glob)
+    if entry.format == "ctc":
+        template = entry.labels if isinstance(entry.labels, str) else "{seq}_GT/SEG"
+        records = ctc_records(images, template=template, ndim=entry.ndim, where=where)
+        for record in records:
+            check_inside(record.labels, root, where=f"{where}: labels", allow_outside=outside)
+        return _assign_splits(records, entry, where=where, key=lambda r: r.name.rsplit("-t", 1)[0])
+    assert entry.labels is not None  # checked by the model
+    labels = _expand(entry.labels, root, where=f"{where}: labels", allow_outside=outside, slice_glob=entry.slice_glob)
+    pairs = _pair(images, labels, entry, where=where)
+
+    if isinstance(entry.split, RegionSplit):
+        if len(pairs) != 1:
+            raise CatalogError(f"{where}: a region split needs exactly one image, found {len(pairs)}")
+        stem, (image, label) = next(iter(pairs.items()))
+        records = []
+        for split, bounds in entry.split.regions.items():
+            if len(bounds) != entry.ndim:
+                raise CatalogError(f"{where}: region {split} has {len(bounds)} ranges, ndim is {entry.ndim}")
+            records.append(ImageRecord(f"{stem}-{split}", image, label, split, tuple(map(tuple, bounds))))
+        return sorted(records, key=lambda r: SPLITS.index(r.split))
+
+    unsplit = [ImageRecord(stem, image, label, "train") for stem, (image, label) in pairs.items()]
+    return _assign_splits(unsplit, entry, where=where, key=lambda r: r.name)
+
+
+def _assign_splits(records: list[ImageRecord], entry: DatasetEntry, *, where: str, key) -> list[ImageRecord]:
+    """Give each record the split that names its ``key`` (file stem, or CTC sequence)."""
+    assert isinstance(entry.split, FileSplit)
+    groups: dict[str, list[ImageRecord]] = {}
+    for record in records:
+        groups.setdefault(key(record), []).append(record)
+    out = []
+    seen: dict[str, str] = {}
+    for split in SPLITS:
+        for stem in getattr(entry.split, split):
+            if stem in seen:
+                raise CatalogError(f"{where}: {stem!r} is in both the {seen[stem]} and {split} splits")
+            if stem not in groups:
+                raise CatalogError(f"{where}: split {split} names {stem!r}, but no image has that name")
+            seen[stem] = split
+            out += [dataclasses.replace(r, split=split) for r in groups[stem]]
+    unassigned = sorted(set(groups) - set(seen))
+    if unassigned:
+        raise CatalogError(f"{where}: images in no split: {', '.join(unassigned)}")
+    return out

@@ -1,0 +1,120 @@
+"""Content fingerprints: a store records what it was made from, so unchanged sources are skipped.
+
+The fingerprint digests the catalog entry (less its ``training`` overrides, which do not
+change the store) and the SHA-256 of every source file. The store also keeps each file's size
+and modification time next to its digest; a file whose size and time are unchanged is not
+read again, so checking a large dataset is a ``stat`` per file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from segpipe.data.catalog import Dataset
+from segpipe.errors import InputError
+from segpipe.data.readers import natural_key
+
+FORMAT_VERSION = 2  # bump when the store layout changes, so old stores are rebuilt
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's content, read in blocks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def source_files(dataset: Dataset) -> list[Path]:
+    """Every file the dataset reads: images, labels, and the slices of slice folders."""
+    paths: set[Path] = set()
+    for record in dataset.records:
+        for path in (record.image, record.labels):
+            if path.is_dir():
+                paths.update(p for p in path.glob(dataset.entry.slice_glob) if p.is_file())
+            else:
+                paths.add(path)
+    return sorted(paths, key=lambda p: [str(p.parent), *natural_key(p)])
+
+
+def source_key(dataset: Dataset, path: Path) -> str:
+    """How a file is named in the fingerprint: relative to the catalog root when inside it."""
+    return str(path.relative_to(dataset.root)) if path.is_relative_to(dataset.root) else str(path)
+
+
+def stat_of(path: Path) -> dict:
+    """Size and modification time (ns) of a file."""
+    info = path.stat()
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+def collect_digests(dataset: Dataset, known: dict | None = None, *, files: Iterable[Path] | None = None) -> dict:
+    """``{key: {size, mtime_ns, sha256}}`` for the dataset's files.
+
+    Args:
+        dataset: The resolved dataset.
+        known: The ``sources`` of an existing store; a file with the same size and time keeps
+            its recorded digest instead of being read.
+        files: Restrict to these files (default: all of :func:`source_files`).
+    """
+    known = known or {}
+    out = {}
+    for path in files if files is not None else source_files(dataset):
+        key = source_key(dataset, path)
+        try:
+            now = stat_of(path)
+        except FileNotFoundError as err:
+            raise InputError(f"{path}: file disappeared during ingest") from err
+        old = known.get(key)
+        if old and old.get("size") == now["size"] and old.get("mtime_ns") == now["mtime_ns"]:
+            out[key] = old
+        else:
+            out[key] = {**now, "sha256": file_digest(path)}
+    return out
+
+
+def fingerprint_of(dataset: Dataset, digests: dict) -> str:
+    """Digest of the entry's settings and of every source file's content."""
+    digest = hashlib.sha256(f"segpipe-store-{FORMAT_VERSION}".encode())
+    digest.update(dataset.entry.model_dump_json(exclude={"training"}).encode())
+    for key in sorted(digests):
+        digest.update(key.encode())
+        digest.update(digests[key]["sha256"].encode())
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """Fingerprint of a dataset, reading every file."""
+    return fingerprint_of(dataset, collect_digests(dataset))
+
+
+def check_unchanged(dataset: Dataset, digests: dict) -> None:
+    """Refuse to finish a store when a source changed while it was being ingested.
+
+    Raises:
+        InputError: A file's size or time differs from when it was digested.
+    """
+    for path in source_files(dataset):
+        key = source_key(dataset, path)
+        if key in digests and stat_of(path) != {k: digests[key][k] for k in ("size", "mtime_ns")}:
+            raise InputError(f"{path}: file changed while it was being ingested; run ingest again")
+
+
+def check_duplicates(dataset: Dataset, digests: dict) -> None:
+    """Refuse two different image files with the same content (a duplicate in the splits).
+
+    Raises:
+        InputError: Naming both files and their splits.
+    """
+    seen: dict[str, tuple[Path, str]] = {}
+    for record in dataset.records:
+        if record.image.is_dir():
+            continue
+        digest = digests[source_key(dataset, record.image)]["sha256"]
+        first = seen.get(digest)
+        if first is not None and first[0] != record.image:
+            raise InputError(
+                f"{record.image} ({record.split}) has the same content as {first[0]} ({first[1]}): "
+                "a duplicate file in the splits"
+            )
+        seen.setdefault(digest, (record.image, record.split))

@@ -1,0 +1,90 @@
+"""Ingest many small images in worker processes.
+
+A small image costs little in pixels and much in zarr calls: every node and chunk written is
+Python work under one GIL, so threads cannot spread it over the CPUs. Worker processes can.
+They are started by a fork server (never a fork of this threaded process) that has already
+imported the ingest code, so starting them costs a fraction of a second, and each worker
+writes its share of the images straight into the temporary store the caller made.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import zarr
+
+from segpipe.data.catalog import Dataset
+from segpipe.data.records import ImageRecord
+from segpipe.data.ingest.params import IngestParams
+from segpipe.data.ingest.record import ingest_record
+
+_PRELOAD = ["segpipe.data.ingest.record", "ome_zarr.writer"]
+_worker: dict = {}  # this worker process's store, dataset and options, set once when it starts
+
+
+def ingest_in_processes(
+    store: Path,
+    dataset: Dataset,
+    records: list[ImageRecord],
+    options: IngestParams,
+    *,
+    n_processes: int,
+    on_done: Callable[[int], None],
+) -> list[dict]:
+    """Ingest ``records`` into the zarr group at ``store`` with ``n_processes`` workers.
+
+    Records go out in batches; ``on_done`` is called with the number of images of each
+    finished batch. The first error cancels the batches not yet started and is raised here.
+
+    Returns:
+        The image infos in the order of ``records``.
+    """
+    context = _context()
+    with ProcessPoolExecutor(
+        max_workers=n_processes, mp_context=context, initializer=_start_worker, initargs=(str(store), dataset, options)
+    ) as pool:
+        futures: list[Future] = []
+        for batch in _batches(records, n_processes):
+            future = pool.submit(_ingest_batch, batch)
+            future.add_done_callback(
+                lambda f, n=len(batch): on_done(n) if not f.cancelled() and f.exception() is None else None
+            )
+            futures.append(future)
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f in done and f.exception() is not None]
+        if failed:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise failed[0].exception()  # type: ignore[misc]
+        return [info for future in futures for info in future.result()]
+
+
+def can_use_processes() -> bool:
+    """False inside a daemonic process (a Dask worker, say), which may not start children."""
+    return not multiprocessing.current_process().daemon
+
+
+def _context():
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
+
+
+def _batches(records: list[ImageRecord], n_processes: int) -> Iterator[list[ImageRecord]]:
+    """Batches small enough to balance the workers, large enough to keep hand-overs rare."""
+    size = max(1, min(32, len(records) // (4 * n_processes)))
+    for start in range(0, len(records), size):
+        yield records[start : start + size]
+
+
+def _start_worker(store: str, dataset: Dataset, options: IngestParams) -> None:
+    _worker.update(root=zarr.open_group(store, mode="r+"), dataset=dataset, options=options)
+
+
+def _ingest_batch(records: list[ImageRecord]) -> list[dict]:
+    root, dataset, options = _worker["root"], _worker["dataset"], _worker["options"]
+    return [info for record in records for info in ingest_record(root, dataset, record, options)]

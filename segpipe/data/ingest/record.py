@@ -1,0 +1,312 @@
+"""Ingest one catalog record (an image file and its labels) into OME-Zarr image groups.
+
+The sources are opened lazily and checked before any pixel is written (dtype, axes, shapes,
+spacing, region); the label map is then read once to check its values and pick its dtype, and
+image and labels are streamed slab by slab into the store. Checks that need the pixels (NaN,
+a constant image with labels) run on the way; if one fails the whole temporary store is
+dropped by the caller, so nothing half-written survives.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from segpipe.data.catalog import Dataset
+from segpipe.data.records import ImageRecord
+from segpipe.errors import InputError
+from segpipe.data.ingest.params import IngestParams
+from segpipe.data.ingest.stream import slab_windows, stream_copy
+from segpipe.data.readers import AxesSpec, SelectedSource, Source, open_source
+from segpipe.data.readers.source import LastReadCache, Window
+from segpipe.data.store import (
+    GT_NAME,
+    IMAGE_LEVEL,
+    chunk_shape,
+    create_array,
+    ome_image_attrs,
+    ome_label_attrs,
+    write_small_image_group,
+)
+from segpipe.data.validate import check_image_block, check_image_dtype, check_label_block, label_dtype
+
+DEFAULT_UNIT = "micrometer"
+
+
+def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, options: IngestParams) -> list[dict]:
+    """Write ``record`` into ``root``: one image group per frame; returns their info dicts."""
+    entry = dataset.entry
+    ndim = entry.ndim
+    fmt = "auto" if entry.format == "ctc" else entry.format
+    with ExitStack() as stack:
+        plane_fill = "Z" if ndim == 3 or record.plane is not None else ""
+        image_spec = AxesSpec(override=entry.axes, fill=plane_fill, channel_axis=entry.channel_axis)
+        image: Source = stack.enter_context(
+            open_source(record.image, fmt=fmt, spec=image_spec, slice_glob=entry.slice_glob)
+        )
+        if record.plane is not None:
+            image = SelectedSource(image, z=record.plane)
+        label_fill = ("Z" if ndim == 3 else "") + ("T" if image.frames > 1 else "")
+        labels: Source = LastReadCache(
+            stack.enter_context(
+                open_source(
+                    record.labels,
+                    fmt=fmt,
+                    spec=AxesSpec(override=entry.label_axes, fill=label_fill),
+                    slice_glob=entry.slice_glob,
+                )
+            )
+        )
+        _check_sources(image, labels, ndim=ndim)
+        window = _window(record, image, ndim=ndim)
+        channels = _channels(image, entry.channel_indices())
+        spacing, unit = _spacing(image, labels, ndim=ndim, catalog=entry.spacing, catalog_unit=entry.unit)
+        n_classes = None if entry.instances else len(entry.classes)
+        label_stats = [_label_stats(labels, t, window, ndim=ndim, n_classes=n_classes, options=options) for t in range(image.frames)]
+        high = max(h for h, _ in label_stats)
+        infos = []
+        width = max(3, len(str(image.frames - 1)))
+        for t in range(image.frames):
+            name = record.name if image.frames == 1 else f"{record.name}-t{t:0{width}d}"
+            infos.append(
+                _write_frame(
+                    root,
+                    name,
+                    image,
+                    labels,
+                    t,
+                    window=window,
+                    layout=FrameLayout(ndim, channels, label_dtype(high), label_stats[t][1], spacing, unit),
+                    options=options,
+                )
+                | {
+                    "split": record.split,
+                    "source": str(record.image),
+                    "labels_source": str(record.labels),
+                    "region": [list(b) for b in record.region] if record.region else None,
+                    "frame": t if image.frames > 1 else None,
+                    "plane": record.plane,
+                    "source_axes": image.meta.axes,
+                    "affine": _affine(image, window),
+                }
+            )
+    return infos
+
+
+def _check_sources(image: Source, labels: Source, *, ndim: int) -> None:
+    check_image_dtype(image.dtype, image.path)
+    if ndim == 2 and image.spatial[0] != 1:
+        raise InputError(
+            f"{image.path}: the file has {image.spatial[0]} planes (Z) but the catalog says ndim: 2; "
+            "set ndim: 3, or axes: (e.g. TYX) if the planes are time points"
+        )
+    if labels.channels != 1:
+        raise InputError(f"{labels.path}: a label map has one channel, this file has {labels.channels}")
+    image_shape = image.spatial[3 - ndim :]
+    label_shape = labels.spatial[3 - ndim :]
+    if image_shape != label_shape or labels.spatial[0] != image.spatial[0]:
+        raise InputError(
+            f"{image.path} has spatial shape {image_shape} but its labels {labels.path} have shape {label_shape}"
+        )
+    if labels.frames != image.frames:
+        raise InputError(f"{image.path} has {image.frames} frames but its labels {labels.path} have {labels.frames}")
+    if min(image.spatial[3 - ndim :]) == 0:
+        raise InputError(f"{image.path}: image has no pixels (shape {image.shape})")
+
+
+def _window(record: ImageRecord, image: Source, *, ndim: int) -> Window:
+    z, y, x = image.spatial
+    if record.region is None:
+        return slice(0, z), slice(0, y), slice(0, x)
+    shape = image.spatial[3 - ndim :]
+    for (start, stop), size in zip(record.region, shape):
+        if stop > size:
+            raise InputError(f"{record.image}: region {record.split} {record.region} exceeds the image shape {shape}")
+    bounds = [slice(a, b) for a, b in record.region]
+    return tuple([slice(0, z)] * (3 - ndim) + bounds)  # type: ignore[return-value]
+
+
+def _channels(image: Source, wanted: list[int] | None) -> list[int] | None:
+    if wanted is None:
+        return None
+    if max(wanted) >= image.channels:
+        raise InputError(f"{image.path}: channels {wanted} requested, the file has {image.channels}")
+    return wanted
+
+
+def _spacing(
+    image: Source, labels: Source, *, ndim: int, catalog: list[float] | None, catalog_unit: str | None
+) -> tuple[tuple[float, ...], str]:
+    own = image.meta.spacing[3 - ndim :]
+    theirs = labels.meta.spacing[3 - ndim :]
+    for axis, a, b in zip("zyx"[3 - ndim :], own, theirs):
+        if a is not None and b is not None and not np.isclose(a, b, rtol=1e-3):
+            raise InputError(
+                f"{image.path} has spacing {tuple(own)} but its labels {labels.path} have {tuple(theirs)} "
+                f"(they differ along {axis})"
+            )
+    if catalog is not None:
+        spacing = tuple(float(s) for s in catalog)
+    else:
+        spacing = tuple(float(s) if s is not None else 1.0 for s in own)
+    unit = catalog_unit or image.meta.unit or DEFAULT_UNIT
+    return spacing, unit
+
+
+def _label_stats(
+    labels: Source, t: int, window: Window, *, ndim: int, n_classes: int | None, options: IngestParams
+) -> tuple[int, bool]:
+    """Check frame ``t`` of a label map slab by slab; returns its largest label and whether it has any."""
+    high, labelled = 0, False
+    spatial = (1,) + tuple(s.stop - s.start for s in window[3 - ndim :])
+    depth = chunk_shape(spatial, ndim, itemsize=labels.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)[1]
+    for sub, _ in slab_windows(window, ndim=ndim, depth=max(depth, 1)):
+        block = labels.read(t, sub)
+        high = max(high, check_label_block(block, labels.path, n_classes=n_classes))
+        labelled = labelled or bool(block.any())
+    return high, labelled
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """How one frame is stored: its axes, channel selection, label type and physical grid."""
+
+    ndim: int
+    channels: list[int] | None
+    labels_dtype: np.dtype
+    labelled: bool  # the ground truth marks at least one object or class in this frame
+    spacing: tuple[float, ...]
+    unit: str
+
+
+def _write_frame(
+    root: zarr.Group,
+    name: str,
+    image: Source,
+    labels: Source,
+    t: int,
+    *,
+    window: Window,
+    layout: FrameLayout,
+    options: IngestParams,
+) -> dict:
+    ndim, channels, labels_dtype = layout.ndim, layout.channels, layout.labels_dtype
+    spacing, unit = layout.spacing, layout.unit
+    spatial = tuple(s.stop - s.start for s in window[3 - ndim :])
+    n_channels = len(channels) if channels is not None else image.channels
+    shape = (n_channels, *spatial)
+    chunks = chunk_shape(shape, ndim, itemsize=image.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)
+    frame_bytes = int(np.prod(shape, dtype=np.int64)) * (image.dtype.itemsize + labels_dtype.itemsize)
+    if frame_bytes <= options.max_slab_bytes:  # small: read it whole, write the group in one go
+        block = image.read(t, window)
+        block = block[channels] if channels is not None else block
+        block = block[:, 0] if ndim == 2 else block
+        check_image_block(block, image.path)
+        low, high = block.min(), block.max()
+        label_block = labels.read(t, window)[0]
+        label_block = (label_block[0] if ndim == 2 else label_block).astype(labels_dtype, copy=False)
+        if layout.labelled and low == high:
+            raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
+        write_small_image_group(
+            root, name, np.ascontiguousarray(block), np.ascontiguousarray(label_block),
+            ndim=ndim, spacing=spacing, unit=unit, chunks=chunks,
+        )
+    else:
+        _stream_frame(root, name, image, labels, t, window=window, layout=layout, options=options)
+    return {
+        "name": name,
+        "shape": list(shape),
+        "spacing": list(spacing),
+        "unit": unit,
+        "dtype": str(image.dtype),
+        "labels_dtype": str(labels_dtype),
+        "chunks": list(chunks),
+    }
+
+
+def _stream_frame(
+    root: zarr.Group,
+    name: str,
+    image: Source,
+    labels: Source,
+    t: int,
+    *,
+    window: Window,
+    layout: FrameLayout,
+    options: IngestParams,
+) -> None:
+    """Write a frame too large for one slab: image, then labels, slab by slab."""
+    ndim, spacing, unit, labels_dtype = layout.ndim, layout.spacing, layout.unit, layout.labels_dtype
+    group = root.create_group(
+        name, attributes=ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
+    )
+    array, (low, high) = copy_image(group, image, t, window=window, ndim=ndim, channels=layout.channels, options=options)
+    if layout.labelled and low == high:
+        raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
+    labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
+    label_root = group.create_group("labels", attributes=labels_attrs)
+    gt = label_root.create_group(GT_NAME, attributes=gt_attrs)
+    label_array = create_array(gt, IMAGE_LEVEL, shape=array.shape[1:], dtype=labels_dtype, ndim=ndim,
+                               chunks=array.chunks[1:])
+    stream_copy(
+        lambda sub: labels.read(t, sub),
+        label_array,
+        window=window,
+        ndim=ndim,
+        channels=False,
+        on_block=lambda block, _: block.astype(labels_dtype, copy=False),
+        prefetch=options.prefetch,
+    )
+
+
+def copy_image(
+    group: zarr.Group,
+    image: Source,
+    t: int,
+    *,
+    window: Window,
+    ndim: int,
+    channels: list[int] | None,
+    options: IngestParams,
+) -> tuple[zarr.Array, tuple]:
+    """Stream frame ``t`` of ``image`` (inside ``window``) into ``group/s0``, refusing NaN and Inf.
+
+    Returns:
+        The array written and the image's ``(min, max)``.
+    """
+    spatial = tuple(s.stop - s.start for s in window[3 - ndim :])
+    n_channels = len(channels) if channels is not None else image.channels
+    shape = (n_channels, *spatial)
+    chunks = chunk_shape(shape, ndim, itemsize=image.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)
+    array = create_array(group, IMAGE_LEVEL, shape=shape, dtype=image.dtype, ndim=ndim, chunks=chunks)
+    low_high: list = [None, None]
+
+    def read(sub: Window) -> np.ndarray:
+        block = image.read(t, sub)
+        return block[channels] if channels is not None else block
+
+    def check(block: np.ndarray, offset: tuple[int, ...]) -> None:
+        check_image_block(block, image.path, offset=offset)
+        lo, hi = block.min(), block.max()
+        low_high[0] = lo if low_high[0] is None else min(low_high[0], lo)
+        low_high[1] = hi if low_high[1] is None else max(low_high[1], hi)
+
+    stream_copy(read, array, window=window, ndim=ndim, channels=True, on_block=check, prefetch=options.prefetch)
+    return array, (low_high[0], low_high[1])
+
+
+def _affine(image: Source, window: Window) -> list[list[float]] | None:
+    """The source's NIfTI affine, moved to the window's first voxel."""
+    affine = image.meta.affine
+    if affine is None:
+        return None
+    affine = np.array(affine, dtype=float)
+    start = {"Z": window[0].start, "Y": window[1].start, "X": window[2].start}
+    file_axes = [a for a in image.meta.axes if a in "ZYX"][:3]
+    offset = np.array([start[a] for a in file_axes] + [0] * (3 - len(file_axes)), dtype=float)
+    affine[:3, 3] += affine[:3, :3] @ offset
+    return affine.tolist()
+

@@ -1,0 +1,135 @@
+"""Read image and label files (TIFF, NIfTI, PNG, folders of slices) as lazy sources.
+
+:func:`open_source` gives a :class:`~segpipe.data.readers.source.Source`: shape ``(T, C, Z, Y, X)``,
+dtype and metadata known up front, pixels read window by window. Readers only read; checks of
+the content (NaN, label values, shapes) live in :mod:`segpipe.data.validate`, so every format gets
+the same checks. :func:`read_image` reads a whole file at once (small files, tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segpipe.errors import InputError
+from segpipe.data.readers.axes import AxesSpec
+from segpipe.data.readers.slices import SliceStack, natural_key
+from segpipe.data.readers.source import Metadata, SelectedSource, Source
+
+__all__ = [
+    "AxesSpec",
+    "ImageData",
+    "Metadata",
+    "SelectedSource",
+    "Source",
+    "SliceStack",
+    "detect_format",
+    "natural_key",
+    "open_source",
+    "read_image",
+]
+
+SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".png": "png"}
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """An array read from a file.
+
+    Attributes:
+        array: Pixel data; spatial axes last, in ``(z)yx`` order, channels (if any) first.
+        spacing: Size of a pixel along each spatial axis, or ``None`` when the file does not say.
+        affine: The 4x4 voxel-to-world matrix of a NIfTI source (in its own ``xyz`` order).
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, ...] | None = None
+    affine: np.ndarray | None = None
+
+
+def detect_format(path: Path) -> str:
+    """``tiff``, ``nifti`` or ``png`` from the file name."""
+    name = Path(path).name.lower()
+    for suffix, fmt in SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    raise InputError(f"{path}: unknown image format (expected .tif, .tiff, .nii, .nii.gz or .png)")
+
+
+def open_source(
+    path: str | Path, *, fmt: str = "auto", spec: AxesSpec = AxesSpec(), slice_glob: str = "*"
+) -> Source:
+    """Open a file, or a folder of 2D slices, as a lazy ``(T, C, Z, Y, X)`` source.
+
+    Args:
+        path: The file, or a folder whose files matching ``slice_glob`` are the planes of a stack.
+        fmt: ``tiff``, ``nifti``, ``png`` or ``auto`` (from the suffix).
+        spec: How to interpret the file's axes.
+        slice_glob: For a folder: which files are slices (natural sort order).
+
+    Raises:
+        InputError: Missing, empty or damaged file, wrong format, or axes that cannot be told.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(
+            (p for p in path.glob(slice_glob) if p.is_file() and _supported(p)), key=natural_key
+        )
+        plane_spec = AxesSpec(override=None, fill="", channel_axis=spec.channel_axis)
+        return SliceStack(path, files, opener=lambda p: open_source(p, fmt=fmt, spec=plane_spec))
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty (0 bytes)")
+    fmt = detect_format(path) if fmt in ("auto", "ctc") else fmt
+    if fmt == "tiff":
+        from segpipe.data.readers.tiff import TiffSource
+
+        return TiffSource(path, spec=spec)
+    if fmt == "nifti":
+        from segpipe.data.readers.nifti import NiftiSource
+
+        return NiftiSource(path, spec=spec)
+    if fmt == "png":
+        from segpipe.data.readers.png import PngSource
+
+        return PngSource(path, spec=spec)
+    raise InputError(f"{path}: unknown format {fmt!r}")
+
+
+def _supported(path: Path) -> bool:
+    return any(path.name.lower().endswith(s) for s in SUFFIXES)
+
+
+def read_image(path: Path, *, fmt: str = "auto", ndim: int, channel_axis: int | None = None) -> ImageData:
+    """Read one whole file as ``(C, (z,) y, x)`` (channels only when ``channel_axis`` is set).
+
+    Args:
+        path: The file.
+        fmt: ``tiff``, ``nifti``, ``png`` or ``auto`` (from the suffix).
+        ndim: Expected spatial dimensions.
+        channel_axis: Axis holding channels in the file's array, moved to the front.
+
+    Raises:
+        InputError: The file is missing, empty, not of its format, or has the wrong rank.
+    """
+    spec = AxesSpec(fill="Z" if ndim == 3 else "", channel_axis=channel_axis)
+    with open_source(path, fmt=fmt, spec=spec) as source:
+        t, c, z, _, _ = source.shape
+        if t != 1 or (ndim == 2 and z != 1):
+            raise InputError(f"{path}: array has shape {source.shape} (T, C, Z, Y, X); the catalog says {ndim}D")
+        array = source.read_all()[0]
+        meta = source.meta
+    array = array if ndim == 3 else array[:, 0]
+    if channel_axis is None:
+        if c != 1:
+            raise InputError(f"{path}: the file has {c} channels; set channel_axis or axes in the catalog")
+        array = array[0]
+    spacing = meta.spacing[3 - ndim :]
+    return ImageData(
+        array=array,
+        spacing=tuple(spacing) if all(s is not None for s in spacing) else None,  # type: ignore[arg-type]
+        affine=meta.affine,
+    )

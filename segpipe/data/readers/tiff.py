@@ -1,0 +1,130 @@
+"""TIFF sources via tifffile: plain, multi-page, OME-TIFF and ImageJ hyperstacks.
+
+A window of a multi-page series is read as the pages it covers (``TiffFile.asarray(key=...)``),
+so a stack streams page by page; other layouts (a single tiled or striped page, pyramids) go
+through tifffile's zarr view (``TiffFile.aszarr``), which decodes only the tiles or strips
+touched.
+Axes come from the OME or ImageJ metadata when present; physical pixel sizes from the OME
+``PhysicalSize*`` attributes, or from the resolution tags and ImageJ ``spacing``/``unit``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segpipe.errors import InputError
+from segpipe.data.readers.axes import AxesSpec, canonical_shape
+from segpipe.data.readers.source import Metadata, Source, Window, file_index, to_canonical
+from segpipe.data.readers.units import normalize_unit
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+class TiffSource(Source):
+    """A TIFF file's first image series."""
+
+    def __init__(self, path: Path, *, spec: AxesSpec = AxesSpec()):
+        import tifffile
+        import zarr
+
+        self.path = path
+        with open(path, "rb") as handle:
+            if handle.read(4) not in TIFF_MAGIC:
+                raise InputError(f"{path}: not a TIFF file (no TIFF signature in its first bytes)")
+        try:
+            self._tif = tifffile.TiffFile(path)
+        except Exception as err:  # tifffile raises many types for damaged files
+            raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
+        try:
+            series = self._tif.series[0]
+            self._mapped = spec.resolve(path, series.axes, series.shape)
+            self.shape = canonical_shape(self._mapped, series.shape)
+            self.dtype = np.dtype(series.dtype)
+            page_shape = tuple(series.keyframe.shape)
+            lead = tuple(series.shape[: len(series.shape) - len(page_shape)])
+            self._by_pages = (
+                tuple(series.shape[len(lead) :]) == page_shape
+                and len(series.pages) == int(np.prod(lead, dtype=np.int64))
+                and (len(series.pages) > 1 or series.keyframe.nbytes <= 64 * 2**20)
+            )
+            self._lead, self._page_shape = lead, page_shape
+            self._array = None if self._by_pages else zarr.open_array(self._tif.aszarr(series=0, level=0), mode="r")
+            spacing, unit = _physical_size(self._tif)
+        except InputError:
+            self.close()
+            raise
+        except Exception as err:
+            self.close()
+            raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
+        self.meta = Metadata(spacing=spacing, unit=unit, axes=self._mapped)
+
+    def read(self, t: int, window: Window) -> np.ndarray:
+        index, kept = file_index(self._mapped, t, window)
+        try:
+            block = self._read_pages(index) if self._by_pages else np.asarray(self._array[index])
+        except Exception as err:
+            raise InputError(f"{self.path}: TIFF data cannot be read ({type(err).__name__}: {err})") from err
+        return to_canonical(block, kept)
+
+    def _read_pages(self, index: tuple) -> np.ndarray:
+        """Read only the pages ``index`` touches, then cut the window inside them."""
+        n_lead = len(self._lead)
+        pages = np.arange(int(np.prod(self._lead, dtype=np.int64))).reshape(self._lead)[index[:n_lead]]
+        flat = [int(p) for p in np.ravel(pages)]
+        data = self._tif.asarray(key=flat, series=0, maxworkers=1) if flat else None
+        if data is None:
+            return np.zeros(np.shape(pages) + self._page_shape, self.dtype)[(...,) + index[n_lead:]]
+        data = data.reshape(np.shape(pages) + self._page_shape)
+        return data[(Ellipsis,) + tuple(index[n_lead:])]
+
+    def close(self) -> None:
+        tif = getattr(self, "_tif", None)
+        if tif is not None:
+            tif.close()
+
+
+def _physical_size(tif) -> tuple[tuple[float | None, float | None, float | None], str | None]:
+    """``(z, y, x)`` pixel size and unit from OME, ImageJ or the resolution tags."""
+    if tif.is_ome:
+        found = _ome_size(tif)
+        if found is not None:
+            return found
+    page = tif.pages.first
+    ij = tif.imagej_metadata or {}
+    unit = normalize_unit(ij.get("unit")) if ij else None
+    z = float(ij["spacing"]) if "spacing" in ij else None
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return (z, None, None), unit
+    x_res, y_res = tags["XResolution"].value, tags["YResolution"].value
+    if not (x_res[0] and y_res[0]) or (x_res == (1, 1) and y_res == (1, 1)):
+        return (z, None, None), unit
+    res_unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2
+    scale = 1.0
+    if not ij:
+        if res_unit == 3:  # centimeter
+            scale, unit = 1e4, "micrometer"
+        else:  # inches (a print resolution) or no unit: not a physical pixel size
+            return (None, None, None), None
+    y = scale * y_res[1] / y_res[0]
+    x = scale * x_res[1] / x_res[0]
+    return (z, y, x), unit
+
+
+def _ome_size(tif) -> tuple[tuple[float | None, float | None, float | None], str | None] | None:
+    import tifffile
+
+    try:
+        ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
+        image = ome["Image"][0] if isinstance(ome["Image"], list) else ome["Image"]
+        pixels = image["Pixels"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    sizes = tuple(pixels.get(f"PhysicalSize{a}") for a in "ZYX")
+    if all(s is None for s in sizes):
+        return None
+    units = {normalize_unit(pixels.get(f"PhysicalSize{a}Unit", "µm")) for a, s in zip("ZYX", sizes) if s is not None}
+    unit = units.pop() if len(units) == 1 else None
+    return tuple(float(s) if s is not None else None for s in sizes), unit  # type: ignore[return-value]

@@ -1,0 +1,30 @@
+"""One image of a catalog dataset, resolved to its files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Split = Literal["train", "validation", "test"]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a dataset, resolved to files, with its split.
+
+    Attributes:
+        name: Unique name inside the dataset (the file stem, plus the split for regions).
+        image: Absolute path of the image file.
+        labels: Absolute path of the label file.
+        split: ``train``, ``validation`` or ``test``.
+        region: ``(start, stop)`` per spatial axis when the image is a region of a larger file.
+        plane: For a 2D record cut from a 3D image file (CTC per-slice ground truth): the ``z``.
+    """
+
+    name: str
+    image: Path
+    labels: Path
+    split: Split
+    region: tuple[tuple[int, int], ...] | None = None
+    plane: int | None = None

@@ -1,0 +1,320 @@
+"""The dataset store: one zarr v3 group per dataset, one OME-Zarr image per catalog image.
+
+Layout::
+
+    data.zarr/                   root; attrs["segpipe"] describes the dataset and its images
+      <image name>/              OME-Zarr (NGFF 0.5) image: multiscales with axes and scale
+        s0                       image, (c, [z,] y, x), source dtype
+        labels/gt/s0             ground truth, ([z,] y, x), unsigned integers
+
+The record's ``images`` list has, per image: ``name``, ``split``, ``shape``, ``spacing``
+(``[z,] y, x``), ``unit``, ``affine`` (NIfTI sources: the source's voxel-to-world matrix in
+its own ``i, j, k`` order, moved to the image's first voxel), ``source``/``labels_source``,
+``region``, ``frame`` (time point of a 2D+t or 3D+t file), ``plane`` (z of a per-plane
+annotation), ``source_axes``, ``dtype``, ``labels_dtype`` and ``chunks``. ``sources`` holds
+size, time and SHA-256 of every file read, for the fingerprint.
+
+Readers never see a half-written store: ingest writes under a temporary name and renames it
+into place, and :func:`open_store` refuses a store without its completion record.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from segpipe.errors import StoreError, StoreNotFound
+
+IMAGE_LEVEL = "s0"
+GT_NAME = "gt"
+COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """One image of a store, opened lazily (zarr arrays, not loaded)."""
+
+    name: str
+    split: str
+    image: zarr.Array
+    labels: zarr.Array | None
+    spacing: tuple[float, ...]
+    info: dict
+
+
+def chunk_shape(
+    shape: tuple[int, ...],
+    ndim: int,
+    *,
+    spatial_chunk: int | None = None,
+    itemsize: int | None = None,
+    max_slab_bytes: int | None = None,
+) -> tuple[int, ...]:
+    """Chunks sized for sliding windows: whole channels, 256 px in 2D or 64^3 voxels in 3D.
+
+    Ingest streams a stack one row of chunks (a *slab*: the chunk depth of the first spatial
+    axis, all of the others) at a time. When ``itemsize`` and ``max_slab_bytes`` are given and
+    a 64-plane slab would exceed the budget, 3D chunks get fewer planes and wider in-plane
+    edges (about the same voxels per chunk), so peak memory stays bounded whatever the size.
+    """
+    lead = tuple(shape[: len(shape) - ndim])
+    spatial = tuple(shape[-ndim:])
+    if spatial_chunk is not None:
+        return lead + tuple(min(spatial_chunk, s) for s in spatial)
+    if ndim == 2:
+        edges = [256, 256]
+        if itemsize and max_slab_bytes:
+            row_bytes = int(np.prod(lead, dtype=np.int64)) * spatial[1] * itemsize
+            edges[0] = int(max(16, min(256, max_slab_bytes // max(row_bytes, 1))))
+        return lead + tuple(min(e, s) for e, s in zip(edges, spatial))
+    depth, edge = 64, 64
+    if itemsize and max_slab_bytes:
+        plane_bytes = int(np.prod(lead, dtype=np.int64)) * spatial[1] * spatial[2] * itemsize
+        depth = int(max(1, min(64, max_slab_bytes // max(plane_bytes, 1))))
+        edge = 64 if depth >= 32 else 128 if depth >= 8 else 256
+    return lead + (min(depth, spatial[0]), min(edge, spatial[1]), min(edge, spatial[2]))
+
+
+def axes_for(ndim: int, *, channels: bool) -> list[dict]:
+    """NGFF axes: optional channel axis, then ``(z,) y, x`` in space."""
+    names = ["z", "y", "x"][-ndim:]
+    axes = [{"name": n, "type": "space"} for n in names]
+    return ([{"name": "c", "type": "channel"}] if channels else []) + axes
+
+
+def write_ome_metadata(group: zarr.Group, *, ndim: int, channels: bool, spacing, unit: str, name: str) -> None:
+    """Write NGFF 0.5 ``multiscales`` for a single-level image in ``group``."""
+    from ome_zarr.format import CurrentFormat
+    from ome_zarr.writer import write_multiscales_metadata
+
+    axes = axes_for(ndim, channels=channels)
+    for axis in axes:
+        if axis["type"] == "space":
+            axis["unit"] = unit
+    scale = ([1.0] if channels else []) + [float(s) for s in spacing]
+    datasets = [{"path": IMAGE_LEVEL, "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
+    write_multiscales_metadata(group, datasets, fmt=CurrentFormat(), axes=axes, name=name)
+
+
+def ome_image_attrs(*, ndim: int, channels: bool, spacing, unit: str, name: str) -> dict:
+    """The group attributes :func:`write_ome_metadata` writes, computed once per kind of image.
+
+    ome-zarr's writer validates and writes the metadata in several steps; ingest creates many
+    groups of the same kind, so it runs the writer once on an in-memory group and creates each
+    real group with its attributes in one write.
+    """
+    attrs = copy.deepcopy(_ome_template(ndim, channels, tuple(float(s) for s in spacing), unit, False))
+    attrs["ome"]["multiscales"][0]["name"] = name
+    return attrs
+
+
+def ome_label_attrs(*, ndim: int, spacing, unit: str, name: str = GT_NAME) -> tuple[dict, dict]:
+    """Attributes of the ``labels`` group and of its label image ``name`` (see :func:`ome_image_attrs`)."""
+    labels, image = copy.deepcopy(_ome_template(ndim, False, tuple(float(s) for s in spacing), unit, True))
+    labels["ome"]["labels"] = [name]
+    image["ome"]["multiscales"][0]["name"] = name
+    return labels, image
+
+
+@functools.lru_cache(maxsize=256)
+def _ome_template(ndim: int, channels: bool, spacing: tuple[float, ...], unit: str, label: bool):
+    from ome_zarr.format import CurrentFormat
+    from ome_zarr.writer import write_label_metadata
+
+    scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    if not label:
+        write_ome_metadata(scratch, ndim=ndim, channels=channels, spacing=spacing, unit=unit, name="image")
+        return scratch.attrs.asdict()
+    label_root = scratch.create_group("labels")
+    gt = label_root.create_group(GT_NAME)
+    write_ome_metadata(gt, ndim=ndim, channels=False, spacing=spacing, unit=unit, name=GT_NAME)
+    write_label_metadata(label_root, GT_NAME)
+    labels_attrs = scratch["labels"].attrs.asdict()
+    # NGFF 0.5 wants "version" in every group's "ome"; ome-zarr's label writer leaves it out here.
+    labels_attrs["ome"].setdefault("version", CurrentFormat().version)
+    return labels_attrs, scratch[f"labels/{GT_NAME}"].attrs.asdict()
+
+
+def array_options(shape, ndim: int, chunks=None) -> dict:
+    """Chunks, compressor and NGFF ``dimension_names`` of a store array (``c`` first if it has one)."""
+    chunks = tuple(chunks) if chunks is not None else chunk_shape(tuple(shape), ndim)
+    names = [a["name"] for a in axes_for(ndim, channels=len(shape) > ndim)]
+    return {"chunks": chunks, "compressors": COMPRESSOR, "dimension_names": names}
+
+
+def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunks=None) -> zarr.Array:
+    """A chunked, lz4-compressed array in ``group`` (chunks from :func:`chunk_shape` by default).
+
+    Its zarr ``dimension_names`` are the NGFF axis names, as NGFF 0.5 requires.
+    """
+    return group.create_array(name, shape=shape, dtype=dtype, **array_options(shape, ndim, chunks))
+
+
+def write_small_image_group(
+    root: zarr.Group, name: str, image: np.ndarray, labels: np.ndarray, *, ndim: int, spacing, unit: str, chunks
+) -> None:
+    """Write an in-memory image and its labels as an OME-Zarr image group, built in memory first.
+
+    zarr spends far more on each store call than a small image's bytes cost (every call is
+    a hand-over to its event loop, and each file of a local store another to a thread), so
+    the five nodes (three groups with their attributes, two arrays) and the chunks are made
+    by zarr in a :class:`~zarr.storage.MemoryStore` and then written out key by key: as plain
+    files when ``root`` lives in a local directory, through the store's API otherwise.
+    """
+    from zarr.core.group import GroupMetadata
+
+    attrs = ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
+    labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
+    image_key, gt_key = f"{name}/{IMAGE_LEVEL}", f"{name}/labels/{GT_NAME}/{IMAGE_LEVEL}"
+    nodes = {
+        name: GroupMetadata(attributes=attrs),
+        image_key: _array_metadata(image.shape, image.dtype.str, ndim, tuple(chunks)),
+        f"{name}/labels": GroupMetadata(attributes=labels_attrs),
+        f"{name}/labels/{GT_NAME}": GroupMetadata(attributes=gt_attrs),
+        gt_key: _array_metadata(labels.shape, labels.dtype.str, ndim, tuple(chunks[1:])),
+    }
+    built: dict = {}
+    made = dict(zarr.create_hierarchy(store=zarr.storage.MemoryStore(built), nodes=nodes))
+    made[image_key][...] = image
+    made[gt_key][...] = labels
+    _copy_keys(built, root)
+
+
+def _copy_keys(built: dict, root: zarr.Group) -> None:
+    """Write ``built`` (store key -> zarr buffer) under ``root``'s path in its store."""
+    prefix = f"{root.path}/" if root.path else ""
+    if isinstance(root.store, zarr.storage.LocalStore):
+        base = Path(root.store.root)
+        for key, buffer in built.items():
+            path = base / f"{prefix}{key}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(buffer.to_bytes())
+        return
+    for key, buffer in built.items():
+        zarr.core.sync.sync(root.store.set(f"{prefix}{key}", buffer))
+
+
+@functools.lru_cache(maxsize=256)
+def _array_metadata(shape: tuple[int, ...], dtype: str, ndim: int, chunks: tuple[int, ...]):
+    """The zarr metadata :func:`create_array` would write, made once per shape on a scratch store."""
+    scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    return create_array(scratch, "a", shape=shape, dtype=np.dtype(dtype), ndim=ndim, chunks=chunks).metadata
+
+
+def open_store(path: str | Path) -> tuple[zarr.Group, dict]:
+    """Open a complete store read-only; returns the root group and its ``segpipe`` record.
+
+    Raises:
+        StoreError: No store there, or one that ingest did not finish.
+    """
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise StoreNotFound(f"{path}: no zarr store here; run `segpipe ingest` first")
+    root = zarr.open_group(str(path), mode="r")
+    record = root.attrs.get("segpipe")
+    if not record or not record.get("complete"):
+        raise StoreError(f"{path}: store is incomplete (interrupted ingest?); run `segpipe ingest` again")
+    return root, record
+
+
+def read_record(path: str | Path) -> dict | None:
+    """The ``segpipe`` record of a complete store, or ``None`` if there is none."""
+    try:
+        return open_store(path)[1]
+    except (StoreError, json.JSONDecodeError, FileNotFoundError):
+        return None
+
+
+class ImageStore:
+    """A complete dataset store, read-only: images, ground truth where there is any, and the record.
+
+    Open one with :meth:`open`; every stage that reads images takes an ``ImageStore``.
+    """
+
+    def __init__(self, path: Path, root: zarr.Group, record: dict):
+        self.path = path
+        self.root = root
+        self.record = record
+
+    @classmethod
+    def open(cls, path: str | Path) -> ImageStore:
+        """Open the store at ``path``; :class:`StoreError` when there is none or it is incomplete."""
+        root, record = open_store(path)
+        return cls(Path(path), root, record)
+
+    @property
+    def name(self) -> str:
+        """The catalog dataset the store was ingested from."""
+        return self.record["dataset"]
+
+    @property
+    def ndim(self) -> int:
+        return int(self.record["ndim"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.record["classes"])
+
+    @property
+    def instances(self) -> bool:
+        return bool(self.record["instances"])
+
+    @property
+    def unit(self) -> str:
+        return self.record.get("unit") or "micrometer"
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the dataset has ground truth (every image then has labels)."""
+        return self.record.get("labelled", True)
+
+    def require_labels(self, what: str) -> None:
+        """Refuse to ``what`` (train on, score) a store without ground truth."""
+        if not self.labelled:
+            raise StoreError(
+                f"{self.path}: dataset {self.name!r} has no ground truth (no labels in the catalog): "
+                f"it can be segmented, but not used to {what}"
+            )
+
+    def names(self, split: str | None = None) -> list[str]:
+        """Image names, optionally of one split, in catalog order."""
+        return [info["name"] for info in self.record["images"] if split is None or info["split"] == split]
+
+    def images(self, split: str | None = None) -> list[StoredImage]:
+        """Images, optionally of one split, in catalog order (opened lazily)."""
+        return [self._stored(info) for info in self.record["images"] if split is None or info["split"] == split]
+
+    def image(self, name: str) -> StoredImage:
+        """One image by name."""
+        info = next((info for info in self.record["images"] if info["name"] == name), None)
+        if info is None:
+            raise StoreError(f"{self.path}: no image named {name!r}")
+        return self._stored(info)
+
+    def _stored(self, info: dict) -> StoredImage:
+        group = self.root[info["name"]]
+        labels = group[f"labels/{GT_NAME}/{IMAGE_LEVEL}"] if "labels" in group else None
+        return StoredImage(info["name"], info["split"], group[IMAGE_LEVEL], labels, tuple(info["spacing"]), info)
+
+
+def array_digest(array: zarr.Array) -> str:
+    """SHA-256 of a zarr array's stored files (metadata and compressed chunks), without decoding them."""
+    root = getattr(array.store, "root", None)
+    digest = hashlib.sha256()
+    if root is None:  # an in-memory store: hash the values
+        digest.update(np.ascontiguousarray(array[...]).tobytes())
+        return digest.hexdigest()
+    folder = Path(str(root)) / array.path
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()

@@ -1,0 +1,110 @@
+"""Where the per-image tasks run: threads in the flow's process, or a Dask cluster (prefect-dask).
+
+Flows take a :class:`RunnerParams` parameter ``runner`` (a deployment or
+``prefect deployment run --param 'runner={"kind": "dask"}'`` can set it); :func:`fan_out` opens
+the task runner for the per-image part of the flow. Ingest and training run in the flow's own
+process either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+log = logging.getLogger(__name__)
+
+RunnerKind = Literal["thread", "dask"]
+
+
+class RunnerParams(BaseModel):
+    """Where a flow's per-image tasks run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    kind: RunnerKind = "thread"
+    """thread: a thread pool in the flow's process; dask: a Dask cluster."""
+    address: str | None = None
+    """Scheduler of an existing Dask cluster (tcp://host:8786); None starts a LocalCluster for the run."""
+    workers: int | None = Field(None, ge=1)
+    """Threads, or LocalCluster worker processes (default: 1 thread, or 2 Dask workers)."""
+    threads_per_worker: int = Field(1, ge=1)
+    """Threads in each LocalCluster worker."""
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> RunnerParams:
+        if self.address and self.kind != "dask":
+            raise ValueError("a Dask scheduler address needs runner 'dask'")
+        return self
+
+    def cluster_kwargs(self, scratch: Path) -> dict:
+        """LocalCluster settings: local ports only, scratch files under ``scratch``."""
+        return {
+            "n_workers": self.workers or 2,
+            "threads_per_worker": self.threads_per_worker,
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": "127.0.0.1:0",
+            "local_directory": str(scratch),
+        }
+
+
+def build_task_runner(options: RunnerParams, *, scratch: Path):
+    """A Prefect task runner for ``options`` (not started)."""
+    if options.kind == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=options.workers or 1)
+    from prefect_dask import DaskTaskRunner
+
+    if options.address:
+        return DaskTaskRunner(address=options.address)
+    scratch.mkdir(parents=True, exist_ok=True)
+    return DaskTaskRunner(cluster_kwargs=options.cluster_kwargs(scratch))
+
+
+@contextlib.contextmanager
+def fan_out(options: RunnerParams, *, scratch: Path) -> Iterator:
+    """Open the task runner for a flow's per-image tasks; call inside a flow run.
+
+    On Prefect's embedded default (no ``PREFECT_API_URL``) the flow's process runs a temporary
+    server; Dask workers are pointed at it instead of each starting their own.
+    """
+    with contextlib.ExitStack() as stack:
+        if options.kind == "dask":
+            stack.enter_context(_share_embedded_server())
+            if not options.address:
+                stack.enter_context(local_worker_settings())
+        yield stack.enter_context(build_task_runner(options, scratch=scratch))
+
+
+def local_worker_settings():
+    """Dask settings for the LocalCluster's worker processes, while it starts.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which makes glibc hand
+    freed memory back to the system at once; sliding-window inference allocates and frees large
+    arrays all the time and ran 1.8x slower so (``benchmarks/scaleout.py``). Unset it.
+    """
+    import dask
+    import distributed  # noqa: F401  (its defaults first: set() on a missing section would drop it on exit)
+
+    return dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
+
+
+@contextlib.contextmanager
+def _share_embedded_server() -> Iterator[None]:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    with get_client(sync_client=True) as client:
+        url = str(client.api_url).rstrip("/")
+    log.info("embedded Prefect server at %s shared with the Dask workers", url)
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield

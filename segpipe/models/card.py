@@ -1,0 +1,151 @@
+"""The model card: everything needed to apply a trained network, typed and checked when read.
+
+A card travels with the weights (``model_card.json`` beside ``model.pt``, and a copy inside
+``model.pt``). Prediction, export and reports read a model only through :class:`ModelCard`;
+a card with a missing, unknown or ill-typed field is refused with the file and field named.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from segpipe.errors import ModelError, explain
+from segpipe.inference.normalize import NormalizationSpec
+from segpipe.inference.params import InferenceParams
+from segpipe.inference.postprocess import InstanceParams
+
+#: Version of the card's layout; a reader refuses cards from a newer segpipe.
+CARD_VERSION = 1
+
+
+class TrainingRecord(BaseModel):
+    """How a model was trained (empty for a model imported without this record).
+
+    Attributes:
+        dataset: Catalog name of the training data.
+        dataset_fingerprint: Fingerprint of the ingested sources.
+        config: The training parameters as used (``segpipe.training.TrainParams``, JSON).
+        config_key: What decides the training trajectory, hashed: a run with the same key resumes.
+        epochs: Epochs trained.
+        iterations: Optimizer steps taken.
+        best_epoch: Epoch of the kept weights.
+        seconds: Training time, summed over resumed runs.
+        ended_by: ``iterations`` (the planned schedule ran out) or ``time budget``.
+        validation: Validation scores of the kept weights and the images they came from.
+        init: The model the weights started from, when fine-tuned.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = None
+    dataset_fingerprint: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    config_key: str | None = None
+    epochs: int | None = None
+    iterations: int | None = None
+    best_epoch: int | None = None
+    seconds: float | None = None
+    ended_by: Literal["iterations", "time budget"] | None = None
+    validation: dict[str, Any] = Field(default_factory=dict)
+    init: str | None = None
+
+
+class ModelCard(BaseModel):
+    """A trained model's description.
+
+    Attributes:
+        card_version: Layout version (:data:`CARD_VERSION`).
+        name: Shown in listings and reports (the training dataset's name by default).
+        network: Registered network name (:func:`segpipe.models.available_models`).
+        network_options: Keyword arguments of the network's factory (e.g. ``features``).
+        spatial_dims: 2 or 3.
+        in_channels: Image channels the network takes, in order.
+        channel_names: Names of those channels, when known.
+        out_channels: Network outputs: the class scores, then a distance map for instances.
+        classes: Class names, background first.
+        instances: Whether the model separates objects (a distance map and a watershed).
+        patch_size: Training window, also the inference window, per spatial axis.
+        spacing: Pixel or voxel size the model was trained at, per spatial axis.
+        unit: Unit of ``spacing``.
+        normalization: How input intensities are scaled.
+        inference: Sliding-window settings the model was validated with.
+        postprocess: Watershed settings tuned on validation (instance models).
+        training: How it was trained.
+        software: Versions it was trained with.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    card_version: int = CARD_VERSION
+    name: str
+    network: str
+    network_options: dict[str, Any] = Field(default_factory=dict)
+    spatial_dims: Literal[2, 3]
+    in_channels: int = Field(ge=1)
+    channel_names: list[str] | None = None
+    out_channels: int = Field(ge=1)
+    classes: list[str] = Field(min_length=2)
+    instances: bool
+    patch_size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    unit: str = "micrometer"
+    normalization: NormalizationSpec
+    inference: InferenceParams = Field(default_factory=InferenceParams)
+    postprocess: InstanceParams | None = None
+    training: TrainingRecord = Field(default_factory=TrainingRecord)
+    software: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelCard:
+        if self.card_version > CARD_VERSION:
+            raise ValueError(f"card_version {self.card_version} is newer than this segpipe reads ({CARD_VERSION})")
+        for name in ("patch_size", "spacing"):
+            if len(getattr(self, name)) != self.spatial_dims:
+                raise ValueError(f"{name} has {len(getattr(self, name))} values for {self.spatial_dims} spatial axes")
+        if any(s <= 0 for s in self.spacing):
+            raise ValueError(f"spacing must be positive, got {list(self.spacing)}")
+        if self.out_channels != self.n_classes + int(self.instances):
+            raise ValueError(
+                f"out_channels {self.out_channels} does not fit {self.n_classes} classes"
+                + (" plus a distance map" if self.instances else "")
+            )
+        if self.instances and self.n_classes != 2:
+            raise ValueError("an instance model has two classes: background and the objects")
+        if self.channel_names is not None and len(self.channel_names) != self.in_channels:
+            raise ValueError(f"channel_names has {len(self.channel_names)} names for {self.in_channels} channels")
+        return self
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def instance_params(self) -> InstanceParams:
+        """The post-processing to apply (defaults when the card has none tuned)."""
+        return self.postprocess or InstanceParams()
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str | Path) -> ModelCard:
+        """Validate a card read from ``source``; :class:`ModelError` names the file and the field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ModelError(f"{source}: not a valid model card: {explain(err)}") from None
+
+    @classmethod
+    def read(cls, path: str | Path) -> ModelCard:
+        """Read and validate ``model_card.json``."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"{path}: no model card here") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ModelError(f"{path}: cannot read the model card: {err}") from None
+        return cls.from_dict(data, source=path)

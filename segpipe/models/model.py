@@ -1,0 +1,164 @@
+"""A trained model as a folder a user can point at, copy and share.
+
+::
+
+    MODEL/
+      model.pt           weights (a ``state_dict``) and a copy of the card: the file alone is a model
+      model_card.json    the card (:class:`~segpipe.models.card.ModelCard`), readable and editable
+
+Training writes a model folder; prediction, ``segment``, export and fine-tuning open one with
+:meth:`Model.open`, which validates the card before anything else happens. Weights are read
+with ``weights_only=True``: a model file never runs code.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from segpipe.errors import ModelError, ModelNotFound
+from segpipe.models.card import ModelCard
+from segpipe.models.registry import build_model
+
+MODEL_FILE = "model.pt"
+CARD_FILE = "model_card.json"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model folder with its validated card (weights are loaded on demand).
+
+    Attributes:
+        folder: The model folder.
+        card: Its card.
+    """
+
+    folder: Path
+    card: ModelCard
+
+    @classmethod
+    def open(cls, path: str | Path) -> Model:
+        """Open a model folder, or a ``model.pt`` file.
+
+        The card is ``model_card.json`` when the folder has one, else the copy inside ``model.pt``.
+
+        Raises:
+            ModelError: No model there, or its card or weights file is unreadable or invalid.
+        """
+        path = Path(path)
+        folder = path.parent if path.is_file() else path
+        weights = folder / MODEL_FILE
+        if not weights.is_file():
+            raise ModelNotFound(f"{folder}: no trained model here ({MODEL_FILE} is missing); train one with `segpipe train`")
+        card_file = folder / CARD_FILE
+        if card_file.is_file():
+            return cls(folder, ModelCard.read(card_file))
+        return cls(folder, ModelCard.from_dict(_load_payload(weights, "cpu")["card"], source=weights))
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / MODEL_FILE
+
+    @property
+    def id(self) -> str:
+        """Identifies the weights and the card: predictions made with another id are stale."""
+        stat = self.weights.stat()
+        return _model_id(str(self.weights), stat.st_mtime_ns, stat.st_size, self.card.to_json())
+
+    def network(self) -> torch.nn.Module:
+        """An untrained network with the card's architecture."""
+        return network_from_card(self.card)
+
+    def load(self, device: torch.device | str = "cpu") -> torch.nn.Module:
+        """The trained network on ``device``, in eval mode.
+
+        Raises:
+            ModelError: The weights file is damaged, not a segpipe model, or does not fit the card.
+        """
+        payload = _load_payload(self.weights, device)
+        network = self.network()
+        try:
+            network.load_state_dict(payload["state_dict"])
+        except (RuntimeError, KeyError, TypeError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise ModelError(f"{self.weights}: the weights do not fit the card's network: {first}") from None
+        return network.to(device).eval()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights on the CPU."""
+        return _load_payload(self.weights, "cpu")["state_dict"]
+
+
+def network_from_card(card: ModelCard) -> torch.nn.Module:
+    """An untrained network with the architecture ``card`` describes."""
+    try:
+        return build_model(
+            card.network,
+            spatial_dims=card.spatial_dims,
+            in_channels=card.in_channels,
+            out_channels=card.out_channels,
+            **card.network_options,
+        )
+    except (ValueError, TypeError) as err:
+        raise ModelError(f"model {card.name!r}: cannot build network {card.network!r}: {err}") from None
+
+
+def save_model(folder: str | Path, state_dict: dict, card: ModelCard) -> Model:
+    """Write ``model.pt`` and ``model_card.json`` into ``folder``, each by an atomic rename."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_save({"state_dict": state_dict, "card": card.model_dump(mode="json")}, folder / MODEL_FILE)
+    atomic_write_text(folder / CARD_FILE, card.to_json())
+    return Model(folder, card)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a crash never leaves a torn file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_payload(path: Path, device) -> dict:
+    """``torch.load(weights_only=True)`` with every way a file can be wrong turned into one line."""
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelError(
+            f"{path}: refused: the file holds Python objects other than tensors (not a segpipe model, or "
+            "tampered with); segpipe never runs code from a model file"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{path}: damaged or not a model file ({first})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict) or "card" not in payload:
+        raise ModelError(f"{path}: not a segpipe model file (expected the weights and the card)")
+    return payload
+
+
+@functools.lru_cache(maxsize=64)
+def _model_id(path: str, mtime_ns: int, size: int, card_json: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(hashlib.file_digest(handle, "sha256").digest())
+    digest.update(card_json.encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,50 @@
+"""The catalog as the pipeline reads it: every entry's ``training:`` section checked as it is loaded.
+
+The data room's catalog resolves files and splits and keeps ``training:`` as written; here it
+is validated against :class:`~segpipe.training.params.TrainParams`, so a typo in a training
+key fails when the catalog is read, with the entry named, before anything runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from segpipe.data.catalog import Catalog, load_catalog
+from segpipe.errors import CatalogError, explain
+from segpipe.training.params import TrainParams
+
+
+def open_catalog(path: str | Path) -> Catalog:
+    """Load ``path`` and check every entry's ``training:`` section.
+
+    Raises:
+        CatalogError: The catalog, an entry or a training section is invalid.
+    """
+    catalog = load_catalog(path)
+    for name, entry in catalog.entries.items():
+        try:
+            TrainParams.model_validate(entry.training)
+        except ValidationError as err:
+            raise CatalogError(f"{catalog.path}: dataset {name!r}: training: {explain(err)}") from None
+    return catalog
+
+
+def train_params(catalog: Catalog, dataset: str, given: TrainParams | None = None) -> TrainParams:
+    """Training parameters for ``dataset``: defaults, then the entry's ``training:``, then ``given``.
+
+    Only the fields of ``given`` that were set explicitly (on the command line, in a deployment's
+    or a flow run's parameters) override the catalog.
+    """
+    entry = catalog.entry(dataset)
+    values = dict(entry.training)
+    if given is not None:
+        values.update(given.model_dump(exclude_unset=True))
+        if "epochs" in given.model_fields_set and "max_minutes" not in given.model_fields_set:
+            values["max_minutes"] = None  # an explicit epoch count is trained in full
+
+    try:
+        return TrainParams.model_validate(values)
+    except ValidationError as err:
+        raise CatalogError(f"{catalog.path}: dataset {dataset!r}: training: {explain(err)}") from None

@@ -1,0 +1,188 @@
+"""The stages over a dataset's run folder, as thin functions; the flows and the CLI call these.
+
+Each stage opens the objects it works on (a catalog dataset, an :class:`ImageStore`, a
+:class:`Model`, a :class:`PredictionStore`) and hands them, with the stage's parameter
+object, to the room that does the work. Per-image functions (``predict_one``, ``score_one``)
+let the Prefect flows fan images out; the whole-split ones serve the CLI.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from segpipe.data.catalog import Catalog
+from segpipe.data.ingest import IngestParams, IngestResult, ingest_dataset
+from segpipe.data.store import ImageStore
+from segpipe.errors import SegpipeError, StoreError
+from segpipe.models.model import Model
+from segpipe.pipeline.run_folder import RunFolder
+from segpipe.prediction.params import PredictParams
+from segpipe.prediction.predict import ImageResult, Predictor, predict_split, predict_stored
+from segpipe.prediction.store import PredictionStore
+from segpipe.report import Report, read_history, read_runs, write_index, write_report
+from segpipe.report.runs import append_run, new_run, run_entry
+from segpipe.report.write import headline_text, rank_images
+from segpipe.scoring import ScoreAccumulator
+from segpipe.scoring.dataset import dataset_accumulator, dataset_metrics, score_image
+from segpipe.training.loop import TrainResult, train_model
+from segpipe.training.params import TrainParams
+
+log = logging.getLogger(__name__)
+
+
+def ingest(catalog: Catalog, dataset: str, run: RunFolder, params: IngestParams | None = None) -> IngestResult:
+    """Validate the catalog entry and ingest it into the run's store (skipped when unchanged)."""
+    return ingest_dataset(catalog.dataset(dataset), run.store, params)
+
+
+def train(run: RunFolder, params: TrainParams, *, progress: bool = True) -> TrainResult:
+    """Train the run's model on its store (``params`` already merged with the catalog's)."""
+    return train_model(ImageStore.open(run.store), run.model_dir, params, progress=progress)
+
+
+def model_for(run: RunFolder, model: str | Path | None = None) -> Model:
+    """The model to predict with: ``model`` (a model folder) when given, else the run's own."""
+    return Model.open(model if model is not None else run.model_dir)
+
+
+def predict(
+    run: RunFolder, params: PredictParams, *, split: str = "test", model: str | Path | None = None, progress: bool = True
+) -> list[ImageResult]:
+    """Predict a split of the run's store with a model (the run's own by default)."""
+    predictor = Predictor.load(model_for(run, model), params)
+    predictions = predictor.open_store(run.predictions)
+    return predict_split(ImageStore.open(run.store), predictor, predictions, split=split, exports=run.exports, progress=progress)
+
+
+# One image at a time: the per-image tasks of the Prefect flows fan these out.
+
+
+def prepare_predictions(run: RunFolder, *, split: str = "test", model: str | Path | None = None) -> list[str]:
+    """Open the prediction store for the model (replacing another model's) before a fan-out.
+
+    Returns:
+        The names of the split's images, in catalog order.
+    """
+    names = ImageStore.open(run.store).names(split)
+    if not names:
+        raise StoreError(f"{run.store}: the {split} split is empty")
+    PredictionStore.for_model(run.predictions, model_for(run, model))
+    return names
+
+
+def predictor_for(run: RunFolder, params: PredictParams, model: str | Path | None = None) -> Predictor:
+    """The loaded model, kept per process: per-image tasks on one worker load the weights once."""
+    chosen = model_for(run, model)
+    stat = chosen.weights.stat()
+    return _cached_predictor(str(chosen.folder), stat.st_mtime_ns, chosen.id, params.model_dump_json(exclude_unset=True))
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_predictor(folder: str, mtime_ns: int, model_id: str, params_json: str) -> Predictor:
+    return Predictor.load(Model.open(folder), PredictParams.model_validate_json(params_json))
+
+
+def predict_one(run: RunFolder, name: str, params: PredictParams, *, model: str | Path | None = None) -> str:
+    """Predict one image of the run (kept when its stamp is current); returns the stamp.
+
+    Call :func:`prepare_predictions` once first: this never replaces the prediction store, so
+    images may be predicted concurrently, in threads or processes.
+    """
+    predictor = predictor_for(run, params, model)
+    predictions = PredictionStore.open_for_writing(run.predictions, predictor.model)
+    image = ImageStore.open(run.store).image(name)
+    return predict_stored(image, predictor, predictions, exports=run.exports).stamp
+
+
+def prediction_stamp(run: RunFolder, name: str, params: PredictParams, *, model: str | Path | None = None) -> str:
+    """The stamp a current prediction of ``name`` has (the flows' cache key)."""
+    return predictor_for(run, params, model).stamp(ImageStore.open(run.store).image(name))
+
+
+def score_one(run: RunFolder, name: str) -> ScoreAccumulator:
+    """Score one predicted image; returns a one-image accumulator for :func:`pool_scores`."""
+    store = ImageStore.open(run.store)
+    store.require_labels("score against")
+    accumulator = dataset_accumulator(store.record)  # the model and the classical baseline
+    image = store.image(name)
+    prediction = PredictionStore.open(run.predictions).read(name)
+    score_image(
+        accumulator, name, image=np.asarray(image.image), gt=np.asarray(image.labels),
+        pred_instances=prediction.instances, pred_semantic=prediction.semantic, spacing=image.spacing,
+    )
+    return accumulator
+
+
+def score(run: RunFolder, *, split: str = "test") -> dict:
+    """Score the run's predictions of a split; writes ``metrics.json``."""
+    parts = [score_one(run, name) for name in ImageStore.open(run.store).names(split)]
+    return pool_scores(run, parts, split=split)
+
+
+def pool_scores(
+    run: RunFolder, parts: list[ScoreAccumulator], *, split: str = "test", failed: dict[str, str] | None = None
+) -> dict:
+    """Pool per-image scores into the run's ``metrics.json`` (written atomically).
+
+    Args:
+        run: The run folder.
+        parts: One-image accumulators from :func:`score_one`, in image order.
+        split: The split scored.
+        failed: Images that could not be predicted or scored, with the error; listed under
+            ``failed`` and left out of every score.
+    """
+    store = ImageStore.open(run.store)
+    pooled = dataset_accumulator(store.record)
+    for part in parts:
+        pooled.merge(part)
+    metrics = dataset_metrics(pooled, dataset=run.dataset, split=split)
+    metrics["failed"] = [{"name": name, "error": error} for name, error in (failed or {}).items()]
+    model = _predicting_model(run)
+    metrics["run"] = new_run(
+        metrics, card=model.card if model else None, model_file=model.weights if model else None, predictions=run.predictions
+    )
+    tmp = run.metrics.with_name(f".{run.metrics.name}.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, run.metrics)
+    append_run(run.root, run_entry(metrics, metrics["run"]))  # the dataset's run history
+    log.info("%s: %s", run.dataset, headline_text(metrics))
+    return metrics
+
+
+def report(run: RunFolder, *, split: str = "test") -> Report:
+    """Write ``report.md`` and ``report.html`` with overlays and the training curve from the run's files."""
+    store = ImageStore.open(run.store)
+    metrics = json.loads(run.metrics.read_text())
+    model = _predicting_model(run) or Model.open(run.model_dir)
+    history_file = model.folder / "history.csv"
+    history = read_history(history_file) if history_file.is_file() else []
+    predictions = PredictionStore.open(run.predictions)
+    shown = {name for name, _, _ in rank_images(metrics)}  # the best and worst images (scored ones only)
+    views, spacing = [], None
+    for image in store.images(split):
+        if image.name not in shown:
+            continue
+        prediction = predictions.read(image.name)
+        pred = prediction.instances if prediction.instances is not None else prediction.semantic
+        views.append((image.name, np.asarray(image.image[0]), np.asarray(image.labels), pred))
+        spacing = image.spacing
+    written = write_report(
+        run.root, dataset=run.dataset, record=store.record, metrics=metrics, card=model.card, history=history,
+        views=views, runs=read_runs(run.root), spacing=spacing,
+    )  # images that failed are listed in the report from metrics["failed"]
+    write_index(run.root.parent)
+    return written
+
+
+def _predicting_model(run: RunFolder) -> Model | None:
+    """The model the run's predictions were made with, when it is still there."""
+    try:
+        return PredictionStore.open(run.predictions).model()
+    except SegpipeError:
+        return None

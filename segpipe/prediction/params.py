@@ -1,0 +1,39 @@
+"""The prediction stage's parameters: one model shared by the CLI, the flows and the deployments."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from segpipe.inference.params import InferenceParams, InstanceTiling
+
+ExportFormat = Literal["tiff", "nifti", "ctc"]
+
+
+class PredictParams(BaseModel):
+    """How a model is applied, and what is written besides the label maps.
+
+    ``inference`` holds overrides of the model card's sliding-window settings: only the fields
+    set explicitly (``PredictParams(inference={"overlap": 0.25})``) replace the card's values.
+    """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    device: str = "auto"
+    """Where to run the network: auto (CUDA when present), cpu, cuda or cuda:N."""
+    inference: InferenceParams = Field(default_factory=InferenceParams)
+    """Sliding-window settings; the fields set here override the model card's."""
+    probabilities: bool = True
+    """Keep the float16 class probabilities (and the distance map) in the prediction zarr."""
+    exports: tuple[ExportFormat, ...] | None = None
+    """Label files written next to the zarr: tiff, nifti, ctc (None: tiff for 2D, none for 3D)."""
+    instances: InstanceTiling = Field(default_factory=InstanceTiling)
+    """How instance labelling splits frames too large to label whole."""
+
+    def inference_for(self, validated: InferenceParams) -> InferenceParams:
+        """The card's settings ``validated`` with the fields set here applied over them."""
+        return validated.model_copy(update=self.inference.model_dump(exclude_unset=True))
+
+    def export_formats(self, ndim: int) -> tuple[ExportFormat, ...]:
+        return self.exports if self.exports is not None else (("tiff",) if ndim == 2 else ())

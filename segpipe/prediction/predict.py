@@ -1,0 +1,333 @@
+"""Apply a model to the images of a store, zarr to zarr, and export label files.
+
+Each image is predicted by :func:`segpipe.inference.stream.stream_predict` into a group of the
+prediction store (:class:`~segpipe.prediction.store.PredictionStore`) under a temporary name
+(``.<image>.partial``), slab by slab, recording finished rows in the group's attributes; an
+interrupted prediction resumes there (same model and settings) and the group is renamed into
+place when complete. An image whose complete prediction has the current stamp (model, settings,
+image bytes) is skipped; any change makes it again. Exports, beside the store::
+
+    <image>_semantic.tif, <image>_instances.tif       TIFF (default for 2D)
+    <image>_semantic.nii.gz, ...                      NIfTI, with the source's affine
+    ctc/<sequence>/01_RES/maskTTT.tif                 Cell Tracking Challenge folders
+
+One :func:`predict_stored` call per image lets a flow fan images out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from tqdm.auto import tqdm
+
+from segpipe.data.store import COMPRESSOR, IMAGE_LEVEL, ImageStore, StoredImage, array_digest, axes_for, write_ome_metadata
+from segpipe.errors import StoreError
+from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
+from segpipe.inference.instances import InstanceStats, stream_instance_labels
+from segpipe.inference.stream import StreamStats
+from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, prediction_chunks
+from segpipe.models.card import ModelCard
+from segpipe.models.device import resolve_device
+from segpipe.models.model import Model
+from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
+from segpipe.prediction.params import PredictParams
+from segpipe.prediction.store import STAMP_ATTR, PredictionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What predicting one image did."""
+
+    name: str
+    skipped: bool
+    stamp: str
+    stream: StreamStats | None = None
+    instances: InstanceStats | None = None
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A model loaded on its device, with the settings to apply it with.
+
+    Attributes:
+        model: The model folder and card.
+        network: Its network, in eval mode.
+        params: The prediction parameters.
+        inference: The effective sliding-window settings (the card's, with ``params``' overrides).
+    """
+
+    model: Model
+    network: torch.nn.Module
+    params: PredictParams
+    inference: InferenceParams
+
+    @classmethod
+    def load(cls, model: Model, params: PredictParams | None = None) -> Predictor:
+        params = params or PredictParams()
+        network = model.load(resolve_device(params.device))
+        return cls(model, network, params, params.inference_for(model.card.inference))
+
+    @property
+    def card(self) -> ModelCard:
+        return self.model.card
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def open_store(self, path: str | Path) -> PredictionStore:
+        """The prediction store at ``path`` for this model."""
+        return PredictionStore.for_model(path, self.model)
+
+    def stamp(self, image: StoredImage) -> str:
+        """What a prediction of ``image`` is made from: the model, the settings, the image's bytes."""
+        source = {
+            "model": self.model.id,
+            "inference": self.inference.model_dump(mode="json"),
+            "instances": self.params.instances.model_dump(mode="json"),
+            "probabilities": self.params.probabilities,
+            "image": array_digest(image.image),
+        }
+        return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()
+
+
+def predict_split(
+    store: ImageStore,
+    predictor: Predictor,
+    predictions: PredictionStore,
+    *,
+    split: str | None = "test",
+    exports: Path | None = None,
+    progress: bool = True,
+) -> list[ImageResult]:
+    """Predict every image of ``split`` (``None``: all) into ``predictions``; export into ``exports``."""
+    images = store.images(split)
+    if not images:
+        raise StoreError(f"{store.path}: the {split} split is empty")
+    results = [
+        predict_stored(image, predictor, predictions, exports=exports)
+        for image in tqdm(images, desc=f"predict {split or 'all'}", unit="image", disable=not progress)
+    ]
+    if exports is not None and "ctc" in predictor.params.export_formats(predictor.card.spatial_dims):
+        export_ctc_sequences(predictions, images, exports / "ctc", ndim=predictor.card.spatial_dims)
+    return results
+
+
+def predict_stored(
+    image: StoredImage,
+    predictor: Predictor,
+    predictions: PredictionStore,
+    *,
+    exports: Path | None = None,
+    on_rows=None,
+) -> ImageResult:
+    """Predict one image into ``predictions`` (resuming a partial run) unless it is current; then export.
+
+    Args:
+        image: The stored image (read lazily, window by window).
+        predictor: The model and settings.
+        predictions: The model's prediction store.
+        exports: Folder for TIFF and NIfTI exports (``None``: none).
+        on_rows: Progress callback ``(frame, row)`` after rows are written and recorded.
+    """
+    card, params = predictor.card, predictor.params
+    formats = params.export_formats(card.spatial_dims) if exports is not None else ()
+    stamp = predictor.stamp(image)
+    root = predictions.root
+    if predictions.stamp(image.name) == stamp:
+        log.info("%s: already predicted with these settings, skipping", image.name)
+        _export(root[image.name], image, card, exports, formats, overwrite=False)
+        return ImageResult(image.name, skipped=True, stamp=stamp)
+    group = _partial_group(root, image, predictor, stamp)
+    normalization = _normalization(group, image, card)
+    ndim, n_classes = card.spatial_dims, card.n_classes
+    frames = image.image.ndim - 1 - ndim
+    probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
+    sink = ZarrSink(
+        group, ndim=ndim, n_classes=n_classes, probabilities=probabilities, semantic=group["labels/semantic/s0"]
+    )
+    stream = stream_predict(
+        predictor.network,
+        image.image,
+        sink,
+        roi_size=card.patch_size,
+        out_channels=card.out_channels,
+        params=predictor.inference,
+        normalization=normalization,
+        activation=partial(activate, n_classes=n_classes),
+        device=predictor.device,
+        on_rows=on_rows,
+    )
+    log.info("%s: %d windows in %.1f s", image.name, stream.windows, stream.seconds)
+    instances = None
+    if card.instances:
+        if not group.attrs.get("instances_done"):
+            instances = stream_instance_labels(
+                probabilities,
+                group["labels/instances/s0"],
+                ndim=ndim,
+                n_classes=n_classes,
+                params=card.instance_params(),
+                tiling=params.instances,
+                scratch=group,
+            )
+            group.attrs["instances_stats"] = asdict(instances)
+            group.attrs["instances_done"] = True
+        else:
+            instances = InstanceStats(**group.attrs["instances_stats"])
+    final = _finish(root, group, image, card, keep_probabilities=params.probabilities)
+    _export(final, image, card, exports, formats, overwrite=True)
+    return ImageResult(image.name, skipped=False, stamp=stamp, stream=stream, instances=instances)
+
+
+def sequence_name(image: StoredImage) -> str:
+    """The sequence a stored image belongs to: frames ``NAME-tNNN`` of one source form ``NAME``."""
+    if image.info.get("frame") is not None and "-t" in image.name:
+        return image.name.rsplit("-t", 1)[0]
+    return image.name
+
+
+def export_ctc_sequences(predictions: PredictionStore, images: list[StoredImage], folder: Path, *, ndim: int) -> list[Path]:
+    """Cell Tracking Challenge result folders ``folder/<sequence>/01_RES`` from predicted images.
+
+    Frames of one source (ingest's ``frame`` index) form one sequence, numbered by frame; an image
+    with a frame axis of its own is a sequence by itself; any other image is ``mask000.tif``.
+    Instance labels are exported where there are any, else the class map.
+    """
+    sequences: dict[str, list[tuple[int, object]]] = {}
+    for image in images:
+        labels = predictions.labels(image.name)
+        if labels.ndim > ndim:
+            sequences[image.name] = [(t, labels[t]) for t in range(labels.shape[0])]
+            continue
+        frame = image.info.get("frame")
+        sequences.setdefault(sequence_name(image), []).append((int(frame) if frame is not None else 0, labels))
+    return [export_ctc(frames, folder / name) for name, frames in sequences.items()]
+
+
+def _partial_group(root: zarr.Group, image: StoredImage, predictor: Predictor, stamp: str) -> zarr.Group:
+    """The temporary group of ``image``: resumed when it was made from the same inputs, else made afresh."""
+    partial_name = f".{image.name}.partial"
+    card = predictor.card
+    plan = {"stamp": stamp, "source_shape": list(image.image.shape)}
+    if partial_name in root:
+        group = root[partial_name]
+        if group.attrs.get("plan") == plan:
+            log.info("%s: resuming at %s", image.name, group.attrs.get("progress"))
+            return group
+        del root[partial_name]
+    ndim = card.spatial_dims
+    overlap = predictor.inference.overlap
+    group = root.create_group(partial_name)
+    spatial = tuple(int(s) for s in image.image.shape[1:])
+    roi0 = int(card.patch_size[0])
+
+    frames = len(spatial) - ndim
+
+    def array(where: zarr.Group, name: str, shape, dtype, channels: bool) -> None:
+        """Channels after the frame axes (NGFF: time, then channels, then space)."""
+        chunks = prediction_chunks(shape, ndim=ndim, channels=channels and not frames, roi0=roi0, overlap=overlap)
+        if channels and frames:
+            chunks = (*chunks[:frames], shape[frames], *chunks[frames + 1 :])
+        names = ["t"] * frames + (["c"] if channels else []) + [a["name"] for a in axes_for(ndim, channels=False)]
+        where.create_array(
+            name, shape=shape, dtype=dtype, chunks=chunks, compressors=COMPRESSOR, dimension_names=names
+        )
+
+    channels = card.out_channels
+    array(group, IMAGE_LEVEL, (*spatial[:frames], channels, *spatial[frames:]), np.float16, True)
+    labels = group.create_group("labels")
+    array(labels.create_group("semantic"), IMAGE_LEVEL, spatial, np.uint8, False)
+    if card.instances:
+        array(labels.create_group("instances"), IMAGE_LEVEL, spatial, np.uint32, False)
+    group.attrs["plan"] = plan
+    group.attrs[STAMP_ATTR] = stamp
+    return group
+
+
+def _normalization(group: zarr.Group, image: StoredImage, card: ModelCard) -> Normalization:
+    """The card's normalization for this image (recorded in the group, so a resumed run uses the same)."""
+    if "normalization" in group.attrs:
+        return Normalization.from_record(group.attrs["normalization"])
+    normalization = stream_normalization(image.image, card.normalization)
+    group.attrs["normalization"] = normalization.to_record()
+    return normalization
+
+
+def _finish(root: zarr.Group, group: zarr.Group, image: StoredImage, card: ModelCard, *, keep_probabilities: bool):
+    """Write OME metadata, mark complete and rename the partial group into place."""
+    from ome_zarr.format import CurrentFormat
+    from ome_zarr.writer import write_label_metadata
+
+    ndim = card.spatial_dims
+    frames = image.image.ndim - 1 - ndim
+    unit = image.info.get("unit") or "micrometer"
+    if keep_probabilities:
+        _write_metadata(group, ndim=ndim, frames=frames, channels=True, spacing=image.spacing, unit=unit, name=image.name)
+    elif IMAGE_LEVEL in group:
+        del group[IMAGE_LEVEL]
+    label_root = group["labels"]
+    for name in ("semantic", "instances"):
+        if name in label_root:
+            _write_metadata(
+                label_root[name], ndim=ndim, frames=frames, channels=False, spacing=image.spacing, unit=unit, name=name
+            )
+            write_label_metadata(label_root, name)
+    ome = dict(label_root.attrs.get("ome", {}))
+    ome.setdefault("version", CurrentFormat().version)  # NGFF 0.5 wants it in every group; ome-zarr leaves it out
+    label_root.attrs["ome"] = ome
+    group.attrs["complete"] = True
+    if image.name in root:
+        del root[image.name]
+    store_root = Path(str(root.store.root))
+    (store_root / root.path / group.basename).rename(store_root / root.path / image.name)
+    return zarr.open_group(str(store_root / root.path / image.name), mode="r")
+
+
+def _write_metadata(group, *, ndim: int, frames: int, channels: bool, spacing, unit: str, name: str) -> None:
+    """NGFF multiscales for one level; a frame axis (2D+t, 3D+t) is NGFF's time axis, first."""
+    if not frames:
+        write_ome_metadata(group, ndim=ndim, channels=channels, spacing=spacing, unit=unit, name=name)
+        return
+    from ome_zarr.format import CurrentFormat
+    from ome_zarr.writer import write_multiscales_metadata
+
+    space = axes_for(ndim, channels=False)
+    for axis in space:
+        axis["unit"] = unit
+    axes = [{"name": "t", "type": "time"}] + ([{"name": "c", "type": "channel"}] if channels else []) + space
+    scale = [1.0] + ([1.0] if channels else []) + [float(s) for s in spacing]
+    datasets = [{"path": IMAGE_LEVEL, "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
+    write_multiscales_metadata(group, datasets, fmt=CurrentFormat(), axes=axes, name=name)
+
+
+def _export(group: zarr.Group, image: StoredImage, card: ModelCard, folder: Path | None, formats, *, overwrite: bool) -> None:
+    """Write the TIFF and NIfTI exports of the label maps into ``folder`` (missing ones only, unless ``overwrite``).
+
+    CTC folders hold sequences, so they are written per split (:func:`export_ctc_sequences`).
+    """
+    if folder is None or not formats:
+        return
+    ndim = card.spatial_dims
+    frames = image.image.ndim - 1 - ndim
+    maps = {name: group[f"labels/{name}/{IMAGE_LEVEL}"] for name in ("semantic", "instances") if name in group["labels"]}
+    for fmt in formats:
+        for name, array in maps.items():
+            if fmt == "tiff":
+                path = folder / f"{image.name}_{name}.tif"
+                if overwrite or not path.exists():
+                    export_tiff(array, path, axes=tiff_axes(ndim, frames))
+            elif fmt == "nifti":
+                path = folder / f"{image.name}_{name}.nii.gz"
+                if overwrite or not path.exists():
+                    export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim)

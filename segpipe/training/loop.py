@@ -1,0 +1,426 @@
+"""Train a network on a dataset store: patches, Dice + CE (+ distance) loss, poly LR, validation, checkpoints.
+
+A run writes into its model folder:
+
+- ``last.pt``: full training state after every epoch (weights, optimizer, schedule, history),
+  so a killed run resumes where it stopped when started again with the same configuration;
+- ``model.pt`` and ``model_card.json``: the best weights by validation score, with everything
+  prediction needs (network, classes, patch size, normalization, post-processing);
+- ``history.csv`` and ``fingerprint.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import monai
+import numpy as np
+import torch
+from monai.data import Dataset, get_track_meta, list_data_collate, set_track_meta
+from monai.losses import DiceCELoss
+from monai.utils import set_determinism
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm.auto import tqdm
+
+from segpipe import __version__
+from segpipe.data.store import ImageStore, StoredImage
+from segpipe.inference import predict_image
+from segpipe.inference.normalize import NormalizationSpec, normalize
+from segpipe.inference.postprocess import InstanceParams
+from segpipe.models.card import ModelCard, TrainingRecord
+from segpipe.models.device import resolve_device
+from segpipe.models.model import Model, network_from_card, save_model
+from segpipe.training.augment import augmentation
+from segpipe.training.checkpoint import load_state, save_state
+from segpipe.training.params import TrainParams
+from segpipe.training.patches import ZarrPatchDataset
+from segpipe.training.plan import fingerprint_store, normalization_spec, plan_training
+from segpipe.training.targets import training_sample
+from segpipe.training.tuning import tune_instance_params, validation_seg
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The trained model and the per-epoch history."""
+
+    model: Model
+    history: list[dict]
+
+
+def load_split(store: ImageStore, split: str, *, spec: NormalizationSpec) -> list[tuple[StoredImage, np.ndarray, np.ndarray]]:
+    """Normalized images and their labels for one split, in memory."""
+    return [(im, normalize(np.asarray(im.image), spec), np.asarray(im.labels)) for im in store.images(split)]
+
+
+def train_model(store: ImageStore, model_dir: str | Path, config: TrainParams, *, progress: bool = True) -> TrainResult:
+    """Train on the store's ``train`` split, validating on ``validation``; writes a model folder.
+
+    Args:
+        store: A labelled dataset store.
+        model_dir: The model folder (checkpoints, card, history); a run there with the same
+            configuration is resumed, and one that ran out of time continues with a larger budget.
+        config: Training parameters; open fields are planned from the dataset fingerprint.
+        progress: Show a progress bar.
+
+    Returns:
+        The model (the best weights by validation score) and the per-epoch history.
+    """
+    model_dir = Path(model_dir)
+    store.require_labels("train on")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = fingerprint_store(store)
+    config = plan_training(fingerprint, config)
+    (model_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n")
+    log.info("fingerprint: %s", json.dumps(fingerprint))
+    log.info("training plan: %s", config.model_dump_json())
+
+    device = resolve_device(config.device)
+    card = make_card(store, fingerprint, config)
+    n_classes = card.n_classes
+    set_determinism(config.seed)
+    model = network_from_card(card).to(device)
+
+    if device.type == "cuda" and config.channels_last:
+        model = model.to(memory_format=torch.channels_last if card.spatial_dims == 2 else torch.channels_last_3d)
+
+    val_set = load_split(store, "validation", spec=card.normalization)
+    dataset, transform = _training_data(store, card, config)
+    optimizer = _optimizer(model, config)
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+    state = _resume(model_dir, card, model, optimizer)
+    history: list[dict] = state["history"]
+    planned_epochs: int = config.epochs
+    best_score: float = state["best_score"]
+
+    budget = config.max_minutes * 60 if config.max_minutes else None
+    clock = TrainClock(state["elapsed"], budget)
+    bar = tqdm(total=planned_epochs, initial=len(history), desc="train", unit="epoch", disable=not progress)
+    epoch = len(history)
+    done = _finished(history, planned_epochs, clock)
+    while not done:
+        clock.start()
+        loss = train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device)
+        epoch_seconds = clock.stop()
+        row = {"epoch": epoch + 1, "train_loss": loss, "lr": optimizer.param_groups[0]["lr"]}
+        done = epoch + 1 >= planned_epochs or clock.would_overrun(epoch_seconds)
+        if val_set and ((epoch + 1) % config.val_every == 0 or done):
+            clock.start()
+            row.update(_validate(model, val_set, card, device))
+            clock.stop()
+            if row["val_score"] > best_score:
+                best_score = row["val_score"]
+                save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
+        elif not val_set and done:
+            save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
+        row["seconds"] = round(clock.elapsed, 2)
+        row["epoch_seconds"] = round(epoch_seconds, 2)
+        if done:
+            row["last"] = 1
+        history.append(row)
+        epoch += 1
+        save_state(
+            model_dir,
+            {
+                "state_dict": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "history": history,
+                "best_score": best_score,
+                "elapsed": clock.elapsed,
+                "config_key": card.training.config_key,
+            },
+        )
+        _write_history(model_dir / "history.csv", history)
+        log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "last")))
+        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("train_loss", "val_score")})
+        bar.update(1)
+    bar.close()
+    return _finish(model_dir, history, val_set, device)
+
+
+def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> ModelCard:
+    """The card of a model trained on ``store`` with ``config`` (planned), before training."""
+    instances = store.instances
+    n_classes = len(store.classes)
+    record = TrainingRecord(
+        dataset=store.name, dataset_fingerprint=store.record["fingerprint"], config=config.model_dump(mode="json")
+    )
+    key_source = json.dumps(
+        {"data": record.dataset_fingerprint, "train": config.trajectory(), "in_channels": fingerprint["channels"]},
+        sort_keys=True,
+    )
+    record.config_key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
+    return ModelCard(
+        name=store.name,
+        network=config.network,
+        network_options={"features": list(config.features)},
+        spatial_dims=store.ndim,
+        in_channels=fingerprint["channels"],
+        out_channels=n_classes + (1 if instances else 0),
+        classes=store.classes,
+        instances=instances,
+        patch_size=tuple(config.patch_size),
+        spacing=tuple(fingerprint["median_spacing"]),
+        unit=store.unit,
+        normalization=normalization_spec(config.normalization, fingerprint),
+        postprocess=InstanceParams() if instances else None,
+        training=record,
+        software={
+            "segpipe": __version__,
+            "torch": str(torch.__version__),
+            "monai": str(monai.__version__),
+            "python": platform.python_version(),
+        },
+    )
+
+
+def _with_training(card: ModelCard, **updates) -> ModelCard:
+    return card.model_copy(update={"training": card.training.model_copy(update=updates)})
+
+
+def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
+    """The patch source: whole images in memory when they fit the limit, else patches read from zarr."""
+    instances = card.instances
+    keys = ["image", "label", "dist"] if instances else ["image", "label"]
+    images = store.images("train")
+    in_memory = sum(4 * (im.image.size + 3 * im.labels.size) for im in images)  # float32 image, label, target
+    lazy = in_memory > config.memory_limit_gb * 2**30
+    transform = augmentation(
+        ndim=card.spatial_dims,
+        patch_size=config.patch_size,
+        keys=keys,
+        foreground_ratio=config.foreground_ratio,
+        affine=config.affine,
+        elastic=config.elastic,
+        crop=not lazy,
+    )
+    if lazy:
+        log.info("training split needs %.1f GiB in memory: reading patches from the store", in_memory / 2**30)
+        dataset = ZarrPatchDataset(
+            images,
+            patch_size=config.patch_size,
+            spec=card.normalization,
+            instances=instances,
+            length=config.iterations_per_epoch * config.batch_size,
+            foreground_ratio=config.foreground_ratio,
+            transform=transform,
+            seed=config.seed,
+        )
+        return dataset, transform
+    samples = [
+        training_sample(
+            normalize(np.asarray(im.image), card.normalization), np.asarray(im.labels), instances=instances, spacing=im.spacing
+        )
+        for im in images
+    ]
+    return Dataset(data=samples, transform=transform), transform
+
+
+def _optimizer(model: torch.nn.Module, config: TrainParams) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=config.learning_rate, momentum=0.99, nesterov=True, weight_decay=config.weight_decay
+        )
+    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def _resume(model_dir: Path, card: ModelCard, model, optimizer) -> dict:
+    state = load_state(model_dir, card.training.config_key)
+    if state is None:
+        return {"history": [], "best_score": -math.inf, "elapsed": 0.0}
+    model.load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    log.info("resuming after epoch %d (%s)", len(state["history"]), model_dir)
+    return state
+
+
+def _finished(history: list[dict], planned_epochs: int, clock: TrainClock) -> bool:
+    """Whether a resumed run has nothing left: all epochs done, or the (possibly new) budget spent."""
+    if not history:
+        return False
+    if len(history) >= planned_epochs:
+        return True
+    return clock.would_overrun(history[-1].get("epoch_seconds", 0.0))
+
+
+class TrainClock:
+    """Training time, summed over resumed runs, and the learning-rate schedule's progress.
+
+    With a time budget the poly schedule runs on elapsed time, so the learning rate reaches
+    zero when the budget is spent however fast the machine is; without one it runs on steps,
+    and a seed gives the same numbers on every run.
+    """
+
+    def __init__(self, elapsed: float, budget: float | None):
+        self.elapsed = elapsed
+        self.budget = budget
+        self._since: float | None = None
+
+    def start(self) -> None:
+        self._since = time.perf_counter()
+
+    def now(self) -> float:
+        return self.elapsed + (time.perf_counter() - self._since if self._since is not None else 0.0)
+
+    def stop(self) -> float:
+        spent = time.perf_counter() - self._since
+        self.elapsed += spent
+        self._since = None
+        return spent
+
+    def would_overrun(self, epoch_seconds: float) -> bool:
+        """Whether another epoch would end past the budget (half an epoch of slack)."""
+        return self.budget is not None and self.elapsed + 0.5 * epoch_seconds >= self.budget
+
+    def progress(self, step: int, total_steps: int) -> float:
+        fraction = step / total_steps
+        if self.budget is not None:
+            fraction = max(fraction, self.now() / self.budget)
+        return min(fraction, 0.999)
+
+
+def _poly_lr(base: float, progress: float) -> float:
+    return base * (1 - progress) ** 0.9
+
+
+def train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device) -> float:
+    """One epoch of ``config.iterations_per_epoch`` batches; returns the mean loss.
+
+    Sampling and augmentation are re-seeded from ``config.seed + epoch``, so an epoch gives
+    the same batches whether the run was interrupted before it or not.
+    """
+    seed = config.seed + epoch
+    set_determinism(seed)
+    transform.set_random_state(seed)
+    generator = torch.Generator().manual_seed(seed)
+    n_samples = config.iterations_per_epoch * config.batch_size
+    if isinstance(dataset, ZarrPatchDataset):
+        dataset.seed, dataset.length, sampler = seed, n_samples, None  # draws are indexed, already random
+    else:
+        sampler = RandomSampler(dataset, replacement=True, num_samples=n_samples, generator=generator)
+    workers = config.num_workers if config.num_workers is not None else (4 if device.type == "cuda" else 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        collate_fn=list_data_collate,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        worker_init_fn=_seed_worker if workers else None,
+    )
+    model.train()
+    losses = []
+    total_steps = config.epochs * config.iterations_per_epoch
+    use_amp = device.type == "cuda"
+    with plain_tensors():
+        for i, batch in enumerate(loader):
+            for group in optimizer.param_groups:
+                step = epoch * config.iterations_per_epoch + i
+                group["lr"] = _poly_lr(config.learning_rate, clock.progress(step, total_steps))
+            image = batch["image"].to(device, non_blocking=True)
+            label = batch["label"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(image)
+            logits = logits.float()
+            loss = dice_ce(logits[:, :n_classes], label)
+            if "dist" in batch:
+                dist = batch["dist"].to(device, non_blocking=True)
+                loss = loss + config.distance_weight * torch.nn.functional.mse_loss(torch.sigmoid(logits[:, n_classes:]), dist)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+    return float(np.mean(losses))
+
+
+@contextlib.contextmanager
+def plain_tensors():
+    """Augment without MONAI's metadata tracking (same samples, a third of the cost; training needs no metadata)."""
+    previous = get_track_meta()
+    set_track_meta(False)
+    try:
+        yield
+    finally:
+        set_track_meta(previous)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Give each loader process its own, reproducible augmentation stream."""
+    info = torch.utils.data.get_worker_info()
+    info.dataset.transform.set_random_state(int(torch.initial_seed() % 2**32))
+
+
+def _predict_split(model, val_set, card: ModelCard, device) -> list[tuple[np.ndarray, np.ndarray]]:
+    model.eval()
+    return [
+        (predict_image(model, img, roi_size=card.patch_size, n_classes=card.n_classes, params=card.inference, device=device), lab)
+        for _, img, lab in val_set
+    ]
+
+
+def _validate(model, val_set, card: ModelCard, device) -> dict:
+    predictions = _predict_split(model, val_set, card, device)
+    dice = _mean_dice(predictions, card.n_classes, instances=card.instances)
+    row = {"val_dice": dice}
+    if card.instances:
+        row["val_seg"] = validation_seg(predictions, card.instance_params(), card.n_classes)
+        row["val_score"] = row["val_seg"]
+    else:
+        row["val_score"] = dice
+    return row
+
+
+def _mean_dice(predictions, n_classes: int, *, instances: bool) -> float:
+    inter = np.zeros(n_classes)
+    total = np.zeros(n_classes)
+    for probs, labels in predictions:
+        pred = np.argmax(probs[:n_classes], axis=0)
+        gt = (labels > 0).astype(np.int64) if instances else labels
+        for c in range(1, n_classes):
+            inter[c] += np.sum((pred == c) & (gt == c))
+            total[c] += np.sum(pred == c) + np.sum(gt == c)
+    dice = 2 * inter[1:] / np.maximum(total[1:], 1)
+    return float(np.mean(dice))
+
+
+def _finish(model_dir: Path, history: list[dict], val_set, device) -> TrainResult:
+    """Tune the post-processing of the kept weights on validation; record how training went."""
+    best = Model.open(model_dir)
+    card = best.card
+    validation = {}
+    if card.instances and val_set:
+        predictions = _predict_split(best.load(device), val_set, card, device)
+        params, score = tune_instance_params(predictions, n_classes=card.n_classes)
+        card = card.model_copy(update={"postprocess": params})
+        validation = {"seg": score, "tuned_on": [im.name for im, _, _ in val_set]}
+        log.info("post-processing tuned on validation: %s (SEG %.4f)", params.model_dump(), score)
+    card = _with_training(
+        card, epochs=len(history), seconds=history[-1]["seconds"] if history else 0.0, validation=validation
+    )
+    return TrainResult(save_model(model_dir, best.state_dict(), card), history)
+
+
+def _cpu_state(model) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    fields = []
+    for row in history:
+        fields += [k for k in row if k not in fields]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(history)

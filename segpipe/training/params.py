@@ -1,0 +1,79 @@
+"""The training stage's parameters: one model shared by the catalog, the CLI, the flows and the card."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Fields that decide where training may run and for how long, not what it computes: a run that
+#: differs only in these resumes from ``last.pt`` (e.g. a larger time budget continues training).
+RUNTIME_FIELDS = frozenset({"max_minutes", "device", "num_workers", "memory_limit_gb"})
+
+
+class TrainParams(BaseModel):
+    """Everything that decides a training run; recorded in the model card.
+
+    Defaults for ``patch_size``, ``batch_size`` and ``features`` come from the dataset
+    fingerprint (:func:`segpipe.training.plan.plan_training`); the catalog entry's
+    ``training:`` section overrides the defaults, and the command line overrides both.
+    """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    network: str = "unet"
+    """Network to train, by registered name (unet, fcn, or any registered one)."""
+    features: tuple[int, ...] | None = None
+    """Encoder widths (U-Net: five plus the last decoder width; FCN: five); planned when open."""
+    patch_size: tuple[int, ...] | None = None
+    """Training window per spatial axis, also the inference window; planned when open."""
+    batch_size: int | None = Field(None, ge=1)
+    """Patches per iteration; planned when open."""
+    epochs: int = Field(200, ge=1)
+    """Planned epochs; the learning rate decays to zero over them (poly schedule)."""
+    iterations_per_epoch: int = Field(25, ge=1)
+    """Batches per epoch."""
+    max_minutes: float | None = Field(8.0, gt=0)
+    """Training time budget in minutes; with a budget the schedule is cut to fit it. None: exactly `epochs`."""
+    learning_rate: float = Field(2e-3, gt=0)
+    """Initial learning rate."""
+    weight_decay: float = Field(1e-4, ge=0)
+    """Weight decay of the optimizer."""
+    val_every: int = Field(5, ge=1)
+    """Validate every this many epochs (and after the last)."""
+    seed: int = 0
+    """Seeds sampling, augmentation and initialisation."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: auto (CUDA when present), cpu or cuda."""
+    foreground_ratio: float = Field(0.5, ge=0, lt=1)
+    """Share of patches centred on an object."""
+    distance_weight: float = Field(1.0, ge=0)
+    """Weight of the distance-map loss next to Dice + cross-entropy."""
+    normalization: Literal["percentile", "zscore", "ct"] = "percentile"
+    """percentile (microscopy: 1st-99.8th percentiles to 0..1 per image), zscore (MRI: clipped
+    z-score per image) or ct (window and z-score from the training foreground, as nnU-Net)."""
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    """adamw, or sgd (Nesterov, momentum 0.99, as nnU-Net)."""
+    affine: bool = False
+    """Add random rotations and scaling to the augmentation."""
+    elastic: bool = False
+    """Add elastic deformations to the augmentation (slower)."""
+    num_workers: int | None = Field(None, ge=0)
+    """DataLoader worker processes; None: 0 on CPU (the cores train), 4 on GPU."""
+    channels_last: bool = True
+    """Use the channels-last memory format on GPU (faster convolutions there)."""
+    memory_limit_gb: float = Field(4.0, ge=0)
+    """Above this much memory for the training split, patches are read from the store instead."""
+
+    @field_validator("network")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from segpipe.models import available_models  # networks (torch, MONAI) load when a name is checked
+
+        if name not in available_models():
+            raise ValueError(f"unknown network {name!r}; registered: {', '.join(available_models())}")
+        return name
+
+    def trajectory(self) -> dict:
+        """The fields that decide what training computes (not where or for how long), as JSON."""
+        return self.model_dump(mode="json", exclude=set(RUNTIME_FIELDS))

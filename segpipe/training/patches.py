@@ -1,0 +1,122 @@
+"""Training patches read straight from the zarr store, for datasets larger than memory.
+
+Small datasets are loaded whole (see :func:`segpipe.training.loop.load_split`); when the training
+split exceeds ``TrainParams.memory_limit_gb``, :class:`ZarrPatchDataset` reads each patch
+from the store instead:
+
+- a patch centre is drawn on an object with probability ``foreground_ratio`` (from a list of
+  object voxels collected chunk by chunk when the dataset opens), elsewhere uniformly;
+- the patch is read with a margin, so the distance target of every object that fits in the
+  margin is exactly the whole-image one; the margin is then cropped away;
+- intensities are normalized with statistics measured once per image on a subsample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from segpipe.data.store import StoredImage
+from segpipe.inference.normalize import Normalization, NormalizationSpec, stream_normalization
+from segpipe.training.targets import distance_target
+
+FOREGROUND_SAMPLES = 20_000  # object voxels remembered per image for oversampling
+
+
+class ZarrPatchDataset(Dataset):
+    """Random training patches of the stored images (an index is only a draw number).
+
+    Args:
+        images: Stored images of the training split (zarr arrays, not loaded).
+        patch_size: Spatial size of a patch.
+        spec: Normalization entry of the model card.
+        instances: Build the distance target from instance labels.
+        length: Number of draws per epoch.
+        foreground_ratio: Share of patches centred on an object.
+        margin: Extra voxels read around a patch for the distance target.
+        transform: Augmentation applied to each patch (without a cropping step).
+        seed: Seeds the draws; draw ``i`` is the same for the same seed.
+    """
+
+    def __init__(
+        self,
+        images: list[StoredImage],
+        *,
+        patch_size,
+        spec: NormalizationSpec,
+        instances: bool,
+        length: int,
+        foreground_ratio: float,
+        margin: int = 32,
+        transform=None,
+        seed: int = 0,
+    ):
+        self.images = images
+        self.patch = tuple(int(p) for p in patch_size)
+        self.instances = instances
+        self.length = length
+        self.foreground_ratio = foreground_ratio
+        self.margin = margin
+        self.transform = transform
+        self.seed = seed
+        self.sizes = np.array([np.prod(im.image.shape[1:]) for im in images], dtype=np.float64)
+        self.normalizations: list[Normalization] = [stream_normalization(im.image, spec) for im in images]
+        self.foreground = [_foreground_voxels(im, np.random.default_rng(seed + i)) for i, im in enumerate(images)]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, index])
+        which = int(rng.choice(len(self.images), p=self.sizes / self.sizes.sum()))
+        image = self.images[which]
+        centre = self._centre(rng, which)
+        sample = self.read(image, centre, self.normalizations[which])
+        return self.transform(sample) if self.transform is not None else sample
+
+    def _centre(self, rng: np.random.Generator, which: int) -> np.ndarray:
+        shape = np.array(self.images[which].image.shape[1:])
+        voxels = self.foreground[which]
+        if len(voxels) and rng.random() < self.foreground_ratio:
+            return voxels[rng.integers(len(voxels))]
+        return np.array([rng.integers(0, s) for s in shape])
+
+    def read(self, image: StoredImage, centre, norm: Normalization) -> dict:
+        """The patch around ``centre`` (zero-padded at the borders), as a training sample."""
+        shape = np.array(image.image.shape[1:])
+        patch = np.array(self.patch)
+        start = np.clip(np.asarray(centre) - patch // 2, 0, np.maximum(shape - patch, 0))
+        outer_start = np.maximum(start - self.margin, 0)
+        outer_stop = np.minimum(start + patch + self.margin, shape)
+        window = tuple(slice(a, b) for a, b in zip(outer_start, outer_stop))
+        pixels = np.asarray(image.image[(slice(None), *window)])
+        labels = np.asarray(image.labels[window])
+        inner = tuple(slice(a - o, a - o + min(p, s)) for a, o, p, s in zip(start, outer_start, patch, shape))
+        dist = distance_target(labels, spacing=image.spacing)[inner] if self.instances else None
+        pixels, labels = pixels[(slice(None), *inner)], labels[inner]
+        pad = [(0, int(p - s)) for p, s in zip(patch, labels.shape)]
+        sample = {
+            "image": np.pad(norm.apply(pixels), [(0, 0), *pad]),
+            "label": np.pad((labels > 0) if self.instances else labels, pad).astype(np.int64)[np.newaxis],
+        }
+        if dist is not None:
+            sample["dist"] = np.pad(dist, pad)[np.newaxis]
+        return sample
+
+
+def _foreground_voxels(image: StoredImage, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``FOREGROUND_SAMPLES`` object voxel coordinates, collected chunk by chunk."""
+    labels = image.labels
+    chunks = labels.chunks
+    found = []
+    for corner in np.ndindex(*(int(np.ceil(s / c)) for s, c in zip(labels.shape, chunks))):
+        window = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(corner, chunks, labels.shape))
+        block = np.asarray(labels[window])
+        coords = np.argwhere(block > 0)
+        if len(coords) > FOREGROUND_SAMPLES // 4:
+            coords = coords[rng.choice(len(coords), FOREGROUND_SAMPLES // 4, replace=False)]
+        found.append(coords + np.array([w.start for w in window]))
+    voxels = np.concatenate(found) if found else np.zeros((0, labels.ndim), dtype=np.int64)
+    if len(voxels) > FOREGROUND_SAMPLES:
+        voxels = voxels[rng.choice(len(voxels), FOREGROUND_SAMPLES, replace=False)]
+    return voxels

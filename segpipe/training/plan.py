@@ -1,0 +1,104 @@
+"""Self-configuration: a dataset fingerprint and the training defaults derived from it (nnU-Net-style, kept small)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from segpipe.errors import StoreError
+from segpipe.data.store import ImageStore
+from segpipe.inference.normalize import NormalizationSpec, intensity_percentiles
+from segpipe.training.params import TrainParams
+
+#: Target patch edge per dimensionality, and the batch that goes with it on a CPU.
+PATCH_EDGE = {2: 128, 3: 64}
+BATCH = {2: 8, 3: 2}
+DIVISOR = 16  # four 2x2 poolings in the U-Net; the FCN pads itself
+
+
+def fingerprint_store(store: ImageStore) -> dict:
+    """Summarize the training split: shapes, spacing, channels, intensities, objects.
+
+    Returns:
+        JSON-ready dict saved next to the model and printed before training.
+    """
+    images = store.images("train")
+    if not images:
+        raise StoreError(f"{store.path}: the training split is empty")
+    shapes = np.array([im.image.shape[1:] for im in images])
+    spacings = np.array([im.spacing for im in images])
+    lows, highs, objects, foreground = [], [], [], []
+    rng = np.random.default_rng(0)
+    for im in images:
+        image = np.asarray(im.image[0])
+        lo, hi = intensity_percentiles(image, (1.0, 99.8))
+        lows.append(lo)
+        highs.append(hi)
+        if im.labels is not None:
+            labels = np.asarray(im.labels)
+            objects.append(int(len(np.unique(labels)) - 1))
+            values = image[labels > 0]
+            if values.size:
+                foreground.append(rng.choice(values, size=min(values.size, 100_000), replace=False))
+    return {
+        "n_train": len(images),
+        "channels": int(images[0].image.shape[0]),
+        "median_shape": [int(v) for v in np.median(shapes, axis=0)],
+        "min_shape": [int(v) for v in shapes.min(axis=0)],
+        "median_spacing": [float(v) for v in np.median(spacings, axis=0)],
+        "intensity_p1": float(np.median(lows)),
+        "intensity_p99_8": float(np.median(highs)),
+        "objects_per_image": float(np.mean(objects)) if objects else None,
+        "foreground_intensity": _intensity_stats(np.concatenate(foreground)) if foreground else None,
+    }
+
+
+def _intensity_stats(values: np.ndarray) -> dict:
+    """Foreground intensity statistics (for CT windowing), as nnU-Net collects them."""
+    values = values.astype(np.float64)
+    p0_5, p99_5 = np.percentile(values, (0.5, 99.5))
+    return {"mean": float(values.mean()), "std": float(values.std()), "p0_5": float(p0_5), "p99_5": float(p99_5)}
+
+
+def plan_patch_size(median_shape: list[int], spacing: list[float]) -> tuple[int, ...]:
+    """A patch of about ``PATCH_EDGE`` physical-isotropic edge, no larger than the median image.
+
+    Axes with coarser spacing get proportionally fewer voxels; every edge is a multiple of 16,
+    rounded down where the image is smaller than the target (so random crops still vary), and
+    at least 16 (smaller images are padded).
+    """
+    ndim = len(median_shape)
+    edge = PATCH_EDGE[ndim]
+    finest = min(spacing)
+    patch = []
+    for size, step in zip(median_shape, spacing):
+        want = edge * finest / step
+        multiple = math.ceil(want / DIVISOR) if want <= size else math.floor(size / DIVISOR)
+        patch.append(max(DIVISOR, int(multiple * DIVISOR)))
+    return tuple(patch)
+
+
+def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
+    """Fill what ``config`` leaves open (``None``) from the fingerprint."""
+    ndim = len(fingerprint["median_shape"])
+    updates = {}
+    if config.patch_size is None:
+        updates["patch_size"] = plan_patch_size(fingerprint["median_shape"], fingerprint["median_spacing"])
+    elif len(config.patch_size) != ndim:
+        raise ValueError(f"patch_size {config.patch_size} has {len(config.patch_size)} axes, the data has {ndim}")
+    if config.batch_size is None:
+        updates["batch_size"] = BATCH[ndim]
+    if config.features is None:
+        updates["features"] = (16, 32, 64, 128, 256, 16) if config.network == "unet" else (16, 32, 64, 128, 256)
+    return config.model_copy(update=updates)
+
+
+def normalization_spec(method: str, fingerprint: dict) -> NormalizationSpec:
+    """The normalization entry of a model card, with what the method needs from the fingerprint."""
+    if method == "percentile":
+        return NormalizationSpec(method=method, low=1.0, high=99.8)
+    if method == "zscore":
+        return NormalizationSpec(method=method, low=0.5, high=99.5)
+    stats = fingerprint["foreground_intensity"]
+    return NormalizationSpec(method=method, window=(stats["p0_5"], stats["p99_5"]), mean=stats["mean"], std=stats["std"])

@@ -1,0 +1,191 @@
+"""Every refused input: one clear message naming the file and the problem, and nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+
+from segpipe.data.catalog import load_catalog
+from segpipe.errors import CatalogError, InputError
+from segpipe.data.ingest import ingest_dataset
+
+from ingest_helpers import write_catalog
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """Two good image/label TIFF pairs ``a`` and ``b``; tests damage one of them."""
+    rng = np.random.default_rng(0)
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir()
+    for name in ("a", "b"):
+        image = rng.integers(0, 200, (24, 20)).astype(np.uint8)
+        labels = np.zeros((24, 20), np.uint8)
+        labels[4:10, 5:12] = 1
+        tifffile.imwrite(tmp_path / "img" / f"{name}.tif", image)
+        tifffile.imwrite(tmp_path / "lab" / f"{name}.tif", labels)
+    return tmp_path
+
+
+def _refused(folder: Path, leftovers, match: str, *, error=InputError, **entry) -> None:
+    entry = {"images": "img/*.tif", "labels": "lab/*.tif", "split": {"train": ["a", "b"]}} | entry
+    with pytest.raises(error, match=match):
+        dataset = load_catalog(write_catalog(folder, **entry)).dataset("d")
+        ingest_dataset(dataset, folder / "out" / "data.zarr", progress=False)
+    assert leftovers() == []
+
+
+def test_truncated_tiff(pair, leftovers):
+    path = pair / "img" / "b.tif"
+    path.write_bytes(path.read_bytes()[:300])  # header and IFD survive, pixel data is cut
+    _refused(pair, leftovers, r"img/b.tif: (not a readable TIFF|TIFF data cannot be read)")
+
+
+def test_corrupt_tiff_header(pair, leftovers):
+    path = pair / "img" / "b.tif"
+    data = bytearray(path.read_bytes())
+    data[4:8] = (2**31).to_bytes(4, "little")  # first IFD offset points far past the end
+    path.write_bytes(bytes(data))
+    _refused(pair, leftovers, r"img/b.tif: not a readable TIFF")
+
+
+def test_empty_file(pair, leftovers):
+    (pair / "lab" / "b.tif").write_bytes(b"")
+    _refused(pair, leftovers, r"lab/b.tif: file is empty \(0 bytes\)")
+
+
+def test_tif_that_is_not_a_tiff(pair, leftovers):
+    (pair / "img" / "a.tif").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    _refused(pair, leftovers, r"img/a.tif: not a TIFF file \(no TIFF signature")
+
+
+@pytest.mark.parametrize("damage", ["magic", "truncated"])
+def test_nifti_with_broken_header(tmp_path, leftovers, damage):
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir()
+    data = np.arange(120, dtype=np.uint8).reshape(4, 5, 6)
+    for sub in ("img", "lab"):
+        nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / sub / "a.nii"))
+    raw = bytearray((tmp_path / "img" / "a.nii").read_bytes())
+    if damage == "magic":
+        raw[344:348] = b"xxxx"  # the header's magic must be 'n+1'
+    else:
+        raw = raw[:200]  # a header is 348 bytes
+    (tmp_path / "img" / "a.nii").write_bytes(bytes(raw))
+    _refused(tmp_path, leftovers, r"img/a.nii: not a readable NIfTI file", images="img/*.nii", labels="lab/*.nii",
+             ndim=3, split={"train": ["a"]})
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_float_image_with_nan_or_inf(pair, leftovers, bad):
+    image = np.random.default_rng(1).random((24, 20)).astype(np.float32)
+    image[7, 3] = bad
+    tifffile.imwrite(pair / "img" / "b.tif", image)
+    _refused(pair, leftovers, r"img/b.tif: image holds 1 NaN or Inf values \(first at index \(0, 7, 3\)\)")
+
+
+def test_non_integer_labels(pair, leftovers):
+    labels = np.zeros((24, 20), np.float32)
+    labels[3, 3] = 1.5
+    tifffile.imwrite(pair / "lab" / "a.tif", labels)
+    _refused(pair, leftovers, r"lab/a.tif: label map holds non-integer values \(dtype float32\)")
+
+
+def test_negative_labels(pair, leftovers):
+    labels = np.zeros((24, 20), np.int16)
+    labels[3, 3] = -2
+    tifffile.imwrite(pair / "lab" / "a.tif", labels)
+    _refused(pair, leftovers, r"lab/a.tif: label map holds negative labels \(minimum -2\)")
+
+
+def test_class_id_beyond_declared_classes(pair, leftovers):
+    labels = np.zeros((24, 20), np.uint8)
+    labels[3, 3] = 3
+    tifffile.imwrite(pair / "lab" / "a.tif", labels)
+    _refused(pair, leftovers, r"lab/a.tif: label value 3 but the catalog declares 2 classes", instances=False)
+
+
+def test_shape_mismatch(pair, leftovers):
+    tifffile.imwrite(pair / "lab" / "b.tif", np.zeros((24, 19), np.uint8))
+    _refused(pair, leftovers, r"img/b.tif has spatial shape \(24, 20\) but its labels .*lab/b.tif have shape \(24, 19\)")
+
+
+def test_spacing_mismatch(pair, leftovers):
+    image = tifffile.imread(pair / "img" / "a.tif")
+    labels = tifffile.imread(pair / "lab" / "a.tif")
+    tifffile.imwrite(pair / "img" / "a.tif", image, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "um"})
+    tifffile.imwrite(pair / "lab" / "a.tif", labels, imagej=True, resolution=(4.0, 4.0), metadata={"unit": "um"})
+    _refused(pair, leftovers, r"img/a.tif has spacing \(0.5, 0.5\) but its labels .*lab/a.tif have \(0.25, 0.25\)")
+
+
+def test_labels_on_an_empty_image(pair, leftovers):
+    tifffile.imwrite(pair / "img" / "b.tif", np.full((24, 20), 7, np.uint8))
+    _refused(pair, leftovers, r"img/b.tif: image is constant \(7\) but .*lab/b.tif labels objects in it")
+
+
+def test_duplicate_content_in_the_splits(pair, leftovers):
+    (pair / "img" / "b.tif").write_bytes((pair / "img" / "a.tif").read_bytes())
+    _refused(pair, leftovers, r"img/b.tif \(test\) has the same content as .*img/a.tif \(train\)",
+             split={"train": ["a"], "test": ["b"]})
+
+
+def test_same_file_listed_twice(pair, leftovers):
+    _refused(pair, leftovers, r"files listed twice: .*img/a.tif", error=CatalogError,
+             images=["img/*.tif", "img/a.tif"])
+
+
+def test_dotdot_escape_refused_unless_allowed(pair, leftovers, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    tifffile.imwrite(outside / "c.tif", np.arange(480, dtype=np.uint16).reshape(24, 20))
+    tifffile.imwrite(pair / "lab" / "c.tif", np.ones((24, 20), np.uint8))
+    rel = os.path.relpath(outside, pair)
+    entry = {"images": ["img/*.tif", f"{rel}/c.tif"], "split": {"train": ["a", "b", "c"]}}
+    _refused(pair, leftovers, r"resolves to .*outside the catalog root.*allow_outside_root", error=CatalogError,
+             **entry)
+    dataset = load_catalog(write_catalog(pair, labels="lab/*.tif", allow_outside_root=True, **entry)).dataset("d")
+    assert ingest_dataset(dataset, pair / "out" / "data.zarr", progress=False).n_images == 3
+
+
+def test_symlink_escape_inside_a_slice_folder(tmp_path, leftovers, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "lab").mkdir()
+    for z in range(2):
+        tifffile.imwrite(tmp_path / "stack" / f"z{z}.tif", np.full((8, 8), z + 1, np.uint8))
+    tifffile.imwrite(outside / "z2.tif", np.ones((8, 8), np.uint8))
+    (tmp_path / "stack" / "z2.tif").symlink_to(outside / "z2.tif")
+    tifffile.imwrite(tmp_path / "lab" / "stack.tif", np.zeros((3, 8, 8), np.uint8), photometric="minisblack")
+    _refused(tmp_path, leftovers, r"stack/z2.tif resolves to .*outside the catalog root", error=CatalogError,
+             images="stack", ndim=3, split={"train": ["stack"]})
+
+
+def test_ambiguous_axes_ask_for_the_axes_key(pair, leftovers):
+    tifffile.imwrite(pair / "img" / "a.tif", np.ones((5, 24, 20), np.uint8), photometric="minisblack")
+    _refused(pair, leftovers, r"img/a.tif: cannot tell what axis 0 \('Q', size 5\).*set axes:")
+
+
+def test_planes_in_a_2d_dataset(pair, leftovers):
+    for name in ("a", "b"):
+        tifffile.imwrite(pair / "img" / f"{name}.tif", np.ones((5, 24, 20), np.uint8), photometric="minisblack")
+    _refused(pair, leftovers, r"img/[ab].tif: the file has 5 planes \(Z\) but the catalog says ndim: 2", axes="ZYX")
+
+
+def test_cli_exits_2_with_one_line(pair, monkeypatch, capsys):
+    from segpipe.cli import main
+
+    (pair / "img" / "a.tif").write_bytes(b"")
+    catalog = write_catalog(pair, images="img/*.tif", labels="lab/*.tif", split={"train": ["a", "b"]})
+    argv = ["segpipe", "ingest", "d", "--catalog", str(catalog), "--output", str(pair / "runs")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "ingest d:" not in line]  # progress bar
+    assert len(err) == 1 and err[0].startswith("error: ") and err[0].endswith("img/a.tif: file is empty (0 bytes)")
+    assert not (pair / "runs" / "d" / "data.zarr").exists()

@@ -1,0 +1,281 @@
+"""Each input format ingests to the expected arrays, spacing, unit and names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imagecodecs
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from segpipe.data.catalog import load_catalog
+from segpipe.errors import CatalogError
+from segpipe.prediction.export import export_nifti, source_affine
+
+from ingest_helpers import write_catalog
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _blobs(shape, seed, dtype=np.uint16, high=1000):
+    """An image with signal (random values), and labels with a few boxes."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(10, high, shape).astype(dtype)
+    labels = np.zeros(shape, np.uint8)
+    labels[..., 2:6, 3:8] = 1
+    labels[..., 8:12, 10:14] = 2
+    return image, labels
+
+
+def _dirs(folder: Path, *names: str) -> None:
+    for name in names:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+
+
+def test_multipage_tiff_is_a_3d_stack(tmp_path, ingest):
+    image, labels = _blobs((5, 20, 30), 0)
+    _dirs(tmp_path, "img", "lab")
+    tifffile.imwrite(tmp_path / "img" / "a.tif", image)
+    tifffile.imwrite(tmp_path / "lab" / "a.tif", labels)
+    stored = ingest(tmp_path, images="img/*.tif", labels="lab/*.tif", ndim=3, split={"train": ["a"]})["a"]
+    assert stored.image.shape == (1, 5, 20, 30) and stored.image.dtype == np.uint16
+    np.testing.assert_array_equal(stored.image[0], image)
+    np.testing.assert_array_equal(stored.labels[...], labels)
+    assert stored.spacing == (1.0, 1.0, 1.0) and stored.info["source_axes"] == "ZYX"
+
+
+def test_2d_time_series_gives_one_image_per_frame(tmp_path, ingest):
+    movie, labels = _blobs((4, 16, 18), 1)
+    _dirs(tmp_path, "img", "lab")
+    tifffile.imwrite(tmp_path / "img" / "m.tif", movie, photometric="minisblack")  # axes unknown: the catalog says
+    tifffile.imwrite(tmp_path / "lab" / "m.tif", labels, imagej=True, metadata={"axes": "TYX"})
+    stored = ingest(
+        tmp_path, images="img/*.tif", labels="lab/*.tif", ndim=2, axes="TYX", split={"train": ["m"]}
+    )
+    assert sorted(stored) == ["m-t000", "m-t001", "m-t002", "m-t003"]
+    for t in range(4):
+        frame = stored[f"m-t{t:03d}"]
+        np.testing.assert_array_equal(frame.image[0], movie[t])
+        np.testing.assert_array_equal(frame.labels[...], labels[t])
+        assert frame.info["frame"] == t and frame.split == "train"
+
+
+def test_imagej_hyperstack_axes_spacing_and_channels(tmp_path, ingest):
+    rng = np.random.default_rng(2)
+    stack = rng.integers(0, 4000, (3, 4, 2, 8, 9)).astype(np.uint16)  # T Z C Y X
+    labels = np.zeros((3, 4, 8, 9), np.uint8)
+    labels[:, 1:3, 2:5, 2:6] = 1
+    _dirs(tmp_path, "img", "lab")
+    meta = {"spacing": 2.0, "unit": "micron"}
+    # resolution is pixels per unit along (x, y): x 0.5 um, y 0.25 um
+    tifffile.imwrite(tmp_path / "img" / "h.tif", stack, imagej=True, resolution=(2.0, 4.0),
+                     metadata={"axes": "TZCYX", **meta})
+    tifffile.imwrite(tmp_path / "lab" / "h.tif", labels, imagej=True, resolution=(2.0, 4.0),
+                     metadata={"axes": "TZYX", **meta})
+    stored = ingest(tmp_path, images="img/*.tif", labels="lab/*.tif", ndim=3, split={"train": ["h"]})
+    assert sorted(stored) == ["h-t000", "h-t001", "h-t002"]
+    first = stored["h-t001"]
+    assert first.image.shape == (2, 4, 8, 9)
+    np.testing.assert_array_equal(first.image[...], np.moveaxis(stack[1], 1, 0))
+    np.testing.assert_array_equal(first.labels[...], labels[1])
+    assert first.spacing == (2.0, 0.25, 0.5)
+    assert first.info["unit"] == "micrometer"
+    ome = zarr.open_group(str(ingest.store / "h-t001"), mode="r").attrs["ome"]
+    scale = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == [1.0, 2.0, 0.25, 0.5]
+    assert [a.get("unit") for a in ome["multiscales"][0]["axes"]] == [None, "micrometer", "micrometer", "micrometer"]
+
+
+def test_ome_tiff_channels_chosen_and_reordered(tmp_path, ingest):
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (3, 12, 14)).astype(np.uint8)  # C Y X
+    labels = np.zeros((12, 14), np.uint16)
+    labels[3:7, 4:9] = 300
+    _dirs(tmp_path, "img", "lab")
+    tifffile.imwrite(tmp_path / "img" / "o.tif", image, ome=True, metadata={
+        "axes": "CYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.4, "PhysicalSizeXUnit": "nm",
+        "PhysicalSizeYUnit": "nm"})
+    tifffile.imwrite(tmp_path / "lab" / "o.tif", labels)
+    stored = ingest(tmp_path, images="img/*.tif", labels="lab/*.tif", ndim=2, channels=[2, 0],
+                    split={"train": ["o"]})["o"]
+    np.testing.assert_array_equal(stored.image[...], image[[2, 0]])
+    assert stored.spacing == (0.4, 0.3) and stored.info["unit"] == "nanometer"
+    assert stored.labels.dtype == np.uint16 and stored.labels[5, 5] == 300
+
+
+def _nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units("mm")
+    nib.save(image, str(path))
+
+
+def test_nifti_3d_keeps_affine_and_exports_back_exactly(tmp_path, ingest):
+    rng = np.random.default_rng(4)
+    data = rng.integers(0, 500, (10, 12, 7)).astype(np.int16)  # x y z
+    labels = np.zeros((10, 12, 7), np.uint8)
+    labels[2:5, 3:9, 1:4] = 1
+    theta = np.deg2rad(20)
+    affine = np.array([[0.8 * np.cos(theta), -0.9 * np.sin(theta), 0, -30.0],
+                       [0.8 * np.sin(theta), 0.9 * np.cos(theta), 0, 12.5],
+                       [0, 0, 2.5, -7.0],
+                       [0, 0, 0, 1]])
+    _dirs(tmp_path, "img", "lab")
+    _nifti(tmp_path / "img" / "v.nii.gz", data, affine)
+    _nifti(tmp_path / "lab" / "v.nii.gz", labels, affine)
+    stored = ingest(tmp_path, images="img/*.nii.gz", labels="lab/*.nii.gz", ndim=3, split={"train": ["v"]})["v"]
+    np.testing.assert_array_equal(stored.image[0], np.transpose(data, (2, 1, 0)))
+    np.testing.assert_allclose(stored.spacing, (2.5, 0.9, 0.8))
+    assert stored.info["unit"] == "millimeter"
+    np.testing.assert_allclose(stored.info["affine"], affine)
+
+    out = export_nifti(stored.labels[...], tmp_path / "pred.nii.gz", affine=source_affine(stored.info, ndim=3), ndim=3)
+    back = nib.load(str(out))
+    np.testing.assert_allclose(back.affine, affine)
+    np.testing.assert_array_equal(np.asarray(back.dataobj), labels)
+
+
+def test_nifti_4d_channels(tmp_path, ingest):
+    rng = np.random.default_rng(5)
+    data = rng.random((6, 5, 4, 2)).astype(np.float32)  # x y z modality
+    labels = np.zeros((6, 5, 4), np.uint8)
+    labels[1:3, 1:3, 1:3] = 1
+    _dirs(tmp_path, "img", "lab")
+    _nifti(tmp_path / "img" / "m.nii", data, np.eye(4))
+    _nifti(tmp_path / "lab" / "m.nii", labels, np.eye(4))
+    stored = ingest(tmp_path, images="img/*.nii", labels="lab/*.nii", ndim=3, split={"train": ["m"]})["m"]
+    assert stored.image.shape == (2, 4, 5, 6) and stored.image.dtype == np.float32
+    np.testing.assert_array_equal(stored.image[...], np.transpose(data, (3, 2, 1, 0)))
+
+
+def test_real_nifti_region_affine_moves_with_the_crop(tmp_path, ingest):
+    """The bundled MNI152 entry: a test region exported with its stored affine lands on the source voxels."""
+    from segpipe.data.ingest import ingest_dataset
+    from segpipe.data.store import ImageStore
+
+    dataset = load_catalog(ROOT / "data_catalog.yaml").dataset("mni152-tissue")
+    ingest_dataset(dataset, tmp_path / "mni.zarr", progress=False)
+    test = ImageStore.open(tmp_path / "mni.zarr").images("test")[0]
+    source = nib.load(str(ROOT / "data" / "mni152" / "tissue_2mm.nii.gz"))
+    out = export_nifti(test.labels[...], tmp_path / "test.nii.gz", affine=source_affine(test.info, ndim=3), ndim=3)
+    back = nib.load(str(out))
+    x0 = test.info["region"][2][0]
+    assert x0 == 72
+    np.testing.assert_array_equal(np.asarray(back.dataobj), np.asarray(source.dataobj)[x0:])
+    voxel = np.array([3, 40, 50, 1])
+    np.testing.assert_allclose(back.affine @ voxel, source.affine @ (voxel + [x0, 0, 0, 0]))
+
+
+def _ctc_2d(root: Path, seq: str, n: int, gt: list[int], seed: int) -> dict:
+    _dirs(root, seq, f"{seq}_GT/SEG")
+    frames = {}
+    for t in range(n):
+        image, labels = _blobs((20, 24), seed + t, np.uint8, 250)
+        tifffile.imwrite(root / seq / f"t{t:03d}.tif", image)
+        frames[t] = (image, labels)
+        if t in gt:
+            tifffile.imwrite(root / f"{seq}_GT" / "SEG" / f"man_seg{t:03d}.tif", labels.astype(np.uint16))
+    return frames
+
+
+def test_ctc_sequences_ingest_only_annotated_frames(tmp_path, ingest):
+    ds = tmp_path / "Fluo-N2DH-TEST"
+    one = _ctc_2d(ds, "01", 5, [1, 3], 10)
+    two = _ctc_2d(ds, "02", 3, [0], 20)
+    stored = ingest(tmp_path, format="ctc", images="Fluo-N2DH-TEST/0[12]", ndim=2,
+                    split={"train": ["01"], "test": ["02"]})
+    assert sorted(stored) == ["01-t001", "01-t003", "02-t000"]
+    assert stored["02-t000"].split == "test" and stored["01-t003"].split == "train"
+    np.testing.assert_array_equal(stored["01-t003"].image[0], one[3][0])
+    np.testing.assert_array_equal(stored["01-t003"].labels[...], one[3][1])
+    np.testing.assert_array_equal(stored["02-t000"].image[0], two[0][0])
+
+
+def test_ctc_3d_per_plane_ground_truth(tmp_path, ingest):
+    ds = tmp_path / "Fluo-N3DH-TEST"
+    _dirs(ds, "01", "01_GT/SEG")
+    volumes = [_blobs((6, 20, 24), 30 + t)[0] for t in range(2)]
+    for t, volume in enumerate(volumes):
+        tifffile.imwrite(ds / "01" / f"t{t:03d}.tif", volume, photometric="minisblack")
+    plane = np.zeros((20, 24), np.uint16)
+    plane[4:9, 5:11] = 7
+    tifffile.imwrite(ds / "01_GT" / "SEG" / "man_seg_001_004.tif", plane)
+    entry = {"format": "ctc", "images": "Fluo-N3DH-TEST/01", "split": {"train": ["01"]}}
+    stored = ingest(tmp_path, ndim=2, **entry)
+    assert list(stored) == ["01-t001-z004"]
+    np.testing.assert_array_equal(stored["01-t001-z004"].image[0], volumes[1][4])
+    np.testing.assert_array_equal(stored["01-t001-z004"].labels[...], plane)
+    with pytest.raises(CatalogError, match=r"man_seg_001_004.tif annotates one plane of a 3D frame.*ndim: 2"):
+        load_catalog(write_catalog(tmp_path, ndim=3, **entry)).dataset("d")
+
+
+def test_folder_of_slices_in_natural_order(tmp_path, ingest):
+    volume, labels = _blobs((3, 16, 16), 40)
+    _dirs(tmp_path, "stacks/vol", "lab")
+    # lexical order would be z1, z10, z2; natural order is z1, z2, z10
+    for z, name in enumerate(["z1", "z2", "z10"]):
+        tifffile.imwrite(tmp_path / "stacks" / "vol" / f"{name}.tif", volume[z])
+    (tmp_path / "stacks" / "vol" / "notes.txt").write_text("not a slice")
+    tifffile.imwrite(tmp_path / "lab" / "vol.tif", labels, photometric="minisblack")
+    stored = ingest(tmp_path, images="stacks/*", labels="lab/*.tif", ndim=3, slice_glob="z*.tif",
+                    split={"train": ["vol"]})["vol"]
+    np.testing.assert_array_equal(stored.image[0], volume)
+    np.testing.assert_array_equal(stored.labels[...], labels)
+
+
+def test_png_pairs_grey_8bit_and_rgb_16bit_channels(tmp_path, ingest):
+    rng = np.random.default_rng(6)
+    _dirs(tmp_path, "png")
+    grey = rng.integers(0, 255, (10, 12)).astype(np.uint8)
+    rgb16 = rng.integers(0, 65535, (10, 12, 3)).astype(np.uint16)
+    masks = np.zeros((10, 12), np.uint16)
+    masks[2:5, 2:6] = 1
+    masks[6:9, 7:11] = 1000
+    (tmp_path / "png" / "001_img.png").write_bytes(imagecodecs.png_encode(np.stack([grey] * 3, -1)))
+    (tmp_path / "png" / "002_img.png").write_bytes(imagecodecs.png_encode(rgb16))
+    for name in ("001", "002"):
+        (tmp_path / "png" / f"{name}_masks.png").write_bytes(imagecodecs.png_encode(masks))
+    stored = ingest(tmp_path, images="png/*_img.png", labels="png/*_masks.png", images_suffix="_img",
+                    labels_suffix="_masks", channels=["green", "red"], ndim=2, split={"train": ["001", "002"]})
+    assert sorted(stored) == ["001", "002"]
+    np.testing.assert_array_equal(stored["002"].image[...], np.stack([rgb16[..., 1], rgb16[..., 0]]))
+    assert stored["002"].image.dtype == np.uint16 and stored["001"].image.dtype == np.uint8
+    np.testing.assert_array_equal(stored["001"].image[0], grey)
+    np.testing.assert_array_equal(stored["001"].labels[...], masks)
+
+
+def test_png_grey_16bit(tmp_path, ingest):
+    _dirs(tmp_path, "img", "lab")
+    image = (np.arange(99, dtype=np.uint16).reshape(9, 11) * 600)
+    labels = (image > 30000).astype(np.uint8)
+    (tmp_path / "img" / "a.png").write_bytes(imagecodecs.png_encode(image))
+    (tmp_path / "lab" / "a.png").write_bytes(imagecodecs.png_encode(labels))
+    stored = ingest(tmp_path, images="img/*.png", labels="lab/*.png", split={"train": ["a"]})["a"]
+    np.testing.assert_array_equal(stored.image[0], image)
+    assert stored.image.dtype == np.uint16
+
+
+def test_bundled_datasets_ingest_as_before(tmp_path):
+    """bbbc007, dsb2018-nuclei and synthetic-nuclei-3d: names, splits, pixels, dtypes, spacing, chunks."""
+    from segpipe.data.ingest import ingest_dataset
+    from segpipe.data.store import ImageStore
+
+    catalog = load_catalog(ROOT / "data_catalog.yaml")
+    for name in ("bbbc007", "dsb2018-nuclei", "synthetic-nuclei-3d"):
+        dataset = catalog.dataset(name)
+        store = tmp_path / f"{name}.zarr"
+        ingest_dataset(dataset, store, progress=False)
+        stored = ImageStore.open(store).images()
+        assert [(im.name, im.split) for im in stored] == [(r.name, r.split) for r in dataset.records]
+        for im, record in zip(stored, dataset.records):
+            window = tuple(slice(a, b) for a, b in record.region) if record.region else ...
+            image = tifffile.imread(record.image)[window]
+            labels = tifffile.imread(record.labels)[window]
+            np.testing.assert_array_equal(im.image[0], image)
+            np.testing.assert_array_equal(im.labels[...], labels)
+            assert im.image.dtype == image.dtype and im.labels.dtype == np.uint8  # fewer than 256 objects
+            assert im.spacing == (1.0,) * dataset.entry.ndim and im.info["unit"] == "micrometer"
+            edge = 256 if dataset.entry.ndim == 2 else 64
+            assert im.image.chunks == (1, *(min(edge, s) for s in image.shape))

@@ -1,0 +1,142 @@
+from pathlib import Path
+
+import pytest
+
+from segpipe.data.catalog import load_catalog
+from segpipe.errors import CatalogError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bundled_catalog_resolves_every_dataset():
+    catalog = load_catalog(ROOT / "data_catalog.yaml")
+    bbbc = catalog.dataset("bbbc007")
+    assert [len(bbbc.split(s)) for s in ("train", "validation", "test")] == [7, 2, 2]
+    assert all(r.image.stem == r.labels.stem for r in bbbc.records)
+    dsb = catalog.dataset("dsb2018-nuclei")
+    regions = {r.split: r.region for r in dsb.records}
+    assert regions["test"] == ((368, 512), (0, 512))
+    assert "Silver standard" in catalog.entries["bbbc007"].ground_truth
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(body)
+    return path
+
+
+def _entry(extra: str = "", split: str = "split: {train: [a]}") -> str:
+    return f"datasets:\n  d:\n    images: img/*.tif\n    labels: lab/*.tif\n    {split}\n{extra}"
+
+
+@pytest.fixture
+def files(tmp_path):
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir()
+        for name in ("a", "b"):
+            (tmp_path / sub / f"{name}.tif").write_bytes(b"x")
+    return tmp_path
+
+
+def test_unknown_key_is_named(tmp_path, files):
+    path = _write(tmp_path, _entry("    colour: red\n"))
+    with pytest.raises(CatalogError, match=r"dataset 'd': colour: unknown field"):
+        load_catalog(path)
+
+
+def test_image_in_no_split_is_reported(tmp_path, files):
+    with pytest.raises(CatalogError, match="images in no split: b"):
+        load_catalog(_write(tmp_path, _entry())).dataset("d")
+
+
+def test_missing_label_file_names_the_image(tmp_path, files):
+    (tmp_path / "lab" / "b.tif").unlink()
+    with pytest.raises(CatalogError, match=r"img/b.tif has no label file named b"):
+        load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b]}"))).dataset("d")
+
+
+def test_file_in_two_splits(tmp_path, files):
+    with pytest.raises(CatalogError, match="'a' is in both the train and test splits"):
+        load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b], test: [a]}"))).dataset("d")
+
+
+def test_glob_matching_nothing(tmp_path):
+    with pytest.raises(CatalogError, match="matches no file"):
+        load_catalog(_write(tmp_path, _entry())).dataset("d")
+
+
+def test_path_escaping_root_through_symlink(tmp_path, files):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "c.tif").write_bytes(b"x")
+    (tmp_path / "img" / "c.tif").symlink_to(outside / "c.tif")
+    (tmp_path / "lab" / "c.tif").write_bytes(b"x")
+    body = _entry(split="split: {train: [a, b, c]}")
+    with pytest.raises(CatalogError, match="outside the catalog root"):
+        load_catalog(_write(tmp_path, body)).dataset("d")
+    allowed = load_catalog(_write(tmp_path, body + "    allow_outside_root: true\n")).dataset("d")
+    assert len(allowed.records) == 3
+
+
+def test_unknown_dataset(tmp_path, files):
+    with pytest.raises(CatalogError, match=r"no dataset named 'x' \(known: d\)"):
+        load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b]}"))).dataset("x")
+
+
+def test_axes_letters_are_checked(tmp_path, files):
+    with pytest.raises(CatalogError, match=r"dataset 'd': axes: String should match pattern"):
+        load_catalog(_write(tmp_path, _entry("    axes: TQYX\n")))
+
+
+def test_channel_named_twice(tmp_path, files):
+    with pytest.raises(CatalogError, match=r"channels: \['red', 0\] names a channel twice"):
+        load_catalog(_write(tmp_path, _entry("    channels: [red, 0]\n")))
+
+
+def test_labels_required_except_for_ctc(tmp_path, files):
+    body = "datasets:\n  d:\n    images: img/*.tif\n    split: {train: [a]}\n"
+    with pytest.raises(CatalogError, match=r"labels: required \(only format: ctc"):
+        load_catalog(_write(tmp_path, body))
+
+
+def test_ctc_cannot_split_by_region(tmp_path):
+    body = "datasets:\n  d:\n    format: ctc\n    images: '01'\n    split: {regions: {train: [[0, 4], [0, 4]]}}\n"
+    with pytest.raises(CatalogError, match="a ctc dataset is split by sequence folder"):
+        load_catalog(_write(tmp_path, body))
+
+
+def test_ctc_sequence_without_ground_truth_folder(tmp_path):
+    (tmp_path / "01").mkdir()
+    (tmp_path / "01" / "t000.tif").write_bytes(b"x")
+    body = "datasets:\n  d:\n    format: ctc\n    images: '01'\n    split: {train: ['01']}\n"
+    with pytest.raises(CatalogError, match=r"no ground-truth folder .*01_GT/SEG for sequence"):
+        load_catalog(_write(tmp_path, body)).dataset("d")
+
+
+def test_suffixes_pair_img_and_masks(tmp_path):
+    (tmp_path / "png").mkdir()
+    for name in ("001_img.png", "001_masks.png", "002_img.png"):
+        (tmp_path / "png" / name).write_bytes(b"x")
+    body = ("datasets:\n  d:\n    images: png/*_img.png\n    labels: png/*_masks.png\n"
+            "    images_suffix: _img\n    labels_suffix: _masks\n    split: {train: ['001', '002']}\n")
+    with pytest.raises(CatalogError, match=r"png/002_img.png has no label file named 002_masks.\*"):
+        load_catalog(_write(tmp_path, body)).dataset("d")
+    (tmp_path / "png" / "002_masks.png").write_bytes(b"x")
+    records = load_catalog(_write(tmp_path, body)).dataset("d").records
+    assert [(r.name, r.image.name, r.labels.name) for r in records] == [
+        ("001", "001_img.png", "001_masks.png"), ("002", "002_img.png", "002_masks.png")]
+
+
+def test_every_example_in_the_catalog_docs_is_a_valid_entry():
+    import re
+
+    import yaml
+
+    from segpipe.data.catalog import DatasetEntry
+
+    text = (ROOT / "docs" / "catalog.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 8
+    for block in blocks:
+        for name, body in yaml.safe_load(block).items():
+            DatasetEntry.model_validate(body)  # raises on an unknown key or a bad value

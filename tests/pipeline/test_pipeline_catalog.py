@@ -1,0 +1,48 @@
+"""The pipeline's view of the catalog: training sections checked at load, and who overrides whom."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segpipe.errors import CatalogError
+from segpipe.pipeline.catalog import open_catalog, train_params
+from segpipe.training.params import TrainParams
+
+
+def _catalog(tmp_path: Path, training: str) -> Path:
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        (tmp_path / sub / "a.tif").write_bytes(b"x")
+    path = tmp_path / "catalog.yaml"
+    path.write_text(
+        "datasets:\n  d:\n    images: img/*.tif\n    labels: lab/*.tif\n    split: {train: [a]}\n"
+        f"    training: {training}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [("{epochs: 0}", "training: epochs: Input should be greater than or equal to 1"),
+     ("{epoch: 3}", "training: epoch: unknown field"),
+     ("{network: resnet}", "unknown network 'resnet'")],
+)
+def test_a_bad_training_section_fails_when_the_catalog_is_loaded(tmp_path, training, message):
+    with pytest.raises(CatalogError, match=f"dataset 'd': .*{message}"):
+        open_catalog(_catalog(tmp_path, training))
+
+
+def test_defaults_then_catalog_then_what_is_given(tmp_path):
+    catalog = open_catalog(_catalog(tmp_path, "{epochs: 30, seed: 4, learning_rate: 0.01}"))
+    assert train_params(catalog, "d").model_dump(include={"epochs", "seed", "learning_rate"}) == {
+        "epochs": 30, "seed": 4, "learning_rate": 0.01,
+    }
+    given = TrainParams(seed=7)  # only seed is set: the catalog keeps its epochs and rate
+    merged = train_params(catalog, "d", given)
+    assert (merged.epochs, merged.seed, merged.learning_rate) == (30, 7, 0.01)
+    explicit_default = TrainParams(epochs=200)  # set explicitly to the default value: still wins
+    assert train_params(catalog, "d", explicit_default).epochs == 200
+    with pytest.raises(CatalogError, match="no dataset named 'x'"):
+        train_params(catalog, "x")

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from segpipe.inference.normalize import percentile_normalize
+from segpipe.training.augment import augmentation
+from segpipe.training.targets import distance_target, training_sample
+
+
+def test_percentile_normalize_maps_percentiles_to_unit_range():
+    image = np.arange(1000, dtype=np.uint16).reshape(1, 10, 100)
+    out = percentile_normalize(image, low=1, high=99)
+    assert out.dtype == np.float32
+    assert np.percentile(out, 1) == pytest.approx(0.0, abs=1e-6)
+    assert np.percentile(out, 99) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_distance_target_peaks_at_one_and_splits_touching_objects():
+    labels = np.zeros((11, 22), dtype=np.uint16)
+    labels[1:10, 1:11] = 1
+    labels[1:10, 11:21] = 7  # touches object 1 along a column
+    dist = distance_target(labels)
+    assert dist[labels == 0].max() == 0
+    for obj in (1, 7):
+        assert dist[labels == obj].max() == pytest.approx(1.0)
+    # the shared border is a valley: zero on both sides of the contact
+    assert dist[5, 10] == 0 and dist[5, 11] == 0
+    # the centre of object 1 (row 5, col 5) is 4 px from its border: 4/4 after normalisation
+    assert dist[5, 5] == pytest.approx(1.0)
+    assert dist[5, 2] == pytest.approx(1 / 4)
+
+
+def test_distance_target_respects_anisotropic_spacing():
+    labels = np.zeros((9, 9, 9), dtype=np.uint8)
+    labels[1:8, 1:8, 1:8] = 1
+    iso = distance_target(labels)
+    aniso = distance_target(labels, spacing=(4.0, 1.0, 1.0))
+    # with coarse z, the voxel one step in z from the centre is relatively further from the peak
+    assert aniso[3, 4, 4] > iso[3, 4, 4] or aniso[4, 4, 3] < iso[4, 4, 3]
+
+
+def test_augmentation_returns_patches_of_the_planned_size():
+    rng = np.random.default_rng(0)
+    labels = np.zeros((50, 70), dtype=np.uint16)
+    labels[10:20, 10:20] = 1
+    sample = training_sample(rng.random((1, 50, 70), dtype=np.float32), labels, instances=True)
+    transform = augmentation(ndim=2, patch_size=(64, 64), keys=["image", "label", "dist"])
+    transform.set_random_state(0)
+    out = transform(sample)[0]
+    assert tuple(out["image"].shape) == (1, 64, 64)
+    assert tuple(out["dist"].shape) == (1, 64, 64)
+    assert set(np.unique(out["label"].numpy())) <= {0, 1}
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_affine_and_elastic_keep_labels_integral(ndim):
+    shape = (24,) * ndim
+    labels = np.zeros(shape, dtype=np.uint16)
+    labels[(slice(6, 18),) * ndim] = 3
+    sample = training_sample(np.random.default_rng(1).random((1, *shape), dtype=np.float32), labels, instances=True)
+    transform = augmentation(ndim=ndim, patch_size=(16,) * ndim, keys=["image", "label", "dist"], affine=True, elastic=True)
+    for seed in range(5):
+        transform.set_random_state(seed)
+        out = transform(sample)[0]
+        assert set(np.unique(out["label"].numpy())) <= {0, 1}
+        assert float(out["dist"].max()) <= 1.0 + 1e-5
+
+
+def test_normalization_methods():
+    from segpipe.inference.normalize import normalize
+    from segpipe.training.plan import normalization_spec
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 10, size=(1, 64, 64)).astype(np.float32)
+    z = normalize(image, normalization_spec("zscore", {}))
+    assert abs(float(z.mean())) < 1e-4 and abs(float(z.std()) - 1) < 1e-3
+    stats = {"foreground_intensity": {"p0_5": 80.0, "p99_5": 120.0, "mean": 100.0, "std": 10.0}}
+    ct = normalize(image, normalization_spec("ct", stats))
+    assert float(ct.min()) >= -2.0 - 1e-6 and float(ct.max()) <= 2.0 + 1e-6
+    np.testing.assert_allclose(ct, (np.clip(image, 80, 120) - 100) / 10, rtol=1e-6)
+
+
+def test_each_augmentation_step_appears_once():
+    transform = augmentation(ndim=2, patch_size=(32, 32), keys=["image", "label"], affine=True, elastic=True)
+    names = [type(t).__name__ for t in transform.transforms]
+    assert names.count("RandAffined") == 1 and names.count("Rand2DElasticd") == 1
+    assert names[:2] == ["SpatialPadd", "RandCropByPosNegLabeld"]

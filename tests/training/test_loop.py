@@ -1,0 +1,143 @@
+import json
+
+import numpy as np
+import pytest
+
+from segpipe.data.catalog import load_catalog
+from segpipe.data.ingest import ingest_dataset
+from segpipe.data.store import ImageStore
+from segpipe.inference import predict_image
+from segpipe.inference.postprocess import InstanceParams
+from segpipe.models.model import Model
+from segpipe.training.loop import train_model
+from segpipe.training.params import TrainParams
+
+TINY = dict(
+    epochs=2, max_minutes=None, iterations_per_epoch=2, batch_size=2, patch_size=(64, 64), val_every=1,
+    features=(8, 16, 32, 64, 128, 8),
+)
+
+
+@pytest.fixture
+def store(crop_catalog, tmp_path):
+    path = tmp_path / "data.zarr"
+    ingest_dataset(load_catalog(crop_catalog).dataset("crops"), path, progress=False)
+    return ImageStore.open(path)
+
+
+def test_training_writes_a_model_prediction_can_reload(store, tmp_path):
+    result = train_model(store, tmp_path / "model", TrainParams(**TINY), progress=False)
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert all(0 <= row["val_seg"] <= 1 for row in result.history)
+    card = json.loads((tmp_path / "model" / "model_card.json").read_text())
+    assert card["patch_size"] == [64, 64] and card["out_channels"] == 3 and card["instances"]
+    assert set(card["postprocess"]) == set(InstanceParams.model_fields)
+    assert card["training"]["epochs"] == 2 and card["training"]["dataset"] == "crops"
+    assert (tmp_path / "model" / "history.csv").read_text().startswith("epoch,train_loss")
+    model = Model.open(tmp_path / "model")
+    assert model.card.model_dump(mode="json") == card and model.card == result.model.card
+    network = model.load("cpu")
+    probs = predict_image(network, np.zeros((1, 50, 70), np.float32), roi_size=model.card.patch_size, n_classes=2)
+    assert probs.shape == (3, 50, 70)
+    np.testing.assert_allclose(probs[:2].sum(axis=0), 1.0, rtol=1e-5)
+
+
+def test_same_seed_gives_the_same_numbers_on_cpu(store, tmp_path):
+    config = TrainParams(**TINY, device="cpu")
+    first = train_model(store, tmp_path / "a", config, progress=False).history
+    second = train_model(store, tmp_path / "b", config, progress=False).history
+    assert [r["train_loss"] for r in first] == [r["train_loss"] for r in second]
+    other = train_model(store, tmp_path / "c", config.model_copy(update={"seed": 1}), progress=False).history
+    assert [r["train_loss"] for r in other] != [r["train_loss"] for r in first]
+
+
+def test_finished_run_is_not_retrained(store, tmp_path, caplog):
+    config = TrainParams(**TINY, device="cpu")
+    first = train_model(store, tmp_path / "m", config, progress=False)
+    again = train_model(store, tmp_path / "m", config, progress=False)
+    assert again.history == first.history
+
+
+def test_a_larger_time_budget_continues_training(store, tmp_path, caplog):
+    """A run that ran out of time resumes from last.pt with a larger budget, instead of starting over."""
+    import logging
+
+    short = TrainParams(**{**TINY, "epochs": 3, "max_minutes": 1e-5}, device="cpu")
+    first = train_model(store, tmp_path / "m", short, progress=False)
+    assert len(first.history) == 1 and first.history[-1]["last"] == 1
+    longer = short.model_copy(update={"max_minutes": 60.0})
+    with caplog.at_level(logging.INFO, logger="segpipe.training.loop"):
+        second = train_model(store, tmp_path / "m", longer, progress=False)
+    assert "resuming after epoch 1" in caplog.text
+    assert [row["epoch"] for row in second.history] == [1, 2, 3]
+    assert second.history[0]["train_loss"] == first.history[0]["train_loss"]
+    assert second.model.card.training.epochs == 3
+
+
+def test_killed_run_resumes_to_the_same_result(crop_catalog, tmp_path):
+    """SIGKILL a real `segpipe train` after its first epoch, run it again: same history as one clean run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    output = tmp_path / "out"
+    args = ["--catalog", str(crop_catalog), "--output", str(output)]
+    cli = [sys.executable, "-c", "from segpipe.cli import main; main()"]
+    subprocess.run([*cli, "ingest", "crops", *args], check=True, capture_output=True)
+    train = [*cli, "train", "crops", *args, "--epochs", "4", "--device", "cpu"]
+    history = output / "crops" / "model" / "history.csv"
+    proc = subprocess.Popen(train, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if history.is_file() and len(history.read_text().splitlines()) >= 2:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    done_before = len(history.read_text().splitlines()) - 1
+    assert 1 <= done_before < 4
+
+    resumed = subprocess.run(train, capture_output=True, text=True, check=True)
+    assert f"resuming after epoch {done_before}" in resumed.stderr
+
+    clean = tmp_path / "clean"
+    subprocess.run([*cli, "ingest", "crops", "--catalog", str(crop_catalog), "--output", str(clean)], check=True,
+                   capture_output=True)
+    subprocess.run([*cli, "train", "crops", "--catalog", str(crop_catalog), "--output", str(clean), "--epochs", "4",
+                    "--device", "cpu"], check=True, capture_output=True)
+
+    def losses(path):
+        rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+        return [(int(r[0]), r[1]) for r in rows]
+
+    assert losses(history) == losses(clean / "crops" / "model" / "history.csv")
+    assert len(losses(history)) == 4
+
+
+def test_zarr_patches_match_the_in_memory_path(store):
+    """Patches read from zarr (large datasets) equal crops of the whole-image targets."""
+    from segpipe.inference.normalize import normalize
+    from segpipe.training.patches import ZarrPatchDataset
+    from segpipe.training.plan import normalization_spec
+    from segpipe.training.targets import training_sample
+
+    images = store.images("train")
+    spec = normalization_spec("percentile", {})
+    data = ZarrPatchDataset(images, patch_size=(64, 64), spec=spec, instances=True, length=8, foreground_ratio=0.5)
+    whole = training_sample(normalize(np.asarray(images[0].image), spec), np.asarray(images[0].labels), instances=True)
+    sample = data.read(images[0], (80, 80), data.normalizations[0])
+    window = (slice(None), slice(48, 112), slice(48, 112))
+    np.testing.assert_allclose(sample["image"], whole["image"][window], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(sample["label"], whole["label"][window])
+    np.testing.assert_allclose(sample["dist"], whole["dist"][window], atol=1e-6)
+    edge = data.read(images[0], (0, 159), data.normalizations[0])  # clipped to the image, still a full patch
+    assert edge["image"].shape == (1, 64, 64)
+    assert np.mean([data[i]["label"].any() for i in range(8)]) > 0
+
+
+def test_training_from_zarr_patches(store, tmp_path):
+    result = train_model(store, tmp_path / "lazy", TrainParams(**TINY, memory_limit_gb=0), progress=False)
+    assert len(result.history) == 2 and np.isfinite(result.history[-1]["train_loss"])
