@@ -1,7 +1,7 @@
 """Content checks shared by every reader: what an image or label array must satisfy.
 
 The ``*_block`` functions check one slab of a streamed image, so a stack larger than memory
-gets the same checks as a small one; the whole-array functions are built on them.
+gets the same checks as a small one.
 """
 
 from __future__ import annotations
@@ -11,18 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from segpipe.errors import InputError
-
-
-def check_image(array: np.ndarray, path: Path) -> None:
-    """Refuse images the pipeline cannot learn from or would silently corrupt.
-
-    Raises:
-        InputError: Non-numeric dtype, NaN or Inf values, or an empty (size 0) array.
-    """
-    if array.size == 0:
-        raise InputError(f"{path}: image has no pixels (shape {array.shape})")
-    check_image_dtype(array.dtype, path)
-    check_image_block(array, path)
 
 
 def check_image_dtype(dtype: np.dtype, path: Path) -> None:
@@ -83,20 +71,6 @@ def check_label_block(labels: np.ndarray, path: Path, *, n_classes: int | None =
     if n_classes is not None and high >= n_classes:
         raise InputError(f"{path}: label value {int(high)} but the catalog declares {n_classes} classes")
     return int(high)
-
-
-def check_pair(image: np.ndarray, labels: np.ndarray, image_path: Path, label_path: Path, *, ndim: int) -> None:
-    """Image and labels must cover the same pixels, and labelled images must have signal.
-
-    Raises:
-        InputError: Spatial shapes differ, or the labels mark objects on a constant image.
-    """
-    if image.shape[-ndim:] != labels.shape:
-        raise InputError(
-            f"{image_path} has spatial shape {image.shape[-ndim:]} but its labels {label_path} have shape {labels.shape}"
-        )
-    if labels.any() and image.min() == image.max():
-        raise InputError(f"{image_path}: image is constant ({image.min()}) but {label_path} labels objects in it")
 
 
 def label_dtype(high: int) -> np.dtype:

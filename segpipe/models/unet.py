@@ -11,10 +11,6 @@ from monai.networks.nets import BasicUNet
 
 from segpipe.models.registry import register_model
 
-#: The input size must be a multiple of this (four 2x2 poolings).
-UNET_DIVISOR = 16
-
-
 @register_model("unet")
 def unet(
     *, spatial_dims: int, in_channels: int, out_channels: int, features: tuple[int, ...] = (16, 32, 64, 128, 256, 16)

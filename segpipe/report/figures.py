@@ -28,11 +28,6 @@ PRED_COLOUR = (1.0, 0.2, 0.8)
 DPI = 90
 
 
-def display_slice(array: np.ndarray, ndim: int) -> np.ndarray:
-    """The 2D plane shown for an image: itself in 2D, the middle z slice in 3D."""
-    return array[array.shape[0] // 2] if ndim == 3 else array
-
-
 def cut_planes(gt: np.ndarray) -> tuple[int, ...]:
     """For each axis of a volume, the index of the plane holding the most ground truth."""
     fg = np.asarray(gt) > 0

@@ -32,21 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC = NormalizationSpec(method="percentile", low=1.0, high=99.8)
 
 
-def make_card(*, ndim: int = 2, patch=(32, 32)) -> ModelCard:
-    return ModelCard(
-        name="crops" if ndim == 2 else "synthetic-nuclei-3d",
-        network="unet",
-        network_options={"features": [4, 4, 4, 4, 4, 4]},
-        spatial_dims=ndim,
-        in_channels=1,
-        out_channels=3,
-        classes=["background", "nucleus"],
-        instances=True,
-        patch_size=patch,
-        spacing=(1.0,) * ndim,
-        normalization=SPEC,
-        postprocess=InstanceParams(),
-    )
+TINY_NET = {"network_options": {"features": [4, 4, 4, 4, 4, 4]}}
 
 
 def write_model(folder: Path, card: ModelCard, *, seed: int = 3) -> Path:
@@ -73,10 +59,10 @@ def single_thread():
 
 
 @pytest.fixture
-def crops(crop_catalog, tmp_path) -> tuple[Path, Path]:
+def crops(crop_catalog, tmp_path, model_card) -> tuple[Path, Path]:
     store = tmp_path / "data.zarr"
     ingest_dataset(load_catalog(crop_catalog).dataset("crops"), store, progress=False)
-    return store, write_model(tmp_path / "model", make_card())
+    return store, write_model(tmp_path / "model", model_card(2, patch_size=(32, 32), **TINY_NET))
 
 
 def test_prediction_equals_the_in_memory_path(crops, tmp_path, single_thread):
@@ -242,11 +228,11 @@ def test_a_killed_prediction_resumes_to_an_identical_result(crops, tmp_path, sin
     )
 
 
-def test_a_3d_volume_with_slab_wise_instances(tmp_path, single_thread):
+def test_a_3d_volume_with_slab_wise_instances(tmp_path, single_thread, model_card):
     """The bundled synthetic 3D volume: streamed prediction and slab-wise objects equal the whole-volume path."""
     store = tmp_path / "data.zarr"
     ingest_dataset(load_catalog(ROOT / "data_catalog.yaml").dataset("synthetic-nuclei-3d"), store, progress=False)
-    card = make_card(ndim=3, patch=(32, 32, 32))
+    card = model_card(3, patch_size=(32, 32, 32), **TINY_NET)
     model_dir = write_model(tmp_path / "model", card, seed=1)
     params = InferenceParams(flip_tta=False, batch_size=8)
     predict(
