@@ -26,7 +26,8 @@ from monai.losses import DiceCELoss
 
 from segpipe.training.params import TrainParams
 from segpipe.models import build_model
-from segpipe.training.loop import TrainClock, resolve_device, train_epoch
+from segpipe.models.device import resolve_device
+from segpipe.training.loop import TrainClock, train_epoch
 from segpipe.inference.normalize import percentile_normalize
 from segpipe.training.augment import augmentation
 from segpipe.training.targets import training_sample

@@ -23,11 +23,14 @@ from prefect.tasks import exponential_backoff
 
 from segpipe.data.ingest.params import IngestParams
 from segpipe.flows.caching import ingest_key, key_fn, predict_key, score_key, train_key
+from segpipe.flows.logs import forward_segpipe_logs
 from segpipe.pipeline.run_folder import RunFolder
 from segpipe.prediction.params import PredictParams
 from segpipe.training.params import TrainParams
 
 GPU_TAG = "segpipe-gpu"
+
+forward_segpipe_logs()  # training and prediction progress lines reach the run's logs
 IO_RETRIES = {
     "retries": 2,
     "retry_delay_seconds": exponential_backoff(backoff_factor=2),
@@ -74,7 +77,7 @@ def train_task(run: RunFolder, params: TrainParams) -> dict:
     from segpipe.pipeline import stages
 
     inputs = train_inputs(run)
-    result = stages.train(run, params, progress=False)
+    result = stages.train(run, params)
     record_trained_on(run, inputs)
     training = result.model.card.training
     get_run_logger().info("%s: trained %d epochs, validation %s", run.dataset, len(result.history), training.validation)

@@ -41,9 +41,6 @@ def train_params(catalog: Catalog, dataset: str, given: TrainParams | None = Non
     values = dict(entry.training)
     if given is not None:
         values.update(given.model_dump(exclude_unset=True))
-        if "epochs" in given.model_fields_set and "max_minutes" not in given.model_fields_set:
-            values["max_minutes"] = None  # an explicit epoch count is trained in full
-
     try:
         return TrainParams.model_validate(values)
     except ValidationError as err:

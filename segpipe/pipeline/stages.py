@@ -97,7 +97,7 @@ def predict_one(run: RunFolder, name: str, params: PredictParams, *, model: str 
     predictor = predictor_for(run, params, model)
     predictions = PredictionStore.open_for_writing(run.predictions, predictor.model)
     image = ImageStore.open(run.store).image(name)
-    return predict_stored(image, predictor, predictions, exports=run.exports).stamp
+    return predict_stored(image, predictor, predictions, exports=run.exports, progress=True).stamp
 
 
 def prediction_stamp(run: RunFolder, name: str, params: PredictParams, *, model: str | Path | None = None) -> str:

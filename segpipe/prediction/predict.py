@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
-from tqdm.auto import tqdm
 
 from segpipe.data.store import COMPRESSOR, IMAGE_LEVEL, ImageStore, StoredImage, array_digest, axes_for, write_ome_metadata
 from segpipe.errors import StoreError
@@ -40,6 +39,7 @@ from segpipe.models.model import Model
 from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.store import STAMP_ATTR, PredictionStore
+from segpipe.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +114,11 @@ def predict_split(
     images = store.images(split)
     if not images:
         raise StoreError(f"{store.path}: the {split} split is empty")
-    results = [
-        predict_stored(image, predictor, predictions, exports=exports)
-        for image in tqdm(images, desc=f"predict {split or 'all'}", unit="image", disable=not progress)
-    ]
+    results = []
+    with Progress(len(images), desc=f"predict {split or 'all'}", unit="image", enabled=progress) as bar:
+        for image in images:
+            results.append(predict_stored(image, predictor, predictions, exports=exports, progress=progress))
+            bar.update(1)
     if exports is not None and "ctc" in predictor.params.export_formats(predictor.card.spatial_dims):
         export_ctc_sequences(predictions, images, exports / "ctc", ndim=predictor.card.spatial_dims)
     return results
@@ -130,6 +131,7 @@ def predict_stored(
     *,
     exports: Path | None = None,
     on_rows=None,
+    progress: bool = False,
 ) -> ImageResult:
     """Predict one image into ``predictions`` (resuming a partial run) unless it is current; then export.
 
@@ -138,7 +140,8 @@ def predict_stored(
         predictor: The model and settings.
         predictions: The model's prediction store.
         exports: Folder for TIFF and NIfTI exports (``None``: none).
-        on_rows: Progress callback ``(frame, row)`` after rows are written and recorded.
+        on_rows: Called as ``on_rows(frame, row)`` after rows are written and recorded.
+        progress: Show the rows done of a large image (more than :data:`LARGE` voxels).
     """
     card, params = predictor.card, predictor.params
     formats = params.export_formats(card.spatial_dims) if exports is not None else ()
@@ -156,18 +159,19 @@ def predict_stored(
     sink = ZarrSink(
         group, ndim=ndim, n_classes=n_classes, probabilities=probabilities, semantic=group["labels/semantic/s0"]
     )
-    stream = stream_predict(
-        predictor.network,
-        image.image,
-        sink,
-        roi_size=card.patch_size,
-        out_channels=card.out_channels,
-        params=predictor.inference,
-        normalization=normalization,
-        activation=partial(activate, n_classes=n_classes),
-        device=predictor.device,
-        on_rows=on_rows,
-    )
+    with RowProgress(image, ndim, enabled=progress and image.image.size > LARGE, then=on_rows) as rows:
+        stream = stream_predict(
+            predictor.network,
+            image.image,
+            sink,
+            roi_size=card.patch_size,
+            out_channels=card.out_channels,
+            params=predictor.inference,
+            normalization=normalization,
+            activation=partial(activate, n_classes=n_classes),
+            device=predictor.device,
+            on_rows=rows,
+        )
     log.info("%s: %d windows in %.1f s", image.name, stream.windows, stream.seconds)
     instances = None
     if card.instances:
@@ -188,6 +192,35 @@ def predict_stored(
     final = _finish(root, group, image, card, keep_probabilities=params.probabilities)
     _export(final, image, card, exports, formats, overwrite=True)
     return ImageResult(image.name, skipped=False, stamp=stamp, stream=stream, instances=instances)
+
+
+#: Images with more voxels than this show their rows' progress.
+LARGE = 1 << 24
+
+
+class RowProgress:
+    """The rows of an image predicted so far, over all its frames, as :class:`Progress`.
+
+    Called by the stream's writer thread as ``(frame, row)``; passes the call on to ``then``.
+    """
+
+    def __init__(self, image: StoredImage, ndim: int, *, enabled: bool, then=None):
+        shape = image.image.shape[1:]
+        self.lead, self.height, self.then = tuple(shape[: len(shape) - ndim]), shape[len(shape) - ndim], then
+        total = int(np.prod(self.lead, dtype=np.int64)) * self.height
+        self.bar = Progress(total, desc=f"predict {image.name}", unit="row", enabled=enabled)
+
+    def __call__(self, frame: tuple[int, ...], row: int) -> None:
+        index = int(np.ravel_multi_index(frame, self.lead)) if self.lead else 0
+        self.bar.update(index * self.height + row - self.bar.done)
+        if self.then is not None:
+            self.then(frame, row)
+
+    def __enter__(self) -> RowProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
 
 
 def sequence_name(image: StoredImage) -> str:

@@ -7,9 +7,15 @@ from pathlib import Path
 
 
 def read_history(path: Path) -> list[dict]:
-    """Rows of ``history.csv`` with numbers parsed (empty cells become ``None``)."""
-    rows = []
+    """Rows of ``history.csv`` with numbers parsed (empty cells become ``None``, words stay words)."""
     with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})
-    return rows
+        return [{k: _cell(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _cell(value: str | None) -> float | str | None:
+    if value in ("", None):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value

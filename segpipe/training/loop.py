@@ -29,7 +29,6 @@ from monai.data import Dataset, get_track_meta, list_data_collate, set_track_met
 from monai.losses import DiceCELoss
 from monai.utils import set_determinism
 from torch.utils.data import DataLoader, RandomSampler
-from tqdm.auto import tqdm
 
 from segpipe import __version__
 from segpipe.data.store import ImageStore, StoredImage
@@ -37,8 +36,9 @@ from segpipe.inference import predict_image
 from segpipe.inference.normalize import NormalizationSpec, normalize
 from segpipe.inference.postprocess import InstanceParams
 from segpipe.models.card import ModelCard, TrainingRecord
-from segpipe.models.device import resolve_device
+from segpipe.models.device import resolve_device, use_cpu_threads
 from segpipe.models.model import Model, network_from_card, save_model
+from segpipe.progress import Progress
 from segpipe.training.augment import augmentation
 from segpipe.training.checkpoint import load_state, save_state
 from segpipe.training.params import TrainParams
@@ -86,6 +86,8 @@ def train_model(store: ImageStore, model_dir: str | Path, config: TrainParams, *
     log.info("training plan: %s", config.model_dump_json())
 
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        log.info("training on %d CPU threads", use_cpu_threads(reserved=loader_workers(config, device)))
     card = make_card(store, fingerprint, config)
     n_classes = card.n_classes
     set_determinism(config.seed)
@@ -105,19 +107,27 @@ def train_model(store: ImageStore, model_dir: str | Path, config: TrainParams, *
 
     budget = config.max_minutes * 60 if config.max_minutes else None
     clock = TrainClock(state["elapsed"], budget)
-    bar = tqdm(total=planned_epochs, initial=len(history), desc="train", unit="epoch", disable=not progress)
+    ipe = config.iterations_per_epoch
+    iteration = history[-1].get("iteration", len(history) * ipe) if history else 0
+    bar = Progress(planned_epochs * ipe, desc="train", unit="it", done=iteration, enabled=progress)
     epoch = len(history)
     done = _finished(history, planned_epochs, clock)
     while not done:
         clock.start()
-        loss = train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device)
+        result = train_epoch(
+            model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device,
+            first_step=iteration, on_step=lambda loss: bar.update(1, loss=loss),
+        )
         epoch_seconds = clock.stop()
-        row = {"epoch": epoch + 1, "train_loss": loss, "lr": optimizer.param_groups[0]["lr"]}
-        done = epoch + 1 >= planned_epochs or clock.would_overrun(epoch_seconds)
+        iteration += result.steps
+        row = {"epoch": epoch + 1, "train_loss": result.loss, "lr": optimizer.param_groups[0]["lr"]}
+        ended_by = "iterations" if epoch + 1 >= planned_epochs else "time budget" if clock.spent() else None
+        done = ended_by is not None
         if val_set and ((epoch + 1) % config.val_every == 0 or done):
             clock.start()
             row.update(_validate(model, val_set, card, device))
             clock.stop()
+            bar.update(0, val=row["val_score"])
             if row["val_score"] > best_score:
                 best_score = row["val_score"]
                 save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
@@ -125,8 +135,10 @@ def train_model(store: ImageStore, model_dir: str | Path, config: TrainParams, *
             save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
         row["seconds"] = round(clock.elapsed, 2)
         row["epoch_seconds"] = round(epoch_seconds, 2)
+        row["iteration"] = iteration
         if done:
             row["last"] = 1
+            row["ended_by"] = ended_by
         history.append(row)
         epoch += 1
         save_state(
@@ -141,9 +153,7 @@ def train_model(store: ImageStore, model_dir: str | Path, config: TrainParams, *
             },
         )
         _write_history(model_dir / "history.csv", history)
-        log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "last")))
-        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("train_loss", "val_score")})
-        bar.update(1)
+        log.debug("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
     bar.close()
     return _finish(model_dir, history, val_set, device)
 
@@ -246,19 +256,15 @@ def _resume(model_dir: Path, card: ModelCard, model, optimizer) -> dict:
 
 def _finished(history: list[dict], planned_epochs: int, clock: TrainClock) -> bool:
     """Whether a resumed run has nothing left: all epochs done, or the (possibly new) budget spent."""
-    if not history:
-        return False
-    if len(history) >= planned_epochs:
-        return True
-    return clock.would_overrun(history[-1].get("epoch_seconds", 0.0))
+    return bool(history) and (len(history) >= planned_epochs or clock.spent())
 
 
 class TrainClock:
     """Training time, summed over resumed runs, and the learning-rate schedule's progress.
 
-    With a time budget the poly schedule runs on elapsed time, so the learning rate reaches
-    zero when the budget is spent however fast the machine is; without one it runs on steps,
-    and a seed gives the same numbers on every run.
+    Without a time budget (the default) the poly schedule runs on steps, and a seed gives the
+    same numbers on every run. With one, the schedule runs on whichever is further along, steps
+    or elapsed time, so the learning rate reaches zero when the budget is spent.
     """
 
     def __init__(self, elapsed: float, budget: float | None):
@@ -278,9 +284,9 @@ class TrainClock:
         self._since = None
         return spent
 
-    def would_overrun(self, epoch_seconds: float) -> bool:
-        """Whether another epoch would end past the budget (half an epoch of slack)."""
-        return self.budget is not None and self.elapsed + 0.5 * epoch_seconds >= self.budget
+    def spent(self) -> bool:
+        """Whether the time budget (if any) is used up."""
+        return self.budget is not None and self.now() >= self.budget
 
     def progress(self, step: int, total_steps: int) -> float:
         fraction = step / total_steps
@@ -293,11 +299,31 @@ def _poly_lr(base: float, progress: float) -> float:
     return base * (1 - progress) ** 0.9
 
 
-def train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device) -> float:
-    """One epoch of ``config.iterations_per_epoch`` batches; returns the mean loss.
+@dataclass(frozen=True)
+class EpochResult:
+    """What one epoch did: the mean loss and the steps taken (fewer when the time budget ran out)."""
+
+    loss: float
+    steps: int
+
+
+def loader_workers(config: TrainParams, device: torch.device) -> int:
+    """DataLoader processes: ``num_workers``, else none on the CPU (the cores train) and 4 on a GPU."""
+    return config.num_workers if config.num_workers is not None else (4 if device.type == "cuda" else 0)
+
+
+def train_epoch(
+    model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device, *, first_step=None, on_step=None
+) -> EpochResult:
+    """One epoch of ``config.iterations_per_epoch`` batches, or fewer when the time budget runs out.
 
     Sampling and augmentation are re-seeded from ``config.seed + epoch``, so an epoch gives
-    the same batches whether the run was interrupted before it or not.
+    the same batches whether the run was interrupted before it or not. The budget is checked
+    after every step.
+
+    Args:
+        first_step: Steps taken before this epoch (default ``epoch * iterations_per_epoch``).
+        on_step: Called with the loss after every step.
     """
     seed = config.seed + epoch
     set_determinism(seed)
@@ -308,7 +334,7 @@ def train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, cl
         dataset.seed, dataset.length, sampler = seed, n_samples, None  # draws are indexed, already random
     else:
         sampler = RandomSampler(dataset, replacement=True, num_samples=n_samples, generator=generator)
-    workers = config.num_workers if config.num_workers is not None else (4 if device.type == "cuda" else 0)
+    workers = loader_workers(config, device)
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
@@ -322,12 +348,12 @@ def train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, cl
     model.train()
     losses = []
     total_steps = config.epochs * config.iterations_per_epoch
+    first = epoch * config.iterations_per_epoch if first_step is None else first_step
     use_amp = device.type == "cuda"
     with plain_tensors():
         for i, batch in enumerate(loader):
             for group in optimizer.param_groups:
-                step = epoch * config.iterations_per_epoch + i
-                group["lr"] = _poly_lr(config.learning_rate, clock.progress(step, total_steps))
+                group["lr"] = _poly_lr(config.learning_rate, clock.progress(first + i, total_steps))
             image = batch["image"].to(device, non_blocking=True)
             label = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -342,7 +368,11 @@ def train_epoch(model, dataset, transform, optimizer, dice_ce, config, epoch, cl
             torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
             optimizer.step()
             losses.append(float(loss.detach()))
-    return float(np.mean(losses))
+            if on_step is not None:
+                on_step(losses[-1])
+            if clock.spent():
+                break
+    return EpochResult(float(np.mean(losses)), len(losses))
 
 
 @contextlib.contextmanager
@@ -406,8 +436,14 @@ def _finish(model_dir: Path, history: list[dict], val_set, device) -> TrainResul
         card = card.model_copy(update={"postprocess": params})
         validation = {"seg": score, "tuned_on": [im.name for im, _, _ in val_set]}
         log.info("post-processing tuned on validation: %s (SEG %.4f)", params.model_dump(), score)
+    last = history[-1] if history else {}
     card = _with_training(
-        card, epochs=len(history), seconds=history[-1]["seconds"] if history else 0.0, validation=validation
+        card,
+        epochs=len(history),
+        iterations=last.get("iteration"),
+        seconds=last.get("seconds", 0.0),
+        ended_by=last.get("ended_by"),
+        validation=validation,
     )
     return TrainResult(save_model(model_dir, best.state_dict(), card), history)
 

@@ -14,8 +14,9 @@ RUNTIME_FIELDS = frozenset({"max_minutes", "device", "num_workers", "memory_limi
 class TrainParams(BaseModel):
     """Everything that decides a training run; recorded in the model card.
 
-    Defaults for ``patch_size``, ``batch_size`` and ``features`` come from the dataset
-    fingerprint (:func:`segpipe.training.plan.plan_training`); the catalog entry's
+    Defaults for ``epochs``, ``patch_size``, ``batch_size`` and ``features`` come from the dataset
+    fingerprint (:func:`segpipe.training.plan.plan_training`): a planned number of iterations,
+    so one seed gives one model whatever else the machine is doing. The catalog entry's
     ``training:`` section overrides the defaults, and the command line overrides both.
     """
 
@@ -29,12 +30,13 @@ class TrainParams(BaseModel):
     """Training window per spatial axis, also the inference window; planned when open."""
     batch_size: int | None = Field(None, ge=1)
     """Patches per iteration; planned when open."""
-    epochs: int = Field(200, ge=1)
-    """Planned epochs; the learning rate decays to zero over them (poly schedule)."""
+    epochs: int | None = Field(None, ge=1)
+    """Epochs to train; the learning rate decays to zero over them (poly schedule). Planned when open."""
     iterations_per_epoch: int = Field(25, ge=1)
     """Batches per epoch."""
-    max_minutes: float | None = Field(8.0, gt=0)
-    """Training time budget in minutes; with a budget the schedule is cut to fit it. None: exactly `epochs`."""
+    max_minutes: float | None = Field(None, gt=0)
+    """Optional time budget in minutes, checked after every iteration: training stops when it is
+    spent even if epochs remain, and the learning rate follows the budget. None: no budget."""
     learning_rate: float = Field(2e-3, gt=0)
     """Initial learning rate."""
     weight_decay: float = Field(1e-4, ge=0)

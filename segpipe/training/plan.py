@@ -6,14 +6,17 @@ import math
 
 import numpy as np
 
-from segpipe.errors import StoreError
 from segpipe.data.store import ImageStore
+from segpipe.errors import InputError, StoreError
 from segpipe.inference.normalize import NormalizationSpec, intensity_percentiles
 from segpipe.training.params import TrainParams
 
 #: Target patch edge per dimensionality, and the batch that goes with it on a CPU.
 PATCH_EDGE = {2: 128, 3: 64}
 BATCH = {2: 8, 3: 2}
+#: Planned epochs per dimensionality (of ``iterations_per_epoch`` batches): a fixed schedule, as
+#: nnU-Net plans one, so a seed gives the same model on any machine of the same kind.
+EPOCHS = {2: 40, 3: 40}
 DIVISOR = 16  # four 2x2 poolings in the U-Net; the FCN pads itself
 
 
@@ -83,10 +86,12 @@ def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
     """Fill what ``config`` leaves open (``None``) from the fingerprint."""
     ndim = len(fingerprint["median_shape"])
     updates = {}
+    if config.epochs is None:
+        updates["epochs"] = EPOCHS[ndim]
     if config.patch_size is None:
         updates["patch_size"] = plan_patch_size(fingerprint["median_shape"], fingerprint["median_spacing"])
     elif len(config.patch_size) != ndim:
-        raise ValueError(f"patch_size {config.patch_size} has {len(config.patch_size)} axes, the data has {ndim}")
+        raise InputError(f"training: patch_size {list(config.patch_size)} has {len(config.patch_size)} axes, the data has {ndim}")
     if config.batch_size is None:
         updates["batch_size"] = BATCH[ndim]
     if config.features is None:

@@ -141,3 +141,20 @@ def test_zarr_patches_match_the_in_memory_path(store):
 def test_training_from_zarr_patches(store, tmp_path):
     result = train_model(store, tmp_path / "lazy", TrainParams(**TINY, memory_limit_gb=0), progress=False)
     assert len(result.history) == 2 and np.isfinite(result.history[-1]["train_loss"])
+
+
+def test_training_runs_its_planned_iterations_and_says_so(store, tmp_path):
+    """Without a budget, training takes exactly epochs x iterations_per_epoch steps, ended by iterations."""
+    result = train_model(store, tmp_path / "m", TrainParams(**TINY, device="cpu"), progress=False)
+    training = result.model.card.training
+    assert (training.ended_by, training.epochs, training.iterations) == ("iterations", 2, 4)
+    assert [row["iteration"] for row in result.history] == [2, 4]
+
+
+def test_the_time_budget_is_checked_after_every_iteration(store, tmp_path):
+    """A budget spent by the first step stops the epoch there (not after 5 steps); validation still runs once."""
+    config = TrainParams(**{**TINY, "iterations_per_epoch": 5, "max_minutes": 1e-5}, device="cpu")
+    result = train_model(store, tmp_path / "m", config, progress=False)
+    assert [row["iteration"] for row in result.history] == [1]
+    assert "val_score" in result.history[0] and result.history[0]["ended_by"] == "time budget"
+    assert result.model.card.training.ended_by == "time budget"

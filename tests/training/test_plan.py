@@ -8,7 +8,8 @@ from segpipe.data.catalog import load_catalog
 from segpipe.training.params import TrainParams
 from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
-from segpipe.training.plan import fingerprint_store, plan_patch_size, plan_training
+from segpipe.errors import InputError
+from segpipe.training.plan import EPOCHS, fingerprint_store, plan_patch_size, plan_training
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,8 @@ def test_planning_fills_only_what_the_config_leaves_open():
     fingerprint = {"median_shape": [100, 450], "median_spacing": [1.0, 1.0]}
     planned = plan_training(fingerprint, TrainParams(patch_size=None, batch_size=None, features=None))
     assert planned.patch_size == (96, 128) and planned.batch_size == 8 and planned.features[0] == 16
-    kept = plan_training(fingerprint, TrainParams(patch_size=(64, 64), batch_size=3))
-    assert kept.patch_size == (64, 64) and kept.batch_size == 3
-    with pytest.raises(ValueError, match="has 3 axes, the data has 2"):
+    assert planned.epochs == EPOCHS[2] and planned.max_minutes is None  # a fixed schedule, no clock
+    kept = plan_training(fingerprint, TrainParams(patch_size=(64, 64), batch_size=3, epochs=7))
+    assert kept.patch_size == (64, 64) and kept.batch_size == 3 and kept.epochs == 7
+    with pytest.raises(InputError, match="has 3 axes, the data has 2"):
         plan_training(fingerprint, TrainParams(patch_size=(32, 32, 32)))

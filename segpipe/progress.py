@@ -1,0 +1,110 @@
+"""Progress a user can follow: a bar on a terminal, one log line per interval anywhere else.
+
+On a terminal (stderr is a TTY) :class:`Progress` draws a tqdm bar with the rate, the ETA and
+what the caller reports (a loss, a score). Elsewhere (Prefect logs, a file, CI) it logs one
+line every ``interval`` seconds and one at the end, through the ``segpipe`` loggers the flows
+forward to Prefect, so a long step never goes quiet for minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger("segpipe.progress")
+
+#: Seconds between two log lines when there is no terminal.
+INTERVAL = 30.0
+
+
+class Progress:
+    """Progress of ``total`` units of work.
+
+    Args:
+        total: Units to do (the bar's length); ``done`` of them may be done already.
+        desc: What is being done (``train``, ``predict A9_p9d``).
+        unit: What a unit is (``it``, ``row``).
+        done: Units already done (a resumed run).
+        enabled: Show anything at all.
+        interval: Seconds between log lines without a terminal.
+        terminal: Draw a bar (default: when stderr is a terminal).
+    """
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        desc: str,
+        unit: str = "it",
+        done: int = 0,
+        enabled: bool = True,
+        interval: float = INTERVAL,
+        terminal: bool | None = None,
+    ):
+        self.total, self.desc, self.unit, self.done = total, desc, unit, done
+        self.enabled, self.interval = enabled, interval
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.postfix: dict[str, str] = {}
+        self._start = time.monotonic()
+        self._start_done = done
+        self._last_line = self._start
+        self._bar = None
+        if enabled and self.terminal:
+            self._bar = tqdm(total=total, initial=done, desc=desc, unit=unit, dynamic_ncols=True)
+
+    def update(self, n: int = 1, **postfix: float | str) -> None:
+        """``n`` more units done; ``postfix`` values are shown beside the bar (or in the line)."""
+        self.done += n
+        self.postfix.update({k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in postfix.items()})
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.set_postfix(self.postfix, refresh=False)
+            self._bar.update(n)
+        elif time.monotonic() - self._last_line >= self.interval:
+            self._line()
+
+    def close(self) -> None:
+        """Finish the bar, or log the last line."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.close()
+        else:
+            self._line()
+
+    def line(self) -> str:
+        """``desc: done/total unit (percent), rate, ETA, postfix``."""
+        elapsed = time.monotonic() - self._start
+        rate = (self.done - self._start_done) / elapsed if elapsed > 0 else 0.0
+        parts = [f"{self.desc}: {self.done}/{self.total} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%)"]
+        if rate > 0:
+            parts.append(f"{rate:.3g} {self.unit}/s")
+            if self.done < self.total:
+                parts.append(f"ETA {_duration((self.total - self.done) / rate)}")
+        parts += [f"{k} {v}" for k, v in self.postfix.items()]
+        return ", ".join(parts)
+
+    def _line(self) -> None:
+        self._last_line = time.monotonic()
+        log.info("%s", self.line())
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

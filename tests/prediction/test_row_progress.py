@@ -1,0 +1,26 @@
+"""Rows of a large image, over its frames, as one progress count."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from segpipe.data.store import StoredImage
+from segpipe.prediction.predict import RowProgress
+
+
+def test_rows_of_every_frame_add_up(caplog):
+    image = StoredImage("movie", "test", np.zeros((1, 2, 50, 40), np.uint8), None, (1.0, 1.0), {})
+    seen = []
+    with caplog.at_level(logging.INFO, logger="segpipe.progress"):
+        with RowProgress(image, 2, enabled=True, then=lambda f, r: seen.append((f, r))) as rows:
+            rows.bar.terminal, rows.bar.interval = False, 0.0
+            for call in [((0,), 20), ((0,), 50), ((1,), 10), ((1,), 50)]:
+                rows(*call)
+            assert rows.bar.done == 100
+    assert seen == [((0,), 20), ((0,), 50), ((1,), 10), ((1,), 50)]
+    assert [r.getMessage().split(",")[0] for r in caplog.records][:4] == [
+        "predict movie: 20/100 row (20%)", "predict movie: 50/100 row (50%)",
+        "predict movie: 60/100 row (60%)", "predict movie: 100/100 row (100%)",
+    ]

@@ -1,0 +1,36 @@
+"""Progress: log lines at an interval without a terminal, with rate, ETA and the caller's numbers."""
+
+from __future__ import annotations
+
+import logging
+
+from segpipe.progress import Progress
+
+
+def test_without_a_terminal_it_logs_lines_with_eta(caplog):
+    with caplog.at_level(logging.INFO, logger="segpipe.progress"):
+        bar = Progress(10, desc="train", unit="it", interval=0.0, terminal=False)
+        bar.update(1, loss=0.5)
+        bar.update(4, loss=0.25)
+        bar.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("train: 1/10 it (10%)") and "loss 0.5" in lines[0] and "ETA" in lines[0]
+    assert lines[1].startswith("train: 5/10 it (50%)") and "loss 0.25" in lines[1]
+    assert lines[-1].startswith("train: 5/10 it (50%)")
+
+
+def test_lines_are_spaced_by_the_interval_and_resumed_counts_start_where_they_were(caplog):
+    with caplog.at_level(logging.INFO, logger="segpipe.progress"):
+        bar = Progress(100, desc="predict", unit="row", done=40, interval=3600.0, terminal=False)
+        for _ in range(10):
+            bar.update(1)
+        assert not caplog.records  # no line before the interval has passed
+        bar.close()
+    assert [r.getMessage().split(",")[0] for r in caplog.records] == ["predict: 50/100 row (50%)"]
+
+
+def test_disabled_progress_says_nothing(caplog):
+    with caplog.at_level(logging.INFO, logger="segpipe.progress"):
+        with Progress(3, desc="x", enabled=False, interval=0.0, terminal=False) as bar:
+            bar.update(3)
+    assert not caplog.records
