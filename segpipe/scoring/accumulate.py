@@ -225,7 +225,8 @@ class ScoreAccumulator:
         stats.merge_split = vars(scores.merge_split).copy()
         stats.iou_hist = np.histogram(scores.best_iou, bins=IOU_BINS, range=(0.0, 1.0))[0]
         stats.jaccard, stats.det_cost = scores.seg.jaccard, scores.det_cost
-        stats.matched_iou = np.array([_iou_per_gt(scores.seg.gt_ids, m) for m in scores.matches]).reshape(len(scores.matches), stats.n_gt)
+        matched = [_iou_per_gt(scores.seg.gt_ids, m) for m in scores.matches]
+        stats.matched_iou = np.array(matched).reshape(len(matched), stats.n_gt)
         seg, det_score = _json_float(scores.seg.seg), _json_float(det.det)
         return {
             "seg": seg,
@@ -315,8 +316,27 @@ class ScoreAccumulator:
     def _instance_summary(
         self, out: dict[str, Any], ci: dict[str, Any], methods: dict[str, Any], rs: Resampler, by_images: CiMethod
     ) -> None:
-        """SEG, DET, OP_CSB and the matching table, with intervals over ``rs``'s images when
-        there are enough of them, else over objects (``rs.interval`` only takes percentiles)."""
+        """SEG, DET, OP_CSB, the matching table, merges, splits and the IoU histogram; intervals
+        over ``rs``'s images when there are enough of them, else over objects."""
+        images = self._images
+        self._seg_det_summary(out, ci, methods, rs, by_images)
+        self._matching_summary(out, ci, methods, rs, by_images)
+        for key in ("merges", "merged_gt", "splits", "split_pred"):
+            out[key] = int(sum(s.merge_split[key] for s in images))
+        hist = np.zeros(IOU_BINS, np.int64)
+        for s in images:
+            hist += s.iou_hist
+        out["iou_histogram"] = {
+            "edges": [round(i / IOU_BINS, 10) for i in range(IOU_BINS + 1)],
+            "counts": hist.tolist(),
+            "what": "largest IoU of each ground-truth object with any predicted object",
+        }
+
+    def _seg_det_summary(
+        self, out: dict[str, Any], ci: dict[str, Any], methods: dict[str, Any], rs: Resampler, by_images: CiMethod
+    ) -> None:
+        """SEG, DET and OP_CSB with their intervals (``rs.interval`` only takes percentiles of
+        whichever draws made the samples)."""
         images, plan = self._images, rs.plan
         n_images = len(images)
         over_images = by_images.unit == "images"
@@ -356,6 +376,11 @@ class ScoreAccumulator:
             reason = methods["seg"].reason or methods["det"].reason or "SEG and DET resample different objects"
             methods["op_csb"], ci["op_csb"] = no_interval(plan, n_images=n_images, reason=reason), None
 
+    def _matching_summary(
+        self, out: dict[str, Any], ci: dict[str, Any], methods: dict[str, Any], rs: Resampler, by_images: CiMethod
+    ) -> None:
+        """The matching table at every IoU threshold, with its intervals."""
+        images, n_objects = self._images, out["n_objects"]
         matching, matching_ci, matching_methods = [], {}, {}
         for k, thresh in enumerate(self.thresholds):
             tp, fp, fn, iou_sum = (np.array([getattr(s, a)[k] for s in images], np.float64) for a in ("tp", "fp", "fn", "iou_sum"))
@@ -363,24 +388,14 @@ class ScoreAccumulator:
                 _matching_entry(thresh, n_objects, out["n_pred"], int(tp.sum()), int(fp.sum()), int(fn.sum()), float(iou_sum.sum()))
             )
             key = f"{thresh:g}"
-            if over_images:
+            if by_images.unit == "images":
                 matching_methods[key], sums = by_images, rs.totals(np.stack([tp, fp, fn, iou_sum]))
             else:
-                matching_methods[key], sums = self._matching_object_draws(plan, k, int(fp.sum()))
+                matching_methods[key], sums = self._matching_object_draws(rs.plan, k, int(fp.sum()))
             matching_ci[key] = _matching_ci(rs, sums)
         out["matching"] = matching
         ci["matching"] = matching_ci
         methods["matching"] = matching_methods
-        for key in ("merges", "merged_gt", "splits", "split_pred"):
-            out[key] = int(sum(s.merge_split[key] for s in images))
-        hist = np.zeros(IOU_BINS, np.int64)
-        for s in images:
-            hist += s.iou_hist
-        out["iou_histogram"] = {
-            "edges": [round(i / IOU_BINS, 10) for i in range(IOU_BINS + 1)],
-            "counts": hist.tolist(),
-            "what": "largest IoU of each ground-truth object with any predicted object",
-        }
 
     def _matching_object_draws(self, plan: BootstrapPlan, k: int, n_fp: int) -> tuple[CiMethod, np.ndarray | None]:
         """Resampled TP, FP, FN and matched-IoU sums at threshold ``k`` over the ground-truth
