@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import matplotlib.image as mpimg
 import numpy as np
+import pytest
 import tifffile
 
 from segpipe.report.figures import (
@@ -109,7 +110,7 @@ def test_overlay_3d_composite(tmp_path, data_dir):
     rgb = mpimg.imread(path)[..., :3]
     assert ((rgb[..., 0] > 0.9) & (rgb[..., 2] > 0.9) & (rgb[..., 1] < 0.1)).sum() > 100
     assert colours_present(path) == (True, True)
-    with np.testing.assert_raises(ValueError):
+    with pytest.raises(ValueError, match="do not fit"):
         overlay(image[:, :-1], gt, gt, tmp_path / "bad.png", title="bad")
 
 
