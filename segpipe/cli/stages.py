@@ -126,6 +126,7 @@ def score(
     summary.update({k: v for k, v in scores.items() if v is not None and k != "ci"})
     summary["ci"] = {k: v for k, v in scores["ci"].items() if v is not None}
     summary["baseline"] = {k: v for k, v in base.items() if v is not None and k != "ci"}
+    summary["beats_baseline"] = metrics.get("beats_baseline")
     typer.echo(json.dumps(summary, indent=2))
 
 

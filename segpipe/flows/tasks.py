@@ -159,6 +159,7 @@ def report_task(run: RunFolder, metrics: dict, split: str = "test") -> str:
             "image": r["name"],
             "status": "scored",
             "seg": r.get("seg"),
+            "op_csb": r.get("op_csb"),
             "n_objects": r.get("n_objects"),
             **{f"iou_{k}": v for k, v in r["iou"].items()},
             "error": None,

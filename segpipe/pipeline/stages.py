@@ -170,7 +170,7 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
             continue
         prediction = predictions.read(image.name)
         pred = prediction.instances if prediction.instances is not None else prediction.semantic
-        views.append((image.name, np.asarray(image.image[0]), np.asarray(image.labels), pred))
+        views.append((image.name, np.asarray(image.image), np.asarray(image.labels), pred))  # every channel
         spacing = image.spacing
     written = write_report(
         run.root, dataset=run.dataset, record=store.record, metrics=metrics, card=model.card, history=history,

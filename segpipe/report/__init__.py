@@ -5,7 +5,7 @@
 * :mod:`segpipe.report.runs` -- the per-dataset run history (``runs.jsonl``).
 """
 
-from segpipe.report.document import Document, Figure, Section, Table, Text, to_html, to_markdown
+from segpipe.report.document import Document, Figure, Notice, Section, Table, Text, to_html, to_markdown
 from segpipe.report.history import read_history
 from segpipe.report.index import write_index
 from segpipe.report.runs import append_run, headline, machine, read_runs
@@ -14,6 +14,7 @@ from segpipe.report.write import Report, rank_images, write_report
 __all__ = [
     "Document",
     "Figure",
+    "Notice",
     "Report",
     "Section",
     "Table",

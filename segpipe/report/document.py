@@ -24,6 +24,14 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A warning a reader must not miss: a quoted, bold-led paragraph in Markdown, a red box in HTML."""
+
+    text: str
+    title: str = "Warning"
+
+
+@dataclass(frozen=True)
 class Table:
     """A table of already formatted cells.
 
@@ -67,7 +75,7 @@ class Details:
     text: str
 
 
-Block = Text | Table | Figure | Details
+Block = Text | Notice | Table | Figure | Details
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,8 @@ def _md_cell(text: str) -> str:
 def _md_block(block: Block) -> list[str]:
     if isinstance(block, Text):
         return [block.text, ""]
+    if isinstance(block, Notice):
+        return [f"> **{block.title}:** {block.text}", ""]
     if isinstance(block, Table):
         lines = [f"**{block.title}**", ""] if block.title else []
         lines.append("| " + " | ".join(_md_cell(c) for c in block.columns) + " |")
@@ -152,6 +162,7 @@ def _environment() -> jinja2.Environment:
     )
     env.globals["style"] = env.loader.get_source(env, "style.css")[0]
     env.tests["text"] = lambda b: isinstance(b, Text)
+    env.tests["notice"] = lambda b: isinstance(b, Notice)
     env.tests["table"] = lambda b: isinstance(b, Table)
     env.tests["figure"] = lambda b: isinstance(b, Figure)
     env.tests["details"] = lambda b: isinstance(b, Details)

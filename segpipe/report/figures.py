@@ -3,7 +3,10 @@
 * :func:`overlay` -- ground-truth (green) and predicted (magenta) outlines on the image; 2D
   images get one row, 3D volumes three orthogonal planes (yx, zx, zy) drawn at their
   physical aspect ratio, cut through the densest plane of ground truth along each axis.
-* :func:`training_curve` -- training loss and validation scores per epoch.
+  Images with several channels are drawn as a colour composite (:func:`composite`), the
+  outlines edged in black so they stay visible on any colour.
+* :func:`training_curve` -- training loss and validation scores per epoch, the kept
+  checkpoint's epoch marked by a dashed line.
 * :func:`iou_histogram` -- distribution of the per-object IoU, model and baseline.
 * :func:`matching_curve` -- F1, average precision and panoptic quality against the IoU threshold.
 * :func:`class_scores` -- IoU and Dice of each foreground class, model and baseline.
@@ -25,7 +28,15 @@ from segpipe.inference.normalize import percentile_normalize  # noqa: E402
 
 GT_COLOUR = (0.1, 0.9, 0.2)
 PRED_COLOUR = (1.0, 0.2, 0.8)
+EDGE_COLOUR = (0.0, 0.0, 0.0)
+BEST_EPOCH_COLOUR = (1.0, 0.55, 0.0)
 DPI = 90
+
+# Composite colours as Fiji assigns them: red, green, blue, grey, cyan, magenta, yellow, repeated.
+_FIJI = (
+    ("red", (1.0, 0.0, 0.0)), ("green", (0.0, 1.0, 0.0)), ("blue", (0.0, 0.0, 1.0)), ("grey", (1.0, 1.0, 1.0)),
+    ("cyan", (0.0, 1.0, 1.0)), ("magenta", (1.0, 0.0, 1.0)), ("yellow", (1.0, 1.0, 0.0)),
+)
 
 
 def cut_planes(gt: np.ndarray) -> tuple[int, ...]:
@@ -45,17 +56,39 @@ def _n_objects(labels: np.ndarray) -> int:
     return int(ids.size - (1 if ids.size and ids[0] == 0 else 0))
 
 
-def _rgb(plane: np.ndarray) -> np.ndarray:
-    shown = np.clip(percentile_normalize(plane[np.newaxis].astype(np.float32))[0], 0, 1)
-    return np.stack([shown] * 3, axis=-1)
+def channel_colours(n_channels: int) -> list[tuple[str, tuple[float, float, float]]]:
+    """``(name, rgb)`` of each channel of a composite: grey for one channel; green and magenta
+    for two (told apart by colour-blind readers too); red, green, blue for three; Fiji's order
+    (then grey, cyan, magenta, yellow, repeated) for more."""
+    if n_channels == 1:
+        return [("grey", (1.0, 1.0, 1.0))]
+    if n_channels == 2:
+        return [("green", (0.0, 1.0, 0.0)), ("magenta", (1.0, 0.0, 1.0))]
+    return [_FIJI[c % len(_FIJI)] for c in range(n_channels)]
 
 
-def _outlined(rgb: np.ndarray, gt: np.ndarray | None, pred: np.ndarray | None) -> np.ndarray:
+def composite(channels: np.ndarray) -> np.ndarray:
+    """An RGB picture of a ``(C, Y, X)`` plane: each channel scaled to its 1st-99.8th
+    percentiles, clipped to [0, 1], tinted with its :func:`channel_colours` colour, and the
+    tints added (clipped to 1).
+
+    Returns:
+        ``(Y, X, 3)`` float32 in [0, 1].
+    """
+    shown = np.clip(percentile_normalize(np.asarray(channels, np.float32)), 0, 1)
+    colours = np.array([rgb for _, rgb in channel_colours(shown.shape[0])], np.float32)
+    return np.clip(np.tensordot(shown, colours, axes=([0], [0])), 0, 1)
+
+
+def _outlined(rgb: np.ndarray, gt: np.ndarray | None, pred: np.ndarray | None, *, edged: bool = False) -> np.ndarray:
+    """Outlines drawn on a copy of ``rgb``; ``edged``: each with a black edge just outside it."""
     canvas = rgb.copy()
-    if gt is not None:
-        canvas[find_boundaries(gt, mode="inner")] = GT_COLOUR
-    if pred is not None:
-        canvas[find_boundaries(pred, mode="inner")] = PRED_COLOUR
+    outlines = [(labels, colour) for labels, colour in ((gt, GT_COLOUR), (pred, PRED_COLOUR)) if labels is not None]
+    if edged:
+        for labels, _ in outlines:
+            canvas[find_boundaries(labels, mode="outer")] = EDGE_COLOUR
+    for labels, colour in outlines:
+        canvas[find_boundaries(labels, mode="inner")] = colour
     return canvas
 
 
@@ -72,30 +105,38 @@ def overlay(
 
     Columns: ground truth, prediction, both. 2D images give one row; 3D volumes three rows,
     the yx, zx and zy planes through :func:`cut_planes`, each at the aspect ratio of ``spacing``.
+    One channel is drawn in grey; several as a :func:`composite`, with black-edged outlines.
 
     Args:
-        image: One channel, ``([Z,] Y, X)``.
-        gt: Ground-truth labels, same shape.
+        image: The channels, ``(C, [Z,] Y, X)``; ``([Z,] Y, X)`` is one channel.
+        gt: Ground-truth labels, ``([Z,] Y, X)``.
         pred: Predicted labels, same shape.
         path: PNG file to write.
         title: Figure title.
-        spacing: Pixel size per axis (3D aspect ratios).
+        spacing: Pixel size per spatial axis (3D aspect ratios).
+
+    Raises:
+        ValueError: The image's spatial shape differs from the labels'.
     """
     image, gt, pred = np.asarray(image), np.asarray(gt), np.asarray(pred)
-    spacing = tuple(spacing) if spacing is not None else (1.0,) * image.ndim
-    if image.ndim == 2:
-        rows = [("", image, gt, pred, 1.0)]
+    channels = image if image.ndim == gt.ndim + 1 else image[np.newaxis]
+    if channels.shape[1:] != gt.shape or pred.shape != gt.shape:
+        raise ValueError(f"image {image.shape}, ground truth {gt.shape} and prediction {pred.shape} do not fit")
+    spacing = tuple(spacing) if spacing is not None else (1.0,) * gt.ndim
+    if gt.ndim == 2:
+        rows = [("", channels, gt, pred, 1.0)]
     else:
         z, y, x = cut_planes(gt)
         sz, sy, sx = spacing
         rows = [
-            (f"yx plane z={z}", image[z], gt[z], pred[z], sy / sx),
-            (f"zx plane y={y}", image[:, y], gt[:, y], pred[:, y], sz / sx),
-            (f"zy plane x={x}", image[:, :, x], gt[:, :, x], pred[:, :, x], sz / sy),
+            (f"yx plane z={z}", channels[:, z], gt[z], pred[z], sy / sx),
+            (f"zx plane y={y}", channels[:, :, y], gt[:, y], pred[:, y], sz / sx),
+            (f"zy plane x={x}", channels[:, :, :, x], gt[:, :, x], pred[:, :, x], sz / sy),
         ]
     n_gt, n_pred = _n_objects(gt), _n_objects(pred)
-    heights = [r[1].shape[0] * r[4] for r in rows]
-    width = max(r[1].shape[1] for r in rows)
+    edged = channels.shape[0] > 1
+    heights = [r[2].shape[0] * r[4] for r in rows]
+    width = max(r[2].shape[1] for r in rows)
     fig_w = 12.0
     fig_h = min(max(fig_w / 3 * sum(heights) / width + 0.8 + 0.3 * len(rows), 3.0), 16.0)
     fig, axes = plt.subplots(
@@ -103,11 +144,11 @@ def overlay(
         gridspec_kw={"height_ratios": heights},
     )
     for (label, plane, g, p, aspect), ax_row in zip(rows, axes, strict=True):
-        rgb = _rgb(plane)
+        rgb = composite(plane)
         panels = (
-            (_outlined(rgb, g, None), f"ground truth ({n_gt} objects)"),
-            (_outlined(rgb, None, p), f"prediction ({n_pred} objects)"),
-            (_outlined(rgb, g, p), "both"),
+            (_outlined(rgb, g, None, edged=edged), f"ground truth ({n_gt} objects)"),
+            (_outlined(rgb, None, p, edged=edged), f"prediction ({n_pred} objects)"),
+            (_outlined(rgb, g, p, edged=edged), "both"),
         )
         for ax, (canvas, name) in zip(ax_row, panels, strict=True):
             ax.imshow(canvas, interpolation="nearest", aspect=aspect)
@@ -119,11 +160,21 @@ def overlay(
     return path
 
 
-def training_curve(history: list[dict], path: Path) -> Path:
-    """Plot training loss and validation scores per epoch."""
+def training_curve(history: list[dict], path: Path, *, best_epoch: int | None = None) -> Path:
+    """Plot training loss and validation scores per epoch.
+
+    Args:
+        history: Rows of ``history.csv`` (``epoch``, ``train_loss``, ``val_seg``, ``val_dice``).
+        path: PNG file to write.
+        best_epoch: Epoch of the kept checkpoint, marked by a dashed vertical line
+            (:data:`BEST_EPOCH_COLOUR`) labelled in the legend; ``None``: no mark.
+    """
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
     epochs = [row["epoch"] for row in history]
     ax.plot(epochs, [row["train_loss"] for row in history], label="training loss", color="tab:blue")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color=BEST_EPOCH_COLOUR, linestyle="--", linewidth=2,
+                   label=f"kept checkpoint (epoch {best_epoch})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     val = [(row["epoch"], row) for row in history if row.get("val_score") not in (None, "")]

@@ -11,7 +11,7 @@ from segpipe.report.runs import HEADLINE, RUNS_FILE, read_runs
 from segpipe.report.tables import fmt, fmt_ci
 
 INDEX_FILE = "index.html"
-KEYS = ("seg", "det", "f1_50", "mean_dice")
+KEYS = ("seg", "op_csb", "det", "f1_50", "mean_dice")
 
 
 def index_rows(output: Path) -> list[dict]:
@@ -32,12 +32,20 @@ def index_rows(output: Path) -> list[dict]:
             str(latest.get("model", "?")),
             fmt(latest.get("n_images")),
             *[fmt_ci(scores.get(k), (scores.get("ci") or {}).get(k)) for k in KEYS],
-            f"{HEADLINE[main]} {fmt(baseline.get(main))}" if main else "n/a",
+            _baseline_cell(baseline, main),
             str(len(runs)),
         ]
         link = f"{folder.name}/report.html" if (folder / "report.html").is_file() else f"{folder.name}/{RUNS_FILE}"
         rows.append({"dataset": folder.name, "link": link, "cells": cells})
     return rows
+
+
+def _baseline_cell(baseline: dict, main: str | None) -> str:
+    """The baseline's headline score (SEG with its OP_CSB for instance datasets)."""
+    if main is None:
+        return "n/a"
+    keys = ("seg", "op_csb") if main == "seg" else (main,)
+    return ", ".join(f"{HEADLINE[k]} {fmt(baseline.get(k))}" for k in keys)
 
 
 def write_index(output: str | Path) -> Path:

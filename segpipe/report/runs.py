@@ -23,6 +23,7 @@ RUNS_FILE = "runs.jsonl"
 # Headline scores: key in the run summary -> (label, how to read it from metrics.json).
 HEADLINE = {
     "seg": "SEG",
+    "op_csb": "OP_CSB",
     "det": "DET",
     "f1_50": "F1 @ IoU 0.5",
     "ap_50": "AP @ IoU 0.5",
@@ -44,6 +45,7 @@ def headline(metrics: dict) -> dict[str, Any]:
     half_ci = (ci.get("matching") or {}).get("0.5") or {}
     values = {
         "seg": (metrics.get("seg"), ci.get("seg")),
+        "op_csb": (metrics.get("op_csb"), ci.get("op_csb")),
         "det": (metrics.get("det"), ci.get("det")),
         "f1_50": (half and half.get("f1"), half_ci.get("f1")),
         "ap_50": (half and half.get("ap"), half_ci.get("ap")),

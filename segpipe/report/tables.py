@@ -1,7 +1,9 @@
 """The report's tables, built from ``metrics.json``, the model card and the run history.
 
 Cells are formatted strings (4 decimals; a 95% interval in brackets), so Markdown, HTML and the
-Prefect table artifacts show exactly the same text.
+Prefect table artifacts show exactly the same text. Next to every interval the report says
+what it resampled and how many units (``metrics.json``: ``ci_method``; see
+:mod:`segpipe.scoring.bootstrap`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from segpipe.models.card import ModelCard
+from segpipe.models.card import ModelCard, TrainingRecord
 from segpipe.report.document import Table
 from segpipe.report.runs import HEADLINE
 
@@ -53,12 +55,68 @@ def _ci(metrics: dict | None, *path: str) -> list[float] | None:
     return node if isinstance(node, list) else None
 
 
+def ci_method(metrics: dict | None, *path: str) -> dict | None:
+    """``metrics["ci_method"]`` at ``path`` (``None`` when not recorded)."""
+    node: Any = (metrics or {}).get("ci_method") or {}
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) and "unit" in node else None
+
+
+def ci_over(method: dict | None) -> str:
+    """What an interval resampled, for a table cell: ``202 ground-truth objects``, ``12 images``."""
+    if method is None:
+        return "not recorded"
+    if method["unit"] is None:
+        return f"no interval: {_reason(method)}"
+    return f"{method['n']} {method['what']}"
+
+
+def ci_caption(method: dict | None) -> str:
+    """One sentence on an interval: what it resampled, how many, and how far to trust it."""
+    if method is None:
+        return "What the intervals resampled was not recorded."
+    level = f"{method['level']:.0%} CI"
+    if method["unit"] is None:
+        return f"No {level}: {_reason(method)}."
+    text = f"{level}: bootstrap over {method['n']} {method['what']} ({method['resamples']} resamples)"
+    if method["unit"] == "objects":
+        text += (
+            f"; images are too few ({method['n_images']}) to resample, and objects within an image are not "
+            "independent, so the interval is optimistic"
+        )
+    return text + "."
+
+
+def _reason(method: dict) -> str:
+    if method.get("reason") == "too few images":
+        return f"images are too few ({method['n_images']}, fewer than {method['min_images']}) to resample"
+    return str(method.get("reason") or "none drawn")
+
+
+def ci_policy(metrics: dict) -> str:
+    """How the report's intervals were drawn, for table notes."""
+    boot = metrics.get("bootstrap") or {}
+    n = metrics.get("n_images")
+    least = boot.get("min_images")
+    text = f"Intervals: percentile bootstrap, {boot.get('n_resamples', '?')} resamples, seed {boot.get('seed', '?')}"
+    if least is None:
+        return text + "."
+    if n is not None and n >= least:
+        return text + f", over the {n} test images."
+    return text + (
+        f". The {n} test image{'' if n == 1 else 's'} are too few to resample (fewer than {least}): object-level scores "
+        "resample objects instead (optimistic: objects within an image are not independent) and pixel scores get no interval."
+    )
+
+
 def summary_rows(metrics: dict, *, unit: str) -> list[tuple[str, str, list[str]]]:
     """``(label, how to read it, path)`` of each dataset-level score ``metrics`` holds."""
     rows: list[tuple[str, str, list[str]]] = []
     if metrics.get("seg") is not None or metrics.get("instances"):
         rows += [
             (f"SEG (CTC; {metrics.get('n_objects')} objects)", "seg", ["seg"]),
+            ("OP_CSB = (SEG + DET) / 2 (CTC)", "seg", ["op_csb"]),
             ("DET (CTC, AOGM-D)", "det", ["det"]),
         ]
         for key, label in (
@@ -93,27 +151,33 @@ def _value(metrics: dict | None, kind: str, path: list[str]) -> str:
     return fmt_ci(node, _ci(metrics, *path))
 
 
+def _row_method(metrics: dict | None, kind: str, path: list[str]) -> dict | None:
+    if kind == "match":
+        return ci_method(metrics, "matching", "0.5")
+    return ci_method(metrics, path[0])
+
+
 def summary_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table:
-    """Dataset-level scores of the model next to the classical baseline's, with 95% intervals."""
-    columns = ["measure", "model [95% CI]"] + (["baseline [95% CI]"] if baseline else [])
+    """Dataset-level scores of the model next to the classical baseline's, with 95% intervals
+    and what each interval resampled."""
+    columns = ["measure", "model [95% CI]", "CI resamples"] + (["baseline [95% CI]"] if baseline else [])
     rows = []
     for label, kind, path in summary_rows(metrics, unit=unit):
-        row = [label, _value(metrics, kind, path)]
+        row = [label, _value(metrics, kind, path), "" if kind == "count" else ci_over(_row_method(metrics, kind, path))]
         if baseline:
             row.append(_value(baseline, kind, path))
         rows.append(row)
-    boot = metrics.get("bootstrap") or {}
     note = (
         f"Test split, {metrics.get('n_images')} image{'' if metrics.get('n_images') == 1 else 's'}. Scores are pooled over images (objects or pixels "
-        f"weighted, as the CTC and MONAI pool them); intervals: percentile bootstrap over images, "
-        f"{boot.get('n_resamples', '?')} resamples, seed {boot.get('seed', '?')} (n/a with fewer than two images)."
+        f"weighted, as the CTC and MONAI pool them). {ci_policy(metrics)} OP_CSB is the Cell Tracking Challenge's overall "
+        "segmentation measure. The baseline's intervals are drawn the same way (its own unmatched predictions)."
     )
     return Table("summary", "Scores on the test split", columns, rows, note)
 
 
 def matching_table(metrics: dict, *, key: str = "matching", title: str = "Object matching by IoU threshold") -> Table:
     """Precision, recall, F1, AP and PQ at each IoU threshold (StarDist/Cellpose conventions)."""
-    columns = ["IoU threshold", "TP", "FP", "FN", "precision", "recall", "F1 [95% CI]", "AP [95% CI]", "PQ [95% CI]"]
+    columns = ["IoU threshold", "TP", "FP", "FN", "precision", "recall", "F1 [95% CI]", "AP [95% CI]", "PQ [95% CI]", "CI resamples"]
     rows = []
     for row in metrics.get("matching") or []:
         t = f"{row['thresh']:g}"
@@ -122,20 +186,28 @@ def matching_table(metrics: dict, *, key: str = "matching", title: str = "Object
             fmt_ci(row["f1"], _ci(metrics, "matching", t, "f1")),
             fmt_ci(row["ap"], _ci(metrics, "matching", t, "ap")),
             fmt_ci(row["panoptic_quality"], _ci(metrics, "matching", t, "panoptic_quality")),
+            ci_over(ci_method(metrics, "matching", t)),
         ])
     note = (
         "One-to-one matching maximising the number of pairs, then their IoU sum. AP is TP/(TP+FP+FN) as "
-        "StarDist and Cellpose report it; PQ = sum of matched IoU / (TP + FP/2 + FN/2)."
+        "StarDist and Cellpose report it; PQ = sum of matched IoU / (TP + FP/2 + FN/2). "
+        f"{ci_policy(metrics)} Resampled objects at a threshold: its TP + FN ground-truth objects and FP unmatched predictions."
     )
     return Table(key, title, columns, rows, note)
 
 
 def image_score(row: dict) -> float | None:
-    """What ranks images best to worst: SEG, else the mean foreground Dice."""
-    if row.get("seg") is not None:
-        return float(row["seg"])
+    """What ranks images best to worst: F1 at IoU 0.5 for instance rows (it counts false
+    positives, which SEG ignores), else the mean foreground Dice."""
+    if row.get("matching"):
+        return _at({"matching": row["matching"]}, 0.5).get("f1")
     dice = [v for v in list((row.get("dice") or {}).values())[1:] if v is not None]
     return sum(dice) / len(dice) if dice else None
+
+
+def image_score_label(metrics: dict) -> str:
+    """Name of :func:`image_score` for a dataset's rows."""
+    return "F1 @ IoU 0.5" if any(r.get("matching") for r in metrics.get("per_image", [])) else "mean Dice"
 
 
 def per_image_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table:
@@ -144,36 +216,38 @@ def per_image_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table
     instances = any(r.get("seg") is not None or "matching" in r for r in metrics.get("per_image", []))
     columns = ["image"]
     if instances:
-        columns += ["objects", "predicted", "SEG", "DET", "F1 @ 0.5", "AP @ 0.5", "merges", "splits"]
+        columns += ["objects", "predicted", "SEG", "OP_CSB", "DET", "F1 @ 0.5", "AP @ 0.5", "merges", "splits"]
     columns += [f"IoU {c}" for c in classes] + [f"Dice {c}" for c in classes]
     surface = any("hd95" in r for r in metrics.get("per_image", []))
     if surface:
         columns += [f"HD95 {c} ({unit})" for c in classes]
     if baseline:
-        columns.append("baseline SEG" if instances else "baseline mean Dice")
+        columns += ["baseline SEG", "baseline OP_CSB"] if instances else ["baseline mean Dice"]
     by_name = {r["name"]: r for r in (baseline or {}).get("per_image", [])}
     rows = []
     for row in metrics.get("per_image", []):
         cells = [row["name"]]
         if instances:
             half = _at({"matching": row.get("matching")}, 0.5)
-            cells += [fmt(row.get("n_objects")), fmt(row.get("n_pred")), fmt(row.get("seg")), fmt(row.get("det")),
+            cells += [fmt(row.get("n_objects")), fmt(row.get("n_pred")), fmt(row.get("seg")), fmt(row.get("op_csb")), fmt(row.get("det")),
                       fmt(half.get("f1")), fmt(half.get("ap")), fmt(row.get("merges")), fmt(row.get("splits"))]
         cells += [fmt(row["iou"].get(c)) for c in classes] + [fmt(row["dice"].get(c)) for c in classes]
         if surface:
             cells += [fmt((row.get("hd95") or {}).get(c)) for c in classes]
         if baseline:
             other = by_name.get(row["name"], {})
-            cells.append(fmt(other.get("seg")) if instances else fmt(image_score(other)))
+            cells += [fmt(other.get("seg")), fmt(other.get("op_csb"))] if instances else [fmt(image_score(other))]
         rows.append(cells)
     return Table("per-image", "Scores per test image", columns, rows)
 
 
 def runs_table(runs: list[dict], current: str | None) -> Table:
     """The dataset's runs, newest first, with the change of SEG (or mean Dice) since the run before."""
-    keys = [k for k in ("seg", "det", "f1_50", "mean_iou", "mean_dice") if any(r.get("scores", {}).get(k) is not None for r in runs)]
-    columns = ["run", "scored at", "model", "epochs"] + [HEADLINE[k] for k in keys] + ["baseline " + HEADLINE[keys[0]] if keys else "baseline", "change"]
+    keys = [k for k in ("seg", "op_csb", "det", "f1_50", "mean_iou", "mean_dice") if any(r.get("scores", {}).get(k) is not None for r in runs)]
     main_key = keys[0] if keys else None
+    base_keys = [k for k in keys if k in ("seg", "op_csb")] or keys[:1]
+    columns = ["run", "scored at", "model", "epochs"] + [HEADLINE[k] for k in keys] + ["baseline " + HEADLINE[k] for k in base_keys]
+    columns += ["change"] if keys else ["baseline", "change"]
     rows = []
     for i, run in enumerate(reversed(runs)):
         previous = runs[len(runs) - i - 2] if len(runs) - i - 2 >= 0 else None
@@ -185,7 +259,7 @@ def runs_table(runs: list[dict], current: str | None) -> Table:
             fmt(run.get("epochs")),
         ]
         cells += [fmt_ci(scores.get(k), (scores.get("ci") or {}).get(k)) for k in keys]
-        cells.append(fmt((run.get("baseline") or {}).get(main_key)) if main_key else NA)
+        cells += [fmt((run.get("baseline") or {}).get(k)) for k in base_keys] if keys else [NA]
         change = NA
         if previous and main_key and scores.get(main_key) is not None and previous.get("scores", {}).get(main_key) is not None:
             change = f"{scores[main_key] - previous['scores'][main_key]:+.4f}"
@@ -208,6 +282,7 @@ def card_table(card: ModelCard) -> Table:
         ("patch size", str(list(card.patch_size))),
         ("voxel spacing (median)", f"{list(card.spacing)} {card.unit}"),
         ("epochs trained (best)", f"{fmt(training.epochs)} ({fmt(training.best_epoch)})"),
+        ("training ended by", training.ended_by or "not recorded"),
         ("learning rate, batch", f"{config.get('learning_rate')}, {config.get('batch_size')}"),
         ("seed", str(config.get("seed"))),
         ("post-processing (tuned on validation)", postprocess),
@@ -217,6 +292,19 @@ def card_table(card: ModelCard) -> Table:
         ("config key", str(training.config_key)),
     ]
     return Table("model-card", "Model card", ["field", "value"], [[k, v] for k, v in items])
+
+
+def training_end(training: TrainingRecord) -> str:
+    """How training ended (the card's ``ended_by``), with its epochs, iterations and minutes."""
+    minutes = fmt(training.seconds / 60, 1) if training.seconds is not None else NA
+    done = f"{fmt(training.epochs)} epochs, {fmt(training.iterations)} iterations, {minutes} minutes"
+    if training.ended_by == "iterations":
+        return f"Training ended when the planned schedule ran out: {done}."
+    if training.ended_by == "time budget":
+        budget = training.config.get("max_minutes")
+        of = f" of {budget:g} minutes" if isinstance(budget, int | float) and not isinstance(budget, bool) else ""
+        return f"Training was stopped by the time budget{of}, before the planned schedule ran out: {done}."
+    return f"How training ended: not recorded ({done})."
 
 
 def run_table(run: dict, card: ModelCard) -> Table:

@@ -1,4 +1,10 @@
-"""Assemble and write a dataset's report: ``report.md``, ``report.html`` and ``figures/``."""
+"""Assemble and write a dataset's report: ``report.md``, ``report.html`` and ``figures/``.
+
+The report opens with a warning when the model does not beat the classical baseline on the
+headline measure (SEG, or mean foreground Dice for semantic datasets), says what each
+confidence interval resampled, ranks the shown images by a measure that counts false
+positives, marks the kept checkpoint on the training curve and says how training ended.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +18,24 @@ import numpy as np
 
 from segpipe.models.card import ModelCard
 from segpipe.report import figures as fig
-from segpipe.report.document import Details, Document, Figure, Section, Table, Text, to_html, to_markdown
+from segpipe.report.document import Details, Document, Figure, Notice, Section, Table, Text, to_html, to_markdown
 from segpipe.report.runs import HEADLINE, headline
 from segpipe.report.tables import (
     card_table,
+    ci_caption,
+    ci_method,
     fmt,
     fmt_ci,
     image_score,
+    image_score_label,
     matching_table,
     per_image_table,
     run_table,
     runs_table,
     summary_table,
+    training_end,
 )
+from segpipe.scoring.dataset import baseline_comparison
 
 REPORTS_DIR = "reports"
 
@@ -39,7 +50,8 @@ class Report:
         figures: The PNG files under ``figures/``.
         html_path: ``report.html``, self-contained.
         tables: Every table as Prefect-style records, by key (``summary``, ``per-image``, ...).
-        summary: One Markdown paragraph with the headline scores.
+        summary: One paragraph with the headline scores (:func:`headline_text`), led by the
+            warning when the model does not beat the baseline.
     """
 
     markdown: str
@@ -59,29 +71,96 @@ def _atomic_write(path: Path, text: str) -> None:
 def rank_images(metrics: dict, *, n: int = 2) -> list[tuple[str, str, float | None]]:
     """The ``n`` best and ``n`` worst images as ``(name, "best"|"worst", score)``, best first.
 
-    Images are ranked by :func:`segpipe.report.tables.image_score`; with few images the two
-    lists overlap and each image is listed once (as best when it is in both).
+    Images are ranked by :func:`segpipe.report.tables.image_score` (F1 at IoU 0.5 for instance
+    datasets, so false positives count; mean foreground Dice for semantic ones), ties broken by
+    SEG, then by name; images without a score come last. With few images the two lists
+    overlap and each image is listed once (as best when it is in both).
     """
-    scored = [(r["name"], image_score(r)) for r in metrics.get("per_image", [])]
-    ordered = sorted(scored, key=lambda item: (-item[1] if item[1] is not None else np.inf, item[0]))
-    chosen: list[tuple[str, str, float | None]] = [(name, "best", s) for name, s in ordered[:n]]
+    scored = [(r["name"], image_score(r), r.get("seg")) for r in metrics.get("per_image", [])]
+    ordered = sorted(scored, key=lambda item: (_descending(item[1]), _descending(item[2]), item[0]))
+    chosen: list[tuple[str, str, float | None]] = [(name, "best", s) for name, s, _ in ordered[:n]]
     taken = {name for name, _, _ in chosen}
-    worst = [(name, "worst", s) for name, s in reversed(ordered) if name not in taken][:n]
+    worst = [(name, "worst", s) for name, s, _ in reversed(ordered) if name not in taken][:n]
     return chosen + worst[::-1]
 
 
+def _descending(value: float | None) -> float:
+    return -value if value is not None else np.inf
+
+
+def baseline_notice(metrics: dict) -> str | None:
+    """The warning when the model does not beat the classical baseline on the headline measure
+    (``None`` when it does, or when there is nothing to compare)."""
+    comparison = metrics.get("baseline_comparison") or baseline_comparison(metrics)
+    if not comparison or comparison["beats"] is not False:
+        return None
+    difference = comparison["difference"]
+    by = "the same score" if difference == 0 else f"{fmt(-difference)} lower"
+    return (
+        f"The model does not beat the classical baseline on {comparison['label']}, "
+        f"the headline measure: {fmt(comparison['model'])} against the baseline's {fmt(comparison['baseline'])} ({by}). "
+        "A method that learns nothing from the training data does as well or better on these test images."
+    )
+
+
 def headline_text(metrics: dict) -> str:
-    """One sentence with the headline scores of the model and the baseline."""
+    """The headline scores of the model and the baseline and what the intervals resampled,
+    preceded by the warning when the model does not beat the baseline (:func:`baseline_notice`)."""
+    notice = baseline_notice(metrics)
+    return f"WARNING: {notice} {scores_text(metrics)}" if notice else scores_text(metrics)
+
+
+def scores_text(metrics: dict) -> str:
+    """The headline scores of the model and the baseline, and what the headline interval resampled."""
     ours, base = headline(metrics), headline(metrics.get("baseline") or {})
     parts = []
-    for key in ("seg", "det", "f1_50", "mean_dice"):
+    for key in ("seg", "op_csb", "det", "f1_50", "mean_dice"):
         if ours.get(key) is not None:
             text = f"{HEADLINE[key]} {fmt_ci(ours[key], ours['ci'].get(key))}"
             if base.get(key) is not None:
                 text += f" (baseline {fmt(base[key])})"
             parts.append(text)
+    if not parts:
+        return "No scores."
     n = metrics.get("n_images")
-    return f"On {n} test image{'s' if n != 1 else ''}: " + "; ".join(parts) + "." if parts else "No scores."
+    text = f"On {n} test image{'s' if n != 1 else ''}: " + "; ".join(parts) + "."
+    main = "seg" if ours.get("seg") is not None else "mean_dice"
+    if metrics.get("ci_method"):
+        text += f" {HEADLINE[main]}: {ci_caption(ci_method(metrics, main))}"
+    return text
+
+
+def _image_scores(row: dict, label: str, score: float | None) -> str:
+    """An overlay's scores: the ranking measure, SEG next to it, and the object counts."""
+    text = f"{label} {fmt(score)}"
+    if row.get("seg") is not None or row.get("n_objects") is not None:
+        text += f", SEG {fmt(row.get('seg'))}; {fmt(row.get('n_pred'))} predicted / {fmt(row.get('n_objects'))} true objects"
+    return text
+
+
+def _n_channels(image: np.ndarray, gt: np.ndarray) -> int:
+    image = np.asarray(image)
+    return image.shape[0] if image.ndim == np.ndim(gt) + 1 else 1
+
+
+def _overlay_legend(metrics: dict, views: list, card: ModelCard, ndim: int) -> str:
+    """What the overlays show: outline colours, the ranking, channel colours, 3D planes."""
+    label = image_score_label(metrics)
+    text = "Green: ground-truth outlines; magenta: predicted outlines. " + (
+        f"Images ranked by {label} (it counts false positives, which SEG ignores), ties by SEG."
+        if label.startswith("F1") else f"Images ranked by {label}."
+    )
+    n_channels = max((_n_channels(image, gt) for _, image, gt, _ in views), default=1)
+    if n_channels > 1:
+        names = card.channel_names if card.channel_names and len(card.channel_names) == n_channels else None
+        colours = ", ".join(
+            f"{names[c] if names else f'channel {c + 1}'} {colour}" for c, (colour, _) in enumerate(fig.channel_colours(n_channels))
+        )
+        text += (f" The {n_channels} channels are drawn as a colour composite ({colours}), each scaled to its 1st-99.8th "
+                 "percentiles; outlines are edged in black.")
+    if ndim == 3:
+        text += " 3D volumes: orthogonal planes through the densest ground-truth planes."
+    return text
 
 
 def write_report(
@@ -106,7 +185,8 @@ def write_report(
         card: The model card.
         history: Training history rows.
         views: ``(name, image, gt, pred)`` of the images to show, e.g. the best and worst
-            (:func:`rank_images`); one channel, 2D planes or volumes.
+            (:func:`rank_images`): the image with all its channels, ``(C, [Z,] Y, X)``, and
+            labels ``([Z,] Y, X)``, 2D planes or volumes.
         runs: The dataset's run history (``runs.jsonl``), oldest first.
         spacing: Pixel size per axis, for 3D aspect ratios.
 
@@ -124,12 +204,14 @@ def write_report(
     rank = {name: (kind, score) for name, kind, score in rank_images(metrics, n=max(1, (len(views) + 1) // 2))}
 
     intro: list = []
+    notice = baseline_notice(metrics)
+    if notice:
+        intro.append(Notice(notice))
     if record.get("description"):
         intro.append(Text(record["description"].strip()))
     if record.get("ground_truth"):
         intro.append(Text(f"Ground truth: {record['ground_truth'].strip()}"))
-    summary = headline_text(metrics)
-    intro.append(Text(summary))
+    intro.append(Text(scores_text(metrics)))  # the warning, if any, is the notice above
 
     score_blocks: list = [summary_table(metrics, baseline, unit=unit)]
     score_blocks.append(Figure(fig.class_scores({"model": metrics, "baseline": baseline}, figures_dir / "class_scores.png"),
@@ -156,19 +238,23 @@ def write_report(
                   "Left out of every score and table above."),
         ]))
 
-    overlay_blocks: list = [Text("Green: ground-truth outlines; magenta: predicted outlines."
-                                 + (" 3D volumes: orthogonal planes through the densest ground-truth planes." if ndim == 3 else ""))]
+    per_image = {row["name"]: row for row in metrics.get("per_image", [])}
+    overlay_blocks: list = [Text(_overlay_legend(metrics, views, card, ndim))]
     for name, image, gt, pred in views:
         kind, score = rank.get(name, ("shown", None))
-        label = "SEG" if instances else "mean Dice"
-        title = f"{dataset} / {name}: {kind} image ({label} {fmt(score)})"
+        title = f"{dataset} / {name}: {kind} image ({_image_scores(per_image.get(name, {}), image_score_label(metrics), score)})"
         path = fig.overlay(image, gt, pred, figures_dir / f"overlay_{name}.png", title=title, spacing=spacing)
         overlay_blocks.append(Figure(path, title))
     sections.append(Section("Best and worst images", overlay_blocks))
 
+    training_blocks: list = [Text(training_end(card.training))]
     if history:
-        sections.append(Section("Training", [Figure(fig.training_curve(history, figures_dir / "training_curve.png"),
-                                                    "Training loss and validation scores per epoch.")]))
+        best = card.training.best_epoch
+        caption = "Training loss and validation scores per epoch" + (
+            f"; the dashed line marks epoch {best}, whose weights were kept." if best is not None else "."
+        )
+        training_blocks.append(Figure(fig.training_curve(history, figures_dir / "training_curve.png", best_epoch=best), caption))
+    sections.append(Section("Training", training_blocks))
     sections.append(Section("Model card", [card_table(card), Details("full model card (JSON)", card.to_json())]))
     sections.append(Section("Run time and device", [run_table(run, card)]))
     if runs:
@@ -193,5 +279,5 @@ def write_report(
         (run_dir / REPORTS_DIR).mkdir(exist_ok=True)
         shutil.copyfile(html_path, run_dir / REPORTS_DIR / f"{run['run_id']}.html")
     tables = {t.key: t.records() for t in doc.tables()}
-    return Report(markdown, path, [f.path for f in doc.figures()], html_path, tables, summary)
+    return Report(markdown, path, [f.path for f in doc.figures()], html_path, tables, headline_text(metrics))
 

@@ -9,9 +9,14 @@ Every dataset score is pooled from per-image sums, weighting images by what they
   precision ``TP/(TP+FP+FN)`` as StarDist and Cellpose define it, panoptic quality
   ``sum matched IoU / (TP + FP/2 + FN/2)``);
 * IoU and Dice per class: summed intersections over summed unions (pixel-weighted);
-* HD95 and ASD per class: mean over the images where both maps hold the class.
+* HD95 and ASD per class: mean over the images where both maps hold the class;
+* OP_CSB, the Cell Tracking Challenge's overall segmentation measure: ``(SEG + DET) / 2``.
 
-Each comes with a percentile bootstrap interval over images (:mod:`segpipe.scoring.bootstrap`).
+Each comes with a percentile bootstrap interval (:mod:`segpipe.scoring.bootstrap`): over the
+images when there are enough of them; with fewer, over the objects for object-level scores
+(SEG, DET, the matching table) and none for the others. ``ci_method`` says, for each interval,
+what was resampled, how many units, how many resamples and the level. OP_CSB gets an interval
+only when SEG and DET are resampled with the same draws (over images).
 
 Every value :meth:`ScoreAccumulator.summary` returns is a plain ``int``, ``float``, ``str``,
 ``bool``, ``None``, ``list`` or ``dict``, ready for :func:`json.dumps` with ``allow_nan=False``:
@@ -28,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from segpipe.scoring.bootstrap import BootstrapPlan, Resampler
-from segpipe.scoring.detection import det_value
+from segpipe.scoring.bootstrap import BootstrapPlan, CiMethod, Resampler, choose_method, no_interval
+from segpipe.scoring.detection import det_from_ratio, det_units, det_value
 from segpipe.scoring.image import THRESHOLDS, score_instances
+from segpipe.scoring.instances import MatchResult
 from segpipe.scoring.semantic import scores_from_counts, semantic_scores
 from segpipe.scoring.surface import surface_distances
 
@@ -58,6 +64,11 @@ class _ImageStats:
     iou_sum: list[float] = field(default_factory=list)
     merge_split: dict[str, int] = field(default_factory=dict)
     iou_hist: np.ndarray | None = None
+    # per ground-truth object, for the object bootstrap: Jaccard index, AOGM-D share, and
+    # matched IoU at each threshold (0 when unmatched), shape (thresholds, objects)
+    jaccard: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    det_cost: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    matched_iou: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 class ScoreAccumulator:
@@ -213,11 +224,16 @@ class ScoreAccumulator:
         stats.iou_sum = [float(m.matched_iou.sum()) for m in scores.matches]
         stats.merge_split = vars(scores.merge_split).copy()
         stats.iou_hist = np.histogram(scores.best_iou, bins=IOU_BINS, range=(0.0, 1.0))[0]
+        stats.jaccard, stats.det_cost = scores.seg.jaccard, scores.det_cost
+        matched = [_iou_per_gt(scores.seg.gt_ids, m) for m in scores.matches]
+        stats.matched_iou = np.array(matched).reshape(len(matched), stats.n_gt)
+        seg, det_score = _json_float(scores.seg.seg), _json_float(det.det)
         return {
-            "seg": _json_float(scores.seg.seg),
+            "seg": seg,
             "n_objects": scores.seg.n_gt,
             "n_pred": det.n_pred,
-            "det": _json_float(det.det),
+            "det": det_score,
+            "op_csb": op_csb(seg, det_score),
             **stats.merge_split,
             "matching": [
                 _matching_entry(t, stats.n_gt, det.n_pred, tp, fp, fn, s)
@@ -233,16 +249,20 @@ class ScoreAccumulator:
 
         Returns:
             ``{"n_images", "instances", "classes", "seg", "n_objects", "n_pred", "det",
-            "det_counts", "iou", "dice", "mean_iou", "mean_dice", ["hd95", "asd",] "matching",
-            "merges", "merged_gt", "splits", "split_pred", "iou_histogram", "ci", "bootstrap",
-            "per_image"}``. Instance-only values are ``None`` (``matching`` empty) for
-            semantic datasets; ``ci`` mirrors the scores with ``[low, high]`` or ``None``
-            (fewer than two images, or undefined). With a baseline that scored images, also
-            ``"baseline"``: its own summary, made with the same bootstrap plan.
+            "op_csb", "det_counts", "iou", "dice", "mean_iou", "mean_dice", ["hd95", "asd",]
+            "matching", "merges", "merged_gt", "splits", "split_pred", "iou_histogram", "ci",
+            "ci_method", "bootstrap", "per_image"}``. Instance-only values are ``None``
+            (``matching`` empty) for semantic datasets; ``ci`` mirrors the scores with
+            ``[low, high]`` or ``None`` (no draws under the policy, or undefined);
+            ``ci_method`` has the same keys as ``ci`` (``matching`` by threshold, one entry for
+            the five scores of a threshold; one entry for all classes of a per-class score),
+            each a :class:`~segpipe.scoring.bootstrap.CiMethod` as a dict. With a baseline that
+            scored images, also ``"baseline"``: its own summary, made with the same plan.
         """
         plan = bootstrap or BootstrapPlan()
         images = self._images
-        rs = Resampler(len(images), plan)
+        by_images = choose_method(plan, n_images=len(images))
+        rs = Resampler(len(images), plan, draw=by_images.unit == "images")  # no draws: too few images
         inter = _matrix([s.intersection for s in images], self.n_classes)
         gt_count = _matrix([s.gt_count for s in images], self.n_classes)
         pred_count = _matrix([s.pred_count for s in images], self.n_classes)
@@ -256,6 +276,7 @@ class ScoreAccumulator:
             "mean_iou": rs.interval(_mean_over_classes(iou_samples[1:])),
             "mean_dice": rs.interval(_mean_over_classes(dice_samples[1:])),
         }
+        methods: dict[str, Any] = dict.fromkeys(ci, by_images)
         out: dict[str, Any] = {
             "n_images": len(images),
             "instances": self.instances,
@@ -279,47 +300,27 @@ class ScoreAccumulator:
                 means = [float(filled[:, c].sum() / n_defined[c]) if n_defined[c] else math.nan for c in range(self.n_classes)]
                 out[key] = self._by_class(means)
                 ci[key] = self._by_class_ci(rs, [rs.ratios(filled[:, c], defined[:, c]) for c in range(self.n_classes)])
-        out.update({"matching": [], "merges": None, "merged_gt": None, "splits": None, "split_pred": None})
+                methods[key] = by_images
+        out.update({"op_csb": None, "matching": [], "merges": None, "merged_gt": None, "splits": None, "split_pred": None})
         out["iou_histogram"] = None
         if self.instances:
-            self._instance_summary(out, ci, rs)
+            self._instance_summary(out, ci, methods, rs, by_images)
         out["ci"] = ci
-        out["bootstrap"] = {"n_resamples": plan.n_resamples, "seed": plan.seed, "level": plan.level, "unit": "image"}
+        out["ci_method"] = _method_dicts(methods)
+        out["bootstrap"] = {"n_resamples": plan.n_resamples, "seed": plan.seed, "level": plan.level, "min_images": plan.min_images}
         out["per_image"] = [_copy_row(row) for row in self._rows]
         if self.baseline is not None and self.baseline.n_images:
             out["baseline"] = self.baseline.summary(bootstrap=plan)
         return out
 
-    def _instance_summary(self, out: dict[str, Any], ci: dict[str, Any], rs: Resampler) -> None:
+    def _instance_summary(
+        self, out: dict[str, Any], ci: dict[str, Any], methods: dict[str, Any], rs: Resampler, by_images: CiMethod
+    ) -> None:
+        """SEG, DET, OP_CSB, the matching table, merges, splits and the IoU histogram; intervals
+        over ``rs``'s images when there are enough of them, else over objects."""
         images = self._images
-        jaccard = np.array([s.jaccard_sum for s in images], np.float64)
-        n_gt = np.array([s.n_gt for s in images], np.float64)
-        n_objects = int(n_gt.sum())
-        out["seg"] = float(jaccard.sum() / n_objects) if n_objects else None
-        out["n_objects"] = n_objects
-        out["n_pred"] = int(sum(s.n_pred for s in images))
-        ci["seg"] = rs.ratio_ci(jaccard, n_gt)
-
-        det = {k: np.array([s.det.get(k, 0) for s in images], np.float64) for k in ("tp", "fn", "fp", "ns", "aogm_d", "aogm_d0")}
-        out["det"] = _json_float(det_value(det["aogm_d"].sum(), det["aogm_d0"].sum()))
-        out["det_counts"] = {k: int(v.sum()) for k, v in det.items()}
-        ci["det"] = rs.ratio_ci(det["aogm_d"], det["aogm_d0"], transform=lambda r: 1.0 - np.minimum(r, 1.0))
-
-        matching, matching_ci = [], {}
-        for k, thresh in enumerate(self.thresholds):
-            tp, fp, fn, iou_sum = (np.array([getattr(s, a)[k] for s in images], np.float64) for a in ("tp", "fp", "fn", "iou_sum"))
-            matching.append(
-                _matching_entry(thresh, n_objects, out["n_pred"], int(tp.sum()), int(fp.sum()), int(fn.sum()), float(iou_sum.sum()))
-            )
-            matching_ci[f"{thresh:g}"] = {
-                "precision": rs.ratio_ci(tp, tp + fp),
-                "recall": rs.ratio_ci(tp, tp + fn),
-                "f1": rs.ratio_ci(2 * tp, 2 * tp + fp + fn),
-                "ap": rs.ratio_ci(tp, tp + fp + fn),
-                "panoptic_quality": rs.ratio_ci(iou_sum, tp + fp / 2 + fn / 2),
-            }
-        out["matching"] = matching
-        ci["matching"] = matching_ci
+        self._seg_det_summary(out, ci, methods, rs, by_images)
+        self._matching_summary(out, ci, methods, rs, by_images)
         for key in ("merges", "merged_gt", "splits", "split_pred"):
             out[key] = int(sum(s.merge_split[key] for s in images))
         hist = np.zeros(IOU_BINS, np.int64)
@@ -331,11 +332,139 @@ class ScoreAccumulator:
             "what": "largest IoU of each ground-truth object with any predicted object",
         }
 
+    def _seg_det_summary(
+        self, out: dict[str, Any], ci: dict[str, Any], methods: dict[str, Any], rs: Resampler, by_images: CiMethod
+    ) -> None:
+        """SEG, DET and OP_CSB with their intervals (``rs.interval`` only takes percentiles of
+        whichever draws made the samples)."""
+        images, plan = self._images, rs.plan
+        n_images = len(images)
+        over_images = by_images.unit == "images"
+        jaccard = np.array([s.jaccard_sum for s in images], np.float64)
+        n_gt = np.array([s.n_gt for s in images], np.float64)
+        n_objects = int(n_gt.sum())
+        out["seg"] = float(jaccard.sum() / n_objects) if n_objects else None
+        out["n_objects"] = n_objects
+        out["n_pred"] = int(sum(s.n_pred for s in images))
+        per_gt = {key: np.concatenate([getattr(s, key) for s in images]) if images else np.zeros(0) for key in ("jaccard", "det_cost")}
+        if over_images:
+            methods["seg"], seg_samples = by_images, rs.ratios(jaccard, n_gt)
+        else:
+            methods["seg"], seg_samples = _object_draws(
+                plan, n_images, "ground-truth objects", per_gt["jaccard"], np.ones(per_gt["jaccard"].size)
+            )
+        ci["seg"] = rs.interval(seg_samples)
+
+        det = {k: np.array([s.det.get(k, 0) for s in images], np.float64) for k in ("tp", "fn", "fp", "ns", "aogm_d", "aogm_d0")}
+        out["det"] = _json_float(det_value(det["aogm_d"].sum(), det["aogm_d0"].sum()))
+        out["det_counts"] = {k: int(v.sum()) for k, v in det.items()}
+        if over_images:
+            methods["det"], det_ratio = by_images, rs.ratios(det["aogm_d"], det["aogm_d0"])
+        else:  # the ground-truth objects and the predicted objects covering none of them
+            methods["det"], det_ratio = _object_draws(
+                plan, n_images, "ground-truth objects and predicted objects covering none",
+                *det_units(per_gt["det_cost"], int(det["fp"].sum())),
+            )
+        det_samples = None if det_ratio is None else det_from_ratio(det_ratio)
+        ci["det"] = rs.interval(det_samples)
+
+        out["op_csb"] = op_csb(out["seg"], out["det"])
+        if over_images:  # SEG and DET from the same image draws: OP_CSB draw by draw
+            methods["op_csb"] = by_images
+            ci["op_csb"] = rs.interval(None if seg_samples is None or det_samples is None else (seg_samples + det_samples) / 2)
+        else:
+            reason = methods["seg"].reason or methods["det"].reason or "SEG and DET resample different objects"
+            methods["op_csb"], ci["op_csb"] = no_interval(plan, n_images=n_images, reason=reason), None
+
+    def _matching_summary(
+        self, out: dict[str, Any], ci: dict[str, Any], methods: dict[str, Any], rs: Resampler, by_images: CiMethod
+    ) -> None:
+        """The matching table at every IoU threshold, with its intervals."""
+        images, n_objects = self._images, out["n_objects"]
+        matching, matching_ci, matching_methods = [], {}, {}
+        for k, thresh in enumerate(self.thresholds):
+            tp, fp, fn, iou_sum = (np.array([getattr(s, a)[k] for s in images], np.float64) for a in ("tp", "fp", "fn", "iou_sum"))
+            matching.append(
+                _matching_entry(thresh, n_objects, out["n_pred"], int(tp.sum()), int(fp.sum()), int(fn.sum()), float(iou_sum.sum()))
+            )
+            key = f"{thresh:g}"
+            if by_images.unit == "images":
+                matching_methods[key], sums = by_images, rs.totals(np.stack([tp, fp, fn, iou_sum]))
+            else:
+                matching_methods[key], sums = self._matching_object_draws(rs.plan, k, int(fp.sum()))
+            matching_ci[key] = _matching_ci(rs, sums)
+        out["matching"] = matching
+        ci["matching"] = matching_ci
+        methods["matching"] = matching_methods
+
+    def _matching_object_draws(self, plan: BootstrapPlan, k: int, n_fp: int) -> tuple[CiMethod, np.ndarray | None]:
+        """Resampled TP, FP, FN and matched-IoU sums at threshold ``k`` over the ground-truth
+        objects (matched or missed) and the predicted objects left unmatched."""
+        images = self._images
+        iou = np.concatenate([s.matched_iou[k] for s in images]) if images else np.zeros(0)
+        found = (iou > 0).astype(np.float64)  # a matched pair has IoU >= threshold > 0
+        spurious = np.zeros(n_fp)
+        units = np.stack([
+            np.concatenate([found, spurious]),
+            np.concatenate([0 * found, spurious + 1]),
+            np.concatenate([1 - found, spurious]),
+            np.concatenate([iou, spurious]),
+        ])
+        method = choose_method(
+            plan, n_images=len(images), objects=units.shape[1], what="ground-truth objects and unmatched predicted objects"
+        )
+        return method, Resampler(method.n, plan).totals(units) if method.unit == "objects" else None
+
     def _by_class(self, values: Sequence[float]) -> dict[str, float | None]:
         return {name: _json_float(v) for name, v in zip(self.class_names, values, strict=True)}
 
     def _by_class_ci(self, rs: Resampler, samples: list[np.ndarray | None]) -> dict[str, list[float] | None]:
         return {name: rs.interval(s) for name, s in zip(self.class_names, samples, strict=True)}
+
+
+def op_csb(seg: float | None, det: float | None) -> float | None:
+    """The Cell Tracking Challenge's overall segmentation measure ``(SEG + DET) / 2`` (``None`` without both)."""
+    return None if seg is None or det is None else (seg + det) / 2
+
+
+def _object_draws(
+    plan: BootstrapPlan, n_images: int, what: str, numerator: np.ndarray, denominator: np.ndarray
+) -> tuple[CiMethod, np.ndarray | None]:
+    """The method and resampled ratios of an object-level score (``None`` when it gets no interval)."""
+    method = choose_method(plan, n_images=n_images, objects=numerator.size, what=what)
+    if method.unit != "objects":
+        return method, None
+    return method, Resampler(method.n, plan).ratios(numerator, denominator)
+
+
+def _matching_ci(rs: Resampler, sums: np.ndarray | None) -> dict[str, list[float] | None]:
+    """Intervals of precision, recall, F1, AP and PQ from resampled ``(TP, FP, FN, IoU sum)`` totals."""
+    if sums is None:
+        return dict.fromkeys(("precision", "recall", "f1", "ap", "panoptic_quality"))
+    tp, fp, fn, iou_sum = sums.T
+    return {
+        "precision": rs.interval(_ratios(tp, tp + fp)),
+        "recall": rs.interval(_ratios(tp, tp + fn)),
+        "f1": rs.interval(_ratios(2 * tp, 2 * tp + fp + fn)),
+        "ap": rs.interval(_ratios(tp, tp + fp + fn)),
+        "panoptic_quality": rs.interval(_ratios(iou_sum, tp + fp / 2 + fn / 2)),
+    }
+
+
+def _ratios(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den != 0, num / np.where(den != 0, den, 1), np.nan)
+
+
+def _iou_per_gt(gt_ids: np.ndarray, match: MatchResult) -> np.ndarray:
+    """IoU of each ground-truth object's matched pair (sorted ``gt_ids``), 0 when unmatched."""
+    iou = np.zeros(gt_ids.size, np.float64)
+    iou[np.searchsorted(gt_ids, match.matched_gt)] = match.matched_iou
+    return iou
+
+
+def _method_dicts(methods: dict[str, Any]) -> dict[str, Any]:
+    return {k: _method_dicts(v) if isinstance(v, dict) else v.as_dict() for k, v in methods.items()}
 
 
 def _matching_entry(thresh: float, n_true: int, n_pred: int, tp: int, fp: int, fn: int, iou_sum: float) -> dict[str, Any]:

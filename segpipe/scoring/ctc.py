@@ -8,7 +8,9 @@ Layout (as in the challenge and in ``py-ctcmetrics``)::
     01_GT/SEG/man_seg_005_012.tif          3D sequences: truth of single planes (frame 5, z 12)
 
 SEG, the matching table, merges and splits are scored on the frames with segmentation truth;
-DET on every frame of the tracking truth. Planes annotated one by one are stacked, in z order,
+DET on every frame of the tracking truth. Intervals follow :mod:`segpipe.scoring.bootstrap`:
+frames are the images (resampled when there are enough of them, else the objects); OP_CSB,
+``(SEG + DET) / 2``, gets none, because SEG and DET come from different frames. Planes annotated one by one are stacked, in z order,
 into one volume and scored against the same planes of the result, as ``py-ctcmetrics`` does
 (an object label that appears on two annotated planes of a frame is one object).
 
@@ -29,8 +31,10 @@ import tifffile
 
 from segpipe.errors import InputError
 from segpipe.scoring.accumulate import ScoreAccumulator
-from segpipe.scoring.bootstrap import BootstrapPlan, Resampler
-from segpipe.scoring.detection import det_score, det_value
+from segpipe.scoring.accumulate import op_csb
+from segpipe.scoring.bootstrap import BootstrapPlan, Resampler, choose_method, no_interval
+from segpipe.scoring.detection import det_costs_from_overlap, det_from_overlap, det_from_ratio, det_units, det_value
+from segpipe.scoring.overlap import overlap
 from segpipe.scoring.image import THRESHOLDS
 
 RESULT = re.compile(r"^mask(\d+)\.tiff?$")
@@ -105,12 +109,13 @@ def score_ctc_folders(
         result_dir: Folder of ``maskTTT.tif`` (e.g. ``01_RES``).
         gt_dir: Ground-truth folder holding ``TRA/`` and/or ``SEG/`` (e.g. ``01_GT``).
         thresholds: IoU thresholds of the matching table.
-        bootstrap: Plan of the confidence intervals (frames are resampled).
+        bootstrap: Plan of the confidence intervals (frames are the images).
 
     Returns:
-        :meth:`ScoreAccumulator.summary` of the SEG frames, with ``det``, ``det_counts`` and
-        ``ci["det"]`` from the TRA frames (``None`` without ``TRA/``), plus ``seg_frames``
-        and ``tra_frames`` (frame numbers) and ``per_frame_det``.
+        :meth:`ScoreAccumulator.summary` of the SEG frames, with ``det``, ``det_counts``,
+        ``op_csb``, ``ci["det"]`` and ``ci_method["det"]`` from the TRA frames (``None``
+        without ``TRA/``), plus ``seg_frames`` and ``tra_frames`` (frame numbers) and
+        ``per_frame_det``.
 
     Raises:
         InputError: See :func:`find_ctc_frames`; also unreadable files and shape mismatches.
@@ -123,26 +128,43 @@ def score_ctc_folders(
         acc.add(f"t{t:03d}", gt, pred)
     summary = acc.summary(bootstrap=plan)
 
-    dets = []
+    dets, costs = [], []
     for t in sorted(layout.tracks):
         pred = _read(layout.results[t])
         markers = _read(layout.tracks[t])
         _same_shape(markers, pred, layout.tracks[t], layout.results[t])
-        dets.append((t, det_score(markers, pred)))
+        ov = overlap(markers, pred)
+        dets.append((t, det_from_overlap(ov)))
+        costs.append(det_costs_from_overlap(ov))
     if dets:
         aogm = np.array([d.aogm_d for _, d in dets], np.float64)
         aogm0 = np.array([d.aogm_d0 for _, d in dets], np.float64)
         det = det_value(aogm.sum(), aogm0.sum())
         summary["det"] = None if np.isnan(det) else float(det)
         summary["det_counts"] = {k: int(sum(getattr(d, k) for _, d in dets)) for k in ("tp", "fn", "fp", "ns", "aogm_d", "aogm_d0")}
-        rs = Resampler(len(dets), plan)
-        summary["ci"]["det"] = rs.ratio_ci(aogm, aogm0, transform=lambda r: 1.0 - np.minimum(r, 1.0))
+        units = det_units(np.concatenate(costs), summary["det_counts"]["fp"])
+        method = choose_method(
+            plan, n_images=len(dets), objects=units[0].size, what="reference markers and predicted objects covering none"
+        )
+        if method.unit is None:
+            summary["ci"]["det"] = None
+        else:
+            values = (aogm, aogm0) if method.unit == "images" else units
+            summary["ci"]["det"] = Resampler(method.n, plan).ratio_ci(*values, transform=det_from_ratio)
+        summary["ci_method"]["det"] = method.as_dict()
     else:
         summary["det"] = summary["det_counts"] = summary["ci"]["det"] = None
+        summary["ci_method"]["det"] = no_interval(plan, n_images=0, reason="no tracking truth").as_dict()
+    summary["op_csb"] = op_csb(summary["seg"], summary["det"])
+    summary["ci"]["op_csb"] = None
+    summary["ci_method"]["op_csb"] = no_interval(
+        plan, n_images=summary["n_images"], reason="SEG and DET are scored on different frames"
+    ).as_dict()
     by_frame = {f"t{t:03d}": d.det for t, d in dets}
     for row in summary["per_image"]:
         value = by_frame.get(row["name"])
         row["det"] = None if value is None or np.isnan(value) else float(value)
+        row["op_csb"] = op_csb(row["seg"], row["det"])
     summary["per_frame_det"] = {name: (None if np.isnan(v) else float(v)) for name, v in by_frame.items()}
     summary["seg_frames"] = sorted(layout.segs)
     summary["tra_frames"] = sorted(layout.tracks)

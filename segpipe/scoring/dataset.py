@@ -9,7 +9,10 @@ how, so the pipeline, ``segpipe score --predictions`` and the report use the sam
 * 3D datasets also get HD95 and ASD per class, in the units of the image's spacing;
 * the classical baseline is scored the same way on the same images: Otsu + watershed
   (:func:`segpipe.scoring.baseline.otsu_watershed`) for instance datasets, multi-Otsu
-  intensity bands (:func:`segpipe.scoring.baseline.otsu_classes`) for semantic ones.
+  intensity bands (:func:`segpipe.scoring.baseline.otsu_classes`) for semantic ones;
+* the model is compared with the baseline on the headline measure (:data:`HEADLINE_MEASURE`:
+  SEG for instance datasets, mean foreground Dice for semantic ones): ``beats_baseline`` in
+  ``metrics.json``, with the numbers under ``baseline_comparison``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import numpy as np
 
 from segpipe.scoring.accumulate import ScoreAccumulator
 from segpipe.scoring.baseline import DESCRIPTION, SEMANTIC_DESCRIPTION, BaselineParams, otsu_classes, otsu_watershed
+
+#: The measure the model must beat the baseline on: ``instances -> (metrics key, label)``.
+HEADLINE_MEASURE = {True: ("seg", "SEG"), False: ("mean_dice", "mean foreground Dice")}
 
 
 def dataset_accumulator(record: dict, *, baseline: bool = True) -> ScoreAccumulator:
@@ -88,5 +94,35 @@ def dataset_metrics(acc: ScoreAccumulator, *, dataset: str, split: str) -> dict[
         else:
             method, params = SEMANTIC_DESCRIPTION, {"sigma": 1.0, "classes": acc.n_classes}
         metrics["baseline"] = {"method": method, "params": params, **metrics["baseline"]}
+    comparison = baseline_comparison(metrics)
+    metrics["beats_baseline"] = comparison["beats"] if comparison else None
+    metrics["baseline_comparison"] = comparison
     metrics["scoring_seconds"] = acc.seconds + (acc.baseline.seconds if acc.baseline is not None else 0.0)
     return metrics
+
+
+def baseline_comparison(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The model against the classical baseline on the headline measure.
+
+    Args:
+        metrics: ``metrics.json`` content with a ``baseline`` section.
+
+    Returns:
+        ``{"measure", "label", "model", "baseline", "difference", "beats"}``: ``difference`` is
+        model minus baseline and ``beats`` whether it is above 0 (a tie does not beat); both
+        ``None`` when either score is undefined. ``None`` without a baseline.
+    """
+    baseline = metrics.get("baseline")
+    if not baseline:
+        return None
+    key, label = HEADLINE_MEASURE[bool(metrics.get("instances", metrics.get("seg") is not None))]
+    model, base = metrics.get(key), baseline.get(key)
+    defined = model is not None and base is not None
+    return {
+        "measure": key,
+        "label": label,
+        "model": model,
+        "baseline": base,
+        "difference": model - base if defined else None,
+        "beats": model > base if defined else None,
+    }

@@ -98,6 +98,45 @@ def det_from_overlap(ov: Overlap) -> DetResult:
     return det_from_counts(n_ref=n_ref, n_pred=n_pred, tp=tp, fn=fn, fp=fp, ns=ns)
 
 
+def det_costs_from_overlap(ov: Overlap) -> np.ndarray:
+    """Each reference object's share of AOGM-D, aligned with ``ov.gt_ids`` (``gt`` = reference).
+
+    10 (``W_FN``) for a reference object no predicted object covers more than half of; for one
+    whose cover covers ``k >= 2`` reference objects, its share ``5 (k - 1) / k`` of the cover's
+    ``k - 1`` splits; else 0. These shares plus 1 (``W_FP``) for each predicted object covering
+    no reference object sum to AOGM-D, so DET can be resampled object by object.
+    """
+    cell = 2 * ov.count > ov.gt_sizes[ov.gt_index]
+    per_pred = np.bincount(ov.pred_index[cell], minlength=ov.pred_ids.size)
+    cost = np.full(ov.gt_ids.size, float(W_FN))
+    k = per_pred[ov.pred_index[cell]]
+    cost[ov.gt_index[cell]] = W_NS * (k - 1) / k
+    return cost
+
+
+def det_units(costs: np.ndarray, n_spurious: int) -> tuple[np.ndarray, np.ndarray]:
+    """AOGM-D and AOGM-D0 of each object, for resampling DET object by object.
+
+    Args:
+        costs: Each reference object's share of AOGM-D (:func:`det_costs_from_overlap`).
+        n_spurious: Predicted objects covering no reference object.
+
+    Returns:
+        ``(aogm_d, aogm_d0)``, one value per unit: the reference objects (their share, ``W_FN``)
+        then the spurious predictions (``W_FP``, 0); their sums are AOGM-D and AOGM-D0.
+    """
+    costs = np.asarray(costs, np.float64)
+    return (
+        np.concatenate([costs, np.full(n_spurious, float(W_FP))]),
+        np.concatenate([np.full(costs.size, float(W_FN)), np.zeros(n_spurious)]),
+    )
+
+
+def det_from_ratio(ratio: np.ndarray) -> np.ndarray:
+    """DET from ``AOGM-D / AOGM-D0`` (resampled ratios): ``1 - min(ratio, 1)``."""
+    return 1.0 - np.minimum(ratio, 1.0)
+
+
 def det_from_counts(*, n_ref: int, n_pred: int, tp: int, fn: int, fp: int, ns: int) -> DetResult:
     """Assemble a :class:`DetResult` (AOGM-D, AOGM-D0 and DET) from operation counts."""
     aogm_d = W_NS * ns + W_FN * fn + W_FP * fp

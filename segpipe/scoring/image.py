@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segpipe.scoring.detection import DetResult, MergeSplitResult, det_from_overlap, merges_splits_from_overlap
+from segpipe.scoring.detection import DetResult, MergeSplitResult, det_costs_from_overlap, det_from_overlap, merges_splits_from_overlap
 from segpipe.scoring.instances import MatchResult, SegResult, match_from_overlap, seg_from_overlap
 from segpipe.scoring.overlap import Overlap, overlap
 
@@ -27,6 +27,8 @@ class InstanceScores:
     Attributes:
         seg: CTC SEG with per-object Jaccard indices.
         det: CTC DET with its AOGM-D operation counts (the ground truth serves as markers).
+        det_cost: Each ground-truth object's share of AOGM-D (sorted ids; see
+            :func:`segpipe.scoring.detection.det_costs_from_overlap`).
         matches: One-to-one IoU matching at each threshold, in threshold order.
         merge_split: Merge and split counts.
         best_iou: For each ground-truth object (sorted ids), its largest IoU with any
@@ -35,6 +37,7 @@ class InstanceScores:
 
     seg: SegResult
     det: DetResult
+    det_cost: np.ndarray
     matches: tuple[MatchResult, ...]
     merge_split: MergeSplitResult
     best_iou: np.ndarray
@@ -58,6 +61,7 @@ def score_instances(
     return InstanceScores(
         seg=seg_from_overlap(ov),
         det=det_from_overlap(ov),
+        det_cost=det_costs_from_overlap(ov),
         matches=tuple(match_from_overlap(ov, thresh=t) for t in thresholds),
         merge_split=merges_splits_from_overlap(ov),
         best_iou=best_iou_from_overlap(ov),

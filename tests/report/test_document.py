@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import matplotlib.pyplot as plt
 import pytest
 
-from segpipe.report.document import Details, Document, Figure, Section, Table, Text, png_data_uri, to_html, to_markdown
+from segpipe.report.document import Details, Document, Figure, Notice, Section, Table, Text, png_data_uri, to_html, to_markdown
 
 
 class TableCells(HTMLParser):
@@ -57,7 +57,7 @@ def document(tmp_path):
     table = Table("scores", "Scores", ["measure", "value"], [["SEG <b>", "0.5000 [0.4, 0.6]"], ["a|b", "1"]], "a note")
     return Document(
         "report: <x>",
-        [Text("intro & more")],
+        [Notice("model <b> loses"), Text("intro & more")],
         [
             Section("Scores", [table, Figure(png, "a line")]),
             Section("Card", [Details("json", '{"a": "<script>"}')]),
@@ -67,7 +67,7 @@ def document(tmp_path):
 
 def test_markdown(document):
     md = to_markdown(document)
-    assert md.startswith("# report: <x>\n")
+    assert md.startswith("# report: <x>\n\n> **Warning:** model <b> loses\n\nintro & more\n")
     assert "| measure | value |\n| --- | --- |\n| SEG <b> | 0.5000 [0.4, 0.6] |\n| a\\|b | 1 |" in md
     assert "![a line](figures/line.png)" in md
     assert "## Scores" in md and "## Card" in md and "*a note*" in md
@@ -81,6 +81,8 @@ def test_html_is_self_contained_and_escaped(document):
     assert parser.tables["table-scores"] == [["measure", "value"], ["SEG <b>", "0.5000 [0.4, 0.6]"], ["a|b", "1"]]
     assert "<script" not in html.lower() and "script" not in parser.tags
     assert "&lt;script&gt;" in html and "report: &lt;x&gt;" in html
+    notice = '<div class="notice" role="alert"><strong>Warning:</strong> model &lt;b&gt; loses</div>'
+    assert html.index(notice) < html.index("<p>intro &amp; more</p>")
     sources = [v for tag, k, v in parser.attrs if k in ("src", "href")]
     assert all(s.startswith(("data:image/png;base64,", "#")) for s in sources), sources
     image = next(v for tag, k, v in parser.attrs if tag == "img" and k == "src")

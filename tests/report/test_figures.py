@@ -1,12 +1,26 @@
-"""Figures: outline overlays (2D, and orthogonal planes of 3D at their physical aspect), plots."""
+"""Figures: outline overlays (2D, and orthogonal planes of 3D at their physical aspect), colour
+composites of several channels, the training curve's kept-checkpoint mark, plots."""
 
 from __future__ import annotations
 
 import matplotlib.image as mpimg
 import numpy as np
+import pytest
 import tifffile
 
-from segpipe.report.figures import GT_COLOUR, PRED_COLOUR, cut_planes, iou_histogram, matching_curve, overlay
+from segpipe.report.figures import (
+    BEST_EPOCH_COLOUR,
+    EDGE_COLOUR,
+    GT_COLOUR,
+    PRED_COLOUR,
+    channel_colours,
+    composite,
+    cut_planes,
+    iou_histogram,
+    matching_curve,
+    overlay,
+    training_curve,
+)
 
 
 def test_cut_planes_by_hand():
@@ -50,3 +64,76 @@ def test_plots(tmp_path):
     assert iou_histogram({"model": hist, "baseline": None}, tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
     rows = [{"thresh": t / 10, "f1": 1 - t / 10, "ap": None, "panoptic_quality": 0.5} for t in range(1, 10)]
     assert matching_curve({"model": rows}, tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_composite_by_hand():
+    ramp = np.tile(np.arange(100, dtype=np.float32), (4, 1))  # (Y, X) = (4, 100), 0..99 along x
+    grey = composite(ramp[np.newaxis])
+    assert np.array_equal(grey[..., 0], grey[..., 1]) and np.array_equal(grey[..., 1], grey[..., 2])
+    # two channels, the first empty: green stays 0, red and blue carry the second channel (magenta)
+    two = composite(np.stack([np.zeros_like(ramp), ramp]))
+    assert two.shape == (4, 100, 3) and np.all(two[..., 1] == 0)
+    assert np.array_equal(two[..., 0], two[..., 2]) and two[0, -1, 0] == 1.0 and two[0, 0, 0] == 0.0
+    assert two[0, 50, 0] == grey[0, 50, 0] > 0.4  # the same percentile scaling as one channel
+    # the other way round: green only
+    assert np.all(composite(np.stack([ramp, np.zeros_like(ramp)]))[..., [0, 2]] == 0)
+    # three channels are red, green and blue; both full add up to white, clipped at 1
+    three = composite(np.stack([ramp, np.zeros_like(ramp), ramp]))
+    assert np.all(three[..., 1] == 0) and np.array_equal(three[..., 0], three[..., 2])
+    assert [name for name, _ in channel_colours(2)] == ["green", "magenta"]
+    assert [name for name, _ in channel_colours(3)] == ["red", "green", "blue"]
+    assert [name for name, _ in channel_colours(8)][3:] == ["grey", "cyan", "magenta", "yellow", "red"]
+
+
+def test_two_channel_overlay_with_an_empty_first_channel(tmp_path, data_dir):
+    """Drawn from the first channel alone this image would be black; the composite shows the
+    second channel in magenta, with black-edged outlines on top."""
+    gt = tifffile.imread(data_dir / "bbbc007" / "labels" / "A9_p7d.tif")
+    signal = (gt > 0).astype(np.float32) * 100 + np.random.default_rng(0).normal(0, 5, gt.shape)
+    image = np.stack([np.zeros_like(signal), signal])
+    path = overlay(image, gt, np.roll(gt, 3, axis=1), tmp_path / "two.png", title="two channels")
+    rgb = mpimg.imread(path)[..., :3]
+    magenta = (rgb[..., 0] > 0.9) & (rgb[..., 2] > 0.9) & (rgb[..., 1] < 0.1)  # bright objects of channel 2
+    assert magenta.sum() > 1000
+    assert colours_present(path) == (True, True)
+    edge = np.all(np.abs(rgb - np.array(EDGE_COLOUR)) < 0.02, axis=-1)
+    assert edge.sum() > 0
+    # one channel as before: grey, no black edges needed on grey
+    grey = mpimg.imread(overlay(signal, gt, gt, tmp_path / "one.png", title="one channel"))[..., :3]
+    assert not ((grey[..., 0] > 0.9) & (grey[..., 2] > 0.9) & (grey[..., 1] < 0.1)).any()
+
+
+def test_overlay_3d_composite(tmp_path, data_dir):
+    gt = tifffile.imread(data_dir / "synthetic-nuclei-3d" / "labels.tif")
+    image = np.stack([np.zeros(gt.shape, np.float32), (gt > 0).astype(np.float32)])
+    path = overlay(image, gt, gt, tmp_path / "v.png", title="v", spacing=(2.0, 1.0, 1.0))
+    rgb = mpimg.imread(path)[..., :3]
+    assert ((rgb[..., 0] > 0.9) & (rgb[..., 2] > 0.9) & (rgb[..., 1] < 0.1)).sum() > 100
+    assert colours_present(path) == (True, True)
+    with pytest.raises(ValueError, match="do not fit"):
+        overlay(image[:, :-1], gt, gt, tmp_path / "bad.png", title="bad")
+
+
+HISTORY = [
+    {"epoch": float(e), "train_loss": 1 / e, "val_score": 0.04 * e if e % 5 == 0 else None,
+     "val_seg": 0.04 * e if e % 5 == 0 else None, "val_dice": None}
+    for e in range(1, 21)
+]
+
+
+def best_epoch_column(path) -> tuple[int, int]:
+    """The pixel column holding most of the kept-checkpoint colour, and how many pixels it holds."""
+    rgb = mpimg.imread(path)[..., :3]
+    counts = np.all(np.abs(rgb - np.array(BEST_EPOCH_COLOUR)) < 0.02, axis=-1).sum(axis=0)
+    return int(counts.argmax()), int(counts.max())
+
+
+def test_training_curve_marks_the_kept_checkpoint(tmp_path):
+    assert best_epoch_column(training_curve(HISTORY, tmp_path / "none.png"))[1] == 0  # no mark without best_epoch
+    columns = {}
+    for epoch in (5, 10, 15):
+        columns[epoch], pixels = best_epoch_column(training_curve(HISTORY, tmp_path / f"{epoch}.png", best_epoch=epoch))
+        assert pixels > 100  # a vertical line across the axes
+    # the line sits at its epoch: the x axis is linear in epochs
+    assert columns[5] < columns[10] < columns[15]
+    assert abs(columns[10] - (columns[5] + columns[15]) / 2) <= 2

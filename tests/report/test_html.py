@@ -32,7 +32,11 @@ def flawed(gt: np.ndarray, k: int) -> np.ndarray:
     return np.roll(pred, k + 1, axis=-1).astype(np.uint32)
 
 
-def write_demo_report(run_dir: Path, images: list[tuple[str, np.ndarray, np.ndarray]], *, ndim: int, spacing, card) -> tuple:
+def write_demo_report(
+    run_dir: Path, images: list[tuple[str, np.ndarray, np.ndarray]], *, ndim: int, spacing, card, channels: int = 1
+) -> tuple:
+    """Score flawed predictions of the images and write the report; ``channels=2`` shows each
+    image as the second of two channels, the first empty (a composite)."""
     record = {"classes": ["background", "nucleus"], "instances": True, "ndim": ndim, "unit": "micrometer",
               "description": "Demo nuclei.", "ground_truth": "Hand-made <labels> & more."}
     acc = dataset_accumulator(record)
@@ -40,7 +44,8 @@ def write_demo_report(run_dir: Path, images: list[tuple[str, np.ndarray, np.ndar
     for k, (name, image, gt) in enumerate(images):
         pred = flawed(gt, k)
         score_image(acc, name, image=image[np.newaxis], gt=gt, pred_instances=pred, pred_semantic=None, spacing=spacing)
-        views.append((name, image, gt, pred))
+        shown = image[np.newaxis] if channels == 1 else np.stack([np.zeros_like(image), image])
+        views.append((name, shown, gt, pred))
     metrics = dataset_metrics(acc, dataset="demo", split="test")
     previous = {**metrics, "seg": 0.25}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -54,8 +59,10 @@ def write_demo_report(run_dir: Path, images: list[tuple[str, np.ndarray, np.ndar
     return report, metrics
 
 
-def check_page(page, report) -> None:
+def check_page(page, report, metrics) -> None:
     assert page.errors == []
+    # the warning is shown exactly when the model does not beat the baseline on SEG
+    assert ("Warning: The model does not beat the classical baseline on SEG" in page.text) == (metrics["beats_baseline"] is False)
     assert all(url.startswith(("file:", "data:")) for url in page.requests), [u[:60] for u in page.requests]
     assert len(page.images) == len(report.figures) >= 4
     for image in page.images:
@@ -75,7 +82,7 @@ def bbbc007(data_dir):
 def test_2d_report_in_chromium(tmp_path, bbbc007, chromium, model_card):
     report, metrics = write_demo_report(tmp_path / "demo", bbbc007, ndim=2, spacing=(1.0, 1.0), card=model_card(2))
     page = chromium(report.html_path, screenshot=True)
-    check_page(page, report)
+    check_page(page, report, metrics)
     assert page.screenshot[:4] == b"\x89PNG"
     assert page.title == "segpipe report: demo"
     for heading in ("Scores", "Per image", "Best and worst images", "Training", "Model card", "Run time and device",
@@ -91,6 +98,8 @@ def test_2d_report_in_chromium(tmp_path, bbbc007, chromium, model_card):
     summary = dict(page.tables["table-summary"][1:] and [(r[0], r[1]) for r in page.tables["table-summary"][1:]])
     seg, (low, high) = metrics["seg"], metrics["ci"]["seg"]
     assert summary[f"SEG (CTC; {metrics['n_objects']} objects)"] == f"{seg:.4f} [{low:.4f}, {high:.4f}]"
+    assert f"bootstrap over {metrics['n_objects']} ground-truth objects (1000 resamples)" in page.text  # three images: objects
+    assert page.tables["table-summary"][2][0].startswith("OP_CSB")
     assert [r[0] for r in page.tables["table-runs"][1:]] == [metrics["run"]["run_id"] + " (this run)", "earlier"]
     shown = [i["alt"].split(": ")[1].split(" image")[0] for i in page.images if i["alt"].startswith("demo /")]
     assert shown[0] == "best" and shown[-1] == "worst"
@@ -105,10 +114,14 @@ def test_3d_report_in_chromium(tmp_path, data_dir, chromium, model_card):
     labels = tifffile.imread(data_dir / "synthetic-nuclei-3d" / "labels.tif")
     halves = [("left", image[:, :, :28], labels[:, :, :28]), ("right", image[:, :, 28:], labels[:, :, 28:])]
     report, metrics = write_demo_report(
-        tmp_path / "demo3d", halves, ndim=3, spacing=(2.0, 0.5, 0.5), card=model_card(3, spacing=(2.0, 0.5, 0.5))
+        tmp_path / "demo3d", halves, ndim=3, spacing=(2.0, 0.5, 0.5), card=model_card(3, spacing=(2.0, 0.5, 0.5)), channels=2
     )
     page = chromium(report.html_path)
-    check_page(page, report)
+    check_page(page, report, metrics)
+    assert "The 2 channels are drawn as a colour composite" in page.text
     assert "HD95 nucleus (micrometer)" in page.text and "ASD nucleus (micrometer)" in page.text
     assert "orthogonal planes" in page.text
-    assert metrics["hd95"]["nucleus"] > 0 and metrics["ci"]["hd95"]["nucleus"] is not None
+    # two volumes are too few to resample, and HD95 is an image-level score: no interval, and the table says why
+    assert metrics["hd95"]["nucleus"] > 0 and metrics["ci"]["hd95"]["nucleus"] is None
+    hd95 = next(row for row in page.tables["table-summary"] if row[0].startswith("HD95"))
+    assert hd95[2] == "no interval: images are too few (2, fewer than 10) to resample"

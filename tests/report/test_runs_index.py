@@ -17,6 +17,7 @@ METRICS = {
     "n_images": 3,
     "seg": 0.7,
     "det": 0.9,
+    "op_csb": 0.8,
     "mean_iou": 0.8,
     "mean_dice": 0.85,
     "scoring_seconds": 1.5,
@@ -25,29 +26,33 @@ METRICS = {
         {"thresh": 0.5, "f1": 0.8, "ap": 0.66, "panoptic_quality": 0.6},
     ],
     "ci": {"seg": [0.6, 0.8], "matching": {"0.5": {"f1": [0.7, 0.9], "ap": None, "panoptic_quality": None}}},
-    "baseline": {"seg": 0.5, "det": 0.7, "matching": [{"thresh": 0.5, "f1": 0.6, "ap": 0.4, "panoptic_quality": 0.4}]},
+    "baseline": {"seg": 0.5, "det": 0.7, "op_csb": 0.6, "matching": [{"thresh": 0.5, "f1": 0.6, "ap": 0.4, "panoptic_quality": 0.4}]},
     "per_image": [
-        {"name": "a", "seg": 0.9, "dice": {"bg": 1.0, "fg": 0.9}},
-        {"name": "b", "seg": 0.2, "dice": {"bg": 1.0, "fg": 0.3}},
-        {"name": "c", "seg": 0.5, "dice": {"bg": 1.0, "fg": 0.6}},
-        {"name": "d", "seg": None, "dice": {"bg": 1.0, "fg": 0.7}},  # no objects: ranked by Dice
-        {"name": "e", "seg": 0.95, "dice": {"bg": 1.0, "fg": 0.95}},
+        {"name": "a", "seg": 0.9, "dice": {"bg": 1.0, "fg": 0.9}, "matching": [{"thresh": 0.5, "f1": 0.9}]},
+        {"name": "b", "seg": 0.2, "dice": {"bg": 1.0, "fg": 0.3}, "matching": [{"thresh": 0.5, "f1": 0.2}]},
+        {"name": "c", "seg": 0.5, "dice": {"bg": 1.0, "fg": 0.6}, "matching": [{"thresh": 0.5, "f1": 0.9}]},  # ties a: lower SEG
+        {"name": "d", "seg": None, "dice": {"bg": 1.0, "fg": 0.7}, "matching": [{"thresh": 0.5, "f1": None}]},  # no objects
+        {"name": "e", "seg": 0.6, "dice": {"bg": 1.0, "fg": 0.95}, "matching": [{"thresh": 0.5, "f1": 0.95}]},
     ],
 }
 
 
 def test_headline_reads_iou_half():
     h = headline(METRICS)
-    assert (h["seg"], h["det"], h["f1_50"], h["ap_50"], h["pq_50"]) == (0.7, 0.9, 0.8, 0.66, 0.6)
+    assert (h["seg"], h["op_csb"], h["det"], h["f1_50"], h["ap_50"], h["pq_50"]) == (0.7, 0.8, 0.9, 0.8, 0.66, 0.6)
     assert h["ci"]["seg"] == [0.6, 0.8] and h["ci"]["f1_50"] == [0.7, 0.9] and h["ci"]["det"] is None
     assert headline({"mean_dice": 0.5})["seg"] is None
 
 
 def test_rank_images_best_then_worst():
-    # by SEG, or mean foreground Dice without objects: e .95, a .9, d .7, c .5, b .2
-    assert rank_images(METRICS, n=2) == [("e", "best", 0.95), ("a", "best", 0.9), ("c", "worst", 0.5), ("b", "worst", 0.2)]
-    one = {"per_image": [{"name": "x", "seg": 0.4}]}
-    assert rank_images(one) == [("x", "best", 0.4)]  # listed once
+    # by F1 at IoU 0.5, ties by SEG, undefined last: e .95, a .9 (SEG .9), c .9 (SEG .5), b .2, d None
+    assert rank_images(METRICS, n=2) == [("e", "best", 0.95), ("a", "best", 0.9), ("b", "worst", 0.2), ("d", "worst", None)]
+    one = {"per_image": [{"name": "x", "seg": 0.4, "matching": [{"thresh": 0.5, "f1": 0.7}]}]}
+    assert rank_images(one) == [("x", "best", 0.7)]  # listed once
+    # semantic rows (no matching): mean foreground Dice
+    semantic = {"per_image": [{"name": "p", "seg": None, "dice": {"bg": 1.0, "a": 0.2, "b": 0.4}},
+                              {"name": "q", "seg": None, "dice": {"bg": 0.5, "a": 0.9, "b": None}}]}
+    assert rank_images(semantic, n=1) == [("q", "best", 0.9), ("p", "worst", pytest.approx(0.3))]
 
 
 def test_run_history_round_trip(tmp_path, model_card):
@@ -106,9 +111,10 @@ def test_index_lists_each_datasets_latest_run(tmp_path):
     parser = Cells()
     parser.feed(path.read_text())
     header, *rows = parser.rows
-    assert header[:3] == ["dataset", "scored at", "run"]
+    assert header[:3] == ["dataset", "scored at", "run"] and header[5:7] == ["SEG [95% CI]", "OP_CSB [95% CI]"]
     assert [r[0] for r in rows] == ["alpha", "zebra"]
     assert rows[1][2] == "zebra-1" and "0.7500 [0.6000, 0.8000]" in rows[1]  # the latest run, with its CI
     assert rows[1][-1] == "2" and rows[0][-1] == "1"  # how many runs each has
+    assert rows[1][-2] == "SEG 0.5000, OP_CSB 0.6000"  # the baseline's
     assert parser.links == ["alpha/report.html", "zebra/report.html"]
     assert json.loads((tmp_path / "zebra" / "runs.jsonl").read_text().splitlines()[0])["run_id"] == "zebra-0"

@@ -29,8 +29,9 @@ TINY = TrainParams(
     epochs=1, iterations_per_epoch=2, batch_size=2, patch_size=(64, 64), features=(8, 16, 32, 64, 128, 8),
     val_every=1, max_minutes=None, device="cpu",
 )
-SCORE_KEYS = ("seg", "det", "det_counts", "n_objects", "n_pred", "iou", "dice", "mean_iou", "mean_dice", "matching",
-              "merges", "merged_gt", "splits", "split_pred", "iou_histogram", "ci", "per_image", "baseline")
+SCORE_KEYS = ("seg", "det", "op_csb", "det_counts", "n_objects", "n_pred", "iou", "dice", "mean_iou", "mean_dice", "matching",
+              "merges", "merged_gt", "splits", "split_pred", "iou_histogram", "ci", "ci_method", "per_image", "baseline",
+              "beats_baseline", "baseline_comparison")
 
 
 def write_catalog(folder: Path, data: Path, size: int = 160) -> Path:
@@ -76,6 +77,12 @@ def test_run_folder(run):
     assert [r["name"] for r in stored["per_image"]] == TEST_IMAGES
     assert stored["baseline"]["method"].startswith("Otsu") and stored["baseline"]["seg"] is not None
     assert stored["ci"]["seg"] is not None and stored["ci"]["seg"][0] <= stored["seg"] <= stored["ci"]["seg"][1]
+    # two test images: SEG's interval resamples the ground-truth objects, Dice gets none
+    assert (stored["ci_method"]["seg"]["unit"], stored["ci_method"]["seg"]["n"]) == ("objects", stored["n_objects"])
+    assert stored["ci"]["dice"]["nucleus"] is None and stored["ci_method"]["dice"]["reason"] == "too few images"
+    assert stored["op_csb"] == (stored["seg"] + stored["det"]) / 2
+    assert stored["beats_baseline"] == (stored["seg"] > stored["baseline"]["seg"])
+    assert stored["baseline_comparison"]["measure"] == "seg"
     assert len(stored["matching"]) == 9 and stored["det"] is not None
     runs = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
     assert [r["run_id"] for r in runs] == [first["run"]["run_id"], metrics["run"]["run_id"]]
@@ -161,6 +168,7 @@ def test_cli_scores_a_folder(run, catalog, monkeypatch, capsys, tmp_path):
     summary = json.loads(out)
     assert summary["seg"] == metrics["seg"] and summary["baseline"]["seg"] == metrics["baseline"]["seg"]
     assert summary["ci"]["seg"] == metrics["ci"]["seg"]
+    assert summary["op_csb"] == metrics["op_csb"] and summary["beats_baseline"] == metrics["beats_baseline"]
     written = external_metrics_path(output / "bbbc007", output / "bbbc007" / "predictions")
     assert summary["metrics"] == str(written) and json.loads(written.read_text())["seg"] == metrics["seg"]
     code, out, err = cli(monkeypatch, capsys, *command, str(tmp_path / "nothing-here"))
@@ -197,3 +205,21 @@ def test_prefect_artifacts(run, prefect_harness, tmp_path):
         assert artifact.type == "table"
         rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
         assert rows == report.tables[key], key
+
+
+def test_report_stage_draws_every_channel(run, monkeypatch):
+    """The stage hands the overlays the whole ``(C, Y, X)`` image, not its first channel."""
+    from segpipe.report import figures
+
+    output, *_ = run
+    drawn = {}
+    original = figures.overlay
+
+    def spy(image, gt, pred, path, **kwargs):
+        drawn[path.name] = (np.shape(image), np.shape(gt))
+        return original(image, gt, pred, path, **kwargs)
+
+    monkeypatch.setattr(figures, "overlay", spy)
+    stages.report(RunFolder.of(output, "bbbc007"))
+    assert sorted(drawn) == sorted(f"overlay_{n}.png" for n in TEST_IMAGES)
+    assert all(image == (1, *gt) for image, gt in drawn.values())  # one channel, kept as a channel axis

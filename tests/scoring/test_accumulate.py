@@ -10,7 +10,7 @@ import tifffile
 from ctc_metrics.scripts.evaluate import evaluate_sequence
 from skimage.segmentation import relabel_sequential
 
-from segpipe.scoring import ScoreAccumulator
+from segpipe.scoring import BootstrapPlan, ScoreAccumulator
 
 NAMES = ["background", "nucleus"]
 
@@ -85,28 +85,113 @@ def test_summary_pools_objects_and_pixels():
     assert sum(summary["iou_histogram"]["counts"]) == 3
 
 
-def test_bootstrap_intervals_by_hand():
-    """Two images: every resample is aa, ab, ba or bb (about a quarter each), so the 2.5th and
-    97.5th percentiles of a pooled ratio are its value on image a alone and on image b alone."""
+def test_image_bootstrap_by_hand():
+    """Images resampled (``min_images=2`` here): every resample is aa, ab, ba or bb (about a quarter
+    each), so the 2.5th and 97.5th percentiles of a pooled ratio are its value on image a alone
+    and on image b alone."""
     acc = ScoreAccumulator(2, NAMES, True)
     for image in two_images():
         acc.add(*image)
-    summary = acc.summary()
+    summary = acc.summary(bootstrap=BootstrapPlan(min_images=2))
     ci = summary["ci"]
     assert ci["seg"] == [0.5, 1.0]  # SEG of a alone, of b alone
     assert ci["det"] == [0.5, 1.0]
+    assert ci["op_csb"] == [0.5, 1.0]  # (SEG + DET) / 2 of a alone (0.5), of b alone (1)
     assert ci["iou"]["nucleus"] == [0.5, 1.0]
     assert ci["matching"]["0.5"]["f1"] == [pytest.approx(2 / 3, abs=1e-15), 1.0]
     assert ci["seg"][0] <= summary["seg"] <= ci["seg"][1]
-    assert summary["bootstrap"] == {"n_resamples": 1000, "seed": 0, "level": 0.95, "unit": "image"}
-    assert acc.summary()["ci"] == ci  # seeded: the same draws every time
+    assert summary["bootstrap"] == {"n_resamples": 1000, "seed": 0, "level": 0.95, "min_images": 2}
+    images = {"unit": "images", "what": "images", "n": 2, "n_images": 2, "resamples": 1000, "level": 0.95,
+              "seed": 0, "min_images": 2, "reason": None}
+    methods = summary["ci_method"]
+    assert methods["seg"] == methods["det"] == methods["op_csb"] == methods["iou"] == methods["matching"]["0.5"] == images
+    assert acc.summary(bootstrap=BootstrapPlan(min_images=2))["ci"] == ci  # seeded: the same draws every time
 
 
-def test_bootstrap_needs_two_images():
+def test_few_images_resample_objects():
+    """Two images (fewer than ten): object-level scores resample objects, pixel scores get none.
+
+    Image a: objects found exactly (Jaccard 1) and missed (0); image b: one found exactly plus a
+    false positive. SEG resamples the 3 ground-truth objects (Jaccard 1, 0, 1): a resample is all
+    misses with probability 1/27 = 3.7% and all hits with 8/27, so the interval is [0, 1].
+    """
+    (_, gt_a, pred_a), (_, gt_b, pred_b) = two_images()
+    pred_b = pred_b.copy()
+    pred_b[0, 3] = 4  # a one-pixel false positive
+    acc = ScoreAccumulator(2, NAMES, True)
+    acc.add("a", gt_a, pred_a)
+    acc.add("b", gt_b, pred_b)
+    summary = acc.summary()
+    ci, methods = summary["ci"], summary["ci_method"]
+
+    def objects(n, what):
+        return {"unit": "objects", "what": what, "n": n, "n_images": 2, "resamples": 1000, "level": 0.95,
+                "seed": 0, "min_images": 10, "reason": None}
+
+    assert methods["seg"] == objects(3, "ground-truth objects")
+    assert ci["seg"] == [0.0, 1.0]
+    # matching: the 3 ground-truth objects and the unmatched prediction; DET: same units here
+    assert methods["matching"]["0.5"] == objects(4, "ground-truth objects and unmatched predicted objects")
+    assert methods["det"] == objects(4, "ground-truth objects and predicted objects covering none")
+    assert ci["matching"]["0.5"]["f1"][0] < summary["matching"][4]["f1"] < ci["matching"]["0.5"]["f1"][1]
+    assert ci["det"] is not None
+    # pixel scores get no interval, and neither does OP_CSB (SEG and DET resample different units)
+    assert ci["iou"]["nucleus"] is None and ci["mean_dice"] is None
+    assert methods["iou"]["unit"] is None and methods["iou"]["reason"] == "too few images"
+    assert ci["op_csb"] is None and methods["op_csb"]["reason"] == "SEG and DET resample different objects"
+
+
+def test_object_bootstrap_of_equal_objects_is_a_point():
+    """Every object scores Jaccard 0.5 (a 4-pixel object inside an 8-pixel prediction), so every
+    resample of objects has SEG 0.5: the interval is [0.5, 0.5]."""
+    acc = ScoreAccumulator(2, NAMES, True)
+    for name, n in (("three", 3), ("two", 2)):
+        gt, pred = np.zeros((2, 6 * n), np.uint8), np.zeros((2, 6 * n), np.uint8)
+        for k in range(n):
+            gt[:, 6 * k:6 * k + 2] = k + 1
+            pred[:, 6 * k:6 * k + 4] = k + 1
+        acc.add(name, gt, pred)
+    summary = acc.summary()
+    assert summary["seg"] == 0.5 and summary["ci"]["seg"] == [0.5, 0.5]
+    assert summary["ci_method"]["seg"]["n"] == 5 and summary["ci_method"]["seg"]["unit"] == "objects"
+    # every object is matched at IoU 0.5 (no false positives): F1 is 1 in every resample
+    assert summary["ci"]["matching"]["0.5"]["f1"] == [1.0, 1.0] and summary["ci"]["matching"]["0.6"]["f1"] == [0.0, 0.0]
+    # DET: every object found, none split or spurious
+    assert summary["det"] == 1.0 and summary["ci"]["det"] == [1.0, 1.0]
+
+
+def test_enough_images_resample_images():
+    acc = ScoreAccumulator(2, NAMES, True)
+    for k in range(12):
+        name, gt, pred = two_images()[k % 2]
+        acc.add(f"{name}{k}", gt, pred)
+    summary = acc.summary()
+    for key in ("seg", "det", "op_csb", "iou", "mean_dice"):
+        assert summary["ci_method"][key]["unit"] == "images" and summary["ci_method"][key]["n"] == 12, key
+    assert summary["ci_method"]["matching"]["0.5"]["unit"] == "images"
+    assert summary["ci"]["iou"]["nucleus"] is not None and summary["ci"]["op_csb"] is not None
+    low, high = summary["ci"]["op_csb"]
+    assert low <= summary["op_csb"] <= high
+
+
+def test_op_csb_by_hand():
+    """Image a: SEG 0.5 and DET 0.5; image b: 1 and 1; pooled SEG 2/3, DET 1 - 10/30 = 2/3."""
+    acc = ScoreAccumulator(2, NAMES, True)
+    rows = [acc.add(*image) for image in two_images()]
+    assert [r["op_csb"] for r in rows] == [0.5, 1.0]
+    summary = acc.summary()
+    assert summary["op_csb"] == pytest.approx((summary["seg"] + summary["det"]) / 2, abs=1e-15)
+    assert summary["op_csb"] == pytest.approx(2 / 3, abs=1e-15)
+    assert ScoreAccumulator(2, NAMES, False).summary()["op_csb"] is None  # semantic: no SEG, no DET
+
+
+def test_one_image():
     acc = ScoreAccumulator(2, NAMES, True)
     acc.add(*two_images()[0])
-    ci = acc.summary()["ci"]
-    assert ci["seg"] is None and ci["det"] is None and ci["iou"]["nucleus"] is None
+    summary = acc.summary()
+    ci = summary["ci"]
+    assert ci["seg"] == [0.0, 1.0]  # its two objects (Jaccard 1 and 0) are resampled
+    assert ci["iou"]["nucleus"] is None and ci["det"] == [0.0, 1.0]
 
 
 def test_merges_and_splits_are_pooled():
@@ -130,11 +215,12 @@ def test_surface_distances_in_summary():
     acc.add("near", gt, np.roll(gt, 1, axis=0), spacing=(2.0, 1.0, 1.0))  # one plane off: 2 units
     acc.add("far", gt, np.roll(gt, 3, axis=0), spacing=(2.0, 1.0, 1.0))  # three planes off: 6 units
     acc.add("missed", gt, np.zeros_like(gt), spacing=(2.0, 1.0, 1.0))  # undefined, left out
-    summary = acc.summary()
+    summary = acc.summary(bootstrap=BootstrapPlan(min_images=3))
     assert [r["hd95"]["nucleus"] for r in summary["per_image"]] == [2.0, 6.0, None]
     assert summary["hd95"]["nucleus"] == 4.0 and summary["asd"]["nucleus"] == 4.0
     assert summary["hd95"]["background"] is None
     assert summary["ci"]["hd95"]["nucleus"][0] >= 2.0 and summary["ci"]["hd95"]["nucleus"][1] <= 6.0
+    assert acc.summary()["ci"]["hd95"]["nucleus"] is None  # three images are too few to resample
 
 
 def test_summary_is_strict_json_with_plain_types():

@@ -102,6 +102,15 @@ def test_2d_sparse_seg_and_det_agree(sequence_2d):
     counts = ours["det_counts"]
     assert counts["ns"] > 0 and counts["fn"] > 0 and counts["fp"] > 0
     assert 0 < ours["det"] < 1
+    # intervals: DET resamples its 11 frames, SEG (5 frames, too few) its ground-truth objects;
+    # OP_CSB mixes two sets of frames, so it has a value but no interval
+    assert (ours["ci_method"]["det"]["unit"], ours["ci_method"]["det"]["n"]) == ("images", 11)
+    assert (ours["ci_method"]["seg"]["unit"], ours["ci_method"]["seg"]["n"]) == ("objects", ours["n_objects"])
+    assert ours["ci"]["det"][0] <= ours["det"] <= ours["ci"]["det"][1]
+    assert ours["op_csb"] == pytest.approx((expected["SEG"] + expected["DET"]) / 2, abs=1e-9)
+    assert ours["ci"]["op_csb"] is None and ours["ci_method"]["op_csb"]["reason"] == "SEG and DET are scored on different frames"
+    for row in ours["per_image"]:
+        assert row["op_csb"] == pytest.approx((row["seg"] + row["det"]) / 2, abs=1e-15)
 
 
 def test_det_uses_the_tracking_markers_not_the_segmentation(sequence_2d):
@@ -147,6 +156,10 @@ def test_3d_seg_and_det_agree(tmp_path, real_labels, perturb, truth):
     assert ours["det"] == pytest.approx(expected["DET"], abs=1e-9)
     assert ours["seg_frames"] == sorted(truth)
     assert 0 < ours["seg"] < 1 and 0 < ours["det"] < 1
+    # five frames are too few to resample: DET resamples the markers and the spurious objects
+    det_units = ours["det_counts"]["aogm_d0"] // 10 + ours["det_counts"]["fp"]
+    assert (ours["ci_method"]["det"]["unit"], ours["ci_method"]["det"]["n"]) == ("objects", det_units)
+    assert ours["ci"]["det"][0] <= ours["det"] <= ours["ci"]["det"][1]
 
 
 def test_planes_counted_once_unlike_py_ctcmetrics(tmp_path, real_labels, perturb):

@@ -7,7 +7,7 @@ import pytest
 
 from segpipe.scoring import ScoreAccumulator
 from segpipe.scoring.baseline import otsu_classes, otsu_watershed
-from segpipe.scoring.dataset import dataset_accumulator, dataset_metrics, score_image
+from segpipe.scoring.dataset import baseline_comparison, dataset_accumulator, dataset_metrics, score_image
 
 RECORD_2D = {"classes": ["background", "nucleus"], "instances": True, "ndim": 2}
 
@@ -47,8 +47,42 @@ def test_score_image_scores_model_and_baseline():
     assert metrics["seg"] == 1.0 and metrics["baseline"]["method"].startswith("Otsu threshold")
     assert 0.5 < metrics["baseline"]["seg"] <= 1.0 and metrics["baseline"]["params"]["h"] == 1.0
     assert metrics["scoring_seconds"] > 0 and "surface" not in metrics
+    # the exact ground truth beats the baseline on SEG by its shortfall
+    assert metrics["beats_baseline"] is True
+    assert metrics["baseline_comparison"] == {
+        "measure": "seg", "label": "SEG", "model": 1.0, "baseline": metrics["baseline"]["seg"],
+        "difference": 1.0 - metrics["baseline"]["seg"], "beats": True,
+    }
     with pytest.raises(ValueError, match="instance labels"):
         score_image(acc, "x", image=image[None], gt=gt, pred_instances=None, pred_semantic=gt, spacing=None)
+
+
+def test_a_model_that_finds_nothing_loses_to_the_baseline():
+    image, gt = two_touching_discs()
+    acc = dataset_accumulator(RECORD_2D)
+    score_image(acc, "discs", image=image[None], gt=gt, pred_instances=np.zeros_like(gt), pred_semantic=None, spacing=None)
+    metrics = dataset_metrics(acc, dataset="d", split="test")
+    assert metrics["seg"] == 0.0 and metrics["beats_baseline"] is False
+    assert metrics["baseline_comparison"]["difference"] == -metrics["baseline"]["seg"] < 0
+
+
+@pytest.mark.parametrize(
+    ("metrics", "expected"),
+    [
+        ({"instances": True, "seg": 0.80, "baseline": {"seg": 0.85}}, ("seg", "SEG", -0.05, False)),
+        ({"instances": True, "seg": 0.90, "baseline": {"seg": 0.85}}, ("seg", "SEG", 0.05, True)),
+        ({"instances": True, "seg": 0.85, "baseline": {"seg": 0.85}}, ("seg", "SEG", 0.0, False)),  # a tie does not beat
+        ({"instances": False, "seg": None, "mean_dice": 0.7, "baseline": {"mean_dice": 0.9}},
+         ("mean_dice", "mean foreground Dice", -0.2, False)),
+        ({"instances": True, "seg": None, "baseline": {"seg": 0.5}}, ("seg", "SEG", None, None)),  # undefined
+    ],
+)
+def test_baseline_comparison_on_the_headline_measure(metrics, expected):
+    comparison = baseline_comparison(metrics)
+    difference = comparison["difference"]
+    assert (comparison["measure"], comparison["label"], comparison["beats"]) == (expected[0], expected[1], expected[3])
+    assert difference == (None if expected[2] is None else pytest.approx(expected[2], abs=1e-12))
+    assert baseline_comparison({"instances": True, "seg": 0.5}) is None  # no baseline scored
 
 
 def test_semantic_3d_dataset_gets_surface_distances_and_multi_otsu():

@@ -12,7 +12,8 @@ from ctc_metrics.utils.representations import count_acyclic_graph_correction_ope
 from ctc_metrics.utils.representations import match as ctc_match
 from skimage.segmentation import relabel_sequential
 
-from segpipe.scoring import det_score, merges_and_splits, score_instances
+from segpipe.scoring import det_score, merges_and_splits, overlap, score_instances
+from segpipe.scoring.detection import det_costs_from_overlap
 
 
 def row_of_objects(sizes: list[int], gap: int = 1) -> np.ndarray:
@@ -38,6 +39,31 @@ def test_det_by_hand():
     assert result.aogm_d == 5 * 1 + 10 * 2 + 1 * 2
     assert result.aogm_d0 == 50
     assert result.det == pytest.approx(1 - 27 / 50, abs=1e-15)
+
+
+def test_det_costs_by_hand():
+    """The case of ``test_det_by_hand`` object by object: objects 1 and 2 share the one split of
+    their cover (2.5 each), 3 is found (0), 4 and 5 are missed (10 each); with the 2 false
+    positives (1 each) the shares add up to AOGM-D."""
+    ref = row_of_objects([4, 4, 4, 4, 4])
+    pred = np.zeros_like(ref)
+    pred[0, 0:9], pred[0, 10:13], pred[0, 15:17], pred[0, 24] = 7, 8, 9, 3
+    costs = det_costs_from_overlap(overlap(ref, pred))
+    assert costs.tolist() == [2.5, 2.5, 0.0, 10.0, 10.0]
+    assert costs.sum() + det_score(ref, pred).fp == det_score(ref, pred).aogm_d
+    three = np.zeros((1, 14), np.uint16)
+    three[0, 0:4], three[0, 5:9], three[0, 10:14] = 1, 2, 3
+    costs = det_costs_from_overlap(overlap(three, np.where(three > 0, 1, 0)))  # one object over all three
+    assert costs == pytest.approx([10 / 3] * 3, abs=1e-15) and costs.sum() == pytest.approx(5 * 2, abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["merge", "split", "drop", "noisy"])
+def test_det_costs_add_up_to_aogm_d(real_labels, perturb, kind):
+    gt = real_labels["dsb2018"]
+    pred = perturb(gt, kind, 1)
+    scores = score_instances(gt, pred)
+    assert scores.det_cost.sum() + scores.det.fp == pytest.approx(scores.det.aogm_d, abs=1e-9)
+    assert scores.det_cost.shape == (scores.det.n_ref,)
 
 
 def test_det_is_clipped_at_zero():

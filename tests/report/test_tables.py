@@ -1,0 +1,86 @@
+"""Report tables: what each interval resampled, OP_CSB next to SEG, and how training ended."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segpipe.models.card import TrainingRecord
+from segpipe.report.tables import ci_caption, ci_over, per_image_table, summary_table, training_end
+from segpipe.scoring import BootstrapPlan, ScoreAccumulator
+
+
+def two_images_metrics(bootstrap: BootstrapPlan | None = None) -> dict:
+    """Image a: objects 1 (found exactly) and 2 (missed); image b: one object found exactly."""
+    gt_a = np.zeros((4, 4), np.uint16)
+    gt_a[0:2, 0:2], gt_a[2:4, 2:4] = 1, 2
+    gt_b = np.zeros((4, 4), np.uint16)
+    gt_b[:, 0] = 5
+    acc = ScoreAccumulator(2, ["background", "nucleus"], True, with_baseline=True)
+    acc.add("a", gt_a, np.where(gt_a == 1, 1, 0))
+    acc.add("b", gt_b, np.where(gt_b == 5, 9, 0))
+    acc.baseline.add("a", gt_a, gt_a)
+    acc.baseline.add("b", gt_b, np.zeros_like(gt_b))
+    return acc.summary(bootstrap=bootstrap)
+
+
+def test_summary_table_says_what_each_interval_resampled():
+    metrics = two_images_metrics()
+    table = summary_table(metrics, metrics["baseline"], unit="px")
+    assert table.columns == ["measure", "model [95% CI]", "CI resamples", "baseline [95% CI]"]
+    rows = {row[0]: row for row in table.rows}
+    assert rows["SEG (CTC; 3 objects)"][2] == "3 ground-truth objects"
+    assert rows["F1 @ IoU 0.5"][2] == "3 ground-truth objects and unmatched predicted objects"
+    assert rows["Dice nucleus"][1:3] == ["0.8000", "no interval: images are too few (2, fewer than 10) to resample"]
+    assert rows["merges (predicted objects covering 2+ GT objects)"][2] == ""
+    assert "too few to resample (fewer than 10): object-level scores resample objects instead" in table.note
+    # OP_CSB next to SEG: SEG (1 + 0 + 1) / 3, DET 1 - 10/30, both 2/3; the baseline: SEG 2/3 and DET 2/3
+    assert [row[0] for row in table.rows[:3]] == ["SEG (CTC; 3 objects)", "OP_CSB = (SEG + DET) / 2 (CTC)", "DET (CTC, AOGM-D)"]
+    op = rows["OP_CSB = (SEG + DET) / 2 (CTC)"]
+    assert op[1:] == ["0.6667", "no interval: SEG and DET resample different objects", "0.6667"]
+    # with enough images (here: two suffice), intervals over images, OP_CSB's included
+    metrics = two_images_metrics(BootstrapPlan(min_images=2))
+    rows = {row[0]: row for row in summary_table(metrics, None, unit="px").rows}
+    assert rows["OP_CSB = (SEG + DET) / 2 (CTC)"][1:] == ["0.6667 [0.5000, 1.0000]", "2 images"]
+
+
+def test_ci_captions():
+    metrics = two_images_metrics()
+    assert ci_caption(metrics["ci_method"]["seg"]) == (
+        "95% CI: bootstrap over 3 ground-truth objects (1000 resamples); images are too few (2) to resample, and "
+        "objects within an image are not independent, so the interval is optimistic."
+    )
+    assert ci_caption(metrics["ci_method"]["mean_dice"]) == "No 95% CI: images are too few (2, fewer than 10) to resample."
+    images = two_images_metrics(BootstrapPlan(min_images=2, n_resamples=500))["ci_method"]["seg"]
+    assert ci_caption(images) == "95% CI: bootstrap over 2 images (500 resamples)."
+    assert ci_over(None) == "not recorded" and ci_caption(None).startswith("What the intervals resampled was not recorded")
+
+
+def test_per_image_table_has_op_csb():
+    metrics = two_images_metrics()
+    table = per_image_table(metrics, metrics["baseline"], unit="px")
+    records = {r["image"]: r for r in table.records()}
+    # image a: SEG 0.5, DET 0.5; b: SEG 1, DET 1; the baseline: a perfect, b nothing found
+    assert (records["a"]["SEG"], records["a"]["DET"], records["a"]["OP_CSB"]) == ("0.5000", "0.5000", "0.5000")
+    assert records["b"]["OP_CSB"] == "1.0000"
+    assert (records["a"]["baseline OP_CSB"], records["b"]["baseline OP_CSB"]) == ("1.0000", "0.0000")
+
+
+@pytest.mark.parametrize(
+    ("ended_by", "expected"),
+    [
+        ("iterations", "Training ended when the planned schedule ran out: 12 epochs, 300 iterations, 7.9 minutes."),
+        ("time budget", "Training was stopped by the time budget of 8 minutes, before the planned schedule ran out: "
+                        "12 epochs, 300 iterations, 7.9 minutes."),
+        (None, "How training ended: not recorded (12 epochs, 300 iterations, 7.9 minutes)."),
+    ],
+)
+def test_training_end(ended_by, expected):
+    record = TrainingRecord(epochs=12, iterations=300, seconds=474.0, ended_by=ended_by, config={"max_minutes": 8.0})
+    assert training_end(record) == expected
+
+
+def test_training_end_without_numbers():
+    assert training_end(TrainingRecord()) == "How training ended: not recorded (n/a epochs, n/a iterations, n/a minutes)."
+    budget = TrainingRecord(epochs=3, iterations=30, seconds=60.0, ended_by="time budget")  # no budget in the config
+    assert training_end(budget).startswith("Training was stopped by the time budget, before")
