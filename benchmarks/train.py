@@ -6,7 +6,11 @@ bare loop feeds pre-cut tensors of the same size from memory to the same network
 the floor any pipeline overhead is measured against. On CUDA the GPU's busy share is sampled
 with ``nvidia-smi`` during the pipeline loop.
 
-Run: ``python benchmarks/train.py [--iterations 20] [--device auto]``
+Each loop runs in a fresh process, quiet and beside one competing CPU-bound process, under two
+thread policies: torch's defaults (libgomp's long spin, torch's own thread count) and segpipe's (a short
+spin, threads from the CPUs the process may use).
+
+Run: ``python benchmarks/train.py [--iterations 20] [--repeats 2] [--device auto]``
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 from monai.data import Dataset
 from monai.losses import DiceCELoss
 
+from segpipe import OPENMP_SPINCOUNT
 from segpipe.training.params import TrainParams
 from segpipe.models import build_model
 from segpipe.models.device import resolve_device
@@ -127,48 +132,111 @@ def cut_batches(samples, n: int, batch: int, patch: int, seed: int = 0):
     return out
 
 
+POLICIES = {
+    # libgomp's default spin (300,000 when OMP_WAIT_POLICY is unset) and torch's own thread count
+    "torch-default": {"GOMP_SPINCOUNT": "300000"},
+    # what segpipe sets (segpipe/__init__.py) and the threads it picks (segpipe.models.device)
+    "segpipe": {"GOMP_SPINCOUNT": OPENMP_SPINCOUNT},
+}
+
+
+def child(args) -> None:
+    """One loop, measured in this process; prints samples/s as JSON."""
+    import json
+
+    import segpipe  # noqa: F401  (its OpenMP setting, before torch's runtime starts)
+    from segpipe.models.device import use_cpu_threads
+
+    device = resolve_device(args.device)
+    if args.policy == "segpipe" and device.type == "cpu":
+        use_cpu_threads()
+    samples = load_samples()
+    config = TrainParams(
+        patch_size=(args.patch, args.patch), batch_size=args.batch_size, iterations_per_epoch=args.iterations,
+        epochs=1000, features=(16, 32, 64, 128, 256, 16), device=args.device,
+    )
+    torch.manual_seed(0)
+    model = build_model("unet", spatial_dims=2, in_channels=1, out_channels=3).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    sampler = None
+    if args.child == "bare":
+        seconds = bare_loop(model, cut_batches(samples, args.iterations, args.batch_size, args.patch), device, config.learning_rate)
+    else:
+        sampler = GpuSampler() if device.type == "cuda" else None
+        if sampler:
+            sampler.start()
+        seconds = pipeline_loop(model, samples, config, device, epochs=1)
+        if sampler:
+            sampler.running = False
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
+    print(json.dumps({
+        "samples_s": args.iterations * args.batch_size / seconds, "threads": torch.get_num_threads(), "device": name,
+        "gpu_busy": float(np.mean(sampler.values)) if sampler and sampler.values else None,
+    }))
+
+
+def measure(loop: str, policy: str, args) -> dict:
+    """Run ``loop`` under ``policy`` in a fresh process (the OpenMP setting is read at start)."""
+    import json
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    env.update(POLICIES[policy])
+    command = [sys.executable, __file__, "--child", loop, "--policy", policy, "--iterations", str(args.iterations),
+               "--batch-size", str(args.batch_size), "--patch", str(args.patch), "--device", args.device]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
+    import os
+    import sys
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=20, help="iterations per measured loop")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--patch", type=int, default=128)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each variant; the median is kept")
+    parser.add_argument("--no-competitor", action="store_true", help="measure the quiet machine only")
+    parser.add_argument("--child", choices=("bare", "segpipe"), help=argparse.SUPPRESS)
+    parser.add_argument("--policy", choices=tuple(POLICIES), default="segpipe", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    samples = load_samples()
-    config = TrainParams(
-        patch_size=(args.patch, args.patch), batch_size=args.batch_size, iterations_per_epoch=args.iterations,
-        max_minutes=None, epochs=1000, features=(16, 32, 64, 128, 256, 16), device=args.device,
-    )
-
-    torch.manual_seed(0)
-    model = build_model("unet", spatial_dims=2, in_channels=1, out_channels=3).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    batches = cut_batches(samples, args.iterations, args.batch_size, args.patch)
-    bare = bare_loop(model, batches, device, config.learning_rate)
-
-    torch.manual_seed(0)
-    model = build_model("unet", spatial_dims=2, in_channels=1, out_channels=3).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    sampler = GpuSampler() if device.type == "cuda" else None
-    if sampler:
-        sampler.start()
-    pipeline = pipeline_loop(model, samples, config, device, epochs=1)
-    if sampler:
-        sampler.running = False
-
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    n = args.iterations
-    print(f"device: {name}; U-Net (16..256), batch {args.batch_size} x {args.patch}x{args.patch}, {n} iterations each")
-    print(f"{'loop':<10} {'it/s':>8} {'samples/s':>10}")
-    for label, seconds in (("bare", bare), ("segpipe", pipeline)):
-        print(f"{label:<10} {n / seconds:>8.3f} {n * args.batch_size / seconds:>10.2f}")
-    print(f"ratio segpipe/bare: {bare / pipeline:.3f} (goal >= 0.9)")
-    if sampler and sampler.values:
-        busy = np.mean(sampler.values)
-        print(f"GPU busy during the segpipe loop: {busy:.0f}% (goal >= 85%)")
+    if args.child:
+        child(args)
+        return
+    conditions = ["quiet"] + ([] if args.no_competitor else ["one competing process"])
+    variants = [(loop, policy) for policy in POLICIES for loop in ("bare", "segpipe")]
+    results: dict[tuple, list[float]] = {}
+    info = {}
+    for condition in conditions:
+        competitor = None
+        if condition != "quiet":  # one CPU-bound process, as a second training or a lab script would be
+            competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+        try:
+            for _ in range(args.repeats):
+                for loop, policy in variants:
+                    out = measure(loop, policy, args)
+                    info = out
+                    results.setdefault((condition, loop, policy), []).append(out["samples_s"])
+        finally:
+            if competitor is not None:
+                competitor.kill()
+                competitor.wait()
+    print(f"device: {info['device']}, {os.cpu_count()} CPUs; U-Net (16..256), batch {args.batch_size} x "
+          f"{args.patch}x{args.patch}, {args.iterations} iterations a run, median of {args.repeats} alternating runs")
+    print(f"| condition | loop | threads policy | samples/s | vs bare (same policy) | vs own quiet |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    median = {key: float(np.median(values)) for key, values in results.items()}
+    for condition, loop, policy in results:
+        value = median[(condition, loop, policy)]
+        bare = median[(condition, "bare", policy)]
+        quiet = median[("quiet", loop, policy)]
+        print(f"| {condition} | {loop} | {policy} | {value:.2f} | {value / bare:.2f}x | {value / quiet:.2f}x |")
+    if info.get("gpu_busy") is not None:
+        print(f"GPU busy during the segpipe loop: {info['gpu_busy']:.0f}% (goal >= 85%)")
 
 
 if __name__ == "__main__":

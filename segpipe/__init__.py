@@ -10,4 +10,5 @@ __version__ = "0.1.0"
 # beside one busy process. A short spin keeps the quiet speed and lets waiting threads yield
 # (benchmarks/train.py measures both). Set before torch starts its OpenMP runtime; a value the
 # user set wins.
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+OPENMP_SPINCOUNT = "1000"
+os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPINCOUNT)

@@ -59,8 +59,10 @@ def params(**groups: Group):
                 value = kwargs.pop(keyword)
                 if value is None:
                     continue
+                if isinstance(value, list | tuple):  # repeatable, and each may be comma-separated
+                    value = [part.strip() for item in value for part in str(item).split(",") if part.strip()]
                 for group, dotted in targets:
-                    _set(values[group], dotted, list(value) if isinstance(value, tuple) else value)
+                    _set(values[group], dotted, value)
             built = {group: _build(model, values[group], group, flags) for group, (model, _) in groups.items()}
             return func(**kwargs, **built)
 
@@ -79,6 +81,8 @@ def _option(keyword: str, flag: str, model: type[BaseModel], dotted: str) -> ins
     wording = DEFAULT_WORDING.get(parent, "{}")
     if default is not None or "{}" not in wording:
         help_text += f" (default: {wording.format(_shown(default))})"
+    if kind == list[str]:
+        help_text += " Comma-separated, or the option repeated."
     decl = f"{flag}/--no-{flag.lstrip('-')}" if kind is bool else flag
     option = typer.Option(decl, help=help_text, show_default=False)
     annotation = Annotated[Optional[kind], option]  # noqa: UP007 (typer needs Optional here)
@@ -99,7 +103,7 @@ def _cli_type(annotation) -> type:
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
         return _cli_type(args[0])
     if origin in (tuple, list):
-        return list[_cli_type(args[0]) if args else str]
+        return list[str]
     if origin is typing.Literal:
         return type(args[0])
     return annotation if annotation in (int, float, str, bool) else str

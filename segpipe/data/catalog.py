@@ -27,7 +27,7 @@ from segpipe.errors import CatalogError, explain
 
 SPLITS = ("train", "validation", "test")
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".png")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".png", ".ome.zarr", ".zarr")
 COLOURS = {"red": 0, "green": 1, "blue": 2, "alpha": 3}
 
 
@@ -93,6 +93,8 @@ class DatasetEntry(_Strict):
         labels: Glob (or list) of label files. Labels pair with images by file stem (after
             ``images_suffix``/``labels_suffix`` are removed), or one-to-one when each side holds
             a single file. For ``ctc`` a folder template with ``{seq}`` (default ``{seq}_GT/SEG``).
+            Left out, the images have no ground truth: they can be segmented (``segpipe predict``,
+            ``segpipe segment``), not trained on or scored.
         format: ``tiff``, ``nifti``, ``png`` or ``ctc``; ``auto`` picks by suffix.
         ndim: Spatial dimensions of the images (2 or 3).
         axes: What each axis of the image files is (letters ``T``, ``C``, ``Z``, ``Y``, ``X``),
@@ -108,7 +110,10 @@ class DatasetEntry(_Strict):
         spacing: Pixel or voxel size per spatial axis; read from the files when omitted.
         unit: Unit of the spacing; read from the files when omitted (else ``micrometer``).
         ground_truth: How the labels were made, shown in every report (e.g. a silver standard).
-        split: By file (for ``ctc``: by sequence folder name) or by region.
+        split: By file (for ``ctc``: by sequence folder name) or by region; required with labels.
+            Without labels and without a split, every image is in ``test`` (the split predicted).
+        model: The model to segment these images with: a model folder (relative to the catalog),
+            or the name of a catalog dataset whose trained model to use.
         allow_outside_root: Accept files resolving outside the catalog's folder.
         schedule: Per deployment (``nightly``, ``refresh``, ...), when it runs for this dataset: a
             cron string, ``{cron, timezone, active}``, or ``false`` for never; deployments not
@@ -135,7 +140,8 @@ class DatasetEntry(_Strict):
     spacing: list[float] | None = None
     unit: str | None = None
     ground_truth: str = ""
-    split: FileSplit | RegionSplit
+    split: FileSplit | RegionSplit | None = None
+    model: str | None = None
     allow_outside_root: bool = False
     schedule: dict[str, ScheduleSpec] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
@@ -149,13 +155,21 @@ class DatasetEntry(_Strict):
                 raise ValueError(f"spacing must be positive, got {self.spacing}")
         if self.instances and len(self.classes) != 2:
             raise ValueError("instance datasets have exactly two classes: background and the objects")
-        if self.labels is None and self.format != "ctc":
-            raise ValueError("labels: required (only format: ctc finds its labels by itself)")
+        if self.split is None and self.labels is not None:
+            raise ValueError(
+                "split: required for a dataset with labels (train, validation, test); "
+                "leave labels out for images that are only to be segmented"
+            )
         if self.format == "ctc" and isinstance(self.split, RegionSplit):
             raise ValueError("split: a ctc dataset is split by sequence folder, not by region")
         if self.channels is not None and len(set(self.channel_indices())) != len(self.channels):
             raise ValueError(f"channels: {self.channels} names a channel twice")
         return self
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the entry declares ground truth (a ``ctc`` entry finds its own, where there is any)."""
+        return self.labels is not None or self.format == "ctc"
 
     def channel_indices(self) -> list[int] | None:
         """``channels`` as indices (colour names mapped to RGB(A) positions), or ``None``."""
@@ -321,13 +335,16 @@ def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> 
     images = _expand(entry.images, root, where=f"{where}: images", allow_outside=outside, slice_glob=entry.slice_glob)
     if entry.format == "ctc":
         template = entry.labels if isinstance(entry.labels, str) else "{seq}_GT/SEG"
-        records = ctc_records(images, template=template, ndim=entry.ndim, where=where)
+        records = ctc_records(images, template=template, ndim=entry.ndim, where=where, required=entry.labels is not None)
         for record in records:
-            check_inside(record.labels, root, where=f"{where}: labels", allow_outside=outside)
+            if record.labels is not None:
+                check_inside(record.labels, root, where=f"{where}: labels", allow_outside=outside)
         return _assign_splits(records, entry, where=where, key=lambda r: r.name.rsplit("-t", 1)[0])
-    assert entry.labels is not None  # checked by the model
-    labels = _expand(entry.labels, root, where=f"{where}: labels", allow_outside=outside, slice_glob=entry.slice_glob)
-    pairs = _pair(images, labels, entry, where=where)
+    if entry.labels is None:
+        pairs = _unpaired(images, entry, where=where)
+    else:
+        labels = _expand(entry.labels, root, where=f"{where}: labels", allow_outside=outside, slice_glob=entry.slice_glob)
+        pairs = _pair(images, labels, entry, where=where)
 
     if isinstance(entry.split, RegionSplit):
         if len(pairs) != 1:
@@ -340,12 +357,26 @@ def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> 
             records.append(ImageRecord(f"{stem}-{split}", image, label, split, tuple(map(tuple, bounds))))
         return sorted(records, key=lambda r: SPLITS.index(r.split))
 
-    unsplit = [ImageRecord(stem, image, label, "train") for stem, (image, label) in pairs.items()]
+    unsplit = [ImageRecord(stem, image, label, "test") for stem, (image, label) in pairs.items()]
     return _assign_splits(unsplit, entry, where=where, key=lambda r: r.name)
 
 
+def _unpaired(images: list[Path], entry: DatasetEntry, *, where: str) -> dict[str, tuple[Path, None]]:
+    """Images without ground truth, by name (names must be unique)."""
+    named: dict[str, tuple[Path, None]] = {}
+    for image in images:
+        stem = _stem(image, entry.images_suffix)
+        if stem in named:
+            raise CatalogError(f"{where}: two images share the name {stem!r}: {named[stem][0]}, {image}")
+        named[stem] = (image, None)
+    return named
+
+
 def _assign_splits(records: list[ImageRecord], entry: DatasetEntry, *, where: str, key) -> list[ImageRecord]:
-    """Give each record the split that names its ``key`` (file stem, or CTC sequence)."""
+    """Give each record the split that names its ``key`` (file stem, or CTC sequence); without a
+    split, every record is in ``test``."""
+    if entry.split is None:
+        return [dataclasses.replace(r, split="test") for r in records]
     assert isinstance(entry.split, FileSplit)
     groups: dict[str, list[ImageRecord]] = {}
     for record in records:

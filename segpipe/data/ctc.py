@@ -6,9 +6,9 @@ Layout (https://celltrackingchallenge.net, "Datasets")::
     01_GT/SEG/man_seg005.tif ...      ground truth for some frames only (same shape as the frame)
     01_GT/SEG/man_seg_000_012.tif     3D sequences: ground truth of one plane (frame 0, z 12)
 
-Only frames with ground truth become records (a frame without labels can be neither trained
-on nor scored). A per-plane annotation becomes a 2D record cutting that plane from its frame,
-so such datasets are 2D (``ndim: 2``).
+Every frame becomes a record; frames without ground truth are predicted (the export then has
+every frame, as the CTC tools expect) but neither trained on nor scored. A per-plane annotation
+becomes a 2D record cutting that plane from its frame, so such datasets are 2D (``ndim: 2``).
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ FULL_GT = re.compile(r"^man_seg(\d+)\.tiff?$")
 PLANE_GT = re.compile(r"^man_seg_(\d+)_(\d+)\.tiff?$")
 
 
-def ctc_records(sequences: list[Path], *, template: str, ndim: int, where: str) -> list[ImageRecord]:
-    """Records of every annotated frame (or plane) of ``sequences``, split unassigned (``train``).
+def ctc_records(sequences: list[Path], *, template: str, ndim: int, where: str, required: bool = False) -> list[ImageRecord]:
+    """Records of the frames (or annotated planes) of ``sequences``, split unassigned.
+
+    Every frame becomes a record, with its ``man_segT.tif`` as labels where there is one and
+    without labels (predicted, not scored) where there is none; a sequence without a
+    ground-truth folder has no labels at all. Per-plane annotations (``man_seg_T_Z.tif``) make
+    2D records of the annotated planes only.
 
     Args:
         sequences: Sequence folders (``.../01``).
@@ -33,10 +38,12 @@ def ctc_records(sequences: list[Path], *, template: str, ndim: int, where: str) 
             the folder name (``{seq}_GT/SEG`` by default; ``{seq}_ST/SEG`` for silver truth).
         ndim: The dataset's spatial dimensions.
         where: Catalog and entry, for messages.
+        required: The catalog named the ground-truth folder: a sequence without it is an error.
 
     Raises:
-        CatalogError: A sequence is not a folder, has no ground truth folder or annotations, an
-            annotation has no frame, or per-plane annotations are used with ``ndim: 3``.
+        CatalogError: A sequence is not a folder or has no frames, a named ground-truth folder is
+            missing or holds no annotations, an annotation has no frame, or per-plane
+            annotations are used with ``ndim: 3``.
     """
     records: list[ImageRecord] = []
     names: set[str] = set()
@@ -51,31 +58,47 @@ def ctc_records(sequences: list[Path], *, template: str, ndim: int, where: str) 
             raise CatalogError(f"{where}: {seq} holds no frame files named t000.tif, t001.tif, ...")
         gt = seq.parent / template.format(seq=seq.name)
         if not gt.is_dir():
-            raise CatalogError(f"{where}: no ground-truth folder {gt} for sequence {seq}")
+            if required:
+                raise CatalogError(f"{where}: no ground-truth folder {gt} for sequence {seq}")
+            gt = None
         width = max(3, len(str(max(frames))))
-        found = 0
-        for path in sorted(gt.iterdir()):
-            full, plane = FULL_GT.match(path.name), PLANE_GT.match(path.name)
-            if not (full or plane):
-                continue
-            t = int((full or plane).group(1))
-            if t not in frames:
-                raise CatalogError(f"{where}: {path} annotates frame {t}, but {seq} has no t{t:0{width}d}.tif")
-            name = f"{seq.name}-t{t:0{width}d}"
-            if plane:
-                if ndim != 2:
-                    raise CatalogError(
-                        f"{where}: {path} annotates one plane of a 3D frame; per-plane ground truth "
-                        "is ingested as 2D images, set ndim: 2"
-                    )
-                z = int(plane.group(2))
-                records.append(ImageRecord(f"{name}-z{z:03d}", frames[t], path, "train", plane=z))
-            else:
-                records.append(ImageRecord(name, frames[t], path, "train"))
-            found += 1
-        if not found:
-            raise CatalogError(f"{where}: {gt} holds no man_seg*.tif annotations")
+        full, planes = _annotations(gt, frames, seq, width, where) if gt is not None else ({}, [])
+        if planes:
+            if ndim != 2:
+                raise CatalogError(
+                    f"{where}: {planes[0][2]} annotates one plane of a 3D frame; per-plane ground truth "
+                    "is ingested as 2D images, set ndim: 2"
+                )
+            records += [
+                ImageRecord(f"{seq.name}-t{t:0{width}d}-z{z:03d}", frames[t], path, "train", plane=z) for t, z, path in planes
+            ]
+        records += [ImageRecord(f"{seq.name}-t{t:0{width}d}", path, full.get(t), "train") for t, path in frames.items()
+                    if not planes or t in full]
     return records
+
+
+def _annotations(gt: Path, frames: dict[int, Path], seq: Path, width: int, where: str):
+    """Whole-frame annotations ``{t: path}`` and per-plane ones ``[(t, z, path)]`` of one sequence."""
+    full, planes = {}, []
+    for path in sorted(gt.iterdir()):
+        whole, plane = FULL_GT.match(path.name), PLANE_GT.match(path.name)
+        if not (whole or plane):
+            continue
+        t = int((whole or plane).group(1))
+        if t not in frames:
+            raise CatalogError(f"{where}: {path} annotates frame {t}, but {seq} has no t{t:0{width}d}.tif")
+        if plane:
+            planes.append((t, int(plane.group(2)), path))
+        else:
+            full[t] = path
+    if not full and not planes:
+        raise CatalogError(f"{where}: {gt} holds no man_seg*.tif annotations")
+    return full, planes
+
+
+def sequence_frames(folder: Path) -> dict[int, Path]:
+    """The frames ``t000.tif``, ``t001.tif``, ... of a sequence folder, by number."""
+    return _numbered(folder, FRAME)
 
 
 def _numbered(folder: Path, pattern: re.Pattern) -> dict[int, Path]:

@@ -16,7 +16,8 @@ class ImageRecord:
     Attributes:
         name: Unique name inside the dataset (the file stem, plus the split for regions).
         image: Absolute path of the image file.
-        labels: Absolute path of the label file.
+        labels: Absolute path of the label file, or ``None`` for an image without ground truth
+            (to be segmented, not trained on or scored).
         split: ``train``, ``validation`` or ``test``.
         region: ``(start, stop)`` per spatial axis when the image is a region of a larger file.
         plane: For a 2D record cut from a 3D image file (CTC per-slice ground truth): the ``z``.
@@ -24,7 +25,7 @@ class ImageRecord:
 
     name: str
     image: Path
-    labels: Path
+    labels: Path | None
     split: Split
     region: tuple[tuple[int, int], ...] | None = None
     plane: int | None = None

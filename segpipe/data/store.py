@@ -159,9 +159,9 @@ def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunk
 
 
 def write_small_image_group(
-    root: zarr.Group, name: str, image: np.ndarray, labels: np.ndarray, *, ndim: int, spacing, unit: str, chunks
+    root: zarr.Group, name: str, image: np.ndarray, labels: np.ndarray | None, *, ndim: int, spacing, unit: str, chunks
 ) -> None:
-    """Write an in-memory image and its labels as an OME-Zarr image group, built in memory first.
+    """Write an in-memory image and its labels (if any) as an OME-Zarr image group, built in memory first.
 
     zarr spends far more on each store call than a small image's bytes cost (every call is
     a hand-over to its event loop, and each file of a local store another to a thread), so
@@ -172,19 +172,21 @@ def write_small_image_group(
     from zarr.core.group import GroupMetadata
 
     attrs = ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
-    labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
     image_key, gt_key = f"{name}/{IMAGE_LEVEL}", f"{name}/labels/{GT_NAME}/{IMAGE_LEVEL}"
     nodes = {
         name: GroupMetadata(attributes=attrs),
         image_key: _array_metadata(image.shape, image.dtype.str, ndim, tuple(chunks)),
-        f"{name}/labels": GroupMetadata(attributes=labels_attrs),
-        f"{name}/labels/{GT_NAME}": GroupMetadata(attributes=gt_attrs),
-        gt_key: _array_metadata(labels.shape, labels.dtype.str, ndim, tuple(chunks[1:])),
     }
+    if labels is not None:
+        labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
+        nodes[f"{name}/labels"] = GroupMetadata(attributes=labels_attrs)
+        nodes[f"{name}/labels/{GT_NAME}"] = GroupMetadata(attributes=gt_attrs)
+        nodes[gt_key] = _array_metadata(labels.shape, labels.dtype.str, ndim, tuple(chunks[1:]))
     built: dict = {}
     made = dict(zarr.create_hierarchy(store=zarr.storage.MemoryStore(built), nodes=nodes))
     made[image_key][...] = image
-    made[gt_key][...] = labels
+    if labels is not None:
+        made[gt_key][...] = labels
     _copy_keys(built, root)
 
 
@@ -284,13 +286,20 @@ class ImageStore:
                 f"it can be segmented, but not used to {what}"
             )
 
-    def names(self, split: str | None = None) -> list[str]:
-        """Image names, optionally of one split, in catalog order."""
-        return [info["name"] for info in self.record["images"] if split is None or info["split"] == split]
+    def names(self, split: str | None = None, *, labelled: bool | None = None) -> list[str]:
+        """Image names, optionally of one split and only those with (or without) ground truth, in catalog order."""
+        return [info["name"] for info in self._infos(split, labelled)]
 
-    def images(self, split: str | None = None) -> list[StoredImage]:
-        """Images, optionally of one split, in catalog order (opened lazily)."""
-        return [self._stored(info) for info in self.record["images"] if split is None or info["split"] == split]
+    def images(self, split: str | None = None, *, labelled: bool | None = None) -> list[StoredImage]:
+        """Images (opened lazily), filtered as :meth:`names` is."""
+        return [self._stored(info) for info in self._infos(split, labelled)]
+
+    def _infos(self, split: str | None, labelled: bool | None) -> list[dict]:
+        return [
+            info for info in self.record["images"]
+            if (split is None or info["split"] == split)
+            and (labelled is None or (info.get("labels_source") is not None) == labelled)
+        ]
 
     def image(self, name: str) -> StoredImage:
         """One image by name."""

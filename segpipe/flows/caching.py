@@ -98,7 +98,7 @@ def train_inputs(run: RunFolder) -> str:
     store = ImageStore.open(run.store)
     parts = [store.classes, store.instances, store.ndim]
     for split in ("train", "validation"):
-        for image in store.images(split):
+        for image in store.images(split, labelled=True):
             labels = array_digest(image.labels) if image.labels is not None else None
             parts.append([split, image.name, list(image.spacing), array_digest(image.image), labels])
     return keyed("train-inputs", parts)

@@ -76,6 +76,8 @@ def collect(names: list[str], predicted: dict, scored: dict) -> tuple[list, dict
     for name in names:
         if name in predicted and (error := _failure(predicted[name])) is not None:
             failed[name] = f"predict: {error}"  # its scoring task never ran (upstream failed)
+        elif name not in scored:
+            continue  # no ground truth: predicted only
         elif (error := _failure(scored[name])) is not None:
             failed[name] = f"score: {error}"
         else:
@@ -93,14 +95,13 @@ def predict_and_score(
     """
     from segpipe.data.store import ImageStore
 
-    if params is not None:
-        names = prepare_predictions_task(run, split, model)
-    else:
-        names = ImageStore.open(run.store).names(split)
+    store = ImageStore.open(run.store)
+    names = prepare_predictions_task(run, split, model) if params is not None else store.names(split, labelled=True)
+    with_truth = set(store.names(split, labelled=True))  # images without ground truth are predicted, not scored
     with fan_out(runner, scratch=scratch_dir(run)) as task_runner:
         # Each image is scored as soon as it is predicted: no barrier between the two stages.
         predicted = submit_predictions(task_runner, run, names, params, model) if params is not None else {}
-        scored = submit_scores(task_runner, run, names, after=predicted)
+        scored = submit_scores(task_runner, run, [n for n in names if n in with_truth], after=predicted)
         return collect(names, predicted, scored)
 
 

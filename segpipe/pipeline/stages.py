@@ -22,6 +22,7 @@ from segpipe.data.store import ImageStore
 from segpipe.errors import SegpipeError, StoreError
 from segpipe.models.model import Model
 from segpipe.pipeline.run_folder import RunFolder
+from segpipe.prediction.fit import check_fits
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import ImageResult, Predictor, predict_split, predict_stored
 from segpipe.prediction.store import PredictionStore
@@ -55,9 +56,11 @@ def predict(
     run: RunFolder, params: PredictParams, *, split: str = "test", model: str | Path | None = None, progress: bool = True
 ) -> list[ImageResult]:
     """Predict a split of the run's store with a model (the run's own by default)."""
-    predictor = Predictor.load(model_for(run, model), params)
+    chosen, store = model_for(run, model), ImageStore.open(run.store)
+    check_fits(chosen.card, store)  # before anything is written
+    predictor = Predictor.load(chosen, params)
     predictions = predictor.open_store(run.predictions)
-    return predict_split(ImageStore.open(run.store), predictor, predictions, split=split, exports=run.exports, progress=progress)
+    return predict_split(store, predictor, predictions, split=split, exports=run.exports, progress=progress)
 
 
 # One image at a time: the per-image tasks of the Prefect flows fan these out.
@@ -69,10 +72,13 @@ def prepare_predictions(run: RunFolder, *, split: str = "test", model: str | Pat
     Returns:
         The names of the split's images, in catalog order.
     """
-    names = ImageStore.open(run.store).names(split)
+    store = ImageStore.open(run.store)
+    names = store.names(split)
     if not names:
         raise StoreError(f"{run.store}: the {split} split is empty")
-    PredictionStore.for_model(run.predictions, model_for(run, model))
+    chosen = model_for(run, model)
+    check_fits(chosen.card, store)
+    PredictionStore.for_model(run.predictions, chosen)
     return names
 
 
@@ -121,7 +127,7 @@ def score_one(run: RunFolder, name: str) -> ScoreAccumulator:
 
 def score(run: RunFolder, *, split: str = "test") -> dict:
     """Score the run's predictions of a split; writes ``metrics.json``."""
-    parts = [score_one(run, name) for name in ImageStore.open(run.store).names(split)]
+    parts = [score_one(run, name) for name in ImageStore.open(run.store).names(split, labelled=True)]
     return pool_scores(run, parts, split=split)
 
 
@@ -165,7 +171,7 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
     predictions = PredictionStore.open(run.predictions)
     shown = {name for name, _, _ in rank_images(metrics)}  # the best and worst images (scored ones only)
     views, spacing = [], None
-    for image in store.images(split):
+    for image in store.images(split, labelled=True):
         if image.name not in shown:
             continue
         prediction = predictions.read(image.name)

@@ -30,6 +30,9 @@ class PredictParams(BaseModel):
     """Label files written next to the zarr: tiff, nifti, ctc (None: tiff for 2D, none for 3D)."""
     instances: InstanceTiling = Field(default_factory=InstanceTiling)
     """How instance labelling splits frames too large to label whole."""
+    resample: bool = True
+    """Resample images whose pixel size differs from the model's to the model's, and the
+    probabilities back to the image's own grid (off: the network sees the image as it is)."""
 
     def inference_for(self, validated: InferenceParams) -> InferenceParams:
         """The card's settings ``validated`` with the fields set here applied over them."""

@@ -96,6 +96,7 @@ class Predictor:
             "inference": self.inference.model_dump(mode="json"),
             "instances": self.params.instances.model_dump(mode="json"),
             "probabilities": self.params.probabilities,
+            "resample": self.params.resample,
             "image": array_digest(image.image),
         }
         return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()

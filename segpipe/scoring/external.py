@@ -42,7 +42,7 @@ def score_prediction_folder(store: str | Path, folder: str | Path, *, dataset: s
 
     opened = ImageStore.open(store)
     opened.require_labels("score against")
-    images = opened.images(split)
+    images = opened.images(split, labelled=True)
     if not images:
         raise InputError(f"{store}: the {split} split is empty; nothing to score")
     reader = PredictionFolder(folder, ndim=opened.ndim, instances=opened.instances, names=[i.name for i in images])

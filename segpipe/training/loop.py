@@ -60,7 +60,7 @@ class TrainResult:
 
 def load_split(store: ImageStore, split: str, *, spec: NormalizationSpec) -> list[tuple[StoredImage, np.ndarray, np.ndarray]]:
     """Normalized images and their labels for one split, in memory."""
-    return [(im, normalize(np.asarray(im.image), spec), np.asarray(im.labels)) for im in store.images(split)]
+    return [(im, normalize(np.asarray(im.image), spec), np.asarray(im.labels)) for im in store.images(split, labelled=True)]
 
 
 def train_model(store: ImageStore, model_dir: str | Path, config: TrainParams, *, progress: bool = True) -> TrainResult:
@@ -202,7 +202,7 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
     """The patch source: whole images in memory when they fit the limit, else patches read from zarr."""
     instances = card.instances
     keys = ["image", "label", "dist"] if instances else ["image", "label"]
-    images = store.images("train")
+    images = store.images("train", labelled=True)
     in_memory = sum(4 * (im.image.size + 3 * im.labels.size) for im in images)  # float32 image, label, target
     lazy = in_memory > config.memory_limit_gb * 2**30
     transform = augmentation(

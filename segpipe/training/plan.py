@@ -26,9 +26,9 @@ def fingerprint_store(store: ImageStore) -> dict:
     Returns:
         JSON-ready dict saved next to the model and printed before training.
     """
-    images = store.images("train")
+    images = store.images("train", labelled=True)
     if not images:
-        raise StoreError(f"{store.path}: the training split is empty")
+        raise StoreError(f"{store.path}: no image of the training split has ground truth; nothing to train on")
     shapes = np.array([im.image.shape[1:] for im in images])
     spacings = np.array([im.spacing for im in images])
     lows, highs, objects, foreground = [], [], [], []

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from segpipe.data.catalog import Dataset
 from segpipe.errors import InputError
+from segpipe.data.readers.omezarr import is_ome_zarr
 from segpipe.data.readers import natural_key
 
-FORMAT_VERSION = 2  # bump when the store layout changes, so old stores are rebuilt
+FORMAT_VERSION = 3  # bump when the store layout changes, so old stores are rebuilt
 
 
 def file_digest(path: Path) -> str:
@@ -30,7 +31,11 @@ def source_files(dataset: Dataset) -> list[Path]:
     paths: set[Path] = set()
     for record in dataset.records:
         for path in (record.image, record.labels):
-            if path.is_dir():
+            if path is None:
+                continue
+            if is_ome_zarr(path):  # every metadata and chunk file
+                paths.update(p for p in path.rglob("*") if p.is_file())
+            elif path.is_dir():
                 paths.update(p for p in path.glob(dataset.entry.slice_glob) if p.is_file())
             else:
                 paths.add(path)
@@ -76,7 +81,7 @@ def collect_digests(dataset: Dataset, known: dict | None = None, *, files: Itera
 def fingerprint_of(dataset: Dataset, digests: dict) -> str:
     """Digest of the entry's settings and of every source file's content."""
     digest = hashlib.sha256(f"segpipe-store-{FORMAT_VERSION}".encode())
-    digest.update(dataset.entry.model_dump_json(exclude={"training"}).encode())
+    digest.update(dataset.entry.model_dump_json(exclude={"training", "schedule", "model"}).encode())
     for key in sorted(digests):
         digest.update(key.encode())
         digest.update(digests[key]["sha256"].encode())

@@ -1,4 +1,4 @@
-"""Ingest one catalog record (an image file and its labels) into OME-Zarr image groups.
+"""Ingest one catalog record (an image file and its labels, if it has any) into OME-Zarr image groups.
 
 The sources are opened lazily and checked before any pixel is written (dtype, axes, shapes,
 spacing, region); the label map is then read once to check its values and pick its dtype, and
@@ -9,6 +9,7 @@ dropped by the caller, so nothing half-written survives.
 
 from __future__ import annotations
 
+import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ from segpipe.data.store import (
 )
 from segpipe.data.validate import check_image_block, check_image_dtype, check_label_block, label_dtype
 
+log = logging.getLogger(__name__)
+
 DEFAULT_UNIT = "micrometer"
 
 
@@ -50,22 +53,27 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
         if record.plane is not None:
             image = SelectedSource(image, z=record.plane)
         label_fill = ("Z" if ndim == 3 else "") + ("T" if image.frames > 1 else "")
-        labels: Source = LastReadCache(
-            stack.enter_context(
-                open_source(
-                    record.labels,
-                    fmt=fmt,
-                    spec=AxesSpec(override=entry.label_axes, fill=label_fill),
-                    slice_glob=entry.slice_glob,
+        labels: Source | None = None
+        if record.labels is not None:
+            labels = LastReadCache(
+                stack.enter_context(
+                    open_source(
+                        record.labels,
+                        fmt=fmt,
+                        spec=AxesSpec(override=entry.label_axes, fill=label_fill),
+                        slice_glob=entry.slice_glob,
+                    )
                 )
             )
-        )
         _check_sources(image, labels, ndim=ndim)
         window = _window(record, image, ndim=ndim)
         channels = _channels(image, entry.channel_indices())
-        spacing, unit = _spacing(image, labels, ndim=ndim, catalog=entry.spacing, catalog_unit=entry.unit)
+        spacing, unit, spacing_source = _spacing(image, labels, ndim=ndim, catalog=entry.spacing, catalog_unit=entry.unit)
         n_classes = None if entry.instances else len(entry.classes)
-        label_stats = [_label_stats(labels, t, window, ndim=ndim, n_classes=n_classes, options=options) for t in range(image.frames)]
+        label_stats = [
+            _label_stats(labels, t, window, ndim=ndim, n_classes=n_classes, options=options) if labels is not None else (0, False)
+            for t in range(image.frames)
+        ]
         high = max(h for h, _ in label_stats)
         infos = []
         width = max(3, len(str(image.frames - 1)))
@@ -79,13 +87,16 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     labels,
                     t,
                     window=window,
-                    layout=FrameLayout(ndim, channels, label_dtype(high), label_stats[t][1], spacing, unit),
+                    layout=FrameLayout(
+                        ndim, channels, label_dtype(high) if labels is not None else None, label_stats[t][1], spacing, unit
+                    ),
                     options=options,
                 )
                 | {
                     "split": record.split,
                     "source": str(record.image),
-                    "labels_source": str(record.labels),
+                    "labels_source": str(record.labels) if record.labels is not None else None,
+                    "spacing_source": spacing_source,
                     "region": [list(b) for b in record.region] if record.region else None,
                     "frame": t if image.frames > 1 else None,
                     "plane": record.plane,
@@ -96,13 +107,17 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
     return infos
 
 
-def _check_sources(image: Source, labels: Source, *, ndim: int) -> None:
+def _check_sources(image: Source, labels: Source | None, *, ndim: int) -> None:
     check_image_dtype(image.dtype, image.path)
     if ndim == 2 and image.spatial[0] != 1:
         raise InputError(
             f"{image.path}: the file has {image.spatial[0]} planes (Z) but the catalog says ndim: 2; "
             "set ndim: 3, or axes: (e.g. TYX) if the planes are time points"
         )
+    if min(image.spatial[3 - ndim :]) == 0:
+        raise InputError(f"{image.path}: image has no pixels (shape {image.shape})")
+    if labels is None:
+        return
     if labels.channels != 1:
         raise InputError(f"{labels.path}: a label map has one channel, this file has {labels.channels}")
     image_shape = image.spatial[3 - ndim :]
@@ -113,8 +128,6 @@ def _check_sources(image: Source, labels: Source, *, ndim: int) -> None:
         )
     if labels.frames != image.frames:
         raise InputError(f"{image.path} has {image.frames} frames but its labels {labels.path} have {labels.frames}")
-    if min(image.spatial[3 - ndim :]) == 0:
-        raise InputError(f"{image.path}: image has no pixels (shape {image.shape})")
 
 
 def _window(record: ImageRecord, image: Source, *, ndim: int) -> Window:
@@ -138,22 +151,28 @@ def _channels(image: Source, wanted: list[int] | None) -> list[int] | None:
 
 
 def _spacing(
-    image: Source, labels: Source, *, ndim: int, catalog: list[float] | None, catalog_unit: str | None
-) -> tuple[tuple[float, ...], str]:
+    image: Source, labels: Source | None, *, ndim: int, catalog: list[float] | None, catalog_unit: str | None
+) -> tuple[tuple[float, ...], str, str]:
+    """Pixel size, unit, and where the size came from (``catalog``, ``file`` or ``default``: 1 per pixel)."""
     own = image.meta.spacing[3 - ndim :]
-    theirs = labels.meta.spacing[3 - ndim :]
+    theirs = labels.meta.spacing[3 - ndim :] if labels is not None else own
     for axis, a, b in zip("zyx"[3 - ndim :], own, theirs):
         if a is not None and b is not None and not np.isclose(a, b, rtol=1e-3):
             raise InputError(
                 f"{image.path} has spacing {tuple(own)} but its labels {labels.path} have {tuple(theirs)} "
                 f"(they differ along {axis})"
             )
-    if catalog is not None:
-        spacing = tuple(float(s) for s in catalog)
-    else:
-        spacing = tuple(float(s) if s is not None else 1.0 for s in own)
     unit = catalog_unit or image.meta.unit or DEFAULT_UNIT
-    return spacing, unit
+    if catalog is not None:
+        return tuple(float(s) for s in catalog), unit, "catalog"
+    if any(s is None for s in own):
+        log.warning(
+            "%s: no pixel size in the file; taking 1 %s per pixel. If that is wrong, set spacing: [%s] "
+            "(and unit:) in its catalog entry, or --spacing for segpipe segment: a model trained at another "
+            "pixel size then sees the image at the wrong scale",
+            image.path, unit, ", ".join("zyx"[3 - ndim :]),
+        )
+    return tuple(float(s) if s is not None else 1.0 for s in own), unit, "file" if all(s is not None for s in own) else "default"
 
 
 def _label_stats(
@@ -176,7 +195,7 @@ class FrameLayout:
 
     ndim: int
     channels: list[int] | None
-    labels_dtype: np.dtype
+    labels_dtype: np.dtype | None  # None: the frame has no ground truth
     labelled: bool  # the ground truth marks at least one object or class in this frame
     spacing: tuple[float, ...]
     unit: str
@@ -186,7 +205,7 @@ def _write_frame(
     root: zarr.Group,
     name: str,
     image: Source,
-    labels: Source,
+    labels: Source | None,
     t: int,
     *,
     window: Window,
@@ -199,20 +218,22 @@ def _write_frame(
     n_channels = len(channels) if channels is not None else image.channels
     shape = (n_channels, *spatial)
     chunks = chunk_shape(shape, ndim, itemsize=image.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)
-    frame_bytes = int(np.prod(shape, dtype=np.int64)) * (image.dtype.itemsize + labels_dtype.itemsize)
+    label_bytes = labels_dtype.itemsize if labels_dtype is not None else 0
+    frame_bytes = int(np.prod(shape, dtype=np.int64)) * (image.dtype.itemsize + label_bytes)
     if frame_bytes <= options.max_slab_bytes:  # small: read it whole, write the group in one go
         block = image.read(t, window)
         block = block[channels] if channels is not None else block
         block = block[:, 0] if ndim == 2 else block
         check_image_block(block, image.path)
         low, high = block.min(), block.max()
-        label_block = labels.read(t, window)[0]
-        label_block = (label_block[0] if ndim == 2 else label_block).astype(labels_dtype, copy=False)
-        if layout.labelled and low == high:
-            raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
+        label_block = None
+        if labels is not None:
+            label_block = labels.read(t, window)[0]
+            label_block = np.ascontiguousarray((label_block[0] if ndim == 2 else label_block).astype(labels_dtype, copy=False))
+            if layout.labelled and low == high:
+                raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
         write_small_image_group(
-            root, name, np.ascontiguousarray(block), np.ascontiguousarray(label_block),
-            ndim=ndim, spacing=spacing, unit=unit, chunks=chunks,
+            root, name, np.ascontiguousarray(block), label_block, ndim=ndim, spacing=spacing, unit=unit, chunks=chunks
         )
     else:
         _stream_frame(root, name, image, labels, t, window=window, layout=layout, options=options)
@@ -222,7 +243,7 @@ def _write_frame(
         "spacing": list(spacing),
         "unit": unit,
         "dtype": str(image.dtype),
-        "labels_dtype": str(labels_dtype),
+        "labels_dtype": str(labels_dtype) if labels_dtype is not None else None,
         "chunks": list(chunks),
     }
 
@@ -231,7 +252,7 @@ def _stream_frame(
     root: zarr.Group,
     name: str,
     image: Source,
-    labels: Source,
+    labels: Source | None,
     t: int,
     *,
     window: Window,
@@ -244,6 +265,8 @@ def _stream_frame(
         name, attributes=ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
     )
     array, (low, high) = copy_image(group, image, t, window=window, ndim=ndim, channels=layout.channels, options=options)
+    if labels is None:
+        return
     if layout.labelled and low == high:
         raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
     labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)

@@ -150,7 +150,8 @@ def _memory_estimate(record: ImageRecord, options: IngestParams) -> int:
     """Pixel memory an image will hold: up to three slabs, or its files' size if smaller."""
     size = 0
     for path in (record.image, record.labels):
-        size += path.stat().st_size if path.is_file() else options.max_slab_bytes
+        if path is not None:
+            size += path.stat().st_size if path.is_file() else options.max_slab_bytes
     return min(size, 3 * options.max_slab_bytes)
 
 
@@ -210,6 +211,7 @@ def _store_record(dataset: Dataset, fingerprint: str, digests: dict, infos: list
         "ndim": entry.ndim,
         "classes": entry.classes,
         "instances": entry.instances,
+        "labelled": any(info["labels_source"] is not None for info in infos),
         "unit": units.pop() if len(units) == 1 else (entry.unit or "micrometer"),
         "ground_truth": entry.ground_truth,
         "description": entry.description,

@@ -15,6 +15,7 @@ import numpy as np
 
 from segpipe.errors import InputError
 from segpipe.data.readers.axes import AxesSpec
+from segpipe.data.readers.omezarr import is_ome_zarr
 from segpipe.data.readers.slices import SliceStack, natural_key
 from segpipe.data.readers.source import Metadata, SelectedSource, Source
 
@@ -65,7 +66,8 @@ def open_source(
 
     Args:
         path: The file, or a folder whose files matching ``slice_glob`` are the planes of a stack.
-        fmt: ``tiff``, ``nifti``, ``png`` or ``auto`` (from the suffix).
+        fmt: ``tiff``, ``nifti``, ``png``, ``omezarr`` or ``auto`` (from the suffix; a folder
+            holding a zarr group is OME-Zarr).
         spec: How to interpret the file's axes.
         slice_glob: For a folder: which files are slices (natural sort order).
 
@@ -73,6 +75,10 @@ def open_source(
         InputError: Missing, empty or damaged file, wrong format, or axes that cannot be told.
     """
     path = Path(path)
+    if fmt == "omezarr" or (fmt == "auto" and is_ome_zarr(path)):
+        from segpipe.data.readers.omezarr import OmeZarrSource
+
+        return OmeZarrSource(path, spec=spec)
     if path.is_dir():
         files = sorted(
             (p for p in path.glob(slice_glob) if p.is_file() and _supported(p)), key=natural_key

@@ -1,0 +1,75 @@
+"""``segpipe segment``: a trained model applied to the images a user brings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from segpipe.cli.app import DEFAULT_CATALOG, DEFAULT_OUTPUT, CatalogOpt, app
+from segpipe.cli.options import params
+from segpipe.pipeline.segment import SegmentParams
+from segpipe.prediction.params import PredictParams
+
+SEGMENT_OPTIONS = {"spacing": "--spacing", "unit": "--unit", "axes": "--axes", "channels": "--channels"}
+PREDICT_OPTIONS = {
+    "device": "--device",
+    "inference.overlap": "--overlap",
+    "inference.batch_size": "--batch-size",
+    "inference.flip_tta": "--tta",
+    "probabilities": "--probabilities",
+    "resample": "--resample",
+}
+
+
+@app.command()
+@params(read=(SegmentParams, SEGMENT_OPTIONS), predict=(PredictParams, PREDICT_OPTIONS))
+def segment(
+    inputs: Annotated[list[str], typer.Argument(help="Images: TIFF/OME-TIFF, NIfTI, PNG, OME-Zarr or CTC sequence folders; folders and globs too.")],
+    read: SegmentParams,
+    predict: PredictParams,
+    model: Annotated[str, typer.Option("--model", "-m", help="A model folder, or a catalog dataset whose trained model to use.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the labels, the OME-Zarr images and the tables.")] = Path("segmented"),
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    runs: Annotated[Path, typer.Option(help="Runs folder of catalog datasets' trained models.")] = DEFAULT_OUTPUT,
+) -> None:
+    """Segment new images with a trained model; nothing needs to be in the catalog.
+
+    Writes, under OUTPUT: labels/ (NAME_labels.tif for TIFF and PNG inputs, NAME_labels.nii.gz with
+    the source's affine for NIfTI, NAME_RES/maskTTT.tif for a CTC sequence), images/NAME.ome.zarr
+    (the image with its labels under it, for napari), measurements.csv (one row per object: area or
+    volume and centroid in physical units, bounding box, mean intensity per channel), counts.csv and
+    segment.json. Images at another pixel size than the model's are resampled to it and back.
+    Re-running segments only new or changed inputs; an unreadable input is listed as failed.
+
+    Example: segpipe segment --model runs/bbbc007/model 'new/*.tif' --output new-labels
+    """
+    from segpipe.models.model import Model
+    from segpipe.pipeline.models import resolve_model
+    from segpipe.pipeline.segment import SegmentFolder
+    from segpipe.pipeline.segment import segment as run_segment
+    from segpipe.prediction.predict import Predictor
+
+    catalog_obj = None
+    if not Path(model).exists() and catalog.is_file():
+        from segpipe.pipeline.catalog import open_catalog
+
+        catalog_obj = open_catalog(catalog)
+    chosen: Model = resolve_model(model, output=runs, catalog=catalog_obj)
+    predictor = Predictor.load(chosen, predict)
+    results = run_segment(inputs, predictor, SegmentFolder(output), read)
+    failed = [r for r in results if r.error is not None]
+    done = [r for r in results if r.error is None]
+    summary = {
+        "model": str(chosen.folder),
+        "output": str(output),
+        "segmented": len(done),
+        "unchanged": sum(r.skipped for r in done),
+        "objects": sum(sum(r.objects.values()) for r in done),
+        "failed": {r.path: r.error for r in failed},
+    }
+    typer.echo(json.dumps(summary, indent=2))
+    if failed:
+        raise typer.Exit(1)

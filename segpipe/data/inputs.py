@@ -1,0 +1,146 @@
+"""Images named on the command line (files, folders, globs), as datasets without ground truth.
+
+``segpipe segment`` takes any mix of:
+
+- image files: TIFF/OME-TIFF, NIfTI, PNG;
+- OME-Zarr images (a folder holding a zarr group);
+- Cell Tracking Challenge sequences (a folder of ``t000.tif``, ``t001.tif``, ...);
+- folders of such files (their images, not their subfolders);
+- globs of any of these (quoted, or expanded by the shell).
+
+Each input becomes its own one-entry dataset (:func:`input_dataset`), so it is ingested,
+cached and segmented on its own, and one unreadable file fails alone.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from segpipe.data.catalog import IMAGE_SUFFIXES, Dataset, DatasetEntry, _stem
+from segpipe.data.ctc import FRAME, sequence_frames
+from segpipe.data.readers.omezarr import is_ome_zarr
+from segpipe.data.records import ImageRecord
+from segpipe.errors import InputError
+
+InputKind = Literal["tiff", "nifti", "png", "omezarr", "ctc"]
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input: a file, an OME-Zarr image or a CTC sequence.
+
+    Attributes:
+        name: Unique among the run's inputs (the file stem; the parent folder's name is
+            prefixed when two inputs share a stem).
+        path: Absolute path.
+        kind: What it is, which decides the label files written for it.
+    """
+
+    name: str
+    path: Path
+    kind: InputKind
+
+
+def find_inputs(patterns: list[str], *, base: Path | None = None) -> list[Input]:
+    """The inputs ``patterns`` name, in order, each once.
+
+    Raises:
+        InputError: A pattern matches nothing, or names a file of an unknown format.
+    """
+    base = base or Path.cwd()
+    found: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(base / pattern), recursive=True)) if glob.has_magic(pattern) else [str(base / pattern)]
+        matches = [m for m in matches if Path(m).exists()]
+        if not matches:
+            raise InputError(f"{pattern}: no such file or folder")
+        for match in map(Path, matches):
+            found += _expand(match.absolute())
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise InputError(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences)")
+    return _named(unique)
+
+
+def kind_of(path: Path) -> InputKind | None:
+    """What ``path`` is as an input, or ``None`` when it is none of the known kinds."""
+    if is_ome_zarr(path):
+        return "omezarr"
+    if path.is_dir():
+        return "ctc" if any(FRAME.match(p.name) for p in path.iterdir()) else None
+    name = path.name.lower()
+    if name.endswith((".tif", ".tiff")):
+        return "tiff"
+    if name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if name.endswith(".png"):
+        return "png"
+    return None
+
+
+def _expand(path: Path) -> list[Path]:
+    kind = kind_of(path)
+    if kind is not None:
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if not p.name.startswith(".") and kind_of(p) is not None)
+    raise InputError(f"{path}: not an image segpipe reads (TIFF, NIfTI, PNG, an OME-Zarr folder or a CTC sequence folder)")
+
+
+def _named(paths: list[Path]) -> list[Input]:
+    stems = [_safe(_stem(p)) for p in paths]
+    names = []
+    for path, stem in zip(paths, stems):
+        name = stem if stems.count(stem) == 1 else f"{_safe(path.parent.name)}_{stem}"
+        while name in names:
+            name += "_"
+        names.append(name)
+    return [Input(name, path, kind_of(path)) for name, path in zip(names, paths)]  # type: ignore[arg-type]
+
+
+def _safe(name: str) -> str:
+    """A name usable as a file and zarr group name."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "image"
+
+
+def input_dataset(
+    item: Input,
+    *,
+    ndim: int,
+    classes: list[str],
+    instances: bool,
+    spacing: list[float] | None = None,
+    unit: str | None = None,
+    axes: str | None = None,
+    channels: list[int] | None = None,
+) -> Dataset:
+    """``item`` as a one-entry dataset without ground truth, every image in ``test``.
+
+    A CTC sequence gives one image per frame (any ground truth beside it is not read).
+    """
+    entry = DatasetEntry(
+        images=str(item.path),
+        format="ctc" if item.kind == "ctc" else "auto",
+        ndim=ndim,
+        classes=classes,
+        instances=instances,
+        spacing=spacing,
+        unit=unit,
+        axes=axes,
+        channels=channels,
+        allow_outside_root=True,
+    )
+    if item.kind == "ctc":
+        frames = sequence_frames(item.path)
+        width = max(3, len(str(max(frames))))
+        records = [ImageRecord(f"{item.name}-t{t:0{width}d}", path, None, "test") for t, path in frames.items()]
+    else:
+        records = [ImageRecord(item.name, item.path, None, "test")]
+    return Dataset(name=item.name, entry=entry, root=item.path.parent, records=tuple(records))
+
+
+__all__ = ["IMAGE_SUFFIXES", "Input", "find_inputs", "input_dataset", "kind_of"]

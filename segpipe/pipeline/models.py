@@ -1,0 +1,39 @@
+"""Which model a name points at: a model folder, or a catalog dataset whose trained model to use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segpipe.data.catalog import Catalog
+from segpipe.errors import ModelNotFound
+from segpipe.models.model import MODEL_FILE, Model
+from segpipe.pipeline.run_folder import RunFolder
+
+
+def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | None = None, base: Path | None = None) -> Model:
+    """The model ``ref`` names.
+
+    Args:
+        ref: A model folder or ``model.pt`` (relative to ``base``), or the name of a catalog
+            dataset: its run's model, ``OUTPUT/DATASET/model``.
+        output: The runs folder.
+        catalog: The catalog whose dataset names are accepted.
+        base: Folder relative paths start from (the catalog's, for its ``model:`` key).
+
+    Raises:
+        ModelNotFound: Nothing of that name; the message lists what was tried.
+        ModelError: The folder holds no valid model.
+    """
+    path = Path(ref) if base is None or Path(ref).is_absolute() else base / ref
+    if path.is_dir() or (path.is_file() and path.name == MODEL_FILE):
+        return Model.open(path)
+    if catalog is not None and str(ref) in catalog.entries:
+        folder = RunFolder.of(output, str(ref)).model_dir
+        if not (folder / MODEL_FILE).is_file():
+            raise ModelNotFound(
+                f"{folder}: catalog dataset {str(ref)!r} has no trained model yet; run `segpipe train {ref}` "
+                f"(or `segpipe run {ref}`) first"
+            )
+        return Model.open(folder)
+    tried = f"no model folder {path}" + (f" and no catalog dataset named {str(ref)!r}" if catalog is not None else "")
+    raise ModelNotFound(f"{ref}: {tried}")

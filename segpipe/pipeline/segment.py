@@ -1,0 +1,351 @@
+"""Segment the images a user brings with a trained model: ``segpipe segment --model MODEL INPUT...``.
+
+Each input (a file, an OME-Zarr image, a CTC sequence) is ingested into its own OME-Zarr,
+predicted with the model (resampled to the model's pixel size when it differs), and given:
+
+- the labels under its image in that OME-Zarr (``images/NAME.ome.zarr/IMAGE/labels/segmentation``);
+- label files named after it: ``labels/NAME_labels.tif`` for TIFF and PNG inputs,
+  ``labels/NAME_labels.nii.gz`` (with the source's affine) for NIfTI, ``labels/NAME_RES/maskTTT.tif``
+  for a CTC sequence (every frame, numbered as the CTC tools expect);
+- its objects' measurements (``measurements/NAME.csv``).
+
+The run's ``measurements.csv`` (every object of every input) and ``counts.csv`` (objects per
+image) are assembled from those. Inputs whose content, model and settings are unchanged are
+kept as they are; an unreadable input is listed as failed and the others are segmented.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+from pydantic import BaseModel, ConfigDict, Field
+
+from segpipe.data.ingest import IngestParams, ingest_dataset
+from segpipe.data.inputs import Input, find_inputs, input_dataset
+from segpipe.data.readers import AxesSpec, open_source
+from segpipe.data.store import IMAGE_LEVEL, ImageStore, create_array
+from segpipe.errors import InputError, ModelError, SegpipeError
+from segpipe.models.card import ModelCard
+from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
+from segpipe.prediction.fit import check_fits
+from segpipe.prediction.measure import measure_objects
+from segpipe.prediction.predict import Predictor, predict_stored
+from segpipe.prediction.store import PredictionStore
+from segpipe.progress import Progress
+
+log = logging.getLogger(__name__)
+
+LABELS_NAME = "segmentation"
+
+
+class SegmentParams(BaseModel):
+    """How inputs are read when their files do not say (the catalog's keys, for files without one)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    spacing: list[float] | None = Field(None, min_length=2, max_length=3)
+    """Pixel size per spatial axis ([z,] y, x), for every input (overrides the files)."""
+    unit: str | None = None
+    """Unit of --spacing (micrometer, millimeter, ...)."""
+    axes: str | None = Field(None, pattern=r"^[TCSZYXtcszyx]+$")
+    """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
+    channels: list[int] | None = Field(None, min_length=1)
+    """Channels to keep, in order, as the model was trained on them (default: all)."""
+
+
+@dataclass(frozen=True)
+class SegmentFolder:
+    """Where a segmentation run writes (``OUTPUT``)."""
+
+    root: Path
+
+    def images(self, name: str) -> Path:
+        return self.root / "images" / f"{name}.ome.zarr"
+
+    def predictions(self, name: str) -> Path:
+        return self.root / ".predictions" / f"{name}.zarr"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels"
+
+    def measurements(self, name: str) -> Path:
+        return self.root / "measurements" / f"{name}.csv"
+
+    @property
+    def table(self) -> Path:
+        return self.root / "measurements.csv"
+
+    @property
+    def counts(self) -> Path:
+        return self.root / "counts.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "segment.json"
+
+
+@dataclass
+class InputResult:
+    """What segmenting one input did."""
+
+    name: str
+    path: str
+    kind: str
+    images: list[str] = field(default_factory=list)
+    objects: dict[str, int] = field(default_factory=dict)
+    skipped: bool = False
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def check_input(item: Input, card: ModelCard, params: SegmentParams) -> None:
+    """Refuse an input the model cannot segment (dimensions, channels), before anything is written.
+
+    A file that cannot be read at all is not refused here: it fails on its own later.
+    """
+    path = item.path if item.kind != "ctc" else _first_frame(item.path)
+    spec = AxesSpec(override=params.axes, fill="Z" if card.spatial_dims == 3 else "")
+    try:
+        with open_source(path, spec=spec) as source:
+            planes, channels = source.spatial[0], source.channels
+    except InputError:
+        return
+    if params.channels is not None:
+        channels = len(params.channels)
+    what = f"{item.path}: model {card.name!r}"
+    if card.spatial_dims == 2 and planes > 1:
+        raise ModelError(f"{what} segments 2D images; this is a 3D stack of {planes} planes (use a 3D model)")
+    if card.spatial_dims == 3 and planes == 1:
+        raise ModelError(f"{what} segments 3D volumes; this is a single 2D plane (use a 2D model)")
+    if channels != card.in_channels:
+        names = f" ({', '.join(card.channel_names)})" if card.channel_names else ""
+        raise ModelError(
+            f"{what} takes {card.in_channels} channel(s){names}, this image has {channels}; choose them with --channels"
+        )
+
+
+def segment(
+    patterns: list[str],
+    predictor: Predictor,
+    folder: SegmentFolder,
+    params: SegmentParams | None = None,
+    *,
+    progress: bool = True,
+) -> list[InputResult]:
+    """Segment every input ``patterns`` name; writes the run's tables and ``segment.json``.
+
+    Raises:
+        InputError: No input found.
+        ModelError: The model does not fit an input (nothing is written then).
+    """
+    params = params or SegmentParams()
+    items = find_inputs(patterns)
+    for item in items:
+        check_input(item, predictor.card, params)
+    results = []
+    with Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
+        for item in items:
+            results.append(segment_safely(item, predictor, folder, params, progress=progress))
+            bar.update(1, failed=sum(r.error is not None for r in results))
+    write_tables(folder, results)
+    write_summary(folder, predictor, results)
+    return results
+
+
+def segment_safely(item: Input, predictor: Predictor, folder: SegmentFolder, params: SegmentParams, *, progress: bool = False) -> InputResult:
+    """:func:`segment_input`, with an unreadable input (bad input, an OS error) listed as failed."""
+    try:
+        return segment_input(item, predictor, folder, params, progress=progress)
+    except ModelError:
+        raise
+    except (SegpipeError, OSError) as err:
+        log.warning("%s: failed: %s", item.path, err)
+        return InputResult(item.name, str(item.path), item.kind, error=f"{type(err).__name__}: {err}")
+
+
+def segment_input(
+    item: Input, predictor: Predictor, folder: SegmentFolder, params: SegmentParams, *, progress: bool = False
+) -> InputResult:
+    """Ingest, predict, attach labels, export and measure one input (kept where current)."""
+    card = predictor.card
+    dataset = input_dataset(
+        item, ndim=card.spatial_dims, classes=card.classes, instances=card.instances,
+        spacing=params.spacing, unit=params.unit, axes=params.axes, channels=params.channels,
+    )
+    store_path = folder.images(item.name)
+    ingest_dataset(dataset, store_path, IngestParams(), progress=False)
+    store = ImageStore.open(store_path)
+    check_fits(card, store, where=str(item.path))
+    predictions = predictor.open_store(folder.predictions(item.name))
+    made = [predict_stored(image, predictor, predictions, progress=progress) for image in store.images()]
+    result = InputResult(item.name, str(item.path), item.kind, images=store.names())
+    result.skipped = all(r.skipped for r in made) and folder.measurements(item.name).is_file()
+    if not result.skipped:
+        attach_labels(store_path, predictions, store)
+        result.files = [str(p) for p in export_labels(item, store, predictions, folder)]
+        write_measurements(folder.measurements(item.name), store, predictions, card)
+    else:
+        result.files = [str(p) for p in label_files(item, folder) if p.exists()]
+    result.objects = _counts(folder.measurements(item.name), store.names())
+    return result
+
+
+def attach_labels(store_path: Path, predictions: PredictionStore, store: ImageStore) -> None:
+    """Copy each image's labels under it in its OME-Zarr (NGFF ``labels/segmentation``)."""
+    from segpipe.data.store import ome_label_attrs
+
+    root = zarr.open_group(str(store_path), mode="a")
+    for image in store.images():
+        source = predictions.labels(image.name)
+        group = root[image.name]
+        labels_attrs, attrs = ome_label_attrs(
+            ndim=store.ndim, spacing=image.spacing, unit=image.info.get("unit") or store.unit, name=LABELS_NAME
+        )
+        frames = source.ndim - store.ndim
+        if frames:  # a time series' labels keep the image's frame axes
+            attrs = _with_frames(attrs, frames)
+        label_root = group.require_group("labels")
+        if LABELS_NAME in label_root:
+            del label_root[LABELS_NAME]
+        target = label_root.create_group(LABELS_NAME, attributes=attrs)
+        array = create_array(target, IMAGE_LEVEL, shape=source.shape, dtype=source.dtype, ndim=store.ndim, chunks=source.chunks)
+        for index in np.ndindex(*source.shape[:frames]):
+            for start in range(0, source.shape[frames], source.chunks[frames]):
+                window = (*index, slice(start, start + source.chunks[frames]))
+                array[window] = source[window]
+        ome = dict(labels_attrs["ome"])
+        ome["labels"] = sorted({*(label_root.attrs.get("ome", {}).get("labels") or []), LABELS_NAME})
+        label_root.attrs["ome"] = ome
+
+
+def _with_frames(attrs: dict, frames: int) -> dict:
+    """Label attributes for an array with ``frames`` leading time axes."""
+    attrs = json.loads(json.dumps(attrs))
+    multiscale = attrs["ome"]["multiscales"][0]
+    multiscale["axes"] = [{"name": "t", "type": "time"}] * frames + multiscale["axes"]
+    for dataset in multiscale["datasets"]:
+        for transform in dataset["coordinateTransformations"]:
+            transform["scale"] = [1.0] * frames + transform["scale"]
+    return attrs
+
+
+def label_files(item: Input, folder: SegmentFolder) -> list[Path]:
+    """The label files written for ``item``."""
+    if item.kind == "ctc":
+        return [folder.labels / f"{item.name}_RES"]
+    if item.kind == "nifti":
+        return [folder.labels / f"{item.name}_labels.nii.gz"]
+    if item.kind in ("tiff", "png"):
+        return [folder.labels / f"{item.name}_labels.tif"]
+    return []
+
+
+def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, folder: SegmentFolder) -> list[Path]:
+    """Label files named after the input, in the input's own kind (OME-Zarr inputs: none besides the zarr)."""
+    images = store.images()
+    ndim = store.ndim
+    if item.kind == "ctc":
+        frames = [(int(image.name.rsplit("-t", 1)[1]), predictions.labels(image.name)) for image in images]
+        return [export_ctc(frames, folder.labels, sequence=item.name)]
+    (image,) = images
+    labels = predictions.labels(image.name)
+    frames = labels.ndim - ndim
+    if item.kind == "nifti":
+        return [export_nifti(labels, label_files(item, folder)[0], affine=source_affine(image.info, ndim=ndim), ndim=ndim)]
+    if item.kind in ("tiff", "png"):
+        return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames))]
+    return []
+
+
+def write_measurements(path: Path, store: ImageStore, predictions: PredictionStore, card: ModelCard) -> Path:
+    """One row per object of every image of ``store`` (frames of a time series one by one)."""
+    rows: list[dict] = []
+    unit = store.unit
+    for image in store.images():
+        labels = predictions.labels(image.name)
+        frames = labels.ndim - store.ndim
+        for index in np.ndindex(*labels.shape[:frames]):
+            pixels = image.image[(slice(None), *index)] if frames else image.image
+            columns = measure_objects(
+                labels[index] if frames else labels, pixels, spacing=image.spacing, channel_names=card.channel_names
+            )
+            frame = {"frame": index[0]} if frames == 1 else {}
+            for k in range(columns["label"].size):
+                rows.append({"image": image.name, **frame, **{key: _plain(value[k]) for key, value in columns.items()}, "unit": unit})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_csv(path, rows, empty_fields=["image", "label"])
+    return path
+
+
+def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:
+    """The run's ``measurements.csv`` (every object) and ``counts.csv`` (objects per image)."""
+    rows: list[dict] = []
+    counts: list[dict] = []
+    for result in results:
+        if result.error is not None:
+            counts.append({"input": result.path, "image": "", "objects": "", "status": "failed", "error": result.error})
+            continue
+        path = folder.measurements(result.name)
+        with open(path, newline="") as handle:
+            rows += [{"input": result.path, **row} for row in csv.DictReader(handle)]
+        counts += [
+            {"input": result.path, "image": image, "objects": result.objects.get(image, 0), "status": "segmented", "error": ""}
+            for image in result.images
+        ]
+    folder.root.mkdir(parents=True, exist_ok=True)
+    _write_csv(folder.table, rows, empty_fields=["input", "image", "label"])
+    _write_csv(folder.counts, counts, empty_fields=["input", "image", "objects", "status", "error"])
+
+
+def write_summary(folder: SegmentFolder, predictor: Predictor, results: list[InputResult]) -> Path:
+    """``segment.json``: the model, the settings and what happened to every input."""
+    summary = {
+        "model": {"name": predictor.card.name, "folder": str(predictor.model.folder), "id": predictor.model.id},
+        "inference": predictor.inference.model_dump(mode="json"),
+        "resample": predictor.params.resample,
+        "inputs": [asdict(r) for r in results],
+        "failed": [r.path for r in results if r.error is not None],
+    }
+    tmp = folder.summary.with_name(f".{folder.summary.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, folder.summary)
+    return folder.summary
+
+
+def _counts(path: Path, images: list[str]) -> dict[str, int]:
+    counts = dict.fromkeys(images, 0)
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            counts[row["image"]] = counts.get(row["image"], 0) + 1
+    return counts
+
+
+def _write_csv(path: Path, rows: list[dict], *, empty_fields: list[str]) -> None:
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields or empty_fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _first_frame(folder: Path) -> Path:
+    from segpipe.data.ctc import sequence_frames
+
+    frames = sequence_frames(folder)
+    return next(iter(frames.values()))

@@ -1,0 +1,33 @@
+"""Whether a model fits the images it is asked to segment, checked before anything is written."""
+
+from __future__ import annotations
+
+from segpipe.data.store import ImageStore
+from segpipe.errors import ModelError
+from segpipe.models.card import ModelCard
+
+
+def check_fits(card: ModelCard, store: ImageStore, *, where: str | None = None) -> None:
+    """Refuse a model whose dimensions, channels or (for scored images) classes do not fit ``store``.
+
+    Raises:
+        ModelError: Naming the model, the images and what differs.
+    """
+    where = where or str(store.path)
+    model = f"model {card.name!r}"
+    if card.spatial_dims != store.ndim:
+        raise ModelError(f"{where}: {model} segments {card.spatial_dims}D images, these are {store.ndim}D")
+    for info in store.record["images"]:
+        channels = int(info["shape"][0])
+        if channels != card.in_channels:
+            names = f" ({', '.join(card.channel_names)})" if card.channel_names else ""
+            raise ModelError(
+                f"{where}: {model} takes {card.in_channels} channel(s){names}, image {info['name']!r} has {channels}; "
+                "choose the channels with channels: in the catalog (or --channels for segpipe segment)"
+            )
+    if store.labelled and (store.instances != card.instances or len(store.classes) != card.n_classes):
+        kind = lambda instances, classes: f"{'objects' if instances else 'classes'} {classes}"  # noqa: E731
+        raise ModelError(
+            f"{where}: {model} predicts {kind(card.instances, card.classes)}, the ground truth here has "
+            f"{kind(store.instances, store.classes)}: its predictions could not be scored"
+        )
