@@ -46,19 +46,21 @@ def ingest(dataset: DatasetArg, ingest: IngestParams, catalog: CatalogOpt = DEFA
 
 
 @app.command()
-@params(train=(TrainParams, TRAIN_OPTIONS))
+@params(train=(TrainParams, {**TRAIN_OPTIONS, "init": "--init"}))
 def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT_CATALOG, output: OutputOpt = DEFAULT_OUTPUT) -> None:
     """Train on the ingested store's train split, validating on its validation split.
 
     Patch size, batch size and widths are planned from the dataset fingerprint unless the
     catalog entry's `training:` section sets them; options given here override the catalog.
     A killed run resumes when started again, and a run that used up its time budget continues
-    with a larger --minutes.
+    with a larger --minutes. --init MODEL fine-tunes an existing model (a model folder, or a
+    catalog dataset whose model to start from). Example: segpipe train my-cells --init runs/bbbc007/model
     """
     from segpipe.pipeline import RunFolder, stages
     from segpipe.pipeline.catalog import open_catalog, train_params
 
-    result = stages.train(RunFolder.of(output, dataset), train_params(open_catalog(catalog), dataset, train))
+    loaded = open_catalog(catalog)
+    result = stages.train(RunFolder.of(output, dataset), train_params(loaded, dataset, train), catalog=loaded)
     typer.echo(f"{result.model.folder}: validation {json.dumps(result.model.card.training.validation)}")
 
 

@@ -37,7 +37,7 @@ def segpipe_pipeline(
     run = RunFolder.of(output, dataset)
     params = train_params(open_catalog(catalog), dataset, train)
     ingest_step(catalog, dataset, run, ingest)
-    trained = train_step(run, params)
+    trained = train_step(run, params, catalog)
     parts, failed = predict_and_score(runner, run, split=split, params=predict)
     metrics, report = evaluate_step(run, parts, failed, split=split)
     summary = {

@@ -35,9 +35,9 @@ def ingest_step(catalog: str, dataset: str, run: RunFolder, params: IngestParams
     return refreshed(ingest_task, current)(catalog, dataset, run, params)
 
 
-def train_step(run: RunFolder, params: TrainParams) -> dict:
+def train_step(run: RunFolder, params: TrainParams, catalog: str | None = None) -> dict:
     """Train, reusing the cached result while the run's model matches the store and ``params``."""
-    return refreshed(train_task, train_current(run, params))(run, params)
+    return refreshed(train_task, train_current(run, params))(run, params, catalog)
 
 
 def scratch_dir(run: RunFolder) -> Path:

@@ -71,13 +71,14 @@ def ingest_task(catalog: str, dataset: str, run: RunFolder, params: IngestParams
     retry_condition_fn=transient,
     cache_key_fn=key_fn(train_key),
 )
-def train_task(run: RunFolder, params: TrainParams) -> dict:
+def train_task(run: RunFolder, params: TrainParams, catalog: str | None = None) -> dict:
     """Train (or resume training) the run's model on its ingested dataset."""
     from segpipe.flows.caching import record_trained_on, train_inputs
     from segpipe.pipeline import stages
+    from segpipe.pipeline.catalog import open_catalog
 
     inputs = train_inputs(run)
-    result = stages.train(run, params)
+    result = stages.train(run, params, catalog=open_catalog(catalog) if catalog else None)
     record_trained_on(run, inputs)
     training = result.model.card.training
     get_run_logger().info("%s: trained %d epochs, validation %s", run.dataset, len(result.history), training.validation)

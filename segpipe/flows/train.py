@@ -21,4 +21,4 @@ def segpipe_train(
     """
     from segpipe.pipeline.catalog import open_catalog, train_params
 
-    return train_step(RunFolder.of(output, dataset), train_params(open_catalog(catalog), dataset, train))
+    return train_step(RunFolder.of(output, dataset), train_params(open_catalog(catalog), dataset, train), catalog)

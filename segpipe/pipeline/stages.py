@@ -21,6 +21,7 @@ from segpipe.data.ingest import IngestParams, IngestResult, ingest_dataset
 from segpipe.data.store import ImageStore
 from segpipe.errors import SegpipeError, StoreError
 from segpipe.models.model import Model
+from segpipe.pipeline.models import resolve_model
 from segpipe.pipeline.run_folder import RunFolder
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.params import PredictParams
@@ -42,9 +43,16 @@ def ingest(catalog: Catalog, dataset: str, run: RunFolder, params: IngestParams 
     return ingest_dataset(catalog.dataset(dataset), run.store, params)
 
 
-def train(run: RunFolder, params: TrainParams, *, progress: bool = True) -> TrainResult:
-    """Train the run's model on its store (``params`` already merged with the catalog's)."""
-    return train_model(ImageStore.open(run.store), run.model_dir, params, progress=progress)
+def train(run: RunFolder, params: TrainParams, *, catalog: Catalog | None = None, progress: bool = True) -> TrainResult:
+    """Train the run's model on its store (``params`` already merged with the catalog's).
+
+    ``params.init`` (fine-tuning) names a model folder, or a dataset of ``catalog`` whose model to start from.
+    """
+    init = None
+    if params.init is not None:
+        base = catalog.root if catalog is not None else None
+        init = resolve_model(params.init, output=run.root.parent, catalog=catalog, base=base)
+    return train_model(ImageStore.open(run.store), run.model_dir, params, init=init, progress=progress)
 
 
 def model_for(run: RunFolder, model: str | Path | None = None) -> Model:

@@ -35,6 +35,7 @@ from segpipe.data.store import ImageStore, StoredImage
 from segpipe.inference import predict_image
 from segpipe.inference.normalize import NormalizationSpec, normalize
 from segpipe.inference.postprocess import InstanceParams
+from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard, TrainingRecord
 from segpipe.models.device import resolve_device, use_cpu_threads
 from segpipe.models.model import Model, network_from_card, save_model
@@ -63,7 +64,9 @@ def load_split(store: ImageStore, split: str, *, spec: NormalizationSpec) -> lis
     return [(im, normalize(np.asarray(im.image), spec), np.asarray(im.labels)) for im in store.images(split, labelled=True)]
 
 
-def train_model(store: ImageStore, model_dir: str | Path, config: TrainParams, *, progress: bool = True) -> TrainResult:
+def train_model(
+    store: ImageStore, model_dir: str | Path, config: TrainParams, *, init: Model | None = None, progress: bool = True
+) -> TrainResult:
     """Train on the store's ``train`` split, validating on ``validation``; writes a model folder.
 
     Args:
@@ -71,6 +74,8 @@ def train_model(store: ImageStore, model_dir: str | Path, config: TrainParams, *
         model_dir: The model folder (checkpoints, card, history); a run there with the same
             configuration is resumed, and one that ran out of time continues with a larger budget.
         config: Training parameters; open fields are planned from the dataset fingerprint.
+        init: A model to fine-tune (``config.init`` names it): its network, widths and
+            normalization are kept, and its weights are the starting point.
         progress: Show a progress bar.
 
     Returns:
@@ -80,6 +85,9 @@ def train_model(store: ImageStore, model_dir: str | Path, config: TrainParams, *
     store.require_labels("train on")
     model_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = fingerprint_store(store)
+    if init is not None:  # the starting model's network and widths
+        features = init.card.network_options.get("features")
+        config = config.model_copy(update={"network": init.card.network, "features": tuple(features) if features else None})
     config = plan_training(fingerprint, config)
     (model_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n")
     log.info("fingerprint: %s", json.dumps(fingerprint))
@@ -89,9 +97,13 @@ def train_model(store: ImageStore, model_dir: str | Path, config: TrainParams, *
     if device.type == "cpu":
         log.info("training on %d CPU threads", use_cpu_threads(reserved=loader_workers(config, device)))
     card = make_card(store, fingerprint, config)
+    if init is not None:
+        card = _from_init(card, init)
     n_classes = card.n_classes
     set_determinism(config.seed)
     model = network_from_card(card).to(device)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
 
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last if card.spatial_dims == 2 else torch.channels_last_3d)
@@ -191,6 +203,23 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
             "monai": str(monai.__version__),
             "python": platform.python_version(),
         },
+    )
+
+
+def _from_init(card: ModelCard, init: Model) -> ModelCard:
+    """The card of a model fine-tuned from ``init``: its architecture and normalization, refused if they do not fit."""
+    start = init.card
+    where = f"training: init {init.folder}"
+    if (start.spatial_dims, start.in_channels) != (card.spatial_dims, card.in_channels):
+        raise ModelError(
+            f"{where}: a {start.spatial_dims}D model of {start.in_channels} channel(s) cannot start training on "
+            f"{card.spatial_dims}D images of {card.in_channels} channel(s)"
+        )
+    if (start.instances, start.n_classes) != (card.instances, card.n_classes):
+        raise ModelError(f"{where}: it predicts {start.classes}, this dataset has {card.classes}")
+    training = card.training.model_copy(update={"init": str(init.folder)})
+    return card.model_copy(
+        update={"network_options": start.network_options, "normalization": start.normalization, "training": training}
     )
 
 

@@ -66,6 +66,9 @@ class TrainParams(BaseModel):
     """Use the channels-last memory format on GPU (faster convolutions there)."""
     memory_limit_gb: float = Field(4.0, ge=0)
     """Above this much memory for the training split, patches are read from the store instead."""
+    init: str | None = None
+    """Fine-tune: start from this model (a model folder, or a catalog dataset whose model to use)
+    instead of random weights; its network, widths and normalization are kept."""
 
     @field_validator("network")
     @classmethod
