@@ -72,8 +72,11 @@ def predict(
     output: OutputOpt = DEFAULT_OUTPUT,
     split: SplitOpt = "test",
     model: Annotated[
-        Optional[Path], typer.Option(help="Model folder to predict with (default: the run's own, OUTPUT/DATASET/model).")
+        Optional[str],
+        typer.Option(help="Model to predict with: a model folder, or a catalog dataset whose trained model to use "
+                     "(default: the entry's model: key, else the run's own, OUTPUT/DATASET/model)."),
     ] = None,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Predict a split with a trained model, zarr to zarr (sliding windows, Gaussian blending).
 
@@ -82,9 +85,16 @@ def predict(
     are kept. Example: segpipe predict bbbc007 --overlap 0.25 --export nifti
     """
     from segpipe.pipeline import RunFolder, stages
+    from segpipe.pipeline.catalog import open_catalog
+    from segpipe.pipeline.models import model_to_apply, resolve_model
 
     run = RunFolder.of(output, dataset)
-    results = stages.predict(run, predict, split=split, model=model)
+    loaded = open_catalog(catalog) if catalog.is_file() else None
+    if model is not None:
+        chosen = str(resolve_model(model, output=output, catalog=loaded).folder)
+    else:
+        chosen = model_to_apply(loaded, dataset, output=output) if loaded is not None and dataset in loaded.entries else None
+    results = stages.predict(run, predict, split=split, model=chosen)
     made = sum(not r.skipped for r in results)
     typer.echo(f"predicted {made} of {len(results)} images into {run.predictions} ({len(results) - made} were current)")
 

@@ -67,18 +67,18 @@ def submit_scores(runner, run: RunFolder, names: list[str], after: dict | None =
 def predict_images(runner, run: RunFolder, names: list[str], params: PredictParams, model: str | None) -> dict[str, str]:
     """Predict every image on ``runner``; returns ``{image: error}`` of the failures."""
     futures = submit_predictions(runner, run, names, params, model)
-    return {name: error for name, future in futures.items() if (error := _failure(future)) is not None}
+    return {name: error for name, future in futures.items() if (error := failure(future)) is not None}
 
 
 def collect(names: list[str], predicted: dict, scored: dict) -> tuple[list, dict[str, str]]:
     """Wait for every image's tasks: the scores of those that went through, ``{image: "stage: error"}`` of the others."""
     parts, failed = [], {}
     for name in names:
-        if name in predicted and (error := _failure(predicted[name])) is not None:
+        if name in predicted and (error := failure(predicted[name])) is not None:
             failed[name] = f"predict: {error}"  # its scoring task never ran (upstream failed)
         elif name not in scored:
             continue  # no ground truth: predicted only
-        elif (error := _failure(scored[name])) is not None:
+        elif (error := failure(scored[name])) is not None:
             failed[name] = f"score: {error}"
         else:
             parts.append(scored[name].result())
@@ -119,7 +119,8 @@ def outcome(summary: dict, failed: dict[str, str]) -> dict | State:
     return Failed(message=f"{len(failed)} image(s) failed, the others are in {summary.get('report')}: {listed}")
 
 
-def _failure(future) -> str | None:
+def failure(future) -> str | None:
+    """``None`` when the task run completed, else its error in one line (waits for it)."""
     future.wait()
     state = future.state
     if state.is_completed():

@@ -144,6 +144,20 @@ def pool_scores_task(run: RunFolder, parts: list, split: str = "test", failed: d
 
 
 @task(name="report", retry_condition_fn=transient, **IO_RETRIES)
+def segmentation_report_task(run: RunFolder, split: str = "test") -> str:
+    """Report a run without ground truth (counts, sizes, outliers, overlays) and publish it."""
+    from segpipe.pipeline import stages
+
+    report = stages.report_segmentation(run, split=split)
+    create_markdown_artifact(
+        key=artifact_key(run.dataset, "report"),
+        markdown=report.markdown + f"\n\nFiles: `{report.path.parent}`\n",
+        description=f"segmentation report for {run.dataset}",
+    )
+    return str(report.path)
+
+
+@task(name="report", retry_condition_fn=transient, **IO_RETRIES)
 def report_task(run: RunFolder, metrics: dict, split: str = "test") -> str:
     """Write report.md and publish it, with the per-image table, as Prefect artifacts."""
     from segpipe.pipeline import stages

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segpipe.data.catalog import Catalog
-from segpipe.errors import ModelNotFound
+from segpipe.errors import CatalogError, ModelNotFound
 from segpipe.models.model import MODEL_FILE, Model
 from segpipe.pipeline.run_folder import RunFolder
 
@@ -37,3 +37,20 @@ def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | Non
         return Model.open(folder)
     tried = f"no model folder {path}" + (f" and no catalog dataset named {str(ref)!r}" if catalog is not None else "")
     raise ModelNotFound(f"{ref}: {tried}")
+
+
+def model_to_apply(catalog: Catalog, dataset: str, *, output: str | Path) -> str | None:
+    """The folder of the model a catalog entry's ``model:`` key names, or ``None`` (train one).
+
+    Raises:
+        CatalogError: The entry has no labels and names no model: there is nothing to segment it with.
+    """
+    entry = catalog.entry(dataset)
+    if entry.model is None:
+        if not entry.labelled:
+            raise CatalogError(
+                f"{catalog.path}: dataset {dataset!r} has no labels to train on: name the model to segment it "
+                "with (model: a model folder, or a catalog dataset whose trained model to use)"
+            )
+        return None
+    return str(resolve_model(entry.model, output=output, catalog=catalog, base=catalog.root).folder)

@@ -30,11 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, find_inputs, input_dataset
 from segpipe.data.readers import AxesSpec, open_source
-from segpipe.data.store import IMAGE_LEVEL, ImageStore, create_array
+from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
 from segpipe.errors import InputError, ModelError, SegpipeError
 from segpipe.models.card import ModelCard
 from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
+from segpipe.models.model import Model
 from segpipe.prediction.fit import check_fits
+from segpipe.prediction.params import PredictParams
 from segpipe.prediction.measure import measure_objects
 from segpipe.prediction.predict import Predictor, predict_stored
 from segpipe.prediction.store import PredictionStore
@@ -156,7 +158,8 @@ def segment(
             results.append(segment_safely(item, predictor, folder, params, progress=progress))
             bar.update(1, failed=sum(r.error is not None for r in results))
     write_tables(folder, results)
-    write_summary(folder, predictor, results)
+    write_summary(folder, predictor.model, predictor.params, results)
+    report_segmentation(folder, predictor.card)
     return results
 
 
@@ -191,7 +194,7 @@ def segment_input(
     if not result.skipped:
         attach_labels(store_path, predictions, store)
         result.files = [str(p) for p in export_labels(item, store, predictions, folder)]
-        write_measurements(folder.measurements(item.name), store, predictions, card)
+        write_measurements(folder.measurements(item.name), store.images(), predictions, card, unit=store.unit)
     else:
         result.files = [str(p) for p in label_files(item, folder) if p.exists()]
     result.objects = _counts(folder.measurements(item.name), store.names())
@@ -265,13 +268,14 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
     return []
 
 
-def write_measurements(path: Path, store: ImageStore, predictions: PredictionStore, card: ModelCard) -> Path:
-    """One row per object of every image of ``store`` (frames of a time series one by one)."""
+def write_measurements(
+    path: Path, images: list[StoredImage], predictions: PredictionStore, card: ModelCard, *, unit: str
+) -> Path:
+    """One row per object of every image (frames of a time series one by one)."""
     rows: list[dict] = []
-    unit = store.unit
-    for image in store.images():
+    for image in images:
         labels = predictions.labels(image.name)
-        frames = labels.ndim - store.ndim
+        frames = labels.ndim - card.spatial_dims
         for index in np.ndindex(*labels.shape[:frames]):
             pixels = image.image[(slice(None), *index)] if frames else image.image
             columns = measure_objects(
@@ -305,12 +309,12 @@ def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:
     _write_csv(folder.counts, counts, empty_fields=["input", "image", "objects", "status", "error"])
 
 
-def write_summary(folder: SegmentFolder, predictor: Predictor, results: list[InputResult]) -> Path:
+def write_summary(folder: SegmentFolder, model: Model, params: PredictParams, results: list[InputResult]) -> Path:
     """``segment.json``: the model, the settings and what happened to every input."""
     summary = {
-        "model": {"name": predictor.card.name, "folder": str(predictor.model.folder), "id": predictor.model.id},
-        "inference": predictor.inference.model_dump(mode="json"),
-        "resample": predictor.params.resample,
+        "model": {"name": model.card.name, "folder": str(model.folder), "id": model.id},
+        "inference": params.inference_for(model.card.inference).model_dump(mode="json"),
+        "resample": params.resample,
         "inputs": [asdict(r) for r in results],
         "failed": [r.path for r in results if r.error is not None],
     }
@@ -349,3 +353,42 @@ def _first_frame(folder: Path) -> Path:
 
     frames = sequence_frames(folder)
     return next(iter(frames.values()))
+
+
+def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | None = None) -> Path:
+    """``report.md`` and ``report.html`` of a run's tables, with overlays of a sample of its images."""
+    from segpipe.report.segmentation import choose_sample, read_tables, write_segmentation_report
+
+    counts, objects = read_tables(folder.root)
+    views, spacing, unit = [], {}, "micrometer"
+    for name in choose_sample(counts):
+        row = next(r for r in counts if r["image"] == name)
+        item_name = next((p.name.removesuffix(".ome.zarr") for p in (folder.root / "images").glob("*.ome.zarr")
+                          if (p / name).is_dir()), None)
+        if item_name is None:
+            continue
+        store = ImageStore.open(folder.images(item_name))
+        image = store.image(name)
+        labels = PredictionStore.open(folder.predictions(item_name)).labels(name)
+        frames = labels.ndim - store.ndim
+        pixels = np.asarray(image.image[(slice(None), *([0] * frames))])
+        views.append((f"{row['input']} ({name})" if row["input"] else name, pixels, np.asarray(labels[(0,) * frames])))
+        spacing[name], unit = image.spacing, store.unit
+    report = write_segmentation_report(
+        folder.root, title=title or f"Segmentation with {card.name}", card=card, counts=counts, objects=objects,
+        views=views, unit=unit, ndim=card.spatial_dims, spacing_by_image=spacing,
+    )
+    return report.path
+
+
+def measure_run(run_root: Path, store: ImageStore, predictions: PredictionStore, card: ModelCard, *, split: str) -> list[dict]:
+    """A catalog run without ground truth: its split's measurements and counts, as ``segment`` writes them."""
+    folder = SegmentFolder(run_root)
+    table = run_root / "measurements" / "all.csv"
+    counts = _counts(write_measurements(table, store.images(split), predictions, card, unit=store.unit), store.names(split))
+    with open(table, newline="") as handle:
+        objects = [{"input": store.name, **row} for row in csv.DictReader(handle)]
+    counts_rows = [{"input": store.name, "image": n, "objects": c, "status": "segmented", "error": ""} for n, c in counts.items()]
+    _write_csv(folder.table, objects, empty_fields=["input", "image", "label"])
+    _write_csv(folder.counts, counts_rows, empty_fields=["input", "image", "objects", "status", "error"])
+    return counts_rows

@@ -92,9 +92,13 @@ def prepare_predictions(run: RunFolder, *, split: str = "test", model: str | Pat
 
 def predictor_for(run: RunFolder, params: PredictParams, model: str | Path | None = None) -> Predictor:
     """The loaded model, kept per process: per-image tasks on one worker load the weights once."""
-    chosen = model_for(run, model)
-    stat = chosen.weights.stat()
-    return _cached_predictor(str(chosen.folder), stat.st_mtime_ns, chosen.id, params.model_dump_json(exclude_unset=True))
+    return cached_predictor(model_for(run, model).folder, params)
+
+
+def cached_predictor(folder: str | Path, params: PredictParams) -> Predictor:
+    """The model in ``folder`` loaded with ``params``, kept per process (two at most)."""
+    chosen = Model.open(folder)
+    return _cached_predictor(str(chosen.folder), chosen.weights.stat().st_mtime_ns, chosen.id, params.model_dump_json(exclude_unset=True))
 
 
 @functools.lru_cache(maxsize=2)
@@ -190,6 +194,29 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
         run.root, dataset=run.dataset, record=store.record, metrics=metrics, card=model.card, history=history,
         views=views, runs=read_runs(run.root), spacing=spacing,
     )  # images that failed are listed in the report from metrics["failed"]
+    write_index(run.root.parent)
+    return written
+
+
+def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
+    """The report of a run without ground truth: objects per image, sizes, outliers, overlays."""
+    from segpipe.pipeline.segment import measure_run
+    from segpipe.report.segmentation import choose_sample, read_tables, write_segmentation_report
+
+    store, predictions = ImageStore.open(run.store), PredictionStore.open(run.predictions)
+    card = predictions.model().card
+    measure_run(run.root, store, predictions, card, split=split)
+    counts, objects = read_tables(run.root)
+    views, spacing = [], {}
+    for name in choose_sample(counts):
+        image, labels = store.image(name), predictions.labels(name)
+        frames = labels.ndim - store.ndim
+        views.append((name, np.asarray(image.image[(slice(None), *([0] * frames))]), np.asarray(labels[(0,) * frames])))
+        spacing[name] = image.spacing
+    written = write_segmentation_report(
+        run.root, title=f"{run.dataset}: segmented with {card.name}", card=card, counts=counts, objects=objects,
+        views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=spacing,
+    )
     write_index(run.root.parent)
     return written
 

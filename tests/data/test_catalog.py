@@ -140,3 +140,16 @@ def test_every_example_in_the_catalog_docs_is_a_valid_entry():
     for block in blocks:
         for name, body in yaml.safe_load(block).items():
             DatasetEntry.model_validate(body)  # raises on an unknown key or a bad value
+
+
+def test_images_without_labels_are_to_segment_only(tmp_path, files):
+    body = "datasets:\n  d:\n    images: img/*.tif\n    model: runs/other/model\n"
+    catalog = load_catalog(_write(tmp_path, body))
+    dataset = catalog.dataset("d")
+    assert [(r.name, r.labels, r.split) for r in dataset.records] == [("a", None, "test"), ("b", None, "test")]
+    assert catalog.entry("d").model == "runs/other/model" and not catalog.entry("d").labelled
+
+
+def test_labels_need_a_split(tmp_path, files):
+    with pytest.raises(CatalogError, match="split: required for a dataset with labels"):
+        load_catalog(_write(tmp_path, "datasets:\n  d:\n    images: img/*.tif\n    labels: lab/*.tif\n"))

@@ -33,6 +33,7 @@ EXPECTED = {
     "segpipe-train/weekly-gpu": "segpipe-gpu",
     "segpipe-predict/gpu": "segpipe-gpu",
     "segpipe-evaluate/rescore": "segpipe-cpu",
+    "segpipe-segment/inbox": "segpipe-cpu",
 }
 
 

@@ -158,3 +158,30 @@ def test_the_time_budget_is_checked_after_every_iteration(store, tmp_path):
     assert [row["iteration"] for row in result.history] == [1]
     assert "val_score" in result.history[0] and result.history[0]["ended_by"] == "time budget"
     assert result.model.card.training.ended_by == "time budget"
+
+
+def test_fine_tuning_starts_from_the_given_model(store, tmp_path):
+    """With a vanishing learning rate, a fine-tuned model keeps the weights it started from."""
+    import torch
+
+    first = train_model(store, tmp_path / "first", TrainParams(**TINY, device="cpu"), progress=False).model
+    still = TrainParams(**{**TINY, "epochs": 1, "learning_rate": 1e-12, "weight_decay": 0.0}, device="cpu", init=str(first.folder))
+    tuned = train_model(store, tmp_path / "tuned", still, init=first, progress=False).model
+    assert tuned.card.training.init == str(first.folder)
+    for name, weights in first.state_dict().items():
+        if weights.dtype.is_floating_point:
+            torch.testing.assert_close(tuned.state_dict()[name], weights, rtol=1e-5, atol=1e-6)
+    scratch = train_model(store, tmp_path / "scratch", still.model_copy(update={"init": None}), progress=False).model
+    assert any(
+        not torch.equal(scratch.state_dict()[name], weights) for name, weights in first.state_dict().items()
+    )
+
+
+def test_a_model_that_does_not_fit_cannot_be_fine_tuned(store, tmp_path, model_card):
+    from segpipe.errors import ModelError
+    from segpipe.models.model import network_from_card, save_model
+
+    card = model_card(3)  # a 3D model; the crops are 2D
+    save_model(tmp_path / "three", network_from_card(card).state_dict(), card)
+    with pytest.raises(ModelError, match="a 3D model of 1 channel"):
+        train_model(store, tmp_path / "m", TrainParams(**TINY, device="cpu"), init=Model.open(tmp_path / "three"), progress=False)

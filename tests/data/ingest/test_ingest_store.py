@@ -155,3 +155,25 @@ def test_small_image_group_written_in_one_go_reads_back(tmp_path, where):
     scale = group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
     assert scale == [1.0, 0.5, 0.25]
     assert group["labels"].attrs["ome"]["labels"] == ["gt"]
+
+
+def test_images_without_labels_are_stored_without_ground_truth(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+    import tifffile
+
+    from segpipe.data.catalog import load_catalog
+
+    (tmp_path / "img").mkdir()
+    tifffile.imwrite(tmp_path / "img" / "a.tif", np.arange(48, dtype=np.uint16).reshape(6, 8))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("datasets:\n  new:\n    images: img/*.tif\n")
+    with caplog.at_level(logging.WARNING, logger="segpipe.data.ingest.record"):
+        ingest_dataset(load_catalog(catalog).dataset("new"), tmp_path / "data.zarr", progress=False)
+    assert "a.tif: no pixel size in the file" in caplog.text and "spacing: [y, x]" in caplog.text
+    store = ImageStore.open(tmp_path / "data.zarr")
+    (image,) = store.images()
+    assert not store.labelled and image.labels is None and image.split == "test"
+    assert image.info["spacing_source"] == "default" and store.names("test", labelled=True) == []
+    np.testing.assert_array_equal(image.image[0], np.arange(48).reshape(6, 8))

@@ -1,0 +1,140 @@
+"""Segment the images in folders or globs with a trained model, one task per input.
+
+The flow behind ``segpipe segment`` for unattended use (the ``inbox`` deployment segments a
+folder on a schedule). Each input is a task cached on the input's bytes, the model and the
+settings, so a re-run segments only what is new or changed; an input that fails fails alone.
+The run ends with a table artifact of what was segmented and what failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from segpipe.errors import InputError
+from segpipe.flows.caching import key_fn, keyed
+from segpipe.flows.logs import forward_segpipe_logs
+from segpipe.flows.runners import RunnerParams, fan_out
+from segpipe.flows.tasks import IO_RETRIES, artifact_key, transient
+from segpipe.pipeline.segment import SegmentParams
+from segpipe.prediction.params import PredictParams
+
+forward_segpipe_logs()
+
+
+def input_key(path: str, name: str, kind: str, model: str, output: str, read: SegmentParams, predict: PredictParams) -> str:
+    """The input's bytes (every file of it), the model's id, the settings and the output folder."""
+    from segpipe.data.ingest import file_digest
+    from segpipe.models.model import Model
+
+    source = Path(path)
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+    digests = [[str(p.relative_to(source.parent)), file_digest(p)] for p in files]
+    settings = [read.model_dump(mode="json"), predict.model_dump(mode="json", exclude={"device"})]
+    return keyed("segment-input", str(Path(output).resolve()), name, kind, digests, Model.open(model).id, settings)
+
+
+def outputs_current(path: str, name: str, output: str) -> bool:
+    """The input's measurements are still there (nobody removed the output folder)."""
+    from segpipe.pipeline.segment import SegmentFolder
+
+    folder = SegmentFolder(Path(output))
+    return folder.measurements(name).is_file() and folder.images(name).is_dir()
+
+
+@task(name="segment-input", task_run_name="segment-{name}", retry_condition_fn=transient, cache_key_fn=key_fn(input_key), **IO_RETRIES)
+def segment_input_task(path: str, name: str, kind: str, model: str, output: str, read: SegmentParams, predict: PredictParams):
+    """Ingest, predict, export and measure one input (its error fails this task only)."""
+    from segpipe.data.inputs import Input
+    from segpipe.pipeline import stages
+    from segpipe.pipeline.segment import SegmentFolder, segment_input
+
+    predictor = stages.cached_predictor(model, predict)
+    result = segment_input(Input(name, Path(path), kind), predictor, SegmentFolder(Path(output)), read, progress=True)
+    get_run_logger().info("%s: %d objects in %d image(s)", name, sum(result.objects.values()), len(result.images))
+    return result
+
+
+@flow(name="segpipe-segment", log_prints=True)
+def segpipe_segment(
+    inputs: list[str],
+    model: str,
+    output: str = "segmented",
+    catalog: str = "data_catalog.yaml",
+    runs: str = "runs",
+    read: SegmentParams = SegmentParams(),
+    predict: PredictParams = PredictParams(),
+    runner: RunnerParams = RunnerParams(),
+    empty_ok: bool = True,
+) -> dict:
+    """Segment every input (files, folders, globs) with ``model`` into ``output``.
+
+    ``model`` is a model folder, or a dataset of ``catalog`` whose trained model (in ``runs``) to
+    use. A model that does not fit an input fails the run before anything is written. With
+    ``empty_ok`` (an inbox), inputs that match nothing yet make a run with nothing to do.
+    """
+    from segpipe.data.inputs import find_inputs
+    from segpipe.flows.caching import refreshed
+    from segpipe.flows.steps import failure
+    from segpipe.pipeline.models import resolve_model
+    from segpipe.pipeline.segment import (
+        InputResult,
+        SegmentFolder,
+        check_input,
+        report_segmentation,
+        write_summary,
+        write_tables,
+    )
+
+    known = None
+    if not Path(model).exists() and Path(catalog).is_file():
+        from segpipe.pipeline.catalog import open_catalog
+
+        known = open_catalog(catalog)
+    chosen = resolve_model(model, output=runs, catalog=known)
+    try:
+        items = find_inputs(inputs)
+    except InputError:
+        if not empty_ok:
+            raise
+        get_run_logger().info("%s: nothing to segment", " ".join(inputs))
+        return {"output": output, "model": str(chosen.folder), "segmented": 0, "objects": 0, "failed": {}}
+    for item in items:
+        check_input(item, chosen.card, read)
+    folder = SegmentFolder(Path(output))
+    with fan_out(runner, scratch=folder.root / ".dask-scratch") as task_runner:
+        futures = {
+            item.name: task_runner.submit(
+                refreshed(segment_input_task, outputs_current(str(item.path), item.name, output)),
+                {"path": str(item.path), "name": item.name, "kind": item.kind, "model": str(chosen.folder),
+                 "output": output, "read": read, "predict": predict},
+            )
+            for item in items
+        }
+        results = []
+        for item in items:
+            error = failure(futures[item.name])
+            if error is None:
+                results.append(futures[item.name].result())
+            else:
+                results.append(InputResult(item.name, str(item.path), item.kind, error=error))
+    write_tables(folder, results)
+    write_summary(folder, chosen, predict, results)
+    report = report_segmentation(folder, chosen.card)
+    rows = [
+        {"input": r.path, "images": len(r.images), "objects": sum(r.objects.values()), "status": "failed" if r.error else "segmented",
+         "error": r.error}
+        for r in results
+    ]
+    create_table_artifact(key=artifact_key(Path(output).name or "segment", "segmented"), table=rows,
+                          description=f"inputs segmented with {chosen.card.name} into {output}")
+    failed = {r.path: r.error for r in results if r.error}
+    summary = {"output": output, "model": str(chosen.folder), "segmented": len(results) - len(failed),
+               "objects": sum(sum(r.objects.values()) for r in results), "failed": failed, "report": str(report)}
+    if failed:
+        from prefect.states import Failed
+
+        return Failed(message=f"{len(failed)} of {len(results)} input(s) failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    return summary

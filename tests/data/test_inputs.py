@@ -1,0 +1,45 @@
+"""Inputs named on the command line: files, folders, globs, CTC sequences, OME-Zarr images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from segpipe.data.inputs import find_inputs, input_dataset
+from segpipe.errors import InputError
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    (tmp_path / "new").mkdir()
+    for name in ("a", "b"):
+        tifffile.imwrite(tmp_path / "new" / f"{name}.tif", np.zeros((8, 9), np.uint8))
+    (tmp_path / "new" / "notes.txt").write_text("not an image")
+    seq = tmp_path / "01"
+    seq.mkdir()
+    for t in range(3):
+        tifffile.imwrite(seq / f"t{t:03d}.tif", np.zeros((8, 9), np.uint8))
+    (tmp_path / "other").mkdir()
+    tifffile.imwrite(tmp_path / "other" / "a.tif", np.zeros((8, 9), np.uint8))
+    return tmp_path
+
+
+def test_files_folders_globs_and_sequences(inbox):
+    found = find_inputs(["new", "01", "new/b.tif", "other/*.tif"], base=inbox)
+    assert [(i.name, i.kind) for i in found] == [("new_a", "tiff"), ("b", "tiff"), ("01", "ctc"), ("other_a", "tiff")]
+    assert all(i.path.is_absolute() for i in found)
+
+
+def test_a_sequence_is_one_dataset_of_its_frames(inbox):
+    (item,) = find_inputs(["01"], base=inbox)
+    dataset = input_dataset(item, ndim=2, classes=["background", "cell"], instances=True)
+    assert [(r.name, r.image.name, r.labels, r.split) for r in dataset.records] == [
+        (f"01-t00{t}", f"t00{t}.tif", None, "test") for t in range(3)
+    ]
+
+
+@pytest.mark.parametrize(("patterns", "message"), [(["nothing/*.tif"], "no such file"), (["new/notes.txt"], "not an image")])
+def test_bad_inputs_are_named(inbox, patterns, message):
+    with pytest.raises(InputError, match=message):
+        find_inputs(patterns, base=inbox)

@@ -1,0 +1,98 @@
+"""The segment flow: one task per input, cached on the input, the model and the settings; failures alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from segpipe.data.catalog import load_catalog
+from segpipe.data.ingest import ingest_dataset
+from segpipe.data.store import ImageStore
+from segpipe.training.loop import train_model
+from segpipe.training.params import TrainParams
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+@pytest.fixture(scope="module")
+def model_folder(make_crop_catalog, tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("store") / "data.zarr"
+    ingest_dataset(load_catalog(make_crop_catalog()).dataset("crops"), store, progress=False)
+    config = TrainParams(epochs=2, iterations_per_epoch=3, batch_size=2, patch_size=(64, 64), val_every=2,
+                         features=(8, 16, 32, 64, 128, 8), device="cpu")
+    return train_model(ImageStore.open(store), tmp_path_factory.mktemp("model"), config, progress=False).model.folder
+
+
+def task_states(flow_run_id) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name: run.state.name for run in runs if run.name.startswith("segment-")}
+
+
+def test_inputs_are_tasks_cached_and_failing_alone(prefect_harness, model_folder, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from segpipe.flows.segment import segpipe_segment
+    from segpipe.prediction.params import PredictParams
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("A9_p9d", "A9_p7d"):
+        tifffile.imwrite(inbox / f"{name}.tif", tifffile.imread(DATA / "bbbc007" / "images" / f"{name}.tif")[:128, :128])
+    (inbox / "broken.tif").write_bytes(b"not a tiff at all")
+    out = tmp_path / "out"
+    kwargs = dict(inputs=[str(inbox / "*.tif")], model=str(model_folder), output=str(out), predict=PredictParams(device="cpu"))
+    state = segpipe_segment(**kwargs, return_state=True)
+    assert state.is_failed() and "broken.tif" in state.message and "A9_p9d" not in state.message
+    first = task_states(state.state_details.flow_run_id)
+    assert first == {"segment-A9_p7d": "Completed", "segment-A9_p9d": "Completed", "segment-broken": "Failed"}
+    assert (out / "labels" / "A9_p9d_labels.tif").is_file() and (out / "measurements.csv").is_file()
+    assert json.loads((out / "segment.json").read_text())["failed"] == [str(inbox / "broken.tif")]
+
+    (inbox / "broken.tif").unlink()
+    shutil.copy(inbox / "A9_p9d.tif", inbox / "copy.tif")  # a new input
+    state = segpipe_segment(**kwargs, return_state=True)
+    assert state.is_completed(), state.message
+    again = task_states(state.state_details.flow_run_id)
+    assert again == {"segment-A9_p7d": "Cached", "segment-A9_p9d": "Cached", "segment-copy": "Completed"}
+    np.testing.assert_array_equal(tifffile.imread(out / "labels" / "copy_labels.tif"), tifffile.imread(out / "labels" / "A9_p9d_labels.tif"))
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    table = next(a for a in artifacts if a.key == "out-segmented")
+    assert "copy.tif" in table.data
+
+
+def test_an_empty_inbox_is_a_run_with_nothing_to_do(prefect_harness, model_folder, tmp_path):
+    from segpipe.flows.segment import segpipe_segment
+
+    summary = segpipe_segment(inputs=[str(tmp_path / "inbox" / "*.tif")], model=str(model_folder), output=str(tmp_path / "out"))
+    assert summary["segmented"] == 0 and not (tmp_path / "out").exists()
+
+
+def test_a_catalog_dataset_without_labels_is_segmented_by_its_model(prefect_harness, model_folder, tmp_path):
+    """``segpipe run`` on an entry with no labels and a model: key predicts it and reports counts."""
+    from segpipe.flows.pipeline import segpipe_pipeline
+
+    (tmp_path / "new").mkdir()
+    for name in ("A9_p9d", "A9_p7d", "A9_p5d"):
+        tifffile.imwrite(tmp_path / "new" / f"{name}.tif", tifffile.imread(DATA / "bbbc007" / "images" / f"{name}.tif")[:128, :128])
+    shutil.copytree(model_folder, tmp_path / "model")
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("datasets:\n  arrivals:\n    images: new/*.tif\n    classes: [background, nucleus]\n    model: model\n")
+    summary = segpipe_pipeline(dataset="arrivals", catalog=str(catalog), output=str(tmp_path / "runs"))
+    run = tmp_path / "runs" / "arrivals"
+    assert summary["model"] == str((tmp_path / "model").resolve()) and summary["failed"] == []
+    assert not (run / "metrics.json").exists() and (run / "report.html").is_file()
+    assert sorted(p.name for p in (run / "predictions").glob("*_instances.tif")) == [
+        "A9_p5d_instances.tif", "A9_p7d_instances.tif", "A9_p9d_instances.tif"
+    ]
+    assert "A9_p7d" in (run / "counts.csv").read_text()

@@ -1,0 +1,134 @@
+"""``segpipe segment``: new images of any kind with a trained model, outputs named after the inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from segpipe.data.catalog import load_catalog
+from segpipe.data.ingest import ingest_dataset
+from segpipe.data.store import ImageStore
+from segpipe.errors import ModelError
+from segpipe.models.model import Model, save_model
+from segpipe.pipeline.segment import SegmentFolder, SegmentParams, segment
+from segpipe.prediction.params import PredictParams
+from segpipe.prediction.predict import Predictor
+from segpipe.training.loop import train_model
+from segpipe.training.params import TrainParams
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+@pytest.fixture(scope="module")
+def model(make_crop_catalog, tmp_path_factory) -> Model:
+    """A U-Net trained three epochs on 160x160 crops of BBBC007 (enough to find nuclei)."""
+    store = tmp_path_factory.mktemp("store") / "data.zarr"
+    ingest_dataset(load_catalog(make_crop_catalog()).dataset("crops"), store, progress=False)
+    config = TrainParams(
+        epochs=3, iterations_per_epoch=4, batch_size=2, patch_size=(64, 64), val_every=3,
+        features=(8, 16, 32, 64, 128, 8), device="cpu",
+    )
+    return train_model(ImageStore.open(store), tmp_path_factory.mktemp("model"), config, progress=False).model
+
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    """Unlabelled images of every kind: TIFF, PNG, NIfTI, a CTC sequence, an OME-Zarr, and a broken file."""
+    folder = tmp_path / "new"
+    folder.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:120, :150]
+    tifffile.imwrite(folder / "field.tif", field)
+    from skimage.io import imsave
+
+    imsave(folder / "field_png.png", field, check_contrast=False)
+    affine = np.diag([0.5, 0.5, 1.0, 1.0])
+    affine[:3, 3] = [10.0, -4.0, 2.0]
+    nib.save(nib.Nifti1Image(field.T.astype(np.float32), affine), folder / "scan.nii.gz")
+    sequence = tmp_path / "01"
+    sequence.mkdir()
+    for t in range(3):
+        tifffile.imwrite(sequence / f"t{t:03d}.tif", np.roll(field, 7 * t, axis=1))
+    (folder / "broken.tif").write_bytes(b"II*\x00 not really a tiff")
+    return tmp_path
+
+
+def test_every_kind_of_input_gets_its_labels_tables_and_zarr(model, inputs, tmp_path):
+    out = SegmentFolder(tmp_path / "out")
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    results = segment([str(inputs / "new"), str(inputs / "01")], predictor, out, progress=False)
+    by_name = {r.name: r for r in results}
+    assert set(by_name) == {"field", "field_png", "scan", "broken", "01"}
+    assert by_name["broken"].error is not None and "broken.tif" in by_name["broken"].error
+    done = [r for r in results if r.error is None]
+    assert len(done) == 4 and all(sum(r.objects.values()) > 3 for r in done)
+
+    labels = tifffile.imread(out.labels / "field_labels.tif")
+    assert labels.shape == (120, 150) and labels.max() == by_name["field"].objects["field"]
+    np.testing.assert_array_equal(tifffile.imread(out.labels / "field_png_labels.tif"), labels)  # same pixels, same model
+    scan = nib.load(out.labels / "scan_labels.nii.gz")
+    np.testing.assert_allclose(scan.affine, nib.load(inputs / "new" / "scan.nii.gz").affine)
+    assert np.asarray(scan.dataobj).T.shape == (120, 150)
+    masks = sorted(p.name for p in (out.labels / "01_RES").glob("mask*.tif"))
+    assert masks == ["mask000.tif", "mask001.tif", "mask002.tif"] and (out.labels / "01_RES" / "res_track.txt").is_file()
+
+    # The image's OME-Zarr has the labels under the image, as NGFF readers expect.
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    nodes = list(Reader(parse_url(str(out.images("field") / "field")))())
+    assert any("labels" in str(node.zarr) for node in nodes)
+    stored = zarr.open_group(str(out.images("field")), mode="r")["field/labels/segmentation/s0"][...]
+    np.testing.assert_array_equal(stored, labels)
+
+    # One table for the run; it agrees with scikit-image on the written labels.
+    from skimage.measure import regionprops_table
+
+    with open(out.table, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["image"] == "field"]
+    reference = regionprops_table(labels, properties=("label", "area", "centroid"))
+    assert [int(r["label"]) for r in rows] == list(reference["label"])
+    np.testing.assert_allclose([float(r["area"]) for r in rows], reference["area"])  # 1 micrometer pixels
+    np.testing.assert_allclose([float(r["centroid-y"]) for r in rows], reference["centroid-0"])
+    with open(out.counts, newline="") as handle:
+        counts = {row["image"] or row["input"]: row for row in csv.DictReader(handle)}
+    assert counts["field"]["objects"] == str(labels.max()) and counts[str(inputs / "new" / "broken.tif")]["status"] == "failed"
+    summary = json.loads(out.summary.read_text())
+    assert summary["failed"] == [str(inputs / "new" / "broken.tif")]
+    assert (out.root / "report.html").is_file()
+
+    again = segment([str(inputs / "new" / "field.tif")], predictor, out, progress=False)
+    assert again[0].skipped  # unchanged input, model and settings
+
+
+def test_a_model_that_does_not_fit_writes_nothing(model, inputs, tmp_path):
+    three = model.card.model_copy(update={"in_channels": 3, "name": "rgb"})
+    folder = tmp_path / "rgb"
+    save_model(folder, model.state_dict(), three)  # the card is what is checked: the weights are never used
+    predictor = Predictor(Model.open(folder), model.load(), PredictParams(device="cpu"), model.card.inference)
+    out = tmp_path / "out"
+    with pytest.raises(ModelError, match="takes 3 channel"):
+        segment([str(inputs / "new" / "field.tif")], predictor, SegmentFolder(out), progress=False)
+    assert not out.exists()
+
+
+def test_the_command_line(model, inputs, tmp_path):
+    from typer.testing import CliRunner
+
+    from segpipe.cli import app
+
+    out = tmp_path / "cli"
+    shutil.copytree(inputs / "01", tmp_path / "seq" / "01")
+    result = CliRunner().invoke(app, ["segment", "--model", str(model.folder), str(tmp_path / "seq" / "01"), "--output", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["segmented"] == 1 and summary["failed"] == {} and summary["objects"] > 3
+    missing = CliRunner().invoke(app, ["segment", "--model", str(tmp_path / "nope"), str(inputs / "01"), "--output", str(out)])
+    assert missing.exit_code != 0 and "no model folder" in str(missing.exception)
