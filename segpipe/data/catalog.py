@@ -160,6 +160,11 @@ class DatasetEntry(_Strict):
                 "split: required for a dataset with labels (train, validation, test); "
                 "leave labels out for images that are only to be segmented"
             )
+        if not self.labelled and self.split is not None and _trains(self.split):
+            raise ValueError(
+                "split: names train or validation images, but the dataset has no labels; images without "
+                "labels can be segmented, not trained on (add labels:, or leave the split out)"
+            )
         if self.format == "ctc" and isinstance(self.split, RegionSplit):
             raise ValueError("split: a ctc dataset is split by sequence folder, not by region")
         if self.channels is not None and len(set(self.channel_indices())) != len(self.channels):
@@ -339,7 +344,17 @@ def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> 
         for record in records:
             if record.labels is not None:
                 check_inside(record.labels, root, where=f"{where}: labels", allow_outside=outside)
-        return _assign_splits(records, entry, where=where, key=lambda r: r.name.rsplit("-t", 1)[0])
+        assigned = _assign_splits(records, entry, where=where, key=lambda r: r.name.rsplit("-t", 1)[0])
+        for record in assigned:
+            sequence = record.image.parent
+            if record.split in ("train", "validation") and not any(
+                r.labels is not None for r in assigned if r.image.parent == sequence
+            ):
+                gt = sequence.parent / template.format(seq=sequence.name)
+                raise CatalogError(
+                    f"{where}: no ground-truth folder {gt} for sequence {sequence}, which is in the {record.split} split"
+                )
+        return assigned
     if entry.labels is None:
         pairs = _unpaired(images, entry, where=where)
     else:
@@ -359,6 +374,13 @@ def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> 
 
     unsplit = [ImageRecord(stem, image, label, "test") for stem, (image, label) in pairs.items()]
     return _assign_splits(unsplit, entry, where=where, key=lambda r: r.name)
+
+
+def _trains(split: FileSplit | RegionSplit) -> bool:
+    """Whether a split gives any image to training or validation."""
+    if isinstance(split, RegionSplit):
+        return any(name in split.regions for name in ("train", "validation"))
+    return bool(split.train or split.validation)
 
 
 def _unpaired(images: list[Path], entry: DatasetEntry, *, where: str) -> dict[str, tuple[Path, None]]:

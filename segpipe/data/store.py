@@ -310,7 +310,7 @@ class ImageStore:
 
     def _stored(self, info: dict) -> StoredImage:
         group = self.root[info["name"]]
-        labels = group[f"labels/{GT_NAME}/{IMAGE_LEVEL}"] if "labels" in group else None
+        labels = group[f"labels/{GT_NAME}/{IMAGE_LEVEL}"] if info.get("labels_source") is not None else None
         return StoredImage(info["name"], info["split"], group[IMAGE_LEVEL], labels, tuple(info["spacing"]), info)
 
 

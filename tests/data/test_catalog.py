@@ -93,9 +93,9 @@ def test_channel_named_twice(tmp_path, files):
         load_catalog(_write(tmp_path, _entry("    channels: [red, 0]\n")))
 
 
-def test_labels_required_except_for_ctc(tmp_path, files):
+def test_images_without_labels_cannot_be_trained_on(tmp_path, files):
     body = "datasets:\n  d:\n    images: img/*.tif\n    split: {train: [a]}\n"
-    with pytest.raises(CatalogError, match=r"labels: required \(only format: ctc"):
+    with pytest.raises(CatalogError, match=r"split: names train or validation images, but the dataset has no labels"):
         load_catalog(_write(tmp_path, body))
 
 

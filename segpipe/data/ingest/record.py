@@ -9,7 +9,6 @@ dropped by the caller, so nothing half-written survives.
 
 from __future__ import annotations
 
-import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -33,8 +32,6 @@ from segpipe.data.store import (
     write_small_image_group,
 )
 from segpipe.data.validate import check_image_block, check_image_dtype, check_label_block, label_dtype
-
-log = logging.getLogger(__name__)
 
 DEFAULT_UNIT = "micrometer"
 
@@ -165,13 +162,6 @@ def _spacing(
     unit = catalog_unit or image.meta.unit or DEFAULT_UNIT
     if catalog is not None:
         return tuple(float(s) for s in catalog), unit, "catalog"
-    if any(s is None for s in own):
-        log.warning(
-            "%s: no pixel size in the file; taking 1 %s per pixel. If that is wrong, set spacing: [%s] "
-            "(and unit:) in its catalog entry, or --spacing for segpipe segment: a model trained at another "
-            "pixel size then sees the image at the wrong scale",
-            image.path, unit, ", ".join("zyx"[3 - ndim :]),
-        )
     return tuple(float(s) if s is not None else 1.0 for s in own), unit, "file" if all(s is not None for s in own) else "default"
 
 

@@ -98,6 +98,7 @@ def ingest_dataset(
         if partial.exists():
             shutil.rmtree(partial)
     log.info("%s: ingested %d images into %s", dataset.name, len(infos), store)
+    _warn_default_spacing(dataset, infos)
     return IngestResult(store, fingerprint, False, len(infos))
 
 
@@ -197,6 +198,19 @@ class _Digests(threading.Thread):
             raise self._error
         assert self._result is not None
         return self._result
+
+
+def _warn_default_spacing(dataset: Dataset, infos: list[dict]) -> None:
+    """One warning for the images whose pixel size nobody gave (neither the file nor the catalog)."""
+    guessed = [info for info in infos if info.get("spacing_source") == "default"]
+    if guessed:
+        axes = ", ".join("zyx"[3 - dataset.entry.ndim :])
+        log.warning(
+            "%s: %d image(s) have no pixel size in their file (first: %s); taking 1 %s per pixel. If that is wrong, "
+            "set spacing: [%s] (and unit:) in the catalog entry, or --spacing for segpipe segment: a model trained "
+            "at another pixel size would see these images at the wrong scale",
+            dataset.name, len(guessed), guessed[0]["source"], guessed[0]["unit"], axes,
+        )
 
 
 def _store_record(dataset: Dataset, fingerprint: str, digests: dict, infos: list[dict]) -> dict:

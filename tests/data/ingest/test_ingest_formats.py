@@ -180,14 +180,16 @@ def _ctc_2d(root: Path, seq: str, n: int, gt: list[int], seed: int) -> dict:
     return frames
 
 
-def test_ctc_sequences_ingest_only_annotated_frames(tmp_path, ingest):
+def test_ctc_sequences_ingest_every_frame_and_the_annotations_they_have(tmp_path, ingest):
     ds = tmp_path / "Fluo-N2DH-TEST"
     one = _ctc_2d(ds, "01", 5, [1, 3], 10)
     two = _ctc_2d(ds, "02", 3, [0], 20)
     stored = ingest(tmp_path, format="ctc", images="Fluo-N2DH-TEST/0[12]", ndim=2,
                     split={"train": ["01"], "test": ["02"]})
-    assert sorted(stored) == ["01-t001", "01-t003", "02-t000"]
-    assert stored["02-t000"].split == "test" and stored["01-t003"].split == "train"
+    assert sorted(stored) == [f"01-t00{t}" for t in range(5)] + [f"02-t00{t}" for t in range(3)]
+    assert sorted(name for name, image in stored.items() if image.labels is not None) == ["01-t001", "01-t003", "02-t000"]
+    assert stored["02-t000"].split == "test" and stored["01-t003"].split == "train" and stored["02-t002"].split == "test"
+    np.testing.assert_array_equal(stored["01-t002"].image[0], one[2][0])
     np.testing.assert_array_equal(stored["01-t003"].image[0], one[3][0])
     np.testing.assert_array_equal(stored["01-t003"].labels[...], one[3][1])
     np.testing.assert_array_equal(stored["02-t000"].image[0], two[0][0])

@@ -169,9 +169,10 @@ def test_images_without_labels_are_stored_without_ground_truth(tmp_path, caplog)
     tifffile.imwrite(tmp_path / "img" / "a.tif", np.arange(48, dtype=np.uint16).reshape(6, 8))
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text("datasets:\n  new:\n    images: img/*.tif\n")
-    with caplog.at_level(logging.WARNING, logger="segpipe.data.ingest.record"):
+    with caplog.at_level(logging.WARNING, logger="segpipe.data.ingest.run"):
         ingest_dataset(load_catalog(catalog).dataset("new"), tmp_path / "data.zarr", progress=False)
-    assert "a.tif: no pixel size in the file" in caplog.text and "spacing: [y, x]" in caplog.text
+    assert "1 image(s) have no pixel size in their file (first: " in caplog.text and "a.tif" in caplog.text
+    assert "set spacing: [y, x]" in caplog.text
     store = ImageStore.open(tmp_path / "data.zarr")
     (image,) = store.images()
     assert not store.labelled and image.labels is None and image.split == "test"
