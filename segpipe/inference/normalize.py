@@ -38,6 +38,9 @@ class NormalizationSpec(BaseModel):
         window: Intensity window (``ct``).
         mean: Subtracted (``ct``).
         std: Divided by (``ct``).
+        min_range: Per channel, the least percentile range an image is scaled by (``percentile``):
+            a field with nothing in it has a tiny range, and stretching its noise to 0..1 would
+            show the network objects that are not there. Planned from the training images.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,6 +51,7 @@ class NormalizationSpec(BaseModel):
     window: tuple[float, float] | None = None
     mean: float | None = None
     std: float | None = None
+    min_range: tuple[float, ...] | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> NormalizationSpec:
@@ -58,7 +62,9 @@ class NormalizationSpec(BaseModel):
         return self
 
 
-def percentile_normalize(image: np.ndarray, *, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+def percentile_normalize(
+    image: np.ndarray, *, low: float = 1.0, high: float = 99.8, min_range: Sequence[float] | None = None
+) -> np.ndarray:
     """Scale each channel so its ``low``..``high`` percentiles map to 0..1 (CSBDeep convention).
 
     Percentiles of large arrays are estimated from a regular subsample. Values outside the
@@ -68,6 +74,7 @@ def percentile_normalize(image: np.ndarray, *, low: float = 1.0, high: float = 9
         image: Channel-first array ``(C, *spatial)``.
         low: Lower percentile.
         high: Upper percentile.
+        min_range: Per channel, the least range to divide by (default: none, 1e-6).
 
     Returns:
         float32 array of the same shape.
@@ -75,8 +82,14 @@ def percentile_normalize(image: np.ndarray, *, low: float = 1.0, high: float = 9
     out = np.empty(image.shape, dtype=np.float32)
     for c, channel in enumerate(image):
         lo, hi = intensity_percentiles(channel, (low, high))
-        out[c] = (channel.astype(np.float32) - lo) / max(hi - lo, 1e-6)
+        out[c] = (channel.astype(np.float32) - lo) / _divisor(hi - lo, min_range, c)
     return out
+
+
+def _divisor(spread: float, min_range: Sequence[float] | None, channel: int) -> float:
+    """The percentile range, floored at ``min_range[channel]`` (and at 1e-6)."""
+    floor = min_range[min(channel, len(min_range) - 1)] if min_range else 0.0
+    return max(spread, floor, 1e-6)
 
 
 def zscore_normalize(image: np.ndarray, *, low: float = 0.5, high: float = 99.5) -> np.ndarray:
@@ -106,7 +119,7 @@ def normalize(image: np.ndarray, spec: NormalizationSpec) -> np.ndarray:
         spec: The method and its parameters.
     """
     if spec.method == "percentile":
-        return percentile_normalize(image, low=spec.low, high=spec.high)
+        return percentile_normalize(image, low=spec.low, high=spec.high, min_range=spec.min_range)
     if spec.method == "zscore":
         return zscore_normalize(image, low=spec.low, high=spec.high)
     return window_normalize(image, window=spec.window, mean=spec.mean, std=spec.std)
@@ -227,7 +240,9 @@ def stream_normalization(
             channel_percentiles(array, c, (spec.low, spec.high), exact_limit=exact_limit, sample=sample)
             for c in channels
         ]
-        return Normalization(tuple(lo for lo, _ in bounds), tuple(max(hi - lo, 1e-6) for lo, hi in bounds))
+        return Normalization(
+            tuple(lo for lo, _ in bounds), tuple(_divisor(hi - lo, spec.min_range, c) for c, (lo, hi) in enumerate(bounds))
+        )
     if spec.method == "zscore":
         stats = [_zscore(array, c, spec.low, spec.high, exact_limit, sample) for c in channels]
         return Normalization(

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from monai import transforms as mt
+from scipy import ndimage
 
 
 def augmentation(
@@ -21,13 +23,16 @@ def augmentation(
     affine: bool = False,
     elastic: bool = False,
     crop: bool = True,
+    empty_fields: float = 0.1,
 ) -> mt.Compose:
     """Random patch plus augmentation, the nnU-Net way kept small.
 
     Patches are centred on foreground with probability ``foreground_ratio`` (oversampling);
     then optional random rotation and scaling (``affine``) and elastic deformation
     (``elastic``); random flips along every axis, 90-degree rotations in the (y, x) plane
-    (square patches only), and mild intensity scaling, shifting and gamma on the image.
+    (square patches only); intensity scaling, shifting, gamma, blur and noise on the image, for
+    other microscopes and stains; and, with probability ``empty_fields``, a field with nothing in
+    it (:class:`RandEmptyFieldd`).
     The distance target is interpolated linearly, class labels by nearest neighbour.
     With ``crop=False`` the samples are already patches (read from zarr) and only augmented.
     """
@@ -59,9 +64,44 @@ def augmentation(
     if spatial[-1] == spatial[-2]:  # a 90-degree turn of a non-square patch would change its shape
         steps.append(mt.RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(ndim - 2, ndim - 1)))
     steps += [
-        mt.RandScaleIntensityd(keys="image", factors=0.2, prob=0.3),
+        mt.RandScaleIntensityd(keys="image", factors=0.3, prob=0.3),
         mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.3),
         mt.RandAdjustContrastd(keys="image", gamma=(0.7, 1.5), prob=0.3),
+        mt.RandGaussianSmoothd(keys="image", sigma_x=(0.5, 1.5), sigma_y=(0.5, 1.5), sigma_z=(0.5, 1.5), prob=0.15),
+        mt.RandGaussianNoised(keys="image", std=0.05, prob=0.15),
         mt.ToTensord(keys=keys, track_meta=False),
     ]
+    if empty_fields:
+        steps.append(RandEmptyFieldd(keys=keys, prob=empty_fields))
     return mt.Compose(steps)
+
+
+class RandEmptyFieldd(mt.RandomizableTransform, mt.MapTransform):
+    """Replace a patch, with probability ``prob``, by a field with nothing in it: smooth noise.
+
+    What an empty, noisy field looks like once its percentiles are stretched: noise over the
+    whole range (scaled by 0.2-1, as the normalization's floor leaves it), smoothed a little so
+    it has texture; every label and distance is background. Without such patches a network that
+    only saw fields with objects in them finds objects in noise.
+    """
+
+    def __init__(self, keys: Sequence[str], *, prob: float = 0.1):
+        mt.MapTransform.__init__(self, keys)
+        mt.RandomizableTransform.__init__(self, prob)
+
+    def __call__(self, data: dict) -> dict:
+        self.randomize(None)
+        if not self._do_transform:
+            return data
+        out = dict(data)
+        image = out["image"]
+        noise = self.R.standard_normal(tuple(image.shape)).astype(np.float32)
+        sigma = [0.0] + [float(self.R.uniform(0.0, 1.5))] * (noise.ndim - 1)
+        noise = ndimage.gaussian_filter(noise, sigma)
+        low, high = np.percentile(noise, (1.0, 99.8))
+        field = (noise - low) / max(high - low, 1e-6) * float(self.R.uniform(0.2, 1.0))
+        out["image"] = torch.as_tensor(field, dtype=image.dtype) if isinstance(image, torch.Tensor) else field
+        for key in self.keys:
+            if key != "image":
+                out[key] = out[key] * 0
+        return out

@@ -4,7 +4,8 @@ A run writes into its model folder:
 
 - ``last.pt``: full training state after every epoch (weights, optimizer, schedule, history),
   so a killed run resumes where it stopped when started again with the same configuration;
-- ``model.pt`` and ``model_card.json``: the best weights by validation score, with everything
+- ``model.pt`` and ``model_card.json``: the best weights by validation score (OP_CSB for
+  instance datasets, mean foreground Dice for class maps), with everything
   prediction needs (network, classes, patch size, normalization, post-processing);
 - ``history.csv`` and ``fingerprint.json``.
 """
@@ -46,7 +47,7 @@ from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.plan import fingerprint_store, normalization_spec, plan_training
 from segpipe.training.targets import training_sample
-from segpipe.training.tuning import tune_instance_params, validation_seg
+from segpipe.training.tuning import tune_instance_params, validation_scores
 
 log = logging.getLogger(__name__)
 
@@ -434,8 +435,9 @@ def _validate(model, val_set, card: ModelCard, device) -> dict:
     dice = _mean_dice(predictions, card.n_classes, instances=card.instances)
     row = {"val_dice": dice}
     if card.instances:
-        row["val_seg"] = validation_seg(predictions, card.instance_params(), card.n_classes)
-        row["val_score"] = row["val_seg"]
+        scores = validation_scores(predictions, card.instance_params(), card.n_classes)
+        row.update({"val_seg": scores.seg, "val_det": scores.det, "val_op_csb": scores.op_csb})
+        row["val_score"] = scores.op_csb
     else:
         row["val_score"] = dice
     return row
@@ -461,10 +463,10 @@ def _finish(model_dir: Path, history: list[dict], val_set, device) -> TrainResul
     validation = {}
     if card.instances and val_set:
         predictions = _predict_split(best.load(device), val_set, card, device)
-        params, score = tune_instance_params(predictions, n_classes=card.n_classes)
+        params, scores = tune_instance_params(predictions, n_classes=card.n_classes)
         card = card.model_copy(update={"postprocess": params})
-        validation = {"seg": score, "tuned_on": [im.name for im, _, _ in val_set]}
-        log.info("post-processing tuned on validation: %s (SEG %.4f)", params.model_dump(), score)
+        validation = {**scores.as_dict(), "tuned_on": [im.name for im, _, _ in val_set]}
+        log.info("post-processing tuned on validation: %s (OP_CSB %.4f)", params.model_dump(), scores.op_csb)
     last = history[-1] if history else {}
     card = _with_training(
         card,

@@ -31,13 +31,15 @@ def fingerprint_store(store: ImageStore) -> dict:
         raise StoreError(f"{store.path}: no image of the training split has ground truth; nothing to train on")
     shapes = np.array([im.image.shape[1:] for im in images])
     spacings = np.array([im.spacing for im in images])
-    lows, highs, objects, foreground = [], [], [], []
+    lows, highs, ranges, objects, foreground = [], [], [], [], []
     rng = np.random.default_rng(0)
     for im in images:
-        image = np.asarray(im.image[0])
-        lo, hi = intensity_percentiles(image, (1.0, 99.8))
-        lows.append(lo)
-        highs.append(hi)
+        pixels = np.asarray(im.image)
+        image = pixels[0]
+        bounds = [intensity_percentiles(channel, (1.0, 99.8)) for channel in pixels]
+        lows.append(bounds[0][0])
+        highs.append(bounds[0][1])
+        ranges.append([hi - lo for lo, hi in bounds])
         if im.labels is not None:
             labels = np.asarray(im.labels)
             objects.append(int(len(np.unique(labels)) - 1))
@@ -52,6 +54,7 @@ def fingerprint_store(store: ImageStore) -> dict:
         "median_spacing": [float(v) for v in np.median(spacings, axis=0)],
         "intensity_p1": float(np.median(lows)),
         "intensity_p99_8": float(np.median(highs)),
+        "intensity_range": [float(v) for v in np.median(np.array(ranges), axis=0)],
         "objects_per_image": float(np.mean(objects)) if objects else None,
         "foreground_intensity": _intensity_stats(np.concatenate(foreground)) if foreground else None,
     }
@@ -99,10 +102,16 @@ def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
     return config.model_copy(update=updates)
 
 
+#: The percentile range of an image is never taken as less than this share of the training
+#: images' typical range (per channel): an empty, noisy field is not stretched into "objects".
+MIN_RANGE_SHARE = 0.25
+
+
 def normalization_spec(method: str, fingerprint: dict) -> NormalizationSpec:
     """The normalization entry of a model card, with what the method needs from the fingerprint."""
     if method == "percentile":
-        return NormalizationSpec(method=method, low=1.0, high=99.8)
+        floor = [MIN_RANGE_SHARE * r for r in fingerprint["intensity_range"]] if fingerprint.get("intensity_range") else None
+        return NormalizationSpec(method=method, low=1.0, high=99.8, min_range=floor)
     if method == "zscore":
         return NormalizationSpec(method=method, low=0.5, high=99.5)
     stats = fingerprint["foreground_intensity"]

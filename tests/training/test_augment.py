@@ -84,3 +84,36 @@ def test_each_augmentation_step_appears_once():
     names = [type(t).__name__ for t in transform.transforms]
     assert names.count("RandAffined") == 1 and names.count("Rand2DElasticd") == 1
     assert names[:2] == ["SpatialPadd", "RandCropByPosNegLabeld"]
+
+
+def test_an_empty_field_has_noise_and_no_objects():
+    from segpipe.training.augment import RandEmptyFieldd
+
+    rng = np.random.default_rng(0)
+    sample = {"image": rng.random((1, 32, 32)).astype(np.float32), "label": np.ones((1, 32, 32), np.int64),
+              "dist": np.full((1, 32, 32), 0.5, np.float32)}
+    always = RandEmptyFieldd(keys=["image", "label", "dist"], prob=1.0)
+    always.set_random_state(3)
+    out = always(sample)
+    assert not out["label"].any() and not out["dist"].any()
+    assert -0.4 < float(out["image"].min()) and float(out["image"].max()) < 1.4  # as a stretched field: a little past 0..1 and float(out["image"].std()) > 0.02
+    never = RandEmptyFieldd(keys=["image", "label", "dist"], prob=0.0)
+    assert never(sample) is sample
+    transform = augmentation(ndim=2, patch_size=(32, 32), keys=["image", "label", "dist"])
+    assert [type(t).__name__ for t in transform.transforms][-1] == "RandEmptyFieldd"
+
+
+def test_the_range_floor_keeps_an_empty_field_dark():
+    """Noise of an empty field is not stretched to 0..1 when the floor is the training images' range."""
+    from segpipe.inference.normalize import NormalizationSpec, normalize, stream_normalization
+
+    rng = np.random.default_rng(1)
+    empty = (100 + 3 * rng.standard_normal((1, 64, 64))).astype(np.float32)  # background 100, noise 3
+    plain = normalize(empty, NormalizationSpec(method="percentile", low=1.0, high=99.8))
+    floored_spec = NormalizationSpec(method="percentile", low=1.0, high=99.8, min_range=(200.0,))  # cells ~ 200 above
+    floored = normalize(empty, floored_spec)
+    assert float(plain.max()) > 0.95 and float(floored.max()) < 0.15
+    np.testing.assert_array_equal(stream_normalization(empty, floored_spec).apply(empty), floored)
+    bright = empty.copy()
+    bright[0, 20:40, 20:40] += 400  # an image with a bright object is scaled by its own range
+    np.testing.assert_array_equal(normalize(bright, floored_spec), normalize(bright, NormalizationSpec(method="percentile", low=1.0, high=99.8)))

@@ -1,4 +1,4 @@
-"""Post-processing tuned on validation: the best SEG wins, ties go to h-maxima seeding."""
+"""Post-processing tuned on validation: the best OP_CSB wins, ties go to h-maxima seeding."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def test_a_tie_keeps_the_size_independent_seeding():
     disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 15**2
     distance = np.clip(1.0 - np.sqrt((yy - 32) ** 2 + (xx - 32) ** 2) / 15, 0, 1) * disc
     gt = disc.astype(np.uint16)
-    params, score = tune_instance_params([(_probabilities(disc, distance), gt)], n_classes=2)
-    assert score == 1.0  # every setting finds the one disc: all tie
+    params, scores = tune_instance_params([(_probabilities(disc, distance), gt)], n_classes=2)
+    assert scores.op_csb == 1.0  # every setting finds the one disc: all tie
     assert (params.seed_method, params.seed_h, params.smoothing, params.foreground_threshold) == ("hmaxima", 0.1, 1.0, 0.5)
 
 
@@ -34,8 +34,25 @@ def test_the_better_rule_wins_over_the_preferred_one():
     profile = np.interp(x, [10, 25, 50, 65, 80], [0.0, 1.0, 0.2, 0.55, 0.0])
     distance = np.where(gt > 0, profile[None, :], 0.0)
     probs = _probabilities(gt > 0, distance)
-    params, score = tune_instance_params([(probs, gt)], n_classes=2)
+    params, scores = tune_instance_params([(probs, gt)], n_classes=2)
     assert params.seed_method == "threshold" and params.seed_threshold == 0.6
-    assert score == seg_score(gt, instance_labels(1.0 - probs[0], probs[2], params)).seg == 1.0
+    assert scores.seg == seg_score(gt, instance_labels(1.0 - probs[0], probs[2], params)).seg == 1.0
     split = params.model_copy(update={"seed_method": "hmaxima", "seed_h": 0.2, "smoothing": 2.0})
     assert seg_score(gt, instance_labels(1.0 - probs[0], probs[2], split)).seg < 1.0
+
+
+def test_false_objects_lose_even_when_seg_ties():
+    """Specks in the background leave SEG at 1 but lower DET: the threshold that drops them wins."""
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 12**2
+    foreground = np.where(disc, 0.9, 0.0)
+    for y, x in ((5, 5), (5, 55), (55, 5), (55, 55)):
+        foreground[y - 2 : y + 3, x - 2 : x + 3] = 0.55  # above the first threshold tried (0.5), below 0.6
+    distance = np.clip(1.0 - np.sqrt((yy - 32) ** 2 + (xx - 32) ** 2) / 12, 0, 1) * disc
+    gt = disc.astype(np.uint16)
+    params, scores = tune_instance_params([(_probabilities(foreground, distance), gt)], n_classes=2, min_size=4)
+    assert params.foreground_threshold == 0.6 and scores.det == 1.0 and scores.seg == 1.0
+    from segpipe.training.tuning import validation_scores
+
+    specks = validation_scores([(_probabilities(foreground, distance), gt)], params.model_copy(update={"foreground_threshold": 0.5}), 2)
+    assert specks.seg == 1.0 and specks.det < 1.0 and specks.op_csb < scores.op_csb
