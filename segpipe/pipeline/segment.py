@@ -262,9 +262,11 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
     labels = predictions.labels(image.name)
     frames = labels.ndim - ndim
     if item.kind == "nifti":
-        return [export_nifti(labels, label_files(item, folder)[0], affine=source_affine(image.info, ndim=ndim), ndim=ndim)]
+        affine = source_affine(image.info, ndim=ndim)
+        return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=image.info.get("unit"))]
     if item.kind in ("tiff", "png"):
-        return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames))]
+        unit = image.info.get("unit")
+        return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit)]
     return []
 
 

@@ -54,28 +54,50 @@ def _blocks(array, tail: int, *, budget: int = 64 << 20) -> Iterator[np.ndarray]
             yield np.asarray(array[(*index, slice(start, min(start + rows, n)))])
 
 
-def export_tiff(array, path: str | Path, *, axes: str) -> Path:
-    """Write a label array as a zlib-compressed TIFF (BigTIFF when over 2 GiB), page by page.
+#: ImageJ's names of NGFF spatial units.
+IMAGEJ_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm", "meter": "m"}
+#: NIfTI's spatial units (``xyzt_units``).
+NIFTI_UNITS = {"micrometer": "micron", "millimeter": "mm", "meter": "meter"}
+#: Largest label a float32 TIFF holds exactly (ImageJ shows uint8, uint16 and float32 images only).
+FLOAT32_EXACT = 1 << 24
+
+
+def export_tiff(array, path: str | Path, *, axes: str, spacing=None, unit: str | None = None) -> Path:
+    """Write a label array as an ImageJ hyperstack TIFF (zlib-compressed), page by page.
+
+    Fiji, ImageJ and QuPath open it calibrated (pixel size and unit from ``spacing`` and
+    ``unit``, the z step for stacks) with its axes (``T``, ``Z``). ImageJ shows 8- and 16-bit
+    and float images only: labels are written as uint16 when there are at most 65,535 of them,
+    else as float32 (exact up to 16,777,216), else as a plain uint32 TIFF (ImageJ cannot show it).
 
     Args:
         array: zarr or numpy labels, e.g. ``(y, x)`` or ``(z, y, x)``.
         path: Destination ``.tif``.
         axes: tifffile axes string for the array, e.g. ``"YX"``, ``"ZYX"``, ``"TYX"``.
+        spacing: Pixel size per spatial axis (``[z,] y, x``).
+        unit: NGFF unit of ``spacing``.
     """
     path = Path(path)
-    shape, dtype = tuple(array.shape), np.dtype(array.dtype)
-    big = math.prod(shape) * dtype.itemsize > (2 << 30)
+    shape = tuple(array.shape)
+    high = max((int(block.max(initial=0)) for block in _blocks(array, 2)), default=0)
+    dtype = np.dtype(np.uint16 if high <= 65535 else np.float32 if high < FLOAT32_EXACT else np.uint32)
+    imagej = dtype != np.uint32
+    options: dict = {"compression": "zlib", "photometric": "minisblack"}
+    metadata: dict = {"axes": axes}
+    if imagej:
+        options["imagej"] = True
+        if spacing is not None:
+            spatial = [float(s) for s in spacing]
+            options["resolution"] = (1.0 / spatial[-1], 1.0 / spatial[-2])
+            if "Z" in axes and len(spatial) == 3:
+                metadata["spacing"] = spatial[0]
+        if unit:
+            metadata["unit"] = IMAGEJ_UNITS.get(unit, unit)
+    else:
+        options["bigtiff"] = math.prod(shape) * dtype.itemsize > (2 << 30)
+    pages = (page.astype(dtype, copy=False) for block in _blocks(array, 2) for page in block.reshape(-1, *shape[-2:]))
     with _atomic(path) as tmp:
-        if len(shape) == 2:
-            tifffile.imwrite(
-                tmp, np.asarray(array[...]), compression="zlib", photometric="minisblack", metadata={"axes": axes}
-            )
-        else:
-            pages = (page for block in _blocks(array, 2) for page in block.reshape(-1, *shape[-2:]))
-            tifffile.imwrite(
-                tmp, data=pages, shape=shape, dtype=dtype, compression="zlib", bigtiff=big,
-                photometric="minisblack", metadata={"axes": axes},
-            )
+        tifffile.imwrite(tmp, data=pages, shape=shape, dtype=dtype, metadata=metadata, **options)
     return path
 
 
@@ -103,7 +125,7 @@ def source_affine(info: dict, *, ndim: int) -> np.ndarray:
     return affine
 
 
-def export_nifti(array, path: str | Path, *, affine: np.ndarray, ndim: int) -> Path:
+def export_nifti(array, path: str | Path, *, affine: np.ndarray, ndim: int, unit: str | None = None) -> Path:
     """Write labels as NIfTI-1 (``.nii`` or ``.nii.gz``), streaming the data block.
 
     Args:
@@ -112,6 +134,8 @@ def export_nifti(array, path: str | Path, *, affine: np.ndarray, ndim: int) -> P
         path: Destination.
         affine: 4x4 voxel-to-world matrix in NIfTI order.
         ndim: Spatial axes of ``array``.
+        unit: NGFF unit of the affine's coordinates (``millimeter`` for scans); NIfTI knows
+            meter, millimeter and micrometer, anything else is written as unknown.
     """
     import nibabel as nib
 
@@ -129,7 +153,7 @@ def export_nifti(array, path: str | Path, *, affine: np.ndarray, ndim: int) -> P
     header.set_zooms(tuple(zooms[:ndim]) + (1.0,) * (len(nifti_shape) - ndim))
     header.set_sform(affine, code="aligned")
     header.set_qform(affine, code="aligned")
-    header.set_xyzt_units("unknown")
+    header.set_xyzt_units(NIFTI_UNITS.get(unit or "", "unknown"))
     opener = gzip.open if path.name.endswith(".gz") else open
     with _atomic(path) as tmp:
         with opener(tmp, "wb") as handle:

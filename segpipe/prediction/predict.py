@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import logging
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -224,19 +225,23 @@ class RowProgress:
         self.bar.close()
 
 
-def sequence_name(image: StoredImage) -> str:
-    """The sequence a stored image belongs to: frames ``NAME-tNNN`` of one source form ``NAME``."""
-    if image.info.get("frame") is not None and "-t" in image.name:
-        return image.name.rsplit("-t", 1)[0]
-    return image.name
+FRAME_NAME = re.compile(r"^(?P<sequence>.+)-t(?P<frame>\d+)$")
+
+
+def sequence_frame(name: str) -> tuple[str, int]:
+    """``("01", 3)`` for ``01-t003`` (a frame of a sequence), else ``(name, 0)``."""
+    match = FRAME_NAME.match(name)
+    return (match["sequence"], int(match["frame"])) if match else (name, 0)
 
 
 def export_ctc_sequences(predictions: PredictionStore, images: list[StoredImage], folder: Path, *, ndim: int) -> list[Path]:
     """Cell Tracking Challenge result folders ``folder/<sequence>/01_RES`` from predicted images.
 
-    Frames of one source (ingest's ``frame`` index) form one sequence, numbered by frame; an image
-    with a frame axis of its own is a sequence by itself; any other image is ``mask000.tif``.
-    Instance labels are exported where there are any, else the class map.
+    Images named ``SEQ-tNNN`` (the frames of a CTC sequence folder, or of a multi-frame file) form
+    the sequence ``SEQ``, written as ``folder/SEQ_RES/maskNNN.tif`` with the frames' own numbers, as
+    the CTC tools expect; an image with a frame axis of its own is a sequence by itself; any
+    other image is ``folder/NAME_RES/mask000.tif``. Instance labels are exported where there are
+    any, else the class map.
     """
     sequences: dict[str, list[tuple[int, object]]] = {}
     for image in images:
@@ -244,9 +249,9 @@ def export_ctc_sequences(predictions: PredictionStore, images: list[StoredImage]
         if labels.ndim > ndim:
             sequences[image.name] = [(t, labels[t]) for t in range(labels.shape[0])]
             continue
-        frame = image.info.get("frame")
-        sequences.setdefault(sequence_name(image), []).append((int(frame) if frame is not None else 0, labels))
-    return [export_ctc(frames, folder / name) for name, frames in sequences.items()]
+        sequence, frame = sequence_frame(image.name)
+        sequences.setdefault(sequence, []).append((frame, labels))
+    return [export_ctc(frames, folder, sequence=name) for name, frames in sequences.items()]
 
 
 def _partial_group(root: zarr.Group, image: StoredImage, predictor: Predictor, stamp: str) -> zarr.Group:
@@ -360,8 +365,8 @@ def _export(group: zarr.Group, image: StoredImage, card: ModelCard, folder: Path
             if fmt == "tiff":
                 path = folder / f"{image.name}_{name}.tif"
                 if overwrite or not path.exists():
-                    export_tiff(array, path, axes=tiff_axes(ndim, frames))
+                    export_tiff(array, path, axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=image.info.get("unit"))
             elif fmt == "nifti":
                 path = folder / f"{image.name}_{name}.nii.gz"
                 if overwrite or not path.exists():
-                    export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim)
+                    export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim, unit=image.info.get("unit"))

@@ -151,3 +151,29 @@ def test_ctc_frame_numbers_widen_past_999_and_uint16_is_enforced(tmp_path):
     crowded = np.arange(1, 70001, dtype=np.uint32).reshape(280, 250)
     with pytest.raises(InputError, match="more than 65535 objects"):
         export_ctc([(0, crowded)], tmp_path / "crowded")
+
+
+@pytest.mark.parametrize(("high", "dtype"), [(65535, np.uint16), (65536, np.float32)])
+def test_tiff_is_an_imagej_hyperstack_with_calibration(tmp_path, high, dtype):
+    """Fiji reads the pixel size, z step and unit; masks are 16-bit while they fit (ImageJ shows no uint32)."""
+    labels = np.zeros((4, 20, 30), np.uint32)
+    labels[1, 5:9, 5:9] = high
+    labels[2, 10:12, 10:20] = 7
+    path = export_tiff(labels, tmp_path / "stack.tif", axes="ZYX", spacing=(2.0, 0.25, 0.5), unit="micrometer")
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_imagej and tif.series[0].axes == "ZYX"
+        meta = tif.imagej_metadata
+        assert meta["unit"] == "um" and meta["spacing"] == 2.0 and meta["slices"] == 4
+        page = tif.pages[0]
+        assert page.tags["XResolution"].value == (2, 1) and page.tags["YResolution"].value == (4, 1)  # 1 / pixel size
+        data = tif.asarray()
+    assert data.dtype == dtype
+    np.testing.assert_array_equal(data, labels)
+
+
+def test_nifti_keeps_its_unit(tmp_path):
+    import nibabel as nib
+
+    labels = np.zeros((3, 4, 5), np.uint16)
+    path = export_nifti(labels, tmp_path / "l.nii.gz", affine=np.diag([2.0, 2.0, 2.0, 1.0]), ndim=3, unit="millimeter")
+    assert nib.load(str(path)).header.get_xyzt_units()[0] == "mm"

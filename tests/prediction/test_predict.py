@@ -139,7 +139,7 @@ def test_options_drop_probabilities_and_export_nifti_and_ctc(crops, tmp_path):
 
     nifti = nib.load(out / "predictions" / "20P1_POS0007_D_1UL_instances.nii.gz")
     np.testing.assert_array_equal(np.asarray(nifti.dataobj), instances.T)
-    ctc = tifffile.imread(out / "predictions" / "ctc" / "20P1_POS0007_D_1UL" / "01_RES" / "mask000.tif")
+    ctc = tifffile.imread(out / "predictions" / "ctc" / "20P1_POS0007_D_1UL_RES" / "mask000.tif")
     assert ctc.dtype == np.uint16 and np.array_equal(ctc > 0, instances > 0)
     assert not list((out / "predictions").glob("*.tif"))
 
@@ -280,7 +280,7 @@ def test_cli_predict_with_overrides_and_bad_options(crops, tmp_path, single_thre
     assert predictor.inference.sigma_scale == predictor.card.inference.sigma_scale
     store_ = PredictionStore.open(run / "predictions.zarr")
     assert store_.stamp("A9_p9d") == predictor.stamp(ImageStore.open(run / "data.zarr").image("A9_p9d"))
-    assert (run / "predictions" / "ctc" / "A9_p9d" / "01_RES" / "mask000.tif").is_file()
+    assert (run / "predictions" / "ctc" / "A9_p9d_RES" / "mask000.tif").is_file()
 
     for args, message in ((("--overlap", "1.5"), "--overlap: "), (("--export", "png"), "--export: ")):
         bad = segpipe(*args)
