@@ -35,7 +35,7 @@ from skimage.segmentation import watershed
 
 from segpipe.inference.params import InstanceTiling
 from segpipe.inference.stream import frame_indices
-from segpipe.inference.postprocess import InstanceParams, instance_labels, seed_mask, smoothed_distance
+from segpipe.inference.postprocess import InstanceParams, instance_labels, relief_map, seed_mask, smoothed_distance
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,11 @@ class InstanceStats:
     tall_components: int = 0
 
 
-def _foreground_distance(probabilities, frame, rows: slice, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _foreground_distance(probabilities, frame, rows: slice, n_classes: int, params: InstanceParams) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground probability and the relief to flood (the distance, or it lowered on boundaries)."""
     block = np.asarray(probabilities[(slice(None), *frame, rows)])
-    return 1.0 - block[0].astype(np.float32), block[n_classes].astype(np.float32)
+    boundary = block[n_classes + 1] if block.shape[0] > n_classes + 1 else None
+    return 1.0 - block[0].astype(np.float32), relief_map(block[n_classes], boundary, params)
 
 
 def _smoothed_rows(
@@ -65,7 +67,7 @@ def _smoothed_rows(
     length = probabilities.shape[1 + len(frame)]
     pad = (int(np.ceil(4 * params.smoothing)) if params.smoothing else 0) + context
     lo, hi = max(0, a - pad), min(length, b + pad)
-    fg, dist = _foreground_distance(probabilities, frame, slice(lo, hi), n_classes)
+    fg, dist = _foreground_distance(probabilities, frame, slice(lo, hi), n_classes, params)
     dist = smoothed_distance(dist, params)
     seeds = seed_mask(dist, fg > params.foreground_threshold, params)
     core = slice(a - lo, b - lo)
@@ -85,7 +87,8 @@ def stream_instance_labels(
     """Label objects in every frame of ``probabilities`` into ``out``.
 
     Args:
-        probabilities: ``(n_classes + 1, *lead, *spatial)``: class probabilities, then the distance map.
+        probabilities: ``(n_classes + 1 [+ 1], *lead, *spatial)``: class probabilities, then the
+            distance map (and the boundary map, for models that predict one).
         out: ``(*lead, *spatial)`` unsigned integer array for the objects.
         ndim: Spatial axes.
         n_classes: Class channels.
@@ -99,8 +102,8 @@ def stream_instance_labels(
     stats = InstanceStats()
     for frame in frame_indices(lead):
         if math.prod(shape) <= tiling.whole_limit:
-            fg, dist = _foreground_distance(probabilities, frame, slice(None), n_classes)
-            labels = instance_labels(fg, dist, params)
+            fg, relief = _foreground_distance(probabilities, frame, slice(None), n_classes, params)
+            labels = instance_labels(fg, relief, params.model_copy(update={"relief": "distance"}))
             out[frame] = labels
             stats.objects += int(labels.max())
             stats.slabs += 1

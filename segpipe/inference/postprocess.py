@@ -15,6 +15,10 @@ class InstanceParams(BaseModel):
     """How probabilities become objects; tuned on the validation split after training.
 
     Attributes:
+        relief: The map seeds are found on and flooded: ``distance``, the predicted distance to
+            the object border; ``boundary``, that distance lowered where the network sees a
+            boundary between objects (``distance * (1 - boundary)``), which keeps touching cells
+            apart where their distance maps run into each other (models with a boundary output).
         foreground_threshold: Foreground probability above which a pixel belongs to an object.
         seed_method: ``threshold``: seeds are the parts of the distance map above
             ``seed_threshold``; ``hmaxima``: seeds are its maxima at least ``seed_h`` above
@@ -28,6 +32,7 @@ class InstanceParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    relief: Literal["distance", "boundary"] = "distance"
     foreground_threshold: float = Field(0.5, gt=0, lt=1)
     seed_method: Literal["threshold", "hmaxima"] = "threshold"
     seed_threshold: float = Field(0.5, gt=0, lt=1)
@@ -43,6 +48,20 @@ def seed_mask(distance: np.ndarray, mask: np.ndarray, params: InstanceParams) ->
     return mask & (distance > params.seed_threshold)
 
 
+def relief_map(distance: np.ndarray, boundary: np.ndarray | None, params: InstanceParams) -> np.ndarray:
+    """The map to seed and flood (before smoothing): the distance, or the distance where no boundary is seen.
+
+    Raises:
+        ValueError: ``params.relief`` is ``boundary`` and there is no boundary map.
+    """
+    distance = distance.astype(np.float32, copy=False)
+    if params.relief == "distance":
+        return distance
+    if boundary is None:
+        raise ValueError("relief 'boundary' needs a model with a boundary output")
+    return distance * (1.0 - boundary.astype(np.float32, copy=False))
+
+
 def smoothed_distance(distance: np.ndarray, params: InstanceParams) -> np.ndarray:
     """The distance map the watershed floods: Gaussian-smoothed when ``params.smoothing`` > 0."""
     distance = distance.astype(np.float32, copy=False)
@@ -54,7 +73,9 @@ def semantic_labels(probabilities: np.ndarray) -> np.ndarray:
     return np.argmax(probabilities, axis=0).astype(np.uint8)
 
 
-def instance_labels(foreground: np.ndarray, distance: np.ndarray, params: InstanceParams) -> np.ndarray:
+def instance_labels(
+    foreground: np.ndarray, distance: np.ndarray, params: InstanceParams, boundary: np.ndarray | None = None
+) -> np.ndarray:
     """Split the foreground into objects with a seeded watershed on the predicted distance map.
 
     Seeds are the connected parts of :func:`seed_mask` (distance above a threshold, or its
@@ -66,12 +87,13 @@ def instance_labels(foreground: np.ndarray, distance: np.ndarray, params: Instan
         foreground: Foreground probability, ``spatial``.
         distance: Predicted normalized distance to the object border, ``spatial``.
         params: Thresholds and minimum size.
+        boundary: Predicted boundary probability, ``spatial`` (for ``params.relief == "boundary"``).
 
     Returns:
         uint32 instance map, objects numbered 1..N, 0 for background.
     """
     mask = foreground > params.foreground_threshold
-    distance = smoothed_distance(distance, params)
+    distance = smoothed_distance(relief_map(distance, boundary, params), params)
     seeds, n_seeds = ndimage.label(seed_mask(distance, mask, params))
     components, _ = ndimage.label(mask)
     seedless = np.setdiff1d(np.unique(components[mask]), np.unique(components[seeds > 0]))

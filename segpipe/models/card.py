@@ -65,7 +65,10 @@ class ModelCard(BaseModel):
         spatial_dims: 2 or 3.
         in_channels: Image channels the network takes, in order.
         channel_names: Names of those channels, when known.
-        out_channels: Network outputs: the class scores, then a distance map for instances.
+        out_channels: Network outputs: the class scores, then ``extra_outputs``.
+        extra_outputs: What the outputs after the class scores are: for instance models the
+            distance map, and a boundary map when the model has one (None: as older cards,
+            the distance map for instance models).
         classes: Class names, background first.
         instances: Whether the model separates objects (a distance map and a watershed).
         patch_size: Training window, also the inference window, per spatial axis.
@@ -88,6 +91,7 @@ class ModelCard(BaseModel):
     in_channels: int = Field(ge=1)
     channel_names: list[str] | None = None
     out_channels: int = Field(ge=1)
+    extra_outputs: tuple[Literal["distance", "boundary"], ...] | None = None
     classes: list[str] = Field(min_length=2)
     instances: bool
     patch_size: tuple[int, ...]
@@ -108,10 +112,14 @@ class ModelCard(BaseModel):
                 raise ValueError(f"{name} has {len(getattr(self, name))} values for {self.spatial_dims} spatial axes")
         if any(s <= 0 for s in self.spacing):
             raise ValueError(f"spacing must be positive, got {list(self.spacing)}")
-        if self.out_channels != self.n_classes + int(self.instances):
+        if self.extra_outputs is None:
+            self.extra_outputs = ("distance",) if self.instances else ()
+        if self.instances != ("distance" in self.extra_outputs):
+            raise ValueError("an instance model has a distance output, a class-map model none")
+        if self.out_channels != self.n_classes + len(self.extra_outputs):
             raise ValueError(
                 f"out_channels {self.out_channels} does not fit {self.n_classes} classes"
-                + (" plus a distance map" if self.instances else "")
+                + (f" plus {', '.join(self.extra_outputs)}" if self.extra_outputs else "")
             )
         if self.instances and self.n_classes != 2:
             raise ValueError("an instance model has two classes: background and the objects")
@@ -122,6 +130,11 @@ class ModelCard(BaseModel):
     @property
     def n_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def output_names(self) -> list[str]:
+        """A name for each output channel: the classes, then the extra outputs."""
+        return [*self.classes, *self.extra_outputs]
 
     def instance_params(self) -> InstanceParams:
         """The post-processing to apply (defaults when the card has none tuned)."""

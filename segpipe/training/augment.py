@@ -37,7 +37,7 @@ def augmentation(
     With ``crop=False`` the samples are already patches (read from zarr) and only augmented.
     """
     spatial = tuple(int(p) for p in patch_size)
-    modes = {"image": "constant", "label": "constant", "dist": "constant"}
+    modes = {"image": "constant", "label": "constant", "dist": "constant", "boundary": "constant"}
     positives = foreground_ratio / max(1e-6, 1 - foreground_ratio)
     steps: list = []
     if crop:
@@ -47,7 +47,7 @@ def augmentation(
                 keys=keys, label_key="label", spatial_size=spatial, pos=positives, neg=1.0, num_samples=1
             ),
         ]
-    interp = {"image": "bilinear", "label": "nearest", "dist": "bilinear"}
+    interp = {"image": "bilinear", "label": "nearest", "dist": "bilinear", "boundary": "nearest"}
     mode = [interp[k] for k in keys]
     if affine:
         angle = (np.pi / 12, 0.0, 0.0) if ndim == 3 else np.pi / 12

@@ -175,6 +175,7 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
     """The card of a model trained on ``store`` with ``config`` (planned), before training."""
     instances = store.instances
     n_classes = len(store.classes)
+    extra = (("distance", "boundary") if config.boundary_weight > 0 else ("distance",)) if instances else ()
     record = TrainingRecord(
         dataset=store.name, dataset_fingerprint=store.record["fingerprint"], config=config.model_dump(mode="json")
     )
@@ -189,7 +190,8 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
         network_options={"features": list(config.features)},
         spatial_dims=store.ndim,
         in_channels=fingerprint["channels"],
-        out_channels=n_classes + (1 if instances else 0),
+        out_channels=n_classes + len(extra),
+        extra_outputs=extra,
         classes=store.classes,
         instances=instances,
         patch_size=tuple(config.patch_size),
@@ -230,8 +232,8 @@ def _with_training(card: ModelCard, **updates) -> ModelCard:
 
 def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
     """The patch source: whole images in memory when they fit the limit, else patches read from zarr."""
-    instances = card.instances
-    keys = ["image", "label", "dist"] if instances else ["image", "label"]
+    instances, boundary = card.instances, "boundary" in card.extra_outputs
+    keys = ["image", "label", "dist"] + (["boundary"] if boundary else []) if instances else ["image", "label"]
     images = store.images("train", labelled=True)
     in_memory = sum(4 * (im.image.size + 3 * im.labels.size) for im in images)  # float32 image, label, target
     lazy = in_memory > config.memory_limit_gb * 2**30
@@ -251,6 +253,7 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
             patch_size=config.patch_size,
             spec=card.normalization,
             instances=instances,
+            boundary=boundary,
             length=config.iterations_per_epoch * config.batch_size,
             foreground_ratio=config.foreground_ratio,
             transform=transform,
@@ -259,7 +262,8 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
         return dataset, transform
     samples = [
         training_sample(
-            normalize(np.asarray(im.image), card.normalization), np.asarray(im.labels), instances=instances, spacing=im.spacing
+            normalize(np.asarray(im.image), card.normalization), np.asarray(im.labels), instances=instances,
+            spacing=im.spacing, boundary=boundary,
         )
         for im in images
     ]
@@ -392,7 +396,12 @@ def train_epoch(
             loss = dice_ce(logits[:, :n_classes], label)
             if "dist" in batch:
                 dist = batch["dist"].to(device, non_blocking=True)
-                loss = loss + config.distance_weight * torch.nn.functional.mse_loss(torch.sigmoid(logits[:, n_classes:]), dist)
+                distance = torch.sigmoid(logits[:, n_classes : n_classes + 1])
+                loss = loss + config.distance_weight * torch.nn.functional.mse_loss(distance, dist)
+            if "boundary" in batch:
+                edge = batch["boundary"].to(device, non_blocking=True)
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, n_classes + 1 : n_classes + 2], edge)
+                loss = loss + config.boundary_weight * bce
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)

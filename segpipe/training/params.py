@@ -51,6 +51,8 @@ class TrainParams(BaseModel):
     """Share of patches centred on an object."""
     distance_weight: float = Field(1.0, ge=0)
     """Weight of the distance-map loss next to Dice + cross-entropy."""
+    boundary_weight: float = Field(1.0, ge=0)
+    """Weight of the touching-boundary loss (instance datasets); 0: no boundary output."""
     normalization: Literal["percentile", "zscore", "ct"] = "percentile"
     """percentile (microscopy: 1st-99.8th percentiles to 0..1 per image), zscore (MRI: clipped
     z-score per image) or ct (window and z-score from the training foreground, as nnU-Net)."""

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from segpipe.data.store import StoredImage
 from segpipe.inference.normalize import Normalization, NormalizationSpec, stream_normalization
-from segpipe.training.targets import distance_target
+from segpipe.training.targets import boundary_target, distance_target
 
 FOREGROUND_SAMPLES = 20_000  # object voxels remembered per image for oversampling
 
@@ -31,6 +31,7 @@ class ZarrPatchDataset(Dataset):
         patch_size: Spatial size of a patch.
         spec: Normalization entry of the model card.
         instances: Build the distance target from instance labels.
+        boundary: Build the touching-boundary target too.
         length: Number of draws per epoch.
         foreground_ratio: Share of patches centred on an object.
         margin: Extra voxels read around a patch for the distance target.
@@ -45,6 +46,7 @@ class ZarrPatchDataset(Dataset):
         patch_size,
         spec: NormalizationSpec,
         instances: bool,
+        boundary: bool = False,
         length: int,
         foreground_ratio: float,
         margin: int = 32,
@@ -54,6 +56,7 @@ class ZarrPatchDataset(Dataset):
         self.images = images
         self.patch = tuple(int(p) for p in patch_size)
         self.instances = instances
+        self.boundary = boundary
         self.length = length
         self.foreground_ratio = foreground_ratio
         self.margin = margin
@@ -93,6 +96,7 @@ class ZarrPatchDataset(Dataset):
         labels = np.asarray(image.labels[window])
         inner = tuple(slice(a - o, a - o + min(p, s)) for a, o, p, s in zip(start, outer_start, patch, shape))
         dist = distance_target(labels, spacing=image.spacing)[inner] if self.instances else None
+        edge = boundary_target(labels)[inner] if self.instances and self.boundary else None
         pixels, labels = pixels[(slice(None), *inner)], labels[inner]
         pad = [(0, int(p - s)) for p, s in zip(patch, labels.shape)]
         sample = {
@@ -101,6 +105,8 @@ class ZarrPatchDataset(Dataset):
         }
         if dist is not None:
             sample["dist"] = np.pad(dist, pad)[np.newaxis]
+        if edge is not None:
+            sample["boundary"] = np.pad(edge, pad)[np.newaxis]
         return sample
 
 

@@ -5,7 +5,8 @@ Training samples are dictionaries of channel-first arrays:
 - ``image``: float32, normalized intensities, ``(C, *spatial)``;
 - ``label``: class map, ``(1, *spatial)`` (background 0, objects 1 for instance datasets);
 - ``dist``: for instance datasets, each object's distance to its border, scaled to 1 at its
-  centre, ``(1, *spatial)``; the network regresses it so touching objects can be split.
+  centre, ``(1, *spatial)``; the network regresses it so touching objects can be split;
+- ``boundary``: for instance models with a boundary output, where objects touch, ``(1, *spatial)``.
 """
 
 from __future__ import annotations
@@ -42,12 +43,33 @@ def distance_target(labels: np.ndarray, *, spacing: Sequence[float] | None = Non
     return dist * lookup[labels]
 
 
-def training_sample(image: np.ndarray, labels: np.ndarray, *, instances: bool, spacing=None) -> dict:
-    """Build the training dictionary of one normalized image and its labels."""
+def boundary_target(labels: np.ndarray) -> np.ndarray:
+    """Where two objects touch: pixels next to a pixel of another object, and their neighbours
+    inside objects (a band two or three pixels wide), as 1.0; elsewhere 0.
+
+    Whole cells pressed against each other with dim cytoplasm are where a distance map alone
+    runs from one cell into the next; this band is what a boundary output learns to see.
+    """
+    labels = np.asarray(labels)
+    objects = labels > 0
+    if not objects.any():
+        return np.zeros(labels.shape, np.float32)
+    top = int(labels.max()) + 1
+    larger = ndimage.maximum_filter(labels, size=3)
+    smaller = ndimage.minimum_filter(np.where(objects, labels, top), size=3)
+    touching = objects & (((larger != labels) & (larger > 0)) | ((smaller != labels) & (smaller < top)))
+    return (ndimage.binary_dilation(touching) & objects).astype(np.float32)
+
+
+def training_sample(image: np.ndarray, labels: np.ndarray, *, instances: bool, spacing=None, boundary: bool = False) -> dict:
+    """Build the training dictionary of one normalized image and its labels (``boundary``: with
+    the touching-boundary target of instance labels)."""
     sample = {"image": image.astype(np.float32, copy=False)}
     if instances:
         sample["label"] = (labels > 0).astype(np.int64)[np.newaxis]
         sample["dist"] = distance_target(labels, spacing=spacing)[np.newaxis]
+        if boundary:
+            sample["boundary"] = boundary_target(labels)[np.newaxis]
     else:
         sample["label"] = labels.astype(np.int64)[np.newaxis]
     return sample

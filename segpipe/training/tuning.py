@@ -55,7 +55,8 @@ def validation_scores(
     """
     jaccard, n_gt, aogm_d, aogm_d0 = 0.0, 0, 0, 0
     for probs, gt in predictions:
-        table = overlap(gt, instance_labels(1.0 - probs[0], probs[n_classes], params))
+        boundary = probs[n_classes + 1] if probs.shape[0] > n_classes + 1 else None
+        table = overlap(gt, instance_labels(1.0 - probs[0], probs[n_classes], params, boundary=boundary))
         seg, det = seg_from_overlap(table), det_from_overlap(table)
         jaccard += float(np.sum(seg.jaccard))
         n_gt += seg.n_gt
@@ -66,7 +67,10 @@ def validation_scores(
 def tune_instance_params(
     predictions: list[tuple[np.ndarray, np.ndarray]], *, n_classes: int, min_size: int = 8
 ) -> tuple[InstanceParams, float]:
-    """Grid-search the foreground threshold and the seeding rule for the best validation OP_CSB.
+    """Grid-search the relief, the foreground threshold and the seeding rule for the best validation OP_CSB.
+
+    The relief is the distance map, and, for models with a boundary output, the distance map
+    lowered on boundaries: which one separates a dataset's objects better is decided here.
 
     A small validation split often scores many settings exactly alike (they differ only where
     it has no objects), so the order of the grid matters: ties keep the earlier setting, which
@@ -75,9 +79,10 @@ def tune_instance_params(
     Returns:
         The best parameters and their validation scores.
     """
+    reliefs = ("distance", "boundary") if predictions and predictions[0][0].shape[0] > n_classes + 1 else ("distance",)
     best, best_scores = InstanceParams(min_size=min_size), None
-    for fg, seed in itertools.product(FOREGROUND_GRID, SEED_GRID):
-        params = InstanceParams(foreground_threshold=fg, min_size=min_size, **seed)
+    for relief, fg, seed in itertools.product(reliefs, FOREGROUND_GRID, SEED_GRID):
+        params = InstanceParams(relief=relief, foreground_threshold=fg, min_size=min_size, **seed)
         scores = validation_scores(predictions, params, n_classes)
         if best_scores is None or scores.op_csb > best_scores.op_csb + 1e-9:
             best, best_scores = params, scores

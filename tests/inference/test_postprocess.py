@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from skimage.draw import disk
 
 from segpipe.inference.postprocess import InstanceParams, instance_labels, semantic_labels
@@ -67,3 +68,21 @@ def test_smoothing_removes_spurious_maxima():
     raw = instance_labels(fg, noisy, InstanceParams(seed_method="hmaxima", seed_h=0.05))
     smooth = instance_labels(fg, noisy, InstanceParams(seed_method="hmaxima", seed_h=0.05, smoothing=2.0))
     assert raw.max() > 1 and smooth.max() == 1
+
+
+def test_the_boundary_relief_splits_cells_the_distance_map_joins():
+    """Two touching cells whose predicted distance map has no dip between them: only the boundary splits them."""
+    from segpipe.inference.postprocess import relief_map
+
+    foreground = np.zeros((20, 40), np.float32)
+    foreground[4:16, 2:38] = 1.0
+    distance = np.zeros_like(foreground)
+    distance[4:16, 2:38] = 0.8  # flat: one plateau over both cells
+    boundary = np.zeros_like(foreground)
+    boundary[4:16, 19:21] = 1.0
+    flat = InstanceParams(relief="distance", seed_threshold=0.5)
+    assert instance_labels(foreground, distance, flat).max() == 1
+    split = instance_labels(foreground, distance, flat.model_copy(update={"relief": "boundary"}), boundary=boundary)
+    assert split.max() == 2 and len(np.unique(split[10, 3:18])) == 1 and split[10, 3] != split[10, 36]
+    with pytest.raises(ValueError, match="needs a model with a boundary output"):
+        relief_map(distance, None, InstanceParams(relief="boundary"))

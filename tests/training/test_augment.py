@@ -117,3 +117,20 @@ def test_the_range_floor_keeps_an_empty_field_dark():
     bright = empty.copy()
     bright[0, 20:40, 20:40] += 400  # an image with a bright object is scaled by its own range
     np.testing.assert_array_equal(normalize(bright, floored_spec), normalize(bright, NormalizationSpec(method="percentile", low=1.0, high=99.8)))
+
+
+def test_the_boundary_target_marks_where_objects_touch():
+    from segpipe.training.targets import boundary_target
+
+    labels = np.zeros((10, 12), np.uint16)
+    labels[2:8, 1:6] = 1
+    labels[2:8, 6:11] = 2  # touching 1 along columns 5 | 6
+    labels[0, 0] = 0
+    edge = boundary_target(labels)
+    assert set(np.unique(edge)) == {0.0, 1.0}
+    columns = np.flatnonzero(edge.any(axis=0))
+    assert columns.tolist() == [4, 5, 6, 7]  # the touching pair of columns and one more on each side
+    assert not edge[labels == 0].any() and not edge[:, :4].any()
+    alone = np.zeros((10, 12), np.uint16)
+    alone[2:8, 2:8] = 1
+    assert not boundary_target(alone).any()  # an object next to background only has no such boundary

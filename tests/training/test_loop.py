@@ -30,7 +30,8 @@ def test_training_writes_a_model_prediction_can_reload(store, tmp_path):
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert all(0 <= row["val_seg"] <= 1 for row in result.history)
     card = json.loads((tmp_path / "model" / "model_card.json").read_text())
-    assert card["patch_size"] == [64, 64] and card["out_channels"] == 3 and card["instances"]
+    assert card["patch_size"] == [64, 64] and card["out_channels"] == 4 and card["instances"]
+    assert card["extra_outputs"] == ["distance", "boundary"]
     assert set(card["postprocess"]) == set(InstanceParams.model_fields)
     assert card["training"]["epochs"] == 2 and card["training"]["dataset"] == "crops"
     assert (tmp_path / "model" / "history.csv").read_text().startswith("epoch,train_loss")
@@ -38,7 +39,7 @@ def test_training_writes_a_model_prediction_can_reload(store, tmp_path):
     assert model.card.model_dump(mode="json") == card and model.card == result.model.card
     network = model.load("cpu")
     probs = predict_image(network, np.zeros((1, 50, 70), np.float32), roi_size=model.card.patch_size, n_classes=2)
-    assert probs.shape == (3, 50, 70)
+    assert probs.shape == (4, 50, 70)
     np.testing.assert_allclose(probs[:2].sum(axis=0), 1.0, rtol=1e-5)
 
 
