@@ -30,6 +30,7 @@ PREDICT_OPTIONS = {
     "inference.flip_tta": "--tta",
     "exports": "--export",
     "probabilities": "--probabilities",
+    "resample": "--resample",
 }
 
 
@@ -82,7 +83,8 @@ def predict(
 
     Memory stays bounded by a band of windows, whatever the image size; an interrupted run
     resumes where it stopped, and images already predicted with the same model and settings
-    are kept. Example: segpipe predict bbbc007 --overlap 0.25 --export nifti
+    are kept. Images at another pixel size than the model's are resampled to it and back
+    (--no-resample: predicted as they are). Example: segpipe predict bbbc007 --overlap 0.25 --export nifti
     """
     from segpipe.pipeline import RunFolder, stages
     from segpipe.pipeline.catalog import open_catalog

@@ -5,7 +5,10 @@ prediction store (:class:`~segpipe.prediction.store.PredictionStore`) under a te
 (``.<image>.partial``), slab by slab, recording finished rows in the group's attributes; an
 interrupted prediction resumes there (same model and settings) and the group is renamed into
 place when complete. An image whose complete prediction has the current stamp (model, settings,
-image bytes) is skipped; any change makes it again. Exports, beside the store::
+image bytes; for a resampled one also its pixel size) is skipped; any change makes it again.
+An image whose pixel size differs from the model's is predicted on the model's grid and its
+probabilities resampled back (:mod:`segpipe.prediction.resampled`), unless ``resample`` is off.
+Exports, beside the store::
 
     <image>_semantic.tif, <image>_instances.tif       TIFF (default for 2D)
     <image>_semantic.nii.gz, ...                      NIfTI, with the source's affine
@@ -16,6 +19,7 @@ One :func:`predict_stored` call per image lets a flow fan images out.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -39,6 +43,7 @@ from segpipe.models.device import resolve_device
 from segpipe.models.model import Model
 from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.prediction.params import PredictParams
+from segpipe.prediction.resampled import RECORD_ATTR, drop_scratch, explain, image_grid, model_grid, plan_grids
 from segpipe.prediction.store import STAMP_ATTR, PredictionStore
 from segpipe.progress import Progress
 
@@ -91,7 +96,10 @@ class Predictor:
         return PredictionStore.for_model(path, self.model)
 
     def stamp(self, image: StoredImage) -> str:
-        """What a prediction of ``image`` is made from: the model, the settings, the image's bytes."""
+        """What a prediction of ``image`` is made from: the model, the settings, the image's bytes.
+
+        A resampled prediction also depends on the image's pixel size (which the bytes do not hold).
+        """
         source = {
             "model": self.model.id,
             "inference": self.inference.model_dump(mode="json"),
@@ -100,6 +108,9 @@ class Predictor:
             "resample": self.params.resample,
             "image": array_digest(image.image),
         }
+        grids = plan_grids(image, self.card, resample=self.params.resample)
+        if grids.resample:
+            source["grids"] = grids.record()
         return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()
 
 
@@ -142,7 +153,8 @@ def predict_stored(
         predictor: The model and settings.
         predictions: The model's prediction store.
         exports: Folder for TIFF and NIfTI exports (``None``: none).
-        on_rows: Called as ``on_rows(frame, row)`` after rows are written and recorded.
+        on_rows: Called as ``on_rows(frame, row)`` after rows are written and recorded (rows of the
+            model's grid when the image is resampled to it).
         progress: Show the rows done of a large image (more than :data:`LARGE` voxels).
     """
     card, params = predictor.card, predictor.params
@@ -153,28 +165,38 @@ def predict_stored(
         log.info("%s: already predicted with these settings, skipping", image.name)
         _export(root[image.name], image, card, exports, formats, overwrite=False)
         return ImageResult(image.name, skipped=True, stamp=stamp)
+    grids = plan_grids(image, card, resample=params.resample)
+    explain(image.name, grids)
     group = _partial_group(root, image, predictor, stamp)
+    group.attrs[RECORD_ATTR] = grids.record()
     normalization = _normalization(group, image, card)
     ndim, n_classes = card.spatial_dims, card.n_classes
     frames = image.image.ndim - 1 - ndim
     probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
-    sink = ZarrSink(
-        group, ndim=ndim, n_classes=n_classes, probabilities=probabilities, semantic=group["labels/semantic/s0"]
-    )
-    with RowProgress(image, ndim, enabled=progress and image.image.size > LARGE, then=on_rows) as rows:
+    semantic = group["labels/semantic/s0"]
+    if grids.resample:  # on the model's grid, then back (segpipe.prediction.resampled)
+        source, sink = model_grid(image, group, grids, normalization, card=card, overlap=predictor.inference.overlap)
+        source_normalization = None
+    else:
+        source, source_normalization = image.image, normalization
+        sink = ZarrSink(group, ndim=ndim, n_classes=n_classes, probabilities=probabilities, semantic=semantic)
+    seen = dataclasses.replace(image, image=source)
+    with RowProgress(seen, ndim, enabled=progress and source.size > LARGE, then=on_rows) as rows:
         stream = stream_predict(
             predictor.network,
-            image.image,
+            source,
             sink,
             roi_size=card.patch_size,
             out_channels=card.out_channels,
             params=predictor.inference,
-            normalization=normalization,
+            normalization=source_normalization,
             activation=partial(activate, n_classes=n_classes),
             device=predictor.device,
             on_rows=rows,
         )
     log.info("%s: %d windows in %.1f s", image.name, stream.windows, stream.seconds)
+    if grids.resample:
+        image_grid(group, probabilities, semantic, card=card, name=image.name)
     instances = None
     if card.instances:
         if not group.attrs.get("instances_done"):
@@ -311,6 +333,7 @@ def _finish(root: zarr.Group, group: zarr.Group, image: StoredImage, card: Model
     ndim = card.spatial_dims
     frames = image.image.ndim - 1 - ndim
     unit = image.info.get("unit") or "micrometer"
+    drop_scratch(group)
     if keep_probabilities:
         _write_metadata(group, ndim=ndim, frames=frames, channels=True, spacing=image.spacing, unit=unit, name=image.name)
     elif IMAGE_LEVEL in group:

@@ -293,7 +293,8 @@ def test_a_2d_model_predicts_a_time_lapse_frame_by_frame(crops, tmp_path, single
     from segpipe.prediction.predict import export_ctc_sequences
 
     _, model_dir = crops
-    predictor = Predictor.load(Model.open(model_dir), PredictParams(device="cpu", exports=("tiff",)))
+    # At its own pixel size (0.5 against the model's 1.0): resampled time-lapses are in test_resampled_predict.py.
+    predictor = Predictor.load(Model.open(model_dir), PredictParams(device="cpu", exports=("tiff",), resample=False))
     model, card = predictor.network, predictor.card
     rng = np.random.default_rng(0)
     movie = rng.integers(0, 4000, size=(1, 3, 40, 50)).astype(np.uint16)

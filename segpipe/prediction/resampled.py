@@ -1,0 +1,242 @@
+"""Prediction at the model's pixel size: the image resampled to the model's grid, the probabilities back.
+
+A network sees objects at the scale it was trained at. When an image's pixel size differs from
+the model card's ``spacing`` by more than :data:`TOLERANCE` on any axis (and
+``PredictParams.resample`` is on), prediction works in a scratch group (``resampled/``)
+inside the partial prediction group:
+
+1. the image, normalized as the card says (statistics of the image at its own size), is
+   resampled linearly to the model's grid: ``resampled/input`` (float32; :func:`model_grid`);
+2. :func:`~segpipe.inference.stream.stream_predict` predicts it into ``resampled/probabilities``
+   (float32, the model's grid), resuming from its own record in ``resampled``'s attributes;
+3. (:func:`image_grid`) the probabilities are resampled linearly back to the image's grid into the group's ``s0``,
+   and the class map ``labels/semantic/s0`` is computed from them as
+   :class:`~segpipe.inference.zarr_sink.ZarrSink` does.
+
+Each step is streamed slab by slab (:func:`segpipe.inference.resample.resample`). Steps 1 and 3
+are recorded as done in ``resampled``'s attributes; a run killed inside one of them does that
+step again. Instance post-processing then runs on the image's own grid, and the scratch group
+is deleted when the prediction is finished. The prediction group records what was done in its
+``resampling`` attribute (:meth:`Grids.record`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from segpipe.data.store import COMPRESSOR, StoredImage
+from segpipe.inference.normalize import Normalization
+from segpipe.inference.resample import resample, resampled_shape
+from segpipe.inference.zarr_sink import PROGRESS_KEY, ZarrSink, class_map, prediction_chunks
+from segpipe.models.card import ModelCard
+
+log = logging.getLogger(__name__)
+
+#: Relative difference of pixel size, on any axis, from which an image is resampled.
+TOLERANCE = 0.01
+#: The scratch group inside a partial prediction group.
+SCRATCH = "resampled"
+#: Attribute of the prediction group recording whether and how it was resampled.
+RECORD_ATTR = "resampling"
+
+_MICROMETERS = {"nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6}
+
+
+@dataclass(frozen=True)
+class Grids:
+    """The image's grid and the model's, and whether the prediction goes through the model's.
+
+    Attributes:
+        resample: Whether the image is resampled to the model's grid.
+        image_spacing: The image's pixel size, in the model's unit.
+        model_spacing: The model card's pixel size.
+        unit: The model card's unit.
+        image_shape: The image's spatial shape.
+        model_shape: Its spatial shape at the model's pixel size.
+        differs: Whether the two pixel sizes differ by more than :data:`TOLERANCE` on some axis.
+        guessed: Whether the image's pixel size was not known (taken as 1 per pixel at ingest).
+    """
+
+    resample: bool
+    image_spacing: tuple[float, ...]
+    model_spacing: tuple[float, ...]
+    unit: str
+    image_shape: tuple[int, ...]
+    model_shape: tuple[int, ...]
+    differs: bool
+    guessed: bool
+
+    def record(self) -> dict:
+        """JSON-able record, kept in the prediction group's attributes (and, when resampled, in its stamp)."""
+        record = {
+            "resampled": self.resample,
+            "image_spacing": list(self.image_spacing),
+            "model_spacing": list(self.model_spacing),
+            "unit": self.unit,
+            "image_shape": list(self.image_shape),
+            "spacing_guessed": self.guessed,
+        }
+        if self.resample:
+            record.update(model_shape=list(self.model_shape), order=1)
+        return record
+
+
+def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool) -> Grids:
+    """Where ``image`` is predicted: at its own pixel size, or resampled to the model's."""
+    ndim = card.spatial_dims
+    image_unit = image.info.get("unit") or "micrometer"
+    factor = 1.0
+    if image_unit != card.unit and image_unit in _MICROMETERS and card.unit in _MICROMETERS:
+        factor = _MICROMETERS[image_unit] / _MICROMETERS[card.unit]
+    spacing = tuple(float(s) * factor for s in image.spacing[-ndim:])
+    model = tuple(float(s) for s in card.spacing)
+    shape = tuple(int(s) for s in image.image.shape[-ndim:])
+    differs = any(abs(s / m - 1.0) > TOLERANCE for s, m in zip(spacing, model))
+    return Grids(
+        resample=bool(resample and differs),
+        image_spacing=spacing,
+        model_spacing=model,
+        unit=card.unit,
+        image_shape=shape,
+        model_shape=resampled_shape(shape, spacing, model) if differs else shape,
+        differs=differs,
+        guessed=image.info.get("spacing_source") == "default",
+    )
+
+
+def explain(name: str, grids: Grids) -> None:
+    """Log where the network sees the image: one warning when the image's pixel size was guessed."""
+    model = f"{_sizes(grids.model_spacing)} {grids.unit}"
+    own = f"{_sizes(grids.image_spacing)} {grids.unit}"
+    if not grids.differs:
+        return
+    if grids.guessed:
+        what = (
+            f"resampling it from that guess to the model's grid ({_shape(grids.image_shape)} -> {_shape(grids.model_shape)})"
+            if grids.resample
+            else "the network sees it at its own pixel size (resampling is off)"
+        )
+        axes = ", ".join("zyx"[3 - len(grids.image_shape) :])
+        log.warning(
+            "%s: its pixel size is not known (ingest assumed 1 per pixel: %s) and the model was trained at %s; %s. "
+            "Set spacing: [%s] (and unit:) in its catalog entry, or --spacing for segpipe segment, to the real pixel size",
+            name, own, model, what, axes,
+        )
+    elif grids.resample:
+        log.info(
+            "%s: pixel size %s, the model was trained at %s: predicting on the model's grid (%s -> %s) and resampling back",
+            name, own, model, _shape(grids.image_shape), _shape(grids.model_shape),
+        )
+    else:
+        log.info(
+            "%s: resampling is off: the network sees the image at its own pixel size (%s; the model was trained at %s)",
+            name, own, model,
+        )
+
+
+def model_grid(
+    image: StoredImage, group: zarr.Group, grids: Grids, normalization: Normalization, *, card: ModelCard, overlap: float
+) -> tuple[zarr.Array, ZarrSink]:
+    """Steps 1 and 2: the image normalized and resampled to the model's grid, and the sink of its prediction.
+
+    Args:
+        image: The stored image.
+        group: The partial prediction group (the scratch group goes inside it).
+        grids: The plan (:func:`plan_grids`), with ``resample`` set.
+        normalization: The card's normalization for this image (applied before resampling).
+        card: The model's card.
+        overlap: The sliding windows' overlap (chunks of the scratch arrays follow the window step).
+
+    Returns:
+        The scratch input ``(C, *lead, *model grid)`` (float32, normalized) and a sink writing
+        ``resampled/probabilities`` and keeping its progress in the scratch group's attributes.
+    """
+    ndim = card.spatial_dims
+    source = image.image
+    lead = tuple(int(s) for s in source.shape[1 : source.ndim - ndim])
+    scratch = group.require_group(SCRATCH)
+
+    def create(name: str, channels: int) -> zarr.Array:
+        shape = (channels, *lead, *grids.model_shape)
+        chunks = prediction_chunks(shape, ndim=ndim, channels=True, roi0=int(card.patch_size[0]), overlap=overlap)
+        return scratch.create_array(name, shape=shape, dtype=np.float32, chunks=chunks, compressors=COMPRESSOR, overwrite=True)
+
+    if not scratch.attrs.get("input_done"):
+        if "probabilities" in scratch:
+            del scratch["probabilities"]
+        scratch.attrs[PROGRESS_KEY] = {"frames": 0, "rows": 0}
+        stats = resample(NormalizedView(source, normalization), create("input", source.shape[0]), ndim=ndim, order=1)
+        log.info(
+            "%s: resampled %s -> %s (the model's grid) in %.1f s",
+            image.name, _shape(grids.image_shape), _shape(grids.model_shape), stats.seconds,
+        )
+        scratch.attrs["input_done"] = True
+    if "probabilities" not in scratch:
+        create("probabilities", card.out_channels)
+    sink = ZarrSink(scratch, ndim=ndim, n_classes=card.n_classes, probabilities=scratch["probabilities"], semantic=None)
+    return scratch["input"], sink
+
+
+def image_grid(group: zarr.Group, probabilities, semantic: zarr.Array, *, card: ModelCard, name: str) -> None:
+    """Step 3: the probabilities resampled back to the image's grid (``probabilities``), and the class map of them.
+
+    Args:
+        group: The partial prediction group holding the scratch group.
+        probabilities: ``(channels, *lead, *spatial)`` view of the group's ``s0`` (image grid).
+        semantic: The group's class map (image grid).
+        card: The model's card.
+        name: The image's name, for the log.
+    """
+    scratch = group[SCRATCH]
+    if scratch.attrs.get("output_done"):
+        return
+    target = ProbabilityTarget(probabilities, semantic, card.n_classes)
+    stats = resample(scratch["probabilities"], target, ndim=card.spatial_dims, order=1)
+    log.info("%s: probabilities resampled back to %s in %.1f s", name, _shape(target.shape[-card.spatial_dims :]), stats.seconds)
+    scratch.attrs["output_done"] = True
+
+
+def drop_scratch(group: zarr.Group) -> None:
+    """Delete the scratch group of a resampled prediction, if there is one."""
+    if SCRATCH in group:
+        del group[SCRATCH]
+
+
+class NormalizedView:
+    """A channel-first array read through a :class:`~segpipe.inference.normalize.Normalization` (float32)."""
+
+    def __init__(self, array, normalization: Normalization):
+        self.array, self.normalization = array, normalization
+        self.shape, self.ndim, self.dtype = tuple(array.shape), array.ndim, np.dtype(np.float32)
+        self.chunks = getattr(array, "chunks", None)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self.normalization.apply(np.asarray(self.array[key]))
+
+
+class ProbabilityTarget:
+    """Where resampled probabilities go: the group's ``s0`` (cast as stored) and the class map of them.
+
+    Keys are ``(slice(None), *frame, rows)``, as :func:`~segpipe.inference.resample.resample` writes.
+    """
+
+    def __init__(self, probabilities, semantic, n_classes: int):
+        self.probabilities, self.semantic, self.n_classes = probabilities, semantic, n_classes
+        self.shape, self.dtype = tuple(probabilities.shape), np.dtype(np.float32)
+        self.chunks = tuple(probabilities.chunks)
+
+    def __setitem__(self, key, values: np.ndarray) -> None:
+        self.probabilities[key] = values.astype(self.probabilities.dtype)
+        self.semantic[tuple(key[1:])] = class_map(values[: self.n_classes])
+
+
+def _sizes(values) -> str:
+    return " x ".join(f"{v:g}" for v in values)
+
+
+def _shape(values) -> str:
+    return "x".join(str(v) for v in values)

@@ -1,0 +1,227 @@
+"""Prediction at the model's pixel size: resample the image, predict, resample the probabilities back.
+
+The reference is the in-memory path with scipy's resampling: ``zoom(grid_mode=True, mode="nearest")``
+of the normalized image to the model's grid, :func:`segpipe.inference.predict_image`, and ``zoom``
+of the probabilities back to the image's grid.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import zarr
+from scipy import ndimage
+
+from segpipe.data.store import StoredImage
+from segpipe.inference import InferenceParams, predict_image
+from segpipe.inference.normalize import NormalizationSpec, normalize
+from segpipe.inference.postprocess import InstanceParams, instance_labels, semantic_labels
+from segpipe.models.model import Model, network_from_card, save_model
+from segpipe.prediction.params import PredictParams
+from segpipe.prediction.predict import Predictor, predict_stored
+
+SPEC = NormalizationSpec(method="percentile", low=1.0, high=99.8)
+TINY_NET = {"network_options": {"features": [4, 4, 4, 4, 4, 4]}}
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """One thread, so the streamed and in-memory convolutions round alike."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(folder: Path, card, *, seed: int = 3) -> Model:
+    torch.manual_seed(seed)
+    save_model(folder, network_from_card(card).state_dict(), card)
+    return Model.open(folder)
+
+
+def stored(folder: Path, name: str, pixels: np.ndarray, spacing, *, chunks=None, source: str = "file") -> StoredImage:
+    array = zarr.create_array(str(folder / f"{name}.zarr"), shape=pixels.shape, dtype=pixels.dtype, chunks=chunks or pixels.shape)
+    array[...] = pixels
+    info = {"name": name, "spacing": list(spacing), "unit": "micrometer", "spacing_source": source}
+    return StoredImage(name, "test", array, None, tuple(spacing), info)
+
+
+def zoom_to(array: np.ndarray, shape) -> np.ndarray:
+    """scipy's linear resampling of ``array`` to ``shape``, pixel centres aligned."""
+    out = ndimage.zoom(array, [b / a for a, b in zip(array.shape, shape)], order=1, mode="nearest", grid_mode=True)
+    assert out.shape == tuple(shape)
+    return out
+
+
+def reference(network, pixels: np.ndarray, model_shape, *, card, params: InferenceParams) -> np.ndarray:
+    """Normalize, resample to ``model_shape`` (spatial), predict in memory, resample back: ``(C, *spatial)``."""
+    image = normalize(pixels, SPEC)
+    small = zoom_to(image, (image.shape[0], *model_shape))
+    probs = predict_image(network, small, roi_size=card.patch_size, n_classes=card.n_classes, params=params)
+    return zoom_to(probs, (probs.shape[0], *pixels.shape[1:]))
+
+
+def crop_2d(data_dir: Path) -> np.ndarray:
+    """A 64x64 crop of a real BBBC007 field (nuclei), ``(1, 64, 64)``."""
+    return np.ascontiguousarray(tifffile.imread(data_dir / "bbbc007" / "images" / "A9_p9d.tif")[:64, :64])[None]
+
+
+@pytest.fixture
+def model_2d(tmp_path, model_card) -> Model:
+    """A random U-Net trained (so its card says) at 1 x 1 micrometer, 32x32 windows."""
+    return tiny_model(tmp_path / "model", model_card(2, patch_size=(32, 32), spacing=(1.0, 1.0), **TINY_NET))
+
+
+def predictor_for(model: Model, **params) -> Predictor:
+    return Predictor.load(model, PredictParams(device="cpu", **params))
+
+
+def test_a_finer_image_is_predicted_on_the_model_grid_and_back(tmp_path, data_dir, model_2d, caplog):
+    pixels = crop_2d(data_dir)
+    image = stored(tmp_path, "fine", pixels, (0.5, 0.5), chunks=(1, 24, 40))
+    predictor = predictor_for(model_2d)
+    with caplog.at_level(logging.INFO, logger="segpipe.prediction"):
+        result = predict_stored(image, predictor, predictor.open_store(tmp_path / "predictions.zarr"))
+    assert "predicting on the model's grid (64x64 -> 32x32)" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert result.stream.windows == 3  # one window on the 32x32 grid: as it is, flipped along y, along x
+
+    group = zarr.open_group(str(tmp_path / "predictions.zarr" / "fine"), mode="r")
+    probs = group["s0"][...]
+    assert probs.dtype == np.float16 and probs.shape == (3, 64, 64)
+    assert group["labels/semantic/s0"].shape == group["labels/instances/s0"].shape == (64, 64)
+    expected = reference(predictor.network, pixels, (32, 32), card=predictor.card, params=predictor.inference)
+    np.testing.assert_allclose(probs.astype(np.float32), expected, rtol=0, atol=1e-3)
+
+    decided = np.abs(expected[1] - expected[0]) > 1e-3
+    np.testing.assert_array_equal(group["labels/semantic/s0"][...][decided], semantic_labels(expected[:2])[decided])
+    labels = instance_labels(1.0 - probs[0].astype(np.float32), probs[2].astype(np.float32), InstanceParams())
+    np.testing.assert_array_equal(group["labels/instances/s0"][...], labels)
+
+    assert group.attrs["resampling"] == {
+        "resampled": True, "image_spacing": [0.5, 0.5], "model_spacing": [1.0, 1.0], "unit": "micrometer",
+        "image_shape": [64, 64], "model_shape": [32, 32], "order": 1, "spacing_guessed": False,
+    }
+    assert "resampled" not in group  # the scratch arrays are gone
+    scale = group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == [1.0, 0.5, 0.5]  # the image's own grid
+
+
+def test_resampling_off_predicts_the_image_as_it_is(tmp_path, data_dir, model_2d, caplog):
+    pixels = crop_2d(data_dir)
+    image = stored(tmp_path, "fine", pixels, (0.5, 0.5))
+    predictor = predictor_for(model_2d, resample=False)
+    with caplog.at_level(logging.INFO, logger="segpipe.prediction"):
+        result = predict_stored(image, predictor, predictor.open_store(tmp_path / "predictions.zarr"))
+    assert "the network sees the image at its own pixel size (0.5 x 0.5 micrometer; the model was trained at 1 x 1" in caplog.text
+    assert result.stream.windows == 9 * 3  # 3x3 windows on the 64x64 image itself
+    group = zarr.open_group(str(tmp_path / "predictions.zarr" / "fine"), mode="r")
+    plain = predict_image(
+        predictor.network, normalize(pixels, SPEC), roi_size=(32, 32), n_classes=2, params=predictor.inference
+    )
+    np.testing.assert_allclose(group["s0"][...].astype(np.float32), plain, rtol=0, atol=1e-3)
+    assert group.attrs["resampling"]["resampled"] is False
+    assert predictor.stamp(image) != predictor_for(model_2d).stamp(image)
+
+
+def test_the_stamp_follows_the_pixel_size_of_a_resampled_image(tmp_path, data_dir, model_2d):
+    """Spacing lives in the store's record, not in the image's bytes: a new spacing is a new prediction."""
+    pixels = crop_2d(data_dir)
+    predictor = predictor_for(model_2d)
+    half, quarter = stored(tmp_path, "a", pixels, (0.5, 0.5)), stored(tmp_path, "b", pixels, (0.25, 0.25))
+    assert predictor.stamp(half) != predictor.stamp(quarter)
+    same, near = stored(tmp_path, "c", pixels, (1.0, 1.0)), stored(tmp_path, "d", pixels, (1.005, 0.995))
+    assert predictor.stamp(same) == predictor.stamp(near)  # within 1%: not resampled, the stamp as before
+
+
+def test_an_unknown_pixel_size_is_resampled_with_one_warning(tmp_path, data_dir, model_card, caplog):
+    """Ingest took 1 per pixel; the model says 2: the guess is resampled, and the log says how to set the truth."""
+    model = tiny_model(tmp_path / "model", model_card(2, patch_size=(32, 32), spacing=(2.0, 2.0), **TINY_NET))
+    image = stored(tmp_path, "guess", crop_2d(data_dir), (1.0, 1.0), source="default")
+    predictor = predictor_for(model)
+    with caplog.at_level(logging.INFO, logger="segpipe"):
+        predict_stored(image, predictor, predictor.open_store(tmp_path / "predictions.zarr"))
+    (warning,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    message = warning.getMessage()
+    assert "pixel size is not known" in message and "trained at 2 x 2 micrometer" in message
+    assert "64x64 -> 32x32" in message and "spacing: [y, x]" in message and "--spacing" in message
+    group = zarr.open_group(str(tmp_path / "predictions.zarr" / "guess"), mode="r")
+    assert group["s0"].shape == (3, 64, 64) and group.attrs["resampling"]["spacing_guessed"] is True
+
+
+def test_an_anisotropic_volume(tmp_path, data_dir, model_card):
+    """z at 2, y and x at 0.5 against a model at 1 x 1 x 1: z doubled, y and x halved, and back."""
+    volume = tifffile.imread(data_dir / "synthetic-nuclei-3d" / "image.tif")[:12, :40, :40]
+    pixels = np.ascontiguousarray(volume)[None]
+    card = model_card(3, patch_size=(32, 32, 32), spacing=(1.0, 1.0, 1.0), **TINY_NET)
+    model = tiny_model(tmp_path / "model", card, seed=1)
+    image = stored(tmp_path, "vol", pixels, (2.0, 0.5, 0.5), chunks=(1, 5, 16, 16))
+    predictor = predictor_for(model, inference=InferenceParams(flip_tta=False))
+    predict_stored(image, predictor, predictor.open_store(tmp_path / "predictions.zarr"))
+    group = zarr.open_group(str(tmp_path / "predictions.zarr" / "vol"), mode="r")
+    assert group["s0"].shape == (3, 12, 40, 40)
+    assert group["labels/semantic/s0"].shape == group["labels/instances/s0"].shape == (12, 40, 40)
+    assert group.attrs["resampling"]["model_shape"] == [24, 20, 20]
+    expected = reference(predictor.network, pixels, (24, 20, 20), card=card, params=predictor.inference)
+    np.testing.assert_allclose(group["s0"][...].astype(np.float32), expected, rtol=0, atol=1e-3)
+
+
+def test_a_time_lapse_is_resampled_frame_by_frame(tmp_path, model_2d):
+    """(c, t, y, x) with a 2D model: frames resampled and predicted one by one; s0 stays (t, c, y, x)."""
+    movie = np.random.default_rng(0).integers(0, 4000, size=(1, 2, 32, 40)).astype(np.uint16)
+    image = stored(tmp_path, "movie", movie, (0.5, 0.5), chunks=(1, 1, 16, 16))
+    predictor = predictor_for(model_2d)
+    result = predict_stored(image, predictor, predictor.open_store(tmp_path / "predictions.zarr"))
+    assert result.stream.frames == [0, 1]
+    group = zarr.open_group(str(tmp_path / "predictions.zarr" / "movie"), mode="r")
+    assert group["s0"].shape == (2, 3, 32, 40) and group["labels/instances/s0"].shape == (2, 32, 40)
+    whole = normalize(movie, SPEC)  # percentiles over the whole movie, as streamed
+    small = zoom_to(whole, (1, 2, 16, 20))
+    for t in range(2):
+        probs = predict_image(predictor.network, small[:, t], roi_size=(32, 32), n_classes=2, params=predictor.inference)
+        np.testing.assert_allclose(group["s0"][t].astype(np.float32), zoom_to(probs, (3, 32, 40)), rtol=0, atol=1e-3)
+
+
+class Failing(torch.nn.Module):
+    """The network, until it has run ``batches`` batches; then an error (a crash mid-prediction)."""
+
+    def __init__(self, inner: torch.nn.Module, batches: int):
+        super().__init__()
+        self.inner, self.left = inner, batches
+
+    def forward(self, x):
+        if self.left == 0:
+            raise RuntimeError("stopped")
+        self.left -= 1
+        return self.inner(x)
+
+
+def test_an_interrupted_resampled_prediction_resumes_to_the_same_result(tmp_path, data_dir, model_2d):
+    """A coarse image (2 against 1): 48x48 becomes 96x96, 5x5 windows; stopped after 8 batches of 4."""
+    pixels = crop_2d(data_dir)[:, :48, :48]
+    image = stored(tmp_path, "coarse", pixels, (2.0, 2.0))
+    predictor = predictor_for(model_2d)
+    failing = Predictor(predictor.model, Failing(predictor.network, 8).eval(), predictor.params, predictor.inference)
+    out = tmp_path / "resumed.zarr"
+    with pytest.raises(RuntimeError, match="stopped"):
+        predict_stored(image, failing, failing.open_store(out))
+    scratch = zarr.open_group(str(out / ".coarse.partial" / "resampled"), mode="r")
+    assert scratch["input"].shape == (1, 96, 96)
+    assert scratch.attrs["input_done"] and not scratch.attrs.get("output_done")
+    assert scratch.attrs["progress"]["rows"] == 32  # rows under the first two rows of windows
+
+    resumed = predict_stored(image, predictor, predictor.open_store(out))
+    assert resumed.stream.windows < 25 * 3 and resumed.stream.rows_written == 96 - 32  # the batches touching rows 32 on
+    fresh = predict_stored(image, predictor, predictor.open_store(tmp_path / "fresh.zarr"))
+    assert fresh.stamp == resumed.stamp
+    a = zarr.open_group(str(out / "coarse"), mode="r")
+    b = zarr.open_group(str(tmp_path / "fresh.zarr" / "coarse"), mode="r")
+    assert a["s0"].shape == (3, 48, 48)
+    for key in ("s0", "labels/semantic/s0", "labels/instances/s0"):
+        np.testing.assert_array_equal(a[key][...], b[key][...])
+    assert "resampled" not in a
