@@ -10,6 +10,13 @@
 * :func:`iou_histogram` -- distribution of the per-object IoU, model and baseline.
 * :func:`matching_curve` -- F1, average precision and panoptic quality against the IoU threshold.
 * :func:`class_scores` -- IoU and Dice of each foreground class, model and baseline.
+
+Without ground truth (a segmentation run, :mod:`segpipe.report.segmentation`):
+
+* :func:`outlines` -- predicted outlines on the image (2D, or orthogonal planes of 3D).
+* :func:`object_counts` -- objects per image, the flagged images in another colour.
+* :func:`object_sizes` -- box plots of each image's object sizes (a log axis when they span
+  orders of magnitude).
 """
 
 from __future__ import annotations
@@ -92,6 +99,20 @@ def _outlined(rgb: np.ndarray, gt: np.ndarray | None, pred: np.ndarray | None, *
     return canvas
 
 
+def _plane_rows(channels: np.ndarray, *labels: np.ndarray, planes: tuple[int, ...], spacing: Sequence[float] | None) -> list[tuple]:
+    """``(name, channels, *labels, aspect)`` of each plane drawn: the image itself in 2D; the yx,
+    zx and zy planes through ``planes`` (z, y, x) of a volume, each at its physical aspect ratio."""
+    if channels.ndim == 3:
+        return [("", channels, *labels, 1.0)]
+    sz, sy, sx = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
+    z, y, x = planes
+    return [
+        (f"yx plane z={z}", channels[:, z], *(a[z] for a in labels), sy / sx),
+        (f"zx plane y={y}", channels[:, :, y], *(a[:, y] for a in labels), sz / sx),
+        (f"zy plane x={x}", channels[:, :, :, x], *(a[:, :, x] for a in labels), sz / sy),
+    ]
+
+
 def overlay(
     image: np.ndarray,
     gt: np.ndarray,
@@ -122,17 +143,7 @@ def overlay(
     channels = image if image.ndim == gt.ndim + 1 else image[np.newaxis]
     if channels.shape[1:] != gt.shape or pred.shape != gt.shape:
         raise ValueError(f"image {image.shape}, ground truth {gt.shape} and prediction {pred.shape} do not fit")
-    spacing = tuple(spacing) if spacing is not None else (1.0,) * gt.ndim
-    if gt.ndim == 2:
-        rows = [("", channels, gt, pred, 1.0)]
-    else:
-        z, y, x = cut_planes(gt)
-        sz, sy, sx = spacing
-        rows = [
-            (f"yx plane z={z}", channels[:, z], gt[z], pred[z], sy / sx),
-            (f"zx plane y={y}", channels[:, :, y], gt[:, y], pred[:, y], sz / sx),
-            (f"zy plane x={x}", channels[:, :, :, x], gt[:, :, x], pred[:, :, x], sz / sy),
-        ]
+    rows = _plane_rows(channels, gt, pred, planes=cut_planes(gt) if gt.ndim == 3 else (), spacing=spacing)
     n_gt, n_pred = _n_objects(gt), _n_objects(pred)
     edged = channels.shape[0] > 1
     heights = [r[2].shape[0] * r[4] for r in rows]
@@ -255,6 +266,184 @@ def class_scores(series: dict[str, dict], path: Path) -> Path:
     ax.set_ylabel("score (pooled over images)")
     ax.set_title("per-class overlap")
     ax.legend(loc="lower right")
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+# Okabe-Ito blue and vermillion: told apart by colour-blind readers too.
+COUNT_COLOUR = (0.0, 0.45, 0.70)
+FLAG_COLOUR = (0.84, 0.37, 0.0)
+#: Image names are written under the bars and boxes up to this many images.
+MAX_NAMED_IMAGES = 60
+
+
+def outlines(image: np.ndarray, labels: np.ndarray, path: Path, *, title: str, spacing: Sequence[float] | None = None) -> Path:
+    """Save the image next to the outlines of its predicted objects (no ground truth).
+
+    Columns: the image, the predicted outlines (magenta) on it. 2D images give one row; 3D
+    volumes three rows, the yx, zx and zy planes through the planes holding the most predicted
+    objects (:func:`cut_planes` of ``labels``), each at the aspect ratio of ``spacing``. One
+    channel is drawn in grey; several as a :func:`composite`, with black-edged outlines.
+
+    Args:
+        image: The channels, ``(C, [Z,] Y, X)``; ``([Z,] Y, X)`` is one channel.
+        labels: Predicted labels, ``([Z,] Y, X)``.
+        path: PNG file to write.
+        title: Figure title.
+        spacing: Pixel size per spatial axis (3D aspect ratios).
+
+    Raises:
+        ValueError: The image's spatial shape differs from the labels'.
+    """
+    image, labels = np.asarray(image), np.asarray(labels)
+    channels = image if image.ndim == labels.ndim + 1 else image[np.newaxis]
+    if labels.ndim not in (2, 3) or channels.shape[1:] != labels.shape:
+        raise ValueError(f"image {image.shape} and labels {labels.shape} do not fit")
+    rows = _plane_rows(channels, labels, planes=cut_planes(labels) if labels.ndim == 3 else (), spacing=spacing)
+    n = _n_objects(labels)
+    edged = channels.shape[0] > 1
+    heights = [r[2].shape[0] * r[3] for r in rows]
+    width = max(r[2].shape[1] for r in rows)
+    fig_w = 9.0
+    fig_h = min(max(fig_w / 2 * sum(heights) / width + 0.8 + 0.3 * len(rows), 3.0), 16.0)
+    fig, axes = plt.subplots(
+        len(rows), 2, figsize=(fig_w, fig_h), squeeze=False, constrained_layout=True,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for (label, plane, lab, aspect), ax_row in zip(rows, axes, strict=True):
+        rgb = composite(plane)
+        panels = ((rgb, "image"), (_outlined(rgb, None, lab, edged=edged), f"predicted objects ({n})"))
+        for ax, (canvas, name) in zip(ax_row, panels, strict=True):
+            ax.imshow(canvas, interpolation="nearest", aspect=aspect)
+            ax.set_title(f"{name}{', ' + label if label else ''}", fontsize=9)
+            ax.axis("off")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _image_axis(ax, names: Sequence[str]) -> None:
+    """Name the images along x (rotated), or just number them when they are too many to read."""
+    if len(names) <= MAX_NAMED_IMAGES:
+        ax.set_xticks(np.arange(len(names)), names, rotation=45 if len(names) > 3 else 0,
+                      ha="right" if len(names) > 3 else "center", fontsize=8)
+        ax.set_xlabel("image")
+    else:
+        from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{int(value) + 1}"))
+        ax.set_xlabel(f"image (1 to {len(names)}, in the table's order)")
+    ax.set_xlim(-0.6, len(names) - 0.4)
+
+
+def _figure_width(n: int) -> float:
+    return float(min(max(6.0, 0.35 * n + 2.0), 20.0))
+
+
+def object_counts(
+    names: Sequence[str],
+    counts: Sequence[int],
+    flagged: Sequence[bool],
+    path: Path,
+    *,
+    median: float | None = None,
+    high: float | None = None,
+    low: float | None = None,
+) -> Path:
+    """Bar chart of the objects per image, flagged images in :data:`FLAG_COLOUR`.
+
+    Args:
+        names: Image names, in the order drawn.
+        counts: Objects per image.
+        flagged: Whether each image is an outlier.
+        path: PNG file to write.
+        median: The median count, drawn as a dashed line (``None``: none).
+        high: Above this count an image is flagged (a dotted line; ``None``: none).
+        low: Below this count an image is flagged (a dotted line; ``None``: none).
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    counts = np.asarray(counts, np.float64)
+    colours = [FLAG_COLOUR if f else COUNT_COLOUR for f in flagged]
+    fig, ax = plt.subplots(figsize=(_figure_width(len(names)), 4.2), constrained_layout=True)
+    x = np.arange(len(names))
+    ax.bar(x, counts, color=colours, width=0.8)
+    top = float(max(counts.max(initial=0), high or 0, 1))
+    empty = [(i, c) for i, (n, c) in enumerate(zip(counts, colours, strict=True)) if n == 0]
+    if empty:  # a bar of height 0 is invisible: mark it
+        ax.scatter([i for i, _ in empty], [top * 0.015] * len(empty), marker="x", color=[c for _, c in empty], zorder=3)
+    handles = [Patch(color=COUNT_COLOUR, label="image"), Patch(color=FLAG_COLOUR, label="flagged (outlier)")]
+    if median is not None:
+        ax.axhline(median, color="black", linestyle="--", linewidth=1)
+        handles.append(Line2D([], [], color="black", linestyle="--", label=f"median ({median:g})"))
+    for limit, what in ((high, "flagged above"), (low, "flagged below")):
+        if limit is not None:
+            ax.axhline(limit, color=FLAG_COLOUR, linestyle=":", linewidth=1.5)
+            handles.append(Line2D([], [], color=FLAG_COLOUR, linestyle=":", label=f"{what} {limit:g}"))
+    _image_axis(ax, names)
+    ax.set_ylim(0, top * 1.08)
+    ax.set_ylabel("objects")
+    ax.set_title("objects per image")
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def needs_log_axis(values: Sequence[float], *, ratio: float = 100.0) -> bool:
+    """Whether positive ``values`` span ``ratio`` or more (two orders of magnitude): then
+    their distribution reads better on a log axis."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values) & (values > 0)]
+    return bool(values.size) and float(values.max() / values.min()) >= ratio
+
+
+def object_sizes(
+    names: Sequence[str],
+    sizes: Sequence[Sequence[float]],
+    flagged: Sequence[bool],
+    path: Path,
+    *,
+    label: str,
+) -> Path:
+    """Box plots of the object sizes of each image, flagged images in :data:`FLAG_COLOUR`.
+
+    Boxes span the quartiles, whiskers 1.5 times the interquartile range, points beyond them
+    are drawn one by one. The axis is logarithmic when the sizes span two orders of magnitude
+    or more (:func:`needs_log_axis`); images without objects are marked "none".
+
+    Args:
+        names: Image names, in the order drawn.
+        sizes: Each image's object sizes.
+        flagged: Whether each image is an outlier.
+        path: PNG file to write.
+        label: The axis label: the size and its unit, e.g. ``area (micrometer²)``.
+    """
+    fig, ax = plt.subplots(figsize=(_figure_width(len(names)), 4.4), constrained_layout=True)
+    present = [i for i, s in enumerate(sizes) if len(s)]
+    every = np.concatenate([np.asarray(sizes[i], np.float64) for i in present]) if present else np.zeros(0)
+    log = needs_log_axis(every)
+    if present:
+        boxes = ax.boxplot(
+            [np.asarray(sizes[i], np.float64) for i in present], positions=present, widths=0.6, patch_artist=True,
+            flierprops={"marker": ".", "markersize": 3}, medianprops={"color": "black"},
+        )
+        for i, box in zip(present, boxes["boxes"], strict=True):
+            box.set_facecolor((*(FLAG_COLOUR if flagged[i] else COUNT_COLOUR), 0.45))
+            box.set_edgecolor(FLAG_COLOUR if flagged[i] else COUNT_COLOUR)
+    if log:
+        ax.set_yscale("log")
+    bottom = ax.get_ylim()[0]
+    for i in sorted(set(range(len(names))) - set(present)):
+        ax.annotate("none", (i, bottom), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7,
+                    color=FLAG_COLOUR if flagged[i] else "black", rotation=90, va="bottom")
+    _image_axis(ax, names)
+    ax.set_ylabel(label + (", log scale" if log else ""))
+    ax.set_title("object sizes per image")
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
