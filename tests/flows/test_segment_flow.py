@@ -67,7 +67,7 @@ def test_inputs_are_tasks_cached_and_failing_alone(prefect_harness, model_folder
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts()
-    table = next(a for a in artifacts if a.key == "out-segmented")
+    table = next(a for a in artifacts if a.key == "out-segmented" and a.flow_run_id == state.state_details.flow_run_id)
     assert "copy.tif" in table.data
 
 

@@ -18,7 +18,7 @@ from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
 from segpipe.errors import ModelError
 from segpipe.models.model import Model, save_model
-from segpipe.pipeline.segment import SegmentFolder, SegmentParams, segment
+from segpipe.pipeline.segment import SegmentFolder, segment
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import Predictor
 from segpipe.training.loop import train_model
