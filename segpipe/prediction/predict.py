@@ -205,7 +205,7 @@ def predict_stored(
                 group["labels/instances/s0"],
                 ndim=ndim,
                 n_classes=n_classes,
-                params=card.instance_params(),
+                params=grids.post_processing(card.instance_params()),
                 tiling=params.instances,
                 scratch=group,
             )

@@ -30,8 +30,14 @@ import zarr
 
 from segpipe.data.store import COMPRESSOR, StoredImage
 from segpipe.inference.normalize import Normalization
+from segpipe.inference.postprocess import InstanceParams
 from segpipe.inference.resample import resample, resampled_shape
-from segpipe.inference.zarr_sink import PROGRESS_KEY, ZarrSink, class_map, prediction_chunks
+from segpipe.inference.zarr_sink import (
+    PROGRESS_KEY,
+    ZarrSink,
+    class_map,
+    prediction_chunks,
+)
 from segpipe.models.card import ModelCard
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,9 @@ class Grids:
         model_shape: Its spatial shape at the model's pixel size.
         differs: Whether the two pixel sizes differ by more than :data:`TOLERANCE` on some axis.
         guessed: Whether the image's pixel size was not known (taken as 1 per pixel at ingest).
+
+    Post-processing runs on the image's own grid, so its pixel counts and widths, tuned on the
+    model's grid, are converted (:meth:`post_processing`).
     """
 
     resample: bool
@@ -69,6 +78,19 @@ class Grids:
     model_shape: tuple[int, ...]
     differs: bool
     guessed: bool
+
+    def post_processing(self, params: InstanceParams) -> InstanceParams:
+        """``params`` (tuned at the model's pixel size) for objects on the image's grid: the
+        smallest object keeps its physical size, the smoothing its physical width."""
+        if not self.resample:
+            return params
+        ratios = np.asarray(self.model_spacing, float) / np.asarray(self.image_spacing, float)
+        return params.model_copy(
+            update={
+                "min_size": int(round(params.min_size * float(np.prod(ratios)))),
+                "smoothing": params.smoothing * float(np.exp(np.mean(np.log(ratios)))),
+            }
+        )
 
     def record(self) -> dict:
         """JSON-able record, kept in the prediction group's attributes (and, when resampled, in its stamp)."""

@@ -28,9 +28,9 @@ def test_pipeline_flow_writes_every_output(prefect_harness, crop_catalog, tmp_pa
     instances = tifffile.imread(run / "predictions" / "A9_p9d_instances.tif")
     stored = zarr.open_group(str(run / "predictions.zarr"), mode="r")["A9_p9d"]
     np.testing.assert_array_equal(stored["labels/instances/s0"][...], instances)
-    assert stored["s0"].shape == (3, 160, 160)
-
     card = Model.open(run / "model").card
+    assert card.extra_outputs == ("distance", "boundary")
+    assert stored["s0"].shape == (4, 160, 160)  # background, nucleus, distance, boundary
     assert card.training.dataset == "crops" and card.training.epochs == 2
     report = (run / "report.md").read_text()
     assert "SEG" in report and "silver standard" in report
@@ -74,7 +74,7 @@ def test_fcn_in_3d_through_the_pipeline(prefect_harness, data_dir, tmp_path):
     card = Model.open(out / "vol" / "model").card
     assert card.network == "fcn" and card.spatial_dims == 3 and card.patch_size == (16, 32, 32)
     stored = zarr.open_group(str(out / "vol" / "predictions.zarr"), mode="r")["image-test"]
-    assert stored["s0"].shape == (3, 31, 13, 57)
+    assert stored["s0"].shape == (2 + len(card.extra_outputs), 31, 13, 57)
     assert stored["labels/instances/s0"].shape == (31, 13, 57)
     assert 0 <= summary["seg"] <= 1
 

@@ -100,7 +100,9 @@ def test_a_finer_image_is_predicted_on_the_model_grid_and_back(tmp_path, data_di
 
     decided = np.abs(expected[1] - expected[0]) > 1e-3
     np.testing.assert_array_equal(group["labels/semantic/s0"][...][decided], semantic_labels(expected[:2])[decided])
-    labels = instance_labels(1.0 - probs[0].astype(np.float32), probs[2].astype(np.float32), InstanceParams())
+    tuned = InstanceParams()  # tuned at 1 um per pixel; the image has 0.5 um: 4x the pixels per object, 2x the width
+    on_image_grid = InstanceParams(min_size=tuned.min_size * 4, smoothing=tuned.smoothing * 2)
+    labels = instance_labels(1.0 - probs[0].astype(np.float32), probs[2].astype(np.float32), on_image_grid)
     np.testing.assert_array_equal(group["labels/instances/s0"][...], labels)
 
     assert group.attrs["resampling"] == {
@@ -225,3 +227,16 @@ def test_an_interrupted_resampled_prediction_resumes_to_the_same_result(tmp_path
     for key in ("s0", "labels/semantic/s0", "labels/instances/s0"):
         np.testing.assert_array_equal(a[key][...], b[key][...])
     assert "resampled" not in a
+
+
+def test_post_processing_keeps_physical_sizes_on_the_image_grid():
+    from segpipe.inference.postprocess import InstanceParams
+    from segpipe.prediction.resampled import Grids
+
+    grids = Grids(resample=True, image_spacing=(0.5, 0.5), model_spacing=(1.0, 1.0), unit="micrometer",
+                  image_shape=(64, 64), model_shape=(32, 32), differs=True, guessed=False)
+    converted = grids.post_processing(InstanceParams(min_size=8, smoothing=1.0))
+    assert (converted.min_size, converted.smoothing) == (32, 2.0)  # 4x the pixels, twice the width
+    same = Grids(resample=False, image_spacing=(0.5, 0.5), model_spacing=(1.0, 1.0), unit="micrometer",
+                 image_shape=(64, 64), model_shape=(32, 32), differs=True, guessed=False)
+    assert same.post_processing(InstanceParams(min_size=8)).min_size == 8
