@@ -43,9 +43,16 @@ def explain(err: ValidationError) -> str:
     for item in err.errors():
         loc = [str(p) for p in item["loc"] if not _is_union_branch(p)]
         where = ".".join(loc) or "value"
-        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        message = "unknown field" if item["type"] == "extra_forbidden" else _plain(item["msg"])
         parts.append(f"{where}: {message}")
     return "; ".join(dict.fromkeys(parts))
+
+
+def _plain(message: str) -> str:
+    """A validator's own message without pydantic's ``Value error, `` prefix."""
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
 
 
 def _is_union_branch(part) -> bool:
