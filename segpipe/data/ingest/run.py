@@ -21,6 +21,7 @@ from segpipe.data.ingest.atomic import clean_stale, partial_path, replace_store
 from segpipe.data.ingest.fingerprint import (
     FORMAT_VERSION,
     check_duplicates,
+    check_pixel_duplicates,
     check_unchanged,
     collect_digests,
     fingerprint_of,
@@ -89,6 +90,7 @@ def ingest_dataset(
             digests = background.result()
             fingerprint = fingerprint_of(dataset, digests)
         check_duplicates(dataset, digests)
+        check_pixel_duplicates(infos)
         check_unchanged(dataset, digests)
         root.attrs["segpipe"] = _store_record(dataset, fingerprint, digests, infos)
         replace_store(partial, store)

@@ -13,7 +13,7 @@ import tifffile
 
 from segpipe.data.catalog import load_catalog
 from segpipe.errors import CatalogError, InputError
-from segpipe.data.ingest import ingest_dataset
+from segpipe.data.ingest import IngestParams, ingest_dataset
 
 from ingest_helpers import write_catalog
 
@@ -189,3 +189,44 @@ def test_cli_exits_2_with_one_line(pair, monkeypatch, capsys):
     err = [line for line in capsys.readouterr().err.strip().splitlines() if "ingest d:" not in line]  # progress bar
     assert len(err) == 1 and err[0].startswith("error: ") and err[0].endswith("img/a.tif: file is empty (0 bytes)")
     assert not (pair / "runs" / "d" / "data.zarr").exists()
+
+
+@pytest.mark.parametrize("max_slab_mib", [32.0, 0.0005], ids=["whole", "streamed"])
+def test_same_pixels_saved_again_in_another_split(pair, leftovers, max_slab_mib):
+    """Other bytes (compression, tags), the same decoded pixels: a test image that is trained on."""
+    image = tifffile.imread(pair / "img" / "a.tif")
+    tifffile.imwrite(pair / "img" / "b.tif", image, compression="zlib", description="saved again")
+    assert (pair / "img" / "b.tif").read_bytes() != (pair / "img" / "a.tif").read_bytes()
+    entry = {"images": "img/*.tif", "labels": "lab/*.tif", "split": {"train": ["a"], "test": ["b"]}}
+    with pytest.raises(InputError) as info:
+        dataset = load_catalog(write_catalog(pair, **entry)).dataset("d")
+        ingest_dataset(dataset, pair / "out" / "data.zarr", IngestParams(max_slab_mib=max_slab_mib), progress=False)
+    message = str(info.value)
+    assert "img/b.tif (test)" in message and "img/a.tif (train)" in message and "same pixels" in message, message
+    assert leftovers() == []
+
+
+def test_same_pixels_in_one_split_and_constant_images_are_accepted(pair):
+    """Pixels repeated within a split leak nothing; nor do two blank fields in two splits."""
+    image = tifffile.imread(pair / "img" / "a.tif")
+    tifffile.imwrite(pair / "img" / "b.tif", image, compression="zlib")
+    for name in ("c", "d"):
+        tifffile.imwrite(pair / "img" / f"{name}.tif", np.zeros((24, 20), np.uint8), description=name)
+        tifffile.imwrite(pair / "lab" / f"{name}.tif", np.zeros((24, 20), np.uint8))
+    entry = {"images": "img/*.tif", "labels": "lab/*.tif", "split": {"train": ["a", "b", "c"], "test": ["d"]}}
+    dataset = load_catalog(write_catalog(pair, **entry)).dataset("d")
+    assert ingest_dataset(dataset, pair / "out" / "data.zarr", progress=False).n_images == 4
+
+
+def test_pixel_digest_is_the_same_whole_or_slab_by_slab():
+    from segpipe.data.ingest.record import PixelDigest
+
+    block = np.random.default_rng(2).integers(0, 9, (3, 10, 7, 5)).astype(np.uint16)  # (C, z, y, x)
+    whole, slabs = PixelDigest(block.dtype, block.shape), PixelDigest(block.dtype, block.shape)
+    whole.update(block)
+    for start in range(0, 10, 4):
+        slabs.update(block[:, start : start + 4])
+    assert whole.hexdigest() == slabs.hexdigest()
+    other = PixelDigest(np.dtype(np.int16), block.shape)
+    other.update(block.astype(np.int16))
+    assert other.hexdigest() != whole.hexdigest()
