@@ -30,6 +30,7 @@ from segpipe.data.ingest.params import MIB, IngestParams
 from segpipe.data.ingest.processes import can_use_processes, ingest_in_processes
 from segpipe.data.ingest.record import ingest_record
 from segpipe.data.store import read_record
+from segpipe.data.validate import check_objects
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def ingest_dataset(
             fingerprint = fingerprint_of(dataset, digests)
         check_duplicates(dataset, digests)
         check_pixel_duplicates(infos)
+        check_objects(infos)
         check_unchanged(dataset, digests)
         root.attrs["segpipe"] = _store_record(dataset, fingerprint, digests, infos)
         replace_store(partial, store)

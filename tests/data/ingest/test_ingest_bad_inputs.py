@@ -230,3 +230,25 @@ def test_pixel_digest_is_the_same_whole_or_slab_by_slab():
     other = PixelDigest(np.dtype(np.int16), block.shape)
     other.update(block.astype(np.int16))
     assert other.hexdigest() != whole.hexdigest()
+
+
+def test_a_validation_split_without_any_object(pair, leftovers):
+    """Validation scores a model by the objects it finds: with none, no model could ever be kept."""
+    tifffile.imwrite(pair / "lab" / "b.tif", np.zeros((24, 20), np.uint8))
+    _refused(pair, leftovers, r"the validation split has no object: its label maps are empty \(.*lab/b.tif\)",
+             split={"train": ["a"], "validation": ["b"]})
+
+
+@pytest.mark.parametrize("instances", [True, False])
+def test_every_label_map_empty(pair, leftovers, instances):
+    for name in ("a", "b"):
+        tifffile.imwrite(pair / "lab" / f"{name}.tif", np.zeros((24, 20), np.uint8))
+    _refused(pair, leftovers, r"every label map is empty \(2 files: .*lab/a.tif, .*lab/b.tif\)", instances=instances)
+
+
+def test_empty_label_maps_beside_others_are_accepted(pair, tmp_path):
+    """An empty field in train (or in test) is a fine example of background."""
+    tifffile.imwrite(pair / "lab" / "b.tif", np.zeros((24, 20), np.uint8))
+    dataset = load_catalog(write_catalog(pair, images="img/*.tif", labels="lab/*.tif",
+                                         split={"train": ["b"], "validation": ["a"]})).dataset("d")
+    assert ingest_dataset(dataset, tmp_path / "out" / "data.zarr", progress=False).n_images == 2
