@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import contextlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -68,12 +70,33 @@ def os_error_line(err: OSError) -> str:
     return f"{where}{advice}"
 
 
+def _stop_on_sigterm(signum: int, frame) -> None:
+    """SIGTERM ends the command as Ctrl-C does: clean-ups run (``finally`` blocks, context managers,
+    ``atexit``: the embedded Prefect server is stopped) instead of the process vanishing at once."""
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """Turn SIGTERM into :class:`SystemExit` while the command runs (main thread only)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main() -> None:
     """Entry point: run the app; segpipe's own errors and OS errors become one line and exit code 2."""
     for name, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(name, value)  # before Prefect is imported: it reads settings once
     try:
-        app()
+        with stop_on_sigterm():
+            app()
     except SegpipeError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
