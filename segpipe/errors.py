@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,6 +38,18 @@ class StoreNotFound(StoreError, FileNotFoundError):
 
 class ModelNotFound(ModelError, FileNotFoundError):
     """No model where one was named (an OS error too, like :class:`StoreNotFound`)."""
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Give an OS error that names no file (a write that failed on a full disk, say) ``path``, so
+    the one line the command line prints says where; errors that name their file pass as they are."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None or err.errno is None or isinstance(err, SegpipeError):
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
 
 
 def explain(err: ValidationError) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from segpipe.errors import SegpipeError
+from segpipe.errors import InputError, SegpipeError
 
 app = typer.Typer(
     help=(
@@ -28,8 +28,18 @@ app = typer.Typer(
     add_completion=False,
 )
 
+def output_folder(path: Path) -> Path:
+    """``--output`` must be a folder (made when missing): a file there is refused at once, in one line."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise InputError(f"{path}: --output is a file, not a folder; choose a folder (it is made when missing)")
+    return path
+
+
 CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", help="Catalog YAML file.")]
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Folder for run outputs (one subfolder per dataset).")]
+OutputOpt = Annotated[
+    Path,
+    typer.Option("--output", "-o", help="Folder for run outputs (one subfolder per dataset).", callback=output_folder),
+]
 DatasetArg = Annotated[str, typer.Argument(help="Dataset name from the catalog.")]
 SplitOpt = Annotated[str, typer.Option(help="Which split to predict, score or report.")]
 DEFAULT_CATALOG = Path("data_catalog.yaml")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from segpipe.errors import ModelError, ModelNotFound
+from segpipe.errors import ModelError, ModelNotFound, naming
 from segpipe.models.card import ModelCard
 from segpipe.models.registry import build_model
 
@@ -120,19 +120,26 @@ def save_model(folder: str | Path, state_dict: dict, card: ModelCard) -> Model:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a torn file."""
+    """``torch.save`` to a temporary file, then rename: a crash never leaves a torn file.
+
+    The file is opened here, so a failed write is an :class:`OSError` naming ``path`` (torch turns
+    one on a path it opened itself into a ``RuntimeError``).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(obj, tmp)
+        with naming(path), open(tmp, "wb") as handle:
+            torch.save(obj, handle)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file, then rename; a failed write names ``path`` and leaves nothing."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        with naming(path):
+            tmp.write_text(text)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from segpipe.data.catalog import Dataset
 from segpipe.data.records import ImageRecord
 from segpipe.data.ingest.params import IngestParams
 from segpipe.data.ingest.record import ingest_record
+from segpipe.data.store import wait_for_writes
 
 _PRELOAD = ["segpipe.data.ingest.record", "ome_zarr.writer"]
 _worker: dict = {}  # this worker process's store, dataset and options, set once when it starts
@@ -107,4 +108,8 @@ def _exit_with_parent() -> None:
 
 def _ingest_batch(records: list[ImageRecord]) -> list[dict]:
     root, dataset, options = _worker["root"], _worker["dataset"], _worker["options"]
-    return [info for record in records for info in ingest_record(root, dataset, record, options)]
+    try:
+        return [info for record in records for info in ingest_record(root, dataset, record, options)]
+    except BaseException:
+        wait_for_writes()  # the caller removes the store next: no write of ours may land after that
+        raise

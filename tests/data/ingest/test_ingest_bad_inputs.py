@@ -252,3 +252,39 @@ def test_empty_label_maps_beside_others_are_accepted(pair, tmp_path):
     dataset = load_catalog(write_catalog(pair, images="img/*.tif", labels="lab/*.tif",
                                          split={"train": ["b"], "validation": ["a"]})).dataset("d")
     assert ingest_dataset(dataset, tmp_path / "out" / "data.zarr", progress=False).n_images == 2
+
+
+def test_a_full_disk_stops_every_write_before_the_clean_up(tmp_path, leftovers, monkeypatch):
+    """zarr writes a slab's chunks concurrently: when one fails (ENOSPC) the others must end before the
+    temporary store is removed, or they put it back (a partial store left until the next run)."""
+    import errno
+    import time
+
+    import zarr.storage._local as local
+
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir()
+    rng = np.random.default_rng(3)
+    tifffile.imwrite(tmp_path / "img" / "a.tif", rng.integers(0, 200, (64, 2048)).astype(np.uint8))
+    labels = np.zeros((64, 2048), np.uint8)
+    labels[10:20, 10:20] = 1
+    tifffile.imwrite(tmp_path / "lab" / "a.tif", labels)
+    real_put, failed = local._put, []
+
+    def put(path, value, exclusive=False):
+        if "/s0/c/" in str(path):
+            if not failed:
+                failed.append(path)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            time.sleep(0.2)
+        return real_put(path, value, exclusive=exclusive)
+
+    monkeypatch.setattr(local, "_put", put)
+    dataset = load_catalog(write_catalog(tmp_path, images="img/*.tif", labels="lab/*.tif",
+                                         split={"train": ["a"]})).dataset("d")
+    with pytest.raises(OSError, match="No space left"):
+        ingest_dataset(dataset, tmp_path / "out" / "data.zarr", IngestParams(max_slab_mib=0.01, processes=1),
+                       progress=False)
+    assert failed
+    time.sleep(0.5)  # writes still in flight would land now
+    assert leftovers() == []
