@@ -17,7 +17,6 @@ import functools
 import hashlib
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,12 +153,22 @@ def _load_payload(path: Path, device) -> dict:
             f"{path}: refused: the file holds Python objects other than tensors (not a segpipe model, or "
             "tampered with); segpipe never runs code from a model file"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{path}: damaged or not a model file ({first})") from None
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read the model file ({err.strerror or err})") from None
+    except Exception as err:  # noqa: BLE001 (a damaged file fails in many ways inside torch's readers)
+        raise ModelError(f"{path}: damaged or not a model file ({_first_sentence(err)})") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict) or "card" not in payload:
         raise ModelError(f"{path}: not a segpipe model file (expected the weights and the card)")
     return payload
+
+
+def _first_sentence(err: Exception) -> str:
+    """The gist of a loader's error: its first sentence, never torch's advice to load unsafely."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = text.split(". ")[0].rstrip(".")
+    if not isinstance(err, RuntimeError | ValueError | EOFError) or not text or "weights_only" in text or len(text) > 200:
+        return f"unreadable data: {type(err).__name__}"
+    return text
 
 
 @functools.lru_cache(maxsize=64)
