@@ -65,7 +65,7 @@ def test_tif_that_is_not_a_tiff(pair, leftovers):
     _refused(pair, leftovers, r"img/a.tif: not a TIFF file \(no TIFF signature")
 
 
-@pytest.mark.parametrize("damage", ["magic", "truncated"])
+@pytest.mark.parametrize("damage", ["magic", "truncated", "negative"])
 def test_nifti_with_broken_header(tmp_path, leftovers, damage):
     for sub in ("img", "lab"):
         (tmp_path / sub).mkdir()
@@ -73,13 +73,16 @@ def test_nifti_with_broken_header(tmp_path, leftovers, damage):
     for sub in ("img", "lab"):
         nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / sub / "a.nii"))
     raw = bytearray((tmp_path / "img" / "a.nii").read_bytes())
+    expected = r"img/a.nii: not a readable NIfTI file"
     if damage == "magic":
         raw[344:348] = b"xxxx"  # the header's magic must be 'n+1'
+    elif damage == "negative":
+        raw[44:46] = (-5).to_bytes(2, "little", signed=True)  # dim[2]: a size of -5
+        expected = r"img/a.nii: not a readable NIfTI file \(damaged header: dimension 2 is -5\)"
     else:
         raw = raw[:200]  # a header is 348 bytes
     (tmp_path / "img" / "a.nii").write_bytes(bytes(raw))
-    _refused(tmp_path, leftovers, r"img/a.nii: not a readable NIfTI file", images="img/*.nii", labels="lab/*.nii",
-             ndim=3, split={"train": ["a"]})
+    _refused(tmp_path, leftovers, expected, images="img/*.nii", labels="lab/*.nii", ndim=3, split={"train": ["a"]})
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
