@@ -86,8 +86,10 @@ class Model:
         try:
             network.load_state_dict(payload["state_dict"])
         except (RuntimeError, KeyError, TypeError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise ModelError(f"{self.weights}: the weights do not fit the card's network: {first}") from None
+            lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+            first = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]  # the first mismatch
+            more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+            raise ModelError(f"{self.weights}: the weights do not fit the card's network: {first}{more}") from None
         return network.to(device).eval()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
