@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,15 +40,34 @@ class ModelNotFound(ModelError, FileNotFoundError):
     """No model where one was named (an OS error too, like :class:`StoreNotFound`)."""
 
 
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Give an OS error that names no file (a write that failed on a full disk, say) ``path``, so
+    the one line the command line prints says where; errors that name their file pass as they are."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None or err.errno is None or isinstance(err, SegpipeError):
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+
+
 def explain(err: ValidationError) -> str:
     """Pydantic's errors as ``field: problem`` pairs, one per problem, without its raw union text."""
     parts = []
     for item in err.errors():
         loc = [str(p) for p in item["loc"] if not _is_union_branch(p)]
         where = ".".join(loc) or "value"
-        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        message = "unknown field" if item["type"] == "extra_forbidden" else _plain(item["msg"])
         parts.append(f"{where}: {message}")
     return "; ".join(dict.fromkeys(parts))
+
+
+def _plain(message: str) -> str:
+    """A validator's own message without pydantic's ``Value error, `` prefix."""
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
 
 
 def _is_union_branch(part) -> bool:

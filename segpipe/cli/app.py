@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import errno
+import contextlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from segpipe.errors import SegpipeError
+from segpipe.errors import InputError, SegpipeError
 
 app = typer.Typer(
     help=(
@@ -26,8 +28,18 @@ app = typer.Typer(
     add_completion=False,
 )
 
+def output_folder(path: Path) -> Path:
+    """``--output`` must be a folder (made when missing): a file there is refused at once, in one line."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise InputError(f"{path}: --output is a file, not a folder; choose a folder (it is made when missing)")
+    return path
+
+
 CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", help="Catalog YAML file.")]
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Folder for run outputs (one subfolder per dataset).")]
+OutputOpt = Annotated[
+    Path,
+    typer.Option("--output", "-o", help="Folder for run outputs (one subfolder per dataset).", callback=output_folder),
+]
 DatasetArg = Annotated[str, typer.Argument(help="Dataset name from the catalog.")]
 SplitOpt = Annotated[str, typer.Option(help="Which split to predict, score or report.")]
 DEFAULT_CATALOG = Path("data_catalog.yaml")
@@ -68,12 +80,33 @@ def os_error_line(err: OSError) -> str:
     return f"{where}{advice}"
 
 
+def _stop_on_sigterm(signum: int, frame) -> None:
+    """SIGTERM ends the command as Ctrl-C does: clean-ups run (``finally`` blocks, context managers,
+    ``atexit``: the embedded Prefect server is stopped) instead of the process vanishing at once."""
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """Turn SIGTERM into :class:`SystemExit` while the command runs (main thread only)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main() -> None:
     """Entry point: run the app; segpipe's own errors and OS errors become one line and exit code 2."""
     for name, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(name, value)  # before Prefect is imported: it reads settings once
     try:
-        app()
+        with stop_on_sigterm():
+            app()
     except SegpipeError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)

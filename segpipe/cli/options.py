@@ -130,5 +130,8 @@ def _build(model: type[BaseModel], values: dict, group: str, flags: dict[str, st
         for item in err.errors():
             dotted = ".".join(str(p) for p in item["loc"] if not re.match(r"^\d+$", str(p)))
             flag = flags.get(f"{group}.{dotted}", dotted)
-            problems.append(f"{flag}: {item['msg']}")
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] in ("literal_error", "enum") and isinstance(item.get("input"), str | int | float):
+                message += f" (got {item['input']!r})"
+            problems.append(f"{flag}: {message}")
         raise InputError("; ".join(problems)) from None

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from segpipe.cli.app import DEFAULT_CATALOG, DEFAULT_OUTPUT, CatalogOpt, app
+from segpipe.cli.app import DEFAULT_CATALOG, DEFAULT_OUTPUT, CatalogOpt, app, output_folder
 from segpipe.cli.options import params
 from segpipe.pipeline.segment import SegmentParams
 from segpipe.prediction.params import PredictParams
@@ -31,7 +31,10 @@ def segment(
     read: SegmentParams,
     predict: PredictParams,
     model: Annotated[str, typer.Option("--model", "-m", help="A model folder, or a catalog dataset whose trained model to use.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the labels, the OME-Zarr images and the tables.")] = Path("segmented"),
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Folder for the labels, the OME-Zarr images and the tables.", callback=output_folder),
+    ] = Path("segmented"),
     catalog: CatalogOpt = DEFAULT_CATALOG,
     runs: Annotated[Path, typer.Option(help="Runs folder of catalog datasets' trained models.")] = DEFAULT_OUTPUT,
 ) -> None:

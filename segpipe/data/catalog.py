@@ -16,10 +16,10 @@ import dataclasses
 import glob
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from segpipe.data.ctc import ctc_records
 from segpipe.data.records import ImageRecord, Split
@@ -38,9 +38,16 @@ class _Strict(BaseModel):
 class FileSplit(_Strict):
     """Split by file: each list names images by their file stem."""
 
-    train: list[str] = Field(min_length=1)
+    train: list[str]
     validation: list[str] = Field(default_factory=list)
     test: list[str] = Field(default_factory=list)
+
+    @field_validator("train")
+    @classmethod
+    def _some_training(cls, train: list[str]) -> list[str]:
+        if not train:
+            raise ValueError("names no image (a split needs at least one training image)")
+        return train
 
 
 class RegionSplit(_Strict):
@@ -57,7 +64,38 @@ class RegionSplit(_Strict):
             for start, stop in bounds:
                 if not 0 <= start < stop:
                     raise ValueError(f"region {split}: [{start}, {stop}] is empty or negative")
+        _check_disjoint(regions)
         return regions
+
+
+def _check_disjoint(regions: dict[str, list[tuple[int, int]]]) -> None:
+    """Refuse two splits' regions that share pixels: test pixels must never be trained on."""
+    named = [(split, bounds) for split, bounds in regions.items()]
+    for i, (first, a) in enumerate(named):
+        for second, b in named[i + 1 :]:
+            if len(a) != len(b):
+                continue  # the number of ranges is checked against ndim when the entry is resolved
+            common = [[max(a0, b0), min(a1, b1)] for (a0, a1), (b0, b1) in zip(a, b)]
+            if all(start < stop for start, stop in common):
+                raise ValueError(
+                    f"regions {first} {[list(r) for r in a]} and {second} {[list(r) for r in b]} overlap in {common}: "
+                    f"those pixels would be both in {first} and in {second}; make the regions disjoint "
+                    "(each [start, stop) ends where the next one starts)"
+                )
+
+
+def _split_kind(value: Any) -> str:
+    """Which kind of split a catalog's ``split:`` is: by region when it has ``regions:``, else by file."""
+    if isinstance(value, dict):
+        return "RegionSplit" if "regions" in value else "FileSplit"
+    return "RegionSplit" if isinstance(value, RegionSplit) else "FileSplit"
+
+
+#: A split by file or by region, told apart by the ``regions`` key, so a mistake is reported for the
+#: kind of split written (not for both kinds).
+SplitSpec = Annotated[
+    Annotated[FileSplit, Tag("FileSplit")] | Annotated[RegionSplit, Tag("RegionSplit")], Discriminator(_split_kind)
+]
 
 
 class Schedule(_Strict):
@@ -140,7 +178,7 @@ class DatasetEntry(_Strict):
     spacing: list[float] | None = None
     unit: str | None = None
     ground_truth: str = ""
-    split: FileSplit | RegionSplit | None = None
+    split: SplitSpec | None = None
     model: str | None = None
     allow_outside_root: bool = False
     schedule: dict[str, ScheduleSpec] = Field(default_factory=dict)

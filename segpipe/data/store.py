@@ -11,7 +11,9 @@ The record's ``images`` list has, per image: ``name``, ``split``, ``shape``, ``s
 (``[z,] y, x``), ``unit``, ``affine`` (NIfTI sources: the source's voxel-to-world matrix in
 its own ``i, j, k`` order, moved to the image's first voxel), ``source``/``labels_source``,
 ``region``, ``frame`` (time point of a 2D+t or 3D+t file), ``plane`` (z of a per-plane
-annotation), ``source_axes``, ``dtype``, ``labels_dtype`` and ``chunks``. ``sources`` holds
+annotation), ``source_axes``, ``dtype``, ``labels_dtype``, ``chunks``, ``has_objects`` (whether the ground
+truth marks anything; ``None`` without ground truth) and ``pixels_sha256`` (a digest of the
+decoded image, ``None`` for a constant one: the same pixels saved twice are found by it). ``sources`` holds
 size, time and SHA-256 of every file read, for the fingerprint.
 
 Readers never see a half-written store: ingest writes under a temporary name and renames it
@@ -20,6 +22,8 @@ into place, and :func:`open_store` refuses a store without its completion record
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import functools
 import hashlib
@@ -36,6 +40,27 @@ from segpipe.errors import StoreError, StoreNotFound
 IMAGE_LEVEL = "s0"
 GT_NAME = "gt"
 COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
+
+
+def wait_for_writes(timeout: float = 120.0) -> None:
+    """Wait until the writes zarr has in flight in this process have ended.
+
+    zarr writes the chunks of one assignment concurrently on its event loop; when one fails (a
+    full disk) the assignment raises at once while the others go on. Call this before removing a
+    store that failed, or those writes put its folders back after the removal.
+    """
+    loop = getattr(zarr.core.sync, "loop", [None])[0]
+    if loop is None or not loop.is_running():
+        return
+
+    async def settle() -> None:
+        current = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout + 5)
 
 
 @dataclass(frozen=True)

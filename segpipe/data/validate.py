@@ -79,3 +79,37 @@ def label_dtype(high: int) -> np.dtype:
         if high <= np.iinfo(dtype).max:
             return np.dtype(dtype)
     return np.dtype(np.uint64)
+
+
+def check_objects(infos: list[dict]) -> None:
+    """Refuse ground truth that cannot train or choose a model: every label map empty, or a
+    validation split whose label maps are all empty (validation scores a model by the objects it
+    finds; with none, no checkpoint could ever be kept). Empty maps beside others are fine.
+
+    Args:
+        infos: The ingested images' infos (``split``, ``labels_source``, ``has_objects``; images
+            without ground truth have ``has_objects`` ``None``).
+
+    Raises:
+        InputError: Naming the label files.
+    """
+    labelled = [info for info in infos if info.get("has_objects") is not None]
+    if not labelled or any(info["has_objects"] for info in labelled):
+        validation = [info for info in labelled if info["split"] == "validation"]
+        if validation and not any(info["has_objects"] for info in validation):
+            raise InputError(
+                f"the validation split has no object: its label maps are empty ({_files(validation)}); validation "
+                "could never score a model. Put an image with objects into the validation split, or leave the "
+                "validation split out (training then keeps the last checkpoint)"
+            )
+        return
+    raise InputError(
+        f"every label map is empty ({_files(labelled)}): nothing to train on or score against; "
+        "check the catalog's labels: (are these the ground-truth files?)"
+    )
+
+
+def _files(infos: list[dict], shown: int = 3) -> str:
+    files = list(dict.fromkeys(str(info["labels_source"]) for info in infos))
+    more = f" and {len(files) - shown} more" if len(files) > shown else ""
+    return f"{len(files)} file{'s' if len(files) > 1 else ''}: {', '.join(files[:shown])}{more}"

@@ -7,6 +7,7 @@ logs``); outside a run it does nothing, so the library's CLI and tests are unaff
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from prefect.logging.handlers import APILogHandler
@@ -30,3 +31,36 @@ def forward_segpipe_logs(level: int = logging.INFO) -> None:
         logger.addHandler(RunLogHandler())
     if logger.level == logging.NOTSET or logger.level > level:
         logger.setLevel(level)
+
+
+class _NoTracebackFor(logging.Filter):
+    """Drop the traceback of records about errors that are the input's or the machine's, not bugs."""
+
+    def __init__(self, expected: tuple[type[BaseException], ...]):
+        super().__init__()
+        self.expected = expected
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, self.expected):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextlib.contextmanager
+def quiet_expected_errors(loggers: tuple[str, ...] = ("prefect.flow_runs", "prefect.task_runs")):
+    """While a flow runs here, log its bad-input and OS errors in one line each, without a traceback
+    (the command line prints them in one line too); at debug level tracebacks stay."""
+    from segpipe.errors import SegpipeError
+
+    if logging.getLogger("segpipe").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    quiet = _NoTracebackFor((SegpipeError, OSError))
+    for name in loggers:
+        logging.getLogger(name).addFilter(quiet)
+    try:
+        yield
+    finally:
+        for name in loggers:
+            logging.getLogger(name).removeFilter(quiet)

@@ -17,15 +17,19 @@ class SubmitError(SegpipeError):
 def run_here(parameters: dict[str, Any]):
     """Run the pipeline flow in this process; returns its final state.
 
-    A flow that failed on bad input re-raises that error (a :class:`SegpipeError`), so the CLI
-    reports it in one line; other failures come back as the Failed state.
+    A flow that failed on bad input or an operating-system error (a full disk, a read-only
+    folder) re-raises that error (a :class:`SegpipeError` or :class:`OSError`), so the CLI reports
+    it in one line; other failures come back as the Failed state. Those errors are logged
+    without their traceback (they are not bugs) unless ``segpipe`` logs at debug level.
     """
+    from segpipe.flows.logs import quiet_expected_errors
     from segpipe.flows.pipeline import segpipe_pipeline
 
-    state = segpipe_pipeline(**parameters, return_state=True)
+    with quiet_expected_errors():
+        state = segpipe_pipeline(**parameters, return_state=True)
     if state.is_failed():
         error = state.result(raise_on_failure=False)
-        if isinstance(error, SegpipeError):
+        if isinstance(error, SegpipeError | OSError):
             raise error
     return state
 

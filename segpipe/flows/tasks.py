@@ -12,6 +12,7 @@ training on the same GPU at once.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
@@ -38,11 +39,19 @@ IO_RETRIES = {
 }
 
 
+#: OS errors a retry a few seconds later cannot mend: a full disk, a read-only or forbidden folder,
+#: a file where a folder should be. They fail the task at once.
+PERMANENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+)
+
+
 def transient(task, task_run, state) -> bool:
     """Retry condition: the task failed on an I/O error, which may pass (a file or store that is
-    not there counts: a network filesystem may bring it back); not on bad input or a bug."""
+    not there counts: a network filesystem may bring it back); not on bad input, a bug, or an
+    error in :data:`PERMANENT_ERRNOS`."""
     error = state.result(raise_on_failure=False)
-    return isinstance(error, OSError)
+    return isinstance(error, OSError) and error.errno not in PERMANENT_ERRNOS
 
 
 def artifact_key(dataset: str, kind: str) -> str:

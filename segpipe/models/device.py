@@ -21,11 +21,16 @@ def resolve_device(device: str) -> torch.device:
     """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+    if not is_device_name(device):
         raise InputError(f"device {device!r}: use auto, cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device!r}: this machine has no CUDA GPU (use auto or cpu)")
     return torch.device(device)
+
+
+def is_device_name(device: str) -> bool:
+    """Whether ``device`` is a name :func:`resolve_device` takes: auto, cpu, cuda or cuda:N."""
+    return device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
 
 
 def available_cpus(*, cgroup: Path = CGROUP) -> int:

@@ -17,13 +17,12 @@ import functools
 import hashlib
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from segpipe.errors import ModelError, ModelNotFound
+from segpipe.errors import ModelError, ModelNotFound, naming
 from segpipe.models.card import ModelCard
 from segpipe.models.registry import build_model
 
@@ -87,8 +86,10 @@ class Model:
         try:
             network.load_state_dict(payload["state_dict"])
         except (RuntimeError, KeyError, TypeError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise ModelError(f"{self.weights}: the weights do not fit the card's network: {first}") from None
+            lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+            first = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]  # the first mismatch
+            more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+            raise ModelError(f"{self.weights}: the weights do not fit the card's network: {first}{more}") from None
         return network.to(device).eval()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -120,19 +121,26 @@ def save_model(folder: str | Path, state_dict: dict, card: ModelCard) -> Model:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a torn file."""
+    """``torch.save`` to a temporary file, then rename: a crash never leaves a torn file.
+
+    The file is opened here, so a failed write is an :class:`OSError` naming ``path`` (torch turns
+    one on a path it opened itself into a ``RuntimeError``).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(obj, tmp)
+        with naming(path), open(tmp, "wb") as handle:
+            torch.save(obj, handle)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file, then rename; a failed write names ``path`` and leaves nothing."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        with naming(path):
+            tmp.write_text(text)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -147,12 +155,22 @@ def _load_payload(path: Path, device) -> dict:
             f"{path}: refused: the file holds Python objects other than tensors (not a segpipe model, or "
             "tampered with); segpipe never runs code from a model file"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{path}: damaged or not a model file ({first})") from None
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read the model file ({err.strerror or err})") from None
+    except Exception as err:  # noqa: BLE001 (a damaged file fails in many ways inside torch's readers)
+        raise ModelError(f"{path}: damaged or not a model file ({_first_sentence(err)})") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict) or "card" not in payload:
         raise ModelError(f"{path}: not a segpipe model file (expected the weights and the card)")
     return payload
+
+
+def _first_sentence(err: Exception) -> str:
+    """The gist of a loader's error: its first sentence, never torch's advice to load unsafely."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = text.split(". ")[0].rstrip(".")
+    if not isinstance(err, RuntimeError | ValueError | EOFError) or not text or "weights_only" in text or len(text) > 200:
+        return f"unreadable data: {type(err).__name__}"
+    return text
 
 
 @functools.lru_cache(maxsize=64)

@@ -17,6 +17,7 @@ kept as they are; an unreadable input is listed as failed and the others are seg
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, find_inputs, input_dataset
 from segpipe.data.readers import AxesSpec, open_source
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
-from segpipe.errors import InputError, ModelError, SegpipeError
+from segpipe.errors import InputError, ModelError, SegpipeError, naming
 from segpipe.models.card import ModelCard
 from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.models.model import Model
@@ -152,26 +153,41 @@ def segment(
     items = find_inputs(patterns)
     for item in items:
         check_input(item, predictor.card, params)
+    folder.root.mkdir(parents=True, exist_ok=True)  # a read-only place, or a file there, fails now
     results = []
-    with Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
+    with naming(folder.root), Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
         for item in items:
             results.append(segment_safely(item, predictor, folder, params, progress=progress))
             bar.update(1, failed=sum(r.error is not None for r in results))
-    write_tables(folder, results)
-    write_summary(folder, predictor.model, predictor.params, results)
-    report_segmentation(folder, predictor.card)
+        write_tables(folder, results)
+        write_summary(folder, predictor.model, predictor.params, results)
+        report_segmentation(folder, predictor.card)
     return results
 
 
 def segment_safely(item: Input, predictor: Predictor, folder: SegmentFolder, params: SegmentParams, *, progress: bool = False) -> InputResult:
-    """:func:`segment_input`, with an unreadable input (bad input, an OS error) listed as failed."""
+    """:func:`segment_input`, with an unreadable input (bad input, an OS error reading it) listed as
+    failed; an error writing the output (a full disk, a read-only folder) ends the run instead."""
     try:
         return segment_input(item, predictor, folder, params, progress=progress)
     except ModelError:
         raise
-    except (SegpipeError, OSError) as err:
+    except OSError as err:
+        if _writing(err, folder):
+            raise
         log.warning("%s: failed: %s", item.path, err)
         return InputResult(item.name, str(item.path), item.kind, error=f"{type(err).__name__}: {err}")
+    except SegpipeError as err:
+        log.warning("%s: failed: %s", item.path, err)
+        return InputResult(item.name, str(item.path), item.kind, error=f"{type(err).__name__}: {err}")
+
+
+def _writing(err: OSError, folder: SegmentFolder) -> bool:
+    """Whether an OS error is the output's (no space, read-only, a path under the output folder),
+    which every other input would meet too, rather than the input's."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    return err.filename is not None and Path(os.path.abspath(err.filename)).is_relative_to(folder.root.absolute())
 
 
 def segment_input(
@@ -321,8 +337,11 @@ def write_summary(folder: SegmentFolder, model: Model, params: PredictParams, re
         "failed": [r.path for r in results if r.error is not None],
     }
     tmp = folder.summary.with_name(f".{folder.summary.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, folder.summary)
+    try:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, folder.summary)
+    finally:
+        tmp.unlink(missing_ok=True)
     return folder.summary
 
 
@@ -339,11 +358,14 @@ def _write_csv(path: Path, rows: list[dict], *, empty_fields: list[str]) -> None
     for row in rows:
         fields += [k for k in row if k not in fields]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields or empty_fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields or empty_fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _plain(value):

@@ -19,7 +19,7 @@ import numpy as np
 from segpipe.data.catalog import Catalog
 from segpipe.data.ingest import IngestParams, IngestResult, ingest_dataset
 from segpipe.data.store import ImageStore
-from segpipe.errors import SegpipeError, StoreError
+from segpipe.errors import SegpipeError, StoreError, naming
 from segpipe.models.model import Model
 from segpipe.pipeline.models import resolve_model
 from segpipe.pipeline.run_folder import RunFolder
@@ -52,7 +52,8 @@ def train(run: RunFolder, params: TrainParams, *, catalog: Catalog | None = None
     if params.init is not None:
         base = catalog.root if catalog is not None else None
         init = resolve_model(params.init, output=run.root.parent, catalog=catalog, base=base)
-    return train_model(ImageStore.open(run.store), run.model_dir, params, init=init, progress=progress)
+    with naming(run.model_dir):
+        return train_model(ImageStore.open(run.store), run.model_dir, params, init=init, progress=progress)
 
 
 def model_for(run: RunFolder, model: str | Path | None = None) -> Model:
@@ -67,8 +68,9 @@ def predict(
     chosen, store = model_for(run, model), ImageStore.open(run.store)
     check_fits(chosen.card, store)  # before anything is written
     predictor = Predictor.load(chosen, params)
-    predictions = predictor.open_store(run.predictions)
-    return predict_split(store, predictor, predictions, split=split, exports=run.exports, progress=progress)
+    with naming(run.predictions):
+        predictions = predictor.open_store(run.predictions)
+        return predict_split(store, predictor, predictions, split=split, exports=run.exports, progress=progress)
 
 
 # One image at a time: the per-image tasks of the Prefect flows fan these out.
@@ -86,7 +88,8 @@ def prepare_predictions(run: RunFolder, *, split: str = "test", model: str | Pat
         raise StoreError(f"{run.store}: the {split} split is empty")
     chosen = model_for(run, model)
     check_fits(chosen.card, store)
-    PredictionStore.for_model(run.predictions, chosen)
+    with naming(run.predictions):
+        PredictionStore.for_model(run.predictions, chosen)
     return names
 
 
@@ -113,9 +116,10 @@ def predict_one(run: RunFolder, name: str, params: PredictParams, *, model: str 
     images may be predicted concurrently, in threads or processes.
     """
     predictor = predictor_for(run, params, model)
-    predictions = PredictionStore.open_for_writing(run.predictions, predictor.model)
-    image = ImageStore.open(run.store).image(name)
-    return predict_stored(image, predictor, predictions, exports=run.exports, progress=True).stamp
+    with naming(run.predictions):
+        predictions = PredictionStore.open_for_writing(run.predictions, predictor.model)
+        image = ImageStore.open(run.store).image(name)
+        return predict_stored(image, predictor, predictions, exports=run.exports, progress=True).stamp
 
 
 def prediction_stamp(run: RunFolder, name: str, params: PredictParams, *, model: str | Path | None = None) -> str:
@@ -166,9 +170,14 @@ def pool_scores(
         metrics, card=model.card if model else None, model_file=model.weights if model else None, predictions=run.predictions
     )
     tmp = run.metrics.with_name(f".{run.metrics.name}.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, run.metrics)
-    append_run(run.root, run_entry(metrics, metrics["run"]))  # the dataset's run history
+    try:
+        with naming(run.metrics):
+            tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+        os.replace(tmp, run.metrics)
+    finally:
+        tmp.unlink(missing_ok=True)
+    with naming(run.root / "runs.jsonl"):
+        append_run(run.root, run_entry(metrics, metrics["run"]))  # the dataset's run history
     log.info("%s: %s", run.dataset, headline_text(metrics))
     return metrics
 
@@ -190,11 +199,12 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
         pred = prediction.instances if prediction.instances is not None else prediction.semantic
         views.append((image.name, np.asarray(image.image), np.asarray(image.labels), pred))  # every channel
         spacing = image.spacing
-    written = write_report(
-        run.root, dataset=run.dataset, record=store.record, metrics=metrics, card=model.card, history=history,
-        views=views, runs=read_runs(run.root), spacing=spacing,
-    )  # images that failed are listed in the report from metrics["failed"]
-    write_index(run.root.parent)
+    with naming(run.root):
+        written = write_report(
+            run.root, dataset=run.dataset, record=store.record, metrics=metrics, card=model.card, history=history,
+            views=views, runs=read_runs(run.root), spacing=spacing,
+        )  # images that failed are listed in the report from metrics["failed"]
+        write_index(run.root.parent)
     return written
 
 
@@ -213,11 +223,12 @@ def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
         frames = labels.ndim - store.ndim
         views.append((name, np.asarray(image.image[(slice(None), *([0] * frames))]), np.asarray(labels[(0,) * frames])))
         spacing[name] = image.spacing
-    written = write_segmentation_report(
-        run.root, title=f"{run.dataset}: segmented with {card.name}", card=card, counts=counts, objects=objects,
-        views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=spacing,
-    )
-    write_index(run.root.parent)
+    with naming(run.root):
+        written = write_segmentation_report(
+            run.root, title=f"{run.dataset}: segmented with {card.name}", card=card, counts=counts, objects=objects,
+            views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=spacing,
+        )
+        write_index(run.root.parent)
     return written
 
 

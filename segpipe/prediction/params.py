@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from segpipe.inference.params import InferenceParams, InstanceTiling
 
@@ -33,6 +33,15 @@ class PredictParams(BaseModel):
     resample: bool = True
     """Resample images whose pixel size differs from the model's to the model's, and the
     probabilities back to the image's own grid (off: the network sees the image as it is)."""
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        from segpipe.models.device import is_device_name
+
+        if not is_device_name(device):
+            raise ValueError(f"{device!r} is not a device; use auto, cpu, cuda or cuda:N")
+        return device
 
     def inference_for(self, validated: InferenceParams) -> InferenceParams:
         """The card's settings ``validated`` with the fields set here applied over them."""

@@ -62,6 +62,9 @@ def write_index(output: str | Path) -> Path:
     )
     path = output / INDEX_FILE
     tmp = path.with_name(f".{INDEX_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -39,7 +39,7 @@ from segpipe.inference.postprocess import InstanceParams
 from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard, TrainingRecord
 from segpipe.models.device import resolve_device, use_cpu_threads
-from segpipe.models.model import Model, network_from_card, save_model
+from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
 from segpipe.progress import Progress
 from segpipe.training.augment import augmentation
 from segpipe.training.checkpoint import load_state, save_state
@@ -109,7 +109,7 @@ def train_model(
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last if card.spatial_dims == 2 else torch.channels_last_3d)
 
-    val_set = load_split(store, "validation", spec=card.normalization)
+    val_set = _scorable(load_split(store, "validation", spec=card.normalization))
     dataset, transform = _training_data(store, card, config)
     optimizer = _optimizer(model, config)
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -141,7 +141,10 @@ def train_model(
             row.update(_validate(model, val_set, card, device))
             clock.stop()
             bar.update(0, val=row["val_score"])
-            if row["val_score"] > best_score:
+            if math.isnan(row["val_score"]) and best_score == -math.inf:  # nothing scored yet: keep the latest
+                log.warning("epoch %d: validation scored NaN; keeping the last checkpoint until one scores", epoch + 1)
+                save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
+            elif row["val_score"] > best_score:
                 best_score = row["val_score"]
                 save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
         elif not val_set and done:
@@ -168,7 +171,23 @@ def train_model(
         _write_history(model_dir / "history.csv", history)
         log.debug("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
     bar.close()
+    if not (model_dir / MODEL_FILE).is_file():  # a finished run that kept none (every validation NaN, before)
+        log.warning("%s: training kept no checkpoint; keeping the last checkpoint (epoch %d)", model_dir, len(history))
+        save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=len(history)))
     return _finish(model_dir, history, val_set, device)
+
+
+def _scorable(val_set: list) -> list:
+    """The validation images, or none (with a warning) when none of them has an object to score."""
+    if val_set and not any(np.any(labels) for _, _, labels in val_set):
+        names = ", ".join(im.name for im, _, _ in val_set)
+        log.warning(
+            "the validation split has no object (%s: every label map is empty): it cannot choose a checkpoint "
+            "or tune the post-processing; keeping the last checkpoint, with the default post-processing",
+            names,
+        )
+        return []
+    return val_set
 
 
 def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> ModelCard:

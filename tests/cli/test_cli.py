@@ -32,3 +32,43 @@ def test_bad_input_exits_nonzero_with_the_file_named(crop_catalog, tmp_path):
     assert result.returncode == 2
     assert "A9_p5d.tif: file is empty (0 bytes)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_ends_a_run_and_its_embedded_prefect_server(crop_catalog, tmp_path):
+    """`segpipe run` stopped with SIGTERM stops the Prefect server it started (and every other child)."""
+    import contextlib
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    run = subprocess.Popen(
+        [sys.executable, "-c", "from segpipe.cli import main; main()", "run", "crops", "--catalog", str(crop_catalog),
+         "--output", str(tmp_path / "out"), "--epochs", "50"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")},
+    )
+    children: list = []
+    try:
+        parent = psutil.Process(run.pid)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and run.poll() is None:  # the server is up and the flow is training
+            children = parent.children(recursive=True)
+            if any("uvicorn" in " ".join(c.cmdline()) for c in children) and (tmp_path / "out" / "crops" / "model").is_dir():
+                break
+            time.sleep(0.1)
+        assert any("uvicorn" in " ".join(c.cmdline()) for c in children), "the embedded server never started"
+        children = parent.children(recursive=True)
+        os.kill(run.pid, signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], [" ".join(p.cmdline())[:100] for p in alive]
+        assert run.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr[-2000:]
+    finally:  # never leave them behind, even when the test fails
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()

@@ -153,3 +153,40 @@ def test_images_without_labels_are_to_segment_only(tmp_path, files):
 def test_labels_need_a_split(tmp_path, files):
     with pytest.raises(CatalogError, match="split: required for a dataset with labels"):
         load_catalog(_write(tmp_path, "datasets:\n  d:\n    images: img/*.tif\n    labels: lab/*.tif\n"))
+
+
+def _region_split(regions: str) -> str:
+    return f"split: {{regions: {regions}}}"
+
+
+def test_overlapping_regions_are_refused(tmp_path, files):
+    split = _region_split("{train: [[0, 300], [0, 512]], validation: [[288, 368], [0, 512]], test: [[368, 512], [0, 512]]}")
+    with pytest.raises(CatalogError) as info:
+        load_catalog(_write(tmp_path, _entry(split=split)))
+    message = str(info.value)
+    assert "dataset 'd'" in message and "regions train" in message and "validation" in message
+    assert "overlap in [[288, 300], [0, 512]]" in message and "\n" not in message
+
+
+def test_regions_touching_at_a_border_are_accepted(tmp_path, files):
+    split = _region_split("{train: [[0, 288], [0, 512]], validation: [[288, 368], [0, 512]], test: [[0, 368], [512, 600]]}")
+    load_catalog(_write(tmp_path, _entry(split=split)))
+
+
+@pytest.mark.parametrize(
+    ("split", "expected"),
+    [
+        (_region_split("{train: [[10, 10], [0, 512]]}"), "dataset 'd': split.regions: region train: [10, 10] is empty or negative"),
+        ("split: {train: []}", "dataset 'd': split.train: names no image (a split needs at least one training image)"),
+        ("split: {train: [a], valdation: [b]}", "dataset 'd': split.valdation: unknown field"),
+        (_region_split("{train: [[0, 10]], tset: [[10, 20]]}"), "dataset 'd': split.regions.tset: Input should be"),
+    ],
+)
+def test_split_errors_name_one_problem_of_the_split_meant(tmp_path, files, split, expected):
+    """No union noise: the problem of the kind of split written (by file or by region), nothing about the other."""
+    with pytest.raises(CatalogError) as info:
+        load_catalog(_write(tmp_path, _entry(split=split)))
+    message = str(info.value)
+    assert expected in message, message
+    for noise in ("function-after", "FileSplit", "RegionSplit", "Field required", "Value error", ";", "\n"):
+        assert noise not in message, message

@@ -186,3 +186,32 @@ def test_a_model_that_does_not_fit_cannot_be_fine_tuned(store, tmp_path, model_c
     save_model(tmp_path / "three", network_from_card(card).state_dict(), card)
     with pytest.raises(ModelError, match="a 3D model of 1 channel"):
         train_model(store, tmp_path / "m", TrainParams(**TINY, device="cpu"), init=Model.open(tmp_path / "three"), progress=False)
+
+
+def test_a_validation_split_without_objects_still_keeps_a_model(crop_catalog, tmp_path, monkeypatch, caplog):
+    """Ingest refuses such a store now; one made before (or by hand) trains and keeps the last checkpoint."""
+    import logging
+
+    import tifffile
+
+    from segpipe.data.ingest import run as ingest_run
+
+    validation = crop_catalog.parent / "labels" / "20P1_POS0007_D_1UL.tif"
+    tifffile.imwrite(validation, np.zeros_like(tifffile.imread(validation)))
+    monkeypatch.setattr(ingest_run, "check_objects", lambda infos: None)
+    ingest_dataset(load_catalog(crop_catalog).dataset("crops"), tmp_path / "data.zarr", progress=False)
+    store = ImageStore.open(tmp_path / "data.zarr")
+    config = TrainParams(**{**TINY, "epochs": 1}, device="cpu")
+    with caplog.at_level(logging.WARNING, logger="segpipe.training.loop"):
+        result = train_model(store, tmp_path / "model", config, progress=False)
+    assert "validation split has no object" in caplog.text and "keeping the last checkpoint" in caplog.text
+    assert result.model.card.training.best_epoch == 1 and (tmp_path / "model" / "model.pt").is_file()
+
+    # A run that finished without keeping a model (as this one did before) keeps its last checkpoint when run again.
+    for name in ("model.pt", "model_card.json"):
+        (tmp_path / "model" / name).unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="segpipe.training.loop"):
+        again = train_model(store, tmp_path / "model", config, progress=False)
+    assert again.history == result.history and "keeping the last checkpoint" in caplog.text
+    assert Model.open(tmp_path / "model").card.training.best_epoch == 1

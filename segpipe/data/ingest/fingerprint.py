@@ -123,3 +123,27 @@ def check_duplicates(dataset: Dataset, digests: dict) -> None:
                 "a duplicate file in the splits"
             )
         seen.setdefault(digest, (record.image, record.split))
+
+
+def check_pixel_duplicates(infos: list[dict]) -> None:
+    """Refuse the same pixels in two splits from two files whose bytes differ (saved again with
+    other metadata or compression), by the pixel digests ingest computed (``pixels_sha256``).
+
+    Pixels repeated within one split leak nothing, and constant images (no digest) carry nothing
+    to leak; both are accepted.
+
+    Raises:
+        InputError: Naming both files and their splits.
+    """
+    seen: dict[str, dict] = {}
+    for info in infos:
+        digest = info.get("pixels_sha256")
+        if digest is None:
+            continue
+        first = seen.setdefault(digest, info)
+        if first["source"] != info["source"] and first["split"] != info["split"]:
+            raise InputError(
+                f"{info['source']} ({info['split']}) holds the same pixels as {first['source']} ({first['split']}), "
+                "saved with other metadata or compression: the same image in two splits; remove one of them or "
+                "put both in one split"
+            )

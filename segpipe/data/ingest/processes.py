@@ -5,11 +5,17 @@ Python work under one GIL, so threads cannot spread it over the CPUs. Worker pro
 They are started by a fork server (never a fork of this threaded process) that has already
 imported the ingest code, so starting them costs a fraction of a second, and each worker
 writes its share of the images straight into the temporary store the caller made.
+
+A worker ends itself when the process that started the pool dies (even by ``kill -9``): it
+would otherwise wait for work forever, and keep the fork server and the resource tracker
+(which end when their last client does) alive with it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -20,6 +26,7 @@ from segpipe.data.catalog import Dataset
 from segpipe.data.records import ImageRecord
 from segpipe.data.ingest.params import IngestParams
 from segpipe.data.ingest.record import ingest_record
+from segpipe.data.store import wait_for_writes
 
 _PRELOAD = ["segpipe.data.ingest.record", "ome_zarr.writer"]
 _worker: dict = {}  # this worker process's store, dataset and options, set once when it starts
@@ -82,9 +89,27 @@ def _batches(records: list[ImageRecord], n_processes: int) -> Iterator[list[Imag
 
 
 def _start_worker(store: str, dataset: Dataset, options: IngestParams) -> None:
+    _exit_with_parent()
     _worker.update(root=zarr.open_group(store, mode="r+"), dataset=dataset, options=options)
+
+
+def _exit_with_parent() -> None:
+    """Watch the parent's sentinel (a pipe that reaches EOF when it exits) and end this process then."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # waits on the sentinel: no polling
+        os._exit(1)
+
+    threading.Thread(target=watch, name="segpipe-exit-with-parent", daemon=True).start()
 
 
 def _ingest_batch(records: list[ImageRecord]) -> list[dict]:
     root, dataset, options = _worker["root"], _worker["dataset"], _worker["options"]
-    return [info for record in records for info in ingest_record(root, dataset, record, options)]
+    try:
+        return [info for record in records for info in ingest_record(root, dataset, record, options)]
+    except BaseException:
+        wait_for_writes()  # the caller removes the store next: no write of ours may land after that
+        raise

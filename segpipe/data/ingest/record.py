@@ -9,6 +9,7 @@ dropped by the caller, so nothing half-written survives.
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -216,6 +217,8 @@ def _write_frame(
         block = block[:, 0] if ndim == 2 else block
         check_image_block(block, image.path)
         low, high = block.min(), block.max()
+        digest = PixelDigest(block.dtype, block.shape)
+        digest.update(block)
         label_block = None
         if labels is not None:
             label_block = labels.read(t, window)[0]
@@ -226,7 +229,7 @@ def _write_frame(
             root, name, np.ascontiguousarray(block), label_block, ndim=ndim, spacing=spacing, unit=unit, chunks=chunks
         )
     else:
-        _stream_frame(root, name, image, labels, t, window=window, layout=layout, options=options)
+        digest, (low, high) = _stream_frame(root, name, image, labels, t, window=window, layout=layout, options=options)
     return {
         "name": name,
         "shape": list(shape),
@@ -235,7 +238,27 @@ def _write_frame(
         "dtype": str(image.dtype),
         "labels_dtype": str(labels_dtype) if labels_dtype is not None else None,
         "chunks": list(chunks),
+        "has_objects": layout.labelled if labels_dtype is not None else None,
+        "pixels_sha256": None if low == high else digest.hexdigest(),
     }
+
+
+class PixelDigest:
+    """SHA-256 of an image's decoded pixels, fed ``(C, [z,] y, x)`` slabs along the first spatial axis.
+
+    The dtype and shape come first, then the values with the first spatial axis outermost, so a
+    frame digested whole or slab by slab gives the same digest. Two files with other bytes
+    (compression, tags, another container) but the same pixels have the same digest.
+    """
+
+    def __init__(self, dtype: np.dtype, shape: tuple[int, ...]):
+        self._hash = hashlib.sha256(f"{np.dtype(dtype).str}{tuple(shape)}".encode())
+
+    def update(self, block: np.ndarray) -> None:
+        self._hash.update(np.ascontiguousarray(np.moveaxis(block, 0, 1)).data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def _stream_frame(
@@ -248,15 +271,20 @@ def _stream_frame(
     window: Window,
     layout: FrameLayout,
     options: IngestParams,
-) -> None:
-    """Write a frame too large for one slab: image, then labels, slab by slab."""
+) -> tuple[PixelDigest, tuple]:
+    """Write a frame too large for one slab: image, then labels, slab by slab; returns the image's
+    pixel digest and ``(min, max)``."""
     ndim, spacing, unit, labels_dtype = layout.ndim, layout.spacing, layout.unit, layout.labels_dtype
     group = root.create_group(
         name, attributes=ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
     )
-    array, (low, high) = copy_image(group, image, t, window=window, ndim=ndim, channels=layout.channels, options=options)
+    digest = PixelDigest(image.dtype, (len(layout.channels) if layout.channels is not None else image.channels,
+                                       *(s.stop - s.start for s in window[3 - ndim :])))
+    array, (low, high) = copy_image(
+        group, image, t, window=window, ndim=ndim, channels=layout.channels, options=options, digest=digest
+    )
     if labels is None:
-        return
+        return digest, (low, high)
     if layout.labelled and low == high:
         raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
     labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
@@ -273,6 +301,7 @@ def _stream_frame(
         on_block=lambda block, _: block.astype(labels_dtype, copy=False),
         prefetch=options.prefetch,
     )
+    return digest, (low, high)
 
 
 def copy_image(
@@ -284,8 +313,10 @@ def copy_image(
     ndim: int,
     channels: list[int] | None,
     options: IngestParams,
+    digest: PixelDigest | None = None,
 ) -> tuple[zarr.Array, tuple]:
-    """Stream frame ``t`` of ``image`` (inside ``window``) into ``group/s0``, refusing NaN and Inf.
+    """Stream frame ``t`` of ``image`` (inside ``window``) into ``group/s0``, refusing NaN and Inf;
+    ``digest`` is fed every slab, in order.
 
     Returns:
         The array written and the image's ``(min, max)``.
@@ -306,6 +337,8 @@ def copy_image(
         lo, hi = block.min(), block.max()
         low_high[0] = lo if low_high[0] is None else min(low_high[0], lo)
         low_high[1] = hi if low_high[1] is None else max(low_high[1], hi)
+        if digest is not None:
+            digest.update(block)
 
     stream_copy(read, array, window=window, ndim=ndim, channels=True, on_block=check, prefetch=options.prefetch)
     return array, (low_high[0], low_high[1])

@@ -17,10 +17,12 @@ from tqdm.auto import tqdm
 from segpipe import __version__
 from segpipe.data.catalog import Dataset
 from segpipe.data.records import ImageRecord
+from segpipe.errors import naming
 from segpipe.data.ingest.atomic import clean_stale, partial_path, replace_store
 from segpipe.data.ingest.fingerprint import (
     FORMAT_VERSION,
     check_duplicates,
+    check_pixel_duplicates,
     check_unchanged,
     collect_digests,
     fingerprint_of,
@@ -28,7 +30,8 @@ from segpipe.data.ingest.fingerprint import (
 from segpipe.data.ingest.params import MIB, IngestParams
 from segpipe.data.ingest.processes import can_use_processes, ingest_in_processes
 from segpipe.data.ingest.record import ingest_record
-from segpipe.data.store import read_record
+from segpipe.data.store import read_record, wait_for_writes
+from segpipe.data.validate import check_objects
 
 log = logging.getLogger(__name__)
 
@@ -80,23 +83,27 @@ def ingest_dataset(
     else:  # nothing to compare with: digest the sources while the store is written
         background = _Digests(dataset)
 
-    store.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(store)
     try:
-        root = zarr.open_group(str(partial), mode="w")
-        infos = _ingest_all(root, partial, dataset, options, progress=progress)
-        if background is not None:
-            digests = background.result()
-            fingerprint = fingerprint_of(dataset, digests)
-        check_duplicates(dataset, digests)
-        check_unchanged(dataset, digests)
-        root.attrs["segpipe"] = _store_record(dataset, fingerprint, digests, infos)
-        replace_store(partial, store)
+        with naming(store):  # a failed write (a full disk) names the store, not nothing
+            store.parent.mkdir(parents=True, exist_ok=True)
+            root = zarr.open_group(str(partial), mode="w")
+            infos = _ingest_all(root, partial, dataset, options, progress=progress)
+            if background is not None:
+                digests = background.result()
+                fingerprint = fingerprint_of(dataset, digests)
+            check_duplicates(dataset, digests)
+            check_pixel_duplicates(infos)
+            check_objects(infos)
+            check_unchanged(dataset, digests)
+            root.attrs["segpipe"] = _store_record(dataset, fingerprint, digests, infos)
+            replace_store(partial, store)
     finally:
         if background is not None:
             background.join()
         if partial.exists():
-            shutil.rmtree(partial)
+            wait_for_writes()  # chunk writes still in flight after a failure would put it back
+            shutil.rmtree(partial, ignore_errors=True)
     log.info("%s: ingested %d images into %s", dataset.name, len(infos), store)
     _warn_default_spacing(dataset, infos)
     return IngestResult(store, fingerprint, False, len(infos))

@@ -35,6 +35,9 @@ class NiftiSource(Source):
             slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
         except Exception as err:
             raise InputError(f"{path}: not a readable NIfTI file ({type(err).__name__}: {err})") from err
+        for axis, size in enumerate(shape, start=1):
+            if size < 0:  # nibabel takes dim[] as written; a negative size is a damaged header
+                raise InputError(f"{path}: not a readable NIfTI file (damaged header: dimension {axis} is {size})")
         if len(shape) not in DEFAULT_AXES:
             raise InputError(f"{path}: NIfTI with {len(shape)} dimensions {shape} is not supported (2 to 5)")
         self._scaled = slope not in (1, None) or inter not in (0, None)

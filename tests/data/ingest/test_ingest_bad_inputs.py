@@ -13,7 +13,7 @@ import tifffile
 
 from segpipe.data.catalog import load_catalog
 from segpipe.errors import CatalogError, InputError
-from segpipe.data.ingest import ingest_dataset
+from segpipe.data.ingest import IngestParams, ingest_dataset
 
 from ingest_helpers import write_catalog
 
@@ -65,7 +65,7 @@ def test_tif_that_is_not_a_tiff(pair, leftovers):
     _refused(pair, leftovers, r"img/a.tif: not a TIFF file \(no TIFF signature")
 
 
-@pytest.mark.parametrize("damage", ["magic", "truncated"])
+@pytest.mark.parametrize("damage", ["magic", "truncated", "negative"])
 def test_nifti_with_broken_header(tmp_path, leftovers, damage):
     for sub in ("img", "lab"):
         (tmp_path / sub).mkdir()
@@ -73,13 +73,16 @@ def test_nifti_with_broken_header(tmp_path, leftovers, damage):
     for sub in ("img", "lab"):
         nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / sub / "a.nii"))
     raw = bytearray((tmp_path / "img" / "a.nii").read_bytes())
+    expected = r"img/a.nii: not a readable NIfTI file"
     if damage == "magic":
         raw[344:348] = b"xxxx"  # the header's magic must be 'n+1'
+    elif damage == "negative":
+        raw[44:46] = (-5).to_bytes(2, "little", signed=True)  # dim[2]: a size of -5
+        expected = r"img/a.nii: not a readable NIfTI file \(damaged header: dimension 2 is -5\)"
     else:
         raw = raw[:200]  # a header is 348 bytes
     (tmp_path / "img" / "a.nii").write_bytes(bytes(raw))
-    _refused(tmp_path, leftovers, r"img/a.nii: not a readable NIfTI file", images="img/*.nii", labels="lab/*.nii",
-             ndim=3, split={"train": ["a"]})
+    _refused(tmp_path, leftovers, expected, images="img/*.nii", labels="lab/*.nii", ndim=3, split={"train": ["a"]})
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -189,3 +192,102 @@ def test_cli_exits_2_with_one_line(pair, monkeypatch, capsys):
     err = [line for line in capsys.readouterr().err.strip().splitlines() if "ingest d:" not in line]  # progress bar
     assert len(err) == 1 and err[0].startswith("error: ") and err[0].endswith("img/a.tif: file is empty (0 bytes)")
     assert not (pair / "runs" / "d" / "data.zarr").exists()
+
+
+@pytest.mark.parametrize("max_slab_mib", [32.0, 0.0005], ids=["whole", "streamed"])
+def test_same_pixels_saved_again_in_another_split(pair, leftovers, max_slab_mib):
+    """Other bytes (compression, tags), the same decoded pixels: a test image that is trained on."""
+    image = tifffile.imread(pair / "img" / "a.tif")
+    tifffile.imwrite(pair / "img" / "b.tif", image, compression="zlib", description="saved again")
+    assert (pair / "img" / "b.tif").read_bytes() != (pair / "img" / "a.tif").read_bytes()
+    entry = {"images": "img/*.tif", "labels": "lab/*.tif", "split": {"train": ["a"], "test": ["b"]}}
+    with pytest.raises(InputError) as info:
+        dataset = load_catalog(write_catalog(pair, **entry)).dataset("d")
+        ingest_dataset(dataset, pair / "out" / "data.zarr", IngestParams(max_slab_mib=max_slab_mib), progress=False)
+    message = str(info.value)
+    assert "img/b.tif (test)" in message and "img/a.tif (train)" in message and "same pixels" in message, message
+    assert leftovers() == []
+
+
+def test_same_pixels_in_one_split_and_constant_images_are_accepted(pair):
+    """Pixels repeated within a split leak nothing; nor do two blank fields in two splits."""
+    image = tifffile.imread(pair / "img" / "a.tif")
+    tifffile.imwrite(pair / "img" / "b.tif", image, compression="zlib")
+    for name in ("c", "d"):
+        tifffile.imwrite(pair / "img" / f"{name}.tif", np.zeros((24, 20), np.uint8), description=name)
+        tifffile.imwrite(pair / "lab" / f"{name}.tif", np.zeros((24, 20), np.uint8))
+    entry = {"images": "img/*.tif", "labels": "lab/*.tif", "split": {"train": ["a", "b", "c"], "test": ["d"]}}
+    dataset = load_catalog(write_catalog(pair, **entry)).dataset("d")
+    assert ingest_dataset(dataset, pair / "out" / "data.zarr", progress=False).n_images == 4
+
+
+def test_pixel_digest_is_the_same_whole_or_slab_by_slab():
+    from segpipe.data.ingest.record import PixelDigest
+
+    block = np.random.default_rng(2).integers(0, 9, (3, 10, 7, 5)).astype(np.uint16)  # (C, z, y, x)
+    whole, slabs = PixelDigest(block.dtype, block.shape), PixelDigest(block.dtype, block.shape)
+    whole.update(block)
+    for start in range(0, 10, 4):
+        slabs.update(block[:, start : start + 4])
+    assert whole.hexdigest() == slabs.hexdigest()
+    other = PixelDigest(np.dtype(np.int16), block.shape)
+    other.update(block.astype(np.int16))
+    assert other.hexdigest() != whole.hexdigest()
+
+
+def test_a_validation_split_without_any_object(pair, leftovers):
+    """Validation scores a model by the objects it finds: with none, no model could ever be kept."""
+    tifffile.imwrite(pair / "lab" / "b.tif", np.zeros((24, 20), np.uint8))
+    _refused(pair, leftovers, r"the validation split has no object: its label maps are empty \(.*lab/b.tif\)",
+             split={"train": ["a"], "validation": ["b"]})
+
+
+@pytest.mark.parametrize("instances", [True, False])
+def test_every_label_map_empty(pair, leftovers, instances):
+    for name in ("a", "b"):
+        tifffile.imwrite(pair / "lab" / f"{name}.tif", np.zeros((24, 20), np.uint8))
+    _refused(pair, leftovers, r"every label map is empty \(2 files: .*lab/a.tif, .*lab/b.tif\)", instances=instances)
+
+
+def test_empty_label_maps_beside_others_are_accepted(pair, tmp_path):
+    """An empty field in train (or in test) is a fine example of background."""
+    tifffile.imwrite(pair / "lab" / "b.tif", np.zeros((24, 20), np.uint8))
+    dataset = load_catalog(write_catalog(pair, images="img/*.tif", labels="lab/*.tif",
+                                         split={"train": ["b"], "validation": ["a"]})).dataset("d")
+    assert ingest_dataset(dataset, tmp_path / "out" / "data.zarr", progress=False).n_images == 2
+
+
+def test_a_full_disk_stops_every_write_before_the_clean_up(tmp_path, leftovers, monkeypatch):
+    """zarr writes a slab's chunks concurrently: when one fails (ENOSPC) the others must end before the
+    temporary store is removed, or they put it back (a partial store left until the next run)."""
+    import errno
+    import time
+
+    import zarr.storage._local as local
+
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir()
+    rng = np.random.default_rng(3)
+    tifffile.imwrite(tmp_path / "img" / "a.tif", rng.integers(0, 200, (64, 2048)).astype(np.uint8))
+    labels = np.zeros((64, 2048), np.uint8)
+    labels[10:20, 10:20] = 1
+    tifffile.imwrite(tmp_path / "lab" / "a.tif", labels)
+    real_put, failed = local._put, []
+
+    def put(path, value, exclusive=False):
+        if "/s0/c/" in str(path):
+            if not failed:
+                failed.append(path)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            time.sleep(0.2)
+        return real_put(path, value, exclusive=exclusive)
+
+    monkeypatch.setattr(local, "_put", put)
+    dataset = load_catalog(write_catalog(tmp_path, images="img/*.tif", labels="lab/*.tif",
+                                         split={"train": ["a"]})).dataset("d")
+    with pytest.raises(OSError, match="No space left"):
+        ingest_dataset(dataset, tmp_path / "out" / "data.zarr", IngestParams(max_slab_mib=0.01, processes=1),
+                       progress=False)
+    assert failed
+    time.sleep(0.5)  # writes still in flight would land now
+    assert leftovers() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -61,3 +62,50 @@ def test_a_script_without_main_guard_falls_back_to_threads(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "ingesting in threads instead" in run.stderr and "__main__" in run.stderr
     assert len(ImageStore.open(store).images()) == 4
+
+
+KILLED = """
+import sys
+from segpipe.data.catalog import load_catalog
+from segpipe.data.ingest import IngestParams, ingest_dataset
+
+if __name__ == "__main__":
+    ingest_dataset(load_catalog(sys.argv[1]).dataset("d"), sys.argv[2], progress=False,
+                   params=IngestParams(processes=2))
+"""
+
+
+def test_killing_the_ingest_leaves_no_process_behind(tmp_path):
+    """SIGKILL an ingest whose workers are busy: workers, fork server and resource tracker all go within seconds."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    catalog = write_random_pairs(tmp_path, [f"i{k:03d}" for k in range(300)], size=64)
+    script = tmp_path / "ingest.py"
+    script.write_text(KILLED)
+    proc = subprocess.Popen([sys.executable, str(script), str(catalog), str(tmp_path / "out" / "data.zarr")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list = []
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            children = parent.children(recursive=True)
+            workers = [c for c in children if c.ppid() != proc.pid]  # forked by the fork server
+            if len(workers) >= 2:
+                break
+            time.sleep(0.05)
+        assert len(children) >= 4, f"the workers never started: {children}"  # tracker, fork server, 2 workers
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], [" ".join(p.cmdline())[:100] for p in alive]
+    finally:  # never leave them behind, even when the test fails
+        if proc.poll() is None:
+            proc.kill()
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()

@@ -1,0 +1,149 @@
+"""``segpipe segment`` against the whole bad-input list: each bad file is listed as failed with its own
+message, the good ones are segmented; a model that cannot be used stops everything before a file is written."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+
+from segpipe.models.model import network_from_card, save_model
+from segpipe.pipeline import segment as segment_module
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+#: file name -> what its error must say (each is a bad input of tests/data/ingest/test_ingest_bad_inputs.py)
+BAD = {
+    "truncated.tif": "truncated.tif: (not a readable TIFF|TIFF data cannot be read)",
+    "bad_header.tif": "bad_header.tif: not a readable TIFF",
+    "empty.tif": r"empty.tif: file is empty \(0 bytes\)",
+    "png_inside.tif": "png_inside.tif: not a TIFF file",
+    "bad_magic.nii": "bad_magic.nii: not a readable NIfTI file",
+    "cut_header.nii": "cut_header.nii: not a readable NIfTI file",
+    "negative_dim.nii": r"negative_dim.nii: not a readable NIfTI file \(damaged header: dimension 2 is -5\)",
+    "nan.tif": r"nan.tif: image holds 1 NaN or Inf values",
+    "ambiguous.tif": r"ambiguous.tif: cannot tell what axis 0",
+}
+
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :128]
+    tifffile.imwrite(folder / "good.tif", field)
+    tifffile.imwrite(folder / "good_too.tif", np.ascontiguousarray(field[::-1]))
+    tifffile.imwrite(folder / "truncated.tif", field)
+    (folder / "truncated.tif").write_bytes((folder / "truncated.tif").read_bytes()[:300])
+    raw = bytearray((folder / "good.tif").read_bytes())
+    raw[4:8] = (2**31).to_bytes(4, "little")
+    (folder / "bad_header.tif").write_bytes(bytes(raw))
+    (folder / "empty.tif").write_bytes(b"")
+    (folder / "png_inside.tif").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    volume = nib.Nifti1Image(field.T[:, :, None].astype(np.float32), np.eye(4))
+    for name in ("bad_magic", "cut_header", "negative_dim"):
+        nib.save(volume, str(folder / f"{name}.nii"))
+    for name, damage in (("bad_magic", lambda r: r[:344] + b"xxxx" + r[348:]), ("cut_header", lambda r: r[:200]),
+                         ("negative_dim", lambda r: r[:44] + (-5).to_bytes(2, "little", signed=True) + r[46:])):
+        path = folder / f"{name}.nii"
+        path.write_bytes(damage(path.read_bytes()))
+    nan = field.astype(np.float32)
+    nan[5, 6] = np.nan
+    tifffile.imwrite(folder / "nan.tif", nan)
+    tifffile.imwrite(folder / "ambiguous.tif", np.ones((5, 96, 128), np.uint8), photometric="minisblack")
+    return folder
+
+
+@pytest.fixture
+def model(tmp_path, model_card):
+    card = model_card()
+    return save_model(tmp_path / "model", network_from_card(card).state_dict(), card)
+
+
+@pytest.fixture(autouse=True)
+def no_report(monkeypatch):
+    """The segmentation report (another branch's module) is not what these tests look at."""
+    monkeypatch.setattr(segment_module, "report_segmentation", lambda *args, **kwargs: None)
+
+
+def cli(monkeypatch, capsys, *args) -> tuple[int, str, list[str]]:
+    from segpipe.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["segpipe", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_info:
+        code = exit_info.code if isinstance(exit_info.code, int) else 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err, captured.err[-3000:]
+    return code, captured.out, [line for line in captured.err.splitlines() if line.startswith("error:")]
+
+
+def test_every_bad_input_is_listed_and_the_others_segmented(inputs, model, tmp_path, monkeypatch, capsys):
+    import re
+
+    output = tmp_path / "out"
+    code, out, errors = cli(monkeypatch, capsys, "segment", "--model", model.folder, inputs, "--output", output,
+                            "--device", "cpu")
+    assert code == 1 and errors == []  # exit 1: some inputs failed (listed), the run itself went through
+    summary = json.loads(out[out.index("{"):])
+    assert summary["segmented"] == 2
+    failed = {Path(path).name: error for path, error in summary["failed"].items()}
+    assert set(failed) == set(BAD)
+    for name, pattern in BAD.items():
+        assert re.search(pattern, failed[name]), (name, failed[name])
+        assert "\n" not in failed[name]
+    assert (output / "labels" / "good_labels.tif").is_file() and (output / "labels" / "good_too_labels.tif").is_file()
+    recorded = json.loads((output / "segment.json").read_text())
+    assert sorted(Path(p).name for p in recorded["failed"]) == sorted(BAD)
+    leftovers = [p for p in output.rglob(".*") if ".partial-" in p.name or p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_an_unreadable_input_among_many_fails_alone_then_is_retried(inputs, model, tmp_path, monkeypatch, capsys):
+    """A failed input does not spoil the run's tables; fixed, it is segmented on the next run, the others kept."""
+    output = tmp_path / "out"
+    args = ["segment", "--model", model.folder, inputs / "good.tif", inputs / "good_too.tif", inputs / "empty.tif",
+            "--output", output, "--device", "cpu"]
+    code, out, _ = cli(monkeypatch, capsys, *args)
+    assert code == 1 and json.loads(out[out.index("{"):])["segmented"] == 2
+    tifffile.imwrite(inputs / "empty.tif", tifffile.imread(inputs / "good.tif")[:64, :64])
+    code, out, _ = cli(monkeypatch, capsys, *args)
+    summary = json.loads(out[out.index("{"):])
+    assert code == 0 and summary["segmented"] == 3 and summary["unchanged"] == 2 and summary["failed"] == {}
+
+
+@pytest.mark.parametrize("damage", ["no card, no weights", "corrupt card", "weights of another network", "3 channels",
+                                    "3D model"])
+def test_a_model_that_cannot_be_used_writes_nothing(inputs, model, tmp_path, monkeypatch, capsys, damage):
+    card_file = model.folder / "model_card.json"
+    if damage == "no card, no weights":
+        card_file.unlink()
+        model.weights.unlink()
+        expected = "no trained model here"
+    elif damage == "corrupt card":
+        card_file.write_text("[1, 2")
+        expected = "model_card.json: cannot read the model card"
+    elif damage == "weights of another network":
+        card_file.write_text(model.card.model_copy(update={"in_channels": 2}).to_json())
+        expected = ("model.pt: the weights do not fit the card's network: size mismatch for conv_0.conv_0.conv.weight: "
+                    "copying a param with shape torch.Size([8, 1, 3, 3]) from checkpoint")
+    elif damage == "3 channels":
+        other = model.card.model_copy(update={"in_channels": 3})
+        save_model(model.folder, network_from_card(other).state_dict(), other)
+        expected = "takes 3 channel(s), this image has 1; choose them with --channels"
+    else:
+        other = model.card.model_copy(update={"spatial_dims": 3, "patch_size": (16, 64, 64), "spacing": (1.0, 1.0, 1.0)})
+        save_model(model.folder, network_from_card(other).state_dict(), other)
+        expected = "segments 3D volumes; this is a single 2D plane"
+    output = tmp_path / "out"
+    code, out, errors = cli(monkeypatch, capsys, "segment", "--model", model.folder, inputs / "good.tif",
+                            inputs / "empty.tif", "--output", output, "--device", "cpu")
+    assert code == 2 and len(errors) == 1 and expected in errors[0], errors
+    assert not output.exists()
