@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ DATA = ROOT / "data"
 
 # Prefect reads its settings at import; keep telemetry off and its files out of the user's home.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# bioimageio.spec reads its cache folder at import; keep the packages it unpacks out of the user's home.
+os.environ.setdefault("BIOIMAGEIO_CACHE_PATH", str(Path(tempfile.gettempdir()) / "segpipe-tests-bioimageio-cache"))
 
 
 @pytest.fixture(scope="session")

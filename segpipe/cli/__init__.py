@@ -4,7 +4,7 @@ Options come from the stages' parameter models (:mod:`segpipe.cli.options`): eac
 once, with its help, on the model the library, the flows and the deployments use.
 """
 
-from segpipe.cli import run as _run, segment as _segment, stages as _stages  # noqa: F401  (register the commands)
+from segpipe.cli import models as _models, run as _run, segment as _segment, stages as _stages  # noqa: F401  (register the commands)
 from segpipe.cli.app import app, main
 
 __all__ = ["app", "main"]

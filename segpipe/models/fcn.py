@@ -55,6 +55,7 @@ class FCN(nn.Module):
         if len(features) != 5:
             raise ValueError(f"FCN needs five encoder widths, got {features}")
         self.variant = variant
+        self.stride = FCN_STRIDE  # an attribute, not the global, so TorchScript compiles forward
         widths = (in_channels, *features)
         self.stages = nn.ModuleList(_stage(spatial_dims, a, b) for a, b in zip(widths[:-1], widths[1:]))
         conv1x1 = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
@@ -66,12 +67,13 @@ class FCN(nn.Module):
         self.up8 = _upsample(spatial_dims, out_channels, 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Written so torch.jit.script compiles it (the TorchScript weights of an exported model).
         size = x.shape[2:]
-        pad = []
-        for s in reversed(size):
-            pad += [0, (-s) % FCN_STRIDE]
+        pad: list[int] = []
+        for axis in range(len(size) - 1, -1, -1):  # F.pad lists the last axis first
+            pad.extend([0, (self.stride - size[axis] % self.stride) % self.stride])
         x = F.pad(x, pad)
-        feats = []
+        feats: list[torch.Tensor] = []
         for stage in self.stages:
             x = stage(x)
             feats.append(x)
@@ -80,8 +82,9 @@ class FCN(nn.Module):
             score = self.up16(score + self.score16(feats[3]))
         if self.variant == "8s":
             score = self.up8(score + self.score8(feats[2]))
-        crop = (slice(None), slice(None), *(slice(0, s) for s in size))
-        return score[crop]
+        for axis in range(len(size)):
+            score = score.narrow(axis + 2, 0, size[axis])
+        return score
 
 
 @register_model("fcn")

@@ -15,7 +15,7 @@ def _segpipe(*args, cwd=ROOT):
 def test_help_lists_every_stage():
     result = _segpipe("--help")
     assert result.returncode == 0
-    for command in ("run", "ingest", "train", "predict", "score", "report", "catalog"):
+    for command in ("run", "ingest", "train", "predict", "score", "report", "catalog", "models"):
         assert command in result.stdout
 
 

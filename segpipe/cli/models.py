@@ -1,0 +1,174 @@
+"""``segpipe models``: list trained models, and move them in and out as BioImage Model Zoo packages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from segpipe.cli.app import DEFAULT_OUTPUT, app
+from segpipe.errors import InputError, ModelError
+
+
+class _ListUnlessCommand(TyperGroup):
+    """``segpipe models [FOLDER...]`` lists: a first word that is not a subcommand goes to ``list``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+models_app = typer.Typer(
+    cls=_ListUnlessCommand,
+    help=(
+        "Trained models: list them, export one as a BioImage Model Zoo package, import one back.\n\n"
+        "`segpipe models [FOLDER...]` lists the models found under the folders (default: runs), the same as "
+        "`segpipe models list`.\n\n"
+        "Example: segpipe models runs shared/models"
+    ),
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models_app, name="models")
+
+COLUMNS = ["folder", "name", "network", "dims", "channels", "classes", "pixel size", "trained on", "epochs", "ended by", "validation"]
+
+
+@models_app.command("list")
+def list_models(
+    folders: Annotated[
+        Optional[list[Path]], typer.Argument(help="Folders to search (model folders themselves too). Default: runs.")
+    ] = None,
+) -> None:
+    """List the trained models under FOLDERS, one row each.
+
+    Columns: folder, name, network, 2D/3D, input channels, classes, pixel size the model was trained
+    at, training dataset, epochs, how training ended (planned iterations or time budget), and the
+    validation scores from the model card. Folders that look like models but cannot be read are
+    listed with the reason.
+
+    Example: segpipe models runs
+    """
+    from segpipe.models.model import Model
+
+    roots = folders or [DEFAULT_OUTPUT]
+    for root in roots:
+        if not root.is_dir():
+            raise InputError(f"{root}: no such folder")
+    rows, broken = [], []
+    for folder in (f for root in roots for f in find_model_folders(root)):
+        try:
+            rows.append(model_row(folder, Model.open(folder).card))
+        except ModelError as err:
+            broken.append(f"{folder}: unreadable: {err}")
+    if not rows and not broken:
+        typer.echo(f"no trained models under {', '.join(map(str, roots))}")
+        return
+    if rows:
+        widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+        for row in [COLUMNS, *rows]:
+            typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for line in broken:
+        typer.echo(line)
+
+
+def find_model_folders(root: Path) -> list[Path]:
+    """Folders holding a ``model.pt`` under ``root`` (itself included), sorted; zarr stores and hidden folders skipped."""
+    from segpipe.models.model import MODEL_FILE
+
+    found = []
+    for here, dirs, files in os.walk(root):
+        if MODEL_FILE in files:
+            found.append(Path(here))
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not d.endswith(".zarr")]
+    return sorted(found)
+
+
+def model_row(folder: Path, card) -> list[str]:
+    """One listing row of a model card (see ``COLUMNS``)."""
+    training = card.training
+    scores = [f"{k} {v:.3f}" for k, v in training.validation.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    channels = str(card.in_channels) + (f" ({','.join(card.channel_names)})" if card.channel_names else "")
+    return [
+        str(folder),
+        card.name,
+        card.network,
+        f"{card.spatial_dims}D",
+        channels,
+        ",".join(card.classes) + (" +instances" if card.instances else ""),
+        "x".join(f"{s:g}" for s in card.spacing) + f" {card.unit}",
+        training.dataset or "-",
+        str(training.epochs) if training.epochs is not None else "-",
+        training.ended_by or "-",
+        ", ".join(scores) or "-",
+    ]
+
+
+@models_app.command("export")
+def export_cmd(
+    model: Annotated[Path, typer.Argument(help="A model folder (holding model.pt and model_card.json).")],
+    to: Annotated[Path, typer.Option("--to", help="The package to write, a .zip file.")],
+    test: Annotated[
+        bool, typer.Option("--test/--no-test", help="Run bioimageio.core's model test on the package first (about 10-60 s).")
+    ] = True,
+    sample: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="An image (TIFF, PNG, NIfTI) for the test tensors instead of a synthetic one; center-cropped; "
+            "channels on the first axis for multi-channel models."
+        ),
+    ] = None,
+    author: Annotated[Optional[list[str]], typer.Option(help="An author's name (repeatable); the zoo asks for one.")] = None,
+    license: Annotated[Optional[str], typer.Option(help="SPDX license of the weights, e.g. CC-BY-4.0.")] = None,
+) -> None:
+    """Write MODEL as one BioImage Model Zoo package (bioimageio format 0.5) for bioimage.io, deepImageJ,
+    QuPath, ilastik and bioimageio.core.
+
+    The package carries TorchScript weights (what deepImageJ and QuPath run) and the plain weights
+    with an architecture file, outputs probabilities (the classes, plus the distance map of
+    instance models), describes segpipe's normalization as preprocessing, and keeps the whole
+    model card in config.segpipe. Needs the bioimageio extra: pip install -c constraints.txt
+    'segpipe\\[bioimageio]'.
+
+    Example: segpipe models export runs/bbbc007/model --to bbbc007-unet.zip --author 'Ada Lovelace' --license CC-BY-4.0
+    """
+    from segpipe.models.bioimageio import export_model
+    from segpipe.models.model import Model
+
+    chosen = Model.open(model)
+    image = _read_sample(sample, chosen.card) if sample is not None else None
+    written = export_model(chosen, to, test=test, sample=image, authors=author or (), license=license)
+    state = "tested with bioimageio.core" if test else "not tested"
+    typer.echo(f"{written}: BioImage Model Zoo package of {chosen.folder} ({written.stat().st_size / 1e6:.1f} MB, {state})")
+
+
+def _read_sample(path: Path, card):
+    """A raw image as ``(C, *spatial)``: channels on the file's first axis for multi-channel models."""
+    from segpipe.data.readers import read_image
+
+    array = read_image(path, ndim=card.spatial_dims, channel_axis=0 if card.in_channels > 1 else None).array
+    return array if card.in_channels > 1 else array[None]
+
+
+@models_app.command("import")
+def import_cmd(
+    package: Annotated[Path, typer.Argument(help="A package written by `segpipe models export`.")],
+    to: Annotated[Path, typer.Option("--to", help="A new model folder to write.")],
+) -> None:
+    """Read a BioImage Model Zoo package made by segpipe back into a model folder.
+
+    The card comes from the package's config.segpipe and the weights from its pytorch_state_dict
+    entry (plain tensors; nothing in a package runs). Every file's checksum is verified. Packages
+    made by other tools have no segpipe card and are refused: run them with bioimageio.core or
+    deepImageJ. Needs the bioimageio extra.
+
+    Example: segpipe models import bbbc007-unet.zip --to models/bbbc007 && segpipe segment --model models/bbbc007 'new/*.tif'
+    """
+    from segpipe.models.bioimageio import import_model
+
+    model = import_model(package, to)
+    typer.echo(f"{model.folder}: model {model.card.name!r} ({model.card.network}, {model.card.spatial_dims}D) from {package}")

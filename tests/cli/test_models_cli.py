@@ -1,0 +1,107 @@
+"""``segpipe models``: the listing, and export/import from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from segpipe.cli import app, main
+from segpipe.inference.normalize import NormalizationSpec
+from segpipe.models.card import ModelCard, TrainingRecord
+from segpipe.models.model import Model, network_from_card, save_model
+
+
+def card(ndim: int, **fields) -> ModelCard:
+    values = dict(
+        name=f"demo{ndim}d",
+        network="unet",
+        network_options={"features": [4, 4, 4, 4, 4, 4]},
+        spatial_dims=ndim,
+        in_channels=1,
+        out_channels=3,
+        classes=["background", "nucleus"],
+        instances=True,
+        patch_size=(64,) * ndim,
+        spacing=(0.65,) * ndim,
+        normalization=NormalizationSpec(method="percentile", low=1.0, high=99.8),
+        training=TrainingRecord(dataset=f"set{ndim}d", epochs=7, ended_by="iterations", validation={"seg": 0.8125, "tuned_on": ["x"]}),
+    )
+    return ModelCard(**{**values, **fields})
+
+
+def write(folder: Path, model_card: ModelCard) -> Model:
+    torch.manual_seed(0)
+    return save_model(folder, network_from_card(model_card).state_dict(), model_card)
+
+
+@pytest.fixture
+def runs(tmp_path) -> Path:
+    """runs/a/model (2D instance U-Net) and runs/deep/b/model (3D semantic FCN), plus things to skip."""
+    root = tmp_path / "runs"
+    write(root / "a" / "model", card(2))
+    write(
+        root / "deep" / "b" / "model",
+        card(
+            3, name="tissue", network="fcn", network_options={"features": [4, 4, 4, 4, 4]}, in_channels=2,
+            channel_names=["t1", "t2"], classes=["background", "grey", "white"], instances=False, spacing=(2.0, 1.0, 1.0),
+            unit="millimeter", training=TrainingRecord(dataset="mni", epochs=5, ended_by="time budget"),
+        ),
+    )
+    (root / "a" / "data.zarr" / "model").mkdir(parents=True)
+    (root / "a" / "data.zarr" / "model" / "model.pt").write_bytes(b"not a model")  # inside a store: not searched
+    (root / "broken").mkdir()
+    (root / "broken" / "model.pt").write_bytes(b"garbage")
+    return root
+
+
+def test_models_lists_every_model_under_the_folders(runs):
+    result = CliRunner().invoke(app, ["models", str(runs)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:3] == ["folder", "name", "network"]
+    two_d = next(line for line in lines if str(runs / "a" / "model") in line)
+    three_d = next(line for line in lines if str(runs / "deep" / "b" / "model") in line)
+    for text in ("demo2d", "unet", "2D", "background,nucleus +instances", "0.65x0.65 micrometer", "set2d", "7", "iterations", "seg 0.812"):
+        assert text in two_d, text
+    for text in ("tissue", "fcn", "3D", "2 (t1,t2)", "background,grey,white", "2x1x1 millimeter", "mni", "time budget"):
+        assert text in three_d, text
+    assert not any("data.zarr" in line for line in lines)
+    assert any(line.startswith(f"{runs / 'broken'}: unreadable") for line in lines)
+    assert sum("model" in line and "unreadable" not in line for line in lines[1:]) == 2
+
+
+def test_models_defaults_to_runs_and_list_is_the_same(runs, monkeypatch):
+    monkeypatch.chdir(runs.parent)
+    plain = CliRunner().invoke(app, ["models"])
+    listed = CliRunner().invoke(app, ["models", "list", "runs"])
+    assert plain.exit_code == 0 and plain.output == listed.output
+    assert "demo2d" in plain.output
+
+
+def run_main(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["segpipe", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_export_and_import_from_the_command_line(runs, tmp_path, monkeypatch, capsys):
+    package = tmp_path / "demo.zip"
+    code, out, err = run_main(monkeypatch, capsys, "models", "export", str(runs / "a" / "model"), "--to", str(package), "--no-test")
+    assert code == 0, err
+    assert package.is_file() and "not tested" in out
+    code, out, err = run_main(monkeypatch, capsys, "models", "import", str(package), "--to", str(tmp_path / "back"))
+    assert code == 0, err
+    assert Model.open(tmp_path / "back").card == Model.open(runs / "a" / "model").card
+
+
+def test_command_line_errors_are_one_line(runs, tmp_path, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, "models", "import", str(tmp_path / "nothing.zip"), "--to", str(tmp_path / "x"))
+    assert code == 2 and err == f"error: {tmp_path / 'nothing.zip'}: no such file\n"
+    code, _, err = run_main(monkeypatch, capsys, "models", str(tmp_path / "nowhere"))
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
