@@ -52,6 +52,20 @@ PREFECT_DEFAULTS = {
 }
 
 
+#: How Prefect's embedded server says it did not come up in time.
+PREFECT_SERVER_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+def server_timeout_line() -> str:
+    """One line for an embedded Prefect server that did not start: why, and the two ways out."""
+    seconds = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
+    return (
+        f"Prefect's embedded server did not start within {seconds} s (a busy machine starts it slowly); "
+        "run again, allow it longer with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, "
+        "or point PREFECT_API_URL at a running server (prefect server start)"
+    )
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -113,3 +127,8 @@ def main() -> None:
     except OSError as err:
         typer.echo(f"error: {os_error_line(err)}", err=True)
         sys.exit(2)
+    except RuntimeError as err:
+        if not str(err).startswith(PREFECT_SERVER_TIMEOUT):
+            raise
+        typer.echo(f"error: {server_timeout_line()}", err=True)
+        sys.exit(1)
