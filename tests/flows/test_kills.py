@@ -206,5 +206,6 @@ def test_runs_killed_at_random_points_resume_to_the_same_metrics(catalog, api_ur
         counts["trials"] += 1
         counts["trials resumed identically"] += 1
         shutil.rmtree(runs.root, ignore_errors=True)
+        print(f"after trial {trial + 1}:", dict(sorted(counts.items())), flush=True)
     print(dict(sorted(counts.items())))
     assert counts["kills"] >= 10
