@@ -190,8 +190,9 @@ def test_runs_killed_at_random_points_resume_to_the_same_metrics(catalog, api_ur
     """Trials of one to three kills each, at random points (in pipeline order) and delays; every third
     trial's runs start their own embedded Prefect server, which a kill must take down too."""
     rng = random.Random(int(os.environ.get("SEGPIPE_KILL_SEED", "17")))
+    trials = int(os.environ.get("SEGPIPE_KILL_TRIALS", "10"))
     counts: Counter = Counter()
-    for trial in range(int(os.environ.get("SEGPIPE_KILL_TRIALS", "10"))):
+    for trial in range(trials):
         runs = Runs(catalog, tmp_path / f"trial-{trial}", api_url=None if trial % 3 == 2 else api_url)
         points = sorted(rng.sample(range(len(KILL_POINTS)), rng.randint(1, 3)))
         for index in points:
@@ -208,4 +209,4 @@ def test_runs_killed_at_random_points_resume_to_the_same_metrics(catalog, api_ur
         shutil.rmtree(runs.root, ignore_errors=True)
         print(f"after trial {trial + 1}:", dict(sorted(counts.items())), flush=True)
     print(dict(sorted(counts.items())))
-    assert counts["kills"] >= 10
+    assert counts["kills"] >= trials  # most points are reached: kills are not all skipped
