@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -27,7 +26,7 @@ from collections.abc import Iterator
 #: The environment variable that marks a command's processes; its value names the command.
 MARK = "SEGPIPE_COMMAND"
 GRACE_SECONDS = 5.0
-_watching: list[tuple[str, int, subprocess.Popen]] = []  # (mark, the pipe's write end, the watchdog): one per process
+_watching: list[tuple[str, int, int]] = []  # (mark, the pipe's write end, the watchdog's pid): one per process
 
 
 @contextlib.contextmanager
@@ -52,17 +51,25 @@ def watch_children() -> Iterator[None]:
             os.environ[MARK] = previous
 
 
-def _start() -> tuple[str, int, subprocess.Popen]:
+def _start() -> tuple[str, int, int]:
+    """Spawn the watchdog (no :class:`subprocess.Popen`, whose clean-up would warn about a child that is
+    meant to outlive it); returns the mark, the pipe's write end and the watchdog's process id."""
     mark = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
     read, write = os.pipe()  # not inherited: only this process holds the write end
     try:
-        watchdog = subprocess.Popen(
+        pid = os.posix_spawn(
+            sys.executable,
             [sys.executable, os.path.abspath(__file__), mark],
-            stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, MARK: mark},
+            {**os.environ, MARK: mark},
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, read, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
         )
     finally:
         os.close(read)
-    return mark, write, watchdog
+    return mark, write, pid
 
 
 def marked(mark: str) -> list[int]:
