@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from segpipe.cli.watchdog import watch_children
 from segpipe.errors import InputError, SegpipeError
 
 app = typer.Typer(
@@ -115,11 +116,12 @@ def stop_on_sigterm():
 
 
 def main() -> None:
-    """Entry point: run the app; segpipe's own errors and OS errors become one line and exit code 2."""
+    """Entry point: run the app; segpipe's own errors and OS errors become one line and exit code 2.
+    The processes a command starts end with it, even when it is killed (:mod:`segpipe.cli.watchdog`)."""
     for name, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(name, value)  # before Prefect is imported: it reads settings once
     try:
-        with stop_on_sigterm():
+        with stop_on_sigterm(), watch_children():
             app()
     except SegpipeError as err:
         typer.echo(f"error: {err}", err=True)

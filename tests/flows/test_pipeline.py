@@ -6,6 +6,8 @@ import numpy as np
 import tifffile
 import zarr
 
+from same_metrics import assert_same_metrics
+
 from segpipe.models.model import Model
 from segpipe.training.params import TrainParams
 
@@ -79,23 +81,6 @@ def test_fcn_in_3d_through_the_pipeline(prefect_harness, data_dir, tmp_path):
     assert 0 <= summary["seg"] <= 1
 
 
-def _same(a, b, path="metrics"):
-    """Equal JSON, floats to 1e-6; timings and run identities left out."""
-    skip = {"run", "scoring_seconds"}
-    if isinstance(a, dict):
-        assert set(a) - skip == set(b) - skip, path
-        for key in set(a) - skip:
-            _same(a[key], b[key], f"{path}.{key}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and isinstance(b, float):
-        assert abs(a - b) <= 1e-6 or (a != a and b != b), f"{path}: {a} != {b}"
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
-
-
 def test_two_runs_with_one_seed_give_the_same_metrics(prefect_harness, crop_catalog, tmp_path):
     """Training runs a planned number of steps (no clock), so the same seed gives the same scores."""
     from segpipe.flows.pipeline import segpipe_pipeline
@@ -105,5 +90,5 @@ def test_two_runs_with_one_seed_give_the_same_metrics(prefect_harness, crop_cata
         out = tmp_path / name
         segpipe_pipeline(dataset="crops", catalog=str(crop_catalog), output=str(out), train=TrainParams(epochs=2, seed=5))
         metrics.append(json.loads((out / "crops" / "metrics.json").read_text()))
-    _same(metrics[0], metrics[1])
+    assert_same_metrics(metrics[0], metrics[1])
     assert metrics[0]["per_image"] and metrics[0]["run"]["run_id"] != metrics[1]["run"]["run_id"]
