@@ -132,3 +132,36 @@ def test_the_command_line(model, inputs, tmp_path):
     assert summary["segmented"] == 1 and summary["failed"] == {} and summary["objects"] > 3
     missing = CliRunner().invoke(app, ["segment", "--model", str(tmp_path / "nope"), str(inputs / "01"), "--output", str(out)])
     assert missing.exit_code != 0 and "no model folder" in str(missing.exception)
+
+
+def test_measurements_agree_with_regionprops_on_the_written_labels(model, tmp_path):
+    """The BBBC007 model on the DSB2018 field (a file without a pixel size, given as 0.5 um):
+    every column of the table is scikit-image's, computed from the label file and the input."""
+    from skimage.measure import regionprops_table
+
+    from segpipe.pipeline.segment import SegmentParams
+
+    field = tifffile.imread(DATA / "dsb2018-nuclei-2d" / "image.tif")[368:, :]
+    tifffile.imwrite(tmp_path / "dsb.tif", field)
+    out = SegmentFolder(tmp_path / "out")
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    params = SegmentParams(spacing=[0.5, 0.5], unit="micrometer")
+    (result,) = segment([str(tmp_path / "dsb.tif")], predictor, out, params, progress=False)
+    assert result.error is None and result.objects["dsb"] >= 10
+
+    labels = tifffile.imread(out.labels / "dsb_labels.tif")
+    assert labels.shape == field.shape
+    reference = regionprops_table(
+        labels, field, properties=("label", "area", "centroid", "bbox", "intensity_mean"), spacing=(0.5, 0.5)
+    )
+    with open(out.table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["unit"] for row in rows} == {"micrometer"}
+    assert [int(r["label"]) for r in rows] == list(reference["label"])
+    pairs = {
+        "area": "area", "centroid-y": "centroid-0", "centroid-x": "centroid-1", "bbox-y-min": "bbox-0",
+        "bbox-x-min": "bbox-1", "bbox-y-max": "bbox-2", "bbox-x-max": "bbox-3", "mean_intensity-0": "intensity_mean",
+    }
+    for ours, theirs in pairs.items():
+        np.testing.assert_allclose([float(r[ours]) for r in rows], reference[theirs], rtol=1e-9, err_msg=ours)
+    assert np.isclose(float(rows[0]["area"]), (labels == int(rows[0]["label"])).sum() * 0.25)  # square micrometres
