@@ -374,11 +374,13 @@ def package_readme(card: ModelCard) -> str:
     ndim = card.spatial_dims
     axes = "zyx"[3 - ndim :]
     outputs = [f"- `{name}`: probability of class {name!r} (softmax over the classes)" for name in card.classes]
-    if card.instances:
+    if "distance" in card.extra_outputs:
         outputs.append(
             "- `distance`: the predicted distance to the object's border, normalized to 1 at each object's "
             "centre (a sigmoid)"
         )
+    if "boundary" in card.extra_outputs:
+        outputs.append("- `boundary`: the probability that a pixel lies on a border between two touching objects (a sigmoid)")
         separation = (
             "Objects are separated by segpipe's own post-processing, not by this package: foreground is "
             "where the object probability is above a threshold, seeds are the parts of the distance channel "
@@ -506,7 +508,7 @@ def _describe(model: Model, files: dict[str, Path], *, authors: Sequence[str], l
     unit = normalize_unit(card.unit)
     physical = [{"unit": unit, "scale": float(s)} if unit else {} for s in card.spacing]
     in_channels = card.channel_names or [f"channel{c}" for c in range(card.in_channels)]
-    out_channels = [*card.classes, *(["distance"] if card.instances else [])]
+    out_channels = [*card.classes, *card.extra_outputs]
     float32 = spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype="float32"))
     torch_version = spec.Version(torch.__version__.split("+")[0])
     try:
@@ -527,7 +529,7 @@ def _describe(model: Model, files: dict[str, Path], *, authors: Sequence[str], l
         )
         outputs = spec.OutputTensorDescr(
             id=spec.TensorId(OUTPUT_ID),
-            description="class probabilities (softmax)" + (", then the distance map (sigmoid)" if card.instances else ""),
+            description="class probabilities (softmax)" + "".join(f", then the {name} map (sigmoid)" for name in card.extra_outputs),
             axes=[
                 spec.BatchAxis(),
                 spec.ChannelAxis(channel_names=out_channels),

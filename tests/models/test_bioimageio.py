@@ -31,7 +31,8 @@ def instance_card_2d() -> ModelCard:
         spatial_dims=2,
         in_channels=1,
         channel_names=["dapi"],
-        out_channels=3,
+        out_channels=4,
+        extra_outputs=("distance", "boundary"),  # what training gives instance models by default
         classes=["background", "nucleus"],
         instances=True,
         patch_size=(64, 64),
@@ -115,13 +116,14 @@ def test_a_2d_instance_unet_passes_the_zoo_test_and_comes_back_unchanged(exporte
     assert {"weights.pt", "weights_torchscript.pt", "segpipe_architecture.py", "README.md", "test_input.npy"} <= set(files)
     rdf = yaml.safe_load(files[rdf_name(package)])
     assert rdf["format_version"] == "0.5.12" and rdf["name"] == "nuclei unet 2D"
-    assert rdf["outputs"][0]["axes"][1]["channel_names"] == ["background", "nucleus", "distance"]
+    assert rdf["outputs"][0]["axes"][1]["channel_names"] == ["background", "nucleus", "distance", "boundary"]
     assert rdf["inputs"][0]["axes"][1]["channel_names"] == ["dapi"]
     assert rdf["inputs"][0]["axes"][2]["scale"] == 0.65 and rdf["inputs"][0]["axes"][2]["unit"] == "micrometer"
     assert [p["id"] for p in rdf["inputs"][0]["preprocessing"]] == ["ensure_dtype", "scale_range", "ensure_dtype"]
     readme = files["README.md"].decode()
     for text in ("watershed on the distance channel", "config.segpipe.postprocess", "0.65 x 0.65 micrometer",
-                 "seg: 0.812", "percentiles 1 and 99.8", "nuclei-crops", "ended by: iterations", "deepImageJ"):
+                 "seg: 0.812", "percentiles 1 and 99.8", "nuclei-crops", "ended by: iterations", "deepImageJ",
+                 "`boundary`: the probability that a pixel lies on a border"):
         assert text in readme, text
 
     imported = import_model(package, tmp_path / "imported")
