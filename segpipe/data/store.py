@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import functools
 import hashlib
 import json
@@ -35,6 +34,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from segpipe.data import ngff
+from segpipe.data.pyramid import average, downsample_all, level_shape, pick
 from segpipe.errors import StoreError, StoreNotFound
 
 IMAGE_LEVEL = "s0"
@@ -115,57 +116,84 @@ def axes_for(ndim: int, *, channels: bool) -> list[dict]:
     return ([{"name": "c", "type": "channel"}] if channels else []) + axes
 
 
-def write_ome_metadata(group: zarr.Group, *, ndim: int, channels: bool, spacing, unit: str, name: str) -> None:
-    """Write NGFF 0.5 ``multiscales`` for a single-level image in ``group``."""
-    from ome_zarr.format import CurrentFormat
-    from ome_zarr.writer import write_multiscales_metadata
+def write_ome_metadata(
+    group: zarr.Group,
+    *,
+    ndim: int,
+    channels: bool,
+    spacing,
+    unit: str,
+    name: str,
+    factors=None,
+    frames: int = 0,
+    origin=None,
+    averaged: bool = True,
+    omero: dict | None = None,
+) -> None:
+    """Write NGFF 0.5 ``multiscales`` (levels of ``factors``, default the full resolution only) in ``group``.
 
-    axes = axes_for(ndim, channels=channels)
-    for axis in axes:
-        if axis["type"] == "space":
-            axis["unit"] = unit
-    scale = ([1.0] if channels else []) + [float(s) for s in spacing]
-    datasets = [{"path": IMAGE_LEVEL, "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
-    write_multiscales_metadata(group, datasets, fmt=CurrentFormat(), axes=axes, name=name)
-
-
-def ome_image_attrs(*, ndim: int, channels: bool, spacing, unit: str, name: str) -> dict:
-    """The group attributes :func:`write_ome_metadata` writes, computed once per kind of image.
-
-    ome-zarr's writer validates and writes the metadata in several steps; ingest creates many
-    groups of the same kind, so it runs the writer once on an in-memory group and creates each
-    real group with its attributes in one write.
+    ``averaged``: the levels are block means (images), else picked voxels (label maps).
     """
-    attrs = copy.deepcopy(_ome_template(ndim, channels, tuple(float(s) for s in spacing), unit, False))
-    attrs["ome"]["multiscales"][0]["name"] = name
+    attrs = ngff.multiscale_attrs(
+        name=name, ndim=ndim, spacing=spacing, unit=unit, factors=factors or [(1,) * ndim], channels=channels,
+        frames=frames, origin=origin, averaged=averaged,
+    )
+    if omero is not None:
+        attrs["ome"]["omero"] = omero
+    group.attrs["ome"] = {**group.attrs.get("ome", {}), **attrs["ome"]}
+
+
+def ome_image_attrs(
+    *, ndim: int, channels: bool, spacing, unit: str, name: str, factors=None, origin=None, omero: dict | None = None
+) -> dict:
+    """The attributes of an image group: multiscales of averaged levels, and ``omero`` channels if given."""
+    attrs = ngff.multiscale_attrs(
+        name=name, ndim=ndim, spacing=spacing, unit=unit, factors=factors or [(1,) * ndim], channels=channels,
+        origin=origin, averaged=True,
+    )
+    if omero is not None:
+        attrs["ome"]["omero"] = omero
     return attrs
 
 
-def ome_label_attrs(*, ndim: int, spacing, unit: str, name: str = GT_NAME) -> tuple[dict, dict]:
-    """Attributes of the ``labels`` group and of its label image ``name`` (see :func:`ome_image_attrs`)."""
-    labels, image = copy.deepcopy(_ome_template(ndim, False, tuple(float(s) for s in spacing), unit, True))
-    labels["ome"]["labels"] = [name]
-    image["ome"]["multiscales"][0]["name"] = name
-    return labels, image
+def ome_label_attrs(
+    *,
+    ndim: int,
+    spacing,
+    unit: str,
+    name: str = GT_NAME,
+    factors=None,
+    origin=None,
+    classes=None,
+    instances: bool = True,
+) -> tuple[dict, dict]:
+    """Attributes of the ``labels`` group (listing ``name``) and of its label image ``name``.
+
+    The label image has picked-voxel levels of ``factors`` and ``image-label`` metadata: class
+    colours and names for a class map (``instances`` false), its source image for both kinds.
+    """
+    image = ngff.multiscale_attrs(
+        name=name, ndim=ndim, spacing=spacing, unit=unit, factors=factors or [(1,) * ndim], channels=False,
+        origin=origin, averaged=False,
+    )
+    image["ome"]["image-label"] = ngff.image_label(classes, instances=instances)
+    return ngff.labels_group_attrs([name]), image
 
 
-@functools.lru_cache(maxsize=256)
-def _ome_template(ndim: int, channels: bool, spacing: tuple[float, ...], unit: str, label: bool):
-    from ome_zarr.format import CurrentFormat
-    from ome_zarr.writer import write_label_metadata
-
-    scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
-    if not label:
-        write_ome_metadata(scratch, ndim=ndim, channels=channels, spacing=spacing, unit=unit, name="image")
-        return scratch.attrs.asdict()
-    label_root = scratch.create_group("labels")
-    gt = label_root.create_group(GT_NAME)
-    write_ome_metadata(gt, ndim=ndim, channels=False, spacing=spacing, unit=unit, name=GT_NAME)
-    write_label_metadata(label_root, GT_NAME)
-    labels_attrs = scratch["labels"].attrs.asdict()
-    # NGFF 0.5 wants "version" in every group's "ome"; ome-zarr's label writer leaves it out here.
-    labels_attrs["ome"].setdefault("version", CurrentFormat().version)
-    return labels_attrs, scratch[f"labels/{GT_NAME}"].attrs.asdict()
+def create_levels(group: zarr.Group, base: zarr.Array, factors, *, ndim: int) -> list[zarr.Array]:
+    """Arrays ``s1, s2, ...`` in ``group`` for the levels of ``factors`` below ``base`` (``s0``): its dtype,
+    chunks (cut to the level's shape) and dimension names."""
+    lead = tuple(base.shape[: base.ndim - ndim])
+    names = getattr(base.metadata, "dimension_names", None)
+    arrays = []
+    for level, factor in enumerate(list(factors)[1:], start=1):
+        shape = lead + level_shape(base.shape[base.ndim - ndim :], factor)
+        chunks = tuple(min(c, s) for c, s in zip(base.chunks, shape))
+        arrays.append(group.create_array(
+            ngff.level_path(level), shape=shape, dtype=base.dtype, chunks=chunks, compressors=COMPRESSOR,
+            dimension_names=list(names) if names else None,
+        ))
+    return arrays
 
 
 def array_options(shape, ndim: int, chunks=None) -> dict:
@@ -183,36 +211,94 @@ def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunk
     return group.create_array(name, shape=shape, dtype=dtype, **array_options(shape, ndim, chunks))
 
 
+@dataclass(frozen=True)
+class GroupPlan:
+    """How an image group is laid out beyond its pixels.
+
+    Attributes:
+        factors: Pyramid levels, as factors against the full resolution per spatial axis
+            (:func:`segpipe.data.pyramid.level_factors`); ``((1, ...),)``: ``s0`` only.
+        origin: Where the image's first pixel lies in a larger image it was cut from, in
+            physical units per spatial axis (``None``: at zero).
+        channel_names: Name of each stored channel (``None``: ``channel 0``, ``channel 1``, ...).
+        classes: Class names of the ground truth (for its colours and names when it is a class map).
+        instances: Whether the ground truth holds objects rather than classes.
+    """
+
+    factors: tuple[tuple[int, ...], ...]
+    origin: tuple[float, ...] | None = None
+    channel_names: tuple[str, ...] | None = None
+    classes: tuple[str, ...] | None = None
+    instances: bool = True
+
+    def omero(self, windows: list[tuple[float, float]]) -> dict:
+        """``omero`` channels for display ranges ``windows`` (one per channel)."""
+        names = self.channel_names or (
+            ("image",) if len(windows) == 1 else tuple(f"channel {i}" for i in range(len(windows)))
+        )
+        return ngff.omero(names, windows)
+
+
+def channel_windows(block: np.ndarray) -> list[tuple[float, float]]:
+    """``(min, max)`` of each channel of a ``(C, ...)`` block."""
+    flat = block.reshape(block.shape[0], -1)
+    return [(float(low), float(high)) for low, high in zip(flat.min(axis=1), flat.max(axis=1))]
+
+
 def write_small_image_group(
-    root: zarr.Group, name: str, image: np.ndarray, labels: np.ndarray | None, *, ndim: int, spacing, unit: str, chunks
+    root: zarr.Group,
+    name: str,
+    image: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    ndim: int,
+    spacing,
+    unit: str,
+    chunks,
+    plan: GroupPlan | None = None,
 ) -> None:
     """Write an in-memory image and its labels (if any) as an OME-Zarr image group, built in memory first.
 
     zarr spends far more on each store call than a small image's bytes cost (every call is
     a hand-over to its event loop, and each file of a local store another to a thread), so
-    the five nodes (three groups with their attributes, two arrays) and the chunks are made
-    by zarr in a :class:`~zarr.storage.MemoryStore` and then written out key by key: as plain
-    files when ``root`` lives in a local directory, through the store's API otherwise.
+    the nodes (three groups with their attributes, the arrays of every level) and the chunks
+    are made by zarr in a :class:`~zarr.storage.MemoryStore` and then written out key by key:
+    as plain files when ``root`` lives in a local directory, through the store's API otherwise.
+    The pyramid levels of ``plan`` are computed in memory (averaged image, picked labels).
     """
     from zarr.core.group import GroupMetadata
 
-    attrs = ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
-    image_key, gt_key = f"{name}/{IMAGE_LEVEL}", f"{name}/labels/{GT_NAME}/{IMAGE_LEVEL}"
-    nodes = {
-        name: GroupMetadata(attributes=attrs),
-        image_key: _array_metadata(image.shape, image.dtype.str, ndim, tuple(chunks)),
-    }
+    plan = plan or GroupPlan(factors=((1,) * ndim,))
+    attrs = ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name, factors=plan.factors,
+                            origin=plan.origin, omero=plan.omero(channel_windows(image)))
+    images = [image, *downsample_all(image, plan.factors, average)]
+    nodes = {name: GroupMetadata(attributes=attrs)}
+    arrays = {}
+    for level, pixels in enumerate(images):
+        key = f"{name}/{ngff.level_path(level)}"
+        nodes[key] = _array_metadata(pixels.shape, pixels.dtype.str, ndim, _cut(chunks, pixels.shape, level))
+        arrays[key] = pixels
     if labels is not None:
-        labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
+        labels_attrs, gt_attrs = ome_label_attrs(
+            ndim=ndim, spacing=spacing, unit=unit, factors=plan.factors, origin=plan.origin,
+            classes=plan.classes, instances=plan.instances,
+        )
         nodes[f"{name}/labels"] = GroupMetadata(attributes=labels_attrs)
         nodes[f"{name}/labels/{GT_NAME}"] = GroupMetadata(attributes=gt_attrs)
-        nodes[gt_key] = _array_metadata(labels.shape, labels.dtype.str, ndim, tuple(chunks[1:]))
+        for level, pixels in enumerate([labels, *downsample_all(labels, plan.factors, pick)]):
+            key = f"{name}/labels/{GT_NAME}/{ngff.level_path(level)}"
+            nodes[key] = _array_metadata(pixels.shape, pixels.dtype.str, ndim, _cut(chunks[1:], pixels.shape, level))
+            arrays[key] = pixels
     built: dict = {}
     made = dict(zarr.create_hierarchy(store=zarr.storage.MemoryStore(built), nodes=nodes))
-    made[image_key][...] = image
-    if labels is not None:
-        made[gt_key][...] = labels
+    for key, pixels in arrays.items():
+        made[key][...] = pixels
     _copy_keys(built, root)
+
+
+def _cut(chunks, shape, level: int) -> tuple[int, ...]:
+    """``chunks`` as given for the full resolution, cut to the shape of a smaller level."""
+    return tuple(int(c) if level == 0 else min(int(c), int(s)) for c, s in zip(chunks, shape))
 
 
 def _copy_keys(built: dict, root: zarr.Group) -> None:
