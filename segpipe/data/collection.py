@@ -139,8 +139,8 @@ def _replace(path: Path, data: bytes) -> None:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".collection.lock", "a") as handle:
+    (folder / FOLDER).mkdir(parents=True, exist_ok=True)
+    with open(folder / FOLDER / ".lock", "a") as handle:  # inside OME/, which no one lists as a zarr group
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

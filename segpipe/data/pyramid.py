@@ -196,20 +196,34 @@ def build_levels(
 ) -> None:
     """Fill ``arrays`` from the written level ``base``, read one chunk row at a time (per frame of leading axes).
 
-    ``base`` has ``frames`` leading axes before its blocks (time points); a channel axis, if
-    any, stays in the blocks (it is never cut).
+    ``base`` may have time axes (named ``t``) before its blocks; a channel axis stays in the
+    blocks (it is never cut).
     """
     if not arrays:
         return
-    frames = _frame_axes(base, ndim)
-    axis = base.ndim - ndim
-    depth = int(base.chunks[axis])
-    for prefix in np.ndindex(*base.shape[:frames]):
-        writer = chain(arrays, steps, reduce=reduce, ndim=ndim, prefix=prefix)
-        middle = (slice(None),) * (axis - frames)
-        for start in range(0, base.shape[axis], depth):
-            writer.push(np.asarray(base[(*prefix, *middle, slice(start, start + depth))]))
+    writer = None
+    for prefix, rows in chunk_rows(base, ndim):
+        if rows.start == 0:
+            if writer is not None:
+                writer.close()
+            writer = chain(arrays, steps, reduce=reduce, ndim=ndim, prefix=prefix)
+        writer.push(np.asarray(base[(*prefix, *(slice(None),) * (base.ndim - ndim - len(prefix)), rows)]))
+    if writer is not None:
         writer.close()
+
+
+def chunk_rows(array: zarr.Array, ndim: int):
+    """``(frame index, rows)`` covering ``array`` one chunk row of its first spatial axis at a time.
+
+    The frame index holds the time axes (named ``t``) before the rest; ``rows`` is a slice of
+    the first spatial axis, in order, starting at 0 for each frame.
+    """
+    frames = _frame_axes(array, ndim)
+    axis = array.ndim - ndim
+    depth = int(array.chunks[axis])
+    for prefix in np.ndindex(*array.shape[:frames]):
+        for start in range(0, array.shape[axis], depth):
+            yield prefix, slice(start, min(start + depth, array.shape[axis]))
 
 
 def _frame_axes(array: zarr.Array, ndim: int) -> int:

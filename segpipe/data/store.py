@@ -191,7 +191,7 @@ def create_levels(group: zarr.Group, base: zarr.Array, factors, *, ndim: int) ->
         chunks = tuple(min(c, s) for c, s in zip(base.chunks, shape))
         arrays.append(group.create_array(
             ngff.level_path(level), shape=shape, dtype=base.dtype, chunks=chunks, compressors=COMPRESSOR,
-            dimension_names=list(names) if names else None,
+            dimension_names=list(names) if names else None, overwrite=True,
         ))
     return arrays
 
