@@ -67,25 +67,29 @@ def average(block: np.ndarray, steps: Sequence[int]) -> np.ndarray:
     """Mean of blocks of ``steps`` (1 or 2 per axis) over the last ``len(steps)`` axes, in ``block``'s dtype.
 
     An odd side's last row is averaged with itself. Integers are rounded to the nearest value.
+    Sums run in float32 for 8- and 16-bit integers (exact: at most 8 values of 65535), in
+    float64 otherwise; the first halving casts only half the block.
     """
     lead = block.ndim - len(steps)
     work = np.float32 if block.dtype.itemsize <= 2 and block.dtype.kind in "uib" else np.float64
-    out = block.astype(work, copy=True) if block.dtype != work else block
+    out = block
     for axis, step in enumerate(steps, start=lead):
         if step == 1:
             continue
         if out.shape[axis] % 2:
-            edge = np.take(out, [out.shape[axis] - 1], axis=axis)
-            out = np.concatenate([out, edge], axis=axis)
-        even = [slice(None)] * out.ndim
-        odd = [slice(None)] * out.ndim
-        even[axis], odd[axis] = slice(0, None, 2), slice(1, None, 2)
-        out = out[tuple(even)] + out[tuple(odd)]
-    out = out * (1.0 / math.prod(steps)) if math.prod(steps) > 1 else out
+            out = np.concatenate([out, np.take(out, [out.shape[axis] - 1], axis=axis)], axis=axis)
+        even = out[(slice(None),) * axis + (slice(0, None, 2),)]
+        odd = out[(slice(None),) * axis + (slice(1, None, 2),)]
+        summed = even.astype(work)
+        np.add(summed, odd, out=summed)
+        out = summed
+    if out is block:
+        return block.copy()
+    out *= 1.0 / math.prod(steps)
     if block.dtype.kind in "uib":
-        info = np.iinfo(block.dtype) if block.dtype.kind != "b" else None
-        out = np.rint(out)
-        if info is not None:
+        np.rint(out, out=out)
+        if block.dtype.kind != "b":
+            info = np.iinfo(block.dtype)
             np.clip(out, info.min, info.max, out=out)
     return out.astype(block.dtype, copy=False)
 
