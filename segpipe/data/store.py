@@ -3,14 +3,18 @@
 Layout::
 
     data.zarr/                   root; attrs["segpipe"] describes the dataset and its images
-      <image name>/              OME-Zarr (NGFF 0.5) image: multiscales with axes and scale
-        s0                       image, (c, [z,] y, x), source dtype
-        labels/gt/s0             ground truth, ([z,] y, x), unsigned integers
+      OME/                       the list of images, for viewers (segpipe.data.collection)
+      <image name>/              OME-Zarr (NGFF 0.5) image: multiscales with axes, scale per level
+                                 (and a region's translation), omero channel names
+        s0, s1, ...              image, (c, [z,] y, x), source dtype; s1... averaged (segpipe.data.pyramid)
+        labels/gt/s0, s1, ...    ground truth, ([z,] y, x), unsigned integers; s1... picked voxels
+        labels/predicted-*       predicted label maps, copied here by prediction
 
 The record's ``images`` list has, per image: ``name``, ``split``, ``shape``, ``spacing``
 (``[z,] y, x``), ``unit``, ``affine`` (NIfTI sources: the source's voxel-to-world matrix in
 its own ``i, j, k`` order, moved to the image's first voxel), ``source``/``labels_source``,
-``region``, ``frame`` (time point of a 2D+t or 3D+t file), ``plane`` (z of a per-plane
+``region``, ``origin`` (a region's start in physical units, ``None`` at zero), ``levels``
+(each pyramid level's factor per spatial axis), ``frame`` (time point of a 2D+t or 3D+t file), ``plane`` (z of a per-plane
 annotation), ``source_axes``, ``dtype``, ``labels_dtype``, ``chunks``, ``has_objects`` (whether the ground
 truth marks anything; ``None`` without ground truth) and ``pixels_sha256`` (a digest of the
 decoded image, ``None`` for a constant one: the same pixels saved twice are found by it). ``sources`` holds

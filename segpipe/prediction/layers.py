@@ -28,6 +28,8 @@ from segpipe.models.card import ModelCard
 ATTACHED = {"semantic": "predicted-semantic", "instances": "predicted-instances"}
 EXTRA_NAMES = {"distance": "distance map", "boundary": "boundary map"}
 STAMP_KEY = "segpipe_prediction"
+#: Most objects whose properties an attached object map lists (each costs about 60 bytes of metadata).
+MAX_PROPERTIES = 10_000
 
 
 def channel_names(card: ModelCard) -> list[str]:
@@ -71,9 +73,13 @@ def write_layers(group: zarr.Group, image: StoredImage, card: ModelCard, *, prob
     label_root.attrs["ome"] = ngff.labels_group_attrs(kinds)["ome"]
 
 
-def attach_to_source(group: zarr.Group, image: StoredImage, *, stamp: str) -> None:
+def attach_to_source(group: zarr.Group, image: StoredImage, *, stamp: str, classes: list[str]) -> None:
     """Copy the label maps of the finished prediction ``group`` (all levels) under ``image`` in its store
-    (nothing when ``image`` is not an OME-Zarr image group's level in a local store)."""
+    (nothing when ``image`` is not an OME-Zarr image group's level in a local store).
+
+    The copied object map lists each object's class and size in voxels (``properties``, shown
+    by napari under the cursor), up to :data:`MAX_PROPERTIES` objects.
+    """
     source = source_group(image)
     if source is None:
         return
@@ -88,8 +94,12 @@ def attach_to_source(group: zarr.Group, image: StoredImage, *, stamp: str) -> No
         attrs = origin.attrs.asdict()
         attrs["ome"]["multiscales"][0]["name"] = name
         target = label_root.create_group(name, attributes={**attrs, STAMP_KEY: stamp})
+        counts = None
         for dataset in attrs["ome"]["multiscales"][0]["datasets"]:
-            _copy(origin[dataset["path"]], target, dataset["path"], ndim=len(image.spacing))
+            copied = _copy(origin[dataset["path"]], target, dataset["path"], ndim=len(image.spacing))
+            counts = copied if counts is None else counts
+        if kind == "instances":
+            _set_ome(target, {"image-label": {**attrs["ome"]["image-label"], **object_properties(counts, classes)}})
         listed.append(name)
     label_root.attrs["ome"] = ngff.labels_group_attrs(listed)["ome"]
 
@@ -130,12 +140,33 @@ def _set_ome(group: zarr.Group, extra: dict) -> None:
     group.attrs["ome"] = {**group.attrs["ome"], **extra}
 
 
-def _copy(source: zarr.Array, group: zarr.Group, name: str, *, ndim: int) -> None:
-    """Copy ``source`` into ``group/name`` (same shape, chunks and axes), one chunk row at a time."""
+def object_properties(counts: np.ndarray, classes: list[str]) -> dict:
+    """``properties`` of an object map with voxel ``counts`` per label value (none over :data:`MAX_PROPERTIES` objects)."""
+    present = [int(v) for v in np.flatnonzero(counts) if v > 0]
+    if len(present) > MAX_PROPERTIES:
+        return {}
+    return {"properties": [{"label-value": v, "class": classes[-1], "voxels": int(counts[v])} for v in present]}
+
+
+def _copy(source: zarr.Array, group: zarr.Group, name: str, *, ndim: int) -> np.ndarray:
+    """Copy ``source`` into ``group/name`` (same shape, chunks and axes), one chunk row at a time.
+
+    Returns:
+        The number of voxels of each value (index: the value).
+    """
     target = group.create_array(
         name, shape=source.shape, dtype=source.dtype, chunks=source.chunks, compressors=COMPRESSOR,
         dimension_names=getattr(source.metadata, "dimension_names", None),
     )
+    counts = np.zeros(1, np.int64)
     for prefix, rows in chunk_rows(source, ndim):
         index = (*prefix, *(slice(None),) * (source.ndim - ndim - len(prefix)), rows)
-        target[index] = np.asarray(source[index])
+        block = np.asarray(source[index])
+        target[index] = block
+        found = np.bincount(block.ravel())
+        if len(found) > len(counts):
+            found[: len(counts)] += counts
+            counts = found
+        else:
+            counts[: len(found)] += found
+    return counts

@@ -169,7 +169,7 @@ def predict_stored(
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
         if attach and attached_stamp(image) != stamp:  # the dataset store was ingested again since
-            attach_to_source(root[image.name], image, stamp=stamp)
+            attach_to_source(root[image.name], image, stamp=stamp, classes=card.classes)
         _export(root[image.name], image, card, exports, formats, overwrite=False)
         return ImageResult(image.name, skipped=True, stamp=stamp)
     grids = plan_grids(image, card, resample=params.resample)
@@ -222,7 +222,7 @@ def predict_stored(
             instances = InstanceStats(**group.attrs["instances_stats"])
     final = _finish(root, group, image, card, keep_probabilities=params.probabilities)
     if attach:
-        attach_to_source(final, image, stamp=stamp)
+        attach_to_source(final, image, stamp=stamp, classes=card.classes)
     _export(final, image, card, exports, formats, overwrite=True)
     return ImageResult(image.name, skipped=False, stamp=stamp, stream=stream, instances=instances)
 

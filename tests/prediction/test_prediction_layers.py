@@ -121,6 +121,11 @@ def test_label_maps_are_attached_under_the_source_image_and_again_after_a_new_in
             np.testing.assert_array_equal(np.asarray(labels[name].data[1]), expected[::2, ::2])
             # aligned with the image and its ground truth: same levels, same transforms
             assert labels[name].metadata["coordinateTransformations"] == labels["gt"].metadata["coordinateTransformations"]
+        values, sizes = np.unique(prediction.instances[prediction.instances > 0], return_counts=True)
+        assert image["labels/predicted-instances"].attrs["ome"]["image-label"]["properties"] == [
+            {"label-value": int(v), "class": "nucleus", "voxels": int(n)} for v, n in zip(values, sizes)
+        ]
+        assert labels["predicted-instances"].metadata["properties"][int(values[0])]["voxels"] == int(sizes[0])
 
     check()
     ingest_dataset(dataset, store, IngestParams(pyramid_min_size=40, force=True), progress=False)
