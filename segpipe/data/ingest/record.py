@@ -323,7 +323,7 @@ def _stream_frame(
     gt = label_root.create_group(GT_NAME, attributes=gt_attrs)
     label_array = create_array(gt, IMAGE_LEVEL, shape=copied.array.shape[1:], dtype=labels_dtype, ndim=ndim,
                                chunks=copied.array.chunks[1:])
-    levels = chain(create_levels(gt, label_array, plan.factors, ndim=ndim), _steps(plan.factors), reduce=pick, ndim=ndim)
+    levels = chain(create_levels(gt, label_array, plan.factors, ndim=ndim), steps_between(plan.factors), reduce=pick, ndim=ndim)
 
     def cast(block: np.ndarray, _) -> np.ndarray:
         block = block.astype(labels_dtype, copy=False)
@@ -377,7 +377,7 @@ def copy_image(
     chunks = chunk_shape(shape, ndim, itemsize=image.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)
     array = create_array(group, IMAGE_LEVEL, shape=shape, dtype=image.dtype, ndim=ndim, chunks=chunks)
     factors = factors or [(1,) * ndim]
-    levels = chain(create_levels(group, array, factors, ndim=ndim), _steps(factors), reduce=average, ndim=ndim)
+    levels = chain(create_levels(group, array, factors, ndim=ndim), steps_between(factors), reduce=average, ndim=ndim)
     windows: list[list] = [[None, None] for _ in range(n_channels)]
 
     def read(sub: Window) -> np.ndarray:
@@ -400,10 +400,6 @@ def copy_image(
     low = image.dtype.type(min(w[0] for w in windows))
     high = image.dtype.type(max(w[1] for w in windows))
     return Copied(array, low, high, [(w[0], w[1]) for w in windows])
-
-
-def _steps(factors) -> list[tuple[int, ...]]:
-    return steps_between(list(factors))
 
 
 def _affine(image: Source, window: Window) -> list[list[float]] | None:
