@@ -20,6 +20,8 @@ import numpy as np
 import zarr
 
 MIN_SIZE = 256
+#: Rows are reduced in pieces of about this many bytes, so the float copies averaging makes stay small.
+PIECE_BYTES = 4 * 1024 * 1024
 
 Reduce = Callable[[np.ndarray, Sequence[int]], np.ndarray]
 
@@ -153,16 +155,27 @@ class LevelWriter:
             self.pending = np.take(rows, range(rows.shape[self.axis] - keep, rows.shape[self.axis]), axis=self.axis)
             rows = np.take(rows, range(rows.shape[self.axis] - keep), axis=self.axis)
         if rows.shape[self.axis]:
-            self._emit(self.reduce(rows, self.steps))
+            self._emit(self._reduce(rows))
 
     def close(self) -> None:
         """Reduce the held row, write what is buffered and close the levels below."""
         if self.pending is not None:
-            self._emit(self.reduce(self.pending, self.steps))
+            self._emit(self._reduce(self.pending))
             self.pending = None
         self._write(final=True)
         if self.below is not None:
             self.below.close()
+
+    def _reduce(self, rows: np.ndarray) -> np.ndarray:
+        """``reduce`` over ``rows`` in pieces of whole steps of about :data:`PIECE_BYTES`."""
+        n = rows.shape[self.axis]
+        step = self.steps[0]
+        piece = max(step, PIECE_BYTES // max(rows.nbytes // n, 1) // step * step)
+        if piece >= n:
+            return self.reduce(rows, self.steps)
+        head = (slice(None),) * self.axis
+        parts = [self.reduce(rows[(*head, slice(start, start + piece))], self.steps) for start in range(0, n, piece)]
+        return np.concatenate(parts, axis=self.axis)
 
     def _emit(self, reduced: np.ndarray) -> None:
         self.buffer.append(reduced)

@@ -17,6 +17,7 @@ from segpipe.data.pyramid import (
     pick,
     steps_between,
 )
+from segpipe.data import pyramid
 from segpipe.data.store import create_levels
 
 
@@ -78,7 +79,9 @@ def _level_arrays(root, base_shape, lead, factors, chunks, dtype):
     ],
 )
 @pytest.mark.parametrize("kind", ["image", "labels"])
-def test_streamed_levels_equal_levels_made_whole(tmp_path, shape, factors, depth, kind):
+@pytest.mark.parametrize("piece_bytes", [4 * 2**20, 300], ids=["whole", "in-pieces"])
+def test_streamed_levels_equal_levels_made_whole(tmp_path, monkeypatch, shape, factors, depth, kind, piece_bytes):
+    monkeypatch.setattr(pyramid, "PIECE_BYTES", piece_bytes)  # 300 bytes: a piece is one or two rows
     rng = np.random.default_rng(0)
     ndim = len(factors[0])
     if kind == "image":
