@@ -6,6 +6,9 @@
     segpipe   the image path of ingest: lazy TIFF source, slab-by-slab copy with the next slab
               read while the current one is written, NaN/Inf check and min/max on the way, and
               the file's SHA-256 (the fingerprint) digested in a background thread.
+(c) pyramid levels (``--only pyramid``): the segpipe path of (a) with its defaults, which write
+    the pyramid levels (averaged 2x2x2 blocks, ``s1``, ``s2``) as the slabs pass, against the same
+    path with ``IngestParams(pyramid=False)`` (the full resolution only).
 (b) many small TIFFs (default 500 images of 256x256 uint16, each with a label TIFF):
     baseline  a loop: read image and labels with ``tifffile.imread``, one zarr array each;
     segpipe   ``ingest_dataset`` on a catalog of the same files (validation, OME-NGFF metadata,
@@ -24,6 +27,7 @@ Usage::
 
     nice -n 10 python benchmarks/ingest.py            # both cases, 2 GiB and 500 files
     nice -n 10 python benchmarks/ingest.py --size-gib 0.25 --files 100   # a quick run
+    nice -n 10 python benchmarks/ingest.py --only pyramid                # pyramid on vs off, 2 GiB
 """
 
 from __future__ import annotations
@@ -108,24 +112,32 @@ def run_large_baseline(src: Path, out: Path) -> dict:
     return {"bytes": src.stat().st_size, "chunks": list(chunks)}
 
 
-def run_large_segpipe(src: Path, out: Path) -> dict:
+def run_large_segpipe(src: Path, out: Path, *, pyramid: bool = True) -> dict:
     import threading
 
     import zarr
 
     from segpipe.data.ingest import IngestParams, file_digest
     from segpipe.data.ingest.record import copy_image
+    from segpipe.data.pyramid import level_factors
     from segpipe.data.readers import AxesSpec, open_source
 
+    options = IngestParams(pyramid=pyramid)
     digest = {}
     hasher = threading.Thread(target=lambda: digest.update(sha256=file_digest(src)))
     hasher.start()
     group = zarr.open_group(str(out), mode="w")
     with open_source(src, spec=AxesSpec(fill="Z")) as source:
         window = tuple(slice(0, s) for s in source.spatial)
-        array, _ = copy_image(group, source, 0, window=window, ndim=3, channels=None, params=IngestParams())
+        factors = level_factors(source.spatial, (1.0, 1.0, 1.0), levels=options.pyramid_levels(),
+                                min_size=options.pyramid_min_size)
+        copied = copy_image(group, source, 0, window=window, ndim=3, channels=None, options=options, factors=factors)
     hasher.join()
-    return {"bytes": src.stat().st_size, "chunks": list(array.chunks)}
+    return {"bytes": src.stat().st_size, "chunks": list(copied.array.chunks), "levels": [list(f) for f in factors]}
+
+
+def run_large_segpipe_flat(src: Path, out: Path) -> dict:
+    return run_large_segpipe(src, out, pyramid=False)
 
 
 def run_small_baseline(catalog: Path, out: Path) -> dict:
@@ -162,6 +174,7 @@ def run_small_segpipe(catalog: Path, out: Path) -> dict:
 VARIANTS = {
     "large-baseline": run_large_baseline,
     "large-segpipe": run_large_segpipe,
+    "large-segpipe-no-pyramid": run_large_segpipe_flat,
     "small-baseline": run_small_baseline,
     "small-segpipe": run_small_segpipe,
 }
@@ -249,12 +262,23 @@ def check_same(src: Path, out_a: Path, out_b: Path, path_a: str, path_b: str) ->
         np.testing.assert_array_equal(a[:, z], b[:, z])
 
 
+def check_levels(out: Path) -> None:
+    """Spot-check the pyramid: the first planes of s1 are the rounded means of 2x2x2 blocks of s0."""
+    import zarr
+
+    s0, s1 = zarr.open_array(str(out / "s0"), mode="r"), zarr.open_array(str(out / "s1"), mode="r")
+    block = s0[:, :4].astype(np.float64)
+    means = block.reshape(1, 2, 2, s0.shape[2] // 2, 2, s0.shape[3] // 2, 2).mean(axis=(2, 4, 6))
+    np.testing.assert_array_equal(s1[:, :2], np.rint(means).astype(s0.dtype))
+    print(f"  levels: {[zarr.open_array(str(out / name), mode='r').shape for name in ('s0', 's1', 's2')]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-gib", type=float, default=2.0, help="size of the large TIFF (a)")
     parser.add_argument("--files", type=int, default=500, help="number of small images (b)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each variant (alternating)")
-    parser.add_argument("--only", choices=["large", "small"], help="run one case")
+    parser.add_argument("--only", choices=["large", "small", "pyramid"], help="run one case")
     parser.add_argument("--keep", action="store_true", help="keep the generated inputs")
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "SRC", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -284,6 +308,22 @@ def main() -> None:
                 for variant in results:
                     results[variant].append(measure(variant, src, WORK / f"{variant}.zarr"))
             rows.append(("(a) large TIFF", size_mb, results))
+        if args.only == "pyramid":
+            src = WORK / "large.tif"
+            shape = make_large_tiff(src, args.size_gib)
+            size_mb = src.stat().st_size / 1e6
+            print(f"(c) {src.name}: {shape} uint16, {size_mb:.0f} MB; pyramid on vs off")
+            out = WORK / "pyramid-check.zarr"
+            shutil.rmtree(out, ignore_errors=True)
+            subprocess.run([sys.executable, __file__, "--child", "large-segpipe", str(src), str(out)], check=True,
+                           capture_output=True)
+            check_levels(out)
+            shutil.rmtree(out)
+            results = {"large-segpipe-no-pyramid": [], "large-segpipe": []}
+            for _ in range(args.repeats):
+                for variant in results:
+                    results[variant].append(measure(variant, src, WORK / f"{variant}.zarr"))
+            rows.append(("(c) pyramid", size_mb, results))
         if args.only in (None, "small"):
             catalog = make_small_dataset(WORK / "small", args.files)
             print(f"(b) {args.files} images of {SMALL} uint16 + {args.files} label TIFFs")
@@ -311,14 +351,15 @@ def report(rows) -> None:
         print(f"{title}  (best of {len(base)} runs each; all runs: "
               + ", ".join(f"{n} {[round(r['seconds'], 2) for r in runs]} s" for n, runs in results.items()) + ")")
         if size_mb is not None:
-            print(f"  {'variant':<16}{'MB/s':>10}{'peak RSS MiB':>15}{'RSS / file':>12}")
+            print(f"  {'variant':<26}{'MB/s':>10}{'peak RSS MiB':>15}{'RSS / file':>12}")
             for name in results:
                 r = best[name]
                 mbs = r["bytes"] / 1e6 / r["seconds"]
-                print(f"  {name:<16}{mbs:>10.1f}{r['peak_rss_mib']:>15.0f}{r['peak_rss_mib'] * 1.048576 / size_mb:>12.1%}")
+                print(f"  {name:<26}{mbs:>10.1f}{r['peak_rss_mib']:>15.0f}{r['peak_rss_mib'] * 1.048576 / size_mb:>12.1%}")
             ratio = best[base_name]["seconds"] / best[ours_name]["seconds"]
             rss = best[ours_name]["peak_rss_mib"] / best[base_name]["peak_rss_mib"]
-            print(f"  segpipe / baseline: throughput x{ratio:.2f}, peak RSS x{rss:.3f}; chunks {best[ours_name]['chunks']}")
+            print(f"  {ours_name} / {base_name}: throughput x{ratio:.2f}, time x{1 / ratio:.3f}, peak RSS x{rss:.3f}; "
+                  f"chunks {best[ours_name]['chunks']}, levels {best[ours_name].get('levels')}")
         else:
             print(f"  {'variant':<16}{'images/s':>10}{'MB/s':>8}{'peak RSS MiB':>15}{'all processes':>15}")
             for name in results:

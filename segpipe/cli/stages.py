@@ -35,7 +35,7 @@ PREDICT_OPTIONS = {
 
 
 @app.command()
-@params(ingest=(IngestParams, {"force": "--force"}))
+@params(ingest=(IngestParams, {"force": "--force", "pyramid": "--pyramid"}))
 def ingest(dataset: DatasetArg, ingest: IngestParams, catalog: CatalogOpt = DEFAULT_CATALOG, output: OutputOpt = DEFAULT_OUTPUT) -> None:
     """Check a dataset's files and write them into OUTPUT/DATASET/data.zarr (OME-Zarr)."""
     from segpipe.pipeline import RunFolder, stages

@@ -3,16 +3,22 @@
 Layout::
 
     data.zarr/                   root; attrs["segpipe"] describes the dataset and its images
-      <image name>/              OME-Zarr (NGFF 0.5) image: multiscales with axes and scale
-        s0                       image, (c, [z,] y, x), source dtype
-        labels/gt/s0             ground truth, ([z,] y, x), unsigned integers
-        labels/ignore/s0         sparse ground truth only: 1 where nothing is annotated, uint8
+      OME/                       the list of images, for viewers (segpipe.data.collection)
+      <image name>/              OME-Zarr (NGFF 0.5) image: multiscales with axes, scale per level
+                                 (and a region's translation), omero channel names
+        s0, s1, ...              image, (c, [z,] y, x), source dtype; s1... averaged (segpipe.data.pyramid)
+        labels/gt/s0, s1, ...    ground truth, ([z,] y, x), unsigned integers; s1... picked voxels
+        labels/ignore/s0, s1, ...  sparse ground truth only: 1 where nothing is annotated, uint8;
+                                 s1... picked voxels, like the ground truth's
+        labels/predicted-*       predicted label maps, copied here by prediction
 
 The record's ``images`` list has, per image: ``name``, ``split``, ``shape``, ``spacing``
 (``[z,] y, x``), ``unit``, ``affine`` (NIfTI sources: the source's voxel-to-world matrix in
 its own ``i, j, k`` order, moved to the image's first voxel), ``source``/``labels_source``,
-``region``, ``ignore_source`` (the ignore mask file), ``ignored_pixels`` (pixels of
-``labels/ignore``, which exists only when there are some), ``frame`` (time point of a 2D+t or 3D+t file), ``plane`` (z of a per-plane
+``region``, ``origin`` (a region's start in physical units, ``None`` at zero), ``levels``
+(each pyramid level's factor per spatial axis), ``ignore_source`` (the ignore mask file),
+``ignored_pixels`` (pixels of ``labels/ignore``, which exists only when there are some),
+``frame`` (time point of a 2D+t or 3D+t file), ``plane`` (z of a per-plane
 annotation), ``source_axes``, ``dtype``, ``labels_dtype``, ``chunks``, ``has_objects`` (whether the ground
 truth marks anything; ``None`` without ground truth) and ``pixels_sha256`` (a digest of the
 decoded image, ``None`` for a constant one: the same pixels saved twice are found by it). ``sources`` holds
@@ -26,10 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +43,14 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from segpipe.data import ngff
+from segpipe.data.pyramid import average, downsample_all, level_shape, pick
 from segpipe.errors import StoreError, StoreNotFound
 
 IMAGE_LEVEL = "s0"
 GT_NAME = "gt"
 IGNORE_NAME = "ignore"
+IGNORE_CLASSES = ("annotated", "not annotated")  # the values 0 and 1 of labels/ignore
 COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 
 
@@ -123,60 +132,86 @@ def axes_for(ndim: int, *, channels: bool) -> list[dict]:
     return ([{"name": "c", "type": "channel"}] if channels else []) + axes
 
 
-def write_ome_metadata(group: zarr.Group, *, ndim: int, channels: bool, spacing, unit: str, name: str) -> None:
-    """Write NGFF 0.5 ``multiscales`` for a single-level image in ``group``."""
-    from ome_zarr.format import CurrentFormat
-    from ome_zarr.writer import write_multiscales_metadata
+def write_ome_metadata(
+    group: zarr.Group,
+    *,
+    ndim: int,
+    channels: bool,
+    spacing,
+    unit: str,
+    name: str,
+    factors=None,
+    frames: int = 0,
+    origin=None,
+    averaged: bool = True,
+    omero: dict | None = None,
+) -> None:
+    """Write NGFF 0.5 ``multiscales`` (levels of ``factors``, default the full resolution only) in ``group``.
 
-    axes = axes_for(ndim, channels=channels)
-    for axis in axes:
-        if axis["type"] == "space":
-            axis["unit"] = unit
-    scale = ([1.0] if channels else []) + [float(s) for s in spacing]
-    datasets = [{"path": IMAGE_LEVEL, "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
-    write_multiscales_metadata(group, datasets, fmt=CurrentFormat(), axes=axes, name=name)
-
-
-def ome_image_attrs(*, ndim: int, channels: bool, spacing, unit: str, name: str) -> dict:
-    """The group attributes :func:`write_ome_metadata` writes, computed once per kind of image.
-
-    ome-zarr's writer validates and writes the metadata in several steps; ingest creates many
-    groups of the same kind, so it runs the writer once on an in-memory group and creates each
-    real group with its attributes in one write.
+    ``averaged``: the levels are block means (images), else picked voxels (label maps).
     """
-    attrs = copy.deepcopy(_ome_template(ndim, channels, tuple(float(s) for s in spacing), unit, False))
-    attrs["ome"]["multiscales"][0]["name"] = name
+    attrs = ngff.multiscale_attrs(
+        name=name, ndim=ndim, spacing=spacing, unit=unit, factors=factors or [(1,) * ndim], channels=channels,
+        frames=frames, origin=origin, averaged=averaged,
+    )
+    if omero is not None:
+        attrs["ome"]["omero"] = omero
+    group.attrs["ome"] = {**group.attrs.get("ome", {}), **attrs["ome"]}
+
+
+def ome_image_attrs(
+    *, ndim: int, channels: bool, spacing, unit: str, name: str, factors=None, origin=None, omero: dict | None = None
+) -> dict:
+    """The attributes of an image group: multiscales of averaged levels, and ``omero`` channels if given."""
+    attrs = ngff.multiscale_attrs(
+        name=name, ndim=ndim, spacing=spacing, unit=unit, factors=factors or [(1,) * ndim], channels=channels,
+        origin=origin, averaged=True,
+    )
+    if omero is not None:
+        attrs["ome"]["omero"] = omero
     return attrs
 
 
 def ome_label_attrs(
-    *, ndim: int, spacing, unit: str, name: str = GT_NAME, listed: tuple[str, ...] | None = None
+    *,
+    ndim: int,
+    spacing,
+    unit: str,
+    name: str = GT_NAME,
+    listed: Sequence[str] | None = None,
+    factors=None,
+    origin=None,
+    classes=None,
+    instances: bool = True,
 ) -> tuple[dict, dict]:
     """Attributes of the ``labels`` group (listing ``listed``, default ``name`` alone) and of its
-    label image ``name`` (see :func:`ome_image_attrs`)."""
-    labels, image = copy.deepcopy(_ome_template(ndim, False, tuple(float(s) for s in spacing), unit, True))
-    labels["ome"]["labels"] = list(listed or (name,))
-    image["ome"]["multiscales"][0]["name"] = name
-    return labels, image
+    label image ``name``.
+
+    The label image has picked-voxel levels of ``factors`` and ``image-label`` metadata: class
+    colours and names for a class map (``instances`` false), its source image for both kinds.
+    """
+    image = ngff.multiscale_attrs(
+        name=name, ndim=ndim, spacing=spacing, unit=unit, factors=factors or [(1,) * ndim], channels=False,
+        origin=origin, averaged=False,
+    )
+    image["ome"]["image-label"] = ngff.image_label(classes, instances=instances)
+    return ngff.labels_group_attrs(list(listed or [name])), image
 
 
-@functools.lru_cache(maxsize=256)
-def _ome_template(ndim: int, channels: bool, spacing: tuple[float, ...], unit: str, label: bool):
-    from ome_zarr.format import CurrentFormat
-    from ome_zarr.writer import write_label_metadata
-
-    scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
-    if not label:
-        write_ome_metadata(scratch, ndim=ndim, channels=channels, spacing=spacing, unit=unit, name="image")
-        return scratch.attrs.asdict()
-    label_root = scratch.create_group("labels")
-    gt = label_root.create_group(GT_NAME)
-    write_ome_metadata(gt, ndim=ndim, channels=False, spacing=spacing, unit=unit, name=GT_NAME)
-    write_label_metadata(label_root, GT_NAME)
-    labels_attrs = scratch["labels"].attrs.asdict()
-    # NGFF 0.5 wants "version" in every group's "ome"; ome-zarr's label writer leaves it out here.
-    labels_attrs["ome"].setdefault("version", CurrentFormat().version)
-    return labels_attrs, scratch[f"labels/{GT_NAME}"].attrs.asdict()
+def create_levels(group: zarr.Group, base: zarr.Array, factors, *, ndim: int) -> list[zarr.Array]:
+    """Arrays ``s1, s2, ...`` in ``group`` for the levels of ``factors`` below ``base`` (``s0``): its dtype,
+    chunks (cut to the level's shape) and dimension names."""
+    lead = tuple(base.shape[: base.ndim - ndim])
+    names = getattr(base.metadata, "dimension_names", None)
+    arrays = []
+    for level, factor in enumerate(list(factors)[1:], start=1):
+        shape = lead + level_shape(base.shape[base.ndim - ndim :], factor)
+        chunks = tuple(min(c, s) for c, s in zip(base.chunks, shape))
+        arrays.append(group.create_array(
+            ngff.level_path(level), shape=shape, dtype=base.dtype, chunks=chunks, compressors=COMPRESSOR,
+            dimension_names=list(names) if names else None, overwrite=True,
+        ))
+    return arrays
 
 
 def array_options(shape, ndim: int, chunks=None) -> dict:
@@ -194,6 +229,40 @@ def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunk
     return group.create_array(name, shape=shape, dtype=dtype, **array_options(shape, ndim, chunks))
 
 
+@dataclass(frozen=True)
+class GroupPlan:
+    """How an image group is laid out beyond its pixels.
+
+    Attributes:
+        factors: Pyramid levels, as factors against the full resolution per spatial axis
+            (:func:`segpipe.data.pyramid.level_factors`); ``((1, ...),)``: ``s0`` only.
+        origin: Where the image's first pixel lies in a larger image it was cut from, in
+            physical units per spatial axis (``None``: at zero).
+        channel_names: Name of each stored channel (``None``: ``channel 0``, ``channel 1``, ...).
+        classes: Class names of the ground truth (for its colours and names when it is a class map).
+        instances: Whether the ground truth holds objects rather than classes.
+    """
+
+    factors: tuple[tuple[int, ...], ...]
+    origin: tuple[float, ...] | None = None
+    channel_names: tuple[str, ...] | None = None
+    classes: tuple[str, ...] | None = None
+    instances: bool = True
+
+    def omero(self, windows: list[tuple[float, float]]) -> dict:
+        """``omero`` channels for display ranges ``windows`` (one per channel)."""
+        names = self.channel_names or (
+            ("image",) if len(windows) == 1 else tuple(f"channel {i}" for i in range(len(windows)))
+        )
+        return ngff.omero(names, windows)
+
+
+def channel_windows(block: np.ndarray) -> list[tuple[float, float]]:
+    """``(min, max)`` of each channel of a ``(C, ...)`` block."""
+    flat = block.reshape(block.shape[0], -1)
+    return [(float(low), float(high)) for low, high in zip(flat.min(axis=1), flat.max(axis=1))]
+
+
 def write_small_image_group(
     root: zarr.Group,
     name: str,
@@ -204,6 +273,7 @@ def write_small_image_group(
     spacing,
     unit: str,
     chunks,
+    plan: GroupPlan | None = None,
     ignore: np.ndarray | None = None,
 ) -> None:
     """Write an in-memory image, its labels (if any) and their ignore mask (if any: ``uint8``, 1 =
@@ -211,37 +281,55 @@ def write_small_image_group(
 
     zarr spends far more on each store call than a small image's bytes cost (every call is
     a hand-over to its event loop, and each file of a local store another to a thread), so
-    the five nodes (three groups with their attributes, two arrays) and the chunks are made
-    by zarr in a :class:`~zarr.storage.MemoryStore` and then written out key by key: as plain
-    files when ``root`` lives in a local directory, through the store's API otherwise.
+    the nodes (the groups with their attributes, the arrays of every level) and the chunks
+    are made by zarr in a :class:`~zarr.storage.MemoryStore` and then written out key by key:
+    as plain files when ``root`` lives in a local directory, through the store's API otherwise.
+    The pyramid levels of ``plan`` are computed in memory (averaged image; picked labels and
+    ignore mask).
     """
     from zarr.core.group import GroupMetadata
 
-    attrs = ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
-    image_key, gt_key = f"{name}/{IMAGE_LEVEL}", f"{name}/labels/{GT_NAME}/{IMAGE_LEVEL}"
-    nodes = {
-        name: GroupMetadata(attributes=attrs),
-        image_key: _array_metadata(image.shape, image.dtype.str, ndim, tuple(chunks)),
-    }
-    ignore_key = f"{name}/labels/{IGNORE_NAME}/{IMAGE_LEVEL}"
+    plan = plan or GroupPlan(factors=((1,) * ndim,))
+    attrs = ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name, factors=plan.factors,
+                            origin=plan.origin, omero=plan.omero(channel_windows(image)))
+    images = [image, *downsample_all(image, plan.factors, average)]
+    nodes = {name: GroupMetadata(attributes=attrs)}
+    arrays = {}
+    for level, pixels in enumerate(images):
+        key = f"{name}/{ngff.level_path(level)}"
+        nodes[key] = _array_metadata(pixels.shape, pixels.dtype.str, ndim, _cut(chunks, pixels.shape, level))
+        arrays[key] = pixels
     if labels is not None:
-        listed = (GT_NAME, IGNORE_NAME) if ignore is not None else (GT_NAME,)
-        labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit, listed=listed)
-        nodes[f"{name}/labels"] = GroupMetadata(attributes=labels_attrs)
-        nodes[f"{name}/labels/{GT_NAME}"] = GroupMetadata(attributes=gt_attrs)
-        nodes[gt_key] = _array_metadata(labels.shape, labels.dtype.str, ndim, tuple(chunks[1:]))
-        if ignore is not None:
-            _, ignore_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit, name=IGNORE_NAME)
-            nodes[f"{name}/labels/{IGNORE_NAME}"] = GroupMetadata(attributes=ignore_attrs)
-            nodes[ignore_key] = _array_metadata(ignore.shape, np.dtype(np.uint8).str, ndim, tuple(chunks[1:]))
+        maps = {GT_NAME: labels} | ({IGNORE_NAME: ignore.astype(np.uint8, copy=False)} if ignore is not None else {})
+        for label_name, label_map in maps.items():
+            labels_attrs, label_attrs = label_image_attrs(label_name, ndim=ndim, spacing=spacing, unit=unit,
+                                                          plan=plan, listed=list(maps))
+            nodes[f"{name}/labels"] = GroupMetadata(attributes=labels_attrs)
+            nodes[f"{name}/labels/{label_name}"] = GroupMetadata(attributes=label_attrs)
+            for level, pixels in enumerate([label_map, *downsample_all(label_map, plan.factors, pick)]):
+                key = f"{name}/labels/{label_name}/{ngff.level_path(level)}"
+                nodes[key] = _array_metadata(pixels.shape, pixels.dtype.str, ndim, _cut(chunks[1:], pixels.shape, level))
+                arrays[key] = pixels
     built: dict = {}
     made = dict(zarr.create_hierarchy(store=zarr.storage.MemoryStore(built), nodes=nodes))
-    made[image_key][...] = image
-    if labels is not None:
-        made[gt_key][...] = labels
-        if ignore is not None:
-            made[ignore_key][...] = ignore.astype(np.uint8, copy=False)
+    for key, pixels in arrays.items():
+        made[key][...] = pixels
     _copy_keys(built, root)
+
+
+def label_image_attrs(
+    name: str, *, ndim: int, spacing, unit: str, plan: GroupPlan, listed: Sequence[str]
+) -> tuple[dict, dict]:
+    """:func:`ome_label_attrs` of label image ``name`` of an ingested image laid out by ``plan``:
+    the ground truth carries the dataset's classes, the ignore map its own two (annotated, not)."""
+    classes, instances = (plan.classes, plan.instances) if name != IGNORE_NAME else (IGNORE_CLASSES, False)
+    return ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit, name=name, listed=listed, factors=plan.factors,
+                           origin=plan.origin, classes=classes, instances=instances)
+
+
+def _cut(chunks, shape, level: int) -> tuple[int, ...]:
+    """``chunks`` as given for the full resolution, cut to the shape of a smaller level."""
+    return tuple(int(c) if level == 0 else min(int(c), int(s)) for c, s in zip(chunks, shape))
 
 
 def _copy_keys(built: dict, root: zarr.Group) -> None:

@@ -204,7 +204,7 @@ def segment_input(
     store = ImageStore.open(store_path)
     check_fits(card, store, where=str(item.path))
     predictions = predictor.open_store(folder.predictions(item.name))
-    made = [predict_stored(image, predictor, predictions, progress=progress) for image in store.images()]
+    made = [predict_stored(image, predictor, predictions, progress=progress, attach=False) for image in store.images()]
     result = InputResult(item.name, str(item.path), item.kind, images=store.names())
     result.skipped = all(r.skipped for r in made) and folder.measurements(item.name).is_file()
     if not result.skipped:

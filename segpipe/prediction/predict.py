@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import zarr
 
-from segpipe.data.store import COMPRESSOR, IMAGE_LEVEL, ImageStore, StoredImage, array_digest, axes_for, write_ome_metadata
+from segpipe.data.collection import Entry, add_to_collection
+from segpipe.data.store import COMPRESSOR, IMAGE_LEVEL, ImageStore, StoredImage, array_digest, axes_for
 from segpipe.errors import StoreError
 from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
 from segpipe.inference.instances import InstanceStats, stream_instance_labels
@@ -42,6 +43,7 @@ from segpipe.models.card import ModelCard
 from segpipe.models.device import resolve_device
 from segpipe.models.model import Model
 from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
+from segpipe.prediction.layers import attach_to_source, attached_stamp, write_layers
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.resampled import RECORD_ATTR, drop_scratch, explain, image_grid, model_grid, plan_grids
 from segpipe.prediction.store import STAMP_ATTR, PredictionStore
@@ -145,6 +147,7 @@ def predict_stored(
     exports: Path | None = None,
     on_rows=None,
     progress: bool = False,
+    attach: bool = True,
 ) -> ImageResult:
     """Predict one image into ``predictions`` (resuming a partial run) unless it is current; then export.
 
@@ -156,6 +159,8 @@ def predict_stored(
         on_rows: Called as ``on_rows(frame, row)`` after rows are written and recorded (rows of the
             model's grid when the image is resampled to it).
         progress: Show the rows done of a large image (more than :data:`LARGE` voxels).
+        attach: Copy the label maps under the image in its dataset store too
+            (:func:`segpipe.prediction.layers.attach_to_source`), so the dataset store shows them.
     """
     card, params = predictor.card, predictor.params
     formats = params.export_formats(card.spatial_dims) if exports is not None else ()
@@ -163,6 +168,8 @@ def predict_stored(
     root = predictions.root
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
+        if attach and attached_stamp(image) != stamp:  # the dataset store was ingested again since
+            attach_to_source(root[image.name], image, stamp=stamp, classes=card.classes)
         _export(root[image.name], image, card, exports, formats, overwrite=False)
         return ImageResult(image.name, skipped=True, stamp=stamp)
     grids = plan_grids(image, card, resample=params.resample)
@@ -214,6 +221,8 @@ def predict_stored(
         else:
             instances = InstanceStats(**group.attrs["instances_stats"])
     final = _finish(root, group, image, card, keep_probabilities=params.probabilities)
+    if attach:
+        attach_to_source(final, image, stamp=stamp, classes=card.classes)
     _export(final, image, card, exports, formats, overwrite=True)
     return ImageResult(image.name, skipped=False, stamp=stamp, stream=stream, instances=instances)
 
@@ -326,51 +335,20 @@ def _normalization(group: zarr.Group, image: StoredImage, card: ModelCard) -> No
 
 
 def _finish(root: zarr.Group, group: zarr.Group, image: StoredImage, card: ModelCard, *, keep_probabilities: bool):
-    """Write OME metadata, mark complete and rename the partial group into place."""
-    from ome_zarr.format import CurrentFormat
-    from ome_zarr.writer import write_label_metadata
-
-    ndim = card.spatial_dims
-    frames = image.image.ndim - 1 - ndim
-    unit = image.info.get("unit") or "micrometer"
+    """Write pyramid levels and OME metadata, mark complete, rename the partial group into place and list it at the root."""
     drop_scratch(group)
-    if keep_probabilities:
-        _write_metadata(group, ndim=ndim, frames=frames, channels=True, spacing=image.spacing, unit=unit, name=image.name)
-    elif IMAGE_LEVEL in group:
+    if not keep_probabilities and IMAGE_LEVEL in group:
         del group[IMAGE_LEVEL]
-    label_root = group["labels"]
-    for name in ("semantic", "instances"):
-        if name in label_root:
-            _write_metadata(
-                label_root[name], ndim=ndim, frames=frames, channels=False, spacing=image.spacing, unit=unit, name=name
-            )
-            write_label_metadata(label_root, name)
-    ome = dict(label_root.attrs.get("ome", {}))
-    ome.setdefault("version", CurrentFormat().version)  # NGFF 0.5 wants it in every group; ome-zarr leaves it out
-    label_root.attrs["ome"] = ome
+    write_layers(group, image, card, probabilities=keep_probabilities)
     group.attrs["complete"] = True
     if image.name in root:
         del root[image.name]
     store_root = Path(str(root.store.root))
     (store_root / root.path / group.basename).rename(store_root / root.path / image.name)
-    return zarr.open_group(str(store_root / root.path / image.name), mode="r")
-
-
-def _write_metadata(group, *, ndim: int, frames: int, channels: bool, spacing, unit: str, name: str) -> None:
-    """NGFF multiscales for one level; a frame axis (2D+t, 3D+t) is NGFF's time axis, first."""
-    if not frames:
-        write_ome_metadata(group, ndim=ndim, channels=channels, spacing=spacing, unit=unit, name=name)
-        return
-    from ome_zarr.format import CurrentFormat
-    from ome_zarr.writer import write_multiscales_metadata
-
-    space = axes_for(ndim, channels=False)
-    for axis in space:
-        axis["unit"] = unit
-    axes = [{"name": "t", "type": "time"}] + ([{"name": "c", "type": "channel"}] if channels else []) + space
-    scale = [1.0] + ([1.0] if channels else []) + [float(s) for s in spacing]
-    datasets = [{"path": IMAGE_LEVEL, "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
-    write_multiscales_metadata(group, datasets, fmt=CurrentFormat(), axes=axes, name=name)
+    final = zarr.open_group(str(store_root / root.path / image.name), mode="r")
+    if keep_probabilities:
+        add_to_collection(root, Entry.of(root, image.name))
+    return final
 
 
 def _export(group: zarr.Group, image: StoredImage, card: ModelCard, folder: Path | None, formats, *, overwrite: bool) -> None:

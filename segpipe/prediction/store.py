@@ -3,7 +3,9 @@
 Layout::
 
     predictions.zarr/            attrs["segpipe"]: the model's id, name and classes
-      <image>/                   OME-Zarr image of class probabilities (float16; c = classes [+ distance])
+      OME/                       the list of predicted images (segpipe.data.collection), for viewers
+      <image>/                   OME-Zarr image of class probabilities (float16; c = classes [+ distance,
+                                 boundary]), with pyramid levels s0, s1, ... as its source image has
         labels/semantic          class map
         labels/instances         object map (instance models)
 
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from segpipe.data.collection import root_attrs
 from segpipe.data.store import IMAGE_LEVEL
 from segpipe.errors import StoreError, StoreNotFound
 from segpipe.models.model import Model
@@ -62,12 +65,15 @@ class PredictionStore:
             log.info("%s holds another model's predictions; replacing them", path)
             shutil.rmtree(path)
         root = zarr.open_group(str(path), mode="a")
-        root.attrs["segpipe"] = {
-            "model_id": model_id,
-            "model": model.card.name,
-            "model_folder": str(model.folder.resolve()),
-            "classes": model.card.classes,
-        }
+        root.attrs.update({
+            "segpipe": {
+                "model_id": model_id,
+                "model": model.card.name,
+                "model_folder": str(model.folder.resolve()),
+                "classes": model.card.classes,
+            },
+            "ome": root_attrs(),
+        })
         return cls(path, root)
 
     @classmethod

@@ -17,7 +17,7 @@ from segpipe.errors import InputError
 from segpipe.data.readers.omezarr import is_ome_zarr
 from segpipe.data.readers import natural_key
 
-FORMAT_VERSION = 3  # bump when the store layout changes, so old stores are rebuilt
+FORMAT_VERSION = 4  # bump when the store layout changes, so old stores are rebuilt
 
 
 def file_digest(path: Path) -> str:

@@ -26,6 +26,10 @@ class IngestParams(BaseModel):
             holds the GIL, so threads cannot spread it over the CPUs); ``None``: one per CPU
             (at most 8) when there are at least ``MANY_IMAGES`` images and every one fits in a
             slab, else none; ``1``: threads only.
+        pyramid: Write downsampled levels (``s1``, ``s2``, ...) of every image and label map
+            for viewers (see :mod:`segpipe.data.pyramid`); off: the full resolution only.
+        pyramid_min_size: No level is made from one whose smaller in-plane side is this or less
+            (so an image of this size or smaller has the full resolution only).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,6 +40,12 @@ class IngestParams(BaseModel):
     memory_mib: float = Field(default=128.0, gt=0)
     prefetch: bool = True
     processes: int | None = Field(default=None, ge=1)
+    pyramid: bool = Field(default=True, description="Write downsampled levels for viewers; --no-pyramid: the full resolution only.")
+    pyramid_min_size: int = Field(default=256, ge=1)
+
+    def pyramid_levels(self) -> int | None:
+        """Most pyramid levels, as :func:`segpipe.data.pyramid.level_factors` takes them."""
+        return None if self.pyramid else 1
 
     @property
     def max_slab_bytes(self) -> int:

@@ -25,14 +25,18 @@ from segpipe.data.ingest.params import IngestParams
 from segpipe.data.ingest.stream import slab_windows, stream_copy
 from segpipe.data.readers import AxesSpec, SelectedSource, Source, open_source
 from segpipe.data.readers.source import LastReadCache, Window
+from segpipe.data.pyramid import average, chain, level_factors, pick, steps_between
 from segpipe.data.store import (
     GT_NAME,
     IGNORE_NAME,
     IMAGE_LEVEL,
+    GroupPlan,
+    channel_windows,
     chunk_shape,
     create_array,
+    create_levels,
+    label_image_attrs,
     ome_image_attrs,
-    ome_label_attrs,
     write_small_image_group,
 )
 from segpipe.data.validate import check_image_block, check_image_dtype, check_label_block, label_dtype
@@ -104,7 +108,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     window=window,
                     layout=FrameLayout(
                         ndim, channels, label_dtype(high) if labels is not None else None, label_stats[t][1], spacing, unit,
-                        ignored_pixels=label_stats[t][2],
+                        tuple(entry.classes), entry.instances, ignored_pixels=label_stats[t][2],
                     ),
                     options=options,
                 )
@@ -232,7 +236,17 @@ class FrameLayout:
     labelled: bool  # the ground truth marks at least one object or class in this frame
     spacing: tuple[float, ...]
     unit: str
+    classes: tuple[str, ...] = ()
+    instances: bool = True
     ignored_pixels: int = 0  # pixels the ground truth leaves unannotated: labels/ignore is written when > 0
+
+    def plan(self, window: Window, options: IngestParams) -> GroupPlan:
+        """The frame's pyramid levels, its origin in the source (a region's start) and its labels' meaning."""
+        spatial = tuple(s.stop - s.start for s in window[3 - self.ndim :])
+        factors = level_factors(spatial, self.spacing, levels=options.pyramid_levels(), min_size=options.pyramid_min_size)
+        origin = tuple(float(s.start) * step for s, step in zip(window[3 - self.ndim :], self.spacing))
+        return GroupPlan(factors=tuple(factors), origin=origin if any(origin) else None,
+                         classes=self.classes or None, instances=self.instances)
 
 
 def _write_frame(
@@ -254,6 +268,7 @@ def _write_frame(
     chunks = chunk_shape(shape, ndim, itemsize=image.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)
     label_bytes = labels_dtype.itemsize if labels_dtype is not None else 0
     frame_bytes = int(np.prod(shape, dtype=np.int64)) * (image.dtype.itemsize + label_bytes)
+    plan = layout.plan(window, options)
     if frame_bytes <= options.max_slab_bytes:  # small: read it whole, write the group in one go
         block = image.read(t, window)
         block = block[channels] if channels is not None else block
@@ -272,10 +287,12 @@ def _write_frame(
                 raise InputError(f"{image.path}: image is constant ({low}) but {truth.labels.path} labels objects in it")
         write_small_image_group(
             root, name, np.ascontiguousarray(block), label_block, ndim=ndim, spacing=spacing, unit=unit, chunks=chunks,
-            ignore=ignore_block,
+            plan=plan, ignore=ignore_block,
         )
     else:
-        digest, (low, high) = _stream_frame(root, name, image, truth, t, window=window, layout=layout, options=options)
+        digest, (low, high) = _stream_frame(
+            root, name, image, truth, t, window=window, layout=layout, plan=plan, options=options
+        )
     return {
         "name": name,
         "shape": list(shape),
@@ -285,6 +302,8 @@ def _write_frame(
         "labels_dtype": str(labels_dtype) if labels_dtype is not None else None,
         "chunks": list(chunks),
         "has_objects": layout.labelled if labels_dtype is not None else None,
+        "levels": [list(f) for f in plan.factors],
+        "origin": list(plan.origin) if plan.origin is not None else None,
         "pixels_sha256": None if low == high else digest.hexdigest(),
     }
 
@@ -321,52 +340,91 @@ def _stream_frame(
     *,
     window: Window,
     layout: FrameLayout,
+    plan: GroupPlan,
     options: IngestParams,
 ) -> tuple[PixelDigest, tuple]:
     """Write a frame too large for one slab: image, then labels (and the ignore map), slab by
-    slab; returns the image's pixel digest and ``(min, max)``."""
+    slab, with their pyramid levels; returns the image's pixel digest and ``(min, max)``."""
     ndim, spacing, unit, labels_dtype = layout.ndim, layout.spacing, layout.unit, layout.labels_dtype
     group = root.create_group(
-        name, attributes=ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
+        name,
+        attributes=ome_image_attrs(
+            ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name, factors=plan.factors, origin=plan.origin
+        ),
     )
     digest = PixelDigest(image.dtype, (len(layout.channels) if layout.channels is not None else image.channels,
                                        *(s.stop - s.start for s in window[3 - ndim :])))
-    array, (low, high) = copy_image(
-        group, image, t, window=window, ndim=ndim, channels=layout.channels, options=options, digest=digest
+    copied = copy_image(
+        group, image, t, window=window, ndim=ndim, channels=layout.channels, options=options, digest=digest,
+        factors=plan.factors,
     )
+    group.attrs["ome"] = {**group.attrs["ome"], "omero": plan.omero(copied.windows)}
+    low, high = copied.low, copied.high
     if truth is None:
         return digest, (low, high)
     if layout.labelled and low == high:
         raise InputError(f"{image.path}: image is constant ({low}) but {truth.labels.path} labels objects in it")
     listed = (GT_NAME, IGNORE_NAME) if layout.ignored_pixels else (GT_NAME,)
-    labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit, listed=listed)
+    labels_attrs, gt_attrs = label_image_attrs(GT_NAME, ndim=ndim, spacing=spacing, unit=unit, plan=plan, listed=listed)
     label_root = group.create_group("labels", attributes=labels_attrs)
     gt = label_root.create_group(GT_NAME, attributes=gt_attrs)
-    label_array = create_array(gt, IMAGE_LEVEL, shape=array.shape[1:], dtype=labels_dtype, ndim=ndim,
-                               chunks=array.chunks[1:])
+    label_array = create_array(gt, IMAGE_LEVEL, shape=copied.array.shape[1:], dtype=labels_dtype, ndim=ndim,
+                               chunks=copied.array.chunks[1:])
+    levels = chain(create_levels(gt, label_array, plan.factors, ndim=ndim), steps_between(plan.factors), reduce=pick, ndim=ndim)
+
+    def cast(block: np.ndarray, _) -> np.ndarray:
+        block = block.astype(labels_dtype, copy=False)
+        if levels is not None:
+            levels.push(block)
+        return block
+
     stream_copy(
         lambda sub: truth.read(t, sub)[0],
         label_array,
         window=window,
         ndim=ndim,
         channels=False,
-        on_block=lambda block, _: block.astype(labels_dtype, copy=False),
+        on_block=cast,
         prefetch=options.prefetch,
     )
+    if levels is not None:
+        levels.close()
     if layout.ignored_pixels:
-        _, ignore_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit, name=IGNORE_NAME)
+        _, ignore_attrs = label_image_attrs(IGNORE_NAME, ndim=ndim, spacing=spacing, unit=unit, plan=plan, listed=listed)
         ignore_group = label_root.create_group(IGNORE_NAME, attributes=ignore_attrs)
-        ignore_array = create_array(ignore_group, IMAGE_LEVEL, shape=array.shape[1:], dtype=np.uint8, ndim=ndim,
-                                    chunks=array.chunks[1:])
+        ignore_array = create_array(ignore_group, IMAGE_LEVEL, shape=copied.array.shape[1:], dtype=np.uint8, ndim=ndim,
+                                    chunks=copied.array.chunks[1:])
+        ignore_levels = chain(create_levels(ignore_group, ignore_array, plan.factors, ndim=ndim),
+                              steps_between(plan.factors), reduce=pick, ndim=ndim)
+
+        def mark(block: np.ndarray, _) -> np.ndarray:
+            block = block.astype(np.uint8, copy=False)
+            if ignore_levels is not None:
+                ignore_levels.push(block)
+            return block
+
         stream_copy(
-            lambda sub: truth.read(t, sub)[1].astype(np.uint8),
+            lambda sub: truth.read(t, sub)[1],
             ignore_array,
             window=window,
             ndim=ndim,
             channels=False,
+            on_block=mark,
             prefetch=options.prefetch,
         )
+        if ignore_levels is not None:
+            ignore_levels.close()
     return digest, (low, high)
+
+
+@dataclass(frozen=True)
+class Copied:
+    """What :func:`copy_image` wrote: the full-resolution array, the image's range and each channel's."""
+
+    array: zarr.Array
+    low: object
+    high: object
+    windows: list[tuple[float, float]]
 
 
 def copy_image(
@@ -379,19 +437,20 @@ def copy_image(
     channels: list[int] | None,
     options: IngestParams,
     digest: PixelDigest | None = None,
-) -> tuple[zarr.Array, tuple]:
+    factors=None,
+) -> Copied:
     """Stream frame ``t`` of ``image`` (inside ``window``) into ``group/s0``, refusing NaN and Inf;
-    ``digest`` is fed every slab, in order.
-
-    Returns:
-        The array written and the image's ``(min, max)``.
+    ``digest`` is fed every slab, in order. The levels of ``factors`` (``s1``, ...; none by
+    default) are averaged from the slabs as they pass.
     """
     spatial = tuple(s.stop - s.start for s in window[3 - ndim :])
     n_channels = len(channels) if channels is not None else image.channels
     shape = (n_channels, *spatial)
     chunks = chunk_shape(shape, ndim, itemsize=image.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)
     array = create_array(group, IMAGE_LEVEL, shape=shape, dtype=image.dtype, ndim=ndim, chunks=chunks)
-    low_high: list = [None, None]
+    factors = factors or [(1,) * ndim]
+    levels = chain(create_levels(group, array, factors, ndim=ndim), steps_between(factors), reduce=average, ndim=ndim)
+    windows: list[list] = [[None, None] for _ in range(n_channels)]
 
     def read(sub: Window) -> np.ndarray:
         block = image.read(t, sub)
@@ -399,14 +458,20 @@ def copy_image(
 
     def check(block: np.ndarray, offset: tuple[int, ...]) -> None:
         check_image_block(block, image.path, offset=offset)
-        lo, hi = block.min(), block.max()
-        low_high[0] = lo if low_high[0] is None else min(low_high[0], lo)
-        low_high[1] = hi if low_high[1] is None else max(low_high[1], hi)
+        for window_c, (lo, hi) in zip(windows, channel_windows(block)):
+            window_c[0] = lo if window_c[0] is None else min(window_c[0], lo)
+            window_c[1] = hi if window_c[1] is None else max(window_c[1], hi)
         if digest is not None:
             digest.update(block)
+        if levels is not None:
+            levels.push(block)
 
     stream_copy(read, array, window=window, ndim=ndim, channels=True, on_block=check, prefetch=options.prefetch)
-    return array, (low_high[0], low_high[1])
+    if levels is not None:
+        levels.close()
+    low = image.dtype.type(min(w[0] for w in windows))
+    high = image.dtype.type(max(w[1] for w in windows))
+    return Copied(array, low, high, [(w[0], w[1]) for w in windows])
 
 
 def _affine(image: Source, window: Window) -> list[list[float]] | None:

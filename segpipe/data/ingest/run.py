@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from segpipe import __version__
 from segpipe.data.catalog import Dataset
+from segpipe.data.collection import Entry, write_collection
 from segpipe.data.records import ImageRecord
 from segpipe.errors import naming
 from segpipe.data.ingest.atomic import clean_stale, partial_path, replace_store
@@ -96,6 +97,7 @@ def ingest_dataset(
             check_pixel_duplicates(infos)
             check_objects(infos)
             check_unchanged(dataset, digests)
+            write_collection(root, [Entry.of_info(info) for info in infos])
             root.attrs["segpipe"] = _store_record(dataset, fingerprint, digests, infos)
             replace_store(partial, store)
     finally:

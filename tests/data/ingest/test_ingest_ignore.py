@@ -71,6 +71,28 @@ def test_the_store_with_an_ignore_map_is_valid_ome_zarr(tmp_path, ingest):
     assert sorted(np.asarray(n.data[0]).max() for n in nodes) == [1, 2]
 
 
+@pytest.mark.parametrize("max_slab_mib", [32.0, 0.001], ids=["whole", "streamed"])
+def test_the_ignore_map_has_the_ground_truths_levels_picked_and_stays_uint8(tmp_path, ingest, max_slab_mib):
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    labels, _, entry = write_sparse(tmp_path)
+    # 40x60 -> 20x30 -> 10x15 (10 <= 16: no further level)
+    ingest(tmp_path, options=IngestParams(max_slab_mib=max_slab_mib, pyramid_min_size=16), **entry)
+    group = zarr.open_group(str(ingest.store / "a"), mode="r")
+    assert group["labels"].attrs["ome"]["labels"] == ["gt", "ignore"]
+    ignored = (labels["a"] == 65535).astype(np.uint8)
+    for level, step in enumerate((1, 2, 4)):
+        array = group[f"labels/ignore/s{level}"]
+        assert array.dtype == np.uint8
+        np.testing.assert_array_equal(array[...], ignored[::step, ::step])
+    gt, ignore = (group[f"labels/{name}"].attrs["ome"]["multiscales"][0]["datasets"] for name in ("gt", "ignore"))
+    assert ignore == gt and [d["path"] for d in ignore] == ["s0", "s1", "s2"]
+    ImageLabel.from_zarr(group["labels/ignore"])  # raises on any NGFF 0.5 violation
+    properties = group["labels/ignore"].attrs["ome"]["image-label"]["properties"]
+    assert [(p["label-value"], p["class"]) for p in properties] == [(0, "annotated"), (1, "not annotated")]
+    assert sorted(group["labels/ignore"].array_keys()) == sorted(group["labels/gt"].array_keys())
+
+
 def test_an_ignore_mask_of_the_wrong_shape_is_one_error_naming_it(tmp_path, ingest, leftovers):
     _, _, entry = write_sparse(tmp_path)
     tifffile.imwrite(tmp_path / "ign" / "b_ignore.tif", np.zeros((40, 61), np.uint8))
