@@ -131,12 +131,15 @@ def write_dataset(volume: NucleiVolume, folder: Path) -> str:
     """Write ``volume``'s image and labels under ``folder/name/`` and return its catalog entry (YAML).
 
     The split is by region along y: the first 55% trains, the next 15% validates, the rest tests.
+    Files already there with the same content are not rewritten.
     """
     image, labels = generate(volume)
     where = folder / volume.name
     where.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(where / "image.tif", image)
-    tifffile.imwrite(where / "labels.tif", labels)
+    for name, array in (("image.tif", image), ("labels.tif", labels)):
+        path = where / name
+        if not (path.is_file() and np.array_equal(tifffile.imread(path), array)):  # an ingested copy stays as it is
+            tifffile.imwrite(path, array)
     z, y, x = volume.shape
     cut1, cut2 = round(0.55 * y), round(0.70 * y)
     return (

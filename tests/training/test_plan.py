@@ -41,13 +41,13 @@ def test_patch_size_fits_the_images_and_the_spacing(shape, spacing, edge, expect
     ("ndim", "spacing", "extent", "expected"),
     [
         (3, [2.0, 1.0, 1.0], None, 32.0),  # class maps: the 3D target
-        (3, [2.0, 1.0, 1.0], 12.0, 32.0),  # small objects: twice 12 is under the target
-        (3, [2.0, 1.0, 1.0], 18.0, 36.0),  # twice the extent, in voxels of the finest axis
-        (3, [2.0, 0.5, 0.5], 18.0, 64.0),  # 72 voxels of 0.5: capped
+        (3, [2.0, 1.0, 1.0], 18.0, 32.0),  # 1.75 x 18 = 31.5 is under the target
+        (3, [2.0, 1.0, 1.0], 24.0, 42.0),  # 1.75 times the extent, in voxels of the finest axis
+        (3, [2.0, 0.5, 0.5], 24.0, 64.0),  # 84 voxels of 0.5: capped
         (2, [1.0, 1.0], 100.0, 128.0),  # 2D keeps its target
     ],
 )
-def test_patch_edge_holds_two_objects_in_3d(ndim, spacing, extent, expected):
+def test_patch_edge_holds_an_object_with_a_margin_in_3d(ndim, spacing, extent, expected):
     assert patch_edge(ndim, spacing, extent) == pytest.approx(expected)
 
 
@@ -90,11 +90,13 @@ def test_planning_fills_only_what_the_config_leaves_open():
 
 
 def test_3d_plan_is_narrower_with_longer_epochs_and_patches_sized_to_the_objects():
-    nuclei = {"median_shape": [40, 62, 112], "median_spacing": [2.0, 1.0, 1.0], "object_extent": 18.0}
+    nuclei = {"median_shape": [40, 62, 112], "median_spacing": [2.0, 1.0, 1.0], "object_extent": 24.0}
     planned = plan_training(nuclei, TrainParams())
-    assert planned.patch_size == (32, 48, 48)  # edge 36: z 18 -> 32, y and x 36 -> 48
+    assert planned.patch_size == (32, 48, 48)  # edge 42: z 21 -> 32, y and x 42 -> 48
     assert planned.features == (8, 16, 32, 64, 128, 8) and planned.batch_size == 2
     assert planned.iterations_per_epoch == 100 and planned.epochs == EPOCHS[3]
+    smaller = plan_training({**nuclei, "object_extent": 16.0}, TrainParams())
+    assert smaller.patch_size == (16, 32, 32)  # edge 32: z 16 -> 16
     tissue = {"median_shape": [94, 116, 58], "median_spacing": [2.0, 2.0, 2.0], "object_extent": None}
     assert plan_training(tissue, TrainParams()).patch_size == (32, 32, 32)
     assert plan_training(tissue, TrainParams(network="fcn")).features == (16, 32, 64, 128, 256)
