@@ -51,7 +51,7 @@ VARIANTS = (
         count=24, gap=1.25, brightness=(0.6, 1.0), noise=0.05, seed=1,
     ),
     NucleiVolume(
-        name="nuclei3d-crowded-small", shape=(32, 80, 80), spacing=(1.5, 1.0, 1.0), radius=(3.0, 5.0),
+        name="nuclei3d-crowded-small", shape=(24, 80, 80), spacing=(2.0, 1.0, 1.0), radius=(3.0, 5.0),
         count=120, gap=0.8, brightness=(0.3, 1.0), noise=0.1, seed=2,
     ),
 )
