@@ -44,7 +44,7 @@ def fingerprint_store(store: ImageStore) -> dict:
         raise StoreError(f"{store.path}: no image of the training split has ground truth; nothing to train on")
     shapes = np.array([im.image.shape[1:] for im in images])
     spacings = np.array([im.spacing for im in images])
-    lows, highs, ranges, objects, foreground, extents = [], [], [], [], [], []
+    lows, highs, ranges, objects, foreground, extents, zeros = [], [], [], [], [], [], []
     rng = np.random.default_rng(0)
     for im in images:
         pixels = np.asarray(im.image)
@@ -53,6 +53,7 @@ def fingerprint_store(store: ImageStore) -> dict:
         lows.append(bounds[0][0])
         highs.append(bounds[0][1])
         ranges.append([hi - lo for lo, hi in bounds])
+        zeros.append(float(np.mean(~np.any(pixels != 0, axis=0))))
         if im.labels is not None:
             labels = np.asarray(im.labels)
             objects.append(int(len(np.unique(labels)) - 1))
@@ -70,6 +71,7 @@ def fingerprint_store(store: ImageStore) -> dict:
         "intensity_p1": float(np.median(lows)),
         "intensity_p99_8": float(np.median(highs)),
         "intensity_range": [float(v) for v in np.median(np.array(ranges), axis=0)],
+        "zero_share": float(np.median(zeros)),
         "objects_per_image": float(np.mean(objects)) if objects else None,
         "object_extent": float(np.median(extents)) if extents else None,
         "foreground_intensity": _intensity_stats(np.concatenate(foreground)) if foreground else None,
@@ -138,6 +140,10 @@ def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
     return config.model_copy(update=updates)
 
 
+#: When at least this share of the training voxels is exactly 0 in every channel (a skull-stripped
+#: MRI's background), z-scoring measures the nonzero voxels only, as nnU-Net does when cropping
+#: to the nonzero region would shrink the images by a quarter.
+ZERO_SHARE = 0.25
 #: The percentile range of an image is never taken as less than this share of the training
 #: images' typical range (per channel): an empty, noisy field is not stretched into "objects".
 MIN_RANGE_SHARE = 0.25
@@ -149,6 +155,6 @@ def normalization_spec(method: str, fingerprint: dict) -> NormalizationSpec:
         floor = [MIN_RANGE_SHARE * r for r in fingerprint["intensity_range"]] if fingerprint.get("intensity_range") else None
         return NormalizationSpec(method=method, low=1.0, high=99.8, min_range=floor)
     if method == "zscore":
-        return NormalizationSpec(method=method, low=0.5, high=99.5)
+        return NormalizationSpec(method=method, low=0.5, high=99.5, nonzero=fingerprint.get("zero_share", 0.0) >= ZERO_SHARE)
     stats = fingerprint["foreground_intensity"]
     return NormalizationSpec(method=method, window=(stats["p0_5"], stats["p99_5"]), mean=stats["mean"], std=stats["std"])

@@ -13,6 +13,7 @@ from segpipe.training.plan import (
     EPOCHS,
     ITERATIONS,
     fingerprint_store,
+    normalization_spec,
     object_extents,
     patch_edge,
     plan_patch_size,
@@ -75,6 +76,7 @@ def test_fingerprint_of_a_store_matches_its_images(crop_catalog, tmp_path):
         np.max((np.ptp(np.nonzero(lab == i), axis=1) + 1) * spacing) for lab in labels for i in np.unique(lab) if i > 0
     ]
     assert fingerprint["object_extent"] == pytest.approx(np.median(extents))
+    assert fingerprint["zero_share"] == pytest.approx(np.median([np.mean(im == 0) for im in images]))
 
 
 def test_planning_fills_only_what_the_config_leaves_open():
@@ -100,3 +102,9 @@ def test_3d_plan_is_narrower_with_longer_epochs_and_patches_sized_to_the_objects
     tissue = {"median_shape": [94, 116, 58], "median_spacing": [2.0, 2.0, 2.0], "object_extent": None}
     assert plan_training(tissue, TrainParams()).patch_size == (32, 32, 32)
     assert plan_training(tissue, TrainParams(network="fcn")).features == (16, 32, 64, 128, 256)
+
+
+def test_zscore_leaves_out_a_background_of_zeros_when_it_is_a_quarter_of_the_voxels():
+    assert normalization_spec("zscore", {"zero_share": 0.77}).nonzero  # the MNI152 training region
+    assert not normalization_spec("zscore", {"zero_share": 0.2}).nonzero
+    assert not normalization_spec("zscore", {}).nonzero
