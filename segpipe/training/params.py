@@ -55,7 +55,8 @@ class TrainParams(BaseModel):
     """Weight of the touching-boundary loss (instance datasets); 0: no boundary output."""
     normalization: Literal["percentile", "zscore", "ct"] = "percentile"
     """percentile (microscopy: 1st-99.8th percentiles to 0..1 per image), zscore (MRI: clipped
-    z-score per image) or ct (window and z-score from the training foreground, as nnU-Net)."""
+    z-score per image, of its nonzero voxels when a quarter of the training voxels are exactly 0)
+    or ct (window and z-score from the training foreground, as nnU-Net)."""
     optimizer: Literal["adamw", "sgd"] = "adamw"
     """adamw, or sgd (Nesterov, momentum 0.99, as nnU-Net)."""
     affine: bool = False
