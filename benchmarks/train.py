@@ -32,6 +32,7 @@ from segpipe import OPENMP_SPINCOUNT
 from segpipe.training.params import TrainParams
 from segpipe.models import build_model
 from segpipe.models.device import resolve_device
+from segpipe.training.losses import SegmentationLoss
 from segpipe.training.loop import TrainClock, train_epoch
 from segpipe.inference.normalize import percentile_normalize
 from segpipe.training.augment import augmentation
@@ -72,15 +73,15 @@ def pipeline_loop(model, samples, config, device, epochs: int) -> float:
     transform = augmentation(ndim=2, patch_size=config.patch_size, keys=["image", "label", "dist"], foreground_ratio=0.5)
     dataset = Dataset(data=samples, transform=transform)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    loss = DiceCELoss(to_onehot_y=True, softmax=True)
+    loss = SegmentationLoss(n_classes=2, distance_weight=config.distance_weight, boundary_weight=config.boundary_weight)
     clock = TrainClock(0.0, None)
-    train_epoch(model, dataset, transform, optimizer, loss, config, 0, _started(clock), 2, device)  # warm-up
+    train_epoch(model, dataset, transform, optimizer, loss, config, 0, _started(clock), device)  # warm-up
     clock.stop()
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        train_epoch(model, dataset, transform, optimizer, loss, config, epoch, _started(clock), 2, device)
+        train_epoch(model, dataset, transform, optimizer, loss, config, epoch, _started(clock), device)
         clock.stop()
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +111,37 @@ def model_card():
         return ModelCard(**{**values, **fields})
 
     return make
+
+
+@dataclass
+class CliRun:
+    """What ``segpipe ARGS`` did, run in this process: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def errors(self) -> list[str]:
+        """The ``error:`` lines of stderr."""
+        return [line for line in self.err.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture
+def segpipe_cli(monkeypatch, capsys):
+    """``segpipe_cli(*args) -> CliRun``: the command line entry point, asserting that no traceback
+    (nor torch's ``weights_only`` advice) reaches the user."""
+    from segpipe.cli import main
+
+    def run(*args) -> CliRun:
+        monkeypatch.setattr(sys, "argv", ["segpipe", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_info:
+            code = exit_info.code if isinstance(exit_info.code, int) else 1
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err and "weights_only" not in captured.err, captured.err[-3000:]
+        return CliRun(code, captured.out, captured.err)
+
+    return run

@@ -148,6 +148,14 @@ class DatasetEntry(_Strict):
         spacing: Pixel or voxel size per spatial axis; read from the files when omitted.
         unit: Unit of the spacing; read from the files when omitted (else ``micrometer``).
         ground_truth: How the labels were made, shown in every report (e.g. a silver standard).
+        ignore_label: A label value meaning "not annotated" (sparse ground truth, as nnU-Net's
+            ``ignore`` label): its pixels are neither trained on nor scored. Instance maps: a
+            reserved id (e.g. 65535); class maps: a value that is no class (``>= len(classes)``).
+        ignore_masks: Glob (or list) of ignore masks, one per partly annotated image, paired with
+            images by file stem (after ``ignore_suffix`` is removed); nonzero marks the pixels
+            nobody annotated. Images without one are annotated throughout. For ``ctc`` a folder
+            template with ``{seq}`` whose files are named like the ground truth (``man_segT.tif``).
+        ignore_suffix: Removed from ignore-mask file stems before pairing (e.g. ``_ignore``).
         split: By file (for ``ctc``: by sequence folder name) or by region; required with labels.
             Without labels and without a split, every image is in ``test`` (the split predicted).
         model: The model to segment these images with: a model folder (relative to the catalog),
@@ -178,6 +186,9 @@ class DatasetEntry(_Strict):
     spacing: list[float] | None = None
     unit: str | None = None
     ground_truth: str = ""
+    ignore_label: int | None = Field(default=None, ge=1)
+    ignore_masks: str | list[str] | None = None
+    ignore_suffix: str = ""
     split: SplitSpec | None = None
     model: str | None = None
     allow_outside_root: bool = False
@@ -203,6 +214,15 @@ class DatasetEntry(_Strict):
                 "split: names train or validation images, but the dataset has no labels; images without "
                 "labels can be segmented, not trained on (add labels:, or leave the split out)"
             )
+        if not self.labelled and (self.ignore_label is not None or self.ignore_masks is not None):
+            raise ValueError("ignore_label/ignore_masks: mark what the labels leave unannotated, but the dataset has no labels")
+        if self.ignore_label is not None and not self.instances and self.ignore_label < len(self.classes):
+            raise ValueError(
+                f"ignore_label: {self.ignore_label} is the class {self.classes[self.ignore_label]!r}; "
+                f"use a value that is no class (>= {len(self.classes)}, e.g. 255)"
+            )
+        if self.format == "ctc" and self.ignore_masks is not None and not isinstance(self.ignore_masks, str):
+            raise ValueError("ignore_masks: for ctc, one folder template with {seq} (e.g. '{seq}_GT/IGNORE')")
         if self.format == "ctc" and isinstance(self.split, RegionSplit):
             raise ValueError("split: a ctc dataset is split by sequence folder, not by region")
         if self.channels is not None and len(set(self.channel_indices())) != len(self.channels):
@@ -378,10 +398,15 @@ def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> 
     images = _expand(entry.images, root, where=f"{where}: images", allow_outside=outside, slice_glob=entry.slice_glob)
     if entry.format == "ctc":
         template = entry.labels if isinstance(entry.labels, str) else "{seq}_GT/SEG"
-        records = ctc_records(images, template=template, ndim=entry.ndim, where=where, required=entry.labels is not None)
+        records = ctc_records(
+            images, template=template, ndim=entry.ndim, where=where, required=entry.labels is not None,
+            ignore_template=entry.ignore_masks,
+        )
         for record in records:
             if record.labels is not None:
                 check_inside(record.labels, root, where=f"{where}: labels", allow_outside=outside)
+            if record.ignore is not None:
+                check_inside(record.ignore, root, where=f"{where}: ignore_masks", allow_outside=outside)
         assigned = _assign_splits(records, entry, where=where, key=lambda r: r.name.rsplit("-t", 1)[0])
         for record in assigned:
             sequence = record.image.parent
@@ -398,6 +423,7 @@ def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> 
     else:
         labels = _expand(entry.labels, root, where=f"{where}: labels", allow_outside=outside, slice_glob=entry.slice_glob)
         pairs = _pair(images, labels, entry, where=where)
+    masks = _ignore_masks(entry, pairs, root, where=where)
 
     if isinstance(entry.split, RegionSplit):
         if len(pairs) != 1:
@@ -407,11 +433,36 @@ def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> 
         for split, bounds in entry.split.regions.items():
             if len(bounds) != entry.ndim:
                 raise CatalogError(f"{where}: region {split} has {len(bounds)} ranges, ndim is {entry.ndim}")
-            records.append(ImageRecord(f"{stem}-{split}", image, label, split, tuple(map(tuple, bounds))))
+            records.append(
+                ImageRecord(f"{stem}-{split}", image, label, split, tuple(map(tuple, bounds)), ignore=masks.get(stem))
+            )
         return sorted(records, key=lambda r: SPLITS.index(r.split))
 
-    unsplit = [ImageRecord(stem, image, label, "test") for stem, (image, label) in pairs.items()]
+    unsplit = [ImageRecord(stem, image, label, "test", ignore=masks.get(stem)) for stem, (image, label) in pairs.items()]
     return _assign_splits(unsplit, entry, where=where, key=lambda r: r.name)
+
+
+def _ignore_masks(entry: DatasetEntry, pairs: dict, root: Path, *, where: str) -> dict[str, Path]:
+    """The ignore mask of each image that has one, by image stem; a mask naming no image is an error."""
+    if entry.ignore_masks is None:
+        return {}
+    found = _expand(
+        entry.ignore_masks, root, where=f"{where}: ignore_masks", allow_outside=entry.allow_outside_root,
+        slice_glob=entry.slice_glob,
+    )
+    if len(pairs) == 1 and len(found) == 1:
+        return {next(iter(pairs)): found[0]}
+    masks: dict[str, Path] = {}
+    for path in found:
+        stem = _stem(path, entry.ignore_suffix)
+        if stem in masks:
+            raise CatalogError(f"{where}: two ignore masks share the name {stem!r}: {masks[stem]}, {path}")
+        if stem not in pairs:
+            raise CatalogError(
+                f"{where}: ignore mask {path} names no image (expected an image named {stem}{entry.images_suffix}.*)"
+            )
+        masks[stem] = path
+    return masks
 
 
 def _trains(split: FileSplit | RegionSplit) -> bool:

@@ -9,11 +9,21 @@ Layout (https://celltrackingchallenge.net, "Datasets")::
 Every frame becomes a record; frames without ground truth are predicted (the export then has
 every frame, as the CTC tools expect) but neither trained on nor scored. A per-plane annotation
 becomes a 2D record cutting that plane from its frame, so such datasets are 2D (``ndim: 2``).
+
+Sparse ground truth: the CTC's segmentation truth may leave cells out (gold truth annotates a
+selection of cells in a selection of frames), and the format has no mark for what is left out:
+the CTC's own SEG measure only ever looks at annotated cells, so extra predicted cells cost
+nothing there, while a DET or a training on those frames would take unannotated cells for
+background. The catalog's ``ignore_masks`` names a folder of masks beside the ground truth (a
+template such as ``{seq}_GT/IGNORE``), each named like the annotation it completes
+(``man_seg005.tif``, ``man_seg_000_012.tif``), nonzero where cells were left out; or
+``ignore_label`` names a value the annotations use for such areas.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from segpipe.data.records import ImageRecord
@@ -24,7 +34,9 @@ FULL_GT = re.compile(r"^man_seg(\d+)\.tiff?$")
 PLANE_GT = re.compile(r"^man_seg_(\d+)_(\d+)\.tiff?$")
 
 
-def ctc_records(sequences: list[Path], *, template: str, ndim: int, where: str, required: bool = False) -> list[ImageRecord]:
+def ctc_records(
+    sequences: list[Path], *, template: str, ndim: int, where: str, required: bool = False, ignore_template: str | None = None
+) -> list[ImageRecord]:
     """Records of the frames (or annotated planes) of ``sequences``, split unassigned.
 
     Every frame becomes a record, with its ``man_segT.tif`` as labels where there is one and
@@ -39,11 +51,14 @@ def ctc_records(sequences: list[Path], *, template: str, ndim: int, where: str, 
         ndim: The dataset's spatial dimensions.
         where: Catalog and entry, for messages.
         required: The catalog named the ground-truth folder: a sequence without it is an error.
+        ignore_template: Folder of ignore masks relative to each sequence's parent, ``{seq}``
+            replaced; each mask is named like the annotation it belongs to. A sequence without
+            the folder, or an annotation without a mask there, is annotated throughout.
 
     Raises:
         CatalogError: A sequence is not a folder or has no frames, a named ground-truth folder is
-            missing or holds no annotations, an annotation has no frame, or per-plane
-            annotations are used with ``ndim: 3``.
+            missing or holds no annotations, an annotation has no frame, per-plane
+            annotations are used with ``ndim: 3``, or an ignore mask is named like no annotation.
     """
     records: list[ImageRecord] = []
     names: set[str] = set()
@@ -63,18 +78,36 @@ def ctc_records(sequences: list[Path], *, template: str, ndim: int, where: str, 
             gt = None
         width = max(3, len(str(max(frames))))
         full, planes = _annotations(gt, frames, seq, width, where) if gt is not None else ({}, [])
-        if planes:
-            if ndim != 2:
-                raise CatalogError(
-                    f"{where}: {planes[0][2]} annotates one plane of a 3D frame; per-plane ground truth "
-                    "is ingested as 2D images, set ndim: 2"
-                )
-            records += [
-                ImageRecord(f"{seq.name}-t{t:0{width}d}-z{z:03d}", frames[t], path, "train", plane=z) for t, z, path in planes
-            ]
-        records += [ImageRecord(f"{seq.name}-t{t:0{width}d}", path, full.get(t), "train") for t, path in frames.items()
-                    if not planes or t in full]
+        if planes and ndim != 2:
+            raise CatalogError(
+                f"{where}: {planes[0][2]} annotates one plane of a 3D frame; per-plane ground truth "
+                "is ingested as 2D images, set ndim: 2"
+            )
+        made = [
+            ImageRecord(f"{seq.name}-t{t:0{width}d}-z{z:03d}", frames[t], path, "train", plane=z) for t, z, path in planes
+        ] + [
+            ImageRecord(f"{seq.name}-t{t:0{width}d}", path, full.get(t), "train")
+            for t, path in frames.items() if not planes or t in full
+        ]
+        if ignore_template is not None:
+            made = _with_ignore_masks(made, seq.parent / ignore_template.format(seq=seq.name), where)
+        records += made
     return records
+
+
+def _with_ignore_masks(records: list[ImageRecord], folder: Path, where: str) -> list[ImageRecord]:
+    """``records`` with the masks of ``folder`` named like their annotations (none: annotated throughout)."""
+    if not folder.is_dir():
+        return records
+    annotated = {r.labels.name for r in records if r.labels is not None}
+    masks = {}
+    for path in sorted(folder.iterdir()):
+        if not (FULL_GT.match(path.name) or PLANE_GT.match(path.name)):
+            continue
+        if path.name not in annotated:
+            raise CatalogError(f"{where}: ignore mask {path} is named like no annotation ({', '.join(sorted(annotated))})")
+        masks[path.name] = path.absolute()
+    return [replace(r, ignore=masks.get(r.labels.name)) if r.labels is not None else r for r in records]
 
 
 def _annotations(gt: Path, frames: dict[int, Path], seq: Path, width: int, where: str):

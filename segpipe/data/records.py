@@ -21,6 +21,7 @@ class ImageRecord:
         split: ``train``, ``validation`` or ``test``.
         region: ``(start, stop)`` per spatial axis when the image is a region of a larger file.
         plane: For a 2D record cut from a 3D image file (CTC per-slice ground truth): the ``z``.
+        ignore: Absolute path of the image's ignore mask (nonzero: not annotated), or ``None``.
     """
 
     name: str
@@ -29,3 +30,4 @@ class ImageRecord:
     split: Split
     region: tuple[tuple[int, int], ...] | None = None
     plane: int | None = None
+    ignore: Path | None = None

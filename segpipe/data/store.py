@@ -6,11 +6,13 @@ Layout::
       <image name>/              OME-Zarr (NGFF 0.5) image: multiscales with axes and scale
         s0                       image, (c, [z,] y, x), source dtype
         labels/gt/s0             ground truth, ([z,] y, x), unsigned integers
+        labels/ignore/s0         sparse ground truth only: 1 where nothing is annotated, uint8
 
 The record's ``images`` list has, per image: ``name``, ``split``, ``shape``, ``spacing``
 (``[z,] y, x``), ``unit``, ``affine`` (NIfTI sources: the source's voxel-to-world matrix in
 its own ``i, j, k`` order, moved to the image's first voxel), ``source``/``labels_source``,
-``region``, ``frame`` (time point of a 2D+t or 3D+t file), ``plane`` (z of a per-plane
+``region``, ``ignore_source`` (the ignore mask file), ``ignored_pixels`` (pixels of
+``labels/ignore``, which exists only when there are some), ``frame`` (time point of a 2D+t or 3D+t file), ``plane`` (z of a per-plane
 annotation), ``source_axes``, ``dtype``, ``labels_dtype``, ``chunks``, ``has_objects`` (whether the ground
 truth marks anything; ``None`` without ground truth) and ``pixels_sha256`` (a digest of the
 decoded image, ``None`` for a constant one: the same pixels saved twice are found by it). ``sources`` holds
@@ -39,6 +41,7 @@ from segpipe.errors import StoreError, StoreNotFound
 
 IMAGE_LEVEL = "s0"
 GT_NAME = "gt"
+IGNORE_NAME = "ignore"
 COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 
 
@@ -73,6 +76,11 @@ class StoredImage:
     labels: zarr.Array | None
     spacing: tuple[float, ...]
     info: dict
+    ignore: zarr.Array | None = None  # 1 where the ground truth annotates nothing (sparse ground truth)
+
+    def ignored(self) -> np.ndarray | None:
+        """The pixels the ground truth leaves unannotated (``bool``), or ``None`` when it annotates all of them."""
+        return None if self.ignore is None else np.asarray(self.ignore) > 0
 
 
 def chunk_shape(
@@ -141,10 +149,13 @@ def ome_image_attrs(*, ndim: int, channels: bool, spacing, unit: str, name: str)
     return attrs
 
 
-def ome_label_attrs(*, ndim: int, spacing, unit: str, name: str = GT_NAME) -> tuple[dict, dict]:
-    """Attributes of the ``labels`` group and of its label image ``name`` (see :func:`ome_image_attrs`)."""
+def ome_label_attrs(
+    *, ndim: int, spacing, unit: str, name: str = GT_NAME, listed: tuple[str, ...] | None = None
+) -> tuple[dict, dict]:
+    """Attributes of the ``labels`` group (listing ``listed``, default ``name`` alone) and of its
+    label image ``name`` (see :func:`ome_image_attrs`)."""
     labels, image = copy.deepcopy(_ome_template(ndim, False, tuple(float(s) for s in spacing), unit, True))
-    labels["ome"]["labels"] = [name]
+    labels["ome"]["labels"] = list(listed or (name,))
     image["ome"]["multiscales"][0]["name"] = name
     return labels, image
 
@@ -184,9 +195,19 @@ def create_array(group: zarr.Group, name: str, *, shape, dtype, ndim: int, chunk
 
 
 def write_small_image_group(
-    root: zarr.Group, name: str, image: np.ndarray, labels: np.ndarray | None, *, ndim: int, spacing, unit: str, chunks
+    root: zarr.Group,
+    name: str,
+    image: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    ndim: int,
+    spacing,
+    unit: str,
+    chunks,
+    ignore: np.ndarray | None = None,
 ) -> None:
-    """Write an in-memory image and its labels (if any) as an OME-Zarr image group, built in memory first.
+    """Write an in-memory image, its labels (if any) and their ignore mask (if any: ``uint8``, 1 =
+    not annotated) as an OME-Zarr image group, built in memory first.
 
     zarr spends far more on each store call than a small image's bytes cost (every call is
     a hand-over to its event loop, and each file of a local store another to a thread), so
@@ -202,16 +223,24 @@ def write_small_image_group(
         name: GroupMetadata(attributes=attrs),
         image_key: _array_metadata(image.shape, image.dtype.str, ndim, tuple(chunks)),
     }
+    ignore_key = f"{name}/labels/{IGNORE_NAME}/{IMAGE_LEVEL}"
     if labels is not None:
-        labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
+        listed = (GT_NAME, IGNORE_NAME) if ignore is not None else (GT_NAME,)
+        labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit, listed=listed)
         nodes[f"{name}/labels"] = GroupMetadata(attributes=labels_attrs)
         nodes[f"{name}/labels/{GT_NAME}"] = GroupMetadata(attributes=gt_attrs)
         nodes[gt_key] = _array_metadata(labels.shape, labels.dtype.str, ndim, tuple(chunks[1:]))
+        if ignore is not None:
+            _, ignore_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit, name=IGNORE_NAME)
+            nodes[f"{name}/labels/{IGNORE_NAME}"] = GroupMetadata(attributes=ignore_attrs)
+            nodes[ignore_key] = _array_metadata(ignore.shape, np.dtype(np.uint8).str, ndim, tuple(chunks[1:]))
     built: dict = {}
     made = dict(zarr.create_hierarchy(store=zarr.storage.MemoryStore(built), nodes=nodes))
     made[image_key][...] = image
     if labels is not None:
         made[gt_key][...] = labels
+        if ignore is not None:
+            made[ignore_key][...] = ignore.astype(np.uint8, copy=False)
     _copy_keys(built, root)
 
 
@@ -336,7 +365,8 @@ class ImageStore:
     def _stored(self, info: dict) -> StoredImage:
         group = self.root[info["name"]]
         labels = group[f"labels/{GT_NAME}/{IMAGE_LEVEL}"] if info.get("labels_source") is not None else None
-        return StoredImage(info["name"], info["split"], group[IMAGE_LEVEL], labels, tuple(info["spacing"]), info)
+        ignore = group[f"labels/{IGNORE_NAME}/{IMAGE_LEVEL}"] if labels is not None and info.get("ignored_pixels") else None
+        return StoredImage(info["name"], info["split"], group[IMAGE_LEVEL], labels, tuple(info["spacing"]), info, ignore)
 
 
 def array_digest(array: zarr.Array) -> str:

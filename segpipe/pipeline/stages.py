@@ -137,6 +137,7 @@ def score_one(run: RunFolder, name: str) -> ScoreAccumulator:
     score_image(
         accumulator, name, image=np.asarray(image.image), gt=np.asarray(image.labels),
         pred_instances=prediction.instances, pred_semantic=prediction.semantic, spacing=image.spacing,
+        ignore=image.ignored(),
     )
     return accumulator
 

@@ -12,6 +12,10 @@ Every dataset score is pooled from per-image sums, weighting images by what they
 * HD95 and ASD per class: mean over the images where both maps hold the class;
 * OP_CSB, the Cell Tracking Challenge's overall segmentation measure: ``(SEG + DET) / 2``.
 
+Images of sparse ground truth come with an ``ignore`` mask: every score then leaves out what
+the ground truth does not annotate (:mod:`segpipe.scoring.ignore`), and the summary counts the
+ignored pixels and the predicted objects left out (``ignored_pixels``, ``ignored_pred``).
+
 Each comes with a percentile bootstrap interval (:mod:`segpipe.scoring.bootstrap`): over the
 images when there are enough of them; with fewer, over the objects for object-level scores
 (SEG, DET, the matching table) and none for the others. ``ci_method`` says, for each interval,
@@ -35,6 +39,7 @@ import numpy as np
 
 from segpipe.scoring.bootstrap import BootstrapPlan, CiMethod, Resampler, choose_method, no_interval
 from segpipe.scoring.detection import det_from_ratio, det_units, det_value
+from segpipe.scoring.ignore import check_ignore
 from segpipe.scoring.image import THRESHOLDS, score_instances
 from segpipe.scoring.instances import MatchResult
 from segpipe.scoring.semantic import scores_from_counts, semantic_scores
@@ -63,6 +68,8 @@ class _ImageStats:
     fn: list[int] = field(default_factory=list)
     iou_sum: list[float] = field(default_factory=list)
     merge_split: dict[str, int] = field(default_factory=dict)
+    ignored_pixels: int = 0
+    ignored_pred: int = 0
     iou_hist: np.ndarray | None = None
     # per ground-truth object, for the object bootstrap: Jaccard index, AOGM-D share, and
     # matched IoU at each threshold (0 when unmatched), shape (thresholds, objects)
@@ -167,6 +174,7 @@ class ScoreAccumulator:
         pred_semantic: np.ndarray | None = None,
         *,
         spacing: Sequence[float] | None = None,
+        ignore: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Score one image and add it to the dataset totals.
 
@@ -178,6 +186,8 @@ class ScoreAccumulator:
                 datasets and ``gt_labels`` itself for semantic ones.
             pred_semantic: Predicted class map, defaulted the same way.
             spacing: Pixel or voxel size per axis, for the surface distances.
+            ignore: Pixels the ground truth does not annotate (nonzero), same shape: left out
+                of every score (:mod:`segpipe.scoring.ignore`).
 
         Returns:
             The image's row (see :meth:`summary`, ``per_image``).
@@ -193,28 +203,35 @@ class ScoreAccumulator:
         else:
             gt_semantic = gt_labels if gt_semantic is None else gt_semantic
             pred_semantic = pred_labels if pred_semantic is None else pred_semantic
-        sem = semantic_scores(gt_semantic, pred_semantic, n_classes=self.n_classes)
+        if ignore is not None:
+            ignore = check_ignore(ignore, np.shape(gt_labels))
+        sem = semantic_scores(gt_semantic, pred_semantic, n_classes=self.n_classes, ignore=ignore)
         stats = _ImageStats(str(name), sem.intersection, sem.gt_count, sem.pred_count)
+        stats.ignored_pixels = int(np.count_nonzero(ignore)) if ignore is not None else 0
         row: dict[str, Any] = {
             "name": str(name),
             "seg": None,
             "n_objects": None,
             "iou": self._by_class(sem.iou),
             "dice": self._by_class(sem.dice),
+            "ignored_pixels": stats.ignored_pixels,
         }
         if self.surface:
+            if ignore is not None:  # ignored pixels are background in both maps
+                gt_semantic, pred_semantic = np.where(ignore, 0, gt_semantic), np.where(ignore, 0, pred_semantic)
             dist = surface_distances(gt_semantic, pred_semantic, n_classes=self.n_classes, spacing=spacing)
             stats.hd95, stats.asd = dist.hd95, dist.asd
             row["hd95"], row["asd"] = self._by_class(dist.hd95), self._by_class(dist.asd)
         if self.instances:
-            row.update(self._add_instances(stats, gt_labels, pred_labels))
+            row.update(self._add_instances(stats, gt_labels, pred_labels, ignore))
         self._images.append(stats)
         self._rows.append(row)
         self.seconds += time.perf_counter() - start
         return _copy_row(row)
 
-    def _add_instances(self, stats: _ImageStats, gt: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-        scores = score_instances(gt, pred, thresholds=self.thresholds)
+    def _add_instances(self, stats: _ImageStats, gt: np.ndarray, pred: np.ndarray, ignore) -> dict[str, Any]:
+        scores = score_instances(gt, pred, thresholds=self.thresholds, ignore=ignore)
+        stats.ignored_pred = int(scores.ignored_pred.size)
         det = scores.det
         stats.jaccard_sum, stats.n_gt, stats.n_pred = scores.seg.jaccard_sum, scores.seg.n_gt, det.n_pred
         stats.det = {k: getattr(det, k) for k in ("tp", "fn", "fp", "ns", "aogm_d", "aogm_d0")}
@@ -234,6 +251,7 @@ class ScoreAccumulator:
             "n_pred": det.n_pred,
             "det": det_score,
             "op_csb": op_csb(seg, det_score),
+            "ignored_pred": stats.ignored_pred,
             **stats.merge_split,
             "matching": [
                 _matching_entry(t, stats.n_gt, det.n_pred, tp, fp, fn, s)
@@ -249,7 +267,7 @@ class ScoreAccumulator:
 
         Returns:
             ``{"n_images", "instances", "classes", "seg", "n_objects", "n_pred", "det",
-            "op_csb", "det_counts", "iou", "dice", "mean_iou", "mean_dice", ["hd95", "asd",]
+            "op_csb", "det_counts", "iou", "dice", "mean_iou", "mean_dice", "ignored_pixels", "ignored_pred", ["hd95", "asd",]
             "matching", "merges", "merged_gt", "splits", "split_pred", "iou_histogram", "ci",
             "ci_method", "bootstrap", "per_image"}``. Instance-only values are ``None``
             (``matching`` empty) for semantic datasets; ``ci`` mirrors the scores with
@@ -290,6 +308,8 @@ class ScoreAccumulator:
             "dice": self._by_class(dice),
             "mean_iou": _mean_defined(iou[1:]),
             "mean_dice": _mean_defined(dice[1:]),
+            "ignored_pixels": int(sum(s.ignored_pixels for s in images)),
+            "ignored_pred": int(sum(s.ignored_pred for s in images)) if self.instances else None,
         }
         if self.surface:
             for key in ("hd95", "asd"):

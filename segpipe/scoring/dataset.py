@@ -7,6 +7,8 @@ how, so the pipeline, ``segpipe score --predictions`` and the report use the sam
   by default, the model's class map when it has one);
 * semantic datasets: the class map;
 * 3D datasets also get HD95 and ASD per class, in the units of the image's spacing;
+* images of sparse ground truth (an ``ignore`` mask) are scored on their annotated pixels only
+  (:mod:`segpipe.scoring.ignore`), the model and the baseline alike;
 * the classical baseline is scored the same way on the same images: Otsu + watershed
   (:func:`segpipe.scoring.baseline.otsu_watershed`) for instance datasets, multi-Otsu
   intensity bands (:func:`segpipe.scoring.baseline.otsu_classes`) for semantic ones;
@@ -47,6 +49,7 @@ def score_image(
     pred_instances: np.ndarray | None,
     pred_semantic: np.ndarray | None,
     spacing: Sequence[float] | None,
+    ignore: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Score one image's prediction, and the baseline on the same image when ``acc`` has one.
 
@@ -58,6 +61,8 @@ def score_image(
         pred_instances: Predicted instance labels (instance datasets).
         pred_semantic: Predicted class map; optional for instance datasets.
         spacing: Pixel size per spatial axis.
+        ignore: Pixels the ground truth does not annotate (nonzero), ``([Z,] Y, X)``: left out
+            of the model's scores and the baseline's.
 
     Returns:
         The model's row for the image.
@@ -69,11 +74,11 @@ def score_image(
     if acc.instances:
         if pred_instances is None:
             raise ValueError(f"{name}: the dataset has instance labels but the prediction has none")
-        row = acc.add(name, gt, pred_instances, gt > 0, pred_semantic, spacing=spacing)
+        row = acc.add(name, gt, pred_instances, gt > 0, pred_semantic, spacing=spacing, ignore=ignore)
     else:
         if pred_semantic is None:
             raise ValueError(f"{name}: the dataset has class maps but the prediction has none")
-        row = acc.add(name, gt, pred_semantic, spacing=spacing)
+        row = acc.add(name, gt, pred_semantic, spacing=spacing, ignore=ignore)
     if acc.baseline is not None and acc.n_classes >= 2:
         start = time.perf_counter()
         if acc.instances:
@@ -81,7 +86,7 @@ def score_image(
         else:
             labels = otsu_classes(np.asarray(image), n_classes=acc.n_classes, ndim=gt.ndim, spacing=spacing)
         acc.baseline.seconds += time.perf_counter() - start  # segmenting counts as the baseline's time
-        acc.baseline.add(name, gt, labels, spacing=spacing)
+        acc.baseline.add(name, gt, labels, spacing=spacing, ignore=ignore)
     return row
 
 

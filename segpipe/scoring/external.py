@@ -54,6 +54,7 @@ def score_prediction_folder(store: str | Path, folder: str | Path, *, dataset: s
         score_image(
             acc, image.name, image=np.asarray(image.image), gt=gt,
             pred_instances=prediction.instances, pred_semantic=prediction.semantic, spacing=image.spacing,
+            ignore=image.ignored(),
         )
         sources[image.name] = prediction.source
     metrics = dataset_metrics(acc, dataset=dataset, split=split)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segpipe.scoring.ignore import check_ignore
 from segpipe.scoring.overlap import check_label_pair
 
 
@@ -35,13 +36,17 @@ class SemanticResult:
     pred_count: list[int]
 
 
-def semantic_scores(gt: np.ndarray, pred: np.ndarray, *, n_classes: int) -> SemanticResult:
+def semantic_scores(
+    gt: np.ndarray, pred: np.ndarray, *, n_classes: int, ignore: np.ndarray | None = None
+) -> SemanticResult:
     """Per-class IoU and Dice of two class maps of the same shape.
 
     Args:
         gt: Ground-truth class of each pixel, integers in ``[0, n_classes)``.
         pred: Predicted class of each pixel, same shape and range.
         n_classes: Number of classes, including background.
+        ignore: Pixels the ground truth does not annotate (nonzero), same shape: they count in
+            neither map (sparse ground truth, :mod:`segpipe.scoring.ignore`).
 
     Raises:
         TypeError: A dtype that is not integer or bool.
@@ -53,6 +58,9 @@ def semantic_scores(gt: np.ndarray, pred: np.ndarray, *, n_classes: int) -> Sema
     for what, labels in (("ground truth", gt), ("prediction", pred)):
         if labels.size and int(labels.max()) >= n_classes:
             raise ValueError(f"{what} holds class {int(labels.max())} but n_classes is {n_classes}")
+    if ignore is not None:
+        valid = ~check_ignore(ignore, gt.shape)
+        gt, pred = gt[valid], pred[valid]
     gt = gt.reshape(-1).astype(np.intp, copy=False)
     pred = pred.reshape(-1).astype(np.intp, copy=False)
     intersection = np.bincount(gt[gt == pred], minlength=n_classes).tolist()

@@ -27,7 +27,8 @@ def augmentation(
 ) -> mt.Compose:
     """Random patch plus augmentation, the nnU-Net way kept small.
 
-    Patches are centred on foreground with probability ``foreground_ratio`` (oversampling);
+    Patches are centred on foreground with probability ``foreground_ratio`` (oversampling),
+    elsewhere on background that is annotated (never on pixels an ``ignore`` key marks);
     then optional random rotation and scaling (``affine``) and elastic deformation
     (``elastic``); random flips along every axis, 90-degree rotations in the (y, x) plane
     (square patches only); intensity scaling, shifting, gamma, blur and noise on the image, for
@@ -37,17 +38,23 @@ def augmentation(
     With ``crop=False`` the samples are already patches (read from zarr) and only augmented.
     """
     spatial = tuple(int(p) for p in patch_size)
-    modes = {"image": "constant", "label": "constant", "dist": "constant", "boundary": "constant"}
+    modes = dict.fromkeys(("image", "label", "dist", "boundary", "ignore"), "constant")
     positives = foreground_ratio / max(1e-6, 1 - foreground_ratio)
     steps: list = []
+    sparse = "ignore" in keys
     if crop:
-        steps += [
-            mt.SpatialPadd(keys=keys, spatial_size=spatial, mode=[modes[k] for k in keys]),
+        steps += [mt.SpatialPadd(keys=keys, spatial_size=spatial, mode=[modes[k] for k in keys])]
+        if sparse:  # background centres only where the ground truth is annotated
+            steps.append(mt.Lambdad(keys="ignore", func=_annotated, overwrite="annotated"))
+        steps.append(
             mt.RandCropByPosNegLabeld(
-                keys=keys, label_key="label", spatial_size=spatial, pos=positives, neg=1.0, num_samples=1
-            ),
-        ]
-    interp = {"image": "bilinear", "label": "nearest", "dist": "bilinear", "boundary": "nearest"}
+                keys=keys, label_key="label", spatial_size=spatial, pos=positives, neg=1.0, num_samples=1,
+                image_key="annotated" if sparse else None, image_threshold=0.5,
+            )
+        )
+        if sparse:
+            steps.append(mt.DeleteItemsd(keys="annotated"))
+    interp = {"image": "bilinear", "label": "nearest", "dist": "bilinear", "boundary": "nearest", "ignore": "nearest"}
     mode = [interp[k] for k in keys]
     if affine:
         angle = (np.pi / 12, 0.0, 0.0) if ndim == 3 else np.pi / 12
@@ -76,12 +83,17 @@ def augmentation(
     return mt.Compose(steps)
 
 
+def _annotated(ignore):
+    """1 where a sample's ground truth is annotated (a function, not a lambda: loader processes pickle it)."""
+    return 1 - ignore
+
+
 class RandEmptyFieldd(mt.RandomizableTransform, mt.MapTransform):
     """Replace a patch, with probability ``prob``, by a field with nothing in it: smooth noise.
 
     What an empty, noisy field looks like once its percentiles are stretched: noise over the
     whole range (scaled by 0.2-1, as the normalization's floor leaves it), smoothed a little so
-    it has texture; every label and distance is background. Without such patches a network that
+    it has texture; every label and distance is background, and all of it annotated. Without such patches a network that
     only saw fields with objects in them finds objects in noise.
     """
 

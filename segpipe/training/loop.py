@@ -27,7 +27,6 @@ import monai
 import numpy as np
 import torch
 from monai.data import Dataset, get_track_meta, list_data_collate, set_track_meta
-from monai.losses import DiceCELoss
 from monai.utils import set_determinism
 from torch.utils.data import DataLoader, RandomSampler
 
@@ -43,6 +42,7 @@ from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_mode
 from segpipe.progress import Progress
 from segpipe.training.augment import augmentation
 from segpipe.training.checkpoint import load_state, save_state
+from segpipe.training.losses import SegmentationLoss
 from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.plan import fingerprint_store, normalization_spec, plan_training
@@ -60,9 +60,14 @@ class TrainResult:
     history: list[dict]
 
 
-def load_split(store: ImageStore, split: str, *, spec: NormalizationSpec) -> list[tuple[StoredImage, np.ndarray, np.ndarray]]:
-    """Normalized images and their labels for one split, in memory."""
-    return [(im, normalize(np.asarray(im.image), spec), np.asarray(im.labels)) for im in store.images(split, labelled=True)]
+def load_split(
+    store: ImageStore, split: str, *, spec: NormalizationSpec
+) -> list[tuple[StoredImage, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Normalized images, their labels and their unannotated pixels (``None``: none) for one split, in memory."""
+    return [
+        (im, normalize(np.asarray(im.image), spec), np.asarray(im.labels), im.ignored())
+        for im in store.images(split, labelled=True)
+    ]
 
 
 def train_model(
@@ -112,7 +117,9 @@ def train_model(
     val_set = _scorable(load_split(store, "validation", spec=card.normalization))
     dataset, transform = _training_data(store, card, config)
     optimizer = _optimizer(model, config)
-    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+    loss_fn = SegmentationLoss(
+        n_classes=n_classes, distance_weight=config.distance_weight, boundary_weight=config.boundary_weight
+    )
     state = _resume(model_dir, card, model, optimizer)
     history: list[dict] = state["history"]
     planned_epochs: int = config.epochs
@@ -128,7 +135,7 @@ def train_model(
     while not done:
         clock.start()
         result = train_epoch(
-            model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device,
+            model, dataset, transform, optimizer, loss_fn, config, epoch, clock, device,
             first_step=iteration, on_step=lambda loss: bar.update(1, loss=loss),
         )
         epoch_seconds = clock.stop()
@@ -179,8 +186,8 @@ def train_model(
 
 def _scorable(val_set: list) -> list:
     """The validation images, or none (with a warning) when none of them has an object to score."""
-    if val_set and not any(np.any(labels) for _, _, labels in val_set):
-        names = ", ".join(im.name for im, _, _ in val_set)
+    if val_set and not any(np.any(labels) for _, _, labels, _ in val_set):
+        names = ", ".join(im.name for im, _, _, _ in val_set)
         log.warning(
             "the validation split has no object (%s: every label map is empty): it cannot choose a checkpoint "
             "or tune the post-processing; keeping the last checkpoint, with the default post-processing",
@@ -254,6 +261,8 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
     instances, boundary = card.instances, "boundary" in card.extra_outputs
     keys = ["image", "label", "dist"] + (["boundary"] if boundary else []) if instances else ["image", "label"]
     images = store.images("train", labelled=True)
+    sparse = any(im.ignore is not None for im in images)  # every sample then carries its unannotated pixels
+    keys += ["ignore"] if sparse else []
     in_memory = sum(4 * (im.image.size + 3 * im.labels.size) for im in images)  # float32 image, label, target
     lazy = in_memory > config.memory_limit_gb * 2**30
     transform = augmentation(
@@ -277,16 +286,23 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
             foreground_ratio=config.foreground_ratio,
             transform=transform,
             seed=config.seed,
+            sparse=sparse,
         )
         return dataset, transform
     samples = [
         training_sample(
             normalize(np.asarray(im.image), card.normalization), np.asarray(im.labels), instances=instances,
-            spacing=im.spacing, boundary=boundary,
+            spacing=im.spacing, boundary=boundary, ignore=_ignored_or_none(im) if sparse else None,
         )
         for im in images
     ]
     return Dataset(data=samples, transform=transform), transform
+
+
+def _ignored_or_none(im: StoredImage) -> np.ndarray:
+    """The image's unannotated pixels; all ``False`` for an image annotated throughout."""
+    ignored = im.ignored()
+    return ignored if ignored is not None else np.zeros(im.labels.shape, bool)
 
 
 def _optimizer(model: torch.nn.Module, config: TrainParams) -> torch.optim.Optimizer:
@@ -366,7 +382,7 @@ def loader_workers(config: TrainParams, device: torch.device) -> int:
 
 
 def train_epoch(
-    model, dataset, transform, optimizer, dice_ce, config, epoch, clock, n_classes, device, *, first_step=None, on_step=None
+    model, dataset, transform, optimizer, loss_fn, config, epoch, clock, device, *, first_step=None, on_step=None
 ) -> EpochResult:
     """One epoch of ``config.iterations_per_epoch`` batches, or fewer when the time budget runs out.
 
@@ -375,6 +391,7 @@ def train_epoch(
     after every step.
 
     Args:
+        loss_fn: The loss of the network's output against a batch (:class:`SegmentationLoss`).
         first_step: Steps taken before this epoch (default ``epoch * iterations_per_epoch``).
         on_step: Called with the loss after every step.
     """
@@ -408,19 +425,9 @@ def train_epoch(
             for group in optimizer.param_groups:
                 group["lr"] = _poly_lr(config.learning_rate, clock.progress(first + i, total_steps))
             image = batch["image"].to(device, non_blocking=True)
-            label = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(image)
-            logits = logits.float()
-            loss = dice_ce(logits[:, :n_classes], label)
-            if "dist" in batch:
-                dist = batch["dist"].to(device, non_blocking=True)
-                distance = torch.sigmoid(logits[:, n_classes : n_classes + 1])
-                loss = loss + config.distance_weight * torch.nn.functional.mse_loss(distance, dist)
-            if "boundary" in batch:
-                edge = batch["boundary"].to(device, non_blocking=True)
-                bce = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, n_classes + 1 : n_classes + 2], edge)
-                loss = loss + config.boundary_weight * bce
+            loss = loss_fn(logits.float(), batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
@@ -450,11 +457,16 @@ def _seed_worker(worker_id: int) -> None:
     info.dataset.transform.set_random_state(int(torch.initial_seed() % 2**32))
 
 
-def _predict_split(model, val_set, card: ModelCard, device) -> list[tuple[np.ndarray, np.ndarray]]:
+def _predict_split(model, val_set, card: ModelCard, device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """``(probabilities, labels, ignored pixels)`` of each validation image."""
     model.eval()
     return [
-        (predict_image(model, img, roi_size=card.patch_size, n_classes=card.n_classes, params=card.inference, device=device), lab)
-        for _, img, lab in val_set
+        (
+            predict_image(model, img, roi_size=card.patch_size, n_classes=card.n_classes, params=card.inference, device=device),
+            lab,
+            ignore,
+        )
+        for _, img, lab, ignore in val_set
     ]
 
 
@@ -472,11 +484,14 @@ def _validate(model, val_set, card: ModelCard, device) -> dict:
 
 
 def _mean_dice(predictions, n_classes: int, *, instances: bool) -> float:
+    """Mean foreground Dice, pooled over the images' annotated pixels."""
     inter = np.zeros(n_classes)
     total = np.zeros(n_classes)
-    for probs, labels in predictions:
+    for probs, labels, ignore in predictions:
         pred = np.argmax(probs[:n_classes], axis=0)
         gt = (labels > 0).astype(np.int64) if instances else labels
+        if ignore is not None:
+            pred, gt = pred[~ignore], gt[~ignore]
         for c in range(1, n_classes):
             inter[c] += np.sum((pred == c) & (gt == c))
             total[c] += np.sum(pred == c) + np.sum(gt == c)
@@ -493,7 +508,7 @@ def _finish(model_dir: Path, history: list[dict], val_set, device) -> TrainResul
         predictions = _predict_split(best.load(device), val_set, card, device)
         params, scores = tune_instance_params(predictions, n_classes=card.n_classes)
         card = card.model_copy(update={"postprocess": params})
-        validation = {**scores.as_dict(), "tuned_on": [im.name for im, _, _ in val_set]}
+        validation = {**scores.as_dict(), "tuned_on": [im.name for im, _, _, _ in val_set]}
         log.info("post-processing tuned on validation: %s (OP_CSB %.4f)", params.model_dump(), scores.op_csb)
     last = history[-1] if history else {}
     card = _with_training(

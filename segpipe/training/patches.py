@@ -5,7 +5,8 @@ split exceeds ``TrainParams.memory_limit_gb``, :class:`ZarrPatchDataset` reads e
 from the store instead:
 
 - a patch centre is drawn on an object with probability ``foreground_ratio`` (from a list of
-  object voxels collected chunk by chunk when the dataset opens), elsewhere uniformly;
+  object voxels collected chunk by chunk when the dataset opens), elsewhere uniformly (redrawn,
+  a few times at most, when it falls on pixels the ground truth leaves unannotated);
 - the patch is read with a margin, so the distance target of every object that fits in the
   margin is exactly the whole-image one; the margin is then cropped away;
 - intensities are normalized with statistics measured once per image on a subsample.
@@ -21,6 +22,7 @@ from segpipe.inference.normalize import Normalization, NormalizationSpec, stream
 from segpipe.training.targets import boundary_target, distance_target
 
 FOREGROUND_SAMPLES = 20_000  # object voxels remembered per image for oversampling
+CENTRE_TRIES = 10  # uniform draws of a background centre before one on unannotated pixels is kept
 
 
 class ZarrPatchDataset(Dataset):
@@ -37,6 +39,7 @@ class ZarrPatchDataset(Dataset):
         margin: Extra voxels read around a patch for the distance target.
         transform: Augmentation applied to each patch (without a cropping step).
         seed: Seeds the draws; draw ``i`` is the same for the same seed.
+        sparse: Give every patch its unannotated pixels (``ignore``), zeros where there are none.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class ZarrPatchDataset(Dataset):
         margin: int = 32,
         transform=None,
         seed: int = 0,
+        sparse: bool = False,
     ):
         self.images = images
         self.patch = tuple(int(p) for p in patch_size)
@@ -62,6 +66,7 @@ class ZarrPatchDataset(Dataset):
         self.margin = margin
         self.transform = transform
         self.seed = seed
+        self.sparse = sparse
         self.sizes = np.array([np.prod(im.image.shape[1:]) for im in images], dtype=np.float64)
         self.normalizations: list[Normalization] = [stream_normalization(im.image, spec) for im in images]
         self.foreground = [_foreground_voxels(im, np.random.default_rng(seed + i)) for i, im in enumerate(images)]
@@ -82,7 +87,12 @@ class ZarrPatchDataset(Dataset):
         voxels = self.foreground[which]
         if len(voxels) and rng.random() < self.foreground_ratio:
             return voxels[rng.integers(len(voxels))]
-        return np.array([rng.integers(0, s) for s in shape])
+        ignore = self.images[which].ignore
+        for _ in range(CENTRE_TRIES):
+            centre = np.array([rng.integers(0, s) for s in shape])
+            if ignore is None or not ignore[tuple(centre)]:
+                break
+        return centre
 
     def read(self, image: StoredImage, centre, norm: Normalization) -> dict:
         """The patch around ``centre`` (zero-padded at the borders), as a training sample."""
@@ -107,6 +117,9 @@ class ZarrPatchDataset(Dataset):
             sample["dist"] = np.pad(dist, pad)[np.newaxis]
         if edge is not None:
             sample["boundary"] = np.pad(edge, pad)[np.newaxis]
+        if self.sparse:
+            ignore = image.ignore[window][inner] if image.ignore is not None else np.zeros(labels.shape)
+            sample["ignore"] = np.pad(np.asarray(ignore, np.float32), pad)[np.newaxis]
         return sample
 
 

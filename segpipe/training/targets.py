@@ -6,7 +6,9 @@ Training samples are dictionaries of channel-first arrays:
 - ``label``: class map, ``(1, *spatial)`` (background 0, objects 1 for instance datasets);
 - ``dist``: for instance datasets, each object's distance to its border, scaled to 1 at its
   centre, ``(1, *spatial)``; the network regresses it so touching objects can be split;
-- ``boundary``: for instance models with a boundary output, where objects touch, ``(1, *spatial)``.
+- ``boundary``: for instance models with a boundary output, where objects touch, ``(1, *spatial)``;
+- ``ignore``: for datasets whose ground truth leaves areas unannotated, 1.0 on those pixels,
+  ``(1, *spatial)``; the loss leaves them out (:mod:`segpipe.training.losses`).
 """
 
 from __future__ import annotations
@@ -61,10 +63,15 @@ def boundary_target(labels: np.ndarray) -> np.ndarray:
     return (ndimage.binary_dilation(touching) & objects).astype(np.float32)
 
 
-def training_sample(image: np.ndarray, labels: np.ndarray, *, instances: bool, spacing=None, boundary: bool = False) -> dict:
+def training_sample(
+    image: np.ndarray, labels: np.ndarray, *, instances: bool, spacing=None, boundary: bool = False,
+    ignore: np.ndarray | None = None,
+) -> dict:
     """Build the training dictionary of one normalized image and its labels (``boundary``: with
-    the touching-boundary target of instance labels)."""
+    the touching-boundary target of instance labels; ``ignore``: the unannotated pixels)."""
     sample = {"image": image.astype(np.float32, copy=False)}
+    if ignore is not None:
+        sample["ignore"] = np.asarray(ignore, np.float32)[np.newaxis]
     if instances:
         sample["label"] = (labels > 0).astype(np.int64)[np.newaxis]
         sample["dist"] = distance_target(labels, spacing=spacing)[np.newaxis]

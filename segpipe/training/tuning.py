@@ -15,6 +15,7 @@ import numpy as np
 from segpipe.inference.postprocess import InstanceParams, instance_labels
 from segpipe.scoring import overlap
 from segpipe.scoring.detection import det_from_overlap, det_value
+from segpipe.scoring.ignore import annotated_only
 from segpipe.scoring.instances import seg_from_overlap
 
 #: Foreground thresholds tried, the central one first.
@@ -48,15 +49,21 @@ def validation_scores(
     """SEG, DET and OP_CSB of ``params`` applied to the validation predictions.
 
     Args:
-        predictions: ``(probabilities, ground-truth instances)`` pairs; probabilities are
-            ``(n_classes + 1, *spatial)`` with the distance map last.
+        predictions: ``(probabilities, ground-truth instances)`` pairs, or triples with the
+            pixels the ground truth leaves unannotated (``None``: none), scored as
+            :mod:`segpipe.scoring.ignore` says; probabilities are ``(n_classes + 1, *spatial)``
+            with the distance map next (and a boundary map last, for models with one).
         params: Post-processing to apply.
         n_classes: Number of class channels.
     """
     jaccard, n_gt, aogm_d, aogm_d0 = 0.0, 0, 0, 0
-    for probs, gt in predictions:
+    for probs, gt, *ignore in predictions:
         boundary = probs[n_classes + 1] if probs.shape[0] > n_classes + 1 else None
-        table = overlap(gt, instance_labels(1.0 - probs[0], probs[n_classes], params, boundary=boundary))
+        pred = instance_labels(1.0 - probs[0], probs[n_classes], params, boundary=boundary)
+        if ignore and ignore[0] is not None:
+            kept = annotated_only(gt, pred, ignore[0])
+            gt, pred = kept.gt, kept.pred
+        table = overlap(gt, pred)
         seg, det = seg_from_overlap(table), det_from_overlap(table)
         jaccard += float(np.sum(seg.jaccard))
         n_gt += seg.n_gt

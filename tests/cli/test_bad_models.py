@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 
 import pytest
 import torch
@@ -23,20 +22,6 @@ def setup(make_crop_catalog, model_card, tmp_path_factory):
     card = model_card()
     model = save_model(tmp_path_factory.mktemp("models") / "good", network_from_card(card).state_dict(), card)
     return catalog, model
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, list[str]]:
-    from segpipe.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["segpipe", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_info:
-        code = exit_info.code if isinstance(exit_info.code, int) else 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "weights_only" not in err, err[-3000:]
-    return code, [line for line in err.splitlines() if line.startswith("error:")]
 
 
 def _bad_model(model, folder, kind: str):
@@ -82,12 +67,13 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_predict_with_a_bad_model(setup, tmp_path, monkeypatch, capsys, kind):
+def test_predict_with_a_bad_model(setup, tmp_path, segpipe_cli, kind):
     catalog, model = setup
     bad = _bad_model(model, tmp_path / "bad", kind)
     output = catalog.parent / "runs"
-    code, errors = cli(monkeypatch, capsys, "predict", "crops", "--catalog", catalog, "--output", output, "--model", bad,
-                       "--device", "cpu")
+    result = segpipe_cli("predict", "crops", "--catalog", catalog, "--output", output, "--model", bad,
+                         "--device", "cpu")
+    code, errors = result.code, result.errors
     expected = "model 'demo' segments 3D images, these are 2D" if kind == "3D model" else EXPECTED[kind]
     assert code == 2 and len(errors) == 1 and expected in errors[0], errors
     assert str(bad) in errors[0] or (kind == "3D model" and "data.zarr" in errors[0]), errors
@@ -96,12 +82,13 @@ def test_predict_with_a_bad_model(setup, tmp_path, monkeypatch, capsys, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_segment_with_a_bad_model(setup, tmp_path, monkeypatch, capsys, kind):
+def test_segment_with_a_bad_model(setup, tmp_path, segpipe_cli, kind):
     catalog, model = setup
     bad = _bad_model(model, tmp_path / "bad", kind)
     image = catalog.parent / "images" / "A9_p9d.tif"
     output = tmp_path / "segmented"
-    code, errors = cli(monkeypatch, capsys, "segment", "--model", bad, image, "--output", output, "--device", "cpu")
+    result = segpipe_cli("segment", "--model", bad, image, "--output", output, "--device", "cpu")
+    code, errors = result.code, result.errors
     assert code == 2 and len(errors) == 1, errors
     assert EXPECTED[kind] in errors[0] and (str(bad) in errors[0] or str(image) in errors[0]), errors
     assert not output.exists()
@@ -109,7 +96,7 @@ def test_segment_with_a_bad_model(setup, tmp_path, monkeypatch, capsys, kind):
 
 
 @pytest.mark.parametrize("command", ["predict", "segment", "train", "run"])
-def test_an_unknown_device_fails_at_once(setup, tmp_path, monkeypatch, capsys, command):
+def test_an_unknown_device_fails_at_once(setup, tmp_path, segpipe_cli, command):
     """Checked with the options, before a model, a store or a server is looked for."""
     catalog, _ = setup
     nowhere = tmp_path / "nowhere"
@@ -119,21 +106,23 @@ def test_an_unknown_device_fails_at_once(setup, tmp_path, monkeypatch, capsys, c
         "train": ["train", "crops", "--catalog", catalog, "--output", nowhere],
         "run": ["run", "crops", "--catalog", catalog, "--output", nowhere],
     }[command]
-    code, errors = cli(monkeypatch, capsys, *args, "--device", "gpu")
+    result = segpipe_cli(*args, "--device", "gpu")
+    code, errors = result.code, result.errors
     assert code == 2 and len(errors) == 1 and errors[0].startswith("error: --device: "), errors
     assert "'gpu'" in errors[0] and "cpu" in errors[0] and "Value error" not in errors[0], errors
     assert not nowhere.exists()
 
 
 @pytest.mark.parametrize("command", ["predict", "segment"])
-def test_a_model_that_does_not_exist(setup, tmp_path, monkeypatch, capsys, command):
+def test_a_model_that_does_not_exist(setup, tmp_path, segpipe_cli, command):
     catalog, _ = setup
     output = tmp_path / "out"
     args = {
         "predict": ["predict", "crops", "--catalog", catalog, "--output", catalog.parent / "runs"],
         "segment": ["segment", catalog.parent / "images" / "A9_p9d.tif", "--catalog", catalog, "--output", output],
     }[command]
-    code, errors = cli(monkeypatch, capsys, *args, "--model", "no-such-model")
+    result = segpipe_cli(*args, "--model", "no-such-model")
+    code, errors = result.code, result.errors
     assert code == 2 and errors == ["error: no-such-model: no model folder no-such-model and no catalog dataset named "
                                     "'no-such-model'"], errors
     assert not output.exists()

@@ -10,27 +10,24 @@ import torch
 from typer.testing import CliRunner
 
 from segpipe.cli import app, main
-from segpipe.inference.normalize import NormalizationSpec
 from segpipe.models.card import ModelCard, TrainingRecord
 from segpipe.models.model import Model, network_from_card, save_model
 
 
-def card(ndim: int, **fields) -> ModelCard:
-    values = dict(
-        name=f"demo{ndim}d",
-        network="unet",
-        network_options={"features": [4, 4, 4, 4, 4, 4]},
-        spatial_dims=ndim,
-        in_channels=1,
-        out_channels=3,
-        classes=["background", "nucleus"],
-        instances=True,
-        patch_size=(64,) * ndim,
-        spacing=(0.65,) * ndim,
-        normalization=NormalizationSpec(method="percentile", low=1.0, high=99.8),
-        training=TrainingRecord(dataset=f"set{ndim}d", epochs=7, ended_by="iterations", validation={"seg": 0.8125, "tuned_on": ["x"]}),
-    )
-    return ModelCard(**{**values, **fields})
+@pytest.fixture(scope="module")
+def card(model_card):
+    """The shared test card with what the listing shows made distinct."""
+
+    def make(ndim: int, **fields) -> ModelCard:
+        values = dict(
+            name=f"demo{ndim}d",
+            network_options={"features": [4, 4, 4, 4, 4, 4]},
+            spacing=(0.65,) * ndim,
+            training=TrainingRecord(dataset=f"set{ndim}d", epochs=7, ended_by="iterations", validation={"seg": 0.8125, "tuned_on": ["x"]}),
+        )
+        return model_card(ndim, **{**values, **fields})
+
+    return make
 
 
 def write(folder: Path, model_card: ModelCard) -> Model:
@@ -39,7 +36,7 @@ def write(folder: Path, model_card: ModelCard) -> Model:
 
 
 @pytest.fixture
-def runs(tmp_path) -> Path:
+def runs(tmp_path, card) -> Path:
     """runs/a/model (2D instance U-Net) and runs/deep/b/model (3D semantic FCN), plus things to skip."""
     root = tmp_path / "runs"
     write(root / "a" / "model", card(2))

@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,21 +32,6 @@ def trained(make_crop_catalog, tmp_path_factory) -> Path:
     stages.train(run, TINY, progress=False)
     stages.predict(run, PredictParams(device="cpu"), progress=False)
     return catalog
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, list[str]]:
-    """Run ``segpipe ARGS`` in this process; returns the exit code and the ``error:`` lines of stderr."""
-    from segpipe.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["segpipe", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_info:
-        code = exit_info.code if isinstance(exit_info.code, int) else 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err[-3000:]
-    return code, [line for line in err.splitlines() if line.startswith("error:")]
 
 
 def mount(folder: Path, *options: str, source: str = "tmpfs") -> None:
@@ -113,30 +97,33 @@ def _commands(catalog: Path, output: Path, model: Path) -> dict[str, list]:
 
 
 @pytest.mark.parametrize("command", ["ingest", "train", "predict", "segment"])
-def test_output_that_is_a_file(trained, tmp_path, monkeypatch, capsys, command):
+def test_output_that_is_a_file(trained, tmp_path, segpipe_cli, command):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
     args = _commands(trained, afile, trained.parent / "runs" / "crops" / "model")[command]
-    code, errors = cli(monkeypatch, capsys, *args)
+    result = segpipe_cli(*args)
+    code, errors = result.code, result.errors
     assert code == 2 and len(errors) == 1, errors
     assert str(afile) in errors[0] and "is a file, not a folder" in errors[0], errors
 
 
 @pytest.mark.parametrize("command", ["ingest", "train", "predict", "score", "segment"])
-def test_read_only_output(trained, tmp_path, monkeypatch, capsys, command):
+def test_read_only_output(trained, tmp_path, segpipe_cli, command):
     with read_only_copy(trained.parent / "runs", tmp_path / "ro") as output:
         args = _commands(trained, output, trained.parent / "runs" / "crops" / "model")[command]
-        code, errors = cli(monkeypatch, capsys, *args)
+        result = segpipe_cli(*args)
+        code, errors = result.code, result.errors
     assert code == 2 and len(errors) == 1, errors
     assert str(tmp_path / "ro") in errors[0] and "read-only" in errors[0], errors
 
 
 @pytest.mark.parametrize("command", ["ingest", "train", "predict", "score", "segment"])
-def test_full_disk(trained, tmp_path, monkeypatch, capsys, command):
+def test_full_disk(trained, tmp_path, segpipe_cli, command):
     with full_copy(trained.parent / "runs", tmp_path / "full") as output:
         before = {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.is_file() and p.name != "filler"}
         args = _commands(trained, output, trained.parent / "runs" / "crops" / "model")[command]
-        code, errors = cli(monkeypatch, capsys, *args)
+        result = segpipe_cli(*args)
+        code, errors = result.code, result.errors
         assert code == 2 and len(errors) == 1, errors
         assert str(output) in errors[0] and "the disk is full" in errors[0], errors
         assert leftovers(output) == []
@@ -145,19 +132,21 @@ def test_full_disk(trained, tmp_path, monkeypatch, capsys, command):
         assert not [p for p in changed if p.name in ("model.pt", "metrics.json")], changed
 
 
-def test_full_disk_on_a_first_ingest_leaves_nothing(tmp_path, monkeypatch, capsys, make_crop_catalog):
+def test_full_disk_on_a_first_ingest_leaves_nothing(tmp_path, segpipe_cli, make_crop_catalog):
     catalog = make_crop_catalog()
     with full_copy(None, tmp_path / "full", spare_kib=64) as output:
-        code, errors = cli(monkeypatch, capsys, "ingest", "crops", "--catalog", catalog, "--output", output)
+        result = segpipe_cli("ingest", "crops", "--catalog", catalog, "--output", output)
+        code, errors = result.code, result.errors
         assert code == 2 and len(errors) == 1 and str(output) in errors[0] and "disk is full" in errors[0], errors
         assert sorted(p.name for p in (output / "crops").iterdir()) == []
 
 
-def test_read_only_output_for_a_whole_run(prefect_harness, make_crop_catalog, tmp_path, monkeypatch, capsys):
+def test_read_only_output_for_a_whole_run(prefect_harness, make_crop_catalog, tmp_path, segpipe_cli):
     """Inside the Prefect flow the error is the same one line (not the flow's traceback, not exit 1)."""
     catalog = make_crop_catalog()
     with mounted(tmp_path / "ro", "ro", "size=1m") as output:
-        code, errors = cli(monkeypatch, capsys, "run", "crops", "--catalog", catalog, "--output", output, "--epochs", "1")
+        result = segpipe_cli("run", "crops", "--catalog", catalog, "--output", output, "--epochs", "1")
+        code, errors = result.code, result.errors
     assert code == 2 and errors == [f"error: {output}/crops: the file system is read-only; choose another --output"]
 
 

@@ -4,7 +4,6 @@ message, the good ones are segmented; a model that cannot be used stops everythi
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -13,7 +12,6 @@ import pytest
 import tifffile
 
 from segpipe.models.model import network_from_card, save_model
-from segpipe.pipeline import segment as segment_module
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -65,32 +63,13 @@ def model(tmp_path, model_card):
     return save_model(tmp_path / "model", network_from_card(card).state_dict(), card)
 
 
-@pytest.fixture(autouse=True)
-def no_report(monkeypatch):
-    """The segmentation report (another branch's module) is not what these tests look at."""
-    monkeypatch.setattr(segment_module, "report_segmentation", lambda *args, **kwargs: None)
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, list[str]]:
-    from segpipe.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["segpipe", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_info:
-        code = exit_info.code if isinstance(exit_info.code, int) else 1
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err, captured.err[-3000:]
-    return code, captured.out, [line for line in captured.err.splitlines() if line.startswith("error:")]
-
-
-def test_every_bad_input_is_listed_and_the_others_segmented(inputs, model, tmp_path, monkeypatch, capsys):
+def test_every_bad_input_is_listed_and_the_others_segmented(inputs, model, tmp_path, segpipe_cli):
     import re
 
     output = tmp_path / "out"
-    code, out, errors = cli(monkeypatch, capsys, "segment", "--model", model.folder, inputs, "--output", output,
-                            "--device", "cpu")
+    result = segpipe_cli("segment", "--model", model.folder, inputs, "--output", output,
+                         "--device", "cpu")
+    code, out, errors = result.code, result.out, result.errors
     assert code == 1 and errors == []  # exit 1: some inputs failed (listed), the run itself went through
     summary = json.loads(out[out.index("{"):])
     assert summary["segmented"] == 2
@@ -106,22 +85,24 @@ def test_every_bad_input_is_listed_and_the_others_segmented(inputs, model, tmp_p
     assert leftovers == []
 
 
-def test_an_unreadable_input_among_many_fails_alone_then_is_retried(inputs, model, tmp_path, monkeypatch, capsys):
+def test_an_unreadable_input_among_many_fails_alone_then_is_retried(inputs, model, tmp_path, segpipe_cli):
     """A failed input does not spoil the run's tables; fixed, it is segmented on the next run, the others kept."""
     output = tmp_path / "out"
     args = ["segment", "--model", model.folder, inputs / "good.tif", inputs / "good_too.tif", inputs / "empty.tif",
             "--output", output, "--device", "cpu"]
-    code, out, _ = cli(monkeypatch, capsys, *args)
+    result = segpipe_cli(*args)
+    code, out = result.code, result.out
     assert code == 1 and json.loads(out[out.index("{"):])["segmented"] == 2
     tifffile.imwrite(inputs / "empty.tif", tifffile.imread(inputs / "good.tif")[:64, :64])
-    code, out, _ = cli(monkeypatch, capsys, *args)
+    result = segpipe_cli(*args)
+    code, out = result.code, result.out
     summary = json.loads(out[out.index("{"):])
     assert code == 0 and summary["segmented"] == 3 and summary["unchanged"] == 2 and summary["failed"] == {}
 
 
 @pytest.mark.parametrize("damage", ["no card, no weights", "corrupt card", "weights of another network", "3 channels",
                                     "3D model"])
-def test_a_model_that_cannot_be_used_writes_nothing(inputs, model, tmp_path, monkeypatch, capsys, damage):
+def test_a_model_that_cannot_be_used_writes_nothing(inputs, model, tmp_path, segpipe_cli, damage):
     card_file = model.folder / "model_card.json"
     if damage == "no card, no weights":
         card_file.unlink()
@@ -143,7 +124,8 @@ def test_a_model_that_cannot_be_used_writes_nothing(inputs, model, tmp_path, mon
         save_model(model.folder, network_from_card(other).state_dict(), other)
         expected = "segments 3D volumes; this is a single 2D plane"
     output = tmp_path / "out"
-    code, out, errors = cli(monkeypatch, capsys, "segment", "--model", model.folder, inputs / "good.tif",
-                            inputs / "empty.tif", "--output", output, "--device", "cpu")
+    result = segpipe_cli("segment", "--model", model.folder, inputs / "good.tif",
+                         inputs / "empty.tif", "--output", output, "--device", "cpu")
+    code, errors = result.code, result.errors
     assert code == 2 and len(errors) == 1 and expected in errors[0], errors
     assert not output.exists()

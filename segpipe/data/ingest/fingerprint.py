@@ -27,10 +27,10 @@ def file_digest(path: Path) -> str:
 
 
 def source_files(dataset: Dataset) -> list[Path]:
-    """Every file the dataset reads: images, labels, and the slices of slice folders."""
+    """Every file the dataset reads: images, labels, ignore masks, and the slices of slice folders."""
     paths: set[Path] = set()
     for record in dataset.records:
-        for path in (record.image, record.labels):
+        for path in (record.image, record.labels, record.ignore):
             if path is None:
                 continue
             if is_ome_zarr(path):  # every metadata and chunk file

@@ -2,9 +2,10 @@
 
 The sources are opened lazily and checked before any pixel is written (dtype, axes, shapes,
 spacing, region); the label map is then read once to check its values and pick its dtype, and
-image and labels are streamed slab by slab into the store. Checks that need the pixels (NaN,
-a constant image with labels) run on the way; if one fails the whole temporary store is
-dropped by the caller, so nothing half-written survives.
+image and labels are streamed slab by slab into the store; sparse ground truth (an ignore
+value, an ignore mask) also gets its ``labels/ignore`` map (:mod:`segpipe.data.ingest.ignore`).
+Checks that need the pixels (NaN, a constant image with labels) run on the way; if one fails
+the whole temporary store is dropped by the caller, so nothing half-written survives.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import zarr
 from segpipe.data.catalog import Dataset
 from segpipe.data.records import ImageRecord
 from segpipe.errors import InputError
+from segpipe.data.ingest.ignore import check_ignore_source, split_ignored
 from segpipe.data.ingest.params import IngestParams
 from segpipe.data.ingest.stream import slab_windows, stream_copy
 from segpipe.data.readers import AxesSpec, SelectedSource, Source, open_source
 from segpipe.data.readers.source import LastReadCache, Window
 from segpipe.data.store import (
     GT_NAME,
+    IGNORE_NAME,
     IMAGE_LEVEL,
     chunk_shape,
     create_array,
@@ -63,16 +66,30 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     )
                 )
             )
+        mask: Source | None = None
+        if record.ignore is not None and labels is not None:
+            mask = LastReadCache(
+                stack.enter_context(
+                    open_source(
+                        record.ignore, fmt=fmt, spec=AxesSpec(override=entry.label_axes, fill=label_fill),
+                        slice_glob=entry.slice_glob,
+                    )
+                )
+            )
         _check_sources(image, labels, ndim=ndim)
+        if mask is not None:
+            check_ignore_source(mask, image, ndim=ndim)
+        truth = Truth(labels, mask, entry.ignore_label) if labels is not None else None
         window = _window(record, image, ndim=ndim)
         channels = _channels(image, entry.channel_indices())
         spacing, unit, spacing_source = _spacing(image, labels, ndim=ndim, catalog=entry.spacing, catalog_unit=entry.unit)
         n_classes = None if entry.instances else len(entry.classes)
         label_stats = [
-            _label_stats(labels, t, window, ndim=ndim, n_classes=n_classes, options=options) if labels is not None else (0, False)
+            _label_stats(truth, t, window, ndim=ndim, n_classes=n_classes, options=options)
+            if truth is not None else (0, False, 0)
             for t in range(image.frames)
         ]
-        high = max(h for h, _ in label_stats)
+        high = max(h for h, _, _ in label_stats)
         infos = []
         width = max(3, len(str(image.frames - 1)))
         for t in range(image.frames):
@@ -82,11 +99,12 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     root,
                     name,
                     image,
-                    labels,
+                    truth,
                     t,
                     window=window,
                     layout=FrameLayout(
-                        ndim, channels, label_dtype(high) if labels is not None else None, label_stats[t][1], spacing, unit
+                        ndim, channels, label_dtype(high) if labels is not None else None, label_stats[t][1], spacing, unit,
+                        ignored_pixels=label_stats[t][2],
                     ),
                     options=options,
                 )
@@ -94,6 +112,8 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     "split": record.split,
                     "source": str(record.image),
                     "labels_source": str(record.labels) if record.labels is not None else None,
+                    "ignore_source": str(record.ignore) if mask is not None else None,
+                    "ignored_pixels": label_stats[t][2] if labels is not None else None,
                     "spacing_source": spacing_source,
                     "region": [list(b) for b in record.region] if record.region else None,
                     "frame": t if image.frames > 1 else None,
@@ -166,18 +186,40 @@ def _spacing(
     return tuple(float(s) if s is not None else 1.0 for s in own), unit, "file" if all(s is not None for s in own) else "default"
 
 
+@dataclass(frozen=True)
+class Truth:
+    """The ground truth of a record: its label map, its ignore mask (if any) and the ignore value (if any)."""
+
+    labels: Source
+    mask: Source | None
+    ignore_label: int | None
+
+    @property
+    def sparse(self) -> bool:
+        """Whether anything can be marked unannotated."""
+        return self.mask is not None or self.ignore_label is not None
+
+    def read(self, t: int, window: Window) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels (ignore value made background) and ignored pixels of frame ``t`` in ``window``, ``(1, z, y, x)``."""
+        mask = self.mask.read(t, window) if self.mask is not None else None
+        return split_ignored(self.labels.read(t, window), mask, self.ignore_label)
+
+
 def _label_stats(
-    labels: Source, t: int, window: Window, *, ndim: int, n_classes: int | None, options: IngestParams
-) -> tuple[int, bool]:
-    """Check frame ``t`` of a label map slab by slab; returns its largest label and whether it has any."""
-    high, labelled = 0, False
+    truth: Truth, t: int, window: Window, *, ndim: int, n_classes: int | None, options: IngestParams
+) -> tuple[int, bool, int]:
+    """Check frame ``t`` of a label map slab by slab; returns its largest label (the ignore value
+    left out), whether it has any, and how many pixels it leaves unannotated."""
+    high, labelled, ignored = 0, False, 0
+    labels = truth.labels
     spatial = (1,) + tuple(s.stop - s.start for s in window[3 - ndim :])
     depth = chunk_shape(spatial, ndim, itemsize=labels.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)[1]
     for sub, _ in slab_windows(window, ndim=ndim, depth=max(depth, 1)):
-        block = labels.read(t, sub)
+        block, unannotated = truth.read(t, sub)
         high = max(high, check_label_block(block, labels.path, n_classes=n_classes))
         labelled = labelled or bool(block.any())
-    return high, labelled
+        ignored += int(np.count_nonzero(unannotated)) if unannotated is not None else 0
+    return high, labelled, ignored
 
 
 @dataclass(frozen=True)
@@ -190,13 +232,14 @@ class FrameLayout:
     labelled: bool  # the ground truth marks at least one object or class in this frame
     spacing: tuple[float, ...]
     unit: str
+    ignored_pixels: int = 0  # pixels the ground truth leaves unannotated: labels/ignore is written when > 0
 
 
 def _write_frame(
     root: zarr.Group,
     name: str,
     image: Source,
-    labels: Source | None,
+    truth: Truth | None,
     t: int,
     *,
     window: Window,
@@ -219,17 +262,20 @@ def _write_frame(
         low, high = block.min(), block.max()
         digest = PixelDigest(block.dtype, block.shape)
         digest.update(block)
-        label_block = None
-        if labels is not None:
-            label_block = labels.read(t, window)[0]
-            label_block = np.ascontiguousarray((label_block[0] if ndim == 2 else label_block).astype(labels_dtype, copy=False))
+        label_block = ignore_block = None
+        if truth is not None:
+            label_block, ignored = truth.read(t, window)
+            label_block = np.ascontiguousarray(_spatial(label_block, ndim).astype(labels_dtype, copy=False))
+            if layout.ignored_pixels:
+                ignore_block = np.ascontiguousarray(_spatial(ignored, ndim).astype(np.uint8))
             if layout.labelled and low == high:
-                raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
+                raise InputError(f"{image.path}: image is constant ({low}) but {truth.labels.path} labels objects in it")
         write_small_image_group(
-            root, name, np.ascontiguousarray(block), label_block, ndim=ndim, spacing=spacing, unit=unit, chunks=chunks
+            root, name, np.ascontiguousarray(block), label_block, ndim=ndim, spacing=spacing, unit=unit, chunks=chunks,
+            ignore=ignore_block,
         )
     else:
-        digest, (low, high) = _stream_frame(root, name, image, labels, t, window=window, layout=layout, options=options)
+        digest, (low, high) = _stream_frame(root, name, image, truth, t, window=window, layout=layout, options=options)
     return {
         "name": name,
         "shape": list(shape),
@@ -241,6 +287,11 @@ def _write_frame(
         "has_objects": layout.labelled if labels_dtype is not None else None,
         "pixels_sha256": None if low == high else digest.hexdigest(),
     }
+
+
+def _spatial(block: np.ndarray, ndim: int) -> np.ndarray:
+    """A ``(1, z, y, x)`` block as ``([z,] y, x)``."""
+    return block[0, 0] if ndim == 2 else block[0]
 
 
 class PixelDigest:
@@ -265,15 +316,15 @@ def _stream_frame(
     root: zarr.Group,
     name: str,
     image: Source,
-    labels: Source | None,
+    truth: Truth | None,
     t: int,
     *,
     window: Window,
     layout: FrameLayout,
     options: IngestParams,
 ) -> tuple[PixelDigest, tuple]:
-    """Write a frame too large for one slab: image, then labels, slab by slab; returns the image's
-    pixel digest and ``(min, max)``."""
+    """Write a frame too large for one slab: image, then labels (and the ignore map), slab by
+    slab; returns the image's pixel digest and ``(min, max)``."""
     ndim, spacing, unit, labels_dtype = layout.ndim, layout.spacing, layout.unit, layout.labels_dtype
     group = root.create_group(
         name, attributes=ome_image_attrs(ndim=ndim, channels=True, spacing=spacing, unit=unit, name=name)
@@ -283,17 +334,18 @@ def _stream_frame(
     array, (low, high) = copy_image(
         group, image, t, window=window, ndim=ndim, channels=layout.channels, options=options, digest=digest
     )
-    if labels is None:
+    if truth is None:
         return digest, (low, high)
     if layout.labelled and low == high:
-        raise InputError(f"{image.path}: image is constant ({low}) but {labels.path} labels objects in it")
-    labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit)
+        raise InputError(f"{image.path}: image is constant ({low}) but {truth.labels.path} labels objects in it")
+    listed = (GT_NAME, IGNORE_NAME) if layout.ignored_pixels else (GT_NAME,)
+    labels_attrs, gt_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit, listed=listed)
     label_root = group.create_group("labels", attributes=labels_attrs)
     gt = label_root.create_group(GT_NAME, attributes=gt_attrs)
     label_array = create_array(gt, IMAGE_LEVEL, shape=array.shape[1:], dtype=labels_dtype, ndim=ndim,
                                chunks=array.chunks[1:])
     stream_copy(
-        lambda sub: labels.read(t, sub),
+        lambda sub: truth.read(t, sub)[0],
         label_array,
         window=window,
         ndim=ndim,
@@ -301,6 +353,19 @@ def _stream_frame(
         on_block=lambda block, _: block.astype(labels_dtype, copy=False),
         prefetch=options.prefetch,
     )
+    if layout.ignored_pixels:
+        _, ignore_attrs = ome_label_attrs(ndim=ndim, spacing=spacing, unit=unit, name=IGNORE_NAME)
+        ignore_group = label_root.create_group(IGNORE_NAME, attributes=ignore_attrs)
+        ignore_array = create_array(ignore_group, IMAGE_LEVEL, shape=array.shape[1:], dtype=np.uint8, ndim=ndim,
+                                    chunks=array.chunks[1:])
+        stream_copy(
+            lambda sub: truth.read(t, sub)[1].astype(np.uint8),
+            ignore_array,
+            window=window,
+            ndim=ndim,
+            channels=False,
+            prefetch=options.prefetch,
+        )
     return digest, (low, high)
 
 

@@ -157,7 +157,7 @@ def _ingest_in_threads(
 def _memory_estimate(record: ImageRecord, options: IngestParams) -> int:
     """Pixel memory an image will hold: up to three slabs, or its files' size if smaller."""
     size = 0
-    for path in (record.image, record.labels):
+    for path in (record.image, record.labels, record.ignore):
         if path is not None:
             size += path.stat().st_size if path.is_file() else options.max_slab_bytes
     return min(size, 3 * options.max_slab_bytes)

@@ -1,0 +1,73 @@
+"""The training loss: Dice + cross-entropy on the classes, plus the distance and boundary terms.
+
+For datasets whose ground truth leaves areas unannotated (a batch with an ``ignore`` entry,
+1 = not annotated), every term is taken over the annotated pixels only, so nothing the
+annotators left out is learnt as background:
+
+* Dice: probabilities and one-hot targets are zeroed on ignored pixels before MONAI's
+  :class:`~monai.losses.DiceLoss` sums them (nnU-Net's treatment of its ``ignore`` label);
+* cross-entropy, the distance map's squared error and the boundary's binary cross-entropy:
+  means over the annotated pixels.
+
+Without ignored pixels the terms are MONAI's :class:`~monai.losses.DiceCELoss` and the plain
+means, exactly as when nothing is ignored.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceCELoss, DiceLoss
+
+
+class SegmentationLoss:
+    """Weighted sum of the loss terms for a batch (see the module docstring).
+
+    Args:
+        n_classes: Class channels at the front of the network's output; a distance channel
+            follows, then a boundary channel, when the batch has those targets.
+        distance_weight: Weight of the distance map's squared error.
+        boundary_weight: Weight of the boundary's binary cross-entropy.
+    """
+
+    def __init__(self, *, n_classes: int, distance_weight: float, boundary_weight: float):
+        self.n_classes = n_classes
+        self.distance_weight = distance_weight
+        self.boundary_weight = boundary_weight
+        self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.dice = DiceLoss()
+
+    def __call__(self, logits: torch.Tensor, batch: dict, device: torch.device) -> torch.Tensor:
+        """The loss of ``logits`` (float32, ``(B, channels, *spatial)``) against ``batch``'s targets."""
+        n = self.n_classes
+        label = batch["label"].to(device, non_blocking=True)
+        ignore = batch.get("ignore")
+        valid = None if ignore is None else 1.0 - ignore.to(device, non_blocking=True).float()
+        if valid is None:
+            loss = self.dice_ce(logits[:, :n], label)
+        else:
+            loss = self.masked_dice_ce(logits[:, :n], label, valid)
+        if "dist" in batch:
+            dist = batch["dist"].to(device, non_blocking=True)
+            error = (torch.sigmoid(logits[:, n : n + 1]) - dist) ** 2
+            loss = loss + self.distance_weight * _mean(error, valid)
+        if "boundary" in batch:
+            edge = batch["boundary"].to(device, non_blocking=True)
+            bce = F.binary_cross_entropy_with_logits(logits[:, n + 1 : n + 2], edge, reduction="none")
+            loss = loss + self.boundary_weight * _mean(bce, valid)
+        return loss
+
+    def masked_dice_ce(self, logits: torch.Tensor, label: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Dice + cross-entropy over the pixels where ``valid`` is 1 (``label`` and ``valid``: ``(B, 1, *spatial)``)."""
+        target = label[:, 0].long()
+        onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1).to(logits.dtype)
+        dice = self.dice(torch.softmax(logits, 1) * valid, onehot * valid)
+        ce = F.cross_entropy(logits, target, reduction="none").unsqueeze(1)
+        return dice + _mean(ce, valid)
+
+
+def _mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` (``(B, 1, *spatial)``), over the pixels where ``valid`` is 1 when given."""
+    if valid is None:
+        return values.mean()
+    return (values * valid).sum() / valid.sum().clamp_min(1.0)
