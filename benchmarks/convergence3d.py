@@ -31,14 +31,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import nuclei3d  # noqa: E402
+import nuclei3d
 
-from segpipe.data.store import ImageStore  # noqa: E402
-from segpipe.pipeline import RunFolder, stages  # noqa: E402
-from segpipe.pipeline.catalog import open_catalog, train_params  # noqa: E402
-from segpipe.prediction.params import PredictParams  # noqa: E402
-from segpipe.training.params import TrainParams  # noqa: E402
-from segpipe.training.plan import DIVISOR, fingerprint_store  # noqa: E402
+from segpipe.data.store import ImageStore
+from segpipe.pipeline import RunFolder, stages
+from segpipe.pipeline.catalog import open_catalog, train_params
+from segpipe.prediction.params import PredictParams
+from segpipe.training.params import TrainParams
+from segpipe.training.plan import DIVISOR, fingerprint_store
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ("synthetic-nuclei-3d", "mni152-tissue")

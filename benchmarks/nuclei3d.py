@@ -109,7 +109,7 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     """Consecutive ids, keeping only the largest piece of each nucleus (a neighbour may cut one in two)."""
     out = np.zeros_like(labels)
     for new, old in enumerate(np.unique(labels[labels > 0]), start=1):
-        pieces, n = ndimage.label(labels == old)
+        pieces, _ = ndimage.label(labels == old)
         sizes = np.bincount(pieces.ravel())[1:]
         out[pieces == int(np.argmax(sizes)) + 1] = new
     return out
