@@ -38,6 +38,10 @@ class NormalizationSpec(BaseModel):
         window: Intensity window (``ct``).
         mean: Subtracted (``ct``).
         std: Divided by (``ct``).
+        nonzero: ``zscore`` only: take the percentiles, mean and deviation of the voxels that are
+            not exactly 0 (skull-stripped MRI, whose background is 0; nnU-Net's masked
+            normalization), so they do not shift with how much background a crop holds; the
+            background is clipped with the rest. Off when no voxel is nonzero.
         min_range: Per channel, the least percentile range an image is scaled by (``percentile``):
             a field with nothing in it has a tiny range, and stretching its noise to 0..1 would
             show the network objects that are not there. Planned from the training images.
@@ -52,6 +56,7 @@ class NormalizationSpec(BaseModel):
     mean: float | None = None
     std: float | None = None
     min_range: tuple[float, ...] | None = None
+    nonzero: bool = False
 
     @model_validator(mode="after")
     def _complete(self) -> NormalizationSpec:
@@ -92,17 +97,32 @@ def _divisor(spread: float, min_range: Sequence[float] | None, channel: int) -> 
     return max(spread, floor, 1e-6)
 
 
-def zscore_normalize(image: np.ndarray, *, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+def zscore_normalize(image: np.ndarray, *, low: float = 0.5, high: float = 99.5, nonzero: bool = False) -> np.ndarray:
     """Clip each channel to its ``low``..``high`` percentiles, then subtract the mean and divide by the std.
 
-    The nnU-Net scheme for MRI and other modalities without absolute units.
+    The nnU-Net scheme for MRI and other modalities without absolute units; with ``nonzero``
+    the statistics are those of the voxels that are not 0 (see :class:`NormalizationSpec`).
     """
     out = np.empty(image.shape, dtype=np.float32)
     for c, channel in enumerate(image):
-        lo, hi = intensity_percentiles(channel, (low, high))
-        clipped = np.clip(channel.astype(np.float32), lo, hi)
-        out[c] = (clipped - clipped.mean()) / max(float(clipped.std()), 1e-6)
+        lo, hi, mean, std = zscore_statistics(_measured(channel, nonzero), low=low, high=high)
+        out[c] = (np.clip(channel.astype(np.float32), lo, hi) - mean) / std
     return out
+
+
+def zscore_statistics(values: np.ndarray, *, low: float, high: float) -> tuple[float, float, float, float]:
+    """Clip bounds (the ``low`` and ``high`` percentiles), mean and floored deviation of the clipped ``values``."""
+    lo, hi = intensity_percentiles(values, (low, high))
+    clipped = np.clip(values.astype(np.float32), lo, hi)
+    return lo, hi, float(clipped.mean()), max(float(clipped.std()), 1e-6)
+
+
+def _measured(values: np.ndarray, nonzero: bool) -> np.ndarray:
+    """The values statistics are taken of: all, or with ``nonzero`` those not 0 (all when every one is 0)."""
+    if not nonzero:
+        return values
+    kept = values[values != 0]
+    return kept if kept.size else values
 
 
 def window_normalize(image: np.ndarray, *, window: Sequence[float], mean: float, std: float) -> np.ndarray:
@@ -121,7 +141,7 @@ def normalize(image: np.ndarray, spec: NormalizationSpec) -> np.ndarray:
     if spec.method == "percentile":
         return percentile_normalize(image, low=spec.low, high=spec.high, min_range=spec.min_range)
     if spec.method == "zscore":
-        return zscore_normalize(image, low=spec.low, high=spec.high)
+        return zscore_normalize(image, low=spec.low, high=spec.high, nonzero=spec.nonzero)
     return window_normalize(image, window=spec.window, mean=spec.mean, std=spec.std)
 
 
@@ -210,14 +230,13 @@ def channel_percentiles(
     return [float(v) for v in np.percentile(values[::step], percentiles)]
 
 
-def _zscore(array, channel: int, low: float, high: float, exact_limit: int, voxels: int) -> tuple[float, float, float, float]:
+def _zscore(
+    array, channel: int, low: float, high: float, exact_limit: int, voxels: int, nonzero: bool = False
+) -> tuple[float, float, float, float]:
     """Clip bounds, mean and floored deviation of one channel, as ``zscore_normalize`` computes them."""
     if math.prod(array.shape[1:]) <= exact_limit:
-        values = np.asarray(array[channel])
-        lo, hi = intensity_percentiles(values, (low, high))
-        clipped = np.clip(values.astype(np.float32), lo, hi)
-        return lo, hi, float(clipped.mean()), max(float(clipped.std()), 1e-6)
-    sample = _chunk_sample(array, channel, voxels=voxels)
+        return zscore_statistics(_measured(np.asarray(array[channel]), nonzero), low=low, high=high)
+    sample = _measured(_chunk_sample(array, channel, voxels=voxels), nonzero)
     lo, hi = (float(v) for v in np.percentile(sample[:: max(1, sample.size // SAMPLE_LIMIT)], (low, high)))
     clipped = np.clip(sample.astype(np.float64), lo, hi)
     return lo, hi, float(np.float32(clipped.mean())), max(float(clipped.std()), 1e-6)
@@ -244,7 +263,7 @@ def stream_normalization(
             tuple(lo for lo, _ in bounds), tuple(_divisor(hi - lo, spec.min_range, c) for c, (lo, hi) in enumerate(bounds))
         )
     if spec.method == "zscore":
-        stats = [_zscore(array, c, spec.low, spec.high, exact_limit, sample) for c in channels]
+        stats = [_zscore(array, c, spec.low, spec.high, exact_limit, sample, spec.nonzero) for c in channels]
         return Normalization(
             tuple(s[2] for s in stats), tuple(s[3] for s in stats), tuple(s[0] for s in stats), tuple(s[1] for s in stats)
         )

@@ -411,6 +411,12 @@ def package_readme(card: ModelCard) -> str:
             "test output follows the package's preprocessing, not segpipe's. For results identical to "
             "segpipe's, run the model with `segpipe segment` after `segpipe models import`."
         )
+        if norm.nonzero:
+            how += (
+                " This model's percentiles, mean and deviation are those of the nonzero voxels only (its "
+                "training images have a background of exactly 0), which the package cannot say: on such "
+                "images its inputs differ from segpipe's by much more than rounding."
+            )
     else:
         how = (
             f"intensities (absolute units, e.g. Hounsfield) are clipped to the window {list(norm.window)}, then "

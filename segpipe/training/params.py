@@ -14,8 +14,8 @@ RUNTIME_FIELDS = frozenset({"max_minutes", "device", "num_workers", "memory_limi
 class TrainParams(BaseModel):
     """Everything that decides a training run; recorded in the model card.
 
-    Defaults for ``epochs``, ``patch_size``, ``batch_size`` and ``features`` come from the dataset
-    fingerprint (:func:`segpipe.training.plan.plan_training`): a planned number of iterations,
+    Defaults for ``epochs``, ``iterations_per_epoch``, ``patch_size``, ``batch_size`` and
+    ``features`` come from the dataset fingerprint (:func:`segpipe.training.plan.plan_training`): a planned number of iterations,
     so one seed gives one model whatever else the machine is doing. The catalog entry's
     ``training:`` section overrides the defaults, and the command line overrides both.
     """
@@ -32,8 +32,8 @@ class TrainParams(BaseModel):
     """Patches per iteration; planned when open."""
     epochs: int | None = Field(None, ge=1)
     """Epochs to train; the learning rate decays to zero over them (poly schedule). Planned when open."""
-    iterations_per_epoch: int = Field(25, ge=1)
-    """Batches per epoch."""
+    iterations_per_epoch: int | None = Field(None, ge=1)
+    """Batches per epoch; planned when open (25 in 2D, 100 in 3D)."""
     max_minutes: float | None = Field(None, gt=0)
     """Optional time budget in minutes, checked after every iteration: training stops when it is
     spent even if epochs remain, and the learning rate follows the budget. None: no budget."""
@@ -55,7 +55,8 @@ class TrainParams(BaseModel):
     """Weight of the touching-boundary loss (instance datasets); 0: no boundary output."""
     normalization: Literal["percentile", "zscore", "ct"] = "percentile"
     """percentile (microscopy: 1st-99.8th percentiles to 0..1 per image), zscore (MRI: clipped
-    z-score per image) or ct (window and z-score from the training foreground, as nnU-Net)."""
+    z-score per image, of its nonzero voxels when a quarter of the training voxels are exactly 0)
+    or ct (window and z-score from the training foreground, as nnU-Net)."""
     optimizer: Literal["adamw", "sgd"] = "adamw"
     """adamw, or sgd (Nesterov, momentum 0.99, as nnU-Net)."""
     affine: bool = False

@@ -11,6 +11,7 @@ from segpipe.inference.normalize import Normalization, NormalizationSpec, channe
 SPECS = [
     NormalizationSpec(method="percentile", low=1.0, high=99.8),
     NormalizationSpec(method="zscore", low=0.5, high=99.5),
+    NormalizationSpec(method="zscore", low=0.5, high=99.5, nonzero=True),
     NormalizationSpec(method="ct", window=(-200.0, 900.0), mean=80.5, std=150.25),
 ]
 
@@ -25,9 +26,11 @@ def stored(tmp_path):
     return image, array
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.method)
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.method + ("-nonzero" if s.nonzero else ""))
 def test_small_images_normalize_exactly_as_in_memory(stored, spec):
     image, array = stored
+    image[:, :, :10] = 0  # a background of exactly 0 (nonzero z-scoring leaves it out)
+    array[...] = image
     normalization = stream_normalization(array, spec)
     expected = normalize(image, spec)
     np.testing.assert_array_equal(normalization.apply(image), expected)
@@ -59,3 +62,28 @@ def test_unknown_or_incomplete_specs_are_refused():
         NormalizationSpec(method="minmax")
     with pytest.raises(ValidationError, match="needs window, mean, std"):
         NormalizationSpec(method="ct")
+
+
+def test_nonzero_zscore_measures_only_the_nonzero_voxels():
+    tissue = np.array([10.0, 20.0, 30.0, 40.0])
+    image = np.concatenate([np.zeros(12), tissue]).reshape(1, 4, 4)
+    out = normalize(image, NormalizationSpec(method="zscore", low=0.0, high=100.0, nonzero=True))
+    mean, std = 25.0, np.sqrt(125.0)  # of 10, 20, 30, 40
+    np.testing.assert_allclose(out[0, 3], (tissue - mean) / std, rtol=1e-6)
+    np.testing.assert_allclose(out[0, :3], (10.0 - mean) / std, rtol=1e-6)  # background clipped to the lowest tissue value
+    whole = normalize(image, NormalizationSpec(method="zscore", low=0.0, high=100.0))
+    np.testing.assert_allclose(whole[0, 3], (tissue - 6.25) / np.std(image), rtol=1e-6)  # every voxel counted
+
+
+def test_nonzero_zscore_gives_a_tissue_the_same_values_whatever_background_a_crop_holds():
+    """Two crops of one skull-stripped volume, one mostly background: the same tissue, the same input."""
+    rng = np.random.default_rng(3)
+    volume = np.zeros((1, 20, 20, 40), np.float32)
+    volume[:, 4:16, 4:16, 4:24] = rng.normal(300.0, 40.0, size=(1, 12, 12, 20))
+    crops = volume[..., :24], volume[..., 14:]  # 60% and 25% of their voxels are tissue
+    for nonzero, same in ((True, True), (False, False)):
+        spec = NormalizationSpec(method="zscore", low=0.0, high=100.0, nonzero=nonzero)
+        first, second = (normalize(crop, spec) for crop in crops)
+        tissue = volume[..., 14:24] != 0
+        shared_first, shared_second = first[..., 14:24][tissue], second[..., :10][tissue]
+        assert np.allclose(shared_first, shared_second, atol=0.05) is same

@@ -9,22 +9,54 @@ from segpipe.training.params import TrainParams
 from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError
-from segpipe.training.plan import EPOCHS, fingerprint_store, plan_patch_size, plan_training
+from segpipe.training.plan import (
+    EPOCHS,
+    ITERATIONS,
+    fingerprint_store,
+    normalization_spec,
+    object_extents,
+    patch_edge,
+    plan_patch_size,
+    plan_training,
+)
 
 
 @pytest.mark.parametrize(
-    ("shape", "spacing", "expected"),
+    ("shape", "spacing", "edge", "expected"),
     [
-        ((400, 450), (1.0, 1.0), (128, 128)),  # large enough: the target edge
-        ((100, 450), (1.0, 1.0), (96, 128)),  # smaller than the target: rounded down to a multiple of 16
-        ((64, 200, 200), (1.0, 1.0, 1.0), (64, 64, 64)),
-        ((60, 200, 200), (4.0, 1.0, 1.0), (16, 64, 64)),  # 4x coarser z: a quarter of the voxels
-        ((31, 36, 57), (1.0, 1.0, 1.0), (16, 32, 48)),  # never larger than the image
-        ((8, 10), (1.0, 1.0), (16, 16)),  # at least 16 (padded)
+        ((400, 450), (1.0, 1.0), None, (128, 128)),  # large enough: the 2D target edge
+        ((100, 450), (1.0, 1.0), None, (96, 128)),  # smaller than the target: rounded down to a multiple of 16
+        ((64, 200, 200), (1.0, 1.0, 1.0), None, (32, 32, 32)),  # the 3D target edge
+        ((64, 200, 200), (1.0, 1.0, 1.0), 40.0, (48, 48, 48)),  # a larger edge, rounded up to a multiple of 16
+        ((60, 200, 200), (4.0, 1.0, 1.0), 64.0, (16, 64, 64)),  # 4x coarser z: a quarter of the voxels
+        ((60, 200, 200), (4.0, 1.0, 1.0), None, (16, 32, 32)),  # z wants 8: at least 16
+        ((31, 36, 57), (1.0, 1.0, 1.0), 64.0, (16, 32, 48)),  # never larger than the image
+        ((8, 10), (1.0, 1.0), None, (16, 16)),  # at least 16 (padded)
     ],
 )
-def test_patch_size_fits_the_images_and_the_spacing(shape, spacing, expected):
-    assert plan_patch_size(list(shape), list(spacing)) == expected
+def test_patch_size_fits_the_images_and_the_spacing(shape, spacing, edge, expected):
+    assert plan_patch_size(list(shape), list(spacing), edge=edge) == expected
+
+
+@pytest.mark.parametrize(
+    ("ndim", "spacing", "extent", "expected"),
+    [
+        (3, [2.0, 1.0, 1.0], None, 32.0),  # class maps: the 3D target
+        (3, [2.0, 1.0, 1.0], 18.0, 32.0),  # 1.75 x 18 = 31.5 is under the target
+        (3, [2.0, 1.0, 1.0], 24.0, 42.0),  # 1.75 times the extent, in voxels of the finest axis
+        (3, [2.0, 0.5, 0.5], 24.0, 64.0),  # 84 voxels of 0.5: capped
+        (2, [1.0, 1.0], 100.0, 128.0),  # 2D keeps its target
+    ],
+)
+def test_patch_edge_holds_an_object_with_a_margin_in_3d(ndim, spacing, extent, expected):
+    assert patch_edge(ndim, spacing, extent) == pytest.approx(expected)
+
+
+def test_object_extents_are_the_longest_side_of_each_box_in_physical_units():
+    labels = np.zeros((6, 10, 12), np.uint16)
+    labels[1:3, 2:9, 0:4] = 1  # 2 x 7 x 4 voxels
+    labels[0:6, 0:2, 10:12] = 4  # 6 x 2 x 2 voxels; ids 2 and 3 absent
+    assert sorted(object_extents(labels, (3.0, 1.0, 1.0))) == [7.0, 18.0]  # 7 along y; 6 slices of 3 along z
 
 
 def test_fingerprint_of_a_store_matches_its_images(crop_catalog, tmp_path):
@@ -39,14 +71,40 @@ def test_fingerprint_of_a_store_matches_its_images(crop_catalog, tmp_path):
     assert fingerprint["median_shape"] == [int(v) for v in np.median([im.shape for im in images], axis=0)]
     assert fingerprint["objects_per_image"] == pytest.approx(np.mean([len(np.unique(lab)) - 1 for lab in labels]))
     assert fingerprint["intensity_p1"] == pytest.approx(np.median([np.percentile(im, 1.0) for im in images]), rel=0.05)
+    spacing = np.array(fingerprint["median_spacing"])  # every crop has the same pixel size
+    extents = [
+        np.max((np.ptp(np.nonzero(lab == i), axis=1) + 1) * spacing) for lab in labels for i in np.unique(lab) if i > 0
+    ]
+    assert fingerprint["object_extent"] == pytest.approx(np.median(extents))
+    assert fingerprint["zero_share"] == pytest.approx(np.median([np.mean(im == 0) for im in images]))
 
 
 def test_planning_fills_only_what_the_config_leaves_open():
-    fingerprint = {"median_shape": [100, 450], "median_spacing": [1.0, 1.0]}
+    fingerprint = {"median_shape": [100, 450], "median_spacing": [1.0, 1.0], "object_extent": 20.0}
     planned = plan_training(fingerprint, TrainParams(patch_size=None, batch_size=None, features=None))
-    assert planned.patch_size == (96, 128) and planned.batch_size == 8 and planned.features[0] == 16
-    assert planned.epochs == EPOCHS[2] and planned.max_minutes is None  # a fixed schedule, no clock
-    kept = plan_training(fingerprint, TrainParams(patch_size=(64, 64), batch_size=3, epochs=7))
-    assert kept.patch_size == (64, 64) and kept.batch_size == 3 and kept.epochs == 7
+    assert planned.patch_size == (96, 128) and planned.batch_size == 8 and planned.features == (16, 32, 64, 128, 256, 16)
+    assert planned.epochs == EPOCHS[2] == 40 and planned.iterations_per_epoch == ITERATIONS[2] == 25
+    assert planned.max_minutes is None  # a fixed schedule, no clock
+    kept = plan_training(fingerprint, TrainParams(patch_size=(64, 64), batch_size=3, epochs=7, iterations_per_epoch=9))
+    assert kept.patch_size == (64, 64) and kept.batch_size == 3 and kept.epochs == 7 and kept.iterations_per_epoch == 9
     with pytest.raises(InputError, match="has 3 axes, the data has 2"):
         plan_training(fingerprint, TrainParams(patch_size=(32, 32, 32)))
+
+
+def test_3d_plan_is_narrower_with_longer_epochs_and_patches_sized_to_the_objects():
+    nuclei = {"median_shape": [40, 62, 112], "median_spacing": [2.0, 1.0, 1.0], "object_extent": 24.0}
+    planned = plan_training(nuclei, TrainParams())
+    assert planned.patch_size == (32, 48, 48)  # edge 42: z 21 -> 32, y and x 42 -> 48
+    assert planned.features == (8, 16, 32, 64, 128, 8) and planned.batch_size == 2
+    assert planned.iterations_per_epoch == 100 and planned.epochs == EPOCHS[3]
+    smaller = plan_training({**nuclei, "object_extent": 16.0}, TrainParams())
+    assert smaller.patch_size == (16, 32, 32)  # edge 32: z 16 -> 16
+    tissue = {"median_shape": [94, 116, 58], "median_spacing": [2.0, 2.0, 2.0], "object_extent": None}
+    assert plan_training(tissue, TrainParams()).patch_size == (32, 32, 32)
+    assert plan_training(tissue, TrainParams(network="fcn")).features == (16, 32, 64, 128, 256)
+
+
+def test_zscore_leaves_out_a_background_of_zeros_when_it_is_a_quarter_of_the_voxels():
+    assert normalization_spec("zscore", {"zero_share": 0.77}).nonzero  # the MNI152 training region
+    assert not normalization_spec("zscore", {"zero_share": 0.2}).nonzero
+    assert not normalization_spec("zscore", {}).nonzero
