@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import platform
 import sys
@@ -38,7 +37,7 @@ from segpipe.pipeline import RunFolder, stages
 from segpipe.pipeline.catalog import open_catalog, train_params
 from segpipe.prediction.params import PredictParams
 from segpipe.training.params import TrainParams
-from segpipe.training.plan import DIVISOR, fingerprint_store
+from segpipe.training.plan import fingerprint_store, plan_patch_size
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ("synthetic-nuclei-3d", "mni152-tissue")
@@ -47,13 +46,7 @@ PREVIOUS_EDGE = 64  # the previous plan's target patch edge in 3D
 
 def previous_patch(shape: list[int], spacing: list[float]) -> tuple[int, ...]:
     """The previous plan's patch: about 64 voxels' physical edge, multiples of 16, no larger than the image."""
-    finest = min(spacing)
-    patch = []
-    for size, step in zip(shape, spacing):
-        want = PREVIOUS_EDGE * finest / step
-        multiple = math.ceil(want / DIVISOR) if want <= size else math.floor(size / DIVISOR)
-        patch.append(max(DIVISOR, int(multiple * DIVISOR)))
-    return tuple(patch)
+    return plan_patch_size(shape, spacing, edge=PREVIOUS_EDGE)
 
 
 def plan_overrides(plan: str, store: ImageStore, extra: dict) -> dict:

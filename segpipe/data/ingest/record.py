@@ -368,54 +368,31 @@ def _stream_frame(
     labels_attrs, gt_attrs = label_image_attrs(GT_NAME, ndim=ndim, spacing=spacing, unit=unit, plan=plan, listed=listed)
     label_root = group.create_group("labels", attributes=labels_attrs)
     gt = label_root.create_group(GT_NAME, attributes=gt_attrs)
-    label_array = create_array(gt, IMAGE_LEVEL, shape=copied.array.shape[1:], dtype=labels_dtype, ndim=ndim,
-                               chunks=copied.array.chunks[1:])
-    levels = chain(create_levels(gt, label_array, plan.factors, ndim=ndim), steps_between(plan.factors), reduce=pick, ndim=ndim)
+    stream = dict(like=copied.array, plan=plan, ndim=ndim, window=window, prefetch=options.prefetch)
+    _stream_label_image(gt, read=lambda sub: truth.read(t, sub)[0], dtype=labels_dtype, **stream)
+    if layout.ignored_pixels:
+        _, ignore_attrs = label_image_attrs(IGNORE_NAME, ndim=ndim, spacing=spacing, unit=unit, plan=plan, listed=listed)
+        ignore_group = label_root.create_group(IGNORE_NAME, attributes=ignore_attrs)
+        _stream_label_image(ignore_group, read=lambda sub: truth.read(t, sub)[1], dtype=np.uint8, **stream)
+    return digest, (low, high)
+
+
+
+def _stream_label_image(group, *, read, dtype, like, plan, ndim: int, window, prefetch) -> None:
+    """``read(sub)`` streamed into ``group``'s ``s0`` as ``dtype`` (shaped and chunked like the
+    image ``like`` without its channels), its picked pyramid levels fed as the slabs pass."""
+    array = create_array(group, IMAGE_LEVEL, shape=like.shape[1:], dtype=dtype, ndim=ndim, chunks=like.chunks[1:])
+    levels = chain(create_levels(group, array, plan.factors, ndim=ndim), steps_between(plan.factors), reduce=pick, ndim=ndim)
 
     def cast(block: np.ndarray, _) -> np.ndarray:
-        block = block.astype(labels_dtype, copy=False)
+        block = block.astype(dtype, copy=False)
         if levels is not None:
             levels.push(block)
         return block
 
-    stream_copy(
-        lambda sub: truth.read(t, sub)[0],
-        label_array,
-        window=window,
-        ndim=ndim,
-        channels=False,
-        on_block=cast,
-        prefetch=options.prefetch,
-    )
+    stream_copy(read, array, window=window, ndim=ndim, channels=False, on_block=cast, prefetch=prefetch)
     if levels is not None:
         levels.close()
-    if layout.ignored_pixels:
-        _, ignore_attrs = label_image_attrs(IGNORE_NAME, ndim=ndim, spacing=spacing, unit=unit, plan=plan, listed=listed)
-        ignore_group = label_root.create_group(IGNORE_NAME, attributes=ignore_attrs)
-        ignore_array = create_array(ignore_group, IMAGE_LEVEL, shape=copied.array.shape[1:], dtype=np.uint8, ndim=ndim,
-                                    chunks=copied.array.chunks[1:])
-        ignore_levels = chain(create_levels(ignore_group, ignore_array, plan.factors, ndim=ndim),
-                              steps_between(plan.factors), reduce=pick, ndim=ndim)
-
-        def mark(block: np.ndarray, _) -> np.ndarray:
-            block = block.astype(np.uint8, copy=False)
-            if ignore_levels is not None:
-                ignore_levels.push(block)
-            return block
-
-        stream_copy(
-            lambda sub: truth.read(t, sub)[1],
-            ignore_array,
-            window=window,
-            ndim=ndim,
-            channels=False,
-            on_block=mark,
-            prefetch=options.prefetch,
-        )
-        if ignore_levels is not None:
-            ignore_levels.close()
-    return digest, (low, high)
-
 
 @dataclass(frozen=True)
 class Copied:
