@@ -99,6 +99,18 @@ def _outlined(rgb: np.ndarray, gt: np.ndarray | None, pred: np.ndarray | None, *
     return canvas
 
 
+
+def _panel_grid(rows: list[tuple[float, int]], *, columns: int, fig_w: float):
+    """A figure of ``columns`` panels per row, each row as tall as its ``(height, width)`` plane
+    (height already scaled by the aspect) asks, the whole between 3 and 16 inches tall."""
+    heights = [h for h, _ in rows]
+    width = max(w for _, w in rows)
+    fig_h = min(max(fig_w / columns * sum(heights) / width + 0.8 + 0.3 * len(rows), 3.0), 16.0)
+    return plt.subplots(
+        len(rows), columns, figsize=(fig_w, fig_h), squeeze=False, constrained_layout=True,
+        gridspec_kw={"height_ratios": heights},
+    )
+
 def _plane_rows(channels: np.ndarray, *labels: np.ndarray, planes: tuple[int, ...], spacing: Sequence[float] | None) -> list[tuple]:
     """``(name, channels, *labels, aspect)`` of each plane drawn: the image itself in 2D; the yx,
     zx and zy planes through ``planes`` (z, y, x) of a volume, each at its physical aspect ratio."""
@@ -146,14 +158,7 @@ def overlay(
     rows = _plane_rows(channels, gt, pred, planes=cut_planes(gt) if gt.ndim == 3 else (), spacing=spacing)
     n_gt, n_pred = _n_objects(gt), _n_objects(pred)
     edged = channels.shape[0] > 1
-    heights = [r[2].shape[0] * r[4] for r in rows]
-    width = max(r[2].shape[1] for r in rows)
-    fig_w = 12.0
-    fig_h = min(max(fig_w / 3 * sum(heights) / width + 0.8 + 0.3 * len(rows), 3.0), 16.0)
-    fig, axes = plt.subplots(
-        len(rows), 3, figsize=(fig_w, fig_h), squeeze=False, constrained_layout=True,
-        gridspec_kw={"height_ratios": heights},
-    )
+    fig, axes = _panel_grid([(r[2].shape[0] * r[4], r[2].shape[1]) for r in rows], columns=3, fig_w=12.0)
     for (label, plane, g, p, aspect), ax_row in zip(rows, axes, strict=True):
         rgb = composite(plane)
         panels = (
@@ -303,14 +308,7 @@ def outlines(image: np.ndarray, labels: np.ndarray, path: Path, *, title: str, s
     rows = _plane_rows(channels, labels, planes=cut_planes(labels) if labels.ndim == 3 else (), spacing=spacing)
     n = _n_objects(labels)
     edged = channels.shape[0] > 1
-    heights = [r[2].shape[0] * r[3] for r in rows]
-    width = max(r[2].shape[1] for r in rows)
-    fig_w = 9.0
-    fig_h = min(max(fig_w / 2 * sum(heights) / width + 0.8 + 0.3 * len(rows), 3.0), 16.0)
-    fig, axes = plt.subplots(
-        len(rows), 2, figsize=(fig_w, fig_h), squeeze=False, constrained_layout=True,
-        gridspec_kw={"height_ratios": heights},
-    )
+    fig, axes = _panel_grid([(r[2].shape[0] * r[3], r[2].shape[1]) for r in rows], columns=2, fig_w=9.0)
     for (label, plane, lab, aspect), ax_row in zip(rows, axes, strict=True):
         rgb = composite(plane)
         panels = ((rgb, "image"), (_outlined(rgb, None, lab, edged=edged), f"predicted objects ({n})"))
