@@ -21,6 +21,7 @@ import errno
 import json
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from segpipe.models.model import Model
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.measure import measure_objects
-from segpipe.prediction.predict import Predictor, predict_stored
+from segpipe.prediction.predict import ImageResult, Predictor, predict_stored
 from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
 
@@ -145,6 +146,10 @@ def segment(
 ) -> list[InputResult]:
     """Segment every input ``patterns`` name; writes the run's tables and ``segment.json``.
 
+    The inputs flow through three steps (:func:`prepare_input`, :func:`predict_input`,
+    :func:`finish_input`); while the network predicts one input, a second thread ingests the
+    next and exports and measures the one before, so the network rarely waits for files.
+
     Raises:
         InputError: No input found.
         ModelError: The model does not fit an input (nothing is written then).
@@ -154,22 +159,48 @@ def segment(
     for item in items:
         check_input(item, predictor.card, params)
     folder.root.mkdir(parents=True, exist_ok=True)  # a read-only place, or a file there, fails now
-    results = []
     with naming(folder.root), Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
-        for item in items:
-            results.append(segment_safely(item, predictor, folder, params, progress=progress))
-            bar.update(1, failed=sum(r.error is not None for r in results))
+        results = _pipelined(items, predictor, folder, params, bar=bar, progress=progress)
         write_tables(folder, results)
         write_summary(folder, predictor.model, predictor.params, results)
         report_segmentation(folder, predictor.card)
     return results
 
 
-def segment_safely(item: Input, predictor: Predictor, folder: SegmentFolder, params: SegmentParams, *, progress: bool = False) -> InputResult:
-    """:func:`segment_input`, with an unreadable input (bad input, an OS error reading it) listed as
-    failed; an error writing the output (a full disk, a read-only folder) ends the run instead."""
+def _pipelined(
+    items: list[Input], predictor: Predictor, folder: SegmentFolder, params: SegmentParams, *, bar: Progress, progress: bool
+) -> list[InputResult]:
+    """Every input through its three steps: the network's in this thread, the files' in another, one input ahead and one behind."""
+    files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-files")
+    results: list[InputResult | Future] = []
     try:
-        return segment_input(item, predictor, folder, params, progress=progress)
+        prepared = files.submit(guarded, items[0], folder, prepare_input, items[0], predictor, folder, params)
+        for number, item in enumerate(items):
+            store = prepared.result()
+            if number + 1 < len(items):
+                following = items[number + 1]
+                prepared = files.submit(guarded, following, folder, prepare_input, following, predictor, folder, params)
+            if isinstance(store, InputResult):
+                results.append(store)
+            else:
+                made = guarded(item, folder, predict_input, item, store, predictor, folder, progress=progress)
+                finishing = isinstance(made, list)
+                results.append(files.submit(guarded, item, folder, finish_input, item, store, made, predictor, folder) if finishing else made)
+            for earlier in results:  # an output error in the other thread ends the run now
+                if isinstance(earlier, Future) and earlier.done():
+                    earlier.result()
+            bar.update(1, failed=sum(isinstance(r, InputResult) and r.error is not None for r in results))
+        return [r.result() if isinstance(r, Future) else r for r in results]
+    finally:
+        files.shutdown(wait=True, cancel_futures=True)
+
+
+def guarded(item: Input, folder: SegmentFolder, step, /, *args, **kwargs):
+    """``step(*args, **kwargs)`` for ``item``, with an unreadable input (bad input, an OS error reading it) made
+    a failed :class:`InputResult`; an error writing the output (a full disk, a read-only folder)
+    or a model that does not fit ends the run instead."""
+    try:
+        return step(*args, **kwargs)
     except ModelError:
         raise
     except OSError as err:
@@ -194,6 +225,13 @@ def segment_input(
     item: Input, predictor: Predictor, folder: SegmentFolder, params: SegmentParams, *, progress: bool = False
 ) -> InputResult:
     """Ingest, predict, attach labels, export and measure one input (kept where current)."""
+    store = prepare_input(item, predictor, folder, params)
+    made = predict_input(item, store, predictor, folder, progress=progress)
+    return finish_input(item, store, made, predictor, folder)
+
+
+def prepare_input(item: Input, predictor: Predictor, folder: SegmentFolder, params: SegmentParams) -> ImageStore:
+    """Ingest one input into its OME-Zarr (kept where current) and check that the model fits it."""
     card = predictor.card
     dataset = input_dataset(
         item, ndim=card.spatial_dims, classes=card.classes, instances=card.instances,
@@ -203,14 +241,28 @@ def segment_input(
     ingest_dataset(dataset, store_path, IngestParams(), progress=False)
     store = ImageStore.open(store_path)
     check_fits(card, store, where=str(item.path))
+    return store
+
+
+def predict_input(
+    item: Input, store: ImageStore, predictor: Predictor, folder: SegmentFolder, *, progress: bool = False
+) -> list[ImageResult]:
+    """Predict every image of an ingested input into the run's prediction store (kept where current)."""
     predictions = predictor.open_store(folder.predictions(item.name))
-    made = [predict_stored(image, predictor, predictions, progress=progress, attach=False) for image in store.images()]
+    return [predict_stored(image, predictor, predictions, progress=progress, attach=False) for image in store.images()]
+
+
+def finish_input(
+    item: Input, store: ImageStore, made: list[ImageResult], predictor: Predictor, folder: SegmentFolder
+) -> InputResult:
+    """Attach the labels under the image, export label files and measure the objects (unless all current)."""
+    predictions = predictor.open_store(folder.predictions(item.name))
     result = InputResult(item.name, str(item.path), item.kind, images=store.names())
     result.skipped = all(r.skipped for r in made) and folder.measurements(item.name).is_file()
     if not result.skipped:
-        attach_labels(store_path, predictions, store)
+        attach_labels(store.path, predictions, store)
         result.files = [str(p) for p in export_labels(item, store, predictions, folder)]
-        write_measurements(folder.measurements(item.name), store.images(), predictions, card, unit=store.unit)
+        write_measurements(folder.measurements(item.name), store.images(), predictions, predictor.card, unit=store.unit)
     else:
         result.files = [str(p) for p in label_files(item, folder) if p.exists()]
     result.objects = _counts(folder.measurements(item.name), store.names())
