@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import zarr
@@ -196,6 +197,33 @@ class LevelWriter:
         rest = rows[(*head, slice(n, None))]
         self.buffer = [rest] if rest.shape[self.axis] else []
         self.buffered = rest.shape[self.axis]
+
+
+class Beside:
+    """A :class:`LevelWriter` fed from a thread of its own, so the levels are reduced and written
+    while the caller writes the next full-resolution rows; one push in flight at a time (memory:
+    one more block), in order. Errors surface at the next push or at :meth:`close`."""
+
+    def __init__(self, writer: LevelWriter):
+        self.writer = writer
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyramid")
+        self.pending: Future | None = None
+
+    def push(self, rows: np.ndarray) -> None:
+        self._wait()
+        self.pending = self.pool.submit(self.writer.push, rows)
+
+    def close(self) -> None:
+        try:
+            self._wait()
+            self.writer.close()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
 
 
 def chain(

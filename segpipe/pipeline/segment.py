@@ -148,7 +148,9 @@ def segment(
 
     The inputs flow through three steps (:func:`prepare_input`, :func:`predict_input`,
     :func:`finish_input`); while the network predicts one input, a second thread ingests the
-    next and exports and measures the one before, so the network rarely waits for files.
+    next and exports and measures the one before. That overlap pays where there are cores to
+    spare; on 2 cores the file work slows the network's threads as much as it saves
+    (``benchmarks/RESULTS.md``).
 
     Raises:
         InputError: No input found.

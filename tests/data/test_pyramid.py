@@ -7,6 +7,7 @@ import pytest
 import zarr
 
 from segpipe.data.pyramid import (
+    Beside,
     LevelWriter,
     average,
     build_levels,
@@ -80,7 +81,8 @@ def _level_arrays(root, base_shape, lead, factors, chunks, dtype):
 )
 @pytest.mark.parametrize("kind", ["image", "labels"])
 @pytest.mark.parametrize("piece_bytes", [4 * 2**20, 300], ids=["whole", "in-pieces"])
-def test_streamed_levels_equal_levels_made_whole(tmp_path, monkeypatch, shape, factors, depth, kind, piece_bytes):
+@pytest.mark.parametrize("beside", [False, True], ids=["inline", "own-thread"])
+def test_streamed_levels_equal_levels_made_whole(tmp_path, monkeypatch, shape, factors, depth, kind, piece_bytes, beside):
     monkeypatch.setattr(pyramid, "PIECE_BYTES", piece_bytes)  # 300 bytes: a piece is one or two rows
     rng = np.random.default_rng(0)
     ndim = len(factors[0])
@@ -93,6 +95,7 @@ def test_streamed_levels_equal_levels_made_whole(tmp_path, monkeypatch, shape, f
     chunks = lead + (depth,) + tuple(spatial[1:])
     arrays = _level_arrays(root, spatial, lead, factors, chunks, data.dtype)
     writer = chain(arrays, steps_between(factors), reduce=reduce, ndim=ndim)
+    writer = Beside(writer) if beside else writer
     axis = len(lead)
     for start in range(0, spatial[0], depth):  # slabs, as ingest writes them
         writer.push(np.take(data, range(start, min(start + depth, spatial[0])), axis=axis))
@@ -110,6 +113,20 @@ def test_level_writer_writes_whole_chunk_rows_only_until_closed(tmp_path):
     writer.push(np.zeros((29, 16), np.uint8))
     writer.close()
     assert (target[...] == 0).all()
+
+
+def test_an_error_in_the_levels_thread_reaches_the_caller(tmp_path):
+    root = zarr.open_group(str(tmp_path / "e.zarr"), mode="w")
+    target = root.create_array("s1", shape=(8, 4), dtype=np.uint8, chunks=(2, 4))
+
+    def failing(block, steps):
+        raise MemoryError("no room for the level")
+
+    writer = Beside(LevelWriter(target, steps=(2, 2), reduce=failing, ndim=2))
+    writer.push(np.zeros((4, 8), np.uint8))
+    with pytest.raises(MemoryError, match="no room"):
+        writer.push(np.zeros((4, 8), np.uint8))  # the first push's error, at the next call
+    writer.close()
 
 
 def test_build_levels_after_the_fact_per_frame(tmp_path):

@@ -25,7 +25,7 @@ from segpipe.data.ingest.params import IngestParams
 from segpipe.data.ingest.stream import slab_windows, stream_copy
 from segpipe.data.readers import AxesSpec, SelectedSource, Source, open_source
 from segpipe.data.readers.source import LastReadCache, Window
-from segpipe.data.pyramid import average, chain, level_factors, pick, steps_between
+from segpipe.data.pyramid import Beside, average, chain, level_factors, pick, steps_between
 from segpipe.data.store import (
     GT_NAME,
     IGNORE_NAME,
@@ -427,6 +427,7 @@ def copy_image(
     array = create_array(group, IMAGE_LEVEL, shape=shape, dtype=image.dtype, ndim=ndim, chunks=chunks)
     factors = factors or [(1,) * ndim]
     levels = chain(create_levels(group, array, factors, ndim=ndim), steps_between(factors), reduce=average, ndim=ndim)
+    levels = Beside(levels) if levels is not None else None
     windows: list[list] = [[None, None] for _ in range(n_channels)]
 
     def read(sub: Window) -> np.ndarray:
