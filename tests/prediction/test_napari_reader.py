@@ -1,11 +1,9 @@
 """What napari shows when a user opens a run's stores: napari-ome-zarr's reader, run without a window.
 
-napari-ome-zarr (with napari) is not in the test extra (about 55 packages, 200 MB): this test
-runs where it is installed (``pip install -c constraints.txt napari-ome-zarr``) and is skipped
-elsewhere. napari installs pytest plugins whose imports warn (pydantic deprecations), which this
-project's warnings-as-errors turns into a failed start; run it with them off::
-
-    python -m pytest -p no:napari -p no:npe2 -p no:napari-plugin-engine tests/prediction/test_napari_reader.py
+napari-ome-zarr (with napari) is in the test extra. napari installs pytest plugins whose imports
+warn (pydantic deprecations), which this project's warnings-as-errors would turn into a failed
+start: ``pyproject.toml`` keeps them off (``-p no:napari -p no:npe2 -p no:napari-plugin-engine``).
+The test skips where napari-ome-zarr is not installed.
 """
 
 from __future__ import annotations
