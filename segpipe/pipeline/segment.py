@@ -175,8 +175,8 @@ def _pipelined(
     """Every input through its three steps: the network's in this thread, the files' in another, one input ahead and one behind."""
     files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-files")
     results: list[InputResult | Future] = []
+    prepared = files.submit(guarded, items[0], folder, prepare_input, items[0], predictor, folder, params)
     try:
-        prepared = files.submit(guarded, items[0], folder, prepare_input, items[0], predictor, folder, params)
         for number, item in enumerate(items):
             store = prepared.result()
             if number + 1 < len(items):
@@ -193,8 +193,9 @@ def _pipelined(
                     earlier.result()
             bar.update(1, failed=sum(isinstance(r, InputResult) and r.error is not None for r in results))
         return [r.result() if isinstance(r, Future) else r for r in results]
-    finally:
-        files.shutdown(wait=True, cancel_futures=True)
+    finally:  # a run that ends early still finishes the inputs the network has done
+        prepared.cancel()
+        files.shutdown(wait=True)
 
 
 def guarded(item: Input, folder: SegmentFolder, step, /, *args, **kwargs):
