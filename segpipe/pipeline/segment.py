@@ -186,8 +186,10 @@ def _pipelined(
                 results.append(store)
             else:
                 made = guarded(item, folder, predict_input, item, store, predictor, folder, progress=progress)
-                finishing = isinstance(made, list)
-                results.append(files.submit(guarded, item, folder, finish_input, item, store, made, predictor, folder) if finishing else made)
+                if isinstance(made, InputResult):
+                    results.append(made)
+                else:
+                    results.append(files.submit(guarded, item, folder, finish_input, item, store, *made, predictor, folder))
             for earlier in results:  # an output error in the other thread ends the run now
                 if isinstance(earlier, Future) and earlier.done():
                     earlier.result()
@@ -229,8 +231,8 @@ def segment_input(
 ) -> InputResult:
     """Ingest, predict, attach labels, export and measure one input (kept where current)."""
     store = prepare_input(item, predictor, folder, params)
-    made = predict_input(item, store, predictor, folder, progress=progress)
-    return finish_input(item, store, made, predictor, folder)
+    predictions, made = predict_input(item, store, predictor, folder, progress=progress)
+    return finish_input(item, store, predictions, made, predictor, folder)
 
 
 def prepare_input(item: Input, predictor: Predictor, folder: SegmentFolder, params: SegmentParams) -> ImageStore:
@@ -249,17 +251,21 @@ def prepare_input(item: Input, predictor: Predictor, folder: SegmentFolder, para
 
 def predict_input(
     item: Input, store: ImageStore, predictor: Predictor, folder: SegmentFolder, *, progress: bool = False
-) -> list[ImageResult]:
-    """Predict every image of an ingested input into the run's prediction store (kept where current)."""
+) -> tuple[PredictionStore, list[ImageResult]]:
+    """Predict every image of an ingested input into the input's prediction store (kept where current)."""
     predictions = predictor.open_store(folder.predictions(item.name))
-    return [predict_stored(image, predictor, predictions, progress=progress, attach=False) for image in store.images()]
+    return predictions, [predict_stored(image, predictor, predictions, progress=progress, attach=False) for image in store.images()]
 
 
 def finish_input(
-    item: Input, store: ImageStore, made: list[ImageResult], predictor: Predictor, folder: SegmentFolder
+    item: Input,
+    store: ImageStore,
+    predictions: PredictionStore,
+    made: list[ImageResult],
+    predictor: Predictor,
+    folder: SegmentFolder,
 ) -> InputResult:
     """Attach the labels under the image, export label files and measure the objects (unless all current)."""
-    predictions = predictor.open_store(folder.predictions(item.name))
     result = InputResult(item.name, str(item.path), item.kind, images=store.names())
     result.skipped = all(r.skipped for r in made) and folder.measurements(item.name).is_file()
     if not result.skipped:
