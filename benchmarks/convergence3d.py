@@ -129,6 +129,7 @@ def main() -> None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # what segpipe's thread choice honours
     bundled, generated = open_catalog(ROOT / "data_catalog.yaml"), open_catalog(write_catalog(args.output / "data"))
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, torch {torch.__version__}, "
+          f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, "
           f"load average {os.getloadavg()[0]:.1f} at start; {args.epochs} epochs")
     for task in args.tasks:
         for plan in args.plans:

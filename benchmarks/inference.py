@@ -54,6 +54,9 @@ BATCH = 4
 SPEC = NormalizationSpec(method="percentile", low=1.0, high=99.8)
 
 
+DEVICE = "cpu"  # set by --device
+
+
 def network(kind: str = "tiny"):
     import torch
 
@@ -61,10 +64,17 @@ def network(kind: str = "tiny"):
     if kind == "unet":
         from segpipe.models import build_model
 
-        return build_model("unet", spatial_dims=3, in_channels=1, out_channels=2, features=(4, 8, 16, 32, 64, 4)).eval()
-    return torch.nn.Sequential(
-        torch.nn.Conv3d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(2, 2, 1)
-    ).eval()
+        net = build_model("unet", spatial_dims=3, in_channels=1, out_channels=2, features=(4, 8, 16, 32, 64, 4))
+    else:
+        net = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(2, 2, 1))
+    return net.eval().to(DEVICE)
+
+
+def synchronize() -> None:
+    import torch
+
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def make_volume(path: Path, shape: tuple[int, int, int]) -> "zarr.Array":
@@ -113,7 +123,7 @@ def predict_zarr(source, out: Path, kind: str = "tiny", *, probabilities: bool =
     params = InferenceParams(overlap=OVERLAP, batch_size=BATCH, flip_tta=False)
     return stream_predict(
         network(kind), source, sink, roi_size=ROI, out_channels=2, params=params,
-        normalization=stream_normalization(source, SPEC), activation=partial(activate, n_classes=2),
+        normalization=stream_normalization(source, SPEC), activation=partial(activate, n_classes=2), device=DEVICE,
     )
 
 
@@ -122,12 +132,16 @@ def predict_monai(tensor, kind: str = "tiny"):
     from monai.inferers import sliding_window_inference
 
     from segpipe.inference import padding_mode
+    from segpipe.inference.stream import _autocast
 
-    with torch.no_grad():
-        return sliding_window_inference(
+    # on CUDA the same autocast as segpipe's (bfloat16 where supported), so both run the same arithmetic
+    with torch.no_grad(), _autocast(torch.device(DEVICE), True):
+        logits = sliding_window_inference(
             tensor, roi_size=ROI, sw_batch_size=BATCH, predictor=network(kind), overlap=OVERLAP, mode="gaussian",
             padding_mode=padding_mode(tensor.shape[2:], ROI),
         )
+    synchronize()
+    return logits.float()
 
 
 @contextlib.contextmanager
@@ -148,7 +162,7 @@ def throughput(kind: str, shape: tuple[int, int, int], repeats: int = 2) -> dict
     from segpipe.inference.normalize import normalize
 
     source = make_volume(WORK / "small_in.zarr", shape)
-    tensor = torch.from_numpy(normalize(np.asarray(source[...]), SPEC))[None]
+    tensor = torch.from_numpy(normalize(np.asarray(source[...]), SPEC))[None].to(DEVICE)  # MONAI starts on the device
     predict_monai(tensor[..., :32, :128, :128], kind)  # warm-up: first calls allocate
     ours, labels_only, theirs = [], [], []
     for _ in range(repeats):
@@ -158,7 +172,7 @@ def throughput(kind: str, shape: tuple[int, int, int], repeats: int = 2) -> dict
             predict_zarr(source, WORK / "labels_out.zarr", kind, probabilities=False)
         with timed(ours):
             predict_zarr(source, WORK / "small_out.zarr", kind)
-    reference = torch.softmax(logits, dim=1)[0].numpy()
+    reference = torch.softmax(logits, dim=1)[0].cpu().numpy()
     written = zarr.open_group(str(WORK / "small_out.zarr"), mode="r")["s0"][...].astype(np.float32)
     voxels = int(np.prod(shape))
     best = {name: min(runs) for name, runs in (("monai", theirs), ("segpipe", ours), ("labels", labels_only))}
@@ -200,7 +214,8 @@ def child_big() -> None:
 
 def big_volume(shape: tuple[int, int, int]) -> dict:
     make_volume(WORK / "big_in.zarr", shape)
-    result = subprocess.run([sys.executable, __file__, "--child-big"], capture_output=True, text=True, check=True)
+    command = [sys.executable, __file__, "--child-big", "--device", DEVICE]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     import zarr
 
@@ -221,8 +236,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; the fastest is kept")
     parser.add_argument("--big", type=int, nargs=3, default=(1024, 1024, 1024), help="large volume (0 0 0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the inputs and outputs under benchmarks/_work")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both variants run there)")
     parser.add_argument("--child-big", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     if args.child_big:
         child_big()
         return
@@ -231,7 +249,8 @@ def main() -> None:
 
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
-          f"CUDA {'yes' if torch.cuda.is_available() else 'no'}")
+          f"CUDA {'yes' if torch.cuda.is_available() else 'no'}, running on "
+          f"{torch.cuda.get_device_name(DEVICE) if DEVICE.startswith('cuda') else 'the CPU'}")
     print(f"windows: roi {ROI}, overlap {OVERLAP}, batch {BATCH}, gaussian blending, no test-time flips")
     try:
         for kind, shape in (("tiny", tuple(args.tiny)), ("unet", tuple(args.unet))):

@@ -10,7 +10,7 @@ and after the one in the network handled in a second thread. The model is the na
 below, trained once on the bundled BBBC007 fields (cached in ``_work``). Each variant runs in a
 fresh process; peak RSS is the process's ``VmHWM``.
 
-Run: ``python benchmarks/segment.py [--images 1000] [--size 512] [--repeats 1] [--no-tta]``
+Run: ``python benchmarks/segment.py [--images 1000] [--size 512] [--repeats 1] [--no-tta] [--device cpu]``
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def prepare(n_images: int, size: int) -> tuple[Path, Path]:
     return inbox, model
 
 
-def train_model(folder: Path) -> None:
+def train_model(folder: Path, device: str = "cpu") -> None:
     """The benchmark's model: the narrow U-Net trained on bundled BBBC007 for 200 iterations (seeded), so it
     finds nuclei (a random network finds thousands of specks, which the measurements would then count)."""
     from segpipe.pipeline import RunFolder, stages
@@ -67,25 +67,26 @@ def train_model(folder: Path) -> None:
     catalog = open_catalog(ROOT / "data_catalog.yaml")
     run = RunFolder.of(WORK / "training", "bbbc007")
     stages.ingest(catalog, "bbbc007", run)
-    given = TrainParams(features=FEATURES, patch_size=(128, 128), epochs=4, iterations_per_epoch=50, device="cpu")
+    given = TrainParams(features=FEATURES, patch_size=(128, 128), epochs=4, iterations_per_epoch=50, device=device)
     trained = stages.train(run, train_params(catalog, "bbbc007", given), catalog=catalog, progress=False)
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(trained.model.folder, folder)
 
 
-def plain(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True) -> int:
+def plain(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: str = "cpu") -> int:
     """The loop a user would write, with segpipe's test-time passes (none, then each axis flipped); returns the images done."""
     import tifffile
     import torch
     from monai.inferers import sliding_window_inference
 
     from segpipe.inference.memory import activate
+    from segpipe.inference.stream import _autocast
     from segpipe.inference.normalize import percentile_normalize
     from segpipe.inference.postprocess import instance_labels
     from segpipe.models.model import Model
 
     model = Model.open(model_dir)
-    card, network = model.card, model.load("cpu")
+    card, network = model.card, model.load(device)
     params = card.inference
     passes = [[], [2], [3]] if tta else [[]]
     out.mkdir(parents=True, exist_ok=True)
@@ -94,31 +95,32 @@ def plain(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True) -> int:
         for path in files:
             spec = card.normalization
             image = percentile_normalize(tifffile.imread(path)[np.newaxis], low=spec.low, high=spec.high, min_range=spec.min_range)
-            inputs = torch.from_numpy(image)[None]
+            inputs = torch.from_numpy(image)[None].to(device)
             total = None
             for axes in passes:
                 x = torch.flip(inputs, axes) if axes else inputs
-                logits = sliding_window_inference(
-                    x, roi_size=card.patch_size, sw_batch_size=params.batch_size, predictor=network,
-                    overlap=params.overlap, mode=params.mode, sigma_scale=params.sigma_scale, padding_mode="reflect",
-                )
-                probs = activate(logits, n_classes=2)
+                with _autocast(torch.device(device), params.amp):  # segpipe's autocast on CUDA, none on the CPU
+                    logits = sliding_window_inference(
+                        x, roi_size=card.patch_size, sw_batch_size=params.batch_size, predictor=network,
+                        overlap=params.overlap, mode=params.mode, sigma_scale=params.sigma_scale, padding_mode="reflect",
+                    )
+                probs = activate(logits.float(), n_classes=2)
                 probs = torch.flip(probs, axes) if axes else probs
                 total = probs if total is None else total + probs
-            probs = (total / len(passes))[0].numpy()
+            probs = (total / len(passes))[0].cpu().numpy()
             boundary = probs[3] if probs.shape[0] > 3 else None
             labels = instance_labels(1.0 - probs[0], probs[2], card.instance_params(), boundary=boundary)
             tifffile.imwrite(out / f"{path.stem}_labels.tif", labels)
     return len(files)
 
 
-def segpipe(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True) -> int:
+def segpipe(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: str = "cpu") -> int:
     from segpipe.models.model import Model
     from segpipe.pipeline.segment import SegmentFolder, segment
     from segpipe.prediction.params import PredictParams
     from segpipe.prediction.predict import Predictor
 
-    predictor = Predictor.load(Model.open(model_dir), PredictParams(device="cpu", inference={"flip_tta": tta}))
+    predictor = Predictor.load(Model.open(model_dir), PredictParams(device=device, inference={"flip_tta": tta}))
     results = segment([str(inbox)], predictor, SegmentFolder(out), progress=False)
     assert not [r for r in results if r.error], [r.error for r in results if r.error]
     return len(results)
@@ -138,9 +140,10 @@ def child(args) -> None:
     out = WORK / f"out-{args.child}"
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    done = (plain if args.child == "plain" else segpipe)(inbox, model, out, tta=not args.no_tta)
+    done = (plain if args.child == "plain" else segpipe)(inbox, model, out, tta=not args.no_tta, device=args.device)
     seconds = time.perf_counter() - start
-    print(json.dumps({"images": done, "seconds": seconds, "peak_rss": peak_rss(), "threads": torch.get_num_threads()}))
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
+    print(json.dumps({"images": done, "seconds": seconds, "peak_rss": peak_rss(), "threads": torch.get_num_threads(), "device": where}))
 
 
 def main() -> None:
@@ -149,6 +152,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--no-tta", action="store_true", help="no test-time flips in either variant")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs of each variant")
+    parser.add_argument("--device", default="cpu", help="where both variants run the network: cpu, cuda or cuda:N")
     parser.add_argument("--child", choices=("plain", "segpipe"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -158,10 +162,11 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"plain": [], "segpipe": []}
     for _ in range(args.repeats):
         for variant in runs:
-            command = [sys.executable, __file__, "--child", variant, "--images", str(args.images), "--size", str(args.size)] + (["--no-tta"] if args.no_tta else [])
+            command = [sys.executable, __file__, "--child", variant, "--images", str(args.images), "--size", str(args.size)] + ["--device", args.device] + (["--no-tta"] if args.no_tta else [])
             out = subprocess.run(command, capture_output=True, text=True, check=True)
             runs[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"machine: {platform.processor() or platform.machine()}, {runs['plain'][0]['threads']} torch threads; "
+    print(f"machine: {platform.processor() or platform.machine()}, {runs['plain'][0]['threads']} torch threads, "
+          f"network on {runs['plain'][0]['device']}; "
           f"{args.images} images of {args.size}x{args.size}, U-Net {FEATURES[0]}..{FEATURES[-2]}, 128x128 windows, "
           "overlap 0.5, " + ("no test-time flips" if args.no_tta else "flip TTA (3 passes)"))
     print("| variant | images/s | seconds | peak RSS (MiB) | speed vs plain | RSS vs plain |")

@@ -8,6 +8,7 @@ from segpipe.data.catalog import load_catalog
 from segpipe.training.params import TrainParams
 from segpipe.inference import predict_image
 from segpipe.data.ingest import ingest_dataset
+from segpipe.data.store import ImageStore
 from segpipe.models import build_model
 from segpipe.training.loop import train_model
 
@@ -22,7 +23,7 @@ def test_training_on_gpu_with_mixed_precision(crop_catalog, tmp_path):
     ingest_dataset(load_catalog(crop_catalog).dataset("crops"), store, progress=False)
     config = TrainParams(epochs=3, max_minutes=None, iterations_per_epoch=4, batch_size=4, patch_size=(64, 64),
                          val_every=1, device="cuda", num_workers=2)
-    result = train_model(store, tmp_path / "model", config, progress=False)
+    result = train_model(ImageStore.open(store), tmp_path / "model", config, progress=False)
     losses = [row["train_loss"] for row in result.history]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert 0 <= result.history[-1]["val_seg"] <= 1

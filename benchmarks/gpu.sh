@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The checks that need a CUDA GPU, in one go and within about ten minutes: the tests marked `gpu`,
+# then the 3D convergence, training-throughput, inference and segment benchmarks on the GPU, each
+# under its own time limit so that one slow step cannot take the others' time. Each step's output
+# goes to its own log under $OUT (default benchmarks/_work/gpu) and its last lines to the terminal.
+#
+# Run from the repository root with segpipe importable: bash benchmarks/gpu.sh
+set -u
+out=${OUT:-benchmarks/_work/gpu}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+py=${PYTHON:-python3}
+steps=" ${STEPS:-tests convergence3d train inference segment} "  # STEPS="tests train": only those
+
+step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, log it, show its end
+    local name=$1 limit=$2
+    shift 2
+    [[ $steps == *" $name "* ]] || return 0
+    echo "== $name: limit ${limit} s, started at ${SECONDS} s"
+    timeout -k 5 "$limit" "$@" >"$out/$name.log" 2>&1
+    echo "   exit $? after ${SECONDS} s"
+    tail -n "${TAIL:-14}" "$out/$name.log"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+$py -c "import torch, monai, zarr, segpipe.pipeline.segment; print('torch', torch.__version__, 'monai', monai.__version__, 'zarr', zarr.__version__, 'GPU', torch.cuda.get_device_name())" || exit 1
+
+step tests 75 $py -m pytest -m gpu -p no:cacheprovider -q tests/training/test_training_gpu.py tests/inference/test_inference_gpu.py tests/models/test_device.py
+step convergence3d 220 $py benchmarks/convergence3d.py --epochs 10 --plans planned --tasks mni152-tissue synthetic-nuclei-3d --output /tmp/convergence3d
+step train 90 $py benchmarks/train.py --device cuda --iterations 100 --repeats 1 --no-competitor
+step inference 70 $py benchmarks/inference.py --device cuda --repeats 2 --tiny 256 512 512 --unet 192 384 384 --big 0 0 0
+step segment 150 $py benchmarks/segment.py --device cuda --images 50 --no-tta
