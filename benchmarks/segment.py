@@ -134,6 +134,8 @@ def peak_rss() -> int:
 
 
 def child(args) -> None:
+    if args.child == "segpipe":
+        __import__("segpipe")  # as the CLI does: its OpenMP setting before torch's runtime starts
     import torch
 
     inbox, model = prepare(args.images, args.size)

@@ -20,8 +20,11 @@ def prefetch(items: Iterable[T], *, depth: int, name: str = "segpipe-prefetch") 
     """Iterate ``items`` in a background thread, keeping up to ``depth`` ready.
 
     Exceptions in the producer are raised in the consumer; a consumer that stops early (or
-    fails) stops the producer.
+    fails) stops the producer. ``depth=0``: no thread, the items are made as they are taken.
     """
+    if depth == 0:
+        yield from items
+        return
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -62,11 +65,15 @@ class Worker:
     """A single background thread running submitted calls in order (the writer).
 
     Errors are raised at the next :meth:`submit` or at :meth:`close`; at most ``depth`` calls wait.
+    ``depth=0``: no thread, each call runs in :meth:`submit` (its error raised there).
     """
 
     def __init__(self, *, depth: int = 2, name: str = "segpipe-writer"):
-        self._calls: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._thread = None
+        if depth == 0:
+            return
+        self._calls: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -88,10 +95,15 @@ class Worker:
     def submit(self, call: Callable[[], None]) -> None:
         """Queue ``call``; blocks while ``depth`` calls are waiting."""
         self._check()
+        if self._thread is None:
+            call()
+            return
         self._calls.put(call)
 
     def close(self) -> None:
         """Wait for every queued call; raise the first error any of them raised."""
+        if self._thread is None:
+            return
         self._calls.put(None)
         self._thread.join()
         self._check()

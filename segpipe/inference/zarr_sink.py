@@ -88,8 +88,13 @@ class ZarrSink:
 def _cast(values: np.ndarray, dtype) -> np.ndarray:
     """``values.astype(dtype)``; float16 through torch, several times faster than numpy's conversion."""
     if np.dtype(dtype) == np.float16:
-        return torch.from_numpy(np.ascontiguousarray(values)).half().numpy()
+        return float16(values)
     return values.astype(dtype)
+
+
+def float16(values: np.ndarray) -> np.ndarray:
+    """``values.astype(np.float16)`` through torch, several times faster than numpy's conversion."""
+    return torch.from_numpy(np.ascontiguousarray(values)).half().numpy()
 
 
 def class_map(probabilities: np.ndarray) -> np.ndarray:

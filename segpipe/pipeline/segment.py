@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 import zarr
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,12 +36,13 @@ from segpipe.data.readers import AxesSpec, open_source
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
 from segpipe.errors import InputError, ModelError, SegpipeError, naming
 from segpipe.models.card import ModelCard
+from segpipe.models.device import use_cpu_threads
 from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.models.model import Model
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.measure import measure_objects
-from segpipe.prediction.predict import ImageResult, Predictor, predict_stored
+from segpipe.prediction.predict import ImageResult, Predicted, Predictor, run_network
 from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
 
@@ -148,9 +150,10 @@ def segment(
 
     The inputs flow through three steps (:func:`prepare_input`, :func:`predict_input`,
     :func:`finish_input`); while the network predicts one input, a second thread ingests the
-    next and exports and measures the one before. That overlap pays where there are cores to
-    spare; on 2 cores the file work slows the network's threads as much as it saves
-    (``benchmarks/RESULTS.md``).
+    next and makes, writes, exports and measures the labels of the one before. On the CPU the
+    network gets every core but one, which the second thread keeps: on 2 cores one network
+    thread beside the files does more than two network threads that wait for each other between
+    small operations (``benchmarks/RESULTS.md``).
 
     Raises:
         InputError: No input found.
@@ -161,8 +164,14 @@ def segment(
     for item in items:
         check_input(item, predictor.card, params)
     folder.root.mkdir(parents=True, exist_ok=True)  # a read-only place, or a file there, fails now
+    threads = torch.get_num_threads()
     with naming(folder.root), Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
-        results = _pipelined(items, predictor, folder, params, bar=bar, progress=progress)
+        try:
+            if predictor.device.type == "cpu":
+                use_cpu_threads(reserved=1)
+            results = _pipelined(items, predictor, folder, params, bar=bar, progress=progress)
+        finally:
+            torch.set_num_threads(threads)
         write_tables(folder, results)
         write_summary(folder, predictor.model, predictor.params, results)
         report_segmentation(folder, predictor.card)
@@ -251,21 +260,23 @@ def prepare_input(item: Input, predictor: Predictor, folder: SegmentFolder, para
 
 def predict_input(
     item: Input, store: ImageStore, predictor: Predictor, folder: SegmentFolder, *, progress: bool = False
-) -> tuple[PredictionStore, list[ImageResult]]:
-    """Predict every image of an ingested input into the input's prediction store (kept where current)."""
+) -> tuple[PredictionStore, list[ImageResult | Predicted]]:
+    """Run the network on every image of an ingested input (images kept where current); their labels are made in :func:`finish_input`."""
     predictions = predictor.open_store(folder.predictions(item.name))
-    return predictions, [predict_stored(image, predictor, predictions, progress=progress, attach=False) for image in store.images()]
+    return predictions, [run_network(image, predictor, predictions, progress=progress, attach=False) for image in store.images()]
 
 
 def finish_input(
     item: Input,
     store: ImageStore,
     predictions: PredictionStore,
-    made: list[ImageResult],
+    made: list[ImageResult | Predicted],
     predictor: Predictor,
     folder: SegmentFolder,
 ) -> InputResult:
-    """Attach the labels under the image, export label files and measure the objects (unless all current)."""
+    """Make and write the labels the network's output gives, attach them under the image, export label
+    files and measure the objects (unless all current)."""
+    made = [r.complete(attach=False) if isinstance(r, Predicted) else r for r in made]
     result = InputResult(item.name, str(item.path), item.kind, images=store.names())
     result.skipped = all(r.skipped for r in made) and folder.measurements(item.name).is_file()
     if not result.skipped:

@@ -30,6 +30,10 @@ class PredictParams(BaseModel):
     """Label files written next to the zarr: tiff, nifti, ctc (None: tiff for 2D, none for 3D)."""
     instances: InstanceTiling = Field(default_factory=InstanceTiling)
     """How instance labelling splits frames too large to label whole."""
+    in_memory: int = Field(1 << 24, ge=0)
+    """Single-frame images whose output (voxels times output channels) has at most this many values
+    are read at once, predicted in memory and written once (64 MiB as float32); larger ones stream,
+    and a killed run resumes them. 0: stream every image."""
     resample: bool = True
     """Resample images whose pixel size differs from the model's to the model's, and the
     probabilities back to the image's own grid (off: the network sees the image as it is)."""

@@ -8,6 +8,9 @@ place when complete. An image whose complete prediction has the current stamp (m
 image bytes; for a resampled one also its pixel size) is skipped; any change makes it again.
 An image whose pixel size differs from the model's is predicted on the model's grid and its
 probabilities resampled back (:mod:`segpipe.prediction.resampled`), unless ``resample`` is off.
+A small single-frame image (``PredictParams.in_memory``) is read at once, predicted
+and labelled in memory and written once: the same windows and the same numbers (the labels are
+made from the float16 probabilities the store keeps), without a chunk written while the network runs.
 Exports, beside the store::
 
     <image>_semantic.tif, <image>_instances.tif       TIFF (default for 2D)
@@ -37,8 +40,8 @@ from segpipe.data.store import COMPRESSOR, IMAGE_LEVEL, ImageStore, StoredImage,
 from segpipe.errors import StoreError
 from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
 from segpipe.inference.instances import InstanceStats, stream_instance_labels
-from segpipe.inference.stream import StreamStats
-from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, prediction_chunks
+from segpipe.inference.stream import ArraySink, StreamStats
+from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, class_map, float16, prediction_chunks
 from segpipe.models.card import ModelCard
 from segpipe.models.device import resolve_device
 from segpipe.models.model import Model
@@ -162,14 +165,91 @@ def predict_stored(
         attach: Copy the label maps under the image in its dataset store too
             (:func:`segpipe.prediction.layers.attach_to_source`), so the dataset store shows them.
     """
+    made = run_network(image, predictor, predictions, exports=exports, on_rows=on_rows, progress=progress, attach=attach)
+    return made if isinstance(made, ImageResult) else made.complete(exports=exports, attach=attach)
+
+
+@dataclass
+class Predicted:
+    """An image the network has predicted, before its labels are made and written (:meth:`complete`).
+
+    Splitting the two lets a caller run the network on the next image while this one is completed
+    in another thread (``segpipe segment`` does).
+    """
+
+    image: StoredImage
+    predictor: Predictor
+    predictions: PredictionStore
+    group: zarr.Group
+    stamp: str
+    grids: object
+    stream: StreamStats
+    values: np.ndarray | None
+    """The probabilities in memory (float32), or ``None`` where they were streamed into ``group``."""
+
+    def complete(self, *, exports: Path | None = None, attach: bool = True) -> ImageResult:
+        """Write what is in memory, make the objects, finish the group and export."""
+        image, card, params, group = self.image, self.predictor.card, self.predictor.params, self.group
+        ndim, n_classes = card.spatial_dims, card.n_classes
+        frames = image.image.ndim - 1 - ndim
+        probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
+        semantic = group["labels/semantic/s0"]
+        in_memory = self.values is not None
+        if in_memory:  # written once; the labels are made from what the store keeps
+            probabilities = float16(self.values)
+            if params.probabilities:
+                group[IMAGE_LEVEL][...] = probabilities
+            semantic[...] = class_map(self.values[:n_classes])
+        if self.grids.resample:
+            image_grid(group, probabilities, semantic, card=card, name=image.name)
+        instances = None
+        if card.instances:
+            if not group.attrs.get("instances_done"):
+                out = group["labels/instances/s0"]
+                labels = np.zeros(out.shape, out.dtype) if in_memory else out
+                instances = stream_instance_labels(
+                    probabilities,
+                    labels,
+                    ndim=ndim,
+                    n_classes=n_classes,
+                    params=self.grids.post_processing(card.instance_params()),
+                    tiling=params.instances,
+                    scratch=group,
+                )
+                if in_memory:
+                    out[...] = labels
+                group.attrs["instances_stats"] = asdict(instances)
+                group.attrs["instances_done"] = True
+            else:
+                instances = InstanceStats(**group.attrs["instances_stats"])
+        final = _finish(self.predictions.root, group, image, card, keep_probabilities=params.probabilities)
+        if attach:
+            attach_to_source(final, image, stamp=self.stamp, classes=card.classes)
+        formats = params.export_formats(card.spatial_dims) if exports is not None else ()
+        _export(final, image, card, exports, formats, overwrite=True)
+        return ImageResult(image.name, skipped=False, stamp=self.stamp, stream=self.stream, instances=instances)
+
+
+def run_network(
+    image: StoredImage,
+    predictor: Predictor,
+    predictions: PredictionStore,
+    *,
+    exports: Path | None = None,
+    on_rows=None,
+    progress: bool = False,
+    attach: bool = True,
+) -> ImageResult | Predicted:
+    """The network's part of :func:`predict_stored`: an :class:`ImageResult` for a current image
+    (attached and exported as asked), else the :class:`Predicted` image to complete."""
     card, params = predictor.card, predictor.params
-    formats = params.export_formats(card.spatial_dims) if exports is not None else ()
     stamp = predictor.stamp(image)
     root = predictions.root
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
         if attach and attached_stamp(image) != stamp:  # the dataset store was ingested again since
             attach_to_source(root[image.name], image, stamp=stamp, classes=card.classes)
+        formats = params.export_formats(card.spatial_dims) if exports is not None else ()
         _export(root[image.name], image, card, exports, formats, overwrite=False)
         return ImageResult(image.name, skipped=True, stamp=stamp)
     grids = plan_grids(image, card, resample=params.resample)
@@ -179,14 +259,19 @@ def predict_stored(
     normalization = _normalization(group, image, card)
     ndim, n_classes = card.spatial_dims, card.n_classes
     frames = image.image.ndim - 1 - ndim
-    probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
-    semantic = group["labels/semantic/s0"]
+    voxels = image.image[0].size
+    in_memory = not grids.resample and not frames and voxels * card.out_channels <= params.in_memory
+    in_memory = in_memory and voxels <= params.instances.whole_limit  # objects labelled whole, in memory too
     if grids.resample:  # on the model's grid, then back (segpipe.prediction.resampled)
         source, sink = model_grid(image, group, grids, normalization, card=card, overlap=predictor.inference.overlap)
         source_normalization = None
+    elif in_memory:
+        source, source_normalization = np.asarray(image.image), normalization
+        sink = ArraySink(card.out_channels, (), source.shape[1:])
     else:
+        probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
         source, source_normalization = image.image, normalization
-        sink = ZarrSink(group, ndim=ndim, n_classes=n_classes, probabilities=probabilities, semantic=semantic)
+        sink = ZarrSink(group, ndim=ndim, n_classes=n_classes, probabilities=probabilities, semantic=group["labels/semantic/s0"])
     seen = dataclasses.replace(image, image=source)
     with RowProgress(seen, ndim, enabled=progress and source.size > LARGE, then=on_rows) as rows:
         stream = stream_predict(
@@ -202,29 +287,7 @@ def predict_stored(
             on_rows=rows,
         )
     log.info("%s: %d windows in %.1f s", image.name, stream.windows, stream.seconds)
-    if grids.resample:
-        image_grid(group, probabilities, semantic, card=card, name=image.name)
-    instances = None
-    if card.instances:
-        if not group.attrs.get("instances_done"):
-            instances = stream_instance_labels(
-                probabilities,
-                group["labels/instances/s0"],
-                ndim=ndim,
-                n_classes=n_classes,
-                params=grids.post_processing(card.instance_params()),
-                tiling=params.instances,
-                scratch=group,
-            )
-            group.attrs["instances_stats"] = asdict(instances)
-            group.attrs["instances_done"] = True
-        else:
-            instances = InstanceStats(**group.attrs["instances_stats"])
-    final = _finish(root, group, image, card, keep_probabilities=params.probabilities)
-    if attach:
-        attach_to_source(final, image, stamp=stamp, classes=card.classes)
-    _export(final, image, card, exports, formats, overwrite=True)
-    return ImageResult(image.name, skipped=False, stamp=stamp, stream=stream, instances=instances)
+    return Predicted(image, predictor, predictions, group, stamp, grids, stream, sink.values if in_memory else None)
 
 
 #: Images with more voxels than this show their rows' progress.

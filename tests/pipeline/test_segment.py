@@ -165,3 +165,30 @@ def test_measurements_agree_with_regionprops_on_the_written_labels(model, tmp_pa
     for ours, theirs in pairs.items():
         np.testing.assert_allclose([float(r[ours]) for r in rows], reference[theirs], rtol=1e-9, err_msg=ours)
     assert np.isclose(float(rows[0]["area"]), (labels == int(rows[0]["label"])).sum() * 0.25)  # square micrometres
+
+
+def test_labels_made_beside_the_network_equal_a_plain_prediction(model, inputs, tmp_path):
+    """``segment`` runs the network on one input while another thread makes the labels of the one
+    before, on all cores but one; the labels equal :func:`predict_stored`'s with the same threads,
+    and torch's thread count is as it was afterwards."""
+    import torch
+
+    from segpipe.models.device import cpu_threads
+    from segpipe.prediction.predict import predict_stored
+
+    threads = torch.get_num_threads()
+    out = SegmentFolder(tmp_path / "out")
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    segment([str(inputs / "new" / "field.tif"), str(inputs / "new" / "scan.nii.gz")], predictor, out, progress=False)
+    assert torch.get_num_threads() == threads
+
+    store = ImageStore.open(out.images("field"))
+    torch.set_num_threads(cpu_threads(reserved=1))
+    try:
+        predictions = predictor.open_store(tmp_path / "plain.zarr")
+        predict_stored(store.images()[0], predictor, predictions, attach=False)
+    finally:
+        torch.set_num_threads(threads)
+    expected = predictions.labels(store.names()[0])[...]
+    assert expected.max() > 3
+    np.testing.assert_array_equal(tifffile.imread(out.labels / "field_labels.tif"), expected)

@@ -168,7 +168,7 @@ CHILD = textwrap.dedent(
 
     torch.set_num_threads(1)
     store, model_dir, out = map(Path, sys.argv[1:4])
-    predictor = Predictor.load(Model.open(model_dir), PredictParams(device="cpu"))
+    predictor = Predictor.load(Model.open(model_dir), PredictParams(device="cpu", in_memory=0))
 
     class Slow(torch.nn.Module):
         def __init__(self, inner):
@@ -189,6 +189,7 @@ CHILD = textwrap.dedent(
 
 
 def test_a_killed_prediction_resumes_to_an_identical_result(crops, tmp_path, single_thread):
+    """Streamed (and killed, then resumed) against an uninterrupted run in memory: the same arrays."""
     store, model_dir = crops
     out = tmp_path / "killed"
     script = tmp_path / "child.py"
@@ -215,9 +216,9 @@ def test_a_killed_prediction_resumes_to_an_identical_result(crops, tmp_path, sin
     rows_done = partial.attrs["progress"]["rows"]
     assert 0 < seen[1] <= rows_done < 160 and "A9_p9d" not in zarr.open_group(str(out / "predictions.zarr"), mode="r")
 
-    predict(store, model_dir, out)
+    predict(store, model_dir, out, in_memory=0)
     fresh = tmp_path / "fresh"
-    predict(store, model_dir, fresh)
+    predict(store, model_dir, fresh)  # small enough to be predicted in memory
     resumed = zarr.open_group(str(out / "predictions.zarr" / "A9_p9d"), mode="r")
     uninterrupted = zarr.open_group(str(fresh / "predictions.zarr" / "A9_p9d"), mode="r")
     for key in ("s0", "labels/semantic/s0", "labels/instances/s0"):
