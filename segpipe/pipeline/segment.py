@@ -110,6 +110,8 @@ class InputResult:
     skipped: bool = False
     files: list[str] = field(default_factory=list)
     error: str | None = None
+    guessed_spacing: bool = False
+    """No pixel size in the input's file nor in ``--spacing``: 1 unit per pixel was taken."""
 
 
 def check_input(item: Input, card: ModelCard, params: SegmentParams) -> None:
@@ -172,10 +174,24 @@ def segment(
             results = _pipelined(items, predictor, folder, params, bar=bar, progress=progress)
         finally:
             torch.set_num_threads(threads)
+        warn_guessed_spacing(results, predictor.card)
         write_tables(folder, results)
         write_summary(folder, predictor.model, predictor.params, results)
         report_segmentation(folder, predictor.card)
     return results
+
+
+def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
+    """One warning for every input whose pixel size nobody gave (a run of 1,000 such files gets one line)."""
+    guessed = [r for r in results if r.guessed_spacing]
+    if guessed:
+        axes = " ".join("ZYX"[3 - card.spatial_dims :])
+        log.warning(
+            "%d of %d input(s) have no pixel size in their file (first: %s); taking 1 unit per pixel. If that is wrong, "
+            "give it with --spacing (%s) and --unit: the model was trained at %s %s per pixel, and an image at another "
+            "pixel size is resampled to it only when its own is known",
+            len(guessed), len(results), guessed[0].path, axes, "x".join(f"{s:g}" for s in card.spacing), card.unit,
+        )
 
 
 def _pipelined(
@@ -252,7 +268,7 @@ def prepare_input(item: Input, predictor: Predictor, folder: SegmentFolder, para
         spacing=params.spacing, unit=params.unit, axes=params.axes, channels=params.channels,
     )
     store_path = folder.images(item.name)
-    ingest_dataset(dataset, store_path, IngestParams(), progress=False)
+    ingest_dataset(dataset, store_path, IngestParams(), progress=False, warn_spacing=False)  # one warning per run
     store = ImageStore.open(store_path)
     check_fits(card, store, where=str(item.path))
     return store
@@ -278,6 +294,7 @@ def finish_input(
     files and measure the objects (unless all current)."""
     made = [r.complete(attach=False) if isinstance(r, Predicted) else r for r in made]
     result = InputResult(item.name, str(item.path), item.kind, images=store.names())
+    result.guessed_spacing = any(image.info.get("spacing_source") == "default" for image in store.images())
     result.skipped = all(r.skipped for r in made) and folder.measurements(item.name).is_file()
     if not result.skipped:
         attach_labels(store.path, predictions, store)

@@ -192,3 +192,20 @@ def test_labels_made_beside_the_network_equal_a_plain_prediction(model, inputs, 
     expected = predictions.labels(store.names()[0])[...]
     assert expected.max() > 3
     np.testing.assert_array_equal(tifffile.imread(out.labels / "field_labels.tif"), expected)
+
+
+def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_path, caplog):
+    """Three TIFFs with no pixel size: one line naming how many and the first, not one per file."""
+    import logging
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
+    for k in range(3):
+        tifffile.imwrite(folder / f"plain_{k}.tif", np.rot90(field, k))
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    with caplog.at_level(logging.WARNING):
+        segment([str(folder)], predictor, SegmentFolder(tmp_path / "out"), progress=False)
+    spacing = [r.getMessage() for r in caplog.records if "pixel size" in r.getMessage()]
+    assert len(spacing) == 1, spacing
+    assert "3 of 3 input(s)" in spacing[0] and "plain_0.tif" in spacing[0] and "--spacing" in spacing[0]

@@ -53,6 +53,7 @@ def ingest_dataset(
     params: IngestParams | None = None,
     *,
     progress: bool = True,
+    warn_spacing: bool = True,
 ) -> IngestResult:
     """Write ``dataset`` into the zarr store at ``store``.
 
@@ -66,6 +67,8 @@ def ingest_dataset(
         store: Where the store goes (``.../data.zarr``).
         params: Whether to rebuild an unchanged store; threads and memory.
         progress: Show a progress bar.
+        warn_spacing: Warn about images with no pixel size in their file or the catalog (off for a
+            caller that warns once for many datasets, as ``segpipe segment`` does).
 
     Raises:
         InputError: A source file is unreadable or its content is refused.
@@ -107,7 +110,8 @@ def ingest_dataset(
             wait_for_writes()  # chunk writes still in flight after a failure would put it back
             shutil.rmtree(partial, ignore_errors=True)
     log.info("%s: ingested %d images into %s", dataset.name, len(infos), store)
-    _warn_default_spacing(dataset, infos)
+    if warn_spacing:
+        _warn_default_spacing(dataset, infos)
     return IngestResult(store, fingerprint, False, len(infos))
 
 
