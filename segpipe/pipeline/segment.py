@@ -152,10 +152,10 @@ def segment(
 
     The inputs flow through three steps (:func:`prepare_input`, :func:`predict_input`,
     :func:`finish_input`); while the network predicts one input, a second thread ingests the
-    next and makes, writes, exports and measures the labels of the one before. On the CPU the
-    network gets every core but one, which the second thread keeps: on 2 cores one network
-    thread beside the files does more than two network threads that wait for each other between
-    small operations (``benchmarks/RESULTS.md``).
+    next and makes, writes, exports and measures the labels of the one before. On the CPU, with
+    more than one input, the network gets every core but one, which the second thread keeps: on
+    2 cores one network thread beside the files does more than two network threads that wait for
+    each other between small operations (``benchmarks/RESULTS.md``).
 
     Raises:
         InputError: No input found.
@@ -169,7 +169,7 @@ def segment(
     threads = torch.get_num_threads()
     with naming(folder.root), Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
         try:
-            if predictor.device.type == "cpu":
+            if predictor.device.type == "cpu" and len(items) > 1:  # one input: nothing to overlap with
                 use_cpu_threads(reserved=1)
             results = _pipelined(items, predictor, folder, params, bar=bar, progress=progress)
         finally:
