@@ -110,8 +110,8 @@ class InputResult:
     skipped: bool = False
     files: list[str] = field(default_factory=list)
     error: str | None = None
-    guessed_spacing: bool = False
-    """No pixel size in the input's file nor in ``--spacing``: 1 unit per pixel was taken."""
+    guessed_spacing: str | None = None
+    """The unit taken at 1 per pixel where neither the input's file nor ``--spacing`` gave a pixel size."""
 
 
 def check_input(item: Input, card: ModelCard, params: SegmentParams) -> None:
@@ -187,10 +187,11 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
     if guessed:
         axes = " ".join("ZYX"[3 - card.spatial_dims :])
         log.warning(
-            "%d of %d input(s) have no pixel size in their file (first: %s); taking 1 unit per pixel. If that is wrong, "
+            "%d of %d input(s) have no pixel size in their file (first: %s); taking 1 %s per pixel. If that is wrong, "
             "give it with --spacing (%s) and --unit: the model was trained at %s %s per pixel, and an image at another "
             "pixel size is resampled to it only when its own is known",
-            len(guessed), len(results), guessed[0].path, axes, "x".join(f"{s:g}" for s in card.spacing), card.unit,
+            len(guessed), len(results), guessed[0].path, guessed[0].guessed_spacing, axes,
+            "x".join(f"{s:g}" for s in card.spacing), card.unit,
         )
 
 
@@ -294,7 +295,8 @@ def finish_input(
     files and measure the objects (unless all current)."""
     made = [r.complete(attach=False) if isinstance(r, Predicted) else r for r in made]
     result = InputResult(item.name, str(item.path), item.kind, images=store.names())
-    result.guessed_spacing = any(image.info.get("spacing_source") == "default" for image in store.images())
+    guessed = [image for image in store.images() if image.info.get("spacing_source") == "default"]
+    result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None
     result.skipped = all(r.skipped for r in made) and folder.measurements(item.name).is_file()
     if not result.skipped:
         attach_labels(store.path, predictions, store)

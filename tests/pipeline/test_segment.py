@@ -209,3 +209,4 @@ def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_pat
     spacing = [r.getMessage() for r in caplog.records if "pixel size" in r.getMessage()]
     assert len(spacing) == 1, spacing
     assert "3 of 3 input(s)" in spacing[0] and "plain_0.tif" in spacing[0] and "--spacing" in spacing[0]
+    assert "taking 1 micrometer per pixel" in spacing[0]
