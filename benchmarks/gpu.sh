@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks that need a CUDA GPU, in one go and within about ten minutes: the tests marked `gpu`,
+# The checks that need a CUDA GPU, in one go and within about nine minutes (limits 505 s in all; on the H200, 2026-11-30, the steps took 21, 65, about 80, 33 and 78 s): the tests marked `gpu`,
 # then the 3D convergence, training-throughput, inference and segment benchmarks on the GPU, each
 # under its own time limit so that one slow step cannot take the others' time. Each step's output
 # goes to its own log under $OUT (default benchmarks/_work/gpu) and its last lines to the terminal.
@@ -26,7 +26,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 $py -c "import torch, monai, zarr, segpipe.pipeline.segment; print('torch', torch.__version__, 'monai', monai.__version__, 'zarr', zarr.__version__, 'GPU', torch.cuda.get_device_name())" || exit 1
 
 step tests 75 $py -m pytest -m gpu -p no:cacheprovider -q tests/training/test_training_gpu.py tests/inference/test_inference_gpu.py tests/models/test_device.py
-step convergence3d 220 $py benchmarks/convergence3d.py --epochs 10 --plans planned --tasks mni152-tissue synthetic-nuclei-3d --output /tmp/convergence3d
-step train 90 $py benchmarks/train.py --device cuda --iterations 100 --repeats 1 --no-competitor
+step convergence3d 150 $py benchmarks/convergence3d.py --epochs 10 --plans planned --tasks mni152-tissue synthetic-nuclei-3d --output /tmp/convergence3d
+step train 90 $py benchmarks/train.py --device cuda --iterations 40 --repeats 1 --no-competitor
 step inference 70 $py benchmarks/inference.py --device cuda --repeats 2 --tiny 256 512 512 --unet 192 384 384 --big 0 0 0
-step segment 150 $py benchmarks/segment.py --device cuda --images 50 --no-tta
+step segment 120 $py benchmarks/segment.py --device cuda --images 50 --no-tta
