@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The checks that need a CUDA GPU, in one go and within about nine minutes (limits 505 s in all; on the H200, 2026-11-30, the steps took 21, 65, about 80, 33 and 78 s): the tests marked `gpu`,
-# then the 3D convergence, training-throughput, inference and segment benchmarks on the GPU, each
-# under its own time limit so that one slow step cannot take the others' time. Each step's output
+# The checks that need a CUDA GPU, in one go: the tests marked `gpu`, then the 3D convergence,
+# training-throughput, inference and segment benchmarks on the GPU, each under its own time limit
+# so that one slow step cannot take the others' time (505 s in all, inside one 10-minute device
+# call; on the H200, 2026-11-30, the steps took 21, 65, about 80, 33 and 78 s). Each step's output
 # goes to its own log under $OUT (default benchmarks/_work/gpu) and its last lines to the terminal.
 #
 # Run from the repository root with segpipe importable: bash benchmarks/gpu.sh
