@@ -48,7 +48,7 @@ from segpipe.models.model import Model
 from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.prediction.layers import attach_to_source, attached_stamp, write_layers
 from segpipe.prediction.params import PredictParams
-from segpipe.prediction.resampled import RECORD_ATTR, drop_scratch, explain, image_grid, model_grid, plan_grids
+from segpipe.prediction.resampled import RECORD_ATTR, Grids, drop_scratch, explain, image_grid, model_grid, plan_grids
 from segpipe.prediction.store import STAMP_ATTR, PredictionStore
 from segpipe.progress import Progress
 
@@ -182,7 +182,7 @@ class Predicted:
     predictions: PredictionStore
     group: zarr.Group
     stamp: str
-    grids: object
+    grids: Grids
     stream: StreamStats
     values: np.ndarray | None
     """The probabilities in memory (float32), or ``None`` where they were streamed into ``group``."""
