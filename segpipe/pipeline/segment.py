@@ -42,7 +42,7 @@ from segpipe.models.model import Model
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.measure import measure_objects
-from segpipe.prediction.predict import ImageResult, Predicted, Predictor, run_network
+from segpipe.prediction.predict import Current, Predicted, Predictor, run_network
 from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
 
@@ -277,23 +277,23 @@ def prepare_input(item: Input, predictor: Predictor, folder: SegmentFolder, para
 
 def predict_input(
     item: Input, store: ImageStore, predictor: Predictor, folder: SegmentFolder, *, progress: bool = False
-) -> tuple[PredictionStore, list[ImageResult | Predicted]]:
+) -> tuple[PredictionStore, list[Current | Predicted]]:
     """Run the network on every image of an ingested input (images kept where current); their labels are made in :func:`finish_input`."""
     predictions = predictor.open_store(folder.predictions(item.name))
-    return predictions, [run_network(image, predictor, predictions, progress=progress, attach=False) for image in store.images()]
+    return predictions, [run_network(image, predictor, predictions, progress=progress) for image in store.images()]
 
 
 def finish_input(
     item: Input,
     store: ImageStore,
     predictions: PredictionStore,
-    made: list[ImageResult | Predicted],
+    made: list[Current | Predicted],
     predictor: Predictor,
     folder: SegmentFolder,
 ) -> InputResult:
     """Make and write the labels the network's output gives, attach them under the image, export label
     files and measure the objects (unless all current)."""
-    made = [r.complete(attach=False) if isinstance(r, Predicted) else r for r in made]
+    made = [r.complete(attach=False) for r in made]
     result = InputResult(item.name, str(item.path), item.kind, images=store.names())
     guessed = [image for image in store.images() if image.info.get("spacing_source") == "default"]
     result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None

@@ -165,8 +165,27 @@ def predict_stored(
         attach: Copy the label maps under the image in its dataset store too
             (:func:`segpipe.prediction.layers.attach_to_source`), so the dataset store shows them.
     """
-    made = run_network(image, predictor, predictions, exports=exports, on_rows=on_rows, progress=progress, attach=attach)
-    return made if isinstance(made, ImageResult) else made.complete(exports=exports, attach=attach)
+    return run_network(image, predictor, predictions, on_rows=on_rows, progress=progress).complete(exports=exports, attach=attach)
+
+
+@dataclass(frozen=True)
+class Current:
+    """An image whose complete prediction is current: nothing to predict, only to attach and export as asked."""
+
+    image: StoredImage
+    predictor: Predictor
+    predictions: PredictionStore
+    stamp: str
+
+    def complete(self, *, exports: Path | None = None, attach: bool = True) -> ImageResult:
+        """Attach the label maps where the dataset store was ingested again, and write missing exports."""
+        image, card, params = self.image, self.predictor.card, self.predictor.params
+        group = self.predictions.root[image.name]
+        if attach and attached_stamp(image) != self.stamp:
+            attach_to_source(group, image, stamp=self.stamp, classes=card.classes)
+        formats = params.export_formats(card.spatial_dims) if exports is not None else ()
+        _export(group, image, card, exports, formats, overwrite=False)
+        return ImageResult(image.name, skipped=True, stamp=self.stamp)
 
 
 @dataclass
@@ -192,7 +211,6 @@ class Predicted:
         image, card, params, group = self.image, self.predictor.card, self.predictor.params, self.group
         ndim, n_classes = card.spatial_dims, card.n_classes
         frames = image.image.ndim - 1 - ndim
-        probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
         semantic = group["labels/semantic/s0"]
         in_memory = self.values is not None
         if in_memory:  # written once; the labels are made from what the store keeps
@@ -200,6 +218,8 @@ class Predicted:
             if params.probabilities:
                 group[IMAGE_LEVEL][...] = probabilities
             semantic[...] = class_map(self.values[:n_classes])
+        else:
+            probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
         if self.grids.resample:
             image_grid(group, probabilities, semantic, card=card, name=image.name)
         instances = None
@@ -231,27 +251,16 @@ class Predicted:
 
 
 def run_network(
-    image: StoredImage,
-    predictor: Predictor,
-    predictions: PredictionStore,
-    *,
-    exports: Path | None = None,
-    on_rows=None,
-    progress: bool = False,
-    attach: bool = True,
-) -> ImageResult | Predicted:
-    """The network's part of :func:`predict_stored`: an :class:`ImageResult` for a current image
-    (attached and exported as asked), else the :class:`Predicted` image to complete."""
+    image: StoredImage, predictor: Predictor, predictions: PredictionStore, *, on_rows=None, progress: bool = False
+) -> Current | Predicted:
+    """The network's part of :func:`predict_stored` (same arguments): the image to complete, or
+    :class:`Current` where its prediction is current."""
     card, params = predictor.card, predictor.params
     stamp = predictor.stamp(image)
     root = predictions.root
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
-        if attach and attached_stamp(image) != stamp:  # the dataset store was ingested again since
-            attach_to_source(root[image.name], image, stamp=stamp, classes=card.classes)
-        formats = params.export_formats(card.spatial_dims) if exports is not None else ()
-        _export(root[image.name], image, card, exports, formats, overwrite=False)
-        return ImageResult(image.name, skipped=True, stamp=stamp)
+        return Current(image, predictor, predictions, stamp)
     grids = plan_grids(image, card, resample=params.resample)
     explain(image.name, grids)
     group = _partial_group(root, image, predictor, stamp)
