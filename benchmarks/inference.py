@@ -132,10 +132,10 @@ def predict_monai(tensor, kind: str = "tiny"):
     from monai.inferers import sliding_window_inference
 
     from segpipe.inference import padding_mode
-    from segpipe.inference.stream import _autocast
+    from segpipe.inference.precision import autocast
 
-    # on CUDA the same autocast as segpipe's (bfloat16 where supported), so both run the same arithmetic
-    with torch.no_grad(), _autocast(torch.device(DEVICE), True):
+    # the same autocast as segpipe's (CUDA; bfloat16 on CPUs with AMX), so both run the same arithmetic
+    with torch.no_grad(), autocast(torch.device(DEVICE), True):
         logits = sliding_window_inference(
             tensor, roi_size=ROI, sw_batch_size=BATCH, predictor=network(kind), overlap=OVERLAP, mode="gaussian",
             padding_mode=padding_mode(tensor.shape[2:], ROI),

@@ -2,13 +2,17 @@
 
 The plain loop is what a user would write: ``tifffile.imread``, percentile normalization, MONAI
 ``sliding_window_inference`` with the same model and windows (the same test-time passes as
-segpipe: none, then each axis flipped; ``--no-tta``: none in either), the same post-processing (``segpipe.inference.postprocess.instance_labels``
-with the model card's settings) and ``tifffile.imwrite``. ``segpipe segment`` does that and
-more: each input is ingested into its own OME-Zarr with the labels under the image, exported,
-measured (one table of every object), cached for re-runs, with the files of the inputs before
-and after the one in the network handled in a second thread. The model is the narrow U-Net
-below, trained once on the bundled BBBC007 fields (cached in ``_work``). Each variant runs in a
-fresh process; peak RSS is the process's ``VmHWM``.
+segpipe: none, then each axis flipped; ``--no-tta``: none in either), the same post-processing
+(``segpipe.inference.postprocess.instance_labels`` with the model card's settings) and
+``tifffile.imwrite``; on the CPU in float32. ``segpipe segment`` does that and more: each input
+is ingested into its own OME-Zarr with the labels under the image, exported, measured (one table
+of every object), cached for re-runs, with the files of the inputs before and after the one in
+the network handled in a second process; on CPUs with Intel AMX its network runs in bfloat16
+(``InferenceParams.amp``), and there a third variant, ``plain-amp``, is the plain loop in that
+precision too, so the table shows what the precision gives and what the pipeline does. The
+model is the narrow U-Net below, trained once on the bundled BBBC007 fields (cached in
+``_work``). Each variant runs in a fresh process; peak RSS is the process's ``VmHWM`` plus that
+of its largest child (segpipe's files process).
 
 Run: ``python benchmarks/segment.py [--images 1000] [--size 512] [--repeats 1] [--no-tta] [--device cpu]``
 """
@@ -22,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -73,14 +78,19 @@ def train_model(folder: Path, device: str = "cpu") -> None:
     shutil.copytree(trained.model.folder, folder)
 
 
-def plain(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: str = "cpu") -> int:
-    """The loop a user would write, with segpipe's test-time passes (none, then each axis flipped); returns the images done."""
+def plain(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: str = "cpu", cpu_amp: bool = False) -> int:
+    """The loop a user would write, with segpipe's test-time passes (none, then each axis flipped); returns the images done.
+
+    On CUDA the network runs under segpipe's autocast; on the CPU in float32, as a user's loop
+    does, unless ``cpu_amp`` (the ``plain-amp`` variant: segpipe's bfloat16 on CPUs with AMX).
+    """
+    import contextlib
     import tifffile
     import torch
     from monai.inferers import sliding_window_inference
 
     from segpipe.inference.memory import activate
-    from segpipe.inference.stream import _autocast
+    from segpipe.inference.precision import autocast
     from segpipe.inference.normalize import percentile_normalize
     from segpipe.inference.postprocess import instance_labels
     from segpipe.models.model import Model
@@ -99,7 +109,8 @@ def plain(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: 
             total = None
             for axes in passes:
                 x = torch.flip(inputs, axes) if axes else inputs
-                with _autocast(torch.device(device), params.amp):  # segpipe's autocast on CUDA, none on the CPU
+                precision = autocast(torch.device(device), params.amp) if device != "cpu" or cpu_amp else contextlib.nullcontext()
+                with precision:
                     logits = sliding_window_inference(
                         x, roi_size=card.patch_size, sw_batch_size=params.batch_size, predictor=network,
                         overlap=params.overlap, mode=params.mode, sigma_scale=params.sigma_scale, padding_mode="reflect",
@@ -127,10 +138,14 @@ def segpipe(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device
 
 
 def peak_rss() -> int:
+    """This process's peak resident memory plus its largest finished child's (segpipe's files process), bytes."""
+    import resource
+
+    own = 0
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+            own = int(line.split()[1]) * 1024
+    return own + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
 def child(args) -> None:
@@ -142,7 +157,8 @@ def child(args) -> None:
     out = WORK / f"out-{args.child}"
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    done = (plain if args.child == "plain" else segpipe)(inbox, model, out, tta=not args.no_tta, device=args.device)
+    run = {"plain": plain, "plain-amp": partial(plain, cpu_amp=True), "segpipe": segpipe}[args.child]
+    done = run(inbox, model, out, tta=not args.no_tta, device=args.device)
     seconds = time.perf_counter() - start
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
     print(json.dumps({"images": done, "seconds": seconds, "peak_rss": peak_rss(), "threads": torch.get_num_threads(), "device": where}))
@@ -155,13 +171,17 @@ def main() -> None:
     parser.add_argument("--no-tta", action="store_true", help="no test-time flips in either variant")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs of each variant")
     parser.add_argument("--device", default="cpu", help="where both variants run the network: cpu, cuda or cuda:N")
-    parser.add_argument("--child", choices=("plain", "segpipe"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("plain", "plain-amp", "segpipe"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
+    from segpipe.inference.precision import cpu_bfloat16  # here, not at the top: the plain child imports no segpipe first
+
     prepare(args.images, args.size)
     runs: dict[str, list[dict]] = {"plain": [], "segpipe": []}
+    if args.device == "cpu" and cpu_bfloat16():  # segpipe runs the network in bfloat16 here: the loop so too, for comparison
+        runs = {"plain": [], "plain-amp": [], "segpipe": []}
     for _ in range(args.repeats):
         for variant in runs:
             command = [sys.executable, __file__, "--child", variant, "--images", str(args.images), "--size", str(args.size)] + ["--device", args.device] + (["--no-tta"] if args.no_tta else [])

@@ -13,6 +13,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from segpipe.inference.params import InferenceParams
+from segpipe.inference.precision import autocast
 from segpipe.inference.windows import tta_passes
 
 
@@ -62,6 +63,11 @@ def predict_image(
     inputs = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
     total = None
     passes = tta_passes(inputs.ndim - 2, flip_tta=params.flip_tta)
+
+    def network(x: torch.Tensor) -> torch.Tensor:  # in the precision ``params.amp`` gives; blended in float32
+        with autocast(device, params.amp):
+            return model(x).float()
+
     for flips in passes:
         axes = [axis + 2 for axis in flips]
         x = torch.flip(inputs, axes) if axes else inputs
@@ -69,7 +75,7 @@ def predict_image(
             x,
             roi_size=tuple(roi_size),
             sw_batch_size=params.batch_size,
-            predictor=model,
+            predictor=network,
             overlap=params.overlap,
             mode=params.mode,
             sigma_scale=params.sigma_scale,

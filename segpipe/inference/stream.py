@@ -39,6 +39,7 @@ from segpipe.inference.aggregator import SlabAggregator
 from segpipe.inference.allocator import release_free_memory
 from segpipe.inference.background import Worker, prefetch
 from segpipe.inference.memory import padding_mode
+from segpipe.inference.precision import autocast
 from segpipe.inference.normalize import Normalization
 from segpipe.inference.params import InferenceParams
 from segpipe.inference.windows import (
@@ -131,13 +132,6 @@ def _window_input(
     if window.flips:
         tensor = torch.flip(tensor, [axis + 1 for axis in window.flips])
     out.copy_(tensor)
-
-
-def _autocast(device: torch.device, enabled: bool):
-    if device.type != "cuda" or not enabled:
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 @torch.no_grad()
@@ -236,7 +230,7 @@ def stream_predict(
                 stats.rows_written += stop - start
 
             for batch, inputs in prefetch(map(cut, batches[first:]), depth=0 if in_memory else params.prefetch):
-                with _autocast(device, params.amp):
+                with autocast(device, params.amp):
                     outputs = model(inputs.to(device, non_blocking=True))
                 weighted = aggregator.weigh(outputs.float())
                 for output, window in zip(weighted, batch):

@@ -21,7 +21,7 @@ import errno
 import json
 import logging
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from segpipe.models.card import ModelCard
 from segpipe.models.device import use_cpu_threads
 from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.models.model import Model
+from segpipe.pipeline.files_process import files_worker
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.measure import measure_objects
@@ -151,11 +152,12 @@ def segment(
     """Segment every input ``patterns`` name; writes the run's tables and ``segment.json``.
 
     The inputs flow through three steps (:func:`prepare_input`, :func:`predict_input`,
-    :func:`finish_input`); while the network predicts one input, a second thread ingests the
-    next and makes, writes, exports and measures the labels of the one before. On the CPU, with
-    more than one input, the network gets every core but one, which the second thread keeps: on
-    2 cores one network thread beside the files does more than two network threads that wait for
-    each other between small operations (``benchmarks/RESULTS.md``).
+    :func:`finish_input`); while the network predicts one input, a second process
+    (:mod:`segpipe.pipeline.files_process`; a thread for a single input) ingests the next and
+    makes, writes, exports and measures the labels of the one before. On the CPU, with more than
+    one input, the network gets every core but one, which the files' process keeps: on 2 cores
+    one network thread beside the files does more than two network threads that wait for each
+    other between small operations (``benchmarks/RESULTS.md``).
 
     Raises:
         InputError: No input found.
@@ -198,32 +200,36 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
 def _pipelined(
     items: list[Input], predictor: Predictor, folder: SegmentFolder, params: SegmentParams, *, bar: Progress, progress: bool
 ) -> list[InputResult]:
-    """Every input through its three steps: the network's in this thread, the files' in another, one input ahead and one behind."""
-    files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-files")
+    """Every input through its three steps: the network's here, the files' in the files' worker, one input ahead and one behind."""
+    model, card = predictor.model, predictor.card
     results: list[InputResult | Future] = []
-    prepared = files.submit(guarded, items[0], folder, prepare_input, items[0], predictor, folder, params)
-    try:
-        for number, item in enumerate(items):
-            store = prepared.result()
-            if number + 1 < len(items):
-                following = items[number + 1]
-                prepared = files.submit(guarded, following, folder, prepare_input, following, predictor, folder, params)
-            if isinstance(store, InputResult):
-                results.append(store)
-            else:
-                made = guarded(item, folder, predict_input, item, store, predictor, folder, progress=progress)
-                if isinstance(made, InputResult):
-                    results.append(made)
+    with files_worker(processes=len(items) > 1, preload=(__name__,)) as files:
+
+        def prepare(item: Input) -> Future:
+            return files.submit(guarded, item, folder, prepare_input, item, model, folder, params)
+
+        prepared = prepare(items[0])
+        try:
+            for number, item in enumerate(items):
+                ready = prepared.result()
+                if number + 1 < len(items):
+                    prepared = prepare(items[number + 1])
+                if isinstance(ready, InputResult):
+                    results.append(ready)
                 else:
-                    results.append(files.submit(guarded, item, folder, finish_input, item, store, *made, predictor, folder))
-            for earlier in results:  # an output error in the other thread ends the run now
-                if isinstance(earlier, Future) and earlier.done():
-                    earlier.result()
-            bar.update(1, failed=sum(isinstance(r, InputResult) and r.error is not None for r in results))
-        return [r.result() if isinstance(r, Future) else r for r in results]
-    finally:  # a run that ends early still finishes the inputs the network has done
-        prepared.cancel()
-        files.shutdown(wait=True)
+                    store, predictions = ready
+                    made = guarded(item, folder, predict_input, item, store, predictions, predictor, progress=progress)
+                    if isinstance(made, InputResult):
+                        results.append(made)
+                    else:
+                        results.append(files.submit(guarded, item, folder, finish_input, item, store, predictions, made, card, folder))
+                for earlier in results:  # an output error in the files' worker ends the run now
+                    if isinstance(earlier, Future) and earlier.done():
+                        earlier.result()
+                bar.update(1, failed=sum(isinstance(r, InputResult) and r.error is not None for r in results))
+            return [r.result() if isinstance(r, Future) else r for r in results]
+        finally:  # a run that ends early still finishes the inputs the network has done (leaving the worker waits)
+            prepared.cancel()
 
 
 def guarded(item: Input, folder: SegmentFolder, step, /, *args, **kwargs):
@@ -256,14 +262,17 @@ def segment_input(
     item: Input, predictor: Predictor, folder: SegmentFolder, params: SegmentParams, *, progress: bool = False
 ) -> InputResult:
     """Ingest, predict, attach labels, export and measure one input (kept where current)."""
-    store = prepare_input(item, predictor, folder, params)
-    predictions, made = predict_input(item, store, predictor, folder, progress=progress)
-    return finish_input(item, store, predictions, made, predictor, folder)
+    store, predictions = prepare_input(item, predictor.model, folder, params)
+    made = predict_input(item, store, predictions, predictor, progress=progress)
+    return finish_input(item, store, predictions, made, predictor.card, folder)
 
 
-def prepare_input(item: Input, predictor: Predictor, folder: SegmentFolder, params: SegmentParams) -> ImageStore:
-    """Ingest one input into its OME-Zarr (kept where current) and check that the model fits it."""
-    card = predictor.card
+def prepare_input(
+    item: Input, model: Model, folder: SegmentFolder, params: SegmentParams
+) -> tuple[ImageStore, PredictionStore]:
+    """Ingest one input into its OME-Zarr (kept where current), check that the model fits it and open
+    its store of predictions."""
+    card = model.card
     dataset = input_dataset(
         item, ndim=card.spatial_dims, classes=card.classes, instances=card.instances,
         spacing=params.spacing, unit=params.unit, axes=params.axes, channels=params.channels,
@@ -272,15 +281,14 @@ def prepare_input(item: Input, predictor: Predictor, folder: SegmentFolder, para
     ingest_dataset(dataset, store_path, IngestParams(), progress=False, warn_spacing=False)  # one warning per run
     store = ImageStore.open(store_path)
     check_fits(card, store, where=str(item.path))
-    return store
+    return store, PredictionStore.for_model(folder.predictions(item.name), model)
 
 
 def predict_input(
-    item: Input, store: ImageStore, predictor: Predictor, folder: SegmentFolder, *, progress: bool = False
-) -> tuple[PredictionStore, list[Current | Predicted]]:
+    item: Input, store: ImageStore, predictions: PredictionStore, predictor: Predictor, *, progress: bool = False
+) -> list[Current | Predicted]:
     """Run the network on every image of an ingested input (images kept where current); their labels are made in :func:`finish_input`."""
-    predictions = predictor.open_store(folder.predictions(item.name))
-    return predictions, [run_network(image, predictor, predictions, progress=progress) for image in store.images()]
+    return [run_network(image, predictor, predictions, progress=progress) for image in store.images()]
 
 
 def finish_input(
@@ -288,7 +296,7 @@ def finish_input(
     store: ImageStore,
     predictions: PredictionStore,
     made: list[Current | Predicted],
-    predictor: Predictor,
+    card: ModelCard,
     folder: SegmentFolder,
 ) -> InputResult:
     """Make and write the labels the network's output gives, attach them under the image, export label
@@ -301,7 +309,7 @@ def finish_input(
     if not result.skipped:
         attach_labels(store.path, predictions, store)
         result.files = [str(p) for p in export_labels(item, store, predictions, folder)]
-        write_measurements(folder.measurements(item.name), store.images(), predictions, predictor.card, unit=store.unit)
+        write_measurements(folder.measurements(item.name), store.images(), predictions, card, unit=store.unit)
     else:
         result.files = [str(p) for p in label_files(item, folder) if p.exists()]
     result.objects = _counts(folder.measurements(item.name), store.names())

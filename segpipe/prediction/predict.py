@@ -173,13 +173,14 @@ class Current:
     """An image whose complete prediction is current: nothing to predict, only to attach and export as asked."""
 
     image: StoredImage
-    predictor: Predictor
+    card: ModelCard
+    params: PredictParams
     predictions: PredictionStore
     stamp: str
 
     def complete(self, *, exports: Path | None = None, attach: bool = True) -> ImageResult:
         """Attach the label maps where the dataset store was ingested again, and write missing exports."""
-        image, card, params = self.image, self.predictor.card, self.predictor.params
+        image, card, params = self.image, self.card, self.params
         group = self.predictions.root[image.name]
         if attach and attached_stamp(image) != self.stamp:
             attach_to_source(group, image, stamp=self.stamp, classes=card.classes)
@@ -193,27 +194,33 @@ class Predicted:
     """An image the network has predicted, before its labels are made and written (:meth:`complete`).
 
     Splitting the two lets a caller run the network on the next image while this one is completed
-    in another thread (``segpipe segment`` does).
+    in another thread or process (``segpipe segment`` does): it holds no network, and pickles.
     """
 
     image: StoredImage
-    predictor: Predictor
+    card: ModelCard
+    params: PredictParams
     predictions: PredictionStore
-    group: zarr.Group
+    group: zarr.Group | None
+    """The partial group the probabilities were streamed into; ``None`` for an image predicted in memory."""
     stamp: str
     grids: Grids
+    normalization: Normalization
     stream: StreamStats
     values: np.ndarray | None
     """The probabilities in memory (float32), or ``None`` where they were streamed into ``group``."""
 
     def complete(self, *, exports: Path | None = None, attach: bool = True) -> ImageResult:
         """Write what is in memory, make the objects, finish the group and export."""
-        image, card, params, group = self.image, self.predictor.card, self.predictor.params, self.group
+        image, card, params, group = self.image, self.card, self.params, self.group
         ndim, n_classes = card.spatial_dims, card.n_classes
         frames = image.image.ndim - 1 - ndim
-        semantic = group["labels/semantic/s0"]
         in_memory = self.values is not None
-        if in_memory:  # written once; the labels are made from what the store keeps
+        if group is None:  # predicted in memory: its group is made now, written once
+            group = _partial_group(self.predictions.root, image, card, self.stamp, overlap=None)
+            group.attrs.update({RECORD_ATTR: self.grids.record(), "normalization": self.normalization.to_record()})
+        semantic = group["labels/semantic/s0"]
+        if in_memory:  # the labels are made from what the store keeps
             probabilities = float16(self.values)
             if params.probabilities:
                 group[IMAGE_LEVEL][...] = probabilities
@@ -260,22 +267,26 @@ def run_network(
     root = predictions.root
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
-        return Current(image, predictor, predictions, stamp)
+        return Current(image, card, params, predictions, stamp)
     grids = plan_grids(image, card, resample=params.resample)
     explain(image.name, grids)
-    group = _partial_group(root, image, predictor, stamp)
-    group.attrs[RECORD_ATTR] = grids.record()
-    normalization = _normalization(group, image, card)
     ndim, n_classes = card.spatial_dims, card.n_classes
     frames = image.image.ndim - 1 - ndim
     voxels = image.image[0].size
     in_memory = not grids.resample and not frames and voxels * card.out_channels <= params.in_memory
     in_memory = in_memory and voxels <= params.instances.whole_limit  # objects labelled whole, in memory too
+    if in_memory:  # nothing to resume: the group is made and written at once by Predicted.complete
+        group, source = None, np.asarray(image.image)
+        normalization = stream_normalization(source, card.normalization)
+    else:
+        group = _partial_group(root, image, card, stamp, overlap=predictor.inference.overlap)
+        group.attrs[RECORD_ATTR] = grids.record()
+        normalization = _normalization(group, image, card)
     if grids.resample:  # on the model's grid, then back (segpipe.prediction.resampled)
         source, sink = model_grid(image, group, grids, normalization, card=card, overlap=predictor.inference.overlap)
         source_normalization = None
     elif in_memory:
-        source, source_normalization = np.asarray(image.image), normalization
+        source_normalization = normalization
         sink = ArraySink(card.out_channels, (), source.shape[1:])
     else:
         probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
@@ -296,7 +307,8 @@ def run_network(
             on_rows=rows,
         )
     log.info("%s: %d windows in %.1f s", image.name, stream.windows, stream.seconds)
-    return Predicted(image, predictor, predictions, group, stamp, grids, stream, sink.values if in_memory else None)
+    values = sink.values if in_memory else None
+    return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, values)
 
 
 #: Images with more voxels than this show their rows' progress.
@@ -357,10 +369,13 @@ def export_ctc_sequences(predictions: PredictionStore, images: list[StoredImage]
     return [export_ctc(frames, folder, sequence=name) for name, frames in sequences.items()]
 
 
-def _partial_group(root: zarr.Group, image: StoredImage, predictor: Predictor, stamp: str) -> zarr.Group:
-    """The temporary group of ``image``: resumed when it was made from the same inputs, else made afresh."""
+def _partial_group(root: zarr.Group, image: StoredImage, card: ModelCard, stamp: str, *, overlap: float | None) -> zarr.Group:
+    """The temporary group of ``image``: resumed when it was made from the same inputs, else made afresh.
+
+    ``overlap``: the windows' overlap, for arrays written row by row as the windows finish
+    (chunked by the window step); ``None`` for arrays written whole (:func:`whole_chunks`).
+    """
     partial_name = f".{image.name}.partial"
-    card = predictor.card
     plan = {"stamp": stamp, "source_shape": list(image.image.shape)}
     if partial_name in root:
         group = root[partial_name]
@@ -369,7 +384,6 @@ def _partial_group(root: zarr.Group, image: StoredImage, predictor: Predictor, s
             return group
         del root[partial_name]
     ndim = card.spatial_dims
-    overlap = predictor.inference.overlap
     group = root.create_group(partial_name)
     spatial = tuple(int(s) for s in image.image.shape[1:])
     roi0 = int(card.patch_size[0])
@@ -378,7 +392,10 @@ def _partial_group(root: zarr.Group, image: StoredImage, predictor: Predictor, s
 
     def array(where: zarr.Group, name: str, shape, dtype, channels: bool) -> None:
         """Channels after the frame axes (NGFF: time, then channels, then space)."""
-        chunks = prediction_chunks(shape, ndim=ndim, channels=channels and not frames, roi0=roi0, overlap=overlap)
+        if overlap is None:
+            chunks = whole_chunks(shape, ndim=ndim)
+        else:
+            chunks = prediction_chunks(shape, ndim=ndim, channels=channels and not frames, roi0=roi0, overlap=overlap)
         if channels and frames:
             chunks = (*chunks[:frames], shape[frames], *chunks[frames + 1 :])
         names = ["t"] * frames + (["c"] if channels else []) + [a["name"] for a in axes_for(ndim, channels=False)]
@@ -392,9 +409,21 @@ def _partial_group(root: zarr.Group, image: StoredImage, predictor: Predictor, s
     array(labels.create_group("semantic"), IMAGE_LEVEL, spatial, np.uint8, False)
     if card.instances:
         array(labels.create_group("instances"), IMAGE_LEVEL, spatial, np.uint32, False)
-    group.attrs["plan"] = plan
-    group.attrs[STAMP_ATTR] = stamp
+    group.attrs.update({"plan": plan, STAMP_ATTR: stamp})
     return group
+
+
+#: Edge of the chunks of a prediction written whole, per spatial dimensionality (about a million voxels).
+WHOLE_EDGE = {2: 1024, 3: 128}
+
+
+def whole_chunks(shape, *, ndim: int) -> tuple[int, ...]:
+    """Chunks of an array ``([channels,] *spatial)`` written in one go: all channels together and
+    spatial edges of :data:`WHOLE_EDGE` (a 512x512 image is one chunk, not the 16 row strips a
+    streamed prediction needs; each chunk is a file, so this is most of the files written per image)."""
+    edge = WHOLE_EDGE[ndim]
+    lead = len(shape) - ndim
+    return (*(int(s) for s in shape[:lead]), *(min(int(s), edge) for s in shape[lead:]))
 
 
 def _normalization(group: zarr.Group, image: StoredImage, card: ModelCard) -> Normalization:

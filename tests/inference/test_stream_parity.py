@@ -3,6 +3,8 @@
 Every case runs the same seeded network both ways: odd shapes, shapes smaller than the window
 (MONAI pads them), several overlaps and batch sizes, both blending modes, 2D and 3D, numpy and
 chunked zarr sources; test-time flips against :func:`predict_image`; frames of a 2D+t stack.
+Against MONAI's own float32 loop the network runs in float32 (``amp=False``): on CPUs with AMX,
+segpipe's default runs it in bfloat16 (tested in ``test_precision.py``).
 """
 
 from functools import partial
@@ -54,7 +56,7 @@ CASES_3D = [((1, 9, 21, 19), (8, 8, 8)), ((2, 5, 7, 30), (8, 12, 8)), ((1, 3, 4,
 def test_blended_outputs_equal_monai(shape, roi, overlap, batch):
     net = conv_net(len(roi), shape[0], 3)
     image = np.random.default_rng(len(shape) + shape[-1]).normal(size=shape).astype(np.float32)
-    params = InferenceParams(overlap=overlap, batch_size=batch, flip_tta=False)
+    params = InferenceParams(overlap=overlap, batch_size=batch, flip_tta=False, amp=False)
     ours, stats = streamed(net, image, roi, params)
     np.testing.assert_allclose(ours, monai_reference(net, image, roi, params), rtol=0, atol=1e-5)
     assert stats.rows_written == shape[1]
@@ -66,7 +68,7 @@ def test_constant_blending_and_a_chunked_zarr_source(shape, roi, tmp_path):
     source = zarr.create_array(str(tmp_path / "in.zarr"), shape=shape, dtype=np.float32, chunks=(1, *[3] * (len(shape) - 1)))
     source[...] = image
     net = conv_net(len(roi), shape[0], 3)
-    params = InferenceParams(overlap=0.5, batch_size=2, mode="constant", flip_tta=False)
+    params = InferenceParams(overlap=0.5, batch_size=2, mode="constant", flip_tta=False, amp=False)
     ours, _ = streamed(net, source, roi, params)
     np.testing.assert_allclose(ours, monai_reference(net, image, roi, params), rtol=0, atol=1e-5)
 
@@ -93,7 +95,7 @@ def test_a_segpipe_unet_with_the_card_defaults_equals_predict_image():
 
 def test_frames_of_a_2d_time_lapse_are_predicted_one_by_one(net2d):
     stack = np.random.default_rng(4).normal(size=(1, 3, 30, 41)).astype(np.float32)
-    params = InferenceParams(overlap=0.5, batch_size=4, flip_tta=False)
+    params = InferenceParams(overlap=0.5, batch_size=4, flip_tta=False, amp=False)
     ours, stats = streamed(net2d, stack, (16, 16), params)
     assert ours.shape == (3, 3, 30, 41) and stats.frames == [0, 1, 2]
     for t in range(3):
@@ -107,7 +109,7 @@ def test_windows_are_normalized_as_the_in_memory_image(net2d, tmp_path):
     source = zarr.create_array(str(tmp_path / "in.zarr"), shape=image.shape, dtype=np.uint16, chunks=(1, 16, 16))
     source[...] = image
     spec = NormalizationSpec(method="percentile", low=1.0, high=99.8)
-    params = InferenceParams(flip_tta=False)
+    params = InferenceParams(flip_tta=False, amp=False)
     ours, _ = streamed(net2d, source, (16, 16), params, normalization=stream_normalization(source, spec))
     reference = monai_reference(net2d, normalize(image, spec), (16, 16), params)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
@@ -210,7 +212,7 @@ def test_an_image_smaller_than_the_window_is_padded_with_its_edges():
     # which zero padding would pull towards 0 and edge replication leaves alone
     identity = torch.nn.Identity()
     image = np.full((1, 5, 7), 3.0, dtype=np.float32)
-    params = InferenceParams(overlap=0.5, batch_size=2, flip_tta=False)
+    params = InferenceParams(overlap=0.5, batch_size=2, flip_tta=False, amp=False)
     ours, _ = streamed(identity, image, (16, 16), params, channels=1)
     np.testing.assert_allclose(ours, image, rtol=0, atol=1e-6)
     np.testing.assert_allclose(ours, monai_reference(identity, image, (16, 16), params), rtol=0, atol=1e-6)

@@ -1,0 +1,100 @@
+"""A second process for the files' side of a run (ingest, labels, zarr writes, exports), beside the network.
+
+The network's thread holds Python's interpreter lock between its small operations; a thread
+beside it that reads and writes zarr (whose every call hops through an event-loop thread and
+a thread pool) takes that lock thousands of times per image, and the two slow each other
+down: on 2 cores a small U-Net took 0.51 s per 512x512 field beside such a thread against
+0.36 s beside a busy process (``benchmarks/RESULTS.md``). :func:`files_worker` gives a run
+one worker for that side, a process where it pays (``processes=True``) and a thread otherwise.
+A process takes seconds to start (its imports); until it is up, the work it is given runs in
+the caller, so nothing waits for it.
+
+The process is started with ``spawn`` (nothing of the parent's threads or CUDA state is
+copied), ignores Ctrl-C (the run stops it after finishing what the network has done), ends
+when its parent dies (Linux ``PR_SET_PDEATHSIG``; the CLI's watchdog ends it too), runs its
+native libraries on one thread, and sends its log records to the parent's handlers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+
+_PR_SET_PDEATHSIG = 1
+
+
+class Worker:
+    """Hands calls to ``executor`` once ``started`` is done; runs them in the caller before."""
+
+    def __init__(self, executor: Executor, started: Future | None = None):
+        self.executor, self.started = executor, started
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> Future:
+        if self.started is None or self.started.done():
+            return self.executor.submit(fn, *args, **kwargs)
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as err:  # as the executor would hand it over
+            future.set_exception(err)
+        return future
+
+
+@contextlib.contextmanager
+def files_worker(*, processes: bool, preload: tuple[str, ...] = ()) -> Iterator[Worker]:
+    """One worker, a process (``processes``) or a thread; shut down, after its queued work, on leaving.
+
+    ``preload``: modules the process imports before it counts as started (those its work needs).
+    """
+    if not processes:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-files") as pool:
+            yield Worker(pool)
+        return
+    context = multiprocessing.get_context("spawn")
+    records = context.Queue()
+    listener = logging.handlers.QueueListener(records, _Forward())
+    listener.start()
+    levels = {name: logging.getLogger(name).getEffectiveLevel() for name in ("", "segpipe")}
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start, initargs=(records, levels, os.getpid(), preload))
+    try:
+        yield Worker(pool, started=pool.submit(os.getpid))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=False)
+        listener.stop()
+        records.close()
+
+
+class _Forward:
+    """Hands a record from the worker to the parent's logger of the same name (its handlers, caplog's too)."""
+
+    def handle(self, record: logging.LogRecord) -> None:
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+def _start(records, levels: dict[str, int], parent: int, preload: tuple[str, ...]) -> None:
+    """The worker's set-up: end with the parent, leave Ctrl-C to it, one native thread, logs to the parent, imports."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = "1"  # before the work's imports start their thread pools
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    for module in preload:
+        importlib.import_module(module)

@@ -1,0 +1,76 @@
+"""The files' worker of ``segment``: a real second process that logs to the parent and dies with it."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from segpipe.pipeline.files_process import files_worker
+
+
+def _warn(text: str) -> int:
+    logging.getLogger("segpipe.pipeline.segment").warning("from the worker: %s", text)
+    return os.getpid()
+
+
+def _fail() -> None:
+    raise ValueError("bad input")
+
+
+def test_work_runs_in_another_process_and_its_warnings_reach_the_parent(caplog):
+    with files_worker(processes=True) as worker:
+        worker.started.result(timeout=120)
+        pid = worker.submit(_warn, "field_7.tif").result(timeout=60)
+        failed = worker.submit(_fail)
+        assert isinstance(failed.exception(timeout=60), ValueError)
+    assert pid != os.getpid()
+    assert "from the worker: field_7.tif" in caplog.text
+
+
+def test_until_the_process_is_up_work_runs_here():
+    with files_worker(processes=True) as worker:
+        first = worker.submit(os.getpid)  # the process is still importing
+        worker.started.result(timeout=120)
+        later = worker.submit(os.getpid)
+        assert first.result() == os.getpid() and later.result(timeout=60) != os.getpid()
+
+
+def test_a_thread_where_no_process_pays():
+    with files_worker(processes=False) as worker:
+        assert worker.submit(os.getpid).result(timeout=60) == os.getpid()
+
+
+PARENT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from segpipe.pipeline.files_process import files_worker
+    with files_worker(processes=True) as worker:
+        print(worker.started.result(timeout=120), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_worker_ends_when_its_parent_is_killed():
+    with subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as parent:
+        worker = int(parent.stdout.readline())
+        assert parent.wait(timeout=60) == -signal.SIGKILL
+    deadline = time.monotonic() + 20
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert not _running(worker)
+    finally:
+        if _running(worker):
+            os.kill(worker, signal.SIGKILL)
