@@ -19,6 +19,7 @@ PREDICT_OPTIONS = {
     "inference.overlap": "--overlap",
     "inference.batch_size": "--batch-size",
     "inference.flip_tta": "--tta",
+    "inference.amp": "--amp",
     "probabilities": "--probabilities",
     "resample": "--resample",
 }

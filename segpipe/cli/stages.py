@@ -28,6 +28,7 @@ PREDICT_OPTIONS = {
     "inference.overlap": "--overlap",
     "inference.batch_size": "--batch-size",
     "inference.flip_tta": "--tta",
+    "inference.amp": "--amp",
     "exports": "--export",
     "probabilities": "--probabilities",
     "resample": "--resample",

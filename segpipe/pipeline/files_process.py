@@ -5,7 +5,8 @@ beside it that reads and writes zarr (whose every call hops through an event-loo
 a thread pool) takes that lock thousands of times per image, and the two slow each other
 down: on 2 cores a small U-Net took 0.51 s per 512x512 field beside such a thread against
 0.36 s beside a busy process (``benchmarks/RESULTS.md``). :func:`files_worker` gives a run
-one worker for that side, a process where it pays (``processes=True``) and a thread otherwise.
+workers for that side: processes where they pay, a thread otherwise; :func:`files_processes`
+says how many.
 A process takes seconds to start (its imports); until it is up, the work it is given runs in
 the caller, so nothing waits for it.
 
@@ -49,11 +50,29 @@ class Worker:
         return future
 
 
-@contextlib.contextmanager
-def files_worker(*, processes: bool, preload: tuple[str, ...] = ()) -> Iterator[Worker]:
-    """One worker, a process (``processes``) or a thread; shut down, after its queued work, on leaving.
+#: Most processes for the files beside a GPU's network (each holds its own imports, about 0.5 GB).
+MAX_PROCESSES = 4
 
-    ``preload``: modules the process imports before it counts as started (those its work needs).
+
+def files_processes(inputs: int, *, device: str, cpus: int) -> int:
+    """Processes for the files' side of a run of ``inputs`` inputs (0: a thread).
+
+    One input has nothing to overlap with; on the CPU one process, while the network takes the
+    other cores; beside a GPU, whose network is fast, the files are the work: a process per
+    spare core, up to :data:`MAX_PROCESSES` and one per input after the first.
+    """
+    if inputs <= 1:
+        return 0
+    if device != "cuda":
+        return 1
+    return max(1, min(MAX_PROCESSES, cpus - 1, inputs - 1))
+
+
+@contextlib.contextmanager
+def files_worker(*, processes: int, preload: tuple[str, ...] = ()) -> Iterator[Worker]:
+    """``processes`` worker processes, or (0) a thread; shut down, after their queued work, on leaving.
+
+    ``preload``: modules each process imports before it counts as started (those its work needs).
     """
     if not processes:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-files") as pool:
@@ -64,7 +83,7 @@ def files_worker(*, processes: bool, preload: tuple[str, ...] = ()) -> Iterator[
     listener = logging.handlers.QueueListener(records, _Forward())
     listener.start()
     levels = {name: logging.getLogger(name).getEffectiveLevel() for name in ("", "segpipe")}
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start, initargs=(records, levels, os.getpid(), preload))
+    pool = ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_start, initargs=(records, levels, os.getpid(), preload))
     try:
         yield Worker(pool, started=pool.submit(os.getpid))
     finally:

@@ -21,6 +21,7 @@ import errno
 import json
 import logging
 import os
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,10 +37,10 @@ from segpipe.data.readers import AxesSpec, open_source
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
 from segpipe.errors import InputError, ModelError, SegpipeError, naming
 from segpipe.models.card import ModelCard
-from segpipe.models.device import use_cpu_threads
+from segpipe.models.device import available_cpus, use_cpu_threads
 from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.models.model import Model
-from segpipe.pipeline.files_process import files_worker
+from segpipe.pipeline.files_process import files_processes, files_worker
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.measure import measure_objects
@@ -154,10 +155,12 @@ def segment(
     The inputs flow through three steps (:func:`prepare_input`, :func:`predict_input`,
     :func:`finish_input`); while the network predicts one input, a second process
     (:mod:`segpipe.pipeline.files_process`; a thread for a single input) ingests the next and
-    makes, writes, exports and measures the labels of the one before. On the CPU, with more than
-    one input, the network gets every core but one, which the files' process keeps: on 2 cores
-    one network thread beside the files does more than two network threads that wait for each
-    other between small operations (``benchmarks/RESULTS.md``).
+    makes, writes, exports and measures the labels of the one before; beside a GPU, several
+    (:func:`~segpipe.pipeline.files_process.files_processes`). On the CPU, with more than one
+    input, the network gets every core but one, which the files' process keeps: on 2 cores one
+    network thread beside the files does more than two network threads that wait for each other
+    between small operations (``benchmarks/RESULTS.md``). The processes are spawned, so a script
+    that calls this with several inputs needs the usual ``if __name__ == "__main__":`` guard.
 
     Raises:
         InputError: No input found.
@@ -171,9 +174,10 @@ def segment(
     threads = torch.get_num_threads()
     with naming(folder.root), Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
         try:
-            if predictor.device.type == "cpu" and len(items) > 1:  # one input: nothing to overlap with
-                use_cpu_threads(reserved=1)
-            results = _pipelined(items, predictor, folder, params, bar=bar, progress=progress)
+            processes = files_processes(len(items), device=predictor.device.type, cpus=available_cpus())
+            if predictor.device.type == "cpu" and processes:
+                use_cpu_threads(reserved=processes)
+            results = _pipelined(items, predictor, folder, params, processes=processes, bar=bar, progress=progress)
         finally:
             torch.set_num_threads(threads)
         warn_guessed_spacing(results, predictor.card)
@@ -198,22 +202,31 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
 
 
 def _pipelined(
-    items: list[Input], predictor: Predictor, folder: SegmentFolder, params: SegmentParams, *, bar: Progress, progress: bool
+    items: list[Input],
+    predictor: Predictor,
+    folder: SegmentFolder,
+    params: SegmentParams,
+    *,
+    processes: int,
+    bar: Progress,
+    progress: bool,
 ) -> list[InputResult]:
-    """Every input through its three steps: the network's here, the files' in the files' worker, one input ahead and one behind."""
+    """Every input through its three steps: the network's here, the files' in the files' workers
+    (``processes``; 0: a thread), as many inputs ahead as there are workers, and behind."""
     model, card = predictor.model, predictor.card
     results: list[InputResult | Future] = []
-    with files_worker(processes=len(items) > 1, preload=(__name__,)) as files:
+    ahead = max(1, processes)
+    with files_worker(processes=processes, preload=(__name__,)) as files:
 
         def prepare(item: Input) -> Future:
             return files.submit(guarded, item, folder, prepare_input, item, model, folder, params)
 
-        prepared = prepare(items[0])
+        prepared = deque(prepare(item) for item in items[:ahead])
         try:
             for number, item in enumerate(items):
-                ready = prepared.result()
-                if number + 1 < len(items):
-                    prepared = prepare(items[number + 1])
+                ready = prepared.popleft().result()
+                if number + ahead < len(items):
+                    prepared.append(prepare(items[number + ahead]))
                 if isinstance(ready, InputResult):
                     results.append(ready)
                 else:
@@ -228,8 +241,9 @@ def _pipelined(
                         earlier.result()
                 bar.update(1, failed=sum(isinstance(r, InputResult) and r.error is not None for r in results))
             return [r.result() if isinstance(r, Future) else r for r in results]
-        finally:  # a run that ends early still finishes the inputs the network has done (leaving the worker waits)
-            prepared.cancel()
+        finally:  # a run that ends early still finishes the inputs the network has done (leaving the workers waits)
+            for future in prepared:
+                future.cancel()
 
 
 def guarded(item: Input, folder: SegmentFolder, step, /, *args, **kwargs):

@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 
-from segpipe.pipeline.files_process import files_worker
+from segpipe.pipeline.files_process import MAX_PROCESSES, files_processes, files_worker
 
 
 def _warn(text: str) -> int:
@@ -21,7 +21,7 @@ def _fail() -> None:
 
 
 def test_work_runs_in_another_process_and_its_warnings_reach_the_parent(caplog):
-    with files_worker(processes=True) as worker:
+    with files_worker(processes=1) as worker:
         worker.started.result(timeout=120)
         pid = worker.submit(_warn, "field_7.tif").result(timeout=60)
         failed = worker.submit(_fail)
@@ -31,7 +31,7 @@ def test_work_runs_in_another_process_and_its_warnings_reach_the_parent(caplog):
 
 
 def test_until_the_process_is_up_work_runs_here():
-    with files_worker(processes=True) as worker:
+    with files_worker(processes=1) as worker:
         first = worker.submit(os.getpid)  # the process is still importing
         worker.started.result(timeout=120)
         later = worker.submit(os.getpid)
@@ -39,15 +39,15 @@ def test_until_the_process_is_up_work_runs_here():
 
 
 def test_a_thread_where_no_process_pays():
-    with files_worker(processes=False) as worker:
+    with files_worker(processes=0) as worker:
         assert worker.submit(os.getpid).result(timeout=60) == os.getpid()
 
 
 PARENT = textwrap.dedent(
     """
     import os, signal, sys
-    from segpipe.pipeline.files_process import files_worker
-    with files_worker(processes=True) as worker:
+    from segpipe.pipeline.files_process import MAX_PROCESSES, files_processes, files_worker
+    with files_worker(processes=1) as worker:
         print(worker.started.result(timeout=120), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """
@@ -74,3 +74,11 @@ def test_the_worker_ends_when_its_parent_is_killed():
     finally:
         if _running(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+def test_how_many_processes():
+    assert files_processes(1, device="cpu", cpus=16) == 0  # one input: a thread
+    assert files_processes(1000, device="cpu", cpus=16) == 1  # the network takes the other cores
+    assert files_processes(1000, device="cuda", cpus=16) == MAX_PROCESSES
+    assert files_processes(1000, device="cuda", cpus=2) == 1
+    assert files_processes(3, device="cuda", cpus=16) == 2

@@ -210,3 +210,24 @@ def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_pat
     assert len(spacing) == 1, spacing
     assert "3 of 3 input(s)" in spacing[0] and "plain_0.tif" in spacing[0] and "--spacing" in spacing[0]
     assert "taking 1 micrometer per pixel" in spacing[0]
+
+
+def test_several_files_processes_give_what_one_thread_gives(model, inputs, tmp_path):
+    """The files' side of three inputs in two processes (as beside a GPU) and in one thread: the same labels and counts."""
+    from segpipe.pipeline.segment import SegmentParams, _pipelined
+    from segpipe.data.inputs import find_inputs
+    from segpipe.progress import Progress
+
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    items = find_inputs([str(inputs / "new" / "field.tif"), str(inputs / "new" / "scan.nii.gz"), str(inputs / "01")])
+    outcomes = {}
+    for processes in (0, 2):
+        folder = SegmentFolder(tmp_path / f"out{processes}")
+        with Progress(len(items), desc="segment", enabled=False) as bar:
+            results = _pipelined(items, predictor, folder, SegmentParams(), processes=processes, bar=bar, progress=False)
+        assert [r.name for r in results] == [item.name for item in items] and not [r for r in results if r.error]
+        outcomes[processes] = (results, folder)
+    (one, thread_folder), (two, process_folder) = outcomes[0], outcomes[2]
+    assert [r.objects for r in one] == [r.objects for r in two] and sum(one[0].objects.values()) > 3
+    for name in ("field_labels.tif", "01_RES/mask002.tif"):
+        np.testing.assert_array_equal(tifffile.imread(process_folder.labels / name), tifffile.imread(thread_folder.labels / name))

@@ -271,12 +271,12 @@ def test_cli_predict_with_overrides_and_bad_options(crops, tmp_path, single_thre
     def segpipe(*args):
         return CliRunner().invoke(app, ["predict", "crops", "--output", str(tmp_path / "runs"), "--device", "cpu", *args])
 
-    result = segpipe("--no-tta", "--overlap", "0.25", "--batch-size", "2", "--export", "ctc")
+    result = segpipe("--no-tta", "--no-amp", "--overlap", "0.25", "--batch-size", "2", "--export", "ctc")
     assert result.exit_code == 0, result.output
     assert "predicted 1 of 1 images" in result.output
     predictor = Predictor.load(
         Model.open(run / "model"),
-        PredictParams(device="cpu", inference=InferenceParams(flip_tta=False, overlap=0.25, batch_size=2), exports=("ctc",)),
+        PredictParams(device="cpu", inference=InferenceParams(flip_tta=False, amp=False, overlap=0.25, batch_size=2), exports=("ctc",)),
     )
     assert predictor.inference.sigma_scale == predictor.card.inference.sigma_scale
     store_ = PredictionStore.open(run / "predictions.zarr")

@@ -6,7 +6,7 @@ import torch
 
 from segpipe.data.catalog import load_catalog
 from segpipe.training.params import TrainParams
-from segpipe.inference import predict_image
+from segpipe.inference import InferenceParams, predict_image
 from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
 from segpipe.models import build_model
@@ -29,10 +29,12 @@ def test_training_on_gpu_with_mixed_precision(crop_catalog, tmp_path):
     assert 0 <= result.history[-1]["val_seg"] <= 1
 
 
-def test_gpu_prediction_matches_cpu():
+@pytest.mark.parametrize("amp,tolerance", [(False, 1e-3), (True, 3e-2)])  # amp: bfloat16 on both (CPU with AMX)
+def test_gpu_prediction_matches_cpu(amp, tolerance):
     torch.manual_seed(0)
     model = build_model("unet", spatial_dims=2, in_channels=1, out_channels=3).eval()
     image = np.random.default_rng(0).random((1, 150, 170), dtype=np.float32)
-    cpu = predict_image(model, image, roi_size=(64, 64), n_classes=2, device="cpu")
-    gpu = predict_image(model.cuda(), image, roi_size=(64, 64), n_classes=2, device="cuda")
-    np.testing.assert_allclose(gpu, cpu, atol=1e-3)
+    params = InferenceParams(amp=amp)
+    cpu = predict_image(model, image, roi_size=(64, 64), n_classes=2, params=params, device="cpu")
+    gpu = predict_image(model.cuda(), image, roi_size=(64, 64), n_classes=2, params=params, device="cuda")
+    np.testing.assert_allclose(gpu, cpu, atol=tolerance)
