@@ -29,6 +29,9 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from segpipe.errors import SegpipeError
 
 _PR_SET_PDEATHSIG = 1
 
@@ -73,6 +76,9 @@ def files_worker(*, processes: int, preload: tuple[str, ...] = ()) -> Iterator[W
     """``processes`` worker processes, or (0) a thread; shut down, after their queued work, on leaving.
 
     ``preload``: modules each process imports before it counts as started (those its work needs).
+
+    Raises:
+        SegpipeError: A process died (killed, out of memory) while the block waited for its work.
     """
     if not processes:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-files") as pool:
@@ -86,6 +92,11 @@ def files_worker(*, processes: int, preload: tuple[str, ...] = ()) -> Iterator[W
     pool = ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_start, initargs=(records, levels, os.getpid(), preload))
     try:
         yield Worker(pool, started=pool.submit(os.getpid))
+    except BrokenProcessPool as err:
+        raise SegpipeError(
+            "a files process ended unexpectedly (killed, or out of memory?); run the command again: "
+            "what is finished is kept"
+        ) from err
     finally:
         pool.shutdown(wait=True, cancel_futures=False)
         listener.stop()

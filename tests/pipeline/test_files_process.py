@@ -8,6 +8,9 @@ import sys
 import textwrap
 import time
 
+import pytest
+
+from segpipe.errors import SegpipeError
 from segpipe.pipeline.files_process import MAX_PROCESSES, files_processes, files_worker
 
 
@@ -46,7 +49,7 @@ def test_a_thread_where_no_process_pays():
 PARENT = textwrap.dedent(
     """
     import os, signal, sys
-    from segpipe.pipeline.files_process import MAX_PROCESSES, files_processes, files_worker
+    from segpipe.pipeline.files_process import files_worker
     with files_worker(processes=1) as worker:
         print(worker.started.result(timeout=120), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -82,3 +85,12 @@ def test_how_many_processes():
     assert files_processes(1000, device="cuda", cpus=16) == MAX_PROCESSES
     assert files_processes(1000, device="cuda", cpus=2) == 1
     assert files_processes(3, device="cuda", cpus=16) == 2
+
+
+def test_a_worker_that_dies_is_one_clear_error():
+    with pytest.raises(SegpipeError, match="ended unexpectedly"):
+        with files_worker(processes=1) as worker:
+            pid = worker.started.result(timeout=120)
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+            worker.submit(os.getpid).result(timeout=60)
