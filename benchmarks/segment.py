@@ -14,7 +14,9 @@ model is the narrow U-Net below, trained once on the bundled BBBC007 fields (cac
 ``_work``). Each variant runs in a fresh process; peak RSS is the process's ``VmHWM`` plus that
 of its largest child (segpipe's files process).
 
-Run: ``python benchmarks/segment.py [--images 1000] [--size 512] [--repeats 1] [--no-tta] [--device cpu]``
+``--no-amp`` runs segpipe's network in float32 too, as on CPUs without AMX.
+
+Run: ``python benchmarks/segment.py [--images 1000] [--size 512] [--repeats 1] [--no-tta] [--no-amp] [--device cpu]``
 """
 
 from __future__ import annotations
@@ -125,13 +127,13 @@ def plain(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: 
     return len(files)
 
 
-def segpipe(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: str = "cpu") -> int:
+def segpipe(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: str = "cpu", amp: bool = True) -> int:
     from segpipe.models.model import Model
     from segpipe.pipeline.segment import SegmentFolder, segment
     from segpipe.prediction.params import PredictParams
     from segpipe.prediction.predict import Predictor
 
-    predictor = Predictor.load(Model.open(model_dir), PredictParams(device=device, inference={"flip_tta": tta}))
+    predictor = Predictor.load(Model.open(model_dir), PredictParams(device=device, inference={"flip_tta": tta, "amp": amp}))
     results = segment([str(inbox)], predictor, SegmentFolder(out), progress=False)
     assert not [r for r in results if r.error], [r.error for r in results if r.error]
     return len(results)
@@ -157,7 +159,7 @@ def child(args) -> None:
     out = WORK / f"out-{args.child}"
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    run = {"plain": plain, "plain-amp": partial(plain, cpu_amp=True), "segpipe": segpipe}[args.child]
+    run = {"plain": plain, "plain-amp": partial(plain, cpu_amp=True), "segpipe": partial(segpipe, amp=not args.no_amp)}[args.child]
     done = run(inbox, model, out, tta=not args.no_tta, device=args.device)
     seconds = time.perf_counter() - start
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
@@ -169,6 +171,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--no-tta", action="store_true", help="no test-time flips in either variant")
+    parser.add_argument("--no-amp", action="store_true", help="segpipe's network in float32 too (as on CPUs without AMX)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs of each variant")
     parser.add_argument("--device", default="cpu", help="where both variants run the network: cpu, cuda or cuda:N")
     parser.add_argument("--child", choices=("plain", "plain-amp", "segpipe"), help=argparse.SUPPRESS)
@@ -180,17 +183,17 @@ def main() -> None:
 
     prepare(args.images, args.size)
     runs: dict[str, list[dict]] = {"plain": [], "segpipe": []}
-    if args.device == "cpu" and cpu_bfloat16():  # segpipe runs the network in bfloat16 here: the loop so too, for comparison
+    if args.device == "cpu" and cpu_bfloat16() and not args.no_amp:  # segpipe runs the network in bfloat16 here: the loop so too, for comparison
         runs = {"plain": [], "plain-amp": [], "segpipe": []}
     for _ in range(args.repeats):
         for variant in runs:
-            command = [sys.executable, __file__, "--child", variant, "--images", str(args.images), "--size", str(args.size)] + ["--device", args.device] + (["--no-tta"] if args.no_tta else [])
+            command = [sys.executable, __file__, "--child", variant, "--images", str(args.images), "--size", str(args.size)] + ["--device", args.device] + (["--no-tta"] if args.no_tta else []) + (["--no-amp"] if args.no_amp else [])
             out = subprocess.run(command, capture_output=True, text=True, check=True)
             runs[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"machine: {platform.processor() or platform.machine()}, {runs['plain'][0]['threads']} torch threads, "
           f"network on {runs['plain'][0]['device']}; "
           f"{args.images} images of {args.size}x{args.size}, U-Net {FEATURES[0]}..{FEATURES[-2]}, 128x128 windows, "
-          "overlap 0.5, " + ("no test-time flips" if args.no_tta else "flip TTA (3 passes)"))
+          "overlap 0.5, " + ("no test-time flips" if args.no_tta else "flip TTA (3 passes)") + ("; segpipe in float32 (--no-amp)" if args.no_amp else ""))
     print("| variant | images/s | seconds | peak RSS (MiB) | speed vs plain | RSS vs plain |")
     print("| --- | --- | --- | --- | --- | --- |")
     best = {v: min(r, key=lambda x: x["seconds"]) for v, r in runs.items()}

@@ -96,7 +96,7 @@ def test_3d_plan_is_narrower_with_longer_epochs_and_patches_sized_to_the_objects
     planned = plan_training(nuclei, TrainParams())
     assert planned.patch_size == (32, 48, 48)  # edge 42: z 21 -> 32, y and x 42 -> 48
     assert planned.features == (8, 16, 32, 64, 128, 8) and planned.batch_size == 2
-    assert planned.iterations_per_epoch == 100 and planned.epochs == EPOCHS[3]
+    assert planned.iterations_per_epoch == 200 and planned.epochs == EPOCHS[3] == 10
     smaller = plan_training({**nuclei, "object_extent": 16.0}, TrainParams())
     assert smaller.patch_size == (16, 32, 32)  # edge 32: z 16 -> 16
     tissue = {"median_shape": [94, 116, 58], "median_spacing": [2.0, 2.0, 2.0], "object_extent": None}
