@@ -231,7 +231,7 @@ def _pipelined(
                     results.append(ready)
                 else:
                     store, predictions = ready
-                    made = guarded(item, folder, predict_input, item, store, predictions, predictor, progress=progress)
+                    made = guarded(item, folder, predict_input, store, predictions, predictor, progress=progress)
                     if isinstance(made, InputResult):
                         results.append(made)
                     else:
@@ -277,7 +277,7 @@ def segment_input(
 ) -> InputResult:
     """Ingest, predict, attach labels, export and measure one input (kept where current)."""
     store, predictions = prepare_input(item, predictor.model, folder, params)
-    made = predict_input(item, store, predictions, predictor, progress=progress)
+    made = predict_input(store, predictions, predictor, progress=progress)
     return finish_input(item, store, predictions, made, predictor.card, folder)
 
 
@@ -299,7 +299,7 @@ def prepare_input(
 
 
 def predict_input(
-    item: Input, store: ImageStore, predictions: PredictionStore, predictor: Predictor, *, progress: bool = False
+    store: ImageStore, predictions: PredictionStore, predictor: Predictor, *, progress: bool = False
 ) -> list[Current | Predicted]:
     """Run the network on every image of an ingested input (images kept where current); their labels are made in :func:`finish_input`."""
     return [run_network(image, predictor, predictions, progress=progress) for image in store.images()]
