@@ -35,7 +35,9 @@ class TrainingRecord(BaseModel):
         best_epoch: Epoch of the kept weights.
         seconds: Training time, summed over resumed runs.
         ended_by: ``iterations`` (the planned schedule ran out) or ``time budget``.
-        validation: Validation scores of the kept weights and the images they came from.
+        validation: Validation scores of the kept weights and the images they came from
+            (``tuned_on``; ``tuned_with_training``: the training images the post-processing
+            was also tuned on).
         init: The model the weights started from, when fine-tuned.
     """
 

@@ -181,7 +181,43 @@ def train_model(
     if not (model_dir / MODEL_FILE).is_file():  # a finished run that kept none (every validation NaN, before)
         log.warning("%s: training kept no checkpoint; keeping the last checkpoint (epoch %d)", model_dir, len(history))
         save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=len(history)))
-    return _finish(model_dir, history, val_set, device)
+    return _finish(model_dir, history, val_set, device, store=store)
+
+
+#: At most this many pixels (voxels) of training images are predicted to tune the post-processing
+#: (:func:`tuning_training_set`): 4 million, 16 fields of 512 x 512 or a volume of 160^3.
+TUNING_TRAINING_PIXELS = 2**22
+
+
+def tuning_training_set(store: ImageStore, spec: NormalizationSpec, *, pixels: int = TUNING_TRAINING_PIXELS) -> list:
+    """Training images that help tune the post-processing, as :func:`load_split` gives them.
+
+    Images in catalog order until ``pixels`` are taken; when the first is larger than that alone
+    (one large volume split by region), its centre, cropped to ``pixels``. Images without an
+    object are left out.
+    """
+    chosen, total = [], 0
+    for im in store.images("train", labelled=True):
+        shape = im.image.shape[1:]
+        size = math.prod(shape)
+        if total + size > pixels:
+            if not chosen:
+                chosen.append(_centre_crop(im, spec, shape, pixels))
+            break
+        labels = np.asarray(im.labels)
+        if labels.any():
+            chosen.append((im, normalize(np.asarray(im.image), spec), labels, im.ignored()))
+        total += size
+    return [item for item in chosen if item[2].any()]
+
+
+def _centre_crop(im: StoredImage, spec: NormalizationSpec, shape: tuple[int, ...], pixels: int) -> tuple:
+    """One image's centre, every axis shrunk by the same factor to about ``pixels``, as :func:`load_split` gives it."""
+    factor = (pixels / math.prod(shape)) ** (1 / len(shape))
+    sizes = [max(1, int(n * factor)) for n in shape]
+    box = tuple(slice((n - size) // 2, (n - size) // 2 + size) for n, size in zip(shape, sizes))
+    ignored = None if im.ignore is None else np.asarray(im.ignore[box]) > 0
+    return im, normalize(np.asarray(im.image[(slice(None), *box)]), spec), np.asarray(im.labels[box]), ignored
 
 
 def _scorable(val_set: list) -> list:
@@ -499,17 +535,26 @@ def _mean_dice(predictions, n_classes: int, *, instances: bool) -> float:
     return float(np.mean(dice))
 
 
-def _finish(model_dir: Path, history: list[dict], val_set, device) -> TrainResult:
-    """Tune the post-processing of the kept weights on validation; record how training went."""
+def _finish(model_dir: Path, history: list[dict], val_set, device, *, store: ImageStore) -> TrainResult:
+    """Tune the post-processing of the kept weights on validation (and training images, see
+    :mod:`segpipe.training.tuning`); record how training went."""
     best = Model.open(model_dir)
     card = best.card
     validation = {}
     if card.instances and val_set:
-        predictions = _predict_split(best.load(device), val_set, card, device)
-        params, scores = tune_instance_params(predictions, n_classes=card.n_classes)
+        network = best.load(device)
+        predictions = _predict_split(network, val_set, card, device)
+        train_set = tuning_training_set(store, card.normalization)
+        training = _predict_split(network, train_set, card, device) if train_set else None
+        params, scores = tune_instance_params(predictions, n_classes=card.n_classes, training=training)
         card = card.model_copy(update={"postprocess": params})
-        validation = {**scores.as_dict(), "tuned_on": [im.name for im, _, _, _ in val_set]}
-        log.info("post-processing tuned on validation: %s (OP_CSB %.4f)", params.model_dump(), scores.op_csb)
+        validation = {
+            **scores.as_dict(),
+            "tuned_on": [im.name for im, _, _, _ in val_set],
+            "tuned_with_training": [im.name for im, _, _, _ in train_set],
+        }
+        log.info("post-processing tuned on validation and %d training image(s): %s (validation OP_CSB %.4f)",
+                 len(train_set), params.model_dump(), scores.op_csb)
     last = history[-1] if history else {}
     card = _with_training(
         card,

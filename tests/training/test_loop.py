@@ -9,7 +9,8 @@ from segpipe.data.store import ImageStore
 from segpipe.inference import predict_image
 from segpipe.inference.postprocess import InstanceParams
 from segpipe.models.model import Model
-from segpipe.training.loop import train_model
+from segpipe.inference.normalize import NormalizationSpec, normalize
+from segpipe.training.loop import train_model, tuning_training_set
 from segpipe.training.params import TrainParams
 
 TINY = dict(
@@ -34,6 +35,8 @@ def test_training_writes_a_model_prediction_can_reload(store, tmp_path):
     assert card["extra_outputs"] == ["distance", "boundary"]
     assert set(card["postprocess"]) == set(InstanceParams.model_fields)
     assert card["training"]["epochs"] == 2 and card["training"]["dataset"] == "crops"
+    assert card["training"]["validation"]["tuned_on"] == [im.name for im in store.images("validation")]
+    assert card["training"]["validation"]["tuned_with_training"] == [im.name for im in store.images("train")]
     assert (tmp_path / "model" / "history.csv").read_text().startswith("epoch,train_loss")
     model = Model.open(tmp_path / "model")
     assert model.card.model_dump(mode="json") == card and model.card == result.model.card
@@ -215,3 +218,23 @@ def test_a_validation_split_without_objects_still_keeps_a_model(crop_catalog, tm
         again = train_model(store, tmp_path / "model", config, progress=False)
     assert again.history == result.history and "keeping the last checkpoint" in caplog.text
     assert Model.open(tmp_path / "model").card.training.best_epoch == 1
+
+
+
+def test_tuning_takes_training_images_up_to_its_pixel_budget(store):
+    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8)
+    train = store.images("train", labelled=True)
+    both = tuning_training_set(store, spec, pixels=2 * 160 * 160)
+    assert [im.name for im, _, _, _ in both] == [im.name for im in train]
+    one = tuning_training_set(store, spec, pixels=2 * 160 * 160 - 1)
+    assert [im.name for im, _, _, _ in one] == [train[0].name]
+    np.testing.assert_array_equal(one[0][2], np.asarray(train[0].labels))
+    np.testing.assert_allclose(one[0][1], normalize(np.asarray(train[0].image), spec))
+
+
+def test_a_training_image_over_the_budget_gives_its_centre(store):
+    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8)
+    (im, image, labels, ignored), = tuning_training_set(store, spec, pixels=80 * 80)
+    assert image.shape == (1, 80, 80) and labels.shape == (80, 80) and ignored is None
+    np.testing.assert_array_equal(labels, np.asarray(im.labels)[40:120, 40:120])
+    np.testing.assert_allclose(image, normalize(np.asarray(im.image)[:, 40:120, 40:120], spec))

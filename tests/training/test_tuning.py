@@ -1,4 +1,4 @@
-"""Post-processing tuned on validation: the best OP_CSB wins, ties go to h-maxima seeding."""
+"""Post-processing tuned on validation (and training images): the best OP_CSB wins, ties go to h-maxima seeding."""
 
 from __future__ import annotations
 
@@ -16,24 +16,32 @@ def _probabilities(foreground: np.ndarray, distance: np.ndarray) -> np.ndarray:
 
 
 def test_a_tie_keeps_the_size_independent_seeding():
-    yy, xx = np.mgrid[:64, :64]
-    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 15**2
-    distance = np.clip(1.0 - np.sqrt((yy - 32) ** 2 + (xx - 32) ** 2) / 15, 0, 1) * disc
-    gt = disc.astype(np.uint16)
-    params, scores = tune_instance_params([(_probabilities(disc, distance), gt)], n_classes=2)
+    params, scores = tune_instance_params([_disc()], n_classes=2)
     assert scores.op_csb == 1.0  # every setting finds the one disc: all tie
     assert (params.seed_method, params.seed_h, params.smoothing, params.foreground_threshold) == ("hmaxima", 0.1, 1.0, 0.5)
 
 
-def test_the_better_rule_wins_over_the_preferred_one():
-    # one long object whose distance map has a broad spurious bump 0.35 above a dip, more than
-    # every h tried, even after smoothing, so h-maxima splits it; thresholds from 0.6 see one seed
+def _disc() -> tuple[np.ndarray, np.ndarray]:
+    """One disc and its distance map: every setting tried finds it."""
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 15**2
+    distance = np.clip(1.0 - np.sqrt((yy - 32) ** 2 + (xx - 32) ** 2) / 15, 0, 1) * disc
+    return _probabilities(disc, distance), disc.astype(np.uint16)
+
+
+def _bumpy_object() -> tuple[np.ndarray, np.ndarray]:
+    """One long object whose distance map has a broad spurious bump 0.35 above a dip, more than
+    every h tried, even after smoothing, so h-maxima splits it; thresholds from 0.6 see one seed."""
     gt = np.zeros((40, 90), np.uint16)
     gt[10:30, 10:80] = 1
     x = np.arange(90, dtype=np.float32)
     profile = np.interp(x, [10, 25, 50, 65, 80], [0.0, 1.0, 0.2, 0.55, 0.0])
     distance = np.where(gt > 0, profile[None, :], 0.0)
-    probs = _probabilities(gt > 0, distance)
+    return _probabilities(gt > 0, distance), gt
+
+
+def test_the_better_rule_wins_over_the_preferred_one():
+    probs, gt = _bumpy_object()
     params, scores = tune_instance_params([(probs, gt)], n_classes=2)
     assert params.seed_method == "threshold" and params.seed_threshold == 0.6
     assert scores.seg == seg_score(gt, instance_labels(1.0 - probs[0], probs[2], params)).seg == 1.0
@@ -56,3 +64,21 @@ def test_false_objects_lose_even_when_seg_ties():
 
     specks = validation_scores([(_probabilities(foreground, distance), gt)], params.model_copy(update={"foreground_threshold": 0.5}), 2)
     assert specks.seg == 1.0 and specks.det < 1.0 and specks.op_csb < scores.op_csb
+
+
+def test_training_images_decide_what_validation_leaves_open():
+    """The validation disc ties every setting; the training object is split by h-maxima, so the
+    mean of the two OP_CSB picks the threshold that keeps it whole; validation scores are reported."""
+    alone, _ = tune_instance_params([_disc()], n_classes=2)
+    assert alone.seed_method == "hmaxima"
+    params, scores = tune_instance_params([_disc()], n_classes=2, training=[_bumpy_object()])
+    assert (params.seed_method, params.seed_threshold) == ("threshold", 0.6)
+    assert scores.op_csb == 1.0 and scores.seg == 1.0
+
+
+def test_training_images_without_objects_leave_validation_alone():
+    empty = (np.stack([np.ones((32, 32), np.float32), np.zeros((32, 32), np.float32), np.zeros((32, 32), np.float32)]),
+             np.zeros((32, 32), np.uint16))
+    probs, gt = _bumpy_object()
+    alone = tune_instance_params([(probs, gt)], n_classes=2)
+    assert tune_instance_params([(probs, gt)], n_classes=2, training=[empty]) == alone

@@ -1,0 +1,94 @@
+"""Post-processing chosen on validation alone (the named baseline) against validation and training images.
+
+For each finished run folder of an instance dataset (``segpipe run`` or the other benchmarks
+write them), the kept model predicts its validation, training and test images once; then the
+post-processing grid of :mod:`segpipe.training.tuning` is searched twice, ranking settings by
+
+- ``validation``: their validation OP_CSB (how segpipe tuned before);
+- ``with-training``: the mean of their validation and training OP_CSB (how it tunes now,
+  with the training images :func:`segpipe.training.loop.tuning_training_set` takes),
+
+and the test SEG, DET and F1 at IoU 0.5 of each choice are printed side by side, with the best
+test SEG any setting of the grid reaches (what a perfect choice would give). One JSON line per
+run folder.
+
+Run: ``python benchmarks/tuning.py RUN_FOLDER [RUN_FOLDER ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segpipe.data.store import ImageStore
+from segpipe.inference.postprocess import InstanceParams, instance_labels
+from segpipe.models.model import Model
+from segpipe.pipeline import RunFolder
+from segpipe.scoring import overlap
+from segpipe.scoring.ignore import annotated_only
+from segpipe.scoring.instances import match_from_overlap
+from segpipe.training.loop import _predict_split, _scorable, load_split, tuning_training_set
+from segpipe.training.tuning import FOREGROUND_GRID, SEED_GRID, tune_instance_params, validation_scores
+
+
+def compare(folder: Path) -> dict:
+    """The test scores of the two tuning rules for one run folder."""
+    run = RunFolder(folder)
+    model = Model.open(run.model_dir)
+    card, device = model.card, torch.device("cpu")
+    network = model.load(device)
+    store = ImageStore.open(run.store)
+    validation = _predict_split(network, _scorable(load_split(store, "validation", spec=card.normalization)), card, device)
+    training = _predict_split(network, tuning_training_set(store, card.normalization), card, device)
+    test = _predict_split(network, load_split(store, "test", spec=card.normalization), card, device)
+    rules = {
+        "validation": tune_instance_params(validation, n_classes=card.n_classes)[0],
+        "with-training": tune_instance_params(validation, n_classes=card.n_classes, training=training or None)[0],
+    }
+    row = {"run": str(folder), "test_objects": int(sum(len(np.unique(gt)) - 1 for _, gt, _ in test))}
+    for rule, params in rules.items():
+        scores = validation_scores(test, params, card.n_classes)
+        row[rule] = {"seg": round(scores.seg, 4), "det": round(scores.det, 4), "f1_50": round(f1_at_half(test, params, card.n_classes), 4),
+                     "params": params.model_dump(exclude={"min_size"})}
+    row["best_test_seg_in_grid"] = round(best_seg(test, card.n_classes, min_size=card.postprocess.min_size), 4)
+    return row
+
+
+def f1_at_half(predictions: list, params: InstanceParams, n_classes: int) -> float:
+    """F1 at IoU 0.5, pooled over the images' objects (unannotated pixels left out, as in scoring)."""
+    tp = fp = fn = 0
+    for probs, gt, ignore in predictions:
+        boundary = probs[n_classes + 1] if probs.shape[0] > n_classes + 1 else None
+        pred = instance_labels(1.0 - probs[0], probs[n_classes], params, boundary=boundary)
+        if ignore is not None:
+            kept = annotated_only(gt, pred, ignore)
+            gt, pred = kept.gt, kept.pred
+        result = match_from_overlap(overlap(gt, pred), thresh=0.5)
+        tp, fp, fn = tp + result.tp, fp + result.fp, fn + result.fn
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+def best_seg(predictions: list, n_classes: int, *, min_size: int) -> float:
+    """The highest test SEG of any setting in the tuning grid (the test split choosing: an upper bound)."""
+    reliefs = ("distance", "boundary") if predictions[0][0].shape[0] > n_classes + 1 else ("distance",)
+    return max(
+        validation_scores(predictions, InstanceParams(relief=r, foreground_threshold=f, min_size=min_size, **s), n_classes).seg
+        for r, f, s in product(reliefs, FOREGROUND_GRID, SEED_GRID)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (OUTPUT/DATASET) of instance datasets")
+    args = parser.parse_args()
+    for folder in args.runs:
+        print(json.dumps(compare(folder)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
