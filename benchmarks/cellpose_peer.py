@@ -1,0 +1,290 @@
+"""Cellpose, the peer tool, trained from scratch on a segpipe run's split and scored by segpipe.
+
+For a run folder that ``segpipe run`` wrote (a 2D instance dataset), Cellpose 3 (its CPnet,
+"cyto"-style two-channel input, no pretrained weights) is trained on the run's train images,
+its ``flow_threshold`` and ``cellprob_threshold`` are chosen on the validation images (the
+grid below, by SEG pooled over objects as segpipe pools it), and its test predictions are
+scored by segpipe's own scorer (:func:`segpipe.scoring.external.score_prediction_folder`, what
+``segpipe score --predictions`` runs). One JSON line gives Cellpose's test SEG and F1 at IoU
+0.5, its epochs and training seconds, beside segpipe's from the run's ``metrics.json`` and the
+classical baseline's (scored again with the same code on the same images).
+
+Budget: by default Cellpose gets segpipe's training wall time (the model card's training
+seconds, validation included; ``--seconds`` overrides). One epoch (each training image once, in
+cellpose's batches of 8 crops of 224 px) is timed first and thrown away (weights restored), then
+``seconds // epoch`` epochs run with cellpose's own schedule (``train.train_seg``: AdamW, learning
+rate 0.005 reached after a 10-epoch warm-up from 0, halved ten times at the end of runs over 100
+epochs); the seconds they took are reported. Give both tools the same CPU threads
+(``--threads``, default torch's) and a quiet machine: the timing is wall time.
+
+Size: no size model and no rescaling. ``diam_mean`` is the median equivalent diameter of the
+training objects, training runs with ``rescale=False`` (native size, cellpose's 0.5-1.5 zoom
+augmentation) and prediction passes ``diameter=diam_mean``, so no image is resized, as segpipe
+resizes none at unit spacing. Channels: 1 channel -> ``[0, 0]``; 2 or more -> ``[1, 2]``
+(channel 0 cytoplasm, channel 1 nuclei; further channels unused).
+
+Three steps, so that Cellpose's environment never imports segpipe, and never sees test labels::
+
+    .venv/bin/python benchmarks/cellpose_peer.py export RUN_FOLDER OUT
+    /tmp/cpvenv/bin/python benchmarks/cellpose_peer.py train OUT [--seconds S] [--threads N]
+    .venv/bin/python benchmarks/cellpose_peer.py score RUN_FOLDER OUT
+
+``OUT`` gets ``export.json`` and ``train/``, ``validation/``, ``test/`` (one ``NAME.npz`` per
+image: ``image`` (C, Y, X), ``labels`` except for test), then ``cellpose.json`` (settings,
+timing, validation grid), ``models/`` and ``predictions/NAME.tif``, then ``metrics.json``
+(segpipe's full scoring of the predictions). Cellpose's environment (the project's numpy pin
+admits only cellpose 3.0.9, so only torch is pinned)::
+
+    python3 -m venv /tmp/cpvenv && grep '^torch==' constraints.txt > /tmp/torchpin.txt
+    /tmp/cpvenv/bin/pip install -c /tmp/torchpin.txt 'cellpose>=3,<4'
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+EXPORTED, TRAINED = "export.json", "cellpose.json"
+FLOW_THRESHOLDS = (0.2, 0.4, 0.6, 0.8)
+CELLPROB_THRESHOLDS = (-1.0, 0.0, 1.0)
+DEFAULTS = (0.4, 0.0)  # cellpose's own, used when there is no validation split
+
+
+# export: the project venv
+
+
+def export(run_folder: Path, out: Path) -> dict:
+    """Write the run's images (and train/validation labels) as ``.npz`` under ``out``."""
+    from segpipe.data.store import ImageStore
+    from segpipe.pipeline.run_folder import RunFolder
+
+    run = RunFolder(run_folder)
+    store = ImageStore.open(run.store)
+    store.require_labels("train Cellpose on")
+    if store.ndim != 2 or not store.instances:
+        raise SystemExit(f"{run.root}: only 2D instance datasets are benchmarked against Cellpose")
+    names, channels = {}, None
+    for split in SPLITS:
+        (out / split).mkdir(parents=True, exist_ok=True)
+        names[split] = []
+        for item in store.images(split, labelled=True):
+            arrays = {"image": np.asarray(item.image)}
+            channels = arrays["image"].shape[0]
+            if split != "test":
+                arrays["labels"] = np.asarray(item.labels)
+                if item.ignore is not None:
+                    print(f"{item.name}: sparse ground truth; Cellpose takes its unannotated pixels as background", file=sys.stderr)
+            np.savez(out / split / f"{item.name}.npz", **arrays)
+            names[split].append(item.name)
+    record = {"dataset": run.dataset, "run": str(run.root.resolve()), "fingerprint": store.record["fingerprint"], "channels": channels,
+              "segpipe_seconds": segpipe_seconds(run.model_dir), "images": names}
+    (out / EXPORTED).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def segpipe_seconds(model_dir: Path) -> float | None:
+    """segpipe's training seconds: the model card's, else the last ``history.csv`` row's (a run under way)."""
+    card = model_dir / "model_card.json"
+    if card.is_file() and (seconds := json.loads(card.read_text())["training"].get("seconds")) is not None:
+        return float(seconds)
+    history = model_dir / "history.csv"
+    rows = list(csv.DictReader(history.open())) if history.is_file() else []
+    return float(rows[-1]["seconds"]) if rows else None
+
+
+# train: Cellpose's venv
+
+
+def train(out: Path, *, seconds: float | None, threads: int | None) -> dict:
+    """Train Cellpose for ``seconds`` (default segpipe's), tune on validation, write test predictions."""
+    import torch
+    from cellpose import dynamics, models, version
+    from cellpose import train as cellpose_train
+
+    if threads:
+        torch.set_num_threads(threads)
+    record = json.loads((out / EXPORTED).read_text())
+    seconds = seconds or record["segpipe_seconds"]
+    if not seconds:
+        raise SystemExit(f"{out}: the run has no training time yet; give --seconds")
+    channels = [0, 0] if record["channels"] == 1 else [1, 2]
+    images, labels = load(out, "train", record)
+    diameter = median_diameter(labels)
+    model = models.CellposeModel(gpu=torch.cuda.is_available(), pretrained_model=False, model_type=None,
+                                 diam_mean=diameter, nchan=2)
+    flows = dynamics.labels_to_flows(labels, device=model.device)  # once, not in every train_seg call
+    options = {"train_data": images, "train_labels": flows, "channels": channels, "channel_axis": 0,
+               "rescale": False, "save_path": out, "model_name": "cellpose_peer"}
+    initial = copy.deepcopy(model.net.state_dict())
+    epoch = timed(lambda: cellpose_train.train_seg(model.net, n_epochs=1, **options))
+    model.net.load_state_dict(initial)  # the timing epoch (learning rate 0) still moved batch-norm statistics
+    n_epochs = max(1, int(seconds // epoch))
+    train_seconds = timed(lambda: cellpose_train.train_seg(model.net, n_epochs=n_epochs, **options))
+
+    predict = {"channels": channels, "diameter": diameter}
+    (flow, cellprob), grid = tune(model, *load(out, "validation", record), **predict)
+    write_predictions(model, out, record, thresholds=(flow, cellprob), **predict)
+    trained = {
+        "cellpose": version, "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(model.device),
+        "channels": channels, "diameter": diameter, "budget_seconds": seconds, "epoch_seconds": epoch,
+        "epochs": n_epochs, "train_seconds": train_seconds, "flow_threshold": flow, "cellprob_threshold": cellprob,
+        "validation_grid": grid, "model": str(out / "models" / "cellpose_peer"),
+    }
+    (out / TRAINED).write_text(json.dumps(trained, indent=2) + "\n")
+    return trained
+
+
+def load(out: Path, split: str, record: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Images and labels of a split (labels empty for test)."""
+    files = [np.load(out / split / f"{name}.npz") for name in record["images"][split]]
+    return [f["image"] for f in files], [f["labels"] for f in files if "labels" in f]
+
+
+def median_diameter(labels: list[np.ndarray]) -> float:
+    """Median equivalent-circle diameter (Cellpose's measure) of all objects, in pixels."""
+    areas = np.concatenate([np.unique(lab[lab > 0], return_counts=True)[1] for lab in labels])
+    return float(np.median(2 * np.sqrt(areas / np.pi)))
+
+
+def timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def outputs(model, images: list[np.ndarray], *, channels: list[int], diameter: float) -> list[tuple]:
+    """The network's flows and cell probability per image, at native size."""
+    results = []
+    for image in images:
+        _, flows, _ = model.eval(image, channels=channels, channel_axis=0, diameter=diameter, compute_masks=False)
+        results.append((flows[1], flows[2]))
+    return results
+
+
+def masks(model, results: list[tuple], *, thresholds: tuple[float, float]) -> list[np.ndarray]:
+    """Cellpose's masks from flows, as ``model.eval`` computes them at native size."""
+    from cellpose import dynamics
+
+    flow, cellprob = thresholds
+    return [
+        dynamics.resize_and_compute_masks(dp, prob, niter=200, flow_threshold=flow, cellprob_threshold=cellprob,
+                                          device=model.device)
+        for dp, prob in results
+    ]
+
+
+def tune(model, images, labels, **predict) -> tuple[tuple[float, float], list[dict]]:
+    """The thresholds of the best validation SEG, and the grid's scores."""
+    if not images:
+        return DEFAULTS, []
+    results = outputs(model, images, **predict)
+    grid = [
+        {"flow_threshold": f, "cellprob_threshold": c, "seg": pooled_seg(labels, masks(model, results, thresholds=(f, c)))}
+        for f in FLOW_THRESHOLDS for c in CELLPROB_THRESHOLDS
+    ]
+    best = max(grid, key=lambda row: row["seg"])
+    return (best["flow_threshold"], best["cellprob_threshold"]), grid
+
+
+def pooled_seg(truths: list[np.ndarray], predictions: list[np.ndarray]) -> float:
+    """CTC SEG pooled over objects: each ground-truth object's Jaccard index with the predicted
+    object covering more than half of it (0 without one), summed, over the ground-truth objects."""
+    jaccard, n_gt = 0.0, 0
+    for gt, pred in zip(truths, predictions):
+        gt, pred = gt.astype(np.int64).ravel(), pred.astype(np.int64).ravel()
+        keys, overlap = np.unique(gt * (pred.max() + 1) + pred, return_counts=True)
+        g, p = np.divmod(keys, pred.max() + 1)
+        gt_area, pred_area = np.bincount(gt), np.bincount(pred)
+        hit = (g > 0) & (p > 0) & (overlap > 0.5 * gt_area[g])
+        jaccard += float(np.sum(overlap[hit] / (gt_area[g[hit]] + pred_area[p[hit]] - overlap[hit])))
+        n_gt += int(np.count_nonzero(gt_area[1:]))
+    return jaccard / n_gt if n_gt else float("nan")
+
+
+def write_predictions(model, out: Path, record: dict, *, thresholds: tuple[float, float], **predict) -> None:
+    """The test images' masks as ``predictions/NAME.tif`` (the folder replaced)."""
+    import tifffile
+
+    folder = out / "predictions"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    images, _ = load(out, "test", record)
+    for name, mask in zip(record["images"]["test"], masks(model, outputs(model, images, **predict), thresholds=thresholds)):
+        tifffile.imwrite(folder / f"{name}.tif", mask)
+
+
+# score: the project venv
+
+
+def score(run_folder: Path, out: Path) -> dict:
+    """Score Cellpose's test predictions with segpipe's scorer; the comparison row."""
+    from segpipe.data.store import ImageStore
+    from segpipe.pipeline.run_folder import RunFolder
+    from segpipe.scoring.external import score_prediction_folder, write_metrics
+
+    run = RunFolder(run_folder)
+    if ImageStore.open(run.store).record["fingerprint"] != json.loads((out / EXPORTED).read_text())["fingerprint"]:
+        raise SystemExit(f"{run.store}: ingested again since the export; export and train again")
+    trained = json.loads((out / TRAINED).read_text())
+    metrics = score_prediction_folder(run.store, out / "predictions", dataset=run.dataset, split="test")
+    write_metrics(out / "metrics.json", metrics)
+    keys = ("cellpose", "epochs", "epoch_seconds", "train_seconds", "budget_seconds", "diameter",
+            "flow_threshold", "cellprob_threshold", "threads")
+    row = {
+        "dataset": run.dataset, "test_images": metrics["n_images"], "objects": metrics["n_objects"],
+        "cellpose": {**headline(metrics), **{k: trained[k] for k in keys}},
+        "segpipe": None,
+        "baseline": headline(metrics["baseline"]),
+    }
+    if run.metrics.is_file():
+        row["segpipe"] = {**headline(json.loads(run.metrics.read_text())), "train_seconds": segpipe_seconds(run.model_dir)}
+    else:
+        print(f"{run.metrics}: not written yet (run under way); Cellpose's scores only", file=sys.stderr)
+    return row
+
+
+def headline(metrics: dict) -> dict:
+    """SEG and F1 at IoU 0.5 of a ``metrics.json`` (or its ``baseline`` section)."""
+    f1 = next((r["f1"] for r in metrics.get("matching", []) if r["thresh"] == 0.5), None)
+    return {"seg": metrics.get("seg"), "f1_50": f1}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    steps = parser.add_subparsers(dest="step", required=True)
+    step = steps.add_parser("export", help="write the run's images (project venv)")
+    step.add_argument("run", type=Path, help="a segpipe run folder (OUTPUT/DATASET)")
+    step.add_argument("out", type=Path)
+    step = steps.add_parser("train", help="train, tune and predict with Cellpose (Cellpose's venv)")
+    step.add_argument("out", type=Path)
+    step.add_argument("--seconds", type=float, default=None, help="training wall time (default: segpipe's)")
+    step.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    step = steps.add_parser("score", help="score the predictions with segpipe (project venv)")
+    step.add_argument("run", type=Path)
+    step.add_argument("out", type=Path)
+    args = parser.parse_args()
+    if args.step == "export":
+        record = export(args.run, args.out)
+        print(json.dumps({split: len(names) for split, names in record["images"].items()}))
+    elif args.step == "train":
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        logging.getLogger("cellpose.dynamics").setLevel(logging.WARNING)  # one line per empty mask otherwise
+        trained = train(args.out, seconds=args.seconds, threads=args.threads)
+        print(json.dumps({k: v for k, v in trained.items() if k != "validation_grid"}))
+    else:
+        print(json.dumps(score(args.run, args.out)))
+
+
+if __name__ == "__main__":
+    main()
