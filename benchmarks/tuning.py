@@ -6,7 +6,7 @@ post-processing grid of :mod:`segpipe.training.tuning` is searched twice, rankin
 
 - ``validation``: their validation OP_CSB (how segpipe tuned before);
 - ``with-training``: the mean of their validation and training OP_CSB (how it tunes now,
-  with the training images :func:`segpipe.training.loop.tuning_training_set` takes),
+  with the training images :func:`segpipe.training.splits.tuning_training_set` takes),
 
 and the test SEG, DET and F1 at IoU 0.5 of each choice are printed side by side, with the best
 test SEG any setting of the grid reaches (what a perfect choice would give). One JSON line per
@@ -32,7 +32,7 @@ from segpipe.pipeline import RunFolder
 from segpipe.scoring import overlap
 from segpipe.scoring.ignore import annotated_only
 from segpipe.scoring.instances import match_from_overlap
-from segpipe.training.loop import _predict_split, _scorable, load_split, tuning_training_set
+from segpipe.training.splits import load_split, predict_split, scorable, tuning_training_set
 from segpipe.training.tuning import FOREGROUND_GRID, SEED_GRID, tune_instance_params, validation_scores
 
 
@@ -43,9 +43,9 @@ def compare(folder: Path) -> dict:
     card, device = model.card, torch.device("cpu")
     network = model.load(device)
     store = ImageStore.open(run.store)
-    validation = _predict_split(network, _scorable(load_split(store, "validation", spec=card.normalization)), card, device)
-    training = _predict_split(network, tuning_training_set(store, card.normalization), card, device)
-    test = _predict_split(network, load_split(store, "test", spec=card.normalization), card, device)
+    validation = predict_split(network, scorable(load_split(store, "validation", spec=card.normalization)), card, device)
+    training = predict_split(network, tuning_training_set(store, card.normalization), card, device)
+    test = predict_split(network, load_split(store, "test", spec=card.normalization), card, device)
     rules = {
         "validation": tune_instance_params(validation, n_classes=card.n_classes)[0],
         "with-training": tune_instance_params(validation, n_classes=card.n_classes, training=training or None)[0],

@@ -32,8 +32,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from segpipe import __version__
 from segpipe.data.store import ImageStore, StoredImage
-from segpipe.inference import predict_image
-from segpipe.inference.normalize import NormalizationSpec, normalize
+from segpipe.inference.normalize import normalize
 from segpipe.inference.postprocess import InstanceParams
 from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard, TrainingRecord
@@ -47,6 +46,7 @@ from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.plan import fingerprint_store, normalization_spec, plan_training
 from segpipe.training.targets import training_sample
+from segpipe.training.splits import load_split, predict_split, scorable, tuning_training_set
 from segpipe.training.tuning import tune_instance_params, validation_scores
 
 log = logging.getLogger(__name__)
@@ -58,16 +58,6 @@ class TrainResult:
 
     model: Model
     history: list[dict]
-
-
-def load_split(
-    store: ImageStore, split: str, *, spec: NormalizationSpec
-) -> list[tuple[StoredImage, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Normalized images, their labels and their unannotated pixels (``None``: none) for one split, in memory."""
-    return [
-        (im, normalize(np.asarray(im.image), spec), np.asarray(im.labels), im.ignored())
-        for im in store.images(split, labelled=True)
-    ]
 
 
 def train_model(
@@ -114,7 +104,7 @@ def train_model(
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last if card.spatial_dims == 2 else torch.channels_last_3d)
 
-    val_set = _scorable(load_split(store, "validation", spec=card.normalization))
+    val_set = scorable(load_split(store, "validation", spec=card.normalization))
     dataset, transform = _training_data(store, card, config)
     optimizer = _optimizer(model, config)
     loss_fn = SegmentationLoss(
@@ -182,55 +172,6 @@ def train_model(
         log.warning("%s: training kept no checkpoint; keeping the last checkpoint (epoch %d)", model_dir, len(history))
         save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=len(history)))
     return _finish(model_dir, history, val_set, device, store=store)
-
-
-#: At most this many pixels (voxels) of training images are predicted to tune the post-processing
-#: (:func:`tuning_training_set`): 4 million, 16 fields of 512 x 512 or a volume of 160^3.
-TUNING_TRAINING_PIXELS = 2**22
-
-
-def tuning_training_set(store: ImageStore, spec: NormalizationSpec, *, pixels: int = TUNING_TRAINING_PIXELS) -> list:
-    """Training images that help tune the post-processing, as :func:`load_split` gives them.
-
-    Images in catalog order until ``pixels`` are taken; when the first is larger than that alone
-    (one large volume split by region), its centre, cropped to ``pixels``. Images without an
-    object are left out.
-    """
-    chosen, total = [], 0
-    for im in store.images("train", labelled=True):
-        shape = im.image.shape[1:]
-        size = math.prod(shape)
-        if total + size > pixels:
-            if not chosen:
-                chosen.append(_centre_crop(im, spec, shape, pixels))
-            break
-        labels = np.asarray(im.labels)
-        if labels.any():
-            chosen.append((im, normalize(np.asarray(im.image), spec), labels, im.ignored()))
-        total += size
-    return [item for item in chosen if item[2].any()]
-
-
-def _centre_crop(im: StoredImage, spec: NormalizationSpec, shape: tuple[int, ...], pixels: int) -> tuple:
-    """One image's centre, every axis shrunk by the same factor to about ``pixels``, as :func:`load_split` gives it."""
-    factor = (pixels / math.prod(shape)) ** (1 / len(shape))
-    sizes = [max(1, int(n * factor)) for n in shape]
-    box = tuple(slice((n - size) // 2, (n - size) // 2 + size) for n, size in zip(shape, sizes))
-    ignored = None if im.ignore is None else np.asarray(im.ignore[box]) > 0
-    return im, normalize(np.asarray(im.image[(slice(None), *box)]), spec), np.asarray(im.labels[box]), ignored
-
-
-def _scorable(val_set: list) -> list:
-    """The validation images, or none (with a warning) when none of them has an object to score."""
-    if val_set and not any(np.any(labels) for _, _, labels, _ in val_set):
-        names = ", ".join(im.name for im, _, _, _ in val_set)
-        log.warning(
-            "the validation split has no object (%s: every label map is empty): it cannot choose a checkpoint "
-            "or tune the post-processing; keeping the last checkpoint, with the default post-processing",
-            names,
-        )
-        return []
-    return val_set
 
 
 def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> ModelCard:
@@ -493,21 +434,8 @@ def _seed_worker(worker_id: int) -> None:
     info.dataset.transform.set_random_state(int(torch.initial_seed() % 2**32))
 
 
-def _predict_split(model, val_set, card: ModelCard, device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """``(probabilities, labels, ignored pixels)`` of each validation image."""
-    model.eval()
-    return [
-        (
-            predict_image(model, img, roi_size=card.patch_size, n_classes=card.n_classes, params=card.inference, device=device),
-            lab,
-            ignore,
-        )
-        for _, img, lab, ignore in val_set
-    ]
-
-
 def _validate(model, val_set, card: ModelCard, device) -> dict:
-    predictions = _predict_split(model, val_set, card, device)
+    predictions = predict_split(model, val_set, card, device)
     dice = _mean_dice(predictions, card.n_classes, instances=card.instances)
     row = {"val_dice": dice}
     if card.instances:
@@ -543,9 +471,9 @@ def _finish(model_dir: Path, history: list[dict], val_set, device, *, store: Ima
     validation = {}
     if card.instances and val_set:
         network = best.load(device)
-        predictions = _predict_split(network, val_set, card, device)
+        predictions = predict_split(network, val_set, card, device)
         train_set = tuning_training_set(store, card.normalization)
-        training = _predict_split(network, train_set, card, device) if train_set else None
+        training = predict_split(network, train_set, card, device) if train_set else None
         params, scores = tune_instance_params(predictions, n_classes=card.n_classes, training=training)
         card = card.model_copy(update={"postprocess": params})
         validation = {

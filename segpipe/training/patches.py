@@ -1,6 +1,6 @@
 """Training patches read straight from the zarr store, for datasets larger than memory.
 
-Small datasets are loaded whole (see :func:`segpipe.training.loop.load_split`); when the training
+Small datasets are loaded whole (see :func:`segpipe.training.splits.load_split`); when the training
 split exceeds ``TrainParams.memory_limit_gb``, :class:`ZarrPatchDataset` reads each patch
 from the store instead:
 

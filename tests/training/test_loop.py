@@ -9,8 +9,7 @@ from segpipe.data.store import ImageStore
 from segpipe.inference import predict_image
 from segpipe.inference.postprocess import InstanceParams
 from segpipe.models.model import Model
-from segpipe.inference.normalize import NormalizationSpec, normalize
-from segpipe.training.loop import train_model, tuning_training_set
+from segpipe.training.loop import train_model
 from segpipe.training.params import TrainParams
 
 TINY = dict(
@@ -220,21 +219,3 @@ def test_a_validation_split_without_objects_still_keeps_a_model(crop_catalog, tm
     assert Model.open(tmp_path / "model").card.training.best_epoch == 1
 
 
-
-def test_tuning_takes_training_images_up_to_its_pixel_budget(store):
-    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8)
-    train = store.images("train", labelled=True)
-    both = tuning_training_set(store, spec, pixels=2 * 160 * 160)
-    assert [im.name for im, _, _, _ in both] == [im.name for im in train]
-    one = tuning_training_set(store, spec, pixels=2 * 160 * 160 - 1)
-    assert [im.name for im, _, _, _ in one] == [train[0].name]
-    np.testing.assert_array_equal(one[0][2], np.asarray(train[0].labels))
-    np.testing.assert_allclose(one[0][1], normalize(np.asarray(train[0].image), spec))
-
-
-def test_a_training_image_over_the_budget_gives_its_centre(store):
-    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8)
-    (im, image, labels, ignored), = tuning_training_set(store, spec, pixels=80 * 80)
-    assert image.shape == (1, 80, 80) and labels.shape == (80, 80) and ignored is None
-    np.testing.assert_array_equal(labels, np.asarray(im.labels)[40:120, 40:120])
-    np.testing.assert_allclose(image, normalize(np.asarray(im.image)[:, 40:120, 40:120], spec))

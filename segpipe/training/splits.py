@@ -1,0 +1,93 @@
+"""The labelled images training checks itself on, in memory: validation, and training images for tuning.
+
+:func:`load_split` gives a split's images normalized as the model card says, with their labels
+and unannotated pixels; :func:`predict_split` runs a network over them by sliding window;
+:func:`tuning_training_set` picks the training images the post-processing is also tuned on
+(:mod:`segpipe.training.tuning`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from segpipe.data.store import ImageStore, StoredImage
+from segpipe.inference import predict_image
+from segpipe.inference.normalize import NormalizationSpec, normalize
+from segpipe.models.card import ModelCard
+
+log = logging.getLogger(__name__)
+
+
+def load_split(
+    store: ImageStore, split: str, *, spec: NormalizationSpec
+) -> list[tuple[StoredImage, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Normalized images, their labels and their unannotated pixels (``None``: none) for one split, in memory."""
+    return [
+        (im, normalize(np.asarray(im.image), spec), np.asarray(im.labels), im.ignored())
+        for im in store.images(split, labelled=True)
+    ]
+
+
+def predict_split(model, val_set, card: ModelCard, device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """``(probabilities, labels, ignored pixels)`` of each image of a split :func:`load_split` gave."""
+    model.eval()
+    return [
+        (
+            predict_image(model, img, roi_size=card.patch_size, n_classes=card.n_classes, params=card.inference, device=device),
+            lab,
+            ignore,
+        )
+        for _, img, lab, ignore in val_set
+    ]
+
+
+#: At most this many pixels (voxels) of training images are predicted to tune the post-processing
+#: (:func:`tuning_training_set`): 4 million, 16 fields of 512 x 512 or a volume of 160^3.
+TUNING_TRAINING_PIXELS = 2**22
+
+
+def tuning_training_set(store: ImageStore, spec: NormalizationSpec, *, pixels: int = TUNING_TRAINING_PIXELS) -> list:
+    """Training images that help tune the post-processing, as :func:`load_split` gives them.
+
+    Images in catalog order until ``pixels`` are taken; when the first is larger than that alone
+    (one large volume split by region), its centre, cropped to ``pixels``. Images without an
+    object are left out.
+    """
+    chosen, total = [], 0
+    for im in store.images("train", labelled=True):
+        shape = im.image.shape[1:]
+        size = math.prod(shape)
+        if total + size > pixels:
+            if not chosen:
+                chosen.append(_centre_crop(im, spec, shape, pixels))
+            break
+        labels = np.asarray(im.labels)
+        if labels.any():
+            chosen.append((im, normalize(np.asarray(im.image), spec), labels, im.ignored()))
+        total += size
+    return [item for item in chosen if item[2].any()]
+
+
+def _centre_crop(im: StoredImage, spec: NormalizationSpec, shape: tuple[int, ...], pixels: int) -> tuple:
+    """One image's centre, every axis shrunk by the same factor to about ``pixels``, as :func:`load_split` gives it."""
+    factor = (pixels / math.prod(shape)) ** (1 / len(shape))
+    sizes = [max(1, int(n * factor)) for n in shape]
+    box = tuple(slice((n - size) // 2, (n - size) // 2 + size) for n, size in zip(shape, sizes))
+    ignored = None if im.ignore is None else np.asarray(im.ignore[box]) > 0
+    return im, normalize(np.asarray(im.image[(slice(None), *box)]), spec), np.asarray(im.labels[box]), ignored
+
+
+def scorable(val_set: list) -> list:
+    """The validation images, or none (with a warning) when none of them has an object to score."""
+    if val_set and not any(np.any(labels) for _, _, labels, _ in val_set):
+        names = ", ".join(im.name for im, _, _, _ in val_set)
+        log.warning(
+            "the validation split has no object (%s: every label map is empty): it cannot choose a checkpoint "
+            "or tune the post-processing; keeping the last checkpoint, with the default post-processing",
+            names,
+        )
+        return []
+    return val_set
