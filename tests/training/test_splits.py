@@ -34,3 +34,23 @@ def test_a_training_image_over_the_budget_gives_its_centre(store):
     assert image.shape == (1, 80, 80) and labels.shape == (80, 80) and ignored is None
     np.testing.assert_array_equal(labels, np.asarray(im.labels)[40:120, 40:120])
     np.testing.assert_allclose(image, normalize(np.asarray(im.image)[:, 40:120, 40:120], SPEC))
+
+
+def test_a_cropped_training_image_keeps_its_unannotated_pixels(tmp_path):
+    import tifffile
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    labels = np.zeros((48, 48), np.uint16)
+    labels[14:24, 14:24] = 1
+    labels[26:34, 26:34] = 9  # 9: not annotated
+    tifffile.imwrite(tmp_path / "img" / "a.tif", np.random.default_rng(0).integers(0, 999, (48, 48)).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "lab" / "a.tif", labels)
+    (tmp_path / "catalog.yaml").write_text(
+        "datasets:\n  d:\n    images: img/*.tif\n    labels: lab/*.tif\n    ignore_label: 9\n    split: {train: [a]}\n"
+    )
+    ingest_dataset(load_catalog(tmp_path / "catalog.yaml").dataset("d"), tmp_path / "d.zarr", progress=False)
+    (_, image, crop, ignored), = tuning_training_set(ImageStore.open(tmp_path / "d.zarr"), SPEC, pixels=24 * 24)
+    assert image.shape == (1, 24, 24)
+    np.testing.assert_array_equal(ignored, labels[12:36, 12:36] == 9)
+    np.testing.assert_array_equal(crop > 0, labels[12:36, 12:36] == 1)
