@@ -127,6 +127,12 @@ def _render(volume: NucleiVolume, labels: np.ndarray, n: int, rng: np.random.Gen
     return np.clip(1000 * noisy + 100, 0, 65535).astype(np.uint16)
 
 
+def write_unchanged(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as a TIFF unless ``path`` already holds it (so an ingested copy stays as it is)."""
+    if not (path.is_file() and np.array_equal(tifffile.imread(path), array)):
+        tifffile.imwrite(path, array)
+
+
 def write_dataset(volume: NucleiVolume, folder: Path) -> str:
     """Write ``volume``'s image and labels under ``folder/name/`` and return its catalog entry (YAML).
 
@@ -137,9 +143,7 @@ def write_dataset(volume: NucleiVolume, folder: Path) -> str:
     where = folder / volume.name
     where.mkdir(parents=True, exist_ok=True)
     for name, array in (("image.tif", image), ("labels.tif", labels)):
-        path = where / name
-        if not (path.is_file() and np.array_equal(tifffile.imread(path), array)):  # an ingested copy stays as it is
-            tifffile.imwrite(path, array)
+        write_unchanged(where / name, array)
     z, y, x = volume.shape
     cut1, cut2 = round(0.55 * y), round(0.70 * y)
     return (

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tifffile
+from nuclei3d import write_unchanged
 from scipy import ndimage
 
 
@@ -204,9 +204,7 @@ def write_dataset(folder: Path, *, name: str = "wholecells-7styles", seed: int =
             stem = f"{style.name}-{i}"
             image, labels = generate(style, seed=seed * 1000 + s * 100 + i)
             for sub, array in (("images", image), ("labels", labels)):
-                path = where / sub / f"{stem}.tif"
-                if not (path.is_file() and np.array_equal(tifffile.imread(path), array)):
-                    tifffile.imwrite(path, array)
+                write_unchanged(where / sub / f"{stem}.tif", array)
             split[part].append(stem)
     lists = "".join(f"      {part}: [{', '.join(stems)}]\n" for part, stems in split.items())
     return (
@@ -230,9 +228,7 @@ def write_large_dataset(folder: Path, *, name: str = "wholecells-large", seed: i
     where = folder / name
     where.mkdir(parents=True, exist_ok=True)
     for file, array in (("image.tif", image[0]), ("labels.tif", labels)):
-        path = where / file
-        if not (path.is_file() and np.array_equal(tifffile.imread(path), array)):
-            tifffile.imwrite(path, array)
+        write_unchanged(where / file, array)
     y, x = LARGE_SHAPE
     cut1, cut2 = round(0.55 * y), round(0.70 * y)
     return (
