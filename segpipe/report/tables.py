@@ -273,6 +273,7 @@ def card_table(card: ModelCard) -> Table:
     """The model card's main fields."""
     training, config = card.training, card.training.config
     postprocess = card.postprocess.model_dump_json() if card.postprocess is not None else "argmax"
+    tuned_on = "validation and training images" if training.validation.get("tuned_with_training") else "validation"
     items = [
         ("model", card.name),
         ("network", f"{card.network} {json.dumps(card.network_options)}, {card.spatial_dims}D"),
@@ -285,7 +286,7 @@ def card_table(card: ModelCard) -> Table:
         ("training ended by", training.ended_by or "not recorded"),
         ("learning rate, batch", f"{config.get('learning_rate')}, {config.get('batch_size')}"),
         ("seed", str(config.get("seed"))),
-        ("post-processing (tuned on validation)", postprocess),
+        (f"post-processing (tuned on {tuned_on})", postprocess),
         ("validation", json.dumps(training.validation)),
         ("normalization", card.normalization.model_dump_json(exclude_none=True)),
         ("software", ", ".join(f"{k} {v}" for k, v in card.software.items())),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segpipe.models.card import TrainingRecord
-from segpipe.report.tables import ci_caption, ci_over, per_image_table, summary_table, training_end
+from segpipe.report.tables import card_table, ci_caption, ci_over, per_image_table, summary_table, training_end
 from segpipe.scoring import BootstrapPlan, ScoreAccumulator
 
 
@@ -84,3 +84,17 @@ def test_training_end_without_numbers():
     assert training_end(TrainingRecord()) == "How training ended: not recorded (n/a epochs, n/a iterations, n/a minutes)."
     budget = TrainingRecord(epochs=3, iterations=30, seconds=60.0, ended_by="time budget")  # no budget in the config
     assert training_end(budget).startswith("Training was stopped by the time budget, before")
+
+
+@pytest.mark.parametrize(
+    ("validation", "label"),
+    [
+        ({"seg": 0.5, "tuned_on": ["v"]}, "post-processing (tuned on validation)"),
+        ({"seg": 0.5, "tuned_on": ["v"], "tuned_with_training": ["t1", "t2"]}, "post-processing (tuned on validation and training images)"),
+    ],
+)
+def test_the_card_table_says_what_the_post_processing_was_tuned_on(model_card, validation, label):
+    card = model_card()
+    card = card.model_copy(update={"training": card.training.model_copy(update={"validation": validation})})
+    rows = {row[0]: row[1] for row in card_table(card).rows}
+    assert label in rows and rows[label] == card.postprocess.model_dump_json()
