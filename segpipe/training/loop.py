@@ -45,8 +45,8 @@ from segpipe.training.losses import SegmentationLoss
 from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.plan import fingerprint_store, normalization_spec, plan_training
-from segpipe.training.targets import training_sample
 from segpipe.training.splits import load_split, predict_split, scorable, tuning_training_set
+from segpipe.training.targets import training_sample
 from segpipe.training.tuning import tune_instance_params, validation_scores
 
 log = logging.getLogger(__name__)
