@@ -370,16 +370,18 @@ def export_ctc_sequences(predictions: PredictionStore, images: list[StoredImage]
 
 
 def _partial_group(root: zarr.Group, image: StoredImage, card: ModelCard, stamp: str, *, overlap: float | None) -> zarr.Group:
-    """The temporary group of ``image``: resumed when it was made from the same inputs, else made afresh.
+    """The temporary group of ``image``: a streamed one is resumed when it was made from the same
+    inputs; otherwise (and for arrays written whole) it is made afresh.
 
     ``overlap``: the windows' overlap, for arrays written row by row as the windows finish
-    (chunked by the window step); ``None`` for arrays written whole (:func:`whole_chunks`).
+    (chunked by the window step); ``None`` for arrays written whole (:func:`whole_chunks`): there
+    is nothing to resume, and a streamed run's leftover would have the wrong chunks.
     """
     partial_name = f".{image.name}.partial"
     plan = {"stamp": stamp, "source_shape": list(image.image.shape)}
     if partial_name in root:
         group = root[partial_name]
-        if group.attrs.get("plan") == plan:
+        if overlap is not None and group.attrs.get("plan") == plan:
             log.info("%s: resuming at %s", image.name, group.attrs.get("progress"))
             return group
         del root[partial_name]
