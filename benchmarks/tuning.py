@@ -19,21 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from itertools import product
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from segpipe.data.store import ImageStore
-from segpipe.inference.postprocess import InstanceParams, instance_labels
+from segpipe.inference.postprocess import InstanceParams
 from segpipe.models.model import Model
 from segpipe.pipeline import RunFolder
 from segpipe.scoring import overlap
-from segpipe.scoring.ignore import annotated_only
 from segpipe.scoring.instances import match_from_overlap
 from segpipe.training.splits import load_split, predict_split, scorable, tuning_training_set
-from segpipe.training.tuning import FOREGROUND_GRID, SEED_GRID, tune_instance_params, validation_scores
+from segpipe.training.tuning import candidates, labelled_pairs, tune_instance_params, validation_scores
 
 
 def compare(folder: Path) -> dict:
@@ -62,12 +60,7 @@ def compare(folder: Path) -> dict:
 def f1_at_half(predictions: list, params: InstanceParams, n_classes: int) -> float:
     """F1 at IoU 0.5, pooled over the images' objects (unannotated pixels left out, as in scoring)."""
     tp = fp = fn = 0
-    for probs, gt, ignore in predictions:
-        boundary = probs[n_classes + 1] if probs.shape[0] > n_classes + 1 else None
-        pred = instance_labels(1.0 - probs[0], probs[n_classes], params, boundary=boundary)
-        if ignore is not None:
-            kept = annotated_only(gt, pred, ignore)
-            gt, pred = kept.gt, kept.pred
+    for gt, pred in labelled_pairs(predictions, params, n_classes):
         result = match_from_overlap(overlap(gt, pred), thresh=0.5)
         tp, fp, fn = tp + result.tp, fp + result.fp, fn + result.fn
     return 2 * tp / max(2 * tp + fp + fn, 1)
@@ -75,11 +68,7 @@ def f1_at_half(predictions: list, params: InstanceParams, n_classes: int) -> flo
 
 def best_seg(predictions: list, n_classes: int, *, min_size: int) -> float:
     """The highest test SEG of any setting in the tuning grid (the test split choosing: an upper bound)."""
-    reliefs = ("distance", "boundary") if predictions[0][0].shape[0] > n_classes + 1 else ("distance",)
-    return max(
-        validation_scores(predictions, InstanceParams(relief=r, foreground_threshold=f, min_size=min_size, **s), n_classes).seg
-        for r, f, s in product(reliefs, FOREGROUND_GRID, SEED_GRID)
-    )
+    return max(validation_scores(predictions, params, n_classes).seg for params in candidates(predictions, n_classes=n_classes, min_size=min_size))
 
 
 def main() -> None:

@@ -25,10 +25,13 @@ def load_split(
     store: ImageStore, split: str, *, spec: NormalizationSpec
 ) -> list[tuple[StoredImage, np.ndarray, np.ndarray, np.ndarray | None]]:
     """Normalized images, their labels and their unannotated pixels (``None``: none) for one split, in memory."""
-    return [
-        (im, normalize(np.asarray(im.image), spec), np.asarray(im.labels), im.ignored())
-        for im in store.images(split, labelled=True)
-    ]
+    return [_loaded(im, spec) for im in store.images(split, labelled=True)]
+
+
+def _loaded(im: StoredImage, spec: NormalizationSpec, box: tuple[slice, ...] = ()) -> tuple:
+    """One image (or the part ``box`` selects) as :func:`load_split` gives it."""
+    ignored = None if im.ignore is None else np.asarray(im.ignore[box]) > 0
+    return im, normalize(np.asarray(im.image[(slice(None), *box)]), spec), np.asarray(im.labels[box]), ignored
 
 
 def predict_split(model, val_set, card: ModelCard, device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -59,25 +62,22 @@ def tuning_training_set(store: ImageStore, spec: NormalizationSpec, *, pixels: i
     chosen, total = [], 0
     for im in store.images("train", labelled=True):
         shape = im.image.shape[1:]
-        size = math.prod(shape)
-        if total + size > pixels:
+        total += math.prod(shape)
+        if total > pixels:
             if not chosen:
-                chosen.append(_centre_crop(im, spec, shape, pixels))
+                chosen.append(_loaded(im, spec, _centre_box(shape, pixels)))
             break
-        labels = np.asarray(im.labels)
-        if labels.any():
-            chosen.append((im, normalize(np.asarray(im.image), spec), labels, im.ignored()))
-        total += size
-    return [item for item in chosen if item[2].any()]
+        item = _loaded(im, spec)
+        if item[2].any():
+            chosen.append(item)
+    return [item for item in chosen if item[2].any()]  # a cropped centre may hold no object
 
 
-def _centre_crop(im: StoredImage, spec: NormalizationSpec, shape: tuple[int, ...], pixels: int) -> tuple:
-    """One image's centre, every axis shrunk by the same factor to about ``pixels``, as :func:`load_split` gives it."""
+def _centre_box(shape: tuple[int, ...], pixels: int) -> tuple[slice, ...]:
+    """The centre of ``shape``, every axis shrunk by the same factor to about ``pixels``."""
     factor = (pixels / math.prod(shape)) ** (1 / len(shape))
     sizes = [max(1, int(n * factor)) for n in shape]
-    box = tuple(slice((n - size) // 2, (n - size) // 2 + size) for n, size in zip(shape, sizes))
-    ignored = None if im.ignore is None else np.asarray(im.ignore[box]) > 0
-    return im, normalize(np.asarray(im.image[(slice(None), *box)]), spec), np.asarray(im.labels[box]), ignored
+    return tuple(slice((n - size) // 2, (n - size) // 2 + size) for n, size in zip(shape, sizes))
 
 
 def scorable(val_set: list) -> list:

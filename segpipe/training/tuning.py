@@ -15,6 +15,7 @@ network's outputs on images it was trained on are cleaner than on new ones.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,18 +65,35 @@ def validation_scores(
         n_classes: Number of class channels.
     """
     jaccard, n_gt, aogm_d, aogm_d0 = 0.0, 0, 0, 0
-    for probs, gt, *ignore in predictions:
-        boundary = probs[n_classes + 1] if probs.shape[0] > n_classes + 1 else None
-        pred = instance_labels(1.0 - probs[0], probs[n_classes], params, boundary=boundary)
-        if ignore and ignore[0] is not None:
-            kept = annotated_only(gt, pred, ignore[0])
-            gt, pred = kept.gt, kept.pred
+    for gt, pred in labelled_pairs(predictions, params, n_classes):
         table = overlap(gt, pred)
         seg, det = seg_from_overlap(table), det_from_overlap(table)
         jaccard += float(np.sum(seg.jaccard))
         n_gt += seg.n_gt
         aogm_d, aogm_d0 = aogm_d + det.aogm_d, aogm_d0 + det.aogm_d0
     return ValidationScores(jaccard / n_gt if n_gt else float("nan"), det_value(aogm_d, aogm_d0))
+
+
+def labelled_pairs(
+    predictions: list[tuple[np.ndarray, np.ndarray]], params: InstanceParams, n_classes: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(ground truth, objects)`` of each prediction with ``params`` applied, the pixels the
+    ground truth leaves unannotated taken out of both (``predictions`` as :func:`validation_scores` takes them)."""
+    for probs, gt, *ignore in predictions:
+        boundary = probs[n_classes + 1] if probs.shape[0] > n_classes + 1 else None
+        pred = instance_labels(1.0 - probs[0], probs[n_classes], params, boundary=boundary)
+        if ignore and ignore[0] is not None:
+            kept = annotated_only(gt, pred, ignore[0])
+            gt, pred = kept.gt, kept.pred
+        yield gt, pred
+
+
+def candidates(predictions: list[tuple[np.ndarray, ...]], *, n_classes: int, min_size: int = 8) -> Iterator[InstanceParams]:
+    """The settings the tuning tries, in the order that breaks its ties: both reliefs for models
+    with a boundary output (``predictions`` show it), then foreground thresholds, then seeding rules."""
+    reliefs = ("distance", "boundary") if predictions and predictions[0][0].shape[0] > n_classes + 1 else ("distance",)
+    for relief, fg, seed in itertools.product(reliefs, FOREGROUND_GRID, SEED_GRID):
+        yield InstanceParams(relief=relief, foreground_threshold=fg, min_size=min_size, **seed)
 
 
 def tune_instance_params(
@@ -108,10 +126,8 @@ def tune_instance_params(
     Returns:
         The best parameters and their validation scores.
     """
-    reliefs = ("distance", "boundary") if predictions and predictions[0][0].shape[0] > n_classes + 1 else ("distance",)
     best, best_scores, best_rank = InstanceParams(min_size=min_size), None, -np.inf
-    for relief, fg, seed in itertools.product(reliefs, FOREGROUND_GRID, SEED_GRID):
-        params = InstanceParams(relief=relief, foreground_threshold=fg, min_size=min_size, **seed)
+    for params in candidates(predictions, n_classes=n_classes, min_size=min_size):
         scores = validation_scores(predictions, params, n_classes)
         rank = _rank(scores, validation_scores(training, params, n_classes) if training else None)
         if best_scores is None or rank > best_rank + 1e-9:

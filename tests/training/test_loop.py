@@ -217,5 +217,3 @@ def test_a_validation_split_without_objects_still_keeps_a_model(crop_catalog, tm
         again = train_model(store, tmp_path / "model", config, progress=False)
     assert again.history == result.history and "keeping the last checkpoint" in caplog.text
     assert Model.open(tmp_path / "model").card.training.best_epoch == 1
-
-
