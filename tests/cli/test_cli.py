@@ -5,10 +5,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _segpipe(*args, cwd=ROOT):
+def _segpipe(*args, cwd=ROOT, env=None):
     return subprocess.run(
         [sys.executable, "-c", "from segpipe.cli import main; main()", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
+        cwd=cwd, capture_output=True, text=True, timeout=120, env=env,
     )
 
 
@@ -17,6 +17,19 @@ def test_help_lists_every_stage():
     assert result.returncode == 0
     for command in ("run", "ingest", "train", "predict", "score", "report", "catalog", "models"):
         assert command in result.stdout
+
+
+def test_help_reflows_paragraphs_to_the_terminal():
+    """A docstring's line breaks are not the terminal's: a paragraph is one line when it fits."""
+    import os
+
+    import segpipe.cli.run
+
+    doc = segpipe.cli.run.run.__doc__
+    paragraph = " ".join(doc.split("\n\n")[1].split())  # "With no Prefect server ...", several source lines
+    result = _segpipe("run", "--help", env={**os.environ, "COLUMNS": "2000"})
+    assert result.returncode == 0, result.stderr
+    assert paragraph in [" ".join(line.split()) for line in result.stdout.splitlines()]
 
 
 def test_catalog_command_lists_bundled_datasets():
