@@ -41,9 +41,9 @@ def compare(folder: Path) -> dict:
     card, device = model.card, torch.device("cpu")
     network = model.load(device)
     store = ImageStore.open(run.store)
-    validation = predict_split(network, scorable(load_split(store, "validation", spec=card.normalization)), card, device)
-    training = predict_split(network, tuning_training_set(store, card.normalization), card, device)
-    test = predict_split(network, load_split(store, "test", spec=card.normalization), card, device)
+    validation = predict_split(network, scorable(load_split(store, "validation", card=card)), card, device)
+    training = predict_split(network, tuning_training_set(store, card), card, device)
+    test = predict_split(network, load_split(store, "test", card=card), card, device)
     rules = {
         "validation": tune_instance_params(validation, n_classes=card.n_classes)[0],
         "with-training": tune_instance_params(validation, n_classes=card.n_classes, training=training or None)[0],

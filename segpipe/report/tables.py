@@ -281,7 +281,7 @@ def card_table(card: ModelCard) -> Table:
         ("classes", ", ".join(card.classes)),
         ("instances", fmt(card.instances)),
         ("patch size", str(list(card.patch_size))),
-        ("voxel spacing (median)", f"{list(card.spacing)} {card.unit}"),
+        ("pixel size trained at (others are resampled to it)", f"{list(card.spacing)} {card.unit}"),
         ("epochs trained (best)", f"{fmt(training.epochs)} ({fmt(training.best_epoch)})"),
         ("training ended by", training.ended_by or "not recorded"),
         ("learning rate, batch", f"{config.get('learning_rate')}, {config.get('batch_size')}"),

@@ -41,6 +41,7 @@ from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_mode
 from segpipe.progress import Progress
 from segpipe.training.augment import augmentation
 from segpipe.training.checkpoint import load_state, save_state
+from segpipe.training.grid import to_grid
 from segpipe.training.losses import SegmentationLoss
 from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
@@ -104,7 +105,7 @@ def train_model(
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last if card.spatial_dims == 2 else torch.channels_last_3d)
 
-    val_set = scorable(load_split(store, "validation", spec=card.normalization))
+    val_set = scorable(load_split(store, "validation", card=card))
     dataset, transform = _training_data(store, card, config)
     optimizer = _optimizer(model, config)
     loss_fn = SegmentationLoss(
@@ -198,7 +199,7 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
         classes=store.classes,
         instances=instances,
         patch_size=tuple(config.patch_size),
-        spacing=tuple(fingerprint["median_spacing"]),
+        spacing=tuple(config.spacing),
         unit=store.unit,
         normalization=normalization_spec(config.normalization, fingerprint),
         postprocess=InstanceParams() if instances else None,
@@ -264,16 +265,22 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
             transform=transform,
             seed=config.seed,
             sparse=sparse,
+            spacing=card.spacing,
         )
         return dataset, transform
-    samples = [
-        training_sample(
-            normalize(np.asarray(im.image), card.normalization), np.asarray(im.labels), instances=instances,
-            spacing=im.spacing, boundary=boundary, ignore=_ignored_or_none(im) if sparse else None,
-        )
-        for im in images
-    ]
+    samples = [_sample(im, card, sparse=sparse, boundary=boundary) for im in images]
     return Dataset(data=samples, transform=transform), transform
+
+
+def _sample(im: StoredImage, card: ModelCard, *, sparse: bool, boundary: bool) -> dict:
+    """One training image in memory, normalized, at the model's pixel size, with its targets."""
+    image, labels, ignore = to_grid(
+        normalize(np.asarray(im.image), card.normalization), np.asarray(im.labels),
+        _ignored_or_none(im) if sparse else None, spacing=im.spacing, target=card.spacing,
+    )
+    return training_sample(
+        image, labels, instances=card.instances, spacing=card.spacing, boundary=boundary, ignore=ignore
+    )
 
 
 def _ignored_or_none(im: StoredImage) -> np.ndarray:
@@ -472,7 +479,7 @@ def _finish(model_dir: Path, history: list[dict], val_set, device, *, store: Ima
     if card.instances and val_set:
         network = best.load(device)
         predictions = predict_split(network, val_set, card, device)
-        train_set = tuning_training_set(store, card.normalization)
+        train_set = tuning_training_set(store, card)
         training = predict_split(network, train_set, card, device) if train_set else None
         params, scores = tune_instance_params(predictions, n_classes=card.n_classes, training=training)
         card = card.model_copy(update={"postprocess": params})

@@ -14,8 +14,8 @@ RUNTIME_FIELDS = frozenset({"max_minutes", "device", "num_workers", "memory_limi
 class TrainParams(BaseModel):
     """Everything that decides a training run; recorded in the model card.
 
-    Defaults for ``epochs``, ``iterations_per_epoch``, ``patch_size``, ``batch_size`` and
-    ``features`` come from the dataset fingerprint (:func:`segpipe.training.plan.plan_training`): a planned number of iterations,
+    Defaults for ``epochs``, ``iterations_per_epoch``, ``spacing``, ``patch_size``, ``batch_size``
+    and ``features`` come from the dataset fingerprint (:func:`segpipe.training.plan.plan_training`): a planned number of iterations,
     so one seed gives one model whatever else the machine is doing. The catalog entry's
     ``training:`` section overrides the defaults, and the command line overrides both.
     """
@@ -28,6 +28,11 @@ class TrainParams(BaseModel):
     """Encoder widths (U-Net: five plus the last decoder width; FCN: five); planned when open."""
     patch_size: tuple[int, ...] | None = None
     """Training window per spatial axis, also the inference window; planned when open."""
+    spacing: tuple[float, ...] | None = None
+    """Pixel (voxel) size to train at, per spatial axis in the dataset's unit; the model then
+    predicts at it too (other images are resampled to it and back). Planned when open: the
+    training images' median pixel size, coarsened on its finest axes where the typical object
+    with its surroundings is larger than a patch can hold."""
     batch_size: int | None = Field(None, ge=1)
     """Patches per iteration; planned when open."""
     epochs: int | None = Field(None, ge=1)
@@ -72,6 +77,13 @@ class TrainParams(BaseModel):
     init: str | None = None
     """Fine-tune: start from this model (a model folder, or a catalog dataset whose model to use)
     instead of random weights; its network, widths and normalization are kept."""
+
+    @field_validator("spacing")
+    @classmethod
+    def _positive(cls, spacing: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if spacing is not None and any(s <= 0 for s in spacing):
+            raise ValueError(f"spacing must be positive on every axis, got {list(spacing)}")
+        return spacing
 
     @field_validator("network")
     @classmethod

@@ -9,7 +9,9 @@ from the store instead:
   a few times at most, when it falls on pixels the ground truth leaves unannotated);
 - the patch is read with a margin, so the distance target of every object that fits in the
   margin is exactly the whole-image one; the margin is then cropped away;
-- intensities are normalized with statistics measured once per image on a subsample.
+- intensities are normalized with statistics measured once per image on a subsample;
+- an image at another pixel size than the model's is read over the patch's physical extent and
+  resampled to the model's grid before its targets are made.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch.utils.data import Dataset
 
 from segpipe.data.store import StoredImage
 from segpipe.inference.normalize import Normalization, NormalizationSpec, stream_normalization
+from segpipe.training.grid import differs, to_grid
 from segpipe.training.targets import boundary_target, distance_target
 
 FOREGROUND_SAMPLES = 20_000  # object voxels remembered per image for oversampling
@@ -40,6 +43,8 @@ class ZarrPatchDataset(Dataset):
         transform: Augmentation applied to each patch (without a cropping step).
         seed: Seeds the draws; draw ``i`` is the same for the same seed.
         sparse: Give every patch its unannotated pixels (``ignore``), zeros where there are none.
+        spacing: The model's pixel size: images at another are resampled to it patch by patch
+            (``None``: every image at its own).
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class ZarrPatchDataset(Dataset):
         transform=None,
         seed: int = 0,
         sparse: bool = False,
+        spacing=None,
     ):
         self.images = images
         self.patch = tuple(int(p) for p in patch_size)
@@ -67,6 +73,7 @@ class ZarrPatchDataset(Dataset):
         self.transform = transform
         self.seed = seed
         self.sparse = sparse
+        self.spacing = None if spacing is None else tuple(float(v) for v in spacing)
         self.sizes = np.array([np.prod(im.image.shape[1:]) for im in images], dtype=np.float64)
         self.normalizations: list[Normalization] = [stream_normalization(im.image, spec) for im in images]
         self.foreground = [_foreground_voxels(im, np.random.default_rng(seed + i)) for i, im in enumerate(images)]
@@ -95,22 +102,34 @@ class ZarrPatchDataset(Dataset):
         return centre
 
     def read(self, image: StoredImage, centre, norm: Normalization) -> dict:
-        """The patch around ``centre`` (zero-padded at the borders), as a training sample."""
+        """The patch around ``centre`` (zero-padded at the borders), as a training sample.
+
+        An image at another pixel size than ``spacing`` is read over the same physical extent
+        and resampled to it (:func:`segpipe.training.grid.to_grid`) before its targets are made.
+        """
         shape = np.array(image.image.shape[1:])
-        patch = np.array(self.patch)
+        resampled = self.spacing is not None and differs(image.spacing, self.spacing)
+        step = np.array(self.spacing) / np.array(image.spacing) if resampled else np.ones(len(shape))
+        patch = np.ceil(np.array(self.patch) * step - 1e-6).astype(int)  # image pixels
+        margin = np.ceil(self.margin * step - 1e-6).astype(int)
         start = np.clip(np.asarray(centre) - patch // 2, 0, np.maximum(shape - patch, 0))
-        outer_start = np.maximum(start - self.margin, 0)
-        outer_stop = np.minimum(start + patch + self.margin, shape)
+        outer_start = np.maximum(start - margin, 0)
+        outer_stop = np.minimum(start + patch + margin, shape)
         window = tuple(slice(a, b) for a, b in zip(outer_start, outer_stop))
-        pixels = np.asarray(image.image[(slice(None), *window)])
+        pixels = norm.apply(np.asarray(image.image[(slice(None), *window)]))
         labels = np.asarray(image.labels[window])
-        inner = tuple(slice(a - o, a - o + min(p, s)) for a, o, p, s in zip(start, outer_start, patch, shape))
-        dist = distance_target(labels, spacing=image.spacing)[inner] if self.instances else None
+        ignore = np.asarray(image.ignore[window]) > 0 if self.sparse and image.ignore is not None else None
+        offset, spacing = start - outer_start, image.spacing
+        if resampled:
+            pixels, labels, ignore = to_grid(pixels, labels, ignore, spacing=image.spacing, target=self.spacing)
+            offset, spacing = np.round(offset / step).astype(int), self.spacing
+        inner = tuple(slice(o, o + p) for o, p in zip(offset, self.patch))
+        dist = distance_target(labels, spacing=spacing)[inner] if self.instances else None
         edge = boundary_target(labels)[inner] if self.instances and self.boundary else None
         pixels, labels = pixels[(slice(None), *inner)], labels[inner]
-        pad = [(0, int(p - s)) for p, s in zip(patch, labels.shape)]
+        pad = [(0, int(p - s)) for p, s in zip(self.patch, labels.shape)]
         sample = {
-            "image": np.pad(norm.apply(pixels), [(0, 0), *pad]),
+            "image": np.pad(pixels, [(0, 0), *pad]),
             "label": np.pad((labels > 0) if self.instances else labels, pad).astype(np.int64)[np.newaxis],
         }
         if dist is not None:
@@ -118,8 +137,8 @@ class ZarrPatchDataset(Dataset):
         if edge is not None:
             sample["boundary"] = np.pad(edge, pad)[np.newaxis]
         if self.sparse:
-            ignore = image.ignore[window][inner] if image.ignore is not None else np.zeros(labels.shape)
-            sample["ignore"] = np.pad(np.asarray(ignore, np.float32), pad)[np.newaxis]
+            ignored = ignore[inner] if ignore is not None else np.zeros(labels.shape)
+            sample["ignore"] = np.pad(np.asarray(ignored, np.float32), pad)[np.newaxis]
         return sample
 
 

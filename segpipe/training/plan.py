@@ -10,6 +10,7 @@ from scipy import ndimage
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, StoreError
 from segpipe.inference.normalize import NormalizationSpec, intensity_percentiles
+from segpipe.inference.resample import resampled_shape
 from segpipe.training.params import TrainParams
 
 #: Target patch edge per dimensionality (voxels at the finest spacing), and the batch that goes with it on a CPU.
@@ -104,6 +105,24 @@ def patch_edge(ndim: int, spacing: list[float], object_extent: float | None = No
     return min(edge, float(MAX_PATCH_EDGE[ndim]))
 
 
+def plan_spacing(ndim: int, spacing: list[float], object_extent: float | None = None) -> tuple[float, ...]:
+    """The pixel size to train and predict at: ``spacing``, or, when the typical object with its
+    surroundings (``OBJECT_CONTEXT`` times its ``object_extent``) spans more than ``MAX_PATCH_EDGE``
+    pixels of the finest axis, a coarser one on which it spans that many.
+
+    Only axes finer than the new pixel size change (a thick z step stays as it is). A patch then
+    holds a whole object, as Cellpose rescales cells to one diameter: a network trained on
+    windows smaller than its objects sees their insides as texture and no border, and splits
+    them into pieces.
+    """
+    finest = min(spacing)
+    span = OBJECT_CONTEXT * object_extent / finest if object_extent else 0.0
+    if span <= MAX_PATCH_EDGE[ndim]:
+        return tuple(float(s) for s in spacing)
+    coarser = finest * span / MAX_PATCH_EDGE[ndim]
+    return tuple(float(max(s, coarser)) for s in spacing)
+
+
 def plan_patch_size(median_shape: list[int], spacing: list[float], *, edge: float | None = None) -> tuple[int, ...]:
     """A patch of about ``edge`` (default ``PATCH_EDGE``) physical-isotropic edge, no larger than the median image.
 
@@ -130,10 +149,15 @@ def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
         updates["epochs"] = EPOCHS[ndim]
     if config.iterations_per_epoch is None:
         updates["iterations_per_epoch"] = ITERATIONS[ndim]
+    extent = fingerprint.get("object_extent")
+    if config.spacing is None:
+        updates["spacing"] = plan_spacing(ndim, fingerprint["median_spacing"], extent)
+    elif len(config.spacing) != ndim:
+        raise InputError(f"training: spacing {list(config.spacing)} has {len(config.spacing)} axes, the data has {ndim}")
     if config.patch_size is None:
-        spacing = fingerprint["median_spacing"]
-        edge = patch_edge(ndim, spacing, fingerprint.get("object_extent"))
-        updates["patch_size"] = plan_patch_size(fingerprint["median_shape"], spacing, edge=edge)
+        spacing = updates.get("spacing", config.spacing)
+        shape = resampled_shape(fingerprint["median_shape"], fingerprint["median_spacing"], spacing)
+        updates["patch_size"] = plan_patch_size(list(shape), spacing, edge=patch_edge(ndim, spacing, extent))
     elif len(config.patch_size) != ndim:
         raise InputError(f"training: patch_size {list(config.patch_size)} has {len(config.patch_size)} axes, the data has {ndim}")
     if config.batch_size is None:

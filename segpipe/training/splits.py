@@ -15,23 +15,26 @@ import numpy as np
 
 from segpipe.data.store import ImageStore, StoredImage
 from segpipe.inference import predict_image
-from segpipe.inference.normalize import NormalizationSpec, normalize
+from segpipe.inference.normalize import normalize
 from segpipe.models.card import ModelCard
+from segpipe.training.grid import to_grid
 
 log = logging.getLogger(__name__)
 
 
 def load_split(
-    store: ImageStore, split: str, *, spec: NormalizationSpec
+    store: ImageStore, split: str, *, card: ModelCard
 ) -> list[tuple[StoredImage, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Normalized images, their labels and their unannotated pixels (``None``: none) for one split, in memory."""
-    return [_loaded(im, spec) for im in store.images(split, labelled=True)]
+    """Normalized images, their labels and their unannotated pixels (``None``: none) for one split,
+    in memory, at the model's pixel size (:mod:`segpipe.training.grid`)."""
+    return [_loaded(im, card) for im in store.images(split, labelled=True)]
 
 
-def _loaded(im: StoredImage, spec: NormalizationSpec, box: tuple[slice, ...] = ()) -> tuple:
+def _loaded(im: StoredImage, card: ModelCard, box: tuple[slice, ...] = ()) -> tuple:
     """One image (or the part ``box`` selects) as :func:`load_split` gives it."""
     ignored = None if im.ignore is None else np.asarray(im.ignore[box]) > 0
-    return im, normalize(np.asarray(im.image[(slice(None), *box)]), spec), np.asarray(im.labels[box]), ignored
+    image = normalize(np.asarray(im.image[(slice(None), *box)]), card.normalization)
+    return im, *to_grid(image, np.asarray(im.labels[box]), ignored, spacing=im.spacing, target=card.spacing)
 
 
 def predict_split(model, val_set, card: ModelCard, device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -52,7 +55,7 @@ def predict_split(model, val_set, card: ModelCard, device) -> list[tuple[np.ndar
 TUNING_TRAINING_PIXELS = 2**22
 
 
-def tuning_training_set(store: ImageStore, spec: NormalizationSpec, *, pixels: int = TUNING_TRAINING_PIXELS) -> list:
+def tuning_training_set(store: ImageStore, card: ModelCard, *, pixels: int = TUNING_TRAINING_PIXELS) -> list:
     """Training images that help tune the post-processing, as :func:`load_split` gives them.
 
     Images in catalog order until ``pixels`` are taken; when the first is larger than that alone
@@ -65,9 +68,9 @@ def tuning_training_set(store: ImageStore, spec: NormalizationSpec, *, pixels: i
         total += math.prod(shape)
         if total > pixels:
             if not chosen:
-                chosen.append(_loaded(im, spec, _centre_box(shape, pixels)))
+                chosen.append(_loaded(im, card, _centre_box(shape, pixels)))
             break
-        item = _loaded(im, spec)
+        item = _loaded(im, card)
         if item[2].any():
             chosen.append(item)
     return [item for item in chosen if item[2].any()]  # a cropped centre may hold no object

@@ -141,6 +141,41 @@ def test_zarr_patches_match_the_in_memory_path(store):
     assert np.mean([data[i]["label"].any() for i in range(8)]) > 0
 
 
+def test_zarr_patches_on_a_coarser_model_grid_match_the_resampled_image(store):
+    """A model trained at twice the pixel size reads twice the extent and gets the whole image's resampled targets."""
+    from segpipe.inference.normalize import normalize
+    from segpipe.training.grid import to_grid
+    from segpipe.training.patches import ZarrPatchDataset
+    from segpipe.training.plan import normalization_spec
+    from segpipe.training.targets import training_sample
+
+    images = store.images("train")
+    spec = normalization_spec("percentile", {})
+    data = ZarrPatchDataset(
+        images, patch_size=(32, 32), spec=spec, instances=True, length=8, foreground_ratio=0.5, spacing=(2.0, 2.0)
+    )
+    image, labels, _ = to_grid(
+        normalize(np.asarray(images[0].image), spec), np.asarray(images[0].labels), None,
+        spacing=images[0].spacing, target=(2.0, 2.0),
+    )
+    assert labels.shape == (80, 80)
+    whole = training_sample(image, labels, instances=True, spacing=(2.0, 2.0))
+    sample = data.read(images[0], (80, 80), data.normalizations[0])  # image pixels 48..112: model pixels 24..56
+    window = (slice(None), slice(24, 56), slice(24, 56))
+    np.testing.assert_allclose(sample["image"], whole["image"][window], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(sample["label"], whole["label"][window])
+    np.testing.assert_allclose(sample["dist"], whole["dist"][window], atol=1e-6)
+
+
+def test_a_model_trained_at_a_coarser_pixel_size_validates_and_tunes_on_its_grid(store, tmp_path):
+    """The card keeps the pixel size trained at; validation predicts on that grid, where the labels are resampled too."""
+    config = TrainParams(**{**TINY, "patch_size": (32, 32)}, spacing=(2.0, 2.0), device="cpu")
+    result = train_model(store, tmp_path / "m", config, progress=False)
+    card = result.model.card
+    assert card.spacing == (2.0, 2.0) and card.patch_size == (32, 32)
+    assert np.isfinite(result.history[-1]["val_dice"]) and card.training.validation["tuned_on"]
+
+
 def test_training_from_zarr_patches(store, tmp_path):
     result = train_model(store, tmp_path / "lazy", TrainParams(**TINY, memory_limit_gb=0), progress=False)
     assert len(result.history) == 2 and np.isfinite(result.history[-1]["train_loss"])

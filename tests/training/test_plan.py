@@ -17,6 +17,7 @@ from segpipe.training.plan import (
     object_extents,
     patch_edge,
     plan_patch_size,
+    plan_spacing,
     plan_training,
 )
 
@@ -102,6 +103,24 @@ def test_3d_plan_is_narrower_with_longer_epochs_and_patches_sized_to_the_objects
     tissue = {"median_shape": [94, 116, 58], "median_spacing": [2.0, 2.0, 2.0], "object_extent": None}
     assert plan_training(tissue, TrainParams()).patch_size == (32, 32, 32)
     assert plan_training(tissue, TrainParams(network="fcn")).features == (16, 32, 64, 128, 256)
+
+
+def test_objects_too_large_for_a_patch_are_trained_on_a_coarser_grid_of_the_finest_axes():
+    # CHO nuclei (Cell Tracking Challenge): 5 slices of 1 um, pixels of 0.202 um, nuclei 16.4 um across
+    cho = {"median_shape": [5, 443, 512], "median_spacing": [1.0, 0.202, 0.202], "object_extent": 16.4}
+    coarser = 1.75 * 16.4 / 64  # the nucleus and its surroundings span the largest 3D patch edge, 64
+    assert plan_spacing(3, cho["median_spacing"], cho["object_extent"]) == pytest.approx((1.0, coarser, coarser))
+    planned = plan_training(cho, TrainParams())
+    assert planned.spacing == pytest.approx((1.0, coarser, coarser))
+    assert planned.patch_size == (16, 64, 64)  # on the 5 x 198 x 229 grid: z padded to 16
+    # 2D: cells of 100 pixels need 175, more than 128
+    assert plan_spacing(2, [0.5, 0.5], 50.0) == pytest.approx((0.5 * 175 / 128,) * 2)
+    # objects that fit, semantic classes and a spacing given in the config keep their pixel size
+    assert plan_spacing(2, [0.5, 0.5], 30.0) == (0.5, 0.5)
+    assert plan_spacing(3, [2.0, 2.0, 2.0], None) == (2.0, 2.0, 2.0)
+    assert plan_training(cho, TrainParams(spacing=(1.0, 0.202, 0.202))).spacing == (1.0, 0.202, 0.202)
+    with pytest.raises(InputError, match="spacing \\[1.0, 1.0\\] has 2 axes, the data has 3"):
+        plan_training(cho, TrainParams(spacing=(1.0, 1.0)))
 
 
 def test_zscore_leaves_out_a_background_of_zeros_when_it_is_a_quarter_of_the_voxels():

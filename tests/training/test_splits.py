@@ -7,7 +7,7 @@ from segpipe.data.catalog import load_catalog
 from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
 from segpipe.inference.normalize import NormalizationSpec, normalize
-from segpipe.training.splits import tuning_training_set
+from segpipe.training.splits import load_split, tuning_training_set
 
 SPEC = NormalizationSpec(method="percentile", low=1.0, high=99.8)
 
@@ -19,24 +19,29 @@ def store(crop_catalog, tmp_path):
     return ImageStore.open(path)
 
 
-def test_tuning_takes_training_images_up_to_its_pixel_budget(store):
+@pytest.fixture
+def card(model_card):
+    return model_card(normalization=SPEC)
+
+
+def test_tuning_takes_training_images_up_to_its_pixel_budget(store, card):
     train = store.images("train", labelled=True)
-    both = tuning_training_set(store, SPEC, pixels=2 * 160 * 160)
+    both = tuning_training_set(store, card, pixels=2 * 160 * 160)
     assert [im.name for im, _, _, _ in both] == [im.name for im in train]
-    one = tuning_training_set(store, SPEC, pixels=2 * 160 * 160 - 1)
+    one = tuning_training_set(store, card, pixels=2 * 160 * 160 - 1)
     assert [im.name for im, _, _, _ in one] == [train[0].name]
     np.testing.assert_array_equal(one[0][2], np.asarray(train[0].labels))
     np.testing.assert_allclose(one[0][1], normalize(np.asarray(train[0].image), SPEC))
 
 
-def test_a_training_image_over_the_budget_gives_its_centre(store):
-    (im, image, labels, ignored), = tuning_training_set(store, SPEC, pixels=80 * 80)
+def test_a_training_image_over_the_budget_gives_its_centre(store, card):
+    (im, image, labels, ignored), = tuning_training_set(store, card, pixels=80 * 80)
     assert image.shape == (1, 80, 80) and labels.shape == (80, 80) and ignored is None
     np.testing.assert_array_equal(labels, np.asarray(im.labels)[40:120, 40:120])
     np.testing.assert_allclose(image, normalize(np.asarray(im.image)[:, 40:120, 40:120], SPEC))
 
 
-def test_a_cropped_training_image_keeps_its_unannotated_pixels(tmp_path):
+def test_a_cropped_training_image_keeps_its_unannotated_pixels(tmp_path, card):
     import tifffile
 
     (tmp_path / "img").mkdir()
@@ -50,7 +55,22 @@ def test_a_cropped_training_image_keeps_its_unannotated_pixels(tmp_path):
         "datasets:\n  d:\n    images: img/*.tif\n    labels: lab/*.tif\n    ignore_label: 9\n    split: {train: [a]}\n"
     )
     ingest_dataset(load_catalog(tmp_path / "catalog.yaml").dataset("d"), tmp_path / "d.zarr", progress=False)
-    (_, image, crop, ignored), = tuning_training_set(ImageStore.open(tmp_path / "d.zarr"), SPEC, pixels=24 * 24)
+    (_, image, crop, ignored), = tuning_training_set(ImageStore.open(tmp_path / "d.zarr"), card, pixels=24 * 24)
     assert image.shape == (1, 24, 24)
     np.testing.assert_array_equal(ignored, labels[12:36, 12:36] == 9)
     np.testing.assert_array_equal(crop > 0, labels[12:36, 12:36] == 1)
+
+
+def test_a_split_at_another_pixel_size_comes_on_the_model_grid(store, model_card):
+    """Images, labels (nearest pixel) and their sizes as scipy's zoom gives them on the model's coarser grid."""
+    from scipy import ndimage
+
+    card = model_card(normalization=SPEC, spacing=(2.5, 2.5))
+    for im, image, labels, ignored in load_split(store, "train", card=card):
+        native = np.asarray(im.labels)
+        shape = tuple(int(np.floor(n / 2.5 + 0.5)) for n in native.shape)
+        zoom = [m / n for m, n in zip(shape, native.shape)]
+        assert labels.shape == shape and image.shape == (1, *shape) and ignored is None
+        np.testing.assert_array_equal(labels, ndimage.zoom(native, zoom, order=0, grid_mode=True, mode="nearest"))
+        expected = ndimage.zoom(normalize(np.asarray(im.image), SPEC)[0], zoom, order=1, grid_mode=True, mode="nearest")
+        np.testing.assert_allclose(image[0], expected, atol=1e-5)
