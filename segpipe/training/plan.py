@@ -119,7 +119,7 @@ def plan_spacing(ndim: int, spacing: list[float], object_extent: float | None = 
     span = OBJECT_CONTEXT * object_extent / finest if object_extent else 0.0
     if span <= MAX_PATCH_EDGE[ndim]:
         return tuple(float(s) for s in spacing)
-    coarser = finest * span / MAX_PATCH_EDGE[ndim]
+    coarser = float(f"{finest * span / MAX_PATCH_EDGE[ndim]:.3g}")  # a size a person can read and type
     return tuple(float(max(s, coarser)) for s in spacing)
 
 
