@@ -2,7 +2,7 @@
 
 :func:`segpipe.inference.postprocess.instance_labels` needs a frame in memory. Frames up to
 ``InstanceTiling.whole_limit`` voxels are labelled that way (exactly). Larger frames go in
-three passes over slabs of rows along the first spatial axis, holding one slab plus a halo:
+four passes over slabs of rows along the first spatial axis, holding one slab plus a halo:
 
 1. Connected parts of the foreground and of the seeds are labelled per slab (kept in scratch
    arrays) and joined across slab borders (a graph of touching labels, ``scipy.sparse.csgraph``).
@@ -11,10 +11,12 @@ three passes over slabs of rows along the first spatial axis, holding one slab p
 2. Each slab is flooded (seeded watershed) with a halo of ``halo`` rows on each side, using the
    global seed numbers; only the slab's own rows are kept. Object sizes are summed.
 3. Objects under ``min_size`` are dropped and the rest renumbered 1..N in seed order.
+4. Each object's holes are filled, slab by slab with the halo around it.
 
 The bound: a foreground component at most ``halo`` rows tall lies wholly inside the window of
-every slab it touches, so it is split exactly as in the whole frame; taller components (counted
-in :attr:`InstanceStats.tall_components`) are flooded within the window only, and their pixels
+every slab it touches, so it is split (and its holes filled) exactly as in the whole frame;
+taller components (counted in :attr:`InstanceStats.tall_components`) are flooded within the
+window only, and their pixels
 near slab borders may go to a different neighbouring seed. Equal distance values at the border
 of two seeds are resolved by the flooding order, which can, rarely, differ from the whole frame.
 """
@@ -35,7 +37,14 @@ from skimage.segmentation import watershed
 
 from segpipe.inference.params import InstanceTiling
 from segpipe.inference.stream import frame_indices
-from segpipe.inference.postprocess import InstanceParams, instance_labels, relief_map, seed_mask, smoothed_distance
+from segpipe.inference.postprocess import (
+    InstanceParams,
+    fill_holes,
+    instance_labels,
+    relief_map,
+    seed_mask,
+    smoothed_distance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +145,7 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
         renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
         for a, b in slabs:
             out[(*frame, slice(a, b))] = renumber[np.asarray(out[(*frame, slice(a, b))])]
+        _fill_slabs(out, frame, slabs, shape[0], tiling.halo)
         tall = int(np.sum(tables["heights"] > tiling.halo))
         if tall:
             log.warning(
@@ -150,6 +160,15 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
     finally:
         for name in parts:
             del scratch[name]
+
+
+def _fill_slabs(out, frame, slabs, length: int, halo: int) -> None:
+    """Pass 4: fill each object's holes (:func:`~segpipe.inference.postprocess.fill_holes`) slab
+    by slab, each seen with ``halo`` rows on either side; only the slab's own rows are written."""
+    for a, b in slabs:
+        lo, hi = max(a - halo, 0), min(b + halo, length)
+        window = np.asarray(out[(*frame, slice(lo, hi))])
+        out[(*frame, slice(a, b))] = fill_holes(window)[a - lo : b - lo]
 
 
 def _label_slabs(probabilities, frame, slabs, n_classes, params, parts, halo: int) -> dict:

@@ -81,7 +81,8 @@ def instance_labels(
     Seeds are the connected parts of :func:`seed_mask` (distance above a threshold, or its
     h-maxima) inside the foreground; a foreground component holding no seed becomes an object
     of its own, so small objects are not lost. Each seed then floods its basin of
-    ``-distance``, within the foreground.
+    ``-distance``, within the foreground. Objects under ``params.min_size`` pixels are dropped,
+    then each object's holes filled (:func:`fill_holes`).
 
     Args:
         foreground: Foreground probability, ``spatial``.
@@ -105,7 +106,23 @@ def instance_labels(
         too_small = np.bincount(labels.ravel()) < params.min_size
         too_small[0] = False
         labels[too_small[labels]] = 0
-    return _relabel(labels)
+    return _relabel(fill_holes(labels))
+
+
+def fill_holes(labels: np.ndarray) -> np.ndarray:
+    """Give each object the background pixels it encloses (a dark nucleolus, a dim spot), in place.
+
+    In 3D each plane along the first axis is filled on its own, as Cellpose fills its masks: a
+    hole open to the top or bottom of a thin stack is still a hole in its planes. Only
+    background is filled: an object inside another stays.
+    """
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        own = labels[box] == index
+        filled = ndimage.binary_fill_holes(own) if own.ndim < 3 else np.stack([ndimage.binary_fill_holes(p) for p in own])
+        labels[box][filled & (labels[box] == 0)] = index
+    return labels
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:

@@ -86,3 +86,39 @@ def test_the_boundary_relief_splits_cells_the_distance_map_joins():
     assert split.max() == 2 and len(np.unique(split[10, 3:18])) == 1 and split[10, 3] != split[10, 36]
     with pytest.raises(ValueError, match="needs a model with a boundary output"):
         relief_map(distance, None, InstanceParams(relief="boundary"))
+
+
+def test_holes_are_filled_with_their_object_but_not_other_objects_or_shared_gaps():
+    from segpipe.inference.postprocess import fill_holes
+
+    labels = np.zeros((30, 40), np.uint32)
+    labels[2:14, 2:14] = 1
+    labels[6:9, 6:9] = 0  # a hole of object 1
+    labels[2:14, 20:32] = 2
+    labels[6:9, 24:27] = 3  # an object inside object 2
+    labels[16:28, 2:20], labels[16:28, 20:38] = 4, 5
+    labels[20:24, 16:24] = 0  # a gap between objects 4 and 5: enclosed by both, a hole of neither
+    filled = fill_holes(labels.copy())
+    assert (filled[6:9, 6:9] == 1).all() and (filled[6:9, 24:27] == 3).all()
+    assert (filled[20:24, 16:24] == 0).all()
+    np.testing.assert_array_equal(filled[labels > 0], labels[labels > 0])
+
+
+def test_3d_holes_are_filled_plane_by_plane_even_when_open_along_z():
+    from segpipe.inference.postprocess import fill_holes
+
+    labels = np.zeros((5, 20, 20), np.uint32)
+    labels[:, 4:16, 4:16] = 7
+    labels[:, 8:12, 8:12] = 0  # a tunnel through the stack: no 3D hole, a hole in every plane
+    assert (fill_holes(labels.copy())[:, 8:12, 8:12] == 7).all()
+
+
+def test_a_nucleus_with_a_dark_nucleolus_is_one_object_without_a_hole():
+    """Fails before hole filling: the foreground's hole stayed out of the object."""
+    gt = np.zeros((40, 40), np.uint16)
+    gt[disk((20, 20), 12, shape=gt.shape)] = 1
+    foreground = (gt > 0).astype(np.float32)
+    foreground[disk((18, 22), 3, shape=gt.shape)] = 0.1
+    labels = instance_labels(foreground, distance_target(gt), InstanceParams(foreground_threshold=0.5))
+    assert labels.max() == 1
+    np.testing.assert_array_equal(labels > 0, gt > 0)
