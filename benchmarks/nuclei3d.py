@@ -54,6 +54,16 @@ VARIANTS = (
         name="nuclei3d-crowded-small", shape=(24, 80, 80), spacing=(2.0, 1.0, 1.0), radius=(3.0, 5.0),
         count=120, gap=0.8, brightness=(0.3, 1.0), noise=0.1, seed=2,
     ),
+    # Two more, made after the plan was settled and never used to choose anything: thick z steps
+    # (3 um against 0.5 um pixels), and dim, just-touching nuclei on an isotropic grid.
+    NucleiVolume(
+        name="nuclei3d-thick-steps", shape=(20, 128, 128), spacing=(3.0, 0.5, 0.5), radius=(5.0, 8.0),
+        count=60, gap=0.95, brightness=(0.3, 1.0), noise=0.08, seed=3,
+    ),
+    NucleiVolume(
+        name="nuclei3d-dim-isotropic", shape=(48, 96, 96), spacing=(1.0, 1.0, 1.0), radius=(5.0, 8.0),
+        count=40, gap=1.0, brightness=(0.1, 0.6), noise=0.08, seed=4,
+    ),
 )
 
 BACKGROUND = 0.1
