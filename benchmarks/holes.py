@@ -17,20 +17,13 @@ Run: ``python benchmarks/holes.py RUN_FOLDER [RUN_FOLDER ...]``
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from tuning import f1_at_half
+from tuning import each_run, f1_at_half, predicted
 
-from segpipe.data.store import ImageStore
 from segpipe.inference import postprocess
-from segpipe.models.model import Model
-from segpipe.pipeline import RunFolder
-from segpipe.training.splits import load_split, predict_split, scorable, tuning_training_set
 from segpipe.training.tuning import labelled_pairs, tune_instance_params, validation_scores
 
 
@@ -47,14 +40,8 @@ def holes_kept():
 
 def compare(folder: Path) -> dict:
     """Test scores with holes kept and filled, for one run folder's model."""
-    run = RunFolder(folder)
-    model = Model.open(run.model_dir)
-    card, device = model.card, torch.device("cpu")
-    network = model.load(device)
-    store = ImageStore.open(run.store)
-    validation = predict_split(network, scorable(load_split(store, "validation", card=card)), card, device)
-    training = predict_split(network, tuning_training_set(store, card), card, device) or None
-    test = predict_split(network, load_split(store, "test", card=card), card, device)
+    card, validation, training, test = predicted(folder)
+    training = training or None
     row = {"run": str(folder), "test_objects": int(sum(len(np.unique(gt)) - 1 for _, gt, _ in test))}
     for variant, context in (("holes-kept", holes_kept()), ("holes-filled", contextlib.nullcontext())):
         with context:
@@ -68,11 +55,7 @@ def compare(folder: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders (OUTPUT/DATASET) of instance datasets")
-    args = parser.parse_args()
-    for folder in args.runs:
-        print(json.dumps(compare(folder)), flush=True)
+    each_run(compare, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ from segpipe.training.splits import load_split, predict_split, scorable, tuning_
 from segpipe.training.tuning import candidates, labelled_pairs, tune_instance_params, validation_scores
 
 
-def compare(folder: Path) -> dict:
-    """The test scores of the two tuning rules for one run folder."""
+def predicted(folder: Path) -> tuple:
+    """A run folder's model card and its model's predictions of the validation, tuning-training and test images (CPU)."""
     run = RunFolder(folder)
     model = Model.open(run.model_dir)
     card, device = model.card, torch.device("cpu")
@@ -44,6 +44,12 @@ def compare(folder: Path) -> dict:
     validation = predict_split(network, scorable(load_split(store, "validation", card=card)), card, device)
     training = predict_split(network, tuning_training_set(store, card), card, device)
     test = predict_split(network, load_split(store, "test", card=card), card, device)
+    return card, validation, training, test
+
+
+def compare(folder: Path) -> dict:
+    """The test scores of the two tuning rules for one run folder."""
+    card, validation, training, test = predicted(folder)
     rules = {
         "validation": tune_instance_params(validation, n_classes=card.n_classes)[0],
         "with-training": tune_instance_params(validation, n_classes=card.n_classes, training=training or None)[0],
@@ -71,12 +77,16 @@ def best_seg(predictions: list, n_classes: int, *, min_size: int) -> float:
     return max(validation_scores(predictions, params, n_classes).seg for params in candidates(predictions, n_classes=n_classes, min_size=min_size))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def each_run(compare, description: str) -> None:
+    """Read run folders from the command line and print ``compare(folder)`` for each, one JSON line."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (OUTPUT/DATASET) of instance datasets")
-    args = parser.parse_args()
-    for folder in args.runs:
+    for folder in parser.parse_args().runs:
         print(json.dumps(compare(folder)), flush=True)
+
+
+def main() -> None:
+    each_run(compare, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":
