@@ -82,9 +82,13 @@ def train_model(
     store.require_labels("train on")
     model_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = fingerprint_store(store)
-    if init is not None:  # the starting model's network and widths
-        features = init.card.network_options.get("features")
-        config = config.model_copy(update={"network": init.card.network, "features": tuple(features) if features else None})
+    if init is not None:  # the starting model's network, widths and (unless set) pixel size
+        start = init.card
+        features = start.network_options.get("features")
+        update = {"network": start.network, "features": tuple(features) if features else None}
+        if config.spacing is None and start.spatial_dims == store.ndim:
+            update["spacing"] = start.spacing  # the scale its filters learned objects at
+        config = config.model_copy(update=update)
     config = plan_training(fingerprint, config)
     (model_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n")
     log.info("fingerprint: %s", json.dumps(fingerprint))

@@ -32,7 +32,8 @@ class TrainParams(BaseModel):
     """Pixel (voxel) size to train at, per spatial axis in the dataset's unit; the model then
     predicts at it too (other images are resampled to it and back). Planned when open: the
     training images' median pixel size, coarsened on its finest axes where the typical object
-    with its surroundings is larger than a patch can hold."""
+    with its surroundings is larger than a patch can hold; when fine-tuning (``init``), the
+    starting model's."""
     batch_size: int | None = Field(None, ge=1)
     """Patches per iteration; planned when open."""
     epochs: int | None = Field(None, ge=1)

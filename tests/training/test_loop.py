@@ -215,6 +215,16 @@ def test_fine_tuning_starts_from_the_given_model(store, tmp_path):
     )
 
 
+def test_fine_tuning_keeps_the_starting_models_pixel_size_unless_one_is_set(store, tmp_path):
+    """The new data is resampled to the scale the starting model learned objects at."""
+    config = TrainParams(**{**TINY, "epochs": 1, "patch_size": (32, 32)}, device="cpu")
+    coarse = train_model(store, tmp_path / "coarse", config.model_copy(update={"spacing": (2.0, 2.0)}), progress=False).model
+    tuned = train_model(store, tmp_path / "tuned", config, init=coarse, progress=False).model
+    assert tuned.card.spacing == (2.0, 2.0)
+    chosen = config.model_copy(update={"spacing": (1.5, 1.5)})
+    assert train_model(store, tmp_path / "set", chosen, init=coarse, progress=False).model.card.spacing == (1.5, 1.5)
+
+
 def test_a_model_that_does_not_fit_cannot_be_fine_tuned(store, tmp_path, model_card):
     from segpipe.errors import ModelError
     from segpipe.models.model import network_from_card, save_model
