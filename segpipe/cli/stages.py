@@ -52,7 +52,7 @@ def ingest(dataset: DatasetArg, ingest: IngestParams, catalog: CatalogOpt = DEFA
 def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT_CATALOG, output: OutputOpt = DEFAULT_OUTPUT) -> None:
     """Train on the ingested store's train split, validating on its validation split.
 
-    Patch size, batch size and widths are planned from the dataset fingerprint unless the
+    Pixel size, patch size, batch size and widths are planned from the dataset fingerprint unless the
     catalog entry's `training:` section sets them; options given here override the catalog.
     A killed run resumes when started again, and a run that used up its time budget continues
     with a larger --minutes. --init MODEL fine-tunes an existing model (a model folder, or a
