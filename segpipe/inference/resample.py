@@ -29,6 +29,16 @@ import numpy as np
 SLAB_VOXELS = 1 << 22
 
 
+#: Relative difference of pixel size, on any axis, from which an image goes to another grid
+#: (prediction to the model's, training images to the one the model trains at).
+SPACING_TOLERANCE = 0.01
+
+
+def spacing_differs(spacing: Sequence[float], target: Sequence[float]) -> bool:
+    """Whether ``spacing`` is more than :data:`SPACING_TOLERANCE` (relative) away from ``target`` on some axis."""
+    return any(abs(s / t - 1.0) > SPACING_TOLERANCE for s, t in zip(spacing, target))
+
+
 def resampled_shape(shape: Sequence[int], from_spacing: Sequence[float], to_spacing: Sequence[float]) -> tuple[int, ...]:
     """The size of ``shape`` pixels of ``from_spacing`` on a grid of ``to_spacing``: rounded to nearest, at least 1."""
     if not len(shape) == len(from_spacing) == len(to_spacing):

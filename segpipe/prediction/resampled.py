@@ -1,7 +1,8 @@
 """Prediction at the model's pixel size: the image resampled to the model's grid, the probabilities back.
 
 A network sees objects at the scale it was trained at. When an image's pixel size differs from
-the model card's ``spacing`` by more than :data:`TOLERANCE` on any axis (and
+the model card's ``spacing`` by more than
+:data:`~segpipe.inference.resample.SPACING_TOLERANCE` on any axis (and
 ``PredictParams.resample`` is on), prediction works in a scratch group (``resampled/``)
 inside the partial prediction group:
 
@@ -31,7 +32,7 @@ import zarr
 from segpipe.data.store import COMPRESSOR, StoredImage
 from segpipe.inference.normalize import Normalization
 from segpipe.inference.postprocess import InstanceParams
-from segpipe.inference.resample import resample, resampled_shape
+from segpipe.inference.resample import resample, resampled_shape, spacing_differs
 from segpipe.inference.zarr_sink import (
     PROGRESS_KEY,
     ZarrSink,
@@ -42,8 +43,6 @@ from segpipe.models.card import ModelCard
 
 log = logging.getLogger(__name__)
 
-#: Relative difference of pixel size, on any axis, from which an image is resampled.
-TOLERANCE = 0.01
 #: The scratch group inside a partial prediction group.
 SCRATCH = "resampled"
 #: Attribute of the prediction group recording whether and how it was resampled.
@@ -63,7 +62,8 @@ class Grids:
         unit: The model card's unit.
         image_shape: The image's spatial shape.
         model_shape: Its spatial shape at the model's pixel size.
-        differs: Whether the two pixel sizes differ by more than :data:`TOLERANCE` on some axis.
+        differs: Whether the two pixel sizes differ by more than the resampling tolerance on some axis
+            (:func:`~segpipe.inference.resample.spacing_differs`).
         guessed: Whether the image's pixel size was not known (taken as 1 per pixel at ingest).
 
     Post-processing runs on the image's own grid, so its pixel counts and widths, tuned on the
@@ -117,7 +117,7 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool) -> Grids:
     spacing = tuple(float(s) * factor for s in image.spacing[-ndim:])
     model = tuple(float(s) for s in card.spacing)
     shape = tuple(int(s) for s in image.image.shape[-ndim:])
-    differs = any(abs(s / m - 1.0) > TOLERANCE for s, m in zip(spacing, model))
+    differs = spacing_differs(spacing, model)
     return Grids(
         resample=bool(resample and differs),
         image_spacing=spacing,

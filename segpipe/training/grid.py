@@ -13,15 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from segpipe.inference.resample import resample, resampled_shape
-
-#: Relative difference of pixel size, on any axis, from which an image is resampled (as prediction's).
-TOLERANCE = 0.01
-
-
-def differs(spacing: Sequence[float], target: Sequence[float]) -> bool:
-    """Whether ``spacing`` is more than :data:`TOLERANCE` away from ``target`` on some axis."""
-    return any(abs(s - t) > TOLERANCE * t for s, t in zip(spacing, target))
+from segpipe.inference.resample import resample, resampled_shape, spacing_differs
 
 
 def to_grid(
@@ -29,9 +21,10 @@ def to_grid(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``image`` (channel-first, float), ``labels`` and ``ignored`` (spatial) at pixel size ``target``.
 
-    Returned unchanged when ``spacing`` is ``target`` (within :data:`TOLERANCE`).
+    Returned unchanged when ``spacing`` is ``target`` (within
+    :data:`~segpipe.inference.resample.SPACING_TOLERANCE`, as prediction decides).
     """
-    if not differs(spacing, target):
+    if not spacing_differs(spacing, target):
         return image, labels, ignored
     shape = resampled_shape(labels.shape, spacing, target)
     out = np.empty((image.shape[0], *shape), np.float32)

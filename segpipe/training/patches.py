@@ -21,7 +21,8 @@ from torch.utils.data import Dataset
 
 from segpipe.data.store import StoredImage
 from segpipe.inference.normalize import Normalization, NormalizationSpec, stream_normalization
-from segpipe.training.grid import differs, to_grid
+from segpipe.inference.resample import spacing_differs
+from segpipe.training.grid import to_grid
 from segpipe.training.targets import boundary_target, distance_target
 
 FOREGROUND_SAMPLES = 20_000  # object voxels remembered per image for oversampling
@@ -108,7 +109,7 @@ class ZarrPatchDataset(Dataset):
         and resampled to it (:func:`segpipe.training.grid.to_grid`) before its targets are made.
         """
         shape = np.array(image.image.shape[1:])
-        resampled = self.spacing is not None and differs(image.spacing, self.spacing)
+        resampled = self.spacing is not None and spacing_differs(image.spacing, self.spacing)
         step = np.array(self.spacing) / np.array(image.spacing) if resampled else np.ones(len(shape))
         patch = np.ceil(np.array(self.patch) * step - 1e-6).astype(int)  # image pixels
         margin = np.ceil(self.margin * step - 1e-6).astype(int)
