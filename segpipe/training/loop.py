@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from segpipe import __version__
 from segpipe.data.store import ImageStore, StoredImage
-from segpipe.inference.normalize import normalize
 from segpipe.inference.postprocess import InstanceParams
 from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard, TrainingRecord
@@ -41,12 +40,11 @@ from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_mode
 from segpipe.progress import Progress
 from segpipe.training.augment import augmentation
 from segpipe.training.checkpoint import load_state, save_state
-from segpipe.training.grid import to_grid
 from segpipe.training.losses import SegmentationLoss
 from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.plan import fingerprint_store, normalization_spec, plan_training
-from segpipe.training.splits import load_split, predict_split, scorable, tuning_training_set
+from segpipe.training.splits import load_image, load_split, predict_split, scorable, tuning_training_set
 from segpipe.training.targets import training_sample
 from segpipe.training.tuning import tune_instance_params, validation_scores
 
@@ -277,20 +275,14 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
 
 
 def _sample(im: StoredImage, card: ModelCard, *, sparse: bool, boundary: bool) -> dict:
-    """One training image in memory, normalized, at the model's pixel size, with its targets."""
-    image, labels, ignore = to_grid(
-        normalize(np.asarray(im.image), card.normalization), np.asarray(im.labels),
-        _ignored_or_none(im) if sparse else None, spacing=im.spacing, target=card.spacing,
-    )
+    """One training image in memory, normalized, at the model's pixel size, with its targets; in a
+    dataset with unannotated pixels, an image annotated throughout has an all-``False`` map."""
+    _, image, labels, ignored = load_image(im, card)
+    if sparse and ignored is None:
+        ignored = np.zeros(labels.shape, bool)
     return training_sample(
-        image, labels, instances=card.instances, spacing=card.spacing, boundary=boundary, ignore=ignore
+        image, labels, instances=card.instances, spacing=card.spacing, boundary=boundary, ignore=ignored
     )
-
-
-def _ignored_or_none(im: StoredImage) -> np.ndarray:
-    """The image's unannotated pixels; all ``False`` for an image annotated throughout."""
-    ignored = im.ignored()
-    return ignored if ignored is not None else np.zeros(im.labels.shape, bool)
 
 
 def _optimizer(model: torch.nn.Module, config: TrainParams) -> torch.optim.Optimizer:

@@ -27,11 +27,12 @@ def load_split(
 ) -> list[tuple[StoredImage, np.ndarray, np.ndarray, np.ndarray | None]]:
     """Normalized images, their labels and their unannotated pixels (``None``: none) for one split,
     in memory, at the model's pixel size (:mod:`segpipe.training.grid`)."""
-    return [_loaded(im, card) for im in store.images(split, labelled=True)]
+    return [load_image(im, card) for im in store.images(split, labelled=True)]
 
 
-def _loaded(im: StoredImage, card: ModelCard, box: tuple[slice, ...] = ()) -> tuple:
-    """One image (or the part ``box`` selects) as :func:`load_split` gives it."""
+def load_image(im: StoredImage, card: ModelCard, box: tuple[slice, ...] = ()) -> tuple:
+    """One image (or the part ``box`` selects) as :func:`load_split` gives it: the stored image,
+    normalized pixels, labels and unannotated pixels, on the model's grid."""
     ignored = None if im.ignore is None else np.asarray(im.ignore[box]) > 0
     image = normalize(np.asarray(im.image[(slice(None), *box)]), card.normalization)
     return im, *to_grid(image, np.asarray(im.labels[box]), ignored, spacing=im.spacing, target=card.spacing)
@@ -68,9 +69,9 @@ def tuning_training_set(store: ImageStore, card: ModelCard, *, pixels: int = TUN
         total += math.prod(shape)
         if total > pixels:
             if not chosen:
-                chosen.append(_loaded(im, card, _centre_box(shape, pixels)))
+                chosen.append(load_image(im, card, _centre_box(shape, pixels)))
             break
-        item = _loaded(im, card)
+        item = load_image(im, card)
         if item[2].any():
             chosen.append(item)
     return [item for item in chosen if item[2].any()]  # a cropped centre may hold no object
