@@ -11,7 +11,7 @@ four passes over slabs of rows along the first spatial axis, holding one slab pl
 2. Each slab is flooded (seeded watershed) with a halo of ``halo`` rows on each side, using the
    global seed numbers; only the slab's own rows are kept. Object sizes are summed.
 3. Objects under ``min_size`` are dropped and the rest renumbered 1..N in seed order.
-4. Each object's holes are filled, slab by slab with the halo around it.
+4. Each object's holes are filled, slab by slab with the halo around it (in the same sweep as 3).
 
 The bound: a foreground component at most ``halo`` rows tall lies wholly inside the window of
 every slab it touches, so it is split (and its holes filled) exactly as in the whole frame;
@@ -143,9 +143,7 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
         keep[0] = False
         renumber = np.zeros(sizes.size, dtype=np.uint32)
         renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
-        for a, b in slabs:
-            out[(*frame, slice(a, b))] = renumber[np.asarray(out[(*frame, slice(a, b))])]
-        _fill_slabs(out, frame, slabs, shape[0], tiling.halo)
+        _renumber_and_fill(out, frame, slabs, renumber, shape[0], tiling.halo)
         tall = int(np.sum(tables["heights"] > tiling.halo))
         if tall:
             log.warning(
@@ -162,12 +160,14 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
             del scratch[name]
 
 
-def _fill_slabs(out, frame, slabs, length: int, halo: int) -> None:
-    """Pass 4: fill each object's holes (:func:`~segpipe.inference.postprocess.fill_holes`) slab
-    by slab, each seen with ``halo`` rows on either side; only the slab's own rows are written."""
+def _renumber_and_fill(out, frame, slabs, renumber: np.ndarray, length: int, halo: int) -> None:
+    """Passes 3 and 4 in one sweep: each slab is read with ``halo`` rows on either side, its
+    not yet renumbered rows renumbered (rows above it were written final), each object's holes
+    filled (:func:`~segpipe.inference.postprocess.fill_holes`), and only the slab's own rows written."""
     for a, b in slabs:
         lo, hi = max(a - halo, 0), min(b + halo, length)
         window = np.asarray(out[(*frame, slice(lo, hi))])
+        window[a - lo :] = renumber[window[a - lo :]]
         out[(*frame, slice(a, b))] = fill_holes(window)[a - lo : b - lo]
 
 
