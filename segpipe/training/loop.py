@@ -78,7 +78,6 @@ def train_model(
     """
     model_dir = Path(model_dir)
     store.require_labels("train on")
-    model_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = fingerprint_store(store)
     if init is not None:  # the starting model's network, widths and (unless set) pixel size
         start = init.card
@@ -88,6 +87,7 @@ def train_model(
             update["spacing"] = start.spacing  # the scale its filters learned objects at
         config = config.model_copy(update=update)
     config = plan_training(fingerprint, config)
+    model_dir.mkdir(parents=True, exist_ok=True)  # only once the plan holds: a refused one leaves no folder
     (model_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n")
     log.info("fingerprint: %s", json.dumps(fingerprint))
     log.info("training plan: %s", config.model_dump_json())

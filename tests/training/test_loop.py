@@ -6,6 +6,7 @@ import pytest
 from segpipe.data.catalog import load_catalog
 from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
+from segpipe.errors import InputError
 from segpipe.inference import predict_image
 from segpipe.inference.postprocess import InstanceParams
 from segpipe.models.model import Model
@@ -223,6 +224,12 @@ def test_fine_tuning_keeps_the_starting_models_pixel_size_unless_one_is_set(stor
     assert tuned.card.spacing == (2.0, 2.0)
     chosen = config.model_copy(update={"spacing": (1.5, 1.5)})
     assert train_model(store, tmp_path / "set", chosen, init=coarse, progress=False).model.card.spacing == (1.5, 1.5)
+
+
+def test_a_refused_plan_leaves_no_model_folder(store, tmp_path):
+    with pytest.raises(InputError, match="spacing \\[1.0, 1.0, 1.0\\] has 3 axes, the data has 2"):
+        train_model(store, tmp_path / "m", TrainParams(**TINY, spacing=(1.0, 1.0, 1.0), device="cpu"), progress=False)
+    assert not (tmp_path / "m").exists()
 
 
 def test_a_model_that_does_not_fit_cannot_be_fine_tuned(store, tmp_path, model_card):
