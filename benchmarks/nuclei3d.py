@@ -64,6 +64,12 @@ VARIANTS = (
         name="nuclei3d-dim-isotropic", shape=(48, 96, 96), spacing=(1.0, 1.0, 1.0), radius=(5.0, 8.0),
         count=40, gap=1.0, brightness=(0.1, 0.6), noise=0.08, seed=4,
     ),
+    # Made after the per-axis pooling was settled on the CHO nuclei, to check it elsewhere: a stack
+    # of 6 slices of 2 um (nuclei cut by its top and bottom), touching nuclei on 0.5 um pixels.
+    NucleiVolume(
+        name="nuclei3d-thin-stack", shape=(6, 256, 192), spacing=(2.0, 0.5, 0.5), radius=(4.0, 6.0),
+        count=100, gap=0.95, brightness=(0.3, 1.0), noise=0.08, seed=5,
+    ),
 )
 
 BACKGROUND = 0.1

@@ -48,6 +48,7 @@ from segpipe.errors import ModelError
 from segpipe.inference.memory import activate
 from segpipe.inference.normalize import NormalizationSpec, normalize
 from segpipe.models.card import ModelCard
+from segpipe.models.unet import axis_divisors
 from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ INPUT_ID = "raw"
 OUTPUT_ID = "probabilities"
 #: Networks whose architecture a package carries (``pytorch_state_dict``); others get TorchScript only.
 ARCHITECTURES = {"unet": "SegpipeUNet", "fcn": "SegpipeFCN"}
-#: Spatial sizes a package accepts are ``min + n * STEP`` (four poolings; the FCN pads itself).
+#: Spatial sizes a package accepts are ``min + n * STEP`` (four poolings; the FCN pads itself);
+#: an axis a U-Net pools fewer times (``pools`` on the card) steps by the product of its pools.
 STEP = 16
 #: Output border consumers crop when they tile (pixels per side), per 2D/3D.
 HALO = {2: 16, 3: 8}
@@ -145,7 +147,7 @@ def _test_input(card: ModelCard, sample: np.ndarray | None) -> np.ndarray:
     """The raw test input ``(C, *spatial)`` as float32: the sample cropped, or a synthetic image."""
     ndim = card.spatial_dims
     if sample is None:
-        shape = tuple(_grid_size(min(p, SYNTHETIC_SIZE[ndim]), card) for p in card.patch_size)
+        shape = tuple(_grid_size(min(p, SYNTHETIC_SIZE[ndim]), card, a) for a, p in enumerate(card.patch_size))
         return synthetic_image(shape, card.in_channels, card.normalization)
     sample = np.asarray(sample)
     if sample.ndim != ndim + 1 or sample.shape[0] != card.in_channels:
@@ -153,32 +155,60 @@ def _test_input(card: ModelCard, sample: np.ndarray | None) -> np.ndarray:
             f"test sample has shape {sample.shape}; model {card.name!r} needs ({card.in_channels}, "
             f"{', '.join('...' for _ in range(ndim))}): channels first, {ndim} spatial axes"
         )
-    if any(s < min_size(card) for s in sample.shape[1:]):
-        raise ModelError(f"test sample of {list(sample.shape[1:])} pixels is too small: at least {min_size(card)} per axis")
+    lows = [min_size(card, a) for a in range(ndim)]
+    if any(s < low for s, low in zip(sample.shape[1:], lows)):
+        raise ModelError(f"test sample of {list(sample.shape[1:])} pixels is too small: at least {lows} pixels")
     box = [slice(None)]
-    for s in sample.shape[1:]:
-        keep = _grid_size(min(s, SAMPLE_SIZE[ndim]), card, up=False)
+    for a, s in enumerate(sample.shape[1:]):
+        keep = _grid_size(min(s, SAMPLE_SIZE[ndim]), card, a, up=False)
         box.append(slice((s - keep) // 2, (s - keep) // 2 + keep))
     return np.ascontiguousarray(sample[tuple(box)], dtype=np.float32)
 
 
-def min_size(card: ModelCard) -> int:
-    """The smallest input per spatial axis a package accepts.
+def min_size(card: ModelCard, axis: int) -> int:
+    """The smallest input along spatial ``axis`` a package accepts.
 
-    Room for the halo and for the U-Net's four poolings (32: 2 pixels at its bottom in 3D); for
-    the FCN, which pads to a multiple of 32, 48 so that its stride-32 maps have more than one
-    voxel (group normalization of one channel per group fails on a single voxel).
+    Room for the halo and for the U-Net's four poolings (32: 2 pixels at its bottom in 3D); an
+    axis pooled fewer times (a stack of a few slices) takes one step; for the FCN, which pads to
+    a multiple of 32, 48 so that its stride-32 maps have more than one voxel (group normalization
+    of one channel per group fails on a single voxel).
     """
     if card.network == "fcn":
         return 48
+    if step(card, axis) < STEP:
+        return step(card, axis)
     return {2: 48, 3: 32}[card.spatial_dims]
 
 
-def _grid_size(size: int, card: ModelCard, *, up: bool = True) -> int:
-    """The input size ``min_size + n * STEP`` nearest ``size`` (the next up, or the next down)."""
-    low = min_size(card)
-    n = (max(size, low) - low) / STEP
-    return low + STEP * (math.ceil(n) if up else math.floor(n))
+def step(card: ModelCard, axis: int) -> int:
+    """The step of the input sizes along spatial ``axis``: the product of the U-Net's pools there."""
+    if card.network != "unet":
+        return STEP
+    return axis_divisors(card.network_options.get("pools"), card.spatial_dims)[axis]
+
+
+def halo(card: ModelCard, axis: int) -> int:
+    """Output pixels to crop off each side along ``axis`` when tiling; none on a thin axis (one window spans it)."""
+    return HALO[card.spatial_dims] if step(card, axis) >= STEP else 0
+
+
+def _grid_size(size: int, card: ModelCard, axis: int, *, up: bool = True) -> int:
+    """The input size ``min_size + n * step`` along ``axis`` nearest ``size`` (the next up, or the next down)."""
+    low = min_size(card, axis)
+    n = (max(size, low) - low) / step(card, axis)
+    return low + step(card, axis) * (math.ceil(n) if up else math.floor(n))
+
+
+def _sizes_text(card: ModelCard, axes: Sequence[str]) -> str:
+    """The input sizes and output halo, per axis where the axes differ, for the package's documentation."""
+    mins, steps, halos = ([f(card, a) for a in range(card.spatial_dims)] for f in (min_size, step, halo))
+    if len(set(zip(mins, steps, halos))) == 1:
+        return (
+            f"Spatial sizes {mins[0]} + n x {steps[0]} pixels per axis; crop {halos[0]} pixels off each side "
+            "of the output when tiling."
+        )
+    each = "; ".join(f"{a}: {m} + n x {st}, crop {h}" for a, m, st, h in zip(axes, mins, steps, halos))
+    return f"Spatial sizes per axis ({each} pixels off each side of the output when tiling)."
 
 
 def synthetic_image(shape: Sequence[int], channels: int, spec: NormalizationSpec, *, seed: int = 0) -> np.ndarray:
@@ -293,6 +323,7 @@ def architecture_source(network: str) -> str:
         "import torch",
         "import torch.nn.functional as F",
         "from monai.networks.blocks import Convolution",
+        "from monai.networks.layers import Conv, Pool",
         "from monai.networks.nets import BasicUNet",
         "from torch import nn",
         "",
@@ -300,7 +331,13 @@ def architecture_source(network: str) -> str:
         inspect.getsource(_probabilities_fn).rstrip(),
     ]
     if network == "unet":
-        body = [_wrapper("SegpipeUNet", "BasicUNet")]
+        from segpipe.models import unet
+
+        body = [
+            inspect.getsource(unet.set_pools),
+            "",
+            _wrapper("SegpipeUNet", "BasicUNet", pools=True),
+        ]
     elif network == "fcn":
         from segpipe.models import fcn
 
@@ -329,14 +366,17 @@ def _probabilities_fn(logits: torch.Tensor, n_classes: int) -> torch.Tensor:
     return torch.cat([probs, torch.sigmoid(logits[:, n_classes:])], dim=1)
 
 
-def _wrapper(name: str, base: str) -> str:
+def _wrapper(name: str, base: str, *, pools: bool = False) -> str:
+    signature = "n_classes: int, pools: list | None = None, **kwargs" if pools else "n_classes: int, **kwargs"
+    set_pools = "        if pools is not None:  # per-axis pooling factors of each level\n            set_pools(self, pools)\n"
     return (
         f"class {name}({base}):\n"
         f'    """segpipe\'s {base} (keyword arguments as segpipe builds it) returning probabilities."""\n'
         "\n"
-        "    def __init__(self, n_classes: int, **kwargs):\n"
+        f"    def __init__(self, {signature}):\n"
         "        super().__init__(**kwargs)\n"
-        "        self.n_classes = int(n_classes)\n"
+        + (set_pools if pools else "")
+        + "        self.n_classes = int(n_classes)\n"
         "\n"
         "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
         "        return _probabilities_fn(super().forward(x), self.n_classes)\n"
@@ -352,7 +392,17 @@ def architecture_kwargs(card: ModelCard) -> dict:
 
         default = inspect.signature(unet).parameters["features"].default
         options = {"features": list(options.get("features", default)), "upsample": "deconv"}
+        if card.network_options.get("pools") is not None:
+            options["pools"] = [list(level) for level in card.network_options["pools"]]
     return {"n_classes": card.n_classes, **base, **options}
+
+
+def _output_axis(spec, axis_id, halo: int, physical: dict):
+    """An output space axis as large as the input's, with its halo when it has one (the spec wants it positive)."""
+    size = spec.SizeReference(tensor_id=spec.TensorId(INPUT_ID), axis_id=axis_id)
+    if halo:
+        return spec.SpaceOutputAxisWithHalo(id=axis_id, size=size, halo=halo, **physical)
+    return spec.SpaceOutputAxis(id=axis_id, size=size, **physical)
 
 
 def _environment() -> str:
@@ -444,8 +494,7 @@ def package_readme(card: ModelCard) -> str:
         "## Input",
         "",
         f"`{INPUT_ID}`: raw intensities, axes batch, channel, {', '.join(axes)}; "
-        f"{card.in_channels} channel(s): {', '.join(channels)}. Spatial sizes {min_size(card)} + n x {STEP} "
-        f"pixels per axis; crop {HALO[ndim]} pixels off each side of the output when tiling.",
+        f"{card.in_channels} channel(s): {', '.join(channels)}. {_sizes_text(card, axes)}",
         "",
         f"Normalization (the package's `preprocessing`): {how}",
         "",
@@ -525,8 +574,8 @@ def _describe(model: Model, files: dict[str, Path], *, authors: Sequence[str], l
                 spec.BatchAxis(),
                 spec.ChannelAxis(channel_names=in_channels),
                 *(
-                    spec.SpaceInputAxis(id=a, size=spec.ParameterizedSize(min=min_size(card), step=STEP), **p)
-                    for a, p in zip(axis_ids, physical)
+                    spec.SpaceInputAxis(id=a, size=spec.ParameterizedSize(min=min_size(card, i), step=step(card, i)), **p)
+                    for i, (a, p) in enumerate(zip(axis_ids, physical))
                 ),
             ],
             test_tensor=spec.FileDescr(source=files["test_input"]),
@@ -540,10 +589,8 @@ def _describe(model: Model, files: dict[str, Path], *, authors: Sequence[str], l
                 spec.BatchAxis(),
                 spec.ChannelAxis(channel_names=out_channels),
                 *(
-                    spec.SpaceOutputAxisWithHalo(
-                        id=a, size=spec.SizeReference(tensor_id=spec.TensorId(INPUT_ID), axis_id=a), halo=HALO[ndim], **p
-                    )
-                    for a, p in zip(axis_ids, physical)
+                    _output_axis(spec, a, halo(card, i), p)
+                    for i, (a, p) in enumerate(zip(axis_ids, physical))
                 ),
             ],
             test_tensor=spec.FileDescr(source=files["test_output"]),

@@ -43,7 +43,7 @@ from segpipe.training.checkpoint import load_state, save_state
 from segpipe.training.losses import SegmentationLoss
 from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
-from segpipe.training.plan import fingerprint_store, normalization_spec, plan_training
+from segpipe.training.plan import fingerprint_store, normalization_spec, plan_pools, plan_training
 from segpipe.training.splits import load_image, load_split, predict_split, scorable, tuning_training_set
 from segpipe.training.targets import training_sample
 from segpipe.training.tuning import tune_instance_params, validation_scores
@@ -83,8 +83,11 @@ def train_model(
         start = init.card
         features = start.network_options.get("features")
         update = {"network": start.network, "features": tuple(features) if features else None}
-        if config.spacing is None and start.spatial_dims == store.ndim:
-            update["spacing"] = start.spacing  # the scale its filters learned objects at
+        if start.spatial_dims == store.ndim:
+            if config.spacing is None:
+                update["spacing"] = start.spacing  # the scale its filters learned objects at
+            if config.patch_size is None:
+                update["patch_size"] = start.patch_size  # the window its poolings were built for
         config = config.model_copy(update=update)
     config = plan_training(fingerprint, config)
     model_dir.mkdir(parents=True, exist_ok=True)  # only once the plan holds: a refused one leaves no folder
@@ -193,7 +196,7 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
     return ModelCard(
         name=store.name,
         network=config.network,
-        network_options={"features": list(config.features)},
+        network_options=network_options(config),
         spatial_dims=store.ndim,
         in_channels=fingerprint["channels"],
         out_channels=n_classes + len(extra),
@@ -215,6 +218,15 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
     )
 
 
+def network_options(config: TrainParams) -> dict:
+    """The network's options on the card: its widths, and a U-Net's pooling per axis when the patch needs it."""
+    options: dict = {"features": list(config.features)}
+    pools = plan_pools(config.patch_size, config.spacing) if config.network == "unet" else None
+    if pools is not None:
+        options["pools"] = [list(level) for level in pools]
+    return options
+
+
 def _from_init(card: ModelCard, init: Model) -> ModelCard:
     """The card of a model fine-tuned from ``init``: its architecture and normalization, refused if they do not fit."""
     start = init.card
@@ -226,6 +238,11 @@ def _from_init(card: ModelCard, init: Model) -> ModelCard:
         )
     if (start.instances, start.n_classes) != (card.instances, card.n_classes):
         raise ModelError(f"{where}: it predicts {start.classes}, this dataset has {card.classes}")
+    if start.network_options.get("pools") != card.network_options.get("pools"):
+        raise ModelError(
+            f"{where}: its network was built for windows like {list(start.patch_size)} pixels, "
+            f"not the patch size {list(card.patch_size)} (leave patch_size open to keep the model's)"
+        )
     training = card.training.model_copy(update={"init": str(init.folder)})
     return card.model_copy(
         update={"network_options": start.network_options, "normalization": start.normalization, "training": training}

@@ -27,7 +27,9 @@ class TrainParams(BaseModel):
     features: tuple[int, ...] | None = None
     """Encoder widths (U-Net: five plus the last decoder width; FCN: five); planned when open."""
     patch_size: tuple[int, ...] | None = None
-    """Training window per spatial axis, also the inference window; planned when open."""
+    """Training window per spatial axis, also the inference window; planned when open. The U-Net
+    pools each axis as many times (up to four) as its edge halves, so a stack of 4 slices trains on
+    4, not on 16 padded ones."""
     spacing: tuple[float, ...] | None = None
     """Pixel (voxel) size to train at, per spatial axis in the dataset's unit; the model then
     predicts at it too (other images are resampled to it and back). Planned when open: the

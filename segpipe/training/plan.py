@@ -11,6 +11,7 @@ from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, StoreError
 from segpipe.inference.normalize import NormalizationSpec, intensity_percentiles
 from segpipe.inference.resample import resampled_shape
+from segpipe.models.unet import LEVELS
 from segpipe.training.params import TrainParams
 
 #: Target patch edge per dimensionality (voxels at the finest spacing), and the batch that goes with it on a CPU.
@@ -35,6 +36,9 @@ ITERATIONS = {2: 25, 3: 200}
 UNET_FEATURES = {2: (16, 32, 64, 128, 256, 16), 3: (8, 16, 32, 64, 128, 8)}
 OTHER_FEATURES = (16, 32, 64, 128, 256)  # the FCN and other networks: five widths
 DIVISOR = 16  # four 2x2 poolings in the U-Net; the FCN pads itself
+#: An axis is pooled at a level, while it has poolings left, when its pixel size is at most this
+#: many times the finest (nnU-Net's rule): a thick z step waits until the others have caught up.
+ANISOTROPY = 2.0
 
 
 def fingerprint_store(store: ImageStore) -> dict:
@@ -128,7 +132,9 @@ def plan_patch_size(median_shape: list[int], spacing: list[float], *, edge: floa
 
     ``edge`` counts voxels of the finest spacing: axes with coarser spacing get proportionally
     fewer voxels; every edge is a multiple of 16, rounded down where the image is smaller than
-    the target (so random crops still vary), and at least 16 (smaller images are padded).
+    the target (so random crops still vary), and at least 16. Along an axis the image has fewer
+    than 16 pixels of (a stack of a few slices), the edge is the largest power of two it holds,
+    and the U-Net pools that axis fewer times (:func:`plan_pools`) instead of learning from padding.
     """
     ndim = len(median_shape)
     edge = PATCH_EDGE[ndim] if edge is None else edge
@@ -136,9 +142,47 @@ def plan_patch_size(median_shape: list[int], spacing: list[float], *, edge: floa
     patch = []
     for size, step in zip(median_shape, spacing):
         want = edge * finest / step
+        if size < DIVISOR:
+            patch.append(2 ** int(math.floor(math.log2(max(size, 1)))))
+            continue
         multiple = math.ceil(want / DIVISOR) if want <= size else math.floor(size / DIVISOR)
         patch.append(max(DIVISOR, int(multiple * DIVISOR)))
     return tuple(patch)
+
+
+def plan_pools(patch_size: tuple[int, ...], spacing: tuple[float, ...]) -> tuple[tuple[int, ...], ...] | None:
+    """The U-Net's pooling factors per level and axis for ``patch_size``, or None for 2 everywhere.
+
+    An axis is pooled as many times (up to four) as its patch edge can be halved; one pooled fewer
+    times than the levels waits while it is more than ``ANISOTROPY`` times coarser than the finest
+    axis, as nnU-Net plans anisotropic networks. Patches whose edges are all multiples of 16 get
+    the plain U-Net.
+    """
+    left = [min(LEVELS, _twos(p)) for p in patch_size]
+    if all(k == LEVELS for k in left):
+        return None
+    step = [float(s) for s in spacing]
+    pools = []
+    for level in range(LEVELS):
+        finest = min(step)
+        factors = []
+        for axis, k in enumerate(left):
+            pool = k > 0 and (k >= LEVELS - level or step[axis] <= ANISOTROPY * finest)
+            factors.append(2 if pool else 1)
+            if pool:
+                left[axis] -= 1
+                step[axis] *= 2
+        pools.append(tuple(factors))
+    return tuple(pools)
+
+
+def _twos(n: int) -> int:
+    """How many times ``n`` halves to an integer."""
+    count = 0
+    while n > 0 and n % 2 == 0:
+        n //= 2
+        count += 1
+    return count
 
 
 def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:

@@ -171,6 +171,43 @@ def test_a_3d_semantic_fcn_comes_back_and_both_weight_formats_give_its_output(tm
         assert torch.equal(packaged(x), expected)
 
 
+def thin_stack_card() -> ModelCard:
+    """A 3D instance U-Net for stacks of a few slices: z pooled twice, y and x four times."""
+    pools = [[1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]
+    options = {"features": [4, 4, 4, 4, 4, 4], "pools": pools}
+    return instance_card_2d().model_copy(
+        update={"name": "cho", "network_options": options, "spatial_dims": 3, "patch_size": (4, 64, 64), "spacing": (1.0, 0.45, 0.45)}
+    )
+
+
+def test_a_unet_pooled_per_axis_declares_its_sizes_per_axis_and_its_architecture_rebuilds_it(tmp_path):
+    model = write_model(tmp_path / "model", thin_stack_card(), seed=2)
+    package = export_model(model, tmp_path / "cho.zip", test=False)
+    files = members(package)
+    rdf = yaml.safe_load(files[rdf_name(package)])
+    sizes = [axis["size"] for axis in rdf["inputs"][0]["axes"][2:]]
+    assert sizes == [{"min": 4, "step": 4}, {"min": 32, "step": 16}, {"min": 32, "step": 16}]
+    assert [axis.get("halo", 0) for axis in rdf["outputs"][0]["axes"][2:]] == [0, 8, 8]  # one window spans the stack
+    assert "z: 4 + n x 4, crop 0" in files["README.md"].decode()
+    architecture = rdf["weights"]["pytorch_state_dict"]["architecture"]
+    namespace: dict = {}
+    exec(compile(files[architecture["source"]], architecture["source"], "exec"), namespace)
+    packaged = namespace[architecture["callable"]](**architecture["kwargs"]).eval()
+    packaged.load_state_dict(torch.load(io.BytesIO(files["weights.pt"]), weights_only=True))
+    x = torch.from_numpy(np.random.default_rng(3).normal(size=(1, 1, 8, 48, 32)).astype(np.float32))
+    with torch.no_grad():
+        expected = activate(model.load()(x), n_classes=2)
+        assert torch.equal(packaged(x), expected)
+        assert torch.equal(load_torchscript(files["weights_torchscript.pt"])(x), expected)
+    assert import_model(package, tmp_path / "imported").card == model.card
+
+
+@pytest.mark.slow
+def test_a_unet_pooled_per_axis_passes_the_zoo_test(tmp_path):
+    model = write_model(tmp_path / "model", thin_stack_card(), seed=2)
+    assert export_model(model, tmp_path / "cho.zip").is_file()  # a failing test raises ModelError
+
+
 @pytest.mark.slow
 def test_a_3d_semantic_fcn_with_zscore_passes_the_zoo_test(tmp_path):
     """About 25 s on two busy cores: bioimageio.core runs each weight format on six input sizes."""

@@ -36,6 +36,28 @@ def test_unet_has_the_classic_structure():
     assert sum(c.kernel_size == (3, 3) for c in convs) == 18  # two per level: 5 down + 4 up
 
 
+def test_a_unet_pooled_per_axis_keeps_a_thin_stack_and_pools_as_told():
+    pools = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))
+    model = build_model("unet", spatial_dims=3, in_channels=2, out_channels=3, features=(4, 4, 4, 4, 4, 4), pools=pools)
+    with torch.no_grad():
+        assert model(torch.randn(1, 2, 4, 48, 32)).shape == (1, 3, 4, 48, 32)
+    downs = [m.kernel_size for m in model.modules() if isinstance(m, torch.nn.MaxPool3d)]
+    ups = [m.stride for m in model.modules() if isinstance(m, torch.nn.ConvTranspose3d)]
+    assert downs == list(pools)
+    assert ups == list(reversed(pools))  # the expansive path undoes the pools, deepest first
+    plain = build_model("unet", spatial_dims=3, in_channels=2, out_channels=3, features=(4, 4, 4, 4, 4, 4))
+    assert model.state_dict().keys() == plain.state_dict().keys()
+
+
+@pytest.mark.parametrize(
+    ("pools", "message"),
+    [(((2, 2),) * 3, "4 levels of 2 factors"), (((2, 2, 2),) * 4, "4 levels of 2 factors"), (((3, 2),) * 4, "1 or 2")],
+)
+def test_pools_that_do_not_fit_the_network_are_refused(pools, message):
+    with pytest.raises(ValueError, match=message):
+        build_model("unet", spatial_dims=2, in_channels=1, out_channels=2, pools=pools)
+
+
 def test_registry_rejects_unknown_and_duplicate_names():
     assert {"unet", "fcn"} <= set(available_models())
     with pytest.raises(ValueError, match="unknown model 'resnet'"):

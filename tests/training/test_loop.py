@@ -226,6 +226,28 @@ def test_fine_tuning_keeps_the_starting_models_pixel_size_unless_one_is_set(stor
     assert train_model(store, tmp_path / "set", chosen, init=coarse, progress=False).model.card.spacing == (1.5, 1.5)
 
 
+def test_a_patch_edge_that_is_no_multiple_of_16_gets_a_unet_pooled_to_fit_it(store, tmp_path):
+    """An edge of 24 halves three times: that axis is pooled three times, and the model predicts at full size."""
+    config = TrainParams(**{**TINY, "epochs": 1, "patch_size": (24, 64)}, device="cpu")
+    model = train_model(store, tmp_path / "m", config, progress=False).model
+    assert model.card.network_options["pools"] == [[2, 2], [2, 2], [2, 2], [1, 2]]
+    reopened = Model.open(tmp_path / "m")
+    image = np.asarray(store.images("test")[0].image, np.float32)
+    probs = predict_image(reopened.load("cpu"), image, roi_size=reopened.card.patch_size, n_classes=2)
+    assert probs.shape == (4, *image.shape[1:])
+
+
+def test_fine_tuning_keeps_the_starting_models_window_and_refuses_one_its_pools_do_not_fit(store, tmp_path):
+    from segpipe.errors import ModelError
+
+    config = TrainParams(**{**TINY, "epochs": 1, "patch_size": (24, 64)}, device="cpu")
+    start = train_model(store, tmp_path / "start", config, progress=False).model
+    open_patch = config.model_copy(update={"patch_size": None})
+    assert train_model(store, tmp_path / "tuned", open_patch, init=start, progress=False).model.card.patch_size == (24, 64)
+    with pytest.raises(ModelError, match=r"built for windows like \[24, 64\] pixels, not the patch size \[32, 64\]"):
+        train_model(store, tmp_path / "m", config.model_copy(update={"patch_size": (32, 64)}), init=start, progress=False)
+
+
 def test_a_refused_plan_leaves_no_model_folder(store, tmp_path):
     with pytest.raises(InputError, match="spacing \\[1.0, 1.0, 1.0\\] has 3 axes, the data has 2"):
         train_model(store, tmp_path / "m", TrainParams(**TINY, spacing=(1.0, 1.0, 1.0), device="cpu"), progress=False)

@@ -17,6 +17,7 @@ from segpipe.training.plan import (
     object_extents,
     patch_edge,
     plan_patch_size,
+    plan_pools,
     plan_spacing,
     plan_training,
 )
@@ -32,11 +33,29 @@ from segpipe.training.plan import (
         ((60, 200, 200), (4.0, 1.0, 1.0), 64.0, (16, 64, 64)),  # 4x coarser z: a quarter of the voxels
         ((60, 200, 200), (4.0, 1.0, 1.0), None, (16, 32, 32)),  # z wants 8: at least 16
         ((31, 36, 57), (1.0, 1.0, 1.0), 64.0, (16, 32, 48)),  # never larger than the image
-        ((8, 10), (1.0, 1.0), None, (16, 16)),  # at least 16 (padded)
+        ((20, 10), (1.0, 1.0), None, (16, 8)),  # at least 16, or the largest power of two an axis under 16 holds
+        ((5, 200, 231), (1.0, 0.448, 0.448), 64.0, (4, 64, 64)),  # a stack of 5 slices: 4 of them, no padding
+        ((1, 90, 90), (2.0, 1.0, 1.0), 64.0, (1, 64, 64)),  # one slice
     ],
 )
 def test_patch_size_fits_the_images_and_the_spacing(shape, spacing, edge, expected):
     assert plan_patch_size(list(shape), list(spacing), edge=edge) == expected
+
+
+@pytest.mark.parametrize(
+    ("patch", "spacing", "expected"),
+    [
+        ((16, 64, 64), (1.0, 0.448, 0.448), None),  # multiples of 16: the plain U-Net
+        # 4 slices, 2.2x coarser: z waits one level (then 1.0 against 0.896), is pooled twice, then stops
+        ((4, 64, 64), (1.0, 0.448, 0.448), ((1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))),
+        ((4, 64, 64), (0.5, 0.5, 0.5), ((2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 2, 2))),  # isotropic: as early as it can
+        ((8, 32, 32), (5.0, 1.0, 1.0), ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))),  # far coarser: as late as it can
+        ((1, 64, 64), (2.0, 1.0, 1.0), ((1, 2, 2),) * 4),  # one slice: a 2D network in 3D
+        ((24, 128), (1.0, 1.0), ((2, 2), (2, 2), (2, 2), (1, 2))),  # 24 halves three times
+    ],
+)
+def test_each_axis_is_pooled_as_often_as_its_patch_edge_halves(patch, spacing, expected):
+    assert plan_pools(patch, spacing) == expected
 
 
 @pytest.mark.parametrize(
@@ -112,7 +131,7 @@ def test_objects_too_large_for_a_patch_are_trained_on_a_coarser_grid_of_the_fine
     assert plan_spacing(3, cho["median_spacing"], cho["object_extent"]) == (1.0, coarser, coarser)
     planned = plan_training(cho, TrainParams())
     assert planned.spacing == (1.0, coarser, coarser)
-    assert planned.patch_size == (16, 64, 64)  # on the 5 x 198 x 229 grid: z padded to 16
+    assert planned.patch_size == (4, 64, 64)  # on the 5 x 198 x 229 grid: 4 of the 5 slices
     # 2D: cells of 100 pixels need 175, more than 128
     assert plan_spacing(2, [0.5, 0.5], 50.0) == (0.684, 0.684)  # 0.5 * 175 / 128, to three digits
     # objects that fit, semantic classes and a spacing given in the config keep their pixel size
