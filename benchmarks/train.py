@@ -228,7 +228,7 @@ def main() -> None:
                 competitor.wait()
     print(f"device: {info['device']}, {os.cpu_count()} CPUs; U-Net (16..256), batch {args.batch_size} x "
           f"{args.patch}x{args.patch}, {args.iterations} iterations a run, median of {args.repeats} alternating runs")
-    print(f"| condition | loop | threads policy | samples/s | vs bare (same policy) | vs own quiet |")
+    print("| condition | loop | threads policy | samples/s | vs bare (same policy) | vs own quiet |")
     print("| --- | --- | --- | --- | --- | --- |")
     median = {key: float(np.median(values)) for key, values in results.items()}
     for condition, loop, policy in results:

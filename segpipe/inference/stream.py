@@ -20,7 +20,6 @@ rows not done are written, so the result is identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import math

@@ -134,7 +134,6 @@ def test_ctc_folder_passes_the_challenge_evaluation(tmp_path, shape):
     gt = tmp_path / "seq" / "01_GT"
     for sub in ("SEG", "TRA"):
         (gt / sub).mkdir(parents=True)
-    lines = []
     for t, mask in enumerate(masks):
         tifffile.imwrite(gt / "SEG" / f"man_seg{t:03d}.tif", mask, photometric="minisblack")
         tifffile.imwrite(gt / "TRA" / f"man_track{t:03d}.tif", mask, photometric="minisblack")

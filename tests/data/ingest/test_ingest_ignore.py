@@ -8,7 +8,7 @@ import tifffile
 import zarr
 
 from segpipe.data.catalog import load_catalog
-from segpipe.data.ingest import IngestParams, ingest_dataset
+from segpipe.data.ingest import IngestParams
 from segpipe.errors import CatalogError, InputError
 
 from ingest_helpers import write_catalog

@@ -18,7 +18,7 @@ from segpipe.errors import StoreError
 from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.store import ImageStore, open_store, read_record
 
-from ingest_helpers import assert_same_stores, write_catalog, write_random_pairs
+from ingest_helpers import assert_same_stores, write_random_pairs
 
 
 def test_store_opens_with_ome_zarr_reader_and_validates_as_ngff_05(crop_catalog, tmp_path):
