@@ -118,7 +118,7 @@ def export_cmd(
     sample: Annotated[
         Optional[Path],
         typer.Option(
-            help="An image (TIFF, PNG, NIfTI) for the test tensors instead of a synthetic one; center-cropped; "
+            help="An image (TIFF, PNG, NIfTI) for the test tensors instead of a synthetic one; cropped where its intensities vary most; "
             "channels on the first axis for multi-channel models."
         ),
     ] = None,

@@ -27,6 +27,7 @@ import contextlib
 import gc
 import inspect
 import io
+import itertools
 import json
 import logging
 import math
@@ -100,8 +101,9 @@ def export_model(
             both weight formats, other registered networks TorchScript only).
         path: The zip to write (replaced if it exists; written under a temporary name first).
         test: Run bioimageio.core's model test on the package (offline) before putting it in place.
-        sample: A raw channel-first image ``(C, *spatial)`` for the test tensors (center-cropped
-            to a size the package accepts); a seeded synthetic image when ``None``.
+        sample: A raw channel-first image ``(C, *spatial)`` for the test tensors (cropped to a
+            size the package accepts, where the first channel's intensities vary most); a seeded
+            synthetic image when ``None``.
         authors: Names for the package's ``authors`` (the zoo asks for at least one).
         license: SPDX identifier of the weights' license (e.g. ``CC-BY-4.0``); none when ``None``.
 
@@ -158,11 +160,21 @@ def _test_input(card: ModelCard, sample: np.ndarray | None) -> np.ndarray:
     lows = [min_size(card, a) for a in range(ndim)]
     if any(s < low for s, low in zip(sample.shape[1:], lows)):
         raise ModelError(f"test sample of {list(sample.shape[1:])} pixels is too small: at least {lows} pixels")
-    box = [slice(None)]
-    for a, s in enumerate(sample.shape[1:]):
-        keep = _grid_size(min(s, SAMPLE_SIZE[ndim]), card, a, up=False)
-        box.append(slice((s - keep) // 2, (s - keep) // 2 + keep))
-    return np.ascontiguousarray(sample[tuple(box)], dtype=np.float32)
+    keep = [_grid_size(min(s, SAMPLE_SIZE[ndim]), card, a, up=False) for a, s in enumerate(sample.shape[1:])]
+    return np.ascontiguousarray(sample[(slice(None), *_busiest_crop(sample[0], keep))], dtype=np.float32)
+
+
+def _busiest_crop(channel: np.ndarray, keep: Sequence[int]) -> tuple[slice, ...]:
+    """The crop of size ``keep`` with the widest intensity range (1st to 99.8th percentile), among
+    crops at half-crop steps: a crop of empty background would test the network on noise alone."""
+    starts = [sorted({*range(0, s - k + 1, max(1, k // 2)), s - k}) for s, k in zip(channel.shape, keep)]
+    best, best_range = None, -1.0
+    for corner in itertools.product(*starts):
+        box = tuple(slice(c, c + k) for c, k in zip(corner, keep))
+        low, high = np.percentile(channel[box], (1.0, 99.8))
+        if high - low > best_range:
+            best, best_range = box, float(high - low)
+    return best
 
 
 def min_size(card: ModelCard, axis: int) -> int:
@@ -231,6 +243,19 @@ def synthetic_image(shape: Sequence[int], channels: int, spec: NormalizationSpec
         low, high = spec.window
         return (low + (high - low) * unit).astype(np.float32)
     return (100 + 1000 * unit).astype(np.float32)
+
+
+def _floor_text(norm: NormalizationSpec) -> str:
+    """What the package cannot say of segpipe's range floor, when the model has one."""
+    if not norm.min_range:
+        return ""
+    floors = ", ".join(f"{v:g}" for v in norm.min_range)
+    return (
+        f" segpipe also never divides by less than {floors} (per channel: a quarter of the training images' "
+        "typical range), so that a nearly empty, noisy field is not stretched into objects; `scale_range` has "
+        "no such floor, so on such fields consumers that only run the package stretch the noise and may find "
+        "objects segpipe does not."
+    )
 
 
 def _preprocess(raw: np.ndarray, spec: NormalizationSpec) -> np.ndarray:
@@ -450,6 +475,7 @@ def package_readme(card: ModelCard) -> str:
             f"(not clipped): `scale_range` with `min_percentile: {norm.low:g}`, `max_percentile: {norm.high:g}`, "
             "as segpipe normalizes (the same up to float rounding; segpipe estimates percentiles from a regular "
             "subsample above 2 megapixels per channel, so on larger images the two differ slightly)."
+            + _floor_text(norm)
         )
     elif norm.method == "zscore":
         how = (

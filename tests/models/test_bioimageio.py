@@ -202,6 +202,22 @@ def test_a_unet_pooled_per_axis_declares_its_sizes_per_axis_and_its_architecture
     assert import_model(package, tmp_path / "imported").card == model.card
 
 
+def test_a_sample_is_cropped_where_it_has_objects_and_the_range_floor_is_said(tmp_path):
+    """A centre crop of a field with one cluster of nuclei in a corner would test the package on noise alone."""
+    card = thin_stack_card()
+    card = card.model_copy(update={"normalization": card.normalization.model_copy(update={"min_range": (40.0,)})})
+    model = write_model(tmp_path / "model", card, seed=2)
+    rng = np.random.default_rng(0)
+    sample = rng.normal(100, 3, size=(1, 5, 200, 160)).astype(np.float32)
+    sample[0, :, 150:190, 10:40] += 500  # the only objects, far from the centre
+    package = export_model(model, tmp_path / "cho.zip", test=False, sample=sample)
+    files = members(package)
+    test_input = np.load(io.BytesIO(files["test_input.npy"]))
+    assert test_input.shape == (1, 1, 4, 64, 64)  # 4 of the 5 slices (z steps by 4), 64 x 64 in y and x
+    assert np.count_nonzero(test_input > 400) == 4 * 40 * 30  # the bright block, whole in y and x
+    assert "never divides by less than 40" in files["README.md"].decode()
+
+
 @pytest.mark.slow
 def test_a_unet_pooled_per_axis_passes_the_zoo_test(tmp_path):
     model = write_model(tmp_path / "model", thin_stack_card(), seed=2)
