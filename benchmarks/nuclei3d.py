@@ -70,6 +70,12 @@ VARIANTS = (
         name="nuclei3d-thin-stack", shape=(6, 256, 192), spacing=(2.0, 0.5, 0.5), radius=(4.0, 6.0),
         count=100, gap=0.95, brightness=(0.3, 1.0), noise=0.08, seed=5,
     ),
+    # Made with the anisotropic pooling rule, to check it on data that chose nothing: z steps of
+    # 2.5 um against 0.4 um pixels, touching nuclei of uneven brightness.
+    NucleiVolume(
+        name="nuclei3d-anisotropic", shape=(24, 160, 160), spacing=(2.5, 0.4, 0.4), radius=(4.0, 7.0),
+        count=90, gap=0.95, brightness=(0.25, 1.0), noise=0.08, seed=6,
+    ),
 )
 
 BACKGROUND = 0.1

@@ -153,26 +153,25 @@ def plan_patch_size(median_shape: list[int], spacing: list[float], *, edge: floa
 def plan_pools(patch_size: tuple[int, ...], spacing: tuple[float, ...]) -> tuple[tuple[int, ...], ...] | None:
     """The U-Net's pooling factors per level and axis for ``patch_size``, or None for 2 everywhere.
 
-    An axis is pooled as many times (up to four) as its patch edge can be halved; one pooled fewer
-    times than the levels waits while it is more than ``ANISOTROPY`` times coarser than the finest
-    axis, as nnU-Net plans anisotropic networks. Patches whose edges are all multiples of 16 get
-    the plain U-Net.
+    An axis is pooled at most as many times (up to four) as its patch edge halves, and not at a
+    level where it is more than ``ANISOTROPY`` times coarser than the finest axis still to pool, as
+    nnU-Net plans anisotropic networks: a z step of 3 um against 0.5 um pixels waits until two
+    poolings of y and x have brought them to 2 um. Patches whose edges are all multiples of 16 on
+    a grid at most that anisotropic get the plain U-Net.
     """
     left = [min(LEVELS, _twos(p)) for p in patch_size]
-    if all(k == LEVELS for k in left):
-        return None
     step = [float(s) for s in spacing]
     pools = []
-    for level in range(LEVELS):
-        finest = min(step)
-        factors = []
-        for axis, k in enumerate(left):
-            pool = k > 0 and (k >= LEVELS - level or step[axis] <= ANISOTROPY * finest)
-            factors.append(2 if pool else 1)
-            if pool:
+    for _ in range(LEVELS):
+        finest = min((s for k, s in zip(left, step) if k > 0), default=0.0)  # of the axes still to pool
+        factors = tuple(2 if k > 0 and s <= ANISOTROPY * finest else 1 for k, s in zip(left, step))
+        for axis, factor in enumerate(factors):
+            if factor == 2:
                 left[axis] -= 1
                 step[axis] *= 2
-        pools.append(tuple(factors))
+        pools.append(factors)
+    if all(f == 2 for level in pools for f in level):
+        return None
     return tuple(pools)
 
 

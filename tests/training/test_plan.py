@@ -45,16 +45,19 @@ def test_patch_size_fits_the_images_and_the_spacing(shape, spacing, edge, expect
 @pytest.mark.parametrize(
     ("patch", "spacing", "expected"),
     [
-        ((16, 64, 64), (1.0, 0.448, 0.448), None),  # multiples of 16: the plain U-Net
+        ((16, 64, 64), (1.0, 0.5, 0.5), None),  # multiples of 16, at most 2x anisotropic: the plain U-Net
+        ((16, 64, 64), (1.0, 0.448, 0.448), ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))),  # 2.2x: z waits one level
         # 4 slices, 2.2x coarser: z waits one level (then 1.0 against 0.896), is pooled twice, then stops
         ((4, 64, 64), (1.0, 0.448, 0.448), ((1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))),
         ((4, 64, 64), (0.5, 0.5, 0.5), ((2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 2, 2))),  # isotropic: as early as it can
-        ((8, 32, 32), (5.0, 1.0, 1.0), ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))),  # far coarser: as late as it can
+        ((8, 32, 32), (5.0, 1.0, 1.0), ((1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2))),  # far coarser: once within 2x
+        ((16, 48, 48), (3.0, 0.5, 0.5), ((1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2))),  # z 6x coarser: 16 slices, 2 pools
+        ((16, 32, 32), (2.0, 1.0, 1.0), None),  # exactly 2x coarser: pooled with the others
         ((1, 64, 64), (2.0, 1.0, 1.0), ((1, 2, 2),) * 4),  # one slice: a 2D network in 3D
         ((24, 128), (1.0, 1.0), ((2, 2), (2, 2), (2, 2), (1, 2))),  # 24 halves three times
     ],
 )
-def test_each_axis_is_pooled_as_often_as_its_patch_edge_halves(patch, spacing, expected):
+def test_each_axis_is_pooled_as_its_edge_and_its_pixel_size_allow(patch, spacing, expected):
     assert plan_pools(patch, spacing) == expected
 
 
