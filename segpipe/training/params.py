@@ -28,7 +28,7 @@ class TrainParams(BaseModel):
     """Encoder widths (U-Net: five plus the last decoder width; FCN: five); planned when open."""
     patch_size: tuple[int, ...] | None = None
     """Training window per spatial axis, also the inference window; planned when open. The U-Net
-    pools each axis as many times (up to four) as its edge halves, so a stack of 4 slices trains on
+    pools each axis at most as many times (up to four) as its edge halves, so a stack of 4 slices trains on
     4, not on 16 padded ones."""
     spacing: tuple[float, ...] | None = None
     """Pixel (voxel) size to train at, per spatial axis in the dataset's unit; the model then
