@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -75,17 +74,6 @@ def child(name: str, iterations: int) -> None:
     print(json.dumps({"train_it_s": train_it_s, "windows_s": infer_windows_s, "peak_mib": peak_mib}))
 
 
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform says."""
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def measure(name: str, iterations: int) -> dict:
     command = [sys.executable, __file__, "--child", name, "--iterations", str(iterations)]
     out = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -93,6 +81,8 @@ def measure(name: str, iterations: int) -> dict:
 
 
 def main() -> None:
+    from segpipe.report.runs import cpu_model
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=30, help="measured iterations per run")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each variant; the median is kept")
@@ -114,7 +104,7 @@ def main() -> None:
             if competitor is not None:
                 competitor.kill()
                 competitor.wait()
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; widths {FEATURES}, "
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; widths {FEATURES}, "
           f"{args.iterations} iterations a run, median of {args.repeats} alternating runs; baseline: {BASELINE}")
     print("| condition | network and patch | training it/s | vs baseline | inference windows/s | vs baseline | peak memory |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -49,7 +49,7 @@ from segpipe.errors import ModelError
 from segpipe.inference.memory import activate
 from segpipe.inference.normalize import NormalizationSpec, normalize
 from segpipe.models.card import ModelCard
-from segpipe.models.unet import axis_divisors
+from segpipe.models.unet import LEVELS, axis_divisors
 from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ OUTPUT_ID = "probabilities"
 ARCHITECTURES = {"unet": "SegpipeUNet", "fcn": "SegpipeFCN"}
 #: Spatial sizes a package accepts are ``min + n * STEP`` (four poolings; the FCN pads itself);
 #: an axis a U-Net pools fewer times (``pools`` on the card) steps by the product of its pools.
-STEP = 16
+STEP = 2**LEVELS  # 16
 #: Output border consumers crop when they tile (pixels per side), per 2D/3D.
 HALO = {2: 16, 3: 8}
 #: Largest synthetic test image per axis, and largest crop of a real one.

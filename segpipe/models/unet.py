@@ -62,12 +62,10 @@ def set_pools(net: BasicUNet, pools: Sequence[Sequence[int]]) -> None:
     """Give level ``i`` of ``net`` the pooling factors ``pools[i]``, and its upsampling the same."""
     dims = len(pools[0])
     for i, factors in enumerate(pools, start=1):
-        down = getattr(net, f"down_{i}")
-        down.max_pooling = Pool["MAX", dims](kernel_size=factors, stride=factors)
-        deconv = getattr(net, f"upcat_{i}").upsample.deconv
-        deconv_cls = Conv["CONVTRANS", dims]
-        getattr(net, f"upcat_{i}").upsample.deconv = deconv_cls(
-            deconv.in_channels, deconv.out_channels, kernel_size=factors, stride=factors, bias=deconv.bias is not None
+        getattr(net, f"down_{i}").max_pooling = Pool["MAX", dims](kernel_size=factors, stride=factors)
+        up = getattr(net, f"upcat_{i}").upsample
+        up.deconv = Conv["CONVTRANS", dims](
+            up.deconv.in_channels, up.deconv.out_channels, kernel_size=factors, stride=factors, bias=up.deconv.bias is not None
         )
 
 

@@ -35,7 +35,7 @@ ITERATIONS = {2: 25, 3: 200}
 #: more voxels per sample, so 3D halves every width (a quarter of the computation per voxel).
 UNET_FEATURES = {2: (16, 32, 64, 128, 256, 16), 3: (8, 16, 32, 64, 128, 8)}
 OTHER_FEATURES = (16, 32, 64, 128, 256)  # the FCN and other networks: five widths
-DIVISOR = 16  # four 2x2 poolings in the U-Net; the FCN pads itself
+DIVISOR = 2**LEVELS  # 16: four 2x2 poolings in the U-Net; the FCN pads itself
 #: An axis is pooled at a level, while it has poolings left, when its pixel size is at most this
 #: many times the finest (nnU-Net's rule): a thick z step waits until the others have caught up.
 ANISOTROPY = 2.0
