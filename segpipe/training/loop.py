@@ -37,6 +37,7 @@ from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard, TrainingRecord
 from segpipe.models.device import resolve_device, use_cpu_threads
 from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
+from segpipe.models.unet import axis_divisors
 from segpipe.progress import Progress
 from segpipe.training.augment import augmentation
 from segpipe.training.checkpoint import load_state, save_state
@@ -90,6 +91,9 @@ def train_model(
                 update["patch_size"] = start.patch_size  # the window its poolings were built for
         config = config.model_copy(update=update)
     config = plan_training(fingerprint, config)
+    card = make_card(store, fingerprint, config)
+    if init is not None:
+        card = _from_init(card, init)
     model_dir.mkdir(parents=True, exist_ok=True)  # only once the plan holds: a refused one leaves no folder
     (model_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n")
     log.info("fingerprint: %s", json.dumps(fingerprint))
@@ -98,9 +102,6 @@ def train_model(
     device = resolve_device(config.device)
     if device.type == "cpu":
         log.info("training on %d CPU threads", use_cpu_threads(reserved=loader_workers(config, device)))
-    card = make_card(store, fingerprint, config)
-    if init is not None:
-        card = _from_init(card, init)
     n_classes = card.n_classes
     set_determinism(config.seed)
     model = network_from_card(card).to(device)
@@ -238,10 +239,11 @@ def _from_init(card: ModelCard, init: Model) -> ModelCard:
         )
     if (start.instances, start.n_classes) != (card.instances, card.n_classes):
         raise ModelError(f"{where}: it predicts {start.classes}, this dataset has {card.classes}")
-    if start.network_options.get("pools") != card.network_options.get("pools"):
+    divisors = axis_divisors(start.network_options.get("pools"), start.spatial_dims)  # the FCN pads itself
+    if start.network == "unet" and any(edge % d for edge, d in zip(card.patch_size, divisors)):
         raise ModelError(
-            f"{where}: its network was built for windows like {list(start.patch_size)} pixels, "
-            f"not the patch size {list(card.patch_size)} (leave patch_size open to keep the model's)"
+            f"{where}: its network takes windows pooled to multiples of {list(divisors)} pixels, not the patch size "
+            f"{list(card.patch_size)} (leave patch_size open to keep the model's, {list(start.patch_size)})"
         )
     training = card.training.model_copy(update={"init": str(init.folder)})
     return card.model_copy(

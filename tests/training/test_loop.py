@@ -244,8 +244,20 @@ def test_fine_tuning_keeps_the_starting_models_window_and_refuses_one_its_pools_
     start = train_model(store, tmp_path / "start", config, progress=False).model
     open_patch = config.model_copy(update={"patch_size": None})
     assert train_model(store, tmp_path / "tuned", open_patch, init=start, progress=False).model.card.patch_size == (24, 64)
-    with pytest.raises(ModelError, match=r"built for windows like \[24, 64\] pixels, not the patch size \[32, 64\]"):
-        train_model(store, tmp_path / "m", config.model_copy(update={"patch_size": (32, 64)}), init=start, progress=False)
+    larger = train_model(store, tmp_path / "larger", config.model_copy(update={"patch_size": (32, 64)}), init=start, progress=False)
+    assert larger.model.card.network_options == start.card.network_options  # 32 halves as often as its 3 pools
+    with pytest.raises(ModelError, match=r"pooled to multiples of \[8, 16\] pixels, not the patch size \[20, 64\]"):
+        train_model(store, tmp_path / "m", config.model_copy(update={"patch_size": (20, 64)}), init=start, progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+def test_fine_tuning_at_a_coarser_spacing_keeps_the_starting_models_plain_network(store, tmp_path):
+    """A new spacing can make the plan pool a coarse axis later; the starting network is kept and fits the window."""
+    start = train_model(store, tmp_path / "start", TrainParams(**{**TINY, "epochs": 1}, spacing=(1.0, 1.0), device="cpu"), progress=False).model
+    assert "pools" not in start.card.network_options
+    anisotropic = TrainParams(**{**TINY, "epochs": 1}, spacing=(3.0, 1.0), device="cpu")
+    tuned = train_model(store, tmp_path / "tuned", anisotropic, init=start, progress=False).model
+    assert tuned.card.spacing == (3.0, 1.0) and tuned.card.network_options == start.card.network_options
 
 
 def test_a_refused_plan_leaves_no_model_folder(store, tmp_path):
