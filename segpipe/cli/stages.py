@@ -56,7 +56,9 @@ def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT
     catalog entry's `training:` section sets them; options given here override the catalog.
     A killed run resumes when started again, and a run that used up its time budget continues
     with a larger --minutes. --init MODEL fine-tunes an existing model (a model folder, or a
-    catalog dataset whose model to start from), at that model's pixel size. Example: segpipe train my-cells --init runs/bbbc007/model
+    catalog dataset whose model to start from), with its network and at its pixel size and patch size
+    unless set (a patch size you set must suit the model's poolings: multiples of 16 for a plain U-Net).
+    Example: segpipe train my-cells --init runs/bbbc007/model
     """
     from segpipe.pipeline import RunFolder, stages
     from segpipe.pipeline.catalog import open_catalog, train_params

@@ -63,3 +63,15 @@ def test_shape_mismatch_names_both_files(crop_catalog, tmp_path):
     dataset = load_catalog(crop_catalog).dataset("crops")
     with pytest.raises(InputError, match=r"A9_p9d.tif has spatial shape \(160, 160\) but its labels .* \(100, 160\)"):
         ingest_dataset(dataset, tmp_path / "data.zarr", progress=False)
+
+
+def test_time_split_of_the_phase_contrast_movie(data_dir, tmp_path):
+    """c2c12-phase: frames 8 and 9 are the test split, stored unchanged with their whole-cell masks."""
+    catalog = load_catalog(data_dir.parent / "data_catalog.yaml")
+    store = tmp_path / "c2c12.zarr"
+    ingest_dataset(catalog.dataset("c2c12-phase"), store, progress=False)
+    opened = ImageStore.open(store)
+    assert [len(opened.images(split)) for split in ("train", "validation", "test")] == [6, 2, 2]
+    for image in opened.images("test", labelled=True):
+        np.testing.assert_array_equal(image.image[0], tifffile.imread(data_dir / "c2c12-phase" / "images" / f"{image.name}.tif"))
+        assert len(np.unique(image.labels[...])) - 1 == 13  # cells in frames 8 and 9 (SOURCE.txt)
