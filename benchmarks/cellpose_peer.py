@@ -1,6 +1,6 @@
 """Cellpose, the peer tool, trained from scratch on a segpipe run's split and scored by segpipe.
 
-For a run folder that ``segpipe run`` wrote (a 2D instance dataset), Cellpose 3 (its CPnet,
+For a run folder that ``segpipe run`` wrote (a 2D or 3D instance dataset), Cellpose 3 (its CPnet,
 "cyto"-style two-channel input, no pretrained weights) is trained on the run's train images,
 its ``flow_threshold`` and ``cellprob_threshold`` are chosen on the validation images (the
 grid below, by SEG pooled over objects as segpipe pools it), and its test predictions are
@@ -23,6 +23,15 @@ training objects, training runs with ``rescale=False`` (native size, cellpose's 
 augmentation) and prediction passes ``diameter=diam_mean``, so no image is resized, as segpipe
 resizes none at unit spacing. Channels: 1 channel -> ``[0, 0]``; 2 or more -> ``[1, 2]``
 (channel 0 cytoplasm, channel 1 nuclei; further channels unused).
+
+3D: Cellpose's network is 2D; as its documentation advises, it trains on the xy planes of the
+training volumes that hold objects, and predicts a volume in either of its two 3D modes, chosen
+on the validation volumes with the thresholds: ``do_3D`` (the network run on the xy, zy and zx
+planes of the volume resized to isotropic voxels, ``anisotropy`` = z step / pixel size, the
+flows combined and followed in 3D; no flow threshold there) or per-plane masks stitched across z
+by overlap (``stitch_threshold``); ``--mode`` tries one (``do_3D`` runs the network on every
+plane of three orientations, 25 minutes per CHO volume on two cores). Masks come from Cellpose's own ``CellposeModel._compute_masks``,
+what its ``eval`` calls, so the network runs once per volume and mode.
 
 Three steps, so that Cellpose's environment never imports segpipe, and never sees test labels::
 
@@ -57,7 +66,8 @@ SPLITS = ("train", "validation", "test")
 EXPORTED, TRAINED = "export.json", "cellpose.json"
 FLOW_THRESHOLDS = (0.2, 0.4, 0.6, 0.8)
 CELLPROB_THRESHOLDS = (-1.0, 0.0, 1.0)
-DEFAULTS = (0.4, 0.0)  # cellpose's own, used when there is no validation split
+STITCH_THRESHOLDS = (0.25, 0.5, 0.75)
+DEFAULTS = {"flow_threshold": 0.4, "cellprob_threshold": 0.0}  # cellpose's own, used when there is no validation split
 
 
 # export: the project venv
@@ -71,23 +81,26 @@ def export(run_folder: Path, out: Path) -> dict:
     run = RunFolder(run_folder)
     store = ImageStore.open(run.store)
     store.require_labels("train Cellpose on")
-    if store.ndim != 2 or not store.instances:
-        raise SystemExit(f"{run.root}: only 2D instance datasets are benchmarked against Cellpose")
-    names, channels = {}, None
+    if not store.instances:
+        raise SystemExit(f"{run.root}: only instance datasets are benchmarked against Cellpose")
+    names, channels, spacings = {}, None, set()
     for split in SPLITS:
         (out / split).mkdir(parents=True, exist_ok=True)
         names[split] = []
         for item in store.images(split, labelled=True):
             arrays = {"image": np.asarray(item.image)}
             channels = arrays["image"].shape[0]
+            spacings.add(tuple(float(s) for s in item.spacing))
             if split != "test":
                 arrays["labels"] = np.asarray(item.labels)
                 if item.ignore is not None:
                     print(f"{item.name}: sparse ground truth; Cellpose takes its unannotated pixels as background", file=sys.stderr)
             np.savez(out / split / f"{item.name}.npz", **arrays)
             names[split].append(item.name)
+    if store.ndim == 3 and len(spacings) > 1:
+        raise SystemExit(f"{run.store}: volumes of {len(spacings)} voxel sizes; one anisotropy per run is benchmarked")
     record = {"dataset": run.dataset, "run": str(run.root.resolve()), "fingerprint": store.record["fingerprint"], "channels": channels,
-              "segpipe_seconds": segpipe_seconds(run.model_dir), "images": names}
+              "ndim": store.ndim, "spacing": list(min(spacings)), "segpipe_seconds": segpipe_seconds(run.model_dir), "images": names}
     (out / EXPORTED).write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -105,7 +118,7 @@ def segpipe_seconds(model_dir: Path) -> float | None:
 # train: Cellpose's venv
 
 
-def train(out: Path, *, seconds: float | None, threads: int | None) -> dict:
+def train(out: Path, *, seconds: float | None, threads: int | None, only: str | None = None) -> dict:
     """Train Cellpose for ``seconds`` (default segpipe's), tune on validation, write test predictions."""
     import torch
     from cellpose import dynamics, models, version
@@ -119,9 +132,12 @@ def train(out: Path, *, seconds: float | None, threads: int | None) -> dict:
         raise SystemExit(f"{out}: the run has no training time yet; give --seconds")
     channels = [0, 0] if record["channels"] == 1 else [1, 2]
     images, labels = load(out, "train", record)
+    if record.get("ndim", 2) == 3:
+        images, labels = xy_planes(images, labels)
     diameter = median_diameter(labels)
     model = models.CellposeModel(gpu=torch.cuda.is_available(), pretrained_model=False, model_type=None,
                                  diam_mean=diameter, nchan=2)
+    model.net_ortho = None  # what a model with weights gets: its own net on zy and zx planes (unset without weights)
     flows = dynamics.labels_to_flows(labels, device=model.device)  # once, not in every train_seg call
     options = {"train_data": images, "train_labels": flows, "channels": channels, "channel_axis": 0,
                "rescale": False, "save_path": out, "model_name": "cellpose_peer"}
@@ -132,12 +148,13 @@ def train(out: Path, *, seconds: float | None, threads: int | None) -> dict:
     train_seconds = timed(lambda: cellpose_train.train_seg(model.net, n_epochs=n_epochs, **options))
 
     predict = {"channels": channels, "diameter": diameter}
-    (flow, cellprob), grid = tune(model, *load(out, "validation", record), **predict)
-    write_predictions(model, out, record, thresholds=(flow, cellprob), **predict)
+    tried = [m for m in modes(record) if only in (None, m["mode"])]
+    settings, grid = tune(model, *load(out, "validation", record), modes=tried, **predict)
+    write_predictions(model, out, record, settings=settings, **predict)
     trained = {
         "cellpose": version, "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(model.device),
         "channels": channels, "diameter": diameter, "budget_seconds": seconds, "epoch_seconds": epoch, "setup_seconds": setup,
-        "epochs": n_epochs, "train_seconds": train_seconds, "flow_threshold": flow, "cellprob_threshold": cellprob,
+        "epochs": n_epochs, "train_seconds": train_seconds, **settings,
         "validation_grid": grid, "model": str(out / "models" / "cellpose_peer"),
     }
     (out / TRAINED).write_text(json.dumps(trained, indent=2) + "\n")
@@ -161,6 +178,20 @@ def load(out: Path, split: str, record: dict) -> tuple[list[np.ndarray], list[np
     return [f["image"] for f in files], [f["labels"] for f in files if "labels" in f]
 
 
+def xy_planes(volumes: list[np.ndarray], labels: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The xy planes of (C, Z, Y, X) volumes that hold objects, and their labels: Cellpose's 3D training data."""
+    planes = [(v[:, z], lab[z]) for v, lab in zip(volumes, labels) for z in range(lab.shape[0]) if lab[z].any()]
+    return [p[0] for p in planes], [p[1] for p in planes]
+
+
+def modes(record: dict) -> list[dict]:
+    """Cellpose's ways to segment the run's images: 2D, or for volumes its 3D mode and stitched planes."""
+    if record.get("ndim", 2) == 2:
+        return [{"mode": "2D"}]
+    z, y = record["spacing"][0], record["spacing"][1]
+    return [{"mode": "3D", "anisotropy": z / y}] + [{"mode": "stitch", "stitch_threshold": t} for t in STITCH_THRESHOLDS]
+
+
 def median_diameter(labels: list[np.ndarray]) -> float:
     """Median equivalent-circle diameter (Cellpose's measure) of all objects, in pixels."""
     areas = np.concatenate([np.unique(lab[lab > 0], return_counts=True)[1] for lab in labels])
@@ -173,38 +204,53 @@ def timed(call) -> float:
     return time.perf_counter() - start
 
 
-def outputs(model, images: list[np.ndarray], *, channels: list[int], diameter: float) -> list[tuple]:
-    """The network's flows and cell probability per image, at native size."""
+def outputs(model, images: list[np.ndarray], *, mode: dict, channels: list[int], diameter: float) -> list[tuple]:
+    """The network's flows and cell probability per image, at native size, in ``mode``."""
+    volume = {"3D": {"z_axis": 1, "do_3D": True, "anisotropy": mode.get("anisotropy")},
+              "stitch": {"z_axis": 1, "stitch_threshold": mode.get("stitch_threshold")}}.get(mode["mode"], {})
     results = []
     for image in images:
-        _, flows, _ = model.eval(image, channels=channels, channel_axis=0, diameter=diameter, compute_masks=False)
+        _, flows, _ = model.eval(image, channels=channels, channel_axis=0, diameter=diameter, compute_masks=False, **volume)
         results.append((flows[1], flows[2]))
     return results
 
 
-def masks(model, results: list[tuple], *, thresholds: tuple[float, float]) -> list[np.ndarray]:
+def masks(model, results: list[tuple], *, mode: dict, flow_threshold: float, cellprob_threshold: float) -> list[np.ndarray]:
     """Cellpose's masks from flows, as ``model.eval`` computes them at native size."""
     from cellpose import dynamics
 
-    flow, cellprob = thresholds
+    if mode["mode"] == "2D":
+        return [
+            dynamics.resize_and_compute_masks(dp, prob, niter=200, flow_threshold=flow_threshold,
+                                              cellprob_threshold=cellprob_threshold, device=model.device)
+            for dp, prob in results
+        ]
     return [
-        dynamics.resize_and_compute_masks(dp, prob, niter=200, flow_threshold=flow, cellprob_threshold=cellprob,
-                                          device=model.device)
+        model._compute_masks(prob.shape, dp, prob, flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold,
+                             niter=200, do_3D=mode["mode"] == "3D", stitch_threshold=mode.get("stitch_threshold", 0.0))
         for dp, prob in results
     ]
 
 
-def tune(model, images, labels, **predict) -> tuple[tuple[float, float], list[dict]]:
-    """The thresholds of the best validation SEG, and the grid's scores."""
+def thresholds(mode: dict) -> list[dict]:
+    """The flow and cell-probability thresholds tried in ``mode``: Cellpose's 3D mode has no flow
+    check, and stitched planes keep its default one (each setting costs half a minute per CHO volume)."""
+    flows = FLOW_THRESHOLDS if mode["mode"] == "2D" else (DEFAULTS["flow_threshold"],)
+    return [{"flow_threshold": f, "cellprob_threshold": c} for f in flows for c in CELLPROB_THRESHOLDS]
+
+
+def tune(model, images, labels, *, modes: list[dict], **predict) -> tuple[dict, list[dict]]:
+    """The mode and thresholds of the best validation SEG, and the grid's scores."""
     if not images:
-        return DEFAULTS, []
-    results = outputs(model, images, **predict)
-    grid = [
-        {"flow_threshold": f, "cellprob_threshold": c, "seg": pooled_seg(labels, masks(model, results, thresholds=(f, c)))}
-        for f in FLOW_THRESHOLDS for c in CELLPROB_THRESHOLDS
-    ]
+        return {"mode": modes[0], **DEFAULTS}, []
+    grid = []
+    for mode in modes:
+        results = outputs(model, images, mode=mode, **predict)
+        for t in thresholds(mode):
+            grid.append({"mode": mode, **t, "seg": pooled_seg(labels, masks(model, results, mode=mode, **t))})
+            print(json.dumps(grid[-1]), file=sys.stderr)
     best = max(grid, key=lambda row: row["seg"])
-    return (best["flow_threshold"], best["cellprob_threshold"]), grid
+    return {k: v for k, v in best.items() if k != "seg"}, grid
 
 
 def pooled_seg(truths: list[np.ndarray], predictions: list[np.ndarray]) -> float:
@@ -222,7 +268,7 @@ def pooled_seg(truths: list[np.ndarray], predictions: list[np.ndarray]) -> float
     return jaccard / n_gt if n_gt else float("nan")
 
 
-def write_predictions(model, out: Path, record: dict, *, thresholds: tuple[float, float], **predict) -> None:
+def write_predictions(model, out: Path, record: dict, *, settings: dict, **predict) -> None:
     """The test images' masks as ``predictions/NAME.tif`` (the folder replaced)."""
     import tifffile
 
@@ -230,7 +276,8 @@ def write_predictions(model, out: Path, record: dict, *, thresholds: tuple[float
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     images, _ = load(out, "test", record)
-    for name, mask in zip(record["images"]["test"], masks(model, outputs(model, images, **predict), thresholds=thresholds)):
+    mode, chosen = settings["mode"], {k: v for k, v in settings.items() if k != "mode"}
+    for name, mask in zip(record["images"]["test"], masks(model, outputs(model, images, mode=mode, **predict), mode=mode, **chosen)):
         tifffile.imwrite(folder / f"{name}.tif", mask)
 
 
@@ -250,7 +297,7 @@ def score(run_folder: Path, out: Path) -> dict:
     metrics = score_prediction_folder(run.store, out / "predictions", dataset=run.dataset, split="test")
     write_metrics(out / "metrics.json", metrics)
     keys = ("cellpose", "epochs", "epoch_seconds", "train_seconds", "budget_seconds", "diameter",
-            "flow_threshold", "cellprob_threshold", "threads")
+            "mode", "flow_threshold", "cellprob_threshold", "threads")
     row = {
         "dataset": run.dataset, "test_images": metrics["n_images"], "objects": metrics["n_objects"],
         "cellpose": {**headline(metrics), **{k: trained[k] for k in keys}},
@@ -280,6 +327,8 @@ def main() -> None:
     step.add_argument("out", type=Path)
     step.add_argument("--seconds", type=float, default=None, help="training wall time (default: segpipe's)")
     step.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    step.add_argument("--mode", choices=("3D", "stitch"), default=None,
+                      help="volumes: try only this Cellpose mode (default: both, chosen on validation)")
     step = steps.add_parser("score", help="score the predictions with segpipe (project venv)")
     step.add_argument("run", type=Path)
     step.add_argument("out", type=Path)
@@ -292,7 +341,7 @@ def main() -> None:
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         logging.getLogger("cellpose.dynamics").setLevel(logging.WARNING)  # one line per empty mask otherwise
-        trained = train(args.out, seconds=args.seconds, threads=args.threads)
+        trained = train(args.out, seconds=args.seconds, threads=args.threads, only=args.mode)
         print(json.dumps({k: v for k, v in trained.items() if k != "validation_grid"}))
     else:
         print(json.dumps(score(args.run, args.out)))
