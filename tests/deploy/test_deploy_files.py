@@ -64,7 +64,9 @@ def test_every_catalog_dataset_is_scheduled_in_every_scheduled_deployment(projec
             assert all(s["timezone"] == "UTC" and len(s["cron"].split()) == 5 for s in schedules)
     nightly = next(d for d in project["deployments"] if d["name"] == "nightly")
     assert all(s.get("active", True) for s in nightly["schedules"])
-    assert [s["cron"] for s in nightly["schedules"]] == ["0 1 * * *", "20 1 * * *", "40 1 * * *", "0 2 * * *", "20 2 * * *"]
+    starts = [60 + 20 * i for i in range(len(catalog_datasets()))]  # dataset i at 01:00 plus i x 20 minutes
+    assert [s["cron"] for s in nightly["schedules"]] == [f"{m % 60} {m // 60} * * *" for m in starts]
+    assert nightly["schedules"][1]["cron"] == "20 1 * * *"
 
 
 def test_a_new_dataset_is_scheduled_without_editing_the_deployments(tmp_path):
