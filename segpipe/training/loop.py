@@ -239,12 +239,13 @@ def _from_init(card: ModelCard, init: Model) -> ModelCard:
         )
     if (start.instances, start.n_classes) != (card.instances, card.n_classes):
         raise ModelError(f"{where}: it predicts {start.classes}, this dataset has {card.classes}")
-    divisors = axis_divisors(start.network_options.get("pools"), start.spatial_dims)  # the FCN pads itself
-    if start.network == "unet" and any(edge % d for edge, d in zip(card.patch_size, divisors)):
-        raise ModelError(
-            f"{where}: its network takes windows pooled to multiples of {list(divisors)} pixels, not the patch size "
-            f"{list(card.patch_size)} (leave patch_size open to keep the model's, {list(start.patch_size)})"
-        )
+    if start.network == "unet":  # the FCN pads itself
+        divisors = axis_divisors(start.network_options.get("pools"), start.spatial_dims)
+        if any(edge % d for edge, d in zip(card.patch_size, divisors)):
+            raise ModelError(
+                f"{where}: its network takes windows pooled to multiples of {list(divisors)} pixels, not the patch size "
+                f"{list(card.patch_size)} (leave patch_size open to keep the model's, {list(start.patch_size)})"
+            )
     training = card.training.model_copy(update={"init": str(init.folder)})
     return card.model_copy(
         update={"network_options": start.network_options, "normalization": start.normalization, "training": training}
