@@ -42,10 +42,14 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from segpipe.inference.normalize import NormalizationSpec
+
+if TYPE_CHECKING:
+    import zarr
 
 WORK = Path(__file__).resolve().parent / "_work" / "inference"
 ROI = (32, 128, 128)
@@ -77,7 +81,7 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def make_volume(path: Path, shape: tuple[int, int, int]) -> "zarr.Array":
+def make_volume(path: Path, shape: tuple[int, int, int]) -> zarr.Array:
     """A uint8 ``(1, *shape)`` zarr image in the store's chunks (64^3): smooth ramps plus noise."""
     import zarr
 

@@ -57,9 +57,8 @@ def explain(err: ValidationError) -> str:
     parts = []
     for item in err.errors():
         loc = [str(p) for p in item["loc"] if not _is_union_branch(p)]
-        where = ".".join(loc) or "value"
         message = "unknown field" if item["type"] == "extra_forbidden" else _plain(item["msg"])
-        parts.append(f"{where}: {message}")
+        parts.append(f"{'.'.join(loc)}: {message}" if loc else message)  # a whole-entry check names its own field
     return "; ".join(dict.fromkeys(parts))
 
 

@@ -202,6 +202,10 @@ class DatasetEntry(_Strict):
                 raise ValueError(f"spacing has {len(self.spacing)} values, ndim is {self.ndim}")
             if any(s <= 0 for s in self.spacing):
                 raise ValueError(f"spacing must be positive, got {self.spacing}")
+        for key in ("spacing", "patch_size"):
+            value = self.training.get(key)
+            if isinstance(value, (list, tuple)) and len(value) != self.ndim:
+                raise ValueError(f"training: {key} {list(value)} has {len(value)} values, ndim is {self.ndim}")
         if self.instances and len(self.classes) != 2:
             raise ValueError("instance datasets have exactly two classes: background and the objects")
         if self.split is None and self.labels is not None:

@@ -44,6 +44,14 @@ def test_unknown_key_is_named(tmp_path, files):
         load_catalog(path)
 
 
+@pytest.mark.parametrize(("key", "value"), [("spacing", "[1, 1, 1]"), ("patch_size", "[16, 64, 64]")])
+def test_training_setting_with_the_wrong_number_of_axes_names_the_catalog(tmp_path, files, key, value):
+    path = _write(tmp_path, _entry(f"    training: {{{key}: {value}}}\n"))
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(path)
+    assert str(caught.value) == f"{path}: dataset 'd': training: {key} {value} has 3 values, ndim is 2"
+
+
 def test_image_in_no_split_is_reported(tmp_path, files):
     with pytest.raises(CatalogError, match="images in no split: b"):
         load_catalog(_write(tmp_path, _entry())).dataset("d")
