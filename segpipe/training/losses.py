@@ -6,8 +6,8 @@ annotators left out is learnt as background:
 
 * Dice: probabilities and one-hot targets are zeroed on ignored pixels before MONAI's
   :class:`~monai.losses.DiceLoss` sums them (nnU-Net's treatment of its ``ignore`` label);
-* cross-entropy, the distance map's squared error and the boundary's binary cross-entropy:
-  means over the annotated pixels.
+* cross-entropy, and the binary cross-entropies of the distance map (against its soft
+  targets in [0, 1]) and of the boundary: means over the annotated pixels.
 
 Without ignored pixels the terms are MONAI's :class:`~monai.losses.DiceCELoss` and the plain
 means, exactly as when nothing is ignored.
@@ -26,7 +26,9 @@ class SegmentationLoss:
     Args:
         n_classes: Class channels at the front of the network's output; a distance channel
             follows, then a boundary channel, when the batch has those targets.
-        distance_weight: Weight of the distance map's squared error.
+        distance_weight: Weight of the distance map's binary cross-entropy. Its gradient on a
+            logit is ``sigmoid - target``, so a centre predicted as border keeps learning; a
+            squared error through the sigmoid had ``2 (p - t) p (1 - p)``, which vanishes there.
         boundary_weight: Weight of the boundary's binary cross-entropy.
     """
 
@@ -49,7 +51,7 @@ class SegmentationLoss:
             loss = self.masked_dice_ce(logits[:, :n], label, valid)
         if "dist" in batch:
             dist = batch["dist"].to(device, non_blocking=True)
-            error = (torch.sigmoid(logits[:, n : n + 1]) - dist) ** 2
+            error = F.binary_cross_entropy_with_logits(logits[:, n : n + 1], dist, reduction="none")
             loss = loss + self.distance_weight * _mean(error, valid)
         if "boundary" in batch:
             edge = batch["boundary"].to(device, non_blocking=True)

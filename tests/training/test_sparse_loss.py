@@ -36,12 +36,31 @@ def test_without_ignored_pixels_the_loss_is_monais_dice_ce_and_the_plain_means()
     loss = SegmentationLoss(n_classes=2, distance_weight=0.5, boundary_weight=0.25)
     expected = (
         DiceCELoss(to_onehot_y=True, softmax=True)(logits[:, :2], batch["label"])
-        + 0.5 * torch.nn.functional.mse_loss(torch.sigmoid(logits[:, 2:3]), batch["dist"])
+        + 0.5 * _soft_bce(torch.sigmoid(logits[:, 2:3]), batch["dist"])
         + 0.25 * torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 3:4], batch["boundary"])
     )
     torch.testing.assert_close(loss(logits, batch, CPU), expected)
     nothing_ignored = {**batch, "ignore": torch.zeros(2, 1, 8, 12)}
     torch.testing.assert_close(loss(logits, nothing_ignored, CPU), expected)
+
+
+def _soft_bce(p, t):
+    """Binary cross-entropy of probabilities ``p`` against soft targets ``t``, by its formula."""
+    return (-(t * torch.log(p) + (1 - t) * torch.log(1 - p))).mean()
+
+
+def test_the_distance_map_keeps_learning_where_its_sigmoid_saturates():
+    """The distance term's gradient on a logit is (sigmoid - target) / pixels, as binary
+    cross-entropy's is: a centre predicted as border (logit -6, target 1) still pulls with
+    almost full strength, where a squared error through the sigmoid pulled with 0.5%."""
+    label = torch.zeros(1, 1, 2, 2, dtype=torch.long)
+    target = torch.tensor([1.0, 0.0, 0.5, 0.25]).reshape(1, 1, 2, 2)
+    distance = torch.tensor([-6.0, 6.0, 0.0, 1.0]).reshape(1, 1, 2, 2)
+    logits = torch.cat([torch.zeros(1, 2, 2, 2), distance], 1).requires_grad_()
+    SegmentationLoss(n_classes=2, distance_weight=1.0, boundary_weight=0.0)(logits, {"label": label, "dist": target}, CPU).backward()
+    expected = (torch.sigmoid(distance) - target) / 4
+    torch.testing.assert_close(logits.grad[:, 2:3], expected)
+    assert logits.grad[0, 2, 0, 0] < -0.24  # -0.2494: the saturated centre
 
 
 def test_the_loss_on_a_partly_ignored_batch_is_the_loss_of_its_annotated_part():
