@@ -24,13 +24,14 @@ import argparse
 import io
 import json
 import logging
-import os
-import platform
 import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wholecells import machine_line, per_style, run_arguments, two_channel_entry  # noqa: E402
 
 ASSETS = "scellseg/assets/contrast_data/"
 SPLITS = ("train", "train", "train", "validation", "test")
@@ -76,36 +77,18 @@ def write_dataset(sdist: Path, folder: Path, *, name: str = "cellpose-styles") -
             tifffile.imwrite(where / "images" / f"{stem}.tif", image)
             tifffile.imwrite(where / "labels" / f"{stem}.tif", labels)
             split[part].append(stem)
-    lists = "".join(f"      {part}: [{', '.join(stems)}]\n" for part, stems in split.items())
-    return (
-        f"  {name}:\n"
-        f"    description: whole cells in seven styles from the Cellpose dataset, as scellseg 0.1.8 ships them (benchmarks/cellpose_styles.py).\n"
-        f"    ground_truth: manual masks (Cellpose dataset).\n"
-        f"    images: {name}/images/*.tif\n"
-        f"    labels: {name}/labels/*.tif\n"
-        f"    ndim: 2\n"
-        f"    channel_axis: 0\n"
-        f"    classes: [background, cell]\n"
-        f"    instances: true\n"
-        f"    split:\n{lists}"
-    )
+    description = "whole cells in seven styles from the Cellpose dataset, as scellseg 0.1.8 ships them (benchmarks/cellpose_styles.py)."
+    return two_channel_entry(name, description=description, ground_truth="manual masks (Cellpose dataset).", split=split)
 
 
 def main() -> None:
-    import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from convergence3d import run_task, summary
-    from wholecells import per_style
 
     from segpipe.pipeline.catalog import open_catalog
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = run_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0]), output="/tmp/segpipe-cellpose-styles")
     parser.add_argument("--sdist", type=Path, required=True, help="scellseg-0.1.8.tar.gz (pip download --no-deps scellseg==0.1.8)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--set", default="{}", help="JSON training fields to set (the 'custom' plan); default: the planned defaults")
-    parser.add_argument("--output", type=Path, default=Path("/tmp/segpipe-cellpose-styles"))
-    parser.add_argument("--label", default=None, help="run folder name (default: planned, or custom with --set)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data = args.output / "data"
@@ -114,9 +97,7 @@ def main() -> None:
     catalog_path.write_text("datasets:\n" + write_dataset(args.sdist, data))
     extra = json.loads(args.set)
     plan = "custom" if extra else "planned"
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, "
-          f"load average {os.getloadavg()[0]:.1f} at start; {args.epochs} epochs; {plan} {extra or ''}")
+    print(machine_line(args.epochs, plan, extra))
     result = run_task(open_catalog(catalog_path), "cellpose-styles", plan, output=args.output / (args.label or plan),
                       epochs=args.epochs, extra=extra)
     metrics = result["metrics"]

@@ -206,11 +206,17 @@ def write_dataset(folder: Path, *, name: str = "wholecells-7styles", seed: int =
             for sub, array in (("images", image), ("labels", labels)):
                 write_unchanged(where / sub / f"{stem}.tif", array)
             split[part].append(stem)
+    description = f"synthetic whole cells in {len(STYLES)} imaging styles, cytoplasm and nuclei channels (benchmarks/wholecells.py)."
+    return two_channel_entry(name, description=description, ground_truth="exact by construction.", split=split)
+
+
+def two_channel_entry(name: str, *, description: str, ground_truth: str, split: dict[str, list[str]]) -> str:
+    """The catalog entry (YAML) of channel-first 2D cell images under ``name/images`` and ``name/labels``, split by file stem."""
     lists = "".join(f"      {part}: [{', '.join(stems)}]\n" for part, stems in split.items())
     return (
         f"  {name}:\n"
-        f"    description: synthetic whole cells in {len(STYLES)} imaging styles, cytoplasm and nuclei channels (benchmarks/wholecells.py).\n"
-        f"    ground_truth: exact by construction.\n"
+        f"    description: {description}\n"
+        f"    ground_truth: {ground_truth}\n"
         f"    images: {name}/images/*.tif\n"
         f"    labels: {name}/labels/*.tif\n"
         f"    ndim: 2\n"
@@ -254,23 +260,15 @@ def main() -> None:
     import argparse
     import json
     import logging
-    import os
-    import platform
     import sys
-
-    import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from convergence3d import run_task, summary
 
     from segpipe.pipeline.catalog import open_catalog
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--set", default="{}", help="JSON training fields to set (the 'custom' plan); default: the planned defaults")
-    parser.add_argument("--output", type=Path, default=Path("/tmp/segpipe-wholecells"))
+    parser = run_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0]), output="/tmp/segpipe-wholecells")
     parser.add_argument("--task", default="wholecells-7styles", choices=["wholecells-7styles", "wholecells-large"])
-    parser.add_argument("--label", default=None, help="run folder name (default: planned, or custom with --set)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data = args.output / "data"
@@ -279,15 +277,34 @@ def main() -> None:
     catalog_path.write_text("datasets:\n" + write_dataset(data) + write_large_dataset(data))
     extra = json.loads(args.set)
     plan = "custom" if extra else "planned"
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, "
-          f"load average {os.getloadavg()[0]:.1f} at start; {args.epochs} epochs; {plan} {extra or ''}")
+    print(machine_line(args.epochs, plan, extra))
     result = run_task(open_catalog(catalog_path), args.task, plan, output=args.output / (args.label or plan),
                       epochs=args.epochs, extra=extra)
     row = {**summary(result), "train_s": result["seconds"], "best_epoch": result["best_epoch"],
            "val": result["history"], "config": result["config"]}
     print(json.dumps(row), flush=True)
     print(json.dumps(per_style(result["metrics"])), flush=True)
+
+
+def run_arguments(parser, *, output: str):
+    """``--epochs`` (30), ``--set``, ``--output`` and ``--label``, as the whole-cell benchmarks take them."""
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--set", default="{}", help="JSON training fields to set (the 'custom' plan); default: the planned defaults")
+    parser.add_argument("--output", type=Path, default=Path(output))
+    parser.add_argument("--label", default=None, help="run folder name (default: planned, or custom with --set)")
+    return parser
+
+
+def machine_line(epochs: int, plan: str, extra: dict) -> str:
+    """The line a run's figures start with: the machine, its load and what was trained."""
+    import os
+    import platform
+
+    import torch
+
+    gpu = "GPU " + torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {gpu}, "
+            f"load average {os.getloadavg()[0]:.1f} at start; {epochs} epochs; {plan} {extra or ''}")
 
 
 def per_style(metrics: dict) -> dict:
