@@ -115,7 +115,8 @@ def train_model(
     dataset, transform = _training_data(store, card, config)
     optimizer = _optimizer(model, config)
     loss_fn = SegmentationLoss(
-        n_classes=n_classes, distance_weight=config.distance_weight, boundary_weight=config.boundary_weight
+        n_classes=n_classes, distance_weight=config.distance_weight, boundary_weight=config.boundary_weight,
+        distance_loss=config.distance_loss or "bce",
     )
     state = _resume(model_dir, card, model, optimizer)
     history: list[dict] = state["history"]

@@ -6,8 +6,9 @@ annotators left out is learnt as background:
 
 * Dice: probabilities and one-hot targets are zeroed on ignored pixels before MONAI's
   :class:`~monai.losses.DiceLoss` sums them (nnU-Net's treatment of its ``ignore`` label);
-* cross-entropy, and the binary cross-entropies of the distance map (against its soft
-  targets in [0, 1]) and of the boundary: means over the annotated pixels.
+* cross-entropy, the distance map's loss (binary cross-entropy against its soft targets in
+  [0, 1], or the squared error of its sigmoid) and the boundary's binary cross-entropy: means
+  over the annotated pixels.
 
 Without ignored pixels the terms are MONAI's :class:`~monai.losses.DiceCELoss` and the plain
 means, exactly as when nothing is ignored.
@@ -26,14 +27,18 @@ class SegmentationLoss:
     Args:
         n_classes: Class channels at the front of the network's output; a distance channel
             follows, then a boundary channel, when the batch has those targets.
-        distance_weight: Weight of the distance map's binary cross-entropy. Its gradient on a
-            logit is ``sigmoid - target``, so a centre predicted as border keeps learning; a
-            squared error through the sigmoid had ``2 (p - t) p (1 - p)``, which vanishes there.
+        distance_weight: Weight of the distance map's loss.
         boundary_weight: Weight of the boundary's binary cross-entropy.
+        distance_loss: ``bce``: binary cross-entropy, whose gradient on a logit is
+            ``sigmoid - target``, so a centre predicted as border keeps learning; ``mse``: the
+            squared error of the sigmoid, gradient ``2 (p - t) p (1 - p)``, which vanishes there.
     """
 
-    def __init__(self, *, n_classes: int, distance_weight: float, boundary_weight: float):
+    def __init__(self, *, n_classes: int, distance_weight: float, boundary_weight: float, distance_loss: str = "bce"):
+        if distance_loss not in ("bce", "mse"):
+            raise ValueError(f"distance_loss: {distance_loss!r} is not bce or mse")
         self.n_classes = n_classes
+        self.distance_loss = distance_loss
         self.distance_weight = distance_weight
         self.boundary_weight = boundary_weight
         self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -51,7 +56,10 @@ class SegmentationLoss:
             loss = self.masked_dice_ce(logits[:, :n], label, valid)
         if "dist" in batch:
             dist = batch["dist"].to(device, non_blocking=True)
-            error = F.binary_cross_entropy_with_logits(logits[:, n : n + 1], dist, reduction="none")
+            if self.distance_loss == "bce":
+                error = F.binary_cross_entropy_with_logits(logits[:, n : n + 1], dist, reduction="none")
+            else:
+                error = (torch.sigmoid(logits[:, n : n + 1]) - dist) ** 2
             loss = loss + self.distance_weight * _mean(error, valid)
         if "boundary" in batch:
             edge = batch["boundary"].to(device, non_blocking=True)

@@ -59,6 +59,10 @@ class TrainParams(BaseModel):
     """Share of patches centred on an object."""
     distance_weight: float = Field(1.0, ge=0)
     """Weight of the distance-map loss next to Dice + cross-entropy."""
+    distance_loss: Literal["bce", "mse"] | None = None
+    """How the distance map is learnt: bce (binary cross-entropy against its soft targets) or mse
+    (squared error of its sigmoid); planned when open: bce in 2D, mse in 3D (benchmarks/RESULTS.md,
+    "Distance loss": bce gained on every 2D set measured and lost on both 3D nuclei sets)."""
     boundary_weight: float = Field(1.0, ge=0)
     """Weight of the touching-boundary loss (instance datasets); 0: no boundary output."""
     normalization: Literal["percentile", "zscore", "ct"] = "percentile"

@@ -184,6 +184,10 @@ def _twos(n: int) -> int:
     return count
 
 
+#: How the distance map is learnt, by spatial dimensions (see :class:`segpipe.training.losses.SegmentationLoss`).
+DISTANCE_LOSS = {2: "bce", 3: "mse"}
+
+
 def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
     """Fill what ``config`` leaves open (``None``) from the fingerprint."""
     ndim = len(fingerprint["median_shape"])
@@ -205,6 +209,8 @@ def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
         raise InputError(f"training: patch_size {list(config.patch_size)} has {len(config.patch_size)} axes, the data has {ndim}")
     if config.batch_size is None:
         updates["batch_size"] = BATCH[ndim]
+    if config.distance_loss is None:
+        updates["distance_loss"] = DISTANCE_LOSS[ndim]
     if config.features is None:
         updates["features"] = UNET_FEATURES[ndim] if config.network == "unet" else OTHER_FEATURES
     return config.model_copy(update=updates)

@@ -114,6 +114,14 @@ def test_planning_fills_only_what_the_config_leaves_open():
         plan_training(fingerprint, TrainParams(patch_size=(32, 32, 32)))
 
 
+def test_the_distance_loss_is_cross_entropy_in_2d_and_squared_error_in_3d_unless_set():
+    flat = {"median_shape": [100, 450], "median_spacing": [1.0, 1.0], "object_extent": 20.0}
+    volume = {"median_shape": [40, 62, 112], "median_spacing": [2.0, 1.0, 1.0], "object_extent": 24.0}
+    assert plan_training(flat, TrainParams()).distance_loss == "bce"
+    assert plan_training(volume, TrainParams()).distance_loss == "mse"
+    assert plan_training(volume, TrainParams(distance_loss="bce")).distance_loss == "bce"
+
+
 def test_3d_plan_is_narrower_with_longer_epochs_and_patches_sized_to_the_objects():
     nuclei = {"median_shape": [40, 62, 112], "median_spacing": [2.0, 1.0, 1.0], "object_extent": 24.0}
     planned = plan_training(nuclei, TrainParams())

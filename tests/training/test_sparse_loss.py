@@ -31,12 +31,18 @@ def batch_and_logits(seed=0):
     return batch, logits
 
 
-def test_without_ignored_pixels_the_loss_is_monais_dice_ce_and_the_plain_means():
+def _squared_error(p, t):
+    return ((p - t) ** 2).mean()
+
+
+@pytest.mark.parametrize("distance_loss", ["bce", "mse"])
+def test_without_ignored_pixels_the_loss_is_monais_dice_ce_and_the_plain_means(distance_loss):
+    by_hand = {"bce": _soft_bce, "mse": _squared_error}[distance_loss]
     batch, logits = batch_and_logits()
-    loss = SegmentationLoss(n_classes=2, distance_weight=0.5, boundary_weight=0.25)
+    loss = SegmentationLoss(n_classes=2, distance_weight=0.5, boundary_weight=0.25, distance_loss=distance_loss)
     expected = (
         DiceCELoss(to_onehot_y=True, softmax=True)(logits[:, :2], batch["label"])
-        + 0.5 * _soft_bce(torch.sigmoid(logits[:, 2:3]), batch["dist"])
+        + 0.5 * by_hand(torch.sigmoid(logits[:, 2:3]), batch["dist"])
         + 0.25 * torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 3:4], batch["boundary"])
     )
     torch.testing.assert_close(loss(logits, batch, CPU), expected)
