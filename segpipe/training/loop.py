@@ -116,7 +116,7 @@ def train_model(
     optimizer = _optimizer(model, config)
     loss_fn = SegmentationLoss(
         n_classes=n_classes, distance_weight=config.distance_weight, boundary_weight=config.boundary_weight,
-        distance_loss=config.distance_loss or "bce",
+        distance_loss=config.distance_loss,
     )
     state = _resume(model_dir, card, model, optimizer)
     history: list[dict] = state["history"]
