@@ -73,7 +73,7 @@ def pipeline_loop(model, samples, config, device, epochs: int) -> float:
     transform = augmentation(ndim=2, patch_size=config.patch_size, keys=["image", "label", "dist"], foreground_ratio=0.5)
     dataset = Dataset(data=samples, transform=transform)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    loss = SegmentationLoss(n_classes=2, distance_weight=config.distance_weight, boundary_weight=config.boundary_weight)
+    loss = SegmentationLoss.for_config(config, n_classes=2)
     clock = TrainClock(0.0, None)
     train_epoch(model, dataset, transform, optimizer, loss, config, 0, _started(clock), device)  # warm-up
     clock.stop()
@@ -154,7 +154,7 @@ def child(args) -> None:
     samples = load_samples()
     config = TrainParams(
         patch_size=(args.patch, args.patch), batch_size=args.batch_size, iterations_per_epoch=args.iterations,
-        epochs=1000, features=(16, 32, 64, 128, 256, 16), device=args.device,
+        epochs=1000, features=(16, 32, 64, 128, 256, 16), device=args.device, distance_loss="bce",
     )
     torch.manual_seed(0)
     model = build_model("unet", spatial_dims=2, in_channels=1, out_channels=3).to(device)

@@ -114,10 +114,7 @@ def train_model(
     val_set = scorable(load_split(store, "validation", card=card))
     dataset, transform = _training_data(store, card, config)
     optimizer = _optimizer(model, config)
-    loss_fn = SegmentationLoss(
-        n_classes=n_classes, distance_weight=config.distance_weight, boundary_weight=config.boundary_weight,
-        distance_loss=config.distance_loss,
-    )
+    loss_fn = SegmentationLoss.for_config(config, n_classes=n_classes)
     state = _resume(model_dir, card, model, optimizer)
     history: list[dict] = state["history"]
     planned_epochs: int = config.epochs

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceLoss
 
+from segpipe.training.params import TrainParams
+
 
 class SegmentationLoss:
     """Weighted sum of the loss terms for a batch (see the module docstring).
@@ -34,7 +36,7 @@ class SegmentationLoss:
             squared error of the sigmoid, gradient ``2 (p - t) p (1 - p)``, which vanishes there.
     """
 
-    def __init__(self, *, n_classes: int, distance_weight: float, boundary_weight: float, distance_loss: str = "bce"):
+    def __init__(self, *, n_classes: int, distance_weight: float, boundary_weight: float, distance_loss: str):
         if distance_loss not in ("bce", "mse"):
             raise ValueError(f"distance_loss: {distance_loss!r} is not bce or mse")
         self.n_classes = n_classes
@@ -43,6 +45,20 @@ class SegmentationLoss:
         self.boundary_weight = boundary_weight
         self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
         self.dice = DiceLoss()
+
+    @classmethod
+    def for_config(cls, config: TrainParams, *, n_classes: int) -> SegmentationLoss:
+        """The loss a planned ``config`` (:func:`segpipe.training.plan.plan_training`) asks for.
+
+        Raises:
+            ValueError: ``config`` leaves the distance loss open (it was not planned).
+        """
+        if config.distance_loss is None:
+            raise ValueError("the training config is not planned: distance_loss is open")
+        return cls(
+            n_classes=n_classes, distance_weight=config.distance_weight, boundary_weight=config.boundary_weight,
+            distance_loss=config.distance_loss,
+        )
 
     def __call__(self, logits: torch.Tensor, batch: dict, device: torch.device) -> torch.Tensor:
         """The loss of ``logits`` (float32, ``(B, channels, *spatial)``) against ``batch``'s targets."""

@@ -94,7 +94,7 @@ def fit_pixel_network(store: ImageStore, *, steps: int = 120) -> torch.nn.Module
     ]
     batch = {key: torch.as_tensor(np.stack([s[key] for s in samples])) for key in samples[0]}
     network = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1))
-    loss_fn = SegmentationLoss(n_classes=2, distance_weight=1.0, boundary_weight=0.0)
+    loss_fn = SegmentationLoss(n_classes=2, distance_weight=1.0, boundary_weight=0.0, distance_loss="bce")
     optimizer = torch.optim.Adam(network.parameters(), lr=0.02)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a network this small only waits for a second thread

@@ -13,6 +13,7 @@ from segpipe.data.store import ImageStore
 from segpipe.inference.normalize import NormalizationSpec
 from segpipe.training.augment import augmentation
 from segpipe.training.losses import SegmentationLoss
+from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.tuning import validation_scores
 
@@ -63,7 +64,7 @@ def test_the_distance_map_keeps_learning_where_its_sigmoid_saturates():
     target = torch.tensor([1.0, 0.0, 0.5, 0.25]).reshape(1, 1, 2, 2)
     distance = torch.tensor([-6.0, 6.0, 0.0, 1.0]).reshape(1, 1, 2, 2)
     logits = torch.cat([torch.zeros(1, 2, 2, 2), distance], 1).requires_grad_()
-    SegmentationLoss(n_classes=2, distance_weight=1.0, boundary_weight=0.0)(logits, {"label": label, "dist": target}, CPU).backward()
+    SegmentationLoss(n_classes=2, distance_weight=1.0, boundary_weight=0.0, distance_loss="bce")(logits, {"label": label, "dist": target}, CPU).backward()
     expected = (torch.sigmoid(distance) - target) / 4
     torch.testing.assert_close(logits.grad[:, 2:3], expected)
     assert logits.grad[0, 2, 0, 0] < -0.24  # -0.2494: the saturated centre
@@ -75,7 +76,7 @@ def test_the_loss_on_a_partly_ignored_batch_is_the_loss_of_its_annotated_part():
     batch, logits = {k: v[:1] for k, v in batch.items()}, logits[:1]
     ignore = torch.zeros(1, 1, 8, 12)
     ignore[..., 6:] = 1
-    loss = SegmentationLoss(n_classes=2, distance_weight=0.5, boundary_weight=0.25)
+    loss = SegmentationLoss(n_classes=2, distance_weight=0.5, boundary_weight=0.25, distance_loss="bce")
     left = {k: v[..., :6] for k, v in batch.items()}
     torch.testing.assert_close(loss(logits, {**batch, "ignore": ignore}, CPU), loss(logits[..., :6], left, CPU))
 
@@ -84,7 +85,7 @@ def test_ignored_pixels_get_no_gradient():
     batch, logits = batch_and_logits(2)
     ignore = torch.zeros(2, 1, 8, 12)
     ignore[:, :, 2:5, 3:9] = 1
-    SegmentationLoss(n_classes=2, distance_weight=1.0, boundary_weight=1.0)(logits, {**batch, "ignore": ignore}, CPU).backward()
+    SegmentationLoss(n_classes=2, distance_weight=1.0, boundary_weight=1.0, distance_loss="bce")(logits, {**batch, "ignore": ignore}, CPU).backward()
     grad = logits.grad.abs().sum(1)
     assert float(grad[ignore[:, 0] > 0].max()) == 0.0
     assert float(grad[ignore[:, 0] == 0].min()) > 0.0
@@ -146,3 +147,17 @@ def test_validation_scores_count_no_object_found_in_unannotated_pixels():
     ignored = validation_scores([(probs, gt, ignore)], params, 2)
     assert counted.det == pytest.approx(1 - 1 / 10) and ignored.det == 1.0
     assert counted.seg == ignored.seg > 0.9
+
+
+def test_the_loss_of_a_config_is_what_its_plan_says_and_an_unplanned_one_is_refused():
+    """``for_config`` takes the weights and the distance loss from the planned config: the 3D
+    plan's squared error, not cross-entropy; a config whose distance loss is open raises."""
+    batch, logits = batch_and_logits()
+    config = TrainParams(distance_weight=0.5, boundary_weight=0.25, distance_loss="mse")
+    by_config = SegmentationLoss.for_config(config, n_classes=2)(logits, batch, CPU)
+    by_hand = SegmentationLoss(n_classes=2, distance_weight=0.5, boundary_weight=0.25, distance_loss="mse")(logits, batch, CPU)
+    torch.testing.assert_close(by_config, by_hand)
+    bce = SegmentationLoss(n_classes=2, distance_weight=0.5, boundary_weight=0.25, distance_loss="bce")(logits, batch, CPU)
+    assert abs(float((by_config - bce).detach())) > 1e-3
+    with pytest.raises(ValueError, match="not planned"):
+        SegmentationLoss.for_config(TrainParams(), n_classes=2)
