@@ -16,11 +16,13 @@ means, exactly as when nothing is ignored.
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceLoss
 
-from segpipe.training.params import TrainParams
+from segpipe.training.params import DistanceLoss, TrainParams
 
 
 class SegmentationLoss:
@@ -36,9 +38,9 @@ class SegmentationLoss:
             squared error of the sigmoid, gradient ``2 (p - t) p (1 - p)``, which vanishes there.
     """
 
-    def __init__(self, *, n_classes: int, distance_weight: float, boundary_weight: float, distance_loss: str):
-        if distance_loss not in ("bce", "mse"):
-            raise ValueError(f"distance_loss: {distance_loss!r} is not bce or mse")
+    def __init__(self, *, n_classes: int, distance_weight: float, boundary_weight: float, distance_loss: DistanceLoss):
+        if distance_loss not in get_args(DistanceLoss):
+            raise ValueError(f"distance_loss: {distance_loss!r} is not one of {', '.join(get_args(DistanceLoss))}")
         self.n_classes = n_classes
         self.distance_loss = distance_loss
         self.distance_weight = distance_weight

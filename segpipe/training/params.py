@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 #: Fields that decide where training may run and for how long, not what it computes: a run that
 #: differs only in these resumes from ``last.pt`` (e.g. a larger time budget continues training).
 RUNTIME_FIELDS = frozenset({"max_minutes", "device", "num_workers", "memory_limit_gb"})
+#: How the distance map can be learnt (:class:`segpipe.training.losses.SegmentationLoss`).
+DistanceLoss = Literal["bce", "mse"]
 
 
 class TrainParams(BaseModel):
@@ -59,7 +61,7 @@ class TrainParams(BaseModel):
     """Share of patches centred on an object."""
     distance_weight: float = Field(1.0, ge=0)
     """Weight of the distance-map loss next to Dice + cross-entropy."""
-    distance_loss: Literal["bce", "mse"] | None = None
+    distance_loss: DistanceLoss | None = None
     """How the distance map is learnt: bce (binary cross-entropy against its soft targets) or mse
     (squared error of its sigmoid); planned when open: bce in 2D, mse in 3D (benchmarks/RESULTS.md,
     "Distance loss": bce gained on every 2D set measured and lost on both 3D nuclei sets)."""
