@@ -10,7 +10,7 @@ import typer
 
 from segpipe.cli.app import DEFAULT_CATALOG, DEFAULT_OUTPUT, CatalogOpt, app, output_folder
 from segpipe.cli.options import params
-from segpipe.pipeline.segment import SegmentParams
+from segpipe.pipeline.segment_files import SegmentParams
 from segpipe.prediction.params import PredictParams
 
 SEGMENT_OPTIONS = {"spacing": "--spacing", "unit": "--unit", "axes": "--axes", "channels": "--channels"}
@@ -52,7 +52,7 @@ def segment(
     """
     from segpipe.models.model import Model
     from segpipe.pipeline.models import resolve_model
-    from segpipe.pipeline.segment import SegmentFolder
+    from segpipe.pipeline.segment_files import SegmentFolder
     from segpipe.pipeline.segment import segment as run_segment
     from segpipe.prediction.predict import Predictor
 

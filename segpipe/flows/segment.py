@@ -18,7 +18,7 @@ from segpipe.flows.caching import key_fn, keyed
 from segpipe.flows.logs import forward_segpipe_logs
 from segpipe.flows.runners import RunnerParams, fan_out
 from segpipe.flows.tasks import IO_RETRIES, artifact_key, transient
-from segpipe.pipeline.segment import SegmentParams
+from segpipe.pipeline.segment_files import SegmentParams
 from segpipe.prediction.params import PredictParams
 
 forward_segpipe_logs()
@@ -38,7 +38,7 @@ def input_key(path: str, name: str, kind: str, model: str, output: str, read: Se
 
 def outputs_current(path: str, name: str, output: str) -> bool:
     """The input's measurements are still there (nobody removed the output folder)."""
-    from segpipe.pipeline.segment import SegmentFolder
+    from segpipe.pipeline.segment_files import SegmentFolder
 
     folder = SegmentFolder(Path(output))
     return folder.measurements(name).is_file() and folder.images(name).is_dir()
@@ -49,7 +49,8 @@ def segment_input_task(path: str, name: str, kind: str, model: str, output: str,
     """Ingest, predict, export and measure one input (its error fails this task only)."""
     from segpipe.data.inputs import Input
     from segpipe.pipeline import stages
-    from segpipe.pipeline.segment import SegmentFolder, segment_input
+    from segpipe.pipeline.segment import segment_input
+    from segpipe.pipeline.segment_files import SegmentFolder
 
     predictor = stages.cached_predictor(model, predict)
     result = segment_input(Input(name, Path(path), kind), predictor, SegmentFolder(Path(output)), read, progress=True)
@@ -79,14 +80,8 @@ def segpipe_segment(
     from segpipe.flows.caching import refreshed
     from segpipe.flows.steps import failure
     from segpipe.pipeline.models import resolve_model
-    from segpipe.pipeline.segment import (
-        InputResult,
-        SegmentFolder,
-        check_input,
-        report_segmentation,
-        write_summary,
-        write_tables,
-    )
+    from segpipe.pipeline.segment import check_input, report_segmentation, write_summary, write_tables
+    from segpipe.pipeline.segment_files import InputResult, SegmentFolder
 
     known = None
     if not Path(model).exists() and Path(catalog).is_file():

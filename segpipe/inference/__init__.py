@@ -23,8 +23,8 @@ _WHERE = {
     "Normalization": "normalize",
     "stream_normalization": "normalize",
     "InferenceParams": "params",
-    "ArraySink": "stream",
-    "StreamStats": "stream",
+    "ArraySink": "sink",
+    "StreamStats": "sink",
     "stream_predict": "stream",
 }
 

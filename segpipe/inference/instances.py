@@ -36,7 +36,6 @@ from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
 from segpipe.inference.params import InstanceTiling
-from segpipe.inference.stream import frame_indices
 from segpipe.inference.postprocess import (
     InstanceParams,
     fill_holes,
@@ -109,7 +108,7 @@ def stream_instance_labels(
     shape = tuple(out.shape[-ndim:])
     lead = tuple(out.shape[: out.ndim - ndim])
     stats = InstanceStats()
-    for frame in frame_indices(lead):
+    for frame in np.ndindex(*lead):  # one empty index when there are no frame axes
         if math.prod(shape) <= tiling.whole_limit:
             fg, relief = _foreground_distance(probabilities, frame, slice(None), n_classes, params)
             labels = instance_labels(fg, relief, params.model_copy(update={"relief": "distance"}))

@@ -25,8 +25,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -39,6 +37,7 @@ from segpipe.inference.allocator import release_free_memory
 from segpipe.inference.background import Worker, prefetch
 from segpipe.inference.memory import padding_mode
 from segpipe.inference.precision import autocast
+from segpipe.inference.sink import Sink, StreamStats
 from segpipe.inference.normalize import Normalization
 from segpipe.inference.params import InferenceParams
 from segpipe.inference.windows import (
@@ -55,34 +54,7 @@ log = logging.getLogger(__name__)
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
 
-class Sink(Protocol):
-    """Where finished rows go, and the record of what is done."""
 
-    def write(self, frame: tuple[int, ...], box: tuple[slice, ...], values: np.ndarray) -> None:
-        """Store a finished piece of ``frame``: ``box`` slices its first spatial axes; values are float32 ``(C, ...)``."""
-
-    def done(self) -> tuple[int, int]:
-        """``(frames, rows)``: frames complete, and rows complete in the next frame."""
-
-    def mark(self, frames: int, rows: int) -> None:
-        """Record progress; called after the corresponding writes returned."""
-
-
-@dataclass
-class StreamStats:
-    """What a run did: windows and batches run, rows written, peak band memory, seconds."""
-
-    windows: int = 0
-    batches: int = 0
-    rows_written: int = 0
-    band_bytes: int = 0
-    seconds: float = 0.0
-    frames: list[int] = field(default_factory=list)
-
-
-def frame_indices(lead: Sequence[int]) -> list[tuple[int, ...]]:
-    """Leading-axis indices of every frame, in C order (one empty tuple when there are none)."""
-    return list(np.ndindex(*lead)) if lead else [()]
 
 
 class _Rows:
@@ -188,7 +160,7 @@ def stream_predict(
     in_memory = isinstance(source, np.ndarray) and getattr(sink, "in_memory", False)
     writer = Worker(depth=0 if in_memory else 2)
     try:
-        for number, frame in enumerate(frame_indices(lead)):
+        for number, frame in enumerate(np.ndindex(*lead)):  # one empty index when there are no frame axes
             if number < frames_done:
                 continue
             low = rows_done if number == frames_done else 0
@@ -300,22 +272,3 @@ def _marker(sink: Sink, frames: int, rows: int, frame, row: int, on_rows) -> Cal
             on_rows(frame, row)
 
     return mark
-
-
-class ArraySink:
-    """Keeps the output in memory (float32), for tests and small images."""
-
-    in_memory = True
-
-    def __init__(self, channels: int, lead: Sequence[int], shape: Sequence[int]):
-        self.values = np.full((channels, *lead, *shape), np.nan, dtype=np.float32)
-        self.progress = (0, 0)
-
-    def write(self, frame, box, values) -> None:
-        self.values[(slice(None), *frame, *box)] = values
-
-    def done(self) -> tuple[int, int]:
-        return self.progress
-
-    def mark(self, frames: int, rows: int) -> None:
-        self.progress = (frames, rows)

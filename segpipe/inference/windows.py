@@ -13,8 +13,6 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from monai.data.utils import dense_patch_slices
-
 
 @dataclass(frozen=True)
 class Window:
@@ -47,6 +45,8 @@ def axis_starts(size: int, roi: int, overlap: float, *, flipped: bool = False) -
         overlap: Fraction of overlap.
         flipped: The pass runs on the image flipped along this axis.
     """
+    from monai.data.utils import dense_patch_slices  # here: MONAI loads torch, which chunk planning does not need
+
     padded = max(size, roi)
     before = (padded - size) // 2
     step = scan_interval(padded, roi, overlap)

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
-import torch
-
 from segpipe.inference.windows import scan_interval
 
 PROGRESS_KEY = "progress"
@@ -94,6 +92,8 @@ def _cast(values: np.ndarray, dtype) -> np.ndarray:
 
 def float16(values: np.ndarray) -> np.ndarray:
     """``values.astype(np.float16)`` through torch, several times faster than numpy's conversion."""
+    import torch  # loaded already where a network runs; a files-only process never converts
+
     return torch.from_numpy(np.ascontiguousarray(values)).half().numpy()
 
 

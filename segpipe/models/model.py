@@ -8,7 +8,9 @@
 
 Training writes a model folder; prediction, ``segment``, export and fine-tuning open one with
 :meth:`Model.open`, which validates the card before anything else happens. Weights are read
-with ``weights_only=True``: a model file never runs code.
+with ``weights_only=True``: a model file never runs code. torch loads only when weights are
+read or written, so a process that opens models and their cards alone (the files' worker of
+``segpipe segment``) does without it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from segpipe.errors import ModelError, ModelNotFound, naming
 from segpipe.models.card import ModelCard
 from segpipe.models.registry import build_model
+
+if TYPE_CHECKING:
+    import torch
 
 MODEL_FILE = "model.pt"
 CARD_FILE = "model_card.json"
@@ -126,6 +130,8 @@ def atomic_save(obj, path: Path) -> None:
     The file is opened here, so a failed write is an :class:`OSError` naming ``path`` (torch turns
     one on a path it opened itself into a ``RuntimeError``).
     """
+    import torch  # here, not at the top: opening a folder and its card needs no torch
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with naming(path), open(tmp, "wb") as handle:
@@ -148,6 +154,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def _load_payload(path: Path, device) -> dict:
     """``torch.load(weights_only=True)`` with every way a file can be wrong turned into one line."""
+    import torch
+
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError:

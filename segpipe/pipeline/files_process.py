@@ -7,8 +7,9 @@ down: on 2 cores a small U-Net took 0.51 s per 512x512 field beside such a threa
 0.36 s beside a busy process (``benchmarks/RESULTS.md``). :func:`files_worker` gives a run
 workers for that side: processes where they pay, a thread otherwise; :func:`files_processes`
 says how many.
-A process takes seconds to start (its imports); until it is up, the work it is given runs in
-the caller, so nothing waits for it.
+A process takes a second or two to start (its imports; the files' steps of ``segment`` live in
+:mod:`segpipe.pipeline.segment_files`, which needs no torch); until it is up, the work it is
+given runs in the caller, so nothing waits for it.
 
 The process is started with ``spawn`` (nothing of the parent's threads or CUDA state is
 copied), ignores Ctrl-C (the run stops it after finishing what the network has done), ends
@@ -53,7 +54,7 @@ class Worker:
         return future
 
 
-#: Most processes for the files beside a GPU's network (each holds its own imports, about 0.5 GB).
+#: Most processes for the files beside a GPU's network (each holds its own imports, about 0.1 GB).
 MAX_PROCESSES = 4
 
 

@@ -27,7 +27,7 @@ import hashlib
 import json
 import re
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -35,35 +35,22 @@ import numpy as np
 import torch
 import zarr
 
-from segpipe.data.collection import Entry, add_to_collection
-from segpipe.data.store import COMPRESSOR, IMAGE_LEVEL, ImageStore, StoredImage, array_digest, axes_for
+from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, array_digest
 from segpipe.errors import StoreError
 from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
-from segpipe.inference.instances import InstanceStats, stream_instance_labels
-from segpipe.inference.stream import ArraySink, StreamStats
-from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, class_map, float16, prediction_chunks
+from segpipe.inference.sink import ArraySink
+from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, class_map, float16
 from segpipe.models.card import ModelCard
 from segpipe.models.device import resolve_device
 from segpipe.models.model import Model
-from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
-from segpipe.prediction.layers import attach_to_source, attached_stamp, write_layers
+from segpipe.prediction.export import export_ctc
+from segpipe.prediction.complete import Current, ImageResult, Predicted, partial_group
 from segpipe.prediction.params import PredictParams
-from segpipe.prediction.resampled import RECORD_ATTR, Grids, drop_scratch, explain, image_grid, model_grid, plan_grids
-from segpipe.prediction.store import STAMP_ATTR, PredictionStore
+from segpipe.prediction.resampled import RECORD_ATTR, explain, model_grid, plan_grids
+from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """What predicting one image did."""
-
-    name: str
-    skipped: bool
-    stamp: str
-    stream: StreamStats | None = None
-    instances: InstanceStats | None = None
 
 
 @dataclass(frozen=True)
@@ -168,95 +155,6 @@ def predict_stored(
     return run_network(image, predictor, predictions, on_rows=on_rows, progress=progress).complete(exports=exports, attach=attach)
 
 
-@dataclass(frozen=True)
-class Current:
-    """An image whose complete prediction is current: nothing to predict, only to attach and export as asked."""
-
-    image: StoredImage
-    card: ModelCard
-    params: PredictParams
-    predictions: PredictionStore
-    stamp: str
-
-    def complete(self, *, exports: Path | None = None, attach: bool = True) -> ImageResult:
-        """Attach the label maps where the dataset store was ingested again, and write missing exports."""
-        image, card, params = self.image, self.card, self.params
-        group = self.predictions.root[image.name]
-        if attach and attached_stamp(image) != self.stamp:
-            attach_to_source(group, image, stamp=self.stamp, classes=card.classes)
-        formats = params.export_formats(card.spatial_dims) if exports is not None else ()
-        _export(group, image, card, exports, formats, overwrite=False)
-        return ImageResult(image.name, skipped=True, stamp=self.stamp)
-
-
-@dataclass
-class Predicted:
-    """An image the network has predicted, before its labels are made and written (:meth:`complete`).
-
-    Splitting the two lets a caller run the network on the next image while this one is completed
-    in another thread or process (``segpipe segment`` does): it holds no network, and pickles.
-    """
-
-    image: StoredImage
-    card: ModelCard
-    params: PredictParams
-    predictions: PredictionStore
-    group: zarr.Group | None
-    """The partial group the probabilities were streamed into; ``None`` for an image predicted in memory."""
-    stamp: str
-    grids: Grids
-    normalization: Normalization
-    stream: StreamStats
-    values: np.ndarray | None
-    """The probabilities in memory (float32), or ``None`` where they were streamed into ``group``."""
-
-    def complete(self, *, exports: Path | None = None, attach: bool = True) -> ImageResult:
-        """Write what is in memory, make the objects, finish the group and export."""
-        image, card, params, group = self.image, self.card, self.params, self.group
-        ndim, n_classes = card.spatial_dims, card.n_classes
-        frames = image.image.ndim - 1 - ndim
-        in_memory = self.values is not None
-        if group is None:  # predicted in memory: its group is made now, written once
-            group = _partial_group(self.predictions.root, image, card, self.stamp, overlap=None)
-            group.attrs.update({RECORD_ATTR: self.grids.record(), "normalization": self.normalization.to_record()})
-        semantic = group["labels/semantic/s0"]
-        if in_memory:  # the labels are made from what the store keeps
-            probabilities = float16(self.values)
-            if params.probabilities:
-                group[IMAGE_LEVEL][...] = probabilities
-            semantic[...] = class_map(self.values[:n_classes])
-        else:
-            probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
-        if self.grids.resample:
-            image_grid(group, probabilities, semantic, card=card, name=image.name)
-        instances = None
-        if card.instances:
-            if not group.attrs.get("instances_done"):
-                out = group["labels/instances/s0"]
-                labels = np.zeros(out.shape, out.dtype) if in_memory else out
-                instances = stream_instance_labels(
-                    probabilities,
-                    labels,
-                    ndim=ndim,
-                    n_classes=n_classes,
-                    params=self.grids.post_processing(card.instance_params()),
-                    tiling=params.instances,
-                    scratch=group,
-                )
-                if in_memory:
-                    out[...] = labels
-                group.attrs["instances_stats"] = asdict(instances)
-                group.attrs["instances_done"] = True
-            else:
-                instances = InstanceStats(**group.attrs["instances_stats"])
-        final = _finish(self.predictions.root, group, image, card, keep_probabilities=params.probabilities)
-        if attach:
-            attach_to_source(final, image, stamp=self.stamp, classes=card.classes)
-        formats = params.export_formats(card.spatial_dims) if exports is not None else ()
-        _export(final, image, card, exports, formats, overwrite=True)
-        return ImageResult(image.name, skipped=False, stamp=self.stamp, stream=self.stream, instances=instances)
-
-
 def run_network(
     image: StoredImage, predictor: Predictor, predictions: PredictionStore, *, on_rows=None, progress: bool = False
 ) -> Current | Predicted:
@@ -279,7 +177,7 @@ def run_network(
         group, source = None, np.asarray(image.image)
         normalization = stream_normalization(source, card.normalization)
     else:
-        group = _partial_group(root, image, card, stamp, overlap=predictor.inference.overlap)
+        group = partial_group(root, image, card, stamp, overlap=predictor.inference.overlap)
         group.attrs[RECORD_ATTR] = grids.record()
         normalization = _normalization(group, image, card)
     if grids.resample:  # on the model's grid, then back (segpipe.prediction.resampled)
@@ -307,8 +205,11 @@ def run_network(
             on_rows=rows,
         )
     log.info("%s: %d windows in %.1f s", image.name, stream.windows, stream.seconds)
-    values = sink.values if in_memory else None
-    return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, values)
+    if not in_memory:
+        return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, None)
+    values = sink.values  # converted here, where torch is loaded: completing needs no torch, and half the bytes travel
+    semantic = class_map(values[:n_classes])
+    return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, float16(values), semantic)
 
 
 #: Images with more voxels than this show their rows' progress.
@@ -369,65 +270,6 @@ def export_ctc_sequences(predictions: PredictionStore, images: list[StoredImage]
     return [export_ctc(frames, folder, sequence=name) for name, frames in sequences.items()]
 
 
-def _partial_group(root: zarr.Group, image: StoredImage, card: ModelCard, stamp: str, *, overlap: float | None) -> zarr.Group:
-    """The temporary group of ``image``: a streamed one is resumed when it was made from the same
-    inputs; otherwise (and for arrays written whole) it is made afresh.
-
-    ``overlap``: the windows' overlap, for arrays written row by row as the windows finish
-    (chunked by the window step); ``None`` for arrays written whole (:func:`whole_chunks`): there
-    is nothing to resume, and a streamed run's leftover would have the wrong chunks.
-    """
-    partial_name = f".{image.name}.partial"
-    plan = {"stamp": stamp, "source_shape": list(image.image.shape)}
-    if partial_name in root:
-        group = root[partial_name]
-        if overlap is not None and group.attrs.get("plan") == plan:
-            log.info("%s: resuming at %s", image.name, group.attrs.get("progress"))
-            return group
-        del root[partial_name]
-    ndim = card.spatial_dims
-    group = root.create_group(partial_name)
-    spatial = tuple(int(s) for s in image.image.shape[1:])
-    roi0 = int(card.patch_size[0])
-
-    frames = len(spatial) - ndim
-
-    def array(where: zarr.Group, name: str, shape, dtype, channels: bool) -> None:
-        """Channels after the frame axes (NGFF: time, then channels, then space)."""
-        if overlap is None:
-            chunks = whole_chunks(shape, ndim=ndim)
-        else:
-            chunks = prediction_chunks(shape, ndim=ndim, channels=channels and not frames, roi0=roi0, overlap=overlap)
-        if channels and frames:
-            chunks = (*chunks[:frames], shape[frames], *chunks[frames + 1 :])
-        names = ["t"] * frames + (["c"] if channels else []) + [a["name"] for a in axes_for(ndim, channels=False)]
-        where.create_array(
-            name, shape=shape, dtype=dtype, chunks=chunks, compressors=COMPRESSOR, dimension_names=names
-        )
-
-    channels = card.out_channels
-    array(group, IMAGE_LEVEL, (*spatial[:frames], channels, *spatial[frames:]), np.float16, True)
-    labels = group.create_group("labels")
-    array(labels.create_group("semantic"), IMAGE_LEVEL, spatial, np.uint8, False)
-    if card.instances:
-        array(labels.create_group("instances"), IMAGE_LEVEL, spatial, np.uint32, False)
-    group.attrs.update({"plan": plan, STAMP_ATTR: stamp})
-    return group
-
-
-#: Edge of the chunks of a prediction written whole, per spatial dimensionality (about a million voxels).
-WHOLE_EDGE = {2: 1024, 3: 128}
-
-
-def whole_chunks(shape, *, ndim: int) -> tuple[int, ...]:
-    """Chunks of an array ``([channels,] *spatial)`` written in one go: all channels together and
-    spatial edges of :data:`WHOLE_EDGE` (a 512x512 image is one chunk, not the 16 row strips a
-    streamed prediction needs; each chunk is a file, so this is most of the files written per image)."""
-    edge = WHOLE_EDGE[ndim]
-    lead = len(shape) - ndim
-    return (*(int(s) for s in shape[:lead]), *(min(int(s), edge) for s in shape[lead:]))
-
-
 def _normalization(group: zarr.Group, image: StoredImage, card: ModelCard) -> Normalization:
     """The card's normalization for this image (recorded in the group, so a resumed run uses the same)."""
     if "normalization" in group.attrs:
@@ -437,40 +279,4 @@ def _normalization(group: zarr.Group, image: StoredImage, card: ModelCard) -> No
     return normalization
 
 
-def _finish(root: zarr.Group, group: zarr.Group, image: StoredImage, card: ModelCard, *, keep_probabilities: bool):
-    """Write pyramid levels and OME metadata, mark complete, rename the partial group into place and list it at the root."""
-    drop_scratch(group)
-    if not keep_probabilities and IMAGE_LEVEL in group:
-        del group[IMAGE_LEVEL]
-    write_layers(group, image, card, probabilities=keep_probabilities)
-    group.attrs["complete"] = True
-    if image.name in root:
-        del root[image.name]
-    store_root = Path(str(root.store.root))
-    (store_root / root.path / group.basename).rename(store_root / root.path / image.name)
-    final = zarr.open_group(str(store_root / root.path / image.name), mode="r")
-    if keep_probabilities:
-        add_to_collection(root, Entry.of(root, image.name))
-    return final
 
-
-def _export(group: zarr.Group, image: StoredImage, card: ModelCard, folder: Path | None, formats, *, overwrite: bool) -> None:
-    """Write the TIFF and NIfTI exports of the label maps into ``folder`` (missing ones only, unless ``overwrite``).
-
-    CTC folders hold sequences, so they are written per split (:func:`export_ctc_sequences`).
-    """
-    if folder is None or not formats:
-        return
-    ndim = card.spatial_dims
-    frames = image.image.ndim - 1 - ndim
-    maps = {name: group[f"labels/{name}/{IMAGE_LEVEL}"] for name in ("semantic", "instances") if name in group["labels"]}
-    for fmt in formats:
-        for name, array in maps.items():
-            if fmt == "tiff":
-                path = folder / f"{image.name}_{name}.tif"
-                if overwrite or not path.exists():
-                    export_tiff(array, path, axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=image.info.get("unit"))
-            elif fmt == "nifti":
-                path = folder / f"{image.name}_{name}.nii.gz"
-                if overwrite or not path.exists():
-                    export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim, unit=image.info.get("unit"))

@@ -18,7 +18,8 @@ from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
 from segpipe.errors import ModelError
 from segpipe.models.model import Model, save_model
-from segpipe.pipeline.segment import SegmentFolder, segment
+from segpipe.pipeline.segment import segment
+from segpipe.pipeline.segment_files import SegmentFolder
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import Predictor
 from segpipe.training.loop import train_model
@@ -139,7 +140,7 @@ def test_measurements_agree_with_regionprops_on_the_written_labels(model, tmp_pa
     every column of the table is scikit-image's, computed from the label file and the input."""
     from skimage.measure import regionprops_table
 
-    from segpipe.pipeline.segment import SegmentParams
+    from segpipe.pipeline.segment_files import SegmentParams
 
     field = tifffile.imread(DATA / "dsb2018-nuclei-2d" / "image.tif")[368:, :]
     tifffile.imwrite(tmp_path / "dsb.tif", field)
@@ -214,7 +215,8 @@ def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_pat
 
 def test_several_files_processes_give_what_one_thread_gives(model, inputs, tmp_path):
     """The files' side of three inputs in two processes (as beside a GPU) and in one thread: the same labels and counts."""
-    from segpipe.pipeline.segment import SegmentParams, _pipelined
+    from segpipe.pipeline.segment import _pipelined
+    from segpipe.pipeline.segment_files import SegmentParams
     from segpipe.data.inputs import find_inputs
     from segpipe.progress import Progress
 
@@ -231,3 +233,41 @@ def test_several_files_processes_give_what_one_thread_gives(model, inputs, tmp_p
     assert [r.objects for r in one] == [r.objects for r in two] and sum(one[0].objects.values()) > 3
     for name in ("field_labels.tif", "01_RES/mask002.tif"):
         np.testing.assert_array_equal(tifffile.imread(process_folder.labels / name), tifffile.imread(thread_folder.labels / name))
+
+
+def test_files_side_completes_an_input_without_torch(model, inputs, tmp_path):
+    """What the files' process is handed (the input, the model, the stores, the network's output)
+    unpickles and completes in a fresh interpreter that never imports torch, with the labels the
+    same steps give in this process."""
+    import pickle
+    import subprocess
+    import sys
+
+    from segpipe.data.inputs import find_inputs
+    from segpipe.pipeline.segment import predict_input
+    from segpipe.pipeline.segment_files import SegmentParams, finish_input, prepare_input
+
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    (item,) = find_inputs([str(inputs / "new" / "field.tif")])
+    here, there = SegmentFolder(tmp_path / "here"), SegmentFolder(tmp_path / "there")
+    for folder in (here, there):
+        store, predictions = prepare_input(item, predictor.model, folder, SegmentParams())
+        made = predict_input(store, predictions, predictor)
+        if folder is here:
+            expected = finish_input(item, store, predictions, made, predictor.card, folder)
+    job = tmp_path / "job.pkl"
+    job.write_bytes(pickle.dumps((item, store, predictions, made, predictor.card, there)))
+    code = (
+        "import pickle, sys\n"
+        "from segpipe.pipeline.segment_files import finish_input\n"
+        "result = finish_input(*pickle.loads(open(sys.argv[1], 'rb').read()))\n"
+        "print(result.objects['field'], 'torch' in sys.modules, 'monai' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(job)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [str(expected.objects["field"]), "False", "False"]
+    assert expected.objects["field"] > 3
+    np.testing.assert_array_equal(
+        tifffile.imread(there.labels / "field_labels.tif"), tifffile.imread(here.labels / "field_labels.tif")
+    )
+    assert (there.measurements("field")).read_text() == (here.measurements("field")).read_text()

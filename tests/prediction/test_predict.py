@@ -333,14 +333,14 @@ def test_a_2d_model_predicts_a_time_lapse_frame_by_frame(crops, tmp_path, single
 def test_an_in_memory_prediction_does_not_resume_a_streamed_leftover(crops, tmp_path, caplog):
     """A streamed run killed early leaves a partial group chunked in row strips; the next run,
     in memory, makes its group afresh in whole-image chunks instead of "resuming" that one."""
-    from segpipe.prediction.predict import _partial_group
+    from segpipe.prediction.complete import partial_group
 
     store, model_dir = crops
     out = tmp_path / "out"
     predictor = Predictor.load(Model.open(model_dir), PredictParams(device="cpu"))
     image = ImageStore.open(store).image("A9_p9d")
     root = predictor.open_store(out / "predictions.zarr").root
-    leftover = _partial_group(root, image, predictor.card, predictor.stamp(image), overlap=predictor.inference.overlap)
+    leftover = partial_group(root, image, predictor.card, predictor.stamp(image), overlap=predictor.inference.overlap)
     assert leftover["s0"].chunks[1:] != image.image.shape[1:]  # row strips
     with caplog.at_level("INFO", logger="segpipe.prediction.predict"):
         predict(store, model_dir, out)

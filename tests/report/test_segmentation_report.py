@@ -18,7 +18,8 @@ from skimage.filters import threshold_otsu
 from skimage.measure import label
 from skimage.segmentation import relabel_sequential
 
-from segpipe.pipeline.segment import InputResult, SegmentFolder, _plain, _write_csv, write_tables
+from segpipe.pipeline.segment import write_tables
+from segpipe.pipeline.segment_files import InputResult, SegmentFolder, _plain, write_csv
 from segpipe.prediction.measure import measure_objects
 from segpipe.report import choose_sample, flag_outliers, read_tables, write_segmentation_report
 from segpipe.report.figures import PRED_COLOUR, needs_log_axis
@@ -97,7 +98,7 @@ def write_run(root, images: dict[str, tuple[np.ndarray, np.ndarray]], spacing, *
         rows = [{"image": name, **{k: _plain(v[i]) for k, v in columns.items()}, "unit": "micrometer"}
                 for i in range(columns["label"].size)]
         folder.measurements(name).parent.mkdir(parents=True, exist_ok=True)
-        _write_csv(folder.measurements(name), rows, empty_fields=["image", "label"])
+        write_csv(folder.measurements(name), rows, empty_fields=["image", "label"])
         results.append(InputResult(name, f"/data/plate1/{name}.tif", "tiff", images=[name], objects={name: int(labels.max())}))
     if failed:
         results.insert(1, InputResult("broken", "/data/plate1/broken.tif", "tiff", error=failed))

@@ -1,0 +1,286 @@
+"""The files' side of ``segpipe segment``: ingest an input, then make, write, export and measure its labels.
+
+:mod:`segpipe.pipeline.segment` runs the network; the steps here run beside it in a process of
+their own (:mod:`segpipe.pipeline.files_process`) and need no torch, so that process starts in
+about a second and holds a fraction of the network's memory (``benchmarks/RESULTS.md``,
+"The files' process without torch"). Everything handed to it pickles: the input, the model
+(its folder and card), the stores and the network's output (:class:`~segpipe.prediction.complete.Predicted`).
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+from pydantic import BaseModel, ConfigDict, Field
+
+from segpipe.data.ingest import IngestParams, ingest_dataset
+from segpipe.data.inputs import Input, input_dataset
+from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
+from segpipe.errors import ModelError, SegpipeError
+from segpipe.models.card import ModelCard
+from segpipe.models.model import Model
+from segpipe.prediction.complete import Current, Predicted
+from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
+from segpipe.prediction.fit import check_fits
+from segpipe.prediction.measure import measure_objects
+from segpipe.prediction.store import PredictionStore
+
+log = logging.getLogger(__name__)
+
+LABELS_NAME = "segmentation"
+
+
+class SegmentParams(BaseModel):
+    """How inputs are read when their files do not say (the catalog's keys, for files without one)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    spacing: list[float] | None = Field(None, min_length=2, max_length=3)
+    """Pixel size per spatial axis ([z,] y, x), for every input (overrides the files)."""
+    unit: str | None = None
+    """Unit of --spacing (micrometer, millimeter, ...)."""
+    axes: str | None = Field(None, pattern=r"^[TCSZYXtcszyx]+$")
+    """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
+    channels: list[int] | None = Field(None, min_length=1)
+    """Channels to keep, in order, as the model was trained on them (default: all)."""
+
+
+@dataclass(frozen=True)
+class SegmentFolder:
+    """Where a segmentation run writes (``OUTPUT``)."""
+
+    root: Path
+
+    def images(self, name: str) -> Path:
+        return self.root / "images" / f"{name}.ome.zarr"
+
+    def predictions(self, name: str) -> Path:
+        return self.root / ".predictions" / f"{name}.zarr"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels"
+
+    def measurements(self, name: str) -> Path:
+        return self.root / "measurements" / f"{name}.csv"
+
+    @property
+    def table(self) -> Path:
+        return self.root / "measurements.csv"
+
+    @property
+    def counts(self) -> Path:
+        return self.root / "counts.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "segment.json"
+
+
+@dataclass
+class InputResult:
+    """What segmenting one input did."""
+
+    name: str
+    path: str
+    kind: str
+    images: list[str] = field(default_factory=list)
+    objects: dict[str, int] = field(default_factory=dict)
+    skipped: bool = False
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+    guessed_spacing: str | None = None
+    """The unit taken at 1 per pixel where neither the input's file nor ``--spacing`` gave a pixel size."""
+
+
+def guarded(item: Input, folder: SegmentFolder, step, /, *args, **kwargs):
+    """``step(*args, **kwargs)`` for ``item``, with an unreadable input (bad input, an OS error reading it) made
+    a failed :class:`InputResult`; an error writing the output (a full disk, a read-only folder)
+    or a model that does not fit ends the run instead."""
+    try:
+        return step(*args, **kwargs)
+    except ModelError:
+        raise
+    except OSError as err:
+        if _writing(err, folder):
+            raise
+        log.warning("%s: failed: %s", item.path, err)
+        return InputResult(item.name, str(item.path), item.kind, error=f"{type(err).__name__}: {err}")
+    except SegpipeError as err:
+        log.warning("%s: failed: %s", item.path, err)
+        return InputResult(item.name, str(item.path), item.kind, error=f"{type(err).__name__}: {err}")
+
+
+def _writing(err: OSError, folder: SegmentFolder) -> bool:
+    """Whether an OS error is the output's (no space, read-only, a path under the output folder),
+    which every other input would meet too, rather than the input's."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    return err.filename is not None and Path(os.path.abspath(err.filename)).is_relative_to(folder.root.absolute())
+
+
+def prepare_input(
+    item: Input, model: Model, folder: SegmentFolder, params: SegmentParams
+) -> tuple[ImageStore, PredictionStore]:
+    """Ingest one input into its OME-Zarr (kept where current), check that the model fits it and open
+    its store of predictions."""
+    card = model.card
+    dataset = input_dataset(
+        item, ndim=card.spatial_dims, classes=card.classes, instances=card.instances,
+        spacing=params.spacing, unit=params.unit, axes=params.axes, channels=params.channels,
+    )
+    store_path = folder.images(item.name)
+    ingest_dataset(dataset, store_path, IngestParams(), progress=False, warn_spacing=False)  # one warning per run
+    store = ImageStore.open(store_path)
+    check_fits(card, store, where=str(item.path))
+    return store, PredictionStore.for_model(folder.predictions(item.name), model)
+
+
+def finish_input(
+    item: Input,
+    store: ImageStore,
+    predictions: PredictionStore,
+    made: list[Current | Predicted],
+    card: ModelCard,
+    folder: SegmentFolder,
+) -> InputResult:
+    """Make and write the labels the network's output gives, attach them under the image, export label
+    files and measure the objects (unless all current)."""
+    made = [r.complete(attach=False) for r in made]
+    result = InputResult(item.name, str(item.path), item.kind, images=store.names())
+    guessed = [image for image in store.images() if image.info.get("spacing_source") == "default"]
+    result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None
+    result.skipped = all(r.skipped for r in made) and folder.measurements(item.name).is_file()
+    if not result.skipped:
+        attach_labels(store.path, predictions, store)
+        result.files = [str(p) for p in export_labels(item, store, predictions, folder)]
+        write_measurements(folder.measurements(item.name), store.images(), predictions, card, unit=store.unit)
+    else:
+        result.files = [str(p) for p in label_files(item, folder) if p.exists()]
+    result.objects = count_objects(folder.measurements(item.name), store.names())
+    return result
+
+
+def attach_labels(store_path: Path, predictions: PredictionStore, store: ImageStore) -> None:
+    """Copy each image's labels under it in its OME-Zarr (NGFF ``labels/segmentation``)."""
+    from segpipe.data.store import ome_label_attrs
+
+    root = zarr.open_group(str(store_path), mode="a")
+    for image in store.images():
+        source = predictions.labels(image.name)
+        group = root[image.name]
+        labels_attrs, attrs = ome_label_attrs(
+            ndim=store.ndim, spacing=image.spacing, unit=image.info.get("unit") or store.unit, name=LABELS_NAME
+        )
+        frames = source.ndim - store.ndim
+        if frames:  # a time series' labels keep the image's frame axes
+            attrs = _with_frames(attrs, frames)
+        label_root = group.require_group("labels")
+        if LABELS_NAME in label_root:
+            del label_root[LABELS_NAME]
+        target = label_root.create_group(LABELS_NAME, attributes=attrs)
+        array = create_array(target, IMAGE_LEVEL, shape=source.shape, dtype=source.dtype, ndim=store.ndim, chunks=source.chunks)
+        for index in np.ndindex(*source.shape[:frames]):
+            for start in range(0, source.shape[frames], source.chunks[frames]):
+                window = (*index, slice(start, start + source.chunks[frames]))
+                array[window] = source[window]
+        ome = dict(labels_attrs["ome"])
+        ome["labels"] = sorted({*(label_root.attrs.get("ome", {}).get("labels") or []), LABELS_NAME})
+        label_root.attrs["ome"] = ome
+
+
+def _with_frames(attrs: dict, frames: int) -> dict:
+    """Label attributes for an array with ``frames`` leading time axes."""
+    attrs = json.loads(json.dumps(attrs))
+    multiscale = attrs["ome"]["multiscales"][0]
+    multiscale["axes"] = [{"name": "t", "type": "time"}] * frames + multiscale["axes"]
+    for dataset in multiscale["datasets"]:
+        for transform in dataset["coordinateTransformations"]:
+            transform["scale"] = [1.0] * frames + transform["scale"]
+    return attrs
+
+
+def label_files(item: Input, folder: SegmentFolder) -> list[Path]:
+    """The label files written for ``item``."""
+    if item.kind == "ctc":
+        return [folder.labels / f"{item.name}_RES"]
+    if item.kind == "nifti":
+        return [folder.labels / f"{item.name}_labels.nii.gz"]
+    if item.kind in ("tiff", "png"):
+        return [folder.labels / f"{item.name}_labels.tif"]
+    return []
+
+
+def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, folder: SegmentFolder) -> list[Path]:
+    """Label files named after the input, in the input's own kind (OME-Zarr inputs: none besides the zarr)."""
+    images = store.images()
+    ndim = store.ndim
+    if item.kind == "ctc":
+        frames = [(int(image.name.rsplit("-t", 1)[1]), predictions.labels(image.name)) for image in images]
+        return [export_ctc(frames, folder.labels, sequence=item.name)]
+    (image,) = images
+    labels = predictions.labels(image.name)
+    frames = labels.ndim - ndim
+    if item.kind == "nifti":
+        affine = source_affine(image.info, ndim=ndim)
+        return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=image.info.get("unit"))]
+    if item.kind in ("tiff", "png"):
+        unit = image.info.get("unit")
+        return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit)]
+    return []
+
+
+def write_measurements(
+    path: Path, images: list[StoredImage], predictions: PredictionStore, card: ModelCard, *, unit: str
+) -> Path:
+    """One row per object of every image (frames of a time series one by one)."""
+    rows: list[dict] = []
+    for image in images:
+        labels = predictions.labels(image.name)
+        frames = labels.ndim - card.spatial_dims
+        for index in np.ndindex(*labels.shape[:frames]):
+            pixels = image.image[(slice(None), *index)] if frames else image.image
+            columns = measure_objects(
+                labels[index] if frames else labels, pixels, spacing=image.spacing, channel_names=card.channel_names
+            )
+            frame = {"frame": index[0]} if frames == 1 else {}
+            for k in range(columns["label"].size):
+                rows.append({"image": image.name, **frame, **{key: _plain(value[k]) for key, value in columns.items()}, "unit": unit})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(path, rows, empty_fields=["image", "label"])
+    return path
+
+
+def count_objects(path: Path, images: list[str]) -> dict[str, int]:
+    counts = dict.fromkeys(images, 0)
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            counts[row["image"]] = counts.get(row["image"], 0) + 1
+    return counts
+
+
+def write_csv(path: Path, rows: list[dict], *, empty_fields: list[str]) -> None:
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields or empty_fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
