@@ -11,7 +11,8 @@ imports the module its work lives in before it counts as started:
 Each measurement runs in a fresh interpreter (so nothing is imported beforehand or cached in
 it): it starts one files process with :func:`~segpipe.pipeline.files_process.files_worker`,
 times how long until the process is up, and reads the process's peak resident memory
-(``ru_maxrss``) from inside it. Quiet and beside one competing CPU-bound process; the variants
+(``VmHWM`` of ``/proc/self/status``, read by the process itself; ``ru_maxrss`` would also count
+the copy of the parent's pages a spawned process holds before its ``exec``). Quiet and beside one competing CPU-bound process; the variants
 alternate and the median of ``--repeats`` runs is printed, with the ratio to the baseline.
 
 Usage::
@@ -27,18 +28,24 @@ import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conditions import CONDITIONS, under  # noqa: E402
 
 VARIANTS = {"baseline": "segpipe.pipeline.segment", "segpipe": "segpipe.pipeline.segment_files"}
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
+from pathlib import Path
 from segpipe.pipeline.files_process import files_worker
 start = time.perf_counter()
 with files_worker(processes=1, preload=(sys.argv[1],)) as worker:
     worker.started.result()
     seconds = time.perf_counter() - start
-    usage = worker.submit(resource.getrusage, resource.RUSAGE_SELF).result()
-print(json.dumps({"start_s": seconds, "peak_mib": usage.ru_maxrss / 1024}))
+    status = worker.submit(Path.read_text, Path("/proc/self/status")).result()  # read in the worker: its own
+peak = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+print(json.dumps({"start_s": seconds, "peak_mib": peak / 1024}))
 """
 
 
@@ -54,18 +61,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="alternating runs of each variant; the median is kept")
     args = parser.parse_args()
     results: dict[tuple[str, str], list[dict]] = {}
-    for condition in ("quiet", "one competing process"):
-        competitor = None
-        if condition != "quiet":  # one CPU-bound process, as a second training or a lab script would be
-            competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
-        try:
+    for condition in CONDITIONS:
+        with under(condition):
             for _ in range(args.repeats):
                 for name, module in VARIANTS.items():
                     results.setdefault((condition, name), []).append(measure(module))
-        finally:
-            if competitor is not None:
-                competitor.kill()
-                competitor.wait()
     print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; median of {args.repeats} alternating runs; baseline: "
           f"the process importing {VARIANTS['baseline']}")
     print("| condition | files process imports | start-up | vs baseline | peak memory | vs baseline |")

@@ -26,6 +26,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conditions import CONDITIONS, under  # noqa: E402
+
 VARIANTS = {
     "plain U-Net, 16 x 64 x 64 (11 slices padding)": {"patch": (16, 64, 64), "pools": None},
     "pooled per axis, 4 x 64 x 64": {"patch": (4, 64, 64), "pools": ((1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))},
@@ -92,18 +95,11 @@ def main() -> None:
         child(args.child, args.iterations)
         return
     results: dict[tuple[str, str], list[dict]] = {}
-    for condition in ("quiet", "one competing process"):
-        competitor = None
-        if condition != "quiet":  # one CPU-bound process, as a second training or a lab script would be
-            competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
-        try:
+    for condition in CONDITIONS:
+        with under(condition):
             for _ in range(args.repeats):
                 for name in VARIANTS:
                     results.setdefault((condition, name), []).append(measure(name, args.iterations))
-        finally:
-            if competitor is not None:
-                competitor.kill()
-                competitor.wait()
     print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; widths {FEATURES}, "
           f"{args.iterations} iterations a run, median of {args.repeats} alternating runs; baseline: {BASELINE}")
     print("| condition | network and patch | training it/s | vs baseline | inference windows/s | vs baseline | peak memory |")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import platform
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -37,6 +38,9 @@ from segpipe.training.loop import TrainClock, train_epoch
 from segpipe.inference.normalize import percentile_normalize
 from segpipe.training.augment import augmentation
 from segpipe.training.targets import training_sample
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conditions import COMPETING, QUIET, under  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bbbc007"
 
@@ -193,7 +197,6 @@ def measure(loop: str, policy: str, args) -> dict:
 
 def main() -> None:
     import os
-    import sys
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=20, help="iterations per measured loop")
@@ -208,24 +211,17 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    conditions = ["quiet"] + ([] if args.no_competitor else ["one competing process"])
+    conditions = [QUIET] + ([] if args.no_competitor else [COMPETING])
     variants = [(loop, policy) for policy in POLICIES for loop in ("bare", "segpipe")]
     results: dict[tuple, list[float]] = {}
     info = {}
     for condition in conditions:
-        competitor = None
-        if condition != "quiet":  # one CPU-bound process, as a second training or a lab script would be
-            competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
-        try:
+        with under(condition):
             for _ in range(args.repeats):
                 for loop, policy in variants:
                     out = measure(loop, policy, args)
                     info = out
                     results.setdefault((condition, loop, policy), []).append(out["samples_s"])
-        finally:
-            if competitor is not None:
-                competitor.kill()
-                competitor.wait()
     print(f"device: {info['device']}, {os.cpu_count()} CPUs; U-Net (16..256), batch {args.batch_size} x "
           f"{args.patch}x{args.patch}, {args.iterations} iterations a run, median of {args.repeats} alternating runs")
     print("| condition | loop | threads policy | samples/s | vs bare (same policy) | vs own quiet |")
