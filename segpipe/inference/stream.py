@@ -54,9 +54,6 @@ log = logging.getLogger(__name__)
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
 
-
-
-
 class _Rows:
     """Reads a frame's rows once, in increasing order, keeping only the band windows still need."""
 
