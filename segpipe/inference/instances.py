@@ -40,6 +40,7 @@ from segpipe.inference.postprocess import (
     InstanceParams,
     fill_holes,
     instance_labels,
+    output_maps,
     relief_map,
     seed_mask,
     smoothed_distance,
@@ -59,9 +60,8 @@ class InstanceStats:
 
 def _foreground_distance(probabilities, frame, rows: slice, n_classes: int, params: InstanceParams) -> tuple[np.ndarray, np.ndarray]:
     """Foreground probability and the relief to flood (the distance, or it lowered on boundaries)."""
-    block = np.asarray(probabilities[(slice(None), *frame, rows)])
-    boundary = block[n_classes + 1] if block.shape[0] > n_classes + 1 else None
-    return 1.0 - block[0].astype(np.float32), relief_map(block[n_classes], boundary, params)
+    foreground, distance, boundary, _ = output_maps(np.asarray(probabilities[(slice(None), *frame, rows)]), n_classes)
+    return foreground, relief_map(distance, boundary, params)
 
 
 def _smoothed_rows(
@@ -110,14 +110,25 @@ def stream_instance_labels(
     stats = InstanceStats()
     for frame in np.ndindex(*lead):  # one empty index when there are no frame axes
         if math.prod(shape) <= tiling.whole_limit:
-            fg, relief = _foreground_distance(probabilities, frame, slice(None), n_classes, params)
-            labels = instance_labels(fg, relief, params.model_copy(update={"relief": "distance"}))
+            if params.relief == "flow":
+                block = np.asarray(probabilities[(slice(None), *frame)])
+                foreground, distance, _, flow = output_maps(block, n_classes)
+                labels = instance_labels(foreground, distance, params, flow=flow)
+            else:
+                fg, relief = _foreground_distance(probabilities, frame, slice(None), n_classes, params)
+                labels = instance_labels(fg, relief, params.model_copy(update={"relief": "distance"}))
             out[frame] = labels
             stats.objects += int(labels.max())
             stats.slabs += 1
             continue
         if scratch is None:
             raise ValueError("slab-wise instance labelling needs a scratch group")
+        if params.relief == "flow":
+            log.warning(
+                "a frame of %d voxels is above the %d labelled whole: its objects are split on the distance map, "
+                "not by the flow", math.prod(shape), tiling.whole_limit,
+            )
+            params = params.model_copy(update={"relief": "distance"})
         _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scratch, stats)
     return stats
 

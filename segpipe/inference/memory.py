@@ -14,11 +14,11 @@ from monai.inferers import sliding_window_inference
 
 from segpipe.inference.params import InferenceParams
 from segpipe.inference.precision import autocast
-from segpipe.inference.windows import tta_passes
+from segpipe.inference.windows import tta_passes, unflip
 
 
 def activate(logits: torch.Tensor, *, n_classes: int) -> torch.Tensor:
-    """Class logits to softmax probabilities; an extra distance channel through a sigmoid."""
+    """Class logits to softmax probabilities; the extra channels (distance, boundary, flow) through a sigmoid."""
     probs = torch.softmax(logits[:, :n_classes], dim=1)
     if logits.shape[1] == n_classes:
         return probs
@@ -44,6 +44,7 @@ def predict_image(
     n_classes: int,
     params: InferenceParams | None = None,
     device: torch.device | str = "cpu",
+    flow_channels: Sequence[int] = (),
 ) -> np.ndarray:
     """Predict one normalized, channel-first image.
 
@@ -54,9 +55,11 @@ def predict_image(
         n_classes: Number of class channels (the rest, if any, is the distance map).
         params: Overlap, batch and blending settings.
         device: Where the network runs.
+        flow_channels: The flow's channel per spatial axis (:attr:`segpipe.models.card.ModelCard.flow_channels`),
+            whose sign a flipped pass undoes.
 
     Returns:
-        float32 ``(n_classes [+1], *spatial)``: class probabilities, then the distance map.
+        float32 ``(out_channels, *spatial)``: class probabilities, then the extra outputs' sigmoids.
     """
     params = params or InferenceParams()
     device = torch.device(device)
@@ -81,7 +84,6 @@ def predict_image(
             sigma_scale=params.sigma_scale,
             padding_mode=padding_mode(x.shape[2:], roi_size),
         )
-        probs = activate(logits, n_classes=n_classes)
-        probs = torch.flip(probs, axes) if axes else probs
+        probs = activate(unflip(logits, flips, channel_axis=1, flow_channels=flow_channels), n_classes=n_classes)
         total = probs if total is None else total + probs
     return (total / len(passes))[0].float().cpu().numpy()

@@ -18,7 +18,10 @@ class InstanceParams(BaseModel):
         relief: The map seeds are found on and flooded: ``distance``, the predicted distance to
             the object border; ``boundary``, that distance lowered where the network sees a
             boundary between objects (``distance * (1 - boundary)``), which keeps touching cells
-            apart where their distance maps run into each other (models with a boundary output).
+            apart where their distance maps run into each other (models with a boundary output);
+            ``flow``, no relief: every foreground pixel follows the predicted flow for
+            ``FLOW_STEPS`` steps, and pixels whose paths end at the same sink form one object
+            (Cellpose's grouping; models with a flow output).
         foreground_threshold: Foreground probability above which a pixel belongs to an object.
         seed_method: ``threshold``: seeds are the parts of the distance map above
             ``seed_threshold``; ``hmaxima``: seeds are its maxima at least ``seed_h`` above
@@ -27,17 +30,20 @@ class InstanceParams(BaseModel):
         seed_h: Height of a seeding maximum (``hmaxima``).
         smoothing: Gaussian sigma, in pixels, applied to the distance map before seeding and
             flooding (0: none).
+        sink_size: Fewest paths a sink gathers to seed an object (``flow``); a foreground
+            part whose sinks all gather fewer is still an object.
         min_size: Objects smaller than this many pixels are dropped.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    relief: Literal["distance", "boundary"] = "distance"
+    relief: Literal["distance", "boundary", "flow"] = "distance"
     foreground_threshold: float = Field(0.5, gt=0, lt=1)
     seed_method: Literal["threshold", "hmaxima"] = "threshold"
     seed_threshold: float = Field(0.5, gt=0, lt=1)
     seed_h: float = Field(0.1, gt=0, lt=1)
     smoothing: float = Field(0.0, ge=0)
+    sink_size: int = Field(10, ge=1)
     min_size: int = Field(8, ge=0)
 
 
@@ -55,7 +61,7 @@ def relief_map(distance: np.ndarray, boundary: np.ndarray | None, params: Instan
         ValueError: ``params.relief`` is ``boundary`` and there is no boundary map.
     """
     distance = distance.astype(np.float32, copy=False)
-    if params.relief == "distance":
+    if params.relief in ("distance", "flow"):
         return distance
     if boundary is None:
         raise ValueError("relief 'boundary' needs a model with a boundary output")
@@ -68,15 +74,34 @@ def smoothed_distance(distance: np.ndarray, params: InstanceParams) -> np.ndarra
     return ndimage.gaussian_filter(distance, params.smoothing) if params.smoothing else distance
 
 
+def output_maps(outputs: np.ndarray, n_classes: int) -> tuple:
+    """An instance model's outputs ``(n_classes + extra, *spatial)`` as ``(foreground, distance,
+    boundary or None, flow or None)``.
+
+    What the extra channels are follows from their number, the spatial axes known: the
+    distance map, then a boundary map (one more), then the flow (one per axis).
+    """
+    ndim = outputs.ndim - 1
+    extra = outputs.shape[0] - n_classes
+    boundary = outputs[n_classes + 1] if extra in (2, 2 + ndim) else None
+    flow = outputs[-ndim:] if extra in (1 + ndim, 2 + ndim) else None
+    return 1.0 - outputs[0].astype(np.float32), outputs[n_classes], boundary, flow
+
+
 def semantic_labels(probabilities: np.ndarray) -> np.ndarray:
     """Class map: the most probable class per pixel (``probabilities`` is ``(C, *spatial)``)."""
     return np.argmax(probabilities, axis=0).astype(np.uint8)
 
 
 def instance_labels(
-    foreground: np.ndarray, distance: np.ndarray, params: InstanceParams, boundary: np.ndarray | None = None
+    foreground: np.ndarray,
+    distance: np.ndarray,
+    params: InstanceParams,
+    boundary: np.ndarray | None = None,
+    flow: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Split the foreground into objects with a seeded watershed on the predicted distance map.
+    """Split the foreground into objects with a seeded watershed on the predicted distance map
+    (or, for ``params.relief == "flow"``, by where the predicted flow takes each pixel: :func:`flow_labels`).
 
     Seeds are the connected parts of :func:`seed_mask` (distance above a threshold, or its
     h-maxima) inside the foreground; a foreground component holding no seed becomes an object
@@ -89,11 +114,16 @@ def instance_labels(
         distance: Predicted normalized distance to the object border, ``spatial``.
         params: Thresholds and minimum size.
         boundary: Predicted boundary probability, ``spatial`` (for ``params.relief == "boundary"``).
+        flow: Predicted flow, ``(ndim, *spatial)`` sigmoids (:func:`flow_labels`; for ``params.relief == "flow"``).
 
     Returns:
         uint32 instance map, objects numbered 1..N, 0 for background.
     """
     mask = foreground > params.foreground_threshold
+    if params.relief == "flow":
+        if flow is None:
+            raise ValueError("relief 'flow' needs a model with a flow output")
+        return _finish(flow_labels(mask, flow, sink_size=params.sink_size), params)
     distance = smoothed_distance(relief_map(distance, boundary, params), params)
     seeds, n_seeds = ndimage.label(seed_mask(distance, mask, params))
     components, _ = ndimage.label(mask)
@@ -101,12 +131,72 @@ def instance_labels(
     if seedless.size:
         extra = np.isin(components, seedless)
         seeds[extra] = n_seeds + np.searchsorted(seedless, components[extra]) + 1
-    labels = watershed(-distance, markers=seeds, mask=mask)
+    return _finish(watershed(-distance, markers=seeds, mask=mask), params)
+
+
+def _finish(labels: np.ndarray, params: InstanceParams) -> np.ndarray:
+    """Objects under ``params.min_size`` dropped, holes filled, numbered 1..N."""
     if params.min_size:
         too_small = np.bincount(labels.ravel()) < params.min_size
         too_small[0] = False
         labels[too_small[labels]] = 0
     return _relabel(fill_holes(labels))
+
+
+#: Steps each pixel takes along the flow (Cellpose's default): paths up to 200 pixels long, so a
+#: pixel reaches the centre of an object up to about 400 pixels across.
+FLOW_STEPS = 200
+
+
+def flow_labels(mask: np.ndarray, flow: np.ndarray, *, sink_size: int, steps: int = FLOW_STEPS) -> np.ndarray:
+    """Group the pixels of ``mask`` by where the flow takes them.
+
+    Every pixel of ``mask`` moves ``steps`` times by the flow at its current place (the
+    nearest pixel's vector, ``2 * sigmoid - 1`` per axis, so about one pixel a step where the
+    network is sure and less where it is not, as near a centre). Paths gather at the objects'
+    centres: the ends are counted per pixel, smoothed, and every local maximum over a 5-pixel
+    neighbourhood that gathers at least ``sink_size`` ends seeds an object; the area the ends
+    cover is split between the seeds by a watershed on the counts (a covered part without a
+    seed is an object of its own), and each pixel takes the label of the place its path ended.
+
+    Args:
+        mask: ``spatial`` boolean foreground.
+        flow: ``(ndim, *spatial)`` flow sigmoids.
+        sink_size: Fewest path ends at a seeding maximum.
+        steps: Steps each pixel takes.
+
+    Returns:
+        int32 labels, not yet filtered by size.
+    """
+    shape = np.array(mask.shape)
+    labels = np.zeros(mask.shape, np.int32)
+    starts = np.nonzero(mask)
+    if not starts[0].size:
+        return labels
+    vectors = (2.0 * flow.reshape(len(shape), -1).astype(np.float32) - 1.0)
+    strides = np.array([int(np.prod(shape[a + 1 :])) for a in range(len(shape))])
+    position = np.array(starts, np.float32)
+    upper = (shape - 1).astype(np.float32)[:, None]
+    for _ in range(steps):
+        flat = (np.rint(position).astype(np.intp) * strides[:, None]).sum(axis=0)
+        position += vectors[:, flat]
+        np.clip(position, 0, upper, out=position)
+    ends = (np.rint(position).astype(np.intp) * strides[:, None]).sum(axis=0)
+    counts = np.bincount(ends, minlength=int(np.prod(shape))).reshape(mask.shape).astype(np.float32)
+    density = ndimage.gaussian_filter(counts, 1.0)
+    peaks = (density == ndimage.maximum_filter(density, size=5)) & (counts > 0) & (
+        ndimage.uniform_filter(counts, size=3) * 3 ** len(shape) >= sink_size
+    )
+    covered = ndimage.binary_dilation(counts > 0, iterations=1)
+    seeds, n_seeds = ndimage.label(peaks)
+    parts, _ = ndimage.label(covered)
+    seedless = np.setdiff1d(np.unique(parts[covered]), np.unique(parts[seeds > 0]))
+    if seedless.size:
+        extra = np.isin(parts, seedless)
+        seeds[extra] = n_seeds + np.searchsorted(seedless, parts[extra]) + 1
+    basins = watershed(-density, markers=seeds, mask=covered)
+    labels[starts] = basins.ravel()[ends]
+    return labels
 
 
 def fill_holes(labels: np.ndarray) -> np.ndarray:

@@ -47,6 +47,7 @@ from segpipe.inference.windows import (
     first_batch_touching,
     frame_windows,
     tta_passes,
+    unflip,
 )
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ def stream_predict(
     device: torch.device | str = "cpu",
     read_chunk: int | None = None,
     on_rows: Callable[[tuple[int, ...], int], None] | None = None,
+    flow_channels: Sequence[int] = (),
 ) -> StreamStats:
     """Predict every frame of ``source`` into ``sink``, resuming from the sink's record.
 
@@ -132,6 +134,7 @@ def stream_predict(
         device: Where the network and the blending buffers live.
         read_chunk: Rows read at a time are rounded up to a multiple of this (the source's chunk).
         on_rows: Called as ``on_rows(frame, row)`` once rows below ``row`` are written and recorded.
+        flow_channels: The flow's channel per spatial axis, whose sign a flipped pass undoes.
 
     Returns:
         What the run did.
@@ -204,8 +207,7 @@ def stream_predict(
                 for output, window in zip(weighted, batch):
                     if window.start[0] > aggregator.low:  # no window still to come reaches the rows below
                         flush(min(window.start[0], shape[0]))
-                    if window.flips:
-                        output = torch.flip(output, [axis + 1 for axis in window.flips])
+                    output = unflip(output, window.flips, channel_axis=0, flow_channels=flow_channels)
                     aggregator.add(output, window)
                 stats.windows += len(batch)
                 stats.batches += 1

@@ -61,6 +61,21 @@ def tta_passes(ndim: int, *, flip_tta: bool) -> list[tuple[int, ...]]:
     return [()] + ([(axis,) for axis in range(ndim)] if flip_tta else [])
 
 
+def unflip(output, flips: Sequence[int], *, channel_axis: int, flow_channels: Sequence[int] = ()):
+    """Undo a pass's flips of the spatial axes of a network output (a tensor, logits, weighted or not).
+
+    The spatial axes follow ``channel_axis``. A flow channel (``flow_channels[axis]``: the
+    channel of the flow along ``axis``) also changes sign where its axis was flipped: a
+    vector pointing down a flipped image points up the image. The output is a new tensor.
+    """
+    if not flips:
+        return output
+    output = output.flip([channel_axis + 1 + axis for axis in flips])
+    for axis in flips if flow_channels else ():
+        output.select(channel_axis, flow_channels[axis]).neg_()
+    return output
+
+
 def frame_windows(
     shape: Sequence[int], roi: Sequence[int], overlap: float, passes: Sequence[tuple[int, ...]]
 ) -> list[Window]:

@@ -456,11 +456,22 @@ def package_readme(card: ModelCard) -> str:
         )
     if "boundary" in card.extra_outputs:
         outputs.append("- `boundary`: the probability that a pixel lies on a border between two touching objects (a sigmoid)")
+    if "flow" in card.extra_outputs:
+        outputs.append(
+            f"- `flow_{axes[0]}` ... `flow_{axes[-1]}`: per axis, `(v + 1) / 2` for the unit vector `v` from a pixel "
+            "towards its object's centre (a sigmoid; 0.5 on background)"
+        )
+    if card.instances:
+        how_split = (
+            "every foreground pixel follows the flow channels for 200 steps and pixels whose paths end together "
+            "form one object"
+            if card.instance_params().relief == "flow"
+            else "seeds are the parts of the distance channel above another (or its h-maxima), and a seeded "
+            "watershed on the distance channel splits touching objects"
+        )
         separation = (
             "Objects are separated by segpipe's own post-processing, not by this package: foreground is "
-            "where the object probability is above a threshold, seeds are the parts of the distance channel "
-            "above another (or its h-maxima), and a seeded watershed on the distance channel splits touching "
-            "objects. The "
+            f"where the object probability is above a threshold, {how_split}. The "
             "settings tuned on the validation images are in `config.segpipe.postprocess` "
             f"(`{card.instance_params().model_dump_json()}`); `segpipe segment` applies them after "
             "`segpipe models import`. Consumers that only run the network get the probabilities and the "
@@ -589,7 +600,7 @@ def _describe(model: Model, files: dict[str, Path], *, authors: Sequence[str], l
     unit = normalize_unit(card.unit)
     physical = [{"unit": unit, "scale": float(s)} if unit else {} for s in card.spacing]
     in_channels = card.channel_names or [f"channel{c}" for c in range(card.in_channels)]
-    out_channels = [*card.classes, *card.extra_outputs]
+    out_channels = [*card.classes, *(name.replace(" ", "_") for name in card.output_names[card.n_classes :])]
     float32 = spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype="float32"))
     torch_version = spec.Version(torch.__version__.split("+")[0])
     try:

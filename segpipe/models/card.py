@@ -69,8 +69,8 @@ class ModelCard(BaseModel):
         channel_names: Names of those channels, when known.
         out_channels: Network outputs: the class scores, then ``extra_outputs``.
         extra_outputs: What the outputs after the class scores are: for instance models the
-            distance map, and a boundary map when the model has one (None: as older cards,
-            the distance map for instance models).
+            distance map, a boundary map when the model has one, and the flow (one channel per
+            spatial axis) when it has one (None: as older cards, the distance map for instance models).
         classes: Class names, background first.
         instances: Whether the model separates objects (a distance map and a watershed).
         patch_size: Training window, also the inference window, per spatial axis.
@@ -93,7 +93,7 @@ class ModelCard(BaseModel):
     in_channels: int = Field(ge=1)
     channel_names: list[str] | None = None
     out_channels: int = Field(ge=1)
-    extra_outputs: tuple[Literal["distance", "boundary"], ...] | None = None
+    extra_outputs: tuple[Literal["distance", "boundary", "flow"], ...] | None = None
     classes: list[str] = Field(min_length=2)
     instances: bool
     patch_size: tuple[int, ...]
@@ -118,7 +118,7 @@ class ModelCard(BaseModel):
             self.extra_outputs = ("distance",) if self.instances else ()
         if self.instances != ("distance" in self.extra_outputs):
             raise ValueError("an instance model has a distance output, a class-map model none")
-        if self.out_channels != self.n_classes + len(self.extra_outputs):
+        if self.out_channels != self.n_classes + self.extra_channels:
             raise ValueError(
                 f"out_channels {self.out_channels} does not fit {self.n_classes} classes"
                 + (f" plus {', '.join(self.extra_outputs)}" if self.extra_outputs else "")
@@ -134,9 +134,24 @@ class ModelCard(BaseModel):
         return len(self.classes)
 
     @property
+    def extra_channels(self) -> int:
+        """Channels after the class scores (the flow has one per spatial axis)."""
+        return sum(self.spatial_dims if extra == "flow" else 1 for extra in self.extra_outputs or ())
+
+    @property
+    def flow_channels(self) -> tuple[int, ...]:
+        """The output channel of the flow along each spatial axis (the last channels); () without a flow."""
+        if "flow" not in (self.extra_outputs or ()):
+            return ()
+        return tuple(range(self.out_channels - self.spatial_dims, self.out_channels))
+
+    @property
     def output_names(self) -> list[str]:
-        """A name for each output channel: the classes, then the extra outputs."""
-        return [*self.classes, *self.extra_outputs]
+        """A name for each output channel: the classes, then the extra outputs (a flow per axis)."""
+        names = [*self.classes]
+        for extra in self.extra_outputs or ():
+            names += [f"flow {axis}" for axis in "zyx"[-self.spatial_dims :]] if extra == "flow" else [extra]
+        return names
 
     def instance_params(self) -> InstanceParams:
         """The post-processing to apply (defaults when the card has none tuned)."""

@@ -26,15 +26,15 @@ from segpipe.models.card import ModelCard
 
 #: Label maps of a prediction group, and the names of their copies under the source image.
 ATTACHED = {"semantic": "predicted-semantic", "instances": "predicted-instances"}
-EXTRA_NAMES = {"distance": "distance map", "boundary": "boundary map"}
+EXTRA_NAMES = {"distance": "distance map", "boundary": "boundary map"}  # the flow's channels: "flow y", "flow x"
 STAMP_KEY = "segpipe_prediction"
 #: Most objects whose properties an attached object map lists (each costs about 60 bytes of metadata).
 MAX_PROPERTIES = 10_000
 
 
 def channel_names(card: ModelCard) -> list[str]:
-    """Names of the probability channels: the classes, then the extra outputs."""
-    return [*card.classes, *(EXTRA_NAMES.get(extra, extra) for extra in card.extra_outputs or ())]
+    """Names of the probability channels: the classes, then the extra outputs (a flow channel per axis)."""
+    return [EXTRA_NAMES.get(name, name) for name in card.output_names]
 
 
 def factors_of(image: StoredImage) -> list[tuple[int, ...]]:

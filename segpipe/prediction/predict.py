@@ -201,6 +201,7 @@ def run_network(
             params=predictor.inference,
             normalization=source_normalization,
             activation=partial(activate, n_classes=n_classes),
+            flow_channels=card.flow_channels,
             device=predictor.device,
             on_rows=rows,
         )

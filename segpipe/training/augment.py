@@ -13,6 +13,8 @@ import torch
 from monai import transforms as mt
 from scipy import ndimage
 
+from segpipe.training.targets import flow_from_heat
+
 
 def augmentation(
     *,
@@ -34,11 +36,12 @@ def augmentation(
     (square patches only); intensity scaling, shifting, gamma, blur and noise on the image, for
     other microscopes and stains; and, with probability ``empty_fields``, a field with nothing in
     it (:class:`RandEmptyFieldd`).
-    The distance target is interpolated linearly, class labels by nearest neighbour.
+    The distance target and the heat are interpolated linearly, class labels by nearest
+    neighbour; a ``heat`` key becomes the ``flow`` target after every spatial step (:class:`FlowFromHeatd`).
     With ``crop=False`` the samples are already patches (read from zarr) and only augmented.
     """
     spatial = tuple(int(p) for p in patch_size)
-    modes = dict.fromkeys(("image", "label", "dist", "boundary", "ignore"), "constant")
+    modes = dict.fromkeys(("image", "label", "dist", "boundary", "heat", "ignore"), "constant")
     positives = foreground_ratio / max(1e-6, 1 - foreground_ratio)
     steps: list = []
     sparse = "ignore" in keys
@@ -54,7 +57,10 @@ def augmentation(
         )
         if sparse:
             steps.append(mt.DeleteItemsd(keys="annotated"))
-    interp = {"image": "bilinear", "label": "nearest", "dist": "bilinear", "boundary": "nearest", "ignore": "nearest"}
+    interp = {
+        "image": "bilinear", "label": "nearest", "dist": "bilinear", "boundary": "nearest", "heat": "bilinear",
+        "ignore": "nearest",
+    }
     mode = [interp[k] for k in keys]
     if affine:
         angle = (np.pi / 12, 0.0, 0.0) if ndim == 3 else np.pi / 12
@@ -78,6 +84,8 @@ def augmentation(
         mt.RandGaussianNoised(keys="image", std=0.05, prob=0.15),
         mt.ToTensord(keys=keys, track_meta=False),
     ]
+    if "heat" in keys:
+        steps.append(FlowFromHeatd())
     if empty_fields:
         steps.append(RandEmptyFieldd(keys=keys, prob=empty_fields))
     return mt.Compose(steps)
@@ -86,6 +94,19 @@ def augmentation(
 def _annotated(ignore):
     """1 where a sample's ground truth is annotated (a function, not a lambda: loader processes pickle it)."""
     return 1 - ignore
+
+
+class FlowFromHeatd(mt.Transform):
+    """Replace a sample's ``heat`` by ``flow``, the unit vectors up its slope on the objects
+    (:func:`segpipe.training.targets.flow_from_heat`): made after the patch is flipped, turned
+    and deformed, the vectors point where the moved objects' centres are."""
+
+    def __call__(self, data: dict) -> dict:
+        out = dict(data)
+        heat = out.pop("heat")
+        foreground = np.asarray(out["label"][0]) > 0
+        out["flow"] = torch.from_numpy(flow_from_heat(np.asarray(heat[0]), foreground))
+        return out
 
 
 class RandEmptyFieldd(mt.RandomizableTransform, mt.MapTransform):
@@ -113,7 +134,7 @@ class RandEmptyFieldd(mt.RandomizableTransform, mt.MapTransform):
         low, high = np.percentile(noise, (1.0, 99.8))
         field = (noise - low) / max(high - low, 1e-6) * float(self.R.uniform(0.2, 1.0))
         out["image"] = torch.as_tensor(field, dtype=image.dtype) if isinstance(image, torch.Tensor) else field
-        for key in self.keys:
-            if key != "image":
+        for key in [*self.keys, "flow"]:
+            if key != "image" and key in out:
                 out[key] = out[key] * 0
         return out

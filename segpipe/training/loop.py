@@ -183,7 +183,9 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
     """The card of a model trained on ``store`` with ``config`` (planned), before training."""
     instances = store.instances
     n_classes = len(store.classes)
-    extra = (("distance", "boundary") if config.boundary_weight > 0 else ("distance",)) if instances else ()
+    extra = ()
+    if instances:
+        extra = ("distance",) + (("boundary",) if config.boundary_weight > 0 else ()) + (("flow",) if config.flow_weight else ())
     record = TrainingRecord(
         dataset=store.name, dataset_fingerprint=store.record["fingerprint"], config=config.model_dump(mode="json")
     )
@@ -198,7 +200,7 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
         network_options=network_options(config),
         spatial_dims=store.ndim,
         in_channels=fingerprint["channels"],
-        out_channels=n_classes + len(extra),
+        out_channels=n_classes + sum(store.ndim if e == "flow" else 1 for e in extra),
         extra_outputs=extra,
         classes=store.classes,
         instances=instances,
@@ -256,12 +258,15 @@ def _with_training(card: ModelCard, **updates) -> ModelCard:
 
 def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
     """The patch source: whole images in memory when they fit the limit, else patches read from zarr."""
-    instances, boundary = card.instances, "boundary" in card.extra_outputs
-    keys = ["image", "label", "dist"] + (["boundary"] if boundary else []) if instances else ["image", "label"]
+    instances, boundary, flow = card.instances, "boundary" in card.extra_outputs, "flow" in card.extra_outputs
+    keys = ["image", "label"]
+    if instances:
+        keys += ["dist"] + (["boundary"] if boundary else []) + (["heat"] if flow else [])
     images = store.images("train", labelled=True)
     sparse = any(im.ignore is not None for im in images)  # every sample then carries its unannotated pixels
     keys += ["ignore"] if sparse else []
-    in_memory = sum(4 * (im.image.size + 3 * im.labels.size) for im in images)  # float32 image, label, target
+    targets = 3 + flow  # label, distance, boundary (and heat), in float32 or int64 at most as large
+    in_memory = sum(4 * (im.image.size + targets * im.labels.size) for im in images)
     lazy = in_memory > config.memory_limit_gb * 2**30
     transform = augmentation(
         ndim=card.spatial_dims,
@@ -280,6 +285,7 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
             spec=card.normalization,
             instances=instances,
             boundary=boundary,
+            flow=flow,
             length=config.iterations_per_epoch * config.batch_size,
             foreground_ratio=config.foreground_ratio,
             transform=transform,
@@ -288,18 +294,18 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
             spacing=card.spacing,
         )
         return dataset, transform
-    samples = [_sample(im, card, sparse=sparse, boundary=boundary) for im in images]
+    samples = [_sample(im, card, sparse=sparse, boundary=boundary, flow=flow) for im in images]
     return Dataset(data=samples, transform=transform), transform
 
 
-def _sample(im: StoredImage, card: ModelCard, *, sparse: bool, boundary: bool) -> dict:
+def _sample(im: StoredImage, card: ModelCard, *, sparse: bool, boundary: bool, flow: bool) -> dict:
     """One training image in memory, normalized, at the model's pixel size, with its targets; in a
     dataset with unannotated pixels, an image annotated throughout has an all-``False`` map."""
     _, image, labels, ignored = load_image(im, card)
     if sparse and ignored is None:
         ignored = np.zeros(labels.shape, bool)
     return training_sample(
-        image, labels, instances=card.instances, spacing=card.spacing, boundary=boundary, ignore=ignored
+        image, labels, instances=card.instances, spacing=card.spacing, boundary=boundary, flow=flow, ignore=ignored
     )
 
 

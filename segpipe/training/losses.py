@@ -1,4 +1,4 @@
-"""The training loss: Dice + cross-entropy on the classes, plus the distance and boundary terms.
+"""The training loss: Dice + cross-entropy on the classes, plus the distance, boundary and flow terms.
 
 For datasets whose ground truth leaves areas unannotated (a batch with an ``ignore`` entry,
 1 = not annotated), every term is taken over the annotated pixels only, so nothing the
@@ -7,8 +7,12 @@ annotators left out is learnt as background:
 * Dice: probabilities and one-hot targets are zeroed on ignored pixels before MONAI's
   :class:`~monai.losses.DiceLoss` sums them (nnU-Net's treatment of its ``ignore`` label);
 * cross-entropy, the distance map's loss (binary cross-entropy against its soft targets in
-  [0, 1], or the squared error of its sigmoid) and the boundary's binary cross-entropy: means
-  over the annotated pixels.
+  [0, 1], or the squared error of its sigmoid), the boundary's binary cross-entropy and the
+  flow's: means over the annotated pixels.
+
+The flow's channels (one per spatial axis, last) learn each unit vector component ``f`` as a
+sigmoid against ``(f + 1) / 2``, binary cross-entropy, so that every output is a sigmoid and
+background (no flow) is 0.5.
 
 Without ignored pixels the terms are MONAI's :class:`~monai.losses.DiceCELoss` and the plain
 means, exactly as when nothing is ignored.
@@ -30,21 +34,26 @@ class SegmentationLoss:
 
     Args:
         n_classes: Class channels at the front of the network's output; a distance channel
-            follows, then a boundary channel, when the batch has those targets.
+            follows, then a boundary channel, then the flow's channels, when the batch has those targets.
         distance_weight: Weight of the distance map's loss.
         boundary_weight: Weight of the boundary's binary cross-entropy.
+        flow_weight: Weight of the flow's binary cross-entropy (summed over its axes).
         distance_loss: ``bce``: binary cross-entropy, whose gradient on a logit is
             ``sigmoid - target``, so a centre predicted as border keeps learning; ``mse``: the
             squared error of the sigmoid, gradient ``2 (p - t) p (1 - p)``, which vanishes there.
     """
 
-    def __init__(self, *, n_classes: int, distance_weight: float, boundary_weight: float, distance_loss: DistanceLoss):
+    def __init__(
+        self, *, n_classes: int, distance_weight: float, boundary_weight: float, distance_loss: DistanceLoss,
+        flow_weight: float = 0.0,
+    ):
         if distance_loss not in get_args(DistanceLoss):
             raise ValueError(f"distance_loss: {distance_loss!r} is not one of {', '.join(get_args(DistanceLoss))}")
         self.n_classes = n_classes
         self.distance_loss = distance_loss
         self.distance_weight = distance_weight
         self.boundary_weight = boundary_weight
+        self.flow_weight = flow_weight
         self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
         self.dice = DiceLoss()
 
@@ -53,13 +62,13 @@ class SegmentationLoss:
         """The loss a planned ``config`` (:func:`segpipe.training.plan.plan_training`) asks for.
 
         Raises:
-            ValueError: ``config`` leaves the distance loss open (it was not planned).
+            ValueError: ``config`` leaves the distance loss or the flow's weight open (it was not planned).
         """
-        if config.distance_loss is None:
-            raise ValueError("the training config is not planned: distance_loss is open")
+        if config.distance_loss is None or config.flow_weight is None:
+            raise ValueError("the training config is not planned: distance_loss or flow_weight is open")
         return cls(
             n_classes=n_classes, distance_weight=config.distance_weight, boundary_weight=config.boundary_weight,
-            distance_loss=config.distance_loss,
+            distance_loss=config.distance_loss, flow_weight=config.flow_weight,
         )
 
     def __call__(self, logits: torch.Tensor, batch: dict, device: torch.device) -> torch.Tensor:
@@ -83,6 +92,11 @@ class SegmentationLoss:
             edge = batch["boundary"].to(device, non_blocking=True)
             bce = F.binary_cross_entropy_with_logits(logits[:, n + 1 : n + 2], edge, reduction="none")
             loss = loss + self.boundary_weight * _mean(bce, valid)
+        if "flow" in batch:
+            flow = batch["flow"].to(device, non_blocking=True)
+            axes = flow.shape[1]
+            bce = F.binary_cross_entropy_with_logits(logits[:, -axes:], (flow + 1) / 2, reduction="none")
+            loss = loss + self.flow_weight * _mean(bce.sum(dim=1, keepdim=True), valid)
         return loss
 
     def masked_dice_ce(self, logits: torch.Tensor, label: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,12 @@ class TrainParams(BaseModel):
     "Distance loss": bce gained on every 2D set measured and lost on both 3D nuclei sets)."""
     boundary_weight: float = Field(1.0, ge=0)
     """Weight of the touching-boundary loss (instance datasets); 0: no boundary output."""
+    flow_weight: float | None = Field(None, ge=0)
+    """Weight of the flow loss (instance datasets): the network also learns, for each object
+    pixel, the direction to its object's centre (Cellpose's flows), and the post-processing can
+    then group pixels by where following those directions ends; 0: no flow output. Planned when
+    open: 1 in 2D, 0 in 3D (benchmarks/RESULTS.md, "Flows": learning the flow raised the seven
+    imaging styles' whole cells; not measured in 3D)."""
     normalization: Literal["percentile", "zscore", "ct"] = "percentile"
     """percentile (microscopy: 1st-99.8th percentiles to 0..1 per image), zscore (MRI: clipped
     z-score per image, of its nonzero voxels when a quarter of the training voxels are exactly 0)

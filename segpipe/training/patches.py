@@ -23,7 +23,7 @@ from segpipe.data.store import StoredImage
 from segpipe.inference.normalize import Normalization, NormalizationSpec, stream_normalization
 from segpipe.inference.resample import spacing_differs
 from segpipe.training.grid import to_grid
-from segpipe.training.targets import boundary_target, distance_target
+from segpipe.training.targets import boundary_target, centre_heat, distance_target
 
 FOREGROUND_SAMPLES = 20_000  # object voxels remembered per image for oversampling
 CENTRE_TRIES = 10  # uniform draws of a background centre before one on unannotated pixels is kept
@@ -38,6 +38,8 @@ class ZarrPatchDataset(Dataset):
         spec: Normalization entry of the model card.
         instances: Build the distance target from instance labels.
         boundary: Build the touching-boundary target too.
+        flow: Build the heat the flow target is made from too (objects cut by the margin get
+            their centre inside it).
         length: Number of draws per epoch.
         foreground_ratio: Share of patches centred on an object.
         margin: Extra voxels read around a patch for the distance target.
@@ -56,6 +58,7 @@ class ZarrPatchDataset(Dataset):
         spec: NormalizationSpec,
         instances: bool,
         boundary: bool = False,
+        flow: bool = False,
         length: int,
         foreground_ratio: float,
         margin: int = 32,
@@ -68,6 +71,7 @@ class ZarrPatchDataset(Dataset):
         self.patch = tuple(int(p) for p in patch_size)
         self.instances = instances
         self.boundary = boundary
+        self.flow = flow
         self.length = length
         self.foreground_ratio = foreground_ratio
         self.margin = margin
@@ -127,6 +131,7 @@ class ZarrPatchDataset(Dataset):
         inner = tuple(slice(o, o + p) for o, p in zip(offset, self.patch))
         dist = distance_target(labels, spacing=spacing)[inner] if self.instances else None
         edge = boundary_target(labels)[inner] if self.instances and self.boundary else None
+        heat = centre_heat(labels)[inner] if self.instances and self.flow else None
         pixels, labels = pixels[(slice(None), *inner)], labels[inner]
         pad = [(0, int(p - s)) for p, s in zip(self.patch, labels.shape)]
         sample = {
@@ -137,6 +142,8 @@ class ZarrPatchDataset(Dataset):
             sample["dist"] = np.pad(dist, pad)[np.newaxis]
         if edge is not None:
             sample["boundary"] = np.pad(edge, pad)[np.newaxis]
+        if heat is not None:
+            sample["heat"] = np.pad(heat, pad)[np.newaxis]
         if self.sparse:
             ignored = ignore[inner] if ignore is not None else np.zeros(labels.shape)
             sample["ignore"] = np.pad(np.asarray(ignored, np.float32), pad)[np.newaxis]

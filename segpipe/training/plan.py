@@ -186,6 +186,8 @@ def _twos(n: int) -> int:
 
 #: How the distance map is learnt, by spatial dimensions (see :class:`segpipe.training.losses.SegmentationLoss`).
 DISTANCE_LOSS = {2: "bce", 3: "mse"}
+#: Weight of the flow's loss by spatial dimensions; 0: no flow output (see :class:`segpipe.training.params.TrainParams`).
+FLOW_WEIGHT = {2: 1.0, 3: 0.0}
 
 
 def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
@@ -211,6 +213,8 @@ def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
         updates["batch_size"] = BATCH[ndim]
     if config.distance_loss is None:
         updates["distance_loss"] = DISTANCE_LOSS[ndim]
+    if config.flow_weight is None:
+        updates["flow_weight"] = FLOW_WEIGHT[ndim]
     if config.features is None:
         updates["features"] = UNET_FEATURES[ndim] if config.network == "unet" else OTHER_FEATURES
     return config.model_copy(update=updates)

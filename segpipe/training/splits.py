@@ -43,7 +43,10 @@ def predict_split(model, val_set, card: ModelCard, device) -> list[tuple[np.ndar
     model.eval()
     return [
         (
-            predict_image(model, img, roi_size=card.patch_size, n_classes=card.n_classes, params=card.inference, device=device),
+            predict_image(
+                model, img, roi_size=card.patch_size, n_classes=card.n_classes, params=card.inference, device=device,
+                flow_channels=card.flow_channels,
+            ),
             lab,
             ignore,
         )

@@ -7,6 +7,10 @@ Training samples are dictionaries of channel-first arrays:
 - ``dist``: for instance datasets, each object's distance to its border, scaled to 1 at its
   centre, ``(1, *spatial)``; the network regresses it so touching objects can be split;
 - ``boundary``: for instance models with a boundary output, where objects touch, ``(1, *spatial)``;
+- ``heat``: for instance models with a flow output, each object's heat from its centre
+  (:func:`centre_heat`), ``(1, *spatial)``; augmentation moves it as an image, then
+  :class:`~segpipe.training.augment.FlowFromHeatd` turns it into ``flow``, the unit vectors
+  pointing up its slope, ``(ndim, *spatial)``, so flips and turns need no vector arithmetic;
 - ``ignore``: for datasets whose ground truth leaves areas unannotated, 1.0 on those pixels,
   ``(1, *spatial)``; the loss leaves them out (:mod:`segpipe.training.losses`).
 """
@@ -63,12 +67,88 @@ def boundary_target(labels: np.ndarray) -> np.ndarray:
     return (ndimage.binary_dilation(touching) & objects).astype(np.float32)
 
 
+def centre_heat(labels: np.ndarray) -> np.ndarray:
+    """Heat diffused inside each object from a source at its centre, as Cellpose makes its flows.
+
+    The source is the object's pixel nearest the median of its coordinates; heat spreads to
+    the pixels of the same object only (8- or 26-neighbours), for twice the largest object's
+    extent in steps. The result is ``log(1 + heat)`` scaled to 1 at each object's centre: it
+    falls from the centre to the border along the object's shape, so its slope points every
+    pixel of a curved or elongated object to one place, where a distance map has a ridge.
+
+    Returns:
+        float32 array, 0 on background, in (0, 1] inside objects.
+    """
+    labels = np.asarray(labels)
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if ids.size == 0:
+        return np.zeros(labels.shape, np.float32)
+    padded = np.pad(labels, 1).ravel()
+    shape = tuple(s + 2 for s in labels.shape)
+    inside = np.flatnonzero(padded > 0)
+    strides = np.array([int(np.prod(shape[a + 1 :])) for a in range(labels.ndim)])
+    offsets = np.array([np.dot(np.array(o) - 1, strides) for o in np.ndindex(*(3,) * labels.ndim)])
+    neighbours = inside[:, None] + offsets[None, :]
+    same = padded[neighbours] == padded[inside][:, None]
+    slot = np.full(padded.size, inside.size, np.int64)  # slot inside.size holds 0 heat
+    slot[inside] = np.arange(inside.size)
+    links = np.where(same, slot[neighbours], inside.size)
+    count = same.sum(axis=1).astype(np.float64)
+    sources = slot[np.ravel_multi_index(tuple((_centres(labels, ids) + 1).T), shape)]
+    extent = max(box.stop - box.start for boxes in ndimage.find_objects(labels) if boxes for box in boxes)
+    heat = np.zeros(inside.size + 1)
+    for _ in range(2 * extent):
+        heat[sources] += 1.0
+        heat[:-1] = heat[links].sum(axis=1) / count
+    values = np.log1p(heat[:-1])
+    peaks = np.zeros(int(ids.max()) + 1)
+    np.maximum.at(peaks, padded[inside], values)
+    out = np.zeros(padded.size, np.float32)
+    out[inside] = values / np.maximum(peaks[padded[inside]], 1e-12)
+    return out.reshape(shape)[(slice(1, -1),) * labels.ndim]
+
+
+def _centres(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each object's pixel nearest the median of its coordinates, ``(len(ids), ndim)``."""
+    coords = np.argwhere(labels > 0)
+    owner = labels[tuple(coords.T)]
+    order = np.argsort(owner, kind="stable")
+    coords, owner = coords[order], owner[order]
+    bounds = zip(np.searchsorted(owner, ids), np.searchsorted(owner, ids, side="right"))
+    centres = []
+    for a, b in bounds:
+        own = coords[a:b]
+        centres.append(own[np.argmin(((own - np.median(own, axis=0)) ** 2).sum(axis=1))])
+    return np.array(centres)
+
+
+def flow_from_heat(heat: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+    """Unit vectors up the slope of ``heat`` (central differences), on ``foreground`` pixels; 0 elsewhere.
+
+    Args:
+        heat: ``spatial`` float array (:func:`centre_heat`, possibly resampled or flipped).
+        foreground: ``spatial`` boolean array.
+
+    Returns:
+        float32 ``(ndim, *spatial)``.
+    """
+    heat = np.asarray(heat, np.float64)
+    slopes = np.stack(np.gradient(heat)) if min(heat.shape) > 1 else np.zeros((heat.ndim, *heat.shape))
+    norm = np.sqrt((slopes**2).sum(axis=0))
+    keep = np.asarray(foreground, bool) & (norm > 1e-12)
+    flow = np.zeros(slopes.shape, np.float32)
+    flow[:, keep] = slopes[:, keep] / norm[keep]
+    return flow
+
+
 def training_sample(
     image: np.ndarray, labels: np.ndarray, *, instances: bool, spacing=None, boundary: bool = False,
-    ignore: np.ndarray | None = None,
+    flow: bool = False, ignore: np.ndarray | None = None,
 ) -> dict:
     """Build the training dictionary of one normalized image and its labels (``boundary``: with
-    the touching-boundary target of instance labels; ``ignore``: the unannotated pixels)."""
+    the touching-boundary target of instance labels; ``flow``: with the heat the flow target is
+    made from; ``ignore``: the unannotated pixels)."""
     sample = {"image": image.astype(np.float32, copy=False)}
     if ignore is not None:
         sample["ignore"] = np.asarray(ignore, np.float32)[np.newaxis]
@@ -77,6 +157,8 @@ def training_sample(
         sample["dist"] = distance_target(labels, spacing=spacing)[np.newaxis]
         if boundary:
             sample["boundary"] = boundary_target(labels)[np.newaxis]
+        if flow:
+            sample["heat"] = centre_heat(labels)[np.newaxis]
     else:
         sample["label"] = labels.astype(np.int64)[np.newaxis]
     return sample

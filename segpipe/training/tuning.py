@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segpipe.inference.postprocess import InstanceParams, instance_labels
+from segpipe.inference.postprocess import InstanceParams, instance_labels, output_maps
 from segpipe.scoring import overlap
 from segpipe.scoring.detection import det_from_overlap, det_value
 from segpipe.scoring.ignore import annotated_only
@@ -34,6 +34,8 @@ FOREGROUND_GRID = (0.5, 0.4, 0.6)
 SEED_GRID = tuple(
     {"seed_method": "hmaxima", "seed_h": h, "smoothing": sigma} for h in (0.1, 0.05, 0.15, 0.2) for sigma in (1.0, 0.0, 2.0)
 ) + tuple({"seed_method": "threshold", "seed_threshold": t} for t in (0.5, 0.4, 0.6, 0.3, 0.7))
+#: Sink sizes tried for the flow's grouping (models with a flow output), the central one first.
+SINK_GRID = (10, 4, 25)
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,8 @@ def labelled_pairs(
     """``(ground truth, objects)`` of each prediction with ``params`` applied, the pixels the
     ground truth leaves unannotated taken out of both (``predictions`` as :func:`validation_scores` takes them)."""
     for probs, gt, *ignore in predictions:
-        boundary = probs[n_classes + 1] if probs.shape[0] > n_classes + 1 else None
-        pred = instance_labels(1.0 - probs[0], probs[n_classes], params, boundary=boundary)
+        foreground, distance, boundary, flow = output_maps(probs, n_classes)
+        pred = instance_labels(foreground, distance, params, boundary=boundary, flow=flow)
         if ignore and ignore[0] is not None:
             kept = annotated_only(gt, pred, ignore[0])
             gt, pred = kept.gt, kept.pred
@@ -89,11 +91,17 @@ def labelled_pairs(
 
 
 def candidates(predictions: list[tuple[np.ndarray, ...]], *, n_classes: int, min_size: int = 8) -> Iterator[InstanceParams]:
-    """The settings the tuning tries, in the order that breaks its ties: both reliefs for models
-    with a boundary output (``predictions`` show it), then foreground thresholds, then seeding rules."""
-    reliefs = ("distance", "boundary") if predictions and predictions[0][0].shape[0] > n_classes + 1 else ("distance",)
+    """The settings the tuning tries, in the order that breaks its ties: the distance relief, the
+    boundary one for models with a boundary output (``predictions`` show it), each with the
+    foreground thresholds and seeding rules; then, for models with a flow output, the flow's
+    grouping with the foreground thresholds and sink sizes."""
+    _, _, boundary, flow = output_maps(predictions[0][0], n_classes) if predictions else (None,) * 4
+    reliefs = ("distance", "boundary") if boundary is not None else ("distance",)
     for relief, fg, seed in itertools.product(reliefs, FOREGROUND_GRID, SEED_GRID):
         yield InstanceParams(relief=relief, foreground_threshold=fg, min_size=min_size, **seed)
+    if flow is not None:
+        for fg, sink in itertools.product(FOREGROUND_GRID, SINK_GRID):
+            yield InstanceParams(relief="flow", foreground_threshold=fg, sink_size=sink, min_size=min_size)
 
 
 def tune_instance_params(
@@ -110,7 +118,8 @@ def tune_instance_params(
     one alone where the training images hold no object.
 
     The relief is the distance map, and, for models with a boundary output, the distance map
-    lowered on boundaries: which one separates a dataset's objects better is decided here.
+    lowered on boundaries; models with a flow output can also group pixels by their flow's
+    sinks: which one separates a dataset's objects better is decided here.
 
     A small validation split often scores many settings exactly alike (they differ only where
     it has no objects), so the order of the grid matters: ties keep the earlier setting, which

@@ -31,8 +31,8 @@ def test_pipeline_flow_writes_every_output(prefect_harness, crop_catalog, tmp_pa
     stored = zarr.open_group(str(run / "predictions.zarr"), mode="r")["A9_p9d"]
     np.testing.assert_array_equal(stored["labels/instances/s0"][...], instances)
     card = Model.open(run / "model").card
-    assert card.extra_outputs == ("distance", "boundary")
-    assert stored["s0"].shape == (4, 160, 160)  # background, nucleus, distance, boundary
+    assert card.extra_outputs == ("distance", "boundary", "flow")
+    assert stored["s0"].shape == (6, 160, 160)  # background, nucleus, distance, boundary, flow y, flow x
     assert card.training.dataset == "crops" and card.training.epochs == 2
     report = (run / "report.md").read_text()
     assert "SEG" in report and "silver standard" in report

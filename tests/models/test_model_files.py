@@ -75,3 +75,13 @@ def test_weights_that_do_not_fit_the_card(good, model_card):
     (good.folder / "model_card.json").write_text(wider.to_json())
     with pytest.raises(ModelError, match=r"model.pt: the weights do not fit the card's network: "):
         Model.open(good.folder).load("cpu")
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_a_flow_output_takes_a_channel_per_axis(model_card, ndim):
+    card = model_card(ndim, out_channels=2 + 2 + ndim, extra_outputs=("distance", "boundary", "flow"))
+    assert card.flow_channels == tuple(range(4, 4 + ndim))
+    assert card.output_names[4:] == [f"flow {axis}" for axis in "zyx"[3 - ndim :]]
+    with pytest.raises(ValueError, match="out_channels 5 does not fit"):
+        model_card(ndim, out_channels=5, extra_outputs=("distance", "boundary", "flow"))
+    assert model_card(ndim).flow_channels == ()

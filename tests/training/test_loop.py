@@ -31,8 +31,8 @@ def test_training_writes_a_model_prediction_can_reload(store, tmp_path):
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert all(0 <= row["val_seg"] <= 1 for row in result.history)
     card = json.loads((tmp_path / "model" / "model_card.json").read_text())
-    assert card["patch_size"] == [64, 64] and card["out_channels"] == 4 and card["instances"]
-    assert card["extra_outputs"] == ["distance", "boundary"]
+    assert card["patch_size"] == [64, 64] and card["out_channels"] == 6 and card["instances"]  # 2 classes, distance, boundary, flow y, x
+    assert card["extra_outputs"] == ["distance", "boundary", "flow"]
     assert set(card["postprocess"]) == set(InstanceParams.model_fields)
     assert card["training"]["epochs"] == 2 and card["training"]["dataset"] == "crops"
     assert card["training"]["validation"]["tuned_on"] == [im.name for im in store.images("validation")]
@@ -42,7 +42,7 @@ def test_training_writes_a_model_prediction_can_reload(store, tmp_path):
     assert model.card.model_dump(mode="json") == card and model.card == result.model.card
     network = model.load("cpu")
     probs = predict_image(network, np.zeros((1, 50, 70), np.float32), roi_size=model.card.patch_size, n_classes=2)
-    assert probs.shape == (4, 50, 70)
+    assert probs.shape == (6, 50, 70)
     np.testing.assert_allclose(probs[:2].sum(axis=0), 1.0, rtol=1e-5)
 
 
@@ -234,7 +234,7 @@ def test_a_patch_edge_that_is_no_multiple_of_16_gets_a_unet_pooled_to_fit_it(sto
     reopened = Model.open(tmp_path / "m")
     image = np.asarray(store.images("test")[0].image, np.float32)
     probs = predict_image(reopened.load("cpu"), image, roi_size=reopened.card.patch_size, n_classes=2)
-    assert probs.shape == (4, *image.shape[1:])
+    assert probs.shape == (6, *image.shape[1:])
 
 
 def test_fine_tuning_keeps_the_starting_models_window_and_refuses_one_its_pools_do_not_fit(store, tmp_path):

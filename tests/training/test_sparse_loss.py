@@ -153,7 +153,7 @@ def test_the_loss_of_a_config_is_what_its_plan_says_and_an_unplanned_one_is_refu
     """``for_config`` takes the weights and the distance loss from the planned config: the 3D
     plan's squared error, not cross-entropy; a config whose distance loss is open raises."""
     batch, logits = batch_and_logits()
-    config = TrainParams(distance_weight=0.5, boundary_weight=0.25, distance_loss="mse")
+    config = TrainParams(distance_weight=0.5, boundary_weight=0.25, distance_loss="mse", flow_weight=0)
     by_config = SegmentationLoss.for_config(config, n_classes=2)(logits, batch, CPU)
     by_hand = SegmentationLoss(n_classes=2, distance_weight=0.5, boundary_weight=0.25, distance_loss="mse")(logits, batch, CPU)
     torch.testing.assert_close(by_config, by_hand)
@@ -161,3 +161,5 @@ def test_the_loss_of_a_config_is_what_its_plan_says_and_an_unplanned_one_is_refu
     assert abs(float((by_config - bce).detach())) > 1e-3
     with pytest.raises(ValueError, match="not planned"):
         SegmentationLoss.for_config(TrainParams(), n_classes=2)
+    with pytest.raises(ValueError, match="not planned"):
+        SegmentationLoss.for_config(TrainParams(distance_loss="mse"), n_classes=2)  # the flow's weight left open
