@@ -110,13 +110,8 @@ def stream_instance_labels(
     stats = InstanceStats()
     for frame in np.ndindex(*lead):  # one empty index when there are no frame axes
         if math.prod(shape) <= tiling.whole_limit:
-            if params.relief == "flow":
-                block = np.asarray(probabilities[(slice(None), *frame)])
-                foreground, distance, _, flow = output_maps(block, n_classes)
-                labels = instance_labels(foreground, distance, params, flow=flow)
-            else:
-                fg, relief = _foreground_distance(probabilities, frame, slice(None), n_classes, params)
-                labels = instance_labels(fg, relief, params.model_copy(update={"relief": "distance"}))
+            foreground, distance, boundary, flow = output_maps(np.asarray(probabilities[(slice(None), *frame)]), n_classes)
+            labels = instance_labels(foreground, distance, params, boundary=boundary, flow=flow)
             out[frame] = labels
             stats.objects += int(labels.max())
             stats.slabs += 1

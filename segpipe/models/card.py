@@ -136,7 +136,7 @@ class ModelCard(BaseModel):
     @property
     def extra_channels(self) -> int:
         """Channels after the class scores (the flow has one per spatial axis)."""
-        return sum(self.spatial_dims if extra == "flow" else 1 for extra in self.extra_outputs or ())
+        return extra_channels(self.extra_outputs or (), self.spatial_dims)
 
     @property
     def flow_channels(self) -> tuple[int, ...]:
@@ -179,3 +179,8 @@ class ModelCard(BaseModel):
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ModelError(f"{path}: cannot read the model card: {err}") from None
         return cls.from_dict(data, source=path)
+
+
+def extra_channels(extra_outputs, spatial_dims: int) -> int:
+    """Output channels ``extra_outputs`` take: one each, the flow one per spatial axis."""
+    return sum(spatial_dims if extra == "flow" else 1 for extra in extra_outputs)

@@ -34,7 +34,7 @@ from segpipe import __version__
 from segpipe.data.store import ImageStore, StoredImage
 from segpipe.inference.postprocess import InstanceParams
 from segpipe.errors import ModelError
-from segpipe.models.card import ModelCard, TrainingRecord
+from segpipe.models.card import ModelCard, TrainingRecord, extra_channels
 from segpipe.models.device import resolve_device, use_cpu_threads
 from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
 from segpipe.models.unet import axis_divisors
@@ -200,7 +200,7 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
         network_options=network_options(config),
         spatial_dims=store.ndim,
         in_channels=fingerprint["channels"],
-        out_channels=n_classes + sum(store.ndim if e == "flow" else 1 for e in extra),
+        out_channels=n_classes + extra_channels(extra, store.ndim),
         extra_outputs=extra,
         classes=store.classes,
         instances=instances,
