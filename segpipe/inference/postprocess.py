@@ -99,6 +99,8 @@ def instance_labels(
     params: InstanceParams,
     boundary: np.ndarray | None = None,
     flow: np.ndarray | None = None,
+    *,
+    reuse: dict | None = None,
 ) -> np.ndarray:
     """Split the foreground into objects with a seeded watershed on the predicted distance map
     (or, for ``params.relief == "flow"``, by where the predicted flow takes each pixel: :func:`flow_labels`).
@@ -115,6 +117,9 @@ def instance_labels(
         params: Thresholds and minimum size.
         boundary: Predicted boundary probability, ``spatial`` (for ``params.relief == "boundary"``).
         flow: Predicted flow, ``(ndim, *spatial)`` sigmoids (:func:`flow_labels`; for ``params.relief == "flow"``).
+        reuse: A dict kept for one image while many ``params`` are tried on it (the tuning):
+            the maps that depend on only some of the parameters (the smoothed relief, its
+            h-maxima, where the flow takes each pixel) are made once and kept there.
 
     Returns:
         uint32 instance map, objects numbered 1..N, 0 for background.
@@ -123,15 +128,31 @@ def instance_labels(
     if params.relief == "flow":
         if flow is None:
             raise ValueError("relief 'flow' needs a model with a flow output")
-        return _finish(flow_labels(mask, flow, sink_size=params.sink_size), params)
-    distance = smoothed_distance(relief_map(distance, boundary, params), params)
-    seeds, n_seeds = ndimage.label(seed_mask(distance, mask, params))
+        paths = _kept(reuse, ("paths", params.foreground_threshold), lambda: follow_flow(mask, flow))
+        return _finish(group_paths(mask.shape, *paths, sink_size=params.sink_size), params)
+    distance = _kept(reuse, ("relief", params.relief, params.smoothing),
+                     lambda: smoothed_distance(relief_map(distance, boundary, params), params))
+    if params.seed_method == "hmaxima":
+        maxima = _kept(reuse, ("hmaxima", params.relief, params.smoothing, params.seed_h),
+                       lambda: h_maxima(distance, params.seed_h).astype(bool))
+        seeds, n_seeds = ndimage.label(mask & maxima)
+    else:
+        seeds, n_seeds = ndimage.label(seed_mask(distance, mask, params))
     components, _ = ndimage.label(mask)
     seedless = np.setdiff1d(np.unique(components[mask]), np.unique(components[seeds > 0]))
     if seedless.size:
         extra = np.isin(components, seedless)
         seeds[extra] = n_seeds + np.searchsorted(seedless, components[extra]) + 1
     return _finish(watershed(-distance, markers=seeds, mask=mask), params)
+
+
+def _kept(reuse: dict | None, key: tuple, make):
+    """``make()``, kept in ``reuse`` under ``key`` (made every time without ``reuse``)."""
+    if reuse is None:
+        return make()
+    if key not in reuse:
+        reuse[key] = make()
+    return reuse[key]
 
 
 def _finish(labels: np.ndarray, params: InstanceParams) -> np.ndarray:
@@ -149,15 +170,7 @@ FLOW_STEPS = 200
 
 
 def flow_labels(mask: np.ndarray, flow: np.ndarray, *, sink_size: int, steps: int = FLOW_STEPS) -> np.ndarray:
-    """Group the pixels of ``mask`` by where the flow takes them.
-
-    Every pixel of ``mask`` moves ``steps`` times by the flow at its current place (the
-    nearest pixel's vector, ``2 * sigmoid - 1`` per axis, so about one pixel a step where the
-    network is sure and less where it is not, as near a centre). Paths gather at the objects'
-    centres: the ends are counted per pixel, smoothed, and every local maximum over a 5-pixel
-    neighbourhood that gathers at least ``sink_size`` ends seeds an object; the area the ends
-    cover is split between the seeds by a watershed on the counts (a covered part without a
-    seed is an object of its own), and each pixel takes the label of the place its path ended.
+    """Group the pixels of ``mask`` by where the flow takes them (:func:`follow_flow`, then :func:`group_paths`).
 
     Args:
         mask: ``spatial`` boolean foreground.
@@ -168,11 +181,21 @@ def flow_labels(mask: np.ndarray, flow: np.ndarray, *, sink_size: int, steps: in
     Returns:
         int32 labels, not yet filtered by size.
     """
+    return group_paths(mask.shape, *follow_flow(mask, flow, steps=steps), sink_size=sink_size)
+
+
+def follow_flow(mask: np.ndarray, flow: np.ndarray, *, steps: int = FLOW_STEPS) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Where ``steps`` steps along the flow take each pixel of ``mask``.
+
+    Every pixel moves ``steps`` times by the flow at its current place (the nearest pixel's
+    vector, ``2 * sigmoid - 1`` per axis, so about one pixel a step where the network is sure
+    and less where it is not, as near a centre).
+
+    Returns:
+        The pixels' coordinates (``np.nonzero(mask)``) and the flat index of the pixel each path ends on.
+    """
     shape = np.array(mask.shape)
-    labels = np.zeros(mask.shape, np.int32)
     starts = np.nonzero(mask)
-    if not starts[0].size:
-        return labels
     vectors = (2.0 * flow.reshape(len(shape), -1).astype(np.float32) - 1.0)
     strides = np.array([int(np.prod(shape[a + 1 :])) for a in range(len(shape))])
     position = np.array(starts, np.float32)
@@ -181,8 +204,25 @@ def flow_labels(mask: np.ndarray, flow: np.ndarray, *, sink_size: int, steps: in
         flat = (np.rint(position).astype(np.intp) * strides[:, None]).sum(axis=0)
         position += vectors[:, flat]
         np.clip(position, 0, upper, out=position)
-    ends = (np.rint(position).astype(np.intp) * strides[:, None]).sum(axis=0)
-    counts = np.bincount(ends, minlength=int(np.prod(shape))).reshape(mask.shape).astype(np.float32)
+    return starts, (np.rint(position).astype(np.intp) * strides[:, None]).sum(axis=0)
+
+
+def group_paths(shape: tuple[int, ...], starts: tuple[np.ndarray, ...], ends: np.ndarray, *, sink_size: int) -> np.ndarray:
+    """Label the pixels ``starts`` by the sink their path ``ends`` at (:func:`follow_flow`).
+
+    Paths gather at the objects' centres: the ends are counted per pixel, smoothed, and every
+    local maximum over a 5-pixel neighbourhood that gathers at least ``sink_size`` ends seeds
+    an object; the area the ends cover is split between the seeds by a watershed on the counts
+    (a covered part without a seed is an object of its own), and each pixel takes the label of
+    the place its path ended.
+
+    Returns:
+        int32 labels of ``shape``, 0 where no path starts.
+    """
+    labels = np.zeros(shape, np.int32)
+    if not ends.size:
+        return labels
+    counts = np.bincount(ends, minlength=int(np.prod(shape))).reshape(shape).astype(np.float32)
     density = ndimage.gaussian_filter(counts, 1.0)
     peaks = (density == ndimage.maximum_filter(density, size=5)) & (counts > 0) & (
         ndimage.uniform_filter(counts, size=3) * 3 ** len(shape) >= sink_size

@@ -66,14 +66,24 @@ def validation_scores(
         params: Post-processing to apply.
         n_classes: Number of class channels.
     """
-    jaccard, n_gt, aogm_d, aogm_d0 = 0.0, 0, 0, 0
-    for gt, pred in labelled_pairs(predictions, params, n_classes):
-        table = overlap(gt, pred)
-        seg, det = seg_from_overlap(table), det_from_overlap(table)
-        jaccard += float(np.sum(seg.jaccard))
-        n_gt += seg.n_gt
-        aogm_d, aogm_d0 = aogm_d + det.aogm_d, aogm_d0 + det.aogm_d0
-    return ValidationScores(jaccard / n_gt if n_gt else float("nan"), det_value(aogm_d, aogm_d0))
+    return scores_of_settings(predictions, [params], n_classes)[0]
+
+
+def scores_of_settings(
+    predictions: list[tuple[np.ndarray, ...]], settings: list[InstanceParams], n_classes: int
+) -> list[ValidationScores]:
+    """:func:`validation_scores` of each of ``settings``, image by image: the maps settings
+    share on one image (its smoothed reliefs, their h-maxima, the flow's paths) are made once."""
+    tallies = np.zeros((len(settings), 4))  # summed Jaccard, true objects, AOGM-D, AOGM-D of an empty result
+    for probs, gt, *ignore in predictions:
+        maps = output_maps(probs, n_classes)
+        reuse: dict = {}
+        for row, params in zip(tallies, settings):
+            truth, pred = _labelled(maps, gt, ignore[0] if ignore else None, params, reuse)
+            table = overlap(truth, pred)
+            seg, det = seg_from_overlap(table), det_from_overlap(table)
+            row += (float(np.sum(seg.jaccard)), seg.n_gt, det.aogm_d, det.aogm_d0)
+    return [ValidationScores(j / n if n else float("nan"), det_value(d, d0)) for j, n, d, d0 in tallies]
 
 
 def labelled_pairs(
@@ -82,12 +92,16 @@ def labelled_pairs(
     """``(ground truth, objects)`` of each prediction with ``params`` applied, the pixels the
     ground truth leaves unannotated taken out of both (``predictions`` as :func:`validation_scores` takes them)."""
     for probs, gt, *ignore in predictions:
-        foreground, distance, boundary, flow = output_maps(probs, n_classes)
-        pred = instance_labels(foreground, distance, params, boundary=boundary, flow=flow)
-        if ignore and ignore[0] is not None:
-            kept = annotated_only(gt, pred, ignore[0])
-            gt, pred = kept.gt, kept.pred
-        yield gt, pred
+        yield _labelled(output_maps(probs, n_classes), gt, ignore[0] if ignore else None, params, None)
+
+
+def _labelled(maps: tuple, gt: np.ndarray, ignore: np.ndarray | None, params: InstanceParams, reuse: dict | None):
+    foreground, distance, boundary, flow = maps
+    pred = instance_labels(foreground, distance, params, boundary=boundary, flow=flow, reuse=reuse)
+    if ignore is not None:
+        kept = annotated_only(gt, pred, ignore)
+        return kept.gt, kept.pred
+    return gt, pred
 
 
 def candidates(predictions: list[tuple[np.ndarray, ...]], *, n_classes: int, min_size: int = 8) -> Iterator[InstanceParams]:
@@ -135,13 +149,15 @@ def tune_instance_params(
     Returns:
         The best parameters and their validation scores.
     """
-    best, best_scores, best_rank = InstanceParams(min_size=min_size), None, -np.inf
-    for params in candidates(predictions, n_classes=n_classes, min_size=min_size):
-        scores = validation_scores(predictions, params, n_classes)
-        rank = _rank(scores, validation_scores(training, params, n_classes) if training else None)
-        if best_scores is None or rank > best_rank + 1e-9:
-            best, best_scores, best_rank = params, scores, rank
-    return best, best_scores
+    settings = list(candidates(predictions, n_classes=n_classes, min_size=min_size))
+    validation = scores_of_settings(predictions, settings, n_classes)
+    trained = scores_of_settings(training, settings, n_classes) if training else [None] * len(settings)
+    best, best_rank = 0, -np.inf
+    for index, (scores, on_training) in enumerate(zip(validation, trained)):
+        rank = _rank(scores, on_training)
+        if index == 0 or rank > best_rank + 1e-9:
+            best, best_rank = index, rank
+    return settings[best], validation[best]
 
 
 def _rank(validation: ValidationScores, training: ValidationScores | None) -> float:

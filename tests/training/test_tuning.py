@@ -82,3 +82,26 @@ def test_training_images_without_objects_leave_validation_alone():
     probs, gt = _bumpy_object()
     alone = tune_instance_params([(probs, gt)], n_classes=2)
     assert tune_instance_params([(probs, gt)], n_classes=2, training=[empty]) == alone
+
+
+def test_settings_scored_together_score_as_each_alone():
+    """The tuning keeps the maps settings share on an image (reliefs, h-maxima, flow paths):
+    every setting still scores what it scores alone, with a flow and a boundary output too."""
+    from segpipe.training.targets import centre_heat, flow_from_heat
+    from segpipe.training.tuning import candidates, scores_of_settings, validation_scores
+
+    rng = np.random.default_rng(0)
+    gt = np.zeros((64, 64), np.uint16)
+    gt[8:30, 8:30], gt[8:30, 30:52], gt[36:58, 14:44] = 1, 2, 3  # two touching squares and a bar
+    noisy = lambda a: np.clip(a + rng.normal(0, 0.15, a.shape), 0, 1).astype(np.float32)  # noqa: E731
+    heat = centre_heat(gt)
+    flow = (flow_from_heat(heat, gt > 0) + 1) / 2
+    boundary = (gt > 0) & ~(np.roll(gt, 1, 1) == gt)
+    probs = np.concatenate([noisy(np.stack([gt == 0, gt > 0])), noisy(heat)[None], noisy(boundary)[None], noisy(flow)])
+    predictions = [(probs, gt), (probs[:, ::-1, :].copy(), gt[::-1].copy())]
+    settings = list(candidates(predictions, n_classes=2))
+    assert {s.relief for s in settings} == {"distance", "boundary", "flow"}
+    together = scores_of_settings(predictions, settings, 2)
+    alone = [validation_scores(predictions, s, 2) for s in settings]
+    assert together == alone
+    assert len({s.op_csb for s in alone}) > 3  # the settings differ on these images: the comparison can fail
