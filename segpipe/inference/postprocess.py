@@ -128,8 +128,7 @@ def instance_labels(
     if params.relief == "flow":
         if flow is None:
             raise ValueError("relief 'flow' needs a model with a flow output")
-        paths = _kept(reuse, ("paths", params.foreground_threshold), lambda: follow_flow(mask, flow))
-        return _finish(group_paths(mask.shape, *paths, sink_size=params.sink_size), params)
+        return _finish(group_paths(mask.shape, *_paths(mask, flow, reuse), sink_size=params.sink_size), params)
     distance = _kept(reuse, ("relief", params.relief, params.smoothing),
                      lambda: smoothed_distance(relief_map(distance, boundary, params), params))
     if params.seed_method == "hmaxima":
@@ -153,6 +152,18 @@ def _kept(reuse: dict | None, key: tuple, make):
     if key not in reuse:
         reuse[key] = make()
     return reuse[key]
+
+
+def _paths(mask: np.ndarray, flow: np.ndarray, reuse: dict | None) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """:func:`follow_flow` of ``mask``; with ``reuse``, only the pixels no earlier mask held take
+    their steps (a path does not depend on the mask it starts in)."""
+    if reuse is None:
+        return follow_flow(mask, flow)
+    ends = reuse.setdefault("path ends", np.full(mask.size, -1, np.intp))
+    new = mask.ravel() & (ends < 0)
+    if new.any():
+        ends[new] = follow_flow(new.reshape(mask.shape), flow)[1]
+    return np.nonzero(mask), ends[mask.ravel()]
 
 
 def _finish(labels: np.ndarray, params: InstanceParams) -> np.ndarray:
@@ -246,8 +257,9 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
     hole open to the top or bottom of a thin stack is still a hole in its planes. Only
     background is filled: an object inside another stays.
     """
+    enclosed = enclosed_background(labels)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
+        if box is None or not enclosed[box].any():  # a hole holds background no path joins to the edge
             continue
         own = labels[box] == index
         filled = ndimage.binary_fill_holes(own) if own.ndim < 3 else np.stack([ndimage.binary_fill_holes(p) for p in own])
@@ -255,7 +267,21 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
+def enclosed_background(labels: np.ndarray) -> np.ndarray:
+    """Background pixels that no path through background (4-connected, in each plane of a
+    volume) joins to the edge: the only places :func:`fill_holes` can fill."""
+    planes = labels.reshape(-1, *labels.shape[-2:])
+    enclosed = np.zeros(planes.shape, bool)
+    for plane, out in zip(planes, enclosed):
+        parts, n = ndimage.label(plane == 0)
+        if n:
+            edge = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
+            out[...] = (parts > 0) & ~np.isin(parts, edge)
+    return enclosed.reshape(labels.shape)
+
+
 def _relabel(labels: np.ndarray) -> np.ndarray:
-    ids, inverse = np.unique(labels, return_inverse=True)
-    offset = 0 if ids[0] == 0 else 1
-    return (inverse.reshape(labels.shape) + offset).astype(np.uint32)
+    """Objects numbered 1..N in the order of their labels, 0 kept for background."""
+    present = np.bincount(labels.ravel()) > 0
+    present[0] = True
+    return (np.cumsum(present) - 1).astype(np.uint32)[labels]
