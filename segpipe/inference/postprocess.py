@@ -257,9 +257,9 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
     hole open to the top or bottom of a thin stack is still a hole in its planes. Only
     background is filled: an object inside another stays.
     """
-    enclosed = enclosed_background(labels)
+    starts, stops = enclosed_boxes(labels)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None or not enclosed[box].any():  # a hole holds background no path joins to the edge
+        if box is None or not _holds_a_box(box, starts, stops):  # no enclosed background part fits inside it
             continue
         own = labels[box] == index
         filled = ndimage.binary_fill_holes(own) if own.ndim < 3 else np.stack([ndimage.binary_fill_holes(p) for p in own])
@@ -267,17 +267,31 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def enclosed_background(labels: np.ndarray) -> np.ndarray:
-    """Background pixels that no path through background (4-connected, in each plane of a
-    volume) joins to the edge: the only places :func:`fill_holes` can fill."""
-    planes = labels.reshape(-1, *labels.shape[-2:])
-    enclosed = np.zeros(planes.shape, bool)
-    for plane, out in zip(planes, enclosed):
+def enclosed_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding boxes of the background parts that no path through background (4-connected, in
+    each plane of a volume) joins to the edge: an object's hole is one of them, inside its box.
+
+    Returns:
+        The boxes' first and past-the-end indices, ``(n, ndim)`` each.
+    """
+    planes = labels[None] if labels.ndim == 2 else labels
+    starts, stops = [], []
+    for z, plane in enumerate(planes):
         parts, n = ndimage.label(plane == 0)
-        if n:
-            edge = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
-            out[...] = (parts > 0) & ~np.isin(parts, edge)
-    return enclosed.reshape(labels.shape)
+        edge = set(np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]])).tolist())
+        for number, (ys, xs) in enumerate(ndimage.find_objects(parts) if n else [], start=1):
+            if number not in edge:
+                starts.append((z, ys.start, xs.start))
+                stops.append((z + 1, ys.stop, xs.stop))
+    first = 1 if labels.ndim == 2 else 0
+    return (np.array(starts, np.intp).reshape(-1, 3)[:, first:], np.array(stops, np.intp).reshape(-1, 3)[:, first:])
+
+
+def _holds_a_box(box: tuple[slice, ...], starts: np.ndarray, stops: np.ndarray) -> bool:
+    """Whether one of the boxes ``starts``/``stops`` lies inside ``box``."""
+    low = np.array([s.start for s in box])
+    high = np.array([s.stop for s in box])
+    return bool(np.any(np.all((starts >= low) & (stops <= high), axis=1)))
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
