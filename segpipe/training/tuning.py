@@ -83,7 +83,7 @@ def scores_of_settings(
             table = overlap(truth, pred)
             seg, det = seg_from_overlap(table), det_from_overlap(table)
             row += (float(np.sum(seg.jaccard)), seg.n_gt, det.aogm_d, det.aogm_d0)
-    return [ValidationScores(j / n if n else float("nan"), det_value(d, d0)) for j, n, d, d0 in tallies]
+    return [ValidationScores(float(j / n) if n else float("nan"), det_value(float(d), float(d0))) for j, n, d, d0 in tallies]
 
 
 def labelled_pairs(

@@ -104,4 +104,5 @@ def test_settings_scored_together_score_as_each_alone():
     together = scores_of_settings(predictions, settings, 2)
     alone = [validation_scores(predictions, s, 2) for s in settings]
     assert together == alone
+    assert all(type(v) is float for s in together for v in s.as_dict().values())  # plain floats: last.pt loads with weights_only
     assert len({s.op_csb for s in alone}) > 3  # the settings differ on these images: the comparison can fail
