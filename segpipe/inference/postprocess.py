@@ -131,12 +131,10 @@ def instance_labels(
         return _finish(group_paths(mask.shape, *_paths(mask, flow, reuse), sink_size=params.sink_size), params)
     distance = _kept(reuse, ("relief", params.relief, params.smoothing),
                      lambda: smoothed_distance(relief_map(distance, boundary, params), params))
-    if params.seed_method == "hmaxima":
-        maxima = _kept(reuse, ("hmaxima", params.relief, params.smoothing, params.seed_h),
-                       lambda: h_maxima(distance, params.seed_h).astype(bool))
-        seeds, n_seeds = ndimage.label(mask & maxima)
-    else:
-        seeds, n_seeds = ndimage.label(seed_mask(distance, mask, params))
+    rule = (params.seed_method, params.seed_h if params.seed_method == "hmaxima" else params.seed_threshold)
+    anywhere = _kept(reuse, ("seeds", params.relief, params.smoothing, *rule),
+                     lambda: seed_mask(distance, np.ones(mask.shape, bool), params))
+    seeds, n_seeds = ndimage.label(mask & anywhere)
     components, _ = ndimage.label(mask)
     seedless = np.setdiff1d(np.unique(components[mask]), np.unique(components[seeds > 0]))
     if seedless.size:
