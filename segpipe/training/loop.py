@@ -462,7 +462,9 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def _validate(model, val_set, card: ModelCard, device) -> dict:
-    predictions = predict_split(model, val_set, card, device)
+    """Score the weights on the validation split to rank checkpoints: without test-time flips
+    (the final tuning and prediction use them), with the default post-processing."""
+    predictions = predict_split(model, val_set, card, device, flips=False)
     dice = _mean_dice(predictions, card.n_classes, instances=card.instances)
     row = {"val_dice": dice}
     if card.instances:

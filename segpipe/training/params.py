@@ -52,7 +52,8 @@ class TrainParams(BaseModel):
     weight_decay: float = Field(1e-4, ge=0)
     """Weight decay of the optimizer."""
     val_every: int = Field(5, ge=1)
-    """Validate every this many epochs (and after the last)."""
+    """Validate every this many epochs (and after the last): the validation split predicted by
+    sliding window, each window once, scored by OP_CSB (instances) or Dice to keep the best checkpoint."""
     seed: int = 0
     """Seeds sampling, augmentation and initialisation."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

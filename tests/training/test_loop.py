@@ -303,3 +303,22 @@ def test_a_validation_split_without_objects_still_keeps_a_model(crop_catalog, tm
         again = train_model(store, tmp_path / "model", config, progress=False)
     assert again.history == result.history and "keeping the last checkpoint" in caplog.text
     assert Model.open(tmp_path / "model").card.training.best_epoch == 1
+
+
+def test_checkpoints_are_ranked_on_predictions_without_flips(store, tmp_path):
+    """Validation during training predicts each window once; the tuning after it, as prediction does, with flips."""
+    from segpipe.training.loop import _validate
+    from segpipe.training.splits import load_split, predict_split
+
+    model = train_model(store, tmp_path / "m", TrainParams(**TINY), progress=False).model
+    network, calls = model.load("cpu"), []
+    network.register_forward_hook(lambda *_: calls.append(1))
+    val_set = load_split(store, "validation", card=model.card)
+    row = _validate(network, val_set, model.card, "cpu")
+    ranked = len(calls)
+    predict_split(network, val_set, model.card, "cpu")
+    assert model.card.inference.flip_tta and len(calls) - ranked == 3 * ranked > 0
+    once = predict_split(network, val_set, model.card, "cpu", flips=False)
+    inter = sum(np.sum((p[1] > p[0]) & (lab > 0)) for p, lab, _ in once)
+    total = sum(np.sum(p[1] > p[0]) + np.sum(lab > 0) for p, lab, _ in once)
+    assert row["val_dice"] == pytest.approx(2 * inter / total)

@@ -74,3 +74,36 @@ def test_a_split_at_another_pixel_size_comes_on_the_model_grid(store, model_card
         np.testing.assert_array_equal(labels, ndimage.zoom(native, zoom, order=0, grid_mode=True, mode="nearest"))
         expected = ndimage.zoom(normalize(np.asarray(im.image), SPEC)[0], zoom, order=1, grid_mode=True, mode="nearest")
         np.testing.assert_allclose(image[0], expected, atol=1e-5)
+
+
+def _counted(network):
+    """``network`` with a count of its forward calls (``network.calls``)."""
+    network.calls = 0
+
+    def count(*_):
+        network.calls += 1
+
+    network.register_forward_hook(count)
+    return network
+
+
+def test_predicting_a_split_without_flips_runs_each_window_once(store, card):
+    import torch
+
+    from segpipe.inference import predict_image
+    from segpipe.models.model import network_from_card
+    from segpipe.training.splits import predict_split
+
+    torch.manual_seed(0)
+    network = _counted(network_from_card(card).eval())
+    split = load_split(store, "validation", card=card)
+    flipped = predict_split(network, split, card, "cpu")
+    with_flips = network.calls
+    network.calls = 0
+    once = predict_split(network, split, card, "cpu", flips=False)
+    assert card.inference.flip_tta and with_flips == 3 * network.calls > 0  # identity, y and x flips in 2D
+    plain = card.inference.model_copy(update={"flip_tta": False})
+    for (_, image, _, _), (probabilities, labels, _), (averaged, _, _) in zip(split, once, flipped):
+        expected = predict_image(network, image, roi_size=card.patch_size, n_classes=card.n_classes, params=plain)
+        np.testing.assert_array_equal(probabilities, expected)
+        assert not np.array_equal(probabilities, averaged)
