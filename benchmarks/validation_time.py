@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 
 def validate(network, val_set, card, *, flips: bool) -> float:
-    """One validation as training runs it; returns its OP_CSB (instances) or foreground agreement."""
+    """One validation as training scores an instance model, with or without the flips; returns its OP_CSB."""
     predictions = predict_split(network, val_set, card, torch.device("cpu"), flips=flips)
     return validation_scores(predictions, card.instance_params(), card.n_classes).op_csb
 

@@ -47,11 +47,16 @@ class InstanceParams(BaseModel):
     min_size: int = Field(8, ge=0)
 
 
+def seed_pixels(distance: np.ndarray, params: InstanceParams) -> np.ndarray:
+    """Pixels the seeding rule picks anywhere in the image; ``distance`` already smoothed as ``params`` says."""
+    if params.seed_method == "hmaxima":
+        return h_maxima(distance, params.seed_h).astype(bool)
+    return distance > params.seed_threshold
+
+
 def seed_mask(distance: np.ndarray, mask: np.ndarray, params: InstanceParams) -> np.ndarray:
     """Pixels that seed objects, inside ``mask``; ``distance`` already smoothed as ``params`` says."""
-    if params.seed_method == "hmaxima":
-        return mask & h_maxima(distance, params.seed_h).astype(bool)
-    return mask & (distance > params.seed_threshold)
+    return mask & seed_pixels(distance, params)
 
 
 def relief_map(distance: np.ndarray, boundary: np.ndarray | None, params: InstanceParams) -> np.ndarray:
@@ -132,8 +137,7 @@ def instance_labels(
     distance = _kept(reuse, ("relief", params.relief, params.smoothing),
                      lambda: smoothed_distance(relief_map(distance, boundary, params), params))
     rule = (params.seed_method, params.seed_h if params.seed_method == "hmaxima" else params.seed_threshold)
-    anywhere = _kept(reuse, ("seeds", params.relief, params.smoothing, *rule),
-                     lambda: seed_mask(distance, np.ones(mask.shape, bool), params))
+    anywhere = _kept(reuse, ("seeds", params.relief, params.smoothing, *rule), lambda: seed_pixels(distance, params))
     seeds, n_seeds = ndimage.label(mask & anywhere)
     components, _ = ndimage.label(mask)
     seedless = np.setdiff1d(np.unique(components[mask]), np.unique(components[seeds > 0]))
