@@ -551,7 +551,7 @@ def package_readme(card: ModelCard) -> str:
         f"- trained on: {training.dataset or 'not recorded'}"
         + (f" (dataset fingerprint {training.dataset_fingerprint})" if training.dataset_fingerprint else ""),
         f"- epochs: {training.epochs if training.epochs is not None else 'not recorded'}"
-        + (f", best at epoch {training.best_epoch}" if training.best_epoch is not None else "")
+        + (f", kept at epoch {training.best_epoch}" if training.best_epoch is not None else "")
         + (f"; training ended by: {training.ended_by}" if training.ended_by else ""),
         f"- training window: {' x '.join(map(str, card.patch_size))} pixels",
         "",

@@ -282,7 +282,7 @@ def card_table(card: ModelCard) -> Table:
         ("instances", fmt(card.instances)),
         ("patch size", str(list(card.patch_size))),
         ("pixel size trained at (others are resampled to it)", f"{list(card.spacing)} {card.unit}"),
-        ("epochs trained (best)", f"{fmt(training.epochs)} ({fmt(training.best_epoch)})"),
+        ("epochs trained (kept)", f"{fmt(training.epochs)} ({fmt(training.best_epoch)})"),
         ("training ended by", training.ended_by or "not recorded"),
         ("learning rate, batch", f"{config.get('learning_rate')}, {config.get('batch_size')}"),
         ("seed", str(config.get("seed"))),

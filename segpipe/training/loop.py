@@ -4,8 +4,9 @@ A run writes into its model folder:
 
 - ``last.pt``: full training state after every epoch (weights, optimizer, schedule, history),
   so a killed run resumes where it stopped when started again with the same configuration;
-- ``model.pt`` and ``model_card.json``: the best weights by validation score (OP_CSB for
-  instance datasets, mean foreground Dice for class maps), with everything
+- ``model.pt`` and ``model_card.json``: the weights kept by validation score (OP_CSB for
+  instance datasets, mean foreground Dice for class maps; the latest checkpoint within one
+  standard error of the best, :mod:`segpipe.training.selection`), with everything
   prediction needs (network, classes, patch size, normalization, post-processing);
 - ``history.csv`` and ``fingerprint.json``.
 """
@@ -45,6 +46,7 @@ from segpipe.training.losses import SegmentationLoss
 from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.plan import fingerprint_store, normalization_spec, plan_pools, plan_training
+from segpipe.training.selection import CheckpointChoice
 from segpipe.training.splits import load_image, load_split, predict_split, scorable, tuning_training_set
 from segpipe.training.targets import training_sample
 from segpipe.training.tuning import tune_instance_params, validation_scores
@@ -75,7 +77,7 @@ def train_model(
         progress: Show a progress bar.
 
     Returns:
-        The model (the best weights by validation score) and the per-epoch history.
+        The model (the weights kept by validation score) and the per-epoch history.
     """
     model_dir = Path(model_dir)
     store.require_labels("train on")
@@ -118,7 +120,7 @@ def train_model(
     state = _resume(model_dir, card, model, optimizer)
     history: list[dict] = state["history"]
     planned_epochs: int = config.epochs
-    best_score: float = state["best_score"]
+    choice = CheckpointChoice(state["best_score"], state.get("best_noise", 0.0))
 
     budget = config.max_minutes * 60 if config.max_minutes else None
     clock = TrainClock(state["elapsed"], budget)
@@ -143,11 +145,10 @@ def train_model(
             row.update(_validate(model, val_set, card, device))
             clock.stop()
             bar.update(0, val=row["val_score"])
-            if math.isnan(row["val_score"]) and best_score == -math.inf:  # nothing scored yet: keep the latest
+            if math.isnan(row["val_score"]) and choice.best == -math.inf:  # nothing scored yet: keep the latest
                 log.warning("epoch %d: validation scored NaN; keeping the last checkpoint until one scores", epoch + 1)
                 save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
-            elif row["val_score"] > best_score:
-                best_score = row["val_score"]
+            elif choice.keeps(row["val_score"], noise=row.get("val_seg_se", 0.0)):
                 save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
         elif not val_set and done:
             save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
@@ -165,7 +166,8 @@ def train_model(
                 "state_dict": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "history": history,
-                "best_score": best_score,
+                "best_score": choice.best,
+                "best_noise": choice.noise,
                 "elapsed": clock.elapsed,
                 "config_key": card.training.config_key,
             },
@@ -463,13 +465,14 @@ def _seed_worker(worker_id: int) -> None:
 
 def _validate(model, val_set, card: ModelCard, device) -> dict:
     """Score the weights on the validation split to rank checkpoints: without test-time flips
-    (the final tuning and prediction use them), with the default post-processing."""
+    (the final tuning and prediction use them), with the default post-processing; for instances
+    also the SEG's standard error over the validation objects, the noise the ranking allows."""
     predictions = predict_split(model, val_set, card, device, flips=False)
     dice = _mean_dice(predictions, card.n_classes, instances=card.instances)
     row = {"val_dice": dice}
     if card.instances:
         scores = validation_scores(predictions, card.instance_params(), card.n_classes)
-        row.update({"val_seg": scores.seg, "val_det": scores.det, "val_op_csb": scores.op_csb})
+        row.update({"val_seg": scores.seg, "val_seg_se": scores.seg_se, "val_det": scores.det, "val_op_csb": scores.op_csb})
         row["val_score"] = scores.op_csb
     else:
         row["val_score"] = dice

@@ -53,7 +53,9 @@ class TrainParams(BaseModel):
     """Weight decay of the optimizer."""
     val_every: int = Field(5, ge=1)
     """Validate every this many epochs (and after the last): the validation split predicted by
-    sliding window, each window once, scored by OP_CSB (instances) or Dice to keep the best checkpoint."""
+    sliding window, each window once, scored by OP_CSB (instances) or Dice; the latest checkpoint
+    within one standard error of the best score (instances: the SEG's over the validation objects;
+    Dice: the best itself) is kept."""
     seed: int = 0
     """Seeds sampling, augmentation and initialisation."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -72,8 +74,9 @@ class TrainParams(BaseModel):
     """Weight of the flow loss (instance datasets): the network also learns, for each object
     pixel, the direction to its object's centre (Cellpose's flows), and the post-processing can
     then group pixels by where following those directions ends; 0: no flow output. Planned when
-    open: 1 in 2D, 0 in 3D (benchmarks/RESULTS.md, "Flows": learning the flow raised the seven
-    imaging styles' whole cells; not measured in 3D)."""
+    open: 4 in 2D, 0 in 3D (benchmarks/RESULTS.md, "Flows" and "The flow weighted four times":
+    learning the flow raised the seven imaging styles' whole cells, and more at weight 4 than 1;
+    not measured in 3D)."""
     normalization: Literal["percentile", "zscore", "ct"] = "percentile"
     """percentile (microscopy: 1st-99.8th percentiles to 0..1 per image), zscore (MRI: clipped
     z-score per image, of its nonzero voxels when a quarter of the training voxels are exactly 0)

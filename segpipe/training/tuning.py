@@ -4,7 +4,8 @@ Both are chosen by the Cell Tracking Challenge's overall measure, OP_CSB = (SEG 
 SEG rewards how well each true object is covered and ignores extra objects, DET counts them
 (an extra object, a missed one, a merge), so specks in empty background lower the score.
 
-Checkpoints are chosen on the validation split alone. The post-processing can also hear from
+Checkpoints are chosen on the validation split alone (:mod:`segpipe.training.selection`: the
+latest within one standard error of the best). The post-processing can also hear from
 training images: a small validation split (a strip of one volume, a few fields) holds few
 objects, so many settings score within a merge of each other there and the best of them is
 chosen by chance; the training images hold more objects of the same kind. Each setting is then
@@ -40,10 +41,13 @@ SINK_GRID = (10, 4, 25)
 
 @dataclass(frozen=True)
 class ValidationScores:
-    """Object-weighted SEG, pooled DET and their mean OP_CSB over the validation images (NaN without objects)."""
+    """Object-weighted SEG, pooled DET and their mean OP_CSB over the validation images (NaN
+    without objects), and the standard error of the SEG: the spread of the objects' Jaccard
+    indices over the square root of their number (0 with one object, NaN without)."""
 
     seg: float
     det: float
+    seg_se: float = float("nan")
 
     @property
     def op_csb(self) -> float:
@@ -74,7 +78,8 @@ def scores_of_settings(
 ) -> list[ValidationScores]:
     """:func:`validation_scores` of each of ``settings``, image by image: the maps settings
     share on one image (its smoothed reliefs, their h-maxima, the flow's paths) are made once."""
-    tallies = np.zeros((len(settings), 4))  # summed Jaccard, true objects, AOGM-D, AOGM-D of an empty result
+    # summed Jaccard, its summed squares, true objects, AOGM-D, AOGM-D of an empty result
+    tallies = np.zeros((len(settings), 5))
     for probs, gt, *ignore in predictions:
         maps = output_maps(probs, n_classes)
         reuse: dict = {}
@@ -82,8 +87,21 @@ def scores_of_settings(
             truth, pred = _labelled(maps, gt, ignore[0] if ignore else None, params, reuse)
             table = overlap(truth, pred)
             seg, det = seg_from_overlap(table), det_from_overlap(table)
-            row += (float(np.sum(seg.jaccard)), seg.n_gt, det.aogm_d, det.aogm_d0)
-    return [ValidationScores(float(j / n) if n else float("nan"), det_value(float(d), float(d0))) for j, n, d, d0 in tallies]
+            row += (float(np.sum(seg.jaccard)), float(np.sum(np.square(seg.jaccard))), seg.n_gt, det.aogm_d, det.aogm_d0)
+    return [
+        ValidationScores(float(j / n) if n else float("nan"), det_value(float(d), float(d0)), _standard_error(j, jj, n))
+        for j, jj, n, d, d0 in tallies
+    ]
+
+
+def _standard_error(total: float, squares: float, n: float) -> float:
+    """The standard error of a mean of ``n`` values from their sum and the sum of their squares."""
+    if n < 1:
+        return float("nan")
+    if n < 2:
+        return 0.0
+    variance = max(squares - total * total / n, 0.0) / (n - 1)
+    return float(np.sqrt(variance / n))
 
 
 def labelled_pairs(

@@ -322,3 +322,48 @@ def test_checkpoints_are_ranked_on_predictions_without_flips(store, tmp_path):
     inter = sum(np.sum((p[1] > p[0]) & (lab > 0)) for p, lab, _ in once)
     total = sum(np.sum(p[1] > p[0]) + np.sum(lab > 0) for p, lab, _ in once)
     assert row["val_dice"] == pytest.approx(2 * inter / total)
+
+
+def test_the_latest_checkpoint_within_the_validation_noise_is_kept_across_a_resume(store, tmp_path, monkeypatch):
+    """Scripted validation scores: epoch 2 is the best (0.55, standard error 0.1), epoch 3 scores 0.50,
+    within that noise: epoch 3's weights are kept, also when the run stopped after epoch 2 and resumed."""
+    import torch
+
+    from segpipe.training import loop
+
+    scores = iter([(0.40, 0.1), (0.55, 0.1), (0.50, 0.0)])
+
+    def scripted(model, val_set, card, device):
+        score, noise = next(scores)
+        return {"val_dice": 0.0, "val_seg_se": noise, "val_score": score}
+
+    monkeypatch.setattr(loop, "_validate", scripted)
+    folder = tmp_path / "m"
+    train_model(store, folder, TrainParams(**{**TINY, "epochs": 3}), progress=False)  # epochs 1-3 in one run
+    assert Model.open(folder).card.training.best_epoch == 3
+    last = torch.load(folder / "last.pt", map_location="cpu", weights_only=True)
+    kept = Model.open(folder).state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in last["state_dict"].items())
+    assert (last["best_score"], last["best_noise"]) == (0.55, 0.1)
+
+    # The same run stopped after epoch 2 and resumed: the best score's noise comes back with it.
+    scores = iter([(0.40, 0.1), (0.55, 0.1), (0.50, 0.0)])
+    resumed = tmp_path / "r"
+    config = TrainParams(**{**TINY, "epochs": 3})
+    state = {}
+
+    def stop_after_two(*args, **kwargs):
+        state.setdefault("epochs", 0)
+        state["epochs"] += 1
+        if state["epochs"] == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    real_epoch = loop.train_epoch
+    monkeypatch.setattr(loop, "train_epoch", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(store, resumed, config, progress=False)
+    assert Model.open(resumed).card.training.best_epoch == 2
+    monkeypatch.setattr(loop, "train_epoch", real_epoch)
+    train_model(store, resumed, config, progress=False)
+    assert Model.open(resumed).card.training.best_epoch == 3

@@ -106,3 +106,37 @@ def test_settings_scored_together_score_as_each_alone():
     assert together == alone
     assert all(type(v) is float for s in together for v in s.as_dict().values())  # plain floats: last.pt loads with weights_only
     assert len({s.op_csb for s in alone}) > 3  # the settings differ on these images: the comparison can fail
+
+
+def test_the_seg_standard_error_is_the_spread_of_the_objects_jaccard_over_two_images():
+    """Checked against the objects' Jaccard indices from the scoring module, pooled over the images."""
+    from segpipe.scoring import overlap
+    from segpipe.scoring.instances import seg_from_overlap
+    from segpipe.training.tuning import validation_scores
+
+    rng = np.random.default_rng(3)
+    predictions, jaccards = [], []
+    for shift in (0, 3):
+        gt = np.zeros((64, 64), np.uint16)
+        for k, (y, x) in enumerate(((16, 16), (16, 48), (48, 16), (48, 48)), start=1):
+            gt[y - 8 : y + 8, x - 8 : x + 8] = k
+        fg = np.roll(gt > 0, shift, axis=1) & (rng.random((64, 64)) > 0.1 * shift)  # uneven overlaps
+        predictions.append((_probabilities(fg, ndimage_distance(fg)), gt))
+    params = tune_instance_params(predictions, n_classes=2)[0]
+    for probs, gt in predictions:
+        objects = instance_labels(1.0 - probs[0], probs[2], params)
+        jaccards += list(seg_from_overlap(overlap(gt, objects)).jaccard)
+    scores = validation_scores(predictions, params, 2)
+    assert len(jaccards) == 8 and np.std(jaccards) > 0.01
+    assert np.isclose(scores.seg, np.mean(jaccards))
+    assert np.isclose(scores.seg_se, np.std(jaccards, ddof=1) / np.sqrt(8))
+    assert validation_scores([_disc()], params, 2).seg_se == 0.0  # one object: no spread to measure
+
+
+def ndimage_distance(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask)
+    distance = ndimage.distance_transform_edt(mask)
+    peak = ndimage.maximum(distance, labels, index=np.arange(labels.max() + 1))
+    return np.where(mask, distance / np.maximum(peak[labels], 1), 0.0)
