@@ -110,8 +110,11 @@ def test_settings_scored_together_score_as_each_alone():
 
 def test_the_seg_standard_error_is_the_spread_of_the_objects_jaccard_over_two_images():
     """Checked against the objects' Jaccard indices from the scoring module, pooled over the images."""
+    from scipy import ndimage
+
     from segpipe.scoring import overlap
     from segpipe.scoring.instances import seg_from_overlap
+    from segpipe.training.targets import distance_target
     from segpipe.training.tuning import validation_scores
 
     rng = np.random.default_rng(3)
@@ -121,7 +124,7 @@ def test_the_seg_standard_error_is_the_spread_of_the_objects_jaccard_over_two_im
         for k, (y, x) in enumerate(((16, 16), (16, 48), (48, 16), (48, 48)), start=1):
             gt[y - 8 : y + 8, x - 8 : x + 8] = k
         fg = np.roll(gt > 0, shift, axis=1) & (rng.random((64, 64)) > 0.1 * shift)  # uneven overlaps
-        predictions.append((_probabilities(fg, ndimage_distance(fg)), gt))
+        predictions.append((_probabilities(fg, distance_target(ndimage.label(fg)[0])), gt))
     params = tune_instance_params(predictions, n_classes=2)[0]
     for probs, gt in predictions:
         objects = instance_labels(1.0 - probs[0], probs[2], params)
@@ -132,11 +135,3 @@ def test_the_seg_standard_error_is_the_spread_of_the_objects_jaccard_over_two_im
     assert np.isclose(scores.seg_se, np.std(jaccards, ddof=1) / np.sqrt(8))
     assert validation_scores([_disc()], params, 2).seg_se == 0.0  # one object: no spread to measure
 
-
-def ndimage_distance(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    labels, _ = ndimage.label(mask)
-    distance = ndimage.distance_transform_edt(mask)
-    peak = ndimage.maximum(distance, labels, index=np.arange(labels.max() + 1))
-    return np.where(mask, distance / np.maximum(peak[labels], 1), 0.0)
