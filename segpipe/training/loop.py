@@ -466,7 +466,7 @@ def _seed_worker(worker_id: int) -> None:
 def _validate(model, val_set, card: ModelCard, device) -> dict:
     """Score the weights on the validation split to rank checkpoints: without test-time flips
     (the final tuning and prediction use them), with the default post-processing; for instances
-    also the SEG's standard error over the validation objects, the noise the ranking allows."""
+    also the SEG's standard error (over its objects, or its images where they differ more), the noise the ranking allows."""
     predictions = predict_split(model, val_set, card, device, flips=False)
     dice = _mean_dice(predictions, card.n_classes, instances=card.instances)
     row = {"val_dice": dice}

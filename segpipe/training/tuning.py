@@ -42,8 +42,7 @@ SINK_GRID = (10, 4, 25)
 @dataclass(frozen=True)
 class ValidationScores:
     """Object-weighted SEG, pooled DET and their mean OP_CSB over the validation images (NaN
-    without objects), and the standard error of the SEG: the spread of the objects' Jaccard
-    indices over the square root of their number (0 with one object, NaN without)."""
+    without objects), and the standard error of the SEG (:func:`seg_standard_error`)."""
 
     seg: float
     det: float
@@ -78,30 +77,48 @@ def scores_of_settings(
 ) -> list[ValidationScores]:
     """:func:`validation_scores` of each of ``settings``, image by image: the maps settings
     share on one image (its smoothed reliefs, their h-maxima, the flow's paths) are made once."""
-    # summed Jaccard, its summed squares, true objects, AOGM-D, AOGM-D of an empty result
-    tallies = np.zeros((len(settings), 5))
-    for probs, gt, *ignore in predictions:
+    # per setting and image: summed Jaccard, its summed squares, true objects, AOGM-D, AOGM-D of an empty result
+    tallies = np.zeros((len(settings), len(predictions), 5))
+    for image, (probs, gt, *ignore) in enumerate(predictions):
         maps = output_maps(probs, n_classes)
         reuse: dict = {}
-        for row, params in zip(tallies, settings):
+        for row, params in zip(tallies[:, image], settings):
             truth, pred = _labelled(maps, gt, ignore[0] if ignore else None, params, reuse)
             table = overlap(truth, pred)
             seg, det = seg_from_overlap(table), det_from_overlap(table)
             row += (float(np.sum(seg.jaccard)), float(np.sum(np.square(seg.jaccard))), seg.n_gt, det.aogm_d, det.aogm_d0)
-    return [
-        ValidationScores(float(j / n) if n else float("nan"), det_value(float(d), float(d0)), _standard_error(j, jj, n))
-        for j, jj, n, d, d0 in tallies
-    ]
+    scores = []
+    for images in tallies:
+        j, _, n, d, d0 = images.sum(axis=0)
+        seg = float(j / n) if n else float("nan")
+        scores.append(ValidationScores(seg, det_value(float(d), float(d0)), seg_standard_error(images[:, :3])))
+    return scores
 
 
-def _standard_error(total: float, squares: float, n: float) -> float:
-    """The standard error of a mean of ``n`` values from their sum and the sum of their squares."""
+def seg_standard_error(images: np.ndarray) -> float:
+    """The SEG's standard error from each image's summed Jaccard, summed squares and objects (rows).
+
+    The larger of two: the objects' (the spread of their Jaccard indices over the square root of
+    their number) and, with two or more images holding objects, the images' (the standard error
+    of a ratio of sums over images drawn at random: each image's summed Jaccard minus the SEG
+    times its objects, spread over the images). The objects of one image share its contrast and
+    crowding, so a split of a few images varies by more than as many objects drawn one by one
+    would; with one image, or images alike, the objects' spread is what is left. One object: 0;
+    none: NaN.
+    """
+    total, squares, n = images.sum(axis=0)
     if n < 1:
         return float("nan")
     if n < 2:
         return 0.0
-    variance = max(squares - total * total / n, 0.0) / (n - 1)
-    return float(np.sqrt(variance / n))
+    objects = float(np.sqrt(max(squares - total * total / n, 0.0) / (n - 1) / n))
+    held = images[images[:, 2] > 0]
+    m = len(held)
+    if m < 2:
+        return objects
+    residuals = held[:, 0] - (total / n) * held[:, 2]
+    between = float(np.sqrt(m / (m - 1) * np.sum(np.square(residuals))) / n)
+    return max(objects, between)
 
 
 def labelled_pairs(

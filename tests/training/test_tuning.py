@@ -108,30 +108,61 @@ def test_settings_scored_together_score_as_each_alone():
     assert len({s.op_csb for s in alone}) > 3  # the settings differ on these images: the comparison can fail
 
 
-def test_the_seg_standard_error_is_the_spread_of_the_objects_jaccard_over_two_images():
-    """Checked against the objects' Jaccard indices from the scoring module, pooled over the images."""
+def _four_squares(shift: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Four square objects predicted ``shift`` pixels off, with pixels dropped at random: Jaccard indices below 1."""
     from scipy import ndimage
 
+    from segpipe.training.targets import distance_target
+
+    gt = np.zeros((64, 64), np.uint16)
+    for k, (y, x) in enumerate(((16, 16), (16, 48), (48, 16), (48, 48)), start=1):
+        gt[y - 8 : y + 8, x - 8 : x + 8] = k
+    fg = np.roll(gt > 0, shift, axis=1) & (rng.random((64, 64)) > 0.1 * shift)  # uneven overlaps
+    return _probabilities(fg, distance_target(ndimage.label(fg)[0])), gt
+
+
+def _jaccards(predictions, params) -> list[list[float]]:
+    """Each image's objects' Jaccard indices, from the scoring module."""
     from segpipe.scoring import overlap
     from segpipe.scoring.instances import seg_from_overlap
-    from segpipe.training.targets import distance_target
+
+    return [
+        list(seg_from_overlap(overlap(gt, instance_labels(1.0 - probs[0], probs[2], params))).jaccard)
+        for probs, gt in predictions
+    ]
+
+
+def test_the_seg_standard_error_counts_images_that_differ_as_the_unit():
+    """Two images, one predicted well and one badly: the images' standard error (a ratio of sums
+    over two draws, by hand) exceeds the objects' and is the one given."""
     from segpipe.training.tuning import validation_scores
 
     rng = np.random.default_rng(3)
-    predictions, jaccards = [], []
-    for shift in (0, 3):
-        gt = np.zeros((64, 64), np.uint16)
-        for k, (y, x) in enumerate(((16, 16), (16, 48), (48, 16), (48, 48)), start=1):
-            gt[y - 8 : y + 8, x - 8 : x + 8] = k
-        fg = np.roll(gt > 0, shift, axis=1) & (rng.random((64, 64)) > 0.1 * shift)  # uneven overlaps
-        predictions.append((_probabilities(fg, distance_target(ndimage.label(fg)[0])), gt))
+    predictions = [_four_squares(0, rng), _four_squares(3, rng)]
     params = tune_instance_params(predictions, n_classes=2)[0]
-    for probs, gt in predictions:
-        objects = instance_labels(1.0 - probs[0], probs[2], params)
-        jaccards += list(seg_from_overlap(overlap(gt, objects)).jaccard)
+    per_image = _jaccards(predictions, params)
+    pooled = per_image[0] + per_image[1]
+    seg = np.mean(pooled)
+    objects = np.std(pooled, ddof=1) / np.sqrt(8)
+    residuals = [np.sum(j) - seg * len(j) for j in per_image]
+    images = np.sqrt(2 / 1 * np.sum(np.square(residuals))) / 8
     scores = validation_scores(predictions, params, 2)
-    assert len(jaccards) == 8 and np.std(jaccards) > 0.01
-    assert np.isclose(scores.seg, np.mean(jaccards))
-    assert np.isclose(scores.seg_se, np.std(jaccards, ddof=1) / np.sqrt(8))
+    assert len(pooled) == 8 and np.isclose(scores.seg, seg)
+    assert images > 1.5 * objects  # the two images differ: the figures the test tells apart
+    assert np.isclose(scores.seg_se, images)
     assert validation_scores([_disc()], params, 2).seg_se == 0.0  # one object: no spread to measure
+
+
+def test_the_seg_standard_error_of_images_alike_is_the_objects_spread():
+    """The same image twice: the images agree exactly, so the objects' spread of their Jaccard indices is what is left."""
+    from segpipe.training.tuning import validation_scores
+
+    probs, gt = _four_squares(3, np.random.default_rng(3))
+    predictions = [(probs, gt), (probs.copy(), gt.copy())]
+    params = tune_instance_params(predictions, n_classes=2)[0]
+    pooled = [j for image in _jaccards(predictions, params) for j in image]
+    assert len(pooled) == 8 and np.std(pooled) > 0.01
+    assert np.isclose(validation_scores(predictions, params, 2).seg_se, np.std(pooled, ddof=1) / np.sqrt(8))
+    single = validation_scores(predictions[:1], params, 2).seg_se  # one image: its objects only
+    assert np.isclose(single, np.std(pooled[:4], ddof=1) / 2)
 
