@@ -5,8 +5,8 @@ A run writes into its model folder:
 - ``last.pt``: full training state after every epoch (weights, optimizer, schedule, history),
   so a killed run resumes where it stopped when started again with the same configuration;
 - ``model.pt`` and ``model_card.json``: the weights kept by validation score (OP_CSB for
-  instance datasets, mean foreground Dice for class maps; the latest checkpoint within one
-  standard error of the best, :mod:`segpipe.training.selection`), with everything
+  instance datasets, mean foreground Dice for class maps; the latest checkpoint within two
+  standard errors of the best, :mod:`segpipe.training.selection`), with everything
   prediction needs (network, classes, patch size, normalization, post-processing);
 - ``history.csv`` and ``fingerprint.json``.
 """

@@ -54,7 +54,7 @@ class TrainParams(BaseModel):
     val_every: int = Field(5, ge=1)
     """Validate every this many epochs (and after the last): the validation split predicted by
     sliding window, each window once, scored by OP_CSB (instances) or Dice; the latest checkpoint
-    within one standard error of the best score (instances: the SEG's, over the validation objects
+    within two standard errors of the best score (instances: the SEG's, over the validation objects
     or, where they differ more, its images; Dice: the best itself) is kept."""
     seed: int = 0
     """Seeds sampling, augmentation and initialisation."""

@@ -5,7 +5,7 @@ SEG rewards how well each true object is covered and ignores extra objects, DET 
 (an extra object, a missed one, a merge), so specks in empty background lower the score.
 
 Checkpoints are chosen on the validation split alone (:mod:`segpipe.training.selection`: the
-latest within one standard error of the best). The post-processing can also hear from
+latest within two standard errors of the best). The post-processing can also hear from
 training images: a small validation split (a strip of one volume, a few fields) holds few
 objects, so many settings score within a merge of each other there and the best of them is
 chosen by chance; the training images hold more objects of the same kind. Each setting is then
