@@ -15,6 +15,7 @@ from typing import Any
 from segpipe.models.card import ModelCard, TrainingRecord
 from segpipe.report.document import Table
 from segpipe.report.runs import HEADLINE
+from segpipe.training.selection import MARGIN, CheckpointChoice
 
 NA = "n/a"
 
@@ -306,6 +307,53 @@ def training_end(training: TrainingRecord) -> str:
         of = f" of {budget:g} minutes" if isinstance(budget, int | float) and not isinstance(budget, bool) else ""
         return f"Training was stopped by the time budget{of}, before the planned schedule ran out: {done}."
     return f"How training ended: not recorded ({done})."
+
+
+def checkpoint_choice(history: list[dict], best_epoch: int | None) -> str | None:
+    """Why the kept checkpoint is the one kept, from the validation checks in ``history``.
+
+    The checks are replayed through the rule training keeps checkpoints by (the latest within
+    ``MARGIN`` standard errors of the best, :mod:`segpipe.training.selection`), and the sentence
+    says which case the run was: the last check also the best, the last within the noise of an
+    earlier best, or an earlier check clearly better; or, for a model that another version of
+    segpipe trained, that the rule would now keep another. None when nothing was validated or
+    the kept epoch is not among the checks.
+    """
+    checks = [row for row in history if _number(row.get("val_score")) and row.get("epoch") is not None]
+    kept = next((row for row in checks if best_epoch is not None and int(row["epoch"]) == best_epoch), None)
+    if kept is None:
+        return None
+    name = "OP_CSB" if any(_number(row.get("val_op_csb")) for row in checks) else "mean foreground Dice"
+    choice, replayed = CheckpointChoice(), None
+    for row in checks:
+        noise = row.get("val_seg_se")
+        if choice.keeps(row["val_score"], noise=noise if _number(noise) else 0.0):
+            replayed = row
+    best = max(checks, key=lambda row: row["val_score"])
+    last = checks[-1]
+
+    def check(row: dict) -> str:
+        noise = row.get("val_seg_se")
+        error = f" ± {fmt(noise)}" if _number(noise) and noise > 0 else ""
+        return f"epoch {int(row['epoch'])}: {fmt(row['val_score'])}{error}"
+
+    if replayed is not kept:
+        return (f"The weights of epoch {int(kept['epoch'])} were kept ({name}, {check(kept)}) by a segpipe that chose "
+                f"checkpoints otherwise: the rule now, the latest check within {MARGIN:g} standard errors of the best, "
+                f"keeps {check(replayed)}.")
+    if kept is last and kept["val_score"] >= best["val_score"]:
+        return f"The weights of the last validation check were kept; it was also the best ({name}, {check(kept)})."
+    if kept is last:
+        return (f"The weights of the last validation check were kept ({name}, {check(kept)}): it is within "
+                f"{MARGIN:g} standard errors of the best check ({check(best)}), closer than a validation split "
+                "of this size tells checkpoints apart, and it is the most trained.")
+    below = "it" if kept is best else f"the best, {check(best)}"
+    return (f"An earlier checkpoint was kept ({name}, {check(kept)}): the checks after it scored more than "
+            f"{MARGIN:g} standard errors below {below}; the last, {check(last)}.")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def run_table(run: dict, card: ModelCard) -> Table:

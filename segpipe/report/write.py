@@ -22,6 +22,7 @@ from segpipe.report.document import Details, Document, Figure, Notice, Section, 
 from segpipe.report.runs import HEADLINE, headline
 from segpipe.report.tables import (
     card_table,
+    checkpoint_choice,
     ci_caption,
     ci_method,
     fmt,
@@ -251,6 +252,9 @@ def write_report(
     sections.append(Section("Best and worst images", overlay_blocks))
 
     training_blocks: list = [Text(training_end(card.training))]
+    choice = checkpoint_choice(history, card.training.best_epoch) if history else None
+    if choice:
+        training_blocks.append(Text(choice))
     if history:
         best = card.training.best_epoch
         caption = "Training loss and validation scores per epoch" + (

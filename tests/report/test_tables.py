@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from segpipe.models.card import TrainingRecord
-from segpipe.report.tables import card_table, ci_caption, ci_over, per_image_table, summary_table, training_end
+from segpipe.report.tables import (
+    card_table,
+    checkpoint_choice,
+    ci_caption,
+    ci_over,
+    per_image_table,
+    summary_table,
+    training_end,
+)
 from segpipe.scoring import BootstrapPlan, ScoreAccumulator
 
 
@@ -78,6 +86,50 @@ def test_per_image_table_has_op_csb():
 def test_training_end(ended_by, expected):
     record = TrainingRecord(epochs=12, iterations=300, seconds=474.0, ended_by=ended_by, config={"max_minutes": 8.0})
     assert training_end(record) == expected
+
+
+def checks(*rows: tuple[int, float | None, float | None]) -> list[dict]:
+    """History rows as ``history.csv`` reads back: ``(epoch, OP_CSB, SEG standard error)``, None where not validated."""
+    return [{"epoch": float(e), "train_loss": 0.5, "val_score": v, "val_op_csb": v, "val_seg_se": n} for e, v, n in rows]
+
+
+def test_checkpoint_choice_names_the_case_and_the_scores():
+    """The synthetic 3D volume's measured checks (epoch 5: 0.7773 +- 0.0746, epoch 10: 0.6879)."""
+    history = checks((4, None, None), (5, 0.7773, 0.0746), (9, None, None), (10, 0.6879, 0.0847))
+    assert checkpoint_choice(history, 10) == (
+        "The weights of the last validation check were kept (OP_CSB, epoch 10: 0.6879 ± 0.0847): it is within "
+        "2 standard errors of the best check (epoch 5: 0.7773 ± 0.0746), closer than a validation split of this "
+        "size tells checkpoints apart, and it is the most trained."
+    )
+    assert checkpoint_choice(history, 5) == (  # a model kept by the one-error rule before 2026-12-03
+        "The weights of epoch 5 were kept (OP_CSB, epoch 5: 0.7773 ± 0.0746) by a segpipe that chose checkpoints "
+        "otherwise: the rule now, the latest check within 2 standard errors of the best, keeps epoch 10: 0.6879 ± 0.0847."
+    )
+    clear = checks((5, 0.9612, 0.0209), (10, 0.9, 0.0468))  # 2.9 errors lower
+    assert checkpoint_choice(clear, 5) == (
+        "An earlier checkpoint was kept (OP_CSB, epoch 5: 0.9612 ± 0.0209): the checks after it scored more than "
+        "2 standard errors below it; the last, epoch 10: 0.9000 ± 0.0468."
+    )
+    within_then_clear = checks((5, 0.80, 0.05), (10, 0.75, 0.05), (15, 0.60, 0.05))  # epoch 10 within 2 errors of 5
+    assert checkpoint_choice(within_then_clear, 10) == (
+        "An earlier checkpoint was kept (OP_CSB, epoch 10: 0.7500 ± 0.0500): the checks after it scored more than "
+        "2 standard errors below the best, epoch 5: 0.8000 ± 0.0500; the last, epoch 15: 0.6000 ± 0.0500."
+    )
+    best_last = checks((5, 0.70, 0.05), (10, 0.75, 0.04))
+    assert checkpoint_choice(best_last, 10) == (
+        "The weights of the last validation check were kept; it was also the best (OP_CSB, epoch 10: 0.7500 ± 0.0400)."
+    )
+
+
+def test_checkpoint_choice_of_class_maps_and_of_runs_without_checks():
+    dice = [{"epoch": 5.0, "val_score": 0.91, "val_dice": 0.91}, {"epoch": 10.0, "val_score": 0.95, "val_dice": 0.95}]
+    assert checkpoint_choice(dice, 10) == (
+        "The weights of the last validation check were kept; it was also the best (mean foreground Dice, epoch 10: 0.9500)."
+    )
+    assert checkpoint_choice(checks((1, None, None), (2, None, None)), 2) is None  # nothing validated
+    assert checkpoint_choice(checks((5, 0.7, 0.1)), None) is None
+    assert checkpoint_choice(checks((5, 0.7, 0.1)), 7) is None  # the kept epoch is not a check
+    assert checkpoint_choice(checks((5, float("nan"), 0.1), (10, 0.6, 0.1)), 10).startswith("The weights of the last")
 
 
 def test_training_end_without_numbers():

@@ -132,3 +132,21 @@ def test_training_section_says_how_training_ended(tmp_path, model_card):
             "40 epochs, 1000 iterations, 8.0 minutes.") in section
     assert "the dashed line marks epoch 35, whose weights were kept" in section
     assert {"field": "training ended by", "value": "time budget"} in report.tables["model-card"]
+    assert "validation check" not in section and "checkpoint was kept" not in section  # nothing validated
+
+
+def test_training_section_says_why_an_earlier_checkpoint_was_kept(tmp_path, model_card):
+    from segpipe.models.card import TrainingRecord
+
+    gt = squares()
+    metrics = scored([("a", gt, gt)], [("a", gt, gt)])
+    training = TrainingRecord(epochs=10, iterations=2000, best_epoch=5, seconds=160.0, ended_by="iterations")
+    history = [{"epoch": float(e), "train_loss": 1.0 / e, "val_score": None, "val_op_csb": None, "val_seg": None,
+                "val_seg_se": None, "val_dice": None} for e in range(1, 11)]
+    history[4].update(val_score=0.9612, val_op_csb=0.9612, val_seg=0.9225, val_seg_se=0.0209, val_dice=0.98)
+    history[9].update(val_score=0.9, val_op_csb=0.9, val_seg=0.85, val_seg_se=0.0468, val_dice=0.985)
+    report = write_report(tmp_path, dataset="demo", record=RECORD, metrics=metrics, card=model_card(training=training),
+                          history=history, views=[])
+    section = report.markdown.split("## Training")[1].split("## ")[0]
+    assert ("An earlier checkpoint was kept (OP_CSB, epoch 5: 0.9612 ± 0.0209): the checks after it scored more than "
+            "2 standard errors below it; the last, epoch 10: 0.9000 ± 0.0468.") in section
