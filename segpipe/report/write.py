@@ -252,11 +252,11 @@ def write_report(
     sections.append(Section("Best and worst images", overlay_blocks))
 
     training_blocks: list = [Text(training_end(card.training))]
-    choice = checkpoint_choice(history, card.training.best_epoch) if history else None
-    if choice:
-        training_blocks.append(Text(choice))
     if history:
         best = card.training.best_epoch
+        choice = checkpoint_choice(history, best)
+        if choice:
+            training_blocks.append(Text(choice))
         caption = "Training loss and validation scores per epoch" + (
             f"; the dashed line marks epoch {best}, whose weights were kept." if best is not None else "."
         )
