@@ -58,6 +58,9 @@ def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT
     with a larger --minutes. --init MODEL fine-tunes an existing model (a model folder, or a
     catalog dataset whose model to start from), with its network and at its pixel size and patch size
     unless set (a patch size you set must suit the model's poolings: multiples of 16 for a plain U-Net).
+    2D instance datasets of one or two channels (cytoplasm or membrane first, nuclei second) start
+    from the shipped generalist cells-2d unless --init names another start; --init none trains
+    from random weights.
     Example: segpipe train my-cells --init runs/bbbc007/model
     """
     from segpipe.pipeline import RunFolder, stages

@@ -81,6 +81,9 @@ class ModelCard(BaseModel):
         postprocess: Watershed settings tuned on validation (instance models).
         training: How it was trained.
         software: Versions it was trained with.
+        generalist: Trained across kinds of data to start others' training from: a dataset
+            fine-tuned from it keeps its network and widths, and plans its own pixel size, patch
+            and normalization; a model of fewer channels keeps the first channels' filters.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -104,6 +107,7 @@ class ModelCard(BaseModel):
     postprocess: InstanceParams | None = None
     training: TrainingRecord = Field(default_factory=TrainingRecord)
     software: dict[str, str] = Field(default_factory=dict)
+    generalist: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:

@@ -1,4 +1,4 @@
-"""Which model a name points at: a model folder, or a catalog dataset whose trained model to use."""
+"""Which model a name points at: a model folder, a catalog dataset whose trained model to use, or a shipped model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from segpipe.data.catalog import Catalog
 from segpipe.errors import CatalogError, ModelNotFound
 from segpipe.models.model import MODEL_FILE, Model
+from segpipe.models.shipped import shipped_model, shipped_names
 from segpipe.pipeline.run_folder import RunFolder
 
 
@@ -14,8 +15,8 @@ def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | Non
     """The model ``ref`` names.
 
     Args:
-        ref: A model folder or ``model.pt`` (relative to ``base``), or the name of a catalog
-            dataset: its run's model, ``OUTPUT/DATASET/model``.
+        ref: A model folder or ``model.pt`` (relative to ``base``), the name of a catalog
+            dataset (its run's model, ``OUTPUT/DATASET/model``), or of a model shipped with segpipe.
         output: The runs folder.
         catalog: The catalog whose dataset names are accepted.
         base: Folder relative paths start from (the catalog's, for its ``model:`` key).
@@ -35,7 +36,11 @@ def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | Non
                 f"(or `segpipe run {ref}`) first"
             )
         return Model.open(folder)
-    tried = f"no model folder {path}" + (f" and no catalog dataset named {str(ref)!r}" if catalog is not None else "")
+    shipped = shipped_model(str(ref))
+    if shipped is not None:
+        return shipped
+    tried = f"no model folder {path}" + (f", no catalog dataset named {str(ref)!r}" if catalog is not None else "")
+    tried += f" and no shipped model of that name ({', '.join(shipped_names()) or 'none installed'})"
     raise ModelNotFound(f"{ref}: {tried}")
 
 

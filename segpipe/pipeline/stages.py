@@ -33,7 +33,7 @@ from segpipe.report.write import headline_text, rank_images
 from segpipe.scoring import ScoreAccumulator
 from segpipe.scoring.dataset import dataset_accumulator, dataset_metrics, score_image
 from segpipe.training.loop import TrainResult, train_model
-from segpipe.training.params import TrainParams
+from segpipe.training.params import RANDOM, TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def train(run: RunFolder, params: TrainParams, *, catalog: Catalog | None = None
     ``params.init`` (fine-tuning) names a model folder, or a dataset of ``catalog`` whose model to start from.
     """
     init = None
-    if params.init is not None:
+    if params.init not in (None, RANDOM):
         base = catalog.root if catalog is not None else None
         init = resolve_model(params.init, output=run.root.parent, catalog=catalog, base=base)
     with naming(run.model_dir):

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from segpipe.models.card import ModelCard, TrainingRecord
+from segpipe.models.shipped import shipped_names
 from segpipe.report.document import Table
 from segpipe.report.runs import HEADLINE
 from segpipe.training.selection import MARGIN, CheckpointChoice
@@ -284,6 +285,7 @@ def card_table(card: ModelCard) -> Table:
         ("patch size", str(list(card.patch_size))),
         ("pixel size trained at (others are resampled to it)", f"{list(card.spacing)} {card.unit}"),
         ("epochs trained (kept)", f"{fmt(training.epochs)} ({fmt(training.best_epoch)})"),
+        ("training started from", training.init or "random weights"),
         ("training ended by", training.ended_by or "not recorded"),
         ("learning rate, batch", f"{config.get('learning_rate')}, {config.get('batch_size')}"),
         ("seed", str(config.get("seed"))),
@@ -294,6 +296,16 @@ def card_table(card: ModelCard) -> Table:
         ("config key", str(training.config_key)),
     ]
     return Table("model-card", "Model card", ["field", "value"], [[k, v] for k, v in items])
+
+
+def training_start(training: TrainingRecord) -> str:
+    """Where the weights started: random ones, the shipped generalist, or another model."""
+    if not training.init:
+        return "Training started from random weights."
+    if training.init in shipped_names():
+        return (f"Training started from {training.init}, the generalist shipped with segpipe (trained on generated "
+                "cells and nuclei only), not from random weights.")
+    return f"Training started from the model {training.init}, not from random weights."
 
 
 def training_end(training: TrainingRecord) -> str:

@@ -35,6 +35,7 @@ from segpipe.report.tables import (
     runs_table,
     summary_table,
     training_end,
+    training_start,
 )
 from segpipe.scoring.dataset import baseline_comparison
 
@@ -251,7 +252,7 @@ def write_report(
         overlay_blocks.append(Figure(path, title))
     sections.append(Section("Best and worst images", overlay_blocks))
 
-    training_blocks: list = [Text(training_end(card.training))]
+    training_blocks: list = [Text(f"{training_start(card.training)} {training_end(card.training)}")]
     if history:
         best = card.training.best_epoch
         choice = checkpoint_choice(history, best)

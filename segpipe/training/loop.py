@@ -38,7 +38,6 @@ from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard, TrainingRecord, extra_channels
 from segpipe.models.device import resolve_device, use_cpu_threads
 from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
-from segpipe.models.unet import axis_divisors
 from segpipe.progress import Progress
 from segpipe.training.augment import augmentation
 from segpipe.training.checkpoint import load_state, save_state
@@ -47,6 +46,7 @@ from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.plan import fingerprint_store, normalization_spec, plan_pools, plan_training
 from segpipe.training.selection import CheckpointChoice
+from segpipe.training.start import adapt_input, default_start, start_config, start_problem, started_card
 from segpipe.training.splits import load_image, load_split, predict_split, scorable, tuning_training_set
 from segpipe.training.targets import training_sample
 from segpipe.training.tuning import tune_instance_params, validation_scores
@@ -72,8 +72,8 @@ def train_model(
         model_dir: The model folder (checkpoints, card, history); a run there with the same
             configuration is resumed, and one that ran out of time continues with a larger budget.
         config: Training parameters; open fields are planned from the dataset fingerprint.
-        init: A model to fine-tune (``config.init`` names it): its network, widths and
-            normalization are kept, and its weights are the starting point.
+        init: The model to start from (``config.init`` names it; :mod:`segpipe.training.start`
+            says what it lends). None: the plan's start, the shipped generalist where it fits.
         progress: Show a progress bar.
 
     Returns:
@@ -82,20 +82,19 @@ def train_model(
     model_dir = Path(model_dir)
     store.require_labels("train on")
     fingerprint = fingerprint_store(store)
-    if init is not None:  # the starting model's network, widths and (unless set) pixel size
-        start = init.card
-        features = start.network_options.get("features")
-        update = {"network": start.network, "features": tuple(features) if features else None}
-        if start.spatial_dims == store.ndim:
-            if config.spacing is None:
-                update["spacing"] = start.spacing  # the scale its filters learned objects at
-            if config.patch_size is None:
-                update["patch_size"] = start.patch_size  # the window its poolings were built for
-        config = config.model_copy(update=update)
-    config = plan_training(fingerprint, config)
-    card = make_card(store, fingerprint, config)
-    if init is not None:
-        card = _from_init(card, init)
+    start = init if init is not None else default_start(store, fingerprint, config)
+    planned = plan_training(fingerprint, start_config(config, start, ndim=store.ndim))
+    card = make_card(store, fingerprint, planned)
+    problem = start_problem(card, start.card) if start is not None else None
+    if problem and init is None:  # the shipped generalist does not fit this plan: random weights
+        log.info("training: not starting from %s: %s", start.card.name, problem)
+        start, planned = None, plan_training(fingerprint, config)
+        card = make_card(store, fingerprint, planned)
+    elif problem:
+        raise ModelError(f"training: init {init.folder}: {problem}")
+    elif start is not None:
+        card = started_card(card, start)
+    config = planned
     model_dir.mkdir(parents=True, exist_ok=True)  # only once the plan holds: a refused one leaves no folder
     (model_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n")
     log.info("fingerprint: %s", json.dumps(fingerprint))
@@ -107,8 +106,8 @@ def train_model(
     n_classes = card.n_classes
     set_determinism(config.seed)
     model = network_from_card(card).to(device)
-    if init is not None:
-        model.load_state_dict(init.state_dict())
+    if start is not None:
+        model.load_state_dict(adapt_input(start.state_dict(), start.card, card.in_channels))
 
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last if card.spatial_dims == 2 else torch.channels_last_3d)
@@ -228,30 +227,6 @@ def network_options(config: TrainParams) -> dict:
     if pools is not None:
         options["pools"] = [list(level) for level in pools]
     return options
-
-
-def _from_init(card: ModelCard, init: Model) -> ModelCard:
-    """The card of a model fine-tuned from ``init``: its architecture and normalization, refused if they do not fit."""
-    start = init.card
-    where = f"training: init {init.folder}"
-    if (start.spatial_dims, start.in_channels) != (card.spatial_dims, card.in_channels):
-        raise ModelError(
-            f"{where}: a {start.spatial_dims}D model of {start.in_channels} channel(s) cannot start training on "
-            f"{card.spatial_dims}D images of {card.in_channels} channel(s)"
-        )
-    if (start.instances, start.n_classes) != (card.instances, card.n_classes):
-        raise ModelError(f"{where}: it predicts {start.classes}, this dataset has {card.classes}")
-    if start.network == "unet":  # the FCN pads itself
-        divisors = axis_divisors(start.network_options.get("pools"), start.spatial_dims)
-        if any(edge % d for edge, d in zip(card.patch_size, divisors)):
-            raise ModelError(
-                f"{where}: its network takes windows pooled to multiples of {list(divisors)} pixels, not the patch size "
-                f"{list(card.patch_size)} (leave patch_size open to keep the model's, {list(start.patch_size)})"
-            )
-    training = card.training.model_copy(update={"init": str(init.folder)})
-    return card.model_copy(
-        update={"network_options": start.network_options, "normalization": start.normalization, "training": training}
-    )
 
 
 def _with_training(card: ModelCard, **updates) -> ModelCard:

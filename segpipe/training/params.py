@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 #: Fields that decide where training may run and for how long, not what it computes: a run that
 #: differs only in these resumes from ``last.pt`` (e.g. a larger time budget continues training).
 RUNTIME_FIELDS = frozenset({"max_minutes", "device", "num_workers", "memory_limit_gb"})
+#: The ``init`` that trains from random weights (``None`` lets the plan choose a start).
+RANDOM = "none"
 #: How the distance map can be learnt (:class:`segpipe.training.losses.SegmentationLoss`).
 DistanceLoss = Literal["bce", "mse"]
 
@@ -94,8 +96,13 @@ class TrainParams(BaseModel):
     memory_limit_gb: float = Field(4.0, ge=0)
     """Above this much memory for the training split, patches are read from the store instead."""
     init: str | None = None
-    """Fine-tune: start from this model (a model folder, or a catalog dataset whose model to use)
-    instead of random weights; its network, widths and normalization are kept."""
+    """The weights training starts from: a model folder, a catalog dataset whose model to use, the
+    name of a model shipped with segpipe (``cells-2d``), or ``none`` for random weights. A
+    generalist (``cells-2d``) lends its network and widths, and the dataset's plan decides pixel
+    size, patch and normalization; any other model also lends its pixel size, patch and normalization.
+    Planned when open: ``cells-2d`` for 2D instance datasets of one object class and one or two
+    channels whose plan its network fits, random weights otherwise (benchmarks/RESULTS.md,
+    "The shipped starting model")."""
 
     @field_validator("spacing")
     @classmethod

@@ -123,6 +123,6 @@ def test_a_model_that_does_not_exist(setup, tmp_path, segpipe_cli, command):
     }[command]
     result = segpipe_cli(*args, "--model", "no-such-model")
     code, errors = result.code, result.errors
-    assert code == 2 and errors == ["error: no-such-model: no model folder no-such-model and no catalog dataset named "
-                                    "'no-such-model'"], errors
+    assert code == 2 and errors == ["error: no-such-model: no model folder no-such-model, no catalog dataset named "
+                                    "'no-such-model' and no shipped model of that name (cells-2d)"], errors
     assert not output.exists()

@@ -14,6 +14,7 @@ from segpipe.report.tables import (
     per_image_table,
     summary_table,
     training_end,
+    training_start,
 )
 from segpipe.scoring import BootstrapPlan, ScoreAccumulator
 
@@ -130,6 +131,16 @@ def test_checkpoint_choice_of_class_maps_and_of_runs_without_checks():
     assert checkpoint_choice(checks((5, 0.7, 0.1)), None) is None
     assert checkpoint_choice(checks((5, 0.7, 0.1)), 7) is None  # the kept epoch is not a check
     assert checkpoint_choice(checks((5, float("nan"), 0.1), (10, 0.6, 0.1)), 10).startswith("The weights of the last")
+
+
+def test_training_start_names_random_weights_the_shipped_generalist_or_the_model():
+    assert training_start(TrainingRecord()) == "Training started from random weights."
+    assert training_start(TrainingRecord(init="cells-2d")).startswith(
+        "Training started from cells-2d, the generalist shipped with segpipe (trained on generated cells and nuclei only)"
+    )
+    assert training_start(TrainingRecord(init="runs/a/model")) == (
+        "Training started from the model runs/a/model, not from random weights."
+    )
 
 
 def test_training_end_without_numbers():

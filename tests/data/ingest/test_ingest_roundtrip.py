@@ -37,6 +37,7 @@ def volumes(draw):
         image = rng.integers(info.min, info.max, (channels, *spatial), dtype=dtype, endpoint=True)
     image.reshape(-1)[:2] = np.array([0, 1], dtype)  # never constant
     labels = rng.integers(0, draw(st.integers(1, 300)), spatial, endpoint=True).astype(np.int32)
+    labels.reshape(-1)[-1] = max(int(labels.max()), 1)  # never empty: ingest refuses a dataset without objects
     return ndim, image, labels, tuple(draw(spacings) for _ in range(ndim))
 
 

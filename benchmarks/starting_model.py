@@ -1,0 +1,135 @@
+"""Make the shipped starting model ``cells-2d``: a U-Net trained here on generated cells and nuclei.
+
+Nothing can be downloaded where segpipe runs, and no whole-cell set that installs here allows
+shipping weights trained on it, so the generalist that 2D instance datasets start from is trained
+on images :mod:`wholecells` draws (seeds disjoint from the ones its benchmark uses):
+
+- the seven whole-cell styles with both channels (cytoplasm, nuclei);
+- the same styles with the nuclear channel blank (a constant, which normalizes to 0): what a
+  one-channel whole-cell image looks like to the model;
+- two styles of nuclei alone in the first channel, second blank: what a one-channel nuclear
+  stain (bbbc007, dsb2018) looks like to it.
+
+Channel order: cytoplasm or membrane first, nuclei second. A one-channel dataset fine-tunes the
+first channel's filters only (:func:`segpipe.training.start.adapt_input`).
+
+``python benchmarks/starting_model.py --output DIR --epochs 60 --install`` writes the images,
+trains with the plan, prints the scores on its own test images and copies the model into
+``segpipe/models/starts/cells-2d/`` with a PROVENANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nuclei3d import write_unchanged  # noqa: E402
+from wholecells import STYLES, Style, generate, machine_line  # noqa: E402
+
+from segpipe.training.params import RANDOM  # noqa: E402
+
+NAME = "cells-2d"
+NUCLEI = (
+    Style("nuclei-sparse", (6, 12), 1.1, "fill", (0.3, 1.0), 0.2, 1.0, 0.03, wobble=6.0),
+    Style("nuclei-clumped", (7, 14), 0.85, "fill", (0.2, 0.9), 0.25, 1.2, 0.04, wobble=6.0),
+)
+#: Images per variant and split; seeds start at SEED_BASE, far from the whole-cell benchmark's (0-699).
+SPLITS = ("train",) * 4 + ("validation", "test")
+SEED_BASE = 50_000
+BLANK = 100  # the generated images' background level: a constant channel normalizes to 0
+
+
+def variants() -> list[tuple[str, Style, bool]]:
+    """(file prefix, style, keep the nuclear channel) for every kind of image in the set."""
+    both = [(f"{s.name}-2ch", s, True) for s in STYLES]
+    one = [(f"{s.name}-1ch", s, False) for s in STYLES]
+    nuclei = [(f"{s.name}-1ch", s, False) for s in NUCLEI]
+    return both + one + nuclei
+
+
+def write_dataset(folder: Path, *, name: str = NAME) -> str:
+    """Write the images and labels under ``folder/name/`` and return the catalog entry (YAML)."""
+    where = folder / name
+    for sub in ("images", "labels"):
+        (where / sub).mkdir(parents=True, exist_ok=True)
+    split: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
+    for v, (prefix, style, nuclear) in enumerate(variants()):
+        for i, part in enumerate(SPLITS):
+            image, labels = generate(style, seed=SEED_BASE + 100 * v + i)
+            if not nuclear:
+                image[1] = BLANK
+            stem = f"{prefix}-{i}"
+            write_unchanged(where / "images" / f"{stem}.tif", image)
+            write_unchanged(where / "labels" / f"{stem}.tif", labels)
+            split[part].append(stem)
+    lists = "".join(f"      {part}: [{', '.join(stems)}]\n" for part, stems in split.items())
+    return (
+        f"  {name}:\n"
+        f"    description: generated cells and nuclei for the shipped starting model (benchmarks/starting_model.py).\n"
+        f"    ground_truth: exact by construction.\n"
+        f"    images: {name}/images/*.tif\n"
+        f"    labels: {name}/labels/*.tif\n"
+        f"    ndim: 2\n"
+        f"    channel_axis: 0\n"
+        f"    classes: [background, object]\n"
+        f"    instances: true\n"
+        f"    split:\n{lists}"
+    )
+
+
+def install(model_dir: Path, target: Path, *, record: dict) -> None:
+    """Write the model's weights and card to ``target``, marked a generalist, with its provenance."""
+    from segpipe.models.model import Model, save_model
+
+    model = Model.open(model_dir)
+    save_model(target, model.state_dict(), model.card.model_copy(update={"generalist": True, "name": NAME}))
+    (target / "PROVENANCE.md").write_text(
+        f"# {NAME}: provenance\n\n"
+        "Trained by `benchmarks/starting_model.py` on images it generates (no outside data, no\n"
+        "downloaded weights): seven whole-cell styles with and without the nuclear channel, two\n"
+        "styles of nuclei alone. Channels: cytoplasm or membrane first, nuclei second.\n"
+        "Licence: the project's own; the weights derive only from generated images.\n\n"
+        f"Run: `{' '.join(record['argv'])}`\n\n"
+        f"{record['machine']}\n\n"
+        f"Scores on its own generated test images (one per kind, 16 kinds): {json.dumps(record['scores'])}\n"
+    )
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from convergence3d import run_task, summary
+
+    from segpipe.pipeline.catalog import open_catalog
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", type=Path, default=Path("/tmp/segpipe-starting-model"))
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--install", action="store_true", help=f"copy the model into segpipe/models/starts/{NAME}/")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    data = args.output / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    catalog_path = data / "catalog.yaml"
+    catalog_path.write_text("datasets:\n" + write_dataset(data))
+    machine = machine_line(args.epochs, "planned, random weights", {})
+    print(machine)
+    result = run_task(open_catalog(catalog_path), NAME, "custom", output=args.output, epochs=args.epochs,
+                      extra={"init": RANDOM})
+    scores = {**summary(result), "train_s": result["seconds"], "best_epoch": result["best_epoch"], "config": result["config"]}
+    print(json.dumps(scores), flush=True)
+    if args.install:
+        model_dir = args.output / "custom" / NAME / "model"
+        target = Path(__file__).resolve().parents[1] / "segpipe" / "models" / "starts" / NAME
+        install(model_dir, target, record={"argv": ["python", *sys.argv], "machine": machine, "scores": scores})
+        print(f"installed {target}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

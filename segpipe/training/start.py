@@ -1,0 +1,103 @@
+"""The weights a training run starts from: a model it names, the shipped generalist, or random ones.
+
+A model of the same kind of data (a folder, a catalog dataset's model) lends its network, widths,
+pixel size, patch and normalization: training continues where it left off. A generalist
+(:attr:`segpipe.models.card.ModelCard.generalist`, as the shipped ``cells-2d``) lends its network
+and widths only; the dataset plans the rest, and a dataset of fewer channels keeps the filters of
+the generalist's first channels (:func:`adapt_input`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from segpipe.data.store import ImageStore
+from segpipe.models.card import ModelCard
+from segpipe.models.model import Model, network_from_card
+from segpipe.models.shipped import CELLS_2D, STARTS, shipped_model
+from segpipe.models.unet import axis_divisors
+from segpipe.training.params import TrainParams
+
+
+def default_start(store: ImageStore, fingerprint: dict, config: TrainParams) -> Model | None:
+    """The shipped generalist when ``init`` is open and it fits the dataset, else None (random weights).
+
+    It fits 2D instance datasets of one object class and at most its channels, trained with its
+    network, widths and normalization method.
+    """
+    if config.init is not None or store.ndim != 2 or not store.instances or len(store.classes) != 2:
+        return None
+    start = shipped_model(CELLS_2D)
+    if start is None or fingerprint["channels"] > start.card.in_channels:
+        return None
+    features = tuple(start.card.network_options.get("features") or ())
+    if config.network != start.card.network or config.normalization != start.card.normalization.method:
+        return None
+    return start if config.features is None or tuple(config.features) == features else None
+
+
+def start_config(config: TrainParams, start: Model | None, *, ndim: int) -> TrainParams:
+    """``config`` with what ``start`` lends it (before planning): network and widths; pixel size and
+    patch too, when the fields are open and ``start`` is not a generalist of the same dimensions."""
+    if start is None:
+        return config
+    card = start.card
+    features = card.network_options.get("features")
+    update: dict = {"network": card.network, "features": tuple(features) if features else None}
+    if config.init is None:
+        update["init"] = card.name
+    if not card.generalist and card.spatial_dims == ndim:
+        if config.spacing is None:
+            update["spacing"] = card.spacing  # the scale its filters learned objects at
+        if config.patch_size is None:
+            update["patch_size"] = card.patch_size  # the window its poolings were built for
+    return config.model_copy(update=update)
+
+
+def start_problem(card: ModelCard, start: ModelCard) -> str | None:
+    """Why a model with ``card`` cannot start from ``start``'s weights, or None when it can."""
+    fewer = start.generalist and card.in_channels <= start.in_channels
+    if start.spatial_dims != card.spatial_dims or (start.in_channels != card.in_channels and not fewer):
+        return (
+            f"a {start.spatial_dims}D model of {start.in_channels} channel(s) cannot start training on "
+            f"{card.spatial_dims}D images of {card.in_channels} channel(s)"
+        )
+    if (start.instances, start.n_classes) != (card.instances, card.n_classes):
+        return f"it predicts {start.classes}, this dataset has {card.classes}"
+    if start.extra_outputs != card.extra_outputs:
+        return (
+            f"it has the outputs {list(start.extra_outputs)}, this training {list(card.extra_outputs)} "
+            "(boundary_weight or flow_weight differ)"
+        )
+    if start.generalist and start.normalization.method != card.normalization.method:
+        return f"it takes {start.normalization.method} normalization, this training {card.normalization.method}"
+    if start.network == "unet":  # the FCN pads itself
+        divisors = axis_divisors(start.network_options.get("pools"), start.spatial_dims)
+        if any(edge % d for edge, d in zip(card.patch_size, divisors)):
+            return (
+                f"its network takes windows pooled to multiples of {list(divisors)} pixels, not the patch size "
+                f"{list(card.patch_size)} (leave patch_size open to keep the model's, {list(start.patch_size)})"
+            )
+    return None
+
+
+def started_card(card: ModelCard, start: Model) -> ModelCard:
+    """The card of a model trained from ``start``: its network options, and (unless a generalist) its normalization."""
+    shipped = start.folder.parent == STARTS
+    record = card.training.model_copy(update={"init": start.card.name if shipped else str(start.folder)})
+    update = {"network_options": start.card.network_options, "training": record}
+    if not start.card.generalist:
+        update["normalization"] = start.card.normalization
+    return card.model_copy(update=update)
+
+
+def adapt_input(state: dict[str, torch.Tensor], start: ModelCard, in_channels: int) -> dict[str, torch.Tensor]:
+    """``start``'s weights for a network of ``in_channels`` inputs: its first convolution keeps the
+    filters of the first ``in_channels`` channels (the model saw those channels alone, the others blank)."""
+    if in_channels == start.in_channels:
+        return state
+    for name, module in network_from_card(start).named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)) and module.in_channels == start.in_channels:
+            key = f"{name}.weight"
+            return {**state, key: state[key][:, :in_channels].clone()}
+    raise ValueError(f"model {start.name!r}: no input convolution of {start.in_channels} channels found")

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+
+from segpipe.data.catalog import load_catalog
+from segpipe.data.ingest import ingest_dataset
+from segpipe.data.store import ImageStore
+from segpipe.errors import ModelError
+from segpipe.models.model import Model, network_from_card
+from segpipe.models.shipped import CELLS_2D, shipped_model, shipped_names
+from segpipe.training.loop import train_model
+from segpipe.training.params import RANDOM, TrainParams
+from segpipe.training.start import adapt_input, default_start, start_problem
+
+#: One iteration that cannot move the weights: what the model holds is what it started from.
+STILL = dict(
+    epochs=1, iterations_per_epoch=1, batch_size=1, patch_size=(64, 64), val_every=1, device="cpu",
+    learning_rate=1e-12, weight_decay=0.0,
+)
+
+
+@pytest.fixture
+def store(crop_catalog, tmp_path):
+    path = tmp_path / "data.zarr"
+    ingest_dataset(load_catalog(crop_catalog).dataset("crops"), path, progress=False)
+    return ImageStore.open(path)
+
+
+@pytest.fixture(scope="module")
+def generalist() -> Model:
+    model = shipped_model(CELLS_2D)
+    assert model is not None, f"the package ships {shipped_names()}, not {CELLS_2D}"
+    return model
+
+
+def test_the_shipped_generalist_is_a_two_channel_2d_instance_model(generalist):
+    card = generalist.card
+    assert card.generalist and card.spatial_dims == 2 and card.in_channels == 2 and card.instances
+    assert (generalist.folder / "PROVENANCE.md").is_file()
+
+
+def test_one_channel_sees_what_the_generalist_sees_with_a_blank_second_channel(generalist):
+    """The first convolution keeps channel 0's filters: the same output as the two-channel network
+    given the image and a channel of zeros (what a blank channel normalizes to)."""
+    two = generalist.load("cpu")
+    one_card = generalist.card.model_copy(update={"in_channels": 1})
+    one = network_from_card(one_card)
+    one.load_state_dict(adapt_input(generalist.state_dict(), generalist.card, 1))
+    one.eval()
+    x = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(one(x), two(torch.cat([x, torch.zeros_like(x)], dim=1)), rtol=1e-4, atol=1e-5)
+
+
+def test_the_plan_starts_2d_instance_datasets_of_its_channels_from_the_generalist(store, generalist):
+    open_plan = TrainParams()
+    assert default_start(store, {"channels": 1}, open_plan).folder == generalist.folder
+    assert default_start(store, {"channels": 2}, open_plan) is not None
+    assert default_start(store, {"channels": 3}, open_plan) is None
+    assert default_start(store, {"channels": 1}, TrainParams(init=RANDOM)) is None
+    assert default_start(store, {"channels": 1}, TrainParams(features=(8, 16, 32, 64, 128, 8))) is None
+    assert default_start(store, {"channels": 1}, TrainParams(normalization="zscore")) is None
+    assert default_start(store, {"channels": 1}, TrainParams(network="fcn")) is None
+
+
+def test_a_dataset_trained_with_the_plan_starts_from_the_generalist(store, tmp_path, generalist):
+    model = train_model(store, tmp_path / "m", TrainParams(**STILL), progress=False).model
+    card = model.card
+    assert card.training.init == CELLS_2D and card.training.config["init"] == CELLS_2D
+    assert card.network_options == generalist.card.network_options and card.in_channels == 1
+    assert card.patch_size == (64, 64) and card.spacing == tuple(store.images("train")[0].spacing)  # the dataset's plan
+    assert len(card.normalization.min_range) == 1  # the crops' own intensity floor, not the generalist's two
+    expected = adapt_input(generalist.state_dict(), generalist.card, 1)
+    for name, weights in model.state_dict().items():
+        if weights.dtype.is_floating_point:
+            torch.testing.assert_close(weights, expected[name], rtol=1e-5, atol=1e-6)
+
+
+def test_none_trains_from_random_weights(store, tmp_path, generalist):
+    model = train_model(store, tmp_path / "m", TrainParams(**STILL, init=RANDOM), progress=False).model
+    assert model.card.training.init is None
+    first = "conv_0.conv_0.conv.weight"
+    assert not np.allclose(model.state_dict()[first].numpy(), generalist.state_dict()[first][:, :1].numpy())
+
+
+def test_a_plan_the_generalist_does_not_fit_trains_from_random_weights(store, tmp_path, caplog):
+    caplog.set_level("INFO", logger="segpipe.training.loop")
+    model = train_model(store, tmp_path / "m", TrainParams(**STILL, flow_weight=0), progress=False).model
+    assert model.card.training.init is None and "flow" not in model.card.extra_outputs
+    assert "not starting from cells-2d: it has the outputs ['distance', 'boundary', 'flow']" in caplog.text
+
+
+def test_a_named_generalist_that_does_not_fit_is_refused(store, tmp_path, generalist):
+    with pytest.raises(ModelError, match=r"training: init .*cells-2d: it has the outputs"):
+        train_model(store, tmp_path / "m", TrainParams(**STILL, flow_weight=0, init=CELLS_2D), init=generalist, progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+def test_only_a_generalist_lends_its_filters_to_fewer_channels(generalist):
+    one = generalist.card.model_copy(update={"in_channels": 1})
+    assert start_problem(one, generalist.card) is None
+    specialist = generalist.card.model_copy(update={"generalist": False})
+    assert start_problem(one, specialist) == "a 2D model of 2 channel(s) cannot start training on 2D images of 1 channel(s)"
+    three = generalist.card.model_copy(update={"in_channels": 3})
+    assert "cannot start training on 2D images of 3 channel(s)" in start_problem(three, generalist.card)
