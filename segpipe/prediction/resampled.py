@@ -108,7 +108,11 @@ class Grids:
 
 
 def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool) -> Grids:
-    """Where ``image`` is predicted: at its own pixel size, or resampled to the model's."""
+    """Where ``image`` is predicted: at its own pixel size, or resampled to the model's.
+
+    A generalist (``card.generalist``) learned objects of many sizes in pixels, not at a pixel
+    size: it predicts every image on the image's own grid.
+    """
     ndim = card.spatial_dims
     image_unit = image.info.get("unit") or "micrometer"
     factor = 1.0
@@ -119,7 +123,7 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool) -> Grids:
     shape = tuple(int(s) for s in image.image.shape[-ndim:])
     differs = spacing_differs(spacing, model)
     return Grids(
-        resample=bool(resample and differs),
+        resample=bool(resample and differs and not card.generalist),
         image_spacing=spacing,
         model_spacing=model,
         unit=card.unit,

@@ -131,6 +131,15 @@ def test_resampling_off_predicts_the_image_as_it_is(tmp_path, data_dir, model_2d
     assert predictor.stamp(image) != predictor_for(model_2d).stamp(image)
 
 
+def test_a_generalist_predicts_on_the_images_own_grid(tmp_path, data_dir, model_2d):
+    from segpipe.prediction.resampled import plan_grids
+
+    image = stored(tmp_path, "fine", crop_2d(data_dir), (0.5, 0.5))
+    assert plan_grids(image, model_2d.card, resample=True).resample
+    generalist = model_2d.card.model_copy(update={"generalist": True})
+    assert not plan_grids(image, generalist, resample=True).resample
+
+
 def test_the_stamp_follows_the_pixel_size_of_a_resampled_image(tmp_path, data_dir, model_2d):
     """Spacing lives in the store's record, not in the image's bytes: a new spacing is a new prediction."""
     pixels = crop_2d(data_dir)
