@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nuclei3d import write_unchanged  # noqa: E402
-from wholecells import STYLES, Style, generate, machine_line  # noqa: E402
+from wholecells import STYLES, Style, generate, machine_line, two_channel_entry  # noqa: E402
 
 from segpipe.training.params import RANDOM  # noqa: E402
 
@@ -68,19 +68,9 @@ def write_dataset(folder: Path, *, name: str = NAME) -> str:
             write_unchanged(where / "images" / f"{stem}.tif", image)
             write_unchanged(where / "labels" / f"{stem}.tif", labels)
             split[part].append(stem)
-    lists = "".join(f"      {part}: [{', '.join(stems)}]\n" for part, stems in split.items())
-    return (
-        f"  {name}:\n"
-        f"    description: generated cells and nuclei for the shipped starting model (benchmarks/starting_model.py).\n"
-        f"    ground_truth: exact by construction.\n"
-        f"    images: {name}/images/*.tif\n"
-        f"    labels: {name}/labels/*.tif\n"
-        f"    ndim: 2\n"
-        f"    channel_axis: 0\n"
-        f"    classes: [background, object]\n"
-        f"    instances: true\n"
-        f"    split:\n{lists}"
-    )
+    description = "generated cells and nuclei for the shipped starting model (benchmarks/starting_model.py)."
+    return two_channel_entry(name, description=description, ground_truth="exact by construction.", split=split,
+                             object_class="object")
 
 
 def install(model_dir: Path, target: Path, *, record: dict) -> None:

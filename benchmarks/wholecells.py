@@ -210,7 +210,9 @@ def write_dataset(folder: Path, *, name: str = "wholecells-7styles", seed: int =
     return two_channel_entry(name, description=description, ground_truth="exact by construction.", split=split)
 
 
-def two_channel_entry(name: str, *, description: str, ground_truth: str, split: dict[str, list[str]]) -> str:
+def two_channel_entry(
+    name: str, *, description: str, ground_truth: str, split: dict[str, list[str]], object_class: str = "cell"
+) -> str:
     """The catalog entry (YAML) of channel-first 2D cell images under ``name/images`` and ``name/labels``, split by file stem."""
     lists = "".join(f"      {part}: [{', '.join(stems)}]\n" for part, stems in split.items())
     return (
@@ -221,7 +223,7 @@ def two_channel_entry(name: str, *, description: str, ground_truth: str, split: 
         f"    labels: {name}/labels/*.tif\n"
         f"    ndim: 2\n"
         f"    channel_axis: 0\n"
-        f"    classes: [background, cell]\n"
+        f"    classes: [background, {object_class}]\n"
         f"    instances: true\n"
         f"    split:\n{lists}"
     )
