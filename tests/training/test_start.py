@@ -103,3 +103,14 @@ def test_only_a_generalist_lends_its_filters_to_fewer_channels(generalist):
     assert start_problem(one, specialist) == "a 2D model of 2 channel(s) cannot start training on 2D images of 1 channel(s)"
     three = generalist.card.model_copy(update={"in_channels": 3})
     assert "cannot start training on 2D images of 3 channel(s)" in start_problem(three, generalist.card)
+
+
+def test_a_shipped_name_in_the_config_is_the_start_and_an_unresolved_folder_is_refused(store, tmp_path, generalist):
+    """Before, ``init`` naming a model in the config alone trained from random weights while the card said otherwise."""
+    config = TrainParams(**STILL, init=CELLS_2D, features=None)
+    model = train_model(store, tmp_path / "named", config, progress=False).model
+    first = "conv_0.conv_0.conv.weight"
+    torch.testing.assert_close(model.state_dict()[first], generalist.state_dict()[first][:, :1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ModelError, match="training: init runs/a/model: not a model shipped with segpipe"):
+        train_model(store, tmp_path / "m", TrainParams(**STILL, init="runs/a/model"), progress=False)
+    assert not (tmp_path / "m").exists()
