@@ -38,16 +38,15 @@ from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard, TrainingRecord, extra_channels
 from segpipe.models.device import resolve_device, use_cpu_threads
 from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
-from segpipe.models.shipped import shipped_model, shipped_names
 from segpipe.progress import Progress
 from segpipe.training.augment import augmentation
 from segpipe.training.checkpoint import load_state, save_state
 from segpipe.training.losses import SegmentationLoss
-from segpipe.training.params import RANDOM, TrainParams
+from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.plan import fingerprint_store, normalization_spec, plan_pools, plan_training
 from segpipe.training.selection import CheckpointChoice
-from segpipe.training.start import adapt_input, default_start, start_config, start_problem, started_card
+from segpipe.training.start import adapt_input, default_start, named_start, start_config, start_problem, started_card
 from segpipe.training.splits import load_image, load_split, predict_split, scorable, tuning_training_set
 from segpipe.training.targets import training_sample
 from segpipe.training.tuning import tune_instance_params, validation_scores
@@ -83,13 +82,7 @@ def train_model(
     model_dir = Path(model_dir)
     store.require_labels("train on")
     fingerprint = fingerprint_store(store)
-    if init is None and config.init not in (None, RANDOM):
-        init = shipped_model(config.init)  # a shipped name; folders and catalog names are resolved by the caller
-        if init is None:
-            raise ModelError(
-                f"training: init {config.init}: not a model shipped with segpipe ({', '.join(shipped_names())}); "
-                "pass the model folder's Model as init (segpipe.pipeline.stages.train resolves folders and catalog names)"
-            )
+    init = named_start(config, init)
     start = init if init is not None else default_start(store, fingerprint, config)
     planned = plan_training(fingerprint, start_config(config, start, ndim=store.ndim))
     card = make_card(store, fingerprint, planned)

@@ -12,11 +12,30 @@ from __future__ import annotations
 import torch
 
 from segpipe.data.store import ImageStore
+from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model, network_from_card
-from segpipe.models.shipped import CELLS_2D, STARTS, shipped_model
+from segpipe.models.shipped import CELLS_2D, STARTS, shipped_model, shipped_names
 from segpipe.models.unet import axis_divisors
-from segpipe.training.params import TrainParams
+from segpipe.training.params import RANDOM, TrainParams
+
+
+def named_start(config: TrainParams, init: Model | None) -> Model | None:
+    """The start the caller chose: ``init``, or the shipped model ``config.init`` names; None when none is named.
+
+    Raises:
+        ModelError: ``config.init`` names a model that is not shipped and ``init`` is None (folders
+            and catalog names are resolved by :func:`segpipe.pipeline.stages.train`).
+    """
+    if init is not None or config.init in (None, RANDOM):
+        return init
+    named = shipped_model(config.init)
+    if named is None:
+        raise ModelError(
+            f"training: init {config.init}: not a model shipped with segpipe ({', '.join(shipped_names())}); "
+            "pass the model folder's Model as init (segpipe.pipeline.stages.train resolves folders and catalog names)"
+        )
+    return named
 
 
 def default_start(store: ImageStore, fingerprint: dict, config: TrainParams) -> Model | None:
@@ -30,9 +49,9 @@ def default_start(store: ImageStore, fingerprint: dict, config: TrainParams) -> 
     start = shipped_model(CELLS_2D)
     if start is None or fingerprint["channels"] > start.card.in_channels:
         return None
-    features = tuple(start.card.network_options.get("features") or ())
     if config.network != start.card.network or config.normalization != start.card.normalization.method:
         return None
+    features = tuple(start.card.network_options.get("features") or ())
     return start if config.features is None or tuple(config.features) == features else None
 
 
