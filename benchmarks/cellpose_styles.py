@@ -37,8 +37,9 @@ ASSETS = "scellseg/assets/contrast_data/"
 SPLITS = ("train", "train", "train", "validation", "test")
 
 
-def read_pairs(sdist: Path) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
-    """``{style: [(stem, image (2, y, x) uint8: cytoplasm, nuclei), labels (y, x) uint16]}`` from the source distribution."""
+def read_pairs(sdist: Path, *, nuclei_first: bool = False) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """``{style: [(stem, image (2, y, x) uint8: cytoplasm, nuclei), labels (y, x) uint16]}`` from the source
+    distribution; the channels the other way round with ``nuclei_first``."""
     import imageio.v3 as iio
 
     files: dict[str, bytes] = {}
@@ -56,13 +57,15 @@ def read_pairs(sdist: Path) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]
         rgb = iio.imread(io.BytesIO(files[name]))
         labels = iio.imread(io.BytesIO(files[f"{style}/{stem}_masks.png"]))
         image = np.stack([rgb[..., 1], rgb[..., 0]])  # cytoplasm (green), nuclei (red)
+        if nuclei_first:
+            image = image[::-1].copy()
         styles.setdefault(style, []).append((f"{style}-{stem}", image, labels.astype(np.uint16)))
     if not styles:
         raise SystemExit(f"{sdist}: no {ASSETS} images in this file (is it scellseg-0.1.8.tar.gz?)")
     return styles
 
 
-def write_dataset(sdist: Path, folder: Path, *, name: str = "cellpose-styles") -> str:
+def write_dataset(sdist: Path, folder: Path, *, name: str = "cellpose-styles", nuclei_first: bool = False) -> str:
     """Write the images and labels under ``folder/name/`` and return the catalog entry (YAML)."""
     import tifffile
 
@@ -70,7 +73,7 @@ def write_dataset(sdist: Path, folder: Path, *, name: str = "cellpose-styles") -
     for sub in ("images", "labels"):
         (where / sub).mkdir(parents=True, exist_ok=True)
     split: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
-    for style, pairs in read_pairs(sdist).items():
+    for style, pairs in read_pairs(sdist, nuclei_first=nuclei_first).items():
         if len(pairs) != len(SPLITS):
             raise SystemExit(f"{sdist}: style {style} has {len(pairs)} images, not {len(SPLITS)}")
         for (stem, image, labels), part in zip(pairs, SPLITS):
@@ -89,12 +92,14 @@ def main() -> None:
 
     parser = run_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0]), output="/tmp/segpipe-cellpose-styles")
     parser.add_argument("--sdist", type=Path, required=True, help="scellseg-0.1.8.tar.gz (pip download --no-deps scellseg==0.1.8)")
+    parser.add_argument("--nuclei-first", action="store_true",
+                        help="write the channels as (nuclei, cytoplasm), the other order data comes in")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data = args.output / "data"
     data.mkdir(parents=True, exist_ok=True)
     catalog_path = data / "catalog.yaml"
-    catalog_path.write_text("datasets:\n" + write_dataset(args.sdist, data))
+    catalog_path.write_text("datasets:\n" + write_dataset(args.sdist, data, nuclei_first=args.nuclei_first))
     extra = json.loads(args.set)
     plan = "custom" if extra else "planned"
     print(machine_line(args.epochs, plan, extra))

@@ -44,16 +44,18 @@ def list_models(
         Optional[list[Path]], typer.Argument(help="Folders to search (model folders themselves too). Default: runs.")
     ] = None,
 ) -> None:
-    """List the trained models under FOLDERS, one row each.
+    """List the trained models under FOLDERS, one row each, then the models shipped with segpipe.
 
     Columns: folder, name, network, 2D/3D, input channels, classes, pixel size the model was trained
     at, training dataset, epochs, how training ended (planned iterations or time budget), and the
     validation scores from the model card. Folders that look like models but cannot be read are
-    listed with the reason.
+    listed with the reason. A shipped model's folder column is its name followed by "(shipped)":
+    give that name to --model or --init, or as init: in a catalog entry's training:.
 
     Example: segpipe models runs
     """
     from segpipe.models.model import Model
+    from segpipe.models.shipped import shipped_model, shipped_names
 
     roots = folders or [DEFAULT_OUTPUT]
     for root in roots:
@@ -67,7 +69,7 @@ def list_models(
             broken.append(f"{folder}: unreadable: {err}")
     if not rows and not broken:
         typer.echo(f"no trained models under {', '.join(map(str, roots))}")
-        return
+    rows += [model_row(f"{name} (shipped)", shipped_model(name).card) for name in shipped_names()]
     if rows:
         widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
         for row in [COLUMNS, *rows]:
@@ -88,8 +90,8 @@ def find_model_folders(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def model_row(folder: Path, card) -> list[str]:
-    """One listing row of a model card (see ``COLUMNS``)."""
+def model_row(folder: Path | str, card) -> list[str]:
+    """One listing row of a model card (see ``COLUMNS``); a generalist's pixel size is each image's own."""
     training = card.training
     scores = [f"{k} {v:.3f}" for k, v in training.validation.items() if isinstance(v, int | float) and not isinstance(v, bool)]
     channels = str(card.in_channels) + (f" ({','.join(card.channel_names)})" if card.channel_names else "")
@@ -100,7 +102,7 @@ def model_row(folder: Path, card) -> list[str]:
         f"{card.spatial_dims}D",
         channels,
         ",".join(card.classes) + (" +instances" if card.instances else ""),
-        "x".join(f"{s:g}" for s in card.spacing) + f" {card.unit}",
+        "each image's own" if card.generalist else "x".join(f"{s:g}" for s in card.spacing) + f" {card.unit}",
         training.dataset or "-",
         str(training.epochs) if training.epochs is not None else "-",
         training.ended_by or "-",

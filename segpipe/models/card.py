@@ -39,6 +39,8 @@ class TrainingRecord(BaseModel):
             (``tuned_on``; ``tuned_with_training``: the training images the post-processing
             was also tuned on).
         init: The model the weights started from, when fine-tuned.
+        init_inputs: For each of the dataset's channels, the input of the ``init`` generalist whose
+            filters it took (:mod:`segpipe.training.channel_order`); None: in the file's order.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -54,6 +56,7 @@ class TrainingRecord(BaseModel):
     ended_by: Literal["iterations", "time budget"] | None = None
     validation: dict[str, Any] = Field(default_factory=dict)
     init: str | None = None
+    init_inputs: list[int] | None = None
 
 
 class ModelCard(BaseModel):

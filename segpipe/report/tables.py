@@ -299,13 +299,20 @@ def card_table(card: ModelCard) -> Table:
 
 
 def training_start(training: TrainingRecord) -> str:
-    """Where the weights started: random ones, the shipped generalist, or another model."""
+    """Where the weights started: random ones, the shipped generalist, or another model; and, when the
+    dataset's channels fed the start's inputs in another order, which."""
     if not training.init:
         return "Training started from random weights."
     if training.init in shipped_names():
-        return (f"Training started from {training.init}, the generalist shipped with segpipe (trained on generated "
+        said = (f"Training started from {training.init}, the generalist shipped with segpipe (trained on generated "
                 "cells and nuclei only), not from random weights.")
-    return f"Training started from the model {training.init}, not from random weights."
+    else:
+        said = f"Training started from the model {training.init}, not from random weights."
+    if training.init_inputs:
+        fed = ", ".join(f"channel {j} its input {slot}" for j, slot in enumerate(training.init_inputs))
+        said += (f" The dataset's channels fed its inputs in another order than the file's ({fed}): the order whose "
+                 "predictions on the training images matched the labels best before training.")
+    return said
 
 
 def training_end(training: TrainingRecord) -> str:

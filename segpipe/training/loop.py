@@ -40,6 +40,7 @@ from segpipe.models.device import resolve_device, use_cpu_threads
 from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
 from segpipe.progress import Progress
 from segpipe.training.augment import augmentation
+from segpipe.training.channel_order import input_slots
 from segpipe.training.checkpoint import load_state, save_state
 from segpipe.training.losses import SegmentationLoss
 from segpipe.training.params import TrainParams
@@ -105,10 +106,13 @@ def train_model(
     if device.type == "cpu":
         log.info("training on %d CPU threads", use_cpu_threads(reserved=loader_workers(config, device)))
     n_classes = card.n_classes
+    slots = None if start is None else input_slots(start, card, store.images("train", labelled=True), device=device)
+    if slots is not None and slots != tuple(range(card.in_channels)):
+        card = _with_training(card, init_inputs=list(slots))
     set_determinism(config.seed)
     model = network_from_card(card).to(device)
     if start is not None:
-        model.load_state_dict(adapt_input(start.state_dict(), start.card, card.in_channels))
+        model.load_state_dict(adapt_input(start.state_dict(), start.card, card.in_channels, slots=slots))
 
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last if card.spatial_dims == 2 else torch.channels_last_3d)

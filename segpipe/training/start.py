@@ -103,20 +103,26 @@ def start_problem(card: ModelCard, start: ModelCard) -> str | None:
 def started_card(card: ModelCard, start: Model) -> ModelCard:
     """The card of a model trained from ``start``: its network options, and (unless a generalist) its normalization."""
     shipped = start.folder.parent == STARTS
-    record = card.training.model_copy(update={"init": start.card.name if shipped else str(start.folder)})
+    record = card.training.model_copy(update={"init": start.card.name if shipped else str(start.folder.resolve())})
     update = {"network_options": start.card.network_options, "training": record}
     if not start.card.generalist:
         update["normalization"] = start.card.normalization
     return card.model_copy(update=update)
 
 
-def adapt_input(state: dict[str, torch.Tensor], start: ModelCard, in_channels: int) -> dict[str, torch.Tensor]:
-    """``start``'s weights for a network of ``in_channels`` inputs: its first convolution keeps the
-    filters of the first ``in_channels`` channels (the model saw those channels alone, the others blank)."""
-    if in_channels == start.in_channels:
+def adapt_input(
+    state: dict[str, torch.Tensor], start: ModelCard, in_channels: int, *, slots: tuple[int, ...] | None = None
+) -> dict[str, torch.Tensor]:
+    """``start``'s weights for a network of ``in_channels`` inputs: input ``j`` of its first convolution
+    keeps the filters of ``start``'s input ``slots[j]`` (default: the first ``in_channels``, which the
+    model saw alone with the others blank; :func:`segpipe.training.channel_order.input_slots` chooses others)."""
+    slots = tuple(range(in_channels)) if slots is None else tuple(slots)
+    if len(slots) != in_channels or len(set(slots)) != in_channels or not all(0 <= s < start.in_channels for s in slots):
+        raise ValueError(f"model {start.name!r}: inputs {list(slots)} are not {in_channels} of its {start.in_channels}")
+    if slots == tuple(range(start.in_channels)):
         return state
     for name, module in network_from_card(start).named_modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)) and module.in_channels == start.in_channels:
             key = f"{name}.weight"
-            return {**state, key: state[key][:, :in_channels].clone()}
+            return {**state, key: state[key][:, list(slots)].clone()}
     raise ValueError(f"model {start.name!r}: no input convolution of {start.in_channels} channels found")

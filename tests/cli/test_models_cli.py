@@ -68,7 +68,18 @@ def test_models_lists_every_model_under_the_folders(runs):
         assert text in three_d, text
     assert not any("data.zarr" in line for line in lines)
     assert any(line.startswith(f"{runs / 'broken'}: unreadable") for line in lines)
-    assert sum("model" in line and "unreadable" not in line for line in lines[1:]) == 2
+    assert sum(str(runs) in line and "unreadable" not in line for line in lines[1:]) == 2
+    shipped = next(line for line in lines if line.startswith("cells-2d (shipped)"))
+    for text in ("unet", "2D", "2", "background,object +instances", "each image's own"):
+        assert text in shipped, text
+
+
+def test_models_lists_the_shipped_models_when_no_folder_holds_one(tmp_path):
+    result = CliRunner().invoke(app, ["models", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"no trained models under {tmp_path}"
+    assert lines[1].split()[:3] == ["folder", "name", "network"] and lines[2].startswith("cells-2d (shipped)")
 
 
 def test_models_defaults_to_runs_and_list_is_the_same(runs, monkeypatch):

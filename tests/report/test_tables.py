@@ -141,6 +141,11 @@ def test_training_start_names_random_weights_the_shipped_generalist_or_the_model
     assert training_start(TrainingRecord(init="runs/a/model")) == (
         "Training started from the model runs/a/model, not from random weights."
     )
+    assert "another order" not in training_start(TrainingRecord(init="cells-2d"))
+    assert training_start(TrainingRecord(init="cells-2d", init_inputs=[1, 0])).endswith(
+        "The dataset's channels fed its inputs in another order than the file's (channel 0 its input 1, channel 1 "
+        "its input 0): the order whose predictions on the training images matched the labels best before training."
+    )
 
 
 def test_training_end_without_numbers():

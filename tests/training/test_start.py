@@ -10,7 +10,7 @@ from segpipe.models.model import Model, network_from_card
 from segpipe.models.shipped import CELLS_2D, shipped_model, shipped_names
 from segpipe.training.loop import train_model
 from segpipe.training.params import RANDOM, TrainParams
-from segpipe.training.start import adapt_input, default_start, start_problem
+from segpipe.training.start import adapt_input, default_start, start_problem, started_card
 
 #: One iteration that cannot move the weights: what the model holds is what it started from.
 STILL = dict(
@@ -114,3 +114,19 @@ def test_a_shipped_name_in_the_config_is_the_start_and_an_unresolved_folder_is_r
     with pytest.raises(ModelError, match="training: init runs/a/model: not a model shipped with segpipe"):
         train_model(store, tmp_path / "m", TrainParams(**STILL, init="runs/a/model"), progress=False)
     assert not (tmp_path / "m").exists()
+
+
+def test_a_users_own_folder_named_like_a_shipped_model_is_recorded_by_its_full_path(tmp_path, monkeypatch, generalist, model_card):
+    """The report calls a start shipped by its recorded name: a copy in the user's folder ``cells-2d``,
+    given by relative path, must not be recorded as ``cells-2d``."""
+    import shutil
+
+    from segpipe.report.tables import training_start
+
+    shutil.copytree(generalist.folder, tmp_path / CELLS_2D)
+    monkeypatch.chdir(tmp_path)
+    own = Model.open(CELLS_2D)
+    record = started_card(model_card(), own).training
+    assert record.init == str(tmp_path / CELLS_2D)
+    assert "shipped" not in training_start(record)
+    assert started_card(model_card(), generalist).training.init == CELLS_2D
