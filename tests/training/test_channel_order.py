@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -14,8 +16,9 @@ from segpipe.training.loop import make_card, train_model
 from segpipe.training.params import TrainParams
 from segpipe.training.plan import fingerprint_store, plan_training
 from segpipe.training.start import adapt_input, start_config
-from tests.conftest import CROP_NAMES, DATA
 
+DATA = Path(__file__).resolve().parents[2] / "data"
+CROP_NAMES = ["17P1_POS0006_D_1UL", "A9_p5d", "20P1_POS0007_D_1UL", "A9_p9d"]  # four BBBC007 fields, as conftest's crops
 STILL = dict(
     epochs=1, iterations_per_epoch=1, batch_size=1, patch_size=(64, 64), val_every=1, device="cpu",
     learning_rate=1e-12, weight_decay=0.0,
