@@ -102,7 +102,7 @@ def start_problem(card: ModelCard, start: ModelCard) -> str | None:
 
 def started_card(card: ModelCard, start: Model) -> ModelCard:
     """The card of a model trained from ``start``: its network options, and (unless a generalist) its normalization."""
-    shipped = start.folder.parent == STARTS
+    shipped = start.folder.resolve().parent == STARTS.resolve()
     record = card.training.model_copy(update={"init": start.card.name if shipped else str(start.folder.resolve())})
     update = {"network_options": start.card.network_options, "training": record}
     if not start.card.generalist:

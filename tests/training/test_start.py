@@ -130,3 +130,5 @@ def test_a_users_own_folder_named_like_a_shipped_model_is_recorded_by_its_full_p
     assert record.init == str(tmp_path / CELLS_2D)
     assert "shipped" not in training_start(record)
     assert started_card(model_card(), generalist).training.init == CELLS_2D
+    monkeypatch.chdir(generalist.folder.parent)  # the shipped folder itself, by relative path
+    assert started_card(model_card(), Model.open(CELLS_2D)).training.init == CELLS_2D
