@@ -13,7 +13,8 @@ download yourself::
 
 Each style's images, sorted by file name, are split 3 train, 1 validation, 1 test (21 training
 images, as the hidden whole-cell set of the quality issue has); images are written as
-two-channel TIFFs (cytoplasm, nuclei; the nuclear channel is zero where a style has none) and
+two-channel TIFFs (cytoplasm, nuclei, or with ``--nuclei-first`` the other way round; the nuclear
+channel is zero where a style has none) and
 the pipeline's own stages run with default settings and a fixed number of epochs (30, the 2D
 budget of the hidden-data checks). Prints test SEG, F1@0.5 and the baseline's, then per style.
 """
