@@ -14,14 +14,11 @@ import logging
 from itertools import permutations
 from typing import Sequence
 
-import numpy as np
-import torch
 
 from segpipe.data.store import StoredImage
-from segpipe.inference import predict_image
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model, network_from_card
-from segpipe.training.splits import load_image
+from segpipe.training.splits import load_image, mean_dice, predict_split
 from segpipe.training.start import adapt_input
 
 log = logging.getLogger(__name__)
@@ -49,14 +46,18 @@ def input_slots(start: Model, card: ModelCard, images: Sequence[StoredImage], *,
     if not start.card.generalist or card.in_channels < 2 or not images:
         return in_order
     windows = [_window(im, card) for im in images[:IMAGES]]
-    windows = [w for w in windows if w[1].any()]
+    windows = [w for w in windows if w[2].any()]
     if not windows:
         return in_order
     state = start.state_dict()
-    scores = {
-        slots: _dice(_network(card, adapt_input(state, start.card, card.in_channels, slots=slots)), card, windows, device)
-        for slots in permutations(range(start.card.in_channels), card.in_channels)
-    }
+
+    def score(slots: tuple[int, ...]) -> float:
+        network = network_from_card(card)
+        network.load_state_dict(adapt_input(state, start.card, card.in_channels, slots=slots))
+        predictions = predict_split(network.to(device), windows, card, device, flips=False)
+        return mean_dice(predictions, card.n_classes, instances=True)
+
+    scores = {slots: score(slots) for slots in permutations(range(start.card.in_channels), card.in_channels)}
     best = max(scores, key=lambda slots: (scores[slots], slots == in_order))
     log.info(
         "training: %s reads the dataset's channels %s as its inputs %s (foreground Dice on %d training windows: %s)",
@@ -66,35 +67,11 @@ def input_slots(start: Model, card: ModelCard, images: Sequence[StoredImage], *,
     return best
 
 
-def _window(im: StoredImage, card: ModelCard) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The centre of one image, ``WINDOW_PATCHES`` patches wide (in stored pixels), as training sees it."""
+def _window(im: StoredImage, card: ModelCard) -> tuple:
+    """The centre of one image, ``WINDOW_PATCHES`` patches wide (in stored pixels), as
+    :func:`segpipe.training.splits.load_image` gives it."""
     shape = im.image.shape[1:]
     scale = [target / own for target, own in zip(card.spacing, im.spacing)]
     edges = [min(n, max(1, round(WINDOW_PATCHES * p * s))) for n, p, s in zip(shape, card.patch_size, scale)]
-    box = tuple(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(shape, edges))
-    _, image, labels, ignored = load_image(im, card, box)
-    return image, labels > 0, ignored
+    return load_image(im, card, tuple(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(shape, edges)))
 
-
-def _network(card: ModelCard, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    network = network_from_card(card)
-    network.load_state_dict(state)
-    return network.eval()
-
-
-def _dice(network: torch.nn.Module, card: ModelCard, windows: list, device) -> float:
-    """Foreground Dice of ``network``'s predictions on ``windows``, pooled over them (unannotated pixels left out)."""
-    params = card.inference.model_copy(update={"flip_tta": False})
-    network = network.to(device)
-    overlap = total = 0
-    with torch.no_grad():
-        for image, truth, ignored in windows:
-            probabilities = predict_image(
-                network, image, roi_size=card.patch_size, n_classes=card.n_classes, params=params, device=device,
-                flow_channels=card.flow_channels,
-            )
-            found = probabilities[: card.n_classes].argmax(0) > 0
-            scored = np.ones_like(truth) if ignored is None else ~ignored
-            overlap += int(np.count_nonzero(found & truth & scored))
-            total += int(np.count_nonzero(found & scored)) + int(np.count_nonzero(truth & scored))
-    return 2 * overlap / total if total else 0.0

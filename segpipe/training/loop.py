@@ -48,7 +48,7 @@ from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.plan import fingerprint_store, normalization_spec, plan_pools, plan_training
 from segpipe.training.selection import CheckpointChoice
 from segpipe.training.start import adapt_input, default_start, named_start, start_config, start_problem, started_card
-from segpipe.training.splits import load_image, load_split, predict_split, scorable, tuning_training_set
+from segpipe.training.splits import load_image, load_split, mean_dice, predict_split, scorable, tuning_training_set
 from segpipe.training.targets import training_sample
 from segpipe.training.tuning import tune_instance_params, validation_scores
 
@@ -448,7 +448,7 @@ def _validate(model, val_set, card: ModelCard, device) -> dict:
     (the final tuning and prediction use them), with the default post-processing; for instances
     also the SEG's standard error (over its objects, or its images where they differ more), the noise the ranking allows."""
     predictions = predict_split(model, val_set, card, device, flips=False)
-    dice = _mean_dice(predictions, card.n_classes, instances=card.instances)
+    dice = mean_dice(predictions, card.n_classes, instances=card.instances)
     row = {"val_dice": dice}
     if card.instances:
         scores = validation_scores(predictions, card.instance_params(), card.n_classes)
@@ -457,22 +457,6 @@ def _validate(model, val_set, card: ModelCard, device) -> dict:
     else:
         row["val_score"] = dice
     return row
-
-
-def _mean_dice(predictions, n_classes: int, *, instances: bool) -> float:
-    """Mean foreground Dice, pooled over the images' annotated pixels."""
-    inter = np.zeros(n_classes)
-    total = np.zeros(n_classes)
-    for probs, labels, ignore in predictions:
-        pred = np.argmax(probs[:n_classes], axis=0)
-        gt = (labels > 0).astype(np.int64) if instances else labels
-        if ignore is not None:
-            pred, gt = pred[~ignore], gt[~ignore]
-        for c in range(1, n_classes):
-            inter[c] += np.sum((pred == c) & (gt == c))
-            total[c] += np.sum(pred == c) + np.sum(gt == c)
-    dice = 2 * inter[1:] / np.maximum(total[1:], 1)
-    return float(np.mean(dice))
 
 
 def _finish(model_dir: Path, history: list[dict], val_set, device, *, store: ImageStore) -> TrainResult:

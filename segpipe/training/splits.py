@@ -1,7 +1,8 @@
 """The labelled images training checks itself on, in memory: validation, and training images for tuning.
 
 :func:`load_split` gives a split's images normalized as the model card says, with their labels
-and unannotated pixels; :func:`predict_split` runs a network over them by sliding window;
+and unannotated pixels; :func:`predict_split` runs a network over them by sliding window and
+:func:`mean_dice` scores what it gives;
 :func:`tuning_training_set` picks the training images the post-processing is also tuned on
 (:mod:`segpipe.training.tuning`).
 """
@@ -59,6 +60,23 @@ def predict_split(
         )
         for _, img, lab, ignore in val_set
     ]
+
+
+def mean_dice(predictions, n_classes: int, *, instances: bool) -> float:
+    """Mean foreground Dice of :func:`predict_split`'s ``predictions``, pooled over the images'
+    annotated pixels (instance labels count as one foreground class)."""
+    inter = np.zeros(n_classes)
+    total = np.zeros(n_classes)
+    for probs, labels, ignore in predictions:
+        pred = np.argmax(probs[:n_classes], axis=0)
+        gt = (labels > 0).astype(np.int64) if instances else labels
+        if ignore is not None:
+            pred, gt = pred[~ignore], gt[~ignore]
+        for c in range(1, n_classes):
+            inter[c] += np.sum((pred == c) & (gt == c))
+            total[c] += np.sum(pred == c) + np.sum(gt == c)
+    dice = 2 * inter[1:] / np.maximum(total[1:], 1)
+    return float(np.mean(dice))
 
 
 #: At most this many pixels (voxels) of training images are predicted to tune the post-processing
