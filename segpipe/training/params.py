@@ -102,8 +102,8 @@ class TrainParams(BaseModel):
     size, patch and normalization; any other model also lends its pixel size, patch and normalization.
     A two-channel dataset feeds a generalist's inputs in the order its predictions on the training
     images fit best (:mod:`segpipe.training.channel_order`). Planned when open: ``cells-2d`` for 2D
-    instance datasets of one object class and one or two channels whose plan its network fits, random weights otherwise (benchmarks/RESULTS.md,
-    "The shipped starting model")."""
+    instance datasets of one object class and one or two channels whose plan its network fits,
+    random weights otherwise (benchmarks/RESULTS.md, "The shipped starting model")."""
 
     @field_validator("spacing")
     @classmethod
