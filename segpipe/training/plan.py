@@ -31,6 +31,16 @@ EPOCHS = {2: 40, 3: 10}
 #: (two generated nuclei volumes) and grey matter Dice 0.959 against 0.958 (MNI152),
 #: ``benchmarks/RESULTS.md``.
 ITERATIONS = {2: 25, 3: 200}
+#: Where the training images hold more pixels than an epoch's patches cover, an epoch takes more
+#: batches: enough for its patches to hold ``COVERAGE`` times the training pixels (at the planned
+#: pixel size), at most ``MAX_ITERATIONS_SHARE`` times ``ITERATIONS``. The seven imaging styles'
+#: whole cells (21 images, 4.3 million pixels against 3.3 million per epoch of 25 batches of
+#: 8 x 128 x 128) then take 50: test SEG 0.622 and 0.615 against 0.604 and 0.604 (two seeds),
+#: F1@0.5 +0.03 on both; every other bundled set holds under a third of an epoch's pixels and
+#: keeps its 25 or 200 (c2c12-phase lost 0.028 SEG at 50, bbbc007 gained 0.004;
+#: ``benchmarks/RESULTS.md``, "Batches per epoch from the training images' size").
+COVERAGE = 1.5
+MAX_ITERATIONS_SHARE = 2
 #: U-Net widths (five encoder levels, then the last decoder level): 3D patches hold 8-16 times
 #: more voxels per sample, so 3D halves every width (a quarter of the computation per voxel).
 UNET_FEATURES = {2: (16, 32, 64, 128, 256, 16), 3: (8, 16, 32, 64, 128, 8)}
@@ -52,6 +62,7 @@ def fingerprint_store(store: ImageStore) -> dict:
         raise StoreError(f"{store.path}: no image of the training split has ground truth; nothing to train on")
     shapes = np.array([im.image.shape[1:] for im in images])
     spacings = np.array([im.spacing for im in images])
+    volume = float(np.sum(np.prod(shapes * spacings, axis=1)))
     lows, highs, ranges, objects, foreground, extents, zeros = [], [], [], [], [], [], []
     rng = np.random.default_rng(0)
     for im in images:
@@ -76,6 +87,7 @@ def fingerprint_store(store: ImageStore) -> dict:
         "median_shape": [int(v) for v in np.median(shapes, axis=0)],
         "min_shape": [int(v) for v in shapes.min(axis=0)],
         "median_spacing": [float(v) for v in np.median(spacings, axis=0)],
+        "train_volume": volume,
         "intensity_p1": float(np.median(lows)),
         "intensity_p99_8": float(np.median(highs)),
         "intensity_range": [float(v) for v in np.median(np.array(ranges), axis=0)],
@@ -201,8 +213,6 @@ def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
     updates = {}
     if config.epochs is None:
         updates["epochs"] = EPOCHS[ndim]
-    if config.iterations_per_epoch is None:
-        updates["iterations_per_epoch"] = ITERATIONS[ndim]
     extent = fingerprint.get("object_extent")
     if config.spacing is None:
         updates["spacing"] = plan_spacing(ndim, fingerprint["median_spacing"], extent)
@@ -216,6 +226,13 @@ def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
         raise InputError(f"training: patch_size {list(config.patch_size)} has {len(config.patch_size)} axes, the data has {ndim}")
     if config.batch_size is None:
         updates["batch_size"] = BATCH[ndim]
+    if config.iterations_per_epoch is None:
+        updates["iterations_per_epoch"] = plan_iterations(
+            fingerprint.get("train_volume"),
+            spacing=updates.get("spacing", config.spacing),
+            patch_size=updates.get("patch_size", config.patch_size),
+            batch_size=updates.get("batch_size", config.batch_size),
+        )
     if config.distance_loss is None:
         updates["distance_loss"] = DISTANCE_LOSS[ndim]
     if config.flow_weight is None:
@@ -223,6 +240,18 @@ def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
     if config.features is None:
         updates["features"] = UNET_FEATURES[ndim] if config.network == "unet" else OTHER_FEATURES
     return config.model_copy(update=updates)
+
+
+def plan_iterations(volume: float | None, *, spacing, patch_size, batch_size: int) -> int:
+    """Batches per epoch: ``ITERATIONS``, or more where the training images (``volume``: their summed
+    physical size, pixels times pixel area or volume) hold more pixels at ``spacing`` than an epoch's
+    patches cover, enough to cover them ``COVERAGE`` times, at most ``MAX_ITERATIONS_SHARE`` times as many."""
+    base = ITERATIONS[len(spacing)]
+    if not volume:
+        return base
+    pixels = volume / math.prod(spacing)
+    wanted = math.ceil(COVERAGE * pixels / (batch_size * math.prod(patch_size)))
+    return int(min(max(base, wanted), MAX_ITERATIONS_SHARE * base))
 
 
 #: When at least this share of the training voxels is exactly 0 in every channel (a skull-stripped

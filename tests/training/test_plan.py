@@ -100,6 +100,7 @@ def test_fingerprint_of_a_store_matches_its_images(crop_catalog, tmp_path):
     ]
     assert fingerprint["object_extent"] == pytest.approx(np.median(extents))
     assert fingerprint["zero_share"] == pytest.approx(np.median([np.mean(im == 0) for im in images]))
+    assert fingerprint["train_volume"] == pytest.approx(sum(im.size for im in images) * np.prod(spacing))
 
 
 def test_planning_fills_only_what_the_config_leaves_open():
@@ -112,6 +113,24 @@ def test_planning_fills_only_what_the_config_leaves_open():
     assert kept.patch_size == (64, 64) and kept.batch_size == 3 and kept.epochs == 7 and kept.iterations_per_epoch == 9
     with pytest.raises(InputError, match="has 3 axes, the data has 2"):
         plan_training(fingerprint, TrainParams(patch_size=(32, 32, 32)))
+
+
+def test_an_epoch_takes_more_batches_where_the_training_pixels_outnumber_its_patches():
+    flat = {"median_shape": [512, 512], "median_spacing": [0.5, 0.5], "object_extent": 20.0}
+    patches = 8 * 128 * 128  # pixels of one planned batch
+
+    def batches(pixels, **params):  # the plan for training images of that many 0.5 x 0.5 um pixels
+        return plan_training({**flat, "train_volume": pixels * 0.25}, TrainParams(**params)).iterations_per_epoch
+
+    assert batches(5 * patches) == ITERATIONS[2] == 25  # 1.5 x 5 batches' pixels: 8 batches, at least 25
+    assert batches(20 * patches) == 30  # 1.5 x 20
+    assert batches(100 * patches) == 50  # at most twice the 25
+    assert batches(20 * patches, spacing=(1.0, 1.0)) == 25  # a quarter as many pixels at twice the pixel size
+    assert batches(10 * patches, batch_size=4) == 30 and batches(100 * patches, iterations_per_epoch=7) == 7
+    assert plan_training(flat, TrainParams()).iterations_per_epoch == 25  # a fingerprint without the volume
+    volume = {"median_shape": [94, 116, 58], "median_spacing": [2.0, 2.0, 2.0], "object_extent": None}
+    assert plan_training({**volume, "train_volume": 8.0 * 10**6}, TrainParams()).iterations_per_epoch == 200  # 1 M voxels
+    assert plan_training({**volume, "train_volume": 8.0 * 10**9}, TrainParams()).iterations_per_epoch == 400
 
 
 def test_the_distance_loss_is_cross_entropy_in_2d_and_squared_error_in_3d_unless_set():
