@@ -87,6 +87,9 @@ class ModelCard(BaseModel):
         generalist: Trained across kinds of data to start others' training from: a dataset
             fine-tuned from it keeps its network and widths, and plans its own pixel size, patch
             and normalization; a model of fewer channels keeps the first channels' filters.
+        object_size: Typical object extent (in ``unit``) the model saw every image rescaled to;
+            a new image is predicted at the scale a first prediction estimates brings its
+            objects to it (:mod:`segpipe.prediction.object_size`). None: at its own pixel size.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -111,6 +114,7 @@ class ModelCard(BaseModel):
     training: TrainingRecord = Field(default_factory=TrainingRecord)
     software: dict[str, str] = Field(default_factory=dict)
     generalist: bool = False
+    object_size: float | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:

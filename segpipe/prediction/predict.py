@@ -45,6 +45,7 @@ from segpipe.models.device import resolve_device
 from segpipe.models.model import Model
 from segpipe.prediction.export import export_ctc
 from segpipe.prediction.complete import Current, ImageResult, Predicted, partial_group
+from segpipe.prediction.object_size import estimate_scale
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.resampled import RECORD_ATTR, explain, model_grid, plan_grids
 from segpipe.prediction.store import PredictionStore
@@ -166,7 +167,12 @@ def run_network(
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
         return Current(image, card, params, predictions, stamp)
-    grids = plan_grids(image, card, resample=params.resample)
+    scale = 1.0
+    if card.object_size and params.resample:  # a model trained on objects of one size: at the scale that gives it that
+        scale = estimate_scale(image, predictor, plan_grids(image, card, resample=True).image_spacing)
+        log.info("%s: objects predicted at %.3g times its pixel size (the model's object size %g %s)",
+                 image.name, scale, card.object_size, card.unit)
+    grids = plan_grids(image, card, resample=params.resample, scale=scale)
     explain(image.name, grids)
     ndim, n_classes = card.spatial_dims, card.n_classes
     frames = image.image.ndim - 1 - ndim

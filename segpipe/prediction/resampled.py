@@ -64,7 +64,10 @@ class Grids:
         model_shape: Its spatial shape at the model's pixel size.
         differs: Whether the two pixel sizes differ by more than the resampling tolerance on some axis
             (:func:`~segpipe.inference.resample.spacing_differs`).
-        guessed: Whether the image's pixel size was not known (taken as 1 per pixel at ingest).
+        guessed: Whether the image's pixel size was not known (taken as 1 per pixel at ingest)
+            and mattered (a model trained on objects of one size estimates their scale instead).
+        scale: How many times larger than its own the image's pixels are taken (``image_spacing``
+            includes it): a model trained on objects of one size, :mod:`segpipe.prediction.object_size`.
 
     Post-processing runs on the image's own grid, so its pixel counts and widths, tuned on the
     model's grid, are converted (:meth:`post_processing`).
@@ -78,6 +81,7 @@ class Grids:
     model_shape: tuple[int, ...]
     differs: bool
     guessed: bool
+    scale: float = 1.0
 
     def post_processing(self, params: InstanceParams) -> InstanceParams:
         """``params`` (tuned at the model's pixel size) for objects on the image's grid: the
@@ -101,24 +105,27 @@ class Grids:
             "unit": self.unit,
             "image_shape": list(self.image_shape),
             "spacing_guessed": self.guessed,
+            "size_scale": self.scale,
         }
         if self.resample:
             record.update(model_shape=list(self.model_shape), order=1)
         return record
 
 
-def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool) -> Grids:
+def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: float = 1.0) -> Grids:
     """Where ``image`` is predicted: at its own pixel size, or resampled to the model's.
 
     A generalist (``card.generalist``) learned objects of many sizes in pixels, not at a pixel
-    size: it predicts every image on the image's own grid.
+    size: it predicts every image on the image's own grid. ``scale`` takes the image's pixels
+    as that many times larger (the estimate of :mod:`segpipe.prediction.object_size` for a model
+    trained on objects of one size).
     """
     ndim = card.spatial_dims
     image_unit = image.info.get("unit") or "micrometer"
     factor = 1.0
     if image_unit != card.unit and image_unit in _MICROMETERS and card.unit in _MICROMETERS:
         factor = _MICROMETERS[image_unit] / _MICROMETERS[card.unit]
-    spacing = tuple(float(s) * factor for s in image.spacing[-ndim:])
+    spacing = tuple(float(s) * factor * scale for s in image.spacing[-ndim:])
     model = tuple(float(s) for s in card.spacing)
     shape = tuple(int(s) for s in image.image.shape[-ndim:])
     differs = spacing_differs(spacing, model)
@@ -130,7 +137,8 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool) -> Grids:
         image_shape=shape,
         model_shape=resampled_shape(shape, spacing, model) if differs else shape,
         differs=differs,
-        guessed=image.info.get("spacing_source") == "default",
+        guessed=image.info.get("spacing_source") == "default" and not card.object_size,
+        scale=scale,
     )
 
 

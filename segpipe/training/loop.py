@@ -45,7 +45,8 @@ from segpipe.training.checkpoint import load_state, save_state
 from segpipe.training.losses import SegmentationLoss
 from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
-from segpipe.training.plan import fingerprint_store, normalization_spec, plan_pools, plan_training
+from segpipe.training.plan import fingerprint_store, normalization_spec, plan_object_size, plan_pools, plan_training
+from segpipe.training.sized import SizedStore
 from segpipe.training.selection import CheckpointChoice
 from segpipe.training.start import adapt_input, default_start, named_start, start_config, start_problem, started_card
 from segpipe.training.splits import load_image, load_split, mean_dice, predict_split, scorable, tuning_training_set
@@ -83,6 +84,10 @@ def train_model(
     model_dir = Path(model_dir)
     store.require_labels("train on")
     fingerprint = fingerprint_store(store)
+    config = config.model_copy(update={"object_size": plan_object_size(fingerprint, config)})
+    if config.object_size:  # every labelled image rescaled so its objects have the typical size
+        store = SizedStore(store, config.object_size)
+        fingerprint = fingerprint_store(store)
     init = named_start(config, init)
     start = init if init is not None else default_start(store, fingerprint, config)
     planned = plan_training(fingerprint, start_config(config, start, ndim=store.ndim))
@@ -216,6 +221,7 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
         normalization=normalization_spec(config.normalization, fingerprint),
         postprocess=InstanceParams() if instances else None,
         training=record,
+        object_size=config.object_size or None,
         software={
             "segpipe": __version__,
             "torch": str(torch.__version__),

@@ -40,6 +40,13 @@ class TrainParams(BaseModel):
     training images' median pixel size, coarsened on its finest axes where the typical object
     with its surroundings is larger than a patch can hold; when fine-tuning (``init``), the
     starting model's."""
+    object_size: float | None = Field(None, ge=0)
+    """Instance datasets: the typical object extent (in the dataset's unit) every image is
+    rescaled to, as Cellpose rescales cells to one diameter: each training and validation image
+    by its labels' median object extent, each new image by an estimate from a first prediction
+    (refined once); 0: images keep their own pixel size. Planned when open: the median of the
+    training images' median extents where those spread by a factor 1.5 or more (10th to 90th
+    percentile image), 0 otherwise."""
     batch_size: int | None = Field(None, ge=1)
     """Patches per iteration; planned when open."""
     epochs: int | None = Field(None, ge=1)

@@ -10,6 +10,7 @@ from scipy import ndimage
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, StoreError
 from segpipe.inference.normalize import NormalizationSpec, intensity_percentiles
+from segpipe.inference.object_size import median_extent, object_extents
 from segpipe.inference.resample import resampled_shape
 from segpipe.models.unet import LEVELS
 from segpipe.training.params import TrainParams
@@ -41,6 +42,13 @@ ITERATIONS = {2: 25, 3: 200}
 #: ``benchmarks/RESULTS.md``, "Batches per epoch from the training images' size").
 COVERAGE = 1.5
 MAX_ITERATIONS_SHARE = 2
+#: Where the typical object size of the training images (each image's median object extent)
+#: spans this factor or more between the 10th and 90th percentile image, every image is rescaled
+#: so its objects have the median of them (``object_size``), as Cellpose rescales cells to one
+#: diameter; new images are predicted at the scale a first prediction estimates
+#: (:mod:`segpipe.prediction.object_size`). The seven imaging styles' cells span 17 to 73
+#: pixels (a factor 3.1): ``benchmarks/RESULTS.md``, "Objects rescaled to one size".
+SIZE_SPREAD = 1.5
 #: U-Net widths (five encoder levels, then the last decoder level): 3D patches hold 8-16 times
 #: more voxels per sample, so 3D halves every width (a quarter of the computation per voxel).
 UNET_FEATURES = {2: (16, 32, 64, 128, 256, 16), 3: (8, 16, 32, 64, 128, 8)}
@@ -63,7 +71,7 @@ def fingerprint_store(store: ImageStore) -> dict:
     shapes = np.array([im.image.shape[1:] for im in images])
     spacings = np.array([im.spacing for im in images])
     volume = float(np.sum(np.prod(shapes * spacings, axis=1)))
-    lows, highs, ranges, objects, foreground, extents, zeros = [], [], [], [], [], [], []
+    lows, highs, ranges, objects, foreground, extents, zeros, typical = [], [], [], [], [], [], [], []
     rng = np.random.default_rng(0)
     for im in images:
         pixels = np.asarray(im.image)
@@ -77,7 +85,9 @@ def fingerprint_store(store: ImageStore) -> dict:
             labels = np.asarray(im.labels)
             objects.append(int(len(np.unique(labels)) - 1))
             if store.instances:
-                extents += object_extents(labels, im.spacing)
+                own = object_extents(labels, im.spacing)
+                extents += own
+                typical += [float(np.median(own))] if own else []
             values = image[labels > 0]
             if values.size:
                 foreground.append(rng.choice(values, size=min(values.size, 100_000), replace=False))
@@ -94,15 +104,9 @@ def fingerprint_store(store: ImageStore) -> dict:
         "zero_share": float(np.median(zeros)),
         "objects_per_image": float(np.mean(objects)) if objects else None,
         "object_extent": float(np.median(extents)) if extents else None,
+        "image_extents": typical or None,
         "foreground_intensity": _intensity_stats(np.concatenate(foreground)) if foreground else None,
     }
-
-
-def object_extents(labels: np.ndarray, spacing) -> list[float]:
-    """Each object's largest physical extent: its bounding box's longest side, in spacing units."""
-    boxes = ndimage.find_objects(labels)
-    step = np.asarray(spacing, dtype=np.float64)
-    return [float(np.max([(s.stop - s.start) for s in box] * step)) for box in boxes if box is not None]
 
 
 def _intensity_stats(values: np.ndarray) -> dict:
@@ -240,6 +244,19 @@ def plan_training(fingerprint: dict, config: TrainParams) -> TrainParams:
     if config.features is None:
         updates["features"] = UNET_FEATURES[ndim] if config.network == "unet" else OTHER_FEATURES
     return config.model_copy(update=updates)
+
+
+def plan_object_size(fingerprint: dict, config: TrainParams) -> float:
+    """The typical object extent every image is rescaled to, or 0: ``config.object_size`` when
+    set, else the median of the training images' typical extents where they spread by
+    ``SIZE_SPREAD`` or more (instance datasets), else 0."""
+    if config.object_size is not None:
+        return float(config.object_size)
+    typical = fingerprint.get("image_extents") or []
+    if len(typical) < 2:
+        return 0.0
+    low, high = np.percentile(typical, (10, 90))
+    return float(np.median(typical)) if high >= SIZE_SPREAD * low else 0.0
 
 
 def plan_iterations(volume: float | None, *, spacing, patch_size, batch_size: int) -> int:
