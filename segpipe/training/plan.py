@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, StoreError
 from segpipe.inference.normalize import NormalizationSpec, intensity_percentiles
-from segpipe.inference.object_size import median_extent, object_extents
+from segpipe.inference.object_size import object_extents
 from segpipe.inference.resample import resampled_shape
 from segpipe.models.unet import LEVELS
 from segpipe.training.params import TrainParams

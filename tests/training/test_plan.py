@@ -14,7 +14,7 @@ from segpipe.training.plan import (
     ITERATIONS,
     fingerprint_store,
     normalization_spec,
-    object_extents,
+    plan_object_size,
     patch_edge,
     plan_patch_size,
     plan_pools,
@@ -75,13 +75,6 @@ def test_patch_edge_holds_an_object_with_a_margin_in_3d(ndim, spacing, extent, e
     assert patch_edge(ndim, spacing, extent) == pytest.approx(expected)
 
 
-def test_object_extents_are_the_longest_side_of_each_box_in_physical_units():
-    labels = np.zeros((6, 10, 12), np.uint16)
-    labels[1:3, 2:9, 0:4] = 1  # 2 x 7 x 4 voxels
-    labels[0:6, 0:2, 10:12] = 4  # 6 x 2 x 2 voxels; ids 2 and 3 absent
-    assert sorted(object_extents(labels, (3.0, 1.0, 1.0))) == [7.0, 18.0]  # 7 along y; 6 slices of 3 along z
-
-
 def test_fingerprint_of_a_store_matches_its_images(crop_catalog, tmp_path):
     dataset = load_catalog(crop_catalog).dataset("crops")
     ingest_dataset(dataset, tmp_path / "data.zarr", progress=False)
@@ -95,11 +88,15 @@ def test_fingerprint_of_a_store_matches_its_images(crop_catalog, tmp_path):
     assert fingerprint["objects_per_image"] == pytest.approx(np.mean([len(np.unique(lab)) - 1 for lab in labels]))
     assert fingerprint["intensity_p1"] == pytest.approx(np.median([np.percentile(im, 1.0) for im in images]), rel=0.05)
     spacing = np.array(fingerprint["median_spacing"])  # every crop has the same pixel size
-    extents = [
-        np.max((np.ptp(np.nonzero(lab == i), axis=1) + 1) * spacing) for lab in labels for i in np.unique(lab) if i > 0
-    ]
+    extents, owner = [], []  # each object's extent, and the image it is in
+    for k, lab in enumerate(labels):
+        for i in np.unique(lab)[1:]:
+            extents.append(np.max((np.ptp(np.nonzero(lab == i), axis=1) + 1) * spacing))
+            owner.append(k)
     assert fingerprint["object_extent"] == pytest.approx(np.median(extents))
     assert fingerprint["zero_share"] == pytest.approx(np.median([np.mean(im == 0) for im in images]))
+    per_image = [np.median([e for e, lab_ in zip(extents, owner) if lab_ == k]) for k in range(len(labels))]
+    assert fingerprint["image_extents"] == pytest.approx(per_image)
     assert fingerprint["train_volume"] == pytest.approx(sum(im.size for im in images) * np.prod(spacing))
 
 
@@ -131,6 +128,19 @@ def test_an_epoch_takes_more_batches_where_the_training_pixels_outnumber_its_pat
     volume = {"median_shape": [94, 116, 58], "median_spacing": [2.0, 2.0, 2.0], "object_extent": None}
     assert plan_training({**volume, "train_volume": 8.0 * 10**6}, TrainParams()).iterations_per_epoch == 200  # 1 M voxels
     assert plan_training({**volume, "train_volume": 8.0 * 10**9}, TrainParams()).iterations_per_epoch == 400
+
+
+def test_images_are_rescaled_to_one_object_size_where_their_typical_sizes_spread_by_half_again():
+    flat = {"median_shape": [512, 512], "median_spacing": [1.0, 1.0], "object_extent": 30.0}
+    # the seven styles' 21 training images: typical cells 17 to 73 pixels across
+    styles = [34, 41.5, 38, 38, 43.5, 47, 73, 62, 66, 56.5, 48.5, 50, 26, 26, 28, 17, 19, 20, 40, 65, 29]
+    assert plan_object_size({**flat, "image_extents": styles}, TrainParams()) == 40.0  # their median
+    assert plan_object_size({**flat, "image_extents": [20, 24, 29]}, TrainParams()) == 0  # 10th-90th: 20.8 to 28.0, 1.35 times
+    assert plan_object_size({**flat, "image_extents": [20, 24, 34]}, TrainParams()) == 24.0  # 20.8 to 32.0: 1.54 times
+    assert plan_object_size({**flat, "image_extents": [20]}, TrainParams()) == 0  # one image: nothing to even out
+    assert plan_object_size(flat, TrainParams()) == 0  # semantic classes: no extents
+    assert plan_object_size({**flat, "image_extents": styles}, TrainParams(object_size=0)) == 0  # set: kept
+    assert plan_object_size(flat, TrainParams(object_size=12.5)) == 12.5
 
 
 def test_the_distance_loss_is_cross_entropy_in_2d_and_squared_error_in_3d_unless_set():
