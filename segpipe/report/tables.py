@@ -284,6 +284,8 @@ def card_table(card: ModelCard) -> Table:
         ("instances", fmt(card.instances)),
         ("patch size", str(list(card.patch_size))),
         ("pixel size trained at (others are resampled to it)", f"{list(card.spacing)} {card.unit}"),
+        *([("object size (every image rescaled so its objects measure it)", f"{card.object_size:g} {card.unit}")]
+          if card.object_size else []),
         ("epochs trained (kept)", f"{fmt(training.epochs)} ({fmt(training.best_epoch)})"),
         ("training started from", training.init or "random weights"),
         ("training ended by", training.ended_by or "not recorded"),
@@ -313,6 +315,16 @@ def training_start(training: TrainingRecord) -> str:
         said += (f" The dataset's channels fed its inputs in another order than the file's ({fed}): the order whose "
                  "predictions on the training images matched the labels best before training.")
     return said
+
+
+def object_scale(card: ModelCard) -> str | None:
+    """What a model trained on objects of one size (``card.object_size``) does to each image; None for others."""
+    if not card.object_size:
+        return None
+    return (f"Every image was rescaled so its objects measure {card.object_size:g} {card.unit} across (the training "
+            "images' typical object size): training and validation images by their labels' median object, "
+            "the images predicted by the median object a first prediction finds (the scale is in each "
+            "prediction's record, size_scale).")
 
 
 def training_end(training: TrainingRecord) -> str:

@@ -35,6 +35,7 @@ from segpipe.report.tables import (
     runs_table,
     summary_table,
     training_end,
+    object_scale,
     training_start,
 )
 from segpipe.scoring.dataset import baseline_comparison
@@ -253,6 +254,8 @@ def write_report(
     sections.append(Section("Best and worst images", overlay_blocks))
 
     training_blocks: list = [Text(f"{training_start(card.training)} {training_end(card.training)}")]
+    if object_scale(card):
+        training_blocks.append(Text(object_scale(card)))
     if history:
         best = card.training.best_epoch
         choice = checkpoint_choice(history, best)

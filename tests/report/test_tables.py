@@ -11,6 +11,7 @@ from segpipe.report.tables import (
     checkpoint_choice,
     ci_caption,
     ci_over,
+    object_scale,
     per_image_table,
     summary_table,
     training_end,
@@ -131,6 +132,12 @@ def test_checkpoint_choice_of_class_maps_and_of_runs_without_checks():
     assert checkpoint_choice(checks((5, 0.7, 0.1)), None) is None
     assert checkpoint_choice(checks((5, 0.7, 0.1)), 7) is None  # the kept epoch is not a check
     assert checkpoint_choice(checks((5, float("nan"), 0.1), (10, 0.6, 0.1)), 10).startswith("The weights of the last")
+
+
+def test_a_model_of_one_object_size_says_how_images_were_rescaled(model_card):
+    assert object_scale(model_card()) is None
+    said = object_scale(model_card(object_size=40.0, unit="micrometer"))
+    assert said.startswith("Every image was rescaled so its objects measure 40 micrometer across") and "first prediction" in said
 
 
 def test_training_start_names_random_weights_the_shipped_generalist_or_the_model():
