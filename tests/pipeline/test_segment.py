@@ -271,3 +271,31 @@ def test_files_side_completes_an_input_without_torch(model, inputs, tmp_path):
         tifffile.imread(there.labels / "field_labels.tif"), tifffile.imread(here.labels / "field_labels.tif")
     )
     assert (there.measurements("field")).read_text() == (here.measurements("field")).read_text()
+
+
+def test_a_model_of_one_object_size_predicts_each_image_at_the_scale_it_estimates(model, tmp_path, caplog):
+    """A field and its copy enlarged twice, no pixel size in either file: each is predicted at the
+    scale the model's first predictions estimate (bounded, logged), the labels come back on the
+    file's own grid, and the pixel-size warning speaks of the measurements only."""
+    import logging
+
+    from scipy import ndimage
+
+    from segpipe.prediction.object_size import MAX_SCALE
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:160, :160]
+    tifffile.imwrite(folder / "field.tif", field)
+    tifffile.imwrite(folder / "enlarged.tif", ndimage.zoom(field, 2, order=1))
+    sized = save_model(tmp_path / "sized", model.state_dict(), model.card.model_copy(update={"object_size": 20.0}))
+    with caplog.at_level(logging.INFO):
+        segment([str(folder)], Predictor.load(sized, PredictParams(device="cpu")), SegmentFolder(tmp_path / "out"), progress=False)
+    scales = {r.args[0]: r.args[1] for r in caplog.records if "objects predicted at" in r.getMessage()}
+    assert sorted(scales) == ["enlarged", "field"]
+    assert all(1 / MAX_SCALE <= s <= MAX_SCALE and s != 1.0 for s in scales.values())
+    for name, shape in (("field", field.shape), ("enlarged", (320, 320))):
+        labels = tifffile.imread(tmp_path / "out" / "labels" / f"{name}_labels.tif")
+        assert labels.shape == shape and labels.max() > 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "pixel size" in r.getMessage()]
+    assert len(warned) == 1 and "for the measurements" in warned[0] and "resampled" not in warned[0]
