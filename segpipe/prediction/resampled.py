@@ -105,8 +105,9 @@ class Grids:
             "unit": self.unit,
             "image_shape": list(self.image_shape),
             "spacing_guessed": self.guessed,
-            "size_scale": self.scale,
         }
+        if self.scale != 1.0:  # a model of one object size (segpipe.prediction.object_size)
+            record["size_scale"] = self.scale
         if self.resample:
             record.update(model_shape=list(self.model_shape), order=1)
         return record

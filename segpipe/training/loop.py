@@ -84,11 +84,13 @@ def train_model(
     model_dir = Path(model_dir)
     store.require_labels("train on")
     fingerprint = fingerprint_store(store)
+    init = named_start(config, init)
+    if init is not None and not init.card.generalist and config.object_size is None and init.card.object_size:
+        config = config.model_copy(update={"object_size": init.card.object_size})  # it saw objects of that size
     config = config.model_copy(update={"object_size": plan_object_size(fingerprint, config)})
     if config.object_size:  # every labelled image rescaled so its objects have the typical size
         store = SizedStore(store, config.object_size)
         fingerprint = fingerprint_store(store)
-    init = named_start(config, init)
     start = init if init is not None else default_start(store, fingerprint, config)
     planned = plan_training(fingerprint, start_config(config, start, ndim=store.ndim))
     card = make_card(store, fingerprint, planned)

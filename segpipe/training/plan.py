@@ -46,7 +46,8 @@ MAX_ITERATIONS_SHARE = 2
 #: so its objects have the median of them (``object_size``), as Cellpose rescales cells to one
 #: diameter; new images are predicted at the scale a first prediction estimates
 #: (:mod:`segpipe.prediction.object_size`). The seven imaging styles' cells span 17 to 73
-#: pixels (a factor 3.1): ``benchmarks/RESULTS.md``, "Objects rescaled to one size".
+#: pixels (10th to 90th percentile image: 20 to 65, a factor 3.25): ``benchmarks/RESULTS.md``,
+#: "Objects rescaled to one size".
 SIZE_SPREAD = 1.5
 #: U-Net widths (five encoder levels, then the last decoder level): 3D patches hold 8-16 times
 #: more voxels per sample, so 3D halves every width (a quarter of the computation per voxel).
