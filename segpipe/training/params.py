@@ -45,7 +45,7 @@ class TrainParams(BaseModel):
     rescaled to, as Cellpose rescales cells to one diameter: each training and validation image
     by its labels' median object extent, each new image by an estimate from a first prediction
     (refined once); 0: images keep their own pixel size. Planned when open: the median of the
-    training images' median extents where those spread by a factor 1.5 or more (10th to 90th
+    training images' median extents where those spread by a factor 2 or more (10th to 90th
     percentile image), 0 otherwise; when fine-tuning a model that has one, that model's."""
     batch_size: int | None = Field(None, ge=1)
     """Patches per iteration; planned when open."""

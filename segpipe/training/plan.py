@@ -45,10 +45,11 @@ MAX_ITERATIONS_SHARE = 2
 #: spans this factor or more between the 10th and 90th percentile image, every image is rescaled
 #: so its objects have the median of them (``object_size``), as Cellpose rescales cells to one
 #: diameter; new images are predicted at the scale a first prediction estimates
-#: (:mod:`segpipe.prediction.object_size`). The seven imaging styles' cells span 17 to 73
-#: pixels (10th to 90th percentile image: 20 to 65, a factor 3.25): ``benchmarks/RESULTS.md``,
-#: "Objects rescaled to one size".
-SIZE_SPREAD = 1.5
+#: (:mod:`segpipe.prediction.object_size`). The seven imaging styles' cells span a factor 3.25
+#: (20 to 65 pixels) and gain 0.038 SEG rescaled; c2c12-phase's frames span 1.52 (13 to 20 pixels:
+#: small cells, which resampling blurs) and lose 0.068 (``benchmarks/RESULTS.md``, "Objects
+#: rescaled to one size").
+SIZE_SPREAD = 2.0
 #: U-Net widths (five encoder levels, then the last decoder level): 3D patches hold 8-16 times
 #: more voxels per sample, so 3D halves every width (a quarter of the computation per voxel).
 UNET_FEATURES = {2: (16, 32, 64, 128, 256, 16), 3: (8, 16, 32, 64, 128, 8)}

@@ -130,13 +130,15 @@ def test_an_epoch_takes_more_batches_where_the_training_pixels_outnumber_its_pat
     assert plan_training({**volume, "train_volume": 8.0 * 10**9}, TrainParams()).iterations_per_epoch == 400
 
 
-def test_images_are_rescaled_to_one_object_size_where_their_typical_sizes_spread_by_half_again():
+def test_images_are_rescaled_to_one_object_size_where_their_typical_sizes_spread_twice():
     flat = {"median_shape": [512, 512], "median_spacing": [1.0, 1.0], "object_extent": 30.0}
     # the seven styles' 21 training images: typical cells 17 to 73 pixels across
     styles = [34, 41.5, 38, 38, 43.5, 47, 73, 62, 66, 56.5, 48.5, 50, 26, 26, 28, 17, 19, 20, 40, 65, 29]
     assert plan_object_size({**flat, "image_extents": styles}, TrainParams()) == 40.0  # their median
-    assert plan_object_size({**flat, "image_extents": [20, 24, 29]}, TrainParams()) == 0  # 10th-90th: 20.8 to 28.0, 1.35 times
-    assert plan_object_size({**flat, "image_extents": [20, 24, 34]}, TrainParams()) == 24.0  # 20.8 to 32.0: 1.54 times
+    c2c12 = [12.0, 14.0, 17.0, 21.5, 18.0, 14.0]  # its six training frames: 10th-90th percentile 13 to 19.75
+    assert plan_object_size({**flat, "image_extents": c2c12}, TrainParams()) == 0
+    assert plan_object_size({**flat, "image_extents": [20, 24, 45]}, TrainParams()) == 0  # 20.8 to 40.8: 1.96 times
+    assert plan_object_size({**flat, "image_extents": [20, 24, 50]}, TrainParams()) == 24.0  # 20.8 to 44.8: 2.15 times
     assert plan_object_size({**flat, "image_extents": [20]}, TrainParams()) == 0  # one image: nothing to even out
     assert plan_object_size(flat, TrainParams()) == 0  # semantic classes: no extents
     assert plan_object_size({**flat, "image_extents": styles}, TrainParams(object_size=0)) == 0  # set: kept
