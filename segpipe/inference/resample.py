@@ -152,6 +152,16 @@ def resample(
     return stats
 
 
+def to_spacing(image: np.ndarray, spacing: Sequence[float], target: Sequence[float]) -> np.ndarray:
+    """An in-memory channel-first ``image`` (float) at pixel size ``target``, linearly; returned
+    unchanged when ``spacing`` is ``target`` within :data:`SPACING_TOLERANCE` (as prediction decides)."""
+    if not spacing_differs(spacing, target):
+        return image
+    out = np.empty((image.shape[0], *resampled_shape(image.shape[1:], spacing, target)), np.float32)
+    resample(image, out, order=1)
+    return out
+
+
 def _slab_rows(row_voxels: int, slab_voxels: int, target, axis: int) -> int:
     """Output rows per slab: ``slab_voxels`` worth, at least one, whole chunk rows of ``target`` where that fits."""
     rows = max(1, int(slab_voxels) // max(row_voxels, 1))

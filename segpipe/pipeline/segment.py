@@ -129,22 +129,19 @@ def segment(
 def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
     """One warning for every input whose pixel size nobody gave (a run of 1,000 such files gets one line)."""
     guessed = [r for r in results if r.guessed_spacing]
-    if guessed and card.object_size:  # the model finds each image's scale itself; only the measurements need it
-        log.warning(
-            "%d of %d input(s) have no pixel size in their file (first: %s); taking 1 %s per pixel for the "
-            "measurements (areas, centroids). If that is wrong, give it with --spacing and --unit; the model "
-            "finds each image's object scale itself",
-            len(guessed), len(results), guessed[0].path, guessed[0].guessed_spacing,
-        )
-    elif guessed:
-        axes = " ".join("ZYX"[3 - card.spatial_dims :])
-        log.warning(
-            "%d of %d input(s) have no pixel size in their file (first: %s); taking 1 %s per pixel. If that is wrong, "
-            "give it with --spacing (%s) and --unit: the model was trained at %s %s per pixel, and an image at another "
-            "pixel size is resampled to it only when its own is known",
-            len(guessed), len(results), guessed[0].path, guessed[0].guessed_spacing, axes,
-            "x".join(f"{s:g}" for s in card.spacing), card.unit,
-        )
+    if not guessed:
+        return
+    if card.object_size:  # the model finds each image's scale itself; only the measurements need it
+        why = (" for the measurements (areas, centroids). If that is wrong, give it with --spacing and --unit; "
+               "the model finds each image's object scale itself")
+    else:
+        why = (f". If that is wrong, give it with --spacing ({' '.join('ZYX'[3 - card.spatial_dims :])}) and --unit: "
+               f"the model was trained at {'x'.join(f'{s:g}' for s in card.spacing)} {card.unit} per pixel, and an "
+               "image at another pixel size is resampled to it only when its own is known")
+    log.warning(
+        "%d of %d input(s) have no pixel size in their file (first: %s); taking 1 %s per pixel%s",
+        len(guessed), len(results), guessed[0].path, guessed[0].guessed_spacing, why,
+    )
 
 
 def _pipelined(

@@ -20,7 +20,7 @@ from segpipe.inference import predict_image
 from segpipe.inference.normalize import normalize
 from segpipe.inference.object_size import median_extent
 from segpipe.inference.postprocess import instance_labels, output_maps
-from segpipe.inference.resample import resample, resampled_shape
+from segpipe.inference.resample import to_spacing
 
 #: Corrections of the scale; on the seven imaging styles' test images (benchmarks/RESULTS.md,
 #: "Objects rescaled to one size") two brought the mean SEG to the scale the labels give (0.681
@@ -58,8 +58,7 @@ def _predicted_extent(image: StoredImage, predictor, spacing: list[float], *, fr
     edges = [min(n, math.ceil(ESTIMATE_WINDOWS * p * m / s)) for n, p, m, s in zip(shape, card.patch_size, card.spacing, spacing)]
     box = tuple(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(shape, edges))
     pixels = normalize(np.asarray(image.image[(slice(None), *(0,) * frames, *box)]), card.normalization)
-    grid = np.empty((pixels.shape[0], *resampled_shape(pixels.shape[1:], spacing, card.spacing)), np.float32)
-    resample(pixels, grid, order=1)
+    grid = to_spacing(pixels, spacing, card.spacing)
     params = predictor.inference.model_copy(update={"flip_tta": False})
     outputs = predict_image(
         predictor.network, grid, roi_size=card.patch_size, n_classes=card.n_classes, params=params,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from segpipe.inference.resample import resample, resampled_shape, spacing_differs
+from segpipe.inference.resample import resample, resampled_shape, spacing_differs, to_spacing
 
 
 def to_grid(
@@ -27,9 +27,7 @@ def to_grid(
     if not spacing_differs(spacing, target):
         return image, labels, ignored
     shape = resampled_shape(labels.shape, spacing, target)
-    out = np.empty((image.shape[0], *shape), np.float32)
-    resample(image, out, order=1)
-    return out, _nearest(labels, shape), None if ignored is None else _nearest(ignored, shape)
+    return to_spacing(image, spacing, target), _nearest(labels, shape), None if ignored is None else _nearest(ignored, shape)
 
 
 def _nearest(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
