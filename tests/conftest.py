@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +20,24 @@ DATA = ROOT / "data"
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # bioimageio.spec reads its cache folder at import; keep the packages it unpacks out of the user's home.
 os.environ.setdefault("BIOIMAGEIO_CACHE_PATH", str(Path(tempfile.gettempdir()) / "segpipe-tests-bioimageio-cache"))
+
+
+_TEST_RUN = os.getpid()
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM stops the test run as Ctrl-C does (fixtures' teardown stops the servers they started);
+    a forked child (a data loader's worker) ends as SIGTERM ends it by default."""
+    if os.getpid() != _TEST_RUN:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config) -> None:
+    # In-process segpipe commands pass SIGTERM on to this handler (segpipe.cli.app.stop_on_sigterm).
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session")

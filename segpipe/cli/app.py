@@ -96,15 +96,23 @@ def os_error_line(err: OSError) -> str:
     return f"{where}{advice}"
 
 
+class Terminated(SystemExit):
+    """The command was stopped by SIGTERM (exit code 143, as a shell reports a process ended by it)."""
+
+
 def _stop_on_sigterm(signum: int, frame) -> None:
     """SIGTERM ends the command as Ctrl-C does: clean-ups run (``finally`` blocks, context managers,
     ``atexit``: the embedded Prefect server is stopped) instead of the process vanishing at once."""
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
 
 
 @contextlib.contextmanager
 def stop_on_sigterm():
-    """Turn SIGTERM into :class:`SystemExit` while the command runs (main thread only)."""
+    """Turn SIGTERM into :class:`Terminated` while the command runs (main thread only).
+
+    A Python handler that was in place before (that of a program running the command in-process,
+    such as the test runner's) is called after the command's clean-ups, so SIGTERM stops that
+    program too instead of ending one command of it."""
     try:
         previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     except ValueError:  # not the main thread: signals are not ours to handle
@@ -112,6 +120,11 @@ def stop_on_sigterm():
         return
     try:
         yield
+    except Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        if callable(previous):
+            previous(signal.SIGTERM, None)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
 
