@@ -132,3 +132,13 @@ def test_a_users_own_folder_named_like_a_shipped_model_is_recorded_by_its_full_p
     assert started_card(model_card(), generalist).training.init == CELLS_2D
     monkeypatch.chdir(generalist.folder.parent)  # the shipped folder itself, by relative path
     assert started_card(model_card(), Model.open(CELLS_2D)).training.init == CELLS_2D
+
+
+def test_a_model_fine_tuned_from_a_sized_one_keeps_its_object_size_unless_set(store, tmp_path):
+    sized = train_model(store, tmp_path / "sized", TrainParams(**STILL, init=RANDOM, object_size=20), progress=False).model
+    assert sized.card.object_size == 20
+    config = TrainParams(**STILL, init=str(sized.folder))
+    tuned = train_model(store, tmp_path / "tuned", config, init=sized, progress=False).model
+    assert tuned.card.training.init == str(sized.folder) and tuned.card.object_size == 20
+    unsized = train_model(store, tmp_path / "unsized", config.model_copy(update={"object_size": 0}), init=sized, progress=False)
+    assert unsized.model.card.object_size is None
