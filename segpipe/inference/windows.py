@@ -10,6 +10,7 @@ A window's ``start`` is negative, or its end past the frame, only along padded a
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,15 @@ class Window:
     start: tuple[int, ...]
     flips: tuple[int, ...]
     pass_index: int
+
+
+def centre_box(
+    shape: Sequence[int], *, windows: int, roi: Sequence[int], spacing: Sequence[float], model_spacing: Sequence[float]
+) -> tuple[slice, ...]:
+    """The centre of a frame of ``shape`` (pixels of ``spacing``) that holds ``windows`` windows of
+    ``roi`` pixels of ``model_spacing`` a side once resampled to it (the whole axis where it is shorter)."""
+    edges = [min(n, math.ceil(windows * r * m / s)) for n, r, m, s in zip(shape, roi, model_spacing, spacing)]
+    return tuple(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(shape, edges))
 
 
 def scan_interval(size: int, roi: int, overlap: float) -> int:

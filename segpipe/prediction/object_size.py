@@ -11,8 +11,6 @@ them only roughly, as Cellpose refines its size model's diameter with a mask pas
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from segpipe.data.store import StoredImage
@@ -21,6 +19,7 @@ from segpipe.inference.normalize import normalize
 from segpipe.inference.object_size import median_extent
 from segpipe.inference.postprocess import instance_labels, output_maps
 from segpipe.inference.resample import to_spacing
+from segpipe.inference.windows import centre_box
 
 #: Corrections of the scale; on the seven imaging styles' test images (benchmarks/RESULTS.md,
 #: "Objects rescaled to one size") two brought the mean SEG to the scale the labels give (0.681
@@ -55,8 +54,7 @@ def _predicted_extent(image: StoredImage, predictor, spacing: list[float], *, fr
     """The median extent of the objects predicted in the centre of ``image`` (of its first frame) read at ``spacing``."""
     card = predictor.card
     shape = image.image.shape[-card.spatial_dims:]
-    edges = [min(n, math.ceil(ESTIMATE_WINDOWS * p * m / s)) for n, p, m, s in zip(shape, card.patch_size, card.spacing, spacing)]
-    box = tuple(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(shape, edges))
+    box = centre_box(shape, windows=ESTIMATE_WINDOWS, roi=card.patch_size, spacing=spacing, model_spacing=card.spacing)
     pixels = normalize(np.asarray(image.image[(slice(None), *(0,) * frames, *box)]), card.normalization)
     grid = to_spacing(pixels, spacing, card.spacing)
     params = predictor.inference.model_copy(update={"flip_tta": False})

@@ -16,6 +16,7 @@ from typing import Sequence
 
 
 from segpipe.data.store import StoredImage
+from segpipe.inference.windows import centre_box
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model, network_from_card
 from segpipe.training.splits import load_image, mean_dice, predict_split
@@ -70,8 +71,6 @@ def input_slots(start: Model, card: ModelCard, images: Sequence[StoredImage], *,
 def _window(im: StoredImage, card: ModelCard) -> tuple:
     """The centre of one image, ``WINDOW_PATCHES`` patches wide (in stored pixels), as
     :func:`segpipe.training.splits.load_image` gives it."""
-    shape = im.image.shape[1:]
-    scale = [target / own for target, own in zip(card.spacing, im.spacing)]
-    edges = [min(n, max(1, round(WINDOW_PATCHES * p * s))) for n, p, s in zip(shape, card.patch_size, scale)]
-    return load_image(im, card, tuple(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(shape, edges)))
+    box = centre_box(im.image.shape[1:], windows=WINDOW_PATCHES, roi=card.patch_size, spacing=im.spacing, model_spacing=card.spacing)
+    return load_image(im, card, box)
 

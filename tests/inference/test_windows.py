@@ -11,6 +11,7 @@ from segpipe.inference.windows import (
     axis_starts,
     band_rows,
     batch_windows,
+    centre_box,
     first_batch_touching,
     frame_windows,
     tta_passes,
@@ -75,3 +76,16 @@ def test_resume_batch_and_band_cover_every_window_still_needed(length, other, ro
         low = max(low, min(max(w.start[0], 0), length))  # rows below a window's start are handed out first
         assert min(w.start[0] + roi0, length) - low <= rows
     assert all(a.start[0] <= b.start[0] for a, b in zip(windows, windows[1:]))
+
+
+def test_centre_box_holds_the_windows_at_the_model_pixel_size():
+    # 2 windows of 64 pixels of 0.5 um span 64 um: 256 stored pixels of 0.25 um, centred.
+    assert centre_box((1000, 300), windows=2, roi=(64, 64), spacing=(0.25, 0.25), model_spacing=(0.5, 0.5)) == (
+        slice(372, 628),
+        slice(22, 278),
+    )
+    # Coarser stored pixels: 2 x 64 x 0.5 / 3 = 21.3, rounded up; an axis shorter than that is whole.
+    assert centre_box((100, 10), windows=2, roi=(64, 64), spacing=(3.0, 3.0), model_spacing=(0.5, 0.5)) == (
+        slice(39, 61),
+        slice(0, 10),
+    )
