@@ -39,7 +39,7 @@ from segpipe.models.card import ModelCard, TrainingRecord, extra_channels
 from segpipe.models.device import resolve_device, use_cpu_threads
 from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
 from segpipe.progress import Progress
-from segpipe.training.augment import augmentation
+from segpipe.training.augment import augmentation, with_crop_centres
 from segpipe.training.channel_order import input_slots
 from segpipe.training.checkpoint import load_state, save_state
 from segpipe.training.losses import SegmentationLoss
@@ -256,7 +256,7 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
     sparse = any(im.ignore is not None for im in images)  # every sample then carries its unannotated pixels
     keys += ["ignore"] if sparse else []
     targets = 3 + flow  # label, distance, boundary (and heat), in float32 or int64 at most as large
-    in_memory = sum(4 * (im.image.size + targets * im.labels.size) for im in images)
+    in_memory = sum(4 * (im.image.size + (targets + 1) * im.labels.size) for im in images)  # + crop centres (int32)
     lazy = in_memory > config.memory_limit_gb * 2**30
     transform = augmentation(
         ndim=card.spatial_dims,
@@ -284,7 +284,7 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
             spacing=card.spacing,
         )
         return dataset, transform
-    samples = [_sample(im, card, sparse=sparse, boundary=boundary, flow=flow) for im in images]
+    samples = [with_crop_centres(_sample(im, card, sparse=sparse, boundary=boundary, flow=flow), config.patch_size) for im in images]
     return Dataset(data=samples, transform=transform), transform
 
 

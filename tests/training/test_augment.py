@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from segpipe.inference.normalize import percentile_normalize
-from segpipe.training.augment import augmentation
+from segpipe.training.augment import BACKGROUND_PIXELS, FOREGROUND_PIXELS, augmentation, with_crop_centres
 from segpipe.training.targets import distance_target, training_sample
 
 
@@ -134,3 +134,34 @@ def test_the_boundary_target_marks_where_objects_touch():
     alone = np.zeros((10, 12), np.uint16)
     alone[2:8, 2:8] = 1
     assert not boundary_target(alone).any()  # an object next to background only has no such boundary
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_crop_centres_found_once_give_the_same_patches(sparse):
+    rng = np.random.default_rng(3)
+    labels = np.zeros((90, 120), dtype=np.uint16)
+    labels[10:30, 20:45], labels[60:85, 70:100] = 1, 2
+    ignore = None
+    if sparse:  # the right third unannotated: no background centre there
+        ignore = np.zeros(labels.shape, bool)
+        ignore[:, 80:] = labels[:, 80:] == 0
+    sample = training_sample(rng.random((1, 90, 120), dtype=np.float32), labels, instances=True, ignore=ignore)
+    keys = ["image", "label", "dist"] + (["ignore"] if sparse else [])
+    found = with_crop_centres(sample, (32, 32))
+    # Hand count: foreground is the two rectangles; background the rest, less the unannotated part.
+    assert len(found[FOREGROUND_PIXELS]) == 20 * 25 + 25 * 30
+    assert len(found[BACKGROUND_PIXELS]) == (90 * 120 - 20 * 25 - 25 * 30) - (int(ignore.sum()) if sparse else 0)
+    for seed in range(5):
+        patches = []
+        for given in (sample, found):
+            transform = augmentation(ndim=2, patch_size=(32, 32), keys=keys, foreground_ratio=0.5)
+            transform.set_random_state(seed)
+            patches.append(transform(dict(given))[0])
+        for key in keys:
+            np.testing.assert_array_equal(np.asarray(patches[0][key]), np.asarray(patches[1][key]))
+        assert FOREGROUND_PIXELS not in patches[1] and BACKGROUND_PIXELS not in patches[1]
+
+
+def test_an_image_smaller_than_a_patch_keeps_no_crop_centres():
+    sample = training_sample(np.zeros((1, 20, 90), np.float32), np.ones((20, 90), np.uint16), instances=True)
+    assert with_crop_centres(sample, (32, 32)) is sample
