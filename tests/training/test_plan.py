@@ -121,7 +121,8 @@ def test_an_epoch_takes_more_batches_where_the_training_pixels_outnumber_its_pat
 
     assert batches(5 * patches) == ITERATIONS[2] == 25  # 1.5 x 5 batches' pixels: 8 batches, at least 25
     assert batches(20 * patches) == 30  # 1.5 x 20
-    assert batches(100 * patches) == 50  # at most twice the 25
+    assert batches(40 * patches) == 60  # 1.5 x 40
+    assert batches(100 * patches) == 75  # at most three times the 25
     assert batches(20 * patches, spacing=(1.0, 1.0)) == 25  # a quarter as many pixels at twice the pixel size
     assert batches(10 * patches, batch_size=4) == 30 and batches(100 * patches, iterations_per_epoch=7) == 7
     assert plan_training(flat, TrainParams()).iterations_per_epoch == 25  # a fingerprint without the volume
