@@ -20,6 +20,8 @@ from segpipe.training.targets import flow_from_heat
 #: Keys of a sample's foreground and background pixels (flat indices) where patches may be centred,
 #: found once by :func:`with_crop_centres`; the crop pops them.
 FOREGROUND_PIXELS, BACKGROUND_PIXELS = "foreground_pixels", "background_pixels"
+#: A background pixel may centre a patch where its ``annotated`` value (:func:`_annotated`) is above this.
+ANNOTATED_ABOVE = 0.5
 
 
 def with_crop_centres(sample: dict, patch_size: Sequence[int]) -> dict:
@@ -30,8 +32,8 @@ def with_crop_centres(sample: dict, patch_size: Sequence[int]) -> dict:
     label = sample["label"]
     if any(n < p for n, p in zip(label.shape[1:], patch_size)):
         return sample
-    annotated = 1 - sample["ignore"] if "ignore" in sample else None
-    foreground, background = map_binary_to_indices(label, annotated, 0.5)
+    annotated = _annotated(sample["ignore"]) if "ignore" in sample else None
+    foreground, background = map_binary_to_indices(label, annotated, ANNOTATED_ABOVE)
     small = np.int32 if label[0].size < 2**31 else np.int64  # half the memory of the default int64
     return {**sample, FOREGROUND_PIXELS: foreground.astype(small), BACKGROUND_PIXELS: background.astype(small)}
 
@@ -72,7 +74,7 @@ def augmentation(
         steps.append(
             mt.RandCropByPosNegLabeld(
                 keys=keys, label_key="label", spatial_size=spatial, pos=positives, neg=1.0, num_samples=1,
-                image_key="annotated" if sparse else None, image_threshold=0.5,
+                image_key="annotated" if sparse else None, image_threshold=ANNOTATED_ABOVE,
                 fg_indices_key=FOREGROUND_PIXELS, bg_indices_key=BACKGROUND_PIXELS,
             )
         )

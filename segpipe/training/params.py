@@ -53,7 +53,8 @@ class TrainParams(BaseModel):
     """Epochs to train; the learning rate decays to zero over them (poly schedule). Planned when open."""
     iterations_per_epoch: int | None = Field(None, ge=1)
     """Batches per epoch; planned when open: 25 in 2D, 200 in 3D, up to three times that in 2D and
-    twice in 3D where the training images hold more pixels than an epoch's patches cover (enough to cover them 1.5 times)."""
+    twice in 3D where the training images hold more pixels than an epoch's patches cover (enough
+    to cover them 1.5 times)."""
     max_minutes: float | None = Field(None, gt=0)
     """Optional time budget in minutes, checked after every iteration: training stops when it is
     spent even if epochs remain, and the learning rate follows the budget. None: no budget."""

@@ -33,11 +33,12 @@ EPOCHS = {2: 40, 3: 10}
 ITERATIONS = {2: 25, 3: 200}
 #: Where the training images hold more pixels than an epoch's patches cover, an epoch takes more
 #: batches: enough for its patches to hold ``COVERAGE`` times the training pixels (at the planned
-#: pixel size), at most ``MAX_ITERATIONS_SHARE`` times ``ITERATIONS`` (three times in 2D, twice in 3D). The seven imaging styles'
-#: whole cells (21 images, 4.3 million pixels against 3.3 million per epoch of 25 batches of
-#: 8 x 128 x 128) then take 50: test SEG 0.622 and 0.615 against 0.604 and 0.604 (two seeds),
-#: F1@0.5 +0.03 on both; every other bundled set holds under a third of an epoch's pixels and
-#: keeps its 25 or 200 (c2c12-phase lost 0.028 SEG at 50, bbbc007 gained 0.004;
+#: pixel size), at most ``MAX_ITERATIONS_SHARE`` times ``ITERATIONS`` (three times in 2D, twice in
+#: 3D). The seven imaging styles' whole cells at their files' pixel sizes (21 images, 4.3 million
+#: pixels against 3.3 million per epoch of 25 batches of 8 x 128 x 128) want 50: test SEG 0.622 and
+#: 0.615 against 0.604 and 0.604 (two seeds), F1@0.5 +0.03 on both; every other bundled set holds
+#: under a third of an epoch's pixels and keeps its 25 or 200 (c2c12-phase lost 0.028 SEG at 50,
+#: bbbc007 gained 0.004;
 #: ``benchmarks/RESULTS.md``, "Batches per epoch from the training images' size"). Rescaled to one
 #: object size, the styles hold 6.9 million pixels (79 batches): at the cap of three times 25, 75
 #: gave 0.667 and 0.671 against 0.660 and 0.660 at 50 (two seeds), for 1.5 times the training time.
