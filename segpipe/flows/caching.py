@@ -5,7 +5,9 @@ valid for the same source bytes and catalog entry, a cached training for the sam
 data and parameters, a cached prediction for the same model, settings and image bytes (its
 stamp), a cached score for the same prediction and ground-truth bytes and scoring code.
 Training depends on the train and validation images only, so new ground truth for a test
-image re-scores that image without retraining. Keys are global across tasks in Prefect, hence
+image re-scores that image without retraining; it also depends on the code that trains,
+plans, validates and starts it (and the shipped starting weights), so an upgraded segpipe
+trains again instead of reusing a model the old code made. Keys are global across tasks in Prefect, hence
 the task name and the run folder in each.
 
 Ingest, training and prediction write files; their cached result is only worth reusing while
@@ -46,13 +48,15 @@ def run_dir(run: RunFolder) -> str:
 
 @cache
 def code_digest(package: str) -> str:
-    """SHA-256 of a package's Python sources: a new scoring code invalidates cached scores."""
+    """SHA-256 of a package's files (sources and the data it ships, such as starting weights;
+    not ``__pycache__``): new code invalidates the cached results it made."""
     import importlib
 
     folder = Path(importlib.import_module(package).__file__).parent
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*.py")):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -104,8 +108,14 @@ def train_inputs(run: RunFolder) -> str:
     return keyed("train-inputs", parts)
 
 
+#: The packages a trained model depends on besides its data and parameters: the loop and plan,
+#: the networks and the shipped starts, and the prediction that validation and tuning run.
+TRAINING_CODE = ("segpipe.training", "segpipe.models", "segpipe.inference")
+
+
 def train_key(run: RunFolder, params: TrainParams) -> str:
-    return keyed("train", run_dir(run), train_inputs(run), params.model_dump(mode="json"))
+    code = [code_digest(package) for package in TRAINING_CODE]
+    return keyed("train", run_dir(run), train_inputs(run), code, params.model_dump(mode="json"))
 
 
 def record_trained_on(run: RunFolder, inputs: str) -> None:

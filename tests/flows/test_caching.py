@@ -1,0 +1,63 @@
+"""Cache keys: what a cached result depends on changes its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segpipe.flows import caching
+
+
+def _package(root: Path, name: str) -> Path:
+    """A package ``name`` with a source, shipped weights and bytecode (each test its own name:
+    an imported package stays in ``sys.modules``)."""
+    package = root / name
+    (package / "starts").mkdir(parents=True)
+    (package / "__pycache__").mkdir()
+    (package / "__init__.py").write_text("WIDTH = 16\n")
+    (package / "starts" / "model.pt").write_bytes(b"\x00\x01weights")
+    (package / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"bytecode")
+    return package
+
+
+def test_code_digest_follows_sources_and_shipped_files_not_bytecode(tmp_path, monkeypatch):
+    package = _package(tmp_path, "digested_pkg")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    digest = caching.code_digest.__wrapped__  # uncached: each call reads the files as they are
+    first = digest("digested_pkg")
+    (package / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"other bytecode")
+    assert digest("digested_pkg") == first
+    (package / "starts" / "model.pt").write_bytes(b"\x00\x01other weights")
+    second = digest("digested_pkg")
+    assert second != first
+    (package / "__init__.py").write_text("WIDTH = 32\n")
+    assert digest("digested_pkg") not in (first, second)
+
+
+@pytest.fixture
+def ingested(crop_catalog, tmp_path):
+    from segpipe.pipeline import stages
+    from segpipe.pipeline.catalog import open_catalog
+    from segpipe.pipeline.run_folder import RunFolder
+
+    run = RunFolder(tmp_path / "runs" / "crops")
+    stages.ingest(open_catalog(crop_catalog), "crops", run)
+    return run
+
+
+def test_the_training_key_changes_with_the_training_code(ingested, tmp_path, monkeypatch):
+    """An upgraded segpipe (other training code or starting weights) trains again: before, the
+    key held the data and parameters only and a cached model of the old code was reused."""
+    from segpipe.training.params import TrainParams
+
+    package = _package(tmp_path, "training_pkg")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(caching, "TRAINING_CODE", (*caching.TRAINING_CODE, "training_pkg"))
+    params = TrainParams(epochs=1)
+    first = caching.train_key(ingested, params)
+    assert caching.train_key(ingested, params) == first
+    caching.code_digest.cache_clear()
+    (package / "starts" / "model.pt").write_bytes(b"new weights")
+    assert caching.train_key(ingested, params) != first
+    assert caching.train_key(ingested, TrainParams(epochs=2)) != caching.train_key(ingested, params)
