@@ -18,8 +18,10 @@ from segpipe.inference.normalize import NormalizationSpec
 from segpipe.inference.params import InferenceParams
 from segpipe.inference.postprocess import InstanceParams
 
-#: Version of the card's layout; a reader refuses cards from a newer segpipe.
-CARD_VERSION = 1
+#: Version of the card's layout; a reader refuses cards from a newer segpipe before it reads
+#: their fields (a newer card's fields would otherwise be reported as unknown). 2: the fields
+#: ``object_size`` and ``training.init_inputs``; a card of version 1 reads as it is.
+CARD_VERSION = 2
 
 
 class TrainingRecord(BaseModel):
@@ -116,10 +118,17 @@ class ModelCard(BaseModel):
     generalist: bool = False
     object_size: float | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_newer(cls, data: Any) -> Any:
+        version = data.get("card_version", CARD_VERSION) if isinstance(data, dict) else CARD_VERSION
+        if isinstance(version, int) and version > CARD_VERSION:
+            raise ValueError(f"made by a newer segpipe (card version {version}, this one reads up to {CARD_VERSION}): "
+                             "upgrade segpipe to open it")
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
-        if self.card_version > CARD_VERSION:
-            raise ValueError(f"card_version {self.card_version} is newer than this segpipe reads ({CARD_VERSION})")
         for name in ("patch_size", "spacing"):
             if len(getattr(self, name)) != self.spatial_dims:
                 raise ValueError(f"{name} has {len(getattr(self, name))} values for {self.spatial_dims} spatial axes")

@@ -64,6 +64,18 @@ def test_a_card_with_an_unknown_option(good):
         Model.open(good.folder)
 
 
+def test_a_card_from_a_newer_segpipe_says_so_before_its_new_fields(good):
+    """Before, a newer card's new field was reported as an unknown field, not as a newer card."""
+    card = json.loads((good.folder / "model_card.json").read_text())
+    card["card_version"] += 1
+    card["postprocess"]["seed_rule"] = "magic"
+    card["a_later_field"] = 1
+    (good.folder / "model_card.json").write_text(json.dumps(card))
+    newer = rf"model_card.json: not a valid model card: made by a newer segpipe \(card version {card['card_version']}, "
+    with pytest.raises(ModelError, match=newer + r"this one reads up to \d+\): upgrade segpipe to open it$"):
+        Model.open(good.folder)
+
+
 def test_a_card_that_is_not_json(good):
     (good.folder / "model_card.json").write_text("{ not json")
     with pytest.raises(ModelError, match=r"model_card.json: cannot read the model card"):
