@@ -44,6 +44,10 @@ class Style:
         blur: Gaussian blur of both channels, pixels.
         noise: Standard deviation of the Gaussian noise, in brightness units.
         wobble: Length, in pixels, over which a cell's border wobbles.
+        lobes: Strength of each cell's protrusions (its outline's radius varies by up to this share
+            around the cell, in two to seven lobes); 0: rounded cells.
+        backdrop: Brightness of a coarse texture under and around the cells (a cluttered field
+            whose blobs are as bright as the cells); 0: a clean background.
     """
 
     name: str
@@ -55,6 +59,8 @@ class Style:
     blur: float
     noise: float
     wobble: float = 4.0
+    lobes: float = 0.0
+    backdrop: float = 0.0
 
 
 STYLES = (
@@ -81,27 +87,29 @@ def generate(style: Style, seed: int, shape: tuple[int, int] = SHAPE) -> tuple[n
     """One image ``(2, Y, X)`` uint16 (cytoplasm, nuclei) and its cell labels ``(Y, X)`` uint16."""
     rng = np.random.default_rng(seed)
     cells = _place(style, shape, rng)
-    labels, nuclei, profile = _paint(cells, shape, rng, wobble=style.wobble)
+    labels, nuclei, profile = _paint(cells, shape, rng, wobble=style.wobble, lobes=style.lobes)
     image = np.stack([_cytoplasm(style, labels, profile, rng), _nuclei(style, nuclei, rng)])
     return np.clip(1000 * image + 100, 0, 65535).astype(np.uint16), labels
 
 
 def _place(style: Style, shape, rng) -> list[tuple[np.ndarray, float, float, float]]:
     """Cell centres, radii, elongations and angles, at least ``gap`` summed radii apart; a few
-    gaps in the field stay empty (40% of attempts that fit are skipped)."""
+    gaps in the field stay empty (40% of attempts that fit are skipped). A cell with lobes may
+    reach ``1 + lobes`` times its radius, so lobed cells keep that much more room."""
     cells: list[tuple[np.ndarray, float, float, float]] = []
     for _ in range(4000):
         radius = rng.uniform(*style.radius)
         centre = rng.uniform(0, shape)
-        if all(np.linalg.norm(centre - c) >= style.gap * (radius + r) for c, r, _, _ in cells) and rng.random() > 0.4:
+        if all(np.linalg.norm(centre - c) >= style.gap * (radius + r) * (1 + style.lobes) for c, r, _, _ in cells) and rng.random() > 0.4:
             cells.append((centre, radius, rng.uniform(0.75, 1.3), rng.uniform(0, np.pi)))
     return cells
 
 
-def _paint(cells, shape, rng, *, wobble: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _paint(cells, shape, rng, *, wobble: float, lobes: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels, nuclear brightness and cytoplasm profile: each pixel goes to the cell it lies
-    deepest inside (scaled elliptic distance below a wobbly 1); each cell's nucleus is a disc
-    off its centre, cut to the cell; the cytoplasm thins towards the cell's edge."""
+    deepest inside (scaled elliptic distance below a wobbly 1, divided by the cell's lobed
+    outline, :func:`_outline`); each cell's nucleus is a disc off its centre, cut to the cell;
+    the cytoplasm thins towards the cell's edge."""
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
     field = ndimage.gaussian_filter(rng.standard_normal(shape), wobble)
     field = 0.25 * field / max(float(field.std()), 1e-6)
@@ -115,6 +123,8 @@ def _paint(cells, shape, rng, *, wobble: float) -> tuple[np.ndarray, np.ndarray,
         u = (np.cos(angle) * dy + np.sin(angle) * dx) / (radius * stretch ** 0.5)
         v = (-np.sin(angle) * dy + np.cos(angle) * dx) / (radius / stretch ** 0.5)
         d = np.sqrt(u * u + v * v)
+        if lobes > 0:
+            d = d / _outline(np.arctan2(v, u), lobes, rng)
         inside = (d * (1.0 + field) < 1.0) & (d < depth)
         labels[inside], depth[inside] = index, d[inside]
         share = rng.uniform(*NUCLEUS_SHARE)
@@ -126,6 +136,15 @@ def _paint(cells, shape, rng, *, wobble: float) -> tuple[np.ndarray, np.ndarray,
     labels, nuclei = _largest_pieces(labels), np.where(own, np.asarray(shine, np.float32)[nuclei], 0.0)
     profile = np.clip(1.0 - 0.8 * np.minimum(depth, 1.0) ** 2, 0.2, 1.0)  # cytoplasm thins towards the edge
     return labels, nuclei * (labels > 0), profile
+
+
+def _outline(theta: np.ndarray, lobes: float, rng) -> np.ndarray:
+    """A cell's outline radius by angle: 1 plus two random harmonics (two to seven lobes) of
+    combined strength ``lobes``, sharpened so the lobes are thin protrusions; at least 0.5."""
+    shape = np.zeros_like(theta)
+    for weight, k in ((0.6, rng.integers(2, 5)), (0.4, rng.integers(4, 8))):
+        shape += weight * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    return np.maximum(1.0 + lobes * (np.maximum(shape, 0.0) ** 1.5 * 2.0 - 0.3), 0.5)
 
 
 def _largest_pieces(labels: np.ndarray) -> np.ndarray:
@@ -156,7 +175,9 @@ def _cytoplasm(style: Style, labels: np.ndarray, profile: np.ndarray, rng) -> np
     brightness = np.concatenate([[0.0], rng.uniform(*style.brightness, size=n)])[labels] * profile
     grain = 1 + style.texture * _texture(labels.shape, rng)
     edge = ndimage.binary_dilation(_borders(labels), iterations=1) & cell
-    if style.cytoplasm == "fill":
+    if style.cytoplasm == "shaded":  # domes lit from one side, dark seams between them
+        signal = BACKGROUND + brightness * grain * cell * _shading(profile, rng) - 0.2 * edge
+    elif style.cytoplasm == "fill":
         signal = BACKGROUND + brightness * grain * cell
     elif style.cytoplasm == "membrane":
         signal = BACKGROUND + (0.15 * brightness * grain * cell) + brightness * edge
@@ -165,8 +186,20 @@ def _cytoplasm(style: Style, labels: np.ndarray, profile: np.ndarray, rng) -> np
     else:  # halo: bright just outside each cell, grainy grey inside
         outside = ndimage.binary_dilation(cell, iterations=3) & ~cell
         signal = 0.4 + (brightness * grain - 0.2) * cell + 0.5 * outside - 0.15 * edge
+    if style.backdrop > 0:
+        signal = signal + style.backdrop * np.clip(1 + 0.6 * _texture(labels.shape, rng, sigma=5.0), 0, None)
     blurred = ndimage.gaussian_filter(signal.astype(np.float32), style.blur)
     return blurred * _illumination(labels.shape, rng) + style.noise * rng.standard_normal(labels.shape)
+
+
+def _shading(profile: np.ndarray, rng) -> np.ndarray:
+    """Each cell as a dome lit from a random side: brighter on the slopes facing the light."""
+    depth = np.sqrt(np.clip((1.0 - profile) / 0.8, 0.0, 1.0))  # inverts the profile of :func:`_paint`
+    gy, gx = np.gradient(depth)
+    norm = np.hypot(gy, gx) + 1e-6
+    angle = rng.uniform(0, 2 * np.pi)
+    facing = -(np.cos(angle) * gy + np.sin(angle) * gx) / norm  # 1 on the slope facing the light
+    return 0.6 + 0.4 * facing * depth
 
 
 def _illumination(shape, rng) -> np.ndarray:
