@@ -7,8 +7,8 @@ stamp), a cached score for the same prediction and ground-truth bytes and scorin
 Training depends on the train and validation images only, so new ground truth for a test
 image re-scores that image without retraining; it also depends on the code that trains,
 plans, validates and starts it (and the shipped starting weights), so an upgraded segpipe
-trains again instead of reusing a model the old code made. Keys are global across tasks in Prefect, hence
-the task name and the run folder in each.
+trains again instead of reusing a model the old code made. Keys are global across tasks in
+Prefect, hence the task name and the run folder in each.
 
 Ingest, training and prediction write files; their cached result is only worth reusing while
 those files are what the key says (nobody deleted the run folder or trained another model
