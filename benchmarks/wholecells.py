@@ -81,6 +81,7 @@ SPLITS = ("train", "train", "train", "validation", "test", "test")
 IMAGES_PER_STYLE = len(SPLITS)
 BACKGROUND = 0.1
 NUCLEUS_SHARE = (0.35, 0.5)  # nucleus radius as a share of its cell's
+THINNING = 0.8  # the cytoplasm profile falls by this much from a cell's centre to its edge
 
 
 def generate(style: Style, seed: int, shape: tuple[int, int] = SHAPE) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +95,9 @@ def generate(style: Style, seed: int, shape: tuple[int, int] = SHAPE) -> tuple[n
 
 def _place(style: Style, shape, rng) -> list[tuple[np.ndarray, float, float, float]]:
     """Cell centres, radii, elongations and angles, at least ``gap`` summed radii apart; a few
-    gaps in the field stay empty (40% of attempts that fit are skipped). A cell with lobes may
-    reach ``1 + lobes`` times its radius, so lobed cells keep that much more room."""
+    gaps in the field stay empty (40% of attempts that fit are skipped). Lobed cells keep
+    ``1 + lobes`` times that room (a lobe reaches up to ``1 + 1.7 lobes`` radii, :func:`_outline`,
+    so neighbours' lobes may still touch)."""
     cells: list[tuple[np.ndarray, float, float, float]] = []
     for _ in range(4000):
         radius = rng.uniform(*style.radius)
@@ -134,7 +136,7 @@ def _paint(cells, shape, rng, *, wobble: float, lobes: float = 0.0) -> tuple[np.
         shine.append(rng.uniform(0.3, 1.0) if rng.random() > 0.1 else 0.0)  # a tenth show no nucleus (out of focus)
     own = nuclei == labels  # a nucleus stays inside its own cell
     labels, nuclei = _largest_pieces(labels), np.where(own, np.asarray(shine, np.float32)[nuclei], 0.0)
-    profile = np.clip(1.0 - 0.8 * np.minimum(depth, 1.0) ** 2, 0.2, 1.0)  # cytoplasm thins towards the edge
+    profile = np.clip(1.0 - THINNING * np.minimum(depth, 1.0) ** 2, 0.2, 1.0)  # cytoplasm thins towards the edge
     return labels, nuclei * (labels > 0), profile
 
 
@@ -194,7 +196,7 @@ def _cytoplasm(style: Style, labels: np.ndarray, profile: np.ndarray, rng) -> np
 
 def _shading(profile: np.ndarray, rng) -> np.ndarray:
     """Each cell as a dome lit from a random side: brighter on the slopes facing the light."""
-    depth = np.sqrt(np.clip((1.0 - profile) / 0.8, 0.0, 1.0))  # inverts the profile of :func:`_paint`
+    depth = np.sqrt(np.clip((1.0 - profile) / THINNING, 0.0, 1.0))  # inverts the profile of :func:`_paint`
     gy, gx = np.gradient(depth)
     norm = np.hypot(gy, gx) + 1e-6
     angle = rng.uniform(0, 2 * np.pi)

@@ -38,8 +38,8 @@ ITERATIONS = {2: 25, 3: 200}
 #: pixels against 3.3 million per epoch of 25 batches of 8 x 128 x 128) want 50: test SEG 0.622 and
 #: 0.615 against 0.604 and 0.604 (two seeds), F1@0.5 +0.03 on both; every other bundled set holds
 #: under a third of an epoch's pixels and keeps its 25 or 200 (c2c12-phase lost 0.028 SEG at 50,
-#: bbbc007 gained 0.004;
-#: ``benchmarks/RESULTS.md``, "Batches per epoch from the training images' size"). Rescaled to one
+#: bbbc007 gained 0.004; ``benchmarks/RESULTS.md``, "Batches per epoch from the training images'
+#: size"). Rescaled to one
 #: object size, the styles hold 6.9 million pixels (79 batches): at the cap of three times 25, 75
 #: gave 0.667 and 0.671 against 0.660 and 0.660 at 50 (two seeds), for 1.5 times the training time.
 #: 3D keeps the cap of twice 200 (not measured higher: a 3D batch is the slower one on a CPU).
