@@ -46,6 +46,9 @@ def segment(
     (the image with its labels under it, for napari), measurements.csv (one row per object: area or
     volume and centroid in physical units, bounding box, mean intensity per channel), counts.csv and
     segment.json. Images at another pixel size than the model's are resampled to it and back.
+    The shipped generalist (--model cells-2d: cytoplasm or membrane, then nuclei) takes one or two
+    channels and chooses per image which channel feeds which of its inputs (a flat channel none;
+    two in the order it is surest of); --channels 1,0 gives the order instead.
     Re-running segments only new or changed inputs; an unreadable input is listed as failed.
 
     Example: segpipe segment --model runs/bbbc007/model 'new/*.tif' --output new-labels
@@ -62,6 +65,8 @@ def segment(
 
         catalog_obj = open_catalog(catalog)
     chosen: Model = resolve_model(model, output=runs, catalog=catalog_obj)
+    if read.channels is not None:  # the user's order: a generalist does not choose its inputs
+        predict = predict.model_copy(update={"input_order": "stored"})
     predictor = Predictor.load(chosen, predict)
     results = run_segment(inputs, predictor, SegmentFolder(output), read)
     failed = [r for r in results if r.error is not None]

@@ -47,6 +47,7 @@ from segpipe.pipeline.segment_files import (
     write_csv,
     write_measurements,
 )
+from segpipe.prediction.fit import takes_channels
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import Current, Predicted, Predictor, run_network
 from segpipe.prediction.store import PredictionStore
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 
 def check_input(item: Input, card: ModelCard, params: SegmentParams) -> None:
     """Refuse an input the model cannot segment (dimensions, channels), before anything is written.
+
+    A generalist takes fewer channels than it has inputs (the others are blank).
 
     A file that cannot be read at all is not refused here: it fails on its own later.
     """
@@ -74,7 +77,7 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> None:
         raise ModelError(f"{what} segments 2D images; this is a 3D stack of {planes} planes (use a 3D model)")
     if card.spatial_dims == 3 and planes == 1:
         raise ModelError(f"{what} segments 3D volumes; this is a single 2D plane (use a 2D model)")
-    if channels != card.in_channels:
+    if not takes_channels(card, channels):
         names = f" ({', '.join(card.channel_names)})" if card.channel_names else ""
         raise ModelError(
             f"{what} takes {card.in_channels} channel(s){names}, this image has {channels}; choose them with --channels"

@@ -50,7 +50,8 @@ class SegmentParams(BaseModel):
     axes: str | None = Field(None, pattern=r"^[TCSZYXtcszyx]+$")
     """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
     channels: list[int] | None = Field(None, min_length=1)
-    """Channels to keep, in order, as the model was trained on them (default: all)."""
+    """Channels to keep, in order, as the model was trained on them (default: all); a generalist
+    reads them in this order instead of choosing (see ``PredictParams.input_order``)."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@ from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard
 
 
+def takes_channels(card: ModelCard, channels: int) -> bool:
+    """Whether the model reads images of ``channels`` channels: as many as it has inputs, or, for a
+    generalist, fewer (its other inputs blank: :mod:`segpipe.prediction.generalist_inputs`)."""
+    return channels == card.in_channels or (card.generalist and 0 < channels < card.in_channels)
+
+
 def check_fits(card: ModelCard, store: ImageStore, *, where: str | None = None) -> None:
     """Refuse a model whose dimensions, channels or (for scored images) classes do not fit ``store``.
 
@@ -19,7 +25,7 @@ def check_fits(card: ModelCard, store: ImageStore, *, where: str | None = None) 
         raise ModelError(f"{where}: {model} segments {card.spatial_dims}D images, these are {store.ndim}D")
     for info in store.record["images"]:
         channels = int(info["shape"][0])
-        if channels != card.in_channels:
+        if not takes_channels(card, channels):
             names = f" ({', '.join(card.channel_names)})" if card.channel_names else ""
             raise ModelError(
                 f"{where}: {model} takes {card.in_channels} channel(s){names}, image {info['name']!r} has {channels}; "

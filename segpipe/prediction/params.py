@@ -37,6 +37,11 @@ class PredictParams(BaseModel):
     resample: bool = True
     """Resample images whose pixel size differs from the model's to the model's, and the
     probabilities back to the image's own grid (off: the network sees the image as it is)."""
+    input_order: Literal["choose", "stored"] = "choose"
+    """A generalist's inputs (``cells-2d``: cytoplasm, then nuclei): ``choose`` them per image, a flat
+    channel feeding a blank input and two channels in the order the network is surest of
+    (:mod:`segpipe.prediction.generalist_inputs`); ``stored``: channel j feeds input j (inputs
+    no channel feeds are blank). Other models read their channels as stored."""
 
     @field_validator("device")
     @classmethod

@@ -38,12 +38,14 @@ import zarr
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, array_digest
 from segpipe.errors import StoreError
 from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
+from segpipe.inference.normalize import NormalizationSpec
 from segpipe.inference.sink import ArraySink
 from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, class_map, float16
 from segpipe.models.card import ModelCard
 from segpipe.models.device import resolve_device
 from segpipe.models.model import Model
 from segpipe.prediction.export import export_ctc
+from segpipe.prediction.generalist_inputs import InputSlots, choose_inputs, input_normalization
 from segpipe.prediction.complete import Current, ImageResult, Predicted, partial_group
 from segpipe.prediction.object_size import estimate_scale
 from segpipe.prediction.params import PredictParams
@@ -101,6 +103,8 @@ class Predictor:
             "resample": self.params.resample,
             "image": array_digest(image.image),
         }
+        if self.card.generalist:
+            source["input_order"] = self.params.input_order
         grids = plan_grids(image, self.card, resample=self.params.resample)
         if grids.resample:
             source["grids"] = grids.record()
@@ -167,6 +171,7 @@ def run_network(
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
         return Current(image, card, params, predictions, stamp)
+    network, spec = _inputs(image, predictor)
     scale = 1.0
     if card.object_size and params.resample:  # a model trained on objects of one size: at the scale that gives it that
         scale = estimate_scale(image, predictor, plan_grids(image, card, resample=True).image_spacing)
@@ -181,11 +186,11 @@ def run_network(
     in_memory = in_memory and voxels <= params.instances.whole_limit  # objects labelled whole, in memory too
     if in_memory:  # nothing to resume: the group is made and written at once by Predicted.complete
         group, source = None, np.asarray(image.image)
-        normalization = stream_normalization(source, card.normalization)
+        normalization = stream_normalization(source, spec)
     else:
         group = partial_group(root, image, card, stamp, overlap=predictor.inference.overlap)
         group.attrs[RECORD_ATTR] = grids.record()
-        normalization = _normalization(group, image, card)
+        normalization = _normalization(group, image, spec)
     if grids.resample:  # on the model's grid, then back (segpipe.prediction.resampled)
         source, sink = model_grid(image, group, grids, normalization, card=card, overlap=predictor.inference.overlap)
         source_normalization = None
@@ -199,7 +204,7 @@ def run_network(
     seen = dataclasses.replace(image, image=source)
     with RowProgress(seen, ndim, enabled=progress and source.size > LARGE, then=on_rows) as rows:
         stream = stream_predict(
-            predictor.network,
+            network,
             source,
             sink,
             roi_size=card.patch_size,
@@ -217,6 +222,22 @@ def run_network(
     values = sink.values  # converted here, where torch is loaded: completing needs no torch, and half the bytes travel
     semantic = class_map(values[:n_classes])
     return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, float16(values), semantic)
+
+
+def _inputs(image: StoredImage, predictor: Predictor) -> tuple[torch.nn.Module, NormalizationSpec]:
+    """The predictor's network fed ``image``'s channels as the generalist's inputs
+    (:mod:`segpipe.prediction.generalist_inputs`; with fewer channels than inputs, the rest blank),
+    and the normalization of those channels."""
+    card, channels = predictor.card, image.image.shape[0]
+    if card.generalist and predictor.params.input_order == "choose":
+        choice = choose_inputs(image.image, card, predictor.network, device=predictor.device, params=predictor.inference)
+        log.info(choice.describe(image.name))
+        slots = choice.slots
+    else:
+        slots = tuple(range(channels))
+    if slots == tuple(range(card.in_channels)):
+        return predictor.network, card.normalization
+    return InputSlots(predictor.network, slots, card.in_channels), input_normalization(card.normalization, slots)
 
 
 #: Images with more voxels than this show their rows' progress.
@@ -277,11 +298,11 @@ def export_ctc_sequences(predictions: PredictionStore, images: list[StoredImage]
     return [export_ctc(frames, folder, sequence=name) for name, frames in sequences.items()]
 
 
-def _normalization(group: zarr.Group, image: StoredImage, card: ModelCard) -> Normalization:
-    """The card's normalization for this image (recorded in the group, so a resumed run uses the same)."""
+def _normalization(group: zarr.Group, image: StoredImage, spec: NormalizationSpec) -> Normalization:
+    """The card's normalization ``spec`` for this image (recorded in the group, so a resumed run uses the same)."""
     if "normalization" in group.attrs:
         return Normalization.from_record(group.attrs["normalization"])
-    normalization = stream_normalization(image.image, card.normalization)
+    normalization = stream_normalization(image.image, spec)
     group.attrs["normalization"] = normalization.to_record()
     return normalization
 

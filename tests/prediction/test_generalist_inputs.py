@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from skimage.segmentation import expand_labels
+from typer.testing import CliRunner
+
+from segpipe.cli import app
+from segpipe.inference import InferenceParams
+from segpipe.models.model import network_from_card
+from segpipe.models.shipped import CELLS_2D, shipped_model
+from segpipe.prediction.generalist_inputs import InputSlots, choose_inputs
+from segpipe.training.start import adapt_input
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+FIELD = "17P1_POS0006_D_1UL"  # a BBBC007 field
+
+
+@pytest.fixture(scope="module")
+def generalist():
+    return shipped_model(CELLS_2D)
+
+
+@pytest.fixture(scope="module")
+def network(generalist):
+    return generalist.load(torch.device("cpu"))
+
+
+def whole_cells(size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """``(nuclei, cytoplasm)`` uint8 of real BBBC007 nuclei, each grown by 8 pixels into an evenly filled cell."""
+    nuclei = tifffile.imread(DATA / "bbbc007" / "images" / f"{FIELD}.tif")[:size, :size]
+    cells = expand_labels(tifffile.imread(DATA / "bbbc007" / "labels" / f"{FIELD}.tif")[:size, :size], 8)
+    cytoplasm = np.where(cells > 0, 120.0, 20.0) + np.random.default_rng(0).normal(0, 5, cells.shape)
+    return nuclei.astype(np.uint8), cytoplasm.clip(0, 255).astype(np.uint8)
+
+
+def test_input_slots_feed_each_channel_its_input_and_zeros_to_the_rest(generalist, network):
+    """One channel on the first input equals the network training makes for a one-channel dataset
+    (the second input's filters dropped); two channels swapped equal the network fed them swapped."""
+    x = torch.rand(1, 1, 64, 64)
+    one = network_from_card(generalist.card.model_copy(update={"in_channels": 1}))
+    one.load_state_dict(adapt_input(generalist.state_dict(), generalist.card, 1, slots=(0,)))
+    one.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(InputSlots(network, (0,), 2)(x), one(x), rtol=1e-4, atol=1e-5)
+        both = torch.rand(1, 2, 64, 64)
+        torch.testing.assert_close(InputSlots(network, (1, 0), 2)(both), network(both[:, [1, 0]]))
+    with pytest.raises(ValueError, match="distinct inputs"):
+        InputSlots(network, (0, 0), 2)
+
+
+def test_a_flat_channel_feeds_no_input_and_the_other_takes_the_first(generalist, network):
+    _, cytoplasm = whole_cells()
+    image = np.stack([np.zeros_like(cytoplasm), cytoplasm])  # the Cellpose dataset's padding: nuclei blank
+    choice = choose_inputs(image, generalist.card, network, device="cpu", params=InferenceParams())
+    assert choice.slots == (1, 0) and choice.flat == (0,) and choice.confidence is None
+    assert choose_inputs(cytoplasm[None], generalist.card, network, device="cpu", params=InferenceParams()).slots == (0,)
+
+
+@pytest.mark.parametrize(("nuclei_first", "expected"), [(False, (0, 1)), (True, (1, 0))])
+def test_the_cytoplasm_feeds_the_first_input_whichever_order_the_file_has(generalist, network, nuclei_first, expected):
+    nuclei, cytoplasm = whole_cells()
+    image = np.stack([nuclei, cytoplasm] if nuclei_first else [cytoplasm, nuclei])
+    choice = choose_inputs(image, generalist.card, network, device="cpu", params=InferenceParams())
+    assert choice.slots == expected
+    assert set(choice.confidence) == {(0, 1), (1, 0)} and choice.confidence[expected] > choice.confidence[expected[::-1]]
+
+
+def segment(*args: str):
+    return CliRunner().invoke(app, ["segment", "--model", CELLS_2D, "--no-tta", *args])
+
+
+def test_segment_reads_one_channel_as_the_first_input_and_two_in_the_order_it_finds(tmp_path):
+    """The generalist segments a one-channel file as the same image with a blank second channel, and
+    a nuclei-first file as the cytoplasm-first one given in order with --channels."""
+    nuclei, cytoplasm = whole_cells()
+    tifffile.imwrite(tmp_path / "one.tif", cytoplasm)
+    tifffile.imwrite(tmp_path / "blank.tif", np.stack([cytoplasm, np.zeros_like(cytoplasm)]), metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "nuclei_first.tif", np.stack([nuclei, cytoplasm]), metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "cyto_first.tif", np.stack([cytoplasm, nuclei]), metadata={"axes": "CYX"})
+    runs = {
+        "one": segment(str(tmp_path / "one.tif"), "-o", str(tmp_path / "one")),
+        "blank": segment(str(tmp_path / "blank.tif"), "--channels", "0,1", "-o", str(tmp_path / "blank")),
+        "nuclei_first": segment(str(tmp_path / "nuclei_first.tif"), "-o", str(tmp_path / "nuclei_first")),
+        "cyto_first": segment(str(tmp_path / "cyto_first.tif"), "--channels", "0,1", "-o", str(tmp_path / "cyto_first")),
+    }
+    for name, result in runs.items():
+        assert result.exit_code == 0, (name, result.output)
+    labels = {name: tifffile.imread(tmp_path / name / "labels" / f"{name}_labels.tif") for name in runs}
+    assert labels["one"].max() > 20  # the field's cells, found
+    np.testing.assert_array_equal(labels["one"], labels["blank"])
+    np.testing.assert_array_equal(labels["nuclei_first"], labels["cyto_first"])
