@@ -28,7 +28,7 @@ from segpipe.errors import ModelError, SegpipeError
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model
 from segpipe.prediction.complete import Current, Predicted
-from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
+from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.measure import measure_objects
 from segpipe.prediction.store import PredictionStore
@@ -227,8 +227,11 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
     if item.kind == "ctc":
         frames = [(int(image.name.rsplit("-t", 1)[1]), predictions.labels(image.name)) for image in images]
         return [export_ctc(frames, folder.labels, sequence=item.name)]
-    (image,) = images
-    labels = predictions.labels(image.name)
+    image = images[0]
+    if len(images) == 1:
+        labels = predictions.labels(image.name)
+    else:  # a time series, stored one image per frame: its frames in one file again
+        labels = FrameStack([predictions.labels(frame.name) for frame in sorted(images, key=lambda im: im.info.get("frame") or 0)])
     frames = labels.ndim - ndim
     if item.kind == "nifti":
         affine = source_affine(image.info, ndim=ndim)

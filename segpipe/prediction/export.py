@@ -54,6 +54,30 @@ def _blocks(array, tail: int, *, budget: int = 64 << 20) -> Iterator[np.ndarray]
             yield np.asarray(array[(*index, slice(start, min(start + rows, n)))])
 
 
+class FrameStack:
+    """Label arrays of one shape (the frames of a time series, stored as one image each) read as one
+    array with a leading frame axis, a frame at a time: what :func:`export_tiff` and
+    :func:`export_nifti` take."""
+
+    def __init__(self, frames: list):
+        if not frames or len({tuple(f.shape) for f in frames}) != 1:
+            raise ValueError("frames must be one or more arrays of one shape")
+        self.frames = list(frames)
+        self.shape = (len(self.frames), *frames[0].shape)
+        self.dtype = np.result_type(*(f.dtype for f in self.frames))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        head, rest = key[0], key[1:] or (Ellipsis,)
+        if isinstance(head, (int, np.integer)):
+            return np.asarray(self.frames[head][rest], dtype=self.dtype)
+        return np.stack([np.asarray(frame[rest], dtype=self.dtype) for frame in self.frames[head]])
+
+
 #: ImageJ's names of NGFF spatial units.
 IMAGEJ_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm", "meter": "m"}
 #: NIfTI's spatial units (``xyzt_units``).

@@ -299,3 +299,27 @@ def test_a_model_of_one_object_size_predicts_each_image_at_the_scale_it_estimate
         assert labels.shape == shape and labels.max() > 0
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "pixel size" in r.getMessage()]
     assert len(warned) == 1 and "for the measurements" in warned[0] and "resampled" not in warned[0]
+
+
+def test_a_time_series_file_gets_one_label_file_with_every_frame(model, tmp_path):
+    """A TIFF of several frames is stored one image per frame; its label file holds them all again,
+    each frame the labels the frame gets segmented alone (was: a traceback, "too many values to unpack")."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :128]
+    frames = np.stack([field, np.roll(field, 20, axis=1), field[::-1].copy()])
+    tifffile.imwrite(tmp_path / "movie.tif", frames, photometric="minisblack", metadata={"axes": "TYX"})
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    results = segment([str(tmp_path / "movie.tif")], predictor, SegmentFolder(tmp_path / "out"), progress=False)
+    assert results[0].error is None, results[0].error
+    with tifffile.TiffFile(tmp_path / "out" / "labels" / "movie_labels.tif") as written:
+        assert written.series[0].axes == "TYX"
+        labels = written.asarray()
+    assert labels.shape == frames.shape
+    for t, frame in enumerate(frames):
+        tifffile.imwrite(tmp_path / f"frame{t}.tif", frame)
+        segment([str(tmp_path / f"frame{t}.tif")], predictor, SegmentFolder(tmp_path / f"alone{t}"), progress=False)
+        alone = tifffile.imread(tmp_path / f"alone{t}" / "labels" / f"frame{t}_labels.tif")
+        np.testing.assert_array_equal(labels[t], alone)
+    assert labels[0].max() > 3
+    with open(tmp_path / "out" / "counts.csv", newline="") as handle:
+        counts = list(csv.DictReader(handle))
+    assert [int(row["objects"]) for row in counts] == [len(np.unique(f)) - 1 for f in labels]

@@ -14,7 +14,7 @@ from ctc_metrics.scripts.evaluate import evaluate_sequence
 
 from segpipe.data.catalog import load_catalog
 from segpipe.errors import InputError
-from segpipe.prediction.export import export_ctc, export_nifti, export_tiff, source_affine
+from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine
 from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
 
@@ -176,3 +176,15 @@ def test_nifti_keeps_its_unit(tmp_path):
     labels = np.zeros((3, 4, 5), np.uint16)
     path = export_nifti(labels, tmp_path / "l.nii.gz", affine=np.diag([2.0, 2.0, 2.0, 1.0]), ndim=3, unit="millimeter")
     assert nib.load(str(path)).header.get_xyzt_units()[0] == "mm"
+
+
+def test_a_frame_stack_reads_as_the_stacked_frames():
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 9, (2, 5, 6), dtype=np.uint16), rng.integers(0, 9, (2, 5, 6), dtype=np.uint32)]
+    stack, reference = FrameStack(frames), np.stack(frames)
+    assert stack.shape == reference.shape and stack.ndim == 4 and stack.dtype == np.uint32
+    np.testing.assert_array_equal(stack[1], reference[1])
+    np.testing.assert_array_equal(stack[(0, slice(1, 2))], reference[0, 1:2])
+    np.testing.assert_array_equal(stack[(slice(0, 2),)], reference)
+    with pytest.raises(ValueError, match="one shape"):
+        FrameStack([frames[0], frames[0][:, :4]])
