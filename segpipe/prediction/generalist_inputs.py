@@ -64,8 +64,8 @@ class InputChoice:
     Attributes:
         slots: ``slots[j]``: the input the image's channel ``j`` feeds.
         flat: The image's channels with nothing in them.
-        confidence: The network's mean certainty ``|2p - 1|`` of the crop's foreground per order
-            tried (``slots`` of the varying channels), empty when nothing was tried.
+        confidence: The network's mean certainty ``|2p - 1|`` of the crop's foreground for each
+            order tried (by its ``slots``); None when fewer than two channels vary.
     """
 
     slots: tuple[int, ...]
@@ -84,46 +84,51 @@ class InputChoice:
         )
 
 
-def choose_inputs(
-    image: np.ndarray | object, card: ModelCard, network: torch.nn.Module, *, device, params
-) -> InputChoice:
-    """The inputs of a generalist the channels of ``image`` (channel-first, zarr or numpy) feed.
+def choose_inputs(image, card: ModelCard, network: torch.nn.Module, *, device, params) -> InputChoice:
+    """The inputs of a generalist the channels of ``image`` feed.
 
     Args:
-        image: The stored image, ``(C, *frames, *spatial)``; ``C`` at most ``card.in_channels``. The
-            orders are tried on its first frame.
+        image: The stored image, channel-first (zarr or numpy), ``(C, *frames, *spatial)``; ``C`` at
+            most ``card.in_channels``. The orders are tried on its first frame.
         card: The generalist's card (normalization, patch, inputs, classes).
         network: Its network, in eval mode.
         device: Where the network runs.
         params: The sliding-window settings (flips are turned off here).
     """
     channels = image.shape[0]
-    spec = card.normalization
-    low, high = (spec.low, spec.high) if spec.method == "percentile" else (1.0, 99.8)
-    flat = tuple(c for c in range(channels) if np.ptp(channel_percentiles(image, c, (low, high))) <= 0)
+    flat = _flat_channels(image, card.normalization)
     varying = [c for c in range(channels) if c not in flat]
-    spare = iter(range(card.in_channels))
-    if len(varying) < 2:  # the one that varies (or the first) takes the first input; flat ones the rest
+    if len(varying) < 2:  # the one that varies (or the first) takes the first input, flat ones the next
         order = varying or [0]
-        rest = [c for c in range(channels) if c not in order]
-        inputs = dict(zip(order + rest, spare))
+        inputs = dict(zip(order + [c for c in range(channels) if c not in order], range(card.in_channels)))
         return InputChoice(tuple(inputs[c] for c in range(channels)), flat)
     frames = image.ndim - 1 - card.spatial_dims
-    shape = image.shape[1 + frames :]
-    box = centre_box(shape, windows=CHOICE_WINDOWS, roi=card.patch_size, spacing=card.spacing, model_spacing=card.spacing)
+    box = centre_box(
+        image.shape[1 + frames :], windows=CHOICE_WINDOWS, roi=card.patch_size, spacing=card.spacing, model_spacing=card.spacing
+    )
     crop = np.asarray(image[(slice(None), *(0,) * frames, *box)])
     quick = params.model_copy(update={"flip_tta": False})
     confidence = {}
     for order in permutations(range(card.in_channels), len(varying)):
-        slots = dict(zip(varying, order))
-        free = iter(i for i in range(card.in_channels) if i not in order)
-        full = tuple(slots[c] if c in slots else next(free) for c in range(channels))
+        slots = _with_flat(dict(zip(varying, order)), channels, card.in_channels)
         outputs = predict_image(
-            InputSlots(network, full, card.in_channels), normalize(crop, input_normalization(spec, full)), roi_size=card.patch_size, n_classes=card.n_classes,
-            params=quick, device=device, flow_channels=card.flow_channels,
+            InputSlots(network, slots, card.in_channels), normalize(crop, input_normalization(card.normalization, slots)),
+            roi_size=card.patch_size, n_classes=card.n_classes, params=quick, device=device, flow_channels=card.flow_channels,
         )
         foreground = 1.0 - outputs[0]
-        confidence[full] = float(np.mean(np.abs(2.0 * foreground - 1.0)))
+        confidence[slots] = float(np.mean(np.abs(2.0 * foreground - 1.0)))
     stored = tuple(range(channels))
     best = max(confidence, key=lambda slots: (confidence[slots], slots == stored))
     return InputChoice(best, flat, confidence)
+
+
+def _flat_channels(image, spec: NormalizationSpec) -> tuple[int, ...]:
+    """The channels whose low and high percentiles (the normalization's, else 1 and 99.8) are equal."""
+    low, high = (spec.low, spec.high) if spec.method == "percentile" else (1.0, 99.8)
+    return tuple(c for c in range(image.shape[0]) if np.ptp(channel_percentiles(image, c, (low, high))) <= 0)
+
+
+def _with_flat(slots: dict[int, int], channels: int, inputs: int) -> tuple[int, ...]:
+    """``slots`` of the varying channels, with the other channels on the inputs left, in order."""
+    free = iter(i for i in range(inputs) if i not in slots.values())
+    return tuple(slots[c] if c in slots else next(free) for c in range(channels))
