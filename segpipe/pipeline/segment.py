@@ -49,7 +49,7 @@ from segpipe.pipeline.segment_files import (
 )
 from segpipe.prediction.fit import takes_channels
 from segpipe.prediction.params import PredictParams
-from segpipe.prediction.predict import Current, Predicted, Predictor, run_network
+from segpipe.prediction.predict import Current, Predicted, Predictor, input_slots, run_network
 from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
 
@@ -204,8 +204,13 @@ def segment_input(
 def predict_input(
     store: ImageStore, predictions: PredictionStore, predictor: Predictor, *, progress: bool = False
 ) -> list[Current | Predicted]:
-    """Run the network on every image of an ingested input (images kept where current); their labels are made in :func:`finish_input`."""
-    return [run_network(image, predictor, predictions, progress=progress) for image in store.images()]
+    """Run the network on every image of an ingested input (images kept where current); their labels are made in :func:`finish_input`.
+
+    The frames of a time series or sequence feed a generalist's inputs as its first frame chose.
+    """
+    images = store.images()
+    slots = input_slots(images[0], predictor) if len(images) > 1 and predictor.card.generalist else None
+    return [run_network(image, predictor, predictions, progress=progress, slots=slots) for image in images]
 
 
 def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:

@@ -161,17 +161,24 @@ def predict_stored(
 
 
 def run_network(
-    image: StoredImage, predictor: Predictor, predictions: PredictionStore, *, on_rows=None, progress: bool = False
+    image: StoredImage,
+    predictor: Predictor,
+    predictions: PredictionStore,
+    *,
+    on_rows=None,
+    progress: bool = False,
+    slots: tuple[int, ...] | None = None,
 ) -> Current | Predicted:
     """The network's part of :func:`predict_stored` (same arguments): the image to complete, or
-    :class:`Current` where its prediction is current."""
+    :class:`Current` where its prediction is current. ``slots``: the generalist's inputs the image's
+    channels feed, chosen already (:func:`input_slots`; the frames of one input share them)."""
     card, params = predictor.card, predictor.params
     stamp = predictor.stamp(image)
     root = predictions.root
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
         return Current(image, card, params, predictions, stamp)
-    network, spec = _inputs(image, predictor)
+    network, spec = _inputs(image, predictor, slots)
     scale = 1.0
     if card.object_size and params.resample:  # a model trained on objects of one size: at the scale that gives it that
         scale = estimate_scale(image, predictor, plan_grids(image, card, resample=True).image_spacing)
@@ -224,17 +231,24 @@ def run_network(
     return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, float16(values), semantic)
 
 
-def _inputs(image: StoredImage, predictor: Predictor) -> tuple[torch.nn.Module, NormalizationSpec]:
-    """The predictor's network fed ``image``'s channels as the generalist's inputs
-    (:mod:`segpipe.prediction.generalist_inputs`; with fewer channels than inputs, the rest blank),
-    and the normalization of those channels."""
-    card, channels = predictor.card, image.image.shape[0]
+def input_slots(image: StoredImage, predictor: Predictor) -> tuple[int, ...]:
+    """The inputs of the predictor's network ``image``'s channels feed: a generalist's chosen
+    (:mod:`segpipe.prediction.generalist_inputs`), else channel j on input j."""
+    card = predictor.card
     if card.generalist and predictor.params.input_order == "choose":
         choice = choose_inputs(image.image, card, predictor.network, device=predictor.device, params=predictor.inference)
         log.info(choice.describe(image.name))
-        slots = choice.slots
-    else:
-        slots = tuple(range(channels))
+        return choice.slots
+    return tuple(range(image.image.shape[0]))
+
+
+def _inputs(
+    image: StoredImage, predictor: Predictor, slots: tuple[int, ...] | None
+) -> tuple[torch.nn.Module, NormalizationSpec]:
+    """The predictor's network fed ``image``'s channels on the inputs ``slots`` (None: :func:`input_slots`;
+    inputs no channel feeds are blank), and the normalization of those channels."""
+    card = predictor.card
+    slots = input_slots(image, predictor) if slots is None else slots
     if slots == tuple(range(card.in_channels)):
         return predictor.network, card.normalization
     return InputSlots(predictor.network, slots, card.in_channels), input_normalization(card.normalization, slots)

@@ -92,3 +92,21 @@ def test_segment_reads_one_channel_as_the_first_input_and_two_in_the_order_it_fi
     assert labels["one"].max() > 20  # the field's cells, found
     np.testing.assert_array_equal(labels["one"], labels["blank"])
     np.testing.assert_array_equal(labels["nuclei_first"], labels["cyto_first"])
+
+
+def test_the_frames_of_a_time_series_share_the_order_its_first_frame_chose(tmp_path, caplog):
+    """Frame 1 holds the channels the other way round from frame 0: it is still read as frame 0
+    chose (the same labels as that frame alone, read in the order frame 0's choice gives), and the
+    choice is made and logged once."""
+    nuclei, cytoplasm = whole_cells()
+    movie = np.stack([np.stack([nuclei, cytoplasm]), np.stack([cytoplasm, nuclei])])  # T C Y X
+    tifffile.imwrite(tmp_path / "movie.tif", movie, photometric="minisblack", metadata={"axes": "TCYX"})
+    tifffile.imwrite(tmp_path / "frame1.tif", np.stack([nuclei, cytoplasm]), metadata={"axes": "CYX"})
+    with caplog.at_level("INFO", logger="segpipe.prediction.predict"):
+        movie_run = segment(str(tmp_path / "movie.tif"), "-o", str(tmp_path / "movie"))
+    alone = segment(str(tmp_path / "frame1.tif"), "--channels", "0,1", "-o", str(tmp_path / "alone"))
+    assert movie_run.exit_code == 0 and alone.exit_code == 0, (movie_run.output, alone.output)
+    chosen = [r.getMessage() for r in caplog.records if "feed the generalist's inputs" in r.getMessage()]
+    assert len(chosen) == 1 and chosen[0].startswith("movie-t000: channels [0, 1] feed the generalist's inputs [1, 0]")
+    labels = tifffile.imread(tmp_path / "movie" / "labels" / "movie_labels.tif")
+    np.testing.assert_array_equal(labels[1], tifffile.imread(tmp_path / "alone" / "labels" / "frame1_labels.tif"))
