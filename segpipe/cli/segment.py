@@ -65,8 +65,6 @@ def segment(
 
         catalog_obj = open_catalog(catalog)
     chosen: Model = resolve_model(model, output=runs, catalog=catalog_obj)
-    if read.channels is not None:  # the user's order: a generalist does not choose its inputs
-        predict = predict.model_copy(update={"input_order": "stored"})
     predictor = Predictor.load(chosen, predict)
     results = run_segment(inputs, predictor, SegmentFolder(output), read)
     failed = [r for r in results if r.error is not None]

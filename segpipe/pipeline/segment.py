@@ -17,6 +17,7 @@ kept as they are; an unreadable input is listed as failed and the others are seg
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -47,9 +48,9 @@ from segpipe.pipeline.segment_files import (
     write_csv,
     write_measurements,
 )
-from segpipe.prediction.fit import takes_channels
+from segpipe.prediction.fit import channels_taken, takes_channels
 from segpipe.prediction.params import PredictParams
-from segpipe.prediction.predict import Current, Predicted, Predictor, input_slots, run_network
+from segpipe.prediction.predict import Current, Predicted, Predictor, SharedInputs, run_network
 from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
 
@@ -80,7 +81,7 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> None:
     if not takes_channels(card, channels):
         names = f" ({', '.join(card.channel_names)})" if card.channel_names else ""
         raise ModelError(
-            f"{what} takes {card.in_channels} channel(s){names}, this image has {channels}; choose them with --channels"
+            f"{what} takes {channels_taken(card)} channel(s){names}, this image has {channels}; choose them with --channels"
         )
 
 
@@ -109,6 +110,8 @@ def segment(
         ModelError: The model does not fit an input (nothing is written then).
     """
     params = params or SegmentParams()
+    if params.channels is not None and predictor.params.input_order != "stored":  # the user's order: no choosing
+        predictor = dataclasses.replace(predictor, params=predictor.params.model_copy(update={"input_order": "stored"}))
     items = find_inputs(patterns)
     for item in items:
         check_input(item, predictor.card, params)
@@ -209,8 +212,10 @@ def predict_input(
     The frames of a time series or sequence feed a generalist's inputs as its first frame chose.
     """
     images = store.images()
-    slots = input_slots(images[0], predictor) if len(images) > 1 and predictor.card.generalist else None
-    return [run_network(image, predictor, predictions, progress=progress, slots=slots) for image in images]
+    shared = None
+    if len(images) > 1 and predictor.card.generalist and predictor.params.input_order == "choose":
+        shared = SharedInputs(images[0], predictor)
+    return [run_network(image, predictor, predictions, progress=progress, shared=shared) for image in images]
 
 
 def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:

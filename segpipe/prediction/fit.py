@@ -13,6 +13,13 @@ def takes_channels(card: ModelCard, channels: int) -> bool:
     return channels == card.in_channels or (card.generalist and 0 < channels < card.in_channels)
 
 
+def channels_taken(card: ModelCard) -> str:
+    """How many channels the model reads, in words: ``"2"``, or ``"1 or 2"`` for a generalist."""
+    if not card.generalist or card.in_channels == 1:
+        return str(card.in_channels)
+    return "1 or 2" if card.in_channels == 2 else f"1 to {card.in_channels}"
+
+
 def check_fits(card: ModelCard, store: ImageStore, *, where: str | None = None) -> None:
     """Refuse a model whose dimensions, channels or (for scored images) classes do not fit ``store``.
 
@@ -28,7 +35,7 @@ def check_fits(card: ModelCard, store: ImageStore, *, where: str | None = None) 
         if not takes_channels(card, channels):
             names = f" ({', '.join(card.channel_names)})" if card.channel_names else ""
             raise ModelError(
-                f"{where}: {model} takes {card.in_channels} channel(s){names}, image {info['name']!r} has {channels}; "
+                f"{where}: {model} takes {channels_taken(card)} channel(s){names}, image {info['name']!r} has {channels}; "
                 "choose the channels with channels: in the catalog (or --channels for segpipe segment)"
             )
     if store.labelled and (store.instances != card.instances or len(store.classes) != card.n_classes):

@@ -23,6 +23,7 @@ One :func:`predict_stored` call per image lets a flow fan images out.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -45,7 +46,7 @@ from segpipe.models.card import ModelCard
 from segpipe.models.device import resolve_device
 from segpipe.models.model import Model
 from segpipe.prediction.export import export_ctc
-from segpipe.prediction.generalist_inputs import InputSlots, choose_inputs, input_normalization
+from segpipe.prediction.generalist_inputs import InputSlots, Slots, choose_inputs, input_normalization
 from segpipe.prediction.complete import Current, ImageResult, Predicted, partial_group
 from segpipe.prediction.object_size import estimate_scale
 from segpipe.prediction.params import PredictParams
@@ -90,10 +91,12 @@ class Predictor:
         """The prediction store at ``path`` for this model."""
         return PredictionStore.for_model(path, self.model)
 
-    def stamp(self, image: StoredImage) -> str:
+    def stamp(self, image: StoredImage, *, inputs_from: str | None = None) -> str:
         """What a prediction of ``image`` is made from: the model, the settings, the image's bytes.
 
-        A resampled prediction also depends on the image's pixel size (which the bytes do not hold).
+        A resampled prediction also depends on the image's pixel size (which the bytes do not hold);
+        a generalist's on the digest ``inputs_from`` of the image its inputs were chosen on, when
+        that is another (:class:`SharedInputs`).
         """
         source = {
             "model": self.model.id,
@@ -105,6 +108,8 @@ class Predictor:
         }
         if self.card.generalist:
             source["input_order"] = self.params.input_order
+            if inputs_from is not None:
+                source["inputs_from"] = inputs_from
         grids = plan_grids(image, self.card, resample=self.params.resample)
         if grids.resample:
             source["grids"] = grids.record()
@@ -167,18 +172,18 @@ def run_network(
     *,
     on_rows=None,
     progress: bool = False,
-    slots: tuple[int, ...] | None = None,
+    shared: SharedInputs | None = None,
 ) -> Current | Predicted:
     """The network's part of :func:`predict_stored` (same arguments): the image to complete, or
-    :class:`Current` where its prediction is current. ``slots``: the generalist's inputs the image's
-    channels feed, chosen already (:func:`input_slots`; the frames of one input share them)."""
+    :class:`Current` where its prediction is current. ``shared``: the generalist's inputs of every
+    frame of one input, chosen once (else chosen for this image: :func:`input_slots`)."""
     card, params = predictor.card, predictor.params
-    stamp = predictor.stamp(image)
+    stamp = predictor.stamp(image, inputs_from=shared.digest if shared is not None else None)
     root = predictions.root
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
         return Current(image, card, params, predictions, stamp)
-    network, spec = _inputs(image, predictor, slots)
+    network, spec = _inputs(image, predictor, shared.slots() if shared is not None else None)
     scale = 1.0
     if card.object_size and params.resample:  # a model trained on objects of one size: at the scale that gives it that
         scale = estimate_scale(image, predictor, plan_grids(image, card, resample=True).image_spacing)
@@ -231,7 +236,7 @@ def run_network(
     return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, float16(values), semantic)
 
 
-def input_slots(image: StoredImage, predictor: Predictor) -> tuple[int, ...]:
+def input_slots(image: StoredImage, predictor: Predictor) -> Slots:
     """The inputs of the predictor's network ``image``'s channels feed: a generalist's chosen
     (:mod:`segpipe.prediction.generalist_inputs`), else channel j on input j."""
     card = predictor.card
@@ -242,16 +247,34 @@ def input_slots(image: StoredImage, predictor: Predictor) -> tuple[int, ...]:
     return tuple(range(image.image.shape[0]))
 
 
-def _inputs(
-    image: StoredImage, predictor: Predictor, slots: tuple[int, ...] | None
-) -> tuple[torch.nn.Module, NormalizationSpec]:
+class SharedInputs:
+    """A generalist's inputs for every frame of one input (a time series, a sequence): chosen on its
+    first frame, once, and only when some frame is predicted (not when all are current)."""
+
+    def __init__(self, first: StoredImage, predictor: Predictor):
+        self.first, self.predictor = first, predictor
+        self._slots: Slots | None = None
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """The first frame's content, which the choice depends on (part of every frame's stamp)."""
+        return array_digest(self.first.image)
+
+    def slots(self) -> Slots:
+        if self._slots is None:
+            self._slots = input_slots(self.first, self.predictor)
+        return self._slots
+
+
+def _inputs(image: StoredImage, predictor: Predictor, slots: Slots | None) -> tuple[torch.nn.Module, NormalizationSpec]:
     """The predictor's network fed ``image``'s channels on the inputs ``slots`` (None: :func:`input_slots`;
     inputs no channel feeds are blank), and the normalization of those channels."""
     card = predictor.card
     slots = input_slots(image, predictor) if slots is None else slots
     if slots == tuple(range(card.in_channels)):
         return predictor.network, card.normalization
-    return InputSlots(predictor.network, slots, card.in_channels), input_normalization(card.normalization, slots)
+    network = InputSlots(predictor.network, slots=slots, inputs=card.in_channels)
+    return network, input_normalization(card.normalization, slots)
 
 
 #: Images with more voxels than this show their rows' progress.

@@ -44,19 +44,39 @@ def test_input_slots_feed_each_channel_its_input_and_zeros_to_the_rest(generalis
     one.load_state_dict(adapt_input(generalist.state_dict(), generalist.card, 1, slots=(0,)))
     one.eval()
     with torch.no_grad():
-        torch.testing.assert_close(InputSlots(network, (0,), 2)(x), one(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(InputSlots(network, slots=(0,), inputs=2)(x), one(x), rtol=1e-4, atol=1e-5)
         both = torch.rand(1, 2, 64, 64)
-        torch.testing.assert_close(InputSlots(network, (1, 0), 2)(both), network(both[:, [1, 0]]))
+        torch.testing.assert_close(InputSlots(network, slots=(1, 0), inputs=2)(both), network(both[:, [1, 0]]))
+        torch.testing.assert_close(InputSlots(network, slots=(None, 0), inputs=2)(both), InputSlots(network, slots=(0,), inputs=2)(both[:, 1:]))
     with pytest.raises(ValueError, match="distinct inputs"):
-        InputSlots(network, (0, 0), 2)
+        InputSlots(network, slots=(0, 0), inputs=2)
 
 
-def test_a_flat_channel_feeds_no_input_and_the_other_takes_the_first(generalist, network):
+@pytest.mark.parametrize("stray", [0, 40])
+def test_a_flat_channel_feeds_no_input_and_the_other_takes_the_first(generalist, network, stray):
+    """A channel with nothing in it (zeros, as the Cellpose dataset pads one-channel images, or a few
+    stray bright pixels: its 1st and 99.8th percentiles equal) feeds no input."""
     _, cytoplasm = whole_cells()
-    image = np.stack([np.zeros_like(cytoplasm), cytoplasm])  # the Cellpose dataset's padding: nuclei blank
+    blank = np.zeros_like(cytoplasm)
+    blank.flat[np.random.default_rng(1).choice(blank.size, stray, replace=False)] = 255
+    image = np.stack([blank, cytoplasm])
     choice = choose_inputs(image, generalist.card, network, device="cpu", params=InferenceParams())
-    assert choice.slots == (1, 0) and choice.flat == (0,) and choice.confidence is None
+    assert choice.slots == (None, 0) and choice.flat == (0,) and choice.confidence is None
     assert choose_inputs(cytoplasm[None], generalist.card, network, device="cpu", params=InferenceParams()).slots == (0,)
+
+
+def test_a_flat_channel_is_not_blown_up_into_the_network(tmp_path):
+    """Stray pixels in an otherwise empty nuclear channel: the labels are those of the cytoplasm alone
+    (the stray channel fed to no input; with the nuclear input's floor of 0 its 255s would
+    have reached the network as 2.5e8)."""
+    _, cytoplasm = whole_cells()
+    stray = np.zeros_like(cytoplasm)
+    stray.flat[np.random.default_rng(1).choice(stray.size, 40, replace=False)] = 255
+    tifffile.imwrite(tmp_path / "stray.tif", np.stack([cytoplasm, stray]), metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "alone.tif", cytoplasm)
+    for name in ("stray", "alone"):
+        assert segment(str(tmp_path / f"{name}.tif"), "-o", str(tmp_path / name)).exit_code == 0
+    np.testing.assert_array_equal(*(tifffile.imread(tmp_path / n / "labels" / f"{n}_labels.tif") for n in ("stray", "alone")))
 
 
 @pytest.mark.parametrize(("nuclei_first", "expected"), [(False, (0, 1)), (True, (1, 0))])
@@ -110,3 +130,26 @@ def test_the_frames_of_a_time_series_share_the_order_its_first_frame_chose(tmp_p
     assert len(chosen) == 1 and chosen[0].startswith("movie-t000: channels [0, 1] feed the generalist's inputs [1, 0]")
     labels = tifffile.imread(tmp_path / "movie" / "labels" / "movie_labels.tif")
     np.testing.assert_array_equal(labels[1], tifffile.imread(tmp_path / "alone" / "labels" / "frame1_labels.tif"))
+
+
+def test_a_time_series_rerun_chooses_nothing_and_a_new_first_frame_redoes_every_frame(tmp_path, caplog):
+    nuclei, cytoplasm = whole_cells()
+    frame = np.stack([nuclei, cytoplasm])
+    write = lambda first: tifffile.imwrite(  # noqa: E731
+        tmp_path / "movie.tif", np.stack([first, frame]), photometric="minisblack", metadata={"axes": "TCYX"}
+    )
+    write(frame)
+    assert segment(str(tmp_path / "movie.tif"), "-o", str(tmp_path / "out")).exit_code == 0
+
+    def rerun() -> tuple[list[str], list[str]]:
+        caplog.clear()
+        with caplog.at_level("INFO", logger="segpipe.prediction.predict"):
+            assert segment(str(tmp_path / "movie.tif"), "-o", str(tmp_path / "out")).exit_code == 0
+        messages = [r.getMessage() for r in caplog.records]
+        return [m for m in messages if "feed the generalist's inputs" in m], [m for m in messages if "skipping" in m]
+
+    chosen, skipped = rerun()
+    assert chosen == [] and len(skipped) == 2  # unchanged: nothing predicted, nothing chosen
+    write(frame[:, ::-1].copy())  # a new first frame: frame 1's bytes are the same, its inputs may not be
+    chosen, skipped = rerun()
+    assert len(chosen) == 1 and skipped == []
