@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cellpose_styles import read_pairs  # noqa: E402
 
 LAYOUTS = {"cytoplasm, nuclei": (0, 1), "nuclei, cytoplasm": (1, 0), "cytoplasm alone": (0,)}
-CHOICE = re.compile(r"(\S+): channels \[[0-9, ]+\] feed the generalist's inputs \[([0-9, ]+)\]")
+CHOICE = re.compile(r"(\S+): channels \[[0-9, ]+\] feed the generalist's inputs \[([0-9, None]+)\]")
 
 
 def write_layout(pairs: dict, folder: Path, channels: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -91,7 +91,7 @@ def choices(log_file: Path, layout: tuple[int, ...]) -> dict[str, str]:
     cytoplasm = layout.index(0)
     counts: dict[str, list[int]] = {}
     for name, slots in CHOICE.findall(log_file.read_text()):
-        first = [int(s) for s in slots.split(",")][cytoplasm] == 0
+        first = slots.split(",")[cytoplasm].strip() == "0"
         counts.setdefault(name.split("-")[0], [0, 0])[0] += first
         counts[name.split("-")[0]][1] += 1
     return {style: f"{n}/{total}" for style, (n, total) in sorted(counts.items())}
