@@ -242,6 +242,14 @@ def _zscore(
     return lo, hi, float(np.float32(clipped.mean())), max(float(clipped.std()), 1e-6)
 
 
+def percentile_normalization(bounds: Sequence[Sequence[float]], spec: NormalizationSpec) -> Normalization:
+    """The ``percentile`` normalization of channels whose ``spec.low``..``spec.high`` percentiles are
+    ``bounds`` (one ``(low, high)`` pair per channel), each range floored at ``spec.min_range``."""
+    return Normalization(
+        tuple(lo for lo, _ in bounds), tuple(_divisor(hi - lo, spec.min_range, c) for c, (lo, hi) in enumerate(bounds))
+    )
+
+
 def stream_normalization(
     array, spec: NormalizationSpec, *, exact_limit: int = EXACT_LIMIT, sample: int = SAMPLE_VOXELS
 ) -> Normalization:
@@ -259,9 +267,7 @@ def stream_normalization(
             channel_percentiles(array, c, (spec.low, spec.high), exact_limit=exact_limit, sample=sample)
             for c in channels
         ]
-        return Normalization(
-            tuple(lo for lo, _ in bounds), tuple(_divisor(hi - lo, spec.min_range, c) for c, (lo, hi) in enumerate(bounds))
-        )
+        return percentile_normalization(bounds, spec)
     if spec.method == "zscore":
         stats = [_zscore(array, c, spec.low, spec.high, exact_limit, sample, spec.nonzero) for c in channels]
         return Normalization(

@@ -213,7 +213,7 @@ def predict_input(
     """
     images = store.images()
     shared = None
-    if len(images) > 1 and predictor.card.generalist and predictor.params.input_order == "choose":
+    if len(images) > 1 and predictor.chooses_inputs:
         shared = SharedInputs(images[0], predictor)
     return [run_network(image, predictor, predictions, progress=progress, shared=shared) for image in images]
 

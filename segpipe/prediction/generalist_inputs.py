@@ -27,7 +27,13 @@ import numpy as np
 import torch
 
 from segpipe.inference import predict_image
-from segpipe.inference.normalize import NormalizationSpec, channel_percentiles, stream_normalization
+from segpipe.inference.normalize import (
+    Normalization,
+    NormalizationSpec,
+    channel_percentiles,
+    percentile_normalization,
+    stream_normalization,
+)
 from segpipe.inference.params import InferenceParams
 from segpipe.inference.windows import centre_box
 from segpipe.models.card import ModelCard
@@ -63,8 +69,8 @@ def input_normalization(spec: NormalizationSpec, slots: Slots) -> NormalizationS
     if not spec.min_range:
         return spec
     floors = list(spec.min_range)
-    pick = lambda j, slot: floors[min(j if slot is None else slot, len(floors) - 1)]  # noqa: E731
-    return spec.model_copy(update={"min_range": [pick(j, slot) for j, slot in enumerate(slots)]})
+    inputs = [j if slot is None else slot for j, slot in enumerate(slots)]
+    return spec.model_copy(update={"min_range": [floors[min(i, len(floors) - 1)] for i in inputs]})
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,8 @@ def choose_inputs(
         params: The sliding-window settings (flips are turned off here).
     """
     channels = image.shape[0]
-    flat = _flat_channels(image, card.normalization)
+    bounds = _channel_bounds(image, card.normalization)
+    flat = tuple(c for c in range(channels) if np.ptp(bounds[c]) <= 0)
     varying = [c for c in range(channels) if c not in flat]
     if len(varying) < 2:  # the one that varies (or, with none, the first) takes the first input
         keep = varying or [0]
@@ -122,7 +129,7 @@ def choose_inputs(
     confidence = {}
     for order in permutations(range(card.in_channels), len(varying)):
         slots = tuple(dict(zip(varying, order)).get(c) for c in range(channels))
-        normalized = stream_normalization(image, input_normalization(card.normalization, slots)).apply(crop)
+        normalized = _normalization(image, bounds, input_normalization(card.normalization, slots)).apply(crop)
         outputs = predict_image(
             InputSlots(network, slots=slots, inputs=card.in_channels), normalized,
             roi_size=card.patch_size, n_classes=card.n_classes, params=quick, device=device, flow_channels=card.flow_channels,
@@ -133,7 +140,13 @@ def choose_inputs(
     return InputChoice(best, flat, confidence)
 
 
-def _flat_channels(image, spec: NormalizationSpec) -> tuple[int, ...]:
-    """The channels whose low and high percentiles (the normalization's, else 1 and 99.8) are equal."""
+def _channel_bounds(image, spec: NormalizationSpec) -> list[list[float]]:
+    """Each channel's low and high percentiles: the normalization's, else 1 and 99.8. A channel whose
+    two are equal is flat; a percentile normalization is made from them (:func:`_normalization`)."""
     low, high = (spec.low, spec.high) if spec.method == "percentile" else (1.0, 99.8)
-    return tuple(c for c in range(image.shape[0]) if np.ptp(channel_percentiles(image, c, (low, high))) <= 0)
+    return [channel_percentiles(image, c, (low, high)) for c in range(image.shape[0])]
+
+
+def _normalization(image, bounds: list[list[float]], spec: NormalizationSpec) -> Normalization:
+    """``spec``'s normalization of ``image``: from the measured ``bounds`` when it is by percentiles."""
+    return percentile_normalization(bounds, spec) if spec.method == "percentile" else stream_normalization(image, spec)

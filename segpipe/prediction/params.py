@@ -39,7 +39,7 @@ class PredictParams(BaseModel):
     probabilities back to the image's own grid (off: the network sees the image as it is)."""
     input_order: Literal["choose", "stored"] = "choose"
     """A generalist's inputs (``cells-2d``: cytoplasm, then nuclei): ``choose`` them per image, a flat
-    channel feeding a blank input and two channels in the order the network is surest of
+    channel feeding no input and two channels in the order the network is surest of
     (:mod:`segpipe.prediction.generalist_inputs`); ``stored``: channel j feeds input j (inputs
     no channel feeds are blank). Other models read their channels as stored."""
 

@@ -84,6 +84,11 @@ class Predictor:
         return self.model.card
 
     @property
+    def chooses_inputs(self) -> bool:
+        """Whether each image's channels are fed to a generalist's inputs as :func:`input_slots` chooses."""
+        return self.card.generalist and self.params.input_order == "choose"
+
+    @property
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
 
@@ -183,7 +188,7 @@ def run_network(
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
         return Current(image, card, params, predictions, stamp)
-    network, spec = _inputs(image, predictor, shared.slots() if shared is not None else None)
+    network, spec = _inputs(image, predictor, shared.slots if shared is not None else None)
     scale = 1.0
     if card.object_size and params.resample:  # a model trained on objects of one size: at the scale that gives it that
         scale = estimate_scale(image, predictor, plan_grids(image, card, resample=True).image_spacing)
@@ -240,7 +245,7 @@ def input_slots(image: StoredImage, predictor: Predictor) -> Slots:
     """The inputs of the predictor's network ``image``'s channels feed: a generalist's chosen
     (:mod:`segpipe.prediction.generalist_inputs`), else channel j on input j."""
     card = predictor.card
-    if card.generalist and predictor.params.input_order == "choose":
+    if predictor.chooses_inputs:
         choice = choose_inputs(image.image, card, predictor.network, device=predictor.device, params=predictor.inference)
         log.info(choice.describe(image.name))
         return choice.slots
@@ -253,17 +258,15 @@ class SharedInputs:
 
     def __init__(self, first: StoredImage, predictor: Predictor):
         self.first, self.predictor = first, predictor
-        self._slots: Slots | None = None
 
     @functools.cached_property
     def digest(self) -> str:
         """The first frame's content, which the choice depends on (part of every frame's stamp)."""
         return array_digest(self.first.image)
 
+    @functools.cached_property
     def slots(self) -> Slots:
-        if self._slots is None:
-            self._slots = input_slots(self.first, self.predictor)
-        return self._slots
+        return input_slots(self.first, self.predictor)
 
 
 def _inputs(image: StoredImage, predictor: Predictor, slots: Slots | None) -> tuple[torch.nn.Module, NormalizationSpec]:
