@@ -137,9 +137,10 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
     guessed = [r for r in results if r.guessed_spacing]
     if not guessed:
         return
-    if card.object_size:  # the model finds each image's scale itself; only the measurements need it
-        why = (" for the measurements (areas, centroids). If that is wrong, give it with --spacing and --unit; "
-               "the model finds each image's object scale itself")
+    if card.object_size or card.generalist:  # the network does not need it; only the measurements do
+        how = ("the model finds each image's object scale itself" if card.object_size
+               else "the generalist predicts every image at its own pixels")
+        why = f" for the measurements (areas, centroids). If that is wrong, give it with --spacing and --unit; {how}"
     else:
         why = (f". If that is wrong, give it with --spacing ({' '.join('ZYX'[3 - card.spatial_dims :])}) and --unit: "
                f"the model was trained at {'x'.join(f'{s:g}' for s in card.spacing)} {card.unit} per pixel, and an "

@@ -63,7 +63,8 @@ class Grids:
         image_shape: The image's spatial shape.
         model_shape: Its spatial shape at the model's pixel size.
         differs: Whether the two pixel sizes differ by more than the resampling tolerance on some axis
-            (:func:`~segpipe.inference.resample.spacing_differs`).
+            (:func:`~segpipe.inference.resample.spacing_differs`); never for a generalist, whose grid is
+            every image's own.
         guessed: Whether the image's pixel size was not known (taken as 1 per pixel at ingest)
             and mattered (a model trained on objects of one size estimates their scale instead).
         scale: How many times larger than its own the image's pixels are taken (``image_spacing``
@@ -129,16 +130,16 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
     spacing = tuple(float(s) * factor * scale for s in image.spacing[-ndim:])
     model = tuple(float(s) for s in card.spacing)
     shape = tuple(int(s) for s in image.image.shape[-ndim:])
-    differs = spacing_differs(spacing, model)
+    differs = spacing_differs(spacing, model) and not card.generalist  # a generalist's grid is every image's own
     return Grids(
-        resample=bool(resample and differs and not card.generalist),
+        resample=bool(resample and differs),
         image_spacing=spacing,
         model_spacing=model,
         unit=card.unit,
         image_shape=shape,
         model_shape=resampled_shape(shape, spacing, model) if differs else shape,
         differs=differs,
-        guessed=image.info.get("spacing_source") == "default" and not card.object_size,
+        guessed=image.info.get("spacing_source") == "default" and differs and not card.object_size,
         scale=scale,
     )
 

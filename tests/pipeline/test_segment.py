@@ -213,6 +213,26 @@ def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_pat
     assert "taking 1 micrometer per pixel" in spacing[0]
 
 
+def test_the_generalist_is_not_said_to_resample_inputs_without_a_pixel_size(tmp_path, caplog):
+    """The shipped generalist predicts every image at its own pixels: the pixel size, unknown here,
+    serves the measurements only, and the one warning does not promise a resampling that never happens."""
+    import logging
+
+    from segpipe.models.shipped import CELLS_2D, shipped_model
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
+    for k in range(2):
+        tifffile.imwrite(folder / f"plain_{k}.tif", np.rot90(field, k))
+    predictor = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
+    with caplog.at_level(logging.WARNING):
+        segment([str(folder)], predictor, SegmentFolder(tmp_path / "out"), progress=False)
+    (spacing,) = [r.getMessage() for r in caplog.records if "pixel size" in r.getMessage()]
+    assert "2 of 2 input(s)" in spacing and "taking 1 micrometer per pixel for the measurements" in spacing
+    assert "resampled" not in spacing and "at its own pixels" in spacing
+
+
 def test_several_files_processes_give_what_one_thread_gives(model, inputs, tmp_path):
     """The files' side of three inputs in two processes (as beside a GPU) and in one thread: the same labels and counts."""
     from segpipe.pipeline.segment import _pipelined

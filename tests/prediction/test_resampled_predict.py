@@ -137,7 +137,10 @@ def test_a_generalist_predicts_on_the_images_own_grid(tmp_path, data_dir, model_
     image = stored(tmp_path, "fine", crop_2d(data_dir), (0.5, 0.5))
     assert plan_grids(image, model_2d.card, resample=True).resample
     generalist = model_2d.card.model_copy(update={"generalist": True})
-    assert not plan_grids(image, generalist, resample=True).resample
+    grids = plan_grids(image, generalist, resample=True)
+    assert not grids.resample and not grids.differs and grids.model_shape == grids.image_shape
+    guessed = stored(tmp_path, "guess", crop_2d(data_dir), (1.0, 1.0), source="default")
+    assert not plan_grids(guessed, generalist.model_copy(update={"spacing": (2.0, 2.0)}), resample=True).guessed
 
 
 def test_the_stamp_follows_the_pixel_size_of_a_resampled_image(tmp_path, data_dir, model_2d):
