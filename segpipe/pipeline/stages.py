@@ -25,7 +25,7 @@ from segpipe.pipeline.models import resolve_model
 from segpipe.pipeline.run_folder import RunFolder
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.params import PredictParams
-from segpipe.prediction.predict import ImageResult, Predictor, predict_split, predict_stored
+from segpipe.prediction.predict import ImageResult, Predictor, predict_split, predict_stored, sequence_inputs
 from segpipe.prediction.store import PredictionStore
 from segpipe.report import Report, read_history, read_runs, write_index, write_report
 from segpipe.report.runs import append_run, new_run, run_entry
@@ -118,13 +118,16 @@ def predict_one(run: RunFolder, name: str, params: PredictParams, *, model: str 
     predictor = predictor_for(run, params, model)
     with naming(run.predictions):
         predictions = PredictionStore.open_for_writing(run.predictions, predictor.model)
-        image = ImageStore.open(run.store).image(name)
-        return predict_stored(image, predictor, predictions, exports=run.exports, progress=True).stamp
+        store = ImageStore.open(run.store)
+        shared = sequence_inputs(store, predictor).get(name)
+        return predict_stored(store.image(name), predictor, predictions, exports=run.exports, progress=True, shared=shared).stamp
 
 
 def prediction_stamp(run: RunFolder, name: str, params: PredictParams, *, model: str | Path | None = None) -> str:
     """The stamp a current prediction of ``name`` has (the flows' cache key)."""
-    return predictor_for(run, params, model).stamp(ImageStore.open(run.store).image(name))
+    predictor, store = predictor_for(run, params, model), ImageStore.open(run.store)
+    shared = sequence_inputs(store, predictor).get(name)
+    return predictor.stamp(store.image(name), inputs_from=shared.digest if shared is not None else None)
 
 
 def score_one(run: RunFolder, name: str) -> ScoreAccumulator:

@@ -135,9 +135,12 @@ def predict_split(
     if not images:
         raise StoreError(f"{store.path}: the {split} split is empty")
     results = []
+    shared = sequence_inputs(store, predictor)
     with Progress(len(images), desc=f"predict {split or 'all'}", unit="image", enabled=progress) as bar:
         for image in images:
-            results.append(predict_stored(image, predictor, predictions, exports=exports, progress=progress))
+            results.append(predict_stored(
+                image, predictor, predictions, exports=exports, progress=progress, shared=shared.get(image.name)
+            ))
             bar.update(1)
     if exports is not None and "ctc" in predictor.params.export_formats(predictor.card.spatial_dims):
         export_ctc_sequences(predictions, images, exports / "ctc", ndim=predictor.card.spatial_dims)
@@ -153,6 +156,7 @@ def predict_stored(
     on_rows=None,
     progress: bool = False,
     attach: bool = True,
+    shared: SharedInputs | None = None,
 ) -> ImageResult:
     """Predict one image into ``predictions`` (resuming a partial run) unless it is current; then export.
 
@@ -166,8 +170,10 @@ def predict_stored(
         progress: Show the rows done of a large image (more than :data:`LARGE` voxels).
         attach: Copy the label maps under the image in its dataset store too
             (:func:`segpipe.prediction.layers.attach_to_source`), so the dataset store shows them.
+        shared: A generalist's inputs chosen once for the frames of its sequence (:func:`sequence_inputs`).
     """
-    return run_network(image, predictor, predictions, on_rows=on_rows, progress=progress).complete(exports=exports, attach=attach)
+    made = run_network(image, predictor, predictions, on_rows=on_rows, progress=progress, shared=shared)
+    return made.complete(exports=exports, attach=attach)
 
 
 def run_network(
@@ -267,6 +273,25 @@ class SharedInputs:
     @functools.cached_property
     def slots(self) -> Slots:
         return input_slots(self.first, self.predictor)
+
+
+def sequence_inputs(store: ImageStore, predictor: Predictor) -> dict[str, SharedInputs]:
+    """For a generalist choosing its inputs: every frame of a sequence of several frames in ``store``
+    (images named ``SEQ-tNNN``, whatever their splits) by name, to the inputs chosen on the
+    sequence's first frame, as ``segpipe segment`` does for the frames of one input; empty otherwise."""
+    if not predictor.chooses_inputs:
+        return {}
+    frames: dict[str, list[tuple[int, StoredImage]]] = {}
+    for image in store.images():
+        if FRAME_NAME.match(image.name):
+            sequence, frame = sequence_frame(image.name)
+            frames.setdefault(sequence, []).append((frame, image))
+    shared = {}
+    for members in frames.values():
+        if len(members) > 1:
+            first = SharedInputs(min(members, key=lambda member: member[0])[1], predictor)
+            shared.update({image.name: first for _, image in members})
+    return shared
 
 
 def _inputs(image: StoredImage, predictor: Predictor, slots: Slots | None) -> tuple[torch.nn.Module, NormalizationSpec]:

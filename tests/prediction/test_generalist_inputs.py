@@ -153,3 +153,37 @@ def test_a_time_series_rerun_chooses_nothing_and_a_new_first_frame_redoes_every_
     write(frame[:, ::-1].copy())  # a new first frame: frame 1's bytes are the same, its inputs may not be
     chosen, skipped = rerun()
     assert len(chosen) == 1 and skipped == []
+
+
+def test_the_frames_of_a_stored_sequence_share_one_choice_in_predict_and_in_the_flows_tasks(tmp_path, caplog):
+    """``segpipe predict --model cells-2d`` on a store holding a CTC sequence: the generalist's inputs
+    are chosen once, on the sequence's first frame, and the per-image tasks' cache key (the stamp
+    ``prediction_stamp`` computes before predicting) is the stamp the prediction stores."""
+    from segpipe.data.catalog import load_catalog
+    from segpipe.data.ingest import ingest_dataset
+    from segpipe.data.store import ImageStore
+    from segpipe.pipeline.run_folder import RunFolder
+    from segpipe.pipeline.stages import predict, prediction_stamp
+    from segpipe.prediction.params import PredictParams
+    from segpipe.prediction.store import PredictionStore
+
+    _, cytoplasm = whole_cells(128)
+    (tmp_path / "Fluo-Cells" / "01").mkdir(parents=True)
+    for t in range(3):
+        tifffile.imwrite(tmp_path / "Fluo-Cells" / "01" / f"t{t:03d}.tif", np.roll(cytoplasm, 5 * t, axis=1))
+    (tmp_path / "catalog.yaml").write_text(
+        "datasets:\n  cells:\n    format: ctc\n    images: Fluo-Cells/01\n    classes: [background, cell]\n"
+    )
+    run = RunFolder(tmp_path / "runs" / "cells")
+    ingest_dataset(load_catalog(tmp_path / "catalog.yaml").dataset("cells"), run.store, progress=False)
+    names = ImageStore.open(run.store).names()
+    assert names == ["01-t000", "01-t001", "01-t002"]
+    params = PredictParams(device="cpu", inference=InferenceParams(flip_tta=False))
+    model = shipped_model(CELLS_2D).folder  # what the CLI resolves the name to
+    with caplog.at_level("INFO", logger="segpipe.prediction.predict"):
+        predict(run, params, split=None, model=model, progress=False)
+    chosen = [r.getMessage() for r in caplog.records if "feed the generalist's inputs" in r.getMessage()]
+    assert len(chosen) == 1 and chosen[0].startswith("01-t000:"), chosen
+    predictions = PredictionStore.open_for_writing(run.predictions, shipped_model(CELLS_2D))
+    for name in names:
+        assert predictions.stamp(name) == prediction_stamp(run, name, params, model=model)
