@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from segpipe.data.ctc import ctc_records
+from segpipe.data.readers.units import length_unit
 from segpipe.data.records import ImageRecord, Split
 from segpipe.errors import CatalogError, explain
 
@@ -194,6 +195,11 @@ class DatasetEntry(_Strict):
     allow_outside_root: bool = False
     schedule: dict[str, ScheduleSpec] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("unit")
+    @classmethod
+    def _length_unit(cls, value: str | None) -> str | None:
+        return length_unit(value)
 
     @model_validator(mode="after")
     def _check_spacing(self) -> DatasetEntry:

@@ -110,6 +110,11 @@ def segment(
         ModelError: The model does not fit an input (nothing is written then).
     """
     params = params or SegmentParams()
+    ndim = predictor.card.spatial_dims
+    if params.spacing is not None and len(params.spacing) != ndim:
+        raise InputError(
+            f"--spacing: {len(params.spacing)} values for a model of {ndim}D images; give {ndim} ({' '.join('ZYX'[3 - ndim:])})"
+        )
     if params.channels is not None and predictor.params.input_order != "stored":  # the user's order: no choosing
         predictor = dataclasses.replace(predictor, params=predictor.params.model_copy(update={"input_order": "stored"}))
     items = find_inputs(patterns)

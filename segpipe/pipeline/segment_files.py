@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
 
 from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, input_dataset
+from segpipe.data.readers.units import length_unit
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
 from segpipe.errors import ModelError, SegpipeError
 from segpipe.models.card import ModelCard
@@ -43,15 +44,20 @@ class SegmentParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    spacing: list[float] | None = Field(None, min_length=2, max_length=3)
+    spacing: list[PositiveFloat] | None = Field(None, min_length=2, max_length=3)
     """Pixel size per spatial axis ([z,] y, x), for every input (overrides the files)."""
     unit: str | None = None
-    """Unit of --spacing (micrometer, millimeter, ...)."""
+    """Unit of --spacing: nanometer, micrometer, millimeter, centimeter or meter (or nm, um, mm, cm, m)."""
     axes: str | None = Field(None, pattern=r"^[TCSZYXtcszyx]+$")
     """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
     channels: list[int] | None = Field(None, min_length=1)
     """Channels to keep, in order, as the model was trained on them (default: all); a generalist
     reads them in this order instead of choosing (see ``PredictParams.input_order``)."""
+
+    @field_validator("unit")
+    @classmethod
+    def _length_unit(cls, value: str | None) -> str | None:
+        return length_unit(value)
 
 
 @dataclass(frozen=True)

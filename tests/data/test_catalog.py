@@ -96,6 +96,18 @@ def test_axes_letters_are_checked(tmp_path, files):
         load_catalog(_write(tmp_path, _entry("    axes: TQYX\n")))
 
 
+@pytest.mark.parametrize(("given", "name"), [("um", "micrometer"), ("µm", "micrometer"), ("nm", "nanometer"), ("mm", "millimeter")])
+def test_a_units_short_name_is_read_as_the_unit(tmp_path, files, given, name):
+    entry = load_catalog(_write(tmp_path, _entry(f"    spacing: [0.5, 0.5]\n    unit: {given}\n"))).entries["d"]
+    assert entry.unit == name
+
+
+@pytest.mark.parametrize("given", ["parsec", "pixel"])
+def test_a_unit_that_is_no_length_is_refused(tmp_path, files, given):
+    with pytest.raises(CatalogError, match=rf"dataset 'd': unit: '{given}' is not a length unit; use one of nanometer, micrometer"):
+        load_catalog(_write(tmp_path, _entry(f"    unit: {given}\n")))
+
+
 def test_channel_named_twice(tmp_path, files):
     with pytest.raises(CatalogError, match=r"channels: \['red', 0\] names a channel twice"):
         load_catalog(_write(tmp_path, _entry("    channels: [red, 0]\n")))

@@ -233,6 +233,42 @@ def test_the_generalist_is_not_said_to_resample_inputs_without_a_pixel_size(tmp_
     assert "resampled" not in spacing and "at its own pixels" in spacing
 
 
+def test_a_pixel_size_in_millimetres_is_converted_as_one_in_micrometres(model, tmp_path):
+    """--unit mm with --spacing 0.002 is 2 micrometres a pixel: the same labels as --spacing 2 --unit um."""
+    from typer.testing import CliRunner
+
+    from segpipe.cli import app
+
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:128, :128]
+    tifffile.imwrite(tmp_path / "field.tif", field)
+    runs = {
+        unit: CliRunner().invoke(app, [
+            "segment", "-m", str(model.folder), str(tmp_path / "field.tif"), "--spacing", f"{value},{value}",
+            "--unit", unit, "--no-tta", "-o", str(tmp_path / unit),
+        ])
+        for unit, value in (("mm", 0.002), ("um", 2))
+    }
+    assert all(run.exit_code == 0 for run in runs.values()), [run.output for run in runs.values()]
+    mm, um = (tifffile.imread(tmp_path / unit / "labels" / "field_labels.tif") for unit in ("mm", "um"))
+    assert um.max() > 3
+    np.testing.assert_array_equal(mm, um)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--spacing", "0,0"], "--spacing: Input should be greater than 0"),
+        (["--spacing", "1,1,1"], "--spacing: 3 values for a model of 2D images; give 2 (Y X)"),
+        (["--spacing", "1,1", "--unit", "parsec"], "--unit: 'parsec' is not a length unit"),
+    ],
+)
+def test_a_wrong_pixel_size_is_one_line_and_writes_nothing(model, tmp_path, segpipe_cli, options, message):
+    tifffile.imwrite(tmp_path / "field.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64])
+    result = segpipe_cli("segment", "-m", model.folder, tmp_path / "field.tif", *options, "-o", tmp_path / "out")
+    assert result.code == 2 and len(result.errors) == 1 and message in result.errors[0], result.err
+    assert not (tmp_path / "out").exists()
+
+
 def test_several_files_processes_give_what_one_thread_gives(model, inputs, tmp_path):
     """The files' side of three inputs in two processes (as beside a GPU) and in one thread: the same labels and counts."""
     from segpipe.pipeline.segment import _pipelined

@@ -29,3 +29,23 @@ def normalize_unit(unit: str | None) -> str | None:
     if unit is None:
         return None
     return _ALIASES.get(str(unit).strip().lower(), None)
+
+
+#: The length units a pixel size may be given in (their NGFF names).
+LENGTH_UNITS = ("nanometer", "micrometer", "millimeter", "centimeter", "meter")
+
+
+def length_unit(unit: str | None) -> str | None:
+    """The NGFF name of a unit a user gave for a pixel size (``um``, ``µm``, ``nm``, ``mm``, ...).
+
+    Raises:
+        ValueError: ``unit`` is no length unit (a pixel size in pixels is no pixel size: leave it out).
+    """
+    if unit is None:
+        return None
+    name = normalize_unit(unit)
+    if name is None:
+        raise ValueError(
+            f"{unit!r} is not a length unit; use one of {', '.join(LENGTH_UNITS)} (or nm, um, µm, mm, cm, m)"
+        )
+    return name
