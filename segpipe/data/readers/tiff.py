@@ -93,6 +93,8 @@ def _physical_size(tif) -> tuple[tuple[float | None, float | None, float | None]
             return found
     page = tif.pages.first
     ij = tif.imagej_metadata or {}
+    if str(ij.get("unit", "")).strip().lower() in ("pixel", "pixels"):  # ImageJ's word for uncalibrated
+        return (None, None, None), None
     unit = normalize_unit(ij.get("unit")) if ij else None
     z = float(ij["spacing"]) if "spacing" in ij else None
     tags = page.tags

@@ -89,6 +89,16 @@ def test_imagej_hyperstack_axes_spacing_and_channels(tmp_path, ingest):
     assert [a.get("unit") for a in ome["multiscales"][0]["axes"]] == [None, "micrometer", "micrometer", "micrometer"]
 
 
+def test_an_imagej_file_calibrated_in_pixels_has_no_pixel_size(tmp_path, ingest):
+    """ImageJ writes unit 'pixel' for an uncalibrated image: its resolution tags are no physical size."""
+    image, labels = _blobs((12, 14), 4)
+    _dirs(tmp_path, "img", "lab")
+    for folder, array in (("img", image), ("lab", labels)):
+        tifffile.imwrite(tmp_path / folder / "p.tif", array, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "pixel"})
+    stored = ingest(tmp_path, images="img/*.tif", labels="lab/*.tif", ndim=2, split={"train": ["p"]})["p"]
+    assert stored.spacing == (1.0, 1.0) and stored.info["spacing_source"] == "default"
+
+
 def test_ome_tiff_channels_chosen_and_reordered(tmp_path, ingest):
     rng = np.random.default_rng(3)
     image = rng.integers(0, 255, (3, 12, 14)).astype(np.uint8)  # C Y X
