@@ -42,6 +42,7 @@ from segpipe.pipeline.segment_files import (
     SegmentFolder,
     SegmentParams,
     count_objects,
+    failed_input,
     finish_input,
     guarded,
     prepare_input,
@@ -57,12 +58,14 @@ from segpipe.progress import Progress
 log = logging.getLogger(__name__)
 
 
-def check_input(item: Input, card: ModelCard, params: SegmentParams) -> None:
+def check_input(item: Input, card: ModelCard, params: SegmentParams) -> bool:
     """Refuse an input the model cannot segment (dimensions, channels), before anything is written.
 
     A generalist takes fewer channels than it has inputs (the others are blank).
 
-    A file that cannot be read at all is not refused here: it fails on its own later.
+    Returns:
+        Whether the input was checked: a file that cannot be read at all is not refused here
+        (it fails on its own later).
     """
     path = item.path if item.kind != "ctc" else _first_frame(item.path)
     spec = AxesSpec(override=params.axes, fill="Z" if card.spatial_dims == 3 else "")
@@ -70,7 +73,7 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> None:
         with open_source(path, spec=spec) as source:
             planes, channels = source.spatial[0], source.channels
     except InputError:
-        return
+        return False
     if params.channels is not None:
         channels = len(params.channels)
     what = f"{item.path}: model {card.name!r}"
@@ -83,6 +86,26 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> None:
         raise ModelError(
             f"{what} takes {channels_taken(card)} channel(s){names}, this image has {channels}; choose them with --channels"
         )
+    return True
+
+
+def fitting_inputs(items: list[Input], card: ModelCard, params: SegmentParams) -> tuple[list[Input], list[InputResult]]:
+    """The inputs the model may segment, and a failed result for each one it cannot (:func:`check_input`).
+
+    Raises:
+        ModelError: The model fits none of the inputs that can be read (then nothing is written).
+    """
+    fit, unfit, checked = [], [], False
+    for item in items:
+        try:
+            checked |= check_input(item, card, params)
+            fit.append(item)
+        except ModelError as err:
+            unfit.append((item, err))
+    if unfit and not checked:
+        more = f" (and the {len(unfit) - 1} other input(s))" if len(unfit) > 1 else ""
+        raise ModelError(f"{unfit[0][1]}{more}")
+    return fit, [failed_input(item, err) for item, err in unfit]
 
 
 def segment(
@@ -107,7 +130,8 @@ def segment(
 
     Raises:
         InputError: No input found.
-        ModelError: The model does not fit an input (nothing is written then).
+        ModelError: The model fits none of the inputs (nothing is written then); an input it
+            does not fit (dimensions, channels) among others is listed as failed.
     """
     params = params or SegmentParams()
     ndim = predictor.card.spatial_dims
@@ -117,9 +141,9 @@ def segment(
         )
     if params.channels is not None and predictor.params.input_order != "stored":  # the user's order: no choosing
         predictor = dataclasses.replace(predictor, params=predictor.params.model_copy(update={"input_order": "stored"}))
-    items = find_inputs(patterns)
-    for item in items:
-        check_input(item, predictor.card, params)
+    found = find_inputs(patterns)
+    order = {str(item.path): k for k, item in enumerate(found)}
+    items, unfit = fitting_inputs(found, predictor.card, params)
     folder.root.mkdir(parents=True, exist_ok=True)  # a read-only place, or a file there, fails now
     threads = torch.get_num_threads()
     with naming(folder.root), Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
@@ -128,6 +152,7 @@ def segment(
             if predictor.device.type == "cpu" and processes:
                 use_cpu_threads(reserved=processes)
             results = _pipelined(items, predictor, folder, params, processes=processes, bar=bar, progress=progress)
+            results = sorted(results + unfit, key=lambda result: order[result.path])
         finally:
             torch.set_num_threads(threads)
         warn_guessed_spacing(results, predictor.card)

@@ -119,11 +119,16 @@ def guarded(item: Input, folder: SegmentFolder, step, /, *args, **kwargs):
     except OSError as err:
         if _writing(err, folder):
             raise
-        log.warning("%s: failed: %s", item.path, err)
-        return InputResult(item.name, str(item.path), item.kind, error=f"{type(err).__name__}: {err}")
+        return failed_input(item, err)
     except SegpipeError as err:
-        log.warning("%s: failed: %s", item.path, err)
-        return InputResult(item.name, str(item.path), item.kind, error=f"{type(err).__name__}: {err}")
+        return failed_input(item, err)
+
+
+def failed_input(item: Input, err: Exception) -> InputResult:
+    """``item`` failed with ``err``: one warning line naming it, and its result."""
+    reason = str(err).removeprefix(f"{item.path}: ")  # the path is said once
+    log.warning("%s: failed: %s", item.path, reason)
+    return InputResult(item.name, str(item.path), item.kind, error=f"{type(err).__name__}: {reason}")
 
 
 def _writing(err: OSError, folder: SegmentFolder) -> bool:

@@ -15,17 +15,18 @@ from segpipe.models.model import network_from_card, save_model
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
-#: file name -> what its error must say (each is a bad input of tests/data/ingest/test_ingest_bad_inputs.py)
+#: file name -> what its error must say, the path being the summary's key (each is a bad input of
+#: tests/data/ingest/test_ingest_bad_inputs.py)
 BAD = {
-    "truncated.tif": "truncated.tif: (not a readable TIFF|TIFF data cannot be read)",
-    "bad_header.tif": "bad_header.tif: not a readable TIFF",
-    "empty.tif": r"empty.tif: file is empty \(0 bytes\)",
-    "png_inside.tif": "png_inside.tif: not a TIFF file",
-    "bad_magic.nii": "bad_magic.nii: not a readable NIfTI file",
-    "cut_header.nii": "cut_header.nii: not a readable NIfTI file",
-    "negative_dim.nii": r"negative_dim.nii: not a readable NIfTI file \(damaged header: dimension 2 is -5\)",
-    "nan.tif": r"nan.tif: image holds 1 NaN or Inf values",
-    "ambiguous.tif": r"ambiguous.tif: cannot tell what axis 0",
+    "truncated.tif": "^InputError: (not a readable TIFF|TIFF data cannot be read)",
+    "bad_header.tif": "^InputError: not a readable TIFF",
+    "empty.tif": r"^InputError: file is empty \(0 bytes\)",
+    "png_inside.tif": "^InputError: not a TIFF file",
+    "bad_magic.nii": "^InputError: not a readable NIfTI file",
+    "cut_header.nii": "^InputError: not a readable NIfTI file",
+    "negative_dim.nii": r"^InputError: not a readable NIfTI file \(damaged header: dimension 2 is -5\)",
+    "nan.tif": r"^InputError: image holds 1 NaN or Inf values",
+    "ambiguous.tif": r"^InputError: cannot tell what axis 0",
 }
 
 
