@@ -151,9 +151,10 @@ def export_cmd(
 def _read_sample(path: Path, card):
     """A raw image as ``(C, *spatial)``: channels on the file's first axis for multi-channel models."""
     from segpipe.data.readers import read_image
+    from segpipe.models.bioimageio import check_sample
 
     array = read_image(path, ndim=card.spatial_dims, channel_axis=0 if card.in_channels > 1 else None).array
-    return array if card.in_channels > 1 else array[None]
+    return check_sample(card, array if card.in_channels > 1 else array[None], name=str(path))
 
 
 @models_app.command("import")

@@ -151,17 +151,32 @@ def _test_input(card: ModelCard, sample: np.ndarray | None) -> np.ndarray:
     if sample is None:
         shape = tuple(_grid_size(min(p, SYNTHETIC_SIZE[ndim]), card, a) for a, p in enumerate(card.patch_size))
         return synthetic_image(shape, card.in_channels, card.normalization)
-    sample = np.asarray(sample)
+    sample = check_sample(card, sample)
+    keep = [_grid_size(min(s, SAMPLE_SIZE[ndim]), card, a, up=False) for a, s in enumerate(sample.shape[1:])]
+    return np.ascontiguousarray(sample[(slice(None), *_busiest_crop(sample[0], keep))], dtype=np.float32)
+
+
+def check_sample(card: ModelCard, sample: np.ndarray, *, name: str = "test sample") -> np.ndarray:
+    """``sample`` as an array, if it can show ``card``'s model at work: ``(C, *spatial)``, large
+    enough, finite, and not one value throughout.
+
+    Raises:
+        ModelError: Naming ``name`` and what is wrong.
+    """
+    ndim, sample = card.spatial_dims, np.asarray(sample)
     if sample.ndim != ndim + 1 or sample.shape[0] != card.in_channels:
         raise ModelError(
-            f"test sample has shape {sample.shape}; model {card.name!r} needs ({card.in_channels}, "
+            f"{name}: has shape {sample.shape}; model {card.name!r} needs ({card.in_channels}, "
             f"{', '.join('...' for _ in range(ndim))}): channels first, {ndim} spatial axes"
         )
     lows = [min_size(card, a) for a in range(ndim)]
     if any(s < low for s, low in zip(sample.shape[1:], lows)):
-        raise ModelError(f"test sample of {list(sample.shape[1:])} pixels is too small: at least {lows} pixels")
-    keep = [_grid_size(min(s, SAMPLE_SIZE[ndim]), card, a, up=False) for a, s in enumerate(sample.shape[1:])]
-    return np.ascontiguousarray(sample[(slice(None), *_busiest_crop(sample[0], keep))], dtype=np.float32)
+        raise ModelError(f"{name}: {list(sample.shape[1:])} pixels is too small a sample: at least {lows} pixels")
+    if np.issubdtype(sample.dtype, np.floating) and not np.isfinite(sample).all():
+        raise ModelError(f"{name}: holds {int(np.count_nonzero(~np.isfinite(sample)))} NaN or Inf values; a sample must be finite")
+    if sample.min() == sample.max():
+        raise ModelError(f"{name}: is {sample.flat[0]} throughout; a sample needs objects for the package's test to show the model")
+    return sample
 
 
 def _busiest_crop(channel: np.ndarray, keep: Sequence[int]) -> tuple[slice, ...]:

@@ -113,3 +113,24 @@ def test_command_line_errors_are_one_line(runs, tmp_path, monkeypatch, capsys):
     assert code == 2 and err == f"error: {tmp_path / 'nothing.zip'}: no such file\n"
     code, _, err = run_main(monkeypatch, capsys, "models", str(tmp_path / "nowhere"))
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("pixels", "message"),
+    [("nan", "holds 2500 NaN or Inf values; a sample must be finite"), ("blank", "is 0.0 throughout; a sample needs objects")],
+)
+def test_a_sample_that_cannot_show_the_model_is_refused_in_one_line_naming_it(runs, tmp_path, monkeypatch, capsys, pixels, message):
+    import numpy as np
+    import tifffile
+
+    image = np.random.default_rng(0).uniform(0, 200, (96, 96)).astype(np.float32)
+    if pixels == "nan":
+        image[:50, :50] = np.nan
+    else:
+        image[:] = 0
+    tifffile.imwrite(tmp_path / "sample.tif", image)
+    package = tmp_path / "demo.zip"
+    code, _, err = run_main(monkeypatch, capsys, "models", "export", str(runs / "a" / "model"), "--to", str(package),
+                            "--no-test", "--sample", str(tmp_path / "sample.tif"))
+    assert code == 2 and err.startswith(f"error: {tmp_path / 'sample.tif'}: {message}"), err
+    assert err.count("\n") == 1 and not package.exists()
