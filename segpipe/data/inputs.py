@@ -92,7 +92,7 @@ def _expand(path: Path) -> list[Path]:
 
 
 def _named(paths: list[Path]) -> list[Input]:
-    stems = [_safe(_stem(p)) for p in paths]
+    stems = [_safe(_input_stem(p)) for p in paths]
     names = []
     for path, stem in zip(paths, stems):
         name = stem if stems.count(stem) == 1 else f"{_safe(path.parent.name)}_{stem}"
@@ -100,6 +100,12 @@ def _named(paths: list[Path]) -> list[Input]:
             name += "_"
         names.append(name)
     return [Input(name, path, kind_of(path)) for name, path in zip(names, paths)]  # type: ignore[arg-type]
+
+
+def _input_stem(path: Path) -> str:
+    """The file's name without its extension (``a`` for ``a.ome.tif``, not ``a.ome``)."""
+    stem = _stem(path)
+    return stem[: -len(".ome")] if path.name.lower().endswith((".ome.tif", ".ome.tiff")) and len(stem) > 4 else stem
 
 
 def _safe(name: str) -> str:

@@ -31,8 +31,9 @@ import torch
 
 from segpipe.data.inputs import Input, find_inputs
 from segpipe.data.readers import AxesSpec, open_source
+from segpipe.data.readers.units import length_factor
 from segpipe.data.store import ImageStore
-from segpipe.errors import InputError, ModelError, naming
+from segpipe.errors import InputError, ModelError, SegpipeError, naming
 from segpipe.models.card import ModelCard
 from segpipe.models.device import available_cpus, use_cpu_threads
 from segpipe.models.model import Model
@@ -299,23 +300,31 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
     from segpipe.report.segmentation import choose_sample, read_tables, write_segmentation_report
 
     counts, objects = read_tables(folder.root)
-    views, spacing, unit = [], {}, "micrometer"
-    for name in choose_sample(counts):
-        row = next(r for r in counts if r["image"] == name)
-        item_name = next((p.name.removesuffix(".ome.zarr") for p in (folder.root / "images").glob("*.ome.zarr")
-                          if (p / name).is_dir()), None)
-        if item_name is None:
+    stores = {}  # image name -> the input's store holding it
+    for path in sorted((folder.root / "images").glob("*.ome.zarr")):
+        try:
+            store = ImageStore.open(path)
+        except SegpipeError:  # an input's store left unfinished by a failure: not in the tables either
             continue
-        store = ImageStore.open(folder.images(item_name))
-        image = store.image(name)
-        labels = PredictionStore.open(folder.predictions(item_name)).labels(name)
+        stores.update(dict.fromkeys(store.names(), store))
+    segmented = {str(row["image"]) for row in counts if row.get("status") != "failed"}
+    spacing = {  # every image's pixel size in the model's unit, as measurements.csv's sizes are
+        name: tuple(s * length_factor(store.image(name).info.get("unit") or store.unit, card.unit) for s in store.image(name).spacing)
+        for name, store in stores.items() if name in segmented
+    }
+    views = []
+    for name in choose_sample(counts):
+        if name not in stores:
+            continue
+        row = next(r for r in counts if r["image"] == name)
+        store = stores[name]
+        labels = PredictionStore.open(folder.predictions(Path(store.path).name.removesuffix(".ome.zarr"))).labels(name)
         frames = labels.ndim - store.ndim
-        pixels = np.asarray(image.image[(slice(None), *([0] * frames))])
+        pixels = np.asarray(store.image(name).image[(slice(None), *([0] * frames))])
         views.append((f"{row['input']} ({name})" if row["input"] else name, pixels, np.asarray(labels[(0,) * frames])))
-        spacing[name], unit = image.spacing, store.unit
     report = write_segmentation_report(
         folder.root, title=title or f"Segmentation with {card.name}", card=card, counts=counts, objects=objects,
-        views=views, unit=unit, ndim=card.spatial_dims, spacing_by_image=spacing,
+        views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=spacing,
     )
     return report.path
 

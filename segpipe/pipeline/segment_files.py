@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validato
 
 from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, input_dataset
-from segpipe.data.readers.units import length_unit
+from segpipe.data.readers.units import length_factor, length_unit
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
 from segpipe.errors import ModelError, SegpipeError
 from segpipe.models.card import ModelCard
@@ -174,7 +174,8 @@ def finish_input(
     if not result.skipped:
         attach_labels(store.path, predictions, store)
         result.files = [str(p) for p in export_labels(item, store, predictions, folder)]
-        write_measurements(folder.measurements(item.name), store.images(), predictions, card, unit=store.unit)
+        # in the model's unit, so that every input's sizes compare (one in nanometres, one in micrometres)
+        write_measurements(folder.measurements(item.name), store.images(), predictions, card, unit=card.unit, own_unit=store.unit)
     else:
         result.files = [str(p) for p in label_files(item, folder) if p.exists()]
     result.objects = count_objects(folder.measurements(item.name), store.names())
@@ -254,17 +255,21 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
 
 
 def write_measurements(
-    path: Path, images: list[StoredImage], predictions: PredictionStore, card: ModelCard, *, unit: str
+    path: Path, images: list[StoredImage], predictions: PredictionStore, card: ModelCard, *, unit: str,
+    own_unit: str | None = None,
 ) -> Path:
-    """One row per object of every image (frames of a time series one by one)."""
+    """One row per object of every image (frames of a time series one by one), in ``unit``: each
+    image's pixel size is converted from its own unit (else ``own_unit``, else ``unit``)."""
     rows: list[dict] = []
     for image in images:
         labels = predictions.labels(image.name)
         frames = labels.ndim - card.spatial_dims
+        factor = length_factor(image.info.get("unit") or own_unit or unit, unit)
+        spacing = tuple(float(s) * factor for s in image.spacing)
         for index in np.ndindex(*labels.shape[:frames]):
             pixels = image.image[(slice(None), *index)] if frames else image.image
             columns = measure_objects(
-                labels[index] if frames else labels, pixels, spacing=image.spacing, channel_names=card.channel_names
+                labels[index] if frames else labels, pixels, spacing=spacing, channel_names=card.channel_names
             )
             frame = {"frame": index[0]} if frames == 1 else {}
             for k in range(columns["label"].size):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import zarr
 
+from segpipe.data.readers.units import length_factor
 from segpipe.data.store import COMPRESSOR, StoredImage
 from segpipe.inference.normalize import Normalization
 from segpipe.inference.postprocess import InstanceParams
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 SCRATCH = "resampled"
 #: Attribute of the prediction group recording whether and how it was resampled.
 RECORD_ATTR = "resampling"
-
-_MICROMETERS = {"nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6}
 
 
 @dataclass(frozen=True)
@@ -123,10 +122,7 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
     trained on objects of one size).
     """
     ndim = card.spatial_dims
-    image_unit = image.info.get("unit") or "micrometer"
-    factor = 1.0
-    if image_unit != card.unit and image_unit in _MICROMETERS and card.unit in _MICROMETERS:
-        factor = _MICROMETERS[image_unit] / _MICROMETERS[card.unit]
+    factor = length_factor(image.info.get("unit") or "micrometer", card.unit)
     spacing = tuple(float(s) * factor * scale for s in image.spacing[-ndim:])
     model = tuple(float(s) for s in card.spacing)
     shape = tuple(int(s) for s in image.image.shape[-ndim:])

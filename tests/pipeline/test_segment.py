@@ -149,6 +149,32 @@ def test_an_input_the_model_does_not_fit_fails_alone_among_others(model, tmp_pat
     assert not (tmp_path / "none").exists()
 
 
+def test_sizes_and_pixel_sizes_are_in_the_models_unit_for_every_input(model, tmp_path):
+    """Five OME-TIFFs at 0.5 um a pixel, one of them written in nanometres: measurements.csv gives that
+    one the same areas in the model's unit as its twin, and the report names every image's pixel
+    size (not only the four shown)."""
+    folder = tmp_path / "ome"
+    folder.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    for k in range(4):
+        size = {"PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+        tifffile.imwrite(folder / f"um{k}.ome.tif", np.rot90(field, k).copy(), ome=True, metadata={"axes": "YX", **size})
+    nm = {"PhysicalSizeX": 500.0, "PhysicalSizeY": 500.0, "PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm"}
+    tifffile.imwrite(folder / "nm.ome.tif", field, ome=True, metadata={"axes": "YX", **nm})
+    out = SegmentFolder(tmp_path / "out")
+    results = segment([str(folder)], Predictor.load(model, PredictParams(device="cpu")), out, progress=False)
+    assert all(r.error is None for r in results) and len(results) == 5
+    with open(out.table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["unit"] for row in rows} == {"micrometer"}
+    areas = {name: sorted(float(r["area"]) for r in rows if r["image"] == name) for name in {r["image"] for r in rows}}
+    assert sorted(areas) == ["nm", "um0", "um1", "um2", "um3"]  # a.ome.tif is the input a
+    assert len(areas["um0"]) > 3 and areas["nm"] == areas["um0"]
+    assert (out.labels / "nm_labels.tif").is_file() and out.images("nm").is_dir()
+    report = (out.root / "report.md").read_text()
+    assert report.count("| 0.5 × 0.5 micrometer (y, x) |") == 5 and "nanometer" not in report
+
+
 def test_the_command_line(model, inputs, tmp_path):
     from typer.testing import CliRunner
 

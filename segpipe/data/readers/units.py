@@ -49,3 +49,14 @@ def length_unit(unit: str | None) -> str | None:
             f"{unit!r} is not a length unit; use one of {', '.join(LENGTH_UNITS)} (or nm, um, µm, mm, cm, m)"
         )
     return name
+
+
+_MICROMETRES = {"nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6}
+
+
+def length_factor(unit: str | None, to: str | None) -> float:
+    """What a length in ``unit`` is multiplied by to be in ``to`` (NGFF names); 1 where either is
+    not a length unit this module knows (nothing to convert)."""
+    if unit in _MICROMETRES and to in _MICROMETRES:
+        return _MICROMETRES[unit] / _MICROMETRES[to]
+    return 1.0
