@@ -129,6 +129,10 @@ def stop_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
+#: The exit code of a command stopped by Ctrl-C.
+INTERRUPTED = 130
+
+
 def main() -> None:
     """Entry point: run the app; segpipe's own errors and OS errors become one line and exit code 2.
     The processes a command starts end with it, even when it is killed (:mod:`segpipe.cli.watchdog`)."""
@@ -137,6 +141,10 @@ def main() -> None:
     try:
         with stop_on_sigterm(), watch_children():
             app()
+    except SystemExit as stop:
+        if stop.code == INTERRUPTED:  # Ctrl-C (typer's code for it)
+            typer.echo("interrupted: run the same command again to resume; what was finished is kept", err=True)
+        raise
     except SegpipeError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)

@@ -85,3 +85,41 @@ def test_sigterm_ends_a_run_and_its_embedded_prefect_server(crop_catalog, tmp_pa
         for child in children:
             with contextlib.suppress(psutil.Error):
                 child.kill()
+
+
+def test_ctrl_c_says_how_to_resume_and_the_rerun_keeps_what_was_finished(tmp_path):
+    """SIGINT to the command's process group (what Ctrl-C sends) after its first input: exit 130 with a
+    line saying to rerun; the rerun keeps the finished inputs and segments the rest."""
+    import os
+    import signal
+    import time
+
+    import numpy as np
+    import tifffile
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    field = tifffile.imread(ROOT / "data" / "bbbc007" / "images" / "A9_p10d.tif")[:192, :192]
+    for k in range(6):
+        tifffile.imwrite(folder / f"f{k}.tif", np.roll(field, 20 * k, axis=1))
+    args = [sys.executable, "-c", "from segpipe.cli import main; main()", "segment", "--model", "cells-2d",
+            str(folder), "--output", str(tmp_path / "out")]
+    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.poll() is None and not list((tmp_path / "out" / "measurements").glob("*.csv")):
+            time.sleep(0.1)
+        assert run.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(run.pid, signal.SIGINT)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    assert stderr.rstrip().splitlines()[-1] == "interrupted: run the same command again to resume; what was finished is kept"
+    finished = len(list((tmp_path / "out" / "measurements").glob("*.csv")))
+    rerun = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert rerun.stderr.count("already predicted with these settings, skipping") >= finished >= 1
+    assert len(list((tmp_path / "out" / "labels").glob("*_labels.tif"))) == 6
