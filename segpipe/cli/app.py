@@ -86,9 +86,12 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 def os_error_line(err: OSError) -> str:
     """One line for an operating-system error: what failed, on which file, and what to do."""
     where = f"{err.filename}: " if err.filename else ""
+    existing_file = bool(err.filename) and os.path.isfile(err.filename)
     advice = {
         errno.ENOSPC: "the disk is full; free space or choose another --output",
-        errno.EACCES: "permission denied; choose a folder you can write to",
+        # a file that is there (an input, a program) is not the output's folder
+        errno.EACCES: "permission denied (this user may not use it: check its permissions)" if existing_file
+        else "permission denied; choose a folder you can write to",
         errno.EROFS: "the file system is read-only; choose another --output",
         errno.ENOTDIR: "a path component is a file, not a folder",
         errno.EEXIST: "it already exists",

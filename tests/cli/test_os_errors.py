@@ -167,3 +167,18 @@ def test_os_errors_that_will_not_pass_are_not_retried():
     assert transient(None, None, State(FileNotFoundError(errno.ENOENT, "gone", "x")))
     for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.ENOTDIR, errno.EDQUOT):
         assert not transient(None, None, State(OSError(code, os.strerror(code), "x")))
+
+
+def test_permission_denied_on_an_existing_file_does_not_blame_the_output_folder(tmp_path):
+    """EACCES on a file that exists (an unreadable input, a program that cannot be started) says to
+    check that file; on a path to be made, to choose a folder one can write to."""
+    import errno
+
+    from segpipe.cli.app import os_error_line
+
+    there = tmp_path / "input.tif"
+    there.write_bytes(b"x")
+    line = os_error_line(PermissionError(errno.EACCES, "Permission denied", str(there)))
+    assert line == f"{there}: permission denied (this user may not use it: check its permissions)"
+    line = os_error_line(PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "out" / "new")))
+    assert line == f"{tmp_path / 'out' / 'new'}: permission denied; choose a folder you can write to"
