@@ -69,17 +69,15 @@ def server_timeout_line() -> str:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for own in ("segpipe", "prefect"):  # debug lines of the pipeline, not of every library it uses (matplotlib, zarr)
+        logging.getLogger(own).setLevel(logging.DEBUG if verbose else logging.NOTSET)
     for noisy in ("httpx", "httpcore"):  # one line per Prefect API call otherwise
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging of segpipe's and Prefect's steps.")] = False) -> None:
     _setup_logging(verbose)
 
 

@@ -123,3 +123,14 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_keeps_what_was_finished(tmp_pat
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert rerun.stderr.count("already predicted with these settings, skipping") >= finished >= 1
     assert len(list((tmp_path / "out" / "labels").glob("*_labels.tif"))) == 6
+
+
+def test_verbose_shows_segpipes_debug_lines_not_every_librarys():
+    """-v: segpipe's and Prefect's debug lines; matplotlib's font search and zarr's chunk reads stay out."""
+    probe = (
+        "import logging; from segpipe.cli.app import _setup_logging; _setup_logging(True); "
+        "print([logging.getLogger(n).isEnabledFor(logging.DEBUG) for n in ('segpipe.pipeline', 'prefect.flows', "
+        "'matplotlib.font_manager', 'zarr.core', 'httpx')])"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[True, True, False, False, False]", result.stderr
