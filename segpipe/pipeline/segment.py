@@ -312,6 +312,7 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
         name: tuple(s * length_factor(store.image(name).info.get("unit") or store.unit, card.unit) for s in store.image(name).spacing)
         for name, store in stores.items() if name in segmented
     }
+    guessed = {name for name in spacing if stores[name].image(name).info.get("spacing_source") == "default"}
     views = []
     for name in choose_sample(counts):
         if name not in stores:
@@ -324,7 +325,7 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
         views.append((f"{row['input']} ({name})" if row["input"] else name, pixels, np.asarray(labels[(0,) * frames])))
     report = write_segmentation_report(
         folder.root, title=title or f"Segmentation with {card.name}", card=card, counts=counts, objects=objects,
-        views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=spacing,
+        views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=spacing, guessed_spacing=guessed,
     )
     return report.path
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import re
 import statistics
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +240,7 @@ def write_segmentation_report(
     unit: str,
     ndim: int,
     spacing_by_image: dict[str, tuple[float, ...]] | None = None,
+    guessed_spacing: Collection[str] = (),
 ) -> Report:
     """Write ``report.md``, ``report.html`` (self-contained) and ``figures/`` into ``folder``.
 
@@ -265,6 +266,8 @@ def write_segmentation_report(
         ndim: 2 or 3 spatial dimensions (sizes are areas or volumes).
         spacing_by_image: Pixel size of each image per spatial axis ([z,] y, x): a column of the
             per-image table, and the aspect ratio of 3D overlays (without it, isotropic).
+        guessed_spacing: The images whose files gave no pixel size (1 per pixel was taken): their
+            pixel size is marked as guessed.
 
     Returns:
         The written report; ``tables`` hold its tables by key (``segmentation``, ``failed``,
@@ -363,12 +366,15 @@ def write_segmentation_report(
         row = [name, input_of[name], str(by_image[name]),
                _size(float(np.median(values)) if values else None), _size(float(np.mean(values)) if values else None)]
         if spacing_by_image:
-            row.append(_pixel_size(spacing_by_image[name], unit) if name in spacing_by_image else "n/a")
+            shown = _pixel_size(spacing_by_image[name], unit) if name in spacing_by_image else "n/a"
+            row.append(f"{shown}, guessed" if name in guessed_spacing and name in spacing_by_image else shown)
         rows.append(row + [flags.get(name, "")])
     sections.append(Section("Per image", [Table(
         "objects-per-image", "Objects per image", columns, rows,
         f"Sizes in physical units ({size_unit}): the object's pixels times the image's pixel size. "
-        "Flag: the outlier rule above.",
+        + ("A guessed pixel size: the file gave none and 1 per pixel was taken (give it with --spacing and --unit). "
+           if set(guessed_spacing) & set(names) else "")
+        + "Flag: the outlier rule above.",
     )]))
 
     if names:

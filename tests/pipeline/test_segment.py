@@ -172,7 +172,7 @@ def test_sizes_and_pixel_sizes_are_in_the_models_unit_for_every_input(model, tmp
     assert len(areas["um0"]) > 3 and areas["nm"] == areas["um0"]
     assert (out.labels / "nm_labels.tif").is_file() and out.images("nm").is_dir()
     report = (out.root / "report.md").read_text()
-    assert report.count("| 0.5 × 0.5 micrometer (y, x) |") == 5 and "nanometer" not in report
+    assert report.count("| 0.5 × 0.5 micrometer (y, x) |") == 5 and "nanometer" not in report and "guessed" not in report
 
 
 def test_the_command_line(model, inputs, tmp_path):
@@ -266,6 +266,8 @@ def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_pat
     assert len(spacing) == 1, spacing
     assert "3 of 3 input(s)" in spacing[0] and "plain_0.tif" in spacing[0] and "--spacing" in spacing[0]
     assert "taking 1 micrometer per pixel" in spacing[0]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.count("| 1 × 1 micrometer (y, x), guessed |") == 3 and "A guessed pixel size: the file gave none" in report
 
 
 def test_the_generalist_is_not_said_to_resample_inputs_without_a_pixel_size(tmp_path, caplog):
