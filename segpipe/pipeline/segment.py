@@ -317,12 +317,11 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
     for name in choose_sample(counts):
         if name not in stores:
             continue
-        row = next(r for r in counts if r["image"] == name)
         store = stores[name]
         labels = PredictionStore.open(folder.predictions(Path(store.path).name.removesuffix(".ome.zarr"))).labels(name)
         frames = labels.ndim - store.ndim
         pixels = np.asarray(store.image(name).image[(slice(None), *([0] * frames))])
-        views.append((f"{row['input']} ({name})" if row["input"] else name, pixels, np.asarray(labels[(0,) * frames])))
+        views.append((name, pixels, np.asarray(labels[(0,) * frames])))  # the per-image table names its input
     report = write_segmentation_report(
         folder.root, title=title or f"Segmentation with {card.name}", card=card, counts=counts, objects=objects,
         views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=spacing, guessed_spacing=guessed,

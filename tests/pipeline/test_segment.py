@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -173,6 +174,10 @@ def test_sizes_and_pixel_sizes_are_in_the_models_unit_for_every_input(model, tmp
     assert (out.labels / "nm_labels.tif").is_file() and out.images("nm").is_dir()
     report = (out.root / "report.md").read_text()
     assert report.count("| 0.5 × 0.5 micrometer (y, x) |") == 5 and "nanometer" not in report and "guessed" not in report
+    captions = re.findall(r"!\[(\S+): ([a-z ]+) \(\d+ objects\)\]", report)  # each sampled image says why it is shown
+    reasons = {"fewest objects", "most objects", "first image", "closest to the median count", "next image"}
+    assert len(captions) == 4 and all(reason in reasons for _, reason in captions), captions
+    assert sorted(p.name for p in (out.root / "figures").glob("sample_*.png")) == sorted(f"sample_{n}.png" for n, _ in captions)
 
 
 def test_the_command_line(model, inputs, tmp_path):
