@@ -306,7 +306,7 @@ def _inputs(image: StoredImage, predictor: Predictor, slots: Slots | None) -> tu
 
 
 #: Images with more voxels than this show their rows' progress.
-LARGE = 1 << 24
+LARGE = 1 << 22  # 2048 x 2048 pixels: a minute or more on 2 CPU cores
 
 
 class RowProgress:
