@@ -70,8 +70,12 @@ def server_timeout_line() -> str:
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for own in ("segpipe", "prefect"):  # debug lines of the pipeline, not of every library it uses (matplotlib, zarr)
+    # debug lines of the pipeline, not of every library it uses (matplotlib, zarr); Prefect also sets
+    # its loggers' level from its setting when it configures its logging, later
+    for own in ("segpipe", "prefect"):
         logging.getLogger(own).setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "DEBUG"
     for noisy in ("httpx", "httpcore"):  # one line per Prefect API call otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -84,11 +88,11 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 def os_error_line(err: OSError) -> str:
     """One line for an operating-system error: what failed, on which file, and what to do."""
     where = f"{err.filename}: " if err.filename else ""
-    existing_file = bool(err.filename) and os.path.isfile(err.filename)
+    existing = bool(err.filename) and os.path.exists(err.filename)
     advice = {
         errno.ENOSPC: "the disk is full; free space or choose another --output",
-        # a file that is there (an input, a program) is not the output's folder
-        errno.EACCES: "permission denied (this user may not use it: check its permissions)" if existing_file
+        # a file or folder that is there (an input, a program) is not a place to be made
+        errno.EACCES: "permission denied (this user may not use it: check its permissions)" if existing
         else "permission denied; choose a folder you can write to",
         errno.EROFS: "the file system is read-only; choose another --output",
         errno.ENOTDIR: "a path component is a file, not a folder",

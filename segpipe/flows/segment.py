@@ -73,14 +73,15 @@ def segpipe_segment(
     """Segment every input (files, folders, globs) with ``model`` into ``output``.
 
     ``model`` is a model folder, or a dataset of ``catalog`` whose trained model (in ``runs``) to
-    use. A model that does not fit an input fails the run before anything is written. With
+    use. An input the model does not fit is listed as failed beside the others; a model that fits
+    none of them fails the run before anything is written. With
     ``empty_ok`` (an inbox), inputs that match nothing yet make a run with nothing to do.
     """
     from segpipe.data.inputs import find_inputs
     from segpipe.flows.caching import refreshed
     from segpipe.flows.steps import failure
     from segpipe.pipeline.models import resolve_model
-    from segpipe.pipeline.segment import check_input, report_segmentation, write_summary, write_tables
+    from segpipe.pipeline.segment import check_spacing, fitting_inputs, report_segmentation, write_summary, write_tables
     from segpipe.pipeline.segment_files import InputResult, SegmentFolder
 
     known = None
@@ -96,8 +97,9 @@ def segpipe_segment(
             raise
         get_run_logger().info("%s: nothing to segment", " ".join(inputs))
         return {"output": output, "model": str(chosen.folder), "segmented": 0, "objects": 0, "failed": {}}
-    for item in items:
-        check_input(item, chosen.card, read)
+    check_spacing(read, chosen.card)
+    order = {str(item.path): k for k, item in enumerate(items)}
+    items, unfit = fitting_inputs(items, chosen.card, read)
     folder = SegmentFolder(Path(output))
     with fan_out(runner, scratch=folder.root / ".dask-scratch") as task_runner:
         futures = {
@@ -115,6 +117,7 @@ def segpipe_segment(
                 results.append(futures[item.name].result())
             else:
                 results.append(InputResult(item.name, str(item.path), item.kind, error=error))
+    results = sorted(results + unfit, key=lambda result: order[result.path])
     write_tables(folder, results)
     write_summary(folder, chosen, predict, results)
     report = report_segmentation(folder, chosen.card)

@@ -73,7 +73,7 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> bool:
     try:
         with open_source(path, spec=spec) as source:
             planes, channels = source.spatial[0], source.channels
-    except InputError:
+    except (InputError, OSError):  # it fails on its own, listed with the others
         return False
     if params.channels is not None:
         channels = len(params.channels)
@@ -88,6 +88,15 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> bool:
             f"{what} takes {channels_taken(card)} channel(s){names}, this image has {channels}; choose them with --channels"
         )
     return True
+
+
+def check_spacing(params: SegmentParams, card: ModelCard) -> None:
+    """Refuse a ``--spacing`` of another length than the model's spatial axes."""
+    ndim = card.spatial_dims
+    if params.spacing is not None and len(params.spacing) != ndim:
+        raise InputError(
+            f"--spacing: {len(params.spacing)} values for a model of {ndim}D images; give {ndim} ({' '.join('ZYX'[3 - ndim:])})"
+        )
 
 
 def fitting_inputs(items: list[Input], card: ModelCard, params: SegmentParams) -> tuple[list[Input], list[InputResult]]:
@@ -135,11 +144,7 @@ def segment(
             does not fit (dimensions, channels) among others is listed as failed.
     """
     params = params or SegmentParams()
-    ndim = predictor.card.spatial_dims
-    if params.spacing is not None and len(params.spacing) != ndim:
-        raise InputError(
-            f"--spacing: {len(params.spacing)} values for a model of {ndim}D images; give {ndim} ({' '.join('ZYX'[3 - ndim:])})"
-        )
+    check_spacing(params, predictor.card)
     if params.channels is not None and predictor.params.input_order != "stored":  # the user's order: no choosing
         predictor = dataclasses.replace(predictor, params=predictor.params.model_copy(update={"input_order": "stored"}))
     found = find_inputs(patterns)
@@ -308,11 +313,7 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
             continue
         stores.update(dict.fromkeys(store.names(), store))
     segmented = {str(row["image"]) for row in counts if row.get("status") != "failed"}
-    spacing = {  # every image's pixel size in the model's unit, as measurements.csv's sizes are
-        name: tuple(s * length_factor(store.image(name).info.get("unit") or store.unit, card.unit) for s in store.image(name).spacing)
-        for name, store in stores.items() if name in segmented
-    }
-    guessed = {name for name in spacing if stores[name].image(name).info.get("spacing_source") == "default"}
+    spacing, guessed = pixel_sizes(set(stores.values()), card.unit, segmented)  # in the unit of measurements.csv
     views = []
     for name in choose_sample(counts):
         if name not in stores:
@@ -327,6 +328,20 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
         views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=spacing, guessed_spacing=guessed,
     )
     return report.path
+
+
+def pixel_sizes(stores, unit: str, names) -> tuple[dict[str, tuple[float, ...]], set[str]]:
+    """The pixel size in ``unit`` of each image of ``stores`` named in ``names``, and those of them
+    whose file gave none (1 per pixel was taken)."""
+    spacing, guessed = {}, set()
+    for store in stores:
+        for image in store.images():
+            if image.name in names:
+                factor = length_factor(image.info.get("unit") or store.unit, unit)
+                spacing[image.name] = tuple(float(s) * factor for s in image.spacing)
+                if image.info.get("spacing_source") == "default":
+                    guessed.add(image.name)
+    return spacing, guessed
 
 
 def measure_run(run_root: Path, store: ImageStore, predictions: PredictionStore, card: ModelCard, *, split: str) -> list[dict]:

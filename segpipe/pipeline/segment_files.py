@@ -25,7 +25,7 @@ from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, input_dataset
 from segpipe.data.readers.units import length_factor, length_unit
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
-from segpipe.errors import ModelError, SegpipeError
+from segpipe.errors import SegpipeError
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model
 from segpipe.prediction.complete import Current, Predicted
@@ -109,13 +109,11 @@ class InputResult:
 
 
 def guarded(item: Input, folder: SegmentFolder, step, /, *args, **kwargs):
-    """``step(*args, **kwargs)`` for ``item``, with an unreadable input (bad input, an OS error reading it) made
-    a failed :class:`InputResult`; an error writing the output (a full disk, a read-only folder)
-    or a model that does not fit ends the run instead."""
+    """``step(*args, **kwargs)`` for ``item``, with an unreadable input (bad input, an OS error reading it)
+    or one the model does not fit (a later frame of a sequence with other channels) made a failed
+    :class:`InputResult`; an error writing the output (a full disk, a read-only folder) ends the run instead."""
     try:
         return step(*args, **kwargs)
-    except ModelError:
-        raise
     except OSError as err:
         if _writing(err, folder):
             raise

@@ -214,23 +214,23 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
 
 def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
     """The report of a run without ground truth: objects per image, sizes, outliers, overlays."""
-    from segpipe.pipeline.segment import measure_run
+    from segpipe.pipeline.segment import measure_run, pixel_sizes
     from segpipe.report.segmentation import choose_sample, read_tables, write_segmentation_report
 
     store, predictions = ImageStore.open(run.store), PredictionStore.open(run.predictions)
     card = predictions.model().card
     measure_run(run.root, store, predictions, card, split=split)
     counts, objects = read_tables(run.root)
-    views, spacing = [], {}
+    spacing, guessed = pixel_sizes([store], store.unit, {str(row["image"]) for row in counts})  # as measure_run measures
+    views = []
     for name in choose_sample(counts):
         image, labels = store.image(name), predictions.labels(name)
         frames = labels.ndim - store.ndim
         views.append((name, np.asarray(image.image[(slice(None), *([0] * frames))]), np.asarray(labels[(0,) * frames])))
-        spacing[name] = image.spacing
     with naming(run.root):
         written = write_segmentation_report(
             run.root, title=f"{run.dataset}: segmented with {card.name}", card=card, counts=counts, objects=objects,
-            views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=spacing,
+            views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=spacing, guessed_spacing=guessed,
         )
         write_index(run.root.parent)
     return written

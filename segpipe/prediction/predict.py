@@ -167,7 +167,7 @@ def predict_stored(
         exports: Folder for TIFF and NIfTI exports (``None``: none).
         on_rows: Called as ``on_rows(frame, row)`` after rows are written and recorded (rows of the
             model's grid when the image is resampled to it).
-        progress: Show the rows done of a large image (more than :data:`LARGE` voxels).
+        progress: Show the rows done of a large image (:data:`LARGE` voxels or more).
         attach: Copy the label maps under the image in its dataset store too
             (:func:`segpipe.prediction.layers.attach_to_source`), so the dataset store shows them.
         shared: A generalist's inputs chosen once for the frames of its sequence (:func:`sequence_inputs`).
@@ -225,7 +225,7 @@ def run_network(
         source, source_normalization = image.image, normalization
         sink = ZarrSink(group, ndim=ndim, n_classes=n_classes, probabilities=probabilities, semantic=group["labels/semantic/s0"])
     seen = dataclasses.replace(image, image=source)
-    with RowProgress(seen, ndim, enabled=progress and source.size > LARGE, then=on_rows) as rows:
+    with RowProgress(seen, ndim, enabled=progress and source.size >= LARGE, then=on_rows) as rows:
         stream = stream_predict(
             network,
             source,
@@ -281,16 +281,16 @@ def sequence_inputs(store: ImageStore, predictor: Predictor) -> dict[str, Shared
     sequence's first frame, as ``segpipe segment`` does for the frames of one input; empty otherwise."""
     if not predictor.chooses_inputs:
         return {}
-    frames: dict[str, list[tuple[int, StoredImage]]] = {}
-    for image in store.images():
-        if FRAME_NAME.match(image.name):
-            sequence, frame = sequence_frame(image.name)
-            frames.setdefault(sequence, []).append((frame, image))
+    frames: dict[str, list[tuple[int, str]]] = {}
+    for name in store.names():
+        if FRAME_NAME.match(name):
+            sequence, frame = sequence_frame(name)
+            frames.setdefault(sequence, []).append((frame, name))
     shared = {}
     for members in frames.values():
         if len(members) > 1:
-            first = SharedInputs(min(members, key=lambda member: member[0])[1], predictor)
-            shared.update({image.name: first for _, image in members})
+            first = SharedInputs(store.image(min(members)[1]), predictor)  # only the first frame is opened
+            shared.update({name: first for _, name in members})
     return shared
 
 
@@ -305,7 +305,7 @@ def _inputs(image: StoredImage, predictor: Predictor, slots: Slots | None) -> tu
     return network, input_normalization(card.normalization, slots)
 
 
-#: Images with more voxels than this show their rows' progress.
+#: Images with at least this many voxels show their rows' progress.
 LARGE = 1 << 22  # 2048 x 2048 pixels: a minute or more on 2 CPU cores
 
 

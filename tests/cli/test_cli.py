@@ -129,6 +129,7 @@ def test_verbose_shows_segpipes_debug_lines_not_every_librarys():
     """-v: segpipe's and Prefect's debug lines; matplotlib's font search and zarr's chunk reads stay out."""
     probe = (
         "import logging; from segpipe.cli.app import _setup_logging; _setup_logging(True); "
+        "from prefect.logging.configuration import setup_logging; setup_logging(); "
         "print([logging.getLogger(n).isEnabledFor(logging.DEBUG) for n in ('segpipe.pipeline', 'prefect.flows', "
         "'matplotlib.font_manager', 'zarr.core', 'httpx')])"
     )

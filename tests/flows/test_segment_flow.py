@@ -96,3 +96,25 @@ def test_a_catalog_dataset_without_labels_is_segmented_by_its_model(prefect_harn
         "A9_p5d_instances.tif", "A9_p7d_instances.tif", "A9_p9d_instances.tif"
     ]
     assert "A9_p7d" in (run / "counts.csv").read_text()
+
+
+def test_an_input_the_model_cannot_take_fails_alone_in_the_flow(prefect_harness, model_folder, tmp_path):
+    """An RGB PNG in the inbox of a one-channel model: listed as failed, the TIFF beside it segmented
+    (it stopped every scheduled run before anything was written)."""
+    from skimage.io import imsave
+
+    from segpipe.flows.segment import segpipe_segment
+    from segpipe.prediction.params import PredictParams
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")[:128, :128]
+    tifffile.imwrite(inbox / "grey.tif", field)
+    imsave(inbox / "colour.png", np.stack([field] * 3, axis=-1), check_contrast=False)
+    out = tmp_path / "out"
+    state = segpipe_segment(inputs=[str(inbox)], model=str(model_folder), output=str(out),
+                            predict=PredictParams(device="cpu"), return_state=True)
+    assert state.is_failed() and "colour.png" in state.message and "grey" not in state.message.replace(str(inbox), "")
+    assert (out / "labels" / "grey_labels.tif").is_file()
+    summary = json.loads((out / "segment.json").read_text())
+    assert summary["failed"] == [str(inbox / "colour.png")]

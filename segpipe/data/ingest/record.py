@@ -184,9 +184,9 @@ def _spacing(
                 f"{image.path} has spacing {tuple(own)} but its labels {labels.path} have {tuple(theirs)} "
                 f"(they differ along {axis})"
             )
-    unit = catalog_unit or image.meta.unit or DEFAULT_UNIT
     if catalog is not None:
-        return tuple(float(s) for s in catalog), unit, "catalog"
+        return tuple(float(s) for s in catalog), catalog_unit or image.meta.unit or DEFAULT_UNIT, "catalog"
+    unit = image.meta.unit or catalog_unit or DEFAULT_UNIT  # a unit alone fills in, never relabels the file's
     return tuple(float(s) if s is not None else 1.0 for s in own), unit, "file" if all(s is not None for s in own) else "default"
 
 

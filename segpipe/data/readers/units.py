@@ -57,6 +57,7 @@ _MICROMETRES = {"nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centim
 def length_factor(unit: str | None, to: str | None) -> float:
     """What a length in ``unit`` is multiplied by to be in ``to`` (NGFF names); 1 where either is
     not a length unit this module knows (nothing to convert)."""
+    unit, to = normalize_unit(unit), normalize_unit(to)
     if unit in _MICROMETRES and to in _MICROMETRES:
         return _MICROMETRES[unit] / _MICROMETRES[to]
     return 1.0

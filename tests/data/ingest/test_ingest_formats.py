@@ -99,6 +99,21 @@ def test_an_imagej_file_calibrated_in_pixels_has_no_pixel_size(tmp_path, ingest)
     assert stored.spacing == (1.0, 1.0) and stored.info["spacing_source"] == "default"
 
 
+def test_a_unit_without_a_spacing_fills_in_a_files_missing_unit_and_never_relabels_its_own(tmp_path, ingest):
+    """unit: nm alone: an OME-TIFF in micrometres stays in micrometres; an ImageJ file with a
+    resolution and no unit is read in nanometres."""
+    image, labels = _blobs((12, 14), 5)
+    _dirs(tmp_path, "img", "lab")
+    size = {"PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3}
+    tifffile.imwrite(tmp_path / "img" / "ome.tif", image, ome=True, metadata={"axes": "YX", **size})
+    tifffile.imwrite(tmp_path / "img" / "ij.tif", image, imagej=True, resolution=(2.0, 2.0))
+    for name in ("ome", "ij"):
+        tifffile.imwrite(tmp_path / "lab" / f"{name}.tif", labels)
+    stored = ingest(tmp_path, images="img/*.tif", labels="lab/*.tif", ndim=2, unit="nm", split={"train": ["ome", "ij"]})
+    assert (stored["ome"].spacing, stored["ome"].info["unit"]) == ((0.3, 0.3), "micrometer")
+    assert (stored["ij"].spacing, stored["ij"].info["unit"]) == ((0.5, 0.5), "nanometer")
+
+
 def test_ome_tiff_channels_chosen_and_reordered(tmp_path, ingest):
     rng = np.random.default_rng(3)
     image = rng.integers(0, 255, (3, 12, 14)).astype(np.uint8)  # C Y X
