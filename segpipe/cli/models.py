@@ -150,9 +150,15 @@ def export_cmd(
 
 def _read_sample(path: Path, card):
     """A raw image as ``(C, *spatial)``: channels on the file's first axis for multi-channel models."""
-    from segpipe.data.readers import read_image
+    from segpipe.data.readers import AxesSpec, open_source, read_image
+    from segpipe.errors import ModelError
     from segpipe.models.bioimageio import check_sample
 
+    if card.in_channels == 1:
+        with open_source(path, spec=AxesSpec(fill="Z" if card.spatial_dims == 3 else "")) as source:
+            channels = source.channels
+        if channels != 1:
+            raise ModelError(f"{path}: the sample has {channels} channels; model {card.name!r} takes 1: give a one-channel image")
     array = read_image(path, ndim=card.spatial_dims, channel_axis=0 if card.in_channels > 1 else None).array
     return check_sample(card, array if card.in_channels > 1 else array[None], name=str(path))
 

@@ -134,3 +134,13 @@ def test_a_sample_that_cannot_show_the_model_is_refused_in_one_line_naming_it(ru
                             "--no-test", "--sample", str(tmp_path / "sample.tif"))
     assert code == 2 and err.startswith(f"error: {tmp_path / 'sample.tif'}: {message}"), err
     assert err.count("\n") == 1 and not package.exists()
+
+
+def test_a_sample_with_more_channels_than_the_model_takes_is_refused_without_talk_of_a_catalog(runs, tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from skimage.io import imsave
+
+    imsave(tmp_path / "rgb.png", np.random.default_rng(0).integers(0, 255, (96, 96, 3)).astype(np.uint8), check_contrast=False)
+    code, _, err = run_main(monkeypatch, capsys, "models", "export", str(runs / "a" / "model"), "--to", str(tmp_path / "x.zip"),
+                            "--no-test", "--sample", str(tmp_path / "rgb.png"))
+    assert code == 2 and err == f"error: {tmp_path / 'rgb.png'}: the sample has 3 channels; model 'demo2d' takes 1: give a one-channel image\n"
