@@ -45,6 +45,7 @@ from zarr.codecs import BloscCodec
 
 from segpipe.data import ngff
 from segpipe.data.pyramid import average, downsample_all, level_shape, pick
+from segpipe.data.readers.units import length_factor
 from segpipe.errors import StoreError, StoreNotFound
 
 IMAGE_LEVEL = "s0"
@@ -86,6 +87,12 @@ class StoredImage:
     spacing: tuple[float, ...]
     info: dict
     ignore: zarr.Array | None = None  # 1 where the ground truth annotates nothing (sparse ground truth)
+
+    def spacing_in(self, unit: str, *, default_unit: str | None = None) -> tuple[float, ...]:
+        """The pixel size in ``unit``, converted from the image's own unit (else ``default_unit``,
+        else taken to be ``unit``)."""
+        factor = length_factor(self.info.get("unit") or default_unit or unit, unit)
+        return tuple(float(s) * factor for s in self.spacing)
 
     def ignored(self) -> np.ndarray | None:
         """The pixels the ground truth leaves unannotated (``bool``), or ``None`` when it annotates all of them."""

@@ -31,7 +31,6 @@ import torch
 
 from segpipe.data.inputs import Input, find_inputs
 from segpipe.data.readers import AxesSpec, open_source
-from segpipe.data.readers.units import length_factor
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, ModelError, SegpipeError, naming
 from segpipe.models.card import ModelCard
@@ -337,8 +336,7 @@ def pixel_sizes(stores, unit: str, names) -> tuple[dict[str, tuple[float, ...]],
     for store in stores:
         for image in store.images():
             if image.name in names:
-                factor = length_factor(image.info.get("unit") or store.unit, unit)
-                spacing[image.name] = tuple(float(s) * factor for s in image.spacing)
+                spacing[image.name] = image.spacing_in(unit, default_unit=store.unit)
                 if image.info.get("spacing_source") == "default":
                     guessed.add(image.name)
     return spacing, guessed

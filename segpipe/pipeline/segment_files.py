@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validato
 
 from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, input_dataset
-from segpipe.data.readers.units import length_factor, length_unit
+from segpipe.data.readers.units import length_unit
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
 from segpipe.errors import SegpipeError
 from segpipe.models.card import ModelCard
@@ -262,8 +262,7 @@ def write_measurements(
     for image in images:
         labels = predictions.labels(image.name)
         frames = labels.ndim - card.spatial_dims
-        factor = length_factor(image.info.get("unit") or own_unit or unit, unit)
-        spacing = tuple(float(s) * factor for s in image.spacing)
+        spacing = image.spacing_in(unit, default_unit=own_unit)
         for index in np.ndindex(*labels.shape[:frames]):
             pixels = image.image[(slice(None), *index)] if frames else image.image
             columns = measure_objects(

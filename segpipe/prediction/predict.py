@@ -283,9 +283,8 @@ def sequence_inputs(store: ImageStore, predictor: Predictor) -> dict[str, Shared
         return {}
     frames: dict[str, list[tuple[int, str]]] = {}
     for name in store.names():
-        if FRAME_NAME.match(name):
-            sequence, frame = sequence_frame(name)
-            frames.setdefault(sequence, []).append((frame, name))
+        if match := FRAME_NAME.match(name):
+            frames.setdefault(match["sequence"], []).append((int(match["frame"]), name))
     shared = {}
     for members in frames.values():
         if len(members) > 1:

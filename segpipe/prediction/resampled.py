@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import zarr
 
-from segpipe.data.readers.units import length_factor
 from segpipe.data.store import COMPRESSOR, StoredImage
 from segpipe.inference.normalize import Normalization
 from segpipe.inference.postprocess import InstanceParams
@@ -122,8 +121,7 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
     trained on objects of one size).
     """
     ndim = card.spatial_dims
-    factor = length_factor(image.info.get("unit") or "micrometer", card.unit)
-    spacing = tuple(float(s) * factor * scale for s in image.spacing[-ndim:])
+    spacing = tuple(s * scale for s in image.spacing_in(card.unit, default_unit="micrometer")[-ndim:])
     model = tuple(float(s) for s in card.spacing)
     shape = tuple(int(s) for s in image.image.shape[-ndim:])
     differs = spacing_differs(spacing, model) and not card.generalist  # a generalist's grid is every image's own
