@@ -12,6 +12,7 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 py=${PYTHON:-python3}
 steps=" ${STEPS:-tests convergence3d train inference segment} "  # STEPS="tests train": only those
+# SEGMENT_IMAGES=200 SEGMENT_LIMIT=150: the segment step on more images, under a longer limit
 
 step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, log it, show its end
     local name=$1 limit=$2
@@ -30,4 +31,4 @@ step tests 75 $py -m pytest -m gpu -p no:cacheprovider -q tests/training/test_tr
 step convergence3d 150 $py benchmarks/convergence3d.py --epochs 10 --plans planned --tasks mni152-tissue synthetic-nuclei-3d --output /tmp/convergence3d
 step train 90 $py benchmarks/train.py --device cuda --iterations 40 --repeats 1 --no-competitor
 step inference 70 $py benchmarks/inference.py --device cuda --repeats 2 --tiny 256 512 512 --unet 192 384 384 --big 0 0 0
-step segment 120 $py benchmarks/segment.py --device cuda --images 50 --no-tta
+step segment "${SEGMENT_LIMIT:-120}" $py benchmarks/segment.py --device cuda --images "${SEGMENT_IMAGES:-50}" --no-tta

@@ -95,13 +95,14 @@ def plain(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: 
     from segpipe.inference.memory import activate
     from segpipe.inference.precision import autocast
     from segpipe.inference.normalize import percentile_normalize
-    from segpipe.inference.postprocess import instance_labels
+    from segpipe.inference.postprocess import instance_labels, output_maps
+    from segpipe.inference.windows import unflip
     from segpipe.models.model import Model
 
     model = Model.open(model_dir)
     card, network = model.card, model.load(device)
     params = card.inference
-    passes = [[], [2], [3]] if tta else [[]]
+    passes = [[], [0], [1]] if tta else [[]]  # spatial axes flipped in each pass
     out.mkdir(parents=True, exist_ok=True)
     files = sorted(inbox.glob("*.tif"))
     with torch.no_grad():
@@ -111,19 +112,19 @@ def plain(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: 
             inputs = torch.from_numpy(image)[None].to(device)
             total = None
             for axes in passes:
-                x = torch.flip(inputs, axes) if axes else inputs
+                x = torch.flip(inputs, [2 + a for a in axes]) if axes else inputs
                 precision = autocast(torch.device(device), params.amp) if device != "cpu" or cpu_amp else contextlib.nullcontext()
                 with precision:
                     logits = sliding_window_inference(
                         x, roi_size=card.patch_size, sw_batch_size=params.batch_size, predictor=network,
                         overlap=params.overlap, mode=params.mode, sigma_scale=params.sigma_scale, padding_mode="reflect",
                     )
-                probs = activate(logits.float(), n_classes=2)
-                probs = torch.flip(probs, axes) if axes else probs
+                logits = unflip(logits.float(), axes, channel_axis=1, flow_channels=card.flow_channels)
+                probs = activate(logits, n_classes=card.n_classes)
                 total = probs if total is None else total + probs
             probs = (total / len(passes))[0].cpu().numpy()
-            boundary = probs[3] if probs.shape[0] > 3 else None
-            labels = instance_labels(1.0 - probs[0], probs[2], card.instance_params(), boundary=boundary)
+            foreground, distance, boundary, flow = output_maps(probs, card.n_classes)
+            labels = instance_labels(foreground, distance, card.instance_params(), boundary=boundary, flow=flow)
             tifffile.imwrite(out / f"{path.stem}_labels.tif", labels)
     return len(files)
 
@@ -214,15 +215,20 @@ def main() -> None:
         return
     from segpipe.inference.precision import cpu_bfloat16  # here, not at the top: the plain child imports no segpipe first
 
+    started = time.perf_counter()
     prepare(args.images, args.size)
+    print(f"# model and {args.images} fields ready after {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     runs: dict[str, list[dict]] = {"plain": [], "segpipe": []}
     if args.device == "cpu" and cpu_bfloat16() and not args.no_amp:  # segpipe runs the network in bfloat16 here: the loop so too, for comparison
         runs = {"plain": [], "plain-amp": [], "segpipe": []}
     for _ in range(args.repeats):
         for variant in runs:
             command = [sys.executable, __file__, "--child", variant, "--images", str(args.images), "--size", str(args.size)] + ["--device", args.device] + (["--no-tta"] if args.no_tta else []) + (["--no-amp"] if args.no_amp else [])
-            out = subprocess.run(command, capture_output=True, text=True, check=True)
+            out = subprocess.run(command, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{variant} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
             runs[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"# {variant}: {runs[variant][-1]['seconds']:.1f} s (at {time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {runs['plain'][0]['threads']} torch threads, "
           f"network on {runs['plain'][0]['device']}; "
           f"{args.images} images of {args.size}x{args.size}, U-Net {FEATURES[0]}..{FEATURES[-2]}, 128x128 windows, "

@@ -1,9 +1,11 @@
 """Training throughput: segpipe's training loop vs a bare MONAI/PyTorch loop, same patches and network.
 
-The pipeline loop is :func:`segpipe.training.loop.train_epoch` (patch sampling with foreground
-oversampling, MONAI augmentation, Dice + CE + distance loss, poly learning rate, AdamW). The
-bare loop feeds pre-cut tensors of the same size from memory to the same network and loss:
-the floor any pipeline overhead is measured against. On CUDA the GPU's busy share is sampled
+The pipeline loop is :func:`segpipe.training.loop.train_epoch` as planned training runs it on 2D
+instances (patch sampling with foreground oversampling, MONAI augmentation, the flow target made
+after each spatial step, Dice + CE + distance + flow loss, poly learning rate, AdamW). The bare
+loop feeds pre-cut tensors of the same size from memory to the same network and the same loss
+(:class:`segpipe.training.losses.SegmentationLoss`): the floor any pipeline overhead is measured
+against. On CUDA the GPU's busy share is sampled
 with ``nvidia-smi`` during the pipeline loop.
 
 Each loop runs in a fresh process, quiet and beside one competing CPU-bound process, under two
@@ -27,7 +29,6 @@ import numpy as np
 import tifffile
 import torch
 from monai.data import Dataset
-from monai.losses import DiceCELoss
 
 from segpipe import OPENMP_SPINCOUNT
 from segpipe.training.params import TrainParams
@@ -36,8 +37,9 @@ from segpipe.models.device import resolve_device
 from segpipe.training.losses import SegmentationLoss
 from segpipe.training.loop import TrainClock, train_epoch
 from segpipe.inference.normalize import percentile_normalize
-from segpipe.training.augment import augmentation
-from segpipe.training.targets import training_sample
+from segpipe.training.augment import augmentation, with_crop_centres
+from segpipe.training.plan import DISTANCE_LOSS, FLOW_WEIGHT
+from segpipe.training.targets import flow_from_heat, training_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conditions import COMPETING, QUIET, under  # noqa: E402
@@ -45,12 +47,17 @@ from conditions import COMPETING, QUIET, under  # noqa: E402
 DATA = Path(__file__).resolve().parents[1] / "data" / "bbbc007"
 
 
+#: What the 2D plan trains on instances: class scores, then the distance map and the flow (two axes).
+OUT_CHANNELS = 2 + 1 + 2
+KEYS = ("image", "label", "dist", "heat")
+
+
 def load_samples() -> list[dict]:
     samples = []
     for path in sorted((DATA / "images").glob("*.tif"))[:7]:
         image = percentile_normalize(tifffile.imread(path)[np.newaxis])
         labels = tifffile.imread(DATA / "labels" / path.name)
-        samples.append(training_sample(image, labels, instances=True))
+        samples.append(training_sample(image, labels, instances=True, flow=True))
     return samples
 
 
@@ -74,8 +81,8 @@ class GpuSampler(threading.Thread):
 
 
 def pipeline_loop(model, samples, config, device, epochs: int) -> float:
-    transform = augmentation(ndim=2, patch_size=config.patch_size, keys=["image", "label", "dist"], foreground_ratio=0.5)
-    dataset = Dataset(data=samples, transform=transform)
+    transform = augmentation(ndim=2, patch_size=config.patch_size, keys=list(KEYS), foreground_ratio=config.foreground_ratio)
+    dataset = Dataset(data=[with_crop_centres(s, config.patch_size) for s in samples], transform=transform)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     loss = SegmentationLoss.for_config(config, n_classes=2)
     clock = TrainClock(0.0, None)
@@ -97,43 +104,44 @@ def _started(clock: TrainClock) -> TrainClock:
     return clock
 
 
-def bare_loop(model, batches, device, lr: float) -> float:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+def bare_loop(model, batches, device, config) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    loss_fn = SegmentationLoss.for_config(config, n_classes=2)
     model.train()
 
-    def step(image, label, dist):
-        image, label, dist = image.to(device), label.to(device), dist.to(device)
+    def step(batch):
+        image = batch["image"].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(image)
-        logits = logits.float()
-        loss = dice_ce(logits[:, :2], label) + torch.nn.functional.mse_loss(torch.sigmoid(logits[:, 2:]), dist)
+        loss = loss_fn(logits.float(), batch, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    step(*batches[0])  # warm-up
+    step(batches[0])  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for batch in batches:
-        step(*batch)
+        step(batch)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-def cut_batches(samples, n: int, batch: int, patch: int, seed: int = 0):
+def cut_batches(samples, n: int, batch: int, patch: int, seed: int = 0) -> list[dict]:
+    """``n`` batches of random ``patch`` crops, the flow made once per image beforehand."""
     rng = np.random.default_rng(seed)
+    whole = [{**s, "flow": flow_from_heat(s["heat"][0], s["label"][0] > 0)} for s in samples]
     out = []
     for _ in range(n):
-        parts = {"image": [], "label": [], "dist": []}
+        parts = {"image": [], "label": [], "dist": [], "flow": []}
         for _ in range(batch):
-            s = samples[rng.integers(len(samples))]
+            s = whole[rng.integers(len(whole))]
             y, x = (rng.integers(0, d - patch + 1) for d in s["image"].shape[1:])
             for key in parts:
                 parts[key].append(torch.as_tensor(s[key][:, y : y + patch, x : x + patch]))
-        out.append(tuple(torch.stack(parts[k]) for k in ("image", "label", "dist")))
+        out.append({k: torch.stack(v) for k, v in parts.items()})
     return out
 
 
@@ -158,15 +166,16 @@ def child(args) -> None:
     samples = load_samples()
     config = TrainParams(
         patch_size=(args.patch, args.patch), batch_size=args.batch_size, iterations_per_epoch=args.iterations,
-        epochs=1000, features=(16, 32, 64, 128, 256, 16), device=args.device, distance_loss="bce",
+        epochs=1000, features=(16, 32, 64, 128, 256, 16), device=args.device, distance_loss=DISTANCE_LOSS[2],
+        flow_weight=FLOW_WEIGHT[2],
     )
     torch.manual_seed(0)
-    model = build_model("unet", spatial_dims=2, in_channels=1, out_channels=3).to(device)
+    model = build_model("unet", spatial_dims=2, in_channels=1, out_channels=OUT_CHANNELS).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     sampler = None
     if args.child == "bare":
-        seconds = bare_loop(model, cut_batches(samples, args.iterations, args.batch_size, args.patch), device, config.learning_rate)
+        seconds = bare_loop(model, cut_batches(samples, args.iterations, args.batch_size, args.patch), device, config)
     else:
         sampler = GpuSampler() if device.type == "cuda" else None
         if sampler:
@@ -191,7 +200,9 @@ def measure(loop: str, policy: str, args) -> dict:
     env.update(POLICIES[policy])
     command = [sys.executable, __file__, "--child", loop, "--policy", policy, "--iterations", str(args.iterations),
                "--batch-size", str(args.batch_size), "--patch", str(args.patch), "--device", args.device]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(command, env=env, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{loop} loop ({policy}) failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
