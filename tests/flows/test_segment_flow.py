@@ -96,6 +96,8 @@ def test_a_catalog_dataset_without_labels_is_segmented_by_its_model(prefect_harn
         "A9_p5d_instances.tif", "A9_p7d_instances.tif", "A9_p9d_instances.tif"
     ]
     assert "A9_p7d" in (run / "counts.csv").read_text()
+    report = (run / "report.md").read_text()  # the files give no pixel size: 1 per pixel, marked as guessed
+    assert report.count("| 1 × 1 micrometer (y, x), guessed |") == 3 and "A guessed pixel size" in report
 
 
 def test_an_input_the_model_cannot_take_fails_alone_in_the_flow(prefect_harness, model_folder, tmp_path):

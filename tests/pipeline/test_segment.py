@@ -441,3 +441,22 @@ def test_a_time_series_file_gets_one_label_file_with_every_frame(model, tmp_path
     with open(tmp_path / "out" / "counts.csv", newline="") as handle:
         counts = list(csv.DictReader(handle))
     assert [int(row["objects"]) for row in counts] == [len(np.unique(f)) - 1 for f in labels]
+
+
+def test_a_sequence_whose_later_frame_the_model_does_not_fit_fails_alone(model, tmp_path):
+    """A CTC sequence whose first frame is grey and whose second is RGB: the check passes on the
+    first frame, so the sequence fails when its frames are read, as its own input; the TIFF beside
+    it is segmented and nothing of the sequence is left behind."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    sequence = tmp_path / "02"
+    sequence.mkdir()
+    tifffile.imwrite(sequence / "t000.tif", field)
+    tifffile.imwrite(sequence / "t001.tif", np.stack([field] * 3, axis=-1), photometric="rgb")
+    tifffile.imwrite(tmp_path / "grey.tif", field)
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    out = SegmentFolder(tmp_path / "out")
+    results = segment([str(sequence), str(tmp_path / "grey.tif")], predictor, out, progress=False)
+    by_name = {Path(r.path).name: r for r in results}
+    assert by_name["grey.tif"].error is None and by_name["grey.tif"].objects["grey"] > 3
+    assert by_name["02"].error.startswith(f"ModelError: model {model.card.name!r} takes 1 channel(s), image '02-t001' has 3")
+    assert not list(out.labels.glob("02*")) and (out.labels / "grey_labels.tif").is_file()
