@@ -93,6 +93,25 @@ def make_crop_catalog(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def crops_model(make_crop_catalog, tmp_path_factory):
+    """A U-Net with the planned 2D heads (distance and flow) trained three epochs on 160x160 crops
+    of BBBC007: enough to find nuclei. Shared by the session: read it, do not change its folder."""
+    from segpipe.data.catalog import load_catalog
+    from segpipe.data.ingest import ingest_dataset
+    from segpipe.data.store import ImageStore
+    from segpipe.training.loop import train_model
+    from segpipe.training.params import TrainParams
+
+    store = tmp_path_factory.mktemp("store") / "data.zarr"
+    ingest_dataset(load_catalog(make_crop_catalog()).dataset("crops"), store, progress=False)
+    config = TrainParams(
+        epochs=3, iterations_per_epoch=4, batch_size=2, patch_size=(64, 64), val_every=3,
+        features=(8, 16, 32, 64, 128, 8), device="cpu",
+    )
+    return train_model(ImageStore.open(store), tmp_path_factory.mktemp("model"), config, progress=False).model
+
+
+@pytest.fixture(scope="session")
 def prefect_harness():
     """A temporary Prefect database and API for flow tests (about 6 s, once)."""
     from prefect.testing.utilities import prefect_test_harness

@@ -13,11 +13,6 @@ import numpy as np
 import pytest
 import tifffile
 
-from segpipe.data.catalog import load_catalog
-from segpipe.data.ingest import ingest_dataset
-from segpipe.data.store import ImageStore
-from segpipe.training.loop import train_model
-from segpipe.training.params import TrainParams
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "benchmarks"
@@ -35,23 +30,11 @@ def test_training_benchmark_loops_run(loop):
     assert figures["samples_s"] > 0
 
 
-@pytest.fixture(scope="module")
-def flow_model(make_crop_catalog, tmp_path_factory) -> Path:
-    """A U-Net with the planned 2D heads (distance and flow), trained three epochs on crops of BBBC007."""
-    store = tmp_path_factory.mktemp("store") / "data.zarr"
-    ingest_dataset(load_catalog(make_crop_catalog()).dataset("crops"), store, progress=False)
-    config = TrainParams(
-        epochs=3, iterations_per_epoch=4, batch_size=2, patch_size=(64, 64), val_every=3,
-        features=(8, 16, 32, 64, 128, 8), device="cpu",
-    )
-    model = train_model(ImageStore.open(store), tmp_path_factory.mktemp("model"), config, progress=False).model
-    assert "flow" in model.card.extra_outputs
-    return model.folder
-
-
-def test_segment_benchmark_plain_loop_matches_segpipe(flow_model, tmp_path, monkeypatch):
+def test_segment_benchmark_plain_loop_matches_segpipe(crops_model, tmp_path, monkeypatch):
     """benchmarks/segment.py's plain loop (MONAI's sliding window, the flips undone by hand) labels a
     field as ``segpipe segment`` does: it is a fair baseline only while it computes the same thing."""
+    assert "flow" in crops_model.card.extra_outputs
+    flow_model = crops_model.folder
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import segment as bench
 

@@ -14,8 +14,6 @@ import pytest
 import tifffile
 import zarr
 
-from segpipe.data.catalog import load_catalog
-from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
 from segpipe.errors import ModelError
 from segpipe.models.model import Model, save_model
@@ -23,22 +21,13 @@ from segpipe.pipeline.segment import segment
 from segpipe.pipeline.segment_files import SegmentFolder
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import Predictor
-from segpipe.training.loop import train_model
-from segpipe.training.params import TrainParams
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
 
-@pytest.fixture(scope="module")
-def model(make_crop_catalog, tmp_path_factory) -> Model:
-    """A U-Net trained three epochs on 160x160 crops of BBBC007 (enough to find nuclei)."""
-    store = tmp_path_factory.mktemp("store") / "data.zarr"
-    ingest_dataset(load_catalog(make_crop_catalog()).dataset("crops"), store, progress=False)
-    config = TrainParams(
-        epochs=3, iterations_per_epoch=4, batch_size=2, patch_size=(64, 64), val_every=3,
-        features=(8, 16, 32, 64, 128, 8), device="cpu",
-    )
-    return train_model(ImageStore.open(store), tmp_path_factory.mktemp("model"), config, progress=False).model
+@pytest.fixture
+def model(crops_model) -> Model:
+    return crops_model
 
 
 @pytest.fixture
