@@ -6,11 +6,22 @@
 # goes to its own log under $OUT (default benchmarks/_work/gpu) and its last lines to the terminal.
 #
 # Run from the repository root with segpipe importable: bash benchmarks/gpu.sh
+# On a machine whose Python lacks segpipe's dependencies (the lent GPU's image), carry the wheels
+# benchmarks/gpu_wheels.sh downloads and run WHEELS=.whl bash benchmarks/gpu.sh: they are installed
+# into /tmp/site first, and every module the steps import is compiled to bytecode (about 10 s with
+# 16 cores), so no step's time is Python compiling MONAI or torch from source.
 set -u
 out=${OUT:-benchmarks/_work/gpu}
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 py=${PYTHON:-python3}
+if [[ -n ${WHEELS:-} ]]; then
+    $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    torch_dir=$($py -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
+    timeout 120 $py -m compileall -q -j 0 /tmp/site segpipe benchmarks tests "$torch_dir/torch" "$torch_dir/torchvision" >/dev/null 2>&1
+    echo "wheels installed, bytecode compiled after ${SECONDS} s"
+fi
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 steps=" ${STEPS:-tests convergence3d train inference segment} "  # STEPS="tests train": only those
 # SEGMENT_IMAGES=200 SEGMENT_LIMIT=150: the segment step on more images, under a longer limit
 
