@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, Tag, ValidationError, field_validator, model_validator
 
 from segpipe.data.ctc import ctc_records
 from segpipe.data.readers.units import length_unit
@@ -178,7 +178,7 @@ class DatasetEntry(_Strict):
     axes: str | None = Field(default=None, pattern=r"^[TCSZYXtcszyx]+$")
     label_axes: str | None = Field(default=None, pattern=r"^[TCSZYXtcszyx]+$")
     channel_axis: int | None = None
-    channels: list[int | Literal["red", "green", "blue", "alpha"]] | None = Field(default=None, min_length=1)
+    channels: list[NonNegativeInt | Literal["red", "green", "blue", "alpha"]] | None = Field(default=None, min_length=1)
     images_suffix: str = ""
     labels_suffix: str = ""
     slice_glob: str = "*"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, field_validator
 
 from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, input_dataset
@@ -50,8 +50,8 @@ class SegmentParams(BaseModel):
     """Unit of --spacing: nanometer, micrometer, millimeter, centimeter or meter (or nm, um, mm, cm, m)."""
     axes: str | None = Field(None, pattern=r"^[TCSZYXtcszyx]+$")
     """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
-    channels: list[int] | None = Field(None, min_length=1)
-    """Channels to keep, in order, as the model was trained on them (default: all); a generalist
+    channels: list[NonNegativeInt] | None = Field(None, min_length=1)
+    """Channels to keep, in order, counted from 0, as the model was trained on them (default: all); a generalist
     reads them in this order instead of choosing (see ``PredictParams.input_order``)."""
 
     @field_validator("unit")

@@ -113,6 +113,12 @@ def test_channel_named_twice(tmp_path, files):
         load_catalog(_write(tmp_path, _entry("    channels: [red, 0]\n")))
 
 
+def test_a_negative_channel_is_refused(tmp_path, files):
+    """Channels count from 0; -1 would pick the last one by Python's indexing, -3 of two crashed ingest."""
+    with pytest.raises(CatalogError, match=r"channels\.0.*greater than or equal to 0"):
+        load_catalog(_write(tmp_path, _entry("    channels: [-1]\n")))
+
+
 def test_images_without_labels_cannot_be_trained_on(tmp_path, files):
     body = "datasets:\n  d:\n    images: img/*.tif\n    split: {train: [a]}\n"
     with pytest.raises(CatalogError, match=r"split: names train or validation images, but the dataset has no labels"):

@@ -130,3 +130,12 @@ def test_a_model_that_cannot_be_used_writes_nothing(inputs, model, tmp_path, seg
     code, errors = result.code, result.errors
     assert code == 2 and len(errors) == 1 and expected in errors[0], errors
     assert not output.exists()
+
+
+@pytest.mark.parametrize("channel", ["-1", "-3"])
+def test_a_negative_channel_is_refused_before_anything_is_written(inputs, model, tmp_path, segpipe_cli, channel):
+    """``--channels -3`` on a two-channel file raised an IndexError with a traceback; -1 silently took the last."""
+    output = tmp_path / "out"
+    run = segpipe_cli("segment", "--model", model.folder, inputs / "good.tif", "--channels", channel, "--output", output, "--device", "cpu")
+    assert run.code == 2 and run.err.strip() == "error: --channels: Input should be greater than or equal to 0"
+    assert not output.exists()
