@@ -178,8 +178,8 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
         why = f" for the measurements (areas, centroids). If that is wrong, give it with --spacing and --unit; {how}"
     else:
         why = (f". If that is wrong, give it with --spacing ({' '.join('ZYX'[3 - card.spatial_dims :])}) and --unit: "
-               f"the model was trained at {'x'.join(f'{s:g}' for s in card.spacing)} {card.unit} per pixel, and an "
-               "image at another pixel size is resampled to it only when its own is known")
+               f"the model was trained at {'x'.join(f'{s:g}' for s in card.spacing)} {card.unit} per pixel, and each "
+               "image is resampled to it from the pixel size taken")
     log.warning(
         "%d of %d input(s) have no pixel size in their file (first: %s); taking 1 %s per pixel%s",
         len(guessed), len(results), guessed[0].path, guessed[0].guessed_spacing, why,

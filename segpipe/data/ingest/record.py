@@ -186,8 +186,10 @@ def _spacing(
             )
     if catalog is not None:
         return tuple(float(s) for s in catalog), catalog_unit or image.meta.unit or DEFAULT_UNIT, "catalog"
+    if any(s is None for s in own):  # no pixel size: 1 per pixel in the file's unit or the default, whatever unit: says
+        return tuple(float(s) if s is not None else 1.0 for s in own), image.meta.unit or DEFAULT_UNIT, "default"
     unit = image.meta.unit or catalog_unit or DEFAULT_UNIT  # a unit alone fills in, never relabels the file's
-    return tuple(float(s) if s is not None else 1.0 for s in own), unit, "file" if all(s is not None for s in own) else "default"
+    return tuple(float(s) for s in own), unit, "file"
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,18 @@ def test_a_unit_without_a_spacing_fills_in_a_files_missing_unit_and_never_relabe
     assert (stored["ij"].spacing, stored["ij"].info["unit"]) == ((0.5, 0.5), "nanometer")
 
 
+def test_a_unit_without_a_spacing_leaves_a_file_without_a_pixel_size_at_the_default(tmp_path, ingest):
+    """unit: nm alone on a plain TIFF: the guess stays 1 micrometer per pixel (taking 1 nm made
+    segpipe segment --unit nm shrink a 200 x 200 image to one pixel for a micrometer model)."""
+    image, labels = _blobs((12, 14), 5)
+    _dirs(tmp_path, "img", "lab")
+    tifffile.imwrite(tmp_path / "img" / "plain.tif", image)
+    tifffile.imwrite(tmp_path / "lab" / "plain.tif", labels)
+    stored = ingest(tmp_path, images="img/*.tif", labels="lab/*.tif", ndim=2, unit="nm", split={"train": ["plain"]})
+    assert (stored["plain"].spacing, stored["plain"].info["unit"]) == ((1.0, 1.0), "micrometer")
+    assert stored["plain"].info["spacing_source"] == "default"
+
+
 def test_ome_tiff_channels_chosen_and_reordered(tmp_path, ingest):
     rng = np.random.default_rng(3)
     image = rng.integers(0, 255, (3, 12, 14)).astype(np.uint8)  # C Y X
