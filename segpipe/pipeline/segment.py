@@ -83,6 +83,9 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> bool:
         raise ModelError(f"{what} segments 3D volumes; this is a single 2D plane (use a 2D model)")
     if not takes_channels(card, channels):
         names = f" ({', '.join(card.channel_names)})" if card.channel_names else ""
+        if params.channels is not None:
+            chosen = ",".join(map(str, params.channels))
+            raise ModelError(f"{what} takes {channels_taken(card)} channel(s){names}, --channels {chosen} selects {channels}")
         raise ModelError(
             f"{what} takes {channels_taken(card)} channel(s){names}, this image has {channels}; choose them with --channels"
         )

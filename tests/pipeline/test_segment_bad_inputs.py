@@ -139,3 +139,14 @@ def test_a_negative_channel_is_refused_before_anything_is_written(inputs, model,
     run = segpipe_cli("segment", "--model", model.folder, inputs / "good.tif", "--channels", channel, "--output", output, "--device", "cpu")
     assert run.code == 2 and run.err.strip() == "error: --channels: Input should be greater than or equal to 0"
     assert not output.exists()
+
+
+def test_channels_the_model_cannot_take_are_named_as_chosen(inputs, model, tmp_path, segpipe_cli):
+    """--channels 1,0 on a two-channel file for a one-channel model: the message names the choice,
+    not "this image has 2; choose them with --channels" (which the user just did)."""
+    field = tifffile.imread(inputs / "good.tif")
+    tifffile.imwrite(inputs / "two.tif", np.stack([field, field]), imagej=True, metadata={"axes": "CYX"})
+    run = segpipe_cli("segment", "--model", model.folder, inputs / "two.tif", "--channels", "1,0", "--output", tmp_path / "out",
+                      "--device", "cpu")
+    assert run.code == 2 and "takes 1 channel(s), --channels 1,0 selects 2" in run.err and "choose them" not in run.err
+    assert not (tmp_path / "out").exists()

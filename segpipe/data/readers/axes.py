@@ -63,7 +63,7 @@ def resolve_axes(
         override = override.upper()
         if len(override) != len(shape):
             raise InputError(
-                f"{path}: the catalog's axes {override!r} name {len(override)} axes, "
+                f"{path}: axes {override!r} (the catalog's axes:, or --axes) name {len(override)} axes, "
                 f"the file has {len(shape)} (shape {shape}, axes {letters!r})"
             )
         bad = sorted(set(override) - set(KNOWN))
