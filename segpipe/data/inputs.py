@@ -103,7 +103,10 @@ def _named(paths: list[Path]) -> list[Input]:
 
 
 def _input_stem(path: Path) -> str:
-    """The file's name without its extension (``a`` for ``a.ome.tif``, not ``a.ome``)."""
+    """The file's name without its extension (``a`` for ``a.ome.tif`` and ``a.ome.zarr``, not ``a.ome``)."""
+    for ext in (".ome.zarr", ".zarr"):
+        if path.name.lower().endswith(ext) and len(path.name) > len(ext):
+            return path.name[: -len(ext)]
     stem = _stem(path)
     return stem[: -len(".ome")] if path.name.lower().endswith((".ome.tif", ".ome.tiff")) and len(stem) > 4 else stem
 

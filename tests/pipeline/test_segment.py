@@ -449,3 +449,17 @@ def test_a_sequence_whose_later_frame_the_model_does_not_fit_fails_alone(model, 
     assert by_name["grey.tif"].error is None and by_name["grey.tif"].objects["grey"] > 3
     assert by_name["02"].error.startswith(f"ModelError: model {model.card.name!r} takes 1 channel(s), image '02-t001' has 3")
     assert not list(out.labels.glob("02*")) and (out.labels / "grey_labels.tif").is_file()
+
+
+def test_an_ome_zarr_input_is_named_without_its_suffix(model, tmp_path):
+    """An OME-Zarr that segment wrote, given back as an input: named ``field``, not ``field.ome.zarr``
+    (whose store became ``field.ome.zarr.ome.zarr``)."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    tifffile.imwrite(tmp_path / "field.tif", field)
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    first = SegmentFolder(tmp_path / "first")
+    segment([str(tmp_path / "field.tif")], predictor, first, progress=False)
+    again = SegmentFolder(tmp_path / "again")
+    (result,) = segment([str(first.images("field"))], predictor, again, progress=False)
+    assert result.error is None and result.name == "field" and list(result.objects) == ["field"]
+    assert again.images("field").is_dir() and not (again.root / "images" / "field.ome.zarr.ome.zarr").exists()
