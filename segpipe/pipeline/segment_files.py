@@ -47,7 +47,8 @@ class SegmentParams(BaseModel):
     spacing: list[PositiveFloat] | None = Field(None, min_length=2, max_length=3)
     """Pixel size per spatial axis ([z,] y, x), for every input (overrides the files)."""
     unit: str | None = None
-    """Unit of --spacing: nanometer, micrometer, millimeter, centimeter or meter (or nm, um, mm, cm, m)."""
+    """Unit of --spacing: nanometer, micrometer, millimeter, centimeter or meter (or nm, um, mm, cm, m).
+    Without --spacing: the unit of files that give a pixel size but no unit (a file's own unit is kept)."""
     axes: str | None = Field(None, pattern=r"^[TCSZYXtcszyx]+$")
     """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
     channels: list[NonNegativeInt] | None = Field(None, min_length=1)
