@@ -33,6 +33,7 @@ from monai.data import Dataset
 from segpipe import OPENMP_SPINCOUNT
 from segpipe.training.params import TrainParams
 from segpipe.models import build_model
+from segpipe.models.card import extra_channels
 from segpipe.models.device import resolve_device
 from segpipe.training.losses import SegmentationLoss
 from segpipe.training.loop import TrainClock, train_epoch
@@ -47,8 +48,8 @@ from conditions import COMPETING, QUIET, under  # noqa: E402
 DATA = Path(__file__).resolve().parents[1] / "data" / "bbbc007"
 
 
-#: What the 2D plan trains on instances: class scores, then the distance map and the flow (two axes).
-OUT_CHANNELS = 2 + 1 + 2
+#: What the 2D plan trains on instances: two class scores, then the distance map and the flow (two axes).
+OUT_CHANNELS = 2 + extra_channels(("distance", "flow"), 2)
 KEYS = ("image", "label", "dist", "heat")
 
 
