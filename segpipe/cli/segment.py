@@ -49,13 +49,14 @@ def segment(
     The shipped generalist (--model cells-2d: cytoplasm or membrane, then nuclei) takes one or two
     channels and chooses per image which channel feeds which of its inputs (a flat channel none;
     two in the order it is surest of); --channels 1,0 gives the order instead.
-    Re-running segments only new or changed inputs; an unreadable input is listed as failed.
+    Re-running segments only new or changed inputs; an unreadable input is listed as failed
+    (exit 1; exit 2 when no input could be segmented).
 
     Example: segpipe segment --model runs/bbbc007/model 'new/*.tif' --output new-labels
     """
     from segpipe.models.model import Model
     from segpipe.pipeline.models import resolve_model
-    from segpipe.pipeline.segment_files import SegmentFolder
+    from segpipe.pipeline.segment_files import SegmentFolder, counted
     from segpipe.pipeline.segment import segment as run_segment
     from segpipe.prediction.predict import Predictor
 
@@ -68,15 +69,12 @@ def segment(
     predictor = Predictor.load(chosen, predict)
     results = run_segment(inputs, predictor, SegmentFolder(output), read)
     failed = [r for r in results if r.error is not None]
-    done = [r for r in results if r.error is None]
     summary = {
         "model": str(chosen.folder),
         "output": str(output),
-        "segmented": len(done),
-        "unchanged": sum(r.skipped for r in done),
-        "objects": sum(sum(r.objects.values()) for r in done),
+        **counted(results),
         "failed": {r.path: r.error for r in failed},
     }
     typer.echo(json.dumps(summary, indent=2))
-    if failed:
-        raise typer.Exit(1)
+    if failed:  # 2 as for any bad input when none could be segmented; 1 when the others were
+        raise typer.Exit(2 if len(failed) == len(results) else 1)

@@ -18,7 +18,7 @@ from segpipe.flows.caching import key_fn, keyed
 from segpipe.flows.logs import forward_segpipe_logs
 from segpipe.flows.runners import RunnerParams, fan_out
 from segpipe.flows.tasks import IO_RETRIES, artifact_key, transient
-from segpipe.pipeline.segment_files import SegmentParams
+from segpipe.pipeline.segment_files import SegmentParams, counted
 from segpipe.prediction.params import PredictParams
 
 forward_segpipe_logs()
@@ -96,7 +96,7 @@ def segpipe_segment(
         if not empty_ok:
             raise
         get_run_logger().info("%s: nothing to segment", " ".join(inputs))
-        return {"output": output, "model": str(chosen.folder), "segmented": 0, "objects": 0, "failed": {}}
+        return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
     check_spacing(read, chosen.card)
     order = {str(item.path): k for k, item in enumerate(items)}
     items, unfit = fitting_inputs(items, chosen.card, read)
@@ -122,15 +122,14 @@ def segpipe_segment(
     write_summary(folder, chosen, predict, results)
     report = report_segmentation(folder, chosen.card)
     rows = [
-        {"input": r.path, "images": len(r.images), "objects": sum(r.objects.values()), "status": "failed" if r.error else "segmented",
+        {"input": r.path, "images": len(r.images), "objects": sum(r.objects.values()), "status": r.status,
          "error": r.error}
         for r in results
     ]
     create_table_artifact(key=artifact_key(Path(output).name or "segment", "segmented"), table=rows,
                           description=f"inputs segmented with {chosen.card.name} into {output}")
     failed = {r.path: r.error for r in results if r.error}
-    summary = {"output": output, "model": str(chosen.folder), "segmented": len(results) - len(failed),
-               "objects": sum(sum(r.objects.values()) for r in results), "failed": failed, "report": str(report)}
+    summary = {"output": output, "model": str(chosen.folder), **counted(results), "failed": failed, "report": str(report)}
     if failed:
         from prefect.states import Failed
 

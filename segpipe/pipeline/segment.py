@@ -269,7 +269,7 @@ def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:
         with open(path, newline="") as handle:
             rows += [{"input": result.path, **row} for row in csv.DictReader(handle)]
         counts += [
-            {"input": result.path, "image": image, "objects": result.objects.get(image, 0), "status": "segmented", "error": ""}
+            {"input": result.path, "image": image, "objects": result.objects.get(image, 0), "status": result.status, "error": ""}
             for image in result.images
         ]
     folder.root.mkdir(parents=True, exist_ok=True)

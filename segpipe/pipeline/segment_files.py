@@ -108,6 +108,21 @@ class InputResult:
     guessed_spacing: str | None = None
     """The unit taken at 1 per pixel where neither the input's file nor ``--spacing`` gave a pixel size."""
 
+    @property
+    def status(self) -> str:
+        """``failed``; ``unchanged`` (its labels were current and kept); or ``segmented`` (in this run)."""
+        return "failed" if self.error is not None else "unchanged" if self.skipped else "segmented"
+
+
+def counted(results: list[InputResult]) -> dict[str, int]:
+    """How many inputs were segmented in this run, kept unchanged and failed, and the objects of those not failed."""
+    statuses = [r.status for r in results]
+    return {
+        "segmented": statuses.count("segmented"),
+        "unchanged": statuses.count("unchanged"),
+        "objects": sum(sum(r.objects.values()) for r in results if r.error is None),
+    }
+
 
 def guarded(item: Input, folder: SegmentFolder, step, /, *args, **kwargs):
     """``step(*args, **kwargs)`` for ``item``, with an unreadable input (bad input, an OS error reading it)
@@ -246,11 +261,23 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
     frames = labels.ndim - ndim
     if item.kind == "nifti":
         affine = source_affine(image.info, ndim=ndim)
-        return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=image.info.get("unit"))]
+        unit = image.info.get("unit")
+        dims = _nifti_dims(item.path) if frames == 0 else None
+        return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=unit, source_dims=dims)]
     if item.kind in ("tiff", "png"):
         unit = image.info.get("unit")
         return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit)]
     return []
+
+
+def _nifti_dims(path: Path) -> int | None:
+    """How many dimensions a NIfTI file's header gives (``(x, y, 1)``: 3), None when it cannot be read again."""
+    import nibabel as nib
+
+    try:
+        return len(nib.load(str(path)).shape)
+    except Exception:  # it was read for the prediction; the labels then get their own dimensions
+        return None
 
 
 def write_measurements(

@@ -149,7 +149,9 @@ def source_affine(info: dict, *, ndim: int) -> np.ndarray:
     return affine
 
 
-def export_nifti(array, path: str | Path, *, affine: np.ndarray, ndim: int, unit: str | None = None) -> Path:
+def export_nifti(
+    array, path: str | Path, *, affine: np.ndarray, ndim: int, unit: str | None = None, source_dims: int | None = None
+) -> Path:
     """Write labels as NIfTI-1 (``.nii`` or ``.nii.gz``), streaming the data block.
 
     Args:
@@ -160,6 +162,8 @@ def export_nifti(array, path: str | Path, *, affine: np.ndarray, ndim: int, unit
         ndim: Spatial axes of ``array``.
         unit: NGFF unit of the affine's coordinates (``millimeter`` for scans); NIfTI knows
             meter, millimeter and micrometer, anything else is written as unknown.
+        source_dims: Dimensions of the NIfTI file the labels were made from: a 2D image stored as
+            ``(x, y, 1)`` gets labels of that shape, so viewers overlay them (default: ``ndim``).
     """
     import nibabel as nib
 
@@ -169,7 +173,8 @@ def export_nifti(array, path: str | Path, *, affine: np.ndarray, ndim: int, unit
     if len(frames) > 1:
         raise InputError(f"{path}: NIfTI holds at most one frame axis, the labels have shape {shape}")
     spatial = list(reversed(shape[len(frames) :]))
-    nifti_shape = spatial + ([1] * (3 - ndim) if frames else []) + list(frames)
+    singles = 3 - ndim if frames else max(0, min(3, source_dims or ndim) - ndim)
+    nifti_shape = spatial + [1] * singles + list(frames)
     header = nib.Nifti1Header()
     header.set_data_dtype(np.dtype(array.dtype))
     header.set_data_shape(nifti_shape)

@@ -256,7 +256,7 @@ def write_segmentation_report(
         title: The report's title.
         card: The model that segmented the images.
         counts: ``counts.csv`` rows (:func:`read_tables`): ``input``, ``image``, ``objects``,
-            ``status`` (``segmented`` or ``failed``), ``error``; numbers or their text.
+            ``status`` (``segmented``, ``unchanged`` or ``failed``), ``error``; numbers or their text.
         objects: ``measurements.csv`` rows: ``image`` and ``area`` (2D) or ``volume`` (3D) in
             physical units, numbers or their text; other columns are not read.
         views: ``(image name, image, labels)`` of the images to show (:func:`choose_sample`):

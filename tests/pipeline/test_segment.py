@@ -463,3 +463,21 @@ def test_an_ome_zarr_input_is_named_without_its_suffix(model, tmp_path):
     (result,) = segment([str(first.images("field"))], predictor, again, progress=False)
     assert result.error is None and result.name == "field" and list(result.objects) == ["field"]
     assert again.images("field").is_dir() and not (again.root / "images" / "field.ome.zarr.ome.zarr").exists()
+
+
+def test_a_2d_nifti_stored_with_one_slice_gets_labels_of_its_shape(model, tmp_path):
+    """A 2D NIfTI written as (x, y, 1), as nnU-Net and most converters do, gets labels (x, y, 1) with
+    its affine, the same labels as the file written (x, y); before, both got (x, y)."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :112].T.astype(np.float32)
+    affine = np.diag([0.5, 0.5, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(field[:, :, None], affine), tmp_path / "slice.nii.gz")
+    nib.save(nib.Nifti1Image(field, affine), tmp_path / "plane.nii.gz")
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    out = SegmentFolder(tmp_path / "out")
+    segment([str(tmp_path / "slice.nii.gz"), str(tmp_path / "plane.nii.gz")], predictor, out, progress=False)
+    slice_labels = nib.load(out.labels / "slice_labels.nii.gz")
+    plane_labels = nib.load(out.labels / "plane_labels.nii.gz")
+    assert slice_labels.shape == (112, 96, 1) and plane_labels.shape == (112, 96)
+    np.testing.assert_allclose(slice_labels.affine, affine)
+    assert np.asarray(plane_labels.dataobj).max() > 3
+    np.testing.assert_array_equal(np.asarray(slice_labels.dataobj)[:, :, 0], np.asarray(plane_labels.dataobj))

@@ -3,6 +3,7 @@ message, the good ones are segmented; a model that cannot be used stops everythi
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -98,7 +99,10 @@ def test_an_unreadable_input_among_many_fails_alone_then_is_retried(inputs, mode
     result = segpipe_cli(*args)
     code, out = result.code, result.out
     summary = json.loads(out[out.index("{"):])
-    assert code == 0 and summary["segmented"] == 3 and summary["unchanged"] == 2 and summary["failed"] == {}
+    assert code == 0 and summary["segmented"] == 1 and summary["unchanged"] == 2 and summary["failed"] == {}
+    with open(output / "counts.csv", newline="") as handle:
+        statuses = {Path(row["input"]).name: row["status"] for row in csv.DictReader(handle)}
+    assert statuses == {"good.tif": "unchanged", "good_too.tif": "unchanged", "empty.tif": "segmented"}
 
 
 @pytest.mark.parametrize("damage", ["no card, no weights", "corrupt card", "weights of another network", "3 channels",
@@ -150,3 +154,15 @@ def test_channels_the_model_cannot_take_are_named_as_chosen(inputs, model, tmp_p
                       "--device", "cpu")
     assert run.code == 2 and "takes 1 channel(s), --channels 1,0 selects 2" in run.err and "choose them" not in run.err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_whose_every_input_fails_exits_2(inputs, model, tmp_path, segpipe_cli):
+    """One bad input alone is bad input (exit 2, its line names it); beside a good one the run went through (exit 1)."""
+    alone = segpipe_cli("segment", "--model", model.folder, inputs / "empty.tif", "--output", tmp_path / "alone",
+                        "--device", "cpu")
+    assert alone.code == 2 and alone.errors == []
+    assert list(json.loads(alone.out[alone.out.index("{"):])["failed"]) == [str(inputs / "empty.tif")]
+    beside = segpipe_cli("segment", "--model", model.folder, inputs / "empty.tif", inputs / "good.tif",
+                         "--output", tmp_path / "beside", "--device", "cpu")
+    assert beside.code == 1
+
