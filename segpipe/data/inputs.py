@@ -15,6 +15,7 @@ cached and segmented on its own, and one unreadable file fails alone.
 from __future__ import annotations
 
 import glob
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +113,16 @@ def _input_stem(path: Path) -> str:
 
 
 def _safe(name: str) -> str:
-    """A name usable as a file and zarr group name."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "image"
+    """A name usable as a file and zarr group name: ASCII letters, digits and ``._+-``.
+
+    A name that loses characters (``Zelle_ö``, ``細胞``) gets six hex digits of its own digest
+    (``Zelle-1c9a0b``, ``image-5b0f6e``): two such names stay apart, and each keeps its name
+    whatever other inputs a run has.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "image"
+    if safe == name:
+        return safe
+    return f"{safe}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:6]}"
 
 
 def input_dataset(

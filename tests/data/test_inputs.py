@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tifffile
@@ -37,6 +39,19 @@ def test_a_sequence_is_one_dataset_of_its_frames(inbox):
     assert [(r.name, r.image.name, r.labels, r.split) for r in dataset.records] == [
         (f"01-t00{t}", f"t00{t}.tif", None, "test") for t in range(3)
     ]
+
+
+def test_names_that_lose_characters_stay_apart_and_keep_their_names(tmp_path):
+    """Non-ASCII names became ``image`` or a stripped stem and were told apart by ``_`` suffixes that
+    moved when another input arrived: each now keeps a digest of its own name."""
+    for name in ("細胞", "核", "Zelle_ö", "Zelle_ä", "plain"):
+        tifffile.imwrite(tmp_path / f"{name}.tif", np.zeros((8, 9), np.uint8))
+    first = {i.path.name: i.name for i in find_inputs(["細胞.tif", "Zelle_ö.tif", "plain.tif"], base=tmp_path)}
+    every = {i.path.name: i.name for i in find_inputs(["*.tif"], base=tmp_path)}
+    assert every["plain.tif"] == "plain" and len(set(every.values())) == 5
+    assert all(first[name] == every[name] for name in first)
+    assert every["細胞.tif"].startswith("image-") and every["Zelle_ö.tif"].startswith("Zelle_ö"[:5] + "-")
+    assert all(re.fullmatch(r"[A-Za-z0-9._+-]+", name) for name in every.values())
 
 
 @pytest.mark.parametrize(("patterns", "message"), [(["nothing/*.tif"], "no such file"), (["new/notes.txt"], "not an image")])
