@@ -35,6 +35,7 @@ from segpipe.errors import InputError
 from segpipe.inference.aggregator import SlabAggregator
 from segpipe.inference.allocator import release_free_memory
 from segpipe.inference.background import Worker, prefetch
+from segpipe.inference.blank import Blank
 from segpipe.inference.memory import padding_mode
 from segpipe.inference.precision import autocast
 from segpipe.inference.sink import Sink, StreamStats
@@ -118,6 +119,7 @@ def stream_predict(
     read_chunk: int | None = None,
     on_rows: Callable[[tuple[int, ...], int], None] | None = None,
     flow_channels: Sequence[int] = (),
+    blank: Blank | None = None,
 ) -> StreamStats:
     """Predict every frame of ``source`` into ``sink``, resuming from the sink's record.
 
@@ -135,6 +137,8 @@ def stream_predict(
         read_chunk: Rows read at a time are rounded up to a multiple of this (the source's chunk).
         on_rows: Called as ``on_rows(frame, row)`` once rows below ``row`` are written and recorded.
         flow_channels: The flow's channel per spatial axis, whose sign a flipped pass undoes.
+        blank: Where the source is blank, the activated outputs are set to background
+            (:mod:`segpipe.inference.blank`; with an ``activation`` only).
 
     Returns:
         What the run did.
@@ -192,7 +196,8 @@ def stream_predict(
                 start = aggregator.low
                 for tile in _pieces(stop - start, shape, getattr(sink, "align", None) or (1,) * (ndim - 1)):
                     blended = aggregator.blended(stop, tile)  # new tensors: the band may move on
-                    writer.submit(_writer(sink, frame, (slice(start, stop), *tile), blended, activation))
+                    box = (slice(start, stop), *tile)
+                    writer.submit(_writer(sink, frame, box, blended, activation, blank=blank, source=source))
                 aggregator.advance(stop)
                 if aggregator.nbytes >= TRIM_BAND_BYTES:
                     release_free_memory()
@@ -259,9 +264,19 @@ def _combine(blended: list[torch.Tensor], activation: Activation | None) -> np.n
     return total.float().cpu().numpy()
 
 
-def _writer(sink: Sink, frame, box: tuple[slice, ...], blended: list[torch.Tensor], activation) -> Callable[[], None]:
-    """The writing thread's job: activate and average the passes, then store (off the network's thread)."""
-    return lambda: sink.write(frame, box, _combine(blended, activation))
+def _writer(
+    sink: Sink, frame, box: tuple[slice, ...], blended: list[torch.Tensor], activation, *, blank: Blank | None, source
+) -> Callable[[], None]:
+    """The writing thread's job: activate and average the passes, set blank pixels to background,
+    then store (off the network's thread)."""
+
+    def write() -> None:
+        values = _combine(blended, activation)
+        if blank is not None and activation is not None:
+            blank.apply(values, source, frame, box)
+        sink.write(frame, box, values)
+
+    return write
 
 
 def _marker(sink: Sink, frames: int, rows: int, frame, row: int, on_rows) -> Callable[[], None]:

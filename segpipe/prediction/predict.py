@@ -39,6 +39,7 @@ import zarr
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, array_digest
 from segpipe.errors import StoreError
 from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
+from segpipe.inference.blank import RADIUS, Blank, floors
 from segpipe.inference.normalize import NormalizationSpec
 from segpipe.inference.sink import ArraySink
 from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, class_map, float16
@@ -110,6 +111,7 @@ class Predictor:
             "probabilities": self.params.probabilities,
             "resample": self.params.resample,
             "image": array_digest(image.image),
+            "blank": RADIUS,  # blank pixels set to background (segpipe.inference.blank)
         }
         if self.card.generalist:
             source["input_order"] = self.params.input_order
@@ -224,6 +226,11 @@ def run_network(
         probabilities = ChannelsFirst(group[IMAGE_LEVEL], frames) if frames else group[IMAGE_LEVEL]
         source, source_normalization = image.image, normalization
         sink = ZarrSink(group, ndim=ndim, n_classes=n_classes, probabilities=probabilities, semantic=group["labels/semantic/s0"])
+    # blank pixels (segpipe.inference.blank) are found in the source as the network reads it: normalized already where resampled
+    blank = Blank.for_outputs(
+        floors(normalization, normalized=source_normalization is None),
+        out_channels=card.out_channels, n_classes=n_classes, flow_channels=card.flow_channels,
+    )
     seen = dataclasses.replace(image, image=source)
     with RowProgress(seen, ndim, enabled=progress and source.size >= LARGE, then=on_rows) as rows:
         stream = stream_predict(
@@ -238,6 +245,7 @@ def run_network(
             flow_channels=card.flow_channels,
             device=predictor.device,
             on_rows=rows,
+            blank=blank,
         )
     log.info("%s: %d windows in %.1f s", image.name, stream.windows, stream.seconds)
     if not in_memory:

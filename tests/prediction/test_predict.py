@@ -20,7 +20,8 @@ from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, StoreError
 from segpipe.inference import InferenceParams, predict_image
-from segpipe.inference.normalize import NormalizationSpec, normalize
+from segpipe.inference.blank import Blank, floors
+from segpipe.inference.normalize import NormalizationSpec, normalize, stream_normalization
 from segpipe.inference.postprocess import InstanceParams, instance_labels, semantic_labels
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model, network_from_card, save_model
@@ -76,6 +77,11 @@ def test_prediction_equals_the_in_memory_path(crops, tmp_path, single_thread):
         model.load(), normalize(np.asarray(image.image), SPEC), roi_size=model.card.patch_size, n_classes=2,
         params=model.card.inference,
     )
+    # where the crop is blank (one value at its floor, here along its clipped bottom edge), background
+    blank = Blank.for_outputs(floors(stream_normalization(np.asarray(image.image), SPEC)), out_channels=3, n_classes=2)
+    where = blank.mask(np.asarray(image.image))
+    assert 0 < where.sum() < 50
+    reference[:, where] = np.asarray(blank.background, np.float32)[:, None]
     group = zarr.open_group(str(out / "predictions.zarr" / "A9_p9d"), mode="r")
     probs = group["s0"][...]
     assert probs.dtype == np.float16 and probs.shape == (3, 160, 160)

@@ -19,7 +19,8 @@ from scipy import ndimage
 
 from segpipe.data.store import StoredImage
 from segpipe.inference import InferenceParams, predict_image
-from segpipe.inference.normalize import NormalizationSpec, normalize
+from segpipe.inference.blank import Blank, floors
+from segpipe.inference.normalize import NormalizationSpec, normalize, stream_normalization
 from segpipe.inference.postprocess import InstanceParams, instance_labels, semantic_labels
 from segpipe.models.model import Model, network_from_card, save_model
 from segpipe.prediction.params import PredictParams
@@ -126,6 +127,8 @@ def test_resampling_off_predicts_the_image_as_it_is(tmp_path, data_dir, model_2d
     plain = predict_image(
         predictor.network, normalize(pixels, SPEC), roi_size=(32, 32), n_classes=2, params=predictor.inference
     )
+    blank = Blank.for_outputs(floors(stream_normalization(pixels, SPEC)), out_channels=3, n_classes=2)
+    blank.apply(plain, pixels, (), (slice(0, 64), slice(0, 64)))  # the crop's clipped top edge is blank: background
     np.testing.assert_allclose(group["s0"][...].astype(np.float32), plain, rtol=0, atol=1e-3)
     assert group.attrs["resampling"]["resampled"] is False
     assert predictor.stamp(image) != predictor_for(model_2d).stamp(image)

@@ -1,0 +1,118 @@
+"""Where an image holds nothing, the prediction is background, whatever the network answers there.
+
+A pixel is blank when, in every channel, its neighbourhood (``2 * radius + 1`` pixels a side) holds
+one value, at or below the channel's floor (the value the normalization maps to its bottom: the low
+percentile, or the lower clip). A blank image, the zero fill around a stitched or registered image,
+a channel clipped to black: nothing there can be an object, yet a network that never saw a constant
+window answers one with shapes (in a blank 256 x 256 image the shipped generalist found 56 objects,
+laid out on its window grid). A real image is never one value over a neighbourhood: its noise
+varies, and a saturated object is flat at the top, not at the floor.
+
+:class:`Blank` sets the activated outputs of blank pixels to what the network gives for
+background (class 0 certain, no distance, no boundary, no flow) in
+:func:`segpipe.inference.stream.stream_predict`, before the sink stores them, so the class map
+and the objects made later agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from segpipe.inference.normalize import Normalization
+
+#: Half the side of the neighbourhood that must be one value (7 pixels a side).
+RADIUS = 3
+#: A flow channel's activated value where there is no flow.
+NO_FLOW = 0.5
+
+
+@dataclass(frozen=True)
+class Blank:
+    """The rule and the answer for blank pixels.
+
+    Attributes:
+        floors: Per channel of the source, the value at or below which a flat neighbourhood is blank,
+            in the source's units.
+        background: Per output channel, the activated value for background.
+        radius: Half the side of the neighbourhood.
+    """
+
+    floors: tuple[float, ...]
+    background: tuple[float, ...]
+    radius: int = RADIUS
+
+    @classmethod
+    def for_outputs(
+        cls, floors: Sequence[float], *, out_channels: int, n_classes: int, flow_channels: Sequence[int] = ()
+    ) -> Blank:
+        """Background of a network with ``n_classes`` class channels (softmax; class 0 first), then
+        extra channels through a sigmoid: distance and boundary 0, flow channels :data:`NO_FLOW`."""
+        background = [0.0] * out_channels
+        background[0] = 1.0
+        for channel in flow_channels:
+            background[channel] = NO_FLOW
+        return cls(tuple(float(f) for f in floors), tuple(background))
+
+    def mask(self, raw: np.ndarray) -> np.ndarray:
+        """Blank pixels of a channel-first block ``(C, *spatial)``; its edges are extended outward.
+
+        Neighbourhoods all at the floor are found first, one axis at a time (a real image has
+        none, and the search ends at the first axis without one); whether they hold one value is
+        then measured only around those.
+        """
+        size = 2 * self.radius + 1
+        blank = np.ones(raw.shape[1:], dtype=bool)
+        for channel, floor in zip(raw, self.floors):
+            low = _everywhere(channel <= floor, size) & blank
+            if not low.any():
+                return np.zeros(raw.shape[1:], dtype=bool)
+            box = _around(low, self.radius)
+            part = channel[box]
+            top = ndimage.maximum_filter(part, size=size, mode="nearest")
+            blank = np.zeros_like(blank)
+            blank[box] = low[box] & (ndimage.minimum_filter(part, size=size, mode="nearest") == top)
+        return blank
+
+    def apply(self, values: np.ndarray, source, frame: tuple[int, ...], box: tuple[slice, ...]) -> None:
+        """Set the blank pixels of ``values`` ``(C, *box)``, the activated outputs of ``box`` of ``frame``
+        of ``source`` ``(C, *frames, *spatial)``, to background, in place (reads ``box`` and a margin of ``radius``)."""
+        shape = source.shape[source.ndim - len(box):]
+        wide = tuple(slice(max(0, b.start - self.radius), min(n, b.stop + self.radius)) for b, n in zip(box, shape))
+        raw = np.asarray(source[(slice(None), *frame, *wide)])
+        inner = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, wide))
+        blank = self.mask(raw)[inner]
+        if blank.any():
+            values[:, blank] = np.asarray(self.background, dtype=values.dtype)[:, None]
+
+
+def _everywhere(mask: np.ndarray, size: int) -> np.ndarray:
+    """Pixels whose whole neighbourhood (``size`` a side, edges extended) is in ``mask``."""
+    out = mask.view(np.uint8)
+    for axis in reversed(range(mask.ndim)):
+        out = ndimage.minimum_filter1d(out, size, axis=axis, mode="nearest")
+        if not out.any():
+            break
+    return out.astype(bool)
+
+
+def _around(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """The bounding box of ``mask``'s pixels, widened by ``margin`` within the array."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(max(0, int(hit[0]) - margin), min(mask.shape[axis], int(hit[-1]) + 1 + margin)))
+    return tuple(box)
+
+
+def floors(normalization: Normalization, *, normalized: bool = False) -> tuple[float, ...]:
+    """Per channel, the value the normalization maps to its bottom: the lower clip where it clips
+    (z-scoring, CT windows), else the subtracted low percentile; with ``normalized``, that value
+    after the normalization (for a source normalized already, as a resampled image is)."""
+    raw = normalization.clip_low if normalization.clip_low is not None else normalization.shift
+    if not normalized:
+        return tuple(float(v) for v in raw)
+    return tuple(float(v) for v in normalization.apply(np.asarray(raw, dtype=np.float64).reshape(-1, 1))[:, 0])

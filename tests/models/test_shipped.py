@@ -1,0 +1,60 @@
+"""The shipped generalist ``cells-2d``: opened by name; nothing found where an image holds nothing
+(:mod:`segpipe.inference.blank`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from segpipe.inference.blank import RADIUS
+from segpipe.models.shipped import CELLS_2D, shipped_model, shipped_names
+from segpipe.pipeline.segment import segment
+from segpipe.pipeline.segment_files import SegmentFolder
+from segpipe.prediction.params import PredictParams
+from segpipe.prediction.predict import Predictor
+
+
+def test_the_generalist_is_shipped_and_opens_by_name():
+    assert CELLS_2D in shipped_names()
+    model = shipped_model(CELLS_2D)
+    assert model.card.generalist and model.card.in_channels == 2
+    assert shipped_model("no-such-model") is None
+
+
+BLANK = {
+    "zero": np.zeros((200, 300), np.uint16),
+    "constant": np.full((200, 300), 812, np.uint16),
+    "two_constant_channels": np.stack([np.full((200, 300), 40, np.uint8), np.full((200, 300), 200, np.uint8)]),
+}
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+@pytest.mark.parametrize("name", list(BLANK))
+def test_the_generalist_finds_no_object_in_a_blank_field(name, tmp_path):
+    """A blank image normalizes to one value, which the network answers with shapes on its window
+    grid (56 objects in a 256 x 256 blank image): blank pixels are background."""
+    image = BLANK[name]
+    tifffile.imwrite(tmp_path / f"{name}.tif", image, metadata={"axes": "CYX" if image.ndim == 3 else "YX"})
+    predictor = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
+    segment([str(tmp_path / f"{name}.tif")], predictor, SegmentFolder(tmp_path / "out"), progress=False)
+    labels = tifffile.imread(tmp_path / "out" / "labels" / f"{name}_labels.tif")
+    assert labels.shape == image.shape[-2:]
+    assert labels.max() == 0, f"{name}: {labels.max()} objects in a blank field"
+
+
+def test_the_generalist_finds_nuclei_beside_zero_fill_and_nothing_in_it(tmp_path):
+    """A field of nuclei in the corner of a stitched mosaic whose other tiles are empty (zero):
+    nuclei where the field is, nothing in the fill beyond the blank rule's margin (there were 57
+    objects all over it)."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:128, :128]
+    mosaic = np.zeros((256, 384), field.dtype)
+    mosaic[:128, :128] = field
+    tifffile.imwrite(tmp_path / "mosaic.tif", mosaic)
+    predictor = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
+    segment([str(tmp_path / "mosaic.tif")], predictor, SegmentFolder(tmp_path / "out"), progress=False)
+    labels = tifffile.imread(tmp_path / "out" / "labels" / "mosaic_labels.tif")
+    assert len(np.unique(labels[:128, :128])) > 10
+    assert labels[128 + RADIUS :].max() == 0 and labels[:, 128 + RADIUS :].max() == 0
