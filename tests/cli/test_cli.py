@@ -102,8 +102,8 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_keeps_what_was_finished(tmp_pat
 
     folder = tmp_path / "inbox"
     folder.mkdir()
-    field = tifffile.imread(ROOT / "data" / "bbbc007" / "images" / "A9_p10d.tif")[:192, :192]
-    for k in range(INPUTS):  # enough that the network is still busy when the first input's tables appear, on a loaded machine too
+    field = tifffile.imread(ROOT / "data" / "bbbc007" / "images" / "A9_p10d.tif")[:448, :448]
+    for k in range(INPUTS):  # whole fields, so the network is still busy when the first tables appear (6 crops were done before, in CI)
         tifffile.imwrite(folder / f"f{k}.tif", np.roll(field, 16 * k, axis=1))
     args = [sys.executable, "-c", "from segpipe.cli import main; main()", "segment", "--model", "cells-2d",
             str(folder), "--output", str(tmp_path / "out")]
