@@ -107,7 +107,10 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_keeps_what_was_finished(tmp_pat
         tifffile.imwrite(folder / f"f{k}.tif", np.roll(field, 16 * k, axis=1))
     args = [sys.executable, "-c", "from segpipe.cli import main; main()", "segment", "--model", "cells-2d",
             str(folder), "--output", str(tmp_path / "out")]
-    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Ctrl-C as a terminal delivers it: a non-interactive shell's background job (how CI may run) ignores SIGINT, and a
+    # child inherits that, so Python would never raise KeyboardInterrupt
+    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         # the fourth input ingested: the network has done at least one (the files' worker may lag
