@@ -115,7 +115,7 @@ class InputResult:
 
 
 def counted(results: list[InputResult]) -> dict[str, int]:
-    """How many inputs were segmented in this run, kept unchanged and failed, and the objects of those not failed."""
+    """How many inputs were segmented in this run and kept unchanged, and the objects of those not failed."""
     statuses = [r.status for r in results]
     return {
         "segmented": statuses.count("segmented"),
@@ -262,22 +262,12 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
     if item.kind == "nifti":
         affine = source_affine(image.info, ndim=ndim)
         unit = image.info.get("unit")
-        dims = _nifti_dims(item.path) if frames == 0 else None
+        dims = (len(image.info.get("source_axes") or "") or None) if frames == 0 else None  # the file's own, as ingest read them
         return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=unit, source_dims=dims)]
     if item.kind in ("tiff", "png"):
         unit = image.info.get("unit")
         return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit)]
     return []
-
-
-def _nifti_dims(path: Path) -> int | None:
-    """How many dimensions a NIfTI file's header gives (``(x, y, 1)``: 3), None when it cannot be read again."""
-    import nibabel as nib
-
-    try:
-        return len(nib.load(str(path)).shape)
-    except Exception:  # it was read for the prediction; the labels then get their own dimensions
-        return None
 
 
 def write_measurements(
