@@ -122,21 +122,24 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--irregular", action="store_true", help="add the four IRREGULAR kinds (tried, not shipped)")
     parser.add_argument("--install", action="store_true", help=f"copy the model into segpipe/models/starts/{NAME}/")
+    parser.add_argument("--set", default="{}", help='JSON training fields to set on top of the start\'s plan, e.g. \'{"features": [32, 64, 128, 256, 512, 32]}\'')
+    parser.add_argument("--target", type=Path, default=None, help="with --install: copy the model here instead (a start to try with --set '{\"init\": DIR}')")
     args = parser.parse_args()
+    plan = {**START_PLAN, **json.loads(args.set)}
     logging.basicConfig(level=logging.WARNING)
     data = args.output / "data"
     data.mkdir(parents=True, exist_ok=True)
     catalog_path = data / "catalog.yaml"
     catalog_path.write_text("datasets:\n" + write_dataset(data, irregular=args.irregular))
-    machine = machine_line(args.epochs, "custom", START_PLAN)
+    machine = machine_line(args.epochs, "custom", plan)
     print(machine)
     result = run_task(open_catalog(catalog_path), NAME, "custom", output=args.output, epochs=args.epochs,
-                      extra=START_PLAN)
+                      extra=plan)
     scores = {**summary(result), "train_s": result["seconds"], "best_epoch": result["best_epoch"], "config": result["config"]}
     print(json.dumps(scores), flush=True)
     if args.install:
         model_dir = args.output / "custom" / NAME / "model"
-        target = Path(__file__).resolve().parents[1] / "segpipe" / "models" / "starts" / NAME
+        target = args.target or Path(__file__).resolve().parents[1] / "segpipe" / "models" / "starts" / NAME
         install(model_dir, target, record={"argv": ["python", *sys.argv], "machine": machine, "scores": scores,
                                                       "kinds": len(variants(irregular=args.irregular))})
         print(f"installed {target}")

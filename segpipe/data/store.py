@@ -321,7 +321,9 @@ def write_small_image_group(
     made = dict(zarr.create_hierarchy(store=zarr.storage.MemoryStore(built), nodes=nodes))
     for key, pixels in arrays.items():
         made[key][...] = pixels
-    _copy_keys(built, root)
+    # zarr also made the root above ``name`` in memory: writing it would replace ``root``'s
+    # zarr.json (and its attributes) in place while other processes may be reading it
+    _copy_keys({key: value for key, value in built.items() if key.startswith(f"{name}/")}, root)
 
 
 def label_image_attrs(

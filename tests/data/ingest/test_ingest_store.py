@@ -157,6 +157,31 @@ def test_small_image_group_written_in_one_go_reads_back(tmp_path, where):
     assert group["labels"].attrs["ome"]["labels"] == ["gt"]
 
 
+@pytest.mark.parametrize("where", ["local", "memory"])
+@pytest.mark.parametrize("nested", [False, True])
+def test_small_image_group_leaves_the_groups_above_it_alone(tmp_path, where, nested):
+    """The nodes above the new group (its parent, the root) keep their attributes and their metadata
+    files are not written again: worker processes open the root while others write their images,
+    and a root ``zarr.json`` rewritten in place reads as empty to them."""
+    from segpipe.data.store import write_small_image_group
+
+    store = str(tmp_path / "s.zarr") if where == "local" else zarr.storage.MemoryStore()
+    root = zarr.open_group(store, mode="w", attributes={"kept": "root"})
+    parent = root.create_group("nested", attributes={"kept": "nested"}) if nested else root
+    above = tmp_path / "s.zarr" / ("nested" if nested else "") / "zarr.json"
+    before = above.stat().st_mtime_ns if where == "local" else None
+    image = np.arange(2 * 40 * 30, dtype=np.uint16).reshape(2, 40, 30)
+    write_small_image_group(parent, "im", image, (image[0] % 7).astype(np.uint8), ndim=2, spacing=(1.0, 1.0),
+                            unit="micrometer", chunks=(2, 32, 32))
+    reopened = zarr.open_group(store, mode="r")
+    assert reopened.attrs["kept"] == "root"
+    if nested:
+        assert reopened["nested"].attrs["kept"] == "nested"
+    if where == "local":
+        assert above.stat().st_mtime_ns == before
+    np.testing.assert_array_equal(reopened["nested/im/s0" if nested else "im/s0"][...], image)
+
+
 def test_images_without_labels_are_stored_without_ground_truth(tmp_path, caplog):
     import logging
 
