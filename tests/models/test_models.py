@@ -64,3 +64,55 @@ def test_registry_rejects_unknown_and_duplicate_names():
         build_model("resnet", spatial_dims=2, in_channels=1, out_channels=2)
     with pytest.raises(ValueError, match="already registered"):
         register_model("unet")(lambda **kw: None)
+
+
+def test_a_style_unet_with_its_style_maps_at_zero_is_the_plain_unet():
+    """The style only adds to the expansive path: with those linear maps zero, the same weights give
+    MONAI's BasicUNet's output exactly."""
+    from monai.networks.nets import BasicUNet
+
+    from segpipe.models.unet import StyleUNet
+
+    torch.manual_seed(0)
+    styled = build_model("unet", spatial_dims=2, in_channels=2, out_channels=3, style=True)
+    assert isinstance(styled, StyleUNet)
+    x = torch.randn(2, 2, 64, 48)
+    with torch.no_grad():
+        moved = styled(x)
+        for layer in styled.styles:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        plain = BasicUNet(spatial_dims=2, in_channels=2, out_channels=3, features=(16, 32, 64, 128, 256, 16), upsample="deconv")
+        plain.load_state_dict({k: v for k, v in styled.state_dict().items() if not k.startswith("styles.")})
+        torch.testing.assert_close(styled(x), plain(x), rtol=0, atol=1e-6)
+        assert (moved - plain(x)).abs().max() > 1e-3  # and the style maps, when not zero, do change it
+
+
+def test_a_style_unet_adds_the_unit_style_of_its_window_to_each_level():
+    """Each upsampling block's output gets ``W s + b``, s the deepest features' spatial mean over its norm."""
+    from segpipe.models.unet import StyleUNet
+
+    torch.manual_seed(1)
+    net = StyleUNet(spatial_dims=3, in_channels=1, out_channels=2, features=(4, 8, 8, 16, 16, 4))
+    x = torch.randn(1, 1, 16, 32, 16)
+    seen = {}
+    net.upcat_2.register_forward_hook(lambda module, inputs, out: seen.update(block=out))
+    net.down_4.register_forward_hook(lambda module, inputs, out: seen.update(deep=out))
+    net.final_conv.register_forward_hook(lambda module, inputs, out: seen.update(final_in=inputs[0]))
+    net.upcat_1.register_forward_hook(lambda module, inputs, out: seen.update(level1_in=inputs[0]))
+    with torch.no_grad():
+        out = net(x)
+    s = seen["deep"].mean(dim=(2, 3, 4))
+    s = s / s.norm()
+    expected = seen["block"] + (net.styles[2].weight @ s[0] + net.styles[2].bias).reshape(1, -1, 1, 1, 1)
+    torch.testing.assert_close(seen["level1_in"], expected)
+    assert out.shape == (1, 2, 16, 32, 16)
+
+
+def test_style_is_a_network_option_on_the_card():
+    from segpipe.training.loop import network_options
+    from segpipe.training.params import TrainParams
+
+    given = dict(features=(8, 16, 32, 64, 128, 8), patch_size=(64, 64), spacing=(1.0, 1.0))
+    assert network_options(TrainParams(style=True, **given))["style"] is True
+    assert "style" not in network_options(TrainParams(**given))
