@@ -90,18 +90,7 @@ def _batches(records: list[ImageRecord], n_processes: int) -> Iterator[list[Imag
 
 def _start_worker(store: str, dataset: Dataset, options: IngestParams) -> None:
     _exit_with_parent()
-    try:
-        _worker.update(root=zarr.open_group(store, mode="r+"), dataset=dataset, options=options)
-    except Exception as e:
-        import sys
-        tb = e.__traceback__
-        while tb is not None:
-            loc = tb.tb_frame.f_locals
-            if "zarr_json_bytes" in loc:
-                b = loc["zarr_json_bytes"]
-                print("DEBUG", tb.tb_frame.f_code.co_name, type(b), repr(b.to_bytes()[:100]), loc.get("store_path"), file=sys.stderr, flush=True)
-            tb = tb.tb_next
-        raise
+    _worker.update(root=zarr.open_group(store, mode="r+"), dataset=dataset, options=options)
 
 
 def _exit_with_parent() -> None:
