@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from monai.networks.layers import Conv, Pool
 from monai.networks.nets import BasicUNet
 
@@ -31,15 +30,13 @@ def unet(
     out_channels: int,
     features: tuple[int, ...] = (16, 32, 64, 128, 256, 16),
     pools: Sequence[Sequence[int]] | None = None,
-    style: bool = False,
 ) -> BasicUNet:
     """U-Net with five levels; ``features`` are the five encoder widths plus the last decoder width.
 
     ``pools``: per level, the pooling factor (1 or 2) of each spatial axis; None pools every axis
-    by 2 at every level (then inputs are multiples of 16). ``style``: add the window's style
-    vector to every level of the expansive path (:class:`StyleUNet`).
+    by 2 at every level (then inputs are multiples of 16).
     """
-    net = (StyleUNet if style else BasicUNet)(
+    net = BasicUNet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         out_channels=out_channels,
@@ -80,32 +77,3 @@ def axis_divisors(pools: Sequence[Sequence[int]] | None, spatial_dims: int) -> t
     for level in pools:
         divisors = [d * f for d, f in zip(divisors, level)]
     return tuple(divisors)
-
-
-class StyleUNet(BasicUNet):
-    """A U-Net whose expansive path also sees the whole window's "style", as Cellpose's does.
-
-    The style is the deepest feature map averaged over space and scaled to unit length; a linear
-    map of it is added to the output of every upsampling block, so each level's features can shift
-    with the image's overall look (stain, contrast, cell size) that a 3x3 neighbourhood cannot see.
-    """
-
-    def __init__(self, *, spatial_dims: int, in_channels: int, out_channels: int, features, upsample: str = "deconv"):
-        super().__init__(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
-                         features=features, upsample=upsample)
-        widths = (features[3], features[2], features[1], features[5])  # upcat_4 .. upcat_1 outputs
-        self.styles = torch.nn.ModuleList(torch.nn.Linear(features[4], w) for w in widths)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = self.conv_0(x)
-        x1 = self.down_1(x0)
-        x2 = self.down_2(x1)
-        x3 = self.down_3(x2)
-        x4 = self.down_4(x3)
-        style = x4.flatten(2).mean(2)
-        style = style / (style.norm(dim=1, keepdim=True) + 1e-6)
-        shape = (x.shape[0], -1) + (1,) * (x.dim() - 2)
-        u = x4
-        for block, skip, to_level in zip((self.upcat_4, self.upcat_3, self.upcat_2, self.upcat_1), (x3, x2, x1, x0), self.styles):
-            u = block(u, skip) + to_level(style).reshape(shape)
-        return self.final_conv(u)

@@ -239,8 +239,6 @@ def network_options(config: TrainParams) -> dict:
     pools = plan_pools(config.patch_size, config.spacing) if config.network == "unet" else None
     if pools is not None:
         options["pools"] = [list(level) for level in pools]
-    if config.style and config.network == "unet":
-        options["style"] = True
     return options
 
 

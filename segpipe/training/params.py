@@ -30,9 +30,6 @@ class TrainParams(BaseModel):
     """Network to train, by registered name (unet, fcn, or any registered one)."""
     features: tuple[int, ...] | None = None
     """Encoder widths (U-Net: five plus the last decoder width; FCN: five); planned when open."""
-    style: bool = False
-    """U-Net: add each window's style vector (its deepest features averaged over space) to every
-    level of the expansive path, as Cellpose's network does."""
     patch_size: tuple[int, ...] | None = None
     """Training window per spatial axis, also the inference window; planned when open. The U-Net
     pools each axis at most as many times (up to four) as its edge halves, so a stack of 4 slices trains on
