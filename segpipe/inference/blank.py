@@ -11,7 +11,9 @@ varies, and a saturated object is flat at the top, not at the floor.
 :class:`Blank` sets the activated outputs of blank pixels to what the network gives for
 background (class 0 certain, no distance, no boundary, no flow) in
 :func:`segpipe.inference.stream.stream_predict`, before the sink stores them, so the class map
-and the objects made later agree.
+and the objects made later agree; and in :func:`segpipe.inference.memory.predict_image`, so that
+validation, the post-processing's tuning, a generalist's choice of inputs and the estimate of a new
+image's object size see what prediction will give.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from segpipe.inference.normalize import Normalization
+from segpipe.inference.normalize import Normalization, NormalizationSpec, window_normalize
 
 #: Half the side of the neighbourhood that must be one value (7 pixels a side).
 RADIUS = 3
@@ -57,6 +59,11 @@ class Blank:
             background[channel] = NO_FLOW
         return cls(tuple(float(f) for f in floors), tuple(background))
 
+    @classmethod
+    def for_card(cls, card, floors: Sequence[float]) -> Blank:
+        """:meth:`for_outputs` of the network a model card (:class:`segpipe.models.card.ModelCard`) describes."""
+        return cls.for_outputs(floors, out_channels=card.out_channels, n_classes=card.n_classes, flow_channels=card.flow_channels)
+
     def mask(self, raw: np.ndarray) -> np.ndarray:
         """Blank pixels of a channel-first block ``(C, *spatial)``; its edges are extended outward.
 
@@ -89,6 +96,14 @@ class Blank:
             values[:, blank] = np.asarray(self.background, dtype=values.dtype)[:, None]
 
 
+    def clear(self, values: np.ndarray, image: np.ndarray) -> None:
+        """Set the blank pixels of ``values`` ``(C, *spatial)``, the activated outputs for the whole
+        channel-first ``image`` (in the units of :attr:`floors`), to background, in place."""
+        blank = self.mask(image)
+        if blank.any():
+            values[:, blank] = np.asarray(self.background, dtype=values.dtype)[:, None]
+
+
 def _everywhere(mask: np.ndarray, size: int) -> np.ndarray:
     """Pixels whose whole neighbourhood (``size`` a side, edges extended) is in ``mask``."""
     out = mask.view(np.uint8)
@@ -116,3 +131,16 @@ def floors(normalization: Normalization, *, normalized: bool = False) -> tuple[f
     if not normalized:
         return tuple(float(v) for v in raw)
     return tuple(float(v) for v in normalization.apply(np.asarray(raw, dtype=np.float64).reshape(-1, 1))[:, 0])
+
+
+def normalized_floors(image: np.ndarray, spec: NormalizationSpec) -> tuple[float, ...]:
+    """Per channel, the floor of ``image``, normalized in memory as ``spec`` says (by
+    :func:`segpipe.inference.normalize.normalize`, which keeps no :class:`Normalization`): 0 for
+    percentiles (the low one is subtracted), the window's bottom for CT, and after z-scoring the
+    channel's least value, which is its lower clip (the low percentile of the channel's own values)."""
+    if spec.method == "percentile":
+        return (0.0,) * len(image)
+    if spec.method == "ct":
+        bottom = window_normalize(np.asarray([spec.window[0]], np.float32), window=spec.window, mean=spec.mean, std=spec.std)
+        return (float(bottom[0]),) * len(image)
+    return tuple(float(channel.min()) for channel in image)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from segpipe.inference.blank import Blank
 from segpipe.inference.params import InferenceParams
 from segpipe.inference.precision import autocast
 from segpipe.inference.windows import tta_passes, unflip
@@ -45,6 +46,7 @@ def predict_image(
     params: InferenceParams | None = None,
     device: torch.device | str = "cpu",
     flow_channels: Sequence[int] = (),
+    blank: Blank | None = None,
 ) -> np.ndarray:
     """Predict one normalized, channel-first image.
 
@@ -57,6 +59,9 @@ def predict_image(
         device: Where the network runs.
         flow_channels: The flow's channel per spatial axis (:attr:`segpipe.models.card.ModelCard.flow_channels`),
             whose sign a flipped pass undoes.
+        blank: The rule for blank pixels, its floors in normalized units
+            (:func:`segpipe.inference.blank.normalized_floors`): their outputs are set to background,
+            as :func:`segpipe.inference.stream.stream_predict` sets them. None: the network's answer.
 
     Returns:
         float32 ``(out_channels, *spatial)``: class probabilities, then the extra outputs' sigmoids.
@@ -86,4 +91,7 @@ def predict_image(
         )
         probs = activate(unflip(logits, flips, channel_axis=1, flow_channels=flow_channels), n_classes=n_classes)
         total = probs if total is None else total + probs
-    return (total / len(passes))[0].float().cpu().numpy()
+    values = (total / len(passes))[0].float().cpu().numpy()
+    if blank is not None:
+        blank.clear(values, image)
+    return values

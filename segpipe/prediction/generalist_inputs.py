@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from segpipe.inference import predict_image
+from segpipe.inference.blank import Blank, floors
 from segpipe.inference.normalize import (
     Normalization,
     NormalizationSpec,
@@ -129,10 +130,11 @@ def choose_inputs(
     confidence = {}
     for order in permutations(range(card.in_channels), len(varying)):
         slots = tuple(dict(zip(varying, order)).get(c) for c in range(channels))
-        normalized = _normalization(image, bounds, input_normalization(card.normalization, slots)).apply(crop)
+        normalization = _normalization(image, bounds, input_normalization(card.normalization, slots))
         outputs = predict_image(
-            InputSlots(network, slots=slots, inputs=card.in_channels), normalized,
+            InputSlots(network, slots=slots, inputs=card.in_channels), normalization.apply(crop),
             roi_size=card.patch_size, n_classes=card.n_classes, params=quick, device=device, flow_channels=card.flow_channels,
+            blank=Blank.for_card(card, floors(normalization, normalized=True)),
         )
         confidence[slots] = float(np.mean(np.abs(2.0 * (1.0 - outputs[0]) - 1.0)))
     stored = tuple(range(channels))

@@ -15,6 +15,7 @@ import numpy as np
 
 from segpipe.data.store import StoredImage
 from segpipe.inference import predict_image
+from segpipe.inference.blank import Blank, normalized_floors
 from segpipe.inference.normalize import normalize
 from segpipe.inference.object_size import median_extent
 from segpipe.inference.postprocess import instance_labels, output_maps
@@ -61,6 +62,7 @@ def _predicted_extent(image: StoredImage, predictor, spacing: list[float], *, fr
     outputs = predict_image(
         predictor.network, grid, roi_size=card.patch_size, n_classes=card.n_classes, params=params,
         device=predictor.device, flow_channels=card.flow_channels,
+        blank=Blank.for_card(card, normalized_floors(grid, card.normalization)),
     )
     foreground, distance, boundary, flow = output_maps(outputs, card.n_classes)
     labels = instance_labels(foreground, distance, card.instance_params(), boundary, flow)

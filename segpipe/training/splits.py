@@ -16,6 +16,7 @@ import numpy as np
 
 from segpipe.data.store import ImageStore, StoredImage
 from segpipe.inference import predict_image
+from segpipe.inference.blank import Blank, normalized_floors
 from segpipe.inference.normalize import normalize
 from segpipe.models.card import ModelCard
 from segpipe.training.grid import to_grid
@@ -45,7 +46,8 @@ def predict_split(
     """``(probabilities, labels, ignored pixels)`` of each image of a split :func:`load_split` gave.
 
     ``flips=False`` predicts each window once, whatever the card's test-time flips say (a third
-    of the work in 2D, a quarter in 3D): enough to rank checkpoints against each other.
+    of the work in 2D, a quarter in 3D): enough to rank checkpoints against each other. Blank pixels
+    are background, as in prediction (:mod:`segpipe.inference.blank`).
     """
     model.eval()
     params = card.inference if flips else card.inference.model_copy(update={"flip_tta": False})
@@ -53,7 +55,7 @@ def predict_split(
         (
             predict_image(
                 model, img, roi_size=card.patch_size, n_classes=card.n_classes, params=params, device=device,
-                flow_channels=card.flow_channels,
+                flow_channels=card.flow_channels, blank=Blank.for_card(card, normalized_floors(img, card.normalization)),
             ),
             lab,
             ignore,

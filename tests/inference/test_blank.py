@@ -10,8 +10,8 @@ import torch
 import zarr
 
 from segpipe.inference import ArraySink, InferenceParams, activate, stream_predict
-from segpipe.inference.blank import NO_FLOW, RADIUS, Blank, floors
-from segpipe.inference.normalize import Normalization, NormalizationSpec, stream_normalization
+from segpipe.inference.blank import NO_FLOW, RADIUS, Blank, floors, normalized_floors
+from segpipe.inference.normalize import Normalization, NormalizationSpec, normalize, stream_normalization
 
 
 def rule(*floor: float) -> Blank:
@@ -99,3 +99,53 @@ def test_a_network_that_sees_shapes_everywhere_predicts_background_where_the_ima
     np.testing.assert_allclose(values[1][fill], 0.0)
     np.testing.assert_allclose(values[3][fill], NO_FLOW)
     assert (values[1][~fill] > 0.9).all()  # softmax(0, 3) where there is an image
+
+
+class Everywhere(torch.nn.Module):
+    """Answers foreground (and some flow) for every pixel, whatever it is shown."""
+
+    def forward(self, x):
+        logits = torch.zeros((x.shape[0], 4, *x.shape[2:]))
+        logits[:, 1] = 3.0
+        logits[:, 3] = 2.0
+        return logits + 0 * x[:, :1]
+
+
+def test_normalized_floors_are_the_values_the_normalizations_bottom_out_at():
+    rng = np.random.default_rng(0)
+    image = np.zeros((2, 40, 50), np.float32)
+    image[:, :, 25:] = rng.integers(5, 100, (2, 40, 25))  # half the pixels 0: at the 0.5th percentile
+    assert normalized_floors(normalize(image, NormalizationSpec(method="percentile", low=1.0, high=99.8)),
+                             NormalizationSpec(method="percentile", low=1.0, high=99.8)) == (0.0, 0.0)
+    spec = NormalizationSpec(method="zscore", low=0.5, high=99.5)
+    normalized = normalize(image, spec)
+    for c, floor in enumerate(normalized_floors(normalized, spec)):
+        clipped = np.clip(image[c], 0.0, np.percentile(image[c], 99.5))  # the low clip is 0, the fill's value
+        assert floor == pytest.approx((0.0 - clipped.mean()) / clipped.std(), rel=1e-5)
+        assert (normalized[c][:, :25] == floor).all()
+    ct = NormalizationSpec(method="ct", window=(-100.0, 300.0), mean=40.0, std=80.0)
+    assert normalized_floors(normalize(image, ct), ct) == pytest.approx(((-100.0 - 40.0) / 80.0,) * 2)
+
+
+@pytest.mark.parametrize("rule", [True, False])
+def test_an_image_predicted_in_memory_is_background_where_it_is_blank(rule):
+    """What validation, the tuning, a generalist's input choice and the object-size estimate see:
+    the same background in blank pixels as prediction stores."""
+    from segpipe.inference import predict_image
+
+    rng = np.random.default_rng(3)
+    image = np.zeros((1, 64, 96), np.uint16)
+    image[0, :, :40] = rng.integers(10, 200, (64, 40))
+    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8)
+    normalized = normalize(image, spec)
+    blank = Blank.for_outputs(normalized_floors(normalized, spec), out_channels=4, n_classes=2, flow_channels=(3,))
+    values = predict_image(Everywhere(), normalized, roi_size=(32, 32), n_classes=2, flow_channels=(3,),
+                           params=InferenceParams(flip_tta=False, amp=False), blank=blank if rule else None)
+    fill = np.zeros((64, 96), bool)
+    fill[:, 40 + RADIUS :] = True
+    assert (values[1][~fill] > 0.9).all()
+    if rule:
+        np.testing.assert_allclose(values[1][fill], 0.0)
+        np.testing.assert_allclose(values[3][fill], NO_FLOW)
+    else:
+        assert (values[1][fill] > 0.9).all()

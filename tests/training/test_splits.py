@@ -96,3 +96,25 @@ def test_predicting_a_split_without_flips_runs_each_window_once(store, card):
         expected = predict_image(network, image, roi_size=card.patch_size, n_classes=card.n_classes, params=plain)
         np.testing.assert_array_equal(probabilities, expected)
         assert not np.array_equal(probabilities, averaged)
+
+
+def test_a_validation_image_is_predicted_as_background_where_it_is_blank(model_card):
+    """Validation scores what prediction will store: zero fill is background, whatever the network says."""
+    import torch
+
+    from segpipe.training.splits import predict_split
+
+    class Everywhere(torch.nn.Module):
+        def forward(self, x):
+            logits = torch.zeros((x.shape[0], 3, *x.shape[2:]))
+            logits[:, 1] = 3.0
+            return logits + 0 * x[:, :1]
+
+    card = model_card(normalization=SPEC)
+    image = np.zeros((1, 64, 96), np.uint16)
+    image[0, :, :40] = np.random.default_rng(1).integers(10, 200, (64, 40))
+    labels = np.zeros((64, 96), np.int32)
+    ((probabilities, _, _),) = predict_split(Everywhere(), [(None, normalize(image, SPEC), labels, None)], card, "cpu")
+    assert (probabilities[1][:, :40] > 0.9).all()
+    np.testing.assert_allclose(probabilities[1][:, 43:], 0.0)
+    np.testing.assert_allclose(probabilities[0][:, 43:], 1.0)
