@@ -91,15 +91,14 @@ class Blank:
         wide = tuple(slice(max(0, b.start - self.radius), min(n, b.stop + self.radius)) for b, n in zip(box, shape))
         raw = np.asarray(source[(slice(None), *frame, *wide)])
         inner = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, wide))
-        blank = self.mask(raw)[inner]
-        if blank.any():
-            values[:, blank] = np.asarray(self.background, dtype=values.dtype)[:, None]
-
+        self._set(values, self.mask(raw)[inner])
 
     def clear(self, values: np.ndarray, image: np.ndarray) -> None:
         """Set the blank pixels of ``values`` ``(C, *spatial)``, the activated outputs for the whole
         channel-first ``image`` (in the units of :attr:`floors`), to background, in place."""
-        blank = self.mask(image)
+        self._set(values, self.mask(image))
+
+    def _set(self, values: np.ndarray, blank: np.ndarray) -> None:
         if blank.any():
             values[:, blank] = np.asarray(self.background, dtype=values.dtype)[:, None]
 
