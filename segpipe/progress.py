@@ -9,6 +9,7 @@ forward to Prefect, so a long step never goes quiet for minutes.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
@@ -18,6 +19,9 @@ log = logging.getLogger("segpipe.progress")
 
 #: Seconds between two log lines when there is no terminal.
 INTERVAL = 30.0
+#: The bar's width and the terminal's height where the terminal does not say its size (a
+#: pseudo-terminal whose size was never set).
+COLUMNS, ROWS = 100, 24
 
 
 class Progress:
@@ -53,7 +57,7 @@ class Progress:
         self._last_line = self._start
         self._bar = None
         if enabled and self.terminal:
-            self._bar = tqdm(total=total, initial=done, desc=desc, unit=unit, dynamic_ncols=True)
+            self._bar = tqdm(total=total, initial=done, desc=desc, unit=unit, **bar_size())
 
     def update(self, n: int = 1, **postfix: float | str) -> None:
         """``n`` more units done; ``postfix`` values are shown beside the bar (or in the line)."""
@@ -108,3 +112,18 @@ def _duration(seconds: float) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def bar_size() -> dict:
+    """tqdm's size arguments: the terminal's, followed as it changes, where stderr is a terminal
+    that says its size; else a fixed one (a pseudo-terminal whose size was never set reports
+    0 x 0, which tqdm draws nothing in)."""
+    return {"dynamic_ncols": True} if _columns() else {"ncols": COLUMNS, "nrows": ROWS}
+
+
+def _columns() -> int:
+    """The width stderr's terminal reports; 0 where it reports none."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0

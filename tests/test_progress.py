@@ -34,3 +34,33 @@ def test_disabled_progress_says_nothing(caplog):
         with Progress(3, desc="x", enabled=False, interval=0.0, terminal=False) as bar:
             bar.update(3)
     assert not caplog.records
+
+
+def test_a_terminal_that_reports_no_width_still_gets_a_bar():
+    """A pseudo-terminal whose size was never set (``script``, some ``docker exec -t``) reports 0
+    columns; tqdm sized by it drew nothing at all."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    code = ("from segpipe.progress import Progress, bar_size\nfrom tqdm import tqdm\n"
+            "bar = Progress(5, desc='work')\nbar.update(5)\nbar.close()\n"
+            "with tqdm(total=3, desc='ingest', **bar_size()) as plain:\n    plain.update(3)\n")
+    leader, follower = pty.openpty()
+    assert os.get_terminal_size(follower).columns == 0
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=follower, stderr=follower)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert child.wait(timeout=60) == 0
+    assert b"work: 100%" in out and b"5/5" in out
+    assert b"ingest: 100%" in out and b"3/3" in out  # a bar made with tqdm itself, as ingest's

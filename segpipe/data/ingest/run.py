@@ -19,6 +19,7 @@ from segpipe.data.catalog import Dataset
 from segpipe.data.collection import Entry, write_collection
 from segpipe.data.records import ImageRecord
 from segpipe.errors import naming
+from segpipe.progress import bar_size
 from segpipe.data.ingest.atomic import clean_stale, partial_path, replace_store
 from segpipe.data.ingest.fingerprint import (
     FORMAT_VERSION,
@@ -119,7 +120,7 @@ def _ingest_all(
     root: zarr.Group, path: Path, dataset: Dataset, options: IngestParams, *, progress: bool
 ) -> list[dict]:
     records = list(dataset.records)
-    bar = tqdm(total=len(records), desc=f"ingest {dataset.name}", unit="image", disable=not progress)
+    bar = tqdm(total=len(records), desc=f"ingest {dataset.name}", unit="image", disable=not progress, **bar_size())
     all_small = all(_memory_estimate(record, options) < options.max_slab_bytes for record in records)
     n_processes = options.n_processes(len(records), all_small=all_small)
     with bar:
