@@ -125,5 +125,5 @@ def _columns() -> int:
     """The width stderr's terminal reports; 0 where it reports none."""
     try:
         return os.get_terminal_size(sys.stderr.fileno()).columns
-    except (OSError, ValueError):
+    except (AttributeError, OSError, ValueError):  # no stderr, or one without a file (a worker's capture)
         return 0
