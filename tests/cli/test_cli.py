@@ -113,8 +113,7 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_keeps_what_was_finished(tmp_pat
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
-        # the fourth input ingested: the network has done at least one (the files' worker may lag
-        # behind it, so the first tables are no sign: in CI they appeared only as the run ended)
+        # the fourth input ingested: the run is under way, with inputs finished and inputs left
         while time.monotonic() < deadline and run.poll() is None and not (tmp_path / "out" / "images" / "f3.ome.zarr").exists():
             time.sleep(0.1)
         assert run.poll() is None, "the run ended before it could be interrupted"
