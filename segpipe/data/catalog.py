@@ -331,13 +331,16 @@ def load_catalog(path: str | Path) -> Catalog:
 
 
 def _stem(path: Path, suffix: str = "") -> str:
+    """The name an image or label file is paired and stored by: without its image suffix (an
+    OME-Zarr folder's ``.ome.zarr`` too), a folder of slices or a sequence by its whole name;
+    then without ``suffix``."""
     name = path.name
     stem = path.stem
     for ext in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(ext):
             stem = name[: -len(ext)]
             break
-    if path.is_dir():
+    if path.is_dir() and not name.lower().endswith(".zarr"):
         stem = name
     if suffix and stem.endswith(suffix) and len(stem) > len(suffix):
         stem = stem[: -len(suffix)]

@@ -153,6 +153,21 @@ def test_suffixes_pair_img_and_masks(tmp_path):
         ("001", "001_img.png", "001_masks.png"), ("002", "002_img.png", "002_masks.png")]
 
 
+def test_ome_zarr_images_are_named_without_their_suffix_and_pair_with_tiff_labels(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "img" / f"{name}.ome.zarr").mkdir(parents=True)
+        (tmp_path / "img" / f"{name}.ome.zarr" / "zarr.json").write_text("{}")  # the catalog only pairs names
+        (tmp_path / "lab").mkdir(exist_ok=True)
+        (tmp_path / "lab" / f"{name}.tif").write_bytes(b"x")
+    (tmp_path / "img" / "c.zarr").mkdir()
+    (tmp_path / "img" / "c.zarr" / "zarr.json").write_text("{}")
+    (tmp_path / "lab" / "c.tif").write_bytes(b"x")
+    body = "datasets:\n  d:\n    images: img/*zarr\n    labels: lab/*.tif\n    split: {train: [a, c], test: [b]}\n"
+    records = load_catalog(_write(tmp_path, body)).dataset("d").records
+    assert sorted((r.name, r.image.name, r.labels.name) for r in records) == [
+        ("a", "a.ome.zarr", "a.tif"), ("b", "b.ome.zarr", "b.tif"), ("c", "c.zarr", "c.tif")]
+
+
 def test_every_example_in_the_catalog_docs_is_a_valid_entry():
     import re
 
