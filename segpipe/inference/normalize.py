@@ -22,6 +22,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from segpipe.inference.fill import fill_mask, outside_fill
+
 SAMPLE_LIMIT = 2_000_000  # pixels drawn to estimate percentiles of large images
 
 
@@ -45,6 +47,14 @@ class NormalizationSpec(BaseModel):
         min_range: Per channel, the least percentile range an image is scaled by (``percentile``):
             a field with nothing in it has a tiny range, and stretching its noise to 0..1 would
             show the network objects that are not there. Planned from the training images.
+        skip_fill: ``percentile`` only: take each channel's percentiles outside its fill
+            (:func:`~segpipe.inference.fill.fill_mask`: flat patches at the channel's least value, such as the zero fill
+            around a stitched mosaic or a deskewed volume), so the fill does not set the low
+            percentile and the real background keeps its place at 0 however much fill there is;
+            and read every value below the low percentile (the fill among them) as that
+            percentile, so fill far below the background (a camera's offset) reads as background,
+            not as a deep black the network never saw. Planned on; a card without it takes every
+            pixel and keeps values below the low percentile.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -57,6 +67,7 @@ class NormalizationSpec(BaseModel):
     std: float | None = None
     min_range: tuple[float, ...] | None = None
     nonzero: bool = False
+    skip_fill: bool = False
 
     @model_validator(mode="after")
     def _complete(self) -> NormalizationSpec:
@@ -68,26 +79,37 @@ class NormalizationSpec(BaseModel):
 
 
 def percentile_normalize(
-    image: np.ndarray, *, low: float = 1.0, high: float = 99.8, min_range: Sequence[float] | None = None
+    image: np.ndarray,
+    *,
+    low: float = 1.0,
+    high: float = 99.8,
+    min_range: Sequence[float] | None = None,
+    skip_fill: bool = False,
 ) -> np.ndarray:
     """Scale each channel so its ``low``..``high`` percentiles map to 0..1 (CSBDeep convention).
 
-    Percentiles of large arrays are estimated from a regular subsample. Values outside the
-    range are kept (not clipped), so bright objects stay distinguishable.
+    Percentiles of large arrays are estimated from a regular subsample. Values above the range
+    are kept (not clipped), so bright objects stay distinguishable; values below it too, unless
+    ``skip_fill``.
 
     Args:
         image: Channel-first array ``(C, *spatial)``.
         low: Lower percentile.
         high: Upper percentile.
         min_range: Per channel, the least range to divide by (default: none, 1e-6).
+        skip_fill: Take the percentiles outside each channel's fill (:func:`~segpipe.inference.fill.fill_mask`)
+            and read values below the low percentile as it.
 
     Returns:
         float32 array of the same shape.
     """
     out = np.empty(image.shape, dtype=np.float32)
     for c, channel in enumerate(image):
-        lo, hi = intensity_percentiles(channel, (low, high))
-        out[c] = (channel.astype(np.float32) - lo) / _divisor(hi - lo, min_range, c)
+        lo, hi = intensity_percentiles(channel, (low, high), skip_fill=skip_fill)
+        values = channel.astype(np.float32)
+        if skip_fill:
+            np.maximum(values, np.float32(lo), out=values)
+        out[c] = (values - lo) / _divisor(hi - lo, min_range, c)
     return out
 
 
@@ -139,15 +161,16 @@ def normalize(image: np.ndarray, spec: NormalizationSpec) -> np.ndarray:
         spec: The method and its parameters.
     """
     if spec.method == "percentile":
-        return percentile_normalize(image, low=spec.low, high=spec.high, min_range=spec.min_range)
+        return percentile_normalize(image, low=spec.low, high=spec.high, min_range=spec.min_range, skip_fill=spec.skip_fill)
     if spec.method == "zscore":
         return zscore_normalize(image, low=spec.low, high=spec.high, nonzero=spec.nonzero)
     return window_normalize(image, window=spec.window, mean=spec.mean, std=spec.std)
 
 
-def intensity_percentiles(channel: np.ndarray, percentiles: Sequence[float]) -> list[float]:
-    """Percentiles of one channel, from a regular subsample when it is large."""
-    flat = channel.reshape(-1)
+def intensity_percentiles(channel: np.ndarray, percentiles: Sequence[float], *, skip_fill: bool = False) -> list[float]:
+    """Percentiles of one channel (of its pixels outside the fill with ``skip_fill``), from a
+    regular subsample when they are many."""
+    flat = outside_fill(channel) if skip_fill else channel.reshape(-1)
     step = max(1, flat.size // SAMPLE_LIMIT)
     return [float(v) for v in np.percentile(flat[::step], percentiles)]
 
@@ -165,12 +188,15 @@ class Normalization:
         divisor: Divided by, per channel (already floored at 1e-6).
         clip_low: Lower clip per channel, or ``None`` for no clipping.
         clip_high: Upper clip per channel, or ``None``.
+        floored: Values below ``shift`` are read as ``shift`` (a percentile normalization that
+            skips fill, :class:`NormalizationSpec`).
     """
 
     shift: tuple[float, ...]
     divisor: tuple[float, ...]
     clip_low: tuple[float, ...] | None = None
     clip_high: tuple[float, ...] | None = None
+    floored: bool = False
 
     def apply(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Normalize a channel-first block to float32 (into ``out`` when given), in place.
@@ -184,21 +210,26 @@ class Normalization:
             values[...] = channel
             if self.clip_low is not None:
                 np.clip(values, np.float32(self.clip_low[c]), np.float32(self.clip_high[c]), out=values)
+            if self.floored:
+                np.maximum(values, np.float32(self.shift[c]), out=values)
             np.subtract(values, np.float32(self.shift[c]), out=values)
             np.divide(values, np.float32(self.divisor[c]), out=values)
         return out
 
     def to_record(self) -> dict:
         """JSON-able form (for a prediction group's attributes)."""
-        return {k: (list(v) if v is not None else None) for k, v in asdict(self).items()}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_record(cls, record: dict) -> Normalization:
-        return cls(**{k: (tuple(v) if v is not None else None) for k, v in record.items()})
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in record.items()})
 
 
-def _chunk_sample(array, channel: int, *, voxels: int = SAMPLE_VOXELS, seed: int = 0) -> np.ndarray:
-    """Voxels of whole chunks of one channel, drawn at random: at least ``voxels`` (and 32 chunks)."""
+def _chunk_sample(
+    array, channel: int, *, voxels: int = SAMPLE_VOXELS, seed: int = 0, skip_fill: bool = False
+) -> np.ndarray:
+    """Voxels of whole chunks of one channel, drawn at random: at least ``voxels`` (and 32 chunks);
+    with ``skip_fill``, each chunk's voxels outside its own fill."""
     shape = tuple(array.shape[1:])
     chunks = tuple(getattr(array, "chunks", (1, *shape))[1:])
     corners = list(itertools.product(*[range(0, n, c) for n, c in zip(shape, chunks)]))
@@ -207,12 +238,20 @@ def _chunk_sample(array, channel: int, *, voxels: int = SAMPLE_VOXELS, seed: int
     values = []
     for index in picks:
         box = tuple(slice(o, min(o + c, n)) for o, c, n in zip(corners[index], chunks, shape))
-        values.append(np.asarray(array[(channel, *box)]).reshape(-1))
-    return np.concatenate(values)
+        block = np.asarray(array[(channel, *box)])
+        values.append(block[~fill_mask(block)] if skip_fill else block.reshape(-1))
+    kept = np.concatenate(values)
+    return kept if kept.size else _chunk_sample(array, channel, voxels=voxels, seed=seed)  # all fill: constant
 
 
 def channel_percentiles(
-    array, channel: int, percentiles: Sequence[float], *, exact_limit: int = EXACT_LIMIT, sample: int = SAMPLE_VOXELS
+    array,
+    channel: int,
+    percentiles: Sequence[float],
+    *,
+    exact_limit: int = EXACT_LIMIT,
+    sample: int = SAMPLE_VOXELS,
+    skip_fill: bool = False,
 ) -> list[float]:
     """Percentiles of one channel of a channel-first (zarr or numpy) array.
 
@@ -222,10 +261,12 @@ def channel_percentiles(
         percentiles: In 0..100.
         exact_limit: Channels up to this many voxels are read whole.
         sample: Voxels drawn from larger channels.
+        skip_fill: Take the percentiles outside the channel's fill (:func:`~segpipe.inference.fill.fill_mask`; of each
+            drawn chunk's own fill for larger channels).
     """
     if math.prod(array.shape[1:]) <= exact_limit:
-        return intensity_percentiles(np.asarray(array[channel]), percentiles)
-    values = _chunk_sample(array, channel, voxels=sample)
+        return intensity_percentiles(np.asarray(array[channel]), percentiles, skip_fill=skip_fill)
+    values = _chunk_sample(array, channel, voxels=sample, skip_fill=skip_fill)
     step = max(1, values.size // SAMPLE_LIMIT)
     return [float(v) for v in np.percentile(values[::step], percentiles)]
 
@@ -246,7 +287,9 @@ def percentile_normalization(bounds: Sequence[Sequence[float]], spec: Normalizat
     """The ``percentile`` normalization of channels whose ``spec.low``..``spec.high`` percentiles are
     ``bounds`` (one ``(low, high)`` pair per channel), each range floored at ``spec.min_range``."""
     return Normalization(
-        tuple(lo for lo, _ in bounds), tuple(_divisor(hi - lo, spec.min_range, c) for c, (lo, hi) in enumerate(bounds))
+        tuple(lo for lo, _ in bounds),
+        tuple(_divisor(hi - lo, spec.min_range, c) for c, (lo, hi) in enumerate(bounds)),
+        floored=spec.skip_fill,
     )
 
 
@@ -264,7 +307,9 @@ def stream_normalization(
     channels = range(array.shape[0])
     if spec.method == "percentile":
         bounds = [
-            channel_percentiles(array, c, (spec.low, spec.high), exact_limit=exact_limit, sample=sample)
+            channel_percentiles(
+                array, c, (spec.low, spec.high), exact_limit=exact_limit, sample=sample, skip_fill=spec.skip_fill
+            )
             for c in channels
         ]
         return percentile_normalization(bounds, spec)

@@ -31,12 +31,20 @@ class Window:
 
 
 def centre_box(
-    shape: Sequence[int], *, windows: int, roi: Sequence[int], spacing: Sequence[float], model_spacing: Sequence[float]
+    shape: Sequence[int],
+    *,
+    windows: int,
+    roi: Sequence[int],
+    spacing: Sequence[float],
+    model_spacing: Sequence[float],
+    within: Sequence[slice] | None = None,
 ) -> tuple[slice, ...]:
-    """The centre of a frame of ``shape`` (pixels of ``spacing``) that holds ``windows`` windows of
-    ``roi`` pixels of ``model_spacing`` a side once resampled to it (the whole axis where it is shorter)."""
-    edges = [min(n, math.ceil(windows * r * m / s)) for n, r, m, s in zip(shape, roi, model_spacing, spacing)]
-    return tuple(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(shape, edges))
+    """The centre of a frame of ``shape`` (pixels of ``spacing``), or of its part ``within``, that
+    holds ``windows`` windows of ``roi`` pixels of ``model_spacing`` a side once resampled to it (the
+    whole axis, or part, where it is shorter)."""
+    parts = list(within) if within is not None else [slice(0, n) for n in shape]
+    edges = [min(p.stop - p.start, math.ceil(windows * r * m / s)) for p, r, m, s in zip(parts, roi, model_spacing, spacing)]
+    return tuple(slice(p.start + (p.stop - p.start - e) // 2, p.start + (p.stop - p.start - e) // 2 + e) for p, e in zip(parts, edges))
 
 
 def scan_interval(size: int, roi: int, overlap: float) -> int:

@@ -260,6 +260,19 @@ def synthetic_image(shape: Sequence[int], channels: int, spec: NormalizationSpec
     return (100 + 1000 * unit).astype(np.float32)
 
 
+def _fill_text(norm: NormalizationSpec) -> str:
+    """What the package cannot say of segpipe's percentiles taken outside the fill, when the model takes them so."""
+    if not norm.skip_fill:
+        return ""
+    return (
+        " segpipe takes the percentiles of the pixels outside each channel's fill (flat patches, 7 pixels a side, "
+        "at the channel's least value, such as the zero fill around a stitched mosaic) and reads values below the "
+        "low percentile as it (so the fill reads as background); `scale_range` takes every pixel and keeps values "
+        "below, so on an image with more fill than the low percentile's share consumers that only run the package "
+        "map the fill to 0 and the real background above it, and on others the darkest pixels differ slightly."
+    )
+
+
 def _floor_text(norm: NormalizationSpec) -> str:
     """What the package cannot say of segpipe's range floor, when the model has one."""
     if not norm.min_range:
@@ -502,6 +515,7 @@ def package_readme(card: ModelCard) -> str:
             "as segpipe normalizes (the same up to float rounding; segpipe estimates percentiles from a regular "
             "subsample above 2 megapixels per channel, so on larger images the two differ slightly)."
             + _floor_text(norm)
+            + _fill_text(norm)
         )
     elif norm.method == "zscore":
         how = (

@@ -9,8 +9,9 @@ with two in either order. Training chooses the order with the labels
 - a flat channel (its low and high percentiles equal: nothing in it, or a few stray pixels)
   feeds no input;
 - a single channel left feeds the first input;
-- two or more are fed in every order to the centre of the image (at most
-  ``CHOICE_WINDOWS`` windows a side, no flips, normalized with the whole image's statistics),
+- two or more are fed in every order to the centre of the image's content (what is not fill,
+  :func:`~segpipe.inference.fill.content_box`; at most ``CHOICE_WINDOWS`` windows a side, no
+  flips, normalized with the whole image's statistics),
   and the order whose foreground the network is surest of (the mean of ``|2p - 1|`` over the
   pixels) is taken; a tie keeps the stored order.
 
@@ -28,6 +29,7 @@ import torch
 
 from segpipe.inference import predict_image
 from segpipe.inference.blank import Blank, floors
+from segpipe.inference.fill import content_box
 from segpipe.inference.normalize import (
     Normalization,
     NormalizationSpec,
@@ -123,7 +125,8 @@ def choose_inputs(
         return InputChoice(tuple(0 if c in keep else None for c in range(channels)), flat)
     frames = image.ndim - 1 - card.spatial_dims
     box = centre_box(
-        image.shape[1 + frames :], windows=CHOICE_WINDOWS, roi=card.patch_size, spacing=card.spacing, model_spacing=card.spacing
+        image.shape[1 + frames :], windows=CHOICE_WINDOWS, roi=card.patch_size, spacing=card.spacing, model_spacing=card.spacing,
+        within=content_box(image, spatial_dims=card.spatial_dims, frame=(0,) * frames),
     )
     crop = np.asarray(image[(slice(None), *(0,) * frames, *box)], dtype=np.float32)
     quick = params.model_copy(update={"flip_tta": False})
@@ -146,7 +149,7 @@ def _channel_bounds(image, spec: NormalizationSpec) -> list[list[float]]:
     """Each channel's low and high percentiles: the normalization's, else 1 and 99.8. A channel whose
     two are equal is flat; a percentile normalization is made from them (:func:`_normalization`)."""
     low, high = (spec.low, spec.high) if spec.method == "percentile" else (1.0, 99.8)
-    return [channel_percentiles(image, c, (low, high)) for c in range(image.shape[0])]
+    return [channel_percentiles(image, c, (low, high), skip_fill=spec.skip_fill) for c in range(image.shape[0])]
 
 
 def _normalization(image, bounds: list[list[float]], spec: NormalizationSpec) -> Normalization:

@@ -2,7 +2,9 @@
 
 A model whose card has an ``object_size`` was trained on images rescaled so their objects' median
 extent was that size. A new image's objects are measured where a first prediction finds them:
-the centre of the image (at most ``ESTIMATE_WINDOWS`` windows a side) is predicted on the
+the centre of the image's content (at most ``ESTIMATE_WINDOWS`` windows a side; the content is
+what is not fill, :func:`~segpipe.inference.fill.content_box`, so a field in the corner of a
+zero-filled mosaic is measured, not the fill at the canvas's centre) is predicted on the
 model's grid, labelled with the card's post-processing, its objects' median extent measured, and
 the scale corrected by how far it is from the card's; the correction is made ``ESTIMATE_PASSES``
 times (a first pass at the image's own pixel size sees objects of an unfamiliar size and finds
@@ -16,6 +18,7 @@ import numpy as np
 from segpipe.data.store import StoredImage
 from segpipe.inference import predict_image
 from segpipe.inference.blank import Blank, normalized_floors
+from segpipe.inference.fill import content_box
 from segpipe.inference.normalize import normalize
 from segpipe.inference.object_size import median_extent
 from segpipe.inference.postprocess import instance_labels, output_maps
@@ -41,21 +44,27 @@ def estimate_scale(image: StoredImage, predictor, spacing) -> float:
         return 1.0
     ndim = card.spatial_dims
     frames = image.image.ndim - 1 - ndim
+    within = content_box(image.image, spatial_dims=ndim, frame=(0,) * frames)
     scale = 1.0
     for _ in range(ESTIMATE_PASSES):
         at = [float(s) * scale for s in spacing]
-        extent = _predicted_extent(image, predictor, at, frames=frames)
+        extent = _predicted_extent(image, predictor, at, frames=frames, within=within)
         if extent is None:
             break
         scale = float(np.clip(scale * card.object_size / extent, 1.0 / MAX_SCALE, MAX_SCALE))
     return scale
 
 
-def _predicted_extent(image: StoredImage, predictor, spacing: list[float], *, frames: int) -> float | None:
-    """The median extent of the objects predicted in the centre of ``image`` (of its first frame) read at ``spacing``."""
+def _predicted_extent(
+    image: StoredImage, predictor, spacing: list[float], *, frames: int, within: tuple[slice, ...]
+) -> float | None:
+    """The median extent of the objects predicted in the centre of ``within`` (the box of the content
+    of ``image``'s first frame) read at ``spacing``."""
     card = predictor.card
     shape = image.image.shape[-card.spatial_dims:]
-    box = centre_box(shape, windows=ESTIMATE_WINDOWS, roi=card.patch_size, spacing=spacing, model_spacing=card.spacing)
+    box = centre_box(
+        shape, windows=ESTIMATE_WINDOWS, roi=card.patch_size, spacing=spacing, model_spacing=card.spacing, within=within
+    )
     pixels = normalize(np.asarray(image.image[(slice(None), *(0,) * frames, *box)]), card.normalization)
     grid = to_spacing(pixels, spacing, card.spacing)
     params = predictor.inference.model_copy(update={"flip_tta": False})

@@ -81,7 +81,7 @@ def fingerprint_store(store: ImageStore) -> dict:
     for im in images:
         pixels = np.asarray(im.image)
         image = pixels[0]
-        bounds = [intensity_percentiles(channel, (1.0, 99.8)) for channel in pixels]
+        bounds = [intensity_percentiles(channel, (1.0, 99.8), skip_fill=True) for channel in pixels]
         lows.append(bounds[0][0])
         highs.append(bounds[0][1])
         ranges.append([hi - lo for lo, hi in bounds])
@@ -289,7 +289,7 @@ def normalization_spec(method: str, fingerprint: dict) -> NormalizationSpec:
     """The normalization entry of a model card, with what the method needs from the fingerprint."""
     if method == "percentile":
         floor = [MIN_RANGE_SHARE * r for r in fingerprint["intensity_range"]] if fingerprint.get("intensity_range") else None
-        return NormalizationSpec(method=method, low=1.0, high=99.8, min_range=floor)
+        return NormalizationSpec(method=method, low=1.0, high=99.8, min_range=floor, skip_fill=True)
     if method == "zscore":
         return NormalizationSpec(method=method, low=0.5, high=99.5, nonzero=fingerprint.get("zero_share", 0.0) >= ZERO_SHARE)
     stats = fingerprint["foreground_intensity"]

@@ -6,10 +6,18 @@ import zarr
 
 from pydantic import ValidationError
 
-from segpipe.inference.normalize import Normalization, NormalizationSpec, channel_percentiles, normalize, stream_normalization
+from segpipe.inference.normalize import (
+    Normalization,
+    NormalizationSpec,
+    channel_percentiles,
+    intensity_percentiles,
+    normalize,
+    stream_normalization,
+)
 
 SPECS = [
     NormalizationSpec(method="percentile", low=1.0, high=99.8),
+    NormalizationSpec(method="percentile", low=1.0, high=99.8, skip_fill=True),
     NormalizationSpec(method="zscore", low=0.5, high=99.5),
     NormalizationSpec(method="zscore", low=0.5, high=99.5, nonzero=True),
     NormalizationSpec(method="ct", window=(-200.0, 900.0), mean=80.5, std=150.25),
@@ -26,10 +34,14 @@ def stored(tmp_path):
     return image, array
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.method + ("-nonzero" if s.nonzero else ""))
+def _spec_id(spec: NormalizationSpec) -> str:
+    return spec.method + ("-nonzero" if spec.nonzero else "") + ("-skip-fill" if spec.skip_fill else "")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
 def test_small_images_normalize_exactly_as_in_memory(stored, spec):
     image, array = stored
-    image[:, :, :10] = 0  # a background of exactly 0 (nonzero z-scoring leaves it out)
+    image[:, :, :10] = 0  # a background of exactly 0 (nonzero z-scoring and skip_fill leave it out)
     array[...] = image
     normalization = stream_normalization(array, spec)
     expected = normalize(image, spec)
@@ -51,7 +63,7 @@ def test_large_channels_are_estimated_from_sampled_chunks(stored, tmp_path):
         assert (elo, ehi) != (lo, hi)  # a sample, not the whole channel
         assert abs(elo - lo) < 0.05 * (hi - lo) and abs(ehi - hi) < 0.05 * (hi - lo)
     assert estimates == [channel_percentiles(array, c, (1.0, 99.8), **options) for c in range(2)]
-    zscore = stream_normalization(array, SPECS[1], **options)
+    zscore = stream_normalization(array, SPECS[2], **options)
     values = zscore.apply(image)
     assert np.all(np.abs(values.reshape(2, -1).mean(axis=1)) < 0.05)
     assert np.all(np.abs(values.reshape(2, -1).std(axis=1) - 1) < 0.05)
@@ -87,3 +99,61 @@ def test_nonzero_zscore_gives_a_tissue_the_same_values_whatever_background_a_cro
         tissue = volume[..., 14:24] != 0
         shared_first, shared_second = first[..., 14:24][tissue], second[..., :10][tissue]
         assert np.allclose(shared_first, shared_second, atol=0.05) is same
+
+
+def _mosaic(rng, *, fill_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy field (background 100, a few bright cells) and the same field with zero fill beside it."""
+    field = rng.normal(100.0, 5.0, size=(60, 60))
+    for y, x in ((15, 15), (40, 20), (30, 45)):
+        field[y - 5 : y + 5, x - 5 : x + 5] += 900.0
+    width = int(round(60 * fill_share / (1 - fill_share)))
+    return field, np.concatenate([field, np.zeros((60, width))], axis=1)
+
+
+@pytest.mark.parametrize("fill_share", [0.2, 0.5, 0.9])
+def test_percentiles_outside_the_fill_are_the_fields_own(fill_share):
+    """However much zero fill a mosaic holds, its percentiles outside the fill are those of the field
+    alone (numpy on the field); over every pixel the fill becomes the low percentile."""
+    field, mosaic = _mosaic(np.random.default_rng(0), fill_share=fill_share)
+    alone = [float(v) for v in np.percentile(field, (1.0, 99.8))]
+    assert intensity_percentiles(mosaic, (1.0, 99.8), skip_fill=True) == alone
+    assert intensity_percentiles(mosaic, (1.0, 99.8))[0] == 0.0  # more fill than 1%: the fill sets the floor
+    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8, skip_fill=True)
+    np.testing.assert_array_equal(normalize(mosaic[None], spec)[0, :, :60], normalize(field[None], spec)[0])
+
+
+def test_fill_far_below_the_background_reads_as_the_floor():
+    """A camera's offset (100) under the field, fill at 0: the fill normalizes to 0 as the background
+    does, and so does everything below the low percentile; over every pixel the background is lifted to 0.18."""
+    field, mosaic = _mosaic(np.random.default_rng(1), fill_share=0.5)
+    mosaic[:, :60] += 100.0
+    skip = normalize(mosaic[None], NormalizationSpec(method="percentile", low=1.0, high=99.8, skip_fill=True))[0]
+    lo, hi = np.percentile(field + 100.0, (1.0, 99.8))
+    assert np.all(skip[:, 60:] == 0.0)  # the fill
+    below = mosaic[:, :60] < lo
+    assert below.sum() == 36 and np.all(skip[:, :60][below] == 0.0)  # 1% of the field's 3,600 pixels
+    np.testing.assert_allclose(skip[:, :60][~below], (mosaic[:, :60][~below] - lo) / (hi - lo), rtol=1e-5, atol=1e-6)
+    every = normalize(mosaic[None], NormalizationSpec(method="percentile", low=1.0, high=99.8))[0]
+    assert every[:, 60:].max() == 0.0 and np.percentile(every[:, :60], 1.0) > 0.15  # the background lifted
+
+
+def test_a_constant_channel_keeps_its_value_as_both_percentiles():
+    """A channel that is all fill (a missing nuclear stain) is measured whole: both percentiles are its value."""
+    assert intensity_percentiles(np.full((20, 20), 7.0), (1.0, 99.8), skip_fill=True) == [7.0, 7.0]
+
+
+def test_large_channels_leave_out_the_fill_of_each_sampled_chunk(tmp_path):
+    """Drawn chunks lose their fill, chunks wholly of fill are dropped: the estimate is the field's."""
+    rng = np.random.default_rng(2)
+    field, mosaic = _mosaic(rng, fill_share=0.5)
+    image = mosaic[None].astype(np.float32)
+    array = zarr.create_array(str(tmp_path / "mosaic.zarr"), shape=image.shape, dtype=image.dtype, chunks=(1, 10, 10))
+    array[...] = image
+    options = {"exact_limit": 1000, "sample": 2000}
+    lo, hi = np.percentile(field, (1.0, 99.8))
+    elo, ehi = channel_percentiles(array, 0, (1.0, 99.8), skip_fill=True, **options)
+    assert abs(elo - lo) < 0.02 * (hi - lo) and abs(ehi - hi) < 0.05 * (hi - lo)
+    assert channel_percentiles(array, 0, (1.0, 99.8), **options)[0] == 0.0
+    constant = zarr.create_array(str(tmp_path / "constant.zarr"), shape=(1, 40, 40), dtype=np.float32, chunks=(1, 10, 10))
+    constant[...] = 5.0
+    assert channel_percentiles(constant, 0, (1.0, 99.8), skip_fill=True, **options) == [5.0, 5.0]

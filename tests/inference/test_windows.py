@@ -89,3 +89,12 @@ def test_centre_box_holds_the_windows_at_the_model_pixel_size():
         slice(39, 61),
         slice(0, 10),
     )
+
+
+def test_centre_box_within_a_part_of_the_frame_is_centred_on_the_part():
+    # the part (100..400, 600..700): 256 pixels fit along y, centred at 250; x is the whole part (100 < 256)
+    within = (slice(100, 400), slice(600, 700))
+    assert centre_box((1000, 1000), windows=2, roi=(64, 64), spacing=(0.25, 0.25), model_spacing=(0.5, 0.5), within=within) == (
+        slice(122, 378),
+        slice(600, 700),
+    )

@@ -53,3 +53,16 @@ def test_no_scale_without_an_object_size_or_objects_and_never_beyond_the_bounds(
     assert estimate_scale(tiny, predictor(model_card(patch_size=(64, 64)), tmp_path), (1.0, 1.0)) == 1.0
     assert estimate_scale(empty, sized, (1.0, 1.0)) == 1.0
     assert estimate_scale(tiny, sized, (1.0, 1.0)) == MAX_SCALE  # 10 times too small: the bound
+
+
+def test_a_field_in_the_corner_of_a_zero_filled_mosaic_gets_its_own_scale(model_card, tmp_path):
+    """The estimate looks at the image's content, not at the fill at the centre of its canvas."""
+    card = model_card(patch_size=(64, 64), object_size=40.0)
+    rng = np.random.default_rng(0)
+    field = discs(20) * 0.8 + 0.1 + rng.normal(0, 0.02, size=(1, 256, 256)).astype(np.float32)
+    mosaic = np.zeros((1, 1024, 1024), np.float32)
+    mosaic[:, :256, :256] = field
+    alone = estimate_scale(StoredImage("field", "test", field, None, (1.0, 1.0), {}), predictor(card, tmp_path), (1.0, 1.0))
+    assert alone == pytest.approx(2.0, rel=0.06)
+    corner = StoredImage("mosaic", "test", mosaic, None, (1.0, 1.0), {})
+    assert estimate_scale(corner, predictor(card, tmp_path), (1.0, 1.0)) == pytest.approx(alone, rel=0.02)

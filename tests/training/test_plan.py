@@ -194,6 +194,11 @@ def test_objects_too_large_for_a_patch_are_trained_on_a_coarser_grid_of_the_fine
         plan_training(cho, TrainParams(spacing=(1.0, 1.0)))
 
 
+def test_percentiles_are_planned_outside_the_fill_with_a_quarter_of_the_typical_range_as_floor():
+    spec = normalization_spec("percentile", {"intensity_range": [800.0, 40.0]})
+    assert spec.skip_fill and (spec.low, spec.high) == (1.0, 99.8) and spec.min_range == (200.0, 10.0)
+
+
 def test_zscore_leaves_out_a_background_of_zeros_when_it_is_a_quarter_of_the_voxels():
     assert normalization_spec("zscore", {"zero_share": 0.77}).nonzero  # the MNI152 training region
     assert not normalization_spec("zscore", {"zero_share": 0.2}).nonzero
