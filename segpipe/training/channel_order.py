@@ -16,6 +16,7 @@ from typing import Sequence
 
 
 from segpipe.data.store import StoredImage
+from segpipe.inference.fill import content_box
 from segpipe.inference.windows import centre_box
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model, network_from_card
@@ -69,8 +70,11 @@ def input_slots(start: Model, card: ModelCard, images: Sequence[StoredImage], *,
 
 
 def _window(im: StoredImage, card: ModelCard) -> tuple:
-    """The centre of one image, ``WINDOW_PATCHES`` patches wide (in stored pixels), as
-    :func:`segpipe.training.splits.load_image` gives it."""
-    box = centre_box(im.image.shape[1:], windows=WINDOW_PATCHES, roi=card.patch_size, spacing=im.spacing, model_spacing=card.spacing)
+    """The centre of one image's content (what is not fill, as a new image's first look takes it),
+    ``WINDOW_PATCHES`` patches wide (in stored pixels), as :func:`segpipe.training.splits.load_image` gives it."""
+    box = centre_box(
+        im.image.shape[1:], windows=WINDOW_PATCHES, roi=card.patch_size, spacing=im.spacing, model_spacing=card.spacing,
+        within=content_box(im.image, spatial_dims=card.spatial_dims),
+    )
     return load_image(im, card, box)
 

@@ -25,9 +25,10 @@ STILL = dict(
 )
 
 
-def whole_cell_catalog(folder, *, nuclei_first: bool):
+def whole_cell_catalog(folder, *, nuclei_first: bool, canvas: int = 0):
     """Whole cells made from real BBBC007 crops: each nucleus grown by 8 pixels is a cell, filled
-    evenly in the cytoplasm channel; the nuclear channel is the crop itself."""
+    evenly in the cytoplasm channel; the nuclear channel is the crop itself. With ``canvas``, each
+    crop sits in the top-left corner of a canvas that many pixels a side, zero fill elsewhere."""
     for sub in ("images", "labels"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -36,8 +37,12 @@ def whole_cell_catalog(folder, *, nuclei_first: bool):
         cells = expand_labels(tifffile.imread(DATA / "bbbc007" / "labels" / f"{name}.tif")[:160, :160], 8)
         cytoplasm = np.where(cells > 0, 120.0, 20.0) + rng.normal(0, 5, cells.shape)
         channels = [nuclei, cytoplasm] if nuclei_first else [cytoplasm, nuclei]
-        tifffile.imwrite(folder / "images" / f"{name}.tif", np.stack(channels).clip(0, 255).astype(np.uint8))
-        tifffile.imwrite(folder / "labels" / f"{name}.tif", cells.astype(np.uint16))
+        image, labels = np.stack(channels).clip(0, 255).astype(np.uint8), cells.astype(np.uint16)
+        if canvas:
+            image = np.pad(image, ((0, 0), (0, canvas - 160), (0, canvas - 160)))
+            labels = np.pad(labels, ((0, canvas - 160), (0, canvas - 160)))
+        tifffile.imwrite(folder / "images" / f"{name}.tif", image)
+        tifffile.imwrite(folder / "labels" / f"{name}.tif", labels)
     catalog = folder / "catalog.yaml"
     catalog.write_text(
         "datasets:\n"
@@ -55,8 +60,8 @@ def whole_cell_catalog(folder, *, nuclei_first: bool):
     return catalog
 
 
-def cell_store(tmp_path, *, nuclei_first: bool) -> ImageStore:
-    catalog = whole_cell_catalog(tmp_path / "cells", nuclei_first=nuclei_first)
+def cell_store(tmp_path, *, nuclei_first: bool, canvas: int = 0) -> ImageStore:
+    catalog = whole_cell_catalog(tmp_path / "cells", nuclei_first=nuclei_first, canvas=canvas)
     ingest_dataset(load_catalog(catalog).dataset("cells"), tmp_path / "data.zarr", progress=False)
     return ImageStore.open(tmp_path / "data.zarr")
 
@@ -77,6 +82,14 @@ def test_the_generalist_reads_the_cytoplasm_first_whichever_order_the_file_has(t
     card = planned_card(store, generalist)
     assert card.in_channels == 2
     assert input_slots(generalist, card, store.images("train", labelled=True)) == expected
+
+
+def test_the_order_is_chosen_on_the_content_of_a_zero_filled_canvas(tmp_path, generalist):
+    """Each field in the corner of a canvas four times its side: the windows are taken at the
+    centre of the field, not of the fill (where every order finds nothing and the file's wins)."""
+    store = cell_store(tmp_path, nuclei_first=True, canvas=640)
+    card = planned_card(store, generalist)
+    assert input_slots(generalist, card, store.images("train", labelled=True)) == (1, 0)
 
 
 def test_one_channel_and_models_that_are_not_generalists_keep_the_files_order(tmp_path, generalist):
