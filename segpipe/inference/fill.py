@@ -4,8 +4,8 @@ The zero fill around a stitched mosaic or a deskewed volume, or a channel clippe
 an area, is flat at the channel's minimum; a real image's background is noisy and never that flat
 there. Fill is left out of a channel's percentiles (:mod:`segpipe.inference.normalize`, a card's
 ``skip_fill``) and out of where a first look at an image is taken (:func:`content_box`: the
-object-size estimate and a generalist's choice of inputs look at the image's content, not at
-the centre of its canvas). :mod:`segpipe.inference.blank` is the related rule for predictions.
+object-size estimate, a generalist's choice of inputs for a new image and of its channel order
+for a training set look at the image's content, not at the centre of its canvas). :mod:`segpipe.inference.blank` is the related rule for predictions.
 """
 
 from __future__ import annotations
