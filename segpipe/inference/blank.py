@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from segpipe.inference.fill import bounding_box, everywhere
 from segpipe.inference.normalize import Normalization, NormalizationSpec, window_normalize
 
 #: Half the side of the neighbourhood that must be one value (7 pixels a side).
@@ -74,10 +75,10 @@ class Blank:
         size = 2 * self.radius + 1
         blank = np.ones(raw.shape[1:], dtype=bool)
         for channel, floor in zip(raw, self.floors):
-            low = _everywhere(channel <= floor, size) & blank
+            low = everywhere(channel <= floor, size) & blank
             if not low.any():
                 return np.zeros(raw.shape[1:], dtype=bool)
-            box = _around(low, self.radius)
+            box = bounding_box(low, self.radius)
             part = channel[box]
             top = ndimage.maximum_filter(part, size=size, mode="nearest")
             blank = np.zeros_like(blank)
@@ -101,25 +102,6 @@ class Blank:
     def _set(self, values: np.ndarray, blank: np.ndarray) -> None:
         if blank.any():
             values[:, blank] = np.asarray(self.background, dtype=values.dtype)[:, None]
-
-
-def _everywhere(mask: np.ndarray, size: int) -> np.ndarray:
-    """Pixels whose whole neighbourhood (``size`` a side, edges extended) is in ``mask``."""
-    out = mask.view(np.uint8)
-    for axis in reversed(range(mask.ndim)):
-        out = ndimage.minimum_filter1d(out, size, axis=axis, mode="nearest")
-        if not out.any():
-            break
-    return out.astype(bool)
-
-
-def _around(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    """The bounding box of ``mask``'s pixels, widened by ``margin`` within the array."""
-    box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(max(0, int(hit[0]) - margin), min(mask.shape[axis], int(hit[-1]) + 1 + margin)))
-    return tuple(box)
 
 
 def floors(normalization: Normalization, *, normalized: bool = False) -> tuple[float, ...]:

@@ -30,22 +30,42 @@ def fill_mask(channel: np.ndarray, *, side: int = FILL_SIDE) -> np.ndarray:
     at_least = channel == channel.min()
     if np.count_nonzero(at_least) < side**channel.ndim:  # too few to fill one neighbourhood
         return np.zeros(channel.shape, dtype=bool)
-    flat = at_least.view(np.uint8)
-    for axis in range(channel.ndim):
-        flat = ndimage.minimum_filter1d(flat, side, axis=axis, mode="nearest")
+    flat = everywhere(at_least, side)
     if not flat.any():
-        return flat.astype(bool)
+        return flat
+    grown = flat.view(np.uint8)
     for axis in range(channel.ndim):
-        flat = ndimage.maximum_filter1d(flat, side, axis=axis, mode="nearest")
-    return flat.astype(bool)
+        grown = ndimage.maximum_filter1d(grown, side, axis=axis, mode="nearest")
+    return grown.astype(bool)
+
+
+def everywhere(mask: np.ndarray, size: int) -> np.ndarray:
+    """Pixels whose whole neighbourhood (``size`` a side, edges extended) is in ``mask``; the
+    search ends at the first axis that leaves none."""
+    out = mask.view(np.uint8)
+    for axis in reversed(range(mask.ndim)):
+        out = ndimage.minimum_filter1d(out, size, axis=axis, mode="nearest")
+        if not out.any():
+            break
+    return out.astype(bool)
+
+
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
+    """The bounding box of ``mask``'s pixels (some must be set), widened by ``margin`` within the array."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(max(0, int(hit[0]) - margin), min(mask.shape[axis], int(hit[-1]) + 1 + margin)))
+    return tuple(box)
 
 
 def outside_fill(channel: np.ndarray) -> np.ndarray:
-    """The values of ``channel`` outside its fill, flattened; every value when the whole channel
-    is fill (a constant channel)."""
+    """The values of ``channel`` outside its fill, flattened; every value when it has no fill or
+    is all fill (a constant channel)."""
     fill = fill_mask(channel)
-    kept = channel[~fill] if fill.any() else channel.reshape(-1)
-    return kept if kept.size else channel.reshape(-1)
+    if not fill.any() or fill.all():
+        return channel.reshape(-1)
+    return channel[~fill]
 
 
 def content_box(image, *, spatial_dims: int, frame: Sequence[int] = (), pixels: int = CONTENT_PIXELS) -> tuple[slice, ...]:
@@ -58,11 +78,9 @@ def content_box(image, *, spatial_dims: int, frame: Sequence[int] = (), pixels: 
     stride = max(1, math.ceil((math.prod(shape) / pixels) ** (1 / spatial_dims)))
     view = np.asarray(image[(slice(None), *frame, *(slice(None, None, stride),) * spatial_dims)])
     content = ~np.logical_and.reduce([fill_mask(channel) for channel in view])
-    whole = tuple(slice(0, n) for n in shape)
     if content.all() or not content.any():
-        return whole
-    box = []
-    for axis, n in enumerate(shape):
-        hit = np.flatnonzero(content.any(axis=tuple(a for a in range(spatial_dims) if a != axis)))
-        box.append(slice(max(0, int(hit[0]) * stride - (stride - 1)), min(n, (int(hit[-1]) + 1) * stride)))
-    return tuple(box)
+        return tuple(slice(0, n) for n in shape)
+    return tuple(
+        slice(max(0, b.start * stride - (stride - 1)), min(n, b.stop * stride))
+        for b, n in zip(bounding_box(content), shape)
+    )
