@@ -16,8 +16,8 @@ model's own settings) and the labels of the field's corner are scored against it
 folders (for instance one card copy with ``skip_fill`` and one without: the named baseline).
 
 Run: ``python benchmarks/mosaic.py --run /tmp/cs/data/cellpose-styles --models A B --output DIR``
-(``--run`` is the dataset folder a ``cellpose_styles.py`` run wrote: ``images/``, ``labels/``, and
-its catalog's test split in ``test.txt`` or the names given with ``--names``).
+(``--run`` is the dataset folder a ``cellpose_styles.py`` run wrote, with ``images/`` and
+``labels/``; the images scored are its split's seven test images, or those ``--names`` gives).
 """
 
 from __future__ import annotations
