@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import typing
 
 import pytest
 import torch
+from pydantic import BaseModel
 
 from segpipe.errors import ModelError
+from segpipe.models.card import CARD_VERSION, ModelCard
 from segpipe.models.model import Model, network_from_card, save_model
 
 
@@ -74,6 +77,57 @@ def test_a_card_from_a_newer_segpipe_says_so_before_its_new_fields(good):
     newer = rf"model_card.json: not a valid model card: made by a newer segpipe \(card version {card['card_version']}, "
     with pytest.raises(ModelError, match=newer + r"this one reads up to \d+\): upgrade segpipe to open it$"):
         Model.open(good.folder)
+
+
+#: Every field of the card's layout (nested ``a.b``) and every value a closed field takes
+#: (``a=v``), as of :data:`CARD_VERSION`: a segpipe of an earlier version refuses a field or value
+#: it does not know as ill-formed, so a change here needs a new card version.
+LAYOUT = {
+    3: frozenset({
+        "card_version", "channel_names", "classes", "extra_outputs", "extra_outputs=boundary",
+        "extra_outputs=distance", "extra_outputs=flow", "generalist", "in_channels", "inference",
+        "inference.amp", "inference.batch_size", "inference.flip_tta", "inference.mode",
+        "inference.mode=constant", "inference.mode=gaussian", "inference.overlap", "inference.prefetch",
+        "inference.sigma_scale", "instances", "name", "network", "network_options", "normalization",
+        "normalization.high", "normalization.low", "normalization.mean", "normalization.method",
+        "normalization.method=ct", "normalization.method=percentile", "normalization.method=zscore",
+        "normalization.min_range", "normalization.nonzero", "normalization.skip_fill", "normalization.std",
+        "normalization.window", "object_size", "out_channels", "patch_size", "postprocess",
+        "postprocess.foreground_threshold", "postprocess.min_size", "postprocess.relief",
+        "postprocess.relief=boundary", "postprocess.relief=distance", "postprocess.relief=flow",
+        "postprocess.seed_h", "postprocess.seed_method", "postprocess.seed_method=hmaxima",
+        "postprocess.seed_method=threshold", "postprocess.seed_threshold", "postprocess.sink_size",
+        "postprocess.smoothing", "software", "spacing", "spatial_dims", "spatial_dims=2", "spatial_dims=3",
+        "training", "training.best_epoch", "training.config", "training.config_key", "training.dataset",
+        "training.dataset_fingerprint", "training.ended_by", "training.ended_by=iterations",
+        "training.ended_by=time budget", "training.epochs", "training.init", "training.init_inputs",
+        "training.iterations", "training.seconds", "training.validation", "unit",
+    }),
+}
+
+
+def _layout(model: type[BaseModel], prefix: str = "") -> set[str]:
+    paths = set()
+    for name, info in model.model_fields.items():
+        paths |= {prefix + name, *_inner(info.annotation, prefix + name)}
+    return paths
+
+
+def _inner(annotation, path: str) -> set[str]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _layout(annotation, path + ".")
+    if typing.get_origin(annotation) is typing.Literal:
+        return {f"{path}={value}" for value in typing.get_args(annotation)}
+    return set().union(*(_inner(arg, path) for arg in typing.get_args(annotation)))
+
+
+def test_the_card_layout_changes_only_with_its_version():
+    """A field added to the card without a new version (``normalization.skip_fill`` at version 2)
+    made every card written after it unreadable to the segpipe before, with "unknown field"
+    instead of "made by a newer segpipe"."""
+    assert CARD_VERSION in LAYOUT, f"card version {CARD_VERSION}: list its layout in LAYOUT"
+    changed = _layout(ModelCard) ^ LAYOUT[CARD_VERSION]
+    assert not changed, f"the card's layout changed ({sorted(changed)}): raise CARD_VERSION and list the new layout"
 
 
 def test_a_card_that_is_not_json(good):
