@@ -41,7 +41,8 @@ COLUMNS = ["folder", "name", "network", "dims", "channels", "classes", "pixel si
 @models_app.command("list")
 def list_models(
     folders: Annotated[
-        Optional[list[Path]], typer.Argument(help="Folders to search (model folders themselves too). Default: runs.")
+        Optional[list[Path]],
+        typer.Argument(help="Folders to search (model folders themselves too). Default: runs, where there is one."),
     ] = None,
 ) -> None:
     """List the trained models under FOLDERS, one row each, then the models shipped with segpipe.
@@ -57,7 +58,7 @@ def list_models(
     from segpipe.models.model import Model
     from segpipe.models.shipped import shipped_model, shipped_names
 
-    roots = folders or [DEFAULT_OUTPUT]
+    roots = folders or ([DEFAULT_OUTPUT] if DEFAULT_OUTPUT.is_dir() else [])
     for root in roots:
         if not root.is_dir():
             raise InputError(f"{root}: no such folder")
@@ -68,7 +69,8 @@ def list_models(
         except ModelError as err:
             broken.append(f"{folder}: unreadable: {err}")
     if not rows and not broken:
-        typer.echo(f"no trained models under {', '.join(map(str, roots))}")
+        typer.echo(f"no trained models under {', '.join(map(str, roots))}" if roots else
+                   f"no trained models: no folder {DEFAULT_OUTPUT} here (segpipe run and train write theirs there)")
     rows += [model_row(f"{name} (shipped)", shipped_model(name).card) for name in shipped_names()]
     if rows:
         widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]

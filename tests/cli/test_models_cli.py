@@ -90,6 +90,17 @@ def test_models_defaults_to_runs_and_list_is_the_same(runs, monkeypatch):
     assert "demo2d" in plain.output
 
 
+def test_models_in_a_fresh_clone_lists_the_shipped_ones(tmp_path, monkeypatch):
+    """Before, with no runs/ folder yet (a fresh clone), it said "runs: no such folder" and exit 2."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "no trained models: no folder runs here (segpipe run and train write theirs there)"
+    assert lines[2].startswith("cells-2d (shipped)")
+    assert not (tmp_path / "runs").exists()
+
+
 def run_main(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["segpipe", *args])
     with pytest.raises(SystemExit) as exit_info:
