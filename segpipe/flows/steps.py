@@ -16,6 +16,7 @@ from segpipe.data.ingest.params import IngestParams
 from segpipe.flows.caching import ingest_current, predict_current, refreshed, train_current
 from segpipe.flows.runners import RunnerParams, fan_out
 from segpipe.flows.tasks import (
+    export_sequences_task,
     ingest_task,
     pool_scores_task,
     predict_image_task,
@@ -65,9 +66,11 @@ def submit_scores(runner, run: RunFolder, names: list[str], after: dict | None =
 
 
 def predict_images(runner, run: RunFolder, names: list[str], params: PredictParams, model: str | None) -> dict[str, str]:
-    """Predict every image on ``runner``; returns ``{image: error}`` of the failures."""
+    """Predict every image on ``runner``, then export the CTC folders it asks for; returns ``{image: error}`` of the failures."""
     futures = submit_predictions(runner, run, names, params, model)
-    return {name: error for name, future in futures.items() if (error := failure(future)) is not None}
+    failed = {name: error for name, future in futures.items() if (error := failure(future)) is not None}
+    export_sequences_task(run, [name for name in names if name not in failed], params, model)
+    return failed
 
 
 def collect(names: list[str], predicted: dict, scored: dict) -> tuple[list, dict[str, str]]:
@@ -102,7 +105,10 @@ def predict_and_score(
         # Each image is scored as soon as it is predicted: no barrier between the two stages.
         predicted = submit_predictions(task_runner, run, names, params, model) if params is not None else {}
         scored = submit_scores(task_runner, run, [n for n in names if n in with_truth], after=predicted)
-        return collect(names, predicted, scored)
+        parts, failed = collect(names, predicted, scored)
+    if params is not None:
+        export_sequences_task(run, [name for name in names if not failed.get(name, "").startswith("predict:")], params, model)
+    return parts, failed
 
 
 def evaluate_step(run: RunFolder, parts: list, failed: dict[str, str], *, split: str) -> tuple[dict, str]:

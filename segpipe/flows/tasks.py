@@ -119,6 +119,14 @@ def predict_image_task(run: RunFolder, name: str, params: PredictParams, model: 
     return stamp
 
 
+@task(name="export-sequences", retry_condition_fn=transient, **IO_RETRIES)
+def export_sequences_task(run: RunFolder, names: list[str], params: PredictParams, model: str | None = None) -> list[str]:
+    """Write the Cell Tracking Challenge folders of the predicted images, when ``params`` exports ``ctc``."""
+    from segpipe.pipeline import stages
+
+    return [str(folder) for folder in stages.export_sequences(run, names, params, model=model)]
+
+
 @task(
     name="score-image",
     task_run_name="score-{name}",

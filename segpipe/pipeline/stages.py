@@ -25,7 +25,14 @@ from segpipe.pipeline.models import resolve_model
 from segpipe.pipeline.run_folder import RunFolder
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.params import PredictParams
-from segpipe.prediction.predict import ImageResult, Predictor, predict_split, predict_stored, sequence_inputs
+from segpipe.prediction.predict import (
+    ImageResult,
+    Predictor,
+    export_ctc_sequences,
+    predict_split,
+    predict_stored,
+    sequence_inputs,
+)
 from segpipe.prediction.store import PredictionStore
 from segpipe.report import Report, read_history, read_runs, write_index, write_report
 from segpipe.report.runs import append_run, new_run, run_entry
@@ -121,6 +128,20 @@ def predict_one(run: RunFolder, name: str, params: PredictParams, *, model: str 
         store = ImageStore.open(run.store)
         shared = sequence_inputs(store, predictor).get(name)
         return predict_stored(store.image(name), predictor, predictions, exports=run.exports, progress=True, shared=shared).stamp
+
+
+def export_sequences(run: RunFolder, names: list[str], params: PredictParams, *, model: str | Path | None = None) -> list[Path]:
+    """Cell Tracking Challenge folders of the predicted images ``names`` under ``run.exports/ctc``
+    when ``params`` asks for them (a sequence's frames are written together, so this follows
+    :func:`predict_one` of every image); returns the folders written."""
+    chosen = model_for(run, model)
+    ndim = chosen.card.spatial_dims
+    if "ctc" not in params.export_formats(ndim) or not names:
+        return []
+    store = ImageStore.open(run.store)
+    with naming(run.exports / "ctc"):
+        predictions = PredictionStore.open(run.predictions)
+        return export_ctc_sequences(predictions, [store.image(name) for name in names], run.exports / "ctc", ndim=ndim)
 
 
 def prediction_stamp(run: RunFolder, name: str, params: PredictParams, *, model: str | Path | None = None) -> str:
