@@ -9,7 +9,7 @@ import typer
 
 from segpipe.cli.app import DEFAULT_CATALOG, DEFAULT_OUTPUT, CatalogOpt, DatasetArg, OutputOpt, app
 from segpipe.cli.options import params
-from segpipe.cli.stages import TRAIN_OPTIONS
+from segpipe.cli.stages import TRAIN_OPTIONS, init_from_here
 from segpipe.flows.runners import RunnerParams
 from segpipe.prediction.params import PredictParams
 from segpipe.training.params import TrainParams
@@ -49,7 +49,8 @@ def run(
 
     if deployment is None:
         state = run_here(
-            {"dataset": dataset, "catalog": str(catalog), "output": str(output), "train": train, "predict": predict, "runner": runner}
+            {"dataset": dataset, "catalog": str(catalog), "output": str(output), "train": init_from_here(train),
+             "predict": predict, "runner": runner}
         )
         if not state.is_completed():
             typer.echo(f"error: {state.message}", err=True)

@@ -21,6 +21,7 @@ TRAIN_OPTIONS = {
     "max_minutes": "--minutes",
     "seed": "--seed",
     "device": "--device",
+    "init": "--init",
 }
 #: The prediction options (field -> option).
 PREDICT_OPTIONS = {
@@ -48,7 +49,7 @@ def ingest(dataset: DatasetArg, ingest: IngestParams, catalog: CatalogOpt = DEFA
 
 
 @app.command()
-@params(train=(TrainParams, {**TRAIN_OPTIONS, "init": "--init"}))
+@params(train=(TrainParams, TRAIN_OPTIONS))
 def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT_CATALOG, output: OutputOpt = DEFAULT_OUTPUT) -> None:
     """Train on the ingested store's train split, validating on its validation split.
 
@@ -67,8 +68,17 @@ def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT
     from segpipe.pipeline.catalog import open_catalog, train_params
 
     loaded = open_catalog(catalog)
-    result = stages.train(RunFolder.of(output, dataset), train_params(loaded, dataset, train), catalog=loaded)
+    result = stages.train(RunFolder.of(output, dataset), train_params(loaded, dataset, init_from_here(train)), catalog=loaded)
     typer.echo(f"{result.model.folder}: validation {json.dumps(result.model.card.training.validation)}")
+
+
+def init_from_here(train: TrainParams) -> TrainParams:
+    """``train`` with an ``--init`` that names a folder or file from the working directory made
+    absolute: a relative ``init:`` in the catalog starts from the catalog's folder, one typed on
+    the command line from where it was typed."""
+    if train.init is None or Path(train.init).is_absolute() or not Path(train.init).exists():
+        return train
+    return train.model_copy(update={"init": str(Path(train.init).resolve())})
 
 
 @app.command()

@@ -143,3 +143,18 @@ def test_verbose_shows_segpipes_debug_lines_not_every_librarys():
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[True, True, False, False, False]", result.stderr
+
+
+def test_init_on_the_command_line_is_a_folder_from_where_it_is_typed(crop_catalog, crops_model, tmp_path):
+    """Before, a relative --init was looked for under the catalog's folder: with the catalog
+    elsewhere, `--init model` from the model's parent folder was "no model folder"."""
+    from segpipe.models.model import Model
+
+    out = tmp_path / "runs"
+    assert _segpipe("ingest", "crops", "--catalog", str(crop_catalog), "--output", str(out)).returncode == 0
+    here = crops_model.folder.parent
+    assert here != crop_catalog.parent
+    result = _segpipe("train", "crops", "--catalog", str(crop_catalog), "--output", str(out), "--epochs", "1",
+                      "--init", crops_model.folder.name, cwd=here)
+    assert result.returncode == 0, result.stderr
+    assert Model.open(out / "crops" / "model").card.training.init == str(crops_model.folder.resolve())
