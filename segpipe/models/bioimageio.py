@@ -47,7 +47,7 @@ import torch
 from segpipe.data.readers.units import normalize_unit
 from segpipe.errors import ModelError
 from segpipe.inference.memory import activate
-from segpipe.inference.normalize import NormalizationSpec, normalize
+from segpipe.inference.normalize import NormalizationSpec, normalize, percentile_normalize
 from segpipe.models.card import ModelCard
 from segpipe.models.unet import LEVELS, axis_divisors
 from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
@@ -289,11 +289,16 @@ def _floor_text(norm: NormalizationSpec) -> str:
 def _preprocess(raw: np.ndarray, spec: NormalizationSpec) -> np.ndarray:
     """The network input the package's ``preprocessing`` makes of ``raw``.
 
-    segpipe's own normalization for ``percentile`` and ``ct`` (the package describes the same
-    operations); for ``zscore`` what bioimageio.core computes, which differs (see :func:`_zscore_as_bioimageio`).
+    ``ct``: segpipe's own normalization (the package describes it exactly). ``percentile``:
+    ``scale_range``'s, every pixel's percentiles and no range floor, which differs from segpipe's
+    where the card has ``skip_fill`` or ``min_range`` (the package's README says how); ``zscore``:
+    what bioimageio.core computes, which differs too (see :func:`_zscore_as_bioimageio`). The
+    package's test outputs are made from this, so that consumers running the package reproduce them.
     """
     if spec.method == "zscore":
         return _zscore_as_bioimageio(raw, low=spec.low, high=spec.high)
+    if spec.method == "percentile":
+        return percentile_normalize(raw, low=spec.low, high=spec.high)
     return normalize(raw, spec)
 
 

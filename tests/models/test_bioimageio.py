@@ -16,7 +16,7 @@ import yaml
 
 from segpipe.errors import ModelError
 from segpipe.inference.memory import activate
-from segpipe.inference.normalize import NormalizationSpec, normalize
+from segpipe.inference.normalize import NormalizationSpec, normalize, percentile_normalize
 from segpipe.inference.postprocess import InstanceParams
 from segpipe.models import available_models, register_model
 from segpipe.models.bioimageio import export_model, import_model
@@ -37,7 +37,8 @@ def instance_card_2d() -> ModelCard:
         instances=True,
         patch_size=(64, 64),
         spacing=(0.65, 0.65),
-        normalization=NormalizationSpec(method="percentile", low=1.0, high=99.8),
+        # as training plans it: percentiles outside the fill, values below the low one floored, a range floor
+        normalization=NormalizationSpec(method="percentile", low=1.0, high=99.8, min_range=(40.0,), skip_fill=True),
         postprocess=InstanceParams(seed_threshold=0.6, min_size=12),
         training=TrainingRecord(
             dataset="nuclei-crops", epochs=3, best_epoch=2, ended_by="iterations",
@@ -137,7 +138,8 @@ def test_the_packaged_torchscript_gives_the_networks_output(exported_2d):
     files = members(package)
     scripted = load_torchscript(files["weights_torchscript.pt"])
     raw = np.load(io.BytesIO(files["test_input.npy"]))
-    x = torch.from_numpy(normalize(raw[0], model.card.normalization)[None])
+    norm = model.card.normalization  # the package's scale_range: every pixel, no floors
+    x = torch.from_numpy(percentile_normalize(raw[0], low=norm.low, high=norm.high)[None])
     with torch.no_grad():
         ours = activate(model.load()(x), n_classes=model.card.n_classes)
         theirs = scripted(x)
