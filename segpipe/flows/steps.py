@@ -69,8 +69,14 @@ def predict_images(runner, run: RunFolder, names: list[str], params: PredictPara
     """Predict every image on ``runner``, then export the CTC folders it asks for; returns ``{image: error}`` of the failures."""
     futures = submit_predictions(runner, run, names, params, model)
     failed = {name: error for name, future in futures.items() if (error := failure(future)) is not None}
-    export_sequences_task(run, [name for name in names if name not in failed], params, model)
+    if _exports_sequences(params):
+        export_sequences_task(run, [name for name in names if name not in failed], params, model)
     return failed
+
+
+def _exports_sequences(params: PredictParams | None) -> bool:
+    """Whether ``params`` asks for CTC folders (never a default), which are written per split after its predictions."""
+    return params is not None and "ctc" in (params.exports or ())
 
 
 def collect(names: list[str], predicted: dict, scored: dict) -> tuple[list, dict[str, str]]:
@@ -106,7 +112,7 @@ def predict_and_score(
         predicted = submit_predictions(task_runner, run, names, params, model) if params is not None else {}
         scored = submit_scores(task_runner, run, [n for n in names if n in with_truth], after=predicted)
         parts, failed = collect(names, predicted, scored)
-    if params is not None:
+    if _exports_sequences(params):
         export_sequences_task(run, [name for name in names if not failed.get(name, "").startswith("predict:")], params, model)
     return parts, failed
 
