@@ -75,7 +75,7 @@ def params(**groups: Group):
 def _option(keyword: str, flag: str, model: type[BaseModel], dotted: str) -> inspect.Parameter:
     info = _field(model, dotted)
     kind = _cli_type(info.annotation)
-    help_text = " ".join((info.description or "").split())
+    help_text = plain(" ".join((info.description or "").split()))
     default = info.get_default(call_default_factory=True)
     parent = ".".join([model.__name__, *dotted.split(".")[:-1]])
     wording = DEFAULT_WORDING.get(parent, "{}")
@@ -87,6 +87,15 @@ def _option(keyword: str, flag: str, model: type[BaseModel], dotted: str) -> ins
     option = typer.Option(decl, help=help_text, show_default=False)
     annotation = Annotated[Optional[kind], option]  # noqa: UP007 (typer needs Optional here)
     return inspect.Parameter(keyword, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+
+#: A Sphinx cross-reference in a field's docstring (``:mod:`segpipe.x```, ``:func:`~a.b```).
+_ROLE = re.compile(r":(?:mod|func|class|meth|attr|data):`~?([^`]+)`")
+
+
+def plain(text: str) -> str:
+    """A field's docstring as a terminal shows it: cross-references as their names, ````code```` as `code`."""
+    return _ROLE.sub(r"\1", text).replace("``", "`")
 
 
 def _field(model: type[BaseModel], dotted: str):

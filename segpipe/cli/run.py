@@ -42,8 +42,8 @@ def run(
     Re-running resumes: every step is cached on its inputs' content and parameters, training
     continues from its last checkpoint, finished predictions are kept. With --deployment the run
     goes to a worker of the server at PREFECT_API_URL, with the options given here over the
-    deployment's own (paths are the worker's). Exit code 1 when the run failed (images that
-    failed are listed in the report), 2 on bad input.
+    deployment's own (paths are the worker's). --device sets where training and prediction both
+    run. Exit code 1 when the run failed (images that failed are listed in the report), 2 on bad input.
     """
     from segpipe.flows.submit import run_here, submit
 

@@ -29,7 +29,7 @@ class RunnerParams(BaseModel):
     kind: RunnerKind = "thread"
     """thread: a thread pool in the flow's process; dask: a Dask cluster."""
     address: str | None = None
-    """Scheduler of an existing Dask cluster (tcp://host:8786); None starts a LocalCluster for the run."""
+    """Scheduler of an existing Dask cluster (tcp://host:8786); not set: a LocalCluster started for the run."""
     workers: int | None = Field(None, ge=1)
     """Threads, or LocalCluster worker processes (default: 1 thread, or 2 Dask workers)."""
     threads_per_worker: int = Field(1, ge=1)

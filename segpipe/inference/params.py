@@ -25,7 +25,7 @@ class InferenceParams(BaseModel):
     """Average predictions over flips of every spatial axis (test-time augmentation)."""
     amp: bool = True
     """Run the network in reduced precision where the device is faster so: autocast on CUDA (bfloat16
-    where supported, else float16), bfloat16 on CPUs with Intel AMX (about 1.4x the float32 speed);
+    where supported, else float16), bfloat16 on CPUs with Intel AMX (about 1.5x the float32 speed in 2D);
     float32 elsewhere. Probabilities change in the third decimal (``benchmarks/RESULTS.md``)."""
     prefetch: int = Field(2, ge=1)
     """Batches read and normalized ahead by the reading thread (zarr-to-zarr only)."""

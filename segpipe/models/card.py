@@ -31,7 +31,7 @@ class TrainingRecord(BaseModel):
     Attributes:
         dataset: Catalog name of the training data.
         dataset_fingerprint: Fingerprint of the ingested sources.
-        config: The training parameters as used (``segpipe.training.TrainParams``, JSON).
+        config: The training parameters as used (``segpipe.training.params.TrainParams``, JSON).
         config_key: What decides the training trajectory, hashed: a run with the same key resumes.
         epochs: Epochs trained.
         iterations: Optimizer steps taken.

@@ -53,7 +53,7 @@ class SegmentParams(BaseModel):
     """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
     channels: list[NonNegativeInt] | None = Field(None, min_length=1)
     """Channels to keep, in order, counted from 0, as the model was trained on them (default: all); a generalist
-    reads them in this order instead of choosing (see ``PredictParams.input_order``)."""
+    (cells-2d) then reads them in this order instead of choosing its inputs per image."""
 
     @field_validator("unit")
     @classmethod

@@ -27,7 +27,7 @@ class PredictParams(BaseModel):
     probabilities: bool = True
     """Keep the float16 class probabilities (and the distance map) in the prediction zarr."""
     exports: tuple[ExportFormat, ...] | None = None
-    """Label files written next to the zarr: tiff, nifti, ctc (None: tiff for 2D, none for 3D)."""
+    """Label files written next to the zarr: tiff, nifti, ctc (not set: tiff for 2D, none for 3D)."""
     instances: InstanceTiling = Field(default_factory=InstanceTiling)
     """How instance labelling splits frames too large to label whole."""
     in_memory: int = Field(1 << 24, ge=0)

@@ -15,7 +15,7 @@ Exports, beside the store::
 
     <image>_semantic.tif, <image>_instances.tif       TIFF (default for 2D)
     <image>_semantic.nii.gz, ...                      NIfTI, with the source's affine
-    ctc/<sequence>/01_RES/maskTTT.tif                 Cell Tracking Challenge folders
+    ctc/<sequence>_RES/maskTTT.tif                    Cell Tracking Challenge folders (per split)
 
 One :func:`predict_stored` call per image lets a flow fan images out.
 """
@@ -351,7 +351,7 @@ def sequence_frame(name: str) -> tuple[str, int]:
 
 
 def export_ctc_sequences(predictions: PredictionStore, images: list[StoredImage], folder: Path, *, ndim: int) -> list[Path]:
-    """Cell Tracking Challenge result folders ``folder/<sequence>/01_RES`` from predicted images.
+    """Cell Tracking Challenge result folders ``folder/<sequence>_RES`` from predicted images.
 
     Images named ``SEQ-tNNN`` (the frames of a CTC sequence folder, or of a multi-frame file) form
     the sequence ``SEQ``, written as ``folder/SEQ_RES/maskNNN.tif`` with the frames' own numbers, as

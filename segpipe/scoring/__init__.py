@@ -10,7 +10,8 @@
 * :class:`ScoreAccumulator` -- pools the above over a dataset, with bootstrap intervals.
 
 No function here reads or writes files, except the folder readers in
-:mod:`segpipe.scoring.ctc` and :mod:`segpipe.scoring.folders`.
+:mod:`segpipe.scoring.ctc` and :mod:`segpipe.scoring.folders`, and
+:mod:`segpipe.scoring.external` (scores a folder of predictions, writes its ``metrics.json``).
 """
 
 from segpipe.scoring.accumulate import ScoreAccumulator

@@ -29,14 +29,14 @@ class TrainParams(BaseModel):
     network: str = "unet"
     """Network to train, by registered name (unet, fcn, or any registered one)."""
     features: tuple[int, ...] | None = None
-    """Encoder widths (U-Net: five plus the last decoder width; FCN: five); planned when open."""
+    """Encoder widths (U-Net: five plus the last decoder width; FCN: five); planned when not set."""
     patch_size: tuple[int, ...] | None = None
-    """Training window per spatial axis, also the inference window; planned when open. The U-Net
+    """Training window per spatial axis, also the inference window; planned when not set. The U-Net
     pools each axis at most as many times (up to four) as its edge halves, so a stack of 4 slices trains on
     4, not on 16 padded ones."""
     spacing: tuple[float, ...] | None = None
     """Pixel (voxel) size to train at, per spatial axis in the dataset's unit; the model then
-    predicts at it too (other images are resampled to it and back). Planned when open: the
+    predicts at it too (other images are resampled to it and back). Planned when not set: the
     training images' median pixel size, coarsened on its finest axes where the typical object
     with its surroundings is larger than a patch can hold; when fine-tuning (``init``), the
     starting model's."""
@@ -44,20 +44,20 @@ class TrainParams(BaseModel):
     """Instance datasets: the typical object extent (in the dataset's unit) every image is
     rescaled to, as Cellpose rescales cells to one diameter: each training and validation image
     by its labels' median object extent, each new image by an estimate from a first prediction
-    (refined once); 0: images keep their own pixel size. Planned when open: the median of the
+    (refined once); 0: images keep their own pixel size. Planned when not set: the median of the
     training images' median extents where those spread by a factor 2 or more (10th to 90th
     percentile image), 0 otherwise; when fine-tuning a model that has one, that model's."""
     batch_size: int | None = Field(None, ge=1)
-    """Patches per iteration; planned when open."""
+    """Patches per iteration; planned when not set."""
     epochs: int | None = Field(None, ge=1)
-    """Epochs to train; the learning rate decays to zero over them (poly schedule). Planned when open."""
+    """Epochs to train; the learning rate decays to zero over them (poly schedule). Planned when not set."""
     iterations_per_epoch: int | None = Field(None, ge=1)
-    """Batches per epoch; planned when open: 25 in 2D, 200 in 3D, up to three times that in 2D and
+    """Batches per epoch; planned when not set: 25 in 2D, 200 in 3D, up to three times that in 2D and
     twice in 3D where the training images hold more pixels than an epoch's patches cover (enough
     to cover them 1.5 times)."""
     max_minutes: float | None = Field(None, gt=0)
     """Optional time budget in minutes, checked after every iteration: training stops when it is
-    spent even if epochs remain, and the learning rate follows the budget. None: no budget."""
+    spent even if epochs remain, and the learning rate follows the budget. Not set: no budget."""
     learning_rate: float = Field(2e-3, gt=0)
     """Initial learning rate."""
     weight_decay: float = Field(1e-4, ge=0)
@@ -77,7 +77,7 @@ class TrainParams(BaseModel):
     """Weight of the distance-map loss next to Dice + cross-entropy."""
     distance_loss: DistanceLoss | None = None
     """How the distance map is learnt: bce (binary cross-entropy against its soft targets) or mse
-    (squared error of its sigmoid); planned when open: bce in 2D, mse in 3D (benchmarks/RESULTS.md,
+    (squared error of its sigmoid); planned when not set: bce in 2D, mse in 3D (benchmarks/RESULTS.md,
     "Distance loss": bce gained on every 2D set measured and lost on both 3D nuclei sets)."""
     boundary_weight: float = Field(1.0, ge=0)
     """Weight of the touching-boundary loss (instance datasets); 0: no boundary output."""
@@ -110,7 +110,7 @@ class TrainParams(BaseModel):
     generalist (``cells-2d``) lends its network and widths, and the dataset's plan decides pixel
     size, patch and normalization; any other model also lends its pixel size, patch and normalization.
     A two-channel dataset feeds a generalist's inputs in the order its predictions on the training
-    images fit best (:mod:`segpipe.training.channel_order`). Planned when open: ``cells-2d`` for 2D
+    images fit best (:mod:`segpipe.training.channel_order`). Planned when not set: ``cells-2d`` for 2D
     instance datasets of one object class and one or two channels whose plan its network fits,
     random weights otherwise (benchmarks/RESULTS.md, "The shipped starting model")."""
 

@@ -1,4 +1,4 @@
-"""Choose checkpoints and post-processing thresholds on held-out data (never on the test split).
+"""Choose checkpoints (validation split) and post-processing (it and training images), never on the test split.
 
 Both are chosen by the Cell Tracking Challenge's overall measure, OP_CSB = (SEG + DET) / 2:
 SEG rewards how well each true object is covered and ignores extra objects, DET counts them

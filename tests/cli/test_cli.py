@@ -158,3 +158,16 @@ def test_init_on_the_command_line_is_a_folder_from_where_it_is_typed(crop_catalo
                       "--init", crops_model.folder.name, cwd=here)
     assert result.returncode == 0, result.stderr
     assert Model.open(out / "crops" / "model").card.training.init == str(crops_model.folder.resolve())
+
+
+def test_help_shows_no_sphinx_markup():
+    """Options' help comes from the parameter models' docstrings; before, --init showed
+    ":mod:`segpipe.training.channel_order`" and double backticks."""
+    import os
+
+    for command in ("train", "run", "predict", "segment", "ingest"):
+        result = _segpipe(command, "--help", env={**os.environ, "COLUMNS": "2000"})
+        assert result.returncode == 0, result.stderr
+        for markup in (":mod:", ":func:", ":class:", "``"):
+            assert markup not in result.stdout, (command, markup)
+    assert "(segpipe.training.channel_order)" in _segpipe("train", "--help", env={**os.environ, "COLUMNS": "2000"}).stdout

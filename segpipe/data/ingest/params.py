@@ -34,7 +34,7 @@ class IngestParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    force: bool = False
+    force: bool = Field(default=False, description="Rebuild the store even when the sources are unchanged.")
     workers: int | None = Field(default=None, ge=1)
     max_slab_mib: float = Field(default=32.0, gt=0)
     memory_mib: float = Field(default=128.0, gt=0)
