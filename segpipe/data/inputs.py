@@ -50,11 +50,13 @@ def find_inputs(patterns: list[str], *, base: Path | None = None) -> list[Input]
     """The inputs ``patterns`` name, in order, each once.
 
     Raises:
-        InputError: A pattern matches nothing, or names a file of an unknown format.
+        InputError: A pattern is empty, matches nothing, or names a file of an unknown format.
     """
     base = base or Path.cwd()
     found: list[Path] = []
     for pattern in patterns:
+        if not pattern.strip():
+            raise InputError(f"{pattern!r}: an empty input path (an unset shell variable?); name files, folders or globs")
         matches = sorted(glob.glob(str(base / pattern), recursive=True)) if glob.has_magic(pattern) else [str(base / pattern)]
         matches = [m for m in matches if Path(m).exists()]
         if not matches:

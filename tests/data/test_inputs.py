@@ -54,7 +54,16 @@ def test_names_that_lose_characters_stay_apart_and_keep_their_names(tmp_path):
     assert all(re.fullmatch(r"[A-Za-z0-9._+-]+", name) for name in every.values())
 
 
-@pytest.mark.parametrize(("patterns", "message"), [(["nothing/*.tif"], "no such file"), (["new/notes.txt"], "not an image")])
+@pytest.mark.parametrize(
+    ("patterns", "message"),
+    [
+        (["nothing/*.tif"], "no such file"),
+        (["new/notes.txt"], "not an image"),
+        # before, "" named the working folder: every image in it was segmented
+        (["new/a.tif", ""], "^'': an empty input path"),
+        (["  "], "^'  ': an empty input path"),
+    ],
+)
 def test_bad_inputs_are_named(inbox, patterns, message):
     with pytest.raises(InputError, match=message):
         find_inputs(patterns, base=inbox)
