@@ -49,8 +49,8 @@ def list_models(
 
     Columns: folder, name, network, 2D/3D, input channels, classes, pixel size the model was trained
     at, training dataset, epochs, how training ended (planned iterations or time budget), and the
-    validation scores from the model card. Folders that look like models but cannot be read are
-    listed with the reason. A shipped model's folder column is its name followed by "(shipped)":
+    validation scores from the model card. Folders that look like models but whose card or weights
+    cannot be read are listed with the reason. A shipped model's folder column is its name followed by "(shipped)":
     give that name to --model or --init, or as init: in a catalog entry's training:.
 
     Example: segpipe models runs
@@ -65,7 +65,9 @@ def list_models(
     rows, broken = [], []
     for folder in (f for root in roots for f in find_model_folders(root)):
         try:
-            rows.append(model_row(folder, Model.open(folder).card))
+            model = Model.open(folder)
+            model.load("cpu")  # the weights read and fit the card's network, as segment will need them
+            rows.append(model_row(folder, model.card))
         except ModelError as err:
             broken.append(f"{folder}: unreadable: {err}")
     if not rows and not broken:
@@ -114,7 +116,9 @@ def model_row(folder: Path | str, card) -> list[str]:
 
 @models_app.command("export")
 def export_cmd(
-    model: Annotated[Path, typer.Argument(help="A model folder (holding model.pt and model_card.json).")],
+    model: Annotated[
+        str, typer.Argument(help="A model folder (holding model.pt and model_card.json), or a shipped model's name (cells-2d).")
+    ],
     to: Annotated[Path, typer.Option("--to", help="The package to write, a .zip file.")],
     test: Annotated[
         bool, typer.Option("--test/--no-test", help="Run bioimageio.core's model test on the package first (about 10-60 s).")
@@ -141,9 +145,9 @@ def export_cmd(
     Example: segpipe models export runs/bbbc007/model --to bbbc007-unet.zip --author 'Ada Lovelace' --license CC-BY-4.0
     """
     from segpipe.models.bioimageio import export_model
-    from segpipe.models.model import Model
+    from segpipe.pipeline.models import resolve_model
 
-    chosen = Model.open(model)
+    chosen = resolve_model(model, output=DEFAULT_OUTPUT)
     image = _read_sample(sample, chosen.card) if sample is not None else None
     written = export_model(chosen, to, test=test, sample=image, authors=author or (), license=license)
     state = "tested with bioimageio.core" if test else "not tested"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def runs(tmp_path, card) -> Path:
     (root / "a" / "data.zarr" / "model" / "model.pt").write_bytes(b"not a model")  # inside a store: not searched
     (root / "broken").mkdir()
     (root / "broken" / "model.pt").write_bytes(b"garbage")
+    # a good card beside damaged weights: listed as fine before, then segment failed on it
+    shutil.copytree(root / "a" / "model", root / "damaged")
+    (root / "damaged" / "model.pt").write_bytes(b"junk\n")
     return root
 
 
@@ -68,6 +72,7 @@ def test_models_lists_every_model_under_the_folders(runs):
         assert text in three_d, text
     assert not any("data.zarr" in line for line in lines)
     assert any(line.startswith(f"{runs / 'broken'}: unreadable") for line in lines)
+    assert any(line.startswith(f"{runs / 'damaged'}: unreadable") and "model.pt: damaged" in line for line in lines)
     assert sum(str(runs) in line and "unreadable" not in line for line in lines[1:]) == 2
     shipped = next(line for line in lines if line.startswith("cells-2d (shipped)"))
     for text in ("unet", "2D", "2", "background,object +instances", "each image's own"):
@@ -117,6 +122,15 @@ def test_export_and_import_from_the_command_line(runs, tmp_path, monkeypatch, ca
     code, out, err = run_main(monkeypatch, capsys, "models", "import", str(package), "--to", str(tmp_path / "back"))
     assert code == 0, err
     assert Model.open(tmp_path / "back").card == Model.open(runs / "a" / "model").card
+
+
+def test_a_shipped_model_exports_by_its_name(tmp_path, monkeypatch, capsys):
+    """`segpipe models` tells users to give a shipped model's name; export said "no trained model here"."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(monkeypatch, capsys, "models", "export", "cells-2d", "--to", "c.zip", "--no-test")
+    assert code == 0, err
+    assert (tmp_path / "c.zip").is_file()
+    assert "segpipe/models/starts/cells-2d (" in out
 
 
 def test_command_line_errors_are_one_line(runs, tmp_path, monkeypatch, capsys):
