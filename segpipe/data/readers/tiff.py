@@ -101,7 +101,7 @@ def _physical_size(tif) -> tuple[tuple[float | None, float | None, float | None]
     if "XResolution" not in tags or "YResolution" not in tags:
         return (z, None, None), unit
     x_res, y_res = tags["XResolution"].value, tags["YResolution"].value
-    if not (x_res[0] and y_res[0]) or (x_res == (1, 1) and y_res == (1, 1)):
+    if not (x_res[0] and y_res[0]) or (x_res == (1, 1) and y_res == (1, 1) and unit is None):  # 1 per unit: calibrated only with a unit
         return (z, None, None), unit
     res_unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2
     scale = 1.0

@@ -99,6 +99,20 @@ def test_an_imagej_file_calibrated_in_pixels_has_no_pixel_size(tmp_path, ingest)
     assert stored.spacing == (1.0, 1.0) and stored.info["spacing_source"] == "default"
 
 
+def test_an_imagej_file_calibrated_at_one_unit_per_pixel_has_that_pixel_size(tmp_path, ingest):
+    """Fiji at 1 um per pixel writes resolution 1/1 with unit 'micron': it was read as no pixel size
+    (the warning said so), the same as a file without calibration."""
+    image, labels = _blobs((12, 14), 4)
+    _dirs(tmp_path, "img", "lab")
+    for folder, array in (("img", image), ("lab", labels)):
+        tifffile.imwrite(tmp_path / folder / "one.tif", array, imagej=True, resolution=(1.0, 1.0), metadata={"unit": "um"})
+        tifffile.imwrite(tmp_path / folder / "none.tif", array, imagej=True)  # resolution 1/1 and no unit: uncalibrated
+    stored = ingest(tmp_path, images="img/*.tif", labels="lab/*.tif", ndim=2, split={"train": ["one", "none"]})
+    assert (stored["one"].spacing, stored["one"].info["spacing_source"]) == ((1.0, 1.0), "file")
+    assert stored["one"].info["unit"] == "micrometer"
+    assert stored["none"].info["spacing_source"] == "default"
+
+
 def test_a_unit_without_a_spacing_fills_in_a_files_missing_unit_and_never_relabels_its_own(tmp_path, ingest):
     """unit: nm alone: an OME-TIFF in micrometres stays in micrometres; an ImageJ file with a
     resolution and no unit is read in nanometres."""
