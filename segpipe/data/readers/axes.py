@@ -99,8 +99,8 @@ def resolve_axes(
     if leftover:
         what = ", ".join(f"axis {i} ({letters[i]!r}, size {shape[i]})" for i in leftover)
         raise InputError(
-            f"{path}: cannot tell what {what} of shape {shape} is; set axes: in the catalog entry, "
-            f"e.g. axes: {_example(len(shape))} (T frames, C channels, Z planes)"
+            f"{path}: cannot tell what {what} of shape {shape} is; set axes: in the catalog entry "
+            f"(segpipe segment: --axes), e.g. axes: {_example(len(shape))} (T frames, C channels, Z planes)"
         )
     seen = [m for m in mapped if m != "-"]
     dupes = sorted({m for m in seen if seen.count(m) > 1})
