@@ -8,7 +8,11 @@ on images :mod:`wholecells` draws (seeds disjoint from the ones its benchmark us
 - the same styles with the nuclear channel blank (a constant, which normalizes to 0): what a
   one-channel whole-cell image looks like to the model;
 - two styles of nuclei alone in the first channel, second blank: what a one-channel nuclear
-  stain (bbbc007, dsb2018) looks like to it.
+  stain (bbbc007, dsb2018) looks like to it;
+- fields of scattered objects over a mostly empty background (``SPARSE``): nuclei, few or
+  many, and cells bright on dark or dark on bright, with and without the nuclear channel.
+  Without them the start, having seen only crowded fields, took the dark background between a
+  few bright nuclei for cells.
 
 ``--irregular`` adds four kinds the seven styles lack (``IRREGULAR``), with and without the
 nuclear channel: spread cells with protrusions, sparse and packed; domes lit from one side;
@@ -44,6 +48,16 @@ NUCLEI = (
     Style("nuclei-sparse", (6, 12), 1.1, "fill", (0.3, 1.0), 0.2, 1.0, 0.03, wobble=6.0),
     Style("nuclei-clumped", (7, 14), 0.85, "fill", (0.2, 0.9), 0.25, 1.2, 0.04, wobble=6.0),
 )
+#: Scattered objects over a mostly empty field: nuclei (about 40 and about 8 per image, one
+#: channel) and whole cells bright on dark or dark on bright (with and without nuclei).
+SPARSE_NUCLEI = (
+    Style("nuclei-scattered", (5, 14), 1.2, "fill", (0.2, 1.0), 0.25, 1.0, 0.04, wobble=6.0, skip=0.99),
+    Style("nuclei-few", (6, 16), 1.2, "fill", (0.2, 1.0), 0.25, 1.2, 0.05, wobble=6.0, skip=0.998),
+)
+SPARSE_CELLS = (
+    Style("fluo-scattered", (12, 24), 1.0, "fill", (0.15, 0.8), 0.3, 1.0, 0.04, skip=0.995),
+    Style("brightfield-scattered", (12, 24), 1.0, "dark", (0.3, 0.5), 0.2, 1.5, 0.04, skip=0.995),
+)
 #: Shapes and fields the seven styles lack: spread cells with protrusions, sparse and packed;
 #: domes lit from one side with dark seams; cells over a cluttered field as bright as they are.
 IRREGULAR = (
@@ -68,8 +82,10 @@ def variants(*, irregular: bool = False) -> list[tuple[str, Style, bool]]:
     both = [(f"{s.name}-2ch", s, True) for s in STYLES]
     one = [(f"{s.name}-1ch", s, False) for s in STYLES]
     nuclei = [(f"{s.name}-1ch", s, False) for s in NUCLEI]
+    sparse = [(f"{s.name}-1ch", s, False) for s in SPARSE_NUCLEI]
+    sparse += [(f"{s.name}-{n}ch", s, n == 2) for s in SPARSE_CELLS for n in (2, 1)]
     more = [(f"{s.name}-{n}ch", s, n == 2) for s in IRREGULAR for n in (2, 1)] if irregular else []
-    return both + one + nuclei + more
+    return both + one + nuclei + sparse + more
 
 
 def write_dataset(folder: Path, *, name: str = NAME, irregular: bool = False) -> str:
@@ -93,11 +109,16 @@ def write_dataset(folder: Path, *, name: str = NAME, irregular: bool = False) ->
 
 
 def install(model_dir: Path, target: Path, *, record: dict) -> None:
-    """Write the model's weights and card to ``target``, marked a generalist, with its provenance."""
+    """Write the model's weights and card to ``target``, marked a generalist, with its provenance.
+
+    A generalist has no units of its own, of length or of intensity: it predicts every image at
+    its own pixels and with its own percentiles, so the training images' range floor is dropped."""
     from segpipe.models.model import Model, save_model
 
     model = Model.open(model_dir)
-    save_model(target, model.state_dict(), model.card.model_copy(update={"generalist": True, "name": NAME}))
+    normalization = model.card.normalization.model_copy(update={"min_range": None})
+    save_model(target, model.state_dict(),
+               model.card.model_copy(update={"generalist": True, "name": NAME, "normalization": normalization}))
     (target / "PROVENANCE.md").write_text(
         f"# {NAME}: provenance\n\n"
         "Trained by `benchmarks/starting_model.py` on images it generates (no outside data, no\n"

@@ -58,3 +58,20 @@ def test_the_generalist_finds_nuclei_beside_zero_fill_and_nothing_in_it(tmp_path
     labels = tifffile.imread(tmp_path / "out" / "labels" / "mosaic_labels.tif")
     assert len(np.unique(labels[:128, :128])) > 10
     assert labels[128 + RADIUS :].max() == 0 and labels[:, 128 + RADIUS :].max() == 0
+
+
+def test_the_generalist_gives_the_same_objects_whatever_the_images_units(tmp_path):
+    """The generalist has no intensity units of its own (it learnt generated images): it divided
+    every image's range by at least its training images' floor (149), so a field stored as floats
+    in 0..1 reached the network almost blank and came out other than the same field in 0..1000."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:128, :128].astype(np.float32)
+    unit = (field - field.min()) / (field.max() - field.min())
+    for name, image in (("unit", unit), ("thousand", 1000 * unit), ("offset", 2 * unit - 1)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", image.astype(np.float32))
+    predictor = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
+    assert predictor.card.normalization.min_range is None
+    segment([str(tmp_path / "*.tif")], predictor, SegmentFolder(tmp_path / "out"), progress=False)
+    masks = {name: tifffile.imread(tmp_path / "out" / "labels" / f"{name}_labels.tif") > 0 for name in ("unit", "thousand", "offset")}
+    assert masks["unit"].sum() > 1000
+    for name in ("thousand", "offset"):
+        assert np.count_nonzero(masks[name] != masks["unit"]) <= 0.001 * masks["unit"].size, name
