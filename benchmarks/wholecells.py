@@ -48,6 +48,8 @@ class Style:
             around the cell, in two to seven lobes); 0: rounded cells.
         backdrop: Brightness of a coarse texture under and around the cells (a cluttered field
             whose blobs are as bright as the cells); 0: a clean background.
+        skip: Share of the placements that fit which are left empty: 0.4 fills most of the field,
+            0.99 and more scatter a few cells over a mostly empty one.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Style:
     wobble: float = 4.0
     lobes: float = 0.0
     backdrop: float = 0.0
+    skip: float = 0.4
 
 
 STYLES = (
@@ -94,15 +97,15 @@ def generate(style: Style, seed: int, shape: tuple[int, int] = SHAPE) -> tuple[n
 
 
 def _place(style: Style, shape, rng) -> list[tuple[np.ndarray, float, float, float]]:
-    """Cell centres, radii, elongations and angles, at least ``gap`` summed radii apart; a few
-    gaps in the field stay empty (40% of attempts that fit are skipped). Lobed cells keep
+    """Cell centres, radii, elongations and angles, at least ``gap`` summed radii apart; gaps in
+    the field stay empty (``style.skip`` of the attempts that fit are skipped). Lobed cells keep
     ``1 + lobes`` times that room (a lobe reaches up to ``1 + 1.7 lobes`` radii, :func:`_outline`,
     so neighbours' lobes may still touch)."""
     cells: list[tuple[np.ndarray, float, float, float]] = []
     for _ in range(4000):
         radius = rng.uniform(*style.radius)
         centre = rng.uniform(0, shape)
-        if all(np.linalg.norm(centre - c) >= style.gap * (radius + r) * (1 + style.lobes) for c, r, _, _ in cells) and rng.random() > 0.4:
+        if all(np.linalg.norm(centre - c) >= style.gap * (radius + r) * (1 + style.lobes) for c, r, _, _ in cells) and rng.random() > style.skip:
             cells.append((centre, radius, rng.uniform(0.75, 1.3), rng.uniform(0, np.pi)))
     return cells
 
