@@ -10,6 +10,8 @@ Axes come from the OME or ImageJ metadata when present; physical pixel sizes fro
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,8 @@ from segpipe.errors import InputError
 from segpipe.data.readers.axes import AxesSpec, canonical_shape
 from segpipe.data.readers.source import Metadata, Source, Window, file_index, to_canonical
 from segpipe.data.readers.units import normalize_unit
+
+log = logging.getLogger(__name__)
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -39,6 +43,8 @@ class TiffSource(Source):
             raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
         try:
             series = self._tif.series[0]
+            if len(self._tif.series) > 1:
+                _left_out(str(path), tuple(tuple(s.shape) for s in self._tif.series))
             self._mapped = spec.resolve(path, series.axes, series.shape)
             self.shape = canonical_shape(self._mapped, series.shape)
             self.dtype = np.dtype(series.dtype)
@@ -83,6 +89,15 @@ class TiffSource(Source):
         tif = getattr(self, "_tif", None)
         if tif is not None:
             tif.close()
+
+
+@functools.lru_cache(maxsize=256)
+def _left_out(path: str, shapes: tuple[tuple[int, ...], ...]) -> None:
+    """Say once per file that only its first series is read (a slide scanner's label and macro
+    images, or several positions written to one OME-TIFF)."""
+    others = ", ".join("x".join(map(str, shape)) for shape in shapes[1:4]) + (", ..." if len(shapes) > 4 else "")
+    log.warning("%s: holds %d image series; segpipe reads the first (%s) and leaves out the other %d (%s)",
+                path, len(shapes), "x".join(map(str, shapes[0])), len(shapes) - 1, others)
 
 
 def _physical_size(tif) -> tuple[tuple[float | None, float | None, float | None], str | None]:
