@@ -39,11 +39,14 @@ class Input:
             prefixed when two inputs share a stem).
         path: Absolute path.
         kind: What it is, which decides the label files written for it.
+        channels: The channels to read when chosen for this input alone (a grey image saved in
+            colour reads its first); ``None``: as the run says.
     """
 
     name: str
     path: Path
     kind: InputKind
+    channels: tuple[int, ...] | None = None
 
 
 def find_inputs(patterns: list[str], *, base: Path | None = None) -> list[Input]:

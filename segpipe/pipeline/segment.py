@@ -58,22 +58,30 @@ from segpipe.progress import Progress
 log = logging.getLogger(__name__)
 
 
-def check_input(item: Input, card: ModelCard, params: SegmentParams) -> bool:
+def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | None:
     """Refuse an input the model cannot segment (dimensions, channels), before anything is written.
 
-    A generalist takes fewer channels than it has inputs (the others are blank).
+    A generalist takes fewer channels than it has inputs (the others are blank). A grey image
+    saved in colour (red, green and blue alike, an alpha channel the same everywhere) that has
+    more channels than the model takes reads its first channel alone.
 
     Returns:
-        Whether the input was checked: a file that cannot be read at all is not refused here
-        (it fails on its own later).
+        The input as it will be read, or ``None`` when it cannot be read at all: it is not
+        refused here (it fails on its own later).
     """
     path = item.path if item.kind != "ctc" else _first_frame(item.path)
     spec = AxesSpec(override=params.axes, fill="Z" if card.spatial_dims == 3 else "")
+    grey = False
     try:
         with open_source(path, spec=spec) as source:
             planes, channels = source.spatial[0], source.channels
+            if params.channels is None and not takes_channels(card, channels) and takes_channels(card, 1):
+                grey = grey_in_colour(source)
     except (InputError, OSError):  # it fails on its own, listed with the others
-        return False
+        return None
+    if grey:
+        log.info("%s: a grey image saved in %d colour channels, all alike: reading its first", item.path, channels)
+        item, channels = dataclasses.replace(item, channels=(0,)), 1
     if params.channels is not None:
         channels = len(params.channels)
     what = f"{item.path}: model {card.name!r}"
@@ -89,6 +97,33 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> bool:
         raise ModelError(
             f"{what} takes {channels_taken(card)} channel(s){names}, this image has {channels}; choose them with --channels"
         )
+    return item
+
+
+#: Rows compared at a time when telling whether colour channels are all alike.
+GREY_ROWS = 256
+
+
+def grey_in_colour(source) -> bool:
+    """Whether ``source``'s channels (3 or 4, or 2 with alpha) are one grey image: the colour ones
+    equal and the last (alpha, of 2 or 4) the same everywhere. Read a band of rows at a time, up
+    to the first difference."""
+    channels = source.channels
+    if channels not in (2, 3, 4):
+        return False
+    colour = 3 if channels >= 3 else 1
+    alpha_value = None
+    rows = source.spatial[1]
+    for t in range(source.frames):
+        for start in range(0, rows, GREY_ROWS):
+            band = source.read(t, (slice(None), slice(start, start + GREY_ROWS), slice(None)))
+            if any(not np.array_equal(band[0], band[k]) for k in range(1, colour)):
+                return False
+            if channels in (2, 4):
+                alpha = band[-1]
+                alpha_value = alpha.flat[0] if alpha_value is None else alpha_value
+                if not (alpha == alpha_value).all():
+                    return False
     return True
 
 
@@ -110,8 +145,9 @@ def fitting_inputs(items: list[Input], card: ModelCard, params: SegmentParams) -
     fit, unfit, checked = [], [], False
     for item in items:
         try:
-            checked |= check_input(item, card, params)
-            fit.append(item)
+            read = check_input(item, card, params)
+            checked |= read is not None
+            fit.append(read or item)
         except ModelError as err:
             unfit.append((item, err))
     if unfit and not checked:

@@ -161,7 +161,8 @@ def prepare_input(
     card = model.card
     dataset = input_dataset(
         item, ndim=card.spatial_dims, classes=card.classes, instances=card.instances,
-        spacing=params.spacing, unit=params.unit, axes=params.axes, channels=params.channels,
+        spacing=params.spacing, unit=params.unit, axes=params.axes,
+        channels=list(item.channels) if item.channels is not None else params.channels,
     )
     store_path = folder.images(item.name)
     ingest_dataset(dataset, store_path, IngestParams(), progress=False, warn_spacing=False)  # one warning per run

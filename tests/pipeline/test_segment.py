@@ -119,7 +119,8 @@ def test_an_input_the_model_does_not_fit_fails_alone_among_others(model, tmp_pat
     folder.mkdir()
     field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
     tifffile.imwrite(folder / "grey.tif", field)
-    imsave(folder / "colour.png", np.stack([field] * 3, axis=-1), check_contrast=False)
+    colour = np.stack([field, field[::-1], np.zeros_like(field)], axis=-1)
+    imsave(folder / "colour.png", colour, check_contrast=False)
     predictor = Predictor.load(model, PredictParams(device="cpu"))
     out = SegmentFolder(tmp_path / "out")
     results = segment([str(folder)], predictor, out, progress=False)
@@ -133,10 +134,31 @@ def test_an_input_the_model_does_not_fit_fails_alone_among_others(model, tmp_pat
     with open(out.counts, newline="") as handle:
         statuses = {Path(row["input"]).name: row["status"] for row in csv.DictReader(handle)}
     assert statuses == {"colour.png": "failed", "grey.tif": "segmented"}
-    imsave(folder / "colour_2.png", np.stack([field] * 3, axis=-1), check_contrast=False)
+    imsave(folder / "colour_2.png", colour, check_contrast=False)
     with pytest.raises(ModelError, match=r"this image has 3; choose them with --channels \(and the 1 other input\(s\)\)"):
         segment([str(folder / "*.png")], predictor, SegmentFolder(tmp_path / "none"), progress=False)
     assert not (tmp_path / "none").exists()
+
+
+def test_a_grey_image_saved_in_colour_is_segmented_as_grey(model, tmp_path):
+    """Red, green and blue alike (and an opaque alpha): before, a one-channel model refused it
+    ("this image has 3"), and --channels could not help a folder mixing such files with grey ones."""
+    from skimage.io import imsave
+
+    folder = tmp_path / "greys"
+    folder.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    tifffile.imwrite(folder / "grey.tif", field)
+    imsave(folder / "rgb.png", np.stack([field] * 3, axis=-1), check_contrast=False)
+    imsave(folder / "rgba.png", np.stack([field] * 3 + [np.full_like(field, 255)], axis=-1), check_contrast=False)
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    out = SegmentFolder(tmp_path / "out")
+    results = segment([str(folder)], predictor, out, progress=False)
+    assert all(r.error is None for r in results), [r.error for r in results]
+    grey = tifffile.imread(out.labels / "grey_labels.tif")
+    assert grey.max() > 3
+    for name in ("rgb", "rgba"):
+        np.testing.assert_array_equal(tifffile.imread(out.labels / f"{name}_labels.tif"), grey)
 
 
 def test_sizes_and_pixel_sizes_are_in_the_models_unit_for_every_input(model, tmp_path):
