@@ -24,12 +24,14 @@ is deleted when the prediction is finished. The prediction group records what wa
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import zarr
 
 from segpipe.data.store import COMPRESSOR, StoredImage
+from segpipe.errors import InputError
 from segpipe.inference.normalize import Normalization
 from segpipe.inference.postprocess import InstanceParams
 from segpipe.inference.resample import resample, resampled_shape, spacing_differs
@@ -112,6 +114,11 @@ class Grids:
         return record
 
 
+#: The most times an image's pixel count may grow on the model's grid: more is taken for a wrong
+#: pixel size or unit (a scan's millimetres read as micrometres) rather than predicted for hours.
+MAX_GROWTH = 100
+
+
 def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: float = 1.0) -> Grids:
     """Where ``image`` is predicted: at its own pixel size, or resampled to the model's.
 
@@ -125,13 +132,22 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
     model = tuple(float(s) for s in card.spacing)
     shape = tuple(int(s) for s in image.image.shape[-ndim:])
     differs = spacing_differs(spacing, model) and not card.generalist  # a generalist's grid is every image's own
+    model_shape = resampled_shape(shape, spacing, model) if differs else shape
+    grown = math.prod(model_shape) / math.prod(shape)
+    if resample and differs and grown > MAX_GROWTH:
+        raise InputError(
+            f"{image.name}: its pixel size, {_sizes(spacing)} {card.unit}, is {max(s / m for s, m in zip(spacing, model)):.4g} "
+            f"times the model's ({_sizes(model)} {card.unit}): on the model's grid it would grow from {_shape(shape)} to "
+            f"{_shape(model_shape)} pixels; check its pixel size and unit (segment: --spacing and --unit; the catalog: "
+            "spacing: and unit:), or predict it at its own pixels with --no-resample"
+        )
     return Grids(
         resample=bool(resample and differs),
         image_spacing=spacing,
         model_spacing=model,
         unit=card.unit,
         image_shape=shape,
-        model_shape=resampled_shape(shape, spacing, model) if differs else shape,
+        model_shape=model_shape,
         differs=differs,
         guessed=image.info.get("spacing_source") == "default" and differs and not card.object_size,
         scale=scale,

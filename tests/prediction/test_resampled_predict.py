@@ -146,6 +146,22 @@ def test_a_generalist_predicts_on_the_images_own_grid(tmp_path, data_dir, model_
     assert not plan_grids(guessed, generalist.model_copy(update={"spacing": (2.0, 2.0)}), resample=True).guessed
 
 
+def test_a_pixel_size_that_would_grow_the_image_past_reason_is_refused(tmp_path, data_dir, model_2d):
+    """A scan's 0.5 mm read as 0.5 um by a model trained at 1 mm (or the other way round) made a
+    64 x 64 image 64,000 pixels a side on the model's grid: the run sat there for hours."""
+    from segpipe.errors import InputError
+    from segpipe.prediction.resampled import MAX_GROWTH, plan_grids
+
+    image = stored(tmp_path, "scan", crop_2d(data_dir), (1000.0, 1000.0))
+    with pytest.raises(InputError, match=r"^scan: its pixel size, 1000 x 1000 micrometer, is 1000 times the model's "
+                                         r"\(1 x 1 micrometer\): on the model's grid it would grow from 64x64 to "
+                                         r"64000x64000 pixels; check its pixel size and unit"):
+        plan_grids(image, model_2d.card, resample=True)
+    assert not plan_grids(image, model_2d.card, resample=False).resample  # --no-resample predicts it as it is
+    at_most = stored(tmp_path, "fine", crop_2d(data_dir), (MAX_GROWTH**0.5, MAX_GROWTH**0.5))
+    assert plan_grids(at_most, model_2d.card, resample=True).model_shape == (640, 640)
+
+
 def test_the_stamp_follows_the_pixel_size_of_a_resampled_image(tmp_path, data_dir, model_2d):
     """Spacing lives in the store's record, not in the image's bytes: a new spacing is a new prediction."""
     pixels = crop_2d(data_dir)
