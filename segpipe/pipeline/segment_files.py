@@ -60,6 +60,13 @@ class SegmentParams(BaseModel):
     def _length_unit(cls, value: str | None) -> str | None:
         return length_unit(value)
 
+    @field_validator("channels")
+    @classmethod
+    def _each_once(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"{','.join(map(str, value))} names a channel twice; give each channel once")
+        return value
+
 
 @dataclass(frozen=True)
 class SegmentFolder:

@@ -171,3 +171,16 @@ def test_help_shows_no_sphinx_markup():
         for markup in (":mod:", ":func:", ":class:", "``"):
             assert markup not in result.stdout, (command, markup)
     assert "(segpipe.training.channel_order)" in _segpipe("train", "--help", env={**os.environ, "COLUMNS": "2000"}).stdout
+
+
+def test_a_channel_named_twice_is_one_line(tmp_path):
+    """--channels 0,0 ended in a pydantic traceback from deep inside the ingest."""
+    import numpy as np
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((32, 32), np.uint16))
+    result = _segpipe("segment", "--model", "cells-2d", str(tmp_path / "a.tif"), "--channels", "0,0",
+                      "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr == "error: --channels: 0,0 names a channel twice; give each channel once\n"
+    assert not (tmp_path / "out").exists()
