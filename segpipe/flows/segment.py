@@ -58,6 +58,11 @@ def segment_input_task(path: str, name: str, kind: str, model: str, output: str,
     return result
 
 
+def _read_as(item, read: SegmentParams) -> SegmentParams:
+    """``read`` with the channels chosen for ``item`` alone (a grey image saved in colour), if any."""
+    return read if item.channels is None else read.model_copy(update={"channels": list(item.channels)})
+
+
 @flow(name="segpipe-segment", log_prints=True)
 def segpipe_segment(
     inputs: list[str],
@@ -101,26 +106,27 @@ def segpipe_segment(
     order = {str(item.path): k for k, item in enumerate(items)}
     items, unfit = fitting_inputs(items, chosen.card, read)
     folder = SegmentFolder(Path(output))
-    with fan_out(runner, scratch=folder.root / ".dask-scratch") as task_runner:
-        futures = {
-            item.name: task_runner.submit(
-                refreshed(segment_input_task, outputs_current(str(item.path), item.name, output)),
-                {"path": str(item.path), "name": item.name, "kind": item.kind, "model": str(chosen.folder),
-                 "output": output, "read": read, "predict": predict},
-            )
-            for item in items
-        }
-        results = []
-        for item in items:
-            error = failure(futures[item.name])
-            if error is None:
-                results.append(futures[item.name].result())
-            else:
-                results.append(InputResult(item.name, str(item.path), item.kind, error=error))
-    results = sorted(results + unfit, key=lambda result: order[result.path])
-    write_tables(folder, results)
-    write_summary(folder, chosen, predict, results)
-    report = report_segmentation(folder, chosen.card)
+    with folder.writing():
+        with fan_out(runner, scratch=folder.root / ".dask-scratch") as task_runner:
+            futures = {
+                item.name: task_runner.submit(
+                    refreshed(segment_input_task, outputs_current(str(item.path), item.name, output)),
+                    {"path": str(item.path), "name": item.name, "kind": item.kind, "model": str(chosen.folder),
+                     "output": output, "read": _read_as(item, read), "predict": predict},
+                )
+                for item in items
+            }
+            results = []
+            for item in items:
+                error = failure(futures[item.name])
+                if error is None:
+                    results.append(futures[item.name].result())
+                else:
+                    results.append(InputResult(item.name, str(item.path), item.kind, error=error))
+        results = sorted(results + unfit, key=lambda result: order[result.path])
+        write_tables(folder, results)
+        write_summary(folder, chosen, predict, results)
+        report = report_segmentation(folder, chosen.card)
     rows = [
         {"input": r.path, "images": len(r.images), "objects": sum(r.objects.values()), "status": r.status,
          "error": r.error}

@@ -188,9 +188,9 @@ def segment(
     found = find_inputs(patterns)
     order = {str(item.path): k for k, item in enumerate(found)}
     items, unfit = fitting_inputs(found, predictor.card, params)
-    folder.root.mkdir(parents=True, exist_ok=True)  # a read-only place, or a file there, fails now
     threads = torch.get_num_threads()
-    with naming(folder.root), Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
+    # a read-only place, a file there, or another run writing there, fails now
+    with naming(folder.root), folder.writing(), Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
         try:
             processes = files_processes(len(items), device=predictor.device.type, cpus=available_cpus())
             if predictor.device.type == "cpu" and processes:

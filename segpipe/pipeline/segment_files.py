@@ -9,11 +9,14 @@ about a second and holds a fraction of the network's memory (``benchmarks/RESULT
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
+import fcntl
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, input_dataset
 from segpipe.data.readers.units import length_unit
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
-from segpipe.errors import SegpipeError
+from segpipe.errors import InputError, SegpipeError
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model
 from segpipe.prediction.complete import Current, Predicted
@@ -98,6 +101,31 @@ class SegmentFolder:
     @property
     def summary(self) -> Path:
         return self.root / "segment.json"
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the folder for one run (an advisory lock on ``.segment.lock``, released when the
+        run ends or its process dies): a second run into the same folder at the same time would
+        write the same files and tables; it is refused in one line."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".segment.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise InputError(
+                    f"{self.root}: another segpipe segment is writing here (process {holder}); wait for it to end, "
+                    "or give another --output"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass

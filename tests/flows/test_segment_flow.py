@@ -112,7 +112,7 @@ def test_an_input_the_model_cannot_take_fails_alone_in_the_flow(prefect_harness,
     inbox.mkdir()
     field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")[:128, :128]
     tifffile.imwrite(inbox / "grey.tif", field)
-    imsave(inbox / "colour.png", np.stack([field] * 3, axis=-1), check_contrast=False)
+    imsave(inbox / "colour.png", np.stack([field, field[::-1], np.zeros_like(field)], axis=-1), check_contrast=False)
     out = tmp_path / "out"
     state = segpipe_segment(inputs=[str(inbox)], model=str(model_folder), output=str(out),
                             predict=PredictParams(device="cpu"), return_state=True)

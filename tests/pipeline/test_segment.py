@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +16,7 @@ import tifffile
 import zarr
 
 from segpipe.data.store import ImageStore
-from segpipe.errors import ModelError
+from segpipe.errors import InputError, ModelError
 from segpipe.models.model import Model, save_model
 from segpipe.pipeline.segment import segment
 from segpipe.pipeline.segment_files import SegmentFolder
@@ -503,3 +504,17 @@ def test_a_2d_nifti_stored_with_one_slice_gets_labels_of_its_shape(model, tmp_pa
     np.testing.assert_allclose(slice_labels.affine, affine)
     assert np.asarray(plane_labels.dataobj).max() > 3
     np.testing.assert_array_equal(np.asarray(slice_labels.dataobj)[:, :, 0], np.asarray(plane_labels.dataobj))
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused(model, tmp_path):
+    """Two runs into one --output at once both wrote the same files and tables (one run's rows lost)."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    tifffile.imwrite(tmp_path / "a.tif", field)
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    out = SegmentFolder(tmp_path / "out")
+    with out.writing():  # another run, in this process
+        with pytest.raises(InputError, match=rf"^{out.root}: another segpipe segment is writing here \(process {os.getpid()}\); "):
+            segment([str(tmp_path / "a.tif")], predictor, out, progress=False)
+        assert not out.counts.exists() and not out.labels.exists()
+    results = segment([str(tmp_path / "a.tif")], predictor, out, progress=False)  # once it has ended
+    assert results[0].error is None and out.counts.is_file()
