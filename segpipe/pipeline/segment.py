@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import asdict
@@ -177,7 +178,8 @@ def segment(
     that calls this with several inputs needs the usual ``if __name__ == "__main__":`` guard.
 
     Raises:
-        InputError: No input found.
+        InputError: No input found; or every input failed (the first one's error: no tables or
+            report are written, and a folder this run made is removed).
         ModelError: The model fits none of the inputs (nothing is written then); an input it
             does not fit (dimensions, channels) among others is listed as failed.
     """
@@ -189,6 +191,7 @@ def segment(
     order = {str(item.path): k for k, item in enumerate(found)}
     items, unfit = fitting_inputs(found, predictor.card, params)
     threads = torch.get_num_threads()
+    created = not folder.root.exists()
     # a read-only place, a file there, or another run writing there, fails now
     with naming(folder.root), folder.writing(), Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
         try:
@@ -199,11 +202,28 @@ def segment(
             results = sorted(results + unfit, key=lambda result: order[result.path])
         finally:
             torch.set_num_threads(threads)
+        if results and all(r.error is not None for r in results):
+            _every_input_failed(results, folder, created=created)
         warn_guessed_spacing(results, predictor.card)
         write_tables(folder, results)
         write_summary(folder, predictor.model, predictor.params, results)
         report_segmentation(folder, predictor.card)
     return results
+
+
+def _every_input_failed(results: list[InputResult], folder: SegmentFolder, *, created: bool) -> None:
+    """Nothing was segmented: no tables or report (an earlier run's stay as they were), the
+    folder removed when this run made it, and the first input's error raised for the command line.
+
+    Raises:
+        InputError: Always.
+    """
+    if created:
+        shutil.rmtree(folder.root, ignore_errors=True)
+    first = results[0]
+    reason = first.error.split(": ", 1)[-1] if first.error else "failed"
+    more = f" (and the {len(results) - 1} other input(s), which failed too)" if len(results) > 1 else ""
+    raise InputError(f"{first.path}: {reason}{more}")
 
 
 def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
