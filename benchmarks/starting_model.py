@@ -85,7 +85,7 @@ def variants(*, irregular: bool = False) -> list[tuple[str, Style, bool]]:
     sparse = [(f"{s.name}-1ch", s, False) for s in SPARSE_NUCLEI]
     sparse += [(f"{s.name}-{n}ch", s, n == 2) for s in SPARSE_CELLS for n in (2, 1)]
     more = [(f"{s.name}-{n}ch", s, n == 2) for s in IRREGULAR for n in (2, 1)] if irregular else []
-    return both + one + nuclei + sparse + more
+    return both + one + nuclei + more + sparse  # --irregular's kinds keep the seeds they were tried with
 
 
 def write_dataset(folder: Path, *, name: str = NAME, irregular: bool = False) -> str:

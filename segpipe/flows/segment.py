@@ -83,11 +83,9 @@ def segpipe_segment(
     ``empty_ok`` (an inbox), inputs that match nothing yet make a run with nothing to do.
     """
     from segpipe.data.inputs import find_inputs
-    from segpipe.flows.caching import refreshed
-    from segpipe.flows.steps import failure
     from segpipe.pipeline.models import resolve_model
-    from segpipe.pipeline.segment import check_spacing, fitting_inputs, report_segmentation, write_summary, write_tables
-    from segpipe.pipeline.segment_files import InputResult, SegmentFolder
+    from segpipe.pipeline.segment import check_spacing, fitting_inputs
+    from segpipe.pipeline.segment_files import FolderBusy, SegmentFolder
 
     known = None
     if not Path(model).exists() and Path(catalog).is_file():
@@ -106,6 +104,21 @@ def segpipe_segment(
     order = {str(item.path): k for k, item in enumerate(items)}
     items, unfit = fitting_inputs(items, chosen.card, read)
     folder = SegmentFolder(Path(output))
+    try:
+        return _segment_into(folder, items, unfit, order, chosen, output, read, predict, runner)
+    except FolderBusy as busy:  # a scheduled run that finds the last one still at work leaves it be
+        get_run_logger().info("%s", busy)
+        return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0,
+                "failed": {}, "busy": str(busy)}
+
+
+def _segment_into(folder, items, unfit, order, chosen, output, read, predict, runner):
+    """The flow's work once its inputs are known; raises :class:`FolderBusy` when another run holds ``folder``."""
+    from segpipe.flows.caching import refreshed
+    from segpipe.flows.steps import failure
+    from segpipe.pipeline.segment import report_segmentation, write_summary, write_tables
+    from segpipe.pipeline.segment_files import InputResult
+
     with folder.writing():
         with fan_out(runner, scratch=folder.root / ".dask-scratch") as task_runner:
             futures = {

@@ -70,8 +70,18 @@ def predict_images(runner, run: RunFolder, names: list[str], params: PredictPara
     futures = submit_predictions(runner, run, names, params, model)
     failed = {name: error for name, future in futures.items() if (error := failure(future)) is not None}
     if _exports_sequences(params):
-        export_sequences_task(run, [name for name in names if name not in failed], params, model)
+        failed.update(_export_sequences(run, [name for name in names if name not in failed], params, model))
     return failed
+
+
+def _export_sequences(run: RunFolder, names: list[str], params: PredictParams, model: str | None) -> dict[str, str]:
+    """The CTC folders of ``names``; ``{"ctc export": error}`` when they could not be written (the
+    predictions and scores stand, and the run ends Failed with the others' results)."""
+    state = export_sequences_task(run, names, params, model, return_state=True)
+    if state.is_completed():
+        return {}
+    error = state.result(raise_on_failure=False)
+    return {"ctc export": f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message)}
 
 
 def _exports_sequences(params: PredictParams | None) -> bool:
@@ -113,7 +123,7 @@ def predict_and_score(
         scored = submit_scores(task_runner, run, [n for n in names if n in with_truth], after=predicted)
         parts, failed = collect(names, predicted, scored)
     if _exports_sequences(params):
-        export_sequences_task(run, [name for name in names if not failed.get(name, "").startswith("predict:")], params, model)
+        failed.update(_export_sequences(run, [n for n in names if not failed.get(n, "").startswith("predict:")], params, model))
     return parts, failed
 
 

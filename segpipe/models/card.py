@@ -179,7 +179,9 @@ class ModelCard(BaseModel):
         return self.postprocess or InstanceParams()
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2) + "\n"
+        """The card as JSON, marked with this segpipe's layout version (a card read from an older
+        file is written with every current field, so it is of the current layout)."""
+        return self.model_copy(update={"card_version": CARD_VERSION}).model_dump_json(indent=2) + "\n"
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | Path) -> ModelCard:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ class Model:
     def id(self) -> str:
         """Identifies the weights and the card: predictions made with another id are stale."""
         stat = self.weights.stat()
-        return _model_id(str(self.weights), stat.st_mtime_ns, stat.st_size, self.card.to_json())
+        return _model_id(str(self.weights), stat.st_mtime_ns, stat.st_size, self.card.model_dump_json(indent=2) + "\n")
 
     def network(self) -> torch.nn.Module:
         """An untrained network with the card's architecture."""
@@ -119,7 +120,7 @@ def save_model(folder: str | Path, state_dict: dict, card: ModelCard) -> Model:
     """Write ``model.pt`` and ``model_card.json`` into ``folder``, each by an atomic rename."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_save({"state_dict": state_dict, "card": card.model_dump(mode="json")}, folder / MODEL_FILE)
+    atomic_save({"state_dict": state_dict, "card": json.loads(card.to_json())}, folder / MODEL_FILE)
     atomic_write_text(folder / CARD_FILE, card.to_json())
     return Model(folder, card)
 

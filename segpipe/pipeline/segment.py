@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 from collections import deque
@@ -63,8 +64,8 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     """Refuse an input the model cannot segment (dimensions, channels), before anything is written.
 
     A generalist takes fewer channels than it has inputs (the others are blank). A grey image
-    saved in colour (red, green and blue alike, an alpha channel the same everywhere) that has
-    more channels than the model takes reads its first channel alone.
+    saved in colour (red, green and blue alike, an alpha channel the same everywhere; one 2D
+    frame, not a sequence) that has more channels than the model takes reads its first channel alone.
 
     Returns:
         The input as it will be read, or ``None`` when it cannot be read at all: it is not
@@ -76,7 +77,9 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     try:
         with open_source(path, spec=spec) as source:
             planes, channels = source.spatial[0], source.channels
-            if params.channels is None and not takes_channels(card, channels) and takes_channels(card, 1):
+            if (params.channels is None and item.kind != "ctc" and source.frames == 1 and planes == 1
+                    and card.spatial_dims == 2 and not takes_channels(card, channels) and takes_channels(card, 1)
+                    and math.prod(source.shape) * source.dtype.itemsize <= GREY_BYTES):
                 grey = grey_in_colour(source)
     except (InputError, OSError):  # it fails on its own, listed with the others
         return None
@@ -103,6 +106,8 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
 
 #: Rows compared at a time when telling whether colour channels are all alike.
 GREY_ROWS = 256
+#: Largest single 2D image (all channels) looked at for a grey image saved in colour.
+GREY_BYTES = 1 << 30
 
 
 def grey_in_colour(source) -> bool:
@@ -179,7 +184,7 @@ def segment(
 
     Raises:
         InputError: No input found; or every input failed (the first one's error: no tables or
-            report are written, and a folder this run made is removed).
+            report are written, and a folder this run made is removed if nothing was ingested).
         ModelError: The model fits none of the inputs (nothing is written then); an input it
             does not fit (dimensions, channels) among others is listed as failed.
     """
@@ -212,13 +217,14 @@ def segment(
 
 
 def _every_input_failed(results: list[InputResult], folder: SegmentFolder, *, created: bool) -> None:
-    """Nothing was segmented: no tables or report (an earlier run's stay as they were), the
-    folder removed when this run made it, and the first input's error raised for the command line.
+    """Nothing was segmented: no tables or report (an earlier run's stay as they were), the folder
+    removed when this run made it and nothing was ingested into it (an ingested input is kept for
+    the next run), and the first input's error raised for the command line.
 
     Raises:
         InputError: Always.
     """
-    if created:
+    if created and not any(p.is_file() and p.name != ".segment.lock" for p in folder.root.rglob("*")):
         shutil.rmtree(folder.root, ignore_errors=True)
     first = results[0]
     reason = first.error.split(": ", 1)[-1] if first.error else "failed"

@@ -71,6 +71,10 @@ class SegmentParams(BaseModel):
         return value
 
 
+class FolderBusy(InputError):
+    """Another run is writing into the output folder."""
+
+
 @dataclass(frozen=True)
 class SegmentFolder:
     """Where a segmentation run writes (``OUTPUT``)."""
@@ -114,10 +118,13 @@ class SegmentFolder:
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "unknown"
-                raise InputError(
+                raise FolderBusy(
                     f"{self.root}: another segpipe segment is writing here (process {holder}); wait for it to end, "
                     "or give another --output"
                 ) from None
+            except OSError as err:  # a filesystem without flock (some cluster mounts): go on without
+                log.warning("%s: cannot lock the folder (%s); a second run into it at the same time is not kept out",
+                            self.root, err.strerror or err)
             handle.seek(0)
             handle.truncate()
             handle.write(str(os.getpid()))
@@ -125,7 +132,8 @@ class SegmentFolder:
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass

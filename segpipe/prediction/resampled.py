@@ -114,9 +114,11 @@ class Grids:
         return record
 
 
-#: The most times an image's pixel count may grow on the model's grid: more is taken for a wrong
-#: pixel size or unit (a scan's millimetres read as micrometres) rather than predicted for hours.
+#: The most times an image's pixel count may grow on the model's grid past ``MAX_GROWN_PIXELS``:
+#: more is taken for a wrong pixel size or unit (a scan's millimetres read as micrometres) rather
+#: than predicted for hours. Models with an ``object_size`` find each image's scale themselves.
 MAX_GROWTH = 100
+MAX_GROWN_PIXELS = 1 << 26
 
 
 def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: float = 1.0) -> Grids:
@@ -134,7 +136,7 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
     differs = spacing_differs(spacing, model) and not card.generalist  # a generalist's grid is every image's own
     model_shape = resampled_shape(shape, spacing, model) if differs else shape
     grown = math.prod(model_shape) / math.prod(shape)
-    if resample and differs and grown > MAX_GROWTH:
+    if resample and differs and not card.object_size and grown > MAX_GROWTH and math.prod(model_shape) > MAX_GROWN_PIXELS:
         raise InputError(
             f"{image.name}: its pixel size, {_sizes(spacing)} {card.unit}, is {max(s / m for s, m in zip(spacing, model)):.4g} "
             f"times the model's ({_sizes(model)} {card.unit}): on the model's grid it would grow from {_shape(shape)} to "

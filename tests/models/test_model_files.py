@@ -151,3 +151,12 @@ def test_a_flow_output_takes_a_channel_per_axis(model_card, ndim):
     with pytest.raises(ValueError, match="out_channels 5 does not fit"):
         model_card(ndim, out_channels=5, extra_outputs=("distance", "boundary", "flow"))
     assert model_card(ndim).flow_channels == ()
+
+
+def test_a_card_read_from_an_older_file_is_written_with_this_layouts_version(tmp_path, model_card):
+    """The version was copied from the file read: an old card saved again with every current field
+    still said 1, and an older segpipe then reported "unknown field" instead of "newer segpipe"."""
+    old = model_card().model_copy(update={"card_version": 1})
+    model = save_model(tmp_path / "m", network_from_card(old).state_dict(), old)
+    assert json.loads((model.folder / "model_card.json").read_text())["card_version"] == CARD_VERSION
+    assert torch.load(model.weights, weights_only=True)["card"]["card_version"] == CARD_VERSION

@@ -148,7 +148,8 @@ def test_a_generalist_predicts_on_the_images_own_grid(tmp_path, data_dir, model_
 
 def test_a_pixel_size_that_would_grow_the_image_past_reason_is_refused(tmp_path, data_dir, model_2d):
     """A scan's 0.5 mm read as 0.5 um by a model trained at 1 mm (or the other way round) made a
-    64 x 64 image 64,000 pixels a side on the model's grid: the run sat there for hours."""
+    64 x 64 image 64,000 pixels a side on the model's grid: the run sat there for hours. Refused
+    past 100 times the pixels and 2**26 of them, not for a model that finds each image's scale."""
     from segpipe.errors import InputError
     from segpipe.prediction.resampled import MAX_GROWTH, plan_grids
 
@@ -160,6 +161,10 @@ def test_a_pixel_size_that_would_grow_the_image_past_reason_is_refused(tmp_path,
     assert not plan_grids(image, model_2d.card, resample=False).resample  # --no-resample predicts it as it is
     at_most = stored(tmp_path, "fine", crop_2d(data_dir), (MAX_GROWTH**0.5, MAX_GROWTH**0.5))
     assert plan_grids(at_most, model_2d.card, resample=True).model_shape == (640, 640)
+    small = stored(tmp_path, "small", crop_2d(data_dir)[:, :8, :8], (1000.0, 1000.0))  # 8000 x 8000: under 2**26 pixels
+    assert plan_grids(small, model_2d.card, resample=True).model_shape == (8000, 8000)
+    sized = model_2d.card.model_copy(update={"object_size": 20.0})  # finds each image's scale itself
+    assert plan_grids(image, sized, resample=True).resample
 
 
 def test_the_stamp_follows_the_pixel_size_of_a_resampled_image(tmp_path, data_dir, model_2d):
