@@ -58,11 +58,6 @@ def segment_input_task(path: str, name: str, kind: str, model: str, output: str,
     return result
 
 
-def _read_as(item, read: SegmentParams) -> SegmentParams:
-    """``read`` with the channels chosen for ``item`` alone (a grey image saved in colour), if any."""
-    return read if item.channels is None else read.model_copy(update={"channels": list(item.channels)})
-
-
 @flow(name="segpipe-segment", log_prints=True)
 def segpipe_segment(
     inputs: list[str],
@@ -125,7 +120,7 @@ def _segment_into(folder, items, unfit, order, chosen, output, read, predict, ru
                 item.name: task_runner.submit(
                     refreshed(segment_input_task, outputs_current(str(item.path), item.name, output)),
                     {"path": str(item.path), "name": item.name, "kind": item.kind, "model": str(chosen.folder),
-                     "output": output, "read": _read_as(item, read), "predict": predict},
+                     "output": output, "read": read.for_input(item), "predict": predict},
                 )
                 for item in items
             }

@@ -73,7 +73,7 @@ class Model:
     @property
     def id(self) -> str:
         """Identifies the weights and the card: predictions made with another id are stale."""
-        stat = self.weights.stat()
+        stat = self.weights.stat()  # the card as read (its own version), so an id stays what it was
         return _model_id(str(self.weights), stat.st_mtime_ns, stat.st_size, self.card.model_dump_json(indent=2) + "\n")
 
     def network(self) -> torch.nn.Module:

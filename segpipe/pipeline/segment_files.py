@@ -70,6 +70,10 @@ class SegmentParams(BaseModel):
             raise ValueError(f"{','.join(map(str, value))} names a channel twice; give each channel once")
         return value
 
+    def for_input(self, item: Input) -> SegmentParams:
+        """These parameters with the channels chosen for ``item`` alone (a grey image saved in colour), if any."""
+        return self if item.channels is None else self.model_copy(update={"channels": list(item.channels)})
+
 
 class FolderBusy(InputError):
     """Another run is writing into the output folder."""
@@ -204,8 +208,7 @@ def prepare_input(
     card = model.card
     dataset = input_dataset(
         item, ndim=card.spatial_dims, classes=card.classes, instances=card.instances,
-        spacing=params.spacing, unit=params.unit, axes=params.axes,
-        channels=list(item.channels) if item.channels is not None else params.channels,
+        spacing=params.spacing, unit=params.unit, axes=params.axes, channels=params.for_input(item).channels,
     )
     store_path = folder.images(item.name)
     ingest_dataset(dataset, store_path, IngestParams(), progress=False, warn_spacing=False)  # one warning per run
