@@ -48,7 +48,8 @@ def segment(
     segment.json. Images at another pixel size than the model's are resampled to it and back.
     The shipped generalist (--model cells-2d: cytoplasm or membrane, then nuclei) takes one or two
     channels and chooses per image which channel feeds which of its inputs (a flat channel none;
-    two in the order it is surest of); --channels 1,0 gives the order instead.
+    of two, the one whose foreground covers more of the field feeds the cytoplasm input);
+    --channels 1,0 gives the order instead.
     Re-running segments only new or changed inputs; an unreadable input is listed as failed
     (exit 1; exit 2 when no input could be segmented).
 

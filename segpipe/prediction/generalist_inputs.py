@@ -9,11 +9,12 @@ with two in either order. Training chooses the order with the labels
 - a flat channel (its low and high percentiles equal: nothing in it, or a few stray pixels)
   feeds no input;
 - a single channel left feeds the first input;
-- two or more are fed in every order to the centre of the image's content (what is not fill,
-  :func:`~segpipe.inference.fill.content_box`; at most ``CHOICE_WINDOWS`` windows a side, no
-  flips, normalized with the whole image's statistics),
-  and the order whose foreground the network is surest of (the mean of ``|2p - 1|`` over the
-  pixels) is taken; a tie keeps the stored order.
+- two or more are ranked by how much of the centre of the image's content (what is not fill,
+  :func:`~segpipe.inference.fill.content_box`; at most ``CHOICE_WINDOWS`` windows a side) their
+  foreground covers, holes filled (:func:`foreground_cover`): the widest feeds the first input,
+  the next the second; a tie keeps the stored order. Cells hold their nuclei, so the cytoplasm
+  or membrane stain covers more. The network is not asked: a generalist that also learnt nuclei
+  alone can be as sure of a nuclear channel on its first input as of the cytoplasm there.
 
 Inputs no channel feeds get zeros (:class:`InputSlots`): what a blank channel normalizes to.
 Each channel is normalized with the intensity floor of the input it feeds (:func:`input_normalization`).
@@ -22,26 +23,21 @@ Each channel is normalized with the intensity floor of the input it feeds (:func
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import permutations
 
 import numpy as np
 import torch
+from scipy import ndimage
+from skimage.filters import threshold_otsu
 
-from segpipe.inference import predict_image
-from segpipe.inference.blank import Blank, floors
 from segpipe.inference.fill import content_box
 from segpipe.inference.normalize import (
-    Normalization,
     NormalizationSpec,
     channel_percentiles,
-    percentile_normalization,
-    stream_normalization,
 )
-from segpipe.inference.params import InferenceParams
 from segpipe.inference.windows import centre_box
 from segpipe.models.card import ModelCard
 
-#: The crop the orders are tried on, in windows a side.
+#: The crop the channels are compared on, in windows a side.
 CHOICE_WINDOWS = 2
 
 #: ``slots[j]``: the input an image's channel ``j`` feeds, None for a channel fed to no input.
@@ -83,38 +79,33 @@ class InputChoice:
     Attributes:
         slots: ``slots[j]``: the input the image's channel ``j`` feeds (None: none).
         flat: The image's channels with nothing in them.
-        confidence: The network's mean certainty ``|2p - 1|`` of the crop's foreground for each
-            order tried (by its ``slots``); None when fewer than two channels vary.
+        coverage: The share of the crop each varying channel's foreground covers, holes filled
+            (:func:`foreground_cover`), by channel; None when fewer than two channels vary.
     """
 
     slots: Slots
     flat: tuple[int, ...] = ()
-    confidence: dict[Slots, float] | None = None
+    coverage: dict[int, float] | None = None
 
     def describe(self, name: str) -> str:
         """One log line: which channel feeds which input, and why."""
         why = []
         if self.flat:
             why.append(f"channel(s) {list(self.flat)} flat, fed to no input")
-        if self.confidence:
-            why.append("surest of its foreground: " + ", ".join(f"{list(s)} {c:.3f}" for s, c in self.confidence.items()))
+        if self.coverage:
+            why.append("foreground covers " + ", ".join(f"{c:.3f} of channel {j}" for j, c in self.coverage.items()))
         return f"{name}: channels {list(range(len(self.slots)))} feed the generalist's inputs {list(self.slots)}" + (
             f" ({'; '.join(why)})" if why else ""
         )
 
 
-def choose_inputs(
-    image, card: ModelCard, network: torch.nn.Module, *, device: torch.device | str, params: InferenceParams
-) -> InputChoice:
+def choose_inputs(image, card: ModelCard) -> InputChoice:
     """The inputs of a generalist the channels of ``image`` feed.
 
     Args:
         image: The stored image, channel-first (zarr or numpy), ``(C, *frames, *spatial)``; ``C`` at
-            most ``card.in_channels``. The orders are tried on its first frame.
-        card: The generalist's card (normalization, patch, inputs, classes).
-        network: Its network, in eval mode.
-        device: Where the network runs.
-        params: The sliding-window settings (flips are turned off here).
+            most ``card.in_channels``. Channels are compared on its first frame.
+        card: The generalist's card (normalization, patch, inputs).
     """
     channels = image.shape[0]
     bounds = _channel_bounds(image, card.normalization)
@@ -128,21 +119,24 @@ def choose_inputs(
         image.shape[1 + frames :], windows=CHOICE_WINDOWS, roi=card.patch_size, spacing=card.spacing, model_spacing=card.spacing,
         within=content_box(image, spatial_dims=card.spatial_dims, frame=(0,) * frames),
     )
-    crop = np.asarray(image[(slice(None), *(0,) * frames, *box)], dtype=np.float32)
-    quick = params.model_copy(update={"flip_tta": False})
-    confidence = {}
-    for order in permutations(range(card.in_channels), len(varying)):
-        slots = tuple(dict(zip(varying, order)).get(c) for c in range(channels))
-        normalization = _normalization(image, bounds, input_normalization(card.normalization, slots))
-        outputs = predict_image(
-            InputSlots(network, slots=slots, inputs=card.in_channels), normalization.apply(crop),
-            roi_size=card.patch_size, n_classes=card.n_classes, params=quick, device=device, flow_channels=card.flow_channels,
-            blank=Blank.for_card(card, floors(normalization, normalized=True)),
-        )
-        confidence[slots] = float(np.mean(np.abs(2.0 * (1.0 - outputs[0]) - 1.0)))
-    stored = tuple(range(channels))
-    best = max(confidence, key=lambda slots: (confidence[slots], slots == stored))
-    return InputChoice(best, flat, confidence)
+    coverage = {}
+    for c in varying:
+        low, high = bounds[c]
+        crop = np.asarray(image[(c, *(0,) * frames, *box)], dtype=np.float32)
+        coverage[c] = foreground_cover(np.clip((crop - low) / (high - low), 0.0, 1.0))
+    ranked = sorted(varying, key=lambda c: (-coverage[c], c))  # a tie keeps the stored order
+    inputs = dict(zip(ranked, range(card.in_channels)))
+    return InputChoice(tuple(inputs.get(c) for c in range(channels)), flat, coverage)
+
+
+def foreground_cover(channel: np.ndarray) -> float:
+    """The share of ``channel`` above its Otsu threshold once the holes of that foreground are filled.
+
+    Cells hold their nuclei, so a cytoplasm stain covers more of a field than a nuclear one; a
+    membrane stain's outlines cover little until the cells they enclose are filled."""
+    if np.ptp(channel) <= 0:
+        return 0.0
+    return float(ndimage.binary_fill_holes(channel > threshold_otsu(channel)).mean())
 
 
 def _channel_bounds(image, spec: NormalizationSpec) -> list[list[float]]:
@@ -152,6 +146,3 @@ def _channel_bounds(image, spec: NormalizationSpec) -> list[list[float]]:
     return [channel_percentiles(image, c, (low, high), skip_fill=spec.skip_fill) for c in range(image.shape[0])]
 
 
-def _normalization(image, bounds: list[list[float]], spec: NormalizationSpec) -> Normalization:
-    """``spec``'s normalization of ``image``: from the measured ``bounds`` when it is by percentiles."""
-    return percentile_normalization(bounds, spec) if spec.method == "percentile" else stream_normalization(image, spec)

@@ -39,8 +39,8 @@ class PredictParams(BaseModel):
     probabilities back to the image's own grid (off: the network sees the image as it is)."""
     input_order: Literal["choose", "stored"] = "choose"
     """A generalist's inputs (``cells-2d``: cytoplasm, then nuclei): ``choose`` them per image, a flat
-    channel feeding no input and two channels in the order the network is surest of
-    (:mod:`segpipe.prediction.generalist_inputs`); ``stored``: channel j feeds input j (inputs
+    channel feeding no input and, of two channels, the one whose foreground covers more of the
+    field (cells hold their nuclei) feeding the first (:mod:`segpipe.prediction.generalist_inputs`); ``stored``: channel j feeds input j (inputs
     no channel feeds are blank). Other models read their channels as stored."""
 
     @field_validator("device")

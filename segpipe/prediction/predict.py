@@ -260,7 +260,7 @@ def input_slots(image: StoredImage, predictor: Predictor) -> Slots:
     (:mod:`segpipe.prediction.generalist_inputs`), else channel j on input j."""
     card = predictor.card
     if predictor.chooses_inputs:
-        choice = choose_inputs(image.image, card, predictor.network, device=predictor.device, params=predictor.inference)
+        choice = choose_inputs(image.image, card)
         log.info(choice.describe(image.name))
         return choice.slots
     return tuple(range(image.image.shape[0]))

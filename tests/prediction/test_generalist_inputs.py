@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from scipy import ndimage
 from skimage.segmentation import expand_labels
 from typer.testing import CliRunner
 
@@ -11,7 +12,7 @@ from segpipe.cli import app
 from segpipe.inference import InferenceParams
 from segpipe.models.model import network_from_card
 from segpipe.models.shipped import CELLS_2D, shipped_model
-from segpipe.prediction.generalist_inputs import InputSlots, choose_inputs
+from segpipe.prediction.generalist_inputs import InputSlots, choose_inputs, foreground_cover
 from segpipe.training.start import adapt_input
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -60,9 +61,9 @@ def test_a_flat_channel_feeds_no_input_and_the_other_takes_the_first(generalist,
     blank = np.zeros_like(cytoplasm)
     blank.flat[np.random.default_rng(1).choice(blank.size, stray, replace=False)] = 255
     image = np.stack([blank, cytoplasm])
-    choice = choose_inputs(image, generalist.card, network, device="cpu", params=InferenceParams())
-    assert choice.slots == (None, 0) and choice.flat == (0,) and choice.confidence is None
-    assert choose_inputs(cytoplasm[None], generalist.card, network, device="cpu", params=InferenceParams()).slots == (0,)
+    choice = choose_inputs(image, generalist.card)
+    assert choice.slots == (None, 0) and choice.flat == (0,) and choice.coverage is None
+    assert choose_inputs(cytoplasm[None], generalist.card).slots == (0,)
 
 
 def test_a_flat_channel_is_not_blown_up_into_the_network(tmp_path):
@@ -80,12 +81,36 @@ def test_a_flat_channel_is_not_blown_up_into_the_network(tmp_path):
 
 
 @pytest.mark.parametrize(("nuclei_first", "expected"), [(False, (0, 1)), (True, (1, 0))])
-def test_the_cytoplasm_feeds_the_first_input_whichever_order_the_file_has(generalist, network, nuclei_first, expected):
+def test_the_cytoplasm_feeds_the_first_input_whichever_order_the_file_has(generalist, nuclei_first, expected):
     nuclei, cytoplasm = whole_cells()
     image = np.stack([nuclei, cytoplasm] if nuclei_first else [cytoplasm, nuclei])
-    choice = choose_inputs(image, generalist.card, network, device="cpu", params=InferenceParams())
+    choice = choose_inputs(image, generalist.card)
     assert choice.slots == expected
-    assert set(choice.confidence) == {(0, 1), (1, 0)} and choice.confidence[expected] > choice.confidence[expected[::-1]]
+    wide, narrow = (1, 0) if nuclei_first else (0, 1)
+    assert set(choice.coverage) == {0, 1} and choice.coverage[wide] > choice.coverage[narrow]
+    # the whole field is 256 x 256, under the crop's 2 windows of 128 a side: each cover is of the field
+    labels = tifffile.imread(DATA / "bbbc007" / "labels" / f"{FIELD}.tif")[:256, :256]
+    assert choice.coverage[wide] == pytest.approx((expand_labels(labels, 8) > 0).mean(), abs=0.01)
+
+
+def test_a_membrane_stain_covers_the_cells_it_outlines():
+    """Outlines one pixel wide cover little of the field; their cells, filled, cover more than the
+    nuclei inside them: a membrane channel feeds the first input."""
+    yy, xx = np.mgrid[:128, :128]
+    cells = np.zeros((128, 128), bool)
+    nuclei = np.zeros((128, 128), bool)
+    for cy, cx in [(32, 32), (32, 96), (96, 32), (96, 96)]:
+        r = np.hypot(yy - cy, xx - cx)
+        cells |= r < 25
+        nuclei |= r < 8
+    membrane = cells & ~ndimage.binary_erosion(cells)
+    assert foreground_cover(membrane * 200.0 + 10) == pytest.approx(cells.mean(), abs=1e-9)
+    assert foreground_cover(nuclei * 200.0 + 10) == pytest.approx(nuclei.mean(), abs=1e-9)
+    assert foreground_cover(np.full((8, 8), 3.0)) == 0.0
+    card = shipped_model(CELLS_2D).card
+    noise = np.random.default_rng(0).normal(0, 3, (2, 128, 128))
+    image = (np.stack([nuclei * 200 + 20, membrane * 200 + 20]) + noise).astype(np.uint8)
+    assert choose_inputs(image, card).slots == (1, 0)
 
 
 def segment(*args: str):
