@@ -63,9 +63,11 @@ log = logging.getLogger(__name__)
 def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | None:
     """Refuse an input the model cannot segment (dimensions, channels), before anything is written.
 
-    A generalist takes fewer channels than it has inputs (the others are blank). A grey image
-    saved in colour (red, green and blue alike, an alpha channel the same everywhere; one 2D
-    frame, not a sequence) that has more channels than the model takes reads its first channel alone.
+    A generalist takes fewer channels than it has inputs (the others are blank). A single 2D
+    frame (not a sequence) with more channels than the model takes is read without what carries
+    nothing (:func:`kept_channels`): a grey image saved in colour (red, green and blue alike) reads
+    its first channel; a composite with empty channels (one value everywhere: a blank blue, an
+    opaque alpha) reads the others, in order, when they are as many as the model takes.
 
     Returns:
         The input as it will be read, or ``None`` when it cannot be read at all: it is not
@@ -73,19 +75,19 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     """
     path = item.path if item.kind != "ctc" else _first_frame(item.path)
     spec = AxesSpec(override=params.axes, fill="Z" if card.spatial_dims == 3 else "")
-    grey = False
+    kept = None
     try:
         with open_source(path, spec=spec) as source:
             planes, channels = source.spatial[0], source.channels
             if (params.channels is None and item.kind != "ctc" and source.frames == 1 and planes == 1
-                    and card.spatial_dims == 2 and not takes_channels(card, channels) and takes_channels(card, 1)
+                    and card.spatial_dims == 2 and not takes_channels(card, channels)
                     and math.prod(source.shape) * source.dtype.itemsize <= GREY_BYTES):
-                grey = grey_in_colour(source)
+                kept = kept_channels(source)
     except (InputError, OSError):  # it fails on its own, listed with the others
         return None
-    if grey:
-        log.info("%s: a grey image saved in %d colour channels, all alike: reading its first", item.path, channels)
-        item, channels = dataclasses.replace(item, channels=(0,)), 1
+    if kept is not None and takes_channels(card, len(kept.channels)):
+        log.info("%s: %s: reading channel(s) %s of %d", item.path, kept.why, list(kept.channels), channels)
+        item, channels = dataclasses.replace(item, channels=kept.channels), len(kept.channels)
     if params.channels is not None:
         channels = len(params.channels)
     what = f"{item.path}: model {card.name!r}"
@@ -104,33 +106,47 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     return item
 
 
-#: Rows compared at a time when telling whether colour channels are all alike.
+#: Rows read at a time when telling which channels carry something (:func:`kept_channels`).
 GREY_ROWS = 256
-#: Largest single 2D image (all channels) looked at for a grey image saved in colour.
+#: Largest single 2D image (all channels) looked at for channels that carry nothing.
 GREY_BYTES = 1 << 30
 
 
-def grey_in_colour(source) -> bool:
-    """Whether ``source``'s channels (3 or 4, or 2 with alpha) are one grey image: the colour ones
-    equal and the last (alpha, of 2 or 4) the same everywhere. Read a band of rows at a time, up
-    to the first difference."""
+@dataclasses.dataclass(frozen=True)
+class Kept:
+    """The channels of an image worth reading, and why the others are left out."""
+
+    channels: tuple[int, ...]
+    why: str
+
+
+def kept_channels(source) -> Kept | None:
+    """The channels of ``source`` (one 2D frame) that carry something, or ``None`` when all do.
+
+    A grey image saved in colour (3 or 4 channels, red, green and blue equal, the alpha of 4 one
+    value everywhere) keeps its first channel; otherwise every channel that is not one value
+    everywhere is kept (a grey image with an opaque alpha, 2 channels, keeps the first so). Read a band of rows at a time, up to the answer."""
     channels = source.channels
-    if channels not in (2, 3, 4):
-        return False
     colour = 3 if channels >= 3 else 1
-    alpha_value = None
-    rows = source.spatial[1]
-    for t in range(source.frames):
-        for start in range(0, rows, GREY_ROWS):
-            band = source.read(t, (slice(None), slice(start, start + GREY_ROWS), slice(None)))
-            if any(not np.array_equal(band[0], band[k]) for k in range(1, colour)):
-                return False
-            if channels in (2, 4):
-                alpha = band[-1]
-                alpha_value = alpha.flat[0] if alpha_value is None else alpha_value
-                if not (alpha == alpha_value).all():
-                    return False
-    return True
+    alike = channels in (3, 4)  # red, green and blue equal so far, the alpha one value
+    first: list = [None] * channels
+    constant = [True] * channels
+    for start in range(0, source.spatial[1], GREY_ROWS):
+        band = source.read(0, (slice(None), slice(start, start + GREY_ROWS), slice(None)))
+        for c in range(channels):
+            if constant[c]:
+                first[c] = band[c].flat[0] if first[c] is None else first[c]
+                constant[c] = bool((band[c] == first[c]).all())
+        alike = alike and all(np.array_equal(band[0], band[k]) for k in range(1, colour))
+        alike = alike and (channels == 3 or constant[-1])
+        if not alike and not any(constant):
+            return None
+    if alike:
+        return Kept((0,), f"a grey image saved in {channels} colour channels, all alike")
+    if not any(constant):
+        return None
+    empty = [c for c in range(channels) if constant[c]]
+    return Kept(tuple(c for c in range(channels) if not constant[c]), f"channel(s) {empty} hold one value everywhere")
 
 
 def check_spacing(params: SegmentParams, card: ModelCard) -> None:
