@@ -8,13 +8,13 @@ on images :mod:`wholecells` draws (seeds disjoint from the ones its benchmark us
 - the same styles with the nuclear channel blank (a constant, which normalizes to 0): what a
   one-channel whole-cell image looks like to the model;
 - two styles of nuclei alone in the first channel, second blank: what a one-channel nuclear
-  stain (bbbc007, dsb2018) looks like to it.
+  stain (bbbc007, dsb2018) looks like to it;
+- fields of scattered objects over a mostly empty background (``SPARSE_NUCLEI``,
+  ``SPARSE_CELLS``): nuclei, few or many, and cells bright on dark or dark on bright, with and
+  without the nuclear channel. A start that has seen only crowded fields takes the dark
+  background between a few bright nuclei for cells.
 
-``--sparse`` adds fields of scattered objects over a mostly empty background (``SPARSE_NUCLEI``,
-``SPARSE_CELLS``): nuclei, few or many, and cells bright on dark or dark on bright, with and
-without the nuclear channel. The shipped start, having seen only crowded fields, takes the dark
-background between a few bright nuclei for cells; a start trained with them does not, but its
-choice of two channels' order per image got worse, so it is not shipped yet (``benchmarks/RESULTS.md``).
+``--crowded-only`` leaves the scattered kinds out (16 kinds: the start shipped until 2026-12-05).
 
 ``--irregular`` adds four kinds the seven styles lack (``IRREGULAR``), with and without the
 nuclear channel: spread cells with protrusions, sparse and packed; domes lit from one side;
@@ -79,7 +79,7 @@ BLANK = 100  # the generated images' background level: a constant channel normal
 START_PLAN = {"init": RANDOM, "iterations_per_epoch": 25, "object_size": 0}
 
 
-def variants(*, irregular: bool = False, sparse: bool = False) -> list[tuple[str, Style, bool]]:
+def variants(*, irregular: bool = False, sparse: bool = True) -> list[tuple[str, Style, bool]]:
     """(file prefix, style, keep the nuclear channel) for every kind of image in the set."""
     both = [(f"{s.name}-2ch", s, True) for s in STYLES]
     one = [(f"{s.name}-1ch", s, False) for s in STYLES]
@@ -90,7 +90,7 @@ def variants(*, irregular: bool = False, sparse: bool = False) -> list[tuple[str
     return both + one + nuclei + more + scattered
 
 
-def write_dataset(folder: Path, *, name: str = NAME, irregular: bool = False, sparse: bool = False) -> str:
+def write_dataset(folder: Path, *, name: str = NAME, irregular: bool = False, sparse: bool = True) -> str:
     """Write the images and labels under ``folder/name/`` and return the catalog entry (YAML)."""
     where = folder / name
     for sub in ("images", "labels"):
@@ -145,8 +145,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("/tmp/segpipe-starting-model"))
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--irregular", action="store_true", help="add the four IRREGULAR kinds (tried, not shipped)")
-    parser.add_argument("--sparse", action="store_true",
-                        help="add the six kinds of scattered objects (SPARSE_NUCLEI, SPARSE_CELLS; tried, not shipped yet)")
+    parser.add_argument("--crowded-only", action="store_true",
+                        help="leave out the six kinds of scattered objects (SPARSE_NUCLEI, SPARSE_CELLS): the start shipped until 2026-12-05")
     parser.add_argument("--install", action="store_true", help=f"copy the model into segpipe/models/starts/{NAME}/")
     parser.add_argument("--set", default="{}", help='JSON training fields to set on top of the start\'s plan, e.g. \'{"features": [32, 64, 128, 256, 512, 32]}\'')
     parser.add_argument("--target", type=Path, default=None, help="with --install: copy the model here instead (a start to try with --set '{\"init\": DIR}')")
@@ -156,7 +156,7 @@ def main() -> None:
     data = args.output / "data"
     data.mkdir(parents=True, exist_ok=True)
     catalog_path = data / "catalog.yaml"
-    catalog_path.write_text("datasets:\n" + write_dataset(data, irregular=args.irregular, sparse=args.sparse))
+    catalog_path.write_text("datasets:\n" + write_dataset(data, irregular=args.irregular, sparse=not args.crowded_only))
     machine = machine_line(args.epochs, "custom", plan)
     print(machine)
     result = run_task(open_catalog(catalog_path), NAME, "custom", output=args.output, epochs=args.epochs,
@@ -167,7 +167,7 @@ def main() -> None:
         model_dir = args.output / "custom" / NAME / "model"
         target = args.target or Path(__file__).resolve().parents[1] / "segpipe" / "models" / "starts" / NAME
         install(model_dir, target, record={"argv": ["python", *sys.argv], "machine": machine, "scores": scores,
-                                                      "kinds": len(variants(irregular=args.irregular, sparse=args.sparse))})
+                                                      "kinds": len(variants(irregular=args.irregular, sparse=not args.crowded_only))})
         print(f"installed {target}")
 
 

@@ -112,7 +112,7 @@ class TrainParams(BaseModel):
     A two-channel dataset feeds a generalist's inputs in the order its predictions on the training
     images fit best (:mod:`segpipe.training.channel_order`). Planned when not set: ``cells-2d`` for 2D
     instance datasets of one object class and one or two channels whose plan its network fits,
-    random weights otherwise (benchmarks/RESULTS.md, "The shipped starting model")."""
+    random weights otherwise (benchmarks/RESULTS.md, "The start with scattered objects shipped")."""
 
     @field_validator("spacing")
     @classmethod
