@@ -229,7 +229,8 @@ def _chunk_sample(
     array, channel: int, *, voxels: int = SAMPLE_VOXELS, seed: int = 0, skip_fill: bool = False
 ) -> np.ndarray:
     """Voxels of whole chunks of one channel, drawn at random: at least ``voxels`` (and 32 chunks);
-    with ``skip_fill``, each chunk's voxels outside its own fill."""
+    with ``skip_fill``, each chunk's voxels outside its own fill (all of them where that leaves
+    none, or one value only: :func:`~segpipe.inference.fill.outside_fill`)."""
     shape = tuple(array.shape[1:])
     chunks = tuple(getattr(array, "chunks", (1, *shape))[1:])
     corners = list(itertools.product(*[range(0, n, c) for n, c in zip(shape, chunks)]))
@@ -241,7 +242,9 @@ def _chunk_sample(
         block = np.asarray(array[(channel, *box)])
         values.append(block[~fill_mask(block)] if skip_fill else block.reshape(-1))
     kept = np.concatenate(values)
-    return kept if kept.size else _chunk_sample(array, channel, voxels=voxels, seed=seed)  # all fill: constant
+    if skip_fill and (not kept.size or np.ptp(kept) == 0):  # all fill, or one value outside it: as outside_fill
+        return _chunk_sample(array, channel, voxels=voxels, seed=seed)
+    return kept
 
 
 def channel_percentiles(

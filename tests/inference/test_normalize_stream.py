@@ -157,3 +157,15 @@ def test_large_channels_leave_out_the_fill_of_each_sampled_chunk(tmp_path):
     constant = zarr.create_array(str(tmp_path / "constant.zarr"), shape=(1, 40, 40), dtype=np.float32, chunks=(1, 10, 10))
     constant[...] = 5.0
     assert channel_percentiles(constant, 0, (1.0, 99.8), skip_fill=True, **options) == [5.0, 5.0]
+
+
+def test_a_noise_free_image_of_two_levels_is_measured_whole(tmp_path):
+    """Background 20 and disks at 220, no noise: the even background reads as fill, and the disks
+    alone would give equal percentiles (a flat channel, labelled nothing); the channel is measured
+    whole instead, in memory and from sampled chunks."""
+    yy, xx = np.mgrid[:80, :80]
+    image = np.where((yy % 20 - 10) ** 2 + (xx % 20 - 10) ** 2 < 36, 220.0, 20.0).astype(np.float32)
+    assert intensity_percentiles(image, (1.0, 99.8), skip_fill=True) == [20.0, 220.0]
+    array = zarr.create_array(str(tmp_path / "disks.zarr"), shape=(1, 80, 80), dtype=np.float32, chunks=(1, 20, 20))
+    array[...] = image[None]
+    assert channel_percentiles(array, 0, (1.0, 99.8), skip_fill=True, exact_limit=100, sample=1600) == [20.0, 220.0]

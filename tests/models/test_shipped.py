@@ -45,6 +45,20 @@ def test_the_generalist_finds_no_object_in_a_blank_field(name, tmp_path):
     assert labels.max() == 0, f"{name}: {labels.max()} objects in a blank field"
 
 
+def test_the_generalist_finds_the_disks_of_a_noise_free_image(tmp_path):
+    """25 disks at 220 on an even background of 20, no noise (a rendered or thresholded image): each
+    disk is an object (its even background read as fill had left the disks alone to measure, equal
+    percentiles, and nothing was labelled)."""
+    yy, xx = np.mgrid[:250, :250]
+    image = np.where((yy % 50 - 25) ** 2 + (xx % 50 - 25) ** 2 < 100, 220, 20).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "disks.tif", image)
+    predictor = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
+    segment([str(tmp_path / "disks.tif")], predictor, SegmentFolder(tmp_path / "out"), progress=False)
+    labels = tifffile.imread(tmp_path / "out" / "labels" / "disks_labels.tif")
+    centres = labels[25::50, 25::50]
+    assert labels.max() == 25 and len(np.unique(centres)) == 25 and centres.min() > 0
+
+
 def test_the_generalist_finds_nuclei_beside_zero_fill_and_nothing_in_it(tmp_path):
     """A field of nuclei in the corner of a stitched mosaic whose other tiles are empty (zero):
     nuclei where the field is, nothing in the fill beyond the blank rule's margin (there were 57
