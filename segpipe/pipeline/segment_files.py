@@ -50,9 +50,9 @@ class SegmentParams(BaseModel):
     spacing: list[PositiveFloat] | None = Field(None, min_length=2, max_length=3)
     """Pixel size per spatial axis ([z,] y, x), for every input (overrides the files)."""
     unit: str | None = None
-    """Unit of --spacing: nanometer, micrometer, millimeter, centimeter or meter (or nm, um, mm, cm, m).
-    Without --spacing: the unit of files that give a pixel size but no unit (a file's own unit is kept;
-    default: the model's unit, as a NIfTI file of unknown units is read by a model trained in millimetres)."""
+    """Unit of --spacing: nanometer, micrometer, millimeter, centimeter or meter (or nm, um, mm, cm, m);
+    default: the model's unit. Without --spacing: the unit of files that give a pixel size but no unit
+    (a NIfTI header's unknown units; default: the model's unit); a file's own unit is kept."""
     axes: str | None = Field(None, pattern=r"^[TCSZYXtcszyx]+$")
     """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
     channels: list[NonNegativeInt] | None = Field(None, min_length=1)
@@ -209,7 +209,7 @@ def prepare_input(
     card = model.card
     dataset = input_dataset(
         item, ndim=card.spatial_dims, classes=card.classes, instances=card.instances,
-        spacing=params.spacing, unit=params.unit or (None if params.spacing else card.unit), axes=params.axes,
+        spacing=params.spacing, unit=params.unit or card.unit, axes=params.axes,
         channels=params.for_input(item).channels,
     )
     store_path = folder.images(item.name)

@@ -390,11 +390,16 @@ def test_a_pixel_size_without_a_unit_is_read_in_the_models_unit(model, tmp_path)
         CliRunner().invoke(app, ["segment", "-m", str(in_mm), str(tmp_path / name), *extra, "--no-tta", "-o", str(tmp_path / "out")])
         for name, extra in (("scan.nii.gz", []), ("field.tif", ["--spacing", "0.001,0.001", "--unit", "mm"]))
     ]
-    assert [run.exit_code for run in runs] == [0, 0], [run.output for run in runs]
+    # --spacing without --unit is in the model's unit too (it was in micrometres)
+    shutil.copy(tmp_path / "field.tif", tmp_path / "same.tif")
+    runs.append(CliRunner().invoke(app, ["segment", "-m", str(in_mm), str(tmp_path / "same.tif"), "--spacing", "0.001,0.001",
+                                         "--no-tta", "-o", str(tmp_path / "out")]))
+    assert [run.exit_code for run in runs] == [0, 0, 0], [run.output for run in runs]
     from_tiff = tifffile.imread(tmp_path / "out" / "labels" / "field_labels.tif")
     from_nifti = np.asarray(nib.load(tmp_path / "out" / "labels" / "scan_labels.nii.gz").dataobj).T
     assert from_tiff.max() > 3
     np.testing.assert_array_equal(from_nifti, from_tiff)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "labels" / "same_labels.tif"), from_tiff)
 
 
 @pytest.mark.parametrize(
