@@ -96,6 +96,7 @@ def segpipe_segment(
         get_run_logger().info("%s: nothing to segment", " ".join(inputs))
         return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
     check_spacing(read, chosen.card)
+    predict = read.ordered(predict)
     order = {str(item.path): k for k, item in enumerate(items)}
     items, unfit = fitting_inputs(items, chosen.card, read)
     folder = SegmentFolder(Path(output))

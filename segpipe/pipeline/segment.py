@@ -35,6 +35,7 @@ from segpipe.data.inputs import Input, find_inputs
 from segpipe.data.readers import AxesSpec, open_source
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, ModelError, SegpipeError, naming
+from segpipe.inference.normalize import intensity_percentiles
 from segpipe.models.card import ModelCard
 from segpipe.models.device import available_cpus, use_cpu_threads
 from segpipe.models.model import Model
@@ -106,8 +107,8 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     return item
 
 
-#: Rows read at a time when telling which channels carry something (:func:`kept_channels`).
-GREY_ROWS = 256
+#: A channel whose two percentiles are equal carries nothing (:func:`kept_channels`).
+FLAT_PERCENTILES = (1.0, 99.8)
 #: Largest single 2D image (all channels) looked at for channels that carry nothing.
 GREY_BYTES = 1 << 30
 
@@ -124,29 +125,19 @@ def kept_channels(source) -> Kept | None:
     """The channels of ``source`` (one 2D frame) that carry something, or ``None`` when all do.
 
     A grey image saved in colour (3 or 4 channels, red, green and blue equal, the alpha of 4 one
-    value everywhere) keeps its first channel; otherwise every channel that is not one value
-    everywhere is kept (a grey image with an opaque alpha, 2 channels, keeps the first so). Read a band of rows at a time, up to the answer."""
+    value everywhere) keeps its first channel; otherwise the channels that are not flat are kept:
+    a flat channel's 1st and 99.8th percentiles are equal (nothing in it but a few pixels, such as
+    a scale bar burnt into an empty blue), the rule by which a generalist feeds a channel to no
+    input (:mod:`segpipe.prediction.generalist_inputs`)."""
     channels = source.channels
-    colour = 3 if channels >= 3 else 1
-    alike = channels in (3, 4)  # red, green and blue equal so far, the alpha one value
-    first: list = [None] * channels
-    constant = [True] * channels
-    for start in range(0, source.spatial[1], GREY_ROWS):
-        band = source.read(0, (slice(None), slice(start, start + GREY_ROWS), slice(None)))
-        for c in range(channels):
-            if constant[c]:
-                first[c] = band[c].flat[0] if first[c] is None else first[c]
-                constant[c] = bool((band[c] == first[c]).all())
-        alike = alike and all(np.array_equal(band[0], band[k]) for k in range(1, colour))
-        alike = alike and (channels == 3 or constant[-1])
-        if not alike and not any(constant):
-            return None
-    if alike:
-        return Kept((0,), f"a grey image saved in {channels} colour channels, all alike")
-    if not any(constant):
+    frame = source.read(0, (slice(None),) * 3)
+    if channels in (3, 4) and all(np.array_equal(frame[0], frame[k]) for k in (1, 2)):
+        if channels == 3 or np.all(frame[3] == frame[3].flat[0]):
+            return Kept((0,), f"a grey image saved in {channels} colour channels, all alike")
+    flat = [c for c in range(channels) if np.ptp(intensity_percentiles(frame[c], FLAT_PERCENTILES)) <= 0]
+    if not flat:
         return None
-    empty = [c for c in range(channels) if constant[c]]
-    return Kept(tuple(c for c in range(channels) if not constant[c]), f"channel(s) {empty} hold one value everywhere")
+    return Kept(tuple(c for c in range(channels) if c not in flat), f"channel(s) {flat} flat (one value but for a few pixels)")
 
 
 def check_spacing(params: SegmentParams, card: ModelCard) -> None:
@@ -206,8 +197,8 @@ def segment(
     """
     params = params or SegmentParams()
     check_spacing(params, predictor.card)
-    if params.channels is not None and predictor.params.input_order != "stored":  # the user's order: no choosing
-        predictor = dataclasses.replace(predictor, params=predictor.params.model_copy(update={"input_order": "stored"}))
+    if params.ordered(predictor.params) is not predictor.params:  # the user's order: no choosing
+        predictor = dataclasses.replace(predictor, params=params.ordered(predictor.params))
     found = find_inputs(patterns)
     order = {str(item.path): k for k, item in enumerate(found)}
     items, unfit = fitting_inputs(found, predictor.card, params)

@@ -35,6 +35,7 @@ from segpipe.prediction.complete import Current, Predicted
 from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.measure import measure_objects
+from segpipe.prediction.params import PredictParams
 from segpipe.prediction.store import PredictionStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,13 @@ class SegmentParams(BaseModel):
         if value is not None and len(set(value)) != len(value):
             raise ValueError(f"{','.join(map(str, value))} names a channel twice; give each channel once")
         return value
+
+    def ordered(self, predict: PredictParams) -> PredictParams:
+        """``predict`` for inputs read with these parameters: --channels gives the order, so a
+        generalist reads them as given instead of choosing its inputs per image."""
+        if self.channels is not None and predict.input_order != "stored":
+            return predict.model_copy(update={"input_order": "stored"})
+        return predict
 
     def for_input(self, item: Input) -> SegmentParams:
         """These parameters with the channels chosen for ``item`` alone (a grey image saved in colour), if any."""

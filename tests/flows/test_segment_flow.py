@@ -120,3 +120,33 @@ def test_an_input_the_model_cannot_take_fails_alone_in_the_flow(prefect_harness,
     assert (out / "labels" / "grey_labels.tif").is_file()
     summary = json.loads((out / "segment.json").read_text())
     assert summary["failed"] == [str(inbox / "colour.png")]
+
+
+def test_the_flow_reads_a_generalists_channels_in_the_order_given(prefect_harness, tmp_path):
+    """--channels 1,0 on a (cytoplasm, nuclei) file sends the nuclei to the generalist's cytoplasm
+    input, in the flow as in the command (the flow chose the order again, undoing the user's)."""
+    from skimage.segmentation import expand_labels
+    from typer.testing import CliRunner
+
+    from segpipe.cli import app
+    from segpipe.flows.segment import segpipe_segment
+    from segpipe.pipeline.segment_files import SegmentParams
+    from segpipe.prediction.params import PredictParams
+
+    field = "17P1_POS0006_D_1UL"
+    nuclei = tifffile.imread(DATA / "bbbc007" / "images" / f"{field}.tif")[:128, :128]
+    cells = expand_labels(tifffile.imread(DATA / "bbbc007" / "labels" / f"{field}.tif")[:128, :128], 8)
+    cytoplasm = (np.where(cells > 0, 120.0, 20.0) + np.random.default_rng(0).normal(0, 5, cells.shape)).clip(0, 255)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    tifffile.imwrite(inbox / "pair.tif", np.stack([cytoplasm.astype(np.uint8), nuclei]), metadata={"axes": "CYX"})
+    predict = PredictParams(device="cpu")
+    predict = predict.model_copy(update={"inference": predict.inference.model_copy(update={"flip_tta": False})})
+    for name, read in (("given", SegmentParams(channels=[1, 0])), ("chosen", SegmentParams())):
+        segpipe_segment(inputs=[str(inbox)], model="cells-2d", output=str(tmp_path / name), read=read, predict=predict)
+    command = CliRunner().invoke(app, ["segment", "-m", "cells-2d", str(inbox), "--channels", "1,0", "--no-tta",
+                                       "--device", "cpu", "-o", str(tmp_path / "command")])
+    assert command.exit_code == 0, command.output
+    given, chosen, by_command = (tifffile.imread(tmp_path / n / "labels" / "pair_labels.tif") for n in ("given", "chosen", "command"))
+    np.testing.assert_array_equal(given, by_command)
+    assert chosen.max() > 3 and ((given > 0) != (chosen > 0)).sum() > 500

@@ -165,8 +165,8 @@ def test_a_grey_image_saved_in_colour_is_segmented_as_grey(model, tmp_path):
 def test_empty_colour_channels_are_left_out_when_the_rest_fit_the_model(model, tmp_path, caplog):
     """A grey field saved in the green channel of an RGB PNG (red and blue zero) gives a one-channel
     model the labels of the grey field; a red-cytoplasm, green-nuclei composite with an empty blue
-    channel gives the generalist the labels of the same two channels as a two-channel TIFF. Before,
-    both were refused ("this image has 3")."""
+    channel (or one holding only a scale bar) gives the generalist the labels of the same two
+    channels as a two-channel TIFF. Before, all were refused ("this image has 3")."""
     import logging
 
     from skimage.io import imsave
@@ -187,7 +187,8 @@ def test_empty_colour_channels_are_left_out_when_the_rest_fit_the_model(model, t
     grey = tifffile.imread(out.labels / "grey_labels.tif")
     assert grey.max() > 3
     np.testing.assert_array_equal(tifffile.imread(out.labels / "green_labels.tif"), grey)
-    assert any("channel(s) [0, 2] hold one value everywhere: reading channel(s) [1] of 3" in r.getMessage() for r in caplog.records)
+    assert any("channel(s) [0, 2] flat (one value but for a few pixels): reading channel(s) [1] of 3" in r.getMessage()
+               for r in caplog.records)
 
     nuclei = tifffile.imread(DATA / "bbbc007" / "images" / "17P1_POS0006_D_1UL.tif")[:128, :128]
     cells = expand_labels(tifffile.imread(DATA / "bbbc007" / "labels" / "17P1_POS0006_D_1UL.tif")[:128, :128], 8)
@@ -196,12 +197,16 @@ def test_empty_colour_channels_are_left_out_when_the_rest_fit_the_model(model, t
     pair.mkdir()
     tifffile.imwrite(pair / "two.tif", np.stack([cytoplasm, nuclei]), metadata={"axes": "CYX"})
     imsave(pair / "composite.png", np.stack([cytoplasm, nuclei, np.zeros_like(nuclei)], axis=-1), check_contrast=False)
+    bar = np.zeros_like(nuclei)
+    bar[120:121, 100:120] = 255  # a scale bar burnt into the blue: 20 pixels, under 0.2% of the field
+    imsave(pair / "scalebar.png", np.stack([cytoplasm, nuclei, bar], axis=-1), check_contrast=False)
     generalist = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
     results = segment([str(pair)], generalist, SegmentFolder(tmp_path / "pair-out"), progress=False)
     assert all(r.error is None for r in results), [r.error for r in results]
     two = tifffile.imread(tmp_path / "pair-out" / "labels" / "two_labels.tif")
     assert two.max() > 3
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "pair-out" / "labels" / "composite_labels.tif"), two)
+    for name in ("composite", "scalebar"):
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "pair-out" / "labels" / f"{name}_labels.tif"), two)
 
 
 def test_sizes_and_pixel_sizes_are_in_the_models_unit_for_every_input(model, tmp_path):
