@@ -40,7 +40,7 @@ class Input:
         path: Absolute path.
         kind: What it is, which decides the label files written for it.
         channels: The channels to read when chosen for this input alone (a grey image saved in
-            colour reads its first); ``None``: as the run says.
+            colour reads its first, a composite its channels that are not flat); ``None``: as the run says.
     """
 
     name: str

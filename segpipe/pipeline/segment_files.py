@@ -80,7 +80,8 @@ class SegmentParams(BaseModel):
         return predict
 
     def for_input(self, item: Input) -> SegmentParams:
-        """These parameters with the channels chosen for ``item`` alone (a grey image saved in colour), if any."""
+        """These parameters with the channels chosen for ``item`` alone (a grey image saved in colour, a
+        composite with flat channels), if any."""
         return self if item.channels is None else self.model_copy(update={"channels": list(item.channels)})
 
 

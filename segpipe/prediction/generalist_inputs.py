@@ -141,7 +141,7 @@ def foreground_cover(channel: np.ndarray) -> float:
 
 def _channel_bounds(image, spec: NormalizationSpec) -> list[list[float]]:
     """Each channel's low and high percentiles: the normalization's, else 1 and 99.8. A channel whose
-    two are equal is flat; a percentile normalization is made from them (:func:`_normalization`)."""
+    two are equal is flat; the others are scaled between them to compare their foregrounds."""
     low, high = (spec.low, spec.high) if spec.method == "percentile" else (1.0, 99.8)
     return [channel_percentiles(image, c, (low, high), skip_fill=spec.skip_fill) for c in range(image.shape[0])]
 

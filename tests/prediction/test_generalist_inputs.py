@@ -54,7 +54,7 @@ def test_input_slots_feed_each_channel_its_input_and_zeros_to_the_rest(generalis
 
 
 @pytest.mark.parametrize("stray", [0, 40])
-def test_a_flat_channel_feeds_no_input_and_the_other_takes_the_first(generalist, network, stray):
+def test_a_flat_channel_feeds_no_input_and_the_other_takes_the_first(generalist, stray):
     """A channel with nothing in it (zeros, as the Cellpose dataset pads one-channel images, or a few
     stray bright pixels: its 1st and 99.8th percentiles equal) feeds no input."""
     _, cytoplasm = whole_cells()
