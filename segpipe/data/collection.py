@@ -137,11 +137,25 @@ def _replace(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
+#: Folders already said to be written without a lock (one warning each per process).
+_UNLOCKED: set[Path] = set()
+
+
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s collection for one update; on a filesystem without locks (some cluster
+    mounts refuse flock), go on without and say so once."""
     (folder / FOLDER).mkdir(parents=True, exist_ok=True)
     with open(folder / FOLDER / ".lock", "a") as handle:  # inside OME/, which no one lists as a zarr group
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as err:
+            if folder not in _UNLOCKED:
+                _UNLOCKED.add(folder)
+                log.warning("%s: cannot lock the image collection (%s); writers at the same time are not kept apart",
+                            folder, err.strerror or err)
+            yield
+            return
         try:
             yield
         finally:

@@ -150,3 +150,23 @@ def test_the_flow_reads_a_generalists_channels_in_the_order_given(prefect_harnes
     given, chosen, by_command = (tifffile.imread(tmp_path / n / "labels" / "pair_labels.tif") for n in ("given", "chosen", "command"))
     np.testing.assert_array_equal(given, by_command)
     assert chosen.max() > 3 and ((given > 0) != (chosen > 0)).sum() > 500
+
+
+def test_a_run_that_finds_the_folder_being_written_leaves_it_be(prefect_harness, model_folder, tmp_path):
+    """A scheduled run whose last run still writes the output folder: the flow completes with
+    ``busy`` naming the folder, segments nothing and writes nothing there."""
+    from segpipe.flows.segment import segpipe_segment
+    from segpipe.pipeline.segment_files import SegmentFolder
+    from segpipe.prediction.params import PredictParams
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    tifffile.imwrite(inbox / "field.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")[:96, :96])
+    out = SegmentFolder(tmp_path / "out")
+    with out.writing():
+        state = segpipe_segment(inputs=[str(inbox)], model=str(model_folder), output=str(out.root),
+                                predict=PredictParams(device="cpu"), return_state=True)
+    assert state.is_completed()
+    summary = state.result()
+    assert summary["segmented"] == 0 and "another segpipe segment is writing here" in summary["busy"]
+    assert sorted(p.name for p in out.root.iterdir()) == [".segment.lock"]

@@ -597,3 +597,25 @@ def test_a_second_run_into_a_folder_being_written_is_refused(model, tmp_path):
         assert not out.counts.exists() and not out.labels.exists()
     results = segment([str(tmp_path / "a.tif")], predictor, out, progress=False)  # once it has ended
     assert results[0].error is None and out.counts.is_file()
+
+
+def test_a_folder_on_a_filesystem_without_locks_is_written_with_a_warning(model, tmp_path, monkeypatch, caplog):
+    """Some cluster mounts refuse flock (ENOLCK): the run goes on unlocked and says so once for the
+    folder and once for its image collection (every input failed there, "No locks available")."""
+    import errno
+    import fcntl
+    import logging
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    tifffile.imwrite(tmp_path / "field.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96])
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # no such filesystem here: the call fails as it does there
+    with caplog.at_level(logging.WARNING):
+        results = segment([str(tmp_path / "field.tif")], Predictor.load(model, PredictParams(device="cpu")),
+                          SegmentFolder(tmp_path / "out"), progress=False)
+    assert results[0].error is None and results[0].objects["field"] > 3
+    (warned,) = [r.getMessage() for r in caplog.records if "cannot lock the folder" in r.getMessage()]
+    assert "No locks available" in warned and "not kept out" in warned
+    (collection,) = [r.getMessage() for r in caplog.records if "cannot lock the image collection" in r.getMessage()]
+    assert "not kept apart" in collection  # the images' OME-Zarr collection, updated per input, said once
