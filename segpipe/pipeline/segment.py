@@ -67,8 +67,8 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     A generalist takes fewer channels than it has inputs (the others are blank). A single 2D
     frame (not a sequence) with more channels than the model takes is read without what carries
     nothing (:func:`kept_channels`): a grey image saved in colour (red, green and blue alike) reads
-    its first channel; a composite with empty channels (one value everywhere: a blank blue, an
-    opaque alpha) reads the others, in order, when they are as many as the model takes.
+    its first channel; a composite with flat channels (one value but for a few pixels: a blank
+    blue, a scale bar, an opaque alpha) reads the others, in order, when the model takes that many.
 
     Returns:
         The input as it will be read, or ``None`` when it cannot be read at all: it is not
