@@ -101,8 +101,10 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
         if params.channels is not None:
             chosen = ",".join(map(str, params.channels))
             raise ModelError(f"{what} takes {channels_taken(card)} channel(s){names}, --channels {chosen} selects {channels}")
+        frames = ("; or, if they are time points, give --axes XYZT (NIfTI's 4th axis is read as channels, as the "
+                  "Medical Segmentation Decathlon stores modalities)") if item.kind == "nifti" and params.axes is None else ""
         raise ModelError(
-            f"{what} takes {channels_taken(card)} channel(s){names}, this image has {channels}; choose them with --channels"
+            f"{what} takes {channels_taken(card)} channel(s){names}, this image has {channels}; choose them with --channels{frames}"
         )
     return item
 

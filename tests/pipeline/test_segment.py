@@ -19,7 +19,7 @@ from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, ModelError
 from segpipe.models.model import Model, save_model
 from segpipe.pipeline.segment import segment
-from segpipe.pipeline.segment_files import SegmentFolder
+from segpipe.pipeline.segment_files import SegmentFolder, SegmentParams
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import Predictor
 
@@ -619,3 +619,22 @@ def test_a_folder_on_a_filesystem_without_locks_is_written_with_a_warning(model,
     assert "No locks available" in warned and "not kept out" in warned
     (collection,) = [r.getMessage() for r in caplog.records if "cannot lock the image collection" in r.getMessage()]
     assert "not kept apart" in collection  # the images' OME-Zarr collection, updated per input, said once
+
+
+def test_a_nifti_time_series_is_refused_with_the_axes_that_read_it(model, tmp_path, segpipe_cli):
+    """A 2D time series stored as NIfTI (x, y, 1, t): its 4th axis reads as channels (the Medical
+    Segmentation Decathlon's modalities), so a one-channel model refuses it; the line names
+    --axes XYZT, which then segments every frame."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96].T.astype(np.float32)
+    nib.save(nib.Nifti1Image(np.stack([np.roll(field, 5 * t, axis=0) for t in range(3)], axis=-1)[:, :, None, :], np.eye(4)),
+             tmp_path / "movie.nii.gz")
+    refused = segpipe_cli("segment", "-m", model.folder, tmp_path / "movie.nii.gz", "--no-tta", "-o", tmp_path / "out")
+    assert refused.code == 2
+    assert "this image has 3; choose them with --channels; or, if they are time points, give --axes XYZT" in refused.err
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    (result,) = segment([str(tmp_path / "movie.nii.gz")], predictor, SegmentFolder(tmp_path / "out"),
+                        SegmentParams(axes="XYZT"), progress=False)
+    assert result.error is None and result.images == ["movie-t000", "movie-t001", "movie-t002"]
+    assert all(result.objects[name] > 3 for name in result.images)
+    labels = nib.load(tmp_path / "out" / "labels" / "movie_labels.nii.gz")
+    assert labels.shape[:2] == (96, 96) and labels.shape[-1] == 3
