@@ -147,16 +147,17 @@ def _locked(folder: Path) -> Iterator[None]:
     mounts refuse flock), go on without and say so once."""
     (folder / FOLDER).mkdir(parents=True, exist_ok=True)
     with open(folder / FOLDER / ".lock", "a") as handle:  # inside OME/, which no one lists as a zarr group
+        locked = True
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
-        except OSError as err:
+        except OSError as err:  # said here; the update goes on outside this handler (no error chained to it)
+            locked = False
             if folder not in _UNLOCKED:
                 _UNLOCKED.add(folder)
                 log.warning("%s: cannot lock the image collection (%s); writers at the same time are not kept apart",
                             folder, err.strerror or err)
-            yield
-            return
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)

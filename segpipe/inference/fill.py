@@ -60,14 +60,12 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
 
 
 def outside_fill(channel: np.ndarray) -> np.ndarray:
-    """The values of ``channel`` outside its fill, flattened; every value when it has no fill, is
-    all fill (a constant channel) or holds one value outside it (a noise-free image of two
-    levels, whose even background reads as fill: its objects alone would make it flat)."""
+    """The values of ``channel`` outside its fill, flattened; every value when it has no fill or
+    is all fill (a constant channel)."""
     fill = fill_mask(channel)
     if not fill.any() or fill.all():
         return channel.reshape(-1)
-    kept = channel[~fill]
-    return kept if np.ptp(kept) > 0 else channel.reshape(-1)
+    return channel[~fill]
 
 
 def content_box(image, *, spatial_dims: int, frame: Sequence[int] = (), pixels: int = CONTENT_PIXELS) -> tuple[slice, ...]:

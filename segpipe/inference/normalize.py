@@ -169,10 +169,23 @@ def normalize(image: np.ndarray, spec: NormalizationSpec) -> np.ndarray:
 
 def intensity_percentiles(channel: np.ndarray, percentiles: Sequence[float], *, skip_fill: bool = False) -> list[float]:
     """Percentiles of one channel (of its pixels outside the fill with ``skip_fill``), from a
-    regular subsample when they are many."""
-    flat = outside_fill(channel) if skip_fill else channel.reshape(-1)
-    step = max(1, flat.size // SAMPLE_LIMIT)
-    return [float(v) for v in np.percentile(flat[::step], percentiles)]
+    regular subsample when they are many. Where those outside the fill are all equal, they are of
+    every pixel (:func:`_fill_or_whole`)."""
+    if not skip_fill:
+        return _percentiles(channel.reshape(-1), percentiles)
+    return _fill_or_whole(_percentiles(outside_fill(channel), percentiles), lambda: _percentiles(channel.reshape(-1), percentiles))
+
+
+def _percentiles(values: np.ndarray, percentiles: Sequence[float]) -> list[float]:
+    step = max(1, values.size // SAMPLE_LIMIT)
+    return [float(v) for v in np.percentile(values[::step], percentiles)]
+
+
+def _fill_or_whole(outside: list[float], whole) -> list[float]:
+    """``outside`` (percentiles outside the fill), or ``whole()`` (of every pixel) where the ones
+    outside are all equal: in a noise-free image of two levels the even background reads as fill,
+    and the objects alone would make the channel flat (nothing labelled)."""
+    return whole() if outside[0] == outside[-1] else outside
 
 
 EXACT_LIMIT = 1 << 25  # 32 Mi voxels: read whole, exactly as normalize() does
@@ -229,8 +242,7 @@ def _chunk_sample(
     array, channel: int, *, voxels: int = SAMPLE_VOXELS, seed: int = 0, skip_fill: bool = False
 ) -> np.ndarray:
     """Voxels of whole chunks of one channel, drawn at random: at least ``voxels`` (and 32 chunks);
-    with ``skip_fill``, each chunk's voxels outside its own fill (all of them where that leaves
-    none, or one value only: :func:`~segpipe.inference.fill.outside_fill`)."""
+    with ``skip_fill``, each chunk's voxels outside its own fill."""
     shape = tuple(array.shape[1:])
     chunks = tuple(getattr(array, "chunks", (1, *shape))[1:])
     corners = list(itertools.product(*[range(0, n, c) for n, c in zip(shape, chunks)]))
@@ -242,9 +254,7 @@ def _chunk_sample(
         block = np.asarray(array[(channel, *box)])
         values.append(block[~fill_mask(block)] if skip_fill else block.reshape(-1))
     kept = np.concatenate(values)
-    if skip_fill and (not kept.size or np.ptp(kept) == 0):  # all fill, or one value outside it: as outside_fill
-        return _chunk_sample(array, channel, voxels=voxels, seed=seed)
-    return kept
+    return kept if kept.size else _chunk_sample(array, channel, voxels=voxels, seed=seed)  # all fill: constant
 
 
 def channel_percentiles(
@@ -269,9 +279,10 @@ def channel_percentiles(
     """
     if math.prod(array.shape[1:]) <= exact_limit:
         return intensity_percentiles(np.asarray(array[channel]), percentiles, skip_fill=skip_fill)
-    values = _chunk_sample(array, channel, voxels=sample, skip_fill=skip_fill)
-    step = max(1, values.size // SAMPLE_LIMIT)
-    return [float(v) for v in np.percentile(values[::step], percentiles)]
+    values = _percentiles(_chunk_sample(array, channel, voxels=sample, skip_fill=skip_fill), percentiles)
+    if not skip_fill:
+        return values
+    return _fill_or_whole(values, lambda: _percentiles(_chunk_sample(array, channel, voxels=sample), percentiles))
 
 
 def _zscore(

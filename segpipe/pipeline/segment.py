@@ -35,7 +35,6 @@ from segpipe.data.inputs import Input, find_inputs
 from segpipe.data.readers import AxesSpec, open_source
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, ModelError, SegpipeError, naming
-from segpipe.inference.normalize import intensity_percentiles
 from segpipe.models.card import ModelCard
 from segpipe.models.device import available_cpus, use_cpu_threads
 from segpipe.models.model import Model
@@ -53,6 +52,7 @@ from segpipe.pipeline.segment_files import (
     write_measurements,
 )
 from segpipe.prediction.fit import channels_taken, takes_channels
+from segpipe.prediction.generalist_inputs import flat_channels
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import Current, Predicted, Predictor, SharedInputs, run_network
 from segpipe.prediction.store import PredictionStore
@@ -67,8 +67,9 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     A generalist takes fewer channels than it has inputs (the others are blank). A single 2D
     frame (not a sequence) with more channels than the model takes is read without what carries
     nothing (:func:`kept_channels`): a grey image saved in colour (red, green and blue alike) reads
-    its first channel; a composite with flat channels (one value but for a few pixels: a blank
-    blue, a scale bar, an opaque alpha) reads the others, in order, when the model takes that many.
+    its first channel; a composite with channels that carry nothing (a blank blue, an opaque
+    alpha; for a generalist also a scale bar alone) reads the others, in order, when the model
+    takes that many.
 
     Returns:
         The input as it will be read, or ``None`` when it cannot be read at all: it is not
@@ -83,7 +84,7 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
             if (params.channels is None and item.kind != "ctc" and source.frames == 1 and planes == 1
                     and card.spatial_dims == 2 and not takes_channels(card, channels)
                     and math.prod(source.shape) * source.dtype.itemsize <= GREY_BYTES):
-                kept = kept_channels(source)
+                kept = kept_channels(source, card)
     except (InputError, OSError):  # it fails on its own, listed with the others
         return None
     if kept is not None and takes_channels(card, len(kept.channels)):
@@ -109,8 +110,6 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     return item
 
 
-#: A channel whose two percentiles are equal carries nothing (:func:`kept_channels`).
-FLAT_PERCENTILES = (1.0, 99.8)
 #: Largest single 2D image (all channels) looked at for channels that carry nothing.
 GREY_BYTES = 1 << 30
 
@@ -123,23 +122,31 @@ class Kept:
     why: str
 
 
-def kept_channels(source) -> Kept | None:
-    """The channels of ``source`` (one 2D frame) that carry something, or ``None`` when all do.
+def kept_channels(source, card: ModelCard) -> Kept | None:
+    """The channels of ``source`` (one 2D frame, read whole: at most ``GREY_BYTES`` and a float
+    copy of a channel at a time) that carry something, or ``None`` when all do or it is not numeric.
 
     A grey image saved in colour (3 or 4 channels, red, green and blue equal, the alpha of 4 one
-    value everywhere) keeps its first channel; otherwise the channels that are not flat are kept:
-    a flat channel's 1st and 99.8th percentiles are equal (nothing in it but a few pixels, such as
-    a scale bar burnt into an empty blue), the rule by which a generalist feeds a channel to no
-    input (:mod:`segpipe.prediction.generalist_inputs`)."""
+    value everywhere) keeps its first channel. Otherwise a generalist keeps the channels that are
+    not flat by its own rule (:func:`~segpipe.prediction.generalist_inputs.flat_channels`: equal
+    low and high percentiles, so a scale bar in an empty blue is flat and a few nuclei on a zero
+    background are not); any other model keeps those not one value everywhere (a blank blue, an
+    opaque alpha)."""
     channels = source.channels
     frame = source.read(0, (slice(None),) * 3)
+    if frame.dtype.kind not in "iuf":  # refused later, on its own
+        return None
+    frame = frame.reshape(channels, *frame.shape[-2:])
     if channels in (3, 4) and all(np.array_equal(frame[0], frame[k]) for k in (1, 2)):
         if channels == 3 or np.all(frame[3] == frame[3].flat[0]):
             return Kept((0,), f"a grey image saved in {channels} colour channels, all alike")
-    flat = [c for c in range(channels) if np.ptp(intensity_percentiles(frame[c], FLAT_PERCENTILES)) <= 0]
+    if card.generalist:
+        flat, what = flat_channels(frame, card.normalization), "flat (one value but for a few pixels)"
+    else:
+        flat, what = tuple(c for c in range(channels) if np.all(frame[c] == frame[c].flat[0])), "one value everywhere"
     if not flat:
         return None
-    return Kept(tuple(c for c in range(channels) if c not in flat), f"channel(s) {flat} flat (one value but for a few pixels)")
+    return Kept(tuple(c for c in range(channels) if c not in flat), f"channel(s) {list(flat)} {what}")
 
 
 def check_spacing(params: SegmentParams, card: ModelCard) -> None:

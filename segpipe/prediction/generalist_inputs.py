@@ -139,6 +139,13 @@ def foreground_cover(channel: np.ndarray) -> float:
     return float(ndimage.binary_fill_holes(channel > threshold_otsu(channel)).mean())
 
 
+def flat_channels(image, spec: NormalizationSpec) -> tuple[int, ...]:
+    """The channels of ``image`` (channel-first) with nothing in them: their low and high
+    percentiles equal (:func:`_channel_bounds`), whatever a few stray pixels hold."""
+    bounds = _channel_bounds(image, spec)
+    return tuple(c for c in range(image.shape[0]) if np.ptp(bounds[c]) <= 0)
+
+
 def _channel_bounds(image, spec: NormalizationSpec) -> list[list[float]]:
     """Each channel's low and high percentiles: the normalization's, else 1 and 99.8. A channel whose
     two are equal is flat; the others are scaled between them to compare their foregrounds."""

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 import zarr
 
 from segpipe.data.collection import Entry, add_to_collection, read_collection, write_collection
@@ -60,3 +61,19 @@ def test_an_image_named_like_the_list_folder_gets_no_list(tmp_path, caplog):
         write_collection(root, [Entry.of(root, "OME")])
     assert "the store gets no list" in caplog.text
     assert "multiscales" in zarr.open_group(str(tmp_path / "s.zarr/OME"), mode="r").attrs["ome"]  # the image is untouched
+
+
+def test_an_error_in_an_unlocked_collection_update_is_not_chained_to_the_lock(tmp_path, monkeypatch):
+    """Without flock, an error inside the update is its own, not "during handling of" the lock's OSError."""
+    import errno
+    import fcntl
+
+    from segpipe.data.collection import _locked
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(ValueError) as raised, _locked(tmp_path):
+        raise ValueError("inside")
+    assert raised.value.__context__ is None

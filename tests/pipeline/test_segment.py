@@ -187,8 +187,7 @@ def test_empty_colour_channels_are_left_out_when_the_rest_fit_the_model(model, t
     grey = tifffile.imread(out.labels / "grey_labels.tif")
     assert grey.max() > 3
     np.testing.assert_array_equal(tifffile.imread(out.labels / "green_labels.tif"), grey)
-    assert any("channel(s) [0, 2] flat (one value but for a few pixels): reading channel(s) [1] of 3" in r.getMessage()
-               for r in caplog.records)
+    assert any("channel(s) [0, 2] one value everywhere: reading channel(s) [1] of 3" in r.getMessage() for r in caplog.records)
 
     nuclei = tifffile.imread(DATA / "bbbc007" / "images" / "17P1_POS0006_D_1UL.tif")[:128, :128]
     cells = expand_labels(tifffile.imread(DATA / "bbbc007" / "labels" / "17P1_POS0006_D_1UL.tif")[:128, :128], 8)
@@ -207,6 +206,37 @@ def test_empty_colour_channels_are_left_out_when_the_rest_fit_the_model(model, t
     assert two.max() > 3
     for name in ("composite", "scalebar"):
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "pair-out" / "labels" / f"{name}_labels.tif"), two)
+
+
+def test_a_few_nuclei_on_a_zero_background_are_a_channel_and_a_mask_fails_alone(tmp_path):
+    """Two nuclei (0.2% of the field) on a background subtracted to zero, beside a cytoplasm and an
+    empty blue: the generalist keeps the nuclei (its percentiles outside the zero fill are not
+    equal), as its own rule feeds them to its nuclear input. A boolean three-channel mask in the
+    same folder fails alone (it ended the run with a TypeError)."""
+    from skimage.io import imsave
+
+    from segpipe.models.shipped import CELLS_2D, shipped_model
+    from segpipe.pipeline.segment import check_input
+    from segpipe.data.inputs import find_inputs
+
+    yy, xx = np.mgrid[:256, :256]
+    cells = ((yy - 80) ** 2 + (xx - 80) ** 2 < 40**2) | ((yy - 170) ** 2 + (xx - 170) ** 2 < 40**2)
+    nuclei = ((yy - 80) ** 2 + (xx - 80) ** 2 < 4**2) | ((yy - 170) ** 2 + (xx - 170) ** 2 < 4**2)
+    rng = np.random.default_rng(0)
+    cytoplasm = (np.where(cells, 120.0, 20.0) + rng.normal(0, 5, cells.shape)).clip(0, 255).astype(np.uint8)
+    nuclear = np.where(nuclei, rng.integers(150, 250, nuclei.shape), 0).astype(np.uint8)
+    assert nuclei.mean() < 0.002
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    imsave(folder / "sparse.png", np.stack([cytoplasm, nuclear, np.zeros_like(nuclear)], axis=-1), check_contrast=False)
+    tifffile.imwrite(folder / "mask.tif", np.zeros((3, 64, 64), bool))
+    generalist = shipped_model(CELLS_2D)
+    by_name = {item.name: item for item in find_inputs([str(folder)])}
+    assert check_input(by_name["sparse"], generalist.card, SegmentParams()).channels == (0, 1)
+    results = segment([str(folder)], Predictor.load(generalist, PredictParams(device="cpu")), SegmentFolder(tmp_path / "out"),
+                      progress=False)
+    errors = {r.name: r.error for r in results}
+    assert errors["sparse"] is None and errors["mask"] is not None and "TypeError" not in errors["mask"]
 
 
 def test_sizes_and_pixel_sizes_are_in_the_models_unit_for_every_input(model, tmp_path):
@@ -638,3 +668,4 @@ def test_a_nifti_time_series_is_refused_with_the_axes_that_read_it(model, tmp_pa
     assert all(result.objects[name] > 3 for name in result.images)
     labels = nib.load(tmp_path / "out" / "labels" / "movie_labels.nii.gz")
     assert labels.shape[:2] == (96, 96) and labels.shape[-1] == 3
+
