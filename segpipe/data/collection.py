@@ -28,6 +28,7 @@ from pathlib import Path
 
 import zarr
 
+from segpipe.data.locks import exclusive
 from segpipe.data.ngff import VERSION
 
 FOLDER = "OME"
@@ -147,17 +148,13 @@ def _locked(folder: Path) -> Iterator[None]:
     mounts refuse flock), go on without and say so once."""
     (folder / FOLDER).mkdir(parents=True, exist_ok=True)
     with open(folder / FOLDER / ".lock", "a") as handle:  # inside OME/, which no one lists as a zarr group
-        locked = True
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except OSError as err:  # said here; the update goes on outside this handler (no error chained to it)
-            locked = False
-            if folder not in _UNLOCKED:
-                _UNLOCKED.add(folder)
-                log.warning("%s: cannot lock the image collection (%s); writers at the same time are not kept apart",
-                            folder, err.strerror or err)
+        refused = exclusive(handle)
+        if refused is not None and folder not in _UNLOCKED:
+            _UNLOCKED.add(folder)
+            log.warning("%s: cannot lock the image collection (%s); writers at the same time are not kept apart",
+                        folder, refused.strerror or refused)
         try:
             yield
         finally:
-            if locked:
+            if refused is None:
                 fcntl.flock(handle, fcntl.LOCK_UN)

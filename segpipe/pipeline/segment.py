@@ -206,8 +206,9 @@ def segment(
     """
     params = params or SegmentParams()
     check_spacing(params, predictor.card)
-    if params.ordered(predictor.params) is not predictor.params:  # the user's order: no choosing
-        predictor = dataclasses.replace(predictor, params=params.ordered(predictor.params))
+    ordered = params.ordered(predictor.params)
+    if ordered is not predictor.params:  # the user's order: no choosing
+        predictor = dataclasses.replace(predictor, params=ordered)
     found = find_inputs(patterns)
     order = {str(item.path): k for k, item in enumerate(found)}
     items, unfit = fitting_inputs(found, predictor.card, params)

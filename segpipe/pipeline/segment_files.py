@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
 from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, input_dataset
+from segpipe.data.locks import exclusive
 from segpipe.data.readers.units import length_unit
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
 from segpipe.errors import InputError, SegpipeError
@@ -128,7 +129,7 @@ class SegmentFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".segment.lock", "a+") as handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                refused = exclusive(handle, wait=False)
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "unknown"
@@ -136,9 +137,9 @@ class SegmentFolder:
                     f"{self.root}: another segpipe segment is writing here (process {holder}); wait for it to end, "
                     "or give another --output"
                 ) from None
-            except OSError as err:  # a filesystem without flock (some cluster mounts): go on without
+            if refused is not None:  # a filesystem without flock (some cluster mounts): go on without
                 log.warning("%s: cannot lock the folder (%s); a second run into it at the same time is not kept out",
-                            self.root, err.strerror or err)
+                            self.root, refused.strerror or refused)
             handle.seek(0)
             handle.truncate()
             handle.write(str(os.getpid()))

@@ -109,7 +109,7 @@ def choose_inputs(image, card: ModelCard) -> InputChoice:
     """
     channels = image.shape[0]
     bounds = _channel_bounds(image, card.normalization)
-    flat = tuple(c for c in range(channels) if np.ptp(bounds[c]) <= 0)
+    flat = _flat(bounds)
     varying = [c for c in range(channels) if c not in flat]
     if len(varying) < 2:  # the one that varies (or, with none, the first) takes the first input
         keep = varying or [0]
@@ -142,8 +142,12 @@ def foreground_cover(channel: np.ndarray) -> float:
 def flat_channels(image, spec: NormalizationSpec) -> tuple[int, ...]:
     """The channels of ``image`` (channel-first) with nothing in them: their low and high
     percentiles equal (:func:`_channel_bounds`), whatever a few stray pixels hold."""
-    bounds = _channel_bounds(image, spec)
-    return tuple(c for c in range(image.shape[0]) if np.ptp(bounds[c]) <= 0)
+    return _flat(_channel_bounds(image, spec))
+
+
+def _flat(bounds: list[list[float]]) -> tuple[int, ...]:
+    """The channels whose two percentiles (``bounds``, by channel) are equal."""
+    return tuple(c for c, pair in enumerate(bounds) if np.ptp(pair) <= 0)
 
 
 def _channel_bounds(image, spec: NormalizationSpec) -> list[list[float]]:
