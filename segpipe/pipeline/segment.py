@@ -94,7 +94,8 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
         channels = len(params.channels)
     what = f"{item.path}: model {card.name!r}"
     if card.spatial_dims == 2 and planes > 1:
-        raise ModelError(f"{what} segments 2D images; this is a 3D stack of {planes} planes (use a 3D model)")
+        raise ModelError(f"{what} segments 2D images; this is a 3D stack of {planes} planes: use a 3D model, or segment "
+                         "each plane on its own with --axes naming the planes T (e.g. TYX for a ZYX stack)")
     if card.spatial_dims == 3 and planes == 1:
         raise ModelError(f"{what} segments 3D volumes; this is a single 2D plane (use a 2D model)")
     if not takes_channels(card, channels):

@@ -152,6 +152,24 @@ def test_a_model_that_cannot_be_used_writes_nothing(inputs, model, tmp_path, seg
     assert not output.exists()
 
 
+def test_a_stack_for_a_2d_model_names_how_to_segment_each_plane(inputs, model, tmp_path, segpipe_cli):
+    """A 2D model refuses a z-stack and says how to segment its planes one by one; doing so labels every plane."""
+    field = tifffile.imread(inputs / "good.tif")
+    tifffile.imwrite(inputs / "stack.tif", np.stack([field] * 3), photometric="minisblack", metadata={"axes": "ZYX"})
+    output = tmp_path / "out"
+    args = ["segment", "--model", model.folder, inputs / "stack.tif", "--output", output, "--device", "cpu"]
+    refused = segpipe_cli(*args)
+    assert refused.code == 2 and not output.exists()
+    assert refused.errors == [f"error: {inputs / 'stack.tif'}: model {model.card.name!r} segments 2D images; this is a 3D "
+                              "stack of 3 planes: use a 3D model, or segment each plane on its own with --axes naming "
+                              "the planes T (e.g. TYX for a ZYX stack)"]
+    assert segpipe_cli(*args, "--axes", "TYX").code == 0
+    assert segpipe_cli("segment", "--model", model.folder, inputs / "good.tif", "--output", output, "--device", "cpu").code == 0
+    planes, alone = (tifffile.imread(output / "labels" / name) for name in ("stack_labels.tif", "good_labels.tif"))
+    assert planes.shape == (3, 96, 128) and alone.max() > 0
+    assert all(np.array_equal(plane, alone) for plane in planes)  # each plane as the field segmented on its own
+
+
 @pytest.mark.parametrize("channel", ["-1", "-3"])
 def test_a_negative_channel_is_refused_before_anything_is_written(inputs, model, tmp_path, segpipe_cli, channel):
     """``--channels -3`` on a two-channel file raised an IndexError with a traceback; -1 silently took the last."""
