@@ -139,15 +139,20 @@ def kept_channels(source, card: ModelCard) -> Kept | None:
         return None
     frame = frame.reshape(channels, *frame.shape[-2:])
     if channels in (3, 4) and all(np.array_equal(frame[0], frame[k]) for k in (1, 2)):
-        if channels == 3 or np.all(frame[3] == frame[3].flat[0]):
+        if channels == 3 or _one_value(frame[3]):
             return Kept((0,), f"a grey image saved in {channels} colour channels, all alike")
     if card.generalist:
         flat, what = flat_channels(frame, card.normalization), "flat (one value but for a few pixels)"
     else:
-        flat, what = tuple(c for c in range(channels) if np.all(frame[c] == frame[c].flat[0])), "one value everywhere"
+        flat, what = tuple(c for c in range(channels) if _one_value(frame[c])), "one value everywhere"
     if not flat:
         return None
     return Kept(tuple(c for c in range(channels) if c not in flat), f"channel(s) {list(flat)} {what}")
+
+
+def _one_value(channel: np.ndarray) -> bool:
+    """Whether every pixel of ``channel`` holds the same value (a blank channel, an opaque alpha)."""
+    return bool(np.all(channel == channel.flat[0]))
 
 
 def check_spacing(params: SegmentParams, card: ModelCard) -> None:
