@@ -30,17 +30,25 @@ from segpipe.models.model import Model
 from segpipe.pipeline import RunFolder
 from segpipe.scoring import overlap
 from segpipe.scoring.instances import match_from_overlap
+from segpipe.training.sized import SizedStore
 from segpipe.training.splits import load_split, predict_split, scorable, tuning_training_set
 from segpipe.training.tuning import candidates, labelled_pairs, tune_instance_params, validation_scores
 
 
 def predicted(folder: Path) -> tuple:
-    """A run folder's model card and its model's predictions of the validation, tuning-training and test images (CPU)."""
+    """A run folder's model card and its model's predictions of the validation, tuning-training and test images (CPU).
+
+    For a model of one object size (``card.object_size``) every image is predicted at the scale its
+    true objects give, as training loads the validation split; ``segpipe predict`` and ``segment``
+    estimate that scale from a first prediction instead, so test figures here can differ from the run's.
+    """
     run = RunFolder(folder)
     model = Model.open(run.model_dir)
     card, device = model.card, torch.device("cpu")
     network = model.load(device)
     store = ImageStore.open(run.store)
+    if card.object_size:  # as training loads them: each image at the size that makes its objects object_size across
+        store = SizedStore(store, card.object_size)
     validation = predict_split(network, scorable(load_split(store, "validation", card=card)), card, device)
     training = predict_split(network, tuning_training_set(store, card), card, device)
     test = predict_split(network, load_split(store, "test", card=card), card, device)

@@ -10,7 +10,8 @@ four passes over slabs of rows along the first spatial axis, holding one slab pl
    ``scipy.ndimage.label`` numbers the whole frame, so seed and object numbers are global.
 2. Each slab is flooded (seeded watershed) with a halo of ``halo`` rows on each side, using the
    global seed numbers; only the slab's own rows are kept. Object sizes are summed.
-3. Objects under ``min_size`` are dropped and the rest renumbered 1..N in seed order.
+3. Objects under ``min_size`` (on the frame's edge: ``edge_min_size``) are dropped and the rest
+   renumbered 1..N in seed order.
 4. Each object's holes are filled, slab by slab with the halo around it (in the same sweep as 3).
 
 The bound: a foreground component at most ``halo`` rows tall lies wholly inside the window of
@@ -38,12 +39,14 @@ from skimage.segmentation import watershed
 from segpipe.inference.params import InstanceTiling
 from segpipe.inference.postprocess import (
     InstanceParams,
+    edge_labels,
     fill_holes,
     instance_labels,
     output_maps,
     relief_map,
     seed_mask,
     smoothed_distance,
+    too_small,
 )
 
 log = logging.getLogger(__name__)
@@ -144,7 +147,7 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
     try:
         tables = _label_slabs(probabilities, frame, slabs, n_classes, params, parts, tiling.halo)
         sizes = _flood_slabs(probabilities, out, frame, slabs, n_classes, tiling.halo, parts, tables, params)
-        keep = sizes >= max(params.min_size, 1)
+        keep = ~too_small(sizes, params, lambda: edge_labels(out, frame))
         keep[0] = False
         renumber = np.zeros(sizes.size, dtype=np.uint32)
         renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)

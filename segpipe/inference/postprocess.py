@@ -33,6 +33,9 @@ class InstanceParams(BaseModel):
         sink_size: Fewest paths a sink gathers to seed an object (``flow``); a foreground
             part whose sinks all gather fewer is still an object.
         min_size: Objects smaller than this many pixels are dropped.
+        edge_min_size: Objects touching the frame's edge (:func:`edge_labels`) are dropped under
+            this size instead (``None``: ``min_size``): an object the edge cuts may be a sliver of
+            a real one, so a size rule made for whole objects spares it.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -45,6 +48,7 @@ class InstanceParams(BaseModel):
     smoothing: float = Field(0.0, ge=0)
     sink_size: int = Field(10, ge=1)
     min_size: int = Field(8, ge=0)
+    edge_min_size: int | None = Field(None, ge=0)
 
 
 def seed_pixels(distance: np.ndarray, params: InstanceParams) -> np.ndarray:
@@ -169,12 +173,34 @@ def _paths(mask: np.ndarray, flow: np.ndarray, reuse: dict | None) -> tuple[tupl
 
 
 def _finish(labels: np.ndarray, params: InstanceParams) -> np.ndarray:
-    """Objects under ``params.min_size`` dropped, holes filled, numbered 1..N."""
-    if params.min_size:
-        too_small = np.bincount(labels.ravel()) < params.min_size
-        too_small[0] = False
-        labels[too_small[labels]] = 0
+    """Objects under their size (:func:`too_small`) dropped, holes filled, numbered 1..N."""
+    if params.min_size or params.edge_min_size:
+        dropped = too_small(np.bincount(labels.ravel()), params, lambda: edge_labels(labels))
+        labels[dropped[labels]] = 0
     return _relabel(fill_holes(labels))
+
+
+def too_small(sizes: np.ndarray, params: InstanceParams, edge) -> np.ndarray:
+    """Which labels (indices of ``sizes``; 0, the background, never) fall under ``params.min_size``,
+    or, for those ``edge()`` names (:func:`edge_labels`, asked only when needed), under ``params.edge_min_size``."""
+    small = sizes < max(params.min_size, 1)
+    if params.edge_min_size is not None and params.edge_min_size != params.min_size:
+        on_edge = edge()
+        small[on_edge] = sizes[on_edge] < max(params.edge_min_size, 1)
+    small[0] = False
+    return small
+
+
+def edge_labels(labels, frame: tuple = ()) -> np.ndarray:
+    """The labels on the first or last plane of any spatial axis of ``labels[frame]`` (``labels`` a
+    numpy or zarr array, read a face at a time; ``frame`` indexes its leading axes): objects the
+    frame's edge cuts, whose rest, if any, lies outside it (a region split cuts true objects to
+    slivers there)."""
+    faces = []
+    for axis, length in enumerate(labels.shape[len(frame) :]):
+        for index in {0, length - 1} if length else ():
+            faces.append(np.asarray(labels[(*frame, *(slice(None),) * axis, index)]).ravel())
+    return np.unique(np.concatenate(faces)) if faces else np.zeros(0, labels.dtype)
 
 
 #: Steps each pixel takes along the flow (Cellpose's default): paths up to 200 pixels long, so a

@@ -93,6 +93,7 @@ class Grids:
         return params.model_copy(
             update={
                 "min_size": int(round(params.min_size * float(np.prod(ratios)))),
+                "edge_min_size": None if params.edge_min_size is None else int(round(params.edge_min_size * float(np.prod(ratios)))),
                 "smoothing": params.smoothing * float(np.exp(np.mean(np.log(ratios)))),
             }
         )

@@ -37,6 +37,12 @@ SEED_GRID = tuple(
 ) + tuple({"seed_method": "threshold", "seed_threshold": t} for t in (0.5, 0.4, 0.6, 0.3, 0.7))
 #: Sink sizes tried for the flow's grouping (models with a flow output), the central one first.
 SINK_GRID = (10, 4, 25)
+#: Smallest objects kept, tried after the grid on its best setting: the fixed ``min_size``, then
+#: these shares of the median true object's size in the tuning images. A speck a twentieth of a
+#: cell's area is noise or a fragment, never a cell of that dataset; which share a dataset takes
+#: is its validation's (and training images') OP_CSB's call, ties keeping the smallest. Objects
+#: on the frame's edge keep the fixed size (``edge_min_size``): the edge cuts real ones small.
+MIN_SIZE_SHARES = (0.025, 0.05)
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,8 @@ def tune_instance_params(
     min_size: int = 8,
     training: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[InstanceParams, ValidationScores]:
-    """Grid-search the relief, the foreground threshold and the seeding rule for the best OP_CSB.
+    """Grid-search the relief, the foreground threshold and the seeding rule for the best OP_CSB,
+    then the smallest object kept (:func:`min_sizes`) for that setting.
 
     Without ``training``, settings are ranked by their validation OP_CSB; with it, by the mean
     of their validation and training OP_CSB (see the module's docstring), or by the validation
@@ -178,13 +185,21 @@ def tune_instance_params(
         predictions: The validation images' ``(probabilities, ground truth[, unannotated])``,
             as :func:`validation_scores` takes them.
         n_classes: Number of class channels.
-        min_size: Smallest object kept, pixels.
+        min_size: Smallest object kept, pixels, in the grid; the least :func:`min_sizes` tries.
         training: The same for training images, or ``None``.
 
     Returns:
         The best parameters and their validation scores.
     """
     settings = list(candidates(predictions, n_classes=n_classes, min_size=min_size))
+    best, _ = _best_of(settings, predictions, training, n_classes)
+    sizes = min_sizes(predictions + (training or []), smallest=min_size)
+    sized = [best.model_copy(update={"min_size": size, "edge_min_size": None if size == min_size else min_size}) for size in sizes]
+    return _best_of(sized, predictions, training, n_classes)
+
+
+def _best_of(settings: list[InstanceParams], predictions: list, training: list | None, n_classes: int) -> tuple[InstanceParams, ValidationScores]:
+    """The best of ``settings`` by :func:`_rank` and its validation scores; ties keep the earlier one."""
     validation = scores_of_settings(predictions, settings, n_classes)
     trained = scores_of_settings(training, settings, n_classes) if training else [None] * len(settings)
     best, best_rank = 0, -np.inf
@@ -193,6 +208,17 @@ def tune_instance_params(
         if index == 0 or rank > best_rank + 1e-9:
             best, best_rank = index, rank
     return settings[best], validation[best]
+
+
+def min_sizes(predictions: list[tuple[np.ndarray, ...]], *, smallest: int) -> list[int]:
+    """The smallest object sizes tried: ``smallest``, then each of ``MIN_SIZE_SHARES`` of the
+    median size (pixels or voxels) of the true objects in ``predictions``, where larger."""
+    sizes = [np.bincount(np.asarray(gt, dtype=np.int64).ravel())[1:] for _, gt, *_ in predictions]
+    sizes = np.concatenate([s[s > 0] for s in sizes]) if sizes else np.zeros(0)
+    if not sizes.size:
+        return [smallest]
+    median = float(np.median(sizes))
+    return sorted({smallest, *(int(round(share * median)) for share in MIN_SIZE_SHARES if share * median > smallest)})
 
 
 def _rank(validation: ValidationScores, training: ValidationScores | None) -> float:

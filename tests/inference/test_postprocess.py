@@ -3,7 +3,7 @@ import pytest
 from scipy import ndimage
 from skimage.draw import disk
 
-from segpipe.inference.postprocess import InstanceParams, instance_labels, semantic_labels
+from segpipe.inference.postprocess import InstanceParams, edge_labels, instance_labels, semantic_labels
 from segpipe.training.targets import distance_target
 
 
@@ -36,6 +36,29 @@ def test_seedless_component_is_kept_and_tiny_ones_dropped():
     distance = np.zeros_like(foreground)
     labels = instance_labels(foreground, distance, InstanceParams(min_size=8))
     assert labels.max() == 1 and (labels > 0).sum() == 36
+
+
+@pytest.mark.parametrize("edge", [(slice(0, 2), slice(10, 12)), (slice(28, 30), slice(10, 12)), (slice(10, 12), slice(0, 2)), (slice(10, 12), slice(28, 30))])
+def test_objects_on_the_frame_edge_are_held_to_their_own_size(edge):
+    """4 px on any edge of the frame (a sliver of an object the frame cuts) are kept under
+    edge_min_size 4, the same 4 px inside the frame dropped under min_size 8; without
+    edge_min_size both are dropped."""
+    foreground = np.zeros((30, 30), dtype=np.float32)
+    foreground[edge] = 1
+    foreground[14:16, 14:16] = 1
+    labels = instance_labels(foreground, np.zeros_like(foreground), InstanceParams(min_size=8, edge_min_size=4))
+    assert labels.max() == 1 and (labels[edge] == 1).all() and (labels[14:16, 14:16] == 0).all()
+    assert instance_labels(foreground, np.zeros_like(foreground), InstanceParams(min_size=8, edge_min_size=5)).max() == 0
+    assert instance_labels(foreground, np.zeros_like(foreground), InstanceParams(min_size=8)).max() == 0
+
+
+def test_edge_labels_reads_each_face_of_the_frame_it_is_given():
+    labels = np.zeros((2, 5, 6, 7), np.uint16)
+    labels[1, 2, 3, 3] = 1  # inside
+    labels[1, 4, 3, 3], labels[1, 2, 0, 3], labels[1, 2, 3, 6] = 2, 3, 4  # on the last z, the first y, the last x
+    labels[0, 0, 0, 0] = 5  # another frame
+    assert edge_labels(labels, (1,)).tolist() == [0, 2, 3, 4]
+    assert edge_labels(labels[1]).tolist() == [0, 2, 3, 4]
 
 
 def test_semantic_labels_is_argmax():

@@ -60,6 +60,21 @@ def test_seedless_parts_and_small_objects_match(tmp_path):
     assert 0 < expected.max() < 20
 
 
+def test_small_objects_on_the_frame_edge_are_held_to_their_size_in_slabs_as_whole(tmp_path):
+    """Objects under min_size but not edge_min_size on the first and last rows (first and last
+    slab) and on the side columns are kept, as the whole frame keeps them; the same inside are dropped."""
+    fg = np.zeros((60, 40), np.float32)
+    for box in ((slice(0, 2), slice(10, 13)), (slice(58, 60), slice(20, 23)), (slice(30, 33), slice(0, 2)),
+                (slice(40, 43), slice(38, 40)), (slice(20, 22), slice(20, 23))):
+        fg[box] = 1  # 6 pixels each; the last one inside
+    probs = np.stack([1 - fg, fg, fg * 0.9]).astype(np.float16)
+    params = InstanceParams(foreground_threshold=0.5, seed_threshold=0.5, min_size=8, edge_min_size=6)
+    expected = reference(probs, params)
+    got, stats = run(tmp_path, probs, InstanceTiling(whole_limit=0, slab=7, halo=3), params)
+    np.testing.assert_array_equal(got, expected)
+    assert stats.objects == expected.max() == 4 and not expected[20:22, 20:23].any()
+
+
 def test_small_frames_are_labelled_whole_and_frames_separately(tmp_path):
     probs = np.stack([blobs((50, 40), 8, seed=s) for s in range(3)], axis=1)  # (3, t, y, x)
     params = InstanceParams()

@@ -83,7 +83,7 @@ def test_a_card_from_a_newer_segpipe_says_so_before_its_new_fields(good):
 #: (``a=v``), as of :data:`CARD_VERSION`: a segpipe of an earlier version refuses a field or value
 #: it does not know as ill-formed, so a change here needs a new card version.
 LAYOUT = {
-    3: frozenset({
+    4: frozenset({
         "card_version", "channel_names", "classes", "extra_outputs", "extra_outputs=boundary",
         "extra_outputs=distance", "extra_outputs=flow", "generalist", "in_channels", "inference",
         "inference.amp", "inference.batch_size", "inference.flip_tta", "inference.mode",
@@ -93,7 +93,7 @@ LAYOUT = {
         "normalization.method=ct", "normalization.method=percentile", "normalization.method=zscore",
         "normalization.min_range", "normalization.nonzero", "normalization.skip_fill", "normalization.std",
         "normalization.window", "object_size", "out_channels", "patch_size", "postprocess",
-        "postprocess.foreground_threshold", "postprocess.min_size", "postprocess.relief",
+        "postprocess.edge_min_size", "postprocess.foreground_threshold", "postprocess.min_size", "postprocess.relief",
         "postprocess.relief=boundary", "postprocess.relief=distance", "postprocess.relief=flow",
         "postprocess.seed_h", "postprocess.seed_method", "postprocess.seed_method=hmaxima",
         "postprocess.seed_method=threshold", "postprocess.seed_threshold", "postprocess.sink_size",

@@ -273,6 +273,9 @@ def test_post_processing_keeps_physical_sizes_on_the_image_grid():
                   image_shape=(64, 64), model_shape=(32, 32), differs=True, guessed=False)
     converted = grids.post_processing(InstanceParams(min_size=8, smoothing=1.0))
     assert (converted.min_size, converted.smoothing) == (32, 2.0)  # 4x the pixels, twice the width
+    assert converted.edge_min_size is None
+    assert grids.post_processing(InstanceParams(min_size=22, edge_min_size=8)).model_dump(include={"min_size", "edge_min_size"}) == {
+        "min_size": 88, "edge_min_size": 32}
     same = Grids(resample=False, image_spacing=(0.5, 0.5), model_spacing=(1.0, 1.0), unit="micrometer",
                  image_shape=(64, 64), model_shape=(32, 32), differs=True, guessed=False)
     assert same.post_processing(InstanceParams(min_size=8)).min_size == 8

@@ -6,7 +6,7 @@ import numpy as np
 
 from segpipe.inference.postprocess import instance_labels
 from segpipe.scoring import seg_score
-from segpipe.training.tuning import tune_instance_params
+from segpipe.training.tuning import min_sizes, tune_instance_params
 
 
 def _probabilities(foreground: np.ndarray, distance: np.ndarray) -> np.ndarray:
@@ -19,6 +19,7 @@ def test_a_tie_keeps_the_size_independent_seeding():
     params, scores = tune_instance_params([_disc()], n_classes=2)
     assert scores.op_csb == 1.0  # every setting finds the one disc: all tie
     assert (params.seed_method, params.seed_h, params.smoothing, params.foreground_threshold) == ("hmaxima", 0.1, 1.0, 0.5)
+    assert params.min_size == 8 and params.edge_min_size is None  # every smallest size ties too: the least is kept
 
 
 def _disc() -> tuple[np.ndarray, np.ndarray]:
@@ -166,3 +167,32 @@ def test_the_seg_standard_error_of_images_alike_is_the_objects_spread():
     single = validation_scores(predictions[:1], params, 2).seg_se  # one image: its objects only
     assert np.isclose(single, np.std(pooled[:4], ddof=1) / 2)
 
+
+
+def test_min_sizes_are_shares_of_the_median_true_object():
+    gt = np.zeros((40, 40), np.uint16)
+    gt[0:10, 0:10], gt[20:30, 0:20], gt[0:20, 20:40] = 1, 2, 3  # 100, 200 and 400 pixels: median 200
+    assert min_sizes([(None, gt)], smallest=8) == [8, 10]  # 2.5% (5) is below 8; 5% is 10
+    assert min_sizes([(None, gt), (None, 4 * gt)], smallest=3) == [3, 5, 10]  # labels 4, 8, 12 too: same sizes
+    assert min_sizes([(None, np.zeros((8, 8), np.uint16))], smallest=8) == [8]  # no objects: the fixed size
+
+
+def test_confident_specks_are_dropped_by_the_size_their_objects_make_small():
+    """Specks as sure as the object (no threshold drops them) and larger than the fixed 8 pixels:
+    the smallest size kept, 5% of the true objects' median, drops them and DET reaches 1."""
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 12**2
+    foreground = np.where(disc, 0.95, 0.0)
+    distance = np.clip(1.0 - np.sqrt((yy - 32) ** 2 + (xx - 32) ** 2) / 12, 0, 1) * disc
+    for y, x in ((4, 4), (4, 56), (56, 4), (56, 56)):  # inside the frame: an edge would spare them
+        foreground[y : y + 3, x : x + 4] = 0.95  # 12 pixels: above 2.5% of the disc (11), below 5% (22)
+        distance[y : y + 3, x : x + 4] = 0.3
+    gt = disc.astype(np.uint16)
+    params, scores = tune_instance_params([(_probabilities(foreground, distance), gt)], n_classes=2)
+    assert params.min_size == round(0.05 * disc.sum()) == 22  # the disc: 437 pixels
+    assert params.edge_min_size == 8  # objects the frame's edge cuts keep the fixed size
+    assert scores.det == 1.0 and scores.seg == 1.0
+    from segpipe.training.tuning import validation_scores
+
+    kept = validation_scores([(_probabilities(foreground, distance), gt)], params.model_copy(update={"min_size": 8}), 2)
+    assert kept.seg == 1.0 and kept.det < 1.0  # the fixed size keeps the specks as objects
