@@ -90,10 +90,11 @@ class Grids:
         if not self.resample:
             return params
         ratios = np.asarray(self.model_spacing, float) / np.asarray(self.image_spacing, float)
+        pixels = float(np.prod(ratios))  # image pixels per model pixel
         return params.model_copy(
             update={
-                "min_size": int(round(params.min_size * float(np.prod(ratios)))),
-                "edge_min_size": None if params.edge_min_size is None else int(round(params.edge_min_size * float(np.prod(ratios)))),
+                "min_size": int(round(params.min_size * pixels)),
+                "edge_min_size": None if params.edge_min_size is None else int(round(params.edge_min_size * pixels)),
                 "smoothing": params.smoothing * float(np.exp(np.mean(np.log(ratios)))),
             }
         )

@@ -6,7 +6,7 @@ import numpy as np
 
 from segpipe.inference.postprocess import instance_labels
 from segpipe.scoring import seg_score
-from segpipe.training.tuning import min_sizes, tune_instance_params
+from segpipe.training.tuning import min_sizes, tune_instance_params, validation_scores
 
 
 def _probabilities(foreground: np.ndarray, distance: np.ndarray) -> np.ndarray:
@@ -61,8 +61,6 @@ def test_false_objects_lose_even_when_seg_ties():
     gt = disc.astype(np.uint16)
     params, scores = tune_instance_params([(_probabilities(foreground, distance), gt)], n_classes=2, min_size=4)
     assert params.foreground_threshold == 0.6 and scores.det == 1.0 and scores.seg == 1.0
-    from segpipe.training.tuning import validation_scores
-
     specks = validation_scores([(_probabilities(foreground, distance), gt)], params.model_copy(update={"foreground_threshold": 0.5}), 2)
     assert specks.seg == 1.0 and specks.det < 1.0 and specks.op_csb < scores.op_csb
 
@@ -136,8 +134,6 @@ def _jaccards(predictions, params) -> list[list[float]]:
 def test_the_seg_standard_error_counts_images_that_differ_as_the_unit():
     """Two images, one predicted well and one badly: the images' standard error (a ratio of sums
     over two draws, by hand) exceeds the objects' and is the one given."""
-    from segpipe.training.tuning import validation_scores
-
     rng = np.random.default_rng(3)
     predictions = [_four_squares(0, rng), _four_squares(3, rng)]
     params = tune_instance_params(predictions, n_classes=2)[0]
@@ -156,8 +152,6 @@ def test_the_seg_standard_error_counts_images_that_differ_as_the_unit():
 
 def test_the_seg_standard_error_of_images_alike_is_the_objects_spread():
     """The same image twice: the images agree exactly, so the objects' spread of their Jaccard indices is what is left."""
-    from segpipe.training.tuning import validation_scores
-
     probs, gt = _four_squares(3, np.random.default_rng(3))
     predictions = [(probs, gt), (probs.copy(), gt.copy())]
     params = tune_instance_params(predictions, n_classes=2)[0]
@@ -166,7 +160,6 @@ def test_the_seg_standard_error_of_images_alike_is_the_objects_spread():
     assert np.isclose(validation_scores(predictions, params, 2).seg_se, np.std(pooled, ddof=1) / np.sqrt(8))
     single = validation_scores(predictions[:1], params, 2).seg_se  # one image: its objects only
     assert np.isclose(single, np.std(pooled[:4], ddof=1) / 2)
-
 
 
 def test_min_sizes_are_shares_of_the_median_true_object():
@@ -192,7 +185,5 @@ def test_confident_specks_are_dropped_by_the_size_their_objects_make_small():
     assert params.min_size == round(0.05 * disc.sum()) == 22  # the disc: 437 pixels
     assert params.edge_min_size == 8  # objects the frame's edge cuts keep the fixed size
     assert scores.det == 1.0 and scores.seg == 1.0
-    from segpipe.training.tuning import validation_scores
-
     kept = validation_scores([(_probabilities(foreground, distance), gt)], params.model_copy(update={"min_size": 8}), 2)
     assert kept.seg == 1.0 and kept.det < 1.0  # the fixed size keeps the specks as objects
