@@ -28,7 +28,8 @@ PREDICT_OPTIONS = {
 @app.command()
 @params(read=(SegmentParams, SEGMENT_OPTIONS), predict=(PredictParams, PREDICT_OPTIONS))
 def segment(
-    inputs: Annotated[list[str], typer.Argument(help="Images: TIFF/OME-TIFF, NIfTI, PNG, OME-Zarr or CTC sequence folders; folders and globs too.")],
+    inputs: Annotated[list[str], typer.Argument(help="Images: TIFF/OME-TIFF, NIfTI, PNG, OME-Zarr or CTC sequence folders; folders and globs too. "
+                                                  "Each position (image series) of an OME-TIFF is its own input, NAME_s0, NAME_s1, ...")],
     read: SegmentParams,
     predict: PredictParams,
     model: Annotated[str, typer.Option("--model", "-m", help="A model folder, or a catalog dataset whose trained model to use.")],

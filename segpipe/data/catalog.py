@@ -141,6 +141,9 @@ class DatasetEntry(_Strict):
         label_axes: The same for the label files.
         channel_axis: Axis of the channels in the source arrays, if there is one.
         channels: Channels to keep, in order (default: all): indices, or ``red``/``green``/``blue``.
+        series: For TIFF files of several image series (an OME-TIFF of several positions or
+            scenes): which series the images are, counted from 0 (default: the first, with a
+            warning that the others are left out). Label and ignore files are read at their first.
         images_suffix: Removed from image file stems before pairing (e.g. ``_img``).
         labels_suffix: Removed from label file stems before pairing (e.g. ``_masks``).
         slice_glob: Which files of a slice folder are slices (natural sort order).
@@ -179,6 +182,7 @@ class DatasetEntry(_Strict):
     label_axes: str | None = Field(default=None, pattern=r"^[TCSZYXtcszyx]+$")
     channel_axis: int | None = None
     channels: list[NonNegativeInt | Literal["red", "green", "blue", "alpha"]] | None = Field(default=None, min_length=1)
+    series: NonNegativeInt | None = None
     images_suffix: str = ""
     labels_suffix: str = ""
     slice_glob: str = "*"

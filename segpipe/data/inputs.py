@@ -2,7 +2,8 @@
 
 ``segpipe segment`` takes any mix of:
 
-- image files: TIFF/OME-TIFF, NIfTI, PNG;
+- image files: TIFF/OME-TIFF, NIfTI, PNG; an OME-TIFF of several image series (positions,
+  scenes) gives one input per series, named ``STEM_s0``, ``STEM_s1``, ...;
 - OME-Zarr images (a folder holding a zarr group);
 - Cell Tracking Challenge sequences (a folder of ``t000.tif``, ``t001.tif``, ...);
 - folders of such files (their images, not their subfolders);
@@ -24,6 +25,7 @@ from typing import Literal
 from segpipe.data.catalog import IMAGE_SUFFIXES, Dataset, DatasetEntry, _stem
 from segpipe.data.ctc import FRAME, sequence_frames
 from segpipe.data.readers.omezarr import is_ome_zarr
+from segpipe.data.readers.tiff import image_series
 from segpipe.data.records import ImageRecord
 from segpipe.errors import InputError
 
@@ -41,12 +43,20 @@ class Input:
         kind: What it is, which decides the label files written for it.
         channels: The channels to read when chosen for this input alone (a grey image saved in
             colour reads its first, a composite its channels that are not flat); ``None``: as the run says.
+        series: The image series of a TIFF of several (:func:`~segpipe.data.readers.tiff.image_series`)
+            this input is; ``None`` for a file of one image.
     """
 
     name: str
     path: Path
     kind: InputKind
     channels: tuple[int, ...] | None = None
+    series: int | None = None
+
+    @property
+    def where(self) -> str:
+        """The input as tables and messages name it: its path, and its series if it is one."""
+        return str(self.path) if self.series is None else f"{self.path} (series {self.series})"
 
 
 def find_inputs(patterns: list[str], *, base: Path | None = None) -> list[Input]:
@@ -69,7 +79,7 @@ def find_inputs(patterns: list[str], *, base: Path | None = None) -> list[Input]
     unique = list(dict.fromkeys(found))
     if not unique:
         raise InputError(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences)")
-    return _named(unique)
+    return _named({path: image_series(path) if kind_of(path) == "tiff" else 1 for path in unique})
 
 
 def kind_of(path: Path) -> InputKind | None:
@@ -97,15 +107,21 @@ def _expand(path: Path) -> list[Path]:
     raise InputError(f"{path}: not an image segpipe reads (TIFF, NIfTI, PNG, an OME-Zarr folder or a CTC sequence folder)")
 
 
-def _named(paths: list[Path]) -> list[Input]:
-    stems = [_safe(_input_stem(p)) for p in paths]
+def _named(counts: dict[Path, int]) -> list[Input]:
+    """One input per path, or per series of a path of several (``counts``: the images each holds),
+    named by its stem (and ``_sN``), with the folder's name where two stems meet."""
+    found = [(path, series if count > 1 else None) for path, count in counts.items() for series in range(count)]
+    stems = [
+        _safe(_input_stem(path)) + ("" if series is None else f"_s{series:0{len(str(counts[path] - 1))}d}")
+        for path, series in found
+    ]
     names = []
-    for path, stem in zip(paths, stems):
+    for (path, _), stem in zip(found, stems):
         name = stem if stems.count(stem) == 1 else f"{_safe(path.parent.name)}_{stem}"
         while name in names:
             name += "_"
         names.append(name)
-    return [Input(name, path, kind_of(path)) for name, path in zip(names, paths)]  # type: ignore[arg-type]
+    return [Input(name, path, kind_of(path), series=series) for name, (path, series) in zip(names, found)]  # type: ignore[arg-type]
 
 
 def _input_stem(path: Path) -> str:
@@ -155,6 +171,7 @@ def input_dataset(
         unit=unit,
         axes=axes,
         channels=channels,
+        series=item.series,
         allow_outside_root=True,
     )
     if item.kind == "ctc":

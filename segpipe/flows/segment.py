@@ -25,7 +25,8 @@ forward_segpipe_logs()
 
 
 def input_key(path: str, name: str, kind: str, model: str, output: str, read: SegmentParams, predict: PredictParams) -> str:
-    """The input's bytes (every file of it), the model's id, the settings and the output folder."""
+    """The input's bytes (every file of it), the model's id, the settings and the output folder (a
+    series of a file is told by its name, ``STEM_sN``)."""
     from segpipe.data.ingest import file_digest
     from segpipe.models.model import Model
 
@@ -45,7 +46,8 @@ def outputs_current(path: str, name: str, output: str) -> bool:
 
 
 @task(name="segment-input", task_run_name="segment-{name}", retry_condition_fn=transient, cache_key_fn=key_fn(input_key), **IO_RETRIES)
-def segment_input_task(path: str, name: str, kind: str, model: str, output: str, read: SegmentParams, predict: PredictParams):
+def segment_input_task(path: str, name: str, kind: str, model: str, output: str, read: SegmentParams, predict: PredictParams,
+                       series: int | None = None):
     """Ingest, predict, export and measure one input (its error fails this task only)."""
     from segpipe.data.inputs import Input
     from segpipe.pipeline import stages
@@ -53,7 +55,7 @@ def segment_input_task(path: str, name: str, kind: str, model: str, output: str,
     from segpipe.pipeline.segment_files import SegmentFolder
 
     predictor = stages.cached_predictor(model, predict)
-    result = segment_input(Input(name, Path(path), kind), predictor, SegmentFolder(Path(output)), read, progress=True)
+    result = segment_input(Input(name, Path(path), kind, series=series), predictor, SegmentFolder(Path(output)), read, progress=True)
     get_run_logger().info("%s: %d objects in %d image(s)", name, sum(result.objects.values()), len(result.images))
     return result
 
@@ -97,7 +99,7 @@ def segpipe_segment(
         return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
     check_spacing(read, chosen.card)
     predict = read.ordered(predict)
-    order = {str(item.path): k for k, item in enumerate(items)}
+    order = {item.where: k for k, item in enumerate(items)}
     items, unfit = fitting_inputs(items, chosen.card, read)
     folder = SegmentFolder(Path(output))
     try:
@@ -121,7 +123,7 @@ def _segment_into(folder, items, unfit, order, chosen, output, read, predict, ru
                 item.name: task_runner.submit(
                     refreshed(segment_input_task, outputs_current(str(item.path), item.name, output)),
                     {"path": str(item.path), "name": item.name, "kind": item.kind, "model": str(chosen.folder),
-                     "output": output, "read": read.for_input(item), "predict": predict},
+                     "output": output, "read": read.for_input(item), "predict": predict, "series": item.series},
                 )
                 for item in items
             }
@@ -131,7 +133,7 @@ def _segment_into(folder, items, unfit, order, chosen, output, read, predict, ru
                 if error is None:
                     results.append(futures[item.name].result())
                 else:
-                    results.append(InputResult(item.name, str(item.path), item.kind, error=error))
+                    results.append(InputResult(item.name, item.where, item.kind, error=error))
         results = sorted(results + unfit, key=lambda result: order[result.path])
         write_tables(folder, results)
         write_summary(folder, chosen, predict, results)

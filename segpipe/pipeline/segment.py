@@ -79,7 +79,7 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     spec = AxesSpec(override=params.axes, fill="Z" if card.spatial_dims == 3 else "")
     kept = None
     try:
-        with open_source(path, spec=spec) as source:
+        with open_source(path, spec=spec, series=item.series) as source:
             planes, channels = source.spatial[0], source.channels
             if (params.channels is None and item.kind != "ctc" and source.frames == 1 and planes == 1
                     and card.spatial_dims == 2 and not takes_channels(card, channels)
@@ -88,11 +88,11 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     except (InputError, OSError):  # it fails on its own, listed with the others
         return None
     if kept is not None and takes_channels(card, len(kept.channels)):
-        log.info("%s: %s: reading channel(s) %s of %d", item.path, kept.why, list(kept.channels), channels)
+        log.info("%s: %s: reading channel(s) %s of %d", item.where, kept.why, list(kept.channels), channels)
         item, channels = dataclasses.replace(item, channels=kept.channels), len(kept.channels)
     if params.channels is not None:
         channels = len(params.channels)
-    what = f"{item.path}: model {card.name!r}"
+    what = f"{item.where}: model {card.name!r}"
     if card.spatial_dims == 2 and planes > 1:
         raise ModelError(f"{what} segments 2D images; this is a 3D stack of {planes} planes: use a 3D model, or segment "
                          "each plane on its own with --axes naming the planes T (e.g. TYX for a ZYX stack)")
@@ -216,7 +216,7 @@ def segment(
     if ordered is not predictor.params:  # the user's order: no choosing
         predictor = dataclasses.replace(predictor, params=ordered)
     found = find_inputs(patterns)
-    order = {str(item.path): k for k, item in enumerate(found)}
+    order = {item.where: k for k, item in enumerate(found)}
     items, unfit = fitting_inputs(found, predictor.card, params)
     threads = torch.get_num_threads()
     created = not folder.root.exists()

@@ -198,9 +198,9 @@ def guarded(item: Input, folder: SegmentFolder, step, /, *args, **kwargs):
 
 def failed_input(item: Input, err: Exception) -> InputResult:
     """``item`` failed with ``err``: one warning line naming it, and its result."""
-    reason = str(err).removeprefix(f"{item.path}: ")  # the path is said once
-    log.warning("%s: failed: %s", item.path, reason)
-    return InputResult(item.name, str(item.path), item.kind, error=f"{type(err).__name__}: {reason}")
+    reason = str(err).removeprefix(f"{item.where}: ").removeprefix(f"{item.path}: ")  # the input is named once
+    log.warning("%s: failed: %s", item.where, reason)
+    return InputResult(item.name, item.where, item.kind, error=f"{type(err).__name__}: {reason}")
 
 
 def _writing(err: OSError, folder: SegmentFolder) -> bool:
@@ -225,7 +225,7 @@ def prepare_input(
     store_path = folder.images(item.name)
     ingest_dataset(dataset, store_path, IngestParams(), progress=False, warn_spacing=False)  # one warning per run
     store = ImageStore.open(store_path)
-    check_fits(card, store, where=str(item.path))
+    check_fits(card, store, where=item.where)
     return store, PredictionStore.for_model(folder.predictions(item.name), model)
 
 
@@ -240,7 +240,7 @@ def finish_input(
     """Make and write the labels the network's output gives, attach them under the image, export label
     files and measure the objects (unless all current)."""
     made = [r.complete(attach=False) for r in made]
-    result = InputResult(item.name, str(item.path), item.kind, images=store.names())
+    result = InputResult(item.name, item.where, item.kind, images=store.names())
     guessed = [image for image in store.images() if image.info.get("spacing_source") == "default"]
     result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None
     result.skipped = all(r.skipped for r in made) and folder.measurements(item.name).is_file()

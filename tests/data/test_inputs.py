@@ -67,3 +67,17 @@ def test_names_that_lose_characters_stay_apart_and_keep_their_names(tmp_path):
 def test_bad_inputs_are_named(inbox, patterns, message):
     with pytest.raises(InputError, match=message):
         find_inputs(patterns, base=inbox)
+
+
+def test_each_series_of_a_file_of_several_images_is_an_input(tmp_path):
+    """An OME-TIFF of twelve positions: twelve inputs named by series, the width of the largest
+    index, each reading its own series; a file of one series stays one input named by its stem."""
+    with tifffile.TiffWriter(tmp_path / "plate.ome.tif", ome=True) as tif:
+        for index in range(12):
+            tif.write(np.full((8, 9), index, np.uint8), metadata={"axes": "YX"})
+    tifffile.imwrite(tmp_path / "single.ome.tif", np.zeros((8, 9), np.uint8), metadata={"axes": "YX"})
+    found = find_inputs(["*.ome.tif"], base=tmp_path)
+    assert [(i.name, i.series) for i in found] == [(f"plate_s{k:02d}", k) for k in range(12)] + [("single", None)]
+    assert found[3].where == f"{tmp_path / 'plate.ome.tif'} (series 3)" and found[-1].where == str(tmp_path / "single.ome.tif")
+    dataset = input_dataset(found[3], ndim=2, classes=["background", "cell"], instances=True)
+    assert dataset.entry.series == 3 and [r.name for r in dataset.records] == ["plate_s03"]

@@ -122,6 +122,30 @@ def test_an_input_the_model_cannot_take_fails_alone_in_the_flow(prefect_harness,
     assert summary["failed"] == [str(inbox / "colour.png")]
 
 
+def test_each_position_of_an_ome_tiff_is_a_task_of_its_own(prefect_harness, model_folder, tmp_path):
+    """Two positions in one OME-TIFF: two tasks, each reading its own series (the second's labels
+    are the labels of that field saved alone, not of the first position)."""
+    from segpipe.flows.segment import segpipe_segment
+    from segpipe.prediction.params import PredictParams
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    fields = [tifffile.imread(DATA / "bbbc007" / "images" / f"{name}.tif")[:128, :128] for name in ("A9_p9d", "A9_p7d")]
+    with tifffile.TiffWriter(inbox / "plate.ome.tif", ome=True) as tif:
+        for field in fields:
+            tif.write(field, metadata={"axes": "YX"})
+    tifffile.imwrite(inbox / "second.tif", fields[1])
+    out = tmp_path / "out"
+    state = segpipe_segment(inputs=[str(inbox)], model=str(model_folder), output=str(out),
+                            predict=PredictParams(device="cpu"), return_state=True)
+    assert state.is_completed(), state.message
+    assert task_states(state.state_details.flow_run_id) == {
+        "segment-plate_s0": "Completed", "segment-plate_s1": "Completed", "segment-second": "Completed"}
+    labels = {name: tifffile.imread(out / "labels" / f"{name}_labels.tif") for name in ("plate_s0", "plate_s1", "second")}
+    np.testing.assert_array_equal(labels["plate_s1"], labels["second"])
+    assert labels["plate_s0"].max() > 3 and not np.array_equal(labels["plate_s0"], labels["plate_s1"])
+
+
 def test_the_flow_reads_a_generalists_channels_in_the_order_given(prefect_harness, tmp_path):
     """--channels 1,0 on a (cytoplasm, nuclei) file sends the nuclei to the generalist's cytoplasm
     input, in the flow as in the command (the flow chose the order again, undoing the user's)."""

@@ -564,6 +564,37 @@ def test_a_time_series_file_gets_one_label_file_with_every_frame(model, tmp_path
     assert [int(row["objects"]) for row in counts] == [len(np.unique(f)) - 1 for f in labels]
 
 
+def test_each_position_of_an_ome_tiff_is_segmented_as_its_own_input(model, tmp_path):
+    """Three positions in one OME-TIFF (two grey fields, one colour the model cannot take): before, the
+    first alone was segmented and the others left out with a warning. Each grey position gets the
+    labels it gets saved as a file of its own; the colour one fails alone, named with its series."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")
+    fields = [field[:96, :128], field[96:192, 128:256]]
+    with tifffile.TiffWriter(tmp_path / "plate.ome.tif", ome=True) as tif:
+        for pixels in fields:
+            tif.write(pixels, metadata={"axes": "YX"})
+        colour = np.stack([fields[0], fields[0][::-1], fields[0][:, ::-1]], axis=-1)  # three channels that differ
+        tif.write(colour, photometric="rgb", metadata={"axes": "YXS"})
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    out = SegmentFolder(tmp_path / "out")
+    results = segment([str(tmp_path / "plate.ome.tif")], predictor, out, progress=False)
+    plate = tmp_path / "plate.ome.tif"
+    assert [(r.name, r.path, r.status) for r in results] == [
+        ("plate_s0", f"{plate} (series 0)", "segmented"), ("plate_s1", f"{plate} (series 1)", "segmented"),
+        ("plate_s2", f"{plate} (series 2)", "failed"),
+    ]
+    assert results[2].error.startswith(f"ModelError: model {model.card.name!r} takes 1 channel(s)")
+    for index, pixels in enumerate(fields):
+        tifffile.imwrite(tmp_path / f"alone{index}.tif", pixels)
+        segment([str(tmp_path / f"alone{index}.tif")], predictor, SegmentFolder(tmp_path / f"alone{index}"), progress=False)
+        alone = tifffile.imread(tmp_path / f"alone{index}" / "labels" / f"alone{index}_labels.tif")
+        assert alone.max() > 3
+        np.testing.assert_array_equal(tifffile.imread(out.labels / f"plate_s{index}_labels.tif"), alone)
+    assert sorted(p.name for p in out.labels.iterdir()) == ["plate_s0_labels.tif", "plate_s1_labels.tif"]
+    with open(out.root / "counts.csv", newline="") as handle:
+        assert [(row["input"], row["status"]) for row in csv.DictReader(handle)] == [(r.path, r.status) for r in results]
+
+
 def test_a_sequence_whose_later_frame_the_model_does_not_fit_fails_alone(model, tmp_path):
     """A CTC sequence whose first frame is grey and whose second is RGB: the check passes on the
     first frame, so the sequence fails when its frames are read, as its own input; the TIFF beside

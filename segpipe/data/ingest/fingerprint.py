@@ -81,7 +81,8 @@ def collect_digests(dataset: Dataset, known: dict | None = None, *, files: Itera
 def fingerprint_of(dataset: Dataset, digests: dict) -> str:
     """Digest of the entry's settings and of every source file's content."""
     digest = hashlib.sha256(f"segpipe-store-{FORMAT_VERSION}".encode())
-    digest.update(dataset.entry.model_dump_json(exclude={"training", "schedule", "model"}).encode())
+    unset = {"series"} if dataset.entry.series is None else set()  # stores made before the field keep their fingerprint
+    digest.update(dataset.entry.model_dump_json(exclude={"training", "schedule", "model", *unset}).encode())
     for key in sorted(digests):
         digest.update(key.encode())
         digest.update(digests[key]["sha256"].encode())

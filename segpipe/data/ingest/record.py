@@ -53,7 +53,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
         plane_fill = "Z" if ndim == 3 or record.plane is not None else ""
         image_spec = AxesSpec(override=entry.axes, fill=plane_fill, channel_axis=entry.channel_axis)
         image: Source = stack.enter_context(
-            open_source(record.image, fmt=fmt, spec=image_spec, slice_glob=entry.slice_glob)
+            open_source(record.image, fmt=fmt, spec=image_spec, slice_glob=entry.slice_glob, series=entry.series)
         )
         if record.plane is not None:
             image = SelectedSource(image, z=record.plane)

@@ -60,7 +60,7 @@ def detect_format(path: Path) -> str:
 
 
 def open_source(
-    path: str | Path, *, fmt: str = "auto", spec: AxesSpec = AxesSpec(), slice_glob: str = "*"
+    path: str | Path, *, fmt: str = "auto", spec: AxesSpec = AxesSpec(), slice_glob: str = "*", series: int | None = None
 ) -> Source:
     """Open a file, or a folder of 2D slices, as a lazy ``(T, C, Z, Y, X)`` source.
 
@@ -70,11 +70,15 @@ def open_source(
             holding a zarr group is OME-Zarr).
         spec: How to interpret the file's axes.
         slice_glob: For a folder: which files are slices (natural sort order).
+        series: For a TIFF: which image series to read (from 0); ``None``: the first, saying so
+            when there are others. Other formats hold one image and take only ``None`` or 0.
 
     Raises:
         InputError: Missing, empty or damaged file, wrong format, or axes that cannot be told.
     """
     path = Path(path)
+    if series and (path.is_dir() or is_ome_zarr(path)):
+        _no_series(path, series)
     if fmt == "omezarr" or (fmt == "auto" and is_ome_zarr(path)):
         from segpipe.data.readers.omezarr import OmeZarrSource
 
@@ -90,10 +94,12 @@ def open_source(
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty (0 bytes)")
     fmt = detect_format(path) if fmt in ("auto", "ctc") else fmt
+    if series and fmt != "tiff":
+        _no_series(path, series)
     if fmt == "tiff":
         from segpipe.data.readers.tiff import TiffSource
 
-        return TiffSource(path, spec=spec)
+        return TiffSource(path, spec=spec, series=series)
     if fmt == "nifti":
         from segpipe.data.readers.nifti import NiftiSource
 
@@ -103,6 +109,10 @@ def open_source(
 
         return PngSource(path, spec=spec)
     raise InputError(f"{path}: unknown format {fmt!r}")
+
+
+def _no_series(path: Path, series: int):
+    raise InputError(f"{path}: series {series} asked for, but only a TIFF file holds several image series")
 
 
 def _supported(path: Path) -> bool:

@@ -27,9 +27,10 @@ TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 class TiffSource(Source):
-    """A TIFF file's first image series."""
+    """One image series of a TIFF file: ``series``, or the first (saying once that the others are
+    left out, if there are others)."""
 
-    def __init__(self, path: Path, *, spec: AxesSpec = AxesSpec()):
+    def __init__(self, path: Path, *, spec: AxesSpec = AxesSpec(), series: int | None = None):
         import tifffile
         import zarr
 
@@ -42,9 +43,13 @@ class TiffSource(Source):
         except Exception as err:  # tifffile raises many types for damaged files
             raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
         try:
-            series = self._tif.series[0]
-            if len(self._tif.series) > 1:
+            count = len(self._tif.series)
+            if series is not None and series >= count:
+                raise InputError(f"{path}: has {count} image series; series {series} does not exist (they count from 0)")
+            if series is None and count > 1:
                 _left_out(str(path), tuple(tuple(s.shape) for s in self._tif.series))
+            self._series = series or 0
+            series = self._tif.series[self._series]
             self._mapped = spec.resolve(path, series.axes, series.shape)
             self.shape = canonical_shape(self._mapped, series.shape)
             self.dtype = np.dtype(series.dtype)
@@ -56,8 +61,8 @@ class TiffSource(Source):
                 and (len(series.pages) > 1 or series.keyframe.nbytes <= 64 * 2**20)
             )
             self._lead, self._page_shape = lead, page_shape
-            self._array = None if self._by_pages else zarr.open_array(self._tif.aszarr(series=0, level=0), mode="r")
-            spacing, unit = _physical_size(self._tif)
+            self._array = None if self._by_pages else zarr.open_array(self._tif.aszarr(series=self._series, level=0), mode="r")
+            spacing, unit = _physical_size(self._tif, self._series)
         except InputError:
             self.close()
             raise
@@ -79,7 +84,7 @@ class TiffSource(Source):
         n_lead = len(self._lead)
         pages = np.arange(int(np.prod(self._lead, dtype=np.int64))).reshape(self._lead)[index[:n_lead]]
         flat = [int(p) for p in np.ravel(pages)]
-        data = self._tif.asarray(key=flat, series=0, maxworkers=1) if flat else None
+        data = self._tif.asarray(key=flat, series=self._series, maxworkers=1) if flat else None
         if data is None:
             return np.zeros(np.shape(pages) + self._page_shape, self.dtype)[(...,) + index[n_lead:]]
         data = data.reshape(np.shape(pages) + self._page_shape)
@@ -91,22 +96,45 @@ class TiffSource(Source):
             tif.close()
 
 
+#: Kinds of tifffile series whose several series are several images (positions, scenes or fields
+#: written to one file: OME-TIFF's ``Image`` elements, tifffile's own shaped series). A slide
+#: scanner's file (SVS, NDPI, ...) also holds several series, but its others are a thumbnail, a
+#: label and a macro photograph of the slide, not images to segment.
+IMAGE_SERIES_KINDS = ("ome", "shaped")
+
+
+def image_series(path: Path) -> int:
+    """How many images ``path`` holds as separate series (:data:`IMAGE_SERIES_KINDS`): 1 for a
+    TIFF of one series, of another kind, or one that does not open (it fails when read)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not (tif.is_ome or tif.is_shaped):
+                return 1
+            series = tif.series
+            return len(series) if all(s.kind in IMAGE_SERIES_KINDS for s in series) else 1
+    except Exception:  # tifffile raises many types for damaged files; reading it says which
+        return 1
+
+
 @functools.lru_cache(maxsize=256)
 def _left_out(path: str, shapes: tuple[tuple[int, ...], ...]) -> None:
     """Say once per file that only its first series is read (a slide scanner's label and macro
-    images, or several positions written to one OME-TIFF)."""
+    images; several positions written to one OME-TIFF, read as a catalog's image: ``series:``
+    names another, and ``segpipe segment`` reads each as an input, :func:`image_series`)."""
     others = ", ".join("x".join(map(str, shape)) for shape in shapes[1:4]) + (", ..." if len(shapes) > 4 else "")
-    log.warning("%s: holds %d image series; segpipe reads the first (%s) and leaves out the other %d (%s)",
-                path, len(shapes), "x".join(map(str, shapes[0])), len(shapes) - 1, others)
+    log.warning("%s: holds %d image series; segpipe reads the first (%s) and leaves out the other %d (%s); "
+                "a catalog entry's series: names another", path, len(shapes), "x".join(map(str, shapes[0])), len(shapes) - 1, others)
 
 
-def _physical_size(tif) -> tuple[tuple[float | None, float | None, float | None], str | None]:
-    """``(z, y, x)`` pixel size and unit from OME, ImageJ or the resolution tags."""
+def _physical_size(tif, series: int = 0) -> tuple[tuple[float | None, float | None, float | None], str | None]:
+    """``(z, y, x)`` pixel size and unit of image series ``series`` from OME, ImageJ or the resolution tags."""
     if tif.is_ome:
-        found = _ome_size(tif)
+        found = _ome_size(tif, series)
         if found is not None:
             return found
-    page = tif.pages.first
+    page = tif.series[series].keyframe if series else tif.pages.first
     ij = tif.imagej_metadata or {}
     if str(ij.get("unit", "")).strip().lower() in ("pixel", "pixels"):  # ImageJ's word for uncalibrated
         return (None, None, None), None
@@ -130,12 +158,14 @@ def _physical_size(tif) -> tuple[tuple[float | None, float | None, float | None]
     return (z, y, x), unit
 
 
-def _ome_size(tif) -> tuple[tuple[float | None, float | None, float | None], str | None] | None:
+def _ome_size(tif, series: int = 0) -> tuple[tuple[float | None, float | None, float | None], str | None] | None:
+    """The OME ``Image`` of ``series`` (tifffile makes one series per ``Image``, in order)."""
     import tifffile
 
     try:
         ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
-        image = ome["Image"][0] if isinstance(ome["Image"], list) else ome["Image"]
+        images = ome["Image"] if isinstance(ome["Image"], list) else [ome["Image"]]
+        image = images[series]
         pixels = image["Pixels"]
     except (KeyError, IndexError, TypeError, ValueError):
         return None

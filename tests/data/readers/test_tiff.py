@@ -7,7 +7,20 @@ import logging
 import numpy as np
 import tifffile
 
-from segpipe.data.readers.tiff import TiffSource
+import pytest
+
+from segpipe.data.readers import open_source
+from segpipe.data.readers.tiff import TiffSource, image_series
+from segpipe.errors import InputError
+
+
+def _positions(path, sizes=(0.5, 1.5)):
+    """An OME-TIFF of one position per pixel size, each position's pixels its index plus 1."""
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        for index, size in enumerate(sizes):
+            tif.write(np.full((30 + index, 40), index + 1, np.uint16),
+                      metadata={"axes": "YX", "PhysicalSizeY": size, "PhysicalSizeX": size})
+    return path
 
 
 def test_a_file_of_several_series_says_that_only_the_first_is_read(tmp_path, caplog):
@@ -22,7 +35,8 @@ def test_a_file_of_several_series_says_that_only_the_first_is_read(tmp_path, cap
         TiffSource(path).close()  # said once per file
     assert source.shape[-2:] == (64, 80)
     said = [r.getMessage() for r in caplog.records if "image series" in r.getMessage()]
-    assert said == [f"{path}: holds 2 image series; segpipe reads the first (64x80) and leaves out the other 1 (32x40)"]
+    assert said == [f"{path}: holds 2 image series; segpipe reads the first (64x80) and leaves out the other 1 (32x40); "
+                    "a catalog entry's series: names another"]
 
 
 def test_a_file_of_one_series_says_nothing(tmp_path, caplog):
@@ -30,3 +44,41 @@ def test_a_file_of_one_series_says_nothing(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="segpipe"):
         TiffSource(tmp_path / "one.tif").close()
     assert not [r for r in caplog.records if "series" in r.getMessage()]
+
+
+def test_a_series_asked_for_is_read_with_its_own_pixel_size_and_nothing_said(tmp_path, caplog):
+    """Each OME ``Image`` is its own series, with its own shape and ``PhysicalSize``: before, only
+    the first could be read, at the first image's pixel size."""
+    path = _positions(tmp_path / "positions.ome.tif")
+    with caplog.at_level(logging.WARNING, logger="segpipe"):
+        for index, size in enumerate((0.5, 1.5)):
+            with open_source(path, series=index) as source:
+                assert source.shape[-2:] == (30 + index, 40)
+                assert source.meta.spacing[1:] == (size, size)
+                assert np.unique(source.read_all()).tolist() == [index + 1]
+    assert not [r for r in caplog.records if "series" in r.getMessage()]
+
+
+def test_a_series_that_is_not_there_and_a_series_of_a_png_are_one_line(tmp_path):
+    path = _positions(tmp_path / "positions.ome.tif")
+    with pytest.raises(InputError, match=r"positions.ome.tif: has 2 image series; series 2 does not exist \(they count from 0\)$"):
+        open_source(path, series=2)
+    from skimage.io import imsave
+
+    imsave(tmp_path / "a.png", np.zeros((8, 8), np.uint8), check_contrast=False)
+    with pytest.raises(InputError, match="a.png: series 1 asked for, but only a TIFF file holds several image series"):
+        open_source(tmp_path / "a.png", series=1)
+
+
+def test_which_files_count_as_several_images(tmp_path):
+    """OME-TIFF positions and tifffile's own shaped series are images; one series, or a file that
+    does not open, is one image (it fails when read)."""
+    assert image_series(_positions(tmp_path / "positions.ome.tif", sizes=(1, 1, 1))) == 3
+    with tifffile.TiffWriter(tmp_path / "shaped.tif") as tif:
+        tif.write(np.zeros((8, 8), np.uint8))
+        tif.write(np.zeros((4, 4), np.uint8))
+    assert image_series(tmp_path / "shaped.tif") == 2
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 8, 8), np.uint8), photometric="minisblack")
+    assert image_series(tmp_path / "stack.tif") == 1
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00 not really")
+    assert image_series(tmp_path / "broken.tif") == 1
