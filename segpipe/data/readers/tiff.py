@@ -49,16 +49,16 @@ class TiffSource(Source):
             if series is None and count > 1:
                 _left_out(str(path), tuple(tuple(s.shape) for s in self._tif.series))
             self._series = series or 0
-            series = self._tif.series[self._series]
-            self._mapped = spec.resolve(path, series.axes, series.shape)
-            self.shape = canonical_shape(self._mapped, series.shape)
-            self.dtype = np.dtype(series.dtype)
-            page_shape = tuple(series.keyframe.shape)
-            lead = tuple(series.shape[: len(series.shape) - len(page_shape)])
+            read = self._tif.series[self._series]
+            self._mapped = spec.resolve(path, read.axes, read.shape)
+            self.shape = canonical_shape(self._mapped, read.shape)
+            self.dtype = np.dtype(read.dtype)
+            page_shape = tuple(read.keyframe.shape)
+            lead = tuple(read.shape[: len(read.shape) - len(page_shape)])
             self._by_pages = (
-                tuple(series.shape[len(lead) :]) == page_shape
-                and len(series.pages) == int(np.prod(lead, dtype=np.int64))
-                and (len(series.pages) > 1 or series.keyframe.nbytes <= 64 * 2**20)
+                tuple(read.shape[len(lead) :]) == page_shape
+                and len(read.pages) == int(np.prod(lead, dtype=np.int64))
+                and (len(read.pages) > 1 or read.keyframe.nbytes <= 64 * 2**20)
             )
             self._lead, self._page_shape = lead, page_shape
             self._array = None if self._by_pages else zarr.open_array(self._tif.aszarr(series=self._series, level=0), mode="r")
