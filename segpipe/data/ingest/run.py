@@ -20,7 +20,7 @@ from segpipe.data.collection import Entry, write_collection
 from segpipe.data.records import ImageRecord
 from segpipe.errors import naming
 from segpipe.progress import bar_size
-from segpipe.data.ingest.atomic import clean_stale, partial_path, replace_store
+from segpipe.data.ingest.atomic import clean_stale, missing_folders, partial_path, remove_empty, replace_store
 from segpipe.data.ingest.fingerprint import (
     FORMAT_VERSION,
     check_duplicates,
@@ -89,6 +89,8 @@ def ingest_dataset(
         background = _Digests(dataset)
 
     partial = partial_path(store)
+    made = missing_folders(store.parent)  # removed again if the ingest is refused: nothing half-written
+    finished = False
     try:
         with naming(store):  # a failed write (a full disk) names the store, not nothing
             store.parent.mkdir(parents=True, exist_ok=True)
@@ -104,12 +106,15 @@ def ingest_dataset(
             write_collection(root, [Entry.of_info(info) for info in infos])
             root.attrs["segpipe"] = _store_record(dataset, fingerprint, digests, infos)
             replace_store(partial, store)
+            finished = True
     finally:
         if background is not None:
             background.join()
         if partial.exists():
             wait_for_writes()  # chunk writes still in flight after a failure would put it back
             shutil.rmtree(partial, ignore_errors=True)
+        if not finished:
+            remove_empty(made)
     log.info("%s: ingested %d images into %s", dataset.name, len(infos), store)
     if warn_spacing:
         _warn_default_spacing(dataset, infos)

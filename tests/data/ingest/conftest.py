@@ -28,10 +28,15 @@ def ingest(tmp_path):
 
 @pytest.fixture
 def leftovers(tmp_path):
-    """Everything in the ingest output folder (must be empty after a refused ingest)."""
+    """Everything a refused ingest left in its output folder ``out``: nothing, not even the folder
+    when the ingest made it."""
     out = tmp_path / "out"
+    existed = out.exists()
 
     def look() -> list[str]:
-        return sorted(p.name for p in out.iterdir()) if out.exists() else []
+        if not out.exists():
+            return []
+        names = sorted(p.name for p in out.iterdir())
+        return names if names or existed else ["(the empty folder the ingest made)"]
 
     return look
