@@ -143,7 +143,8 @@ class DatasetEntry(_Strict):
         channels: Channels to keep, in order (default: all): indices, or ``red``/``green``/``blue``.
         series: For TIFF files of several image series (an OME-TIFF of several positions or
             scenes): which series the images are, counted from 0 (default: the first, with a
-            warning that the others are left out). Label and ignore files are read at their first.
+            warning that the others are left out). Label and ignore files of several series are read
+            at the same one; those of one series are the labels of that series.
         images_suffix: Removed from image file stems before pairing (e.g. ``_img``).
         labels_suffix: Removed from label file stems before pairing (e.g. ``_masks``).
         slice_glob: Which files of a slice folder are slices (natural sort order).

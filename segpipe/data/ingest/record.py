@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import zarr
@@ -25,6 +26,7 @@ from segpipe.data.ingest.params import IngestParams
 from segpipe.data.ingest.stream import slab_windows, stream_copy
 from segpipe.data.readers import AxesSpec, SelectedSource, Source, open_source
 from segpipe.data.readers.source import LastReadCache, Window
+from segpipe.data.readers.tiff import image_series
 from segpipe.data.pyramid import Beside, average, chain, level_factors, pick, steps_between
 from segpipe.data.store import (
     GT_NAME,
@@ -42,6 +44,14 @@ from segpipe.data.store import (
 from segpipe.data.validate import check_image_block, check_image_dtype, check_label_block, label_dtype
 
 DEFAULT_UNIT = "micrometer"
+
+
+def _series_of(path: Path, series: int | None) -> int | None:
+    """The series to read of a label or ignore file: the images' when it holds several series (labels
+    written per position beside them), else none (one file of labels for that position)."""
+    if series is None or not Path(path).is_file() or image_series(Path(path)) == 1:
+        return None
+    return series
 
 
 def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, options: IngestParams) -> list[dict]:
@@ -67,6 +77,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                         fmt=fmt,
                         spec=AxesSpec(override=entry.label_axes, fill=label_fill),
                         slice_glob=entry.slice_glob,
+                        series=_series_of(record.labels, entry.series),
                     )
                 )
             )
@@ -76,7 +87,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                 stack.enter_context(
                     open_source(
                         record.ignore, fmt=fmt, spec=AxesSpec(override=entry.label_axes, fill=label_fill),
-                        slice_glob=entry.slice_glob,
+                        slice_glob=entry.slice_glob, series=_series_of(record.ignore, entry.series),
                     )
                 )
             )

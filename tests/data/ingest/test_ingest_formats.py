@@ -72,6 +72,26 @@ def test_a_catalog_entry_names_the_series_of_a_file_of_several_positions(tmp_pat
     assert prints[0] == UNSET_SERIES_PRINT  # computed by segpipe before the field existed (57c3a1e)
 
 
+def test_label_and_ignore_files_of_several_positions_are_read_at_the_series_named(tmp_path, ingest):
+    """Labels written per position beside the images (one OME-TIFF of labels, one of ignore masks)
+    follow ``series:``: the second position's labels, not the first's, though both have the same shape."""
+    _dirs(tmp_path, "img", "lab", "ign")
+    (first, first_labels), (second, second_labels) = _blobs((20, 30), 4), _blobs((20, 30), 5)
+    first_labels, second_labels = first_labels[::-1].copy(), second_labels  # same shape, other objects
+    ignore = np.zeros((20, 30), np.uint8)
+    ignore[15:, :] = 1
+    for folder, arrays in (("img", (first, second)), ("lab", (first_labels, second_labels)),
+                           ("ign", (np.zeros_like(ignore), ignore))):
+        with tifffile.TiffWriter(tmp_path / folder / "p.tif", ome=True) as tif:
+            for array in arrays:
+                tif.write(array, metadata={"axes": "YX"})
+    stored = ingest(tmp_path, images="img/*.tif", labels="lab/*.tif", ignore_masks="ign/*.tif", series=1,
+                    split={"train": ["p"]})["p"]
+    np.testing.assert_array_equal(stored.image[0], second)
+    np.testing.assert_array_equal(stored.labels[...], second_labels)
+    np.testing.assert_array_equal(stored.ignored(), ignore > 0)
+
+
 def test_2d_time_series_gives_one_image_per_frame(tmp_path, ingest):
     movie, labels = _blobs((4, 16, 18), 1)
     _dirs(tmp_path, "img", "lab")
