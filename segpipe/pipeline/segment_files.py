@@ -243,7 +243,9 @@ def finish_input(
     result = InputResult(item.name, item.where, item.kind, images=store.names())
     guessed = [image for image in store.images() if image.info.get("spacing_source") == "default"]
     result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None
-    result.skipped = all(r.skipped for r in made) and folder.measurements(item.name).is_file()
+    result.skipped = (
+        all(r.skipped for r in made) and folder.measurements(item.name).is_file() and _attached(store.path, store.names())
+    )  # a store ingested again (another --spacing: the predictions stay, the sizes change) has no labels under it
     if not result.skipped:
         attach_labels(store.path, predictions, store)
         result.files = [str(p) for p in export_labels(item, store, predictions, folder)]
@@ -253,6 +255,12 @@ def finish_input(
         result.files = [str(p) for p in label_files(item, folder) if p.exists()]
     result.objects = count_objects(folder.measurements(item.name), store.names())
     return result
+
+
+def _attached(store_path: Path, names: list[str]) -> bool:
+    """Whether every image of the store has labels under it (:func:`attach_labels`)."""
+    root = zarr.open_group(str(store_path), mode="r")
+    return all(f"{name}/labels/{LABELS_NAME}" in root for name in names)
 
 
 def attach_labels(store_path: Path, predictions: PredictionStore, store: ImageStore) -> None:

@@ -384,6 +384,33 @@ def test_the_generalist_is_not_said_to_resample_inputs_without_a_pixel_size(tmp_
     assert "resampled" not in spacing and "at its own pixels" in spacing
 
 
+def test_another_pixel_size_given_for_the_same_input_measures_and_attaches_again(tmp_path):
+    """The generalist predicts at the image's own pixels, so its predictions stay current when only
+    --spacing changes; the input's store is ingested again at the new pixel size, and its areas,
+    label files and the labels under its OME-Zarr image follow it (they stayed at the first run's,
+    the OME-Zarr without labels)."""
+    from segpipe.models.shipped import CELLS_2D, shipped_model
+
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    tifffile.imwrite(tmp_path / "field.tif", field)
+    predictor = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
+    folder = SegmentFolder(tmp_path / "out")
+    areas = {}
+    for size in (1.0, 2.0):
+        (result,) = segment([str(tmp_path / "field.tif")], predictor, folder, SegmentParams(spacing=[size, size]), progress=False)
+        assert result.status == "segmented" and sum(result.objects.values()) > 3
+        with open(folder.measurements("field")) as handle:
+            areas[size] = np.array([float(row["area"]) for row in csv.DictReader(handle)])
+        group = zarr.open_group(str(folder.images("field")), mode="r")
+        assert "segmentation" in group["field/labels"]
+        scale = group["field/labels/segmentation"].attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+        assert scale == [size, size]
+        with tifffile.TiffFile(folder.labels / "field_labels.tif") as tif:
+            pixels, per = tif.pages.first.tags["XResolution"].value  # pixels per unit
+        assert per / pixels == pytest.approx(size)
+    np.testing.assert_allclose(areas[2.0], 4 * areas[1.0])
+
+
 def test_a_pixel_size_in_millimetres_is_converted_as_one_in_micrometres(model, tmp_path):
     """--unit mm with --spacing 0.002 is 2 micrometres a pixel: the same labels as --spacing 2 --unit um."""
     from typer.testing import CliRunner
