@@ -121,6 +121,9 @@ class Grids:
 #: than predicted for hours. Models with an ``object_size`` find each image's scale themselves.
 MAX_GROWTH = 100
 MAX_GROWN_PIXELS = 1 << 26
+#: Past ``MAX_GROWTH`` times fewer pixels, an image whose edge on the model's grid would be under this
+#: many pixels is refused (nanometres read for micrometres): nothing could be found in it.
+MIN_SHRUNK_EDGE = 16
 
 
 def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: float = 1.0) -> Grids:
@@ -142,6 +145,14 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
         raise InputError(
             f"{image.name}: its pixel size, {_sizes(spacing)} {card.unit}, is {max(s / m for s, m in zip(spacing, model)):.4g} "
             f"times the model's ({_sizes(model)} {card.unit}): on the model's grid it would grow from {_shape(shape)} to "
+            f"{_shape(model_shape)} pixels; check its pixel size and unit (segment: --spacing and --unit; the catalog: "
+            "spacing: and unit:), or predict it at its own pixels with --no-resample"
+        )
+    shrunk = math.prod(m / s for s, m in zip(spacing, model))  # times fewer pixels
+    if resample and differs and not card.object_size and shrunk > MAX_GROWTH and min(model_shape) < MIN_SHRUNK_EDGE:
+        raise InputError(
+            f"{image.name}: its pixel size, {_sizes(spacing)} {card.unit}, is 1/{min(m / s for s, m in zip(spacing, model)):.4g} "
+            f"of the model's ({_sizes(model)} {card.unit}): on the model's grid it would shrink from {_shape(shape)} to "
             f"{_shape(model_shape)} pixels; check its pixel size and unit (segment: --spacing and --unit; the catalog: "
             "spacing: and unit:), or predict it at its own pixels with --no-resample"
         )

@@ -167,6 +167,27 @@ def test_a_pixel_size_that_would_grow_the_image_past_reason_is_refused(tmp_path,
     assert plan_grids(image, sized, resample=True).resample
 
 
+def test_a_pixel_size_that_would_shrink_the_image_to_a_few_pixels_is_refused(tmp_path, data_dir, model_2d):
+    """The other way round: 0.5 nm pixels for a model trained at 1 um made a 64 x 64 image one pixel on
+    the model's grid, and the run reported no objects without a word. Refused past 100 times fewer
+    pixels when an edge would be under 16 pixels; a large image made coarser is predicted."""
+    from segpipe.errors import InputError
+    from segpipe.prediction.resampled import plan_grids
+
+    image = stored(tmp_path, "fine", crop_2d(data_dir), (0.0005, 0.0005))
+    with pytest.raises(InputError, match=r"^fine: its pixel size, 0.0005 x 0.0005 micrometer, is 1/2000 of the model's "
+                                         r"\(1 x 1 micrometer\): on the model's grid it would shrink from 64x64 to "
+                                         r"1x1 pixels; check its pixel size and unit"):
+        plan_grids(image, model_2d.card, resample=True)
+    assert not plan_grids(image, model_2d.card, resample=False).resample
+    coarser = stored(tmp_path, "coarser", crop_2d(data_dir), (0.1, 0.1))  # 100 times fewer pixels, 6 a side
+    assert plan_grids(coarser, model_2d.card, resample=True).model_shape == (6, 6)
+    large = stored(tmp_path, "large", np.zeros((1, 1600, 1600), np.float32), (0.05, 0.05))  # 400 times fewer, 80 a side
+    assert plan_grids(large, model_2d.card, resample=True).model_shape == (80, 80)
+    sized = model_2d.card.model_copy(update={"object_size": 20.0})
+    assert plan_grids(image, sized, resample=True).resample
+
+
 def test_the_stamp_follows_the_pixel_size_of_a_resampled_image(tmp_path, data_dir, model_2d):
     """Spacing lives in the store's record, not in the image's bytes: a new spacing is a new prediction."""
     pixels = crop_2d(data_dir)
