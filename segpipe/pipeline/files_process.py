@@ -11,10 +11,11 @@ A process takes a second or two to start (its imports; the files' steps of ``seg
 :mod:`segpipe.pipeline.segment_files`, which needs no torch); until it is up, the work it is
 given runs in the caller, so nothing waits for it.
 
-The process is started with ``spawn`` (nothing of the parent's threads or CUDA state is
-copied), ignores Ctrl-C (the run stops it after finishing what the network has done), ends
-when its parent dies (Linux ``PR_SET_PDEATHSIG``; the CLI's watchdog ends it too), runs its
-native libraries on one thread, and sends its log records to the parent's handlers.
+The processes are started with ``spawn`` (nothing of the parent's threads or CUDA state is
+copied), all at once, and ignore Ctrl-C from their first instruction (the run stops them after
+finishing what the network has done, even while they import), end
+when their parent dies (Linux ``PR_SET_PDEATHSIG``; the CLI's watchdog ends them too), run their
+native libraries on one thread, and send their log records to the parent's handlers.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -91,8 +93,10 @@ def files_worker(*, processes: int, preload: tuple[str, ...] = ()) -> Iterator[W
     listener.start()
     levels = {name: logging.getLogger(name).getEffectiveLevel() for name in ("", "segpipe")}
     pool = ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_start, initargs=(records, levels, os.getpid(), preload))
+    with _interrupts_ignored():  # the workers inherit it: Ctrl-C while they import is the parent's
+        started = [pool.submit(os.getpid) for _ in range(processes)]  # one each: every worker spawned now
     try:
-        yield Worker(pool, started=pool.submit(os.getpid))
+        yield Worker(pool, started=started[0])
     except BrokenProcessPool as err:
         raise SegpipeError(
             "a files process ended unexpectedly (killed, or out of memory?); run the command again: "
@@ -102,6 +106,20 @@ def files_worker(*, processes: int, preload: tuple[str, ...] = ()) -> Iterator[W
         pool.shutdown(wait=True, cancel_futures=False)
         listener.stop()
         records.close()
+
+
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """Ctrl-C ignored in this process for the block (only the main thread can set it; elsewhere nothing
+    changes), so processes spawned in it ignore it from their first instruction."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Forward:

@@ -94,3 +94,17 @@ def test_a_worker_that_dies_is_one_clear_error():
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.5)
             worker.submit(os.getpid).result(timeout=60)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_ctrl_c_while_the_workers_start_is_left_to_the_parent(processes):
+    """Ctrl-C reaches the whole process group; a worker still importing (a second or two after it is
+    spawned, before its set-up runs) printed a KeyboardInterrupt traceback and died. Each worker ignores
+    it from its first instruction, as it does once set up."""
+    with files_worker(processes=processes) as worker:
+        pids = list(worker.executor._processes)
+        assert len(pids) == processes  # every worker is spawned at once
+        for pid in pids:
+            os.kill(pid, signal.SIGINT)  # still importing: the set-up takes a second or more
+        worker.started.result(timeout=120)
+        assert worker.submit(os.getpid).result(timeout=60) in pids
