@@ -6,6 +6,7 @@ import errno
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -85,16 +86,29 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
     _setup_logging(verbose)
 
 
+#: The temporary names segpipe writes under before moving a file into place: ``.NAME.PID.tmp``,
+#: ``.STEM.PID.tmp.SUFFIX`` and ``.NAME.partial-PID-HEX`` (a store).
+_TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(?:\d+\.tmp|partial-\d+-[0-9a-f]+)(?P<suffix>\.\w+)?$")
+
+
+def _meant(filename: str) -> str:
+    """The file a temporary name stands for (the one the user asked for), else ``filename``."""
+    path = Path(filename)
+    match = _TEMPORARY.match(path.name)
+    return str(path.with_name(match["name"] + (match["suffix"] or ""))) if match else filename
+
+
 def os_error_line(err: OSError) -> str:
-    """One line for an operating-system error: what failed, on which file, and what to do."""
-    where = f"{err.filename}: " if err.filename else ""
+    """One line for an operating-system error: what failed, on which file (the one asked for, not a
+    temporary name), and what to do."""
+    where = f"{_meant(str(err.filename))}: " if err.filename else ""
     existing = bool(err.filename) and os.path.exists(err.filename)
     advice = {
-        errno.ENOSPC: "the disk is full; free space or choose another --output",
+        errno.ENOSPC: "the disk is full; free space or write somewhere else",
         # a file or folder that is there (an input, a program) is not a place to be made
         errno.EACCES: "permission denied (this user may not use it: check its permissions)" if existing
         else "permission denied; choose a folder you can write to",
-        errno.EROFS: "the file system is read-only; choose another --output",
+        errno.EROFS: "the file system is read-only; write somewhere else",
         errno.ENOTDIR: "a path component is a file, not a folder",
         errno.EEXIST: "it already exists",
     }.get(err.errno, err.strerror or str(err))

@@ -60,6 +60,8 @@ def list_models(
 
     roots = folders or ([DEFAULT_OUTPUT] if DEFAULT_OUTPUT.is_dir() else [])
     for root in roots:
+        if root.is_file():
+            raise InputError(f"{root}: a file, not a folder (give the folder that holds the models)")
         if not root.is_dir():
             raise InputError(f"{root}: no such folder")
     rows, broken = [], []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -75,8 +76,11 @@ def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT
 def init_from_here(train: TrainParams) -> TrainParams:
     """``train`` with an ``--init`` that names a folder or file from the working directory made
     absolute: a relative ``init:`` in the catalog starts from the catalog's folder, one typed on
-    the command line from where it was typed."""
-    if train.init is None or Path(train.init).is_absolute() or not Path(train.init).exists():
+    the command line from where it was typed (a path, there or not: a missing one is named as typed;
+    a bare name not found here stays a catalog dataset's or a shipped model's)."""
+    if train.init is None or Path(train.init).is_absolute():
+        return train
+    if not Path(train.init).exists() and os.sep not in train.init and "/" not in train.init:
         return train
     return train.model_copy(update={"init": str(Path(train.init).resolve())})
 

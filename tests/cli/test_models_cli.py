@@ -169,3 +169,13 @@ def test_a_sample_with_more_channels_than_the_model_takes_is_refused_without_tal
     code, _, err = run_main(monkeypatch, capsys, "models", "export", str(runs / "a" / "model"), "--to", str(tmp_path / "x.zip"),
                             "--no-test", "--sample", str(tmp_path / "rgb.png"))
     assert code == 2 and err == f"error: {tmp_path / 'rgb.png'}: the sample has 3 channels; model 'demo2d' takes 1: give a one-channel image\n"
+
+
+def test_models_given_a_file_says_it_is_a_file(tmp_path, monkeypatch, capsys):
+    """Before, an existing file was "no such folder"."""
+    image = tmp_path / "a.tif"
+    image.write_bytes(b"II*\x00")
+    code, _, err = run_main(monkeypatch, capsys, "models", "list", str(image))
+    assert code == 2 and err.strip() == f"error: {image}: a file, not a folder (give the folder that holds the models)"
+    code, _, err = run_main(monkeypatch, capsys, "models", "list", str(tmp_path / "none"))
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'none'}: no such folder"

@@ -147,7 +147,7 @@ def test_read_only_output_for_a_whole_run(prefect_harness, make_crop_catalog, tm
     with mounted(tmp_path / "ro", "ro", "size=1m") as output:
         result = segpipe_cli("run", "crops", "--catalog", catalog, "--output", output, "--epochs", "1")
         code, errors = result.code, result.errors
-    assert code == 2 and errors == [f"error: {output}/crops: the file system is read-only; choose another --output"]
+    assert code == 2 and errors == [f"error: {output}/crops: the file system is read-only; write somewhere else"]
 
 
 def test_os_errors_that_will_not_pass_are_not_retried():
@@ -182,3 +182,26 @@ def test_permission_denied_on_an_existing_file_does_not_blame_the_output_folder(
     assert line == f"{there}: permission denied (this user may not use it: check its permissions)"
     line = os_error_line(PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "out" / "new")))
     assert line == f"{tmp_path / 'out' / 'new'}: permission denied; choose a folder you can write to"
+
+
+@pytest.mark.parametrize(
+    "written, named",
+    [
+        (".model.zip.4242.tmp", "model.zip"),  # segpipe's temporary names: the file the user asked for
+        (".cells.4242.tmp.zip", "cells.zip"),
+        (".data.zarr.partial-4242-0a1b2c3d", "data.zarr"),
+        ("plain.csv", "plain.csv"),
+        (".hidden", ".hidden"),
+    ],
+)
+def test_an_os_error_names_the_file_asked_for_and_no_option_of_another_command(written, named):
+    """`models export --to` and `models import --to` were told to "choose another --output" on a
+    read-only or full disk, naming a temporary file; the line names the file meant and no option."""
+    import errno
+
+    from segpipe.cli.app import os_error_line
+
+    for code, advice in ((errno.EROFS, "the file system is read-only; write somewhere else"),
+                         (errno.ENOSPC, "the disk is full; free space or write somewhere else")):
+        line = os_error_line(OSError(code, "x", f"/out/{written}"))
+        assert line == f"/out/{named}: {advice}"
