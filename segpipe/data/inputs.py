@@ -73,7 +73,8 @@ def find_inputs(patterns: list[str], *, base: Path | None = None) -> list[Input]
         matches = sorted(glob.glob(str(base / pattern), recursive=True)) if glob.has_magic(pattern) else [str(base / pattern)]
         matches = [m for m in matches if Path(m).exists()]
         if not matches:
-            raise InputError(f"{pattern}: no such file or folder")
+            missing = "the pattern matches no file or folder" if glob.has_magic(pattern) else "no such file or folder"
+            raise InputError(f"{pattern}: {missing}")
         for match in map(Path, matches):
             found += _expand(match.absolute())
     unique = list(dict.fromkeys(found))

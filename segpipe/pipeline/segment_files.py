@@ -49,13 +49,13 @@ class SegmentParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    spacing: list[PositiveFloat] | None = Field(None, min_length=2, max_length=3)
+    spacing: list[PositiveFloat] | None = None
     """Pixel size per spatial axis ([z,] y, x), for every input (overrides the files)."""
     unit: str | None = None
     """Unit of --spacing: nanometer, micrometer, millimeter, centimeter or meter (or nm, um, mm, cm, m);
     default: the model's unit. Without --spacing: the unit of files that give a pixel size but no unit
     (a NIfTI header's unknown units; default: the model's unit); a file's own unit is kept."""
-    axes: str | None = Field(None, pattern=r"^[TCSZYXtcszyx]+$")
+    axes: str | None = None
     """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
     channels: list[NonNegativeInt] | None = Field(None, min_length=1)
     """Channels to keep, in order, counted from 0, as the model was trained on them (default: all); a generalist
@@ -65,6 +65,22 @@ class SegmentParams(BaseModel):
     @classmethod
     def _length_unit(cls, value: str | None) -> str | None:
         return length_unit(value)
+
+    @field_validator("spacing")
+    @classmethod
+    def _two_or_three(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and len(value) not in (2, 3):
+            raise ValueError(f"{len(value)} value{'s' if len(value) != 1 else ''}; give 2 (Y X) or 3 (Z Y X), separated by commas")
+        return value
+
+    @field_validator("axes")
+    @classmethod
+    def _axis_letters(cls, value: str | None) -> str | None:
+        unknown = sorted({letter for letter in value or "" if letter.upper() not in "TCSZYX"})
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not an axis; "
+                             "use the letters T C Z Y X (S: colour samples, as C)")
+        return value
 
     @field_validator("channels")
     @classmethod

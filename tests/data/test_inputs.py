@@ -57,7 +57,9 @@ def test_names_that_lose_characters_stay_apart_and_keep_their_names(tmp_path):
 @pytest.mark.parametrize(
     ("patterns", "message"),
     [
-        (["nothing/*.tif"], "no such file"),
+        (["nothing/*.tif"], r"^nothing/\*\.tif: the pattern matches no file or folder$"),
+        (["new/*.xyz"], r"^new/\*\.xyz: the pattern matches no file or folder$"),
+        (["new/missing.tif"], r"^new/missing.tif: no such file or folder$"),
         (["new/notes.txt"], "not an image"),
         # before, "" named the working folder: every image in it was segmented
         (["new/a.tif", ""], "^'': an empty input path"),

@@ -470,6 +470,9 @@ def test_a_pixel_size_without_a_unit_is_read_in_the_models_unit(model, tmp_path)
         (["--spacing", "0,0"], "--spacing: Input should be greater than 0"),
         (["--spacing", "1,1,1"], "--spacing: 3 values for a model of 2D images; give 2 (Y X)"),
         (["--spacing", "1,1", "--unit", "parsec"], "--unit: 'parsec' is not a length unit"),
+        (["--spacing", "1"], "--spacing: 1 value; give 2 (Y X) or 3 (Z Y X), separated by commas"),
+        (["--spacing", "1,1,1,1"], "--spacing: 4 values; give 2 (Y X) or 3 (Z Y X), separated by commas"),
+        (["--axes", "QYX"], "--axes: Q is not an axis; use the letters T C Z Y X (S: colour samples, as C)"),
     ],
 )
 def test_a_wrong_pixel_size_is_one_line_and_writes_nothing(model, tmp_path, segpipe_cli, options, message):
