@@ -181,7 +181,7 @@ def fitting_inputs(items: list[Input], card: ModelCard, params: SegmentParams) -
     if unfit and not checked:
         more = f" (and the {len(unfit) - 1} other input(s))" if len(unfit) > 1 else ""
         raise ModelError(f"{unfit[0][1]}{more}")
-    return fit, [failed_input(item, err) for item, err in unfit]
+    return fit, [failed_input(item, err, alone=len(items) == 1) for item, err in unfit]
 
 
 def segment(
@@ -221,12 +221,16 @@ def segment(
     threads = torch.get_num_threads()
     created = not folder.root.exists()
     # a read-only place, a file there, or another run writing there, fails now
-    with naming(folder.root), folder.writing(), Progress(len(items), desc="segment", unit="input", enabled=progress) as bar:
+    total = len(items) + len(unfit)
+    with naming(folder.root), folder.writing(), Progress(total, desc="segment", unit="input", enabled=progress) as bar:
+        if unfit:
+            bar.update(len(unfit), failed=len(unfit))
         try:
             processes = files_processes(len(items), device=predictor.device.type, cpus=available_cpus())
             if predictor.device.type == "cpu" and processes:
                 use_cpu_threads(reserved=processes)
-            results = _pipelined(items, predictor, folder, params, processes=processes, bar=bar, progress=progress)
+            results = _pipelined(items, predictor, folder, params, processes=processes, bar=bar, progress=progress,
+                                 failed=len(unfit), alone=total == 1)
             results = sorted(results + unfit, key=lambda result: order[result.path])
         finally:
             torch.set_num_threads(threads)
@@ -283,16 +287,19 @@ def _pipelined(
     processes: int,
     bar: Progress,
     progress: bool,
+    failed: int = 0,
+    alone: bool = False,
 ) -> list[InputResult]:
     """Every input through its three steps: the network's here, the files' in the files' workers
-    (``processes``; 0: a thread), as many inputs ahead as there are workers, and behind."""
+    (``processes``; 0: a thread), as many inputs ahead as there are workers, and behind. ``failed``:
+    inputs that failed before (the progress bar counts them); ``alone``: the run's only input."""
     model, card = predictor.model, predictor.card
     results: list[InputResult | Future] = []
     ahead = max(1, processes)
     with files_worker(processes=processes, preload=("segpipe.pipeline.segment_files",)) as files:
 
         def prepare(item: Input) -> Future:
-            return files.submit(guarded, item, folder, prepare_input, item, model, folder, params)
+            return files.submit(guarded, item, folder, prepare_input, item, model, folder, params, alone=alone)
 
         prepared = deque(prepare(item) for item in items[:ahead])
         try:
@@ -304,15 +311,16 @@ def _pipelined(
                     results.append(ready)
                 else:
                     store, predictions = ready
-                    made = guarded(item, folder, predict_input, store, predictions, predictor, progress=progress)
+                    made = guarded(item, folder, predict_input, store, predictions, predictor, progress=progress, alone=alone)
                     if isinstance(made, InputResult):
                         results.append(made)
                     else:
-                        results.append(files.submit(guarded, item, folder, finish_input, item, store, predictions, made, card, folder))
+                        results.append(files.submit(guarded, item, folder, finish_input, item, store, predictions, made, card, folder,
+                                                    alone=alone))
                 for earlier in results:  # an output error in the files' worker ends the run now
                     if isinstance(earlier, Future) and earlier.done():
                         earlier.result()
-                bar.update(1, failed=sum(isinstance(r, InputResult) and r.error is not None for r in results))
+                bar.update(1, failed=failed + sum(isinstance(r, InputResult) and r.error is not None for r in results))
             return [r.result() if isinstance(r, Future) else r for r in results]
         finally:  # a run that ends early still finishes the inputs the network has done (leaving the workers waits)
             for future in prepared:

@@ -198,24 +198,27 @@ def counted(results: list[InputResult]) -> dict[str, int]:
     }
 
 
-def guarded(item: Input, folder: SegmentFolder, step, /, *args, **kwargs):
+def guarded(item: Input, folder: SegmentFolder, step, /, *args, alone: bool = False, **kwargs):
     """``step(*args, **kwargs)`` for ``item``, with an unreadable input (bad input, an OS error reading it)
     or one the model does not fit (a later frame of a sequence with other channels) made a failed
-    :class:`InputResult`; an error writing the output (a full disk, a read-only folder) ends the run instead."""
+    :class:`InputResult` (``alone``: the run's only input, see :func:`failed_input`); an error writing
+    the output (a full disk, a read-only folder) ends the run instead."""
     try:
         return step(*args, **kwargs)
     except OSError as err:
         if _writing(err, folder):
             raise
-        return failed_input(item, err)
+        return failed_input(item, err, alone=alone)
     except SegpipeError as err:
-        return failed_input(item, err)
+        return failed_input(item, err, alone=alone)
 
 
-def failed_input(item: Input, err: Exception) -> InputResult:
-    """``item`` failed with ``err``: one warning line naming it, and its result."""
+def failed_input(item: Input, err: Exception, *, alone: bool = False) -> InputResult:
+    """``item`` failed with ``err``: one warning line naming it (none for a run's only input, whose error
+    ends the run in one line), and its result."""
     reason = str(err).removeprefix(f"{item.where}: ").removeprefix(f"{item.path}: ")  # the input is named once
-    log.warning("%s: failed: %s", item.where, reason)
+    if not alone:
+        log.warning("%s: failed: %s", item.where, reason)
     return InputResult(item.name, item.where, item.kind, error=f"{type(err).__name__}: {reason}")
 
 

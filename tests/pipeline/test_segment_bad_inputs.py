@@ -200,3 +200,34 @@ def test_a_run_whose_every_input_fails_exits_2(inputs, model, tmp_path, segpipe_
                          "--output", tmp_path / "beside", "--device", "cpu")
     assert beside.code == 1
 
+
+
+def test_a_run_of_one_bad_input_says_its_error_once(inputs, model, tmp_path, segpipe_cli, caplog):
+    """The error line ended the run after a warning with the same words; beside other inputs the
+    warning is what names the failure as it happens, and stays."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="segpipe"):
+        alone = segpipe_cli("segment", "--model", model.folder, inputs / "empty.tif", "--output", tmp_path / "alone")
+    assert alone.errors == [f"error: {inputs / 'empty.tif'}: file is empty (0 bytes)"]
+    assert [r.getMessage() for r in caplog.records if "file is empty" in r.getMessage()] == []
+    with caplog.at_level(logging.WARNING, logger="segpipe"):
+        segpipe_cli("segment", "--model", model.folder, inputs / "empty.tif", inputs / "good.tif", "--output", tmp_path / "two")
+    assert [r.getMessage() for r in caplog.records if "file is empty" in r.getMessage()] == [
+        f"{inputs / 'empty.tif'}: failed: file is empty (0 bytes)"
+    ]
+
+
+def test_the_progress_counts_inputs_the_model_does_not_take(inputs, model, tmp_path, segpipe_cli, caplog):
+    """A two-channel file for a one-channel model fails before the network: the progress line said
+    2/2 inputs, failed 1, for three inputs of which two failed."""
+    import logging
+
+    field = tifffile.imread(inputs / "good.tif")
+    tifffile.imwrite(inputs / "two.tif", np.stack([field, field]), imagej=True, metadata={"axes": "CYX"})
+    with caplog.at_level(logging.INFO, logger="segpipe.progress"):
+        run = segpipe_cli("segment", "--model", model.folder, inputs / "good.tif", inputs / "two.tif", inputs / "empty.tif",
+                          "--output", tmp_path / "out")
+    assert run.code == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "segpipe.progress"]
+    assert lines and lines[-1].startswith("segment: 3/3 input") and lines[-1].endswith("failed 2"), lines
