@@ -83,51 +83,21 @@ def train_model(
     """
     model_dir = Path(model_dir)
     store.require_labels("train on")
-    fingerprint = fingerprint_store(store)
-    init = named_start(config, init)
-    if init is not None and not init.card.generalist and config.object_size is None and init.card.object_size:
-        config = config.model_copy(update={"object_size": init.card.object_size})  # it saw objects of that size
-    config = config.model_copy(update={"object_size": plan_object_size(fingerprint, config)})
-    if config.object_size:  # every labelled image rescaled so its objects have the typical size
-        store = SizedStore(store, config.object_size)
-        fingerprint = fingerprint_store(store)
-    start = init if init is not None else default_start(store, fingerprint, config)
-    planned = plan_training(fingerprint, start_config(config, start, ndim=store.ndim))
-    card = make_card(store, fingerprint, planned)
-    problem = start_problem(card, start.card) if start is not None else None
-    if problem and init is None:  # the shipped generalist does not fit this plan: random weights
-        log.info("training: not starting from %s: %s", start.card.name, problem)
-        start, planned = None, plan_training(fingerprint, config)
-        card = make_card(store, fingerprint, planned)
-    elif problem:
-        raise ModelError(f"training: init {init.folder}: {problem}")
-    elif start is not None:
-        card = started_card(card, start)
-    config = planned
+    plan = _plan(store, config, init)
+    store, card, config, start = plan.store, plan.card, plan.config, plan.start
     model_dir.mkdir(parents=True, exist_ok=True)  # only once the plan holds: a refused one leaves no folder
-    (model_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n")
-    log.info("fingerprint: %s", json.dumps(fingerprint))
+    (model_dir / "fingerprint.json").write_text(json.dumps(plan.fingerprint, indent=2) + "\n")
+    log.info("fingerprint: %s", json.dumps(plan.fingerprint))
     log.info("training plan: %s", config.model_dump_json())
 
     device = resolve_device(config.device)
     if device.type == "cpu":
         log.info("training on %d CPU threads", use_cpu_threads(reserved=loader_workers(config, device)))
-    n_classes = card.n_classes
-    slots = None if start is None else input_slots(start, card, store.images("train", labelled=True), device=device)
-    if slots is not None and slots != tuple(range(card.in_channels)):
-        card = _with_training(card, init_inputs=list(slots))
-    set_determinism(config.seed)
-    model = network_from_card(card).to(device)
-    if start is not None:
-        model.load_state_dict(adapt_input(start.state_dict(), start.card, card.in_channels, slots=slots))
-
-    if device.type == "cuda" and config.channels_last:
-        model = model.to(memory_format=torch.channels_last if card.spatial_dims == 2 else torch.channels_last_3d)
-
+    card, model = _network(store, card, start, config, device)
     val_set = scorable(load_split(store, "validation", card=card))
     dataset, transform = _training_data(store, card, config)
     optimizer = _optimizer(model, config)
-    loss_fn = SegmentationLoss.for_config(config, n_classes=n_classes)
+    loss_fn = SegmentationLoss.for_config(config, n_classes=card.n_classes)
     state = _resume(model_dir, card, model, optimizer)
     history: list[dict] = state["history"]
     planned_epochs: int = config.epochs
@@ -156,40 +126,104 @@ def train_model(
             row.update(_validate(model, val_set, card, device))
             clock.stop()
             bar.update(0, val=row["val_score"])
-            if math.isnan(row["val_score"]) and choice.best == -math.inf:  # nothing scored yet: keep the latest
-                log.warning("epoch %d: validation scored NaN; keeping the last checkpoint until one scores", epoch + 1)
-                save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
-            elif choice.keeps(row["val_score"], noise=row.get("val_seg_se", 0.0)):
-                save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
+            _keep_if_best(model_dir, model, card, choice, row)
         elif not val_set and done:
             save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
-        row["seconds"] = round(clock.elapsed, 2)
-        row["epoch_seconds"] = round(epoch_seconds, 2)
-        row["iteration"] = iteration
+        row.update(seconds=round(clock.elapsed, 2), epoch_seconds=round(epoch_seconds, 2), iteration=iteration)
         if done:
-            row["last"] = 1
-            row["ended_by"] = ended_by
+            row.update(last=1, ended_by=ended_by)
         history.append(row)
         epoch += 1
-        save_state(
-            model_dir,
-            {
-                "state_dict": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "history": history,
-                "best_score": choice.best,
-                "best_noise": choice.noise,
-                "elapsed": clock.elapsed,
-                "config_key": card.training.config_key,
-            },
-        )
-        _write_history(model_dir / "history.csv", history)
+        _save_progress(model_dir, model, optimizer, history, choice, clock, card)
         log.debug("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
     bar.close()
     if not (model_dir / MODEL_FILE).is_file():  # a finished run that kept none (every validation NaN, before)
         log.warning("%s: training kept no checkpoint; keeping the last checkpoint (epoch %d)", model_dir, len(history))
         save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=len(history)))
     return _finish(model_dir, history, val_set, device, store=store)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a training run trains: the store it reads (rescaled to one object size where planned),
+    its fingerprint, the card, the planned parameters and the model it starts from (None: random weights)."""
+
+    store: ImageStore
+    fingerprint: dict
+    card: ModelCard
+    config: TrainParams
+    start: Model | None
+
+
+def _plan(store: ImageStore, config: TrainParams, init: Model | None) -> _Plan:
+    """Plan the run from the store's fingerprint: the object size, the start and the parameters it leaves open.
+
+    Raises:
+        ModelError: The start the caller named does not fit the plan.
+    """
+    fingerprint = fingerprint_store(store)
+    init = named_start(config, init)
+    if init is not None and not init.card.generalist and config.object_size is None and init.card.object_size:
+        config = config.model_copy(update={"object_size": init.card.object_size})  # it saw objects of that size
+    config = config.model_copy(update={"object_size": plan_object_size(fingerprint, config)})
+    if config.object_size:  # every labelled image rescaled so its objects have the typical size
+        store = SizedStore(store, config.object_size)
+        fingerprint = fingerprint_store(store)
+    start = init if init is not None else default_start(store, fingerprint, config)
+    planned = plan_training(fingerprint, start_config(config, start, ndim=store.ndim))
+    card = make_card(store, fingerprint, planned)
+    problem = start_problem(card, start.card) if start is not None else None
+    if problem and init is None:  # the shipped generalist does not fit this plan: random weights
+        log.info("training: not starting from %s: %s", start.card.name, problem)
+        start, planned = None, plan_training(fingerprint, config)
+        card = make_card(store, fingerprint, planned)
+    elif problem:
+        raise ModelError(f"training: init {init.folder}: {problem}")
+    elif start is not None:
+        card = started_card(card, start)
+    return _Plan(store, fingerprint, card, planned, start)
+
+
+def _network(store: ImageStore, card: ModelCard, start: Model | None, config: TrainParams, device: torch.device):
+    """The network to train, seeded, with the start's weights (its inputs matched to the store's
+    channels, which the card then records); returns ``(card, network)``."""
+    slots = None if start is None else input_slots(start, card, store.images("train", labelled=True), device=device)
+    if slots is not None and slots != tuple(range(card.in_channels)):
+        card = _with_training(card, init_inputs=list(slots))
+    set_determinism(config.seed)
+    model = network_from_card(card).to(device)
+    if start is not None:
+        model.load_state_dict(adapt_input(start.state_dict(), start.card, card.in_channels, slots=slots))
+    if device.type == "cuda" and config.channels_last:
+        model = model.to(memory_format=torch.channels_last if card.spatial_dims == 2 else torch.channels_last_3d)
+    return card, model
+
+
+def _keep_if_best(model_dir: Path, model, card: ModelCard, choice: CheckpointChoice, row: dict) -> None:
+    """Save the weights as the model when their validation ``row`` is kept by ``choice``."""
+    epoch = row["epoch"]
+    if math.isnan(row["val_score"]) and choice.best == -math.inf:  # nothing scored yet: keep the latest
+        log.warning("epoch %d: validation scored NaN; keeping the last checkpoint until one scores", epoch)
+        save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch))
+    elif choice.keeps(row["val_score"], noise=row.get("val_seg_se", 0.0)):
+        save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch))
+
+
+def _save_progress(model_dir: Path, model, optimizer, history: list[dict], choice: CheckpointChoice, clock, card: ModelCard) -> None:
+    """The full state after an epoch (``last.pt``, for resuming) and ``history.csv``."""
+    save_state(
+        model_dir,
+        {
+            "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "history": history,
+            "best_score": choice.best,
+            "best_noise": choice.noise,
+            "elapsed": clock.elapsed,
+            "config_key": card.training.config_key,
+        },
+    )
+    _write_history(model_dir / "history.csv", history)
 
 
 def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> ModelCard:
