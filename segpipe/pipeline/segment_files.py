@@ -76,10 +76,12 @@ class SegmentParams(BaseModel):
     @field_validator("axes")
     @classmethod
     def _axis_letters(cls, value: str | None) -> str | None:
-        unknown = sorted({letter for letter in value or "" if letter.upper() not in "TCSZYX"})
-        if unknown:
-            raise ValueError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not an axis; "
-                             "use the letters T C Z Y X (S: colour samples, as C)")
+        if value is None:
+            return value
+        unknown = sorted({letter for letter in value if letter.upper() not in "TCSZYX"})
+        if unknown or not value:
+            what = f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not an axis" if unknown else "empty"
+            raise ValueError(f"{what}; use the letters T C Z Y X (S: colour samples, as C), one per axis, e.g. TYX")
         return value
 
     @field_validator("channels")

@@ -121,9 +121,11 @@ class Grids:
 #: than predicted for hours. Models with an ``object_size`` find each image's scale themselves.
 MAX_GROWTH = 100
 MAX_GROWN_PIXELS = 1 << 26
-#: Past ``MAX_GROWTH`` times fewer pixels, an image whose edge on the model's grid would be under this
-#: many pixels is refused (nanometres read for micrometres): nothing could be found in it.
+#: Past ``MAX_GROWTH`` times fewer pixels, an image with an axis that shrinks more than
+#: ``MAX_AXIS_SHRINK`` times to under ``MIN_SHRUNK_EDGE`` pixels on the model's grid is refused
+#: (nanometres read for micrometres: nothing could be found in it); a thin or anisotropic stack is not.
 MIN_SHRUNK_EDGE = 16
+MAX_AXIS_SHRINK = 10
 
 
 def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: float = 1.0) -> Grids:
@@ -148,10 +150,11 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
             f"{_shape(model_shape)} pixels; check its pixel size and unit (segment: --spacing and --unit; the catalog: "
             "spacing: and unit:), or predict it at its own pixels with --no-resample"
         )
-    shrunk = math.prod(m / s for s, m in zip(spacing, model))  # times fewer pixels
-    if resample and differs and not card.object_size and shrunk > MAX_GROWTH and min(model_shape) < MIN_SHRUNK_EDGE:
+    factors = [m / s for s, m in zip(spacing, model)]  # times fewer pixels along each axis
+    collapsed = any(f > MAX_AXIS_SHRINK and n < MIN_SHRUNK_EDGE for f, n in zip(factors, model_shape))
+    if resample and differs and not card.object_size and math.prod(factors) > MAX_GROWTH and collapsed:
         raise InputError(
-            f"{image.name}: its pixel size, {_sizes(spacing)} {card.unit}, is 1/{min(m / s for s, m in zip(spacing, model)):.4g} "
+            f"{image.name}: its pixel size, {_sizes(spacing)} {card.unit}, is 1/{max(factors):.4g} "
             f"of the model's ({_sizes(model)} {card.unit}): on the model's grid it would shrink from {_shape(shape)} to "
             f"{_shape(model_shape)} pixels; check its pixel size and unit (segment: --spacing and --unit; the catalog: "
             "spacing: and unit:), or predict it at its own pixels with --no-resample"

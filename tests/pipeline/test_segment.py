@@ -472,7 +472,9 @@ def test_a_pixel_size_without_a_unit_is_read_in_the_models_unit(model, tmp_path)
         (["--spacing", "1,1", "--unit", "parsec"], "--unit: 'parsec' is not a length unit"),
         (["--spacing", "1"], "--spacing: 1 value; give 2 (Y X) or 3 (Z Y X), separated by commas"),
         (["--spacing", "1,1,1,1"], "--spacing: 4 values; give 2 (Y X) or 3 (Z Y X), separated by commas"),
-        (["--axes", "QYX"], "--axes: Q is not an axis; use the letters T C Z Y X (S: colour samples, as C)"),
+        (["--axes", "QYX"], "--axes: 'Q' is not an axis; use the letters T C Z Y X (S: colour samples, as C)"),
+        (["--axes", "Y X"], "--axes: ' ' is not an axis; use the letters"),
+        (["--axes", ""], "--axes: empty; use the letters T C Z Y X"),
     ],
 )
 def test_a_wrong_pixel_size_is_one_line_and_writes_nothing(model, tmp_path, segpipe_cli, options, message):

@@ -186,6 +186,12 @@ def test_a_pixel_size_that_would_shrink_the_image_to_a_few_pixels_is_refused(tmp
     assert plan_grids(large, model_2d.card, resample=True).model_shape == (80, 80)
     sized = model_2d.card.model_copy(update={"object_size": 20.0})
     assert plan_grids(image, sized, resample=True).resample
+    mixed = stored(tmp_path, "mixed", crop_2d(data_dir), (0.0005, 1.0))  # the message names the axis most off
+    with pytest.raises(InputError, match=r"is 1/2000 of the model's"):
+        plan_grids(mixed, model_2d.card, resample=True)
+    card_3d = model_2d.card.model_copy(update={"spatial_dims": 3, "spacing": (2.0, 0.5, 0.5)})
+    stack = stored(tmp_path, "stack", np.zeros((1, 20, 1024, 1024), np.uint8), (0.5, 0.08, 0.08), chunks=(1, 20, 256, 256))
+    assert plan_grids(stack, card_3d, resample=True).model_shape == (5, 164, 164)  # anisotropic, 156 times fewer: predicted
 
 
 def test_the_stamp_follows_the_pixel_size_of_a_resampled_image(tmp_path, data_dir, model_2d):
