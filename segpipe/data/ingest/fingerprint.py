@@ -83,6 +83,8 @@ def fingerprint_of(dataset: Dataset, digests: dict) -> str:
     digest = hashlib.sha256(f"segpipe-store-{FORMAT_VERSION}".encode())
     unset = {"series"} if dataset.entry.series is None else set()  # stores made before the field keep their fingerprint
     digest.update(dataset.entry.model_dump_json(exclude={"training", "schedule", "model", *unset}).encode())
+    if not unset:  # label and ignore files of several series follow it (stores that read their first are made again)
+        digest.update(b"labels-at-series")
     for key in sorted(digests):
         digest.update(key.encode())
         digest.update(digests[key]["sha256"].encode())

@@ -92,6 +92,25 @@ def test_label_and_ignore_files_of_several_positions_are_read_at_the_series_name
     np.testing.assert_array_equal(stored.ignored(), ignore > 0)
 
 
+def test_a_store_whose_labels_were_read_at_their_first_series_is_made_again(tmp_path):
+    """Stores made with ``series:`` before label files followed it hold the first series' labels: their
+    fingerprint (the entry and the files' digests, hashed as then) no longer matches, so the next
+    ingest makes them again."""
+    import hashlib
+
+    from segpipe.data.ingest.fingerprint import FORMAT_VERSION, fingerprint_of
+
+    def before(dataset) -> str:
+        digest = hashlib.sha256(f"segpipe-store-{FORMAT_VERSION}".encode())
+        digest.update(dataset.entry.model_dump_json(exclude={"training", "schedule", "model"}).encode())
+        return digest.hexdigest()
+
+    _dirs(tmp_path, "img")
+    tifffile.imwrite(tmp_path / "img" / "p.tif", _blobs((20, 30), 6)[0])
+    dataset = load_catalog(write_catalog(tmp_path, images="img/*.tif", series=1)).dataset("d")
+    assert fingerprint_of(dataset, {}) != before(dataset)  # an entry without it: UNSET_SERIES_PRINT, pinned above
+
+
 def test_2d_time_series_gives_one_image_per_frame(tmp_path, ingest):
     movie, labels = _blobs((4, 16, 18), 1)
     _dirs(tmp_path, "img", "lab")
