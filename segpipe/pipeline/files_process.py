@@ -12,8 +12,8 @@ A process takes a second or two to start (its imports; the files' steps of ``seg
 given runs in the caller, so nothing waits for it.
 
 The processes are started with ``spawn`` (nothing of the parent's threads or CUDA state is
-copied), all at once, and ignore Ctrl-C from their first instruction (the run stops them after
-finishing what the network has done, even while they import), end
+copied), all at once, with Ctrl-C held back from their first instruction and ignored once set up
+(the run stops them after finishing what the network has done, even while they import), end
 when their parent dies (Linux ``PR_SET_PDEATHSIG``; the CLI's watchdog ends them too), run their
 native libraries on one thread, and send their log records to the parent's handlers.
 """
@@ -29,7 +29,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -93,7 +92,7 @@ def files_worker(*, processes: int, preload: tuple[str, ...] = ()) -> Iterator[W
     listener.start()
     levels = {name: logging.getLogger(name).getEffectiveLevel() for name in ("", "segpipe")}
     pool = ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_start, initargs=(records, levels, os.getpid(), preload))
-    with _interrupts_ignored():  # the workers inherit it: Ctrl-C while they import is the parent's
+    with _interrupts_held():  # the workers inherit it: Ctrl-C while they import is the parent's
         started = [pool.submit(os.getpid) for _ in range(processes)]  # one each: every worker spawned now
     try:
         yield Worker(pool, started=started[0])
@@ -109,17 +108,18 @@ def files_worker(*, processes: int, preload: tuple[str, ...] = ()) -> Iterator[W
 
 
 @contextlib.contextmanager
-def _interrupts_ignored() -> Iterator[None]:
-    """Ctrl-C ignored in this process for the block (only the main thread can set it; elsewhere nothing
-    changes), so processes spawned in it ignore it from their first instruction."""
-    if threading.current_thread() is not threading.main_thread():
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C blocked in this thread for the block: processes spawned in it inherit the blocked
+    signal, which :func:`_start` then ignores before unblocking it; for this process a Ctrl-C pressed
+    meanwhile is only held back. Works from any thread (POSIX; elsewhere nothing changes)."""
+    if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Forward:
@@ -133,7 +133,9 @@ class _Forward:
 
 def _start(records, levels: dict[str, int], parent: int, preload: tuple[str, ...]) -> None:
     """The worker's set-up: end with the parent, leave Ctrl-C to it, one native thread, logs to the parent, imports."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C held back since the spawn is dropped here
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -96,15 +97,26 @@ def test_a_worker_that_dies_is_one_clear_error():
             worker.submit(os.getpid).result(timeout=60)
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_ctrl_c_while_the_workers_start_is_left_to_the_parent(processes):
-    """Ctrl-C reaches the whole process group; a worker still importing (a second or two after it is
-    spawned, before its set-up runs) printed a KeyboardInterrupt traceback and died. Each worker ignores
-    it from its first instruction, as it does once set up."""
+def _interrupt_while_starting(processes: int) -> tuple[list[int], int]:
     with files_worker(processes=processes) as worker:
         pids = list(worker.executor._processes)
         assert len(pids) == processes  # every worker is spawned at once
         for pid in pids:
             os.kill(pid, signal.SIGINT)  # still importing: the set-up takes a second or more
         worker.started.result(timeout=120)
-        assert worker.submit(os.getpid).result(timeout=60) in pids
+        return pids, worker.submit(os.getpid).result(timeout=60)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("where", ["main thread", "other thread"])
+def test_ctrl_c_while_the_workers_start_is_left_to_the_parent(processes, where):
+    """Ctrl-C reaches the whole process group; a worker still importing (a second or two after it is
+    spawned, before its set-up runs) printed a KeyboardInterrupt traceback and died. Each worker holds
+    it back from its first instruction and ignores it once set up, whichever thread started it."""
+    if where == "main thread":
+        pids, worked = _interrupt_while_starting(processes)
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pids, worked = pool.submit(_interrupt_while_starting, processes).result(timeout=180)
+    assert worked in pids
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()  # the caller's mask is as it was
