@@ -49,7 +49,7 @@ def run(
 
     if deployment is None:
         state = run_here(
-            {"dataset": dataset, "catalog": str(catalog), "output": str(output), "train": init_from_here(train),
+            {"dataset": dataset, "catalog": str(catalog), "output": str(output), "train": init_from_here(train, catalog),
              "predict": predict, "runner": runner}
         )
         if not state.is_completed():

@@ -69,19 +69,24 @@ def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT
     from segpipe.pipeline.catalog import open_catalog, train_params
 
     loaded = open_catalog(catalog)
-    result = stages.train(RunFolder.of(output, dataset), train_params(loaded, dataset, init_from_here(train)), catalog=loaded)
+    result = stages.train(RunFolder.of(output, dataset), train_params(loaded, dataset, init_from_here(train, catalog)), catalog=loaded)
     typer.echo(f"{result.model.folder}: validation {json.dumps(result.model.card.training.validation)}")
 
 
-def init_from_here(train: TrainParams) -> TrainParams:
+def init_from_here(train: TrainParams, catalog: Path) -> TrainParams:
     """``train`` with an ``--init`` that names a folder or file from the working directory made
     absolute: a relative ``init:`` in the catalog starts from the catalog's folder, one typed on
-    the command line from where it was typed (a path, there or not: a missing one is named as typed;
-    a bare name not found here stays a catalog dataset's or a shipped model's)."""
+    the command line from where it was typed. A path not found here stays as typed when it is a
+    dataset of ``catalog`` (a name may hold a slash); otherwise it is named from here (missing)."""
     if train.init is None or Path(train.init).is_absolute():
         return train
-    if not Path(train.init).exists() and os.sep not in train.init and "/" not in train.init:
-        return train
+    if not Path(train.init).exists():
+        if os.sep not in train.init and "/" not in train.init:
+            return train  # a catalog dataset's or a shipped model's name
+        from segpipe.pipeline.catalog import open_catalog
+
+        if train.init in open_catalog(catalog).entries:
+            return train
     return train.model_copy(update={"init": str(Path(train.init).resolve())})
 
 

@@ -162,15 +162,18 @@ def test_init_on_the_command_line_is_a_folder_from_where_it_is_typed(crop_catalo
 
 def test_a_missing_init_path_is_named_from_where_it_was_typed(tmp_path, monkeypatch):
     """`--init models/missing` said "no model folder CATALOG_FOLDER/models/missing": a path typed on the
-    command line is taken from the working directory, found or not; a bare name stays a catalog
-    dataset's or a shipped model's."""
+    command line is taken from the working directory, found or not; a bare name, or the catalog's
+    name of a dataset holding a slash, stays a catalog dataset's or a shipped model's."""
     from segpipe.cli.stages import init_from_here
     from segpipe.training.params import TrainParams
 
     monkeypatch.chdir(tmp_path)
-    assert init_from_here(TrainParams(init="models/missing")).init == str(tmp_path / "models" / "missing")
-    for name in ("cells-2d", "bbbc007", "none", str(tmp_path / "abs")):
-        assert init_from_here(TrainParams(init=name)).init == name
+    catalog = tmp_path / "catalog.yaml"
+    (tmp_path / "img.tif").write_bytes(b"II*\x00")
+    catalog.write_text("datasets:\n  lab/cells:\n    images: img.tif\n    ndim: 2\n    classes: [background, cell]\n")
+    assert init_from_here(TrainParams(init="models/missing"), catalog).init == str(tmp_path / "models" / "missing")
+    for name in ("cells-2d", "bbbc007", "none", str(tmp_path / "abs"), "lab/cells"):
+        assert init_from_here(TrainParams(init=name), catalog).init == name
 
 
 def test_help_shows_no_sphinx_markup():
