@@ -87,8 +87,8 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 
 
 #: The temporary names segpipe writes under before moving a file into place: ``.NAME.PID.tmp``,
-#: ``.STEM.PID.tmp.SUFFIX`` and ``.NAME.partial-PID-HEX`` (a store).
-_TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(?:\d+\.tmp|partial-\d+-[0-9a-f]+)(?P<suffix>\.\w+)?$")
+#: ``.NAME.tmp``, ``.STEM.PID.tmp.SUFFIX``, and ``.NAME.partial-PID-HEX`` or ``.NAME.old-PID-HEX`` (a store).
+_TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(?:(?:\d+\.)?tmp|(?:partial|old)-\d+-[0-9a-f]+)(?P<suffix>\.\w+)?$")
 
 
 def _meant(filename: str) -> str:

@@ -222,9 +222,10 @@ def segment(
     created = not folder.root.exists()
     # a read-only place, a file there, or another run writing there, fails now
     total = len(items) + len(unfit)
-    with naming(folder.root), folder.writing(), Progress(total, desc="segment", unit="input", enabled=progress) as bar:
+    # the inputs the model does not take are done before the first: counted, not in the rate
+    with naming(folder.root), folder.writing(), Progress(total, desc="segment", unit="input", done=len(unfit), enabled=progress) as bar:
         if unfit:
-            bar.update(len(unfit), failed=len(unfit))
+            bar.update(0, failed=len(unfit))
         try:
             processes = files_processes(len(items), device=predictor.device.type, cpus=available_cpus())
             if predictor.device.type == "cpu" and processes:

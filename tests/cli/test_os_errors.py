@@ -190,6 +190,8 @@ def test_permission_denied_on_an_existing_file_does_not_blame_the_output_folder(
         (".model.zip.4242.tmp", "model.zip"),  # segpipe's temporary names: the file the user asked for
         (".cells.4242.tmp.zip", "cells.zip"),
         (".data.zarr.partial-4242-0a1b2c3d", "data.zarr"),
+        (".data.zarr.old-4242-0a1b2c3d", "data.zarr"),
+        (".metrics.json.tmp", "metrics.json"),
         ("plain.csv", "plain.csv"),
         (".hidden", ".hidden"),
     ],
