@@ -107,7 +107,7 @@ def ci_policy(metrics: dict) -> str:
     if n is not None and n >= least:
         return text + f", over the {n} test images."
     return text + (
-        f". The {n} test image{'' if n == 1 else 's'} are too few to resample (fewer than {least}): object-level scores "
+        f". The {n} test image{' is' if n == 1 else 's are'} too few to resample (fewer than {least}): object-level scores "
         "resample objects instead (optimistic: objects within an image are not independent) and pixel scores get no interval."
     )
 
@@ -365,7 +365,7 @@ def checkpoint_choice(history: list[dict], best_epoch: int | None) -> str | None
 
     def check(row: dict) -> str:
         noise = row.get("val_seg_se")
-        error = f" ± {fmt(noise)}" if _number(noise) and noise > 0 else ""
+        error = f", its SEG's standard error {fmt(noise)}" if _number(noise) and noise > 0 else ""
         return f"epoch {int(row['epoch'])}: {fmt(row['val_score'])}{error}"
 
     if replayed is not kept:

@@ -75,7 +75,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def rank_images(metrics: dict, *, n: int = 2) -> list[tuple[str, str, float | None]]:
-    """The ``n`` best and ``n`` worst images as ``(name, "best"|"worst", score)``, best first.
+    """The ``n`` best and ``n`` worst images as ``(name, "best"|"worst", score)``, best first; a
+    single image as ``(name, "only", score)``.
 
     Images are ranked by :func:`segpipe.report.tables.image_score` (F1 at IoU 0.5 for instance
     datasets, so false positives count; mean foreground Dice for semantic ones), ties broken by
@@ -84,6 +85,8 @@ def rank_images(metrics: dict, *, n: int = 2) -> list[tuple[str, str, float | No
     """
     scored = [(r["name"], image_score(r), r.get("seg")) for r in metrics.get("per_image", [])]
     ordered = sorted(scored, key=lambda item: (_descending(item[1]), _descending(item[2]), item[0]))
+    if len(ordered) == 1:  # nothing to rank it against
+        return [(ordered[0][0], "only", ordered[0][1])]
     chosen: list[tuple[str, str, float | None]] = [(name, "best", s) for name, s, _ in ordered[:n]]
     taken = {name for name, _, _ in chosen}
     worst = [(name, "worst", s) for name, s, _ in reversed(ordered) if name not in taken][:n]
@@ -251,7 +254,7 @@ def write_report(
         title = f"{dataset} / {name}: {kind} image ({_image_scores(per_image.get(name, {}), image_score_label(metrics), score)})"
         path = fig.overlay(image, gt, pred, figures_dir / f"overlay_{name}.png", title=title, spacing=spacing)
         overlay_blocks.append(Figure(path, title))
-    sections.append(Section("Best and worst images", overlay_blocks))
+    sections.append(Section("Best and worst images" if len(per_image) > 1 else "The test image", overlay_blocks))
 
     training_blocks: list = [Text(f"{training_start(card.training)} {training_end(card.training)}")]
     if object_scale(card):

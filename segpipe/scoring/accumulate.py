@@ -382,7 +382,7 @@ class ScoreAccumulator:
             methods["det"], det_ratio = by_images, rs.ratios(det["aogm_d"], det["aogm_d0"])
         else:  # the ground-truth objects and the predicted objects covering none of them
             methods["det"], det_ratio = _object_draws(
-                plan, n_images, "ground-truth objects and predicted objects covering none",
+                plan, n_images, "objects: the ground truth and predictions covering none",
                 *det_units(per_gt["det_cost"], int(det["fp"].sum())),
             )
         det_samples = None if det_ratio is None else det_from_ratio(det_ratio)
@@ -431,7 +431,7 @@ class ScoreAccumulator:
             np.concatenate([iou, spurious]),
         ])
         method = choose_method(
-            plan, n_images=len(images), objects=units.shape[1], what="ground-truth objects and unmatched predicted objects"
+            plan, n_images=len(images), objects=units.shape[1], what="objects: the ground truth and unmatched predictions"
         )
         return method, Resampler(method.n, plan).totals(units) if method.unit == "objects" else None
 

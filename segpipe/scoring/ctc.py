@@ -144,7 +144,7 @@ def score_ctc_folders(
         summary["det_counts"] = {k: int(sum(getattr(d, k) for _, d in dets)) for k in ("tp", "fn", "fp", "ns", "aogm_d", "aogm_d0")}
         units = det_units(np.concatenate(costs), summary["det_counts"]["fp"])
         method = choose_method(
-            plan, n_images=len(dets), objects=units[0].size, what="reference markers and predicted objects covering none"
+            plan, n_images=len(dets), objects=units[0].size, what="objects: the reference markers and predictions covering none"
         )
         if method.unit is None:
             summary["ci"]["det"] = None

@@ -48,7 +48,7 @@ def test_rank_images_best_then_worst():
     # by F1 at IoU 0.5, ties by SEG, undefined last: e .95, a .9 (SEG .9), c .9 (SEG .5), b .2, d None
     assert rank_images(METRICS, n=2) == [("e", "best", 0.95), ("a", "best", 0.9), ("b", "worst", 0.2), ("d", "worst", None)]
     one = {"per_image": [{"name": "x", "seg": 0.4, "matching": [{"thresh": 0.5, "f1": 0.7}]}]}
-    assert rank_images(one) == [("x", "best", 0.7)]  # listed once
+    assert rank_images(one) == [("x", "only", 0.7)]  # listed once, as the only one (it was called the best)
     # semantic rows (no matching): mean foreground Dice
     semantic = {"per_image": [{"name": "p", "seg": None, "dice": {"bg": 1.0, "a": 0.2, "b": 0.4}},
                               {"name": "q", "seg": None, "dice": {"bg": 0.5, "a": 0.9, "b": None}}]}

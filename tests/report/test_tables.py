@@ -40,7 +40,7 @@ def test_summary_table_says_what_each_interval_resampled():
     assert table.columns == ["measure", "model [95% CI]", "CI resamples", "baseline [95% CI]"]
     rows = {row[0]: row for row in table.rows}
     assert rows["SEG (CTC; 3 objects)"][2] == "3 ground-truth objects"
-    assert rows["F1 @ IoU 0.5"][2] == "3 ground-truth objects and unmatched predicted objects"
+    assert rows["F1 @ IoU 0.5"][2] == "3 objects: the ground truth and unmatched predictions"
     assert rows["Dice nucleus"][1:3] == ["0.8000", "no interval: images are too few (2, fewer than 10) to resample"]
     assert rows["merges (predicted objects covering 2+ GT objects)"][2] == ""
     assert "too few to resample (fewer than 10): object-level scores resample objects instead" in table.note
@@ -99,27 +99,27 @@ def test_checkpoint_choice_names_the_case_and_the_scores():
     """The synthetic 3D volume's measured checks (epoch 5: 0.7773 +- 0.0746, epoch 10: 0.6879)."""
     history = checks((4, None, None), (5, 0.7773, 0.0746), (9, None, None), (10, 0.6879, 0.0847))
     assert checkpoint_choice(history, 10) == (
-        "The weights of the last validation check were kept (OP_CSB, epoch 10: 0.6879 ± 0.0847): it is within "
-        "2 standard errors of the best check (epoch 5: 0.7773 ± 0.0746), closer than a validation split of this "
+        "The weights of the last validation check were kept (OP_CSB, epoch 10: 0.6879, its SEG's standard error 0.0847): it is within "
+        "2 standard errors of the best check (epoch 5: 0.7773, its SEG's standard error 0.0746), closer than a validation split of this "
         "size tells checkpoints apart, and it is the most trained."
     )
     assert checkpoint_choice(history, 5) == (  # a model kept by the one-error rule before 2026-12-03
-        "The weights of epoch 5 were kept (OP_CSB, epoch 5: 0.7773 ± 0.0746) by a segpipe that chose checkpoints "
-        "otherwise: the rule now, the latest check within 2 standard errors of the best, keeps epoch 10: 0.6879 ± 0.0847."
+        "The weights of epoch 5 were kept (OP_CSB, epoch 5: 0.7773, its SEG's standard error 0.0746) by a segpipe that chose checkpoints "
+        "otherwise: the rule now, the latest check within 2 standard errors of the best, keeps epoch 10: 0.6879, its SEG's standard error 0.0847."
     )
     clear = checks((5, 0.9612, 0.0209), (10, 0.9, 0.0468))  # 2.9 errors lower
     assert checkpoint_choice(clear, 5) == (
-        "An earlier checkpoint was kept (OP_CSB, epoch 5: 0.9612 ± 0.0209): the checks after it scored more than "
-        "2 standard errors below it; the last, epoch 10: 0.9000 ± 0.0468."
+        "An earlier checkpoint was kept (OP_CSB, epoch 5: 0.9612, its SEG's standard error 0.0209): the checks after it scored more than "
+        "2 standard errors below it; the last, epoch 10: 0.9000, its SEG's standard error 0.0468."
     )
     within_then_clear = checks((5, 0.80, 0.05), (10, 0.75, 0.05), (15, 0.60, 0.05))  # epoch 10 within 2 errors of 5
     assert checkpoint_choice(within_then_clear, 10) == (
-        "An earlier checkpoint was kept (OP_CSB, epoch 10: 0.7500 ± 0.0500): the checks after it scored more than "
-        "2 standard errors below the best, epoch 5: 0.8000 ± 0.0500; the last, epoch 15: 0.6000 ± 0.0500."
+        "An earlier checkpoint was kept (OP_CSB, epoch 10: 0.7500, its SEG's standard error 0.0500): the checks after it scored more than "
+        "2 standard errors below the best, epoch 5: 0.8000, its SEG's standard error 0.0500; the last, epoch 15: 0.6000, its SEG's standard error 0.0500."
     )
     best_last = checks((5, 0.70, 0.05), (10, 0.75, 0.04))
     assert checkpoint_choice(best_last, 10) == (
-        "The weights of the last validation check were kept; it was also the best (OP_CSB, epoch 10: 0.7500 ± 0.0400)."
+        "The weights of the last validation check were kept; it was also the best (OP_CSB, epoch 10: 0.7500, its SEG's standard error 0.0400)."
     )
 
 

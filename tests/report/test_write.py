@@ -148,5 +148,5 @@ def test_training_section_says_why_an_earlier_checkpoint_was_kept(tmp_path, mode
     report = write_report(tmp_path, dataset="demo", record=RECORD, metrics=metrics, card=model_card(training=training),
                           history=history, views=[])
     section = report.markdown.split("## Training")[1].split("## ")[0]
-    assert ("An earlier checkpoint was kept (OP_CSB, epoch 5: 0.9612 ± 0.0209): the checks after it scored more than "
-            "2 standard errors below it; the last, epoch 10: 0.9000 ± 0.0468.") in section
+    assert ("An earlier checkpoint was kept (OP_CSB, epoch 5: 0.9612, its SEG's standard error 0.0209): the checks after it scored more than "
+            "2 standard errors below it; the last, epoch 10: 0.9000, its SEG's standard error 0.0468.") in section

@@ -131,8 +131,8 @@ def test_few_images_resample_objects():
     assert methods["seg"] == objects(3, "ground-truth objects")
     assert ci["seg"] == [0.0, 1.0]
     # matching: the 3 ground-truth objects and the unmatched prediction; DET: same units here
-    assert methods["matching"]["0.5"] == objects(4, "ground-truth objects and unmatched predicted objects")
-    assert methods["det"] == objects(4, "ground-truth objects and predicted objects covering none")
+    assert methods["matching"]["0.5"] == objects(4, "objects: the ground truth and unmatched predictions")
+    assert methods["det"] == objects(4, "objects: the ground truth and predictions covering none")
     assert ci["matching"]["0.5"]["f1"][0] < summary["matching"][4]["f1"] < ci["matching"]["0.5"]["f1"][1]
     assert ci["det"] is not None
     # pixel scores get no interval, and neither does OP_CSB (SEG and DET resample different units)
