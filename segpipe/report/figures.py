@@ -180,12 +180,12 @@ def training_curve(history: list[dict], path: Path, *, best_epoch: int | None = 
     """Plot training loss and validation scores per epoch.
 
     Args:
-        history: Rows of ``history.csv`` (``epoch``, ``train_loss``, ``val_seg``, ``val_dice``).
+        history: Rows of ``history.csv`` (``epoch``, ``train_loss``; ``val_op_csb``, ``val_seg``, ``val_dice`` where validated).
         path: PNG file to write.
         best_epoch: Epoch of the kept checkpoint, marked by a dashed vertical line
             (:data:`BEST_EPOCH_COLOUR`) labelled in the legend; ``None``: no mark.
     """
-    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7, 4.6), constrained_layout=True)
     epochs = [row["epoch"] for row in history]
     ax.plot(epochs, [row["train_loss"] for row in history], label="training loss", color="tab:blue")
     if best_epoch is not None:
@@ -196,14 +196,19 @@ def training_curve(history: list[dict], path: Path, *, best_epoch: int | None = 
     val = [(row["epoch"], row) for row in history if row.get("val_score") not in (None, "")]
     if val:
         twin = ax.twinx()
-        for key, colour in (("val_seg", "tab:red"), ("val_dice", "tab:green")):
+        for key, colour, label in (("val_op_csb", "tab:purple", "validation OP_CSB (chooses the checkpoint)"),
+                                   ("val_seg", "tab:red", "validation SEG"), ("val_dice", "tab:green", "validation Dice")):
             points = [(e, float(r[key])) for e, r in val if r.get(key) not in (None, "")]
             if points:
-                twin.plot(*zip(*points), marker="o", color=colour, label=key.replace("_", " "))
+                twin.plot(*zip(*points), marker="o", color=colour, label=label)
         twin.set_ylabel("validation score")
         twin.set_ylim(0, 1)
-        twin.legend(loc="lower right")
-    ax.legend(loc="upper right")
+        lines, labels = ax.get_legend_handles_labels()
+        more, more_labels = twin.get_legend_handles_labels()
+        # one legend under the axes: inside, it covered the curves' ends
+        ax.legend(lines + more, labels + more_labels, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize="small")
+    else:
+        ax.legend(loc="upper right")
     ax.set_title("training curve")
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

@@ -137,3 +137,17 @@ def test_training_curve_marks_the_kept_checkpoint(tmp_path):
     # the line sits at its epoch: the x axis is linear in epochs
     assert columns[5] < columns[10] < columns[15]
     assert abs(columns[10] - (columns[5] + columns[15]) / 2) <= 2
+
+
+def test_training_curve_draws_the_score_that_chooses_the_checkpoint(tmp_path):
+    """The checkpoint is chosen by validation OP_CSB; the curve drew only SEG and Dice."""
+    from matplotlib.colors import to_rgb
+
+    with_op = [{**row, "val_op_csb": None if row["val_seg"] is None else row["val_seg"] + 0.15} for row in HISTORY]
+
+    def purple(path) -> int:
+        rgb = mpimg.imread(path)[..., :3]
+        return int(np.all(np.abs(rgb - np.array(to_rgb("tab:purple"))) < 0.02, axis=-1).sum())
+
+    assert purple(training_curve(HISTORY, tmp_path / "seg.png")) == 0
+    assert purple(training_curve(with_op, tmp_path / "op.png")) > 100
