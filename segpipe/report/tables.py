@@ -271,8 +271,9 @@ def runs_table(runs: list[dict], current: str | None) -> Table:
                  f"Change: {HEADLINE.get(main_key, '')} minus that of the run before." if main_key else "")
 
 
-def card_table(card: ModelCard) -> Table:
-    """The model card's main fields."""
+def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
+    """The model card's main fields; ``guessed_spacing``: the training images' files gave no pixel
+    size (1 per pixel was taken), which the pixel size's row says."""
     training, config = card.training, card.training.config
     postprocess = card.postprocess.model_dump_json() if card.postprocess is not None else "argmax"
     tuned_on = "validation and training images" if training.validation.get("tuned_with_training") else "validation"
@@ -283,7 +284,9 @@ def card_table(card: ModelCard) -> Table:
         ("classes", ", ".join(card.classes)),
         ("instances", fmt(card.instances)),
         ("patch size", str(list(card.patch_size))),
-        ("pixel size trained at (others are resampled to it)", f"{list(card.spacing)} {card.unit}"),
+        ("pixel size trained at (others are resampled to it)", f"{list(card.spacing)} {card.unit}" + (
+            ", guessed: the training images' files gave none and 1 per pixel was taken (set spacing: in the catalog)"
+            if guessed_spacing else "")),
         *([("object size (every image rescaled so its objects measure it)", f"{card.object_size:g} {card.unit}")]
           if card.object_size else []),
         ("epochs trained (kept)", f"{fmt(training.epochs)} ({fmt(training.best_epoch)})"),

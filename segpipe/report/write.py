@@ -269,7 +269,9 @@ def write_report(
         )
         training_blocks.append(Figure(fig.training_curve(history, figures_dir / "training_curve.png", best_epoch=best), caption))
     sections.append(Section("Training", training_blocks))
-    sections.append(Section("Model card", [card_table(card), Details("full model card (JSON)", card.to_json())]))
+    trained = [im for im in record.get("images") or [] if im.get("split") == "train"]
+    guessed = bool(trained) and all(im.get("spacing_source") == "default" for im in trained)
+    sections.append(Section("Model card", [card_table(card, guessed_spacing=guessed), Details("full model card (JSON)", card.to_json())]))
     sections.append(Section("Run time and device", [run_table(run, card)]))
     if runs:
         sections.append(Section("Previous runs", [runs_table(runs, run.get("run_id"))]))

@@ -150,3 +150,16 @@ def test_training_section_says_why_an_earlier_checkpoint_was_kept(tmp_path, mode
     section = report.markdown.split("## Training")[1].split("## ")[0]
     assert ("An earlier checkpoint was kept (OP_CSB, epoch 5: 0.9612, its SEG's standard error 0.0209): the checks after it scored more than "
             "2 standard errors below it; the last, epoch 10: 0.9000, its SEG's standard error 0.0468.") in section
+
+
+@pytest.mark.parametrize("source", ["default", "file"])
+def test_a_pixel_size_the_training_files_did_not_give_is_called_guessed(tmp_path, model_card, source):
+    """Every training image took 1 per pixel: the card's row said "[1.0, 1.0] micrometer" as if measured."""
+    gt = squares()
+    metrics = scored([("a", gt, gt)], [("a", gt, gt)])
+    record = {**RECORD, "images": [{"name": "t", "split": "train", "spacing_source": source},
+                                   {"name": "a", "split": "test", "spacing_source": "file"}]}
+    report = write_report(tmp_path, dataset="demo", record=record, metrics=metrics, card=model_card(), history=[], views=[])
+    row = {r["field"]: r["value"] for r in report.tables["model-card"]}["pixel size trained at (others are resampled to it)"]
+    assert row.endswith(", guessed: the training images' files gave none and 1 per pixel was taken (set spacing: in the catalog)") \
+        is (source == "default")
