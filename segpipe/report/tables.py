@@ -271,6 +271,14 @@ def runs_table(runs: list[dict], current: str | None) -> Table:
                  f"Change: {HEADLINE.get(main_key, '')} minus that of the run before." if main_key else "")
 
 
+def _validation_scores(validation: dict) -> str:
+    """``OP_CSB 0.7791, SEG 0.6915, DET 0.8667`` from a card's validation record (its numbers only)."""
+    names = {"op_csb": "OP_CSB", "seg": "SEG", "det": "DET", "dice": "Dice"}
+    scores = [(names.get(k, k), v) for k, v in validation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    scores.sort(key=lambda item: list(names.values()).index(item[0]) if item[0] in names.values() else len(names))
+    return ", ".join(f"{name} {fmt(value)}" for name, value in scores) or "none"
+
+
 def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
     """The model card's main fields; ``guessed_spacing``: the training images' files gave no pixel
     size (1 per pixel was taken), which the pixel size's row says."""
@@ -295,7 +303,7 @@ def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
         ("learning rate, batch", f"{config.get('learning_rate')}, {config.get('batch_size')}"),
         ("seed", str(config.get("seed"))),
         (f"post-processing (tuned on {tuned_on})", postprocess),
-        ("validation", json.dumps(training.validation)),
+        ("validation with the tuned post-processing (tuned on it: optimistic)", _validation_scores(training.validation)),
         ("normalization", card.normalization.model_dump_json(exclude_none=True)),
         ("software", ", ".join(f"{k} {v}" for k, v in card.software.items())),
         ("config key", str(training.config_key)),
