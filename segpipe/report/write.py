@@ -97,6 +97,26 @@ def _descending(value: float | None) -> float:
     return -value if value is not None else np.inf
 
 
+def terms(*, instances: bool, distances: bool) -> str:
+    """What the scores' names mean, for a reader who has not met them."""
+    parts = []
+    if instances:
+        parts += [
+            "SEG (the Cell Tracking Challenge's segmentation measure): each ground-truth object's IoU with the predicted "
+            "object covering more than half of it, 0 when none does, averaged over the objects",
+            "DET: 1 minus the cost of correcting the detection (AOGM-D: a missed object, a false object or a split each "
+            "cost), relative to detecting nothing",
+            "OP_CSB: their mean",
+            "F1, AP and PQ count a predicted object as found when its IoU with a ground-truth object is at least the threshold "
+            "(PQ also weighs how well the found ones overlap)",
+        ]
+    parts.append("IoU and Dice compare the pixels of each class, pooled over the images")
+    if distances:
+        parts.append("HD95 and ASD: the 95th percentile and the mean of the distances between the predicted and the true "
+                     "boundaries, in the unit shown (lower is better)")
+    return "Terms: " + "; ".join(parts) + "."
+
+
 def baseline_notice(metrics: dict) -> str | None:
     """The warning when the model does not beat the classical baseline on the headline measure
     (``None`` when it does, or when there is nothing to compare)."""
@@ -222,7 +242,7 @@ def write_report(
         intro.append(Text(f"Ground truth: {record['ground_truth'].strip()}"))
     intro.append(Text(scores_text(metrics)))  # the warning, if any, is the notice above
 
-    score_blocks: list = [summary_table(metrics, baseline, unit=unit)]
+    score_blocks: list = [summary_table(metrics, baseline, unit=unit), Text(terms(instances=instances, distances=bool(metrics.get("hd95"))))]
     score_blocks.append(Figure(fig.class_scores({"model": metrics, "baseline": baseline}, figures_dir / "class_scores.png"),
                                "IoU and Dice of each foreground class, pooled over the test images, model and baseline."))
     if instances:

@@ -163,3 +163,11 @@ def test_a_pixel_size_the_training_files_did_not_give_is_called_guessed(tmp_path
     row = {r["field"]: r["value"] for r in report.tables["model-card"]}["pixel size trained at (others are resampled to it)"]
     assert row.endswith(", guessed: the training images' files gave none and 1 per pixel was taken (set spacing: in the catalog)") \
         is (source == "default")
+
+
+def test_the_scores_names_are_explained(tmp_path, model_card):
+    gt = squares()
+    metrics = scored([("a", gt, gt)], [("a", gt, gt)])
+    report = write_report(tmp_path, dataset="demo", record=RECORD, metrics=metrics, card=model_card(), history=[], views=[])
+    assert "Terms: SEG (the Cell Tracking Challenge's segmentation measure): each ground-truth object's IoU" in report.markdown
+    assert "HD95" not in report.markdown.split("Terms:")[1].split("\n")[0]  # 2D objects without distances: not named
