@@ -14,7 +14,6 @@ from monai import transforms as mt
 from monai.transforms.utils import map_binary_to_indices
 from scipy import ndimage
 
-from segpipe.training.slabs import RandThinSlabd
 from segpipe.training.targets import flow_from_heat
 
 
@@ -49,7 +48,6 @@ def augmentation(
     elastic: bool = False,
     crop: bool = True,
     empty_fields: float = 0.1,
-    thin: dict[int, int] | None = None,
 ) -> mt.Compose:
     """Random patch plus augmentation, the nnU-Net way kept small.
 
@@ -63,9 +61,6 @@ def augmentation(
     The distance target and the heat are interpolated linearly, class labels by nearest
     neighbour; a ``heat`` key becomes the ``flow`` target after every spatial step (:class:`FlowFromHeatd`).
     With ``crop=False`` the samples are already patches (read from zarr) and only augmented.
-    ``thin`` (``{axis: the thinnest extent}`` of a dataset with images thinner than the patch) cuts
-    a share of patches to slabs padded as prediction pads such images (:class:`RandThinSlabd`;
-    the samples then carry ``ignore``).
     """
     spatial = tuple(int(p) for p in patch_size)
     modes = dict.fromkeys(("image", "label", "dist", "boundary", "heat", "ignore"), "constant")
@@ -101,8 +96,6 @@ def augmentation(
         else:
             deform = mt.Rand3DElasticd(keys=keys, prob=0.2, sigma_range=(5, 7), magnitude_range=(50, 100), mode=mode)
         steps.append(deform)
-    if thin:
-        steps.append(RandThinSlabd(keys=keys, extents=thin))
     steps += [mt.RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(ndim)]
     if spatial[-1] == spatial[-2]:  # a 90-degree turn of a non-square patch would change its shape
         steps.append(mt.RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(ndim - 2, ndim - 1)))

@@ -47,7 +47,6 @@ from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
 from segpipe.training.plan import fingerprint_store, normalization_spec, plan_object_size, plan_pools, plan_training
 from segpipe.training.sized import SizedStore
-from segpipe.training.slabs import thin_extents
 from segpipe.training.selection import CheckpointChoice
 from segpipe.training.start import adapt_input, default_start, named_start, start_config, start_problem, started_card
 from segpipe.training.splits import load_image, load_split, mean_dice, predict_split, scorable, tuning_training_set
@@ -288,12 +287,7 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
     if instances:
         keys += ["dist"] + (["boundary"] if boundary else []) + (["heat"] if flow else [])
     images = store.images("train", labelled=True)
-    thin = thin_extents(images + store.images("validation", labelled=True), config.patch_size, card.spacing)
-    if thin:
-        log.info("images thinner than the patch %s along axes %s: a share of patches is cut to such slabs",
-                 list(config.patch_size), sorted(thin))
-    # every sample then carries its unannotated pixels (a slab's padding among them)
-    sparse = bool(thin) or any(im.ignore is not None for im in images)
+    sparse = any(im.ignore is not None for im in images)  # every sample then carries its unannotated pixels
     keys += ["ignore"] if sparse else []
     targets = 3 + flow  # label, distance, boundary (and heat), in float32 or int64 at most as large
     in_memory = sum(4 * (im.image.size + (targets + 1) * im.labels.size) for im in images)  # + crop centres (int32)
@@ -306,7 +300,6 @@ def _training_data(store: ImageStore, card: ModelCard, config: TrainParams):
         affine=config.affine,
         elastic=config.elastic,
         crop=not lazy,
-        thin=thin,
     )
     if lazy:
         log.info("training split needs %.1f GiB in memory: reading patches from the store", in_memory / 2**30)
