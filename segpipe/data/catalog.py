@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, Tag, ValidationError, field_validator, model_validator
 
+from segpipe.data.catalog_yaml import read_yaml
 from segpipe.data.ctc import ctc_records
 from segpipe.data.readers.units import length_unit
 from segpipe.data.records import ImageRecord, Split
@@ -313,10 +313,7 @@ def load_catalog(path: str | Path) -> Catalog:
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"{path}: catalog file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise CatalogError(f"{path}: not valid YAML: {err}") from err
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):
         raise CatalogError(f"{path}: expected a top-level 'datasets:' mapping of name to entry")
     unknown = set(raw) - {"datasets", "schedules"}
