@@ -172,7 +172,8 @@ def score(
 @app.command()
 def report(dataset: DatasetArg, output: OutputOpt = DEFAULT_OUTPUT, split: SplitOpt = "test") -> None:
     """Write report.md and a self-contained report.html (scores with CIs, per-object IoU, best and worst
-    images, training curve, model card, previous runs, baseline) and update OUTPUT/index.html."""
+    images, training curve, model card, previous runs, baseline) and update OUTPUT/index.html. A dataset
+    without ground truth gets the segmentation report instead (objects per image, sizes, outliers, overlays)."""
     from segpipe.pipeline import RunFolder, stages
 
     result = stages.report(RunFolder.of(output, dataset), split=split)

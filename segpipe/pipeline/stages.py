@@ -167,9 +167,17 @@ def score_one(run: RunFolder, name: str) -> ScoreAccumulator:
 
 
 def score(run: RunFolder, *, split: str = "test") -> dict:
-    """Score the run's predictions of a split; writes ``metrics.json``."""
-    parts = [score_one(run, name) for name in ImageStore.open(run.store).names(split, labelled=True)]
-    return pool_scores(run, parts, split=split)
+    """Score the run's predictions of a split; writes ``metrics.json``.
+
+    Raises:
+        StoreError: The dataset has no ground truth, or none in ``split``: nothing to score.
+    """
+    store = ImageStore.open(run.store)
+    store.require_labels("score against")
+    names = store.names(split, labelled=True)
+    if not names:
+        raise StoreError(f"{run.store}: dataset {run.dataset!r} has no labelled images in its {split} split to score")
+    return pool_scores(run, [score_one(run, name) for name in names], split=split)
 
 
 def pool_scores(
@@ -208,8 +216,17 @@ def pool_scores(
 
 
 def report(run: RunFolder, *, split: str = "test") -> Report:
-    """Write ``report.md`` and ``report.html`` with overlays and the training curve from the run's files."""
+    """Write ``report.md`` and ``report.html`` with overlays and the training curve from the run's files;
+    for a split without ground truth, the segmentation report (:func:`report_segmentation`).
+
+    Raises:
+        StoreError: The split has ground truth but was not scored yet.
+    """
     store = ImageStore.open(run.store)
+    if not store.names(split, labelled=True):  # nothing to score: what was segmented, as the flow reports it
+        return report_segmentation(run, split=split)
+    if not run.metrics.is_file():
+        raise StoreError(f"{run.metrics}: no scores yet; run segpipe score {run.dataset} first")
     metrics = json.loads(run.metrics.read_text())
     model = _predicting_model(run) or Model.open(run.model_dir)
     history_file = model.folder / "history.csv"

@@ -1,0 +1,30 @@
+"""Stages asked for what a dataset cannot give: one line, exit 2, nothing written; a report of what it can."""
+
+from __future__ import annotations
+
+import numpy as np
+import tifffile
+
+
+def _unlabelled(tmp_path, model_folder):
+    (tmp_path / "raw").mkdir()
+    tifffile.imwrite(tmp_path / "raw" / "a.tif", np.random.default_rng(0).integers(0, 200, (48, 48)).astype(np.uint8))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(f"datasets:\n  seg:\n    images: raw/*.tif\n    ndim: 2\n    classes: [background, nucleus]\n"
+                       f"    instances: true\n    model: {model_folder}\n")
+    return catalog
+
+
+def test_a_dataset_without_ground_truth_is_not_scored_and_its_report_is_the_segmentation_report(tmp_path, crops_model, segpipe_cli):
+    """Before: `score` exited 0 with "No scores." and a metrics.json of nulls, and `report` wrote an
+    empty evaluation report with a matplotlib warning; `segpipe run` writes the segmentation report."""
+    catalog, out = _unlabelled(tmp_path, crops_model.folder), tmp_path / "runs"
+    assert segpipe_cli("ingest", "seg", "--catalog", catalog, "--output", out).code == 0
+    scored = segpipe_cli("score", "seg", "--output", out)
+    assert scored.code == 2 and len(scored.errors) == 1 and "has no ground truth" in scored.errors[0], scored.err
+    assert not (out / "seg" / "metrics.json").exists()
+    assert segpipe_cli("predict", "seg", "--catalog", catalog, "--output", out, "--device", "cpu").code == 0
+    reported = segpipe_cli("report", "seg", "--output", out)
+    assert reported.code == 0, reported.err
+    report = (out / "seg" / "report.md").read_text()
+    assert "objects" in report.lower() and "No scores" not in report and not (out / "seg" / "metrics.json").exists()
