@@ -48,6 +48,9 @@ def run(
     from segpipe.flows.submit import run_here, submit
 
     if deployment is None:
+        from segpipe.pipeline.catalog import open_catalog
+
+        open_catalog(catalog).dataset(dataset)  # a bad catalog or entry: one line, before Prefect starts
         state = run_here(
             {"dataset": dataset, "catalog": str(catalog), "output": str(output), "train": init_from_here(train, catalog),
              "predict": predict, "runner": runner}

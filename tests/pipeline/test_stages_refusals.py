@@ -28,3 +28,13 @@ def test_a_dataset_without_ground_truth_is_not_scored_and_its_report_is_the_segm
     assert reported.code == 0, reported.err
     report = (out / "seg" / "report.md").read_text()
     assert "objects" in report.lower() and "No scores" not in report and not (out / "seg" / "metrics.json").exists()
+
+
+def test_run_checks_the_catalog_before_prefect_starts(tmp_path, segpipe_cli):
+    """A key typo made `segpipe run` start Prefect's server and say the error three times in 8 lines."""
+    (tmp_path / "img").mkdir()
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("datasets:\n  d:\n    images: img/*.tif\n    image_suffix: _img\n")
+    result = segpipe_cli("run", "d", "--catalog", catalog, "--output", tmp_path / "runs")
+    assert result.code == 2 and len(result.errors) == 1 and "image_suffix" in result.errors[0], result.err
+    assert "prefect" not in result.err.lower() and not (tmp_path / "runs").exists()
