@@ -236,7 +236,9 @@ class DatasetEntry(_Strict):
                 f"ignore_label: {self.ignore_label} is the class {self.classes[self.ignore_label]!r}; "
                 f"use a value that is no class (>= {len(self.classes)}, e.g. 255)"
             )
-        if self.format == "ctc" and self.ignore_masks is not None and not isinstance(self.ignore_masks, str):
+        if self.format == "ctc" and self.ignore_masks is not None and (
+            not isinstance(self.ignore_masks, str) or "{seq}" not in self.ignore_masks
+        ):
             raise ValueError("ignore_masks: for ctc, one folder template with {seq} (e.g. '{seq}_GT/IGNORE')")
         if self.format == "ctc" and isinstance(self.split, RegionSplit):
             raise ValueError("split: a ctc dataset is split by sequence folder, not by region")

@@ -53,15 +53,18 @@ def ctc_records(
         required: The catalog named the ground-truth folder: a sequence without it is an error.
         ignore_template: Folder of ignore masks relative to each sequence's parent, ``{seq}``
             replaced; each mask is named like the annotation it belongs to. A sequence without
-            the folder, or an annotation without a mask there, is annotated throughout.
+            the folder, or an annotation without a mask there, is annotated throughout; but the
+            folder of at least one sequence must be there.
 
     Raises:
         CatalogError: A sequence is not a folder or has no frames, a named ground-truth folder is
             missing or holds no annotations, an annotation has no frame, per-plane
-            annotations are used with ``ndim: 3``, or an ignore mask is named like no annotation.
+            annotations are used with ``ndim: 3``, an ignore mask is named like no annotation, or
+            no sequence has an ignore folder.
     """
     records: list[ImageRecord] = []
     names: set[str] = set()
+    found_masks = False
     for seq in sequences:
         if not seq.is_dir():
             raise CatalogError(f"{where}: {seq} is not a sequence folder (format: ctc expects folders like 01/)")
@@ -90,8 +93,13 @@ def ctc_records(
             for t, path in frames.items() if not planes or t in full
         ]
         if ignore_template is not None:
-            made = _with_ignore_masks(made, seq.parent / ignore_template.format(seq=seq.name), where)
+            masks = seq.parent / ignore_template.format(seq=seq.name)
+            found_masks |= masks.is_dir()
+            made = _with_ignore_masks(made, masks, where)
         records += made
+    if ignore_template is not None and sequences and not found_masks:  # a typo, not every sequence annotated throughout
+        raise CatalogError(f"{where}: ignore_masks: {ignore_template!r} names no folder beside any sequence "
+                           f"(looked for {sequences[0].parent / ignore_template.format(seq=sequences[0].name)})")
     return records
 
 

@@ -150,3 +150,9 @@ def test_ctc_ignore_masks_sit_beside_the_ground_truth_named_like_it(tmp_path, in
     tifffile.imwrite(tmp_path / "01_GT/IGNORE" / "man_seg002.tif", mask)
     with pytest.raises(CatalogError, match=r"ignore mask .*man_seg002.tif is named like no annotation"):
         load_catalog(write_catalog(tmp_path, **entry)).dataset("d")
+    (tmp_path / "01_GT/IGNORE" / "man_seg002.tif").unlink()
+    # a template naming no folder beside any sequence, or without {seq}: a typo, not "annotated throughout"
+    with pytest.raises(CatalogError, match=r"ignore_masks: '\{seq\}_GT/IGNOREX' names no folder beside any sequence"):
+        load_catalog(write_catalog(tmp_path, **{**entry, "ignore_masks": "{seq}_GT/IGNOREX"})).dataset("d")
+    with pytest.raises(CatalogError, match=r"ignore_masks: for ctc, one folder template with \{seq\}"):
+        load_catalog(write_catalog(tmp_path, **{**entry, "ignore_masks": "ctc/ignore/*.tif"}))
