@@ -37,18 +37,12 @@ class _Strict(BaseModel):
 
 
 class FileSplit(_Strict):
-    """Split by file: each list names images by their file stem."""
+    """Split by file: each list names images by their file stem (``train`` may stay empty only in
+    an entry whose ``model:`` is applied, not trained)."""
 
-    train: list[str]
+    train: list[str] = Field(default_factory=list)
     validation: list[str] = Field(default_factory=list)
     test: list[str] = Field(default_factory=list)
-
-    @field_validator("train")
-    @classmethod
-    def _some_training(cls, train: list[str]) -> list[str]:
-        if not train:
-            raise ValueError("names no image (a split needs at least one training image)")
-        return train
 
 
 class RegionSplit(_Strict):
@@ -161,8 +155,9 @@ class DatasetEntry(_Strict):
             nobody annotated. Images without one are annotated throughout. For ``ctc`` a folder
             template with ``{seq}`` whose files are named like the ground truth (``man_segT.tif``).
         ignore_suffix: Removed from ignore-mask file stems before pairing (e.g. ``_ignore``).
-        split: By file (for ``ctc``: by sequence folder name) or by region; required with labels.
-            Without labels and without a split, every image is in ``test`` (the split predicted).
+        split: By file (for ``ctc``: by sequence folder name) or by region; required with labels,
+            unless ``model`` is set. Without a split, every image is in ``test`` (the split predicted
+            and, with labels, scored).
         model: The model to segment these images with: a model folder (relative to the catalog),
             or the name of a catalog dataset whose trained model to use.
         allow_outside_root: Accept files resolving outside the catalog's folder.
@@ -219,10 +214,15 @@ class DatasetEntry(_Strict):
                 raise ValueError(f"training: {key} {list(value)} has {len(value)} values, ndim is {self.ndim}")
         if self.instances and len(self.classes) != 2:
             raise ValueError("instance datasets have exactly two classes: background and the objects")
-        if self.split is None and self.labels is not None:
+        if self.split is None and self.labels is not None and self.model is None:
             raise ValueError(
                 "split: required for a dataset with labels (train, validation, test); "
-                "leave labels out for images that are only to be segmented"
+                "leave labels out for images that are only to be segmented, or name the model: to score on all of them"
+            )
+        if isinstance(self.split, FileSplit) and not self.split.train and self.labelled and self.model is None:
+            raise ValueError(
+                "split: train names no image: name some to train a model on, or set model: to score an existing "
+                "model on the images"
             )
         if not self.labelled and self.split is not None and _trains(self.split):
             raise ValueError(

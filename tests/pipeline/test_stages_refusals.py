@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tifffile
 
 
@@ -38,3 +39,28 @@ def test_run_checks_the_catalog_before_prefect_starts(tmp_path, segpipe_cli):
     result = segpipe_cli("run", "d", "--catalog", catalog, "--output", tmp_path / "runs")
     assert result.code == 2 and len(result.errors) == 1 and "image_suffix" in result.errors[0], result.err
     assert "prefect" not in result.err.lower() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("split", ["", "    split: {test: [a, b]}\n"])
+def test_a_labelled_dataset_with_a_model_is_scored_without_a_training_split(tmp_path, crops_model, segpipe_cli, split):
+    """Scoring an existing model on every labelled image was refused: "split.train: Field required"."""
+    import json
+
+    for folder in ("raw", "gt"):
+        (tmp_path / folder).mkdir()
+    for name, seed in (("a", 1), ("b", 2)):
+        image = np.random.default_rng(seed).integers(0, 50, (64, 64)).astype(np.uint8)
+        labels = np.zeros((64, 64), np.uint8)
+        labels[10:22, 10:22], labels[35:50, 30:44] = 1, 2
+        image[labels > 0] += 150
+        tifffile.imwrite(tmp_path / "raw" / f"{name}.tif", image)
+        tifffile.imwrite(tmp_path / "gt" / f"{name}.tif", labels)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("datasets:\n  scored:\n    images: raw/*.tif\n    labels: gt/*.tif\n    ndim: 2\n"
+                       f"    classes: [background, nucleus]\n    instances: true\n    model: {crops_model.folder}\n{split}")
+    out = tmp_path / "runs"
+    for stage in (("ingest", "scored", "--catalog", catalog), ("predict", "scored", "--catalog", catalog, "--device", "cpu"),
+                  ("score", "scored")):
+        result = segpipe_cli(*stage, "--output", out)
+        assert result.code == 0, result.err
+    assert json.loads((out / "scored" / "metrics.json").read_text())["n_images"] == 2
