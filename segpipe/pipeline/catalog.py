@@ -13,14 +13,16 @@ from pydantic import ValidationError
 
 from segpipe.data.catalog import Catalog, load_catalog
 from segpipe.errors import CatalogError, explain
+from segpipe.models.shipped import shipped_names
 from segpipe.training.params import TrainParams
 
 
 def open_catalog(path: str | Path) -> Catalog:
-    """Load ``path`` and check every entry's ``training:`` section.
+    """Load ``path`` and check every entry's ``training:`` section and ``model:`` name.
 
     Raises:
-        CatalogError: The catalog, an entry or a training section is invalid.
+        CatalogError: The catalog, an entry or a training section is invalid, or a ``model:`` names
+            no model folder, catalog dataset or shipped model.
     """
     catalog = load_catalog(path)
     for name, entry in catalog.entries.items():
@@ -28,7 +30,18 @@ def open_catalog(path: str | Path) -> Catalog:
             TrainParams.model_validate(entry.training)
         except ValidationError as err:
             raise CatalogError(f"{catalog.path}: dataset {name!r}: training: {explain(err)}") from None
+        if entry.model is not None and not _names_a_model(entry.model, catalog):
+            raise CatalogError(
+                f"{catalog.path}: dataset {name!r}: model: {entry.model!r} is no model folder under {catalog.root}, "
+                f"no catalog dataset and no shipped model ({', '.join(shipped_names())})"
+            )
     return catalog
+
+
+def _names_a_model(ref: str, catalog: Catalog) -> bool:
+    """Whether ``ref`` can name a model: a path that exists (from the catalog's folder), a catalog
+    dataset (whose model training makes), or a shipped model."""
+    return (catalog.root / ref).exists() or ref in catalog.entries or ref in shipped_names()
 
 
 def train_params(catalog: Catalog, dataset: str, given: TrainParams | None = None) -> TrainParams:

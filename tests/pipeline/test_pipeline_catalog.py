@@ -46,3 +46,19 @@ def test_defaults_then_catalog_then_what_is_given(tmp_path):
     assert train_params(catalog, "d", explicit_default).epochs == 200
     with pytest.raises(CatalogError, match="no dataset named 'x'"):
         train_params(catalog, "x")
+
+
+def test_a_model_the_catalog_cannot_name_is_refused_when_it_is_loaded(tmp_path):
+    """`model: nosuchmodel` passed `segpipe catalog` and failed only at predict."""
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.tif").write_bytes(b"x")
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    path = tmp_path / "catalog.yaml"
+    body = "datasets:\n  d:\n    images: img/*.tif\n    model: {}\n  other:\n    images: img/*.tif\n    model: cells-2d\n"
+    for ref in ("models/mine", "other", "cells-2d", str(tmp_path / "models" / "mine")):
+        path.write_text(body.format(ref))
+        open_catalog(path)
+    path.write_text(body.format("nosuchmodel"))
+    with pytest.raises(CatalogError, match=r"dataset 'd': model: 'nosuchmodel' is no model folder under .*, no catalog "
+                                           r"dataset and no shipped model \(cells-2d\)$"):
+        open_catalog(path)
