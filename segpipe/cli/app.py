@@ -6,7 +6,6 @@ import errno
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import typer
 
 from segpipe.cli.watchdog import watch_children
 from segpipe.errors import InputError, SegpipeError
+from segpipe.temporary import meant
 
 app = typer.Typer(
     help=(
@@ -86,22 +86,10 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
     _setup_logging(verbose)
 
 
-#: The temporary names segpipe writes under before moving a file into place: ``.NAME.PID.tmp``,
-#: ``.NAME.tmp``, ``.STEM.PID.tmp.SUFFIX``, and ``.NAME.partial-PID-HEX`` or ``.NAME.old-PID-HEX`` (a store).
-_TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(?:(?:\d+\.)?tmp|(?:partial|old)-\d+-[0-9a-f]+)(?P<suffix>\.\w+)?$")
-
-
-def _meant(filename: str) -> str:
-    """The file a temporary name stands for (the one the user asked for), else ``filename``."""
-    path = Path(filename)
-    match = _TEMPORARY.match(path.name)
-    return str(path.with_name(match["name"] + (match["suffix"] or ""))) if match else filename
-
-
 def os_error_line(err: OSError) -> str:
     """One line for an operating-system error: what failed, on which file (the one asked for, not a
     temporary name), and what to do."""
-    where = f"{_meant(str(err.filename))}: " if err.filename else ""
+    where = f"{meant(str(err.filename))}: " if err.filename else ""
     existing = bool(err.filename) and os.path.exists(err.filename)
     advice = {
         errno.ENOSPC: "the disk is full; free space or write somewhere else",

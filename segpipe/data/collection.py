@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import os
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ import zarr
 
 from segpipe.data.locks import exclusive
 from segpipe.data.ngff import VERSION
+from segpipe.temporary import replacing
 
 FOLDER = "OME"
 XML_NAME = "METADATA.ome.xml"
@@ -133,9 +132,8 @@ def _xml(entries: list[Entry]) -> bytes:
 
 def _replace(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all (a reader never sees half a file)."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    with replacing(path) as partial:
+        partial.write_bytes(data)
 
 
 #: Folders already said to be written without a lock (one warning each per process).

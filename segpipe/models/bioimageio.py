@@ -31,7 +31,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import re
 import tempfile
 import warnings
@@ -51,6 +50,7 @@ from segpipe.inference.normalize import NormalizationSpec, normalize, percentile
 from segpipe.models.card import ModelCard
 from segpipe.models.unet import LEVELS, axis_divisors
 from segpipe.models.model import MODEL_FILE, Model, network_from_card, save_model
+from segpipe.temporary import replacing
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +131,13 @@ def export_model(
         expected = activate(network(torch.from_numpy(_preprocess(raw, card.normalization)[None])), n_classes=card.n_classes)
     expected = expected.numpy().astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.zip")
-    try:
+    with replacing(path, keep_suffix=True) as tmp:  # the packager checks the extension
         with tempfile.TemporaryDirectory(prefix="segpipe-bioimageio-") as work, _quiet():
             files = _write_files(Path(work), model, network, raw, expected)
             descr = _describe(model, files, authors=authors, license=license)
             _save_package(descr, tmp)
         if test:
             _test_package(tmp, path)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 from segpipe.errors import ModelError, ModelNotFound, naming
 from segpipe.models.card import ModelCard
 from segpipe.models.registry import build_model
+from segpipe.temporary import replacing
 
 if TYPE_CHECKING:
     import torch
@@ -133,24 +133,14 @@ def atomic_save(obj, path: Path) -> None:
     """
     import torch  # here, not at the top: opening a folder and its card needs no torch
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with naming(path), open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, naming(path), open(tmp, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file, then rename; a failed write names ``path`` and leaves nothing."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with naming(path):
-            tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, naming(path):
+        tmp.write_text(text)
 
 
 def _load_payload(path: Path, device) -> dict:

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 from collections import deque
 from concurrent.futures import Future
@@ -57,6 +56,7 @@ from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import Current, Predicted, Predictor, SharedInputs, run_network
 from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
+from segpipe.temporary import replacing
 
 log = logging.getLogger(__name__)
 
@@ -380,12 +380,8 @@ def write_summary(folder: SegmentFolder, model: Model, params: PredictParams, re
         "inputs": [asdict(r) for r in results],
         "failed": [r.path for r in results if r.error is not None],
     }
-    tmp = folder.summary.with_name(f".{folder.summary.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(folder.summary) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, folder.summary)
-    finally:
-        tmp.unlink(missing_ok=True)
     return folder.summary
 
 

@@ -38,6 +38,7 @@ from segpipe.prediction.fit import check_fits
 from segpipe.prediction.measure import measure_objects
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.store import PredictionStore
+from segpipe.temporary import replacing
 
 log = logging.getLogger(__name__)
 
@@ -394,15 +395,10 @@ def write_csv(path: Path, rows: list[dict], *, empty_fields: list[str]) -> None:
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields or empty_fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields or empty_fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _plain(value):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ from segpipe.scoring import ScoreAccumulator
 from segpipe.scoring.dataset import dataset_accumulator, dataset_metrics, score_image
 from segpipe.training.loop import TrainResult, train_model
 from segpipe.training.params import RANDOM, TrainParams
+from segpipe.temporary import replacing
 
 log = logging.getLogger(__name__)
 
@@ -202,13 +202,8 @@ def pool_scores(
     metrics["run"] = new_run(
         metrics, card=model.card if model else None, model_file=model.weights if model else None, predictions=run.predictions
     )
-    tmp = run.metrics.with_name(f".{run.metrics.name}.tmp")
-    try:
-        with naming(run.metrics):
-            tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-        os.replace(tmp, run.metrics)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(run.metrics) as tmp, naming(run.metrics):
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     with naming(run.root / "runs.jsonl"):
         append_run(run.root, run_entry(metrics, metrics["run"]))  # the dataset's run history
     log.info("%s: %s", run.dataset, headline_text(metrics))

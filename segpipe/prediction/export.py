@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import tifffile
 
 from segpipe.errors import InputError
+from segpipe.temporary import replacing
 
 CTC_LIMIT = np.iinfo(np.uint16).max
 
@@ -31,13 +31,8 @@ CTC_LIMIT = np.iinfo(np.uint16).max
 def _atomic(path: Path) -> Iterator[Path]:
     """A temporary path next to ``path``, renamed onto it when the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
+    with replacing(path) as tmp:
         yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _blocks(array, tail: int, *, budget: int = 64 << 20) -> Iterator[np.ndarray]:

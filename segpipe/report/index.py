@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 from segpipe.report.document import render_template
 from segpipe.report.runs import HEADLINE, RUNS_FILE, read_runs
 from segpipe.report.tables import fmt, fmt_ci
+from segpipe.temporary import replacing
 
 INDEX_FILE = "index.html"
 KEYS = ("seg", "op_csb", "det", "f1_50", "mean_dice")
@@ -61,10 +61,6 @@ def write_index(output: str | Path) -> Path:
         note="Baseline: Otsu threshold + distance-transform watershed, scored the same way on the same images.",
     )
     path = output / INDEX_FILE
-    tmp = path.with_name(f".{INDEX_FILE}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         tmp.write_text(html, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

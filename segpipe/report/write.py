@@ -9,7 +9,6 @@ positives, marks the kept checkpoint on the training curve and says how training
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from segpipe.report.tables import (
     training_start,
 )
 from segpipe.scoring.dataset import baseline_comparison
+from segpipe.temporary import replacing
 
 REPORTS_DIR = "reports"
 
@@ -66,12 +66,8 @@ class Report:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def rank_images(metrics: dict, *, n: int = 2) -> list[tuple[str, str, float | None]]:

@@ -8,7 +8,6 @@ replaces the run's own ``metrics.json`` or its run history.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 from segpipe.errors import InputError
 from segpipe.scoring.dataset import dataset_accumulator, dataset_metrics, score_image
 from segpipe.scoring.folders import PredictionFolder
+from segpipe.temporary import replacing
 
 EXTERNAL_DIR = "external"
 
@@ -71,10 +71,6 @@ def external_metrics_path(run_dir: str | Path, folder: str | Path) -> Path:
 def write_metrics(path: Path, metrics: dict) -> Path:
     """Write ``metrics`` as JSON, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

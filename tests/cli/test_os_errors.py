@@ -78,11 +78,10 @@ def full_copy(source: Path | None, target: Path, *, spare_kib: int = 0):
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Temporary files and stores a failed command may not leave: ``.NAME.partial-*``, ``.NAME.*.tmp``."""
-    return sorted(
-        str(p.relative_to(folder)) for p in folder.rglob(".*")
-        if ".partial-" in p.name or p.name.endswith(".tmp") or ".old-" in p.name
-    )
+    """Temporary files and stores a failed command may not leave (names :mod:`segpipe.temporary` makes)."""
+    from segpipe.temporary import parse
+
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if parse(p) is not None)
 
 
 def _commands(catalog: Path, output: Path, model: Path) -> dict[str, list]:
@@ -187,11 +186,11 @@ def test_permission_denied_on_an_existing_file_does_not_blame_the_output_folder(
 @pytest.mark.parametrize(
     "written, named",
     [
-        (".model.zip.4242.tmp", "model.zip"),  # segpipe's temporary names: the file the user asked for
-        (".cells.4242.tmp.zip", "cells.zip"),
+        (".model.zip.tmp-4242-0a1b2c3d", "model.zip"),  # segpipe's temporary names: the file the user asked for
+        (".cells.tmp-4242-0a1b2c3d.zip", "cells.zip"),
         (".data.zarr.partial-4242-0a1b2c3d", "data.zarr"),
         (".data.zarr.old-4242-0a1b2c3d", "data.zarr"),
-        (".metrics.json.tmp", "metrics.json"),
+        (".metrics.json.tmp", ".metrics.json.tmp"),  # not a name segpipe makes
         ("plain.csv", "plain.csv"),
         (".hidden", ".hidden"),
     ],

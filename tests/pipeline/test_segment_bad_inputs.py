@@ -13,6 +13,7 @@ import pytest
 import tifffile
 
 from segpipe.models.model import network_from_card, save_model
+from segpipe.temporary import parse
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -83,7 +84,7 @@ def test_every_bad_input_is_listed_and_the_others_segmented(inputs, model, tmp_p
     assert (output / "labels" / "good_labels.tif").is_file() and (output / "labels" / "good_too_labels.tif").is_file()
     recorded = json.loads((output / "segment.json").read_text())
     assert sorted(Path(p).name for p in recorded["failed"]) == sorted(BAD)
-    leftovers = [p for p in output.rglob(".*") if ".partial-" in p.name or p.name.endswith(".tmp")]
+    leftovers = [p for p in output.rglob(".*") if parse(p) is not None]
     assert leftovers == []
 
 

@@ -17,6 +17,7 @@ from segpipe.errors import InputError
 from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine
 from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
+from segpipe.temporary import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,7 +105,7 @@ def test_tiff_round_trip_from_zarr(tmp_path, shape, axes):
     with tifffile.TiffFile(path) as tif:
         np.testing.assert_array_equal(tif.asarray(), labels)
         assert tif.series[0].axes == axes
-    assert not list(tmp_path.glob(".*partial"))
+    assert not [p for p in tmp_path.iterdir() if parse(p)]
 
 
 def frames_with_objects(n: int, shape, seed: int) -> list[np.ndarray]:

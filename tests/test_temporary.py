@@ -1,0 +1,88 @@
+"""Temporary names: made in one place, read back to the file meant, replaced in one rename."""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+
+from segpipe.temporary import KINDS, meant, parse, replacing, temporary_path, writer_alive
+
+PACKAGE = Path(__file__).resolve().parents[1] / "segpipe"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name, keep_suffix", [("model.pt", False), ("data.zarr", False), ("cells.zip", True),
+                                               ("a.b.c", False), ("metrics.json", True)])
+def test_a_temporary_name_reads_back_to_its_file_kind_and_writer(tmp_path, name, keep_suffix, kind):
+    path = tmp_path / name
+    tmp = temporary_path(path, kind=kind, keep_suffix=keep_suffix)
+    assert tmp.parent == tmp_path and tmp.name.startswith(".") and tmp.name != path.name
+    assert tmp.name.endswith(path.suffix) == keep_suffix or not path.suffix
+    found = parse(tmp)
+    assert found is not None and (found.path, found.kind, found.pid) == (path, kind, os.getpid())
+    assert meant(str(tmp)) == str(path)
+
+
+def test_two_writers_of_one_file_in_one_process_get_two_names(tmp_path):
+    """``metrics.json`` was written under ``.metrics.json.tmp``, the same name for every scorer."""
+    names = {temporary_path(tmp_path / "metrics.json") for _ in range(100)}
+    assert len(names) == 100
+
+
+@pytest.mark.parametrize("name", ["plain.csv", ".hidden", ".metrics.json.tmp", ".x.tmp-12-zz", "..tmp-1-0123abcd"])
+def test_other_names_are_not_taken_for_temporary_ones(name):
+    assert parse(name) is None and meant(name) == name
+
+
+def test_an_unknown_kind_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="kind must be one of"):
+        temporary_path(tmp_path / "x", kind="partial-old")
+
+
+def test_replacing_moves_the_new_content_into_place_in_one_rename(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text("old")
+    with replacing(path) as tmp:
+        tmp.write_text("new")
+        assert path.read_text() == "old"  # the reader sees the old file until the block ends
+    assert path.read_text() == "new" and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), replacing(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert path.read_text() == "old" and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_a_dead_writer_is_told_from_a_live_one():
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    assert writer_alive(os.getpid()) and writer_alive(1) and not writer_alive(dead)
+
+
+def _hand_made_names(path: Path) -> list[int]:
+    """Lines building a hidden name beside a file by hand: ``with_name(f".…")``."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "with_name"
+                and node.args and isinstance(node.args[0], ast.JoinedStr)
+                and isinstance(node.args[0].values[0], ast.Constant) and str(node.args[0].values[0].value).startswith(".")):
+            lines.append(node.lineno)
+    return lines
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_writer_makes_a_temporary_name_by_hand(path):
+    """Eleven modules made their own names (``.NAME.PID.tmp``, ``.NAME.tmp``, ``.NAME.partial``...): an
+    error on one named a file the user never asked for, and two scorers shared ``.metrics.json.tmp``."""
+    if path.name == "temporary.py":
+        return
+    assert _hand_made_names(path) == []
