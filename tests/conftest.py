@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import sys
@@ -151,6 +153,19 @@ def model_card():
     return make
 
 
+@contextlib.contextmanager
+def _logging_as_found():
+    """Put back the root logger's handlers after a command: a flow run leaves Prefect's console
+    handler there, bound to this test's captured stderr, which is closed by the next test (whose
+    warnings then print a "Logging error" traceback)."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+
+
 @dataclass
 class CliRun:
     """What ``segpipe ARGS`` did, run in this process: exit code, stdout, stderr."""
@@ -175,7 +190,8 @@ def segpipe_cli(monkeypatch, capsys):
         monkeypatch.setattr(sys, "argv", ["segpipe", *map(str, args)])
         code = 0
         try:
-            main()
+            with _logging_as_found():
+                main()
         except SystemExit as exit_info:
             code = exit_info.code if isinstance(exit_info.code, int) else 1
         captured = capsys.readouterr()
