@@ -46,15 +46,14 @@ class FileSplit(_Strict):
 
 
 class RegionSplit(_Strict):
-    """Split one large image by region: ``[start, stop)`` per spatial axis, in array order."""
+    """Split one large image by region: ``[start, stop)`` per spatial axis, in array order (a
+    ``train`` region is needed unless the entry's ``model:`` is applied, not trained)."""
 
     regions: dict[Split, list[tuple[int, int]]]
 
     @field_validator("regions")
     @classmethod
     def _check_regions(cls, regions: dict) -> dict:
-        if "train" not in regions:
-            raise ValueError("a region split needs a 'train' region")
         for split, bounds in regions.items():
             for start, stop in bounds:
                 if not 0 <= start < stop:
@@ -223,6 +222,11 @@ class DatasetEntry(_Strict):
             raise ValueError(
                 "split: train names no image: name some to train a model on, or set model: to score an existing "
                 "model on the images"
+            )
+        if isinstance(self.split, RegionSplit) and "train" not in self.split.regions and self.model is None:
+            raise ValueError(
+                "split: a region split needs a 'train' region to train a model on, or set model: to score an "
+                "existing model on the regions given"
             )
         if not self.labelled and self.split is not None and _trains(self.split):
             raise ValueError(

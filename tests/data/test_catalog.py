@@ -220,6 +220,7 @@ def test_regions_touching_at_a_border_are_accepted(tmp_path, files):
         (_region_split("{train: [[10, 10], [0, 512]]}"), "dataset 'd': split.regions: region train: [10, 10] is empty or negative"),
         ("split: {train: []}", "dataset 'd': split: train names no image: name some to train a model on, or set model:"),
         ("split: {test: [a]}", "dataset 'd': split: train names no image: name some to train a model on, or set model:"),
+        (_region_split("{test: [[0, 10], [0, 512]]}"), "dataset 'd': split: a region split needs a 'train' region to train a model on, or set model:"),
         ("split: {train: [a], valdation: [b]}", "dataset 'd': split.valdation: unknown field"),
         (_region_split("{train: [[0, 10]], tset: [[10, 20]]}"), "dataset 'd': split.regions.tset: Input should be"),
     ],

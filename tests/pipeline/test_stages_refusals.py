@@ -64,3 +64,30 @@ def test_a_labelled_dataset_with_a_model_is_scored_without_a_training_split(tmp_
         result = segpipe_cli(*stage, "--output", out)
         assert result.code == 0, result.err
     assert json.loads((out / "scored" / "metrics.json").read_text())["n_images"] == 2
+
+
+def test_a_region_split_with_a_model_needs_no_training_region(tmp_path, crops_model, segpipe_cli):
+    """A large labelled image scored by an existing model on a test region was refused: "a region
+    split needs a 'train' region"."""
+    import json
+
+    for folder in ("raw", "gt"):
+        (tmp_path / folder).mkdir()
+    image = np.random.default_rng(1).integers(0, 50, (128, 64)).astype(np.uint8)
+    labels = np.zeros((128, 64), np.uint8)
+    labels[10:22, 10:22], labels[75:90, 30:44], labels[100:115, 5:20] = 1, 2, 3
+    image[labels > 0] += 150
+    tifffile.imwrite(tmp_path / "raw" / "big.tif", image)
+    tifffile.imwrite(tmp_path / "gt" / "big.tif", labels)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("datasets:\n  scored:\n    images: raw/*.tif\n    labels: gt/*.tif\n    ndim: 2\n"
+                       f"    classes: [background, nucleus]\n    instances: true\n    model: {crops_model.folder}\n"
+                       "    split: {regions: {test: [[64, 128], [0, 64]]}}\n")
+    out = tmp_path / "runs"
+    for stage in (("ingest", "scored", "--catalog", catalog), ("predict", "scored", "--catalog", catalog, "--device", "cpu"),
+                  ("score", "scored")):
+        result = segpipe_cli(*stage, "--output", out)
+        assert result.code == 0, result.err
+    metrics = json.loads((out / "scored" / "metrics.json").read_text())
+    assert metrics["n_images"] == 1 and metrics["n_objects"] == 2  # the two objects inside the test region
+    assert [row["name"] for row in metrics["per_image"]] == ["big-test"]
