@@ -150,6 +150,7 @@ def score(
 
     run = RunFolder.of(output, dataset)
     if predictions is None:
+        _named_in_catalog(run, catalog)
         metrics = stages.score(run, split=split)
         where = run.metrics
     else:
@@ -169,14 +170,28 @@ def score(
     typer.echo(json.dumps(summary, indent=2))
 
 
+def _named_in_catalog(run, catalog: Path) -> None:
+    """Before saying a run folder has no store: a dataset the catalog does not know is named as
+    such (a typo), when the catalog file is there to ask."""
+    if not run.store.exists() and catalog.is_file():
+        from segpipe.pipeline.catalog import open_catalog
+
+        open_catalog(catalog).dataset(run.dataset)
+
+
 @app.command()
-def report(dataset: DatasetArg, output: OutputOpt = DEFAULT_OUTPUT, split: SplitOpt = "test") -> None:
+def report(
+    dataset: DatasetArg, output: OutputOpt = DEFAULT_OUTPUT, split: SplitOpt = "test", catalog: CatalogOpt = DEFAULT_CATALOG
+) -> None:
     """Write report.md and a self-contained report.html (scores with CIs, per-object IoU, best and worst
     images, training curve, model card, previous runs, baseline) and update OUTPUT/index.html. A dataset
-    without ground truth gets the segmentation report instead (objects per image, sizes, outliers, overlays)."""
+    without ground truth gets the segmentation report instead (objects per image, sizes, outliers, overlays).
+    The report is made from the run folder's files; the catalog is read only to name a dataset it lacks."""
     from segpipe.pipeline import RunFolder, stages
 
-    result = stages.report(RunFolder.of(output, dataset), split=split)
+    run = RunFolder.of(output, dataset)
+    _named_in_catalog(run, catalog)
+    result = stages.report(run, split=split)
     typer.echo(f"{result.path}, {result.html_path} ({len(result.figures)} figures); index: {output / 'index.html'}")
 
 

@@ -25,7 +25,7 @@ def test_a_dataset_without_ground_truth_is_not_scored_and_its_report_is_the_segm
     assert scored.code == 2 and len(scored.errors) == 1 and "has no ground truth" in scored.errors[0], scored.err
     assert not (out / "seg" / "metrics.json").exists()
     assert segpipe_cli("predict", "seg", "--catalog", catalog, "--output", out, "--device", "cpu").code == 0
-    reported = segpipe_cli("report", "seg", "--output", out)
+    reported = segpipe_cli("report", "seg", "--output", out, "--catalog", catalog)  # -c as for every stage
     assert reported.code == 0, reported.err
     report = (out / "seg" / "report.md").read_text()
     assert "objects" in report.lower() and "No scores" not in report and not (out / "seg" / "metrics.json").exists()
@@ -91,3 +91,13 @@ def test_a_region_split_with_a_model_needs_no_training_region(tmp_path, crops_mo
     metrics = json.loads((out / "scored" / "metrics.json").read_text())
     assert metrics["n_images"] == 1 and metrics["n_objects"] == 2  # the two objects inside the test region
     assert [row["name"] for row in metrics["per_image"]] == ["big-test"]
+
+
+@pytest.mark.parametrize("stage", ["score", "report"])
+def test_score_and_report_name_a_dataset_the_catalog_lacks(tmp_path, crops_model, segpipe_cli, stage):
+    """`report` took no --catalog (a script giving -c to every stage got a usage error), and both
+    said "no zarr store here; run segpipe ingest first" for a dataset name with a typo."""
+    catalog = _unlabelled(tmp_path, crops_model.folder)
+    result = segpipe_cli(stage, "sge", "--output", tmp_path / "runs", "--catalog", catalog)
+    assert result.code == 2 and result.errors == [f"error: {catalog}: no dataset named 'sge' (known: seg)"], result.err
+    assert not (tmp_path / "runs").exists()
