@@ -1,8 +1,8 @@
 """Temporary names beside a file or store being written, and the path such a name stands for.
 
-Every writer in segpipe writes a file (or a store) under a temporary name in the same folder and
-moves it into place when it is complete, so a failed or killed run never leaves a torn file under
-the real name. The temporary name is always made here:
+segpipe's writers of stores, models, tables, summaries and reports write under a temporary name in
+the same folder and move the result into place when it is complete, so a failed or killed run
+never leaves a torn file under the real name. Those names are made here:
 
     .NAME.KIND-PID-HEX[SUFFIX]
 
@@ -11,11 +11,16 @@ previous store set aside while the new one moves in); ``PID`` is the writer's pr
 later run can tell what a dead process left (:func:`writer_alive`); ``HEX`` keeps two writers in
 one process apart; ``SUFFIX`` is kept where a library insists on the file's extension (``.zip``).
 :func:`meant` reads a temporary name back, so an error on one names the file the user asked for.
+
+Not made here: the group a prediction is streamed into inside its zarr store
+(``.IMAGE.partial``, a fixed name so that a stopped run resumes it), and the report's figures,
+which matplotlib writes in place (a report made again rewrites them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import uuid
@@ -52,8 +57,8 @@ def temporary_path(path: str | Path, *, kind: str = "tmp", keep_suffix: bool = F
 def parse(path: str | Path) -> Temporary | None:
     """What the temporary name ``path`` stands for, or ``None`` when it is not one segpipe makes."""
     path = Path(path)
-    match = _NAME.match(path.name)
-    if match is None:
+    match = _NAME.fullmatch(path.name)
+    if match is None or match["name"] in (".", ".."):
         return None
     real = path.with_name(match["name"] + (match["suffix"] or ""))
     return Temporary(real, match["kind"], int(match["pid"]))
@@ -78,10 +83,27 @@ def writer_alive(pid: int) -> bool:
     return True
 
 
+def remove_stale(path: str | Path) -> list[Path]:
+    """Remove the temporary files of ``path`` whose writers no longer run (a killed process's
+    half-written copies); returns them. Stores have their own rule (``data.ingest.atomic``)."""
+    path = Path(path)
+    stem = path.stem if path.suffix else path.name
+    removed = []
+    for candidate in path.parent.glob(f".{glob.escape(stem)}*.tmp-*"):
+        found = parse(candidate)
+        if found and found.path == path and found.kind == "tmp" and candidate.is_file() and not writer_alive(found.pid):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path, *, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; it replaces ``path`` (one
-    rename) when the block ends without an error, and is removed whatever happens."""
+    rename) when the block ends without an error, and is removed whatever happens. What a killed
+    writer of ``path`` left is removed first."""
+    if Path(path).parent.is_dir():
+        remove_stale(path)
     tmp = temporary_path(path, keep_suffix=keep_suffix)
     try:
         yield tmp

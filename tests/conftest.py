@@ -159,11 +159,12 @@ def _logging_as_found():
     handler there, bound to this test's captured stderr, which is closed by the next test (whose
     warnings then print a "Logging error" traceback)."""
     root = logging.getLogger()
-    handlers = list(root.handlers)
+    handlers, level = list(root.handlers), root.level
     try:
         yield
     finally:
         root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @dataclass

@@ -174,9 +174,9 @@ def _named_in_catalog(run, catalog: Path) -> None:
     """Before saying a run folder has no store: a dataset the catalog does not know is named as
     such (a typo), when the catalog file is there to ask."""
     if not run.store.exists() and catalog.is_file():
-        from segpipe.pipeline.catalog import open_catalog
+        from segpipe.data.catalog import load_catalog
 
-        open_catalog(catalog).dataset(run.dataset)
+        load_catalog(catalog).entry(run.dataset)  # the name only: not its files, nor other entries' models
 
 
 @app.command()

@@ -223,7 +223,7 @@ class DatasetEntry(_Strict):
                 "split: train names no image: name some to train a model on, or set model: to score an existing "
                 "model on the images"
             )
-        if isinstance(self.split, RegionSplit) and "train" not in self.split.regions and self.model is None:
+        if isinstance(self.split, RegionSplit) and "train" not in self.split.regions and self.labelled and self.model is None:
             raise ValueError(
                 "split: a region split needs a 'train' region to train a model on, or set model: to score an "
                 "existing model on the regions given"

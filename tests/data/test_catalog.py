@@ -233,3 +233,11 @@ def test_split_errors_name_one_problem_of_the_split_meant(tmp_path, files, split
     assert expected in message, message
     for noise in ("function-after", "FileSplit", "RegionSplit", "Field required", "Value error", ";", "\n"):
         assert noise not in message, message
+
+
+def test_an_unlabelled_region_split_names_only_what_to_segment(tmp_path, files):
+    """Without labels nothing is trained, so a test region alone is the whole split (it was told to
+    add a train region, which the next check then refused for want of labels)."""
+    body = f"datasets:\n  d:\n    images: img/*.tif\n    {_region_split('{test: [[0, 10], [0, 512]]}')}\n"
+    entry = load_catalog(_write(tmp_path, body)).entry("d")
+    assert list(entry.split.regions) == ["test"]

@@ -101,3 +101,11 @@ def test_score_and_report_name_a_dataset_the_catalog_lacks(tmp_path, crops_model
     result = segpipe_cli(stage, "sge", "--output", tmp_path / "runs", "--catalog", catalog)
     assert result.code == 2 and result.errors == [f"error: {catalog}: no dataset named 'sge' (known: seg)"], result.err
     assert not (tmp_path / "runs").exists()
+
+
+def test_report_of_a_known_dataset_not_ingested_says_to_ingest(tmp_path, crops_model, segpipe_cli):
+    """The catalog is asked for the name only: images gone from disk are ingest's business."""
+    catalog = _unlabelled(tmp_path, crops_model.folder)
+    (tmp_path / "raw" / "a.tif").unlink()
+    result = segpipe_cli("report", "seg", "--output", tmp_path / "runs", "--catalog", catalog)
+    assert result.code == 2 and len(result.errors) == 1 and "run `segpipe ingest` first" in result.errors[0], result.err
