@@ -264,12 +264,17 @@ class DatasetEntry(_Strict):
 
 @dataclass(frozen=True)
 class Dataset:
-    """A validated catalog entry with its files resolved."""
+    """A validated catalog entry with its files resolved.
+
+    ``assumed_spacing``: the pixel size and unit taken for an image whose file gives none (``None``:
+    1 per pixel); ``segment`` passes the model's, so such an image is seen at its own pixels.
+    """
 
     name: str
     entry: DatasetEntry
     root: Path
     records: tuple[ImageRecord, ...]
+    assumed_spacing: tuple[tuple[float, ...], str] | None = None
 
     def split(self, split: Split) -> list[ImageRecord]:
         """Records of one split, in catalog order."""

@@ -157,10 +157,12 @@ def input_dataset(
     unit: str | None = None,
     axes: str | None = None,
     channels: list[int] | None = None,
+    assumed_spacing: tuple[tuple[float, ...], str] | None = None,
 ) -> Dataset:
     """``item`` as a one-entry dataset without ground truth, every image in ``test``.
 
     A CTC sequence gives one image per frame (any ground truth beside it is not read).
+    ``assumed_spacing``: the pixel size and unit taken where the file gives none (see :class:`Dataset`).
     """
     entry = DatasetEntry(
         images=str(item.path),
@@ -181,7 +183,7 @@ def input_dataset(
         records = [ImageRecord(f"{item.name}-t{t:0{width}d}", path, None, "test") for t, path in frames.items()]
     else:
         records = [ImageRecord(item.name, item.path, None, "test")]
-    return Dataset(name=item.name, entry=entry, root=item.path.parent, records=tuple(records))
+    return Dataset(name=item.name, entry=entry, root=item.path.parent, records=tuple(records), assumed_spacing=assumed_spacing)
 
 
 __all__ = ["IMAGE_SUFFIXES", "Input", "find_inputs", "input_dataset", "kind_of"]

@@ -268,14 +268,16 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
     if card.object_size or card.generalist:  # the network does not need it; only the measurements do
         how = ("the model finds each image's object scale itself" if card.object_size
                else "the generalist predicts every image at its own pixels")
+        taken = f"1 {guessed[0].guessed_spacing} per pixel"
         why = f" for the measurements (areas, centroids). If that is wrong, give it with --spacing and --unit; {how}"
-    else:
-        why = (f". If that is wrong, give it with --spacing ({' '.join('ZYX'[3 - card.spatial_dims :])}) and --unit: "
-               f"the model was trained at {'x'.join(f'{s:g}' for s in card.spacing)} {card.unit} per pixel, and each "
-               "image is resampled to it from the pixel size taken")
+    else:  # segment_files.assumed_spacing: the model's
+        taken = f"the model's, {'x'.join(f'{s:g}' for s in card.spacing)} {card.unit} per pixel"
+        why = (", so the network sees them at their own pixels and the measurements are in that size. If the "
+               f"images are at another pixel size, give it with --spacing ({' '.join('ZYX'[3 - card.spatial_dims :])}) "
+               "and --unit: each image is then resampled to the model's")
     log.warning(
-        "%d of %d input(s) have no pixel size in their file (first: %s); taking 1 %s per pixel%s",
-        len(guessed), len(results), guessed[0].path, guessed[0].guessed_spacing, why,
+        "%d of %d input(s) have no pixel size in their file (first: %s); taking %s%s",
+        len(guessed), len(results), guessed[0].path, taken, why,
     )
 
 

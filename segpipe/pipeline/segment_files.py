@@ -233,6 +233,15 @@ def _writing(err: OSError, folder: SegmentFolder) -> bool:
     return err.filename is not None and Path(os.path.abspath(err.filename)).is_relative_to(folder.root.absolute())
 
 
+def assumed_spacing(card: ModelCard) -> tuple[tuple[float, ...], str] | None:
+    """The pixel size taken for a file that gives none: the model's, so the network sees the image
+    at its own pixels (as Cellpose and StarDist see every image) instead of resampled from a guess;
+    ``None`` (1 per pixel, for the measurements only) for a model that does not use pixel sizes."""
+    if card.generalist or card.object_size:
+        return None
+    return tuple(float(s) for s in card.spacing), card.unit
+
+
 def prepare_input(
     item: Input, model: Model, folder: SegmentFolder, params: SegmentParams
 ) -> tuple[ImageStore, PredictionStore]:
@@ -242,7 +251,7 @@ def prepare_input(
     dataset = input_dataset(
         item, ndim=card.spatial_dims, classes=card.classes, instances=card.instances,
         spacing=params.spacing, unit=params.unit or card.unit, axes=params.axes,
-        channels=params.for_input(item).channels,
+        channels=params.for_input(item).channels, assumed_spacing=assumed_spacing(card),
     )
     store_path = folder.images(item.name)
     ingest_dataset(dataset, store_path, IngestParams(), progress=False, warn_spacing=False)  # one warning per run

@@ -359,9 +359,35 @@ def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_pat
     spacing = [r.getMessage() for r in caplog.records if "pixel size" in r.getMessage()]
     assert len(spacing) == 1, spacing
     assert "3 of 3 input(s)" in spacing[0] and "plain_0.tif" in spacing[0] and "--spacing" in spacing[0]
-    assert "taking 1 micrometer per pixel" in spacing[0]
+    assert "taking the model's, 1x1 micrometer per pixel, so the network sees them at their own pixels" in spacing[0]
     report = (tmp_path / "out" / "report.md").read_text()
     assert report.count("| 1 × 1 micrometer (y, x), guessed |") == 3 and "A guessed pixel size: the file gave none" in report
+
+
+def test_an_input_without_a_pixel_size_is_taken_at_the_models(model, tmp_path):
+    """A file with no pixel size was taken as 1 micrometer per pixel and resampled from that guess
+    to a model trained at 0.5 (twice the pixels: blobs split, specks found); it is now seen at its
+    own pixels, exactly as when the model's pixel size is given, and measured in it (guessed)."""
+    import csv
+
+    fine = tmp_path / "fine"
+    save_model(fine, model.state_dict(), model.card.model_copy(update={"spacing": (0.5, 0.5)}))
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    tifffile.imwrite(folder / "plain.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96])
+    predictor = Predictor.load(Model.open(fine), PredictParams(device="cpu"))
+    guessed, given = SegmentFolder(tmp_path / "guessed"), SegmentFolder(tmp_path / "given")
+    segment([str(folder)], predictor, guessed, progress=False)
+    segment([str(folder)], predictor, given, SegmentParams(spacing=[0.5, 0.5]), progress=False)
+    labels = tifffile.imread(guessed.labels / "plain_labels.tif")
+    assert labels.max() > 3
+    np.testing.assert_array_equal(labels, tifffile.imread(given.labels / "plain_labels.tif"))
+    (image,) = ImageStore.open(guessed.images("plain")).images()
+    assert image.spacing == (0.5, 0.5) and image.info["spacing_source"] == "default"
+    with open(guessed.measurements("plain"), newline="") as handle:
+        areas = [float(row["area"]) for row in csv.DictReader(handle)]
+    pixels = np.bincount(labels.ravel())[1:]
+    assert sorted(areas) == pytest.approx(sorted(pixels[pixels > 0] * 0.25))
 
 
 def test_the_generalist_is_not_said_to_resample_inputs_without_a_pixel_size(tmp_path, caplog):

@@ -153,8 +153,11 @@ def test_a_model_that_cannot_be_used_writes_nothing(inputs, model, tmp_path, seg
     assert not output.exists()
 
 
-def test_a_stack_for_a_2d_model_names_how_to_segment_each_plane(inputs, model, tmp_path, segpipe_cli):
-    """A 2D model refuses a z-stack and says how to segment its planes one by one; doing so labels every plane."""
+def test_a_stack_for_a_2d_model_names_how_to_segment_each_plane(inputs, crops_model, tmp_path, segpipe_cli):
+    """A 2D model refuses a z-stack and says how to segment its planes one by one; doing so labels every
+    plane. (A trained model: an untrained one's weights, drawn from the session's random state, found
+    objects in the field or not depending on which tests ran before.)"""
+    model = crops_model
     field = tifffile.imread(inputs / "good.tif")
     tifffile.imwrite(inputs / "stack.tif", np.stack([field] * 3), photometric="minisblack", metadata={"axes": "ZYX"})
     output = tmp_path / "out"

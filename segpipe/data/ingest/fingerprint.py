@@ -85,6 +85,8 @@ def fingerprint_of(dataset: Dataset, digests: dict) -> str:
     digest.update(dataset.entry.model_dump_json(exclude={"training", "schedule", "model", *unset}).encode())
     if not unset:  # label and ignore files of several series follow it (stores that read their first are made again)
         digest.update(b"labels-at-series")
+    if dataset.assumed_spacing is not None:  # another model's pixel size for files without one: ingested again
+        digest.update(f"assumed-spacing {dataset.assumed_spacing}".encode())
     for key in sorted(digests):
         digest.update(key.encode())
         digest.update(digests[key]["sha256"].encode())

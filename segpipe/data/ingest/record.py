@@ -97,7 +97,9 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
         truth = Truth(labels, mask, entry.ignore_label) if labels is not None else None
         window = _window(record, image, ndim=ndim)
         channels = _channels(image, entry.channel_indices())
-        spacing, unit, spacing_source = _spacing(image, labels, ndim=ndim, catalog=entry.spacing, catalog_unit=entry.unit)
+        spacing, unit, spacing_source = _spacing(
+            image, labels, ndim=ndim, catalog=entry.spacing, catalog_unit=entry.unit, assumed=dataset.assumed_spacing
+        )
         n_classes = None if entry.instances else len(entry.classes)
         label_stats = [
             _label_stats(truth, t, window, ndim=ndim, n_classes=n_classes, options=options)
@@ -184,9 +186,11 @@ def _channels(image: Source, wanted: list[int] | None) -> list[int] | None:
 
 
 def _spacing(
-    image: Source, labels: Source | None, *, ndim: int, catalog: list[float] | None, catalog_unit: str | None
+    image: Source, labels: Source | None, *, ndim: int, catalog: list[float] | None, catalog_unit: str | None,
+    assumed: tuple[tuple[float, ...], str] | None = None,
 ) -> tuple[tuple[float, ...], str, str]:
-    """Pixel size, unit, and where the size came from (``catalog``, ``file`` or ``default``: 1 per pixel)."""
+    """Pixel size, unit, and where the size came from (``catalog``, ``file`` or ``default``: 1 per
+    pixel, or ``assumed`` where the file gives no size on any axis)."""
     own = image.meta.spacing[3 - ndim :]
     theirs = labels.meta.spacing[3 - ndim :] if labels is not None else own
     for axis, a, b in zip("zyx"[3 - ndim :], own, theirs):
@@ -197,6 +201,8 @@ def _spacing(
             )
     if catalog is not None:
         return tuple(float(s) for s in catalog), catalog_unit or image.meta.unit or DEFAULT_UNIT, "catalog"
+    if assumed is not None and all(s is None for s in own):
+        return tuple(float(s) for s in assumed[0][-ndim:]), assumed[1], "default"
     if any(s is None for s in own):  # no pixel size: 1 per pixel in the file's unit or the default, whatever unit: says
         return tuple(float(s) if s is not None else 1.0 for s in own), image.meta.unit or DEFAULT_UNIT, "default"
     unit = image.meta.unit or catalog_unit or DEFAULT_UNIT  # a unit alone fills in, never relabels the file's
