@@ -79,8 +79,22 @@ def find_inputs(patterns: list[str], *, base: Path | None = None) -> list[Input]
             found += _expand(match.absolute())
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise InputError(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences)")
+        raise InputError(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences){_deeper(patterns, base)}")
     return _named({path: image_series(path) if kind_of(path) == "tiff" else 1 for path in unique})
+
+
+def _deeper(patterns: list[str], base: Path) -> str:
+    """Where a folder holds no images but its subfolders do: how to name them (folders are not searched
+    below their own files, so a folder of dated runs is not taken whole by accident)."""
+    for pattern in patterns:
+        folder = base / pattern
+        if glob.has_magic(pattern) or not folder.is_dir():
+            continue
+        below = [p for p in sorted(folder.glob("*/*")) if kind_of(p) is not None]
+        if below:
+            return (f"; folders are not searched below their own files, and {folder.name}'s subfolders hold images: "
+                    f"name them, e.g. '{Path(pattern) / '*' / '*'}' (quoted)")
+    return ""
 
 
 def kind_of(path: Path) -> InputKind | None:

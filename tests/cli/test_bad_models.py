@@ -126,3 +126,14 @@ def test_a_model_that_does_not_exist(setup, tmp_path, segpipe_cli, command):
     assert code == 2 and errors == ["error: no-such-model: no model folder no-such-model, no catalog dataset named "
                                     "'no-such-model' and no shipped model of that name (cells-2d)"], errors
     assert not output.exists()
+
+
+def test_a_model_package_given_as_the_model_says_to_import_it(setup, tmp_path, segpipe_cli):
+    """A colleague's exported .zip passed to --model was "no model folder" with no way forward."""
+    catalog, _ = setup
+    package = tmp_path / "shared.zip"
+    package.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip: where it is, not what it holds, matters here
+    result = segpipe_cli("segment", catalog.parent / "images" / "A9_p9d.tif", "--model", package, "--output", tmp_path / "out")
+    assert result.code == 2 and len(result.errors) == 1, result.err
+    assert result.errors[0].endswith(f"; a model package is imported first: segpipe models import {package} --to FOLDER, "
+                                     "then --model FOLDER"), result.errors

@@ -83,3 +83,20 @@ def test_each_series_of_a_file_of_several_images_is_an_input(tmp_path):
     assert found[3].where == f"{tmp_path / 'plate.ome.tif'} (series 3)" and found[-1].where == str(tmp_path / "single.ome.tif")
     dataset = input_dataset(found[3], ndim=2, classes=["background", "cell"], instances=True)
     assert dataset.entry.series == 3 and [r.name for r in dataset.records] == ["plate_s03"]
+
+
+def test_a_folder_of_subfolders_says_how_to_name_them(tmp_path):
+    """A folder of dated runs (images one level down) said only "no images found"."""
+    for day in ("day1", "day2"):
+        (tmp_path / "runs" / day).mkdir(parents=True)
+        tifffile.imwrite(tmp_path / "runs" / day / "a.tif", np.zeros((8, 8), np.uint8))
+    with pytest.raises(InputError) as info:
+        find_inputs(["runs"], base=tmp_path)
+    assert str(info.value) == ("runs: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences); folders are not "
+                               "searched below their own files, and runs's subfolders hold images: name them, e.g. "
+                               "'runs/*/*' (quoted)")
+    assert [item.path for item in find_inputs(["runs/*/*"], base=tmp_path)] == [
+        tmp_path / "runs" / "day1" / "a.tif", tmp_path / "runs" / "day2" / "a.tif"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"^empty: no images found \(TIFF, NIfTI, PNG, OME-Zarr or CTC sequences\)$"):
+        find_inputs(["empty"], base=tmp_path)
