@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -56,11 +57,15 @@ class Input:
     @property
     def where(self) -> str:
         """The input as tables and messages name it: its path, and its series if it is one."""
-        return str(self.path) if self.series is None else f"{self.path} (series {self.series})"
+        return _where(self.path, self.series)
 
 
-def find_inputs(patterns: list[str], *, base: Path | None = None) -> list[Input]:
+def find_inputs(patterns: list[str], *, base: Path | None = None, given: Mapping[str, str] | None = None) -> list[Input]:
     """The inputs ``patterns`` name, in order, each once.
+
+    ``given``: names earlier runs into the same output gave, by :attr:`Input.where`; those inputs
+    keep them, and new inputs are named apart from all of them (an ``a.png`` arriving beside a
+    segmented ``a.tif`` does not rename it).
 
     Raises:
         InputError: A pattern is empty, matches nothing, or names a file of an unknown format.
@@ -80,7 +85,7 @@ def find_inputs(patterns: list[str], *, base: Path | None = None) -> list[Input]
     unique = list(dict.fromkeys(found))
     if not unique:
         raise InputError(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences){_deeper(patterns, base)}")
-    return _named({path: image_series(path) if kind_of(path) == "tiff" else 1 for path in unique})
+    return _named({path: image_series(path) if kind_of(path) == "tiff" else 1 for path in unique}, given or {})
 
 
 def _deeper(patterns: list[str], base: Path) -> str:
@@ -122,21 +127,33 @@ def _expand(path: Path) -> list[Path]:
     raise InputError(f"{path}: not an image segpipe reads (TIFF, NIfTI, PNG, an OME-Zarr folder or a CTC sequence folder)")
 
 
-def _named(counts: dict[Path, int]) -> list[Input]:
+def _named(counts: dict[Path, int], given: Mapping[str, str]) -> list[Input]:
     """One input per path, or per series of a path of several (``counts``: the images each holds),
-    named by its stem (and ``_sN``), with the folder's name where two stems meet."""
+    named by its stem (and ``_sN``), with the folder's name where two stems meet; an input in
+    ``given`` keeps the name given there."""
     found = [(path, series if count > 1 else None) for path, count in counts.items() for series in range(count)]
     stems = [
         _safe(_input_stem(path)) + ("" if series is None else f"_s{series:0{len(str(counts[path] - 1))}d}")
         for path, series in found
     ]
-    names = []
-    for (path, _), stem in zip(found, stems):
-        name = stem if stems.count(stem) == 1 else f"{_safe(path.parent.name)}_{stem}"
-        while name in names:
+    wheres = [_where(path, series) for path, series in found]
+    names: list[str | None] = [None] * len(found)
+    for k, where in enumerate(wheres):
+        if where in given and given[where] not in names:
+            names[k] = given[where]
+    taken = set(given.values())  # also those of inputs not in this run: their files are in the output
+    for k, ((path, _), stem) in enumerate(zip(found, stems)):
+        if names[k] is not None:
+            continue
+        name = stem if stems.count(stem) == 1 and stem not in taken else f"{_safe(path.parent.name)}_{stem}"
+        while name in names or name in taken:
             name += "_"
-        names.append(name)
+        names[k] = name
     return [Input(name, path, kind_of(path), series=series) for name, (path, series) in zip(names, found)]  # type: ignore[arg-type]
+
+
+def _where(path: Path, series: int | None) -> str:
+    return str(path) if series is None else f"{path} (series {series})"
 
 
 def _input_stem(path: Path) -> str:

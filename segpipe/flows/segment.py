@@ -90,8 +90,9 @@ def segpipe_segment(
 
         known = open_catalog(catalog)
     chosen = resolve_model(model, output=runs, catalog=known)
+    folder = SegmentFolder(Path(output))
     try:
-        items = find_inputs(inputs)
+        items = find_inputs(inputs, given=folder.given_names())
     except InputError:
         if not empty_ok:
             raise
@@ -101,7 +102,6 @@ def segpipe_segment(
     predict = read.ordered(predict)
     order = {item.where: k for k, item in enumerate(items)}
     items, unfit = fitting_inputs(items, chosen.card, read)
-    folder = SegmentFolder(Path(output))
     try:
         return _segment_into(folder, items, unfit, order, chosen, output, read, predict, runner)
     except FolderBusy as busy:  # a scheduled run that finds the last one still at work leaves it be
@@ -118,6 +118,7 @@ def _segment_into(folder, items, unfit, order, chosen, output, read, predict, ru
     from segpipe.pipeline.segment_files import InputResult
 
     with folder.writing():
+        folder.keep_names(items)
         with fan_out(runner, scratch=folder.root / ".dask-scratch") as task_runner:
             futures = {
                 item.name: task_runner.submit(

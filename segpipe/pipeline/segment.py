@@ -215,7 +215,7 @@ def segment(
     ordered = params.ordered(predictor.params)
     if ordered is not predictor.params:  # the user's order: no choosing
         predictor = dataclasses.replace(predictor, params=ordered)
-    found = find_inputs(patterns)
+    found = find_inputs(patterns, given=folder.given_names())
     order = {item.where: k for k, item in enumerate(found)}
     items, unfit = fitting_inputs(found, predictor.card, params)
     threads = torch.get_num_threads()
@@ -226,6 +226,7 @@ def segment(
     with naming(folder.root), folder.writing(), Progress(total, desc="segment", unit="input", done=len(unfit), enabled=progress) as bar:
         if unfit:
             bar.update(0, failed=len(unfit))
+        folder.keep_names(items)  # the inputs the model takes: their files bear these names
         try:
             processes = files_processes(len(items), device=predictor.device.type, cpus=available_cpus())
             if predictor.device.type == "cpu" and processes:

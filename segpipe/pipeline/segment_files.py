@@ -140,6 +140,29 @@ class SegmentFolder:
     def summary(self) -> Path:
         return self.root / "segment.json"
 
+    @property
+    def names(self) -> Path:
+        """``names.json``: the name each input was given here, kept over runs (its files bear it)."""
+        return self.root / "names.json"
+
+    def given_names(self) -> dict[str, str]:
+        """The names earlier runs gave their inputs, by :attr:`Input.where` (none: ``{}``)."""
+        try:
+            given = json.loads(self.names.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            raise InputError(f"{self.names}: not the names file segpipe writes ({err}); remove it to name inputs afresh") from None
+        return {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
+
+    def keep_names(self, items: list[Input]) -> None:
+        """Add this run's inputs to ``names.json`` (under the run's lock)."""
+        given = self.given_names()
+        merged = {**given, **{item.where: item.name for item in items}}
+        if merged != given:
+            with replacing(self.names) as tmp:
+                tmp.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the folder for one run (an advisory lock on ``.segment.lock``, released when the

@@ -758,3 +758,31 @@ def test_a_nifti_time_series_is_refused_with_the_axes_that_read_it(model, tmp_pa
     labels = nib.load(tmp_path / "out" / "labels" / "movie_labels.nii.gz")
     assert labels.shape[:2] == (96, 96) and labels.shape[-1] == 3
 
+
+
+def test_an_input_keeps_its_name_when_another_of_the_same_name_arrives(model, tmp_path):
+    """``a.tif`` was segmented as ``a``; when ``a.png`` arrived in the folder the next run named them
+    ``in_a`` and ``in_a_``: ``a.tif`` was segmented again under a new name and ``a_labels.tif`` left stale."""
+    import csv
+
+    from skimage.io import imsave
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
+    tifffile.imwrite(folder / "a.tif", field)
+    out = SegmentFolder(tmp_path / "out")
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    segment([str(folder)], predictor, out, progress=False)
+    first = tifffile.imread(out.labels / "a_labels.tif")
+    imsave(folder / "a.png", np.rot90(field), check_contrast=False)
+    results = {Path(r.path).name: r for r in segment([str(folder)], predictor, out, progress=False)}
+    kept, new = results["a.tif"], results["a.png"]
+    assert (kept.name, kept.status) == ("a", "unchanged")
+    assert new.name == "in_a" and new.status == "segmented"
+    np.testing.assert_array_equal(tifffile.imread(out.labels / "a_labels.tif"), first)
+    assert sorted(p.name for p in out.labels.iterdir()) == ["a_labels.tif", "in_a_labels.tif"]
+    assert sorted(p.name for p in (out.root / "images").iterdir()) == ["a.ome.zarr", "in_a.ome.zarr"]
+    with open(out.counts, newline="") as handle:
+        assert sorted((row["image"], row["status"]) for row in csv.DictReader(handle)) == [("a", "unchanged"), ("in_a", "segmented")]
+    assert segment([str(folder / "a.png")], predictor, out, progress=False)[0].name == "in_a"  # alone, too
