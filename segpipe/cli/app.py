@@ -79,6 +79,9 @@ def _setup_logging(verbose: bool) -> None:
         os.environ["PREFECT_LOGGING_LEVEL"] = "DEBUG"
     for noisy in ("httpx", "httpcore"):  # one line per Prefect API call otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a file tifffile cannot read is said once, in segpipe's line naming it; tifffile's own lines
+    # about it ("ImageJ series metadata invalid", once per attempt) came first otherwise
+    logging.getLogger("tifffile").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 @app.callback()

@@ -235,3 +235,14 @@ def test_the_progress_counts_inputs_the_model_does_not_take(inputs, model, tmp_p
     assert run.code == 1
     lines = [r.getMessage() for r in caplog.records if r.name == "segpipe.progress"]
     assert lines and lines[-1].startswith("segment: 3/3 input") and lines[-1].endswith("failed 2"), lines
+
+
+def test_a_cut_imagej_tiff_is_one_line_without_tifffiles_own(inputs, model, tmp_path, segpipe_cli, caplog):
+    """A truncated ImageJ TIFF printed tifffile's "ImageJ series metadata invalid" twice before segpipe's line."""
+    field = tifffile.imread(inputs / "good.tif")
+    cut = tmp_path / "cut.tif"
+    tifffile.imwrite(cut, np.stack([field] * 4), imagej=True, metadata={"axes": "TYX"})
+    cut.write_bytes(cut.read_bytes()[:3000])
+    result = segpipe_cli("segment", "--model", model.folder, cut, "--output", tmp_path / "out", "--device", "cpu")
+    assert result.code == 2 and len(result.errors) == 1 and str(cut) in result.errors[0], result.err
+    assert not [r for r in caplog.records if r.name == "tifffile"], [r.getMessage() for r in caplog.records]
