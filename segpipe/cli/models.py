@@ -38,11 +38,15 @@ app.add_typer(models_app, name="models")
 COLUMNS = ["folder", "name", "network", "dims", "channels", "classes", "pixel size", "trained on", "epochs", "ended by", "validation"]
 
 
+#: Where ``segpipe models`` looks when given no folder: the runs, and where shared models are imported.
+DEFAULT_FOLDERS = (DEFAULT_OUTPUT, Path("models"))
+
+
 @models_app.command("list")
 def list_models(
     folders: Annotated[
         Optional[list[Path]],
-        typer.Argument(help="Folders to search (model folders themselves too). Default: runs, where there is one."),
+        typer.Argument(help="Folders to search (model folders themselves too). Default: runs and models, where there are."),
     ] = None,
 ) -> None:
     """List the trained models under FOLDERS, one row each, then the models shipped with segpipe.
@@ -58,7 +62,7 @@ def list_models(
     from segpipe.models.model import Model
     from segpipe.models.shipped import shipped_model, shipped_names
 
-    roots = folders or ([DEFAULT_OUTPUT] if DEFAULT_OUTPUT.is_dir() else [])
+    roots = folders or [f for f in DEFAULT_FOLDERS if f.is_dir()]
     for root in roots:
         if root.is_file():
             raise InputError(f"{root}: a file, not a folder (give the folder that holds the models)")
@@ -74,7 +78,8 @@ def list_models(
             broken.append(f"{folder}: unreadable: {err}")
     if not rows and not broken:
         typer.echo(f"no trained models under {', '.join(map(str, roots))}" if roots else
-                   f"no trained models: no folder {DEFAULT_OUTPUT} here (segpipe run and train write theirs there)")
+                   f"no trained models: no folder {DEFAULT_OUTPUT} or models here (segpipe run and train write theirs "
+                   f"in {DEFAULT_OUTPUT}; the README imports shared ones into models)")
     rows += [model_row(f"{name} (shipped)", shipped_model(name).card) for name in shipped_names()]
     if rows:
         widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]

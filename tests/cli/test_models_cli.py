@@ -101,7 +101,8 @@ def test_models_in_a_fresh_clone_lists_the_shipped_ones(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "no trained models: no folder runs here (segpipe run and train write theirs there)"
+    assert lines[0] == ("no trained models: no folder runs or models here (segpipe run and train write theirs in "
+                        "runs; the README imports shared ones into models)")
     assert lines[2].startswith("cells-2d (shipped)")
     assert not (tmp_path / "runs").exists()
 
@@ -179,3 +180,15 @@ def test_models_given_a_file_says_it_is_a_file(tmp_path, monkeypatch, capsys):
     assert code == 2 and err.strip() == f"error: {image}: a file, not a folder (give the folder that holds the models)"
     code, _, err = run_main(monkeypatch, capsys, "models", "list", str(tmp_path / "none"))
     assert code == 2 and err.strip() == f"error: {tmp_path / 'none'}: no such folder"
+
+
+def test_models_finds_imported_models_too(runs, tmp_path, monkeypatch, capsys):
+    """A colleague who imported a package into models/ (as the README does) was told there were none."""
+    package = tmp_path / "demo.zip"
+    assert run_main(monkeypatch, capsys, "models", "export", str(runs / "a" / "model"), "--to", str(package), "--no-test")[0] == 0
+    colleague = tmp_path / "colleague"
+    colleague.mkdir()
+    monkeypatch.chdir(colleague)
+    assert run_main(monkeypatch, capsys, "models", "import", str(package), "--to", "models/demo")[0] == 0
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0 and result.output.splitlines()[1].split()[:2] == ["models/demo", "demo2d"], result.output
