@@ -79,9 +79,15 @@ def _setup_logging(verbose: bool) -> None:
         os.environ["PREFECT_LOGGING_LEVEL"] = "DEBUG"
     for noisy in ("httpx", "httpcore"):  # one line per Prefect API call otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # a file tifffile cannot read is said once, in segpipe's line naming it; tifffile's own lines
-    # about it ("ImageJ series metadata invalid", once per attempt) came first otherwise
-    logging.getLogger("tifffile").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    if not verbose:
+        logging.getLogger("tifffile").addFilter(_said_by_segpipe)
+
+
+def _said_by_segpipe(record: logging.LogRecord) -> bool:
+    """Drop tifffile's errors on a file it cannot read ("ImageJ series metadata invalid or corrupted
+    file", "invalid page offset", once per attempt): segpipe's one line names the file and the
+    problem. Its warnings on files it reads (metadata it falls back from) pass."""
+    return record.levelno < logging.ERROR
 
 
 @app.callback()

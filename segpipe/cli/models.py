@@ -26,7 +26,7 @@ models_app = typer.Typer(
     cls=_ListUnlessCommand,
     help=(
         "Trained models: list them, export one as a BioImage Model Zoo package, import one back.\n\n"
-        "`segpipe models [FOLDER...]` lists the models found under the folders (default: runs), the same as "
+        "`segpipe models [FOLDER...]` lists the models found under the folders (default: runs and models), the same as "
         "`segpipe models list`.\n\n"
         "Example: segpipe models runs shared/models"
     ),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def find_inputs(patterns: list[str], *, base: Path | None = None, given: Mapping
             missing = "the pattern matches no file or folder" if glob.has_magic(pattern) else "no such file or folder"
             raise InputError(f"{pattern}: {missing}")
         for match in map(Path, matches):
-            found += _expand(match.absolute())
+            found += _expand(Path(os.path.normpath(match.absolute())))  # one path per file: `../d/a.png` is `d/a.png`
     unique = list(dict.fromkeys(found))
     if not unique:
         raise InputError(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences){_deeper(patterns, base)}")

@@ -29,12 +29,16 @@ def input_key(path: str, name: str, kind: str, model: str, output: str, read: Se
     series of a file is told by its name, ``STEM_sN``)."""
     from segpipe.data.ingest import file_digest
     from segpipe.models.model import Model
+    from segpipe.pipeline.segment_files import assumed_spacing
 
     source = Path(path)
     files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
     digests = [[str(p.relative_to(source.parent)), file_digest(p)] for p in files]
+    opened = Model.open(model)
     settings = [read.model_dump(mode="json"), predict.model_dump(mode="json", exclude={"device"})]
-    return keyed("segment-input", str(Path(output).resolve()), name, kind, digests, Model.open(model).id, settings)
+    assumed = assumed_spacing(opened.card)  # the pixel size a file without one is taken at
+    return keyed("segment-input", str(Path(output).resolve()), name, kind, digests, opened.id, settings,
+                 *([] if assumed is None else [["assumed-spacing", list(assumed[0]), assumed[1]]]))
 
 
 def outputs_current(path: str, name: str, output: str) -> bool:
@@ -91,8 +95,9 @@ def segpipe_segment(
         known = open_catalog(catalog)
     chosen = resolve_model(model, output=runs, catalog=known)
     folder = SegmentFolder(Path(output))
+    given = folder.given_names()  # a names file it cannot read fails the run, not "nothing to segment"
     try:
-        items = find_inputs(inputs, given=folder.given_names())
+        items = find_inputs(inputs, given=given)
     except InputError:
         if not empty_ok:
             raise
@@ -118,7 +123,6 @@ def _segment_into(folder, items, unfit, order, chosen, output, read, predict, ru
     from segpipe.pipeline.segment_files import InputResult
 
     with folder.writing():
-        folder.keep_names(items)
         with fan_out(runner, scratch=folder.root / ".dask-scratch") as task_runner:
             futures = {
                 item.name: task_runner.submit(
@@ -136,6 +140,8 @@ def _segment_into(folder, items, unfit, order, chosen, output, read, predict, ru
                 else:
                     results.append(InputResult(item.name, item.where, item.kind, error=error))
         results = sorted(results + unfit, key=lambda result: order[result.path])
+        done = {r.path for r in results if r.error is None}
+        folder.keep_names([item for item in items if item.where in done])  # their files bear these names
         write_tables(folder, results)
         write_summary(folder, chosen, predict, results)
         report = report_segmentation(folder, chosen.card)

@@ -42,7 +42,7 @@ def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | Non
     tried = f"no model folder {path}" + (f", no catalog dataset named {str(ref)!r}" if catalog is not None else "")
     tried += f" and no shipped model of that name ({', '.join(shipped_names()) or 'none installed'})"
     if path.is_file() and path.suffix.lower() == ".zip":
-        tried += f"; a model package is imported first: segpipe models import {ref} --to FOLDER, then --model FOLDER"
+        tried += f"; a model package is imported first: segpipe models import {path} --to FOLDER, then --model FOLDER"
     raise ModelNotFound(f"{ref}: {tried}")
 
 

@@ -226,7 +226,6 @@ def segment(
     with naming(folder.root), folder.writing(), Progress(total, desc="segment", unit="input", done=len(unfit), enabled=progress) as bar:
         if unfit:
             bar.update(0, failed=len(unfit))
-        folder.keep_names(items)  # the inputs the model takes: their files bear these names
         try:
             processes = files_processes(len(items), device=predictor.device.type, cpus=available_cpus())
             if predictor.device.type == "cpu" and processes:
@@ -238,6 +237,8 @@ def segment(
             torch.set_num_threads(threads)
         if results and all(r.error is not None for r in results):
             _every_input_failed(results, folder, created=created)
+        done = {r.path for r in results if r.error is None}
+        folder.keep_names([item for item in items if item.where in done])  # their files bear these names
         warn_guessed_spacing(results, predictor.card)
         write_tables(folder, results)
         write_summary(folder, predictor.model, predictor.params, results)
@@ -427,7 +428,7 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
 
 def pixel_sizes(stores, unit: str, names) -> tuple[dict[str, tuple[float, ...]], set[str]]:
     """The pixel size in ``unit`` of each image of ``stores`` named in ``names``, and those of them
-    whose file gave none (1 per pixel was taken)."""
+    whose file gave none (a pixel size was taken: the model's, or 1 per pixel)."""
     spacing, guessed = {}, set()
     for store in stores:
         for image in store.images():

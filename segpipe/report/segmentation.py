@@ -266,7 +266,7 @@ def write_segmentation_report(
         ndim: 2 or 3 spatial dimensions (sizes are areas or volumes).
         spacing_by_image: Pixel size of each image per spatial axis ([z,] y, x): a column of the
             per-image table, and the aspect ratio of 3D overlays (without it, isotropic).
-        guessed_spacing: The images whose files gave no pixel size (1 per pixel was taken): their
+        guessed_spacing: The images whose files gave no pixel size (one was taken): their
             pixel size is marked as guessed.
 
     Returns:
@@ -372,7 +372,7 @@ def write_segmentation_report(
     sections.append(Section("Per image", [Table(
         "objects-per-image", "Objects per image", columns, rows,
         f"Sizes in physical units ({size_unit}): the object's pixels times the image's pixel size. "
-        + ("A guessed pixel size: the file gave none and 1 per pixel was taken (give it with --spacing and --unit). "
+        + ("A guessed pixel size: the file gave none and the one shown was taken (give it with --spacing and --unit). "
            if set(guessed_spacing) & set(names) else "")
         + "Flag: the outlier rule above.",
     )]))

@@ -100,3 +100,38 @@ def test_a_folder_of_subfolders_says_how_to_name_them(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match=r"^empty: no images found \(TIFF, NIfTI, PNG, OME-Zarr or CTC sequences\)$"):
         find_inputs(["empty"], base=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name, write, ndim, assumed, expected",
+    [
+        ("plain", lambda p: tifffile.imwrite(p, np.zeros((32, 32), np.uint8)), 2, (0.5, 0.5), (0.5, 0.5)),
+        # y and x from the file (4 pixels per micrometer), the missing z step from the model
+        ("stack", lambda p: tifffile.imwrite(p, np.zeros((5, 32, 32), np.uint8), imagej=True, resolution=(4.0, 4.0),
+                                             metadata={"unit": "um", "axes": "ZYX"}), 3, (2.0, 0.5, 0.5), (2.0, 0.25, 0.25)),
+    ],
+)
+def test_axes_a_file_leaves_without_a_pixel_size_take_the_assumed_one(tmp_path, name, write, ndim, assumed, expected):
+    """``segment`` assumes the model's pixel size where a file gives none (it was 1 per pixel); a
+    size the file does give is kept, and the image is marked guessed."""
+    from segpipe.data.ingest import ingest_dataset
+    from segpipe.data.store import ImageStore
+
+    write(tmp_path / f"{name}.tif")
+    (item,) = find_inputs([f"{name}.tif"], base=tmp_path)
+    dataset = input_dataset(item, ndim=ndim, classes=["background", "cell"], instances=True,
+                            assumed_spacing=(assumed, "micrometer"))
+    ingest_dataset(dataset, tmp_path / "store.zarr", progress=False, warn_spacing=False)
+    (image,) = ImageStore.open(tmp_path / "store.zarr").images()
+    assert image.spacing == pytest.approx(expected) and image.info["spacing_source"] == "default"
+    assert image.info["unit"] == "micrometer"
+
+
+def test_one_file_reached_by_two_paths_is_one_input_of_one_name(tmp_path):
+    """``../d`` from a subfolder and ``d`` named the same files apart (`d_a` against `a`) once names were kept."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "sub").mkdir()
+    tifffile.imwrite(tmp_path / "d" / "a.tif", np.zeros((8, 8), np.uint8))
+    (first,) = find_inputs(["d"], base=tmp_path)
+    (again,) = find_inputs(["../d"], base=tmp_path / "sub", given={first.where: first.name})
+    assert again.path == first.path == tmp_path / "d" / "a.tif" and again.name == first.name == "a"

@@ -78,6 +78,18 @@ def test_an_empty_inbox_is_a_run_with_nothing_to_do(prefect_harness, model_folde
     assert summary["segmented"] == 0 and not (tmp_path / "out").exists()
 
 
+def test_an_unreadable_names_file_fails_the_run_instead_of_an_empty_inbox(prefect_harness, model_folder, tmp_path):
+    """The names file was read where a missing input means "nothing to segment yet": a damaged one
+    made every scheduled run a success with nothing done."""
+    from segpipe.errors import InputError
+    from segpipe.flows.segment import segpipe_segment
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "names.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"names.json: not the names file segpipe writes"):
+        segpipe_segment(inputs=[str(tmp_path / "inbox" / "*.tif")], model=str(model_folder), output=str(tmp_path / "out"))
+
+
 def test_a_catalog_dataset_without_labels_is_segmented_by_its_model(prefect_harness, model_folder, tmp_path):
     """``segpipe run`` on an entry with no labels and a model: key predicts it and reports counts."""
     from segpipe.flows.pipeline import segpipe_pipeline

@@ -201,8 +201,9 @@ def _spacing(
             )
     if catalog is not None:
         return tuple(float(s) for s in catalog), catalog_unit or image.meta.unit or DEFAULT_UNIT, "catalog"
-    if assumed is not None and all(s is None for s in own):
-        return tuple(float(s) for s in assumed[0][-ndim:]), assumed[1], "default"
+    if assumed is not None and any(s is None for s in own) and (all(s is None for s in own) or image.meta.unit in (None, assumed[1])):
+        # the axes the file leaves out (all, or a stack's z with y and x in the model's unit) take the model's
+        return tuple(float(s if s is not None else a) for s, a in zip(own, assumed[0][-ndim:])), assumed[1], "default"
     if any(s is None for s in own):  # no pixel size: 1 per pixel in the file's unit or the default, whatever unit: says
         return tuple(float(s) if s is not None else 1.0 for s in own), image.meta.unit or DEFAULT_UNIT, "default"
     unit = image.meta.unit or catalog_unit or DEFAULT_UNIT  # a unit alone fills in, never relabels the file's
