@@ -149,9 +149,9 @@ class SegmentFolder:
         """The names earlier runs gave their inputs, by :attr:`Input.where` (none: ``{}``)."""
         try:
             given = json.loads(self.names.read_text())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a first run (an output that is a file fails when written)
             return {}
-        except (OSError, ValueError) as err:
+        except ValueError as err:  # not JSON, not text; an OS error reading it is the command line's one line
             raise InputError(f"{self.names}: not the names file segpipe writes ({err}); remove it to name inputs afresh") from None
         return {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
 
