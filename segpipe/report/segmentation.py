@@ -420,6 +420,10 @@ def write_segmentation_report(
     _atomic_write(path, markdown)
     html_path = folder / "report.html"
     _atomic_write(html_path, to_html(doc))
+    shown = {Path(f.path).name for f in doc.figures()}
+    for stale in figures_dir.glob("sample_*.png"):  # an earlier run's sample, of images not shown now
+        if stale.name not in shown:
+            stale.unlink(missing_ok=True)
     tables = {t.key: t.records() for t in doc.tables()}
     return Report(markdown, path, [f.path for f in doc.figures()], html_path, tables, summary)
 

@@ -10,6 +10,8 @@ no objects, and one input fails to read.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -235,6 +237,25 @@ def test_sizes_in_another_unit_are_called_out(tmp_path, model_card):
     assert "> **Units:** Some objects were measured in millimeter, not micrometer" in report.markdown
     assert report.tables["objects-per-image"][0]["median area (micrometer²)"] == "1.752"
     assert flag_outliers(counts) == {} and "Outliers" not in report.markdown
+
+
+def test_a_report_made_again_keeps_only_the_sample_it_shows(tmp_path, run_2d, model_card):
+    """Segmenting one file into a folder left the earlier run's sample figures beside the new one."""
+    images, counts, objects = run_2d["images"], run_2d["counts"], run_2d["objects"]
+    card = model_card(2, name="nuclei-kc167", spacing=(0.65, 0.65))
+
+    def write(names):
+        views = [(name, images[name][0], images[name][1]) for name in names]
+        rows = [row for row in counts if row["image"] in names]
+        return write_segmentation_report(tmp_path, title="again", card=card, counts=rows,
+                                         objects=[o for o in objects if o["image"] in names], views=views,
+                                         unit="micrometer", ndim=2)
+
+    write(["crop-a", "crop-b"])
+    assert sorted(p.name for p in (tmp_path / "figures").glob("sample_*.png")) == ["sample_crop-a.png", "sample_crop-b.png"]
+    report = write(["crop-c"])
+    assert sorted(p.name for p in (tmp_path / "figures").glob("sample_*.png")) == ["sample_crop-c.png"]
+    assert all(Path(f).is_file() for f in report.figures)
 
 
 # ---- a 3D run --------------------------------------------------------------------------------
