@@ -40,7 +40,8 @@ class Input:
 
     Attributes:
         name: Unique among the run's inputs (the file stem; the parent folder's name is
-            prefixed when two inputs share a stem).
+            prefixed when two inputs share a stem, and the file's kind added when they share
+            the folder too: ``day1_x``, ``day1_x_tif``).
         path: Absolute path.
         kind: What it is, which decides the label files written for it.
         channels: The channels to read when chosen for this input alone (a grey image saved in
@@ -146,11 +147,18 @@ def _named(counts: dict[Path, int], given: Mapping[str, str]) -> list[Input]:
     for k, ((path, _), stem) in enumerate(zip(found, stems)):
         if names[k] is not None:
             continue
-        name = stem if stems.count(stem) == 1 and stem not in taken else f"{_safe(path.parent.name)}_{stem}"
+        placed = f"{_safe(path.parent.name)}_{stem}"
+        candidates = ([stem] if stems.count(stem) == 1 else []) + [placed, f"{placed}_{_kind_suffix(path)}"]
+        name = next((c for c in candidates if c not in names and c not in taken), candidates[-1])
         while name in names or name in taken:
             name += "_"
         names[k] = name
     return [Input(name, path, kind_of(path), series=series) for name, (path, series) in zip(names, found)]  # type: ignore[arg-type]
+
+
+def _kind_suffix(path: Path) -> str:
+    """``tif`` for ``x.tif``, ``ome-zarr`` for ``x.ome.zarr``: what tells two files of one stem in one folder apart."""
+    return _safe(path.name[len(_input_stem(path)) :].lstrip(".").replace(".", "-").lower()) or "folder"
 
 
 def _where(path: Path, series: int | None) -> str:

@@ -135,3 +135,15 @@ def test_one_file_reached_by_two_paths_is_one_input_of_one_name(tmp_path):
     (first,) = find_inputs(["d"], base=tmp_path)
     (again,) = find_inputs(["../d"], base=tmp_path / "sub", given={first.where: first.name})
     assert again.path == first.path == tmp_path / "d" / "a.tif" and again.name == first.name == "a"
+
+
+def test_two_files_of_one_stem_in_one_folder_are_told_apart_by_their_kind(tmp_path):
+    """``x.png`` and ``x.tif`` side by side were ``day1_x`` and ``day1_x_``."""
+    from skimage.io import imsave
+
+    (tmp_path / "day1").mkdir()
+    tifffile.imwrite(tmp_path / "day1" / "x.tif", np.zeros((8, 8), np.uint8))
+    imsave(tmp_path / "day1" / "x.png", np.zeros((8, 8), np.uint8), check_contrast=False)
+    tifffile.imwrite(tmp_path / "day1" / "y.ome.tif", np.zeros((8, 8), np.uint8))
+    named = {item.path.name: item.name for item in find_inputs(["day1"], base=tmp_path)}
+    assert named == {"x.png": "day1_x", "x.tif": "day1_x_tif", "y.ome.tif": "y"}
