@@ -29,7 +29,7 @@ def input_key(path: str, name: str, kind: str, model: str, output: str, read: Se
     series of a file is told by its name, ``STEM_sN``)."""
     from segpipe.data.ingest import file_digest
     from segpipe.models.model import Model
-    from segpipe.pipeline.segment_files import assumed_spacing
+    from segpipe.pipeline.models import assumed_spacing
 
     source = Path(path)
     files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from segpipe.data.catalog import Catalog
 from segpipe.errors import CatalogError, ModelNotFound
+from segpipe.models.card import ModelCard
 from segpipe.models.model import MODEL_FILE, Model
 from segpipe.models.shipped import shipped_model, shipped_names
 from segpipe.pipeline.run_folder import RunFolder
@@ -61,3 +62,12 @@ def model_to_apply(catalog: Catalog, dataset: str, *, output: str | Path) -> str
             )
         return None
     return str(resolve_model(entry.model, output=output, catalog=catalog, base=catalog.root).folder)
+
+
+def assumed_spacing(card: ModelCard) -> tuple[tuple[float, ...], str] | None:
+    """The pixel size taken for a file that gives none: the model's, so the network sees the image
+    at its own pixels (as Cellpose and StarDist see every image) instead of resampled from a guess;
+    ``None`` (1 per pixel, for the measurements only) for a model that does not use pixel sizes."""
+    if card.generalist or card.object_size:
+        return None
+    return tuple(float(s) for s in card.spacing), card.unit

@@ -272,7 +272,7 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
                else "the generalist predicts every image at its own pixels")
         taken = f"1 {guessed[0].guessed_spacing} per pixel"
         why = f" for the measurements (areas, centroids). If that is wrong, give it with --spacing and --unit; {how}"
-    else:  # segment_files.assumed_spacing: the model's
+    else:  # pipeline.models.assumed_spacing: the model's
         taken = f"the model's, {'x'.join(f'{s:g}' for s in card.spacing)} {card.unit} per pixel"
         why = (", so the network sees them at their own pixels and the measurements are in that size. If the "
                f"images are at another pixel size, give it with --spacing ({' '.join('ZYX'[3 - card.spatial_dims :])}) "

@@ -32,6 +32,7 @@ from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_arra
 from segpipe.errors import InputError, SegpipeError
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model
+from segpipe.pipeline.models import assumed_spacing
 from segpipe.prediction.complete import Current, Predicted
 from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.prediction.fit import check_fits
@@ -254,15 +255,6 @@ def _writing(err: OSError, folder: SegmentFolder) -> bool:
     if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
         return True
     return err.filename is not None and Path(os.path.abspath(err.filename)).is_relative_to(folder.root.absolute())
-
-
-def assumed_spacing(card: ModelCard) -> tuple[tuple[float, ...], str] | None:
-    """The pixel size taken for a file that gives none: the model's, so the network sees the image
-    at its own pixels (as Cellpose and StarDist see every image) instead of resampled from a guess;
-    ``None`` (1 per pixel, for the measurements only) for a model that does not use pixel sizes."""
-    if card.generalist or card.object_size:
-        return None
-    return tuple(float(s) for s in card.spacing), card.unit
 
 
 def prepare_input(

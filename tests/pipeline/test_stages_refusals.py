@@ -109,3 +109,20 @@ def test_report_of_a_known_dataset_not_ingested_says_to_ingest(tmp_path, crops_m
     (tmp_path / "raw" / "a.tif").unlink()
     result = segpipe_cli("report", "seg", "--output", tmp_path / "runs", "--catalog", catalog)
     assert result.code == 2 and len(result.errors) == 1 and "run `segpipe ingest` first" in result.errors[0], result.err
+
+
+def test_an_entry_applying_a_model_takes_its_pixel_size_for_files_without_one(tmp_path, crops_model, segpipe_cli):
+    """As `segment` does: a PNG or plain TIFF of an entry with model: was taken as 1 per pixel and
+    resampled from that guess to the model's grid; a training entry keeps 1 per pixel."""
+    from segpipe.data.store import ImageStore
+    from segpipe.models.model import save_model
+
+    fine = save_model(tmp_path / "fine", crops_model.state_dict(), crops_model.card.model_copy(update={"spacing": (0.5, 0.5)}))
+    catalog, out = _unlabelled(tmp_path, fine.folder), tmp_path / "runs"
+    assert segpipe_cli("ingest", "seg", "--catalog", catalog, "--output", out).code == 0
+    (image,) = ImageStore.open(out / "seg" / "data.zarr").images()
+    assert image.spacing == (0.5, 0.5) and image.info["spacing_source"] == "default"
+    catalog.write_text(catalog.read_text().replace(f"    model: {fine.folder}\n", "    labels: raw/*.tif\n    split: {train: [a]}\n"))
+    assert segpipe_cli("ingest", "seg", "--catalog", catalog, "--output", out).code == 0
+    (image,) = ImageStore.open(out / "seg" / "data.zarr").images()
+    assert image.spacing == (1.0, 1.0)
