@@ -97,8 +97,7 @@ def _deeper(patterns: list[str], base: Path) -> str:
         folder = base / pattern
         if glob.has_magic(pattern) or not folder.is_dir():
             continue
-        below = [p for p in sorted(folder.glob("*/*")) if kind_of(p) is not None]
-        if below:
+        if any(kind_of(p) is not None for p in folder.glob("*/*")):
             return (f"; folders are not searched below their own files, and {folder.name}'s subfolders hold images: "
                     f"name them, e.g. '{Path(pattern) / '*' / '*'}' (quoted)")
     return ""

@@ -140,8 +140,7 @@ def _segment_into(folder, items, unfit, order, chosen, output, read, predict, ru
                 else:
                     results.append(InputResult(item.name, item.where, item.kind, error=error))
         results = sorted(results + unfit, key=lambda result: order[result.path])
-        done = {r.path for r in results if r.error is None}
-        folder.keep_names([item for item in items if item.where in done])  # their files bear these names
+        folder.keep_names(items, results)
         write_tables(folder, results)
         write_summary(folder, chosen, predict, results)
         report = report_segmentation(folder, chosen.card)

@@ -237,8 +237,7 @@ def segment(
             torch.set_num_threads(threads)
         if results and all(r.error is not None for r in results):
             _every_input_failed(results, folder, created=created)
-        done = {r.path for r in results if r.error is None}
-        folder.keep_names([item for item in items if item.where in done])  # their files bear these names
+        folder.keep_names(items, results)
         warn_guessed_spacing(results, predictor.card)
         write_tables(folder, results)
         write_summary(folder, predictor.model, predictor.params, results)

@@ -156,10 +156,12 @@ class SegmentFolder:
             raise InputError(f"{self.names}: not the names file segpipe writes ({err}); remove it to name inputs afresh") from None
         return {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
 
-    def keep_names(self, items: list[Input]) -> None:
-        """Add this run's inputs to ``names.json`` (under the run's lock)."""
+    def keep_names(self, items: list[Input], results: list[InputResult]) -> None:
+        """Add the inputs this run segmented (their files bear their names) to ``names.json``, under
+        the run's lock; ``results``: what happened to each of ``items``."""
+        done = {r.path for r in results if r.error is None}
         given = self.given_names()
-        merged = {**given, **{item.where: item.name for item in items}}
+        merged = {**given, **{item.where: item.name for item in items if item.where in done}}
         if merged != given:
             with replacing(self.names) as tmp:
                 tmp.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
