@@ -20,7 +20,6 @@ which matplotlib writes in place (a report made again rewrites them).
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 import uuid
@@ -83,27 +82,36 @@ def writer_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(path: str | Path) -> list[Path]:
-    """Remove the temporary files of ``path`` whose writers no longer run (a killed process's
+def remove_stale(folder: str | Path) -> list[Path]:
+    """Remove the temporary files in ``folder`` whose writers no longer run (a killed process's
     half-written copies); returns them. Stores have their own rule (``data.ingest.atomic``)."""
-    path = Path(path)
-    stem = path.stem if path.suffix else path.name
     removed = []
-    for candidate in path.parent.glob(f".{glob.escape(stem)}*.tmp-*"):
+    for candidate in Path(folder).glob(".*.tmp-*"):
         found = parse(candidate)
-        if found and found.path == path and found.kind == "tmp" and candidate.is_file() and not writer_alive(found.pid):
+        if found and found.kind == "tmp" and candidate.is_file() and not writer_alive(found.pid):
             candidate.unlink(missing_ok=True)
             removed.append(candidate)
     return removed
+
+
+#: Folders this process has swept with :func:`remove_stale` (each once: a listing per write would
+#: make writing N files into one folder take N listings of it, ``benchmarks/temporary_writes.py``).
+_swept: set[str] = set()
+
+
+def _sweep_once(folder: Path) -> None:
+    key = os.path.abspath(folder)
+    if key not in _swept and folder.is_dir():
+        remove_stale(folder)
+        _swept.add(key)
 
 
 @contextlib.contextmanager
 def replacing(path: str | Path, *, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; it replaces ``path`` (one
     rename) when the block ends without an error, and is removed whatever happens. What a killed
-    writer of ``path`` left is removed first."""
-    if Path(path).parent.is_dir():
-        remove_stale(path)
+    writer left in ``path``'s folder is removed the first time this process writes there."""
+    _sweep_once(Path(path).parent)
     tmp = temporary_path(path, keep_suffix=keep_suffix)
     try:
         yield tmp

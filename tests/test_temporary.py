@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from segpipe.temporary import KINDS, meant, parse, replacing, temporary_path, writer_alive
+from segpipe.temporary import KINDS, meant, parse, remove_stale, replacing, temporary_path, writer_alive
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segpipe"
 
@@ -73,18 +73,32 @@ def test_a_dead_writer_is_told_from_a_live_one():
 
 
 @pytest.mark.parametrize("keep_suffix", [False, True])
-def test_what_a_killed_writer_left_is_removed_by_the_next_writer_of_that_file(tmp_path, keep_suffix):
+def test_what_killed_writers_left_is_removed_by_the_next_writer_in_that_folder(tmp_path, keep_suffix):
     """Names are new each run, so a killed writer's half-written copies would pile up (each a model's size)."""
     path, dead = tmp_path / "model.pt", _dead_pid()
     suffix = ".pt" if keep_suffix else ""
-    left = tmp_path / (f".model.tmp-{dead}-0123abcd{suffix}" if keep_suffix else f".model.pt.tmp-{dead}-0123abcd")
-    others = [tmp_path / f".model.pt.tmp-{os.getpid()}-0123abcd{suffix}",  # a live writer's (this process's)
-              tmp_path / f".other.pt.tmp-{dead}-0123abcd", tmp_path / f".model.pt.partial-{dead}-0123abcd"]
-    for name in (left, *others):
+    left = [tmp_path / (f".model.tmp-{dead}-0123abcd{suffix}" if keep_suffix else f".model.pt.tmp-{dead}-0123abcd"),
+            tmp_path / f".other.pt.tmp-{dead}-0123abcd"]
+    kept = [tmp_path / f".model.pt.tmp-{os.getpid()}-0123abcd{suffix}",  # a live writer's (this process's)
+            tmp_path / f".model.pt.partial-{dead}-0123abcd",  # a store's: data.ingest.atomic decides
+            tmp_path / f".model.pt.tmp-{dead}-0123abcd.d"]  # a folder, not a file segpipe writes
+    for name in (*left, *kept[:2]):
         name.write_bytes(b"half")
+    kept[2].mkdir()
     with replacing(path, keep_suffix=keep_suffix) as tmp:
         tmp.write_bytes(b"whole")
-    assert path.read_bytes() == b"whole" and not left.exists() and all(p.exists() for p in others)
+    assert path.read_bytes() == b"whole" and not any(p.exists() for p in left) and all(p.exists() for p in kept)
+
+
+def test_a_folder_is_swept_once_per_process(tmp_path):
+    """Writing N files into one folder lists it once, not N times (quadratic in a long CTC export)."""
+    with replacing(tmp_path / "a.csv") as tmp:
+        tmp.write_text("a")
+    later = tmp_path / f".b.csv.tmp-{_dead_pid()}-0123abcd"
+    later.write_text("half")
+    with replacing(tmp_path / "b.csv") as tmp:
+        tmp.write_text("b")
+    assert later.exists() and remove_stale(tmp_path) == [later] and not later.exists()
 
 
 #: Temporary names made elsewhere on purpose: the group a prediction streams into inside its zarr
