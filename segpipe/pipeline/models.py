@@ -52,16 +52,32 @@ def model_to_apply(catalog: Catalog, dataset: str, *, output: str | Path) -> str
 
     Raises:
         CatalogError: The entry has no labels and names no model: there is nothing to segment it with.
+        ModelNotFound: The model it names is not there (a catalog dataset's: not trained yet).
     """
     entry = catalog.entry(dataset)
-    if entry.model is None:
-        if not entry.labelled:
-            raise CatalogError(
-                f"{catalog.path}: dataset {dataset!r} has no labels to train on: name the model to segment it "
-                "with (model: a model folder, or a catalog dataset whose trained model to use)"
-            )
+    if entry.model is None and not entry.labelled:
+        raise CatalogError(
+            f"{catalog.path}: dataset {dataset!r} has no labels to train on: name the model to segment it "
+            "with (model: a model folder, or a catalog dataset whose trained model to use)"
+        )
+    model = entry_model(catalog, dataset, output=output)
+    return None if model is None else str(model.folder)
+
+
+def entry_model(catalog: Catalog, dataset: str, *, output: str | Path, untrained_ok: bool = False) -> Model | None:
+    """The model a catalog entry's ``model:`` key names, or ``None`` when it names none.
+
+    ``untrained_ok``: also ``None`` when it names a catalog dataset whose model is not trained yet
+    (ingest goes on without it; predicting cannot). Any other name that is not found raises
+    :class:`~segpipe.errors.ModelNotFound`.
+    """
+    ref = catalog.entry(dataset).model
+    if ref is None:
         return None
-    return str(resolve_model(entry.model, output=output, catalog=catalog, base=catalog.root).folder)
+    folder = RunFolder.of(output, ref).model_dir
+    if untrained_ok and ref in catalog.entries and not (catalog.root / ref).exists() and not (folder / MODEL_FILE).is_file():
+        return None
+    return resolve_model(ref, output=output, catalog=catalog, base=catalog.root)
 
 
 def assumed_spacing(card: ModelCard) -> tuple[tuple[float, ...], str] | None:

@@ -19,9 +19,9 @@ import numpy as np
 from segpipe.data.catalog import Catalog
 from segpipe.data.ingest import IngestParams, IngestResult, ingest_dataset
 from segpipe.data.store import ImageStore
-from segpipe.errors import ModelNotFound, SegpipeError, StoreError, naming
+from segpipe.errors import SegpipeError, StoreError, naming
 from segpipe.models.model import Model
-from segpipe.pipeline.models import assumed_spacing, resolve_model
+from segpipe.pipeline.models import assumed_spacing, entry_model, resolve_model
 from segpipe.pipeline.run_folder import RunFolder
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.params import PredictParams
@@ -53,22 +53,10 @@ def ingest(catalog: Catalog, dataset: str, run: RunFolder, params: IngestParams 
     as ``segment`` does (:func:`~segpipe.pipeline.models.assumed_spacing`); one that trains, 1 per pixel.
     """
     resolved = catalog.dataset(dataset)
-    model = _applied_model(catalog, dataset, run)
+    model = entry_model(catalog, dataset, output=run.root.parent, untrained_ok=True)
     if model is not None and resolved.entry.spacing is None:
         resolved = dataclasses.replace(resolved, assumed_spacing=assumed_spacing(model.card))
     return ingest_dataset(resolved, run.store, params)
-
-
-def _applied_model(catalog: Catalog, dataset: str, run: RunFolder) -> Model | None:
-    """The model an entry's ``model:`` names, when there is one to open yet (a catalog dataset's may
-    not be trained: its images are then taken at 1 per pixel)."""
-    entry = catalog.entry(dataset)
-    if entry.model is None:
-        return None
-    try:
-        return resolve_model(entry.model, output=run.root.parent, catalog=catalog, base=catalog.root)
-    except ModelNotFound:
-        return None
 
 
 def train(run: RunFolder, params: TrainParams, *, catalog: Catalog | None = None, progress: bool = True) -> TrainResult:

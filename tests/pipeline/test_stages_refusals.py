@@ -126,3 +126,17 @@ def test_an_entry_applying_a_model_takes_its_pixel_size_for_files_without_one(tm
     assert segpipe_cli("ingest", "seg", "--catalog", catalog, "--output", out).code == 0
     (image,) = ImageStore.open(out / "seg" / "data.zarr").images()
     assert image.spacing == (1.0, 1.0)
+
+
+def test_an_entry_applying_a_catalog_model_not_trained_yet_is_ingested_at_one_per_pixel(tmp_path, crops_model, segpipe_cli):
+    """Ingest goes on: the model's pixel size is known only once it is trained."""
+    from segpipe.data.store import ImageStore
+
+    catalog, out = _unlabelled(tmp_path, crops_model.folder), tmp_path / "runs"
+    text = catalog.read_text().replace(f"    model: {crops_model.folder}\n", "    model: other\n")
+    catalog.write_text(text + "  other:\n    images: raw/*.tif\n    labels: raw/*.tif\n    ndim: 2\n"
+                       "    classes: [background, nucleus]\n    instances: true\n    split: {train: [a]}\n")
+    assert segpipe_cli("ingest", "seg", "--catalog", catalog, "--output", out).code == 0
+    (image,) = ImageStore.open(out / "seg" / "data.zarr").images()
+    assert image.spacing == (1.0, 1.0)
+
