@@ -83,9 +83,8 @@ def segpipe_segment(
     none of them fails the run before anything is written. With
     ``empty_ok`` (an inbox), inputs that match nothing yet make a run with nothing to do.
     """
-    from segpipe.data.inputs import find_inputs
     from segpipe.pipeline.models import resolve_model
-    from segpipe.pipeline.segment import check_spacing, fitting_inputs
+    from segpipe.pipeline.segment import SegmentInputs, check_spacing
     from segpipe.pipeline.segment_files import FolderBusy, SegmentFolder
 
     known = None
@@ -96,26 +95,24 @@ def segpipe_segment(
     chosen = resolve_model(model, output=runs, catalog=known)
     folder = SegmentFolder(Path(output))
     given = folder.given_names()  # a names file it cannot read fails the run, not "nothing to segment"
+    check_spacing(read, chosen.card)
     try:
-        items = find_inputs(inputs, given=given)
+        gathered = SegmentInputs.gather(inputs, given, chosen.card, read)
     except InputError:
         if not empty_ok:
             raise
         get_run_logger().info("%s: nothing to segment", " ".join(inputs))
         return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
-    check_spacing(read, chosen.card)
     predict = read.ordered(predict)
-    order = {item.where: k for k, item in enumerate(items)}
-    items, unfit = fitting_inputs(items, chosen.card, read)
     try:
-        return _segment_into(folder, items, unfit, order, chosen, output, read, predict, runner)
+        return _segment_into(folder, inputs, gathered, chosen, output, read, predict, runner)
     except FolderBusy as busy:  # a scheduled run that finds the last one still at work leaves it be
         get_run_logger().info("%s", busy)
         return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0,
                 "failed": {}, "busy": str(busy)}
 
 
-def _segment_into(folder, items, unfit, order, chosen, output, read, predict, runner):
+def _segment_into(folder, patterns, gathered, chosen, output, read, predict, runner):
     """The flow's work once its inputs are known; raises :class:`FolderBusy` when another run holds ``folder``."""
     from segpipe.flows.caching import refreshed
     from segpipe.flows.steps import failure
@@ -123,6 +120,8 @@ def _segment_into(folder, items, unfit, order, chosen, output, read, predict, ru
     from segpipe.pipeline.segment_files import InputResult
 
     with folder.writing():
+        gathered = gathered.named_now(patterns, folder, chosen.card, read)
+        items, unfit, order = gathered.items, gathered.unfit, gathered.order
         with fan_out(runner, scratch=folder.root / ".dask-scratch") as task_runner:
             futures = {
                 item.name: task_runner.submit(

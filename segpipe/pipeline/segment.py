@@ -184,6 +184,30 @@ def fitting_inputs(items: list[Input], card: ModelCard, params: SegmentParams) -
     return fit, [failed_input(item, err, alone=len(items) == 1) for item, err in unfit]
 
 
+@dataclasses.dataclass(frozen=True)
+class SegmentInputs:
+    """A run's inputs: those the model takes, a failed result for each it does not, and the order
+    they were named in (by :attr:`Input.where`), named against ``given`` (``names.json`` as read)."""
+
+    items: list[Input]
+    unfit: list[InputResult]
+    order: dict[str, int]
+    given: dict[str, str]
+
+    @classmethod
+    def gather(cls, patterns: list[str], given: dict[str, str], card: ModelCard, params: SegmentParams) -> SegmentInputs:
+        """Raises :class:`InputError` (no input found) or :class:`ModelError` (the model fits none)."""
+        found = find_inputs(patterns, given=given)
+        items, unfit = fitting_inputs(found, card, params)
+        return cls(items, unfit, {item.where: k for k, item in enumerate(found)}, given)
+
+    def named_now(self, patterns: list[str], folder: SegmentFolder, card: ModelCard, params: SegmentParams) -> SegmentInputs:
+        """These inputs, named again if a run that ended as this one started gave names since they
+        were read (two runs could otherwise give one name to two files); called under the folder's lock."""
+        now = folder.given_names()
+        return self if now == self.given else SegmentInputs.gather(patterns, now, card, params)
+
+
 def segment(
     patterns: list[str],
     predictor: Predictor,
@@ -215,15 +239,22 @@ def segment(
     ordered = params.ordered(predictor.params)
     if ordered is not predictor.params:  # the user's order: no choosing
         predictor = dataclasses.replace(predictor, params=ordered)
-    found = find_inputs(patterns, given=folder.given_names())
-    order = {item.where: k for k, item in enumerate(found)}
-    items, unfit = fitting_inputs(found, predictor.card, params)
+    inputs = SegmentInputs.gather(patterns, folder.given_names(), predictor.card, params)
     threads = torch.get_num_threads()
     created = not folder.root.exists()
     # a read-only place, a file there, or another run writing there, fails now
+    with naming(folder.root), folder.writing():
+        inputs = inputs.named_now(patterns, folder, predictor.card, params)
+        return _segment_held(inputs, predictor, folder, params, progress=progress, created=created, threads=threads)
+
+
+def _segment_held(inputs: SegmentInputs, predictor: Predictor, folder: SegmentFolder, params: SegmentParams, *,
+                  progress: bool, created: bool, threads: int) -> list[InputResult]:
+    """:func:`segment`'s work while it holds the folder."""
+    items, unfit, order = inputs.items, inputs.unfit, inputs.order
     total = len(items) + len(unfit)
     # the inputs the model does not take are done before the first: counted, not in the rate
-    with naming(folder.root), folder.writing(), Progress(total, desc="segment", unit="input", done=len(unfit), enabled=progress) as bar:
+    with Progress(total, desc="segment", unit="input", done=len(unfit), enabled=progress) as bar:
         if unfit:
             bar.update(0, failed=len(unfit))
         try:

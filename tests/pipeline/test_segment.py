@@ -786,3 +786,24 @@ def test_an_input_keeps_its_name_when_another_of_the_same_name_arrives(model, tm
     with open(out.counts, newline="") as handle:
         assert sorted((row["image"], row["status"]) for row in csv.DictReader(handle)) == [("a", "unchanged"), ("in_a", "segmented")]
     assert segment([str(folder / "a.png")], predictor, out, progress=False)[0].name == "in_a"  # alone, too
+
+
+def test_names_given_by_a_run_that_ended_as_this_one_started_are_not_given_again(model, tmp_path):
+    """Names were read before the folder's lock: a run that gave `a` to `old/a.tif` and ended
+    between this run's read and its lock left `new/a.tif` named `a` too, and its labels overwritten."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    (tmp_path / "new").mkdir()
+    tifffile.imwrite(tmp_path / "new" / "a.tif", field)
+    other = str(tmp_path / "old" / "a.tif")
+
+    class EndedAsThisStarted(SegmentFolder):
+        def writing(self):
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.names.write_text(json.dumps({other: "a"}))  # the other run's last step
+            return super().writing()
+
+    out = EndedAsThisStarted(tmp_path / "out")
+    (result,) = segment([str(tmp_path / "new" / "a.tif")], Predictor.load(model, PredictParams(device="cpu")), out, progress=False)
+    assert result.error is None and result.name != "a"
+    assert json.loads(out.names.read_text()) == {other: "a", str(tmp_path / "new" / "a.tif"): result.name}
+    assert (out.labels / f"{result.name}_labels.tif").is_file() and not (out.labels / "a_labels.tif").exists()
