@@ -72,7 +72,7 @@ class SegmentParams(BaseModel):
     @classmethod
     def _two_or_three(cls, value: list[float] | None) -> list[float] | None:
         if value is not None and len(value) not in (2, 3):
-            raise ValueError(f"{len(value)} value{'s' if len(value) != 1 else ''}; give 2 (Y X) or 3 (Z Y X), separated by commas")
+            raise ValueError(f"{len(value)} value{'s' if len(value) != 1 else ''}; give 2 (Y X) or 3 (Z Y X), separated by commas (0.5,0.5 or 2,0.5,0.5)")
         return value
 
     @field_validator("axes")
