@@ -188,6 +188,16 @@ def _overlay_legend(metrics: dict, views: list, card: ModelCard, ndim: int) -> s
     return text
 
 
+def distance_unit(record: dict, metrics: dict) -> str:
+    """The unit of HD95 and ASD: the store's, or ``px`` where every scored image's file gave no
+    pixel size and 1 per pixel was taken (a distance in micrometres would then be a guess)."""
+    scored = {row.get("name") for row in metrics.get("per_image") or []}
+    images = [im for im in record.get("images") or [] if im.get("name") in scored]
+    if images and all(im.get("spacing_source") == "default" for im in images):
+        return "px"
+    return record.get("unit") or "px"
+
+
 def write_report(
     run_dir: Path,
     *,
@@ -222,7 +232,7 @@ def write_report(
     figures_dir = run_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     ndim = card.spatial_dims
-    unit = record.get("unit") or "px"
+    unit = distance_unit(record, metrics)
     baseline = metrics.get("baseline")
     run = metrics.get("run") or {}
     instances = bool(metrics.get("instances", metrics.get("seg") is not None))

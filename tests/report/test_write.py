@@ -171,3 +171,19 @@ def test_the_scores_names_are_explained(tmp_path, model_card):
     report = write_report(tmp_path, dataset="demo", record=RECORD, metrics=metrics, card=model_card(), history=[], views=[])
     assert "Terms: SEG (the Cell Tracking Challenge's segmentation measure): each ground-truth object's IoU" in report.markdown
     assert "HD95" not in report.markdown.split("Terms:")[1].split("\n")[0]  # 2D objects without distances: not named
+
+
+@pytest.mark.parametrize("source", ["default", "file"])
+def test_distances_on_images_without_a_pixel_size_are_in_pixels(tmp_path, model_card, source):
+    """A volume whose file gave no voxel size is scored at 1 per voxel: HD95 was headed "(micrometer)"."""
+    gt = np.zeros((6, 12, 12), np.uint16)
+    gt[1:5, 2:6, 2:6], gt[1:5, 6:10, 6:10] = 1, 2
+    pred = np.roll(gt, 1, axis=2)
+    acc = ScoreAccumulator(2, RECORD["classes"], True, surface=True)
+    acc.add("v", gt, pred, spacing=(1.0, 1.0, 1.0))
+    metrics = dataset_metrics(acc, dataset="demo", split="test")
+    record = {**RECORD, "ndim": 3, "images": [{"name": "v", "split": "test", "spacing_source": source}]}
+    report = write_report(tmp_path, dataset="demo", record=record, metrics=metrics, card=model_card(3), history=[], views=[])
+    rows = [row["measure"] for row in report.tables["summary"] if row["measure"].startswith(("HD95", "ASD"))]
+    unit = "px" if source == "default" else "micrometer"
+    assert rows == [f"HD95 nucleus ({unit})", f"ASD nucleus ({unit})"] and metrics["hd95"]["nucleus"] == 1.0
