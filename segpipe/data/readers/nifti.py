@@ -3,10 +3,14 @@
 NIfTI stores ``(x, y, z[, t or components])`` in Fortran order; segpipe stores ``(z, y, x)``.
 The source's affine (voxel ``(i, j, k)`` to world) is kept verbatim in the store, and
 :func:`segpipe.prediction.export.export_nifti` writes predictions back with it, so they overlay the source exactly.
+The voxel size is that affine's (the length of each voxel axis in world units), so the network
+sees the image at the scale its labels are written at; ``pixdim`` alone counts only for a file
+without an sform or qform, and a zero there is no voxel size (nibabel would take 1).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,24 @@ from segpipe.data.readers.source import Metadata, Source, Window, file_index, to
 DEFAULT_AXES = {2: "XY", 3: "XYZ", 4: "XYZC", 5: "XYZTC"}
 _UNITS = {"mm": "millimeter", "micron": "micrometer", "meter": "meter"}
 
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # files whose pixdim and sform disagree, said once per process
+
+
+class _ZeroPixdimMended(logging.Filter):
+    """nibabel's own line on a zero ``pixdim`` (printed twice, and about its repair, not the file):
+    :func:`voxel_sizes` reads the header as written and says what the zero means here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be non-zero; setting 0 dims to 1" not in record.getMessage()
+
+
+def _quiet_nibabel() -> None:
+    from nibabel import imageglobals
+
+    if not any(isinstance(f, _ZeroPixdimMended) for f in imageglobals.logger.filters):
+        imageglobals.logger.addFilter(_ZeroPixdimMended())
+
 
 class NiftiSource(Source):
     """A ``.nii`` or ``.nii.gz`` file; slabs are read through nibabel's array proxy."""
@@ -26,6 +48,7 @@ class NiftiSource(Source):
     def __init__(self, path: Path, *, spec: AxesSpec = AxesSpec()):
         import nibabel as nib
 
+        _quiet_nibabel()
         self.path = path
         try:
             self._image = nib.load(str(path), keep_file_open=True)
@@ -47,7 +70,7 @@ class NiftiSource(Source):
         self._mapped = spec.resolve(path, DEFAULT_AXES[len(shape)], shape)
         self.shape = canonical_shape(self._mapped, shape)
         header = self._image.header
-        zooms = [float(z) for z in header.get_zooms()[:3]] + [None] * 3
+        zooms = voxel_sizes(path, self._image) + [None] * 3
         spacing = {"X": zooms[0], "Y": zooms[1], "Z": zooms[2]}
         space_unit = header.get_xyzt_units()[0]
         self.meta = Metadata(
@@ -70,3 +93,38 @@ class NiftiSource(Source):
         opener = getattr(getattr(image, "dataobj", None), "_opener", None)
         if opener is not None:
             opener.close_if_mine()
+
+
+def voxel_sizes(path: Path, image) -> list[float | None]:
+    """The length of each of the first three voxel axes (x, y, z) in world units; ``None`` where
+    the file gives none.
+
+    With an sform or a qform, the affine nibabel chose from them (what the labels are written
+    with) gives the sizes; ``pixdim`` values within 1e-4 of them are taken as written, and an
+    sform that disagrees with ``pixdim`` is followed, with a warning. Without either, ``pixdim``
+    gives them, and a zero there (which nibabel replaces with 1) is none.
+    """
+    header = image.header
+    raw = _pixdim_as_written(path, header)
+    if int(header["sform_code"]) > 0 or (int(header["qform_code"]) > 0 and all(p > 0 for p in raw)):
+        norms = np.sqrt((np.asarray(image.affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
+        sizes = [float(p) if p > 0 and np.isclose(n, p, rtol=1e-4) else round(float(n), 6) for n, p in zip(norms, raw)]
+        if any(p > 0 and not np.isclose(n, p, rtol=1e-4) for n, p in zip(norms, raw)) and str(path) not in _WARNED:
+            _WARNED.add(str(path))
+            log.warning("%s: the header's pixdim (%s) and its sform (%s) give different voxel sizes; taking the sform's, "
+                        "which places the image and its labels in the world", path,
+                        " x ".join(f"{p:g}" for p in raw), " x ".join(f"{v:g}" for v in sizes))
+        return sizes  # type: ignore[return-value]
+    return [float(p) if p > 0 else None for p in raw]
+
+
+def _pixdim_as_written(path: Path, header) -> list[float]:
+    """``pixdim[1:4]`` as the file holds it (nibabel's loaded header has zeros set to 1)."""
+    from nibabel.openers import ImageOpener
+
+    try:
+        with ImageOpener(str(path)) as handle:
+            written = type(header).from_fileobj(handle, check=False)
+        return [float(p) for p in written["pixdim"][1:4]]
+    except Exception:  # the header was read once already; fall back to it
+        return [float(z) for z in header.get_zooms()[:3]]
