@@ -276,7 +276,9 @@ def _validation_scores(validation: dict) -> str:
     names = {"op_csb": "OP_CSB", "seg": "SEG", "det": "DET", "dice": "Dice"}
     scores = [(names.get(k, k), v) for k, v in validation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     scores.sort(key=lambda item: list(names.values()).index(item[0]) if item[0] in names.values() else len(names))
-    return ", ".join(f"{name} {fmt(value)}" for name, value in scores) or "none"
+    said = ", ".join(f"{name} {fmt(value)}" for name, value in scores) or "none"
+    by_class = validation.get("dice_by_class") or {}
+    return said + (f" ({', '.join(f'{name} {fmt(value)}' for name, value in by_class.items())})" if len(by_class) > 1 else "")
 
 
 def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
@@ -303,7 +305,8 @@ def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
         ("learning rate, batch", f"{config.get('learning_rate')}, {config.get('batch_size')}"),
         ("seed", str(config.get("seed"))),
         (f"post-processing (tuned on {tuned_on})", postprocess),
-        ("validation with the tuned post-processing (tuned on it: optimistic)", _validation_scores(training.validation)),
+        (("validation with the tuned post-processing (tuned on it: optimistic)" if card.instances
+          else "validation (the kept weights; Dice per class in brackets)"), _validation_scores(training.validation)),
         ("normalization", card.normalization.model_dump_json(exclude_none=True)),
         ("software", ", ".join(f"{k} {v}" for k, v in card.software.items())),
         ("config key", str(training.config_key)),

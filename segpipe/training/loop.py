@@ -49,7 +49,7 @@ from segpipe.training.plan import fingerprint_store, normalization_spec, plan_ob
 from segpipe.training.sized import SizedStore
 from segpipe.training.selection import CheckpointChoice
 from segpipe.training.start import adapt_input, default_start, named_start, start_config, start_problem, started_card
-from segpipe.training.splits import load_image, load_split, mean_dice, predict_split, scorable, tuning_training_set
+from segpipe.training.splits import load_image, load_split, class_dice, mean_dice, predict_split, scorable, tuning_training_set
 from segpipe.training.targets import training_sample
 from segpipe.training.tuning import tune_instance_params, validation_scores
 
@@ -521,6 +521,8 @@ def _finish(model_dir: Path, history: list[dict], val_set, device, *, store: Ima
         }
         log.info("post-processing tuned on validation and %d training image(s): %s (validation OP_CSB %.4f)",
                  len(train_set), params.model_dump(), scores.op_csb)
+    elif val_set:
+        validation = _class_scores(best, val_set, device)
     last = history[-1] if history else {}
     card = _with_training(
         card,
@@ -531,6 +533,15 @@ def _finish(model_dir: Path, history: list[dict], val_set, device, *, store: Ima
         validation=validation,
     )
     return TrainResult(save_model(model_dir, best.state_dict(), card), history)
+
+
+def _class_scores(best: Model, val_set, device) -> dict:
+    """A class-map model's validation scores with the kept weights, predicted as ``predict`` does
+    (test-time flips): Dice per foreground class and their mean."""
+    card = best.card
+    dice = class_dice(predict_split(best.load(device), val_set, card, device), card.n_classes, instances=False)
+    by_class = {name: round(float(d), 4) for name, d in zip(card.classes[1:], dice)}
+    return {"dice": round(float(np.mean(dice)), 4), "dice_by_class": by_class, "scored_on": [im.name for im, _, _, _ in val_set]}
 
 
 def _cpu_state(model) -> dict:

@@ -64,9 +64,9 @@ def predict_split(
     ]
 
 
-def mean_dice(predictions, n_classes: int, *, instances: bool) -> float:
-    """Mean foreground Dice of :func:`predict_split`'s ``predictions``, pooled over the images'
-    annotated pixels (instance labels count as one foreground class)."""
+def class_dice(predictions, n_classes: int, *, instances: bool) -> np.ndarray:
+    """Dice of each foreground class of :func:`predict_split`'s ``predictions``, pooled over the
+    images' annotated pixels (instance labels count as one foreground class)."""
     inter = np.zeros(n_classes)
     total = np.zeros(n_classes)
     for probs, labels, ignore in predictions:
@@ -77,8 +77,12 @@ def mean_dice(predictions, n_classes: int, *, instances: bool) -> float:
         for c in range(1, n_classes):
             inter[c] += np.sum((pred == c) & (gt == c))
             total[c] += np.sum(pred == c) + np.sum(gt == c)
-    dice = 2 * inter[1:] / np.maximum(total[1:], 1)
-    return float(np.mean(dice))
+    return 2 * inter[1:] / np.maximum(total[1:], 1)
+
+
+def mean_dice(predictions, n_classes: int, *, instances: bool) -> float:
+    """The mean of :func:`class_dice`."""
+    return float(np.mean(class_dice(predictions, n_classes, instances=instances)))
 
 
 #: At most this many pixels (voxels) of training images are predicted to tune the post-processing

@@ -175,3 +175,15 @@ def test_the_card_table_says_what_the_post_processing_was_tuned_on(model_card, v
     assert label in rows and rows[label] == card.postprocess.model_dump_json()
     # the scores once tuned on the validation images, said to be optimistic; the image lists left out
     assert rows["validation with the tuned post-processing (tuned on it: optimistic)"] == "SEG 0.5000"
+
+
+def test_a_class_map_models_validation_is_its_dice_per_class(model_card):
+    """Nothing is tuned for a class map: its row does not call the scores optimistic, and names each class."""
+    from segpipe.models.card import TrainingRecord
+
+    validation = {"dice": 0.86, "dice_by_class": {"grey": 0.88, "white": 0.84}, "scored_on": ["v"]}
+    card = model_card(3, classes=["background", "grey", "white"], instances=False, out_channels=3, postprocess=None,
+                      training=TrainingRecord(dataset="mni", epochs=4, best_epoch=4, validation=validation))
+    rows = {row[0]: row[1] for row in card_table(card).rows}
+    assert rows["validation (the kept weights; Dice per class in brackets)"] == "Dice 0.8600 (grey 0.8800, white 0.8400)"
+    assert not any("optimistic" in label for label in rows)

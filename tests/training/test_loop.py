@@ -367,3 +367,24 @@ def test_the_latest_checkpoint_within_the_validation_noise_is_kept_across_a_resu
     monkeypatch.setattr(loop, "train_epoch", real_epoch)
     train_model(store, resumed, config, progress=False)
     assert Model.open(resumed).card.training.best_epoch == 3
+
+
+def test_a_class_map_model_records_its_validation_dice_per_class(crop_catalog, tmp_path):
+    """Only instance models recorded validation scores: a tissue model's card held `{}` and
+    `segpipe models` showed `-`. The recorded Dice is the kept weights' on the validation split."""
+    import tifffile
+
+    from segpipe.training.splits import class_dice, load_split, predict_split
+
+    for path in (crop_catalog.parent / "labels").glob("*.tif"):
+        tifffile.imwrite(path, (tifffile.imread(path) > 0).astype(np.uint8))
+    crop_catalog.write_text(crop_catalog.read_text().replace("    ndim: 2\n", "    ndim: 2\n    instances: false\n"))
+    ingest_dataset(load_catalog(crop_catalog).dataset("crops"), tmp_path / "data.zarr", progress=False)
+    store = ImageStore.open(tmp_path / "data.zarr")
+    model = train_model(store, tmp_path / "model", TrainParams(**TINY), progress=False).model
+    validation = model.card.training.validation
+    val_set = load_split(store, "validation", card=model.card)
+    (expected,) = class_dice(predict_split(model.load("cpu"), val_set, model.card, "cpu"), 2, instances=False)
+    assert not model.card.instances and validation["scored_on"] == [im.name for im in store.images("validation")]
+    assert validation["dice_by_class"] == {"nucleus": round(float(expected), 4)} and validation["dice"] == round(float(expected), 4)
+    assert 0 < validation["dice"] <= 1
