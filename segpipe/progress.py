@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
@@ -35,6 +36,8 @@ class Progress:
         enabled: Show anything at all.
         interval: Seconds between log lines without a terminal.
         terminal: Draw a bar (default: when stderr is a terminal).
+        time_left: Seconds left of a time budget that stops the work before ``total`` (training's
+            ``--minutes``); the ETA is then the sooner of the two, said to be the budget's.
     """
 
     def __init__(
@@ -47,8 +50,10 @@ class Progress:
         enabled: bool = True,
         interval: float = INTERVAL,
         terminal: bool | None = None,
+        time_left: Callable[[], float] | None = None,
     ):
         self.total, self.desc, self.unit, self.done = total, desc, unit, done
+        self.time_left = time_left
         self.enabled, self.interval = enabled, interval
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.postfix: dict[str, str] = {}
@@ -66,7 +71,8 @@ class Progress:
         if not self.enabled:
             return
         if self._bar is not None:
-            self._bar.set_postfix(self.postfix, refresh=False)
+            stop = self._budget_stop()
+            self._bar.set_postfix({**self.postfix, **({"budget ends in": _duration(stop)} if stop is not None else {})}, refresh=False)
             self._bar.update(n)
         elif time.monotonic() - self._last_line >= self.interval:
             self._line()
@@ -87,10 +93,22 @@ class Progress:
         parts = [f"{self.desc}: {self.done}/{self.total} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%)"]
         if rate > 0:
             parts.append(f"{rate:.3g} {self.unit}/s")
-            if self.done < self.total:
+            stop = self._budget_stop()
+            if stop is not None:
+                parts.append(f"ETA {_duration(stop)} (time budget)")
+            elif self.done < self.total:
                 parts.append(f"ETA {_duration((self.total - self.done) / rate)}")
         parts += [f"{k} {v}" for k, v in self.postfix.items()]
         return ", ".join(parts)
+
+    def _budget_stop(self) -> float | None:
+        """Seconds until the time budget stops the work, where it comes before the work's end."""
+        if self.time_left is None or self.done >= self.total:
+            return None
+        elapsed = time.monotonic() - self._start
+        rate = (self.done - self._start_done) / elapsed if elapsed > 0 else 0.0
+        left = max(0.0, self.time_left())
+        return left if rate <= 0 or left < (self.total - self.done) / rate else None
 
     def _line(self) -> None:
         self._last_line = time.monotonic()

@@ -64,3 +64,19 @@ def test_a_terminal_that_reports_no_width_still_gets_a_bar():
     assert child.wait(timeout=60) == 0
     assert b"work: 100%" in out and b"5/5" in out
     assert b"ingest: 100%" in out and b"3/3" in out  # a bar made with tqdm itself, as ingest's
+
+
+def test_a_time_budget_that_ends_the_work_first_gives_the_eta(caplog):
+    """`train --minutes 3` showed the ETA of every planned iteration (7 min 43 s) and stopped at 3 min."""
+    import time
+
+    left = {"s": 5.0}
+    with caplog.at_level(logging.INFO, logger="segpipe.progress"):
+        bar = Progress(1000, desc="train", unit="it", interval=0.0, terminal=False, time_left=lambda: left["s"])
+        time.sleep(0.01)
+        bar.update(1)  # 999 iterations left at about 100 a second or less: about 10 s or more
+        left["s"] = 1e6  # a budget longer than the work: the work's own ETA
+        bar.update(1)
+    first, second = (r.getMessage() for r in caplog.records)
+    assert "ETA 5 s (time budget)" in first
+    assert "ETA" in second and "time budget" not in second

@@ -107,7 +107,8 @@ def train_model(
     clock = TrainClock(state["elapsed"], budget)
     ipe = config.iterations_per_epoch
     iteration = history[-1].get("iteration", len(history) * ipe) if history else 0
-    bar = Progress(planned_epochs * ipe, desc="train", unit="it", done=iteration, enabled=progress)
+    bar = Progress(planned_epochs * ipe, desc="train", unit="it", done=iteration, enabled=progress,
+                   time_left=(lambda: budget - clock.now()) if budget is not None else None)
     epoch = len(history)
     done = _finished(history, planned_epochs, clock)
     while not done:
