@@ -56,6 +56,7 @@ def segment(
 
     Example: segpipe segment --model runs/bbbc007/model 'new/*.tif' --output new-labels
     """
+    from segpipe.errors import ModelNotFound
     from segpipe.models.model import Model
     from segpipe.pipeline.models import resolve_model
     from segpipe.pipeline.segment_files import SegmentFolder, counted
@@ -67,7 +68,12 @@ def segment(
         from segpipe.pipeline.catalog import open_catalog
 
         catalog_obj = open_catalog(catalog)
-    chosen: Model = resolve_model(model, output=runs, catalog=catalog_obj)
+    try:
+        chosen: Model = resolve_model(model, output=runs, catalog=catalog_obj)
+    except ModelNotFound as err:
+        if catalog_obj is None and not Path(model).exists():  # a dataset's name, where no catalog was found
+            raise ModelNotFound(f"{err}; and no catalog {catalog} to find a dataset of that name in (--catalog names one)") from None
+        raise
     predictor = Predictor.load(chosen, predict)
     results = run_segment(inputs, predictor, SegmentFolder(output), read)
     failed = [r for r in results if r.error is not None]

@@ -24,6 +24,9 @@ def open_catalog(path: str | Path) -> Catalog:
         CatalogError: The catalog, an entry or a training section is invalid, or a ``model:`` names
             no model folder, catalog dataset or shipped model.
     """
+    if not Path(path).is_file():
+        raise CatalogError(f"{path}: catalog file not found; give it with --catalog FILE (segpipe segment --model "
+                           "MODEL_FOLDER needs no catalog)")
     catalog = load_catalog(path)
     for name, entry in catalog.entries.items():
         try:

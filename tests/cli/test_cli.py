@@ -200,3 +200,16 @@ def test_a_channel_named_twice_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr == "error: --channels: 0,0 names a channel twice; give each channel once\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_where_no_catalog_is_found_the_line_says_how_to_give_one(tmp_path, monkeypatch, segpipe_cli):
+    """From a folder without data_catalog.yaml: `train` said only "catalog file not found", and
+    `segment --model DATASET` listed what it tried without saying no catalog was there to look in."""
+    monkeypatch.chdir(tmp_path)
+    trained = segpipe_cli("train", "mni152-tissue")
+    assert trained.code == 2 and trained.errors == [
+        "error: data_catalog.yaml: catalog file not found; give it with --catalog FILE "
+        "(segpipe segment --model MODEL_FOLDER needs no catalog)"], trained.err
+    segmented = segpipe_cli("segment", "--model", "mni152-tissue", "scan.nii.gz")
+    assert segmented.code == 2 and len(segmented.errors) == 1, segmented.err
+    assert segmented.errors[0].endswith("and no catalog data_catalog.yaml to find a dataset of that name in (--catalog names one)")
