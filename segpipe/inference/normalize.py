@@ -257,6 +257,33 @@ def _chunk_sample(
     return kept if kept.size else _chunk_sample(array, channel, voxels=voxels, seed=seed)  # all fill: constant
 
 
+def zero_share(array, *, voxels: int = 1 << 18) -> float:
+    """The share of an image's voxels that are 0 in every channel (``(C, ...)``): exact for a
+    numpy array, from about ``voxels`` voxels in whole chunks of a larger zarr one."""
+    if isinstance(array, np.ndarray) or math.prod(array.shape[1:]) <= voxels:
+        return float(np.mean(np.all(np.asarray(array) == 0, axis=0)))
+    zero = np.ones(0, bool)
+    for channel in range(array.shape[0]):  # the same chunks for every channel (one seed)
+        sample = _chunk_sample(array, channel, voxels=voxels) == 0
+        zero = sample if channel == 0 else zero & sample
+    return float(np.mean(zero))
+
+
+#: A model that measures the nonzero voxels (``NormalizationSpec.nonzero``, planned where a
+#: quarter of the training voxels were 0) is warned about an image with fewer zero voxels than this share.
+FEW_ZEROS = 0.01
+
+
+def background_not_zero(array, spec: NormalizationSpec) -> float | None:
+    """The share of ``array``'s voxels at 0 when ``spec`` measures only the nonzero ones and the
+    image has almost none (its background is at another value, so it is measured as tissue and the
+    image is scaled otherwise than the training images were); else ``None``."""
+    if spec.method != "zscore" or not spec.nonzero:
+        return None
+    share = zero_share(array)
+    return share if share < FEW_ZEROS else None
+
+
 def channel_percentiles(
     array,
     channel: int,

@@ -40,7 +40,7 @@ from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, array_diges
 from segpipe.errors import StoreError
 from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
 from segpipe.inference.blank import RADIUS, Blank, floors
-from segpipe.inference.normalize import NormalizationSpec
+from segpipe.inference.normalize import NormalizationSpec, background_not_zero
 from segpipe.inference.sink import ArraySink
 from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, class_map, float16
 from segpipe.models.card import ModelCard
@@ -216,6 +216,12 @@ def run_network(
         group = partial_group(root, image, card, stamp, overlap=predictor.inference.overlap)
         group.attrs[RECORD_ATTR] = grids.record()
         normalization = _normalization(group, image, spec)
+    share = background_not_zero(source if in_memory else image.image, spec)
+    if share is not None:
+        log.warning("%s: %.1f%% of the image is 0, where the model's training images had a background of 0 that its "
+                    "normalization leaves out; this image's background is measured with the rest, so it is scaled "
+                    "otherwise than in training: bring a background at another value (an offset) to 0 first",
+                    image.name, 100 * share)
     if grids.resample:  # on the model's grid, then back (segpipe.prediction.resampled)
         source, sink = model_grid(image, group, grids, normalization, card=card, overlap=predictor.inference.overlap)
         source_normalization = None

@@ -807,3 +807,22 @@ def test_names_given_by_a_run_that_ended_as_this_one_started_are_not_given_again
     assert result.error is None and result.name != "a"
     assert json.loads(out.names.read_text()) == {other: "a", str(tmp_path / "new" / "a.tif"): result.name}
     assert (out.labels / f"{result.name}_labels.tif").is_file() and not (out.labels / "a_labels.tif").exists()
+
+
+def test_an_image_whose_background_is_not_zero_is_warned_about_where_the_model_leaves_zeros_out(model, tmp_path, caplog):
+    import logging
+
+    from segpipe.inference.normalize import NormalizationSpec
+
+    spec = NormalizationSpec(method="zscore", low=0.5, high=99.5, nonzero=True)
+    mri_like = save_model(tmp_path / "nonzero", model.state_dict(), model.card.model_copy(update={"normalization": spec}))
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96].astype(np.float32)
+    field[field < np.percentile(field, 50)] = 0  # a stripped background
+    tifffile.imwrite(tmp_path / "stripped.tif", field)
+    tifffile.imwrite(tmp_path / "shifted.tif", field + 100)
+    with caplog.at_level(logging.WARNING, logger="segpipe"):
+        results = segment([str(tmp_path / "stripped.tif"), str(tmp_path / "shifted.tif")],
+                          Predictor.load(mri_like, PredictParams(device="cpu")), SegmentFolder(tmp_path / "out"), progress=False)
+    assert [r.error for r in results] == [None, None]
+    (said,) = [r.getMessage() for r in caplog.records if "background" in r.getMessage() and "is 0" in r.getMessage()]
+    assert said.startswith("shifted: 0.0% of the image is 0") and "bring a background at another value (an offset) to 0 first" in said
