@@ -826,3 +826,31 @@ def test_an_image_whose_background_is_not_zero_is_warned_about_where_the_model_l
     assert [r.error for r in results] == [None, None]
     (said,) = [r.getMessage() for r in caplog.records if "background" in r.getMessage() and "is 0" in r.getMessage()]
     assert said.startswith("shifted: 0.0% of the image is 0") and "bring a background at another value (an offset) to 0 first" in said
+
+
+def test_nifti_objects_are_placed_in_the_files_world_coordinates(model, tmp_path):
+    """Centroids were measured from the array's corner only: a scan stored flipped got other
+    numbers for the same anatomy. world-x/y/z are where the affine puts them, as Slicer shows them."""
+    from nibabel.affines import apply_affine
+    from scipy import ndimage
+
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :128].T.astype(np.float32)  # (x, y)
+    plain = np.array([[1.0, 0, 0, -40], [0, 1, 0, 12], [0, 0, 1, 3], [0, 0, 0, 1]])
+    flipped = plain.copy()
+    flipped[:, 0] *= -1
+    flipped[:3, 3] = apply_affine(plain, (field.shape[0] - 1, 0, 0))  # the same world for the flipped array
+    nib.save(nib.Nifti1Image(field, plain), tmp_path / "plain.nii.gz")
+    nib.save(nib.Nifti1Image(field[::-1].copy(), flipped), tmp_path / "flipped.nii.gz")
+    predictor = Predictor.load(model, PredictParams(device="cpu", inference={"flip_tta": False}))
+    out = SegmentFolder(tmp_path / "out")
+    segment([str(tmp_path / "plain.nii.gz"), str(tmp_path / "flipped.nii.gz")], predictor, out, progress=False)
+    with open(out.table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for name, affine in (("plain", plain), ("flipped", flipped)):
+        labels = np.asarray(nib.load(out.labels / f"{name}_labels.nii.gz").dataobj)
+        mine = [r for r in rows if r["image"] == name]
+        ids = [int(r["label"]) for r in mine]
+        expected = apply_affine(affine, [(*c, 0) for c in ndimage.center_of_mass(labels > 0, labels, ids)])
+        got = np.array([[float(r[f"world-{a}"]) for a in "xyz"] for r in mine])
+        assert len(ids) > 3
+        np.testing.assert_allclose(got, expected, atol=1e-6)
