@@ -402,6 +402,9 @@ def write_measurements(
                 labels[index] if frames else labels, pixels, spacing=spacing, channel_names=card.channel_names
             )
             frame = {"frame": index[0]} if frames == 1 else {}
+            if not card.instances:  # a class map: each label is a class, named beside its number
+                columns = {"label": columns["label"], "class": np.array(card.classes, dtype=object)[columns["label"]],
+                           **{k: v for k, v in columns.items() if k != "label"}}
             columns |= world_centroids(columns, image, spacing)
             for k in range(columns["label"].size):
                 rows.append({"image": image.name, **frame, **{key: _plain(value[k]) for key, value in columns.items()}, "unit": unit})

@@ -397,6 +397,29 @@ def object_counts(
     return path
 
 
+def class_volumes(names: Sequence[str], volumes: dict[str, Sequence[float]], path: Path, *, label: str) -> Path:
+    """Grouped bars of each class's size per image (a class-map model's run), one colour per class.
+
+    Args:
+        names: Image names, in the order drawn.
+        volumes: ``{class: size per image}``.
+        path: PNG file to write.
+        label: The y axis's label (``volume (millimeter³)``).
+    """
+    fig, ax = plt.subplots(figsize=(_figure_width(len(names)), 4.2), constrained_layout=True)
+    width = 0.8 / max(len(volumes), 1)
+    x = np.arange(len(names))
+    for k, (name, values) in enumerate(volumes.items()):
+        ax.bar(x + (k - (len(volumes) - 1) / 2) * width, values, width=width, label=name)
+    _image_axis(ax, names)
+    ax.set_ylabel(label)
+    ax.set_title("each class per image")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
 def needs_log_axis(values: Sequence[float], *, ratio: float = 100.0) -> bool:
     """Whether positive ``values`` span ``ratio`` or more (two orders of magnitude): then
     their distribution reads better on a log axis."""

@@ -56,7 +56,7 @@ RULE = (
 )
 
 # Columns of counts.csv and measurements.csv that hold text; the others hold numbers.
-_TEXT_COLUMNS = {"input", "image", "status", "error", "unit"}
+_TEXT_COLUMNS = {"input", "image", "status", "error", "unit", "class"}
 
 
 def read_tables(folder: Path) -> tuple[list[dict], list[dict]]:
@@ -289,6 +289,13 @@ def write_segmentation_report(
 
     segmented = [row for row in counts if not _failed(row)]
     failed = [row for row in counts if _failed(row)]
+    failed_notice, failed_table = _failed_blocks(failed)
+    if not card.instances:  # a class map: each class's size per image, not objects
+        from segpipe.report.class_maps import write_class_report
+
+        return write_class_report(folder, title=title, card=card, segmented=segmented, failed=failed, objects=objects,
+                                  views=views, unit=unit, ndim=ndim, spacing_by_image=spacing_by_image,
+                                  guessed_spacing=guessed_spacing, failed_blocks=(failed_notice, failed_table))
     by_image = image_counts(segmented)
     inputs = {row["input"]: None for row in segmented}
     names = list(by_image)
@@ -317,12 +324,7 @@ def write_segmentation_report(
         if len(flags) > MAX_LISTED:
             listed += f"; and {len(flags) - MAX_LISTED} more (see the table)"
         intro.append(Notice(f"{len(flags)} of {len(names)} images flagged as outliers: {listed}. {RULE}", title="Outliers"))
-    if failed:
-        listed = "; ".join(f"{row['input']} ({_first_line(row.get('error'))})" for row in failed[:MAX_LISTED])
-        if n_failed > MAX_LISTED:
-            listed += f"; and {n_failed - MAX_LISTED} more (see the table)"
-        what = f"{n_failed} input{'' if n_failed == 1 else 's'}"
-        intro.append(Notice(f"{what} could not be segmented: {listed}.", title="Failed"))
+    intro += failed_notice
     units = sorted({str(row["unit"]) for row in objects if row.get("unit")} - {unit})
     if units:
         intro.append(Notice(f"Some objects were measured in {', '.join(units)}, not {unit}: their sizes are not comparable "
@@ -348,12 +350,7 @@ def write_segmentation_report(
         Table("segmentation", "Segmentation run", ["item", "value"], [[k, v] for k, v in items]),
         Text(f"Outlier rule: {RULE}"),
     ]
-    if failed:
-        summary_blocks.append(Table(
-            "failed", "Inputs that could not be segmented", ["input", "error"],
-            [[str(row["input"]), str(row.get("error") or "")] for row in failed],
-            "Left out of every count, table and figure of this report.",
-        ))
+    summary_blocks += failed_table
     sections = [Section("Summary", summary_blocks)]
 
     columns = ["image", "input", "objects", f"median {size_key} ({size_unit})", f"mean {size_key} ({size_unit})"]
@@ -426,6 +423,21 @@ def write_segmentation_report(
             stale.unlink(missing_ok=True)
     tables = {t.key: t.records() for t in doc.tables()}
     return Report(markdown, path, [f.path for f in doc.figures()], html_path, tables, summary)
+
+
+def _failed_blocks(failed: list[dict]) -> tuple[list, list]:
+    """The notice (for the top) and the table (for the summary) of the inputs that failed; none without."""
+    if not failed:
+        return [], []
+    listed = "; ".join(f"{row['input']} ({_first_line(row.get('error'))})" for row in failed[:MAX_LISTED])
+    if len(failed) > MAX_LISTED:
+        listed += f"; and {len(failed) - MAX_LISTED} more (see the table)"
+    what = f"{len(failed)} input{'' if len(failed) == 1 else 's'}"
+    return [Notice(f"{what} could not be segmented: {listed}.", title="Failed")], [Table(
+        "failed", "Inputs that could not be segmented", ["input", "error"],
+        [[str(row["input"]), str(row.get("error") or "")] for row in failed],
+        "Left out of every count, table and figure of this report.",
+    )]
 
 
 def _first_line(text: str | None) -> str:

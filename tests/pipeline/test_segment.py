@@ -854,3 +854,24 @@ def test_nifti_objects_are_placed_in_the_files_world_coordinates(model, tmp_path
         got = np.array([[float(r[f"world-{a}"]) for a in "xyz"] for r in mine])
         assert len(ids) > 3
         np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_a_class_map_models_measurements_name_each_class(model_card, tmp_path):
+    """Rows of a class map are classes, not objects: `label` 1/2 alone left the user to look up which."""
+    import torch
+
+    from segpipe.models.model import network_from_card
+
+    card = model_card(2, classes=["background", "grey", "white"], instances=False, out_channels=3, postprocess=None,
+                      network_options={"features": [4, 4, 4, 4, 4, 4]})
+    torch.manual_seed(0)
+    tissue = save_model(tmp_path / "tissue", network_from_card(card).state_dict(), card)
+    tifffile.imwrite(tmp_path / "a.tif", np.random.default_rng(0).random((64, 64)).astype(np.float32))
+    out = SegmentFolder(tmp_path / "out")
+    (result,) = segment([str(tmp_path / "a.tif")], Predictor.load(tissue, PredictParams(device="cpu")), out, progress=False)
+    labels = tifffile.imread(out.labels / "a_labels.tif")
+    with open(out.table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert result.error is None and rows and [(r["label"], r["class"]) for r in rows] == [
+        (str(k), card.classes[k]) for k in np.unique(labels[labels > 0])]
+    assert [float(r["area"]) for r in rows] == [float(np.sum(labels == int(r["label"]))) for r in rows]
