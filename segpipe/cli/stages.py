@@ -52,8 +52,9 @@ def ingest(dataset: DatasetArg, ingest: IngestParams, catalog: CatalogOpt = DEFA
 @app.command()
 @params(train=(TrainParams, TRAIN_OPTIONS))
 def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT_CATALOG, output: OutputOpt = DEFAULT_OUTPUT) -> None:
-    """Train on the ingested store's train split, validating on its validation split.
+    """Train on the dataset's train split, validating on its validation split.
 
+    The dataset is ingested first when its store is missing or its files changed (as segpipe run does).
     Pixel size, patch size, batch size and widths are planned from the dataset fingerprint unless the
     catalog entry's `training:` section sets them; options given here override the catalog.
     A killed run resumes when started again, and a run that used up its time budget continues
@@ -69,8 +70,19 @@ def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT
     from segpipe.pipeline.catalog import open_catalog, train_params
 
     loaded = open_catalog(catalog)
-    result = stages.train(RunFolder.of(output, dataset), train_params(loaded, dataset, init_from_here(train, catalog)), catalog=loaded)
+    run = RunFolder.of(output, dataset)
+    _ingested(loaded, dataset, run)
+    result = stages.train(run, train_params(loaded, dataset, init_from_here(train, catalog)), catalog=loaded)
     typer.echo(f"{result.model.folder}: validation {json.dumps(result.model.card.training.validation)}")
+
+
+def _ingested(catalog, dataset: str, run) -> None:
+    """Ingest ``dataset`` into ``run``'s store unless it is up to date (then nothing is read but the files' digests)."""
+    from segpipe.pipeline import stages
+
+    result = stages.ingest(catalog, dataset, run)
+    if not result.skipped:
+        typer.echo(f"{result.store}: {result.n_images} images ingested first")
 
 
 def init_from_here(train: TrainParams, catalog: Path) -> TrainParams:
@@ -106,6 +118,7 @@ def predict(
 ) -> None:
     """Predict a split with a trained model, zarr to zarr (sliding windows, Gaussian blending).
 
+    A catalog dataset is ingested first when its store is missing or its files changed.
     Memory stays bounded by a band of windows, whatever the image size; an interrupted run
     resumes where it stopped, and images already predicted with the same model and settings
     are kept. Images at another pixel size than the model's are resampled to it and back
@@ -121,6 +134,8 @@ def predict(
         chosen = str(resolve_model(model, output=output, catalog=loaded).folder)
     else:
         chosen = model_to_apply(loaded, dataset, output=output) if loaded is not None and dataset in loaded.entries else None
+    if loaded is not None and dataset in loaded.entries:
+        _ingested(loaded, dataset, run)
     results = stages.predict(run, predict, split=split, model=chosen)
     made = sum(not r.skipped for r in results)
     typer.echo(f"predicted {made} of {len(results)} images into {run.predictions} ({len(results) - made} were current)")

@@ -213,3 +213,16 @@ def test_where_no_catalog_is_found_the_line_says_how_to_give_one(tmp_path, monke
     segmented = segpipe_cli("segment", "--model", "mni152-tissue", "scan.nii.gz")
     assert segmented.code == 2 and len(segmented.errors) == 1, segmented.err
     assert segmented.errors[0].endswith("and no catalog data_catalog.yaml to find a dataset of that name in (--catalog names one)")
+
+
+def test_train_and_predict_ingest_a_dataset_first(crop_catalog, tmp_path, segpipe_cli):
+    """`segpipe train DATASET` on a fresh output said "no zarr store here; run `segpipe ingest` first"."""
+    from segpipe.data.store import ImageStore
+
+    out = tmp_path / "runs"
+    trained = segpipe_cli("train", "crops", "--catalog", crop_catalog, "--output", out, "--epochs", "1", "--device", "cpu")
+    assert trained.code == 0, trained.err
+    assert f"{out / 'crops' / 'data.zarr'}: 4 images ingested first" in trained.out
+    assert len(ImageStore.open(out / "crops" / "data.zarr").images()) == 4 and (out / "crops" / "model" / "model.pt").is_file()
+    predicted = segpipe_cli("predict", "crops", "--catalog", crop_catalog, "--output", out, "--device", "cpu", "--no-tta")
+    assert predicted.code == 0 and "ingested first" not in predicted.out, predicted.err  # up to date: not again
