@@ -23,6 +23,11 @@ class InputError(SegpipeError):
     """An input file cannot be read or holds data the pipeline refuses."""
 
 
+class NoInputs(InputError):
+    """Inputs named nothing to segment (a pattern that matches no file, a folder without images):
+    an inbox that is empty for now, not a broken input."""
+
+
 class StoreError(SegpipeError):
     """A zarr store is missing, incomplete or from another dataset."""
 

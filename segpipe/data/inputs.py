@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,9 @@ from segpipe.data.ctc import FRAME, sequence_frames
 from segpipe.data.readers.omezarr import is_ome_zarr
 from segpipe.data.readers.tiff import image_series
 from segpipe.data.records import ImageRecord
-from segpipe.errors import InputError
+from segpipe.errors import InputError, NoInputs
+
+log = logging.getLogger(__name__)
 
 InputKind = Literal["tiff", "nifti", "png", "omezarr", "ctc"]
 
@@ -69,11 +73,16 @@ def find_inputs(patterns: list[str], *, base: Path | None = None, given: Mapping
     keep them, and new inputs are named apart from all of them (an ``a.png`` arriving beside a
     segmented ``a.tif`` does not rename it).
 
+    Files a glob matches that are not images (notes, a copy tool's ``.part`` file) are passed
+    over, as a folder's are; a file named on its own must be an image.
+
     Raises:
-        InputError: A pattern is empty, matches nothing, or names a file of an unknown format.
+        NoInputs: A pattern matches nothing, or nothing named is an image.
+        InputError: A pattern is empty, or names a file of an unknown format.
     """
     base = base or Path.cwd()
     found: list[Path] = []
+    passed_over: list[Path] = []
     for pattern in patterns:
         if not pattern.strip():
             raise InputError(f"{pattern!r}: an empty input path (an unset shell variable?); name files, folders or globs")
@@ -81,13 +90,43 @@ def find_inputs(patterns: list[str], *, base: Path | None = None, given: Mapping
         matches = [m for m in matches if Path(m).exists()]
         if not matches:
             missing = "the pattern matches no file or folder" if glob.has_magic(pattern) else "no such file or folder"
-            raise InputError(f"{pattern}: {missing}")
+            raise NoInputs(f"{pattern}: {missing}")
         for match in map(Path, matches):
-            found += _expand(Path(os.path.normpath(match.absolute())))  # one path per file: `../d/a.png` is `d/a.png`
+            path = Path(os.path.normpath(match.absolute()))  # one path per file: `../d/a.png` is `d/a.png`
+            if glob.has_magic(pattern) and path.is_file() and kind_of(path) is None:
+                passed_over.append(path)
+                continue
+            found += _expand(path)
+    if passed_over:
+        log.info("%d file(s) matched that are not images, passed over: %s", len(passed_over),
+                 ", ".join(p.name for p in passed_over[:5]) + (", ..." if len(passed_over) > 5 else ""))
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise InputError(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences){_deeper(patterns, base)}")
+        others = f"; {len(passed_over)} file(s) that are not images passed over ({passed_over[0].name}, ...)" if passed_over else ""
+        raise NoInputs(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences)"
+                       f"{_deeper(patterns, base)}{others}")
     return _named({path: image_series(path) if kind_of(path) == "tiff" else 1 for path in unique}, given or {})
+
+
+def settled_inputs(items: list[Input], *, seconds: float, now: float | None = None) -> tuple[list[Input], list[Input]]:
+    """``items`` split into those whose files have not changed for ``seconds``, and those changed
+    since (a file still being copied in: a copy that fills a file of its full size, as SMB does,
+    or one that grows). A folder input (a CTC sequence, an OME-Zarr image) counts its newest entry."""
+    now = time.time() if now is None else now
+    ready, waiting = [], []
+    for item in items:
+        (waiting if now - _changed(item.path) < seconds else ready).append(item)
+    return ready, waiting
+
+
+def _changed(path: Path) -> float:
+    """When ``path``, or for a folder its newest direct entry, last changed (0 when it is gone)."""
+    try:
+        if path.is_dir():
+            return max([path.stat().st_mtime] + [entry.stat().st_mtime for entry in os.scandir(path)])
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _deeper(patterns: list[str], base: Path) -> str:

@@ -8,12 +8,13 @@ The run ends with a table artifact of what was segmented and what failed.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from segpipe.errors import InputError
+from segpipe.errors import NoInputs
 from segpipe.flows.caching import key_fn, keyed
 from segpipe.flows.logs import forward_segpipe_logs
 from segpipe.flows.runners import RunnerParams, fan_out
@@ -75,13 +76,17 @@ def segpipe_segment(
     predict: PredictParams = PredictParams(),
     runner: RunnerParams = RunnerParams(),
     empty_ok: bool = True,
+    settled: float = 0.0,
 ) -> dict:
     """Segment every input (files, folders, globs) with ``model`` into ``output``.
 
     ``model`` is a model folder, or a dataset of ``catalog`` whose trained model (in ``runs``) to
     use. An input the model does not fit is listed as failed beside the others; a model that fits
     none of them fails the run before anything is written. With
-    ``empty_ok`` (an inbox), inputs that match nothing yet make a run with nothing to do.
+    ``empty_ok`` (an inbox), inputs that match nothing yet make a run with nothing to do; files
+    a glob matches that are not images are passed over. ``settled``: inputs whose files changed in
+    the last that many seconds (still being copied in) are left for a later run (the inbox
+    deployment waits 60 s).
     """
     from segpipe.pipeline.models import resolve_model
     from segpipe.pipeline.segment import SegmentInputs, check_spacing
@@ -97,8 +102,8 @@ def segpipe_segment(
     given = folder.given_names()  # a names file it cannot read fails the run, not "nothing to segment"
     check_spacing(read, chosen.card)
     try:
-        gathered = SegmentInputs.gather(inputs, given, chosen.card, read)
-    except InputError:
+        gathered = SegmentInputs.gather(inputs, given, chosen.card, read, settled=settled)
+    except NoInputs:
         if not empty_ok:
             raise
         get_run_logger().info("%s: nothing to segment", " ".join(inputs))
@@ -135,7 +140,10 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
             for item in items:
                 error = failure(futures[item.name])
                 if error is None:
-                    results.append(futures[item.name].result())
+                    result = futures[item.name].result()
+                    if futures[item.name].state.name == "Cached":  # its labels were current: nothing done now
+                        result = dataclasses.replace(result, skipped=True)
+                    results.append(result)
                 else:
                     results.append(InputResult(item.name, item.where, item.kind, error=error))
         results = sorted(results + unfit, key=lambda result: order[result.path])

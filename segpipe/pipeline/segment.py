@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segpipe.data.inputs import Input, find_inputs
+from segpipe.data.inputs import Input, find_inputs, settled_inputs
 from segpipe.data.readers import AxesSpec, open_source
 from segpipe.data.store import ImageStore
-from segpipe.errors import InputError, ModelError, SegpipeError, naming
+from segpipe.errors import InputError, ModelError, NoInputs, SegpipeError, naming
 from segpipe.models.card import ModelCard
 from segpipe.models.device import available_cpus, use_cpu_threads
 from segpipe.models.model import Model
@@ -194,18 +194,34 @@ class SegmentInputs:
     order: dict[str, int]
     given: dict[str, str]
 
+    settled: float = 0.0
+
     @classmethod
-    def gather(cls, patterns: list[str], given: dict[str, str], card: ModelCard, params: SegmentParams) -> SegmentInputs:
-        """Raises :class:`InputError` (no input found) or :class:`ModelError` (the model fits none)."""
+    def gather(cls, patterns: list[str], given: dict[str, str], card: ModelCard, params: SegmentParams, *,
+               settled: float = 0.0) -> SegmentInputs:
+        """``settled``: leave out inputs whose files changed in the last that many seconds (still
+        being copied in: they are taken by a later run).
+
+        Raises:
+            NoInputs: Nothing to segment was found (or everything found is still changing).
+            InputError: An input is named wrongly. ModelError: the model fits none of the inputs.
+        """
         found = find_inputs(patterns, given=given)
+        if settled > 0:
+            found, waiting = settled_inputs(found, seconds=settled)
+            if waiting:
+                log.info("%d input(s) changed in the last %g s, left for the next run (still being copied in?): %s",
+                         len(waiting), settled, ", ".join(item.where for item in waiting[:5]))
+            if not found:
+                raise NoInputs(f"{' '.join(patterns)}: every input found changed in the last {settled:g} s")
         items, unfit = fitting_inputs(found, card, params)
-        return cls(items, unfit, {item.where: k for k, item in enumerate(found)}, given)
+        return cls(items, unfit, {item.where: k for k, item in enumerate(found)}, given, settled)
 
     def named_now(self, patterns: list[str], folder: SegmentFolder, card: ModelCard, params: SegmentParams) -> SegmentInputs:
         """These inputs, named again if a run that ended as this one started gave names since they
         were read (two runs could otherwise give one name to two files); called under the folder's lock."""
         now = folder.given_names()
-        return self if now == self.given else SegmentInputs.gather(patterns, now, card, params)
+        return self if now == self.given else SegmentInputs.gather(patterns, now, card, params, settled=self.settled)
 
 
 def segment(

@@ -147,3 +147,35 @@ def test_two_files_of_one_stem_in_one_folder_are_told_apart_by_their_kind(tmp_pa
     tifffile.imwrite(tmp_path / "day1" / "y.ome.tif", np.zeros((8, 8), np.uint8))
     named = {item.path.name: item.name for item in find_inputs(["day1"], base=tmp_path)}
     assert named == {"x.png": "day1_x", "x.tif": "day1_x_tif", "y.ome.tif": "y"}
+
+
+def test_a_glob_passes_over_files_that_are_not_images(inbox, caplog):
+    """`new/*` matched notes.txt and refused the whole run; a file named on its own still must be an image."""
+    import logging
+
+    from segpipe.errors import NoInputs
+
+    with caplog.at_level(logging.INFO, logger="segpipe.data.inputs"):
+        assert [i.path.name for i in find_inputs(["new/*"], base=inbox)] == ["a.tif", "b.tif"]
+    assert "1 file(s) matched that are not images, passed over: notes.txt" in caplog.text
+    (inbox / "notes").mkdir()
+    (inbox / "notes" / "n.txt").write_text("x")
+    with pytest.raises(NoInputs, match=r"^notes/\*: no images found .*; 1 file\(s\) that are not images passed over \(n.txt, \.\.\.\)$"):
+        find_inputs(["notes/*"], base=inbox)
+    with pytest.raises(InputError, match="not an image") as named:
+        find_inputs(["new/notes.txt"], base=inbox)
+    assert not isinstance(named.value, NoInputs)  # a broken input, not an empty inbox
+
+
+def test_inputs_changed_within_the_settling_time_wait(inbox):
+    import os
+
+    from segpipe.data.inputs import settled_inputs
+
+    items = find_inputs(["new/a.tif", "new/b.tif", "01"], base=inbox)
+    now = os.stat(inbox / "new" / "a.tif").st_mtime + 100
+    os.utime(inbox / "new" / "b.tif", (now - 5, now - 5))  # written 5 s ago
+    os.utime(inbox / "01" / "t002.tif", (now - 1, now - 1))  # a sequence's newest frame is still arriving
+    ready, waiting = settled_inputs(items, seconds=30, now=now)
+    assert [i.path.name for i in ready] == ["a.tif"] and [i.path.name for i in waiting] == ["b.tif", "01"]
+    assert settled_inputs(items, seconds=0, now=now) == (items, [])

@@ -63,6 +63,9 @@ def test_inputs_are_tasks_cached_and_failing_alone(prefect_harness, model_folder
     assert state.is_completed(), state.message
     again = task_states(state.state_details.flow_run_id)
     assert again == {"segment-A9_p7d": "Cached", "segment-A9_p9d": "Cached", "segment-copy": "Completed"}
+    # what a cached task gave is unchanged, not segmented again (every tick said "segmented" for all)
+    statuses = {row.split(",")[1]: row.split(",")[-2] for row in (out / "counts.csv").read_text().splitlines()[1:]}
+    assert statuses == {"A9_p7d": "unchanged", "A9_p9d": "unchanged", "copy": "segmented"}, statuses
     np.testing.assert_array_equal(tifffile.imread(out / "labels" / "copy_labels.tif"), tifffile.imread(out / "labels" / "A9_p9d_labels.tif"))
 
     with get_client(sync_client=True) as client:
@@ -206,3 +209,32 @@ def test_a_run_that_finds_the_folder_being_written_leaves_it_be(prefect_harness,
     summary = state.result()
     assert summary["segmented"] == 0 and "another segpipe segment is writing here" in summary["busy"]
     assert sorted(p.name for p in out.root.iterdir()) == [".segment.lock"]
+
+
+def test_an_inbox_passes_over_what_is_not_an_image_and_waits_for_files_being_copied(prefect_harness, model_folder, tmp_path):
+    """A notes file in the inbox made every scheduled run "nothing to segment" (an image beside it
+    was never segmented); a file still being copied in was segmented half-written."""
+    import os
+    import time
+
+    from segpipe.flows.segment import segpipe_segment
+    from segpipe.prediction.params import PredictParams
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")[:128, :128]
+    tifffile.imwrite(inbox / "done.tif", field)
+    (inbox / "acquisition_notes.txt").write_text("objective 20x")
+    (inbox / "arriving.tif.filepart").write_bytes(b"II*\x00")  # a copy tool's partial file
+    old = time.time() - 600
+    for path in inbox.iterdir():
+        os.utime(path, (old, old))
+    tifffile.imwrite(inbox / "arriving.tif", field)  # changed just now: still being copied in
+    kwargs = dict(inputs=[str(inbox / "*")], model=str(model_folder), output=str(tmp_path / "out"),
+                  predict=PredictParams(device="cpu"), settled=60.0)
+    summary = segpipe_segment(**kwargs)
+    assert (summary["segmented"], summary["failed"]) == (1, {}) and (tmp_path / "out" / "labels" / "done_labels.tif").is_file()
+    assert not (tmp_path / "out" / "labels" / "arriving_labels.tif").exists()
+    os.utime(inbox / "arriving.tif", (old, old))  # the copy has ended
+    summary = segpipe_segment(**kwargs)
+    assert (summary["segmented"], summary["unchanged"]) == (1, 1), summary
