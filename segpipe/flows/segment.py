@@ -163,5 +163,6 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
     if failed:
         from prefect.states import Failed
 
-        return Failed(message=f"{len(failed)} of {len(results)} input(s) failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+        said = "; ".join(error if path in error else f"{path}: {error}" for path, error in failed.items())  # each path once
+        return Failed(message=f"{len(failed)} of {len(results)} input(s) failed: {said}")
     return summary
