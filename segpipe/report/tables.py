@@ -281,6 +281,19 @@ def _validation_scores(validation: dict) -> str:
     return said + (f" ({', '.join(f'{name} {fmt(value)}' for name, value in by_class.items())})" if len(by_class) > 1 else "")
 
 
+def _pixel_size_row(card: ModelCard, *, guessed: bool) -> tuple[str, str]:
+    """What the card's pixel size means for new images: resampled to it, or (a generalist, a model
+    of one object size) not, where each image is taken at its own pixels or its objects' size."""
+    size = f"{list(card.spacing)} {card.unit}"
+    if card.generalist:
+        return "pixel size", f"each image's own: a generalist takes images as they are ({size} in its card)"
+    if card.object_size:
+        return "pixel size", f"each image is rescaled by the size of its objects, not its pixel size ({size} in its card)"
+    return "pixel size trained at (others are resampled to it)", size + (
+        ", guessed: the training images' files gave none and 1 per pixel was taken (set spacing: in the catalog)"
+        if guessed else "")
+
+
 def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
     """The model card's main fields; ``guessed_spacing``: the training images' files gave no pixel
     size (1 per pixel was taken), which the pixel size's row says."""
@@ -294,9 +307,7 @@ def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
         ("classes", ", ".join(card.classes)),
         ("instances", fmt(card.instances)),
         ("patch size", str(list(card.patch_size))),
-        ("pixel size trained at (others are resampled to it)", f"{list(card.spacing)} {card.unit}" + (
-            ", guessed: the training images' files gave none and 1 per pixel was taken (set spacing: in the catalog)"
-            if guessed_spacing else "")),
+        _pixel_size_row(card, guessed=guessed_spacing),
         *([("object size (every image rescaled so its objects measure it)", f"{card.object_size:g} {card.unit}")]
           if card.object_size else []),
         ("epochs trained (kept)", f"{fmt(training.epochs)} ({fmt(training.best_epoch)})"),

@@ -187,3 +187,16 @@ def test_a_class_map_models_validation_is_its_dice_per_class(model_card):
     rows = {row[0]: row[1] for row in card_table(card).rows}
     assert rows["validation (the kept weights; Dice per class in brackets)"] == "Dice 0.8600 (grey 0.8800, white 0.8400)"
     assert not any("optimistic" in label for label in rows)
+
+
+def test_the_pixel_size_row_says_which_models_do_not_resample(model_card):
+    """The shipped generalist's report said "pixel size trained at (others are resampled to it) [1.0, 1.0]",
+    while it takes every image at its own pixels."""
+    from segpipe.models.shipped import shipped_model
+
+    rows = {row[0]: row[1] for row in card_table(shipped_model("cells-2d").card).rows}
+    assert rows["pixel size"].startswith("each image's own: a generalist takes images as they are")
+    sized = {row[0]: row[1] for row in card_table(model_card(object_size=30.0)).rows}
+    assert sized["pixel size"].startswith("each image is rescaled by the size of its objects")
+    plain = {row[0]: row[1] for row in card_table(model_card()).rows}
+    assert plain["pixel size trained at (others are resampled to it)"] == "[1.0, 1.0] micrometer"
