@@ -456,8 +456,9 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
         stores.update(dict.fromkeys(store.names(), store))
     segmented = {str(row["image"]) for row in counts if row.get("status") != "failed"}
     spacing, guessed = pixel_sizes(set(stores.values()), card.unit, segmented)  # in the unit of measurements.csv
+    sizes = {name: image_pixels(store, name) for name, store in stores.items() if name in segmented}
     views = []
-    for name in choose_sample(counts):
+    for name in choose_sample(counts, pixels=sizes):
         if name not in stores:
             continue
         store = stores[name]
@@ -468,8 +469,15 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
     report = write_segmentation_report(
         folder.root, title=title or f"Segmentation with {card.name}", card=card, counts=counts, objects=objects,
         views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=spacing, guessed_spacing=guessed,
+        pixels_by_image=sizes,
     )
     return report.path
+
+
+def image_pixels(store: ImageStore, name: str) -> int:
+    """The pixels (voxels) of a stored image, every frame of a time series (its objects are counted
+    over them), for comparing object counts by image size."""
+    return int(np.prod(store.image(name).image.shape[1:]))  # (C, [T,] [Z,] Y, X)
 
 
 def pixel_sizes(stores, unit: str, names) -> tuple[dict[str, tuple[float, ...]], set[str]]:

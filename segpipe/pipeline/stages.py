@@ -256,7 +256,7 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
 
 def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
     """The report of a run without ground truth: objects per image, sizes, outliers, overlays."""
-    from segpipe.pipeline.segment import measure_run, pixel_sizes
+    from segpipe.pipeline.segment import image_pixels, measure_run, pixel_sizes
     from segpipe.report.segmentation import choose_sample, read_tables, write_segmentation_report
 
     store, predictions = ImageStore.open(run.store), PredictionStore.open(run.predictions)
@@ -264,8 +264,9 @@ def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
     measure_run(run.root, store, predictions, card, split=split)
     counts, objects = read_tables(run.root)
     spacing, guessed = pixel_sizes([store], store.unit, {str(row["image"]) for row in counts})  # as measure_run measures
+    sizes = {str(row["image"]): image_pixels(store, str(row["image"])) for row in counts if row.get("status") != "failed"}
     views = []
-    for name in choose_sample(counts):
+    for name in choose_sample(counts, pixels=sizes):
         image, labels = store.image(name), predictions.labels(name)
         frames = labels.ndim - store.ndim
         views.append((name, np.asarray(image.image[(slice(None), *([0] * frames))]), np.asarray(labels[(0,) * frames])))
@@ -273,6 +274,7 @@ def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
         written = write_segmentation_report(
             run.root, title=f"{run.dataset}: segmented with {card.name}", card=card, counts=counts, objects=objects,
             views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=spacing, guessed_spacing=guessed,
+            pixels_by_image=sizes,
         )
         write_index(run.root.parent)
     return written

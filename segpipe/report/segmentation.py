@@ -44,6 +44,8 @@ from segpipe.report.write import Report, _atomic_write
 FACTOR = 3.0
 #: The count rule relative to the median needs at least this many segmented images.
 MIN_IMAGES = 3
+#: Images whose sizes differ by more than this factor have their counts compared per median-sized image.
+SIZES_APART = 2.0
 #: Images shown by default (:func:`choose_sample`).
 SAMPLE_SIZE = 4
 #: The notices at the top name at most this many images (the tables list them all).
@@ -52,7 +54,8 @@ MAX_LISTED = 20
 RULE = (
     f"An image is flagged as an outlier when it has no objects, or, when at least {MIN_IMAGES} images were "
     f"segmented and their median count is at least 1, when it has more than {FACTOR:g} times the median count "
-    f"or fewer than the median divided by {FACTOR:g}. The median is taken over every segmented image, empty ones included."
+    f"or fewer than the median divided by {FACTOR:g}. The median is taken over every segmented image, empty ones included; "
+    f"where the images differ in size by more than {SIZES_APART:g} times, each count is first scaled to the median image size."
 )
 
 # Columns of counts.csv and measurements.csv that hold text; the others hold numbers.
@@ -110,44 +113,66 @@ def median_count(counts: list[dict] | Mapping[str, int]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
+def scaled_counts(by_image: Mapping[str, int], pixels: Mapping[str, int] | None) -> dict[str, float] | None:
+    """Each image's count scaled to the median image size, where the images' sizes (``pixels``:
+    pixels per image) differ by more than :data:`SIZES_APART` times; else ``None`` (counts compare as they are)."""
+    sizes = [pixels[name] for name in by_image if pixels and pixels.get(name)]
+    if len(sizes) < len(by_image) or not sizes or max(sizes) <= SIZES_APART * min(sizes):
+        return None
+    middle = statistics.median(sizes)
+    return {name: n * middle / pixels[name] for name, n in by_image.items()}  # type: ignore[index]
+
+
 def count_limits(
-    counts: list[dict] | Mapping[str, int], *, factor: float = FACTOR, few: bool = True
+    counts: list[dict] | Mapping[str, int], *, factor: float = FACTOR, few: bool = True, pixels: Mapping[str, int] | None = None,
 ) -> tuple[float | None, float | None]:
-    """``(low, high)``: an image with more than ``high`` or fewer than ``low`` objects is flagged;
-    ``None`` where the rule does not apply (fewer than :data:`MIN_IMAGES` images, a median below 1)."""
+    """``(low, high)``: an image with more than ``high`` or fewer than ``low`` objects (scaled to the
+    median image size where sizes differ, :func:`scaled_counts`) is flagged; ``None`` where the rule
+    does not apply (fewer than :data:`MIN_IMAGES` images, a median below 1)."""
     by_image = image_counts(counts)
-    median = median_count(by_image)
+    compared = scaled_counts(by_image, pixels) or by_image
+    median = float(statistics.median(compared.values())) if compared else None
     if median is None or len(by_image) < MIN_IMAGES or median < 1:
         return None, None
     return (median / factor if few else None), median * factor
 
 
-def flag_outliers(counts: list[dict] | Mapping[str, int], *, factor: float = FACTOR, few: bool = True) -> dict[str, str]:
+def flag_outliers(
+    counts: list[dict] | Mapping[str, int], *, factor: float = FACTOR, few: bool = True, pixels: Mapping[str, int] | None = None,
+) -> dict[str, str]:
     """The images flagged by the outlier rule (module docstring), with why, in image order.
 
     Args:
         counts: ``counts.csv`` rows (failed inputs are skipped) or ``{image: objects}``.
         factor: How far from the median a count must be to stand out.
         few: Flag far fewer objects than the median too (not only far more).
+        pixels: Pixels per image: where sizes differ by more than :data:`SIZES_APART` times, counts
+            are compared scaled to the median image size (a field four times as large holds four
+            times the cells).
 
     Returns:
         ``{image: reason}``, e.g. ``{"a": "no objects", "b": "40 objects, more than 3 times the median (11)"}``.
     """
     by_image = image_counts(counts)
-    median = median_count(by_image)
-    low, high = count_limits(by_image, factor=factor, few=few)
+    scaled = scaled_counts(by_image, pixels)
+    compared = scaled or by_image
+    median = float(statistics.median(compared.values())) if compared else None
+    low, high = count_limits(by_image, factor=factor, few=few, pixels=pixels)
     flags = {}
     for name, n in by_image.items():
+        said = f"{n} objects" + (f" ({compared[name]:.3g} at the median image size)" if scaled else "")
+        of = "the median at that size" if scaled else "the median"
         if n == 0:
             flags[name] = "no objects"
-        elif high is not None and n > high:
-            flags[name] = f"{n} objects, more than {factor:g} times the median ({median:g})"
-        elif low is not None and n < low:
-            flags[name] = f"{n} objects, fewer than the median ({median:g}) divided by {factor:g}"
+        elif high is not None and compared[name] > high:
+            flags[name] = f"{said}, more than {factor:g} times {of} ({median:.3g})"
+        elif low is not None and compared[name] < low:
+            flags[name] = f"{said}, fewer than {of} ({median:.3g}) divided by {factor:g}"
     return flags
 
 
-def sample_reasons(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SIZE) -> dict[str, str]:
+def sample_reasons(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SIZE,
+                   pixels: Mapping[str, int] | None = None) -> dict[str, str]:
     """:func:`choose_sample` with why each image was chosen: ``{image: reason}``."""
     by_image = image_counts(counts)
     chosen: dict[str, str] = {}
@@ -156,7 +181,7 @@ def sample_reasons(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SI
         if name not in chosen and len(chosen) < n:
             chosen[name] = reason
 
-    for name, why in flag_outliers(by_image).items():
+    for name, why in flag_outliers(by_image, pixels=pixels).items():
         add(name, f"flagged: {why}")
     if by_image:
         names = list(by_image)
@@ -170,7 +195,8 @@ def sample_reasons(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SI
     return chosen
 
 
-def choose_sample(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SIZE) -> list[str]:
+def choose_sample(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SIZE,
+                  pixels: Mapping[str, int] | None = None) -> list[str]:
     """The images to show, at most ``n``: the flagged ones first (in image order), then the image
     with the fewest objects, the one with the most, the first image, the one closest to the
     median count, then the others in order (ties go to the earlier image).
@@ -178,8 +204,9 @@ def choose_sample(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SIZ
     Args:
         counts: ``counts.csv`` rows (failed inputs are skipped) or ``{image: objects}``.
         n: How many images at most.
+        pixels: Pixels per image, for the outlier rule (:func:`flag_outliers`).
     """
-    return list(sample_reasons(counts, n=n))
+    return list(sample_reasons(counts, n=n, pixels=pixels))
 
 
 def _size(value: float | None) -> str:
@@ -241,6 +268,7 @@ def write_segmentation_report(
     ndim: int,
     spacing_by_image: dict[str, tuple[float, ...]] | None = None,
     guessed_spacing: Collection[str] = (),
+    pixels_by_image: Mapping[str, int] | None = None,
 ) -> Report:
     """Write ``report.md``, ``report.html`` (self-contained) and ``figures/`` into ``folder``.
 
@@ -268,6 +296,8 @@ def write_segmentation_report(
             per-image table, and the aspect ratio of 3D overlays (without it, isotropic).
         guessed_spacing: The images whose files gave no pixel size (one was taken): their
             pixel size is marked as guessed.
+        pixels_by_image: Pixels (voxels) of each image: the outlier rule compares counts scaled
+            to the median image size where sizes differ (:func:`flag_outliers`).
 
     Returns:
         The written report; ``tables`` hold its tables by key (``segmentation``, ``failed``,
@@ -304,9 +334,10 @@ def write_segmentation_report(
         if row.get(size_key) in (None, ""):
             raise ValueError(f"object {row.get('label')} of image {row.get('image')!r} has no {size_key} (a {ndim}D run?)")
         sizes.setdefault(str(row["image"]), []).append(float(row[size_key]))
-    flags = flag_outliers(by_image)
+    flags = flag_outliers(by_image, pixels=pixels_by_image)
     median = median_count(by_image)
-    low, high = count_limits(by_image)
+    scaled = scaled_counts(by_image, pixels_by_image) is not None
+    low, high = (None, None) if scaled else count_limits(by_image)  # scaled limits differ per image: not drawn
     total = sum(by_image.values())
     n_failed = len(failed)
 
@@ -379,6 +410,8 @@ def write_segmentation_report(
         count_caption = "Objects per image; flagged images in orange" + (
             f", the dashed line at the median ({median:g}), the dotted lines at the flagging limits."
             if high is not None else
+            f", the dashed line at the median ({median:g}); the images differ in size, so each count is held to "
+            "limits scaled to its image's size (the rule above)." if scaled else
             f", the dashed line at the median ({median:g}); too few images or too low a median to flag by count, "
             "only images without objects are flagged."
         )
@@ -397,7 +430,7 @@ def write_segmentation_report(
                                     label=f"{size_key} ({size_unit})"), size_caption),
         ]))
 
-    reasons = sample_reasons(by_image, n=max(len(views), SAMPLE_SIZE))
+    reasons = sample_reasons(by_image, n=max(len(views), SAMPLE_SIZE), pixels=pixels_by_image)
     sample_blocks: list = [Text(_sample_legend(views, card, ndim, spacing_known=bool(spacing_by_image)))] if views else [
         Text("No images shown.")]
     taken: set[str] = set()

@@ -299,3 +299,20 @@ def test_3d_report(tmp_path, data_dir, model_card, chromium):
                                      views=[v for v in views if v[0] == "left"], unit="micrometer", ndim=3)
     assert "one pixel per voxel along every axis" in flat.markdown
     assert mpimg.imread(flat.figures[-1]).shape[0] < left.shape[0]
+
+
+def test_counts_are_compared_at_one_image_size_where_sizes_differ():
+    """Every 1024 x 1024 field among 256 x 256 ones was flagged for its count (11 of 28 images),
+    and the sample showed only those; a field 16 times the area holds 16 times the cells."""
+    from segpipe.report.segmentation import scaled_counts
+
+    counts = {"s1": 10, "s2": 12, "s3": 11, "big": 170, "big_empty_half": 40}
+    pixels = {"s1": 256**2, "s2": 256**2, "s3": 256**2, "big": 1024**2, "big_empty_half": 1024**2}
+    assert scaled_counts(counts, pixels) == {"s1": 10, "s2": 12, "s3": 11, "big": 170 / 16, "big_empty_half": 40 / 16}
+    # at the median size (256^2): 10, 12, 11, 10.6, 2.5; the median 10.6 and the limits 3.54 and 31.9
+    assert flag_outliers(counts, pixels=pixels) == {
+        "big_empty_half": "40 objects (2.5 at the median image size), fewer than the median at that size (10.6) divided by 3"}
+    assert list(flag_outliers(counts)) == ["big", "big_empty_half"]  # without sizes, as before: both large fields
+    same = {name: 256**2 for name in counts}
+    assert scaled_counts(counts, same) is None and flag_outliers(counts, pixels=same) == flag_outliers(counts)
+    assert choose_sample(counts, pixels=pixels)[0] == "big_empty_half"
