@@ -121,7 +121,7 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
     """The flow's work once its inputs are known; raises :class:`FolderBusy` when another run holds ``folder``."""
     from segpipe.flows.caching import refreshed
     from segpipe.flows.steps import failure
-    from segpipe.pipeline.segment import report_segmentation, write_summary, write_tables
+    from segpipe.pipeline.segment import report_segmentation, warn_guessed_spacing, write_summary, write_tables
     from segpipe.pipeline.segment_files import InputResult
 
     with folder.writing():
@@ -148,6 +148,7 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
                     results.append(InputResult(item.name, item.where, item.kind, error=error))
         results = sorted(results + unfit, key=lambda result: order[result.path])
         folder.keep_names(items, results)
+        warn_guessed_spacing(results, chosen.card)  # once for the run, as segment says it
         write_tables(folder, results)
         write_summary(folder, chosen, predict, results)
         report = report_segmentation(folder, chosen.card)
