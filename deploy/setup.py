@@ -12,7 +12,9 @@
    each deployment, or the catalog's own), and with SEGPIPE_HOME unset so that the pull step
    keeps ``{{ $SEGPIPE_HOME }}`` for the worker.
 
-Running it again updates everything. deploy/README.md lists the same steps as CLI commands.
+Running it again updates everything, and keeps each existing schedule on or off as it was (a
+schedule resumed or paused with ``prefect deployment schedule`` stays so; a new one takes the
+file's ``active``). deploy/README.md lists the same steps as CLI commands.
 """
 
 from __future__ import annotations
@@ -58,12 +60,32 @@ def project_with_schedules(catalog: Path) -> dict:
     return expand_project(project, open_catalog(catalog))
 
 
+async def schedules_on_server() -> dict[tuple[str, str], bool]:
+    """``{(deployment, schedule slug): active}`` of the deployments already on the server."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        deployments = await client.read_deployments()
+    return {(d.name, s.slug): s.active for d in deployments for s in d.schedules if s.slug}
+
+
+def keeping_states(project: dict, states: dict[tuple[str, str], bool]) -> dict:
+    """``project`` with each schedule the server already has set on or off as it is there."""
+    for deployment in project["deployments"]:
+        for schedule in deployment.get("schedules") or []:
+            key = (deployment["name"], schedule.get("slug"))
+            if key in states:
+                schedule["active"] = states[key]
+    return project
+
+
 def deploy(catalog: Path) -> None:
     """``prefect deploy --all`` from the repository root, without baking in SEGPIPE_HOME."""
     env = {k: v for k, v in os.environ.items() if k != "SEGPIPE_HOME"}
+    project = keeping_states(project_with_schedules(catalog), asyncio.run(schedules_on_server()))
     with tempfile.TemporaryDirectory() as tmp:
         expanded = Path(tmp) / "prefect.yaml"
-        expanded.write_text(yaml.safe_dump(project_with_schedules(catalog), sort_keys=False))
+        expanded.write_text(yaml.safe_dump(project, sort_keys=False))
         command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(expanded)]
         subprocess.run(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, check=True)
 

@@ -140,3 +140,18 @@ def test_worker_dask_config_unsets_malloc_trimming():
     config = yaml.safe_load((DEPLOY / "dask.yaml").read_text())
     assert config["distributed"]["nanny"]["pre-spawn-environ"] == {"MALLOC_TRIM_THRESHOLD_": None}
     assert "COPY deploy/dask.yaml /etc/dask/segpipe.yaml" in (DEPLOY / "Dockerfile").read_text()
+
+
+def test_a_schedule_turned_on_or_off_on_the_server_stays_so_when_setup_runs_again(project):
+    """Re-running setup.py (which adding a dataset needs) turned a resumed inbox back off and a
+    paused nightly schedule back on: every schedule took the file's `active` again."""
+    import copy
+
+    setup = load_setup()
+    states = {("inbox", "inbox"): True, ("nightly", "nightly-bbbc007"): False}
+    kept = setup.keeping_states(copy.deepcopy(project), states)
+    by_slug = {(d["name"], s["slug"]): s["active"] for d in kept["deployments"] for s in d.get("schedules") or []}
+    assert by_slug[("inbox", "inbox")] is True and by_slug[("nightly", "nightly-bbbc007")] is False
+    unchanged = {(d["name"], s["slug"]): s["active"] for d in project["deployments"] for s in d.get("schedules") or []}
+    assert {k: v for k, v in by_slug.items() if k not in states} == {k: v for k, v in unchanged.items() if k not in states}
+    assert unchanged[("inbox", "inbox")] is False  # the file's default, for a server that has none yet

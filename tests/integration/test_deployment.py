@@ -315,3 +315,23 @@ def test_segpipe_run_with_dask_predicts_and_scores_on_a_two_worker_local_cluster
 
 def per_image_scores(path: Path) -> list[tuple]:
     return [(row["name"], row["seg"], row["iou"]) for row in json.loads(path.read_text())["per_image"]]
+
+
+def test_setup_run_again_keeps_each_schedule_on_or_off_as_the_server_has_it(deployed):
+    """A schedule paused on the server was turned back on by the next setup.py (which adding a
+    dataset needs), and a resumed inbox turned back off."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        nightly = next(d for d in client.read_deployments() if d.name == "nightly")
+        paused = next(s for s in nightly.schedules if s.slug == "nightly-bbbc007")
+        client.update_deployment_schedule(nightly.id, paused.id, active=False)
+    result = subprocess.run([sys.executable, "deploy/setup.py"], cwd=ROOT, env=deployed.env, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with get_client(sync_client=True) as client:
+        nightly = next(d for d in client.read_deployments() if d.name == "nightly")
+        for deployment in client.read_deployments():
+            client.pause_deployment(deployment.id)  # nothing scheduled is left behind for the module's worker
+    active = {s.slug: s.active for s in nightly.schedules}
+    assert active["nightly-bbbc007"] is False and sum(active.values()) == len(active) - 1
