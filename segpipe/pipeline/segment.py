@@ -445,6 +445,7 @@ def _first_frame(folder: Path) -> Path:
 def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | None = None) -> Path:
     """``report.md`` and ``report.html`` of a run's tables, with overlays of a sample of its images."""
     from segpipe.report.segmentation import choose_sample, read_tables, write_segmentation_report
+    from segpipe.report.orientation import view_of
 
     counts, objects = read_tables(folder.root)
     stores = {}  # image name -> the input's store holding it
@@ -457,19 +458,23 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
     segmented = {str(row["image"]) for row in counts if row.get("status") != "failed"}
     spacing, guessed = pixel_sizes(set(stores.values()), card.unit, segmented)  # in the unit of measurements.csv
     sizes = {name: image_pixels(store, name) for name, store in stores.items() if name in segmented}
-    views = []
+    views, turned = [], {}
     for name in choose_sample(counts, pixels=sizes):
         if name not in stores:
             continue
         store = stores[name]
         labels = PredictionStore.open(folder.predictions(Path(store.path).name.removesuffix(".ome.zarr"))).labels(name)
         frames = labels.ndim - store.ndim
-        pixels = np.asarray(store.image(name).image[(slice(None), *([0] * frames))])
-        views.append((name, pixels, np.asarray(labels[(0,) * frames])))  # the per-image table names its input
+        image = store.image(name)
+        pixels = np.asarray(image.image[(slice(None), *([0] * frames))])
+        (pixels, plane), view_spacing = view_of(image.info, spacing.get(name, image.spacing), [pixels, np.asarray(labels[(0,) * frames])])
+        if view_spacing is not None:  # a NIfTI volume: drawn as Slicer draws it
+            turned[name] = view_spacing
+        views.append((name, pixels, plane))  # the per-image table names its input
     report = write_segmentation_report(
         folder.root, title=title or f"Segmentation with {card.name}", card=card, counts=counts, objects=objects,
         views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=spacing, guessed_spacing=guessed,
-        pixels_by_image=sizes,
+        pixels_by_image=sizes, anatomical=turned,
     )
     return report.path
 

@@ -35,6 +35,7 @@ from segpipe.prediction.predict import (
 )
 from segpipe.prediction.store import PredictionStore
 from segpipe.report import Report, read_history, read_runs, write_index, write_report
+from segpipe.report.orientation import view_of
 from segpipe.report.runs import append_run, new_run, run_entry
 from segpipe.report.write import headline_text, rank_images
 from segpipe.scoring import ScoreAccumulator
@@ -237,18 +238,19 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
     history = read_history(history_file) if history_file.is_file() else []
     predictions = PredictionStore.open(run.predictions)
     shown = {name for name, _, _ in rank_images(metrics)}  # the best and worst images (scored ones only)
-    views, spacing = [], None
+    views, spacing, anatomical = [], None, False
     for image in store.images(split, labelled=True):
         if image.name not in shown:
             continue
         prediction = predictions.read(image.name)
         pred = prediction.instances if prediction.instances is not None else prediction.semantic
-        views.append((image.name, np.asarray(image.image), np.asarray(image.labels), pred))  # every channel
-        spacing = image.spacing
+        volumes, turned = view_of(image.info, image.spacing, [np.asarray(image.image), np.asarray(image.labels), np.asarray(pred)])
+        views.append((image.name, *volumes))  # every channel; a NIfTI volume as Slicer draws it
+        spacing, anatomical = turned or image.spacing, turned is not None
     with naming(run.root):
         written = write_report(
             run.root, dataset=run.dataset, record=store.record, metrics=metrics, card=model.card, history=history,
-            views=views, runs=read_runs(run.root), spacing=spacing,
+            views=views, runs=read_runs(run.root), spacing=spacing, anatomical=anatomical,
         )  # images that failed are listed in the report from metrics["failed"]
         write_index(run.root.parent)
     return written
@@ -265,16 +267,20 @@ def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
     counts, objects = read_tables(run.root)
     spacing, guessed = pixel_sizes([store], store.unit, {str(row["image"]) for row in counts})  # as measure_run measures
     sizes = {str(row["image"]): image_pixels(store, str(row["image"])) for row in counts if row.get("status") != "failed"}
-    views = []
+    views, turned = [], {}
     for name in choose_sample(counts, pixels=sizes):
         image, labels = store.image(name), predictions.labels(name)
         frames = labels.ndim - store.ndim
-        views.append((name, np.asarray(image.image[(slice(None), *([0] * frames))]), np.asarray(labels[(0,) * frames])))
+        volumes = [np.asarray(image.image[(slice(None), *([0] * frames))]), np.asarray(labels[(0,) * frames])]
+        (pixels, plane), view_spacing = view_of(image.info, spacing.get(name, image.spacing), volumes)
+        if view_spacing is not None:  # a NIfTI volume: drawn as Slicer draws it
+            turned[name] = view_spacing
+        views.append((name, pixels, plane))
     with naming(run.root):
         written = write_segmentation_report(
             run.root, title=f"{run.dataset}: segmented with {card.name}", card=card, counts=counts, objects=objects,
             views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=spacing, guessed_spacing=guessed,
-            pixels_by_image=sizes,
+            pixels_by_image=sizes, anatomical=turned,
         )
         write_index(run.root.parent)
     return written

@@ -21,6 +21,7 @@ import numpy as np
 from segpipe.models.card import ModelCard
 from segpipe.report import figures as fig
 from segpipe.report.document import Details, Document, Figure, Notice, Section, Table, Text, to_html, to_markdown
+from segpipe.report.orientation import PLANES
 from segpipe.report.tables import card_table
 from segpipe.report.write import Report, _atomic_write
 
@@ -56,6 +57,7 @@ def write_class_report(
     spacing_by_image: dict[str, tuple[float, ...]],
     guessed_spacing: Collection[str],
     failed_blocks: tuple[list, list],
+    anatomical: dict[str, tuple[float, ...]],
 ) -> Report:
     """``report.md``, ``report.html`` and ``figures/`` of a class-map model's run (see the module).
 
@@ -63,7 +65,7 @@ def write_class_report(
     and table that :func:`~segpipe.report.segmentation.write_segmentation_report` makes of the
     failed inputs (intro blocks, summary blocks). The other arguments are its own.
     """
-    from segpipe.report.segmentation import _file_name, _pixel_size, _sample_legend, _size
+    from segpipe.report.segmentation import SAMPLE_CHOICE, _file_name, _pixel_size, _sample_legend, _size
 
     folder = Path(folder)
     figures_dir = folder / "figures"
@@ -117,13 +119,16 @@ def write_class_report(
             f"The {size_key} of each class per image, in {size_unit}."))
     sections.append(Section("Per image", per_image))
 
-    legend = _sample_legend(views, card, ndim, spacing_known=bool(spacing_by_image)).replace(
-        "outlines of the predicted objects", "outlines of the predicted classes' regions").split(" The sample shows")[0]
-    sample_blocks: list = [Text(legend + " Images with the fewest classes found come first.")] if views else [Text("No images shown.")]
+    legend = _sample_legend(views, card, ndim, spacing_known=bool(spacing_by_image), anatomical=bool(anatomical)).replace(
+        "outlines of the predicted objects", "outlines of the predicted classes' regions").replace(
+        SAMPLE_CHOICE, " Images with the fewest classes found come first.").replace("most predicted objects", "most of the classes")
+    sample_blocks: list = [Text(legend)] if views else [Text("No images shown.")]
     taken: set[str] = set()
     for name, image, labels in views:
         caption = f"{name}: " + ", ".join(f"{c} {_size(volumes.get(name, {}).get(c))} {size_unit}" for c in classes)
-        path = fig.outlines(image, labels, figures_dir / _file_name(name, taken), title=caption, spacing=spacing_by_image.get(name))
+        turned = anatomical.get(name)
+        path = fig.outlines(image, labels, figures_dir / _file_name(name, taken), title=caption, classes=True,
+                            spacing=turned or spacing_by_image.get(name), planes=PLANES if turned else None)
         sample_blocks.append(Figure(path, caption))
     sections.append(Section("Sample", sample_blocks))
     sections.append(Section("Model card", [card_table(card), Details("full model card (JSON)", card.to_json())]))

@@ -111,17 +111,20 @@ def _panel_grid(rows: list[tuple[float, int]], *, columns: int, fig_w: float):
         gridspec_kw={"height_ratios": heights},
     )
 
-def _plane_rows(channels: np.ndarray, *labels: np.ndarray, planes: tuple[int, ...], spacing: Sequence[float] | None) -> list[tuple]:
+def _plane_rows(channels: np.ndarray, *labels: np.ndarray, planes: tuple[int, ...], spacing: Sequence[float] | None,
+                named: Sequence[str] | None = None) -> list[tuple]:
     """``(name, channels, *labels, aspect)`` of each plane drawn: the image itself in 2D; the yx,
-    zx and zy planes through ``planes`` (z, y, x) of a volume, each at its physical aspect ratio."""
+    zx and zy planes through ``planes`` (z, y, x) of a volume, each at its physical aspect ratio
+    (``named``: what the three planes are, for a volume in an anatomical view)."""
     if channels.ndim == 3:
         return [("", channels, *labels, 1.0)]
     sz, sy, sx = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
     z, y, x = planes
+    names = [f"{n} plane" for n in named] if named else [f"yx plane z={z}", f"zx plane y={y}", f"zy plane x={x}"]
     return [
-        (f"yx plane z={z}", channels[:, z], *(a[z] for a in labels), sy / sx),
-        (f"zx plane y={y}", channels[:, :, y], *(a[:, y] for a in labels), sz / sx),
-        (f"zy plane x={x}", channels[:, :, :, x], *(a[:, :, x] for a in labels), sz / sy),
+        (names[0], channels[:, z], *(a[z] for a in labels), sy / sx),
+        (names[1], channels[:, :, y], *(a[:, y] for a in labels), sz / sx),
+        (names[2], channels[:, :, :, x], *(a[:, :, x] for a in labels), sz / sy),
     ]
 
 
@@ -133,6 +136,7 @@ def overlay(
     *,
     title: str,
     spacing: Sequence[float] | None = None,
+    planes: Sequence[str] | None = None,
 ) -> Path:
     """Save outlines of ground truth and prediction on the image.
 
@@ -147,6 +151,7 @@ def overlay(
         path: PNG file to write.
         title: Figure title.
         spacing: Pixel size per spatial axis (3D aspect ratios).
+        planes: What the three planes of a volume are (``orientation.PLANES`` for an anatomical view).
 
     Raises:
         ValueError: The image's spatial shape differs from the labels'.
@@ -155,7 +160,7 @@ def overlay(
     channels = image if image.ndim == gt.ndim + 1 else image[np.newaxis]
     if channels.shape[1:] != gt.shape or pred.shape != gt.shape:
         raise ValueError(f"image {image.shape}, ground truth {gt.shape} and prediction {pred.shape} do not fit")
-    rows = _plane_rows(channels, gt, pred, planes=cut_planes(gt) if gt.ndim == 3 else (), spacing=spacing)
+    rows = _plane_rows(channels, gt, pred, planes=cut_planes(gt) if gt.ndim == 3 else (), spacing=spacing, named=planes)
     n_gt, n_pred = _n_objects(gt), _n_objects(pred)
     edged = channels.shape[0] > 1
     fig, axes = _panel_grid([(r[2].shape[0] * r[4], r[2].shape[1]) for r in rows], columns=3, fig_w=12.0)
@@ -288,7 +293,8 @@ FLAG_COLOUR = (0.84, 0.37, 0.0)
 MAX_NAMED_IMAGES = 60
 
 
-def outlines(image: np.ndarray, labels: np.ndarray, path: Path, *, title: str, spacing: Sequence[float] | None = None) -> Path:
+def outlines(image: np.ndarray, labels: np.ndarray, path: Path, *, title: str, spacing: Sequence[float] | None = None,
+             planes: Sequence[str] | None = None, classes: bool = False) -> Path:
     """Save the image next to the outlines of its predicted objects (no ground truth).
 
     Columns: the image, the predicted outlines (magenta) on it. 2D images give one row; 3D
@@ -302,6 +308,8 @@ def outlines(image: np.ndarray, labels: np.ndarray, path: Path, *, title: str, s
         path: PNG file to write.
         title: Figure title.
         spacing: Pixel size per spatial axis (3D aspect ratios).
+        planes: What the three planes of a volume are (``orientation.PLANES`` for an anatomical view).
+        classes: The labels are a class map (titled by class, not by counted objects).
 
     Raises:
         ValueError: The image's spatial shape differs from the labels'.
@@ -310,13 +318,13 @@ def outlines(image: np.ndarray, labels: np.ndarray, path: Path, *, title: str, s
     channels = image if image.ndim == labels.ndim + 1 else image[np.newaxis]
     if labels.ndim not in (2, 3) or channels.shape[1:] != labels.shape:
         raise ValueError(f"image {image.shape} and labels {labels.shape} do not fit")
-    rows = _plane_rows(channels, labels, planes=cut_planes(labels) if labels.ndim == 3 else (), spacing=spacing)
+    rows = _plane_rows(channels, labels, planes=cut_planes(labels) if labels.ndim == 3 else (), spacing=spacing, named=planes)
     n = _n_objects(labels)
     edged = channels.shape[0] > 1
     fig, axes = _panel_grid([(r[2].shape[0] * r[3], r[2].shape[1]) for r in rows], columns=2, fig_w=9.0)
     for (label, plane, lab, aspect), ax_row in zip(rows, axes, strict=True):
         rgb = composite(plane)
-        panels = ((rgb, "image"), (_outlined(rgb, None, lab, edged=edged), f"predicted objects ({n})"))
+        panels = ((rgb, "image"), (_outlined(rgb, None, lab, edged=edged), "predicted classes" if classes else f"predicted objects ({n})"))
         for ax, (canvas, name) in zip(ax_row, panels, strict=True):
             ax.imshow(canvas, interpolation="nearest", aspect=aspect)
             ax.set_title(f"{name}{', ' + label if label else ''}", fontsize=9)

@@ -37,6 +37,7 @@ import numpy as np
 from segpipe.models.card import ModelCard
 from segpipe.report import figures as fig
 from segpipe.report.document import Details, Document, Figure, Notice, Section, Table, Text, to_html, to_markdown
+from segpipe.report.orientation import PLANES
 from segpipe.report.tables import card_table
 from segpipe.report.write import Report, _atomic_write
 
@@ -57,6 +58,10 @@ RULE = (
     f"or fewer than the median divided by {FACTOR:g}. The median is taken over every segmented image, empty ones included; "
     f"where the images differ in size by more than {SIZES_APART:g} times, each count is first scaled to the median image size."
 )
+
+#: How the sample was chosen, in the legend of the overlays.
+SAMPLE_CHOICE = (" The sample shows the flagged images first, then the images with the fewest and the most objects, the "
+                 "first image and the one closest to the median count; each caption says why its image was chosen.")
 
 # Columns of counts.csv and measurements.csv that hold text; the others hold numbers.
 _TEXT_COLUMNS = {"input", "image", "status", "error", "unit", "class"}
@@ -235,10 +240,8 @@ def _n_channels(image: np.ndarray, labels: np.ndarray) -> int:
     return int(np.shape(image)[0]) if np.ndim(image) == np.ndim(labels) + 1 else 1
 
 
-def _sample_legend(views: list, card: ModelCard, ndim: int, *, spacing_known: bool) -> str:
-    text = ("Magenta: outlines of the predicted objects. The sample shows the flagged images first, then the images "
-            "with the fewest and the most objects, the first image and the one closest to the median count; each "
-            "caption says why its image was chosen.")
+def _sample_legend(views: list, card: ModelCard, ndim: int, *, spacing_known: bool, anatomical: bool = False) -> str:
+    text = "Magenta: outlines of the predicted objects." + SAMPLE_CHOICE
     n_channels = max((_n_channels(image, labels) for _, image, labels in views), default=1)
     if n_channels > 1:
         names = card.channel_names if card.channel_names and len(card.channel_names) == n_channels else None
@@ -253,6 +256,9 @@ def _sample_legend(views: list, card: ModelCard, ndim: int, *, spacing_known: bo
             ", at the physical aspect ratio of each image's pixel size." if spacing_known
             else ", one pixel per voxel along every axis."
         )
+    if anatomical:
+        text += (" Volumes from NIfTI files are turned by their affine to axial, coronal and sagittal planes as 3D Slicer "
+                 "draws them: superior and anterior at the top, the subject's right on the right.")
     return text
 
 
@@ -269,6 +275,7 @@ def write_segmentation_report(
     spacing_by_image: dict[str, tuple[float, ...]] | None = None,
     guessed_spacing: Collection[str] = (),
     pixels_by_image: Mapping[str, int] | None = None,
+    anatomical: Mapping[str, tuple[float, ...]] | None = None,
 ) -> Report:
     """Write ``report.md``, ``report.html`` (self-contained) and ``figures/`` into ``folder``.
 
@@ -298,6 +305,8 @@ def write_segmentation_report(
             pixel size is marked as guessed.
         pixels_by_image: Pixels (voxels) of each image: the outlier rule compares counts scaled
             to the median image size where sizes differ (:func:`flag_outliers`).
+        anatomical: The views turned to the anatomical orientation (:mod:`segpipe.report.orientation`),
+            with the pixel size along the view's axes.
 
     Returns:
         The written report; ``tables`` hold its tables by key (``segmentation``, ``failed``,
@@ -325,7 +334,8 @@ def write_segmentation_report(
 
         return write_class_report(folder, title=title, card=card, segmented=segmented, failed=failed, objects=objects,
                                   views=views, unit=unit, ndim=ndim, spacing_by_image=spacing_by_image,
-                                  guessed_spacing=guessed_spacing, failed_blocks=(failed_notice, failed_table))
+                                  guessed_spacing=guessed_spacing, failed_blocks=(failed_notice, failed_table),
+                                  anatomical=anatomical or {})
     by_image = image_counts(segmented)
     inputs = {row["input"]: None for row in segmented}
     names = list(by_image)
@@ -431,15 +441,17 @@ def write_segmentation_report(
         ]))
 
     reasons = sample_reasons(by_image, n=max(len(views), SAMPLE_SIZE), pixels=pixels_by_image)
-    sample_blocks: list = [Text(_sample_legend(views, card, ndim, spacing_known=bool(spacing_by_image)))] if views else [
+    sample_blocks: list = [Text(_sample_legend(views, card, ndim, spacing_known=bool(spacing_by_image),
+                                               anatomical=bool(anatomical)))] if views else [
         Text("No images shown.")]
     taken: set[str] = set()
     for name, image, labels in views:
         n = by_image.get(name)
         reason = reasons.get(name, "shown")
         caption = f"{name}: {reason}" + ("" if n is None or reason.startswith("flagged") else f" ({n} objects)")
+        turned = (anatomical or {}).get(name)
         path = fig.outlines(image, labels, figures_dir / _file_name(name, taken), title=caption,
-                            spacing=spacing_by_image.get(name))
+                            spacing=turned or spacing_by_image.get(name), planes=PLANES if turned else None)
         sample_blocks.append(Figure(path, caption))
     sections.append(Section("Sample", sample_blocks))
     sections.append(Section("Model card", [card_table(card), Details("full model card (JSON)", card.to_json())]))

@@ -18,6 +18,7 @@ import numpy as np
 from segpipe.models.card import ModelCard
 from segpipe.report import figures as fig
 from segpipe.report.document import Details, Document, Figure, Notice, Section, Table, Text, to_html, to_markdown
+from segpipe.report.orientation import PLANES
 from segpipe.report.runs import HEADLINE, headline
 from segpipe.report.tables import (
     card_table,
@@ -209,6 +210,7 @@ def write_report(
     views: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
     runs: list[dict] | None = None,
     spacing: tuple[float, ...] | None = None,
+    anatomical: bool = False,
 ) -> Report:
     """Write ``report.md``, ``report.html`` (and a copy under ``reports/RUN.html``) and figures.
 
@@ -224,6 +226,7 @@ def write_report(
             labels ``([Z,] Y, X)``, 2D planes or volumes.
         runs: The dataset's run history (``runs.jsonl``), oldest first.
         spacing: Pixel size per axis, for 3D aspect ratios.
+        anatomical: The views are in the anatomical orientation (:mod:`segpipe.report.orientation`; ``spacing`` along their axes).
 
     Returns:
         The written report; ``tables`` hold the same tables for Prefect artifacts.
@@ -278,7 +281,8 @@ def write_report(
     for name, image, gt, pred in views:
         kind, score = rank.get(name, ("shown", None))
         title = f"{dataset} / {name}: {kind} image ({_image_scores(per_image.get(name, {}), image_score_label(metrics), score)})"
-        path = fig.overlay(image, gt, pred, figures_dir / f"overlay_{name}.png", title=title, spacing=spacing)
+        path = fig.overlay(image, gt, pred, figures_dir / f"overlay_{name}.png", title=title, spacing=spacing,
+                           planes=PLANES if anatomical else None)
         overlay_blocks.append(Figure(path, title))
     sections.append(Section("Best and worst images" if len(per_image) > 1 else "The test image", overlay_blocks))
 
