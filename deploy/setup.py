@@ -60,20 +60,36 @@ def project_with_schedules(catalog: Path) -> dict:
     return expand_project(project, open_catalog(catalog))
 
 
-async def schedules_on_server() -> dict[tuple[str, str], bool]:
-    """``{(deployment, schedule slug): active}`` of the deployments already on the server."""
+def flow_name(entrypoint: str) -> str:
+    """The name of the flow an entrypoint (``segpipe/flows/segment.py:segpipe_segment``) names."""
+    import importlib
+
+    path, name = entrypoint.split(":")
+    return getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name).name
+
+
+async def schedules_on_server() -> dict[tuple[str, str, str], bool]:
+    """``{(flow, deployment, schedule slug): active}`` of the deployments already on the server."""
     from prefect.client.orchestration import get_client
 
+    deployments, page = [], 200
     async with get_client() as client:
-        deployments = await client.read_deployments()
-    return {(d.name, s.slug): s.active for d in deployments for s in d.schedules if s.slug}
+        while True:  # every page: a shared server may hold more deployments than one answer gives
+            batch = await client.read_deployments(limit=page, offset=len(deployments))
+            deployments += batch
+            if len(batch) < page:
+                break
+        flows = {d.flow_id: (await client.read_flow(d.flow_id)).name for d in deployments}
+    return {(flows[d.flow_id], d.name, s.slug): s.active for d in deployments for s in d.schedules if s.slug}
 
 
-def keeping_states(project: dict, states: dict[tuple[str, str], bool]) -> dict:
-    """``project`` with each schedule the server already has set on or off as it is there."""
+def keeping_states(project: dict, states: dict[tuple[str, str, str], bool]) -> dict:
+    """``project`` with each schedule the server already has set on or off as it is there (to switch
+    one, `prefect deployment schedule pause|resume`: the file's ``active`` counts for new ones only)."""
     for deployment in project["deployments"]:
+        flow = flow_name(deployment["entrypoint"])
         for schedule in deployment.get("schedules") or []:
-            key = (deployment["name"], schedule.get("slug"))
+            key = (flow, deployment["name"], schedule.get("slug"))
             if key in states:
                 schedule["active"] = states[key]
     return project

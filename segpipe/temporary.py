@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,15 +83,28 @@ def writer_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(folder: str | Path) -> list[Path]:
-    """Remove the temporary files in ``folder`` whose writers no longer run (a killed process's
-    half-written copies); returns them. Stores have their own rule (``data.ingest.atomic``)."""
-    removed = []
+#: A temporary file untouched for this long whose writer's process id is not running here is a
+#: killed writer's. The age keeps a file another machine is writing into a shared folder (a Dask
+#: worker on another node, whose process ids mean nothing here) from being taken for one.
+STALE_AFTER = 3600.0
+
+
+def remove_stale(folder: str | Path, *, older_than: float = STALE_AFTER) -> list[Path]:
+    """Remove the temporary files in ``folder`` whose writers no longer run and that nothing has
+    written to for ``older_than`` seconds (a killed process's half-written copies); returns them.
+    Stores have their own rule (``data.ingest.atomic``)."""
+    removed, now = [], time.time()
     for candidate in Path(folder).glob(".*.tmp-*"):
         found = parse(candidate)
-        if found and found.kind == "tmp" and candidate.is_file() and not writer_alive(found.pid):
-            candidate.unlink(missing_ok=True)
-            removed.append(candidate)
+        if not (found and found.kind == "tmp" and candidate.is_file() and not writer_alive(found.pid)):
+            continue
+        try:
+            if now - candidate.stat().st_mtime < older_than:
+                continue
+        except OSError:  # gone meanwhile
+            continue
+        candidate.unlink(missing_ok=True)
+        removed.append(candidate)
     return removed
 
 

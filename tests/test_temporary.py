@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ast
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from segpipe.temporary import KINDS, meant, parse, remove_stale, replacing, temporary_path, writer_alive
+from segpipe.temporary import KINDS, STALE_AFTER, meant, parse, remove_stale, replacing, temporary_path, writer_alive
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segpipe"
 
@@ -84,7 +85,11 @@ def test_what_killed_writers_left_is_removed_by_the_next_writer_in_that_folder(t
             tmp_path / f".model.pt.tmp-{dead}-0123abcd.d"]  # a folder, not a file segpipe writes
     for name in (*left, *kept[:2]):
         name.write_bytes(b"half")
+        os.utime(name, (time.time() - 2 * STALE_AFTER,) * 2)  # killed long ago
     kept[2].mkdir()
+    recent = tmp_path / f".model.pt.tmp-{dead}-89abcdef"  # another machine's writer, its pid unknown here: still written to
+    recent.write_bytes(b"being written")
+    kept.append(recent)
     with replacing(path, keep_suffix=keep_suffix) as tmp:
         tmp.write_bytes(b"whole")
     assert path.read_bytes() == b"whole" and not any(p.exists() for p in left) and all(p.exists() for p in kept)
@@ -96,6 +101,7 @@ def test_a_folder_is_swept_once_per_process(tmp_path):
         tmp.write_text("a")
     later = tmp_path / f".b.csv.tmp-{_dead_pid()}-0123abcd"
     later.write_text("half")
+    os.utime(later, (time.time() - 2 * STALE_AFTER,) * 2)
     with replacing(tmp_path / "b.csv") as tmp:
         tmp.write_text("b")
     assert later.exists() and remove_stale(tmp_path) == [later] and not later.exists()

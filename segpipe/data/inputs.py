@@ -111,7 +111,8 @@ def find_inputs(patterns: list[str], *, base: Path | None = None, given: Mapping
 def settled_inputs(items: list[Input], *, seconds: float, now: float | None = None) -> tuple[list[Input], list[Input]]:
     """``items`` split into those whose files have not changed for ``seconds``, and those changed
     since (a file still being copied in: a copy that fills a file of its full size, as SMB does,
-    or one that grows). A folder input (a CTC sequence, an OME-Zarr image) counts its newest entry."""
+    or one that grows). A folder input (a CTC sequence, an OME-Zarr image) counts its newest entry
+    at any depth."""
     now = time.time() if now is None else now
     ready, waiting = [], []
     for item in items:
@@ -120,11 +121,15 @@ def settled_inputs(items: list[Input], *, seconds: float, now: float | None = No
 
 
 def _changed(path: Path) -> float:
-    """When ``path``, or for a folder its newest direct entry, last changed (0 when it is gone)."""
+    """When ``path``, or for a folder the newest file or folder anywhere in it (an OME-Zarr's chunks
+    lie folders deep), last changed; 0 when it is gone."""
     try:
+        newest = path.stat().st_mtime
         if path.is_dir():
-            return max([path.stat().st_mtime] + [entry.stat().st_mtime for entry in os.scandir(path)])
-        return path.stat().st_mtime
+            for root, dirs, files in os.walk(path):
+                for name in dirs + files:
+                    newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+        return newest
     except OSError:
         return 0.0
 

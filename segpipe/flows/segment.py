@@ -111,6 +111,11 @@ def segpipe_segment(
     predict = read.ordered(predict)
     try:
         return _segment_into(folder, inputs, gathered, chosen, output, read, predict, runner)
+    except NoInputs:  # gone by the time the folder was held (named again under its lock)
+        if not empty_ok:
+            raise
+        get_run_logger().info("%s: nothing to segment", " ".join(inputs))
+        return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
     except FolderBusy as busy:  # a scheduled run that finds the last one still at work leaves it be
         get_run_logger().info("%s", busy)
         return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0,

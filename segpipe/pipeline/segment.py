@@ -459,7 +459,7 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
     spacing, guessed = pixel_sizes(set(stores.values()), card.unit, segmented)  # in the unit of measurements.csv
     sizes = {name: image_pixels(store, name) for name, store in stores.items() if name in segmented}
     views, turned = [], {}
-    for name in choose_sample(counts, pixels=sizes):
+    for name in choose_sample(counts, pixels=sizes if card.instances else None):
         if name not in stores:
             continue
         store = stores[name]

@@ -405,7 +405,7 @@ def write_measurements(
             if not card.instances:  # a class map: each label is a class, named beside its number
                 columns = {"label": columns["label"], "class": np.array(card.classes, dtype=object)[columns["label"]],
                            **{k: v for k, v in columns.items() if k != "label"}}
-            columns |= world_centroids(columns, image, spacing)
+            columns |= world_centroids(columns, image, spacing, frame=index[0] if frames == 1 else 0)
             for k in range(columns["label"].size):
                 rows.append({"image": image.name, **frame, **{key: _plain(value[k]) for key, value in columns.items()}, "unit": unit})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -413,18 +413,20 @@ def write_measurements(
     return path
 
 
-def world_centroids(columns: dict[str, np.ndarray], image: StoredImage, spacing) -> dict[str, np.ndarray]:
+def world_centroids(columns: dict[str, np.ndarray], image: StoredImage, spacing, *, frame: int = 0) -> dict[str, np.ndarray]:
     """``world-x``, ``world-y``, ``world-z``: each object's centroid in the world coordinates of a
     NIfTI input's affine (scanner or template space, RAS, in the file's unit: what 3D Slicer and
-    FSLeyes show); none for inputs without an affine. ``columns``: :func:`measure_objects`'s."""
+    FSLeyes show); none for inputs without an affine. ``columns``: :func:`measure_objects`'s;
+    ``frame``: the frame measured, where one of the file's first three axes is time (a volume read
+    plane by plane, ``--axes XYT``: the plane's index along it)."""
     affine = image.info.get("affine")
     if affine is None:
         return {}
     affine = np.asarray(affine, dtype=float)
     axes = "zyx"[3 - len(spacing):]
-    voxel = {a.upper(): columns[f"centroid-{a}"] / float(s) for a, s in zip(axes, spacing)}
-    file_axes = [a for a in (image.info.get("source_axes") or "XYZ") if a in "ZYX"][:3]
     n = columns["label"].size
+    voxel = {a.upper(): columns[f"centroid-{a}"] / float(s) for a, s in zip(axes, spacing)} | {"T": np.full(n, float(frame))}
+    file_axes = list(image.info.get("source_axes") or "XYZ")[:3]
     index = np.stack([voxel.get(a, np.zeros(n)) for a in file_axes] + [np.zeros(n)] * (3 - len(file_axes)))
     world = affine[:3, :3] @ index + affine[:3, 3:4]
     return {f"world-{name}": world[k] for k, name in enumerate("xyz")}

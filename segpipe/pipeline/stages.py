@@ -238,7 +238,7 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
     history = read_history(history_file) if history_file.is_file() else []
     predictions = PredictionStore.open(run.predictions)
     shown = {name for name, _, _ in rank_images(metrics)}  # the best and worst images (scored ones only)
-    views, spacing, anatomical = [], None, False
+    views, spacing, anatomical = [], None, {}
     for image in store.images(split, labelled=True):
         if image.name not in shown:
             continue
@@ -246,7 +246,9 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
         pred = prediction.instances if prediction.instances is not None else prediction.semantic
         volumes, turned = view_of(image.info, image.spacing, [np.asarray(image.image), np.asarray(image.labels), np.asarray(pred)])
         views.append((image.name, *volumes))  # every channel; a NIfTI volume as Slicer draws it
-        spacing, anatomical = turned or image.spacing, turned is not None
+        spacing = image.spacing
+        if turned is not None:
+            anatomical[image.name] = turned
     with naming(run.root):
         written = write_report(
             run.root, dataset=run.dataset, record=store.record, metrics=metrics, card=model.card, history=history,
@@ -268,7 +270,7 @@ def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
     spacing, guessed = pixel_sizes([store], store.unit, {str(row["image"]) for row in counts})  # as measure_run measures
     sizes = {str(row["image"]): image_pixels(store, str(row["image"])) for row in counts if row.get("status") != "failed"}
     views, turned = [], {}
-    for name in choose_sample(counts, pixels=sizes):
+    for name in choose_sample(counts, pixels=sizes if card.instances else None):
         image, labels = store.image(name), predictions.labels(name)
         frames = labels.ndim - store.ndim
         volumes = [np.asarray(image.image[(slice(None), *([0] * frames))]), np.asarray(labels[(0,) * frames])]

@@ -3,9 +3,9 @@
 segpipe stores a NIfTI volume in the file's voxel order, so a report drew a brain as the array
 lay: coronal and sagittal planes upside down, left and right wherever the scanner put them. A
 view made here has its axes in the order superior, anterior, right (RAS, from the file's affine,
-as nibabel's ``io_orientation`` reads it), with superior and anterior reversed so that each
-plane is drawn as 3D Slicer and FSLeyes draw it: superior and anterior at the top, the subject's
-right on the right (neurological convention), the nose to the left in a sagittal plane.
+as nibabel's ``io_orientation`` reads it), each reversed so that every plane is drawn as 3D
+Slicer draws it: superior and anterior at the top, the subject's right on the left of the figure
+(the radiological convention), the nose to the left in a sagittal plane.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def anatomical_view(
             if flip_of_store[store_axis]:  # the file's axis runs against the world's
                 volume = np.flip(volume, axis=lead + store_axis)
         volume = np.moveaxis(volume, [lead + s for s in order], [lead, lead + 1, lead + 2])
-        shown.append(np.ascontiguousarray(volume[..., ::-1, ::-1, :]))  # superior and anterior at the top
+        shown.append(np.ascontiguousarray(volume[..., ::-1, ::-1, ::-1]))  # superior, anterior up; right on the left
     return shown, tuple(float(spacing[s]) for s in order)
 
 

@@ -258,7 +258,7 @@ def _sample_legend(views: list, card: ModelCard, ndim: int, *, spacing_known: bo
         )
     if anatomical:
         text += (" Volumes from NIfTI files are turned by their affine to axial, coronal and sagittal planes as 3D Slicer "
-                 "draws them: superior and anterior at the top, the subject's right on the right.")
+                 "draws them: superior and anterior at the top, the subject's right on the left (radiological convention).")
     return text
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,7 +211,7 @@ def write_report(
     views: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
     runs: list[dict] | None = None,
     spacing: tuple[float, ...] | None = None,
-    anatomical: bool = False,
+    anatomical: Mapping[str, tuple[float, ...]] | None = None,
 ) -> Report:
     """Write ``report.md``, ``report.html`` (and a copy under ``reports/RUN.html``) and figures.
 
@@ -226,7 +227,8 @@ def write_report(
             labels ``([Z,] Y, X)``, 2D planes or volumes.
         runs: The dataset's run history (``runs.jsonl``), oldest first.
         spacing: Pixel size per axis, for 3D aspect ratios.
-        anatomical: The views are in the anatomical orientation (:mod:`segpipe.report.orientation`; ``spacing`` along their axes).
+        anatomical: The views turned to the anatomical orientation (:mod:`segpipe.report.orientation`),
+            with the pixel size along each one's axes (used for it instead of ``spacing``).
 
     Returns:
         The written report; ``tables`` hold the same tables for Prefect artifacts.
@@ -281,8 +283,9 @@ def write_report(
     for name, image, gt, pred in views:
         kind, score = rank.get(name, ("shown", None))
         title = f"{dataset} / {name}: {kind} image ({_image_scores(per_image.get(name, {}), image_score_label(metrics), score)})"
-        path = fig.overlay(image, gt, pred, figures_dir / f"overlay_{name}.png", title=title, spacing=spacing,
-                           planes=PLANES if anatomical else None)
+        turned = (anatomical or {}).get(name)
+        path = fig.overlay(image, gt, pred, figures_dir / f"overlay_{name}.png", title=title, spacing=turned or spacing,
+                           planes=PLANES if turned else None)
         overlay_blocks.append(Figure(path, title))
     sections.append(Section("Best and worst images" if len(per_image) > 1 else "The test image", overlay_blocks))
 

@@ -179,3 +179,20 @@ def test_inputs_changed_within_the_settling_time_wait(inbox):
     ready, waiting = settled_inputs(items, seconds=30, now=now)
     assert [i.path.name for i in ready] == ["a.tif"] and [i.path.name for i in waiting] == ["b.tif", "01"]
     assert settled_inputs(items, seconds=0, now=now) == (items, [])
+
+
+def test_a_folder_changes_when_a_file_deep_in_it_does(tmp_path):
+    """An OME-Zarr's chunks lie folders deep: only the top entries were looked at, so a store still
+    being copied in counted as settled."""
+    import os
+
+    from segpipe.data.inputs import _changed
+
+    chunk = tmp_path / "x.ome.zarr" / "0" / "c" / "0" / "0"
+    chunk.parent.mkdir(parents=True)
+    chunk.write_bytes(b"x")
+    for root, dirs, files in os.walk(tmp_path / "x.ome.zarr"):
+        for name in [root, *(os.path.join(root, d) for d in dirs), *(os.path.join(root, f) for f in files)]:
+            os.utime(name, (1000.0, 1000.0))
+    os.utime(chunk, (5000.0, 5000.0))
+    assert _changed(tmp_path / "x.ome.zarr") == 5000.0

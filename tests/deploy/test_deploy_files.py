@@ -148,10 +148,12 @@ def test_a_schedule_turned_on_or_off_on_the_server_stays_so_when_setup_runs_agai
     import copy
 
     setup = load_setup()
-    states = {("inbox", "inbox"): True, ("nightly", "nightly-bbbc007"): False}
+    states = {("segpipe-segment", "inbox", "inbox"): True, ("segpipe-pipeline", "nightly", "nightly-bbbc007"): False,
+              ("another-flow", "inbox", "inbox"): False}  # another flow's deployment of the same name: not this one
     kept = setup.keeping_states(copy.deepcopy(project), states)
     by_slug = {(d["name"], s["slug"]): s["active"] for d in kept["deployments"] for s in d.get("schedules") or []}
     assert by_slug[("inbox", "inbox")] is True and by_slug[("nightly", "nightly-bbbc007")] is False
     unchanged = {(d["name"], s["slug"]): s["active"] for d in project["deployments"] for s in d.get("schedules") or []}
-    assert {k: v for k, v in by_slug.items() if k not in states} == {k: v for k, v in unchanged.items() if k not in states}
+    changed = {("inbox", "inbox"), ("nightly", "nightly-bbbc007")}
+    assert {k: v for k, v in by_slug.items() if k not in changed} == {k: v for k, v in unchanged.items() if k not in changed}
     assert unchanged[("inbox", "inbox")] is False  # the file's default, for a server that has none yet

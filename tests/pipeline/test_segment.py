@@ -875,3 +875,18 @@ def test_a_class_map_models_measurements_name_each_class(model_card, tmp_path):
     assert result.error is None and rows and [(r["label"], r["class"]) for r in rows] == [
         (str(k), card.classes[k]) for k in np.unique(labels[labels > 0])]
     assert [float(r["area"]) for r in rows] == [float(np.sum(labels == int(r["label"]))) for r in rows]
+
+
+def test_world_centroids_of_a_volume_read_plane_by_plane_take_the_planes_place():
+    """With --axes XYT each plane of a NIfTI volume is a frame: every object got plane 0's world z."""
+    from types import SimpleNamespace
+
+    from segpipe.pipeline.segment_files import world_centroids
+
+    affine = [[0.5, 0, 0, 10.0], [0, 0.5, 0, 20.0], [0, 0, 2.0, -30.0], [0, 0, 0, 1]]
+    columns = {"label": np.array([1, 2]), "centroid-y": np.array([1.0, 3.0]), "centroid-x": np.array([2.0, 4.0])}
+    image = SimpleNamespace(info={"affine": affine, "source_axes": "XYT"})
+    world = world_centroids(columns, image, (0.5, 0.5), frame=7)
+    # voxel (i, j, k) = (x / 0.5, y / 0.5, plane 7)
+    np.testing.assert_allclose(np.stack([world["world-x"], world["world-y"], world["world-z"]]),
+                               [[10 + 2.0, 10 + 4.0], [20 + 1.0, 20 + 3.0], [-30 + 14.0, -30 + 14.0]])

@@ -1,4 +1,5 @@
-"""Volumes from NIfTI files drawn as Slicer draws them, whatever order and direction the file stores."""
+"""Volumes from NIfTI files drawn as Slicer draws them (radiological: the subject's right on the
+figure's left), whatever order and direction the file stores."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def test_every_storage_of_one_volume_gives_one_view(order, flips):
     ras = rng.random((5, 6, 7))  # R, A, S
     ras[:, :, 6] = 10.0  # the top slice (most superior)
     ras[:, 5, :] += 100.0  # the front (most anterior)
+    ras[4, :, :] += 1000.0  # the subject's right side
     spacing = (1.0, 2.0, 3.0)  # R, A, S
     base, base_affine = _stored(ras, spacing, order=(0, 1, 2), flips=(False, False, False))
     store, affine = _stored(ras, spacing, order=order, flips=flips)
@@ -39,6 +41,7 @@ def test_every_storage_of_one_volume_gives_one_view(order, flips):
     np.testing.assert_array_equal(view, expected)
     assert view_spacing == (3.0, 2.0, 1.0)  # superior, anterior, right
     assert np.all(view[0, 0] >= 10.0) and np.all(view[0, :, 0] >= 100.0)  # superior and anterior at the top
+    assert np.all(view[0, :, :, 0] >= 1000.0) and np.all(view[0, :, :, 1:] < 1000.0)  # right on the left, as Slicer draws it
     np.testing.assert_array_equal(labels, view[0] > 50)
 
 

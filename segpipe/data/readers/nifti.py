@@ -125,6 +125,6 @@ def _pixdim_as_written(path: Path, header) -> list[float]:
     try:
         with ImageOpener(str(path)) as handle:
             written = type(header).from_fileobj(handle, check=False)
-        return [float(p) for p in written["pixdim"][1:4]]
+        return [abs(float(p)) for p in written["pixdim"][1:4]]  # a negative pixdim's size is its magnitude, as nibabel reads it
     except Exception:  # the header was read once already; fall back to it
-        return [float(z) for z in header.get_zooms()[:3]]
+        return [abs(float(z)) for z in header.get_zooms()[:3]]

@@ -84,3 +84,9 @@ def test_only_the_pixdim_line_is_dropped_from_nibabels_logger():
     assert len(mended) == 1
     record = logging.LogRecord("nibabel.global", logging.WARNING, "", 0, "%s", ("qform_code 5 not valid",), None)
     assert imageglobals.logger.filter(record)
+
+
+def test_a_negative_pixdim_is_its_magnitude(tmp_path):
+    """Read as written, a negative pixdim counted as none: that axis was taken at a guessed size."""
+    path = _write(tmp_path / "a.nii", np.eye(4), sform=0, qform=0, pixdim=(-0.8, 0.8, 2.0))
+    assert _spacing(path) == (2.0, pytest.approx(0.8), pytest.approx(0.8))
