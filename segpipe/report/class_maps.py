@@ -20,10 +20,10 @@ import numpy as np
 
 from segpipe.models.card import ModelCard
 from segpipe.report import figures as fig
-from segpipe.report.document import Details, Document, Figure, Notice, Section, Table, Text, to_html, to_markdown
+from segpipe.report.document import Details, Document, Figure, Notice, Section, Table, Text
 from segpipe.report.orientation import PLANES
 from segpipe.report.tables import card_table
-from segpipe.report.write import Report, _atomic_write
+from segpipe.report.write import Report
 
 
 def class_volumes(objects: list[dict], names: list[str], card: ModelCard, *, size_key: str) -> dict[str, dict[str, float]]:
@@ -65,7 +65,7 @@ def write_class_report(
     and table that :func:`~segpipe.report.segmentation.write_segmentation_report` makes of the
     failed inputs (intro blocks, summary blocks). The other arguments are its own.
     """
-    from segpipe.report.segmentation import SAMPLE_CHOICE, _file_name, _pixel_size, _sample_legend, _size
+    from segpipe.report.segmentation import SAMPLE_CHOICE, _file_name, _pixel_size, _sample_legend, _size, write_document
 
     folder = Path(folder)
     figures_dir = folder / "figures"
@@ -133,13 +133,4 @@ def write_class_report(
     sections.append(Section("Sample", sample_blocks))
     sections.append(Section("Model card", [card_table(card), Details("full model card (JSON)", card.to_json())]))
 
-    doc = Document(title, intro, sections)
-    markdown = to_markdown(doc)
-    _atomic_write(folder / "report.md", markdown)
-    _atomic_write(folder / "report.html", to_html(doc))
-    shown = {Path(f.path).name for f in doc.figures()}
-    for stale in figures_dir.glob("sample_*.png"):
-        if stale.name not in shown:
-            stale.unlink(missing_ok=True)
-    tables = {t.key: t.records() for t in doc.tables()}
-    return Report(markdown, folder / "report.md", [f.path for f in doc.figures()], folder / "report.html", tables, summary)
+    return write_document(folder, Document(title, intro, sections), summary)

@@ -456,14 +456,19 @@ def write_segmentation_report(
     sections.append(Section("Sample", sample_blocks))
     sections.append(Section("Model card", [card_table(card), Details("full model card (JSON)", card.to_json())]))
 
-    doc = Document(title, intro, sections)
+    return write_document(folder, Document(title, intro, sections), summary)
+
+
+def write_document(folder: Path, doc: Document, summary: str) -> Report:
+    """``report.md`` and ``report.html`` of ``doc`` in ``folder``; an earlier run's sample figures
+    of images not shown now are removed."""
     markdown = to_markdown(doc)
     path = folder / "report.md"
     _atomic_write(path, markdown)
     html_path = folder / "report.html"
     _atomic_write(html_path, to_html(doc))
     shown = {Path(f.path).name for f in doc.figures()}
-    for stale in figures_dir.glob("sample_*.png"):  # an earlier run's sample, of images not shown now
+    for stale in (folder / "figures").glob("sample_*.png"):
         if stale.name not in shown:
             stale.unlink(missing_ok=True)
     tables = {t.key: t.records() for t in doc.tables()}
