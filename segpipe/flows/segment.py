@@ -101,25 +101,18 @@ def segpipe_segment(
     folder = SegmentFolder(Path(output))
     given = folder.given_names()  # a names file it cannot read fails the run, not "nothing to segment"
     check_spacing(read, chosen.card)
+    nothing = {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
     try:
         gathered = SegmentInputs.gather(inputs, given, chosen.card, read, settled=settled)
-    except NoInputs:
+        return _segment_into(folder, inputs, gathered, chosen, output, read, read.ordered(predict), runner)
+    except NoInputs:  # none yet, or gone by the time the folder was held (named again under its lock)
         if not empty_ok:
             raise
         get_run_logger().info("%s: nothing to segment", " ".join(inputs))
-        return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
-    predict = read.ordered(predict)
-    try:
-        return _segment_into(folder, inputs, gathered, chosen, output, read, predict, runner)
-    except NoInputs:  # gone by the time the folder was held (named again under its lock)
-        if not empty_ok:
-            raise
-        get_run_logger().info("%s: nothing to segment", " ".join(inputs))
-        return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
+        return nothing
     except FolderBusy as busy:  # a scheduled run that finds the last one still at work leaves it be
         get_run_logger().info("%s", busy)
-        return {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0,
-                "failed": {}, "busy": str(busy)}
+        return {**nothing, "busy": str(busy)}
 
 
 def _segment_into(folder, patterns, gathered, chosen, output, read, predict, runner):
