@@ -32,7 +32,7 @@ import torch
 
 from segpipe.data.inputs import Input, find_inputs, settled_inputs
 from segpipe.data.readers import AxesSpec, open_source
-from segpipe.data.store import ImageStore
+from segpipe.data.store import ImageStore, StoredImage
 from segpipe.errors import InputError, ModelError, NoInputs, SegpipeError, naming
 from segpipe.models.card import ModelCard
 from segpipe.models.device import available_cpus, use_cpu_threads
@@ -445,7 +445,6 @@ def _first_frame(folder: Path) -> Path:
 def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | None = None) -> Path:
     """``report.md`` and ``report.html`` of a run's tables, with overlays of a sample of its images."""
     from segpipe.report.segmentation import choose_sample, read_tables, write_segmentation_report
-    from segpipe.report.orientation import view_of
 
     counts, objects = read_tables(folder.root)
     stores = {}  # image name -> the input's store holding it
@@ -456,46 +455,60 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
             continue
         stores.update(dict.fromkeys(store.names(), store))
     segmented = {str(row["image"]) for row in counts if row.get("status") != "failed"}
-    spacing, guessed = pixel_sizes(set(stores.values()), card.unit, segmented)  # in the unit of measurements.csv
-    sizes = {name: image_pixels(store, name) for name, store in stores.items() if name in segmented}
+    sizes = image_sizes(set(stores.values()), card.unit, segmented)  # in the unit of measurements.csv
     views, turned = [], {}
-    for name in choose_sample(counts, pixels=sizes if card.instances else None):
+    for name in choose_sample(counts, pixels=sizes.pixels if card.instances else None):
         if name not in stores:
             continue
         store = stores[name]
         labels = PredictionStore.open(folder.predictions(Path(store.path).name.removesuffix(".ome.zarr"))).labels(name)
-        frames = labels.ndim - store.ndim
         image = store.image(name)
-        pixels = np.asarray(image.image[(slice(None), *([0] * frames))])
-        (pixels, plane), view_spacing = view_of(image.info, spacing.get(name, image.spacing), [pixels, np.asarray(labels[(0,) * frames])])
-        if view_spacing is not None:  # a NIfTI volume: drawn as Slicer draws it
+        view, view_spacing = sample_view(image, labels, ndim=store.ndim, spacing=sizes.spacing.get(name, image.spacing))
+        views.append(view)  # the per-image table names its input
+        if view_spacing is not None:
             turned[name] = view_spacing
-        views.append((name, pixels, plane))  # the per-image table names its input
     report = write_segmentation_report(
         folder.root, title=title or f"Segmentation with {card.name}", card=card, counts=counts, objects=objects,
-        views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=spacing, guessed_spacing=guessed,
-        pixels_by_image=sizes, anatomical=turned,
+        views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=sizes.spacing, guessed_spacing=sizes.guessed,
+        pixels_by_image=sizes.pixels, anatomical=turned,
     )
     return report.path
 
 
-def image_pixels(store: ImageStore, name: str) -> int:
-    """The pixels (voxels) of a stored image, every frame of a time series (its objects are counted
-    over them), for comparing object counts by image size."""
-    return int(np.prod(store.image(name).image.shape[1:]))  # (C, [T,] [Z,] Y, X)
+@dataclasses.dataclass(frozen=True)
+class ImageSizes:
+    """What the segmentation report needs of each image's size: its pixel size in the tables' unit,
+    whether its file gave none (a pixel size was taken: the model's, or 1 per pixel), and its pixel
+    (voxel) count over every frame (its objects are counted over them), to compare counts by size."""
+
+    spacing: dict[str, tuple[float, ...]]
+    guessed: set[str]
+    pixels: dict[str, int]
 
 
-def pixel_sizes(stores, unit: str, names) -> tuple[dict[str, tuple[float, ...]], set[str]]:
-    """The pixel size in ``unit`` of each image of ``stores`` named in ``names``, and those of them
-    whose file gave none (a pixel size was taken: the model's, or 1 per pixel)."""
-    spacing, guessed = {}, set()
+def image_sizes(stores, unit: str, names) -> ImageSizes:
+    """:class:`ImageSizes` of each image of ``stores`` named in ``names``, in ``unit``."""
+    sizes = ImageSizes({}, set(), {})
     for store in stores:
         for image in store.images():
             if image.name in names:
-                spacing[image.name] = image.spacing_in(unit, default_unit=store.unit)
+                sizes.spacing[image.name] = image.spacing_in(unit, default_unit=store.unit)
+                sizes.pixels[image.name] = int(np.prod(image.image.shape[1:]))  # (C, [T,] [Z,] Y, X)
                 if image.info.get("spacing_source") == "default":
-                    guessed.add(image.name)
-    return spacing, guessed
+                    sizes.guessed.add(image.name)
+    return sizes
+
+
+def sample_view(image: StoredImage, labels, *, ndim: int, spacing: tuple[float, ...]) -> tuple[tuple, tuple[float, ...] | None]:
+    """``(name, pixels, labels)`` of an image's first frame as the report draws it (a NIfTI volume
+    turned as Slicer draws it, :func:`~segpipe.report.orientation.view_of`), and the turned view's
+    pixel size (``None``: drawn as stored)."""
+    from segpipe.report.orientation import view_of
+
+    frames = labels.ndim - ndim
+    volumes = [np.asarray(image.image[(slice(None), *([0] * frames))]), np.asarray(labels[(0,) * frames])]
+    (pixels, plane), turned = view_of(image.info, spacing, volumes)
+    return (image.name, pixels, plane), turned
 
 
 def measure_run(run_root: Path, store: ImageStore, predictions: PredictionStore, card: ModelCard, *, split: str) -> list[dict]:

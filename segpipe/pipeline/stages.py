@@ -260,29 +260,26 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
 
 def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
     """The report of a run without ground truth: objects per image, sizes, outliers, overlays."""
-    from segpipe.pipeline.segment import image_pixels, measure_run, pixel_sizes
+    from segpipe.pipeline.segment import image_sizes, measure_run, sample_view
     from segpipe.report.segmentation import choose_sample, read_tables, write_segmentation_report
 
     store, predictions = ImageStore.open(run.store), PredictionStore.open(run.predictions)
     card = predictions.model().card
     measure_run(run.root, store, predictions, card, split=split)
     counts, objects = read_tables(run.root)
-    spacing, guessed = pixel_sizes([store], store.unit, {str(row["image"]) for row in counts})  # as measure_run measures
-    sizes = {str(row["image"]): image_pixels(store, str(row["image"])) for row in counts if row.get("status") != "failed"}
+    sizes = image_sizes([store], store.unit, {str(row["image"]) for row in counts if row.get("status") != "failed"})
     views, turned = [], {}
-    for name in choose_sample(counts, pixels=sizes if card.instances else None):
-        image, labels = store.image(name), predictions.labels(name)
-        frames = labels.ndim - store.ndim
-        volumes = [np.asarray(image.image[(slice(None), *([0] * frames))]), np.asarray(labels[(0,) * frames])]
-        (pixels, plane), view_spacing = view_of(image.info, spacing.get(name, image.spacing), volumes)
-        if view_spacing is not None:  # a NIfTI volume: drawn as Slicer draws it
+    for name in choose_sample(counts, pixels=sizes.pixels if card.instances else None):
+        image = store.image(name)
+        view, view_spacing = sample_view(image, predictions.labels(name), ndim=store.ndim, spacing=sizes.spacing.get(name, image.spacing))
+        views.append(view)
+        if view_spacing is not None:
             turned[name] = view_spacing
-        views.append((name, pixels, plane))
     with naming(run.root):
         written = write_segmentation_report(
             run.root, title=f"{run.dataset}: segmented with {card.name}", card=card, counts=counts, objects=objects,
-            views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=spacing, guessed_spacing=guessed,
-            pixels_by_image=sizes, anatomical=turned,
+            views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=sizes.spacing, guessed_spacing=sizes.guessed,
+            pixels_by_image=sizes.pixels, anatomical=turned,
         )
         write_index(run.root.parent)
     return written
