@@ -135,8 +135,14 @@ def count_limits(
     median image size where sizes differ, :func:`scaled_counts`) is flagged; ``None`` where the rule
     does not apply (fewer than :data:`MIN_IMAGES` images, a median below 1)."""
     by_image = image_counts(counts)
-    compared = scaled_counts(by_image, pixels) or by_image
-    median = float(statistics.median(compared.values())) if compared else None
+    return _limits(by_image, _median(scaled_counts(by_image, pixels) or by_image), factor=factor, few=few)
+
+
+def _median(values: Mapping[str, float]) -> float | None:
+    return float(statistics.median(values.values())) if values else None
+
+
+def _limits(by_image: Mapping[str, int], median: float | None, *, factor: float, few: bool) -> tuple[float | None, float | None]:
     if median is None or len(by_image) < MIN_IMAGES or median < 1:
         return None, None
     return (median / factor if few else None), median * factor
@@ -161,8 +167,8 @@ def flag_outliers(
     by_image = image_counts(counts)
     scaled = scaled_counts(by_image, pixels)
     compared = scaled or by_image
-    median = float(statistics.median(compared.values())) if compared else None
-    low, high = count_limits(by_image, factor=factor, few=few, pixels=pixels)
+    median = _median(compared)
+    low, high = _limits(by_image, median, factor=factor, few=few)
     flags = {}
     for name, n in by_image.items():
         said = f"{n} objects" + (f" ({compared[name]:.3g} at the median image size)" if scaled else "")
