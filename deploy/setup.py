@@ -79,7 +79,7 @@ async def schedules_on_server() -> dict[tuple[str, str, str], bool]:
             deployments += batch
             if len(batch) < page:
                 break
-        flows = {d.flow_id: (await client.read_flow(d.flow_id)).name for d in deployments}
+        flows = {flow_id: (await client.read_flow(flow_id)).name for flow_id in {d.flow_id for d in deployments}}
     return {(flows[d.flow_id], d.name, s.slug): s.active for d in deployments for s in d.schedules if s.slug}
 
 

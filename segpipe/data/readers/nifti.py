@@ -108,8 +108,9 @@ def voxel_sizes(path: Path, image) -> list[float | None]:
     raw = _pixdim_as_written(path, header)
     if int(header["sform_code"]) > 0 or (int(header["qform_code"]) > 0 and all(p > 0 for p in raw)):
         norms = np.sqrt((np.asarray(image.affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
-        sizes = [float(p) if p > 0 and np.isclose(n, p, rtol=1e-4) else round(float(n), 6) for n, p in zip(norms, raw)]
-        if any(p > 0 and not np.isclose(n, p, rtol=1e-4) for n, p in zip(norms, raw)) and str(path) not in _WARNED:
+        agree = [bool(np.isclose(n, p, rtol=1e-4)) for n, p in zip(norms, raw)]
+        sizes = [float(p) if p > 0 and same else round(float(n), 6) for n, p, same in zip(norms, raw, agree)]
+        if any(p > 0 and not same for p, same in zip(raw, agree)) and str(path) not in _WARNED:
             _WARNED.add(str(path))
             log.warning("%s: the header's pixdim (%s) and its sform (%s) give different voxel sizes; taking the sform's, "
                         "which places the image and its labels in the world", path,
