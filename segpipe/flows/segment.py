@@ -27,14 +27,21 @@ forward_segpipe_logs()
 
 def input_key(path: str, name: str, kind: str, model: str, output: str, read: SegmentParams, predict: PredictParams) -> str:
     """The input's bytes (every file of it), the model's id, the settings and the output folder (a
-    series of a file is told by its name, ``STEM_sN``)."""
-    from segpipe.data.ingest import file_digest
+    series of a file is told by its name, ``STEM_sN``).
+
+    A file the input's store in the output folder recorded with the same size and time is not
+    read again: a scheduled run over an inbox of unchanged files costs a ``stat`` per file."""
+    from segpipe.data.ingest import current_digest
+    from segpipe.data.store import read_record
     from segpipe.models.model import Model
     from segpipe.pipeline.models import assumed_spacing
+    from segpipe.pipeline.segment_files import SegmentFolder
 
     source = Path(path)
     files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
-    digests = [[str(p.relative_to(source.parent)), file_digest(p)] for p in files]
+    known = (read_record(SegmentFolder(Path(output)).images(name)) or {}).get("sources") or {}
+    keys = [str(p.relative_to(source.parent)) for p in files]
+    digests = [[key, current_digest(p, known.get(key))["sha256"]] for key, p in zip(keys, files)]
     opened = Model.open(model)
     settings = [read.model_dump(mode="json"), predict.model_dump(mode="json", exclude={"device"})]
     assumed = assumed_spacing(opened.card)  # the pixel size a file without one is taken at

@@ -61,3 +61,30 @@ def test_the_training_key_changes_with_the_training_code(ingested, tmp_path, mon
     (package / "starts" / "model.pt").write_bytes(b"new weights")
     assert caching.train_key(ingested, params) != first
     assert caching.train_key(ingested, TrainParams(epochs=2)) != caching.train_key(ingested, params)
+
+
+def _rewrite_keeping_stat(path: Path) -> None:
+    """Change a file's bytes but keep its size and modification time."""
+    import os
+
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_the_ingest_key_reads_only_the_sources_whose_size_or_time_changed(ingested, crop_catalog):
+    """A repeated run checked the store against its sources by reading every source file (twice: the
+    key and the freshness check); a source the store recorded with the same size and time is now
+    taken at its recorded digest, as ingest itself takes it, and one whose time moved is read."""
+    import os
+
+    first = caching.ingest_key(str(crop_catalog), "crops", ingested)
+    assert caching.ingest_current(str(crop_catalog), "crops", ingested)
+    source = sorted((crop_catalog.parent / "images").glob("*.tif"))[0]
+    _rewrite_keeping_stat(source)  # unseen: not read
+    assert caching.ingest_key(str(crop_catalog), "crops", ingested) == first
+    os.utime(source)  # its time moves: read, and its new bytes change the key
+    assert caching.ingest_key(str(crop_catalog), "crops", ingested) != first
+    assert not caching.ingest_current(str(crop_catalog), "crops", ingested)

@@ -255,3 +255,30 @@ def test_an_inbox_passes_over_what_is_not_an_image_and_waits_for_files_being_cop
     os.utime(inbox / "arriving.tif", (old, old))  # the copy has ended
     summary = segpipe_segment(**kwargs)
     assert (summary["segmented"], summary["unchanged"]) == (1, 1), summary
+
+
+def test_a_scheduled_run_reads_only_the_inputs_whose_size_or_time_changed(prefect_harness, model_folder, tmp_path):
+    """Every run read every input in full for its cache key (an inbox of large stacks was read
+    again each tick); an input whose size and time are what its store in the output folder
+    recorded is now taken at the recorded digest, and one whose time moved is read again."""
+    import os
+
+    from segpipe.flows.segment import segpipe_segment
+    from segpipe.prediction.params import PredictParams
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    field = inbox / "field.tif"
+    tifffile.imwrite(field, tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")[:96, :96])
+    kwargs = dict(inputs=[str(inbox)], model=str(model_folder), output=str(tmp_path / "out"), predict=PredictParams(device="cpu"))
+    assert segpipe_segment(**kwargs)["segmented"] == 1
+    before = field.stat()
+    data = bytearray(field.read_bytes())
+    data[-1] ^= 0xFF
+    field.write_bytes(bytes(data))
+    os.utime(field, ns=(before.st_atime_ns, before.st_mtime_ns))  # new bytes, the recorded size and time
+    state = segpipe_segment(**kwargs, return_state=True)
+    assert task_states(state.state_details.flow_run_id) == {"segment-field": "Cached"}  # not read
+    os.utime(field)
+    state = segpipe_segment(**kwargs, return_state=True)
+    assert task_states(state.state_details.flow_run_id) == {"segment-field": "Completed"}

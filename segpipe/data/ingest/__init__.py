@@ -6,8 +6,8 @@ hold one step each: :mod:`~segpipe.data.ingest.fingerprint` (skip unchanged sour
 (one image and its labels), :mod:`~segpipe.data.ingest.stream` (slab-by-slab copy).
 """
 
-from segpipe.data.ingest.fingerprint import dataset_fingerprint, file_digest
+from segpipe.data.ingest.fingerprint import current_digest, dataset_fingerprint, file_digest
 from segpipe.data.ingest.params import IngestParams
 from segpipe.data.ingest.run import IngestResult, ingest_dataset
 
-__all__ = ["IngestParams", "IngestResult", "dataset_fingerprint", "file_digest", "ingest_dataset"]
+__all__ = ["IngestParams", "IngestResult", "current_digest", "dataset_fingerprint", "file_digest", "ingest_dataset"]

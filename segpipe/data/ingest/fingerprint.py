@@ -67,15 +67,19 @@ def collect_digests(dataset: Dataset, known: dict | None = None, *, files: Itera
     for path in files if files is not None else source_files(dataset):
         key = source_key(dataset, path)
         try:
-            now = stat_of(path)
+            out[key] = current_digest(path, known.get(key))
         except FileNotFoundError as err:
             raise InputError(f"{path}: file disappeared during ingest") from err
-        old = known.get(key)
-        if old and old.get("size") == now["size"] and old.get("mtime_ns") == now["mtime_ns"]:
-            out[key] = old
-        else:
-            out[key] = {**now, "sha256": file_digest(path)}
     return out
+
+
+def current_digest(path: Path, known: dict | None = None) -> dict:
+    """``{size, mtime_ns, sha256}`` of a file: ``known`` (an entry of a store's ``sources``) where
+    the file's size and time are still those, without reading it; else the file is read."""
+    now = stat_of(path)
+    if known and known.get("size") == now["size"] and known.get("mtime_ns") == now["mtime_ns"] and known.get("sha256"):
+        return known
+    return {**now, "sha256": file_digest(path)}
 
 
 def fingerprint_of(dataset: Dataset, digests: dict) -> str:
@@ -93,9 +97,10 @@ def fingerprint_of(dataset: Dataset, digests: dict) -> str:
     return digest.hexdigest()
 
 
-def dataset_fingerprint(dataset: Dataset) -> str:
-    """Fingerprint of a dataset, reading every file."""
-    return fingerprint_of(dataset, collect_digests(dataset))
+def dataset_fingerprint(dataset: Dataset, known: dict | None = None) -> str:
+    """Fingerprint of a dataset, reading every file but those ``known`` (a store's ``sources``)
+    with their recorded size and time."""
+    return fingerprint_of(dataset, collect_digests(dataset, known))
 
 
 def check_unchanged(dataset: Dataset, digests: dict) -> None:
