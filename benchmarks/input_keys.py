@@ -36,6 +36,7 @@ from segpipe.data.inputs import find_inputs, input_dataset  # noqa: E402
 from segpipe.flows.caching import keyed  # noqa: E402
 from segpipe.flows.segment import input_key  # noqa: E402
 from segpipe.models.model import Model  # noqa: E402
+from segpipe.pipeline.models import assumed_spacing  # noqa: E402
 from segpipe.pipeline.segment_files import SegmentFolder, SegmentParams  # noqa: E402
 from segpipe.prediction.params import PredictParams  # noqa: E402
 
@@ -47,7 +48,10 @@ def read_every_file(item, output: str, read: SegmentParams, predict: PredictPara
     source = item.path
     digests = [[str(p.relative_to(source.parent)), file_digest(p)] for p in [source]]
     settings = [read.model_dump(mode="json"), predict.model_dump(mode="json", exclude={"device"})]
-    return keyed("segment-input", output, item.name, item.kind, digests, Model.open(MODEL).id, settings)
+    opened = Model.open(MODEL)
+    assumed = assumed_spacing(opened.card)
+    return keyed("segment-input", output, item.name, item.kind, digests, opened.id, settings,
+                 *([] if assumed is None else [["assumed-spacing", list(assumed[0]), assumed[1]]]))
 
 
 def stat_checked(item, output: str, read: SegmentParams, predict: PredictParams) -> str:
@@ -91,8 +95,8 @@ def main() -> None:
             dataset = input_dataset(item, ndim=2, classes=card.classes, instances=True)
             ingest_dataset(dataset, SegmentFolder(output).images(item.name), progress=False, warn_spacing=False)
         read, predict = SegmentParams(), PredictParams()
-        assert [stat_checked(i, str(output.resolve()), read, predict) for i in items] == \
-            [stat_checked(i, str(output.resolve()), read, predict) for i in items]
+        out = str(output.resolve())
+        assert [stat_checked(i, out, read, predict) for i in items] == [read_every_file(i, out, read, predict) for i in items]
         can_drop = drop_page_cache()
         total = args.files * args.megabytes
         print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
@@ -100,7 +104,6 @@ def main() -> None:
         for condition in CONDITIONS:
             with under(condition):
                 for cold in ([False, True] if can_drop else [False]):
-                    out = str(output.resolve())
                     now = min(tick(stat_checked, items, out, read, predict, cold=cold) for _ in range(3))
                     before = min(tick(read_every_file, items, out, read, predict, cold=cold) for _ in range(3))
                     cache = "cold page cache" if cold else "warm page cache"

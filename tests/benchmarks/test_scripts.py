@@ -50,3 +50,24 @@ def test_segment_benchmark_plain_loop_matches_segpipe(crops_model, tmp_path, mon
     assert plain.max() >= 5  # the model finds nuclei, so the comparison means something
     assert abs(int(plain.max()) - int(ours.max())) <= 1
     assert np.mean((plain > 0) != (ours > 0)) < 1e-3
+
+
+def test_input_keys_baseline_gives_the_flows_key(tmp_path, monkeypatch):
+    """benchmarks/input_keys.py's baseline (every file read) gives the key the segment flow gives, for
+    an input first seen and for one its store recorded: it times the same key."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import input_keys as bench
+
+    from segpipe.data.ingest import ingest_dataset
+    from segpipe.data.inputs import find_inputs, input_dataset
+    from segpipe.pipeline.segment_files import SegmentFolder, SegmentParams
+    from segpipe.prediction.params import PredictParams
+
+    tifffile.imwrite(tmp_path / "field.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64])
+    (item,) = find_inputs([str(tmp_path / "field.tif")])
+    out, read, predict = str(tmp_path / "out"), SegmentParams(), PredictParams()
+    fresh = bench.stat_checked(item, out, read, predict)
+    assert fresh == bench.read_every_file(item, out, read, predict)
+    dataset = input_dataset(item, ndim=2, classes=["background", "cell"], instances=True)
+    ingest_dataset(dataset, SegmentFolder(tmp_path / "out").images(item.name), progress=False, warn_spacing=False)
+    assert bench.stat_checked(item, out, read, predict) == fresh == bench.read_every_file(item, out, read, predict)
