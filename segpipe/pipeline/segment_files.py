@@ -378,7 +378,8 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
         affine = source_affine(image.info, ndim=ndim)
         unit = image.info.get("unit")
         dims = (len(image.info.get("source_axes") or "") or None) if frames == 0 else None  # the file's own, as ingest read them
-        return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=unit, source_dims=dims)]
+        return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=unit, source_dims=dims,
+                             world=image.info.get("world"))]
     if item.kind in ("tiff", "png"):
         unit = image.info.get("unit")
         return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit)]

@@ -234,4 +234,5 @@ def export_maps(group: zarr.Group, image: StoredImage, card: ModelCard, folder: 
             elif fmt == "nifti":
                 path = folder / f"{image.name}_{name}.nii.gz"
                 if overwrite or not path.exists():
-                    export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim, unit=image.info.get("unit"))
+                    export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim, unit=image.info.get("unit"),
+                                 world=image.info.get("world"))

@@ -120,6 +120,10 @@ def export_tiff(array, path: str | Path, *, axes: str, spacing=None, unit: str |
     return path
 
 
+#: The spaces NIfTI's sform and qform codes name (``unknown`` is none: labels are placed anyway).
+WORLD_SPACES = ("scanner", "aligned", "talairach", "mni", "template")
+
+
 def source_affine(info: dict, *, ndim: int) -> np.ndarray:
     """Voxel-to-world 4x4 matrix (NIfTI ``(x, y, z)`` order) of a stored image's voxel grid.
 
@@ -145,7 +149,14 @@ def source_affine(info: dict, *, ndim: int) -> np.ndarray:
 
 
 def export_nifti(
-    array, path: str | Path, *, affine: np.ndarray, ndim: int, unit: str | None = None, source_dims: int | None = None
+    array,
+    path: str | Path,
+    *,
+    affine: np.ndarray,
+    ndim: int,
+    unit: str | None = None,
+    source_dims: int | None = None,
+    world: str | None = None,
 ) -> Path:
     """Write labels as NIfTI-1 (``.nii`` or ``.nii.gz``), streaming the data block.
 
@@ -159,6 +170,8 @@ def export_nifti(
             meter, millimeter and micrometer, anything else is written as unknown.
         source_dims: Dimensions of the NIfTI file the labels were made from: a 2D image stored as
             ``(x, y, 1)`` gets labels of that shape, so viewers overlay them (default: ``ndim``).
+        world: The space ``affine`` maps to, as NIfTI names it (the source's, so labels of an
+            image in MNI space say ``mni``); ``aligned`` when not given.
     """
     import nibabel as nib
 
@@ -175,8 +188,9 @@ def export_nifti(
     header.set_data_shape(nifti_shape)
     zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
     header.set_zooms(tuple(zooms[:ndim]) + (1.0,) * (len(nifti_shape) - ndim))
-    header.set_sform(affine, code="aligned")
-    header.set_qform(affine, code="aligned")
+    code = world if world in WORLD_SPACES else "aligned"
+    header.set_sform(affine, code=code)
+    header.set_qform(affine, code=code)
     header.set_xyzt_units(NIFTI_UNITS.get(unit or "", "unknown"))
     opener = gzip.open if path.name.endswith(".gz") else open
     with _atomic(path) as tmp:

@@ -856,6 +856,30 @@ def test_nifti_objects_are_placed_in_the_files_world_coordinates(model, tmp_path
         np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_nifti_labels_keep_the_space_their_image_was_placed_in(model, tmp_path):
+    """Labels were written as ``aligned`` whatever the image said: an image registered to MNI space
+    (sform code 4) got labels a viewer no longer showed in MNI space; a scanner-space image
+    (qform only, code 1) got ``aligned`` too."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64].T.astype(np.float32)
+    mni = nib.Nifti1Image(field, np.diag([1.0, 1.0, 1.0, 1.0]))
+    mni.set_sform(mni.affine, code="mni")
+    mni.set_qform(None, code="unknown")
+    scanner = nib.Nifti1Image(field, np.diag([1.0, 1.0, 1.0, 1.0]))
+    scanner.set_sform(None, code="unknown")
+    scanner.set_qform(scanner.affine, code="scanner")
+    bare = nib.Nifti1Image(field, None)
+    for name, image in (("mni", mni), ("scanner", scanner), ("bare", bare)):
+        nib.save(image, tmp_path / f"{name}.nii.gz")
+    predictor = Predictor.load(model, PredictParams(device="cpu", inference={"flip_tta": False}))
+    out = SegmentFolder(tmp_path / "out")
+    segment([str(tmp_path / f"{n}.nii.gz") for n in ("mni", "scanner", "bare")], predictor, out, progress=False)
+    codes = {}
+    for name in ("mni", "scanner", "bare"):
+        header = nib.load(out.labels / f"{name}_labels.nii.gz").header
+        codes[name] = (int(header["sform_code"]), int(header["qform_code"]))
+    assert codes == {"mni": (4, 4), "scanner": (1, 1), "bare": (2, 2)}
+
+
 def test_a_class_map_models_measurements_name_each_class(model_card, tmp_path):
     """Rows of a class map are classes, not objects: `label` 1/2 alone left the user to look up which."""
     import torch

@@ -137,6 +137,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     "plane": record.plane,
                     "source_axes": image.meta.axes,
                     "affine": _affine(image, window),
+                    "world": image.meta.world,
                 }
             )
     return infos

@@ -78,6 +78,7 @@ class NiftiSource(Source):
             unit=_UNITS.get(space_unit),
             affine=np.asarray(self._image.affine, dtype=float),
             axes=self._mapped,
+            world=world_space(header),
         )
 
     def read(self, t: int, window: Window) -> np.ndarray:
@@ -93,6 +94,18 @@ class NiftiSource(Source):
         opener = getattr(getattr(image, "dataobj", None), "_opener", None)
         if opener is not None:
             opener.close_if_mine()
+
+
+def world_space(header) -> str | None:
+    """The space of the affine nibabel places the image with: the sform's when it has a code, else
+    the qform's (``mni`` for an image registered to MNI space); ``None`` without either."""
+    from nibabel.nifti1 import xform_codes
+
+    for field in ("sform_code", "qform_code"):
+        code = int(header[field])
+        if code > 0:
+            return str(xform_codes.label[code]) if code in xform_codes.value_set() else None
+    return None
 
 
 def voxel_sizes(path: Path, image) -> list[float | None]:

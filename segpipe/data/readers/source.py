@@ -25,6 +25,8 @@ class Metadata:
         spacing: Physical size along ``(z, y, x)``; an entry is ``None`` when the file is silent.
         unit: Unit of the spacing, as an NGFF (UDUNITS) name, or ``None``.
         affine: 4x4 voxel-to-world matrix of a NIfTI file, in the file's own ``(i, j, k)`` order.
+        world: The space that affine maps to, as NIfTI names it (``scanner``, ``aligned``,
+            ``talairach``, ``mni``, ``template``); ``None`` when the file does not say.
         axes: The file axes as interpreted: one canonical letter (or ``-``) per file axis.
     """
 
@@ -32,6 +34,7 @@ class Metadata:
     unit: str | None = None
     affine: np.ndarray | None = None
     axes: str = ""
+    world: str | None = None
 
 
 class Source(ABC):
