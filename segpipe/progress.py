@@ -62,7 +62,7 @@ class Progress:
         self._last_line = self._start
         self._bar = None
         if enabled and self.terminal:
-            self._bar = tqdm(total=total, initial=done, desc=desc, unit=unit, **bar_size())
+            self._bar = _Bar(total=total, initial=done, desc=desc, unit=unit, budget_stop=self._budget_stop, **bar_size())
 
     def update(self, n: int = 1, **postfix: float | str) -> None:
         """``n`` more units done; ``postfix`` values are shown beside the bar (or in the line)."""
@@ -72,7 +72,7 @@ class Progress:
             return
         if self._bar is not None:
             stop = self._budget_stop()
-            self._bar.set_postfix({**self.postfix, **({"budget ends in": _duration(stop)} if stop is not None else {})}, refresh=False)
+            self._bar.set_postfix({**self.postfix, **({"ETA": "time budget"} if stop is not None else {})}, refresh=False)
             self._bar.update(n)
         elif time.monotonic() - self._last_line >= self.interval:
             self._line()
@@ -119,6 +119,23 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Bar(tqdm):
+    """tqdm's bar whose ETA is the time budget's end where the budget stops the work first (tqdm's
+    own counts every planned unit)."""
+
+    FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"  # tqdm's own layout
+
+    def __init__(self, *args, budget_stop: Callable[[], float | None], **kwargs):
+        self._stop = budget_stop  # before tqdm's first draw
+        super().__init__(*args, bar_format=self.FORMAT, **kwargs)
+
+    @property
+    def format_dict(self) -> dict:
+        values = super().format_dict
+        stop = self._stop()
+        return values if stop is None else {**values, "remaining": self.format_interval(stop)}
 
 
 def _duration(seconds: float) -> str:

@@ -80,3 +80,24 @@ def test_a_time_budget_that_ends_the_work_first_gives_the_eta(caplog):
     first, second = (r.getMessage() for r in caplog.records)
     assert "ETA 5 s (time budget)" in first
     assert "ETA" in second and "time budget" not in second
+
+
+def test_the_bar_on_a_terminal_gives_the_time_budgets_eta(capsys):
+    """On a terminal tqdm's own ETA still counted every planned iteration (the log line and a note
+    beside the bar gave the budget's end): the bar's ETA is now the budget's."""
+    import time
+
+    left = {"s": 65.0}
+    bar = Progress(100_000, desc="train", unit="it", terminal=True, time_left=lambda: left["s"])
+    time.sleep(0.05)
+    bar.update(1)  # 99,999 iterations left at 20 a second or less: over an hour by tqdm's count
+    bar.close()
+    drawn = capsys.readouterr().err.split("\r")[-1]
+    assert "<01:05," in drawn and "ETA=time budget" in drawn, drawn
+    left["s"] = 1e9  # a budget longer than the work: tqdm's own ETA, no note
+    bar = Progress(10, desc="train", unit="it", terminal=True, time_left=lambda: left["s"])
+    time.sleep(0.05)
+    bar.update(5)
+    bar.close()
+    drawn = capsys.readouterr().err.split("\r")[-1]
+    assert "time budget" not in drawn and "5/10" in drawn and "<00:0" in drawn, drawn
