@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from segpipe.data.records import ImageRecord
-from segpipe.errors import CatalogError
+from segpipe.errors import CatalogError, InputError
 
 FRAME = re.compile(r"^t(\d+)\.tiff?$")
 FULL_GT = re.compile(r"^man_seg(\d+)\.tiff?$")
@@ -74,6 +74,8 @@ def ctc_records(
         frames = _numbered(seq, FRAME)
         if not frames:
             raise CatalogError(f"{where}: {seq} holds no frame files named t000.tif, t001.tif, ...")
+        if gap := missing_frame(frames, seq):
+            raise CatalogError(f"{where}: {gap}")
         gt = seq.parent / template.format(seq=seq.name)
         if not gt.is_dir():
             if required:
@@ -138,8 +140,31 @@ def _annotations(gt: Path, frames: dict[int, Path], seq: Path, width: int, where
 
 
 def sequence_frames(folder: Path) -> dict[int, Path]:
-    """The frames ``t000.tif``, ``t001.tif``, ... of a sequence folder, by number."""
-    return _numbered(folder, FRAME)
+    """The frames ``t000.tif``, ``t001.tif``, ... of a sequence folder, by number.
+
+    Raises:
+        InputError: A frame is missing between the first and the last.
+    """
+    frames = _numbered(folder, FRAME)
+    if gap := missing_frame(frames, folder):
+        raise InputError(gap)
+    return frames
+
+
+def missing_frame(frames: dict[int, Path], seq: Path) -> str | None:
+    """What is wrong with a sequence whose frame numbers have a gap (the first missing one), or
+    ``None``: the challenge numbers every frame, and a result without one fails its checks."""
+    if not frames:
+        return None
+    numbers = sorted(frames)
+    missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+    if not missing:
+        return None
+    width = max(3, len(str(numbers[-1])))
+    more = f" ({len(missing)} frames missing in all)" if len(missing) > 1 else ""
+    return (f"{seq}: frame t{missing[0]:0{width}d}.tif is missing between t{numbers[0]:0{width}d} and "
+            f"t{numbers[-1]:0{width}d}{more}; a Cell Tracking Challenge sequence holds every frame "
+            "(its result would fail the challenge's checks)")
 
 
 def _numbered(folder: Path, pattern: re.Pattern) -> dict[int, Path]:

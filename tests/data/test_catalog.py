@@ -139,6 +139,28 @@ def test_ctc_sequence_without_ground_truth_folder(tmp_path):
         load_catalog(_write(tmp_path, body)).dataset("d")
 
 
+def test_a_ctc_sequence_missing_a_frame_is_refused(tmp_path):
+    """A sequence without t006.tif was ingested as 11 frames and exported without mask006.tif,
+    which the challenge's validator refuses."""
+    from segpipe.data.ctc import sequence_frames
+    from segpipe.errors import InputError
+
+    (tmp_path / "01").mkdir()
+    (tmp_path / "01_GT" / "SEG").mkdir(parents=True)
+    for t in (0, 1, 2, 5):
+        (tmp_path / "01" / f"t{t:03d}.tif").write_bytes(b"x")
+    (tmp_path / "01_GT" / "SEG" / "man_seg000.tif").write_bytes(b"x")
+    body = "datasets:\n  d:\n    format: ctc\n    images: '01'\n    split: {train: ['01']}\n"
+    message = r"01: frame t003.tif is missing between t000 and t005 \(2 frames missing in all\)"
+    with pytest.raises(CatalogError, match=message):
+        load_catalog(_write(tmp_path, body)).dataset("d")
+    with pytest.raises(InputError, match=message):  # segpipe segment's sequences
+        sequence_frames(tmp_path / "01")
+    for t in (3, 4):
+        (tmp_path / "01" / f"t{t:03d}.tif").write_bytes(b"x")
+    assert len(load_catalog(_write(tmp_path, body)).dataset("d").records) == 6
+
+
 def test_suffixes_pair_img_and_masks(tmp_path):
     (tmp_path / "png").mkdir()
     for name in ("001_img.png", "001_masks.png", "002_img.png"):
