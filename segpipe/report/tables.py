@@ -299,7 +299,10 @@ def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
     size (1 per pixel was taken), which the pixel size's row says."""
     training, config = card.training, card.training.config
     postprocess = card.postprocess.model_dump_json() if card.postprocess is not None else "argmax"
-    tuned_on = "validation and training images" if training.validation.get("tuned_with_training") else "validation"
+    tuned_on = _tuned_on(training.validation)
+    optimistic = "validation with the tuned post-processing (tuned on it: optimistic)"
+    if training.validation.get("tuned_with_training") and not training.validation.get("tuned_on"):
+        optimistic = "training images with the tuned post-processing (no validation images; trained and tuned on them: optimistic)"
     items = [
         ("model", card.name),
         ("network", f"{card.network} {json.dumps(card.network_options)}, {card.spatial_dims}D"),
@@ -315,14 +318,21 @@ def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
         ("training ended by", training.ended_by or "not recorded"),
         ("learning rate, batch", f"{config.get('learning_rate')}, {config.get('batch_size')}"),
         ("seed", str(config.get("seed"))),
-        (f"post-processing (tuned on {tuned_on})", postprocess),
-        (("validation with the tuned post-processing (tuned on it: optimistic)" if card.instances
-          else "validation (the kept weights; Dice per class in brackets)"), _validation_scores(training.validation)),
+        (f"post-processing (tuned on {tuned_on})" if card.instances else "post-processing", postprocess),
+        ((optimistic if card.instances else "validation (the kept weights; Dice per class in brackets)"),
+         _validation_scores(training.validation)),
         ("normalization", card.normalization.model_dump_json(exclude_none=True)),
         ("software", ", ".join(f"{k} {v}" for k, v in card.software.items())),
         ("config key", str(training.config_key)),
     ]
     return Table("model-card", "Model card", ["field", "value"], [[k, v] for k, v in items])
+
+
+def _tuned_on(validation: dict) -> str:
+    """What the post-processing was tuned on, as the card's ``validation`` records it."""
+    if validation.get("tuned_with_training"):
+        return "validation and training images" if validation.get("tuned_on") else "training images only: no validation images"
+    return "validation" if validation.get("tuned_on") or validation.get("seg") is not None else "nothing: the defaults"
 
 
 def training_start(training: TrainingRecord) -> str:

@@ -297,7 +297,8 @@ def write_report(
         choice = checkpoint_choice(history, best)
         if choice:
             training_blocks.append(Text(choice))
-        caption = "Training loss and validation scores per epoch" + (
+        validated = any(row.get("val_score") is not None for row in history)
+        caption = ("Training loss and validation scores per epoch" if validated else "Training loss per epoch (no validation images)") + (
             f"; the dashed line marks epoch {best}, whose weights were kept." if best is not None else "."
         )
         training_blocks.append(Figure(fig.training_curve(history, figures_dir / "training_curve.png", best_epoch=best), caption))

@@ -95,6 +95,10 @@ def train_model(
         log.info("training on %d CPU threads", use_cpu_threads(reserved=loader_workers(config, device)))
     card, model = _network(store, card, start, config, device)
     val_set = scorable(load_split(store, "validation", card=card))
+    if not store.images("validation", labelled=True):
+        log.warning("%s: no validation images (the catalog's split: names none): the last epoch's weights are "
+                    "kept%s; name validation images in split: to choose them on images the network does not learn",
+                    store.name, " and the post-processing is tuned on training images" if card.instances else "")
     dataset, transform = _training_data(store, card, config)
     optimizer = _optimizer(model, config)
     loss_fn = SegmentationLoss.for_config(config, n_classes=card.n_classes)
@@ -508,20 +512,27 @@ def _finish(model_dir: Path, history: list[dict], val_set, device, *, store: Ima
     best = Model.open(model_dir)
     card = best.card
     validation = {}
-    if card.instances and val_set:
+    train_set = tuning_training_set(store, card) if card.instances else []
+    if card.instances and (val_set or train_set):
         network = best.load(device)
-        predictions = predict_split(network, val_set, card, device)
-        train_set = tuning_training_set(store, card)
         training = predict_split(network, train_set, card, device) if train_set else None
-        params, scores = tune_instance_params(predictions, n_classes=card.n_classes, training=training)
+        if val_set:
+            predictions = predict_split(network, val_set, card, device)
+            params, scores = tune_instance_params(predictions, n_classes=card.n_classes, training=training)
+        else:  # the training images alone: better than settings no image chose
+            params, scores = tune_instance_params(training, n_classes=card.n_classes)
         card = card.model_copy(update={"postprocess": params})
         validation = {
             **scores.as_dict(),
             "tuned_on": [im.name for im, _, _, _ in val_set],
             "tuned_with_training": [im.name for im, _, _, _ in train_set],
         }
-        log.info("post-processing tuned on validation and %d training image(s): %s (validation OP_CSB %.4f)",
-                 len(train_set), params.model_dump(), scores.op_csb)
+        if val_set:
+            log.info("post-processing tuned on validation and %d training image(s): %s (validation OP_CSB %.4f)",
+                     len(train_set), params.model_dump(), scores.op_csb)
+        else:
+            log.info("post-processing tuned on %d training image(s), the run has no validation images: %s "
+                     "(their OP_CSB %.4f, optimistic: the network learnt them)", len(train_set), params.model_dump(), scores.op_csb)
     elif val_set:
         validation = _class_scores(best, val_set, device)
     last = history[-1] if history else {}

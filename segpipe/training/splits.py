@@ -124,7 +124,8 @@ def scorable(val_set: list) -> list:
         names = ", ".join(im.name for im, _, _, _ in val_set)
         log.warning(
             "the validation split has no object (%s: every label map is empty): it cannot choose a checkpoint "
-            "or tune the post-processing; keeping the last checkpoint, with the default post-processing",
+            "or tune the post-processing; keeping the last checkpoint (an instance model's post-processing is tuned on "
+            "training images)",
             names,
         )
         return []

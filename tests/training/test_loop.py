@@ -305,6 +305,28 @@ def test_a_validation_split_without_objects_still_keeps_a_model(crop_catalog, tm
     assert Model.open(tmp_path / "model").card.training.best_epoch == 1
 
 
+def test_a_run_without_validation_images_tunes_on_training_images_and_says_so(crop_catalog, tmp_path, caplog):
+    """A catalog naming no validation images (a CTC dataset of two sequences, as the docs' example)
+    kept the default post-processing while the report said it was tuned on validation: it is now
+    tuned on the training images, the card says so, and a warning names what to add."""
+    import logging
+    import re
+
+    text = crop_catalog.read_text()
+    validation = re.search(r"validation: \[([^\]]*)\]", text).group(1)
+    text = re.sub(r"\n\s*validation: \[[^\]]*\]", "", text).replace("train: [", f"train: [{validation}, ")
+    crop_catalog.write_text(text)
+    ingest_dataset(load_catalog(crop_catalog).dataset("crops"), tmp_path / "data.zarr", progress=False)
+    store = ImageStore.open(tmp_path / "data.zarr")
+    assert not store.images("validation")
+    with caplog.at_level(logging.WARNING, logger="segpipe.training.loop"):
+        result = train_model(store, tmp_path / "model", TrainParams(**{**TINY, "epochs": 1}, device="cpu"), progress=False)
+    assert "no validation images" in caplog.text and "name validation images in split:" in caplog.text
+    validation = result.model.card.training.validation
+    assert validation["tuned_on"] == [] and validation["tuned_with_training"] == [im.name for im in store.images("train")]
+    assert 0 <= validation["seg"] <= 1 and result.model.card.training.best_epoch == 1
+
+
 def test_checkpoints_are_ranked_on_predictions_without_flips(store, tmp_path):
     """Validation during training predicts each window once; the tuning after it, as prediction does, with flips."""
     from segpipe.training.loop import _validate
