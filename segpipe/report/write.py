@@ -295,9 +295,11 @@ def write_report(
     if history:
         best = card.training.best_epoch
         choice = checkpoint_choice(history, best)
+        validated = any(row.get("val_score") is not None for row in history)
+        if not validated and best is not None and best == int(history[-1].get("epoch") or 0):
+            choice = "No validation images: the last epoch's weights were kept, whatever their quality."
         if choice:
             training_blocks.append(Text(choice))
-        validated = any(row.get("val_score") is not None for row in history)
         caption = ("Training loss and validation scores per epoch" if validated else "Training loss per epoch (no validation images)") + (
             f"; the dashed line marks epoch {best}, whose weights were kept." if best is not None else "."
         )

@@ -135,6 +135,23 @@ def test_training_section_says_how_training_ended(tmp_path, model_card):
     assert "validation check" not in section and "checkpoint was kept" not in section  # nothing validated
 
 
+def test_training_section_of_a_run_without_validation_images_says_so(tmp_path, model_card):
+    """The curve's caption spoke of validation scores and nothing said the last weights were kept unchecked."""
+    from segpipe.models.card import TrainingRecord
+
+    gt = squares()
+    metrics = scored([("a", gt, gt)], [("a", gt, gt)])
+    training = TrainingRecord(epochs=4, iterations=100, best_epoch=4, seconds=60.0, ended_by="iterations",
+                              validation={"seg": 0.9, "tuned_on": [], "tuned_with_training": ["t"]})
+    history = [{"epoch": float(e), "train_loss": 1.0 / e} for e in range(1, 5)]
+    report = write_report(tmp_path, dataset="demo", record=RECORD, metrics=metrics, card=model_card(training=training),
+                          history=history, views=[])
+    section = report.markdown.split("## Training")[1].split("## ")[0]
+    assert "No validation images: the last epoch's weights were kept" in section
+    assert "Training loss per epoch (no validation images); the dashed line marks epoch 4" in section
+    assert "validation scores" not in section
+
+
 def test_training_section_says_why_an_earlier_checkpoint_was_kept(tmp_path, model_card):
     from segpipe.models.card import TrainingRecord
 
