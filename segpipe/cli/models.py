@@ -113,7 +113,8 @@ def model_row(folder: Path | str, card) -> list[str]:
         f"{card.spatial_dims}D",
         channels,
         ",".join(card.classes) + (" +instances" if card.instances else ""),
-        "each image's own" if card.generalist else "x".join(f"{s:g}" for s in card.spacing) + f" {card.unit}",
+        "each image's own" if card.generalist else "x".join(f"{s:g}" for s in card.spacing) + f" {card.unit}"
+        + (" (not known: each image's own)" if card.spacing_guessed else ""),
         training.dataset or "-",
         str(training.epochs) if training.epochs is not None else "-",
         training.ended_by or "-",

@@ -565,8 +565,11 @@ def package_readme(card: ModelCard) -> str:
         "",
         f"Normalization (the package's `preprocessing`): {how}",
         "",
-        f"Pixel size the model was trained at: {spacing} {card.unit} ({', '.join(axes)}); images at "
-        "another pixel size should be resampled to it first (`segpipe segment` does).",
+        (f"Pixel size the model was trained at: not known (its training images' files gave none; {spacing} "
+         f"{card.unit} was taken): give it images at their own pixels, its objects about as many pixels across as "
+         "in its training images." if card.spacing_guessed else
+         f"Pixel size the model was trained at: {spacing} {card.unit} ({', '.join(axes)}); images at "
+         "another pixel size should be resampled to it first (`segpipe segment` does)."),
         "",
         "## Output",
         "",
@@ -628,7 +631,7 @@ def _describe(model: Model, files: dict[str, Path], *, authors: Sequence[str], l
     ndim = card.spatial_dims
     axis_ids = [spec.AxisId(a) for a in "zyx"[3 - ndim :]]
     unit = normalize_unit(card.unit)
-    physical = [{"unit": unit, "scale": float(s)} if unit else {} for s in card.spacing]
+    physical = [{"unit": unit, "scale": float(s)} if unit and not card.spacing_guessed else {} for s in card.spacing]
     in_channels = card.channel_names or [f"channel{c}" for c in range(card.in_channels)]
     out_channels = [*card.classes, *(name.replace(" ", "_") for name in card.output_names[card.n_classes :])]
     float32 = spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype="float32"))

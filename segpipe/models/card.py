@@ -21,9 +21,9 @@ from segpipe.inference.postprocess import InstanceParams
 #: Version of the card's layout; a reader refuses cards from a newer segpipe before it reads
 #: their fields (a newer card's fields would otherwise be reported as unknown). 2: the fields
 #: ``object_size`` and ``training.init_inputs``; 3: ``normalization.skip_fill``; 4:
-#: ``postprocess.edge_min_size``. A card of an earlier version reads as it is (its missing fields
-#: take their defaults).
-CARD_VERSION = 4
+#: ``postprocess.edge_min_size``; 5: ``spacing_guessed``. A card of an earlier version reads as it
+#: is (its missing fields take their defaults).
+CARD_VERSION = 5
 
 
 class TrainingRecord(BaseModel):
@@ -82,6 +82,9 @@ class ModelCard(BaseModel):
         instances: Whether the model separates objects (a distance map and a watershed).
         patch_size: Training window, also the inference window, per spatial axis.
         spacing: Pixel or voxel size the model was trained at, per spatial axis.
+        spacing_guessed: The training images' files gave no pixel size (nor did the catalog), so
+            ``spacing`` is the 1 per pixel ingest took for them: no physical size. New images are
+            then predicted at their own pixels, never resampled to it.
         unit: Unit of ``spacing``.
         normalization: How input intensities are scaled.
         inference: Sliding-window settings the model was validated with.
@@ -111,6 +114,7 @@ class ModelCard(BaseModel):
     instances: bool
     patch_size: tuple[int, ...]
     spacing: tuple[float, ...]
+    spacing_guessed: bool = False
     unit: str = "micrometer"
     normalization: NormalizationSpec
     inference: InferenceParams = Field(default_factory=InferenceParams)

@@ -83,7 +83,8 @@ def entry_model(catalog: Catalog, dataset: str, *, output: str | Path, untrained
 def assumed_spacing(card: ModelCard) -> tuple[tuple[float, ...], str] | None:
     """The pixel size taken for a file that gives none: the model's, so the network sees the image
     at its own pixels (as Cellpose and StarDist see every image) instead of resampled from a guess;
-    ``None`` (1 per pixel, for the measurements only) for a model that does not use pixel sizes."""
-    if card.generalist or card.object_size:
+    ``None`` (1 per pixel, for the measurements only) for a model that does not use pixel sizes
+    (a generalist, a model of one object size, a model whose own pixel size was a guess)."""
+    if card.generalist or card.object_size or card.spacing_guessed:
         return None
     return tuple(float(s) for s in card.spacing), card.unit

@@ -227,6 +227,10 @@ def _size(value: float | None) -> str:
     return f"{value:.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
 
 
+#: What the pixel-size row adds for a model whose training files gave no pixel size.
+GUESSED = ": not known, the training images' files gave none; each image was segmented at its own pixels"
+
+
 def _pixel_size(spacing, unit: str) -> str:
     spacing = tuple(spacing)
     return f"{' × '.join(f'{s:g}' for s in spacing)} {unit} ({', '.join('zyx'[3 - len(spacing):])})"
@@ -385,7 +389,7 @@ def write_segmentation_report(
     items = [
         ("model", f"{card.name} ({card.network}, {card.spatial_dims}D, {', '.join(card.classes[1:])})"),
         ("trained on", trained_on),
-        ("pixel size trained at", _pixel_size(card.spacing, card.unit)),
+        ("pixel size trained at", _pixel_size(card.spacing, card.unit) + (GUESSED if card.spacing_guessed else "")),
         ("inputs", str(len(inputs) + n_failed)),
         ("images segmented", str(len(names))),
         ("inputs failed", str(n_failed)),

@@ -285,6 +285,9 @@ def _pixel_size_row(card: ModelCard, *, guessed: bool) -> tuple[str, str]:
     """What the card's pixel size means for new images: resampled to it, or (a generalist, a model
     of one object size) not, where each image is taken at its own pixels or its objects' size."""
     size = f"{list(card.spacing)} {card.unit}"
+    if card.spacing_guessed and not card.generalist and not card.object_size:
+        return "pixel size", (f"not known: the training images' files gave none and 1 per pixel was taken ({size} in its "
+                              "card); new images are predicted at their own pixels (set spacing: in the catalog to train at it)")
     if card.generalist:
         return "pixel size", f"each image's own: a generalist takes images as they are ({size} in its card)"
     if card.object_size:

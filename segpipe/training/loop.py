@@ -258,6 +258,7 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
         instances=instances,
         patch_size=tuple(config.patch_size),
         spacing=tuple(config.spacing),
+        spacing_guessed=all(im.info.get("spacing_source") == "default" for im in store.images("train")),
         unit=store.unit,
         normalization=normalization_spec(config.normalization, fingerprint),
         postprocess=InstanceParams() if instances else None,

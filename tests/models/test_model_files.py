@@ -104,6 +104,7 @@ LAYOUT = {
         "training.iterations", "training.seconds", "training.validation", "unit",
     }),
 }
+LAYOUT[5] = LAYOUT[4] | {"spacing_guessed"}
 
 
 def _layout(model: type[BaseModel], prefix: str = "") -> set[str]:

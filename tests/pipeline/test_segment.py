@@ -262,11 +262,37 @@ def test_sizes_and_pixel_sizes_are_in_the_models_unit_for_every_input(model, tmp
     assert len(areas["um0"]) > 3 and areas["nm"] == areas["um0"]
     assert (out.labels / "nm_labels.tif").is_file() and out.images("nm").is_dir()
     report = (out.root / "report.md").read_text()
-    assert report.count("| 0.5 × 0.5 micrometer (y, x) |") == 5 and "nanometer" not in report and "guessed" not in report
+    assert report.count("| 0.5 × 0.5 micrometer (y, x) |") == 5 and "nanometer" not in report
+    assert "guessed" not in report.replace('"spacing_guessed"', "")  # the card's field, in its JSON
     captions = re.findall(r"!\[(\S+): ([a-z ]+) \(\d+ objects\)\]", report)  # each sampled image says why it is shown
     reasons = {"fewest objects", "most objects", "first image", "closest to the median count", "next image"}
     assert len(captions) == 4 and all(reason in reasons for _, reason in captions), captions
     assert sorted(p.name for p in (out.root / "figures").glob("sample_*.png")) == sorted(f"sample_{n}.png" for n, _ in captions)
+
+
+def test_a_model_whose_pixel_size_was_guessed_segments_images_at_their_own_pixels(model, tmp_path, caplog):
+    """A model trained on files without a pixel size (ingest took 1 um a pixel) resampled a 0.33 um
+    image to that guess, three times smaller: a walk-through found 44 of 60 nuclei. Such an image is
+    now segmented at its own pixels, as --no-resample does, and one warning says why."""
+    import logging
+
+    assert model.card.spacing_guessed and list(model.card.spacing) == [1.0, 1.0]
+    (tmp_path / "in").mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:128, :128]
+    tifffile.imwrite(tmp_path / "in" / "a.ome.tif", field, ome=True, metadata={"axes": "YX", "PhysicalSizeX": 0.33, "PhysicalSizeY": 0.33})
+    labels = {}
+    for name, resample in (("default", True), ("own", False)):
+        out = SegmentFolder(tmp_path / name)
+        with caplog.at_level(logging.WARNING, logger="segpipe.pipeline.segment"):
+            caplog.clear()
+            (result,) = segment([str(tmp_path / "in")], Predictor.load(model, PredictParams(device="cpu", resample=resample)), out,
+                                progress=False)
+        assert result.error is None
+        labels[name] = tifffile.imread(out.labels / "a_labels.tif")
+        said = [r.getMessage() for r in caplog.records if "the pixel size the model was trained at is not known" in r.getMessage()]
+        assert len(said) == 1 and "1 input(s) with a pixel size" in said[0] and "1x1 micrometer per pixel was taken" in said[0]
+    assert labels["default"].max() > 3
+    np.testing.assert_array_equal(labels["default"], labels["own"])
 
 
 def test_the_command_line(model, inputs, tmp_path):
@@ -353,7 +379,8 @@ def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_pat
     field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
     for k in range(3):
         tifffile.imwrite(folder / f"plain_{k}.tif", np.rot90(field, k))
-    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    known = save_model(tmp_path / "known", model.state_dict(), model.card.model_copy(update={"spacing_guessed": False}))
+    predictor = Predictor.load(known, PredictParams(device="cpu"))
     with caplog.at_level(logging.WARNING):
         segment([str(folder)], predictor, SegmentFolder(tmp_path / "out"), progress=False)
     spacing = [r.getMessage() for r in caplog.records if "pixel size" in r.getMessage()]
@@ -371,7 +398,7 @@ def test_an_input_without_a_pixel_size_is_taken_at_the_models(model, tmp_path):
     import csv
 
     fine = tmp_path / "fine"
-    save_model(fine, model.state_dict(), model.card.model_copy(update={"spacing": (0.5, 0.5)}))
+    save_model(fine, model.state_dict(), model.card.model_copy(update={"spacing": (0.5, 0.5), "spacing_guessed": False}))
     folder = tmp_path / "inbox"
     folder.mkdir()
     tifffile.imwrite(folder / "plain.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96])

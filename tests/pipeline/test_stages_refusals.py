@@ -117,7 +117,7 @@ def test_an_entry_applying_a_model_takes_its_pixel_size_for_files_without_one(tm
     from segpipe.data.store import ImageStore
     from segpipe.models.model import save_model
 
-    fine = save_model(tmp_path / "fine", crops_model.state_dict(), crops_model.card.model_copy(update={"spacing": (0.5, 0.5)}))
+    fine = save_model(tmp_path / "fine", crops_model.state_dict(), crops_model.card.model_copy(update={"spacing": (0.5, 0.5), "spacing_guessed": False}))
     catalog, out = _unlabelled(tmp_path, fine.folder), tmp_path / "runs"
     assert segpipe_cli("ingest", "seg", "--catalog", catalog, "--output", out).code == 0
     (image,) = ImageStore.open(out / "seg" / "data.zarr").images()

@@ -305,6 +305,22 @@ def test_a_validation_split_without_objects_still_keeps_a_model(crop_catalog, tm
     assert Model.open(tmp_path / "model").card.training.best_epoch == 1
 
 
+@pytest.mark.parametrize(("spacing", "guessed"), [(None, True), ("[0.5, 0.5]", False)])
+def test_the_card_says_whether_its_pixel_size_was_guessed(crop_catalog, tmp_path, spacing, guessed):
+    """The training files give no pixel size (BBBC007 crops): 1 per pixel is the card's, recorded as a
+    guess, so new images are not resampled to it; a catalog's spacing: is a real one."""
+    from segpipe.training.loop import make_card
+    from segpipe.training.plan import fingerprint_store, plan_training
+
+    if spacing:
+        crop_catalog.write_text(crop_catalog.read_text().replace("    ndim: 2\n", f"    ndim: 2\n    spacing: {spacing}\n"))
+    ingest_dataset(load_catalog(crop_catalog).dataset("crops"), tmp_path / "data.zarr", progress=False)
+    store = ImageStore.open(tmp_path / "data.zarr")
+    fingerprint = fingerprint_store(store)
+    card = make_card(store, fingerprint, plan_training(fingerprint, TrainParams(**TINY)))
+    assert card.spacing_guessed is guessed and list(card.spacing) == ([1.0, 1.0] if guessed else [0.5, 0.5])
+
+
 def test_a_run_without_validation_images_tunes_on_training_images_and_says_so(crop_catalog, tmp_path, caplog):
     """A catalog naming no validation images (a CTC dataset of two sequences, as the docs' example)
     kept the default post-processing while the report said it was tuned on validation: it is now
