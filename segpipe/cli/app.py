@@ -160,6 +160,8 @@ def main() -> None:
     except SystemExit as stop:
         if stop.code == INTERRUPTED:  # Ctrl-C (typer's code for it)
             typer.echo("interrupted: run the same command again to resume; what was finished is kept", err=True)
+        elif stop.code == 128 + signal.SIGTERM:  # Terminated
+            typer.echo("stopped (SIGTERM): run the same command again to resume; what was finished is kept", err=True)
         raise
     except SegpipeError as err:
         typer.echo(f"error: {err}", err=True)

@@ -80,7 +80,7 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     kept = None
     try:
         with open_source(path, spec=spec, series=item.series) as source:
-            planes, channels = source.spatial[0], source.channels
+            planes, channels, times = source.spatial[0], source.channels, source.frames
             if (params.channels is None and item.kind != "ctc" and source.frames == 1 and planes == 1
                     and card.spatial_dims == 2 and not takes_channels(card, channels)
                     and math.prod(source.shape) * source.dtype.itemsize <= GREY_BYTES):
@@ -93,6 +93,10 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     if params.channels is not None:
         channels = len(params.channels)
     what = f"{item.where}: model {card.name!r}"
+    if card.spatial_dims == 2 and planes > 1 and times > 1:  # its T is taken: the planes cannot be named T too
+        raise ModelError(f"{what} segments 2D images; this is a time series of {times} 3D stacks of {planes} planes: use a "
+                         "3D model, or write each time point to a file of its own and segment each plane with --axes "
+                         "naming the planes T (e.g. TCYX for a ZCYX stack)")
     if card.spatial_dims == 2 and planes > 1:
         raise ModelError(f"{what} segments 2D images; this is a 3D stack of {planes} planes: use a 3D model, or segment "
                          "each plane on its own with --axes naming the planes T (e.g. TYX for a ZYX stack)")

@@ -150,7 +150,10 @@ def partial_group(root: zarr.Group, image: StoredImage, card: ModelCard, stamp: 
     if partial_name in root:
         group = root[partial_name]
         if overlap is not None and group.attrs.get("plan") == plan:
-            log.info("%s: resuming at %s", image.name, group.attrs.get("progress"))
+            done = group.attrs.get("progress")
+            where = (f"after {done.get('rows', 0)} finished row(s) of frame {done.get('frames', 0)}" if isinstance(done, dict)
+                     else "from its start: nothing was finished")
+            log.info("%s: resuming the prediction an interrupted run began, %s", image.name, where)
             return group
         del root[partial_name]
     ndim = card.spatial_dims

@@ -78,6 +78,8 @@ def test_sigterm_ends_a_run_and_its_embedded_prefect_server(crop_catalog, tmp_pa
         _, alive = psutil.wait_procs(children, timeout=10)
         assert alive == [], [" ".join(p.cmdline())[:100] for p in alive]
         assert run.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr[-2000:]
+        # it said nothing (Ctrl-C says how to resume)
+        assert "stopped (SIGTERM): run the same command again to resume" in stderr, stderr[-2000:]
     finally:  # never leave them behind, even when the test fails
         if run.poll() is None:
             run.kill()

@@ -174,6 +174,18 @@ def test_a_stack_for_a_2d_model_names_how_to_segment_each_plane(inputs, crops_mo
     assert all(np.array_equal(plane, alone) for plane in planes)  # each plane as the field segmented on its own
 
 
+def test_a_time_series_of_stacks_for_a_2d_model_is_not_told_to_name_its_planes_t(inputs, crops_model, tmp_path, segpipe_cli):
+    """A TZYX file already has its T: the advice to name the planes T led to "more than one axis is T"."""
+    field = tifffile.imread(inputs / "good.tif")
+    tifffile.imwrite(inputs / "series.tif", np.stack([np.stack([field] * 3)] * 2), photometric="minisblack",
+                     imagej=True, metadata={"axes": "TZYX"})
+    refused = segpipe_cli("segment", "--model", crops_model.folder, inputs / "series.tif", "--output", tmp_path / "out",
+                          "--device", "cpu")
+    assert refused.code == 2 and not (tmp_path / "out").exists()
+    assert len(refused.errors) == 1 and "this is a time series of 2 3D stacks of 3 planes: use a 3D model, or write each " \
+        "time point to a file of its own" in refused.errors[0], refused.errors
+
+
 @pytest.mark.parametrize("channel", ["-1", "-3"])
 def test_a_negative_channel_is_refused_before_anything_is_written(inputs, model, tmp_path, segpipe_cli, channel):
     """``--channels -3`` on a two-channel file raised an IndexError with a traceback; -1 silently took the last."""

@@ -194,8 +194,11 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_a_killed_prediction_resumes_to_an_identical_result(crops, tmp_path, single_thread):
-    """Streamed (and killed, then resumed) against an uninterrupted run in memory: the same arrays."""
+def test_a_killed_prediction_resumes_to_an_identical_result(crops, tmp_path, single_thread, caplog):
+    """Streamed (and killed, then resumed) against an uninterrupted run in memory: the same arrays;
+    the resumed run says where it resumes (it logged "resuming at {'frames': 0, 'rows': 64}")."""
+    import logging
+
     store, model_dir = crops
     out = tmp_path / "killed"
     script = tmp_path / "child.py"
@@ -222,7 +225,10 @@ def test_a_killed_prediction_resumes_to_an_identical_result(crops, tmp_path, sin
     rows_done = partial.attrs["progress"]["rows"]
     assert 0 < seen[1] <= rows_done < 160 and "A9_p9d" not in zarr.open_group(str(out / "predictions.zarr"), mode="r")
 
-    predict(store, model_dir, out, in_memory=0)
+    with caplog.at_level(logging.INFO, logger="segpipe.prediction.complete"):
+        predict(store, model_dir, out, in_memory=0)
+    assert (f"A9_p9d: resuming the prediction an interrupted run began, after {rows_done} finished row(s) of frame 0"
+            in caplog.text), caplog.text
     fresh = tmp_path / "fresh"
     predict(store, model_dir, fresh)  # small enough to be predicted in memory
     resumed = zarr.open_group(str(out / "predictions.zarr" / "A9_p9d"), mode="r")
