@@ -402,7 +402,7 @@ def write_measurements(
             columns = measure_objects(
                 labels[index] if frames else labels, pixels, spacing=spacing, channel_names=card.channel_names
             )
-            frame = {"frame": index[0]} if frames == 1 else {}
+            frame = _frame_columns(index[0] if frames == 1 else image.info.get("frame"), image.info.get("time_step"))
             if not card.instances:  # a class map: each label is a class, named beside its number
                 columns = {"label": columns["label"], "class": np.array(card.classes, dtype=object)[columns["label"]],
                            **{k: v for k, v in columns.items() if k != "label"}}
@@ -439,6 +439,14 @@ def count_objects(path: Path, images: list[str]) -> dict[str, int]:
         for row in csv.DictReader(handle):
             counts[row["image"]] = counts.get(row["image"], 0) + 1
     return counts
+
+
+def _frame_columns(frame: int | None, time_step: float | None) -> dict:
+    """``frame`` of a time series' image and, where the file gives the time between frames, ``time``
+    in seconds; nothing for an image that is no frame of a series."""
+    if frame is None:
+        return {}
+    return {"frame": int(frame)} | ({"time": round(int(frame) * time_step, 6), "time_unit": "second"} if time_step else {})
 
 
 def write_csv(path: Path, rows: list[dict], *, empty_fields: list[str]) -> None:

@@ -647,6 +647,32 @@ def test_a_time_series_file_gets_one_label_file_with_every_frame(model, tmp_path
     with open(tmp_path / "out" / "counts.csv", newline="") as handle:
         counts = list(csv.DictReader(handle))
     assert [int(row["objects"]) for row in counts] == [len(np.unique(f)) - 1 for f in labels]
+    with open(tmp_path / "out" / "measurements.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["frame"]) for r in rows] == [t for t, f in enumerate(labels) for _ in range(len(np.unique(f)) - 1)]
+    assert "time" not in rows[0]  # the file gives no time between frames
+
+
+@pytest.mark.parametrize("how", ["ome", "imagej"])
+def test_measurements_of_a_time_lapse_give_each_objects_frame_and_time(model, tmp_path, how):
+    """The frame was only in the image's name (movie-t003) and the file's time between frames nowhere,
+    so tracking or plotting over time needed the names parsed and the interval typed in again."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :128]
+    frames = np.stack([field, np.roll(field, 20, axis=1), field[::-1].copy()])
+    if how == "ome":  # two minutes between frames
+        tifffile.imwrite(tmp_path / "movie.ome.tif", frames, ome=True,
+                         metadata={"axes": "TYX", "TimeIncrement": 2.0, "TimeIncrementUnit": "min"})
+    else:
+        tifffile.imwrite(tmp_path / "movie.ome.tif", frames, imagej=True, metadata={"axes": "TYX", "finterval": 120.0})
+    out = SegmentFolder(tmp_path / "out")
+    (result,) = segment([str(tmp_path / "movie.ome.tif")], Predictor.load(model, PredictParams(device="cpu")), out, progress=False)
+    assert result.error is None
+    labels = tifffile.imread(out.labels / "movie_labels.tif")
+    with open(out.table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = [t for t, f in enumerate(labels) for _ in range(len(np.unique(f)) - 1)]
+    assert [int(r["frame"]) for r in rows] == expected and len(expected) > 6
+    assert [float(r["time"]) for r in rows] == [120.0 * t for t in expected] and {r["time_unit"] for r in rows} == {"second"}
 
 
 def test_each_position_of_an_ome_tiff_is_segmented_as_its_own_input(model, tmp_path):

@@ -138,6 +138,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     "source_axes": image.meta.axes,
                     "affine": _affine(image, window),
                     "world": image.meta.world,
+                    "time_step": image.meta.time_step,
                 }
             )
     return infos

@@ -25,6 +25,8 @@ class Metadata:
         spacing: Physical size along ``(z, y, x)``; an entry is ``None`` when the file is silent.
         unit: Unit of the spacing, as an NGFF (UDUNITS) name, or ``None``.
         affine: 4x4 voxel-to-world matrix of a NIfTI file, in the file's own ``(i, j, k)`` order.
+        time_step: Seconds between two time points, where the file says (OME ``TimeIncrement``,
+            ImageJ ``finterval``).
         world: The space that affine maps to, as NIfTI names it (``scanner``, ``aligned``,
             ``talairach``, ``mni``, ``template``); ``None`` when the file does not say.
         axes: The file axes as interpreted: one canonical letter (or ``-``) per file axis.
@@ -35,6 +37,7 @@ class Metadata:
     affine: np.ndarray | None = None
     axes: str = ""
     world: str | None = None
+    time_step: float | None = None
 
 
 class Source(ABC):

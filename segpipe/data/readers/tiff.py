@@ -69,7 +69,7 @@ class TiffSource(Source):
         except Exception as err:
             self.close()
             raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
-        self.meta = Metadata(spacing=spacing, unit=unit, axes=self._mapped)
+        self.meta = Metadata(spacing=spacing, unit=unit, axes=self._mapped, time_step=_time_step(self._tif, self._series))
 
     def read(self, t: int, window: Window) -> np.ndarray:
         index, kept = file_index(self._mapped, t, window)
@@ -156,6 +156,32 @@ def _physical_size(tif, series: int = 0) -> tuple[tuple[float | None, float | No
     y = scale * y_res[1] / y_res[0]
     x = scale * x_res[1] / x_res[0]
     return (z, y, x), unit
+
+
+#: Seconds per time unit, as OME (``TimeIncrementUnit``) and ImageJ (``tunit``) write them.
+SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "minute": 60.0,
+           "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0}
+
+
+def _time_step(tif, series: int = 0) -> float | None:
+    """Seconds between time points: the OME ``Image``'s ``TimeIncrement``, else ImageJ's ``finterval``;
+    ``None`` where the file gives none, or in a unit not in :data:`SECONDS`."""
+    import tifffile
+
+    step, unit = None, "s"
+    try:
+        if tif.ome_metadata:
+            ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
+            images = ome["Image"] if isinstance(ome["Image"], list) else [ome["Image"]]
+            pixels = images[series]["Pixels"]
+            step, unit = pixels.get("TimeIncrement"), str(pixels.get("TimeIncrementUnit", "s"))
+        elif tif.imagej_metadata:
+            step, unit = tif.imagej_metadata.get("finterval"), str(tif.imagej_metadata.get("tunit") or "s")
+        step = float(step) if step is not None else None
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    factor = SECONDS.get(unit.strip().lower())
+    return step * factor if step and step > 0 and factor else None
 
 
 def _ome_size(tif, series: int = 0) -> tuple[tuple[float | None, float | None, float | None], str | None] | None:
