@@ -157,11 +157,30 @@ def scores_text(metrics: dict) -> str:
     return text
 
 
+def left_out_text(metrics: dict, record: dict) -> str | None:
+    """What the scores leave out: test images without ground truth (predicted, not scored), and
+    the pixels marked not annotated with the predicted objects lying mostly in them."""
+    parts = []
+    split = metrics.get("split") or "test"
+    unlabelled = [im for im in record.get("images") or [] if im.get("split") == split and not im.get("labels_source")]
+    if unlabelled:
+        parts.append(f"{len(unlabelled)} {split} image(s) without ground truth were predicted, not scored")
+    pixels, objects = metrics.get("ignored_pixels") or 0, metrics.get("ignored_pred") or 0
+    if pixels:
+        parts.append(
+            f"{pixels} pixel(s) marked not annotated were left out: {objects} predicted object(s) lying mostly in them are "
+            "not counted, and SEG leaves those pixels out of each object's union (the Cell Tracking Challenge's own SEG, "
+            "which has no such areas, counts them: it can be a little lower)")
+    return ("Left out of the scores: " + "; ".join(parts) + ".") if parts else None
+
+
 def _image_scores(row: dict, label: str, score: float | None) -> str:
     """An overlay's scores: the ranking measure, SEG next to it, and the object counts."""
     text = f"{label} {fmt(score)}"
     if row.get("seg") is not None or row.get("n_objects") is not None:
         text += f", SEG {fmt(row.get('seg'))}; {fmt(row.get('n_pred'))} predicted / {fmt(row.get('n_objects'))} true objects"
+        if row.get("ignored_pred"):
+            text += f" ({row['ignored_pred']} more predicted in areas not annotated, not scored)"
     return text
 
 
@@ -252,6 +271,9 @@ def write_report(
     if record.get("ground_truth"):
         intro.append(Text(f"Ground truth: {record['ground_truth'].strip()}"))
     intro.append(Text(scores_text(metrics)))  # the warning, if any, is the notice above
+    left_out = left_out_text(metrics, record)
+    if left_out:
+        intro.append(Text(left_out))
 
     score_blocks: list = [summary_table(metrics, baseline, unit=unit), Text(terms(instances=instances, distances=bool(metrics.get("hd95"))))]
     score_blocks.append(Figure(fig.class_scores({"model": metrics, "baseline": baseline}, figures_dir / "class_scores.png"),

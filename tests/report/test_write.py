@@ -117,6 +117,33 @@ def test_headline_says_what_the_intervals_resampled():
     assert "WARNING" not in text and metrics["beats_baseline"] is True
 
 
+def test_the_report_says_what_the_scores_leave_out(tmp_path, model_card):
+    """metrics.json counted the pixels marked not annotated and the predictions lying in them, and the
+    store a test frame without ground truth; the report said neither, and an overlay's title gave 3
+    predicted objects where its panel drew 4."""
+    gt = squares()
+    ignore = np.zeros(gt.shape, bool)
+    ignore[:, -4:] = True  # the right edge not annotated
+    pred = gt.copy()
+    pred[0:3, -3:] = 50  # an object found there: left out
+    acc = ScoreAccumulator(2, RECORD["classes"], True, with_baseline=True)
+    acc.add("a", gt, pred, ignore=ignore)
+    acc.baseline.add("a", gt, gt, ignore=ignore)
+    metrics = dataset_metrics(acc, dataset="demo", split="test")
+    assert metrics["ignored_pixels"] == 48 and metrics["ignored_pred"] == 1
+    record = {**RECORD, "images": [{"name": "a", "split": "test", "labels_source": "a.tif"},
+                                   {"name": "b", "split": "test", "labels_source": None},
+                                   {"name": "c", "split": "train", "labels_source": None}]}
+    report = write_report(tmp_path, dataset="demo", record=record, metrics=metrics, card=model_card(), history=[], views=[])
+    intro = report.markdown.split("## ")[0]
+    assert ("Left out of the scores: 1 test image(s) without ground truth were predicted, not scored; 48 pixel(s) marked "
+            "not annotated were left out: 1 predicted object(s) lying mostly in them are not counted") in intro
+    from segpipe.report.write import _image_scores
+
+    assert _image_scores(metrics["per_image"][0], "F1@0.5", 1.0).endswith(
+        "3 predicted / 3 true objects (1 more predicted in areas not annotated, not scored)")
+
+
 def test_training_section_says_how_training_ended(tmp_path, model_card):
     from segpipe.models.card import TrainingRecord
 
