@@ -218,5 +218,15 @@ def catalog_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     loaded = open_catalog(catalog)
     for name in loaded.names():
         dataset = loaded.dataset(name)
-        counts = {s: len(dataset.split(s)) for s in ("train", "validation", "test")}
-        typer.echo(f"{name}: {dataset.entry.ndim}D, classes {dataset.entry.classes}, images per split {counts}")
+        typer.echo(f"{name}: {dataset.entry.ndim}D, classes {dataset.entry.classes}, images per split: {_split_counts(dataset)}")
+
+
+def _split_counts(dataset) -> str:
+    """``train 12 (5 with ground truth), validation 0, test 3``: how many of a split's images have
+    ground truth where not all do (a CTC sequence annotates some frames)."""
+    parts = []
+    for split in ("train", "validation", "test"):
+        records = dataset.split(split)
+        labelled = sum(r.labels is not None for r in records)
+        parts.append(f"{split} {len(records)}" + (f" ({labelled} with ground truth)" if 0 < labelled < len(records) else ""))
+    return ", ".join(parts)

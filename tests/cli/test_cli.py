@@ -228,3 +228,19 @@ def test_train_and_predict_ingest_a_dataset_first(crop_catalog, tmp_path, segpip
     assert len(ImageStore.open(out / "crops" / "data.zarr").images()) == 4 and (out / "crops" / "model" / "model.pt").is_file()
     predicted = segpipe_cli("predict", "crops", "--catalog", crop_catalog, "--output", out, "--device", "cpu", "--no-tta")
     assert predicted.code == 0 and "ingested first" not in predicted.out, predicted.err  # up to date: not again
+
+
+def test_catalog_command_counts_the_images_with_ground_truth(tmp_path):
+    """A CTC sequence annotating 1 frame of 4 was listed as 4 training images."""
+    import numpy as np
+    import tifffile
+
+    (tmp_path / "01").mkdir()
+    (tmp_path / "01_GT" / "SEG").mkdir(parents=True)
+    for t in range(4):
+        tifffile.imwrite(tmp_path / "01" / f"t{t:03d}.tif", np.zeros((8, 8), np.uint16))
+    tifffile.imwrite(tmp_path / "01_GT" / "SEG" / "man_seg002.tif", np.zeros((8, 8), np.uint16))
+    (tmp_path / "catalog.yaml").write_text("datasets:\n  seq:\n    format: ctc\n    images: '01'\n    split: {train: ['01']}\n")
+    result = _segpipe("catalog", "--catalog", str(tmp_path / "catalog.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "images per split: train 4 (1 with ground truth), validation 0, test 0" in result.stdout, result.stdout
