@@ -28,6 +28,10 @@ class NoInputs(InputError):
     an inbox that is empty for now, not a broken input."""
 
 
+class RunnerError(SegpipeError):
+    """The task runner cannot start: a Dask scheduler out of reach."""
+
+
 class StoreError(SegpipeError):
     """A zarr store is missing, incomplete or from another dataset."""
 

@@ -51,6 +51,10 @@ def run(
         from segpipe.pipeline.catalog import open_catalog
 
         open_catalog(catalog).dataset(dataset)  # a bad catalog or entry: one line, before Prefect starts
+        if runner.address:
+            from segpipe.flows.runners import check_scheduler
+
+            check_scheduler(runner.address)
         state = run_here(
             {"dataset": dataset, "catalog": str(catalog), "output": str(output), "train": init_from_here(train, catalog),
              "predict": predict, "runner": runner}

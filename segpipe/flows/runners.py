@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from segpipe.errors import RunnerError
+
 log = logging.getLogger(__name__)
 
 RunnerKind = Literal["thread", "dask"]
@@ -51,6 +53,30 @@ class RunnerParams(BaseModel):
             "dashboard_address": "127.0.0.1:0",
             "local_directory": str(scratch),
         }
+
+
+def check_scheduler(address: str, *, timeout: float = 5.0) -> None:
+    """Refuse a Dask scheduler address nothing answers at, in one line and within ``timeout``
+    seconds (Dask itself waits 30 s, then names neither Dask nor the option).
+
+    Raises:
+        RunnerError: The address cannot be read, or nothing accepts a connection there.
+    """
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        host, port = parse_host_port(parse_address(address)[1])
+        port = int(port)
+    except (ValueError, TypeError):
+        raise RunnerError(f"--dask-address {address}: not a Dask scheduler address (tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786)") from None
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err)).lower()
+        raise RunnerError(f"--dask-address {address}: no Dask scheduler reachable there ({reason}); start one with "
+                          "`dask scheduler` on that machine, or leave --dask-address out for a local cluster") from None
 
 
 def build_task_runner(options: RunnerParams, *, scratch: Path):

@@ -89,3 +89,28 @@ def test_worker_settings_leave_dasks_configuration_whole_in_a_fresh_process():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["30s", "65536"]
+
+
+def test_a_scheduler_address_nothing_answers_at_is_refused_in_one_line_at_once(segpipe_cli, tmp_path):
+    """`--dask-address` of a scheduler not running waited Dask's 30 s, then said "Timed out trying to
+    connect" without naming Dask or the option."""
+    import socket
+    import time
+
+    from segpipe.errors import RunnerError
+    from segpipe.flows.runners import check_scheduler
+
+    with socket.socket() as listening:  # a scheduler's port: something accepts there
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        check_scheduler(f"tcp://127.0.0.1:{port}")
+    with pytest.raises(RunnerError, match=rf"--dask-address tcp://127.0.0.1:{port}: no Dask scheduler reachable there"):
+        check_scheduler(f"tcp://127.0.0.1:{port}")  # closed now: refused
+    with pytest.raises(RunnerError, match=r"not a Dask scheduler address \(tcp://HOST:PORT"):
+        check_scheduler("tcp://somewhere:")
+    start = time.monotonic()
+    result = segpipe_cli("run", "bbbc007", "--runner", "dask", "--dask-address", f"tcp://127.0.0.1:{port}",
+                         "--output", tmp_path / "out")
+    assert result.code == 2 and len(result.errors) == 1 and "no Dask scheduler reachable" in result.errors[0], result.errors
+    assert time.monotonic() - start < 20 and not (tmp_path / "out").exists()
