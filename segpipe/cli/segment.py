@@ -10,6 +10,8 @@ import typer
 
 from segpipe.cli.app import DEFAULT_CATALOG, DEFAULT_OUTPUT, CatalogOpt, app, output_folder
 from segpipe.cli.options import params
+from segpipe.cli.run import RUNNER_OPTIONS
+from segpipe.flows.runners import RunnerParams
 from segpipe.pipeline.segment_files import SegmentParams
 from segpipe.prediction.params import PredictParams
 
@@ -26,12 +28,13 @@ PREDICT_OPTIONS = {
 
 
 @app.command()
-@params(read=(SegmentParams, SEGMENT_OPTIONS), predict=(PredictParams, PREDICT_OPTIONS))
+@params(read=(SegmentParams, SEGMENT_OPTIONS), predict=(PredictParams, PREDICT_OPTIONS), runner=(RunnerParams, RUNNER_OPTIONS))
 def segment(
     inputs: Annotated[list[str], typer.Argument(help="Images: TIFF/OME-TIFF, NIfTI, PNG, OME-Zarr or CTC sequence folders; folders and globs too. "
                                                   "Each position (image series) of an OME-TIFF is its own input, NAME_s0, NAME_s1, ...")],
     read: SegmentParams,
     predict: PredictParams,
+    runner: RunnerParams,
     model: Annotated[str, typer.Option("--model", "-m", help="A model folder, or a catalog dataset whose trained model to use.")],
     output: Annotated[
         Path,
@@ -53,6 +56,9 @@ def segment(
     --channels 1,0 gives the order instead.
     Re-running segments only new or changed inputs; an unreadable input is listed as failed
     (exit 1; exit 2 when no input could be segmented).
+    With --runner dask each input is a task of the segment flow on a Dask cluster (a local one of
+    --workers processes, or the scheduler at --dask-address, whose workers must see the same
+    files); the folder it writes is the same.
 
     Example: segpipe segment --model runs/bbbc007/model 'new/*.tif' --output new-labels
     """
@@ -74,8 +80,10 @@ def segment(
         if catalog_obj is None and not Path(model).exists():  # a dataset's name, where no catalog was found
             raise ModelNotFound(f"{err}; and no catalog {catalog} to find a dataset of that name in (--catalog names one)") from None
         raise
-    predictor = Predictor.load(chosen, predict)
-    results = run_segment(inputs, predictor, SegmentFolder(output), read)
+    if runner.kind == "dask":
+        results = _on_dask(inputs, chosen, output, read, predict, runner)
+    else:
+        results = run_segment(inputs, Predictor.load(chosen, predict), SegmentFolder(output), read)
     failed = [r for r in results if r.error is not None]
     summary = {
         "model": str(chosen.folder),
@@ -86,3 +94,28 @@ def segment(
     typer.echo(json.dumps(summary, indent=2))
     if failed:  # 2 as for any bad input when none could be segmented; 1 when the others were
         raise typer.Exit(2 if len(failed) == len(results) else 1)
+
+
+def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predict: PredictParams, runner: RunnerParams) -> list:
+    """The segment flow with its tasks on Dask, on Prefect's embedded default; what happened to
+    each input, as ``segment.json`` records it."""
+    from segpipe.errors import NoInputs, SegpipeError
+    from segpipe.flows.logs import quiet_expected_errors
+    from segpipe.flows.runners import check_scheduler
+    from segpipe.flows.segment import segpipe_segment
+    from segpipe.pipeline.segment_files import InputResult, SegmentFolder
+
+    if runner.address:
+        check_scheduler(runner.address)
+    with quiet_expected_errors():
+        state = segpipe_segment(inputs=inputs, model=str(chosen.folder), output=str(output), read=read, predict=predict,
+                                runner=runner, empty_ok=False, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, SegpipeError | OSError):
+        raise outcome
+    if isinstance(outcome, dict) and outcome.get("busy"):
+        raise SegpipeError(outcome["busy"])
+    summary = SegmentFolder(output).summary
+    if not summary.is_file():
+        raise NoInputs(f"{' '.join(inputs)}: nothing segmented ({state.message})")
+    return [InputResult(**row) for row in json.loads(summary.read_text())["inputs"]]

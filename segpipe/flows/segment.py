@@ -127,7 +127,7 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
     from segpipe.flows.caching import refreshed
     from segpipe.flows.steps import failure
     from segpipe.pipeline.segment import report_segmentation, warn_guessed_spacing, write_summary, write_tables
-    from segpipe.pipeline.segment_files import InputResult
+    from segpipe.pipeline.segment_files import InputResult, failed_input
 
     with folder.writing():
         gathered = gathered.named_now(patterns, folder, chosen.card, read)
@@ -149,8 +149,10 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
                     if futures[item.name].state.name == "Cached":  # its labels were current: nothing done now
                         result = dataclasses.replace(result, skipped=True)
                     results.append(result)
-                else:
-                    results.append(InputResult(item.name, item.where, item.kind, error=error))
+                else:  # said as segment says it, the input named once (Prefect has logged the task's failure)
+                    raised = futures[item.name].result(raise_on_failure=False)
+                    results.append(failed_input(item, raised, alone=True) if isinstance(raised, Exception)
+                                   else InputResult(item.name, item.where, item.kind, error=error))
         results = sorted(results + unfit, key=lambda result: order[result.path])
         folder.keep_names(items, results)
         warn_guessed_spacing(results, chosen.card)  # once for the run, as segment says it

@@ -282,3 +282,33 @@ def test_a_scheduled_run_reads_only_the_inputs_whose_size_or_time_changed(prefec
     os.utime(field)
     state = segpipe_segment(**kwargs, return_state=True)
     assert task_states(state.state_details.flow_run_id) == {"segment-field": "Completed"}
+
+
+def test_segment_on_a_local_dask_cluster_writes_what_segment_here_writes(model_folder, tmp_path, segpipe_cli, monkeypatch):
+    """`segpipe segment` had no Dask option: a batch for a cluster needed a catalog entry and
+    `segpipe run`, which writes another layout. `--runner dask` sends each input to the cluster and
+    writes the folder segment writes here, the same labels and tables."""
+    import psutil
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")
+    for k, corner in enumerate((0, 96)):
+        tifffile.imwrite(inbox / f"field{k}.tif", field[corner:corner + 96, :128])
+    (inbox / "broken.tif").write_bytes(b"not a tiff")
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    here = segpipe_cli("segment", "--model", model_folder, inbox, "--output", tmp_path / "here", "--device", "cpu")
+    dask = segpipe_cli("segment", "--model", model_folder, inbox, "--output", tmp_path / "dask", "--device", "cpu",
+                       "--runner", "dask", "--workers", "1")
+    assert here.code == dask.code == 1, dask.errors  # the broken file fails alone
+    for name in ("field0", "field1"):
+        ours = tifffile.imread(tmp_path / "dask" / "labels" / f"{name}_labels.tif")
+        assert ours.max() > 3
+        np.testing.assert_array_equal(ours, tifffile.imread(tmp_path / "here" / "labels" / f"{name}_labels.tif"))
+    for table in ("measurements.csv", "counts.csv"):
+        assert (tmp_path / "dask" / table).read_text() == (tmp_path / "here" / table).read_text()
+    left = [p for p in psutil.Process().children(recursive=True)
+            if p.pid not in before and p.is_running() and "spawn_main" in " ".join(p.cmdline())]
+    assert not left, [" ".join(p.cmdline())[:80] for p in left]  # the cluster's workers ended with the run
+    # (the embedded Prefect server this test process started stays for the process, as for any flow run here)
