@@ -218,7 +218,8 @@ def catalog_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     loaded = open_catalog(catalog)
     for name in loaded.names():
         dataset = loaded.dataset(name)
-        typer.echo(f"{name}: {dataset.entry.ndim}D, classes {dataset.entry.classes}, images per split: {_split_counts(dataset)}")
+        what = f"segmented with model {dataset.entry.model}" if dataset.entry.model else f"classes {dataset.entry.classes}"
+        typer.echo(f"{name}: {dataset.entry.ndim}D, {what}, images per split: {_split_counts(dataset)}")
 
 
 def _split_counts(dataset) -> str:

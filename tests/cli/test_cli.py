@@ -240,7 +240,10 @@ def test_catalog_command_counts_the_images_with_ground_truth(tmp_path):
     for t in range(4):
         tifffile.imwrite(tmp_path / "01" / f"t{t:03d}.tif", np.zeros((8, 8), np.uint16))
     tifffile.imwrite(tmp_path / "01_GT" / "SEG" / "man_seg002.tif", np.zeros((8, 8), np.uint16))
-    (tmp_path / "catalog.yaml").write_text("datasets:\n  seq:\n    format: ctc\n    images: '01'\n    split: {train: ['01']}\n")
+    (tmp_path / "catalog.yaml").write_text("datasets:\n  seq:\n    format: ctc\n    images: '01'\n    split: {train: ['01']}\n"
+                                           "  new:\n    format: ctc\n    images: '01'\n    model: seq\n")
     result = _segpipe("catalog", "--catalog", str(tmp_path / "catalog.yaml"))
     assert result.returncode == 0, result.stderr
     assert "images per split: train 4 (1 with ground truth), validation 0, test 0" in result.stdout, result.stdout
+    # an entry applying a model was listed with the default classes [background, foreground]
+    assert "new: 2D, segmented with model seq, images per split: train 0, validation 0, test 4" in result.stdout, result.stdout
