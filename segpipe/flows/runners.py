@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -105,7 +107,51 @@ def fan_out(options: RunnerParams, *, scratch: Path) -> Iterator:
             stack.enter_context(_share_embedded_server())
             if not options.address:
                 stack.enter_context(local_worker_settings())
-        yield stack.enter_context(build_task_runner(options, scratch=scratch))
+        runner = stack.enter_context(build_task_runner(options, scratch=scratch))
+        if options.kind == "dask":
+            stack.enter_context(watch_workers(runner.client, where=options.address or "the local cluster"))
+        yield runner
+
+
+#: Seconds between two looks at the cluster's workers, and how long a cluster may have none
+#: before the run says it is waiting for one.
+WATCH_INTERVAL, ALONE_AFTER = 10.0, 60.0
+
+
+@contextlib.contextmanager
+def watch_workers(client, *, where: str, interval: float = WATCH_INTERVAL, alone_after: float = ALONE_AFTER) -> Iterator[None]:
+    """While the block runs, say when Dask workers leave (their unfinished tasks, and the results
+    they held, are computed again by the others) and when none has been left for ``alone_after``
+    seconds (Dask then waits for one to join, however long: the run would otherwise wait silently)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        seen, alone_since, said = None, None, False
+        while not stop.wait(interval):
+            try:
+                count = len(client.scheduler_info(n_workers=-1)["workers"])
+            except Exception:  # noqa: BLE001 (the scheduler itself gone: the tasks' own errors say so)
+                continue
+            if seen is not None and count < seen:
+                log.warning("%d Dask worker(s) of %s left (%d left): their unfinished tasks, and the results they held, "
+                            "are computed again by the others", seen - count, where, count)
+            if count:
+                alone_since, said = None, False
+            else:
+                alone_since = alone_since if alone_since is not None else time.monotonic()
+                if not said and time.monotonic() - alone_since >= alone_after:
+                    log.warning("%s has had no Dask worker for %d s: the run waits until one joins (start one with "
+                                "`dask worker ADDRESS`), or stop it with Ctrl-C", where, round(time.monotonic() - alone_since))
+                    said = True
+            seen = count
+
+    thread = threading.Thread(target=watch, name="segpipe-dask-workers", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
 
 
 def local_worker_settings():

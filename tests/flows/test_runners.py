@@ -114,3 +114,31 @@ def test_a_scheduler_address_nothing_answers_at_is_refused_in_one_line_at_once(s
                          "--output", tmp_path / "out")
     assert result.code == 2 and len(result.errors) == 1 and "no Dask scheduler reachable" in result.errors[0], result.errors
     assert time.monotonic() - start < 20 and not (tmp_path / "out").exists()
+
+
+def test_the_run_says_when_dask_workers_leave_and_when_none_is_left(caplog):
+    """A cluster whose workers all died kept the run waiting without a word (a walk-through waited
+    2 min 20 s for nothing); a worker lost midway had its finished work redone, unsaid."""
+    import logging
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from segpipe.flows.runners import watch_workers
+
+    with LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client, caplog.at_level(logging.WARNING, logger="segpipe.flows.runners"):
+        client.wait_for_workers(2)
+        with watch_workers(client, where="tcp://scheduler:8786", interval=0.05, alone_after=0.5):
+            time.sleep(0.3)
+            cluster.scale(1)
+            deadline = time.monotonic() + 20
+            while "left (1 left)" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "no Dask worker" not in caplog.text
+            cluster.scale(0)
+            while "has had no Dask worker" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.05)
+    said = [r.getMessage() for r in caplog.records if r.name == "segpipe.flows.runners"]
+    assert said[0].startswith("1 Dask worker(s) of tcp://scheduler:8786 left (1 left)"), said
+    assert sum("has had no Dask worker for" in line for line in said) == 1, said  # said once, not every look
