@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from segpipe.data.catalog import COLOURS
 from segpipe.data.inputs import Input, find_inputs, settled_inputs
 from segpipe.data.readers import AxesSpec, open_source
 from segpipe.data.store import ImageStore, StoredImage
@@ -61,6 +62,24 @@ from segpipe.temporary import replacing
 log = logging.getLogger(__name__)
 
 
+def channel_numbers(chosen: list[int | str], names: tuple[str | None, ...] | None, *, where: str) -> tuple[int, ...]:
+    """``--channels`` as numbers: each name is the file's channel of that name (OME ``Channel Name``).
+
+    Raises:
+        ModelError: A name the file gives no channel (the input cannot be read as the model needs).
+    """
+    out = []
+    for channel in chosen:
+        if isinstance(channel, int):
+            out.append(channel)
+        elif names and channel in names:
+            out.append(names.index(channel))
+        else:
+            has = f"its channels are named {', '.join(str(n) for n in names)}" if names else "the file names no channels"
+            raise ModelError(f"{where}: --channels {channel}: no channel of that name ({has}); or give numbers, counted from 0")
+    return tuple(out)
+
+
 def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | None:
     """Refuse an input the model cannot segment (dimensions, channels), before anything is written.
 
@@ -81,6 +100,7 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
     try:
         with open_source(path, spec=spec, series=item.series) as source:
             planes, channels, times = source.spatial[0], source.channels, source.frames
+            named = source.meta.channel_names
             if (params.channels is None and item.kind != "ctc" and source.frames == 1 and planes == 1
                     and card.spatial_dims == 2 and not takes_channels(card, channels)
                     and math.prod(source.shape) * source.dtype.itemsize <= GREY_BYTES):
@@ -92,6 +112,8 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
         item, channels = dataclasses.replace(item, channels=kept.channels), len(kept.channels)
     if params.channels is not None:
         channels = len(params.channels)
+        if any(isinstance(c, str) and c not in COLOURS for c in params.channels):
+            item = dataclasses.replace(item, channels=channel_numbers(params.channels, named, where=item.where))
     what = f"{item.where}: model {card.name!r}"
     if card.spatial_dims == 2 and planes > 1 and times > 1:  # its T is taken: the planes cannot be named T too
         raise ModelError(f"{what} segments 2D images; this is a time series of {times} 3D stacks of {planes} planes: use a "

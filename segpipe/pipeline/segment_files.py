@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +60,10 @@ class SegmentParams(BaseModel):
     (a NIfTI header's unknown units; default: the model's unit); a file's own unit is kept."""
     axes: str | None = None
     """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
-    channels: list[NonNegativeInt] | None = Field(None, min_length=1)
-    """Channels to keep, in order, counted from 0, as the model was trained on them (default: all); a generalist
-    (cells-2d) then reads them in this order instead of choosing its inputs per image."""
+    channels: list[NonNegativeInt | str] | None = Field(None, min_length=1)
+    """Channels to keep, in order, as the model was trained on them: numbers counted from 0, or the names an
+    OME-TIFF gives its channels (DAPI), or red/green/blue (default: all); a generalist (cells-2d) then reads
+    them in this order instead of choosing its inputs per image."""
 
     @field_validator("unit")
     @classmethod
@@ -86,9 +88,19 @@ class SegmentParams(BaseModel):
             raise ValueError(f"{what}; use the letters T C Z Y X (S: colour samples, as C), one per axis, e.g. TYX")
         return value
 
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _numbers_as_numbers(cls, value):
+        if not isinstance(value, list):
+            return value
+        numbers = [int(v) if isinstance(v, str) and re.fullmatch(r"\s*[-+]?\d+\s*", v) else v for v in value]
+        if any(isinstance(v, int) and v < 0 for v in numbers):  # one message, not one per member of the union
+            raise ValueError("channels are counted from 0; a negative number is none")
+        return numbers
+
     @field_validator("channels")
     @classmethod
-    def _each_once(cls, value: list[int] | None) -> list[int] | None:
+    def _each_once(cls, value: list[int | str] | None) -> list[int | str] | None:
         if value is not None and len(set(value)) != len(value):
             raise ValueError(f"{','.join(map(str, value))} names a channel twice; give each channel once")
         return value

@@ -967,3 +967,21 @@ def test_world_centroids_of_a_volume_read_plane_by_plane_take_the_planes_place()
     # voxel (i, j, k) = (x / 0.5, y / 0.5, plane 7)
     np.testing.assert_allclose(np.stack([world["world-x"], world["world-y"], world["world-z"]]),
                                [[10 + 2.0, 10 + 4.0], [20 + 1.0, 20 + 3.0], [-30 + 14.0, -30 + 14.0]])
+
+
+def test_channels_are_chosen_by_the_names_an_ome_tiff_gives_them(model, tmp_path, segpipe_cli):
+    """`--channels nuclei` failed with "Input should be a valid integer" though the file names its
+    channels: a name now reads that channel, as its number does; a name the file lacks fails in one line."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :128]
+    stack = np.stack([field[::-1], field])  # the nuclei second
+    tifffile.imwrite(tmp_path / "two.ome.tif", stack, ome=True, metadata={"axes": "CYX", "Channel": {"Name": ["cyto", "nuclei"]}})
+    args = ["segment", "--model", model.folder, tmp_path / "two.ome.tif", "--device", "cpu"]
+    assert segpipe_cli(*args, "--output", tmp_path / "number", "--channels", "1").code == 0
+    assert segpipe_cli(*args, "--output", tmp_path / "name", "--channels", "nuclei").code == 0
+    by_name = tifffile.imread(tmp_path / "name" / "labels" / "two_labels.tif")
+    assert by_name.max() > 3
+    np.testing.assert_array_equal(by_name, tifffile.imread(tmp_path / "number" / "labels" / "two_labels.tif"))
+    refused = segpipe_cli(*args, "--output", tmp_path / "wrong", "--channels", "DAPI")
+    assert refused.code == 2 and refused.errors == [
+        f"error: {tmp_path / 'two.ome.tif'}: --channels DAPI: no channel of that name (its channels are named cyto, nuclei); "
+        "or give numbers, counted from 0"], refused.errors

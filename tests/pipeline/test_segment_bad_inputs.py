@@ -191,7 +191,7 @@ def test_a_negative_channel_is_refused_before_anything_is_written(inputs, model,
     """``--channels -3`` on a two-channel file raised an IndexError with a traceback; -1 silently took the last."""
     output = tmp_path / "out"
     run = segpipe_cli("segment", "--model", model.folder, inputs / "good.tif", "--channels", channel, "--output", output, "--device", "cpu")
-    assert run.code == 2 and run.err.strip() == "error: --channels: Input should be greater than or equal to 0"
+    assert run.code == 2 and run.err.strip() == "error: --channels: channels are counted from 0; a negative number is none"
     assert not output.exists()
 
 

@@ -25,6 +25,7 @@ class Metadata:
         spacing: Physical size along ``(z, y, x)``; an entry is ``None`` when the file is silent.
         unit: Unit of the spacing, as an NGFF (UDUNITS) name, or ``None``.
         affine: 4x4 voxel-to-world matrix of a NIfTI file, in the file's own ``(i, j, k)`` order.
+        channel_names: Each channel's name where the file names them (OME ``Channel Name``).
         time_step: Seconds between two time points, where the file says (OME ``TimeIncrement``,
             ImageJ ``finterval``).
         world: The space that affine maps to, as NIfTI names it (``scanner``, ``aligned``,
@@ -38,6 +39,7 @@ class Metadata:
     axes: str = ""
     world: str | None = None
     time_step: float | None = None
+    channel_names: tuple[str | None, ...] | None = None
 
 
 class Source(ABC):

@@ -69,7 +69,8 @@ class TiffSource(Source):
         except Exception as err:
             self.close()
             raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
-        self.meta = Metadata(spacing=spacing, unit=unit, axes=self._mapped, time_step=_time_step(self._tif, self._series))
+        self.meta = Metadata(spacing=spacing, unit=unit, axes=self._mapped, time_step=_time_step(self._tif, self._series),
+                             channel_names=_channel_names(self._tif, self._series))
 
     def read(self, t: int, window: Window) -> np.ndarray:
         index, kept = file_index(self._mapped, t, window)
@@ -161,6 +162,24 @@ def _physical_size(tif, series: int = 0) -> tuple[tuple[float | None, float | No
 #: Seconds per time unit, as OME (``TimeIncrementUnit``) and ImageJ (``tunit``) write them.
 SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "minute": 60.0,
            "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0}
+
+
+def _channel_names(tif, series: int = 0) -> tuple[str | None, ...] | None:
+    """The OME ``Image``'s channel names, in order (``None`` for a channel without one); ``None``
+    where the file names none."""
+    import tifffile
+
+    if not tif.ome_metadata:
+        return None
+    try:
+        ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
+        images = ome["Image"] if isinstance(ome["Image"], list) else [ome["Image"]]
+        channels = images[series]["Pixels"].get("Channel")
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    channels = channels if isinstance(channels, list) else [channels] if isinstance(channels, dict) else []
+    names = tuple(str(c["Name"]) if isinstance(c, dict) and c.get("Name") is not None else None for c in channels)
+    return names if any(names) else None
 
 
 def _time_step(tif, series: int = 0) -> float | None:
