@@ -83,8 +83,8 @@ class ModelCard(BaseModel):
         patch_size: Training window, also the inference window, per spatial axis.
         spacing: Pixel or voxel size the model was trained at, per spatial axis.
         spacing_guessed: The training images' files gave no pixel size (nor did the catalog), so
-            ``spacing`` is the 1 per pixel ingest took for them: no physical size. New images are
-            then predicted at their own pixels, never resampled to it.
+            ``spacing`` is relative to the 1 per pixel ingest took for them: no physical size. New
+            images are then taken at 1 per pixel too, whatever their files say.
         unit: Unit of ``spacing``.
         normalization: How input intensities are scaled.
         inference: Sliding-window settings the model was validated with.

@@ -94,10 +94,10 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
         The input as it will be read, or ``None`` when it cannot be read at all: it is not
         refused here (it fails on its own later).
     """
-    path = item.path if item.kind != "ctc" else _first_frame(item.path)
     spec = AxesSpec(override=params.axes, fill="Z" if card.spatial_dims == 3 else "")
     kept = None
     try:
+        path = item.path if item.kind != "ctc" else _first_frame(item.path)  # a sequence missing a frame fails alone
         with open_source(path, spec=spec, series=item.series) as source:
             planes, channels, times = source.spatial[0], source.channels, source.frames
             named = source.meta.channel_names

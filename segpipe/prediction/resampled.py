@@ -132,17 +132,20 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
     """Where ``image`` is predicted: at its own pixel size, or resampled to the model's.
 
     A generalist (``card.generalist``) learned objects of many sizes in pixels, not at a pixel
-    size: it predicts every image on the image's own grid; so does a model whose training images
-    gave no pixel size (``card.spacing_guessed``: its pixel size is 1 per pixel, not a physical one). ``scale`` takes the image's pixels
+    size: it predicts every image on the image's own grid. A model whose training images gave no
+    pixel size (``card.spacing_guessed``) takes every image as they were taken, at 1 per pixel,
+    whatever its file says: resampled only where the model planned a coarser grid than that. ``scale`` takes the image's pixels
     as that many times larger (the estimate of :mod:`segpipe.prediction.object_size` for a model
     trained on objects of one size).
     """
     ndim = card.spatial_dims
-    spacing = tuple(s * scale for s in image.spacing_in(card.unit, default_unit="micrometer")[-ndim:])
+    own = image.spacing_in(card.unit, default_unit="micrometer")[-ndim:]
+    if card.spacing_guessed:  # trained on images taken at 1 per pixel (no physical size): every image is taken so
+        own = (1.0,) * ndim
+    spacing = tuple(s * scale for s in own)
     model = tuple(float(s) for s in card.spacing)
     shape = tuple(int(s) for s in image.image.shape[-ndim:])
-    # a generalist's grid is every image's own, as is a model's whose pixel size was a guess (no physical size)
-    differs = spacing_differs(spacing, model) and not card.generalist and not card.spacing_guessed
+    differs = spacing_differs(spacing, model) and not card.generalist  # a generalist's grid is every image's own
     model_shape = resampled_shape(shape, spacing, model) if differs else shape
     grown = math.prod(model_shape) / math.prod(shape)
     if resample and differs and not card.object_size and grown > MAX_GROWTH and math.prod(model_shape) > MAX_GROWN_PIXELS:
@@ -169,7 +172,7 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
         image_shape=shape,
         model_shape=model_shape,
         differs=differs,
-        guessed=image.info.get("spacing_source") == "default" and differs and not card.object_size,
+        guessed=image.info.get("spacing_source") == "default" and differs and not card.object_size and not card.spacing_guessed,
         scale=scale,
     )
 

@@ -57,7 +57,8 @@ def default_start(store: ImageStore, fingerprint: dict, config: TrainParams) -> 
 
 def start_config(config: TrainParams, start: Model | None, *, ndim: int) -> TrainParams:
     """``config`` with what ``start`` lends it (before planning): network and widths; pixel size and
-    patch too, when the fields are open and ``start`` is not a generalist of the same dimensions."""
+    patch too, when the fields are open and ``start`` is not a generalist of the same dimensions (its
+    pixel size only where its training files gave one)."""
     if start is None:
         return config
     card = start.card
@@ -66,7 +67,7 @@ def start_config(config: TrainParams, start: Model | None, *, ndim: int) -> Trai
     if config.init is None:
         update["init"] = card.name
     if not card.generalist and card.spatial_dims == ndim:
-        if config.spacing is None:
+        if config.spacing is None and not card.spacing_guessed:  # a guessed one is no physical scale to lend
             update["spacing"] = card.spacing  # the scale its filters learned objects at
         if config.patch_size is None:
             update["patch_size"] = card.patch_size  # the window its poolings were built for

@@ -985,3 +985,16 @@ def test_channels_are_chosen_by_the_names_an_ome_tiff_gives_them(model, tmp_path
     assert refused.code == 2 and refused.errors == [
         f"error: {tmp_path / 'two.ome.tif'}: --channels DAPI: no channel of that name (its channels are named cyto, nuclei); "
         "or give numbers, counted from 0"], refused.errors
+
+
+def test_a_sequence_missing_a_frame_fails_alone(model, tmp_path):
+    """A CTC folder without t001.tif stopped the whole run, the good image beside it unsegmented."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
+    (tmp_path / "in" / "01").mkdir(parents=True)
+    for t in (0, 2):
+        tifffile.imwrite(tmp_path / "in" / "01" / f"t{t:03d}.tif", field)
+    tifffile.imwrite(tmp_path / "in" / "good.tif", field)
+    results = segment([str(tmp_path / "in" / "01"), str(tmp_path / "in" / "good.tif")],
+                      Predictor.load(model, PredictParams(device="cpu")), SegmentFolder(tmp_path / "out"), progress=False)
+    assert [r.status for r in results] == ["failed", "segmented"]
+    assert "frame t001.tif is missing between t000 and t002" in results[0].error

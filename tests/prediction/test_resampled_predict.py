@@ -146,6 +146,22 @@ def test_a_generalist_predicts_on_the_images_own_grid(tmp_path, data_dir, model_
     assert not plan_grids(guessed, generalist.model_copy(update={"spacing": (2.0, 2.0)}), resample=True).guessed
 
 
+def test_a_model_whose_pixel_size_was_guessed_takes_every_image_at_one_per_pixel(tmp_path, data_dir, model_2d):
+    """Its training images were taken at 1 per pixel: an image's own 0.5 um is not what the network
+    learnt, 1 per pixel is; a coarser grid the model planned (2 per pixel: objects too large for its
+    patch), or an object-size scale, still resamples."""
+    from segpipe.prediction.resampled import plan_grids
+
+    image = stored(tmp_path, "fine", crop_2d(data_dir), (0.5, 0.5))  # 64 x 64
+    guessed = model_2d.card.model_copy(update={"spacing_guessed": True, "spacing": (1.0, 1.0)})
+    grids = plan_grids(image, guessed, resample=True)
+    assert not grids.resample and grids.model_shape == (64, 64) and not grids.guessed
+    coarser = plan_grids(image, guessed.model_copy(update={"spacing": (2.0, 2.0)}), resample=True)
+    assert coarser.resample and coarser.model_shape == (32, 32)  # by its own 0.5 it would be 16 x 16
+    scaled = plan_grids(image, guessed.model_copy(update={"object_size": 10.0}), resample=True, scale=2.0)
+    assert scaled.resample and scaled.model_shape == (128, 128)  # the scale kept (it was dropped)
+
+
 def test_a_pixel_size_that_would_grow_the_image_past_reason_is_refused(tmp_path, data_dir, model_2d):
     """A scan's 0.5 mm read as 0.5 um by a model trained at 1 mm (or the other way round) made a
     64 x 64 image 64,000 pixels a side on the model's grid: the run sat there for hours. Refused

@@ -142,3 +142,17 @@ def test_a_model_fine_tuned_from_a_sized_one_keeps_its_object_size_unless_set(st
     assert tuned.card.training.init == str(sized.folder) and tuned.card.object_size == 20
     unsized = train_model(store, tmp_path / "unsized", config.model_copy(update={"object_size": 0}), init=sized, progress=False)
     assert unsized.model.card.object_size is None
+
+
+@pytest.mark.parametrize("guessed", [False, True])
+def test_a_start_lends_its_pixel_size_only_where_its_files_gave_one(model_card, tmp_path, guessed):
+    """A start trained on files without a pixel size (1 um a pixel taken) lent that guess as a physical
+    scale: fine-tuned on 0.33 um images, they were resampled to "1 um", a third of their pixels."""
+    from segpipe.models.model import save_model
+    from segpipe.training.start import start_config
+
+    card = model_card(2).model_copy(update={"spacing": (1.0, 1.0), "spacing_guessed": guessed, "generalist": False})
+    start = save_model(tmp_path / "start", network_from_card(card).state_dict(), card)
+    config = start_config(TrainParams(), start, ndim=2)
+    assert config.spacing == (None if guessed else (1.0, 1.0))
+    assert config.patch_size == tuple(card.patch_size)  # the window its poolings were built for, either way
