@@ -80,6 +80,9 @@ def segment(
         if catalog_obj is None and not Path(model).exists():  # a dataset's name, where no catalog was found
             raise ModelNotFound(f"{err}; and no catalog {catalog} to find a dataset of that name in (--catalog names one)") from None
         raise
+    if runner.kind != "dask" and runner.workers is not None:
+        raise typer.BadParameter("segment runs here in processes of its own choosing; --workers sizes a Dask cluster: "
+                                 "--runner dask --workers N", param_hint="--workers")
     if runner.kind == "dask":
         results = _on_dask(inputs, chosen, output, read, predict, runner)
     else:
@@ -99,7 +102,7 @@ def segment(
 def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predict: PredictParams, runner: RunnerParams) -> list:
     """The segment flow with its tasks on Dask, on Prefect's embedded default; what happened to
     each input, as ``segment.json`` records it."""
-    from segpipe.errors import NoInputs, SegpipeError
+    from segpipe.errors import SegpipeError
     from segpipe.flows.logs import quiet_expected_errors
     from segpipe.flows.runners import check_scheduler
     from segpipe.flows.segment import segpipe_segment
@@ -107,6 +110,8 @@ def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predi
 
     if runner.address:
         check_scheduler(runner.address)
+    summary = SegmentFolder(output).summary
+    before = summary.stat().st_mtime_ns if summary.is_file() else None  # an earlier run's is not this run's
     with quiet_expected_errors():
         state = segpipe_segment(inputs=inputs, model=str(chosen.folder), output=str(output), read=read, predict=predict,
                                 runner=runner, empty_ok=False, return_state=True)
@@ -115,7 +120,7 @@ def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predi
         raise outcome
     if isinstance(outcome, dict) and outcome.get("busy"):
         raise SegpipeError(outcome["busy"])
-    summary = SegmentFolder(output).summary
-    if not summary.is_file():
-        raise NoInputs(f"{' '.join(inputs)}: nothing segmented ({state.message})")
+    if not summary.is_file() or summary.stat().st_mtime_ns == before:  # the flow ended before its tables
+        typer.echo(f"error: the segment flow failed before it wrote {summary}: {state.message}", err=True)
+        raise typer.Exit(1)
     return [InputResult(**row) for row in json.loads(summary.read_text())["inputs"]]

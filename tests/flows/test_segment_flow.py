@@ -312,3 +312,29 @@ def test_segment_on_a_local_dask_cluster_writes_what_segment_here_writes(model_f
             if p.pid not in before and p.is_running() and "spawn_main" in " ".join(p.cmdline())]
     assert not left, [" ".join(p.cmdline())[:80] for p in left]  # the cluster's workers ended with the run
     # (the embedded Prefect server this test process started stays for the process, as for any flow run here)
+
+
+def test_segment_on_dask_never_reports_an_earlier_runs_tables(model_folder, tmp_path, segpipe_cli, monkeypatch):
+    """A flow that crashed before writing its tables printed the earlier run's segment.json as its own
+    (exit 0, "segmented": 3); --workers without --runner dask was ignored without a word."""
+    import segpipe.flows.segment as flow_module
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    (tmp_path / "inbox").mkdir()
+    tifffile.imwrite(tmp_path / "inbox" / "a.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")[:96, :96])
+    args = ["segment", "--model", model_folder, tmp_path / "inbox", "--output", tmp_path / "out", "--device", "cpu"]
+    assert segpipe_cli(*args).code == 0  # an earlier run's tables
+    ignored = segpipe_cli(*args, "--workers", "4")
+    assert ignored.code == 2 and "--workers sizes a Dask cluster: --runner dask --workers N" in " ".join(ignored.err.split())
+
+    def broken(*_, **__):
+        raise RuntimeError("the cluster could not start")
+
+    monkeypatch.setattr(flow_module, "fan_out", broken)
+    from typer.testing import CliRunner
+
+    from segpipe.cli import app
+
+    crashed = CliRunner().invoke(app, [str(a) for a in args] + ["--runner", "dask"])  # a bug: Prefect logs its traceback
+    assert crashed.exit_code == 1 and "the segment flow failed before it wrote" in crashed.output
+    assert '"segmented"' not in crashed.output
