@@ -105,6 +105,8 @@ def model_row(folder: Path | str, card) -> list[str]:
     """One listing row of a model card (see ``COLUMNS``); a generalist's pixel size is each image's own."""
     training = card.training
     scores = [f"{k} {v:.3f}" for k, v in training.validation.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    if scores and training.scored_on_training:
+        scores[0] = f"on training images: {scores[0]}"
     channels = str(card.in_channels) + (f" ({','.join(card.channel_names)})" if card.channel_names else "")
     return [
         str(folder),

@@ -73,7 +73,9 @@ def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT
     run = RunFolder.of(output, dataset)
     _ingested(loaded, dataset, run)
     result = stages.train(run, train_params(loaded, dataset, init_from_here(train, catalog)), catalog=loaded)
-    typer.echo(f"{result.model.folder}: validation {json.dumps(result.model.card.training.validation)}")
+    training = result.model.card.training
+    said = "training images (no validation images; optimistic)" if training.scored_on_training else "validation"
+    typer.echo(f"{result.model.folder}: {said} {json.dumps(training.validation)}")
 
 
 def _ingested(catalog, dataset: str, run) -> None:

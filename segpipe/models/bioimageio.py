@@ -588,7 +588,9 @@ def package_readme(card: ModelCard) -> str:
         + (f"; training ended by: {training.ended_by}" if training.ended_by else ""),
         f"- training window: {' x '.join(map(str, card.patch_size))} pixels",
         "",
-        "Validation scores (from the model card):",
+        ("Scores on the training images (from the model card; the run had no validation images, so they are "
+         "optimistic: the network learnt these images):" if training.scored_on_training else
+         "Validation scores (from the model card):"),
         "",
         *scores,
         "",

@@ -62,6 +62,12 @@ class TrainingRecord(BaseModel):
     init: str | None = None
     init_inputs: list[int] | None = None
 
+    @property
+    def scored_on_training(self) -> bool:
+        """``validation`` holds scores on training images: the run had no validation images, and
+        its post-processing was tuned on training images (optimistic: the network learnt them)."""
+        return "tuned_on" in self.validation and not self.validation["tuned_on"] and bool(self.validation.get("tuned_with_training"))
+
 
 class ModelCard(BaseModel):
     """A trained model's description.

@@ -304,7 +304,7 @@ def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
     postprocess = card.postprocess.model_dump_json() if card.postprocess is not None else "argmax"
     tuned_on = _tuned_on(training.validation)
     optimistic = "validation with the tuned post-processing (tuned on it: optimistic)"
-    if training.validation.get("tuned_with_training") and not training.validation.get("tuned_on"):
+    if training.scored_on_training:
         optimistic = "training images with the tuned post-processing (no validation images; trained and tuned on them: optimistic)"
     items = [
         ("model", card.name),

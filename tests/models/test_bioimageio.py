@@ -327,3 +327,18 @@ def test_without_the_extra_the_error_says_what_to_install(tmp_path, monkeypatch)
     with pytest.raises(ModelError, match=r"pip install -c constraints.txt 'segpipe\[bioimageio\]'"):
         export_model(model, tmp_path / "x.zip")
 
+
+
+def test_scores_on_training_images_are_not_called_validation_scores(tiny_card):
+    """A run without validation images records its tuning's scores on training images: the package's
+    README and `segpipe models` called them validation scores."""
+    from segpipe.cli.models import model_row
+    from segpipe.models.bioimageio import package_readme
+
+    training = tiny_card.training.model_copy(update={"validation": {"seg": 0.91, "tuned_on": [], "tuned_with_training": ["a"]}})
+    card = tiny_card.model_copy(update={"training": training})
+    assert "Scores on the training images (from the model card; the run had no validation images" in package_readme(card)
+    assert "Validation scores" not in package_readme(card)
+    assert model_row("m", card)[-1] == "on training images: seg 0.910"
+    validated = tiny_card.model_copy(update={"training": training.model_copy(update={"validation": {"seg": 0.91, "tuned_on": ["v"]}})})
+    assert "Validation scores (from the model card):" in package_readme(validated) and model_row("m", validated)[-1] == "seg 0.910"
