@@ -89,9 +89,9 @@ def ctc_records(
                 "is ingested as 2D images, set ndim: 2"
             )
         made = [
-            ImageRecord(f"{seq.name}-t{t:0{width}d}-z{z:03d}", frames[t], path, "train", plane=z) for t, z, path in planes
+            ImageRecord(f"{seq.name}-t{t:0{width}d}-z{z:03d}", frames[t], path, "train", plane=z, frame=t) for t, z, path in planes
         ] + [
-            ImageRecord(f"{seq.name}-t{t:0{width}d}", path, full.get(t), "train")
+            ImageRecord(f"{seq.name}-t{t:0{width}d}", path, full.get(t), "train", frame=t)
             for t, path in frames.items() if not planes or t in full
         ]
         if ignore_template is not None:

@@ -263,7 +263,7 @@ def input_dataset(
     if item.kind == "ctc":
         frames = sequence_frames(item.path)
         width = max(3, len(str(max(frames))))
-        records = [ImageRecord(f"{item.name}-t{t:0{width}d}", path, None, "test") for t, path in frames.items()]
+        records = [ImageRecord(f"{item.name}-t{t:0{width}d}", path, None, "test", frame=t) for t, path in frames.items()]
     else:
         records = [ImageRecord(item.name, item.path, None, "test")]
     return Dataset(name=item.name, entry=entry, root=item.path.parent, records=tuple(records), assumed_spacing=assumed_spacing)

@@ -22,6 +22,7 @@ class ImageRecord:
         region: ``(start, stop)`` per spatial axis when the image is a region of a larger file.
         plane: For a 2D record cut from a 3D image file (CTC per-slice ground truth): the ``z``.
         ignore: Absolute path of the image's ignore mask (nonzero: not annotated), or ``None``.
+        frame: The time point of a sequence stored one file per frame (a CTC sequence's ``t005``).
     """
 
     name: str
@@ -31,3 +32,4 @@ class ImageRecord:
     region: tuple[tuple[int, int], ...] | None = None
     plane: int | None = None
     ignore: Path | None = None
+    frame: int | None = None

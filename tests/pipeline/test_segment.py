@@ -998,3 +998,18 @@ def test_a_sequence_missing_a_frame_fails_alone(model, tmp_path):
                       Predictor.load(model, PredictParams(device="cpu")), SegmentFolder(tmp_path / "out"), progress=False)
     assert [r.status for r in results] == ["failed", "segmented"]
     assert "frame t001.tif is missing between t000 and t002" in results[0].error
+
+
+def test_measurements_of_a_ctc_sequence_give_each_objects_frame(model, tmp_path):
+    """A CTC sequence's frames are files of their own: their rows had no frame, where a time-series
+    file's had one."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :96]
+    (tmp_path / "02").mkdir()
+    for t in (3, 4):  # a sequence need not start at 0
+        tifffile.imwrite(tmp_path / "02" / f"t{t:03d}.tif", np.roll(field, 8 * t, axis=1))
+    out = SegmentFolder(tmp_path / "out")
+    (result,) = segment([str(tmp_path / "02")], Predictor.load(model, PredictParams(device="cpu")), out, progress=False)
+    assert result.error is None
+    with open(out.table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["image"], r["frame"]) for r in rows} == {("02-t003", "3"), ("02-t004", "4")}

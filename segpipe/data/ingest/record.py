@@ -133,7 +133,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     "ignored_pixels": label_stats[t][2] if labels is not None else None,
                     "spacing_source": spacing_source,
                     "region": [list(b) for b in record.region] if record.region else None,
-                    "frame": t if image.frames > 1 else None,
+                    "frame": t if image.frames > 1 else record.frame,
                     "plane": record.plane,
                     "source_axes": image.meta.axes,
                     "affine": _affine(image, window),
