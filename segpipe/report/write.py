@@ -320,6 +320,10 @@ def write_report(
         validated = any(row.get("val_score") is not None for row in history)
         if not validated and best is not None and best == int(history[-1].get("epoch") or 0):
             choice = "No validation images: the last epoch's weights were kept, whatever their quality."
+        elif choice and card.instances:  # two scores of one model: say which is which
+            choice += (" These checks predict each window once, without test-time flips, with the post-processing "
+                       "training started with; the model card's validation row scores the kept weights after the "
+                       "post-processing was tuned, so it differs.")
         if choice:
             training_blocks.append(Text(choice))
         caption = ("Training loss and validation scores per epoch" if validated else "Training loss per epoch (no validation images)") + (

@@ -194,6 +194,8 @@ def test_training_section_says_why_an_earlier_checkpoint_was_kept(tmp_path, mode
     section = report.markdown.split("## Training")[1].split("## ")[0]
     assert ("An earlier checkpoint was kept (OP_CSB, epoch 5: 0.9612, its SEG's standard error 0.0209): the checks after it scored more than "
             "2 standard errors below it; the last, epoch 10: 0.9000, its SEG's standard error 0.0468.") in section
+    # the card's validation row (after tuning) differs from these checks: a walk-through asked which was which
+    assert "the model card's validation row scores the kept weights after the post-processing was tuned" in section
 
 
 @pytest.mark.parametrize("source", ["default", "file"])
