@@ -398,6 +398,11 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
     return []
 
 
+#: Where an image's pixel size came from, as measurements.csv says it: its file, the user
+#: (``--spacing``, a catalog's ``spacing:``), or nobody (1 per pixel, or the model's, taken).
+PIXEL_SIZE_SOURCES = {"file": "file", "catalog": "given", "default": "guessed"}
+
+
 def write_measurements(
     path: Path, images: list[StoredImage], predictions: PredictionStore, card: ModelCard, *, unit: str,
     own_unit: str | None = None,
@@ -419,8 +424,10 @@ def write_measurements(
                 columns = {"label": columns["label"], "class": np.array(card.classes, dtype=object)[columns["label"]],
                            **{k: v for k, v in columns.items() if k != "label"}}
             columns |= world_centroids(columns, image, spacing, frame=index[0] if frames == 1 else 0)
+            source = PIXEL_SIZE_SOURCES.get(image.info.get("spacing_source"), "file")
             for k in range(columns["label"].size):
-                rows.append({"image": image.name, **frame, **{key: _plain(value[k]) for key, value in columns.items()}, "unit": unit})
+                rows.append({"image": image.name, **frame, **{key: _plain(value[k]) for key, value in columns.items()}, "unit": unit,
+                             "pixel_size": source})
     path.parent.mkdir(parents=True, exist_ok=True)
     write_csv(path, rows, empty_fields=["image", "label"])
     return path

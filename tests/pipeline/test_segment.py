@@ -256,7 +256,7 @@ def test_sizes_and_pixel_sizes_are_in_the_models_unit_for_every_input(model, tmp
     assert all(r.error is None for r in results) and len(results) == 5
     with open(out.table, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert {row["unit"] for row in rows} == {"micrometer"}
+    assert {row["unit"] for row in rows} == {"micrometer"} and {row["pixel_size"] for row in rows} == {"file"}
     areas = {name: sorted(float(r["area"]) for r in rows if r["image"] == name) for name in {r["image"] for r in rows}}
     assert sorted(areas) == ["nm", "um0", "um1", "um2", "um3"]  # a.ome.tif is the input a
     assert len(areas["um0"]) > 3 and areas["nm"] == areas["um0"]
@@ -389,6 +389,8 @@ def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_pat
     assert "taking the model's, 1x1 micrometer per pixel, so the network sees them at their own pixels" in spacing[0]
     report = (tmp_path / "out" / "report.md").read_text()
     assert report.count("| 1 × 1 micrometer (y, x), guessed |") == 3 and "A guessed pixel size: the file gave none" in report
+    with open(tmp_path / "out" / "measurements.csv", newline="") as handle:  # the table says it too (only the report did)
+        assert {row["pixel_size"] for row in csv.DictReader(handle)} == {"guessed"}
 
 
 def test_an_input_without_a_pixel_size_is_taken_at_the_models(model, tmp_path):
@@ -495,7 +497,7 @@ def test_a_pixel_size_without_a_unit_is_read_in_the_models_unit(model, tmp_path)
     from segpipe.cli import app
 
     in_mm = tmp_path / "model-mm"
-    save_model(in_mm, model.state_dict(), model.card.model_copy(update={"unit": "millimeter", "spacing": (0.001, 0.001)}))
+    save_model(in_mm, model.state_dict(), model.card.model_copy(update={"unit": "millimeter", "spacing": (0.001, 0.001), "spacing_guessed": False}))
     field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:128, :128]
     scan = nib.Nifti1Image(field.T.astype(np.float32), np.diag([0.001, 0.001, 1.0, 1.0]))
     scan.header.set_xyzt_units(0)
@@ -509,7 +511,7 @@ def test_a_pixel_size_without_a_unit_is_read_in_the_models_unit(model, tmp_path)
     shutil.copy(tmp_path / "field.tif", tmp_path / "same.tif")
     runs.append(CliRunner().invoke(app, ["segment", "-m", str(in_mm), str(tmp_path / "same.tif"), "--spacing", "0.001,0.001",
                                          "--no-tta", "-o", str(tmp_path / "out")]))
-    assert [run.exit_code for run in runs] == [0, 0, 0], [run.output for run in runs]
+    assert [run.exit_code for run in runs] == [0, 0, 0], [(run.output, repr(run.exception)) for run in runs]
     from_tiff = tifffile.imread(tmp_path / "out" / "labels" / "field_labels.tif")
     from_nifti = np.asarray(nib.load(tmp_path / "out" / "labels" / "scan_labels.nii.gz").dataobj).T
     assert from_tiff.max() > 3
