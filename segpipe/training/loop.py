@@ -175,7 +175,8 @@ def _plan(store: ImageStore, config: TrainParams, init: Model | None) -> _Plan:
         store = SizedStore(store, config.object_size)
         fingerprint = fingerprint_store(store)
     start = init if init is not None else default_start(store, fingerprint, config)
-    planned = plan_training(fingerprint, start_config(config, start, ndim=store.ndim))
+    guessed = all(im.info.get("spacing_source") == "default" for im in store.images("train"))
+    planned = plan_training(fingerprint, start_config(config, start, ndim=store.ndim, guessed=guessed))
     card = make_card(store, fingerprint, planned)
     problem = start_problem(card, start.card) if start is not None else None
     if problem and init is None:  # the shipped generalist does not fit this plan: random weights

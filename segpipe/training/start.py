@@ -55,10 +55,13 @@ def default_start(store: ImageStore, fingerprint: dict, config: TrainParams) -> 
     return start if config.features is None or tuple(config.features) == features else None
 
 
-def start_config(config: TrainParams, start: Model | None, *, ndim: int) -> TrainParams:
+def start_config(config: TrainParams, start: Model | None, *, ndim: int, guessed: bool = False) -> TrainParams:
     """``config`` with what ``start`` lends it (before planning): network and widths; pixel size and
-    patch too, when the fields are open and ``start`` is not a generalist of the same dimensions (its
-    pixel size only where its training files gave one)."""
+    patch too, when the fields are open and ``start`` is not a generalist of the same dimensions.
+
+    A pixel size ``start`` took for files that gave none is lent only to a dataset whose pixel size
+    is a guess too (``guessed``): both then count in pixels, and a physical one would mean nothing.
+    """
     if start is None:
         return config
     card = start.card
@@ -67,7 +70,7 @@ def start_config(config: TrainParams, start: Model | None, *, ndim: int) -> Trai
     if config.init is None:
         update["init"] = card.name
     if not card.generalist and card.spatial_dims == ndim:
-        if config.spacing is None and not card.spacing_guessed:  # a guessed one is no physical scale to lend
+        if config.spacing is None and (not card.spacing_guessed or guessed):
             update["spacing"] = card.spacing  # the scale its filters learned objects at
         if config.patch_size is None:
             update["patch_size"] = card.patch_size  # the window its poolings were built for

@@ -144,15 +144,16 @@ def test_a_model_fine_tuned_from_a_sized_one_keeps_its_object_size_unless_set(st
     assert unsized.model.card.object_size is None
 
 
-@pytest.mark.parametrize("guessed", [False, True])
-def test_a_start_lends_its_pixel_size_only_where_its_files_gave_one(model_card, tmp_path, guessed):
+@pytest.mark.parametrize(("guessed", "data_guessed", "lent"), [(False, False, True), (True, False, False), (True, True, True)])
+def test_a_start_lends_a_guessed_pixel_size_only_to_data_without_one(model_card, tmp_path, guessed, data_guessed, lent):
     """A start trained on files without a pixel size (1 um a pixel taken) lent that guess as a physical
-    scale: fine-tuned on 0.33 um images, they were resampled to "1 um", a third of their pixels."""
+    scale: fine-tuned on 0.33 um images, they were resampled to "1 um", a third of their pixels. To
+    data without a pixel size either, it is lent as before (both count in pixels)."""
     from segpipe.models.model import save_model
     from segpipe.training.start import start_config
 
-    card = model_card(2).model_copy(update={"spacing": (1.0, 1.0), "spacing_guessed": guessed, "generalist": False})
+    card = model_card(2).model_copy(update={"spacing": (2.0, 2.0), "spacing_guessed": guessed, "generalist": False})
     start = save_model(tmp_path / "start", network_from_card(card).state_dict(), card)
-    config = start_config(TrainParams(), start, ndim=2)
-    assert config.spacing == (None if guessed else (1.0, 1.0))
+    config = start_config(TrainParams(), start, ndim=2, guessed=data_guessed)
+    assert config.spacing == ((2.0, 2.0) if lent else None)
     assert config.patch_size == tuple(card.patch_size)  # the window its poolings were built for, either way
