@@ -69,7 +69,7 @@ def check_scheduler(address: str, *, timeout: float = 5.0) -> None:
     from distributed.comm.addressing import parse_address, parse_host_port
 
     try:
-        host, port = parse_host_port(parse_address(address)[1])
+        host, port = parse_host_port(parse_address(address.rstrip("/"))[1])
         port = int(port)
     except (ValueError, TypeError):
         raise RunnerError(f"--dask-address {address}: not a Dask scheduler address (tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786)") from None

@@ -69,6 +69,9 @@ class Grids:
             and mattered (a model trained on objects of one size estimates their scale instead).
         scale: How many times larger than its own the image's pixels are taken (``image_spacing``
             includes it): a model trained on objects of one size, :mod:`segpipe.prediction.object_size`.
+        unused_spacing: The pixel size the image's file gives where it is not used: the model's own
+            was a guess (``card.spacing_guessed``), so the image is taken at 1 per pixel as its
+            training images were; ``None`` otherwise.
 
     Post-processing runs on the image's own grid, so its pixel counts and widths, tuned on the
     model's grid, are converted (:meth:`post_processing`).
@@ -83,6 +86,7 @@ class Grids:
     differs: bool
     guessed: bool
     scale: float = 1.0
+    unused_spacing: tuple[float, ...] | None = None
 
     def post_processing(self, params: InstanceParams) -> InstanceParams:
         """``params`` (tuned at the model's pixel size) for objects on the image's grid: the
@@ -140,7 +144,10 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
     """
     ndim = card.spatial_dims
     own = image.spacing_in(card.unit, default_unit="micrometer")[-ndim:]
+    unused = None
     if card.spacing_guessed:  # trained on images taken at 1 per pixel (no physical size): every image is taken so
+        if image.info.get("spacing_source") != "default" and spacing_differs(tuple(own), (1.0,) * ndim):
+            unused = tuple(float(s) for s in own)
         own = (1.0,) * ndim
     spacing = tuple(s * scale for s in own)
     model = tuple(float(s) for s in card.spacing)
@@ -174,6 +181,7 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
         differs=differs,
         guessed=image.info.get("spacing_source") == "default" and differs and not card.object_size and not card.spacing_guessed,
         scale=scale,
+        unused_spacing=unused,
     )
 
 
@@ -181,6 +189,9 @@ def explain(name: str, grids: Grids) -> None:
     """Log where the network sees the image: one warning when the image's pixel size was guessed."""
     model = f"{_sizes(grids.model_spacing)} {grids.unit}"
     own = f"{_sizes(grids.image_spacing)} {grids.unit}"
+    if grids.unused_spacing is not None:
+        log.info("%s: its file's pixel size, %s %s, is not used: the model's own is not known (its training images gave "
+                 "none), so the image is taken at 1 per pixel, as they were", name, _sizes(grids.unused_spacing), grids.unit)
     if not grids.differs:
         return
     if grids.guessed:

@@ -105,6 +105,7 @@ def test_a_scheduler_address_nothing_answers_at_is_refused_in_one_line_at_once(s
         listening.listen()
         port = listening.getsockname()[1]
         check_scheduler(f"tcp://127.0.0.1:{port}")
+        check_scheduler(f"127.0.0.1:{port}/")  # as Dask takes it: no scheme, a trailing slash
     with pytest.raises(RunnerError, match=rf"--dask-address tcp://127.0.0.1:{port}: no Dask scheduler reachable there"):
         check_scheduler(f"tcp://127.0.0.1:{port}")  # closed now: refused
     with pytest.raises(RunnerError, match=r"not a Dask scheduler address \(tcp://HOST:PORT"):

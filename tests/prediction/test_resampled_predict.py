@@ -146,7 +146,7 @@ def test_a_generalist_predicts_on_the_images_own_grid(tmp_path, data_dir, model_
     assert not plan_grids(guessed, generalist.model_copy(update={"spacing": (2.0, 2.0)}), resample=True).guessed
 
 
-def test_a_model_whose_pixel_size_was_guessed_takes_every_image_at_one_per_pixel(tmp_path, data_dir, model_2d):
+def test_a_model_whose_pixel_size_was_guessed_takes_every_image_at_one_per_pixel(tmp_path, data_dir, model_2d, caplog):
     """Its training images were taken at 1 per pixel: an image's own 0.5 um is not what the network
     learnt, 1 per pixel is; a coarser grid the model planned (2 per pixel: objects too large for its
     patch), or an object-size scale, still resamples."""
@@ -156,6 +156,14 @@ def test_a_model_whose_pixel_size_was_guessed_takes_every_image_at_one_per_pixel
     guessed = model_2d.card.model_copy(update={"spacing_guessed": True, "spacing": (1.0, 1.0)})
     grids = plan_grids(image, guessed, resample=True)
     assert not grids.resample and grids.model_shape == (64, 64) and not grids.guessed
+    assert grids.unused_spacing == (0.5, 0.5)  # said per image (a catalog's predict has no run warning)
+    import logging
+
+    from segpipe.prediction.resampled import explain
+
+    with caplog.at_level(logging.INFO, logger="segpipe.prediction"):
+        explain("fine", grids)
+    assert "fine: its file's pixel size, 0.5 x 0.5 micrometer, is not used: the model's own is not known" in caplog.text
     coarser = plan_grids(image, guessed.model_copy(update={"spacing": (2.0, 2.0)}), resample=True)
     assert coarser.resample and coarser.model_shape == (32, 32)  # by its own 0.5 it would be 16 x 16
     scaled = plan_grids(image, guessed.model_copy(update={"object_size": 10.0}), resample=True, scale=2.0)
