@@ -32,6 +32,7 @@ def input_key(path: str, name: str, kind: str, model: str, output: str, read: Se
     A file the input's store in the output folder recorded with the same size and time is not
     read again: a scheduled run over an inbox of unchanged files costs a ``stat`` per file."""
     from segpipe.data.ingest import current_digest
+    from segpipe.data.ingest.fingerprint import remember_times
     from segpipe.data.store import read_record
     from segpipe.models.model import Model
     from segpipe.pipeline.models import assumed_spacing
@@ -39,9 +40,12 @@ def input_key(path: str, name: str, kind: str, model: str, output: str, read: Se
 
     source = Path(path)
     files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
-    known = (read_record(SegmentFolder(Path(output)).images(name)) or {}).get("sources") or {}
-    keys = [str(p.relative_to(source.parent)) for p in files]
-    digests = [[key, current_digest(p, known.get(key))["sha256"]] for key, p in zip(keys, files)]
+    store = SegmentFolder(Path(output)).images(name)
+    record = read_record(store) or {}
+    known = record.get("sources") or {}
+    current = {str(p.relative_to(source.parent)): current_digest(p, known.get(str(p.relative_to(source.parent)))) for p in files}
+    remember_times(store, record, current)  # a touched input is read once, not every run (a cached task never ingests)
+    digests = [[key, value["sha256"]] for key, value in current.items()]
     opened = Model.open(model)
     settings = [read.model_dump(mode="json"), predict.model_dump(mode="json", exclude={"device"})]
     assumed = assumed_spacing(opened.card)  # the pixel size a file without one is taken at

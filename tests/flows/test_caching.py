@@ -88,3 +88,20 @@ def test_the_ingest_key_reads_only_the_sources_whose_size_or_time_changed(ingest
     os.utime(source)  # its time moves: read, and its new bytes change the key
     assert caching.ingest_key(str(crop_catalog), "crops", ingested) != first
     assert not caching.ingest_current(str(crop_catalog), "crops", ingested)
+
+
+def test_a_touched_source_is_read_once_then_its_time_remembered(ingested, crop_catalog):
+    """A copy or a touch moves a file's time, not its bytes: the file was read on every later run (the
+    store kept its old time); the up-to-date ingest now records the new one."""
+    import os
+
+    from segpipe.pipeline import stages
+    from segpipe.pipeline.catalog import open_catalog
+
+    first = caching.ingest_key(str(crop_catalog), "crops", ingested)
+    source = sorted((crop_catalog.parent / "images").glob("*.tif"))[0]
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))  # touched
+    assert caching.ingest_key(str(crop_catalog), "crops", ingested) == first  # read: the same bytes
+    stages.ingest(open_catalog(crop_catalog), "crops", ingested)  # up to date: the new time is kept
+    _rewrite_keeping_stat(source)
+    assert caching.ingest_key(str(crop_catalog), "crops", ingested) == first  # not read again

@@ -82,6 +82,27 @@ def current_digest(path: Path, known: dict | None = None) -> dict:
     return {**now, "sha256": file_digest(path)}
 
 
+def remember_times(store: Path, record: dict, digests: dict) -> None:
+    """Record in ``store`` the sizes and times of files whose bytes its record already holds (a
+    copy or a touch moved their times): otherwise each check reads them again, until the store is
+    rebuilt. Only the record's own files, only where the digest is the same; written atomically."""
+    import zarr
+
+    known = record.get("sources") or {}
+    moved = {key: digests[key] for key, old in known.items()
+             if key in digests and digests[key] != old and digests[key].get("sha256") == old.get("sha256")}
+    if not moved:
+        return
+    try:
+        root = zarr.open_group(str(store), mode="r+")
+        current = dict(root.attrs.get("segpipe") or {})
+        if current.get("fingerprint") != record.get("fingerprint"):  # rebuilt meanwhile: not this record's store
+            return
+        root.attrs["segpipe"] = {**current, "sources": {**(current.get("sources") or {}), **moved}}
+    except OSError:  # a read-only store still works: its files are read again next time, as before
+        return
+
+
 def fingerprint_of(dataset: Dataset, digests: dict) -> str:
     """Digest of the entry's settings and of every source file's content."""
     digest = hashlib.sha256(f"segpipe-store-{FORMAT_VERSION}".encode())

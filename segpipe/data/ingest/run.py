@@ -28,6 +28,7 @@ from segpipe.data.ingest.fingerprint import (
     check_unchanged,
     collect_digests,
     fingerprint_of,
+    remember_times,
 )
 from segpipe.data.ingest.params import MIB, IngestParams
 from segpipe.data.ingest.processes import can_use_processes, ingest_in_processes
@@ -83,6 +84,7 @@ def ingest_dataset(
         digests = collect_digests(dataset, existing.get("sources"))
         fingerprint = fingerprint_of(dataset, digests)
         if not options.force and existing.get("fingerprint") == fingerprint:
+            remember_times(store, existing, digests)
             log.info("%s: store %s is up to date, nothing to ingest", dataset.name, store)
             return IngestResult(store, fingerprint, True, len(existing["images"]))
     else:  # nothing to compare with: digest the sources while the store is written
