@@ -62,15 +62,16 @@ class TiffSource(Source):
             )
             self._lead, self._page_shape = lead, page_shape
             self._array = None if self._by_pages else zarr.open_array(self._tif.aszarr(series=self._series, level=0), mode="r")
-            spacing, unit = _physical_size(self._tif, self._series)
+            pixels = _ome_pixels(self._tif, self._series)  # the OME XML parsed once for every field read from it
+            spacing, unit = _physical_size(self._tif, self._series, pixels)
         except InputError:
             self.close()
             raise
         except Exception as err:
             self.close()
             raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
-        self.meta = Metadata(spacing=spacing, unit=unit, axes=self._mapped, time_step=_time_step(self._tif, self._series),
-                             channel_names=_channel_names(self._tif, self._series))
+        self.meta = Metadata(spacing=spacing, unit=unit, axes=self._mapped, time_step=_time_step(self._tif, pixels),
+                             channel_names=_channel_names(pixels))
 
     def read(self, t: int, window: Window) -> np.ndarray:
         index, kept = file_index(self._mapped, t, window)
@@ -129,10 +130,11 @@ def _left_out(path: str, shapes: tuple[tuple[int, ...], ...]) -> None:
                 "a catalog entry's series: names another", path, len(shapes), "x".join(map(str, shapes[0])), len(shapes) - 1, others)
 
 
-def _physical_size(tif, series: int = 0) -> tuple[tuple[float | None, float | None, float | None], str | None]:
-    """``(z, y, x)`` pixel size and unit of image series ``series`` from OME, ImageJ or the resolution tags."""
-    if tif.is_ome:
-        found = _ome_size(tif, series)
+def _physical_size(tif, series: int, pixels: dict | None) -> tuple[tuple[float | None, float | None, float | None], str | None]:
+    """``(z, y, x)`` pixel size and unit of image series ``series`` from OME (``pixels``: its
+    :func:`_ome_pixels`), ImageJ or the resolution tags."""
+    if pixels is not None:
+        found = _ome_size(pixels)
         if found is not None:
             return found
     page = tif.series[series].keyframe if series else tif.pages.first
@@ -164,35 +166,37 @@ SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "min
            "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0}
 
 
-def _channel_names(tif, series: int = 0) -> tuple[str | None, ...] | None:
-    """The OME ``Image``'s channel names, in order (``None`` for a channel without one); ``None``
-    where the file names none."""
+def _ome_pixels(tif, series: int = 0) -> dict | None:
+    """The ``Pixels`` of the OME ``Image`` of ``series`` (tifffile makes one series per ``Image``, in
+    order), parsed from the file's OME XML; ``None`` for a file without (or with unreadable) OME."""
     import tifffile
 
-    if not tif.ome_metadata:
+    if not tif.is_ome or not tif.ome_metadata:
         return None
     try:
         ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
         images = ome["Image"] if isinstance(ome["Image"], list) else [ome["Image"]]
-        channels = images[series]["Pixels"].get("Channel")
+        pixels = images[series]["Pixels"]
     except (KeyError, IndexError, TypeError, ValueError):
         return None
+    return pixels if isinstance(pixels, dict) else None
+
+
+def _channel_names(pixels: dict | None) -> tuple[str | None, ...] | None:
+    """The OME ``Image``'s channel names, in order (``None`` for a channel without one); ``None``
+    where the file names none."""
+    channels = pixels.get("Channel") if pixels is not None else None
     channels = channels if isinstance(channels, list) else [channels] if isinstance(channels, dict) else []
     names = tuple(str(c["Name"]) if isinstance(c, dict) and c.get("Name") is not None else None for c in channels)
     return names if any(names) else None
 
 
-def _time_step(tif, series: int = 0) -> float | None:
-    """Seconds between time points: the OME ``Image``'s ``TimeIncrement``, else ImageJ's ``finterval``;
-    ``None`` where the file gives none, or in a unit not in :data:`SECONDS`."""
-    import tifffile
-
+def _time_step(tif, pixels: dict | None) -> float | None:
+    """Seconds between time points: the OME ``Image``'s ``TimeIncrement`` (``pixels``), else
+    ImageJ's ``finterval``; ``None`` where the file gives none, or in a unit not in :data:`SECONDS`."""
     step, unit = None, "s"
     try:
-        if tif.ome_metadata:
-            ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
-            images = ome["Image"] if isinstance(ome["Image"], list) else [ome["Image"]]
-            pixels = images[series]["Pixels"]
+        if pixels is not None:
             step, unit = pixels.get("TimeIncrement"), str(pixels.get("TimeIncrementUnit", "s"))
         elif tif.imagej_metadata:
             step, unit = tif.imagej_metadata.get("finterval"), str(tif.imagej_metadata.get("tunit") or "s")
@@ -203,17 +207,8 @@ def _time_step(tif, series: int = 0) -> float | None:
     return step * factor if step and step > 0 and factor else None
 
 
-def _ome_size(tif, series: int = 0) -> tuple[tuple[float | None, float | None, float | None], str | None] | None:
-    """The OME ``Image`` of ``series`` (tifffile makes one series per ``Image``, in order)."""
-    import tifffile
-
-    try:
-        ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
-        images = ome["Image"] if isinstance(ome["Image"], list) else [ome["Image"]]
-        image = images[series]
-        pixels = image["Pixels"]
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
+def _ome_size(pixels: dict) -> tuple[tuple[float | None, float | None, float | None], str | None] | None:
+    """The pixel size and unit an OME ``Pixels`` element gives; ``None`` where it gives none."""
     sizes = tuple(pixels.get(f"PhysicalSize{a}") for a in "ZYX")
     if all(s is None for s in sizes):
         return None
