@@ -175,8 +175,7 @@ def _plan(store: ImageStore, config: TrainParams, init: Model | None) -> _Plan:
         store = SizedStore(store, config.object_size)
         fingerprint = fingerprint_store(store)
     start = init if init is not None else default_start(store, fingerprint, config)
-    guessed = all(im.info.get("spacing_source") == "default" for im in store.images("train"))
-    planned = plan_training(fingerprint, start_config(config, start, ndim=store.ndim, guessed=guessed))
+    planned = plan_training(fingerprint, start_config(config, start, ndim=store.ndim, guessed=fingerprint["spacing_guessed"]))
     card = make_card(store, fingerprint, planned)
     problem = start_problem(card, start.card) if start is not None else None
     if problem and init is None:  # the shipped generalist does not fit this plan: random weights
@@ -259,7 +258,7 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
         instances=instances,
         patch_size=tuple(config.patch_size),
         spacing=tuple(config.spacing),
-        spacing_guessed=all(im.info.get("spacing_source") == "default" for im in store.images("train")),
+        spacing_guessed=bool(fingerprint.get("spacing_guessed")),
         unit=store.unit,
         normalization=normalization_spec(config.normalization, fingerprint),
         postprocess=InstanceParams() if instances else None,
