@@ -116,7 +116,7 @@ def model_row(folder: Path | str, card) -> list[str]:
         channels,
         ",".join(card.classes) + (" +instances" if card.instances else ""),
         "each image's own" if card.generalist else "x".join(f"{s:g}" for s in card.spacing) + f" {card.unit}"
-        + (" (not known: each image's own)" if card.spacing_guessed else ""),
+        + (" (not known: 1 per pixel taken)" if card.spacing_guessed else ""),
         training.dataset or "-",
         str(training.epochs) if training.epochs is not None else "-",
         training.ended_by or "-",

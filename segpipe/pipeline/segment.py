@@ -341,8 +341,8 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
     if card.spacing_guessed and known and not card.generalist and not card.object_size:
         log.warning(
             "%s: the pixel size the model was trained at is not known (its training images' files gave none; %s %s per "
-            "pixel was taken), so %d input(s) with a pixel size (first: %s) were segmented at their own pixels, not "
-            "resampled to it: objects are found at about the size in pixels the training images showed them. To resample "
+            "pixel was taken), so %d input(s) with a pixel size (first: %s) were taken at 1 per pixel, as its "
+            "training images were, not at their own: objects are found at about the size in pixels the training images showed them. To resample "
             "by physical size, train the model with its training images' pixel size (spacing: in their catalog entry)",
             card.name, "x".join(f"{s:g}" for s in card.spacing), card.unit, len(known), known[0].path,
         )
@@ -352,7 +352,7 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
     if card.object_size or card.generalist or card.spacing_guessed:  # the network does not need it; only the measurements do
         how = ("the model finds each image's object scale itself" if card.object_size
                else "the generalist predicts every image at its own pixels" if card.generalist
-               else "the model's own pixel size is not known, so every image is predicted at its own pixels")
+               else "the model's own pixel size is not known, so every image is taken at 1 per pixel, as its training images were")
         taken = f"1 {guessed[0].guessed_spacing} per pixel"
         why = f" for the measurements (areas, centroids). If that is wrong, give it with --spacing and --unit; {how}"
     else:  # pipeline.models.assumed_spacing: the model's

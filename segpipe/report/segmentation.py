@@ -228,7 +228,7 @@ def _size(value: float | None) -> str:
 
 
 #: What the pixel-size row adds for a model whose training files gave no pixel size.
-GUESSED = ": not known, the training images' files gave none; each image was segmented at its own pixels"
+GUESSED = ": not known, the training images' files gave none; each image was taken at 1 per pixel, as they were"
 
 
 def _pixel_size(spacing, unit: str) -> str:

@@ -287,7 +287,8 @@ def _pixel_size_row(card: ModelCard, *, guessed: bool) -> tuple[str, str]:
     size = f"{list(card.spacing)} {card.unit}"
     if card.spacing_guessed and not card.generalist and not card.object_size:
         return "pixel size", (f"not known: the training images' files gave none and 1 per pixel was taken ({size} in its "
-                              "card); new images are predicted at their own pixels (set spacing: in the catalog to train at it)")
+                              "card); new images are taken at 1 per pixel too, as the training images were (set spacing: in the catalog "
+                              "to train at a real one)")
     if card.generalist:
         return "pixel size", f"each image's own: a generalist takes images as they are ({size} in its card)"
     if card.object_size:
