@@ -43,7 +43,8 @@ def input_key(path: str, name: str, kind: str, model: str, output: str, read: Se
     store = SegmentFolder(Path(output)).images(name)
     record = read_record(store) or {}
     known = record.get("sources") or {}
-    current = {str(p.relative_to(source.parent)): current_digest(p, known.get(str(p.relative_to(source.parent)))) for p in files}
+    keyed_files = {str(p.relative_to(source.parent)): p for p in files}  # named as ingest names its sources
+    current = {key: current_digest(p, known.get(key)) for key, p in keyed_files.items()}
     remember_times(store, record, current)  # a touched input is read once, not every run (a cached task never ingests)
     digests = [[key, value["sha256"]] for key, value in current.items()]
     opened = Model.open(model)
