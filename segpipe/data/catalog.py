@@ -29,6 +29,7 @@ from segpipe.errors import CatalogError, explain
 SPLITS = ("train", "validation", "test")
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".png", ".ome.zarr", ".zarr")
+_NAME_SUFFIXES = (*IMAGE_SUFFIXES, ".ome.tif", ".ome.tiff")  # what a name drops: x.ome.tif is x
 COLOURS = {"red": 0, "green": 1, "blue": 2, "alpha": 3}
 
 
@@ -345,12 +346,12 @@ def load_catalog(path: str | Path) -> Catalog:
 
 def _stem(path: Path, suffix: str = "") -> str:
     """The name an image or label file is paired and stored by: without its image suffix (an
-    OME-Zarr folder's ``.ome.zarr`` too), a folder of slices or a sequence by its whole name;
-    then without ``suffix``."""
+    OME-Zarr folder's ``.ome.zarr`` and an OME-TIFF's ``.ome.tif`` too), a folder of slices or a
+    sequence by its whole name; then without ``suffix``."""
     name = path.name
     stem = path.stem
-    for ext in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(ext):
+    for ext in sorted(_NAME_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(ext) and len(name) > len(ext):
             stem = name[: -len(ext)]
             break
     if path.is_dir() and not name.lower().endswith(".zarr"):

@@ -178,7 +178,7 @@ def _named(counts: dict[Path, int], given: Mapping[str, str]) -> list[Input]:
     ``given`` keeps the name given there."""
     found = [(path, series if count > 1 else None) for path, count in counts.items() for series in range(count)]
     stems = [
-        _safe(_input_stem(path)) + ("" if series is None else f"_s{series:0{len(str(counts[path] - 1))}d}")
+        _safe(_stem(path)) + ("" if series is None else f"_s{series:0{len(str(counts[path] - 1))}d}")
         for path, series in found
     ]
     wheres = [_where(path, series) for path, series in found]
@@ -201,20 +201,11 @@ def _named(counts: dict[Path, int], given: Mapping[str, str]) -> list[Input]:
 
 def _kind_suffix(path: Path) -> str:
     """``tif`` for ``x.tif``, ``ome-zarr`` for ``x.ome.zarr``: what tells two files of one stem in one folder apart."""
-    return _safe(path.name[len(_input_stem(path)) :].lstrip(".").replace(".", "-").lower()) or "folder"
+    return _safe(path.name[len(_stem(path)) :].lstrip(".").replace(".", "-").lower()) or "folder"
 
 
 def _where(path: Path, series: int | None) -> str:
     return str(path) if series is None else f"{path} (series {series})"
-
-
-def _input_stem(path: Path) -> str:
-    """The file's name without its extension (``a`` for ``a.ome.tif`` and ``a.ome.zarr``, not ``a.ome``)."""
-    for ext in (".ome.zarr", ".zarr"):
-        if path.name.lower().endswith(ext) and len(path.name) > len(ext):
-            return path.name[: -len(ext)]
-    stem = _stem(path)
-    return stem[: -len(".ome")] if path.name.lower().endswith((".ome.tif", ".ome.tiff")) and len(stem) > 4 else stem
 
 
 def _safe(name: str) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 
 from segpipe.errors import InputError
 
-SUFFIXES = (".tif", ".tiff", ".nii.gz", ".nii")
+SUFFIXES = (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".nii.gz", ".nii")  # x.ome.tif is image x
 CTC_MASK = re.compile(r"^mask(\d+)\.tiff?$")
 CTC_FRAME = re.compile(r"^t(\d+)\.tiff?$")
 

@@ -263,3 +263,16 @@ def test_an_unlabelled_region_split_names_only_what_to_segment(tmp_path, files):
     body = f"datasets:\n  d:\n    images: img/*.tif\n    {_region_split('{test: [[0, 10], [0, 512]]}')}\n"
     entry = load_catalog(_write(tmp_path, body)).entry("d")
     assert list(entry.split.regions) == ["test"]
+
+
+def test_ome_tiff_images_are_named_as_segment_names_them_and_pair_with_plain_tiff_labels(tmp_path):
+    """``x.ome.tif`` is ``x`` in a catalog as in ``segpipe segment`` (a catalog called it ``x.ome``,
+    so its split named ``x.ome`` and its outputs differed from segment's)."""
+    for sub, suffix in (("img", ".ome.tif"), ("lab", ".tif")):
+        (tmp_path / sub).mkdir()
+        for name in ("a", "b"):
+            (tmp_path / sub / f"{name}{suffix}").write_bytes(b"x")
+    body = "datasets:\n  d:\n    images: img/*.ome.tif\n    labels: lab/*.tif\n    split: {train: [a], test: [b]}\n"
+    records = load_catalog(_write(tmp_path, body)).dataset("d").records
+    assert sorted((r.name, r.image.name, r.labels.name) for r in records) == [
+        ("a", "a.ome.tif", "a.tif"), ("b", "b.ome.tif", "b.tif")]

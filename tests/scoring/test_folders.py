@@ -18,7 +18,7 @@ def read(folder, name="img", *, instances=True, shape=LABELS.shape, info=None, n
     return PredictionFolder(folder, ndim=ndim, instances=instances, names=list(names)).read(name, shape=shape, info=info)
 
 
-@pytest.mark.parametrize("file_name", ["img.tif", "img_instances.tif", "img_masks.tif", "img_cp_masks.tiff", "img_pred.tif"])
+@pytest.mark.parametrize("file_name", ["img.tif", "img_instances.tif", "img_masks.tif", "img_cp_masks.tiff", "img_pred.tif", "img.ome.tif"])
 def test_tiff_names(tmp_path, file_name):
     tifffile.imwrite(tmp_path / file_name, LABELS)
     prediction = read(tmp_path)
