@@ -94,6 +94,11 @@ class StoredImage:
         factor = length_factor(self.info.get("unit") or default_unit or unit, unit)
         return tuple(float(s) * factor for s in self.spacing)
 
+    @property
+    def spacing_guessed(self) -> bool:
+        """Whether the file gave no pixel size, so ingest took 1 per pixel."""
+        return self.info.get("spacing_source") == "default"
+
     def ignored(self) -> np.ndarray | None:
         """The pixels the ground truth leaves unannotated (``bool``), or ``None`` when it annotates all of them."""
         return None if self.ignore is None else np.asarray(self.ignore) > 0

@@ -531,7 +531,7 @@ def image_sizes(stores, unit: str, names) -> ImageSizes:
             if image.name in names:
                 sizes.spacing[image.name] = image.spacing_in(unit, default_unit=store.unit)
                 sizes.pixels[image.name] = int(np.prod(image.image.shape[1:]))  # (C, [T,] [Z,] Y, X)
-                if image.info.get("spacing_source") == "default":
+                if image.spacing_guessed:
                     sizes.guessed.add(image.name)
     return sizes
 

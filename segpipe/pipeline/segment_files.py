@@ -301,7 +301,7 @@ def finish_input(
     files and measure the objects (unless all current)."""
     made = [r.complete(attach=False) for r in made]
     result = InputResult(item.name, item.where, item.kind, images=store.names())
-    guessed = [image for image in store.images() if image.info.get("spacing_source") == "default"]
+    guessed = [image for image in store.images() if image.spacing_guessed]
     result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None
     result.skipped = (
         all(r.skipped for r in made) and folder.measurements(item.name).is_file() and _attached(store.path, store.names())

@@ -146,7 +146,7 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
     own = image.spacing_in(card.unit, default_unit="micrometer")[-ndim:]
     unused = None
     if card.spacing_guessed:  # trained on images taken at 1 per pixel (no physical size): every image is taken so
-        if image.info.get("spacing_source") != "default" and spacing_differs(tuple(own), (1.0,) * ndim):
+        if not image.spacing_guessed and spacing_differs(tuple(own), (1.0,) * ndim):
             unused = tuple(float(s) for s in own)
         own = (1.0,) * ndim
     spacing = tuple(s * scale for s in own)
@@ -179,7 +179,7 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
         image_shape=shape,
         model_shape=model_shape,
         differs=differs,
-        guessed=image.info.get("spacing_source") == "default" and differs and not card.object_size and not card.spacing_guessed,
+        guessed=image.spacing_guessed and differs and not card.object_size and not card.spacing_guessed,
         scale=scale,
         unused_spacing=unused,
     )

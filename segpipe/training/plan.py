@@ -103,7 +103,7 @@ def fingerprint_store(store: ImageStore) -> dict:
         "min_shape": [int(v) for v in shapes.min(axis=0)],
         "median_spacing": [float(v) for v in np.median(spacings, axis=0)],
         # no file (nor the catalog) gave a pixel size: 1 per pixel was taken, no physical size
-        "spacing_guessed": all(im.info.get("spacing_source") == "default" for im in images),
+        "spacing_guessed": all(im.spacing_guessed for im in images),
         "train_volume": volume,
         "intensity_p1": float(np.median(lows)),
         "intensity_p99_8": float(np.median(highs)),
