@@ -23,7 +23,7 @@ from segpipe.errors import SegpipeError, StoreError, naming
 from segpipe.models.model import Model
 from segpipe.pipeline.models import assumed_spacing, entry_model, resolve_model
 from segpipe.pipeline.run_folder import RunFolder
-from segpipe.prediction.fit import check_fits
+from segpipe.prediction.fit import check_fits, warn_unknown_pixel_size
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import (
     ImageResult,
@@ -84,6 +84,7 @@ def predict(
     """Predict a split of the run's store with a model (the run's own by default)."""
     chosen, store = model_for(run, model), ImageStore.open(run.store)
     check_fits(chosen.card, store)  # before anything is written
+    warn_unknown_pixel_size(chosen.card, store, store.names(split))
     predictor = Predictor.load(chosen, params)
     with naming(run.predictions):
         predictions = predictor.open_store(run.predictions)
@@ -105,6 +106,7 @@ def prepare_predictions(run: RunFolder, *, split: str = "test", model: str | Pat
         raise StoreError(f"{run.store}: the {split} split is empty")
     chosen = model_for(run, model)
     check_fits(chosen.card, store)
+    warn_unknown_pixel_size(chosen.card, store, names)
     with naming(run.predictions):
         PredictionStore.for_model(run.predictions, chosen)
     return names

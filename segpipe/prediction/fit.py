@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from segpipe.data.store import ImageStore
 from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard
+
+log = logging.getLogger(__name__)
 
 
 def takes_channels(card: ModelCard, channels: int) -> bool:
@@ -43,4 +47,19 @@ def check_fits(card: ModelCard, store: ImageStore, *, where: str | None = None) 
         raise ModelError(
             f"{where}: {model} predicts {kind(card.instances, card.classes)}, the ground truth here has "
             f"{kind(store.instances, store.classes)}: its predictions could not be scored"
+        )
+
+
+def warn_unknown_pixel_size(card: ModelCard, store: ImageStore, names: list[str]) -> None:
+    """One warning when the model's pixel size was a guess (its training files gave none) while
+    images of ``names`` give theirs: they are taken at 1 per pixel, as its training images were."""
+    if not card.spacing_guessed or card.generalist or card.object_size:
+        return
+    known = [n for n in names if not store.image(n).spacing_guessed]
+    if known:
+        log.warning(
+            "%s: the pixel size model %r was trained at is not known (its training images' files gave none), so %d "
+            "image(s) with a pixel size (first: %s) are taken at 1 per pixel, as its training images were, not at their "
+            "own. To resample by physical size, train the model with its training images' pixel size (spacing: in their "
+            "catalog entry)", store.path, card.name, len(known), known[0],
         )
