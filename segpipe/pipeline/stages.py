@@ -246,8 +246,10 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
             continue
         prediction = predictions.read(image.name)
         pred = prediction.instances if prediction.instances is not None else prediction.semantic
-        volumes, turned = view_of(image.info, image.spacing, [np.asarray(image.image), np.asarray(image.labels), np.asarray(pred)])
-        views.append((image.name, *volumes))  # every channel; a NIfTI volume as Slicer draws it
+        ignore = image.ignored()
+        volumes = [np.asarray(image.image), np.asarray(image.labels), np.asarray(pred)] + ([] if ignore is None else [ignore])
+        volumes, turned = view_of(image.info, image.spacing, volumes)
+        views.append((image.name, *volumes))  # every channel; a NIfTI volume as Slicer draws it; the ignored pixels
         spacing = image.spacing
         if turned is not None:
             anatomical[image.name] = turned

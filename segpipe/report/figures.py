@@ -4,7 +4,8 @@
   images get one row, 3D volumes three orthogonal planes (yx, zx, zy) drawn at their
   physical aspect ratio, cut through the densest plane of ground truth along each axis.
   Images with several channels are drawn as a colour composite (:func:`composite`), the
-  outlines edged in black so they stay visible on any colour.
+  outlines edged in black so they stay visible on any colour. For objects, the third panel
+  also fills the objects in error (:data:`ERROR_COLOURS`): merges, splits, misses, false objects.
 * :func:`training_curve` -- training loss and validation scores per epoch, the kept
   checkpoint's epoch marked by a dashed line.
 * :func:`iou_histogram` -- distribution of the per-object IoU, model and baseline.
@@ -32,12 +33,20 @@ import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 from segpipe.inference.normalize import percentile_normalize  # noqa: E402
+from segpipe.scoring.errors import ObjectErrors, object_errors  # noqa: E402
 
 GT_COLOUR = (0.1, 0.9, 0.2)
 PRED_COLOUR = (1.0, 0.2, 0.8)
 EDGE_COLOUR = (0.0, 0.0, 0.0)
 BEST_EPOCH_COLOUR = (1.0, 0.55, 0.0)
 DPI = 90
+# Objects in error (segpipe.scoring.errors), filled in Okabe-Ito colours, told apart by colour-blind readers:
+# predicted objects for merged and false, ground-truth objects for split and missed.
+ERROR_COLOURS = {
+    "merged": ("orange", (0.90, 0.62, 0.0)), "split": ("sky blue", (0.34, 0.71, 0.91)),
+    "missed": ("yellow", (0.94, 0.89, 0.26)), "false": ("purple", (0.80, 0.47, 0.65)),
+}
+ERROR_ALPHA = 0.6
 
 # Composite colours as Fiji assigns them: red, green, blue, grey, cyan, magenta, yellow, repeated.
 _FIJI = (
@@ -99,6 +108,21 @@ def _outlined(rgb: np.ndarray, gt: np.ndarray | None, pred: np.ndarray | None, *
     return canvas
 
 
+def _errors_filled(rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray, errors: ObjectErrors) -> np.ndarray:
+    """A copy of ``rgb`` with the objects in ``errors`` filled (:data:`ERROR_COLOURS`, blended at
+    :data:`ERROR_ALPHA`): ``gt`` and ``pred`` are the plane's labels, ``errors`` the image's."""
+    canvas = rgb.copy()
+    for kind, labels in (("missed", gt), ("split", gt), ("false", pred), ("merged", pred)):
+        where = np.isin(labels, getattr(errors, kind)) & (labels > 0)
+        canvas[where] = (1 - ERROR_ALPHA) * canvas[where] + ERROR_ALPHA * np.array(ERROR_COLOURS[kind][1], np.float32)
+    return canvas
+
+
+def _error_title(errors: ObjectErrors) -> str:
+    counts = errors.counts()
+    named = [f"{counts[kind]} {kind}" for kind in ERROR_COLOURS if counts[kind]]
+    return "both; filled: " + ", ".join(named) if named else "both (no object in error)"
+
 
 def _panel_grid(rows: list[tuple[float, int]], *, columns: int, fig_w: float):
     """A figure of ``columns`` panels per row, each row as tall as its ``(height, width)`` plane
@@ -137,10 +161,14 @@ def overlay(
     title: str,
     spacing: Sequence[float] | None = None,
     planes: Sequence[str] | None = None,
+    errors: bool = False,
+    ignore: np.ndarray | None = None,
 ) -> Path:
     """Save outlines of ground truth and prediction on the image.
 
-    Columns: ground truth, prediction, both. 2D images give one row; 3D volumes three rows,
+    Columns: ground truth, prediction, both (with ``errors``, the objects in error filled:
+    :func:`segpipe.scoring.errors.object_errors`, counted over the whole image, drawn in the
+    planes shown). 2D images give one row; 3D volumes three rows,
     the yx, zx and zy planes through :func:`cut_planes`, each at the aspect ratio of ``spacing``.
     One channel is drawn in grey; several as a :func:`composite`, with black-edged outlines.
 
@@ -152,6 +180,8 @@ def overlay(
         title: Figure title.
         spacing: Pixel size per spatial axis (3D aspect ratios).
         planes: What the three planes of a volume are (``orientation.PLANES`` for an anatomical view).
+        errors: Fill the objects in error (label images of objects, not of classes).
+        ignore: Pixels the ground truth does not annotate (the errors leave them out, as the scores do).
 
     Raises:
         ValueError: The image's spatial shape differs from the labels'.
@@ -162,6 +192,7 @@ def overlay(
         raise ValueError(f"image {image.shape}, ground truth {gt.shape} and prediction {pred.shape} do not fit")
     rows = _plane_rows(channels, gt, pred, planes=cut_planes(gt) if gt.ndim == 3 else (), spacing=spacing, named=planes)
     n_gt, n_pred = _n_objects(gt), _n_objects(pred)
+    wrong = object_errors(gt, pred, ignore=ignore) if errors else None
     edged = channels.shape[0] > 1
     fig, axes = _panel_grid([(r[2].shape[0] * r[4], r[2].shape[1]) for r in rows], columns=3, fig_w=12.0)
     for (label, plane, g, p, aspect), ax_row in zip(rows, axes, strict=True):
@@ -169,7 +200,8 @@ def overlay(
         panels = (
             (_outlined(rgb, g, None, edged=edged), f"ground truth ({n_gt} objects)"),
             (_outlined(rgb, None, p, edged=edged), f"prediction ({n_pred} objects)"),
-            (_outlined(rgb, g, p, edged=edged), "both"),
+            (_outlined(rgb if wrong is None else _errors_filled(rgb, g, p, wrong), g, p, edged=edged),
+             "both" if wrong is None else _error_title(wrong)),
         )
         for ax, (canvas, name) in zip(ax_row, panels, strict=True):
             ax.imshow(canvas, interpolation="nearest", aspect=aspect)

@@ -192,11 +192,18 @@ def _n_channels(image: np.ndarray, gt: np.ndarray) -> int:
 def _overlay_legend(metrics: dict, views: list, card: ModelCard, ndim: int) -> str:
     """What the overlays show: outline colours, the ranking, channel colours, 3D planes."""
     label = image_score_label(metrics)
-    text = "Green: ground-truth outlines; magenta: predicted outlines. " + (
+    text = "Green: ground-truth outlines; magenta: predicted outlines. "
+    if card.instances:
+        c = {kind: name for kind, (name, _) in fig.ERROR_COLOURS.items()}
+        text += (f"The third panel fills the objects in error: {c['merged']}, a predicted object covering more than half of "
+                 f"two or more true ones (merged); {c['split']}, a true object covering more than half of two or more predicted "
+                 f"ones (split); {c['missed']}, a true object no prediction matches at IoU 0.5 (missed); {c['false']}, a "
+                 "predicted object matching no true one at IoU 0.5 (false). ")
+    text += (
         f"Images ranked by {label} (it counts false positives, which SEG ignores), ties by SEG."
         if label.startswith("F1") else f"Images ranked by {label}."
     )
-    n_channels = max((_n_channels(image, gt) for _, image, gt, _ in views), default=1)
+    n_channels = max((_n_channels(image, gt) for _, image, gt, *_ in views), default=1)
     if n_channels > 1:
         names = card.channel_names if card.channel_names and len(card.channel_names) == n_channels else None
         colours = ", ".join(
@@ -227,7 +234,7 @@ def write_report(
     metrics: dict,
     card: ModelCard,
     history: list[dict],
-    views: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    views: list[tuple],
     runs: list[dict] | None = None,
     spacing: tuple[float, ...] | None = None,
     anatomical: Mapping[str, tuple[float, ...]] | None = None,
@@ -241,9 +248,10 @@ def write_report(
         metrics: The scores (``metrics.json``: model, ``baseline`` and ``run`` sections).
         card: The model card.
         history: Training history rows.
-        views: ``(name, image, gt, pred)`` of the images to show, e.g. the best and worst
-            (:func:`rank_images`): the image with all its channels, ``(C, [Z,] Y, X)``, and
-            labels ``([Z,] Y, X)``, 2D planes or volumes.
+        views: ``(name, image, gt, pred)`` or ``(name, image, gt, pred, ignore)`` of the images to
+            show, e.g. the best and worst (:func:`rank_images`): the image with all its channels,
+            ``(C, [Z,] Y, X)``, labels ``([Z,] Y, X)``, 2D planes or volumes, and the pixels the ground
+            truth does not annotate (``None`` or left out: it annotates all).
         runs: The dataset's run history (``runs.jsonl``), oldest first.
         spacing: Pixel size per axis, for 3D aspect ratios.
         anatomical: The views turned to the anatomical orientation (:mod:`segpipe.report.orientation`),
@@ -302,12 +310,12 @@ def write_report(
 
     per_image = {row["name"]: row for row in metrics.get("per_image", [])}
     overlay_blocks: list = [Text(_overlay_legend(metrics, views, card, ndim))]
-    for name, image, gt, pred in views:
+    for name, image, gt, pred, *ignore in views:
         kind, score = rank.get(name, ("shown", None))
         title = f"{dataset} / {name}: {kind} image ({_image_scores(per_image.get(name, {}), image_score_label(metrics), score)})"
         turned = (anatomical or {}).get(name)
         path = fig.overlay(image, gt, pred, figures_dir / f"overlay_{name}.png", title=title, spacing=turned or spacing,
-                           planes=PLANES if turned else None)
+                           planes=PLANES if turned else None, errors=card.instances, ignore=ignore[0] if ignore else None)
         overlay_blocks.append(Figure(path, title))
     sections.append(Section("Best and worst images" if len(per_image) > 1 else "The test image", overlay_blocks))
 

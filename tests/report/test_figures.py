@@ -151,3 +151,41 @@ def test_training_curve_draws_the_score_that_chooses_the_checkpoint(tmp_path):
 
     assert purple(training_curve(HISTORY, tmp_path / "seg.png")) == 0
     assert purple(training_curve(with_op, tmp_path / "op.png")) > 100
+
+
+def test_objects_in_error_are_filled_in_their_colour(tmp_path):
+    """A merge, a split, a miss and a false object, each filled in its colour over a black image;
+    an object found well, and the background, left as they are."""
+    from segpipe.report.figures import ERROR_ALPHA, ERROR_COLOURS, _error_title, _errors_filled
+    from segpipe.scoring.errors import object_errors
+
+    gt, pred = np.zeros((40, 60), np.uint16), np.zeros((40, 60), np.uint16)
+    gt[2:10, 2:10], gt[2:10, 10:18], pred[2:10, 2:19] = 1, 2, 10  # merged
+    gt[20:30, 2:20], pred[20:30, 2:11], pred[20:30, 11:20] = 3, 20, 21  # split
+    gt[2:10, 30:38] = 4  # missed
+    pred[30:38, 40:48] = 40  # false
+    gt[20:28, 40:48], pred[20:28, 40:48] = 5, 50  # found
+    errors = object_errors(gt, pred)
+    canvas = _errors_filled(np.zeros((40, 60, 3), np.float32), gt, pred, errors)
+    for (y, x), kind in (((5, 5), "merged"), ((25, 5), "split"), ((5, 33), "missed"), ((33, 43), "false")):
+        np.testing.assert_allclose(canvas[y, x], ERROR_ALPHA * np.array(ERROR_COLOURS[kind][1]), atol=1e-6, err_msg=kind)
+    assert not canvas[24, 44].any() and not canvas[15, 25].any()
+    assert _error_title(errors) == "both; filled: 1 merged, 1 split, 1 missed, 1 false"
+    assert _error_title(object_errors(gt, gt)) == "both (no object in error)"
+    path = overlay(np.zeros((40, 60), np.float32), gt, pred, tmp_path / "e.png", title="errors", errors=True)
+    rgb = mpimg.imread(path)[..., :3]
+    for kind, (_, colour) in ERROR_COLOURS.items():
+        assert np.any(np.all(np.abs(rgb - ERROR_ALPHA * np.array(colour)) < 0.02, axis=-1)), kind
+    plain = mpimg.imread(overlay(np.zeros((40, 60), np.float32), gt, pred, tmp_path / "p.png", title="plain"))[..., :3]
+    assert not np.any(np.all(np.abs(plain - ERROR_ALPHA * np.array(ERROR_COLOURS["missed"][1])) < 0.02, axis=-1))
+
+
+def test_objects_in_areas_not_annotated_are_no_error():
+    from segpipe.scoring.errors import object_errors
+
+    gt, pred = np.zeros((20, 20), np.uint16), np.zeros((20, 20), np.uint16)
+    pred[2:6, 12:16] = 7  # in the unannotated right half
+    ignore = np.zeros_like(gt, bool)
+    ignore[:, 10:] = True
+    assert object_errors(gt, pred).false.tolist() == [7]
+    assert object_errors(gt, pred, ignore=ignore).false.size == 0

@@ -233,3 +233,27 @@ def test_distances_on_images_without_a_pixel_size_are_in_pixels(tmp_path, model_
     rows = [row["measure"] for row in report.tables["summary"] if row["measure"].startswith(("HD95", "ASD"))]
     unit = "px" if source == "default" else "micrometer"
     assert rows == [f"HD95 nucleus ({unit})", f"ASD nucleus ({unit})"] and metrics["hd95"]["nucleus"] == 1.0
+
+
+def test_the_overlays_fill_false_objects_except_where_nothing_was_annotated(tmp_path, model_card):
+    """A false object in the top rows is filled in the false colour, unless the view marks those
+    rows not annotated (then it is scored as nothing, and drawn as no error)."""
+    import matplotlib.image as mpimg
+
+    from segpipe.report.figures import ERROR_ALPHA, ERROR_COLOURS
+
+    gt = squares()
+    pred = gt.copy()
+    pred[0:3, 0:3] = 100
+    false = ERROR_ALPHA * np.array(ERROR_COLOURS["false"][1])
+    ignore = np.zeros(gt.shape, bool)
+    ignore[:3] = True
+    for name, view in (("all", (pred,)), ("sparse", (pred, ignore))):
+        metrics = scored([("crowded", gt, pred)], [("crowded", gt, gt)])
+        folder = tmp_path / name
+        report = write_report(folder, dataset="demo", record=RECORD, metrics=metrics, card=model_card(), history=[],
+                              views=[("crowded", np.zeros((1, *gt.shape), np.float32), gt, *view)])
+        rgb = mpimg.imread(folder / "figures" / "overlay_crowded.png")[..., :3]
+        drawn = bool(np.any(np.all(np.abs(rgb - false) < 0.02, axis=-1)))
+        assert drawn == (name == "all"), name
+        assert "purple, a predicted object matching no true one at IoU 0.5 (false)" in report.markdown
