@@ -417,7 +417,7 @@ def write_measurements(
         for index in np.ndindex(*labels.shape[:frames]):
             pixels = image.image[(slice(None), *index)] if frames else image.image
             columns = measure_objects(
-                labels[index] if frames else labels, pixels, spacing=spacing, channel_names=card.channel_names
+                labels[index] if frames else labels, pixels, spacing=spacing, channel_names=intensity_names(image, card)
             )
             frame = _frame_columns(index[0] if frames == 1 else image.info.get("frame"), image.info.get("time_step"))
             if not card.instances:  # a class map: each label is a class, named beside its number
@@ -431,6 +431,17 @@ def write_measurements(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_csv(path, rows, empty_fields=["image", "label"])
     return path
+
+
+def intensity_names(image: StoredImage, card: ModelCard) -> list[str]:
+    """What each read channel's intensity column is called: its name in the file, else the model's
+    name for it, else its number in the file (``1`` for the file's second channel read alone)."""
+    n = int(image.image.shape[0])
+    read = image.info.get("channels") or list(range(n))
+    own = image.info.get("channel_names") or []
+    model = card.channel_names or []
+    names = [str((own[c] if c < len(own) else None) or (model[c] if c < len(model) else None) or read[c]) for c in range(n)]
+    return names if len(set(names)) == n else [str(c) for c in read]
 
 
 def world_centroids(columns: dict[str, np.ndarray], image: StoredImage, spacing, *, frame: int = 0) -> dict[str, np.ndarray]:

@@ -983,6 +983,15 @@ def test_channels_are_chosen_by_the_names_an_ome_tiff_gives_them(model, tmp_path
     by_name = tifffile.imread(tmp_path / "name" / "labels" / "two_labels.tif")
     assert by_name.max() > 3
     np.testing.assert_array_equal(by_name, tifffile.imread(tmp_path / "number" / "labels" / "two_labels.tif"))
+    # the intensity column is named as the file names the channel (it was mean_intensity-0: the first read)
+    for run in ("number", "name"):
+        header = (tmp_path / run / "measurements" / "two.csv").read_text().splitlines()[0].split(",")
+        assert [c for c in header if c.startswith("mean_intensity")] == ["mean_intensity-nuclei"], header
+    tifffile.imwrite(tmp_path / "plain.tif", stack, metadata={"axes": "CYX"})  # no names: the file's number
+    plain = ["segment", "--model", model.folder, tmp_path / "plain.tif", "--device", "cpu", "--output", tmp_path / "plain"]
+    assert segpipe_cli(*plain, "--channels", "1").code == 0
+    header = (tmp_path / "plain" / "measurements" / "plain.csv").read_text().splitlines()[0].split(",")
+    assert [c for c in header if c.startswith("mean_intensity")] == ["mean_intensity-1"], header
     refused = segpipe_cli(*args, "--output", tmp_path / "wrong", "--channels", "DAPI")
     assert refused.code == 2 and refused.errors == [
         f"error: {tmp_path / 'two.ome.tif'}: --channels DAPI: no channel of that name (its channels are named cyto, nuclei); "

@@ -139,6 +139,8 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     "affine": _affine(image, window),
                     "world": image.meta.world,
                     "time_step": image.meta.time_step,
+                    "channels": channels,  # the file's channels read, in order (None: all)
+                    "channel_names": _names_read(image.meta.channel_names, channels),
                 }
             )
     return infos
@@ -177,6 +179,13 @@ def _window(record: ImageRecord, image: Source, *, ndim: int) -> Window:
             raise InputError(f"{record.image}: region {record.split} {record.region} exceeds the image shape {shape}")
     bounds = [slice(a, b) for a, b in record.region]
     return tuple([slice(0, z)] * (3 - ndim) + bounds)  # type: ignore[return-value]
+
+
+def _names_read(names: tuple[str | None, ...] | None, channels: list[int] | None) -> list[str | None] | None:
+    """The file's names of the channels read (``None`` where it names none)."""
+    if not names or not any(names):
+        return None
+    return [names[c] if c < len(names) else None for c in (channels if channels is not None else range(len(names)))]
 
 
 def _channels(image: Source, wanted: list[int] | None) -> list[int] | None:
