@@ -99,6 +99,18 @@ def segment(
         raise typer.Exit(2 if len(failed) == len(results) else 1)
 
 
+def _cluster_lost(error: BaseException, runner: RunnerParams, output: Path) -> str:
+    """One line for a Dask cluster that failed the run: what was lost, and that a rerun resumes."""
+    from distributed.scheduler import KilledWorker
+
+    cluster = f"the Dask scheduler at {runner.address}" if runner.address else "the local Dask cluster"
+    if isinstance(error, KilledWorker):
+        what = f"Dask workers of {cluster.removeprefix('the Dask scheduler at ')} died segmenting one input, on every try (out of memory? the workers' logs say)"
+    else:
+        what = f"{cluster} stopped answering during the run ({str(error).splitlines()[0].rsplit('reason: ', 1)[-1].rstrip('.')})"
+    return f"{what}; the inputs finished are kept in {output}: run the same command again to segment the rest"
+
+
 def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predict: PredictParams, runner: RunnerParams) -> list:
     """The segment flow with its tasks on Dask, on Prefect's embedded default; what happened to
     each input, as ``segment.json`` records it."""
@@ -108,16 +120,22 @@ def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predi
     from segpipe.flows.segment import segpipe_segment
     from segpipe.pipeline.segment_files import InputResult, SegmentFolder
 
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+
     if runner.address:
         check_scheduler(runner.address)
     summary = SegmentFolder(output).summary
     before = summary.stat().st_mtime_ns if summary.is_file() else None  # an earlier run's is not this run's
-    with quiet_expected_errors():
+    with quiet_expected_errors(also=(FutureCancelledError, KilledWorker)):
         state = segpipe_segment(inputs=inputs, model=str(chosen.folder), output=str(output), read=read, predict=predict,
                                 runner=runner, empty_ok=False, return_state=True)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, SegpipeError | OSError):
         raise outcome
+    if isinstance(outcome, FutureCancelledError | KilledWorker):
+        typer.echo(f"error: {_cluster_lost(outcome, runner, output)}", err=True)
+        raise typer.Exit(1)
     if isinstance(outcome, dict) and outcome.get("busy"):
         raise SegpipeError(outcome["busy"])
     if not summary.is_file() or summary.stat().st_mtime_ns == before:  # the flow ended before its tables

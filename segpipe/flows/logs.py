@@ -44,23 +44,30 @@ class _NoTracebackFor(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, self.expected):
             record.exc_info, record.exc_text = None, None
+            return bool(record.getMessage().strip())  # a record that was only its traceback says nothing
         return True
 
 
 @contextlib.contextmanager
-def quiet_expected_errors(loggers: tuple[str, ...] = ("prefect.flow_runs", "prefect.task_runs")):
-    """While a flow runs here, log its bad-input and OS errors in one line each, without a traceback
-    (the command line prints them in one line too); at debug level tracebacks stay."""
+def quiet_expected_errors(
+    loggers: tuple[str, ...] = ("prefect.flow_runs", "prefect.task_runs"), *, also: tuple[type[BaseException], ...] = ()
+):
+    """While a flow runs here, log its bad-input and OS errors (and ``also``: a lost Dask scheduler)
+    in one line each, without a traceback (the command line prints them in one line too); at debug
+    level tracebacks stay."""
     from segpipe.errors import SegpipeError
 
     if logging.getLogger("segpipe").isEnabledFor(logging.DEBUG):
         yield
         return
-    quiet = _NoTracebackFor((SegpipeError, OSError))
-    for name in loggers:
-        logging.getLogger(name).addFilter(quiet)
+    quiet = _NoTracebackFor((SegpipeError, OSError, *also))
+    filters = [(logging.getLogger(name), quiet) for name in loggers]
+    if also:  # a lost scheduler: the Dask client's own reconnection tracebacks too (the command says what happened)
+        filters.append((logging.getLogger("distributed.client"), _NoTracebackFor((BaseException,))))
+    for logger, kept_out in filters:
+        logger.addFilter(kept_out)
     try:
         yield
     finally:
-        for name in loggers:
-            logging.getLogger(name).removeFilter(quiet)
+        for logger, kept_out in filters:
+            logger.removeFilter(kept_out)

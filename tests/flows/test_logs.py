@@ -35,3 +35,55 @@ def test_library_lines_inside_a_task_reach_the_run_logs(prefect_harness):
     messages = [log.message for log in logs]
     assert "train: 5/10 it (50%)" in messages
     assert not any("outside any run" in m for m in messages)
+
+
+def _logged(name: str, message: str, error: BaseException) -> str:
+    """What a handler on ``name`` writes for ``message`` logged with ``error``'s traceback."""
+    import io
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger(name)
+    kept = logger.handlers, logger.propagate  # Prefect's API handler warns outside a run: this handler alone
+    logger.handlers, logger.propagate = [handler], False
+    try:
+        try:
+            raise error
+        except BaseException:  # noqa: BLE001
+            logger.error(message, exc_info=True)
+    finally:
+        logger.handlers, logger.propagate = kept
+    return stream.getvalue()
+
+
+def test_a_lost_dask_scheduler_is_one_line_each_not_tracebacks():
+    """Killing the scheduler of `segment --runner dask --dask-address` printed Prefect's 40-line
+    traceback and the Dask client's, then the command's own line; now the lines alone (a bug of
+    the pipeline, another error type, keeps its traceback)."""
+    import asyncio
+
+    from distributed.client import FutureCancelledError
+
+    from segpipe.flows.logs import quiet_expected_errors
+
+    lost = FutureCancelledError("segment_input_task-1", reason="scheduler-connection-lost")
+    assert "Traceback" in _logged("prefect.flow_runs", "Encountered exception", lost)
+    with quiet_expected_errors(also=(FutureCancelledError,)):
+        assert _logged("prefect.flow_runs", "Encountered exception", lost) == "Encountered exception\n"
+        assert _logged("distributed.client", "", asyncio.CancelledError()) == ""  # only a traceback: dropped
+        assert _logged("distributed.client", "Failed to reconnect", asyncio.CancelledError()) == "Failed to reconnect\n"
+        assert "Traceback" in _logged("prefect.flow_runs", "Encountered exception", KeyError("a bug"))
+    assert "Traceback" in _logged("distributed.client", "", asyncio.CancelledError())  # only while the flow runs
+
+
+def test_the_command_says_what_the_cluster_lost_and_that_a_rerun_resumes(tmp_path):
+    from distributed.client import FutureCancelledError
+
+    from segpipe.cli.segment import _cluster_lost
+    from segpipe.flows.runners import RunnerParams
+
+    lost = FutureCancelledError("segment_input_task-1", reason="scheduler-connection-lost")
+    runner = RunnerParams(kind="dask", address="tcp://10.0.0.5:8786")
+    assert _cluster_lost(lost, runner, tmp_path / "out") == (
+        "the Dask scheduler at tcp://10.0.0.5:8786 stopped answering during the run (scheduler-connection-lost); "
+        f"the inputs finished are kept in {tmp_path / 'out'}: run the same command again to segment the rest")
