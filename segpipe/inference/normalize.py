@@ -47,6 +47,10 @@ class NormalizationSpec(BaseModel):
         min_range: Per channel, the least percentile range an image is scaled by (``percentile``):
             a field with nothing in it has a tiny range, and stretching its noise to 0..1 would
             show the network objects that are not there. Planned from the training images.
+        floor_for: The number type (``integer`` or ``float``) of the training images ``min_range``
+            was measured on: an image of the other type (floats from 0 to 1 against 16-bit
+            training images) is on another scale, and is scaled by its own range alone
+            (:func:`for_image`). None: the floor holds for every image.
         skip_fill: ``percentile`` only: take each channel's percentiles outside its fill
             (:func:`~segpipe.inference.fill.fill_mask`: flat patches at the channel's least value, such as the zero fill
             around a stitched mosaic or a deskewed volume), so the fill does not set the low
@@ -66,6 +70,7 @@ class NormalizationSpec(BaseModel):
     mean: float | None = None
     std: float | None = None
     min_range: tuple[float, ...] | None = None
+    floor_for: Literal["integer", "float"] | None = None
     nonzero: bool = False
     skip_fill: bool = False
 
@@ -76,6 +81,24 @@ class NormalizationSpec(BaseModel):
         if missing:
             raise ValueError(f"normalization {self.method!r} needs {', '.join(missing)}")
         return self
+
+
+def number_type(dtype) -> Literal["integer", "float"]:
+    """``float`` for floating-point pixels, ``integer`` for the rest (bool included)."""
+    return "float" if np.issubdtype(np.dtype(dtype), np.floating) else "integer"
+
+
+def floor_holds(spec: NormalizationSpec, dtype) -> bool:
+    """Whether ``spec.min_range`` applies to an image of ``dtype`` (one of the training images' number type)."""
+    return bool(spec.min_range) and (spec.floor_for is None or spec.floor_for == number_type(dtype))
+
+
+def for_image(spec: NormalizationSpec, dtype) -> NormalizationSpec:
+    """``spec`` for an image of ``dtype``: without its floor where the image's number type is not
+    the training images' (their floor, in their units, would flatten it to nothing)."""
+    if not spec.min_range or floor_holds(spec, dtype):
+        return spec
+    return spec.model_copy(update={"min_range": None, "floor_for": None})
 
 
 def percentile_normalize(
@@ -161,6 +184,7 @@ def normalize(image: np.ndarray, spec: NormalizationSpec) -> np.ndarray:
         spec: The method and its parameters.
     """
     if spec.method == "percentile":
+        spec = for_image(spec, image.dtype)
         return percentile_normalize(image, low=spec.low, high=spec.high, min_range=spec.min_range, skip_fill=spec.skip_fill)
     if spec.method == "zscore":
         return zscore_normalize(image, low=spec.low, high=spec.high, nonzero=spec.nonzero)
@@ -347,6 +371,7 @@ def stream_normalization(
     """
     channels = range(array.shape[0])
     if spec.method == "percentile":
+        spec = for_image(spec, array.dtype)
         bounds = [
             channel_percentiles(
                 array, c, (spec.low, spec.high), exact_limit=exact_limit, sample=sample, skip_fill=spec.skip_fill

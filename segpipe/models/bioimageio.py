@@ -276,7 +276,7 @@ def _floor_text(norm: NormalizationSpec) -> str:
     floors = ", ".join(f"{v:g}" for v in norm.min_range)
     return (
         f" segpipe also never divides by less than {floors} (per channel: a quarter of the training images' "
-        "typical range), so that a nearly empty, noisy field is not stretched into objects; `scale_range` has "
+        f"typical range{', for ' + norm.floor_for + ' images like them' if norm.floor_for else ''}), so that a nearly empty, noisy field is not stretched into objects; `scale_range` has "
         "no such floor, so on such fields consumers that only run the package stretch the noise and may find "
         "objects segpipe does not."
     )

@@ -26,8 +26,8 @@ import dataclasses
 import functools
 import hashlib
 import json
-import re
 import logging
+import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -38,17 +38,32 @@ import zarr
 
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, array_digest
 from segpipe.errors import StoreError
-from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
+from segpipe.inference import (
+    InferenceParams,
+    Normalization,
+    activate,
+    stream_normalization,
+    stream_predict,
+)
 from segpipe.inference.blank import RADIUS, Blank, floors
-from segpipe.inference.normalize import NormalizationSpec, background_not_zero
+from segpipe.inference.normalize import (
+    NormalizationSpec,
+    background_not_zero,
+    floor_holds,
+)
 from segpipe.inference.sink import ArraySink
 from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, class_map, float16
 from segpipe.models.card import ModelCard
 from segpipe.models.device import resolve_device
 from segpipe.models.model import Model
-from segpipe.prediction.export import export_ctc
-from segpipe.prediction.generalist_inputs import InputSlots, Slots, choose_inputs, input_normalization
 from segpipe.prediction.complete import Current, ImageResult, Predicted, partial_group
+from segpipe.prediction.export import export_ctc
+from segpipe.prediction.generalist_inputs import (
+    InputSlots,
+    Slots,
+    choose_inputs,
+    input_normalization,
+)
 from segpipe.prediction.object_size import estimate_scale
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.resampled import RECORD_ATTR, explain, model_grid, plan_grids
@@ -197,6 +212,9 @@ def run_network(
         log.info("%s: already predicted with these settings, skipping", image.name)
         return Current(image, card, params, predictions, stamp)
     network, spec = _inputs(image, predictor, shared.slots if shared is not None else None)
+    if spec.min_range and not floor_holds(spec, image.image.dtype):
+        log.info("%s: %s pixels where the model's training images had %s ones: scaled by its own intensity range, "
+                 "without the training images' least range", image.name, image.image.dtype, spec.floor_for)
     scale = 1.0
     if card.object_size and params.resample:  # a model trained on objects of one size: at the scale that gives it that
         scale = estimate_scale(image, predictor, plan_grids(image, card, resample=True).image_spacing)

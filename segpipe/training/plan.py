@@ -8,7 +8,7 @@ import numpy as np
 
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, StoreError
-from segpipe.inference.normalize import NormalizationSpec, intensity_percentiles
+from segpipe.inference.normalize import NormalizationSpec, intensity_percentiles, number_type
 from segpipe.inference.object_size import object_extents
 from segpipe.inference.resample import resampled_shape
 from segpipe.models.unet import LEVELS
@@ -104,6 +104,7 @@ def fingerprint_store(store: ImageStore) -> dict:
         "median_spacing": [float(v) for v in np.median(spacings, axis=0)],
         # no file (nor the catalog) gave a pixel size: 1 per pixel was taken, no physical size
         "spacing_guessed": all(im.spacing_guessed for im in images),
+        "number_types": sorted({number_type(im.image.dtype) for im in images}),  # integer, float
         "train_volume": volume,
         "intensity_p1": float(np.median(lows)),
         "intensity_p99_8": float(np.median(highs)),
@@ -291,7 +292,9 @@ def normalization_spec(method: str, fingerprint: dict) -> NormalizationSpec:
     """The normalization entry of a model card, with what the method needs from the fingerprint."""
     if method == "percentile":
         floor = [MIN_RANGE_SHARE * r for r in fingerprint["intensity_range"]] if fingerprint.get("intensity_range") else None
-        return NormalizationSpec(method=method, low=1.0, high=99.8, min_range=floor, skip_fill=True)
+        types = set(fingerprint.get("number_types") or ())  # the floor is in their units: of one type, for that type
+        return NormalizationSpec(method=method, low=1.0, high=99.8, min_range=floor, skip_fill=True,
+                                 floor_for=types.pop() if floor and len(types) == 1 else None)
     if method == "zscore":
         return NormalizationSpec(method=method, low=0.5, high=99.5, nonzero=fingerprint.get("zero_share", 0.0) >= ZERO_SHARE)
     stats = fingerprint["foreground_intensity"]

@@ -197,3 +197,22 @@ def test_only_a_model_measuring_nonzero_voxels_is_warned_of_a_background_that_is
     nonzero, plain = SPECS[3], SPECS[2]
     assert background_not_zero(scan, nonzero) is None and background_not_zero(scan + 100, nonzero) == 0.0
     assert background_not_zero(scan + 100, plain) is None and background_not_zero(scan + 100, SPECS[0]) is None
+
+
+def test_an_image_of_another_number_type_is_scaled_without_the_training_floor():
+    """A 16-bit-trained floor of 200 divided a 0..1 float image by 200 (all of it read as nearly 0);
+    it now scales by its own range, as the same image in 16 bits is, and a dim 16-bit field keeps the floor."""
+    from segpipe.inference.normalize import NormalizationSpec, for_image, normalize, stream_normalization
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(100, 900, size=(1, 64, 64)).astype(np.uint16)
+    floats = (counts / 65535.0).astype(np.float32)
+    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8, min_range=(200.0,), floor_for="integer")
+    assert for_image(spec, np.float32).min_range is None and for_image(spec, np.uint16) is spec
+    np.testing.assert_allclose(normalize(floats, spec), normalize(counts, spec), atol=1e-4)
+    np.testing.assert_allclose(stream_normalization(floats, spec).apply(floats), normalize(counts, spec), atol=1e-4)
+    dim = (counts // 10).astype(np.uint16)  # a range of about 80, under the floor: divided by 200
+    lo = np.percentile(dim, 1.0)
+    np.testing.assert_allclose(normalize(dim, spec), (dim - lo) / 200.0, atol=1e-5)
+    anyone = spec.model_copy(update={"floor_for": None})  # a card without the field: the floor for every image
+    assert float(normalize(floats, anyone).max()) < 0.01

@@ -1024,3 +1024,30 @@ def test_measurements_of_a_ctc_sequence_give_each_objects_frame(model, tmp_path)
     with open(out.table, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {(r["image"], r["frame"]) for r in rows} == {("02-t003", "3"), ("02-t004", "4")}
+
+
+def test_floats_from_0_to_1_are_segmented_as_the_same_image_in_integers(model, tmp_path):
+    """Floats from 0 to 1 (a field saved from Python or Fiji's 32-bit) met the training images'
+    intensity floor, in their integer units: the whole image read as nearly 0 and a walk-through
+    found 16 of 28 nuclei at IoU 0.003. They are now scaled by their own range."""
+    from segpipe.scoring.instances import match_instances
+
+    assert model.card.normalization.floor_for == "integer"
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:128, :128]
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "counts.tif", field)
+    tifffile.imwrite(tmp_path / "in" / "floats.tif", (field / float(np.iinfo(field.dtype).max)).astype(np.float32))
+    out = SegmentFolder(tmp_path / "out")
+    results = segment([str(tmp_path / "in")], Predictor.load(model, PredictParams(device="cpu")), out, progress=False)
+    assert all(r.error is None for r in results)
+    counts, floats = (tifffile.imread(out.labels / f"{name}_labels.tif") for name in ("counts", "floats"))
+    assert counts.max() > 5
+    assert match_instances(counts, floats, thresh=0.9).f1 > 0.95  # 1.0 here
+    from segpipe.models.model import Model, save_model  # the same weights with a card that floors every image
+
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    everyone = model.card.normalization.model_copy(update={"floor_for": None})
+    save_model(tmp_path / "before", predictor.network.state_dict(), model.card.model_copy(update={"normalization": everyone}))
+    before = SegmentFolder(tmp_path / "out_before")
+    segment([str(tmp_path / "in")], Predictor.load(Model.open(tmp_path / "before"), PredictParams(device="cpu")), before, progress=False)
+    assert match_instances(counts, tifffile.imread(before.labels / "floats_labels.tif"), thresh=0.9).f1 < 0.8  # 0.49 here
