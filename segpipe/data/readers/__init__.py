@@ -8,7 +8,9 @@ the same checks. :func:`read_image` reads a whole file at once (small files, tes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from segpipe.errors import InputError
 from segpipe.data.readers.axes import AxesSpec
 from segpipe.data.readers.omezarr import is_ome_zarr
 from segpipe.data.readers.slices import SliceStack, natural_key
-from segpipe.data.readers.source import Metadata, SelectedSource, Source
+from segpipe.data.readers.source import WIDER, Metadata, SelectedSource, Source, WidenedSource
 
 __all__ = [
     "AxesSpec",
@@ -31,6 +33,9 @@ __all__ = [
     "open_source",
     "read_image",
 ]
+
+log = logging.getLogger(__name__)
+_SAID: set[tuple[str, str]] = set()  # (file, what) warned about once per process: a file is opened more than once
 
 SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".png": "png"}
 
@@ -76,7 +81,42 @@ def open_source(
     Raises:
         InputError: Missing, empty or damaged file, wrong format, or axes that cannot be told.
     """
-    path = Path(path)
+    source = _sizes_checked(_opened(Path(path), fmt=fmt, spec=spec, slice_glob=slice_glob, series=series))
+    return WidenedSource(source) if np.dtype(source.dtype) in WIDER else source
+
+
+def _sizes_checked(source: Source) -> Source:
+    """``source``, its file's pixel sizes that are no size (0, negative, not a number) taken as not
+    given and an affine that maps no volume (a zero voxel size in a NIfTI sform) as none, each with
+    a warning: the pixels are good, and a size of 0 divided by zero further on."""
+    meta = source.meta
+    bad = {a: s for a, s in zip("zyx", meta.spacing) if s is not None and not (math.isfinite(s) and s > 0)}
+    if bad and _once(source.path, "spacing"):
+        log.warning("%s: the file's pixel size along %s (%s) is no size; taken as not given", source.path,
+                    ", ".join(bad), ", ".join(f"{s:g}" for s in bad.values()))
+    if bad:
+        meta = replace(meta, spacing=tuple(None if a in bad else s for a, s in zip("zyx", meta.spacing)))
+    if meta.affine is not None:
+        linear = np.asarray(meta.affine, dtype=float)[:3, :3]
+        if not np.all(np.isfinite(meta.affine)) or abs(float(np.linalg.det(linear))) < 1e-12:
+            if _once(source.path, "affine"):
+                log.warning("%s: the file's affine maps its voxels to no volume (a voxel size of 0); its world position "
+                            "is left out", source.path)
+            meta = replace(meta, affine=None)
+    if meta is not source.meta:
+        source.meta = meta
+    return source
+
+
+def _once(path: Path, what: str) -> bool:
+    key = (str(path), what)
+    if key in _SAID:
+        return False
+    _SAID.add(key)
+    return True
+
+
+def _opened(path: Path, *, fmt: str, spec: AxesSpec, slice_glob: str, series: int | None) -> Source:
     if series and (path.is_dir() or is_ome_zarr(path)):
         _no_series(path, series)
     if fmt == "omezarr" or (fmt == "auto" and is_ome_zarr(path)):

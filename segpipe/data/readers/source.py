@@ -148,3 +148,23 @@ class LastReadCache(Source):
     def close(self) -> None:
         self._block = None
         self.inner.close()
+
+
+#: Pixel types few tools compute on, read as the next type that holds every value exactly:
+#: half floats (scipy's filters refuse them) and 1-bit images (no arithmetic on bool).
+WIDER = {np.dtype(np.float16): np.dtype(np.float32), np.dtype(bool): np.dtype(np.uint8)}
+
+
+class WidenedSource(Source):
+    """Another source whose pixels are read as :data:`WIDER` says (the values unchanged)."""
+
+    def __init__(self, inner: Source):
+        self.inner = inner
+        self.path, self.shape, self.meta = inner.path, inner.shape, inner.meta
+        self.dtype = WIDER[np.dtype(inner.dtype)]
+
+    def read(self, t: int, window: Window) -> np.ndarray:
+        return self.inner.read(t, window).astype(self.dtype)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,48 @@
+"""A file's pixel size that is no size (0, negative, not a number) is taken as not given, with a
+warning: it divided by zero in resampling, broke the TIFF export, and went into the store as NaN."""
+
+from __future__ import annotations
+
+import logging
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+
+from segpipe.data.readers import open_source
+
+PIXELS = np.arange(12 * 16, dtype=np.uint16).reshape(12, 16)
+
+
+@pytest.mark.parametrize("size", [0.0, -0.5, float("nan")])
+def test_an_ome_tiff_pixel_size_that_is_no_size(tmp_path, caplog, size):
+    path = tmp_path / "a.ome.tif"
+    tifffile.imwrite(path, PIXELS, ome=True, metadata={"axes": "YX", "PhysicalSizeX": size, "PhysicalSizeY": 0.5})
+    with caplog.at_level(logging.WARNING, logger="segpipe.data.readers"), open_source(path) as source:
+        assert source.meta.spacing[1:] == (0.5, None)
+    assert f"{path}: the file's pixel size along x ({size:g}) is no size; taken as not given" in caplog.text
+
+
+def test_a_nifti_sform_with_a_zero_voxel_size(tmp_path, caplog):
+    affine = np.diag([0.0, 1.0, 1.0, 1.0])
+    image = nib.Nifti1Image(np.ones((6, 5, 4), np.int16), np.eye(4))
+    image.set_qform(np.eye(4), code=0)
+    image.set_sform(affine, code=1)
+    nib.save(image, tmp_path / "flat.nii.gz")
+    with caplog.at_level(logging.WARNING, logger="segpipe.data.readers"), open_source(tmp_path / "flat.nii.gz") as source:
+        assert source.meta.affine is None and source.meta.spacing == (1.0, 1.0, None)  # (z, y, x)
+    assert "maps its voxels to no volume" in caplog.text
+
+
+@pytest.mark.parametrize(("dtype", "read_as"), [(np.float16, np.float32), (bool, np.uint8)])
+def test_half_floats_and_one_bit_images_are_read_in_a_wider_type(tmp_path, dtype, read_as):
+    """A float16 TIFF crashed the blank rule (scipy: "array type dtype('<f2') not supported") and a
+    1-bit TIFF was refused as not numeric; they are read as float32 and uint8, values unchanged."""
+    pixels = (PIXELS % 7 == 0) if dtype is bool else (PIXELS / 64).astype(dtype)
+    tifffile.imwrite(tmp_path / "a.tif", pixels)
+    with open_source(tmp_path / "a.tif") as source:
+        assert source.dtype == np.dtype(read_as)
+        array = source.read_all()[0, 0, 0]
+    assert array.dtype == np.dtype(read_as)
+    np.testing.assert_array_equal(array, pixels.astype(read_as))
