@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -337,11 +338,18 @@ def load_catalog(path: str | Path) -> Catalog:
         raise CatalogError(f"{path}: {explain(err)}") from None
     entries = {}
     for name, body in raw["datasets"].items():
+        if not _DATASET_NAME.fullmatch(str(name)) or str(name) in (".", ".."):
+            raise CatalogError(f"{path}: dataset {name!r}: a dataset's name is a folder of its runs: letters, digits "
+                               "and . _ - only (no / or ..)")
         try:
             entries[str(name)] = DatasetEntry.model_validate(body or {})
         except ValidationError as err:
             raise CatalogError(f"{path}: dataset {name!r}: {explain(err)}") from err
     return Catalog(path, entries, schedules)
+
+
+#: A dataset's name: its run folder's name under --output, so it cannot leave it.
+_DATASET_NAME = re.compile(r"[^\W][\w.+-]*")
 
 
 def _stem(path: Path, suffix: str = "") -> str:

@@ -41,7 +41,11 @@ def read_yaml(path: Path) -> object:
             the line and column.
     """
     try:
-        return yaml.load(path.read_text(), Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader subclass)
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise CatalogError(f"{path}:{line}: not UTF-8 text (byte 0x{err.object[err.start]:02x}); save the catalog as "
+                           "UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""

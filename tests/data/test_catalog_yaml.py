@@ -45,3 +45,11 @@ def test_plain_yaml_reads_as_safe_load_reads_it(tmp_path):
     path.write_text("x: !!python/object:os.system {}\n")
     with pytest.raises(CatalogError, match="not valid YAML"):  # still the safe loader
         read_yaml(path)
+
+
+def test_a_catalog_that_is_not_utf8_is_one_line_with_its_line(tmp_path):
+    """A catalog saved as Latin-1 (an accented name on line 3) gave a UnicodeDecodeError traceback."""
+    path = tmp_path / "catalog.yaml"
+    path.write_bytes("datasets:\n  cells:\n    description: Zellkerne, gefärbt\n".encode("latin-1"))
+    with pytest.raises(CatalogError, match=r"catalog.yaml:3: not UTF-8 text \(byte 0xe4\); save the catalog as UTF-8$"):
+        load_catalog(path)

@@ -45,9 +45,14 @@ class OmeZarrSource(Source):
         if multiscales is None:
             raise InputError(f"{path}: a zarr group without an OME-Zarr image (no multiscales metadata)")
         first = multiscales[0]
-        axes = first.get("axes") or [{"name": n} for n in "tczyx"[-len(group[first["datasets"][0]["path"]].shape):]]
-        level = first["datasets"][0]
-        self._array = group[level["path"]]
+        try:
+            level = first["datasets"][0]
+            self._array = group[level["path"]]
+        except (KeyError, IndexError, TypeError):
+            named = (first.get("datasets") or [{}])[0].get("path") if isinstance(first, dict) else None
+            raise InputError(f"{path}: an OME-Zarr image without its full-resolution array "
+                             f"({named or 'none named'}): copied in part?") from None
+        axes = first.get("axes") or [{"name": n} for n in "tczyx"[-len(self._array.shape):]]
         letters = "".join(_letter(axis) for axis in axes)
         self._mapped = spec.resolve(path, letters, tuple(self._array.shape))
         self.shape = canonical_shape(self._mapped, tuple(self._array.shape))

@@ -46,3 +46,20 @@ def test_half_floats_and_one_bit_images_are_read_in_a_wider_type(tmp_path, dtype
         array = source.read_all()[0, 0, 0]
     assert array.dtype == np.dtype(read_as)
     np.testing.assert_array_equal(array, pixels.astype(read_as))
+
+
+def test_an_ome_zarr_copied_in_part_is_one_line(tmp_path):
+    """Its metadata names s0, which is not there yet: a KeyError traceback refused the whole run."""
+    import shutil
+
+    import zarr
+
+    from segpipe.errors import InputError
+
+    root = zarr.open_group(str(tmp_path / "half.ome.zarr"), mode="w")
+    root.create_array("s0", shape=(12, 16), dtype="uint16")
+    root.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+                                                           "datasets": [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}]}]}
+    shutil.rmtree(tmp_path / "half.ome.zarr" / "s0")
+    with pytest.raises(InputError, match=r"half.ome.zarr: an OME-Zarr image without its full-resolution array \(s0\): copied in part\?$"):
+        open_source(tmp_path / "half.ome.zarr")
