@@ -93,6 +93,11 @@ def find_inputs(patterns: list[str], *, base: Path | None = None, given: Mapping
             raise NoInputs(f"{pattern}: {missing}")
         for match in map(Path, matches):
             path = Path(os.path.normpath(match.absolute()))  # one path per file: `../d/a.png` is `d/a.png`
+            if _special(path):  # reading a pipe waits for a writer; /dev/zero never ends
+                if not glob.has_magic(pattern):
+                    raise InputError(f"{path}: not a file or folder (a pipe, socket or device); name image files")
+                passed_over.append(path)
+                continue
             if glob.has_magic(pattern) and path.is_file() and kind_of(path) is None:
                 passed_over.append(path)
                 continue
@@ -163,12 +168,18 @@ def kind_of(path: Path) -> InputKind | None:
     return None
 
 
+def _special(path: Path) -> bool:
+    """Whether ``path`` (followed through links) is there but neither a file nor a folder: a pipe,
+    a socket or a device."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
 def _expand(path: Path) -> list[Path]:
     kind = kind_of(path)
     if kind is not None:
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if not p.name.startswith(".") and kind_of(p) is not None)
+        return sorted(p for p in path.iterdir() if not p.name.startswith(".") and not _special(p) and kind_of(p) is not None)
     raise InputError(f"{path}: not an image segpipe reads (TIFF, NIfTI, PNG, an OME-Zarr folder or a CTC sequence folder)")
 
 

@@ -196,3 +196,20 @@ def test_a_folder_changes_when_a_file_deep_in_it_does(tmp_path):
             os.utime(name, (1000.0, 1000.0))
     os.utime(chunk, (5000.0, 5000.0))
     assert _changed(tmp_path / "x.ome.zarr") == 5000.0
+
+
+def test_a_pipe_or_device_named_as_an_image_is_not_read(tmp_path):
+    """A FIFO named x.tif blocked the run forever in open(); a .png link to /dev/zero was read
+    without end. Named, it is refused in one line; in a folder or a glob it is passed over."""
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "good.tif", np.zeros((8, 8), np.uint8))
+    os.mkfifo(folder / "pipe.tif")
+    (folder / "zero.png").symlink_to("/dev/zero")
+    assert [i.name for i in find_inputs([str(folder)])] == ["good"]
+    assert [i.name for i in find_inputs([str(folder / "*")])] == ["good"]
+    for name in ("pipe.tif", "zero.png"):
+        with pytest.raises(InputError, match=rf"{name}: not a file or folder \(a pipe, socket or device\); name image files$"):
+            find_inputs([str(folder / name)])
