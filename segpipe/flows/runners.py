@@ -43,6 +43,12 @@ class RunnerParams(BaseModel):
     def _address_needs_dask(self) -> RunnerParams:
         if self.address and self.kind != "dask":
             raise ValueError("a Dask scheduler address needs runner 'dask'")
+        if self.kind == "dask":
+            try:
+                import prefect_dask  # noqa: F401
+            except ImportError:
+                raise ValueError("runner 'dask' needs segpipe's dask extra: pip install -c constraints.txt -e '.[dask]' "
+                                 "(from the repository root)") from None
         return self
 
     def cluster_kwargs(self, scratch: Path) -> dict:

@@ -143,3 +143,16 @@ def test_the_run_says_when_dask_workers_leave_and_when_none_is_left(caplog):
     said = [r.getMessage() for r in caplog.records if r.name == "segpipe.flows.runners"]
     assert said[0].startswith("1 Dask worker(s) of tcp://scheduler:8786 left (1 left)"), said
     assert sum("has had no Dask worker for" in line for line in said) == 1, said  # said once, not every look
+
+
+def test_dask_without_its_extra_is_refused_in_one_line(segpipe_cli, tmp_path, monkeypatch):
+    """After the README's install (no extras), `segment --runner dask` failed inside the flow with
+    Prefect's ModuleNotFoundError traceback; it now names the extra before anything runs."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "prefect_dask", None)  # as an install without the extra: import fails
+    with pytest.raises(ValueError, match=r"runner 'dask' needs segpipe's dask extra: pip install -c constraints.txt -e '\.\[dask\]'"):
+        RunnerParams(kind="dask")
+    result = segpipe_cli("segment", "--model", "cells-2d", "data/bbbc007/images", "--runner", "dask", "--output", tmp_path / "out")
+    assert result.code == 2 and len(result.errors) == 1 and "needs segpipe's dask extra" in result.errors[0], result.errors
+    assert not (tmp_path / "out").exists()
