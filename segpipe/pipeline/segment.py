@@ -543,9 +543,22 @@ def sample_view(image: StoredImage, labels, *, ndim: int, spacing: tuple[float, 
     from segpipe.report.orientation import view_of
 
     frames = labels.ndim - ndim
-    volumes = [np.asarray(image.image[(slice(None), *([0] * frames))]), np.asarray(labels[(0,) * frames])]
-    (pixels, plane), turned = view_of(image.info, spacing, volumes)
+    step = view_step(labels.shape[frames:])
+    every = (slice(None, None, step),) * ndim
+    volumes = [np.asarray(image.image[(slice(None), *([0] * frames), *every)]), np.asarray(labels[(*(0,) * frames, *every)])]
+    (pixels, plane), turned = view_of(image.info, tuple(s * step for s in spacing), volumes)
     return (image.name, pixels, plane), turned
+
+
+#: The most pixels (2D) or voxels (3D) a report's view of an image is read at: a figure shows far
+#: fewer, and a 75-megapixel field read whole took 9 GiB.
+VIEW_PIXELS = {2: 2048**2, 3: 256**3}
+
+
+def view_step(shape: tuple[int, ...]) -> int:
+    """Every how many pixels along each axis an image of ``shape`` is read for its view."""
+    size = int(np.prod(shape, dtype=np.int64))
+    return max(1, math.ceil((size / VIEW_PIXELS[len(shape)]) ** (1 / len(shape))))
 
 
 def measure_run(run_root: Path, store: ImageStore, predictions: PredictionStore, card: ModelCard, *, split: str) -> list[dict]:

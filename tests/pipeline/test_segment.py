@@ -1051,3 +1051,25 @@ def test_floats_from_0_to_1_are_segmented_as_the_same_image_in_integers(model, t
     before = SegmentFolder(tmp_path / "out_before")
     segment([str(tmp_path / "in")], Predictor.load(Model.open(tmp_path / "before"), PredictParams(device="cpu")), before, progress=False)
     assert match_instances(counts, tifffile.imread(before.labels / "floats_labels.tif"), thresh=0.9).f1 < 0.8  # 0.49 here
+
+
+def test_the_reports_view_of_a_large_image_is_read_every_few_pixels(tmp_path):
+    """The report read a 75-megapixel field and its labels whole for one figure (9 GiB); a view
+    now holds at most 2048^2 pixels (256^3 voxels), every n-th along each axis."""
+    import zarr
+
+    from segpipe.data.store import StoredImage
+    from segpipe.pipeline.segment import sample_view, view_step
+
+    assert view_step((2048, 2048)) == 1 and view_step((3000, 3000)) == 2 and view_step((8192, 9216)) == 5
+    assert view_step((200, 1024, 1024)) == 3 and view_step((64, 128, 128)) == 1
+    pixels = np.arange(3000 * 3000, dtype=np.uint32).reshape(1, 3000, 3000)
+    image = zarr.create_array(str(tmp_path / "i.zarr"), shape=pixels.shape, dtype=pixels.dtype, chunks=(1, 512, 512))
+    image[...] = pixels
+    labels = zarr.create_array(str(tmp_path / "l.zarr"), shape=(3000, 3000), dtype=np.uint32, chunks=(512, 512))
+    labels[...] = pixels[0] % 5
+    stored = StoredImage("big", "test", image, None, (0.5, 0.5), {"name": "big"})
+    (name, view, plane), turned = sample_view(stored, labels, ndim=2, spacing=(0.5, 0.5))
+    assert name == "big" and turned is None and view.shape == (1, 1500, 1500) and plane.shape == (1500, 1500)
+    np.testing.assert_array_equal(view, pixels[:, ::2, ::2])
+    np.testing.assert_array_equal(plane, pixels[0, ::2, ::2] % 5)
