@@ -181,7 +181,7 @@ def _read_sample(path: Path, card):
 
 @models_app.command("import")
 def import_cmd(
-    package: Annotated[Path, typer.Argument(help="A package written by `segpipe models export`.")],
+    package: Annotated[Path, typer.Argument(help="A package written by `segpipe models export`: the zip, or the folder it was unzipped into.")],
     to: Annotated[Path, typer.Option("--to", help="A new model folder to write.")],
 ) -> None:
     """Read a BioImage Model Zoo package made by segpipe back into a model folder.

@@ -792,14 +792,59 @@ def import_model(package: Path, folder: Path) -> Model:
     package, folder = Path(package), Path(folder)
     if (folder / MODEL_FILE).exists():
         raise ModelError(f"{folder}: already holds a model; import into a new folder")
-    _check_zip(package)
-    _require_bioimageio()
-    with _quiet():  # the description holds the zip and files bioimageio leaves open: all released in here
-        outcome = _read_package(package)
+    with tempfile.TemporaryDirectory(prefix="segpipe-import-") as scratch:
+        readable = _as_flat_zip(package, Path(scratch) / "package.zip")
+        _check_zip(readable, shown=package)
+        _require_bioimageio()
+        with _quiet():  # the description holds the zip and files bioimageio leaves open: all released in here
+            outcome = _read_package(readable)
     if isinstance(outcome, str):
-        raise ModelError(outcome)
+        raise ModelError(outcome.replace(str(readable), str(package)))
     card, state = outcome
     return save_model(folder, state, card)
+
+
+#: The names a package's description file has (the newer name first).
+DESCRIPTION_NAMES = ("bioimageio.yaml", "rdf.yaml")
+
+
+def _as_flat_zip(package: Path, scratch: Path) -> Path:
+    """``package`` as a zip with its description at the top: itself when it is one; else a zip in
+    ``scratch`` of the package an unzipped folder holds (at its top or one folder down, as an
+    unzip tool leaves it), or of a zip whose package lies one folder down (a folder zipped again)."""
+    if package.is_dir():
+        top = _package_root(package, [p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()])
+        if top is None:
+            raise ModelError(f"{package}: a folder without a BioImage Model Zoo package ({' or '.join(DESCRIPTION_NAMES)})")
+        root = package / top
+        with zipfile.ZipFile(scratch, "w", zipfile.ZIP_DEFLATED) as out:
+            for file in sorted(p for p in root.rglob("*") if p.is_file()):
+                out.write(file, file.relative_to(root).as_posix())
+        return scratch
+    if not zipfile.is_zipfile(package):
+        return package  # _check_zip says what it is
+    with zipfile.ZipFile(package) as archive:
+        names = archive.namelist()
+        top = _package_root(package, names)
+        if not top:
+            return package
+        with zipfile.ZipFile(scratch, "w", zipfile.ZIP_DEFLATED) as out:
+            for name in names:
+                if name.startswith(top + "/") and not name.endswith("/"):
+                    out.writestr(name[len(top) + 1 :], archive.read(name))
+    return scratch
+
+
+def _package_root(where: Path, names: list[str]) -> str | None:
+    """The folder among ``names`` (relative paths) holding the description: ``""`` at the top, one
+    folder down otherwise (macOS's ``__MACOSX`` copies left out); ``None`` when there is none."""
+    if any(n in DESCRIPTION_NAMES for n in names):
+        return ""
+    below = {n.split("/")[0] for n in names if n.count("/") == 1 and n.split("/")[1] in DESCRIPTION_NAMES
+             and not n.startswith("__MACOSX")}
+    if len(below) > 1:
+        raise ModelError(f"{where}: holds {len(below)} packages ({', '.join(sorted(below))}); import one at a time")
+    return below.pop() if below else None
 
 
 def _read_package(package: Path) -> tuple[ModelCard, dict] | str:
@@ -851,14 +896,16 @@ def _read_package(package: Path) -> tuple[ModelCard, dict] | str:
     return card, state
 
 
-def _check_zip(package: Path) -> None:
-    """One line for a missing, unreadable or damaged zip (naming the damaged member)."""
+def _check_zip(package: Path, *, shown: Path | None = None) -> None:
+    """One line for a missing, unreadable or damaged zip (naming the damaged member); ``shown``:
+    the path the user gave, when ``package`` is a flattened copy of it."""
+    shown = shown or package
     if not package.is_file():
-        raise ModelError(f"{package}: no such file")
+        raise ModelError(f"{shown}: no such file or folder")
     try:
         archive = zipfile.ZipFile(package)
     except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise ModelError(f"{package}: not a readable zip file ({_one_line(err)})") from None
+        raise ModelError(f"{shown}: not a readable zip file ({_one_line(err)})") from None
     with archive:
         for member in archive.infolist():
             try:
@@ -866,7 +913,7 @@ def _check_zip(package: Path) -> None:
                     while handle.read(1 << 20):
                         pass
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
-                raise ModelError(f"{package}: damaged zip file: {member.filename} cannot be read ({_one_line(err)})") from None
+                raise ModelError(f"{shown}: damaged zip file: {member.filename} cannot be read ({_one_line(err)})") from None
 
 
 # ----------------------------------------------------------------------------------------- shared

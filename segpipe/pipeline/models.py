@@ -12,6 +12,10 @@ from segpipe.models.shipped import shipped_model, shipped_names
 from segpipe.pipeline.run_folder import RunFolder
 
 
+#: What marks a BioImage Model Zoo package's folder (segpipe reads one only through `models import`).
+PACKAGE_FILES = ("rdf.yaml", "bioimageio.yaml")
+
+
 def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | None = None, base: Path | None = None) -> Model:
     """The model ``ref`` names.
 
@@ -27,7 +31,12 @@ def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | Non
         ModelError: The folder holds no valid model.
     """
     path = Path(ref) if base is None or Path(ref).is_absolute() else base / ref
-    if path.is_dir() or (path.is_file() and path.name == MODEL_FILE):
+    if path.is_file() and (path.parent / MODEL_FILE).is_file() and (path.suffix != ".pt" or path.name == MODEL_FILE):
+        return Model.open(path.parent)  # model.pt, its card or history: the folder's model (another .pt is other weights)
+    if path.is_dir() and not (path / MODEL_FILE).exists() and any((path / n).is_file() for n in PACKAGE_FILES):
+        raise ModelNotFound(f"{path}: an unzipped model package, not a model folder; import it first: "
+                            f"segpipe models import {path} --to FOLDER, then --model FOLDER")
+    if path.is_dir():
         return Model.open(path)
     if catalog is not None and str(ref) in catalog.entries:
         folder = RunFolder.of(output, str(ref)).model_dir
@@ -42,6 +51,8 @@ def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | Non
         return shipped
     tried = f"no model folder {path}" + (f", no catalog dataset named {str(ref)!r}" if catalog is not None else "")
     tried += f" and no shipped model of that name ({', '.join(shipped_names()) or 'none installed'})"
+    if path.is_file() and path.name.lower() in PACKAGE_FILES:
+        tried += f"; {path.name} describes a model package: segpipe models import {path.parent} --to FOLDER, then --model FOLDER"
     if path.is_file() and path.suffix.lower() == ".zip":
         tried += f"; a model package is imported first: segpipe models import {path} --to FOLDER, then --model FOLDER"
     raise ModelNotFound(f"{ref}: {tried}")

@@ -137,3 +137,21 @@ def test_a_model_package_given_as_the_model_says_to_import_it(setup, tmp_path, s
     assert result.code == 2 and len(result.errors) == 1, result.err
     assert result.errors[0].endswith(f"; a model package is imported first: segpipe models import {package} --to FOLDER, "
                                      "then --model FOLDER"), result.errors
+
+
+def test_any_file_of_a_model_folder_names_the_folder_and_a_package_folder_says_to_import_it(setup, tmp_path, segpipe_cli):
+    """--model .../model_card.json (or history.csv) was "no model folder"; an unzipped package was "no
+    trained model here ... train one", the wrong advice for a colleague's model."""
+    catalog, model = setup
+    image = catalog.parent / "images" / "A9_p9d.tif"
+    for name in ("model_card.json", "model.pt"):
+        result = segpipe_cli("segment", image, "--model", model.folder / name, "--output", tmp_path / name, "--device", "cpu")
+        assert result.code == 0 and (tmp_path / name / "labels" / "A9_p9d_labels.tif").is_file(), result.err
+    unzipped = tmp_path / "unzipped"
+    unzipped.mkdir()
+    (unzipped / "rdf.yaml").write_text("type: model\n")
+    for ref in (unzipped, unzipped / "rdf.yaml"):
+        result = segpipe_cli("segment", image, "--model", ref, "--output", tmp_path / "out")
+        assert result.code == 2 and len(result.errors) == 1, result.err
+        assert f"segpipe models import {unzipped} --to FOLDER, then --model FOLDER" in result.errors[0], result.errors
+    assert not (tmp_path / "out").exists()

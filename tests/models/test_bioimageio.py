@@ -342,3 +342,25 @@ def test_scores_on_training_images_are_not_called_validation_scores(tiny_card):
     assert model_row("m", card)[-1] == "on training images: seg 0.910"
     validated = tiny_card.model_copy(update={"training": training.model_copy(update={"validation": {"seg": 0.91, "tuned_on": ["v"]}})})
     assert "Validation scores (from the model card):" in package_readme(validated) and model_row("m", validated)[-1] == "seg 0.910"
+
+
+def test_a_package_unzipped_or_zipped_again_in_a_folder_is_imported(exported_2d, tmp_path):
+    """A package a Mac unzipped (a folder, the package at its top or one folder down) was "no such
+    file"; zipped again from that folder, its rdf.yaml one folder down made bioimageio's
+    "No rdf.yaml found" error. All three now import as the zip does."""
+    model, package = exported_2d
+    files = members(package)
+    for name, data in files.items():
+        (tmp_path / "unzipped" / "nuclei" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "unzipped" / "nuclei" / name).write_bytes(data)
+    again = tmp_path / "again.zip"
+    with zipfile.ZipFile(again, "w") as out:
+        for name, data in files.items():
+            out.writestr(f"nuclei/{name}", data)
+        out.writestr("__MACOSX/nuclei/._rdf.yaml", b"\x00")
+    for number, source in enumerate([tmp_path / "unzipped" / "nuclei", tmp_path / "unzipped", again]):
+        imported = import_model(source, tmp_path / f"imported{number}")
+        assert same_outputs(model, imported, (1, 1, 64, 64)), source
+    with pytest.raises(ModelError, match=r"empty: a folder without a BioImage Model Zoo package \(bioimageio.yaml or rdf.yaml\)$"):
+        (tmp_path / "empty").mkdir()
+        import_model(tmp_path / "empty", tmp_path / "never")
