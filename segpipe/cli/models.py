@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -158,6 +159,14 @@ def export_cmd(
     from segpipe.pipeline.models import resolve_model
 
     chosen = resolve_model(model, output=DEFAULT_OUTPUT)
+    warn = logging.getLogger("segpipe.cli.models").warning
+    if chosen.card.spacing_guessed and not chosen.card.generalist:
+        warn("%s: its pixel size is not known (its training images' files gave none): whoever runs the package gets "
+             "objects found at the size in pixels its training images showed them, whatever their images' pixel size; "
+             "to share a model that resamples by physical size, train it with spacing: in its catalog entry", chosen.folder)
+    if not author or not license:
+        warn("the package names no %s: the BioImage Model Zoo asks for both (--author NAME, --license SPDX-ID)",
+             " and no ".join(w for w, given in (("author", author), ("license", license)) if not given))
     image = _read_sample(sample, chosen.card) if sample is not None else None
     written = export_model(chosen, to, test=test, sample=image, authors=author or (), license=license)
     state = "tested with bioimageio.core" if test else "not tested"

@@ -36,6 +36,8 @@ def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | Non
     if path.is_dir() and not (path / MODEL_FILE).exists() and any((path / n).is_file() for n in PACKAGE_FILES):
         raise ModelNotFound(f"{path}: an unzipped model package, not a model folder; import it first: "
                             f"segpipe models import {path} --to FOLDER, then --model FOLDER")
+    if path.is_dir() and not (path / MODEL_FILE).exists() and (path / "model" / MODEL_FILE).is_file():
+        return Model.open(path / "model")  # a run folder: the model it trained
     if path.is_dir():
         return Model.open(path)
     if catalog is not None and str(ref) in catalog.entries:

@@ -53,7 +53,9 @@ class SegmentParams(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     spacing: list[PositiveFloat] | None = None
-    """Pixel size per spatial axis ([z,] y, x), for every input (overrides the files)."""
+    """Pixel size per spatial axis ([z,] y, x), for every input (overrides the files). An input whose file gives
+    none (PNG, plain TIFF) is taken at the model's pixel size and not resampled: give this where it is another
+    (a PNG at 0.25 um for a model trained at 0.5 um finds objects twice their size otherwise)."""
     unit: str | None = None
     """Unit of --spacing: nanometer, micrometer, millimeter, centimeter or meter (or nm, um, mm, cm, m);
     default: the model's unit. Without --spacing: the unit of files that give a pixel size but no unit

@@ -136,7 +136,7 @@ def test_a_shipped_model_exports_by_its_name(tmp_path, monkeypatch, capsys):
 
 def test_command_line_errors_are_one_line(runs, tmp_path, monkeypatch, capsys):
     code, _, err = run_main(monkeypatch, capsys, "models", "import", str(tmp_path / "nothing.zip"), "--to", str(tmp_path / "x"))
-    assert code == 2 and err == f"error: {tmp_path / 'nothing.zip'}: no such file\n"
+    assert code == 2 and err == f"error: {tmp_path / 'nothing.zip'}: no such file or folder\n"
     code, _, err = run_main(monkeypatch, capsys, "models", str(tmp_path / "nowhere"))
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
 
@@ -192,3 +192,20 @@ def test_models_finds_imported_models_too(runs, tmp_path, monkeypatch, capsys):
     assert run_main(monkeypatch, capsys, "models", "import", str(package), "--to", "models/demo")[0] == 0
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0 and result.output.splitlines()[1].split()[:2] == ["models/demo", "demo2d"], result.output
+
+
+def test_export_of_a_run_folder_warns_of_what_the_package_cannot_give(runs, tmp_path, monkeypatch, capsys, card, caplog):
+    """A run folder (runs/NAME) was "no trained model here" though its model sits in model/; a
+    model of guessed pixel size, and a package without author or license, were exported without a word."""
+    import logging
+
+    write(tmp_path / "runs2" / "guessed" / "model", card(2, spacing=(1.0, 1.0), spacing_guessed=True))
+    for run, guessed in ((runs / "a", False), (tmp_path / "runs2" / "guessed", True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="segpipe.cli.models"):
+            code, out, err = run_main(monkeypatch, capsys, "models", "export", str(run), "--to", str(tmp_path / f"{run.name}.zip"),
+                                      "--no-test", "--license", "CC-BY-4.0")
+        assert code == 0 and (tmp_path / f"{run.name}.zip").is_file(), err
+        said = [r.getMessage() for r in caplog.records]
+        assert any("the package names no author:" in m for m in said), said
+        assert any("its pixel size is not known" in m for m in said) == guessed, said
