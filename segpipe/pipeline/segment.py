@@ -23,7 +23,7 @@ import logging
 import math
 import shutil
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -429,13 +429,27 @@ def predict_input(
 ) -> list[Current | Predicted]:
     """Run the network on every image of an ingested input (images kept where current); their labels are made in :func:`finish_input`.
 
-    The frames of a time series or sequence feed a generalist's inputs as its first frame chose.
+    The frames of a time series or sequence feed a generalist's inputs as its first frame chose,
+    and each frame's labels are made and written (in a thread, while the network runs on the next)
+    as soon as it is predicted: a run stopped in a long series keeps the frames done (it kept none
+    of those predicted in memory, and a rerun began again at the first).
     """
     images = store.images()
-    shared = None
-    if len(images) > 1 and predictor.chooses_inputs:
-        shared = SharedInputs(images[0], predictor)
-    return [run_network(image, predictor, predictions, progress=progress, shared=shared) for image in images]
+    if len(images) == 1:
+        return [run_network(images[0], predictor, predictions, progress=progress)]
+    shared = SharedInputs(images[0], predictor) if predictor.chooses_inputs else None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segpipe-frames") as labeller:
+        made: list = []
+        for image in images:
+            result = run_network(image, predictor, predictions, progress=progress, shared=shared)
+            made.append(labeller.submit(_written, result) if isinstance(result, Predicted) else result)
+        return [m.result() if isinstance(m, Future) else m for m in made]
+
+
+def _written(predicted: Predicted) -> Current:
+    """``predicted`` with its labels made and its group finished in the prediction store."""
+    predicted.complete(attach=False)
+    return Current(predicted.image, predicted.card, predicted.params, predicted.predictions, predicted.stamp)
 
 
 def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:

@@ -1073,3 +1073,27 @@ def test_the_reports_view_of_a_large_image_is_read_every_few_pixels(tmp_path):
     assert name == "big" and turned is None and view.shape == (1, 1500, 1500) and plane.shape == (1500, 1500)
     np.testing.assert_array_equal(view, pixels[:, ::2, ::2])
     np.testing.assert_array_equal(plane, pixels[0, ::2, ::2] % 5)
+
+
+def test_each_frame_of_a_series_is_written_as_soon_as_it_is_predicted(model, tmp_path):
+    """Frames predicted in memory were labelled only when the whole series was: a walk-through
+    stopped after 14 of 24 planes and the rerun predicted all again. After the network stage each
+    frame is complete in the prediction store (a rerun skips it), and the labels are those of the
+    frames segmented one by one."""
+    from segpipe.data.inputs import find_inputs
+    from segpipe.pipeline.segment import predict_input
+    from segpipe.pipeline.segment_files import SegmentParams, prepare_input
+
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "series.tif", np.stack([np.roll(field, 9 * t, axis=1) for t in range(3)]),
+                     metadata={"axes": "TYX"}, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "in" / "one.tif", np.roll(field, 18, axis=1))
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    (item,) = find_inputs([str(tmp_path / "in" / "series.tif")])
+    store, predictions = prepare_input(item, model, SegmentFolder(tmp_path / "out"), SegmentParams())
+    made = predict_input(store, predictions, predictor)
+    assert len(made) == 3 and all(predictions.stamp(name) == m.stamp for name, m in zip(store.names(), made))
+    out = SegmentFolder(tmp_path / "whole")
+    segment([str(tmp_path / "in")], predictor, out, progress=False)
+    np.testing.assert_array_equal(tifffile.imread(out.labels / "series_labels.tif")[2], tifffile.imread(out.labels / "one_labels.tif"))

@@ -4,6 +4,7 @@ images giving their own pixel size are taken at 1 per pixel (segment said so; pr
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import tifffile
@@ -13,8 +14,7 @@ from segpipe.data.ingest import ingest_dataset
 from segpipe.pipeline import RunFolder, stages
 from segpipe.prediction.params import PredictParams
 
-from conftest import DATA
-
+DATA = Path(__file__).resolve().parents[2] / "data"
 SAID = "trained at is not known"
 
 
