@@ -12,7 +12,11 @@ if TYPE_CHECKING:
 
 
 class SegpipeError(Exception):
-    """Base class of the errors the CLI reports without a traceback."""
+    """Base class of the errors the CLI reports without a traceback, each in one line (a library's
+    message quoted in it keeps its words, not its line breaks)."""
+
+    def __str__(self) -> str:
+        return " ".join(line.strip() for line in super().__str__().splitlines() if line.strip())
 
 
 class CatalogError(SegpipeError):

@@ -90,3 +90,19 @@ def test_a_negative_pixdim_is_its_magnitude(tmp_path):
     """Read as written, a negative pixdim counted as none: that axis was taken at a guessed size."""
     path = _write(tmp_path / "a.nii", np.eye(4), sform=0, qform=0, pixdim=(-0.8, 0.8, 2.0))
     assert _spacing(path) == (2.0, pytest.approx(0.8), pytest.approx(0.8))
+
+
+def test_a_truncated_nifti_is_one_line(tmp_path):
+    """nibabel's own message breaks its line ("...got 8016 bytes from ...\\n - could the file be
+    damaged?"): the error printed and written to counts.csv took two lines."""
+    from segpipe.data.readers import open_source
+    from segpipe.errors import InputError
+
+    nib.save(nib.Nifti1Image(np.ones((20, 20, 20), np.int16), np.eye(4)), tmp_path / "vol.nii")
+    data = (tmp_path / "vol.nii").read_bytes()
+    (tmp_path / "cut.nii").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as caught:
+        with open_source(tmp_path / "cut.nii") as source:
+            source.read_all()
+    assert "\n" not in str(caught.value) and str(caught.value).startswith(f"{tmp_path / 'cut.nii'}: "), str(caught.value)
+    assert "could the file be damaged" in str(caught.value) or "NIfTI" in str(caught.value)
