@@ -100,7 +100,7 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
         path = item.path if item.kind != "ctc" else _first_frame(item.path)  # a sequence missing a frame fails alone
         with open_source(path, spec=spec, series=item.series) as source:
             planes, channels, times = source.spatial[0], source.channels, source.frames
-            named = source.meta.channel_names
+            named, file_axes = source.meta.channel_names, source.meta.axes
             if (params.channels is None and item.kind != "ctc" and source.frames == 1 and planes == 1
                     and card.spatial_dims == 2 and not takes_channels(card, channels)
                     and math.prod(source.shape) * source.dtype.itemsize <= GREY_BYTES):
@@ -120,8 +120,10 @@ def check_input(item: Input, card: ModelCard, params: SegmentParams) -> Input | 
                          "3D model, or write each time point to a file of its own and segment each plane with --axes "
                          "naming the planes T (e.g. TCYX for a ZCYX stack)")
     if card.spatial_dims == 2 and planes > 1:
+        example = (f"--axes {file_axes.replace('Z', 'T')}, this file's axes {file_axes} in its own order"
+                   if file_axes and set(file_axes) <= set("TCZYX") and "Z" in file_axes else "e.g. TYX for a ZYX stack")
         raise ModelError(f"{what} segments 2D images; this is a 3D stack of {planes} planes: use a 3D model, or segment "
-                         "each plane on its own with --axes naming the planes T (e.g. TYX for a ZYX stack)")
+                         f"each plane on its own with --axes naming the planes T ({example})")
     if card.spatial_dims == 3 and planes == 1:
         raise ModelError(f"{what} segments 3D volumes; this is a single 2D plane (use a 2D model)")
     if not takes_channels(card, channels):

@@ -166,7 +166,7 @@ def test_a_stack_for_a_2d_model_names_how_to_segment_each_plane(inputs, crops_mo
     assert refused.code == 2 and not output.exists()
     assert refused.errors == [f"error: {inputs / 'stack.tif'}: model {model.card.name!r} segments 2D images; this is a 3D "
                               "stack of 3 planes: use a 3D model, or segment each plane on its own with --axes naming "
-                              "the planes T (e.g. TYX for a ZYX stack)"]
+                              "the planes T (--axes TYX, this file's axes ZYX in its own order)"]
     assert segpipe_cli(*args, "--axes", "TYX").code == 0
     assert segpipe_cli("segment", "--model", model.folder, inputs / "good.tif", "--output", output, "--device", "cpu").code == 0
     planes, alone = (tifffile.imread(output / "labels" / name) for name in ("stack_labels.tif", "good_labels.tif"))
@@ -258,3 +258,18 @@ def test_a_cut_imagej_tiff_is_one_line_without_tifffiles_own(inputs, model, tmp_
     result = segpipe_cli("segment", "--model", model.folder, cut, "--output", tmp_path / "out", "--device", "cpu")
     assert result.code == 2 and len(result.errors) == 1 and str(cut) in result.errors[0], result.err
     assert not [r for r in caplog.records if r.name == "tifffile"], [r.getMessage() for r in caplog.records]
+
+
+def test_a_nifti_volume_for_a_2d_model_is_told_its_own_axes(inputs, crops_model, tmp_path, segpipe_cli):
+    """A NIfTI volume stores x, y, z: the advice "TYX (for a ZYX stack)" made 40 frames of 30 x 6
+    slices of a 40 x 30 x 6 volume; it now names the file's own order, XYT."""
+    import nibabel as nib
+
+    field = tifffile.imread(inputs / "good.tif")[:40, :30]
+    nib.save(nib.Nifti1Image(np.stack([field.T] * 6, axis=-1).astype(np.int16), np.eye(4)), inputs / "vol.nii.gz")  # x, y, z
+    args = ["segment", "--model", crops_model.folder, inputs / "vol.nii.gz", "--device", "cpu"]
+    refused = segpipe_cli(*args, "--output", tmp_path / "refused")
+    assert refused.code == 2 and len(refused.errors) == 1 and "(--axes XYT, this file's axes XYZ in its own order)" in refused.errors[0]
+    assert segpipe_cli(*args, "--axes", "XYT", "--output", tmp_path / "out").code == 0
+    labels = nib.load(tmp_path / "out" / "labels" / "vol_labels.nii.gz")
+    assert labels.shape[:2] == (30, 40) and 6 in labels.shape, labels.shape  # the planes kept their x, y
