@@ -311,6 +311,8 @@ def finish_input(
     if not result.skipped:
         attach_labels(store.path, predictions, store)
         result.files = [str(p) for p in export_labels(item, store, predictions, folder)]
+        if sum(int(np.prod(im.image.shape[1:], dtype=np.int64)) for im in store.images()) >= 1 << 22:
+            log.info("%s: measuring the objects", item.where)  # a minute or more on a large image
         # in the model's unit, so that every input's sizes compare (one in nanometres, one in micrometres)
         write_measurements(folder.measurements(item.name), store.images(), predictions, card, unit=card.unit, own_unit=store.unit)
     else:

@@ -11,6 +11,7 @@ torch there, while the network predicts the next.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ from segpipe.prediction.resampled import RECORD_ATTR, Grids, drop_scratch, image
 from segpipe.prediction.store import STAMP_ATTR, PredictionStore
 
 log = logging.getLogger(__name__)
+
+#: Images of at least this many pixels or voxels say when their objects are separated (it takes minutes).
+LARGE = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,12 @@ class Predicted:
         if self.grids.resample:
             image_grid(group, probabilities, semantic, card=card, name=image.name)
         instances = None
+        large = int(np.prod(image.image.shape[1:], dtype=np.int64)) >= LARGE
         if card.instances:
             if not group.attrs.get("instances_done"):
+                started = time.monotonic()
+                if large:  # minutes on a large image, after the network's progress bar has ended
+                    log.info("%s: separating the objects (%s pixels)", image.name, f"{int(np.prod(image.image.shape[1:])):,}")
                 out = group["labels/instances/s0"]
                 labels = np.zeros(out.shape, out.dtype) if in_memory else out
                 instances = stream_instance_labels(
@@ -126,6 +134,9 @@ class Predicted:
                     out[...] = labels
                 group.attrs["instances_stats"] = asdict(instances)
                 group.attrs["instances_done"] = True
+                if large:
+                    log.info("%s: %s objects in %.0f s; writing the labels", image.name, f"{instances.objects:,}",
+                             time.monotonic() - started)
             else:
                 instances = InstanceStats(**group.attrs["instances_stats"])
         final = finish_group(self.predictions.root, group, image, card, keep_probabilities=params.probabilities)
