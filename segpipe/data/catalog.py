@@ -340,7 +340,7 @@ def load_catalog(path: str | Path) -> Catalog:
     for name, body in raw["datasets"].items():
         if not _DATASET_NAME.fullmatch(str(name)) or str(name) in (".", ".."):
             raise CatalogError(f"{path}: dataset {name!r}: a dataset's name is a folder of its runs: letters, digits "
-                               "and . _ - only (no / or ..)")
+                               "and . _ + - only (no spaces, / or ..)")
         try:
             entries[str(name)] = DatasetEntry.model_validate(body or {})
         except ValidationError as err:
@@ -534,7 +534,9 @@ def _assign_splits(records: list[ImageRecord], entry: DatasetEntry, *, where: st
             if stem in seen:
                 raise CatalogError(f"{where}: {stem!r} is in both the {seen[stem]} and {split} splits")
             if stem not in groups:
-                raise CatalogError(f"{where}: split {split} names {stem!r}, but no image has that name")
+                hint = (f" (an OME-TIFF {stem}.tif is named {stem[:-4]!r}, without .ome)"
+                        if stem.lower().endswith(".ome") and stem[:-4] in groups else "")
+                raise CatalogError(f"{where}: split {split} names {stem!r}, but no image has that name{hint}")
             seen[stem] = split
             out += [dataclasses.replace(r, split=split) for r in groups[stem]]
     unassigned = sorted(set(groups) - set(seen))

@@ -63,7 +63,12 @@ def quiet_expected_errors(
     quiet = _NoTracebackFor((SegpipeError, OSError, *also))
     filters = [(logging.getLogger(name), quiet) for name in loggers]
     if also:  # a lost scheduler: the Dask client's own reconnection tracebacks too (the command says what happened)
-        filters.append((logging.getLogger("distributed.client"), _NoTracebackFor((BaseException,))))
+        import asyncio
+
+        from distributed.comm.core import CommClosedError
+
+        lost = _NoTracebackFor((asyncio.CancelledError, CommClosedError, OSError, TimeoutError, *also))
+        filters.append((logging.getLogger("distributed.client"), lost))
     for logger, kept_out in filters:
         logger.addFilter(kept_out)
     try:

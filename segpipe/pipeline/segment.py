@@ -54,6 +54,7 @@ from segpipe.pipeline.segment_files import (
 from segpipe.prediction.fit import channels_taken, takes_channels
 from segpipe.prediction.generalist_inputs import flat_channels
 from segpipe.prediction.params import PredictParams
+from segpipe.prediction.complete import ImageResult
 from segpipe.prediction.predict import Current, Predicted, Predictor, SharedInputs, run_network
 from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
@@ -445,13 +446,27 @@ def predict_input(
         for image in images:
             result = run_network(image, predictor, predictions, progress=progress, shared=shared)
             made.append(labeller.submit(_written, result) if isinstance(result, Predicted) else result)
+            if len(made) > 2 and isinstance(made[-3], Future):  # at most two frames' outputs held; a failure stops the series now
+                made[-3] = made[-3].result()
         return [m.result() if isinstance(m, Future) else m for m in made]
 
 
-def _written(predicted: Predicted) -> Current:
+@dataclasses.dataclass(frozen=True)
+class Written(Current):
+    """A frame whose labels this run made and wrote (:func:`predict_input`): completed as a current
+    one, but new, so the input's files and measurements are written again (a current one is not)."""
+
+    result: ImageResult | None = None
+
+    def complete(self, *, exports: Path | None = None, attach: bool = True) -> ImageResult:
+        super().complete(exports=exports, attach=attach)
+        return self.result
+
+
+def _written(predicted: Predicted) -> Written:
     """``predicted`` with its labels made and its group finished in the prediction store."""
-    predicted.complete(attach=False)
-    return Current(predicted.image, predicted.card, predicted.params, predicted.predictions, predicted.stamp)
+    result = predicted.complete(attach=False)
+    return Written(predicted.image, predicted.card, predicted.params, predicted.predictions, predicted.stamp, result)
 
 
 def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:
@@ -556,7 +571,7 @@ def sample_view(image: StoredImage, labels, *, ndim: int, spacing: tuple[float, 
     """``(name, pixels, labels)`` of an image's first frame as the report draws it (a NIfTI volume
     turned as Slicer draws it, :func:`~segpipe.report.orientation.view_of`), and the turned view's
     pixel size (``None``: drawn as stored)."""
-    from segpipe.report.orientation import view_of
+    from segpipe.report.orientation import view_of, view_step
 
     frames = labels.ndim - ndim
     step = view_step(labels.shape[frames:])
@@ -566,15 +581,6 @@ def sample_view(image: StoredImage, labels, *, ndim: int, spacing: tuple[float, 
     return (image.name, pixels, plane), turned
 
 
-#: The most pixels (2D) or voxels (3D) a report's view of an image is read at: a figure shows far
-#: fewer, and a 75-megapixel field read whole took 9 GiB.
-VIEW_PIXELS = {2: 2048**2, 3: 256**3}
-
-
-def view_step(shape: tuple[int, ...]) -> int:
-    """Every how many pixels along each axis an image of ``shape`` is read for its view."""
-    size = int(np.prod(shape, dtype=np.int64))
-    return max(1, math.ceil((size / VIEW_PIXELS[len(shape)]) ** (1 / len(shape))))
 
 
 def measure_run(run_root: Path, store: ImageStore, predictions: PredictionStore, card: ModelCard, *, split: str) -> list[dict]:

@@ -35,7 +35,7 @@ from segpipe.prediction.predict import (
 )
 from segpipe.prediction.store import PredictionStore
 from segpipe.report import Report, read_history, read_runs, write_index, write_report
-from segpipe.report.orientation import view_of
+from segpipe.report.orientation import view_of, view_step
 from segpipe.report.runs import append_run, new_run, run_entry
 from segpipe.report.write import headline_text, rank_images
 from segpipe.scoring import ScoreAccumulator
@@ -244,13 +244,14 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
     for image in store.images(split, labelled=True):
         if image.name not in shown:
             continue
-        prediction = predictions.read(image.name)
-        pred = prediction.instances if prediction.instances is not None else prediction.semantic
-        ignore = image.ignored()
-        volumes = [np.asarray(image.image), np.asarray(image.labels), np.asarray(pred)] + ([] if ignore is None else [ignore])
-        volumes, turned = view_of(image.info, image.spacing, volumes)
+        pred = predictions.labels(image.name)  # the instance map where there is one, else the class map
+        step = view_step(tuple(image.labels.shape))  # a large image is drawn from every n-th pixel, not read whole
+        every = (slice(None, None, step),) * image.labels.ndim
+        ignore = None if image.ignore is None else np.asarray(image.ignore[every]) > 0
+        volumes = [np.asarray(image.image[(slice(None), *every)]), np.asarray(image.labels[every]), np.asarray(pred[every])]
+        volumes, turned = view_of(image.info, tuple(s * step for s in image.spacing), volumes + ([] if ignore is None else [ignore]))
         views.append((image.name, *volumes))  # every channel; a NIfTI volume as Slicer draws it; the ignored pixels
-        spacing = image.spacing
+        spacing = tuple(s * step for s in image.spacing)
         if turned is not None:
             anatomical[image.name] = turned
     with naming(run.root):

@@ -10,6 +10,8 @@ Slicer draws it: superior and anterior at the top, the subject's right on the le
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,3 +62,14 @@ def view_of(info: dict, spacing: Sequence[float], volumes: Sequence[np.ndarray])
     if info.get("affine") is None or spatial != 3 or len(spacing) != 3:
         return list(volumes), None
     return anatomical_view(volumes, affine=info["affine"], source_axes=info.get("source_axes"), spacing=spacing)
+
+
+#: The most pixels (2D) or voxels (3D) a report's view of an image is read at: a figure shows far
+#: fewer, and a 75-megapixel field read whole took 9 GiB.
+VIEW_PIXELS = {2: 2048**2, 3: 256**3}
+
+
+def view_step(shape: tuple[int, ...]) -> int:
+    """Every how many pixels along each axis an image of ``shape`` is read for its view."""
+    size = int(np.prod(shape, dtype=np.int64))
+    return max(1, math.ceil((size / VIEW_PIXELS[len(shape)]) ** (1 / len(shape))))

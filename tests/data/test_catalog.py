@@ -276,6 +276,9 @@ def test_ome_tiff_images_are_named_as_segment_names_them_and_pair_with_plain_tif
     records = load_catalog(_write(tmp_path, body)).dataset("d").records
     assert sorted((r.name, r.image.name, r.labels.name) for r in records) == [
         ("a", "a.ome.tif", "a.tif"), ("b", "b.ome.tif", "b.tif")]
+    with pytest.raises(CatalogError, match=r"split train names 'a.ome', but no image has that name \(an OME-TIFF a.ome.tif is "
+                                           r"named 'a', without .ome\)$"):  # as such a catalog named it before
+        load_catalog(_write(tmp_path, body.replace("[a]", "[a.ome]"))).dataset("d")
 
 
 @pytest.mark.parametrize("name", ["../../evil", "a/b", "..", ".hidden", "with space"])
@@ -283,7 +286,7 @@ def test_a_dataset_name_that_would_leave_its_run_folder_is_refused(tmp_path, fil
     """A dataset named ../../evil passed `segpipe catalog`, and `segpipe run` wrote its store, model
     and report two folders above --output."""
     path = _write(tmp_path, f"datasets:\n  {name!r}:\n    images: img/*.tif\n    split: {{test: [a, b]}}\n".replace("'", '"'))
-    with pytest.raises(CatalogError, match=r"a dataset's name is a folder of its runs: letters, digits and \. _ - only"):
+    with pytest.raises(CatalogError, match=r"a dataset's name is a folder of its runs: letters, digits and \. _ \+ - only \(no spaces, / or \.\.\)"):
         load_catalog(path)
 
 

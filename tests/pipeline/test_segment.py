@@ -1059,7 +1059,8 @@ def test_the_reports_view_of_a_large_image_is_read_every_few_pixels(tmp_path):
     import zarr
 
     from segpipe.data.store import StoredImage
-    from segpipe.pipeline.segment import sample_view, view_step
+    from segpipe.pipeline.segment import sample_view
+    from segpipe.report.orientation import view_step
 
     assert view_step((2048, 2048)) == 1 and view_step((3000, 3000)) == 2 and view_step((8192, 9216)) == 5
     assert view_step((200, 1024, 1024)) == 3 and view_step((64, 128, 128)) == 1
@@ -1097,3 +1098,23 @@ def test_each_frame_of_a_series_is_written_as_soon_as_it_is_predicted(model, tmp
     out = SegmentFolder(tmp_path / "whole")
     segment([str(tmp_path / "in")], predictor, out, progress=False)
     np.testing.assert_array_equal(tifffile.imread(out.labels / "series_labels.tif")[2], tifffile.imread(out.labels / "one_labels.tif"))
+
+
+def test_a_series_segmented_again_with_other_settings_gets_new_labels_and_measurements(model, tmp_path):
+    """Frames written as they were predicted came back as 'current': a rerun with other settings
+    reported the series unchanged and kept the first run's label file and measurements."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "series.tif", np.stack([np.roll(field, 9 * t, axis=1) for t in range(3)]),
+                     metadata={"axes": "TYX"}, photometric="minisblack")
+    out = SegmentFolder(tmp_path / "out")
+    for overlap in (0.5, 0.25):
+        params = PredictParams(device="cpu", inference={"overlap": overlap})
+        (result,) = segment([str(tmp_path / "in")], Predictor.load(model, params), out, progress=False)
+        assert result.status == "segmented", result
+        alone = SegmentFolder(tmp_path / f"alone{overlap}")
+        segment([str(tmp_path / "in")], Predictor.load(model, params), alone, progress=False)
+        np.testing.assert_array_equal(tifffile.imread(out.labels / "series_labels.tif"), tifffile.imread(alone.labels / "series_labels.tif"))
+        assert (out.measurements("series")).read_text() == alone.measurements("series").read_text()
+    (again,) = segment([str(tmp_path / "in")], Predictor.load(model, params), out, progress=False)
+    assert again.status == "unchanged"  # the same settings: kept

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_SAID: set[tuple[str, str]] = set()  # (file, what) warned about once per process: a file is opened more than once
+_SAID: set[tuple] = set()  # (file, its time, what) warned about once per process: a file is opened more than once
 
 SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".png": "png"}
 
@@ -109,7 +109,12 @@ def _sizes_checked(source: Source) -> Source:
 
 
 def _once(path: Path, what: str) -> bool:
-    key = (str(path), what)
+    """Whether to warn about ``what`` of ``path`` (not yet said of this version of the file)."""
+    try:
+        version = Path(path).stat().st_mtime_ns
+    except OSError:
+        version = None
+    key = (str(path), version, what)
     if key in _SAID:
         return False
     _SAID.add(key)
