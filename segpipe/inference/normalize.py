@@ -47,9 +47,10 @@ class NormalizationSpec(BaseModel):
         min_range: Per channel, the least percentile range an image is scaled by (``percentile``):
             a field with nothing in it has a tiny range, and stretching its noise to 0..1 would
             show the network objects that are not there. Planned from the training images.
-        floor_for: The number type (``integer`` or ``float``) of the training images ``min_range``
-            was measured on: an image of the other type (floats from 0 to 1 against 16-bit
-            training images) is on another scale, and is scaled by its own range alone
+        floor_for: The pixel type of the training images ``min_range`` was measured on: ``float``,
+            or their narrowest integer type (``uint16``). An image of another number type (floats
+            from 0 to 1 against 16-bit training images) or of a narrower integer type (8-bit
+            against 16-bit) is on another scale, and is scaled by its own range alone
             (:func:`for_image`). None: the floor holds for every image.
         skip_fill: ``percentile`` only: take each channel's percentiles outside its fill
             (:func:`~segpipe.inference.fill.fill_mask`: flat patches at the channel's least value, such as the zero fill
@@ -70,7 +71,7 @@ class NormalizationSpec(BaseModel):
     mean: float | None = None
     std: float | None = None
     min_range: tuple[float, ...] | None = None
-    floor_for: Literal["integer", "float"] | None = None
+    floor_for: str | None = None
     nonzero: bool = False
     skip_fill: bool = False
 
@@ -89,8 +90,16 @@ def number_type(dtype) -> Literal["integer", "float"]:
 
 
 def floor_holds(spec: NormalizationSpec, dtype) -> bool:
-    """Whether ``spec.min_range`` applies to an image of ``dtype`` (one of the training images' number type)."""
-    return bool(spec.min_range) and (spec.floor_for is None or spec.floor_for == number_type(dtype))
+    """Whether ``spec.min_range`` applies to an image of ``dtype``: one of the training images' number
+    type, and for integers at least as wide as theirs (``spec.floor_for``)."""
+    if not spec.min_range:
+        return False
+    trained, dtype = spec.floor_for, np.dtype(dtype)
+    if trained is None:
+        return True
+    if trained == "float" or number_type(dtype) == "float":
+        return trained == number_type(dtype)
+    return dtype.itemsize >= np.dtype(trained).itemsize
 
 
 def for_image(spec: NormalizationSpec, dtype) -> NormalizationSpec:

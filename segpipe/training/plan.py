@@ -104,7 +104,7 @@ def fingerprint_store(store: ImageStore) -> dict:
         "median_spacing": [float(v) for v in np.median(spacings, axis=0)],
         # no file (nor the catalog) gave a pixel size: 1 per pixel was taken, no physical size
         "spacing_guessed": all(im.spacing_guessed for im in images),
-        "number_types": sorted({number_type(im.image.dtype) for im in images}),  # integer, float
+        "dtypes": sorted({str(im.image.dtype) for im in images}),
         "train_volume": volume,
         "intensity_p1": float(np.median(lows)),
         "intensity_p99_8": float(np.median(highs)),
@@ -288,13 +288,21 @@ ZERO_SHARE = 0.25
 MIN_RANGE_SHARE = 0.25
 
 
+def floor_type(dtypes: list[str]) -> str | None:
+    """The pixel type the range floor is for (the floor is in the training images' units): ``float``,
+    or the narrowest integer type of the training images; ``None`` when they mix floats and integers."""
+    kinds = {number_type(d) for d in dtypes}
+    if len(kinds) != 1:
+        return None
+    return "float" if kinds == {"float"} else str(min((np.dtype(d) for d in dtypes), key=lambda d: d.itemsize))
+
+
 def normalization_spec(method: str, fingerprint: dict) -> NormalizationSpec:
     """The normalization entry of a model card, with what the method needs from the fingerprint."""
     if method == "percentile":
         floor = [MIN_RANGE_SHARE * r for r in fingerprint["intensity_range"]] if fingerprint.get("intensity_range") else None
-        types = set(fingerprint.get("number_types") or ())  # the floor is in their units: of one type, for that type
         return NormalizationSpec(method=method, low=1.0, high=99.8, min_range=floor, skip_fill=True,
-                                 floor_for=types.pop() if floor and len(types) == 1 else None)
+                                 floor_for=floor_type(fingerprint.get("dtypes") or []) if floor else None)
     if method == "zscore":
         return NormalizationSpec(method=method, low=0.5, high=99.5, nonzero=fingerprint.get("zero_share", 0.0) >= ZERO_SHARE)
     stats = fingerprint["foreground_intensity"]

@@ -207,8 +207,9 @@ def test_an_image_of_another_number_type_is_scaled_without_the_training_floor():
     rng = np.random.default_rng(0)
     counts = rng.integers(100, 900, size=(1, 64, 64)).astype(np.uint16)
     floats = (counts / 65535.0).astype(np.float32)
-    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8, min_range=(200.0,), floor_for="integer")
+    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8, min_range=(200.0,), floor_for="uint16")
     assert for_image(spec, np.float32).min_range is None and for_image(spec, np.uint16) is spec
+    assert for_image(spec, np.uint8).min_range is None and for_image(spec, np.int32) is spec  # 8-bit: another scale
     np.testing.assert_allclose(normalize(floats, spec), normalize(counts, spec), atol=1e-4)
     np.testing.assert_allclose(stream_normalization(floats, spec).apply(floats), normalize(counts, spec), atol=1e-4)
     dim = (counts // 10).astype(np.uint16)  # a range of about 80, under the floor: divided by 200

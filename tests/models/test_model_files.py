@@ -105,7 +105,7 @@ LAYOUT = {
     }),
 }
 LAYOUT[5] = LAYOUT[4] | {"spacing_guessed"}
-LAYOUT[6] = LAYOUT[5] | {"normalization.floor_for", "normalization.floor_for=integer", "normalization.floor_for=float"}
+LAYOUT[6] = LAYOUT[5] | {"normalization.floor_for"}
 
 
 def _layout(model: type[BaseModel], prefix: str = "") -> set[str]:

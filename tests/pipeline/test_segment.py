@@ -1032,7 +1032,7 @@ def test_floats_from_0_to_1_are_segmented_as_the_same_image_in_integers(model, t
     found 16 of 28 nuclei at IoU 0.003. They are now scaled by their own range."""
     from segpipe.scoring.instances import match_instances
 
-    assert model.card.normalization.floor_for == "integer"
+    assert model.card.normalization.floor_for == "uint8"  # the crops' type
     field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:128, :128]
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "counts.tif", field)

@@ -207,8 +207,9 @@ def test_zscore_leaves_out_a_background_of_zeros_when_it_is_a_quarter_of_the_vox
 
 def test_the_floor_is_for_images_of_the_training_images_number_type():
     """A floor in 16-bit units flattened floats from 0 to 1 to nothing (a walk-through's 16 objects
-    for 28, IoU 0.003): it is kept for the number type it was measured on; mixed types keep it for all."""
-    fingerprint = {"intensity_range": [800.0], "number_types": ["integer"]}
-    assert normalization_spec("percentile", fingerprint).floor_for == "integer"
-    assert normalization_spec("percentile", fingerprint | {"number_types": ["float"]}).floor_for == "float"
-    assert normalization_spec("percentile", fingerprint | {"number_types": ["float", "integer"]}).floor_for is None
+    for 28, IoU 0.003): it is kept for the pixel type it was measured on; mixed types keep it for all."""
+    fingerprint = {"intensity_range": [800.0], "dtypes": ["uint16"]}
+    assert normalization_spec("percentile", fingerprint).floor_for == "uint16"
+    assert normalization_spec("percentile", fingerprint | {"dtypes": ["uint16", "uint8"]}).floor_for == "uint8"
+    assert normalization_spec("percentile", fingerprint | {"dtypes": ["float32"]}).floor_for == "float"
+    assert normalization_spec("percentile", fingerprint | {"dtypes": ["float32", "uint16"]}).floor_for is None
