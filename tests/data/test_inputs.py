@@ -213,3 +213,16 @@ def test_a_pipe_or_device_named_as_an_image_is_not_read(tmp_path):
     for name in ("pipe.tif", "zero.png"):
         with pytest.raises(InputError, match=rf"{name}: not a file or folder \(a pipe, socket or device\); name image files$"):
             find_inputs([str(folder / name)])
+
+
+def test_a_pipe_among_a_sequences_frames_is_refused_not_read(tmp_path):
+    """A FIFO t001.tif in a CTC folder hung the run while its files' digests were read."""
+    import os
+
+    from segpipe.data.ingest.fingerprint import file_digest
+
+    os.mkfifo(tmp_path / "t001.tif")
+    with pytest.raises(InputError, match=r"t001.tif: not a file \(a pipe, socket or device\); name image files$"):
+        file_digest(tmp_path / "t001.tif")
+    tifffile.imwrite(tmp_path / "t000.tif", np.zeros((4, 4), np.uint8))
+    assert len(file_digest(tmp_path / "t000.tif")) == 64

@@ -9,6 +9,8 @@ read again, so checking a large dataset is a ``stat`` per file.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,7 +23,13 @@ FORMAT_VERSION = 4  # bump when the store layout changes, so old stores are rebu
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's content, read in blocks."""
+    """SHA-256 of a file's content, read in blocks.
+
+    Raises:
+        InputError: ``path`` is a pipe, socket or device (reading a pipe waits for a writer forever).
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise InputError(f"{path}: not a file (a pipe, socket or device); name image files")
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
