@@ -338,9 +338,9 @@ def load_catalog(path: str | Path) -> Catalog:
         raise CatalogError(f"{path}: {explain(err)}") from None
     entries = {}
     for name, body in raw["datasets"].items():
-        if not _DATASET_NAME.fullmatch(str(name)) or str(name) in (".", ".."):
+        if not _DATASET_NAME.fullmatch(str(name)):
             raise CatalogError(f"{path}: dataset {name!r}: a dataset's name is a folder of its runs: letters, digits "
-                               "and . _ + - only (no spaces, / or ..)")
+                               "and . _ + -, parts joined by / (no spaces, no part starting with a dot)")
         try:
             entries[str(name)] = DatasetEntry.model_validate(body or {})
         except ValidationError as err:
@@ -348,8 +348,9 @@ def load_catalog(path: str | Path) -> Catalog:
     return Catalog(path, entries, schedules)
 
 
-#: A dataset's name: its run folder's name under --output, so it cannot leave it.
-_DATASET_NAME = re.compile(r"[^\W][\w.+-]*")
+#: A dataset's name: its run folder under --output (``lab/cells`` is a folder in a folder), so it
+#: cannot leave it: parts of letters, digits and ``. _ + -``, none starting with a dot.
+_DATASET_NAME = re.compile(r"[^\W][\w.+-]*(/[^\W][\w.+-]*)*")
 
 
 def _stem(path: Path, suffix: str = "") -> str:

@@ -281,15 +281,15 @@ def test_ome_tiff_images_are_named_as_segment_names_them_and_pair_with_plain_tif
         load_catalog(_write(tmp_path, body.replace("[a]", "[a.ome]"))).dataset("d")
 
 
-@pytest.mark.parametrize("name", ["../../evil", "a/b", "..", ".hidden", "with space"])
+@pytest.mark.parametrize("name", ["../../evil", "a/../../b", "/abs", "a//b", "..", ".hidden", "with space"])
 def test_a_dataset_name_that_would_leave_its_run_folder_is_refused(tmp_path, files, name):
     """A dataset named ../../evil passed `segpipe catalog`, and `segpipe run` wrote its store, model
     and report two folders above --output."""
     path = _write(tmp_path, f"datasets:\n  {name!r}:\n    images: img/*.tif\n    split: {{test: [a, b]}}\n".replace("'", '"'))
-    with pytest.raises(CatalogError, match=r"a dataset's name is a folder of its runs: letters, digits and \. _ \+ - only \(no spaces, / or \.\.\)"):
+    with pytest.raises(CatalogError, match=r"a dataset's name is a folder of its runs: letters, digits and \. _ \+ -, parts joined by /"):
         load_catalog(path)
 
 
 def test_names_of_letters_digits_dots_and_dashes_are_kept(tmp_path, files):
-    path = _write(tmp_path, "datasets:\n  Zellkerne_2024-v1.2:\n    images: img/*.tif\n    split: {test: [a, b]}\n")
-    assert list(load_catalog(path).entries) == ["Zellkerne_2024-v1.2"]
+    path = _write(tmp_path, "datasets:\n  lab/Zellkerne_2024-v1.2:\n    images: img/*.tif\n    split: {test: [a, b]}\n")
+    assert list(load_catalog(path).entries) == ["lab/Zellkerne_2024-v1.2"]  # a folder in a folder
