@@ -103,10 +103,11 @@ def _cluster_lost(error: BaseException, runner: RunnerParams, output: Path) -> s
     """One line for a Dask cluster that failed the run: what was lost, and that a rerun resumes."""
     from distributed.scheduler import KilledWorker
 
-    cluster = f"the Dask scheduler at {runner.address}" if runner.address else "the local Dask cluster"
+    where = runner.address or "the local Dask cluster"
     if isinstance(error, KilledWorker):
-        what = f"Dask workers of {cluster.removeprefix('the Dask scheduler at ')} died segmenting one input, on every try (out of memory? the workers' logs say)"
+        what = f"Dask workers of {where} died segmenting one input, on every try (out of memory? the workers' logs say)"
     else:
+        cluster = f"the Dask scheduler at {runner.address}" if runner.address else where
         what = f"{cluster} stopped answering during the run ({str(error).splitlines()[0].rsplit('reason: ', 1)[-1].rstrip('.')})"
     return f"{what}; the inputs finished are kept in {output}: run the same command again to segment the rest"
 

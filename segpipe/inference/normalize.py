@@ -103,8 +103,8 @@ def floor_holds(spec: NormalizationSpec, dtype) -> bool:
 
 
 def for_image(spec: NormalizationSpec, dtype) -> NormalizationSpec:
-    """``spec`` for an image of ``dtype``: without its floor where the image's number type is not
-    the training images' (their floor, in their units, would flatten it to nothing)."""
+    """``spec`` for an image of ``dtype``: without its floor where :func:`floor_holds` says it is
+    not for it (the training images' floor, in their units, would flatten it to nothing)."""
     if not spec.min_range or floor_holds(spec, dtype):
         return spec
     return spec.model_copy(update={"min_range": None, "floor_for": None})

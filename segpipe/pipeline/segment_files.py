@@ -34,7 +34,7 @@ from segpipe.errors import InputError, SegpipeError
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model
 from segpipe.pipeline.models import assumed_spacing
-from segpipe.prediction.complete import Current, Predicted
+from segpipe.prediction.complete import LARGE, Current, Predicted
 from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.measure import measure_objects
@@ -303,7 +303,8 @@ def finish_input(
     files and measure the objects (unless all current)."""
     made = [r.complete(attach=False) for r in made]
     result = InputResult(item.name, item.where, item.kind, images=store.names())
-    guessed = [image for image in store.images() if image.spacing_guessed]
+    images = store.images()
+    guessed = [image for image in images if image.spacing_guessed]
     result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None
     result.skipped = (
         all(r.skipped for r in made) and folder.measurements(item.name).is_file() and _attached(store.path, store.names())
@@ -311,10 +312,10 @@ def finish_input(
     if not result.skipped:
         attach_labels(store.path, predictions, store)
         result.files = [str(p) for p in export_labels(item, store, predictions, folder)]
-        if sum(int(np.prod(im.image.shape[1:], dtype=np.int64)) for im in store.images()) >= 1 << 22:
+        if sum(int(np.prod(im.image.shape[1:], dtype=np.int64)) for im in images) >= LARGE:
             log.info("%s: measuring the objects", item.where)  # a minute or more on a large image
         # in the model's unit, so that every input's sizes compare (one in nanometres, one in micrometres)
-        write_measurements(folder.measurements(item.name), store.images(), predictions, card, unit=card.unit, own_unit=store.unit)
+        write_measurements(folder.measurements(item.name), images, predictions, card, unit=card.unit, own_unit=store.unit)
     else:
         result.files = [str(p) for p in label_files(item, folder) if p.exists()]
     result.objects = count_objects(folder.measurements(item.name), store.names())

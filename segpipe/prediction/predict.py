@@ -26,8 +26,8 @@ import dataclasses
 import functools
 import hashlib
 import json
-import logging
 import re
+import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -38,32 +38,17 @@ import zarr
 
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, array_digest
 from segpipe.errors import StoreError
-from segpipe.inference import (
-    InferenceParams,
-    Normalization,
-    activate,
-    stream_normalization,
-    stream_predict,
-)
+from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
 from segpipe.inference.blank import RADIUS, Blank, floors
-from segpipe.inference.normalize import (
-    NormalizationSpec,
-    background_not_zero,
-    floor_holds,
-)
+from segpipe.inference.normalize import NormalizationSpec, background_not_zero, floor_holds
 from segpipe.inference.sink import ArraySink
 from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, class_map, float16
 from segpipe.models.card import ModelCard
 from segpipe.models.device import resolve_device
 from segpipe.models.model import Model
-from segpipe.prediction.complete import Current, ImageResult, Predicted, partial_group
 from segpipe.prediction.export import export_ctc
-from segpipe.prediction.generalist_inputs import (
-    InputSlots,
-    Slots,
-    choose_inputs,
-    input_normalization,
-)
+from segpipe.prediction.generalist_inputs import InputSlots, Slots, choose_inputs, input_normalization
+from segpipe.prediction.complete import LARGE, Current, ImageResult, Predicted, partial_group
 from segpipe.prediction.object_size import estimate_scale
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.resampled import RECORD_ATTR, explain, model_grid, plan_grids
@@ -337,7 +322,6 @@ def _inputs(image: StoredImage, predictor: Predictor, slots: Slots | None) -> tu
 
 
 #: Images with at least this many voxels show their rows' progress.
-LARGE = 1 << 22  # 2048 x 2048 pixels: a minute or more on 2 CPU cores
 
 
 class RowProgress:

@@ -91,10 +91,10 @@ def _sizes_checked(source: Source) -> Source:
     a warning: the pixels are good, and a size of 0 divided by zero further on."""
     meta = source.meta
     bad = {a: s for a, s in zip("zyx", meta.spacing) if s is not None and not (math.isfinite(s) and s > 0)}
-    if bad and _once(source.path, "spacing"):
-        log.warning("%s: the file's pixel size along %s (%s) is no size; taken as not given", source.path,
-                    ", ".join(bad), ", ".join(f"{s:g}" for s in bad.values()))
     if bad:
+        if _once(source.path, "spacing"):
+            log.warning("%s: the file's pixel size along %s (%s) is no size; taken as not given", source.path,
+                        ", ".join(bad), ", ".join(f"{s:g}" for s in bad.values()))
         meta = replace(meta, spacing=tuple(None if a in bad else s for a, s in zip("zyx", meta.spacing)))
     if meta.affine is not None:
         linear = np.asarray(meta.affine, dtype=float)[:3, :3]
