@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -106,13 +107,15 @@ def fan_out(options: RunnerParams, *, scratch: Path) -> Iterator:
     """Open the task runner for a flow's per-image tasks; call inside a flow run.
 
     On Prefect's embedded default (no ``PREFECT_API_URL``) the flow's process runs a temporary
-    server; Dask workers are pointed at it instead of each starting their own.
+    server; Dask workers are pointed at it instead of each starting their own. A local cluster's
+    scratch folder goes with the cluster.
     """
     with contextlib.ExitStack() as stack:
         if options.kind == "dask":
             stack.enter_context(_share_embedded_server())
             if not options.address:
                 stack.enter_context(local_worker_settings())
+                stack.callback(shutil.rmtree, scratch, ignore_errors=True)  # after the cluster is closed
         runner = stack.enter_context(build_task_runner(options, scratch=scratch))
         if options.kind == "dask":
             stack.enter_context(watch_workers(runner.client, where=options.address or "the local cluster"))

@@ -323,6 +323,7 @@ def test_segment_on_a_local_dask_cluster_writes_what_segment_here_writes(model_f
     left = [p for p in psutil.Process().children(recursive=True)
             if p.pid not in before and p.is_running() and "spawn_main" in " ".join(p.cmdline())]
     assert not left, [" ".join(p.cmdline())[:80] for p in left]  # the cluster's workers ended with the run
+    assert not (tmp_path / "dask" / ".dask-scratch").exists()  # the workers' scratch space went with them
     # (the embedded Prefect server this test process started stays for the process, as for any flow run here)
 
 
