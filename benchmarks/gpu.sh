@@ -38,7 +38,7 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, log it
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 $py -c "import torch, monai, zarr, segpipe.pipeline.segment; print('torch', torch.__version__, 'monai', monai.__version__, 'zarr', zarr.__version__, 'GPU', torch.cuda.get_device_name())" || exit 1
 
-step tests 75 $py -m pytest -m gpu -p no:cacheprovider -q tests/training/test_training_gpu.py tests/inference/test_inference_gpu.py tests/models/test_device.py
+step tests 75 $py -m pytest -o addopts='-ra --strict-markers' -p no:xdist -m gpu -p no:cacheprovider -q tests/training/test_training_gpu.py tests/inference/test_inference_gpu.py tests/models/test_device.py
 step convergence3d 150 $py benchmarks/convergence3d.py --epochs 10 --plans planned --tasks mni152-tissue synthetic-nuclei-3d --output /tmp/convergence3d
 step train 90 $py benchmarks/train.py --device cuda --iterations 40 --repeats 1 --no-competitor
 step inference 70 $py benchmarks/inference.py --device cuda --repeats 2 --tiny 256 512 512 --unet 192 384 384 --big 0 0 0

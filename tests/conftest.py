@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -18,10 +20,23 @@ import tifffile
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 
-# Prefect reads its settings at import; keep telemetry off and its files out of the user's home.
+# Prefect reads its settings at import; keep telemetry off and its files (the embedded server's
+# SQLite database, profiles, result cache) out of the user's home, one folder per test process:
+# pytest-xdist's workers each start an embedded server, and two on one database lock each other.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# bioimageio.spec reads its cache folder at import; keep the packages it unpacks out of the user's home.
-os.environ.setdefault("BIOIMAGEIO_CACHE_PATH", str(Path(tempfile.gettempdir()) / "segpipe-tests-bioimageio-cache"))
+if os.environ.get("PREFECT_HOME", "") in ("", os.environ.get("SEGPIPE_TESTS_PREFECT_HOME")):  # not the user's: this process's
+    os.environ["PREFECT_HOME"] = os.environ["SEGPIPE_TESTS_PREFECT_HOME"] = tempfile.mkdtemp(prefix="segpipe-tests-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
+# bioimageio.spec reads its cache folder at import; keep the packages it unpacks out of the user's home
+# (one folder per xdist worker: two unpacking one package into one folder would meet).
+_CACHE = Path(tempfile.gettempdir()) / "segpipe-tests-bioimageio-cache"
+if os.environ.get("BIOIMAGEIO_CACHE_PATH", str(_CACHE)).startswith(str(_CACHE)):  # not the user's
+    os.environ["BIOIMAGEIO_CACHE_PATH"] = f"{_CACHE}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+# pytest-xdist's workers share the cores: torch threads (segpipe.models.device.cpu_threads reads
+# OMP_NUM_THREADS too) divided among them instead of each worker taking every core.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _SHARE = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _SHARE)))
 
 
 _TEST_RUN = os.getpid()
