@@ -57,6 +57,13 @@ def pytest_configure(config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Tests marked slow (full training runs) get an hour, not the suite's 5 minutes (pyproject.toml)."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(3600))
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The data bundled with the project (see data/README.md)."""

@@ -147,3 +147,15 @@ def start_worker(prefect_server):
     finally:
         for worker in workers:
             stop_group(worker)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_prefect_services():
+    """Prefect keeps one concurrency-slot service per limit and process, holding the client of the
+    API it first talked to: after a module here took the GPU slot on the real server, a later test
+    of this process (pytest-xdist runs modules in any order) would wait for the slot there. Stopped
+    at the module's end; the next use starts them again."""
+    yield
+    from prefect.concurrency.services import ConcurrencySlotAcquisitionService
+
+    ConcurrencySlotAcquisitionService.drain_all(timeout=30, at_exit=False)
