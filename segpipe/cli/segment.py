@@ -116,6 +116,7 @@ def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predi
     """The segment flow with its tasks on Dask, on Prefect's embedded default; what happened to
     each input, as ``segment.json`` records it."""
     from segpipe.errors import SegpipeError
+    from segpipe.flows.embedded import start_embedded_server
     from segpipe.flows.logs import quiet_expected_errors
     from segpipe.flows.runners import check_scheduler
     from segpipe.flows.segment import segpipe_segment
@@ -126,6 +127,7 @@ def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predi
 
     if runner.address:
         check_scheduler(runner.address)
+    start_embedded_server()
     summary = SegmentFolder(output).summary
     before = summary.stat().st_mtime_ns if summary.is_file() else None  # an earlier run's is not this run's
     with quiet_expected_errors(also=(FutureCancelledError, KilledWorker)):

@@ -108,7 +108,8 @@ def fan_out(options: RunnerParams, *, scratch: Path) -> Iterator:
 
     On Prefect's embedded default (no ``PREFECT_API_URL``) the flow's process runs a temporary
     server; Dask workers are pointed at it instead of each starting their own. A local cluster's
-    scratch folder goes with the cluster.
+    processes do not see Ctrl-C (the run closes the cluster as it stops), and its scratch folder
+    goes with it.
     """
     with contextlib.ExitStack() as stack:
         if options.kind == "dask":
@@ -166,14 +167,18 @@ def watch_workers(client, *, where: str, interval: float = WATCH_INTERVAL, alone
 def local_worker_settings():
     """Dask settings for the LocalCluster's worker processes, while it starts.
 
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which makes glibc hand
-    freed memory back to the system at once; sliding-window inference allocates and frees large
-    arrays all the time and ran 1.8x slower so (``benchmarks/scaleout.py``). Unset it.
+    The workers leave Ctrl-C to the command (:mod:`segpipe.flows.dask_worker`). Dask's nanny starts
+    them with ``MALLOC_TRIM_THRESHOLD_=65536``, which makes glibc hand freed memory back to the
+    system at once; sliding-window inference allocates and frees large arrays all the time and ran
+    1.8x slower so (``benchmarks/scaleout.py``). Unset it.
     """
     import dask
     import distributed  # noqa: F401  (its defaults first: set() on a missing section would drop it on exit)
 
-    return dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
+    return dask.config.set({
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        "distributed.worker.preload": ["segpipe.flows.dask_worker"],  # Ctrl-C is the command's
+    })
 
 
 @contextlib.contextmanager

@@ -22,9 +22,11 @@ def run_here(parameters: dict[str, Any]):
     it in one line; other failures come back as the Failed state. Those errors are logged
     without their traceback (they are not bugs) unless ``segpipe`` logs at debug level.
     """
+    from segpipe.flows.embedded import start_embedded_server
     from segpipe.flows.logs import quiet_expected_errors
     from segpipe.flows.pipeline import segpipe_pipeline
 
+    start_embedded_server()
     with quiet_expected_errors():
         state = segpipe_pipeline(**parameters, return_state=True)
     if state.is_failed():

@@ -34,6 +34,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 
 from segpipe.errors import SegpipeError
+from segpipe.interrupts import interrupts_held
 
 _PR_SET_PDEATHSIG = 1
 
@@ -92,7 +93,7 @@ def files_worker(*, processes: int, preload: tuple[str, ...] = ()) -> Iterator[W
     listener.start()
     levels = {name: logging.getLogger(name).getEffectiveLevel() for name in ("", "segpipe")}
     pool = ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_start, initargs=(records, levels, os.getpid(), preload))
-    with _interrupts_held():  # the workers inherit it: Ctrl-C while they import is the parent's
+    with interrupts_held():  # the workers inherit it: Ctrl-C while they import is the parent's
         started = [pool.submit(os.getpid) for _ in range(processes)]  # one each: every worker spawned now
     try:
         yield Worker(pool, started=started[0])
@@ -105,21 +106,6 @@ def files_worker(*, processes: int, preload: tuple[str, ...] = ()) -> Iterator[W
         pool.shutdown(wait=True, cancel_futures=False)
         listener.stop()
         records.close()
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C blocked in this thread for the block: processes spawned in it inherit the blocked
-    signal, which :func:`_start` then ignores before unblocking it; for this process a Ctrl-C pressed
-    meanwhile is only held back. Works from any thread (POSIX; elsewhere nothing changes)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Forward:

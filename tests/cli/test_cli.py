@@ -135,6 +135,49 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_keeps_what_was_finished(tmp_pat
     assert len(list((tmp_path / "out" / "labels").glob("*_labels.tif"))) == INPUTS
 
 
+def test_ctrl_c_on_a_local_dask_cluster_stops_at_once_in_one_line(tmp_path):
+    """Ctrl-C reached the embedded Prefect server and the Dask workers too (one process group): the
+    command waited 144 s for the server it had lost, printed tracebacks and exited 1. Now: exit 130
+    within seconds, no traceback, no process of the command left, the finished inputs kept."""
+    import os
+    import signal
+    import time
+
+    import numpy as np
+    import psutil
+    import tifffile
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    field = tifffile.imread(ROOT / "data" / "bbbc007" / "images" / "A9_p10d.tif")[:192, :192]
+    for k in range(3 * INPUTS):
+        tifffile.imwrite(folder / f"f{k}.tif", np.roll(field, 16 * k, axis=1))
+    args = [sys.executable, "-c", "from segpipe.cli import main; main()", "segment", "--model", "cells-2d",
+            str(folder), "--output", str(tmp_path / "out"), "--runner", "dask", "--workers", "1"]
+    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and run.poll() is None and not list((tmp_path / "out" / "labels").glob("*.tif")):
+            time.sleep(0.1)
+        assert run.poll() is None, "the run ended before it could be interrupted"
+        group = [p.pid for p in psutil.Process(run.pid).children(recursive=True)]
+        os.killpg(run.pid, signal.SIGINT)
+        sent = time.monotonic()
+        _, stderr = run.communicate(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 130 and took < 30 and "Traceback" not in stderr, (took, stderr[-3000:])
+    # then only Prefect's line that it stops its embedded server
+    assert "interrupted: run the same command again to resume; what was finished is kept" in stderr.splitlines()[-2:]
+    time.sleep(6)  # the watchdog's grace
+    assert not [pid for pid in group if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert list((tmp_path / "out" / "labels").glob("*_labels.tif"))
+
+
 def test_verbose_shows_segpipes_debug_lines_not_every_librarys():
     """-v: segpipe's and Prefect's debug lines; matplotlib's font search and zarr's chunk reads stay out."""
     probe = (
