@@ -241,7 +241,7 @@ def run_network(
         out_channels=card.out_channels, n_classes=n_classes, flow_channels=card.flow_channels,
     )
     seen = dataclasses.replace(image, image=source)
-    with RowProgress(seen, ndim, enabled=progress and source.size >= LARGE, then=on_rows) as rows:
+    with RowProgress(seen, ndim, enabled=progress and source.size >= LARGE, done=sink.done(), then=on_rows) as rows:
         stream = stream_predict(
             network,
             source,
@@ -321,20 +321,20 @@ def _inputs(image: StoredImage, predictor: Predictor, slots: Slots | None) -> tu
     return network, input_normalization(card.normalization, slots)
 
 
-#: Images with at least this many voxels show their rows' progress.
-
-
 class RowProgress:
     """The rows of an image predicted so far, over all its frames, as :class:`Progress`.
 
     Called by the stream's writer thread as ``(frame, row)``; passes the call on to ``then``.
+    ``done``: the frames and rows a resumed prediction finished before (:meth:`Sink.done`), which
+    the bar starts from and leaves out of its rate.
     """
 
-    def __init__(self, image: StoredImage, ndim: int, *, enabled: bool, then=None):
+    def __init__(self, image: StoredImage, ndim: int, *, enabled: bool, done: tuple[int, int] = (0, 0), then=None):
         shape = image.image.shape[1:]
         self.lead, self.height, self.then = tuple(shape[: len(shape) - ndim]), shape[len(shape) - ndim], then
         total = int(np.prod(self.lead, dtype=np.int64)) * self.height
-        self.bar = Progress(total, desc=f"predict {image.name}", unit="row", enabled=enabled)
+        before = done[0] * self.height + done[1]
+        self.bar = Progress(total, desc=f"predict {image.name}", unit="row", done=before, enabled=enabled)
 
     def __call__(self, frame: tuple[int, ...], row: int) -> None:
         index = int(np.ravel_multi_index(frame, self.lead)) if self.lead else 0
