@@ -178,6 +178,38 @@ def test_ctrl_c_on_a_local_dask_cluster_stops_at_once_in_one_line(tmp_path):
     assert list((tmp_path / "out" / "labels").glob("*_labels.tif"))
 
 
+def test_ctrl_c_in_a_pipeline_run_stops_at_once_in_one_line(make_crop_catalog, tmp_path):
+    """`segpipe run` on Prefect's embedded server, Ctrl-C while it trains: the server, in the same
+    process group, stopped too, and the run waited 140 s for it, then exited 1 with httpx tracebacks."""
+    import os
+    import signal
+    import time
+
+    catalog = make_crop_catalog()
+    catalog.write_text(catalog.read_text().replace("iterations_per_epoch: 2", "iterations_per_epoch: 200"))
+    args = [sys.executable, "-c", "from segpipe.cli import main; main()", "run", "crops", "--catalog", str(catalog),
+            "--output", str(tmp_path / "runs")]
+    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                           env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and run.poll() is None and not (tmp_path / "runs" / "crops" / "data.zarr").exists():
+            time.sleep(0.1)
+        time.sleep(3)  # into training
+        assert run.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(run.pid, signal.SIGINT)
+        sent = time.monotonic()
+        _, stderr = run.communicate(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 130 and took < 30 and "Traceback" not in stderr, (took, stderr[-3000:])
+    assert "interrupted: run the same command again to resume; what was finished is kept" in stderr.splitlines()[-2:]
+
+
 def test_verbose_shows_segpipes_debug_lines_not_every_librarys():
     """-v: segpipe's and Prefect's debug lines; matplotlib's font search and zarr's chunk reads stay out."""
     probe = (
