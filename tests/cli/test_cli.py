@@ -90,45 +90,62 @@ def test_sigterm_ends_a_run_and_its_embedded_prefect_server(crop_catalog, tmp_pa
 
 
 INPUTS = 12
+INTERRUPTED = "interrupted: run the same command again to resume; what was finished is kept"
+
+
+def _ctrl_c(args: list[str], under_way, *, env=None) -> tuple[int, str, float, list[int]]:
+    """Start ``segpipe ARGS`` in its own process group and send the group SIGINT (what Ctrl-C sends)
+    once ``under_way()``; returns the exit code, stderr, the seconds it took to stop and the pids of
+    the processes it had started."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    # Ctrl-C as a terminal delivers it: a non-interactive shell's background job (how CI may run) ignores SIGINT, and a
+    # child inherits that, so Python would never raise KeyboardInterrupt
+    run = subprocess.Popen([sys.executable, "-c", "from segpipe.cli import main; main()", *args], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and run.poll() is None and not under_way():
+            time.sleep(0.1)
+        assert run.poll() is None, "the run ended before it could be interrupted"
+        children = [p.pid for p in psutil.Process(run.pid).children(recursive=True)]
+        os.killpg(run.pid, signal.SIGINT)
+        sent = time.monotonic()
+        _, stderr = run.communicate(timeout=120)
+        return run.returncode, stderr, time.monotonic() - sent, children
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+
+
+def _inbox(folder: Path, count: int) -> Path:
+    import numpy as np
+    import tifffile
+
+    folder.mkdir()
+    field = tifffile.imread(ROOT / "data" / "bbbc007" / "images" / "A9_p10d.tif")[:192, :192]
+    for k in range(count):
+        tifffile.imwrite(folder / f"f{k}.tif", np.roll(field, 16 * k, axis=1))
+    return folder
 
 
 def test_ctrl_c_says_how_to_resume_and_the_rerun_keeps_what_was_finished(tmp_path):
     """SIGINT to the command's process group (what Ctrl-C sends) after its first inputs: exit 130 with a
     line saying to rerun; the rerun keeps the finished inputs and segments the rest."""
-    import os
-    import signal
-    import time
-
-    import numpy as np
-    import tifffile
-
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    field = tifffile.imread(ROOT / "data" / "bbbc007" / "images" / "A9_p10d.tif")[:192, :192]
-    for k in range(INPUTS):
-        tifffile.imwrite(folder / f"f{k}.tif", np.roll(field, 16 * k, axis=1))
-    args = [sys.executable, "-c", "from segpipe.cli import main; main()", "segment", "--model", "cells-2d",
-            str(folder), "--output", str(tmp_path / "out")]
-    # Ctrl-C as a terminal delivers it: a non-interactive shell's background job (how CI may run) ignores SIGINT, and a
-    # child inherits that, so Python would never raise KeyboardInterrupt
-    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 120
-        # the fourth input ingested: the run is under way, with inputs finished and inputs left
-        while time.monotonic() < deadline and run.poll() is None and not (tmp_path / "out" / "images" / "f3.ome.zarr").exists():
-            time.sleep(0.1)
-        assert run.poll() is None, "the run ended before it could be interrupted"
-        os.killpg(run.pid, signal.SIGINT)
-        _, stderr = run.communicate(timeout=60)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.communicate()
-    assert run.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
-    assert stderr.rstrip().splitlines()[-1] == "interrupted: run the same command again to resume; what was finished is kept"
+    args = ["segment", "--model", "cells-2d", str(_inbox(tmp_path / "inbox", INPUTS)), "--output", str(tmp_path / "out")]
+    # the fourth input ingested: the run is under way, with inputs finished and inputs left
+    code, stderr, _, _ = _ctrl_c(args, (tmp_path / "out" / "images" / "f3.ome.zarr").exists)
+    assert code == 130 and "Traceback" not in stderr, stderr[-2000:]
+    assert stderr.rstrip().splitlines()[-1] == INTERRUPTED
     finished = len(list((tmp_path / "out" / "measurements").glob("*.csv")))
-    rerun = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run([sys.executable, "-c", "from segpipe.cli import main; main()", *args], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert INPUTS > finished >= 1  # interrupted with work left
     assert rerun.stderr.count("already predicted with these settings, skipping") >= finished
@@ -139,75 +156,43 @@ def test_ctrl_c_on_a_local_dask_cluster_stops_at_once_in_one_line(tmp_path):
     """Ctrl-C reached the embedded Prefect server and the Dask workers too (one process group): the
     command waited 144 s for the server it had lost, printed tracebacks and exited 1. Now: exit 130
     within seconds, no traceback, no process of the command left, the finished inputs kept."""
-    import os
-    import signal
     import time
 
-    import numpy as np
     import psutil
-    import tifffile
 
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    field = tifffile.imread(ROOT / "data" / "bbbc007" / "images" / "A9_p10d.tif")[:192, :192]
-    for k in range(3 * INPUTS):
-        tifffile.imwrite(folder / f"f{k}.tif", np.roll(field, 16 * k, axis=1))
-    args = [sys.executable, "-c", "from segpipe.cli import main; main()", "segment", "--model", "cells-2d",
-            str(folder), "--output", str(tmp_path / "out"), "--runner", "dask", "--workers", "1"]
-    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and run.poll() is None and not list((tmp_path / "out" / "labels").glob("*.tif")):
-            time.sleep(0.1)
-        assert run.poll() is None, "the run ended before it could be interrupted"
-        group = [p.pid for p in psutil.Process(run.pid).children(recursive=True)]
-        os.killpg(run.pid, signal.SIGINT)
-        sent = time.monotonic()
-        _, stderr = run.communicate(timeout=120)
-        took = time.monotonic() - sent
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.communicate()
-    assert run.returncode == 130 and took < 30 and "Traceback" not in stderr, (took, stderr[-3000:])
-    # then only Prefect's line that it stops its embedded server
-    assert "interrupted: run the same command again to resume; what was finished is kept" in stderr.splitlines()[-2:]
+    labels = tmp_path / "out" / "labels"
+    code, stderr, took, children = _ctrl_c(
+        ["segment", "--model", "cells-2d", str(_inbox(tmp_path / "inbox", 3 * INPUTS)), "--output", str(tmp_path / "out"),
+         "--runner", "dask", "--workers", "1"],
+        lambda: any(labels.glob("*.tif")),
+    )
+    assert code == 130 and took < 30 and "Traceback" not in stderr, (took, stderr[-3000:])
+    assert INTERRUPTED in stderr.splitlines()[-2:]  # then only Prefect's line that it stops its embedded server
     time.sleep(6)  # the watchdog's grace
-    assert not [pid for pid in group if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert list((tmp_path / "out" / "labels").glob("*_labels.tif"))
+    assert not [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert list(labels.glob("*_labels.tif"))
 
 
 def test_ctrl_c_in_a_pipeline_run_stops_at_once_in_one_line(make_crop_catalog, tmp_path):
     """`segpipe run` on Prefect's embedded server, Ctrl-C while it trains: the server, in the same
     process group, stopped too, and the run waited 140 s for it, then exited 1 with httpx tracebacks."""
     import os
-    import signal
     import time
 
     catalog = make_crop_catalog()
     catalog.write_text(catalog.read_text().replace("iterations_per_epoch: 2", "iterations_per_epoch: 200"))
-    args = [sys.executable, "-c", "from segpipe.cli import main; main()", "run", "crops", "--catalog", str(catalog),
-            "--output", str(tmp_path / "runs")]
-    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                           env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and run.poll() is None and not (tmp_path / "runs" / "crops" / "data.zarr").exists():
-            time.sleep(0.1)
-        time.sleep(3)  # into training
-        assert run.poll() is None, "the run ended before it could be interrupted"
-        os.killpg(run.pid, signal.SIGINT)
-        sent = time.monotonic()
-        _, stderr = run.communicate(timeout=120)
-        took = time.monotonic() - sent
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.communicate()
-    assert run.returncode == 130 and took < 30 and "Traceback" not in stderr, (took, stderr[-3000:])
-    assert "interrupted: run the same command again to resume; what was finished is kept" in stderr.splitlines()[-2:]
+    store = tmp_path / "runs" / "crops" / "data.zarr"
+    ingested = []
+
+    def training() -> bool:  # ingested, then three seconds into training
+        if store.exists() and not ingested:
+            ingested.append(time.monotonic())
+        return bool(ingested) and time.monotonic() - ingested[0] > 3
+
+    code, stderr, took, _ = _ctrl_c(["run", "crops", "--catalog", str(catalog), "--output", str(tmp_path / "runs")], training,
+                                    env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
+    assert code == 130 and took < 30 and "Traceback" not in stderr, (took, stderr[-3000:])
+    assert INTERRUPTED in stderr.splitlines()[-2:]
 
 
 def test_verbose_shows_segpipes_debug_lines_not_every_librarys():
