@@ -2,10 +2,10 @@
 
 On Prefect's embedded default (no ``PREFECT_API_URL``) the first flow run of a process starts a
 temporary server as a child process, in the command's process group. Ctrl-C reaches every process
-of that group: the server stopped at once, and the flow, reporting that it was interrupted, waited
-for it through the client's retries (144 s with ``segment --runner dask``), then ended with an
-httpx traceback and exit code 1. :func:`start_embedded_server` starts it with SIGINT held back
-(:mod:`segpipe.interrupts`); it is stopped when the command ends, as before.
+of that group: the server would stop at once, and the flow, reporting that it was interrupted,
+would wait for it through the client's retries (over two minutes), then end with an httpx
+traceback and exit code 1. :func:`start_embedded_server` starts it with SIGINT held back
+(:mod:`segpipe.interrupts`); Prefect stops it when the command ends.
 """
 
 from __future__ import annotations
