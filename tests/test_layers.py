@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segpipe"
 ROOMS = [
-    ["errors", "progress", "temporary"],
+    ["errors", "interrupts", "progress", "temporary"],
     ["data"],
     ["inference"],
     ["models"],
