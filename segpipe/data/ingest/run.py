@@ -120,7 +120,18 @@ def ingest_dataset(
     log.info("%s: ingested %d images into %s", dataset.name, len(infos), store)
     if warn_spacing:
         _warn_default_spacing(dataset, infos)
+    _warn_one_plane(dataset, infos)
     return IngestResult(store, fingerprint, False, len(infos))
+
+
+def _warn_one_plane(dataset: Dataset, infos: list[dict]) -> None:
+    """One warning for a 3D entry whose images all have one plane (2D files under ``ndim: 3``)."""
+    if dataset.entry.ndim == 3 and infos and all(info["shape"][-3] == 1 for info in infos):
+        log.warning(
+            "%s: every image has one plane (Z) but the catalog says ndim: 3, so a 3D network would see one plane; "
+            "set ndim: 2 for 2D images, or axes: (e.g. ZYX) if their planes were read as time points or channels",
+            dataset.name,
+        )
 
 
 def _ingest_all(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -177,6 +178,16 @@ def test_planes_in_a_2d_dataset(pair, leftovers):
     for name in ("a", "b"):
         tifffile.imwrite(pair / "img" / f"{name}.tif", np.ones((5, 24, 20), np.uint8), photometric="minisblack")
     _refused(pair, leftovers, r"img/[ab].tif: the file has 5 planes \(Z\) but the catalog says ndim: 2", axes="ZYX")
+
+
+def test_one_plane_images_in_a_3d_dataset_are_warned_of_once(pair, caplog):
+    """2D files under ndim: 3 are ingested as volumes of one plane, without a word; now one warning."""
+    dataset = load_catalog(write_catalog(pair, images="img/*.tif", labels="lab/*.tif", ndim=3, split={"train": ["a", "b"]})).dataset("d")
+    with caplog.at_level(logging.WARNING, logger="segpipe"):
+        ingest_dataset(dataset, pair / "out" / "data.zarr", progress=False)
+    warned = [r.getMessage() for r in caplog.records if "one plane" in r.getMessage()]
+    assert warned == ["d: every image has one plane (Z) but the catalog says ndim: 3, so a 3D network would see one plane; "
+                      "set ndim: 2 for 2D images, or axes: (e.g. ZYX) if their planes were read as time points or channels"]
 
 
 def test_cli_exits_2_with_one_line(pair, monkeypatch, capsys):
