@@ -131,11 +131,14 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
     """The flow's work once its inputs are known; raises :class:`FolderBusy` when another run holds ``folder``."""
     from segpipe.flows.caching import refreshed
     from segpipe.flows.steps import failure
-    from segpipe.pipeline.segment import report_segmentation, warn_guessed_spacing, write_summary, write_tables
+    from segpipe.pipeline.segment import (
+        report_segmentation, warn_guessed_spacing, warn_other_model, write_summary, write_tables,
+    )
     from segpipe.pipeline.segment_files import InputResult, failed_input
 
     with folder.writing():
         gathered = gathered.named_now(patterns, folder, chosen.card, read)
+        warn_other_model(folder, chosen)
         items, unfit, order = gathered.items, gathered.unfit, gathered.order
         with fan_out(runner, scratch=folder.root / ".dask-scratch") as task_runner:
             futures = {

@@ -290,6 +290,7 @@ def segment(
     # a read-only place, a file there, or another run writing there, fails now
     with naming(folder.root), folder.writing():
         inputs = inputs.named_now(patterns, folder, predictor.card, params)
+        warn_other_model(folder, predictor.model)
         return _segment_held(inputs, predictor, folder, params, progress=progress, created=created, threads=threads)
 
 
@@ -335,6 +336,21 @@ def _every_input_failed(results: list[InputResult], folder: SegmentFolder, *, cr
     reason = first.error.split(": ", 1)[-1] if first.error else "failed"
     more = f" (and the {len(results) - 1} other input(s), which failed too)" if len(results) > 1 else ""
     raise InputError(f"{first.path}: {reason}{more}")
+
+
+def warn_other_model(folder: SegmentFolder, model: Model) -> None:
+    """One warning when ``folder`` was last segmented with another model (its ``segment.json``): the
+    inputs of this run get this model's labels, the others there keep the other model's."""
+    try:
+        before = json.loads(folder.summary.read_text())["model"]
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: nothing to compare
+        return
+    if isinstance(before, dict) and before.get("id") not in (None, model.id):
+        log.warning(
+            "%s was segmented with another model before (%s, %s): this run's inputs get the labels of %s, while any "
+            "other input segmented there keeps the other model's; give --output a new folder to keep one model's "
+            "labels together", folder.root, before.get("name"), before.get("folder"), model.card.name,
+        )
 
 
 def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:

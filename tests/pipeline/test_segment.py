@@ -1118,3 +1118,25 @@ def test_a_series_segmented_again_with_other_settings_gets_new_labels_and_measur
         assert (out.measurements("series")).read_text() == alone.measurements("series").read_text()
     (again,) = segment([str(tmp_path / "in")], Predictor.load(model, params), out, progress=False)
     assert again.status == "unchanged"  # the same settings: kept
+
+
+def test_a_folder_segmented_with_another_model_before_is_warned_of_once(model, tmp_path, caplog):
+    """A second model into the first one's folder: its inputs are segmented again, any other input
+    there keeps the first model's labels; that was said only per input, at INFO. Now one warning,
+    and none when the same model segments there again."""
+    import logging
+
+    from segpipe.models.shipped import CELLS_2D, shipped_model
+
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
+    tifffile.imwrite(tmp_path / "a.tif", field)
+    tifffile.imwrite(tmp_path / "b.tif", np.rot90(field))
+    out = SegmentFolder(tmp_path / "out")
+    segment([str(tmp_path / "a.tif")], Predictor.load(model, PredictParams(device="cpu")), out, progress=False)
+    generalist = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
+    with caplog.at_level(logging.WARNING):
+        segment([str(tmp_path / "b.tif")], generalist, out, progress=False)
+        segment([str(tmp_path / "b.tif")], generalist, out, progress=False)
+    (warned,) = [r.getMessage() for r in caplog.records if "another model" in r.getMessage()]
+    assert warned.startswith(f"{tmp_path / 'out'} was segmented with another model before ({model.card.name}, {model.folder})")
+    assert "this run's inputs get the labels of cells-2d" in warned
