@@ -22,6 +22,7 @@ PREDICT_OPTIONS = {
     "inference.batch_size": "--batch-size",
     "inference.flip_tta": "--tta",
     "inference.amp": "--amp",
+    "inference.noise_only": "--noise-only",
     "probabilities": "--probabilities",
     "resample": "--resample",
 }

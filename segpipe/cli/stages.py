@@ -31,6 +31,7 @@ PREDICT_OPTIONS = {
     "inference.batch_size": "--batch-size",
     "inference.flip_tta": "--tta",
     "inference.amp": "--amp",
+    "inference.noise_only": "--noise-only",
     "exports": "--export",
     "probabilities": "--probabilities",
     "resample": "--resample",

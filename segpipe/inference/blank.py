@@ -8,6 +8,10 @@ window answers one with shapes (in a blank 256 x 256 image the shipped generalis
 laid out on its window grid). A real image is never one value over a neighbourhood: its noise
 varies, and a saturated object is flat at the top, not at the floor.
 
+A whole frame that holds nothing but noise (:mod:`segpipe.inference.noise`: a field of camera
+noise, the empty planes above and below the cells of a stack) is background too, as a whole: the
+network is not run on it.
+
 :class:`Blank` sets the activated outputs of blank pixels to what the network gives for
 background (class 0 certain, no distance, no boundary, no flow) in
 :func:`segpipe.inference.stream.stream_predict`, before the sink stores them, so the class map
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from segpipe.inference import noise
 from segpipe.inference.fill import bounding_box, everywhere
 from segpipe.inference.normalize import Normalization, NormalizationSpec, window_normalize
 
@@ -98,6 +103,25 @@ class Blank:
         """Set the blank pixels of ``values`` ``(C, *spatial)``, the activated outputs for the whole
         channel-first ``image`` (in the units of :attr:`floors`), to background, in place."""
         self._set(values, self.mask(image))
+
+    @staticmethod
+    def only_noise(block: np.ndarray, threshold: float) -> bool:
+        """Whether the channel-first ``block`` ``(C, *spatial)``, a whole frame, holds only noise:
+        nothing in it stands ``threshold`` noise deviations out (:func:`segpipe.inference.noise.noise_only`;
+        0: never)."""
+        return threshold > 0 and noise.noise_only(block, threshold=threshold)
+
+    @staticmethod
+    def frame_only_noise(source, frame: tuple[int, ...], ndim: int, threshold: float) -> bool:
+        """:meth:`only_noise` of frame ``frame`` of ``source`` ``(C, *frames, *spatial)``, judged on
+        every k-th pixel of its planes (:func:`segpipe.inference.noise.frame_noise_only`)."""
+        return threshold > 0 and noise.frame_noise_only(source, frame, ndim, threshold=threshold)
+
+    def filled(self, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """Background outputs ``(C, *shape)``."""
+        values = np.empty((len(self.background), *shape), dtype=dtype)
+        values[...] = np.asarray(self.background, dtype=dtype).reshape(-1, *(1,) * len(shape))
+        return values
 
     def _set(self, values: np.ndarray, blank: np.ndarray) -> None:
         if blank.any():

@@ -61,12 +61,15 @@ def predict_image(
             whose sign a flipped pass undoes.
         blank: The rule for blank pixels, its floors in normalized units
             (:func:`segpipe.inference.blank.normalized_floors`): their outputs are set to background,
-            as :func:`segpipe.inference.stream.stream_predict` sets them. None: the network's answer.
+            as :func:`segpipe.inference.stream.stream_predict` sets them, and an image of nothing but
+            noise is background whole, without running the network. None: the network's answer.
 
     Returns:
         float32 ``(out_channels, *spatial)``: class probabilities, then the extra outputs' sigmoids.
     """
     params = params or InferenceParams()
+    if blank is not None and blank.only_noise(image, params.noise_only):
+        return blank.filled(image.shape[1:])
     device = torch.device(device)
     inputs = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
     total = None

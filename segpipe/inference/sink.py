@@ -29,7 +29,8 @@ class Sink(Protocol):
 
 @dataclass
 class StreamStats:
-    """What a run did: windows and batches run, rows written, peak band memory, seconds."""
+    """What a run did: windows and batches run, rows written, peak band memory, seconds, the frames
+    predicted and those written as background for holding only noise."""
 
     windows: int = 0
     batches: int = 0
@@ -37,6 +38,7 @@ class StreamStats:
     band_bytes: int = 0
     seconds: float = 0.0
     frames: list[int] = field(default_factory=list)
+    noise_frames: list[int] = field(default_factory=list)
 
 
 class ArraySink:

@@ -137,7 +137,8 @@ def stream_predict(
         read_chunk: Rows read at a time are rounded up to a multiple of this (the source's chunk).
         on_rows: Called as ``on_rows(frame, row)`` once rows below ``row`` are written and recorded.
         flow_channels: The flow's channel per spatial axis, whose sign a flipped pass undoes.
-        blank: Where the source is blank, the activated outputs are set to background
+        blank: Where the source is blank, the activated outputs are set to background, and a frame
+            of nothing but noise is background whole, the network not run on it
             (:mod:`segpipe.inference.blank`; with an ``activation`` only).
 
     Returns:
@@ -171,6 +172,11 @@ def stream_predict(
             first = first_batch_touching(batches, low, roi[0])
             if first >= len(batches) or low >= shape[0]:
                 writer.submit(_marker(sink, number + 1, 0, frame, shape[0], on_rows))
+                continue
+            if blank is not None and activation is not None and blank.frame_only_noise(source, frame, ndim, params.noise_only):
+                _background(writer, sink, frame, low, shape, chunk, blank)
+                writer.submit(_marker(sink, number + 1, 0, frame, shape[0], on_rows))
+                stats.noise_frames.append(number)
                 continue
             aggregator = SlabAggregator(
                 frame_shape=shape,
@@ -277,6 +283,16 @@ def _writer(
         sink.write(frame, box, values)
 
     return write
+
+
+def _background(writer: Worker, sink: Sink, frame, low: int, shape: Sequence[int], chunk: int, blank: Blank) -> None:
+    """Write background over the rows from ``low`` of ``frame``, in the tiles :func:`_pieces` cuts."""
+    align = getattr(sink, "align", None) or (1,) * (len(shape) - 1)
+    for start in range(low, shape[0], chunk):
+        stop = min(start + chunk, shape[0])
+        for tile in _pieces(stop - start, shape, align):
+            box = (slice(start, stop), *tile)
+            writer.submit(lambda box=box: sink.write(frame, box, blank.filled(tuple(b.stop - b.start for b in box))))
 
 
 def _marker(sink: Sink, frames: int, rows: int, frame, row: int, on_rows) -> Callable[[], None]:

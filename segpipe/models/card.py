@@ -21,9 +21,10 @@ from segpipe.inference.postprocess import InstanceParams
 #: Version of the card's layout; a reader refuses cards from a newer segpipe before it reads
 #: their fields (a newer card's fields would otherwise be reported as unknown). 2: the fields
 #: ``object_size`` and ``training.init_inputs``; 3: ``normalization.skip_fill``; 4:
-#: ``postprocess.edge_min_size``; 5: ``spacing_guessed``; 6: ``normalization.floor_for``. A card of
-#: an earlier version reads as it is (its missing fields take their defaults).
-CARD_VERSION = 6
+#: ``postprocess.edge_min_size``; 5: ``spacing_guessed``; 6: ``normalization.floor_for``; 7:
+#: ``inference.noise_only``. A card of an earlier version reads as it is (its missing fields take
+#: their defaults).
+CARD_VERSION = 7
 
 
 class TrainingRecord(BaseModel):

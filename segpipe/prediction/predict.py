@@ -28,6 +28,7 @@ import hashlib
 import json
 import re
 import logging
+import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -257,11 +258,22 @@ def run_network(
             blank=blank,
         )
     log.info("%s: %d windows in %.1f s", image.name, stream.windows, stream.seconds)
+    if stream.noise_frames:
+        log.warning(noise_only_message(image.name, len(stream.noise_frames), math.prod(image.image.shape[1 : 1 + frames]),
+                                       predictor.inference.noise_only))
     if not in_memory:
         return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, None)
     values = sink.values  # converted here, where torch is loaded: completing needs no torch, and half the bytes travel
     semantic = class_map(values[:n_classes])
     return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, float16(values), semantic)
+
+
+def noise_only_message(name: str, noise: int, frames: int, threshold: float) -> str:
+    """The warning for ``noise`` of an image's ``frames`` frames that held only noise (:mod:`segpipe.inference.noise`)."""
+    rule = f"nothing in it stands {threshold:g} noise deviations out of its noise, in any channel; --noise-only 0 predicts it"
+    if frames == 1:
+        return f"{name}: the image holds only noise ({rule}): predicted as background, no objects"
+    return f"{name}: {noise} of its {frames} frames or planes hold only noise ({rule}): predicted as background"
 
 
 def input_slots(image: StoredImage, predictor: Predictor) -> Slots:

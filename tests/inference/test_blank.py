@@ -149,3 +149,23 @@ def test_an_image_predicted_in_memory_is_background_where_it_is_blank(rule):
         np.testing.assert_allclose(values[3][fill], NO_FLOW)
     else:
         assert (values[1][fill] > 0.9).all()
+
+
+def test_an_image_of_only_noise_is_background_without_running_the_network():
+    """In memory (validation, tuning, the object-size estimate) as in prediction: the whole image."""
+    from segpipe.inference import predict_image
+
+    calls = []
+    network = Everywhere()
+    network.register_forward_hook(lambda module, args, output: calls.append(args[0].shape))
+    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8)
+    noise = normalize(np.random.default_rng(7).poisson(30, (1, 64, 96)).astype(np.uint16), spec)
+    blank = Blank.for_outputs(normalized_floors(noise, spec), out_channels=4, n_classes=2, flow_channels=(3,))
+    params = InferenceParams(flip_tta=False, amp=False)
+    values = predict_image(network, noise, roi_size=(32, 32), n_classes=2, flow_channels=(3,), params=params, blank=blank)
+    assert not calls
+    np.testing.assert_array_equal(values, blank.filled((64, 96)))
+    assert blank.filled((2, 3))[:, 0, 0].tolist() == [1.0, 0.0, 0.0, NO_FLOW]
+    off = params.model_copy(update={"noise_only": 0.0})
+    values = predict_image(network, noise, roi_size=(32, 32), n_classes=2, flow_channels=(3,), params=off, blank=blank)
+    assert calls and (values[1] > 0.9).all()

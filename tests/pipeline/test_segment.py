@@ -439,6 +439,28 @@ def test_the_generalist_is_not_said_to_resample_inputs_without_a_pixel_size(tmp_
     assert "resampled" not in spacing and "at its own pixels" in spacing
 
 
+def test_the_generalist_finds_nothing_in_fields_of_noise_and_the_cells_of_a_real_one(tmp_path, caplog):
+    """Camera noise, bright and dark: the shipped generalist drew 60 and 28 objects in them; now
+    none, with a warning for each. A real field beside them keeps its cells."""
+    import logging
+
+    from segpipe.models.shipped import CELLS_2D, shipped_model
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    tifffile.imwrite(folder / "noise.tif", rng.poisson(40, (512, 512)).astype(np.uint16))
+    tifffile.imwrite(folder / "dark.tif", rng.poisson(1.5, (300, 400)).astype(np.uint16))
+    shutil.copy(DATA / "bbbc007" / "images" / "17P1_POS0006_D_1UL.tif", folder / "cells.tif")
+    predictor = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
+    with caplog.at_level(logging.WARNING, logger="segpipe.prediction.predict"):
+        results = segment([str(folder)], predictor, SegmentFolder(tmp_path / "out"), progress=False)
+    objects = {r.name: sum(r.objects.values()) for r in results}
+    assert objects["noise"] == 0 and objects["dark"] == 0 and objects["cells"] > 30
+    warned = sorted(r.getMessage().split(":")[0] for r in caplog.records if "holds only noise" in r.getMessage())
+    assert warned == ["dark", "noise"]
+
+
 def test_another_pixel_size_given_for_the_same_input_measures_and_attaches_again(tmp_path):
     """The generalist predicts at the image's own pixels, so its predictions stay current when only
     --spacing changes; the input's store is ingested again at the new pixel size, and its areas,
@@ -945,7 +967,9 @@ def test_a_class_map_models_measurements_name_each_class(model_card, tmp_path):
                       network_options={"features": [4, 4, 4, 4, 4, 4]})
     torch.manual_seed(0)
     tissue = save_model(tmp_path / "tissue", network_from_card(card).state_dict(), card)
-    tifffile.imwrite(tmp_path / "a.tif", np.random.default_rng(0).random((64, 64)).astype(np.float32))
+    image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    image[16:48, 16:48] += 2.0  # something besides noise (a field of noise alone is background, no classes)
+    tifffile.imwrite(tmp_path / "a.tif", image)
     out = SegmentFolder(tmp_path / "out")
     (result,) = segment([str(tmp_path / "a.tif")], Predictor.load(tissue, PredictParams(device="cpu")), out, progress=False)
     labels = tifffile.imread(out.labels / "a_labels.tif")

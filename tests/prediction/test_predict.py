@@ -311,6 +311,8 @@ def test_a_2d_model_predicts_a_time_lapse_frame_by_frame(crops, tmp_path, single
     model, card = predictor.network, predictor.card
     rng = np.random.default_rng(0)
     movie = rng.integers(0, 4000, size=(1, 3, 40, 50)).astype(np.uint16)
+    for t in range(3):  # a cell moving right (noise alone would be background: test_a_frame_of_only_noise...)
+        movie[0, t, 10:30, 5 + 10 * t : 25 + 10 * t] += 8000
     source = zarr.create_array(str(tmp_path / "movie.zarr"), shape=movie.shape, dtype=np.uint16, chunks=(1, 1, 32, 32))
     source[...] = movie
     image = StoredImage("movie", "test", source, None, (0.5, 0.5), {"name": "movie", "spacing": [0.5, 0.5]})
@@ -340,6 +342,32 @@ def test_a_2d_model_predicts_a_time_lapse_frame_by_frame(crops, tmp_path, single
         np.testing.assert_array_equal(tif.asarray(), group["labels/instances/s0"][...])
     (folder,) = export_ctc_sequences(predictions, [image], out / "ctc", ndim=2)
     assert sorted(p.name for p in folder.glob("*.tif")) == ["mask000.tif", "mask001.tif", "mask002.tif"]
+
+
+def test_a_frame_of_only_noise_is_background_and_the_network_skips_it(crops, tmp_path, single_thread, caplog):
+    """A time-lapse whose middle frame is camera noise: that frame's probabilities are background
+    (class 0 certain, no distance) and hold no object, the others are predicted, and the warning
+    names the frames."""
+    from segpipe.data.store import StoredImage
+
+    _, model_dir = crops
+    predictor = Predictor.load(Model.open(model_dir), PredictParams(device="cpu", resample=False))
+    crop = np.asarray(ImageStore.open(crops[0]).image("A9_p9d").image)[0, :64, :64]
+    rng = np.random.default_rng(2)
+    noise = rng.poisson(float(np.median(crop)), crop.shape).astype(crop.dtype)
+    movie = np.stack([crop, noise, crop[::-1]])[None]
+    source = zarr.create_array(str(tmp_path / "movie.zarr"), shape=movie.shape, dtype=movie.dtype, chunks=(1, 1, 32, 32))
+    source[...] = movie
+    image = StoredImage("movie", "test", source, None, (1.0, 1.0), {"name": "movie", "spacing": [1.0, 1.0]})
+    with caplog.at_level("WARNING", logger="segpipe.prediction.predict"):
+        result = predict_stored(image, predictor, predictor.open_store(tmp_path / "predictions.zarr"))
+    assert result.stream.frames == [0, 2] and result.stream.noise_frames == [1]
+    assert "movie: 1 of its 3 frames or planes hold only noise" in caplog.text
+    group = zarr.open_group(str(tmp_path / "predictions.zarr" / "movie"), mode="r")
+    probs = group["s0"][1].astype(np.float32)
+    np.testing.assert_array_equal(probs, np.broadcast_to(np.asarray([1.0, 0.0, 0.0], np.float32)[:, None, None], probs.shape))
+    labels = group["labels/instances/s0"]
+    assert labels[1].max() == 0 and labels[0].max() > 3 and labels[2].max() > 3
 
 
 def test_an_in_memory_prediction_does_not_resume_a_streamed_leftover(crops, tmp_path, caplog):
