@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 from scipy import ndimage
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
@@ -36,6 +36,11 @@ class InstanceParams(BaseModel):
         edge_min_size: Objects touching the frame's edge (:func:`edge_labels`) are dropped under
             this size instead (``None``: ``min_size``): an object the edge cuts may be a sliver of
             a real one, so a size rule made for whole objects spares it.
+        grid: Pixels of the grid labelled per pixel of the model's, per axis, where the
+            probabilities were resampled from the model's grid to an image's
+            (:meth:`segpipe.prediction.resampled.Grids.post_processing` sets it with the sizes
+            above; never stored in a card): the flow's steps and the neighbourhoods its paths'
+            ends are gathered in are that many times larger (``None``: the model's grid).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -49,6 +54,7 @@ class InstanceParams(BaseModel):
     sink_size: int = Field(10, ge=1)
     min_size: int = Field(8, ge=0)
     edge_min_size: int | None = Field(None, ge=0)
+    grid: tuple[PositiveFloat, ...] | None = Field(None, exclude=True)
 
 
 def seed_pixels(distance: np.ndarray, params: InstanceParams) -> np.ndarray:
@@ -137,7 +143,9 @@ def instance_labels(
     if params.relief == "flow":
         if flow is None:
             raise ValueError("relief 'flow' needs a model with a flow output")
-        return _finish(group_paths(mask.shape, *_paths(mask, flow, reuse), sink_size=params.sink_size), params)
+        grid = params.grid or (1.0,) * mask.ndim
+        paths = _paths(mask, flow, reuse, steps=int(round(FLOW_STEPS * max(grid))))
+        return _finish(group_paths(mask.shape, *paths, sink_size=params.sink_size, grid=grid), params)
     distance = _kept(reuse, ("relief", params.relief, params.smoothing),
                      lambda: smoothed_distance(relief_map(distance, boundary, params), params))
     rule = (params.seed_method, params.seed_h if params.seed_method == "hmaxima" else params.seed_threshold)
@@ -160,15 +168,15 @@ def _kept(reuse: dict | None, key: tuple, make):
     return reuse[key]
 
 
-def _paths(mask: np.ndarray, flow: np.ndarray, reuse: dict | None) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+def _paths(mask: np.ndarray, flow: np.ndarray, reuse: dict | None, *, steps: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """:func:`follow_flow` of ``mask``; with ``reuse``, only the pixels no earlier mask held take
     their steps (a path does not depend on the mask it starts in)."""
     if reuse is None:
-        return follow_flow(mask, flow)
+        return follow_flow(mask, flow, steps=steps)
     ends = reuse.setdefault("path ends", np.full(mask.size, -1, np.intp))
     new = mask.ravel() & (ends < 0)
     if new.any():
-        ends[new] = follow_flow(new.reshape(mask.shape), flow)[1]
+        ends[new] = follow_flow(new.reshape(mask.shape), flow, steps=steps)[1]
     return np.nonzero(mask), ends[mask.ravel()]
 
 
@@ -246,14 +254,19 @@ def follow_flow(mask: np.ndarray, flow: np.ndarray, *, steps: int = FLOW_STEPS) 
     return starts, (np.rint(position).astype(np.intp) * strides[:, None]).sum(axis=0)
 
 
-def group_paths(shape: tuple[int, ...], starts: tuple[np.ndarray, ...], ends: np.ndarray, *, sink_size: int) -> np.ndarray:
+def group_paths(
+    shape: tuple[int, ...], starts: tuple[np.ndarray, ...], ends: np.ndarray, *, sink_size: int,
+    grid: tuple[float, ...] | None = None,
+) -> np.ndarray:
     """Label the pixels ``starts`` by the sink their path ``ends`` at (:func:`follow_flow`).
 
-    Paths gather at the objects' centres: the ends are counted per pixel, smoothed, and every
-    local maximum over a 5-pixel neighbourhood that gathers at least ``sink_size`` ends seeds
-    an object; the area the ends cover is split between the seeds by a watershed on the counts
-    (a covered part without a seed is an object of its own), and each pixel takes the label of
-    the place its path ended.
+    Paths gather at the objects' centres: the ends are counted per pixel, smoothed (a Gaussian of
+    1 pixel), and every local maximum over a 5-pixel neighbourhood whose 3-pixel neighbourhood
+    gathers at least ``sink_size`` ends seeds an object; the area the ends cover is split between
+    the seeds by a watershed on the counts (a covered part without a seed is an object of its
+    own), and each pixel takes the label of the place its path ended. On a grid ``grid`` times
+    finer than the model's per axis (:attr:`InstanceParams.grid`), those widths are ``grid``
+    times larger: a sink spreads over as many more pixels.
 
     Returns:
         int32 labels of ``shape``, 0 where no path starts.
@@ -261,10 +274,12 @@ def group_paths(shape: tuple[int, ...], starts: tuple[np.ndarray, ...], ends: np
     labels = np.zeros(shape, np.int32)
     if not ends.size:
         return labels
+    grid = grid or (1.0,) * len(shape)
+    near = tuple(_odd(3 * g) for g in grid)
     counts = np.bincount(ends, minlength=int(np.prod(shape))).reshape(shape).astype(np.float32)
-    density = ndimage.gaussian_filter(counts, 1.0)
-    peaks = (density == ndimage.maximum_filter(density, size=5)) & (counts > 0) & (
-        ndimage.uniform_filter(counts, size=3) * 3 ** len(shape) >= sink_size
+    density = ndimage.gaussian_filter(counts, tuple(float(g) for g in grid))
+    peaks = (density == ndimage.maximum_filter(density, size=tuple(_odd(5 * g) for g in grid))) & (counts > 0) & (
+        ndimage.uniform_filter(counts, size=near) * float(np.prod(near)) >= sink_size
     )
     covered = ndimage.binary_dilation(counts > 0, iterations=1)
     seeds, n_seeds = ndimage.label(peaks)
@@ -276,6 +291,11 @@ def group_paths(shape: tuple[int, ...], starts: tuple[np.ndarray, ...], ends: np
     basins = watershed(-density, markers=seeds, mask=covered)
     labels[starts] = basins.ravel()[ends]
     return labels
+
+
+def _odd(width: float) -> int:
+    """The odd number of pixels nearest ``width`` (at least 3: a neighbourhood has a centre and sides)."""
+    return max(3, int(round(width)) // 2 * 2 + 1)
 
 
 def fill_holes(labels: np.ndarray) -> np.ndarray:

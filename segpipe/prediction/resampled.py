@@ -90,7 +90,8 @@ class Grids:
 
     def post_processing(self, params: InstanceParams) -> InstanceParams:
         """``params`` (tuned at the model's pixel size) for objects on the image's grid: the
-        smallest object keeps its physical size, the smoothing its physical width."""
+        smallest object and a sink's paths keep their physical size, the smoothing and the flow's
+        neighbourhoods their physical width."""
         if not self.resample:
             return params
         ratios = np.asarray(self.model_spacing, float) / np.asarray(self.image_spacing, float)
@@ -100,6 +101,8 @@ class Grids:
                 "min_size": int(round(params.min_size * pixels)),
                 "edge_min_size": None if params.edge_min_size is None else int(round(params.edge_min_size * pixels)),
                 "smoothing": params.smoothing * float(np.exp(np.mean(np.log(ratios)))),
+                "sink_size": max(1, int(round(params.sink_size * pixels))),
+                "grid": tuple(float(r) for r in ratios),
             }
         )
 
