@@ -26,7 +26,8 @@ class _ListUnlessCommand(TyperGroup):
 models_app = typer.Typer(
     cls=_ListUnlessCommand,
     help=(
-        "Trained models: list them, export one as a BioImage Model Zoo package, import one back.\n\n"
+        "Trained models: list them, export one as a BioImage Model Zoo package, import one back, tell one the pixel size "
+        "its training images were taken at.\n\n"
         "`segpipe models [FOLDER...]` lists the models found under the folders (default: runs and models), the same as "
         "`segpipe models list`.\n\n"
         "Example: segpipe models runs shared/models"
@@ -206,3 +207,47 @@ def import_cmd(
 
     model = import_model(package, to)
     typer.echo(f"{model.folder}: model {model.card.name!r} ({model.card.network}, {model.card.spatial_dims}D) from {package}")
+
+
+@models_app.command("pixel-size")
+def pixel_size_cmd(
+    model: Annotated[str, typer.Argument(help="A model folder (or its run folder) whose training images' files gave no pixel size.")],
+    size: Annotated[str, typer.Argument(help="One pixel of its training images: one size for every axis (0.65), or Y,X (Z,Y,X for a 3D model).")],
+    unit: Annotated[str, typer.Option("--unit", help="Unit of SIZE: nanometer, micrometer, millimeter, centimeter or meter (nm, um, µm, mm, cm, m).")] = "micrometer",
+) -> None:
+    """Tell MODEL the pixel size of the images it was trained on, where their files gave none.
+
+    Until then such a model takes every new image at 1 per pixel, as its training images were
+    taken, whatever the image's own file says (an image at twice the magnification shows it
+    objects twice the size it learnt), and measures objects in pixels. Once told, new images are
+    resampled to the model's pixel size by their own (an image whose file gives none is taken at
+    the model's), measurements are in UNIT, and `segpipe models export` packages say the size.
+    The card's planned pixel size and object size are converted; the weights are unchanged.
+    model.pt and model_card.json are rewritten in place, each by an atomic rename; inputs segmented
+    with the model before are segmented again when next asked for.
+
+    Example: segpipe models pixel-size runs/kc167/model 0.65 --unit um
+    """
+    from segpipe.data.readers.units import length_unit
+    from segpipe.models.model import save_model
+    from segpipe.pipeline.models import resolve_model
+
+    chosen = resolve_model(model, output=DEFAULT_OUTPUT)
+    card = chosen.card
+    try:
+        values = tuple(float(v) for v in size.split(","))
+        name = length_unit(unit)
+    except ValueError as err:
+        reason = str(err) if "unit" in str(err) else f"{size!r} is not a pixel size; give numbers separated by commas (0.65 or 0.65,0.65)"
+        raise InputError(f"{chosen.folder}: {reason}") from None
+    if len(values) == 1:
+        values = values * card.spatial_dims
+    try:
+        told = card.at_pixel_size(values, name)
+    except ValueError as err:
+        raise ModelError(f"{chosen.folder}: {err}") from None
+    save_model(chosen.folder, chosen.state_dict(), told)
+    before = "x".join(f"{s:g}" for s in card.spacing)
+    after = "x".join(f"{s:g}" for s in told.spacing)
+    typer.echo(f"{chosen.folder}: pixel size {after} {told.unit} (was {before} per training pixel, not known); "
+               "new images are resampled to it by their own pixel size")

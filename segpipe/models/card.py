@@ -8,6 +8,7 @@ a card with a missing, unknown or ill-typed field is refused with the file and f
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -190,6 +191,31 @@ class ModelCard(BaseModel):
         """The post-processing to apply (defaults when the card has none tuned)."""
         return self.postprocess or InstanceParams()
 
+    def at_pixel_size(self, pixel_size: tuple[float, ...], unit: str) -> ModelCard:
+        """This card told the pixel size of its training images where their files gave none
+        (:attr:`spacing_guessed`): ``pixel_size`` per spatial axis, in ``unit``, is one pixel of those
+        images. The pixel size the model was planned at (a multiple of that pixel) and the object
+        size are converted into ``unit``; the post-processing's sizes count the model's pixels and stay.
+
+        Raises:
+            ValueError: The card's pixel size is known already or it is a generalist's (the message
+                says why), or ``pixel_size`` is not one positive size per spatial axis.
+        """
+        if self.generalist:
+            raise ValueError("a generalist takes every image at its own pixels: it has no pixel size to set")
+        if not self.spacing_guessed:
+            raise ValueError(f"it was trained at a known pixel size ({_sizes(self.spacing)} {self.unit}), which its "
+                             "network learnt; to change it, train again with spacing: in the catalog entry")
+        if len(pixel_size) != self.spatial_dims or any(not s > 0 for s in pixel_size):
+            raise ValueError(f"give one positive size per spatial axis ({self.spatial_dims} for a "
+                             f"{self.spatial_dims}D model), got {_sizes(pixel_size)}")
+        spacing = tuple(float(s * p) for s, p in zip(self.spacing, pixel_size))
+        across = float(math.prod(pixel_size)) ** (1 / len(pixel_size))
+        return self.model_copy(update={
+            "spacing": spacing, "unit": unit, "spacing_guessed": False,
+            "object_size": self.object_size * across if self.object_size else self.object_size,
+        })
+
     def to_json(self) -> str:
         """The card as JSON, marked with this segpipe's layout version (a card read from an older
         file is written with every current field, so it is of the current layout)."""
@@ -219,3 +245,7 @@ class ModelCard(BaseModel):
 def extra_channels(extra_outputs, spatial_dims: int) -> int:
     """Output channels ``extra_outputs`` take: one each, the flow one per spatial axis."""
     return sum(spatial_dims if extra == "flow" else 1 for extra in extra_outputs)
+
+
+def _sizes(values) -> str:
+    return " x ".join(f"{float(v):g}" for v in values)

@@ -209,3 +209,73 @@ def test_export_of_a_run_folder_warns_of_what_the_package_cannot_give(runs, tmp_
         said = [r.getMessage() for r in caplog.records]
         assert any("the package names no author:" in m for m in said), said
         assert any("its pixel size is not known" in m for m in said) == guessed, said
+
+
+def test_a_model_told_its_training_pixel_size_resamples_new_images_by_theirs(crops_model, tmp_path, segpipe_cli):
+    """The BBBC007 crops model was trained on files without a pixel size. A field upsampled twice,
+    its file saying 0.25 um, was taken at its own pixels (objects twice the size learnt); told
+    that its training pixels were 0.5 um, the model resamples it to 0.5 um and finds what it finds
+    on the field itself, and measures areas in square micrometres."""
+    import csv
+
+    import numpy as np
+    import tifffile
+
+    data = Path(__file__).resolve().parents[2] / "data"
+    folder = tmp_path / "model"
+    shutil.copytree(crops_model.folder, folder)
+    assert crops_model.card.spacing_guessed and crops_model.card.spacing == (1.0, 1.0)
+    field = tifffile.imread(data / "bbbc007" / "images" / "A9_p9d.tif")[:160, :160]
+    (tmp_path / "own").mkdir()
+    tifffile.imwrite(tmp_path / "own" / "field.tif", field)
+    (tmp_path / "fine").mkdir()
+    tifffile.imwrite(tmp_path / "fine" / "fine.ome.tif", np.kron(field, np.ones((2, 2), field.dtype)), ome=True,
+                     metadata={"axes": "YX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25})
+
+    def objects(name: str) -> tuple[int, list[float]]:
+        run = segpipe_cli("segment", "--model", folder, tmp_path / name, "--output", tmp_path / f"out-{name}", "--device", "cpu")
+        assert run.code == 0, run.err
+        with open(tmp_path / f"out-{name}" / "measurements.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return len(rows), sorted(float(r["area"]) for r in rows)
+
+    own, own_areas = objects("own")
+    guessed, _ = objects("fine")
+    told = segpipe_cli("models", "pixel-size", folder, "0.5", "--unit", "um")
+    assert told.code == 0, told.err
+    assert "pixel size 0.5x0.5 micrometer" in told.out
+    card = Model.open(folder).card
+    assert card.spacing == (0.5, 0.5) and card.unit == "micrometer" and not card.spacing_guessed
+    assert torch.load(folder / "model.pt", weights_only=True)["card"]["spacing"] == [0.5, 0.5]
+    for key, value in Model.open(crops_model.folder).state_dict().items():
+        torch.testing.assert_close(Model.open(folder).state_dict()[key], value, rtol=0, atol=0)
+    resampled, areas = objects("fine")  # into the same folder: segmented again, not kept as unchanged
+    assert own > 10 and abs(resampled - own) <= max(2, own // 10) and abs(guessed - own) > abs(resampled - own)
+    # the same nuclei, measured in um^2 (0.5 um pixels: a quarter of the pixel counts), within resampling's edge
+    assert np.median(areas) == pytest.approx(np.median(own_areas) * 0.25, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("0.5",), "it was trained at a known pixel size (0.5 x 0.5 micrometer)"),
+        (("0.5,0.5,0.5",), "give one positive size per spatial axis (2 for a 2D model), got 0.5 x 0.5 x 0.5"),
+        (("0,0.5",), "give one positive size per spatial axis (2 for a 2D model), got 0 x 0.5"),
+        (("a,b",), "'a,b' is not a pixel size; give numbers separated by commas"),
+        (("0.5", "--unit", "px"), "'px' is not a length unit"),
+    ],
+)
+def test_a_pixel_size_that_cannot_be_set_is_one_line_and_changes_nothing(crops_model, tmp_path, segpipe_cli, args, message):
+    folder = tmp_path / "model"
+    shutil.copytree(crops_model.folder, folder)
+    if message.startswith("it was trained"):
+        assert segpipe_cli("models", "pixel-size", folder, "0.5").code == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    run = segpipe_cli("models", "pixel-size", folder, *args)
+    assert run.code == 2 and message in run.err and len(run.err.strip().splitlines()) == 1, run.err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_the_generalists_pixel_size_cannot_be_set(segpipe_cli):
+    run = segpipe_cli("models", "pixel-size", "cells-2d", "0.5")
+    assert run.code == 2 and "a generalist takes every image at its own pixels" in run.err
