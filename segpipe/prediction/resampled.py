@@ -90,19 +90,22 @@ class Grids:
 
     def post_processing(self, params: InstanceParams) -> InstanceParams:
         """``params`` (tuned at the model's pixel size) for objects on the image's grid: the
-        smallest object and a sink's paths keep their physical size, the smoothing and the flow's
-        neighbourhoods their physical width."""
+        smallest object keeps its physical size and the smoothing its physical width; on a finer
+        grid, a sink's paths and the flow's neighbourhoods grow with it."""
         if not self.resample:
             return params
         ratios = np.asarray(self.model_spacing, float) / np.asarray(self.image_spacing, float)
         pixels = float(np.prod(ratios))  # image pixels per model pixel
+        # the flow's paths end spread over more pixels on a finer grid; on a coarser one the model
+        # grid's neighbourhoods stay (smaller ones split objects: measured in benchmarks/RESULTS.md)
+        finer = np.maximum(ratios, 1.0)
         return params.model_copy(
             update={
                 "min_size": int(round(params.min_size * pixels)),
                 "edge_min_size": None if params.edge_min_size is None else int(round(params.edge_min_size * pixels)),
                 "smoothing": params.smoothing * float(np.exp(np.mean(np.log(ratios)))),
-                "sink_size": max(1, int(round(params.sink_size * pixels))),
-                "grid": tuple(float(r) for r in ratios),
+                "sink_size": max(1, int(round(params.sink_size * float(np.prod(finer))))),
+                "grid": tuple(float(r) for r in finer),
             }
         )
 

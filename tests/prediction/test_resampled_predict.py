@@ -360,3 +360,12 @@ def test_flow_objects_on_an_image_grid_twice_as_fine_are_the_models_objects(crop
     assert coarse.max() > 15 and abs(int(labels.max()) - int(coarse.max())) <= 2
     seg = seg_from_overlap(overlap(np.kron(coarse, np.ones((2, 2), coarse.dtype)), labels))
     assert seg.seg > 0.8
+
+
+def test_on_a_coarser_grid_the_flows_neighbourhoods_stay_the_models():
+    from segpipe.prediction.resampled import Grids
+
+    grids = Grids(resample=True, image_spacing=(2.0, 1.0), model_spacing=(1.0, 1.0), unit="micrometer",
+                  image_shape=(32, 64), model_shape=(64, 64), differs=True, guessed=False)
+    converted = grids.post_processing(InstanceParams(min_size=8, sink_size=10))
+    assert (converted.min_size, converted.sink_size, converted.grid) == (4, 10, (1.0, 1.0))
