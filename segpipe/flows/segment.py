@@ -132,7 +132,7 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
     from segpipe.flows.caching import refreshed
     from segpipe.flows.steps import failure
     from segpipe.pipeline.segment import (
-        report_segmentation, warn_guessed_spacing, warn_other_model, write_summary, write_tables,
+        report_segmentation, warn_guessed_spacing, warn_noise, warn_other_model, write_summary, write_tables,
     )
     from segpipe.pipeline.segment_files import InputResult, failed_input
 
@@ -164,6 +164,7 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
         results = sorted(results + unfit, key=lambda result: order[result.path])
         folder.keep_names(items, results)
         warn_guessed_spacing(results, chosen.card)  # once for the run, as segment says it
+        warn_noise(results, predict.inference_for(chosen.card.inference).noise_only)
         write_tables(folder, results)
         write_summary(folder, chosen, predict, results)
         report = report_segmentation(folder, chosen.card)

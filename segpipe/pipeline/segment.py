@@ -55,7 +55,7 @@ from segpipe.prediction.fit import channels_taken, takes_channels
 from segpipe.prediction.generalist_inputs import flat_channels
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.complete import ImageResult
-from segpipe.prediction.predict import Current, Predicted, Predictor, SharedInputs, run_network
+from segpipe.prediction.predict import Current, Predicted, Predictor, SharedInputs, run_network, warn_noise_only
 from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
 from segpipe.temporary import replacing
@@ -316,6 +316,7 @@ def _segment_held(inputs: SegmentInputs, predictor: Predictor, folder: SegmentFo
             _every_input_failed(results, folder, created=created)
         folder.keep_names(items, results)
         warn_guessed_spacing(results, predictor.card)
+        warn_noise(results, predictor.inference.noise_only)
         write_tables(folder, results)
         write_summary(folder, predictor.model, predictor.params, results)
         report_segmentation(folder, predictor.card)
@@ -351,6 +352,11 @@ def warn_other_model(folder: SegmentFolder, model: Model) -> None:
             "other input segmented there keeps the other model's; give --output a new folder to keep one model's "
             "labels together", folder.root, before.get("name"), before.get("folder"), model.card.name,
         )
+
+
+def warn_noise(results: list[InputResult], threshold: float) -> None:
+    """One warning for the inputs whose images held only noise in this run (:func:`segpipe.prediction.predict.warn_noise_only`)."""
+    warn_noise_only({name: n for r in results if r.error is None and not r.skipped for name, n in r.noise_only.items()}, threshold)
 
 
 def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:

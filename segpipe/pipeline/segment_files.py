@@ -224,6 +224,8 @@ class InputResult:
     error: str | None = None
     guessed_spacing: str | None = None
     """The unit taken at 1 per pixel where neither the input's file nor ``--spacing`` gave a pixel size."""
+    noise_only: dict[str, int] = field(default_factory=dict)
+    """Its images predicted in this run that held only noise in some frames, with how many (:mod:`segpipe.inference.noise`)."""
 
     @property
     def status(self) -> str:
@@ -302,10 +304,12 @@ def finish_input(
     """Make and write the labels the network's output gives, attach them under the image, export label
     files and measure the objects (unless all current)."""
     made = [r.complete(attach=False) for r in made]
+    noise = {r.name: len(r.stream.noise_frames) for r in made if r.stream is not None and r.stream.noise_frames}
     result = InputResult(item.name, item.where, item.kind, images=store.names())
     images = store.images()
     guessed = [image for image in images if image.spacing_guessed]
     result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None
+    result.noise_only = noise
     result.skipped = (
         all(r.skipped for r in made) and folder.measurements(item.name).is_file() and _attached(store.path, store.names())
     )  # a store ingested again (another --spacing: the predictions stay, the sizes change) has no labels under it

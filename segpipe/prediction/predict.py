@@ -145,6 +145,8 @@ def predict_split(
                 image, predictor, predictions, exports=exports, progress=progress, shared=shared.get(image.name)
             ))
             bar.update(1)
+    warn_noise_only({r.name: len(r.stream.noise_frames) for r in results if r.stream is not None and r.stream.noise_frames},
+                    predictor.inference.noise_only)
     if exports is not None and "ctc" in predictor.params.export_formats(predictor.card.spatial_dims):
         export_ctc_sequences(predictions, images, exports / "ctc", ndim=predictor.card.spatial_dims)
     return results
@@ -258,14 +260,26 @@ def run_network(
             blank=blank,
         )
     log.info("%s: %d windows in %.1f s", image.name, stream.windows, stream.seconds)
-    if stream.noise_frames:
-        log.warning(noise_only_message(image.name, len(stream.noise_frames), math.prod(image.image.shape[1 : 1 + frames]),
-                                       predictor.inference.noise_only))
+    if stream.noise_frames:  # said once for a run by warn_noise_only
+        log.info(noise_only_message(image.name, len(stream.noise_frames), math.prod(image.image.shape[1 : 1 + frames]),
+                                    predictor.inference.noise_only))
     if not in_memory:
         return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, None)
     values = sink.values  # converted here, where torch is loaded: completing needs no torch, and half the bytes travel
     semantic = class_map(values[:n_classes])
     return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, float16(values), semantic)
+
+
+def warn_noise_only(noise: dict[str, int], threshold: float) -> None:
+    """One warning for a run's images that held only noise in some or all of their frames
+    (``noise``: image name to such frames), however many there are."""
+    if noise:
+        first = next(iter(noise))
+        log.warning(
+            "%d image(s) hold only noise in %d frame(s) in all (first: %s): predicted as background there, no objects "
+            "(nothing in them stands %g noise deviations out of their noise, in any channel; --noise-only 0 predicts them)",
+            len(noise), sum(noise.values()), first, threshold,
+        )
 
 
 def noise_only_message(name: str, noise: int, frames: int, threshold: float) -> str:

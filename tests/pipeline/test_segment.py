@@ -441,7 +441,7 @@ def test_the_generalist_is_not_said_to_resample_inputs_without_a_pixel_size(tmp_
 
 def test_the_generalist_finds_nothing_in_fields_of_noise_and_the_cells_of_a_real_one(tmp_path, caplog):
     """Camera noise, bright and dark: the shipped generalist drew 60 and 28 objects in them; now
-    none, with a warning for each. A real field beside them keeps its cells."""
+    none, each said at INFO and the run's count in one warning. A real field beside them keeps its cells."""
     import logging
 
     from segpipe.models.shipped import CELLS_2D, shipped_model
@@ -453,12 +453,14 @@ def test_the_generalist_finds_nothing_in_fields_of_noise_and_the_cells_of_a_real
     tifffile.imwrite(folder / "dark.tif", rng.poisson(1.5, (300, 400)).astype(np.uint16))
     shutil.copy(DATA / "bbbc007" / "images" / "17P1_POS0006_D_1UL.tif", folder / "cells.tif")
     predictor = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
-    with caplog.at_level(logging.WARNING, logger="segpipe.prediction.predict"):
+    with caplog.at_level(logging.INFO, logger="segpipe.prediction.predict"):
         results = segment([str(folder)], predictor, SegmentFolder(tmp_path / "out"), progress=False)
     objects = {r.name: sum(r.objects.values()) for r in results}
     assert objects["noise"] == 0 and objects["dark"] == 0 and objects["cells"] > 30
-    warned = sorted(r.getMessage().split(":")[0] for r in caplog.records if "holds only noise" in r.getMessage())
-    assert warned == ["dark", "noise"]
+    said = sorted(r.getMessage().split(":")[0] for r in caplog.records if "holds only noise" in r.getMessage())
+    assert said == ["dark", "noise"] and {r.noise_only.get(r.name) for r in results} == {1, None}
+    (warned,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "only noise" in r.getMessage()]
+    assert warned.startswith("2 image(s) hold only noise in 2 frame(s) in all (first: ")
 
 
 def test_another_pixel_size_given_for_the_same_input_measures_and_attaches_again(tmp_path):

@@ -359,7 +359,7 @@ def test_a_frame_of_only_noise_is_background_and_the_network_skips_it(crops, tmp
     source = zarr.create_array(str(tmp_path / "movie.zarr"), shape=movie.shape, dtype=movie.dtype, chunks=(1, 1, 32, 32))
     source[...] = movie
     image = StoredImage("movie", "test", source, None, (1.0, 1.0), {"name": "movie", "spacing": [1.0, 1.0]})
-    with caplog.at_level("WARNING", logger="segpipe.prediction.predict"):
+    with caplog.at_level("INFO", logger="segpipe.prediction.predict"):
         result = predict_stored(image, predictor, predictor.open_store(tmp_path / "predictions.zarr"))
     assert result.stream.frames == [0, 2] and result.stream.noise_frames == [1]
     assert "movie: 1 of its 3 frames or planes hold only noise" in caplog.text
