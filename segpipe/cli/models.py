@@ -219,12 +219,13 @@ def pixel_size_cmd(
 
     Until then such a model takes every new image at 1 per pixel, as its training images were
     taken, whatever the image's own file says (an image at twice the magnification shows it
-    objects twice the size it learnt), and measures objects in pixels. Once told, new images are
+    objects twice the size it learnt), and measures objects at 1 unit a pixel. Once told, new images are
     resampled to the model's pixel size by their own (an image whose file gives none is taken at
     the model's), measurements are in UNIT, and `segpipe models export` packages say the size.
     The card's planned pixel size and object size are converted; the weights are unchanged.
     model.pt and model_card.json are rewritten in place, each by an atomic rename; inputs segmented
-    with the model before are segmented again when next asked for.
+    with the model before are segmented again when next asked for. A size set so can be set again
+    (corrected); a model trained at a known pixel size, or a generalist, is refused.
 
     Example: segpipe models pixel-size runs/kc167/model 0.65 --unit um
     """
@@ -249,5 +250,6 @@ def pixel_size_cmd(
     save_model(chosen.folder, chosen.state_dict(), told)
     before = "x".join(f"{s:g}" for s in card.spacing)
     after = "x".join(f"{s:g}" for s in told.spacing)
-    typer.echo(f"{chosen.folder}: pixel size {after} {told.unit} (was {before} per training pixel, not known); "
-               "new images are resampled to it by their own pixel size")
+    was = (f"{before} {card.unit}, set with models pixel-size" if card.pixel_size_set is not None
+           else f"{before} per training pixel, not known")
+    typer.echo(f"{chosen.folder}: pixel size {after} {told.unit} (was {was}); new images are resampled to it by their own pixel size")

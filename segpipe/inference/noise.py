@@ -15,9 +15,9 @@ field of camera noise. Such a field is recognised from the image alone:
 4. the largest absolute response over the standard deviation the same filter gives white noise
    of that deviation (known exactly): its **structure**.
 
-Measured here (``benchmarks/RESULTS.md``, "Noise-only fields"): white, Poisson and uint8 noise
-fields of 64 to 2048 pixels a side reach at most 7.1; one disc of 10 pixels' radius only one
-noise deviation above the background 14.8; every real image of the bundled sets at least 60.
+Measured here (``benchmarks/RESULTS.md``, "Frames of only noise"): white, Poisson and 8-bit noise
+fields of 64 to 1,024 pixels a side reach at most 8.1; one disc of 10 pixels' radius only one
+noise deviation above the background 15.2; every real image of the bundled sets at least 60.
 A frame is noise only when every plane of every channel scores under :data:`THRESHOLD`.
 """
 

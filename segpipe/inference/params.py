@@ -28,10 +28,10 @@ class InferenceParams(BaseModel):
     where supported, else float16), bfloat16 on CPUs with Intel AMX (about 1.5x the float32 speed in 2D);
     float32 elsewhere. Probabilities change in the third decimal (``benchmarks/RESULTS.md``)."""
     noise_only: float = Field(10.0, ge=0)
-    """A frame (a 2D image, a time-lapse frame, a 3D model's volume) in which nothing, in any
-    channel, stands this many noise deviations out of its noise is background whole, the network
-    not run on it (:mod:`segpipe.inference.noise`: fields of noise score under 9, real images 60
-    and more); 0: every frame is predicted. Applies where blank pixels are set to background."""
+    """Frames of only noise are background: a frame (an image, a time-lapse frame, a 3D model's
+    volume) in which nothing in any channel stands this many noise deviations out of its noise
+    (default 10; fields of noise score under 9, the real images tried 60 and more) gets no objects,
+    the network not run on it (segpipe.inference.noise). 0: every frame is predicted."""
     prefetch: int = Field(2, ge=1)
     """Batches read and normalized ahead by the reading thread (zarr-to-zarr only)."""
 

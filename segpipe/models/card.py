@@ -23,7 +23,7 @@ from segpipe.inference.postprocess import InstanceParams
 #: their fields (a newer card's fields would otherwise be reported as unknown). 2: the fields
 #: ``object_size`` and ``training.init_inputs``; 3: ``normalization.skip_fill``; 4:
 #: ``postprocess.edge_min_size``; 5: ``spacing_guessed``; 6: ``normalization.floor_for``; 7:
-#: ``inference.noise_only``. A card of an earlier version reads as it is (its missing fields take
+#: ``inference.noise_only``, ``pixel_size_set``. A card of an earlier version reads as it is (its missing fields take
 #: their defaults).
 CARD_VERSION = 7
 
@@ -93,6 +93,9 @@ class ModelCard(BaseModel):
         spacing_guessed: The training images' files gave no pixel size (nor did the catalog), so
             ``spacing`` is relative to the 1 per pixel ingest took for them: no physical size. New
             images are then taken at 1 per pixel too, whatever their files say.
+        pixel_size_set: The training images' pixel size per spatial axis (in ``unit``), given after
+            training with ``segpipe models pixel-size`` where their files gave none (:meth:`at_pixel_size`):
+            ``spacing`` and ``object_size`` were converted by it; ``None`` otherwise.
         unit: Unit of ``spacing``.
         normalization: How input intensities are scaled.
         inference: Sliding-window settings the model was validated with.
@@ -123,6 +126,7 @@ class ModelCard(BaseModel):
     patch_size: tuple[int, ...]
     spacing: tuple[float, ...]
     spacing_guessed: bool = False
+    pixel_size_set: tuple[float, ...] | None = None
     unit: str = "micrometer"
     normalization: NormalizationSpec
     inference: InferenceParams = Field(default_factory=InferenceParams)
@@ -146,8 +150,8 @@ class ModelCard(BaseModel):
         for name in ("patch_size", "spacing"):
             if len(getattr(self, name)) != self.spatial_dims:
                 raise ValueError(f"{name} has {len(getattr(self, name))} values for {self.spatial_dims} spatial axes")
-        if any(s <= 0 for s in self.spacing):
-            raise ValueError(f"spacing must be positive, got {list(self.spacing)}")
+        if any(not (math.isfinite(s) and s > 0) for s in self.spacing):
+            raise ValueError(f"spacing must be positive and finite, got {list(self.spacing)}")
         if self.extra_outputs is None:
             self.extra_outputs = ("distance",) if self.instances else ()
         if self.instances != ("distance" in self.extra_outputs):
@@ -193,27 +197,33 @@ class ModelCard(BaseModel):
 
     def at_pixel_size(self, pixel_size: tuple[float, ...], unit: str) -> ModelCard:
         """This card told the pixel size of its training images where their files gave none
-        (:attr:`spacing_guessed`): ``pixel_size`` per spatial axis, in ``unit``, is one pixel of those
-        images. The pixel size the model was planned at (a multiple of that pixel) and the object
-        size are converted into ``unit``; the post-processing's sizes count the model's pixels and stay.
+        (:attr:`spacing_guessed`), or told it again (:attr:`pixel_size_set`: a wrong size corrected):
+        ``pixel_size`` per spatial axis, in ``unit``, is one pixel of those images. The pixel size the
+        model was planned at (a multiple of that pixel) and the object size are converted into
+        ``unit``; the post-processing's sizes count the model's pixels and stay.
 
         Raises:
-            ValueError: The card's pixel size is known already or it is a generalist's (the message
-                says why), or ``pixel_size`` is not one positive size per spatial axis.
+            ValueError: The card's pixel size was known at training or it is a generalist's (the
+                message says why), or ``pixel_size`` is not one positive, finite size per spatial axis.
         """
         if self.generalist:
             raise ValueError("a generalist takes every image at its own pixels: it has no pixel size to set")
+        if len(pixel_size) != self.spatial_dims or any(not (math.isfinite(s) and s > 0) for s in pixel_size):
+            raise ValueError(f"give one positive size per spatial axis ({self.spatial_dims} for a "
+                             f"{self.spatial_dims}D model), got {_sizes(pixel_size)}")
+        if self.pixel_size_set is not None:  # undo the size set before, then set this one
+            before = self.pixel_size_set
+            return self.model_copy(update={
+                "spacing": tuple(s / p for s, p in zip(self.spacing, before)), "spacing_guessed": True, "pixel_size_set": None,
+                "object_size": self.object_size / _across(before) if self.object_size else self.object_size,
+            }).at_pixel_size(pixel_size, unit)
         if not self.spacing_guessed:
             raise ValueError(f"it was trained at a known pixel size ({_sizes(self.spacing)} {self.unit}), which its "
                              "network learnt; to change it, train again with spacing: in the catalog entry")
-        if len(pixel_size) != self.spatial_dims or any(not s > 0 for s in pixel_size):
-            raise ValueError(f"give one positive size per spatial axis ({self.spatial_dims} for a "
-                             f"{self.spatial_dims}D model), got {_sizes(pixel_size)}")
-        spacing = tuple(float(s * p) for s, p in zip(self.spacing, pixel_size))
-        across = float(math.prod(pixel_size)) ** (1 / len(pixel_size))
         return self.model_copy(update={
-            "spacing": spacing, "unit": unit, "spacing_guessed": False,
-            "object_size": self.object_size * across if self.object_size else self.object_size,
+            "spacing": tuple(float(s * p) for s, p in zip(self.spacing, pixel_size)), "unit": unit, "spacing_guessed": False,
+            "pixel_size_set": tuple(float(p) for p in pixel_size),
+            "object_size": self.object_size * _across(pixel_size) if self.object_size else self.object_size,
         })
 
     def to_json(self) -> str:
@@ -245,6 +255,11 @@ class ModelCard(BaseModel):
 def extra_channels(extra_outputs, spatial_dims: int) -> int:
     """Output channels ``extra_outputs`` take: one each, the flow one per spatial axis."""
     return sum(spatial_dims if extra == "flow" else 1 for extra in extra_outputs)
+
+
+def _across(pixel_size) -> float:
+    """The side of a square (cube) pixel of the same area (volume)."""
+    return float(math.prod(pixel_size)) ** (1 / len(pixel_size))
 
 
 def _sizes(values) -> str:

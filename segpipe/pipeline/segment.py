@@ -368,7 +368,8 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
             "%s: the pixel size the model was trained at is not known (its training images' files gave none; %s %s per "
             "pixel was taken), so %d input(s) with a pixel size (first: %s) were taken at 1 per pixel, as its "
             "training images were, not at their own: objects are found at about the size in pixels the training images showed them. To resample "
-            "by physical size, train the model with its training images' pixel size (spacing: in their catalog entry)",
+            "by physical size, tell the model its training images' pixel size (segpipe models pixel-size MODEL SIZE), or train it "
+            "with that pixel size (spacing: in their catalog entry)",
             card.name, "x".join(f"{s:g}" for s in card.spacing), card.unit, len(known), known[0].path,
         )
     guessed = [r for r in results if r.guessed_spacing]

@@ -60,6 +60,6 @@ def warn_unknown_pixel_size(card: ModelCard, store: ImageStore, names: list[str]
         log.warning(
             "%s: the pixel size model %r was trained at is not known (its training images' files gave none), so %d "
             "image(s) with a pixel size (first: %s) are taken at 1 per pixel, as its training images were, not at their "
-            "own. To resample by physical size, train the model with its training images' pixel size (spacing: in their "
-            "catalog entry)", store.path, card.name, len(known), known[0],
+            "own. To resample by physical size, tell the model its training images' pixel size (segpipe models pixel-size "
+            "MODEL SIZE), or train it with that pixel size (spacing: in their catalog entry)", store.path, card.name, len(known), known[0],
         )

@@ -229,6 +229,12 @@ def _size(value: float | None) -> str:
 
 #: What the pixel-size row adds for a model whose training files gave no pixel size.
 GUESSED = ": not known, the training images' files gave none; each image was taken at 1 per pixel, as they were"
+SET = ", set after training with `segpipe models pixel-size` (the training images' files gave none)"
+
+
+def trained_at(card) -> str:
+    """The pixel size row's value: the card's, and whether it was a guess or set after training."""
+    return _pixel_size(card.spacing, card.unit) + (GUESSED if card.spacing_guessed else SET if card.pixel_size_set else "")
 
 
 def _pixel_size(spacing, unit: str) -> str:
@@ -389,7 +395,7 @@ def write_segmentation_report(
     items = [
         ("model", f"{card.name} ({card.network}, {card.spatial_dims}D, {', '.join(card.classes[1:])})"),
         ("trained on", trained_on),
-        ("pixel size trained at", _pixel_size(card.spacing, card.unit) + (GUESSED if card.spacing_guessed else "")),
+        ("pixel size trained at", trained_at(card)),
         ("inputs", str(len(inputs) + n_failed)),
         ("images segmented", str(len(names))),
         ("inputs failed", str(n_failed)),

@@ -295,7 +295,8 @@ def _pixel_size_row(card: ModelCard, *, guessed: bool) -> tuple[str, str]:
         return "pixel size", f"each image is rescaled by the size of its objects, not its pixel size ({size} in its card)"
     return "pixel size trained at (others are resampled to it)", size + (
         ", guessed: the training images' files gave none and 1 per pixel was taken (set spacing: in the catalog)"
-        if guessed else "")
+        if guessed else ", set after training with `segpipe models pixel-size` (the training images' files gave none)"
+        if card.pixel_size_set else "")
 
 
 def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:

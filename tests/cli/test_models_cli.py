@@ -261,6 +261,8 @@ def test_a_model_told_its_training_pixel_size_resamples_new_images_by_theirs(cro
         (("0.5",), "it was trained at a known pixel size (0.5 x 0.5 micrometer)"),
         (("0.5,0.5,0.5",), "give one positive size per spatial axis (2 for a 2D model), got 0.5 x 0.5 x 0.5"),
         (("0,0.5",), "give one positive size per spatial axis (2 for a 2D model), got 0 x 0.5"),
+        (("inf",), "give one positive size per spatial axis (2 for a 2D model), got inf x inf"),
+        (("1e400,1",), "give one positive size per spatial axis (2 for a 2D model), got inf x 1"),
         (("a,b",), "'a,b' is not a pixel size; give numbers separated by commas"),
         (("0.5", "--unit", "px"), "'px' is not a length unit"),
     ],
@@ -268,8 +270,9 @@ def test_a_model_told_its_training_pixel_size_resamples_new_images_by_theirs(cro
 def test_a_pixel_size_that_cannot_be_set_is_one_line_and_changes_nothing(crops_model, tmp_path, segpipe_cli, args, message):
     folder = tmp_path / "model"
     shutil.copytree(crops_model.folder, folder)
-    if message.startswith("it was trained"):
-        assert segpipe_cli("models", "pixel-size", folder, "0.5").code == 0
+    if message.startswith("it was trained"):  # a card trained at a known pixel size
+        card = Model.open(folder).card.model_copy(update={"spacing": (0.5, 0.5), "spacing_guessed": False})
+        save_model(folder, Model.open(folder).state_dict(), card)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     run = segpipe_cli("models", "pixel-size", folder, *args)
     assert run.code == 2 and message in run.err and len(run.err.strip().splitlines()) == 1, run.err
@@ -279,3 +282,21 @@ def test_a_pixel_size_that_cannot_be_set_is_one_line_and_changes_nothing(crops_m
 def test_the_generalists_pixel_size_cannot_be_set(segpipe_cli):
     run = segpipe_cli("models", "pixel-size", "cells-2d", "0.5")
     assert run.code == 2 and "a generalist takes every image at its own pixels" in run.err
+
+
+def test_a_pixel_size_set_after_training_can_be_corrected(crops_model, tmp_path, segpipe_cli):
+    """0.5 typed for 0.65: set again, the card is what 0.65 alone gives; the report's row says it was set."""
+    from segpipe.report.tables import card_table
+
+    folder, once = tmp_path / "model", tmp_path / "once"
+    shutil.copytree(crops_model.folder, folder)
+    shutil.copytree(crops_model.folder, once)
+    assert segpipe_cli("models", "pixel-size", folder, "0.5").code == 0
+    again = segpipe_cli("models", "pixel-size", folder, "650", "--unit", "nm")
+    assert again.code == 0 and "(was 0.5x0.5 micrometer, set with models pixel-size)" in again.out
+    assert segpipe_cli("models", "pixel-size", once, "650", "--unit", "nm").code == 0
+    corrected, direct = Model.open(folder).card, Model.open(once).card
+    assert corrected.spacing == pytest.approx(direct.spacing) == (650.0, 650.0) and corrected.unit == "nanometer"
+    assert corrected.pixel_size_set == (650.0, 650.0) and not corrected.spacing_guessed
+    rows = dict((row[0], row[1]) for row in card_table(corrected).rows)
+    assert "set after training with `segpipe models pixel-size`" in rows["pixel size trained at (others are resampled to it)"]
