@@ -547,6 +547,11 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
         stores.update(dict.fromkeys(store.names(), store))
     segmented = {str(row["image"]) for row in counts if row.get("status") != "failed"}
     sizes = image_sizes(set(stores.values()), card.unit, segmented)  # in the unit of measurements.csv
+    noise = set()
+    for name in segmented & set(stores):  # images whose frames all held only noise
+        store, kept = stores[name], _kept_predictions(folder, stores[name])
+        if kept is not None and kept.stamp(name) is not None and len(kept.noise_frames(name)) == _frames(store.image(name), store.ndim):
+            noise.add(name)
     views, turned = [], {}
     for name in choose_sample(counts, pixels=sizes.pixels if card.instances else None):
         if name not in stores:
@@ -561,9 +566,22 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
     report = write_segmentation_report(
         folder.root, title=title or f"Segmentation with {card.name}", card=card, counts=counts, objects=objects,
         views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=sizes.spacing, guessed_spacing=sizes.guessed,
-        pixels_by_image=sizes.pixels, anatomical=turned,
+        pixels_by_image=sizes.pixels, anatomical=turned, noise_only=noise,
     )
     return report.path
+
+
+def _kept_predictions(folder: SegmentFolder, store: ImageStore) -> PredictionStore | None:
+    """The predictions of ``store``'s input, where they are kept."""
+    try:
+        return PredictionStore.open(folder.predictions(Path(store.path).name.removesuffix(".ome.zarr")))
+    except SegpipeError:
+        return None
+
+
+def _frames(image, ndim: int) -> int:
+    """How many frames an image of ``ndim`` spatial axes has (1 without frame axes)."""
+    return int(np.prod(image.image.shape[1 : image.image.ndim - ndim] or (1,)))
 
 
 @dataclasses.dataclass(frozen=True)

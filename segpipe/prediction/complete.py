@@ -50,6 +50,10 @@ class ImageResult:
 
 
 
+#: Attribute of a prediction group listing its frames of only noise (numbered over the image's frame axes, 0 for a single frame).
+NOISE_ATTR = "noise_frames"
+
+
 @dataclass(frozen=True)
 class Current:
     """An image whose complete prediction is current: nothing to predict, only to attach and export as asked."""
@@ -103,6 +107,8 @@ class Predicted:
         if group is None:  # predicted in memory: its group is made now, written once
             group = partial_group(self.predictions.root, image, card, self.stamp, overlap=None)
             group.attrs.update({RECORD_ATTR: self.grids.record(), "normalization": self.normalization.to_record()})
+        if self.stream.noise_frames:  # frames of only noise, predicted as background (segpipe.inference.noise)
+            group.attrs[NOISE_ATTR] = sorted(set(group.attrs.get(NOISE_ATTR, [])) | set(self.stream.noise_frames))
         semantic = group["labels/semantic/s0"]
         if in_memory:  # the objects are made from what the store keeps
             probabilities = self.values

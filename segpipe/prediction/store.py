@@ -123,6 +123,10 @@ class PredictionStore:
         instances = np.asarray(group[f"labels/instances/{IMAGE_LEVEL}"]) if "instances" in group["labels"] else None
         return Prediction(name, semantic, instances)
 
+    def noise_frames(self, name: str) -> list[int]:
+        """The frames of ``name`` that held only noise and were predicted as background (:mod:`segpipe.inference.noise`)."""
+        return [int(f) for f in self.group(name).attrs.get("noise_frames", [])]
+
     def labels(self, name: str) -> zarr.Array:
         """The instance map of ``name`` where there is one, else its class map (lazily)."""
         group = self.group(name)

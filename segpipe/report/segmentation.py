@@ -292,6 +292,7 @@ def write_segmentation_report(
     guessed_spacing: Collection[str] = (),
     pixels_by_image: Mapping[str, int] | None = None,
     anatomical: Mapping[str, tuple[float, ...]] | None = None,
+    noise_only: Collection[str] = (),
 ) -> Report:
     """Write ``report.md``, ``report.html`` (self-contained) and ``figures/`` into ``folder``.
 
@@ -361,6 +362,9 @@ def write_segmentation_report(
             raise ValueError(f"object {row.get('label')} of image {row.get('image')!r} has no {size_key} (a {ndim}D run?)")
         sizes.setdefault(str(row["image"]), []).append(float(row[size_key]))
     flags = flag_outliers(by_image, pixels=pixels_by_image)
+    for name in set(noise_only) & set(flags):
+        if by_image.get(name) == 0:
+            flags[name] = "no objects: it holds only noise, so it was not predicted; --noise-only 0 predicts it"
     median = median_count(by_image)
     scaled = scaled_counts(by_image, pixels_by_image) is not None
     low, high = (None, None) if scaled else count_limits(by_image)  # scaled limits differ per image: not drawn

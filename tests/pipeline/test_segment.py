@@ -461,6 +461,9 @@ def test_the_generalist_finds_nothing_in_fields_of_noise_and_the_cells_of_a_real
     assert said == ["dark", "noise"] and {r.noise_only.get(r.name) for r in results} == {1, None}
     (warned,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "only noise" in r.getMessage()]
     assert warned.startswith("2 image(s) hold only noise in 2 frame(s) in all (first: ")
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "noise (no objects: it holds only noise, so it was not predicted; --noise-only 0 predicts it)" in report
+    assert "cells (no objects" not in report
 
 
 def test_another_pixel_size_given_for_the_same_input_measures_and_attaches_again(tmp_path):
