@@ -85,9 +85,14 @@ def _setup_logging(verbose: bool) -> None:
 
 def _said_by_segpipe(record: logging.LogRecord) -> bool:
     """Drop tifffile's errors on a file it cannot read ("ImageJ series metadata invalid or corrupted
-    file", "invalid page offset", once per attempt): segpipe's one line names the file and the
-    problem. Its warnings on files it reads (metadata it falls back from) pass."""
-    return record.levelno < logging.ERROR
+    file", "invalid page offset", once per attempt) and its warning that a file has no first page:
+    segpipe's one line names the file and the problem. Its warnings on files it reads (metadata it
+    falls back from) pass."""
+    return record.levelno < logging.ERROR and NO_FIRST_PAGE not in record.getMessage()
+
+
+#: tifffile's warning on a file whose first page cannot be found: nothing in it can be read.
+NO_FIRST_PAGE = "invalid offset to first page"
 
 
 @app.callback()

@@ -47,6 +47,16 @@ def test_bad_input_exits_nonzero_with_the_file_named(crop_catalog, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_file_that_is_not_a_tiff_is_one_line_without_tifffiles_warning(crop_catalog, tmp_path):
+    """tifffile warned "invalid offset to first page" above segpipe's own line for the same file."""
+    bad = crop_catalog.parent / "images" / "A9_p5d.tif"
+    bad.write_bytes(b"II*\x00 not really a tiff")
+    result = _segpipe("ingest", "crops", "--catalog", str(crop_catalog), "--output", str(tmp_path / "out"))
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip() and "ingest crops" not in line]
+    assert result.returncode == 2 and len(lines) == 1 and "tifffile" not in result.stderr, result.stderr
+    assert lines[0].startswith("error: ") and "A9_p5d.tif: not a readable TIFF" in lines[0]
+
+
 def test_sigterm_ends_a_run_and_its_embedded_prefect_server(crop_catalog, tmp_path):
     """`segpipe run` stopped with SIGTERM stops the Prefect server it started (and every other child)."""
     import contextlib
