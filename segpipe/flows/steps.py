@@ -69,9 +69,22 @@ def predict_images(runner, run: RunFolder, names: list[str], params: PredictPara
     """Predict every image on ``runner``, then export the CTC folders it asks for; returns ``{image: error}`` of the failures."""
     futures = submit_predictions(runner, run, names, params, model)
     failed = {name: error for name, future in futures.items() if (error := failure(future)) is not None}
+    _warn_noise(run, [name for name in names if name not in failed], params, model)
     if _exports_sequences(params):
         failed.update(_export_sequences(run, [name for name in names if name not in failed], params, model))
     return failed
+
+
+def _warn_noise(run: RunFolder, names: list[str], params: PredictParams, model: str | None) -> None:
+    """One warning for the images of the run that held only noise (their prediction groups say which)."""
+    from segpipe.models.model import Model  # these need no torch: the flow's process stays without it
+    from segpipe.prediction.noise_frames import recorded, warn_noise_only
+    from segpipe.prediction.store import PredictionStore
+
+    if not names:
+        return
+    card = Model.open(model if model is not None else run.model_dir).card  # pipeline.stages.model_for, without torch
+    warn_noise_only(recorded(PredictionStore.open(run.predictions), names), params.inference_for(card.inference).noise_only)
 
 
 def _export_sequences(run: RunFolder, names: list[str], params: PredictParams, model: str | None) -> dict[str, str]:

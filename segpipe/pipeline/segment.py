@@ -55,7 +55,8 @@ from segpipe.prediction.fit import channels_taken, takes_channels
 from segpipe.prediction.generalist_inputs import flat_channels
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.complete import ImageResult
-from segpipe.prediction.predict import Current, Predicted, Predictor, SharedInputs, run_network, warn_noise_only
+from segpipe.prediction.noise_frames import warn_noise_only
+from segpipe.prediction.predict import Current, Predicted, Predictor, SharedInputs, run_network
 from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
 from segpipe.temporary import replacing
@@ -355,7 +356,7 @@ def warn_other_model(folder: SegmentFolder, model: Model) -> None:
 
 
 def warn_noise(results: list[InputResult], threshold: float) -> None:
-    """One warning for the inputs whose images held only noise in this run (:func:`segpipe.prediction.predict.warn_noise_only`)."""
+    """One warning for the inputs whose images held only noise in this run (:func:`segpipe.prediction.noise_frames.warn_noise_only`)."""
     warn_noise_only({name: n for r in results if r.error is None and not r.skipped for name, n in r.noise_only.items()}, threshold)
 
 

@@ -27,6 +27,7 @@ from segpipe.inference.zarr_sink import ChannelsFirst, prediction_chunks
 from segpipe.models.card import ModelCard
 from segpipe.prediction.export import export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.prediction.layers import attach_to_source, attached_stamp, write_layers
+from segpipe.prediction.noise_frames import NOISE_ATTR
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.resampled import RECORD_ATTR, Grids, drop_scratch, image_grid
 from segpipe.prediction.store import STAMP_ATTR, PredictionStore
@@ -48,10 +49,6 @@ class ImageResult:
     stream: StreamStats | None = None
     instances: InstanceStats | None = None
 
-
-
-#: Attribute of a prediction group listing its frames of only noise (numbered over the image's frame axes, 0 for a single frame).
-NOISE_ATTR = "noise_frames"
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from segpipe.models.model import Model
 from segpipe.prediction.export import export_ctc
 from segpipe.prediction.generalist_inputs import InputSlots, Slots, choose_inputs, input_normalization
 from segpipe.prediction.complete import LARGE, Current, ImageResult, Predicted, partial_group
+from segpipe.prediction.noise_frames import warn_noise_only
 from segpipe.prediction.object_size import estimate_scale
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.resampled import RECORD_ATTR, explain, model_grid, plan_grids
@@ -268,18 +269,6 @@ def run_network(
     values = sink.values  # converted here, where torch is loaded: completing needs no torch, and half the bytes travel
     semantic = class_map(values[:n_classes])
     return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, float16(values), semantic)
-
-
-def warn_noise_only(noise: dict[str, int], threshold: float) -> None:
-    """One warning for a run's images that held only noise in some or all of their frames
-    (``noise``: image name to such frames), however many there are."""
-    if noise:
-        first = next(iter(noise))
-        log.warning(
-            "%d image(s) hold only noise in %d frame(s) in all (first: %s): predicted as background there, no objects "
-            "(nothing in them stands %g noise deviations out of their noise, in any channel; --noise-only 0 predicts them)",
-            len(noise), sum(noise.values()), first, threshold,
-        )
 
 
 def noise_only_message(name: str, noise: int, frames: int, threshold: float) -> str:

@@ -28,6 +28,7 @@ from segpipe.data.collection import root_attrs
 from segpipe.data.store import IMAGE_LEVEL
 from segpipe.errors import StoreError, StoreNotFound
 from segpipe.models.model import Model
+from segpipe.prediction.noise_frames import NOISE_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class PredictionStore:
 
     def noise_frames(self, name: str) -> list[int]:
         """The frames of ``name`` that held only noise and were predicted as background (:mod:`segpipe.inference.noise`)."""
-        return [int(f) for f in self.group(name).attrs.get("noise_frames", [])]
+        return [int(f) for f in self.group(name).attrs.get(NOISE_ATTR, [])]
 
     def labels(self, name: str) -> zarr.Array:
         """The instance map of ``name`` where there is one, else its class map (lazily)."""

@@ -368,6 +368,10 @@ def test_a_frame_of_only_noise_is_background_and_the_network_skips_it(crops, tmp
     np.testing.assert_array_equal(probs, np.broadcast_to(np.asarray([1.0, 0.0, 0.0], np.float32)[:, None, None], probs.shape))
     labels = group["labels/instances/s0"]
     assert labels[1].max() == 0 and labels[0].max() > 3 and labels[2].max() > 3
+    from segpipe.prediction.noise_frames import recorded
+
+    kept = PredictionStore.open(tmp_path / "predictions.zarr")
+    assert kept.noise_frames("movie") == [1] and recorded(kept, ["movie"]) == {"movie": 1}  # what the flows say once
 
 
 def test_an_in_memory_prediction_does_not_resume_a_streamed_leftover(crops, tmp_path, caplog):
