@@ -77,13 +77,13 @@ def predict_images(runner, run: RunFolder, names: list[str], params: PredictPara
 
 def _warn_noise(run: RunFolder, names: list[str], params: PredictParams, model: str | None) -> None:
     """One warning for the images of the run that held only noise (their prediction groups say which)."""
-    from segpipe.models.model import Model  # these need no torch: the flow's process stays without it
+    from segpipe.pipeline.models import model_for  # these need no torch: the flow's process stays without it
     from segpipe.prediction.noise_frames import recorded, warn_noise_only
     from segpipe.prediction.store import PredictionStore
 
     if not names:
         return
-    card = Model.open(model if model is not None else run.model_dir).card  # pipeline.stages.model_for, without torch
+    card = model_for(run, model).card
     warn_noise_only(recorded(PredictionStore.open(run.predictions), names), params.inference_for(card.inference).noise_only)
 
 

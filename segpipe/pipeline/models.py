@@ -101,3 +101,8 @@ def assumed_spacing(card: ModelCard) -> tuple[tuple[float, ...], str] | None:
     if card.generalist or card.object_size or card.spacing_guessed:
         return None
     return tuple(float(s) for s in card.spacing), card.unit
+
+
+def model_for(run: RunFolder, model: str | Path | None = None) -> Model:
+    """The model to predict with: ``model`` (a model folder) when given, else the run's own."""
+    return Model.open(model if model is not None else run.model_dir)

@@ -558,7 +558,7 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
         if name not in stores:
             continue
         store = stores[name]
-        labels = PredictionStore.open(folder.predictions(Path(store.path).name.removesuffix(".ome.zarr"))).labels(name)
+        labels = _predictions_of(folder, store).labels(name)
         image = store.image(name)
         view, view_spacing = sample_view(image, labels, ndim=store.ndim, spacing=sizes.spacing.get(name, image.spacing))
         views.append(view)  # the per-image table names its input
@@ -572,10 +572,15 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
     return report.path
 
 
+def _predictions_of(folder: SegmentFolder, store: ImageStore) -> PredictionStore:
+    """The predictions of ``store``'s input."""
+    return PredictionStore.open(folder.predictions(Path(store.path).name.removesuffix(".ome.zarr")))
+
+
 def _kept_predictions(folder: SegmentFolder, store: ImageStore) -> PredictionStore | None:
-    """The predictions of ``store``'s input, where they are kept."""
+    """:func:`_predictions_of`, or ``None`` where they are not kept."""
     try:
-        return PredictionStore.open(folder.predictions(Path(store.path).name.removesuffix(".ome.zarr")))
+        return _predictions_of(folder, store)
     except SegpipeError:
         return None
 

@@ -38,6 +38,7 @@ from segpipe.prediction.complete import LARGE, Current, Predicted
 from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.measure import measure_objects
+from segpipe.prediction.noise_frames import of_results
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.store import PredictionStore
 from segpipe.temporary import replacing
@@ -304,12 +305,11 @@ def finish_input(
     """Make and write the labels the network's output gives, attach them under the image, export label
     files and measure the objects (unless all current)."""
     made = [r.complete(attach=False) for r in made]
-    noise = {r.name: len(r.stream.noise_frames) for r in made if r.stream is not None and r.stream.noise_frames}
     result = InputResult(item.name, item.where, item.kind, images=store.names())
     images = store.images()
     guessed = [image for image in images if image.spacing_guessed]
     result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None
-    result.noise_only = noise
+    result.noise_only = of_results(made)
     result.skipped = (
         all(r.skipped for r in made) and folder.measurements(item.name).is_file() and _attached(store.path, store.names())
     )  # a store ingested again (another --spacing: the predictions stay, the sizes change) has no labels under it

@@ -21,7 +21,7 @@ from segpipe.data.ingest import IngestParams, IngestResult, ingest_dataset
 from segpipe.data.store import ImageStore
 from segpipe.errors import SegpipeError, StoreError, naming
 from segpipe.models.model import Model
-from segpipe.pipeline.models import assumed_spacing, entry_model, resolve_model
+from segpipe.pipeline.models import assumed_spacing, entry_model, model_for, resolve_model
 from segpipe.pipeline.run_folder import RunFolder
 from segpipe.prediction.fit import check_fits, warn_unknown_pixel_size
 from segpipe.prediction.params import PredictParams
@@ -71,11 +71,6 @@ def train(run: RunFolder, params: TrainParams, *, catalog: Catalog | None = None
         init = resolve_model(params.init, output=run.root.parent, catalog=catalog, base=base)
     with naming(run.model_dir):
         return train_model(ImageStore.open(run.store), run.model_dir, params, init=init, progress=progress)
-
-
-def model_for(run: RunFolder, model: str | Path | None = None) -> Model:
-    """The model to predict with: ``model`` (a model folder) when given, else the run's own."""
-    return Model.open(model if model is not None else run.model_dir)
 
 
 def predict(

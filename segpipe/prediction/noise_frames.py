@@ -26,6 +26,12 @@ def warn_noise_only(noise: dict[str, int], threshold: float) -> None:
         )
 
 
+def of_results(results) -> dict[str, int]:
+    """``{name: frames of only noise}`` of the images predicted in this run (their
+    :class:`segpipe.prediction.complete.ImageResult`; one that was current has no stream) that hold some."""
+    return {r.name: len(r.stream.noise_frames) for r in results if r.stream is not None and r.stream.noise_frames}
+
+
 def recorded(predictions, names: list[str]) -> dict[str, int]:
     """``{name: frames of only noise}`` of the complete predictions of ``names`` in ``predictions``
     (a :class:`segpipe.prediction.store.PredictionStore`) that hold some."""

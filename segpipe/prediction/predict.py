@@ -50,7 +50,7 @@ from segpipe.models.model import Model
 from segpipe.prediction.export import export_ctc
 from segpipe.prediction.generalist_inputs import InputSlots, Slots, choose_inputs, input_normalization
 from segpipe.prediction.complete import LARGE, Current, ImageResult, Predicted, partial_group
-from segpipe.prediction.noise_frames import warn_noise_only
+from segpipe.prediction.noise_frames import of_results, warn_noise_only
 from segpipe.prediction.object_size import estimate_scale
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.resampled import RECORD_ATTR, explain, model_grid, plan_grids
@@ -146,8 +146,7 @@ def predict_split(
                 image, predictor, predictions, exports=exports, progress=progress, shared=shared.get(image.name)
             ))
             bar.update(1)
-    warn_noise_only({r.name: len(r.stream.noise_frames) for r in results if r.stream is not None and r.stream.noise_frames},
-                    predictor.inference.noise_only)
+    warn_noise_only(of_results(results), predictor.inference.noise_only)
     if exports is not None and "ctc" in predictor.params.export_formats(predictor.card.spatial_dims):
         export_ctc_sequences(predictions, images, exports / "ctc", ndim=predictor.card.spatial_dims)
     return results

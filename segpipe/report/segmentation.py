@@ -38,7 +38,7 @@ from segpipe.models.card import ModelCard
 from segpipe.report import figures as fig
 from segpipe.report.document import Details, Document, Figure, Notice, Section, Table, Text, to_html, to_markdown
 from segpipe.report.orientation import PLANES
-from segpipe.report.tables import card_table
+from segpipe.report.tables import SET_AFTER_TRAINING, card_table
 from segpipe.report.write import Report, _atomic_write
 
 #: An image with more than FACTOR times the median count (or fewer than the median / FACTOR) is flagged.
@@ -229,12 +229,9 @@ def _size(value: float | None) -> str:
 
 #: What the pixel-size row adds for a model whose training files gave no pixel size.
 GUESSED = ": not known, the training images' files gave none; each image was taken at 1 per pixel, as they were"
-SET = ", set after training with `segpipe models pixel-size` (the training images' files gave none)"
-
-
 def trained_at(card) -> str:
     """The pixel size row's value: the card's, and whether it was a guess or set after training."""
-    return _pixel_size(card.spacing, card.unit) + (GUESSED if card.spacing_guessed else SET if card.pixel_size_set else "")
+    return _pixel_size(card.spacing, card.unit) + (GUESSED if card.spacing_guessed else SET_AFTER_TRAINING if card.pixel_size_set else "")
 
 
 def _pixel_size(spacing, unit: str) -> str:

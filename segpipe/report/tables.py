@@ -281,6 +281,10 @@ def _validation_scores(validation: dict) -> str:
     return said + (f" ({', '.join(f'{name} {fmt(value)}' for name, value in by_class.items())})" if len(by_class) > 1 else "")
 
 
+#: What a pixel size row adds for a model told its pixel size after training (``card.pixel_size_set``).
+SET_AFTER_TRAINING = ", set after training with `segpipe models pixel-size` (the training images' files gave none)"
+
+
 def _pixel_size_row(card: ModelCard, *, guessed: bool) -> tuple[str, str]:
     """What the card's pixel size means for new images: resampled to it, or (a generalist, a model
     of one object size) not, where each image is taken at its own pixels or its objects' size."""
@@ -295,8 +299,7 @@ def _pixel_size_row(card: ModelCard, *, guessed: bool) -> tuple[str, str]:
         return "pixel size", f"each image is rescaled by the size of its objects, not its pixel size ({size} in its card)"
     return "pixel size trained at (others are resampled to it)", size + (
         ", guessed: the training images' files gave none and 1 per pixel was taken (set spacing: in the catalog)"
-        if guessed else ", set after training with `segpipe models pixel-size` (the training images' files gave none)"
-        if card.pixel_size_set else "")
+        if guessed else SET_AFTER_TRAINING if card.pixel_size_set else "")
 
 
 def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
