@@ -12,7 +12,14 @@ Prints JSON lines in four parts:
    bundled bbbc007 images, with the rule and without: objects per input, whether the labels of
    the real images are the same both ways, and the seconds of each run;
 5. ``cost``: ``stream_predict`` with the rule and without on a 1024 x 1024 field with cells and on
-   the same size of pure noise (fastest of ``--repeats``), quiet and beside one competing process.
+   the same size of pure noise (fastest of ``--repeats``), quiet and beside one competing process;
+6. ``quiet``: the quiet parts of images with objects (:func:`segpipe.inference.noise.quiet`):
+   every annotated cell of the bundled 2D sets (and of the seven whole-cell styles, with
+   ``--sdist``), whether any of its pixels is quiet;
+7. ``half``: the eleven bbbc007 fields with their right half replaced by noise as wide as their
+   background's, through ``segment`` with the rule and without (``--noise-only 0``): objects in the
+   noise half, and objects matched to the true cells of the other half (IoU > 0.5), for the
+   generalist and each ``--model`` given.
 
 Run: ``python benchmarks/noise_only.py`` (``--parts generalist,cost`` for some parts only)
 """
@@ -162,11 +169,100 @@ def cost_part(repeats: int) -> None:
                       flush=True)
 
 
+def cells_part(sdist: str | None) -> None:
+    from segpipe.inference.noise import quiet
+
+    sets = {"bbbc007": sorted((DATA / "bbbc007" / "images").glob("*.tif")),
+            "c2c12-phase": sorted((DATA / "c2c12-phase" / "images").glob("*.tif")),
+            "dsb2018-nuclei": [DATA / "dsb2018-nuclei-2d" / "image.tif"]}
+    pairs = {name: [(tifffile.imread(path), tifffile.imread(_labels_of(path))) for path in paths] for name, paths in sets.items()}
+    if sdist:
+        from cellpose_styles import read_pairs
+
+        pairs["cellpose-styles"] = [(image, labels) for style in read_pairs(Path(sdist), nuclei_first=True).values()
+                                    for _, image, labels in style]
+    for name, images in pairs.items():
+        cells = touched = 0
+        for image, labels in images:
+            image = image[None] if image.ndim == 2 else image
+            still = quiet(np.stack([c for c in image.astype(np.float32) if c.min() < c.max()]))
+            ids = np.unique(labels[labels > 0])
+            cells += ids.size
+            touched += np.unique(labels[still & (labels > 0)]).size
+        print(json.dumps({"part": "quiet", "dataset": name, "images": len(images), "cells": cells,
+                          "cells with a quiet pixel": touched}), flush=True)
+
+
+def _labels_of(path: Path) -> Path:
+    return path.parent / "labels.tif" if path.name == "image.tif" else path.parent.parent / "labels" / path.name
+
+
+def half_noise_part(work: Path, models: list[str]) -> None:
+    from segpipe.inference.noise import noise_sigma
+    from segpipe.models.model import Model
+    from segpipe.models.shipped import CELLS_2D, shipped_model
+    from segpipe.pipeline.segment import segment
+    from segpipe.pipeline.segment_files import SegmentFolder
+    from segpipe.prediction.params import PredictParams
+    from segpipe.prediction.predict import Predictor
+
+    inbox, truths = work / "half", {}
+    inbox.mkdir()
+    rng = np.random.default_rng(0)
+    for path in sorted((DATA / "bbbc007" / "images").glob("*.tif")):
+        image, labels = tifffile.imread(path), tifffile.imread(_labels_of(path))
+        middle = image.shape[1] // 2
+        background = np.where(labels == 0, image, np.median(image[labels == 0])).astype(np.float32)
+        noise = rng.normal(np.median(image[labels == 0]), noise_sigma(background), (image.shape[0], image.shape[1] - middle))
+        image[:, middle:] = np.clip(np.round(noise), 0, 255).astype(image.dtype)
+        tifffile.imwrite(inbox / path.name, image)
+        keep = np.unique(labels[:, :middle])
+        truths[path.stem] = (np.where(np.isin(labels, keep), labels, 0), middle)
+    for model in ["cells-2d", *models]:
+        for threshold in (0.0, THRESHOLD):
+            predictor = Predictor.load(shipped_model(CELLS_2D) if model == "cells-2d" else Model.open(model),
+                                       PredictParams(device="cpu", inference={"noise_only": threshold}))
+            out = work / f"out-{len(list(work.iterdir()))}"
+            started = time.perf_counter()
+            segment([str(inbox)], predictor, SegmentFolder(out), progress=False)
+            seconds = time.perf_counter() - started
+            in_noise = matched = predicted = 0
+            for name, (truth, middle) in truths.items():
+                labels = tifffile.imread(out / "labels" / f"{name}_labels.tif").astype(np.int64)
+                ids = np.unique(labels[labels > 0])
+                centres = ndimage_centres(labels, ids)
+                in_noise += int(sum(x > middle + 15 for _, x in centres))
+                predicted += ids.size
+                matched += matches(truth.astype(np.int64), labels)
+            print(json.dumps({"part": "half", "model": model, "noise_only": threshold, "objects": predicted,
+                              "objects in the noise half": in_noise, "true cells matched": matched,
+                              "true cells": int(sum(np.unique(t[t > 0]).size for t, _ in truths.values())),
+                              "seconds": round(seconds, 1)}), flush=True)
+
+
+def ndimage_centres(labels: np.ndarray, ids: np.ndarray) -> list:
+    from scipy import ndimage
+
+    return ndimage.center_of_mass(labels > 0, labels, ids) if ids.size else []
+
+
+def matches(truth: np.ndarray, labels: np.ndarray) -> int:
+    """True objects with a predicted one of IoU > 0.5 (one at most can be)."""
+    width = int(labels.max()) + 1
+    table = np.bincount(truth.ravel() * width + labels.ravel(), minlength=(int(truth.max()) + 1) * width)
+    table = table.reshape(-1, width)
+    inter = table[1:, 1:]
+    union = table[1:].sum(1)[:, None] + table[:, 1:].sum(0)[None] - inter
+    return int(((inter / np.maximum(union, 1)) > 0.5).any(1).sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--parts", default="noise,disc,real,generalist,cost")
+    parser.add_argument("--parts", default="noise,disc,real,generalist,cost,quiet,half")
+    parser.add_argument("--sdist", help="scellseg-0.1.8.tar.gz: the seven whole-cell styles in the quiet part")
+    parser.add_argument("--model", action="append", default=[], help="a trained model folder for the half part (repeatable)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     print(f"# {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; threshold {THRESHOLD:g}")
@@ -181,6 +277,11 @@ def main() -> None:
             generalist_part(Path(work))
     if "cost" in parts:
         cost_part(args.repeats)
+    if "quiet" in parts:
+        cells_part(args.sdist)
+    if "half" in parts:
+        with tempfile.TemporaryDirectory() as work:
+            half_noise_part(Path(work), args.model)
 
 
 if __name__ == "__main__":

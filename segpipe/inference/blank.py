@@ -10,7 +10,9 @@ varies, and a saturated object is flat at the top, not at the floor.
 
 A whole frame that holds nothing but noise (:mod:`segpipe.inference.noise`: a field of camera
 noise, the empty planes above and below the cells of a stack) is background too, as a whole: the
-network is not run on it.
+network is not run on it. So are the quiet parts of a frame that holds objects
+(:func:`segpipe.inference.noise.quiet`: nothing stands out of the noise within a few pixels), where
+a network finds specks in noise it has normalized up to the contrast of cells.
 
 :class:`Blank` sets the activated outputs of blank pixels to what the network gives for
 background (class 0 certain, no distance, no boundary, no flow) in
@@ -70,13 +72,20 @@ class Blank:
         """:meth:`for_outputs` of the network a model card (:class:`segpipe.models.card.ModelCard`) describes."""
         return cls.for_outputs(floors, out_channels=card.out_channels, n_classes=card.n_classes, flow_channels=card.flow_channels)
 
-    def mask(self, raw: np.ndarray) -> np.ndarray:
+    def mask(self, raw: np.ndarray, *, quiet: float = 0.0) -> np.ndarray:
         """Blank pixels of a channel-first block ``(C, *spatial)``; its edges are extended outward.
-
-        Neighbourhoods all at the floor are found first, one axis at a time (a real image has
-        none, and the search ends at the first axis without one); whether they hold one value is
-        then measured only around those.
+        With ``quiet`` > 0, also the pixels with nothing standing ``quiet`` noise deviations out
+        near them (:func:`segpipe.inference.noise.quiet`).
         """
+        blank = self._blank(raw)
+        if quiet > 0:
+            blank |= noise.quiet(raw, threshold=quiet)
+        return blank
+
+    def _blank(self, raw: np.ndarray) -> np.ndarray:
+        """Neighbourhoods all at the floor are found first, one axis at a time (a real image has
+        none, and the search ends at the first axis without one); whether they hold one value is
+        then measured only around those."""
         size = 2 * self.radius + 1
         blank = np.ones(raw.shape[1:], dtype=bool)
         for channel, floor in zip(raw, self.floors):
@@ -90,19 +99,31 @@ class Blank:
             blank[box] = low[box] & (ndimage.minimum_filter(part, size=size, mode="nearest") == top)
         return blank
 
-    def apply(self, values: np.ndarray, source, frame: tuple[int, ...], box: tuple[slice, ...]) -> None:
+    def apply(self, values: np.ndarray, source, frame: tuple[int, ...], box: tuple[slice, ...], *, quiet: float = 0.0) -> None:
         """Set the blank pixels of ``values`` ``(C, *box)``, the activated outputs of ``box`` of ``frame``
-        of ``source`` ``(C, *frames, *spatial)``, to background, in place (reads ``box`` and a margin of ``radius``)."""
+        of ``source`` ``(C, *frames, *spatial)``, to background, in place, and with ``quiet`` > 0 the
+        quiet ones too (:meth:`mask`). Reads ``box`` and the margin the rules need."""
         shape = source.shape[source.ndim - len(box):]
-        wide = tuple(slice(max(0, b.start - self.radius), min(n, b.stop + self.radius)) for b, n in zip(box, shape))
+        margins = self.margins(len(box), quiet)
+        wide = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, n, m in zip(box, shape, margins))
         raw = np.asarray(source[(slice(None), *frame, *wide)])
         inner = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, wide))
-        self._set(values, self.mask(raw)[inner])
+        self._set(values, self.mask(raw, quiet=quiet)[inner])
 
-    def clear(self, values: np.ndarray, image: np.ndarray) -> None:
+    def clear(self, values: np.ndarray, image: np.ndarray, *, quiet: float = 0.0) -> None:
         """Set the blank pixels of ``values`` ``(C, *spatial)``, the activated outputs for the whole
-        channel-first ``image`` (in the units of :attr:`floors`), to background, in place."""
-        self._set(values, self.mask(image))
+        channel-first ``image`` (in the units of :attr:`floors`), to background, in place, and with
+        ``quiet`` > 0 the quiet ones too (:meth:`mask`)."""
+        self._set(values, self.mask(image, quiet=quiet))
+
+    def margins(self, ndim: int, quiet: float) -> tuple[int, ...]:
+        """Pixels :meth:`mask` needs around a box along each of ``ndim`` axes to judge it as the
+        whole image would: the blank neighbourhood's, or with ``quiet`` the quiet rule's (its
+        filters work plane by plane, so a stack's first axis needs only the quiet radius)."""
+        if quiet <= 0:
+            return (self.radius,) * ndim
+        plane = noise.REACH + noise.QUIET_RADIUS
+        return tuple(plane if axis >= ndim - 2 else max(self.radius, noise.QUIET_RADIUS) for axis in range(ndim))
 
     @staticmethod
     def only_noise(block: np.ndarray, threshold: float) -> bool:

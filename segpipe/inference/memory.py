@@ -96,5 +96,5 @@ def predict_image(
         total = probs if total is None else total + probs
     values = (total / len(passes))[0].float().cpu().numpy()
     if blank is not None:
-        blank.clear(values, image)
+        blank.clear(values, image, quiet=params.noise_only)
     return values

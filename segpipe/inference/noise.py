@@ -19,6 +19,17 @@ Measured here (``benchmarks/RESULTS.md``, "Frames of only noise"): white, Poisso
 fields of 64 to 1,024 pixels a side reach at most 8.1; one disc of 10 pixels' radius only one
 noise deviation above the background 15.2; every real image of the bundled sets at least 60.
 A frame is noise only when every plane of every channel scores under :data:`THRESHOLD`.
+
+The same measure, pixel by pixel (:func:`structure_map`), finds the **quiet** parts of an image
+that does hold objects: pixels with nothing standing :data:`THRESHOLD` deviations out within
+:data:`QUIET_RADIUS` pixels in any channel (:func:`quiet`), the empty half of a field, the noise
+between sparse cells. A network normalizing each window as a whole blows their noise up as it
+does a frame's. Measured on every annotated cell of the bundled sets and the seven whole-cell
+styles (5,460 cells): none has a pixel there (``benchmarks/RESULTS.md``, "Quiet parts of an image").
+
+Values are clipped to the median plus or minus six deviations, or to the 0.05th and 99.95th
+percentiles where those lie further out: a hot pixel is clipped, a population of cells darker or
+brighter than six deviations (an 8-bit image of smooth cells, whose noise reads 1 count) is not.
 """
 
 from __future__ import annotations
@@ -45,6 +56,13 @@ SAMPLE_PIXELS = 1 << 20
 SAMPLE_VOXELS = 1 << 24
 #: A plane under this many pixels along an axis is too small to judge (it counts as structure).
 SMALLEST = 32
+#: Pixels with no structure within this many pixels (in every axis) are quiet.
+QUIET_RADIUS = 8
+#: Percentiles beyond which values are clipped even where they lie within :data:`CLIP` deviations.
+CLIP_PERCENTILES = (0.05, 99.95)
+#: Pixels :func:`structure_map` needs around a region to give its values there exactly (the widest
+#: Gaussian's reach: scipy truncates at four deviations), within a plane.
+REACH = 4 * SURROUND * max(SCALES)
 
 
 def noise_sigma(plane: np.ndarray) -> float:
@@ -69,6 +87,33 @@ def white_response(scale: float) -> float:
     return math.sqrt(1 / (4 * math.pi * s2) + 1 / (4 * math.pi * b2) - 1 / (math.pi * (s2 + b2)))
 
 
+def clipped(plane: np.ndarray, sigma: float) -> np.ndarray:
+    """``plane`` (float32) clipped to its median plus or minus :data:`CLIP` ``sigma``, widened to
+    the :data:`CLIP_PERCENTILES` where those lie further out."""
+    low, middle, high = np.percentile(plane, (CLIP_PERCENTILES[0], 50, CLIP_PERCENTILES[1]))
+    return np.clip(plane, min(middle - CLIP * sigma, low), max(middle + CLIP * sigma, high))
+
+
+def responses(plane: np.ndarray, sigma: float) -> Iterator[np.ndarray]:
+    """The centre-surround filter's absolute response at each scale that fits ``plane`` (finest
+    first), over what white noise of deviation ``sigma`` gives."""
+    plane = clipped(plane, sigma)
+    smoothed: dict[float, np.ndarray] = {}  # a surround that is another scale's centre is smoothed once
+
+    def at(width: float) -> np.ndarray:
+        if width not in smoothed:
+            smoothed[width] = ndimage.gaussian_filter(plane, width, mode="reflect")
+        return smoothed[width]
+
+    for scale in SCALES:
+        if 2 * SURROUND * scale > min(plane.shape):
+            return
+        response = np.abs(at(scale) - at(SURROUND * scale))
+        response /= sigma * white_response(scale)
+        smoothed.pop(scale)
+        yield response
+
+
 def structure(plane: np.ndarray, *, enough: float = math.inf) -> float:
     """How far the strongest blob of a 2D ``plane`` stands above its noise, in the deviations white
     noise would give (0 for a flat plane; infinite where the plane varies but its noise measures 0).
@@ -79,18 +124,42 @@ def structure(plane: np.ndarray, *, enough: float = math.inf) -> float:
     sigma = noise_sigma(plane)
     if sigma == 0:
         return 0.0 if plane.min() == plane.max() else math.inf
-    middle = float(np.median(plane))
-    clipped = np.clip(plane, middle - CLIP * sigma, middle + CLIP * sigma)
     best = 0.0
-    for scale in SCALES:
-        if 2 * SURROUND * scale > min(plane.shape):
-            break
-        centre = ndimage.gaussian_filter(clipped, scale, mode="reflect")
-        surround = ndimage.gaussian_filter(clipped, SURROUND * scale, mode="reflect")
-        best = max(best, float(np.abs(centre - surround).max()) / (sigma * white_response(scale)))
+    for response in responses(plane, sigma):
+        best = max(best, float(response.max()))
         if best >= enough:
             break
     return best
+
+
+def structure_map(plane: np.ndarray) -> np.ndarray:
+    """:func:`structure` pixel by pixel: the strongest response over the scales at each pixel of a
+    2D ``plane`` (float32; infinite everywhere for a plane too small to judge or varying without
+    noise, 0 for a flat one)."""
+    plane = np.asarray(plane, dtype=np.float32)
+    sigma = noise_sigma(plane) if min(plane.shape) >= SMALLEST else 0.0
+    if sigma == 0:
+        flat = min(plane.shape) >= SMALLEST and plane.min() == plane.max()
+        return np.full(plane.shape, 0.0 if flat else np.inf, np.float32)
+    best = np.zeros(plane.shape, np.float32)
+    for response in responses(plane, sigma):
+        np.maximum(best, response, out=best)
+    return best
+
+
+def quiet(block: np.ndarray, *, threshold: float = THRESHOLD, radius: int = QUIET_RADIUS) -> np.ndarray:
+    """Pixels of a channel-first ``block`` ``(C, *spatial)`` with nothing in any channel standing
+    ``threshold`` noise deviations out (:func:`structure_map`, plane by plane) within ``radius``
+    pixels along every axis: a boolean array of ``block``'s spatial shape."""
+    spatial = block.shape[1:]
+    loud = np.zeros(spatial, dtype=bool)
+    for channel in block:
+        stack = channel.reshape(-1, *spatial[-2:])
+        for index, plane in enumerate(stack):
+            loud.reshape(-1, *spatial[-2:])[index] |= structure_map(plane) >= threshold
+    if loud.all() or not loud.any():
+        return ~loud
+    return ndimage.maximum_filter(loud.view(np.uint8), size=2 * radius + 1, mode="nearest") == 0
 
 
 def planes(block: np.ndarray) -> Iterator[np.ndarray]:

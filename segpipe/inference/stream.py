@@ -203,7 +203,7 @@ def stream_predict(
                 for tile in _pieces(stop - start, shape, getattr(sink, "align", None) or (1,) * (ndim - 1)):
                     blended = aggregator.blended(stop, tile)  # new tensors: the band may move on
                     box = (slice(start, stop), *tile)
-                    writer.submit(_writer(sink, frame, box, blended, activation, blank=blank, source=source))
+                    writer.submit(_writer(sink, frame, box, blended, activation, blank=blank, source=source, quiet=params.noise_only))
                 aggregator.advance(stop)
                 if aggregator.nbytes >= TRIM_BAND_BYTES:
                     release_free_memory()
@@ -271,7 +271,8 @@ def _combine(blended: list[torch.Tensor], activation: Activation | None) -> np.n
 
 
 def _writer(
-    sink: Sink, frame, box: tuple[slice, ...], blended: list[torch.Tensor], activation, *, blank: Blank | None, source
+    sink: Sink, frame, box: tuple[slice, ...], blended: list[torch.Tensor], activation, *, blank: Blank | None, source,
+    quiet: float = 0.0,
 ) -> Callable[[], None]:
     """The writing thread's job: activate and average the passes, set blank pixels to background,
     then store (off the network's thread)."""
@@ -279,7 +280,7 @@ def _writer(
     def write() -> None:
         values = _combine(blended, activation)
         if blank is not None and activation is not None:
-            blank.apply(values, source, frame, box)
+            blank.apply(values, source, frame, box, quiet=quiet)
         sink.write(frame, box, values)
 
     return write

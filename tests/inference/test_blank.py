@@ -169,3 +169,41 @@ def test_an_image_of_only_noise_is_background_without_running_the_network():
     off = params.model_copy(update={"noise_only": 0.0})
     values = predict_image(network, noise, roi_size=(32, 32), n_classes=2, flow_channels=(3,), params=off, blank=blank)
     assert calls and (values[1] > 0.9).all()
+
+
+def test_the_quiet_parts_of_an_image_are_background_streamed_and_in_memory_alike():
+    """Cells on the left, camera noise on the right: a network answering foreground everywhere is
+    overruled where nothing stands out of the noise nearby (segpipe.inference.noise.quiet), in the
+    rows the stream writes band by band (each band read with the filters' margin) as in memory;
+    --noise-only 0 keeps the network's answer."""
+    from segpipe.inference import predict_image
+    from segpipe.inference.noise import quiet
+
+    rng = np.random.default_rng(8)
+    image = rng.poisson(20, (1, 160, 256)).astype(np.float32)
+    yy, xx = np.mgrid[:160, :256]
+    for y in (30, 80, 130):
+        image[0][(yy - y) ** 2 + (xx - 40) ** 2 < 15**2] += 25
+    image = image.astype(np.uint16)
+    expected = quiet(image.astype(np.float32))
+    assert expected[:, 200:].all() and not expected[:, :60].any()
+    spec = NormalizationSpec(method="percentile", low=1.0, high=99.8)
+    source = zarr.create_array(store={}, shape=image.shape, chunks=(1, 16, 256), dtype=image.dtype)
+    source[...] = image
+    normalization = stream_normalization(source, spec)
+    params = InferenceParams(flip_tta=False, amp=False)
+    for threshold in (params.noise_only, 0.0):
+        sink = ArraySink(4, (), (160, 256))
+        stream_predict(Everywhere(), source, sink, roi_size=(32, 32), out_channels=4, normalization=normalization,
+                       activation=partial(activate, n_classes=2), params=params.model_copy(update={"noise_only": threshold}),
+                       blank=Blank.for_outputs(floors(normalization), out_channels=4, n_classes=2, flow_channels=(3,)))
+        normalized = normalize(image, spec)
+        memory = predict_image(Everywhere(), normalized, roi_size=(32, 32), n_classes=2, flow_channels=(3,),
+                               params=params.model_copy(update={"noise_only": threshold}),
+                               blank=Blank.for_outputs(normalized_floors(normalized, spec), out_channels=4, n_classes=2, flow_channels=(3,)))
+        for values in (sink.values, memory):
+            if threshold:
+                np.testing.assert_array_equal(values[1] < 0.5, expected)
+                np.testing.assert_allclose(values[3][expected], NO_FLOW)
+            else:
+                assert (values[1] > 0.9).all()

@@ -11,13 +11,16 @@ import zarr
 from scipy import ndimage
 
 from segpipe.inference.noise import (
+    QUIET_RADIUS,
     SAMPLE_PIXELS,
     SURROUND,
     THRESHOLD,
     noise_only,
     noise_sigma,
+    quiet,
     read_sample,
     structure,
+    structure_map,
     white_response,
 )
 
@@ -136,3 +139,49 @@ def test_a_volumes_middle_plane_is_read_first_and_alone_when_it_holds_something(
     assert not frame_noise_only(Counting(), (1,), 3) and len(reads) == 3
     volume[0, 1, 1] = rng.normal(50, 5, (96, 96))
     assert frame_noise_only(Counting(), (1,), 3)
+
+
+def test_the_map_is_the_structure_pixel_by_pixel():
+    rng = np.random.default_rng(2)
+    image = rng.normal(100, 10, (256, 256))
+    image[disc(image.shape, (80, 170), 10)] += 20
+    scores = structure_map(image)
+    assert scores.shape == image.shape and scores.dtype == np.float32
+    assert float(scores.max()) == pytest.approx(structure(image), rel=1e-5)
+    assert np.unravel_index(np.argmax(scores), scores.shape) in {(y, x) for y in range(75, 86) for x in range(165, 176)}
+    assert (structure_map(np.full((64, 64), 3.0)) == 0).all() and np.isinf(structure_map(np.ones((16, 64)))).all()
+
+
+def test_quiet_is_the_noise_away_from_anything_that_stands_out():
+    """Cells on the left of a field, noise on the right: quiet from a little past the cells on (the
+    filters reach beyond an object's edge, and QUIET_RADIUS more), never on or near a cell."""
+    rng = np.random.default_rng(4)
+    image = rng.normal(50, 5, (1, 256, 384))
+    cells = np.zeros((256, 384), bool)
+    for y in range(24, 240, 40):
+        for x in range(24, 130, 40):
+            cells |= disc(cells.shape, (y, x), 12)
+    image[0][cells] += 15  # three noise deviations
+    still = quiet(image)
+    assert still.shape == cells.shape
+    near = ndimage.binary_dilation(cells, iterations=QUIET_RADIUS)
+    assert not (still & near).any()
+    assert still[:, 150:].all() and not still[:, :100].any()
+    assert not quiet(image, threshold=1e9)[..., :0].any() and quiet(image, threshold=1e9).all()
+
+
+def test_a_population_beyond_six_deviations_is_not_clipped_flat():
+    """An 8-bit field of smooth cells reads a noise of about one count; a patch of cells darker
+    than six of those, on a darker ground (style1 of the Cellpose dataset), was clipped to one flat
+    value, and its middle read as quiet. The clip now widens to the 0.05th and 99.95th percentiles."""
+    rng = np.random.default_rng(5)
+    image = np.full((512, 512), 35.0)
+    image[150:350, 150:350] = 22.0  # the patch's ground, 13 counts under the field's
+    patch = np.zeros(image.shape, bool)
+    for y in range(166, 340, 32):
+        for x in range(166, 340, 32):
+            patch |= disc(image.shape, (y, x), 12)
+    image[patch] = 10.0  # its cells
+    image = np.clip(np.round(image + rng.normal(0, 1, image.shape)), 0, 255).astype(np.uint8)[None]
+    assert noise_sigma(image[0].astype(np.float32)) < 1.5
+    assert not quiet(image)[150:350, 150:350].any()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from scipy import ndimage
 
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, ModelError
@@ -451,12 +452,20 @@ def test_the_generalist_finds_nothing_in_fields_of_noise_and_the_cells_of_a_real
     rng = np.random.default_rng(5)
     tifffile.imwrite(folder / "noise.tif", rng.poisson(40, (512, 512)).astype(np.uint16))
     tifffile.imwrite(folder / "dark.tif", rng.poisson(1.5, (300, 400)).astype(np.uint16))
-    shutil.copy(DATA / "bbbc007" / "images" / "17P1_POS0006_D_1UL.tif", folder / "cells.tif")
+    cells = tifffile.imread(DATA / "bbbc007" / "images" / "17P1_POS0006_D_1UL.tif")
+    tifffile.imwrite(folder / "cells.tif", cells)
+    half = cells.copy()  # its right half replaced by noise as dark as its background (2 counts)
+    half[:, 200:] = np.clip(np.round(rng.normal(0, 2.2, (400, 200))), 0, 255).astype(np.uint8)
+    tifffile.imwrite(folder / "half.tif", half)
     predictor = Predictor.load(shipped_model(CELLS_2D), PredictParams(device="cpu"))
     with caplog.at_level(logging.INFO, logger="segpipe.prediction.predict"):
         results = segment([str(folder)], predictor, SegmentFolder(tmp_path / "out"), progress=False)
     objects = {r.name: sum(r.objects.values()) for r in results}
     assert objects["noise"] == 0 and objects["dark"] == 0 and objects["cells"] > 30
+    # the quiet half of a field with cells: no objects there (13 before the quiet rule), the cells of the other half kept
+    labels = tifffile.imread(tmp_path / "out" / "labels" / "half_labels.tif")
+    centres = ndimage.center_of_mass(labels > 0, labels, np.unique(labels[labels > 0]))
+    assert sum(x > 215 for _, x in centres) == 0 and sum(x < 185 for _, x in centres) >= 20
     said = sorted(r.getMessage().split(":")[0] for r in caplog.records if "holds only noise" in r.getMessage())
     assert said == ["dark", "noise"] and {r.noise_only.get(r.name) for r in results} == {1, None}
     (warned,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "only noise" in r.getMessage()]
