@@ -101,7 +101,7 @@ def segpipe_segment(
     deployment waits 60 s).
     """
     from segpipe.pipeline.models import resolve_model
-    from segpipe.pipeline.segment import SegmentInputs, check_spacing
+    from segpipe.pipeline.segment import SegmentInputs, spacing_for_model
     from segpipe.pipeline.segment_files import FolderBusy, SegmentFolder
 
     known = None
@@ -112,7 +112,7 @@ def segpipe_segment(
     chosen = resolve_model(model, output=runs, catalog=known)
     folder = SegmentFolder(Path(output))
     given = folder.given_names()  # a names file it cannot read fails the run, not "nothing to segment"
-    check_spacing(read, chosen.card)
+    read = spacing_for_model(read, chosen.card)
     nothing = {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
     try:
         gathered = SegmentInputs.gather(inputs, given, chosen.card, read, settled=settled)

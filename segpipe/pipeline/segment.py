@@ -185,13 +185,17 @@ def _one_value(channel: np.ndarray) -> bool:
     return bool(np.all(channel == channel.flat[0]))
 
 
-def check_spacing(params: SegmentParams, card: ModelCard) -> None:
-    """Refuse a ``--spacing`` of another length than the model's spatial axes."""
+def spacing_for_model(params: SegmentParams, card: ModelCard) -> SegmentParams:
+    """``params`` with a ``--spacing`` of one value given to every spatial axis of the model; one of
+    another length than the model's axes is refused."""
     ndim = card.spatial_dims
-    if params.spacing is not None and len(params.spacing) != ndim:
-        raise InputError(
-            f"--spacing: {len(params.spacing)} values for a model of {ndim}D images; give {ndim} ({' '.join('ZYX'[3 - ndim:])})"
-        )
+    if params.spacing is None or len(params.spacing) == ndim:
+        return params
+    if len(params.spacing) == 1:
+        return params.model_copy(update={"spacing": params.spacing * ndim})
+    raise InputError(
+        f"--spacing: {len(params.spacing)} values for a model of {ndim}D images; give {ndim} ({' '.join('ZYX'[3 - ndim:])}) or one for every axis"
+    )
 
 
 def fitting_inputs(items: list[Input], card: ModelCard, params: SegmentParams) -> tuple[list[Input], list[InputResult]]:
@@ -280,8 +284,7 @@ def segment(
         ModelError: The model fits none of the inputs (nothing is written then); an input it
             does not fit (dimensions, channels) among others is listed as failed.
     """
-    params = params or SegmentParams()
-    check_spacing(params, predictor.card)
+    params = spacing_for_model(params or SegmentParams(), predictor.card)
     ordered = params.ordered(predictor.params)
     if ordered is not predictor.params:  # the user's order: no choosing
         predictor = dataclasses.replace(predictor, params=ordered)

@@ -54,7 +54,7 @@ class SegmentParams(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     spacing: list[PositiveFloat] | None = None
-    """Pixel size per spatial axis ([z,] y, x), for every input (overrides the files). An input whose file gives
+    """Pixel size per spatial axis ([z,] y, x), or one for every axis, for every input (overrides the files). An input whose file gives
     none (PNG, plain TIFF) is taken at the model's pixel size and not resampled: give this where it is another
     (a PNG at 0.25 um for a model trained at 0.5 um finds objects twice their size otherwise)."""
     unit: str | None = None
@@ -76,8 +76,8 @@ class SegmentParams(BaseModel):
     @field_validator("spacing")
     @classmethod
     def _two_or_three(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and len(value) not in (2, 3):
-            raise ValueError(f"{len(value)} value{'s' if len(value) != 1 else ''}; give 2 (Y X) or 3 (Z Y X), separated by commas (0.5,0.5 or 2,0.5,0.5)")
+        if value is not None and len(value) not in (1, 2, 3):
+            raise ValueError(f"{len(value)} values; give 1 (every axis), 2 (Y X) or 3 (Z Y X), separated by commas (0.5 or 0.5,0.5 or 2,0.5,0.5)")
         return value
 
     @field_validator("axes")

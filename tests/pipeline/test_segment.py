@@ -503,7 +503,8 @@ def test_another_pixel_size_given_for_the_same_input_measures_and_attaches_again
 
 
 def test_a_pixel_size_in_millimetres_is_converted_as_one_in_micrometres(model, tmp_path):
-    """--unit mm with --spacing 0.002 is 2 micrometres a pixel: the same labels as --spacing 2 --unit um."""
+    """--unit mm with --spacing 0.002,0.002 is 2 micrometres a pixel: the same labels as --spacing 2
+    --unit um (one value: every axis)."""
     from typer.testing import CliRunner
 
     from segpipe.cli import app
@@ -512,10 +513,10 @@ def test_a_pixel_size_in_millimetres_is_converted_as_one_in_micrometres(model, t
     tifffile.imwrite(tmp_path / "field.tif", field)
     runs = {
         unit: CliRunner().invoke(app, [
-            "segment", "-m", str(model.folder), str(tmp_path / "field.tif"), "--spacing", f"{value},{value}",
+            "segment", "-m", str(model.folder), str(tmp_path / "field.tif"), "--spacing", value,
             "--unit", unit, "--no-tta", "-o", str(tmp_path / unit),
         ])
-        for unit, value in (("mm", 0.002), ("um", 2))
+        for unit, value in (("mm", "0.002,0.002"), ("um", "2"))
     }
     assert all(run.exit_code == 0 for run in runs.values()), [run.output for run in runs.values()]
     mm, um = (tifffile.imread(tmp_path / unit / "labels" / "field_labels.tif") for unit in ("mm", "um"))
@@ -559,10 +560,9 @@ def test_a_pixel_size_without_a_unit_is_read_in_the_models_unit(model, tmp_path)
     ("options", "message"),
     [
         (["--spacing", "0,0"], "--spacing: Input should be greater than 0"),
-        (["--spacing", "1,1,1"], "--spacing: 3 values for a model of 2D images; give 2 (Y X)"),
+        (["--spacing", "1,1,1"], "--spacing: 3 values for a model of 2D images; give 2 (Y X) or one for every axis"),
         (["--spacing", "1,1", "--unit", "parsec"], "--unit: 'parsec' is not a length unit"),
-        (["--spacing", "1"], "--spacing: 1 value; give 2 (Y X) or 3 (Z Y X), separated by commas (0.5,0.5 or 2,0.5,0.5)"),
-        (["--spacing", "1,1,1,1"], "--spacing: 4 values; give 2 (Y X) or 3 (Z Y X), separated by commas (0.5,0.5 or 2,0.5,0.5)"),
+        (["--spacing", "1,1,1,1"], "--spacing: 4 values; give 1 (every axis), 2 (Y X) or 3 (Z Y X), separated by commas"),
         (["--axes", "QYX"], "--axes: 'Q' is not an axis; use the letters T C Z Y X (S: colour samples, as C)"),
         (["--axes", "Y X"], "--axes: ' ' is not an axis; use the letters"),
         (["--axes", ""], "--axes: empty; use the letters T C Z Y X"),
