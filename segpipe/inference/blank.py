@@ -99,31 +99,25 @@ class Blank:
             blank[box] = low[box] & (ndimage.minimum_filter(part, size=size, mode="nearest") == top)
         return blank
 
-    def apply(self, values: np.ndarray, source, frame: tuple[int, ...], box: tuple[slice, ...], *, quiet: float = 0.0) -> None:
+    def apply(self, values: np.ndarray, source, frame: tuple[int, ...], box: tuple[slice, ...], *, quiet=None) -> None:
         """Set the blank pixels of ``values`` ``(C, *box)``, the activated outputs of ``box`` of ``frame``
-        of ``source`` ``(C, *frames, *spatial)``, to background, in place, and with ``quiet`` > 0 the
-        quiet ones too (:meth:`mask`). Reads ``box`` and the margin the rules need."""
+        of ``source`` ``(C, *frames, *spatial)``, to background, in place (reads ``box`` and a margin of
+        ``radius``); with ``quiet`` (a :class:`segpipe.inference.noise.QuietRows` of ``source``), the
+        quiet ones too."""
         shape = source.shape[source.ndim - len(box):]
-        margins = self.margins(len(box), quiet)
-        wide = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, n, m in zip(box, shape, margins))
+        wide = tuple(slice(max(0, b.start - self.radius), min(n, b.stop + self.radius)) for b, n in zip(box, shape))
         raw = np.asarray(source[(slice(None), *frame, *wide)])
         inner = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, wide))
-        self._set(values, self.mask(raw, quiet=quiet)[inner])
+        blank = self._blank(raw)[inner]
+        if quiet is not None:
+            blank |= quiet(frame, box)
+        self._set(values, blank)
 
     def clear(self, values: np.ndarray, image: np.ndarray, *, quiet: float = 0.0) -> None:
         """Set the blank pixels of ``values`` ``(C, *spatial)``, the activated outputs for the whole
         channel-first ``image`` (in the units of :attr:`floors`), to background, in place, and with
         ``quiet`` > 0 the quiet ones too (:meth:`mask`)."""
         self._set(values, self.mask(image, quiet=quiet))
-
-    def margins(self, ndim: int, quiet: float) -> tuple[int, ...]:
-        """Pixels :meth:`mask` needs around a box along each of ``ndim`` axes to judge it as the
-        whole image would: the blank neighbourhood's, or with ``quiet`` the quiet rule's (its
-        filters work plane by plane, so a stack's first axis needs only the quiet radius)."""
-        if quiet <= 0:
-            return (self.radius,) * ndim
-        plane = noise.REACH + noise.QUIET_RADIUS
-        return tuple(plane if axis >= ndim - 2 else max(self.radius, noise.QUIET_RADIUS) for axis in range(ndim))
 
     @staticmethod
     def only_noise(block: np.ndarray, threshold: float) -> bool:

@@ -63,6 +63,8 @@ CLIP_PERCENTILES = (0.05, 99.95)
 #: Pixels :func:`structure_map` needs around a region to give its values there exactly (the widest
 #: Gaussian's reach: scipy truncates at four deviations), within a plane.
 REACH = 4 * SURROUND * max(SCALES)
+#: Pixels of a frame whose quiet parts :class:`QuietRows` finds at once (a larger frame: block by block of rows).
+QUIET_BLOCK = 1 << 24
 
 
 def noise_sigma(plane: np.ndarray) -> float:
@@ -196,3 +198,32 @@ def frame_noise_only(source, frame: tuple[int, ...], ndim: int, *, threshold: fl
     if ndim == 3 and not noise_only(read_sample(source, (*frame, int(source.shape[-3]) // 2), 2), threshold=threshold):
         return False
     return noise_only(read_sample(source, frame, ndim), threshold=threshold)
+
+
+class QuietRows:
+    """The quiet pixels (:func:`quiet`) of the frames of ``source`` ``(C, *frames, *spatial)``, for
+    the boxes a stream writes down its rows: found a block of rows at a time (about
+    :data:`QUIET_BLOCK` pixels, read with the margin the filters need, so the blocks give what the
+    whole frame would) and kept until a box beyond the block is asked for."""
+
+    def __init__(self, source, ndim: int, *, threshold: float = THRESHOLD):
+        self.source, self.ndim, self.threshold = source, ndim, threshold
+        self._frame: tuple[int, ...] | None = None
+        self._rows = (0, 0)
+        self._mask = np.zeros((0,), dtype=bool)
+
+    def __call__(self, frame: tuple[int, ...], box: tuple[slice, ...]) -> np.ndarray:
+        """The quiet pixels of ``box`` of ``frame``: a boolean array of the box's shape."""
+        first, last = box[0].start, box[0].stop
+        if frame != self._frame or not (self._rows[0] <= first and last <= self._rows[1]):
+            self._find(frame, first, last)
+        return self._mask[(slice(first - self._rows[0], last - self._rows[0]), *box[1:])]
+
+    def _find(self, frame: tuple[int, ...], first: int, last: int) -> None:
+        shape = tuple(int(n) for n in self.source.shape[self.source.ndim - self.ndim :])
+        stop = min(shape[0], max(last, first + max(1, QUIET_BLOCK // math.prod(shape[1:]))))
+        margin = REACH + QUIET_RADIUS if self.ndim == 2 else QUIET_RADIUS  # a stack's planes are filtered one by one
+        low, high = max(0, first - margin), min(shape[0], stop + margin)
+        block = np.asarray(self.source[(slice(None), *frame, slice(low, high))], dtype=np.float32)
+        self._mask = quiet(block, threshold=self.threshold)[first - low : stop - low]
+        self._frame, self._rows = frame, (first, stop)

@@ -36,6 +36,7 @@ from segpipe.inference.aggregator import SlabAggregator
 from segpipe.inference.allocator import release_free_memory
 from segpipe.inference.background import Worker, prefetch
 from segpipe.inference.blank import Blank
+from segpipe.inference.noise import QuietRows
 from segpipe.inference.memory import padding_mode
 from segpipe.inference.precision import autocast
 from segpipe.inference.sink import Sink, StreamStats
@@ -138,8 +139,9 @@ def stream_predict(
         on_rows: Called as ``on_rows(frame, row)`` once rows below ``row`` are written and recorded.
         flow_channels: The flow's channel per spatial axis, whose sign a flipped pass undoes.
         blank: Where the source is blank, the activated outputs are set to background, and a frame
-            of nothing but noise is background whole, the network not run on it
-            (:mod:`segpipe.inference.blank`; with an ``activation`` only).
+            of nothing but noise is background whole, the network not run on it; with
+            ``params.noise_only``, so are the quiet parts of other frames (:mod:`segpipe.inference.blank`,
+            :class:`segpipe.inference.noise.QuietRows`; with an ``activation`` only).
 
     Returns:
         What the run did.
@@ -158,6 +160,7 @@ def stream_predict(
     batches = batch_windows(frame_windows(shape, roi, params.overlap, passes), params.batch_size)
     pad_mode = padding_mode(shape, roi)
     frames_done, rows_done = sink.done()
+    quiet = QuietRows(source, ndim, threshold=params.noise_only) if blank is not None and params.noise_only > 0 else None
     stats = StreamStats()
     started = time.perf_counter()
     # an array in memory into memory: nothing to overlap, and on few cores a second Python thread
@@ -203,7 +206,7 @@ def stream_predict(
                 for tile in _pieces(stop - start, shape, getattr(sink, "align", None) or (1,) * (ndim - 1)):
                     blended = aggregator.blended(stop, tile)  # new tensors: the band may move on
                     box = (slice(start, stop), *tile)
-                    writer.submit(_writer(sink, frame, box, blended, activation, blank=blank, source=source, quiet=params.noise_only))
+                    writer.submit(_writer(sink, frame, box, blended, activation, blank=blank, source=source, quiet=quiet))
                 aggregator.advance(stop)
                 if aggregator.nbytes >= TRIM_BAND_BYTES:
                     release_free_memory()
@@ -272,7 +275,7 @@ def _combine(blended: list[torch.Tensor], activation: Activation | None) -> np.n
 
 def _writer(
     sink: Sink, frame, box: tuple[slice, ...], blended: list[torch.Tensor], activation, *, blank: Blank | None, source,
-    quiet: float = 0.0,
+    quiet: QuietRows | None = None,
 ) -> Callable[[], None]:
     """The writing thread's job: activate and average the passes, set blank pixels to background,
     then store (off the network's thread)."""
