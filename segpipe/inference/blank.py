@@ -99,7 +99,9 @@ class Blank:
             blank[box] = low[box] & (ndimage.minimum_filter(part, size=size, mode="nearest") == top)
         return blank
 
-    def apply(self, values: np.ndarray, source, frame: tuple[int, ...], box: tuple[slice, ...], *, quiet=None) -> None:
+    def apply(
+        self, values: np.ndarray, source, frame: tuple[int, ...], box: tuple[slice, ...], *, quiet: noise.QuietRows | None = None
+    ) -> None:
         """Set the blank pixels of ``values`` ``(C, *box)``, the activated outputs of ``box`` of ``frame``
         of ``source`` ``(C, *frames, *spatial)``, to background, in place (reads ``box`` and a margin of
         ``radius``); with ``quiet`` (a :class:`segpipe.inference.noise.QuietRows` of ``source``), the
