@@ -63,8 +63,9 @@ CLIP_PERCENTILES = (0.05, 99.95)
 #: Pixels :func:`structure_map` needs around a region to give its values there exactly (the widest
 #: Gaussian's reach: scipy truncates at four deviations), within a plane.
 REACH = 4 * SURROUND * max(SCALES)
-#: Pixels of a frame whose quiet parts :class:`QuietRows` finds at once (a larger frame: block by block of rows).
-QUIET_BLOCK = 1 << 24
+#: Pixels of a frame whose quiet parts :class:`QuietRows` finds at once (a larger frame: block by
+#: block of rows, each at least four margins tall); the filters hold about six float copies of a block.
+QUIET_BLOCK = 1 << 22
 
 
 def noise_sigma(plane: np.ndarray) -> float:
@@ -204,7 +205,8 @@ class QuietRows:
     """The quiet pixels (:func:`quiet`) of the frames of ``source`` ``(C, *frames, *spatial)``, for
     the boxes a stream writes down its rows: found a block of rows at a time (about
     :data:`QUIET_BLOCK` pixels, read with the margin the filters need, so the blocks give what the
-    whole frame would) and kept until a box beyond the block is asked for."""
+    whole frame would, but for pixels at the threshold: each block estimates the noise from its own)
+    and kept until a box beyond the block is asked for."""
 
     def __init__(self, source, ndim: int, *, threshold: float = THRESHOLD):
         self.source, self.ndim, self.threshold = source, ndim, threshold
@@ -221,8 +223,8 @@ class QuietRows:
 
     def _find(self, frame: tuple[int, ...], first: int, last: int) -> None:
         shape = tuple(int(n) for n in self.source.shape[self.source.ndim - self.ndim :])
-        stop = min(shape[0], max(last, first + max(1, QUIET_BLOCK // math.prod(shape[1:]))))
         margin = REACH + QUIET_RADIUS if self.ndim == 2 else QUIET_RADIUS  # a stack's planes are filtered one by one
+        stop = min(shape[0], max(last, first + max(4 * margin, QUIET_BLOCK // math.prod(shape[1:]))))
         low, high = max(0, first - margin), min(shape[0], stop + margin)
         block = np.asarray(self.source[(slice(None), *frame, slice(low, high))], dtype=np.float32)
         self._mask = quiet(block, threshold=self.threshold)[first - low : stop - low]
