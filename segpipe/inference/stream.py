@@ -36,8 +36,8 @@ from segpipe.inference.aggregator import SlabAggregator
 from segpipe.inference.allocator import release_free_memory
 from segpipe.inference.background import Worker, prefetch
 from segpipe.inference.blank import Blank
-from segpipe.inference.noise import QuietRows
 from segpipe.inference.memory import padding_mode
+from segpipe.inference.noise import QuietRows
 from segpipe.inference.precision import autocast
 from segpipe.inference.sink import Sink, StreamStats
 from segpipe.inference.normalize import Normalization
