@@ -122,11 +122,9 @@ def structure(plane: np.ndarray, *, enough: float = math.inf) -> float:
     noise would give (0 for a flat plane; infinite where the plane varies but its noise measures 0).
     The scales are tried from the finest, and the first answer of at least ``enough`` is returned."""
     plane = np.asarray(plane, dtype=np.float32)
-    if min(plane.shape) < SMALLEST:
-        return math.inf
-    sigma = noise_sigma(plane)
-    if sigma == 0:
-        return 0.0 if plane.min() == plane.max() else math.inf
+    sigma, known = _measurable(plane)
+    if known is not None:
+        return known
     best = 0.0
     for response in responses(plane, sigma):
         best = max(best, float(response.max()))
@@ -135,15 +133,25 @@ def structure(plane: np.ndarray, *, enough: float = math.inf) -> float:
     return best
 
 
+def _measurable(plane: np.ndarray) -> tuple[float, float | None]:
+    """The noise deviation of a float ``plane``, and its structure where that needs no filter:
+    infinite for a plane too small to judge or varying without noise, 0 for a flat one."""
+    if min(plane.shape) < SMALLEST:
+        return 0.0, math.inf
+    sigma = noise_sigma(plane)
+    if sigma == 0:
+        return 0.0, 0.0 if plane.min() == plane.max() else math.inf
+    return sigma, None
+
+
 def structure_map(plane: np.ndarray) -> np.ndarray:
     """:func:`structure` pixel by pixel: the strongest response over the scales at each pixel of a
     2D ``plane`` (float32; infinite everywhere for a plane too small to judge or varying without
     noise, 0 for a flat one)."""
     plane = np.asarray(plane, dtype=np.float32)
-    sigma = noise_sigma(plane) if min(plane.shape) >= SMALLEST else 0.0
-    if sigma == 0:
-        flat = min(plane.shape) >= SMALLEST and plane.min() == plane.max()
-        return np.full(plane.shape, 0.0 if flat else np.inf, np.float32)
+    sigma, known = _measurable(plane)
+    if known is not None:
+        return np.full(plane.shape, known, np.float32)
     best = np.zeros(plane.shape, np.float32)
     for response in responses(plane, sigma):
         np.maximum(best, response, out=best)
@@ -156,10 +164,10 @@ def quiet(block: np.ndarray, *, threshold: float = THRESHOLD, radius: int = QUIE
     pixels along every axis: a boolean array of ``block``'s spatial shape."""
     spatial = block.shape[1:]
     loud = np.zeros(spatial, dtype=bool)
+    loud_planes = loud.reshape(-1, *spatial[-2:])  # a view: planes of a stack, or the one plane
     for channel in block:
-        stack = channel.reshape(-1, *spatial[-2:])
-        for index, plane in enumerate(stack):
-            loud.reshape(-1, *spatial[-2:])[index] |= structure_map(plane) >= threshold
+        for index, plane in enumerate(channel.reshape(-1, *spatial[-2:])):
+            loud_planes[index] |= structure_map(plane) >= threshold
     if loud.all() or not loud.any():
         return ~loud
     return ndimage.maximum_filter(loud.view(np.uint8), size=2 * radius + 1, mode="nearest") == 0
