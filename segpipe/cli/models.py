@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from segpipe.cli.app import DEFAULT_OUTPUT, app
+from segpipe.data.readers.units import sizes_text
 from segpipe.errors import InputError, ModelError
 
 
@@ -117,7 +118,7 @@ def model_row(folder: Path | str, card) -> list[str]:
         f"{card.spatial_dims}D",
         channels,
         ",".join(card.classes) + (" +instances" if card.instances else ""),
-        "each image's own" if card.generalist else "x".join(f"{s:g}" for s in card.spacing) + f" {card.unit}"
+        "each image's own" if card.generalist else f"{sizes_text(card.spacing)} {card.unit}"
         + (" (not known: 1 per pixel taken)" if card.spacing_guessed else ""),
         training.dataset or "-",
         str(training.epochs) if training.epochs is not None else "-",
@@ -248,8 +249,7 @@ def pixel_size_cmd(
     except ValueError as err:
         raise ModelError(f"{chosen.folder}: {err}") from None
     save_model(chosen.folder, chosen.state_dict(), told)
-    before = "x".join(f"{s:g}" for s in card.spacing)
-    after = "x".join(f"{s:g}" for s in told.spacing)
+    before, after = sizes_text(card.spacing), sizes_text(told.spacing)
     was = (f"{before} {card.unit}, set with models pixel-size" if card.pixel_size_set is not None
            else f"{before} per training pixel, not known")
     typer.echo(f"{chosen.folder}: pixel size {after} {told.unit} (was {was}); new images are resampled to it by their own pixel size")

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt
 
 from segpipe.data.catalog_yaml import read_yaml
 from segpipe.data.ctc import ctc_records
-from segpipe.data.readers.units import length_unit
+from segpipe.data.readers.units import length_unit, pixel_size_problem
 from segpipe.data.records import ImageRecord, Split
 from segpipe.errors import CatalogError, explain
 
@@ -207,8 +207,9 @@ class DatasetEntry(_Strict):
         if self.spacing is not None:
             if len(self.spacing) != self.ndim:
                 raise ValueError(f"spacing has {len(self.spacing)} values, ndim is {self.ndim}")
-            if any(s <= 0 for s in self.spacing):
-                raise ValueError(f"spacing must be positive, got {self.spacing}")
+            problem = pixel_size_problem(self.spacing, self.unit)
+            if problem:
+                raise ValueError(f"spacing: {problem}")
         for key in ("spacing", "patch_size"):
             value = self.training.get(key)
             if isinstance(value, (list, tuple)) and len(value) != self.ndim:

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segpipe.data.readers.units import normalize_unit
+from segpipe.data.readers.units import normalize_unit, sizes_text
 from segpipe.errors import ModelError
 from segpipe.inference.memory import activate
 from segpipe.inference.normalize import NormalizationSpec, normalize, percentile_normalize
@@ -540,7 +540,7 @@ def package_readme(card: ModelCard) -> str:
             f"`(x - {norm.mean:g}) / {norm.std:g}` (mean and deviation of the training foreground): `clip` then "
             "`scale_linear`, as segpipe normalizes (the same up to float rounding)."
         )
-    spacing = " x ".join(f"{s:g}" for s in card.spacing)
+    spacing = sizes_text(card.spacing)
     scores = [f"- {key}: {value}" for key, value in training.validation.items()] or [
         "- none recorded in the model card (segpipe records a validation SEG for instance models)"
     ]

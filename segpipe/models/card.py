@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from segpipe.data.readers.units import pixel_size_problem, sizes_text
 from segpipe.errors import ModelError, explain
 from segpipe.inference.normalize import NormalizationSpec
 from segpipe.inference.params import InferenceParams
@@ -208,9 +209,11 @@ class ModelCard(BaseModel):
         """
         if self.generalist:
             raise ValueError("a generalist takes every image at its own pixels: it has no pixel size to set")
-        if len(pixel_size) != self.spatial_dims or any(not (math.isfinite(s) and s > 0) for s in pixel_size):
-            raise ValueError(f"give one positive size per spatial axis ({self.spatial_dims} for a "
-                             f"{self.spatial_dims}D model), got {_sizes(pixel_size)}")
+        if len(pixel_size) != self.spatial_dims:
+            raise ValueError(f"give one size per spatial axis ({self.spatial_dims} for a "
+                             f"{self.spatial_dims}D model), got {sizes_text(pixel_size)}")
+        if problem := pixel_size_problem(pixel_size, unit):
+            raise ValueError(problem)
         if self.pixel_size_set is not None:  # undo the size set before, then set this one
             before = self.pixel_size_set
             return self.model_copy(update={
@@ -218,7 +221,7 @@ class ModelCard(BaseModel):
                 "object_size": self.object_size / _across(before) if self.object_size else self.object_size,
             }).at_pixel_size(pixel_size, unit)
         if not self.spacing_guessed:
-            raise ValueError(f"it was trained at a known pixel size ({_sizes(self.spacing)} {self.unit}), which its "
+            raise ValueError(f"it was trained at a known pixel size ({sizes_text(self.spacing)} {self.unit}), which its "
                              "network learnt; to change it, train again with spacing: in the catalog entry")
         return self.model_copy(update={
             "spacing": tuple(float(s * p) for s, p in zip(self.spacing, pixel_size)), "unit": unit, "spacing_guessed": False,
@@ -262,5 +265,3 @@ def _across(pixel_size) -> float:
     return float(math.prod(pixel_size)) ** (1 / len(pixel_size))
 
 
-def _sizes(values) -> str:
-    return " x ".join(f"{float(v):g}" for v in values)

@@ -33,6 +33,7 @@ import torch
 from segpipe.data.catalog import COLOURS
 from segpipe.data.inputs import Input, find_inputs, settled_inputs
 from segpipe.data.readers import AxesSpec, open_source
+from segpipe.data.readers.units import pixel_size_problem, sizes_text
 from segpipe.data.store import ImageStore, StoredImage
 from segpipe.errors import InputError, ModelError, NoInputs, SegpipeError, naming
 from segpipe.models.card import ModelCard
@@ -187,8 +188,11 @@ def _one_value(channel: np.ndarray) -> bool:
 
 def spacing_for_model(params: SegmentParams, card: ModelCard) -> SegmentParams:
     """``params`` with a ``--spacing`` of one value given to every spatial axis of the model; one of
-    another length than the model's axes is refused."""
+    another length than the model's axes, or no pixel size in its unit (``--unit``, else the model's:
+    :func:`~segpipe.data.readers.units.pixel_size_problem`), is refused."""
     ndim = card.spatial_dims
+    if params.spacing is not None and (problem := pixel_size_problem(params.spacing, params.unit or card.unit)):
+        raise InputError(f"--spacing: {problem}")
     if params.spacing is None or len(params.spacing) == ndim:
         return params
     if len(params.spacing) == 1:
@@ -374,7 +378,7 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
             "training images were, not at their own: objects are found at about the size in pixels the training images showed them. To resample "
             "by physical size, tell the model its training images' pixel size (segpipe models pixel-size MODEL SIZE), or train it "
             "with that pixel size (spacing: in their catalog entry)",
-            card.name, "x".join(f"{s:g}" for s in card.spacing), card.unit, len(known), known[0].path,
+            card.name, sizes_text(card.spacing), card.unit, len(known), known[0].path,
         )
     guessed = [r for r in results if r.guessed_spacing]
     if not guessed:
@@ -386,7 +390,7 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
         taken = f"1 {guessed[0].guessed_spacing} per pixel"
         why = f" for the measurements (areas, centroids). If that is wrong, give it with --spacing and --unit; {how}"
     else:  # pipeline.models.assumed_spacing: the model's
-        taken = f"the model's, {'x'.join(f'{s:g}' for s in card.spacing)} {card.unit} per pixel"
+        taken = f"the model's, {sizes_text(card.spacing)} {card.unit} per pixel"
         why = (", so the network sees them at their own pixels and the measurements are in that size. If the "
                f"images are at another pixel size, give it with --spacing ({' '.join('ZYX'[3 - card.spatial_dims :])}) "
                "and --unit: each image is then resampled to the model's")

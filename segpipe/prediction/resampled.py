@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import zarr
 
+from segpipe.data.readers.units import sizes_text
 from segpipe.data.store import COMPRESSOR, StoredImage
 from segpipe.errors import InputError
 from segpipe.inference.normalize import Normalization
@@ -163,8 +164,8 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
     grown = math.prod(model_shape) / math.prod(shape)
     if resample and differs and not card.object_size and grown > MAX_GROWTH and math.prod(model_shape) > MAX_GROWN_PIXELS:
         raise InputError(
-            f"{image.name}: its pixel size, {_sizes(spacing)} {card.unit}, is {max(s / m for s, m in zip(spacing, model)):.4g} "
-            f"times the model's ({_sizes(model)} {card.unit}): on the model's grid it would grow from {_shape(shape)} to "
+            f"{image.name}: its pixel size, {sizes_text(spacing)} {card.unit}, is {max(s / m for s, m in zip(spacing, model)):.4g} "
+            f"times the model's ({sizes_text(model)} {card.unit}): on the model's grid it would grow from {_shape(shape)} to "
             f"{_shape(model_shape)} pixels; check its pixel size and unit (segment: --spacing and --unit; the catalog: "
             "spacing: and unit:), or predict it at its own pixels with --no-resample"
         )
@@ -172,8 +173,8 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
     collapsed = any(f > MAX_AXIS_SHRINK and n < MIN_SHRUNK_EDGE for f, n in zip(factors, model_shape))
     if resample and differs and not card.object_size and math.prod(factors) > MAX_GROWTH and collapsed:
         raise InputError(
-            f"{image.name}: its pixel size, {_sizes(spacing)} {card.unit}, is 1/{max(factors):.4g} "
-            f"of the model's ({_sizes(model)} {card.unit}): on the model's grid it would shrink from {_shape(shape)} to "
+            f"{image.name}: its pixel size, {sizes_text(spacing)} {card.unit}, is 1/{max(factors):.4g} "
+            f"of the model's ({sizes_text(model)} {card.unit}): on the model's grid it would shrink from {_shape(shape)} to "
             f"{_shape(model_shape)} pixels; check its pixel size and unit (segment: --spacing and --unit; the catalog: "
             "spacing: and unit:), or predict it at its own pixels with --no-resample"
         )
@@ -193,11 +194,11 @@ def plan_grids(image: StoredImage, card: ModelCard, *, resample: bool, scale: fl
 
 def explain(name: str, grids: Grids) -> None:
     """Log where the network sees the image: one warning when the image's pixel size was guessed."""
-    model = f"{_sizes(grids.model_spacing)} {grids.unit}"
-    own = f"{_sizes(grids.image_spacing)} {grids.unit}"
+    model = f"{sizes_text(grids.model_spacing)} {grids.unit}"
+    own = f"{sizes_text(grids.image_spacing)} {grids.unit}"
     if grids.unused_spacing is not None:
         log.info("%s: its file's pixel size, %s %s, is not used: the model's own is not known (its training images gave "
-                 "none), so the image is taken at 1 per pixel, as they were", name, _sizes(grids.unused_spacing), grids.unit)
+                 "none), so the image is taken at 1 per pixel, as they were", name, sizes_text(grids.unused_spacing), grids.unit)
     if not grids.differs:
         return
     if grids.guessed:
@@ -318,10 +319,6 @@ class ProbabilityTarget:
     def __setitem__(self, key, values: np.ndarray) -> None:
         self.probabilities[key] = values.astype(self.probabilities.dtype)
         self.semantic[tuple(key[1:])] = class_map(values[: self.n_classes])
-
-
-def _sizes(values) -> str:
-    return " x ".join(f"{v:g}" for v in values)
 
 
 def _shape(values) -> str:

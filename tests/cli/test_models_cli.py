@@ -66,9 +66,9 @@ def test_models_lists_every_model_under_the_folders(runs):
     assert lines[0].split()[:3] == ["folder", "name", "network"]
     two_d = next(line for line in lines if str(runs / "a" / "model") in line)
     three_d = next(line for line in lines if str(runs / "deep" / "b" / "model") in line)
-    for text in ("demo2d", "unet", "2D", "background,nucleus +instances", "0.65x0.65 micrometer", "set2d", "7", "iterations", "seg 0.812"):
+    for text in ("demo2d", "unet", "2D", "background,nucleus +instances", "0.65 x 0.65 micrometer", "set2d", "7", "iterations", "seg 0.812"):
         assert text in two_d, text
-    for text in ("tissue", "fcn", "3D", "2 (t1,t2)", "background,grey,white", "2x1x1 millimeter", "mni", "time budget"):
+    for text in ("tissue", "fcn", "3D", "2 (t1,t2)", "background,grey,white", "2 x 1 x 1 millimeter", "mni", "time budget"):
         assert text in three_d, text
     assert not any("data.zarr" in line for line in lines)
     assert any(line.startswith(f"{runs / 'broken'}: unreadable") for line in lines)
@@ -243,7 +243,7 @@ def test_a_model_told_its_training_pixel_size_resamples_new_images_by_theirs(cro
     guessed, _ = objects("fine")
     told = segpipe_cli("models", "pixel-size", folder, "0.5", "--unit", "um")
     assert told.code == 0, told.err
-    assert "pixel size 0.5x0.5 micrometer" in told.out
+    assert "pixel size 0.5 x 0.5 micrometer" in told.out
     card = Model.open(folder).card
     assert card.spacing == (0.5, 0.5) and card.unit == "micrometer" and not card.spacing_guessed
     assert torch.load(folder / "model.pt", weights_only=True)["card"]["spacing"] == [0.5, 0.5]
@@ -259,10 +259,12 @@ def test_a_model_told_its_training_pixel_size_resamples_new_images_by_theirs(cro
     ("args", "message"),
     [
         (("0.5",), "it was trained at a known pixel size (0.5 x 0.5 micrometer)"),
-        (("0.5,0.5,0.5",), "give one positive size per spatial axis (2 for a 2D model), got 0.5 x 0.5 x 0.5"),
-        (("0,0.5",), "give one positive size per spatial axis (2 for a 2D model), got 0 x 0.5"),
-        (("inf",), "give one positive size per spatial axis (2 for a 2D model), got inf x inf"),
-        (("1e400,1",), "give one positive size per spatial axis (2 for a 2D model), got inf x 1"),
+        (("0.5,0.5,0.5",), "give one size per spatial axis (2 for a 2D model), got 0.5 x 0.5 x 0.5"),
+        (("0,0.5",), "0 x 0.5 is not a pixel size: each size must be a positive number"),
+        (("inf",), "inf x inf is not a pixel size"),
+        (("1e400,1",), "inf x 1 is not a pixel size"),
+        (("0.65", "--unit", "m"), "0.65 x 0.65 meter is no pixel size of a microscope or scanner image (0.1 nm to 10 cm)"),
+        (("1e-30",), "1e-30 x 1e-30 micrometer is no pixel size"),
         (("a,b",), "'a,b' is not a pixel size; give numbers separated by commas"),
         (("0.5", "--unit", "px"), "'px' is not a length unit"),
     ],
@@ -293,7 +295,7 @@ def test_a_pixel_size_set_after_training_can_be_corrected(crops_model, tmp_path,
     shutil.copytree(crops_model.folder, once)
     assert segpipe_cli("models", "pixel-size", folder, "0.5").code == 0
     again = segpipe_cli("models", "pixel-size", folder, "650", "--unit", "nm")
-    assert again.code == 0 and "(was 0.5x0.5 micrometer, set with models pixel-size)" in again.out
+    assert again.code == 0 and "(was 0.5 x 0.5 micrometer, set with models pixel-size)" in again.out
     assert segpipe_cli("models", "pixel-size", once, "650", "--unit", "nm").code == 0
     corrected, direct = Model.open(folder).card, Model.open(once).card
     assert corrected.spacing == pytest.approx(direct.spacing) == (650.0, 650.0) and corrected.unit == "nanometer"

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,23 @@ def test_axes_letters_are_checked(tmp_path, files):
 def test_a_units_short_name_is_read_as_the_unit(tmp_path, files, given, name):
     entry = load_catalog(_write(tmp_path, _entry(f"    spacing: [0.5, 0.5]\n    unit: {given}\n"))).entries["d"]
     assert entry.unit == name
+
+
+@pytest.mark.parametrize(
+    ("spacing", "message"),
+    [("[0.5, .nan]", "0.5 x nan is not a pixel size: each size must be a positive number"),
+     ("[0, 0.5]", "0 x 0.5 is not a pixel size"),
+     ("[0.65, 0.65]\n    unit: m", "0.65 x 0.65 meter is no pixel size of a microscope or scanner image (0.1 nm to 10 cm)"),
+     ("[0.00001, 0.00001]\n    unit: nm", "1e-05 x 1e-05 nanometer is no pixel size")],
+)
+def test_a_spacing_that_is_no_pixel_size_is_refused(tmp_path, files, spacing, message):
+    with pytest.raises(CatalogError, match=re.escape(f"dataset 'd': spacing: {message}")):
+        load_catalog(_write(tmp_path, _entry(f"    spacing: {spacing}\n")))
+
+
+def test_a_spacing_without_a_unit_is_held_only_to_being_positive(tmp_path, files):
+    """The files may give the unit (a NIfTI in mm, an OME-TIFF in nm): no range applies until it is known."""
+    assert load_catalog(_write(tmp_path, _entry("    spacing: [2000, 2000]\n"))).entries["d"].spacing == [2000, 2000]
 
 
 @pytest.mark.parametrize("given", ["parsec", "pixel"])

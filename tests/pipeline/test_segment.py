@@ -291,7 +291,7 @@ def test_a_model_whose_pixel_size_was_guessed_segments_images_at_their_own_pixel
         assert result.error is None
         labels[name] = tifffile.imread(out.labels / "a_labels.tif")
         said = [r.getMessage() for r in caplog.records if "the pixel size the model was trained at is not known" in r.getMessage()]
-        assert len(said) == 1 and "1 input(s) with a pixel size" in said[0] and "1x1 micrometer per pixel was taken" in said[0]
+        assert len(said) == 1 and "1 input(s) with a pixel size" in said[0] and "1 x 1 micrometer per pixel was taken" in said[0]
     assert labels["default"].max() > 3
     np.testing.assert_array_equal(labels["default"], labels["own"])
 
@@ -387,7 +387,7 @@ def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_pat
     spacing = [r.getMessage() for r in caplog.records if "pixel size" in r.getMessage()]
     assert len(spacing) == 1, spacing
     assert "3 of 3 input(s)" in spacing[0] and "plain_0.tif" in spacing[0] and "--spacing" in spacing[0]
-    assert "taking the model's, 1x1 micrometer per pixel, so the network sees them at their own pixels" in spacing[0]
+    assert "taking the model's, 1 x 1 micrometer per pixel, so the network sees them at their own pixels" in spacing[0]
     report = (tmp_path / "out" / "report.md").read_text()
     assert report.count("| 1 × 1 micrometer (y, x), guessed |") == 3 and "A guessed pixel size: the file gave none" in report
     with open(tmp_path / "out" / "measurements.csv", newline="") as handle:  # the table says it too (only the report did)
@@ -562,6 +562,8 @@ def test_a_pixel_size_without_a_unit_is_read_in_the_models_unit(model, tmp_path)
         (["--spacing", "0,0"], "--spacing: Input should be greater than 0"),
         (["--spacing", "1,1,1"], "--spacing: 3 values for a model of 2D images; give 2 (Y X) or one for every axis"),
         (["--spacing", "1,1", "--unit", "parsec"], "--unit: 'parsec' is not a length unit"),
+        (["--spacing", "0.5", "--unit", "m"], "--spacing: 0.5 meter is no pixel size of a microscope or scanner image"),
+        (["--spacing", "1e-30"], "--spacing: 1e-30 micrometer is no pixel size"),
         (["--spacing", "1,1,1,1"], "--spacing: 4 values; give 1 (every axis), 2 (Y X) or 3 (Z Y X), separated by commas"),
         (["--axes", "QYX"], "--axes: 'Q' is not an axis; use the letters T C Z Y X (S: colour samples, as C)"),
         (["--axes", "Y X"], "--axes: ' ' is not an axis; use the letters"),

@@ -18,6 +18,7 @@ import numpy as np
 from segpipe.errors import InputError
 from segpipe.data.readers.axes import AxesSpec, canonical_shape
 from segpipe.data.readers.source import Metadata, Source, Window, file_index, to_canonical
+from segpipe.data.readers.units import sizes_text
 
 # The 4th NIfTI dimension is channels (modalities) unless the catalog says otherwise.
 DEFAULT_AXES = {2: "XY", 3: "XYZ", 4: "XYZC", 5: "XYZTC"}
@@ -127,7 +128,7 @@ def voxel_sizes(path: Path, image) -> list[float | None]:
             _WARNED.add(str(path))
             log.warning("%s: the header's pixdim (%s) and its sform (%s) give different voxel sizes; taking the sform's, "
                         "which places the image and its labels in the world", path,
-                        " x ".join(f"{p:g}" for p in raw), " x ".join(f"{v:g}" for v in sizes))
+                        sizes_text(raw), sizes_text(sizes))
         return sizes  # type: ignore[return-value]
     return [float(p) if p > 0 else None for p in raw]
 

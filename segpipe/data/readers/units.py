@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 _ALIASES = {
     "micron": "micrometer",
     "microns": "micrometer",
@@ -61,3 +63,33 @@ def length_factor(unit: str | None, to: str | None) -> float:
     if unit in _MICROMETRES and to in _MICROMETRES:
         return _MICROMETRES[unit] / _MICROMETRES[to]
     return 1.0
+
+
+def sizes_text(values) -> str:
+    """Pixel sizes as segpipe prints them: ``0.5 x 0.65``."""
+    return " x ".join(f"{float(v):g}" for v in values)
+
+
+#: The physical pixel sizes segpipe accepts from a user, in micrometres: from 0.1 nm (the finest an
+#: electron microscope resolves) to 10 cm (coarser than any scanner's voxel).
+PIXEL_SIZE_RANGE = (1e-4, 1e5)
+
+
+def pixel_size_problem(values, unit: str | None) -> str | None:
+    """Why ``values`` (one size per axis) in ``unit`` are no pixel size of an image, or ``None``.
+
+    Every size must be positive and finite; where the unit is known, within :data:`PIXEL_SIZE_RANGE`
+    (a size in the wrong unit, ``0.65 m`` meant as 0.65 um, reads as a typing error, not a scale).
+    """
+    values = [float(v) for v in values]
+    if any(not (math.isfinite(v) and v > 0) for v in values):
+        return f"{sizes_text(values)} is not a pixel size: each size must be a positive number"
+    name = normalize_unit(unit)
+    if name not in _MICROMETRES:
+        return None
+    low, high = PIXEL_SIZE_RANGE
+    micrometres = [v * _MICROMETRES[name] for v in values]
+    if all(low <= v <= high for v in micrometres):
+        return None
+    return (f"{sizes_text(values)} {name} is no pixel size of a microscope or scanner image (0.1 nm to 10 cm); "
+            "check the number and its unit")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segpipe.data.readers.units import length_factor, length_unit
+from segpipe.data.readers.units import length_factor, length_unit, pixel_size_problem, sizes_text
 
 
 @pytest.mark.parametrize(("given", "name"), [("um", "micrometer"), ("µm", "micrometer"), ("Micron", "micrometer"),
@@ -27,3 +27,33 @@ def test_what_is_no_length_unit_is_refused(given):
 def test_length_factor_converts_any_spelling_and_leaves_what_it_does_not_know(unit, to, factor):
     """A store written before unit names were checked may hold 'um' or 'nm' as typed."""
     assert length_factor(unit, to) == pytest.approx(factor)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "unit"),
+    [((0.65, 0.65), "micrometer"), ((2.0, 0.5, 0.5), "um"), ((1.0, 1.0, 1.0), "mm"), ((0.1, 0.1), "nanometer"),
+     ((10.0,), "centimeter"), ((5.0, 5.0), None), ((1e9,), "pixel")],
+)
+def test_pixel_sizes_of_microscopes_and_scanners_are_accepted(sizes, unit):
+    """0.1 nm (electron microscopy) to 10 cm; where the unit is not known only the sign and finiteness count."""
+    assert pixel_size_problem(sizes, unit) is None
+
+
+@pytest.mark.parametrize(
+    ("sizes", "unit", "message"),
+    [((0.0, 1.0), "um", "0 x 1 is not a pixel size: each size must be a positive number"),
+     ((-1.0,), None, "-1 is not a pixel size"),
+     ((float("nan"),), "um", "nan is not a pixel size"),
+     ((float("inf"),), "um", "inf is not a pixel size"),
+     ((0.65, 0.65), "m", "0.65 x 0.65 meter is no pixel size of a microscope or scanner image (0.1 nm to 10 cm)"),
+     ((1e-30,), "um", "1e-30 micrometer is no pixel size"),
+     ((0.09,), "nm", "0.09 nanometer is no pixel size"),
+     ((11.0,), "cm", "11 centimeter is no pixel size")],
+)
+def test_what_no_image_has_as_a_pixel_is_named(sizes, unit, message):
+    assert message in pixel_size_problem(sizes, unit)
+
+
+def test_sizes_are_printed_one_way():
+    assert sizes_text((0.5, 0.65)) == "0.5 x 0.65"
+    assert sizes_text([2]) == "2"
