@@ -56,7 +56,7 @@ from segpipe.prediction.fit import channels_taken, takes_channels
 from segpipe.prediction.generalist_inputs import flat_channels
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.complete import ImageResult
-from segpipe.prediction.noise_frames import warn_noise_only
+from segpipe.prediction.noise_frames import recorded, warn_noise_only
 from segpipe.prediction.predict import Current, Predicted, Predictor, SharedInputs, run_network
 from segpipe.prediction.store import PredictionStore
 from segpipe.progress import Progress
@@ -500,24 +500,30 @@ def _written(predicted: Predicted) -> Written:
     return Written(predicted.image, predicted.card, predicted.params, predicted.predictions, predicted.stamp, result)
 
 
+#: The columns of ``counts.csv``: ``noise_only_frames`` counts the frames of the image that held only
+#: noise, so were not predicted (background; :mod:`segpipe.inference.noise`).
+COUNTS_COLUMNS = ["input", "image", "objects", "noise_only_frames", "status", "error"]
+
+
 def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:
     """The run's ``measurements.csv`` (every object) and ``counts.csv`` (objects per image)."""
     rows: list[dict] = []
     counts: list[dict] = []
     for result in results:
         if result.error is not None:
-            counts.append({"input": result.path, "image": "", "objects": "", "status": "failed", "error": result.error})
+            counts.append({"input": result.path, "image": "", "objects": "", "noise_only_frames": "", "status": "failed", "error": result.error})
             continue
         path = folder.measurements(result.name)
         with open(path, newline="") as handle:
             rows += [{"input": result.path, **row} for row in csv.DictReader(handle)]
         counts += [
-            {"input": result.path, "image": image, "objects": result.objects.get(image, 0), "status": result.status, "error": ""}
+            {"input": result.path, "image": image, "objects": result.objects.get(image, 0),
+             "noise_only_frames": result.noise_frames.get(image, 0), "status": result.status, "error": ""}
             for image in result.images
         ]
     folder.root.mkdir(parents=True, exist_ok=True)
     write_csv(folder.table, rows, empty_fields=["input", "image", "label"])
-    write_csv(folder.counts, counts, empty_fields=["input", "image", "objects", "status", "error"])
+    write_csv(folder.counts, counts, empty_fields=COUNTS_COLUMNS)
 
 
 def write_summary(folder: SegmentFolder, model: Model, params: PredictParams, results: list[InputResult]) -> Path:
@@ -555,11 +561,7 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
         stores.update(dict.fromkeys(store.names(), store))
     segmented = {str(row["image"]) for row in counts if row.get("status") != "failed"}
     sizes = image_sizes(set(stores.values()), card.unit, segmented)  # in the unit of measurements.csv
-    noise = set()
-    for name in segmented & set(stores):  # images whose frames all held only noise
-        store, kept = stores[name], _kept_predictions(folder, stores[name])
-        if kept is not None and kept.stamp(name) is not None and len(kept.noise_frames(name)) == _frames(store.image(name), store.ndim):
-            noise.add(name)
+    noise = noise_only_images(counts, stores)
     views, turned = [], {}
     for name in choose_sample(counts, pixels=sizes.pixels if card.instances else None):
         if name not in stores:
@@ -579,17 +581,18 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
     return report.path
 
 
+def noise_only_images(counts: list[dict], stores: dict[str, ImageStore]) -> set[str]:
+    """The images of ``counts`` (``counts.csv`` rows, :func:`~segpipe.report.segmentation.read_tables`) all of
+    whose frames held only noise; ``stores`` holds each image (a name not there is not counted)."""
+    return {
+        name for row in counts if (name := str(row["image"])) in stores and row.get("status") != "failed"
+        and (row.get("noise_only_frames") or 0) == _frames(stores[name].image(name), stores[name].ndim)
+    }
+
+
 def _predictions_of(folder: SegmentFolder, store: ImageStore) -> PredictionStore:
     """The predictions of ``store``'s input."""
     return PredictionStore.open(folder.predictions(Path(store.path).name.removesuffix(".ome.zarr")))
-
-
-def _kept_predictions(folder: SegmentFolder, store: ImageStore) -> PredictionStore | None:
-    """:func:`_predictions_of`, or ``None`` where they are not kept."""
-    try:
-        return _predictions_of(folder, store)
-    except SegpipeError:
-        return None
 
 
 def _frames(image, ndim: int) -> int:
@@ -644,7 +647,9 @@ def measure_run(run_root: Path, store: ImageStore, predictions: PredictionStore,
     counts = count_objects(write_measurements(table, store.images(split), predictions, card, unit=store.unit), store.names(split))
     with open(table, newline="") as handle:
         objects = [{"input": store.name, **row} for row in csv.DictReader(handle)]
-    counts_rows = [{"input": store.name, "image": n, "objects": c, "status": "segmented", "error": ""} for n, c in counts.items()]
+    noise = recorded(predictions, list(counts))
+    counts_rows = [{"input": store.name, "image": n, "objects": c, "noise_only_frames": noise.get(n, 0), "status": "segmented", "error": ""}
+                   for n, c in counts.items()]
     write_csv(folder.table, objects, empty_fields=["input", "image", "label"])
-    write_csv(folder.counts, counts_rows, empty_fields=["input", "image", "objects", "status", "error"])
+    write_csv(folder.counts, counts_rows, empty_fields=COUNTS_COLUMNS)
     return counts_rows

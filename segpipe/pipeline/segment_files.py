@@ -38,7 +38,7 @@ from segpipe.prediction.complete import LARGE, Current, Predicted
 from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.measure import measure_objects
-from segpipe.prediction.noise_frames import of_results
+from segpipe.prediction.noise_frames import of_results, recorded
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.store import PredictionStore
 from segpipe.temporary import replacing
@@ -227,6 +227,8 @@ class InputResult:
     """The unit taken at 1 per pixel where neither the input's file nor ``--spacing`` gave a pixel size."""
     noise_only: dict[str, int] = field(default_factory=dict)
     """Its images predicted in this run that held only noise in some frames, with how many (:mod:`segpipe.inference.noise`)."""
+    noise_frames: dict[str, int] = field(default_factory=dict)
+    """The same for every image of the input, predicted in this run or kept from an earlier one (``counts.csv``)."""
 
     @property
     def status(self) -> str:
@@ -310,6 +312,7 @@ def finish_input(
     guessed = [image for image in images if image.spacing_guessed]
     result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None
     result.noise_only = of_results(made)
+    result.noise_frames = recorded(predictions, store.names())
     result.skipped = (
         all(r.skipped for r in made) and folder.measurements(item.name).is_file() and _attached(store.path, store.names())
     )  # a store ingested again (another --spacing: the predictions stay, the sizes change) has no labels under it

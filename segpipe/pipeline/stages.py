@@ -24,6 +24,7 @@ from segpipe.models.model import Model
 from segpipe.pipeline.models import assumed_spacing, entry_model, model_for, resolve_model
 from segpipe.pipeline.run_folder import RunFolder
 from segpipe.prediction.fit import check_fits, warn_unknown_pixel_size
+from segpipe.prediction.noise_frames import recorded
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import (
     ImageResult,
@@ -205,6 +206,7 @@ def pool_scores(
         pooled.merge(part)
     metrics = dataset_metrics(pooled, dataset=run.dataset, split=split)
     metrics["failed"] = [{"name": name, "error": error} for name, error in (failed or {}).items()]
+    metrics["noise_only"] = recorded(PredictionStore.open(run.predictions), [row["name"] for row in metrics.get("per_image", [])])
     model = _predicting_model(run)
     metrics["run"] = new_run(
         metrics, card=model.card if model else None, model_file=model.weights if model else None, predictions=run.predictions
@@ -260,7 +262,7 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
 
 def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
     """The report of a run without ground truth: objects per image, sizes, outliers, overlays."""
-    from segpipe.pipeline.segment import image_sizes, measure_run, sample_view
+    from segpipe.pipeline.segment import image_sizes, measure_run, noise_only_images, sample_view
     from segpipe.report.segmentation import choose_sample, read_tables, write_segmentation_report
 
     store, predictions = ImageStore.open(run.store), PredictionStore.open(run.predictions)
@@ -279,7 +281,7 @@ def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
         written = write_segmentation_report(
             run.root, title=f"{run.dataset}: segmented with {card.name}", card=card, counts=counts, objects=objects,
             views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=sizes.spacing, guessed_spacing=sizes.guessed,
-            pixels_by_image=sizes.pixels, anatomical=turned,
+            pixels_by_image=sizes.pixels, anatomical=turned, noise_only=noise_only_images(counts, dict.fromkeys(store.names(split), store)),
         )
         write_index(run.root.parent)
     return written

@@ -174,6 +174,17 @@ def left_out_text(metrics: dict, record: dict) -> str | None:
     return ("Left out of the scores: " + "; ".join(parts) + ".") if parts else None
 
 
+def noise_only_text(metrics: dict) -> str | None:
+    """The scored images that held only noise in some frames, which were therefore not predicted
+    (background there: their ground truth's objects in them count as missed)."""
+    noise = metrics.get("noise_only") or {}
+    if not noise:
+        return None
+    names = ", ".join(f"{name} ({frames} frame{'s' if frames > 1 else ''})" for name, frames in sorted(noise.items()))
+    return (f"Held only noise, so not predicted (background: any ground-truth object there counts as missed; "
+            f"`--noise-only 0` predicts them): {names}.")
+
+
 def _image_scores(row: dict, label: str, score: float | None) -> str:
     """An overlay's scores: the ranking measure, SEG next to it, and the object counts."""
     text = f"{label} {fmt(score)}"
@@ -279,9 +290,9 @@ def write_report(
     if record.get("ground_truth"):
         intro.append(Text(f"Ground truth: {record['ground_truth'].strip()}"))
     intro.append(Text(scores_text(metrics)))  # the warning, if any, is the notice above
-    left_out = left_out_text(metrics, record)
-    if left_out:
-        intro.append(Text(left_out))
+    for text in (left_out_text(metrics, record), noise_only_text(metrics)):
+        if text:
+            intro.append(Text(text))
 
     score_blocks: list = [summary_table(metrics, baseline, unit=unit), Text(terms(instances=instances, distances=bool(metrics.get("hd95"))))]
     score_blocks.append(Figure(fig.class_scores({"model": metrics, "baseline": baseline}, figures_dir / "class_scores.png"),

@@ -473,6 +473,14 @@ def test_the_generalist_finds_nothing_in_fields_of_noise_and_the_cells_of_a_real
     report = (tmp_path / "out" / "report.md").read_text()
     assert "noise (no objects: it holds only noise, so it was not predicted; --noise-only 0 predicts it)" in report
     assert "cells (no objects" not in report
+    # counts.csv marks them, in this run and in the next, which keeps every input unchanged
+    for run in (1, 2):
+        with open(tmp_path / "out" / "counts.csv", newline="") as handle:
+            rows = {row["image"]: row for row in csv.DictReader(handle)}
+        assert {name: row["noise_only_frames"] for name, row in rows.items()} == {"noise": "1", "dark": "1", "cells": "0", "half": "0"}
+        assert {row["status"] for row in rows.values()} == {"segmented" if run == 1 else "unchanged"}
+        if run == 1:
+            segment([str(folder)], predictor, SegmentFolder(tmp_path / "out"), progress=False)
 
 
 def test_another_pixel_size_given_for_the_same_input_measures_and_attaches_again(tmp_path):

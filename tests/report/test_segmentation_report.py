@@ -138,7 +138,9 @@ def test_tables_read_as_segment_writes_them(run_2d):
         ("crop-a", int(images["crop-a"][1].max()), "segmented"), ("", None, "failed"),
         *[(name, int(labels.max()), "segmented") for name, (_, labels) in list(images.items())[1:]],
     ]
-    assert counts[1] == {"input": "/data/plate1/broken.tif", "image": "", "objects": None, "status": "failed", "error": ERROR}
+    assert counts[1] == {"input": "/data/plate1/broken.tif", "image": "", "objects": None, "noise_only_frames": None, "status": "failed",
+                         "error": ERROR}
+    assert [r["noise_only_frames"] for r in counts if r["status"] != "failed"] == [0] * len(images)
     assert len(objects) == sum(int(labels.max()) for _, labels in images.values())
     first = objects[0]
     assert first["image"] == "crop-a" and first["label"] == 1 and first["unit"] == "micrometer"

@@ -223,3 +223,24 @@ def test_report_stage_draws_every_channel(run, monkeypatch):
     stages.report(RunFolder.of(output, "bbbc007"))
     assert sorted(drawn) == sorted(f"overlay_{n}.png" for n in TEST_IMAGES)
     assert all(image == (1, *gt) for image, gt in drawn.values())  # one channel, kept as a channel axis
+
+
+def test_a_test_image_of_only_noise_is_named_in_the_scores_and_the_report(tmp_path, data_dir):
+    """A test field the camera gave only noise (its ground truth kept): it is not predicted, so its
+    nuclei count as missed; metrics.json and the report say why, where before they only showed the loss."""
+    catalog = write_catalog(tmp_path / "crops", data_dir, size=96)
+    noisy = tmp_path / "crops" / "images" / f"{TEST_IMAGES[1]}.tif"
+    field = tifffile.imread(noisy)
+    tifffile.imwrite(noisy, np.random.default_rng(3).poisson(40, field.shape).astype(field.dtype))
+    folder = RunFolder.of(tmp_path / "runs", "bbbc007")
+    stages.ingest(open_catalog(catalog), "bbbc007", folder)
+    stages.train(folder, TINY.model_copy(update={"patch_size": (48, 48)}), progress=False)
+    stages.predict(folder, PredictParams(device="cpu"), progress=False)
+    metrics = stages.score(folder)
+    assert metrics["noise_only"] == {TEST_IMAGES[1]: 1}
+    per_image = {row["name"]: row for row in metrics["per_image"]}
+    assert per_image[TEST_IMAGES[1]]["n_pred"] == 0 and per_image[TEST_IMAGES[1]]["n_objects"] > 0
+    intro = stages.report(folder).markdown.split("## ")[0]
+    assert f"Held only noise, so not predicted (background: any ground-truth object there counts as missed; `--noise-only 0` " \
+           f"predicts them): {TEST_IMAGES[1]} (1 frame)." in intro
+    assert TEST_IMAGES[0] not in intro
