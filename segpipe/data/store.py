@@ -87,6 +87,13 @@ class StoredImage:
     spacing: tuple[float, ...]
     info: dict
     ignore: zarr.Array | None = None  # 1 where the ground truth annotates nothing (sparse ground truth)
+    context: zarr.Array | None = None  # a region's surroundings in its source image (segpipe.data.ingest.record.CONTEXT)
+
+    @property
+    def in_context(self) -> tuple[slice, ...]:
+        """Where the image lies in :attr:`context`, per spatial axis."""
+        offset = self.info["context_offset"]
+        return tuple(slice(o, o + n) for o, n in zip(offset, self.image.shape[-len(offset) :]))
 
     def spacing_in(self, unit: str, *, default_unit: str | None = None) -> tuple[float, ...]:
         """The pixel size in ``unit``, converted from the image's own unit (else ``default_unit``,
@@ -468,7 +475,8 @@ class ImageStore:
         group = self.root[info["name"]]
         labels = group[f"labels/{GT_NAME}/{IMAGE_LEVEL}"] if info.get("labels_source") is not None else None
         ignore = group[f"labels/{IGNORE_NAME}/{IMAGE_LEVEL}"] if labels is not None and info.get("ignored_pixels") else None
-        return StoredImage(info["name"], info["split"], group[IMAGE_LEVEL], labels, tuple(info["spacing"]), info, ignore)
+        context = group["context"] if info.get("context_offset") is not None else None
+        return StoredImage(info["name"], info["split"], group[IMAGE_LEVEL], labels, tuple(info["spacing"]), info, ignore, context)
 
 
 def array_digest(array: zarr.Array) -> str:

@@ -104,7 +104,8 @@ class Predictor:
 
         A resampled prediction also depends on the image's pixel size (which the bytes do not hold);
         a generalist's on the digest ``inputs_from`` of the image its inputs were chosen on, when
-        that is another (:class:`SharedInputs`).
+        that is another (:class:`SharedInputs`); a region cut from a larger image on its surroundings
+        (:attr:`StoredImage.context`), which it is predicted inside.
         """
         source = {
             "model": self.model.id,
@@ -113,6 +114,7 @@ class Predictor:
             "probabilities": self.params.probabilities,
             "resample": self.params.resample,
             "image": array_digest(image.image),
+            **({"context": array_digest(image.context)} if image.context is not None else {}),
             "blank": RADIUS,  # blank pixels set to background (segpipe.inference.blank)
         }
         if self.card.generalist:
@@ -215,9 +217,12 @@ def run_network(
     voxels = image.image[0].size
     in_memory = not grids.resample and not frames and voxels * card.out_channels <= params.in_memory
     in_memory = in_memory and voxels <= params.instances.whole_limit  # objects labelled whole, in memory too
+    around = image.context is not None and in_memory and image.context[0].size * card.out_channels <= params.in_memory
     if in_memory:  # nothing to resume: the group is made and written at once by Predicted.complete
         group, source = None, np.asarray(image.image)
-        normalization = stream_normalization(source, spec)
+        normalization = stream_normalization(source, spec)  # the region's own, as in training
+        if around:  # a region of a larger image: predicted inside its surroundings, so its edges see the image
+            source = np.asarray(image.context)
     else:
         group = partial_group(root, image, card, stamp, overlap=predictor.inference.overlap)
         group.attrs[RECORD_ATTR] = grids.record()
@@ -265,7 +270,8 @@ def run_network(
                                     predictor.inference.noise_only))
     if not in_memory:
         return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, None)
-    values = sink.values  # converted here, where torch is loaded: completing needs no torch, and half the bytes travel
+    values = sink.values[(slice(None), *image.in_context)] if around else sink.values  # converted here, where torch is
+    # loaded: completing needs no torch, and half the bytes travel
     semantic = class_map(values[:n_classes])
     return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, float16(values), semantic)
 

@@ -320,7 +320,9 @@ def _write_frame(
             root, name, np.ascontiguousarray(block), label_block, ndim=ndim, spacing=spacing, unit=unit, chunks=chunks,
             plan=plan, ignore=ignore_block,
         )
+        context = _write_context(root[name], image, t, window=window, layout=layout, options=options)
     else:
+        context = {}  # a region too large to read whole keeps no context
         digest, (low, high) = _stream_frame(
             root, name, image, truth, t, window=window, layout=layout, plan=plan, options=options
         )
@@ -336,7 +338,36 @@ def _write_frame(
         "levels": [list(f) for f in plan.factors],
         "origin": list(plan.origin) if plan.origin is not None else None,
         "pixels_sha256": None if low == high else digest.hexdigest(),
-    }
+    } | context
+
+
+#: Pixels of the source image kept around a region on every side (fewer where the image ends): the
+#: region is predicted inside them, so windows at its edges see the image beyond it, not padding.
+CONTEXT = 128
+
+
+def _write_context(
+    group: zarr.Group, image: Source, t: int, *, window: Window, layout: FrameLayout, options: IngestParams
+) -> dict:
+    """The image around a region (``window`` cut from a larger frame), up to :data:`CONTEXT` pixels on every
+    side, as array ``context`` of the region's group; its info: ``context_offset``, where the region starts
+    in it per spatial axis. Nothing (``{}``) for a whole frame, or where the context would not fit in one slab."""
+    ndim, full = layout.ndim, image.spatial
+    spatial = window[3 - ndim :]
+    sizes = full[3 - ndim :]
+    if all(s.start == 0 and s.stop == n for s, n in zip(spatial, sizes)):
+        return {}
+    around = tuple(slice(max(0, s.start - CONTEXT), min(n, s.stop + CONTEXT)) for s, n in zip(spatial, sizes))
+    channels = len(layout.channels) if layout.channels is not None else image.channels
+    if channels * int(np.prod([s.stop - s.start for s in around], dtype=np.int64)) * image.dtype.itemsize > options.max_slab_bytes:
+        return {}
+    block = image.read(t, (*window[: 3 - ndim], *around))
+    block = block[layout.channels] if layout.channels is not None else block
+    block = np.ascontiguousarray(block[:, 0] if ndim == 2 else block)
+    check_image_block(block, image.path)
+    array = create_array(group, "context", shape=block.shape, dtype=block.dtype, ndim=ndim, chunks=block.shape)
+    array[...] = block
+    return {"context_offset": [s.start - a.start for s, a in zip(spatial, around)]}
 
 
 def _spatial(block: np.ndarray, ndim: int) -> np.ndarray:

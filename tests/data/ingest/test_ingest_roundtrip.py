@@ -128,3 +128,37 @@ def test_streaming_a_region_split_reads_only_its_region(tmp_path):
     np.testing.assert_array_equal(test.image[0], volume[3:17, 18:30, 5:33])
     np.testing.assert_array_equal(test.labels[...], volume[3:17, 18:30, 5:33] > 250)
     assert test.image.chunks[1] == 1  # one plane per slab under this budget
+
+
+def test_a_region_keeps_its_surroundings_for_prediction(tmp_path):
+    """Each region of a split image keeps up to 128 pixels of the image around it, clipped where the image
+    ends (channels as selected); a streamed region, and an image that is not cut, keep none."""
+    from segpipe.data.ingest.record import CONTEXT
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    image = np.random.default_rng(2).integers(0, 500, (3, 400, 150)).astype(np.uint16)  # CYX
+    tifffile.imwrite(tmp_path / "img" / "v.tif", image, photometric="minisblack", metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "lab" / "v.tif", (image[0] > 250).astype(np.uint8))
+    regions = {"train": [[0, 150], [0, 150]], "validation": [[150, 200], [0, 150]], "test": [[200, 400], [40, 100]]}
+    dataset = load_catalog(write_catalog(tmp_path, images="img/*.tif", labels="lab/*.tif", ndim=2, channels=[2, 0],
+                                         split={"regions": regions})).dataset("d")
+    ingest_dataset(dataset, tmp_path / "out.zarr", progress=False)
+    stored = {im.split: im for im in ImageStore.open(tmp_path / "out.zarr").images()}
+    assert CONTEXT == 128
+    expected = {"train": (slice(0, 278), slice(0, 150)), "validation": (slice(22, 328), slice(0, 150)),
+                "test": (slice(72, 400), slice(0, 150))}
+    for split, box in expected.items():
+        im = stored[split]
+        np.testing.assert_array_equal(im.context[...], image[[2, 0]][(slice(None), *box)])
+        np.testing.assert_array_equal(im.context[(slice(None), *im.in_context)], im.image[...])
+    assert stored["test"].info["context_offset"] == [128, 40]
+    streamed = tmp_path / "streamed.zarr"
+    ingest_dataset(dataset, streamed, progress=False, params=IngestParams(max_slab_mib=0.001))
+    assert all(im.context is None for im in ImageStore.open(streamed).images())
+
+    whole = load_catalog(write_catalog(tmp_path, images="img/*.tif", labels="lab/*.tif", ndim=2, channels=[2, 0],
+                                       split={"train": ["v"]})).dataset("d")
+    ingest_dataset(whole, tmp_path / "whole.zarr", progress=False)
+    (im,) = ImageStore.open(tmp_path / "whole.zarr").images()
+    assert im.context is None and "context_offset" not in im.info
