@@ -17,7 +17,8 @@ import numpy as np
 from segpipe.data.store import ImageStore, StoredImage
 from segpipe.inference import predict_image
 from segpipe.inference.blank import Blank, normalized_floors
-from segpipe.inference.normalize import normalize
+from segpipe.inference.normalize import normalize, stream_normalization
+from segpipe.inference.resample import spacing_differs
 from segpipe.models.card import ModelCard
 from segpipe.training.grid import to_grid
 
@@ -51,17 +52,27 @@ def predict_split(
     """
     model.eval()
     params = card.inference if flips else card.inference.model_copy(update={"flip_tta": False})
-    return [
-        (
-            predict_image(
-                model, img, roi_size=card.patch_size, n_classes=card.n_classes, params=params, device=device,
-                flow_channels=card.flow_channels, blank=Blank.for_card(card, normalized_floors(img, card.normalization)),
-            ),
-            lab,
-            ignore,
-        )
-        for _, img, lab, ignore in val_set
-    ]
+    return [(_predicted(model, stored, img, card, params, device), lab, ignore) for stored, img, lab, ignore in val_set]
+
+
+def _predicted(model, stored: StoredImage | None, img: np.ndarray, card: ModelCard, params, device) -> np.ndarray:
+    """The network's outputs for ``img``; a region of a larger image inside its surroundings, as
+    prediction does (:func:`in_context`)."""
+    around = in_context(stored, img, card)
+    outputs = predict_image(
+        model, img if around is None else around, roi_size=card.patch_size, n_classes=card.n_classes, params=params,
+        device=device, flow_channels=card.flow_channels, blank=Blank.for_card(card, normalized_floors(img, card.normalization)),
+    )
+    return outputs if around is None else outputs[(slice(None), *stored.in_context)]
+
+
+def in_context(stored: StoredImage | None, img: np.ndarray, card: ModelCard) -> np.ndarray | None:
+    """The surroundings of the region ``stored`` (:attr:`StoredImage.context`), normalized as its pixels ``img``
+    were (by the region's own statistics), where ``img`` is the whole region at its stored pixel size; else ``None``."""
+    if (stored is None or stored.context is None or tuple(img.shape[1:]) != tuple(stored.image.shape[1:])
+            or spacing_differs(stored.spacing, card.spacing)):
+        return None
+    return stream_normalization(np.asarray(stored.image), card.normalization).apply(np.asarray(stored.context))
 
 
 def class_dice(predictions, n_classes: int, *, instances: bool) -> np.ndarray:
