@@ -18,7 +18,7 @@ Prints JSON lines in four parts:
    ``--sdist``), whether any of its pixels is quiet;
 7. ``half``: the eleven bbbc007 fields with their right half replaced by noise as wide as their
    background's, through ``segment`` with the rule and without (``--noise-only 0``): objects in the
-   noise half, and objects matched to the true cells of the other half (IoU > 0.5), for the
+   noise half, and objects matched to the true cells of the other half (IoU >= 0.5, `match_instances`), for the
    generalist and each ``--model`` given.
 
 Run: ``python benchmarks/noise_only.py`` (``--parts generalist,cost`` for some parts only)
@@ -198,6 +198,8 @@ def _labels_of(path: Path) -> Path:
 
 
 def half_noise_part(work: Path, models: list[str]) -> None:
+    from scipy import ndimage
+
     from segpipe.inference.noise import noise_sigma
     from segpipe.models.model import Model
     from segpipe.models.shipped import CELLS_2D, shipped_model
@@ -205,6 +207,7 @@ def half_noise_part(work: Path, models: list[str]) -> None:
     from segpipe.pipeline.segment_files import SegmentFolder
     from segpipe.prediction.params import PredictParams
     from segpipe.prediction.predict import Predictor
+    from segpipe.scoring.instances import match_instances
 
     inbox, truths = work / "half", {}
     inbox.mkdir()
@@ -230,30 +233,14 @@ def half_noise_part(work: Path, models: list[str]) -> None:
             for name, (truth, middle) in truths.items():
                 labels = tifffile.imread(out / "labels" / f"{name}_labels.tif").astype(np.int64)
                 ids = np.unique(labels[labels > 0])
-                centres = ndimage_centres(labels, ids)
+                centres = ndimage.center_of_mass(labels > 0, labels, ids) if ids.size else []
                 in_noise += int(sum(x > middle + 15 for _, x in centres))
                 predicted += ids.size
-                matched += matches(truth.astype(np.int64), labels)
+                matched += match_instances(truth, labels).tp
             print(json.dumps({"part": "half", "model": model, "noise_only": threshold, "objects": predicted,
                               "objects in the noise half": in_noise, "true cells matched": matched,
                               "true cells": int(sum(np.unique(t[t > 0]).size for t, _ in truths.values())),
                               "seconds": round(seconds, 1)}), flush=True)
-
-
-def ndimage_centres(labels: np.ndarray, ids: np.ndarray) -> list:
-    from scipy import ndimage
-
-    return ndimage.center_of_mass(labels > 0, labels, ids) if ids.size else []
-
-
-def matches(truth: np.ndarray, labels: np.ndarray) -> int:
-    """True objects with a predicted one of IoU > 0.5 (one at most can be)."""
-    width = int(labels.max()) + 1
-    table = np.bincount(truth.ravel() * width + labels.ravel(), minlength=(int(truth.max()) + 1) * width)
-    table = table.reshape(-1, width)
-    inter = table[1:, 1:]
-    union = table[1:].sum(1)[:, None] + table[:, 1:].sum(0)[None] - inter
-    return int(((inter / np.maximum(union, 1)) > 0.5).any(1).sum())
 
 
 def main() -> None:
