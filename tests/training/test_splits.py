@@ -118,3 +118,45 @@ def test_a_validation_image_is_predicted_as_background_where_it_is_blank(model_c
     assert (probabilities[1][:, :40] > 0.9).all()
     np.testing.assert_allclose(probabilities[1][:, 43:], 0.0)
     np.testing.assert_allclose(probabilities[0][:, 43:], 1.0)
+
+
+def test_a_validation_region_is_predicted_as_prediction_predicts_it(tmp_path, model_card):
+    """A region of a split image: training's checks predict it inside its surroundings, as the predict
+    stage does, so the checkpoint and the post-processing are chosen on what prediction will give."""
+    import tifffile
+    import torch
+    from scipy import ndimage
+
+    from segpipe.data.store import IMAGE_LEVEL
+    from segpipe.inference import predict_image
+    from segpipe.models.model import Model, network_from_card, save_model
+    from segpipe.prediction.params import PredictParams
+    from segpipe.prediction.predict import Predictor
+    from segpipe.prediction.predict import predict_split as predict_stage
+    from segpipe.prediction.store import PredictionStore
+    from segpipe.training.splits import predict_split
+
+    rng = np.random.default_rng(6)
+    field = ndimage.gaussian_filter(rng.random((300, 64)), 4)
+    image = (200 + 800 * (field > np.percentile(field, 70)) + rng.normal(0, 20, field.shape)).clip(0, 4000).astype(np.uint16)
+    for sub, data in (("img", image), ("lab", ndimage.label(field > np.percentile(field, 70))[0].astype(np.uint16))):
+        (tmp_path / sub).mkdir()
+        tifffile.imwrite(tmp_path / sub / "v.tif", data)
+    (tmp_path / "catalog.yaml").write_text(
+        "datasets:\n  d:\n    images: img/*.tif\n    labels: lab/*.tif\n    classes: [background, nucleus]\n"
+        "    split: {regions: {train: [[0, 150], [0, 64]], validation: [[150, 200], [0, 64]], test: [[200, 300], [0, 64]]}}\n")
+    ingest_dataset(load_catalog(tmp_path / "catalog.yaml").dataset("d"), tmp_path / "data.zarr", progress=False)
+    card = model_card(normalization=SPEC, patch_size=(32, 32))
+    torch.manual_seed(0)
+    network = network_from_card(card).eval()
+    save_model(tmp_path / "model", network.state_dict(), card)
+    store = ImageStore.open(tmp_path / "data.zarr")
+
+    split = load_split(store, "validation", card=card)
+    ((checked, _, _),) = predict_split(network, split, card, "cpu")
+    predictor = Predictor.load(Model.open(tmp_path / "model"), PredictParams(device="cpu"))
+    predict_stage(store, predictor, predictor.open_store(tmp_path / "p.zarr"), split="validation", progress=False)
+    stored = np.asarray(PredictionStore.open(tmp_path / "p.zarr").group(split[0][0].name)[IMAGE_LEVEL], np.float32)
+    np.testing.assert_allclose(checked, stored, atol=2e-3)  # float16 in the store
+    alone = predict_image(network, split[0][1], roi_size=card.patch_size, n_classes=card.n_classes, params=card.inference)
+    assert np.abs(alone - checked).max() > 0.01  # the region alone, padded at its edges, is predicted otherwise
