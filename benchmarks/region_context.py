@@ -6,7 +6,7 @@ image around each region (``context``) and prediction runs the network on them, 
 at a region's edges see what lies beyond it; before, the region was predicted alone and its edges
 were padded by replicating the edge rows. This predicts the test regions of a run both ways with
 the run's own model and post-processing and prints the Cell Tracking Challenge SEG, F1@0.5 and
-the object counts (segpipe's scoring) side by side: the same network weights, only the input
+the object counts (segpipe's scoring; a class model: each class's Dice) side by side: the same network weights, only the input
 around the region differs. Training (which since 8698741 also predicts its validation regions in
 context, so its checkpoint and tuning can differ) is not part of this comparison; the pipeline's
 figures with and without the change are in ``benchmarks/RESULTS.md``.
@@ -36,10 +36,22 @@ from segpipe.scoring.instances import match_instances, seg_score
 
 
 def predicted_labels(image, predictor: Predictor, folder: Path) -> np.ndarray:
-    """The instance map the pipeline makes of ``image`` (a :class:`StoredImage`), written under ``folder``."""
+    """The instance map (or, of a class model, the class map) the pipeline makes of ``image`` (a
+    :class:`StoredImage`), written under ``folder``."""
     made = run_network(image, predictor, predictor.open_store(folder / "predictions.zarr"))
     made.complete(attach=False)
-    return PredictionStore.open(folder / "predictions.zarr").read(image.name).instances
+    prediction = PredictionStore.open(folder / "predictions.zarr").read(image.name)
+    return prediction.instances if prediction.instances is not None else prediction.semantic
+
+
+def scores(truth: np.ndarray, labels: np.ndarray, classes: list[str] | None) -> dict:
+    """SEG, F1@0.5 and counts of an instance map; the Dice of each foreground class of a class map."""
+    if classes:
+        return {f"dice {name}": round(2 * float(((truth == c) & (labels == c)).sum()) / max(1, int((truth == c).sum() + (labels == c).sum())), 4)
+                for c, name in enumerate(classes) if c}
+    match = match_instances(truth, labels)
+    return {"seg": round(float(seg_score(truth, labels).seg), 4), "f1@0.5": round(match.f1, 3), "true": match.n_true,
+            "predicted": match.n_pred, "matched": match.tp}
 
 
 def compare(run: Path) -> list[dict]:
@@ -52,11 +64,10 @@ def compare(run: Path) -> list[dict]:
                 print(f"# {image.name}: no context in the store (not a region, or ingested before a1faf3e)")
                 continue
             truth = np.asarray(image.labels)
+            classes = None if predictor.card.instances else list(predictor.card.classes)
             for way, seen in (("alone", dataclasses.replace(image, context=None)), ("in context", image)):
                 labels = predicted_labels(seen, predictor, Path(scratch) / way.replace(" ", "-") / image.name)
-                match = match_instances(truth, labels)
-                rows.append({"image": image.name, "way": way, "seg": round(float(seg_score(truth, labels).seg), 4),
-                             "f1@0.5": round(match.f1, 3), "true": match.n_true, "predicted": match.n_pred, "matched": match.tp})
+                rows.append({"image": image.name, "way": way, **scores(truth, labels, classes)})
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -70,10 +81,9 @@ def main() -> None:
         rows = compare(run)
         by_way = {way: [r for r in rows if r["way"] == way] for way in ("alone", "in context")}
         if by_way["alone"]:
+            keys = [k for k in by_way["alone"][0] if k not in ("image", "way")]
             print(f"{run.name}: " + " | ".join(
-                f"{way}: SEG {np.mean([r['seg'] for r in got]):.4f}, F1@0.5 {np.mean([r['f1@0.5'] for r in got]):.3f}, "
-                f"{sum(r['predicted'] for r in got)} predicted / {sum(r['true'] for r in got)} true"
-                for way, got in by_way.items()))
+                f"{way}: " + ", ".join(f"{k} {np.mean([r[k] for r in got]):.4g}" for k in keys) for way, got in by_way.items()))
 
 
 if __name__ == "__main__":
