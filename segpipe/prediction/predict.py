@@ -214,10 +214,10 @@ def run_network(
     explain(image.name, grids)
     ndim, n_classes = card.spatial_dims, card.n_classes
     frames = image.image.ndim - 1 - ndim
-    voxels = image.image[0].size
+    voxels = math.prod(image.image.shape[1:])  # from the shape: indexing a zarr array would read the channel
     in_memory = not grids.resample and not frames and voxels * card.out_channels <= params.in_memory
     in_memory = in_memory and voxels <= params.instances.whole_limit  # objects labelled whole, in memory too
-    around = image.context is not None and in_memory and image.context[0].size * card.out_channels <= params.in_memory
+    around = image.context is not None and in_memory and math.prod(image.context.shape[1:]) * card.out_channels <= params.in_memory
     if in_memory:  # nothing to resume: the group is made and written at once by Predicted.complete
         group, source = None, np.asarray(image.image)
         normalization = stream_normalization(source, spec)  # the region's own, as in training
