@@ -9,7 +9,6 @@ the same checks. :func:`read_image` reads a whole file at once (small files, tes
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from segpipe.data.readers.axes import AxesSpec
 from segpipe.data.readers.omezarr import is_ome_zarr
 from segpipe.data.readers.slices import SliceStack, natural_key
 from segpipe.data.readers.source import WIDER, Metadata, SelectedSource, Source, WidenedSource
+from segpipe.data.readers.units import pixel_size_problem
 
 __all__ = [
     "AxesSpec",
@@ -86,15 +86,17 @@ def open_source(
 
 
 def _sizes_checked(source: Source) -> Source:
-    """``source``, its file's pixel sizes that are no size (0, negative, not a number) taken as not
-    given and an affine that maps no volume (a zero voxel size in a NIfTI sform) as none, each with
+    """``source``, its file's pixel sizes that are no size (0, negative, not a number, or in a known
+    unit outside :data:`~segpipe.data.readers.units.PIXEL_SIZE_RANGE`: metres written as
+    micrometres) taken as not given and an affine that maps no volume (a zero voxel size in a NIfTI sform) as none, each with
     a warning: the pixels are good, and a size of 0 divided by zero further on."""
     meta = source.meta
-    bad = {a: s for a, s in zip("zyx", meta.spacing) if s is not None and not (math.isfinite(s) and s > 0)}
+    bad = {a: s for a, s in zip("zyx", meta.spacing) if s is not None and pixel_size_problem([s], meta.unit)}
     if bad:
         if _once(source.path, "spacing"):
-            log.warning("%s: the file's pixel size along %s (%s) is no size; taken as not given", source.path,
-                        ", ".join(bad), ", ".join(f"{s:g}" for s in bad.values()))
+            log.warning("%s: the file's pixel size along %s (%s%s) is no size of a microscope or scanner image "
+                        "(positive, 0.1 nm to 10 cm); taken as not given", source.path, ", ".join(bad),
+                        ", ".join(f"{s:g}" for s in bad.values()), f" {meta.unit}" if meta.unit else "")
         meta = replace(meta, spacing=tuple(None if a in bad else s for a, s in zip("zyx", meta.spacing)))
     if meta.affine is not None:
         linear = np.asarray(meta.affine, dtype=float)[:3, :3]

@@ -21,7 +21,18 @@ def test_an_ome_tiff_pixel_size_that_is_no_size(tmp_path, caplog, size):
     tifffile.imwrite(path, PIXELS, ome=True, metadata={"axes": "YX", "PhysicalSizeX": size, "PhysicalSizeY": 0.5})
     with caplog.at_level(logging.WARNING, logger="segpipe.data.readers"), open_source(path) as source:
         assert source.meta.spacing[1:] == (0.5, None)
-    assert f"{path}: the file's pixel size along x ({size:g}) is no size; taken as not given" in caplog.text
+    assert f"{path}: the file's pixel size along x ({size:g} micrometer) is no size of a microscope or scanner image" in caplog.text
+
+
+def test_an_imagej_pixel_size_in_metres_called_micrometres(tmp_path, caplog):
+    """0.65e-6 "micron" (a writer that put metres under ImageJ's micron) was taken as a pixel of
+    0.65 pm, and a model's resampling would have blown each pixel up a million times."""
+    path = tmp_path / "metres.tif"
+    tifffile.imwrite(path, PIXELS, imagej=True, resolution=(1 / 0.65e-6, 1 / 0.5), metadata={"unit": "micron"})
+    with caplog.at_level(logging.WARNING, logger="segpipe.data.readers"), open_source(path) as source:
+        assert source.meta.spacing[1:] == (0.5, None)
+    assert (f"{path}: the file's pixel size along x (6.5e-07 micrometer) is no size of a microscope or scanner image "
+            "(positive, 0.1 nm to 10 cm); taken as not given") in caplog.text
 
 
 def test_a_nifti_sform_with_a_zero_voxel_size(tmp_path, caplog):
