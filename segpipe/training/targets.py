@@ -67,7 +67,12 @@ def boundary_target(labels: np.ndarray) -> np.ndarray:
     return (ndimage.binary_dilation(touching) & objects).astype(np.float32)
 
 
-def centre_heat(labels: np.ndarray) -> np.ndarray:
+#: Inside pixels (voxels) diffused at once by :func:`centre_heat`: its work arrays take about 1 kB
+#: per inside pixel, so a large volume's objects are taken in groups of about this many (about 130 MB).
+HEAT_GROUP_PIXELS = 1 << 17
+
+
+def centre_heat(labels: np.ndarray, *, group_pixels: int = HEAT_GROUP_PIXELS) -> np.ndarray:
     """Heat diffused inside each object from a source at its centre, as Cellpose makes its flows.
 
     The source is the object's pixel nearest the median of its coordinates; heat spreads to
@@ -76,37 +81,64 @@ def centre_heat(labels: np.ndarray) -> np.ndarray:
     falls from the centre to the border along the object's shape, so its slope points every
     pixel of a curved or elongated object to one place, where a distance map has a ridge.
 
+    Objects are diffused in groups of about ``group_pixels`` inside pixels, each group within the
+    box around it (ordered along the first axis, so a group's box is a slab), which bounds the
+    memory a large volume takes; heat never crosses objects, so the result is the same.
+
     Returns:
         float32 array, 0 on background, in (0, 1] inside objects.
     """
     labels = np.asarray(labels)
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
+    out = np.zeros(labels.shape, np.float32)
+    boxes = ndimage.find_objects(labels)
+    ids = np.array([i + 1 for i, box in enumerate(boxes) if box is not None])
     if ids.size == 0:
-        return np.zeros(labels.shape, np.float32)
-    padded = np.pad(labels, 1).ravel()
-    shape = tuple(s + 2 for s in labels.shape)
+        return out
+    steps = 2 * max(box.stop - box.start for i in ids for box in boxes[i - 1])
+    sizes = np.bincount(labels.ravel(), minlength=int(ids.max()) + 1)[ids]
+    order = np.argsort([boxes[i - 1][0].start for i in ids], kind="stable")
+    group: list[int] = []
+    held = 0
+    for k in order:
+        group.append(int(ids[k]))
+        held += int(sizes[k])
+        if held >= group_pixels or k == order[-1]:
+            _heat_group(labels, np.array(sorted(group)), boxes, steps, out)
+            group, held = [], 0
+    return out
+
+
+def _heat_group(labels: np.ndarray, group: np.ndarray, boxes: list, steps: int, out: np.ndarray) -> None:
+    """:func:`centre_heat` of the objects ``group``, within the box around them, written into ``out``."""
+    window = tuple(slice(min(boxes[i - 1][a].start for i in group), max(boxes[i - 1][a].stop for i in group))
+                   for a in range(labels.ndim))
+    crop = labels[window]
+    crop = np.where(np.isin(crop, group), crop, 0)
+    padded = np.pad(crop, 1).ravel()
+    shape = tuple(s + 2 for s in crop.shape)
     inside = np.flatnonzero(padded > 0)
-    strides = np.array([int(np.prod(shape[a + 1 :])) for a in range(labels.ndim)])
-    offsets = np.array([np.dot(np.array(o) - 1, strides) for o in np.ndindex(*(3,) * labels.ndim)])
+    strides = np.array([int(np.prod(shape[a + 1 :])) for a in range(crop.ndim)])
+    offsets = np.array([np.dot(np.array(o) - 1, strides) for o in np.ndindex(*(3,) * crop.ndim)])
     neighbours = inside[:, None] + offsets[None, :]
     same = padded[neighbours] == padded[inside][:, None]
     slot = np.full(padded.size, inside.size, np.int64)  # slot inside.size holds 0 heat
     slot[inside] = np.arange(inside.size)
     links = np.where(same, slot[neighbours], inside.size)
+    del neighbours
     count = same.sum(axis=1).astype(np.float64)
-    sources = slot[np.ravel_multi_index(tuple((_centres(labels, ids) + 1).T), shape)]
-    extent = max(box.stop - box.start for boxes in ndimage.find_objects(labels) if boxes for box in boxes)
+    del same
+    sources = slot[np.ravel_multi_index(tuple((_centres(crop, group) + 1).T), shape)]
     heat = np.zeros(inside.size + 1)
-    for _ in range(2 * extent):
+    for _ in range(steps):
         heat[sources] += 1.0
         heat[:-1] = heat[links].sum(axis=1) / count
     values = np.log1p(heat[:-1])
-    peaks = np.zeros(int(ids.max()) + 1)
+    peaks = np.zeros(int(group.max()) + 1)
     np.maximum.at(peaks, padded[inside], values)
-    out = np.zeros(padded.size, np.float32)
-    out[inside] = values / np.maximum(peaks[padded[inside]], 1e-12)
-    return out.reshape(shape)[(slice(1, -1),) * labels.ndim]
+    result = np.zeros(padded.size, np.float32)
+    result[inside] = values / np.maximum(peaks[padded[inside]], 1e-12)
+    result = result.reshape(shape)[(slice(1, -1),) * crop.ndim]
+    out[window] = np.where(crop > 0, result, out[window])
 
 
 def _centres(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -45,6 +45,24 @@ def test_heat_stays_in_its_object_and_peaks_at_one_at_each_centre():
     assert heat[20, 31] < 0.2 and heat[20, 30] < 0.2
 
 
+def test_a_volume_diffused_object_by_object_gives_the_heat_of_one_pass():
+    """A large volume's objects are diffused in groups, each within its own box, to bound memory
+    (the one-pass work arrays took about 1 kB per inside voxel: 5 GB for a 100 x 512 x 512 volume
+    a fifth nuclei); touching objects in different groups, and a small object diffused apart from
+    the largest, whose extent sets the steps, get the heat they get together."""
+    rng = np.random.default_rng(3)
+    labels = np.zeros((12, 40, 50), np.uint16)
+    z, y, x = np.ogrid[:12, :40, :50]
+    for i in range(14):
+        c, r = rng.uniform((2, 5, 5), (10, 35, 45)), rng.uniform(3, 9)
+        labels[(((z - c[0]) / 0.6) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 < r * r) & (labels == 0)] = i + 1
+    assert len(np.unique(labels)) > 10
+    together = centre_heat(labels, group_pixels=labels.size)
+    apart = centre_heat(labels, group_pixels=1)
+    np.testing.assert_array_equal(apart, together)
+    assert together[labels > 0].min() > 0 and together[labels == 0].max() == 0
+
+
 def test_flows_point_to_the_centre_of_each_object_even_round_a_bend():
     labels = np.zeros((40, 40), np.uint8)
     labels[5:35, 5:12] = 1  # an L: a distance map's ridge runs along both arms
