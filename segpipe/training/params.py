@@ -85,9 +85,9 @@ class TrainParams(BaseModel):
     """Weight of the flow loss (instance datasets): the network also learns, for each object
     pixel, the direction to its object's centre (Cellpose's flows), and the post-processing can
     then group pixels by where following those directions ends; 0: no flow output. Planned when
-    open: 8 in 2D, 0 in 3D (benchmarks/RESULTS.md, "Flows" and "The flow weighted eight times":
-    learning the flow raised the seven imaging styles' whole cells, more at weight 4 than 1, more at 8 than 4;
-    not measured in 3D)."""
+    open: 8 (benchmarks/RESULTS.md, "Flows" and "The flow weighted eight times": learning the flow
+    raised the seven imaging styles' whole cells, more at weight 4 than 1, more at 8 than 4; "The
+    flow in 3D": it raised the 3D smoke volume's nuclei on three seeds of four)."""
     normalization: Literal["percentile", "zscore", "ct"] = "percentile"
     """percentile (microscopy: 1st-99.8th percentiles to 0..1 per image), zscore (MRI: clipped
     z-score per image, of its nonzero voxels when a quarter of the training voxels are exactly 0)

@@ -76,7 +76,8 @@ def test_fcn_in_3d_through_the_pipeline(prefect_harness, data_dir, tmp_path):
     card = Model.open(out / "vol" / "model").card
     assert card.network == "fcn" and card.spatial_dims == 3 and card.patch_size == (16, 32, 32)
     stored = zarr.open_group(str(out / "vol" / "predictions.zarr"), mode="r")["image-test"]
-    assert stored["s0"].shape == (2 + len(card.extra_outputs), 31, 13, 57)
+    assert card.extra_outputs == ("distance", "boundary", "flow")  # the flow: one channel per axis
+    assert stored["s0"].shape == (2 + 2 + 3, 31, 13, 57)
     assert stored["labels/instances/s0"].shape == (31, 13, 57)
     assert 0 <= summary["seg"] <= 1
 

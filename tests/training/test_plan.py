@@ -154,11 +154,12 @@ def test_the_distance_loss_is_cross_entropy_in_2d_and_squared_error_in_3d_unless
     assert plan_training(volume, TrainParams(distance_loss="bce")).distance_loss == "bce"
 
 
-def test_the_flow_is_learnt_in_2d_and_not_in_3d_unless_set():
+def test_the_flow_is_learnt_in_2d_and_3d_unless_set():
     flat = {"median_shape": [100, 450], "median_spacing": [1.0, 1.0], "object_extent": 20.0}
     volume = {"median_shape": [40, 62, 112], "median_spacing": [2.0, 1.0, 1.0], "object_extent": 24.0}
     assert plan_training(flat, TrainParams()).flow_weight == 8.0
-    assert plan_training(volume, TrainParams()).flow_weight == 0.0
+    assert plan_training(volume, TrainParams()).flow_weight == 8.0
+    assert plan_training(volume, TrainParams(flow_weight=0)).flow_weight == 0
     assert plan_training(volume, TrainParams(flow_weight=0.5)).flow_weight == 0.5
     assert plan_training(flat, TrainParams(flow_weight=0)).flow_weight == 0
 
