@@ -33,6 +33,7 @@ from segpipe.prediction.params import PredictParams
 from segpipe.prediction.predict import Predictor, run_network
 from segpipe.prediction.store import PredictionStore
 from segpipe.scoring.instances import match_instances, seg_score
+from segpipe.scoring.semantic import semantic_scores
 
 
 def predicted_labels(image, predictor: Predictor, folder: Path) -> np.ndarray:
@@ -47,8 +48,8 @@ def predicted_labels(image, predictor: Predictor, folder: Path) -> np.ndarray:
 def scores(truth: np.ndarray, labels: np.ndarray, classes: list[str] | None) -> dict:
     """SEG, F1@0.5 and counts of an instance map; the Dice of each foreground class of a class map."""
     if classes:
-        return {f"dice {name}": round(2 * float(((truth == c) & (labels == c)).sum()) / max(1, int((truth == c).sum() + (labels == c).sum())), 4)
-                for c, name in enumerate(classes) if c}
+        dice = semantic_scores(truth, labels, n_classes=len(classes)).dice
+        return {f"dice {name}": round(dice[c], 4) for c, name in enumerate(classes) if c}
     match = match_instances(truth, labels)
     return {"seg": round(float(seg_score(truth, labels).seg), 4), "f1@0.5": round(match.f1, 3), "true": match.n_true,
             "predicted": match.n_pred, "matched": match.tp}
