@@ -20,6 +20,15 @@ taller components (counted in :attr:`InstanceStats.tall_components`) are flooded
 window only, and their pixels
 near slab borders may go to a different neighbouring seed. Equal distance values at the border
 of two seeds are resolved by the flooding order, which can, rarely, differ from the whole frame.
+
+Objects grouped by the flow (``relief="flow"``) go slab by slab too, in one pass: each slab's
+window (the slab and ``halo`` rows on either side) is labelled as a whole frame would be (every
+pixel follows the flow within the window; paths are grouped where they end), and the slab keeps
+the objects whose paths end, on average, in its own rows: the slab holding an object's centre
+writes all of it. An object reaching no more than ``halo`` rows past its centre's slab, whose
+paths stay in its window, comes out as in the whole frame (tested pixel for pixel); objects that
+touch an inner edge of their window are counted in :attr:`InstanceStats.tall_components`. Sizes,
+renumbering and holes then go as passes 3 and 4.
 """
 
 from __future__ import annotations
@@ -41,6 +50,9 @@ from segpipe.inference.postprocess import (
     InstanceParams,
     edge_labels,
     fill_holes,
+    flow_steps,
+    follow_flow,
+    group_paths,
     instance_labels,
     output_maps,
     relief_map,
@@ -122,17 +134,14 @@ def stream_instance_labels(
         if scratch is None:
             raise ValueError("slab-wise instance labelling needs a scratch group")
         if params.relief == "flow":
-            log.warning(
-                "a frame of %d voxels is above the %d labelled whole: its objects are split on the distance map, "
-                "not by the flow", math.prod(shape), tiling.whole_limit,
-            )
-            params = params.model_copy(update={"relief": "distance"})
-        _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scratch, stats)
+            _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, stats)
+        else:
+            _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scratch, stats)
     return stats
 
 
 def _slabs(length: int, plane: int, tiling: InstanceTiling) -> list[tuple[int, int]]:
-    size = tiling.slab or max(1, tiling.whole_limit // max(plane, 1) - 2 * tiling.halo)
+    size = tiling.slab or max(1, tiling.halo, tiling.whole_limit // max(plane, 1) - 2 * tiling.halo)
     return [(a, min(a + size, length)) for a in range(0, length, size)]
 
 
@@ -166,6 +175,74 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
     finally:
         for name in parts:
             del scratch[name]
+
+
+def _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, stats) -> None:
+    """A large frame's objects grouped by the flow, slab by slab (the module's description).
+
+    Each slab is labelled in a window of ``halo`` rows on either side (paths followed and grouped
+    there, as :func:`~segpipe.inference.postprocess.flow_labels` does in a whole frame), and keeps
+    the objects whose paths end, on average, in its own rows, with all their pixels in the window:
+    every object is kept by one slab, the one holding its centre. A pixel two slabs claim goes to
+    the first. Then sizes, edges, renumbering and holes as for the distance relief.
+    """
+    length, halo = shape[0], tiling.halo
+    slabs = _slabs(length, math.prod(shape[1:]), tiling)
+    sizes = np.zeros(1, np.int64)
+    pending = np.zeros((0, *shape[1:]), np.uint32)  # claims below the last slab's rows, not yet written
+    for a, b in slabs:
+        lo, hi = max(0, a - halo), min(length, b + halo)
+        window, cut = _flow_window(probabilities, frame, lo, hi, a, b, length, n_classes, params, first=sizes.size)
+        sizes = np.concatenate([sizes, np.zeros(max(int(window.max()) + 1 - sizes.size, 0), np.int64)])
+        above = np.asarray(out[(*frame, slice(lo, a))])  # rows earlier slabs wrote: theirs first
+        _claim(above, window[: a - lo], sizes)
+        out[(*frame, slice(lo, a))] = above
+        rows = np.zeros((hi - a, *shape[1:]), np.uint32)
+        rows[: len(pending)] = pending
+        _claim(rows, window[a - lo :], sizes)
+        out[(*frame, slice(a, b))] = rows[: b - a]
+        pending = rows[b - a :]
+        stats.tall_components += cut
+    keep = ~too_small(sizes, params, lambda: edge_labels(out, frame))
+    keep[0] = False
+    renumber = np.zeros(sizes.size, dtype=np.uint32)
+    renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    _renumber_and_fill(out, frame, slabs, renumber, length, halo)
+    if stats.tall_components:
+        log.warning(
+            "%d objects reach a slab window's edge (the %d-row halo); their pixels beyond it may be cut off "
+            "or go to a neighbour", stats.tall_components, halo,
+        )
+    stats.objects += int(keep.sum())
+    stats.slabs += len(slabs)
+
+
+def _flow_window(probabilities, frame, lo, hi, a, b, length, n_classes, params, *, first: int) -> tuple[np.ndarray, int]:
+    """The objects of rows ``[lo, hi)`` whose paths end on average in rows ``[a, b)``, numbered from
+    ``first`` (0 elsewhere), and how many of them touch an edge of the window that is not the frame's."""
+    fg, _, _, flow = output_maps(np.asarray(probabilities[(slice(None), *frame, slice(lo, hi))]), n_classes)
+    mask = fg > params.foreground_threshold
+    starts, ends = follow_flow(mask, flow, steps=flow_steps(params))
+    labels = group_paths(mask.shape, starts, ends, sink_size=params.sink_size, grid=params.grid)
+    owner = labels[starts]
+    count = np.bincount(owner)
+    rows = (lo + ends // math.prod(mask.shape[1:])).astype(np.float64)
+    end_rows = np.rint(np.bincount(owner, weights=rows)).astype(np.int64)  # sums of integers below 2^53: exact, alike in every window
+    kept = (end_rows >= a * count) & (end_rows < b * count) & (count > 0)
+    kept[0] = False
+    number = np.zeros(count.size, np.uint32)
+    number[kept] = np.arange(first, first + int(kept.sum()), dtype=np.uint32)
+    window = number[labels]
+    edges = ([window[0]] if lo > 0 else []) + ([window[-1]] if hi < length else [])
+    cut = np.unique(np.concatenate([e.ravel() for e in edges])) if edges else np.zeros(0, np.uint32)
+    return window, int(np.count_nonzero(cut))
+
+
+def _claim(rows: np.ndarray, window: np.ndarray, sizes: np.ndarray) -> None:
+    """Give ``rows``' unclaimed pixels the objects of ``window`` (same shape), counting them in ``sizes``, in place."""
+    free = (rows == 0) & (window > 0)
+    rows[free] = window[free]
+    sizes += np.bincount(window[free], minlength=sizes.size)
 
 
 def _renumber_and_fill(out, frame, slabs, renumber: np.ndarray, length: int, halo: int) -> None:

@@ -43,7 +43,8 @@ class InstanceTiling(BaseModel):
 
     Attributes:
         whole_limit: Frames with at most this many voxels are labelled whole.
-        slab: Rows per slab (default: what fits ``whole_limit`` voxels with the halos).
+        slab: Rows per slab (default: what fits ``whole_limit`` voxels with the halos, and at
+            least ``halo`` rows, so that a slab's window holds at most three times its own rows).
         halo: Rows of context on each side of a slab; objects up to this tall are exact.
     """
 

@@ -143,9 +143,8 @@ def instance_labels(
     if params.relief == "flow":
         if flow is None:
             raise ValueError("relief 'flow' needs a model with a flow output")
-        grid = params.grid or (1.0,) * mask.ndim
-        paths = _paths(mask, flow, reuse, steps=int(round(FLOW_STEPS * max(grid))))
-        return _finish(group_paths(mask.shape, *paths, sink_size=params.sink_size, grid=grid), params)
+        paths = _paths(mask, flow, reuse, steps=flow_steps(params))
+        return _finish(group_paths(mask.shape, *paths, sink_size=params.sink_size, grid=params.grid), params)
     distance = _kept(reuse, ("relief", params.relief, params.smoothing),
                      lambda: smoothed_distance(relief_map(distance, boundary, params), params))
     rule = (params.seed_method, params.seed_h if params.seed_method == "hmaxima" else params.seed_threshold)
@@ -214,6 +213,12 @@ def edge_labels(labels, frame: tuple = ()) -> np.ndarray:
 #: Steps each pixel takes along the flow (Cellpose's default): paths up to 200 pixels long, so a
 #: pixel reaches the centre of an object up to about 400 pixels across.
 FLOW_STEPS = 200
+
+
+def flow_steps(params: InstanceParams) -> int:
+    """Steps each pixel takes along the flow: :data:`FLOW_STEPS` on the model's grid, as many
+    more as the grid the probabilities were resampled to is finer (:attr:`InstanceParams.grid`)."""
+    return round(FLOW_STEPS * max(params.grid or (1.0,)))
 
 
 def flow_labels(mask: np.ndarray, flow: np.ndarray, *, sink_size: int, steps: int = FLOW_STEPS) -> np.ndarray:

@@ -112,28 +112,3 @@ def test_true_flows_split_two_touching_balls_in_3d():
     pred = flow_labels(gt > 0, flow, sink_size=10)
     seg = seg_from_overlap(overlap(gt, pred))
     assert np.unique(pred[gt > 0]).size == 2 and seg.jaccard.min() > 0.95
-
-
-def test_a_stored_flow_prediction_is_labelled_by_the_flow_whole_and_by_the_distance_in_slabs(tmp_path, caplog):
-    import zarr
-
-    from segpipe.inference.instances import stream_instance_labels
-    from segpipe.inference.params import InstanceTiling
-    from segpipe.training.targets import distance_target
-
-    gt = _packed_ellipses()
-    fg = (gt > 0).astype(np.float32)
-    outputs = np.stack([1 - fg, fg, distance_target(gt), np.zeros_like(fg), *(flow_from_heat(centre_heat(gt), gt > 0) + 1) / 2])
-    root = zarr.open_group(str(tmp_path / "p.zarr"), mode="w")
-    params = InstanceParams(relief="flow", sink_size=10)
-    whole = root.create_array("whole", shape=gt.shape, dtype=np.uint32, chunks=(64, 64))
-    stream_instance_labels(outputs, whole, ndim=2, n_classes=2, params=params)
-    np.testing.assert_array_equal(whole[...], instance_labels(fg, outputs[2], params, flow=outputs[4:]))
-    slabs = root.create_array("slabs", shape=gt.shape, dtype=np.uint32, chunks=(64, 64))
-    with caplog.at_level("WARNING"):
-        stream_instance_labels(
-            outputs, slabs, ndim=2, n_classes=2, params=params, tiling=InstanceTiling(whole_limit=100, halo=40),
-            scratch=root.create_group("scratch"),
-        )
-    assert "not by the flow" in caplog.text
-    np.testing.assert_array_equal(slabs[...], instance_labels(fg, outputs[2], params.model_copy(update={"relief": "distance"})))

@@ -111,3 +111,60 @@ def test_slabs_fill_holes_as_the_whole_frame(tmp_path, shape, slab, halo):
     got, _ = run(tmp_path, probs, InstanceTiling(whole_limit=0, slab=slab, halo=halo), params)
     np.testing.assert_array_equal(got, expected)
     assert (expected[spots] > 0).mean() > 0.5  # most of the punched pixels belong to an object again
+
+
+def flow_outputs(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Outputs of a flow model for ``labels``: classes, a flat (uninformative) distance, no boundary,
+    and the true flow with noise; on the distance alone touching objects would be one."""
+    from segpipe.training.targets import centre_heat, flow_from_heat
+
+    fg = (labels > 0).astype(np.float32)
+    noise = np.random.default_rng(seed).normal(0, 0.05, (labels.ndim, *labels.shape))
+    flow = (flow_from_heat(centre_heat(labels), labels > 0) + 1) / 2 + noise
+    return np.concatenate([np.stack([1 - fg, fg, fg * 0.5, np.zeros_like(fg)]), flow]).astype(np.float32)
+
+
+def touching(shape, spacing, radius, seed) -> np.ndarray:
+    """Balls (discs in 2D) on a jittered grid, ``spacing`` apart and wider than it: packed, touching objects."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
+    labels = np.zeros(shape, np.int32)
+    cells = [range(spacing // 2, s, spacing) for s in shape]
+    for number, centre in enumerate(np.array(np.meshgrid(*cells, indexing="ij")).reshape(len(shape), -1).T, start=1):
+        centre = centre + rng.integers(-2, 3, len(shape))
+        r = radius * rng.uniform(0.8, 1.1)
+        labels[(np.sum((grid - centre.reshape(-1, *(1,) * len(shape))) ** 2, axis=0) <= r * r) & (labels == 0)] = number
+    return labels
+
+
+def same_objects(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two label maps hold the same objects, whatever their numbers."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return pairs.shape[1] == np.unique(a).size == np.unique(b).size
+
+
+@pytest.mark.parametrize(
+    "shape,spacing,radius,slab,halo",
+    [((200, 150), 24, 15, 40, 32), ((200, 150), 24, 15, 17, 25), ((120, 150), 24, 15, 5, 30),
+     ((40, 48, 44), 14, 9, 9, 12)],
+)
+def test_the_flow_slab_by_slab_gives_the_whole_frame_objects(tmp_path, shape, spacing, radius, slab, halo):
+    """Objects no taller than the halo on either side of their centre come out as in the whole frame."""
+    labels = touching(shape, spacing, radius, seed=slab)
+    outputs = flow_outputs(labels, seed=halo)
+    params = InstanceParams(relief="flow", sink_size=10, min_size=30)
+    expected = instance_labels(outputs[1], outputs[2], params, flow=outputs[4:])
+    got, stats = run(tmp_path, outputs, InstanceTiling(whole_limit=0, slab=slab, halo=halo), params)
+    assert same_objects(got, expected)
+    assert stats.objects == expected.max() == got.max() >= 0.9 * labels.max()
+    assert stats.slabs == -(-shape[0] // slab) and stats.tall_components == 0
+
+
+def test_flow_objects_past_the_halo_are_counted_and_named(tmp_path, caplog):
+    labels = touching((200, 150), 24, 15, seed=1)
+    outputs = flow_outputs(labels, seed=2)
+    params = InstanceParams(relief="flow", sink_size=10, min_size=30)
+    with caplog.at_level("WARNING"):
+        got, stats = run(tmp_path, outputs, InstanceTiling(whole_limit=0, slab=17, halo=4), params)
+    assert stats.tall_components > 0 and "reach a slab window's edge" in caplog.text
+    assert 0 < got.max() <= labels.max()

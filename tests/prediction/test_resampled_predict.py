@@ -357,7 +357,8 @@ def test_flow_objects_on_an_image_grid_twice_as_fine_are_the_models_objects(crop
     grids = Grids(resample=True, image_spacing=(0.25, 0.25), model_spacing=(0.5, 0.5), unit="micrometer",
                   image_shape=(320, 320), model_shape=(160, 160), differs=True, guessed=False)
     labels = instance_labels(foreground, distance, grids.post_processing(params), flow=flow)
-    assert coarse.max() > 15 and abs(int(labels.max()) - int(coarse.max())) <= 2
+    # within an eighth of the model grid's count (1 to 3 objects apart over torch's thread counts); 44 for 26 before
+    assert coarse.max() > 15 and abs(int(labels.max()) - int(coarse.max())) <= max(2, coarse.max() // 8)
     seg = seg_from_overlap(overlap(np.kron(coarse, np.ones((2, 2), coarse.dtype)), labels))
     assert seg.seg > 0.8
 
