@@ -21,6 +21,11 @@ window only, and their pixels
 near slab borders may go to a different neighbouring seed. Equal distance values at the border
 of two seeds are resolved by the flooding order, which can, rarely, differ from the whole frame.
 
+Slabs are cut along the first spatial axis, or, where its planes are too large for a slab of
+``halo`` rows with its halos to fit ``whole_limit`` (a 100 x 1024 x 1024 volume), along the longest
+axis (:func:`slab_axis`; :class:`SwappedAxes` reads and writes the frame with the two axes
+swapped). Objects are then numbered in the order of their first pixel along that axis.
+
 Objects grouped by the flow (``relief="flow"``) go slab by slab too, in one pass: each slab's
 window (the slab and ``halo`` rows on either side) is labelled as a whole frame would be (every
 pixel follows the flow within the window; paths are grouped where they end), and the slab keeps
@@ -133,11 +138,59 @@ def stream_instance_labels(
             continue
         if scratch is None:
             raise ValueError("slab-wise instance labelling needs a scratch group")
-        if params.relief == "flow":
-            _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, stats)
+        axis = slab_axis(shape, tiling)
+        if axis:
+            swap = list(range(ndim))
+            swap[0], swap[axis] = axis, 0
+            views = SwappedAxes(probabilities, 1 + len(lead), 1 + len(lead) + axis), SwappedAxes(out, len(lead), len(lead) + axis)
+            params = params.model_copy(update={"grid": params.grid and tuple(params.grid[a] for a in swap)})
         else:
-            _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scratch, stats)
+            swap, views = list(range(ndim)), (probabilities, out)
+        view_shape = tuple(shape[a] for a in swap)
+        if params.relief == "flow":
+            _flow_frame(*views, frame, view_shape, n_classes, params, tiling, stats, swap)
+        else:
+            _slab_frame(*views, frame, view_shape, n_classes, params, tiling, scratch, stats, swap)
     return stats
+
+
+def slab_axis(shape: tuple[int, ...], tiling: InstanceTiling) -> int:
+    """The spatial axis a frame's slabs of rows are cut along: the first, unless the smallest slab
+    there (``halo`` rows with a halo on either side) holds more than ``whole_limit`` pixels, as the
+    large planes of a flat volume do; then the longest, whose rows are the smallest. A ``slab`` of
+    the tiling's own is along the first axis."""
+    if tiling.slab or 3 * tiling.halo * math.prod(shape[1:]) <= tiling.whole_limit:
+        return 0
+    return int(np.argmax(shape))
+
+
+class SwappedAxes:
+    """An array (zarr, numpy, or a view like them) indexed with two of its axes swapped, ``first`` and
+    ``other``: slabs of rows along ``other`` are read and written as rows along ``first``. Keys are
+    tuples of slices and integers (missing trailing ones: whole axes)."""
+
+    def __init__(self, array, first: int, other: int):
+        self.array = array
+        self.axes = list(range(len(array.shape)))
+        self.axes[first], self.axes[other] = other, first
+        self.shape = tuple(array.shape[a] for a in self.axes)
+        chunks = getattr(array, "chunks", None)  # numpy arrays have none
+        self.chunks = None if chunks is None else tuple(chunks[a] for a in self.axes)
+        self.ndim, self.dtype = len(self.shape), array.dtype
+
+    def _key(self, key) -> tuple[tuple, np.ndarray]:
+        key = (key if isinstance(key, tuple) else (key,)) + (slice(None),) * (self.ndim - (len(key) if isinstance(key, tuple) else 1))
+        under = tuple(key[a] for a in self.axes)
+        kept = [a for a, k in zip(self.axes, under) if not isinstance(k, (int, np.integer))]
+        return under, np.argsort(kept)
+
+    def __getitem__(self, key) -> np.ndarray:
+        under, order = self._key(key)
+        return np.asarray(self.array[under]).transpose(order)
+
+    def __setitem__(self, key, value) -> None:
+        under, order = self._key(key)
+        self.array[under] = np.asarray(value).transpose(np.argsort(order))
 
 
 def _slabs(length: int, plane: int, tiling: InstanceTiling) -> list[tuple[int, int]]:
@@ -145,7 +198,7 @@ def _slabs(length: int, plane: int, tiling: InstanceTiling) -> list[tuple[int, i
     return [(a, min(a + size, length)) for a in range(0, length, size)]
 
 
-def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scratch, stats) -> None:
+def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scratch, stats, swap) -> None:
     plane = math.prod(shape[1:])
     slabs = _slabs(shape[0], plane, tiling)
     chunks = tuple(out.chunks[-len(shape) :])
@@ -160,7 +213,7 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
         keep[0] = False
         renumber = np.zeros(sizes.size, dtype=np.uint32)
         renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
-        _renumber_and_fill(out, frame, slabs, renumber, shape[0], tiling.halo)
+        _renumber_and_fill(out, frame, slabs, renumber, shape[0], tiling.halo, swap)
         tall = int(np.sum(tables["heights"] > tiling.halo))
         if tall:
             log.warning(
@@ -177,7 +230,7 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
             del scratch[name]
 
 
-def _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, stats) -> None:
+def _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, stats, swap) -> None:
     """A large frame's objects grouped by the flow, slab by slab (the module's description).
 
     Each slab is labelled in a window of ``halo`` rows on either side (paths followed and grouped
@@ -192,7 +245,7 @@ def _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, sta
     pending = np.zeros((0, *shape[1:]), np.uint32)  # claims below the last slab's rows, not yet written
     for a, b in slabs:
         lo, hi = max(0, a - halo), min(length, b + halo)
-        window, cut = _flow_window(probabilities, frame, lo, hi, a, b, length, n_classes, params, first=sizes.size)
+        window, cut = _flow_window(probabilities, frame, lo, hi, a, b, length, n_classes, params, swap, first=sizes.size)
         sizes = np.concatenate([sizes, np.zeros(max(int(window.max()) + 1 - sizes.size, 0), np.int64)])
         above = np.asarray(out[(*frame, slice(lo, a))])  # rows earlier slabs wrote: theirs first
         _claim(above, window[: a - lo], sizes)
@@ -207,7 +260,7 @@ def _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, sta
     keep[0] = False
     renumber = np.zeros(sizes.size, dtype=np.uint32)
     renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
-    _renumber_and_fill(out, frame, slabs, renumber, length, halo)
+    _renumber_and_fill(out, frame, slabs, renumber, length, halo, swap)
     if stats.tall_components:
         log.warning(
             "%d objects reach a slab window's edge (the %d-row halo); their pixels beyond it may be cut off "
@@ -217,10 +270,12 @@ def _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, sta
     stats.slabs += len(slabs)
 
 
-def _flow_window(probabilities, frame, lo, hi, a, b, length, n_classes, params, *, first: int) -> tuple[np.ndarray, int]:
+def _flow_window(probabilities, frame, lo, hi, a, b, length, n_classes, params, swap, *, first: int) -> tuple[np.ndarray, int]:
     """The objects of rows ``[lo, hi)`` whose paths end on average in rows ``[a, b)``, numbered from
-    ``first`` (0 elsewhere), and how many of them touch an edge of the window that is not the frame's."""
+    ``first`` (0 elsewhere), and how many of them touch an edge of the window that is not the frame's.
+    ``swap``: the frame's axis each of the view's spatial axes is, so each axis keeps its flow component."""
     fg, _, _, flow = output_maps(np.asarray(probabilities[(slice(None), *frame, slice(lo, hi))]), n_classes)
+    flow = flow[swap]
     mask = fg > params.foreground_threshold
     starts, ends = follow_flow(mask, flow, steps=flow_steps(params))
     labels = group_paths(mask.shape, starts, ends, sink_size=params.sink_size, grid=params.grid)
@@ -245,15 +300,17 @@ def _claim(rows: np.ndarray, window: np.ndarray, sizes: np.ndarray) -> None:
     sizes += np.bincount(window[free], minlength=sizes.size)
 
 
-def _renumber_and_fill(out, frame, slabs, renumber: np.ndarray, length: int, halo: int) -> None:
+def _renumber_and_fill(out, frame, slabs, renumber: np.ndarray, length: int, halo: int, swap) -> None:
     """Passes 3 and 4 in one sweep: each slab is read with ``halo`` rows on either side, its
     not yet renumbered rows renumbered (rows above it were written final), each object's holes
-    filled (:func:`~segpipe.inference.postprocess.fill_holes`), and only the slab's own rows written."""
+    filled (:func:`~segpipe.inference.postprocess.fill_holes`, in the frame's own axis order: a
+    volume's planes are its first axis's), and only the slab's own rows written."""
     for a, b in slabs:
         lo, hi = max(a - halo, 0), min(b + halo, length)
         window = np.asarray(out[(*frame, slice(lo, hi))])
         window[a - lo :] = renumber[window[a - lo :]]
-        out[(*frame, slice(a, b))] = fill_holes(window)[a - lo : b - lo]
+        fill_holes(window.transpose(np.argsort(swap)))  # in place, through a view in the frame's axis order
+        out[(*frame, slice(a, b))] = window[a - lo : b - lo]
 
 
 def _label_slabs(probabilities, frame, slabs, n_classes, params, parts, halo: int) -> dict:

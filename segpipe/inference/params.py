@@ -42,7 +42,9 @@ class InstanceTiling(BaseModel):
     """How instance labelling splits large frames.
 
     Attributes:
-        whole_limit: Frames with at most this many voxels are labelled whole.
+        whole_limit: Frames with at most this many voxels are labelled whole; larger ones slab by
+            slab along their first axis, or their longest where the first's planes are too large
+            (:func:`segpipe.inference.instances.slab_axis`).
         slab: Rows per slab (default: what fits ``whole_limit`` voxels with the halos, and at
             least ``halo`` rows, so that a slab's window holds at most three times its own rows).
         halo: Rows of context on each side of a slab; objects up to this tall are exact.

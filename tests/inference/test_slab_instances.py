@@ -1,11 +1,17 @@
 """Slab-wise instance labelling gives the whole-frame result of segpipe.inference.postprocess.instance_labels."""
 
+import math
+
 import numpy as np
 import pytest
 import zarr
 from scipy import ndimage
 
-from segpipe.inference.instances import InstanceTiling, stream_instance_labels
+from segpipe.inference.instances import (
+    InstanceTiling,
+    SwappedAxes,
+    stream_instance_labels,
+)
 from segpipe.inference.postprocess import InstanceParams, instance_labels
 
 
@@ -168,3 +174,37 @@ def test_flow_objects_past_the_halo_are_counted_and_named(tmp_path, caplog):
         got, stats = run(tmp_path, outputs, InstanceTiling(whole_limit=0, slab=17, halo=4), params)
     assert stats.tall_components > 0 and "reach a slab window's edge" in caplog.text
     assert 0 < got.max() <= labels.max()
+
+
+@pytest.mark.parametrize("shape,halo,limit", [((40, 200), 20, 2000), ((12, 96, 40), 12, 8000)])
+@pytest.mark.parametrize("relief", ["distance", "flow"])
+def test_frames_of_large_planes_go_in_slabs_along_their_longest_axis(tmp_path, shape, halo, limit, relief):
+    """Slabs of a halo with their halos along the first axis would hold more than the limit: the
+    slabs run along the longest axis, and the objects are the whole frame's, holes filled as its."""
+    if relief == "flow":
+        outputs = flow_outputs(touching(shape, 14 if len(shape) == 3 else 24, 9 if len(shape) == 3 else 15, seed=3), seed=4)
+        params = InstanceParams(relief="flow", sink_size=10, min_size=30)
+        expected = instance_labels(outputs[1], outputs[2], params, flow=outputs[4:])
+    else:
+        outputs = blobs(shape, 30, seed=5)
+        spots = ndimage.binary_dilation(outputs[2] > 0.6, iterations=1) & ~ndimage.binary_dilation(outputs[2] > 0.75)
+        outputs[1][spots], outputs[0][spots] = 0, 1  # rings of background inside the objects: holes to fill
+        params = InstanceParams(foreground_threshold=0.5, seed_threshold=0.8, min_size=8)
+        expected = reference(outputs, params)
+    tiling = InstanceTiling(whole_limit=limit, halo=halo)
+    assert 3 * halo * math.prod(shape[1:]) > limit  # the first axis's planes are too large
+    got, stats = run(tmp_path, outputs, tiling, params)
+    assert same_objects(got, expected) and stats.objects == expected.max() > 5
+    assert relief == "distance" or stats.tall_components == 0  # every flow object inside its window
+    rows = max(1, halo, limit // (math.prod(shape) // max(shape)) - 2 * halo)
+    assert stats.slabs == -(-max(shape) // rows) > -(-shape[0] // rows)  # cut along the longest axis
+
+
+def test_a_swapped_view_reads_and_writes_the_array_with_two_axes_exchanged():
+    array = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    view = SwappedAxes(array, 1, 3)
+    assert view.shape == (2, 5, 4, 3)
+    np.testing.assert_array_equal(view[(slice(None), slice(1, 3))], array.swapaxes(1, 3)[:, 1:3])
+    np.testing.assert_array_equal(view[(1, slice(None), 2)], array[1, :, 2, :].T)  # integers drop their axes
+    view[(0, slice(0, 2))] = -np.ones((2, 4, 3), int)
+    assert (array[0, :, :, 0:2] == -1).all() and (array[0, :, :, 2:] >= 0).all() and (array[1] >= 0).all()
