@@ -208,3 +208,15 @@ def test_a_swapped_view_reads_and_writes_the_array_with_two_axes_exchanged():
     np.testing.assert_array_equal(view[(1, slice(None), 2)], array[1, :, 2, :].T)  # integers drop their axes
     view[(0, slice(0, 2))] = -np.ones((2, 4, 3), int)
     assert (array[0, :, :, 0:2] == -1).all() and (array[0, :, :, 2:] >= 0).all() and (array[1] >= 0).all()
+
+
+def test_a_resampled_grid_follows_its_axes_into_slabs_along_another_axis(tmp_path):
+    """Probabilities on a grid finer along x than y (``InstanceParams.grid``, as an image resampled from the
+    model's grid sets it), cut along x: each axis keeps its own steps, neighbourhoods and flow component."""
+    labels = np.kron(touching((48, 50), 12, 7, seed=6), np.ones((1, 4), np.int32))  # four times as fine along x
+    outputs = flow_outputs(labels, seed=7)
+    params = InstanceParams(relief="flow", sink_size=40, min_size=60, grid=(1.0, 4.0))
+    expected = instance_labels(outputs[1], outputs[2], params, flow=outputs[4:])
+    got, stats = run(tmp_path, outputs, InstanceTiling(whole_limit=2000, halo=40), params)
+    assert same_objects(got, expected) and stats.objects == expected.max() >= 0.9 * labels.max()
+    assert stats.slabs > 1 and stats.tall_components == 0
