@@ -179,7 +179,9 @@ class SwappedAxes:
         self.ndim, self.dtype = len(self.shape), array.dtype
 
     def _key(self, key) -> tuple[tuple, np.ndarray]:
-        key = (key if isinstance(key, tuple) else (key,)) + (slice(None),) * (self.ndim - (len(key) if isinstance(key, tuple) else 1))
+        """The array's key, and the order that puts what it reads in the view's axis order."""
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
         under = tuple(key[a] for a in self.axes)
         kept = [a for a, k in zip(self.axes, under) if not isinstance(k, (int, np.integer))]
         return under, np.argsort(kept)
@@ -243,9 +245,10 @@ def _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, sta
     slabs = _slabs(length, math.prod(shape[1:]), tiling)
     sizes = np.zeros(1, np.int64)
     pending = np.zeros((0, *shape[1:]), np.uint32)  # claims below the last slab's rows, not yet written
+    cut = 0
     for a, b in slabs:
         lo, hi = max(0, a - halo), min(length, b + halo)
-        window, cut = _flow_window(probabilities, frame, lo, hi, a, b, length, n_classes, params, swap, first=sizes.size)
+        window, touching = _flow_window(probabilities, frame, lo, hi, a, b, length, n_classes, params, swap, first=sizes.size)
         sizes = np.concatenate([sizes, np.zeros(max(int(window.max()) + 1 - sizes.size, 0), np.int64)])
         above = np.asarray(out[(*frame, slice(lo, a))])  # rows earlier slabs wrote: theirs first
         _claim(above, window[: a - lo], sizes)
@@ -255,19 +258,20 @@ def _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, sta
         _claim(rows, window[a - lo :], sizes)
         out[(*frame, slice(a, b))] = rows[: b - a]
         pending = rows[b - a :]
-        stats.tall_components += cut
+        cut += touching
     keep = ~too_small(sizes, params, lambda: edge_labels(out, frame))
     keep[0] = False
     renumber = np.zeros(sizes.size, dtype=np.uint32)
     renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
     _renumber_and_fill(out, frame, slabs, renumber, length, halo, swap)
-    if stats.tall_components:
+    if cut:
         log.warning(
             "%d objects reach a slab window's edge (the %d-row halo); their pixels beyond it may be cut off "
-            "or go to a neighbour", stats.tall_components, halo,
+            "or go to a neighbour", cut, halo,
         )
     stats.objects += int(keep.sum())
     stats.slabs += len(slabs)
+    stats.tall_components += cut
 
 
 def _flow_window(probabilities, frame, lo, hi, a, b, length, n_classes, params, swap, *, first: int) -> tuple[np.ndarray, int]:
