@@ -12,9 +12,12 @@ stay cut). Its stored probabilities are then labelled three ways, each in a proc
 - ``distance``: the default tiling with the distance relief and the card's other parameters.
 
 Printed: time, peak memory, objects, SEG and F1 at IoU 0.5 against the tiles' labels, and how many
-of the whole frame's objects the slabs give back pixel for pixel.
+of the whole frame's objects the slabs give back pixel for pixel. ``--busy`` labels beside one
+competing process; ``--true-flow`` skips the network and stores the tiles' true flows with noise
+(``--tiles 2 9 9``: a flat 48 x 720 x 720 volume, whose slabs run along y).
 
     python benchmarks/flow_slabs.py --model runs/nuclei3d-crowded-small/model --output /tmp/flow-slabs
+    python benchmarks/flow_slabs.py --true-flow --tiles 2 9 9 --output /tmp/flow-slabs-flat
 """
 
 from __future__ import annotations
