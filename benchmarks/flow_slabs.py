@@ -160,6 +160,8 @@ def main() -> None:
     parser.add_argument("--busy", action="store_true", help="label beside one competing process")
     parser.add_argument("--true-flow", action="store_true", help="no network: the tiles' true flows with noise")
     args = parser.parse_args()
+    if args.model is None and not args.true_flow:
+        parser.error("give --model (a 3D flow model) or --true-flow")
     args.output.mkdir(parents=True, exist_ok=True)
     image, truth = make_volume(tuple(args.tiles), first_seed=100)
     tifffile.imwrite(args.output / "volume.tif", image)
