@@ -220,3 +220,12 @@ def test_a_resampled_grid_follows_its_axes_into_slabs_along_another_axis(tmp_pat
     got, stats = run(tmp_path, outputs, InstanceTiling(whole_limit=2000, halo=40), params)
     assert same_objects(got, expected) and stats.objects == expected.max() >= 0.9 * labels.max()
     assert stats.slabs > 1 and stats.tall_components == 0
+
+
+def test_each_frame_of_a_time_lapse_goes_by_the_flow_in_slabs(tmp_path):
+    outputs = [flow_outputs(touching((120, 90), 24, 15, seed=s), seed=s) for s in range(2)]
+    params = InstanceParams(relief="flow", sink_size=10, min_size=30)
+    got, stats = run(tmp_path, np.stack(outputs, axis=1), InstanceTiling(whole_limit=0, slab=20, halo=25), params, frames=(2,))
+    for t, frame in enumerate(outputs):
+        assert same_objects(got[t], instance_labels(frame[1], frame[2], params, flow=frame[4:]))
+    assert stats.slabs == 12 and stats.objects == got[0].max() + got[1].max() > 30
