@@ -211,10 +211,7 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
     try:
         tables = _label_slabs(probabilities, frame, slabs, n_classes, params, parts, tiling.halo)
         sizes = _flood_slabs(probabilities, out, frame, slabs, n_classes, tiling.halo, parts, tables, params)
-        keep = ~too_small(sizes, params, lambda: edge_labels(out, frame))
-        keep[0] = False
-        renumber = np.zeros(sizes.size, dtype=np.uint32)
-        renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+        renumber = _renumbering(sizes, params, out, frame)
         _renumber_and_fill(out, frame, slabs, renumber, shape[0], tiling.halo, swap)
         tall = int(np.sum(tables["heights"] > tiling.halo))
         if tall:
@@ -224,7 +221,7 @@ def _slab_frame(probabilities, out, frame, shape, n_classes, params, tiling, scr
                 tall,
                 tiling.halo,
             )
-        stats.objects += int(keep.sum())
+        stats.objects += int(renumber.max())
         stats.slabs += len(slabs)
         stats.tall_components += tall
     finally:
@@ -259,17 +256,14 @@ def _flow_frame(probabilities, out, frame, shape, n_classes, params, tiling, sta
         out[(*frame, slice(a, b))] = rows[: b - a]
         pending = rows[b - a :]
         cut += touching
-    keep = ~too_small(sizes, params, lambda: edge_labels(out, frame))
-    keep[0] = False
-    renumber = np.zeros(sizes.size, dtype=np.uint32)
-    renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    renumber = _renumbering(sizes, params, out, frame)
     _renumber_and_fill(out, frame, slabs, renumber, length, halo, swap)
     if cut:
         log.warning(
             "%d objects reach a slab window's edge (the %d-row halo); their pixels beyond it may be cut off "
             "or go to a neighbour", cut, halo,
         )
-    stats.objects += int(keep.sum())
+    stats.objects += int(renumber.max())
     stats.slabs += len(slabs)
     stats.tall_components += cut
 
@@ -302,6 +296,16 @@ def _claim(rows: np.ndarray, window: np.ndarray, sizes: np.ndarray) -> None:
     free = (rows == 0) & (window > 0)
     rows[free] = window[free]
     sizes += np.bincount(window[free], minlength=sizes.size)
+
+
+def _renumbering(sizes: np.ndarray, params: InstanceParams, out, frame) -> np.ndarray:
+    """Pass 3's table: each label's final number, 1..N in label order, 0 for the background and for
+    objects under their size (:func:`~segpipe.inference.postprocess.too_small`, the frame's edge read from ``out``)."""
+    keep = ~too_small(sizes, params, lambda: edge_labels(out, frame))
+    keep[0] = False
+    renumber = np.zeros(sizes.size, dtype=np.uint32)
+    renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    return renumber
 
 
 def _renumber_and_fill(out, frame, slabs, renumber: np.ndarray, length: int, halo: int, swap) -> None:
