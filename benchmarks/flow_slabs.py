@@ -44,21 +44,16 @@ BUSY = "import numpy as np\nx = np.random.default_rng(0).random(1 << 22)\nwhile 
 def make_volume(tiles: tuple[int, int, int], first_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Tiles of the crowded small nuclei, ``tiles`` along (z, y, x), seeds from ``first_seed``."""
     kind = next(v for v in nuclei3d.VARIANTS if v.name == "nuclei3d-crowded-small")
-    rows_z, offset = [], 0
-    for z in range(tiles[0]):
-        rows_y = []
-        for y in range(tiles[1]):
-            row = []
-            for x in range(tiles[2]):
-                seed = first_seed + (z * tiles[1] + y) * tiles[2] + x
-                image, labels = nuclei3d.generate(dataclasses.replace(kind, seed=seed))
-                labels = np.where(labels > 0, labels.astype(np.uint32) + offset, 0)
-                offset = int(labels.max()) or offset
-                row.append((image, labels))
-            rows_y.append([np.concatenate([part[i] for part in row], axis=2) for i in (0, 1)])
-        rows_z.append([np.concatenate([part[i] for part in rows_y], axis=1) for i in (0, 1)])
-    image, labels = (np.concatenate([part[i] for part in rows_z], axis=0) for i in (0, 1))
-    return image, labels
+    images, labels, offset = {}, {}, 0
+    for index, place in enumerate(np.ndindex(*tiles)):
+        images[place], tile = nuclei3d.generate(dataclasses.replace(kind, seed=first_seed + index))
+        labels[place] = np.where(tile > 0, tile.astype(np.uint32) + offset, 0)
+        offset = int(labels[place].max()) or offset
+
+    def nested(parts: dict) -> list:
+        return [[[parts[z, y, x] for x in range(tiles[2])] for y in range(tiles[1])] for z in range(tiles[0])]
+
+    return np.block(nested(images)), np.block(nested(labels))
 
 
 def label(way: str, probabilities: str, card: str, out: str) -> None:
