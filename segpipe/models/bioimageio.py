@@ -448,6 +448,8 @@ def architecture_kwargs(card: ModelCard) -> dict:
         options = {"features": list(options.get("features", default)), "upsample": "deconv"}
         if card.network_options.get("pools") is not None:
             options["pools"] = [list(level) for level in card.network_options["pools"]]
+        if card.network_options.get("norm", "instance") != "instance":
+            options["norm"] = card.network_options["norm"]  # BasicUNet's norm: a layer name or (name, options)
     return {"n_classes": card.n_classes, **base, **options}
 
 

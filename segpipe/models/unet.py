@@ -7,11 +7,16 @@ connection and applies two 3x3 convolutions; a 1x1 convolution gives the class s
 ``pools`` gives each of the four levels its own pooling factor per axis (1 or 2), as nnU-Net
 plans them: a stack of 5 slices is pooled along z twice, not four times over 11 slices of
 padding. The transposed convolutions of the expansive path mirror the pools.
+
+Each convolution is followed by a normalization layer: instance normalization (each sample's
+maps on their own, MONAI's default) or batch normalization (over the batch in training, the
+statistics learnt in training when predicting, as Cellpose's network), ``norm``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from monai.networks.layers import Conv, Pool
 from monai.networks.nets import BasicUNet
@@ -20,6 +25,8 @@ from segpipe.models.registry import register_model
 
 #: Poolings of the contracting path.
 LEVELS = 4
+#: The normalization layers ``norm`` names, as MONAI's ``norm`` argument.
+NORMS = {"instance": ("instance", {"affine": True}), "batch": ("batch", {})}
 
 
 @register_model("unet")
@@ -30,18 +37,23 @@ def unet(
     out_channels: int,
     features: tuple[int, ...] = (16, 32, 64, 128, 256, 16),
     pools: Sequence[Sequence[int]] | None = None,
+    norm: Literal["instance", "batch"] = "instance",
 ) -> BasicUNet:
     """U-Net with five levels; ``features`` are the five encoder widths plus the last decoder width.
 
     ``pools``: per level, the pooling factor (1 or 2) of each spatial axis; None pools every axis
-    by 2 at every level (then inputs are multiples of 16).
+    by 2 at every level (then inputs are multiples of 16). ``norm``: ``instance`` or ``batch``
+    normalization after each convolution.
     """
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     net = BasicUNet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         out_channels=out_channels,
         features=tuple(features),
         upsample="deconv",
+        norm=NORMS[norm],
     )
     if pools is not None:
         set_pools(net, check_pools(pools, spatial_dims))

@@ -274,8 +274,11 @@ def make_card(store: ImageStore, fingerprint: dict, config: TrainParams) -> Mode
 
 
 def network_options(config: TrainParams) -> dict:
-    """The network's options on the card: its widths, and a U-Net's pooling per axis when the patch needs it."""
+    """The network's options on the card: its widths, a U-Net's normalization layers when not
+    instance normalization (a card without ``norm`` has them), and its pooling per axis when the patch needs it."""
     options: dict = {"features": list(config.features)}
+    if config.network == "unet" and config.norm != "instance":
+        options["norm"] = config.norm
     pools = plan_pools(config.patch_size, config.spacing) if config.network == "unet" else None
     if pools is not None:
         options["pools"] = [list(level) for level in pools]

@@ -30,6 +30,12 @@ class TrainParams(BaseModel):
     """Network to train, by registered name (unet, fcn, or any registered one)."""
     features: tuple[int, ...] | None = None
     """Encoder widths (U-Net: five plus the last decoder width; FCN: five); planned when not set."""
+    norm: Literal["instance", "batch"] = "instance"
+    """The U-Net's normalization layers: instance (each sample's maps on their own) or batch (over
+    the batch in training, the statistics it kept when predicting, as Cellpose's network); when
+    fine-tuning, the starting model's. Batch normalization with a start trained with it was tried
+    on the whole-cell and nucleus sets and not made the default (benchmarks/RESULTS.md, "Tried
+    (2026-12-06, late night): batch normalization")."""
     patch_size: tuple[int, ...] | None = None
     """Training window per spatial axis, also the inference window; planned when not set. The U-Net
     pools each axis at most as many times (up to four) as its edge halves, so a stack of 4 slices trains on

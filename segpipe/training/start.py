@@ -42,7 +42,7 @@ def default_start(store: ImageStore, fingerprint: dict, config: TrainParams) -> 
     """The shipped generalist when ``init`` is open and it fits the dataset, else None (random weights).
 
     It fits 2D instance datasets of one object class and at most its channels, trained with its
-    network, widths and normalization method.
+    network, widths, normalization layers and normalization method.
     """
     if config.init is not None or store.ndim != 2 or not store.instances or len(store.classes) != 2:
         return None
@@ -52,6 +52,8 @@ def default_start(store: ImageStore, fingerprint: dict, config: TrainParams) -> 
     if config.network != start.card.network or config.normalization != start.card.normalization.method:
         return None
     features = tuple(start.card.network_options.get("features") or ())
+    if config.norm != start.card.network_options.get("norm", "instance"):
+        return None
     return start if config.features is None or tuple(config.features) == features else None
 
 
@@ -67,6 +69,8 @@ def start_config(config: TrainParams, start: Model | None, *, ndim: int, guessed
     card = start.card
     features = card.network_options.get("features")
     update: dict = {"network": card.network, "features": tuple(features) if features else None}
+    if card.network == "unet":
+        update["norm"] = card.network_options.get("norm", "instance")
     if config.init is None:
         update["init"] = card.name
     if not card.generalist and card.spatial_dims == ndim:

@@ -204,6 +204,34 @@ def test_a_unet_pooled_per_axis_declares_its_sizes_per_axis_and_its_architecture
     assert import_model(package, tmp_path / "imported").card == model.card
 
 
+def test_a_unet_with_batch_normalization_is_packaged_with_its_kept_statistics(tmp_path):
+    """Batch normalization predicts with the statistics training kept (buffers of the state dict):
+    the architecture rebuilds those layers, the weights carry the statistics, both formats agree."""
+    card = instance_card_2d()
+    card = card.model_copy(update={"network_options": {**card.network_options, "norm": "batch"}})
+    torch.manual_seed(4)
+    state = network_from_card(card).state_dict()
+    generator = torch.Generator().manual_seed(5)
+    for name, values in state.items():
+        if name.endswith(("running_mean", "running_var")):  # as a training would have left them
+            values.copy_(torch.rand(values.shape, generator=generator) + 0.5)
+    model = save_model(tmp_path / "model", state, card)
+    package = export_model(model, tmp_path / "bn.zip", test=False)
+    files = members(package)
+    architecture = yaml.safe_load(files[rdf_name(package)])["weights"]["pytorch_state_dict"]["architecture"]
+    assert architecture["kwargs"]["norm"] == "batch"
+    namespace: dict = {}
+    exec(compile(files[architecture["source"]], architecture["source"], "exec"), namespace)
+    packaged = namespace[architecture["callable"]](**architecture["kwargs"]).eval()
+    packaged.load_state_dict(torch.load(io.BytesIO(files["weights.pt"]), weights_only=True))
+    x = torch.from_numpy(np.random.default_rng(3).normal(size=(1, 1, 64, 48)).astype(np.float32))
+    with torch.no_grad():
+        expected = activate(model.load()(x), n_classes=2)
+        assert torch.equal(packaged(x), expected)
+        assert torch.equal(load_torchscript(files["weights_torchscript.pt"])(x), expected)
+    assert import_model(package, tmp_path / "imported").card == model.card
+
+
 def test_a_sample_is_cropped_where_it_has_objects_and_the_range_floor_is_said(tmp_path):
     """A centre crop of a field with one cluster of nuclei in a corner would test the package on noise alone."""
     card = thin_stack_card()

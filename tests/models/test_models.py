@@ -49,6 +49,25 @@ def test_a_unet_pooled_per_axis_keeps_a_thin_stack_and_pools_as_told():
     assert model.state_dict().keys() == plain.state_dict().keys()
 
 
+def test_a_unet_normalizes_each_sample_or_the_batch_as_told():
+    """Instance normalization (the default, what a card without ``norm`` was trained with) gives each
+    sample the same output alone or in a batch; batch normalization in training does not, and
+    predicts with the statistics it kept."""
+    instance = build_model("unet", spatial_dims=2, in_channels=1, out_channels=2, features=(4, 4, 4, 4, 4, 4))
+    batch = build_model("unet", spatial_dims=2, in_channels=1, out_channels=2, features=(4, 4, 4, 4, 4, 4), norm="batch")
+    assert {type(m) for m in instance.modules()} & {torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d} == {torch.nn.InstanceNorm2d}
+    assert {type(m) for m in batch.modules()} & {torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d} == {torch.nn.BatchNorm2d}
+    x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    x[1:] *= 5.0  # two brighter samples: batch statistics differ from the first sample's own
+    with torch.no_grad():
+        torch.testing.assert_close(instance(x)[:1], instance(x[:1]))
+        assert not torch.allclose(batch(x)[:1], batch(x[:1]), atol=1e-3)  # training mode: the batch's statistics
+        batch.eval()
+        torch.testing.assert_close(batch(x)[:1], batch(x[:1]))  # prediction: the statistics kept in training
+    with pytest.raises(ValueError, match="norm must be one of instance, batch"):
+        build_model("unet", spatial_dims=2, in_channels=1, out_channels=2, norm="group")
+
+
 @pytest.mark.parametrize(
     ("pools", "message"),
     [(((2, 2),) * 3, "4 levels of 2 factors"), (((2, 2, 2),) * 4, "4 levels of 2 factors"), (((3, 2),) * 4, "1 or 2")],

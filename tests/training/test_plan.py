@@ -5,6 +5,7 @@ import pytest
 import tifffile
 
 from segpipe.data.catalog import load_catalog
+from segpipe.training.loop import network_options
 from segpipe.training.params import TrainParams
 from segpipe.data.ingest import ingest_dataset
 from segpipe.data.store import ImageStore
@@ -162,6 +163,14 @@ def test_the_flow_is_learnt_in_2d_and_3d_unless_set():
     assert plan_training(volume, TrainParams(flow_weight=0)).flow_weight == 0
     assert plan_training(volume, TrainParams(flow_weight=0.5)).flow_weight == 0.5
     assert plan_training(flat, TrainParams(flow_weight=0)).flow_weight == 0
+
+
+def test_the_unet_normalizes_each_sample_unless_told_to_normalize_over_the_batch():
+    flat = {"median_shape": [100, 450], "median_spacing": [1.0, 1.0], "object_extent": 20.0}
+    planned = plan_training(flat, TrainParams())
+    assert planned.norm == "instance" and "norm" not in network_options(planned)  # as every card before the option
+    assert network_options(plan_training(flat, TrainParams(norm="batch")))["norm"] == "batch"
+    assert "norm" not in network_options(plan_training(flat, TrainParams(network="fcn", norm="batch")))  # the FCN's own
 
 
 def test_3d_plan_is_narrower_with_longer_epochs_and_patches_sized_to_the_objects():
