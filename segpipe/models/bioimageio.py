@@ -442,14 +442,14 @@ def architecture_kwargs(card: ModelCard) -> dict:
     base = {"spatial_dims": card.spatial_dims, "in_channels": card.in_channels, "out_channels": card.out_channels}
     options = json.loads(json.dumps(card.network_options))  # tuples to lists: YAML-able
     if card.network == "unet":  # segpipe.models.unet: BasicUNet with transposed-convolution upsampling
-        from segpipe.models.unet import unet
+        from segpipe.models.unet import norm_of, unet
 
         default = inspect.signature(unet).parameters["features"].default
         options = {"features": list(options.get("features", default)), "upsample": "deconv"}
         if card.network_options.get("pools") is not None:
             options["pools"] = [list(level) for level in card.network_options["pools"]]
-        if card.network_options.get("norm", "instance") != "instance":
-            options["norm"] = card.network_options["norm"]  # BasicUNet's norm: a layer name or (name, options)
+        if norm_of(card.network_options) != "instance":
+            options["norm"] = norm_of(card.network_options)  # BasicUNet's norm: a layer name or (name, options)
     return {"n_classes": card.n_classes, **base, **options}
 
 

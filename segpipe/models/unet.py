@@ -29,6 +29,12 @@ LEVELS = 4
 NORMS = {"instance": ("instance", {"affine": True}), "batch": ("batch", {})}
 
 
+def norm_of(options: dict) -> str:
+    """The normalization layers a card's ``network_options`` give a U-Net: ``instance`` where they
+    name none (every card before the option)."""
+    return options.get("norm", "instance")
+
+
 @register_model("unet")
 def unet(
     *,

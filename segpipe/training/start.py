@@ -16,7 +16,7 @@ from segpipe.errors import ModelError
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model, network_from_card
 from segpipe.models.shipped import CELLS_2D, STARTS, shipped_model, shipped_names
-from segpipe.models.unet import axis_divisors
+from segpipe.models.unet import axis_divisors, norm_of
 from segpipe.training.params import RANDOM, TrainParams
 
 
@@ -52,7 +52,7 @@ def default_start(store: ImageStore, fingerprint: dict, config: TrainParams) -> 
     if config.network != start.card.network or config.normalization != start.card.normalization.method:
         return None
     features = tuple(start.card.network_options.get("features") or ())
-    if config.norm != start.card.network_options.get("norm", "instance"):
+    if config.norm != norm_of(start.card.network_options):
         return None
     return start if config.features is None or tuple(config.features) == features else None
 
@@ -70,7 +70,7 @@ def start_config(config: TrainParams, start: Model | None, *, ndim: int, guessed
     features = card.network_options.get("features")
     update: dict = {"network": card.network, "features": tuple(features) if features else None}
     if card.network == "unet":
-        update["norm"] = card.network_options.get("norm", "instance")
+        update["norm"] = norm_of(card.network_options)
     if config.init is None:
         update["init"] = card.name
     if not card.generalist and card.spatial_dims == ndim:
