@@ -448,8 +448,8 @@ def architecture_kwargs(card: ModelCard) -> dict:
         options = {"features": list(options.get("features", default)), "upsample": "deconv"}
         if card.network_options.get("pools") is not None:
             options["pools"] = [list(level) for level in card.network_options["pools"]]
-        if norm_of(card.network_options) != "instance":
-            options["norm"] = norm_of(card.network_options)  # BasicUNet's norm: a layer name or (name, options)
+        if (norm := norm_of(card.network_options)) != "instance":
+            options["norm"] = norm  # BasicUNet's norm: a layer name or (name, options)
     return {"n_classes": card.n_classes, **base, **options}
 
 
