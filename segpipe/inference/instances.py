@@ -138,20 +138,32 @@ def stream_instance_labels(
             continue
         if scratch is None:
             raise ValueError("slab-wise instance labelling needs a scratch group")
-        axis = slab_axis(shape, tiling)
+        axis = slab_axis(shape, on_grid(tiling, params.grid, 0))
+        frame_params = params
         if axis:
             swap = list(range(ndim))
             swap[0], swap[axis] = axis, 0
             views = SwappedAxes(probabilities, 1 + len(lead), 1 + len(lead) + axis), SwappedAxes(out, len(lead), len(lead) + axis)
-            params = params.model_copy(update={"grid": params.grid and tuple(params.grid[a] for a in swap)})
+            frame_params = params.model_copy(update={"grid": params.grid and tuple(params.grid[a] for a in swap)})
         else:
             swap, views = list(range(ndim)), (probabilities, out)
         view_shape = tuple(shape[a] for a in swap)
+        slabs = on_grid(tiling, params.grid, axis)
         if params.relief == "flow":
-            _flow_frame(*views, frame, view_shape, n_classes, params, tiling, stats, swap)
+            _flow_frame(*views, frame, view_shape, n_classes, frame_params, slabs, stats, swap)
         else:
-            _slab_frame(*views, frame, view_shape, n_classes, params, tiling, scratch, stats, swap)
+            _slab_frame(*views, frame, view_shape, n_classes, frame_params, slabs, scratch, stats, swap)
     return stats
+
+
+def on_grid(tiling: InstanceTiling, grid: tuple[float, ...] | None, axis: int) -> InstanceTiling:
+    """``tiling`` with its halo counted on the model's grid: where the probabilities were resampled
+    to a grid ``grid[axis]`` times finer along the axis the slabs are cut along
+    (:attr:`~segpipe.inference.postprocess.InstanceParams.grid`), objects span as many more rows
+    there, and so does the halo that holds them."""
+    if not grid or grid[axis] <= 1:
+        return tiling
+    return tiling.model_copy(update={"halo": math.ceil(tiling.halo * grid[axis])})
 
 
 def slab_axis(shape: tuple[int, ...], tiling: InstanceTiling) -> int:

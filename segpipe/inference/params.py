@@ -47,7 +47,8 @@ class InstanceTiling(BaseModel):
             (:func:`segpipe.inference.instances.slab_axis`).
         slab: Rows per slab (default: what fits ``whole_limit`` voxels with the halos, and at
             least ``halo`` rows, so that a slab's window holds at most three times its own rows).
-        halo: Rows of context on each side of a slab; objects up to this tall are exact.
+        halo: Rows of context on each side of a slab, on the model's grid (as many more rows where
+            the probabilities were resampled to a finer one); objects up to this tall are exact.
     """
 
     model_config = ConfigDict(extra="forbid")

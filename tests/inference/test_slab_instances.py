@@ -229,3 +229,18 @@ def test_each_frame_of_a_time_lapse_goes_by_the_flow_in_slabs(tmp_path):
     for t, frame in enumerate(outputs):
         assert same_objects(got[t], instance_labels(frame[1], frame[2], params, flow=frame[4:]))
     assert stats.slabs == 12 and stats.objects == got[0].max() + got[1].max() > 30
+
+
+
+def test_the_halo_grows_with_a_finer_grid(tmp_path):
+    """Probabilities resampled to a grid twice as fine (``InstanceParams.grid``): objects are twice as
+    tall in its pixels, so a halo counted on the model's grid covers twice the rows there, and flow
+    objects within it on the model's grid come out as in the whole frame (with a halo of the fine
+    grid's rows, six reached their window's edge and were cut)."""
+    labels = np.kron(touching((100, 75), 24, 15, seed=8), np.ones((2, 2), np.int32))  # radius 30 on the fine grid
+    outputs = flow_outputs(labels, seed=9)
+    params = InstanceParams(relief="flow", sink_size=40, min_size=120, grid=(2.0, 2.0))
+    expected = instance_labels(outputs[1], outputs[2], params, flow=outputs[4:])
+    got, stats = run(tmp_path, outputs, InstanceTiling(whole_limit=0, slab=30, halo=20), params)
+    assert same_objects(got, expected) and stats.objects == expected.max() >= 0.9 * labels.max()
+    assert stats.tall_components == 0
