@@ -9,6 +9,8 @@ the generalist's first channels (:func:`adapt_input`).
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from segpipe.data.store import ImageStore
@@ -18,6 +20,8 @@ from segpipe.models.model import Model, network_from_card
 from segpipe.models.shipped import CELLS_2D, STARTS, shipped_model, shipped_names
 from segpipe.models.unet import axis_divisors, norm_of
 from segpipe.training.params import RANDOM, TrainParams
+
+log = logging.getLogger(__name__)
 
 
 def named_start(config: TrainParams, init: Model | None) -> Model | None:
@@ -71,6 +75,13 @@ def start_config(config: TrainParams, start: Model | None, *, ndim: int, guessed
     update: dict = {"network": card.network, "features": tuple(features) if features else None}
     if card.network == "unet":
         update["norm"] = norm_of(card.network_options)
+    overridden = {k: v for k, v in update.items() if k in config.model_fields_set and getattr(config, k) != v}
+    if overridden:
+        log.warning(
+            "training: %s not used: training starts from %s, whose network it keeps (%s); train with init: none for yours",
+            ", ".join(f"{k}: {_shown(getattr(config, k))}" for k in overridden), card.name,
+            ", ".join(f"{k} {_shown(v)}" for k, v in overridden.items()),
+        )
     if config.init is None:
         update["init"] = card.name
     if not card.generalist and card.spatial_dims == ndim:
@@ -79,6 +90,11 @@ def start_config(config: TrainParams, start: Model | None, *, ndim: int, guessed
         if config.patch_size is None:
             update["patch_size"] = card.patch_size  # the window its poolings were built for
     return config.model_copy(update=update)
+
+
+def _shown(value) -> str:
+    """A setting as a catalog writes it: ``[16, 32]`` for a tuple of widths."""
+    return str(list(value)) if isinstance(value, tuple) else str(value)
 
 
 def start_problem(card: ModelCard, start: ModelCard) -> str | None:

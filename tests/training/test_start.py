@@ -161,3 +161,21 @@ def test_a_start_lends_a_guessed_pixel_size_only_to_data_without_one(model_card,
     config = start_config(TrainParams(), start, ndim=2, guessed=data_guessed)
     assert config.spacing == ((2.0, 2.0) if lent else None)
     assert config.patch_size == tuple(card.patch_size)  # the window its poolings were built for, either way
+
+
+def test_a_network_setting_the_start_overrides_is_named_in_a_warning(model_card, tmp_path, caplog):
+    """A catalog's ``norm: batch`` or ``features`` gave way to the start's network without a word."""
+    from segpipe.models.model import save_model
+    from segpipe.training.start import start_config
+
+    card = model_card(2).model_copy(update={"generalist": False})
+    start = save_model(tmp_path / "start", network_from_card(card).state_dict(), card)
+    widths = tuple(card.network_options["features"])
+    with caplog.at_level("WARNING", logger="segpipe.training.start"):
+        kept = start_config(TrainParams(features=widths), start, ndim=2)
+        assert not caplog.records  # set, but as the start has it
+        config = start_config(TrainParams(norm="batch", features=(8, 8, 8, 8, 8, 8)), start, ndim=2)
+    assert config.norm == "instance" and config.features == widths == kept.features
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"training: features: [8, 8, 8, 8, 8, 8], norm: batch not used: training starts from {card.name}")
+    assert f"(features {list(widths)}, norm instance)" in record.getMessage()
