@@ -42,6 +42,7 @@ from segpipe.progress import Progress
 from segpipe.training.augment import augmentation, with_crop_centres
 from segpipe.training.channel_order import input_slots
 from segpipe.training.checkpoint import load_state, save_state
+from segpipe.training.deep import DeepSupervision
 from segpipe.training.losses import SegmentationLoss
 from segpipe.training.params import TrainParams
 from segpipe.training.patches import ZarrPatchDataset
@@ -100,9 +101,12 @@ def train_model(
                     "kept%s; name validation images in split: to choose them on images the network does not learn",
                     store.name, " and the post-processing is tuned on training images" if card.instances else "")
     dataset, transform = _training_data(store, card, config)
-    optimizer = _optimizer(model, config)
+    supervision = _deep_supervision(model, card, config, device)
+    optimizer = _optimizer(model if supervision is None else torch.nn.ModuleList([model, supervision]), config)
     loss_fn = SegmentationLoss.for_config(config, n_classes=card.n_classes)
-    state = _resume(model_dir, card, model, optimizer)
+    if supervision is not None:
+        loss_fn = supervision.wrap(loss_fn)
+    state = _resume(model_dir, card, model, optimizer, supervision)
     history: list[dict] = state["history"]
     planned_epochs: int = config.epochs
     choice = CheckpointChoice(state["best_score"], state.get("best_noise", 0.0))
@@ -139,9 +143,11 @@ def train_model(
             row.update(last=1, ended_by=ended_by)
         history.append(row)
         epoch += 1
-        _save_progress(model_dir, model, optimizer, history, choice, clock, card)
+        _save_progress(model_dir, model, optimizer, history, choice, clock, card, supervision)
         log.debug("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
     bar.close()
+    if supervision is not None:
+        supervision.remove()
     if not (model_dir / MODEL_FILE).is_file():  # a finished run that kept none (every validation NaN, before)
         log.warning("%s: training kept no checkpoint; keeping the last checkpoint (epoch %d)", model_dir, len(history))
         save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=len(history)))
@@ -214,12 +220,16 @@ def _keep_if_best(model_dir: Path, model, card: ModelCard, choice: CheckpointCho
         save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch))
 
 
-def _save_progress(model_dir: Path, model, optimizer, history: list[dict], choice: CheckpointChoice, clock, card: ModelCard) -> None:
-    """The full state after an epoch (``last.pt``, for resuming) and ``history.csv``."""
+def _save_progress(
+    model_dir: Path, model, optimizer, history: list[dict], choice: CheckpointChoice, clock, card: ModelCard,
+    supervision: DeepSupervision | None,
+) -> None:
+    """The full state after an epoch (``last.pt``, for resuming: the deep supervision's heads too) and ``history.csv``."""
     save_state(
         model_dir,
         {
             "state_dict": model.state_dict(),
+            "deep_heads": None if supervision is None else supervision.state_dict(),
             "optimizer": optimizer.state_dict(),
             "history": history,
             "best_score": choice.best,
@@ -350,11 +360,20 @@ def _optimizer(model: torch.nn.Module, config: TrainParams) -> torch.optim.Optim
     return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
-def _resume(model_dir: Path, card: ModelCard, model, optimizer) -> dict:
+def _deep_supervision(model, card: ModelCard, config: TrainParams, device: torch.device) -> DeepSupervision | None:
+    """The heads on a U-Net's coarser decoder levels when ``config`` plans them, else ``None``."""
+    if not config.deep_supervision or card.network != "unet":
+        return None
+    return DeepSupervision(model, card.network_options.get("pools")).to(device)
+
+
+def _resume(model_dir: Path, card: ModelCard, model, optimizer, supervision: DeepSupervision | None = None) -> dict:
     state = load_state(model_dir, card.training.config_key)
     if state is None:
         return {"history": [], "best_score": -math.inf, "elapsed": 0.0}
     model.load_state_dict(state["state_dict"])
+    if supervision is not None:
+        supervision.load_state_dict(state["deep_heads"])
     optimizer.load_state_dict(state["optimizer"])
     log.info("resuming after epoch %d (%s)", len(state["history"]), model_dir)
     return state

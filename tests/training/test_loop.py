@@ -438,3 +438,34 @@ def test_a_class_map_model_records_its_validation_dice_per_class(crop_catalog, t
     assert not model.card.instances and validation["scored_on"] == [im.name for im in store.images("validation")]
     assert validation["dice_by_class"] == {"nucleus": round(float(expected), 4)} and validation["dice"] == round(float(expected), 4)
     assert 0 < validation["dice"] <= 1
+
+
+def test_deep_supervision_resumes_with_its_heads_and_saves_a_plain_unet(store, tmp_path, monkeypatch):
+    """Stopped after epoch 1 and resumed, a run with deep supervision gives the clean run's losses:
+    its heads come back from last.pt; the model saved has the plain U-Net's weights only."""
+    import torch
+
+    from segpipe.training import loop
+
+    config = TrainParams(**{**TINY, "epochs": 3}, device="cpu", deep_supervision=True)
+    assert "deep_supervision" in config.trajectory() and "deep_supervision" not in TrainParams().trajectory()
+    clean = train_model(store, tmp_path / "clean", config, progress=False).history
+    calls = {"n": 0}
+    real_epoch = loop.train_epoch
+
+    def stop_after_one(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_epoch", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(store, tmp_path / "resumed", config, progress=False)
+    monkeypatch.setattr(loop, "train_epoch", real_epoch)
+    resumed = train_model(store, tmp_path / "resumed", config, progress=False).history
+    assert [r["train_loss"] for r in resumed] == pytest.approx([r["train_loss"] for r in clean], rel=1e-6)
+    last = torch.load(tmp_path / "resumed" / "last.pt", map_location="cpu", weights_only=True)
+    assert set(last["deep_heads"]) == {"heads.0.weight", "heads.0.bias", "heads.1.weight", "heads.1.bias"}
+    plain = network_from_card(Model.open(tmp_path / "resumed").card)
+    assert set(Model.open(tmp_path / "resumed").state_dict()) == set(plain.state_dict())
