@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
-from monai.networks.layers import Conv
+from monai.networks.layers import Conv, Pool
 
 #: Loss weights of the decoder's second and third levels, next to 1 for the full resolution.
 WEIGHTS = (0.5, 0.25)
@@ -86,12 +85,7 @@ def coarser(batch: dict, factors: Sequence[int]) -> dict:
             continue
         if key == "label":
             out[key] = value[(slice(None), slice(None), *(slice(None, None, f) for f in factors))]
-        elif key in BY_MAXIMUM:
-            out[key] = _pool(F.max_pool2d, F.max_pool3d, value.float(), factors)
         else:
-            out[key] = _pool(F.avg_pool2d, F.avg_pool3d, value.float(), factors)
+            kind = "MAX" if key in BY_MAXIMUM else "AVG"
+            out[key] = Pool[kind, dims](kernel_size=factors, stride=factors)(value.float())
     return out
-
-
-def _pool(in_2d, in_3d, value: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:
-    return (in_2d if len(factors) == 2 else in_3d)(value, kernel_size=factors, stride=factors)
