@@ -119,35 +119,37 @@ def train_model(
                    time_left=(lambda: budget - clock.now()) if budget is not None else None)
     epoch = len(history)
     done = _finished(history, planned_epochs, clock)
-    while not done:
-        clock.start()
-        result = train_epoch(
-            model, dataset, transform, optimizer, loss_fn, config, epoch, clock, device,
-            first_step=iteration, on_step=lambda loss: bar.update(1, loss=loss),
-        )
-        epoch_seconds = clock.stop()
-        iteration += result.steps
-        row = {"epoch": epoch + 1, "train_loss": result.loss, "lr": optimizer.param_groups[0]["lr"]}
-        ended_by = "iterations" if epoch + 1 >= planned_epochs else "time budget" if clock.spent() else None
-        done = ended_by is not None
-        if val_set and ((epoch + 1) % config.val_every == 0 or done):
+    try:
+        while not done:
             clock.start()
-            row.update(_validate(model, val_set, card, device))
-            clock.stop()
-            bar.update(0, val=row["val_score"])
-            _keep_if_best(model_dir, model, card, choice, row)
-        elif not val_set and done:
-            save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
-        row.update(seconds=round(clock.elapsed, 2), epoch_seconds=round(epoch_seconds, 2), iteration=iteration)
-        if done:
-            row.update(last=1, ended_by=ended_by)
-        history.append(row)
-        epoch += 1
-        _save_progress(model_dir, model, optimizer, history, choice, clock, card, supervision)
-        log.debug("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
-    bar.close()
-    if supervision is not None:
-        supervision.remove()
+            result = train_epoch(
+                model, dataset, transform, optimizer, loss_fn, config, epoch, clock, device,
+                first_step=iteration, on_step=lambda loss: bar.update(1, loss=loss),
+            )
+            epoch_seconds = clock.stop()
+            iteration += result.steps
+            row = {"epoch": epoch + 1, "train_loss": result.loss, "lr": optimizer.param_groups[0]["lr"]}
+            ended_by = "iterations" if epoch + 1 >= planned_epochs else "time budget" if clock.spent() else None
+            done = ended_by is not None
+            if val_set and ((epoch + 1) % config.val_every == 0 or done):
+                clock.start()
+                row.update(_validate(model, val_set, card, device))
+                clock.stop()
+                bar.update(0, val=row["val_score"])
+                _keep_if_best(model_dir, model, card, choice, row)
+            elif not val_set and done:
+                save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=epoch + 1))
+            row.update(seconds=round(clock.elapsed, 2), epoch_seconds=round(epoch_seconds, 2), iteration=iteration)
+            if done:
+                row.update(last=1, ended_by=ended_by)
+            history.append(row)
+            epoch += 1
+            _save_progress(model_dir, model, optimizer, history, choice, clock, card, supervision)
+            log.debug("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
+    finally:
+        bar.close()
+        if supervision is not None:
+            supervision.remove()
     if not (model_dir / MODEL_FILE).is_file():  # a finished run that kept none (every validation NaN, before)
         log.warning("%s: training kept no checkpoint; keeping the last checkpoint (epoch %d)", model_dir, len(history))
         save_model(model_dir, _cpu_state(model), _with_training(card, best_epoch=len(history)))
@@ -486,7 +488,7 @@ def train_epoch(
             loss = loss_fn(logits.float(), batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+            clip_gradients(optimizer)
             optimizer.step()
             losses.append(float(loss.detach()))
             if on_step is not None:
@@ -494,6 +496,17 @@ def train_epoch(
             if clock.spent():
                 break
     return EpochResult(float(np.mean(losses)), len(losses))
+
+
+#: Largest norm of the gradient of everything trained (the network, and deep supervision's heads).
+MAX_GRADIENT_NORM = 12.0
+
+
+def clip_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Scale the gradients of every parameter ``optimizer`` steps to a joint norm of at most
+    :data:`MAX_GRADIENT_NORM` (with deep supervision its heads count too)."""
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(trained, MAX_GRADIENT_NORM)
 
 
 @contextlib.contextmanager

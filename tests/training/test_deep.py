@@ -6,6 +6,7 @@ import torch
 from segpipe.models.unet import unet
 from segpipe.training.deep import WEIGHTS, DeepSupervision, coarser
 from segpipe.training.losses import SegmentationLoss
+from segpipe.training.loop import MAX_GRADIENT_NORM, clip_gradients
 
 CPU = torch.device("cpu")
 
@@ -72,3 +73,17 @@ def test_the_heads_learn_and_the_network_keeps_no_trace_of_them():
     net.train()
     net(torch.rand(1, 1, 32, 32))
     assert supervision._features == [None, None]
+
+
+def test_the_gradient_clip_counts_the_heads():
+    net = unet(spatial_dims=2, in_channels=1, out_channels=3, features=(4, 4, 4, 4, 4, 4))
+    supervision = DeepSupervision(net)
+    optimizer = torch.optim.AdamW(torch.nn.ModuleList([net, supervision]).parameters())
+    everything = list(net.parameters()) + list(supervision.parameters())
+    for p in everything:
+        p.grad = torch.full_like(p, 100.0)
+    clip_gradients(optimizer)
+    # every element 100 before: the joint norm is 100 sqrt(n), so each becomes 12 / sqrt(n), heads included
+    n = sum(p.numel() for p in everything)
+    assert supervision.heads[1].weight.grad.flatten()[0].item() == pytest.approx(MAX_GRADIENT_NORM / n**0.5, rel=1e-5)
+    assert net.final_conv.weight.grad.flatten()[0].item() == pytest.approx(MAX_GRADIENT_NORM / n**0.5, rel=1e-5)

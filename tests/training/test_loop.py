@@ -460,8 +460,12 @@ def test_deep_supervision_resumes_with_its_heads_and_saves_a_plain_unet(store, t
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(loop, "train_epoch", stop_after_one)
+    removed = []
+    real_remove = loop.DeepSupervision.remove
+    monkeypatch.setattr(loop.DeepSupervision, "remove", lambda self: removed.append(real_remove(self)))
     with pytest.raises(KeyboardInterrupt):
         train_model(store, tmp_path / "resumed", config, progress=False)
+    assert len(removed) == 1  # the interrupted run took its hooks off the network
     monkeypatch.setattr(loop, "train_epoch", real_epoch)
     resumed = train_model(store, tmp_path / "resumed", config, progress=False).history
     assert [r["train_loss"] for r in resumed] == pytest.approx([r["train_loss"] for r in clean], rel=1e-6)
