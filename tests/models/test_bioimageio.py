@@ -262,10 +262,10 @@ def test_a_3d_semantic_fcn_with_zscore_passes_the_zoo_test(tmp_path):
 
 
 def test_a_failing_zoo_test_names_the_check_and_writes_nothing(tmp_path, monkeypatch, tiny_card):
-    from segpipe.models import bioimageio
+    from segpipe.models.bioimageio import export
 
     model = write_model(tmp_path / "model", tiny_card)  # TorchScript only: one weight format to test, quicker
-    monkeypatch.setattr(bioimageio, "_preprocess", lambda raw, spec: normalize(raw, spec) * 3)  # not what the package says
+    monkeypatch.setattr(export, "preprocess", lambda raw, spec: normalize(raw, spec) * 3)  # not what the package says
     with pytest.raises(ModelError) as caught:
         export_model(model, tmp_path / "bad.zip")
     message = str(caught.value)
