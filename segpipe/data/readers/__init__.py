@@ -19,7 +19,7 @@ from segpipe.data.readers.axes import AxesSpec
 from segpipe.data.readers.omezarr import is_ome_zarr
 from segpipe.data.readers.slices import SliceStack, natural_key
 from segpipe.data.readers.source import WIDER, Metadata, SelectedSource, Source, WidenedSource
-from segpipe.data.readers.units import pixel_size_problem
+from segpipe.data.readers.units import PIXEL_SIZE_RANGE_TEXT, pixel_size_problem
 
 __all__ = [
     "AxesSpec",
@@ -95,8 +95,9 @@ def _sizes_checked(source: Source) -> Source:
     if bad:
         if _once(source.path, "spacing"):
             log.warning("%s: the file's pixel size along %s (%s%s) is no size of a microscope or scanner image "
-                        "(positive, 0.1 nm to 10 cm); taken as not given", source.path, ", ".join(bad),
-                        ", ".join(f"{s:g}" for s in bad.values()), f" {meta.unit}" if meta.unit else "")
+                        "(positive, %s); taken as not given", source.path, ", ".join(bad),
+                        ", ".join(f"{s:g}" for s in bad.values()), f" {meta.unit}" if meta.unit else "",
+                        PIXEL_SIZE_RANGE_TEXT)
         meta = replace(meta, spacing=tuple(None if a in bad else s for a, s in zip("zyx", meta.spacing)))
     if meta.affine is not None:
         linear = np.asarray(meta.affine, dtype=float)[:3, :3]

@@ -73,6 +73,8 @@ def sizes_text(values) -> str:
 #: The physical pixel sizes segpipe accepts from a user, in micrometres: from 0.1 nm (the finest an
 #: electron microscope resolves) to 10 cm (coarser than any scanner's voxel).
 PIXEL_SIZE_RANGE = (1e-4, 1e5)
+#: :data:`PIXEL_SIZE_RANGE` as messages give it.
+PIXEL_SIZE_RANGE_TEXT = "0.1 nm to 10 cm"
 
 
 def pixel_size_problem(values, unit: str | None) -> str | None:
@@ -91,5 +93,5 @@ def pixel_size_problem(values, unit: str | None) -> str | None:
     micrometres = [v * _MICROMETRES[name] for v in values]
     if all(low <= v <= high for v in micrometres):
         return None
-    return (f"{sizes_text(values)} {name} is no pixel size of a microscope or scanner image (0.1 nm to 10 cm); "
+    return (f"{sizes_text(values)} {name} is no pixel size of a microscope or scanner image ({PIXEL_SIZE_RANGE_TEXT}); "
             "check the number and its unit")
