@@ -97,8 +97,9 @@ class TrainParams(BaseModel):
     deep_supervision: bool = False
     """U-Net only: its two coarser decoder levels learn the targets too, in training only, as
     nnU-Net trains (:mod:`segpipe.training.deep`). Off by default: in 2D it raised one field of
-    large packed cells by 0.055 SEG and lost up to 0.010 on five of seven sets, bbbc007 0.009
-    (benchmarks/RESULTS.md, "Deep supervision"); not measured in 3D."""
+    large packed cells by 0.055 SEG and lost up to 0.010 on five of seven sets, bbbc007 0.009; on
+    the 3D smoke volume it lost 0.016 SEG on average over four seeds (benchmarks/RESULTS.md,
+    "Deep supervision" and "Deep supervision in 3D")."""
     normalization: Literal["percentile", "zscore", "ct"] = "percentile"
     """percentile (microscopy: 1st-99.8th percentiles to 0..1 per image), zscore (MRI: clipped
     z-score per image, of its nonzero voxels when a quarter of the training voxels are exactly 0)
