@@ -122,20 +122,26 @@ def plain(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: 
                 logits = unflip(logits.float(), axes, channel_axis=1, flow_channels=card.flow_channels)
                 probs = activate(logits, n_classes=card.n_classes)
                 total = probs if total is None else total + probs
-            probs = (total / len(passes))[0].cpu().numpy()
+            probs = (total / len(passes))[0].cpu().numpy().astype(np.float16)  # the precision segpipe keeps them in
             foreground, distance, boundary, flow = output_maps(probs, card.n_classes)
             labels = instance_labels(foreground, distance, card.instance_params(), boundary=boundary, flow=flow)
             tifffile.imwrite(out / f"{path.stem}_labels.tif", labels)
     return len(files)
 
 
-def segpipe(inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: str = "cpu", amp: bool = True) -> int:
+def segpipe(
+    inbox: Path, model_dir: Path, out: Path, *, tta: bool = True, device: str = "cpu", amp: bool = True,
+    noise_only: float | None = None,
+) -> int:
+    """``segpipe segment`` on ``inbox``; ``noise_only``: its noise rule's threshold (0: off, as the plain loop has
+    no such rule), the model's own when ``None``."""
     from segpipe.models.model import Model
     from segpipe.pipeline.segment import SegmentFolder, segment
     from segpipe.prediction.params import PredictParams
     from segpipe.prediction.predict import Predictor
 
-    predictor = Predictor.load(Model.open(model_dir), PredictParams(device=device, inference={"flip_tta": tta, "amp": amp}))
+    inference = {"flip_tta": tta, "amp": amp} | ({} if noise_only is None else {"noise_only": noise_only})
+    predictor = Predictor.load(Model.open(model_dir), PredictParams(device=device, inference=inference))
     results = segment([str(inbox)], predictor, SegmentFolder(out), progress=False)
     assert not [r for r in results if r.error], [r.error for r in results if r.error]
     return len(results)

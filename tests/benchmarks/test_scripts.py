@@ -32,7 +32,10 @@ def test_training_benchmark_loops_run(loop):
 
 def test_segment_benchmark_plain_loop_matches_segpipe(crops_model, tmp_path, monkeypatch):
     """benchmarks/segment.py's plain loop (MONAI's sliding window, the flips undone by hand) labels a
-    field as ``segpipe segment`` does: it is a fair baseline only while it computes the same thing."""
+    field as ``segpipe segment`` does, label for label, with segpipe's noise rule off (the loop has
+    none): it is a fair baseline only while it computes the same thing. The loop keeps its
+    probabilities in float16 as segpipe's store does: in float32, pixels at the threshold went the
+    other way (59 of 49,152 on the AMD EPYC sandbox, one object more)."""
     assert "flow" in crops_model.card.extra_outputs
     flow_model = crops_model.folder
     monkeypatch.syspath_prepend(str(BENCHMARKS))
@@ -43,13 +46,12 @@ def test_segment_benchmark_plain_loop_matches_segpipe(crops_model, tmp_path, mon
     field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:192, :256]
     tifffile.imwrite(inbox / "field.tif", field)
     assert bench.plain(inbox, flow_model, tmp_path / "plain", tta=True) == 1
-    assert bench.segpipe(inbox, flow_model, tmp_path / "segpipe", tta=True, amp=False) == 1
+    assert bench.segpipe(inbox, flow_model, tmp_path / "segpipe", tta=True, amp=False, noise_only=0) == 1
     plain = tifffile.imread(tmp_path / "plain" / "field_labels.tif")
     ours = tifffile.imread(tmp_path / "segpipe" / "labels" / "field_labels.tif")
     assert plain.shape == ours.shape == field.shape
     assert plain.max() >= 5  # the model finds nuclei, so the comparison means something
-    assert abs(int(plain.max()) - int(ours.max())) <= 1
-    assert np.mean((plain > 0) != (ours > 0)) < 1e-3
+    np.testing.assert_array_equal(plain, ours)
 
 
 def test_input_keys_baseline_gives_the_flows_key(tmp_path, monkeypatch):
