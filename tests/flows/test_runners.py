@@ -156,3 +156,35 @@ def test_dask_without_its_extra_is_refused_in_one_line(segpipe_cli, tmp_path, mo
     result = segpipe_cli("segment", "--model", "cells-2d", "data/bbbc007/images", "--runner", "dask", "--output", tmp_path / "out")
     assert result.code == 2 and len(result.errors) == 1 and "needs segpipe's dask extra" in result.errors[0], result.errors
     assert not (tmp_path / "out").exists()
+
+
+def test_local_dask_workers_drop_the_traceback_of_a_scheduler_gone(caplog):
+    """Ctrl-C on a local cluster: a worker's heartbeat could find the command's scheduler already
+    closed and print Dask's error with a network traceback after the command's own line. The
+    workers' preload drops that record (logged as Dask's ``Worker.heartbeat`` logs it); others pass."""
+    import logging
+
+    from distributed.comm.core import CommClosedError
+
+    from segpipe.flows.dask_worker import quiet_lost_scheduler
+
+    logger = logging.getLogger("distributed.worker")
+
+    def heartbeat_fails():
+        try:
+            raise CommClosedError("in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed")
+        except OSError:
+            logger.exception("Failed to communicate with scheduler during heartbeat.")
+
+    caplog.set_level(logging.INFO, logger="distributed.worker")
+    heartbeat_fails()
+    assert [r.exc_info is not None for r in caplog.records] == [True]  # what the user saw
+    caplog.clear()
+    kept_out = quiet_lost_scheduler()
+    try:
+        assert quiet_lost_scheduler() is kept_out  # once per process
+        heartbeat_fails()
+        logger.warning("Heartbeat to scheduler failed")  # another record passes
+        assert [r.getMessage() for r in caplog.records] == ["Heartbeat to scheduler failed"]
+    finally:
+        logger.removeFilter(kept_out)
