@@ -19,7 +19,7 @@ from segpipe.models.bioimageio.extra import quiet, require_bioimageio
 from segpipe.models.bioimageio.files import write_files
 from segpipe.models.bioimageio.preprocessing import preprocess
 from segpipe.models.bioimageio.samples import raw_test_input
-from segpipe.models.bioimageio.summary import first_failure
+from segpipe.models.bioimageio.summary import first_failure, one_line
 from segpipe.models.model import Model
 from segpipe.temporary import replacing
 
@@ -88,8 +88,7 @@ def _save_package(descr, target: Path) -> None:
     try:
         save_bioimageio_package(descr, output_path=target)
     except Exception as err:  # the library reports a description it cannot package in its own exception types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{target}: cannot write the BioImage Model Zoo package: {first}") from None
+        raise ModelError(f"{target}: cannot write the BioImage Model Zoo package: {one_line(err)}") from None
 
 
 def _test_package(package: Path, target: Path) -> None:

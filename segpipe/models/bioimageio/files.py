@@ -15,6 +15,7 @@ from segpipe.models.bioimageio.architecture import (
     architecture_source,
 )
 from segpipe.models.bioimageio.readme import package_readme
+from segpipe.models.bioimageio.summary import one_line
 from segpipe.models.model import Model
 
 
@@ -33,8 +34,7 @@ def write_files(work: Path, model: Model, network: torch.nn.Module, raw: np.ndar
     try:
         scripted = torch.jit.script(Probabilities(network, card.n_classes).eval())
     except Exception as err:  # TorchScript reports what it cannot compile in many exception types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{model.folder}: network {card.network!r} cannot be compiled to TorchScript: {first}") from None
+        raise ModelError(f"{model.folder}: network {card.network!r} cannot be compiled to TorchScript: {one_line(err)}") from None
     scripted.save(str(files["torchscript"]))
     if card.network in ARCHITECTURES:
         files["weights"] = work / "weights.pt"
