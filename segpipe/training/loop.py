@@ -369,7 +369,7 @@ def _deep_supervision(model, card: ModelCard, config: TrainParams, device: torch
     return DeepSupervision(model, card.network_options.get("pools")).to(device)
 
 
-def _resume(model_dir: Path, card: ModelCard, model, optimizer, supervision: DeepSupervision | None = None) -> dict:
+def _resume(model_dir: Path, card: ModelCard, model, optimizer, supervision: DeepSupervision | None) -> dict:
     state = load_state(model_dir, card.training.config_key)
     if state is None:
         return {"history": [], "best_score": -math.inf, "elapsed": 0.0}
