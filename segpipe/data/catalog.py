@@ -214,6 +214,9 @@ class DatasetEntry(_Strict):
             value = self.training.get(key)
             if isinstance(value, (list, tuple)) and len(value) != self.ndim:
                 raise ValueError(f"training: {key} {list(value)} has {len(value)} values, ndim is {self.ndim}")
+        twice = sorted({c for c in self.classes if self.classes.count(c) > 1})
+        if twice:
+            raise ValueError(f"classes: {', '.join(repr(c) for c in twice)} named twice (each class needs its own name)")
         if self.instances and len(self.classes) != 2:
             raise ValueError("instance datasets have exactly two classes: background and the objects")
         if self.split is None and self.labels is not None and self.model is None:
@@ -533,6 +536,8 @@ def _assign_splits(records: list[ImageRecord], entry: DatasetEntry, *, where: st
     seen: dict[str, str] = {}
     for split in SPLITS:
         for stem in getattr(entry.split, split):
+            if stem in seen and seen[stem] == split:
+                raise CatalogError(f"{where}: {stem!r} is named twice in the {split} split")
             if stem in seen:
                 raise CatalogError(f"{where}: {stem!r} is in both the {seen[stem]} and {split} splits")
             if stem not in groups:

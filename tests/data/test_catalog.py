@@ -69,6 +69,18 @@ def test_file_in_two_splits(tmp_path, files):
         load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b], test: [a]}"))).dataset("d")
 
 
+def test_file_named_twice_in_one_split(tmp_path, files):
+    with pytest.raises(CatalogError, match="'b' is named twice in the test split"):
+        load_catalog(_write(tmp_path, _entry(split="split: {train: [a], test: [b, b]}"))).dataset("d")
+
+
+def test_class_named_twice(tmp_path, files):
+    extra = "    instances: false\n    classes: [background, a, a, c]\n"
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(_write(tmp_path, _entry(extra)))
+    assert str(caught.value).endswith("dataset 'd': classes: 'a' named twice (each class needs its own name)")
+
+
 def test_glob_matching_nothing(tmp_path):
     with pytest.raises(CatalogError, match="matches no file"):
         load_catalog(_write(tmp_path, _entry())).dataset("d")
