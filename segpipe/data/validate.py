@@ -109,6 +109,28 @@ def check_objects(infos: list[dict]) -> None:
     )
 
 
+def check_channels(infos: list[dict]) -> None:
+    """Refuse a dataset whose images have different numbers of channels: one network reads them all.
+
+    Args:
+        infos: The ingested images' infos (``source``, ``shape``: channels first).
+
+    Raises:
+        InputError: Naming a file of the rarer channel count (the larger on a tie) and one of the other.
+    """
+    by_count: dict[int, list[dict]] = {}
+    for info in infos:
+        by_count.setdefault(int(info["shape"][0]), []).append(info)
+    if len(by_count) < 2:
+        return
+    rare, common = sorted(by_count.items(), key=lambda item: (len(item[1]), -item[0]))[:2]
+    raise InputError(
+        f"{rare[1][0]['source']}: {rare[0]} channel(s), where {common[1][0]['source']} has {common[0]}: a model reads "
+        "every image of a dataset the same way; choose the same channels of each with channels: in the catalog entry "
+        "(channels: [0] reads a grey image saved in colour as one channel)"
+    )
+
+
 def _files(infos: list[dict], shown: int = 3) -> str:
     files = list(dict.fromkeys(str(info["labels_source"]) for info in infos))
     more = f" and {len(files) - shown} more" if len(files) > shown else ""

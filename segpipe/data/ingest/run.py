@@ -34,7 +34,7 @@ from segpipe.data.ingest.params import MIB, IngestParams
 from segpipe.data.ingest.processes import can_use_processes, ingest_in_processes
 from segpipe.data.ingest.record import ingest_record
 from segpipe.data.store import read_record, wait_for_writes
-from segpipe.data.validate import check_objects
+from segpipe.data.validate import check_channels, check_objects
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ def ingest_dataset(
             check_duplicates(dataset, digests)
             check_pixel_duplicates(infos)
             check_objects(infos)
+            check_channels(infos)
             check_unchanged(dataset, digests)
             write_collection(root, [Entry.of_info(info) for info in infos])
             root.attrs["segpipe"] = _store_record(dataset, fingerprint, digests, infos)

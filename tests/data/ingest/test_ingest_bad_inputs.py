@@ -253,6 +253,17 @@ def test_a_validation_split_without_any_object(pair, leftovers):
              split={"train": ["a"], "validation": ["b"]})
 
 
+def test_images_with_different_numbers_of_channels(pair, leftovers):
+    """A grey image saved in colour among grey ones was ingested as 3 channels beside 1; training
+    then failed at its first validation with torch's traceback ("expected input ... to have 1 channels")."""
+    grey = tifffile.imread(pair / "img" / "b.tif")
+    tifffile.imwrite(pair / "img" / "b.tif", np.stack([grey] * 3, axis=-1), photometric="rgb")
+    _refused(pair, leftovers, r"img/b.tif: 3 channel\(s\), where .*img/a.tif has 1: .*channels: \[0\] reads a grey image")
+    dataset = load_catalog(write_catalog(pair, images="img/*.tif", labels="lab/*.tif", split={"train": ["a", "b"]},
+                                         channels=[0])).dataset("d")
+    assert ingest_dataset(dataset, pair / "out" / "data.zarr", progress=False).n_images == 2
+
+
 @pytest.mark.parametrize("instances", [True, False])
 def test_every_label_map_empty(pair, leftovers, instances):
     for name in ("a", "b"):
