@@ -162,13 +162,22 @@ def score(
 ) -> None:
     """Score predictions against ground truth: CTC SEG and DET, matching at IoU 0.1-0.9 (precision, recall,
     F1, AP, PQ), merges and splits, IoU and Dice per class (HD95 and ASD in 3D), with bootstrap 95% CIs,
-    and the Otsu + watershed baseline on the same images; writes metrics.json."""
+    and the Otsu + watershed baseline on the same images; writes metrics.json.
+
+    A catalog dataset is ingested first when its files changed, so the labels scored against are the
+    files' own; a prediction made from an image that changed since is refused (predict it again)."""
     from segpipe.pipeline import RunFolder, stages
     from segpipe.report.runs import headline
 
     run = RunFolder.of(output, dataset)
     if predictions is None:
         _named_in_catalog(run, catalog)
+        if catalog.is_file():  # the ground truth as the catalog's files hold it now, as predict ingests
+            from segpipe.pipeline.catalog import open_catalog
+
+            loaded = open_catalog(catalog)
+            if dataset in loaded.entries:
+                _ingested(loaded, dataset, run)
         metrics = stages.score(run, split=split)
         where = run.metrics
     else:

@@ -18,7 +18,7 @@ import numpy as np
 
 from segpipe.data.catalog import Catalog
 from segpipe.data.ingest import IngestParams, IngestResult, ingest_dataset
-from segpipe.data.store import ImageStore
+from segpipe.data.store import ImageStore, array_digest
 from segpipe.errors import SegpipeError, StoreError, naming
 from segpipe.models.model import Model
 from segpipe.pipeline.models import assumed_spacing, entry_model, model_for, resolve_model
@@ -79,8 +79,11 @@ def predict(
 ) -> list[ImageResult]:
     """Predict a split of the run's store with a model (the run's own by default)."""
     chosen, store = model_for(run, model), ImageStore.open(run.store)
+    names = store.names(split)
+    if not names:  # before the prediction store is made
+        raise StoreError(f"{run.store}: the {split} split is empty")
     check_fits(chosen.card, store)  # before anything is written
-    warn_unknown_pixel_size(chosen.card, store, store.names(split))
+    warn_unknown_pixel_size(chosen.card, store, names)
     predictor = Predictor.load(chosen, params)
     with naming(run.predictions):
         predictions = predictor.open_store(run.predictions)
@@ -160,12 +163,23 @@ def prediction_stamp(run: RunFolder, name: str, params: PredictParams, *, model:
 
 
 def score_one(run: RunFolder, name: str) -> ScoreAccumulator:
-    """Score one predicted image; returns a one-image accumulator for :func:`pool_scores`."""
+    """Score one predicted image; returns a one-image accumulator for :func:`pool_scores`.
+
+    Raises:
+        StoreError: The prediction was made from another version of the image (ingested again since).
+    """
     store = ImageStore.open(run.store)
     store.require_labels("score against")
     accumulator = dataset_accumulator(store.record)  # the model and the classical baseline
     image = store.image(name)
-    prediction = PredictionStore.open(run.predictions).read(name)
+    predictions = PredictionStore.open(run.predictions)
+    prediction = predictions.read(name)
+    made_from = predictions.image_digest(name)
+    if made_from is not None and made_from != array_digest(image.image):
+        raise StoreError(
+            f"{run.predictions}: the prediction of {name!r} was made from another version of its image (the dataset was "
+            f"ingested again since): run segpipe predict {run.dataset} first"
+        )
     score_image(
         accumulator, name, image=np.asarray(image.image), gt=np.asarray(image.labels),
         pred_instances=prediction.instances, pred_semantic=prediction.semantic, spacing=image.spacing,
@@ -224,9 +238,11 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
     for a split without ground truth, the segmentation report (:func:`report_segmentation`).
 
     Raises:
-        StoreError: The split has ground truth but was not scored yet.
+        StoreError: The split is empty, or has ground truth but was not scored yet.
     """
     store = ImageStore.open(run.store)
+    if not store.names(split):
+        raise StoreError(f"{run.store}: the {split} split is empty; nothing was predicted to report on")
     if not store.names(split, labelled=True):  # nothing to score: what was segmented, as the flow reports it
         return report_segmentation(run, split=split)
     if not run.metrics.is_file():

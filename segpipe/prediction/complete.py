@@ -30,7 +30,7 @@ from segpipe.prediction.layers import attach_to_source, attached_stamp, write_la
 from segpipe.prediction.noise_frames import NOISE_ATTR
 from segpipe.prediction.params import PredictParams
 from segpipe.prediction.resampled import RECORD_ATTR, Grids, drop_scratch, image_grid
-from segpipe.prediction.store import STAMP_ATTR, PredictionStore
+from segpipe.prediction.store import IMAGE_DIGEST_ATTR, STAMP_ATTR, PredictionStore
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ class Predicted:
     group: zarr.Group | None
     """The partial group the probabilities were streamed into; ``None`` for an image predicted in memory."""
     stamp: str
+    image_digest: str
+    """The digest of the stored image predicted (recorded with the prediction for scoring)."""
     grids: Grids
     normalization: Normalization
     stream: StreamStats
@@ -102,7 +104,7 @@ class Predicted:
         frames = image.image.ndim - 1 - ndim
         in_memory = self.values is not None
         if group is None:  # predicted in memory: its group is made now, written once
-            group = partial_group(self.predictions.root, image, card, self.stamp, overlap=None)
+            group = partial_group(self.predictions.root, image, card, self.stamp, overlap=None, image_digest=self.image_digest)
             group.attrs.update({RECORD_ATTR: self.grids.record(), "normalization": self.normalization.to_record()})
         if self.stream.noise_frames:  # frames of only noise, predicted as background (segpipe.inference.noise)
             group.attrs[NOISE_ATTR] = sorted(set(group.attrs.get(NOISE_ATTR, [])) | set(self.stream.noise_frames))
@@ -152,13 +154,16 @@ class Predicted:
 
 
 
-def partial_group(root: zarr.Group, image: StoredImage, card: ModelCard, stamp: str, *, overlap: float | None) -> zarr.Group:
+def partial_group(
+    root: zarr.Group, image: StoredImage, card: ModelCard, stamp: str, *, overlap: float | None, image_digest: str | None = None
+) -> zarr.Group:
     """The temporary group of ``image``: a streamed one is resumed when it was made from the same
     inputs; otherwise (and for arrays written whole) it is made afresh.
 
     ``overlap``: the windows' overlap, for arrays written row by row as the windows finish
     (chunked by the window step); ``None`` for arrays written whole (:func:`whole_chunks`): there
     is nothing to resume, and a streamed run's leftover would have the wrong chunks.
+    ``image_digest``: the stored image's digest, recorded for scoring (``IMAGE_DIGEST_ATTR``).
     """
     partial_name = f".{image.name}.partial"
     plan = {"stamp": stamp, "source_shape": list(image.image.shape)}
@@ -198,6 +203,8 @@ def partial_group(root: zarr.Group, image: StoredImage, card: ModelCard, stamp: 
     if card.instances:
         array(labels.create_group("instances"), IMAGE_LEVEL, spatial, np.uint32, False)
     group.attrs.update({"plan": plan, STAMP_ATTR: stamp})
+    if image_digest is not None:
+        group.attrs[IMAGE_DIGEST_ATTR] = image_digest
     return group
 
 

@@ -99,13 +99,14 @@ class Predictor:
         """The prediction store at ``path`` for this model."""
         return PredictionStore.for_model(path, self.model)
 
-    def stamp(self, image: StoredImage, *, inputs_from: str | None = None) -> str:
+    def stamp(self, image: StoredImage, *, inputs_from: str | None = None, image_digest: str | None = None) -> str:
         """What a prediction of ``image`` is made from: the model, the settings, the image's bytes.
 
         A resampled prediction also depends on the image's pixel size (which the bytes do not hold);
         a generalist's on the digest ``inputs_from`` of the image its inputs were chosen on, when
         that is another (:class:`SharedInputs`); a region cut from a larger image on its surroundings
-        (:attr:`StoredImage.context`), which it is predicted inside.
+        (:attr:`StoredImage.context`), which it is predicted inside. ``image_digest``: the image's
+        :func:`array_digest` where the caller has it already.
         """
         source = {
             "model": self.model.id,
@@ -113,7 +114,7 @@ class Predictor:
             "instances": self.params.instances.model_dump(mode="json"),
             "probabilities": self.params.probabilities,
             "resample": self.params.resample,
-            "image": array_digest(image.image),
+            "image": image_digest or array_digest(image.image),
             **({"context": array_digest(image.context)} if image.context is not None else {}),
             "blank": RADIUS,  # blank pixels set to background (segpipe.inference.blank)
         }
@@ -196,7 +197,8 @@ def run_network(
     :class:`Current` where its prediction is current. ``shared``: the generalist's inputs of every
     frame of one input, chosen once (else chosen for this image: :func:`input_slots`)."""
     card, params = predictor.card, predictor.params
-    stamp = predictor.stamp(image, inputs_from=shared.digest if shared is not None else None)
+    digest = array_digest(image.image)
+    stamp = predictor.stamp(image, inputs_from=shared.digest if shared is not None else None, image_digest=digest)
     root = predictions.root
     if predictions.stamp(image.name) == stamp:
         log.info("%s: already predicted with these settings, skipping", image.name)
@@ -224,7 +226,7 @@ def run_network(
         if around:  # a region of a larger image: predicted inside its surroundings, so its edges see the image
             source = np.asarray(image.context)
     else:
-        group = partial_group(root, image, card, stamp, overlap=predictor.inference.overlap)
+        group = partial_group(root, image, card, stamp, overlap=predictor.inference.overlap, image_digest=digest)
         group.attrs[RECORD_ATTR] = grids.record()
         normalization = _normalization(group, image, spec)
     share = background_not_zero(source if in_memory else image.image, spec)
@@ -269,11 +271,11 @@ def run_network(
         log.info(noise_only_message(image.name, len(stream.noise_frames), math.prod(image.image.shape[1 : 1 + frames]),
                                     predictor.inference.noise_only))
     if not in_memory:
-        return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, None)
+        return Predicted(image, card, params, predictions, group, stamp, digest, grids, normalization, stream, None)
     values = sink.values[(slice(None), *image.in_context)] if around else sink.values  # converted here, where torch is
     # loaded: completing needs no torch, and half the bytes travel
     semantic = class_map(values[:n_classes])
-    return Predicted(image, card, params, predictions, group, stamp, grids, normalization, stream, float16(values), semantic)
+    return Predicted(image, card, params, predictions, group, stamp, digest, grids, normalization, stream, float16(values), semantic)
 
 
 def noise_only_message(name: str, noise: int, frames: int, threshold: float) -> str:

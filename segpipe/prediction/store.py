@@ -33,6 +33,9 @@ from segpipe.prediction.noise_frames import NOISE_ATTR
 log = logging.getLogger(__name__)
 
 STAMP_ATTR = "segpipe_inputs"
+#: The digest of the stored image a prediction was made from (:func:`segpipe.data.store.array_digest`):
+#: scoring checks it, so a prediction of an image ingested again since is not scored against the new one.
+IMAGE_DIGEST_ATTR = "segpipe_image_digest"
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,11 @@ class PredictionStore:
         if name not in self.root or not self.root[name].attrs.get("complete"):
             return None
         return self.root[name].attrs.get(STAMP_ATTR)
+
+    def image_digest(self, name: str) -> str | None:
+        """The digest of the stored image the complete prediction of ``name`` was made from, or ``None``
+        (a prediction written before it was recorded)."""
+        return self.group(name).attrs.get(IMAGE_DIGEST_ATTR)
 
     def group(self, name: str) -> zarr.Group:
         """The complete prediction group of ``name``."""

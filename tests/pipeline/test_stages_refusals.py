@@ -140,3 +140,65 @@ def test_an_entry_applying_a_catalog_model_not_trained_yet_is_ingested_at_one_pe
     (image,) = ImageStore.open(out / "seg" / "data.zarr").images()
     assert image.spacing == (1.0, 1.0)
 
+
+
+def test_score_reads_the_labels_as_the_files_hold_them_and_refuses_a_prediction_of_an_older_image(tmp_path, crops_model, segpipe_cli):
+    """`score` used the store as first ingested: after a label file was edited it scored the old
+    labels, and after a test image was replaced it scored the old image's prediction against the new
+    store (a helper's run: SEG 0.96 reported where a prediction of the new image gave 0.11)."""
+    import json
+
+    for folder in ("raw", "gt"):
+        (tmp_path / folder).mkdir()
+    image = np.random.default_rng(1).integers(0, 50, (64, 64)).astype(np.uint8)
+    labels = np.zeros((64, 64), np.uint8)
+    labels[10:22, 10:22], labels[35:50, 30:44] = 1, 2
+    image[labels > 0] += 150
+    tifffile.imwrite(tmp_path / "raw" / "a.tif", image)
+    tifffile.imwrite(tmp_path / "gt" / "a.tif", labels)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("datasets:\n  scored:\n    images: raw/*.tif\n    labels: gt/*.tif\n    ndim: 2\n"
+                       f"    classes: [background, nucleus]\n    instances: true\n    model: {crops_model.folder}\n")
+    out, where = tmp_path / "runs", ("--catalog", catalog, "--output", tmp_path / "runs")
+    assert segpipe_cli("predict", "scored", *where, "--device", "cpu").code == 0
+    assert segpipe_cli("score", "scored", *where).code == 0
+    metrics = out / "scored" / "metrics.json"
+    assert json.loads(metrics.read_text())["per_image"][0]["n_objects"] == 2
+
+    labels[50:60, 5:15] = 3  # a third object drawn in the label file
+    tifffile.imwrite(tmp_path / "gt" / "a.tif", labels)
+    assert segpipe_cli("score", "scored", *where).code == 0
+    assert json.loads(metrics.read_text())["per_image"][0]["n_objects"] == 3
+
+    tifffile.imwrite(tmp_path / "raw" / "a.tif", np.roll(image, 20, axis=1))  # the image replaced
+    before = metrics.read_bytes()
+    refused = segpipe_cli("score", "scored", *where)
+    assert refused.code == 2 and len(refused.errors) == 1, refused.err
+    assert "the prediction of 'a' was made from another version of its image" in refused.errors[0]
+    assert "segpipe predict scored" in refused.errors[0] and metrics.read_bytes() == before
+    assert segpipe_cli("predict", "scored", *where, "--device", "cpu").code == 0
+    assert segpipe_cli("score", "scored", *where).code == 0
+
+
+def test_an_empty_test_split_is_refused_by_predict_and_report_leaving_nothing(tmp_path, crops_model, segpipe_cli):
+    """`predict` refused but left an empty predictions.zarr, and `report` then wrote a report of
+    "0 images from 0 inputs segmented" and exited 0."""
+    for folder in ("raw", "gt"):
+        (tmp_path / folder).mkdir()
+    for name, seed in (("a", 1), ("b", 2)):
+        image = np.random.default_rng(seed).integers(0, 50, (64, 64)).astype(np.uint8)
+        labels = np.zeros((64, 64), np.uint8)
+        labels[10:22, 10:22] = 1
+        image[labels > 0] += 150
+        tifffile.imwrite(tmp_path / "raw" / f"{name}.tif", image)
+        tifffile.imwrite(tmp_path / "gt" / f"{name}.tif", labels)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("datasets:\n  notest:\n    images: raw/*.tif\n    labels: gt/*.tif\n    ndim: 2\n"
+                       "    classes: [background, nucleus]\n    instances: true\n    split: {train: [a], validation: [b]}\n"
+                       f"    model: {crops_model.folder}\n")
+    out, where = tmp_path / "runs", ("--catalog", catalog, "--output", tmp_path / "runs")
+    for stage in ("predict", "report"):
+        result = segpipe_cli(stage, "notest", *where)
+        assert result.code == 2 and len(result.errors) == 1 and "the test split is empty" in result.errors[0], result.err
+    assert sorted(p.name for p in (out / "notest").iterdir()) == ["data.zarr"]
+    assert not (out / "index.html").exists()
