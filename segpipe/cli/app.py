@@ -77,7 +77,7 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(own).setLevel(logging.DEBUG if verbose else logging.NOTSET)
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "DEBUG"
-    for noisy in ("httpx", "httpcore"):  # one line per Prefect API call otherwise
+    for noisy in ("httpx", "httpcore", "torch"):  # one line per Prefect API call; torch's cache statistics at exit
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not verbose:
         logging.getLogger("tifffile").addFilter(_said_by_segpipe)
@@ -152,6 +152,18 @@ def stop_on_sigterm():
 
 #: The exit code of a command stopped by Ctrl-C.
 INTERRUPTED = 130
+#: A ``-W`` option for the processes multiprocessing starts (it passes ``sys.warnoptions`` on).
+QUIET_RESOURCE_TRACKER = "ignore:resource_tracker:UserWarning"
+
+
+def _what_is_kept() -> str:
+    """The end of the line of a stopped command: how to go on, and whether its work was kept."""
+    from segpipe.interrupts import interrupted_step
+
+    step = interrupted_step()
+    if step is None:
+        return "run the same command again to resume; what was finished is kept"
+    return f"{step} was stopped and keeps nothing of it (it is written whole); run the same command again to start it over"
 
 
 def main() -> None:
@@ -159,14 +171,17 @@ def main() -> None:
     The processes a command starts end with it, even when it is killed (:mod:`segpipe.cli.watchdog`)."""
     for name, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(name, value)  # before Prefect is imported: it reads settings once
+    # Python's multiprocessing resource tracker (a helper process it starts with this option) says "There appear to
+    # be N leaked semaphore objects" after a command stopped while worker processes ran; it removes them itself
+    sys.warnoptions.append(QUIET_RESOURCE_TRACKER)
     try:
         with stop_on_sigterm(), watch_children():
             app()
     except SystemExit as stop:
         if stop.code == INTERRUPTED:  # Ctrl-C (typer's code for it)
-            typer.echo("interrupted: run the same command again to resume; what was finished is kept", err=True)
+            typer.echo(f"interrupted: {_what_is_kept()}", err=True)
         elif stop.code == 128 + signal.SIGTERM:  # Terminated
-            typer.echo("stopped (SIGTERM): run the same command again to resume; what was finished is kept", err=True)
+            typer.echo(f"stopped (SIGTERM): {_what_is_kept()}", err=True)
         raise
     except SegpipeError as err:
         typer.echo(f"error: {err}", err=True)

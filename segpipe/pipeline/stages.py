@@ -20,6 +20,7 @@ from segpipe.data.catalog import Catalog
 from segpipe.data.ingest import IngestParams, IngestResult, ingest_dataset
 from segpipe.data.store import ImageStore, array_digest
 from segpipe.errors import SegpipeError, StoreError, naming
+from segpipe.interrupts import keeps_nothing
 from segpipe.models.model import Model
 from segpipe.pipeline.models import assumed_spacing, entry_model, model_for, resolve_model
 from segpipe.pipeline.run_folder import RunFolder
@@ -58,7 +59,8 @@ def ingest(catalog: Catalog, dataset: str, run: RunFolder, params: IngestParams 
     model = entry_model(catalog, dataset, output=run.root.parent, untrained_ok=True)
     if model is not None and resolved.entry.spacing is None:
         resolved = dataclasses.replace(resolved, assumed_spacing=assumed_spacing(model.card))
-    return ingest_dataset(resolved, run.store, params)
+    with keeps_nothing(f"the ingest of {dataset}"):  # its store is written whole: a stopped ingest starts over
+        return ingest_dataset(resolved, run.store, params)
 
 
 def train(run: RunFolder, params: TrainParams, *, catalog: Catalog | None = None, progress: bool = True) -> TrainResult:

@@ -162,6 +162,40 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_keeps_what_was_finished(tmp_pat
     assert len(list((tmp_path / "out" / "labels").glob("*_labels.tif"))) == INPUTS
 
 
+def test_ctrl_c_during_an_ingest_stops_its_worker_processes_and_says_nothing_was_kept(tmp_path):
+    """Ctrl-C during an ingest in worker processes: the pool went on with every batch queued (90 of
+    120 images) before the command stopped, then said "what was finished is kept" of a store it had
+    thrown away. Now the workers stop at once, and the line says the ingest starts over."""
+    import time
+
+    import numpy as np
+    import psutil
+    import tifffile
+
+    rng, names = np.random.default_rng(0), [f"i{k:03d}" for k in range(96)]
+    for folder in ("img", "lab"):
+        (tmp_path / folder).mkdir()
+    for name in names:
+        labels = np.zeros((384, 384), np.uint8)
+        labels[100:140, 100:140] = 1
+        tifffile.imwrite(tmp_path / "img" / f"{name}.tif", (rng.integers(0, 100, labels.shape) + 100 * labels).astype(np.uint8))
+        tifffile.imwrite(tmp_path / "lab" / f"{name}.tif", labels)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(f"datasets:\n  many:\n    images: img/*.tif\n    labels: lab/*.tif\n    ndim: 2\n"
+                       f"    split: {{train: [{', '.join(names[:90])}], validation: [{', '.join(names[90:])}]}}\n")
+    out = tmp_path / "out"
+    code, stderr, took, children = _ctrl_c(["ingest", "many", "--catalog", str(catalog), "--output", str(out)],
+                                           lambda: len(list(out.glob("many/.data.zarr.partial-*/i*"))) >= 8)
+    assert code == 130 and took < 10 and "Traceback" not in stderr and "leaked" not in stderr, (took, stderr[-3000:])
+    assert stderr.rstrip().splitlines()[-1] == (
+        "interrupted: the ingest of many was stopped and keeps nothing of it (it is written whole); run the same command "
+        "again to start it over"
+    )
+    time.sleep(1)
+    assert not [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not (out / "many").exists()  # nothing half-written
+
+
 def test_ctrl_c_on_a_local_dask_cluster_stops_at_once_in_one_line(tmp_path):
     """Ctrl-C reached the embedded Prefect server and the Dask workers too (one process group): the
     command waited 144 s for the server it had lost, printed tracebacks and exited 1. Now: exit 130

@@ -27,6 +27,7 @@ from segpipe.data.records import ImageRecord
 from segpipe.data.ingest.params import IngestParams
 from segpipe.data.ingest.record import ingest_record
 from segpipe.data.store import wait_for_writes
+from segpipe.interrupts import interrupts_held
 
 _PRELOAD = ["segpipe.data.ingest.record", "ome_zarr.writer"]
 _worker: dict = {}  # this worker process's store, dataset and options, set once when it starts
@@ -50,22 +51,38 @@ def ingest_in_processes(
         The image infos in the order of ``records``.
     """
     context = _context()
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=n_processes, mp_context=context, initializer=_start_worker, initargs=(str(store), dataset, options)
-    ) as pool:
+    )
+    try:
         futures: list[Future] = []
-        for batch in _batches(records, n_processes):
-            future = pool.submit(_ingest_batch, batch)
-            future.add_done_callback(
-                lambda f, n=len(batch): on_done(n) if not f.cancelled() and f.exception() is None else None
-            )
-            futures.append(future)
+        with interrupts_held():  # the workers (started by the submissions) never see Ctrl-C: this process stops them
+            for batch in _batches(records, n_processes):
+                future = pool.submit(_ingest_batch, batch)
+                future.add_done_callback(
+                    lambda f, n=len(batch): on_done(n) if not f.cancelled() and f.exception() is None else None
+                )
+                futures.append(future)
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in futures if f in done and f.exception() is not None]
-        if failed:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise failed[0].exception()  # type: ignore[misc]
-        return [info for future in futures for info in future.result()]
+    except BaseException:  # Ctrl-C or SIGTERM: the store is thrown away, so the workers stop mid-write
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    failed = [f for f in futures if f in done and f.exception() is not None]
+    if failed:
+        raise failed[0].exception()  # type: ignore[misc]
+    return [info for future in futures for info in future.result()]
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's worker processes now (SIGTERM), whatever batch they are in."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 def can_use_processes() -> bool:

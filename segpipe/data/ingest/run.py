@@ -171,7 +171,12 @@ def _ingest_in_threads(
         futures = [pool.submit(job, record) for record in records]
         for future in futures:
             future.add_done_callback(lambda f: on_done(1) if not f.cancelled() and not f.exception() else None)
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:  # Ctrl-C or SIGTERM: the images not started are not started (the store is thrown away)
+            for future in futures:
+                future.cancel()
+            raise
         failed = [f for f in futures if f in done and f.exception() is not None]
         if failed:
             for future in futures:
