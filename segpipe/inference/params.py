@@ -12,8 +12,10 @@ class InferenceParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    overlap: float = Field(0.5, ge=0, lt=1)
-    """Fraction of a window shared with its neighbour along each axis (0 to <1)."""
+    overlap: float = Field(0.5, ge=0, le=0.9)
+    """Fraction of a window shared with its neighbour along each axis (0 to 0.9: at 0.9 a 2D image
+    takes 25 times the windows it takes at 0.5, a 3D one 125 times; at 0.999 a 256 x 256 field took
+    16,000 windows of a 128-pixel patch, one step per pixel)."""
     batch_size: int = Field(4, ge=1)
     """Windows run through the network at once."""
     mode: Literal["gaussian", "constant"] = "gaussian"
