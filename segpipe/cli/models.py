@@ -158,8 +158,13 @@ def export_cmd(
     Example: segpipe models export runs/bbbc007/model --to bbbc007-unet.zip --author 'Ada Lovelace' --license CC-BY-4.0
     """
     from segpipe.models.bioimageio import export_model
+    from segpipe.models.bioimageio.description import check_license
+    from segpipe.models.bioimageio.extra import require_bioimageio
     from segpipe.pipeline.models import resolve_model
 
+    if license is not None:  # before the model is read or anything said about it
+        require_bioimageio()
+        check_license(license)
     chosen = resolve_model(model, output=DEFAULT_OUTPUT)
     warn = logging.getLogger("segpipe.cli.models").warning
     if chosen.card.spacing_guessed and not chosen.card.generalist:

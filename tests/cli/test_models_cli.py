@@ -211,6 +211,19 @@ def test_export_of_a_run_folder_warns_of_what_the_package_cannot_give(runs, tmp_
         assert any("its pixel size is not known" in m for m in said) == guessed, said
 
 
+@pytest.mark.parametrize(("given", "said"), [
+    ("NOT-A-LICENSE", "license 'NOT-A-LICENSE': not an SPDX license identifier (e.g. CC-BY-4.0, MIT, BSD-3-Clause)"),
+    ("cc-by-4.0", "license 'cc-by-4.0': not an SPDX license identifier (e.g. CC-BY-4.0, MIT, BSD-3-Clause); did you mean CC-BY-4.0?"),
+])
+def test_a_license_that_is_no_spdx_identifier_is_refused_in_one_short_line_before_any_work(runs, tmp_path, monkeypatch, capsys,
+                                                                                        given, said):
+    """The format's error listed all 600-odd identifiers in one line of 10 kB, named the model folder
+    and ": :", and came after the pixel-size warning and the network's test output were made."""
+    code, out, err = run_main(monkeypatch, capsys, "models", "export", str(runs / "a"), "--to", str(tmp_path / "a.zip"),
+                              "--no-test", "--license", given, "--author", "A")
+    assert code == 2 and err.strip().splitlines() == [f"error: {said}"] and not (tmp_path / "a.zip").exists(), err
+
+
 def test_a_model_told_its_training_pixel_size_resamples_new_images_by_theirs(crops_model, tmp_path, segpipe_cli):
     """The BBBC007 crops model was trained on files without a pixel size. A field upsampled twice,
     its file saying 0.25 um, was taken at its own pixels (objects twice the size learnt); told

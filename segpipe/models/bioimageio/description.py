@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +34,23 @@ CITATIONS = {
         "10.1109/CVPR.2015.7298965",
     ),
 }
+
+
+def check_license(license: str) -> None:
+    """Refuse ``license`` in one line unless it is an SPDX identifier the format takes (the format's
+    own error lists all 600-odd of them), suggesting the nearest where one is close.
+
+    Raises:
+        ModelError: ``license`` is no SPDX license identifier.
+    """
+    from bioimageio.spec.model import v0_5 as spec
+
+    known = typing.get_args(spec.LicenseId.root_model.model_fields["root"].annotation)
+    if license in known:
+        return
+    near = difflib.get_close_matches(license.upper(), [k.upper() for k in known], n=1, cutoff=0.85)
+    hint = next((f"; did you mean {k}?" for k in known if near and k.upper() == near[0]), "")
+    raise ModelError(f"license {license!r}: not an SPDX license identifier (e.g. CC-BY-4.0, MIT, BSD-3-Clause){hint}")
 
 
 def describe(model: Model, files: dict[str, Path], *, authors: Sequence[str], license: str | None):

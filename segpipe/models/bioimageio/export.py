@@ -14,7 +14,7 @@ import torch
 from segpipe.errors import ModelError
 from segpipe.inference.memory import activate
 from segpipe.models.bioimageio.architecture import ARCHITECTURES
-from segpipe.models.bioimageio.description import describe
+from segpipe.models.bioimageio.description import check_license, describe
 from segpipe.models.bioimageio.extra import quiet, require_bioimageio
 from segpipe.models.bioimageio.files import write_files
 from segpipe.models.bioimageio.preprocessing import preprocess
@@ -60,6 +60,8 @@ def export_model(
     if path.suffix.lower() != ".zip":
         raise ModelError(f"{path}: a BioImage Model Zoo package is a .zip file; name it like {path.name}.zip")
     require_bioimageio()
+    if license is not None:
+        check_license(license)  # before any work
     if card.network not in ARCHITECTURES:
         log.warning(
             "network %r: segpipe has no architecture file for it, so the package carries TorchScript weights "
