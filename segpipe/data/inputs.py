@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -66,7 +66,9 @@ class Input:
         return _where(self.path, self.series)
 
 
-def find_inputs(patterns: list[str], *, base: Path | None = None, given: Mapping[str, str] | None = None) -> list[Input]:
+def find_inputs(
+    patterns: list[str], *, base: Path | None = None, given: Mapping[str, str] | None = None, skip: Sequence[Path] = ()
+) -> list[Input]:
     """The inputs ``patterns`` name, in order, each once.
 
     ``given``: names earlier runs into the same output gave, by :attr:`Input.where`; those inputs
@@ -74,7 +76,9 @@ def find_inputs(patterns: list[str], *, base: Path | None = None, given: Mapping
     segmented ``a.tif`` does not rename it).
 
     Files a glob matches that are not images (notes, a copy tool's ``.part`` file) are passed
-    over, as a folder's are; a file named on its own must be an image.
+    over, as a folder's are; a file named on its own must be an image. So is anything inside the
+    folders ``skip`` (the run's own outputs: a glob such as ``data/**/*.tif`` over a folder that
+    holds the output would take the labels of the last run as new images).
 
     Raises:
         NoInputs: A pattern matches nothing, or nothing named is an image.
@@ -83,6 +87,7 @@ def find_inputs(patterns: list[str], *, base: Path | None = None, given: Mapping
     base = base or Path.cwd()
     found: list[Path] = []
     passed_over: list[Path] = []
+    skip = [Path(os.path.normpath(Path(folder).absolute())) for folder in skip]
     for pattern in patterns:
         if not pattern.strip():
             raise InputError(f"{pattern!r}: an empty input path (an unset shell variable?); name files, folders or globs")
@@ -102,12 +107,18 @@ def find_inputs(patterns: list[str], *, base: Path | None = None, given: Mapping
                 passed_over.append(path)
                 continue
             found += _expand(path)
+    outputs = [path for path in found if any(path.is_relative_to(folder) for folder in skip)]
+    if outputs:
+        log.info("%d input(s) inside the output's own folders passed over (what segpipe wrote there): %s", len(outputs),
+                 ", ".join(p.name for p in outputs[:5]) + (", ..." if len(outputs) > 5 else ""))
+        found = [path for path in found if path not in outputs]
     if passed_over:
         log.info("%d file(s) matched that are not images, passed over: %s", len(passed_over),
                  ", ".join(p.name for p in passed_over[:5]) + (", ..." if len(passed_over) > 5 else ""))
     unique = list(dict.fromkeys(found))
     if not unique:
         others = f"; {len(passed_over)} file(s) that are not images passed over ({passed_over[0].name}, ...)" if passed_over else ""
+        others += f"; {len(outputs)} inside the output's own folders passed over" if outputs else ""
         raise NoInputs(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences)"
                        f"{_deeper(patterns, base)}{others}")
     return _named({path: image_series(path) if kind_of(path) == "tiff" else 1 for path in unique}, given or {})

@@ -236,15 +236,16 @@ class SegmentInputs:
 
     @classmethod
     def gather(cls, patterns: list[str], given: dict[str, str], card: ModelCard, params: SegmentParams, *,
-               settled: float = 0.0) -> SegmentInputs:
+               settled: float = 0.0, skip: tuple[Path, ...] = ()) -> SegmentInputs:
         """``settled``: leave out inputs whose files changed in the last that many seconds (still
-        being copied in: they are taken by a later run).
+        being copied in: they are taken by a later run). ``skip``: the output's own folders
+        (:meth:`SegmentFolder.own_folders`), whose files are never inputs.
 
         Raises:
             NoInputs: Nothing to segment was found (or everything found is still changing).
             InputError: An input is named wrongly. ModelError: the model fits none of the inputs.
         """
-        found = find_inputs(patterns, given=given)
+        found = find_inputs(patterns, given=given, skip=skip)
         if settled > 0:
             found, waiting = settled_inputs(found, seconds=settled)
             if waiting:
@@ -259,7 +260,7 @@ class SegmentInputs:
         """These inputs, named again if a run that ended as this one started gave names since they
         were read (two runs could otherwise give one name to two files); called under the folder's lock."""
         now = folder.given_names()
-        return self if now == self.given else SegmentInputs.gather(patterns, now, card, params, settled=self.settled)
+        return self if now == self.given else SegmentInputs.gather(patterns, now, card, params, settled=self.settled, skip=folder.own_folders())
 
 
 def segment(
@@ -292,7 +293,7 @@ def segment(
     ordered = params.ordered(predictor.params)
     if ordered is not predictor.params:  # the user's order: no choosing
         predictor = dataclasses.replace(predictor, params=ordered)
-    inputs = SegmentInputs.gather(patterns, folder.given_names(), predictor.card, params)
+    inputs = SegmentInputs.gather(patterns, folder.given_names(), predictor.card, params, skip=folder.own_folders())
     threads = torch.get_num_threads()
     created = not folder.root.exists()
     # a read-only place, a file there, or another run writing there, fails now

@@ -131,6 +131,10 @@ class SegmentFolder:
 
     root: Path
 
+    def own_folders(self) -> tuple[Path, ...]:
+        """The folders this run writes its files into (never read as inputs)."""
+        return tuple(self.root / name for name in ("images", "labels", ".predictions", "measurements", "figures"))
+
     def images(self, name: str) -> Path:
         return self.root / "images" / f"{name}.ome.zarr"
 
@@ -290,7 +294,8 @@ def prepare_input(
         channels=params.for_input(item).channels, assumed_spacing=assumed_spacing(card),
     )
     store_path = folder.images(item.name)
-    ingest_dataset(dataset, store_path, IngestParams(), progress=False, warn_spacing=False)  # one warning per run
+    ingest_dataset(dataset, store_path, IngestParams(), progress=False, warn_spacing=False,  # one warning per run
+                   mixed_channels_ok=True)  # the model's check names a frame it cannot read
     store = ImageStore.open(store_path)
     check_fits(card, store, where=item.where)
     return store, PredictionStore.for_model(folder.predictions(item.name), model)

@@ -1188,3 +1188,18 @@ def test_a_folder_segmented_with_another_model_before_is_warned_of_once(model, t
     (warned,) = [r.getMessage() for r in caplog.records if "another model" in r.getMessage()]
     assert warned.startswith(f"{tmp_path / 'out'} was segmented with another model before ({model.card.name}, {model.folder})")
     assert "this run's inputs get the labels of cells-2d" in warned
+
+
+def test_a_glob_over_the_output_folder_does_not_take_what_segpipe_wrote_as_new_inputs(model, tmp_path):
+    """`segment 'data/**/*' -o data/seg`: each rerun segmented the last run's labels (and report
+    figures, zarr copies) as new images, `a_labels`, then `a_labels_labels`, ..."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    (tmp_path / "data").mkdir()
+    tifffile.imwrite(tmp_path / "data" / "a.tif", field)
+    out = SegmentFolder(tmp_path / "data" / "seg")
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    for _ in range(2):
+        results = segment([str(tmp_path / "data" / "**" / "*")], predictor, out, progress=False)
+        assert [r.name for r in results] == ["a"], [r.name for r in results]
+    assert (out.labels / "a_labels.tif").is_file() and (out.root / "figures").is_dir()
+    assert sorted(p.name for p in out.labels.iterdir()) == ["a_labels.tif"]

@@ -56,6 +56,7 @@ def ingest_dataset(
     *,
     progress: bool = True,
     warn_spacing: bool = True,
+    mixed_channels_ok: bool = False,
 ) -> IngestResult:
     """Write ``dataset`` into the zarr store at ``store``.
 
@@ -71,9 +72,13 @@ def ingest_dataset(
         progress: Show a progress bar.
         warn_spacing: Warn about images with no pixel size in their file or the catalog (off for a
             caller that warns once for many datasets, as ``segpipe segment`` does).
+        mixed_channels_ok: Accept images with different numbers of channels (``segpipe segment``,
+            whose model check names the images a model cannot read); a dataset to train on or
+            score is refused.
 
     Raises:
-        InputError: A source file is unreadable or its content is refused.
+        InputError: A source file is unreadable or its content is refused, or (unless
+            ``mixed_channels_ok``) the images have different numbers of channels.
     """
     options = params or IngestParams()
     store = Path(store)
@@ -104,7 +109,8 @@ def ingest_dataset(
             check_duplicates(dataset, digests)
             check_pixel_duplicates(infos)
             check_objects(infos)
-            check_channels(infos)
+            if not mixed_channels_ok:
+                check_channels(infos)
             check_unchanged(dataset, digests)
             write_collection(root, [Entry.of_info(info) for info in infos])
             root.attrs["segpipe"] = _store_record(dataset, fingerprint, digests, infos)
