@@ -65,7 +65,7 @@ def write_class_report(
     and table that :func:`~segpipe.report.segmentation.write_segmentation_report` makes of the
     failed inputs (intro blocks, summary blocks). The other arguments are its own.
     """
-    from segpipe.report.segmentation import SAMPLE_CHOICE, _file_name, _pixel_size, _sample_legend, _size, trained_at, write_document
+    from segpipe.report.segmentation import SAMPLE_CHOICE, _file_name, _pixel_size, _sample_legend, _size, pixel_size_item, write_document
 
     folder = Path(folder)
     figures_dir = folder / "figures"
@@ -90,7 +90,7 @@ def write_class_report(
     items = [
         ("model", f"{card.name} ({card.network}, {card.spatial_dims}D, classes {', '.join(classes)})"),
         ("trained on", card.training.dataset or "not recorded"),
-        ("pixel size trained at", trained_at(card)),
+        pixel_size_item(card),
         ("images segmented", str(len(names))),
         ("inputs failed", str(len(failed))),
         ("images with a class missing", str(len(flags))),

@@ -229,9 +229,15 @@ def _size(value: float | None) -> str:
 
 #: What the pixel-size row adds for a model whose training files gave no pixel size.
 GUESSED = ": not known, the training images' files gave none; each image was taken at 1 per pixel, as they were"
-def trained_at(card) -> str:
-    """The pixel size row's value: the card's, and whether it was a guess or set after training."""
-    return _pixel_size(card.spacing, card.unit) + (GUESSED if card.spacing_guessed else SET_AFTER_TRAINING if card.pixel_size_set else "")
+def pixel_size_item(card) -> tuple[str, str]:
+    """The summary's pixel size row: the size the model resamples images to, and whether it was a
+    guess or set after training; a generalist's, or a model rescaling by object size, is none."""
+    if card.generalist:
+        return "pixel size", "each image's own: a generalist takes images as they are"
+    if card.object_size:
+        return "pixel size", "each image's own, rescaled by the size of its objects"
+    return "pixel size trained at", _pixel_size(card.spacing, card.unit) + (
+        GUESSED if card.spacing_guessed else SET_AFTER_TRAINING if card.pixel_size_set else "")
 
 
 def _pixel_size(spacing, unit: str) -> str:
@@ -396,7 +402,7 @@ def write_segmentation_report(
     items = [
         ("model", f"{card.name} ({card.network}, {card.spatial_dims}D, {', '.join(card.classes[1:])})"),
         ("trained on", trained_on),
-        ("pixel size trained at", trained_at(card)),
+        pixel_size_item(card),
         ("inputs", str(len(inputs) + n_failed)),
         ("images segmented", str(len(names))),
         ("inputs failed", str(n_failed)),

@@ -25,7 +25,7 @@ from segpipe.pipeline.segment_files import InputResult, SegmentFolder, _plain, w
 from segpipe.prediction.measure import measure_objects
 from segpipe.report import choose_sample, flag_outliers, read_tables, write_segmentation_report
 from segpipe.report.figures import PRED_COLOUR, needs_log_axis
-from segpipe.report.segmentation import RULE, count_limits, sample_reasons
+from segpipe.report.segmentation import RULE, count_limits, pixel_size_item, sample_reasons
 
 ERROR = "InputError: /data/plate1/broken.tif: not a TIFF file (it starts with b'GIF89a')"
 
@@ -318,3 +318,11 @@ def test_counts_are_compared_at_one_image_size_where_sizes_differ():
     same = {name: 256**2 for name in counts}
     assert scaled_counts(counts, same) is None and flag_outliers(counts, pixels=same) == flag_outliers(counts)
     assert choose_sample(counts, pixels=pixels)[0] == "big_empty_half"
+
+
+def test_the_summary_gives_no_training_pixel_size_for_a_model_that_takes_each_image_at_its_own(model_card):
+    """The shipped generalist's segmentation report said "pixel size trained at | 1 × 1 micrometer",
+    where it takes every image at its own pixels (as `segpipe models` says)."""
+    assert pixel_size_item(model_card(spacing=(0.65, 0.65))) == ("pixel size trained at", "0.65 × 0.65 micrometer (y, x)")
+    assert pixel_size_item(model_card(generalist=True)) == ("pixel size", "each image's own: a generalist takes images as they are")
+    assert pixel_size_item(model_card(object_size=40.0)) == ("pixel size", "each image's own, rescaled by the size of its objects")
