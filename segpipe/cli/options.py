@@ -142,5 +142,5 @@ def _build(model: type[BaseModel], values: dict, group: str, flags: dict[str, st
             message = item["msg"].removeprefix("Value error, ")
             if item["type"] in ("literal_error", "enum") and isinstance(item.get("input"), str | int | float):
                 message += f" (got {item['input']!r})"
-            problems.append(f"{flag}: {message}")
+            problems.append(f"{flag}: {message}" if flag else message)  # a check of the options together names them
         raise InputError("; ".join(problems)) from None

@@ -79,6 +79,9 @@ def segment(
         chosen: Model = resolve_model(model, output=runs, catalog=catalog_obj)
     except ModelNotFound as err:
         if catalog_obj is None and not Path(model).exists():  # a dataset's name, where no catalog was found
+            if catalog.is_dir():
+                raise ModelNotFound(f"{err}; and {catalog} is a folder, not a catalog file to find a dataset of that name in "
+                                    "(--catalog names the YAML file)") from None
             raise ModelNotFound(f"{err}; and no catalog {catalog} to find a dataset of that name in (--catalog names one)") from None
         raise
     if runner.kind != "dask" and runner.workers is not None:

@@ -24,6 +24,8 @@ def open_catalog(path: str | Path) -> Catalog:
         CatalogError: The catalog, an entry or a training section is invalid, or a ``model:`` names
             no model folder, catalog dataset or shipped model.
     """
+    if Path(path).is_dir():
+        raise CatalogError(f"{path}: a folder, not a catalog file; give the catalog's YAML file with --catalog FILE")
     if not Path(path).is_file():
         raise CatalogError(f"{path}: catalog file not found; give it with --catalog FILE (segpipe segment --model "
                            "MODEL_FOLDER needs no catalog)")

@@ -321,6 +321,23 @@ def test_where_no_catalog_is_found_the_line_says_how_to_give_one(tmp_path, monke
     assert segmented.errors[0].endswith("and no catalog data_catalog.yaml to find a dataset of that name in (--catalog names one)")
 
 
+def test_a_folder_given_as_the_catalog_is_called_a_folder(tmp_path, segpipe_cli):
+    """`-c FOLDER` said "catalog file not found" (and segment "no catalog FOLDER"), though the folder is there."""
+    listed = segpipe_cli("catalog", "--catalog", tmp_path)
+    assert listed.code == 2 and listed.errors == [
+        f"error: {tmp_path}: a folder, not a catalog file; give the catalog's YAML file with --catalog FILE"], listed.err
+    segmented = segpipe_cli("segment", "--model", "mni152-tissue", "scan.nii.gz", "--catalog", tmp_path)
+    assert segmented.code == 2 and len(segmented.errors) == 1, segmented.err
+    assert segmented.errors[0].endswith(f"and {tmp_path} is a folder, not a catalog file to find a dataset of that name in "
+                                        "(--catalog names the YAML file)")
+
+
+def test_options_refused_together_are_named_without_an_empty_field(tmp_path, segpipe_cli):
+    """A check of two options together printed "error: : a Dask scheduler address needs runner 'dask'"."""
+    result = segpipe_cli("segment", "--model", "cells-2d", str(tmp_path), "--dask-address", "tcp://127.0.0.1:1")
+    assert result.code == 2 and result.errors == ["error: a Dask scheduler address needs runner 'dask'"], result.err
+
+
 def test_train_and_predict_ingest_a_dataset_first(crop_catalog, tmp_path, segpipe_cli):
     """`segpipe train DATASET` on a fresh output said "no zarr store here; run `segpipe ingest` first"."""
     from segpipe.data.store import ImageStore
