@@ -326,6 +326,18 @@ def test_importing_into_a_folder_with_a_model_is_refused(exported_2d):
         import_model(package, model.folder)
 
 
+def test_importing_into_a_folder_of_other_files_is_refused(exported_2d, tmp_path):
+    """`models import PACKAGE --to DATA_FOLDER` dropped model.pt and model_card.json among the data."""
+    _, package = exported_2d
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.tif").write_bytes(b"x")
+    with pytest.raises(ModelError, match="a folder with other files in it; import into a new"):
+        import_model(package, tmp_path / "data")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.tif"]
+    (tmp_path / "empty").mkdir()
+    assert import_model(package, tmp_path / "empty").card == import_model(package, tmp_path / "new").card
+
+
 @pytest.fixture(scope="module")
 def tiny_card() -> ModelCard:
     """The 2D card with a network registered here, which segpipe has no architecture file for."""

@@ -29,11 +29,13 @@ def import_model(package: Path, folder: Path) -> Model:
 
     Raises:
         ModelError: bioimageio is not installed; the zip is damaged, misses a file or a file's hash
-            differs; it was not made by segpipe; or ``folder`` already holds a model.
+            differs; it was not made by segpipe; or ``folder`` already holds a model or other files.
     """
     package, folder = Path(package), Path(folder)
     if (folder / MODEL_FILE).exists():
         raise ModelError(f"{folder}: already holds a model; import into a new folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise ModelError(f"{folder}: a folder with other files in it; import into a new (or empty) folder")
     with tempfile.TemporaryDirectory(prefix="segpipe-import-") as scratch:
         readable = _as_flat_zip(package, Path(scratch) / "package.zip")
         _check_zip(readable, shown=package)
