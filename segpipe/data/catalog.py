@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -395,6 +396,8 @@ def _expand(
             raise CatalogError(f"{where}: {pattern!r} matches no file under {root}")
         for match in matches:
             path = Path(match)
+            if path.is_symlink() and not path.exists():  # else dropped, and its label called one without an image
+                raise CatalogError(f"{where}: {path} is a broken link: its target {os.readlink(path)} does not exist")
             check_inside(path, root, where=where, allow_outside=allow_outside)
             if path.is_dir():  # a folder of 2D slices: every slice must stay inside too
                 slices = [p for p in path.glob(slice_glob) if p.is_file()]

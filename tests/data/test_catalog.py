@@ -81,6 +81,14 @@ def test_class_named_twice(tmp_path, files):
     assert str(caught.value).endswith("dataset 'd': classes: 'a' named twice (each class needs its own name)")
 
 
+def test_a_broken_link_among_the_images_is_named(tmp_path, files):
+    """A broken symlink was dropped silently, and its label reported as "label files without an image"."""
+    (tmp_path / "img" / "b.tif").unlink()
+    (tmp_path / "img" / "b.tif").symlink_to("gone.tif")
+    with pytest.raises(CatalogError, match=r"img/b.tif is a broken link: its target gone.tif does not exist"):
+        load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b]}"))).dataset("d")
+
+
 def test_glob_matching_nothing(tmp_path):
     with pytest.raises(CatalogError, match="matches no file"):
         load_catalog(_write(tmp_path, _entry())).dataset("d")
