@@ -18,7 +18,7 @@ from segpipe import __version__
 from segpipe.data.catalog import Dataset
 from segpipe.data.collection import Entry, write_collection
 from segpipe.data.records import ImageRecord
-from segpipe.errors import naming
+from segpipe.errors import StoreError, naming
 from segpipe.progress import bar_size
 from segpipe.data.ingest.atomic import clean_stale, missing_folders, partial_path, remove_empty, replace_store
 from segpipe.data.ingest.fingerprint import (
@@ -77,11 +77,14 @@ def ingest_dataset(
             score is refused.
 
     Raises:
+        StoreError: A file is where the store goes.
         InputError: A source file is unreadable or its content is refused, or (unless
             ``mixed_channels_ok``) the images have different numbers of channels.
     """
     options = params or IngestParams()
     store = Path(store)
+    if store.exists() and not store.is_dir():  # before anything is written or moved
+        raise StoreError(f"{store}: a file, where the store (a folder) goes; move it away and run again")
     clean_stale(store)
     existing = read_record(store)
     background: _Digests | None = None

@@ -138,6 +138,17 @@ def test_interrupted_replacement_keeps_the_previous_store(crop_catalog, tmp_path
     assert len(ImageStore.open(store).images()) == 4
 
 
+def test_a_file_where_the_store_goes_is_refused_and_left_alone(crop_catalog, tmp_path):
+    """The store was written and the file set aside as a hidden .old- file, then the ingest said
+    "a path component is a file, not a folder"; the next ingest said "up to date"."""
+    store = tmp_path / "out" / "data.zarr"
+    store.parent.mkdir()
+    store.write_text("mine")
+    with pytest.raises(StoreError, match=r"data.zarr: a file, where the store \(a folder\) goes; move it away"):
+        ingest_dataset(load_catalog(crop_catalog).dataset("crops"), store, progress=False)
+    assert [p.name for p in store.parent.iterdir()] == ["data.zarr"] and store.read_text() == "mine"
+
+
 @pytest.mark.parametrize("where", ["local", "memory"])
 def test_small_image_group_written_in_one_go_reads_back(tmp_path, where):
     from segpipe.data.store import write_small_image_group
