@@ -183,14 +183,26 @@ def export_cmd(
 def _read_sample(path: Path, card):
     """A raw image as ``(C, *spatial)``: channels on the file's first axis for multi-channel models."""
     from segpipe.data.readers import AxesSpec, open_source, read_image
-    from segpipe.errors import ModelError
+    from segpipe.errors import InputError, ModelError
     from segpipe.models.bioimageio import check_sample
 
+    spec = AxesSpec(fill="Z" if card.spatial_dims == 3 else "")
     if card.in_channels == 1:
-        with open_source(path, spec=AxesSpec(fill="Z" if card.spatial_dims == 3 else "")) as source:
+        with open_source(path, spec=spec) as source:
             channels = source.channels
         if channels != 1:
             raise ModelError(f"{path}: the sample has {channels} channels; model {card.name!r} takes 1: give a one-channel image")
+    else:
+        try:
+            with open_source(path, spec=spec) as source:  # a file that says its axes; the others are read as CYX below
+                plain = source.channels == 1 and len(source.meta.axes) == card.spatial_dims
+        except InputError as err:
+            if "cannot tell what axis" not in str(err):
+                raise  # unreadable: say so, not what a misread axis lacks
+            plain = False
+        if plain:
+            raise ModelError(f"{path}: the sample has 1 channel; model {card.name!r} takes {card.in_channels}: give a "
+                             f"{card.in_channels}-channel image, channels on the first axis")
     array = read_image(path, ndim=card.spatial_dims, channel_axis=0 if card.in_channels > 1 else None).array
     return check_sample(card, array if card.in_channels > 1 else array[None], name=str(path))
 

@@ -172,6 +172,18 @@ def test_a_sample_with_more_channels_than_the_model_takes_is_refused_without_tal
     assert code == 2 and err == f"error: {tmp_path / 'rgb.png'}: the sample has 3 channels; model 'demo2d' takes 1: give a one-channel image\n"
 
 
+def test_a_one_channel_sample_for_a_two_channel_model_says_so(tmp_path, monkeypatch, capsys):
+    """It said "no Y axis (shape (256, 256), axes 'CX')": the rows were read as channels."""
+    import numpy as np
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "grey.tif", np.random.default_rng(0).integers(0, 255, (96, 96)).astype(np.uint8))
+    code, _, err = run_main(monkeypatch, capsys, "models", "export", "cells-2d", "--to", str(tmp_path / "x.zip"),
+                            "--no-test", "--sample", str(tmp_path / "grey.tif"), "--author", "A", "--license", "MIT")
+    assert code == 2 and err == (f"error: {tmp_path / 'grey.tif'}: the sample has 1 channel; model 'cells-2d' takes 2: give a "
+                                 "2-channel image, channels on the first axis\n"), err
+
+
 def test_models_given_a_file_says_it_is_a_file(tmp_path, monkeypatch, capsys):
     """Before, an existing file was "no such folder"."""
     image = tmp_path / "a.tif"
