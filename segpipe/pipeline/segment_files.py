@@ -62,7 +62,8 @@ class SegmentParams(BaseModel):
     default: the model's unit. Without --spacing: the unit of files that give a pixel size but no unit
     (a NIfTI header's unknown units; default: the model's unit); a file's own unit is kept."""
     axes: str | None = None
-    """What each axis of the input files is (letters T C Z Y X), for files that do not say."""
+    """What each axis of the input files is (letters T C Z Y X), e.g. TYX to segment a ZYX stack's planes
+    with a 2D model; it replaces every input's own axes, so give files of other axes in a run of their own."""
     channels: list[NonNegativeInt | str] | None = Field(None, min_length=1)
     """Channels to keep, in order, as the model was trained on them: numbers counted from 0, or the names an
     OME-TIFF gives its channels (DAPI), or red/green/blue (default: all); a generalist (cells-2d) then reads

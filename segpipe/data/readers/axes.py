@@ -64,7 +64,8 @@ def resolve_axes(
         if len(override) != len(shape):
             raise InputError(
                 f"{path}: axes {override!r} (the catalog's axes:, or --axes) name {len(override)} axes, "
-                f"the file has {len(shape)} (shape {shape}, axes {letters!r})"
+                f"the file has {len(shape)} (shape {shape}, axes {letters!r}); they apply to every file, so give files "
+                "of other axes an entry (or a segment run) of their own"
             )
         bad = sorted(set(override) - set(KNOWN))
         if bad:
