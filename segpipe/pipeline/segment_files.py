@@ -408,6 +408,12 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
         affine = source_affine(image.info, ndim=ndim)
         unit = image.info.get("unit")
         dims = (len(image.info.get("source_axes") or "") or None) if frames == 0 else None  # the file's own, as ingest read them
+        source_axes = image.info.get("source_axes") or ""
+        if frames == 1 and ndim == 2 and len(source_axes) == 3 and set(source_axes) == set("TYX"):
+            # a volume's planes read as frames (--axes XYT): the labels in the volume's own layout, to overlay it
+            volume = np.transpose(labels[:], ["TYX".index(a) for a in reversed(source_axes)])
+            return [export_nifti(volume, label_files(item, folder)[0], affine=affine, ndim=3, unit=unit,
+                                 world=image.info.get("world"))]
         return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=unit, source_dims=dims,
                              world=image.info.get("world"))]
     if item.kind in ("tiff", "png"):
@@ -441,7 +447,7 @@ def write_measurements(
             if not card.instances:  # a class map: each label is a class, named beside its number
                 columns = {"label": columns["label"], "class": np.array(card.classes, dtype=object)[columns["label"]],
                            **{k: v for k, v in columns.items() if k != "label"}}
-            columns |= world_centroids(columns, image, spacing, frame=index[0] if frames == 1 else 0)
+            columns |= world_centroids(columns, image, spacing, frame=index[0] if frames == 1 else image.info.get("frame") or 0)
             source = PIXEL_SIZE_SOURCES.get(image.info.get("spacing_source"), "file")
             for k in range(columns["label"].size):
                 rows.append({"image": image.name, **frame, **{key: _plain(value[k]) for key, value in columns.items()}, "unit": unit,

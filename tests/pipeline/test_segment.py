@@ -1203,3 +1203,27 @@ def test_a_glob_over_the_output_folder_does_not_take_what_segpipe_wrote_as_new_i
         assert [r.name for r in results] == ["a"], [r.name for r in results]
     assert (out.labels / "a_labels.tif").is_file() and (out.root / "figures").is_dir()
     assert sorted(p.name for p in out.labels.iterdir()) == ["a_labels.tif"]
+
+
+def test_a_nifti_volumes_planes_read_as_frames_get_labels_in_the_volumes_layout_and_world_z(model, tmp_path):
+    """`--axes XYT` on a (x, y, z) scan: the labels came out (x, y, 1, t), which no viewer overlays on
+    the scan, and every object's world-z was 0 though the affine puts plane k at z = 2k."""
+    import csv
+
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
+    volume = np.stack([np.roll(field, 9 * k, axis=1) for k in range(3)]).astype(np.float32)  # (z, y, x)
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(volume.transpose(2, 1, 0), affine), tmp_path / "scan.nii.gz")
+    out = SegmentFolder(tmp_path / "out")
+    (result,) = segment([str(tmp_path / "scan.nii.gz")], Predictor.load(model, PredictParams(device="cpu")), out,
+                        SegmentParams(axes="XYT"), progress=False)
+    assert result.error is None, result.error
+    labels = nib.load(out.labels / "scan_labels.nii.gz")
+    assert labels.shape == (96, 96, 3)
+    np.testing.assert_allclose(labels.affine, affine)
+    planes = np.asarray(labels.dataobj).transpose(2, 1, 0)
+    assert all(planes[k].max() > 3 for k in range(3))
+    assert (volume[planes > 0].mean() > 2 * volume[planes == 0].mean())  # the objects lie on the bright nuclei
+    with open(out.table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["frame"], float(r["world-z"])) for r in rows} == {("0", 0.0), ("1", 2.0), ("2", 4.0)}
