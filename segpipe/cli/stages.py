@@ -115,7 +115,7 @@ def predict(
     model: Annotated[
         Optional[str],
         typer.Option(help="Model to predict with: a model folder, or a catalog dataset whose trained model to use "
-                     "(default: the entry's model: key, else the run's own, OUTPUT/DATASET/model)."),
+                     "(default: the entry's model: key, else the run's own model folder under --output)."),
     ] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:

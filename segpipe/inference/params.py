@@ -28,14 +28,13 @@ class InferenceParams(BaseModel):
     amp: bool = True
     """Run the network in reduced precision where the device is faster so: autocast on CUDA (bfloat16
     where supported, else float16), bfloat16 on CPUs with Intel AMX (about 1.5x the float32 speed in 2D);
-    float32 elsewhere. Probabilities change in the third decimal (``benchmarks/RESULTS.md``)."""
+    float32 elsewhere. Probabilities change in the third decimal (measured in the benchmarks' RESULTS.md)."""
     noise_only: float = Field(10.0, ge=0)
     """Noise is background: a frame (an image, a time-lapse frame, a 3D model's volume) in which
     nothing in any channel stands this many noise deviations out of its noise (default 10; fields
     of noise score under 9, the real images tried 60 and more) gets no objects, the network not run
     on it; and in other frames, so do the quiet parts, where nothing stands out within 8 pixels
-    (an empty half of a field, the noise between sparse cells; segpipe.inference.noise). 0: the
-    network's answer everywhere."""
+    (an empty half of a field, the noise between sparse cells). 0: the network's answer everywhere."""
     prefetch: int = Field(2, ge=1)
     """Batches read and normalized ahead by the reading thread (zarr-to-zarr only)."""
 
