@@ -101,7 +101,7 @@ def resolve_axes(
         what = ", ".join(f"axis {i} ({letters[i]!r}, size {shape[i]})" for i in leftover)
         raise InputError(
             f"{path}: cannot tell what {what} of shape {shape} is; set axes: in the catalog entry "
-            f"(segpipe segment: --axes), e.g. axes: {_example(len(shape))} (T frames, C channels, Z planes)"
+            f"(segpipe segment: --axes), e.g. axes: {_example(shape)} (T frames, C channels, Z planes)"
         )
     seen = [m for m in mapped if m != "-"]
     dupes = sorted({m for m in seen if seen.count(m) > 1})
@@ -122,5 +122,10 @@ def canonical_shape(mapped: str, shape: tuple[int, ...]) -> tuple[int, int, int,
     return tuple(sizes[a] for a in CANONICAL)  # type: ignore[return-value]
 
 
-def _example(n: int) -> str:
+def _example(shape: tuple[int, ...]) -> str:
+    """Axis letters to suggest for ``shape``; channels last first where its last axis is a few
+    values beside large ones (an RGB-like image saved without saying so)."""
+    n = len(shape)
+    if n == 3 and shape[-1] <= 4 < min(shape[:-1]):
+        return "YXC (channels last, as the shape suggests) or ZYX or TYX or CYX"
     return {2: "YX", 3: "ZYX or TYX or CYX", 4: "TZYX or ZCYX", 5: "TZCYX"}.get(n, "TZCYX")
