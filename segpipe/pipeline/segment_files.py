@@ -418,7 +418,8 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
                              world=image.info.get("world"))]
     if item.kind in ("tiff", "png"):
         unit = image.info.get("unit")
-        return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit)]
+        return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit,
+                            time_step=image.info.get("time_step") if frames else None)]
     return []
 
 

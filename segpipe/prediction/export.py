@@ -81,7 +81,9 @@ NIFTI_UNITS = {"micrometer": "micron", "millimeter": "mm", "meter": "meter"}
 FLOAT32_EXACT = 1 << 24
 
 
-def export_tiff(array, path: str | Path, *, axes: str, spacing=None, unit: str | None = None) -> Path:
+def export_tiff(
+    array, path: str | Path, *, axes: str, spacing=None, unit: str | None = None, time_step: float | None = None
+) -> Path:
     """Write a label array as an ImageJ hyperstack TIFF (zlib-compressed), page by page.
 
     Fiji, ImageJ and QuPath open it calibrated (pixel size and unit from ``spacing`` and
@@ -95,6 +97,7 @@ def export_tiff(array, path: str | Path, *, axes: str, spacing=None, unit: str |
         axes: tifffile axes string for the array, e.g. ``"YX"``, ``"ZYX"``, ``"TYX"``.
         spacing: Pixel size per spatial axis (``[z,] y, x``).
         unit: NGFF unit of ``spacing``.
+        time_step: Seconds between frames (``T``), written as ImageJ's frame interval.
     """
     path = Path(path)
     shape = tuple(array.shape)
@@ -112,6 +115,8 @@ def export_tiff(array, path: str | Path, *, axes: str, spacing=None, unit: str |
                 metadata["spacing"] = spatial[0]
         if unit:
             metadata["unit"] = IMAGEJ_UNITS.get(unit, unit)
+        if time_step and "T" in axes:
+            metadata.update(finterval=float(time_step), tunit="sec")
     else:
         options["bigtiff"] = math.prod(shape) * dtype.itemsize > (2 << 30)
     pages = (page.astype(dtype, copy=False) for block in _blocks(array, 2) for page in block.reshape(-1, *shape[-2:]))

@@ -171,6 +171,15 @@ def test_tiff_is_an_imagej_hyperstack_with_calibration(tmp_path, high, dtype):
     np.testing.assert_array_equal(data, labels)
 
 
+def test_a_time_series_keeps_its_frame_interval(tmp_path):
+    """Labels of a time series lost the time between frames (the source's finterval or TimeIncrement)."""
+    labels = np.zeros((3, 20, 30), np.uint16)
+    labels[:, 5:9, 5:9] = 1
+    path = export_tiff(labels, tmp_path / "movie.tif", axes="TYX", spacing=(0.5, 0.5), unit="micrometer", time_step=30.0)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "TYX" and tif.imagej_metadata["finterval"] == 30.0 and tif.imagej_metadata["frames"] == 3
+
+
 def test_nifti_keeps_its_unit(tmp_path):
     import nibabel as nib
 
