@@ -50,7 +50,9 @@ from segpipe.training.plan import fingerprint_store, normalization_spec, plan_ob
 from segpipe.training.sized import SizedStore
 from segpipe.training.selection import CheckpointChoice
 from segpipe.training.start import adapt_input, default_start, named_start, start_config, start_problem, started_card
-from segpipe.training.splits import load_image, load_split, class_dice, mean_dice, predict_split, scorable, tuning_training_set
+from segpipe.training.splits import (
+    class_dice, load_image, load_split, mean_dice, nan_mean, predict_split, scorable, tuning_training_set,
+)
 from segpipe.training.targets import training_sample
 from segpipe.training.tuning import tune_instance_params, validation_scores
 
@@ -588,8 +590,8 @@ def _class_scores(best: Model, val_set, device) -> dict:
     (test-time flips): Dice per foreground class and their mean."""
     card = best.card
     dice = class_dice(predict_split(best.load(device), val_set, card, device), card.n_classes, instances=False)
-    by_class = {name: round(float(d), 4) for name, d in zip(card.classes[1:], dice)}
-    return {"dice": round(float(np.mean(dice)), 4), "dice_by_class": by_class, "scored_on": [im.name for im, _, _, _ in val_set]}
+    by_class = {name: None if np.isnan(d) else round(float(d), 4) for name, d in zip(card.classes[1:], dice)}
+    return {"dice": round(nan_mean(dice), 4), "dice_by_class": by_class, "scored_on": [im.name for im, _, _, _ in val_set]}
 
 
 def _cpu_state(model) -> dict:

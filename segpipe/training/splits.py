@@ -77,7 +77,8 @@ def in_context(stored: StoredImage | None, img: np.ndarray, card: ModelCard) -> 
 
 def class_dice(predictions, n_classes: int, *, instances: bool) -> np.ndarray:
     """Dice of each foreground class of :func:`predict_split`'s ``predictions``, pooled over the
-    images' annotated pixels (instance labels count as one foreground class)."""
+    images' annotated pixels (instance labels count as one foreground class); NaN for a class
+    neither the labels nor the predictions hold (no Dice to give, as the test scores say n/a)."""
     inter = np.zeros(n_classes)
     total = np.zeros(n_classes)
     for probs, labels, ignore in predictions:
@@ -88,12 +89,18 @@ def class_dice(predictions, n_classes: int, *, instances: bool) -> np.ndarray:
         for c in range(1, n_classes):
             inter[c] += np.sum((pred == c) & (gt == c))
             total[c] += np.sum(pred == c) + np.sum(gt == c)
-    return 2 * inter[1:] / np.maximum(total[1:], 1)
+    return np.where(total[1:] > 0, 2 * inter[1:] / np.maximum(total[1:], 1), np.nan)
 
 
 def mean_dice(predictions, n_classes: int, *, instances: bool) -> float:
-    """The mean of :func:`class_dice`."""
-    return float(np.mean(class_dice(predictions, n_classes, instances=instances)))
+    """The mean of :func:`class_dice` over the classes it gives a Dice (0 where it gives none)."""
+    return nan_mean(class_dice(predictions, n_classes, instances=instances))
+
+
+def nan_mean(values: np.ndarray) -> float:
+    """The mean of the values that are not NaN; 0 where every one is."""
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else 0.0
 
 
 #: At most this many pixels (voxels) of training images are predicted to tune the post-processing

@@ -160,3 +160,20 @@ def test_a_validation_region_is_predicted_as_prediction_predicts_it(tmp_path, mo
     np.testing.assert_allclose(checked, stored, atol=2e-3)  # float16 in the store
     alone = predict_image(network, split[0][1], roi_size=card.patch_size, n_classes=card.n_classes, params=card.inference)
     assert np.abs(alone - checked).max() > 0.01  # the region alone, padded at its edges, is predicted otherwise
+
+
+def test_a_class_neither_labelled_nor_predicted_has_no_dice_and_leaves_the_mean_alone():
+    """A declared class with no pixel in the validation labels counted as Dice 0 there (mean 0.62)
+    while the test scores said n/a (mean 0.93): the two summaries of one model disagreed."""
+    from segpipe.training.splits import class_dice, mean_dice
+
+    labels = np.zeros((8, 8), np.int64)
+    labels[:4], labels[4:, :4] = 1, 2  # classes 1 and 2; class 3 nowhere
+    probs = np.zeros((4, 8, 8), np.float32)
+    probs[1, :4], probs[2, 4:, :4], probs[0, 4:, 4:] = 1, 1, 1
+    probs[1, 3, :] = 0
+    probs[2, 3, :] = 1  # a row of class 1 predicted as 2
+    dice = class_dice([(probs, labels, None)], 4, instances=False)
+    np.testing.assert_allclose(dice[:2], [2 * 24 / (24 + 32), 2 * 16 / (24 + 16)])
+    assert np.isnan(dice[2])
+    assert mean_dice([(probs, labels, None)], 4, instances=False) == pytest.approx((dice[0] + dice[1]) / 2)
