@@ -57,6 +57,8 @@ PREFECT_DEFAULTS = {
 
 #: How Prefect's embedded server says it did not come up in time.
 PREFECT_SERVER_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+#: How Prefect's error begins when the server at PREFECT_API_URL does not answer.
+PREFECT_UNREACHABLE = "Failed to reach API at"
 
 
 def server_timeout_line() -> str:
@@ -173,7 +175,8 @@ def main() -> None:
         os.environ.setdefault(name, value)  # before Prefect is imported: it reads settings once
     # Python's multiprocessing resource tracker (a helper process it starts with this option) says "There appear to
     # be N leaked semaphore objects" after a command stopped while worker processes ran; it removes them itself
-    sys.warnoptions.append(QUIET_RESOURCE_TRACKER)
+    if QUIET_RESOURCE_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(QUIET_RESOURCE_TRACKER)
     try:
         with stop_on_sigterm(), watch_children():
             app()
@@ -190,6 +193,11 @@ def main() -> None:
         typer.echo(f"error: {os_error_line(err)}", err=True)
         sys.exit(2)
     except RuntimeError as err:
+        if str(err).startswith(PREFECT_UNREACHABLE):  # PREFECT_API_URL names a server that does not answer
+            url = str(err).removeprefix(PREFECT_UNREACHABLE).strip().rstrip("/").split()[0] if str(err).strip() != PREFECT_UNREACHABLE else ""
+            typer.echo(f"error: {url}: no Prefect server answers at PREFECT_API_URL; start it (deploy/README.md), or unset "
+                       "PREFECT_API_URL to run on Prefect's embedded server", err=True)
+            sys.exit(2)
         if not str(err).startswith(PREFECT_SERVER_TIMEOUT):
             raise
         typer.echo(f"error: {server_timeout_line()}", err=True)

@@ -71,7 +71,7 @@ def run(
     for name, value in (("train", train), ("predict", predict), ("runner", runner)):
         if value.model_fields_set:
             given[name] = value.model_dump(mode="json", exclude_unset=True)
-    flow_run = submit(deployment, given, wait=wait)
+    flow_run = submit(deployment, given, wait=wait, say=lambda line: typer.echo(line, err=True))
     typer.echo(f"flow run {flow_run.name} ({flow_run.id}): {flow_run.state.name}")
     if wait and not flow_run.state.is_completed():
         typer.echo(f"error: {flow_run.state.message}", err=True)

@@ -52,28 +52,33 @@ def merged(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def submit(deployment: str, given: dict[str, Any], *, wait: bool = True, poll_seconds: float = 2.0):
+def submit(deployment: str, given: dict[str, Any], *, wait: bool = True, poll_seconds: float = 2.0, say=print):
     """Create a run of ``deployment`` with the ``given`` parameters over the deployment's own.
 
     Args:
         deployment: ``NAME`` of a segpipe-pipeline deployment, or ``FLOW/NAME``.
         given: The parameters given on the command line; nested ones (``train``, ``predict``)
             are merged field by field into the deployment's, which fill everything else.
-        wait: Poll until the run is final; otherwise return it as scheduled.
+        wait: Poll until the run is final; otherwise return it as scheduled. Ctrl-C while waiting
+            cancels the run on the server (a worker would otherwise run it later, beside the
+            rerun), then stops.
         poll_seconds: Seconds between polls.
+        say: Where the line naming the submitted run goes (at once, before any wait).
 
     Returns:
         The flow run (its ``state`` is final when ``wait``).
 
     Raises:
-        SubmitError: No server is configured, or it has no such deployment.
+        SubmitError: No server is configured or none answers, or it has no such deployment.
     """
+    import httpx
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL
 
-    if not PREFECT_API_URL.value():
+    url = PREFECT_API_URL.value()
+    if not url:
         raise SubmitError(
             "--deployment needs a Prefect server: set PREFECT_API_URL (see deploy/README.md), "
             "or leave --deployment out to run here"
@@ -82,8 +87,46 @@ def submit(deployment: str, given: dict[str, Any], *, wait: bool = True, poll_se
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
     try:
         with get_client(sync_client=True) as client:
-            defaults = client.read_deployment_by_name(name).parameters
-        parameters = merged(defaults, given)
-        return run_deployment(name, parameters=parameters, timeout=None if wait else 0, poll_interval=poll_seconds)
-    except ObjectNotFound as err:
-        raise SubmitError(f"{PREFECT_API_URL.value()}: no deployment named {name!r} (deploy with deploy/setup.py)") from err
+            try:
+                defaults = client.read_deployment_by_name(name).parameters
+            except ObjectNotFound:
+                raise SubmitError(f"{url}: no deployment named {name!r}; {_known(client)}") from None
+        flow_run = run_deployment(name, parameters=merged(defaults, given), timeout=0)
+        say(f"submitted flow run {flow_run.name} ({flow_run.id}) of {name}" + (
+            "; waiting for a worker of its pool to run it (none running: it waits, Scheduled then Late)" if wait else ""))
+        return _wait(flow_run, poll_seconds) if wait else flow_run
+    except httpx.HTTPError as err:  # connection refused, a name that does not resolve, a timeout
+        raise SubmitError(f"{url}: no Prefect server answers ({err or type(err).__name__}); start one (deploy/README.md), "
+                          "or unset PREFECT_API_URL to run here") from None
+
+
+def _known(client) -> str:
+    """What the server does have: the segpipe-pipeline deployments, by name."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[PIPELINE_FLOW])))
+    names = sorted(d.name for d in deployments)
+    return (f"--deployment takes a {PIPELINE_FLOW} deployment: {', '.join(names)}" if names
+            else f"the server has no {PIPELINE_FLOW} deployment (deploy with deploy/setup.py)")
+
+
+def _wait(flow_run, poll_seconds: float):
+    """``flow_run`` once final; Ctrl-C (or SIGTERM) cancels it on the server first."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Cancelling
+
+    with get_client(sync_client=True) as client:
+        try:
+            while not (flow_run.state and flow_run.state.is_final()):
+                time.sleep(poll_seconds)
+                flow_run = client.read_flow_run(flow_run.id)
+            return flow_run
+        except BaseException:
+            current = client.read_flow_run(flow_run.id).state
+            if current is not None and not current.is_final():
+                stop = Cancelling if current.is_running() else Cancelled
+                client.set_flow_run_state(flow_run.id, stop(message="stopped from the command that submitted it"), force=True)
+                logging.getLogger(__name__).warning("flow run %s (%s) cancelled on the server", flow_run.name, flow_run.id)
+            raise

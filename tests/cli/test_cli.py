@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -336,6 +338,25 @@ def test_options_refused_together_are_named_without_an_empty_field(tmp_path, seg
     """A check of two options together printed "error: : a Dask scheduler address needs runner 'dask'"."""
     result = segpipe_cli("segment", "--model", "cells-2d", str(tmp_path), "--dask-address", "tcp://127.0.0.1:1")
     assert result.code == 2 and result.errors == ["error: a Dask scheduler address needs runner 'dask'"], result.err
+
+
+@pytest.mark.parametrize("args", [["run", "crops"], ["run", "crops", "--deployment", "nightly"]])
+def test_a_prefect_server_that_does_not_answer_is_one_line(crop_catalog, tmp_path, args):
+    """PREFECT_API_URL at a closed port: `segpipe run` printed 141 lines of traceback ending "Failed to
+    reach API", and with --deployment 101 lines ending in httpx's ConnectError; both exited 1."""
+    import os
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(tmp_path / "prefect")}
+    result = subprocess.run([sys.executable, "-c", "from segpipe.cli import main; main()", *args, "--catalog", str(crop_catalog),
+                             "--output", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {url}: no Prefect server answers"), result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_train_and_predict_ingest_a_dataset_first(crop_catalog, tmp_path, segpipe_cli):

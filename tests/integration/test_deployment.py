@@ -268,6 +268,7 @@ def test_segpipe_run_submits_to_the_deployment_and_reuses_the_cache(triggered, d
     assert code == 0, out + err
     assert ": Completed" in out
     flow_run_id = out.split("(")[1].split(")")[0]
+    assert f"submitted flow run {out.split()[2]} ({flow_run_id}) of segpipe-pipeline/nightly; waiting" in err  # at once
     with get_client(sync_client=True) as client:
         states = _task_states(client, flow_run_id)
     assert states == {
@@ -280,6 +281,8 @@ def test_segpipe_run_names_a_missing_deployment(deployed, monkeypatch, capsys):
     code, out, err = segpipe(monkeypatch, capsys, "run", "crops", "--deployment", "no-such")
     assert code == 2
     assert "no deployment named 'segpipe-pipeline/no-such'" in err and "Traceback" not in err
+    # it named deploy/setup.py even where the name was a deployment of another flow (inbox is segpipe-segment's)
+    assert "--deployment takes a segpipe-pipeline deployment: " in err and "nightly" in err.splitlines()[-1], err
 
 
 def test_segpipe_run_with_dask_predicts_and_scores_on_a_two_worker_local_cluster(triggered, deployed, monkeypatch, capsys, tmp_path):
