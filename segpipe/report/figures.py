@@ -224,7 +224,8 @@ def training_curve(history: list[dict], path: Path, *, best_epoch: int | None = 
     """
     fig, ax = plt.subplots(figsize=(7, 4.6), constrained_layout=True)
     epochs = [row["epoch"] for row in history]
-    ax.plot(epochs, [row["train_loss"] for row in history], label="training loss", color="tab:blue")
+    ax.plot(epochs, [row["train_loss"] for row in history], label="training loss", color="tab:blue",
+            marker="o" if len(epochs) == 1 else None)  # one epoch: a point, not a line of no length
     if best_epoch is not None:
         ax.axvline(best_epoch, color=BEST_EPOCH_COLOUR, linestyle="--", linewidth=2,
                    label=f"kept checkpoint (epoch {best_epoch})")

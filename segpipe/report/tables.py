@@ -106,6 +106,9 @@ def ci_policy(metrics: dict) -> str:
         return text + "."
     if n is not None and n >= least:
         return text + f", over the {n} test images."
+    if metrics.get("seg") is None:  # a class map: no object scores to resample instead
+        return text + (f". The {n} test image{' is' if n == 1 else 's are'} too few to resample (fewer than {least}): "
+                       "the pixel scores get no interval.")
     return text + (
         f". The {n} test image{' is' if n == 1 else 's are'} too few to resample (fewer than {least}): object-level scores "
         "resample objects instead (optimistic: objects within an image are not independent) and pixel scores get no interval."
@@ -174,6 +177,9 @@ def summary_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table:
         f"weighted, as the CTC and MONAI pool them). {ci_policy(metrics)} OP_CSB is the Cell Tracking Challenge's overall "
         "segmentation measure. The baseline's intervals are drawn the same way (its own unmatched predictions)."
     )
+    if metrics.get("seg") is not None:  # an instance model: its pixel scores are not those of its objects
+        note += (" The model's IoU and Dice score its class map (each pixel's likelier class), not the foreground of "
+                 "its objects, which the tuned foreground threshold draws; the baseline's score its objects.")
     return Table("summary", "Scores on the test split", columns, rows, note)
 
 
@@ -373,13 +379,15 @@ def object_scale(card: ModelCard) -> str | None:
 def training_end(training: TrainingRecord) -> str:
     """How training ended (the card's ``ended_by``), with its epochs, iterations and minutes."""
     minutes = fmt(training.seconds / 60, 1) if training.seconds is not None else NA
-    done = f"{fmt(training.epochs)} epochs, {fmt(training.iterations)} iterations, {minutes} minutes"
+    epochs = f"{fmt(training.epochs)} epoch{'' if training.epochs == 1 else 's'}"
+    done = f"{epochs}, {fmt(training.iterations)} iterations, {minutes} minutes"
     if training.ended_by == "iterations":
-        return f"Training ended when the planned schedule ran out: {done}."
+        return f"Training ended when its schedule ran out: {done}."
     if training.ended_by == "time budget":
         budget = training.config.get("max_minutes")
         of = f" of {budget:g} minutes" if isinstance(budget, int | float) and not isinstance(budget, bool) else ""
-        return f"Training was stopped by the time budget{of}, before the planned schedule ran out: {done}."
+        return (f"Training was stopped by the time budget{of}, before its schedule ran out: {fmt(training.iterations)} "
+                f"iterations, in epoch {fmt(training.epochs)}, {minutes} minutes.")
     return f"How training ended: not recorded ({done})."
 
 

@@ -166,7 +166,9 @@ def left_out_text(metrics: dict, record: dict) -> str | None:
     if unlabelled:
         parts.append(f"{len(unlabelled)} {split} image(s) without ground truth were predicted, not scored")
     pixels, objects = metrics.get("ignored_pixels") or 0, metrics.get("ignored_pred") or 0
-    if pixels:
+    if pixels and metrics.get("seg") is None:  # a class map: no objects, no SEG
+        parts.append(f"{pixels} pixel(s) marked not annotated were left out of IoU and Dice")
+    elif pixels:
         parts.append(
             f"{pixels} pixel(s) marked not annotated were left out: {objects} predicted object(s) lying mostly in them are "
             "not counted, and SEG leaves those pixels out of each object's union (the Cell Tracking Challenge's own SEG, "

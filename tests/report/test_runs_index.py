@@ -115,6 +115,9 @@ def test_index_lists_each_datasets_latest_run(tmp_path):
     assert [r[0] for r in rows] == ["alpha", "zebra"]
     assert rows[1][2] == "zebra-1" and "0.7500 [0.6000, 0.8000]" in rows[1]  # the latest run, with its CI
     assert rows[1][-1] == "2" and rows[0][-1] == "1"  # how many runs each has
-    assert rows[1][-2] == "SEG 0.5000, OP_CSB 0.6000"  # the baseline's
+    assert rows[1][-3] == "SEG 0.5000, OP_CSB 0.6000"  # the baseline's
+    # the index did not say which models lose to the baseline, nor what its intervals resample
+    assert rows[1][-2] == "yes (+0.2500)" and rows[0][-2] == "NO: loses by 0.2500"
+    assert "object scores resample the objects (optimistic" in path.read_text() and "multi-Otsu for class maps" in path.read_text()
     assert parser.links == ["alpha/report.html", "zebra/report.html"]
     assert json.loads((tmp_path / "zebra" / "runs.jsonl").read_text().splitlines()[0])["run_id"] == "zebra-0"

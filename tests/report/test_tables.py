@@ -79,15 +79,21 @@ def test_per_image_table_has_op_csb():
 @pytest.mark.parametrize(
     ("ended_by", "expected"),
     [
-        ("iterations", "Training ended when the planned schedule ran out: 12 epochs, 300 iterations, 7.9 minutes."),
-        ("time budget", "Training was stopped by the time budget of 8 minutes, before the planned schedule ran out: "
-                        "12 epochs, 300 iterations, 7.9 minutes."),
+        ("iterations", "Training ended when its schedule ran out: 12 epochs, 300 iterations, 7.9 minutes."),
+        ("time budget", "Training was stopped by the time budget of 8 minutes, before its schedule ran out: "
+                        "300 iterations, in epoch 12, 7.9 minutes."),
         (None, "How training ended: not recorded (12 epochs, 300 iterations, 7.9 minutes)."),
     ],
 )
 def test_training_end(ended_by, expected):
     record = TrainingRecord(epochs=12, iterations=300, seconds=474.0, ended_by=ended_by, config={"max_minutes": 8.0})
     assert training_end(record) == expected
+
+
+def test_training_end_of_one_epoch_says_epoch():
+    """It said "1 epochs", and "the planned schedule" of epochs the user gave."""
+    record = TrainingRecord(epochs=1, iterations=25, seconds=30.0, ended_by="iterations")
+    assert training_end(record) == "Training ended when its schedule ran out: 1 epoch, 25 iterations, 0.5 minutes."
 
 
 def checks(*rows: tuple[int, float | None, float | None]) -> list[dict]:
@@ -215,3 +221,26 @@ def test_the_pixel_size_row_says_which_models_do_not_resample(model_card):
     assert sized["pixel size"].startswith("each image is rescaled by the size of its objects")
     plain = {row[0]: row[1] for row in card_table(model_card()).rows}
     assert plain["pixel size trained at (others are resampled to it)"] == "[1.0, 1.0] micrometer"
+
+
+def test_a_class_maps_notes_speak_of_pixels_not_objects():
+    """A class-map report said object scores resample objects, and that predicted objects in the pixels
+    marked not annotated were not counted, "and SEG leaves those pixels out": it has no objects, no SEG."""
+    from segpipe.report.tables import ci_policy
+    from segpipe.report.write import left_out_text
+
+    metrics = {"seg": None, "n_images": 2, "split": "test", "ignored_pixels": 5, "ignored_pred": 0,
+               "bootstrap": {"min_images": 10, "n_resamples": 1000, "seed": 0}}
+    assert ci_policy(metrics) == ("Intervals: percentile bootstrap, 1000 resamples, seed 0. The 2 test images are too few to "
+                                  "resample (fewer than 10): the pixel scores get no interval.")
+    assert left_out_text(metrics, {"images": []}) == "Left out of the scores: 5 pixel(s) marked not annotated were left out of IoU and Dice."
+
+
+def test_an_instance_models_pixel_scores_say_which_map_they_score():
+    """The report compared the model's class-map IoU (an argmax rim the objects lack) with the
+    baseline's objects' IoU, without a word."""
+    from segpipe.report.tables import summary_table
+
+    metrics = two_images_metrics()
+    assert "score its class map (each pixel's likelier class), not the foreground of its objects" in summary_table(
+        metrics, metrics["baseline"], unit="px").note

@@ -155,8 +155,8 @@ def test_training_section_says_how_training_ended(tmp_path, model_card):
     report = write_report(tmp_path, dataset="demo", record=RECORD, metrics=metrics, card=model_card(training=training),
                           history=history, views=[])
     section = report.markdown.split("## Training")[1].split("## ")[0]
-    assert ("Training was stopped by the time budget of 8 minutes, before the planned schedule ran out: "
-            "40 epochs, 1000 iterations, 8.0 minutes.") in section
+    assert ("Training was stopped by the time budget of 8 minutes, before its schedule ran out: "
+            "1000 iterations, in epoch 40, 8.0 minutes.") in section
     assert "the dashed line marks epoch 35, whose weights were kept" in section
     assert {"field": "training ended by", "value": "time budget"} in report.tables["model-card"]
     assert "validation check" not in section and "checkpoint was kept" not in section  # nothing validated
