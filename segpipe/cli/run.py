@@ -45,7 +45,7 @@ def run(
     deployment's own (paths are the worker's). --device sets where training and prediction both
     run. Exit code 1 when the run failed (images that failed are listed in the report), 2 on bad input.
     """
-    from segpipe.flows.submit import run_here, submit
+    from segpipe.flows.submit import failed_on_input, run_here, submit
 
     if deployment is None:
         from segpipe.pipeline.catalog import open_catalog
@@ -74,5 +74,6 @@ def run(
     flow_run = submit(deployment, given, wait=wait, say=lambda line: typer.echo(line, err=True))
     typer.echo(f"flow run {flow_run.name} ({flow_run.id}): {flow_run.state.name}")
     if wait and not flow_run.state.is_completed():
-        typer.echo(f"error: {flow_run.state.message}", err=True)
-        raise typer.Exit(1)
+        bad_input = failed_on_input(flow_run.state.message or "")
+        typer.echo(f"error: {bad_input or flow_run.state.message}", err=True)
+        raise typer.Exit(2 if bad_input else 1)

@@ -36,6 +36,22 @@ def run_here(parameters: dict[str, Any]):
     return state
 
 
+def failed_on_input(message: str) -> str | None:
+    """The error of a flow run that failed on bad input or an operating-system error, from its final
+    state's message (Prefect's ``Flow run encountered an exception: CatalogError: ...``), as the
+    CLI's one line says it; ``None`` for any other failure."""
+    import re
+
+    from segpipe import errors
+
+    found = re.match(r"Flow run encountered an exception: (\w+): (.*)", message, re.DOTALL)
+    if found is None:
+        return None
+    kind = getattr(errors, found.group(1), None) or getattr(__import__("builtins"), found.group(1), None)
+    known = isinstance(kind, type) and issubclass(kind, SegpipeError | OSError)
+    return found.group(2).strip().splitlines()[0] if known else None
+
+
 def deployment_name(name: str) -> str:
     """``nightly`` -> ``segpipe-pipeline/nightly``; a full ``FLOW/DEPLOYMENT`` name is kept."""
     return name if "/" in name else f"{PIPELINE_FLOW}/{name}"
