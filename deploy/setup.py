@@ -113,9 +113,29 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.gpu_slots < 1:
         parser.error("--gpu-slots must be at least 1")
-    project_with_schedules(args.catalog)  # a bad catalog fails before anything is created
-    asyncio.run(create_pools_and_limits(args.gpu_slots))
-    deploy(args.catalog)
+    from prefect.settings import PREFECT_API_URL
+
+    from segpipe.errors import SegpipeError
+
+    url = PREFECT_API_URL.value()
+    if not url:  # Prefect would start a temporary server, set everything up on it and throw it away
+        _refuse("PREFECT_API_URL is not set: point it at your Prefect server (deploy/README.md, step 2)")
+    try:
+        project_with_schedules(args.catalog)  # a bad catalog fails before anything is created
+        asyncio.run(create_pools_and_limits(args.gpu_slots))
+        deploy(args.catalog)
+    except SegpipeError as err:
+        _refuse(str(err))
+    except Exception as err:  # noqa: BLE001 (httpx.ConnectError and Prefect's RuntimeError "Failed to reach API")
+        if "connect" in type(err).__name__.lower() or "Failed to reach API" in str(err):
+            _refuse(f"{url}: no Prefect server answers ({err}); start it first (deploy/README.md, step 1)")
+        raise
+
+
+def _refuse(line: str) -> None:
+    """One line on stderr and exit code 2, as segpipe's commands end on bad input."""
+    print(f"error: {line}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":
