@@ -38,9 +38,9 @@ def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | Non
                             f"segpipe models import {path} --to FOLDER, then --model FOLDER")
     if path.is_dir() and not (path / MODEL_FILE).exists() and (path / "model" / MODEL_FILE).is_file():
         return Model.open(path / "model")  # a run folder: the model it trained
-    if path.is_dir():
+    if path.is_dir() and ((path / MODEL_FILE).exists() or catalog is None or str(ref) not in catalog.entries):
         return Model.open(path)
-    if catalog is not None and str(ref) in catalog.entries:
+    if catalog is not None and str(ref) in catalog.entries:  # a dataset's name, even beside a folder of it without a model
         folder = RunFolder.of(output, str(ref)).model_dir
         if not (folder / MODEL_FILE).is_file():
             raise ModelNotFound(

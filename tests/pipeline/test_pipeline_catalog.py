@@ -62,3 +62,22 @@ def test_a_model_the_catalog_cannot_name_is_refused_when_it_is_loaded(tmp_path):
     with pytest.raises(CatalogError, match=r"dataset 'd': model: 'nosuchmodel' is no model folder under .*, no catalog "
                                            r"dataset and no shipped model \(cells-2d\)$"):
         open_catalog(path)
+
+
+def test_a_dataset_named_like_a_folder_of_its_data_resolves_to_the_datasets_model(tmp_path, crops_model):
+    """`model: sem` where ./sem/ held the dataset's images: "sem: no trained model here (model.pt is
+    missing)", though the catalog dataset sem had a trained model."""
+    import shutil
+
+    from segpipe.pipeline.models import resolve_model
+
+    (tmp_path / "sem").mkdir()  # the data folder, no model in it
+    (tmp_path / "sem" / "a.tif").write_bytes(b"x")
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.tif").write_bytes(b"x")
+    shutil.copytree(crops_model.folder, tmp_path / "runs" / "sem" / "model")
+    path = tmp_path / "catalog.yaml"
+    path.write_text("datasets:\n  sem:\n    images: sem/*.tif\n  other:\n    images: img/*.tif\n    model: sem\n")
+    catalog = open_catalog(path)
+    chosen = resolve_model("sem", output=tmp_path / "runs", catalog=catalog, base=tmp_path)
+    assert chosen.folder == tmp_path / "runs" / "sem" / "model"
