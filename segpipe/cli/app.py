@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -44,7 +44,9 @@ OutputOpt = Annotated[
     typer.Option("--output", "-o", help="Folder for run outputs (one subfolder per dataset).", callback=output_folder),
 ]
 DatasetArg = Annotated[str, typer.Argument(help="Dataset name from the catalog.")]
-SplitOpt = Annotated[str, typer.Option(help="Which split to predict, score or report.")]
+SplitOpt = Annotated[
+    Literal["train", "validation", "test"], typer.Option(help="Which split to predict, score or report: train, validation or test.")
+]
 DEFAULT_CATALOG = Path("data_catalog.yaml")
 DEFAULT_OUTPUT = Path("runs")
 

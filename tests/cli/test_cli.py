@@ -389,3 +389,11 @@ def test_catalog_command_counts_the_images_with_ground_truth(tmp_path):
     assert "images per split: train 4 (1 with ground truth), validation 0, test 0" in result.stdout, result.stdout
     # an entry applying a model was listed with the default classes [background, foreground]
     assert "new: 2D, segmented with model seq, images per split: train 0, validation 0, test 4" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("stage", ["predict", "score", "report"])
+def test_a_split_that_is_none_of_the_three_is_refused_naming_them(tmp_path, segpipe_cli, stage):
+    """`predict --split bogus` said "the bogus split is empty", as if it were a split with no images."""
+    result = segpipe_cli(stage, "bbbc007", "--split", "bogus", "--output", tmp_path)
+    assert result.code == 2 and "'bogus' is not one of 'train'," in " ".join(result.err.split()), result.err
+    assert not any(tmp_path.iterdir())
