@@ -89,7 +89,12 @@ def check_scheduler(address: str, *, timeout: float = 5.0) -> None:
 
 
 def build_task_runner(options: RunnerParams, *, scratch: Path):
-    """A Prefect task runner for ``options`` (not started)."""
+    """A Prefect task runner for ``options`` (not started).
+
+    Raises:
+        RunnerError: ``options.address`` names no reachable scheduler (checked here too: a
+            deployment's run gets its options on the worker, not from the command line's check).
+    """
     if options.kind == "thread":
         from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -97,6 +102,7 @@ def build_task_runner(options: RunnerParams, *, scratch: Path):
     from prefect_dask import DaskTaskRunner
 
     if options.address:
+        check_scheduler(options.address)
         return DaskTaskRunner(address=options.address)
     scratch.mkdir(parents=True, exist_ok=True)
     return DaskTaskRunner(cluster_kwargs=options.cluster_kwargs(scratch))

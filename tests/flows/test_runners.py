@@ -21,8 +21,26 @@ def test_defaults_are_one_thread_or_two_local_dask_workers(tmp_path):
         "dashboard_address": "127.0.0.1:0", "local_directory": str(tmp_path / "scratch"),
     }
     assert (tmp_path / "scratch").is_dir()
-    remote = build_task_runner(RunnerParams(kind="dask", address="tcp://10.0.0.5:8786", workers=4), scratch=tmp_path / "other")
-    assert remote.address == "tcp://10.0.0.5:8786" and not (tmp_path / "other").exists()
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listening:  # something answers there, as a scheduler would
+        address = f"tcp://127.0.0.1:{listening.getsockname()[1]}"
+        remote = build_task_runner(RunnerParams(kind="dask", address=address, workers=4), scratch=tmp_path / "other")
+    assert remote.address == address and not (tmp_path / "other").exists()
+
+
+def test_a_scheduler_address_given_to_a_deployment_is_checked_where_the_flow_runs(tmp_path):
+    """A deployment's run takes its runner options on the worker, past the command line's check: a
+    closed address waited 30 s there, then failed with Dask's traceback."""
+    import socket
+
+    from segpipe.errors import RunnerError
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(RunnerError, match="no Dask scheduler reachable there"):
+        build_task_runner(RunnerParams(kind="dask", address=address), scratch=tmp_path / "scratch")
 
 
 @pytest.mark.parametrize(
