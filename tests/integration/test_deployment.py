@@ -338,3 +338,35 @@ def test_setup_run_again_keeps_each_schedule_on_or_off_as_the_server_has_it(depl
             client.pause_deployment(deployment.id)  # nothing scheduled is left behind for the module's worker
     active = {s.slug: s.active for s in nightly.schedules}
     assert active["nightly-bbbc007"] is False and sum(active.values()) == len(active) - 1
+
+
+def test_ctrl_c_while_waiting_for_a_deployment_run_cancels_it_on_the_server(deployed, make_crop_catalog, tmp_path):
+    """Ctrl-C while `segpipe run --deployment` waited left its flow run Scheduled on the server: a worker
+    ran it later, beside the rerun, in the same folder. (No worker serves the GPU pool here: it waits.)"""
+    import os
+    import signal
+
+    from prefect.client.orchestration import get_client
+
+    catalog = make_crop_catalog()
+    run = subprocess.Popen(
+        [sys.executable, "-c", "from segpipe.cli import main; main()", "run", "crops", "--deployment", "nightly-gpu",
+         "--catalog", str(catalog), "--output", str(tmp_path / "runs")],
+        env=deployed.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        submitted = run.stderr.readline()  # said at once, before any wait
+        assert submitted.startswith("submitted flow run "), submitted
+        flow_run_id = submitted.split("(")[1].split(")")[0]
+        time.sleep(3)
+        os.killpg(run.pid, signal.SIGINT)
+        _, rest = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 130 and "Traceback" not in rest, rest[-3000:]
+    assert f"flow run {submitted.split()[3]} ({flow_run_id}) cancelled on the server" in rest
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(flow_run_id).state.name == "Cancelled"
