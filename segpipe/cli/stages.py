@@ -72,8 +72,10 @@ def train(dataset: DatasetArg, train: TrainParams, catalog: CatalogOpt = DEFAULT
 
     loaded = open_catalog(catalog)
     run = RunFolder.of(output, dataset)
+    params = train_params(loaded, dataset, init_from_here(train, catalog))
+    stages.start_model(run, params, catalog=loaded)  # a start that is not there is said before the ingest
     _ingested(loaded, dataset, run)
-    result = stages.train(run, train_params(loaded, dataset, init_from_here(train, catalog)), catalog=loaded)
+    result = stages.train(run, params, catalog=loaded)
     training = result.model.card.training
     said = "training images (no validation images; optimistic)" if training.scored_on_training else "validation"
     typer.echo(f"{result.model.folder}: {said} {json.dumps(training.validation)}")

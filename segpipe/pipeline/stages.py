@@ -68,12 +68,21 @@ def train(run: RunFolder, params: TrainParams, *, catalog: Catalog | None = None
 
     ``params.init`` (fine-tuning) names a model folder, or a dataset of ``catalog`` whose model to start from.
     """
-    init = None
-    if params.init not in (None, RANDOM):
-        base = catalog.root if catalog is not None else None
-        init = resolve_model(params.init, output=run.root.parent, catalog=catalog, base=base)
+    init = start_model(run, params, catalog=catalog)
     with naming(run.model_dir):
         return train_model(ImageStore.open(run.store), run.model_dir, params, init=init, progress=progress)
+
+
+def start_model(run: RunFolder, params: TrainParams, *, catalog: Catalog | None = None) -> Model | None:
+    """The model ``params.init`` names (``None``: planned, or random weights).
+
+    Raises:
+        ModelNotFound: Nothing of that name (a caller checks this before the ingest it would otherwise wait for).
+    """
+    if params.init in (None, RANDOM):
+        return None
+    base = catalog.root if catalog is not None else None
+    return resolve_model(params.init, output=run.root.parent, catalog=catalog, base=base)
 
 
 def predict(

@@ -397,3 +397,10 @@ def test_a_split_that_is_none_of_the_three_is_refused_naming_them(tmp_path, segp
     result = segpipe_cli(stage, "bbbc007", "--split", "bogus", "--output", tmp_path)
     assert result.code == 2 and "'bogus' is not one of 'train'," in " ".join(result.err.split()), result.err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_start_that_is_not_there_is_refused_before_the_ingest(crop_catalog, tmp_path, segpipe_cli):
+    """`train --init nosuchmodel` ingested the dataset first (its lines, a store written), then refused."""
+    result = segpipe_cli("train", "crops", "--init", "nosuchmodel", "--catalog", crop_catalog, "--output", tmp_path / "runs")
+    assert result.code == 2 and len(result.errors) == 1 and "nosuchmodel: no model folder" in result.errors[0], result.err
+    assert not (tmp_path / "runs").exists()
