@@ -173,13 +173,14 @@ def score(
 
     run = RunFolder.of(output, dataset)
     if predictions is None:
-        _named_in_catalog(run, catalog)
         if catalog.is_file():  # the ground truth as the catalog's files hold it now, as predict ingests
             from segpipe.pipeline.catalog import open_catalog
 
             loaded = open_catalog(catalog)
             if dataset in loaded.entries:
                 _ingested(loaded, dataset, run)
+            elif not run.store.exists():
+                loaded.entry(dataset)  # a name the catalog does not know (a typo), before "no store here"
         metrics = stages.score(run, split=split)
         where = run.metrics
     else:

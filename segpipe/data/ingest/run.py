@@ -182,15 +182,13 @@ def _ingest_in_threads(
             future.add_done_callback(lambda f: on_done(1) if not f.cancelled() and not f.exception() else None)
         try:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        except BaseException:  # Ctrl-C or SIGTERM: the images not started are not started (the store is thrown away)
+            failed = [f for f in futures if f in done and f.exception() is not None]
+            if failed:
+                raise failed[0].exception()  # type: ignore[misc]
+        except BaseException:  # a failed image, Ctrl-C or SIGTERM: the images not started are not started
             for future in futures:
                 future.cancel()
             raise
-        failed = [f for f in futures if f in done and f.exception() is not None]
-        if failed:
-            for future in futures:
-                future.cancel()
-            raise failed[0].exception()  # type: ignore[misc]
         return [info for future in futures for info in future.result()]
 
 
