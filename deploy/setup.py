@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.gpu_slots < 1:
         parser.error("--gpu-slots must be at least 1")
+    import httpx
     from prefect.settings import PREFECT_API_URL
 
     from segpipe.errors import SegpipeError
@@ -126,10 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         deploy(args.catalog)
     except SegpipeError as err:
         _refuse(str(err))
-    except Exception as err:  # noqa: BLE001 (httpx.ConnectError and Prefect's RuntimeError "Failed to reach API")
-        if "connect" in type(err).__name__.lower() or "Failed to reach API" in str(err):
-            _refuse(f"{url}: no Prefect server answers ({err}); start it first (deploy/README.md, step 1)")
-        raise
+    except httpx.HTTPError as err:  # connection refused, a name that does not resolve, a timeout
+        _refuse(f"{url}: no Prefect server answers ({err}); start it first (deploy/README.md, step 1)")
 
 
 def _refuse(line: str) -> None:

@@ -196,9 +196,11 @@ def main() -> None:
         sys.exit(2)
     except RuntimeError as err:
         if str(err).startswith(PREFECT_UNREACHABLE):  # PREFECT_API_URL names a server that does not answer
-            url = str(err).removeprefix(PREFECT_UNREACHABLE).strip().rstrip("/").split()[0] if str(err).strip() != PREFECT_UNREACHABLE else ""
-            typer.echo(f"error: {url}: no Prefect server answers at PREFECT_API_URL; start it (deploy/README.md), or unset "
-                       "PREFECT_API_URL to run on Prefect's embedded server", err=True)
+            from prefect.settings import PREFECT_API_URL
+
+            from segpipe.flows.submit import server_unreachable
+
+            typer.echo(f"error: {server_unreachable(PREFECT_API_URL.value())}", err=True)
             sys.exit(2)
         if not str(err).startswith(PREFECT_SERVER_TIMEOUT):
             raise

@@ -36,10 +36,18 @@ def run_here(parameters: dict[str, Any]):
     return state
 
 
+def server_unreachable(url: str, reason: str | None = None) -> str:
+    """The one line for a Prefect server at PREFECT_API_URL that does not answer."""
+    why = f" ({reason})" if reason else ""
+    return (f"{url}: no Prefect server answers{why}; start it (deploy/README.md), or unset PREFECT_API_URL to run on "
+            "Prefect's embedded server")
+
+
 def failed_on_input(message: str) -> str | None:
     """The error of a flow run that failed on bad input or an operating-system error, from its final
     state's message (Prefect's ``Flow run encountered an exception: CatalogError: ...``), as the
     CLI's one line says it; ``None`` for any other failure."""
+    import builtins
     import re
 
     from segpipe import errors
@@ -47,7 +55,7 @@ def failed_on_input(message: str) -> str | None:
     found = re.match(r"Flow run encountered an exception: (\w+): (.*)", message, re.DOTALL)
     if found is None:
         return None
-    kind = getattr(errors, found.group(1), None) or getattr(__import__("builtins"), found.group(1), None)
+    kind = getattr(errors, found.group(1), None) or getattr(builtins, found.group(1), None)
     known = isinstance(kind, type) and issubclass(kind, SegpipeError | OSError)
     return found.group(2).strip().splitlines()[0] if known else None
 
@@ -112,8 +120,7 @@ def submit(deployment: str, given: dict[str, Any], *, wait: bool = True, poll_se
             "; waiting for a worker of its pool to run it (none running: it waits, Scheduled then Late)" if wait else ""))
         return _wait(flow_run, poll_seconds) if wait else flow_run
     except httpx.HTTPError as err:  # connection refused, a name that does not resolve, a timeout
-        raise SubmitError(f"{url}: no Prefect server answers ({err or type(err).__name__}); start one (deploy/README.md), "
-                          "or unset PREFECT_API_URL to run here") from None
+        raise SubmitError(server_unreachable(url, str(err) or type(err).__name__)) from None
 
 
 def _known(client) -> str:
