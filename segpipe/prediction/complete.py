@@ -138,6 +138,7 @@ class Predicted:
                 )
                 if in_memory:
                     out[...] = labels
+                objects_class_map(labels, semantic)
                 group.attrs["instances_stats"] = asdict(instances)
                 group.attrs["instances_done"] = True
                 if large:
@@ -152,6 +153,20 @@ class Predicted:
         export_maps(final, image, card, exports, formats, overwrite=True)
         return ImageResult(image.name, skipped=False, stamp=self.stamp, stream=self.stream, instances=instances)
 
+
+
+def objects_class_map(labels, semantic) -> None:
+    """Write an instance model's class map as its objects' foreground (``labels > 0``).
+
+    The network's likelier class at each pixel draws a rim that the objects, cut at the tuned
+    foreground threshold, lack; the class map the store, the exports and the pixel scores use is
+    the objects' own. Written block by block along the first axis, so a streamed image's labels
+    are never read whole.
+    """
+    step = int(labels.chunks[0]) if hasattr(labels, "chunks") else int(labels.shape[0])
+    for lo in range(0, int(labels.shape[0]), max(step, 1)):
+        block = slice(lo, lo + max(step, 1))
+        semantic[block] = (np.asarray(labels[block]) > 0).view(np.uint8)
 
 
 def partial_group(

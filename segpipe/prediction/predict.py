@@ -118,6 +118,8 @@ class Predictor:
             **({"context": array_digest(image.context)} if image.context is not None else {}),
             "blank": RADIUS,  # blank pixels set to background (segpipe.inference.blank)
         }
+        if self.card.instances:
+            source["class_map"] = "objects"  # the class map is the objects' foreground (complete.objects_class_map)
         if self.card.generalist:
             source["input_order"] = self.params.input_order
             if inputs_from is not None:

@@ -177,9 +177,8 @@ def summary_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table:
         f"weighted, as the CTC and MONAI pool them). {ci_policy(metrics)} OP_CSB is the Cell Tracking Challenge's overall "
         "segmentation measure. The baseline's intervals are drawn the same way (its own unmatched predictions)."
     )
-    if metrics.get("seg") is not None:  # an instance model: its pixel scores are not those of its objects
-        note += (" The model's IoU and Dice score its class map (each pixel's likelier class), not the foreground of "
-                 "its objects, which the tuned foreground threshold draws; the baseline's score its objects.")
+    if metrics.get("seg") is not None:
+        note += " IoU and Dice score the foreground of the objects, the model's and the baseline's alike."
     return Table("summary", "Scores on the test split", columns, rows, note)
 
 

@@ -89,11 +89,12 @@ def test_prediction_equals_the_in_memory_path(crops, tmp_path, single_thread):
     assert np.mean(probs == reference.astype(np.float16)) > 0.999  # float16 of the same float32, bar rounding ties
 
     prediction = PredictionStore.open(out / "predictions.zarr").read("A9_p9d")
-    decided = np.abs(reference[1] - reference[0]) > 1e-4
-    np.testing.assert_array_equal(prediction.semantic[decided], semantic_labels(reference[:2])[decided])
     expected = instance_labels(1.0 - probs[0].astype(np.float32), probs[2].astype(np.float32), InstanceParams())
     np.testing.assert_array_equal(prediction.instances, expected)
     assert prediction.instances.max() > 10
+    # the class map is the objects' foreground, not the network's likelier class (which keeps specks the objects drop)
+    np.testing.assert_array_equal(prediction.semantic, (expected > 0).astype(np.uint8))
+    assert (semantic_labels(reference[:2]) != prediction.semantic).sum() > 0
     np.testing.assert_array_equal(tifffile.imread(out / "predictions" / "A9_p9d_instances.tif"), prediction.instances)
     np.testing.assert_array_equal(tifffile.imread(out / "predictions" / "A9_p9d_semantic.tif"), prediction.semantic)
 
