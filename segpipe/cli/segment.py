@@ -134,15 +134,17 @@ def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predi
     start_embedded_server()
     summary = SegmentFolder(output).summary
     before = summary.stat().st_mtime_ns if summary.is_file() else None  # an earlier run's is not this run's
-    with quiet_expected_errors(also=(FutureCancelledError, KilledWorker)):
+    with quiet_expected_errors(also=(FutureCancelledError, KilledWorker)) as held:
         state = segpipe_segment(inputs=inputs, model=str(chosen.folder), output=str(output), read=read, predict=predict,
                                 runner=runner, empty_ok=False, return_state=True)
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, SegpipeError | OSError):
-        raise outcome
-    if isinstance(outcome, FutureCancelledError | KilledWorker):
-        typer.echo(f"error: {_cluster_lost(outcome, runner, output)}", err=True)
-        raise typer.Exit(1)
+        outcome = state.result(raise_on_failure=False)
+        if isinstance(outcome, SegpipeError | OSError):
+            held.said(outcome)
+            raise outcome
+        if isinstance(outcome, FutureCancelledError | KilledWorker):
+            held.said(outcome)
+            typer.echo(f"error: {_cluster_lost(outcome, runner, output)}", err=True)
+            raise typer.Exit(1)
     if isinstance(outcome, dict) and outcome.get("busy"):
         raise SegpipeError(outcome["busy"])
     if not summary.is_file() or summary.stat().st_mtime_ns == before:  # the flow ended before its tables

@@ -27,12 +27,13 @@ def run_here(parameters: dict[str, Any]):
     from segpipe.flows.pipeline import segpipe_pipeline
 
     start_embedded_server()
-    with quiet_expected_errors():
+    with quiet_expected_errors() as held:
         state = segpipe_pipeline(**parameters, return_state=True)
-    if state.is_failed():
-        error = state.result(raise_on_failure=False)
-        if isinstance(error, SegpipeError | OSError):
-            raise error
+        if state.is_failed():
+            error = state.result(raise_on_failure=False)
+            if isinstance(error, SegpipeError | OSError):
+                held.said(error)
+                raise error
     return state
 
 
@@ -47,16 +48,15 @@ def failed_on_input(message: str) -> str | None:
     """The error of a flow run that failed on bad input or an operating-system error, from its final
     state's message (Prefect's ``Flow run encountered an exception: CatalogError: ...``), as the
     CLI's one line says it; ``None`` for any other failure."""
-    import builtins
     import re
 
-    from segpipe import errors
+    from segpipe.flows.logs import error_type
 
     found = re.match(r"Flow run encountered an exception: (\w+): (.*)", message, re.DOTALL)
     if found is None:
         return None
-    kind = getattr(errors, found.group(1), None) or getattr(builtins, found.group(1), None)
-    known = isinstance(kind, type) and issubclass(kind, SegpipeError | OSError)
+    kind = error_type(found.group(1))
+    known = kind is not None and issubclass(kind, SegpipeError | OSError)
     return found.group(2).strip().splitlines()[0] if known else None
 
 

@@ -49,6 +49,19 @@ def test_bad_input_exits_nonzero_with_the_file_named(crop_catalog, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_bad_input_under_run_is_said_once(crop_catalog, tmp_path):
+    """Prefect's task and flow records said it three times above the command's own line."""
+    import os
+
+    (crop_catalog.parent / "labels" / "A9_p5d.tif").write_bytes(b"")
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    result = _segpipe("run", "crops", "--catalog", str(crop_catalog), "--output", str(tmp_path / "out"), env=env)
+    assert result.returncode == 2, result.stderr
+    said = [line for line in result.stderr.splitlines() if "file is empty" in line]
+    assert said == [f"error: {crop_catalog.parent / 'labels' / 'A9_p5d.tif'}: file is empty (0 bytes)"], result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_file_that_is_not_a_tiff_is_one_line_without_tifffiles_warning(crop_catalog, tmp_path):
     """tifffile warned "invalid offset to first page" above segpipe's own line for the same file."""
     bad = crop_catalog.parent / "images" / "A9_p5d.tif"

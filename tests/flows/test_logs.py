@@ -87,3 +87,43 @@ def test_the_command_says_what_the_cluster_lost_and_that_a_rerun_resumes(tmp_pat
     assert _cluster_lost(lost, runner, tmp_path / "out") == (
         "the Dask scheduler at tcp://10.0.0.5:8786 stopped answering during the run (scheduler-connection-lost); "
         f"the inputs finished are kept in {tmp_path / 'out'}: run the same command again to segment the rest")
+
+
+def test_prefects_records_of_an_error_the_command_says_are_held_off_the_terminal():
+    """`segpipe run` on an empty label file said it four times: the task's final state, the flow's
+    exception, the flow's final state (Prefect's records), then the command's line."""
+    import io
+
+    from segpipe.errors import InputError
+    from segpipe.flows.logs import quiet_expected_errors
+
+    stream = io.StringIO()
+    terminal = logging.StreamHandler(stream)
+    root, flows, tasks = logging.getLogger(), logging.getLogger("prefect.flow_runs"), logging.getLogger("prefect.task_runs")
+    kept = [(lg, lg.handlers, lg.propagate, lg.level) for lg in (root, flows, tasks)]
+    root.handlers, root.level = [terminal], logging.INFO
+    for lg in (flows, tasks):
+        lg.handlers, lg.propagate, lg.level = [], True, logging.NOTSET
+    bad = InputError("labels/a.tif: file is empty (0 bytes)")
+    other = InputError("images/b.tif: not a readable TIFF")
+    try:
+        with quiet_expected_errors() as held:
+            flows.info("Beginning flow run 'x'")
+            tasks.error(f"Finished in state Failed('Task run encountered an exception InputError: {other}')")
+            tasks.error(f"Finished in state Failed('Task run encountered an exception InputError: {bad}')")
+            try:
+                raise bad
+            except InputError:
+                flows.error("Encountered exception during execution: %r", bad, exc_info=True)
+            flows.info(f"Finished in state Failed('Flow run encountered an exception: InputError: {bad}')")
+            tasks.error("Finished in state Failed('Task run encountered an exception ValueError: a bug')")
+            assert stream.getvalue().splitlines() == ["Beginning flow run 'x'", "Finished in state Failed('Task run "
+                                                      "encountered an exception ValueError: a bug')"]  # bugs: at once
+            held.said(bad)
+    finally:
+        for lg, handlers, propagate, level in kept:
+            lg.handlers, lg.propagate, lg.level = handlers, propagate, level
+    lines = stream.getvalue().splitlines()
+    assert not [line for line in lines if "a.tif" in line]  # the command says it, once
+    assert lines[-1] == f"Finished in state Failed('Task run encountered an exception InputError: {other}')"  # not said: printed
+    assert "Traceback" not in stream.getvalue()
