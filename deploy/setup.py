@@ -57,7 +57,9 @@ def project_with_schedules(catalog: Path) -> dict:
     from segpipe.pipeline.catalog import open_catalog
 
     project = yaml.safe_load((HERE / "prefect.yaml").read_text())
-    return expand_project(project, open_catalog(catalog))
+    loaded = open_catalog(catalog)
+    loaded.check()  # every entry gets schedules: an invalid one is refused here, before anything is created
+    return expand_project(project, loaded)
 
 
 def flow_name(entrypoint: str) -> str:

@@ -102,7 +102,7 @@ def init_from_here(train: TrainParams, catalog: Path) -> TrainParams:
             return train  # a catalog dataset's or a shipped model's name
         from segpipe.pipeline.catalog import open_catalog
 
-        if train.init in open_catalog(catalog).entries:
+        if train.init in open_catalog(catalog):
             return train
     return train.model_copy(update={"init": str(Path(train.init).resolve())})
 
@@ -138,8 +138,8 @@ def predict(
     if model is not None:
         chosen = str(resolve_model(model, output=output, catalog=loaded).folder)
     else:
-        chosen = model_to_apply(loaded, dataset, output=output) if loaded is not None and dataset in loaded.entries else None
-    if loaded is not None and dataset in loaded.entries:
+        chosen = model_to_apply(loaded, dataset, output=output) if loaded is not None and dataset in loaded else None
+    if loaded is not None and dataset in loaded:
         _ingested(loaded, dataset, run)
     results = stages.predict(run, predict, split=split, model=chosen)
     made = sum(not r.skipped for r in results)
@@ -177,7 +177,7 @@ def score(
             from segpipe.pipeline.catalog import open_catalog
 
             loaded = open_catalog(catalog)
-            if dataset in loaded.entries:
+            if dataset in loaded:
                 _ingested(loaded, dataset, run)
             elif not run.store.exists():
                 loaded.entry(dataset)  # a name the catalog does not know (a typo), before "no store here"
@@ -227,14 +227,28 @@ def report(
 
 @app.command("catalog")
 def catalog_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
-    """Validate the catalog and list its datasets with their splits."""
+    """Validate the catalog and list its datasets with their splits.
+
+    Every entry is checked, its files found and split: the valid ones are listed, and each
+    problem is one line (exit code 2 when there is any). An invalid entry stops only the
+    commands that use it."""
+    from segpipe.errors import CatalogError
     from segpipe.pipeline.catalog import open_catalog
 
     loaded = open_catalog(catalog)
+    problems = dict(loaded.invalid)
     for name in loaded.names():
-        dataset = loaded.dataset(name)
+        try:
+            dataset = loaded.dataset(name)
+        except CatalogError as err:
+            problems[name] = str(err)
+            continue
         what = f"segmented with model {dataset.entry.model}" if dataset.entry.model else f"classes {dataset.entry.classes}"
         typer.echo(f"{name}: {dataset.entry.ndim}D, {what}, images per split: {_split_counts(dataset)}")
+    for problem in problems.values():
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
 
 
 def _split_counts(dataset) -> str:

@@ -289,20 +289,46 @@ class Dataset:
 
 
 class Catalog:
-    """A loaded, validated data catalog."""
+    """A loaded, validated data catalog.
 
-    def __init__(self, path: Path, entries: dict[str, DatasetEntry], schedules: dict[str, ScheduleSpec] | None = None):
+    An entry that does not validate is kept aside in :attr:`invalid` with its one-line problem:
+    asking for it raises that line, while every other entry stays usable (one lab's typo does not
+    stop another lab's runs). :meth:`check` raises the first problem, for whoever needs them all.
+    """
+
+    def __init__(
+        self, path: Path, entries: dict[str, DatasetEntry], schedules: dict[str, ScheduleSpec] | None = None,
+        invalid: dict[str, str] | None = None,
+    ):
         self.path = path
         self.root = path.parent.resolve()
         self.entries = entries
         self.schedules = schedules or {}
+        self.invalid = invalid or {}
+
+    def __contains__(self, name: object) -> bool:
+        """Whether the catalog declares dataset ``name``, valid or not."""
+        return name in self.entries or name in self.invalid
 
     def names(self) -> list[str]:
-        """Dataset names, in file order."""
+        """Valid dataset names, in file order."""
         return list(self.entries)
 
+    def set_invalid(self, name: str, problem: str) -> None:
+        """Move entry ``name`` aside with ``problem`` (a full line, the catalog and entry named)."""
+        self.entries.pop(name, None)
+        self.invalid[name] = problem
+
+    def check(self) -> None:
+        """Raise the first invalid entry's problem (:class:`CatalogError`); nothing when all are valid."""
+        if self.invalid:
+            raise CatalogError(next(iter(self.invalid.values())))
+
     def entry(self, name: str) -> DatasetEntry:
-        """One entry as written; :class:`CatalogError` names the known ones when there is none."""
+        """One entry as written; :class:`CatalogError` says what is wrong with an invalid one, and
+        names the known ones when there is none."""
+        if name in self.invalid:
+            raise CatalogError(self.invalid[name])
         if name not in self.entries:
             known = ", ".join(self.entries) or "none"
             raise CatalogError(f"{self.path}: no dataset named {name!r} (known: {known})")
@@ -322,11 +348,11 @@ def load_catalog(path: str | Path) -> Catalog:
         path: The YAML file.
 
     Returns:
-        The catalog; entries are checked for unknown keys and types now, their files when
-        :meth:`Catalog.dataset` resolves them.
+        The catalog; entries are checked for unknown keys and types now (an invalid one is set
+        aside in :attr:`Catalog.invalid`), their files when :meth:`Catalog.dataset` resolves them.
 
     Raises:
-        CatalogError: The file is missing, is not YAML, or an entry is invalid.
+        CatalogError: The file is missing or is not YAML, or its top level or schedules are invalid.
     """
     path = Path(path)
     if not path.is_file():
@@ -341,16 +367,17 @@ def load_catalog(path: str | Path) -> Catalog:
         schedules = _Schedules.model_validate({"schedules": raw.get("schedules") or {}}).schedules
     except ValidationError as err:
         raise CatalogError(f"{path}: {explain(err)}") from None
-    entries = {}
+    entries, invalid = {}, {}
     for name, body in raw["datasets"].items():
         if not _DATASET_NAME.fullmatch(str(name)):
-            raise CatalogError(f"{path}: dataset {name!r}: a dataset's name is a folder of its runs: letters, digits "
-                               "and . _ + -, parts joined by / (no spaces, no part starting with a dot)")
+            invalid[str(name)] = (f"{path}: dataset {name!r}: a dataset's name is a folder of its runs: letters, digits "
+                                  "and . _ + -, parts joined by / (no spaces, no part starting with a dot)")
+            continue
         try:
             entries[str(name)] = DatasetEntry.model_validate(body or {})
         except ValidationError as err:
-            raise CatalogError(f"{path}: dataset {name!r}: {explain(err)}") from err
-    return Catalog(path, entries, schedules)
+            invalid[str(name)] = f"{path}: dataset {name!r}: {explain(err)}"
+    return Catalog(path, entries, schedules, invalid)
 
 
 #: A dataset's name: its run folder under --output (``lab/cells`` is a folder in a folder), so it

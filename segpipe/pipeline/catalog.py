@@ -18,11 +18,12 @@ from segpipe.training.params import TrainParams
 
 
 def open_catalog(path: str | Path) -> Catalog:
-    """Load ``path`` and check every entry's ``training:`` section and ``model:`` name.
+    """Load ``path`` and check every entry's ``training:`` section and ``model:`` name; an entry
+    that fails is set aside with its problem (:attr:`Catalog.invalid`), as :func:`load_catalog`
+    sets aside one that does not validate.
 
     Raises:
-        CatalogError: The catalog, an entry or a training section is invalid, or a ``model:`` names
-            no model folder, catalog dataset or shipped model.
+        CatalogError: The file is missing, a folder, not YAML, or its top level is invalid.
     """
     if Path(path).is_dir():
         raise CatalogError(f"{path}: a folder, not a catalog file; give the catalog's YAML file with --catalog FILE")
@@ -30,14 +31,15 @@ def open_catalog(path: str | Path) -> Catalog:
         raise CatalogError(f"{path}: catalog file not found; give it with --catalog FILE (segpipe segment --model "
                            "MODEL_FOLDER needs no catalog)")
     catalog = load_catalog(path)
-    for name, entry in catalog.entries.items():
+    for name, entry in list(catalog.entries.items()):
         try:
             TrainParams.model_validate(entry.training)
         except ValidationError as err:
-            raise CatalogError(f"{catalog.path}: dataset {name!r}: training: {explain(err)}") from None
+            catalog.set_invalid(name, f"{catalog.path}: dataset {name!r}: training: {explain(err)}")
+            continue
         if entry.model is not None and not _names_a_model(entry.model, catalog):
-            raise CatalogError(
-                f"{catalog.path}: dataset {name!r}: model: {entry.model!r} is no model folder under {catalog.root}, "
+            catalog.set_invalid(
+                name, f"{catalog.path}: dataset {name!r}: model: {entry.model!r} is no model folder under {catalog.root}, "
                 f"no catalog dataset and no shipped model ({', '.join(shipped_names())})"
             )
     return catalog
@@ -45,8 +47,9 @@ def open_catalog(path: str | Path) -> Catalog:
 
 def _names_a_model(ref: str, catalog: Catalog) -> bool:
     """Whether ``ref`` can name a model: a path that exists (from the catalog's folder), a catalog
-    dataset (whose model training makes), or a shipped model."""
-    return (catalog.root / ref).exists() or ref in catalog.entries or ref in shipped_names()
+    dataset (whose model training makes; an invalid one says its own problem when it is used), or a
+    shipped model."""
+    return (catalog.root / ref).exists() or ref in catalog or ref in shipped_names()
 
 
 def train_params(catalog: Catalog, dataset: str, given: TrainParams | None = None) -> TrainParams:

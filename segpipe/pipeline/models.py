@@ -38,9 +38,10 @@ def resolve_model(ref: str | Path, *, output: str | Path, catalog: Catalog | Non
                             f"segpipe models import {path} --to FOLDER, then --model FOLDER")
     if path.is_dir() and not (path / MODEL_FILE).exists() and (path / "model" / MODEL_FILE).is_file():
         return Model.open(path / "model")  # a run folder: the model it trained
-    if path.is_dir() and ((path / MODEL_FILE).exists() or catalog is None or str(ref) not in catalog.entries):
+    if path.is_dir() and ((path / MODEL_FILE).exists() or catalog is None or str(ref) not in catalog):
         return Model.open(path)
-    if catalog is not None and str(ref) in catalog.entries:  # a dataset's name, even beside a folder of it without a model
+    if catalog is not None and str(ref) in catalog:  # a dataset's name, even beside a folder of it without a model
+        catalog.entry(str(ref))  # an invalid entry says what is wrong with it
         folder = RunFolder.of(output, str(ref)).model_dir
         if not (folder / MODEL_FILE).is_file():
             raise ModelNotFound(
@@ -88,7 +89,7 @@ def entry_model(catalog: Catalog, dataset: str, *, output: str | Path, untrained
     if ref is None:
         return None
     folder = RunFolder.of(output, ref).model_dir
-    if untrained_ok and ref in catalog.entries and not (catalog.root / ref).exists() and not (folder / MODEL_FILE).is_file():
+    if untrained_ok and ref in catalog and not (catalog.root / ref).exists() and not (folder / MODEL_FILE).is_file():
         return None
     return resolve_model(ref, output=output, catalog=catalog, base=catalog.root)
 

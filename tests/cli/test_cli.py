@@ -417,3 +417,21 @@ def test_a_start_that_is_not_there_is_refused_before_the_ingest(crop_catalog, tm
     result = segpipe_cli("train", "crops", "--init", "nosuchmodel", "--catalog", crop_catalog, "--output", tmp_path / "runs")
     assert result.code == 2 and len(result.errors) == 1 and "nosuchmodel: no model folder" in result.errors[0], result.err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_bad_entry_is_named_by_catalog_and_stops_no_other_entry(crop_catalog, tmp_path, segpipe_cli):
+    """One entry's typo made every command fail for every entry, and `catalog` stopped at the first problem."""
+    text = crop_catalog.read_text()
+    crop_catalog.write_text(text + "  typo:\n    images: images/*.tif\n    colour: red\n"
+                            "  missing:\n    images: nowhere/*.tif\n    model: crops\n")
+    listed = segpipe_cli("catalog", "--catalog", crop_catalog)
+    assert listed.code == 2
+    assert listed.out.startswith("crops: 2D, classes") and "typo" not in listed.out and "missing" not in listed.out
+    errors = listed.err.strip().splitlines()
+    assert len(errors) == 2 and "dataset 'typo': colour: unknown field" in errors[0], listed.err
+    assert "nowhere/*.tif" in errors[1] and "matches no file" in errors[1], listed.err
+
+    ingested = segpipe_cli("ingest", "crops", "--catalog", crop_catalog, "--output", tmp_path / "out")
+    assert ingested.code == 0, ingested.err
+    refused = segpipe_cli("ingest", "typo", "--catalog", crop_catalog, "--output", tmp_path / "out")
+    assert refused.code == 2 and "dataset 'typo': colour: unknown field" in refused.err

@@ -42,14 +42,14 @@ def files(tmp_path):
 def test_unknown_key_is_named(tmp_path, files):
     path = _write(tmp_path, _entry("    colour: red\n"))
     with pytest.raises(CatalogError, match=r"dataset 'd': colour: unknown field"):
-        load_catalog(path)
+        load_catalog(path).check()
 
 
 @pytest.mark.parametrize(("key", "value"), [("spacing", "[1, 1, 1]"), ("patch_size", "[16, 64, 64]")])
 def test_training_setting_with_the_wrong_number_of_axes_names_the_catalog(tmp_path, files, key, value):
     path = _write(tmp_path, _entry(f"    training: {{{key}: {value}}}\n"))
     with pytest.raises(CatalogError) as caught:
-        load_catalog(path)
+        load_catalog(path).check()
     assert str(caught.value) == f"{path}: dataset 'd': training: {key} {value} has 3 values, ndim is 2"
 
 
@@ -77,7 +77,7 @@ def test_file_named_twice_in_one_split(tmp_path, files):
 def test_class_named_twice(tmp_path, files):
     extra = "    instances: false\n    classes: [background, a, a, c]\n"
     with pytest.raises(CatalogError) as caught:
-        load_catalog(_write(tmp_path, _entry(extra)))
+        load_catalog(_write(tmp_path, _entry(extra))).check()
     assert str(caught.value).endswith("dataset 'd': classes: 'a' named twice (each class needs its own name)")
 
 
@@ -114,7 +114,7 @@ def test_unknown_dataset(tmp_path, files):
 
 def test_axes_letters_are_checked(tmp_path, files):
     with pytest.raises(CatalogError, match=r"dataset 'd': axes: String should match pattern"):
-        load_catalog(_write(tmp_path, _entry("    axes: TQYX\n")))
+        load_catalog(_write(tmp_path, _entry("    axes: TQYX\n"))).check()
 
 
 @pytest.mark.parametrize(("given", "name"), [("um", "micrometer"), ("µm", "micrometer"), ("nm", "nanometer"), ("mm", "millimeter")])
@@ -132,7 +132,7 @@ def test_a_units_short_name_is_read_as_the_unit(tmp_path, files, given, name):
 )
 def test_a_spacing_that_is_no_pixel_size_is_refused(tmp_path, files, spacing, message):
     with pytest.raises(CatalogError, match=re.escape(f"dataset 'd': spacing: {message}")):
-        load_catalog(_write(tmp_path, _entry(f"    spacing: {spacing}\n")))
+        load_catalog(_write(tmp_path, _entry(f"    spacing: {spacing}\n"))).check()
 
 
 def test_a_spacing_without_a_unit_is_held_only_to_being_positive(tmp_path, files):
@@ -143,30 +143,30 @@ def test_a_spacing_without_a_unit_is_held_only_to_being_positive(tmp_path, files
 @pytest.mark.parametrize("given", ["parsec", "pixel"])
 def test_a_unit_that_is_no_length_is_refused(tmp_path, files, given):
     with pytest.raises(CatalogError, match=rf"dataset 'd': unit: '{given}' is not a length unit; use one of nanometer, micrometer"):
-        load_catalog(_write(tmp_path, _entry(f"    unit: {given}\n")))
+        load_catalog(_write(tmp_path, _entry(f"    unit: {given}\n"))).check()
 
 
 def test_channel_named_twice(tmp_path, files):
     with pytest.raises(CatalogError, match=r"channels: \['red', 0\] names a channel twice"):
-        load_catalog(_write(tmp_path, _entry("    channels: [red, 0]\n")))
+        load_catalog(_write(tmp_path, _entry("    channels: [red, 0]\n"))).check()
 
 
 def test_a_negative_channel_is_refused(tmp_path, files):
     """Channels count from 0; -1 would pick the last one by Python's indexing, -3 of two crashed ingest."""
     with pytest.raises(CatalogError, match=r"channels\.0.*greater than or equal to 0"):
-        load_catalog(_write(tmp_path, _entry("    channels: [-1]\n")))
+        load_catalog(_write(tmp_path, _entry("    channels: [-1]\n"))).check()
 
 
 def test_images_without_labels_cannot_be_trained_on(tmp_path, files):
     body = "datasets:\n  d:\n    images: img/*.tif\n    split: {train: [a]}\n"
     with pytest.raises(CatalogError, match=r"split: names train or validation images, but the dataset has no labels"):
-        load_catalog(_write(tmp_path, body))
+        load_catalog(_write(tmp_path, body)).check()
 
 
 def test_ctc_cannot_split_by_region(tmp_path):
     body = "datasets:\n  d:\n    format: ctc\n    images: '01'\n    split: {regions: {train: [[0, 4], [0, 4]]}}\n"
     with pytest.raises(CatalogError, match="a ctc dataset is split by sequence folder"):
-        load_catalog(_write(tmp_path, body))
+        load_catalog(_write(tmp_path, body)).check()
 
 
 def test_ctc_sequence_without_ground_truth_folder(tmp_path):
@@ -253,7 +253,7 @@ def test_images_without_labels_are_to_segment_only(tmp_path, files):
 
 def test_labels_need_a_split(tmp_path, files):
     with pytest.raises(CatalogError, match="split: required for a dataset with labels"):
-        load_catalog(_write(tmp_path, "datasets:\n  d:\n    images: img/*.tif\n    labels: lab/*.tif\n"))
+        load_catalog(_write(tmp_path, "datasets:\n  d:\n    images: img/*.tif\n    labels: lab/*.tif\n")).check()
 
 
 def _region_split(regions: str) -> str:
@@ -263,7 +263,7 @@ def _region_split(regions: str) -> str:
 def test_overlapping_regions_are_refused(tmp_path, files):
     split = _region_split("{train: [[0, 300], [0, 512]], validation: [[288, 368], [0, 512]], test: [[368, 512], [0, 512]]}")
     with pytest.raises(CatalogError) as info:
-        load_catalog(_write(tmp_path, _entry(split=split)))
+        load_catalog(_write(tmp_path, _entry(split=split))).check()
     message = str(info.value)
     assert "dataset 'd'" in message and "regions train" in message and "validation" in message
     assert "overlap in [[288, 300], [0, 512]]" in message and "\n" not in message
@@ -271,7 +271,7 @@ def test_overlapping_regions_are_refused(tmp_path, files):
 
 def test_regions_touching_at_a_border_are_accepted(tmp_path, files):
     split = _region_split("{train: [[0, 288], [0, 512]], validation: [[288, 368], [0, 512]], test: [[0, 368], [512, 600]]}")
-    load_catalog(_write(tmp_path, _entry(split=split)))
+    load_catalog(_write(tmp_path, _entry(split=split))).check()
 
 
 @pytest.mark.parametrize(
@@ -288,7 +288,7 @@ def test_regions_touching_at_a_border_are_accepted(tmp_path, files):
 def test_split_errors_name_one_problem_of_the_split_meant(tmp_path, files, split, expected):
     """No union noise: the problem of the kind of split written (by file or by region), nothing about the other."""
     with pytest.raises(CatalogError) as info:
-        load_catalog(_write(tmp_path, _entry(split=split)))
+        load_catalog(_write(tmp_path, _entry(split=split))).check()
     message = str(info.value)
     assert expected in message, message
     for noise in ("function-after", "FileSplit", "RegionSplit", "Field required", "Value error", ";", "\n"):
@@ -325,9 +325,23 @@ def test_a_dataset_name_that_would_leave_its_run_folder_is_refused(tmp_path, fil
     and report two folders above --output."""
     path = _write(tmp_path, f"datasets:\n  {name!r}:\n    images: img/*.tif\n    split: {{test: [a, b]}}\n".replace("'", '"'))
     with pytest.raises(CatalogError, match=r"a dataset's name is a folder of its runs: letters, digits and \. _ \+ -, parts joined by /"):
-        load_catalog(path)
+        load_catalog(path).check()
 
 
 def test_names_of_letters_digits_dots_and_dashes_are_kept(tmp_path, files):
     path = _write(tmp_path, "datasets:\n  lab/Zellkerne_2024-v1.2:\n    images: img/*.tif\n    split: {test: [a, b]}\n")
     assert list(load_catalog(path).entries) == ["lab/Zellkerne_2024-v1.2"]  # a folder in a folder
+
+
+def test_an_invalid_entry_stops_only_what_uses_it(tmp_path, files):
+    """One lab's typo in its entry stopped every command for every other entry."""
+    body = _entry() .replace("split: {train: [a]}", "split: {train: [a], test: [b]}") + "  bad:\n    images: img/*.tif\n    colour: red\n"
+    catalog = load_catalog(_write(tmp_path, body))
+    assert catalog.names() == ["d"] and "bad" in catalog and "d" in catalog and "x" not in catalog
+    assert len(catalog.dataset("d").records) == 2
+    with pytest.raises(CatalogError, match=r"catalog.yaml: dataset 'bad': colour: unknown field"):
+        catalog.dataset("bad")
+    with pytest.raises(CatalogError, match=r"dataset 'bad': colour: unknown field"):
+        catalog.check()
+    with pytest.raises(CatalogError, match=r"no dataset named 'x' \(known: d\)"):
+        catalog.entry("x")

@@ -31,7 +31,7 @@ def _catalog(tmp_path: Path, training: str) -> Path:
 )
 def test_a_bad_training_section_fails_when_the_catalog_is_loaded(tmp_path, training, message):
     with pytest.raises(CatalogError, match=f"dataset 'd': .*{message}"):
-        open_catalog(_catalog(tmp_path, training))
+        open_catalog(_catalog(tmp_path, training)).check()
 
 
 def test_defaults_then_catalog_then_what_is_given(tmp_path):
@@ -57,11 +57,11 @@ def test_a_model_the_catalog_cannot_name_is_refused_when_it_is_loaded(tmp_path):
     body = "datasets:\n  d:\n    images: img/*.tif\n    model: {}\n  other:\n    images: img/*.tif\n    model: cells-2d\n"
     for ref in ("models/mine", "other", "cells-2d", str(tmp_path / "models" / "mine")):
         path.write_text(body.format(ref))
-        open_catalog(path)
+        open_catalog(path).check()
     path.write_text(body.format("nosuchmodel"))
     with pytest.raises(CatalogError, match=r"dataset 'd': model: 'nosuchmodel' is no model folder under .*, no catalog "
                                            r"dataset and no shipped model \(cells-2d\)$"):
-        open_catalog(path)
+        open_catalog(path).check()
 
 
 def test_a_dataset_named_like_a_folder_of_its_data_resolves_to_the_datasets_model(tmp_path, crops_model):

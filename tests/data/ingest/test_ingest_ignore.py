@@ -112,9 +112,9 @@ def test_the_catalog_refuses_ignore_marks_that_fit_nothing(tmp_path):
         load_catalog(write_catalog(tmp_path, **entry)).dataset("d")
     with pytest.raises(CatalogError, match=r"ignore_label: 1 is the class 'object'; use a value that is no class \(>= 2"):
         load_catalog(write_catalog(tmp_path, images="img/*.tif", labels="lab/*.tif", instances=False, ignore_label=1,
-                                   split={"train": ["a", "b", "c"]}))
+                                   split={"train": ["a", "b", "c"]})).check()
     with pytest.raises(CatalogError, match="the dataset has no labels"):
-        load_catalog(write_catalog(tmp_path, images="img/*.tif", ignore_label=255))
+        load_catalog(write_catalog(tmp_path, images="img/*.tif", ignore_label=255)).check()
 
 
 def test_class_maps_take_an_ignore_value_beyond_their_classes(tmp_path, ingest):
@@ -155,4 +155,4 @@ def test_ctc_ignore_masks_sit_beside_the_ground_truth_named_like_it(tmp_path, in
     with pytest.raises(CatalogError, match=r"ignore_masks: '\{seq\}_GT/IGNOREX' names no folder beside any sequence"):
         load_catalog(write_catalog(tmp_path, **{**entry, "ignore_masks": "{seq}_GT/IGNOREX"})).dataset("d")
     with pytest.raises(CatalogError, match=r"ignore_masks: for ctc, one folder template with \{seq\}"):
-        load_catalog(write_catalog(tmp_path, **{**entry, "ignore_masks": "ctc/ignore/*.tif"}))
+        load_catalog(write_catalog(tmp_path, **{**entry, "ignore_masks": "ctc/ignore/*.tif"})).check()
