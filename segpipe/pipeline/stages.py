@@ -38,7 +38,7 @@ from segpipe.prediction.predict import (
 from segpipe.prediction.store import PredictionStore
 from segpipe.report import Report, read_history, read_runs, write_index, write_report
 from segpipe.report.orientation import view_of, view_step
-from segpipe.report.runs import append_run, new_run, run_entry
+from segpipe.report.runs import append_run, new_run, run_entry, same_run
 from segpipe.report.write import headline_text, rank_images
 from segpipe.scoring import ScoreAccumulator
 from segpipe.scoring.dataset import dataset_accumulator, dataset_metrics, score_image
@@ -236,10 +236,17 @@ def pool_scores(
     metrics["run"] = new_run(
         metrics, card=model.card if model else None, model_file=model.weights if model else None, predictions=run.predictions
     )
+    with naming(run.root / "runs.jsonl"):
+        earlier = (read_runs(run.root) or [None])[-1]
+        entry = run_entry(metrics, metrics["run"])
+        repeated = same_run(entry, earlier)
+        if repeated:  # the same model's same predictions scored again: the same run, not a new line in the history
+            metrics["run"].update(run_id=earlier["run_id"], timestamp=earlier["timestamp"])
     with replacing(run.metrics) as tmp, naming(run.metrics):
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    with naming(run.root / "runs.jsonl"):
-        append_run(run.root, run_entry(metrics, metrics["run"]))  # the dataset's run history
+    if not repeated:
+        with naming(run.root / "runs.jsonl"):
+            append_run(run.root, entry)  # the dataset's run history
     log.info("%s: %s", run.dataset, headline_text(metrics))
     return metrics
 

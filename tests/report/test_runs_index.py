@@ -55,6 +55,17 @@ def test_rank_images_best_then_worst():
     assert rank_images(semantic, n=1) == [("q", "best", 0.9), ("p", "worst", pytest.approx(0.3))]
 
 
+def test_a_scoring_of_the_same_model_and_predictions_with_the_same_scores_is_the_same_run(model_card):
+    from segpipe.report.runs import same_run
+
+    entry = run_entry(METRICS, new_run(METRICS, card=model_card()))
+    again = {**entry, "run_id": "later", "timestamp": "2030-01-01T00:00:00+00:00", "scoring_seconds": 9.0, "host": "other"}
+    assert same_run(again, entry) and not same_run(entry, None)
+    for key, value in (("predictions_time", "2030-01-01T00:00:00+00:00"), ("model_time", "2030-01-01T00:00:00+00:00"),
+                       ("split", "validation"), ("scores", {**entry["scores"], "seg": 0.71})):
+        assert not same_run({**again, key: value}, entry), key
+
+
 def test_run_history_round_trip(tmp_path, model_card):
     assert read_runs(tmp_path) == []
     run = new_run(METRICS, card=model_card())
