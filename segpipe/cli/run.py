@@ -50,7 +50,14 @@ def run(
     if deployment is None:
         from segpipe.pipeline.catalog import open_catalog
 
-        open_catalog(catalog).dataset(dataset)  # a bad catalog or entry: one line, before Prefect starts
+        loaded = open_catalog(catalog)
+        loaded.dataset(dataset)  # a bad catalog or entry: one line, before Prefect starts
+        if loaded.entry(dataset).model is None:  # it trains: a start that is missing or cannot train it, said now
+            from segpipe.pipeline import RunFolder, stages
+            from segpipe.pipeline.catalog import train_params
+
+            stages.start_model(RunFolder.of(output, dataset), train_params(loaded, dataset, init_from_here(train, catalog)),
+                               catalog=loaded)
         if runner.address:
             from segpipe.flows.runners import check_scheduler
 

@@ -19,7 +19,7 @@ import numpy as np
 from segpipe.data.catalog import Catalog
 from segpipe.data.ingest import IngestParams, IngestResult, ingest_dataset
 from segpipe.data.store import ImageStore, array_digest
-from segpipe.errors import SegpipeError, StoreError, naming
+from segpipe.errors import ModelError, SegpipeError, StoreError, naming
 from segpipe.interrupts import keeps_nothing
 from segpipe.models.model import Model
 from segpipe.pipeline.models import assumed_spacing, entry_model, model_for, resolve_model
@@ -44,6 +44,7 @@ from segpipe.scoring import ScoreAccumulator
 from segpipe.scoring.dataset import dataset_accumulator, dataset_metrics, score_image
 from segpipe.training.loop import TrainResult, train_model
 from segpipe.training.params import RANDOM, TrainParams
+from segpipe.training.start import kind_problem
 from segpipe.temporary import replacing
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,19 @@ def start_model(run: RunFolder, params: TrainParams, *, catalog: Catalog | None 
 
     Raises:
         ModelNotFound: Nothing of that name (a caller checks this before the ingest it would otherwise wait for).
+        ModelError: The catalog's entry for the run's dataset shows that the start cannot train it
+            (another dimensionality, other classes).
     """
     if params.init in (None, RANDOM):
         return None
     base = catalog.root if catalog is not None else None
-    return resolve_model(params.init, output=run.root.parent, catalog=catalog, base=base)
+    start = resolve_model(params.init, output=run.root.parent, catalog=catalog, base=base)
+    if catalog is not None and run.dataset in catalog:
+        entry = catalog.entry(run.dataset)
+        problem = kind_problem(start.card, ndim=entry.ndim, instances=entry.instances, classes=list(entry.classes))
+        if problem:
+            raise ModelError(f"training: init {start.folder}: {problem}")
+    return start
 
 
 def predict(

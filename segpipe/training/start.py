@@ -97,6 +97,20 @@ def _shown(value) -> str:
     return str(list(value)) if isinstance(value, tuple) else str(value)
 
 
+def kind_problem(start: ModelCard, *, ndim: int, instances: bool, classes: list[str]) -> str | None:
+    """Why ``start`` cannot start training on a dataset of ``ndim`` spatial axes, objects or a class
+    map (``instances``) and ``classes``, or None: what the catalog entry alone shows, before any
+    image is read (:func:`start_problem` checks the rest against the planned model)."""
+    if start.spatial_dims != ndim:
+        return f"a {start.spatial_dims}D model cannot start training on {ndim}D images"
+    if start.instances != instances:
+        return ("it separates objects; this dataset's labels are a class map (instances: false)" if start.instances
+                else "it predicts a class map; this dataset's labels are objects")
+    if start.n_classes != len(classes):
+        return f"it predicts {start.classes}, this dataset has {classes}"
+    return None
+
+
 def start_problem(card: ModelCard, start: ModelCard) -> str | None:
     """Why a model with ``card`` cannot start from ``start``'s weights, or None when it can."""
     fewer = start.generalist and card.in_channels <= start.in_channels

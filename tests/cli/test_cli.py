@@ -419,6 +419,16 @@ def test_a_start_that_is_not_there_is_refused_before_the_ingest(crop_catalog, tm
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_a_start_that_cannot_train_the_entry_is_refused_before_the_ingest(crop_catalog, tmp_path, segpipe_cli, command):
+    """`--init cells-2d` on a class-map dataset ingested it first, then refused."""
+    crop_catalog.write_text(crop_catalog.read_text().replace("    ndim: 2\n", "    ndim: 2\n    instances: false\n"))
+    result = segpipe_cli(command, "crops", "--init", "cells-2d", "--catalog", crop_catalog, "--output", tmp_path / "runs")
+    assert result.code == 2 and len(result.errors) == 1, result.err
+    assert "cells-2d: it separates objects; this dataset's labels are a class map (instances: false)" in result.errors[0]
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_bad_entry_is_named_by_catalog_and_stops_no_other_entry(crop_catalog, tmp_path, segpipe_cli):
     """One entry's typo made every command fail for every entry, and `catalog` stopped at the first problem."""
     text = crop_catalog.read_text()

@@ -10,7 +10,7 @@ from segpipe.models.model import Model, network_from_card
 from segpipe.models.shipped import CELLS_2D, shipped_model, shipped_names
 from segpipe.training.loop import train_model
 from segpipe.training.params import RANDOM, TrainParams
-from segpipe.training.start import adapt_input, default_start, start_problem, started_card
+from segpipe.training.start import adapt_input, default_start, kind_problem, start_problem, started_card
 
 #: One iteration that cannot move the weights: what the model holds is what it started from.
 STILL = dict(
@@ -179,3 +179,13 @@ def test_a_network_setting_the_start_overrides_is_named_in_a_warning(model_card,
     (record,) = caplog.records
     assert record.getMessage().startswith(f"training: features: [8, 8, 8, 8, 8, 8], norm: batch not used: training starts from {card.name}")
     assert f"(features {list(widths)}, norm instance)" in record.getMessage()
+
+
+def test_what_the_catalog_entry_alone_shows_a_start_cannot_train(generalist):
+    card = generalist.card
+    assert kind_problem(card, ndim=2, instances=True, classes=["background", "cell"]) is None
+    assert kind_problem(card, ndim=3, instances=True, classes=["background", "nucleus"]) == (
+        "a 2D model cannot start training on 3D images")
+    assert kind_problem(card, ndim=2, instances=False, classes=["background", "grey", "white"]) == (
+        "it separates objects; this dataset's labels are a class map (instances: false)")
+    assert "class map" not in (kind_problem(card, ndim=2, instances=True, classes=["background", "nucleus"]) or "")
