@@ -229,10 +229,13 @@ def report(
 def catalog_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     """Validate the catalog and list its datasets with their splits.
 
-    Every entry is checked, its files found and split: the valid ones are listed, and each
-    problem is one line (exit code 2 when there is any). An invalid entry stops only the
-    commands that use it."""
-    from segpipe.errors import CatalogError
+    Every entry is checked, its files found and split, and each file's header read against the
+    entry (shapes of images and labels, regions inside the image, channels in the file; no
+    pixels are read): the valid ones are listed, and each problem is one line (exit code 2 when
+    there is any). An invalid entry stops only the commands that use it."""
+    from segpipe.cli.app import os_error_line
+    from segpipe.data.ingest.record import check_record
+    from segpipe.errors import CatalogError, InputError
     from segpipe.pipeline.catalog import open_catalog
 
     loaded = open_catalog(catalog)
@@ -240,8 +243,13 @@ def catalog_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     for name in loaded.names():
         try:
             dataset = loaded.dataset(name)
-        except CatalogError as err:
+            for record in dataset.records:
+                check_record(dataset, record)
+        except (CatalogError, InputError) as err:
             problems[name] = str(err)
+            continue
+        except OSError as err:
+            problems[name] = os_error_line(err)
             continue
         what = f"segmented with model {dataset.entry.model}" if dataset.entry.model else f"classes {dataset.entry.classes}"
         typer.echo(f"{name}: {dataset.entry.ndim}D, {what}, images per split: {_split_counts(dataset)}")

@@ -445,3 +445,17 @@ def test_a_bad_entry_is_named_by_catalog_and_stops_no_other_entry(crop_catalog, 
     assert ingested.code == 0, ingested.err
     refused = segpipe_cli("ingest", "typo", "--catalog", crop_catalog, "--output", tmp_path / "out")
     assert refused.code == 2 and "dataset 'typo': colour: unknown field" in refused.err
+
+
+def test_catalog_reads_the_headers_regions_and_channels_that_ingest_would_refuse(crop_catalog, segpipe_cli):
+    """A region past the image's edge and a channel the file lacks passed `segpipe catalog`; ingest refused them."""
+    crop_catalog.write_text(crop_catalog.read_text() + (
+        "  oob:\n    images: images/A9_p9d.tif\n    labels: labels/A9_p9d.tif\n"
+        "    split: {regions: {train: [[0, 100], [0, 160]], test: [[100, 400], [0, 160]]}}\n"
+        "  chan:\n    images: images/A9_p9d.tif\n    labels: labels/A9_p9d.tif\n    channels: [1]\n    split: {train: [A9_p9d]}\n"))
+    listed = segpipe_cli("catalog", "--catalog", crop_catalog)
+    assert listed.code == 2 and listed.out.startswith("crops: 2D") and "oob" not in listed.out and "chan" not in listed.out
+    assert listed.err.strip().splitlines() == [
+        f"error: {crop_catalog.parent / 'images' / 'A9_p9d.tif'}: region test ((100, 400), (0, 160)) exceeds the image shape (160, 160)",
+        f"error: {crop_catalog.parent / 'images' / 'A9_p9d.tif'}: channels [1] requested, the file has 1",
+    ], listed.err

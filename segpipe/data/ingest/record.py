@@ -54,43 +54,68 @@ def _series_of(path: Path, series: int | None) -> int | None:
     return series
 
 
+def check_record(dataset: Dataset, record: ImageRecord) -> None:
+    """Check what the headers of ``record``'s files show against the catalog entry, reading no
+    pixels: shapes of image, labels and ignore mask, the region inside the image, the channels
+    in the file (``segpipe catalog``; ingest checks the same as it reads).
+
+    Raises:
+        InputError: A mismatch, with the file named.
+    """
+    with ExitStack() as stack:
+        image, labels, mask = _open_record(stack, dataset, record)
+        _check_sources(image, labels, ndim=dataset.entry.ndim)
+        if mask is not None:
+            check_ignore_source(mask, image, ndim=dataset.entry.ndim)
+        _window(record, image, ndim=dataset.entry.ndim)
+        _channels(image, dataset.entry.channel_indices())
+
+
+def _open_record(stack: ExitStack, dataset: Dataset, record: ImageRecord) -> tuple[Source, Source | None, Source | None]:
+    """The image, labels and ignore mask of ``record`` opened (closed with ``stack``)."""
+    entry = dataset.entry
+    ndim = entry.ndim
+    fmt = "auto" if entry.format == "ctc" else entry.format
+    plane_fill = "Z" if ndim == 3 or record.plane is not None else ""
+    image_spec = AxesSpec(override=entry.axes, fill=plane_fill, channel_axis=entry.channel_axis)
+    image: Source = stack.enter_context(
+        open_source(record.image, fmt=fmt, spec=image_spec, slice_glob=entry.slice_glob, series=entry.series)
+    )
+    if record.plane is not None:
+        image = SelectedSource(image, z=record.plane)
+    label_fill = ("Z" if ndim == 3 else "") + ("T" if image.frames > 1 else "")
+    labels: Source | None = None
+    if record.labels is not None:
+        labels = LastReadCache(
+            stack.enter_context(
+                open_source(
+                    record.labels,
+                    fmt=fmt,
+                    spec=AxesSpec(override=entry.label_axes, fill=label_fill),
+                    slice_glob=entry.slice_glob,
+                    series=_series_of(record.labels, entry.series),
+                )
+            )
+        )
+    mask: Source | None = None
+    if record.ignore is not None and labels is not None:
+        mask = LastReadCache(
+            stack.enter_context(
+                open_source(
+                    record.ignore, fmt=fmt, spec=AxesSpec(override=entry.label_axes, fill=label_fill),
+                    slice_glob=entry.slice_glob, series=_series_of(record.ignore, entry.series),
+                )
+            )
+        )
+    return image, labels, mask
+
+
 def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, options: IngestParams) -> list[dict]:
     """Write ``record`` into ``root``: one image group per frame; returns their info dicts."""
     entry = dataset.entry
     ndim = entry.ndim
-    fmt = "auto" if entry.format == "ctc" else entry.format
     with ExitStack() as stack:
-        plane_fill = "Z" if ndim == 3 or record.plane is not None else ""
-        image_spec = AxesSpec(override=entry.axes, fill=plane_fill, channel_axis=entry.channel_axis)
-        image: Source = stack.enter_context(
-            open_source(record.image, fmt=fmt, spec=image_spec, slice_glob=entry.slice_glob, series=entry.series)
-        )
-        if record.plane is not None:
-            image = SelectedSource(image, z=record.plane)
-        label_fill = ("Z" if ndim == 3 else "") + ("T" if image.frames > 1 else "")
-        labels: Source | None = None
-        if record.labels is not None:
-            labels = LastReadCache(
-                stack.enter_context(
-                    open_source(
-                        record.labels,
-                        fmt=fmt,
-                        spec=AxesSpec(override=entry.label_axes, fill=label_fill),
-                        slice_glob=entry.slice_glob,
-                        series=_series_of(record.labels, entry.series),
-                    )
-                )
-            )
-        mask: Source | None = None
-        if record.ignore is not None and labels is not None:
-            mask = LastReadCache(
-                stack.enter_context(
-                    open_source(
-                        record.ignore, fmt=fmt, spec=AxesSpec(override=entry.label_axes, fill=label_fill),
-                        slice_glob=entry.slice_glob, series=_series_of(record.ignore, entry.series),
-                    )
-                )
-            )
+        image, labels, mask = _open_record(stack, dataset, record)
         _check_sources(image, labels, ndim=ndim)
         if mask is not None:
             check_ignore_source(mask, image, ndim=ndim)
