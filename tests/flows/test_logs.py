@@ -100,8 +100,10 @@ def test_prefects_records_of_an_error_the_command_says_are_held_off_the_terminal
     stream = io.StringIO()
     terminal = logging.StreamHandler(stream)
     root, flows, tasks = logging.getLogger(), logging.getLogger("prefect.flow_runs"), logging.getLogger("prefect.task_runs")
-    kept = [(lg, lg.handlers, lg.propagate, lg.level) for lg in (root, flows, tasks)]
+    prefect = logging.getLogger("prefect")  # Prefect's logging setup, in a process that ran a flow, sets its level
+    kept = [(lg, lg.handlers, lg.propagate, lg.level) for lg in (root, prefect, flows, tasks)]
     root.handlers, root.level = [terminal], logging.INFO
+    prefect.level = logging.INFO
     for lg in (flows, tasks):
         lg.handlers, lg.propagate, lg.level = [], True, logging.NOTSET
     bad = InputError("labels/a.tif: file is empty (0 bytes)")
