@@ -155,9 +155,9 @@ def score(
         Optional[Path],
         typer.Option(
             "--predictions",
-            help="Score this folder of another tool's predictions instead of the run's: TIFF or NIfTI files "
-            "named after the images, a zarr group, or CTC maskTTT.tif. Ingests the dataset if needed; "
-            "writes OUTPUT/DATASET/external/FOLDER/metrics.json.",
+            help="Score this folder of another tool's predictions instead of the run's: TIFF, NIfTI or PNG files "
+            "named after the images (NAME_masks, NAME_cp_masks, NAME_instances, ... or NAME), a zarr group, "
+            "or CTC maskTTT.tif. Ingests the dataset if needed; writes OUTPUT/DATASET/external/FOLDER/metrics.json.",
         ),
     ] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,

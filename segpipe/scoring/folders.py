@@ -3,15 +3,21 @@
 ``segpipe score DATASET --predictions PATH`` scores any of these layouts with the numbers the
 pipeline uses for its own predictions:
 
-* **files** (TIFF or NIfTI): for image ``NAME``, the first of ``NAME``, ``NAME_instances``
+* **files** (TIFF, NIfTI or PNG): for image ``NAME``, the first of ``NAME_instances``
   (``NAME_semantic`` for semantic datasets), ``NAME_masks``, ``NAME_cp_masks``, ``NAME_labels``,
-  ``NAME_label``, ``NAME_pred`` with suffix ``.tif``, ``.tiff``, ``.nii.gz`` or ``.nii``. An image
-  cut from a region of a larger file may instead be predicted on the whole file: then the
+  ``NAME_label``, ``NAME_pred``, then ``NAME`` itself (last: Cellpose writes its masks beside the
+  images), with suffix ``.tif``, ``.tiff``, ``.nii.gz``, ``.nii`` or ``.png``; then the same
+  names made from the image's own file name, where the catalog took a suffix off it
+  (``images_suffix: _img``: Cellpose names ``000_img.tif``'s masks ``000_img_cp_masks.tif``). An
+  image cut from a region of a larger file may instead be predicted on the whole file: then the
   source file's name is looked up and the region cut out. segpipe's own ``predictions/`` folder
-  (``NAME_instances.tif`` and ``NAME_semantic.tif``) is read with both maps.
+  (``NAME_instances.tif`` and ``NAME_semantic.tif``) is read with both maps. A NIfTI prediction
+  whose header places its voxels in the world is put in the image's voxel order (a tool that
+  reoriented it flipped its array), and refused where its voxels lie elsewhere.
 * **zarr**: a group with one member per image name: segpipe's ``predictions.zarr`` layout
-  (``NAME/labels/instances/s0``, ``NAME/labels/semantic/s0``), an array, or an OME-Zarr image
-  (its first multiscale level).
+  (``NAME/labels/instances/s0``, ``NAME/labels/semantic/s0``; a label image of another name
+  where it is the only one), an array, or an OME-Zarr image (its first multiscale level; axes
+  of length 1 before the spatial ones, as ``tczyx`` writes them, are dropped).
 * **Cell Tracking Challenge**: ``maskTTT.tif`` files. For a dataset ingested from CTC
   sequences, frame ``T`` is the image cut from ``tTTT.tif`` (a per-plane annotation takes its
   plane of the 3D mask); otherwise frame ``T`` is the ``T``-th test image, in catalog order.
@@ -30,7 +36,7 @@ import numpy as np
 
 from segpipe.errors import InputError
 
-SUFFIXES = (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".nii.gz", ".nii")  # x.ome.tif is image x
+SUFFIXES = (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".nii.gz", ".nii", ".png")  # x.ome.tif is image x
 CTC_MASK = re.compile(r"^mask(\d+)\.tiff?$")
 CTC_FRAME = re.compile(r"^t(\d+)\.tiff?$")
 
@@ -114,8 +120,9 @@ class PredictionFolder:
     # --- layouts -----------------------------------------------------------------------
 
     def _candidates(self, stem: str) -> list[str]:
+        """Names a prediction of ``stem`` goes by; the bare name last, as it may be the image itself."""
         kind = "_instances" if self.instances else "_semantic"
-        return [stem, stem + kind, stem + "_masks", stem + "_cp_masks", stem + "_labels", stem + "_label", stem + "_pred"]
+        return [stem + kind, stem + "_masks", stem + "_cp_masks", stem + "_labels", stem + "_label", stem + "_pred", stem]
 
     def _find(self, stem: str) -> Path | None:
         for candidate in self._candidates(stem):
@@ -128,21 +135,23 @@ class PredictionFolder:
     def _read_files(self, name: str, shape: tuple[int, ...], info: dict) -> tuple:
         path = self._find(name)
         window = None
-        if path is None and info.get("source") and info.get("region") and info.get("frame") is None and info.get("plane") is None:
-            source_stem = _stem(Path(info["source"]))
-            path = self._find(source_stem)
-            window = tuple(slice(a, b) for a, b in info["region"])
+        whole_file = info.get("source") and info.get("frame") is None and info.get("plane") is None
+        if path is None and whole_file:  # named after the image's own file (a suffix taken off; a region's source)
+            path = self._find(_stem(Path(info["source"])))
+            if path is not None and info.get("region"):
+                window = tuple(slice(a, b) for a, b in info["region"])
         if path is None:
             tried = ", ".join(f"{c}.tif" for c in self._candidates(name)[:3])
-            raise InputError(f"{self.path}: no prediction for image {name!r} (looked for {tried}, ... and .nii.gz)")
-        array = self._read_file(path)
+            raise InputError(f"{self.path}: no prediction for image {name!r} (looked for {tried}, ... {name}.tif, "
+                             "each also .tiff, .nii.gz, .nii and .png)")
+        array = self._read_file(path, info.get("affine"), window)
         if window is not None:
             array = np.ascontiguousarray(array[window])
         semantic = None
         if self.instances:
             sibling = self.path / path.name.replace("_instances", "_semantic")
             if "_instances" in path.name and sibling.is_file():
-                semantic = self._read_file(sibling)
+                semantic = self._read_file(sibling, info.get("affine"), window)
                 semantic = np.ascontiguousarray(semantic[window]) if window is not None else semantic
             return array, semantic, str(path)
         return None, array, str(path)
@@ -165,10 +174,17 @@ class PredictionFolder:
             array = array[tuple(slice(a, b) for a, b in info["region"])]
         return _check_labels(np.ascontiguousarray(array), str(path)), str(path)
 
-    def _read_file(self, path: Path) -> np.ndarray:
+    def _read_file(self, path: Path, affine=None, window: tuple[slice, ...] | None = None) -> np.ndarray:
+        """Read a prediction file; a NIfTI file that places its voxels in the world is put in the
+        voxel order of the image's ``affine`` (of its source file, where ``window`` is the region
+        cut from it), and refused where its voxels lie elsewhere."""
         from segpipe.data.readers import read_image
 
-        return _check_labels(read_image(path, ndim=self.ndim).array, str(path))
+        data = read_image(path, ndim=self.ndim)
+        array = data.array
+        if data.affine is not None and data.world is not None and affine is not None:
+            array = _in_image_order(array, data.affine, _source_affine(np.asarray(affine, float), window), path)
+        return _check_labels(array, str(path))
 
     def _read_zarr(self, name: str) -> tuple:
         import zarr
@@ -183,15 +199,49 @@ class PredictionFolder:
             return (array, None, where) if self.instances else (None, array, where)
         if "labels" in node:
             labels = node["labels"]
+            wanted = "instances" if self.instances else "semantic"
+            named = list(labels.attrs.get("labels") or labels.group_keys())
             found = {}
             for kind in ("instances", "semantic"):
                 if kind in labels:
-                    found[kind] = _check_labels(np.asarray(_first_level(labels[kind], f"{where}/labels/{kind}")), f"{where}/labels/{kind}")
-            if (self.instances and "instances" not in found) or (not self.instances and "semantic" not in found):
-                raise InputError(f"{where}/labels: no {'instances' if self.instances else 'semantic'} labels")
+                    found[kind] = self._level(labels[kind], f"{where}/labels/{kind}")
+            if wanted not in found and len(named) == 1:  # one label image, of another name (ome-zarr-py's write_labels)
+                found[wanted] = self._level(labels[named[0]], f"{where}/labels/{named[0]}")
+            if wanted not in found:
+                raise InputError(f"{where}/labels: no {wanted} labels; it holds {', '.join(named) or 'none'} (segpipe reads "
+                                 f"labels/{wanted}, or the only label image there is)")
             return found.get("instances"), found.get("semantic"), where
-        array = _check_labels(np.asarray(_first_level(node, where)), where)
+        array = self._level(node, where)
         return (array, None, where) if self.instances else (None, array, where)
+
+    def _level(self, group, where: str) -> np.ndarray:
+        """An OME-Zarr image's full-resolution labels, without axes of length 1 before the spatial ones."""
+        array = np.asarray(_first_level(group, where))
+        while array.ndim > self.ndim and array.shape[0] == 1:
+            array = array[0]
+        return _check_labels(array, where)
+
+
+def _source_affine(affine: np.ndarray, window: tuple[slice, ...] | None) -> np.ndarray:
+    """The affine of the file a region ``window`` (store order) was cut from, given the region's."""
+    if window is None:
+        return affine
+    offset = np.zeros(3)
+    offset[: len(window)] = [w.start or 0 for w in reversed(window)]  # file order: x, y(, z)
+    source = affine.copy()
+    source[:3, 3] -= source[:3, :3] @ offset
+    return source
+
+
+def _in_image_order(array: np.ndarray, affine: np.ndarray, reference: np.ndarray, path: Path) -> np.ndarray:
+    from segpipe.data.readers.placement import placement_problem, to_reference_order
+
+    moved, moved_affine = to_reference_order(array, affine, reference)
+    problem = placement_problem(moved_affine, reference, shape=tuple(reversed(moved.shape)))
+    if problem:
+        raise InputError(f"{path}: placed in the world otherwise than the image it predicts ({problem}); "
+                         "save it on the image's grid, with the image's affine")
+    return moved
 
 
 def _first_level(group, where: str):

@@ -114,10 +114,74 @@ def test_bad_predictions_are_named(tmp_path, array, message):
 def test_missing_folder_and_image(tmp_path):
     with pytest.raises(InputError, match="no such prediction folder"):
         read(tmp_path / "absent")
-    with pytest.raises(InputError, match=r"no prediction for image 'img' \(looked for img.tif, img_instances.tif"):
+    with pytest.raises(InputError, match=r"no prediction for image 'img' \(looked for img_instances.tif, img_masks.tif, img_cp_masks.tif, ... img.tif, each also .tiff, .nii.gz, .nii and .png\)"):
         read(tmp_path)
 
 
 def test_whole_float_labels_are_accepted(tmp_path):
     tifffile.imwrite(tmp_path / "img.tif", LABELS.astype(np.float32))
     assert read(tmp_path).instances.dtype == np.uint32
+
+
+def test_masks_beside_their_images_are_read_not_the_images(tmp_path):
+    """Cellpose writes NAME_cp_masks.tif beside NAME.tif: the image itself was scored as the prediction (SEG 0)."""
+    tifffile.imwrite(tmp_path / "img.tif", (LABELS * 50 + 7).astype(np.uint16))  # the image: integers too
+    tifffile.imwrite(tmp_path / "img_cp_masks.tif", LABELS)
+    prediction = read(tmp_path)
+    assert np.array_equal(prediction.instances, LABELS) and prediction.source.endswith("img_cp_masks.tif")
+
+
+def test_masks_named_after_the_images_own_file(tmp_path):
+    """images_suffix: _img takes 000_img.tif in as image 000; Cellpose names its masks 000_img_cp_masks.tif."""
+    tifffile.imwrite(tmp_path / "000_img_cp_masks.tif", LABELS)
+    info = {"source": "/data/img/000_img.tif", "region": None, "frame": None, "plane": None}
+    assert np.array_equal(read(tmp_path, "000", info=info, names=["000"]).instances, LABELS)
+
+
+def test_png_masks(tmp_path):
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "img_cp_masks.png", LABELS)
+    assert np.array_equal(read(tmp_path).instances, LABELS)
+
+
+def test_ome_zarr_labels_of_another_name_with_axes_of_length_one(tmp_path):
+    """ome-zarr-py writes labels as tczyx, under the name given (cells): both were refused."""
+    root = zarr.open_group(str(tmp_path / "p.zarr"), mode="w")
+    labels = root.create_group("img/labels")
+    labels.attrs["labels"] = ["cells"]
+    cells = labels.create_group("cells")
+    cells.attrs["multiscales"] = [{"datasets": [{"path": "0"}]}]
+    cells.create_array("0", data=LABELS[None, None, None])
+    assert np.array_equal(read(tmp_path / "p.zarr").instances, LABELS)
+    labels.attrs["labels"] = ["cells", "nuclei"]
+    labels.create_group("nuclei")
+    with pytest.raises(InputError, match=r"p.zarr/img/labels: no instances labels; it holds cells, nuclei"):
+        read(tmp_path / "p.zarr")
+
+
+def _nifti(path, volume, affine):
+    nib.save(nib.Nifti1Image(np.transpose(volume, (2, 1, 0)), affine), path)
+
+
+def test_a_reoriented_nifti_prediction_is_read_in_the_images_voxel_order(tmp_path):
+    """A prediction a tool stored flipped along x, its affine moved with it, was scored mirrored (SEG 0.10)."""
+    volume = (np.arange(2 * 3 * 4).reshape(2, 3, 4) % 5).astype(np.uint16)  # (z, y, x)
+    image = np.diag([0.8, 0.8, 1.5, 1.0])
+    image[:3, 3] = [10.0, -4.0, 2.0]
+    flipped = image.copy()
+    flipped[:, 0] *= -1  # x runs the other way: voxel i is the image's voxel 3 - i
+    flipped[:3, 3] = image[:3, 3] + image[:3, 0] * 3
+    _nifti(tmp_path / "vol.nii.gz", volume[:, :, ::-1], flipped)
+    info = {"source": "/data/vol.nii.gz", "affine": image.tolist(), "region": None, "frame": None, "plane": None}
+    prediction = read(tmp_path, "vol", shape=volume.shape, ndim=3, names=["vol"], info=info)
+    assert np.array_equal(prediction.instances, volume)
+
+    shifted = image.copy()
+    shifted[:3, 3] += [4.0, 0.0, 0.0]  # five voxels off
+    _nifti(tmp_path / "vol.nii.gz", volume, shifted)
+    with pytest.raises(InputError, match=r"vol.nii.gz: placed in the world otherwise than the image it predicts \(its grid is shifted"):
+        read(tmp_path, "vol", shape=volume.shape, ndim=3, names=["vol"], info=info)
+    header_free = nib.Nifti1Image(np.transpose(volume, (2, 1, 0)), None)  # no sform or qform: the image's grid
+    nib.save(header_free, tmp_path / "vol.nii.gz")
+    assert np.array_equal(read(tmp_path, "vol", shape=volume.shape, ndim=3, names=["vol"], info=info).instances, volume)

@@ -186,12 +186,32 @@ def _check_sources(image: Source, labels: Source | None, *, ndim: int) -> None:
         raise InputError(f"{labels.path}: a label map has one channel, this file has {labels.channels}")
     image_shape = image.spatial[3 - ndim :]
     label_shape = labels.spatial[3 - ndim :]
-    if image_shape != label_shape or labels.spatial[0] != image.spatial[0]:
+    if image_shape != label_shape:
         raise InputError(
             f"{image.path} has spatial shape {image_shape} but its labels {labels.path} have shape {label_shape}"
         )
-    if labels.frames != image.frames:
-        raise InputError(f"{image.path} has {image.frames} frames but its labels {labels.path} have {labels.frames}")
+    if labels.spatial[0] != image.spatial[0] or labels.frames != image.frames:
+        raise InputError(
+            f"{image.path} has {image.frames} frame(s) of {image.spatial[0]} plane(s), its labels {labels.path} "
+            f"{labels.frames} frame(s) of {labels.spatial[0]} plane(s): set label_axes (e.g. TYX or ZYX) in the "
+            "catalog entry so that the labels' axes read as the image's"
+        )
+    _check_placement(image, labels)
+
+
+def _check_placement(image: Source, labels: Source) -> None:
+    """Refuse labels whose NIfTI header places their voxels elsewhere than the image's (a tool that
+    reoriented them flipped the array): ingested voxel by voxel, they would be mirrored. A file
+    whose header places its voxels nowhere (no sform or qform) is taken on the image's grid."""
+    from segpipe.data.readers.placement import placement_problem
+
+    mine, theirs = image.meta, labels.meta
+    if mine.affine is None or theirs.affine is None or mine.world is None or theirs.world is None:
+        return
+    problem = placement_problem(theirs.affine, mine.affine, shape=tuple(reversed(labels.spatial)))
+    if problem:
+        raise InputError(f"{labels.path}: placed in the world otherwise than its image {image.path} ({problem}); "
+                         "save the labels on the image's grid, with the image's affine")
 
 
 def _window(record: ImageRecord, image: Source, *, ndim: int) -> Window:

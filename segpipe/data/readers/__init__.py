@@ -48,11 +48,14 @@ class ImageData:
         array: Pixel data; spatial axes last, in ``(z)yx`` order, channels (if any) first.
         spacing: Size of a pixel along each spatial axis, or ``None`` when the file does not say.
         affine: The 4x4 voxel-to-world matrix of a NIfTI source (in its own ``xyz`` order).
+        world: The space that affine maps to (NIfTI's sform or qform code name); ``None`` when the
+            file places its voxels nowhere (both codes 0: the affine is only its voxel sizes).
     """
 
     array: np.ndarray
     spacing: tuple[float, ...] | None = None
     affine: np.ndarray | None = None
+    world: str | None = None
 
 
 def detect_format(path: Path) -> str:
@@ -196,4 +199,5 @@ def read_image(path: Path, *, fmt: str = "auto", ndim: int, channel_axis: int | 
         array=array,
         spacing=tuple(spacing) if all(s is not None for s in spacing) else None,  # type: ignore[arg-type]
         affine=meta.affine,
+        world=meta.world,
     )

@@ -86,6 +86,34 @@ def test_nifti_with_broken_header(tmp_path, leftovers, damage):
     _refused(tmp_path, leftovers, expected, images="img/*.nii", labels="lab/*.nii", ndim=3, split={"train": ["a"]})
 
 
+def test_nifti_labels_stored_in_another_orientation(tmp_path, leftovers):
+    """Labels a tool reoriented (x flipped, the affine moved with it) were ingested mirrored."""
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir()
+    data = np.zeros((6, 5, 4), np.uint8)  # (x, y, z)
+    data[:2, 1:3, 1:3] = 1
+    image = np.diag([0.8, 0.8, 1.5, 1.0])
+    flipped = image.copy()
+    flipped[0, 0], flipped[0, 3] = -0.8, 0.8 * 5
+    nib.save(nib.Nifti1Image(data * 9, image), str(tmp_path / "img" / "a.nii"))
+    nib.save(nib.Nifti1Image(data[::-1], flipped), str(tmp_path / "lab" / "a.nii"))
+    entry = {"images": "img/*.nii", "labels": "lab/*.nii", "ndim": 3, "split": {"train": ["a"]}}
+    _refused(tmp_path, leftovers, r"lab/a.nii: placed in the world otherwise than its image .*img/a.nii \(its voxels are "
+             r"stored in the orientation LAS, the image's in RAS\); save the labels on the image's grid", **entry)
+    unplaced = nib.Nifti1Image(data, None)  # no sform or qform, the voxel sizes alone: read on the image's grid
+    unplaced.header.set_zooms((0.8, 0.8, 1.5))
+    nib.save(unplaced, str(tmp_path / "lab" / "a.nii"))
+    ingest_dataset(load_catalog(write_catalog(tmp_path, **entry)).dataset("d"), tmp_path / "ok" / "data.zarr", progress=False)
+
+
+def test_labels_read_with_planes_where_the_image_has_frames(pair, leftovers):
+    """The message showed two equal shapes: "(24, 20) but its labels have shape (24, 20)"."""
+    tifffile.imwrite(pair / "img" / "a.tif", np.zeros((3, 24, 20), np.uint8), imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(pair / "lab" / "a.tif", np.zeros((3, 24, 20), np.uint8), imagej=True, metadata={"axes": "ZYX"})
+    _refused(pair, leftovers, r"img/a.tif has 3 frame\(s\) of 1 plane\(s\), its labels .*lab/a.tif 1 frame\(s\) of 3 "
+             r"plane\(s\): set label_axes \(e.g. TYX or ZYX\)", split={"train": ["a"]}, images="img/a.tif", labels="lab/a.tif")
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_float_image_with_nan_or_inf(pair, leftovers, bad):
     image = np.random.default_rng(1).random((24, 20)).astype(np.float32)
