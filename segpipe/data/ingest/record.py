@@ -147,6 +147,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     layout=FrameLayout(
                         ndim, channels, label_dtype(high) if labels is not None else None, label_stats[t][1], spacing, unit,
                         tuple(entry.classes), entry.instances, ignored_pixels=label_stats[t][2],
+                        channel_names=_display_names(_names_read(image.meta.channel_names, channels)),
                     ),
                     options=options,
                 )
@@ -233,6 +234,13 @@ def _names_read(names: tuple[str | None, ...] | None, channels: list[int] | None
     return [names[c] if c < len(names) else None for c in (channels if channels is not None else range(len(names)))]
 
 
+def _display_names(names: list[str | None] | None) -> tuple[str, ...] | None:
+    """The channels' names for viewers: the file's, ``channel i`` where it names one and not another."""
+    if names is None:
+        return None
+    return tuple(name or f"channel {i}" for i, name in enumerate(names))
+
+
 def _channels(image: Source, wanted: list[int] | None) -> list[int] | None:
     if wanted is None:
         return None
@@ -315,13 +323,14 @@ class FrameLayout:
     classes: tuple[str, ...] = ()
     instances: bool = True
     ignored_pixels: int = 0  # pixels the ground truth leaves unannotated: labels/ignore is written when > 0
+    channel_names: tuple[str, ...] | None = None  # the file's names of the channels stored (viewers show them)
 
     def plan(self, window: Window, options: IngestParams) -> GroupPlan:
         """The frame's pyramid levels, its origin in the source (a region's start) and its labels' meaning."""
         spatial = tuple(s.stop - s.start for s in window[3 - self.ndim :])
         factors = level_factors(spatial, self.spacing, levels=options.pyramid_levels(), min_size=options.pyramid_min_size)
         origin = tuple(float(s.start) * step for s, step in zip(window[3 - self.ndim :], self.spacing))
-        return GroupPlan(factors=tuple(factors), origin=origin if any(origin) else None,
+        return GroupPlan(factors=tuple(factors), origin=origin if any(origin) else None, channel_names=self.channel_names,
                          classes=self.classes or None, instances=self.instances)
 
 

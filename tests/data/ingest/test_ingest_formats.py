@@ -396,3 +396,19 @@ def test_bundled_datasets_ingest_as_before(tmp_path):
             assert im.spacing == (1.0,) * dataset.entry.ndim and im.info["unit"] == "micrometer"
             edge = 256 if dataset.entry.ndim == 2 else 64
             assert im.image.chunks == (1, *(min(edge, s) for s in image.shape))
+
+
+def test_the_files_channel_names_reach_the_stores_viewers(tmp_path):
+    """An OME-TIFF's channels DNA and GFP were shown as "channel 0" and "channel 1" in the store."""
+    from segpipe.data.ingest import ingest_dataset
+
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir()
+    stack = np.zeros((2, 24, 20), np.uint16)
+    stack[0, 4:10, 4:10], stack[1, 10:20, 8:16] = 900, 300
+    tifffile.imwrite(tmp_path / "img" / "a.ome.tif", stack, ome=True, metadata={"axes": "CYX", "Channel": {"Name": ["DNA", "GFP"]}})
+    tifffile.imwrite(tmp_path / "lab" / "a.tif", (stack[0] > 0).astype(np.uint8))
+    entry = {"images": "img/*.ome.tif", "labels": "lab/*.tif", "channels": [1, 0], "split": {"train": ["a"]}}
+    ingest_dataset(load_catalog(write_catalog(tmp_path, **entry)).dataset("d"), tmp_path / "data.zarr", progress=False)
+    group = zarr.open_group(str(tmp_path / "data.zarr" / "a"), mode="r")
+    assert [c["label"] for c in group.attrs["ome"]["omero"]["channels"]] == ["GFP", "DNA"]
