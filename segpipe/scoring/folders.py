@@ -10,12 +10,15 @@ pipeline uses for its own predictions:
   names made from the image's own file name, where the catalog took a suffix off it
   (``images_suffix: _img``: Cellpose names ``000_img.tif``'s masks ``000_img_cp_masks.tif``). An
   image cut from a region of a larger file may instead be predicted on the whole file: then the
-  source file's name is looked up and the region cut out. segpipe's own ``predictions/`` folder
+  source file's name is looked up and the region cut out. ``NAME.ome.zarr`` (an OME-Zarr image
+  with its labels, as ``segpipe segment`` writes them) is read as the zarr layout's members are.
+  segpipe's own ``predictions/`` folder
   (``NAME_instances.tif`` and ``NAME_semantic.tif``) is read with both maps. A NIfTI prediction
   whose header places its voxels in the world is put in the image's voxel order (a tool that
   reoriented it flipped its array), and refused where its voxels lie elsewhere.
 * **zarr**: a group with one member per image name: segpipe's ``predictions.zarr`` layout
-  (``NAME/labels/instances/s0``, ``NAME/labels/semantic/s0``; a label image of another name
+  (``NAME/labels/instances/s0``, ``NAME/labels/semantic/s0``, or ``predicted-instances`` and
+  ``predicted-semantic`` as segpipe attaches them to an image's store; a label image of another name
   where it is the only one), an array, or an OME-Zarr image (its first multiscale level; axes
   of length 1 before the spatial ones, as ``tczyx`` writes them, are dropped).
 * **Cell Tracking Challenge**: ``maskTTT.tif`` files. For a dataset ingested from CTC
@@ -37,6 +40,7 @@ import numpy as np
 from segpipe.errors import InputError
 
 SUFFIXES = (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".nii.gz", ".nii", ".png")  # x.ome.tif is image x
+ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 CTC_MASK = re.compile(r"^mask(\d+)\.tiff?$")
 CTC_FRAME = re.compile(r"^t(\d+)\.tiff?$")
 
@@ -130,6 +134,10 @@ class PredictionFolder:
                 path = self.path / f"{candidate}{suffix}"
                 if path.is_file():
                     return path
+            for suffix in ZARR_SUFFIXES:  # an OME-Zarr image with its labels (segpipe segment's copies)
+                path = self.path / f"{candidate}{suffix}"
+                if path.is_dir():
+                    return path
         return None
 
     def _read_files(self, name: str, shape: tuple[int, ...], info: dict) -> tuple:
@@ -144,6 +152,16 @@ class PredictionFolder:
             tried = ", ".join(f"{c}.tif" for c in self._candidates(name)[:3])
             raise InputError(f"{self.path}: no prediction for image {name!r} (looked for {tried}, ... {name}.tif, "
                              "each also .tiff, .nii.gz, .nii and .png)")
+        if path.is_dir():
+            import zarr
+
+            root = zarr.open_group(str(path), mode="r")
+            inner = next((m for m in (name, _stem(path)) if m in root), None)  # bioformats2raw's layout: the image inside
+            node, where = (root[inner], f"{path}/{inner}") if inner is not None else (root, str(path))
+            instances, semantic, where = self._read_node(node, where)
+            if window is not None:
+                instances, semantic = (None if a is None else np.ascontiguousarray(a[window]) for a in (instances, semantic))
+            return instances, semantic, where
         array = self._read_file(path, info.get("affine"), window)
         if window is not None:
             array = np.ascontiguousarray(array[window])
@@ -192,8 +210,12 @@ class PredictionFolder:
         root = zarr.open_group(str(self.path), mode="r")
         if name not in root:
             raise InputError(f"{self.path}: no member named {name!r} in the zarr group")
-        node = root[name]
-        where = f"{self.path}/{name}"
+        return self._read_node(root[name], f"{self.path}/{name}")
+
+    def _read_node(self, node, where: str) -> tuple:
+        """Instances, class map and where they came from, of a zarr array or (OME-Zarr) image group."""
+        import zarr
+
         if isinstance(node, zarr.Array):
             array = _check_labels(np.asarray(node), where)
             return (array, None, where) if self.instances else (None, array, where)
@@ -203,8 +225,9 @@ class PredictionFolder:
             named = list(labels.attrs.get("labels") or labels.group_keys())
             found = {}
             for kind in ("instances", "semantic"):
-                if kind in labels:
-                    found[kind] = self._level(labels[kind], f"{where}/labels/{kind}")
+                for label in (kind, f"predicted-{kind}"):  # predictions.zarr's; those attached to an image's store
+                    if label in labels and kind not in found:
+                        found[kind] = self._level(labels[label], f"{where}/labels/{label}")
             if wanted not in found and len(named) == 1:  # one label image, of another name (ome-zarr-py's write_labels)
                 found[wanted] = self._level(labels[named[0]], f"{where}/labels/{named[0]}")
             if wanted not in found:
@@ -270,7 +293,7 @@ def _check_labels(array: np.ndarray, where: str) -> np.ndarray:
 
 
 def _stem(path: Path) -> str:
-    for suffix in SUFFIXES:
+    for suffix in SUFFIXES + ZARR_SUFFIXES:
         if path.name.lower().endswith(suffix):
             return path.name[: -len(suffix)]
     return path.stem

@@ -185,3 +185,15 @@ def test_a_reoriented_nifti_prediction_is_read_in_the_images_voxel_order(tmp_pat
     header_free = nib.Nifti1Image(np.transpose(volume, (2, 1, 0)), None)  # no sform or qform: the image's grid
     nib.save(header_free, tmp_path / "vol.nii.gz")
     assert np.array_equal(read(tmp_path, "vol", shape=volume.shape, ndim=3, names=["vol"], info=info).instances, volume)
+
+
+def test_ome_zarr_images_with_their_predicted_labels_as_segment_writes_them(tmp_path):
+    """`segpipe segment`'s NAME.ome.zarr copies (the image inside, labels/predicted-instances) were not found."""
+    image = zarr.open_group(str(tmp_path / "img.ome.zarr"), mode="w").create_group("img")
+    for kind, array in (("predicted-instances", LABELS), ("predicted-semantic", (LABELS > 0).astype(np.uint8))):
+        group = image.create_group(f"labels/{kind}")
+        group.attrs["ome"] = {"multiscales": [{"datasets": [{"path": "s0"}]}]}
+        group.create_array("s0", data=array)
+    prediction = read(tmp_path)
+    assert np.array_equal(prediction.instances, LABELS) and np.array_equal(prediction.semantic, LABELS > 0)
+    assert prediction.source.endswith("img.ome.zarr/img")
