@@ -415,7 +415,8 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
             return [export_nifti(volume, label_files(item, folder)[0], affine=affine, ndim=3, unit=unit,
                                  world=image.info.get("world"))]
         return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=unit, source_dims=dims,
-                             world=image.info.get("world"))]
+                             world=image.info.get("world"), qform=image.info.get("qform"),
+                             qform_space=image.info.get("qform_space"))]
     if item.kind in ("tiff", "png"):
         unit = image.info.get("unit")
         return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit,

@@ -275,4 +275,5 @@ def export_maps(group: zarr.Group, image: StoredImage, card: ModelCard, folder: 
                 path = folder / f"{image.name}_{name}.nii.gz"
                 if overwrite or not path.exists():
                     export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim, unit=image.info.get("unit"),
-                                 world=image.info.get("world"))
+                                 world=image.info.get("world"), qform=image.info.get("qform"),
+                                 qform_space=image.info.get("qform_space"))

@@ -162,6 +162,8 @@ def export_nifti(
     unit: str | None = None,
     source_dims: int | None = None,
     world: str | None = None,
+    qform: np.ndarray | None = None,
+    qform_space: str | None = None,
 ) -> Path:
     """Write labels as NIfTI-1 (``.nii`` or ``.nii.gz``), streaming the data block.
 
@@ -177,6 +179,8 @@ def export_nifti(
             ``(x, y, 1)`` gets labels of that shape, so viewers overlay them (default: ``ndim``).
         world: The space ``affine`` maps to, as NIfTI names it (the source's, so labels of an
             image in MNI space say ``mni``); ``aligned`` when not given.
+        qform, qform_space: The source's qform and its space, where it has one of its own
+            (written as the qform; otherwise the qform repeats the sform).
     """
     import nibabel as nib
 
@@ -195,7 +199,10 @@ def export_nifti(
     header.set_zooms(tuple(zooms[:ndim]) + (1.0,) * (len(nifti_shape) - ndim))
     code = world if world in WORLD_SPACES else "aligned"
     header.set_sform(affine, code=code)
-    header.set_qform(affine, code=code)
+    if qform is not None:
+        header.set_qform(np.asarray(qform, dtype=float), code=qform_space if qform_space in WORLD_SPACES else "aligned")
+    else:
+        header.set_qform(affine, code=code)
     header.set_xyzt_units(NIFTI_UNITS.get(unit or "", "unknown"))
     opener = gzip.open if path.name.endswith(".gz") else open
     with _atomic(path) as tmp:

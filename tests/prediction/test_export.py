@@ -198,3 +198,31 @@ def test_a_frame_stack_reads_as_the_stacked_frames():
     np.testing.assert_array_equal(stack[(slice(0, 2),)], reference)
     with pytest.raises(ValueError, match="one shape"):
         FrameStack([frames[0], frames[0][:, :4]])
+
+
+def test_nifti_keeps_the_sources_own_qform(tmp_path):
+    """An oblique sform (template space) beside a qform of its own (scanner): the export wrote the sform twice."""
+    volume = np.zeros((6, 5, 4), np.uint8)  # (x, y, z)
+    volume[1:3, 1:3, 1:3] = 1
+    sform = np.array([[0.9, 0.1, 0.0, -5.0], [-0.1, 0.9, 0.0, 3.0], [0.0, 0.0, 2.0, 1.0], [0, 0, 0, 1.0]])
+    qform = np.diag([0.9, 0.9, 2.0, 1.0])
+    qform[:3, 3] = [-5.0, 3.0, 1.0]
+    for sub in ("img", "lab"):
+        (tmp_path / sub).mkdir()
+        source = nib.Nifti1Image(volume, sform)
+        source.header.set_sform(sform, code="template")
+        source.header.set_qform(qform, code="scanner")
+        nib.save(source, str(tmp_path / sub / "v.nii.gz"))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump({"datasets": {"d": {
+        "images": "img/*.nii.gz", "labels": "lab/*.nii.gz", "ndim": 3, "classes": ["bg", "a"], "split": {"train": ["v"]}}}}))
+    ingest_dataset(load_catalog(catalog).dataset("d"), tmp_path / "data.zarr", progress=False)
+    image = ImageStore.open(tmp_path / "data.zarr").images("train")[0]
+    path = export_nifti(image.labels, tmp_path / "out.nii.gz", affine=source_affine(image.info, ndim=3), ndim=3,
+                        world=image.info["world"], qform=image.info["qform"], qform_space=image.info["qform_space"])
+    header = nib.load(str(path)).header
+    written_sform, sform_code = header.get_sform(coded=True)
+    written_qform, qform_code = header.get_qform(coded=True)
+    np.testing.assert_allclose(written_sform, sform, atol=1e-5)
+    np.testing.assert_allclose(written_qform, qform, atol=1e-5)
+    assert (int(sform_code), int(qform_code)) == (5, 1)  # template, scanner

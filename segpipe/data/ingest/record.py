@@ -162,8 +162,10 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     "frame": t if image.frames > 1 else record.frame,
                     "plane": record.plane,
                     "source_axes": image.meta.axes,
-                    "affine": _affine(image, window),
+                    "affine": _moved(image.meta.affine, image, window),
                     "world": image.meta.world,
+                    "qform": _moved(image.meta.qform, image, window),
+                    "qform_space": image.meta.qform_space,
                     "time_step": image.meta.time_step,
                     "channels": channels,  # the file's channels read, in order (None: all)
                     "channel_names": _names_read(image.meta.channel_names, channels),
@@ -568,9 +570,8 @@ def copy_image(
     return Copied(array, low, high, [(w[0], w[1]) for w in windows])
 
 
-def _affine(image: Source, window: Window) -> list[list[float]] | None:
-    """The source's NIfTI affine, moved to the window's first voxel."""
-    affine = image.meta.affine
+def _moved(affine, image: Source, window: Window) -> list[list[float]] | None:
+    """A NIfTI transform of ``image`` (its affine, its qform), moved to the window's first voxel."""
     if affine is None:
         return None
     affine = np.array(affine, dtype=float)

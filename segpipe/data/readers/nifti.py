@@ -80,6 +80,7 @@ class NiftiSource(Source):
             affine=np.asarray(self._image.affine, dtype=float),
             axes=self._mapped,
             world=world_space(header),
+            **_qform(header),
         )
 
     def read(self, t: int, window: Window) -> np.ndarray:
@@ -107,6 +108,16 @@ def world_space(header) -> str | None:
         if code > 0:
             return str(xform_codes.label[code]) if code in xform_codes.value_set() else None
     return None
+
+
+def _qform(header) -> dict:
+    """The header's qform and its space where its code is set (``{}`` otherwise)."""
+    from nibabel.nifti1 import xform_codes
+
+    matrix, code = header.get_qform(coded=True)
+    if matrix is None or not code or int(code) not in xform_codes.value_set():
+        return {}
+    return {"qform": np.asarray(matrix, dtype=float), "qform_space": str(xform_codes.label[int(code)])}
 
 
 def voxel_sizes(path: Path, image) -> list[float | None]:

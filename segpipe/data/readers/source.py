@@ -31,6 +31,8 @@ class Metadata:
         world: The space that affine maps to, as NIfTI names it (``scanner``, ``aligned``,
             ``talairach``, ``mni``, ``template``); ``None`` when the file does not say.
         axes: The file axes as interpreted: one canonical letter (or ``-``) per file axis.
+        qform: A NIfTI file's qform, where its code is set (kept beside the sform it may differ from).
+        qform_space: The space that qform maps to, as NIfTI names it.
     """
 
     spacing: tuple[float | None, float | None, float | None] = (None, None, None)
@@ -40,6 +42,8 @@ class Metadata:
     world: str | None = None
     time_step: float | None = None
     channel_names: tuple[str | None, ...] | None = None
+    qform: np.ndarray | None = None
+    qform_space: str | None = None
 
 
 class Source(ABC):
