@@ -182,7 +182,7 @@ def score(
             elif not run.store.exists():
                 loaded.entry(dataset)  # a name the catalog does not know (a typo), before "no store here"
         metrics = stages.score(run, split=split)
-        where = run.metrics
+        where = run.metrics_for(split)
     else:
         from segpipe.pipeline.catalog import open_catalog
         from segpipe.scoring.external import external_metrics_path, score_prediction_folder, write_metrics

@@ -14,8 +14,9 @@ class RunFolder:
         model/               the model trained here (model.pt, model_card.json, last.pt, history.csv)
         predictions.zarr/    the predictions of the split, by whichever model made them
         predictions/         the same labels as TIFF, NIfTI or CTC files
-        metrics.json         scores on the split
+        metrics.json         scores on the test split (metrics-validation.json: on another split)
         report.md, report.html, figures/, runs.jsonl
+        validation/          report.md, report.html, figures/ of another split's scores
 
     The model folder is an ordinary model folder: it can be copied, shared and applied to
     any other store.
@@ -51,3 +52,11 @@ class RunFolder:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
+
+    def metrics_for(self, split: str) -> Path:
+        """The scores of ``split``: ``metrics.json`` for the test split, ``metrics-SPLIT.json`` for another."""
+        return self.metrics if split == "test" else self.root / f"metrics-{split}.json"
+
+    def report_dir(self, split: str) -> Path:
+        """Where the report of ``split`` goes: the run folder for the test split, ``SPLIT/`` in it for another."""
+        return self.root if split == "test" else self.root / split

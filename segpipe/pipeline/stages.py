@@ -209,7 +209,7 @@ def score_one(run: RunFolder, name: str) -> ScoreAccumulator:
 
 
 def score(run: RunFolder, *, split: str = "test") -> dict:
-    """Score the run's predictions of a split; writes ``metrics.json``.
+    """Score the run's predictions of a split; writes ``metrics.json`` (the test split; ``metrics-SPLIT.json`` for another).
 
     Raises:
         StoreError: The dataset has no ground truth, or none in ``split``: nothing to score.
@@ -251,7 +251,8 @@ def pool_scores(
         repeated = same_run(entry, earlier)
         if repeated:  # the same model's same predictions scored again: the same run, not a new line in the history
             metrics["run"].update(run_id=earlier["run_id"], timestamp=earlier["timestamp"])
-    with replacing(run.metrics) as tmp, naming(run.metrics):
+    where = run.metrics_for(split)
+    with replacing(where) as tmp, naming(where):
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     if not repeated:
         with naming(run.root / "runs.jsonl"):
@@ -272,9 +273,11 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
         raise StoreError(f"{run.store}: the {split} split is empty; nothing was predicted to report on")
     if not store.names(split, labelled=True):  # nothing to score: what was segmented, as the flow reports it
         return report_segmentation(run, split=split)
-    if not run.metrics.is_file():
-        raise StoreError(f"{run.metrics}: no scores yet; run segpipe score {run.dataset} first")
-    metrics = json.loads(run.metrics.read_text())
+    scores = run.metrics_for(split)
+    if not scores.is_file():
+        option = "" if split == "test" else f" --split {split}"
+        raise StoreError(f"{scores}: no scores of the {split} split yet; run segpipe score {run.dataset}{option} first")
+    metrics = json.loads(scores.read_text())
     model = _predicting_model(run) or Model.open(run.model_dir)
     history_file = model.folder / "history.csv"
     history = read_history(history_file) if history_file.is_file() else []
@@ -294,9 +297,11 @@ def report(run: RunFolder, *, split: str = "test") -> Report:
         spacing = tuple(s * step for s in image.spacing)
         if turned is not None:
             anatomical[image.name] = turned
-    with naming(run.root):
+    folder = run.report_dir(split)
+    with naming(folder):
+        folder.mkdir(parents=True, exist_ok=True)
         written = write_report(
-            run.root, dataset=run.dataset, record=store.record, metrics=metrics, card=model.card, history=history,
+            folder, dataset=run.dataset, record=store.record, metrics=metrics, card=model.card, history=history,
             views=views, runs=read_runs(run.root), spacing=spacing, anatomical=anatomical,
         )  # images that failed are listed in the report from metrics["failed"]
         write_index(run.root.parent)

@@ -19,7 +19,7 @@ def index_rows(output: Path) -> list[dict]:
     rows = []
     for runs_file in sorted(Path(output).glob(f"*/{RUNS_FILE}")):
         folder = runs_file.parent
-        runs = read_runs(folder)
+        runs = [r for r in read_runs(folder) if (r.get("split") or "test") == "test"]  # the index compares test scores
         if not runs:
             continue
         latest = runs[-1]

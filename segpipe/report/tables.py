@@ -105,12 +105,12 @@ def ci_policy(metrics: dict) -> str:
     if least is None:
         return text + "."
     if n is not None and n >= least:
-        return text + f", over the {n} test images."
+        return text + f", over the {n} {scored_split(metrics)} images."
     if metrics.get("seg") is None:  # a class map: no object scores to resample instead
-        return text + (f". The {n} test image{' is' if n == 1 else 's are'} too few to resample (fewer than {least}): "
+        return text + (f". The {n} {scored_split(metrics)} image{' is' if n == 1 else 's are'} too few to resample (fewer than {least}): "
                        "the pixel scores get no interval.")
     return text + (
-        f". The {n} test image{' is' if n == 1 else 's are'} too few to resample (fewer than {least}): object-level scores "
+        f". The {n} {scored_split(metrics)} image{' is' if n == 1 else 's are'} too few to resample (fewer than {least}): object-level scores "
         "resample objects instead (optimistic: objects within an image are not independent) and pixel scores get no interval."
     )
 
@@ -173,13 +173,13 @@ def summary_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table:
             row.append(_value(baseline, kind, path))
         rows.append(row)
     note = (
-        f"Test split, {metrics.get('n_images')} image{'' if metrics.get('n_images') == 1 else 's'}. Scores are pooled over images (objects or pixels "
+        f"{scored_split(metrics).capitalize()} split, {metrics.get('n_images')} image{'' if metrics.get('n_images') == 1 else 's'}. Scores are pooled over images (objects or pixels "
         f"weighted, as the CTC and MONAI pool them). {ci_policy(metrics)} OP_CSB is the Cell Tracking Challenge's overall "
         "segmentation measure. The baseline's intervals are drawn the same way (its own unmatched predictions)."
     )
     if metrics.get("seg") is not None:
         note += " IoU and Dice score the foreground of the objects, the model's and the baseline's alike."
-    return Table("summary", "Scores on the test split", columns, rows, note)
+    return Table("summary", f"Scores on the {scored_split(metrics)} split", columns, rows, note)
 
 
 def matching_table(metrics: dict, *, key: str = "matching", title: str = "Object matching by IoU threshold") -> Table:
@@ -212,13 +212,18 @@ def image_score(row: dict) -> float | None:
     return sum(dice) / len(dice) if dice else None
 
 
+def scored_split(metrics: dict) -> str:
+    """The split a ``metrics.json`` scores (``test`` for one that does not say)."""
+    return str(metrics.get("split") or "test")
+
+
 def image_score_label(metrics: dict) -> str:
     """Name of :func:`image_score` for a dataset's rows."""
     return "F1 @ IoU 0.5" if any(r.get("matching") for r in metrics.get("per_image", [])) else "mean Dice"
 
 
 def per_image_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table:
-    """One row per test image."""
+    """One row per scored image."""
     classes = list(metrics.get("iou") or {})[1:]
     instances = any(r.get("seg") is not None or "matching" in r for r in metrics.get("per_image", []))
     columns = ["image"]
@@ -245,7 +250,7 @@ def per_image_table(metrics: dict, baseline: dict | None, *, unit: str) -> Table
             other = by_name.get(row["name"], {})
             cells += [fmt(other.get("seg")), fmt(other.get("op_csb"))] if instances else [fmt(image_score(other))]
         rows.append(cells)
-    return Table("per-image", "Scores per test image", columns, rows)
+    return Table("per-image", f"Scores per {scored_split(metrics)} image", columns, rows)
 
 
 def runs_table(runs: list[dict], current: str | None) -> Table:

@@ -34,6 +34,7 @@ from segpipe.report.tables import (
     per_image_table,
     run_table,
     runs_table,
+    scored_split,
     summary_table,
     training_end,
     object_scale,
@@ -126,7 +127,7 @@ def baseline_notice(metrics: dict) -> str | None:
     return (
         f"The model does not beat the classical baseline on {comparison['label']}, "
         f"the headline measure: {fmt(comparison['model'])} against the baseline's {fmt(comparison['baseline'])} ({by}). "
-        "A method that learns nothing from the training data does as well or better on these test images."
+        f"A method that learns nothing from the training data does as well or better on these {scored_split(metrics)} images."
     )
 
 
@@ -150,7 +151,7 @@ def scores_text(metrics: dict) -> str:
     if not parts:
         return "No scores."
     n = metrics.get("n_images")
-    text = f"On {n} test image{'s' if n != 1 else ''}: " + "; ".join(parts) + "."
+    text = f"On {n} {scored_split(metrics)} image{'s' if n != 1 else ''}: " + "; ".join(parts) + "."
     main = "seg" if ours.get("seg") is not None else "mean_dice"
     if metrics.get("ci_method"):
         text += f" {HEADLINE[main]}: {ci_caption(ci_method(metrics, main))}"
@@ -298,7 +299,7 @@ def write_report(
 
     score_blocks: list = [summary_table(metrics, baseline, unit=unit), Text(terms(instances=instances, distances=bool(metrics.get("hd95"))))]
     score_blocks.append(Figure(fig.class_scores({"model": metrics, "baseline": baseline}, figures_dir / "class_scores.png"),
-                               "IoU and Dice of each foreground class, pooled over the test images, model and baseline."))
+                               f"IoU and Dice of each foreground class, pooled over the {scored_split(metrics)} images, model and baseline."))
     if instances:
         score_blocks.append(matching_table(metrics))
         curves = {"model": metrics.get("matching") or []}
@@ -330,7 +331,7 @@ def write_report(
         path = fig.overlay(image, gt, pred, figures_dir / f"overlay_{name}.png", title=title, spacing=turned or spacing,
                            planes=PLANES if turned else None, errors=card.instances, ignore=ignore[0] if ignore else None)
         overlay_blocks.append(Figure(path, title))
-    sections.append(Section("Best and worst images" if len(per_image) > 1 else "The test image", overlay_blocks))
+    sections.append(Section("Best and worst images" if len(per_image) > 1 else f"The {scored_split(metrics)} image", overlay_blocks))
 
     training_blocks: list = [Text(f"{training_start(card.training)} {training_end(card.training)}")]
     if object_scale(card):
@@ -356,10 +357,11 @@ def write_report(
     guessed = bool(trained) and all(im.get("spacing_source") == "default" for im in trained)
     sections.append(Section("Model card", [card_table(card, guessed_spacing=guessed), Details("full model card (JSON)", card.to_json())]))
     sections.append(Section("Run time and device", [run_table(run, card)]))
+    runs = [r for r in runs or [] if (r.get("split") or "test") == scored_split(metrics)]  # a split's runs beside its own
     if runs:
         sections.append(Section("Previous runs", [runs_table(runs, run.get("run_id"))]))
     if baseline:
-        blocks: list = [Text(f"Classical baseline, scored the same way on the same test images: {baseline.get('method', '')} "
+        blocks: list = [Text(f"Classical baseline, scored the same way on the same {scored_split(metrics)} images: {baseline.get('method', '')} "
                              f"with {json.dumps(baseline.get('params', {}))}. It learns nothing from the training data, "
                              "so it is the floor a trained model should clear.")]
         if instances:

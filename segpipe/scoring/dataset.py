@@ -94,6 +94,7 @@ def dataset_metrics(acc: ScoreAccumulator, *, dataset: str, split: str) -> dict[
     """The ``metrics.json`` content of a pooled accumulator (the baseline described in its section)."""
     metrics = {"dataset": dataset, "split": split, **acc.summary()}
     if "baseline" in metrics:
+        metrics["baseline"]["split"] = split  # scored on the same images
         if acc.instances:
             method, params = DESCRIPTION, vars(BaselineParams()).copy()
         else:

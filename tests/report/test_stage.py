@@ -107,6 +107,28 @@ def test_report_and_index_render_in_chromium(run, chromium):
     assert metrics["run"]["run_id"] in index.text
 
 
+def test_another_splits_scores_and_report_keep_the_test_ones_and_say_their_split(run, tmp_path):
+    """`score --split validation` overwrote metrics.json, and its report called the validation image a test image."""
+    output, _, metrics, _ = run
+    shutil.copytree(output / "bbbc007", tmp_path / "bbbc007")
+    folder = RunFolder.of(tmp_path, "bbbc007")
+    test_scores = folder.metrics.read_text()
+    stages.predict(folder, PredictParams(device="cpu"), split="validation", progress=False)
+    validation = stages.score(folder, split="validation")
+    report = stages.report(folder, split="validation")
+    assert folder.metrics.read_text() == test_scores
+    stored = json.loads((folder.root / "metrics-validation.json").read_text())
+    assert stored["split"] == "validation" and [r["name"] for r in stored["per_image"]] == VALIDATION
+    assert report.path == folder.root / "validation" / "report.md"
+    text = report.path.read_text()
+    assert "Scores on the validation split" in text and "Scores per validation image" in text
+    assert "test image" not in text and "test split" not in text
+    assert metrics["run"]["run_id"] not in text  # its previous runs are the validation split's only
+    assert validation["run"]["run_id"] in text
+    index = (tmp_path / "index.html").read_text()
+    assert metrics["run"]["run_id"] in index and validation["run"]["run_id"] not in index  # the index compares test scores
+
+
 def scores(metrics: dict) -> dict:
     return {k: metrics.get(k) for k in SCORE_KEYS}
 
