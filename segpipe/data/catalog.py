@@ -13,6 +13,7 @@ a file in two splits. Every key is described in ``docs/catalog.md``.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import glob
 import os
 import re
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, Tag, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, Tag, ValidationError, field_validator, model_validator
 
 from segpipe.data.catalog_yaml import read_yaml
 from segpipe.data.ctc import ctc_records
@@ -104,13 +105,47 @@ class Schedule(_Strict):
         active: Created paused when false.
     """
 
-    cron: str = Field(pattern=r"^\S+( \S+){4}$")
-    timezone: str = "UTC"
+    cron: Annotated[str, AfterValidator(lambda text: _cron(text))]
+    timezone: Annotated[str, AfterValidator(lambda name: _timezone(name))] = "UTC"
     active: bool = True
 
 
+def _cron(text: str) -> str:
+    """``text`` when it is a five-field cron expression Prefect can run."""
+    from cronsim import CronSim, CronSimError  # Prefect's own cron parser
+
+    if not re.fullmatch(r"\S+( \S+){4}", text):
+        raise ValueError(f"{text!r} is no cron expression: five fields, minute hour day month weekday (e.g. '0 3 * * *')")
+    try:
+        CronSim(text, dt.datetime(2000, 1, 1))
+    except CronSimError as err:
+        raise ValueError(f"{text!r} is no cron expression ({err})") from None
+    return text
+
+
+def _timezone(name: str) -> str:
+    """``name`` when it names an IANA time zone."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is no time zone (IANA names: UTC, Europe/Berlin, America/New_York)") from None
+    return name
+
+
 #: A deployment's schedule for a dataset: a cron string, a full schedule, or ``false`` for none.
-ScheduleSpec = Schedule | str | Literal[False]
+ScheduleSpec = Annotated[
+    Annotated[Schedule, Tag("Schedule")] | Annotated[str, AfterValidator(_cron), Tag("Cron")] | Annotated[Literal[False], Tag("Off")],
+    Discriminator(lambda value: _schedule_kind(value)),
+]
+
+
+def _schedule_kind(value: Any) -> str:
+    """Which form a schedule is written in, so that a problem is said of that form alone."""
+    if isinstance(value, dict | Schedule):
+        return "Schedule"
+    return "Off" if value is False else "Cron"
 
 
 class _Schedules(_Strict):

@@ -58,10 +58,29 @@ def shifted(cron: str, minutes: int) -> str:
 
 
 def expand_project(project: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
-    """A copy of a ``prefect.yaml`` project with each defaulted deployment's schedules per dataset."""
+    """A copy of a ``prefect.yaml`` project with each defaulted deployment's schedules per dataset.
+
+    Raises:
+        CatalogError: The catalog schedules a deployment the project does not schedule (a typo:
+            its schedule would be ignored, the default taken).
+    """
     project = copy.deepcopy(project)
     defaults = (project.get("definitions") or {}).get("schedules") or {}
+    _check_names(catalog, sorted(defaults))
     for deployment in project["deployments"]:
         if deployment["name"] in defaults:
             deployment["schedules"] = dataset_schedules(catalog, deployment["name"], defaults[deployment["name"]])
     return project
+
+
+def _check_names(catalog: Catalog, scheduled: list[str]) -> None:
+    """Refuse a catalog whose ``schedules:`` or an entry's ``schedule:`` names no scheduled deployment."""
+    from segpipe.errors import CatalogError
+
+    where = [("schedules", catalog.schedules)] + [(f"dataset {name!r}: schedule", catalog.entry(name).schedule) for name in catalog.names()]
+    for label, given in where:
+        unknown = sorted(set(given) - set(scheduled))
+        if unknown:
+            raise CatalogError(f"{catalog.path}: {label}: {', '.join(map(repr, unknown))} names no scheduled deployment "
+                               f"of deploy/prefect.yaml ({', '.join(scheduled) or 'none'})")
+

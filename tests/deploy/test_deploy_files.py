@@ -94,6 +94,23 @@ def test_a_new_dataset_is_scheduled_without_editing_the_deployments(tmp_path):
     assert by_dataset["nightly"]["new-cells"]["slug"] == "nightly-new-cells"
 
 
+@pytest.mark.parametrize(("schedule", "message"), [
+    ({"nightlyy": "0 4 * * *"}, r"dataset 'new-cells': schedule: 'nightlyy' names no scheduled deployment of deploy/prefect.yaml \("),
+    ({"nightly": "not a cron"}, r"dataset 'new-cells': schedule.nightly: 'not a cron' is no cron expression"),
+    ({"nightly": {"cron": "0 3 * * *", "timezone": "Mars/Base"}}, r"schedule.nightly.timezone: 'Mars/Base' is no time zone"),
+])
+def test_a_schedule_that_cannot_run_is_refused_before_anything_is_deployed(tmp_path, schedule, message):
+    """A misspelt deployment was ignored (the default taken); a bad cron passed the catalog and ended setup in a traceback."""
+    from segpipe.errors import CatalogError
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.tif").write_bytes(b"x")
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump({"datasets": {"new-cells": {"images": "img/*.tif", "model": "cells-2d", "schedule": schedule}}}))
+    with pytest.raises(CatalogError, match=message):
+        load_setup().project_with_schedules(path)
+
+
 def test_pull_step_resolves_the_checkout_on_the_worker(project):
     assert project["pull"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $SEGPIPE_HOME }}"}}
