@@ -226,3 +226,19 @@ def test_a_pipe_among_a_sequences_frames_is_refused_not_read(tmp_path):
         file_digest(tmp_path / "t001.tif")
     tifffile.imwrite(tmp_path / "t000.tif", np.zeros((4, 4), np.uint8))
     assert len(file_digest(tmp_path / "t000.tif")) == 64
+
+
+def test_the_warning_names_the_pixel_size_taken(tmp_path, caplog):
+    """A catalog entry segmented with a model of 0.5 micrometer was warned "taking 1 micrometer per pixel"
+    while the model's 0.5 was taken."""
+    import logging
+
+    from segpipe.data.ingest import ingest_dataset
+
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((32, 32), np.uint8))
+    (item,) = find_inputs(["plain.tif"], base=tmp_path)
+    dataset = input_dataset(item, ndim=2, classes=["background", "cell"], instances=True, assumed_spacing=((0.5, 0.5), "micrometer"))
+    with caplog.at_level(logging.WARNING, logger="segpipe"):
+        ingest_dataset(dataset, tmp_path / "store.zarr", progress=False)
+    assert "taking the model's pixel size, 0.5 x 0.5 micrometer. If that is wrong" in caplog.text
+    assert "taking 1 micrometer" not in caplog.text

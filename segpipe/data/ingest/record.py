@@ -186,7 +186,9 @@ def _check_sources(image: Source, labels: Source | None, *, ndim: int) -> None:
     if labels is None:
         return
     if labels.channels != 1:
-        raise InputError(f"{labels.path}: a label map has one channel, this file has {labels.channels}")
+        raise InputError(f"{labels.path}: a label map has one channel, this file has {labels.channels} (read as "
+                         f"{labels.meta.axes or 'channels'}; if they are planes or time points, set label_axes: ZYX or TYX, "
+                         "and axes: for the images, in the catalog entry)")
     image_shape = image.spatial[3 - ndim :]
     label_shape = labels.spatial[3 - ndim :]
     if image_shape != label_shape:

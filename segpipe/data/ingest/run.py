@@ -250,11 +250,14 @@ def _warn_default_spacing(dataset: Dataset, infos: list[dict]) -> None:
     guessed = [info for info in infos if info.get("spacing_source") == "default"]
     if guessed:
         axes = ", ".join("zyx"[3 - dataset.entry.ndim :])
+        first = guessed[0]
+        taken = (f"the model's pixel size, {' x '.join(f'{float(v):g}' for v in first['spacing'])} {first['unit']}"
+                 if dataset.assumed_spacing is not None else f"1 {first['unit']} per pixel")
         log.warning(
-            "%s: %d image(s) have no pixel size in their file (first: %s); taking 1 %s per pixel. If that is wrong, "
+            "%s: %d image(s) have no pixel size in their file (first: %s); taking %s. If that is wrong, "
             "set spacing: [%s] (and unit:) in the catalog entry, or --spacing for segpipe segment: a model trained "
             "at another pixel size would see these images at the wrong scale",
-            dataset.name, len(guessed), guessed[0]["source"], guessed[0]["unit"], axes,
+            dataset.name, len(guessed), first["source"], taken, axes,
         )
 
 

@@ -341,3 +341,10 @@ def test_a_full_disk_stops_every_write_before_the_clean_up(tmp_path, leftovers, 
     assert failed
     time.sleep(0.5)  # writes still in flight would land now
     assert leftovers() == []
+
+
+def test_a_three_page_label_stack_read_as_samples_says_how_to_read_it_as_planes(pair, leftovers):
+    """tifffile (today) stores a (3, 24, 20) array written plainly as one page of 3 samples: the refusal gave no hint."""
+    tifffile.imwrite(pair / "lab" / "a.tif", np.zeros((3, 24, 20), np.uint8), photometric="rgb", planarconfig="separate")
+    _refused(pair, leftovers, r"lab/a.tif: a label map has one channel, this file has 3 \(read as CYX; if they are planes or "
+             r"time points, set label_axes: ZYX or TYX", split={"train": ["a"]}, images="img/a.tif", labels="lab/a.tif")
