@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,19 @@ def predict(
     warn_unknown_pixel_size(chosen.card, store, names)
     predictor = Predictor.load(chosen, params)
     with naming(run.predictions):
-        predictions = predictor.open_store(run.predictions)
+        predictions = _predictions_for(run, chosen)
         return predict_split(store, predictor, predictions, split=split, exports=run.exports, progress=progress)
+
+
+def _predictions_for(run: RunFolder, model: Model) -> PredictionStore:
+    """The run's prediction store for ``model``. Another model's predictions there are replaced, and
+    the label files exported from them removed with them: they would lie beside the new ones."""
+    before = PredictionStore.model_id_at(run.predictions)
+    predictions = PredictionStore.for_model(run.predictions, model)
+    if before is not None and before != model.id and run.exports.is_dir():
+        log.info("%s: removing the label files exported from the other model's predictions", run.exports)
+        shutil.rmtree(run.exports)
+    return predictions
 
 
 # One image at a time: the per-image tasks of the Prefect flows fan these out.
@@ -127,7 +139,7 @@ def prepare_predictions(run: RunFolder, *, split: str = "test", model: str | Pat
     check_fits(chosen.card, store)
     warn_unknown_pixel_size(chosen.card, store, names)
     with naming(run.predictions):
-        PredictionStore.for_model(run.predictions, chosen)
+        _predictions_for(run, chosen)
     return names
 
 

@@ -80,6 +80,14 @@ class PredictionStore:
         })
         return cls(path, root)
 
+    @staticmethod
+    def model_id_at(path: str | Path) -> str | None:
+        """The id of the model whose predictions the store at ``path`` holds (``None``: no store)."""
+        path = Path(path)
+        if not (path / "zarr.json").is_file():
+            return None
+        return zarr.open_group(str(path), mode="r").attrs.get("segpipe", {}).get("model_id")
+
     @classmethod
     def open_for_writing(cls, path: str | Path, model: Model) -> PredictionStore:
         """The store :meth:`for_model` prepared for ``model``, without replacing anything."""

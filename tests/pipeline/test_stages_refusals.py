@@ -202,3 +202,20 @@ def test_an_empty_test_split_is_refused_by_predict_and_report_leaving_nothing(tm
         assert result.code == 2 and len(result.errors) == 1 and "the test split is empty" in result.errors[0], result.err
     assert sorted(p.name for p in (out / "notest").iterdir()) == ["data.zarr"]
     assert not (out / "index.html").exists()
+
+
+def test_another_models_exported_labels_go_with_its_predictions(tmp_path, crops_model, segpipe_cli):
+    """predict --model B after model A kept A's NIfTI labels beside B's TIFF ones in predictions/."""
+    import shutil
+
+    catalog, out = _unlabelled(tmp_path, crops_model.folder), tmp_path / "runs"
+    other = tmp_path / "other-model"
+    shutil.copytree(crops_model.folder, other)
+    (other / "model_card.json").write_text((other / "model_card.json").read_text().replace('"name": "', '"name": "other ', 1))
+    first = segpipe_cli("predict", "seg", "--catalog", catalog, "--output", out, "--device", "cpu", "--export", "nifti")
+    assert first.code == 0, first.err
+    exports = out / "seg" / "predictions"
+    assert (exports / "a_instances.nii.gz").is_file()
+    again = segpipe_cli("predict", "seg", "--catalog", catalog, "--output", out, "--device", "cpu", "--model", other)
+    assert again.code == 0, again.err
+    assert sorted(p.name for p in exports.iterdir()) == ["a_instances.tif", "a_semantic.tif"]
