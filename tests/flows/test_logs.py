@@ -101,11 +101,13 @@ def test_prefects_records_of_an_error_the_command_says_are_held_off_the_terminal
     terminal = logging.StreamHandler(stream)
     root, flows, tasks = logging.getLogger(), logging.getLogger("prefect.flow_runs"), logging.getLogger("prefect.task_runs")
     prefect = logging.getLogger("prefect")  # Prefect's logging setup, in a process that ran a flow, sets its level
-    kept = [(lg, lg.handlers, lg.propagate, lg.level) for lg in (root, prefect, flows, tasks)]
+    kept = [(lg, lg.handlers, lg.propagate, lg.level, lg.disabled) for lg in (root, prefect, flows, tasks)]
+    disabled = logging.root.manager.disable
+    logging.disable(logging.NOTSET)
     root.handlers, root.level = [terminal], logging.INFO
     prefect.level = logging.INFO
-    for lg in (flows, tasks):
-        lg.handlers, lg.propagate, lg.level = [], True, logging.NOTSET
+    for lg in (flows, tasks):  # a logging configuration loaded earlier in this worker may have disabled them
+        lg.handlers, lg.propagate, lg.level, lg.disabled = [], True, logging.NOTSET, False
     bad = InputError("labels/a.tif: file is empty (0 bytes)")
     other = InputError("images/b.tif: not a readable TIFF")
     try:
@@ -123,8 +125,9 @@ def test_prefects_records_of_an_error_the_command_says_are_held_off_the_terminal
                                                       "encountered an exception ValueError: a bug')"]  # bugs: at once
             held.said(bad)
     finally:
-        for lg, handlers, propagate, level in kept:
-            lg.handlers, lg.propagate, lg.level = handlers, propagate, level
+        for lg, handlers, propagate, level, off in kept:
+            lg.handlers, lg.propagate, lg.level, lg.disabled = handlers, propagate, level, off
+        logging.disable(disabled)
     lines = stream.getvalue().splitlines()
     assert not [line for line in lines if "a.tif" in line]  # the command says it, once
     assert lines[-1] == f"Finished in state Failed('Task run encountered an exception InputError: {other}')"  # not said: printed
