@@ -10,7 +10,9 @@ pipeline uses for its own predictions:
   names made from the image's own file name, where the catalog took a suffix off it
   (``images_suffix: _img``: Cellpose names ``000_img.tif``'s masks ``000_img_cp_masks.tif``). An
   image cut from a region of a larger file may instead be predicted on the whole file: then the
-  source file's name is looked up and the region cut out. ``NAME.ome.zarr`` (an OME-Zarr image
+  source file's name is looked up and the region cut out; a frame of a time series may be
+  predicted in one file of the series' name (``movie_masks.tif``, frames along its first axis).
+  ``NAME.ome.zarr`` (an OME-Zarr image
   with its labels, as ``segpipe segment`` writes them) is read as the zarr layout's members are.
   segpipe's own ``predictions/`` folder
   (``NAME_instances.tif`` and ``NAME_semantic.tif``) is read with both maps. A NIfTI prediction
@@ -148,6 +150,15 @@ class PredictionFolder:
             path = self._find(_stem(Path(info["source"])))
             if path is not None and info.get("region"):
                 window = tuple(slice(a, b) for a, b in info["region"])
+        frame = info.get("frame")
+        if path is None and info.get("source") and frame is not None and info.get("plane") is None:
+            path = self._find(_stem(Path(info["source"])))  # a time series predicted as one file, as its source is
+            if path is not None and not path.is_dir():
+                array = self._read_frame(path, int(frame))
+                if info.get("region") and array.shape != tuple(shape):
+                    array = np.ascontiguousarray(array[tuple(slice(a, b) for a, b in info["region"])])
+                where = f"{path} (frame {int(frame)})"
+                return (array, None, where) if self.instances else (None, array, where)
         if path is None:
             tried = ", ".join(f"{c}.tif" for c in self._candidates(name)[:3])
             raise InputError(f"{self.path}: no prediction for image {name!r} (looked for {tried}, ... {name}.tif, "
@@ -191,6 +202,18 @@ class PredictionFolder:
         if info.get("region") and array.shape != shape:  # a mask of the whole source file
             array = array[tuple(slice(a, b) for a, b in info["region"])]
         return _check_labels(np.ascontiguousarray(array), str(path)), str(path)
+
+    def _read_frame(self, path: Path, t: int) -> np.ndarray:
+        """Frame ``t`` of a time series' labels in one file (a leading axis not named is time)."""
+        from segpipe.data.readers import AxesSpec, open_source
+
+        with open_source(path, spec=AxesSpec(fill=("Z" if self.ndim == 3 else "") + "T")) as source:
+            if t >= source.frames:
+                raise InputError(f"{path}: no frame {t}: the file holds {source.frames}")
+            if source.channels != 1:
+                raise InputError(f"{path}: labels have one channel, this file has {source.channels}")
+            block = source.read(t, (slice(None),) * 3)[0]
+        return _check_labels(block if self.ndim == 3 else block[0], str(path))
 
     def _read_file(self, path: Path, affine=None, window: tuple[slice, ...] | None = None) -> np.ndarray:
         """Read a prediction file; a NIfTI file that places its voxels in the world is put in the

@@ -197,3 +197,19 @@ def test_ome_zarr_images_with_their_predicted_labels_as_segment_writes_them(tmp_
     prediction = read(tmp_path)
     assert np.array_equal(prediction.instances, LABELS) and np.array_equal(prediction.semantic, LABELS > 0)
     assert prediction.source.endswith("img.ome.zarr/img")
+
+
+@pytest.mark.parametrize("imagej", [True, False])
+def test_a_time_series_predicted_in_one_file(tmp_path, imagej):
+    """Cellpose and StarDist write a movie's masks as one (T, Y, X) file: its frames were not found."""
+    frame = np.kron(LABELS, np.ones((4, 4), np.uint16))  # (12, 16): tifffile takes a last axis of 3 or 4 for colour
+    movie = np.stack([frame, frame * 2, frame * 3, frame * 4])
+    if imagej:
+        tifffile.imwrite(tmp_path / "m2_masks.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    else:  # pages of a plain stack, the axes unnamed
+        tifffile.imwrite(tmp_path / "m2_masks.tif", movie, photometric="minisblack")
+    info = {"source": "/data/movies/m2.tif", "region": None, "frame": 1, "plane": None}
+    prediction = read(tmp_path, "m2-t001", info=info, names=["m2-t000", "m2-t001"], shape=frame.shape)
+    assert np.array_equal(prediction.instances, frame * 2) and prediction.source.endswith("m2_masks.tif (frame 1)")
+    with pytest.raises(InputError, match=r"m2_masks.tif: no frame 5: the file holds 4"):
+        read(tmp_path, "m2-t005", info={**info, "frame": 5}, names=["m2-t005"], shape=frame.shape)
