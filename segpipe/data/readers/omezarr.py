@@ -28,6 +28,10 @@ def multiscales_of(attrs: dict) -> list | None:
     return (attrs.get("ome") or {}).get("multiscales") or attrs.get("multiscales")
 
 
+#: Seconds per NGFF time unit (an axis without a unit gives no time step).
+SECONDS = {"second": 1.0, "millisecond": 1e-3, "microsecond": 1e-6, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+
 class OmeZarrSource(Source):
     """The full-resolution level of an OME-Zarr image, read lazily."""
 
@@ -57,13 +61,16 @@ class OmeZarrSource(Source):
         self._mapped = spec.resolve(path, letters, tuple(self._array.shape))
         self.shape = canonical_shape(self._mapped, tuple(self._array.shape))
         self.dtype = np.dtype(self._array.dtype)
-        scale = _scale(level) * _scale(first)
+        scale = np.broadcast_to(_scale(level) * _scale(first), (len(self._mapped),))
         sizes = {letter: float(s) for letter, s in zip(self._mapped, scale) if letter in "ZYX"}
         units = {_letter(a): normalize_unit(a.get("unit")) for a in axes if isinstance(a, dict)}
+        time_unit = next((a.get("unit") for a in axes if isinstance(a, dict) and _letter(a) == "T"), None)
+        step = next((float(s) for letter, s in zip(self._mapped, scale) if letter == "T"), None)
         self.meta = Metadata(
             spacing=tuple(sizes.get(a) for a in "ZYX"),  # type: ignore[arg-type]
             unit=units.get("X") or units.get("Y"),
             axes=self._mapped,
+            time_step=step * SECONDS[time_unit] if step and time_unit in SECONDS else None,
         )
 
     def read(self, t: int, window: Window) -> np.ndarray:
