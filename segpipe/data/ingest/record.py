@@ -183,12 +183,6 @@ def _check_sources(image: Source, labels: Source | None, *, ndim: int) -> None:
         )
     if min(image.spatial[3 - ndim :]) == 0:
         raise InputError(f"{image.path}: image has no pixels (shape {image.shape})")
-    if ndim == 3 and image.spatial[0] == 1 and image.channels > 1:
-        raise InputError(
-            f"{image.path}: read as one plane of {image.channels} channels (axes {image.meta.axes or '?'}) where 3D "
-            "images are expected (ndim: 3); if they are planes, set axes: ZYX (and label_axes: ZYX) in the catalog "
-            "entry, or --axes ZYX for segpipe segment"
-        )
     if labels is None:
         return
     if labels.channels != 1:

@@ -19,7 +19,7 @@ import numpy as np
 from segpipe.errors import InputError
 from segpipe.data.readers.axes import AxesSpec, canonical_shape
 from segpipe.data.readers.source import Metadata, Source, Window, file_index, to_canonical
-from segpipe.data.readers.units import normalize_unit
+from segpipe.data.readers.units import length_factor, normalize_unit, unknown_unit
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +134,15 @@ def _physical_size(tif, series: int, pixels: dict | None) -> tuple[tuple[float |
     """``(z, y, x)`` pixel size and unit of image series ``series`` from OME (``pixels``: its
     :func:`_ome_pixels`), ImageJ or the resolution tags."""
     if pixels is not None:
-        found = _ome_size(pixels)
+        found = _ome_size(pixels, tif.filehandle.path)
         if found is not None:
             return found
     page = tif.series[series].keyframe if series else tif.pages.first
     ij = tif.imagej_metadata or {}
     if str(ij.get("unit", "")).strip().lower() in ("pixel", "pixels"):  # ImageJ's word for uncalibrated
+        return (None, None, None), None
+    if ij and unknown_unit(ij.get("unit")):
+        _say_unknown_unit(tif.filehandle.path, ij.get("unit"))
         return (None, None, None), None
     unit = normalize_unit(ij.get("unit")) if ij else None
     z = float(ij["spacing"]) if "spacing" in ij else None
@@ -207,11 +210,24 @@ def _time_step(tif, pixels: dict | None) -> float | None:
     return step * factor if step and step > 0 and factor else None
 
 
-def _ome_size(pixels: dict) -> tuple[tuple[float | None, float | None, float | None], str | None] | None:
+def _ome_size(pixels: dict, path) -> tuple[tuple[float | None, float | None, float | None], str | None] | None:
     """The pixel size and unit an OME ``Pixels`` element gives; ``None`` where it gives none."""
     sizes = tuple(pixels.get(f"PhysicalSize{a}") for a in "ZYX")
     if all(s is None for s in sizes):
         return None
-    units = {normalize_unit(pixels.get(f"PhysicalSize{a}Unit", "µm")) for a, s in zip("ZYX", sizes) if s is not None}
-    unit = units.pop() if len(units) == 1 else None
-    return tuple(float(s) if s is not None else None for s in sizes), unit  # type: ignore[return-value]
+    given = {a: pixels.get(f"PhysicalSize{a}Unit", "µm") for a, s in zip("ZYX", sizes) if s is not None}
+    strange = [u for u in given.values() if unknown_unit(u)]
+    if strange:
+        _say_unknown_unit(path, strange[0])
+        return (None, None, None), None
+    units = {normalize_unit(u) for u in given.values()}
+    if len(units) == 1:
+        return tuple(float(s) if s is not None else None for s in sizes), units.pop()  # type: ignore[return-value]
+    # axes in different units (nm in x and y, µm in z): each in micrometres
+    return tuple(None if s is None else float(s) * length_factor(given[a], "micrometer") for a, s in zip("ZYX", sizes)), "micrometer"  # type: ignore[return-value]
+
+
+def _say_unknown_unit(path, unit) -> None:
+    """A file's pixel size in a unit segpipe does not know is no pixel size: said, and taken as not given."""
+    log.warning("%s: its pixel size is in %r, a unit segpipe does not know; taken as not given (set spacing: and "
+                "unit: in the catalog entry, or --spacing for segpipe segment)", path, str(unit))

@@ -24,6 +24,13 @@ _ALIASES = {
     "pixels": None,
     "": None,
 }
+for _name in ("nanometer", "micrometer", "millimeter", "centimeter", "meter"):  # plurals, British spellings
+    _ALIASES[_name + "s"] = _name
+    _ALIASES[_name[:-2] + "re"] = _ALIASES[_name[:-2] + "res"] = _name
+_ALIASES.update({"\u00e5": "angstrom", "\u212b": "angstrom", "angstrom": "angstrom", "angstroms": "angstrom",
+                 "\\u00c5": "angstrom"})  # inches: a print resolution (72 dpi), no pixel size
+#: What files say where they have no unit (ImageJ's word for uncalibrated, an empty field).
+NO_UNIT = ("pixel", "pixels", "")
 
 
 def normalize_unit(unit: str | None) -> str | None:
@@ -31,6 +38,11 @@ def normalize_unit(unit: str | None) -> str | None:
     if unit is None:
         return None
     return _ALIASES.get(str(unit).strip().lower(), None)
+
+
+def unknown_unit(unit: str | None) -> bool:
+    """Whether a file names a unit segpipe does not know (its pixel sizes cannot be read as lengths)."""
+    return unit is not None and str(unit).strip().lower() not in NO_UNIT and normalize_unit(unit) is None
 
 
 #: The length units a pixel size may be given in (their NGFF names).
@@ -53,7 +65,7 @@ def length_unit(unit: str | None) -> str | None:
     return name
 
 
-_MICROMETRES = {"nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6}
+_MICROMETRES = {"angstrom": 1e-4, "nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6}
 
 
 def length_factor(unit: str | None, to: str | None) -> float:

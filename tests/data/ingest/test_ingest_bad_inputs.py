@@ -348,14 +348,3 @@ def test_a_three_page_label_stack_read_as_samples_says_how_to_read_it_as_planes(
     tifffile.imwrite(pair / "lab" / "a.tif", np.zeros((3, 24, 20), np.uint8), photometric="rgb", planarconfig="separate")
     _refused(pair, leftovers, r"lab/a.tif: a label map has one channel, this file has 3 \(read as CYX; if they are planes or "
              r"time points, set label_axes: ZYX or TYX", split={"train": ["a"]}, images="img/a.tif", labels="lab/a.tif")
-
-
-def test_a_volume_read_as_one_plane_of_channels_is_refused_with_the_fix(tmp_path, leftovers):
-    """A 3-slice stack written plainly is one page of 3 samples to tifffile: a 3D dataset took it as one plane of 3
-    channels without a word."""
-    for sub in ("img", "lab"):
-        (tmp_path / sub).mkdir()
-    tifffile.imwrite(tmp_path / "img" / "a.tif", np.zeros((3, 24, 20), np.uint8), photometric="rgb", planarconfig="separate")
-    tifffile.imwrite(tmp_path / "lab" / "a.tif", np.zeros((3, 24, 20), np.uint8), photometric="minisblack")
-    _refused(tmp_path, leftovers, r"img/a.tif: read as one plane of 3 channels \(axes CYX\) where 3D images are expected \(ndim: 3\); "
-             r"if they are planes, set axes: ZYX", ndim=3, split={"train": ["a"]})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import tifffile
 
 from segpipe.data.readers.units import length_factor, length_unit, pixel_size_problem, sizes_text
 
@@ -57,3 +59,38 @@ def test_what_no_image_has_as_a_pixel_is_named(sizes, unit, message):
 def test_sizes_are_printed_one_way():
     assert sizes_text((0.5, 0.65)) == "0.5 x 0.65"
     assert sizes_text([2]) == "2"
+
+
+@pytest.mark.parametrize(("write", "expected", "unit"), [
+    # ImageJ's unit as Fiji users type it: 2000 x 300 x 300 nanometers is 2 x 0.3 x 0.3 micrometres
+    (lambda p, a: tifffile.imwrite(p, a, imagej=True, resolution=(1 / 300, 1 / 300),
+                                   metadata={"unit": "nanometers", "spacing": 2000.0, "axes": "ZYX"}), (2000.0, 300.0, 300.0), "nanometer"),
+    (lambda p, a: tifffile.imwrite(p, a, ome=True, metadata={"axes": "ZYX", "PhysicalSizeZ": 20000.0, "PhysicalSizeZUnit": "Å",
+                                                            "PhysicalSizeY": 3000.0, "PhysicalSizeYUnit": "Å",
+                                                            "PhysicalSizeX": 3000.0, "PhysicalSizeXUnit": "Å"}),
+     (20000.0, 3000.0, 3000.0), "angstrom"),
+    # each axis in its own unit: all in micrometres
+    (lambda p, a: tifffile.imwrite(p, a, ome=True, metadata={"axes": "ZYX", "PhysicalSizeZ": 2.0, "PhysicalSizeZUnit": "µm",
+                                                            "PhysicalSizeY": 300.0, "PhysicalSizeYUnit": "nm",
+                                                            "PhysicalSizeX": 300.0, "PhysicalSizeXUnit": "nm"}),
+     (2.0, 0.3, 0.3), "micrometer"),
+])
+def test_pixel_sizes_in_the_units_files_write(tmp_path, write, expected, unit):
+    """nanometers, Å and mixed units were read as micrometres: volumes 10^9 to 10^12 times too large."""
+    from segpipe.data.readers import open_source
+
+    write(tmp_path / "v.tif", np.zeros((3, 16, 16), np.uint8))
+    with open_source(tmp_path / "v.tif") as source:
+        assert source.meta.spacing == pytest.approx(expected) and source.meta.unit == unit
+
+
+def test_a_unit_segpipe_does_not_know_is_no_pixel_size(tmp_path, caplog):
+    import logging
+
+    from segpipe.data.readers import open_source
+
+    tifffile.imwrite(tmp_path / "v.tif", np.zeros((3, 16, 16), np.uint8), imagej=True, resolution=(1 / 3, 1 / 3),
+                     metadata={"unit": "furlong", "spacing": 2.0, "axes": "ZYX"})
+    with caplog.at_level(logging.WARNING, logger="segpipe"), open_source(tmp_path / "v.tif") as source:
+        assert source.meta.spacing == (None, None, None) and source.meta.unit is None
+    assert "v.tif: its pixel size is in 'furlong', a unit segpipe does not know; taken as not given" in caplog.text
