@@ -25,6 +25,7 @@ import numpy as np
 import zarr
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, field_validator
 
+from segpipe.data.ctc import FRAME as CTC_FRAME
 from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, input_dataset
 from segpipe.data.locks import exclusive
@@ -380,6 +381,29 @@ def _with_frames(attrs: dict, frames: int) -> dict:
     return attrs
 
 
+
+def ctc_time_points(images: list[StoredImage], predictions) -> list[tuple[int, object]]:
+    """A CTC sequence's labels per time point (its ``tNNN.tif``): a frame's own labels, or, where a 2D
+    model read a 3D frame's planes as frames (``--axes TYX``), its planes stacked back into the
+    frame's volume, each plane's objects numbered apart (a mask per plane overwrote the time points)."""
+    by_time: dict[int, list[StoredImage]] = {}
+    for image in images:
+        match = CTC_FRAME.match(Path(image.info.get("source") or "").name)
+        t = int(match[1]) if match else int(image.name.rsplit("-t", 1)[1])
+        by_time.setdefault(t, []).append(image)
+    points = []
+    for t, group in sorted(by_time.items()):
+        if len(group) == 1:
+            points.append((t, predictions.labels(group[0].name)))
+            continue
+        planes, offset = [], 0
+        for image in sorted(group, key=lambda im: im.info.get("frame") or 0):
+            labels = np.asarray(predictions.labels(image.name)[...]).astype(np.uint32)
+            planes.append(np.where(labels > 0, labels + offset, 0).astype(np.uint32))
+            offset += int(labels.max())
+        points.append((t, np.stack(planes)))
+    return points
+
 def label_files(item: Input, folder: SegmentFolder) -> list[Path]:
     """The label files written for ``item``."""
     if item.kind == "ctc":
@@ -396,8 +420,7 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
     images = store.images()
     ndim = store.ndim
     if item.kind == "ctc":
-        frames = [(int(image.name.rsplit("-t", 1)[1]), predictions.labels(image.name)) for image in images]
-        return [export_ctc(frames, folder.labels, sequence=item.name)]
+        return [export_ctc(ctc_time_points(images, predictions), folder.labels, sequence=item.name)]
     image = images[0]
     if len(images) == 1:
         labels = predictions.labels(image.name)

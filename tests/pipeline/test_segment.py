@@ -1228,3 +1228,22 @@ def test_a_nifti_volumes_planes_read_as_frames_get_labels_in_the_volumes_layout_
     with open(out.table, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {(r["frame"], float(r["world-z"])) for r in rows} == {("0", 0.0), ("1", 2.0), ("2", 4.0)}
+
+
+def test_a_2d_model_on_a_3d_ctc_sequence_writes_one_mask_per_time_point(model, tmp_path, segpipe_cli):
+    """--axes TYX read each 3D frame's planes as frames: 02_RES held a mask per plane, t001's planes over t000's."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
+    (tmp_path / "02").mkdir()
+    for t in (0, 1):
+        tifffile.imwrite(tmp_path / "02" / f"t{t:03d}.tif", np.stack([np.roll(field, 6 * (t * 3 + z), axis=1) for z in range(3)]),
+                         imagej=True, metadata={"axes": "ZYX"})
+    result = segpipe_cli("segment", tmp_path / "02", "--model", model.folder, "--axes", "TYX", "--output", tmp_path / "out",
+                         "--device", "cpu")
+    assert result.code == 0, result.err
+    masks = sorted((tmp_path / "out" / "labels" / "02_RES").glob("mask*.tif"))
+    assert [m.name for m in masks] == ["mask000.tif", "mask001.tif"]
+    second = tifffile.imread(masks[1])
+    assert second.shape == (3, 64, 64)
+    ids = [set(np.unique(plane[plane > 0])) for plane in second]
+    assert all(ids) and not (ids[0] & ids[1]) and not (ids[1] & ids[2])  # each plane's objects numbered apart
+    assert not np.array_equal(tifffile.imread(masks[0]) > 0, second > 0)  # t000's own, not t001's
