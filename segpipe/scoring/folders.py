@@ -159,6 +159,8 @@ class PredictionFolder:
                     array = np.ascontiguousarray(array[tuple(slice(a, b) for a, b in info["region"])])
                 where = f"{path} (frame {int(frame)})"
                 return (array, None, where) if self.instances else (None, array, where)
+        if path is not None and info.get("source") and path.resolve() == Path(info["source"]).resolve():
+            raise InputError(f"{path}: the image itself, not a prediction of it; give the folder its masks were written to")
         if path is None:
             tried = ", ".join(f"{c}.tif" for c in self._candidates(name)[:3])
             raise InputError(f"{self.path}: no prediction for image {name!r} (looked for {tried}, ... {name}.tif, "

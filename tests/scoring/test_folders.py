@@ -213,3 +213,11 @@ def test_a_time_series_predicted_in_one_file(tmp_path, imagej):
     assert np.array_equal(prediction.instances, frame * 2) and prediction.source.endswith("m2_masks.tif (frame 1)")
     with pytest.raises(InputError, match=r"m2_masks.tif: no frame 5: the file holds 4"):
         read(tmp_path, "m2-t005", info={**info, "frame": 5}, names=["m2-t005"], shape=frame.shape)
+
+
+def test_the_images_own_folder_is_refused_not_scored(tmp_path):
+    """--predictions pointed at the images' folder scored each image as its own prediction (SEG near 0, no word)."""
+    tifffile.imwrite(tmp_path / "img.tif", (LABELS * 50 + 7).astype(np.uint16))
+    info = {"source": str(tmp_path / "img.tif"), "region": None, "frame": None, "plane": None}
+    with pytest.raises(InputError, match=r"img.tif: the image itself, not a prediction of it"):
+        read(tmp_path, info=info)
