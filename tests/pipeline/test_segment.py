@@ -1247,3 +1247,20 @@ def test_a_2d_model_on_a_3d_ctc_sequence_writes_one_mask_per_time_point(model, t
     ids = [set(np.unique(plane[plane > 0])) for plane in second]
     assert all(ids) and not (ids[0] & ids[1]) and not (ids[1] & ids[2])  # each plane's objects numbered apart
     assert not np.array_equal(tifffile.imread(masks[0]) > 0, second > 0)  # t000's own, not t001's
+
+
+def test_a_2d_model_on_a_z_stack_writes_its_labels_as_the_stack(model, tmp_path, segpipe_cli):
+    """--axes TYX on an ImageJ z-stack wrote the labels as 3 time points without the z step: Fiji could not overlay them."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
+    stack = np.stack([np.roll(field, 6 * z, axis=1) for z in range(3)])
+    tifffile.imwrite(tmp_path / "stack.tif", stack, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "spacing": 2.5, "unit": "um"})
+    result = segpipe_cli("segment", tmp_path / "stack.tif", "--model", model.folder, "--axes", "TYX", "--no-resample",
+                         "--output", tmp_path / "out", "--device", "cpu")
+    assert result.code == 0, result.err
+    with tifffile.TiffFile(tmp_path / "out" / "labels" / "stack_labels.tif") as written:
+        assert written.series[0].axes == "ZYX" and written.series[0].shape == (3, 64, 64)
+        meta = written.imagej_metadata
+        assert meta["slices"] == 3 and meta["spacing"] == pytest.approx(2.5) and "frames" not in meta
+        x_res = written.pages[0].tags["XResolution"].value
+        assert x_res[1] / x_res[0] == pytest.approx(0.5)
