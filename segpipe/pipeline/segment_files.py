@@ -439,7 +439,7 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
                                  world=image.info.get("world"))]
         return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=unit, source_dims=dims,
                              world=image.info.get("world"), qform=image.info.get("qform"),
-                             qform_space=image.info.get("qform_space"))]
+                             qform_space=image.info.get("qform_space"), time_step=image.info.get("time_step") if frames else None)]
     if item.kind in ("tiff", "png"):
         unit = image.info.get("unit")
         z_step = _planes_read_as_frames(image, labels.shape[0]) if frames == 1 and ndim == 2 and item.kind == "tiff" else None

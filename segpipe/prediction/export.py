@@ -164,6 +164,7 @@ def export_nifti(
     world: str | None = None,
     qform: np.ndarray | None = None,
     qform_space: str | None = None,
+    time_step: float | None = None,
 ) -> Path:
     """Write labels as NIfTI-1 (``.nii`` or ``.nii.gz``), streaming the data block.
 
@@ -181,6 +182,7 @@ def export_nifti(
             image in MNI space say ``mni``); ``aligned`` when not given.
         qform, qform_space: The source's qform and its space, where it has one of its own
             (written as the qform; otherwise the qform repeats the sform).
+        time_step: Seconds between frames, for labels with a frame axis (written as its pixdim).
     """
     import nibabel as nib
 
@@ -196,14 +198,17 @@ def export_nifti(
     header.set_data_dtype(np.dtype(array.dtype))
     header.set_data_shape(nifti_shape)
     zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
-    header.set_zooms(tuple(zooms[:ndim]) + (1.0,) * (len(nifti_shape) - ndim))
+    rest = [1.0] * (len(nifti_shape) - ndim)
+    if frames and time_step:
+        rest[-1] = float(time_step)
+    header.set_zooms(tuple(zooms[:ndim]) + tuple(rest))
     code = world if world in WORLD_SPACES else "aligned"
     header.set_sform(affine, code=code)
     if qform is not None:
         header.set_qform(np.asarray(qform, dtype=float), code=qform_space if qform_space in WORLD_SPACES else "aligned")
     else:
         header.set_qform(affine, code=code)
-    header.set_xyzt_units(NIFTI_UNITS.get(unit or "", "unknown"))
+    header.set_xyzt_units(NIFTI_UNITS.get(unit or "", "unknown"), "sec" if frames and time_step else "unknown")
     opener = gzip.open if path.name.endswith(".gz") else open
     with _atomic(path) as tmp:
         with opener(tmp, "wb") as handle:

@@ -1264,3 +1264,21 @@ def test_a_2d_model_on_a_z_stack_writes_its_labels_as_the_stack(model, tmp_path,
         assert meta["slices"] == 3 and meta["spacing"] == pytest.approx(2.5) and "frames" not in meta
         x_res = written.pages[0].tags["XResolution"].value
         assert x_res[1] / x_res[0] == pytest.approx(0.5)
+
+
+def test_a_nifti_time_series_keeps_its_time_step(model, tmp_path, segpipe_cli):
+    """A 4D NIfTI's 30 s between frames became pixdim[4] = 1 with no time unit in the labels."""
+    import nibabel as nib
+
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64].astype(np.int16)
+    movie = np.stack([np.roll(field.T, 5 * t, axis=0) for t in range(3)], axis=-1)[:, :, None, :]  # (x, y, 1, t)
+    source = nib.Nifti1Image(movie, np.diag([0.5, 0.5, 1.0, 1.0]))
+    source.header.set_zooms((0.5, 0.5, 1.0, 30.0))
+    source.header.set_xyzt_units("mm", "sec")
+    nib.save(source, tmp_path / "movie.nii.gz")
+    result = segpipe_cli("segment", tmp_path / "movie.nii.gz", "--model", model.folder, "--axes", "XYZT", "--no-resample",
+                         "--output", tmp_path / "out", "--device", "cpu")
+    assert result.code == 0, result.err
+    written = nib.load(tmp_path / "out" / "labels" / "movie_labels.nii.gz")
+    assert written.shape == (64, 64, 1, 3)
+    assert written.header.get_zooms()[3] == pytest.approx(30.0) and written.header.get_xyzt_units() == ("mm", "sec")

@@ -80,6 +80,7 @@ class NiftiSource(Source):
             affine=np.asarray(self._image.affine, dtype=float),
             axes=self._mapped,
             world=world_space(header),
+            time_step=_time_step(header, self._mapped),
             **_qform(header),
         )
 
@@ -108,6 +109,22 @@ def world_space(header) -> str | None:
         if code > 0:
             return str(xform_codes.label[code]) if code in xform_codes.value_set() else None
     return None
+
+
+#: Seconds per NIfTI time unit (``xyzt_units``).
+_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+
+
+def _time_step(header, mapped: str) -> float | None:
+    """Seconds between time points: the ``pixdim`` of the file axis read as time, in its time unit
+    (``None`` without a time axis, a step, or a time unit)."""
+    if "T" not in mapped:
+        return None
+    axis = mapped.index("T")
+    zooms = header.get_zooms()
+    factor = _SECONDS.get(header.get_xyzt_units()[1])
+    step = float(zooms[axis]) if axis < len(zooms) else 0.0
+    return step * factor if factor and step > 0 else None
 
 
 def _qform(header) -> dict:
