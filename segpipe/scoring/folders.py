@@ -12,9 +12,8 @@ pipeline uses for its own predictions:
   image cut from a region of a larger file may instead be predicted on the whole file: then the
   source file's name is looked up and the region cut out; a frame of a time series may be
   predicted in one file of the series' name (``movie_masks.tif``, frames along its first axis).
-  ``NAME.ome.zarr`` (an OME-Zarr image
-  with its labels, as ``segpipe segment`` writes them) is read as the zarr layout's members are.
-  segpipe's own ``predictions/`` folder
+  ``NAME.ome.zarr`` (an OME-Zarr image with its labels, as ``segpipe segment`` writes them) is
+  read as the zarr layout's members are. segpipe's own ``predictions/`` folder
   (``NAME_instances.tif`` and ``NAME_semantic.tif``) is read with both maps. A NIfTI prediction
   whose header places its voxels in the world is put in the image's voxel order (a tool that
   reoriented it flipped its array), and refused where its voxels lie elsewhere.
@@ -143,28 +142,25 @@ class PredictionFolder:
         return None
 
     def _read_files(self, name: str, shape: tuple[int, ...], info: dict) -> tuple:
-        path = self._find(name)
-        window = None
-        whole_file = info.get("source") and info.get("frame") is None and info.get("plane") is None
-        if path is None and whole_file:  # named after the image's own file (a suffix taken off; a region's source)
-            path = self._find(_stem(Path(info["source"])))
-            if path is not None and info.get("region"):
+        path, window, frame = self._find(name), None, None
+        source = Path(info["source"]) if info.get("source") else None
+        if path is None and source is not None and info.get("plane") is None:
+            # named after the image's own file: a suffix taken off, a region's source, a time series in one file
+            path, frame = self._find(_stem(source)), info.get("frame")
+            if path is not None and frame is None and info.get("region"):
                 window = tuple(slice(a, b) for a, b in info["region"])
-        frame = info.get("frame")
-        if path is None and info.get("source") and frame is not None and info.get("plane") is None:
-            path = self._find(_stem(Path(info["source"])))  # a time series predicted as one file, as its source is
-            if path is not None and not path.is_dir():
-                array = self._read_frame(path, int(frame))
-                if info.get("region") and array.shape != tuple(shape):
-                    array = np.ascontiguousarray(array[tuple(slice(a, b) for a, b in info["region"])])
-                where = f"{path} (frame {int(frame)})"
-                return (array, None, where) if self.instances else (None, array, where)
-        if path is not None and info.get("source") and path.resolve() == Path(info["source"]).resolve():
+        if path is not None and source is not None and path.resolve() == source.resolve():
             raise InputError(f"{path}: the image itself, not a prediction of it; give the folder its masks were written to")
         if path is None:
             tried = ", ".join(f"{c}.tif" for c in self._candidates(name)[:3])
             raise InputError(f"{self.path}: no prediction for image {name!r} (looked for {tried}, ... {name}.tif, "
                              "each also .tiff, .nii.gz, .nii and .png)")
+        if frame is not None and not path.is_dir():  # a frame of the series' one file
+            array = self._read_frame(path, int(frame))
+            if info.get("region") and array.shape != tuple(shape):
+                array = np.ascontiguousarray(array[tuple(slice(a, b) for a, b in info["region"])])
+            where = f"{path} (frame {int(frame)})"
+            return (array, None, where) if self.instances else (None, array, where)
         if path.is_dir():
             import zarr
 
