@@ -63,12 +63,17 @@ def check_record(dataset: Dataset, record: ImageRecord) -> None:
         InputError: A mismatch, with the file named.
     """
     with ExitStack() as stack:
-        image, labels, mask = _open_record(stack, dataset, record)
-        _check_sources(image, labels, ndim=dataset.entry.ndim)
-        if mask is not None:
-            check_ignore_source(mask, image, ndim=dataset.entry.ndim)
-        _window(record, image, ndim=dataset.entry.ndim)
-        _channels(image, dataset.entry.channel_indices())
+        _checked(dataset, record, *_open_record(stack, dataset, record))
+
+
+def _checked(dataset: Dataset, record: ImageRecord, image: Source, labels: Source | None, mask: Source | None):
+    """The headers of ``record``'s opened files checked against the entry; returns the window to
+    read and the channels (``None``: all)."""
+    ndim = dataset.entry.ndim
+    _check_sources(image, labels, ndim=ndim)
+    if mask is not None:
+        check_ignore_source(mask, image, ndim=ndim)
+    return _window(record, image, ndim=ndim), _channels(image, dataset.entry.channel_indices())
 
 
 def _open_record(stack: ExitStack, dataset: Dataset, record: ImageRecord) -> tuple[Source, Source | None, Source | None]:
@@ -116,12 +121,8 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
     ndim = entry.ndim
     with ExitStack() as stack:
         image, labels, mask = _open_record(stack, dataset, record)
-        _check_sources(image, labels, ndim=ndim)
-        if mask is not None:
-            check_ignore_source(mask, image, ndim=ndim)
+        window, channels = _checked(dataset, record, image, labels, mask)
         truth = Truth(labels, mask, entry.ignore_label) if labels is not None else None
-        window = _window(record, image, ndim=ndim)
-        channels = _channels(image, entry.channel_indices())
         spacing, unit, spacing_source = _spacing(
             image, labels, ndim=ndim, catalog=entry.spacing, catalog_unit=entry.unit, assumed=dataset.assumed_spacing
         )
