@@ -9,6 +9,9 @@ Layout (https://celltrackingchallenge.net, "Datasets")::
 Every frame becomes a record; frames without ground truth are predicted (the export then has
 every frame, as the CTC tools expect) but neither trained on nor scored. A per-plane annotation
 becomes a 2D record cutting that plane from its frame, so such datasets are 2D (``ndim: 2``).
+A sequence with both kinds uses the kind its ``ndim`` takes and says how many of the other kind
+it leaves out: whole frames in a 3D dataset (the frames annotated by planes alone are then
+predicted, not scored), planes in a 2D one.
 
 Sparse ground truth: the CTC's segmentation truth may leave cells out (gold truth annotates a
 selection of cells in a selection of frames), and the format has no mark for what is left out:
@@ -22,6 +25,7 @@ template such as ``{seq}_GT/IGNORE``), each named like the annotation it complet
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +36,8 @@ from segpipe.errors import CatalogError, InputError
 FRAME = re.compile(r"^t(\d+)\.tiff?$")
 FULL_GT = re.compile(r"^man_seg(\d+)\.tiff?$")
 PLANE_GT = re.compile(r"^man_seg_(\d+)_(\d+)\.tiff?$")
+
+log = logging.getLogger(__name__)
 
 
 def ctc_records(
@@ -58,8 +64,8 @@ def ctc_records(
 
     Raises:
         CatalogError: A sequence is not a folder or has no frames, a named ground-truth folder is
-            missing or holds no annotations, an annotation has no frame, per-plane
-            annotations are used with ``ndim: 3``, an ignore mask is named like no annotation, or
+            missing or holds no annotations, an annotation has no frame, a sequence annotated
+            by planes alone is in a ``ndim: 3`` dataset, an ignore mask is named like no annotation, or
             no sequence has an ignore folder.
     """
     records: list[ImageRecord] = []
@@ -84,10 +90,20 @@ def ctc_records(
         width = max(3, len(str(max(frames))))
         full, planes = _annotations(gt, frames, seq, width, where) if gt is not None else ({}, [])
         if planes and ndim != 2:
-            raise CatalogError(
-                f"{where}: {planes[0][2]} annotates one plane of a 3D frame; per-plane ground truth "
-                "is ingested as 2D images, set ndim: 2"
-            )
+            if not full:
+                raise CatalogError(
+                    f"{where}: {planes[0][2]} annotates one plane of a 3D frame; per-plane ground truth "
+                    "is ingested as 2D images, set ndim: 2"
+                )
+            log.warning("%s: %s holds whole-frame and per-plane annotations; ndim: 3 uses the %d whole frames and "
+                        "leaves out the %d planes (ndim: 2 uses the planes)", where, gt, len(full), len(planes))
+            unused, planes = {path.name for _, _, path in planes}, []
+        elif planes and full:
+            log.warning("%s: %s holds whole-frame and per-plane annotations; ndim: 2 uses the %d planes and "
+                        "leaves out the %d whole frames (ndim: 3 uses them)", where, gt, len(planes), len(full))
+            unused, full = {path.name for path in full.values()}, {}
+        else:
+            unused = set()
         made = [
             ImageRecord(f"{seq.name}-t{t:0{width}d}-z{z:03d}", frames[t], path, "train", plane=z, frame=t) for t, z, path in planes
         ] + [
@@ -97,7 +113,7 @@ def ctc_records(
         if ignore_template is not None:
             masks = seq.parent / ignore_template.format(seq=seq.name)
             found_masks |= masks.is_dir()
-            made = _with_ignore_masks(made, masks, where)
+            made = _with_ignore_masks(made, masks, where, unused=unused)
         records += made
     if ignore_template is not None and sequences and not found_masks:  # a typo, not every sequence annotated throughout
         raise CatalogError(f"{where}: ignore_masks: {ignore_template!r} names no folder beside any sequence "
@@ -105,14 +121,15 @@ def ctc_records(
     return records
 
 
-def _with_ignore_masks(records: list[ImageRecord], folder: Path, where: str) -> list[ImageRecord]:
-    """``records`` with the masks of ``folder`` named like their annotations (none: annotated throughout)."""
+def _with_ignore_masks(records: list[ImageRecord], folder: Path, where: str, *, unused: set[str]) -> list[ImageRecord]:
+    """``records`` with the masks of ``folder`` named like their annotations (none: annotated
+    throughout); masks of the ``unused`` annotations (left out) are left out too."""
     if not folder.is_dir():
         return records
     annotated = {r.labels.name for r in records if r.labels is not None}
     masks = {}
     for path in sorted(folder.iterdir()):
-        if not (FULL_GT.match(path.name) or PLANE_GT.match(path.name)):
+        if not (FULL_GT.match(path.name) or PLANE_GT.match(path.name)) or path.name in unused:
             continue
         if path.name not in annotated:
             raise CatalogError(f"{where}: ignore mask {path} is named like no annotation ({', '.join(sorted(annotated))})")

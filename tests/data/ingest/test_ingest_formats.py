@@ -328,6 +328,37 @@ def test_ctc_3d_per_plane_ground_truth(tmp_path, ingest):
         load_catalog(write_catalog(tmp_path, ndim=3, **entry)).dataset("d")
 
 
+def test_ctc_3d_whole_frame_and_per_plane_ground_truth_each_setting_uses_its_kind(tmp_path, ingest, caplog):
+    """A CTC 3D sequence annotated both ways (whole frame 0, one plane of frame 1, with an ignore
+    mask each) ingests under either ndim: the 3D dataset trains on the whole frame and predicts
+    frame 1, the 2D one takes the plane; each says what it left out."""
+    ds = tmp_path / "Fluo-N3DH-TEST"
+    _dirs(ds, "01", "01_GT/SEG", "01_GT/IGNORE")
+    volumes = [_blobs((6, 20, 24), 30 + t)[0] for t in range(2)]
+    for t, volume in enumerate(volumes):
+        tifffile.imwrite(ds / "01" / f"t{t:03d}.tif", volume, photometric="minisblack")
+    whole = _blobs((6, 20, 24), 0)[1].astype(np.uint16)
+    tifffile.imwrite(ds / "01_GT" / "SEG" / "man_seg000.tif", whole, photometric="minisblack")
+    plane = np.zeros((20, 24), np.uint16)
+    plane[4:9, 5:11] = 7
+    tifffile.imwrite(ds / "01_GT" / "SEG" / "man_seg_001_004.tif", plane)
+    tifffile.imwrite(ds / "01_GT" / "IGNORE" / "man_seg_001_004.tif", (plane == 0).astype(np.uint8))
+    tifffile.imwrite(ds / "01_GT" / "IGNORE" / "man_seg000.tif", np.zeros((6, 20, 24), np.uint8), photometric="minisblack")
+    entry = {"format": "ctc", "images": "Fluo-N3DH-TEST/01", "split": {"train": ["01"]}, "ignore_masks": "{seq}_GT/IGNORE"}
+
+    stored = ingest(tmp_path, ndim=3, **entry)
+    assert sorted(stored) == ["01-t000", "01-t001"]
+    np.testing.assert_array_equal(stored["01-t000"].labels[...], whole)
+    assert stored["01-t001"].labels is None
+    assert "ndim: 3 uses the 1 whole frames and leaves out the 1 planes" in caplog.text
+
+    caplog.clear()
+    records = load_catalog(write_catalog(tmp_path, ndim=2, **entry)).dataset("d").records
+    assert [(r.name, r.labels.name, r.plane, r.ignore.name) for r in records] == [
+        ("01-t001-z004", "man_seg_001_004.tif", 4, "man_seg_001_004.tif")]
+    assert "ndim: 2 uses the 1 planes and leaves out the 1 whole frames" in caplog.text
+
+
 def test_folder_of_slices_in_natural_order(tmp_path, ingest):
     volume, labels = _blobs((3, 16, 16), 40)
     _dirs(tmp_path, "stacks/vol", "lab")
