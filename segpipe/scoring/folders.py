@@ -142,6 +142,25 @@ class PredictionFolder:
         return None
 
     def _read_files(self, name: str, shape: tuple[int, ...], info: dict) -> tuple:
+        path, window, frame = self._locate(name, info)
+        if frame is not None and not path.is_dir():  # a frame of the series' one file
+            array = self._read_frame(path, int(frame))
+            if info.get("region") and array.shape != tuple(shape):
+                array = np.ascontiguousarray(array[tuple(slice(a, b) for a, b in info["region"])])
+            where = f"{path} (frame {int(frame)})"
+            return (array, None, where) if self.instances else (None, array, where)
+        if path.is_dir():
+            instances, semantic, where = self._read_group(path, name)
+        else:
+            instances, semantic, where = self._read_pair(path, info.get("affine"), window)
+            window = None  # cut as read
+        if window is not None:
+            instances, semantic = (None if a is None else np.ascontiguousarray(a[window]) for a in (instances, semantic))
+        return instances, semantic, where
+
+    def _locate(self, name: str, info: dict) -> tuple[Path, tuple[slice, ...] | None, int | None]:
+        """The prediction of image ``name``: its path, the window of it that is the image (a region
+        of a source predicted whole) and the frame (a time series predicted in one file)."""
         path, window, frame = self._find(name), None, None
         source = Path(info["source"]) if info.get("source") else None
         if path is None and source is not None and info.get("plane") is None:
@@ -155,33 +174,30 @@ class PredictionFolder:
             tried = ", ".join(f"{c}.tif" for c in self._candidates(name)[:3])
             raise InputError(f"{self.path}: no prediction for image {name!r} (looked for {tried}, ... {name}.tif, "
                              "each also .tiff, .nii.gz, .nii and .png)")
-        if frame is not None and not path.is_dir():  # a frame of the series' one file
-            array = self._read_frame(path, int(frame))
-            if info.get("region") and array.shape != tuple(shape):
-                array = np.ascontiguousarray(array[tuple(slice(a, b) for a, b in info["region"])])
-            where = f"{path} (frame {int(frame)})"
-            return (array, None, where) if self.instances else (None, array, where)
-        if path.is_dir():
-            import zarr
+        return path, window, frame
 
-            root = zarr.open_group(str(path), mode="r")
-            inner = next((m for m in (name, _stem(path)) if m in root), None)  # bioformats2raw's layout: the image inside
-            node, where = (root[inner], f"{path}/{inner}") if inner is not None else (root, str(path))
-            instances, semantic, where = self._read_node(node, where)
-            if window is not None:
-                instances, semantic = (None if a is None else np.ascontiguousarray(a[window]) for a in (instances, semantic))
-            return instances, semantic, where
-        array = self._read_file(path, info.get("affine"), window)
+    def _read_group(self, path: Path, name: str) -> tuple:
+        """Labels of an OME-Zarr image, or of the image named ``name`` (or like the folder) inside a collection."""
+        import zarr
+
+        root = zarr.open_group(str(path), mode="r")
+        inner = next((m for m in (name, _stem(path)) if m in root), None)  # bioformats2raw's layout: the image inside
+        node, where = (root[inner], f"{path}/{inner}") if inner is not None else (root, str(path))
+        return self._read_node(node, where)
+
+    def _read_pair(self, path: Path, affine, window) -> tuple:
+        """A file of labels, with its ``_semantic`` twin for an ``_instances`` file of an instance model."""
+        array = self._read_file(path, affine, window)
         if window is not None:
             array = np.ascontiguousarray(array[window])
+        if not self.instances:
+            return None, array, str(path)
         semantic = None
-        if self.instances:
-            sibling = self.path / path.name.replace("_instances", "_semantic")
-            if "_instances" in path.name and sibling.is_file():
-                semantic = self._read_file(sibling, info.get("affine"), window)
-                semantic = np.ascontiguousarray(semantic[window]) if window is not None else semantic
-            return array, semantic, str(path)
-        return None, array, str(path)
+        sibling = self.path / path.name.replace("_instances", "_semantic")
+        if "_instances" in path.name and sibling.is_file():
+            semantic = self._read_file(sibling, affine, window)
+            semantic = np.ascontiguousarray(semantic[window]) if window is not None else semantic
+        return array, semantic, str(path)
 
     def _read_ctc(self, name: str, info: dict, shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
         match = CTC_FRAME.match(Path(info.get("source") or "").name)
