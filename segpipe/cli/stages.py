@@ -231,29 +231,36 @@ def catalog_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
 
     Every entry is checked, its files found and split, and each file's header read against the
     entry (shapes of images and labels, regions inside the image, channels in the file; no
-    pixels are read): the valid ones are listed, and each problem is one line (exit code 2 when
-    there is any). An invalid entry stops only the commands that use it."""
+    pixels are read): the valid ones are listed, and each problem is one line, every file's
+    (exit code 2 when there is any). An invalid entry stops only the commands that use it."""
     from segpipe.cli.app import os_error_line
     from segpipe.data.ingest.record import check_record
     from segpipe.errors import CatalogError, InputError
     from segpipe.pipeline.catalog import open_catalog
 
-    loaded = open_catalog(catalog)
-    problems = dict(loaded.invalid)
-    for name in loaded.names():
+    def said(check, *args) -> tuple[object, str | None]:
+        """What ``check(*args)`` returns, or the line that says why it could not."""
         try:
-            dataset = loaded.dataset(name)
-            for record in dataset.records:
-                check_record(dataset, record)
+            return check(*args), None
         except (CatalogError, InputError) as err:
-            problems[name] = str(err)
-            continue
+            return None, str(err)
         except OSError as err:
-            problems[name] = os_error_line(err)
+            return None, os_error_line(err)
+
+    loaded = open_catalog(catalog)
+    problems = list(loaded.invalid.values())
+    for name in loaded.names():
+        dataset, problem = said(loaded.dataset, name)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        files = [line for record in dataset.records if (line := said(check_record, dataset, record)[1]) is not None]
+        if files:
+            problems += files
             continue
         what = f"segmented with model {dataset.entry.model}" if dataset.entry.model else f"classes {dataset.entry.classes}"
         typer.echo(f"{name}: {dataset.entry.ndim}D, {what}, images per split: {_split_counts(dataset)}")
-    for problem in problems.values():
+    for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     if problems:
         raise typer.Exit(2)

@@ -459,3 +459,21 @@ def test_catalog_reads_the_headers_regions_and_channels_that_ingest_would_refuse
         f"error: {crop_catalog.parent / 'images' / 'A9_p9d.tif'}: region test ((100, 400), (0, 160)) exceeds the image shape (160, 160)",
         f"error: {crop_catalog.parent / 'images' / 'A9_p9d.tif'}: channels [1] requested, the file has 1",
     ], listed.err
+
+
+def test_catalog_names_every_bad_file_of_an_entry(crop_catalog, segpipe_cli):
+    """Two label files of the wrong shape in one entry: `segpipe catalog` named the first only, so a
+    user fixed one file a run."""
+    import numpy as np
+    import tifffile
+
+    folder = crop_catalog.parent
+    names = sorted(p.stem for p in (folder / "labels").glob("*.tif"))[:2]
+    for name in names:
+        tifffile.imwrite(folder / "labels" / f"{name}.tif", np.zeros((40, 160), np.uint16))
+    listed = segpipe_cli("catalog", "--catalog", crop_catalog)
+    assert listed.code == 2 and listed.out == "", listed.out
+    assert listed.err.strip().splitlines() == [
+        f"error: {folder / 'images' / f'{name}.tif'} has spatial shape (160, 160) but its labels "
+        f"{folder / 'labels' / f'{name}.tif'} have shape (40, 160)" for name in names
+    ], listed.err
