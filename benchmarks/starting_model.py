@@ -68,8 +68,10 @@ IRREGULAR = (
     Style("shaded", (16, 28), 0.8, "shaded", (0.5, 0.9), 0.15, 1.0, 0.03),
     Style("cluttered", (9, 16), 0.9, "membrane", (0.5, 0.9), 0.2, 1.2, 0.05, backdrop=0.2),
 )
-#: Images per variant and split; seeds start at SEED_BASE, far from the whole-cell benchmark's (0-699).
-SPLITS = ("train",) * 4 + ("validation", "test")
+#: Images per variant and split (``--train-images`` sets the training count); seeds start at
+#: SEED_BASE, far from the whole-cell benchmark's (0-699).
+TRAIN_IMAGES = 4
+SPLITS = ("train",) * TRAIN_IMAGES + ("validation", "test")
 SEED_BASE = 50_000
 BLANK = 100  # the generated images' background level: a constant channel normalizes to 0
 #: Random weights, 25 batches per epoch and every image at its own size, as the shipped start
@@ -90,14 +92,18 @@ def variants(*, irregular: bool = False, sparse: bool = True) -> list[tuple[str,
     return both + one + nuclei + more + scattered
 
 
-def write_dataset(folder: Path, *, name: str = NAME, irregular: bool = False, sparse: bool = True) -> str:
-    """Write the images and labels under ``folder/name/`` and return the catalog entry (YAML)."""
+def write_dataset(folder: Path, *, name: str = NAME, irregular: bool = False, sparse: bool = True,
+                  train_images: int = TRAIN_IMAGES) -> str:
+    """Write the images and labels under ``folder/name/`` and return the catalog entry (YAML).
+
+    Each kind has ``train_images`` training images, one validation and one test image; the
+    validation and test images keep their seeds whatever the training count."""
     where = folder / name
     for sub in ("images", "labels"):
         (where / sub).mkdir(parents=True, exist_ok=True)
     split: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
     for v, (prefix, style, nuclear) in enumerate(variants(irregular=irregular, sparse=sparse)):
-        for i, part in enumerate(SPLITS):
+        for i, part in _numbered_splits(train_images):
             image, labels = generate(style, seed=SEED_BASE + 100 * v + i)
             if not nuclear:
                 image[1] = BLANK
@@ -108,6 +114,13 @@ def write_dataset(folder: Path, *, name: str = NAME, irregular: bool = False, sp
     description = "generated cells and nuclei for the shipped starting model (benchmarks/starting_model.py)."
     return two_channel_entry(name, description=description, ground_truth="exact by construction.", split=split,
                              object_class="object")
+
+
+def _numbered_splits(train_images: int) -> list[tuple[int, str]]:
+    """(seed offset, split) of one kind's images: training 0-3 then past the validation and test
+    images' offsets 4 and 5, so a larger training set keeps the shipped start's images."""
+    offsets = [*range(min(train_images, TRAIN_IMAGES)), *range(len(SPLITS), len(SPLITS) + train_images - TRAIN_IMAGES)]
+    return [(i, "train") for i in offsets] + [(TRAIN_IMAGES, "validation"), (TRAIN_IMAGES + 1, "test")]
 
 
 def install(model_dir: Path, target: Path, *, record: dict) -> None:
@@ -147,6 +160,7 @@ def main() -> None:
     parser.add_argument("--irregular", action="store_true", help="add the four IRREGULAR kinds (tried, not shipped)")
     parser.add_argument("--crowded-only", action="store_true",
                         help="leave out the six kinds of scattered objects (SPARSE_NUCLEI, SPARSE_CELLS): the start shipped until 2026-12-05")
+    parser.add_argument("--train-images", type=int, default=TRAIN_IMAGES, help="training images per kind (one validation and one test image each)")
     parser.add_argument("--install", action="store_true", help=f"copy the model into segpipe/models/starts/{NAME}/")
     parser.add_argument("--set", default="{}", help='JSON training fields to set on top of the start\'s plan, e.g. \'{"features": [32, 64, 128, 256, 512, 32]}\'')
     parser.add_argument("--target", type=Path, default=None, help="with --install: copy the model here instead (a start to try with --set '{\"init\": DIR}')")
@@ -156,7 +170,8 @@ def main() -> None:
     data = args.output / "data"
     data.mkdir(parents=True, exist_ok=True)
     catalog_path = data / "catalog.yaml"
-    catalog_path.write_text("datasets:\n" + write_dataset(data, irregular=args.irregular, sparse=not args.crowded_only))
+    catalog_path.write_text("datasets:\n" + write_dataset(data, irregular=args.irregular, sparse=not args.crowded_only,
+                                                                    train_images=args.train_images))
     machine = machine_line(args.epochs, "custom", plan)
     print(machine)
     result = run_task(open_catalog(catalog_path), NAME, "custom", output=args.output, epochs=args.epochs,
