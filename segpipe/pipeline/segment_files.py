@@ -515,7 +515,8 @@ def intensity_names(image: StoredImage, card: ModelCard) -> list[str]:
 def world_centroids(columns: dict[str, np.ndarray], image: StoredImage, spacing, *, frame: int = 0) -> dict[str, np.ndarray]:
     """``world-x``, ``world-y``, ``world-z``: each object's centroid in the world coordinates of a
     NIfTI input's affine (scanner or template space, RAS, in the file's unit: what 3D Slicer and
-    FSLeyes show); none for inputs without an affine. ``columns``: :func:`measure_objects`'s;
+    FSLeyes show), and ``world_unit``, that unit (empty where the file names none); none for
+    inputs without an affine. ``columns``: :func:`measure_objects`'s;
     ``frame``: the frame measured, where one of the file's first three axes is time (a volume read
     plane by plane, ``--axes XYT``: the plane's index along it)."""
     affine = image.info.get("affine")
@@ -528,7 +529,8 @@ def world_centroids(columns: dict[str, np.ndarray], image: StoredImage, spacing,
     file_axes = list(image.info.get("source_axes") or "XYZ")[:3]
     index = np.stack([voxel.get(a, np.zeros(n)) for a in file_axes] + [np.zeros(n)] * (3 - len(file_axes)))
     world = affine[:3, :3] @ index + affine[:3, 3:4]
-    return {f"world-{name}": world[k] for k, name in enumerate("xyz")}
+    return {**{f"world-{name}": world[k] for k, name in enumerate("xyz")},
+            "world_unit": np.full(n, image.info.get("world_unit") or "", dtype=object)}
 
 
 def count_objects(path: Path, images: list[str]) -> dict[str, int]:

@@ -942,11 +942,16 @@ def test_nifti_objects_are_placed_in_the_files_world_coordinates(model, tmp_path
     flipped[:3, 3] = apply_affine(plain, (field.shape[0] - 1, 0, 0))  # the same world for the flipped array
     nib.save(nib.Nifti1Image(field, plain), tmp_path / "plain.nii.gz")
     nib.save(nib.Nifti1Image(field[::-1].copy(), flipped), tmp_path / "flipped.nii.gz")
+    in_microns = nib.Nifti1Image(field, plain)
+    in_microns.header.set_xyzt_units("micron")
+    nib.save(in_microns, tmp_path / "microns.nii.gz")
     predictor = Predictor.load(model, PredictParams(device="cpu", inference={"flip_tta": False}))
     out = SegmentFolder(tmp_path / "out")
-    segment([str(tmp_path / "plain.nii.gz"), str(tmp_path / "flipped.nii.gz")], predictor, out, progress=False)
+    segment([str(tmp_path / f"{n}.nii.gz") for n in ("plain", "flipped", "microns")], predictor, out, progress=False)
     with open(out.table, newline="") as handle:
         rows = list(csv.DictReader(handle))
+    # the world's unit is the file's, which the unit column (the model's) need not be
+    assert {(r["image"], r["world_unit"]) for r in rows} == {("plain", ""), ("flipped", ""), ("microns", "micrometer")}
     for name, affine in (("plain", plain), ("flipped", flipped)):
         labels = np.asarray(nib.load(out.labels / f"{name}_labels.nii.gz").dataobj)
         mine = [r for r in rows if r["image"] == name]

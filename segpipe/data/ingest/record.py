@@ -165,6 +165,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     "source_axes": image.meta.axes,
                     "affine": _moved(image.meta.affine, image, window),
                     "world": image.meta.world,
+                    "world_unit": image.meta.unit if image.meta.affine is not None else None,  # the affine's, as the file says
                     "qform": _moved(image.meta.qform, image, window),
                     "qform_space": image.meta.qform_space,
                     "time_step": image.meta.time_step,
