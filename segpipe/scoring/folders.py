@@ -150,7 +150,7 @@ class PredictionFolder:
             where = f"{path} (frame {int(frame)})"
             return (array, None, where) if self.instances else (None, array, where)
         if path.is_dir():
-            instances, semantic, where = self._read_group(path, name)
+            instances, semantic, where = self._read_group(path, name, frame=frame)
         else:
             instances, semantic, where = self._read_pair(path, info.get("affine"), window)
             window = None  # cut as read
@@ -176,14 +176,15 @@ class PredictionFolder:
                              "each also .tiff, .nii.gz, .nii and .png)")
         return path, window, frame
 
-    def _read_group(self, path: Path, name: str) -> tuple:
-        """Labels of an OME-Zarr image, or of the image named ``name`` (or like the folder) inside a collection."""
+    def _read_group(self, path: Path, name: str, *, frame: int | None = None) -> tuple:
+        """Labels of an OME-Zarr image, or of the image named ``name`` (or like the folder) inside a
+        collection; of its time point ``frame`` where the image is a time series."""
         import zarr
 
         root = zarr.open_group(str(path), mode="r")
         inner = next((m for m in (name, _stem(path)) if m in root), None)  # bioformats2raw's layout: the image inside
         node, where = (root[inner], f"{path}/{inner}") if inner is not None else (root, str(path))
-        return self._read_node(node, where)
+        return self._read_node(node, where, frame=frame)
 
     def _read_pair(self, path: Path, affine, window) -> tuple:
         """A file of labels, with its ``_semantic`` twin for an ``_instances`` file of an instance model."""
@@ -249,12 +250,13 @@ class PredictionFolder:
             raise InputError(f"{self.path}: no member named {name!r} in the zarr group")
         return self._read_node(root[name], f"{self.path}/{name}")
 
-    def _read_node(self, node, where: str) -> tuple:
-        """Instances, class map and where they came from, of a zarr array or (OME-Zarr) image group."""
+    def _read_node(self, node, where: str, *, frame: int | None = None) -> tuple:
+        """Instances, class map and where they came from, of a zarr array or (OME-Zarr) image group
+        (of its time point ``frame`` where it holds a time series)."""
         import zarr
 
         if isinstance(node, zarr.Array):
-            array = _check_labels(np.asarray(node), where)
+            array = _check_labels(self._frame(node, frame, where), where)
             return (array, None, where) if self.instances else (None, array, where)
         if "labels" in node:
             labels = node["labels"]
@@ -264,22 +266,43 @@ class PredictionFolder:
             for kind in ("instances", "semantic"):
                 for label in (kind, f"predicted-{kind}"):  # predictions.zarr's; those attached to an image's store
                     if label in labels and kind not in found:
-                        found[kind] = self._level(labels[label], f"{where}/labels/{label}")
+                        found[kind] = self._level(labels[label], f"{where}/labels/{label}", frame=frame)
             if wanted not in found and len(named) == 1:  # one label image, of another name (ome-zarr-py's write_labels)
-                found[wanted] = self._level(labels[named[0]], f"{where}/labels/{named[0]}")
+                found[wanted] = self._level(labels[named[0]], f"{where}/labels/{named[0]}", frame=frame)
             if wanted not in found:
                 raise InputError(f"{where}/labels: no {wanted} labels; it holds {', '.join(named) or 'none'} (segpipe reads "
                                  f"labels/{wanted}, or the only label image there is)")
             return found.get("instances"), found.get("semantic"), where
-        array = self._level(node, where)
+        array = self._level(node, where, frame=frame)
         return (array, None, where) if self.instances else (None, array, where)
 
-    def _level(self, group, where: str) -> np.ndarray:
-        """An OME-Zarr image's full-resolution labels, without axes of length 1 before the spatial ones."""
-        array = np.asarray(_first_level(group, where))
+    def _level(self, group, where: str, *, frame: int | None = None) -> np.ndarray:
+        """An OME-Zarr image's full-resolution labels (of time point ``frame``), without axes of
+        length 1 before the spatial ones."""
+        array = self._frame(_first_level(group, where), frame, where)
         while array.ndim > self.ndim and array.shape[0] == 1:
             array = array[0]
         return _check_labels(array, where)
+
+    def _frame(self, array, frame: int | None, where: str) -> np.ndarray:
+        """Time point ``frame`` of a zarr array of labels whose one axis longer than 1 before the
+        spatial ones is time (ome-zarr-py's tczyx, a plain tyx); the whole array where ``frame`` is
+        None, or is 0 of labels with no axis before the spatial ones."""
+        leading = array.shape[: max(array.ndim - self.ndim, 0)]
+        if frame is None or (not leading and frame == 0):
+            return np.asarray(array)
+        if not leading:
+            raise InputError(f"{where}: no frame {frame}: the labels of shape {array.shape} hold one")
+        long = [i for i, n in enumerate(leading) if n > 1]
+        if len(long) > 1:
+            raise InputError(f"{where}: labels of shape {array.shape} have {len(long)} axes besides the spatial ones; "
+                             "one (time) is read")
+        axis = long[0] if long else 0
+        if frame >= leading[axis]:
+            raise InputError(f"{where}: no frame {frame}: the labels hold {leading[axis]}")
+        index = [0] * len(leading)
+        index[axis] = frame
+        return np.asarray(array[tuple(index)])
 
 
 def _source_affine(affine: np.ndarray, window: tuple[slice, ...] | None) -> np.ndarray:

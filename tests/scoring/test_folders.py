@@ -221,3 +221,18 @@ def test_the_images_own_folder_is_refused_not_scored(tmp_path):
     info = {"source": str(tmp_path / "img.tif"), "region": None, "frame": None, "plane": None}
     with pytest.raises(InputError, match=r"img.tif: the image itself, not a prediction of it"):
         read(tmp_path, info=info)
+
+
+@pytest.mark.parametrize("leading", [(4,), (4, 1, 1)])
+def test_a_time_series_predicted_in_one_ome_zarr(tmp_path, leading):
+    """A time-lapse OME-Zarr's prediction (labels (T, Y, X), or ome-zarr-py's tczyx) is one group:
+    each frame was scored against the whole series and refused for its shape."""
+    movie = np.stack([LABELS * (t + 1) for t in range(4)]).reshape(*leading, *LABELS.shape)
+    cells = zarr.open_group(str(tmp_path / "m2.ome.zarr"), mode="w").create_group("labels/cells")
+    cells.attrs["multiscales"] = [{"datasets": [{"path": "0"}]}]
+    cells.create_array("0", data=movie)
+    info = {"source": "/data/movies/m2.ome.zarr", "region": None, "frame": 2, "plane": None}
+    prediction = read(tmp_path, "m2-t002", info=info, names=["m2-t000", "m2-t002"])
+    assert np.array_equal(prediction.instances, LABELS * 3)
+    with pytest.raises(InputError, match=r"m2.ome.zarr/labels/cells: no frame 4: the labels hold 4"):
+        read(tmp_path, "m2-t004", info={**info, "frame": 4}, names=["m2-t004"])
