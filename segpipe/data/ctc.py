@@ -95,12 +95,12 @@ def ctc_records(
                     f"{where}: {planes[0][2]} annotates one plane of a 3D frame; per-plane ground truth "
                     "is ingested as 2D images, set ndim: 2"
                 )
-            log.warning("%s: %s holds whole-frame and per-plane annotations; ndim: 3 uses the %d whole frames and "
-                        "leaves out the %d planes (ndim: 2 uses the planes)", where, gt, len(full), len(planes))
+            log.warning("%s: %s holds whole-frame and per-plane annotations; ndim: 3 uses the whole-frame ones (%d) "
+                        "and leaves out the per-plane ones (%d; ndim: 2 uses those)", where, gt, len(full), len(planes))
             unused, planes = {path.name for _, _, path in planes}, []
         elif planes and full:
-            log.warning("%s: %s holds whole-frame and per-plane annotations; ndim: 2 uses the %d planes and "
-                        "leaves out the %d whole frames (ndim: 3 uses them)", where, gt, len(planes), len(full))
+            log.warning("%s: %s holds whole-frame and per-plane annotations; ndim: 2 uses the per-plane ones (%d) "
+                        "and leaves out the whole-frame ones (%d; ndim: 3 uses those)", where, gt, len(planes), len(full))
             unused, full = {path.name for path in full.values()}, {}
         else:
             unused = set()

@@ -350,13 +350,13 @@ def test_ctc_3d_whole_frame_and_per_plane_ground_truth_each_setting_uses_its_kin
     assert sorted(stored) == ["01-t000", "01-t001"]
     np.testing.assert_array_equal(stored["01-t000"].labels[...], whole)
     assert stored["01-t001"].labels is None
-    assert "ndim: 3 uses the 1 whole frames and leaves out the 1 planes" in caplog.text
+    assert "ndim: 3 uses the whole-frame ones (1) and leaves out the per-plane ones (1; ndim: 2 uses those)" in caplog.text
 
     caplog.clear()
     records = load_catalog(write_catalog(tmp_path, ndim=2, **entry)).dataset("d").records
     assert [(r.name, r.labels.name, r.plane, r.ignore.name) for r in records] == [
         ("01-t001-z004", "man_seg_001_004.tif", 4, "man_seg_001_004.tif")]
-    assert "ndim: 2 uses the 1 planes and leaves out the 1 whole frames" in caplog.text
+    assert "ndim: 2 uses the per-plane ones (1) and leaves out the whole-frame ones (1; ndim: 3 uses those)" in caplog.text
 
 
 def test_folder_of_slices_in_natural_order(tmp_path, ingest):
