@@ -178,13 +178,14 @@ class PredictionFolder:
 
     def _read_group(self, path: Path, name: str, *, frame: int | None = None) -> tuple:
         """Labels of an OME-Zarr image, or of the image named ``name`` (or like the folder) inside a
-        collection; of its time point ``frame`` where the image is a time series."""
+        collection; of its time point ``frame`` where the image is a time series (an image named
+        ``name`` inside is that time point's own, as `segpipe segment` writes a series' frames)."""
         import zarr
 
         root = zarr.open_group(str(path), mode="r")
         inner = next((m for m in (name, _stem(path)) if m in root), None)  # bioformats2raw's layout: the image inside
         node, where = (root[inner], f"{path}/{inner}") if inner is not None else (root, str(path))
-        return self._read_node(node, where, frame=frame)
+        return self._read_node(node, where, frame=None if inner == name else frame)
 
     def _read_pair(self, path: Path, affine, window) -> tuple:
         """A file of labels, with its ``_semantic`` twin for an ``_instances`` file of an instance model."""

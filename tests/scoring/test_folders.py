@@ -236,3 +236,16 @@ def test_a_time_series_predicted_in_one_ome_zarr(tmp_path, leading):
     assert np.array_equal(prediction.instances, LABELS * 3)
     with pytest.raises(InputError, match=r"m2.ome.zarr/labels/cells: no frame 4: the labels hold 4"):
         read(tmp_path, "m2-t004", info={**info, "frame": 4}, names=["m2-t004"])
+
+
+def test_a_time_series_as_segment_writes_it_one_image_per_frame_in_its_ome_zarr(tmp_path):
+    """`segpipe segment` writes a movie's frames as images NAME-tTTT inside NAME.ome.zarr: frame 1's
+    own image was read as a series and refused ("no frame 1")."""
+    movie = zarr.open_group(str(tmp_path / "m2.ome.zarr"), mode="w")
+    for t in range(2):
+        group = movie.create_group(f"m2-t{t:03d}/labels/predicted-instances")
+        group.attrs["ome"] = {"multiscales": [{"datasets": [{"path": "s0"}]}]}
+        group.create_array("s0", data=LABELS * (t + 1))
+    info = {"source": "/data/movies/m2.tif", "region": None, "frame": 1, "plane": None}
+    prediction = read(tmp_path, "m2-t001", info=info, names=["m2-t000", "m2-t001"])
+    assert np.array_equal(prediction.instances, LABELS * 2) and prediction.source.endswith("m2.ome.zarr/m2-t001")
