@@ -157,7 +157,8 @@ def score(
             "--predictions",
             help="Score this folder of another tool's predictions instead of the run's: TIFF, NIfTI or PNG files "
             "named after the images (NAME_masks, NAME_cp_masks, NAME_instances, ... or NAME), a zarr group, "
-            "or CTC maskTTT.tif. Ingests the dataset if needed; writes OUTPUT/DATASET/external/FOLDER/metrics.json.",
+            "or CTC maskTTT.tif (in the folder, or in its SEQ_RES folders, one per sequence). Ingests the dataset if needed; "
+            "writes OUTPUT/DATASET/external/FOLDER/metrics.json.",
         ),
     ] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,

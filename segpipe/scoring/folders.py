@@ -22,9 +22,11 @@ pipeline uses for its own predictions:
   ``predicted-semantic`` as segpipe attaches them to an image's store; a label image of another name
   where it is the only one), an array, or an OME-Zarr image (its first multiscale level; axes
   of length 1 before the spatial ones, as ``tczyx`` writes them, are dropped).
-* **Cell Tracking Challenge**: ``maskTTT.tif`` files. For a dataset ingested from CTC
-  sequences, frame ``T`` is the image cut from ``tTTT.tif`` (a per-plane annotation takes its
-  plane of the 3D mask); otherwise frame ``T`` is the ``T``-th test image, in catalog order.
+* **Cell Tracking Challenge**: ``maskTTT.tif`` files, in the folder or in its ``SEQ_RES``
+  folders. For a dataset ingested from CTC sequences, frame ``T`` is the image cut from
+  ``SEQ/tTTT.tif`` (a per-plane annotation takes its plane of the 3D mask), read from
+  ``SEQ_RES`` (a folder of masks named for another sequence is refused; one not named
+  ``*_RES`` is taken for any); otherwise frame ``T`` is the ``T``-th test image, in catalog order.
 
 Shapes must equal the ground truth's; labels must be non-negative integers. Every problem is an
 :class:`~segpipe.errors.InputError` naming the file.
@@ -43,6 +45,7 @@ from segpipe.errors import InputError
 SUFFIXES = (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".nii.gz", ".nii", ".png")  # x.ome.tif is image x
 ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 CTC_MASK = re.compile(r"^mask(\d+)\.tiff?$")
+CTC_RES = re.compile(r"^(.+)_RES$")
 CTC_FRAME = re.compile(r"^t(\d+)\.tiff?$")
 
 
@@ -74,9 +77,14 @@ def folder_layout(path: Path) -> str:
         raise InputError(f"{path}: no such prediction folder")
     if (path / "zarr.json").is_file() or (path / ".zgroup").is_file():
         return "zarr"
-    if any(CTC_MASK.match(p.name) for p in path.iterdir()):
+    if _masks(path) or any(CTC_RES.match(p.name) and _masks(p) for p in path.iterdir() if p.is_dir()):
         return "ctc"
     return "files"
+
+
+def _masks(folder: Path) -> dict[int, Path]:
+    """``{T: folder/maskTTT.tif}``."""
+    return {int(m[1]): p for p in folder.iterdir() if (m := CTC_MASK.match(p.name))}
 
 
 class PredictionFolder:
@@ -95,8 +103,12 @@ class PredictionFolder:
         self.instances = instances
         self.names = list(names)
         self.layout = folder_layout(self.path)
-        if self.layout == "ctc":
-            self._frames = {int(m[1]): p for p in self.path.iterdir() if (m := CTC_MASK.match(p.name))}
+        if self.layout == "ctc":  # {sequence: {T: mask}}; None: a folder of masks not named SEQ_RES
+            own = CTC_RES.match(self.path.name)
+            self._sequences = {own[1] if own else None: _masks(self.path)} if _masks(self.path) else {}
+            for sub in sorted(p for p in self.path.iterdir() if p.is_dir()):
+                if (m := CTC_RES.match(sub.name)) and _masks(sub):
+                    self._sequences[m[1]] = _masks(sub)
 
     def read(self, name: str, *, shape: tuple[int, ...], info: dict | None = None) -> ExternalPrediction:
         """The prediction of image ``name``, checked against the ground truth's ``shape``.
@@ -203,13 +215,15 @@ class PredictionFolder:
 
     def _read_ctc(self, name: str, info: dict, shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
         match = CTC_FRAME.match(Path(info.get("source") or "").name)
-        if match:  # an image of a CTC sequence: its own frame number
+        if match:  # an image of a CTC sequence: its own frame number, in its sequence's masks
             t, why = int(match[1]), f"frame {int(match[1])} of {Path(info['source']).name}"
+            frames = self._sequence_masks(Path(info["source"]).parent.name, name)
         else:
             t, why = self.names.index(name), f"test image {self.names.index(name)} in catalog order"
-        if t not in self._frames:
+            frames = self._sequence_masks(None, name)
+        if t not in frames:
             raise InputError(f"{self.path}: no mask{t:03d}.tif for {name!r} ({why})")
-        path = self._frames[t]
+        path = frames[t]
         from segpipe.data.readers import read_image
 
         array = read_image(path, ndim=3 if info.get("plane") is not None else self.ndim).array
@@ -218,6 +232,19 @@ class PredictionFolder:
         if info.get("region") and array.shape != shape:  # a mask of the whole source file
             array = array[tuple(slice(a, b) for a, b in info["region"])]
         return _check_labels(np.ascontiguousarray(array), str(path)), str(path)
+
+    def _sequence_masks(self, sequence: str | None, name: str) -> dict[int, Path]:
+        """The masks of ``sequence`` (``SEQ_RES``), else those of a folder named for no sequence."""
+        if sequence in self._sequences:
+            return self._sequences[sequence]
+        if None in self._sequences:
+            return self._sequences[None]
+        if sequence is None and len(self._sequences) == 1:
+            return next(iter(self._sequences.values()))
+        found = ", ".join(f"{s}_RES" for s in self._sequences)
+        if sequence is None:
+            raise InputError(f"{self.path}: holds {found}; image {name!r} is of no CTC sequence: give the folder of its masks")
+        raise InputError(f"{self.path}: no masks of sequence {sequence!r} for image {name!r} (holds {found})")
 
     def _read_frame(self, path: Path, t: int) -> np.ndarray:
         """Frame ``t`` of a time series' labels in one file (a leading axis not named is time)."""

@@ -95,6 +95,22 @@ def test_ctc_frames_of_a_ctc_sequence_dataset(tmp_path):
         read(tmp_path, "01-t007", names=["01-t007"], info={"source": "/x/01/t007.tif"})
 
 
+def test_ctc_masks_are_read_from_their_own_sequences_res_folder(tmp_path):
+    """01_RES scored sequence 02's frames against 01's masks (SEG 0.06, no word); the folder
+    holding 01_RES and 02_RES was not read at all."""
+    for seq, factor in (("01", 1), ("02", 5)):
+        (tmp_path / f"{seq}_RES").mkdir()
+        tifffile.imwrite(tmp_path / f"{seq}_RES" / "mask000.tif", LABELS * factor)
+    info = {"source": "/data/02/t000.tif"}
+    with pytest.raises(InputError, match=r"01_RES: no masks of sequence '02' for image '02-t000' \(holds 01_RES\)"):
+        read(tmp_path / "01_RES", "02-t000", names=["01-t000", "02-t000"], info=info)
+    assert folder_layout(tmp_path) == "ctc"
+    both = [read(tmp_path, f"{seq}-t000", names=["01-t000", "02-t000"], info={"source": f"/data/{seq}/t000.tif"})
+            for seq in ("01", "02")]
+    assert np.array_equal(both[0].instances, LABELS) and np.array_equal(both[1].instances, LABELS * 5)
+    assert both[1].source.endswith("02_RES/mask000.tif")
+
+
 @pytest.mark.parametrize(
     ("array", "message"),
     [
