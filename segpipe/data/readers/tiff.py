@@ -43,6 +43,7 @@ class TiffSource(Source):
         except Exception as err:  # tifffile raises many types for damaged files
             raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
         try:
+            _check_whole(self._tif, path)
             count = len(self._tif.series)
             if series is not None and series >= count:
                 raise InputError(f"{path}: has {count} image series; series {series} does not exist (they count from 0)")
@@ -96,6 +97,25 @@ class TiffSource(Source):
         tif = getattr(self, "_tif", None)
         if tif is not None:
             tif.close()
+
+
+def _check_whole(tif, path: Path) -> None:
+    """Refuse a file cut short after a page: its last page points to a next one past the file's
+    end (a copy or a write that stopped). tifffile reads such a file as the pages before the cut,
+    a time-lapse as its first frame alone, saying so only in its log."""
+    import struct
+
+    form, handle = tif.tiff, tif.filehandle
+    pages = tif.pages
+    last = pages[len(pages) - 1]
+    handle.seek(last.offset)
+    tags = struct.unpack(form.tagnoformat, handle.read(form.tagnosize))[0]
+    handle.seek(last.offset + form.tagnosize + tags * form.tagsize)
+    raw = handle.read(form.offsetsize)
+    following = struct.unpack(form.offsetformat, raw)[0] if len(raw) == form.offsetsize else None
+    if following is None or following >= handle.size:
+        raise InputError(f"{path}: cut short: after its {len(pages)} page(s) the file points to another past its end "
+                         f"({handle.size} bytes); copy or write it again")
 
 
 #: Kinds of tifffile series whose several series are several images (positions, scenes or fields

@@ -82,3 +82,26 @@ def test_which_files_count_as_several_images(tmp_path):
     assert image_series(tmp_path / "stack.tif") == 1
     (tmp_path / "broken.tif").write_bytes(b"II*\x00 not really")
     assert image_series(tmp_path / "broken.tif") == 1
+
+
+@pytest.mark.parametrize("kind", ["imagej", "ome", "bigtiff"])
+def test_a_time_lapse_cut_short_after_its_first_page_is_refused(tmp_path, kind):
+    """A copy that stopped after the first frame's pixels was read as one 2D image (tifffile falls
+    back to the pages before the cut, saying so only in its log): later frames and the pixel size
+    were lost without a word."""
+    movie = np.random.default_rng(0).integers(0, 1000, (5, 64, 64)).astype(np.uint16)
+    path = tmp_path / "movie.tif"
+    if kind == "imagej":
+        tifffile.imwrite(path, movie, imagej=True, metadata={"axes": "TYX", "finterval": 1.0})
+    else:
+        tifffile.imwrite(path, movie, ome=True, bigtiff=kind == "bigtiff", metadata={"axes": "TYX"})
+    with TiffSource(path) as whole:
+        assert whole.shape[0] == 5
+    with tifffile.TiffFile(path) as tif:
+        end = tif.pages[0].dataoffsets[0] + tif.pages[0].databytecounts[0]  # the first frame's pixels, whole
+    data = path.read_bytes()
+    assert end < len(data)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[:end + 100])
+    with pytest.raises(InputError, match=r"cut.tif: cut short: after its 1 page\(s\) the file points to another past its end"):
+        TiffSource(cut)
