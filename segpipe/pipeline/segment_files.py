@@ -442,7 +442,8 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
                              qform_space=image.info.get("qform_space"), time_step=image.info.get("time_step") if frames else None)]
     if item.kind in ("tiff", "png"):
         unit = image.info.get("unit")
-        z_step = _planes_read_as_frames(image, labels.shape[0]) if frames == 1 and ndim == 2 and item.kind == "tiff" else None
+        z_step = (_planes_read_as_frames(image, labels.shape[0], series=item.series)
+                  if frames == 1 and ndim == 2 and item.kind == "tiff" else None)
         if z_step is not None:  # a stack's planes read as frames (--axes TYX): the labels in the stack's own layout
             return [export_tiff(labels, label_files(item, folder)[0], axes="ZYX", spacing=(z_step, *image.spacing), unit=unit)]
         return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit,
@@ -450,15 +451,16 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
     return []
 
 
-def _planes_read_as_frames(image: StoredImage, frames: int) -> float | None:
-    """The z step of a TIFF stack whose ``frames`` planes a 2D model read as frames (``--axes TYX``):
-    the file itself says they are planes (Z) and gives their step; ``None`` otherwise (a time series)."""
+def _planes_read_as_frames(image: StoredImage, frames: int, *, series: int | None = None) -> float | None:
+    """The z step of a TIFF stack (image ``series`` of a file of several) whose ``frames`` planes a
+    2D model read as frames (``--axes TYX``): the file itself says they are planes (Z) and gives
+    their step; ``None`` otherwise (a time series)."""
     from segpipe.data.readers import AxesSpec, open_source
 
     if image.info.get("source_axes") != "TYX" or not image.info.get("source"):
         return None
     try:
-        with open_source(Path(image.info["source"]), spec=AxesSpec(fill="Z")) as own:
+        with open_source(Path(image.info["source"]), spec=AxesSpec(fill="Z"), series=series) as own:
             if own.frames == 1 and own.spatial[0] == frames and own.meta.spacing[0] is not None:
                 return float(own.meta.spacing[0])
     except (InputError, OSError):

@@ -1271,6 +1271,26 @@ def test_a_2d_model_on_a_z_stack_writes_its_labels_as_the_stack(model, tmp_path,
         assert x_res[1] / x_res[0] == pytest.approx(0.5)
 
 
+def test_the_second_position_of_an_ome_tiff_keeps_its_own_time_series_layout(model, tmp_path, segpipe_cli):
+    """A time-lapse second position of an OME-TIFF whose first is a z-stack got its labels written
+    as a z-stack with the first position's z step: the export looked at the file's first series."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
+    planes = np.stack([np.roll(field, 6 * k, axis=1) for k in range(3)])
+    with tifffile.TiffWriter(tmp_path / "mixed.ome.tif", ome=True) as tif:
+        tif.write(planes, metadata={"axes": "ZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeZ": 2.0})
+        tif.write(planes, metadata={"axes": "TYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "TimeIncrement": 60.0,
+                                    "TimeIncrementUnit": "s"})
+    result = segpipe_cli("segment", tmp_path / "mixed.ome.tif", "--model", model.folder, "--axes", "TYX", "--no-resample",
+                         "--output", tmp_path / "out", "--device", "cpu")
+    assert result.code == 0, result.err
+    with tifffile.TiffFile(tmp_path / "out" / "labels" / "mixed_s0_labels.tif") as stack:
+        assert stack.series[0].axes == "ZYX" and stack.imagej_metadata["spacing"] == pytest.approx(2.0)
+    with tifffile.TiffFile(tmp_path / "out" / "labels" / "mixed_s1_labels.tif") as movie:
+        meta = movie.imagej_metadata
+        assert movie.series[0].axes == "TYX" and meta["frames"] == 3 and "slices" not in meta
+        assert meta["finterval"] == pytest.approx(60.0)
+
+
 def test_a_nifti_time_series_keeps_its_time_step(model, tmp_path, segpipe_cli):
     """A 4D NIfTI's 30 s between frames became pixdim[4] = 1 with no time unit in the labels."""
     import nibabel as nib
