@@ -185,8 +185,11 @@ def _physical_size(tif, series: int, pixels: dict | None) -> tuple[tuple[float |
 
 
 #: Seconds per time unit, as OME (``TimeIncrementUnit``) and ImageJ (``tunit``) write them.
-SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "minute": 60.0,
-           "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0}
+SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ds": 0.1, "cs": 1e-2, "ms": 1e-3, "msec": 1e-3,
+           "millisecond": 1e-3, "milliseconds": 1e-3, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "us": 1e-6, "usec": 1e-6,
+           "microsecond": 1e-6, "microseconds": 1e-6, "ns": 1e-9, "nanosecond": 1e-9, "nanoseconds": 1e-9,
+           "min": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0,
+           "d": 86400.0, "day": 86400.0, "days": 86400.0}
 
 
 def _ome_pixels(tif, series: int = 0) -> dict | None:

@@ -105,3 +105,13 @@ def test_a_time_lapse_cut_short_after_its_first_page_is_refused(tmp_path, kind):
     cut.write_bytes(data[:end + 100])
     with pytest.raises(InputError, match=r"cut.tif: cut short: after its 1 page\(s\) the file points to another past its end"):
         TiffSource(cut)
+
+
+@pytest.mark.parametrize(("unit", "seconds"), [("s", 2.0), ("d", 172800.0), ("µs", 2e-6), ("ns", 2e-9), ("h", 7200.0)])
+def test_an_ome_time_increment_in_each_ome_unit_gives_the_time_step(tmp_path, unit, seconds):
+    """Days and microseconds, OME units both, left the time column out without a word."""
+    path = tmp_path / "movie.ome.tif"
+    tifffile.imwrite(path, np.zeros((3, 16, 16), np.uint16), ome=True,
+                     metadata={"axes": "TYX", "TimeIncrement": 2.0, "TimeIncrementUnit": unit})
+    with TiffSource(path) as source:
+        assert source.meta.time_step == pytest.approx(seconds)
