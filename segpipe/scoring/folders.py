@@ -247,10 +247,17 @@ class PredictionFolder:
         raise InputError(f"{self.path}: no masks of sequence {sequence!r} for image {name!r} (holds {found})")
 
     def _read_frame(self, path: Path, t: int) -> np.ndarray:
-        """Frame ``t`` of a time series' labels in one file (a leading axis not named is time)."""
+        """Frame ``t`` of a time series' labels in one file (a leading axis not named is time; a 4D
+        NIfTI's fourth, which images read as channels, is time in labels of one channel)."""
         from segpipe.data.readers import AxesSpec, open_source
 
-        with open_source(path, spec=AxesSpec(fill=("Z" if self.ndim == 3 else "") + "T")) as source:
+        spec = AxesSpec(fill=("Z" if self.ndim == 3 else "") + "T")
+        if path.name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            if len(nib.load(path).shape) == 4:
+                spec = AxesSpec(override="XYZT")
+        with open_source(path, spec=spec) as source:
             if t >= source.frames:
                 raise InputError(f"{path}: no frame {t}: the file holds {source.frames}")
             if source.channels != 1:

@@ -265,3 +265,14 @@ def test_a_time_series_as_segment_writes_it_one_image_per_frame_in_its_ome_zarr(
     info = {"source": "/data/movies/m2.tif", "region": None, "frame": 1, "plane": None}
     prediction = read(tmp_path, "m2-t001", info=info, names=["m2-t000", "m2-t001"])
     assert np.array_equal(prediction.instances, LABELS * 2) and prediction.source.endswith("m2.ome.zarr/m2-t001")
+
+
+def test_a_time_series_predicted_in_one_4d_nifti(tmp_path):
+    """A movie's labels as one (x, y, 1, t) NIfTI (segpipe segment's own) were refused: the fourth
+    axis was read as channels."""
+    frame = np.kron(LABELS, np.ones((4, 4), np.uint16))  # (y, x)
+    movie = np.stack([frame.T * (t + 1) for t in range(3)], axis=-1)[:, :, None, :]  # (x, y, 1, t)
+    nib.save(nib.Nifti1Image(movie, np.eye(4)), tmp_path / "m2_labels.nii.gz")
+    info = {"source": "/data/movies/m2.nii.gz", "region": None, "frame": 2, "plane": None}
+    prediction = read(tmp_path, "m2-t002", info=info, names=["m2-t002"], shape=frame.shape)
+    assert np.array_equal(prediction.instances, frame * 3)
