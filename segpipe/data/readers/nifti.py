@@ -116,11 +116,12 @@ _SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 
 
 def _time_step(header, mapped: str) -> float | None:
-    """Seconds between time points: the ``pixdim`` of the file axis read as time, in its time unit
-    (``None`` without a time axis, a step, or a time unit)."""
-    if "T" not in mapped:
+    """Seconds between time points: the ``pixdim`` of the file's fourth axis where it is read as
+    time, in the header's time unit (``None`` without such an axis, a step, or a time unit). A
+    spatial axis read as time (``--axes XYT``) has no time step: its pixdim is a length."""
+    if "T" not in mapped or mapped.index("T") != 3:
         return None
-    axis = mapped.index("T")
+    axis = 3
     zooms = header.get_zooms()
     factor = _SECONDS.get(header.get_xyzt_units()[1])
     step = float(zooms[axis]) if axis < len(zooms) else 0.0

@@ -106,3 +106,21 @@ def test_a_truncated_nifti_is_one_line(tmp_path):
             source.read_all()
     assert "\n" not in str(caught.value) and str(caught.value).startswith(f"{tmp_path / 'cut.nii'}: "), str(caught.value)
     assert "could the file be damaged" in str(caught.value) or "NIfTI" in str(caught.value)
+
+
+def test_only_the_fourth_axis_read_as_time_has_a_time_step(tmp_path):
+    """A 3D volume's planes read as frames (--axes XYT) got the z voxel size, 2 mm, as 2 s between
+    frames where the header's time unit was seconds; the fourth axis's pixdim is the time step."""
+    from segpipe.data.readers.axes import AxesSpec
+
+    volume = nib.Nifti1Image(np.zeros((6, 5, 4), np.float32), np.diag([1.0, 1.0, 2.0, 1.0]))
+    volume.header.set_xyzt_units("mm", "sec")
+    nib.save(volume, tmp_path / "volume.nii.gz")
+    with NiftiSource(tmp_path / "volume.nii.gz", spec=AxesSpec(override="XYT")) as planes:
+        assert planes.frames == 4 and planes.meta.time_step is None
+    movie = nib.Nifti1Image(np.zeros((6, 5, 1, 3), np.float32), np.eye(4))
+    movie.header.set_zooms((1.0, 1.0, 1.0, 30.0))
+    movie.header.set_xyzt_units("mm", "msec")
+    nib.save(movie, tmp_path / "movie.nii.gz")
+    with NiftiSource(tmp_path / "movie.nii.gz", spec=AxesSpec(override="XYZT")) as frames:
+        assert frames.frames == 3 and frames.meta.time_step == pytest.approx(0.03)
