@@ -234,7 +234,15 @@ def _time_step(tif, pixels: dict | None) -> float | None:
 
 
 def _ome_size(pixels: dict, path) -> tuple[tuple[float | None, float | None, float | None], str | None] | None:
-    """The pixel size and unit an OME ``Pixels`` element gives; ``None`` where it gives none."""
+    """The pixel size and unit an OME ``Pixels`` element gives; ``None`` where it gives none. One of
+    ``PhysicalSizeY`` and ``PhysicalSizeX`` alone is taken for both (square pixels), with a warning:
+    left unknown, the other axis took a default and the pixel a made-up shape."""
+    if (pixels.get("PhysicalSizeY") is None) != (pixels.get("PhysicalSizeX") is None):
+        given, missing = ("X", "Y") if pixels.get("PhysicalSizeY") is None else ("Y", "X")
+        log.warning("%s: its OME metadata gives PhysicalSize%s alone; taken for %s too (square pixels)", path, given, missing)
+        pixels = {**pixels, f"PhysicalSize{missing}": pixels[f"PhysicalSize{given}"]}
+        if f"PhysicalSize{given}Unit" in pixels:
+            pixels[f"PhysicalSize{missing}Unit"] = pixels[f"PhysicalSize{given}Unit"]
     sizes = tuple(pixels.get(f"PhysicalSize{a}") for a in "ZYX")
     if all(s is None for s in sizes):
         return None

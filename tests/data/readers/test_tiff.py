@@ -115,3 +115,15 @@ def test_an_ome_time_increment_in_each_ome_unit_gives_the_time_step(tmp_path, un
                      metadata={"axes": "TYX", "TimeIncrement": 2.0, "TimeIncrementUnit": unit})
     with TiffSource(path) as source:
         assert source.meta.time_step == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("given", ["X", "Y"])
+def test_an_ome_pixel_size_given_for_one_axis_is_taken_for_both(tmp_path, caplog, given):
+    """PhysicalSizeX alone: y took the 1 um default, the pixel became 1 x 0.5 um, the image was
+    resampled 2:1 and every area came out twice too large."""
+    path = tmp_path / "field.ome.tif"
+    tifffile.imwrite(path, np.zeros((16, 16), np.uint16), ome=True,
+                     metadata={"axes": "YX", f"PhysicalSize{given}": 0.5, f"PhysicalSize{given}Unit": "nm"})
+    with caplog.at_level(logging.WARNING), TiffSource(path) as source:
+        assert source.meta.spacing[1:] == (0.5, 0.5) and source.meta.unit == "nanometer"
+    assert f"gives PhysicalSize{given} alone; taken for {'Y' if given == 'X' else 'X'} too" in caplog.text
