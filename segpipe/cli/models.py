@@ -93,12 +93,13 @@ def list_models(
 
 
 def find_model_folders(root: Path) -> list[Path]:
-    """Folders holding a ``model.pt`` under ``root`` (itself included), sorted; zarr stores and hidden folders skipped."""
-    from segpipe.models.model import MODEL_FILE
+    """Folders holding a ``model.pt`` or a ``model_card.json`` (a model that lost its weights) under
+    ``root`` (itself included), sorted; zarr stores and hidden folders skipped."""
+    from segpipe.models.model import CARD_FILE, MODEL_FILE
 
     found = []
     for here, dirs, files in os.walk(root):
-        if MODEL_FILE in files:
+        if MODEL_FILE in files or CARD_FILE in files:
             found.append(Path(here))
         dirs[:] = [d for d in dirs if not d.startswith(".") and not d.endswith(".zarr")]
     return sorted(found)

@@ -56,6 +56,9 @@ def runs(tmp_path, card) -> Path:
     # a good card beside damaged weights: listed as fine before, then segment failed on it
     shutil.copytree(root / "a" / "model", root / "damaged")
     (root / "damaged" / "model.pt").write_bytes(b"junk\n")
+    # a card whose weights were lost: not listed at all before ("no trained models" when alone)
+    shutil.copytree(root / "a" / "model", root / "weightless")
+    (root / "weightless" / "model.pt").unlink()
     return root
 
 
@@ -73,6 +76,7 @@ def test_models_lists_every_model_under_the_folders(runs):
     assert not any("data.zarr" in line for line in lines)
     assert any(line.startswith(f"{runs / 'broken'}: unreadable") for line in lines)
     assert any(line.startswith(f"{runs / 'damaged'}: unreadable") and "model.pt: damaged" in line for line in lines)
+    assert any(line.startswith(f"{runs / 'weightless'}: unreadable") and "model.pt is missing" in line for line in lines)
     assert sum(str(runs) in line and "unreadable" not in line for line in lines[1:]) == 2
     shipped = next(line for line in lines if line.startswith("cells-2d (shipped)"))
     for text in ("unet", "2D", "2", "background,object +instances", "each image's own"):
