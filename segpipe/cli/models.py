@@ -204,7 +204,8 @@ def _read_sample(path: Path, card):
         if plain:
             raise ModelError(f"{path}: the sample has 1 channel; model {card.name!r} takes {card.in_channels}: give a "
                              f"{card.in_channels}-channel image, channels on the first axis")
-    array = read_image(path, ndim=card.spatial_dims, channel_axis=0 if card.in_channels > 1 else None).array
+    array = read_image(path, ndim=card.spatial_dims, channel_axis=0 if card.in_channels > 1 else None,
+                       expected_by=f"model {card.name!r}").array
     return check_sample(card, array if card.in_channels > 1 else array[None], name=str(path))
 
 

@@ -176,6 +176,19 @@ def test_a_sample_with_more_channels_than_the_model_takes_is_refused_without_tal
     assert code == 2 and err == f"error: {tmp_path / 'rgb.png'}: the sample has 3 channels; model 'demo2d' takes 1: give a one-channel image\n"
 
 
+def test_a_stack_as_the_sample_of_a_2d_model_names_the_model_not_a_catalog(runs, tmp_path, monkeypatch, capsys):
+    """It said "the catalog says 2D", though export reads no catalog."""
+    import numpy as np
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "stack.tif", np.random.default_rng(0).uniform(0, 200, (5, 64, 64)).astype(np.float32),
+                     imagej=True, metadata={"axes": "ZYX"})
+    code, _, err = run_main(monkeypatch, capsys, "models", "export", str(runs / "a" / "model"), "--to", str(tmp_path / "x.zip"),
+                            "--no-test", "--sample", str(tmp_path / "stack.tif"))
+    assert code == 2 and err == (f"error: {tmp_path / 'stack.tif'}: array has shape (1, 1, 5, 64, 64) (T, C, Z, Y, X); "
+                                 "model 'demo2d' says 2D\n"), err
+
+
 def test_a_one_channel_sample_for_a_two_channel_model_says_so(tmp_path, monkeypatch, capsys):
     """It said "no Y axis (shape (256, 256), axes 'CX')": the rows were read as channels."""
     import numpy as np

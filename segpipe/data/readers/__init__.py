@@ -170,7 +170,9 @@ def _supported(path: Path) -> bool:
     return any(path.name.lower().endswith(s) for s in SUFFIXES)
 
 
-def read_image(path: Path, *, fmt: str = "auto", ndim: int, channel_axis: int | None = None) -> ImageData:
+def read_image(
+    path: Path, *, fmt: str = "auto", ndim: int, channel_axis: int | None = None, expected_by: str = "the catalog"
+) -> ImageData:
     """Read one whole file as ``(C, (z,) y, x)`` (channels only when ``channel_axis`` is set).
 
     Args:
@@ -178,6 +180,7 @@ def read_image(path: Path, *, fmt: str = "auto", ndim: int, channel_axis: int | 
         fmt: ``tiff``, ``nifti``, ``png`` or ``auto`` (from the suffix).
         ndim: Expected spatial dimensions.
         channel_axis: Axis holding channels in the file's array, moved to the front.
+        expected_by: Who expects ``ndim``, as a wrong rank's message names it.
 
     Raises:
         InputError: The file is missing, empty, not of its format, or has the wrong rank.
@@ -186,7 +189,7 @@ def read_image(path: Path, *, fmt: str = "auto", ndim: int, channel_axis: int | 
     with open_source(path, fmt=fmt, spec=spec) as source:
         t, c, z, _, _ = source.shape
         if t != 1 or (ndim == 2 and z != 1):
-            raise InputError(f"{path}: array has shape {source.shape} (T, C, Z, Y, X); the catalog says {ndim}D")
+            raise InputError(f"{path}: array has shape {source.shape} (T, C, Z, Y, X); {expected_by} says {ndim}D")
         array = source.read_all()[0]
         meta = source.meta
     array = array if ndim == 3 else array[:, 0]
