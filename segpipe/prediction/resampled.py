@@ -136,6 +136,8 @@ MAX_GROWN_PIXELS = 1 << 26
 #: ``MAX_AXIS_SHRINK`` times to under ``MIN_SHRUNK_EDGE`` pixels on the model's grid is refused
 #: (nanometres read for micrometres: nothing could be found in it); a thin or anisotropic stack is not.
 MIN_SHRUNK_EDGE = 16
+#: From this many times more pixels on the model's grid, the resampling is said in a warning.
+LOUD_GROWTH = 16
 MAX_AXIS_SHRINK = 10
 
 
@@ -214,9 +216,13 @@ def explain(name: str, grids: Grids) -> None:
             name, own, model, what, axes,
         )
     elif grids.resample:
-        log.info(
-            "%s: pixel size %s, the model was trained at %s: predicting on the model's grid (%s -> %s) and resampling back",
+        grown = math.prod(grids.model_shape) / math.prod(grids.image_shape)
+        log.log(
+            logging.WARNING if grown >= LOUD_GROWTH else logging.INFO,
+            "%s: pixel size %s, the model was trained at %s: predicting on the model's grid (%s -> %s%s) and resampling back",
             name, own, model, _shape(grids.image_shape), _shape(grids.model_shape),
+            f", {grown:.0f} times the pixels: if that pixel size or unit is wrong, this is slow and finds objects at the "
+            "wrong size" if grown >= LOUD_GROWTH else "",
         )
     else:
         log.info(

@@ -169,6 +169,24 @@ def test_a_model_whose_pixel_size_was_guessed_takes_every_image_at_one_per_pixel
     assert scaled.resample and scaled.model_shape == (128, 128)  # the scale kept (it was dropped)
 
 
+def test_an_image_grown_many_times_on_the_models_grid_is_said_in_a_warning(tmp_path, data_dir, model_2d, caplog):
+    """20 um pixels for a 1 um model grew a field 400 times without a word (over two minutes where
+    seconds were expected); 4 times (0.5 um for 0.25 um) stays an info line."""
+    import logging
+
+    from segpipe.prediction.resampled import explain, plan_grids
+
+    image = stored(tmp_path, "coarse", crop_2d(data_dir), (5.0, 5.0))  # 64 x 64
+    for model_size, loud in ((1.0, True), (2.5, False)):
+        grids = plan_grids(image, model_2d.card.model_copy(update={"spacing": (model_size, model_size)}), resample=True)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="segpipe.prediction"):
+            explain("coarse", grids)
+        (record,) = [r for r in caplog.records if "predicting on the model's grid" in r.getMessage()]
+        assert (record.levelno == logging.WARNING) == loud, record.getMessage()
+        assert ("25 times the pixels: if that pixel size or unit is wrong" in record.getMessage()) == loud
+
+
 def test_a_pixel_size_that_would_grow_the_image_past_reason_is_refused(tmp_path, data_dir, model_2d):
     """A scan's 0.5 mm read as 0.5 um by a model trained at 1 mm (or the other way round) made a
     64 x 64 image 64,000 pixels a side on the model's grid: the run sat there for hours. Refused
