@@ -257,6 +257,7 @@ def pool_scores(
     metrics["run"] = new_run(
         metrics, card=model.card if model else None, model_file=model.weights if model else None, predictions=run.predictions
     )
+    metrics["run"]["data_fingerprint"] = store.record.get("fingerprint")  # the files scored on: a change of them is said
     with naming(run.root / "runs.jsonl"):
         earlier = (read_runs(run.root) or [None])[-1]
         entry = run_entry(metrics, metrics["run"])

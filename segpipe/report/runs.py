@@ -164,7 +164,7 @@ def new_run(metrics: dict, *, card: ModelCard | None, model_file: Path | None = 
 
 #: What makes two scorings one run: the same model, the same predictions, the same scores.
 SAME_RUN_KEYS = ("model", "model_name", "config_key", "epochs", "model_time", "predictions_time", "n_images", "dataset",
-                 "split", "scores", "baseline")
+                 "split", "scores", "baseline", "data_fingerprint")
 
 
 def same_run(entry: dict, earlier: dict | None) -> bool:

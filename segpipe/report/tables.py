@@ -275,10 +275,21 @@ def runs_table(runs: list[dict], current: str | None) -> Table:
         change = NA
         if previous and main_key and scores.get(main_key) is not None and previous.get("scores", {}).get(main_key) is not None:
             change = f"{scores[main_key] - previous['scores'][main_key]:+.4f}"
+            if data_changed(run, previous):
+                change = f"data changed ({change})"
         cells.append(change)
         rows.append(cells)
     return Table("runs", "Runs of this dataset (newest first)", columns, rows,
-                 f"Change: {HEADLINE.get(main_key, '')} minus that of the run before." if main_key else "")
+                 f"Change: {HEADLINE.get(main_key, '')} minus that of the run before; \"data changed\" where the dataset's "
+                 "files (images, ground truth) changed between the two, so they were not scored on the same data."
+                 if main_key else "")
+
+
+def data_changed(run: dict, previous: dict) -> bool:
+    """Whether the dataset's store was made from other files for ``run`` than for ``previous``
+    (unknown for runs recorded before the store's fingerprint was kept: not changed)."""
+    now, before = run.get("data_fingerprint"), previous.get("data_fingerprint")
+    return now is not None and before is not None and now != before
 
 
 def _validation_scores(validation: dict) -> str:

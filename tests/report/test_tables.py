@@ -13,6 +13,7 @@ from segpipe.report.tables import (
     ci_over,
     object_scale,
     per_image_table,
+    runs_table,
     summary_table,
     training_end,
     training_start,
@@ -243,3 +244,17 @@ def test_an_instance_models_pixel_scores_say_which_map_they_score():
     note = summary_table(metrics, metrics["baseline"], unit="px").note
     assert "IoU and Dice score the foreground of the objects, the model's and the baseline's alike." in note
     assert "class map" not in note
+
+
+def test_a_change_across_runs_scored_on_other_files_says_the_data_changed():
+    """Test labels edited between two runs of one cached model: the history showed "-0.0654" as if
+    the model had got worse."""
+    def run(run_id, seg, data):
+        return {"run_id": run_id, "timestamp": run_id, "model": "unet", "epochs": 2, "scores": {"seg": seg},
+                "data_fingerprint": data}
+
+    runs = [run("r1", 0.6625, "aaa"), run("r2", 0.5971, "bbb"), run("r3", 0.6071, "bbb"), run("r4", 0.6171, None)]
+    table = runs_table(runs, current="r4")
+    changes = [row[-1] for row in table.rows]  # newest first
+    assert changes == ["+0.0100", "+0.0100", "data changed (-0.0654)", "n/a"]
+    assert "\"data changed\" where the dataset's files (images, ground truth) changed" in table.note
