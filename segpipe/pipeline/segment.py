@@ -530,7 +530,7 @@ def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:
 def write_summary(folder: SegmentFolder, model: Model, params: PredictParams, results: list[InputResult]) -> Path:
     """``segment.json``: the model, the settings and what happened to every input."""
     summary = {
-        "model": {"name": model.card.name, "folder": str(model.folder), "id": model.id},
+        "model": {"name": model.card.name, "folder": str(Path(model.folder).resolve()), "id": model.id},
         "inference": params.inference_for(model.card.inference).model_dump(mode="json"),
         "resample": params.resample,
         "inputs": [asdict(r) for r in results],

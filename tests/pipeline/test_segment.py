@@ -101,6 +101,15 @@ def test_every_kind_of_input_gets_its_labels_tables_and_zarr(model, inputs, tmp_
     assert again[0].skipped  # unchanged input, model and settings
 
 
+def test_segment_json_names_the_model_folder_wherever_it_was_typed_from(model, inputs, tmp_path, monkeypatch):
+    """``--model ../m2`` was written as "../m2", which read from the output folder points elsewhere."""
+    monkeypatch.chdir(model.folder.parent)
+    predictor = Predictor.load(Model.open(Path(model.folder.name)), PredictParams(device="cpu", inference={"flip_tta": False}))
+    out = SegmentFolder(tmp_path / "out")
+    segment([str(inputs / "new" / "field.tif")], predictor, out, progress=False)
+    assert json.loads(out.summary.read_text())["model"]["folder"] == str(model.folder.resolve())
+
+
 def test_a_model_that_does_not_fit_writes_nothing(model, inputs, tmp_path):
     three = model.card.model_copy(update={"in_channels": 3, "name": "rgb"})
     folder = tmp_path / "rgb"
