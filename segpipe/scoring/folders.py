@@ -104,8 +104,8 @@ class PredictionFolder:
         self.names = list(names)
         self.layout = folder_layout(self.path)
         if self.layout == "ctc":  # {sequence: {T: mask}}; None: a folder of masks not named SEQ_RES
-            own = CTC_RES.match(self.path.name)
-            self._sequences = {own[1] if own else None: _masks(self.path)} if _masks(self.path) else {}
+            own, masks = CTC_RES.match(self.path.name), _masks(self.path)
+            self._sequences = {own[1] if own else None: masks} if masks else {}
             for sub in sorted(p for p in self.path.iterdir() if p.is_dir()):
                 if (m := CTC_RES.match(sub.name)) and _masks(sub):
                     self._sequences[m[1]] = _masks(sub)
