@@ -164,13 +164,15 @@ def new_run(metrics: dict, *, card: ModelCard | None, model_file: Path | None = 
 
 #: What makes two scorings one run: the same model, the same predictions, the same scores.
 SAME_RUN_KEYS = ("model", "model_name", "config_key", "epochs", "model_time", "predictions_time", "n_images", "dataset",
-                 "split", "scores", "baseline", "data_fingerprint")
+                 "split", "scores", "baseline")
 
 
 def same_run(entry: dict, earlier: dict | None) -> bool:
     """Whether ``entry`` (:func:`run_entry`) scores what ``earlier`` scored, with the same result: a
-    model and predictions unchanged since (a cached ``segpipe run``, ``segpipe score`` once more)."""
-    return earlier is not None and all(entry.get(key) == earlier.get(key) for key in SAME_RUN_KEYS)
+    model and predictions unchanged since (a cached ``segpipe run``, ``segpipe score`` once more),
+    on the same files (a run recorded without their fingerprint is taken by its scores alone)."""
+    return (earlier is not None and all(entry.get(key) == earlier.get(key) for key in SAME_RUN_KEYS)
+            and earlier.get("data_fingerprint") in (None, entry.get("data_fingerprint")))
 
 
 def run_entry(metrics: dict, run: dict) -> dict:

@@ -64,6 +64,9 @@ def test_a_scoring_of_the_same_model_and_predictions_with_the_same_scores_is_the
     for key, value in (("predictions_time", "2030-01-01T00:00:00+00:00"), ("model_time", "2030-01-01T00:00:00+00:00"),
                        ("split", "validation"), ("scores", {**entry["scores"], "seg": 0.71})):
         assert not same_run({**again, key: value}, entry), key
+    # other files scored with the same scores: another run; a run recorded before the fingerprint was kept: the same
+    assert not same_run({**again, "data_fingerprint": "b"}, {**entry, "data_fingerprint": "a"})
+    assert same_run({**again, "data_fingerprint": "b"}, entry)
 
 
 def test_run_history_round_trip(tmp_path, model_card):
