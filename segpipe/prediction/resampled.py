@@ -217,12 +217,13 @@ def explain(name: str, grids: Grids) -> None:
         )
     elif grids.resample:
         grown = math.prod(grids.model_shape) / math.prod(grids.image_shape)
+        loud = grown >= LOUD_GROWTH
         log.log(
-            logging.WARNING if grown >= LOUD_GROWTH else logging.INFO,
+            logging.WARNING if loud else logging.INFO,
             "%s: pixel size %s, the model was trained at %s: predicting on the model's grid (%s -> %s%s) and resampling back",
             name, own, model, _shape(grids.image_shape), _shape(grids.model_shape),
             f", {grown:.0f} times the pixels: if that pixel size or unit is wrong, this is slow and finds objects at the "
-            "wrong size" if grown >= LOUD_GROWTH else "",
+            "wrong size" if loud else "",
         )
     else:
         log.info(

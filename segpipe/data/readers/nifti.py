@@ -119,12 +119,11 @@ def _time_step(header, mapped: str) -> float | None:
     """Seconds between time points: the ``pixdim`` of the file's fourth axis where it is read as
     time, in the header's time unit (``None`` without such an axis, a step, or a time unit). A
     spatial axis read as time (``--axes XYT``) has no time step: its pixdim is a length."""
-    if "T" not in mapped or mapped.index("T") != 3:
+    if mapped.find("T") != 3:
         return None
-    axis = 3
     zooms = header.get_zooms()
     factor = _SECONDS.get(header.get_xyzt_units()[1])
-    step = float(zooms[axis]) if axis < len(zooms) else 0.0
+    step = float(zooms[3]) if len(zooms) > 3 else 0.0
     return step * factor if factor and step > 0 else None
 
 
