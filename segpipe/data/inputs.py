@@ -208,6 +208,7 @@ def _named(counts: dict[Path, int], given: Mapping[str, str]) -> list[Input]:
     for k, where in enumerate(wheres):
         if where in given and given[where] not in names:
             names[k] = given[where]
+    _moved(found, names, given)
     taken = set(given.values())  # also those of inputs not in this run: their files are in the output
     for k, ((path, _), stem) in enumerate(zip(found, stems)):
         if names[k] is not None:
@@ -219,6 +220,60 @@ def _named(counts: dict[Path, int], given: Mapping[str, str]) -> list[Input]:
             name += "_"
         names[k] = name
     return [Input(name, path, kind_of(path), series=series) for name, (path, series) in zip(names, found)]  # type: ignore[arg-type]
+
+
+def _moved(found: list[tuple[Path, int | None]], names: list[str | None], given: Mapping[str, str]) -> None:
+    """Name each unnamed input of ``found`` found at a new place (a folder moved or renamed, with or
+    without the output beside it) as ``given`` names it at its old place: the file name and series
+    are the same, the old path is gone, and no other gone input of that name shares more of its path.
+    Fills ``names`` in place; an input that two gone ones fit equally well is named afresh."""
+    open_k = [k for k, name in enumerate(names) if name is None]
+    if not open_k or not given:
+        return
+    used = set(filter(None, names))
+    by_file: dict[tuple[str, int | None], list[tuple[Path, str]]] = {}
+    for where, name in given.items():
+        old, series = _parse_where(where)
+        by_file.setdefault((old.name, series), []).append((old, name))
+    moved = []
+    for k in open_k:
+        path, series = found[k]
+        candidates = [(old, name) for old, name in by_file.get((path.name, series), ()) if name not in used]
+        gone = [(_shared_tail(old, path), old, name) for old, name in candidates if not _exists(old)]
+        if not gone:
+            continue
+        best = max(tail for tail, _, _ in gone)
+        fits = [(old, name) for tail, old, name in gone if tail == best]
+        if len(fits) == 1:
+            names[k] = fits[0][1]
+            used.add(fits[0][1])
+            moved.append(f"{fits[0][0]} -> {path}")
+    if moved:
+        log.info("%d input(s) found at a new place keep their names (their old files are gone): %s", len(moved),
+                 "; ".join(moved[:3]) + ("; ..." if len(moved) > 3 else ""))
+
+
+def _parse_where(where: str) -> tuple[Path, int | None]:
+    """The path and series an :attr:`Input.where` names."""
+    found = re.fullmatch(r"(.*) \(series (\d+)\)", where)
+    return (Path(found[1]), int(found[2])) if found else (Path(where), None)
+
+
+def _shared_tail(a: Path, b: Path) -> int:
+    """How many path parts ``a`` and ``b`` share at their ends (``x/day1/a.tif``, ``y/day1/a.tif``: 2)."""
+    n = 0
+    for one, two in zip(reversed(a.parts), reversed(b.parts)):
+        if one != two:
+            break
+        n += 1
+    return n
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a path made unreadable is not known to be gone
+        return True
 
 
 def _kind_suffix(path: Path) -> str:
@@ -261,7 +316,7 @@ def input_dataset(
     ``assumed_spacing``: the pixel size and unit taken where the file gives none (see :class:`Dataset`).
     """
     entry = DatasetEntry(
-        images=str(item.path),
+        images=item.path.name,  # beside root: the store's fingerprint holds no folder, so a moved input is current
         format="ctc" if item.kind == "ctc" else "auto",
         ndim=ndim,
         classes=classes,

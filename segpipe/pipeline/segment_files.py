@@ -179,10 +179,12 @@ class SegmentFolder:
 
     def keep_names(self, items: list[Input], results: list[InputResult]) -> None:
         """Add the inputs this run segmented (their files bear their names) to ``names.json``, under
-        the run's lock; ``results``: what happened to each of ``items``."""
+        the run's lock; ``results``: what happened to each of ``items``. An input found at a new place
+        (:func:`~segpipe.data.inputs.find_inputs`) is kept there only: its name leaves its old place."""
         done = {r.path for r in results if r.error is None}
         given = self.given_names()
-        merged = {**given, **{item.where: item.name for item in items if item.where in done}}
+        now = {item.where: item.name for item in items if item.where in done}
+        merged = {**{where: name for where, name in given.items() if name not in now.values()}, **now}
         if merged != given:
             with replacing(self.names) as tmp:
                 tmp.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")

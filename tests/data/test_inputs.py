@@ -137,6 +137,40 @@ def test_one_file_reached_by_two_paths_is_one_input_of_one_name(tmp_path):
     assert again.path == first.path == tmp_path / "d" / "a.tif" and again.name == first.name == "a"
 
 
+def _write(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint8))
+    return path
+
+
+def test_an_input_found_at_a_new_place_keeps_the_name_of_its_gone_old_place(tmp_path):
+    """The gone file sharing the most of its path gives the name; one still there is another input."""
+    old = tmp_path / "old"
+    given = {str(old / "day1" / "a.tif"): "day1_a", str(old / "day2" / "a.tif"): "day2_a", str(old / "b.tif"): "b"}
+    for day in ("day1", "day2"):
+        _write(tmp_path / "new" / day / "a.tif")
+    named = {str(i.path.relative_to(tmp_path)): i.name for i in find_inputs(["new/*/a.tif"], base=tmp_path, given=given)}
+    assert named == {"new/day1/a.tif": "day1_a", "new/day2/a.tif": "day2_a"}
+    _write(old / "b.tif")  # still in its place: a copy elsewhere is a second input
+    (copy,) = find_inputs([str(_write(tmp_path / "elsewhere" / "b.tif"))], base=tmp_path, given=given)
+    assert copy.name == "elsewhere_b"
+
+
+def test_an_input_two_gone_ones_fit_equally_is_named_afresh(tmp_path):
+    given = {str(tmp_path / "x" / "day1" / "a.tif"): "day1_a", str(tmp_path / "x" / "day2" / "a.tif"): "day2_a"}
+    (item,) = find_inputs([str(_write(tmp_path / "flat" / "a.tif"))], base=tmp_path, given=given)
+    assert item.name == "a"
+
+
+def test_a_moved_file_of_several_series_keeps_each_series_name(tmp_path):
+    old = tmp_path / "old" / "p.ome.tif"
+    given = {f"{old} (series 0)": "well_p_s0", f"{old} (series 1)": "well_p_s1"}
+    with tifffile.TiffWriter(_write(tmp_path / "new" / "p.ome.tif"), ome=True) as tif:
+        for _ in range(2):
+            tif.write(np.zeros((8, 8), np.uint8), metadata={"axes": "YX"})
+    assert [i.name for i in find_inputs(["new/p.ome.tif"], base=tmp_path, given=given)] == ["well_p_s0", "well_p_s1"]
+
+
 def test_two_files_of_one_stem_in_one_folder_are_told_apart_by_their_kind(tmp_path):
     """``x.png`` and ``x.tif`` side by side were ``day1_x`` and ``day1_x_``."""
     from skimage.io import imsave

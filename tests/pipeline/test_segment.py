@@ -898,13 +898,37 @@ def test_an_input_keeps_its_name_when_another_of_the_same_name_arrives(model, tm
     assert segment([str(folder / "a.png")], predictor, out, progress=False)[0].name == "in_a"  # alone, too
 
 
+def test_a_folder_moved_with_its_output_is_unchanged_under_its_names(model, tmp_path):
+    """A project folder moved (inbox and output) was segmented again at its new place, every file
+    under a second name (``in_a`` beside ``a``): the names were kept by absolute path, and the
+    store's fingerprint held the input's folder."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
+    for day in ("day1", "day2"):
+        (tmp_path / "lab" / "in" / day).mkdir(parents=True)
+        tifffile.imwrite(tmp_path / "lab" / "in" / day / "a.tif", field if day == "day1" else field.T.copy())
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    before = {r.path: r.name for r in segment([str(tmp_path / "lab/in/*/*.tif")], predictor,
+                                               SegmentFolder(tmp_path / "lab" / "out"), progress=False)}
+    labels = {name: tifffile.imread(tmp_path / "lab" / "out" / "labels" / f"{name}_labels.tif") for name in before.values()}
+    shutil.move(tmp_path / "lab", tmp_path / "moved")
+    out = SegmentFolder(tmp_path / "moved" / "out")
+    after = segment([str(tmp_path / "moved/in/*/*.tif")], predictor, out, progress=False)
+    assert {r.path.replace(f"{tmp_path}/moved/", f"{tmp_path}/lab/"): r.name for r in after} == before
+    assert {r.status for r in after} == {"unchanged"}
+    assert sorted(p.name for p in out.labels.iterdir()) == sorted(f"{name}_labels.tif" for name in before.values())
+    for name, kept in labels.items():
+        np.testing.assert_array_equal(tifffile.imread(out.labels / f"{name}_labels.tif"), kept)
+    assert json.loads(out.names.read_text()) == {r.path: r.name for r in after}  # the old places are gone
+
+
 def test_names_given_by_a_run_that_ended_as_this_one_started_are_not_given_again(model, tmp_path):
     """Names were read before the folder's lock: a run that gave `a` to `old/a.tif` and ended
     between this run's read and its lock left `new/a.tif` named `a` too, and its labels overwritten."""
     field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:96, :96]
-    (tmp_path / "new").mkdir()
-    tifffile.imwrite(tmp_path / "new" / "a.tif", field)
-    other = str(tmp_path / "old" / "a.tif")
+    for folder in ("new", "old"):
+        (tmp_path / folder).mkdir()
+        tifffile.imwrite(tmp_path / folder / "a.tif", field)
+    other = str(tmp_path / "old" / "a.tif")  # still there: not the same input moved
 
     class EndedAsThisStarted(SegmentFolder):
         def writing(self):
