@@ -21,13 +21,14 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from segpipe.data.catalog import IMAGE_SUFFIXES, Dataset, DatasetEntry, _stem
 from segpipe.data.ctc import FRAME, sequence_frames
+from segpipe.data.ingest.fingerprint import file_digest, source_files, source_key
 from segpipe.data.readers.omezarr import is_ome_zarr
 from segpipe.data.readers.tiff import image_series
 from segpipe.data.records import ImageRecord
@@ -66,14 +67,21 @@ class Input:
         return _where(self.path, self.series)
 
 
+#: The files an earlier run's input of a name was made from (its store's ``sources``), or ``None``.
+Recorded = Callable[[str], Mapping[str, Mapping] | None]
+
+
 def find_inputs(
-    patterns: list[str], *, base: Path | None = None, given: Mapping[str, str] | None = None, skip: Sequence[Path] = ()
+    patterns: list[str], *, base: Path | None = None, given: Mapping[str, str] | None = None, skip: Sequence[Path] = (),
+    recorded: Recorded | None = None,
 ) -> list[Input]:
     """The inputs ``patterns`` name, in order, each once.
 
     ``given``: names earlier runs into the same output gave, by :attr:`Input.where`; those inputs
     keep them, and new inputs are named apart from all of them (an ``a.png`` arriving beside a
-    segmented ``a.tif`` does not rename it).
+    segmented ``a.tif`` does not rename it). With ``recorded`` (what each name's input was made
+    from), an input found at a new place whose old file is gone and whose content is that file's
+    (a folder moved or renamed) keeps the old name (:func:`_moved`).
 
     Files a glob matches that are not images (notes, a copy tool's ``.part`` file) are passed
     over, as a folder's are; a file named on its own must be an image. So is anything inside the
@@ -121,7 +129,7 @@ def find_inputs(
         others += f"; {len(outputs)} inside the output's own folders passed over" if outputs else ""
         raise NoInputs(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences)"
                        f"{_deeper(patterns, base)}{others}")
-    return _named({path: image_series(path) if kind_of(path) == "tiff" else 1 for path in unique}, given or {})
+    return _named({path: image_series(path) if kind_of(path) == "tiff" else 1 for path in unique}, given or {}, recorded)
 
 
 def settled_inputs(items: list[Input], *, seconds: float, now: float | None = None) -> tuple[list[Input], list[Input]]:
@@ -194,10 +202,10 @@ def _expand(path: Path) -> list[Path]:
     raise InputError(f"{path}: not an image segpipe reads (TIFF, NIfTI, PNG, an OME-Zarr folder or a CTC sequence folder)")
 
 
-def _named(counts: dict[Path, int], given: Mapping[str, str]) -> list[Input]:
+def _named(counts: dict[Path, int], given: Mapping[str, str], recorded: Recorded | None = None) -> list[Input]:
     """One input per path, or per series of a path of several (``counts``: the images each holds),
     named by its stem (and ``_sN``), with the folder's name where two stems meet; an input in
-    ``given`` keeps the name given there."""
+    ``given`` keeps the name given there, and one moved keeps the name of its old place (``recorded``)."""
     found = [(path, series if count > 1 else None) for path, count in counts.items() for series in range(count)]
     stems = [
         _safe(_stem(path)) + ("" if series is None else f"_s{series:0{len(str(counts[path] - 1))}d}")
@@ -208,7 +216,8 @@ def _named(counts: dict[Path, int], given: Mapping[str, str]) -> list[Input]:
     for k, where in enumerate(wheres):
         if where in given and given[where] not in names:
             names[k] = given[where]
-    _moved(found, names, given)
+    if recorded is not None:
+        _moved(found, names, given, recorded)
     taken = set(given.values())  # also those of inputs not in this run: their files are in the output
     for k, ((path, _), stem) in enumerate(zip(found, stems)):
         if names[k] is not None:
@@ -222,11 +231,12 @@ def _named(counts: dict[Path, int], given: Mapping[str, str]) -> list[Input]:
     return [Input(name, path, kind_of(path), series=series) for name, (path, series) in zip(names, found)]  # type: ignore[arg-type]
 
 
-def _moved(found: list[tuple[Path, int | None]], names: list[str | None], given: Mapping[str, str]) -> None:
-    """Name each unnamed input of ``found`` found at a new place (a folder moved or renamed, with or
+def _moved(found: list[tuple[Path, int | None]], names: list[str | None], given: Mapping[str, str], recorded: Recorded) -> None:
+    """Name each unnamed input of ``found`` that was moved (a folder moved or renamed, with or
     without the output beside it) as ``given`` names it at its old place: the file name and series
-    are the same, the old path is gone, and no other gone input of that name shares more of its path.
-    Fills ``names`` in place; an input that two gone ones fit equally well is named afresh."""
+    are the same, the old path is gone, and the content is what the old name's input was made from
+    (``recorded``; the files are read). Where several gone inputs fit, the one sharing the most of
+    its path; where two fit equally, it is named afresh. Fills ``names`` in place."""
     open_k = [k for k, name in enumerate(names) if name is None]
     if not open_k or not given:
         return
@@ -238,19 +248,35 @@ def _moved(found: list[tuple[Path, int | None]], names: list[str | None], given:
     moved = []
     for k in open_k:
         path, series = found[k]
-        candidates = [(old, name) for old, name in by_file.get((path.name, series), ()) if name not in used]
-        gone = [(_shared_tail(old, path), old, name) for old, name in candidates if not _exists(old)]
-        if not gone:
+        gone = [(old, name) for old, name in by_file.get((path.name, series), ()) if name not in used and not _exists(old)]
+        fits = [(_shared_tail(old, path), old, name) for old, name in gone if _same_content(path, series, recorded(name))]
+        if not fits:
             continue
-        best = max(tail for tail, _, _ in gone)
-        fits = [(old, name) for tail, old, name in gone if tail == best]
+        best = max(tail for tail, _, _ in fits)
+        fits = [(old, name) for tail, old, name in fits if tail == best]
         if len(fits) == 1:
             names[k] = fits[0][1]
             used.add(fits[0][1])
             moved.append(f"{fits[0][0]} -> {path}")
     if moved:
-        log.info("%d input(s) found at a new place keep their names (their old files are gone): %s", len(moved),
+        log.info("%d input(s) moved keep their names (the same content, their old places gone): %s", len(moved),
                  "; ".join(moved[:3]) + ("; ..." if len(moved) > 3 else ""))
+
+
+def _same_content(path: Path, series: int | None, sources: Mapping[str, Mapping] | None) -> bool:
+    """Whether the input at ``path`` is made of the files ``sources`` records (by name and SHA-256;
+    every file is read, never taken on its size and time: another file may share those)."""
+    if not sources:
+        return False
+    probe = input_dataset(Input("moved", path, kind_of(path), series=series), ndim=2, classes=["background", "object"],
+                          instances=False)  # only its files are read
+    try:
+        files = {source_key(probe, file): file for file in source_files(probe)}
+        if set(files) != set(sources):
+            return False
+        return all(file_digest(file) == (sources[key] or {}).get("sha256") for key, file in files.items())
+    except (OSError, InputError):  # unreadable now: it fails on its own later, under a name of its own
+        return False
 
 
 def _parse_where(where: str) -> tuple[Path, int | None]:

@@ -115,7 +115,7 @@ def segpipe_segment(
     read = spacing_for_model(read, chosen.card)
     nothing = {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
     try:
-        gathered = SegmentInputs.gather(inputs, given, chosen.card, read, settled=settled, skip=folder.own_folders())
+        gathered = SegmentInputs.gather(inputs, folder, given, chosen.card, read, settled=settled)
         return _segment_into(folder, inputs, gathered, chosen, output, read, read.ordered(predict), runner)
     except NoInputs:  # none yet, or gone by the time the folder was held (named again under its lock)
         if not empty_ok:

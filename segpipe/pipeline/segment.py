@@ -235,17 +235,18 @@ class SegmentInputs:
     settled: float = 0.0
 
     @classmethod
-    def gather(cls, patterns: list[str], given: dict[str, str], card: ModelCard, params: SegmentParams, *,
-               settled: float = 0.0, skip: tuple[Path, ...] = ()) -> SegmentInputs:
-        """``settled``: leave out inputs whose files changed in the last that many seconds (still
-        being copied in: they are taken by a later run). ``skip``: the output's own folders
-        (:meth:`SegmentFolder.own_folders`), whose files are never inputs.
+    def gather(cls, patterns: list[str], folder: SegmentFolder, given: dict[str, str], card: ModelCard,
+               params: SegmentParams, *, settled: float = 0.0) -> SegmentInputs:
+        """Named for ``folder``: ``given``, its names as read, and what each name's input was made
+        from (a moved input keeps its name). ``settled``: leave out inputs whose files changed in the
+        last that many seconds (still being copied in: they are taken by a later run). The output's
+        own folders (:meth:`SegmentFolder.own_folders`) are never inputs.
 
         Raises:
             NoInputs: Nothing to segment was found (or everything found is still changing).
             InputError: An input is named wrongly. ModelError: the model fits none of the inputs.
         """
-        found = find_inputs(patterns, given=given, skip=skip)
+        found = find_inputs(patterns, given=given, skip=folder.own_folders(), recorded=folder.sources_of)
         if settled > 0:
             found, waiting = settled_inputs(found, seconds=settled)
             if waiting:
@@ -260,7 +261,7 @@ class SegmentInputs:
         """These inputs, named again if a run that ended as this one started gave names since they
         were read (two runs could otherwise give one name to two files); called under the folder's lock."""
         now = folder.given_names()
-        return self if now == self.given else SegmentInputs.gather(patterns, now, card, params, settled=self.settled, skip=folder.own_folders())
+        return self if now == self.given else SegmentInputs.gather(patterns, folder, now, card, params, settled=self.settled)
 
 
 def segment(
@@ -293,7 +294,7 @@ def segment(
     ordered = params.ordered(predictor.params)
     if ordered is not predictor.params:  # the user's order: no choosing
         predictor = dataclasses.replace(predictor, params=ordered)
-    inputs = SegmentInputs.gather(patterns, folder.given_names(), predictor.card, params, skip=folder.own_folders())
+    inputs = SegmentInputs.gather(patterns, folder, folder.given_names(), predictor.card, params)
     threads = torch.get_num_threads()
     created = not folder.root.exists()
     # a read-only place, a file there, or another run writing there, fails now

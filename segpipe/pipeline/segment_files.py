@@ -177,6 +177,15 @@ class SegmentFolder:
             raise InputError(f"{self.names}: not the names file segpipe writes ({err}); remove it to name inputs afresh") from None
         return {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
 
+    def sources_of(self, name: str) -> dict | None:
+        """The files the input named ``name`` here was made from (its store's ``sources``), or ``None``."""
+        try:
+            record = zarr.open_group(str(self.images(name)), mode="r").attrs.get("segpipe") or {}
+        except (OSError, ValueError):  # no store there (or not a zarr group): nothing recorded
+            return None
+        sources = record.get("sources") if isinstance(record, dict) else None
+        return sources if isinstance(sources, dict) else None
+
     def keep_names(self, items: list[Input], results: list[InputResult]) -> None:
         """Add the inputs this run segmented (their files bear their names) to ``names.json``, under
         the run's lock; ``results``: what happened to each of ``items``. An input found at a new place

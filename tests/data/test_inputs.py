@@ -137,28 +137,52 @@ def test_one_file_reached_by_two_paths_is_one_input_of_one_name(tmp_path):
     assert again.path == first.path == tmp_path / "d" / "a.tif" and again.name == first.name == "a"
 
 
-def _write(path: Path) -> Path:
+def _write(path: Path, value: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, np.zeros((8, 8), np.uint8))
+    tifffile.imwrite(path, np.full((8, 8), value, np.uint8))
     return path
 
 
+def _made_from(**files: Path):
+    """``recorded`` for :func:`find_inputs`: each name's input made from the file given (by its content)."""
+    from segpipe.data.ingest.fingerprint import file_digest
+
+    sources = {name: {path.name: {"sha256": file_digest(path)}} for name, path in files.items()}
+    return sources.get
+
+
 def test_an_input_found_at_a_new_place_keeps_the_name_of_its_gone_old_place(tmp_path):
-    """The gone file sharing the most of its path gives the name; one still there is another input."""
+    """The gone file of the same content and name gives the name; one still there is another input."""
     old = tmp_path / "old"
     given = {str(old / "day1" / "a.tif"): "day1_a", str(old / "day2" / "a.tif"): "day2_a", str(old / "b.tif"): "b"}
-    for day in ("day1", "day2"):
-        _write(tmp_path / "new" / day / "a.tif")
-    named = {str(i.path.relative_to(tmp_path)): i.name for i in find_inputs(["new/*/a.tif"], base=tmp_path, given=given)}
+    day1, day2 = _write(tmp_path / "new" / "day1" / "a.tif", 1), _write(tmp_path / "new" / "day2" / "a.tif", 2)
+    recorded = _made_from(day1_a=day1, day2_a=day2, b=_write(old / "b.tif"))  # b: still in its place
+    named = {str(i.path.relative_to(tmp_path)): i.name
+             for i in find_inputs(["new/*/a.tif"], base=tmp_path, given=given, recorded=recorded)}
     assert named == {"new/day1/a.tif": "day1_a", "new/day2/a.tif": "day2_a"}
-    _write(old / "b.tif")  # still in its place: a copy elsewhere is a second input
-    (copy,) = find_inputs([str(_write(tmp_path / "elsewhere" / "b.tif"))], base=tmp_path, given=given)
+    (copy,) = find_inputs([str(_write(tmp_path / "elsewhere" / "b.tif"))], base=tmp_path, given=given, recorded=recorded)
     assert copy.name == "elsewhere_b"
+    afresh = [i.name for i in find_inputs(["new/*/a.tif"], base=tmp_path, given=given)]  # nothing recorded
+    assert afresh == ["day1_a_tif", "day2_a_tif"]
+
+
+def test_another_image_of_a_gone_files_name_is_a_new_input_wherever_it_is_named(tmp_path):
+    """``day2/a.tif`` deleted and ``day3/a.tif`` arriving took ``day2_a`` (its labels overwritten); and a
+    new file named before the moved one took the moved one's name."""
+    given = {str(tmp_path / "day2" / "a.tif"): "day2_a", str(tmp_path / "inbox" / "a.tif"): "a"}
+    moved = _write(tmp_path / "inbox2" / "a.tif", 1)
+    recorded = _made_from(day2_a=_write(tmp_path / "gone" / "a.tif", 2), a=moved)
+    _write(tmp_path / "day3" / "a.tif", 3)
+    _write(tmp_path / "new" / "a.tif", 4)
+    found = find_inputs(["day3", "new", "inbox2"], base=tmp_path, given=given, recorded=recorded)
+    named = {i.path.parent.name: i.name for i in found}
+    assert named == {"day3": "day3_a", "new": "new_a", "inbox2": "a"}
 
 
 def test_an_input_two_gone_ones_fit_equally_is_named_afresh(tmp_path):
+    flat = _write(tmp_path / "flat" / "a.tif")
     given = {str(tmp_path / "x" / "day1" / "a.tif"): "day1_a", str(tmp_path / "x" / "day2" / "a.tif"): "day2_a"}
-    (item,) = find_inputs([str(_write(tmp_path / "flat" / "a.tif"))], base=tmp_path, given=given)
+    (item,) = find_inputs([str(flat)], base=tmp_path, given=given, recorded=_made_from(day1_a=flat, day2_a=flat))
     assert item.name == "a"
 
 
@@ -168,7 +192,8 @@ def test_a_moved_file_of_several_series_keeps_each_series_name(tmp_path):
     with tifffile.TiffWriter(_write(tmp_path / "new" / "p.ome.tif"), ome=True) as tif:
         for _ in range(2):
             tif.write(np.zeros((8, 8), np.uint8), metadata={"axes": "YX"})
-    assert [i.name for i in find_inputs(["new/p.ome.tif"], base=tmp_path, given=given)] == ["well_p_s0", "well_p_s1"]
+    recorded = _made_from(well_p_s0=tmp_path / "new" / "p.ome.tif", well_p_s1=tmp_path / "new" / "p.ome.tif")
+    assert [i.name for i in find_inputs(["new/p.ome.tif"], base=tmp_path, given=given, recorded=recorded)] == ["well_p_s0", "well_p_s1"]
 
 
 def test_two_files_of_one_stem_in_one_folder_are_told_apart_by_their_kind(tmp_path):

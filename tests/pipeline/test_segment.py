@@ -921,6 +921,24 @@ def test_a_folder_moved_with_its_output_is_unchanged_under_its_names(model, tmp_
     assert json.loads(out.names.read_text()) == {r.path: r.name for r in after}  # the old places are gone
 
 
+def test_another_image_of_the_same_size_and_time_at_a_new_place_is_segmented_under_a_new_name(model, tmp_path):
+    """A gone file's name went to any file of its name, and the store, keyed by the file's name,
+    took the new one on its size and time: another image from the same camera (same size),
+    unpacked with the same time, was reported unchanged with the first image's labels."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64]
+    for run, image in (("run1", field), ("run2", np.ascontiguousarray(field[::-1]))):
+        (tmp_path / run).mkdir()
+        tifffile.imwrite(tmp_path / run / "img.tif", image)
+        os.utime(tmp_path / run / "img.tif", ns=(10**18, 10**18))
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    out = SegmentFolder(tmp_path / "out")
+    (first,) = segment([str(tmp_path / "run1")], predictor, out, progress=False)
+    shutil.rmtree(tmp_path / "run1")
+    (second,) = segment([str(tmp_path / "run2")], predictor, out, progress=False)
+    assert (first.name, second.name, second.status) == ("img", "run2_img", "segmented")
+    assert not np.array_equal(tifffile.imread(out.labels / "run2_img_labels.tif"), tifffile.imread(out.labels / "img_labels.tif"))
+
+
 def test_names_given_by_a_run_that_ended_as_this_one_started_are_not_given_again(model, tmp_path):
     """Names were read before the folder's lock: a run that gave `a` to `old/a.tif` and ended
     between this run's read and its lock left `new/a.tif` named `a` too, and its labels overwritten."""
