@@ -128,13 +128,18 @@ def save_model(folder: str | Path, state_dict: dict, card: ModelCard) -> Model:
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename: a crash never leaves a torn file.
 
-    The file is opened here, so a failed write is an :class:`OSError` naming ``path`` (torch turns
-    one on a path it opened itself into a ``RuntimeError``).
+    A failed write is an :class:`OSError` naming ``path``: torch's zip writer, meeting one (a full
+    disk) as it writes the archive's end, raises a ``RuntimeError`` instead, whose cause it is.
     """
     import torch  # here, not at the top: opening a folder and its card needs no torch
 
     with replacing(path) as tmp, naming(path), open(tmp, "wb") as handle:
-        torch.save(obj, handle)
+        try:
+            torch.save(obj, handle)
+        except RuntimeError as err:
+            if isinstance(err.__context__, OSError):
+                raise err.__context__ from None
+            raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

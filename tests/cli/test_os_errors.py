@@ -131,6 +131,16 @@ def test_full_disk(trained, tmp_path, segpipe_cli, command):
         assert not [p for p in changed if p.name in ("model.pt", "metrics.json")], changed
 
 
+def test_a_disk_that_fills_as_training_writes_its_weights_is_one_line(trained, tmp_path, segpipe_cli):
+    """Room for the run's small files, not for the weights: torch's zip writer hid the full disk in a
+    RuntimeError, a 60-line traceback and exit 1."""
+    with full_copy(trained.parent / "runs", tmp_path / "full", spare_kib=512) as output:
+        result = segpipe_cli(*_commands(trained, output, trained.parent / "runs" / "crops" / "model")["train"])
+        assert result.code == 2 and len(result.errors) == 1, result.errors
+        assert str(output) in result.errors[0] and "the disk is full" in result.errors[0], result.errors
+        assert leftovers(output) == []
+
+
 def test_full_disk_on_a_first_ingest_leaves_nothing(tmp_path, segpipe_cli, make_crop_catalog):
     catalog = make_crop_catalog()
     with full_copy(None, tmp_path / "full", spare_kib=64) as output:
