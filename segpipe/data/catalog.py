@@ -476,6 +476,15 @@ def _expand(
 
 
 def _pair(images: list[Path], labels: list[Path], entry: DatasetEntry, *, where: str) -> dict[str, tuple[Path, Path]]:
+    pairs = _paired(images, labels, entry, where=where)
+    for image, label in pairs.values():
+        if image.resolve() == label.resolve():
+            raise CatalogError(f"{where}: {image} is both an image and its own label file (the labels glob matches the "
+                               "images); point labels: at the label masks")
+    return pairs
+
+
+def _paired(images: list[Path], labels: list[Path], entry: DatasetEntry, *, where: str) -> dict[str, tuple[Path, Path]]:
     if len(images) == 1 and len(labels) == 1:
         return {_stem(images[0], entry.images_suffix): (images[0], labels[0])}
     by_stem: dict[str, Path] = {}
@@ -490,11 +499,22 @@ def _pair(images: list[Path], labels: list[Path], entry: DatasetEntry, *, where:
         if stem in pairs:
             raise CatalogError(f"{where}: two images share the name {stem!r}: {pairs[stem][0]}, {image}")
         if stem not in by_stem:
-            raise CatalogError(f"{where}: image {image} has no label file named {stem}{entry.labels_suffix}.*")
+            raise CatalogError(f"{where}: image {image} has no label file named {stem}{entry.labels_suffix}.*"
+                               f"{_suffix_hint(stem, labels, entry.labels_suffix, 'labels_suffix')}")
         pairs[stem] = (image, by_stem.pop(stem))
     if by_stem:
         raise CatalogError(f"{where}: label files without an image: {', '.join(map(str, by_stem.values()))}")
     return pairs
+
+
+def _suffix_hint(stem: str, files: list[Path], suffix: str, key: str) -> str:
+    """Where a file of ``files`` is named ``stem`` plus an ending (``a0_mask.tif`` for ``a0``): the
+    catalog key that removes that ending before pairing; else nothing."""
+    for path in files:
+        name = _stem(path, suffix)
+        if name.startswith(stem) and len(name) > len(stem):
+            return f" ({path.name} is; {key}: {name[len(stem):]} removes that ending before pairing)"
+    return ""
 
 
 def _resolve_records(name: str, entry: DatasetEntry, root: Path, path: Path) -> list[ImageRecord]:
@@ -563,8 +583,10 @@ def _ignore_masks(entry: DatasetEntry, pairs: dict, root: Path, *, where: str) -
         if stem in masks:
             raise CatalogError(f"{where}: two ignore masks share the name {stem!r}: {masks[stem]}, {path}")
         if stem not in pairs:
+            close = next((name for name in pairs if stem.startswith(name) and len(stem) > len(name)), None)
+            hint = f"; ignore_suffix: {stem[len(close):]} removes that ending before pairing" if close else ""
             raise CatalogError(
-                f"{where}: ignore mask {path} names no image (expected an image named {stem}{entry.images_suffix}.*)"
+                f"{where}: ignore mask {path} names no image (expected an image named {stem}{entry.images_suffix}.*{hint})"
             )
         masks[stem] = path
     return masks

@@ -64,6 +64,23 @@ def test_missing_label_file_names_the_image(tmp_path, files):
         load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b]}"))).dataset("d")
 
 
+def test_a_label_file_named_like_its_image_with_an_ending_names_the_suffix_key(tmp_path, files):
+    (tmp_path / "lab" / "b.tif").rename(tmp_path / "lab" / "b_mask.tif")
+    with pytest.raises(CatalogError, match=r"img/b.tif has no label file named b\.\* \(b_mask.tif is; labels_suffix: _mask "
+                                           r"removes that ending before pairing\)$"):
+        load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b]}"))).dataset("d")
+
+
+@pytest.mark.parametrize("labels", ["img/*.tif", "img/a.tif"])
+def test_labels_that_are_the_images_themselves_are_refused(tmp_path, files, labels):
+    """``labels: img/*.tif`` ingested every image as its own label map (intensities as object ids)."""
+    images = "img/*.tif" if labels == "img/*.tif" else "img/a.tif"
+    body = f"datasets:\n  d:\n    images: {images}\n    labels: {labels}\n    split: {{train: [a{', b' if '*' in images else ''}]}}\n"
+    with pytest.raises(CatalogError, match=r"img/a.tif is both an image and its own label file \(the labels glob matches "
+                                           r"the images\); point labels: at the label masks$"):
+        load_catalog(_write(tmp_path, body)).dataset("d")
+
+
 def test_file_in_two_splits(tmp_path, files):
     with pytest.raises(CatalogError, match="'a' is in both the train and test splits"):
         load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b], test: [a]}"))).dataset("d")
