@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -129,10 +130,12 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
         n_classes = None if entry.instances else len(entry.classes)
         label_stats = [
             _label_stats(truth, t, window, ndim=ndim, n_classes=n_classes, options=options)
-            if truth is not None else (0, False, 0)
+            if truth is not None else FrameTruth(0, False, 0, 0)
             for t in range(image.frames)
         ]
-        high = max(h for h, _, _ in label_stats)
+        high = max(stats.high for stats in label_stats)
+        if truth is not None and truth.sparse and not any(stats.background for stats in label_stats):
+            raise InputError(truth.nothing_annotated_outside_objects(record.name))
         infos = []
         width = max(3, len(str(image.frames - 1)))
         for t in range(image.frames):
@@ -146,8 +149,8 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     t,
                     window=window,
                     layout=FrameLayout(
-                        ndim, channels, label_dtype(high) if labels is not None else None, label_stats[t][1], spacing, unit,
-                        tuple(entry.classes), entry.instances, ignored_pixels=label_stats[t][2],
+                        ndim, channels, label_dtype(high) if labels is not None else None, label_stats[t].labelled, spacing,
+                        unit, tuple(entry.classes), entry.instances, ignored_pixels=label_stats[t].ignored,
                         channel_names=_display_names(_names_read(image.meta.channel_names, channels)),
                     ),
                     options=options,
@@ -157,7 +160,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     "source": str(record.image),
                     "labels_source": str(record.labels) if record.labels is not None else None,
                     "ignore_source": str(record.ignore) if mask is not None else None,
-                    "ignored_pixels": label_stats[t][2] if labels is not None else None,
+                    "ignored_pixels": label_stats[t].ignored if labels is not None else None,
                     "spacing_source": spacing_source,
                     "region": [list(b) for b in record.region] if record.region else None,
                     "frame": t if image.frames > 1 else record.frame,
@@ -293,18 +296,37 @@ class Truth:
         """Whether anything can be marked unannotated."""
         return self.mask is not None or self.ignore_label is not None
 
+    def nothing_annotated_outside_objects(self, name: str) -> str:
+        """The one line refusing a record whose ignore mask or value leaves no background annotated."""
+        how = f"ignore mask {self.mask.path}" if self.mask is not None else f"ignore_label in {self.labels.path}"
+        return (f"{how}: marks every pixel of {name} outside its objects as not annotated, so nothing there is known "
+                "background to learn or score; mark only the part left unannotated (a mask never hides an object), "
+                "or leave the image out of the splits")
+
     def read(self, t: int, window: Window) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels (ignore value made background) and ignored pixels of frame ``t`` in ``window``, ``(1, z, y, x)``."""
         mask = self.mask.read(t, window) if self.mask is not None else None
         return split_ignored(self.labels.read(t, window), mask, self.ignore_label)
 
 
+class FrameTruth(NamedTuple):
+    """What one frame's ground truth holds (:func:`_label_stats`)."""
+
+    high: int
+    """The largest label (the ignore value left out)."""
+    labelled: bool
+    """Whether it marks any object or class."""
+    ignored: int
+    """Pixels left unannotated."""
+    background: int
+    """Annotated background pixels, counted where something can be left unannotated (0 otherwise)."""
+
+
 def _label_stats(
     truth: Truth, t: int, window: Window, *, ndim: int, n_classes: int | None, options: IngestParams
-) -> tuple[int, bool, int]:
-    """Check frame ``t`` of a label map slab by slab; returns its largest label (the ignore value
-    left out), whether it has any, and how many pixels it leaves unannotated."""
-    high, labelled, ignored = 0, False, 0
+) -> FrameTruth:
+    """Check frame ``t`` of a label map slab by slab and count what it holds."""
+    high, labelled, ignored, background = 0, False, 0, 0
     labels = truth.labels
     spatial = (1,) + tuple(s.stop - s.start for s in window[3 - ndim :])
     depth = chunk_shape(spatial, ndim, itemsize=labels.dtype.itemsize, max_slab_bytes=options.max_slab_bytes)[1]
@@ -313,7 +335,8 @@ def _label_stats(
         high = max(high, check_label_block(block, labels.path, n_classes=n_classes))
         labelled = labelled or bool(block.any())
         ignored += int(np.count_nonzero(unannotated)) if unannotated is not None else 0
-    return high, labelled, ignored
+        background += int(np.count_nonzero((block == 0) & ~unannotated)) if unannotated is not None else 0
+    return FrameTruth(high, labelled, ignored, background)
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,23 @@ def test_an_ignore_mask_of_the_wrong_shape_is_one_error_naming_it(tmp_path, inge
     assert leftovers() == []
 
 
+@pytest.mark.parametrize("how", ["mask", "value"])
+def test_marks_that_leave_no_background_annotated_are_one_error_naming_them(tmp_path, ingest, leftovers, how):
+    """A mask over the whole image was ingested: training saw no background and the report scored the
+    image as if its background were known."""
+    labels, _, entry = write_sparse(tmp_path)
+    if how == "mask":
+        tifffile.imwrite(tmp_path / "ign" / "b_ignore.tif", np.ones(SHAPE, np.uint8))
+        named = f"ignore mask {tmp_path / 'ign' / 'b_ignore.tif'}: marks every pixel of b outside its objects"
+    else:
+        tifffile.imwrite(tmp_path / "lab" / "a.tif", np.where(labels["a"] == 0, 65535, labels["a"]).astype(np.uint16))
+        named = f"ignore_label in {tmp_path / 'lab' / 'a.tif'}: marks every pixel of a outside its objects"
+    with pytest.raises(InputError) as err:
+        ingest(tmp_path, **entry)
+    assert str(err.value).startswith(named + " as not annotated, so nothing there is known background"), str(err.value)
+    assert leftovers() == []
+
+
 def test_the_catalog_refuses_ignore_marks_that_fit_nothing(tmp_path):
     _, _, entry = write_sparse(tmp_path)
     tifffile.imwrite(tmp_path / "ign" / "z_ignore.tif", np.zeros(SHAPE, np.uint8))
