@@ -71,6 +71,9 @@ def explain(err: ValidationError) -> str:
     for item in err.errors():
         loc = [str(p) for p in item["loc"] if not _is_union_branch(p)]
         message = "unknown field" if item["type"] == "extra_forbidden" else _plain(item["msg"])
+        if item["type"] == "string_type" and isinstance(item.get("input"), int | float) and not isinstance(item["input"], bool):
+            message += (f", got the number {item['input']} (YAML reads unquoted digits as a number, 001 as 1: "
+                        "quote names, '001')")
         parts.append(f"{'.'.join(loc)}: {message}" if loc else message)  # a whole-entry check names its own field
     return "; ".join(dict.fromkeys(parts))
 

@@ -50,4 +50,7 @@ def read_yaml(path: Path) -> object:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = str(getattr(err, "context", None) or "")
+        if "alias" in context + problem or "anchor" in context:  # `images: *.tif`: YAML reads `*` as an alias
+            problem += "; a value starting with * or & (a glob) must be quoted: images: '*/*.tif'"
         raise CatalogError(f"{path}{where}: not valid YAML: {problem}") from None

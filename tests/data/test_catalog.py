@@ -81,6 +81,14 @@ def test_labels_that_are_the_images_themselves_are_refused(tmp_path, files, labe
         load_catalog(_write(tmp_path, body)).dataset("d")
 
 
+def test_a_split_name_yaml_reads_as_a_number_says_to_quote_it(tmp_path, files):
+    path = _write(tmp_path, _entry(split="split: {train: [001, b]}"))
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(path).check()
+    assert str(caught.value) == (f"{path}: dataset 'd': split.train.0: Input should be a valid string, got the number 1 "
+                                 "(YAML reads unquoted digits as a number, 001 as 1: quote names, '001')")
+
+
 def test_file_in_two_splits(tmp_path, files):
     with pytest.raises(CatalogError, match="'a' is in both the train and test splits"):
         load_catalog(_write(tmp_path, _entry(split="split: {train: [a, b], test: [a]}"))).dataset("d")

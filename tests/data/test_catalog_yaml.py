@@ -35,6 +35,17 @@ def test_a_syntax_error_is_one_line_with_its_place(tmp_path):
     assert "\n" not in message and message.startswith(f"{path}:5:") and "not valid YAML: expected ',' or ']'" in message
 
 
+@pytest.mark.parametrize("value, found", [("*/*.tif", "expected alphabetic or numeric character, but found '/'"),
+                                          ("*tif", "found undefined alias 'tif'")])
+def test_an_unquoted_glob_starting_with_a_star_says_to_quote_it(tmp_path, value, found):
+    path = tmp_path / "catalog.yaml"
+    path.write_text(f"datasets:\n  cells:\n    images: {value}\n")
+    with pytest.raises(CatalogError) as info:
+        read_yaml(path)
+    assert str(info.value).endswith(f"not valid YAML: {found}; a value starting with * or & (a glob) must be quoted: "
+                                    "images: '*/*.tif'")
+
+
 def test_plain_yaml_reads_as_safe_load_reads_it(tmp_path):
     import yaml
 
