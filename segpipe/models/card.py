@@ -42,6 +42,8 @@ class TrainingRecord(BaseModel):
         best_epoch: Epoch of the kept weights.
         seconds: Training time, summed over resumed runs.
         ended_by: ``iterations`` (the planned schedule ran out) or ``time budget``.
+        resumed_after: The epochs after which a stopped run was started again and went on from its
+            saved state (empty: trained in one run).
         validation: Validation scores of the kept weights and the images they came from
             (``tuned_on``; ``tuned_with_training``: the training images the post-processing
             was also tuned on).
@@ -61,6 +63,7 @@ class TrainingRecord(BaseModel):
     best_epoch: int | None = None
     seconds: float | None = None
     ended_by: Literal["iterations", "time budget"] | None = None
+    resumed_after: list[int] = Field(default_factory=list)
     validation: dict[str, Any] = Field(default_factory=dict)
     init: str | None = None
     init_inputs: list[int] | None = None

@@ -397,13 +397,24 @@ def training_end(training: TrainingRecord) -> str:
     epochs = f"{fmt(training.epochs)} epoch{'' if training.epochs == 1 else 's'}"
     done = f"{epochs}, {fmt(training.iterations)} iterations, {minutes} minutes"
     if training.ended_by == "iterations":
-        return f"Training ended when its schedule ran out: {done}."
+        return f"Training ended when its schedule ran out: {done}.{_resumed(training)}"
     if training.ended_by == "time budget":
         budget = training.config.get("max_minutes")
         of = f" of {budget:g} minutes" if isinstance(budget, int | float) and not isinstance(budget, bool) else ""
         return (f"Training was stopped by the time budget{of}, before its schedule ran out: {fmt(training.iterations)} "
-                f"iterations, in epoch {fmt(training.epochs)}, {minutes} minutes.")
-    return f"How training ended: not recorded ({done})."
+                f"iterations, in epoch {fmt(training.epochs)}, {minutes} minutes.{_resumed(training)}")
+    return f"How training ended: not recorded ({done}).{_resumed(training)}"
+
+
+def _resumed(training: TrainingRecord) -> str:
+    """Where a stopped run was started again, said after how it ended; nothing for one run."""
+    after = training.resumed_after
+    if not after:
+        return ""
+    epochs = ", ".join(map(str, after))
+    times = "once" if len(after) == 1 else f"{len(after)} times"
+    return (f" It was stopped and started again {times}, going on from its state saved after epoch"
+            f"{'s' if len(after) > 1 else ''} {epochs} (minutes count the runs' training time, not the pauses).")
 
 
 def checkpoint_choice(history: list[dict], best_epoch: int | None) -> str | None:

@@ -121,6 +121,7 @@ def train_model(
                    time_left=(lambda: budget - clock.now()) if budget is not None else None)
     epoch = len(history)
     done = _finished(history, planned_epochs, clock)
+    resumed = bool(history) and not done  # the first epoch of this run is marked in the history
     try:
         while not done:
             clock.start()
@@ -131,6 +132,8 @@ def train_model(
             epoch_seconds = clock.stop()
             iteration += result.steps
             row = {"epoch": epoch + 1, "train_loss": result.loss, "lr": optimizer.param_groups[0]["lr"]}
+            if resumed:
+                row["resumed"], resumed = 1, False
             ended_by = "iterations" if epoch + 1 >= planned_epochs else "time budget" if clock.spent() else None
             done = ended_by is not None
             if val_set and ((epoch + 1) % config.val_every == 0 or done):
@@ -580,6 +583,7 @@ def _finish(model_dir: Path, history: list[dict], val_set, device, *, store: Ima
         iterations=last.get("iteration"),
         seconds=last.get("seconds", 0.0),
         ended_by=last.get("ended_by"),
+        resumed_after=[int(row["epoch"]) - 1 for row in history if row.get("resumed")],
         validation=validation,
     )
     return TrainResult(save_model(model_dir, best.state_dict(), card), history)

@@ -91,6 +91,16 @@ def test_training_end(ended_by, expected):
     assert training_end(record) == expected
 
 
+@pytest.mark.parametrize(("after", "said"), [
+    ([3], " It was stopped and started again once, going on from its state saved after epoch 3"),
+    ([3, 7], " It was stopped and started again 2 times, going on from its state saved after epochs 3, 7"),
+])
+def test_training_end_says_where_a_stopped_run_was_started_again(after, said):
+    record = TrainingRecord(epochs=12, iterations=300, seconds=474.0, ended_by="iterations", resumed_after=after)
+    assert training_end(record) == ("Training ended when its schedule ran out: 12 epochs, 300 iterations, 7.9 minutes."
+                                    f"{said} (minutes count the runs' training time, not the pauses).")
+
+
 def test_training_end_of_one_epoch_says_epoch():
     """It said "1 epochs", and "the planned schedule" of epochs the user gave."""
     record = TrainingRecord(epochs=1, iterations=25, seconds=30.0, ended_by="iterations")

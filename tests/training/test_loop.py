@@ -120,6 +120,11 @@ def test_killed_run_resumes_to_the_same_result(crop_catalog, tmp_path):
     assert losses(history) == losses(clean / "crops" / "model" / "history.csv")
     assert len(losses(history)) == 4
 
+    def resumed_after(run):  # the card says where the run was started again, for the report
+        return json.loads((run / "crops" / "model" / "model_card.json").read_text())["training"]["resumed_after"]
+
+    assert resumed_after(output) == [done_before] and resumed_after(clean) == []
+
 
 def test_zarr_patches_match_the_in_memory_path(store):
     """Patches read from zarr (large datasets) equal crops of the whole-image targets."""
