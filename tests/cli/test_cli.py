@@ -452,12 +452,13 @@ def test_catalog_reads_the_headers_regions_and_channels_that_ingest_would_refuse
     crop_catalog.write_text(crop_catalog.read_text() + (
         "  oob:\n    images: images/A9_p9d.tif\n    labels: labels/A9_p9d.tif\n"
         "    split: {regions: {train: [[0, 100], [0, 160]], test: [[100, 400], [0, 160]]}}\n"
-        "  chan:\n    images: images/A9_p9d.tif\n    labels: labels/A9_p9d.tif\n    channels: [1]\n    split: {train: [A9_p9d]}\n"))
+        "  chan:\n    images: images/A9_p9d.tif\n    labels: labels/A9_p9d.tif\n    channels: [0, green]\n    split: {train: [A9_p9d]}\n"))
     listed = segpipe_cli("catalog", "--catalog", crop_catalog)
     assert listed.code == 2 and listed.out.startswith("crops: 2D") and "oob" not in listed.out and "chan" not in listed.out
     assert listed.err.strip().splitlines() == [
         f"error: {crop_catalog.parent / 'images' / 'A9_p9d.tif'}: region test ((100, 400), (0, 160)) exceeds the image shape (160, 160)",
-        f"error: {crop_catalog.parent / 'images' / 'A9_p9d.tif'}: channels [1] requested, the file has 1",
+        f"error: {crop_catalog.parent / 'images' / 'A9_p9d.tif'}: channels: 0, green (channel 1) asked for, the file has "
+        "1 channel (a grey image)",
     ], listed.err
 
 

@@ -74,7 +74,7 @@ def _checked(dataset: Dataset, record: ImageRecord, image: Source, labels: Sourc
     _check_sources(image, labels, ndim=ndim)
     if mask is not None:
         check_ignore_source(mask, image, ndim=ndim)
-    return _window(record, image, ndim=ndim), _channels(image, dataset.entry.channel_indices())
+    return _window(record, image, ndim=ndim), _channels(image, dataset.entry.channel_indices(), dataset.entry.channels)
 
 
 def _open_record(stack: ExitStack, dataset: Dataset, record: ImageRecord) -> tuple[Source, Source | None, Source | None]:
@@ -250,11 +250,14 @@ def _display_names(names: list[str | None] | None) -> tuple[str, ...] | None:
     return tuple(name or f"channel {i}" for i, name in enumerate(names))
 
 
-def _channels(image: Source, wanted: list[int] | None) -> list[int] | None:
+def _channels(image: Source, wanted: list[int] | None, asked: list[int | str] | None = None) -> list[int] | None:
+    """The channels to read (``wanted``, as numbers from 0; ``asked``: as the catalog gives them)."""
     if wanted is None:
         return None
     if max(wanted) >= image.channels:
-        raise InputError(f"{image.path}: channels {wanted} requested, the file has {image.channels}")
+        named = ", ".join(f"{a} (channel {w})" if isinstance(a, str) else str(a) for a, w in zip(asked or wanted, wanted))
+        have = "1 channel (a grey image)" if image.channels == 1 else f"{image.channels} channels, 0 to {image.channels - 1}"
+        raise InputError(f"{image.path}: channels: {named} asked for, the file has {have}")
     return wanted
 
 
