@@ -462,6 +462,25 @@ def test_catalog_reads_the_headers_regions_and_channels_that_ingest_would_refuse
     ], listed.err
 
 
+def test_catalog_reads_a_pixel_size_the_labels_give_otherwise(crop_catalog, segpipe_cli):
+    """An image and its labels of other pixel sizes passed `segpipe catalog` (the size is in the header); ingest refused them."""
+    import tifffile
+
+    folder = crop_catalog.parent
+    (folder / "sized").mkdir()
+    for kind, resolution in (("images", 2.0), ("labels", 4.0)):
+        data = tifffile.imread(folder / kind / "A9_p9d.tif")
+        tifffile.imwrite(folder / "sized" / f"{kind}.tif", data, imagej=True, resolution=(resolution, resolution),
+                         metadata={"unit": "um"})
+    crop_catalog.write_text(crop_catalog.read_text() + (
+        "  sized:\n    images: sized/images.tif\n    labels: sized/labels.tif\n    split: {train: [images]}\n"))
+    listed = segpipe_cli("catalog", "--catalog", crop_catalog)
+    assert listed.code == 2 and "sized" not in listed.out
+    assert listed.err.strip().splitlines() == [
+        f"error: {folder / 'sized' / 'images.tif'} has spacing (0.5, 0.5) but its labels {folder / 'sized' / 'labels.tif'} "
+        "have (0.25, 0.25) (they differ along y)"], listed.err
+
+
 def test_catalog_names_every_bad_file_of_an_entry(crop_catalog, segpipe_cli):
     """Two label files of the wrong shape in one entry: `segpipe catalog` named the first only, so a
     user fixed one file a run."""

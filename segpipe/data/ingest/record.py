@@ -72,6 +72,7 @@ def _checked(dataset: Dataset, record: ImageRecord, image: Source, labels: Sourc
     read and the channels (``None``: all)."""
     ndim = dataset.entry.ndim
     _check_sources(image, labels, ndim=ndim)
+    _check_spacings(image, labels, ndim=ndim)
     if mask is not None:
         check_ignore_source(mask, image, ndim=ndim)
     return _window(record, image, ndim=ndim), _channels(image, dataset.entry.channel_indices(), dataset.entry.channels)
@@ -125,7 +126,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
         window, channels = _checked(dataset, record, image, labels, mask)
         truth = Truth(labels, mask, entry.ignore_label) if labels is not None else None
         spacing, unit, spacing_source = _spacing(
-            image, labels, ndim=ndim, catalog=entry.spacing, catalog_unit=entry.unit, assumed=dataset.assumed_spacing
+            image, ndim=ndim, catalog=entry.spacing, catalog_unit=entry.unit, assumed=dataset.assumed_spacing
         )
         n_classes = None if entry.instances else len(entry.classes)
         label_stats = [
@@ -261,20 +262,26 @@ def _channels(image: Source, wanted: list[int] | None, asked: list[int | str] | 
     return wanted
 
 
-def _spacing(
-    image: Source, labels: Source | None, *, ndim: int, catalog: list[float] | None, catalog_unit: str | None,
-    assumed: tuple[tuple[float, ...], str] | None = None,
-) -> tuple[tuple[float, ...], str, str]:
-    """Pixel size, unit, and where the size came from (``catalog``, ``file`` or ``default``: 1 per
-    pixel, or ``assumed`` where the file gives no size on any axis)."""
-    own = image.meta.spacing[3 - ndim :]
-    theirs = labels.meta.spacing[3 - ndim :] if labels is not None else own
+def _check_spacings(image: Source, labels: Source | None, *, ndim: int) -> None:
+    """An image and its labels must not give different pixel sizes (where both give one)."""
+    if labels is None:
+        return
+    own, theirs = image.meta.spacing[3 - ndim :], labels.meta.spacing[3 - ndim :]
     for axis, a, b in zip("zyx"[3 - ndim :], own, theirs):
         if a is not None and b is not None and not np.isclose(a, b, rtol=1e-3):
             raise InputError(
                 f"{image.path} has spacing {tuple(own)} but its labels {labels.path} have {tuple(theirs)} "
                 f"(they differ along {axis})"
             )
+
+
+def _spacing(
+    image: Source, *, ndim: int, catalog: list[float] | None, catalog_unit: str | None,
+    assumed: tuple[tuple[float, ...], str] | None = None,
+) -> tuple[tuple[float, ...], str, str]:
+    """Pixel size, unit, and where the size came from (``catalog``, ``file`` or ``default``: 1 per
+    pixel, or ``assumed`` where the file gives no size on any axis)."""
+    own = image.meta.spacing[3 - ndim :]
     if catalog is not None:
         return tuple(float(s) for s in catalog), catalog_unit or image.meta.unit or DEFAULT_UNIT, "catalog"
     if assumed is not None and any(s is None for s in own) and (all(s is None for s in own) or image.meta.unit in (None, assumed[1])):
