@@ -235,8 +235,9 @@ def _moved(found: list[tuple[Path, int | None]], names: list[str | None], given:
     """Name each unnamed input of ``found`` that was moved (a folder moved or renamed, with or
     without the output beside it) as ``given`` names it at its old place: the file name and series
     are the same, the old path is gone, and the content is what the old name's input was made from
-    (``recorded``; the files are read). Where several gone inputs fit, the one sharing the most of
-    its path; where two fit equally, it is named afresh. Fills ``names`` in place."""
+    (``recorded``; the files are read, each once). Where several fit, the pairs sharing the most of
+    their paths are matched first (:func:`_match`); an input two gone ones fit equally, or a gone one
+    two inputs fit equally, is named afresh. Fills ``names`` in place."""
     open_k = [k for k, name in enumerate(names) if name is None]
     if not open_k or not given:
         return
@@ -244,39 +245,78 @@ def _moved(found: list[tuple[Path, int | None]], names: list[str | None], given:
     by_file: dict[tuple[str, int | None], list[tuple[Path, str]]] = {}
     for where, name in given.items():
         old, series = _parse_where(where)
-        by_file.setdefault((old.name, series), []).append((old, name))
-    moved = []
+        if name not in used:
+            by_file.setdefault((old.name, series), []).append((old, name))
+    gone: dict[Path, bool] = {}
+    sources: dict[str, Mapping | None] = {}
+    digests: dict[Path, str] = {}
+    fits = []
     for k in open_k:
         path, series = found[k]
-        gone = [(old, name) for old, name in by_file.get((path.name, series), ()) if name not in used and not _exists(old)]
-        fits = [(_shared_tail(old, path), old, name) for old, name in gone if _same_content(path, series, recorded(name))]
-        if not fits:
-            continue
-        best = max(tail for tail, _, _ in fits)
-        fits = [(old, name) for tail, old, name in fits if tail == best]
-        if len(fits) == 1:
-            names[k] = fits[0][1]
-            used.add(fits[0][1])
-            moved.append(f"{fits[0][0]} -> {path}")
+        candidates = [(old, name) for old, name in by_file.get((path.name, series), ()) if gone.setdefault(old, not _exists(old))]
+        files = _input_files(path, series) if candidates else None
+        for old, name in candidates:
+            if name not in sources:
+                sources[name] = recorded(name)
+            if files is not None and _same_content(files, sources[name], digests):
+                fits.append((_shared_tail(old, path), k, name, old))
+    moved = []
+    for k, name, old in _match(fits):
+        names[k] = name
+        moved.append(f"{old} -> {found[k][0]}")
     if moved:
         log.info("%d input(s) moved keep their names (the same content, their old places gone): %s", len(moved),
                  "; ".join(moved[:3]) + ("; ..." if len(moved) > 3 else ""))
 
 
-def _same_content(path: Path, series: int | None, sources: Mapping[str, Mapping] | None) -> bool:
-    """Whether the input at ``path`` is made of the files ``sources`` records (by name and SHA-256;
-    every file is read, never taken on its size and time: another file may share those)."""
-    if not sources:
-        return False
+def _match(fits: list[tuple[int, int, str, Path]]) -> list[tuple[int, str, Path]]:
+    """Inputs matched to gone names from ``(shared path parts, input, name, old path)`` fits, best
+    first, whatever the inputs' order: at each number of shared parts, an input whose only fit left
+    is a name that no other input fits as well takes it; one with two fits, or whose fit another
+    input shares, takes none (so later, worse fits do not decide either)."""
+    done_k: set[int] = set()
+    done_names: set[str] = set()
+    matched = []
+    for tail in sorted({fit[0] for fit in fits}, reverse=True):
+        level = [fit for fit in fits if fit[0] == tail and fit[1] not in done_k and fit[2] not in done_names]
+        for k in sorted({fit[1] for fit in level}):
+            mine = [fit for fit in level if fit[1] == k]
+            if len(mine) == 1 and sum(fit[2] == mine[0][2] for fit in level) == 1:
+                matched.append((k, mine[0][2], mine[0][3]))
+        done_k |= {fit[1] for fit in level}
+        done_names |= {fit[2] for fit in level if any(other[1] != fit[1] for other in level if other[2] == fit[2])}
+        done_names |= {name for _, name, _ in matched}
+    return matched
+
+
+def _input_files(path: Path, series: int | None) -> dict[str, Path] | None:
+    """The files the input at ``path`` is made of, keyed as its store records them; ``None`` where unreadable."""
     probe = input_dataset(Input("moved", path, kind_of(path), series=series), ndim=2, classes=["background", "object"],
-                          instances=False)  # only its files are read
+                          instances=False)  # only its files are listed
     try:
-        files = {source_key(probe, file): file for file in source_files(probe)}
-        if set(files) != set(sources):
+        return {source_key(probe, file): file for file in source_files(probe)}
+    except (OSError, InputError):  # it fails on its own later, under a name of its own
+        return None
+
+
+def _same_content(files: dict[str, Path], sources: Mapping[str, Mapping] | None, digests: dict[Path, str]) -> bool:
+    """Whether ``files`` are those ``sources`` records: the same names and sizes, then the same
+    SHA-256 (each file read once into ``digests``; never taken on size and time, which another file
+    may share)."""
+    if not sources or set(files) != set(sources):
+        return False
+    try:
+        if any(file.stat().st_size != (sources[key] or {}).get("size") for key, file in files.items()):
             return False
-        return all(file_digest(file) == (sources[key] or {}).get("sha256") for key, file in files.items())
+        return all(_digest(file, digests) == (sources[key] or {}).get("sha256") for key, file in files.items())
     except (OSError, InputError):  # unreadable now: it fails on its own later, under a name of its own
         return False
+
+
+def _digest(path: Path, digests: dict[Path, str]) -> str:
+    if path not in digests:
+        digests[path] = file_digest(path)
+    return digests[path]
 
 
 def _parse_where(where: str) -> tuple[Path, int | None]:

@@ -147,7 +147,7 @@ def _made_from(**files: Path):
     """``recorded`` for :func:`find_inputs`: each name's input made from the file given (by its content)."""
     from segpipe.data.ingest.fingerprint import file_digest
 
-    sources = {name: {path.name: {"sha256": file_digest(path)}} for name, path in files.items()}
+    sources = {name: {path.name: {"size": path.stat().st_size, "sha256": file_digest(path)}} for name, path in files.items()}
     return sources.get
 
 
@@ -177,6 +177,25 @@ def test_another_image_of_a_gone_files_name_is_a_new_input_wherever_it_is_named(
     found = find_inputs(["day3", "new", "inbox2"], base=tmp_path, given=given, recorded=recorded)
     named = {i.path.parent.name: i.name for i in found}
     assert named == {"day3": "day3_a", "new": "new_a", "inbox2": "a"}
+
+
+def test_moved_inputs_are_matched_alike_in_any_order_and_each_read_once(tmp_path, monkeypatch):
+    """Two gone copies of one image, ``d/day1/a.tif`` and ``d/day2/a.tif``: ``q/day1/a.tif`` fits day1
+    best, ``r/a.tif`` both alike. Named ``r`` first, ``r/a.tif`` was named afresh; ``q`` first, it took
+    ``day2_a``. And each input was read once for every gone file of its name (200 moved
+    ``posNN/img.tif`` read 20,100 times)."""
+    from segpipe.data import inputs
+
+    q, r = _write(tmp_path / "q" / "day1" / "a.tif"), _write(tmp_path / "r" / "a.tif")
+    given = {str(tmp_path / "d" / "day1" / "a.tif"): "day1_a", str(tmp_path / "d" / "day2" / "a.tif"): "day2_a"}
+    recorded = _made_from(day1_a=q, day2_a=q)
+    read = []
+    monkeypatch.setattr(inputs, "file_digest", lambda path: read.append(path) or _made_from(x=path)("x")[path.name]["sha256"])
+    for order in (["r", "q/day1"], ["q/day1", "r"]):
+        read.clear()
+        named = {i.path.parent.name: i.name for i in find_inputs(order, base=tmp_path, given=given, recorded=recorded)}
+        assert named == {"day1": "day1_a", "r": "day2_a"}, order
+        assert sorted(read) == sorted([q, r])
 
 
 def test_an_input_two_gone_ones_fit_equally_is_named_afresh(tmp_path):
