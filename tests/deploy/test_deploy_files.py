@@ -153,6 +153,19 @@ def test_compose_file_wires_postgres_server_and_worker(project):
     assert "SEGPIPE_HOME=/opt/segpipe" in dockerfile and "WORKDIR /opt/segpipe" in dockerfile
 
 
+def test_every_folder_a_deployment_reads_or_writes_is_kept_outside_the_worker_container(project):
+    """The inbox deployment read inbox/ and wrote segmented/ inside the container: the host could not
+    drop images in, and a rebuild lost the results."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    mounted = {entry.split(":")[1] for entry in compose["services"]["worker"]["volumes"]}
+    folders = set()
+    for deployment in project["deployments"]:
+        parameters = deployment.get("parameters") or {}
+        paths = [parameters.get(key) for key in ("output", "runs")] + list(parameters.get("inputs") or [])
+        folders |= {f"/opt/segpipe/{Path(path).parts[0]}" for path in paths if isinstance(path, str)}
+    assert folders and folders <= mounted, folders - mounted
+
+
 def test_worker_dask_config_unsets_malloc_trimming():
     config = yaml.safe_load((DEPLOY / "dask.yaml").read_text())
     assert config["distributed"]["nanny"]["pre-spawn-environ"] == {"MALLOC_TRIM_THRESHOLD_": None}
