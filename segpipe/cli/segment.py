@@ -145,8 +145,8 @@ def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predi
             held.said(outcome)
             typer.echo(f"error: {_cluster_lost(outcome, runner, output)}", err=True)
             raise typer.Exit(1)
-    if isinstance(outcome, dict) and outcome.get("busy"):
-        raise SegpipeError(outcome["busy"])
+    if state.is_cancelled():  # another run writes the folder
+        raise SegpipeError(state.message.removesuffix("; this run segmented nothing"))
     if not summary.is_file() or summary.stat().st_mtime_ns == before:  # the flow ended before its tables
         typer.echo(f"error: the segment flow failed before it wrote {summary}: {state.message}", err=True)
         raise typer.Exit(1)

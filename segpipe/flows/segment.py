@@ -98,7 +98,8 @@ def segpipe_segment(
     ``empty_ok`` (an inbox), inputs that match nothing yet make a run with nothing to do; files
     a glob matches that are not images are passed over. ``settled``: inputs whose files changed in
     the last that many seconds (still being copied in) are left for a later run (the inbox
-    deployment waits 60 s).
+    deployment waits 60 s). A run that finds another writing ``output`` leaves it be and ends
+    Cancelled, saying so (not Completed: it segmented nothing).
     """
     from segpipe.pipeline.models import resolve_model
     from segpipe.pipeline.segment import SegmentInputs, spacing_for_model
@@ -122,9 +123,11 @@ def segpipe_segment(
             raise
         get_run_logger().info("%s: nothing to segment", " ".join(inputs))
         return nothing
-    except FolderBusy as busy:  # a scheduled run that finds the last one still at work leaves it be
-        get_run_logger().info("%s", busy)
-        return {**nothing, "busy": str(busy)}
+    except FolderBusy as busy:  # a scheduled run that finds the last one still at work leaves it be, and says so
+        from prefect.states import Cancelled
+
+        get_run_logger().warning("%s; this run segmented nothing (its inputs are taken by a later run)", busy)
+        return Cancelled(message=f"{busy}; this run segmented nothing")
 
 
 def _segment_into(folder, patterns, gathered, chosen, output, read, predict, runner):

@@ -192,8 +192,9 @@ def test_the_flow_reads_a_generalists_channels_in_the_order_given(prefect_harnes
 
 
 def test_a_run_that_finds_the_folder_being_written_leaves_it_be(prefect_harness, model_folder, tmp_path):
-    """A scheduled run whose last run still writes the output folder: the flow completes with
-    ``busy`` naming the folder, segments nothing and writes nothing there."""
+    """A run that finds another still writing the output folder segments nothing and writes nothing
+    there, and ends Cancelled naming the folder: it ended Completed, so a triggered run with other
+    inputs looked done (``--watch`` exit 0) with its inputs never segmented."""
     from segpipe.flows.segment import segpipe_segment
     from segpipe.pipeline.segment_files import SegmentFolder
     from segpipe.prediction.params import PredictParams
@@ -205,9 +206,8 @@ def test_a_run_that_finds_the_folder_being_written_leaves_it_be(prefect_harness,
     with out.writing():
         state = segpipe_segment(inputs=[str(inbox)], model=str(model_folder), output=str(out.root),
                                 predict=PredictParams(device="cpu"), return_state=True)
-    assert state.is_completed()
-    summary = state.result()
-    assert summary["segmented"] == 0 and "another segpipe segment is writing here" in summary["busy"]
+    assert state.is_cancelled() and state.message.startswith(f"{out.root}: another segpipe segment is writing here")
+    assert state.message.endswith("; this run segmented nothing")
     assert sorted(p.name for p in out.root.iterdir()) == [".segment.lock"]
 
 
@@ -294,6 +294,22 @@ def test_a_scheduled_run_reads_only_the_inputs_whose_size_or_time_changed(prefec
     os.utime(field, ns=(before.st_atime_ns, before.st_mtime_ns))
     state = segpipe_segment(**kwargs, return_state=True)
     assert task_states(state.state_details.flow_run_id) == {"segment-field": "Cached"}  # not read
+
+
+def test_segment_on_dask_into_a_folder_being_written_is_one_line(model_folder, tmp_path, segpipe_cli, monkeypatch):
+    """The flow's Cancelled state (another run writes the folder) is the command's one line and exit 2."""
+    from segpipe.pipeline.segment_files import SegmentFolder
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    (tmp_path / "inbox").mkdir()
+    tifffile.imwrite(tmp_path / "inbox" / "field.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")[:96, :96])
+    out = SegmentFolder(tmp_path / "out")
+    with out.writing():
+        result = segpipe_cli("segment", "--model", model_folder, tmp_path / "inbox", "--output", out.root, "--device", "cpu",
+                             "--runner", "dask", "--workers", "1")
+    assert result.code == 2 and len(result.errors) == 1, result.errors
+    assert result.errors[0].startswith(f"error: {out.root}: another segpipe segment is writing here (process ")
+    assert sorted(p.name for p in out.root.iterdir()) == [".segment.lock"]
 
 
 def test_segment_on_a_local_dask_cluster_writes_what_segment_here_writes(model_folder, tmp_path, segpipe_cli, monkeypatch):
