@@ -112,15 +112,26 @@ def submit(deployment: str, given: dict[str, Any], *, wait: bool = True, poll_se
     try:
         with get_client(sync_client=True) as client:
             try:
-                defaults = client.read_deployment_by_name(name).parameters
+                found = client.read_deployment_by_name(name)
             except ObjectNotFound:
                 raise SubmitError(f"{url}: no deployment named {name!r}; {_known(client)}") from None
-        flow_run = run_deployment(name, parameters=merged(defaults, given), timeout=0)
-        say(f"submitted flow run {flow_run.name} ({flow_run.id}) of {name}" + (
-            "; waiting for a worker of its pool to run it (none running: it waits, Scheduled then Late)" if wait else ""))
+            waiting = _waiting_for(client, found.work_pool_name) if wait else ""
+        flow_run = run_deployment(name, parameters=merged(found.parameters, given), timeout=0)
+        say(f"submitted flow run {flow_run.name} ({flow_run.id}) of {name}{waiting}")
         return _wait(flow_run, poll_seconds) if wait else flow_run
     except httpx.HTTPError as err:  # connection refused, a name that does not resolve, a timeout
         raise SubmitError(server_unreachable(url, str(err) or type(err).__name__)) from None
+
+
+def _waiting_for(client, pool: str | None) -> str:
+    """What the run waits for: the pool's online workers, or that none is (it stays Scheduled, then Late)."""
+    if not pool:
+        return "; waiting for a worker to run it"
+    online = [w for w in client.read_workers_for_work_pool(work_pool_name=pool) if str(w.status).upper().endswith("ONLINE")]
+    if online:
+        return f"; waiting for a worker of pool {pool} to run it ({len(online)} online)"
+    return (f"; no worker of pool {pool} is online, so it waits, Scheduled then Late, until one starts "
+            f"(prefect worker start --pool {pool})")
 
 
 def _known(client) -> str:

@@ -268,7 +268,8 @@ def test_segpipe_run_submits_to_the_deployment_and_reuses_the_cache(triggered, d
     assert code == 0, out + err
     assert ": Completed" in out
     flow_run_id = out.split("(")[1].split(")")[0]
-    assert f"submitted flow run {out.split()[2]} ({flow_run_id}) of segpipe-pipeline/nightly; waiting" in err  # at once
+    assert (f"submitted flow run {out.split()[2]} ({flow_run_id}) of segpipe-pipeline/nightly; waiting for a worker of "
+            "pool segpipe-cpu to run it (1 online)") in err  # at once; it said "none running" beside a running worker
     with get_client(sync_client=True) as client:
         states = _task_states(client, flow_run_id)
     assert states == {
@@ -358,6 +359,7 @@ def test_ctrl_c_while_waiting_for_a_deployment_run_cancels_it_on_the_server(depl
     try:
         submitted = run.stderr.readline()  # said at once, before any wait
         assert submitted.startswith("submitted flow run "), submitted
+        assert "; no worker of pool segpipe-gpu is online, so it waits, Scheduled then Late" in submitted, submitted
         flow_run_id = submitted.split("(")[1].split(")")[0]
         time.sleep(3)
         os.killpg(run.pid, signal.SIGINT)
