@@ -24,9 +24,9 @@ from segpipe.inference.postprocess import InstanceParams
 #: their fields (a newer card's fields would otherwise be reported as unknown). 2: the fields
 #: ``object_size`` and ``training.init_inputs``; 3: ``normalization.skip_fill``; 4:
 #: ``postprocess.edge_min_size``; 5: ``spacing_guessed``; 6: ``normalization.floor_for``; 7:
-#: ``inference.noise_only``, ``pixel_size_set``. A card of an earlier version reads as it is (its missing fields take
-#: their defaults).
-CARD_VERSION = 7
+#: ``inference.noise_only``, ``pixel_size_set``; 8: ``training.resumed_after``. A card of an
+#: earlier version reads as it is (its missing fields take their defaults).
+CARD_VERSION = 8
 
 
 class TrainingRecord(BaseModel):

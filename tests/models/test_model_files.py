@@ -107,6 +107,7 @@ LAYOUT = {
 LAYOUT[5] = LAYOUT[4] | {"spacing_guessed"}
 LAYOUT[6] = LAYOUT[5] | {"normalization.floor_for"}
 LAYOUT[7] = LAYOUT[6] | {"inference.noise_only", "postprocess.grid", "pixel_size_set"}
+LAYOUT[8] = LAYOUT[7] | {"training.resumed_after"}
 
 
 def _layout(model: type[BaseModel], prefix: str = "") -> set[str]:

@@ -122,7 +122,11 @@ def test_an_entry_applying_a_model_takes_its_pixel_size_for_files_without_one(tm
     assert segpipe_cli("ingest", "seg", "--catalog", catalog, "--output", out).code == 0
     (image,) = ImageStore.open(out / "seg" / "data.zarr").images()
     assert image.spacing == (0.5, 0.5) and image.info["spacing_source"] == "default"
-    catalog.write_text(catalog.read_text().replace(f"    model: {fine.folder}\n", "    labels: raw/*.tif\n    split: {train: [a]}\n"))
+    (tmp_path / "lab").mkdir()
+    labels = np.zeros((48, 48), np.uint8)
+    labels[10:20, 10:20] = 1
+    tifffile.imwrite(tmp_path / "lab" / "a.tif", labels)
+    catalog.write_text(catalog.read_text().replace(f"    model: {fine.folder}\n", "    labels: lab/*.tif\n    split: {train: [a]}\n"))
     assert segpipe_cli("ingest", "seg", "--catalog", catalog, "--output", out).code == 0
     (image,) = ImageStore.open(out / "seg" / "data.zarr").images()
     assert image.spacing == (1.0, 1.0)
