@@ -253,11 +253,14 @@ def _warn_default_spacing(dataset: Dataset, infos: list[dict]) -> None:
         first = guessed[0]
         taken = (f"the model's pixel size, {' x '.join(f'{float(v):g}' for v in first['spacing'])} {first['unit']}"
                  if dataset.assumed_spacing is not None else f"1 {first['unit']} per pixel")
+        unit = dataset.entry.unit
+        alone = (f" (unit: {unit} names the unit of a pixel size, and none is given: it is not used)"
+                 if unit and dataset.entry.spacing is None and dataset.assumed_spacing is None else "")
         log.warning(
-            "%s: %d image(s) have no pixel size in their file (first: %s); taking %s. If that is wrong, "
+            "%s: %d image(s) have no pixel size in their file (first: %s); taking %s%s. If that is wrong, "
             "set spacing: [%s] (and unit:) in the catalog entry, or --spacing for segpipe segment: a model trained "
             "at another pixel size would see these images at the wrong scale",
-            dataset.name, len(guessed), first["source"], taken, axes,
+            dataset.name, len(guessed), first["source"], taken, alone, axes,
         )
 
 
