@@ -193,7 +193,8 @@ def test_small_image_group_leaves_the_groups_above_it_alone(tmp_path, where, nes
     np.testing.assert_array_equal(reopened["nested/im/s0" if nested else "im/s0"][...], image)
 
 
-def test_images_without_labels_are_stored_without_ground_truth(tmp_path, caplog):
+def _ingest_unlabelled(tmp_path, caplog, extra: str = "") -> str:
+    """One TIFF without a pixel size in an entry without labels (and ``extra``), ingested; the warnings logged."""
     import logging
 
     import numpy as np
@@ -204,33 +205,27 @@ def test_images_without_labels_are_stored_without_ground_truth(tmp_path, caplog)
     (tmp_path / "img").mkdir()
     tifffile.imwrite(tmp_path / "img" / "a.tif", np.arange(48, dtype=np.uint16).reshape(6, 8))
     catalog = tmp_path / "catalog.yaml"
-    catalog.write_text("datasets:\n  new:\n    images: img/*.tif\n")
+    catalog.write_text("datasets:\n  new:\n    images: img/*.tif\n" + extra)
     with caplog.at_level(logging.WARNING, logger="segpipe.data.ingest.run"):
         ingest_dataset(load_catalog(catalog).dataset("new"), tmp_path / "data.zarr", progress=False)
-    assert "1 image(s) have no pixel size in their file (first: " in caplog.text and "a.tif" in caplog.text
-    assert "set spacing: [y, x]" in caplog.text
+    return caplog.text
+
+
+def test_images_without_labels_are_stored_without_ground_truth(tmp_path, caplog):
+    import numpy as np
+
+    said = _ingest_unlabelled(tmp_path, caplog)
+    assert "1 image(s) have no pixel size in their file (first: " in said and "a.tif" in said
+    assert "set spacing: [y, x]" in said and "unit:" not in said.split("taking")[1].split(". If")[0]
     store = ImageStore.open(tmp_path / "data.zarr")
     (image,) = store.images()
     assert not store.labelled and image.labels is None and image.split == "test"
     assert image.info["spacing_source"] == "default" and store.names("test", labelled=True) == []
-    assert "unit:" not in caplog.text.split("taking")[1].split(". If")[0]
     np.testing.assert_array_equal(image.image[0], np.arange(48).reshape(6, 8))
 
 
 def test_a_unit_given_without_a_pixel_size_to_files_without_one_is_said_unused(tmp_path, caplog):
     """``unit: nm`` alone on files without a pixel size was dropped without a word (the store says micrometer)."""
-    import logging
-
-    import numpy as np
-    import tifffile
-
-    from segpipe.data.catalog import load_catalog
-
-    (tmp_path / "img").mkdir()
-    tifffile.imwrite(tmp_path / "img" / "a.tif", np.arange(48, dtype=np.uint16).reshape(6, 8))
-    catalog = tmp_path / "catalog.yaml"
-    catalog.write_text("datasets:\n  new:\n    images: img/*.tif\n    unit: nm\n")
-    with caplog.at_level(logging.WARNING, logger="segpipe.data.ingest.run"):
-        ingest_dataset(load_catalog(catalog).dataset("new"), tmp_path / "data.zarr", progress=False)
+    said = _ingest_unlabelled(tmp_path, caplog, "    unit: nm\n")
     assert ("; taking 1 micrometer per pixel (unit: nanometer names the unit of a pixel size, and none is given: it is "
-            "not used). If that is wrong") in caplog.text
+            "not used). If that is wrong") in said
