@@ -123,7 +123,7 @@ def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predi
     from segpipe.flows.embedded import start_embedded_server
     from segpipe.flows.logs import quiet_expected_errors
     from segpipe.flows.runners import check_scheduler
-    from segpipe.flows.segment import segpipe_segment
+    from segpipe.flows.segment import NOTHING_SEGMENTED, segpipe_segment
     from segpipe.pipeline.segment_files import InputResult, SegmentFolder
 
     from distributed.client import FutureCancelledError
@@ -146,7 +146,7 @@ def _on_dask(inputs: list[str], chosen, output: Path, read: SegmentParams, predi
             typer.echo(f"error: {_cluster_lost(outcome, runner, output)}", err=True)
             raise typer.Exit(1)
     if state.is_cancelled():  # another run writes the folder
-        raise SegpipeError(state.message.removesuffix("; this run segmented nothing"))
+        raise SegpipeError(state.message.removesuffix(NOTHING_SEGMENTED))
     if not summary.is_file() or summary.stat().st_mtime_ns == before:  # the flow ended before its tables
         typer.echo(f"error: the segment flow failed before it wrote {summary}: {state.message}", err=True)
         raise typer.Exit(1)

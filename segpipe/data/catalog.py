@@ -500,20 +500,24 @@ def _paired(images: list[Path], labels: list[Path], entry: DatasetEntry, *, wher
             raise CatalogError(f"{where}: two images share the name {stem!r}: {pairs[stem][0]}, {image}")
         if stem not in by_stem:
             raise CatalogError(f"{where}: image {image} has no label file named {stem}{entry.labels_suffix}.*"
-                               f"{_suffix_hint(stem, labels, entry.labels_suffix, 'labels_suffix')}")
+                               f"{_labels_suffix_hint(stem, labels, entry.labels_suffix)}")
         pairs[stem] = (image, by_stem.pop(stem))
     if by_stem:
         raise CatalogError(f"{where}: label files without an image: {', '.join(map(str, by_stem.values()))}")
     return pairs
 
 
-def _suffix_hint(stem: str, files: list[Path], suffix: str, key: str) -> str:
-    """Where a file of ``files`` is named ``stem`` plus an ending (``a0_mask.tif`` for ``a0``): the
-    catalog key that removes that ending before pairing; else nothing."""
-    for path in files:
-        name = _stem(path, suffix)
-        if name.startswith(stem) and len(name) > len(stem):
-            return f" ({path.name} is; {key}: {name[len(stem):]} removes that ending before pairing)"
+def _ending(short: str, long: str) -> str:
+    """What ``long`` adds at the end of ``short`` (``_mask`` for ``a0`` and ``a0_mask``); "" where it does not begin with it."""
+    return long[len(short):] if long.startswith(short) and len(long) > len(short) else ""
+
+
+def _labels_suffix_hint(stem: str, labels: list[Path], suffix: str) -> str:
+    """Where a label file is named ``stem`` plus an ending (``a0_mask.tif`` for ``a0``): the key that
+    removes that ending before pairing; else nothing."""
+    for path in labels:
+        if ending := _ending(stem, _stem(path, suffix)):
+            return f" ({path.name} is; labels_suffix: {ending} removes that ending before pairing)"
     return ""
 
 
@@ -583,8 +587,8 @@ def _ignore_masks(entry: DatasetEntry, pairs: dict, root: Path, *, where: str) -
         if stem in masks:
             raise CatalogError(f"{where}: two ignore masks share the name {stem!r}: {masks[stem]}, {path}")
         if stem not in pairs:
-            close = next((name for name in pairs if stem.startswith(name) and len(stem) > len(name)), None)
-            hint = f"; ignore_suffix: {stem[len(close):]} removes that ending before pairing" if close else ""
+            ending = next((ending for name in pairs if (ending := _ending(name, stem))), "")
+            hint = f"; ignore_suffix: {ending} removes that ending before pairing" if ending else ""
             raise CatalogError(
                 f"{where}: ignore mask {path} names no image (expected an image named {stem}{entry.images_suffix}.*{hint})"
             )

@@ -253,7 +253,7 @@ def _moved(found: list[tuple[Path, int | None]], names: list[str | None], given:
     fits = []
     for k in open_k:
         path, series = found[k]
-        candidates = [(old, name) for old, name in by_file.get((path.name, series), ()) if gone.setdefault(old, not _exists(old))]
+        candidates = [(old, name) for old, name in by_file.get((path.name, series), ()) if _gone(old, gone)]
         files = _input_files(path, series) if candidates else None
         for old, name in candidates:
             if name not in sources:
@@ -335,11 +335,14 @@ def _shared_tail(a: Path, b: Path) -> int:
     return n
 
 
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:  # a path made unreadable is not known to be gone
-        return True
+def _gone(path: Path, known: dict[Path, bool]) -> bool:
+    """Whether ``path`` no longer exists, looked up once into ``known`` (a path made unreadable is not known to be gone)."""
+    if path not in known:
+        try:
+            known[path] = not path.exists()
+        except OSError:
+            known[path] = False
+    return known[path]
 
 
 def _kind_suffix(path: Path) -> str:

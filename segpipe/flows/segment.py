@@ -22,6 +22,9 @@ from segpipe.flows.tasks import IO_RETRIES, artifact_key, transient
 from segpipe.pipeline.segment_files import SegmentParams, counted
 from segpipe.prediction.params import PredictParams
 
+#: How the message of a run that found its folder being written ends (the command line leaves it out).
+NOTHING_SEGMENTED = "; this run segmented nothing"
+
 forward_segpipe_logs()
 
 
@@ -126,8 +129,8 @@ def segpipe_segment(
     except FolderBusy as busy:  # a scheduled run that finds the last one still at work leaves it be, and says so
         from prefect.states import Cancelled
 
-        get_run_logger().warning("%s; this run segmented nothing (its inputs are taken by a later run)", busy)
-        return Cancelled(message=f"{busy}; this run segmented nothing")
+        get_run_logger().warning("%s%s (its inputs are taken by a later run)", busy, NOTHING_SEGMENTED)
+        return Cancelled(message=f"{busy}{NOTHING_SEGMENTED}")
 
 
 def _segment_into(folder, patterns, gathered, chosen, output, read, predict, runner):

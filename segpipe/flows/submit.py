@@ -127,7 +127,9 @@ def _waiting_for(client, pool: str | None) -> str:
     """What the run waits for: the pool's online workers, or that none is (it stays Scheduled, then Late)."""
     if not pool:
         return "; waiting for a worker to run it"
-    online = [w for w in client.read_workers_for_work_pool(work_pool_name=pool) if str(w.status).upper().endswith("ONLINE")]
+    from prefect.client.schemas.objects import WorkerStatus
+
+    online = [w for w in client.read_workers_for_work_pool(work_pool_name=pool) if w.status == WorkerStatus.ONLINE]
     if online:
         return f"; waiting for a worker of pool {pool} to run it ({len(online)} online)"
     return (f"; no worker of pool {pool} is online, so it waits, Scheduled then Late, until one starts "

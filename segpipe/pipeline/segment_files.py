@@ -193,7 +193,8 @@ class SegmentFolder:
         done = {r.path for r in results if r.error is None}
         given = self.given_names()
         now = {item.where: item.name for item in items if item.where in done}
-        merged = {**{where: name for where, name in given.items() if name not in now.values()}, **now}
+        named_now = set(now.values())
+        merged = {**{where: name for where, name in given.items() if name not in named_now}, **now}
         if merged != given:
             with replacing(self.names) as tmp:
                 tmp.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")

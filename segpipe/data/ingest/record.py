@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import zarr
 
-from segpipe.data.catalog import Dataset
+from segpipe.data.catalog import Dataset, DatasetEntry
 from segpipe.data.records import ImageRecord
 from segpipe.errors import InputError
 from segpipe.data.ingest.ignore import check_ignore_source, split_ignored
@@ -75,7 +75,7 @@ def _checked(dataset: Dataset, record: ImageRecord, image: Source, labels: Sourc
     _check_spacings(image, labels, ndim=ndim)
     if mask is not None:
         check_ignore_source(mask, image, ndim=ndim)
-    return _window(record, image, ndim=ndim), _channels(image, dataset.entry.channel_indices(), dataset.entry.channels)
+    return _window(record, image, ndim=ndim), _channels(image, dataset.entry)
 
 
 def _open_record(stack: ExitStack, dataset: Dataset, record: ImageRecord) -> tuple[Source, Source | None, Source | None]:
@@ -251,12 +251,13 @@ def _display_names(names: list[str | None] | None) -> tuple[str, ...] | None:
     return tuple(name or f"channel {i}" for i, name in enumerate(names))
 
 
-def _channels(image: Source, wanted: list[int] | None, asked: list[int | str] | None = None) -> list[int] | None:
-    """The channels to read (``wanted``, as numbers from 0; ``asked``: as the catalog gives them)."""
+def _channels(image: Source, entry: DatasetEntry) -> list[int] | None:
+    """The channels the entry asks for, as numbers from 0 (``None``: all)."""
+    wanted = entry.channel_indices()
     if wanted is None:
         return None
     if max(wanted) >= image.channels:
-        named = ", ".join(f"{a} (channel {w})" if isinstance(a, str) else str(a) for a, w in zip(asked or wanted, wanted))
+        named = ", ".join(f"{a} (channel {w})" if isinstance(a, str) else str(a) for a, w in zip(entry.channels, wanted))
         have = "1 channel (a grey image)" if image.channels == 1 else f"{image.channels} channels, 0 to {image.channels - 1}"
         raise InputError(f"{image.path}: channels: {named} asked for, the file has {have}")
     return wanted
