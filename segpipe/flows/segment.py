@@ -140,6 +140,7 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
     from segpipe.pipeline.segment import (
         report_segmentation, warn_guessed_spacing, warn_noise, warn_other_model, write_summary, write_tables,
     )
+    from segpipe.pipeline.failures import dated, earlier_failures, files_now
     from segpipe.pipeline.segment_files import InputResult, failed_input
 
     with folder.writing():
@@ -166,9 +167,10 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
                 else:  # said as segment says it, the input named once (Prefect has logged the task's failure)
                     raised = futures[item.name].result(raise_on_failure=False)
                     results.append(failed_input(item, raised, alone=True) if isinstance(raised, Exception)
-                                   else InputResult(item.name, item.where, item.kind, error=error))
+                                   else InputResult(item.name, item.where, item.kind, error=error, failed_files=files_now(item.path)))
         results = sorted(results + unfit, key=lambda result: order[result.path])
         folder.keep_names(items, results)
+        results = dated(results, earlier_failures(folder.summary))
         warn_guessed_spacing(results, chosen.card)  # once for the run, as segment says it
         warn_noise(results, predict.inference_for(chosen.card.inference).noise_only)
         write_tables(folder, results)
@@ -183,9 +185,32 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
                           description=f"inputs segmented with {chosen.card.name} into {output}")
     failed = {r.path: r.error for r in results if r.error}
     summary = {"output": output, "model": str(chosen.folder), **counted(results), "failed": failed, "report": str(report)}
-    if failed:
-        from prefect.states import Failed
+    return _ending(results, summary)
 
-        said = "; ".join(error if path in error else f"{path}: {error}" for path, error in failed.items())  # each path once
-        return Failed(message=f"{len(failed)} of {len(results)} input(s) failed: {said}")
-    return summary
+
+def _ending(results, summary: dict):
+    """The run's state: Failed for an input that failed anew; Completed, with a message and a warning,
+    when every failure is an earlier run's again (the input unchanged), so that a schedule over an
+    inbox with one bad file does not fail for ever; the summary otherwise."""
+    from prefect.states import Completed, Failed
+
+    from segpipe.pipeline.failures import new_failures
+
+    failed = [r for r in results if r.error is not None]
+    if not failed:
+        return summary
+    new = new_failures(results)
+    known = [r for r in failed if r.failed_before]
+    if new:
+        again = f"; {len(known)} more fail as before, unchanged" if known else ""
+        return Failed(message=f"{len(new)} of {len(results)} input(s) failed: {_said(new)}{again}")
+    since = min(r.failing_since for r in known)
+    message = (f"{len(known)} input(s) fail as they have since {since}, their files unchanged (replace or remove them): "
+               f"{_said(known)}")
+    get_run_logger().warning(message)
+    return Completed(message=message, data=summary)
+
+
+def _said(results) -> str:
+    """Each failed input's path and error, the path once."""
+    return "; ".join(r.error if r.path in r.error else f"{r.path}: {r.error}" for r in results)

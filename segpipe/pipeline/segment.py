@@ -39,6 +39,7 @@ from segpipe.errors import InputError, ModelError, NoInputs, SegpipeError, namin
 from segpipe.models.card import ModelCard
 from segpipe.models.device import available_cpus, use_cpu_threads
 from segpipe.models.model import Model
+from segpipe.pipeline.failures import dated, earlier_failures
 from segpipe.pipeline.files_process import files_processes, files_worker
 from segpipe.pipeline.segment_files import (
     InputResult,
@@ -325,6 +326,7 @@ def _segment_held(inputs: SegmentInputs, predictor: Predictor, folder: SegmentFo
         if results and all(r.error is not None for r in results):
             _every_input_failed(results, folder, created=created)
         folder.keep_names(items, results)
+        results = dated(results, earlier_failures(folder.summary))
         warn_guessed_spacing(results, predictor.card)
         warn_noise(results, predictor.inference.noise_only)
         write_tables(folder, results)

@@ -34,6 +34,7 @@ from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_arra
 from segpipe.errors import InputError, SegpipeError
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model
+from segpipe.pipeline.failures import files_now
 from segpipe.pipeline.models import assumed_spacing
 from segpipe.prediction.complete import LARGE, Current, Predicted
 from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
@@ -247,6 +248,12 @@ class InputResult:
     """Its images predicted in this run that held only noise in some frames, with how many (:mod:`segpipe.inference.noise`)."""
     noise_frames: dict[str, int] = field(default_factory=dict)
     """The same for every image of the input, predicted in this run or kept from an earlier one (``counts.csv``)."""
+    failed_files: list[list] | None = None
+    """A failed input's files as they were when it failed (:func:`~segpipe.pipeline.failures.files_now`)."""
+    failing_since: str | None = None
+    """When a failed input first failed as it fails now (UTC), its files and its error the same since."""
+    failed_before: bool = False
+    """It failed as in the output folder's last run, its files unchanged (:mod:`segpipe.pipeline.failures`)."""
 
     @property
     def status(self) -> str:
@@ -285,7 +292,7 @@ def failed_input(item: Input, err: Exception, *, alone: bool = False) -> InputRe
     reason = str(err).removeprefix(f"{item.where}: ").removeprefix(f"{item.path}: ")  # the input is named once
     if not alone:
         log.warning("%s: failed: %s", item.where, reason)
-    return InputResult(item.name, item.where, item.kind, error=f"{type(err).__name__}: {reason}")
+    return InputResult(item.name, item.where, item.kind, error=f"{type(err).__name__}: {reason}", failed_files=files_now(item.path))
 
 
 def _writing(err: OSError, folder: SegmentFolder) -> bool:

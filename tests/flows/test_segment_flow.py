@@ -74,6 +74,37 @@ def test_inputs_are_tasks_cached_and_failing_alone(prefect_harness, model_folder
     assert "copy.tif" in table.data
 
 
+def test_a_bad_file_left_in_the_inbox_fails_one_run_not_every_run(prefect_harness, model_folder, tmp_path):
+    """A scheduled inbox run failed for ever over one bad file, and a new bad file looked like the old one."""
+    from segpipe.flows.segment import segpipe_segment
+    from segpipe.prediction.params import PredictParams
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    tifffile.imwrite(inbox / "good.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")[:128, :128])
+    (inbox / "broken.tif").write_bytes(b"not a tiff at all")
+    out = tmp_path / "out"
+    kwargs = dict(inputs=[str(inbox / "*.tif")], model=str(model_folder), output=str(out), predict=PredictParams(device="cpu"))
+    assert segpipe_segment(**kwargs, return_state=True).is_failed()
+    since = json.loads((out / "segment.json").read_text())["inputs"][0]["failing_since"]
+
+    state = segpipe_segment(**kwargs, return_state=True)  # nothing changed
+    assert state.is_completed() and f"1 input(s) fail as they have since {since}" in state.message, state.message
+    assert "broken.tif" in state.message and list(state.result()["failed"]) == [str(inbox / "broken.tif")]
+    [row] = [row for row in json.loads((out / "segment.json").read_text())["inputs"] if row["error"]]
+    assert row["failed_before"] and row["failing_since"] == since
+    assert "broken.tif" in (out / "counts.csv").read_text()  # still listed as failed
+
+    (inbox / "worse.tif").write_bytes(b"nor is this")  # a new bad file fails the run, the old one named apart
+    state = segpipe_segment(**kwargs, return_state=True)
+    assert state.is_failed() and state.message.startswith("1 of 3 input(s) failed: "), state.message
+    assert "worse.tif" in state.message and "broken.tif" not in state.message and "1 more fail as before" in state.message
+
+    (inbox / "broken.tif").write_bytes(b"still not a tiff, copied again")  # replaced: tried and failed anew
+    state = segpipe_segment(**kwargs, return_state=True)
+    assert state.is_failed() and "broken.tif" in state.message and "worse.tif" not in state.message, state.message
+
+
 def test_an_empty_inbox_is_a_run_with_nothing_to_do(prefect_harness, model_folder, tmp_path):
     from segpipe.flows.segment import segpipe_segment
 
