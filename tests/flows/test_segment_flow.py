@@ -105,6 +105,26 @@ def test_a_bad_file_left_in_the_inbox_fails_one_run_not_every_run(prefect_harnes
     assert state.is_failed() and "broken.tif" in state.message and "worse.tif" not in state.message, state.message
 
 
+def test_a_stack_in_the_inbox_is_read_as_frames_by_the_deployments_read_parameter(prefect_harness, model_folder, tmp_path):
+    """deploy/README tells users to give ``read: {axes: TYX}`` where a message says ``--axes TYX``:
+    the flow takes it as a deployment passes it, a plain mapping."""
+    from segpipe.flows.segment import segpipe_segment
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")[:128, :128]
+    tifffile.imwrite(inbox / "stack.tif", np.stack([field] * 4), photometric="minisblack", metadata={"axes": "ZYX"})
+    out = tmp_path / "out"
+    state = segpipe_segment(inputs=[str(inbox)], model=str(model_folder), output=str(out), return_state=True)
+    assert state.is_failed() and "--axes" in state.message, state.message  # a 2D model is given planes
+    state = segpipe_segment(inputs=[str(inbox)], model=str(model_folder), output=str(out), read={"axes": "TYX"},
+                            predict={"device": "cpu"}, return_state=True)
+    assert state.is_completed(), state.message
+    labels = tifffile.imread(out / "labels" / "stack_labels.tif")
+    assert labels.shape == (4, 128, 128) and labels.max() > 0
+    np.testing.assert_array_equal(labels[0] > 0, labels[3] > 0)  # the same plane four times, each segmented alike
+
+
 def test_an_empty_inbox_is_a_run_with_nothing_to_do(prefect_harness, model_folder, tmp_path):
     from segpipe.flows.segment import segpipe_segment
 
