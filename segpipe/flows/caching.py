@@ -65,7 +65,7 @@ def code_digest(package: str) -> str:
 
 def source_fingerprint(catalog: str | Path, dataset: str, run: RunFolder) -> str:
     """Digest of the catalog entry and every source file's content; a file the run's store
-    recorded with the same size and time is not read again (a repeated run costs a ``stat`` per
+    recorded with the same size and times is not read again (a repeated run costs a ``stat`` per
     unchanged file, as ingest does)."""
     from segpipe.data.ingest import dataset_fingerprint
     from segpipe.data.store import read_record

@@ -32,7 +32,7 @@ def input_key(path: str, name: str, kind: str, model: str, output: str, read: Se
     """The input's bytes (every file of it), the model's id, the settings and the output folder (a
     series of a file is told by its name, ``STEM_sN``).
 
-    A file the input's store in the output folder recorded with the same size and time is not
+    A file the input's store in the output folder recorded with the same size and times is not
     read again: a scheduled run over an inbox of unchanged files costs a ``stat`` per file."""
     from segpipe.data.ingest import current_digest
     from segpipe.data.ingest.fingerprint import remember_times

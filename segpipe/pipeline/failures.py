@@ -1,7 +1,7 @@
 """A run's failed inputs told from those that failed the same way before.
 
 An input that fails as it failed in the output folder's last run (the same error, its files the
-same size and modification time) is a known failure, dated from the run it first failed in. A
+same size and times) is a known failure, dated from the run it first failed in. A
 scheduled run over an inbox with one bad file then says it once (the run that met it fails) and
 goes on without failing every later run for it, so that a new failure still stands out.
 """
@@ -14,16 +14,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segpipe.data.ingest.fingerprint import stat_of
+
 if TYPE_CHECKING:
     from segpipe.pipeline.segment_files import InputResult
 
 
 def files_now(path: Path) -> list[list]:
-    """Each file of an input (the file, or a folder's files) as ``[name, size, modification time in ns]``;
+    """Each file of an input (the file, or a folder's files) as ``[name, {size, mtime_ns, ctime_ns}]``;
     ``[]`` when it is gone."""
     try:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        return [[str(p.relative_to(path.parent)), (s := p.stat()).st_size, s.st_mtime_ns] for p in files]
+        return [[str(p.relative_to(path.parent)), stat_of(p)] for p in files]
     except OSError:
         return []
 

@@ -64,7 +64,7 @@ def test_the_training_key_changes_with_the_training_code(ingested, tmp_path, mon
 
 
 def _rewrite_keeping_stat(path: Path) -> None:
-    """Change a file's bytes but keep its size and modification time."""
+    """New bytes at the recorded size and modification time, as ``cp -p`` or ``rsync -t`` leave a replacement."""
     import os
 
     before = path.stat()
@@ -74,23 +74,44 @@ def _rewrite_keeping_stat(path: Path) -> None:
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
-def test_the_ingest_key_reads_only_the_sources_whose_size_or_time_changed(ingested, crop_catalog):
+def files_read(monkeypatch) -> list[Path]:
+    """The files whose bytes are digested from now on (each call of the real digest, recorded)."""
+    from segpipe.data.ingest import fingerprint
+
+    read: list[Path] = []
+    digest = fingerprint.file_digest
+    monkeypatch.setattr(fingerprint, "file_digest", lambda path: read.append(Path(path)) or digest(path))
+    return read
+
+
+def test_the_ingest_key_reads_only_the_sources_whose_size_or_times_changed(ingested, crop_catalog, monkeypatch):
     """A repeated run checked the store against its sources by reading every source file (twice: the
-    key and the freshness check); a source the store recorded with the same size and time is now
-    taken at its recorded digest, as ingest itself takes it, and one whose time moved is read."""
+    key and the freshness check); a source the store recorded with the same size and times is now
+    taken at its recorded digest, as ingest itself takes it, and one whose times moved is read."""
     import os
 
     first = caching.ingest_key(str(crop_catalog), "crops", ingested)
     assert caching.ingest_current(str(crop_catalog), "crops", ingested)
+    read = files_read(monkeypatch)
+    assert caching.ingest_key(str(crop_catalog), "crops", ingested) == first and read == []  # nothing read
     source = sorted((crop_catalog.parent / "images").glob("*.tif"))[0]
-    _rewrite_keeping_stat(source)  # unseen: not read
-    assert caching.ingest_key(str(crop_catalog), "crops", ingested) == first
-    os.utime(source)  # its time moves: read, and its new bytes change the key
-    assert caching.ingest_key(str(crop_catalog), "crops", ingested) != first
+    os.utime(source)  # its time moves: read, the same bytes
+    assert caching.ingest_key(str(crop_catalog), "crops", ingested) == first and read == [source]
+
+
+def test_a_replacement_copied_with_the_old_size_and_time_is_seen(ingested, crop_catalog, monkeypatch):
+    """``cp -p`` of another image over a source (its size and modification time those recorded) kept
+    the store, and every later stage, on the old image: the status-change time, which no copy sets,
+    now tells it."""
+    first = caching.ingest_key(str(crop_catalog), "crops", ingested)
+    source = sorted((crop_catalog.parent / "images").glob("*.tif"))[0]
+    read = files_read(monkeypatch)
+    _rewrite_keeping_stat(source)
+    assert caching.ingest_key(str(crop_catalog), "crops", ingested) != first and read == [source]
     assert not caching.ingest_current(str(crop_catalog), "crops", ingested)
 
 
-def test_a_touched_source_is_read_once_then_its_time_remembered(ingested, crop_catalog):
+def test_a_touched_source_is_read_once_then_its_time_remembered(ingested, crop_catalog, monkeypatch):
     """A copy or a touch moves a file's time, not its bytes: the file was read on every later run (the
     store kept its old time); the up-to-date ingest now records the new one."""
     import os
@@ -103,5 +124,5 @@ def test_a_touched_source_is_read_once_then_its_time_remembered(ingested, crop_c
     os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))  # touched
     assert caching.ingest_key(str(crop_catalog), "crops", ingested) == first  # read: the same bytes
     stages.ingest(open_catalog(crop_catalog), "crops", ingested)  # up to date: the new time is kept
-    _rewrite_keeping_stat(source)
-    assert caching.ingest_key(str(crop_catalog), "crops", ingested) == first  # not read again
+    read = files_read(monkeypatch)
+    assert caching.ingest_key(str(crop_catalog), "crops", ingested) == first and read == []  # not read again

@@ -22,14 +22,15 @@ def test_files_now_lists_a_file_or_a_folders_files_by_size_and_time(tmp_path):
     (tmp_path / "seq" / "t001.tif").write_bytes(b"1")
     os.utime(tmp_path / "seq" / "t001.tif", ns=(7, 1_000_000_123))
     listed = files_now(tmp_path / "seq")
-    assert [row[:2] for row in listed] == [["seq/t000.tif", 5], ["seq/t001.tif", 1]]
-    assert listed[1][2] == 1_000_000_123
-    assert files_now(tmp_path / "seq" / "t001.tif") == [["t001.tif", 1, 1_000_000_123]]
+    assert [[name, row["size"]] for name, row in listed] == [["seq/t000.tif", 5], ["seq/t001.tif", 1]]
+    changed = (tmp_path / "seq" / "t001.tif").stat().st_ctime_ns
+    assert listed[1][1] == {"size": 1, "mtime_ns": 1_000_000_123, "ctime_ns": changed}
+    assert files_now(tmp_path / "seq" / "t001.tif") == [["t001.tif", listed[1][1]]]
     assert files_now(tmp_path / "gone.tif") == []
 
 
 def test_a_failure_as_before_keeps_its_date_and_any_change_dates_it_now():
-    files = [["a.tif", 17, 5]]
+    files = [["a.tif", {"size": 17, "mtime_ns": 5, "ctime_ns": 9}]]
     earlier = {"/in/a.tif": {"path": "/in/a.tif", "error": "InputError: not a TIFF", "failed_files": files,
                              "failing_since": THEN.isoformat(timespec="seconds")}}
     results = [
@@ -40,8 +41,8 @@ def test_a_failure_as_before_keeps_its_date_and_any_change_dates_it_now():
     assert again[0].failed_before and again[0].failing_since == "2026-12-01T09:30:00+00:00"
     assert again[1] == results[1] and new_failures(again) == []
 
-    for changed in (failed("/in/a.tif", "InputError: not a TIFF", [["a.tif", 18, 5]]),  # rewritten
-                    failed("/in/a.tif", "InputError: not a TIFF", [["a.tif", 17, 6]]),  # touched
+    for changed in (failed("/in/a.tif", "InputError: not a TIFF", [["a.tif", {"size": 18, "mtime_ns": 5, "ctime_ns": 9}]]),  # rewritten
+                    failed("/in/a.tif", "InputError: not a TIFF", [["a.tif", {"size": 17, "mtime_ns": 5, "ctime_ns": 10}]]),  # replaced by a copy with its time
                     failed("/in/a.tif", "OSError: permission denied", files),  # another error
                     failed("/in/c.tif", "InputError: not a TIFF", files)):  # another input
         [result] = dated([changed], earlier, now=NOW)

@@ -1,9 +1,12 @@
 """Content fingerprints: a store records what it was made from, so unchanged sources are skipped.
 
 The fingerprint digests the catalog entry (less its ``training`` overrides, which do not
-change the store) and the SHA-256 of every source file. The store also keeps each file's size
-and modification time next to its digest; a file whose size and time are unchanged is not
-read again, so checking a large dataset is a ``stat`` per file.
+change the store) and the SHA-256 of every source file. The store also keeps each file's size,
+modification time and status-change time next to its digest; a file whose three are unchanged
+is not read again, so checking a large dataset is a ``stat`` per file. The status-change time
+(``st_ctime``, which no copy can set) tells a file replaced by one of the same size copied with
+its old modification time (``cp -p``, ``rsync -t``); a ``chmod`` or a rename changes it too, and
+the file is then read once more, its digest unchanged.
 """
 
 from __future__ import annotations
@@ -56,9 +59,9 @@ def source_key(dataset: Dataset, path: Path) -> str:
 
 
 def stat_of(path: Path) -> dict:
-    """Size and modification time (ns) of a file."""
+    """Size, modification time and status-change time (ns) of a file."""
     info = path.stat()
-    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "ctime_ns": info.st_ctime_ns}
 
 
 def collect_digests(dataset: Dataset, known: dict | None = None, *, files: Iterable[Path] | None = None) -> dict:
@@ -66,7 +69,7 @@ def collect_digests(dataset: Dataset, known: dict | None = None, *, files: Itera
 
     Args:
         dataset: The resolved dataset.
-        known: The ``sources`` of an existing store; a file with the same size and time keeps
+        known: The ``sources`` of an existing store; a file with the same size and times keeps
             its recorded digest instead of being read.
         files: Restrict to these files (default: all of :func:`source_files`).
     """
@@ -82,10 +85,11 @@ def collect_digests(dataset: Dataset, known: dict | None = None, *, files: Itera
 
 
 def current_digest(path: Path, known: dict | None = None) -> dict:
-    """``{size, mtime_ns, sha256}`` of a file: ``known`` (an entry of a store's ``sources``) where
-    the file's size and time are still those, without reading it; else the file is read."""
+    """``{size, mtime_ns, ctime_ns, sha256}`` of a file: ``known`` (an entry of a store's ``sources``)
+    where the file's size and times are still those, without reading it; else the file is read
+    (a store made before ``ctime_ns`` was recorded reads each file once more)."""
     now = stat_of(path)
-    if known and known.get("size") == now["size"] and known.get("mtime_ns") == now["mtime_ns"] and known.get("sha256"):
+    if known and known.get("sha256") and all(known.get(key) == value for key, value in now.items()):
         return known
     return {**now, "sha256": file_digest(path)}
 
@@ -128,7 +132,7 @@ def fingerprint_of(dataset: Dataset, digests: dict) -> str:
 
 def dataset_fingerprint(dataset: Dataset, known: dict | None = None) -> str:
     """Fingerprint of a dataset, reading every file but those ``known`` (a store's ``sources``)
-    with their recorded size and time."""
+    with their recorded size and times."""
     return fingerprint_of(dataset, collect_digests(dataset, known))
 
 
@@ -136,11 +140,12 @@ def check_unchanged(dataset: Dataset, digests: dict) -> None:
     """Refuse to finish a store when a source changed while it was being ingested.
 
     Raises:
-        InputError: A file's size or time differs from when it was digested.
+        InputError: A file's size or times differ from when it was digested.
     """
     for path in source_files(dataset):
         key = source_key(dataset, path)
-        if key in digests and stat_of(path) != {k: digests[key][k] for k in ("size", "mtime_ns")}:
+        now = stat_of(path)
+        if key in digests and now != {k: digests[key].get(k) for k in now}:
             raise InputError(f"{path}: file changed while it was being ingested; run ingest again")
 
 
