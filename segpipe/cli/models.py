@@ -160,10 +160,12 @@ def export_cmd(
     """
     from segpipe.models.bioimageio import export_model
     from segpipe.models.bioimageio.description import check_license
+    from segpipe.models.bioimageio.export import check_target
     from segpipe.models.bioimageio.extra import require_bioimageio
     from segpipe.pipeline.models import resolve_model
 
-    if license is not None:  # before the model is read or anything said about it
+    check_target(to)  # before the model is read or anything said about it
+    if license is not None:
         require_bioimageio()
         check_license(license)
     chosen = resolve_model(model, output=DEFAULT_OUTPUT)
@@ -171,7 +173,8 @@ def export_cmd(
     if chosen.card.spacing_guessed and not chosen.card.generalist:
         warn("%s: its pixel size is not known (its training images' files gave none): whoever runs the package gets "
              "objects found at the size in pixels its training images showed them, whatever their images' pixel size; "
-             "to share a model that resamples by physical size, train it with spacing: in its catalog entry", chosen.folder)
+             "to share a model that resamples by physical size, give it the pixel size its training images were taken at "
+             "(segpipe models pixel-size %s SIZE --unit UNIT) and export it again", chosen.folder, model)
     if not author or not license:
         warn("the package names no %s: the BioImage Model Zoo asks for both (--author NAME, --license SPDX-ID)",
              " and no ".join(w for w, given in (("author", author), ("license", license)) if not given))

@@ -238,6 +238,25 @@ def test_export_of_a_run_folder_warns_of_what_the_package_cannot_give(runs, tmp_
         said = [r.getMessage() for r in caplog.records]
         assert any("the package names no author:" in m for m in said), said
         assert any("its pixel size is not known" in m for m in said) == guessed, said
+        assert any(f"segpipe models pixel-size {run} SIZE --unit UNIT" in m for m in said) == guessed, said
+
+
+def test_an_export_into_a_missing_or_wrong_folder_is_one_line_before_any_warning(runs, tmp_path, monkeypatch, capsys):
+    """A mistyped --to made every missing folder (even under /), an existing folder gave the OS's bare
+    "Is a directory", a folder that is a file read as "it already exists", and a .txt was refused
+    after the warnings."""
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "folder.zip").mkdir()
+    for to, said in [
+        (tmp_path / "missing" / "sub" / "m.zip", f"{tmp_path / 'missing' / 'sub'}: no such folder (make it first, or give another --to)"),
+        (tmp_path / "a_file" / "m.zip", f"{tmp_path / 'a_file'}: a file, not a folder (the package {tmp_path / 'a_file' / 'm.zip'} would go inside it)"),
+        (tmp_path / "folder.zip", f"{tmp_path / 'folder.zip'}: a folder; give the package's file in it, such as {tmp_path / 'folder.zip' / 'model.zip'}"),
+        (tmp_path / "m.txt", f"{tmp_path / 'm.txt'}: a BioImage Model Zoo package is a .zip file; name it like m.txt.zip"),
+    ]:
+        code, out, err = run_main(monkeypatch, capsys, "models", "export", str(runs / "a" / "model"), "--to", str(to), "--no-test")
+        assert (code, out, err) == (2, "", f"error: {said}\n")
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "m.txt").exists()
+    assert not any((tmp_path / "folder.zip").iterdir()) and (tmp_path / "a_file").read_text() == "x"
 
 
 @pytest.mark.parametrize(("given", "said"), [
