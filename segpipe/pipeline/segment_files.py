@@ -362,15 +362,19 @@ def _attached(store_path: Path, names: list[str]) -> bool:
 
 
 def attach_labels(store_path: Path, predictions: PredictionStore, store: ImageStore) -> None:
-    """Copy each image's labels under it in its OME-Zarr (NGFF ``labels/segmentation``)."""
-    from segpipe.data.store import ome_label_attrs
+    """Copy each image's labels under it in its OME-Zarr (NGFF ``labels/segmentation``), with the
+    image's pyramid levels (picked pixels), so a viewer zoomed out shows both from the same level."""
+    from segpipe.data.pyramid import build_levels, pick, steps_between
+    from segpipe.data.store import create_levels, ome_label_attrs
 
     root = zarr.open_group(str(store_path), mode="a")
     for image in store.images():
         source = predictions.labels(image.name)
         group = root[image.name]
+        factors = [tuple(f) for f in image.info.get("levels") or [(1,) * store.ndim]]
         labels_attrs, attrs = ome_label_attrs(
-            ndim=store.ndim, spacing=image.spacing, unit=image.info.get("unit") or store.unit, name=LABELS_NAME
+            ndim=store.ndim, spacing=image.spacing, unit=image.info.get("unit") or store.unit, name=LABELS_NAME,
+            factors=factors, origin=image.info.get("origin"),
         )
         frames = source.ndim - store.ndim
         if frames:  # a time series' labels keep the image's frame axes
@@ -384,6 +388,8 @@ def attach_labels(store_path: Path, predictions: PredictionStore, store: ImageSt
             for start in range(0, source.shape[frames], source.chunks[frames]):
                 window = (*index, slice(start, start + source.chunks[frames]))
                 array[window] = source[window]
+        levels = create_levels(target, array, factors, ndim=store.ndim)
+        build_levels(array, levels, steps_between(factors), reduce=pick, ndim=store.ndim)
         ome = dict(labels_attrs["ome"])
         ome["labels"] = sorted({*(label_root.attrs.get("ome", {}).get("labels") or []), LABELS_NAME})
         label_root.attrs["ome"] = ome

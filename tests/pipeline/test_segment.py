@@ -53,6 +53,36 @@ def inputs(tmp_path) -> Path:
     return tmp_path
 
 
+def test_the_labels_in_the_images_ome_zarr_have_its_pyramid_levels(model, tmp_path):
+    """The image had levels s0-s2 and its labels s0 only: a viewer zoomed out (napari-ome-zarr) drew
+    the full-resolution labels over a coarse level. Each frame of a time series gets its own."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:260, :300]
+    tifffile.imwrite(tmp_path / "large.tif", np.tile(field, (3, 2)))  # 780 x 600: levels 1, 2 and 4
+    tifffile.imwrite(tmp_path / "movie.tif", np.stack([field, field[::-1]]), photometric="minisblack",
+                     metadata={"axes": "TYX"})
+    out = SegmentFolder(tmp_path / "out")
+    predictor = Predictor.load(model, PredictParams(device="cpu"))
+    segment([str(tmp_path / "large.tif"), str(tmp_path / "movie.tif")], predictor, out, progress=False)
+    for store, name, count in (("large", "large", 3), ("movie", "movie-t001", 2)):
+        root = zarr.open_group(str(out.images(store)), mode="r")
+        image_levels = [d["path"] for d in root[name].attrs["ome"]["multiscales"][0]["datasets"]]
+        labels = root[f"{name}/labels/segmentation"]
+        datasets = labels.attrs["ome"]["multiscales"][0]["datasets"]
+        assert [d["path"] for d in datasets] == image_levels and len(image_levels) == count
+        full = labels["s0"][...]
+        assert full.max() > 0
+        np.testing.assert_array_equal(labels["s1"][...], full[..., ::2, ::2])  # picked, not averaged: ids stay ids
+        scales = [d["coordinateTransformations"][0]["scale"] for d in datasets]
+        assert scales[1] == [2 * v for v in scales[0]]
+        # ome-zarr-py finds the label image with as many levels as the image
+        nodes = list(Reader(parse_url(str(out.images(store) / name / "labels" / "segmentation")))())
+        [node] = [n for n in nodes if n.zarr.basename() == "segmentation"]
+        assert len(node.data) == len(image_levels) and node.data[1].shape == labels["s1"].shape
+
+
 def test_every_kind_of_input_gets_its_labels_tables_and_zarr(model, inputs, tmp_path):
     out = SegmentFolder(tmp_path / "out")
     predictor = Predictor.load(model, PredictParams(device="cpu"))
