@@ -133,7 +133,7 @@ def export_cmd(
     model: Annotated[
         str, typer.Argument(help="A model folder (holding model.pt and model_card.json), or a shipped model's name (cells-2d).")
     ],
-    to: Annotated[Path, typer.Option("--to", help="The package to write, a .zip file.")],
+    to: Annotated[Path, typer.Option("--to", help="The package to write, a .zip file in an existing folder (a file there is replaced).")],
     test: Annotated[
         bool, typer.Option("--test/--no-test", help="Run bioimageio.core's model test on the package first (about 10-60 s).")
     ] = True,
@@ -179,9 +179,11 @@ def export_cmd(
         warn("the package names no %s: the BioImage Model Zoo asks for both (--author NAME, --license SPDX-ID)",
              " and no ".join(w for w, given in (("author", author), ("license", license)) if not given))
     image = _read_sample(sample, chosen.card) if sample is not None else None
+    replaced = to.is_file()
     written = export_model(chosen, to, test=test, sample=image, authors=author or (), license=license)
     state = "tested with bioimageio.core" if test else "not tested"
-    typer.echo(f"{written}: BioImage Model Zoo package of {chosen.folder} ({written.stat().st_size / 1e6:.1f} MB, {state})")
+    typer.echo(f"{written}: BioImage Model Zoo package of {chosen.folder} ({written.stat().st_size / 1e6:.1f} MB, {state}"
+               f"{'; it replaced the file that was there' if replaced else ''})")
 
 
 def _read_sample(path: Path, card):

@@ -123,7 +123,9 @@ def test_export_and_import_from_the_command_line(runs, tmp_path, monkeypatch, ca
     package = tmp_path / "demo.zip"
     code, out, err = run_main(monkeypatch, capsys, "models", "export", str(runs / "a" / "model"), "--to", str(package), "--no-test")
     assert code == 0, err
-    assert package.is_file() and "not tested" in out
+    assert package.is_file() and "not tested)" in out
+    code, out, err = run_main(monkeypatch, capsys, "models", "export", str(runs / "a" / "model"), "--to", str(package), "--no-test")
+    assert code == 0 and "not tested; it replaced the file that was there)" in out  # said, not done silently
     code, out, err = run_main(monkeypatch, capsys, "models", "import", str(package), "--to", str(tmp_path / "back"))
     assert code == 0, err
     assert Model.open(tmp_path / "back").card == Model.open(runs / "a" / "model").card
