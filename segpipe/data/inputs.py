@@ -28,7 +28,7 @@ from typing import Literal
 
 from segpipe.data.catalog import IMAGE_SUFFIXES, Dataset, DatasetEntry, _stem
 from segpipe.data.ctc import FRAME, sequence_frames
-from segpipe.data.ingest.fingerprint import file_digest, source_files, source_key
+from segpipe.data.ingest.fingerprint import file_digest, source_files, source_key, stat_of
 from segpipe.data.readers.omezarr import is_ome_zarr
 from segpipe.data.readers.tiff import image_series
 from segpipe.data.records import ImageRecord
@@ -406,4 +406,15 @@ def input_dataset(
     return Dataset(name=item.name, entry=entry, root=item.path.parent, records=tuple(records), assumed_spacing=assumed_spacing)
 
 
-__all__ = ["IMAGE_SUFFIXES", "Input", "find_inputs", "input_dataset", "kind_of"]
+def files_now(path: Path) -> list[list]:
+    """Each file of an input (the file, or a folder's files) as ``[name, {size, mtime_ns, ctime_ns}]``;
+    ``[]`` when it is gone."""
+    try:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        return [[str(p.relative_to(path.parent)), stat_of(p)] for p in files]
+    except OSError:
+        return []
+
+
+__all__ = ["IMAGE_SUFFIXES", "Input", "files_now", "find_inputs", "input_dataset", "kind_of"]
+

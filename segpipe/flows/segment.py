@@ -140,7 +140,8 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
     from segpipe.pipeline.segment import (
         report_segmentation, warn_guessed_spacing, warn_noise, warn_other_model, write_summary, write_tables,
     )
-    from segpipe.pipeline.failures import dated, earlier_failures, files_now
+    from segpipe.data.inputs import files_now
+    from segpipe.pipeline.failures import dated, earlier_failures
     from segpipe.pipeline.segment_files import InputResult, failed_input
 
     with folder.writing():

@@ -12,22 +12,8 @@ import json
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from segpipe.data.ingest.fingerprint import stat_of
-
-if TYPE_CHECKING:
-    from segpipe.pipeline.segment_files import InputResult
-
-
-def files_now(path: Path) -> list[list]:
-    """Each file of an input (the file, or a folder's files) as ``[name, {size, mtime_ns, ctime_ns}]``;
-    ``[]`` when it is gone."""
-    try:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        return [[str(p.relative_to(path.parent)), stat_of(p)] for p in files]
-    except OSError:
-        return []
+from segpipe.pipeline.segment_files import InputResult
 
 
 def earlier_failures(summary: Path) -> dict[str, dict]:

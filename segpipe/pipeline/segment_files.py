@@ -27,14 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
 from segpipe.data.ctc import FRAME as CTC_FRAME
 from segpipe.data.ingest import IngestParams, ingest_dataset
-from segpipe.data.inputs import Input, input_dataset
+from segpipe.data.inputs import Input, files_now, input_dataset
 from segpipe.data.locks import exclusive
 from segpipe.data.readers.units import length_unit
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
 from segpipe.errors import InputError, SegpipeError
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model
-from segpipe.pipeline.failures import files_now
 from segpipe.pipeline.models import assumed_spacing
 from segpipe.prediction.complete import LARGE, Current, Predicted
 from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
@@ -249,7 +248,7 @@ class InputResult:
     noise_frames: dict[str, int] = field(default_factory=dict)
     """The same for every image of the input, predicted in this run or kept from an earlier one (``counts.csv``)."""
     failed_files: list[list] | None = None
-    """A failed input's files as they were when it failed (:func:`~segpipe.pipeline.failures.files_now`)."""
+    """A failed input's files as they were when it failed (:func:`~segpipe.data.inputs.files_now`)."""
     failing_since: str | None = None
     """When a failed input first failed as it fails now (UTC), its files and its error the same since."""
     failed_before: bool = False
@@ -519,6 +518,9 @@ def write_measurements(
                 columns = {"label": columns["label"], "class": np.array(card.classes, dtype=object)[columns["label"]],
                            **{k: v for k, v in columns.items() if k != "label"}}
             columns |= world_centroids(columns, image, spacing, frame=index[0] if frames == 1 else image.info.get("frame") or 0)
+            size = "area" if card.spatial_dims == 2 else "volume"
+            if size in columns:
+                columns[size] = columns[size] * sheared_voxel(image, card.spatial_dims)
             source = PIXEL_SIZE_SOURCES.get(image.info.get("spacing_source"), "file")
             for k in range(columns["label"].size):
                 rows.append({"image": image.name, **frame, **{key: _plain(value[k]) for key, value in columns.items()}, "unit": unit,
@@ -537,6 +539,22 @@ def intensity_names(image: StoredImage, card: ModelCard) -> list[str]:
     model = card.channel_names or []
     names = [str((own[c] if c < len(own) else None) or (model[c] if c < len(model) else None) or read[c]) for c in range(n)]
     return names if len(set(names)) == n else [str(c) for c in read]
+
+
+def sheared_voxel(image: StoredImage, ndim: int) -> float:
+    """A voxel's true area or volume over the product of its edges' lengths: 1, except for a NIfTI
+    input whose affine shears its grid (an uncorrected CT gantry tilt), whose voxels are
+    parallelograms (the Gram determinant of its spatial columns)."""
+    affine = image.info.get("affine")
+    if affine is None:
+        return 1.0
+    file_axes = list(image.info.get("source_axes") or "XYZ")[:3]
+    columns = [file_axes.index(a) for a in "XYZ"[:ndim] if a in file_axes]
+    if len(columns) != ndim:
+        return 1.0
+    edges = np.asarray(affine, dtype=float)[:3, columns]
+    lengths = np.sqrt((edges**2).sum(axis=0))
+    return float(np.sqrt(abs(np.linalg.det(edges.T @ edges))) / np.prod(lengths))
 
 
 def world_centroids(columns: dict[str, np.ndarray], image: StoredImage, spacing, *, frame: int = 0) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from segpipe.data.readers.nifti import UNPLACED
 from segpipe.errors import InputError
 from segpipe.temporary import replacing
 
@@ -129,6 +130,14 @@ def export_tiff(
 WORLD_SPACES = ("scanner", "aligned", "talairach", "mni", "template")
 
 
+def _rotation_and_zoom(affine: np.ndarray) -> bool:
+    """Whether ``affine``'s linear part is a rotation (or reflection) times voxel sizes, which a
+    NIfTI qform can hold; a sheared one it cannot."""
+    linear = np.asarray(affine, dtype=float)[:3, :3]
+    rotation = linear / np.sqrt((linear**2).sum(axis=0))
+    return bool(np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-5))
+
+
 def source_affine(info: dict, *, ndim: int) -> np.ndarray:
     """Voxel-to-world 4x4 matrix (NIfTI ``(x, y, z)`` order) of a stored image's voxel grid.
 
@@ -179,9 +188,11 @@ def export_nifti(
         source_dims: Dimensions of the NIfTI file the labels were made from: a 2D image stored as
             ``(x, y, 1)`` gets labels of that shape, so viewers overlay them (default: ``ndim``).
         world: The space ``affine`` maps to, as NIfTI names it (the source's, so labels of an
-            image in MNI space say ``mni``); ``aligned`` when not given.
+            image in MNI space say ``mni``; ``unknown`` for a source with neither an sform nor a
+            qform, whose labels then have neither); ``aligned`` when not given.
         qform, qform_space: The source's qform and its space, where it has one of its own
-            (written as the qform; otherwise the qform repeats the sform).
+            (written as the qform; otherwise the qform repeats the sform where it can: an sform
+            with shear, as a tilted CT gantry gives, leaves the qform unset).
         time_step: Seconds between frames, for labels with a frame axis (written as its pixdim).
     """
     import nibabel as nib
@@ -202,12 +213,14 @@ def export_nifti(
     if frames and time_step:
         rest[-1] = float(time_step)
     header.set_zooms(tuple(zooms[:ndim]) + tuple(rest))
-    code = world if world in WORLD_SPACES else "aligned"
+    code = world if world in (*WORLD_SPACES, UNPLACED) else "aligned"
     header.set_sform(affine, code=code)
     if qform is not None:
         header.set_qform(np.asarray(qform, dtype=float), code=qform_space if qform_space in WORLD_SPACES else "aligned")
-    else:
+    elif code != UNPLACED and _rotation_and_zoom(affine):
         header.set_qform(affine, code=code)
+    else:  # a qform holds no shear: the sform places the labels alone, as it does the source
+        header.set_qform(None)
     header.set_xyzt_units(NIFTI_UNITS.get(unit or "", "unknown"), "sec" if frames and time_step else "unknown")
     opener = gzip.open if path.name.endswith(".gz") else open
     with _atomic(path) as tmp:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 
-from segpipe.pipeline.failures import dated, earlier_failures, files_now, new_failures
+from segpipe.data.inputs import files_now
+from segpipe.pipeline.failures import dated, earlier_failures, new_failures
 from segpipe.pipeline.segment_files import InputResult
 
 THEN = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)

@@ -1046,7 +1046,7 @@ def test_nifti_objects_are_placed_in_the_files_world_coordinates(model, tmp_path
 def test_nifti_labels_keep_the_space_their_image_was_placed_in(model, tmp_path):
     """Labels were written as ``aligned`` whatever the image said: an image registered to MNI space
     (sform code 4) got labels a viewer no longer showed in MNI space; a scanner-space image
-    (qform only, code 1) got ``aligned`` too."""
+    (qform only, code 1) got ``aligned`` too. A file with neither code gets labels with neither."""
     field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64].T.astype(np.float32)
     mni = nib.Nifti1Image(field, np.diag([1.0, 1.0, 1.0, 1.0]))
     mni.set_sform(mni.affine, code="mni")
@@ -1064,7 +1064,53 @@ def test_nifti_labels_keep_the_space_their_image_was_placed_in(model, tmp_path):
     for name in ("mni", "scanner", "bare"):
         header = nib.load(out.labels / f"{name}_labels.nii.gz").header
         codes[name] = (int(header["sform_code"]), int(header["qform_code"]))
-    assert codes == {"mni": (4, 4), "scanner": (1, 1), "bare": (2, 2)}
+    assert codes == {"mni": (4, 4), "scanner": (1, 1), "bare": (0, 0)}
+
+
+def test_a_nifti_without_sform_or_qform_gets_labels_placed_as_it_is_and_no_world_columns(model, tmp_path):
+    """A file with neither code places nothing; its labels were written with code 2 (aligned) and
+    nibabel's stand-in affine (x flipped, centred), which a viewer following the NIfTI spec (voxel
+    times pixdim) shows mirrored against the image, and its world columns came from that stand-in."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :80].T.astype(np.float32)  # (x, y)
+    bare = nib.Nifti1Image(field[..., None], None)
+    bare.header.set_zooms((0.5, 0.5, 2.0))
+    nib.save(bare, tmp_path / "bare.nii.gz")
+    predictor = Predictor.load(model, PredictParams(device="cpu", inference={"flip_tta": False}))
+    out = SegmentFolder(tmp_path / "out")
+    segment([str(tmp_path / "bare.nii.gz")], predictor, out, progress=False)
+    source, labels = nib.load(tmp_path / "bare.nii.gz"), nib.load(out.labels / "bare_labels.nii.gz")
+    assert (int(labels.header["sform_code"]), int(labels.header["qform_code"])) == (0, 0)
+    assert labels.header.get_zooms()[:2] == source.header.get_zooms()[:2] and labels.shape == source.shape
+    # whatever a reader makes of no codes, it makes of both (the one slice's thickness aside: a 2D model's labels say 1)
+    np.testing.assert_allclose(labels.affine[:, [0, 1, 3]], source.affine[:, [0, 1, 3]])
+    with open(out.table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and "world-x" not in rows[0]
+
+
+def test_a_sheared_sform_is_kept_exactly_and_no_qform_approximates_it(model, tmp_path):
+    """A tilted CT gantry gives an sform with shear, which no qform can hold: the labels got a qform
+    (code 1) of nibabel's shear-free approximation, placing voxels up to centimetres from the sform."""
+    field = tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64].T.astype(np.float32)
+    sheared = np.array([[1.0, 0.3, 0.0, -10.0], [0.0, 1.0, 0.0, 5.0], [0.0, 0.0, 2.0, 0.0], [0, 0, 0, 1.0]])
+    scan = nib.Nifti1Image(field[..., None], sheared)
+    scan.set_sform(sheared, code="scanner")
+    scan.set_qform(None, code="unknown")
+    nib.save(scan, tmp_path / "tilted.nii.gz")
+    predictor = Predictor.load(model, PredictParams(device="cpu", inference={"flip_tta": False}))
+    out = SegmentFolder(tmp_path / "out")
+    segment([str(tmp_path / "tilted.nii.gz")], predictor, out, progress=False)
+    header = nib.load(out.labels / "tilted_labels.nii.gz").header
+    written, code = header.get_sform(coded=True)
+    np.testing.assert_allclose(written, sheared, atol=1e-6)
+    assert (int(code), int(header["qform_code"])) == (1, 0)
+    # a pixel is a parallelogram of edges (1, 0) and (0.3, 1): 1 mm2, not the edges' product 1.044 mm2
+    labels = np.asarray(nib.load(out.labels / "tilted_labels.nii.gz").dataobj)[..., 0]
+    with open(out.table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    assert len(rows) == len(ids) > 3
+    np.testing.assert_allclose([float(r["area"]) for r in rows], counts * 1.0, rtol=1e-5)
 
 
 def test_a_class_map_models_measurements_name_each_class(model_card, tmp_path):

@@ -74,12 +74,15 @@ class NiftiSource(Source):
         zooms = voxel_sizes(path, self._image) + [None] * 3
         spacing = {"X": zooms[0], "Y": zooms[1], "Z": zooms[2]}
         space_unit = header.get_xyzt_units()[0]
+        world = world_space(header)
         self.meta = Metadata(
             spacing=tuple(spacing[a] or None for a in "ZYX"),  # type: ignore[arg-type]
             unit=_UNITS.get(space_unit),
-            affine=np.asarray(self._image.affine, dtype=float),
+            # without an sform or a qform the file places nothing: nibabel's stand-in affine (x flipped,
+            # centred) is no world, so the labels keep the file's uncoded header and get no world columns
+            affine=np.asarray(self._image.affine, dtype=float) if world != UNPLACED else None,
             axes=self._mapped,
-            world=world_space(header),
+            world=world,
             time_step=_time_step(header, self._mapped),
             **_qform(header),
         )
@@ -99,16 +102,21 @@ class NiftiSource(Source):
             opener.close_if_mine()
 
 
+#: NIfTI's name for an xform code of 0: the world space of a file with neither an sform nor a qform.
+UNPLACED = "unknown"
+
+
 def world_space(header) -> str | None:
     """The space of the affine nibabel places the image with: the sform's when it has a code, else
-    the qform's (``mni`` for an image registered to MNI space); ``None`` without either."""
+    the qform's (``mni`` for an image registered to MNI space); :data:`UNPLACED` without either,
+    ``None`` for a code NIfTI does not define."""
     from nibabel.nifti1 import xform_codes
 
     for field in ("sform_code", "qform_code"):
         code = int(header[field])
         if code > 0:
             return str(xform_codes.label[code]) if code in xform_codes.value_set() else None
-    return None
+    return UNPLACED
 
 
 #: Seconds per NIfTI time unit (``xyzt_units``).
