@@ -115,17 +115,27 @@ def find_inputs(
                 passed_over.append(path)
                 continue
             found += _expand(path)
+            if path.is_dir() and kind_of(path) is None:  # a folder's other files, said as a glob's are
+                passed_over += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and kind_of(p) is None)
     outputs = [path for path in found if any(path.is_relative_to(folder) for folder in skip)]
     if outputs:
         log.info("%d input(s) inside the output's own folders passed over (what segpipe wrote there): %s", len(outputs),
                  ", ".join(p.name for p in outputs[:5]) + (", ..." if len(outputs) > 5 else ""))
         found = [path for path in found if path not in outputs]
-    if passed_over:
-        log.info("%d file(s) matched that are not images, passed over: %s", len(passed_over),
-                 ", ".join(p.name for p in passed_over[:5]) + (", ..." if len(passed_over) > 5 else ""))
+    foreign = [(path, hint) for path in passed_over if (hint := foreign_image(path)) is not None]
+    if foreign:
+        log.warning("%d image(s) in a format segpipe does not read, passed over: %s", len(foreign),
+                    "; ".join(f"{path} ({hint})" for path, hint in foreign[:3]) + ("; ..." if len(foreign) > 3 else ""))
+    if len(passed_over) > len(foreign):
+        others = [path for path in passed_over if foreign_image(path) is None]
+        log.info("%d file(s) matched that are not images, passed over: %s", len(others),
+                 ", ".join(p.name for p in others[:5]) + (", ..." if len(others) > 5 else ""))
     unique = list(dict.fromkeys(found))
     if not unique:
-        others = f"; {len(passed_over)} file(s) that are not images passed over ({passed_over[0].name}, ...)" if passed_over else ""
+        plain = [path for path in passed_over if foreign_image(path) is None]
+        others = f"; {len(plain)} file(s) that are not images passed over ({plain[0].name}, ...)" if plain else ""
+        others += (f"; {len(foreign)} image(s) in a format segpipe does not read ({foreign[0][0].name}: {foreign[0][1]})"
+                   if foreign else "")
         others += f"; {len(outputs)} inside the output's own folders passed over" if outputs else ""
         raise NoInputs(f"{' '.join(patterns)}: no images found (TIFF, NIfTI, PNG, OME-Zarr or CTC sequences)"
                        f"{_deeper(patterns, base)}{others}")
@@ -187,6 +197,21 @@ def kind_of(path: Path) -> InputKind | None:
     return None
 
 
+#: Image formats segpipe does not read, by ending, with what to do.
+_FOREIGN = {
+    (".hdr", ".img"): "an Analyze or NIfTI pair: save it as one .nii.gz file (nibabel, fslchfiletype NIFTI_GZ)",
+    (".jpg", ".jpeg", ".bmp", ".gif", ".webp"): "save it as PNG or TIFF",
+    (".czi", ".nd2", ".lif", ".oib", ".oif", ".vsi", ".ims", ".dcm", ".ndpi", ".svs"):
+        "a vendor's format: convert it to OME-TIFF or OME-Zarr (bfconvert, bioformats2raw)",
+}
+
+
+def foreign_image(path: Path) -> str | None:
+    """What to do with an image file of a format segpipe does not read; ``None`` for any other file."""
+    name = path.name.lower()
+    return next((hint for endings, hint in _FOREIGN.items() if name.endswith(endings)), None)
+
+
 def _special(path: Path) -> bool:
     """Whether ``path`` (followed through links) is there but neither a file nor a folder: a pipe,
     a socket or a device."""
@@ -199,7 +224,9 @@ def _expand(path: Path) -> list[Path]:
         return [path]
     if path.is_dir():
         return sorted(p for p in path.iterdir() if not p.name.startswith(".") and not _special(p) and kind_of(p) is not None)
-    raise InputError(f"{path}: not an image segpipe reads (TIFF, NIfTI, PNG, an OME-Zarr folder or a CTC sequence folder)")
+    hint = foreign_image(path)
+    raise InputError(f"{path}: not an image segpipe reads (TIFF, NIfTI, PNG, an OME-Zarr folder or a CTC sequence folder)"
+                     + (f"; {hint}" if hint else ""))
 
 
 def _named(counts: dict[Path, int], given: Mapping[str, str], recorded: Recorded | None = None) -> list[Input]:

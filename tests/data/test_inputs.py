@@ -227,6 +227,33 @@ def test_two_files_of_one_stem_in_one_folder_are_told_apart_by_their_kind(tmp_pa
     assert named == {"x.png": "day1_x", "x.tif": "day1_x_tif", "y.ome.tif": "y"}
 
 
+def test_images_of_formats_segpipe_does_not_read_are_named_in_a_warning(tmp_path, caplog):
+    """A NIfTI pair (.hdr/.img) in a folder of scans was left out without a word: the run said
+    nothing of it and its tables lacked it. Other files of a folder are said at INFO, as a glob's."""
+    import logging
+
+    from segpipe.errors import InputError, NoInputs
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    tifffile.imwrite(scans / "a.tif", np.zeros((8, 8), np.uint8))
+    for name in ("b.hdr", "b.img", "notes.txt"):
+        (scans / name).write_bytes(b"x")
+    with caplog.at_level(logging.INFO, logger="segpipe.data.inputs"):
+        assert [i.path.name for i in find_inputs(["scans"], base=tmp_path)] == ["a.tif"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [f"2 image(s) in a format segpipe does not read, passed over: {scans / 'b.hdr'} (an Analyze or NIfTI "
+                      f"pair: save it as one .nii.gz file (nibabel, fslchfiletype NIFTI_GZ)); {scans / 'b.img'} (an Analyze "
+                      "or NIfTI pair: save it as one .nii.gz file (nibabel, fslchfiletype NIFTI_GZ))"]
+    assert "1 file(s) matched that are not images, passed over: notes.txt" in caplog.text
+    (scans / "a.tif").unlink()
+    with pytest.raises(NoInputs, match=r"; 1 file\(s\) that are not images passed over \(notes.txt, \.\.\.\); 2 image\(s\) in a "
+                       r"format segpipe does not read \(b.hdr: an Analyze or NIfTI pair"):
+        find_inputs(["scans"], base=tmp_path)
+    with pytest.raises(InputError, match=r"b.hdr: not an image segpipe reads .*; an Analyze or NIfTI pair: save it as one .nii.gz"):
+        find_inputs(["scans/b.hdr"], base=tmp_path)
+
+
 def test_a_glob_passes_over_files_that_are_not_images(inbox, caplog):
     """`new/*` matched notes.txt and refused the whole run; a file named on its own still must be an image."""
     import logging
