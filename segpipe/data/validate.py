@@ -24,7 +24,7 @@ def check_image_dtype(dtype: np.dtype, path: Path) -> None:
 
 
 def check_image_block(block: np.ndarray, path: Path, *, offset: tuple[int, ...] | None = None) -> None:
-    """Refuse NaN and Inf in a (part of an) image; ``offset`` places the block in the file.
+    """Refuse NaN and Inf in a (part of an) image, ``(channel, [z,] y, x)``; ``offset`` places the block in the file.
 
     Raises:
         InputError: The block holds NaN or Inf, with the count and the first index.
@@ -35,8 +35,9 @@ def check_image_block(block: np.ndarray, path: Path, *, offset: tuple[int, ...] 
             first = np.argwhere(bad)[0]
             if offset is not None:
                 first = first + np.asarray(offset)
-            where = tuple(int(i) for i in first)
-            raise InputError(f"{path}: image holds {int(bad.sum())} NaN or Inf values (first at index {where})")
+            names = ["channel", *"zyx"[4 - block.ndim :]] if 2 <= block.ndim <= 4 else [f"axis {k}" for k in range(block.ndim)]
+            where = ", ".join(f"{name} {int(i)}" for name, i in zip(names, first))
+            raise InputError(f"{path}: image holds {int(bad.sum())} NaN or Inf values (the first at {where})")
 
 
 def check_labels(labels: np.ndarray, path: Path, *, n_classes: int | None = None) -> np.ndarray:

@@ -119,7 +119,22 @@ def test_float_image_with_nan_or_inf(pair, leftovers, bad):
     image = np.random.default_rng(1).random((24, 20)).astype(np.float32)
     image[7, 3] = bad
     tifffile.imwrite(pair / "img" / "b.tif", image)
-    _refused(pair, leftovers, r"img/b.tif: image holds 1 NaN or Inf values \(first at index \(0, 7, 3\)\)")
+    _refused(pair, leftovers, r"img/b.tif: image holds 1 NaN or Inf values \(the first at channel 0, y 7, x 3\)")
+
+
+def test_a_nan_in_a_nifti_volume_is_placed_by_axis_names(tmp_path):
+    """The index came in segpipe's own (channel, z, y, x) order, unnamed: a NaN at the file's voxel
+    x 10, y 20, z 3 read as (0, 3, 20, 10), which a NIfTI user reads as x 0, y 3, z 20."""
+    from segpipe.data.readers import open_source
+    from segpipe.data.validate import check_image_block
+
+    volume = np.zeros((16, 24, 6), np.float32)  # (x, y, z)
+    volume[10, 20, 3] = np.nan
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "scan.nii.gz")
+    with open_source(tmp_path / "scan.nii.gz") as source:
+        block = source.read(0, (slice(None),) * 3)
+    with pytest.raises(InputError, match=r"scan.nii.gz: image holds 1 NaN or Inf values \(the first at channel 0, z 3, y 20, x 10\)$"):
+        check_image_block(block, tmp_path / "scan.nii.gz")
 
 
 def test_non_integer_labels(pair, leftovers):
