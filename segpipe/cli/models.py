@@ -160,11 +160,10 @@ def export_cmd(
     """
     from segpipe.models.bioimageio import export_model
     from segpipe.models.bioimageio.description import check_license
-    from segpipe.models.bioimageio.export import check_target
     from segpipe.models.bioimageio.extra import require_bioimageio
     from segpipe.pipeline.models import resolve_model
 
-    check_target(to)  # before the model is read or anything said about it
+    _check_target(to)
     if license is not None:
         require_bioimageio()
         check_license(license)
@@ -184,6 +183,29 @@ def export_cmd(
     state = "tested with bioimageio.core" if test else "not tested"
     typer.echo(f"{written}: BioImage Model Zoo package of {chosen.folder} ({written.stat().st_size / 1e6:.1f} MB, {state}"
                f"{'; it replaced the file that was there' if replaced else ''})")
+
+
+def _check_target(path: Path) -> None:
+    """Refuse a package path that is not a ``.zip`` in an existing folder, before anything is read or
+    said (a mistyped ``--to`` was made silently wherever it led; the Python API makes the folder).
+
+    Raises:
+        ModelError: Not a ``.zip``, a folder, or its folder missing or a file.
+    """
+    from segpipe.errors import ModelError
+
+    if path.is_dir():
+        raise ModelError(f"{path}: a folder; give the package's file in it, such as {path / 'model.zip'}")
+    if path.suffix.lower() != ".zip":
+        raise ModelError(f"{path}: a BioImage Model Zoo package is a .zip file; name it like {path.name}.zip")
+    folder = path.parent
+    for above in (folder, *folder.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise ModelError(f"{above}: a file, not a folder (the package {path} would go inside it)")
+            break
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: no such folder (make it first, or give another --to)")
 
 
 def _read_sample(path: Path, card):

@@ -74,7 +74,7 @@ class Model:
     def id(self) -> str:
         """Identifies the weights and the card: predictions made with another id are stale."""
         stat = self.weights.stat()  # the card as read (its own version), so an id stays what it was
-        return _model_id(str(self.weights), (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size), self.card.model_dump_json(indent=2) + "\n")
+        return _model_id(str(self.weights), stat.st_mtime_ns, stat.st_size, self.card.model_dump_json(indent=2) + "\n")
 
     def network(self) -> torch.nn.Module:
         """An untrained network with the card's architecture."""
@@ -178,9 +178,7 @@ def _first_sentence(err: Exception) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _model_id(path: str, version: tuple[int, int, int], card_json: str) -> str:
-    """The weights' digest with the card's, read once per ``version`` of the file (its times and size:
-    a file replaced by ``cp -p`` changes its status-change time)."""
+def _model_id(path: str, mtime_ns: int, size: int, card_json: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         digest.update(hashlib.file_digest(handle, "sha256").digest())

@@ -29,6 +29,7 @@ from segpipe.data.ctc import FRAME as CTC_FRAME
 from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, files_now, input_dataset
 from segpipe.data.locks import exclusive
+from segpipe.data.readers.nifti import UNPLACED
 from segpipe.data.readers.units import length_unit
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
 from segpipe.errors import InputError, SegpipeError
@@ -546,7 +547,7 @@ def sheared_voxel(image: StoredImage, ndim: int) -> float:
     input whose affine shears its grid (an uncorrected CT gantry tilt), whose voxels are
     parallelograms (the Gram determinant of its spatial columns)."""
     affine = image.info.get("affine")
-    if affine is None:
+    if affine is None or image.info.get("world") == UNPLACED:
         return 1.0
     file_axes = list(image.info.get("source_axes") or "XYZ")[:3]
     columns = [file_axes.index(a) for a in "XYZ"[:ndim] if a in file_axes]
@@ -561,11 +562,11 @@ def world_centroids(columns: dict[str, np.ndarray], image: StoredImage, spacing,
     """``world-x``, ``world-y``, ``world-z``: each object's centroid in the world coordinates of a
     NIfTI input's affine (scanner or template space, RAS, in the file's unit: what 3D Slicer and
     FSLeyes show), and ``world_unit``, that unit (empty where the file names none); none for
-    inputs without an affine. ``columns``: :func:`measure_objects`'s;
+    inputs without an affine, or a NIfTI without an sform or a qform. ``columns``: :func:`measure_objects`'s;
     ``frame``: the frame measured, where one of the file's first three axes is time (a volume read
     plane by plane, ``--axes XYT``: the plane's index along it)."""
     affine = image.info.get("affine")
-    if affine is None:
+    if affine is None or image.info.get("world") == UNPLACED:  # a file with neither an sform nor a qform places nothing
         return {}
     affine = np.asarray(affine, dtype=float)
     axes = "zyx"[3 - len(spacing):]

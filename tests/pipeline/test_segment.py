@@ -1361,6 +1361,20 @@ def test_a_nifti_volumes_planes_read_as_frames_get_labels_in_the_volumes_layout_
         rows = list(csv.DictReader(handle))
     assert {(r["frame"], float(r["world-z"])) for r in rows} == {("0", 0.0), ("1", 2.0), ("2", 4.0)}
 
+    # the same file with neither an sform nor a qform: its labels keep its voxel sizes, the planes' 2 too,
+    # so a viewer placing both by pixdim overlays them (they came out 1 apart); no world columns
+    bare = nib.Nifti1Image(volume.transpose(2, 1, 0), None)
+    bare.header.set_zooms((0.5, 0.5, 2.0))
+    nib.save(bare, tmp_path / "bare.nii.gz")
+    segment([str(tmp_path / "bare.nii.gz")], Predictor.load(model, PredictParams(device="cpu")), out,
+            SegmentParams(axes="XYT"), progress=False)
+    labels = nib.load(out.labels / "bare_labels.nii.gz")
+    assert labels.header.get_zooms() == (0.5, 0.5, 2.0) and labels.shape == (96, 96, 3)
+    assert (int(labels.header["sform_code"]), int(labels.header["qform_code"])) == (0, 0)
+    np.testing.assert_allclose(labels.affine, nib.load(tmp_path / "bare.nii.gz").affine)
+    with open(out.table, newline="") as handle:
+        assert not any(r.get("world-x") for r in csv.DictReader(handle) if r["image"].startswith("bare"))
+
 
 def test_a_2d_model_on_a_3d_ctc_sequence_writes_one_mask_per_time_point(model, tmp_path, segpipe_cli):
     """--axes TYX read each 3D frame's planes as frames: 02_RES held a mask per plane, t001's planes over t000's."""

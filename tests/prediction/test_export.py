@@ -226,3 +226,13 @@ def test_nifti_keeps_the_sources_own_qform(tmp_path):
     np.testing.assert_allclose(written_sform, sform, atol=1e-5)
     np.testing.assert_allclose(written_qform, qform, atol=1e-5)
     assert (int(sform_code), int(qform_code)) == (5, 1)  # template, scanner
+
+
+def test_a_region_of_a_file_without_sform_or_qform_is_exported_placed():
+    """Labels of a whole uncoded NIfTI keep its codes of 0 (viewers place both by pixdim); a region of one
+    needs a coded affine to lie where it was cut from (with codes of 0 it would be drawn at the corner)."""
+    from segpipe.prediction.complete import _world
+
+    assert _world({"world": "unknown", "region": None}) == "unknown"
+    assert _world({"world": "unknown", "region": [[0, 1], [10, 40], [0, 64]]}) is None  # written as aligned
+    assert _world({"world": "mni", "region": [[0, 1], [10, 40], [0, 64]]}) == "mni"

@@ -74,15 +74,14 @@ class NiftiSource(Source):
         zooms = voxel_sizes(path, self._image) + [None] * 3
         spacing = {"X": zooms[0], "Y": zooms[1], "Z": zooms[2]}
         space_unit = header.get_xyzt_units()[0]
-        world = world_space(header)
         self.meta = Metadata(
             spacing=tuple(spacing[a] or None for a in "ZYX"),  # type: ignore[arg-type]
             unit=_UNITS.get(space_unit),
-            # without an sform or a qform the file places nothing: nibabel's stand-in affine (x flipped,
-            # centred) is no world, so the labels keep the file's uncoded header and get no world columns
-            affine=np.asarray(self._image.affine, dtype=float) if world != UNPLACED else None,
+            # without an sform or a qform (world UNPLACED) this is nibabel's stand-in (x flipped, centred):
+            # it lays out the labels' voxels, and places nothing in a world
+            affine=np.asarray(self._image.affine, dtype=float),
             axes=self._mapped,
-            world=world,
+            world=world_space(header),
             time_step=_time_step(header, self._mapped),
             **_qform(header),
         )

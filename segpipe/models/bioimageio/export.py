@@ -40,7 +40,7 @@ def export_model(
     Args:
         model: A segpipe model folder (2D or 3D, any input channels; ``unet`` and ``fcn`` carry
             both weight formats, other registered networks TorchScript only).
-        path: The zip to write (replaced if it exists, its folder made if missing; written under a temporary name first).
+        path: The zip to write (replaced if it exists; written under a temporary name first).
         test: Run bioimageio.core's model test on the package (offline) before putting it in place.
         sample: A raw channel-first image ``(C, *spatial)`` for the test tensors (cropped to a
             size the package accepts, where the first channel's intensities vary most); a seeded
@@ -57,7 +57,8 @@ def export_model(
     """
     path = Path(path)
     card = model.card
-    check_target(path, missing_ok=True)
+    if path.suffix.lower() != ".zip":
+        raise ModelError(f"{path}: a BioImage Model Zoo package is a .zip file; name it like {path.name}.zip")
     require_bioimageio()
     if license is not None:
         check_license(license)  # before any work
@@ -81,27 +82,6 @@ def export_model(
         if test:
             _test_package(tmp, path)
     return path
-
-
-def check_target(path: Path, *, missing_ok: bool = False) -> None:
-    """Refuse a package path that is not a ``.zip`` in a folder (``missing_ok``: a folder still to be
-    made; the command line refuses it, as a mistyped ``--to`` was made silently wherever it led).
-
-    Raises:
-        ModelError: Not a ``.zip``, a folder, or its folder a file (or missing, unless ``missing_ok``).
-    """
-    if path.is_dir():
-        raise ModelError(f"{path}: a folder; give the package's file in it, such as {path / 'model.zip'}")
-    if path.suffix.lower() != ".zip":
-        raise ModelError(f"{path}: a BioImage Model Zoo package is a .zip file; name it like {path.name}.zip")
-    folder = path.parent
-    for above in (folder, *folder.parents):
-        if above.exists():
-            if not above.is_dir():
-                raise ModelError(f"{above}: a file, not a folder (the package {path} would go inside it)")
-            break
-    if not missing_ok and not folder.is_dir():
-        raise ModelError(f"{folder}: no such folder (make it first, or give another --to)")
 
 
 def _save_package(descr, target: Path) -> None:
