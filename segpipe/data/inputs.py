@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import logging
 import os
 import re
@@ -433,14 +434,17 @@ def input_dataset(
     return Dataset(name=item.name, entry=entry, root=item.path.parent, records=tuple(records), assumed_spacing=assumed_spacing)
 
 
-def files_now(path: Path) -> list[list]:
-    """Each file of an input (the file, or a folder's files) as ``[name, {size, mtime_ns, ctime_ns}]``;
-    ``[]`` when it is gone."""
+def files_now(path: Path) -> str:
+    """A short stamp of an input's files (the file, or a folder's files) as they are now: how many,
+    and a digest of their names, sizes and times (``stat`` only; an OME-Zarr of many chunks stays
+    one line); ``""`` when it is gone."""
     try:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        return [[str(p.relative_to(path.parent)), stat_of(p)] for p in files]
+        listed = [[str(p.relative_to(path.parent)), stat_of(p)] for p in files]
     except OSError:
-        return []
+        return ""
+    digest = hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{len(listed)} file(s), {digest}"
 
 
 __all__ = ["IMAGE_SUFFIXES", "Input", "files_now", "find_inputs", "input_dataset", "kind_of"]

@@ -248,7 +248,7 @@ class InputResult:
     """Its images predicted in this run that held only noise in some frames, with how many (:mod:`segpipe.inference.noise`)."""
     noise_frames: dict[str, int] = field(default_factory=dict)
     """The same for every image of the input, predicted in this run or kept from an earlier one (``counts.csv``)."""
-    failed_files: list[list] | None = None
+    failed_files: str | None = None
     """A failed input's files as they were when it failed (:func:`~segpipe.data.inputs.files_now`)."""
     failing_since: str | None = None
     """When a failed input first failed as it fails now (UTC), its files and its error the same since."""

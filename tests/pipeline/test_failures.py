@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timezone
 
 from segpipe.data.inputs import files_now
@@ -13,25 +14,29 @@ THEN = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
 NOW = datetime(2026, 12, 7, 18, 0, tzinfo=timezone.utc)
 
 
-def failed(path: str, error: str, files: list[list]) -> InputResult:
+def failed(path: str, error: str, files: str | None) -> InputResult:
     return InputResult("x", path, "image", error=error, failed_files=files)
 
 
-def test_files_now_lists_a_file_or_a_folders_files_by_size_and_time(tmp_path):
+def test_files_now_stamps_a_file_or_a_folders_files_by_size_and_times(tmp_path):
     (tmp_path / "seq").mkdir()
     (tmp_path / "seq" / "t000.tif").write_bytes(b"12345")
     (tmp_path / "seq" / "t001.tif").write_bytes(b"1")
+    stamp = files_now(tmp_path / "seq")
+    assert stamp.startswith("2 file(s), ") and len(stamp) == len("2 file(s), ") + 16 and files_now(tmp_path / "seq") == stamp
+    assert files_now(tmp_path / "seq" / "t001.tif").startswith("1 file(s), ")
+    os.utime(tmp_path / "seq" / "t001.tif", ns=(7, 1_000_000_123))  # a time moved: another stamp
+    assert files_now(tmp_path / "seq") != stamp
+    before = files_now(tmp_path / "seq")
+    time.sleep(0.05)  # file times tick at the kernel's clock (a few ms)
+    (tmp_path / "seq" / "t001.tif").write_bytes(b"2")  # the same size, its time put back: its status-change time moved
     os.utime(tmp_path / "seq" / "t001.tif", ns=(7, 1_000_000_123))
-    listed = files_now(tmp_path / "seq")
-    assert [[name, row["size"]] for name, row in listed] == [["seq/t000.tif", 5], ["seq/t001.tif", 1]]
-    changed = (tmp_path / "seq" / "t001.tif").stat().st_ctime_ns
-    assert listed[1][1] == {"size": 1, "mtime_ns": 1_000_000_123, "ctime_ns": changed}
-    assert files_now(tmp_path / "seq" / "t001.tif") == [["t001.tif", listed[1][1]]]
-    assert files_now(tmp_path / "gone.tif") == []
+    assert files_now(tmp_path / "seq") != before
+    assert files_now(tmp_path / "gone.tif") == ""
 
 
 def test_a_failure_as_before_keeps_its_date_and_any_change_dates_it_now():
-    files = [["a.tif", {"size": 17, "mtime_ns": 5, "ctime_ns": 9}]]
+    files = "1 file(s), 0123456789abcdef"
     earlier = {"/in/a.tif": {"path": "/in/a.tif", "error": "InputError: not a TIFF", "failed_files": files,
                              "failing_since": THEN.isoformat(timespec="seconds")}}
     results = [
@@ -42,8 +47,8 @@ def test_a_failure_as_before_keeps_its_date_and_any_change_dates_it_now():
     assert again[0].failed_before and again[0].failing_since == "2026-12-01T09:30:00+00:00"
     assert again[1] == results[1] and new_failures(again) == []
 
-    for changed in (failed("/in/a.tif", "InputError: not a TIFF", [["a.tif", {"size": 18, "mtime_ns": 5, "ctime_ns": 9}]]),  # rewritten
-                    failed("/in/a.tif", "InputError: not a TIFF", [["a.tif", {"size": 17, "mtime_ns": 5, "ctime_ns": 10}]]),  # replaced by a copy with its time
+    for changed in (failed("/in/a.tif", "InputError: not a TIFF", "1 file(s), 1123456789abcdef"),  # rewritten
+                    failed("/in/a.tif", "InputError: not a TIFF", "1 file(s), 2123456789abcdef"),  # replaced by a copy with its time
                     failed("/in/a.tif", "OSError: permission denied", files),  # another error
                     failed("/in/c.tif", "InputError: not a TIFF", files)):  # another input
         [result] = dated([changed], earlier, now=NOW)
