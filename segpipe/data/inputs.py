@@ -200,9 +200,10 @@ def kind_of(path: Path) -> InputKind | None:
 
 #: Image formats segpipe does not read, by ending, with what to do.
 _FOREIGN = {
-    (".hdr", ".img"): "an Analyze or NIfTI pair: save it as one .nii.gz file (nibabel, fslchfiletype NIFTI_GZ)",
+    (".hdr", ".img", ".hdr.gz", ".img.gz"): "an Analyze or NIfTI pair: save it as one .nii.gz file (nibabel, fslchfiletype NIFTI_GZ)",
     (".jpg", ".jpeg", ".bmp", ".gif", ".webp"): "save it as PNG or TIFF",
-    (".czi", ".nd2", ".lif", ".oib", ".oif", ".vsi", ".ims", ".dcm", ".ndpi", ".svs"):
+    (".dcm", ".ima"): "DICOM: convert the series to NIfTI (dcm2niix)",
+    (".czi", ".nd2", ".lif", ".oib", ".oif", ".vsi", ".ims", ".ndpi", ".svs"):
         "a vendor's format: convert it to OME-TIFF or OME-Zarr (bfconvert, bioformats2raw)",
 }
 

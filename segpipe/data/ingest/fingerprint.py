@@ -4,7 +4,8 @@ The fingerprint digests the catalog entry (less its ``training`` overrides, whic
 change the store) and the SHA-256 of every source file. The store also keeps each file's size,
 modification time and status-change time next to its digest; a file whose three are unchanged
 is not read again, so checking a large dataset is a ``stat`` per file. The status-change time
-(``st_ctime``, which no copy can set) tells a file replaced by one of the same size copied with
+(``st_ctime`` on Linux and macOS, which no copy can set; on Windows it is the creation time, and a
+file overwritten in place keeps it) tells a file replaced by one of the same size copied with
 its old modification time (``cp -p``, ``rsync -t``); a ``chmod`` or a rename changes it too, and
 the file is then read once more, its digest unchanged.
 """
