@@ -31,7 +31,7 @@ from segpipe.data.inputs import Input, files_now, input_dataset
 from segpipe.data.locks import exclusive
 from segpipe.data.readers.nifti import UNPLACED
 from segpipe.data.readers.units import length_unit
-from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, create_array
+from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, array_options
 from segpipe.errors import InputError, SegpipeError
 from segpipe.models.card import ModelCard
 from segpipe.models.model import Model
@@ -383,7 +383,10 @@ def attach_labels(store_path: Path, predictions: PredictionStore, store: ImageSt
         if LABELS_NAME in label_root:
             del label_root[LABELS_NAME]
         target = label_root.create_group(LABELS_NAME, attributes=attrs)
-        array = create_array(target, IMAGE_LEVEL, shape=source.shape, dtype=source.dtype, ndim=store.ndim, chunks=source.chunks)
+        options = array_options(source.shape, store.ndim, source.chunks)
+        if frames:  # its leading axes named t, as its metadata says, so that its levels are built frame by frame
+            options["dimension_names"] = ["t"] * frames + list(options["dimension_names"])[-store.ndim:]
+        array = target.create_array(IMAGE_LEVEL, shape=source.shape, dtype=source.dtype, **options)
         for index in np.ndindex(*source.shape[:frames]):
             for start in range(0, source.shape[frames], source.chunks[frames]):
                 window = (*index, slice(start, start + source.chunks[frames]))
