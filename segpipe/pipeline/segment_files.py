@@ -29,7 +29,6 @@ from segpipe.data.ctc import FRAME as CTC_FRAME
 from segpipe.data.ingest import IngestParams, ingest_dataset
 from segpipe.data.inputs import Input, files_now, input_dataset
 from segpipe.data.locks import exclusive
-from segpipe.data.readers.nifti import UNPLACED
 from segpipe.data.readers.units import length_unit
 from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, array_options
 from segpipe.errors import InputError, SegpipeError
@@ -37,7 +36,7 @@ from segpipe.models.card import ModelCard
 from segpipe.models.model import Model
 from segpipe.pipeline.models import assumed_spacing
 from segpipe.prediction.complete import LARGE, Current, Predicted
-from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, source_affine, tiff_axes
+from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, labels_space, source_affine, tiff_axes
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.measure import measure_objects
 from segpipe.prediction.noise_frames import of_results, recorded
@@ -464,9 +463,9 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
             # a volume's planes read as frames (--axes XYT): the labels in the volume's own layout, to overlay it
             volume = np.transpose(labels[:], ["TYX".index(a) for a in reversed(source_axes)])
             return [export_nifti(volume, label_files(item, folder)[0], affine=affine, ndim=3, unit=unit,
-                                 world=image.info.get("world"))]
+                                 world=labels_space(image.info))]
         return [export_nifti(labels, label_files(item, folder)[0], affine=affine, ndim=ndim, unit=unit, source_dims=dims,
-                             world=image.info.get("world"), qform=image.info.get("qform"),
+                             world=labels_space(image.info), qform=image.info.get("qform"),
                              qform_space=image.info.get("qform_space"), time_step=image.info.get("time_step") if frames else None)]
     if item.kind in ("tiff", "png"):
         unit = image.info.get("unit")
@@ -550,7 +549,7 @@ def sheared_voxel(image: StoredImage, ndim: int) -> float:
     input whose affine shears its grid (an uncorrected CT gantry tilt), whose voxels are
     parallelograms (the Gram determinant of its spatial columns)."""
     affine = image.info.get("affine")
-    if affine is None or image.info.get("world") == UNPLACED:
+    if affine is None or image.info.get("world") is None:
         return 1.0
     file_axes = list(image.info.get("source_axes") or "XYZ")[:3]
     columns = [file_axes.index(a) for a in "XYZ"[:ndim] if a in file_axes]
@@ -569,7 +568,7 @@ def world_centroids(columns: dict[str, np.ndarray], image: StoredImage, spacing,
     ``frame``: the frame measured, where one of the file's first three axes is time (a volume read
     plane by plane, ``--axes XYT``: the plane's index along it)."""
     affine = image.info.get("affine")
-    if affine is None or image.info.get("world") == UNPLACED:  # a file with neither an sform nor a qform places nothing
+    if affine is None or image.info.get("world") is None:  # a NIfTI with neither an sform nor a qform places nothing
         return {}
     affine = np.asarray(affine, dtype=float)
     axes = "zyx"[3 - len(spacing):]

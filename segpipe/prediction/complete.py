@@ -19,14 +19,13 @@ import numpy as np
 import zarr
 
 from segpipe.data.collection import Entry, add_to_collection
-from segpipe.data.readers.nifti import UNPLACED
 from segpipe.data.store import COMPRESSOR, IMAGE_LEVEL, StoredImage, axes_for
 from segpipe.inference.instances import InstanceStats, stream_instance_labels
 from segpipe.inference.normalize import Normalization
 from segpipe.inference.sink import StreamStats
 from segpipe.inference.zarr_sink import ChannelsFirst, prediction_chunks
 from segpipe.models.card import ModelCard
-from segpipe.prediction.export import export_nifti, export_tiff, source_affine, tiff_axes
+from segpipe.prediction.export import export_nifti, export_tiff, labels_space, source_affine, tiff_axes
 from segpipe.prediction.layers import attach_to_source, attached_stamp, write_layers
 from segpipe.prediction.noise_frames import NOISE_ATTR
 from segpipe.prediction.params import PredictParams
@@ -276,12 +275,6 @@ def export_maps(group: zarr.Group, image: StoredImage, card: ModelCard, folder: 
                 path = folder / f"{image.name}_{name}.nii.gz"
                 if overwrite or not path.exists():
                     export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim, unit=image.info.get("unit"),
-                                 world=_world(image.info), qform=image.info.get("qform"),
+                                 world=labels_space(image.info), qform=image.info.get("qform"),
                                  qform_space=image.info.get("qform_space"))
 
-
-def _world(info: dict) -> str | None:
-    """The space a NIfTI export places an image's labels in: the source's, except that a region of a file
-    with neither an sform nor a qform needs one to say where it lies (``None``: ``aligned``)."""
-    world = info.get("world")
-    return None if world == UNPLACED and info.get("region") else world

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from segpipe.data.readers.nifti import UNPLACED
 from segpipe.errors import InputError
 from segpipe.temporary import replacing
 
@@ -128,6 +127,19 @@ def export_tiff(
 
 #: The spaces NIfTI's sform and qform codes name (``unknown`` is none: labels are placed anyway).
 WORLD_SPACES = ("scanner", "aligned", "talairach", "mni", "template")
+#: NIfTI's name for an xform code of 0: labels placed nowhere, as their source (neither sform nor qform).
+UNPLACED = "unknown"
+
+
+def labels_space(info: dict) -> str | None:
+    """The space NIfTI labels of a stored image are placed in (``world`` of :func:`export_nifti`): the
+    source's; :data:`UNPLACED` for a NIfTI source with neither an sform nor a qform (its affine is
+    nibabel's stand-in, its world none), except for a region cut from one, which needs a coded
+    affine to lie where it was cut (``None``: ``aligned``)."""
+    world = info.get("world")
+    if world is None and info.get("affine") is not None:
+        return None if info.get("region") else UNPLACED
+    return world
 
 
 def _rotation_and_zoom(affine: np.ndarray) -> bool:

@@ -1144,7 +1144,7 @@ def test_world_centroids_of_a_volume_read_plane_by_plane_take_the_planes_place()
 
     affine = [[0.5, 0, 0, 10.0], [0, 0.5, 0, 20.0], [0, 0, 2.0, -30.0], [0, 0, 0, 1]]
     columns = {"label": np.array([1, 2]), "centroid-y": np.array([1.0, 3.0]), "centroid-x": np.array([2.0, 4.0])}
-    image = SimpleNamespace(info={"affine": affine, "source_axes": "XYT"})
+    image = SimpleNamespace(info={"affine": affine, "source_axes": "XYT", "world": "scanner"})
     world = world_centroids(columns, image, (0.5, 0.5), frame=7)
     # voxel (i, j, k) = (x / 0.5, y / 0.5, plane 7)
     np.testing.assert_allclose(np.stack([world["world-x"], world["world-y"], world["world-z"]]),

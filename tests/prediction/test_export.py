@@ -231,8 +231,10 @@ def test_nifti_keeps_the_sources_own_qform(tmp_path):
 def test_a_region_of_a_file_without_sform_or_qform_is_exported_placed():
     """Labels of a whole uncoded NIfTI keep its codes of 0 (viewers place both by pixdim); a region of one
     needs a coded affine to lie where it was cut from (with codes of 0 it would be drawn at the corner)."""
-    from segpipe.prediction.complete import _world
+    from segpipe.prediction.export import labels_space
 
-    assert _world({"world": "unknown", "region": None}) == "unknown"
-    assert _world({"world": "unknown", "region": [[0, 1], [10, 40], [0, 64]]}) is None  # written as aligned
-    assert _world({"world": "mni", "region": [[0, 1], [10, 40], [0, 64]]}) == "mni"
+    stand_in = np.eye(4).tolist()
+    assert labels_space({"world": None, "affine": stand_in, "region": None}) == "unknown"
+    assert labels_space({"world": None, "affine": stand_in, "region": [[0, 1], [10, 40], [0, 64]]}) is None  # aligned
+    assert labels_space({"world": "mni", "affine": stand_in, "region": [[0, 1], [10, 40], [0, 64]]}) == "mni"
+    assert labels_space({"world": None, "affine": None}) is None  # a TIFF's labels written as NIfTI: aligned

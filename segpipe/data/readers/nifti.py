@@ -77,7 +77,7 @@ class NiftiSource(Source):
         self.meta = Metadata(
             spacing=tuple(spacing[a] or None for a in "ZYX"),  # type: ignore[arg-type]
             unit=_UNITS.get(space_unit),
-            # without an sform or a qform (world UNPLACED) this is nibabel's stand-in (x flipped, centred):
+            # without an sform or a qform (world None) this is nibabel's stand-in (x flipped, centred):
             # it lays out the labels' voxels, and places nothing in a world
             affine=np.asarray(self._image.affine, dtype=float),
             axes=self._mapped,
@@ -101,21 +101,16 @@ class NiftiSource(Source):
             opener.close_if_mine()
 
 
-#: NIfTI's name for an xform code of 0: the world space of a file with neither an sform nor a qform.
-UNPLACED = "unknown"
-
-
 def world_space(header) -> str | None:
     """The space of the affine nibabel places the image with: the sform's when it has a code, else
-    the qform's (``mni`` for an image registered to MNI space); :data:`UNPLACED` without either,
-    ``None`` for a code NIfTI does not define."""
+    the qform's (``mni`` for an image registered to MNI space); ``None`` without either."""
     from nibabel.nifti1 import xform_codes
 
     for field in ("sform_code", "qform_code"):
         code = int(header[field])
         if code > 0:
             return str(xform_codes.label[code]) if code in xform_codes.value_set() else None
-    return UNPLACED
+    return None
 
 
 #: Seconds per NIfTI time unit (``xyzt_units``).
