@@ -123,17 +123,17 @@ def find_inputs(
         log.info("%d input(s) inside the output's own folders passed over (what segpipe wrote there): %s", len(outputs),
                  ", ".join(p.name for p in outputs[:5]) + (", ..." if len(outputs) > 5 else ""))
         found = [path for path in found if path not in outputs]
-    foreign = [(path, hint) for path in passed_over if (hint := foreign_image(path)) is not None]
+    hints = [(path, foreign_image(path)) for path in passed_over]
+    foreign = [(path, hint) for path, hint in hints if hint is not None]
+    plain = [path for path, hint in hints if hint is None]
     if foreign:
         log.warning("%d image(s) in a format segpipe does not read, passed over: %s", len(foreign),
                     "; ".join(f"{path} ({hint})" for path, hint in foreign[:3]) + ("; ..." if len(foreign) > 3 else ""))
-    if len(passed_over) > len(foreign):
-        others = [path for path in passed_over if foreign_image(path) is None]
-        log.info("%d file(s) matched that are not images, passed over: %s", len(others),
-                 ", ".join(p.name for p in others[:5]) + (", ..." if len(others) > 5 else ""))
+    if plain:
+        log.info("%d file(s) matched that are not images, passed over: %s", len(plain),
+                 ", ".join(p.name for p in plain[:5]) + (", ..." if len(plain) > 5 else ""))
     unique = list(dict.fromkeys(found))
     if not unique:
-        plain = [path for path in passed_over if foreign_image(path) is None]
         others = f"; {len(plain)} file(s) that are not images passed over ({plain[0].name}, ...)" if plain else ""
         others += (f"; {len(foreign)} image(s) in a format segpipe does not read ({foreign[0][0].name}: {foreign[0][1]})"
                    if foreign else "")
@@ -435,18 +435,24 @@ def input_dataset(
     return Dataset(name=item.name, entry=entry, root=item.path.parent, records=tuple(records), assumed_spacing=assumed_spacing)
 
 
+def input_files(path: Path) -> dict[str, Path]:
+    """Every file of the input at ``path`` (the file, or a folder's files at any depth), keyed by its
+    path from the input's own folder, as ingest names its sources."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {str(p.relative_to(path.parent)): p for p in files}
+
+
 def files_now(path: Path) -> str:
-    """A short stamp of an input's files (the file, or a folder's files) as they are now: how many,
-    and a digest of their names, sizes and times (``stat`` only; an OME-Zarr of many chunks stays
-    one line); ``""`` when it is gone."""
+    """A short stamp of an input's files (:func:`input_files`) as they are now: how many, and a
+    digest of their names, sizes and times (``stat`` only; an OME-Zarr of many chunks stays one
+    line); ``""`` when it is gone."""
     try:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        listed = [[str(p.relative_to(path.parent)), stat_of(p)] for p in files]
+        listed = [[key, stat_of(file)] for key, file in input_files(path).items()]
     except OSError:
         return ""
     digest = hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()[:16]
     return f"{len(listed)} file(s), {digest}"
 
 
-__all__ = ["IMAGE_SUFFIXES", "Input", "files_now", "find_inputs", "input_dataset", "kind_of"]
+__all__ = ["IMAGE_SUFFIXES", "Input", "files_now", "find_inputs", "input_dataset", "input_files", "kind_of"]
 

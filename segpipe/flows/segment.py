@@ -36,18 +36,16 @@ def input_key(path: str, name: str, kind: str, model: str, output: str, read: Se
     read again: a scheduled run over an inbox of unchanged files costs a ``stat`` per file."""
     from segpipe.data.ingest import current_digest
     from segpipe.data.ingest.fingerprint import remember_times
+    from segpipe.data.inputs import input_files
     from segpipe.data.store import read_record
     from segpipe.models.model import Model
     from segpipe.pipeline.models import assumed_spacing
     from segpipe.pipeline.segment_files import SegmentFolder
 
-    source = Path(path)
-    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
     store = SegmentFolder(Path(output)).images(name)
     record = read_record(store) or {}
     known = record.get("sources") or {}
-    keyed_files = {str(p.relative_to(source.parent)): p for p in files}  # named as ingest names its sources
-    current = {key: current_digest(p, known.get(key)) for key, p in keyed_files.items()}
+    current = {key: current_digest(p, known.get(key)) for key, p in input_files(Path(path)).items()}
     remember_times(store, record, current)  # a touched input is read once, not every run (a cached task never ingests)
     digests = [[key, value["sha256"]] for key, value in current.items()]
     opened = Model.open(model)

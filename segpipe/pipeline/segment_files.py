@@ -511,6 +511,7 @@ def write_measurements(
         labels = predictions.labels(image.name)
         frames = labels.ndim - card.spatial_dims
         spacing = image.spacing_in(unit, default_unit=own_unit)
+        size, slant = ("area" if card.spatial_dims == 2 else "volume"), sheared_voxel(image, card.spatial_dims)
         for index in np.ndindex(*labels.shape[:frames]):
             pixels = image.image[(slice(None), *index)] if frames else image.image
             columns = measure_objects(
@@ -521,9 +522,8 @@ def write_measurements(
                 columns = {"label": columns["label"], "class": np.array(card.classes, dtype=object)[columns["label"]],
                            **{k: v for k, v in columns.items() if k != "label"}}
             columns |= world_centroids(columns, image, spacing, frame=index[0] if frames == 1 else image.info.get("frame") or 0)
-            size = "area" if card.spatial_dims == 2 else "volume"
             if size in columns:
-                columns[size] = columns[size] * sheared_voxel(image, card.spatial_dims)
+                columns[size] = columns[size] * slant
             source = PIXEL_SIZE_SOURCES.get(image.info.get("spacing_source"), "file")
             for k in range(columns["label"].size):
                 rows.append({"image": image.name, **frame, **{key: _plain(value[k]) for key, value in columns.items()}, "unit": unit,
@@ -544,18 +544,27 @@ def intensity_names(image: StoredImage, card: ModelCard) -> list[str]:
     return names if len(set(names)) == n else [str(c) for c in read]
 
 
+def _placing_affine(image: StoredImage) -> np.ndarray | None:
+    """The affine that places a NIfTI input's voxels in its world; ``None`` for other inputs and for a
+    NIfTI with neither an sform nor a qform (its affine is nibabel's stand-in: it places nothing)."""
+    affine = image.info.get("affine")
+    if affine is None or image.info.get("world") is None:
+        return None
+    return np.asarray(affine, dtype=float)
+
+
 def sheared_voxel(image: StoredImage, ndim: int) -> float:
     """A voxel's true area or volume over the product of its edges' lengths: 1, except for a NIfTI
     input whose affine shears its grid (an uncorrected CT gantry tilt), whose voxels are
     parallelograms (the Gram determinant of its spatial columns)."""
-    affine = image.info.get("affine")
-    if affine is None or image.info.get("world") is None:
+    affine = _placing_affine(image)
+    if affine is None:
         return 1.0
     file_axes = list(image.info.get("source_axes") or "XYZ")[:3]
     columns = [file_axes.index(a) for a in "XYZ"[:ndim] if a in file_axes]
     if len(columns) != ndim:
         return 1.0
-    edges = np.asarray(affine, dtype=float)[:3, columns]
+    edges = affine[:3, columns]
     lengths = np.sqrt((edges**2).sum(axis=0))
     return float(np.sqrt(abs(np.linalg.det(edges.T @ edges))) / np.prod(lengths))
 
@@ -567,10 +576,9 @@ def world_centroids(columns: dict[str, np.ndarray], image: StoredImage, spacing,
     inputs without an affine, or a NIfTI without an sform or a qform. ``columns``: :func:`measure_objects`'s;
     ``frame``: the frame measured, where one of the file's first three axes is time (a volume read
     plane by plane, ``--axes XYT``: the plane's index along it)."""
-    affine = image.info.get("affine")
-    if affine is None or image.info.get("world") is None:  # a NIfTI with neither an sform nor a qform places nothing
+    affine = _placing_affine(image)
+    if affine is None:
         return {}
-    affine = np.asarray(affine, dtype=float)
     axes = "zyx"[3 - len(spacing):]
     n = columns["label"].size
     voxel = {a.upper(): columns[f"centroid-{a}"] / float(s) for a, s in zip(axes, spacing)} | {"T": np.full(n, float(frame))}
