@@ -123,7 +123,8 @@ def find_inputs(
         log.info("%d input(s) inside the output's own folders passed over (what segpipe wrote there): %s", len(outputs),
                  ", ".join(p.name for p in outputs[:5]) + (", ..." if len(outputs) > 5 else ""))
         found = [path for path in found if path not in outputs]
-    hints = [(path, foreign_image(path)) for path in passed_over]
+    passed_over = [path for path in passed_over if not any(path.is_relative_to(folder) for folder in skip)]
+    hints = [(path, foreign_image(path)) for path in passed_over if not _second_of_pair(path, passed_over)]
     foreign = [(path, hint) for path, hint in hints if hint is not None]
     plain = [path for path, hint in hints if hint is None]
     if foreign:
@@ -212,6 +213,15 @@ def foreign_image(path: Path) -> str | None:
     """What to do with an image file of a format segpipe does not read; ``None`` for any other file."""
     name = path.name.lower()
     return next((hint for endings, hint in _FOREIGN.items() if name.endswith(endings)), None)
+
+
+def _second_of_pair(path: Path, among: list[Path]) -> bool:
+    """Whether ``path`` is the ``.img`` of an Analyze or NIfTI pair whose ``.hdr`` is ``among`` too
+    (the pair is one image, said once)."""
+    name = path.name.lower()
+    others = {str(other.parent / other.name.lower()) for other in among}
+    return any(name.endswith(image) and str(path.parent / (name[: -len(image)] + header)) in others
+               for image, header in ((".img", ".hdr"), (".img.gz", ".hdr.gz")))
 
 
 def _special(path: Path) -> bool:

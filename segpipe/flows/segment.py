@@ -136,7 +136,8 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
     from segpipe.flows.caching import refreshed
     from segpipe.flows.steps import failure
     from segpipe.pipeline.segment import (
-        report_segmentation, warn_guessed_spacing, warn_noise, warn_other_model, write_summary, write_tables,
+        report_segmentation, warn_file_spacing_set_aside, warn_guessed_spacing, warn_noise, warn_other_model,
+        write_summary, write_tables,
     )
     from segpipe.data.inputs import files_now
     from segpipe.pipeline.failures import dated, earlier_failures
@@ -171,6 +172,7 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
         folder.keep_names(items, results)
         results = dated(results, earlier_failures(folder.summary))
         warn_guessed_spacing(results, chosen.card)  # once for the run, as segment says it
+        warn_file_spacing_set_aside(results, read)
         warn_noise(results, predict.inference_for(chosen.card.inference).noise_only)
         write_tables(folder, results)
         write_summary(folder, chosen, predict, results)

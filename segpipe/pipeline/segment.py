@@ -328,6 +328,7 @@ def _segment_held(inputs: SegmentInputs, predictor: Predictor, folder: SegmentFo
         folder.keep_names(items, results)
         results = dated(results, earlier_failures(folder.summary))
         warn_guessed_spacing(results, predictor.card)
+        warn_file_spacing_set_aside(results, params)
         warn_noise(results, predictor.inference.noise_only)
         write_tables(folder, results)
         write_summary(folder, predictor.model, predictor.params, results)
@@ -402,6 +403,18 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
         "%d of %d input(s) have no pixel size in their file (first: %s); taking %s%s",
         len(guessed), len(results), guessed[0].path, taken, why,
     )
+
+
+def warn_file_spacing_set_aside(results: list[InputResult], params: SegmentParams) -> None:
+    """One warning for the inputs whose file gives another pixel size than ``--spacing``."""
+    other = [r for r in results if r.error is None and r.file_spacing]
+    if other:
+        log.warning(
+            "%d of %d input(s) give another pixel size in their file than --spacing %s (first: %s, its file %s); "
+            "--spacing is used, for the scale the network sees and for areas and volumes (world-* columns follow the "
+            "file's own placement). If the files are right, leave --spacing out",
+            len(other), len(results), sizes_text(params.spacing or ()), other[0].path, other[0].file_spacing,
+        )
 
 
 def _pipelined(
@@ -505,8 +518,9 @@ def _written(predicted: Predicted) -> Written:
 
 
 #: The columns of ``counts.csv``: ``noise_only_frames`` counts the frames of the image that held only
-#: noise, so were not predicted (background; :mod:`segpipe.inference.noise`).
-COUNTS_COLUMNS = ["input", "image", "objects", "noise_only_frames", "status", "error"]
+#: noise, so were not predicted (background; :mod:`segpipe.inference.noise`); ``failing_since``, when a
+#: failed input first failed as it fails now (UTC; :mod:`segpipe.pipeline.failures`).
+COUNTS_COLUMNS = ["input", "image", "objects", "noise_only_frames", "status", "error", "failing_since"]
 
 
 def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:
@@ -515,14 +529,15 @@ def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:
     counts: list[dict] = []
     for result in results:
         if result.error is not None:
-            counts.append({"input": result.path, "image": "", "objects": "", "noise_only_frames": "", "status": "failed", "error": result.error})
+            counts.append({"input": result.path, "image": "", "objects": "", "noise_only_frames": "", "status": "failed",
+                           "error": result.error, "failing_since": result.failing_since or ""})
             continue
         path = folder.measurements(result.name)
         with open(path, newline="") as handle:
             rows += [{"input": result.path, **row} for row in csv.DictReader(handle)]
         counts += [
             {"input": result.path, "image": image, "objects": result.objects.get(image, 0),
-             "noise_only_frames": result.noise_frames.get(image, 0), "status": result.status, "error": ""}
+             "noise_only_frames": result.noise_frames.get(image, 0), "status": result.status, "error": "", "failing_since": ""}
             for image in result.images
         ]
     folder.root.mkdir(parents=True, exist_ok=True)

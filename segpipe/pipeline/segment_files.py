@@ -243,6 +243,8 @@ class InputResult:
     error: str | None = None
     guessed_spacing: str | None = None
     """The unit taken at 1 per pixel where neither the input's file nor ``--spacing`` gave a pixel size."""
+    file_spacing: str | None = None
+    """The pixel size its file gives where ``--spacing`` set another (``0.5 x 0.5 millimeter``)."""
     noise_only: dict[str, int] = field(default_factory=dict)
     """Its images predicted in this run that held only noise in some frames, with how many (:mod:`segpipe.inference.noise`)."""
     noise_frames: dict[str, int] = field(default_factory=dict)
@@ -336,6 +338,7 @@ def finish_input(
     images = store.images()
     guessed = [image for image in images if image.spacing_guessed]
     result.guessed_spacing = (guessed[0].info.get("unit") or store.unit) if guessed else None
+    result.file_spacing = next((image.info["file_spacing"] for image in images if image.info.get("file_spacing")), None)
     result.noise_only = of_results(made)
     result.noise_frames = recorded(predictions, store.names())
     result.skipped = (

@@ -502,15 +502,22 @@ def _failed_blocks(failed: list[dict]) -> tuple[list, list]:
     """The notice (for the top) and the table (for the summary) of the inputs that failed; none without."""
     if not failed:
         return [], []
-    listed = "; ".join(f"{row['input']} ({_first_line(row.get('error'))})" for row in failed[:MAX_LISTED])
+    listed = "; ".join(f"{row['input']} ({_first_line(row.get('error'))}{_since(row)})" for row in failed[:MAX_LISTED])
     if len(failed) > MAX_LISTED:
         listed += f"; and {len(failed) - MAX_LISTED} more (see the table)"
     what = f"{len(failed)} input{'' if len(failed) == 1 else 's'}"
+    since = [str(row.get("failing_since") or "") for row in failed]
     return [Notice(f"{what} could not be segmented: {listed}.", title="Failed")], [Table(
-        "failed", "Inputs that could not be segmented", ["input", "error"],
-        [[str(row["input"]), str(row.get("error") or "")] for row in failed],
-        "Left out of every count, table and figure of this report.",
+        "failed", "Inputs that could not be segmented", ["input", "error", "failing since (UTC)"],
+        [[str(row["input"]), str(row.get("error") or ""), when] for row, when in zip(failed, since)],
+        "Left out of every count, table and figure of this report. Failing since: the first run in which the "
+        "input failed as it fails now, its files unchanged since.",
     )]
+
+
+def _since(row: Mapping) -> str:
+    """``; failing since T`` for a failed input dated in ``counts.csv``; nothing for one made before the column."""
+    return f"; failing since {row['failing_since']}" if row.get("failing_since") else ""
 
 
 def _first_line(text: str | None) -> str:

@@ -11,6 +11,7 @@ the whole temporary store is dropped by the caller, so nothing half-written surv
 from __future__ import annotations
 
 import hashlib
+import math
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from segpipe.data.ingest.stream import slab_windows, stream_copy
 from segpipe.data.readers import AxesSpec, SelectedSource, Source, open_source
 from segpipe.data.readers.source import LastReadCache, Window
 from segpipe.data.readers.tiff import image_series
+from segpipe.data.readers.units import length_factor, sizes_text
 from segpipe.data.pyramid import Beside, average, chain, level_factors, pick, steps_between
 from segpipe.data.store import (
     GT_NAME,
@@ -163,6 +165,8 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     "ignore_source": str(record.ignore) if mask is not None else None,
                     "ignored_pixels": label_stats[t].ignored if labels is not None else None,
                     "spacing_source": spacing_source,
+                    "file_spacing": _file_spacing_set_aside(image, ndim=ndim, spacing=spacing, unit=unit)
+                    if spacing_source == "catalog" else None,
                     "region": [list(b) for b in record.region] if record.region else None,
                     "frame": t if image.frames > 1 else record.frame,
                     "plane": record.plane,
@@ -292,6 +296,19 @@ def _spacing(
         return tuple(float(s) if s is not None else 1.0 for s in own), image.meta.unit or DEFAULT_UNIT, "default"
     unit = image.meta.unit or catalog_unit or DEFAULT_UNIT  # a unit alone fills in, never relabels the file's
     return tuple(float(s) for s in own), unit, "file"
+
+
+def _file_spacing_set_aside(image: Source, *, ndim: int, spacing: tuple[float, ...], unit: str) -> str | None:
+    """The pixel size ``image``'s file gives (``0.5 x 0.5 millimeter``) where the one given for it
+    (the catalog's ``spacing:``, ``--spacing``) differs from it by more than 1% on some axis; else ``None``."""
+    own = image.meta.spacing[3 - ndim :]
+    if any(s is None for s in own):
+        return None
+    own_unit = image.meta.unit or unit
+    factor = length_factor(own_unit, unit)
+    if all(math.isclose(float(s) * factor, g, rel_tol=0.01) for s, g in zip(own, spacing)):
+        return None
+    return f"{sizes_text(own)} {own_unit}"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from segpipe.data.ingest.fingerprint import (
 from segpipe.data.ingest.params import MIB, IngestParams
 from segpipe.data.ingest.processes import can_use_processes, ingest_in_processes
 from segpipe.data.ingest.record import ingest_record
+from segpipe.data.readers.units import sizes_text
 from segpipe.data.store import read_record, wait_for_writes
 from segpipe.data.validate import check_channels, check_objects
 
@@ -130,6 +131,7 @@ def ingest_dataset(
     log.info("%s: ingested %d images into %s", dataset.name, len(infos), store)
     if warn_spacing:
         _warn_default_spacing(dataset, infos)
+        _warn_file_spacing_set_aside(dataset, infos)
     _warn_one_plane(dataset, infos)
     return IngestResult(store, fingerprint, False, len(infos))
 
@@ -261,6 +263,19 @@ def _warn_default_spacing(dataset: Dataset, infos: list[dict]) -> None:
             "set spacing: [%s] (and unit:) in the catalog entry, or --spacing for segpipe segment: a model trained "
             "at another pixel size would see these images at the wrong scale",
             dataset.name, len(guessed), first["source"], taken, alone, axes,
+        )
+
+
+def _warn_file_spacing_set_aside(dataset: Dataset, infos: list[dict]) -> None:
+    """One warning for the images whose file gives another pixel size than the catalog's ``spacing:``."""
+    other = [info for info in infos if info.get("file_spacing")]
+    if other:
+        first = other[0]
+        log.warning(
+            "%s: %d image(s) give another pixel size in their file than spacing: in the catalog (first: %s, its file "
+            "%s, the catalog %s %s); the catalog's is used, for the scale the network sees and for areas and volumes. "
+            "If the files are right, remove spacing: from the catalog entry",
+            dataset.name, len(other), first["source"], first["file_spacing"], sizes_text(first["spacing"]), first["unit"],
         )
 
 

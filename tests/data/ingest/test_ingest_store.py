@@ -229,3 +229,35 @@ def test_a_unit_given_without_a_pixel_size_to_files_without_one_is_said_unused(t
     said = _ingest_unlabelled(tmp_path, caplog, "    unit: nm\n")
     assert ("; taking 1 micrometer per pixel (unit: nanometer names the unit of a pixel size, and none is given: it is "
             "not used). If that is wrong") in said
+
+
+def test_a_catalog_spacing_other_than_the_files_own_is_said(tmp_path, caplog):
+    """spacing: [0.5, 0.5] (um) over an OME-TIFF that says 0.2 nm per pixel, and over one that says
+    0.0005 mm (the same size in another unit): one warning naming the first, which keeps the
+    catalog's size; the file that agrees is not counted. (Areas followed the catalog without a word.)"""
+    import logging
+
+    import numpy as np
+    import tifffile
+
+    from segpipe.data.catalog import load_catalog
+
+    (tmp_path / "img").mkdir()
+    image = np.arange(48, dtype=np.uint16).reshape(6, 8)
+    tifffile.imwrite(tmp_path / "img" / "a.tif", image, ome=True,
+                     metadata={"axes": "YX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2,
+                               "PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm"})
+    tifffile.imwrite(tmp_path / "img" / "b.tif", image, ome=True,
+                     metadata={"axes": "YX", "PhysicalSizeX": 0.0005, "PhysicalSizeY": 0.0005,
+                               "PhysicalSizeXUnit": "mm", "PhysicalSizeYUnit": "mm"})
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("datasets:\n  new:\n    images: img/*.tif\n    spacing: [0.5, 0.5]\n    unit: um\n")
+    with caplog.at_level(logging.WARNING, logger="segpipe.data.ingest.run"):
+        ingest_dataset(load_catalog(catalog).dataset("new"), tmp_path / "data.zarr", progress=False)
+    said = [r.getMessage() for r in caplog.records if "another pixel size" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert said[0].startswith("new: 1 image(s) give another pixel size in their file than spacing: in the catalog (first: ")
+    assert "a.tif, its file 0.2 x 0.2 nanometer, the catalog 0.5 x 0.5 micrometer); the catalog's is used" in said[0]
+    images = {image.name: image for image in ImageStore.open(tmp_path / "data.zarr").images()}
+    assert images["a"].spacing == images["b"].spacing == (0.5, 0.5)
+    assert images["a"].info["file_spacing"] == "0.2 x 0.2 nanometer" and images["b"].info["file_spacing"] is None
