@@ -111,6 +111,8 @@ def model_row(folder: Path | str, card) -> list[str]:
     scores = [f"{k} {v:.3f}" for k, v in training.validation.items() if isinstance(v, int | float) and not isinstance(v, bool)]
     if scores and training.scored_on_training:
         scores[0] = f"on training images: {scores[0]}"
+    elif scores and card.generalist:  # its own kinds of images, which the post-processing was tuned on
+        scores[0] = f"on its own kinds of images, tuned on them (real images score lower: README): {scores[0]}"
     channels = str(card.in_channels) + (f" ({','.join(card.channel_names)})" if card.channel_names else "")
     return [
         str(folder),

@@ -25,6 +25,7 @@ import shutil
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ import torch
 
 from segpipe.data.catalog import COLOURS
 from segpipe.data.inputs import Input, find_inputs, settled_inputs
+from segpipe import __version__
 from segpipe.data.readers import AxesSpec, open_source
 from segpipe.data.readers.units import pixel_size_problem, sizes_text
 from segpipe.data.store import ImageStore, StoredImage
@@ -480,7 +482,7 @@ def predict_input(
 ) -> list[Current | Predicted]:
     """Run the network on every image of an ingested input (images kept where current); their labels are made in :func:`finish_input`.
 
-    The frames of a time series or sequence feed a generalist's inputs as its first frame chose,
+    The frames of a time series or sequence feed a generalist's inputs as chosen once for them (:class:`SharedInputs`),
     and each frame's labels are made and written (in a thread, while the network runs on the next)
     as soon as it is predicted: a run stopped in a long series keeps the frames done (it kept none
     of those predicted in memory, and a rerun began again at the first).
@@ -488,7 +490,7 @@ def predict_input(
     images = store.images()
     if len(images) == 1:
         return [run_network(images[0], predictor, predictions, progress=progress)]
-    shared = SharedInputs(images[0], predictor) if predictor.chooses_inputs else None
+    shared = SharedInputs(images, predictor) if predictor.chooses_inputs else None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segpipe-frames") as labeller:
         made: list = []
         for image in images:
@@ -546,8 +548,11 @@ def write_tables(folder: SegmentFolder, results: list[InputResult]) -> None:
 
 
 def write_summary(folder: SegmentFolder, model: Model, params: PredictParams, results: list[InputResult]) -> Path:
-    """``segment.json``: the model, the settings and what happened to every input."""
+    """``segment.json``: the segpipe version and time (UTC) that wrote it, the model, the settings and
+    what happened to every input."""
     summary = {
+        "segpipe_version": __version__,
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"name": model.card.name, "folder": str(Path(model.folder).resolve()), "id": model.id},
         "inference": params.inference_for(model.card.inference).model_dump(mode="json"),
         "resample": params.resample,
@@ -582,7 +587,7 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
     sizes = image_sizes(set(stores.values()), card.unit, segmented)  # in the unit of measurements.csv
     noise = noise_only_images(counts, stores)
     views, turned = [], {}
-    for name in choose_sample(counts, pixels=sizes.pixels if card.instances else None):
+    for name in choose_sample(counts, sizes=sizes.extent if card.instances else None):
         if name not in stores:
             continue
         store = stores[name]
@@ -595,7 +600,7 @@ def report_segmentation(folder: SegmentFolder, card: ModelCard, *, title: str | 
     report = write_segmentation_report(
         folder.root, title=title or f"Segmentation with {card.name}", card=card, counts=counts, objects=objects,
         views=views, unit=card.unit, ndim=card.spatial_dims, spacing_by_image=sizes.spacing, guessed_spacing=sizes.guessed,
-        pixels_by_image=sizes.pixels, anatomical=turned, noise_only=noise,
+        size_by_image=sizes.extent, anatomical=turned, noise_only=noise,
     )
     return report.path
 
@@ -622,12 +627,13 @@ def _frames(image, ndim: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class ImageSizes:
     """What the segmentation report needs of each image's size: its pixel size in the tables' unit,
-    whether its file gave none (a pixel size was taken: the model's, or 1 per pixel), and its pixel
-    (voxel) count over every frame (its objects are counted over them), to compare counts by size."""
+    whether its file gave none (a pixel size was taken: the model's, or 1 per pixel), and its area
+    (volume) in that unit over every frame (its objects are counted over them), to compare counts by
+    size: a field imaged at half the pixel size holds four times the pixels, not the cells."""
 
     spacing: dict[str, tuple[float, ...]]
     guessed: set[str]
-    pixels: dict[str, int]
+    extent: dict[str, float]
 
 
 def image_sizes(stores, unit: str, names) -> ImageSizes:
@@ -637,7 +643,8 @@ def image_sizes(stores, unit: str, names) -> ImageSizes:
         for image in store.images():
             if image.name in names:
                 sizes.spacing[image.name] = image.spacing_in(unit, default_unit=store.unit)
-                sizes.pixels[image.name] = int(np.prod(image.image.shape[1:]))  # (C, [T,] [Z,] Y, X)
+                pixels = int(np.prod(image.image.shape[1:]))  # (C, [T,] [Z,] Y, X)
+                sizes.extent[image.name] = pixels * float(np.prod(sizes.spacing[image.name]))
                 if image.spacing_guessed:
                     sizes.guessed.add(image.name)
     return sizes

@@ -332,7 +332,7 @@ def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
     counts, objects = read_tables(run.root)
     sizes = image_sizes([store], store.unit, {str(row["image"]) for row in counts if row.get("status") != "failed"})
     views, turned = [], {}
-    for name in choose_sample(counts, pixels=sizes.pixels if card.instances else None):
+    for name in choose_sample(counts, sizes=sizes.extent if card.instances else None):
         image = store.image(name)
         view, view_spacing = sample_view(image, predictions.labels(name), ndim=store.ndim, spacing=sizes.spacing.get(name, image.spacing))
         views.append(view)
@@ -342,7 +342,7 @@ def report_segmentation(run: RunFolder, *, split: str = "test") -> Report:
         written = write_segmentation_report(
             run.root, title=f"{run.dataset}: segmented with {card.name}", card=card, counts=counts, objects=objects,
             views=views, unit=store.unit, ndim=store.ndim, spacing_by_image=sizes.spacing, guessed_spacing=sizes.guessed,
-            pixels_by_image=sizes.pixels, anatomical=turned, noise_only=noise_only_images(counts, dict.fromkeys(store.names(split), store)),
+            size_by_image=sizes.extent, anatomical=turned, noise_only=noise_only_images(counts, dict.fromkeys(store.names(split), store)),
         )
         write_index(run.root.parent)
     return written

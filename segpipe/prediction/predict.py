@@ -41,6 +41,7 @@ from segpipe.data.store import IMAGE_LEVEL, ImageStore, StoredImage, array_diges
 from segpipe.errors import StoreError
 from segpipe.inference import InferenceParams, Normalization, activate, stream_normalization, stream_predict
 from segpipe.inference.blank import RADIUS, Blank, floors
+from segpipe.inference.noise import frame_noise_only
 from segpipe.inference.normalize import NormalizationSpec, background_not_zero, floor_holds
 from segpipe.inference.sink import ArraySink
 from segpipe.inference.zarr_sink import ChannelsFirst, ZarrSink, class_map, float16
@@ -300,26 +301,41 @@ def input_slots(image: StoredImage, predictor: Predictor) -> Slots:
 
 
 class SharedInputs:
-    """A generalist's inputs for every frame of one input (a time series, a sequence): chosen on its
-    first frame, once, and only when some frame is predicted (not when all are current)."""
+    """A generalist's inputs for every frame of one input (a time series, a sequence): chosen once, on
+    its first frame that holds more than noise (a series that starts before the cells are in view
+    would otherwise choose on noise, and feed every frame as the noise chose), and only when some
+    frame is predicted (not when all are current)."""
 
-    def __init__(self, first: StoredImage, predictor: Predictor):
-        self.first, self.predictor = first, predictor
+    def __init__(self, frames: list[StoredImage], predictor: Predictor):
+        self.frames, self.predictor = frames, predictor
+
+    @functools.cached_property
+    def chosen_on(self) -> StoredImage:
+        """The first frame that holds more than noise (the first frame where none does, or where the
+        noise test is off)."""
+        threshold = self.predictor.inference.noise_only
+        ndim = self.predictor.card.spatial_dims
+        if threshold > 0:
+            for frame in self.frames:
+                within = (0,) * (frame.image.ndim - 1 - ndim)
+                if not frame_noise_only(frame.image, within, ndim, threshold=threshold):
+                    return frame
+        return self.frames[0]
 
     @functools.cached_property
     def digest(self) -> str:
-        """The first frame's content, which the choice depends on (part of every frame's stamp)."""
-        return array_digest(self.first.image)
+        """The content of the frame chosen on, which the choice depends on (part of every frame's stamp)."""
+        return array_digest(self.chosen_on.image)
 
     @functools.cached_property
     def slots(self) -> Slots:
-        return input_slots(self.first, self.predictor)
+        return input_slots(self.chosen_on, self.predictor)
 
 
 def sequence_inputs(store: ImageStore, predictor: Predictor) -> dict[str, SharedInputs]:
     """For a generalist choosing its inputs: every frame of a sequence of several frames in ``store``
-    (images named ``SEQ-tNNN``, whatever their splits) by name, to the inputs chosen on the
-    sequence's first frame, as ``segpipe segment`` does for the frames of one input; empty otherwise."""
+    (images named ``SEQ-tNNN``, whatever their splits) by name, to the inputs chosen once for the
+    sequence (:class:`SharedInputs`), as ``segpipe segment`` does for the frames of one input; empty otherwise."""
     if not predictor.chooses_inputs:
         return {}
     frames: dict[str, list[tuple[int, str]]] = {}
@@ -329,8 +345,8 @@ def sequence_inputs(store: ImageStore, predictor: Predictor) -> dict[str, Shared
     shared = {}
     for members in frames.values():
         if len(members) > 1:
-            first = SharedInputs(store.image(min(members)[1]), predictor)  # only the first frame is opened
-            shared.update({name: first for _, name in members})
+            inputs = SharedInputs([store.image(name) for _, name in sorted(members)], predictor)
+            shared.update({name: inputs for _, name in members})
     return shared
 
 

@@ -22,6 +22,7 @@ Without ground truth (a segmentation run, :mod:`segpipe.report.segmentation`):
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -207,7 +208,7 @@ def overlay(
             ax.imshow(canvas, interpolation="nearest", aspect=aspect)
             ax.set_title(f"{name}{', ' + label if label else ''}", fontsize=9)
             ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(_wrapped(title))
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
@@ -362,10 +363,18 @@ def outlines(image: np.ndarray, labels: np.ndarray, path: Path, *, title: str, s
             ax.imshow(canvas, interpolation="nearest", aspect=aspect)
             ax.set_title(f"{name}{', ' + label if label else ''}", fontsize=9)
             ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(_wrapped(title))
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+#: A figure title is wrapped at this many characters (a long one ran past both edges of the figure).
+TITLE_WIDTH = 80
+
+
+def _wrapped(title: str) -> str:
+    return textwrap.fill(title, TITLE_WIDTH, break_long_words=False)
 
 
 def _image_axis(ax, names: Sequence[str]) -> None:

@@ -118,24 +118,35 @@ def median_count(counts: list[dict] | Mapping[str, int]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
-def scaled_counts(by_image: Mapping[str, int], pixels: Mapping[str, int] | None) -> dict[str, float] | None:
-    """Each image's count scaled to the median image size, where the images' sizes (``pixels``:
-    pixels per image) differ by more than :data:`SIZES_APART` times; else ``None`` (counts compare as they are)."""
-    sizes = [pixels[name] for name in by_image if pixels and pixels.get(name)]
-    if len(sizes) < len(by_image) or not sizes or max(sizes) <= SIZES_APART * min(sizes):
+def scaled_counts(by_image: Mapping[str, int], sizes: Mapping[str, float] | None) -> dict[str, float] | None:
+    """Each image's count scaled to the median image size, where the images' sizes (``sizes``: each
+    image's area or volume over its frames, in any one unit) differ by more than :data:`SIZES_APART`
+    times; else ``None`` (counts compare as they are)."""
+    known = [sizes[name] for name in by_image if sizes and sizes.get(name)]
+    if len(known) < len(by_image) or not known or max(known) <= SIZES_APART * min(known):
         return None
-    middle = statistics.median(sizes)
-    return {name: n * middle / pixels[name] for name, n in by_image.items()}  # type: ignore[index]
+    middle = statistics.median(known)
+    return {name: n * middle / sizes[name] for name, n in by_image.items()}  # type: ignore[index]
+
+
+def _against_median_size(by_image: Mapping[str, int], sizes: Mapping[str, float], name: str) -> str:
+    """`` in 16 times the median image's size`` (or ``1/4 of``) for an image of a run whose counts are scaled."""
+    ratio = sizes[name] / statistics.median(sizes[other] for other in by_image)
+    return f" in {ratio:.3g} times the median image's size" if ratio >= 1 else f" in 1/{1 / ratio:.3g} of the median image's size"
 
 
 def count_limits(
-    counts: list[dict] | Mapping[str, int], *, factor: float = FACTOR, few: bool = True, pixels: Mapping[str, int] | None = None,
+    counts: list[dict] | Mapping[str, int], *, factor: float = FACTOR, few: bool = True, sizes: Mapping[str, float] | None = None,
 ) -> tuple[float | None, float | None]:
     """``(low, high)``: an image with more than ``high`` or fewer than ``low`` objects (scaled to the
     median image size where sizes differ, :func:`scaled_counts`) is flagged; ``None`` where the rule
     does not apply (fewer than :data:`MIN_IMAGES` images, a median below 1)."""
     by_image = image_counts(counts)
-    return _limits(by_image, _median(scaled_counts(by_image, pixels) or by_image), factor=factor, few=few)
+    return _limits(by_image, _median(scaled_counts(by_image, sizes) or by_image), factor=factor, few=few)
+
+
+def _objects(n: int) -> str:
+    return f"{n} object{'' if n == 1 else 's'}"
 
 
 def _median(values: Mapping[str, float]) -> float | None:
@@ -149,7 +160,7 @@ def _limits(by_image: Mapping[str, int], median: float | None, *, factor: float,
 
 
 def flag_outliers(
-    counts: list[dict] | Mapping[str, int], *, factor: float = FACTOR, few: bool = True, pixels: Mapping[str, int] | None = None,
+    counts: list[dict] | Mapping[str, int], *, factor: float = FACTOR, few: bool = True, sizes: Mapping[str, float] | None = None,
 ) -> dict[str, str]:
     """The images flagged by the outlier rule (module docstring), with why, in image order.
 
@@ -157,21 +168,23 @@ def flag_outliers(
         counts: ``counts.csv`` rows (failed inputs are skipped) or ``{image: objects}``.
         factor: How far from the median a count must be to stand out.
         few: Flag far fewer objects than the median too (not only far more).
-        pixels: Pixels per image: where sizes differ by more than :data:`SIZES_APART` times, counts
-            are compared scaled to the median image size (a field four times as large holds four
-            times the cells).
+        sizes: Each image's area (volume) over its frames, in the tables' unit: where sizes differ
+            by more than :data:`SIZES_APART` times, counts are compared scaled to the median image
+            size (a field four times as large holds four times the cells; a field of the same area at
+            half the pixel size holds as many).
 
     Returns:
         ``{image: reason}``, e.g. ``{"a": "no objects", "b": "40 objects, more than 3 times the median (11)"}``.
     """
     by_image = image_counts(counts)
-    scaled = scaled_counts(by_image, pixels)
+    scaled = scaled_counts(by_image, sizes)
     compared = scaled or by_image
     median = _median(compared)
     low, high = _limits(by_image, median, factor=factor, few=few)
     flags = {}
     for name, n in by_image.items():
-        said = f"{n} objects" + (f" ({compared[name]:.3g} at the median image size)" if scaled else "")
+        said = _objects(n) + (f"{_against_median_size(by_image, sizes, name)} ({compared[name]:.3g} at that size)"  # type: ignore[arg-type]
+                              if scaled else "")
         of = "the median at that size" if scaled else "the median"
         if n == 0:
             flags[name] = "no objects"
@@ -183,7 +196,7 @@ def flag_outliers(
 
 
 def sample_reasons(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SIZE,
-                   pixels: Mapping[str, int] | None = None) -> dict[str, str]:
+                   sizes: Mapping[str, float] | None = None) -> dict[str, str]:
     """:func:`choose_sample` with why each image was chosen: ``{image: reason}``."""
     by_image = image_counts(counts)
     chosen: dict[str, str] = {}
@@ -192,7 +205,7 @@ def sample_reasons(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SI
         if name not in chosen and len(chosen) < n:
             chosen[name] = reason
 
-    for name, why in flag_outliers(by_image, pixels=pixels).items():
+    for name, why in flag_outliers(by_image, sizes=sizes).items():
         add(name, f"flagged: {why}")
     if by_image:
         names = list(by_image)
@@ -207,7 +220,7 @@ def sample_reasons(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SI
 
 
 def choose_sample(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SIZE,
-                  pixels: Mapping[str, int] | None = None) -> list[str]:
+                  sizes: Mapping[str, float] | None = None) -> list[str]:
     """The images to show, at most ``n``: the flagged ones first (in image order), then the image
     with the fewest objects, the one with the most, the first image, the one closest to the
     median count, then the others in order (ties go to the earlier image).
@@ -215,9 +228,9 @@ def choose_sample(counts: list[dict] | Mapping[str, int], *, n: int = SAMPLE_SIZ
     Args:
         counts: ``counts.csv`` rows (failed inputs are skipped) or ``{image: objects}``.
         n: How many images at most.
-        pixels: Pixels per image, for the outlier rule (:func:`flag_outliers`).
+        sizes: Each image's area (volume), for the outlier rule (:func:`flag_outliers`).
     """
-    return list(sample_reasons(counts, n=n, pixels=pixels))
+    return list(sample_reasons(counts, n=n, sizes=sizes))
 
 
 def _size(value: float | None) -> str:
@@ -293,7 +306,7 @@ def write_segmentation_report(
     ndim: int,
     spacing_by_image: dict[str, tuple[float, ...]] | None = None,
     guessed_spacing: Collection[str] = (),
-    pixels_by_image: Mapping[str, int] | None = None,
+    size_by_image: Mapping[str, float] | None = None,
     anatomical: Mapping[str, tuple[float, ...]] | None = None,
     noise_only: Collection[str] = (),
 ) -> Report:
@@ -323,8 +336,9 @@ def write_segmentation_report(
             per-image table, and the aspect ratio of 3D overlays (without it, isotropic).
         guessed_spacing: The images whose files gave no pixel size (one was taken): their
             pixel size is marked as guessed.
-        pixels_by_image: Pixels (voxels) of each image: the outlier rule compares counts scaled
-            to the median image size where sizes differ (:func:`flag_outliers`).
+        size_by_image: The area (volume) of each image over its frames, its pixels times its pixel
+            size: the outlier rule compares counts scaled to the median image size where sizes
+            differ (:func:`flag_outliers`).
         anatomical: The views turned to the anatomical orientation (:mod:`segpipe.report.orientation`),
             with the pixel size along the view's axes.
 
@@ -364,12 +378,12 @@ def write_segmentation_report(
         if row.get(size_key) in (None, ""):
             raise ValueError(f"object {row.get('label')} of image {row.get('image')!r} has no {size_key} (a {ndim}D run?)")
         sizes.setdefault(str(row["image"]), []).append(float(row[size_key]))
-    flags = flag_outliers(by_image, pixels=pixels_by_image)
+    flags = flag_outliers(by_image, sizes=size_by_image)
     for name in set(noise_only) & set(flags):
         if by_image.get(name) == 0:
-            flags[name] = "no objects: it holds only noise, so it was not predicted; --noise-only 0 predicts it"
+            flags[name] = "no objects: nothing in it stands out of its noise (an empty or blank field), so it was not predicted; --noise-only 0 predicts it"
     median = median_count(by_image)
-    scaled = scaled_counts(by_image, pixels_by_image) is not None
+    scaled = scaled_counts(by_image, size_by_image) is not None
     low, high = (None, None) if scaled else count_limits(by_image)  # scaled limits differ per image: not drawn
     total = sum(by_image.values())
     n_failed = len(failed)
@@ -405,6 +419,8 @@ def write_segmentation_report(
         pixel_size_item(card),
         ("inputs", str(len(inputs) + n_failed)),
         ("images segmented", str(len(names))),
+        ("of them predicted in this run / kept from an earlier run (unchanged)",
+         f"{sum(row.get('status') != 'unchanged' for row in segmented)} / {sum(row.get('status') == 'unchanged' for row in segmented)}"),
         ("inputs failed", str(n_failed)),
         ("objects in total", str(total)),
         ("median objects per image", format(median, "g") if median is not None else "n/a"),
@@ -463,7 +479,7 @@ def write_segmentation_report(
                                     label=f"{size_key} ({size_unit})"), size_caption),
         ]))
 
-    reasons = sample_reasons(by_image, n=max(len(views), SAMPLE_SIZE), pixels=pixels_by_image)
+    reasons = sample_reasons(by_image, n=max(len(views), SAMPLE_SIZE), sizes=size_by_image)
     sample_blocks: list = [Text(_sample_legend(views, card, ndim, spacing_known=bool(spacing_by_image),
                                                anatomical=bool(anatomical)))] if views else [
         Text("No images shown.")]
@@ -471,7 +487,7 @@ def write_segmentation_report(
     for name, image, labels in views:
         n = by_image.get(name)
         reason = reasons.get(name, "shown")
-        caption = f"{name}: {reason}" + ("" if n is None or reason.startswith("flagged") else f" ({n} objects)")
+        caption = f"{name}: {reason}" + ("" if n is None or reason.startswith("flagged") else f" ({_objects(n)})")
         turned = (anatomical or {}).get(name)
         path = fig.outlines(image, labels, figures_dir / _file_name(name, taken), title=caption,
                             spacing=turned or spacing_by_image.get(name), planes=PLANES if turned else None)
@@ -506,12 +522,12 @@ def _failed_blocks(failed: list[dict]) -> tuple[list, list]:
     if len(failed) > MAX_LISTED:
         listed += f"; and {len(failed) - MAX_LISTED} more (see the table)"
     what = f"{len(failed)} input{'' if len(failed) == 1 else 's'}"
-    since = [str(row.get("failing_since") or "") for row in failed]
+    dated = any(row.get("failing_since") for row in failed)  # counts.csv of a run made before the column: none
     return [Notice(f"{what} could not be segmented: {listed}.", title="Failed")], [Table(
-        "failed", "Inputs that could not be segmented", ["input", "error", "failing since (UTC)"],
-        [[str(row["input"]), str(row.get("error") or ""), when] for row, when in zip(failed, since)],
-        "Left out of every count, table and figure of this report. Failing since: the first run in which the "
-        "input failed as it fails now, its files unchanged since.",
+        "failed", "Inputs that could not be segmented", ["input", "error"] + ["failing since (UTC)"] * dated,
+        [[str(row["input"]), str(row.get("error") or "")] + [str(row.get("failing_since") or "")] * dated for row in failed],
+        "Left out of every count, table and figure of this report."
+        + (" Failing since: the first run in which the input failed as it fails now, its files unchanged since." if dated else ""),
     )]
 
 

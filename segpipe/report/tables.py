@@ -332,6 +332,9 @@ def card_table(card: ModelCard, *, guessed_spacing: bool = False) -> Table:
     optimistic = "validation with the tuned post-processing (tuned on it: optimistic)"
     if training.scored_on_training:
         optimistic = "training images with the tuned post-processing (no validation images; trained and tuned on them: optimistic)"
+    elif card.generalist:
+        optimistic = ("validation on the generalist's own kinds of images (those it was trained on), with the post-processing "
+                      "tuned on them: optimistic, and no measure of how it does on yours")
     items = [
         ("model", card.name),
         ("network", f"{card.network} {json.dumps(card.network_options)}, {card.spatial_dims}D"),

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nibabel as nib
@@ -16,6 +17,7 @@ import tifffile
 import zarr
 from scipy import ndimage
 
+import segpipe
 from segpipe.data.store import ImageStore
 from segpipe.errors import InputError, ModelError
 from segpipe.models.model import Model, save_model
@@ -136,8 +138,13 @@ def test_segment_json_names_the_model_folder_wherever_it_was_typed_from(model, i
     monkeypatch.chdir(model.folder.parent)
     predictor = Predictor.load(Model.open(Path(model.folder.name)), PredictParams(device="cpu", inference={"flip_tta": False}))
     out = SegmentFolder(tmp_path / "out")
+    before = datetime.now(timezone.utc).replace(microsecond=0)
     segment([str(inputs / "new" / "field.tif")], predictor, out, progress=False)
-    assert json.loads(out.summary.read_text())["model"]["folder"] == str(model.folder.resolve())
+    summary = json.loads(out.summary.read_text())
+    assert summary["model"]["folder"] == str(model.folder.resolve())
+    # which segpipe wrote it, and when (a rerun that redid nothing was told from the first run by nothing)
+    assert summary["segpipe_version"] == segpipe.__version__
+    assert before <= datetime.fromisoformat(summary["written"]) <= datetime.now(timezone.utc)
 
 
 def test_a_model_that_does_not_fit_writes_nothing(model, inputs, tmp_path):
@@ -533,7 +540,7 @@ def test_the_generalist_finds_nothing_in_fields_of_noise_and_the_cells_of_a_real
     (warned,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "only noise" in r.getMessage()]
     assert warned.startswith("2 image(s) hold only noise in 2 frame(s) in all (first: ")
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "noise (no objects: it holds only noise, so it was not predicted; --noise-only 0 predicts it)" in report
+    assert "noise (no objects: nothing in it stands out of its noise (an empty or blank field), so it was not predicted; --noise-only 0 predicts it)" in report
     assert "cells (no objects" not in report
     # counts.csv marks them, in this run and in the next, which keeps every input unchanged
     for run in (1, 2):

@@ -157,6 +157,29 @@ def test_the_frames_of_a_time_series_share_the_order_its_first_frame_chose(tmp_p
     np.testing.assert_array_equal(labels[1], tifffile.imread(tmp_path / "alone" / "labels" / "frame1_labels.tif"))
 
 
+def test_a_time_series_that_starts_on_noise_chooses_on_its_first_frame_of_cells(tmp_path, caplog):
+    """Frame 0 of a two-channel movie (nuclei first) holds only camera noise in its nuclear channel
+    and nothing in the other, frames 1 and 2 the cells: the inputs were chosen on the noise (the
+    nuclear channel alone, on the cytoplasm input) and every frame got other cells than it gets
+    alone; they are chosen on frame 1 now, so frame 2 gets the labels it gets alone."""
+    nuclei, cytoplasm = whole_cells()
+    noise = np.full((2, *nuclei.shape), 20, np.uint8)  # the cytoplasm channel dark, the nuclear one camera noise
+    noise[0] = np.random.default_rng(1).normal(20, 5, nuclei.shape).clip(0, 255)
+    cells = np.stack([nuclei, cytoplasm])
+    tifffile.imwrite(tmp_path / "movie.tif", np.stack([noise, cells, cells]), photometric="minisblack",
+                     metadata={"axes": "TCYX"})
+    tifffile.imwrite(tmp_path / "frame.tif", cells, metadata={"axes": "CYX"})
+    with caplog.at_level("INFO", logger="segpipe.prediction.predict"):
+        movie_run = segment(str(tmp_path / "movie.tif"), "-o", str(tmp_path / "movie"))
+    alone = segment(str(tmp_path / "frame.tif"), "-o", str(tmp_path / "alone"))
+    assert movie_run.exit_code == 0 and alone.exit_code == 0, (movie_run.output, alone.output)
+    chosen = [r.getMessage() for r in caplog.records if "feed the generalist's inputs" in r.getMessage()]
+    assert len(chosen) == 1 and chosen[0].startswith("movie-t001: channels [0, 1] feed the generalist's inputs [1, 0]"), chosen
+    labels = tifffile.imread(tmp_path / "movie" / "labels" / "movie_labels.tif")
+    assert labels[0].max() == 0  # the noise frame: not predicted
+    np.testing.assert_array_equal(labels[2], tifffile.imread(tmp_path / "alone" / "labels" / "frame_labels.tif"))
+
+
 def test_a_time_series_rerun_chooses_nothing_and_a_new_first_frame_redoes_every_frame(tmp_path, caplog):
     nuclei, cytoplasm = whole_cells()
     frame = np.stack([nuclei, cytoplasm])

@@ -170,7 +170,8 @@ def test_written_report_has_the_numbers_and_flags(run_2d):
     summary = {r["item"]: r["value"] for r in report.tables["segmentation"]}
     assert summary == {
         "model": "nuclei-kc167 (unet, 2D, nucleus)", "trained on": "demo", "pixel size trained at": "0.65 × 0.65 micrometer (y, x)",
-        "inputs": "7", "images segmented": "6", "inputs failed": "1", "objects in total": str(total),
+        "inputs": "7", "images segmented": "6", "of them predicted in this run / kept from an earlier run (unchanged)": "6 / 0",
+        "inputs failed": "1", "objects in total": str(total),
         "median objects per image": f"{median:g}", "images flagged as outliers": "2",
     }
     assert report.summary == (f"6 images from 6 inputs segmented with the model nuclei-kc167: {total} objects in total, "
@@ -311,15 +312,40 @@ def test_counts_are_compared_at_one_image_size_where_sizes_differ():
     from segpipe.report.segmentation import scaled_counts
 
     counts = {"s1": 10, "s2": 12, "s3": 11, "big": 170, "big_empty_half": 40}
-    pixels = {"s1": 256**2, "s2": 256**2, "s3": 256**2, "big": 1024**2, "big_empty_half": 1024**2}
-    assert scaled_counts(counts, pixels) == {"s1": 10, "s2": 12, "s3": 11, "big": 170 / 16, "big_empty_half": 40 / 16}
+    sizes = {"s1": 256**2, "s2": 256**2, "s3": 256**2, "big": 1024**2, "big_empty_half": 1024**2}
+    assert scaled_counts(counts, sizes) == {"s1": 10, "s2": 12, "s3": 11, "big": 170 / 16, "big_empty_half": 40 / 16}
     # at the median size (256^2): 10, 12, 11, 10.6, 2.5; the median 10.6 and the limits 3.54 and 31.9
-    assert flag_outliers(counts, pixels=pixels) == {
-        "big_empty_half": "40 objects (2.5 at the median image size), fewer than the median at that size (10.6) divided by 3"}
+    assert flag_outliers(counts, sizes=sizes) == {
+        "big_empty_half": "40 objects in 16 times the median image's size (2.5 at that size), fewer than the median at that "
+                          "size (10.6) divided by 3"}
     assert list(flag_outliers(counts)) == ["big", "big_empty_half"]  # without sizes, as before: both large fields
     same = {name: 256**2 for name in counts}
-    assert scaled_counts(counts, same) is None and flag_outliers(counts, pixels=same) == flag_outliers(counts)
-    assert choose_sample(counts, pixels=pixels)[0] == "big_empty_half"
+    assert scaled_counts(counts, same) is None and flag_outliers(counts, sizes=same) == flag_outliers(counts)
+    assert choose_sample(counts, sizes=sizes)[0] == "big_empty_half"
+    small = {"s1": 10, "s2": 12, "s3": 11, "tiny": 1}
+    assert flag_outliers(small, sizes={"s1": 4.0, "s2": 4.0, "s3": 4.0, "tiny": 0.04}) == {
+        "tiny": "1 object in 1/100 of the median image's size (100 at that size), more than 3 times the median at that size (11.5)"}
+
+
+def test_a_field_imaged_at_another_pixel_size_is_compared_by_its_area(tmp_path):
+    """The same 128 x 128 um field with 4 discs, twice at 0.5 um and once at 1 um per pixel (OME-TIFFs,
+    ingested): each holds 4 objects, and none is flagged (by pixel counts the 1 um field was 4 times
+    smaller, so its 4 read as 16 at the median size and it was flagged)."""
+    from segpipe.data.catalog import load_catalog
+    from segpipe.data.ingest import ingest_dataset
+    from segpipe.data.store import ImageStore
+    from segpipe.pipeline.segment import image_sizes
+
+    (tmp_path / "img").mkdir()
+    for name, side, size in (("a", 256, 0.5), ("b", 256, 0.5), ("c", 128, 1.0)):
+        tifffile.imwrite(tmp_path / "img" / f"{name}.tif", np.zeros((side, side), np.uint8), ome=True,
+                         metadata={"axes": "YX", "PhysicalSizeX": size, "PhysicalSizeY": size})
+    (tmp_path / "catalog.yaml").write_text("datasets:\n  fields:\n    images: img/*.tif\n")
+    ingest_dataset(load_catalog(tmp_path / "catalog.yaml").dataset("fields"), tmp_path / "data.zarr", progress=False)
+    sizes = image_sizes([ImageStore.open(tmp_path / "data.zarr")], "micrometer", {"a", "b", "c"})
+    assert sizes.extent == {"a": 128.0**2, "b": 128.0**2, "c": 128.0**2}
+    assert flag_outliers({"a": 4, "b": 4, "c": 4}, sizes=sizes.extent) == {}
+    assert "c" in flag_outliers({"a": 4, "b": 4, "c": 4}, sizes={"a": 256**2, "b": 256**2, "c": 128**2})  # by pixels
 
 
 def test_the_summary_gives_no_training_pixel_size_for_a_model_that_takes_each_image_at_its_own(model_card):
@@ -328,3 +354,25 @@ def test_the_summary_gives_no_training_pixel_size_for_a_model_that_takes_each_im
     assert pixel_size_item(model_card(spacing=(0.65, 0.65))) == ("pixel size trained at", "0.65 × 0.65 micrometer (y, x)")
     assert pixel_size_item(model_card(generalist=True)) == ("pixel size", "each image's own: a generalist takes images as they are")
     assert pixel_size_item(model_card(object_size=40.0)) == ("pixel size", "each image's own, rescaled by the size of its objects")
+
+
+def test_the_shipped_generalists_scores_are_said_to_be_on_its_own_kinds_of_images():
+    """The report's card gave the generalist's SEG 0.909 as a validation score like any model's."""
+    from segpipe.models.shipped import CELLS_2D, shipped_model
+    from segpipe.report.tables import card_table
+
+    rows = dict(card_table(shipped_model(CELLS_2D).card).rows)
+    (label,) = [k for k, v in rows.items() if v.startswith("OP_CSB")]
+    assert label.startswith("validation on the generalist's own kinds of images (those it was trained on)")
+    assert label.endswith("optimistic, and no measure of how it does on yours")
+
+
+def test_the_summary_says_how_many_images_this_run_predicted_and_how_many_it_kept(tmp_path, model_card):
+    """A rerun that predicted nothing wrote the same report as the first run: "3 images segmented"."""
+    counts = [{"input": f"{name}.tif", "image": name, "objects": 1, "noise_only_frames": 0, "status": status, "error": ""}
+              for name, status in (("a", "segmented"), ("b", "unchanged"), ("c", "unchanged"))]
+    objects = [{"image": name, "label": 1, "area": 10.0, "unit": "micrometer"} for name in "abc"]
+    report = write_segmentation_report(tmp_path, title="rerun", card=model_card(2), counts=counts, objects=objects,
+                                       views=[], unit="micrometer", ndim=2)
+    summary = {r["item"]: r["value"] for r in report.tables["segmentation"]}
+    assert summary["of them predicted in this run / kept from an earlier run (unchanged)"] == "1 / 2"
