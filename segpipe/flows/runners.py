@@ -69,7 +69,8 @@ def check_scheduler(address: str, *, timeout: float = 5.0) -> None:
     seconds (Dask itself waits 30 s, then names neither Dask nor the option).
 
     Raises:
-        RunnerError: The address cannot be read, or nothing accepts a connection there.
+        RunnerError: The address cannot be read, nothing accepts a connection there, or what does
+            is no Dask scheduler (:func:`dask_identity`).
     """
     import socket
 
@@ -86,6 +87,44 @@ def check_scheduler(address: str, *, timeout: float = 5.0) -> None:
         reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err)).lower()
         raise RunnerError(f"--dask-address {address}: no Dask scheduler reachable there ({reason}); start one with "
                           "`dask scheduler` on that machine, or leave --dask-address out for a local cluster") from None
+    bare = address.rstrip("/")
+    kind = dask_identity(bare if "://" in bare else f"tcp://{bare}", timeout=timeout)  # as Dask reads it
+    if kind is None:
+        raise RunnerError(f"--dask-address {address}: something answers there, but not a Dask scheduler (no Dask "
+                          f"handshake within {timeout:g} s: a dashboard's web port?); give the address the scheduler "
+                          "logs as 'Scheduler at: tcp://...' (port 8786 by default)")
+    if kind != "Scheduler":
+        raise RunnerError(f"--dask-address {address}: a Dask {kind.lower()} answers there, not the scheduler; give the "
+                          "address the scheduler logs as 'Scheduler at: tcp://...' (port 8786 by default)")
+
+
+def dask_identity(address: str, *, timeout: float) -> str | None:
+    """What answers Dask's ``identity`` call at ``address`` (``Scheduler``, ``Worker``, ...), or ``None``
+    where no Dask server does within ``timeout`` seconds: a web server (a dashboard's port) never
+    answers Dask's handshake, whose read has no time limit of its own, and other bytes read as a
+    Dask frame ask for any size of memory. Asked on a thread of its own, outside any running event loop."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+
+    async def ask() -> str | None:
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity"})
+            reply = await comm.read()
+        finally:
+            comm.abort()
+        return str(reply.get("type")) if isinstance(reply, dict) and reply.get("type") else None
+
+    async def bounded() -> str | None:
+        return await asyncio.wait_for(ask(), timeout)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segpipe-dask-probe") as pool:
+        try:
+            return pool.submit(asyncio.run, bounded()).result()
+        except Exception:  # a timeout, a closed connection, bytes that are no Dask message (a MemoryError among them)
+            return None
 
 
 def build_task_runner(options: RunnerParams, *, scratch: Path):
@@ -149,8 +188,9 @@ def watch_workers(client, *, where: str, interval: float = WATCH_INTERVAL, alone
             except Exception:  # noqa: BLE001 (the scheduler itself gone: the tasks' own errors say so)
                 continue
             if seen is not None and count < seen:
+                by = "the others" if count else "the next worker to join (none is left now)"
                 log.warning("%d Dask worker(s) of %s left (%d left): their unfinished tasks, and the results they held, "
-                            "are computed again by the others", seen - count, where, count)
+                            "are computed again by %s", seen - count, where, count, by)
             if count:
                 alone_since, said = None, False
             else:

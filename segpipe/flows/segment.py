@@ -100,7 +100,9 @@ def segpipe_segment(
     a glob matches that are not images are passed over. ``settled``: inputs whose files changed in
     the last that many seconds (still being copied in) are left for a later run (the inbox
     deployment waits 60 s). A run that finds another writing ``output`` leaves it be and ends
-    Cancelled, saying so (not Completed: it segmented nothing).
+    Cancelled, saying so (not Completed: it segmented nothing). A run in which every input fails
+    writes no tables or report (an earlier run's stay) and fails with the first one's error, as
+    ``segpipe segment`` does.
     """
     from segpipe.pipeline.models import resolve_model
     from segpipe.pipeline.segment import SegmentInputs, spacing_for_model
@@ -118,7 +120,8 @@ def segpipe_segment(
     nothing = {"output": output, "model": str(chosen.folder), "segmented": 0, "unchanged": 0, "objects": 0, "failed": {}}
     try:
         gathered = SegmentInputs.gather(inputs, folder, given, chosen.card, read, settled=settled)
-        return _segment_into(folder, inputs, gathered, chosen, output, read, read.ordered(predict), runner)
+        return _segment_into(folder, inputs, gathered, chosen, output, read, read.ordered(predict), runner,
+                             created=not folder.root.exists())
     except NoInputs:  # none yet, or gone by the time the folder was held (named again under its lock)
         if not empty_ok:
             raise
@@ -131,13 +134,14 @@ def segpipe_segment(
         return Cancelled(message=f"{busy}{NOTHING_SEGMENTED}")
 
 
-def _segment_into(folder, patterns, gathered, chosen, output, read, predict, runner):
-    """The flow's work once its inputs are known; raises :class:`FolderBusy` when another run holds ``folder``."""
+def _segment_into(folder, patterns, gathered, chosen, output, read, predict, runner, *, created: bool):
+    """The flow's work once its inputs are known (``created``: the run makes ``folder``); raises
+    :class:`FolderBusy` when another run holds ``folder``, and :class:`InputError` when every input fails."""
     from segpipe.flows.caching import refreshed
     from segpipe.flows.steps import failure
     from segpipe.pipeline.segment import (
-        report_segmentation, warn_file_spacing_set_aside, warn_guessed_spacing, warn_noise, warn_other_model,
-        write_summary, write_tables,
+        every_input_failed, report_segmentation, warn_file_spacing_set_aside, warn_guessed_spacing, warn_noise,
+        warn_other_model, write_summary, write_tables,
     )
     from segpipe.data.inputs import files_now
     from segpipe.pipeline.failures import dated, earlier_failures
@@ -169,6 +173,8 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
                     results.append(failed_input(item, raised, alone=True) if isinstance(raised, Exception)
                                    else InputResult(item.name, item.where, item.kind, error=error, failed_files=files_now(item.path)))
         results = sorted(results + unfit, key=lambda result: order[result.path])
+        if results and all(r.error is not None for r in results):  # as segment: one line, an earlier run's tables kept
+            every_input_failed(results, folder, created=created)
         folder.keep_names(items, results)
         results = dated(results, earlier_failures(folder.summary))
         warn_guessed_spacing(results, chosen.card)  # once for the run, as segment says it

@@ -326,7 +326,7 @@ def _segment_held(inputs: SegmentInputs, predictor: Predictor, folder: SegmentFo
         finally:
             torch.set_num_threads(threads)
         if results and all(r.error is not None for r in results):
-            _every_input_failed(results, folder, created=created)
+            every_input_failed(results, folder, created=created)
         folder.keep_names(items, results)
         results = dated(results, earlier_failures(folder.summary))
         warn_guessed_spacing(results, predictor.card)
@@ -338,7 +338,7 @@ def _segment_held(inputs: SegmentInputs, predictor: Predictor, folder: SegmentFo
     return results
 
 
-def _every_input_failed(results: list[InputResult], folder: SegmentFolder, *, created: bool) -> None:
+def every_input_failed(results: list[InputResult], folder: SegmentFolder, *, created: bool) -> None:
     """Nothing was segmented: no tables or report (an earlier run's stay as they were), the folder
     removed when this run made it and nothing was ingested into it (an ingested input is kept for
     the next run), and the first input's error raised for the command line.

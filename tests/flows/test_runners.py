@@ -21,10 +21,11 @@ def test_defaults_are_one_thread_or_two_local_dask_workers(tmp_path):
         "dashboard_address": "127.0.0.1:0", "local_directory": str(tmp_path / "scratch"),
     }
     assert (tmp_path / "scratch").is_dir()
-    import socket
+    from distributed import LocalCluster
 
-    with socket.create_server(("127.0.0.1", 0)) as listening:  # something answers there, as a scheduler would
-        address = f"tcp://127.0.0.1:{listening.getsockname()[1]}"
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster:  # a real scheduler answers there
+        address = cluster.scheduler_address
         remote = build_task_runner(RunnerParams(kind="dask", address=address, workers=4), scratch=tmp_path / "other")
     assert remote.address == address and not (tmp_path / "other").exists()
 
@@ -109,6 +110,46 @@ def test_worker_settings_leave_dasks_configuration_whole_in_a_fresh_process():
     assert result.stdout.split() == ["30s", "65536"]
 
 
+def test_an_address_where_no_dask_scheduler_answers_is_refused_in_one_line(tmp_path):
+    """`--dask-address` of the dashboard's web port hung the run for good (Dask's handshake waits on
+    a read without a time limit), and bytes that are no Dask message failed it with "MemoryError:
+    Unable to allocate 3.07 EiB": each is one line now, within the check's time limit, as is a
+    worker's address given for the scheduler's. A real scheduler passes, with or without the scheme."""
+    import socket
+    import threading
+    import time
+
+    from distributed import LocalCluster
+
+    from segpipe.errors import RunnerError
+    from segpipe.flows.runners import check_scheduler
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster:
+        check_scheduler(cluster.scheduler_address)
+        check_scheduler(cluster.scheduler_address.removeprefix("tcp://") + "/")  # as Dask takes it
+        worker = next(iter(cluster.scheduler.workers))
+        with pytest.raises(RunnerError, match=rf"--dask-address {worker}: a Dask worker answers there, not the scheduler"):
+            check_scheduler(worker)
+    for reply in (b"", b"\xff" * 64):  # a server that never answers (a web port), one that sends other bytes
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+            port = server.getsockname()[1]
+
+            def serve(server=server, reply=reply):
+                connection, _ = server.accept()
+                connection.sendall(reply)
+                time.sleep(5)
+                connection.close()
+
+            threading.Thread(target=serve, daemon=True).start()
+            start = time.monotonic()
+            with pytest.raises(RunnerError, match=rf"--dask-address tcp://127.0.0.1:{port}: something answers there, but not a Dask scheduler"):
+                check_scheduler(f"tcp://127.0.0.1:{port}", timeout=2)
+            assert time.monotonic() - start < 10
+
+
 def test_a_scheduler_address_nothing_answers_at_is_refused_in_one_line_at_once(segpipe_cli, tmp_path):
     """`--dask-address` of a scheduler not running waited Dask's 30 s, then said "Timed out trying to
     connect" without naming Dask or the option."""
@@ -118,12 +159,9 @@ def test_a_scheduler_address_nothing_answers_at_is_refused_in_one_line_at_once(s
     from segpipe.errors import RunnerError
     from segpipe.flows.runners import check_scheduler
 
-    with socket.socket() as listening:  # a scheduler's port: something accepts there
+    with socket.socket() as listening:  # a port something accepts at, which is then closed
         listening.bind(("127.0.0.1", 0))
-        listening.listen()
         port = listening.getsockname()[1]
-        check_scheduler(f"tcp://127.0.0.1:{port}")
-        check_scheduler(f"127.0.0.1:{port}/")  # as Dask takes it: no scheme, a trailing slash
     with pytest.raises(RunnerError, match=rf"--dask-address tcp://127.0.0.1:{port}: no Dask scheduler reachable there"):
         check_scheduler(f"tcp://127.0.0.1:{port}")  # closed now: refused
     with pytest.raises(RunnerError, match=r"not a Dask scheduler address \(tcp://HOST:PORT"):
@@ -160,6 +198,10 @@ def test_the_run_says_when_dask_workers_leave_and_when_none_is_left(caplog):
                 time.sleep(0.05)
     said = [r.getMessage() for r in caplog.records if r.name == "segpipe.flows.runners"]
     assert said[0].startswith("1 Dask worker(s) of tcp://scheduler:8786 left (1 left)"), said
+    assert said[0].endswith("are computed again by the others")
+    # the last one gone: no others to compute them (it said "by the others" with none left)
+    assert said[1].endswith("(0 left): their unfinished tasks, and the results they held, are computed again by the next "
+                            "worker to join (none is left now)"), said
     assert sum("has had no Dask worker for" in line for line in said) == 1, said  # said once, not every look
 
 

@@ -395,6 +395,28 @@ def test_segment_on_a_local_dask_cluster_writes_what_segment_here_writes(model_f
     # (the embedded Prefect server this test process started stays for the process, as for any flow run here)
 
 
+def test_segment_on_dask_where_every_input_fails_is_one_line_and_keeps_the_earlier_tables(model_folder, tmp_path, segpipe_cli,
+                                                                                            monkeypatch):
+    """With --runner dask a folder of only bad files printed the JSON summary and wrote empty tables and
+    a report over the earlier run's; segment here says the first error in one line and writes nothing."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    (tmp_path / "good").mkdir()
+    tifffile.imwrite(tmp_path / "good" / "a.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p9d.tif")[:96, :96])
+    out = tmp_path / "out"
+    assert segpipe_cli("segment", "--model", model_folder, tmp_path / "good", "--output", out, "--device", "cpu").code == 0
+    earlier = {name: (out / name).read_bytes() for name in ("counts.csv", "measurements.csv", "segment.json", "report.md")}
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.tif").write_bytes(b"not a tiff")
+    for folder in (out, tmp_path / "new"):
+        result = segpipe_cli("segment", "--model", model_folder, tmp_path / "bad", "--output", folder, "--device", "cpu",
+                             "--runner", "dask", "--workers", "1")
+        assert result.code == 2 and len(result.errors) == 1, result.errors
+        assert result.errors[0].startswith(f"error: {tmp_path / 'bad' / 'broken.tif'}: not a TIFF file"), result.errors
+        assert '"segmented"' not in result.out
+    assert {name: (out / name).read_bytes() for name in earlier} == earlier
+    assert not (tmp_path / "new").exists()
+
+
 def test_segment_on_dask_never_reports_an_earlier_runs_tables(model_folder, tmp_path, segpipe_cli, monkeypatch):
     """A flow that crashed before writing its tables printed the earlier run's segment.json as its own
     (exit 0, "segmented": 3); --workers without --runner dask was ignored without a word."""
