@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -160,6 +162,27 @@ INTERRUPTED = 130
 QUIET_RESOURCE_TRACKER = "ignore:resource_tracker:UserWarning"
 
 
+#: Seconds a stopped command has to finish its clean-ups before it ends regardless (:func:`exit_within`).
+EXIT_GRACE = 20.0
+
+
+def exit_within(seconds: float, code: int) -> None:
+    """End the process with ``code`` if it is still there ``seconds`` after Python began to exit. A
+    stopped command runs its clean-ups and ends, unless a thread it started still waits on something
+    that never comes (a Dask client's handshake with a server that never answers): Python waits for
+    such a thread before it exits, and the command stayed after Ctrl-C and SIGTERM until killed. The
+    clock starts when the main thread ends (a program that ran the command in-process and goes on
+    is left alone); the watchdog stops the processes the command started either way
+    (:mod:`segpipe.cli.watchdog`)."""
+    def end() -> None:
+        threading.main_thread().join()  # returns once Python is exiting: its clean-ups are under way
+        time.sleep(seconds)
+        sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=end, name="segpipe-exit", daemon=True).start()
+
+
 def _what_is_kept() -> str:
     """The end of the line of a stopped command: how to go on, and whether its work was kept."""
     from segpipe.interrupts import interrupted_step
@@ -185,8 +208,10 @@ def main() -> None:
     except SystemExit as stop:
         if stop.code == INTERRUPTED:  # Ctrl-C (typer's code for it)
             typer.echo(f"interrupted: {_what_is_kept()}", err=True)
+            exit_within(EXIT_GRACE, INTERRUPTED)
         elif stop.code == 128 + signal.SIGTERM:  # Terminated
             typer.echo(f"stopped (SIGTERM): {_what_is_kept()}", err=True)
+            exit_within(EXIT_GRACE, 128 + signal.SIGTERM)
         raise
     except SegpipeError as err:
         typer.echo(f"error: {err}", err=True)

@@ -114,6 +114,41 @@ def test_sigterm_ends_a_run_and_its_embedded_prefect_server(crop_catalog, tmp_pa
                 child.kill()
 
 
+def test_a_stopped_command_ends_though_a_thread_it_started_never_returns(tmp_path):
+    """SIGTERM to `segment --runner dask` whose Dask handshake never got an answer: the command said it
+    was stopped, then stayed (Python waits for such a thread before it exits), and Ctrl-C did not end
+    it either. It ends now, with SIGTERM's code, the grace after its clean-ups began."""
+    import os
+    import signal
+    import time
+
+    import tifffile
+
+    import numpy as np
+
+    field = np.random.default_rng(0).integers(0, 255, (3072, 3072), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "big.tif", field)
+    script = ("import sys, threading; import segpipe.cli.app; app = sys.modules['segpipe.cli.app']; app.EXIT_GRACE = 1.0; "
+              "threading.Thread(target=threading.Event().wait, name='never-returns').start(); app.main()")
+    run = subprocess.Popen([sys.executable, "-c", script, "segment", "--model", "cells-2d", str(tmp_path / "big.tif"),
+                            "--output", str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "out" / "images").exists() and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+        assert run.poll() is None, "the command ended before it was stopped"
+        os.kill(run.pid, signal.SIGTERM)
+        stopped = time.monotonic()
+        _, stderr = run.communicate(timeout=60)
+        assert run.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+        assert "stopped (SIGTERM)" in stderr and time.monotonic() - stopped < 30
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+
+
 INPUTS = 12
 INTERRUPTED = "interrupted: run the same command again to resume; what was finished is kept"
 
