@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -64,7 +65,8 @@ def test_inputs_are_tasks_cached_and_failing_alone(prefect_harness, model_folder
     again = task_states(state.state_details.flow_run_id)
     assert again == {"segment-A9_p7d": "Cached", "segment-A9_p9d": "Cached", "segment-copy": "Completed"}
     # what a cached task gave is unchanged, not segmented again (every tick said "segmented" for all)
-    statuses = {row.split(",")[1]: row.split(",")[-2] for row in (out / "counts.csv").read_text().splitlines()[1:]}
+    with open(out / "counts.csv", newline="") as handle:
+        statuses = {row["image"]: row["status"] for row in csv.DictReader(handle)}
     assert statuses == {"A9_p7d": "unchanged", "A9_p9d": "unchanged", "copy": "segmented"}, statuses
     np.testing.assert_array_equal(tifffile.imread(out / "labels" / "copy_labels.tif"), tifffile.imread(out / "labels" / "A9_p9d_labels.tif"))
 
@@ -386,8 +388,12 @@ def test_segment_on_a_local_dask_cluster_writes_what_segment_here_writes(model_f
         ours = tifffile.imread(tmp_path / "dask" / "labels" / f"{name}_labels.tif")
         assert ours.max() > 3
         np.testing.assert_array_equal(ours, tifffile.imread(tmp_path / "here" / "labels" / f"{name}_labels.tif"))
-    for table in ("measurements.csv", "counts.csv"):
-        assert (tmp_path / "dask" / table).read_text() == (tmp_path / "here" / table).read_text()
+    assert (tmp_path / "dask" / "measurements.csv").read_text() == (tmp_path / "here" / "measurements.csv").read_text()
+    counts = {}
+    for run in ("dask", "here"):
+        with open(tmp_path / run / "counts.csv", newline="") as handle:  # failing_since: when each run failed
+            counts[run] = [{k: v for k, v in row.items() if k != "failing_since"} for row in csv.DictReader(handle)]
+    assert counts["dask"] == counts["here"] and len(counts["here"]) == 3
     left = [p for p in psutil.Process().children(recursive=True)
             if p.pid not in before and p.is_running() and "spawn_main" in " ".join(p.cmdline())]
     assert not left, [" ".join(p.cmdline())[:80] for p in left]  # the cluster's workers ended with the run
