@@ -64,7 +64,7 @@ SAMPLE_CHOICE = (" The sample shows the flagged images first, then the images wi
                  "first image and the one closest to the median count; each caption says why its image was chosen.")
 
 # Columns of counts.csv and measurements.csv that hold text; the others hold numbers.
-_TEXT_COLUMNS = {"input", "image", "status", "error", "unit", "class", "time_unit", "pixel_size"}
+_TEXT_COLUMNS = {"input", "image", "status", "error", "failing_since", "unit", "class", "time_unit", "pixel_size"}
 
 
 def read_tables(folder: Path) -> tuple[list[dict], list[dict]]:
