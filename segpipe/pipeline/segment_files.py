@@ -290,7 +290,7 @@ def guarded(item: Input, folder: SegmentFolder, step, /, *args, alone: bool = Fa
 def failed_input(item: Input, err: Exception, *, alone: bool = False) -> InputResult:
     """``item`` failed with ``err``: one warning line naming it (none for a run's only input, whose error
     ends the run in one line), and its result."""
-    reason = str(err).removeprefix(f"{item.where}: ").removeprefix(f"{item.path}: ")  # the input is named once
+    reason = str(err).removeprefix(f"{item.where}: ").removeprefix(f"{item.path}: ").removeprefix(f"{item.name}: ")  # named once
     if not alone:
         log.warning("%s: failed: %s", item.where, reason)
     return InputResult(item.name, item.where, item.kind, error=f"{type(err).__name__}: {reason}", failed_files=files_now(item.path))
@@ -459,7 +459,7 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
     frames = labels.ndim - ndim
     if item.kind == "nifti":
         affine = source_affine(image.info, ndim=ndim)
-        unit = image.info.get("unit")
+        unit = _affine_unit(image.info)
         dims = (len(image.info.get("source_axes") or "") or None) if frames == 0 else None  # the file's own, as ingest read them
         source_axes = image.info.get("source_axes") or ""
         if frames == 1 and ndim == 2 and len(source_axes) == 3 and set(source_axes) == set("TYX"):
@@ -479,6 +479,15 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
         return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit,
                             time_step=image.info.get("time_step") if frames else None)]
     return []
+
+
+def _affine_unit(info: dict) -> str | None:
+    """The unit of a NIfTI input's affine, which its labels are written with: the file's own (``None``
+    where its header says unknown, though its sizes were read in the model's unit); the store's
+    unit for an affine made from the pixel size, and for a store made before ``world_unit``."""
+    if info.get("affine") is not None and "world_unit" in info:
+        return info["world_unit"]
+    return info.get("unit")
 
 
 def _planes_read_as_frames(image: StoredImage, frames: int, *, series: int | None = None) -> float | None:

@@ -631,6 +631,9 @@ def test_a_pixel_size_without_a_unit_is_read_in_the_models_unit(model, tmp_path)
     assert from_tiff.max() > 3
     np.testing.assert_array_equal(from_nifti, from_tiff)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "labels" / "same_labels.tif"), from_tiff)
+    # its labels keep the scan's unknown units (they said millimetres, the unit assumed, as if the file had)
+    labels_header = nib.load(tmp_path / "out" / "labels" / "scan_labels.nii.gz").header
+    assert labels_header.get_xyzt_units()[0] == "unknown" and scan.header.get_xyzt_units()[0] == "unknown"
 
 
 @pytest.mark.parametrize(
@@ -645,6 +648,7 @@ def test_a_pixel_size_without_a_unit_is_read_in_the_models_unit(model, tmp_path)
         (["--axes", "QYX"], "--axes: 'Q' is not an axis; use the letters T C Z Y X (S: colour samples, as C)"),
         (["--axes", "Y X"], "--axes: ' ' is not an axis; use the letters"),
         (["--axes", ""], "--axes: empty; use the letters T C Z Y X"),
+        (["--spacing", "2,,0.5"], "--spacing: an empty value in '2,,0.5'; give every value"),  # it was dropped: "2 values"
     ],
 )
 def test_a_wrong_pixel_size_is_one_line_and_writes_nothing(model, tmp_path, segpipe_cli, options, message):
@@ -652,6 +656,18 @@ def test_a_wrong_pixel_size_is_one_line_and_writes_nothing(model, tmp_path, segp
     result = segpipe_cli("segment", "-m", model.folder, tmp_path / "field.tif", *options, "-o", tmp_path / "out")
     assert result.code == 2 and len(result.errors) == 1 and message in result.errors[0], result.err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_pixel_size_far_from_the_models_names_the_input_once(model, tmp_path, segpipe_cli):
+    """`--spacing 2 --unit mm` for a model trained at 1 um: one line naming the file, not the file and then
+    the image's name again ("field.tif: field: its pixel size, ...")."""
+    known = save_model(tmp_path / "known", model.state_dict(), model.card.model_copy(update={"spacing_guessed": False}))
+    tifffile.imwrite(tmp_path / "field.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64])
+    result = segpipe_cli("segment", "-m", known.folder, tmp_path / "field.tif", "--spacing", "2", "--unit", "mm",
+                         "-o", tmp_path / "out")
+    assert result.code == 2 and len(result.errors) == 1, result.err
+    assert result.errors[0].startswith(f"error: {tmp_path / 'field.tif'}: its pixel size, 2000 x 2000 micrometer, is 2000 "
+                                       "times the model's"), result.errors
 
 
 def test_several_files_processes_give_what_one_thread_gives(model, inputs, tmp_path):
