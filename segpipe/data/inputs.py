@@ -118,13 +118,14 @@ def find_inputs(
             found += _expand(path)
             if path.is_dir() and kind_of(path) is None:  # a folder's other files, said as a glob's are
                 passed_over += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and kind_of(p) is None)
-    outputs = [path for path in found if any(path.is_relative_to(folder) for folder in skip)]
+    outputs = [path for path in found if _inside(path, skip)]
     if outputs:
         log.info("%d input(s) inside the output's own folders passed over (what segpipe wrote there): %s", len(outputs),
                  ", ".join(p.name for p in outputs[:5]) + (", ..." if len(outputs) > 5 else ""))
         found = [path for path in found if path not in outputs]
-    passed_over = [path for path in passed_over if not any(path.is_relative_to(folder) for folder in skip)]
-    hints = [(path, foreign_image(path)) for path in passed_over if not _second_of_pair(path, passed_over)]
+    passed_over = [path for path in passed_over if not _inside(path, skip)]
+    lowered = {_lowered(path) for path in passed_over}
+    hints = [(path, foreign_image(path)) for path in passed_over if not _second_of_pair(path, lowered)]
     foreign = [(path, hint) for path, hint in hints if hint is not None]
     plain = [path for path, hint in hints if hint is None]
     if foreign:
@@ -215,12 +216,19 @@ def foreign_image(path: Path) -> str | None:
     return next((hint for endings, hint in _FOREIGN.items() if name.endswith(endings)), None)
 
 
-def _second_of_pair(path: Path, among: list[Path]) -> bool:
-    """Whether ``path`` is the ``.img`` of an Analyze or NIfTI pair whose ``.hdr`` is ``among`` too
-    (the pair is one image, said once)."""
+def _inside(path: Path, folders: Sequence[Path]) -> bool:
+    return any(path.is_relative_to(folder) for folder in folders)
+
+
+def _lowered(path: Path) -> str:
+    return str(path.parent / path.name.lower())
+
+
+def _second_of_pair(path: Path, lowered: set[str]) -> bool:
+    """Whether ``path`` is the ``.img`` of an Analyze or NIfTI pair whose ``.hdr`` is among the files
+    ``lowered`` (:func:`_lowered`) too: the pair is one image, said once."""
     name = path.name.lower()
-    others = {str(other.parent / other.name.lower()) for other in among}
-    return any(name.endswith(image) and str(path.parent / (name[: -len(image)] + header)) in others
+    return any(name.endswith(image) and str(path.parent / (name[: -len(image)] + header)) in lowered
                for image, header in ((".img", ".hdr"), (".img.gz", ".hdr.gz")))
 
 

@@ -88,28 +88,29 @@ def check_scheduler(address: str, *, timeout: float = 5.0) -> None:
         raise RunnerError(f"--dask-address {address}: no Dask scheduler reachable there ({reason}); start one with "
                           "`dask scheduler` on that machine, or leave --dask-address out for a local cluster") from None
     bare = address.rstrip("/")
-    kind = dask_identity(bare if "://" in bare else f"tcp://{bare}", timeout=timeout)  # as Dask reads it
+    kind, problem = dask_identity(bare if "://" in bare else f"tcp://{bare}", timeout=timeout)  # as Dask reads it
     if kind is None:
-        raise RunnerError(f"--dask-address {address}: something answers there, but not a Dask scheduler (no Dask "
-                          f"handshake within {timeout:g} s: a dashboard's web port?); give the address the scheduler "
-                          "logs as 'Scheduler at: tcp://...' (port 8786 by default)")
+        raise RunnerError(f"--dask-address {address}: something answers there, but no Dask scheduler ({problem}); give "
+                          "the address the scheduler logs as 'Scheduler at: tcp://...' (port 8786 by default)")
     if kind != "Scheduler":
         raise RunnerError(f"--dask-address {address}: a Dask {kind.lower()} answers there, not the scheduler; give the "
                           "address the scheduler logs as 'Scheduler at: tcp://...' (port 8786 by default)")
 
 
-def dask_identity(address: str, *, timeout: float) -> str | None:
+def dask_identity(address: str, *, timeout: float) -> tuple[str | None, str | None]:
     """What answers Dask's ``identity`` call at ``address`` (``Scheduler``, ``Worker``, ...), or ``None``
-    where no Dask server does within ``timeout`` seconds: a web server (a dashboard's port) never
-    answers Dask's handshake, whose read has no time limit of its own, and other bytes read as a
-    Dask frame ask for any size of memory. Asked on a thread of its own, outside any running event loop."""
+    with why not. Connected as Dask's client connects (its configured TLS settings for ``tls://``),
+    within ``timeout`` seconds: a web server (a dashboard's port) never answers Dask's handshake,
+    whose read has no time limit of its own, and other bytes read as a Dask frame ask for any size
+    of memory. Asked on a thread of its own, outside any running event loop."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
     from distributed.comm import connect
+    from distributed.security import Security
 
     async def ask() -> str | None:
-        comm = await connect(address, timeout=timeout)
+        comm = await connect(address, timeout=timeout, **Security().get_connection_args("client"))
         try:
             await comm.write({"op": "identity"})
             reply = await comm.read()
@@ -122,9 +123,14 @@ def dask_identity(address: str, *, timeout: float) -> str | None:
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segpipe-dask-probe") as pool:
         try:
-            return pool.submit(asyncio.run, bounded()).result()
-        except Exception:  # a timeout, a closed connection, bytes that are no Dask message (a MemoryError among them)
-            return None
+            kind = pool.submit(asyncio.run, bounded()).result()
+        except (TimeoutError, asyncio.TimeoutError):
+            return None, f"no Dask handshake within {timeout:g} s: a dashboard's web port?"
+        except MemoryError:  # bytes read as the length of a Dask frame
+            return None, "what it sent is no Dask message"
+        except Exception as err:  # a closed connection, a TLS setting missing, another protocol
+            return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no reason given'}"
+    return (kind, None) if kind else (None, "its answer names no Dask server")
 
 
 def build_task_runner(options: RunnerParams, *, scratch: Path):

@@ -25,10 +25,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import re
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -300,23 +302,28 @@ def input_slots(image: StoredImage, predictor: Predictor) -> Slots:
     return tuple(range(image.image.shape[0]))
 
 
+#: The frames of a series looked at for one holding more than noise (:class:`SharedInputs`).
+LOOKAHEAD = 8
+
+
 class SharedInputs:
     """A generalist's inputs for every frame of one input (a time series, a sequence): chosen once, on
-    its first frame that holds more than noise (a series that starts before the cells are in view
-    would otherwise choose on noise, and feed every frame as the noise chose), and only when some
-    frame is predicted (not when all are current)."""
+    its first frame that holds more than noise among the first :data:`LOOKAHEAD` (a series that
+    starts before the cells are in view would otherwise choose on noise, and feed every frame as the
+    noise chose), and only when some frame is predicted (not when all are current). ``frames``: the
+    series' frames in order, opened as they are looked at."""
 
-    def __init__(self, frames: list[StoredImage], predictor: Predictor):
+    def __init__(self, frames: Sequence[StoredImage], predictor: Predictor):
         self.frames, self.predictor = frames, predictor
 
     @functools.cached_property
     def chosen_on(self) -> StoredImage:
-        """The first frame that holds more than noise (the first frame where none does, or where the
-        noise test is off)."""
+        """The first frame that holds more than noise (the first frame where none of those looked at
+        does, or where the noise test is off)."""
         threshold = self.predictor.inference.noise_only
         ndim = self.predictor.card.spatial_dims
         if threshold > 0:
-            for frame in self.frames:
+            for frame in itertools.islice(self.frames, LOOKAHEAD):
                 within = (0,) * (frame.image.ndim - 1 - ndim)
                 if not frame_noise_only(frame.image, within, ndim, threshold=threshold):
                     return frame
@@ -345,9 +352,23 @@ def sequence_inputs(store: ImageStore, predictor: Predictor) -> dict[str, Shared
     shared = {}
     for members in frames.values():
         if len(members) > 1:
-            inputs = SharedInputs([store.image(name) for _, name in sorted(members)], predictor)
+            inputs = SharedInputs(_Frames(store, [name for _, name in sorted(members)]), predictor)
             shared.update({name: inputs for _, name in members})
     return shared
+
+
+class _Frames(Sequence):
+    """The frames ``names`` of ``store``, each opened when it is looked at (a catalog run asks for a
+    sequence's shared inputs once per frame)."""
+
+    def __init__(self, store: ImageStore, names: list[str]):
+        self.store, self.names = store, names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, k):
+        return self.store.image(self.names[k])
 
 
 def _inputs(image: StoredImage, predictor: Predictor, slots: Slots | None) -> tuple[torch.nn.Module, NormalizationSpec]:

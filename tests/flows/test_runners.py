@@ -145,9 +145,34 @@ def test_an_address_where_no_dask_scheduler_answers_is_refused_in_one_line(tmp_p
 
             threading.Thread(target=serve, daemon=True).start()
             start = time.monotonic()
-            with pytest.raises(RunnerError, match=rf"--dask-address tcp://127.0.0.1:{port}: something answers there, but not a Dask scheduler"):
+            with pytest.raises(RunnerError, match=rf"--dask-address tcp://127.0.0.1:{port}: something answers there, but no "
+                                                  r"Dask scheduler \((no Dask handshake within 2 s|what it sent is no Dask message)"):
                 check_scheduler(f"tcp://127.0.0.1:{port}", timeout=2)
             assert time.monotonic() - start < 10
+
+
+def test_a_tls_scheduler_is_checked_as_dasks_client_connects_to_it():
+    """A tls:// scheduler was refused as "no Dask handshake within 5 s" at once: the check connected
+    without the TLS settings Dask's configuration gives its client. With them it passes; without,
+    the line says what is missing."""
+    import dask
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    from segpipe.errors import RunnerError
+    from segpipe.flows.runners import check_scheduler
+
+    security = Security.temporary()  # certificates made for the test (PEM text, as Dask's configuration takes them)
+    with LocalCluster(n_workers=0, processes=False, protocol="tls://", host="127.0.0.1", security=security,
+                      dashboard_address="127.0.0.1:0") as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://")
+        with pytest.raises(RunnerError, match=rf"--dask-address {address}: something answers there, but no Dask scheduler \(TypeError: TLS"):
+            check_scheduler(address)
+        with dask.config.set({"distributed.comm.tls.ca-file": security.tls_ca_file,
+                              "distributed.comm.tls.client.cert": security.tls_client_cert,
+                              "distributed.comm.tls.client.key": security.tls_client_key}):
+            check_scheduler(address)
 
 
 def test_a_scheduler_address_nothing_answers_at_is_refused_in_one_line_at_once(segpipe_cli, tmp_path):
