@@ -101,6 +101,8 @@ def segpipe_segment(
     the last that many seconds (still being copied in) are left for a later run (the inbox
     deployment waits 60 s). A run that finds another writing ``output`` leaves it be and ends
     Cancelled, saying so (not Completed: it segmented nothing). A run in which every input fails
+    records them as any run does in an inbox (``empty_ok``: the next run knows them again, so a
+    schedule over an inbox of only bad files does not fail for ever); run from the command line it
     writes no tables or report (an earlier run's stay) and fails with the first one's error, as
     ``segpipe segment`` does.
     """
@@ -121,7 +123,7 @@ def segpipe_segment(
     try:
         gathered = SegmentInputs.gather(inputs, folder, given, chosen.card, read, settled=settled)
         return _segment_into(folder, inputs, gathered, chosen, output, read, read.ordered(predict), runner,
-                             created=not folder.root.exists())
+                             created=not folder.root.exists(), strict=not empty_ok)
     except NoInputs:  # none yet, or gone by the time the folder was held (named again under its lock)
         if not empty_ok:
             raise
@@ -134,9 +136,10 @@ def segpipe_segment(
         return Cancelled(message=f"{busy}{NOTHING_SEGMENTED}")
 
 
-def _segment_into(folder, patterns, gathered, chosen, output, read, predict, runner, *, created: bool):
+def _segment_into(folder, patterns, gathered, chosen, output, read, predict, runner, *, created: bool, strict: bool):
     """The flow's work once its inputs are known (``created``: the run makes ``folder``); raises
-    :class:`FolderBusy` when another run holds ``folder``, and :class:`InputError` when every input fails."""
+    :class:`FolderBusy` when another run holds ``folder``, and, ``strict``, :class:`InputError` when
+    every input fails."""
     from segpipe.flows.caching import refreshed
     from segpipe.flows.steps import failure
     from segpipe.pipeline.segment import (
@@ -173,7 +176,7 @@ def _segment_into(folder, patterns, gathered, chosen, output, read, predict, run
                     results.append(failed_input(item, raised, alone=True) if isinstance(raised, Exception)
                                    else InputResult(item.name, item.where, item.kind, error=error, failed_files=files_now(item.path)))
         results = sorted(results + unfit, key=lambda result: order[result.path])
-        if results and all(r.error is not None for r in results):  # as segment: one line, an earlier run's tables kept
+        if strict and results and all(r.error is not None for r in results):  # as segment: one line, earlier tables kept
             every_input_failed(results, folder, created=created)
         folder.keep_names(items, results)
         results = dated(results, earlier_failures(folder.summary))

@@ -107,6 +107,20 @@ def test_a_bad_file_left_in_the_inbox_fails_one_run_not_every_run(prefect_harnes
     assert state.is_failed() and "broken.tif" in state.message and "worse.tif" not in state.message, state.message
 
 
+def test_an_inbox_of_only_bad_files_fails_one_run_not_every_run(prefect_harness, model_folder, tmp_path):
+    """Every input of an inbox failing: the run records them (as any inbox run does), so the next run
+    over the same files knows them and ends Completed (a run that wrote nothing failed every tick)."""
+    from segpipe.flows.segment import segpipe_segment
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "broken.tif").write_bytes(b"not a tiff at all")
+    kwargs = dict(inputs=[str(inbox)], model=str(model_folder), output=str(tmp_path / "out"), predict={"device": "cpu"})
+    assert segpipe_segment(**kwargs, return_state=True).is_failed()
+    state = segpipe_segment(**kwargs, return_state=True)
+    assert state.is_completed() and "1 input(s) fail as they have since" in state.message, state.message
+
+
 def test_a_stack_in_the_inbox_is_read_as_frames_by_the_deployments_read_parameter(prefect_harness, model_folder, tmp_path):
     """deploy/README tells users to give ``read: {axes: TYX}`` where a message says ``--axes TYX``:
     the flow takes it as a deployment passes it, a plain mapping."""
