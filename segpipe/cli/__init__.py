@@ -5,6 +5,6 @@ once, with its help, on the model the library, the flows and the deployments use
 """
 
 from segpipe.cli import models as _models, run as _run, segment as _segment, stages as _stages  # noqa: F401  (register the commands)
-from segpipe.cli.app import app, main
+from segpipe.cli.app import app, entry, main
 
-__all__ = ["app", "main"]
+__all__ = ["app", "entry", "main"]

@@ -166,18 +166,30 @@ QUIET_RESOURCE_TRACKER = "ignore:resource_tracker:UserWarning"
 EXIT_GRACE = 20.0
 
 
+def entry() -> None:
+    """The ``segpipe`` program: :func:`main`, and a command stopped by Ctrl-C or SIGTERM ends at most
+    :data:`EXIT_GRACE` seconds after Python began to exit (:func:`exit_within`). Only the program
+    does this: a script or test that calls :func:`main` and goes on is never ended by it."""
+    try:
+        main()
+    except SystemExit as stop:
+        if stop.code in (INTERRUPTED, 128 + signal.SIGTERM):
+            exit_within(EXIT_GRACE, stop.code)
+        raise
+
+
 def exit_within(seconds: float, code: int) -> None:
     """End the process with ``code`` if it is still there ``seconds`` after Python began to exit. A
     stopped command runs its clean-ups and ends, unless a thread it started still waits on something
     that never comes (a Dask client's handshake with a server that never answers): Python waits for
     such a thread before it exits, and the command stayed after Ctrl-C and SIGTERM until killed. The
-    clock starts when the main thread ends (a program that ran the command in-process and goes on
-    is left alone); the watchdog stops the processes the command started either way
-    (:mod:`segpipe.cli.watchdog`)."""
+    watchdog stops the processes the command started either way (:mod:`segpipe.cli.watchdog`)."""
     def end() -> None:
         threading.main_thread().join()  # returns once Python is exiting: its clean-ups are under way
         time.sleep(seconds)
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
         os._exit(code)
 
     threading.Thread(target=end, name="segpipe-exit", daemon=True).start()
@@ -208,10 +220,8 @@ def main() -> None:
     except SystemExit as stop:
         if stop.code == INTERRUPTED:  # Ctrl-C (typer's code for it)
             typer.echo(f"interrupted: {_what_is_kept()}", err=True)
-            exit_within(EXIT_GRACE, INTERRUPTED)
         elif stop.code == 128 + signal.SIGTERM:  # Terminated
             typer.echo(f"stopped (SIGTERM): {_what_is_kept()}", err=True)
-            exit_within(EXIT_GRACE, 128 + signal.SIGTERM)
         raise
     except SegpipeError as err:
         typer.echo(f"error: {err}", err=True)

@@ -114,24 +114,19 @@ def test_sigterm_ends_a_run_and_its_embedded_prefect_server(crop_catalog, tmp_pa
                 child.kill()
 
 
-def test_a_stopped_command_ends_though_a_thread_it_started_never_returns(tmp_path):
-    """SIGTERM to `segment --runner dask` whose Dask handshake never got an answer: the command said it
-    was stopped, then stayed (Python waits for such a thread before it exits), and Ctrl-C did not end
-    it either. It ends now, with SIGTERM's code, the grace after its clean-ups began."""
+def _stopped_by_sigterm(tmp_path, script: str) -> tuple[int, str, float]:
+    """Run ``python -c script segment --model cells-2d BIG.tif``, SIGTERM it once it is under way;
+    returns its exit code, its stderr and the seconds it took to end after the signal."""
     import os
     import signal
     import time
 
+    import numpy as np
     import tifffile
 
-    import numpy as np
-
-    field = np.random.default_rng(0).integers(0, 255, (3072, 3072), dtype=np.uint8)
-    tifffile.imwrite(tmp_path / "big.tif", field)
-    script = ("import sys, threading; import segpipe.cli.app; app = sys.modules['segpipe.cli.app']; app.EXIT_GRACE = 1.0; "
-              "threading.Thread(target=threading.Event().wait, name='never-returns').start(); app.main()")
+    tifffile.imwrite(tmp_path / "big.tif", np.random.default_rng(0).integers(0, 255, (3072, 3072), dtype=np.uint8))
     run = subprocess.Popen([sys.executable, "-c", script, "segment", "--model", "cells-2d", str(tmp_path / "big.tif"),
-                            "--output", str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            "--output", str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -140,13 +135,39 @@ def test_a_stopped_command_ends_though_a_thread_it_started_never_returns(tmp_pat
         assert run.poll() is None, "the command ended before it was stopped"
         os.kill(run.pid, signal.SIGTERM)
         stopped = time.monotonic()
-        _, stderr = run.communicate(timeout=60)
-        assert run.returncode == 128 + signal.SIGTERM, stderr[-2000:]
-        assert "stopped (SIGTERM)" in stderr and time.monotonic() - stopped < 30
+        out, err = run.communicate(timeout=60)
+        return run.returncode, out + err, time.monotonic() - stopped
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.communicate()
+
+
+#: A script's start: segpipe's app module with a grace of 1 s.
+APP = "import sys, threading; import segpipe.cli.app; app = sys.modules['segpipe.cli.app']; app.EXIT_GRACE = 1.0; "
+
+
+def test_a_stopped_command_ends_though_a_thread_it_started_never_returns(tmp_path):
+    """A command whose thread never returns (as a Dask client's handshake with a server that never
+    answers did) said it was stopped by SIGTERM, then stayed: Python waits for such a thread before it
+    exits, and Ctrl-C did not end it either. The program (``segpipe``, :func:`entry`) ends now, with
+    SIGTERM's code, the grace after its clean-ups began; a thread that never returns stands in here
+    for the handshake."""
+    import signal
+
+    code, said, took = _stopped_by_sigterm(
+        tmp_path, APP + "threading.Thread(target=threading.Event().wait, name='never-returns').start(); app.entry()")
+    assert code == 128 + signal.SIGTERM and "stopped (SIGTERM)" in said and took < 30, (code, took, said[-2000:])
+
+
+def test_a_script_that_runs_the_command_itself_is_not_ended_by_it(tmp_path):
+    """A script that calls ``main()``, catches the stopped command's exit and goes on (a thread of its own
+    finishing its work after the main thread ends) was ended with 143 by the command's exit timer."""
+    code, said, _ = _stopped_by_sigterm(tmp_path, APP + (
+        "import time\n"
+        "try:\n    app.main()\nexcept SystemExit:\n    pass\n"
+        "threading.Thread(target=lambda: (time.sleep(3), print('upload finished', flush=True))).start()"))
+    assert code == 0 and "upload finished" in said, (code, said[-2000:])
 
 
 INPUTS = 12
