@@ -409,13 +409,14 @@ def warn_guessed_spacing(results: list[InputResult], card: ModelCard) -> None:
 
 def warn_file_spacing_set_aside(results: list[InputResult], params: SegmentParams) -> None:
     """One warning for the inputs whose file gives another pixel size than ``--spacing``."""
-    other = [r for r in results if r.error is None and r.file_spacing]
+    read = [r for r in results if r.error is None]
+    other = [r for r in read if r.file_spacing]
     if other:
         log.warning(
             "%d of %d input(s) give another pixel size in their file than --spacing %s (first: %s, its file %s); "
             "--spacing is used, for the scale the network sees and for areas and volumes (world-* columns follow the "
             "file's own placement). If the files are right, leave --spacing out",
-            len(other), len(results), sizes_text(params.spacing or ()), other[0].path, other[0].file_spacing,
+            len(other), len(read), sizes_text(params.spacing or ()), other[0].path, other[0].file_spacing,
         )
 
 
@@ -629,7 +630,8 @@ class ImageSizes:
     """What the segmentation report needs of each image's size: its pixel size in the tables' unit,
     whether its file gave none (a pixel size was taken: the model's, or 1 per pixel), and its area
     (volume) in that unit over every frame (its objects are counted over them), to compare counts by
-    size: a field imaged at half the pixel size holds four times the pixels, not the cells."""
+    size: a field imaged at half the pixel size holds four times the pixels, not the cells. Where
+    some image's pixel size was taken, every image's extent is its pixel count instead."""
 
     spacing: dict[str, tuple[float, ...]]
     guessed: set[str]
@@ -639,14 +641,17 @@ class ImageSizes:
 def image_sizes(stores, unit: str, names) -> ImageSizes:
     """:class:`ImageSizes` of each image of ``stores`` named in ``names``, in ``unit``."""
     sizes = ImageSizes({}, set(), {})
+    pixels: dict[str, float] = {}
     for store in stores:
         for image in store.images():
             if image.name in names:
                 sizes.spacing[image.name] = image.spacing_in(unit, default_unit=store.unit)
-                pixels = int(np.prod(image.image.shape[1:]))  # (C, [T,] [Z,] Y, X)
-                sizes.extent[image.name] = pixels * float(np.prod(sizes.spacing[image.name]))
+                pixels[image.name] = float(np.prod(image.image.shape[1:]))  # (C, [T,] [Z,] Y, X)
+                sizes.extent[image.name] = pixels[image.name] * float(np.prod(sizes.spacing[image.name]))
                 if image.spacing_guessed:
                     sizes.guessed.add(image.name)
+    if sizes.guessed:  # a size taken, not given, measures nothing: every image compared by its pixels
+        sizes.extent.update(pixels)
     return sizes
 
 

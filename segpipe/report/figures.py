@@ -374,7 +374,7 @@ TITLE_WIDTH = 80
 
 
 def _wrapped(title: str) -> str:
-    return textwrap.fill(title, TITLE_WIDTH, break_long_words=False)
+    return textwrap.fill(title, TITLE_WIDTH)  # a long file name is broken too
 
 
 def _image_axis(ax, names: Sequence[str]) -> None:

@@ -387,6 +387,7 @@ def write_segmentation_report(
     low, high = (None, None) if scaled else count_limits(by_image)  # scaled limits differ per image: not drawn
     total = sum(by_image.values())
     n_failed = len(failed)
+    kept = sum(row.get("status") == "unchanged" for row in segmented)
 
     summary = (
         f"{len(names)} image{'' if len(names) == 1 else 's'} from {len(inputs)} input{'' if len(inputs) == 1 else 's'} "
@@ -419,8 +420,8 @@ def write_segmentation_report(
         pixel_size_item(card),
         ("inputs", str(len(inputs) + n_failed)),
         ("images segmented", str(len(names))),
-        ("of them predicted in this run / kept from an earlier run (unchanged)",
-         f"{sum(row.get('status') != 'unchanged' for row in segmented)} / {sum(row.get('status') == 'unchanged' for row in segmented)}"),
+        *([("of them predicted in this run / kept from an earlier run (unchanged)", f"{len(names) - kept} / {kept}")]
+          if kept else []),  # a catalog run's tables tell none apart (every image segmented)
         ("inputs failed", str(n_failed)),
         ("objects in total", str(total)),
         ("median objects per image", format(median, "g") if median is not None else "n/a"),

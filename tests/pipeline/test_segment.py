@@ -442,7 +442,8 @@ def test_inputs_without_a_pixel_size_give_one_warning_for_the_run(model, tmp_pat
 
 def test_spacing_other_than_a_files_own_is_said_once_for_the_run(model, tmp_path, caplog):
     """--spacing 0.5 (um) over a NIfTI whose header says 1 x 1 um per voxel: one warning naming it and
-    the header's size (volumes silently followed --spacing); a TIFF without a pixel size is not counted."""
+    the header's size (volumes silently followed --spacing); a TIFF without a pixel size, and a NIfTI
+    whose header names no unit, are not counted."""
     import logging
 
     folder = tmp_path / "inbox"
@@ -452,15 +453,17 @@ def test_spacing_other_than_a_files_own_is_said_once_for_the_run(model, tmp_path
     scan = nib.Nifti1Image(field.T[:, :, None].astype(np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))
     scan.header.set_xyzt_units("micron")
     nib.save(scan, folder / "scan.nii.gz")
+    nib.save(nib.Nifti1Image(field.T[:, :, None].astype(np.float32), np.eye(4)), folder / "unitless.nii.gz")  # units 0
     params = SegmentParams(spacing=[0.5], unit="um")
     with caplog.at_level(logging.WARNING):
         results = segment([str(folder)], Predictor.load(model, PredictParams(device="cpu")),
                           SegmentFolder(tmp_path / "out"), params, progress=False)
     said = [r.getMessage() for r in caplog.records if "another pixel size" in r.getMessage()]
     assert len(said) == 1, caplog.text
-    assert said[0].startswith("1 of 2 input(s) give another pixel size in their file than --spacing 0.5 x 0.5 (first: ")
+    assert said[0].startswith("1 of 3 input(s) give another pixel size in their file than --spacing 0.5 x 0.5 (first: ")
     assert "scan.nii.gz, its file 1 x 1 micrometer); --spacing is used" in said[0]
-    assert {r.name: r.file_spacing for r in results} == {"plain": None, "scan": "1 x 1 micrometer"}
+    # a header's default 1 without a unit claims no size (it read as "its file 1 x 1 micrometer")
+    assert {r.name: r.file_spacing for r in results} == {"plain": None, "scan": "1 x 1 micrometer", "unitless": None}
 
 
 def test_an_input_without_a_pixel_size_is_taken_at_the_models(model, tmp_path):

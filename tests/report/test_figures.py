@@ -197,10 +197,11 @@ def test_a_long_title_stays_inside_the_figure(tmp_path):
 
     labels = np.zeros((64, 64), np.uint8)
     labels[20:40, 20:40] = 1
-    title = ("phys_10um_field_from_the_second_microscope: 4 objects in 1/4 of the median image's size (16 at that size), "
-             "more than 3 times the median at that size (4) (4 objects)")
-    rgb = mpimg.imread(outlines(labels.astype(np.float32), labels, tmp_path / "long.png", title=title))[..., :3]
-    dark = rgb.min(axis=-1) < 0.5  # the title's letters (the panels start lower)
-    top = dark[: rgb.shape[0] // 5]
-    assert top.any()
-    assert not top[:, :3].any() and not top[:, -3:].any()  # no letter cut at either edge
+    for k, name in enumerate(("phys_10um_field_from_the_second_microscope", "plate_07_well_B12_" * 8)):  # a long name too
+        title = (f"{name}: 4 objects in 1/4 of the median image's size (16 at that size), "
+                 "more than 3 times the median at that size (4) (4 objects)")
+        rgb = mpimg.imread(outlines(labels.astype(np.float32), labels, tmp_path / f"long{k}.png", title=title))[..., :3]
+        dark = rgb.min(axis=-1) < 0.5  # the title's letters (the panels start lower)
+        top = dark[: rgb.shape[0] // 5]
+        assert top.any()
+        assert not top[:, :3].any() and not top[:, -3:].any()  # no letter cut at either edge

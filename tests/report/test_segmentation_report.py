@@ -170,8 +170,7 @@ def test_written_report_has_the_numbers_and_flags(run_2d):
     summary = {r["item"]: r["value"] for r in report.tables["segmentation"]}
     assert summary == {
         "model": "nuclei-kc167 (unet, 2D, nucleus)", "trained on": "demo", "pixel size trained at": "0.65 × 0.65 micrometer (y, x)",
-        "inputs": "7", "images segmented": "6", "of them predicted in this run / kept from an earlier run (unchanged)": "6 / 0",
-        "inputs failed": "1", "objects in total": str(total),
+        "inputs": "7", "images segmented": "6", "inputs failed": "1", "objects in total": str(total),
         "median objects per image": f"{median:g}", "images flagged as outliers": "2",
     }
     assert report.summary == (f"6 images from 6 inputs segmented with the model nuclei-kc167: {total} objects in total, "
@@ -346,6 +345,12 @@ def test_a_field_imaged_at_another_pixel_size_is_compared_by_its_area(tmp_path):
     assert sizes.extent == {"a": 128.0**2, "b": 128.0**2, "c": 128.0**2}
     assert flag_outliers({"a": 4, "b": 4, "c": 4}, sizes=sizes.extent) == {}
     assert "c" in flag_outliers({"a": 4, "b": 4, "c": 4}, sizes={"a": 256**2, "b": 256**2, "c": 128**2})  # by pixels
+    # a field whose file gives no pixel size (1 um taken) among them: its area means nothing, so every image
+    # is compared by its pixels (the taken size made a 0.25 um field read as 1/16 of the others' area)
+    tifffile.imwrite(tmp_path / "img" / "d.tif", np.zeros((256, 256), np.uint8))
+    ingest_dataset(load_catalog(tmp_path / "catalog.yaml").dataset("fields"), tmp_path / "data.zarr", progress=False)
+    sizes = image_sizes([ImageStore.open(tmp_path / "data.zarr")], "micrometer", {"a", "b", "c", "d"})
+    assert sizes.guessed == {"d"} and sizes.extent == {"a": 256.0**2, "b": 256.0**2, "c": 128.0**2, "d": 256.0**2}
 
 
 def test_the_summary_gives_no_training_pixel_size_for_a_model_that_takes_each_image_at_its_own(model_card):

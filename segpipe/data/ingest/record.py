@@ -300,11 +300,11 @@ def _spacing(
 
 def _file_spacing_set_aside(image: Source, *, ndim: int, spacing: tuple[float, ...], unit: str) -> str | None:
     """The pixel size ``image``'s file gives (``0.5 x 0.5 millimeter``) where the one given for it
-    (the catalog's ``spacing:``, ``--spacing``) differs from it by more than 1% on some axis; else ``None``."""
-    own = image.meta.spacing[3 - ndim :]
-    if any(s is None for s in own):
+    (the catalog's ``spacing:``, ``--spacing``) differs from it by more than 1% on some axis; else
+    ``None`` (also where the file gives no size, or one without a unit, on some axis)."""
+    own, own_unit = image.meta.spacing[3 - ndim :], image.meta.unit
+    if any(s is None for s in own) or own_unit is None:  # a size without a unit (a NIfTI's default 1) claims nothing
         return None
-    own_unit = image.meta.unit or unit
     factor = length_factor(own_unit, unit)
     if all(math.isclose(float(s) * factor, g, rel_tol=0.01) for s, g in zip(own, spacing)):
         return None
