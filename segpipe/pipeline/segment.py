@@ -16,6 +16,7 @@ kept as they are; an unreadable input is listed as failed and the others are seg
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -338,14 +339,25 @@ def _segment_held(inputs: SegmentInputs, predictor: Predictor, folder: SegmentFo
     return results
 
 
+#: The files of a zarr store that describe it (a store of only these holds no data).
+ZARR_METADATA = frozenset({"zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata"})
+
+
 def every_input_failed(results: list[InputResult], folder: SegmentFolder, *, created: bool) -> None:
-    """Nothing was segmented: no tables or report (an earlier run's stay as they were), the folder
-    removed when this run made it and nothing was ingested into it (an ingested input is kept for
-    the next run), and the first input's error raised for the command line.
+    """Nothing was segmented: no tables or report (an earlier run's stay as they were), the inputs'
+    prediction stores removed where they hold no prediction yet, the folder removed when this run
+    made it and nothing was ingested into it (an ingested input is kept for the next run), and the
+    first input's error raised for the command line.
 
     Raises:
         InputError: Always.
     """
+    for result in results:  # the prediction stores opened for them, still without a prediction
+        store = folder.predictions(result.name)
+        if store.is_dir() and not any(p.is_file() and p.name not in ZARR_METADATA for p in store.rglob("*")):
+            shutil.rmtree(store, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.predictions("_").parent.rmdir()  # when empty
     if created and not any(p.is_file() and p.name != ".segment.lock" for p in folder.root.rglob("*")):
         shutil.rmtree(folder.root, ignore_errors=True)
     first = results[0]

@@ -663,7 +663,7 @@ def test_a_wrong_pixel_size_is_one_line_and_writes_nothing(model, tmp_path, segp
 
 def test_a_pixel_size_far_from_the_models_names_the_input_once(model, tmp_path, segpipe_cli):
     """`--spacing 2 --unit mm` for a model trained at 1 um: one line naming the file, not the file and then
-    the image's name again ("field.tif: field: its pixel size, ...")."""
+    the image's name again ("field.tif: field: its pixel size, ..."), and no empty prediction store left."""
     known = save_model(tmp_path / "known", model.state_dict(), model.card.model_copy(update={"spacing_guessed": False}))
     tifffile.imwrite(tmp_path / "field.tif", tifffile.imread(DATA / "bbbc007" / "images" / "A9_p10d.tif")[:64, :64])
     result = segpipe_cli("segment", "-m", known.folder, tmp_path / "field.tif", "--spacing", "2", "--unit", "mm",
@@ -671,6 +671,8 @@ def test_a_pixel_size_far_from_the_models_names_the_input_once(model, tmp_path, 
     assert result.code == 2 and len(result.errors) == 1, result.err
     assert result.errors[0].startswith(f"error: {tmp_path / 'field.tif'}: its pixel size, 2000 x 2000 micrometer, is 2000 "
                                        "times the model's"), result.errors
+    # the ingested input is kept for the next run; the prediction store opened for it, still empty, is not
+    assert (tmp_path / "out" / "images" / "field.ome.zarr").is_dir() and not (tmp_path / "out" / ".predictions").exists()
 
 
 def test_several_files_processes_give_what_one_thread_gives(model, inputs, tmp_path):
