@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import zarr
@@ -54,7 +55,7 @@ class SegmentParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    spacing: list[PositiveFloat] | None = None
+    spacing: list[Annotated[PositiveFloat, Field(allow_inf_nan=False)]] | None = None
     """Pixel size per spatial axis ([z,] y, x), or one for every axis, for every input (overrides the files). An input whose file gives
     none (PNG, plain TIFF) is taken at the model's pixel size and not resampled: give this where it is another
     (a PNG at 0.25 um for a model trained at 0.5 um finds objects twice their size otherwise)."""

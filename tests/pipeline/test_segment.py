@@ -652,6 +652,7 @@ def test_a_pixel_size_without_a_unit_is_read_in_the_models_unit(model, tmp_path)
         (["--axes", "Y X"], "--axes: ' ' is not an axis; use the letters"),
         (["--axes", ""], "--axes: empty; use the letters T C Z Y X"),
         (["--spacing", "2,,0.5"], "--spacing: an empty value in '2,,0.5'; give every value"),  # it was dropped: "2 values"
+        (["--spacing", "nan,0.5"], "--spacing: Input should be a finite number"),  # it said "greater than 0"
     ],
 )
 def test_a_wrong_pixel_size_is_one_line_and_writes_nothing(model, tmp_path, segpipe_cli, options, message):
