@@ -37,7 +37,9 @@ from segpipe.models.card import ModelCard
 from segpipe.models.model import Model
 from segpipe.pipeline.models import assumed_spacing
 from segpipe.prediction.complete import LARGE, Current, Predicted
-from segpipe.prediction.export import FrameStack, export_ctc, export_nifti, export_tiff, labels_space, source_affine, tiff_axes
+from segpipe.prediction.export import (
+    FrameStack, affine_unit, export_ctc, export_nifti, export_tiff, labels_space, source_affine, tiff_axes,
+)
 from segpipe.prediction.fit import check_fits
 from segpipe.prediction.measure import measure_objects
 from segpipe.prediction.noise_frames import of_results, recorded
@@ -141,8 +143,13 @@ class SegmentFolder:
     def images(self, name: str) -> Path:
         return self.root / "images" / f"{name}.ome.zarr"
 
+    @property
+    def all_predictions(self) -> Path:
+        """The folder of every input's prediction store (:meth:`predictions`)."""
+        return self.root / ".predictions"
+
     def predictions(self, name: str) -> Path:
-        return self.root / ".predictions" / f"{name}.zarr"
+        return self.all_predictions / f"{name}.zarr"
 
     @property
     def labels(self) -> Path:
@@ -460,7 +467,7 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
     frames = labels.ndim - ndim
     if item.kind == "nifti":
         affine = source_affine(image.info, ndim=ndim)
-        unit = _affine_unit(image.info)
+        unit = affine_unit(image.info)
         dims = (len(image.info.get("source_axes") or "") or None) if frames == 0 else None  # the file's own, as ingest read them
         source_axes = image.info.get("source_axes") or ""
         if frames == 1 and ndim == 2 and len(source_axes) == 3 and set(source_axes) == set("TYX"):
@@ -480,15 +487,6 @@ def export_labels(item: Input, store: ImageStore, predictions: PredictionStore, 
         return [export_tiff(labels, label_files(item, folder)[0], axes=tiff_axes(ndim, frames), spacing=image.spacing, unit=unit,
                             time_step=image.info.get("time_step") if frames else None)]
     return []
-
-
-def _affine_unit(info: dict) -> str | None:
-    """The unit of a NIfTI input's affine, which its labels are written with: the file's own (``None``
-    where its header says unknown, though its sizes were read in the model's unit); the store's
-    unit for an affine made from the pixel size, and for a store made before ``world_unit``."""
-    if info.get("affine") is not None and "world_unit" in info:
-        return info["world_unit"]
-    return info.get("unit")
 
 
 def _planes_read_as_frames(image: StoredImage, frames: int, *, series: int | None = None) -> float | None:

@@ -25,7 +25,7 @@ from segpipe.inference.normalize import Normalization
 from segpipe.inference.sink import StreamStats
 from segpipe.inference.zarr_sink import ChannelsFirst, prediction_chunks
 from segpipe.models.card import ModelCard
-from segpipe.prediction.export import export_nifti, export_tiff, labels_space, source_affine, tiff_axes
+from segpipe.prediction.export import affine_unit, export_nifti, export_tiff, labels_space, source_affine, tiff_axes
 from segpipe.prediction.layers import attach_to_source, attached_stamp, write_layers
 from segpipe.prediction.noise_frames import NOISE_ATTR
 from segpipe.prediction.params import PredictParams
@@ -274,7 +274,7 @@ def export_maps(group: zarr.Group, image: StoredImage, card: ModelCard, folder: 
             elif fmt == "nifti":
                 path = folder / f"{image.name}_{name}.nii.gz"
                 if overwrite or not path.exists():
-                    export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim, unit=image.info.get("unit"),
+                    export_nifti(array, path, affine=source_affine(image.info, ndim=ndim), ndim=ndim, unit=affine_unit(image.info),
                                  world=labels_space(image.info), qform=image.info.get("qform"),
                                  qform_space=image.info.get("qform_space"))
 

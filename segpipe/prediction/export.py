@@ -142,6 +142,16 @@ def labels_space(info: dict) -> str | None:
     return world
 
 
+def affine_unit(info: dict) -> str | None:
+    """The unit of a stored image's affine (:func:`source_affine`), which NIfTI written on its grid
+    names: a NIfTI source's own (``None`` where its header says unknown, though its sizes were read
+    in a model's unit); the store's unit for an affine made from the pixel size, and for a store
+    made before ``world_unit``."""
+    if info.get("affine") is not None and "world_unit" in info:
+        return info["world_unit"]
+    return info.get("unit")
+
+
 def _rotation_and_zoom(affine: np.ndarray) -> bool:
     """Whether ``affine``'s linear part is a rotation (or reflection) times voxel sizes, which a
     NIfTI qform can hold; a sheared one it cannot."""

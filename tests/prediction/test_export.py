@@ -238,3 +238,26 @@ def test_a_region_of_a_file_without_sform_or_qform_is_exported_placed():
     assert labels_space({"world": None, "affine": stand_in, "region": [[0, 1], [10, 40], [0, 64]]}) is None  # aligned
     assert labels_space({"world": "mni", "affine": stand_in, "region": [[0, 1], [10, 40], [0, 64]]}) == "mni"
     assert labels_space({"world": None, "affine": None}) is None  # a TIFF's labels written as NIfTI: aligned
+
+
+def test_the_unit_of_an_ingested_nifti_affine_is_its_files_own(tmp_path):
+    """Labels and maps written on a NIfTI's grid name the unit of its affine: the file's (unknown where
+    its header says so; they claimed the unit its sizes were read in), the store's for a store made
+    before world_unit was recorded."""
+    import nibabel as nib
+
+    from segpipe.data.catalog import load_catalog
+    from segpipe.prediction.export import affine_unit
+
+    (tmp_path / "img").mkdir()
+    for name, unit in (("unknown", 0), ("mm", "mm")):
+        scan = nib.Nifti1Image(np.arange(96, dtype=np.float32).reshape(4, 6, 4), np.diag([0.5, 0.5, 2.0, 1.0]))
+        scan.header.set_xyzt_units(unit)
+        nib.save(scan, tmp_path / "img" / f"{name}.nii.gz")
+    (tmp_path / "catalog.yaml").write_text("datasets:\n  scans:\n    images: img/*.nii.gz\n    ndim: 3\n")
+    ingest_dataset(load_catalog(tmp_path / "catalog.yaml").dataset("scans"), tmp_path / "data.zarr", progress=False)
+    infos = {image.name: image.info for image in ImageStore.open(tmp_path / "data.zarr").images()}
+    assert affine_unit(infos["unknown"]) is None and infos["unknown"]["unit"] is not None
+    assert affine_unit(infos["mm"]) == "millimeter"
+    before = {k: v for k, v in infos["unknown"].items() if k != "world_unit"}  # a store made before the key
+    assert affine_unit(before) == infos["unknown"]["unit"]
