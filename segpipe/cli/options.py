@@ -55,16 +55,15 @@ def params(**groups: Group):
         @functools.wraps(func)
         def command(**kwargs):
             values: dict[str, dict] = {group: {} for group in groups}
-            kwargs_given = dict(kwargs)
             for keyword, targets in routes.items():
                 value = kwargs.pop(keyword)
                 if value is None:
                     continue
                 if isinstance(value, list | tuple):  # repeatable, and each may be comma-separated
-                    value = [part.strip() for item in value for part in str(item).split(",")]
+                    given, value = value, [part.strip() for item in value for part in str(item).split(",")]
                     if "" in value:  # `2,,0.5`: a value left out (it was dropped, and the others shifted)
                         flag = flags[f"{targets[0][0]}.{targets[0][1]}"]
-                        raise InputError(f"{flag}: an empty value in {','.join(map(str, kwargs_given[keyword]))!r}; "
+                        raise InputError(f"{flag}: an empty value in {','.join(map(str, given))!r}; "
                                          "give every value, separated by commas")
                 for group, dotted in targets:
                     _set(values[group], dotted, value)

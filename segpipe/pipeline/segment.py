@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import zarr
 
 from segpipe.data.catalog import COLOURS
 from segpipe.data.inputs import Input, find_inputs, settled_inputs
@@ -339,10 +340,6 @@ def _segment_held(inputs: SegmentInputs, predictor: Predictor, folder: SegmentFo
     return results
 
 
-#: The files of a zarr store that describe it (a store of only these holds no data).
-ZARR_METADATA = frozenset({"zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata"})
-
-
 def every_input_failed(results: list[InputResult], folder: SegmentFolder, *, created: bool) -> None:
     """Nothing was segmented: no tables or report (an earlier run's stay as they were), the inputs'
     prediction stores removed where they hold no prediction yet, the folder removed when this run
@@ -354,10 +351,10 @@ def every_input_failed(results: list[InputResult], folder: SegmentFolder, *, cre
     """
     for result in results:  # the prediction stores opened for them, still without a prediction
         store = folder.predictions(result.name)
-        if store.is_dir() and not any(p.is_file() and p.name not in ZARR_METADATA for p in store.rglob("*")):
+        if (store / "zarr.json").is_file() and not zarr.open_group(str(store), mode="r").nmembers():
             shutil.rmtree(store, ignore_errors=True)
     with contextlib.suppress(OSError):
-        folder.predictions("_").parent.rmdir()  # when empty
+        folder.all_predictions.rmdir()  # when empty
     if created and not any(p.is_file() and p.name != ".segment.lock" for p in folder.root.rglob("*")):
         shutil.rmtree(folder.root, ignore_errors=True)
     first = results[0]

@@ -129,9 +129,8 @@ def scaled_counts(by_image: Mapping[str, int], sizes: Mapping[str, float] | None
     return {name: n * middle / sizes[name] for name, n in by_image.items()}  # type: ignore[index]
 
 
-def _against_median_size(by_image: Mapping[str, int], sizes: Mapping[str, float], name: str) -> str:
-    """`` in 16 times the median image's size`` (or ``1/4 of``) for an image of a run whose counts are scaled."""
-    ratio = sizes[name] / statistics.median(sizes[other] for other in by_image)
+def _against_median_size(ratio: float) -> str:
+    """`` in 16 times the median image's size`` (or ``1/4 of``): an image's size over the median's."""
     return f" in {ratio:.3g} times the median image's size" if ratio >= 1 else f" in 1/{1 / ratio:.3g} of the median image's size"
 
 
@@ -181,10 +180,11 @@ def flag_outliers(
     compared = scaled or by_image
     median = _median(compared)
     low, high = _limits(by_image, median, factor=factor, few=few)
+    middle = statistics.median(sizes[name] for name in by_image) if scaled else None  # type: ignore[index]
     flags = {}
     for name, n in by_image.items():
-        said = _objects(n) + (f"{_against_median_size(by_image, sizes, name)} ({compared[name]:.3g} at that size)"  # type: ignore[arg-type]
-                              if scaled else "")
+        said = _objects(n) + (f"{_against_median_size(sizes[name] / middle)} ({compared[name]:.3g} at that size)"  # type: ignore[index]
+                              if middle else "")
         of = "the median at that size" if scaled else "the median"
         if n == 0:
             flags[name] = "no objects"

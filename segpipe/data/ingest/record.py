@@ -139,6 +139,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
         high = max(stats.high for stats in label_stats)
         if truth is not None and truth.sparse and not any(stats.background for stats in label_stats):
             raise InputError(truth.nothing_annotated_outside_objects(record.name))
+        set_aside = _file_spacing_set_aside(image, ndim=ndim, spacing=spacing, unit=unit) if spacing_source == "catalog" else None
         infos = []
         width = max(3, len(str(image.frames - 1)))
         for t in range(image.frames):
@@ -165,8 +166,7 @@ def ingest_record(root: zarr.Group, dataset: Dataset, record: ImageRecord, optio
                     "ignore_source": str(record.ignore) if mask is not None else None,
                     "ignored_pixels": label_stats[t].ignored if labels is not None else None,
                     "spacing_source": spacing_source,
-                    "file_spacing": _file_spacing_set_aside(image, ndim=ndim, spacing=spacing, unit=unit)
-                    if spacing_source == "catalog" else None,
+                    "file_spacing": set_aside,
                     "region": [list(b) for b in record.region] if record.region else None,
                     "frame": t if image.frames > 1 else record.frame,
                     "plane": record.plane,
